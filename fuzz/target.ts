@@ -1,0 +1,46 @@
+/**
+ * The contract every fuzz target implements. The runner (`fuzz/main.ts`) drives targets through
+ * fast-check, writes failures as corpus files and replays them; targets hold the arbitraries and
+ * oracles. Nothing in `src/` imports from here.
+ * @module
+ */
+
+import type fc from "fast-check";
+
+/** A violated oracle: the engine did something the target's oracle forbids. */
+export class OracleFailure extends Error {
+  /** Short name of the violated oracle, e.g. `"uncatalogued-throw"`, `"out-of-bounds-access"`. */
+  readonly oracle: string;
+  /**
+   * @param oracle short oracle name (part of the failure signature used for de-duplication).
+   * @param message what exactly happened, naming indices/addresses.
+   * @param cause the underlying exception, if any.
+   */
+  constructor(oracle: string, message: string, cause?: unknown) {
+    super(`${oracle}: ${message}`, { cause });
+    this.name = "OracleFailure";
+    this.oracle = oracle;
+  }
+}
+
+/** A fuzz target: an input generator and a property over it. */
+export interface FuzzTarget<I = unknown> {
+  /** Stable kebab-case name, used in `--target` and in `fuzz/corpus/<name>/`. */
+  readonly name: string;
+  /** One line for `--list`. */
+  readonly description: string;
+  /** The input generator (fast-check arbitrary). */
+  arbitrary(): fc.Arbitrary<I>;
+  /**
+   * Runs one input through the engine and its oracles. Returns normally when every oracle holds;
+   * throws {@link OracleFailure} (or anything else, which the runner reports as
+   * `uncaught-exception`) when one is violated. Must terminate: loops are bounded by spec limits.
+   */
+  run(input: I): void;
+  /** JSON-safe form of an input for the corpus (default: the runner stores seed and path only). */
+  encode?(input: I): unknown;
+  /** Inverse of `encode`, validating the JSON (zod); throws on a malformed corpus entry. */
+  decode?(json: unknown): I;
+  /** For `fc.commands` targets: replay needs fast-check's `replayPath` as well as seed/path. */
+  readonly usesCommands?: boolean;
+}

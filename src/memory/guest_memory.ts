@@ -1,0 +1,290 @@
+/**
+ * Guest-physical memory: a set of non-overlapping regions, each backed by an `ArrayBuffer`.
+ *
+ * Both the driver (guest CPU view) and the device (after DMA translation) touch guest memory
+ * through this class. Multi-byte values are little-endian, as virtio 1.x requires (spec §2.7
+ * "Split Virtqueues": `le16`/`le32`/`le64` fields; §1.4 "Structure Specifications").
+ *
+ * @module
+ */
+
+import { MemoryFault } from "./fault.ts";
+import { TWO_POW_32, type U64, u64FromParts, u64Hi, u64Lo } from "./u64.ts";
+
+/** Description of one region when building a {@link GuestMemory}. */
+export interface MemoryRegionSpec {
+  /** Guest physical address of the first byte. Must be a multiple of 4096 (a page). */
+  gpa: number;
+  /** Size in bytes; a positive multiple of 4096. */
+  size: number;
+  /** Existing backing store of exactly `size` bytes; a zeroed one is allocated when absent. */
+  backing?: ArrayBuffer;
+  /**
+   * Confidential-guest memory that the host cannot read (SEV/TDX private pages). Devices reach
+   * only shared memory in a confidential guest; DMA models consult this flag. Default `false`.
+   */
+  private?: boolean;
+  /** A label for dumps and error messages, e.g. `"ram-low"`. */
+  name?: string;
+}
+
+/** Page size of region granularity, in bytes. */
+export const GUEST_PAGE_SIZE = 4096;
+
+/** One contiguous range of guest-physical memory with its typed-array views. */
+export class MemoryRegion {
+  /** GPA of the first byte. */
+  readonly gpa: number;
+  /** Size in bytes. */
+  readonly size: number;
+  /** GPA one past the last byte. */
+  readonly end: number;
+  /** All bytes of the region (offset 0 is `gpa`). */
+  readonly bytes: Uint8Array;
+  /** Little-endian accessor over the same bytes. */
+  readonly view: DataView;
+  /** Label for dumps. */
+  readonly name: string;
+  /** True for confidential-guest private memory (see {@link MemoryRegionSpec.private}). */
+  private: boolean;
+
+  /** Creates a region (with a zeroed backing store unless one is given).
+   * @param spec validated region description. */
+  constructor(spec: MemoryRegionSpec) {
+    this.gpa = spec.gpa;
+    this.size = spec.size;
+    this.end = spec.gpa + spec.size;
+    const buf = spec.backing ?? new ArrayBuffer(spec.size);
+    this.bytes = new Uint8Array(buf, 0, spec.size);
+    this.view = new DataView(buf, 0, spec.size);
+    this.name = spec.name ?? `ram@0x${spec.gpa.toString(16)}`;
+    this.private = spec.private ?? false;
+  }
+}
+
+/**
+ * Observer of bulk payload accesses, used by fuzz oracles to check that a device only touches the
+ * memory its descriptors name. Ring accesses through precomputed views are not reported.
+ */
+export interface MemoryObserver {
+  /** Called before `length` bytes at `gpa` are read. */
+  onRead(gpa: number, length: number): void;
+  /** Called before `length` bytes at `gpa` are written. */
+  onWrite(gpa: number, length: number): void;
+}
+
+/**
+ * Guest-physical memory made of non-overlapping, page-aligned regions.
+ *
+ * Every accessor throws {@link MemoryFault} when the access is not wholly inside one region.
+ * 64-bit reads return an exact {@link U64} (a bigint above 2^53 - 1), never a rounded number.
+ */
+export class GuestMemory {
+  #regions: MemoryRegion[] = [];
+  #last: MemoryRegion | null = null;
+  /** Optional observer of bulk reads/writes (see {@link MemoryObserver}); `null` when off. */
+  observer: MemoryObserver | null = null;
+
+  /**
+   * Creates guest memory from non-overlapping regions.
+   * @param regions initial regions; see {@link GuestMemory.addRegion} for the rules.
+   * @throws RangeError when a region is misaligned, empty, overlaps another, or is above 2^52.
+   */
+  constructor(regions: readonly MemoryRegionSpec[] = []) {
+    for (const r of regions) this.addRegion(r);
+  }
+
+  /** Convenience: one zeroed region of `size` bytes at `gpa` (default 0). */
+  static flat(size: number, gpa = 0): GuestMemory {
+    return new GuestMemory([{ gpa, size }]);
+  }
+
+  /**
+   * Adds a region.
+   * @returns the new region.
+   * @throws RangeError when `gpa`/`size` are not multiples of 4096, the region is empty, ends
+   * above 2^52 (no real platform has more physical address bits), overlaps an existing region, or
+   * `backing` is shorter than `size`.
+   */
+  addRegion(spec: MemoryRegionSpec): MemoryRegion {
+    const { gpa, size } = spec;
+    if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa % GUEST_PAGE_SIZE !== 0) {
+      throw new RangeError(`region gpa ${gpa} must be a non-negative multiple of 4096`);
+    }
+    if (!Number.isSafeInteger(size) || size <= 0 || size % GUEST_PAGE_SIZE !== 0) {
+      throw new RangeError(`region size ${size} must be a positive multiple of 4096`);
+    }
+    if (gpa + size > 2 ** 52) throw new RangeError(`region ends above 2^52: gpa ${gpa}`);
+    if (spec.backing && spec.backing.byteLength < size) {
+      throw new RangeError(`region backing has ${spec.backing.byteLength} bytes, needs ${size}`);
+    }
+    for (const r of this.#regions) {
+      if (gpa < r.end && r.gpa < gpa + size) {
+        throw new RangeError(
+          `region [0x${gpa.toString(16)}, +0x${size.toString(16)}) overlaps ${r.name}`,
+        );
+      }
+    }
+    const region = new MemoryRegion(spec);
+    this.#regions.push(region);
+    this.#regions.sort((a, b) => a.gpa - b.gpa);
+    return region;
+  }
+
+  /** The regions, sorted by GPA. */
+  get regions(): readonly MemoryRegion[] {
+    return this.#regions;
+  }
+
+  /** The region containing `gpa`, or `undefined` when `gpa` is in a hole. */
+  regionAt(gpa: number): MemoryRegion | undefined {
+    const last = this.#last;
+    if (last !== null && gpa >= last.gpa && gpa < last.end) return last;
+    for (const r of this.#regions) {
+      if (gpa >= r.gpa && gpa < r.end) {
+        this.#last = r;
+        return r;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * The region that wholly contains `[gpa, gpa + length)`.
+   * @throws MemoryFault (`invalid`, `unmapped` or `straddle`).
+   */
+  resolve(gpa: number, length: number): MemoryRegion {
+    const last = this.#last;
+    if (last !== null && gpa >= last.gpa && length >= 0 && gpa + length <= last.end) return last;
+    return this.#resolveSlow(gpa, length);
+  }
+
+  #resolveSlow(gpa: number, length: number): MemoryRegion {
+    if (
+      !Number.isSafeInteger(gpa) || gpa < 0 || !Number.isSafeInteger(length) || length < 0 ||
+      !Number.isSafeInteger(gpa + length)
+    ) throw new MemoryFault("invalid", gpa, length);
+    const r = this.regionAt(gpa);
+    if (r === undefined) throw new MemoryFault("unmapped", gpa, length);
+    if (gpa + length > r.end) throw new MemoryFault("straddle", gpa, length);
+    return r;
+  }
+
+  /** True when `[gpa, gpa + length)` lies wholly inside one region. Never throws. */
+  contains(gpa: number, length: number): boolean {
+    if (!Number.isSafeInteger(gpa) || gpa < 0 || !Number.isSafeInteger(length) || length < 0) {
+      return false;
+    }
+    const r = this.regionAt(gpa);
+    return r !== undefined && gpa + length <= r.end;
+  }
+
+  /** Reads a u8. @throws MemoryFault */
+  readU8(gpa: number): number {
+    const r = this.resolve(gpa, 1);
+    return r.bytes[gpa - r.gpa];
+  }
+  /** Reads a little-endian u16. @throws MemoryFault */
+  readU16(gpa: number): number {
+    const r = this.resolve(gpa, 2);
+    return r.view.getUint16(gpa - r.gpa, true);
+  }
+  /** Reads a little-endian u32. @throws MemoryFault */
+  readU32(gpa: number): number {
+    const r = this.resolve(gpa, 4);
+    return r.view.getUint32(gpa - r.gpa, true);
+  }
+  /** Reads a little-endian u64 exactly (a bigint above 2^53 - 1). @throws MemoryFault */
+  readU64(gpa: number): U64 {
+    const r = this.resolve(gpa, 8);
+    const off = gpa - r.gpa;
+    return u64FromParts(r.view.getUint32(off, true), r.view.getUint32(off + 4, true));
+  }
+  /** Writes a u8 (the low 8 bits of `value`). @throws MemoryFault */
+  writeU8(gpa: number, value: number): void {
+    const r = this.resolve(gpa, 1);
+    r.bytes[gpa - r.gpa] = value;
+  }
+  /** Writes a little-endian u16. @throws MemoryFault */
+  writeU16(gpa: number, value: number): void {
+    const r = this.resolve(gpa, 2);
+    r.view.setUint16(gpa - r.gpa, value, true);
+  }
+  /** Writes a little-endian u32. @throws MemoryFault */
+  writeU32(gpa: number, value: number): void {
+    const r = this.resolve(gpa, 4);
+    r.view.setUint32(gpa - r.gpa, value >>> 0, true);
+  }
+  /** Writes a little-endian u64 exactly. @throws MemoryFault */
+  writeU64(gpa: number, value: U64): void {
+    const r = this.resolve(gpa, 8);
+    const off = gpa - r.gpa;
+    if (typeof value === "number") {
+      r.view.setUint32(off, value % TWO_POW_32, true);
+      r.view.setUint32(off + 4, Math.floor(value / TWO_POW_32), true);
+    } else {
+      r.view.setUint32(off, u64Lo(value), true);
+      r.view.setUint32(off + 4, u64Hi(value), true);
+    }
+  }
+
+  /**
+   * Copies `dst.length` bytes starting at `gpa` into `dst` (reported to the observer as a read).
+   * @throws MemoryFault
+   */
+  read(gpa: number, dst: Uint8Array): void {
+    const len = dst.length;
+    const r = this.resolve(gpa, len);
+    if (this.observer !== null) this.observer.onRead(gpa, len);
+    const off = gpa - r.gpa;
+    dst.set(r.bytes.subarray(off, off + len));
+  }
+
+  /** Copies `src` into guest memory at `gpa` (reported as a write). @throws MemoryFault */
+  write(gpa: number, src: Uint8Array): void {
+    const r = this.resolve(gpa, src.length);
+    if (this.observer !== null) this.observer.onWrite(gpa, src.length);
+    r.bytes.set(src, gpa - r.gpa);
+  }
+
+  /**
+   * Copies `length` bytes from `srcGpa` to `dstGpa` (overlap-safe; reported as a read and a write).
+   * @throws MemoryFault when either range is not inside one region.
+   */
+  copy(dstGpa: number, srcGpa: number, length: number): void {
+    const s = this.resolve(srcGpa, length);
+    const d = this.resolve(dstGpa, length);
+    if (this.observer !== null) {
+      this.observer.onRead(srcGpa, length);
+      this.observer.onWrite(dstGpa, length);
+    }
+    const so = srcGpa - s.gpa;
+    if (s === d) d.bytes.copyWithin(dstGpa - d.gpa, so, so + length);
+    else d.bytes.set(s.bytes.subarray(so, so + length), dstGpa - d.gpa);
+  }
+
+  /** Fills `length` bytes at `gpa` with `value` (reported as a write). @throws MemoryFault */
+  fill(gpa: number, length: number, value = 0): void {
+    const r = this.resolve(gpa, length);
+    if (this.observer !== null) this.observer.onWrite(gpa, length);
+    const off = gpa - r.gpa;
+    r.bytes.fill(value, off, off + length);
+  }
+
+  /**
+   * A zero-copy view of `[gpa, gpa + length)`. Cold path: allocates the view object, so hot
+   * paths create views once (e.g. at queue activation) and keep them. Not reported to the observer.
+   * @throws MemoryFault
+   */
+  view(gpa: number, length: number): Uint8Array {
+    const r = this.resolve(gpa, length);
+    const off = gpa - r.gpa;
+    return r.bytes.subarray(off, off + length);
+  }
+
+  /** A zero-copy little-endian `DataView` of `[gpa, gpa + length)`. @throws MemoryFault */
+  dataView(gpa: number, length: number): DataView {
+    const r = this.resolve(gpa, length);
+    return new DataView(r.bytes.buffer, r.bytes.byteOffset + (gpa - r.gpa), length);
+  }
+}
