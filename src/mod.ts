@@ -20,3 +20,16 @@ export * from "./virtio/errors.ts";
 export * from "./virtio/sg_list.ts";
 export * from "./virtio/chain.ts";
 export * from "./virtio/queue.ts";
+
+// --- inspect: decode memory images of live virtqueues and compare with QEMU (issue #9) --------
+export * from "./inspect/inspect_error.ts";
+export * from "./inspect/exact_json.ts";
+export * from "./inspect/feature_names.ts";
+export * from "./inspect/fixture.ts";
+export * from "./inspect/qemu_oracle.ts";
+export * from "./inspect/decoded_chain.ts";
+export * from "./inspect/split_view.ts";
+export * from "./inspect/packed_view.ts";
+export * from "./inspect/inspect_queue.ts";
+export * from "./inspect/compare_qemu.ts";
+export * from "./inspect/hex_dump.ts";
