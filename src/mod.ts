@@ -33,3 +33,4 @@ export * from "./inspect/packed_view.ts";
 export * from "./inspect/inspect_queue.ts";
 export * from "./inspect/compare_qemu.ts";
 export * from "./inspect/hex_dump.ts";
+export * from "./inspect/report_json.ts";
