@@ -20,3 +20,8 @@ export * from "./virtio/errors.ts";
 export * from "./virtio/sg_list.ts";
 export * from "./virtio/chain.ts";
 export * from "./virtio/queue.ts";
+
+// Packed virtqueue (spec §2.8): layout, driver side, device side.
+export * from "./virtio/packed/layout.ts";
+export * from "./virtio/packed/driver.ts";
+export * from "./virtio/packed/device.ts";
