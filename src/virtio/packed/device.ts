@@ -407,7 +407,7 @@ export class PackedDeviceQueue implements DeviceQueue {
       else if (seenWritable) {
         throw new VirtqError("DESC_READABLE_AFTER_WRITABLE", `slot ${pos}`, { index: pos });
       }
-      this.#addBuffer(chain, lo, hi, len, write, pos);
+      this.#checkBuffer(lo, hi, len, pos);
       if ((flags & VIRTQ_DESC_F_NEXT) === 0) break;
       // §2.8.6: a list may wrap the ring end; the wrap counter flips there (#32).
       if (++pos === size) {
@@ -423,6 +423,7 @@ export class PackedDeviceQueue implements DeviceQueue {
         { index: headSlot },
       );
     }
+    this.#translateAll(chain);
     chain.id = id;
     chain.ringDescriptors = count;
     this.#outstandingSlots += count;
@@ -508,18 +509,12 @@ export class PackedDeviceQueue implements DeviceQueue {
           },
         );
       }
-      this.#addBuffer(chain, alo, ahi, l, write, i);
+      this.#checkBuffer(alo, ahi, l, i);
     }
   }
 
-  #addBuffer(
-    chain: PackedChain,
-    lo: number,
-    hi: number,
-    len: number,
-    write: boolean,
-    index: number,
-  ): void {
+  /** Pass 1 for one buffer descriptor: length policy, chain total, 64-bit wrap. */
+  #checkBuffer(lo: number, hi: number, len: number, index: number): void {
     if (len === 0) {
       if (this.#zeroAllow) return;
       throw new VirtqError("DESC_ZERO_LENGTH", `descriptor ${index}`, { index });
@@ -529,10 +524,8 @@ export class PackedDeviceQueue implements DeviceQueue {
     if (total > MAX_CHAIN_BYTES) {
       throw new VirtqError(
         "CHAIN_TOO_MANY_BYTES",
-        `descriptor ${index} brings the chain to ${total}`,
-        {
-          index,
-        },
+        `descriptor ${index} brings the chain to ${total} bytes`,
+        { index },
       );
     }
     this.#chainBytes = total;
@@ -542,6 +535,36 @@ export class PackedDeviceQueue implements DeviceQueue {
         index,
       });
     }
+  }
+
+  /** Pass 2: translates every recorded buffer descriptor into guest memory segments. */
+  #translateAll(chain: PackedChain): void {
+    const n = chain.descCount;
+    for (let i = 0; i < n; i++) {
+      const f = chain.descFlags[i];
+      const len = chain.descLen[i];
+      if (len === 0 || ((f & VIRTQ_DESC_F_INDIRECT) !== 0 && chain.descInIndirect[i] === 0)) {
+        continue;
+      }
+      this.#translate(
+        chain,
+        chain.descAddrLo[i],
+        chain.descAddrHi[i],
+        len,
+        (f & VIRTQ_DESC_F_WRITE) !== 0,
+        i,
+      );
+    }
+  }
+
+  #translate(
+    chain: PackedChain,
+    lo: number,
+    hi: number,
+    len: number,
+    write: boolean,
+    index: number,
+  ): void {
     let bus: U64 = hi <= 0x1f_ffff ? hi * TWO_POW_32 + lo : u64FromParts(lo, hi);
     const access = write ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
     const tr = this.#tr;
