@@ -27,3 +27,8 @@ export * from "./virtio/split/driver.ts";
 export * from "./virtio/factory.ts";
 export * from "./virtio/pair.ts";
 export * from "./devices/loopback.ts";
+
+// Packed virtqueue (spec §2.8): layout, driver side, device side.
+export * from "./virtio/packed/layout.ts";
+export * from "./virtio/packed/driver.ts";
+export * from "./virtio/packed/device.ts";
