@@ -20,3 +20,11 @@ export * from "./virtio/errors.ts";
 export * from "./virtio/sg_list.ts";
 export * from "./virtio/chain.ts";
 export * from "./virtio/queue.ts";
+// --- DMA models (issue #4): device views, driver DMA APIs, mode factory -----------------------
+export * from "./dma/clock.ts";
+export * from "./dma/window.ts";
+export * from "./dma/page_table.ts";
+export * from "./dma/iotlb.ts";
+export * from "./dma/iommu.ts";
+export * from "./dma/confidential.ts";
+export * from "./dma/compose.ts";
