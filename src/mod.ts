@@ -32,3 +32,17 @@ export * from "./devices/loopback.ts";
 export * from "./virtio/packed/layout.ts";
 export * from "./virtio/packed/driver.ts";
 export * from "./virtio/packed/device.ts";
+// --- DMA models (issue #4): device views, driver DMA APIs, mode factory -----------------------
+export * from "./dma/clock.ts";
+export * from "./dma/window.ts";
+export * from "./dma/page_table.ts";
+export * from "./dma/iotlb.ts";
+export * from "./dma/iommu.ts";
+export * from "./dma/confidential.ts";
+export * from "./dma/compose.ts";
+export * from "./dma/iova_allocator.ts";
+export * from "./dma/flush_queue.ts";
+export * from "./dma/direct_api.ts";
+export * from "./dma/iommu_api.ts";
+export * from "./dma/swiotlb.ts";
+export * from "./dma/modes.ts";
