@@ -20,3 +20,13 @@ export * from "./virtio/errors.ts";
 export * from "./virtio/sg_list.ts";
 export * from "./virtio/chain.ts";
 export * from "./virtio/queue.ts";
+
+// --- virtio-iommu (device ID 23, spec §5.13): device, endpoint DMA views, driver DmaApi -------
+export * from "./devices/virtio_iommu/constants.ts";
+export * from "./devices/virtio_iommu/config.ts";
+export * from "./devices/virtio_iommu/requests.ts";
+export * from "./devices/virtio_iommu/probe.ts";
+export * from "./devices/virtio_iommu/events.ts";
+export * from "./devices/virtio_iommu/mappings.ts";
+export * from "./devices/virtio_iommu/endpoint_space.ts";
+export * from "./devices/virtio_iommu/device.ts";
