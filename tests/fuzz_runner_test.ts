@@ -28,6 +28,9 @@ import { type FuzzEnv, fuzzMain } from "../fuzz/main.ts";
 import { InProcessExecutor, runUnits, WorkerExecutor } from "../fuzz/campaign.ts";
 import { registryProblems, unregisteredTargets } from "../fuzz/registry.ts";
 import { describeValue, hexDump } from "../fuzz/describe.ts";
+import { mergeMain } from "../fuzz/merge.ts";
+import { coverageTable, parseLcov, unreachedCodes } from "../fuzz/coverage.ts";
+import { CATALOGUE_CODES } from "../fuzz/catalogue.ts";
 import {
   COPY_FAULTS,
   INDEX_FAULTS,
@@ -581,4 +584,96 @@ Deno.test("registry: unregistered targets in the targets directory stop the runn
     'target "Bad_Name": name must be kebab-case (e.g. "split-hostile-driver")',
     'target "Bad_Name": description must be one non-empty line (shown by --list)',
   ]);
+});
+
+Deno.test("merge CLI: shard reports merge into one; bad input names the file and the fix", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "virtq-merge-" });
+  try {
+    const runShard = async (i: number) => {
+      const c = captureEnv(TARGETS);
+      const args = ["--workers", "0", "--runs", "500", "--seed", "3", "--shard", `${i}/3`];
+      assertEquals(
+        await fuzzMain([...args, "--json", `${dir}/s${i}.json`, "--corpus", `${dir}/c`], c.env),
+        0,
+      );
+      return `${dir}/s${i}.json`;
+    };
+    const files = [await runShard(1), await runShard(2), await runShard(3)];
+    const out: string[] = [];
+    const err: string[] = [];
+    const o = (s: string) => void out.push(s);
+    const e = (s: string) => void err.push(s);
+    assertEquals(
+      mergeMain([...files, "--json", `${dir}/m.json`, "--junit", `${dir}/m.xml`], o, e),
+      0,
+    );
+    const m = parseReport("m.json", JSON.parse(await Deno.readTextFile(`${dir}/m.json`)));
+    // 2 targets x 2 slices (3 shards > 2 targets), 500 runs each
+    assertEquals(m.targets.map((t) => [t.target, t.units, t.runs]), [["example-copy", 2, 1000], [
+      "example-index",
+      2,
+      1000,
+    ]]);
+    assertEquals(m.campaigns.map((c) => c.shard), [1, 2, 3].map((index) => ({ index, count: 3 })));
+    assertEquals((await Deno.readTextFile(`${dir}/m.xml`)).match(/<testcase /g)?.length, 2);
+    assertEquals(mergeMain(["--help"], o, e), 0);
+    assertStringIncludes(out.join(""), "deno task fuzz:merge REPORT.json...");
+    await Deno.writeTextFile(
+      `${dir}/bad.json`,
+      JSON.stringify({ format: "virtq-lab/fuzz-report@1" }),
+    );
+    assertEquals(mergeMain([files[0], `${dir}/bad.json`], o, e), 2);
+    assertStringIncludes(err.join(""), `${dir}/bad.json: not a fuzz report`);
+    assertStringIncludes(err.join(""), "campaigns");
+    assertEquals(mergeMain([files[0], files[0]], o, e), 2);
+    assertStringIncludes(err.join(""), "is already in");
+    assertEquals(mergeMain(["--bogus"], o, e), 2);
+    assertStringIncludes(err.join(""), "--bogus: unknown flag. Fix:");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("coverage: lcov parsing, the src/virtio + src/dma table, unreached codes", () => {
+  const lcov = [
+    "SF:/r/src/virtio/queue.ts",
+    "FN:1,x",
+    "BRF:4",
+    "BRH:3",
+    "LF:100",
+    "LH:90",
+    "end_of_record",
+    "SF:/r/src/dma/errors.ts",
+    "LF:10",
+    "LH:10",
+    "BRF:0",
+    "BRH:0",
+    "end_of_record",
+    "SF:/r/src/memory/u64.ts",
+    "LF:50",
+    "LH:0",
+    "end_of_record",
+  ].join("\n");
+  const files = parseLcov(lcov);
+  assertEquals(files[0], {
+    file: "/r/src/virtio/queue.ts",
+    lines: 100,
+    linesHit: 90,
+    branches: 4,
+    branchesHit: 3,
+  });
+  const t = coverageTable(files, "/r", ["src/virtio/", "src/dma/"], ["src/virtio/split/ring.ts"]);
+  assertEquals(t.linePct, 100 / 110 * 100);
+  assertEquals(t.branchPct, 75);
+  assertEquals(t.text.split("\n"), [
+    "file                       lines  branches",
+    "src/dma/errors.ts         100.0%     -  ",
+    "src/virtio/queue.ts        90.0%   75.0%",
+    "src/virtio/split/ring.ts  never loaded by any target",
+    "total                      90.9%   75.0%",
+  ]);
+  const missing = unreachedCodes(["QUEUE_SIZE_INVALID", "DMA_FAULT(wrap)", "NOT_A_CODE"]);
+  assert(!missing.includes("QUEUE_SIZE_INVALID") && !missing.includes("DMA_FAULT(wrap)"));
+  assert(missing.includes("RING_MISALIGNED") && missing.includes("DMA_MAP_ERROR(transport)"));
+  assertEquals(missing.length, CATALOGUE_CODES.length - 2);
 });
