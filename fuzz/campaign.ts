@@ -46,15 +46,22 @@ export class WorkerExecutor implements Executor {
   #idle: Worker[] = [];
   #all: Worker[] = [];
   #progressMs: number;
+  #hangSeconds: number;
   /**
    * @param registryUrl URL of a module exporting `TARGETS`.
    * @param n number of workers (at least 1).
-   * @param progressMs progress message interval.
+   * @param options `progressMs`: progress message interval (500); `hangSeconds`: how long past
+   *   120% of its budget a time-bounded unit may take before its worker is killed (30).
    */
-  constructor(registryUrl: string, n: number, progressMs = 500) {
+  constructor(
+    registryUrl: string,
+    n: number,
+    options: { progressMs?: number; hangSeconds?: number } = {},
+  ) {
     this.parallelism = Math.max(1, n);
     this.#registry = registryUrl;
-    this.#progressMs = progressMs;
+    this.#progressMs = options.progressMs ?? 500;
+    this.#hangSeconds = options.hangSeconds ?? 30;
   }
   #take(): Worker {
     const w = this.#idle.pop();
@@ -63,26 +70,62 @@ export class WorkerExecutor implements Executor {
     this.#all.push(nw);
     return nw;
   }
-  /** Runs one unit on an idle worker (the scheduler never asks for more than `parallelism`). */
+  /**
+   * Runs one unit on an idle worker (the scheduler never asks for more than `parallelism`).
+   * Never rejects: a worker that fails, crashes or hangs past the unit's budget plus
+   * `hangSeconds` (time-bounded units only) yields a result with `crash` set, and a hung worker
+   * is terminated, so the campaign always ends with a report.
+   */
   run(unit: UnitSpec, onProgress: (p: UnitProgress) => void): Promise<UnitResult> {
     const w = this.#take();
-    return new Promise<UnitResult>((resolve, reject) => {
+    const start = performance.now();
+    return new Promise<UnitResult>((resolve) => {
+      let runs = 0;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const finish = (result: UnitResult, kill: boolean) => {
+        clearTimeout(timer);
+        w.onmessage = null;
+        w.onerror = null;
+        if (kill) {
+          this.#all = this.#all.filter((x) => x !== w);
+          w.terminate();
+        } else this.#idle.push(w);
+        resolve(result);
+      };
+      const crash = (why: string, kill: boolean) =>
+        finish({
+          target: unit.target,
+          slice: unit.slice,
+          seed: unit.seed,
+          runs,
+          seconds: (performance.now() - start) / 1000,
+          failures: [],
+          errorCodes: [],
+          crash: why,
+        }, kill);
+      if (unit.seconds !== undefined) {
+        const limit = unit.seconds * 1.2 + this.#hangSeconds;
+        timer = setTimeout(
+          () =>
+            crash(
+              `no result after ${limit.toFixed(1)} s (budget ${unit.seconds!.toFixed(1)} s): ` +
+                `target.run hangs or an engine loop is unbounded (last progress: ${runs} runs)`,
+              true,
+            ),
+          limit * 1000,
+        );
+      }
       w.onmessage = (ev: MessageEvent) => {
         const m = ev.data;
-        if (m.type === "progress") onProgress({ runs: m.runs, failures: m.failures });
-        else {
-          w.onmessage = null;
-          w.onerror = null;
-          this.#idle.push(w);
-          if (m.type === "done") resolve(m.result as UnitResult);
-          else reject(new Error(`worker failed on ${unit.target}: ${m.message}`));
-        }
+        if (m.type === "progress") {
+          runs = m.runs;
+          onProgress({ runs: m.runs, failures: m.failures });
+        } else if (m.type === "done") finish(m.result as UnitResult, false);
+        else crash(`worker failed: ${m.message}`, false);
       };
       w.onerror = (ev: ErrorEvent) => {
         ev.preventDefault();
-        this.#all = this.#all.filter((x) => x !== w);
-        w.terminate();
-        reject(new Error(`worker crashed on ${unit.target}: ${ev.message}`));
+        crash(`worker crashed: ${ev.message}`, true);
       };
       const req: WorkerRequest = { registry: this.#registry, unit, progressMs: this.#progressMs };
       w.postMessage(req);

@@ -21,7 +21,10 @@ export interface UnitSpec {
   seed: number;
   /** Time budget in seconds (undefined: no time limit). */
   seconds?: number;
-  /** Run budget (undefined: no run limit). At least one of the two must be set. */
+  /**
+   * Run budget (undefined: no run limit). At least one of the two must be set. Shrinking a
+   * failure found near the deadline may overrun `seconds` by 20% (1 s to 10 s).
+   */
   runs?: number;
   /** Stop after this many distinct failures (default 3). */
   maxFailures?: number;
@@ -96,6 +99,10 @@ export function runUnit(
   const deadline = spec.seconds === undefined ? Infinity : start + spec.seconds * 1000;
   let runsLeft = spec.runs ?? Infinity;
   const maxFailures = spec.maxFailures ?? 3;
+  // Shrinking a failure found just before the deadline may overrun it by this much.
+  const shrinkGraceMs = spec.seconds === undefined
+    ? 0
+    : Math.min(10_000, Math.max(1000, spec.seconds * 200));
   const failures: FailureRecord[] = [];
   const seen = new Set<string>();
   let runs = 0;
@@ -104,8 +111,12 @@ export function runUnit(
   let repeats = 0;
   let crash: string | undefined;
   resetObserved();
+  let failing = false; // the current fc.check found a failure and is shrinking it
   const predicate = (input: unknown): void => {
     executed++;
+    // Generation stops at the deadline (an interrupt, which fast-check counts as success);
+    // shrinking a failure found before it may use the grace period (fc's own time limit).
+    if (!failing && performance.now() >= deadline) throw new fc.PreconditionFailure(true);
     if (onProgress !== undefined && (executed & 31) === 0) {
       const now = performance.now();
       if (now >= nextReport) {
@@ -113,7 +124,12 @@ export function runUnit(
         onProgress({ runs: executed, failures: failures.length });
       }
     }
-    target.run(input);
+    try {
+      target.run(input);
+    } catch (e) {
+      failing = true;
+      throw e;
+    }
   };
   try {
     const arb = target.arbitrary();
@@ -121,10 +137,13 @@ export function runUnit(
       const remaining = deadline - performance.now();
       if (remaining <= 0) break;
       const seed = k === 0 ? spec.seed : deriveSeed(spec.seed, "retry", k);
+      failing = false;
       const details = fc.check(fc.property(arb, predicate), {
         seed,
         numRuns: Math.min(runsLeft, MAX_RUNS),
-        interruptAfterTimeLimit: Number.isFinite(remaining) ? Math.ceil(remaining) : undefined,
+        interruptAfterTimeLimit: Number.isFinite(remaining)
+          ? Math.ceil(remaining + shrinkGraceMs)
+          : undefined,
       });
       runs += details.numRuns;
       runsLeft -= Math.max(details.numRuns, 1);

@@ -677,3 +677,17 @@ Deno.test("coverage: lcov parsing, the src/virtio + src/dma table, unreached cod
   assert(missing.includes("RING_MISALIGNED") && missing.includes("DMA_MAP_ERROR(transport)"));
   assertEquals(missing.length, CATALOGUE_CODES.length - 2);
 });
+
+Deno.test("campaign: a hung target is killed after its budget and reported as a crash", async () => {
+  const w = new WorkerExecutor(new URL("./fuzz_examples_hang.ts", import.meta.url).href, 1, {
+    hangSeconds: 0.5,
+  });
+  try {
+    const [r] = await runUnits([{ target: "example-hang", slice: 0, seed: 1, seconds: 0.2 }], w);
+    assertStringIncludes(r.crash ?? "", "target.run hangs or an engine loop is unbounded");
+    const [bad] = await runUnits([{ target: "nope", slice: 0, seed: 1, runs: 1 }], w);
+    assertStringIncludes(bad.crash ?? "", 'no target "nope"');
+  } finally {
+    w.close();
+  }
+});
