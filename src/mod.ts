@@ -20,3 +20,10 @@ export * from "./virtio/errors.ts";
 export * from "./virtio/sg_list.ts";
 export * from "./virtio/chain.ts";
 export * from "./virtio/queue.ts";
+// --- split virtqueue engine, factory, pair helper, loopback device (issue #2) ---------------
+export * from "./virtio/split/layout.ts";
+export * from "./virtio/split/device.ts";
+export * from "./virtio/split/driver.ts";
+export * from "./virtio/factory.ts";
+export * from "./virtio/pair.ts";
+export * from "./devices/loopback.ts";
