@@ -74,3 +74,4 @@ export * from "./inspect/inspect_queue.ts";
 export * from "./inspect/compare_qemu.ts";
 export * from "./inspect/hex_dump.ts";
 export * from "./inspect/report_json.ts";
+export * from "./inspect/engine_decode.ts";

@@ -22,6 +22,9 @@ import {
   PackedRingView,
 } from "./packed_view.ts";
 import type { QemuQueueStatus } from "./qemu_oracle.ts";
+import { popOutstandingWithEngine } from "./engine_decode.ts";
+import { u64Compare } from "../memory/u64.ts";
+import { VIRTQ_DESC_F_INDIRECT } from "../virtio/constants.ts";
 
 /** What the inspector needs to know about a queue (a {@link FixtureQueue} fits). */
 export interface QueueSpec {
@@ -142,6 +145,18 @@ export interface QueueReport {
   notes: string[];
   /** Which decoder produced `outstanding`. */
   decoder: string;
+  /**
+   * Our device engine's pops of the outstanding chains (from a rebased scratch copy, see
+   * `engine_decode.ts`), cross-checked with the walker: `mismatches` lists every disagreement.
+   */
+  engine?: {
+    name: string;
+    popped: number;
+    error: DecodeError | null;
+    errorPosition: number | null;
+    mismatches: string[];
+    notes: string[];
+  };
 }
 
 /**
@@ -169,7 +184,7 @@ export function inspectQueue(spec: QueueSpec, opts: InspectOptions): QueueReport
     completed: [],
     errors: [],
     notes: [],
-    decoder: "inspector walker (device-side rules of src/virtio/errors.ts)",
+    decoder: "device engine (SplitDeviceQueue / PackedDeviceQueue), cross-checked by the walker",
   };
   const useQemu = (opts.positions ?? (spec.qemuStatus ? "qemu" : "memory")) === "qemu" &&
     spec.qemuStatus !== undefined;
@@ -187,6 +202,7 @@ export function inspectQueue(spec: QueueSpec, opts: InspectOptions): QueueReport
       decodeError("RING_UNMAPPED", `ring areas not readable: ${(e as Error).message}`),
     );
   }
+  if (report.position !== undefined) crossCheckEngine(spec, opts, dma, report);
   for (const c of report.outstanding) if (c.error) report.errors.push(c.error);
   for (const u of report.completed) if (u.error) report.errors.push(u.error);
   return report;
@@ -369,4 +385,100 @@ function inspectPacked(
         : null,
     });
   }
+}
+
+/**
+ * Pops the outstanding chains with our device engine and makes its verdict authoritative: the
+ * chain it fails on carries the engine's error; chains after it are marked as never reached (the
+ * device is broken, NEEDS_RESET). Every disagreement with the walker is recorded.
+ */
+function crossCheckEngine(
+  spec: QueueSpec,
+  opts: InspectOptions,
+  dma: DmaAddressSpace,
+  report: QueueReport,
+): void {
+  const pos = report.position!;
+  const e = popOutstandingWithEngine({
+    memory: opts.memory,
+    dma,
+    layout: spec.layout,
+    size: spec.size,
+    descAddr: spec.descAddr,
+    driverAddr: spec.driverAddr,
+    deviceAddr: spec.deviceAddr,
+    features: spec.features,
+    lastAvailIdx: pos.lastAvailIdx,
+    availWrap: pos.availWrap,
+  });
+  const mism: string[] = [];
+  const walker = report.outstanding;
+  // Packed AVAIL/USED bits were re-expressed in lap 1 on the rebased copy: compare the rest.
+  const flagMask = spec.layout === "packed" ? 0x7f7f : 0xffff;
+  e.chains.forEach((ec, k) => {
+    const w = walker[k];
+    const tag = `chain ${k} (position ${ec.position})`;
+    if (w === undefined) {
+      mism.push(`${tag}: popped by the engine, not found by the walker`);
+      return;
+    }
+    if (w.position !== ec.position) mism.push(`${tag}: walker position ${w.position}`);
+    if (w.id !== ec.id) mism.push(`${tag}: id engine ${ec.id}, walker ${w.id}`);
+    if (w.ringDescriptors !== ec.ringDescriptors) {
+      mism.push(
+        `${tag}: ring descriptors engine ${ec.ringDescriptors}, walker ${w.ringDescriptors}`,
+      );
+    }
+    const ed = ec.descriptors.filter((d) => d.inIndirect || !(d.flags & VIRTQ_DESC_F_INDIRECT));
+    if (ec.indirect !== (w.indirect !== null)) mism.push(`${tag}: indirect differs`);
+    if (ed.length !== w.descriptors.length) {
+      mism.push(`${tag}: ${ed.length} descriptors (engine) vs ${w.descriptors.length} (walker)`);
+    } else {
+      ed.forEach((d, i) => {
+        const x = w.descriptors[i];
+        if (
+          u64Compare(d.addr, x.addr) !== 0 || d.len !== x.len ||
+          (d.flags & flagMask) !== (x.flags & flagMask)
+        ) {
+          mism.push(`${tag}: descriptor ${i} differs`);
+        }
+      });
+    }
+    if (ec.readableBytes !== w.readableBytes || ec.writableBytes !== w.writableBytes) {
+      mism.push(`${tag}: byte totals differ`);
+    }
+    if (w.error !== null) mism.push(`${tag}: walker rejects it (${w.error.code}), engine accepts`);
+  });
+  const k = e.chains.length;
+  if (e.error !== null) {
+    const w = walker[k];
+    const captureLimit = e.error.code === "DESC_BUFFER_FAULT" && w !== undefined &&
+      w.error === null && w.notes.length > 0;
+    if (captureLimit) {
+      report.notes.push(
+        `engine stopped at chain ${k}: a buffer lies in pages the capture did not keep ` +
+          `(not a guest error); later chains were decoded by the walker only`,
+      );
+    } else {
+      if (w === undefined) mism.push(`engine error ${e.error.code} with no walker chain ${k}`);
+      else if (w.error?.code !== e.error.code) {
+        mism.push(`chain ${k}: engine ${e.error.code}, walker ${w.error?.code ?? "accepts"}`);
+      }
+      if (w !== undefined) w.error = e.error;
+      else if (!report.errors.some((x) => x.code === e.error!.code)) report.errors.push(e.error);
+      for (let j = k + 1; j < walker.length; j++) {
+        walker[j].notes.push("not reached: the device is broken (NEEDS_RESET) by an earlier chain");
+      }
+    }
+  } else if (k < walker.length) {
+    mism.push(`engine popped ${k} chains, walker found ${walker.length}`);
+  }
+  report.engine = {
+    name: e.engine,
+    popped: k,
+    error: e.error,
+    errorPosition: e.errorPosition,
+    mismatches: mism,
+    notes: e.notes,
+  };
 }
