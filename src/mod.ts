@@ -75,3 +75,4 @@ export * from "./inspect/compare_qemu.ts";
 export * from "./inspect/hex_dump.ts";
 export * from "./inspect/report_json.ts";
 export * from "./inspect/engine_decode.ts";
+export * from "./inspect/seeds.ts";

@@ -155,17 +155,24 @@ export class PackedRingView {
       }
       if (d.flags & VIRTQ_DESC_F_INDIRECT) {
         chain.indirect = d;
-        if (!hasFeature(features, VIRTIO_F_INDIRECT_DESC)) {
-          chain.error ??= decodeError(
-            "INDIRECT_NOT_NEGOTIATED",
-            `slot ${d.index} is indirect without VIRTIO_F_INDIRECT_DESC`,
-            d.index,
-          );
-        } else if (d.flags & VIRTQ_DESC_F_NEXT || k > 0) {
+        if (k > 0) {
           // §2.8.7.1: an indirect descriptor is never part of a NEXT-linked list.
           chain.error ??= decodeError(
             "PACKED_INDIRECT_IN_LIST",
             `slot ${d.index} is indirect inside a list`,
+            d.index,
+          );
+        } else if (d.flags & VIRTQ_DESC_F_NEXT) {
+          // §2.8.7.1: INDIRECT and NEXT together (strict policy, as the engine).
+          chain.error ??= decodeError(
+            "INDIRECT_WITH_NEXT",
+            `slot ${d.index} sets both INDIRECT and NEXT`,
+            d.index,
+          );
+        } else if (!hasFeature(features, VIRTIO_F_INDIRECT_DESC)) {
+          chain.error ??= decodeError(
+            "INDIRECT_NOT_NEGOTIATED",
+            `slot ${d.index} is indirect without VIRTIO_F_INDIRECT_DESC`,
             d.index,
           );
         } else this.#decodeTable(chain, d, ctx);
