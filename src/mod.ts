@@ -76,3 +76,4 @@ export * from "./inspect/hex_dump.ts";
 export * from "./inspect/report_json.ts";
 export * from "./inspect/engine_decode.ts";
 export * from "./inspect/seeds.ts";
+export * from "./inspect/hmp_xp.ts";

@@ -16,6 +16,7 @@ import { inspectQueue } from "../src/inspect/inspect_queue.ts";
 import { oracleKey, type QemuQueueView } from "../src/inspect/qemu_oracle.ts";
 import type { Fixture, FixtureQueue } from "../src/inspect/fixture.ts";
 import { SplitRingView } from "../src/inspect/split_view.ts";
+import { checkXpDumps, parseHmpXpDumps } from "../src/inspect/hmp_xp.ts";
 import { IdentityAddressSpace } from "../src/dma/identity.ts";
 import { MemoryFault } from "../src/memory/fault.ts";
 import { featureBit, VIRTIO_F_RING_PACKED, VIRTIO_F_RING_RESET } from "../src/virtio/features.ts";
@@ -173,6 +174,19 @@ if (present) {
         "virtio-net:2": 0,
         "virtio-blk:0": 0,
       }, `scenario ${sc}`);
+    }
+  });
+}
+
+if (present) {
+  Deno.test("fixture memory is byte-exact against every QEMU `xp` dump (HMP transcript)", async () => {
+    for (const sc of ["A", "B"] as const) {
+      const { fx } = await load(sc);
+      const text = await Deno.readTextFile(`${DIR}/scenario${sc}.hmp-info-virtio.txt`);
+      const dumps = parseHmpXpDumps(text);
+      assert.equal(dumps.length, 33, `scenario ${sc}: xp dumps`);
+      assert.ok(dumps.every((d) => d.values.length >= 16));
+      assert.deepEqual(checkXpDumps(fx.memory, dumps), [], `scenario ${sc}`);
     }
   });
 }
