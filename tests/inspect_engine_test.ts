@@ -93,6 +93,12 @@ if (present) {
       }],
       ["indirect + next", "INDIRECT_WITH_NEXT", (m, a) => m.writeU16(a.desc + 16 * 9 + 12, 5)],
       ["used id >= size", "USED_ID_OUT_OF_RANGE", (m, a) => m.writeU32(a.device + 4 + 8 * 8, 256)],
+      // Used position 8 returns head 8 (1536 writable bytes, not re-used since).
+      [
+        "used len > capacity",
+        "USED_LEN_EXCEEDS_CAPACITY",
+        (m, a) => m.writeU32(a.device + 8 + 8 * 8, 1537),
+      ],
     ];
     for (const [what, code, mutate] of cases) {
       const r = codesAfter(fx, net, mutate);

@@ -284,17 +284,28 @@ function inspectSplit(
   // Older slots than used idx - N were overwritten; below N only `used idx` were ever written
   // (unless the index wrapped 2^16, which the image cannot tell).
   const count = Math.min(n, st.usedIdx);
+  const outstandingHeads = new Set(report.outstanding.map((c) => c.head));
   for (let k = count; k >= 1; k--) {
     const p = (st.usedIdx - k) & 0xffff;
     const e = view.usedElem(p);
-    report.completed.push({
-      position: p,
-      id: e.id,
-      len: e.len,
-      error: e.id >= n
-        ? decodeError("USED_ID_OUT_OF_RANGE", `used position ${p} names id ${e.id} >= ${n}`, p)
-        : null,
-    });
+    let error: DecodeError | null = null;
+    if (e.id >= n) {
+      // §2.7.8: the id is a head index below Queue Size (Linux BAD_RING "id %u out of range").
+      error = decodeError("USED_ID_OUT_OF_RANGE", `used position ${p} names id ${e.id} >= ${n}`, p);
+    } else if (!outstandingHeads.has(e.id)) {
+      // §2.7.8.1: len counts bytes written into the writable part. Only checked when the head's
+      // descriptors were not re-used for an outstanding chain since (else they describe another
+      // buffer); a freed chain's descriptors are still the driver's last ones for that head.
+      const c = view.decodeChain(e.id, p);
+      if (c.error === null && e.len > c.writableBytes) {
+        error = decodeError(
+          "USED_LEN_EXCEEDS_CAPACITY",
+          `used position ${p}: len ${e.len} > ${c.writableBytes} writable bytes of head ${e.id}`,
+          p,
+        );
+      }
+    }
+    report.completed.push({ position: p, id: e.id, len: e.len, error });
   }
 }
 
