@@ -108,6 +108,14 @@ export interface UsedEntry {
   wrap?: number;
   /** Driver-side validation error, or `null`. */
   error: DecodeError | null;
+  /**
+   * Split: the chain at head `id` as the descriptor table holds it now (the driver's last use of
+   * that head; `reused` when an outstanding chain took the head since). Packed: absent (the
+   * device overwrote the used slot's `len`, `id` and `flags`).
+   */
+  chain?: DecodedChain;
+  /** Split: true when the head now belongs to an outstanding chain. */
+  reused?: boolean;
 }
 
 /** The inspection of one queue. */
@@ -310,6 +318,8 @@ function inspectSplit(
     const p = (st.usedIdx - k) & 0xffff;
     const e = view.usedElem(p);
     let error: DecodeError | null = null;
+    let chain: DecodedChain | undefined;
+    if (e.id < n) chain = view.decodeChain(e.id, p);
     if (e.id >= n) {
       // §2.7.8: the id is a head index below Queue Size (Linux BAD_RING "id %u out of range").
       error = decodeError("USED_ID_OUT_OF_RANGE", `used position ${p} names id ${e.id} >= ${n}`, p);
@@ -317,7 +327,7 @@ function inspectSplit(
       // §2.7.8.1: len counts bytes written into the writable part. Only checked when the head's
       // descriptors were not re-used for an outstanding chain since (else they describe another
       // buffer); a freed chain's descriptors are still the driver's last ones for that head.
-      const c = view.decodeChain(e.id, p);
+      const c = chain!;
       if (c.error === null && e.len > c.writableBytes) {
         error = decodeError(
           "USED_LEN_EXCEEDS_CAPACITY",
@@ -326,7 +336,14 @@ function inspectSplit(
         );
       }
     }
-    report.completed.push({ position: p, id: e.id, len: e.len, error });
+    report.completed.push({
+      position: p,
+      id: e.id,
+      len: e.len,
+      error,
+      chain,
+      reused: e.id < n ? outstandingHeads.has(e.id) : undefined,
+    });
   }
 }
 
