@@ -4,7 +4,14 @@
  */
 
 import type { FuzzTarget } from "../target.ts";
+import { splitHostileDriver } from "./split_hostile_driver.ts";
+import { splitHostileDevice } from "./split_hostile_device.ts";
+import { modelSplit } from "./model_split.ts";
 
 /** All registered targets, in `--list` order. */
 // deno-lint-ignore no-explicit-any
-export const TARGETS: readonly FuzzTarget<any>[] = [];
+export const TARGETS: readonly FuzzTarget<any>[] = [
+  splitHostileDriver,
+  splitHostileDevice,
+  modelSplit,
+];
