@@ -4,7 +4,10 @@
  */
 
 import type { FuzzTarget } from "../target.ts";
+import { packedHostileDriver } from "./packed_hostile_driver.ts";
 
 /** All registered targets, in `--list` order. */
 // deno-lint-ignore no-explicit-any
-export const TARGETS: readonly FuzzTarget<any>[] = [];
+export const TARGETS: readonly FuzzTarget<any>[] = [
+  packedHostileDriver,
+];
