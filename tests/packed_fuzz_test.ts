@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { packedHostileDriver } from "../fuzz/targets/packed_hostile_driver.ts";
+import { packedHostileDevice } from "../fuzz/targets/packed_hostile_device.ts";
 
 Deno.test("fuzz packed-hostile-driver: 300 runs, seed 42", () => {
   const t = packedHostileDriver;
@@ -15,4 +16,9 @@ Deno.test("fuzz packed-hostile-driver: encode/decode round trip", () => {
     }),
     { seed: 7, numRuns: 50 },
   );
+});
+
+Deno.test("fuzz packed-hostile-device: 300 runs, seed 42", () => {
+  const t = packedHostileDevice;
+  fc.assert(fc.property(t.arbitrary(), (i) => t.run(i)), { seed: 42, numRuns: 300 });
 });

@@ -164,7 +164,7 @@ function segmentsOf(c: Chain, write: boolean): [number, number][] {
   return out;
 }
 
-/** Merges adjacent segments so that a segmentation difference does not count as a mismatch. */
+/** Exact equality of two segment lists. */
 function same(a: [number, number][], b: [number, number][]): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }

@@ -270,7 +270,9 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       if (writable.len[i] === 0) throw new VirtqError("BUFFER_EMPTY", `writable ${i} is empty`);
       cap += writable.len[i];
     }
+    // §2.8.7.1: an indirect table, like any list, holds at most Queue Size descriptors.
     const indirect = this.#indirectOk && n >= 2 && n <= PACKED_DRIVER_INDIRECT_MAX &&
+      n <= this.size &&
       (this.#indirectMode === 1 || (this.#indirectMode === 2 && this.#numFree < n));
     const need = indirect ? 1 : n;
     if (this.#numFree < need) {
