@@ -158,16 +158,17 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
    * coherently.
    * @param options memory, DMA API, Queue Size (1..32768, any value), features, `ringGpa`
    * (16-aligned; {@link packedDriverQueueFootprint} bytes), policy.
-   * @throws RangeError for an invalid size or `ringGpa`; `MemoryFault` when the ring memory is not
-   * guest memory; `DmaMapError` when the ring areas cannot be mapped.
+   * @throws VirtqError `QUEUE_SIZE_INVALID` (not 1..32768), `RING_MISALIGNED` (`ringGpa` not
+   * 16-aligned), `RING_UNMAPPED` (the footprint is not inside one guest memory region),
+   * `DMA_MAP_FAILED` (the coherent mapping of the ring areas failed).
    */
   constructor(options: DriverQueueOptions) {
     const size = options.size;
     if (!isValidPackedQueueSize(size)) {
-      throw new RangeError(`packed Queue Size ${size} is not in 1..32768 (spec §2.8)`);
+      throw new VirtqError("QUEUE_SIZE_INVALID", `packed queue size ${size} is not in 1..32768`);
     }
     if (!Number.isSafeInteger(options.ringGpa) || options.ringGpa % 16 !== 0) {
-      throw new RangeError(`ringGpa ${options.ringGpa} must be 16-aligned (spec §2.8.10.1)`);
+      throw new VirtqError("RING_MISALIGNED", `ringGpa ${options.ringGpa} is not 16-aligned`);
     }
     this.size = size;
     this.#memory = options.memory;
@@ -186,7 +187,17 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     const lay = packedRingLayout(size, this.#indirectOk);
     this.ringLayout = lay;
     this.#ringGpa = options.ringGpa;
-    const region = this.#memory.resolve(options.ringGpa, lay.totalBytes);
+    let region;
+    try {
+      region = this.#memory.resolve(options.ringGpa, lay.totalBytes);
+    } catch (cause) {
+      throw new VirtqError(
+        "RING_UNMAPPED",
+        `driver ring memory (${lay.totalBytes} bytes at GPA ${options.ringGpa}) is not inside ` +
+          `one guest memory region`,
+        { cause },
+      );
+    }
     const base = region.bytes.byteOffset + (options.ringGpa - region.gpa);
     const buf = region.bytes.buffer;
     new Uint8Array(buf, base, lay.totalBytes).fill(0); // §2.8: the ring starts zeroed
@@ -198,7 +209,11 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     const arenaBytes = this.#indirectOk ? size * lay.indirectTableBytes : 0;
     this.#a32 = new Uint32Array(buf, base + lay.indirectOffset, arenaBytes / 4);
     this.#a16 = new Uint16Array(buf, base + lay.indirectOffset, arenaBytes / 2);
-    this.#ringBus = this.#dma.mapCoherent(options.ringGpa, lay.ringBytes);
+    try {
+      this.#ringBus = this.#dma.mapCoherent(options.ringGpa, lay.ringBytes);
+    } catch (cause) {
+      throw new VirtqError("DMA_MAP_FAILED", "cannot map the ring areas coherently", { cause });
+    }
     this.addresses = Object.freeze({
       descAddr: this.#ringBus,
       driverAddr: u64Add(this.#ringBus, lay.driverEventOffset) as U64,
@@ -635,8 +650,8 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
 
   /**
    * After a device reset: unmaps and returns the token of one buffer still outstanding (added,
-   * published or not), or `undefined`. When the last one is detached the ring is zeroed and
-   * every position and wrap counter restarts (1), ready for re-activation; `broken` is kept.
+   * published or not), freeing its ID, or `undefined` when none is left (Linux
+   * `virtqueue_detach_unused_buf`).
    */
   detachUnused(): T | undefined {
     for (let id = 0; id < this.size; id++) {
@@ -644,16 +659,29 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
         const token = this.#tokens[id];
         this.#tokens[id] = undefined;
         this.#detach(id);
-        if (this.#outstanding === 0) this.#restart();
         return token;
       }
     }
-    this.#restart();
     return undefined;
+  }
+
+  /**
+   * Re-initialises the ring after a device reset once every buffer was detached: zeroes the ring
+   * areas, restarts positions and both wrap counters at 1 (spec §2.8.1), the ID free list and the
+   * broken state. The ring bus addresses stay the same.
+   * @throws Error when buffers are still outstanding (call {@link detachUnused} first).
+   */
+  resetRings(): void {
+    if (this.#outstanding !== 0) {
+      throw new Error(`resetRings: ${this.#outstanding} buffers still outstanding`);
+    }
+    this.#restart();
+    this.#broken = null;
   }
 
   #restart(): void {
     this.#d32.fill(0);
+    this.#pendIds.fill(0);
     this.#drvEv.fill(0);
     this.#devEv.fill(0);
     this.#nextAvail = 0;
