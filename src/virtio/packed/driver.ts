@@ -323,9 +323,18 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
 
   #addDirect(id: number, readable: SgList, writable: SgList, n: number): void {
     const nr = readable.count;
-    // Map everything first, so that a failure leaves no descriptor written.
+    const size = this.size;
+    const d32 = this.#d32;
+    const d16 = this.#d16;
+    const dma = this.#dma;
+    let slot = this.#nextAvail;
+    let wrap = this.#availWrap;
+    let headFlags = 0;
     let e = id;
     let last = id;
+    // One pass: map each segment, record it in the shadow and write its descriptor. The head's
+    // flags are written only after every mapping succeeded, so a failure exposes nothing: the
+    // descriptors behind an unavailable head are unreachable and get overwritten (§2.8.21).
     for (let i = 0; i < n; i++) {
       const w = i >= nr;
       const gpa = w ? writable.gpa[i - nr] : readable.gpa[i];
@@ -333,34 +342,51 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       const dir = w ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
       let bus: U64;
       try {
-        bus = this.#map(gpa, len, dir);
-      } catch (err) {
+        bus = dma.map(gpa, len, dir);
+      } catch (cause) {
         this.#unmapEntries(id, i);
-        throw err;
+        throw new VirtqError("DMA_MAP_FAILED", `${len} bytes at GPA ${gpa}`, { cause });
       }
-      this.#setEntry(e, bus, len, dir);
+      const b = slot * 4;
+      if (typeof bus === "number") {
+        this.#exBus[e] = bus;
+        this.#exBig[e] = null;
+        d32[b] = bus >>> 0;
+        d32[b + 1] = (bus - (bus >>> 0)) / TWO_POW_32;
+      } else {
+        this.#exBig[e] = bus;
+        d32[b] = u64Lo(bus);
+        d32[b + 1] = u64Hi(bus);
+      }
+      this.#exLen[e] = len;
+      this.#exDir[e] = dir;
+      d32[b + 2] = len;
+      d16[slot * 8 + 6] = id;
+      const flags = (wrap !== 0 ? 0x0080 : 0x8000) | (i < n - 1 ? VIRTQ_DESC_F_NEXT : 0) |
+        (w ? VIRTQ_DESC_F_WRITE : 0);
+      if (i === 0) headFlags = flags;
+      else d16[slot * 8 + 7] = flags;
       last = e;
-      e = this.#exNext[e];
-    }
-    this.#freeHead = this.#exNext[last];
-    // Write the descriptors in ring order; the first head's flags wait for kick.
-    const size = this.size;
-    let slot = this.#nextAvail;
-    let wrap = this.#availWrap;
-    e = id;
-    for (let i = 0; i < n; i++) {
-      const avail = wrap !== 0 ? 0x0080 : 0x8000;
-      const flags = avail | (i < n - 1 ? VIRTQ_DESC_F_NEXT : 0) |
-        (this.#exDir[e] === DMA_FROM_DEVICE ? VIRTQ_DESC_F_WRITE : 0);
-      this.#writeDesc(slot, this.#exBus[e], this.#exBig[e], this.#exLen[e], id, flags, i === 0);
       e = this.#exNext[e];
       if (++slot === size) {
         slot = 0;
         wrap ^= 1;
       }
     }
+    this.#freeHead = this.#exNext[last];
+    this.#publishHead(this.#nextAvail, headFlags);
     this.#nextAvail = slot;
     this.#availWrap = wrap;
+  }
+
+  /** The first head of a batch waits for kick (§2.8.21); later heads are written now. */
+  #publishHead(slot: number, flags: number): void {
+    if (this.#pendHeadSlot < 0) {
+      this.#pendHeadSlot = slot;
+      this.#pendHeadFlags = flags;
+    } else {
+      this.#d16[slot * 8 + 7] = flags;
+    }
   }
 
   #addIndirect(id: number, readable: SgList, writable: SgList, n: number): void {
