@@ -6,10 +6,12 @@
 import type { FuzzTarget } from "../target.ts";
 import { packedHostileDriver } from "./packed_hostile_driver.ts";
 import { packedHostileDevice } from "./packed_hostile_device.ts";
+import { differential } from "./differential.ts";
 
 /** All registered targets, in `--list` order. */
 // deno-lint-ignore no-explicit-any
 export const TARGETS: readonly FuzzTarget<any>[] = [
   packedHostileDriver,
   packedHostileDevice,
+  differential,
 ];
