@@ -7,6 +7,9 @@ import type { FuzzTarget } from "../target.ts";
 import { splitHostileDriver } from "./split_hostile_driver.ts";
 import { splitHostileDevice } from "./split_hostile_device.ts";
 import { modelSplit } from "./model_split.ts";
+import { packedHostileDriver } from "./packed_hostile_driver.ts";
+import { packedHostileDevice } from "./packed_hostile_device.ts";
+import { differential } from "./differential.ts";
 
 /** All registered targets, in `--list` order. */
 // deno-lint-ignore no-explicit-any
@@ -14,4 +17,7 @@ export const TARGETS: readonly FuzzTarget<any>[] = [
   splitHostileDriver,
   splitHostileDevice,
   modelSplit,
+  packedHostileDriver,
+  packedHostileDevice,
+  differential,
 ];
