@@ -22,7 +22,7 @@
  * @module
  */
 
-import type { GuestMemory } from "../memory/guest_memory.ts";
+import { GuestMemory } from "../memory/guest_memory.ts";
 import type { U64 } from "../memory/u64.ts";
 import type { Clock } from "./clock.ts";
 import { ConfidentialAddressSpace } from "./confidential.ts";
@@ -271,4 +271,57 @@ function needPool(name: string, o: DmaModeOptions): { gpa: number; size: number 
     );
   }
   return o.pool;
+}
+
+/** Options of {@link createDmaLab}: a memory layout plus the mode's own options. */
+export interface DmaLabOptions extends DmaModeOptions {
+  /** Bytes of buffer memory at GPA 0 (private in confidential modes), default 8 MiB. */
+  bufferSize?: number;
+  /** Bytes of shared memory for rings and other coherent data, default 1 MiB. */
+  ringSize?: number;
+  /** Bytes of the swiotlb pool (shared), default 4 MiB (Linux's default is 64 MiB). */
+  poolSize?: number;
+}
+
+/** A ready-to-use guest memory layout with a mode built over it. */
+export interface DmaLab {
+  /** The mode. */
+  mode: DmaMode;
+  /** Guest memory: buffers `[0, bufferSize)`, then rings, then the pool (bounce modes). */
+  memory: GuestMemory;
+  /** GPA of the buffer area (0). */
+  bufferGpa: number;
+  /** Size of the buffer area in bytes. */
+  bufferSize: number;
+  /** GPA of the shared ring area (page-aligned). */
+  ringGpa: number;
+  /** Size of the ring area in bytes. */
+  ringSize: number;
+}
+
+/**
+ * Builds guest memory in a standard layout and a mode over it, for tests, fuzzing, benches:
+ * region `buffers` at GPA 0 (private in `confidential*` modes), region `rings` (shared), and for
+ * bounce modes a shared region `swiotlb` holding the pool.
+ * @throws RangeError for sizes that are not positive multiples of 4 KiB (and as
+ * {@link createDmaMode}).
+ */
+export function createDmaLab(name: DmaModeName, options: DmaLabOptions = {}): DmaLab {
+  const bufferSize = options.bufferSize ?? 8 * 1024 * 1024;
+  const ringSize = options.ringSize ?? 1024 * 1024;
+  const poolSize = options.poolSize ?? 4 * 1024 * 1024;
+  const confidential = name === "confidential" || name === "confidential-iommu";
+  const bounce = confidential || name === "swiotlb";
+  const memory = new GuestMemory([
+    { gpa: 0, size: bufferSize, private: confidential, name: "buffers" },
+    { gpa: bufferSize, size: ringSize, name: "rings" },
+  ]);
+  if (bounce) {
+    memory.addRegion({ gpa: bufferSize + ringSize, size: poolSize, name: "swiotlb" });
+  }
+  const mode = createDmaMode(name, memory, {
+    ...options,
+    pool: options.pool ?? (bounce ? { gpa: bufferSize + ringSize, size: poolSize } : undefined),
+  });
+  return { mode, memory, bufferGpa: 0, bufferSize, ringGpa: bufferSize, ringSize };
 }

@@ -5,8 +5,9 @@
  * slots (`IO_TLB_SEGSIZE`, so 256 KiB, the `dma_max_mapping_size()` virtio limits segments to)
  * and never crosses a 128-slot segment; a mapping of a page or more starts page-aligned; slots
  * are searched next-fit from a rotating index; a default pool is 64 MiB (`IO_TLB_DEFAULT_SIZE`).
- * Data is copied into the slot on map (Linux bounces on map whatever the direction, since the
- * 2022 info-leak fix, so a FROM_DEVICE buffer's untouched bytes come back unchanged), from the
+ * Data is copied into the slot on map (Linux bounces on map whatever the direction since
+ * ddbd89deb7d3 / aa6f8dcbab47 "swiotlb: fix info leak with DMA_FROM_DEVICE", 2022, so a
+ * FROM_DEVICE buffer's bytes the device did not write come back unchanged), from the
  * slot on unmap for FROM_DEVICE/BIDIRECTIONAL, and on sync by direction. Exhaustion is a typed
  * `pool-exhausted` error (Linux returns -ENOMEM to virtio since f7728002c1c7), never silent.
  *
