@@ -21,3 +21,6 @@ export const TARGETS: readonly FuzzTarget<any>[] = [
   packedHostileDevice,
   differential,
 ];
+import { dmaModesTarget } from "./dma_modes.ts";
+
+export const TARGETS: readonly FuzzTarget<any>[] = [dmaModesTarget];
