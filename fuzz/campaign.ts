@@ -153,7 +153,7 @@ export function consoleProgress(
   isTty: boolean,
   plainEveryMs = 10_000,
 ): ProgressSink {
-  let last = 0;
+  let last = -Infinity;
   let shown = false;
   return {
     update(line: string) {

@@ -25,7 +25,7 @@ import {
 } from "../fuzz/report.ts";
 import { CorpusError, loadCorpus, replayEntry, writeCorpusEntry } from "../fuzz/corpus.ts";
 import { type FuzzEnv, fuzzMain } from "../fuzz/main.ts";
-import { InProcessExecutor, runUnits, WorkerExecutor } from "../fuzz/campaign.ts";
+import { consoleProgress, InProcessExecutor, runUnits, WorkerExecutor } from "../fuzz/campaign.ts";
 import { registryProblems, unregisteredTargets } from "../fuzz/registry.ts";
 import { describeValue, hexDump } from "../fuzz/describe.ts";
 import { mergeMain } from "../fuzz/merge.ts";
@@ -690,4 +690,33 @@ Deno.test("campaign: a hung target is killed after its budget and reported as a 
   } finally {
     w.close();
   }
+});
+
+Deno.test("progress: a rewritten line on a TTY, plain periodic lines otherwise", async () => {
+  const tty: string[] = [];
+  const p = consoleProgress((s) => void tty.push(s), true);
+  p.update("a");
+  p.update("b");
+  p.done();
+  assertEquals(tty, ["\r\x1b[2Ka", "\r\x1b[2Kb", "\r\x1b[2K"]);
+  const plain: string[] = [];
+  const q = consoleProgress((s) => void plain.push(s), false, 60_000);
+  q.update("first");
+  q.update("too soon");
+  q.done();
+  assertEquals(plain, ["first\n"]);
+  // runUnits feeds the sink with units done, runs, runs/s, failures, elapsed and time left
+  const lines: string[] = [];
+  const sink = { update: (l: string) => void lines.push(l), done: () => {} };
+  const w = new WorkerExecutor(EXAMPLES_URL, 1, { progressMs: 20 });
+  try {
+    await runUnits([{ target: "example-copy", slice: 0, seed: 1, seconds: 0.5 }], w, sink, 100);
+  } finally {
+    w.close();
+  }
+  assert(lines.length >= 2, `progress lines: ${lines.length}`);
+  assertMatch(
+    lines.at(-1)!,
+    /^fuzz: [01]\/1 units, [\d,]+ runs, [\d,]+ runs\/s, 0 failures, [\d.]+s, [\d.]+s left$/,
+  );
 });
