@@ -292,7 +292,7 @@ export function formatSummary(report: FuzzReport): string {
     "",
     `seed ${c.map((x) => x.seed).join(", ")}; shard ${
       c.map((x) => `${x.shard.index}/${x.shard.count}`).join(", ")
-    }; ${report.errorCodes.length} catalogued error codes reached`,
+    }; ${report.errorCodes.length} error codes reached`,
   );
   for (const t of report.targets) {
     if (t.crash !== undefined) out.push("", `CRASH ${t.target}: ${t.crash}`);
