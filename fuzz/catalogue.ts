@@ -6,42 +6,13 @@
  */
 
 import {
+  DMA_FAULT_REASONS,
+  DMA_MAP_ERROR_REASONS,
   DmaFault,
-  type DmaFaultReason,
   DmaMapError,
-  type DmaMapErrorReason,
 } from "../src/dma/errors.ts";
 import { VIRTQ_ERROR_CODES, VirtqError } from "../src/virtio/errors.ts";
 import { observeConstructions } from "./observe.ts";
-
-const DMA_FAULT_REASONS = [
-  "unmapped",
-  "permission",
-  "out-of-window",
-  "private-memory",
-  "reserved-region",
-  "not-contiguous",
-  "wrap",
-  "no-domain",
-] as const satisfies readonly DmaFaultReason[];
-
-const DMA_MAP_ERROR_REASONS = [
-  "mask",
-  "window",
-  "pool-exhausted",
-  "too-large",
-  "iova-exhausted",
-  "not-mapped",
-  "private-memory",
-  "reserved-region",
-  "transport",
-] as const satisfies readonly DmaMapErrorReason[];
-
-// Compile-time exhaustiveness: a reason added to src/dma/errors.ts must be listed above.
-type Missing<All, Listed> = [Exclude<All, Listed>] extends [never] ? true : Exclude<All, Listed>;
-const _faultsComplete: Missing<DmaFaultReason, typeof DMA_FAULT_REASONS[number]> = true;
-const _mapComplete: Missing<DmaMapErrorReason, typeof DMA_MAP_ERROR_REASONS[number]> = true;
-void _faultsComplete, _mapComplete;
 
 /** Every catalogued error code, in catalogue order (virtqueue codes first, then DMA). */
 export const CATALOGUE_CODES: readonly string[] = [
