@@ -288,11 +288,14 @@ export function formatSummary(report: FuzzReport): string {
     out.push(line(r));
   });
   const c = report.campaigns;
+  const wall = Math.max(...c.map((x) => x.wallSeconds));
   out.push(
     "",
     `seed ${c.map((x) => x.seed).join(", ")}; shard ${
       c.map((x) => `${x.shard.index}/${x.shard.count}`).join(", ")
-    }; ${report.errorCodes.length} error codes reached`,
+    }; wall ${fmtSeconds(wall)}${c.length > 1 ? " (longest shard)" : ""}, ${
+      fmtInt(rate(tot.runs, wall))
+    } runs/s in all; ${report.errorCodes.length} error codes reached`,
   );
   for (const t of report.targets) {
     if (t.crash !== undefined) out.push("", `CRASH ${t.target}: ${t.crash}`);

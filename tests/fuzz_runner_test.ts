@@ -315,6 +315,10 @@ Deno.test("report: JSON validates, summary has a row per target, JUnit one testc
   assertMatch(sum, /^two-bugs\s+[\d,]+\s+[\d,]+\s+2\s+[\d.]+s\s+FAIL$/m);
   assertMatch(sum, /^example-copy\s+3,000\s+[\d,]+\s+0\s+[\d.]+s\s+ok$/m);
   assertStringIncludes(sum, "FAIL two-bugs [too-big / -]");
+  assertMatch(
+    sum,
+    /^seed 1; shard 1\/1; wall 1\.0s, [\d,]+ runs\/s in all; 3 error codes reached$/m,
+  );
   const x = formatJunit(rep);
   assert(
     x.startsWith(
