@@ -51,6 +51,10 @@ export function describeValue(v: unknown, indent = ""): string {
     if (v.length === 0) return "[]";
     return `[\n${v.map((x) => inner + describeValue(x, inner)).join(",\n")}\n${indent}]`;
   }
+  const proto = Object.getPrototypeOf(v);
+  if (proto !== null && proto !== Object.prototype && v.toString !== Object.prototype.toString) {
+    return String(v); // class instances with their own rendering, e.g. fc.commands sequences
+  }
   const entries = Object.entries(v as Record<string, unknown>);
   if (entries.length === 0) return "{}";
   const field = ([k, x]: [string, unknown]) => {

@@ -280,6 +280,12 @@ Deno.test("describe: byte arrays and hex strings become hex dumps", () => {
     "bytes: bytes(2)\n        00000000  10 ff ",
   );
   assertStringIncludes(describeValue({ lens: [1, 2] }), "lens: [\n    1,\n    2\n  ]");
+  class Cmds {
+    toString() {
+      return "advance(3),advance(9)";
+    }
+  }
+  assertEquals(describeValue({ cmds: new Cmds() }), "{\n  cmds: advance(3),advance(9)\n}");
 });
 
 // ---- reports ------------------------------------------------------------------------------
