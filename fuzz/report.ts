@@ -175,6 +175,7 @@ export function buildReport(
 /** A report problem found while merging: names the file and the field. */
 export class ReportError extends Error {
   /**
+   * Creates a report error.
    * @param file the report file.
    * @param problem what is wrong (field paths included).
    */
