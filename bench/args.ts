@@ -37,6 +37,8 @@ export interface BenchArgs {
   invalidationNs: number;
   /** Skip the allocation check. */
   noAlloc: boolean;
+  /** `family`: one Worker isolate per engine family; `none`: everything in this isolate. */
+  isolate: "family" | "none";
 }
 
 /** Help text. */
@@ -63,6 +65,9 @@ Options:
   --invalidation-ns N  MODELED cost of one IOTLB invalidation for the lazy/strict target
                        (default 1000; a model parameter, never a delay)
   --no-alloc           skip the allocation-per-chain check
+  --isolate MODE       family (default): each layout/DMA-mode family runs in its own Worker
+                       isolate, so V8 type feedback from one family cannot slow another;
+                       none: all cases in one isolate (shows the polymorphic cost)
   -h, --help           this text
 
 Examples:
@@ -84,6 +89,7 @@ const STRINGS = [
   "noise",
   "json",
   "invalidation-ns",
+  "isolate",
 ];
 const BOOLEANS = ["help", "smoke", "list", "no-alloc"];
 
@@ -141,6 +147,10 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
   const threshold = get("threshold");
   const noise = get("noise");
   const inv = get("invalidation-ns");
+  const isolate = get("isolate") ?? "family";
+  if (isolate !== "family" && isolate !== "none") {
+    throw new Error(`--isolate ${isolate}: expected family or none`);
+  }
   return {
     help: a.help === true,
     smoke,
@@ -156,5 +166,6 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
     json: get("json") ?? null,
     invalidationNs: inv === undefined ? 1000 : num("invalidation-ns", inv, 0, 1e9, false),
     noAlloc: a["no-alloc"] === true,
+    isolate,
   };
 }

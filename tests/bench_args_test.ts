@@ -42,6 +42,8 @@ Deno.test("args: values, repeated --suite, percentages", () => {
     "--invalidation-ns",
     "2500",
     "--no-alloc",
+    "--isolate",
+    "none",
   ]);
   assertEquals(a.suites, ["size", "payload"]);
   assertEquals(a.filter?.source, "^split");
@@ -53,6 +55,7 @@ Deno.test("args: values, repeated --suite, percentages", () => {
     "/tmp/x.json",
   ]);
   assertEquals([a.threshold, a.noise, a.invalidationNs, a.noAlloc], [0.15, 0.05, 2500, true]);
+  assertEquals([a.isolate, parseBenchArgs([]).isolate], ["none", "family"]);
   assert(parseBenchArgs(["-h"]).help);
 });
 
@@ -64,6 +67,7 @@ Deno.test("args: errors name the flag", () => {
   assertThrows(() => parseBenchArgs(["--filter", "("]), Error, "--filter (");
   assertThrows(() => parseBenchArgs(["--save", "a", "--save", "b"]), Error, "--save given more");
   assertThrows(() => parseBenchArgs(["--json"]), Error, "--json needs a value");
+  assertThrows(() => parseBenchArgs(["--isolate", "maybe"]), Error, "--isolate maybe");
 });
 
 Deno.test("args: help documents every flag", () => {
@@ -82,6 +86,7 @@ Deno.test("args: help documents every flag", () => {
       "--invalidation-ns",
       "--no-alloc",
       "--list",
+      "--isolate",
     ]
   ) {
     assert(HELP.includes(f), f);
