@@ -35,6 +35,8 @@ export interface BenchArgs {
   json: string | null;
   /** Modeled latency per IOTLB invalidation, ns. */
   invalidationNs: number;
+  /** Modeled latency per virtio-iommu request, ns. */
+  requestNs: number;
   /** Skip the allocation check. */
   noAlloc: boolean;
   /** `family`: one Worker isolate per engine family; `none`: everything in this isolate. */
@@ -64,6 +66,7 @@ Options:
   --json FILE          write results as JSON (same format as a baseline)
   --invalidation-ns N  MODELED cost of one IOTLB invalidation for the lazy/strict target
                        (default 1000; a model parameter, never a delay)
+  --request-ns N       MODELED cost of one virtio-iommu MAP/UNMAP request (default 5000)
   --no-alloc           skip the allocation-per-chain check
   --isolate MODE       family (default): each layout/DMA-mode family runs in its own Worker
                        isolate, so V8 type feedback from one family cannot slow another;
@@ -89,6 +92,7 @@ const STRINGS = [
   "noise",
   "json",
   "invalidation-ns",
+  "request-ns",
   "isolate",
 ];
 const BOOLEANS = ["help", "smoke", "list", "no-alloc"];
@@ -147,6 +151,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
   const threshold = get("threshold");
   const noise = get("noise");
   const inv = get("invalidation-ns");
+  const req = get("request-ns");
   const isolate = get("isolate") ?? "family";
   if (isolate !== "family" && isolate !== "none") {
     throw new Error(`--isolate ${isolate}: expected family or none`);
@@ -165,6 +170,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
     noise: noise === undefined ? 0.08 : num("noise", noise, 0, 1000, false) / 100,
     json: get("json") ?? null,
     invalidationNs: inv === undefined ? 1000 : num("invalidation-ns", inv, 0, 1e9, false),
+    requestNs: req === undefined ? 5000 : num("request-ns", req, 0, 1e9, false),
     noAlloc: a["no-alloc"] === true,
     isolate,
   };

@@ -99,7 +99,10 @@ async function main(args: BenchArgs): Promise<number> {
   } finally {
     m.close();
   }
-  const targets = computeTargets(results, alloc, { invalidationNs: args.invalidationNs });
+  const targets = computeTargets(results, alloc, {
+    invalidationNs: args.invalidationNs,
+    requestNs: args.requestNs,
+  });
 
   const out: Results = {
     schema: RESULTS_SCHEMA_VERSION,

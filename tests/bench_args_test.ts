@@ -44,6 +44,8 @@ Deno.test("args: values, repeated --suite, percentages", () => {
     "--no-alloc",
     "--isolate",
     "none",
+    "--request-ns",
+    "700",
   ]);
   assertEquals(a.suites, ["size", "payload"]);
   assertEquals(a.filter?.source, "^split");
@@ -56,6 +58,7 @@ Deno.test("args: values, repeated --suite, percentages", () => {
   ]);
   assertEquals([a.threshold, a.noise, a.invalidationNs, a.noAlloc], [0.15, 0.05, 2500, true]);
   assertEquals([a.isolate, parseBenchArgs([]).isolate], ["none", "family"]);
+  assertEquals([a.requestNs, parseBenchArgs([]).requestNs], [700, 5000]);
   assert(parseBenchArgs(["-h"]).help);
 });
 
@@ -87,6 +90,7 @@ Deno.test("args: help documents every flag", () => {
       "--no-alloc",
       "--list",
       "--isolate",
+      "--request-ns",
     ]
   ) {
     assert(HELP.includes(f), f);
