@@ -12,7 +12,7 @@ import {
 
 Deno.test("args: defaults, and smoke shortens rounds and time", () => {
   const d = parseBenchArgs([]);
-  assertEquals([d.smoke, d.rounds, d.timeMs, d.threshold, d.noise], [false, 2, 300, 0.1, 0.08]);
+  assertEquals([d.smoke, d.rounds, d.timeMs, d.threshold, d.noise], [false, 3, 200, 0.1, 0.08]);
   assertEquals([d.save, d.compare, d.json, d.filter, d.suites], [null, null, null, null, []]);
   const s = parseBenchArgs(["--smoke"]);
   assertEquals([s.smoke, s.rounds, s.timeMs], [true, 1, 40]);
