@@ -43,8 +43,11 @@ export interface MeasureOptions {
 
 /** Measures cases somewhere. */
 export interface Measurer {
-  /** Builds the case (once) and checks one round trip completes every chain. */
-  prepare(p: CaseParams): Promise<CaseShape>;
+  /**
+   * Builds the case (once), checks one round trip completes every chain, then runs it for
+   * `warmMs` so the optimising compiler has tiered it up before the first timed round.
+   */
+  prepare(p: CaseParams, warmMs: number): Promise<CaseShape>;
   /** Times the case with mitata. */
   measure(p: CaseParams, opts: MeasureOptions): Promise<RawStats>;
   /** Event counters per call over `calls` extra round trips. */
@@ -81,8 +84,10 @@ export class LocalMeasurer implements Measurer {
     }
     return b;
   }
-  prepare(p: CaseParams): Promise<CaseShape> {
+  prepare(p: CaseParams, warmMs: number): Promise<CaseShape> {
     const b = this.#get(p);
+    const t0 = performance.now();
+    while (performance.now() - t0 < warmMs) b.run();
     return Promise.resolve({
       chainsPerCall: b.chainsPerCall,
       descriptorsPerCall: b.descriptorsPerCall,
@@ -113,7 +118,7 @@ export class LocalMeasurer implements Measurer {
 
 /** An operation for a bench worker. */
 export type WorkerOp =
-  | { op: "prepare"; params: CaseParams }
+  | { op: "prepare"; params: CaseParams; warmMs: number }
   | { op: "measure"; params: CaseParams; timeMs: number }
   | { op: "counters"; params: CaseParams; calls: number }
   | { op: "alloc"; params: CaseParams };
@@ -175,8 +180,8 @@ export class WorkerMeasurer implements Measurer {
     });
   }
 
-  prepare(p: CaseParams): Promise<CaseShape> {
-    return this.#call({ op: "prepare", params: p });
+  prepare(p: CaseParams, warmMs: number): Promise<CaseShape> {
+    return this.#call({ op: "prepare", params: p, warmMs });
   }
   measure(p: CaseParams, opts: MeasureOptions): Promise<RawStats> {
     return this.#call({ op: "measure", params: p, timeMs: opts.timeMs });

@@ -38,7 +38,9 @@ export async function runCases(
   opts: RunOptions,
 ): Promise<CaseResult[]> {
   const raws: Raw[] = [];
-  for (const p of cases) raws.push({ p, shape: await m.prepare(p), rounds: [] });
+  // warm-up: as long as one timed round, at least 50 ms (tier-up before the first round)
+  const warmMs = Math.max(50, opts.timeMs);
+  for (const p of cases) raws.push({ p, shape: await m.prepare(p, warmMs), rounds: [] });
   const total = raws.length * opts.rounds;
   let done = 0;
   const t0 = performance.now();

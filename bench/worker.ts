@@ -19,7 +19,7 @@ self.onmessage = async (e: MessageEvent<WorkerRequest>) => {
     let value: unknown;
     switch (r.op) {
       case "prepare":
-        value = await local.prepare(r.params);
+        value = await local.prepare(r.params, r.warmMs);
         break;
       case "measure":
         value = await local.measure(r.params, { timeMs: r.timeMs });
