@@ -56,7 +56,7 @@ Options:
   --filter REGEX       only cases whose name matches, e.g. "q256 b32" or "^split/iommu"
   --list               list suites and their cases, run nothing
   --rounds N           rounds per case, interleaved across cases; min-of-N medians (default 3)
-  --time MS            measured time per case per round (default 200; smoke 40)
+  --time MS            measured time per case per round (default 200; smoke 30)
   --save NAME          save results as bench/baselines/NAME.json
   --compare NAME       compare with bench/baselines/NAME.json; exit 1 if any case is slower
   --threshold PCT      regression threshold in percent (default 10)
@@ -162,8 +162,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
     list: a.list === true,
     suites,
     filter,
-    rounds: rounds === undefined ? (smoke ? 1 : 3) : num("rounds", rounds, 1, 100, true),
-    timeMs: time === undefined ? (smoke ? 40 : 200) : num("time", time, 1, 600_000, false),
+    rounds: rounds === undefined ? 3 : num("rounds", rounds, 1, 100, true),
+    timeMs: time === undefined ? (smoke ? 30 : 200) : num("time", time, 1, 600_000, false),
     save: get("save") ?? null,
     compare: get("compare") ?? null,
     threshold: threshold === undefined ? 0.1 : num("threshold", threshold, 0, 1000, false) / 100,

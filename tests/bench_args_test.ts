@@ -15,7 +15,7 @@ Deno.test("args: defaults, and smoke shortens rounds and time", () => {
   assertEquals([d.smoke, d.rounds, d.timeMs, d.threshold, d.noise], [false, 3, 200, 0.1, 0.08]);
   assertEquals([d.save, d.compare, d.json, d.filter, d.suites], [null, null, null, null, []]);
   const s = parseBenchArgs(["--smoke"]);
-  assertEquals([s.smoke, s.rounds, s.timeMs], [true, 1, 40]);
+  assertEquals([s.smoke, s.rounds, s.timeMs], [true, 3, 30]);
 });
 
 Deno.test("args: values, repeated --suite, percentages", () => {
