@@ -216,6 +216,21 @@ export function computeTargets(
     );
     t.detail += `; fit: ${fit.intercept.toFixed(1)} ns/chain + ${fit.slope.toFixed(1)} ns/desc`;
     out.push(t);
+    // marginal cost per added descriptor, c2->c4 vs c4->c16 (linearity, fixed cost excluded)
+    const at = (c: number) => rows.find((r) => r.params.chainLen === c);
+    const c2 = at(2), c4 = at(4), c16 = at(16);
+    if (c2 && c4 && c16) {
+      const m1 = (c4.nsPerChain - c2.nsPerChain) / 2;
+      const m2 = (c16.nsPerChain - c4.nsPerChain) / 12;
+      const y = Math.max(m1, m2) / Math.min(m1, m2);
+      out.push({
+        name: `${engine}: marginal ns/descriptor, c2->c4 vs c4->c16`,
+        value: Number.isFinite(y) && y > 0 ? y : null,
+        goal: "info (<= 1.2 means linear in chain length)",
+        status: "info",
+        detail: `${m1.toFixed(1)} vs ${m2.toFixed(1)} ns per added descriptor`,
+      });
+    }
   }
 
   // zero allocation

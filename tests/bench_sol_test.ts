@@ -55,6 +55,15 @@ Deno.test("targets: speed-of-light ratio, flatness and fit from synthetic result
   assert(Math.abs(flat.value! - 1040 / 1000) < 1e-9);
   assertEquals(all.find((x) => x.name.startsWith("allocation"))!.status, "met");
   assertEquals(all.find((x) => x.name.startsWith("packed vs split"))!.status, "n/a");
+  const chains = [1, 2, 4, 16].map((chainLen) =>
+    caseResult({ engine: "split", chainLen, size: 1024 }, (14 + 10 * chainLen) * 32)
+  );
+  const ct = computeTargets(chains, [], { invalidationNs: 1000, requestNs: 5000 });
+  const perDesc = ct.find((x) => x.name === "split: ns/descriptor flat over chain length")!;
+  assertEquals(perDesc.status, "missed"); // 24 ns at c1 vs 10.875 at c16: fixed cost amortised
+  assert(perDesc.detail.includes("fit: 14.0 ns/chain + 10.0 ns/desc"), perDesc.detail);
+  const marginal = ct.find((x) => x.name.startsWith("split: marginal ns/descriptor"))!;
+  assert(Math.abs(marginal.value! - 1) < 1e-9, String(marginal.value));
   const fit = linearFit([1, 2, 4, 16], [24, 34, 54, 174]);
   assert(Math.abs(fit.slope - 10) < 1e-9 && Math.abs(fit.intercept - 14) < 1e-9);
 });
