@@ -4,7 +4,12 @@
  */
 
 import type { FuzzTarget } from "../target.ts";
+import { viommuRequestsTarget } from "./viommu_requests.ts";
+import { viommuStackTarget } from "./viommu_stack.ts";
 
 /** All registered targets, in `--list` order. */
 // deno-lint-ignore no-explicit-any
-export const TARGETS: readonly FuzzTarget<any>[] = [];
+export const TARGETS: readonly FuzzTarget<any>[] = [
+  viommuRequestsTarget,
+  viommuStackTarget,
+];
