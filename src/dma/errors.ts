@@ -93,6 +93,9 @@ export class DmaFault extends Error {
  * - `private-memory`: coherent memory that cannot be shared with the device.
  * - `reserved-region`: the range collides with a reserved region.
  * - `transport`: the IOMMU request itself failed (e.g. a virtio-iommu MAP answered an error).
+ * - `overlap`: an I/O page-table map over a page that is already mapped (VT-d: "PTE already set";
+ *   virtio-iommu MAP over an existing mapping answers INVAL).
+ * - `misaligned`: an I/O page-table map/unmap whose IOVA, GPA or size is not page-granular.
  */
 export type DmaMapErrorReason =
   | "mask"
@@ -103,7 +106,9 @@ export type DmaMapErrorReason =
   | "not-mapped"
   | "private-memory"
   | "reserved-region"
-  | "transport";
+  | "transport"
+  | "overlap"
+  | "misaligned";
 
 /** Thrown by a {@link DmaApi} when a mapping cannot be made, found or synced. Never silent. */
 export class DmaMapError extends Error {
