@@ -6,7 +6,7 @@ import {
   DMA_TO_DEVICE,
   DmaTranslation,
 } from "../src/dma/types.ts";
-import { type DmaAddressSpace } from "../src/dma/types.ts";
+import type { DmaAddressSpace } from "../src/dma/types.ts";
 import { createDmaLab, createDmaMode, DMA_MODE_NAMES, type DmaModeName } from "../src/dma/modes.ts";
 import { FakeClock } from "../src/dma/clock.ts";
 import { GuestMemory } from "../src/memory/guest_memory.ts";
