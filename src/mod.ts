@@ -59,4 +59,5 @@ export * from "./devices/virtio_iommu/device.ts";
 export * from "./devices/virtio_iommu/iova_allocator.ts";
 export * from "./devices/virtio_iommu/transport.ts";
 export * from "./devices/virtio_iommu/driver_api.ts";
+export * from "./devices/virtio_iommu/queues.ts";
 export * from "./devices/virtio_iommu/stack.ts";

@@ -17,8 +17,8 @@ import {
   VIRTIO_IOMMU_RESV_MEM_T_RESERVED,
 } from "../src/mod.ts";
 
-const STAGING = 0x3c000;
-const mem = () => GuestMemory.flat(0x40000);
+const STAGING = 0x70000;
+const mem = () => GuestMemory.flat(0x80000);
 
 Deno.test("viommu DmaApi: init PROBEs and ATTACHes; map sends MAP with direction flags", () => {
   const m = mem();
@@ -143,4 +143,36 @@ Deno.test("viommu IOVA allocator: first fit, aligned, skips reserved windows, re
   assertEquals(a.alloc(0x10_0000), -1);
   assertEquals(a.live, 3);
   assertThrows(() => new ViommuIovaAllocator(0x1800, 0, 1), RangeError);
+});
+
+Deno.test("viommu on our engine: requests over the split requestq, faults over the eventq", () => {
+  const m = mem();
+  const s = createViommuStack({ memory: m, stagingGpa: STAGING, eventBuffers: 2 });
+  assertEquals(s.transport.name, "requestq");
+  const q = s.queues!;
+  const before = s.transport.batches;
+  const buses = s.api.mapBatch([0x1000, 0x2000, 0x3000], [8, 8, 8], DMA_TO_DEVICE);
+  assertEquals(s.transport.batches - before, 1);
+  assertEquals(s.device.mappingCount, 3);
+  s.api.unmap(buses[1], 8, DMA_TO_DEVICE);
+  assertEquals(q.requestq.outstanding, 0);
+  const out = new DmaTranslation();
+  for (const bus of [buses[1], buses[0]]) {
+    assertThrows(() => s.space.translate(bus, 4, DMA_ACCESS_WRITE, out), DmaFault);
+  }
+  assertEquals(q.drainFaults(), [
+    { reason: 2, flags: 0x102, endpoint: 8, address: buses[1] },
+    { reason: 2, flags: 0x102, endpoint: 8, address: buses[0] },
+  ]);
+  // Buffers were re-posted: two more faults are reported, a third is dropped (2 buffers).
+  for (let i = 0; i < 3; i++) {
+    assertThrows(() => s.space.translate(0x7_0000_0000, 4, DMA_ACCESS_READ, out), DmaFault);
+  }
+  assertEquals(q.drainFaults().length, 2);
+  assertEquals(s.device.stats.faultsDropped, 1);
+  // Direct transport gives the same device state.
+  const d = createViommuStack({ memory: mem(), stagingGpa: STAGING, transport: "direct" });
+  d.api.mapBatch([0x1000, 0x2000, 0x3000], [8, 8, 8], DMA_TO_DEVICE);
+  assertEquals(d.device.domainMappings(1)!.map((x) => x.virtStart), [0x1000, 0x2000, 0x3000]);
+  assertEquals(s.device.domainMappings(1)!.map((x) => x.virtStart), [0x1000, 0x3000]);
 });
