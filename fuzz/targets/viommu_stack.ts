@@ -23,7 +23,6 @@ import {
   createViommuStack,
   DMA_ACCESS_READ,
   DMA_ACCESS_WRITE,
-  type DmaAddressSpace,
   type DmaDirection,
   DmaFault,
   DmaTranslation,
@@ -31,7 +30,6 @@ import {
   GuestMemory,
   LoopbackDevice,
   SgList,
-  type U64,
   VIRTIO_F_ACCESS_PLATFORM,
   VIRTIO_F_VERSION_1,
 } from "../../src/mod.ts";
