@@ -10,7 +10,9 @@ import {
   DmaMapError,
   DmaTranslation,
   GuestMemory,
+  VIOMMU_TRANSPORT_STAGING_BYTES,
   ViommuIovaAllocator,
+  viommuQueuesFootprint,
   VIRTIO_IOMMU_F_PROBE,
   VIRTIO_IOMMU_MAP_F_READ,
   VIRTIO_IOMMU_MAP_F_WRITE,
@@ -175,4 +177,21 @@ Deno.test("viommu on our engine: requests over the split requestq, faults over t
   d.api.mapBatch([0x1000, 0x2000, 0x3000], [8, 8, 8], DMA_TO_DEVICE);
   assertEquals(d.device.domainMappings(1)!.map((x) => x.virtStart), [0x1000, 0x2000, 0x3000]);
   assertEquals(s.device.domainMappings(1)!.map((x) => x.virtStart), [0x1000, 0x3000]);
+});
+
+Deno.test("viommu stack fits its 16 KiB region (rings, event buffers, staging) exactly", () => {
+  const m = new GuestMemory([
+    { gpa: 0, size: 0x10000, name: "buffers" },
+    { gpa: 0x10000, size: VIOMMU_TRANSPORT_STAGING_BYTES, name: "viommu" },
+  ]);
+  assertEquals(viommuQueuesFootprint(), VIOMMU_TRANSPORT_STAGING_BYTES);
+  const s = createViommuStack({ memory: m, stagingGpa: 0x10000 });
+  // 40 MAPs in one batch: split over several kicks by the staging area, all succeed.
+  const gpas = Array.from({ length: 40 }, (_, i) => i * 0x400);
+  const buses = s.api.mapBatch(gpas, gpas.map(() => 0x100), DMA_BIDIRECTIONAL);
+  assertEquals(buses.length, 40);
+  assertEquals(s.device.mappingCount, 40);
+  const out = new DmaTranslation();
+  s.space.translate(buses[39], 0x100, DMA_ACCESS_WRITE, out);
+  assertEquals(out.gpa, 39 * 0x400);
 });

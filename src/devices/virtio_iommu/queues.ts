@@ -6,8 +6,9 @@
  * The IOMMU device's own DMA is not translated by itself: both queues use identity DMA
  * (`RawGpaDmaApi` / `IdentityAddressSpace`).
  *
- * Guest memory used from `ringGpa` (see {@link viommuQueuesFootprint}): requestq rings, eventq
- * rings, the 16 KiB request staging area, then `eventBuffers` event buffers of 64 bytes.
+ * Guest memory used from `ringGpa` (see {@link viommuQueuesFootprint}; 16 KiB with the defaults,
+ * the same as `VIOMMU_TRANSPORT_STAGING_BYTES`): requestq rings, eventq rings, `eventBuffers`
+ * event buffers of 64 bytes, then the request staging area (the rest, at least 4 KiB).
  *
  * @module
  */
@@ -24,7 +25,7 @@ import type { DriverQueue, RingLayout } from "../../virtio/queue.ts";
 import { EMPTY_SG, SgList } from "../../virtio/sg_list.ts";
 import type { VirtioIommuDevice } from "./device.ts";
 import { decodeViommuFault, type ViommuFaultReport } from "./events.ts";
-import { VIOMMU_TRANSPORT_STAGING_BYTES, ViommuQueueTransport } from "./transport.ts";
+import { ViommuQueueTransport } from "./transport.ts";
 import { VIRTIO_IOMMU_FAULT_SIZE } from "./constants.ts";
 
 /** Bytes of each event buffer the driver posts (a fault report is 24). */
@@ -73,9 +74,12 @@ export function viommuQueuesFootprint(
   layout: RingLayout = "split",
 ): number {
   const q = driverQueueFootprint(layout, size, QUEUE_FEATURES);
-  const raw = 2 * q + VIOMMU_TRANSPORT_STAGING_BYTES + eventBuffers * VIOMMU_EVENT_BUFFER_BYTES;
+  const raw = 2 * q + MIN_STAGING + eventBuffers * VIOMMU_EVENT_BUFFER_BYTES;
   return Math.ceil(raw / 4096) * 4096;
 }
+
+/** Smallest request staging area (a PROBE with a 512-byte properties area needs 704 bytes). */
+const MIN_STAGING = 4096;
 
 /**
  * Creates and wires both queues, attaches their device sides to the device and posts the event
@@ -108,8 +112,10 @@ export function createViommuQueues(opts: ViommuQueuesOptions): ViommuQueues {
   const rq = make(opts.ringGpa);
   const eq = make(opts.ringGpa + q);
   device.attachQueues(rq.dev, eq.dev);
-  const staging = opts.ringGpa + 2 * q;
-  const events = staging + VIOMMU_TRANSPORT_STAGING_BYTES;
+  const events = opts.ringGpa + 2 * q;
+  const staging = events + nEvents * VIOMMU_EVENT_BUFFER_BYTES;
+  const footprint = viommuQueuesFootprint(size, nEvents, layout);
+  const stagingBytes = opts.ringGpa + footprint - staging;
   const sg = new SgList(1);
   const post = (i: number) => {
     sg.clear().push(events + i * VIOMMU_EVENT_BUFFER_BYTES, VIOMMU_EVENT_BUFFER_BYTES);
@@ -121,8 +127,8 @@ export function createViommuQueues(opts: ViommuQueuesOptions): ViommuQueues {
   return {
     requestq: rq.driver,
     eventq: eq.driver,
-    transport: new ViommuQueueTransport(rq.driver, device, memory, staging),
-    footprint: viommuQueuesFootprint(size, nEvents, layout),
+    transport: new ViommuQueueTransport(rq.driver, device, memory, staging, stagingBytes),
+    footprint,
     drainFaults(): ViommuFaultReport[] {
       const out: ViommuFaultReport[] = [];
       let reposted = 0;

@@ -20,8 +20,10 @@ export interface ViommuStackOptions {
   /** Guest memory shared by the driver, the device and the IOMMU. */
   memory: GuestMemory;
   /**
-   * Page-aligned GPA of guest memory the IOMMU driver owns: `viommuQueuesFootprint()` bytes
-   * for the `"requestq"` transport (rings, staging, event buffers), 16 KiB for `"direct"`.
+   * Page-aligned GPA of `VIOMMU_TRANSPORT_STAGING_BYTES` (16 KiB) of guest memory the IOMMU
+   * driver owns: the requestq/eventq rings, event buffers and request staging for the
+   * `"requestq"` transport (with the default queue size and event buffers; otherwise
+   * `viommuQueuesFootprint(...)` bytes), the staging area for `"direct"`.
    */
   stagingGpa: number;
   /** Endpoint ID of the device behind the IOMMU (default 8, i.e. 00:01.0). */

@@ -107,6 +107,7 @@ export class ViommuQueueTransport implements ViommuTransport {
   readonly #device: VirtioIommuDevice;
   readonly #memory: GuestMemory;
   readonly #gpa: number;
+  readonly #bytes: number;
   readonly #rd = new SgList(1);
   readonly #wr = new SgList(1);
 
@@ -115,18 +116,21 @@ export class ViommuQueueTransport implements ViommuTransport {
    * @param queue driver side of the requestq (its device side must be attached to `device`).
    * @param device the device (run inline after each kick).
    * @param memory guest memory.
-   * @param stagingGpa GPA of {@link VIOMMU_TRANSPORT_STAGING_BYTES} bytes the driver owns.
+   * @param stagingGpa GPA of `stagingBytes` bytes the driver owns.
+   * @param stagingBytes size of the staging area (default {@link VIOMMU_TRANSPORT_STAGING_BYTES}).
    */
   constructor(
     queue: DriverQueue<number>,
     device: VirtioIommuDevice,
     memory: GuestMemory,
     stagingGpa: number,
+    stagingBytes: number = VIOMMU_TRANSPORT_STAGING_BYTES,
   ) {
     this.#queue = queue;
     this.#device = device;
     this.#memory = memory;
     this.#gpa = stagingGpa;
+    this.#bytes = stagingBytes;
   }
 
   /**
@@ -143,9 +147,9 @@ export class ViommuQueueTransport implements ViommuTransport {
       const offsets: number[] = [];
       while (i < batch.length && i - first < this.#queue.size) {
         const s = batch[i];
-        checkFits(s, VIOMMU_TRANSPORT_STAGING_BYTES);
+        checkFits(s, this.#bytes);
         const need = alignUp(s.readable.length) + alignUp(s.writable.length);
-        if (off + need > VIOMMU_TRANSPORT_STAGING_BYTES || this.#queue.numFree < 2) break;
+        if (off + need > this.#bytes || this.#queue.numFree < 2) break;
         const r = this.#gpa + off, w = r + alignUp(s.readable.length);
         this.#memory.write(r, s.readable);
         this.#memory.fill(w, s.writable.length);
