@@ -195,3 +195,26 @@ Deno.test("viommu stack fits its 16 KiB region (rings, event buffers, staging) e
   s.space.translate(buses[39], 0x100, DMA_ACCESS_WRITE, out);
   assertEquals(out.gpa, 39 * 0x400);
 });
+
+Deno.test("viommu long-lived mapping: one MAP at init, buffers inside need no request", () => {
+  const s = createViommuStack({
+    memory: mem(),
+    stagingGpa: STAGING,
+    longLived: { gpa: 0x10000, size: 0x20000 },
+  });
+  assertEquals(s.api.maps, 1);
+  const requests = s.transport.requests;
+  const bus = s.api.map(0x10800, 0x100, DMA_FROM_DEVICE);
+  s.api.syncForCpu(bus, 0x100, DMA_FROM_DEVICE);
+  s.api.syncForDevice(Number(bus) + 0x8000, 0x100, DMA_FROM_DEVICE);
+  s.api.unmap(bus, 0x100, DMA_FROM_DEVICE);
+  assertEquals(s.transport.requests, requests);
+  assertEquals(s.api.windowMaps, 1);
+  const out = new DmaTranslation();
+  s.space.translate(bus, 0x100, DMA_ACCESS_WRITE, out);
+  assertEquals([out.gpa, out.length], [0x10800, 0x100]);
+  // Outside the window: per-buffer MAP and UNMAP.
+  const other = s.api.map(0x40000, 0x10, DMA_TO_DEVICE);
+  s.api.unmap(other, 0x10, DMA_TO_DEVICE);
+  assertEquals(s.transport.requests, requests + 2);
+});

@@ -58,6 +58,13 @@ export interface VirtioIommuDmaApiOptions {
    * stays inside `input_range` and below 2^53.
    */
   dmaMask?: number;
+  /**
+   * A long-lived mapping made once by `init` (READ|WRITE, page-rounded): buffers wholly inside
+   * `[gpa, gpa + size)` map and unmap with no request at all (bus = window IOVA + offset), as a
+   * driver with premapped buffers (or Linux's identity-mapped domains) does. Buffers outside it
+   * take the per-buffer MAP/UNMAP path.
+   */
+  longLived?: { gpa: number; size: number };
 }
 
 /** A live mapping as the driver tracks it. */
@@ -85,6 +92,8 @@ export class VirtioIommuDmaApi implements DmaApi {
   maps = 0;
   /** UNMAP requests sent. */
   unmaps = 0;
+  /** Maps served by the long-lived window without a request. */
+  windowMaps = 0;
 
   readonly #t: ViommuTransport;
   readonly #cfg: VirtioIommuConfig;
@@ -93,6 +102,11 @@ export class VirtioIommuDmaApi implements DmaApi {
   #iova: ViommuIovaAllocator | null = null;
   readonly #live = new Map<number, LiveMapping>();
   readonly #tail = new Uint8Array(VIRTIO_IOMMU_REQ_TAIL_SIZE);
+  readonly #longLived: { gpa: number; size: number } | null;
+  // The long-lived window: GPA range [#wGpa, #wGpaEnd) at IOVA #wIova; #wIova < 0 when none.
+  #wGpa = 0;
+  #wGpaEnd = 0;
+  #wIova = -1;
 
   /**
    * Creates the mode (no request is sent until `init`).
@@ -110,6 +124,7 @@ export class VirtioIommuDmaApi implements DmaApi {
     }
     this.granule = g;
     this.#dmaMask = opts.dmaMask ?? 2 ** 48 - 1;
+    this.#longLived = opts.longLived ?? null;
   }
 
   #has(bit: number): boolean {
@@ -198,10 +213,23 @@ export class VirtioIommuDmaApi implements DmaApi {
       a.reserve(Number(r.start), u64Compare(r.end, high) > 0 ? high : Number(r.end));
     }
     this.#iova = a;
+    if (this.#longLived !== null) {
+      const { gpa, size } = this.#longLived;
+      const m = this.#prepare(gpa, size, 0, true);
+      const s = this.#mapRequest(m);
+      this.#submit([s], gpa, size);
+      this.maps++;
+      this.#check(s, "MAP (long-lived)", gpa, size);
+      this.#live.set(m.iova, m);
+      this.#wGpa = m.gpaBase;
+      this.#wGpaEnd = m.gpaBase + m.size;
+      this.#wIova = m.iova;
+    }
   }
 
   /** DETACH the endpoint (after unmapping nothing: the domain's mappings vanish with it). */
   detach(): void {
+    this.#wIova = -1;
     this.#send(
       { type: VIRTIO_IOMMU_T_DETACH, domain: this.domain, endpoint: this.endpoint },
       "DETACH",
@@ -271,9 +299,22 @@ export class VirtioIommuDmaApi implements DmaApi {
     return m.iova + (gpa - m.gpaBase);
   }
 
-  /** See {@link DmaApi.map}. @throws DmaMapError (`iova-exhausted`, `window`, `transport`) */
+  /**
+   * See {@link DmaApi.map}. Inside the long-lived window: no request, allocation-free.
+   * @throws DmaMapError (`iova-exhausted`, `window`, `transport`)
+   */
   map(gpa: number, length: number, dir: DmaDirection): U64 {
+    if (this.#wIova >= 0 && gpa >= this.#wGpa && gpa + length <= this.#wGpaEnd && length > 0) {
+      this.windowMaps++;
+      return this.#wIova + (gpa - this.#wGpa);
+    }
     return this.#mapOne(gpa, length, dir, false);
+  }
+
+  /** True when `[bus, bus + length)` lies in the long-lived window. */
+  #inWindow(bus: U64, length: number): boolean {
+    return this.#wIova >= 0 && typeof bus === "number" && bus >= this.#wIova &&
+      bus + length <= this.#wIova + (this.#wGpaEnd - this.#wGpa);
   }
 
   /**
@@ -342,19 +383,23 @@ export class VirtioIommuDmaApi implements DmaApi {
     this.#iova!.free(m.iova);
   }
 
-  /** See {@link DmaApi.unmap}. @throws DmaMapError (`not-mapped`, `transport`) */
+  /**
+   * See {@link DmaApi.unmap}. Inside the long-lived window: nothing to do.
+   * @throws DmaMapError (`not-mapped`, `transport`)
+   */
   unmap(bus: U64, length: number, _dir: DmaDirection): void {
+    if (this.#inWindow(bus, length)) return;
     this.#unmapLive(this.#lookup(bus, length), bus, length);
   }
 
   /** Checks the mapping is live (no bounce to copy). @throws DmaMapError (`not-mapped`) */
   syncForCpu(bus: U64, length: number, _dir: DmaDirection): void {
-    this.#lookup(bus, length);
+    if (!this.#inWindow(bus, length)) this.#lookup(bus, length);
   }
 
   /** Checks the mapping is live (no bounce to copy). @throws DmaMapError (`not-mapped`) */
   syncForDevice(bus: U64, length: number, _dir: DmaDirection): void {
-    this.#lookup(bus, length);
+    if (!this.#inWindow(bus, length)) this.#lookup(bus, length);
   }
 
   /** See {@link DmaApi.mapCoherent}: a bidirectional mapping. @throws DmaMapError */

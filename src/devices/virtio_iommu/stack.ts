@@ -44,6 +44,12 @@ export interface ViommuStackOptions {
    * chains, 16 KiB at `stagingGpa`), or a factory.
    */
   transport?: "requestq" | "direct" | ((device: VirtioIommuDevice) => ViommuTransport);
+  /**
+   * A long-lived mapping of `[gpa, gpa + size)` made once at init: buffers inside it need no
+   * MAP/UNMAP (see `VirtioIommuDmaApiOptions.longLived`). Default none: a MAP and an UNMAP per
+   * buffer.
+   */
+  longLived?: { gpa: number; size: number };
   /** Event buffers kept posted on the eventq with the `"requestq"` transport (default 8). */
   eventBuffers?: number;
 }
@@ -99,6 +105,7 @@ export function createViommuStack(opts: ViommuStackOptions): ViommuStack {
     features,
     endpoint,
     domain: opts.domain ?? 1,
+    longLived: opts.longLived,
   });
   api.init();
   return { device, api, space: device.endpointSpace(endpoint), transport, endpoint, queues };
