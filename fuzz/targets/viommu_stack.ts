@@ -51,7 +51,7 @@ export type ViommuStackOp =
     readonly len: number;
     readonly seed: number;
   }
-  | { readonly op: "probe"; readonly bus: number; readonly write: boolean };
+  | { readonly op: "probe"; readonly bus: number; readonly near: boolean; readonly write: boolean };
 
 interface Live {
   bus: number;
@@ -131,27 +131,31 @@ function run(ops: readonly ViommuStackOp[]): void {
       }
       case "probe": {
         const access = o.write ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
+        // `near`: an address inside (or just past) a live mapping, the interesting cases.
+        const bus = o.near && live.length > 0
+          ? live[o.bus % live.length].bus + (o.bus % (live[o.bus % live.length].len + PAGE))
+          : o.bus;
         const cover = [...ringLive, ...live].find((m) => {
           const lo = Math.floor(m.bus / PAGE) * PAGE;
           const hi = Math.ceil((m.bus + m.len) / PAGE) * PAGE;
-          return o.bus >= lo && o.bus < hi;
+          return bus >= lo && bus < hi;
         });
         const allowed = cover !== undefined &&
           (cover.dir === 0 || (cover.dir === 1 ? !o.write : o.write));
         let gpa = -1;
         try {
-          s.space.translate(o.bus, 1, access, out);
+          s.space.translate(bus, 1, access, out);
           gpa = out.gpa;
         } catch (e) {
           if (!(e instanceof DmaFault)) throw e;
         }
-        if (allowed && gpa !== cover!.gpa + (o.bus - cover!.bus)) {
-          throw new OracleFailure("translation", `op ${k}: bus ${o.bus} gave GPA ${gpa}`);
+        if (allowed && gpa !== cover!.gpa + (bus - cover!.bus)) {
+          throw new OracleFailure("translation", `op ${k}: bus ${bus} gave GPA ${gpa}`);
         }
         if (!allowed && gpa !== -1) {
           throw new OracleFailure(
             "translation",
-            `op ${k}: bus ${o.bus} translated without a mapping`,
+            `op ${k}: bus ${bus} translated without a mapping`,
           );
         }
         break;
@@ -190,10 +194,11 @@ export const viommuStackTarget: FuzzTarget<ViommuStackOp[]> = {
         fc.record({
           op: fc.constant("probe" as const),
           bus: fc.integer({ min: 0, max: 0x80000 }),
+          near: fc.boolean(),
           write: fc.boolean(),
         }, { noNullPrototype: true }),
       ),
-      { minLength: 1, maxLength: 80 },
+      { minLength: 1, maxLength: 80, size: "max" },
     ),
   run,
 };

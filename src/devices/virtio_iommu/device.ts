@@ -164,6 +164,10 @@ export class VirtioIommuDevice {
   readonly #maxMappings: number;
   readonly #unknownType: "used-zero" | "unsupp";
   #mappingCount = 0;
+  /** Low 32 bits of the negotiated features (the device-specific bits). */
+  #featLo = 0;
+  /** Mapping granule in bytes (lowest bit of page_size_mask). */
+  readonly #granule: number | bigint;
   #requestq: DeviceQueue | null = null;
   #eventq: DeviceQueue | null = null;
   readonly #scratch = new Uint8Array(VIRTIO_IOMMU_PROBE_SIZE);
@@ -187,8 +191,8 @@ export class VirtioIommuDevice {
     this.deviceFeatures = opts.features ?? VIRTIO_IOMMU_DEFAULT_FEATURES;
     this.features = this.deviceFeatures;
     this.config = { ...defaultViommuConfig(), ...opts.config };
-    viommuGranule(this.config.pageSizeMask);
-    if (BigInt(this.config.inputStart) > BigInt(this.config.inputEnd)) {
+    this.#granule = viommuGranule(this.config.pageSizeMask);
+    if (this.config.inputStart > this.config.inputEnd) {
       throw new RangeError("input_range start is above its end");
     }
     if (this.config.domainStart > this.config.domainEnd) {
@@ -208,14 +212,15 @@ export class VirtioIommuDevice {
         domain: null,
       });
     }
+    this.#featLo = Number(this.features & 0xffff_ffffn);
     this.#updateBypass();
   }
 
   // --- Feature negotiation and config --------------------------------------------------
 
-  /** Whether feature bit `n` was negotiated. */
+  /** Whether feature bit `n` was negotiated (bits 0..31 cached, no BigInt on the request path). */
   has(n: number): boolean {
-    return (this.features & bit(n)) !== 0n;
+    return n < 32 ? (this.#featLo & (1 << n)) !== 0 : (this.features & bit(n)) !== 0n;
   }
 
   /** Whether feature bit `n` is offered. */
@@ -229,6 +234,7 @@ export class VirtioIommuDevice {
    */
   negotiate(driverFeatures: bigint): bigint {
     this.features = this.deviceFeatures & driverFeatures;
+    this.#featLo = Number(this.features & 0xffff_ffffn);
     this.#updateBypass();
     return this.features;
   }
@@ -272,6 +278,7 @@ export class VirtioIommuDevice {
     for (const e of this.#endpoints.values()) e.domain = null;
     this.#mappingCount = 0;
     this.features = this.deviceFeatures;
+    this.#featLo = Number(this.features & 0xffff_ffffn);
     this.broken = null;
     this.#updateBypass();
   }
@@ -532,19 +539,28 @@ export class VirtioIommuDevice {
     const dom = this.#domains.get(req.domain);
     if (dom === undefined) return VIRTIO_IOMMU_S_NOENT;
     if (dom.bypass) return VIRTIO_IOMMU_S_INVAL;
-    const vs = BigInt(req.virtStart), ve = BigInt(req.virtEnd), ps = BigInt(req.physStart);
+    const vs = req.virtStart, ve = req.virtEnd, ps = req.physStart, g = this.#granule;
     if (ve < vs) return VIRTIO_IOMMU_S_INVAL;
-    const g = BigInt(viommuGranule(this.config.pageSizeMask));
-    if (vs % g !== 0n || ps % g !== 0n || (ve + 1n) % g !== 0n) return VIRTIO_IOMMU_S_RANGE;
-    if (vs < BigInt(this.config.inputStart) || ve > BigInt(this.config.inputEnd)) {
-      return VIRTIO_IOMMU_S_RANGE;
+    if (
+      typeof vs === "number" && typeof ve === "number" && typeof ps === "number" &&
+      typeof g === "number"
+    ) {
+      // Number fast path: every value is a safe integer (ve + 1 <= 2^53 stays exact).
+      if (vs % g !== 0 || ps % g !== 0 || (ve + 1) % g !== 0) return VIRTIO_IOMMU_S_RANGE;
+      if (ps + (ve - vs) >= 2 ** 52) return VIRTIO_IOMMU_S_RANGE;
+    } else {
+      const bvs = BigInt(vs), bve = BigInt(ve), bps = BigInt(ps), bg = BigInt(g);
+      if (bvs % bg !== 0n || bps % bg !== 0n || (bve + 1n) % bg !== 0n) {
+        return VIRTIO_IOMMU_S_RANGE;
+      }
+      if (bps + (bve - bvs) >= 1n << 52n) return VIRTIO_IOMMU_S_RANGE;
     }
-    // Our guests have at most 52 physical address bits: a mapping beyond is out of range.
-    if (ps + (ve - vs) >= 1n << 52n) return VIRTIO_IOMMU_S_RANGE;
+    // Mixed number/bigint comparisons are exact in JavaScript.
+    if (vs < this.config.inputStart || ve > this.config.inputEnd) return VIRTIO_IOMMU_S_RANGE;
     for (const id of dom.endpoints) {
       for (const r of this.#endpoints.get(id)!.resvMem) {
         // Spec: the device SHOULD reject a MAP that overlaps a RESV_MEM region.
-        if (BigInt(r.start) <= ve && BigInt(r.end) >= vs) return VIRTIO_IOMMU_S_INVAL;
+        if (r.start <= ve && r.end >= vs) return VIRTIO_IOMMU_S_INVAL;
       }
     }
     if (dom.tree.overlaps(req.virtStart, req.virtEnd)) return VIRTIO_IOMMU_S_INVAL;
@@ -560,7 +576,7 @@ export class VirtioIommuDevice {
     const dom = this.#domains.get(req.domain);
     if (dom === undefined) return VIRTIO_IOMMU_S_NOENT;
     if (dom.bypass) return VIRTIO_IOMMU_S_INVAL;
-    if (BigInt(req.virtEnd) < BigInt(req.virtStart)) return VIRTIO_IOMMU_S_INVAL;
+    if (req.virtEnd < req.virtStart) return VIRTIO_IOMMU_S_INVAL;
     const removed = dom.tree.unmap(req.virtStart, req.virtEnd);
     if (removed < 0) return VIRTIO_IOMMU_S_RANGE;
     this.#mappingCount -= removed;
