@@ -21,7 +21,7 @@
  * @module
  */
 
-import type { U64 } from "../../memory/u64.ts";
+import { type U64, u64FromParts } from "../../memory/u64.ts";
 import { MemoryFault } from "../../memory/fault.ts";
 import type { Chain } from "../../virtio/chain.ts";
 import type { DeviceQueue } from "../../virtio/queue.ts";
@@ -40,6 +40,7 @@ import {
   VIRTIO_IOMMU_FAULT_SIZE,
   VIRTIO_IOMMU_MAP_F_MASK,
   VIRTIO_IOMMU_MAP_F_MMIO,
+  VIRTIO_IOMMU_MAP_SIZE,
   VIRTIO_IOMMU_PROBE_SIZE,
   VIRTIO_IOMMU_REQ_TAIL_SIZE,
   VIRTIO_IOMMU_RESV_MEM_T_MSI,
@@ -57,6 +58,7 @@ import {
   VIRTIO_IOMMU_T_MAP,
   VIRTIO_IOMMU_T_PROBE,
   VIRTIO_IOMMU_T_UNMAP,
+  VIRTIO_IOMMU_UNMAP_SIZE,
 } from "./constants.ts";
 import {
   defaultViommuConfig,
@@ -78,6 +80,8 @@ import { type ViommuMapping, ViommuMappingTree } from "./mappings.ts";
 import { encodeProbeProperties, type ViommuResvMem } from "./probe.ts";
 import { encodeViommuFault } from "./events.ts";
 import { type ViommuDomain, type ViommuEndpoint, ViommuEndpointSpace } from "./endpoint_space.ts";
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** Bit mask (bigint) of a feature bit number. */
 function bit(n: number): bigint {
@@ -171,6 +175,21 @@ export class VirtioIommuDevice {
   #requestq: DeviceQueue | null = null;
   #eventq: DeviceQueue | null = null;
   readonly #scratch = new Uint8Array(VIRTIO_IOMMU_PROBE_SIZE);
+  readonly #sv = new DataView(this.#scratch.buffer);
+  readonly #mreq: Mutable<ViommuMap> = {
+    type: VIRTIO_IOMMU_T_MAP,
+    domain: 0,
+    virtStart: 0,
+    virtEnd: 0,
+    physStart: 0,
+    flags: 0,
+  };
+  readonly #ureq: Mutable<ViommuUnmap> = {
+    type: VIRTIO_IOMMU_T_UNMAP,
+    domain: 0,
+    virtStart: 0,
+    virtEnd: 0,
+  };
   readonly #tail = new Uint8Array(VIRTIO_IOMMU_REQ_TAIL_SIZE);
   readonly #fault = new Uint8Array(VIRTIO_IOMMU_FAULT_SIZE);
   readonly #host = {
@@ -403,16 +422,40 @@ export class VirtioIommuDevice {
       this.stats.unparsed++;
       return 0;
     }
-    let readable: Uint8Array;
+    const sc = this.#scratch;
     try {
-      // A readable part longer than any request is only read up to its head: its type tells
-      // an unknown request (used length 0) from a known one of the wrong size (DEVERR).
-      readable = this.#scratch.subarray(0, rbytes > this.#scratch.length ? 4 : rbytes);
-      chain.readInto(readable);
+      // Copies min(rbytes, 72) bytes: a readable part longer than any request is only read up
+      // to its head, whose type tells an unknown request (used length 0) from a known one of the
+      // wrong size (DEVERR).
+      chain.readInto(sc);
     } catch (e) {
       if (!(e instanceof MemoryFault)) throw e;
       return this.#complete(chain, VIRTIO_IOMMU_S_FAULT);
     }
+    // Fast path for well-formed MAP / UNMAP (the per-buffer traffic): no decode objects.
+    if (wbytes === VIRTIO_IOMMU_REQ_TAIL_SIZE && sc[1] === 0 && sc[2] === 0 && sc[3] === 0) {
+      const v = this.#sv;
+      if (sc[0] === VIRTIO_IOMMU_T_MAP && rbytes === VIRTIO_IOMMU_MAP_SIZE) {
+        const m = this.#mreq;
+        m.domain = v.getUint32(4, true);
+        m.virtStart = u64FromParts(v.getUint32(8, true), v.getUint32(12, true));
+        m.virtEnd = u64FromParts(v.getUint32(16, true), v.getUint32(20, true));
+        m.physStart = u64FromParts(v.getUint32(24, true), v.getUint32(28, true));
+        m.flags = v.getUint32(32, true);
+        return this.#complete(chain, this.#map(m));
+      }
+      if (
+        sc[0] === VIRTIO_IOMMU_T_UNMAP && rbytes === VIRTIO_IOMMU_UNMAP_SIZE &&
+        v.getUint32(24, true) === 0
+      ) {
+        const u = this.#ureq;
+        u.domain = v.getUint32(4, true);
+        u.virtStart = u64FromParts(v.getUint32(8, true), v.getUint32(12, true));
+        u.virtEnd = u64FromParts(v.getUint32(16, true), v.getUint32(20, true));
+        return this.#complete(chain, this.#unmap(u));
+      }
+    }
+    const readable = sc.subarray(0, rbytes > sc.length ? 4 : rbytes);
     const d = rbytes > readable.length
       ? (viommuRequestSize(readable[0]) === 0
         ? { kind: "unknown-type" as const, type: readable[0] }

@@ -27,6 +27,7 @@ import {
   VIRTIO_IOMMU_F_PROBE,
   VIRTIO_IOMMU_MAP_F_READ,
   VIRTIO_IOMMU_MAP_F_WRITE,
+  VIRTIO_IOMMU_MAP_SIZE,
   VIRTIO_IOMMU_REQ_TAIL_SIZE,
   VIRTIO_IOMMU_S_OK,
   VIRTIO_IOMMU_T_ATTACH,
@@ -34,6 +35,7 @@ import {
   VIRTIO_IOMMU_T_MAP,
   VIRTIO_IOMMU_T_PROBE,
   VIRTIO_IOMMU_T_UNMAP,
+  VIRTIO_IOMMU_UNMAP_SIZE,
 } from "./constants.ts";
 import { viommuGranule, type VirtioIommuConfig } from "./config.ts";
 import { encodeViommuRequest, type ViommuRequest } from "./requests.ts";
@@ -102,6 +104,10 @@ export class VirtioIommuDmaApi implements DmaApi {
   #iova: ViommuIovaAllocator | null = null;
   readonly #live = new Map<number, LiveMapping>();
   readonly #tail = new Uint8Array(VIRTIO_IOMMU_REQ_TAIL_SIZE);
+  readonly #mapBuf = new Uint8Array(VIRTIO_IOMMU_MAP_SIZE);
+  readonly #mapView = new DataView(this.#mapBuf.buffer);
+  readonly #unmapBuf = new Uint8Array(VIRTIO_IOMMU_UNMAP_SIZE);
+  readonly #unmapView = new DataView(this.#unmapBuf.buffer);
   readonly #longLived: { gpa: number; size: number } | null;
   // The long-lived window: GPA range [#wGpa, #wGpaEnd) at IOVA #wIova; #wIova < 0 when none.
   #wGpa = 0;
@@ -284,13 +290,49 @@ export class VirtioIommuDmaApi implements DmaApi {
     };
   }
 
+  /** Sends one request from a reusable buffer and checks the tail. @throws DmaMapError */
+  #sendOne(readable: Uint8Array, what: string, address: U64, length: number): void {
+    const tail = this.#tail;
+    let used: number;
+    try {
+      used = this.#t.submitOne(readable, tail);
+    } catch (e) {
+      throw new DmaMapError(
+        "transport",
+        address,
+        length,
+        this.name,
+        `requestq failed: ${e instanceof Error ? e.message : String(e)}`,
+      );
+    }
+    if (used === 0 || tail[0] !== VIRTIO_IOMMU_S_OK) {
+      throw new DmaMapError(
+        "transport",
+        address,
+        length,
+        this.name,
+        used === 0 ? `${what}: used length 0` : `${what} answered ${viommuStatusName(tail[0])}`,
+      );
+    }
+  }
+
   #mapOne(gpa: number, length: number, dir: DmaDirection, coherent: boolean): U64 {
     const m = this.#prepare(gpa, length, dir, coherent);
-    const s = this.#mapRequest(m);
+    // MAP layout (spec §5.13.6.5): head, domain @4, virt_start @8, virt_end @16, phys_start @24,
+    // flags @32; all values here are safe integers.
+    const v = this.#mapView, end = m.iova + m.size - 1;
+    v.setUint32(0, VIRTIO_IOMMU_T_MAP, true);
+    v.setUint32(4, this.domain, true);
+    v.setUint32(8, m.iova >>> 0, true);
+    v.setUint32(12, Math.floor(m.iova / 0x1_0000_0000), true);
+    v.setUint32(16, end >>> 0, true);
+    v.setUint32(20, Math.floor(end / 0x1_0000_0000), true);
+    v.setUint32(24, m.gpaBase >>> 0, true);
+    v.setUint32(28, Math.floor(m.gpaBase / 0x1_0000_0000), true);
+    v.setUint32(32, this.#flags(dir), true);
     try {
-      this.#submit([s], gpa, length);
       this.maps++;
-      this.#check(s, "MAP", gpa, length);
+      this.#sendOne(this.#mapBuf, "MAP", gpa, length);
     } catch (e) {
       this.#iova!.free(m.iova);
       throw e;
@@ -369,17 +411,15 @@ export class VirtioIommuDmaApi implements DmaApi {
     this.unmaps++;
     // When UNMAP fails the IOVA range stays allocated (leaked, never reused): the device may
     // still hold the mapping, and reusing it would make a later MAP overlap (INVAL).
-    this.#send(
-      {
-        type: VIRTIO_IOMMU_T_UNMAP,
-        domain: this.domain,
-        virtStart: m.iova,
-        virtEnd: m.iova + m.size - 1,
-      },
-      "UNMAP",
-      bus,
-      length,
-    );
+    // UNMAP layout (spec §5.13.6.6): head, domain @4, virt_start @8, virt_end @16, reserved @24.
+    const v = this.#unmapView, end = m.iova + m.size - 1;
+    v.setUint32(0, VIRTIO_IOMMU_T_UNMAP, true);
+    v.setUint32(4, this.domain, true);
+    v.setUint32(8, m.iova >>> 0, true);
+    v.setUint32(12, Math.floor(m.iova / 0x1_0000_0000), true);
+    v.setUint32(16, end >>> 0, true);
+    v.setUint32(20, Math.floor(end / 0x1_0000_0000), true);
+    this.#sendOne(this.#unmapBuf, "UNMAP", bus, length);
     this.#iova!.free(m.iova);
   }
 
