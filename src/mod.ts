@@ -59,6 +59,7 @@ export * from "./devices/virtio_iommu/device.ts";
 export * from "./devices/virtio_iommu/iova_allocator.ts";
 export * from "./devices/virtio_iommu/transport.ts";
 export * from "./devices/virtio_iommu/driver_api.ts";
+export * from "./devices/virtio_iommu/queues.ts";
 export * from "./devices/virtio_iommu/stack.ts";
 
 // --- inspect: decode memory images of live virtqueues and compare with QEMU (issue #9) --------

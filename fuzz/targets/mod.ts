@@ -10,6 +10,8 @@ import { modelSplit } from "./model_split.ts";
 import { packedHostileDriver } from "./packed_hostile_driver.ts";
 import { packedHostileDevice } from "./packed_hostile_device.ts";
 import { differential } from "./differential.ts";
+import { viommuRequestsTarget } from "./viommu_requests.ts";
+import { viommuStackTarget } from "./viommu_stack.ts";
 
 /** All registered targets, in `--list` order. */
 // deno-lint-ignore no-explicit-any
@@ -24,3 +26,5 @@ export const TARGETS: readonly FuzzTarget<any>[] = [
 import { dmaModesTarget } from "./dma_modes.ts";
 
 export const TARGETS: readonly FuzzTarget<any>[] = [dmaModesTarget];
+  viommuRequestsTarget,
+  viommuStackTarget,
