@@ -20,3 +20,11 @@ export * from "./virtio/errors.ts";
 export * from "./virtio/sg_list.ts";
 export * from "./virtio/chain.ts";
 export * from "./virtio/queue.ts";
+
+// --- platform topologies (issue #6): schema, presets, resolution, explanation ---
+export * from "./platform/topology.ts";
+export * from "./platform/policy.ts";
+export * from "./platform/sparse_memory.ts";
+export * from "./platform/resolve.ts";
+export * from "./platform/explain.ts";
+export * from "./platform/presets/mod.ts";
