@@ -20,6 +20,46 @@ export * from "./virtio/errors.ts";
 export * from "./virtio/sg_list.ts";
 export * from "./virtio/chain.ts";
 export * from "./virtio/queue.ts";
+// --- split virtqueue engine, factory, pair helper, loopback device (issue #2) ---------------
+export * from "./virtio/split/layout.ts";
+export * from "./virtio/split/device.ts";
+export * from "./virtio/split/driver.ts";
+export * from "./virtio/factory.ts";
+export * from "./virtio/pair.ts";
+export * from "./devices/loopback.ts";
+
+// Packed virtqueue (spec §2.8): layout, driver side, device side.
+export * from "./virtio/packed/layout.ts";
+export * from "./virtio/packed/driver.ts";
+export * from "./virtio/packed/device.ts";
+// --- DMA models (issue #4): device views, driver DMA APIs, mode factory -----------------------
+export * from "./dma/clock.ts";
+export * from "./dma/window.ts";
+export * from "./dma/page_table.ts";
+export * from "./dma/iotlb.ts";
+export * from "./dma/iommu.ts";
+export * from "./dma/confidential.ts";
+export * from "./dma/compose.ts";
+export * from "./dma/iova_allocator.ts";
+export * from "./dma/flush_queue.ts";
+export * from "./dma/direct_api.ts";
+export * from "./dma/iommu_api.ts";
+export * from "./dma/swiotlb.ts";
+export * from "./dma/modes.ts";
+
+// --- virtio-iommu (device ID 23, spec §5.13): device, endpoint DMA views, driver DmaApi -------
+export * from "./devices/virtio_iommu/constants.ts";
+export * from "./devices/virtio_iommu/config.ts";
+export * from "./devices/virtio_iommu/requests.ts";
+export * from "./devices/virtio_iommu/probe.ts";
+export * from "./devices/virtio_iommu/events.ts";
+export * from "./devices/virtio_iommu/mappings.ts";
+export * from "./devices/virtio_iommu/endpoint_space.ts";
+export * from "./devices/virtio_iommu/device.ts";
+export * from "./devices/virtio_iommu/iova_allocator.ts";
+export * from "./devices/virtio_iommu/transport.ts";
+export * from "./devices/virtio_iommu/driver_api.ts";
+export * from "./devices/virtio_iommu/stack.ts";
 
 // --- platform topologies (issue #6): schema, presets, resolution, explanation ---
 export * from "./platform/topology.ts";

@@ -1,0 +1,654 @@
+/**
+ * The device side of a split virtqueue (spec §2.7): consumes available chains from a possibly
+ * hostile driver, validated and translated through the device's DMA view, and returns used
+ * buffers.
+ *
+ * Every ring area is translated once at activation and viewed through typed arrays with
+ * precomputed offsets; `pop`/`push`/`flush` allocate nothing once the chain pool is warm.
+ * Each descriptor is read exactly once per pop (HOSTILE_INPUTS #21, no double fetch).
+ *
+ * @module
+ */
+
+import type { GuestMemory, MemoryRegion } from "../../memory/guest_memory.ts";
+import { hex64, TWO_POW_32, type U64, u64Add, u64FromParts, u64Lo } from "../../memory/u64.ts";
+import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, type DmaAccess } from "../../dma/errors.ts";
+import { type DmaAddressSpace, DmaTranslation, translateContiguous } from "../../dma/types.ts";
+import { Chain } from "../chain.ts";
+import {
+  VIRTQ_AVAIL_F_NO_INTERRUPT,
+  VIRTQ_DESC_F_INDIRECT,
+  VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_WRITE,
+  VIRTQ_USED_F_NO_NOTIFY,
+  vringNeedEvent,
+} from "../constants.ts";
+import { VirtqError, type VirtqErrorCode } from "../errors.ts";
+import {
+  hasFeature,
+  VIRTIO_F_EVENT_IDX,
+  VIRTIO_F_IN_ORDER,
+  VIRTIO_F_INDIRECT_DESC,
+} from "../features.ts";
+import {
+  type ChainPolicy,
+  DEFAULT_CHAIN_POLICY,
+  type DeviceQueue,
+  type DeviceQueueOptions,
+  type RingLayout,
+} from "../queue.ts";
+import {
+  isValidSplitQueueSize,
+  SPLIT_AVAIL_ALIGN,
+  SPLIT_DESC_ALIGN,
+  SPLIT_USED_ALIGN,
+  splitAvailRingSize,
+  splitDescTableSize,
+  splitUsedRingSize,
+} from "./layout.ts";
+
+/** Flag bits a split descriptor may carry (spec §2.7.5); others are reserved. */
+const KNOWN_DESC_FLAGS = VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_INDIRECT;
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/**
+ * Maps a ring area (bus address, bytes) to a region and byte offset, or throws the catalogued
+ * activation error. Cold path (activation only).
+ */
+function mapRingArea(
+  memory: GuestMemory,
+  dma: DmaAddressSpace,
+  name: string,
+  bus: U64,
+  length: number,
+  align: number,
+  access: DmaAccess,
+  tr: DmaTranslation,
+): { region: MemoryRegion; offset: number } {
+  // §2.7 alignment table: desc 16, avail 2, used 4 (HOSTILE_INPUTS #3).
+  if (u64Lo(bus) % align !== 0) {
+    throw new VirtqError(
+      "RING_MISALIGNED",
+      `${name} at bus address ${hex64(bus)} is not ${align}-byte aligned`,
+    );
+  }
+  let gpa: number;
+  let region: MemoryRegion;
+  try {
+    // Rings are DMA too: one contiguous translation (HOSTILE_INPUTS #4, QEMU "Cannot map").
+    gpa = translateContiguous(dma, bus, length, access, tr);
+    region = memory.resolve(gpa, length);
+  } catch (cause) {
+    throw new VirtqError(
+      "RING_UNMAPPED",
+      `${name} (${length} bytes at bus address ${
+        hex64(bus)
+      }) is not one reachable guest memory range`,
+      { cause },
+    );
+  }
+  const offset = region.bytes.byteOffset + (gpa - region.gpa);
+  if (offset % align !== 0) {
+    throw new VirtqError(
+      "RING_MISALIGNED",
+      `${name} translates to GPA ${hex64(gpa)}, not ${align}-byte aligned`,
+    );
+  }
+  return { region, offset };
+}
+
+/**
+ * Device side of a split virtqueue, implementing {@link DeviceQueue} (spec §2.7.13 "Supplying
+ * Buffers to The Device" seen from the device; §2.7.8 "The Virtqueue Used Ring").
+ *
+ * Construction is queue activation: it validates the Queue Size and each area's alignment and
+ * translates every area through the device's {@link DmaAddressSpace}.
+ *
+ * Errors from `pop` (all {@link VirtqError}, device side): `AVAIL_IDX_JUMP`,
+ * `AVAIL_HEAD_OUT_OF_RANGE`, `HEAD_IN_USE`, `DESC_NEXT_OUT_OF_RANGE`, `DESC_CHAIN_LOOP`,
+ * `CHAIN_TOO_MANY_BYTES`, `DESC_ADDR_WRAP`, `DESC_BUFFER_FAULT`, `DESC_ZERO_LENGTH`,
+ * `DESC_READABLE_AFTER_WRITABLE`, `DESC_UNKNOWN_FLAGS`, `CHAIN_TOO_MANY_SEGMENTS`,
+ * `IN_ORDER_VIOLATION`, `INDIRECT_NOT_NEGOTIATED`, `INDIRECT_LEN_MISALIGNED`, `INDIRECT_LEN_ZERO`,
+ * `INDIRECT_TABLE_TOO_LONG`, `INDIRECT_NESTED`, `INDIRECT_WITH_NEXT`, `INDIRECT_TABLE_FAULT`.
+ * After one, the queue is {@link SplitDeviceQueue.broken} and `pop` returns `null` without
+ * touching memory until {@link SplitDeviceQueue.reset}; chains popped earlier can still be pushed.
+ *
+ * Host requirement: a little-endian host (typed-array views are native-endian).
+ */
+export class SplitDeviceQueue implements DeviceQueue {
+  /** Always `"split"`. */
+  readonly layout: RingLayout = "split";
+  /** Queue Size in descriptors. */
+  readonly size: number;
+  /** Guest memory the chains point into. */
+  readonly memory: GuestMemory;
+  /** Effective validation policy. */
+  readonly policy: Readonly<ChainPolicy>;
+
+  readonly #mask: number;
+  readonly #dma: DmaAddressSpace;
+  readonly #tr = new DmaTranslation();
+  readonly #eventIdx: boolean;
+  readonly #inOrder: boolean;
+  readonly #indirectOk: boolean;
+  readonly #rejectZero: boolean;
+  readonly #rejectIndNext: boolean;
+  readonly #rejectFlags: boolean;
+  readonly #maxSegments: number;
+
+  // Ring views (created once at activation).
+  readonly #desc32: Uint32Array;
+  readonly #avail16: Uint16Array;
+  readonly #used32: Uint32Array;
+  readonly #used16: Uint16Array;
+  readonly #usedEventIdx: number; // index into #avail16
+  readonly #availEventIdx: number; // index into #used16
+
+  // State.
+  #lastAvail = 0;
+  #usedIdx = 0;
+  #nextInOrderHead = 0;
+  /** IN_ORDER: heads in pop order (ring buffer), front = oldest in flight. */
+  readonly #order: Uint16Array;
+  #orderFront = 0;
+  #orderBack = 0;
+  #notify = true;
+  #broken: VirtqError | null = null;
+  #inFlight = 0;
+  readonly #inUse: Uint8Array;
+  readonly #byHead: (Chain | null)[];
+  readonly #pool: Chain[] = [];
+  // Pushed, not yet flushed.
+  #pending = 0;
+  readonly #pendId: Uint32Array;
+  readonly #pendLen: Uint32Array;
+  readonly #pendFull: Uint8Array;
+
+  /**
+   * Activates the queue.
+   * @param opts memory, DMA view, Queue Size, ring bus addresses, negotiated features, policy.
+   * @throws VirtqError `QUEUE_SIZE_INVALID` (not a power of 2 in 1..32768), `RING_MISALIGNED`
+   * (bus address or translated GPA not aligned 16/2/4), `RING_UNMAPPED` (an area does not
+   * translate to one contiguous guest memory range; `cause` holds the fault).
+   */
+  constructor(opts: DeviceQueueOptions) {
+    const size = opts.size;
+    // §2.7: Queue Size is a power of 2, max 32768 (HOSTILE_INPUTS #1).
+    if (!isValidSplitQueueSize(size)) {
+      throw new VirtqError(
+        "QUEUE_SIZE_INVALID",
+        `split queue size ${size} is not a power of 2 in 1..32768`,
+      );
+    }
+    if (!LITTLE_ENDIAN) throw new Error("SplitDeviceQueue requires a little-endian host");
+    this.size = size;
+    this.#mask = size - 1;
+    this.memory = opts.memory;
+    this.#dma = opts.dma;
+    this.policy = Object.freeze({ ...DEFAULT_CHAIN_POLICY, ...opts.policy });
+    this.#rejectZero = this.policy.zeroLength === "reject";
+    this.#rejectIndNext = this.policy.indirectWithNext === "reject";
+    this.#rejectFlags = this.policy.unknownFlags === "reject";
+    this.#maxSegments = this.policy.maxSegments;
+    this.#eventIdx = hasFeature(opts.features, VIRTIO_F_EVENT_IDX);
+    this.#inOrder = hasFeature(opts.features, VIRTIO_F_IN_ORDER);
+    this.#indirectOk = hasFeature(opts.features, VIRTIO_F_INDIRECT_DESC);
+
+    const a = opts.addresses;
+    const tr = this.#tr;
+    const d = mapRingArea(
+      opts.memory,
+      opts.dma,
+      "descriptor table",
+      a.descAddr,
+      splitDescTableSize(size),
+      SPLIT_DESC_ALIGN,
+      DMA_ACCESS_READ,
+      tr,
+    );
+    const av = mapRingArea(
+      opts.memory,
+      opts.dma,
+      "available ring",
+      a.driverAddr,
+      splitAvailRingSize(size),
+      SPLIT_AVAIL_ALIGN,
+      DMA_ACCESS_READ,
+      tr,
+    );
+    const u = mapRingArea(
+      opts.memory,
+      opts.dma,
+      "used ring",
+      a.deviceAddr,
+      splitUsedRingSize(size),
+      SPLIT_USED_ALIGN,
+      DMA_ACCESS_WRITE,
+      tr,
+    );
+    this.#desc32 = new Uint32Array(d.region.bytes.buffer, d.offset, 4 * size);
+    this.#avail16 = new Uint16Array(av.region.bytes.buffer, av.offset, 3 + size);
+    // used ring: flags,idx (u16) | size x {id u32, len u32} | avail_event (u16) = 3 + 4·size u16.
+    this.#used32 = new Uint32Array(u.region.bytes.buffer, u.offset, 1 + 2 * size);
+    this.#used16 = new Uint16Array(u.region.bytes.buffer, u.offset, 3 + 4 * size);
+    this.#usedEventIdx = 2 + size;
+    this.#availEventIdx = 2 + 4 * size;
+
+    this.#inUse = new Uint8Array(size);
+    this.#order = new Uint16Array(size);
+    this.#byHead = new Array(size).fill(null);
+    this.#pendId = new Uint32Array(size);
+    this.#pendLen = new Uint32Array(size);
+    this.#pendFull = new Uint8Array(size);
+  }
+
+  /** The error that broke the queue, or `null`. */
+  get broken(): VirtqError | null {
+    return this.#broken;
+  }
+  /** Chains popped and not yet pushed. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+  /** The device's next available-ring position (`last_avail_idx`, u16). */
+  get lastAvailIdx(): number {
+    return this.#lastAvail;
+  }
+  /** The used `idx` the device last published (u16). */
+  get usedIdx(): number {
+    return this.#usedIdx;
+  }
+
+  #fail(code: VirtqErrorCode, detail: string, index?: number, cause?: unknown): never {
+    const e = new VirtqError(code, detail, { index, cause });
+    this.#broken = e;
+    throw e;
+  }
+
+  /**
+   * Pops the next available chain (spec §2.7.13.4 / §2.7.6), or `null` when none is available
+   * or the queue is broken. See the class doc for the errors.
+   * @throws VirtqError (device side); the queue becomes broken.
+   */
+  pop(): Chain | null {
+    if (this.#broken !== null) return null;
+    const avail16 = this.#avail16;
+    const availIdx = avail16[1];
+    const last = this.#lastAvail;
+    if (availIdx === last) return null;
+    const size = this.size;
+    // §2.7.6 idx only grows; at most Queue Size buffers can be outstanding (HOSTILE_INPUTS #8).
+    const pending = (availIdx - last) & 0xffff;
+    if (pending > size) {
+      this.#fail(
+        "AVAIL_IDX_JUMP",
+        `avail idx ${availIdx} is ${pending} ahead of the device's ${last} (queue size ${size})`,
+        availIdx,
+      );
+    }
+    const head = avail16[2 + (last & this.#mask)];
+    // §2.7.6 ring entries are descriptor indices (HOSTILE_INPUTS #9).
+    if (head >= size) {
+      this.#fail(
+        "AVAIL_HEAD_OUT_OF_RANGE",
+        `avail ring entry ${last & this.#mask} names head ${head}, queue size ${size}`,
+        head,
+      );
+    }
+    // CVE-2016-5403: a head the device still owns (HOSTILE_INPUTS #10).
+    if (this.#inUse[head] !== 0) {
+      this.#fail("HEAD_IN_USE", `head ${head} was made available again while in use`, head);
+    }
+    // §2.7.5.2 IN_ORDER: chains occupy the table in ring order.
+    if (this.#inOrder && head !== this.#nextInOrderHead) {
+      this.#fail(
+        "IN_ORDER_VIOLATION",
+        `head ${head} offered, in-order position is ${this.#nextInOrderHead}`,
+        head,
+      );
+    }
+    const chain = this.#pool.length > 0 ? this.#pool.pop()! : new Chain(this.memory);
+    chain.reset(head, head);
+    try {
+      this.#walk(chain, head);
+    } catch (e) {
+      this.#pool.push(chain);
+      throw e;
+    }
+    this.#lastAvail = (last + 1) & 0xffff;
+    this.#inUse[head] = 1;
+    this.#byHead[head] = chain;
+    this.#inFlight++;
+    if (this.#inOrder) {
+      this.#nextInOrderHead = (head + chain.ringDescriptors) & this.#mask;
+      this.#order[this.#orderBack] = head;
+      this.#orderBack = (this.#orderBack + 1) & this.#mask;
+    }
+    // §2.7.10: keep avail_event at our position while notifications are wanted.
+    if (this.#eventIdx && this.#notify) this.#used16[this.#availEventIdx] = this.#lastAvail;
+    return chain;
+  }
+
+  /** Walks and validates one chain into `chain`. Reads each descriptor once. */
+  #walk(chain: Chain, head: number): void {
+    const size = this.size;
+    const mask = this.#mask;
+    const d32 = this.#desc32;
+    const inOrder = this.#inOrder;
+    let table: DataView | null = null; // indirect table, when inside one
+    let tableBase = 0;
+    let max = size;
+    let idx = head;
+    let count = 0;
+    let ringDescs = 0;
+    let sawWritable = false;
+    let total = 0;
+    for (;;) {
+      let lo: number, hi: number, len: number, flags: number, next: number;
+      if (++count > max) {
+        // §2.7.5.2 loops are forbidden; a chain is at most Queue Size / table entries (#13).
+        this.#fail(
+          "DESC_CHAIN_LOOP",
+          `chain from head ${head} visits more than ${max} descriptors` +
+            (table !== null ? " of its indirect table" : ""),
+          idx,
+        );
+      }
+      if (table === null) {
+        const w = idx << 2;
+        lo = d32[w];
+        hi = d32[w + 1];
+        len = d32[w + 2];
+        const fn = d32[w + 3];
+        flags = fn & 0xffff;
+        next = fn >>> 16;
+        ringDescs++;
+      } else {
+        const o = tableBase + (idx << 4);
+        lo = table.getUint32(o, true);
+        hi = table.getUint32(o + 4, true);
+        len = table.getUint32(o + 8, true);
+        flags = table.getUint16(o + 12, true);
+        next = table.getUint16(o + 14, true);
+      }
+      chain.addDescriptor(lo, hi, len, flags, table !== null);
+      if (this.#rejectFlags && (flags & ~KNOWN_DESC_FLAGS) !== 0) {
+        this.#fail(
+          "DESC_UNKNOWN_FLAGS",
+          `descriptor ${idx} has flags 0x${flags.toString(16)}`,
+          idx,
+        );
+      }
+      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
+        // §2.7.5.3.1: no INDIRECT inside a table (#26).
+        if (table !== null) {
+          this.#fail("INDIRECT_NESTED", `indirect table entry ${idx} is itself indirect`, idx);
+        }
+        if (!this.#indirectOk) {
+          this.#fail(
+            "INDIRECT_NOT_NEGOTIATED",
+            `descriptor ${idx} is indirect without VIRTIO_F_INDIRECT_DESC`,
+            idx,
+          );
+        }
+        if ((flags & VIRTQ_DESC_F_NEXT) !== 0 && this.#rejectIndNext) {
+          this.#fail("INDIRECT_WITH_NEXT", `descriptor ${idx} sets INDIRECT and NEXT`, idx);
+        }
+        if (len === 0) this.#fail("INDIRECT_LEN_ZERO", `indirect descriptor ${idx} has len 0`, idx);
+        if ((len & 15) !== 0) {
+          this.#fail(
+            "INDIRECT_LEN_MISALIGNED",
+            `indirect descriptor ${idx} has len ${len}, not a multiple of 16`,
+            idx,
+          );
+        }
+        const entries = len >>> 4;
+        if (entries > size) {
+          this.#fail(
+            "INDIRECT_TABLE_TOO_LONG",
+            `indirect table of descriptor ${idx} has ${entries} entries, queue size ${size}`,
+            idx,
+          );
+        }
+        if (hi === 0xffff_ffff && lo + len > TWO_POW_32) {
+          this.#fail("DESC_ADDR_WRAP", `indirect descriptor ${idx}: addr + len wraps 2^64`, idx);
+        }
+        // The device ignores WRITE on the indirect descriptor (§2.7.5.3.2, #29).
+        const bus = u64FromParts(lo, hi);
+        let region: MemoryRegion;
+        let gpa: number;
+        try {
+          gpa = translateContiguous(this.#dma, bus, len, DMA_ACCESS_READ, this.#tr);
+          region = this.memory.resolve(gpa, len);
+        } catch (cause) {
+          this.#fail(
+            "INDIRECT_TABLE_FAULT",
+            `indirect table of descriptor ${idx} (${len} bytes at ${hex64(bus)}) is not reachable`,
+            idx,
+            cause,
+          );
+        }
+        table = region.view;
+        tableBase = gpa - region.gpa;
+        chain.indirect = true;
+        max = entries;
+        idx = 0;
+        count = 0;
+        continue;
+      }
+      // Policy (QEMU rejects, rust-vmm accepts): zero-length descriptors (#16).
+      if (len === 0 && this.#rejectZero) {
+        this.#fail("DESC_ZERO_LENGTH", `descriptor ${idx} has len 0`, idx);
+      }
+      const writable = (flags & VIRTQ_DESC_F_WRITE) !== 0;
+      if (writable) sawWritable = true;
+      else if (sawWritable) {
+        // §2.7.4.2 Message Framing (#17).
+        this.#fail(
+          "DESC_READABLE_AFTER_WRITABLE",
+          `descriptor ${idx} is device-readable after a device-writable one`,
+          idx,
+        );
+      }
+      total += len;
+      // §2.7.5.2: a chain is at most 2^32 - 1 bytes (#14).
+      if (total > 0xffff_ffff) {
+        this.#fail("CHAIN_TOO_MANY_BYTES", `chain from head ${head} exceeds 2^32 - 1 bytes`, idx);
+      }
+      if (len !== 0) this.#addBuffer(chain, idx, lo, hi, len, writable);
+      if ((flags & VIRTQ_DESC_F_NEXT) === 0) break;
+      if (next >= max) {
+        this.#fail(
+          "DESC_NEXT_OUT_OF_RANGE",
+          `descriptor ${idx} has next ${next}, table size ${max}`,
+          idx,
+        );
+      }
+      // §2.7.5.2 IN_ORDER: next of x is x + 1 (wrapping in the ring) / sequential in a table.
+      if (inOrder && next !== (table === null ? (idx + 1) & mask : idx + 1)) {
+        this.#fail("IN_ORDER_VIOLATION", `descriptor ${idx} has next ${next} under IN_ORDER`, idx);
+      }
+      idx = next;
+    }
+    chain.ringDescriptors = ringDescs;
+  }
+
+  /** Translates one descriptor's buffer into segments (a buffer may span mappings, #46). */
+  #addBuffer(chain: Chain, idx: number, lo: number, hi: number, len: number, w: boolean): void {
+    // §2.7.5: [addr, addr + len) must not wrap the 64-bit space (#15).
+    if (hi === 0xffff_ffff && lo + len > TWO_POW_32) {
+      this.#fail("DESC_ADDR_WRAP", `descriptor ${idx}: addr + len ${len} wraps 2^64`, idx);
+    }
+    const access = w ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
+    const memory = this.memory;
+    const tr = this.#tr;
+    let bus: U64 = hi <= 0x1f_ffff ? hi * TWO_POW_32 + lo : u64FromParts(lo, hi);
+    let left = len;
+    while (left > 0) {
+      try {
+        this.#dma.translate(bus, left, access, tr);
+      } catch (cause) {
+        this.#fail(
+          "DESC_BUFFER_FAULT",
+          `descriptor ${idx}: bus address ${hex64(bus)} (${left} bytes) does not translate`,
+          idx,
+          cause,
+        );
+      }
+      const gpa = tr.gpa;
+      let n = tr.length;
+      const region = memory.regionAt(gpa);
+      if (region === undefined || n <= 0) {
+        this.#fail(
+          "DESC_BUFFER_FAULT",
+          `descriptor ${idx}: GPA ${hex64(gpa)} is not backed by guest memory`,
+          idx,
+        );
+      }
+      if (gpa + n > region.end) n = region.end - gpa;
+      if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
+        this.#fail(
+          "CHAIN_TOO_MANY_SEGMENTS",
+          `chain from head ${chain.id} has more than ${this.#maxSegments} segments`,
+          idx,
+        );
+      }
+      if (w) chain.addWritable(gpa, n);
+      else chain.addReadable(gpa, n);
+      left -= n;
+      if (left > 0) {
+        const b = typeof bus === "number" ? bus + n : 0;
+        bus = typeof bus === "number" && b <= Number.MAX_SAFE_INTEGER ? b : u64Add(bus, n)!;
+      }
+    }
+  }
+
+  /**
+   * Records `chain` as used with `written` bytes (spec §2.7.8); visible after {@link flush}.
+   * With `VIRTIO_F_IN_ORDER`, chains must be pushed in the order they were popped.
+   * @throws VirtqError `PUSH_INVALID` when the chain is not in flight, `written` is not an
+   * integer in 0..`chain.writableBytes`, or (IN_ORDER) it is pushed out of order.
+   */
+  push(chain: Chain, written: number): void {
+    const head = chain.id;
+    if (head >= this.size || this.#byHead[head] !== chain) {
+      throw new VirtqError("PUSH_INVALID", `chain with head ${head} is not in flight`, {
+        index: head,
+      });
+    }
+    if (!(written >= 0 && written <= chain.writableBytes && Number.isInteger(written))) {
+      throw new VirtqError(
+        "PUSH_INVALID",
+        `written ${written} is outside 0..${chain.writableBytes} for head ${head}`,
+        { index: head },
+      );
+    }
+    if (this.#inOrder) {
+      // VIRTIO_F_IN_ORDER: buffers are used in the order they were made available.
+      const expect = this.#order[this.#orderFront];
+      if (head !== expect) {
+        throw new VirtqError(
+          "PUSH_INVALID",
+          `IN_ORDER: head ${head} pushed before head ${expect}`,
+          { index: head },
+        );
+      }
+      this.#orderFront = (this.#orderFront + 1) & this.#mask;
+    }
+    const p = this.#pending;
+    this.#pendId[p] = head;
+    this.#pendLen[p] = written;
+    this.#pendFull[p] = written === chain.writableBytes ? 1 : 0;
+    this.#pending = p + 1;
+    this.#byHead[head] = null;
+    this.#inUse[head] = 0;
+    this.#inFlight--;
+    this.#pool.push(chain);
+  }
+
+  /**
+   * Publishes every pushed buffer: writes the used elements (`len` before `idx`, §2.7.8.2),
+   * then the used `idx` once. With `VIRTIO_F_IN_ORDER`, a run of buffers each fully written
+   * (written === writable bytes) except possibly the last is published as one used element (the
+   * last buffer's id) and `idx` advances by the run length (§2.7.8 in-order batching).
+   * @returns whether to send a used buffer notification: `vringNeedEvent(used_event, new, old)`
+   * with `VIRTIO_F_EVENT_IDX`, else `VIRTQ_AVAIL_F_NO_INTERRUPT` clear (§2.7.7, §2.7.10).
+   */
+  flush(): boolean {
+    const n = this.#pending;
+    if (n === 0) return false;
+    const used32 = this.#used32;
+    const mask = this.#mask;
+    const old = this.#usedIdx;
+    let idx = old;
+    const ids = this.#pendId;
+    const lens = this.#pendLen;
+    if (this.#inOrder) {
+      const full = this.#pendFull;
+      let i = 0;
+      while (i < n) {
+        let j = i;
+        while (j < n - 1 && full[j] === 1) j++;
+        const w = 1 + ((idx & mask) << 1);
+        used32[w + 1] = lens[j];
+        used32[w] = ids[j];
+        idx = (idx + (j - i + 1)) & 0xffff;
+        i = j + 1;
+      }
+    } else {
+      for (let i = 0; i < n; i++) {
+        const w = 1 + ((idx & mask) << 1);
+        used32[w + 1] = lens[i];
+        used32[w] = ids[i];
+        idx = (idx + 1) & 0xffff;
+      }
+    }
+    this.#pending = 0;
+    this.#usedIdx = idx;
+    const used16 = this.#used16;
+    used16[1] = idx;
+    if (this.#eventIdx) return vringNeedEvent(this.#avail16[this.#usedEventIdx], idx, old);
+    return (this.#avail16[0] & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
+  }
+
+  /**
+   * Enables or disables available buffer notifications (spec §2.7.7 / §2.7.10): without
+   * `VIRTIO_F_EVENT_IDX` writes used `flags` (`VIRTQ_USED_F_NO_NOTIFY` when disabled); with it
+   * keeps used `flags` 0 and, when enabled, sets `avail_event` to the device's position (kept
+   * current by `pop`); when disabled `avail_event` is left stale, as QEMU does.
+   */
+  setNotifications(enabled: boolean): void {
+    this.#notify = enabled;
+    if (this.#eventIdx) {
+      this.#used16[0] = 0;
+      if (enabled) this.#used16[this.#availEventIdx] = this.#lastAvail;
+    } else {
+      this.#used16[0] = enabled ? 0 : VIRTQ_USED_F_NO_NOTIFY;
+    }
+  }
+
+  /**
+   * Queue reset (spec §2.1.2, §4.1.4.3.2 RING_RESET): forgets all state (positions, in-flight
+   * chains, pending pushes, the broken error). Ring memory is not touched; the views stay, so
+   * the driver re-initialises its rings (zeroed) at the same addresses to reuse the queue.
+   */
+  reset(): void {
+    this.#lastAvail = 0;
+    this.#usedIdx = 0;
+    this.#nextInOrderHead = 0;
+    this.#orderFront = 0;
+    this.#orderBack = 0;
+    this.#notify = true;
+    this.#broken = null;
+    this.#pending = 0;
+    this.#inFlight = 0;
+    this.#inUse.fill(0);
+    for (let i = 0; i < this.size; i++) {
+      const c = this.#byHead[i];
+      if (c !== null) {
+        this.#pool.push(c);
+        this.#byHead[i] = null;
+      }
+    }
+  }
+}

@@ -1,0 +1,659 @@
+/**
+ * The driver side of a split virtqueue (spec §2.7.13 "Supplying Buffers to The Device",
+ * §2.7.14 "Receiving Used Buffers From The Device"), hardened against a hostile device the way
+ * Linux `virtio_ring.c` is: the driver keeps a private shadow of every chain it exposed (token,
+ * descriptor count, writable capacity, mapped bus addresses; Linux `desc_extra`/`desc_state`)
+ * and never reads the shared descriptor table back (HOSTILE_INPUTS #42).
+ *
+ * @module
+ */
+
+import type { GuestMemory } from "../../memory/guest_memory.ts";
+import { hex64, TWO_POW_32, type U64, u64Hi, u64Lo } from "../../memory/u64.ts";
+import { DMA_FROM_DEVICE, DMA_TO_DEVICE, type DmaApi, type DmaDirection } from "../../dma/types.ts";
+import {
+  VIRTQ_AVAIL_F_NO_INTERRUPT,
+  VIRTQ_DESC_F_INDIRECT,
+  VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_WRITE,
+  VIRTQ_DESC_SIZE,
+  VIRTQ_USED_F_NO_NOTIFY,
+  vringNeedEvent,
+} from "../constants.ts";
+import { VirtqError, type VirtqErrorCode } from "../errors.ts";
+import {
+  hasFeature,
+  VIRTIO_F_EVENT_IDX,
+  VIRTIO_F_IN_ORDER,
+  VIRTIO_F_INDIRECT_DESC,
+} from "../features.ts";
+import type {
+  DriverPolicy,
+  DriverQueue,
+  DriverQueueOptions,
+  RingLayout,
+  VirtqueueAddresses,
+} from "../queue.ts";
+import type { SgList } from "../sg_list.ts";
+import {
+  alignUp,
+  isValidSplitQueueSize,
+  SPLIT_DESC_ALIGN,
+  SPLIT_USED_ALIGN,
+  splitAvailRingSize,
+  splitDescTableSize,
+  splitUsedRingSize,
+} from "./layout.ts";
+
+/** The default {@link DriverPolicy}: reject over-long used lengths, indirect tables on `auto`. */
+export const DEFAULT_DRIVER_POLICY: Readonly<DriverPolicy> = Object.freeze({
+  usedLenExceedsCapacity: "reject",
+  indirect: "auto",
+});
+
+/** Most entries of one indirect table the split driver builds (per-head arena slot). */
+export const SPLIT_INDIRECT_MAX_ENTRIES = 16;
+
+/**
+ * Where a split driver places its areas inside the memory at `ringGpa` (offsets in bytes).
+ * The indirect-table arena holds one slot of `indirectEntries` descriptors per head.
+ */
+export interface SplitDriverPlacement {
+  /** Offset of the descriptor table (0). */
+  readonly descOffset: number;
+  /** Offset of the available ring. */
+  readonly availOffset: number;
+  /** Offset of the used ring (4-aligned). */
+  readonly usedOffset: number;
+  /** Offset of the indirect-table arena (16-aligned). */
+  readonly arenaOffset: number;
+  /** Descriptors per arena slot: `min(size, 16)` with `VIRTIO_F_INDIRECT_DESC`, else 0. */
+  readonly indirectEntries: number;
+  /** Total bytes, rounded up to a multiple of 4096. */
+  readonly totalBytes: number;
+}
+
+/**
+ * The placement of a split driver queue's areas (see {@link SplitDriverPlacement}).
+ * @param size Queue Size (power of 2, 1..32768).
+ * @param features negotiated features; the arena exists only with `VIRTIO_F_INDIRECT_DESC`.
+ * @throws RangeError for an invalid Queue Size.
+ */
+export function splitDriverPlacement(size: number, features: bigint): SplitDriverPlacement {
+  if (!isValidSplitQueueSize(size)) {
+    throw new RangeError(`split queue size ${size} must be a power of 2 in 1..32768`);
+  }
+  const availOffset = splitDescTableSize(size);
+  const usedOffset = alignUp(availOffset + splitAvailRingSize(size), SPLIT_USED_ALIGN);
+  const arenaOffset = alignUp(usedOffset + splitUsedRingSize(size), SPLIT_DESC_ALIGN);
+  const indirectEntries = hasFeature(features, VIRTIO_F_INDIRECT_DESC)
+    ? Math.min(size, SPLIT_INDIRECT_MAX_ENTRIES)
+    : 0;
+  const end = arenaOffset + size * indirectEntries * VIRTQ_DESC_SIZE;
+  return {
+    descOffset: 0,
+    availOffset,
+    usedOffset,
+    arenaOffset,
+    indirectEntries,
+    totalBytes: alignUp(end, 4096),
+  };
+}
+
+/**
+ * Bytes of guest memory a {@link SplitDriverQueue} needs at `ringGpa`: the three ring areas and
+ * the indirect-table arena, rounded up to whole 4096-byte pages.
+ * @param size Queue Size (power of 2, 1..32768).
+ * @param features negotiated features (`VIRTIO_F_INDIRECT_DESC` adds the arena).
+ * @throws RangeError for an invalid Queue Size.
+ */
+export function splitDriverFootprint(size: number, features: bigint): number {
+  return splitDriverPlacement(size, features).totalBytes;
+}
+
+const INDIRECT_NEVER = 0;
+const INDIRECT_ALWAYS = 1;
+const INDIRECT_AUTO = 2;
+
+/**
+ * Driver side of a split virtqueue, implementing {@link DriverQueue}.
+ *
+ * Rings live at `ringGpa` (layout {@link splitDriverPlacement}), mapped with
+ * `DmaApi.mapCoherent`; buffers are mapped with `DmaApi.map` on `add` and unmapped when
+ * returned by `getUsed`/`detachUnused`; indirect tables are built in the arena and mapped
+ * `DMA_TO_DEVICE`. Descriptors come from a private FIFO free list, so with `VIRTIO_F_IN_ORDER`
+ * they are used sequentially (`next` = x + 1, §2.7.5.2).
+ *
+ * Errors from `getUsed` (driver side; the queue becomes broken, no token is returned twice):
+ * `USED_IDX_JUMP`, `USED_ID_OUT_OF_RANGE`, `USED_ID_NOT_HEAD`, `USED_LEN_EXCEEDS_CAPACITY`.
+ * Host requirement: a little-endian host (typed-array views are native-endian).
+ */
+export class SplitDriverQueue<T> implements DriverQueue<T> {
+  /** Always `"split"`. */
+  readonly layout: RingLayout = "split";
+  /** Queue Size in descriptors. */
+  readonly size: number;
+  /** Guest memory holding rings and buffers. */
+  readonly memory: GuestMemory;
+  /** Effective policy. */
+  readonly policy: Readonly<DriverPolicy>;
+  /** Bus addresses of the ring areas (from `DmaApi.mapCoherent`). */
+  readonly addresses: VirtqueueAddresses;
+  /** Placement of the areas relative to `ringGpa`. */
+  readonly placement: SplitDriverPlacement;
+  /** GPA of the ring memory. */
+  readonly ringGpa: number;
+
+  readonly #dma: DmaApi;
+  readonly #mask: number;
+  readonly #eventIdx: boolean;
+  readonly #inOrder: boolean;
+  readonly #indirectMode: number;
+  readonly #clamp: boolean;
+  readonly #slotEntries: number;
+  readonly #arenaGpa: number;
+
+  readonly #ringBytes: Uint8Array;
+  readonly #desc32: Uint32Array;
+  readonly #avail16: Uint16Array;
+  readonly #used32: Uint32Array;
+  readonly #used16: Uint16Array;
+  readonly #arena32: Uint32Array;
+  readonly #usedEventIdx: number;
+  readonly #availEventIdx: number;
+
+  // Free list (private; never read from the shared table).
+  readonly #freeNext: Uint16Array;
+  #freeHead = 0;
+  #freeTail = 0;
+  #numFree: number;
+
+  // Shadow per head.
+  readonly #tokens: (T | undefined)[];
+  readonly #active: Uint8Array;
+  readonly #descCount: Uint16Array;
+  readonly #cap: Float64Array;
+  readonly #isIndirect: Uint8Array;
+  readonly #segCount: Uint16Array;
+  readonly #indTableBus: U64[];
+  // Shadow per descriptor (direct chains).
+  readonly #extraBus: U64[];
+  readonly #extraLen: Uint32Array;
+  readonly #extraDir: Uint8Array;
+  readonly #extraNext: Uint16Array;
+  // Shadow per indirect slot entry.
+  readonly #indBus: U64[];
+  readonly #indLen: Uint32Array;
+  readonly #indDir: Uint8Array;
+  // Scratch for add().
+  #scrBus: U64[] = [];
+  #scrLen = new Uint32Array(16);
+  #scrDir = new Uint8Array(16);
+
+  // In-order: heads in add order.
+  readonly #order: Uint16Array;
+  #orderFront = 0;
+  #orderBack = 0;
+  #batchLast = -1;
+  #batchLen = 0;
+
+  #availIdx = 0;
+  #kickedIdx = 0;
+  #lastUsed = 0;
+  #outstanding = 0;
+  #usedLen = 0;
+  #broken: VirtqError | null = null;
+
+  /**
+   * Creates the queue and initialises its rings (zeroed, used `flags` 0 as §2.7.8 requires).
+   * @param opts memory, DMA API, Queue Size, features, ring GPA, policy.
+   * @throws VirtqError `QUEUE_SIZE_INVALID` (not a power of 2 in 1..32768, Linux "Bad virtqueue
+   * length"), `RING_MISALIGNED` (`ringGpa` not 16-aligned), `RING_UNMAPPED` (the footprint is
+   * not inside one guest memory region), `DMA_MAP_FAILED` (a coherent mapping failed).
+   */
+  constructor(opts: DriverQueueOptions) {
+    const size = opts.size;
+    if (!isValidSplitQueueSize(size)) {
+      throw new VirtqError(
+        "QUEUE_SIZE_INVALID",
+        `split queue size ${size} is not a power of 2 in 1..32768`,
+      );
+    }
+    if (!Number.isSafeInteger(opts.ringGpa) || opts.ringGpa % SPLIT_DESC_ALIGN !== 0) {
+      throw new VirtqError("RING_MISALIGNED", `ringGpa ${opts.ringGpa} is not 16-byte aligned`);
+    }
+    this.size = size;
+    this.#mask = size - 1;
+    this.memory = opts.memory;
+    this.#dma = opts.dma;
+    this.ringGpa = opts.ringGpa;
+    this.policy = Object.freeze({ ...DEFAULT_DRIVER_POLICY, ...opts.policy });
+    this.#clamp = this.policy.usedLenExceedsCapacity === "clamp";
+    this.#eventIdx = hasFeature(opts.features, VIRTIO_F_EVENT_IDX);
+    this.#inOrder = hasFeature(opts.features, VIRTIO_F_IN_ORDER);
+    const pl = splitDriverPlacement(size, opts.features);
+    this.placement = pl;
+    this.#slotEntries = pl.indirectEntries;
+    this.#indirectMode = pl.indirectEntries === 0 || this.policy.indirect === "never"
+      ? INDIRECT_NEVER
+      : this.policy.indirect === "always"
+      ? INDIRECT_ALWAYS
+      : INDIRECT_AUTO;
+
+    let bytes: Uint8Array;
+    try {
+      bytes = opts.memory.view(opts.ringGpa, pl.totalBytes);
+    } catch (cause) {
+      throw new VirtqError(
+        "RING_UNMAPPED",
+        `driver ring memory (${pl.totalBytes} bytes at GPA ${hex64(opts.ringGpa)}) is not ` +
+          `inside one guest memory region`,
+        { cause },
+      );
+    }
+    this.#ringBytes = bytes;
+    const buf = bytes.buffer, off = bytes.byteOffset;
+    this.#desc32 = new Uint32Array(buf, off, 4 * size);
+    this.#avail16 = new Uint16Array(buf, off + pl.availOffset, 3 + size);
+    this.#used32 = new Uint32Array(buf, off + pl.usedOffset, 1 + 2 * size);
+    this.#used16 = new Uint16Array(buf, off + pl.usedOffset, 3 + 4 * size);
+    this.#arena32 = new Uint32Array(buf, off + pl.arenaOffset, 4 * size * pl.indirectEntries);
+    this.#arenaGpa = opts.ringGpa + pl.arenaOffset;
+    this.#usedEventIdx = 2 + size;
+    this.#availEventIdx = 2 + 4 * size;
+    bytes.fill(0, 0, pl.arenaOffset);
+
+    // Ring areas: long-lived shared memory (dma_alloc_coherent).
+    const areas: [number, number][] = [
+      [opts.ringGpa, splitDescTableSize(size)],
+      [opts.ringGpa + pl.availOffset, splitAvailRingSize(size)],
+      [opts.ringGpa + pl.usedOffset, splitUsedRingSize(size)],
+    ];
+    const bus: U64[] = [];
+    try {
+      for (const [g, n] of areas) bus.push(opts.dma.mapCoherent(g, n));
+    } catch (cause) {
+      for (let i = 0; i < bus.length; i++) opts.dma.unmapCoherent(bus[i], areas[i][1]);
+      throw new VirtqError("DMA_MAP_FAILED", `cannot map the ring areas coherently`, { cause });
+    }
+    this.addresses = Object.freeze({ descAddr: bus[0], driverAddr: bus[1], deviceAddr: bus[2] });
+
+    this.#freeNext = new Uint16Array(size);
+    this.#numFree = size;
+    this.#tokens = new Array(size).fill(undefined);
+    this.#active = new Uint8Array(size);
+    this.#descCount = new Uint16Array(size);
+    this.#cap = new Float64Array(size);
+    this.#isIndirect = new Uint8Array(size);
+    this.#segCount = new Uint16Array(size);
+    this.#indTableBus = new Array(size).fill(0);
+    this.#extraBus = new Array(size).fill(0);
+    this.#extraLen = new Uint32Array(size);
+    this.#extraDir = new Uint8Array(size);
+    this.#extraNext = new Uint16Array(size);
+    const ni = size * pl.indirectEntries;
+    this.#indBus = new Array(ni).fill(0);
+    this.#indLen = new Uint32Array(ni);
+    this.#indDir = new Uint8Array(ni);
+    this.#order = new Uint16Array(size);
+    this.#initFreeList();
+  }
+
+  #initFreeList(): void {
+    const size = this.size;
+    for (let i = 0; i < size; i++) this.#freeNext[i] = (i + 1) & this.#mask;
+    this.#freeHead = 0;
+    this.#freeTail = size - 1;
+    this.#numFree = size;
+  }
+
+  /** The error that broke the queue, or `null`. */
+  get broken(): VirtqError | null {
+    return this.#broken;
+  }
+  /** Free descriptors. */
+  get numFree(): number {
+    return this.#numFree;
+  }
+  /** Buffers added and not yet returned. */
+  get outstanding(): number {
+    return this.#outstanding;
+  }
+  /** Written length (bytes) reported for the token last returned by `getUsed`. */
+  get usedLen(): number {
+    return this.#usedLen;
+  }
+  /** The driver's avail `idx` shadow (u16; published by `kick`). */
+  get availIdx(): number {
+    return this.#availIdx;
+  }
+  /** The driver's `last_used_idx` (u16). */
+  get lastUsedIdx(): number {
+    return this.#lastUsed;
+  }
+
+  #fail(code: VirtqErrorCode, detail: string, index?: number): never {
+    const e = new VirtqError(code, detail, { index });
+    this.#broken = e;
+    throw e;
+  }
+
+  /**
+   * Adds a buffer (spec §2.7.13): readable segments then writable ones, as one chain of direct
+   * descriptors or one indirect descriptor (policy `indirect`, needs `VIRTIO_F_INDIRECT_DESC`
+   * and at most 16 segments). Every segment is mapped with `DmaApi.map` first; on a mapping
+   * failure everything mapped is unmapped and nothing is added.
+   * @throws VirtqError `QUEUE_BROKEN`, `BUFFER_EMPTY` (no segment, or a zero-length one),
+   * `RING_FULL` (not enough free descriptors), `DMA_MAP_FAILED` (`cause` = the DmaMapError).
+   */
+  add(readable: SgList, writable: SgList, token: T): void {
+    if (this.#broken !== null) {
+      throw new VirtqError("QUEUE_BROKEN", `queue is broken: ${this.#broken.code}`);
+    }
+    const nr = readable.count;
+    const total = nr + writable.count;
+    if (total === 0) throw new VirtqError("BUFFER_EMPTY", "add() with no segments");
+    const mode = this.#indirectMode;
+    const useInd = mode !== INDIRECT_NEVER && total >= 2 && total <= this.#slotEntries &&
+      (mode === INDIRECT_ALWAYS || this.#numFree < total);
+    const need = useInd ? 1 : total;
+    if (this.#numFree < need) {
+      throw new VirtqError(
+        "RING_FULL",
+        `${need} descriptors needed, ${this.#numFree} free`,
+      );
+    }
+    if (this.#scrLen.length < total) this.#growScratch(total);
+    const scrBus = this.#scrBus, scrLen = this.#scrLen, scrDir = this.#scrDir;
+    const dma = this.#dma;
+    let cap = 0;
+    for (let i = 0; i < total; i++) {
+      const w = i >= nr;
+      const list = w ? writable : readable;
+      const j = w ? i - nr : i;
+      const len = list.len[j];
+      if (len === 0) {
+        this.#unmapScratch(i);
+        throw new VirtqError("BUFFER_EMPTY", `segment ${i} has length 0`, { index: i });
+      }
+      const dir: DmaDirection = w ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
+      try {
+        scrBus[i] = dma.map(list.gpa[j], len, dir);
+      } catch (cause) {
+        this.#unmapScratch(i);
+        throw new VirtqError(
+          "DMA_MAP_FAILED",
+          `cannot map segment ${i} (${len} bytes at GPA ${hex64(list.gpa[j])})`,
+          { index: i, cause },
+        );
+      }
+      scrLen[i] = len;
+      scrDir[i] = dir;
+      if (w) cap += len;
+    }
+    const head = this.#freeHead;
+    const d32 = this.#desc32;
+    if (useInd) {
+      const base = head * this.#slotEntries;
+      const a32 = this.#arena32;
+      for (let i = 0; i < total; i++) {
+        const b = scrBus[i];
+        const wi = (base + i) << 2;
+        a32[wi] = typeof b === "number" ? b >>> 0 : u64Lo(b);
+        a32[wi + 1] = typeof b === "number" ? Math.floor(b / TWO_POW_32) : u64Hi(b);
+        a32[wi + 2] = scrLen[i];
+        a32[wi + 3] = (scrDir[i] === DMA_FROM_DEVICE ? VIRTQ_DESC_F_WRITE : 0) |
+          (i < total - 1 ? VIRTQ_DESC_F_NEXT | ((i + 1) << 16) : 0);
+        this.#indBus[base + i] = b;
+        this.#indLen[base + i] = scrLen[i];
+        this.#indDir[base + i] = scrDir[i];
+      }
+      const tlen = total * VIRTQ_DESC_SIZE;
+      let tbus: U64;
+      try {
+        tbus = dma.map(this.#arenaGpa + base * VIRTQ_DESC_SIZE, tlen, DMA_TO_DEVICE);
+      } catch (cause) {
+        this.#unmapScratch(total);
+        throw new VirtqError("DMA_MAP_FAILED", `cannot map the indirect table of head ${head}`, {
+          index: head,
+          cause,
+        });
+      }
+      const w = head << 2;
+      d32[w] = typeof tbus === "number" ? tbus >>> 0 : u64Lo(tbus);
+      d32[w + 1] = typeof tbus === "number" ? Math.floor(tbus / TWO_POW_32) : u64Hi(tbus);
+      d32[w + 2] = tlen;
+      d32[w + 3] = VIRTQ_DESC_F_INDIRECT;
+      this.#indTableBus[head] = tbus;
+      this.#freeHead = this.#freeNext[head];
+      this.#numFree--;
+      this.#descCount[head] = 1;
+      this.#isIndirect[head] = 1;
+      this.#segCount[head] = total;
+    } else {
+      const freeNext = this.#freeNext;
+      let d = head;
+      for (let i = 0; i < total; i++) {
+        const b = scrBus[i];
+        const nx = freeNext[d];
+        const last = i === total - 1;
+        const w = d << 2;
+        d32[w] = typeof b === "number" ? b >>> 0 : u64Lo(b);
+        d32[w + 1] = typeof b === "number" ? Math.floor(b / TWO_POW_32) : u64Hi(b);
+        d32[w + 2] = scrLen[i];
+        d32[w + 3] = (scrDir[i] === DMA_FROM_DEVICE ? VIRTQ_DESC_F_WRITE : 0) |
+          (last ? 0 : VIRTQ_DESC_F_NEXT | (nx << 16));
+        this.#extraBus[d] = b;
+        this.#extraLen[d] = scrLen[i];
+        this.#extraDir[d] = scrDir[i];
+        this.#extraNext[d] = nx;
+        d = nx;
+      }
+      this.#freeHead = d;
+      this.#numFree -= total;
+      this.#descCount[head] = total;
+      this.#isIndirect[head] = 0;
+    }
+    this.#cap[head] = cap;
+    this.#tokens[head] = token;
+    this.#active[head] = 1;
+    const ai = this.#availIdx;
+    this.#avail16[2 + (ai & this.#mask)] = head;
+    this.#availIdx = (ai + 1) & 0xffff;
+    this.#outstanding++;
+    if (this.#inOrder) {
+      this.#order[this.#orderBack] = head;
+      this.#orderBack = (this.#orderBack + 1) & this.#mask;
+    }
+  }
+
+  #growScratch(n: number): void {
+    const m = Math.max(n, this.#scrLen.length * 2);
+    this.#scrLen = new Uint32Array(m);
+    this.#scrDir = new Uint8Array(m);
+  }
+
+  #unmapScratch(n: number): void {
+    for (let i = 0; i < n; i++) {
+      this.#dma.unmap(this.#scrBus[i], this.#scrLen[i], this.#scrDir[i] as DmaDirection);
+    }
+  }
+
+  /**
+   * Publishes the added buffers (avail `idx`, written once; §2.7.13.3) and returns whether the
+   * device wants an available buffer notification: with `VIRTIO_F_EVENT_IDX`
+   * `vringNeedEvent(avail_event, new, old)`, else `VIRTQ_USED_F_NO_NOTIFY` clear (§2.7.10).
+   * Returns `false` when nothing was added since the last kick.
+   */
+  kick(): boolean {
+    const nw = this.#availIdx;
+    const old = this.#kickedIdx;
+    if (nw === old) return false;
+    this.#avail16[1] = nw;
+    this.#kickedIdx = nw;
+    if (this.#eventIdx) return vringNeedEvent(this.#used16[this.#availEventIdx], nw, old);
+    return (this.#used16[0] & VIRTQ_USED_F_NO_NOTIFY) === 0;
+  }
+
+  /**
+   * Returns the token of the next used buffer and sets {@link usedLen}, or `undefined` when
+   * none is pending or the queue is broken (spec §2.7.14). With `VIRTIO_F_IN_ORDER`, a used
+   * element naming a later head completes every earlier outstanding buffer (reported with its
+   * full writable capacity) in order.
+   * @throws VirtqError `USED_IDX_JUMP` (used idx moved by more than the exposed outstanding
+   * buffers), `USED_ID_OUT_OF_RANGE`, `USED_ID_NOT_HEAD`, `USED_LEN_EXCEEDS_CAPACITY`
+   * (policy `reject`); the queue becomes broken.
+   */
+  getUsed(): T | undefined {
+    if (this.#broken !== null) return undefined;
+    const usedIdx = this.#used16[1];
+    const last = this.#lastUsed;
+    if (usedIdx === last) return undefined;
+    const delta = (usedIdx - last) & 0xffff;
+    const exposed = this.#outstanding - ((this.#availIdx - this.#kickedIdx) & 0xffff);
+    if (delta > exposed) {
+      this.#fail(
+        "USED_IDX_JUMP",
+        `used idx ${usedIdx} is ${delta} ahead of ${last}, only ${exposed} buffers outstanding`,
+        usedIdx,
+      );
+    }
+    if (this.#batchLast < 0) {
+      const w = 1 + ((last & this.#mask) << 1);
+      const id = this.#used32[w];
+      const len = this.#used32[w + 1];
+      if (id >= this.size) {
+        this.#fail("USED_ID_OUT_OF_RANGE", `used id ${id} out of range (size ${this.size})`, id);
+      }
+      if (this.#active[id] === 0) {
+        this.#fail("USED_ID_NOT_HEAD", `used id ${id} is not an outstanding head`, id);
+      }
+      if (!this.#inOrder || id === this.#order[this.#orderFront]) return this.#finish(id, len);
+      // In-order batch (§2.7.8): one element for several buffers, this one last.
+      this.#batchLast = id;
+      this.#batchLen = len;
+    }
+    const h = this.#order[this.#orderFront];
+    if (h === this.#batchLast) {
+      const len = this.#batchLen;
+      const t = this.#finish(h, len);
+      this.#batchLast = -1;
+      return t;
+    }
+    return this.#finish(h, this.#cap[h]);
+  }
+
+  #finish(id: number, len: number): T | undefined {
+    const cap = this.#cap[id];
+    if (len > cap) {
+      if (!this.#clamp) {
+        this.#fail(
+          "USED_LEN_EXCEEDS_CAPACITY",
+          `used len ${len} for id ${id} exceeds its writable capacity ${cap}`,
+          id,
+        );
+      }
+      len = cap;
+    }
+    const token = this.#release(id);
+    this.#lastUsed = (this.#lastUsed + 1) & 0xffff;
+    this.#usedLen = len;
+    if (this.#inOrder) this.#orderFront = (this.#orderFront + 1) & this.#mask;
+    return token;
+  }
+
+  /** Unmaps and frees a chain using only the private shadow (#42); returns its token. */
+  #release(id: number): T | undefined {
+    const token = this.#tokens[id];
+    this.#tokens[id] = undefined;
+    this.#active[id] = 0;
+    this.#outstanding--;
+    const dma = this.#dma;
+    if (this.#isIndirect[id] !== 0) {
+      const k = this.#slotEntries;
+      const n = this.#segCount[id];
+      const base = id * k;
+      for (let i = 0; i < n; i++) {
+        dma.unmap(
+          this.#indBus[base + i],
+          this.#indLen[base + i],
+          this.#indDir[base + i] as DmaDirection,
+        );
+      }
+      dma.unmap(this.#indTableBus[id], n * VIRTQ_DESC_SIZE, DMA_TO_DEVICE);
+      this.#freeOne(id);
+    } else {
+      let d = id;
+      const n = this.#descCount[id];
+      for (let i = 0; i < n; i++) {
+        dma.unmap(this.#extraBus[d], this.#extraLen[d], this.#extraDir[d] as DmaDirection);
+        const nx = this.#extraNext[d];
+        this.#freeOne(d);
+        d = nx;
+      }
+    }
+    return token;
+  }
+
+  #freeOne(d: number): void {
+    if (this.#numFree === 0) this.#freeHead = d;
+    else this.#freeNext[this.#freeTail] = d;
+    this.#freeTail = d;
+    this.#numFree++;
+  }
+
+  /**
+   * Asks for used buffer notifications (§2.7.7): with `VIRTIO_F_EVENT_IDX` sets `used_event` to
+   * `last_used_idx`, else clears `VIRTQ_AVAIL_F_NO_INTERRUPT`.
+   * @returns `false` when used buffers are already pending (the caller should poll again).
+   */
+  enableCallbacks(): boolean {
+    if (this.#eventIdx) this.#avail16[this.#usedEventIdx] = this.#lastUsed;
+    else this.#avail16[0] = 0;
+    return this.#used16[1] === this.#lastUsed;
+  }
+
+  /**
+   * Asks for no used buffer notifications: `VIRTQ_AVAIL_F_NO_INTERRUPT` without
+   * `VIRTIO_F_EVENT_IDX`; with it (flags must stay 0, §2.7.10) `used_event` is set one behind
+   * `last_used_idx`, which the device's used idx cannot pass before it wraps.
+   */
+  disableCallbacks(): void {
+    if (this.#eventIdx) this.#avail16[this.#usedEventIdx] = (this.#lastUsed - 1) & 0xffff;
+    else this.#avail16[0] = VIRTQ_AVAIL_F_NO_INTERRUPT;
+  }
+
+  /**
+   * After a device reset: returns the token of one buffer still outstanding (unmapping and
+   * freeing it from the private shadow), or `undefined` when none is left (Linux
+   * `virtqueue_detach_unused_buf`).
+   */
+  detachUnused(): T | undefined {
+    for (let i = 0; i < this.size; i++) {
+      if (this.#active[i] !== 0) return this.#release(i);
+    }
+    return undefined;
+  }
+
+  /**
+   * Re-initialises the rings after a device reset once every buffer was detached: zeroes the
+   * ring areas, resets the indices, the free list and the broken state (spec §2.7 queue
+   * re-initialisation; §4.1.4.3.2). The ring bus addresses stay the same.
+   * @throws Error when buffers are still outstanding (call {@link detachUnused} first).
+   */
+  resetRings(): void {
+    if (this.#outstanding !== 0) {
+      throw new Error(`resetRings: ${this.#outstanding} buffers still outstanding`);
+    }
+    this.#ringBytes.fill(0, 0, this.placement.arenaOffset);
+    this.#initFreeList();
+    this.#availIdx = 0;
+    this.#kickedIdx = 0;
+    this.#lastUsed = 0;
+    this.#usedLen = 0;
+    this.#orderFront = 0;
+    this.#orderBack = 0;
+    this.#batchLast = -1;
+    this.#broken = null;
+  }
+}
