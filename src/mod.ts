@@ -78,3 +78,10 @@ export * from "./inspect/report_json.ts";
 export * from "./inspect/engine_decode.ts";
 export * from "./inspect/seeds.ts";
 export * from "./inspect/hmp_xp.ts";
+// --- platform topologies (issue #6): schema, presets, resolution, explanation ---
+export * from "./platform/topology.ts";
+export * from "./platform/policy.ts";
+export * from "./platform/sparse_memory.ts";
+export * from "./platform/resolve.ts";
+export * from "./platform/explain.ts";
+export * from "./platform/presets/mod.ts";
