@@ -59,6 +59,7 @@ export * from "./devices/virtio_iommu/device.ts";
 export * from "./devices/virtio_iommu/iova_allocator.ts";
 export * from "./devices/virtio_iommu/transport.ts";
 export * from "./devices/virtio_iommu/driver_api.ts";
+export * from "./devices/virtio_iommu/queues.ts";
 export * from "./devices/virtio_iommu/stack.ts";
 
 // --- inspect: decode memory images of live virtqueues and compare with QEMU (issue #9) --------
@@ -77,3 +78,10 @@ export * from "./inspect/report_json.ts";
 export * from "./inspect/engine_decode.ts";
 export * from "./inspect/seeds.ts";
 export * from "./inspect/hmp_xp.ts";
+// --- platform topologies (issue #6): schema, presets, resolution, explanation ---
+export * from "./platform/topology.ts";
+export * from "./platform/policy.ts";
+export * from "./platform/sparse_memory.ts";
+export * from "./platform/resolve.ts";
+export * from "./platform/explain.ts";
+export * from "./platform/presets/mod.ts";
