@@ -66,6 +66,11 @@ export interface InspectOptions {
    */
   positions?: "qemu" | "memory";
   /**
+   * True when `memory` is a throwaway copy: the engine then rebases and pops in it directly
+   * instead of cloning it first (the image is modified). Default `false`.
+   */
+  scratchMemory?: boolean;
+  /**
    * The device's position, when the caller knows it (e.g. a fuzz seed); overrides `positions`.
    * Split: free-running indices; packed: slots and wrap counters.
    */
@@ -470,6 +475,7 @@ function crossCheckEngine(
     features: spec.features,
     lastAvailIdx: pos.lastAvailIdx,
     availWrap: pos.availWrap,
+    inPlace: opts.scratchMemory ?? false,
   });
   const mism: string[] = [];
   const walker = report.outstanding;
