@@ -534,8 +534,15 @@ function crossCheckEngine(
       } else if (w.error?.code !== e.error.code) {
         mism.push(`chain ${k}: engine ${e.error.code}, walker ${w.error?.code ?? "accepts"}`);
       }
-      if (w !== undefined) w.error = e.error;
-      else if (!report.errors.some((x) => x.code === e.error!.code)) report.errors.push(e.error);
+      // The engine ran on a rebased copy: its message counts positions from the device's
+      // position. Keep the walker's wording (image positions) when both agree on the code.
+      const rebased: DecodeError = {
+        ...e.error,
+        message: `${e.error.message} [engine positions count from the device position ` +
+          `${pos.lastAvailIdx}]`,
+      };
+      if (w !== undefined) w.error = w.error?.code === e.error.code ? w.error : rebased;
+      else if (!report.errors.some((x) => x.code === e.error!.code)) report.errors.push(rebased);
       for (let j = k + 1; j < walker.length; j++) {
         walker[j].notes.push("not reached: the device is broken (NEEDS_RESET) by an earlier chain");
       }
