@@ -347,9 +347,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
    * `RING_FULL` (not enough free descriptors), `DMA_MAP_FAILED` (`cause` = the DmaMapError).
    */
   add(readable: SgList, writable: SgList, token: T): void {
-    if (this.#broken !== null) {
-      throw new VirtqError("QUEUE_BROKEN", `queue is broken: ${this.#broken.code}`);
-    }
+    if (this.#broken !== null) this.#throwBroken();
     const nr = readable.count;
     const total = nr + writable.count;
     if (total === 0) throw new VirtqError("BUFFER_EMPTY", "add() with no segments");
@@ -363,7 +361,62 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
       head = this.#addIndirect(readable, writable, nr, total);
     } else {
       if (this.#numFree < total) this.#ringFull(total);
-      head = this.#addDirect(readable, writable, nr, total);
+      // Direct chain: map each segment and write it straight into the next free descriptor
+      // (free descriptors are not visible to the device until the head is published). On
+      // failure, unmap what was mapped; the free list is untouched.
+      head = this.#freeHead;
+      const d32 = this.#desc32;
+      const freeNext = this.#freeNext;
+      const dma = this.#dma;
+      const eBus = this.#extraBus, eLen = this.#extraLen, eDir = this.#extraDir;
+      let d = head;
+      let lastD = head;
+      let cap = 0;
+      for (let i = 0; i < total; i++) {
+        let gpa: number, len: number, dir: DmaDirection, flags: number;
+        if (i < nr) {
+          gpa = readable.gpa[i];
+          len = readable.len[i];
+          dir = DMA_TO_DEVICE;
+          flags = 0;
+        } else {
+          gpa = writable.gpa[i - nr];
+          len = writable.len[i - nr];
+          dir = DMA_FROM_DEVICE;
+          flags = VIRTQ_DESC_F_WRITE;
+          cap += len;
+        }
+        if (len === 0) this.#emptySegment(head, i);
+        let b: U64;
+        try {
+          b = dma.map(gpa, len, dir);
+        } catch (cause) {
+          this.#mapFailed(head, i, gpa, len, cause);
+        }
+        const nx = freeNext[d];
+        const w4 = d << 2;
+        if (typeof b === "number" && b < TWO_POW_32) {
+          d32[w4] = b;
+          d32[w4 + 1] = 0;
+        } else {
+          d32[w4] = u64Lo(b);
+          d32[w4 + 1] = u64Hi(b);
+        }
+        d32[w4 + 2] = len;
+        d32[w4 + 3] = i < total - 1 ? flags | VIRTQ_DESC_F_NEXT | (nx << 16) : flags;
+        eBus[d] = b;
+        eLen[d] = len;
+        eDir[d] = dir;
+        lastD = d;
+        d = nx;
+      }
+      // Taken descriptors keep their private free-list links: they chain the buffer in order.
+      this.#freeHead = d;
+      this.#numFree -= total;
+      this.#descCount[head] = total;
+      this.#chainTail[head] = lastD;
+      this.#isIndirect[head] = 0;
+      this.#cap[head] = cap;
     }
     this.#tokens[head] = token;
     this.#active[head] = 1;
@@ -377,78 +430,26 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     }
   }
 
+  #throwBroken(): never {
+    throw new VirtqError("QUEUE_BROKEN", `queue is broken: ${this.#broken!.code}`);
+  }
+
   #ringFull(need: number): never {
     throw new VirtqError("RING_FULL", `${need} descriptors needed, ${this.#numFree} free`);
   }
 
-  /**
-   * Maps each segment and writes it straight into the next free descriptor (free descriptors
-   * are not visible to the device until the head is published). On failure unmaps what was
-   * mapped and leaves the free list untouched. Returns the head.
-   */
-  #addDirect(readable: SgList, writable: SgList, nr: number, total: number): number {
-    const head = this.#freeHead;
-    const d32 = this.#desc32;
-    const freeNext = this.#freeNext;
-    const dma = this.#dma;
-    const eBus = this.#extraBus, eLen = this.#extraLen, eDir = this.#extraDir;
-    let d = head;
-    let last = head;
-    let cap = 0;
-    for (let i = 0; i < total; i++) {
-      let gpa: number, len: number, dir: DmaDirection, flags: number;
-      if (i < nr) {
-        gpa = readable.gpa[i];
-        len = readable.len[i];
-        dir = DMA_TO_DEVICE;
-        flags = 0;
-      } else {
-        gpa = writable.gpa[i - nr];
-        len = writable.len[i - nr];
-        dir = DMA_FROM_DEVICE;
-        flags = VIRTQ_DESC_F_WRITE;
-        cap += len;
-      }
-      if (len === 0) {
-        this.#undoDirect(head, i);
-        throw new VirtqError("BUFFER_EMPTY", `segment ${i} has length 0`, { index: i });
-      }
-      let b: U64;
-      try {
-        b = dma.map(gpa, len, dir);
-      } catch (cause) {
-        this.#undoDirect(head, i);
-        throw new VirtqError(
-          "DMA_MAP_FAILED",
-          `cannot map segment ${i} (${len} bytes at GPA ${hex64(gpa)})`,
-          { index: i, cause },
-        );
-      }
-      const nx = freeNext[d];
-      const w4 = d << 2;
-      if (typeof b === "number" && b < TWO_POW_32) {
-        d32[w4] = b;
-        d32[w4 + 1] = 0;
-      } else {
-        d32[w4] = u64Lo(b);
-        d32[w4 + 1] = u64Hi(b);
-      }
-      d32[w4 + 2] = len;
-      d32[w4 + 3] = i < total - 1 ? flags | VIRTQ_DESC_F_NEXT | (nx << 16) : flags;
-      eBus[d] = b;
-      eLen[d] = len;
-      eDir[d] = dir;
-      last = d;
-      d = nx;
-    }
-    // Taken descriptors keep their private free-list links: they chain the buffer in order.
-    this.#freeHead = d;
-    this.#numFree -= total;
-    this.#descCount[head] = total;
-    this.#chainTail[head] = last;
-    this.#isIndirect[head] = 0;
-    this.#cap[head] = cap;
-    return head;
+  #emptySegment(head: number, i: number): never {
+    this.#undoDirect(head, i);
+    throw new VirtqError("BUFFER_EMPTY", `segment ${i} has length 0`, { index: i });
+  }
+
+  #mapFailed(head: number, i: number, gpa: number, len: number, cause: unknown): never {
+    this.#undoDirect(head, i);
+    throw new VirtqError(
+      "DMA_MAP_FAILED",
+      `cannot map segment ${i} (${len} bytes at GPA ${hex64(gpa)})`,
+      { index: i, cause },
+    );
   }
 
   #undoDirect(head: number, n: number): void {
