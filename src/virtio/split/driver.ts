@@ -180,7 +180,10 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   readonly #segCount: Uint16Array;
   readonly #indTableBus: U64[];
   // Shadow per descriptor (direct chains).
-  readonly #extraBus: U64[];
+  /** Bus address of each direct descriptor's mapping; NaN when it is a bigint (see below). */
+  readonly #extraBus: Float64Array;
+  /** Bus addresses above 2^53 - 1 (rare: DDW windows, Xen grants), by descriptor. */
+  readonly #extraBusBig: (bigint | undefined)[];
   readonly #extraLen: Uint32Array;
   readonly #extraDir: Uint8Array;
   readonly #chainTail: Uint16Array;
@@ -287,7 +290,8 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#isIndirect = new Uint8Array(size);
     this.#segCount = new Uint16Array(size);
     this.#indTableBus = new Array(size).fill(0);
-    this.#extraBus = new Array(size).fill(0);
+    this.#extraBus = new Float64Array(size);
+    this.#extraBusBig = new Array(size).fill(undefined);
     this.#extraLen = new Uint32Array(size);
     this.#extraDir = new Uint8Array(size);
     this.#chainTail = new Uint16Array(size);
@@ -387,24 +391,31 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
           cap += len;
         }
         if (len === 0) this.#emptySegment(head, i);
-        let b: U64;
+        const nx = freeNext[d];
+        const w4 = d << 2;
+        // Everything that uses the bus address stays inside the try block, so that it is
+        // never materialised as a tagged value across the exception edge.
         try {
-          b = dma.map(gpa, len, dir);
+          const b = dma.map(gpa, len, dir);
+          if (typeof b === "number" && b < TWO_POW_32) {
+            d32[w4] = b;
+            d32[w4 + 1] = 0;
+            eBus[d] = b;
+          } else if (typeof b === "number") {
+            d32[w4] = b >>> 0;
+            d32[w4 + 1] = Math.floor(b / TWO_POW_32);
+            eBus[d] = b;
+          } else {
+            d32[w4] = u64Lo(b);
+            d32[w4 + 1] = u64Hi(b);
+            eBus[d] = NaN;
+            this.#extraBusBig[d] = b;
+          }
         } catch (cause) {
           this.#mapFailed(head, i, gpa, len, cause);
         }
-        const nx = freeNext[d];
-        const w4 = d << 2;
-        if (typeof b === "number" && b < TWO_POW_32) {
-          d32[w4] = b;
-          d32[w4 + 1] = 0;
-        } else {
-          d32[w4] = u64Lo(b);
-          d32[w4 + 1] = u64Hi(b);
-        }
         d32[w4 + 2] = len;
         d32[w4 + 3] = i < total - 1 ? flags | VIRTQ_DESC_F_NEXT | (nx << 16) : flags;
-        eBus[d] = b;
         eLen[d] = len;
         eDir[d] = dir;
         lastD = d;
@@ -428,6 +439,12 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
       this.#order[this.#orderBack] = head;
       this.#orderBack = (this.#orderBack + 1) & this.#mask;
     }
+  }
+
+  /** The exact bus address mapped for direct descriptor `d`. */
+  #busOf(d: number): U64 {
+    const v = this.#extraBus[d];
+    return v === v ? v : this.#extraBusBig[d]!;
   }
 
   #throwBroken(): never {
@@ -455,7 +472,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   #undoDirect(head: number, n: number): void {
     let d = head;
     for (let i = 0; i < n; i++) {
-      this.#dma.unmap(this.#extraBus[d], this.#extraLen[d], this.#extraDir[d] as DmaDirection);
+      this.#dma.unmap(this.#busOf(d), this.#extraLen[d], this.#extraDir[d] as DmaDirection);
       d = this.#freeNext[d];
     }
   }
@@ -647,7 +664,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
         const freeNext = this.#freeNext;
         let d = id;
         for (let i = 0; i < n; i++) {
-          dma.unmap(this.#extraBus[d], this.#extraLen[d], this.#extraDir[d] as DmaDirection);
+          dma.unmap(this.#busOf(d), this.#extraLen[d], this.#extraDir[d] as DmaDirection);
           d = freeNext[d];
         }
       }
