@@ -1,0 +1,60 @@
+/**
+ * Allocation per chain in steady state (house rule: the hot path allocates nothing).
+ *
+ * Method: warm the round trip up, force a full GC (`gc()`, present with
+ * `--v8-flags=--expose-gc`, which `deno task bench` passes), read `Deno.memoryUsage().heapUsed`,
+ * run N round trips, read it again. A scavenge in between can only hide allocation (the heap
+ * shrinks), so N is small (a few hundred bytes per chain stay below the young generation); a
+ * late optimisation can add a one-off allocation, so the warm-up is long (>= 20 000 chains and
+ * >= 50 ms) and the median of seven tries is kept; `null` when every try saw the heap shrink
+ * (inconclusive). The same measurement around an empty function (the cost of measuring) is
+ * subtracted.
+ *
+ * @module
+ */
+
+import type { Benchable } from "./roundtrip.ts";
+import type { AllocResult } from "./results.ts";
+
+const gcFn: (() => void) | undefined = (globalThis as { gc?: () => void }).gc;
+
+/** True when `gc()` is exposed. */
+export function hasForcedGc(): boolean {
+  return typeof gcFn === "function";
+}
+
+function heapDelta(run: () => unknown, calls: number): number {
+  gcFn?.();
+  const h0 = Deno.memoryUsage().heapUsed;
+  for (let i = 0; i < calls; i++) run();
+  const h1 = Deno.memoryUsage().heapUsed;
+  return h1 - h0;
+}
+
+/**
+ * Measures heap bytes allocated per chain.
+ * @param name case name for the report.
+ * @param b the round trip.
+ * @param chains about how many chains per try (rounded up to whole round trips).
+ */
+export function measureAlloc(name: string, b: Benchable, chains = 2048): AllocResult {
+  const calls = Math.max(1, Math.ceil(chains / b.chainsPerCall));
+  // warm: pools filled, code optimised
+  const t0 = performance.now();
+  for (let n = 0; n < 20_000 || performance.now() - t0 < 50; n += b.chainsPerCall) b.run();
+  const noop = () => 0;
+  const tries: number[] = [];
+  for (let t = 0; t < 7; t++) {
+    const base = Math.max(0, heapDelta(noop, calls));
+    const d = heapDelta(() => b.run(), calls);
+    if (d >= 0) tries.push(Math.max(0, d - base));
+  }
+  tries.sort((x, y) => x - y);
+  const mid = tries.length ? tries[(tries.length - 1) >> 1] : null;
+  return {
+    name,
+    bytesPerChain: mid === null ? null : mid / (calls * b.chainsPerCall),
+    chains: calls * b.chainsPerCall,
+    forcedGc: hasForcedGc(),
+  };
+}

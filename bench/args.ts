@@ -1,0 +1,177 @@
+/**
+ * Command-line options of `deno task bench`, parsed strictly: an unknown flag or a bad value is
+ * an error naming the flag and the fix.
+ *
+ * @module
+ */
+
+import { parseArgs } from "@std/cli/parse-args";
+
+/** Parsed options. */
+export interface BenchArgs {
+  /** Print help and exit. */
+  help: boolean;
+  /** Tiny subset, a few seconds (used by `deno task ci`). */
+  smoke: boolean;
+  /** List suites and cases, run nothing. */
+  list: boolean;
+  /** Suites to run (empty = all). */
+  suites: string[];
+  /** Case-name filter. */
+  filter: RegExp | null;
+  /** Rounds per case (min-of-N). */
+  rounds: number;
+  /** Minimum measured time per case per round, ms. */
+  timeMs: number;
+  /** Save results as baseline NAME. */
+  save: string | null;
+  /** Compare with baseline NAME. */
+  compare: string | null;
+  /** Relative change that counts as a regression (0.10 = 10%). */
+  threshold: number;
+  /** Noise floor of the verdict (0.08 = 8%). */
+  noise: number;
+  /** Write results JSON here. */
+  json: string | null;
+  /** Modeled latency per IOTLB invalidation, ns. */
+  invalidationNs: number;
+  /** Modeled latency per virtio-iommu request, ns. */
+  requestNs: number;
+  /** Skip the allocation check. */
+  noAlloc: boolean;
+  /** `family`: one Worker isolate per engine family; `none`: everything in this isolate. */
+  isolate: "family" | "none";
+}
+
+/** Help text. */
+export const HELP = `deno task bench [options]
+
+Ring round-trip benchmarks (mitata). Each case is one batch: add x batch, kick, pop/copy/push,
+flush, get-used. Reports chains/s, bytes/s and the fraction of the speed-of-light loop (the
+same ring memory operations inlined on typed arrays, measured in the same run).
+
+Options:
+  --smoke              tiny subset in a few seconds (used by deno task ci)
+  --suite NAME         run one suite (repeatable; default: all). --list shows them
+  --filter REGEX       only cases whose name matches, e.g. "q256 b32" or "^split/iommu"
+  --list               list suites and their cases, run nothing
+  --rounds N           rounds per case, interleaved across cases; min-of-N medians (default 3)
+  --time MS            measured time per case per round (default 200; smoke 30)
+  --save NAME          save results as bench/baselines/NAME.json
+  --compare NAME       compare with bench/baselines/NAME.json; exit 1 if any case is slower
+  --threshold PCT      regression threshold in percent (default 10)
+  --noise PCT          noise floor in percent (default 8, measured on this machine); a case is
+                       "slower" only past the threshold AND past its noise band (the larger of
+                       this floor and the two runs' IQR/median + cross-round spread)
+  --json FILE          write results as JSON (same format as a baseline)
+  --invalidation-ns N  MODELED cost of one IOTLB invalidation for the lazy/strict target
+                       (default 1000; a model parameter, never a delay)
+  --request-ns N       MODELED cost of one virtio-iommu MAP/UNMAP request (default 5000)
+  --no-alloc           skip the allocation-per-chain check
+  --isolate MODE       family (default): each layout/DMA-mode family runs in its own Worker
+                       isolate, so V8 type feedback from one family cannot slow another;
+                       none: all cases in one isolate (shows the polymorphic cost)
+  -h, --help           this text
+
+Examples:
+  deno task bench --smoke
+  deno task bench --suite size --suite payload
+  deno task bench --save before        # then change the hot path ...
+  deno task bench --compare before     # ratio per case, verdict, exit 1 on a regression
+  deno task bench --json /tmp/r.json && deno task bench:plot /tmp/r.json
+`;
+
+const STRINGS = [
+  "suite",
+  "filter",
+  "rounds",
+  "time",
+  "save",
+  "compare",
+  "threshold",
+  "noise",
+  "json",
+  "invalidation-ns",
+  "request-ns",
+  "isolate",
+];
+const BOOLEANS = ["help", "smoke", "list", "no-alloc"];
+
+function num(flag: string, v: unknown, min: number, max: number, int: boolean): number {
+  const x = Number(v);
+  if (
+    typeof v !== "string" || v.trim() === "" || !Number.isFinite(x) || (int && !Number.isInteger(x))
+  ) {
+    throw new Error(`--${flag} ${String(v)}: expected ${int ? "an integer" : "a number"}`);
+  }
+  if (x < min || x > max) throw new Error(`--${flag} ${x}: expected ${min}..${max}`);
+  return x;
+}
+
+function one(flag: string, v: unknown): string | undefined {
+  const all = v === undefined ? [] : Array.isArray(v) ? v : [v];
+  if (all.length === 0) return undefined;
+  if (all.length > 1) throw new Error(`--${flag} given more than once`);
+  const x = all[0];
+  if (typeof x !== "string" || x === "") throw new Error(`--${flag} needs a value`);
+  return x;
+}
+
+/**
+ * Parses the command line.
+ * @throws Error naming the flag for an unknown flag, a missing value or a bad number.
+ */
+export function parseBenchArgs(argv: readonly string[]): BenchArgs {
+  const a = parseArgs([...argv], {
+    string: STRINGS,
+    boolean: BOOLEANS,
+    collect: STRINGS, // every value flag, so that a repeated one is an error (not last-wins)
+    alias: { h: "help" },
+    unknown: (arg: string) => {
+      throw new Error(`unknown option ${arg}; see --help`);
+    },
+  });
+  const smoke = a.smoke === true;
+  const filterText = one("filter", a.filter);
+  let filter: RegExp | null = null;
+  if (filterText !== undefined) {
+    try {
+      filter = new RegExp(filterText);
+    } catch (e) {
+      throw new Error(`--filter ${filterText}: not a regular expression (${(e as Error).message})`);
+    }
+  }
+  const suites: string[] = (a.suite as unknown[]).map((s) => {
+    if (typeof s !== "string" || s === "") throw new Error("--suite needs a name");
+    return s;
+  });
+  const get = (f: string) => one(f, a[f]);
+  const rounds = get("rounds");
+  const time = get("time");
+  const threshold = get("threshold");
+  const noise = get("noise");
+  const inv = get("invalidation-ns");
+  const req = get("request-ns");
+  const isolate = get("isolate") ?? "family";
+  if (isolate !== "family" && isolate !== "none") {
+    throw new Error(`--isolate ${isolate}: expected family or none`);
+  }
+  return {
+    help: a.help === true,
+    smoke,
+    list: a.list === true,
+    suites,
+    filter,
+    rounds: rounds === undefined ? 3 : num("rounds", rounds, 1, 100, true),
+    timeMs: time === undefined ? (smoke ? 30 : 200) : num("time", time, 1, 600_000, false),
+    save: get("save") ?? null,
+    compare: get("compare") ?? null,
+    threshold: threshold === undefined ? 0.1 : num("threshold", threshold, 0, 1000, false) / 100,
+    noise: noise === undefined ? 0.08 : num("noise", noise, 0, 1000, false) / 100,
+    json: get("json") ?? null,
+    invalidationNs: inv === undefined ? 1000 : num("invalidation-ns", inv, 0, 1e9, false),
+    requestNs: req === undefined ? 5000 : num("request-ns", req, 0, 1e9, false),
+    noAlloc: a["no-alloc"] === true,
+    isolate,
+  };
+}

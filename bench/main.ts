@@ -1,0 +1,185 @@
+/**
+ * `deno task bench`: ring round-trip benchmarks with the speed-of-light loop, a memcpy line,
+ * allocation check, baselines (`--save`/`--compare`), JSON output and the targets block.
+ * See `--help` and README "Benchmarks".
+ *
+ * @module
+ */
+
+import { cpus } from "node:os";
+import { type BenchArgs, HELP, parseBenchArgs } from "./args.ts";
+import { BASE, buildSuites, caseName, selectCases, smokeCases, withSol } from "./cases.ts";
+import { AVAILABLE, createBenchable, PENDING } from "./engines.ts";
+import { runCases } from "./runner.ts";
+import { LocalMeasurer, type Measurer, WorkerMeasurer } from "./measurer.ts";
+import { computeTargets, solTarget } from "./targets.ts";
+import { compareResults } from "./compare.ts";
+import {
+  type AllocResult,
+  baselinePath,
+  loadResults,
+  type Results,
+  RESULTS_SCHEMA_VERSION,
+  writeResults,
+} from "./results.ts";
+import { formatAlloc, formatComparison, formatResults, formatTargets } from "./report.ts";
+
+function machine(): Results["machine"] {
+  let cpus = 0, hostname: string | null = null;
+  try {
+    cpus = navigator.hardwareConcurrency ?? 0;
+  } catch { /* not exposed */ }
+  try {
+    hostname = Deno.hostname();
+  } catch { /* needs --allow-sys */ }
+  return { os: Deno.build.os, arch: Deno.build.arch, cpus, cpuName: cpuName(), hostname };
+}
+
+function cpuName(): string | null {
+  try {
+    return cpus()[0]?.model ?? null; // node:os (needs --allow-sys; /proc needs --allow-all)
+  } catch {
+    return null;
+  }
+}
+
+async function main(args: BenchArgs): Promise<number> {
+  const suites = buildSuites(AVAILABLE);
+  if (args.help) {
+    console.log(HELP);
+    console.log("Suites:");
+    for (const s of suites) console.log(`  ${s.name.padEnd(10)} ${s.description}`);
+    return 0;
+  }
+  const cases = args.smoke
+    ? withSol(smokeCases(AVAILABLE).filter((c) => !args.filter || args.filter.test(caseName(c))))
+    : selectCases(suites, args.suites, args.filter);
+  if (args.list) {
+    for (const s of suites) {
+      console.log(`${s.name}: ${s.description}`);
+      for (const c of withSol(s.cases)) console.log(`  ${caseName(c)}`);
+    }
+    return 0;
+  }
+  if (cases.length === 0) {
+    console.error("no case matches --suite/--filter; see --list");
+    return 2;
+  }
+  const baseline = args.compare ? await loadResults(baselinePath(args.compare)) : null;
+
+  const rt = Deno.version;
+  console.log(
+    `virtq-lab bench: ${cases.length} cases x ${args.rounds} round(s), ${args.timeMs} ms each, ` +
+      `isolate: ${args.isolate}; ` +
+      `deno ${rt.deno}, v8 ${rt.v8}, ${Deno.build.os}/${Deno.build.arch}, ` +
+      `${navigator.hardwareConcurrency} cpus`,
+  );
+  if (PENDING.length) console.log(`not on this branch yet: ${PENDING.join("; ")}`);
+
+  const m: Measurer = args.isolate === "family"
+    ? new WorkerMeasurer()
+    : new LocalMeasurer(createBenchable);
+  const results: Results["results"] = [];
+  const alloc: AllocResult[] = [];
+  try {
+    results.push(
+      ...await runCases(cases, m, {
+        rounds: args.rounds,
+        timeMs: args.timeMs,
+        progress: (l) => console.error(l),
+      }),
+    );
+    if (!args.noAlloc) {
+      const allocCases = [
+        { ...BASE, engine: "sol" as const },
+        ...AVAILABLE.layouts.map((engine) => ({ ...BASE, engine })),
+      ];
+      for (const p of allocCases) alloc.push(await m.alloc(p));
+    }
+  } finally {
+    m.close();
+  }
+  const targets = computeTargets(results, alloc, {
+    invalidationNs: args.invalidationNs,
+    requestNs: args.requestNs,
+  });
+
+  const out: Results = {
+    schema: RESULTS_SCHEMA_VERSION,
+    createdAt: new Date().toISOString(),
+    machine: machine(),
+    runtime: { deno: rt.deno, v8: rt.v8, typescript: rt.typescript },
+    options: {
+      smoke: args.smoke,
+      rounds: args.rounds,
+      timeMs: args.timeMs,
+      suites: args.suites,
+      filter: args.filter ? args.filter.source : null,
+    },
+    results,
+    targets,
+    alloc,
+  };
+
+  console.log("");
+  console.log(formatResults(results));
+  const a = formatAlloc(alloc);
+  if (a) console.log("\n" + a);
+
+  let code = 0;
+  if (baseline) {
+    const c = compareResults(results, baseline.results, {
+      threshold: args.threshold,
+      noise: args.noise,
+    });
+    console.log("");
+    console.log(formatComparison(args.compare!, c.comparisons, c.onlyCurrent, c.onlyBaseline));
+    if (baseline.machine.hostname !== out.machine.hostname || baseline.runtime.deno !== rt.deno) {
+      console.log(
+        `  note: baseline from ${
+          baseline.machine.hostname ?? "?"
+        } deno ${baseline.runtime.deno}; ` +
+          `ratios across machines or runtimes are not meaningful`,
+      );
+    }
+    if (c.comparisons.some((x) => x.verdict === "slower")) code = 1;
+  }
+  if (args.save) {
+    const path = baselinePath(args.save);
+    await writeResults(path, out);
+    console.log(`\nsaved baseline ${path}`);
+  }
+  if (args.json) {
+    await writeResults(args.json, out);
+    console.log(`wrote ${args.json}`);
+  }
+
+  console.log("");
+  console.log(
+    formatTargets(
+      args.smoke
+        ? [
+          solTarget(results),
+          ...targets.filter((t) => t.name.startsWith("allocation")),
+        ]
+        : targets,
+    ),
+  );
+  const s = solTarget(results);
+  console.log(
+    `\nENGINE/SPEED-OF-LIGHT: ${s.value === null ? `n/a (${s.detail})` : s.detail} -> ${s.status}`,
+  );
+  if (code) console.log("\nREGRESSION: at least one case is slower than the baseline (exit 1)");
+  return code;
+}
+
+if (import.meta.main) {
+  let code: number;
+  try {
+    code = await main(parseBenchArgs(Deno.args));
+  } catch (e) {
+    console.error(`bench: ${(e as Error).message}`);
+    code = 2;
+  }
+  Deno.exit(code);
+}

@@ -1,0 +1,295 @@
+/**
+ * The targets of issues #2 and #8, each a ratio of two figures measured in the same run.
+ * A target that needs an engine or DMA mode not on this branch is `n/a` with the reason.
+ *
+ * Throughput fractions are time ratios inverted: `fraction = reference p50 / subject p50`.
+ *
+ * @module
+ */
+
+import { BASE, caseName, type CaseParams } from "./cases.ts";
+import type { AllocResult, CaseResult, Target } from "./results.ts";
+
+/** Options of {@link computeTargets}. */
+export interface TargetOptions {
+  /** Modeled latency of one IOTLB invalidation, ns (a model parameter, not a measurement). */
+  invalidationNs: number;
+  /** Modeled latency of one virtio-iommu request (MAP/UNMAP round trip to the host), ns. */
+  requestNs: number;
+}
+
+function find(results: readonly CaseResult[], p: Partial<CaseParams>): CaseResult | undefined {
+  const name = caseName({ ...BASE, ...p });
+  return results.find((r) => r.name === name);
+}
+
+function na(name: string, goal: string, why: string): Target {
+  return { name, value: null, goal, status: "n/a", detail: why };
+}
+
+const f2 = (x: number) => x.toFixed(2);
+
+/** The engine-vs-speed-of-light line printed at the end of every run (issue #2). */
+export function solTarget(results: readonly CaseResult[]): Target {
+  const name = "split 64 B batch 32 vs speed-of-light";
+  const goal = ">= 0.50 of SoL (<= 2.0x time)";
+  const r = find(results, { engine: "split" });
+  if (!r || r.fractionOfSol === null) {
+    return na(name, goal, "split ring or its speed-of-light case not measured in this run");
+  }
+  const x = r.fractionOfSol;
+  return {
+    name,
+    value: x,
+    goal,
+    status: x >= 0.5 ? "met" : "missed",
+    detail: `${f2(x)} of SoL = ${f2(1 / x)}x time (${r.nsPerChain.toFixed(1)} vs ${
+      (r.nsPerChain * x).toFixed(1)
+    } ns/chain); stretch 1.4x`,
+  };
+}
+
+/**
+ * All targets.
+ * @param results this run's cases.
+ * @param alloc this run's allocation checks.
+ */
+export function computeTargets(
+  results: readonly CaseResult[],
+  alloc: readonly AllocResult[],
+  opts: TargetOptions,
+): Target[] {
+  const out: Target[] = [solTarget(results)];
+
+  // packed vs split
+  {
+    const name = "packed vs split throughput (base point)";
+    const goal = ">= 1.0 (PERFORMANCE.md: ~0.9 realistic)";
+    const s = find(results, { engine: "split" });
+    const p = find(results, { engine: "packed" });
+    if (!s || !p) out.push(na(name, goal, "needs split and packed in this run"));
+    else {
+      const x = s.stats.p50 / p.stats.p50;
+      out.push({
+        name,
+        value: x,
+        goal,
+        status: x >= 1 ? "met" : "missed",
+        detail: `packed ${p.nsPerChain.toFixed(1)} vs split ${s.nsPerChain.toFixed(1)} ns/chain`,
+      });
+    }
+  }
+
+  // IOMMU IOTLB hit vs identity, then every other DMA mode vs identity (info)
+  for (const engine of ["split", "packed"] as const) {
+    const name = `${engine}: iommu-hit (IOTLB hit path) vs identity`;
+    const goal = ">= 0.80 (PERFORMANCE.md: ~0.69 at 64 B realistic)";
+    const id = find(results, { engine });
+    const hit = find(results, { engine, dma: "iommu-hit" });
+    if (!id || !hit) {
+      out.push(na(name, goal, `needs ${engine} with identity and iommu-hit in this run`));
+      continue;
+    }
+    const x = id.stats.p50 / hit.stats.p50;
+    out.push({
+      name,
+      value: x,
+      goal,
+      status: x >= 0.8 ? "met" : "missed",
+      detail: `${hit.nsPerChain.toFixed(1)} vs ${id.nsPerChain.toFixed(1)} ns/chain; ${
+        countersText(hit)
+      }`,
+    });
+    for (const r of results) {
+      const dma = r.params.dma;
+      if (
+        r.params.engine !== engine || dma === "identity" || dma === "iommu-hit" ||
+        r.name !== caseName({ ...BASE, engine, dma })
+      ) continue;
+      const y = id.stats.p50 / r.stats.p50;
+      let detail = `${r.nsPerChain.toFixed(1)} vs ${id.nsPerChain.toFixed(1)} ns/chain; ${
+        countersText(r)
+      }`;
+      const req = r.counters["viommuRequests"];
+      if (req !== undefined) {
+        const perChain = req / r.chainsPerCall;
+        const modeled = r.nsPerChain + perChain * opts.requestNs;
+        detail += `; MODELED at ${opts.requestNs} ns per virtio-iommu request (--request-ns): ` +
+          `${modeled.toFixed(0)} ns/chain = ${(id.nsPerChain / modeled).toFixed(3)} of identity`;
+      }
+      out.push({
+        name: `${engine}: ${dma} vs identity`,
+        value: y,
+        goal: "info",
+        status: "info",
+        detail,
+      });
+    }
+  }
+
+  // lazy vs strict: measured and modeled
+  for (const engine of ["split", "packed"] as const) {
+    const name = `${engine}: IOMMU lazy vs strict`;
+    const goal = ">= 1.5x";
+    const strict = results.find((r) =>
+      r.params.engine === engine && /strict/.test(r.params.dma) &&
+      r.name === caseName({ ...BASE, engine, dma: r.params.dma })
+    );
+    const lazy = results.find((r) =>
+      r.params.engine === engine && /lazy/.test(r.params.dma) &&
+      r.name === caseName({ ...BASE, engine, dma: r.params.dma })
+    );
+    if (!strict || !lazy) {
+      out.push(na(name, goal, `needs ${engine} with IOMMU strict and lazy in this run`));
+      continue;
+    }
+    const wall = strict.stats.p50 / lazy.stats.p50;
+    out.push({
+      name: `${name} (measured wall time)`,
+      value: wall,
+      goal: "info: in software an invalidation is clearing a tag",
+      status: "info",
+      detail: `strict ${strict.nsPerChain.toFixed(1)} vs lazy ${
+        lazy.nsPerChain.toFixed(1)
+      } ns/chain`,
+    });
+    const inv = (r: CaseResult) => (r.counters["invalidations"] ?? NaN) / r.chainsPerCall;
+    const is = inv(strict), il = inv(lazy);
+    if (!Number.isFinite(is) || !Number.isFinite(il)) {
+      out.push(na(`${name} (MODELED)`, goal, "the DMA model exposes no invalidation counter"));
+      continue;
+    }
+    const ms = strict.nsPerChain + is * opts.invalidationNs;
+    const ml = lazy.nsPerChain + il * opts.invalidationNs;
+    const x = ms / ml;
+    out.push({
+      name: `${name} (MODELED)`,
+      value: x,
+      goal,
+      status: x >= 1.5 ? "met" : "missed",
+      detail: `MODELED at ${opts.invalidationNs} ns per invalidation (--invalidation-ns): ` +
+        `invalidations/chain strict ${is.toFixed(3)}, lazy ${il.toFixed(3)}; ` +
+        `${ms.toFixed(0)} vs ${ml.toFixed(0)} ns/chain`,
+    });
+  }
+
+  // cost per chain flat in queue size
+  for (const engine of ["split", "packed", "sol"] as const) {
+    const name = `${engine}: ns/chain flat over queue size`;
+    const goal = "max/min <= 1.2 (q64..q32768)";
+    const rows = [64, 256, 1024, 4096, 32768]
+      .map((size) => find(results, engine === "sol" ? solOf({ size }) : { engine, size }))
+      .filter((r): r is CaseResult => r !== undefined);
+    if (rows.length < 2) {
+      out.push(na(name, goal, `needs the size suite for ${engine}`));
+      continue;
+    }
+    out.push(flatness(name, goal, rows, (r) => r.nsPerChain, (r) => `q${r.params.size}`));
+  }
+
+  // cost per descriptor flat in chain length
+  for (const engine of ["split", "packed", "sol"] as const) {
+    const name = `${engine}: ns/descriptor flat over chain length`;
+    const goal = "max/min <= 1.2 (c1..c16)";
+    const rows = [1, 2, 4, 16]
+      .map((chainLen) =>
+        find(
+          results,
+          engine === "sol" ? solOf({ chainLen, size: 1024 }) : { engine, chainLen, size: 1024 },
+        )
+      )
+      .filter((r): r is CaseResult => r !== undefined);
+    if (rows.length < 2) {
+      out.push(na(name, goal, `needs the chain suite for ${engine}`));
+      continue;
+    }
+    const t = flatness(
+      name,
+      goal,
+      rows,
+      (r) => r.stats.p50 / r.descriptorsPerCall,
+      (r) => `c${r.params.chainLen}`,
+    );
+    const fit = linearFit(
+      rows.map((r) => r.params.chainLen),
+      rows.map((r) => r.nsPerChain),
+    );
+    t.detail += `; fit: ${fit.intercept.toFixed(1)} ns/chain + ${fit.slope.toFixed(1)} ns/desc`;
+    out.push(t);
+    // marginal cost per added descriptor, c2->c4 vs c4->c16 (linearity, fixed cost excluded)
+    const at = (c: number) => rows.find((r) => r.params.chainLen === c);
+    const c2 = at(2), c4 = at(4), c16 = at(16);
+    if (c2 && c4 && c16) {
+      const m1 = (c4.nsPerChain - c2.nsPerChain) / 2;
+      const m2 = (c16.nsPerChain - c4.nsPerChain) / 12;
+      const y = Math.max(m1, m2) / Math.min(m1, m2);
+      out.push({
+        name: `${engine}: marginal ns/descriptor, c2->c4 vs c4->c16`,
+        value: Number.isFinite(y) && y > 0 ? y : null,
+        goal: "info (<= 1.2 means linear in chain length)",
+        status: "info",
+        detail: `${m1.toFixed(1)} vs ${m2.toFixed(1)} ns per added descriptor`,
+      });
+    }
+  }
+
+  // zero allocation
+  for (const a of alloc) {
+    if (a.name.startsWith("sol")) continue;
+    const x = a.bytesPerChain;
+    out.push({
+      name: `allocation per chain: ${a.name}`,
+      value: x,
+      goal: "0 B/chain (< 1 B/chain allowed for measurement noise)",
+      status: x === null ? "n/a" : x < 1 ? "met" : "missed",
+      detail: x === null
+        ? "inconclusive: a GC ran during every try"
+        : `${x.toFixed(2)} B/chain over ${a.chains} chains${
+          a.forcedGc ? "" : " (no --expose-gc: approximate)"
+        }`,
+    });
+  }
+  return out;
+}
+
+function solOf(p: Partial<CaseParams>): Partial<CaseParams> {
+  return { engine: "sol", dma: "identity", indirect: false, eventIdx: false, ...p };
+}
+
+function flatness(
+  name: string,
+  goal: string,
+  rows: readonly CaseResult[],
+  value: (r: CaseResult) => number,
+  label: (r: CaseResult) => string,
+): Target {
+  const vals = rows.map(value);
+  const x = Math.max(...vals) / Math.min(...vals);
+  return {
+    name,
+    value: x,
+    goal,
+    status: x <= 1.2 ? "met" : "missed",
+    detail: rows.map((r, i) => `${label(r)} ${vals[i].toFixed(1)}`).join(", ") + " ns",
+  };
+}
+
+/** Least-squares line `y = intercept + slope * x`. */
+export function linearFit(xs: readonly number[], ys: readonly number[]) {
+  const n = xs.length;
+  const mx = xs.reduce((a, b) => a + b, 0) / n;
+  const my = ys.reduce((a, b) => a + b, 0) / n;
+  let sxy = 0, sxx = 0;
+  for (let i = 0; i < n; i++) {
+    sxy += (xs[i] - mx) * (ys[i] - my);
+    sxx += (xs[i] - mx) ** 2;
+  }
+  const slope = sxx === 0 ? 0 : sxy / sxx;
+  return { slope, intercept: my - slope * mx };
+}
+
+function countersText(r: CaseResult): string {
+  const keys = Object.keys(r.counters);
+  if (!keys.length) return "no counters";
+  return keys.map((k) => `${k}/chain ${(r.counters[k] / r.chainsPerCall).toFixed(3)}`).join(", ");
+}

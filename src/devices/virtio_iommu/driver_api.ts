@@ -1,0 +1,454 @@
+/**
+ * The driver side of virtio-iommu as a {@link DmaApi} mode, `virtio-iommu` (DMA_MODES.md M5 with
+ * virtio-iommu MAP; Linux `drivers/iommu/virtio-iommu.c` behind `dma-iommu`):
+ *
+ * - `init()` PROBEs the endpoint (with `VIRTIO_IOMMU_F_PROBE`) to learn its RESV_MEM regions,
+ *   then ATTACHes it to the driver's domain (spec §5.13.6.3, §5.13.6.7);
+ * - `map` allocates a granule-aligned IOVA range (the granule is the lowest bit of
+ *   `page_size_mask`) inside `input_range`, avoiding every RESV_MEM region, and sends one MAP
+ *   for the pages covering the buffer (READ for `DMA_TO_DEVICE`, WRITE for `DMA_FROM_DEVICE`,
+ *   both for `DMA_BIDIRECTIONAL`); `mapBatch` sends several MAPs with one kick;
+ * - `unmap` sends one UNMAP for exactly the range that was mapped (never splitting a mapping,
+ *   spec §5.13.6.6.1) and frees the IOVA range;
+ * - any status other than OK, a used length of 0 or a broken requestq is a
+ *   {@link DmaMapError} with reason `transport` (nothing is left half-done on the driver side).
+ *
+ * Syncs are no-ops (the IOMMU does not bounce) that only check the mapping is live.
+ *
+ * @module
+ */
+
+import { type U64, u64Compare } from "../../memory/u64.ts";
+import { DmaMapError } from "../../dma/errors.ts";
+import { DMA_FROM_DEVICE, DMA_TO_DEVICE, type DmaApi, type DmaDirection } from "../../dma/types.ts";
+import {
+  viommuStatusName,
+  VIRTIO_IOMMU_F_INPUT_RANGE,
+  VIRTIO_IOMMU_F_PROBE,
+  VIRTIO_IOMMU_MAP_F_READ,
+  VIRTIO_IOMMU_MAP_F_WRITE,
+  VIRTIO_IOMMU_MAP_SIZE,
+  VIRTIO_IOMMU_REQ_TAIL_SIZE,
+  VIRTIO_IOMMU_S_OK,
+  VIRTIO_IOMMU_T_ATTACH,
+  VIRTIO_IOMMU_T_DETACH,
+  VIRTIO_IOMMU_T_MAP,
+  VIRTIO_IOMMU_T_PROBE,
+  VIRTIO_IOMMU_T_UNMAP,
+  VIRTIO_IOMMU_UNMAP_SIZE,
+} from "./constants.ts";
+import { viommuGranule, type VirtioIommuConfig } from "./config.ts";
+import { encodeViommuRequest, type ViommuRequest } from "./requests.ts";
+import { parseProbeProperties, type ViommuResvMem } from "./probe.ts";
+import { ViommuIovaAllocator } from "./iova_allocator.ts";
+import type { ViommuSubmission, ViommuTransport } from "./transport.ts";
+
+/** Options of {@link VirtioIommuDmaApi}. */
+export interface VirtioIommuDmaApiOptions {
+  /** How requests reach the device. */
+  transport: ViommuTransport;
+  /** The device config as the driver read it (see `decodeViommuConfig`). */
+  config: VirtioIommuConfig;
+  /** Negotiated feature bits (bigint mask). */
+  features: bigint;
+  /** Endpoint ID of the device this API maps for. */
+  endpoint: number;
+  /** Domain ID the driver uses for it (default: `domain_range.start`). */
+  domain?: number;
+  /**
+   * Highest IOVA the device can address (its DMA mask), default 2^48 - 1; the allocator also
+   * stays inside `input_range` and below 2^53.
+   */
+  dmaMask?: number;
+  /**
+   * A long-lived mapping made once by `init` (READ|WRITE, page-rounded): buffers wholly inside
+   * `[gpa, gpa + size)` map and unmap with no request at all (bus = window IOVA + offset), as a
+   * driver with premapped buffers (or Linux's identity-mapped domains) does. Buffers outside it
+   * take the per-buffer MAP/UNMAP path.
+   */
+  longLived?: { gpa: number; size: number };
+}
+
+/** A live mapping as the driver tracks it. */
+interface LiveMapping {
+  readonly iova: number;
+  readonly size: number;
+  readonly gpaBase: number;
+  readonly dir: DmaDirection;
+  readonly coherent: boolean;
+}
+
+/** The `virtio-iommu` DMA API mode. Call {@link VirtioIommuDmaApi.init} before mapping. */
+export class VirtioIommuDmaApi implements DmaApi {
+  /** Mode name, `"virtio-iommu"`. */
+  readonly name = "virtio-iommu";
+  /** Endpoint ID. */
+  readonly endpoint: number;
+  /** Domain ID. */
+  readonly domain: number;
+  /** Mapping granule in bytes (lowest bit of `page_size_mask`). */
+  readonly granule: number;
+  /** RESV_MEM regions learned by PROBE (empty before `init` or without F_PROBE). */
+  resvMem: readonly ViommuResvMem[] = [];
+  /** MAP requests sent. */
+  maps = 0;
+  /** UNMAP requests sent. */
+  unmaps = 0;
+  /** Maps served by the long-lived window without a request. */
+  windowMaps = 0;
+
+  readonly #t: ViommuTransport;
+  readonly #cfg: VirtioIommuConfig;
+  readonly #features: bigint;
+  readonly #dmaMask: number;
+  #iova: ViommuIovaAllocator | null = null;
+  readonly #live = new Map<number, LiveMapping>();
+  readonly #tail = new Uint8Array(VIRTIO_IOMMU_REQ_TAIL_SIZE);
+  readonly #mapBuf = new Uint8Array(VIRTIO_IOMMU_MAP_SIZE);
+  readonly #mapView = new DataView(this.#mapBuf.buffer);
+  readonly #unmapBuf = new Uint8Array(VIRTIO_IOMMU_UNMAP_SIZE);
+  readonly #unmapView = new DataView(this.#unmapBuf.buffer);
+  readonly #longLived: { gpa: number; size: number } | null;
+  // The long-lived window: GPA range [#wGpa, #wGpaEnd) at IOVA #wIova; #wIova < 0 when none.
+  #wGpa = 0;
+  #wGpaEnd = 0;
+  #wIova = -1;
+
+  /**
+   * Creates the mode (no request is sent until `init`).
+   * @throws DmaMapError (`window`) when the granule is not usable (above 2^52).
+   */
+  constructor(opts: VirtioIommuDmaApiOptions) {
+    this.#t = opts.transport;
+    this.#cfg = opts.config;
+    this.#features = opts.features;
+    this.endpoint = opts.endpoint;
+    this.domain = opts.domain ?? opts.config.domainStart;
+    const g = viommuGranule(opts.config.pageSizeMask);
+    if (typeof g !== "number" || g > 2 ** 52) {
+      throw new DmaMapError("window", 0, 0, this.name, `granule ${g} too large`);
+    }
+    this.granule = g;
+    this.#dmaMask = opts.dmaMask ?? 2 ** 48 - 1;
+    this.#longLived = opts.longLived ?? null;
+  }
+
+  #has(bit: number): boolean {
+    return (this.#features & (1n << BigInt(bit))) !== 0n;
+  }
+
+  /** Sends one request and checks its status. @throws DmaMapError (`transport`) */
+  #send(req: ViommuRequest, what: string, address: U64, length: number): void {
+    const s: ViommuSubmission = {
+      readable: encodeViommuRequest(req),
+      writable: this.#tail,
+      used: 0,
+    };
+    this.#submit([s], address, length);
+    this.#check(s, what, address, length);
+  }
+
+  #submit(batch: ViommuSubmission[], address: U64, length: number): void {
+    try {
+      this.#t.submit(batch);
+    } catch (e) {
+      throw new DmaMapError(
+        "transport",
+        address,
+        length,
+        this.name,
+        `requestq failed: ${e instanceof Error ? e.message : String(e)}`,
+      );
+    }
+  }
+
+  #check(s: ViommuSubmission, what: string, address: U64, length: number): void {
+    const w = s.writable;
+    if (s.used === 0) {
+      throw new DmaMapError("transport", address, length, this.name, `${what}: used length 0`);
+    }
+    const status = w[w.length - VIRTIO_IOMMU_REQ_TAIL_SIZE];
+    if (status !== VIRTIO_IOMMU_S_OK) {
+      throw new DmaMapError(
+        "transport",
+        address,
+        length,
+        this.name,
+        `${what} answered ${viommuStatusName(status)}`,
+      );
+    }
+  }
+
+  /**
+   * PROBE (when negotiated) then ATTACH the endpoint to the domain; sets up the IOVA allocator.
+   * @throws DmaMapError (`transport`) when a request fails.
+   */
+  init(): void {
+    if (this.#has(VIRTIO_IOMMU_F_PROBE)) {
+      const w = new Uint8Array(this.#cfg.probeSize + VIRTIO_IOMMU_REQ_TAIL_SIZE);
+      const s: ViommuSubmission = {
+        readable: encodeViommuRequest({ type: VIRTIO_IOMMU_T_PROBE, endpoint: this.endpoint }),
+        writable: w,
+        used: 0,
+      };
+      this.#submit([s], 0, 0);
+      this.#check(s, "PROBE", 0, 0);
+      this.resvMem = parseProbeProperties(w.subarray(0, this.#cfg.probeSize));
+    }
+    const att: ViommuSubmission = {
+      readable: encodeViommuRequest({
+        type: VIRTIO_IOMMU_T_ATTACH,
+        domain: this.domain,
+        endpoint: this.endpoint,
+        flags: 0,
+      }),
+      writable: new Uint8Array(VIRTIO_IOMMU_REQ_TAIL_SIZE),
+      used: 0,
+    };
+    this.#submit([att], 0, 0);
+    this.#check(att, "ATTACH", 0, 0);
+    let low = 0, high = Math.min(this.#dmaMask, Number.MAX_SAFE_INTEGER);
+    if (this.#has(VIRTIO_IOMMU_F_INPUT_RANGE)) {
+      // Spec §5.13.6.5.1: with INPUT_RANGE the driver MUST stay inside input_range.
+      if (u64Compare(this.#cfg.inputStart, low) > 0) low = Number(this.#cfg.inputStart);
+      if (u64Compare(this.#cfg.inputEnd, high) < 0) high = Number(this.#cfg.inputEnd);
+    }
+    const a = new ViommuIovaAllocator(this.granule, low, high);
+    for (const r of this.resvMem) {
+      if (u64Compare(r.start, high) > 0) continue;
+      a.reserve(Number(r.start), u64Compare(r.end, high) > 0 ? high : Number(r.end));
+    }
+    this.#iova = a;
+    if (this.#longLived !== null) {
+      const { gpa, size } = this.#longLived;
+      const m = this.#prepare(gpa, size, 0, true);
+      const s = this.#mapRequest(m);
+      this.#submit([s], gpa, size);
+      this.maps++;
+      this.#check(s, "MAP (long-lived)", gpa, size);
+      this.#live.set(m.iova, m);
+      this.#wGpa = m.gpaBase;
+      this.#wGpaEnd = m.gpaBase + m.size;
+      this.#wIova = m.iova;
+    }
+  }
+
+  /** DETACH the endpoint (after unmapping nothing: the domain's mappings vanish with it). */
+  detach(): void {
+    this.#wIova = -1;
+    this.#send(
+      { type: VIRTIO_IOMMU_T_DETACH, domain: this.domain, endpoint: this.endpoint },
+      "DETACH",
+      0,
+      0,
+    );
+    this.#live.clear();
+    this.#iova = null;
+  }
+
+  /** Live mappings the driver holds. */
+  get liveMappings(): number {
+    return this.#live.size;
+  }
+
+  #flags(dir: DmaDirection): number {
+    return dir === DMA_TO_DEVICE
+      ? VIRTIO_IOMMU_MAP_F_READ
+      : dir === DMA_FROM_DEVICE
+      ? VIRTIO_IOMMU_MAP_F_WRITE
+      : VIRTIO_IOMMU_MAP_F_READ | VIRTIO_IOMMU_MAP_F_WRITE;
+  }
+
+  #prepare(gpa: number, length: number, dir: DmaDirection, coherent: boolean): LiveMapping {
+    const a = this.#iova;
+    if (a === null) throw new DmaMapError("transport", gpa, length, this.name, "init() not called");
+    if (!Number.isSafeInteger(gpa) || gpa < 0 || !Number.isSafeInteger(length) || length <= 0) {
+      throw new DmaMapError("window", gpa, length, this.name, "empty or invalid buffer");
+    }
+    const g = this.granule;
+    const base = Math.floor(gpa / g) * g;
+    const size = Math.ceil((gpa + length) / g) * g - base;
+    const iova = a.alloc(size);
+    if (iova < 0) {
+      throw new DmaMapError("iova-exhausted", gpa, length, this.name, `no ${size}-byte IOVA range`);
+    }
+    return { iova, size, gpaBase: base, dir, coherent };
+  }
+
+  #mapRequest(m: LiveMapping): ViommuSubmission {
+    return {
+      readable: encodeViommuRequest({
+        type: VIRTIO_IOMMU_T_MAP,
+        domain: this.domain,
+        virtStart: m.iova,
+        virtEnd: m.iova + m.size - 1,
+        physStart: m.gpaBase,
+        flags: this.#flags(m.dir),
+      }),
+      writable: new Uint8Array(VIRTIO_IOMMU_REQ_TAIL_SIZE),
+      used: 0,
+    };
+  }
+
+  /** Sends one request from a reusable buffer and checks the tail. @throws DmaMapError */
+  #sendOne(readable: Uint8Array, what: string, address: U64, length: number): void {
+    const tail = this.#tail;
+    let used: number;
+    try {
+      used = this.#t.submitOne(readable, tail);
+    } catch (e) {
+      throw new DmaMapError(
+        "transport",
+        address,
+        length,
+        this.name,
+        `requestq failed: ${e instanceof Error ? e.message : String(e)}`,
+      );
+    }
+    if (used === 0 || tail[0] !== VIRTIO_IOMMU_S_OK) {
+      throw new DmaMapError(
+        "transport",
+        address,
+        length,
+        this.name,
+        used === 0 ? `${what}: used length 0` : `${what} answered ${viommuStatusName(tail[0])}`,
+      );
+    }
+  }
+
+  #mapOne(gpa: number, length: number, dir: DmaDirection, coherent: boolean): U64 {
+    const m = this.#prepare(gpa, length, dir, coherent);
+    // MAP layout (spec §5.13.6.5): head, domain @4, virt_start @8, virt_end @16, phys_start @24,
+    // flags @32; all values here are safe integers.
+    const v = this.#mapView, end = m.iova + m.size - 1;
+    v.setUint32(0, VIRTIO_IOMMU_T_MAP, true);
+    v.setUint32(4, this.domain, true);
+    v.setUint32(8, m.iova >>> 0, true);
+    v.setUint32(12, Math.floor(m.iova / 0x1_0000_0000), true);
+    v.setUint32(16, end >>> 0, true);
+    v.setUint32(20, Math.floor(end / 0x1_0000_0000), true);
+    v.setUint32(24, m.gpaBase >>> 0, true);
+    v.setUint32(28, Math.floor(m.gpaBase / 0x1_0000_0000), true);
+    v.setUint32(32, this.#flags(dir), true);
+    try {
+      this.maps++;
+      this.#sendOne(this.#mapBuf, "MAP", gpa, length);
+    } catch (e) {
+      this.#iova!.free(m.iova);
+      throw e;
+    }
+    this.#live.set(m.iova, m);
+    return m.iova + (gpa - m.gpaBase);
+  }
+
+  /**
+   * See {@link DmaApi.map}. Inside the long-lived window: no request, allocation-free.
+   * @throws DmaMapError (`iova-exhausted`, `window`, `transport`)
+   */
+  map(gpa: number, length: number, dir: DmaDirection): U64 {
+    if (this.#wIova >= 0 && gpa >= this.#wGpa && gpa + length <= this.#wGpaEnd && length > 0) {
+      this.windowMaps++;
+      return this.#wIova + (gpa - this.#wGpa);
+    }
+    return this.#mapOne(gpa, length, dir, false);
+  }
+
+  /** True when `[bus, bus + length)` lies in the long-lived window. */
+  #inWindow(bus: U64, length: number): boolean {
+    return this.#wIova >= 0 && typeof bus === "number" && bus >= this.#wIova &&
+      bus + length <= this.#wIova + (this.#wGpaEnd - this.#wGpa);
+  }
+
+  /**
+   * Maps several buffers with one kick (MAP requests batched on the requestq, as Linux queues
+   * requests and syncs once). All or nothing: on any failure the ones that succeeded are
+   * unmapped again and a {@link DmaMapError} is thrown.
+   * @returns the bus address of each buffer, in order.
+   */
+  mapBatch(gpas: readonly number[], lengths: readonly number[], dir: DmaDirection): U64[] {
+    const ms: LiveMapping[] = [];
+    try {
+      for (let i = 0; i < gpas.length; i++) ms.push(this.#prepare(gpas[i], lengths[i], dir, false));
+    } catch (e) {
+      for (const m of ms) this.#iova!.free(m.iova);
+      throw e;
+    }
+    const batch = ms.map((m) => this.#mapRequest(m));
+    try {
+      this.#submit(batch, gpas[0] ?? 0, lengths[0] ?? 0);
+    } catch (e) {
+      for (const m of ms) this.#iova!.free(m.iova);
+      throw e;
+    }
+    this.maps += batch.length;
+    let failed: DmaMapError | null = null;
+    for (let i = 0; i < batch.length; i++) {
+      try {
+        this.#check(batch[i], "MAP", gpas[i], lengths[i]);
+        this.#live.set(ms[i].iova, ms[i]);
+      } catch (e) {
+        this.#iova!.free(ms[i].iova);
+        failed ??= e as DmaMapError;
+      }
+    }
+    if (failed !== null) {
+      for (const m of ms) if (this.#live.get(m.iova) === m) this.#unmapLive(m, m.iova, m.size);
+      throw failed;
+    }
+    return ms.map((m, i) => m.iova + (gpas[i] - m.gpaBase));
+  }
+
+  #lookup(bus: U64, length: number): LiveMapping {
+    if (typeof bus === "number") {
+      const m = this.#live.get(Math.floor(bus / this.granule) * this.granule);
+      if (m !== undefined && bus + length <= m.iova + m.size) return m;
+    }
+    throw new DmaMapError("not-mapped", bus, length, this.name);
+  }
+
+  #unmapLive(m: LiveMapping, bus: U64, length: number): void {
+    this.#live.delete(m.iova);
+    this.unmaps++;
+    // When UNMAP fails the IOVA range stays allocated (leaked, never reused): the device may
+    // still hold the mapping, and reusing it would make a later MAP overlap (INVAL).
+    // UNMAP layout (spec §5.13.6.6): head, domain @4, virt_start @8, virt_end @16, reserved @24.
+    const v = this.#unmapView, end = m.iova + m.size - 1;
+    v.setUint32(0, VIRTIO_IOMMU_T_UNMAP, true);
+    v.setUint32(4, this.domain, true);
+    v.setUint32(8, m.iova >>> 0, true);
+    v.setUint32(12, Math.floor(m.iova / 0x1_0000_0000), true);
+    v.setUint32(16, end >>> 0, true);
+    v.setUint32(20, Math.floor(end / 0x1_0000_0000), true);
+    this.#sendOne(this.#unmapBuf, "UNMAP", bus, length);
+    this.#iova!.free(m.iova);
+  }
+
+  /**
+   * See {@link DmaApi.unmap}. Inside the long-lived window: nothing to do.
+   * @throws DmaMapError (`not-mapped`, `transport`)
+   */
+  unmap(bus: U64, length: number, _dir: DmaDirection): void {
+    if (this.#inWindow(bus, length)) return;
+    this.#unmapLive(this.#lookup(bus, length), bus, length);
+  }
+
+  /** Checks the mapping is live (no bounce to copy). @throws DmaMapError (`not-mapped`) */
+  syncForCpu(bus: U64, length: number, _dir: DmaDirection): void {
+    if (!this.#inWindow(bus, length)) this.#lookup(bus, length);
+  }
+
+  /** Checks the mapping is live (no bounce to copy). @throws DmaMapError (`not-mapped`) */
+  syncForDevice(bus: U64, length: number, _dir: DmaDirection): void {
+    if (!this.#inWindow(bus, length)) this.#lookup(bus, length);
+  }
+
+  /** See {@link DmaApi.mapCoherent}: a bidirectional mapping. @throws DmaMapError */
+  mapCoherent(gpa: number, length: number): U64 {
+    return this.#mapOne(gpa, length, 0, true);
+  }
+
+  /** See {@link DmaApi.unmapCoherent}. @throws DmaMapError (`not-mapped`, `transport`) */
+  unmapCoherent(bus: U64, length: number): void {
+    this.#unmapLive(this.#lookup(bus, length), bus, length);
+  }
+}

@@ -1,0 +1,41 @@
+/**
+ * Time sources for the DMA models that act on time (the lazy-invalidation flush queue's timeout).
+ *
+ * Models never sleep: they read a {@link Clock} when an operation happens (map, unmap, an explicit
+ * poll) and act on elapsed time. Tests and fuzzers inject a {@link FakeClock} and advance it by
+ * hand, so a 10 ms timeout is deterministic and instant.
+ *
+ * @module
+ */
+
+/** A monotonic time source in milliseconds. */
+export interface Clock {
+  /** Current time in milliseconds (monotonic, arbitrary origin; may be fractional). */
+  now(): number;
+}
+
+/** The real monotonic clock (`performance.now()`), for interactive runs and benches. */
+export const SYSTEM_CLOCK: Clock = Object.freeze({ now: () => performance.now() });
+
+/** A clock that only moves when told to, for deterministic tests and fuzzing. */
+export class FakeClock implements Clock {
+  #now: number;
+  /** Creates a fake clock.
+   * @param start initial time in milliseconds (default 0). */
+  constructor(start = 0) {
+    this.#now = start;
+  }
+  /** Current fake time in milliseconds. */
+  now(): number {
+    return this.#now;
+  }
+  /**
+   * Moves time forward.
+   * @param ms milliseconds to add, a finite number >= 0.
+   * @throws RangeError when `ms` is negative or not finite (time never goes back).
+   */
+  advance(ms: number): void {
+    if (!(ms >= 0) || !Number.isFinite(ms)) throw new RangeError(`cannot advance by ${ms} ms`);
+    this.#now += ms;
+  }
+}

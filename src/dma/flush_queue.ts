@@ -1,0 +1,160 @@
+/**
+ * The lazy-invalidation flush queue of Linux dma-iommu (DMA_MODES.md §2.3): an unmap clears the
+ * page table at once but defers the IOTLB invalidation and the release of the IOVA. Entries are
+ * flushed in one batch (a domain-wide IOTLB flush, then every queued IOVA is freed) when the
+ * queue is full (`IOVA_DEFAULT_FQ_SIZE` = 256 entries) or when its timer expires
+ * (`IOVA_DEFAULT_FQ_TIMEOUT` = 10 ms, armed by the first entry queued after a flush; single-queue
+ * mode uses 32768 entries / 1000 ms).
+ *
+ * Until the flush, the device may still reach the old page through a stale IOTLB entry: that is
+ * the window a fuzz oracle must be able to see ({@link FlushQueue.containsPfn}).
+ *
+ * Time comes from an injected {@link Clock}; nothing sleeps: the owner calls
+ * {@link FlushQueue.poll} on every operation (and tests call it after advancing a fake clock).
+ *
+ * @module
+ */
+
+import { type Clock, SYSTEM_CLOCK } from "./clock.ts";
+
+/** Linux `IOVA_DEFAULT_FQ_SIZE`: entries per flush queue. */
+export const IOVA_DEFAULT_FQ_SIZE = 256;
+/** Linux `IOVA_DEFAULT_FQ_TIMEOUT`: milliseconds before a timed flush. */
+export const IOVA_DEFAULT_FQ_TIMEOUT = 10;
+/** Linux `IOVA_SINGLE_FQ_SIZE` (single-queue mode for virtualised IOMMUs). */
+export const IOVA_SINGLE_FQ_SIZE = 32768;
+/** Linux `IOVA_SINGLE_FQ_TIMEOUT` in milliseconds. */
+export const IOVA_SINGLE_FQ_TIMEOUT = 1000;
+
+/** Options of a {@link FlushQueue}. */
+export interface FlushQueueOptions {
+  /** Entries before a forced flush, default 256. */
+  size?: number;
+  /** Milliseconds from arming to a timed flush, default 10. */
+  timeoutMs?: number;
+  /** Time source, default the system clock (inject a `FakeClock` in tests). */
+  clock?: Clock;
+}
+
+/** Counters of a {@link FlushQueue}. */
+export interface FlushQueueStats {
+  /** Entries queued. */
+  queued: number;
+  /** Flushes because the queue was full. */
+  fullFlushes: number;
+  /** Flushes because the timer expired. */
+  timeoutFlushes: number;
+  /** Flushes requested explicitly. */
+  explicitFlushes: number;
+}
+
+/**
+ * A flush queue of deferred IOVA releases. `onFlush` performs the IOTLB invalidation and frees
+ * each queued range; the queue is empty afterwards.
+ */
+export class FlushQueue {
+  /** Capacity in entries. */
+  readonly size: number;
+  /** Timer period in milliseconds. */
+  readonly timeoutMs: number;
+  /** The time source. */
+  readonly clock: Clock;
+  /** Counters. */
+  readonly stats: FlushQueueStats = {
+    queued: 0,
+    fullFlushes: 0,
+    timeoutFlushes: 0,
+    explicitFlushes: 0,
+  };
+  readonly #pfn: Float64Array;
+  readonly #pages: Float64Array;
+  #count = 0;
+  #armedAt = -1;
+  readonly #onFlush: (fq: FlushQueue) => void;
+
+  /**
+   * Creates an empty queue.
+   * @param onFlush called with the queue before it is emptied: invalidate, then free each entry.
+   * @throws RangeError for a size below 1 or a negative timeout.
+   */
+  constructor(onFlush: (fq: FlushQueue) => void, options: FlushQueueOptions = {}) {
+    this.size = options.size ?? IOVA_DEFAULT_FQ_SIZE;
+    this.timeoutMs = options.timeoutMs ?? IOVA_DEFAULT_FQ_TIMEOUT;
+    if (!Number.isInteger(this.size) || this.size < 1) throw new RangeError("fq size must be >= 1");
+    if (!(this.timeoutMs >= 0)) throw new RangeError("fq timeout must be >= 0 ms");
+    this.clock = options.clock ?? SYSTEM_CLOCK;
+    this.#pfn = new Float64Array(this.size);
+    this.#pages = new Float64Array(this.size);
+    this.#onFlush = onFlush;
+  }
+
+  /** Entries waiting for the flush. */
+  get length(): number {
+    return this.#count;
+  }
+  /** First PFN of queued entry `i` (0 <= i < length). */
+  pfn(i: number): number {
+    return this.#pfn[i];
+  }
+  /** Pages of queued entry `i`. */
+  pages(i: number): number {
+    return this.#pages[i];
+  }
+  /** True when `pfn` lies in a queued (unmapped, not yet invalidated) range. */
+  containsPfn(pfn: number): boolean {
+    for (let i = 0; i < this.#count; i++) {
+      if (pfn >= this.#pfn[i] && pfn < this.#pfn[i] + this.#pages[i]) return true;
+    }
+    return false;
+  }
+  /** Time at which the timer will fire, or -1 when it is not armed. */
+  get deadline(): number {
+    return this.#armedAt < 0 ? -1 : this.#armedAt + this.timeoutMs;
+  }
+
+  /**
+   * Queues a deferred release (Linux `queue_iova`). Flushes first if the timer has expired, and
+   * flushes (everything, this entry included) when the queue becomes full.
+   * @returns `true` when a flush happened.
+   */
+  push(pfn: number, pages: number): boolean {
+    let flushed = this.poll();
+    const i = this.#count;
+    this.#pfn[i] = pfn;
+    this.#pages[i] = pages;
+    this.#count = i + 1;
+    this.stats.queued++;
+    if (this.#armedAt < 0) this.#armedAt = this.clock.now();
+    if (this.#count === this.size) {
+      this.stats.fullFlushes++;
+      this.#flush();
+      flushed = true;
+    }
+    return flushed;
+  }
+
+  /** Runs the timer: flushes when it is armed and expired. @returns `true` when it flushed. */
+  poll(): boolean {
+    if (this.#armedAt >= 0 && this.clock.now() - this.#armedAt >= this.timeoutMs) {
+      this.stats.timeoutFlushes++;
+      this.#flush();
+      return true;
+    }
+    return false;
+  }
+
+  /** Flushes now (e.g. before reporting IOVA exhaustion). @returns `true` if anything was queued. */
+  flush(): boolean {
+    if (this.#count === 0) return false;
+    this.stats.explicitFlushes++;
+    this.#flush();
+    return true;
+  }
+
+  #flush(): void {
+    this.#armedAt = -1;
+    if (this.#count === 0) return;
+    this.#onFlush(this);
+    this.#count = 0;
+  }
+}

@@ -1,0 +1,406 @@
+/**
+ * A paged IOMMU (DMA_MODES.md M5/M6): domains with VT-d-format I/O page tables, one shared
+ * {@link Iotlb}, reserved regions, and endpoints ({@link IommuAddressSpace}) attached to a domain.
+ *
+ * Device-side semantics, following QEMU's VT-d and virtio-iommu models (DMA_MODES.md §3.2, §3.3):
+ * - a bus address at or beyond the IOVA width (39 or 48 bits) faults `out-of-window` (VT-d fault
+ *   reason 4, ADDR_BEYOND_MGAW);
+ * - a bus address inside a reserved region faults `reserved-region` (virtio-iommu RESV_MEM
+ *   `RESERVED`; an MSI doorbell window is not memory either, so DMA to it faults too);
+ * - a page not present faults `unmapped`; an access the entry does not allow faults `permission`
+ *   (VT-d reasons 5 WRITE / 6 READ; virtio-iommu R_MAPPING);
+ * - an endpoint attached to no domain faults `no-domain` unless bypass is on (virtio-iommu
+ *   R_DOMAIN / bypass "translated using the identity function");
+ * - an identity (pass-through) domain translates bus = GPA, but the IOMMU still checks the
+ *   address: it must be guest RAM (virtio-iommu identity domains are built from MAPs of RAM),
+ *   outside reserved regions and below the IOVA width.
+ *
+ * The driver side programs the IOMMU through {@link Iommu.map} / {@link Iommu.unmap} (page-table
+ * updates, no implicit invalidation) and the `invalidate*` methods, so strict and lazy unmap
+ * policies (see `iommu_api.ts`) decide when the IOTLB forgets a translation.
+ *
+ * @module
+ */
+
+import type { GuestMemory } from "../memory/guest_memory.ts";
+import { hex64, type U64 } from "../memory/u64.ts";
+import { type DmaAccess, DmaFault, DmaMapError } from "./errors.ts";
+import { Iotlb } from "./iotlb.ts";
+import { IO_PAGE_SIZES_ALL, IoPageTable, IoPageWalk } from "./page_table.ts";
+import type { DmaAddressSpace, DmaTranslation } from "./types.ts";
+
+/** A range of bus addresses the IOMMU never translates to memory (virtio-iommu RESV_MEM). */
+export interface ReservedRegion {
+  /** First bus address. */
+  start: number;
+  /** Last bus address, inclusive (as virtio-iommu's `end` and DMAR's RMRR limit). */
+  end: number;
+  /** `reserved` (RESV_MEM_T_RESERVED) or `msi` (RESV_MEM_T_MSI, the interrupt doorbell). */
+  kind: "reserved" | "msi";
+}
+
+/** The x86 interrupt window 0xFEE00000-0xFEEFFFFF (VT-d; QEMU pc's virtio-iommu MSI region). */
+export const X86_MSI_REGION: Readonly<ReservedRegion> = Object.freeze({
+  start: 0xfee0_0000,
+  end: 0xfeef_ffff,
+  kind: "msi",
+});
+
+/** Options of an {@link Iommu}. */
+export interface IommuOptions {
+  /** Layer name used in faults, default `"iommu"`. */
+  name?: string;
+  /** IOTLB capacity in entries, default 1024 (QEMU VT-d). */
+  iotlbCapacity?: number;
+  /** Page-table levels: 3 (39-bit IOVAs) or 4 (48-bit, default). */
+  levels?: 3 | 4;
+  /** Supported leaf page sizes (mask of `IO_PAGE_4K` etc.), default 4 KiB, 2 MiB and 1 GiB. */
+  pageSizes?: number;
+  /** Reserved regions (default none). */
+  reservedRegions?: readonly ReservedRegion[];
+}
+
+/** Counters of an {@link Iommu} besides its IOTLB's. */
+export interface IommuStats {
+  /** Page-table walks (IOTLB misses that walked). */
+  walks: number;
+  /** Page-table entries read by walks (a walk-cost model). */
+  walkEntries: number;
+  /** Translation faults raised. */
+  faults: number;
+  /** Page-table map operations. */
+  maps: number;
+  /** Page-table unmap operations. */
+  unmaps: number;
+}
+
+/** One IOMMU domain: an address space shared by the endpoints attached to it. */
+export class IommuDomain {
+  /** 16-bit domain ID (VT-d DID), the IOTLB tag. */
+  readonly id: number;
+  /** `paged`: translated by `table`; `identity`: pass-through (bus = GPA, still checked). */
+  readonly kind: "paged" | "identity";
+  /** The I/O page table (`null` for an identity domain). */
+  readonly table: IoPageTable | null;
+  /** Creates a domain (use {@link Iommu.createDomain}). */
+  constructor(id: number, kind: "paged" | "identity", table: IoPageTable | null) {
+    this.id = id;
+    this.kind = kind;
+    this.table = table;
+  }
+}
+
+/** The IOMMU unit: domains, one IOTLB, reserved regions, statistics. */
+export class Iommu {
+  /** Layer name used in faults. */
+  readonly name: string;
+  /** Guest memory behind the IOMMU (identity domains check against its regions). */
+  readonly memory: GuestMemory;
+  /** The IOTLB shared by all domains. */
+  readonly iotlb: Iotlb;
+  /** Page-table levels of every domain. */
+  readonly levels: 3 | 4;
+  /** IOVA width in bits. */
+  readonly addressWidth: number;
+  /** One past the highest IOVA (`2 ** addressWidth`). */
+  readonly iovaLimit: number;
+  /** Supported leaf page sizes. */
+  readonly pageSizes: number;
+  /** Reserved regions, sorted by start. */
+  readonly reservedRegions: readonly Readonly<ReservedRegion>[];
+  /** Counters. */
+  readonly stats: IommuStats = { walks: 0, walkEntries: 0, faults: 0, maps: 0, unmaps: 0 };
+  readonly #resvStart: Float64Array;
+  readonly #resvEnd: Float64Array; // exclusive
+  readonly #domains = new Map<number, IommuDomain>();
+  #nextDomain = 1;
+  readonly #walk = new IoPageWalk();
+
+  /**
+   * Creates an IOMMU in front of `memory`.
+   * @throws RangeError for bad options (levels, IOTLB capacity, a reserved region with end < start).
+   */
+  constructor(memory: GuestMemory, options: IommuOptions = {}) {
+    this.memory = memory;
+    this.name = options.name ?? "iommu";
+    this.iotlb = new Iotlb(options.iotlbCapacity ?? 1024);
+    this.levels = options.levels ?? 4;
+    if (this.levels !== 3 && this.levels !== 4) throw new RangeError("levels must be 3 or 4");
+    this.addressWidth = 12 + 9 * this.levels;
+    this.iovaLimit = 2 ** this.addressWidth;
+    this.pageSizes = options.pageSizes ?? IO_PAGE_SIZES_ALL;
+    const resv = [...(options.reservedRegions ?? [])].sort((a, b) => a.start - b.start);
+    for (const r of resv) {
+      if (!(r.end >= r.start) || !Number.isSafeInteger(r.start) || !Number.isSafeInteger(r.end)) {
+        throw new RangeError(`reserved region ${hex64(r.start)}..${r.end} is invalid`);
+      }
+    }
+    this.reservedRegions = Object.freeze(resv.map((r) => Object.freeze({ ...r })));
+    this.#resvStart = Float64Array.from(resv, (r) => r.start);
+    this.#resvEnd = Float64Array.from(resv, (r) => r.end + 1);
+  }
+
+  /**
+   * Creates a domain.
+   * @param kind `paged` (default) or `identity` (pass-through).
+   * @param id 16-bit domain ID; default the next free one.
+   * @throws RangeError when the ID is in use or not a 16-bit integer.
+   */
+  createDomain(kind: "paged" | "identity" = "paged", id?: number): IommuDomain {
+    let did = id;
+    if (did === undefined) {
+      while (this.#domains.has(this.#nextDomain)) {
+        this.#nextDomain = (this.#nextDomain + 1) & 0xffff;
+      }
+      did = this.#nextDomain;
+    }
+    if (!Number.isInteger(did) || did < 0 || did > 0xffff || this.#domains.has(did)) {
+      throw new RangeError(`domain ID ${did} is not a free 16-bit ID`);
+    }
+    const d = new IommuDomain(
+      did,
+      kind,
+      kind === "paged" ? new IoPageTable(this.levels, this.pageSizes) : null,
+    );
+    this.#domains.set(did, d);
+    return d;
+  }
+
+  /** Destroys a domain and invalidates its IOTLB entries. */
+  destroyDomain(domain: IommuDomain): void {
+    this.#domains.delete(domain.id);
+    this.iotlb.invalidateDomain(domain.id);
+  }
+
+  /** The domain with ID `id`, if any. */
+  domain(id: number): IommuDomain | undefined {
+    return this.#domains.get(id);
+  }
+
+  /**
+   * An endpoint (one device's view) attached to `domain`, or unattached (`null`).
+   * @param bypass when unattached: identity (`true`) or fault `no-domain` (`false`, default).
+   */
+  endpoint(domain: IommuDomain | null, bypass = false): IommuAddressSpace {
+    return new IommuAddressSpace(this, domain, bypass);
+  }
+
+  /**
+   * Programs the page table of a paged domain (no IOTLB invalidation: mapping a not-present
+   * page needs none, as the IOTLB caches only present entries).
+   * @param perm `IOPTE_READ` | `IOPTE_WRITE`.
+   * @throws DmaMapError (`misaligned`, `mask`, `overlap`, `reserved-region` when the range
+   * touches a reserved region).
+   */
+  map(domain: IommuDomain, iova: number, gpa: number, size: number, perm: number): void {
+    if (domain.table === null) throw new RangeError(`domain ${domain.id} is not paged`);
+    if (this.overlapsReserved(iova, size)) {
+      throw new DmaMapError("reserved-region", iova, size, this.name, "IOVA range is reserved");
+    }
+    this.stats.maps++;
+    domain.table.map(iova, gpa, size, perm);
+  }
+
+  /**
+   * Clears page-table entries of a paged domain. Does **not** invalidate the IOTLB: the caller
+   * does that now (strict) or later (lazy, flush queue).
+   * @returns bytes unmapped.
+   */
+  unmap(domain: IommuDomain, iova: number, size: number): number {
+    if (domain.table === null) throw new RangeError(`domain ${domain.id} is not paged`);
+    this.stats.unmaps++;
+    return domain.table.unmap(iova, size);
+  }
+
+  /** True when `[start, start + size)` overlaps a reserved region. */
+  overlapsReserved(start: number, size: number): boolean {
+    for (let i = 0; i < this.#resvStart.length; i++) {
+      if (start < this.#resvEnd[i] && this.#resvStart[i] < start + size) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Translates for an endpoint attached to `domain` (the device's hot path). On an IOTLB hit this
+   * allocates nothing and touches only typed arrays.
+   * @throws DmaFault (`out-of-window`, `reserved-region`, `unmapped`, `permission`).
+   */
+  translate(
+    domain: IommuDomain,
+    bus: U64,
+    length: number,
+    access: DmaAccess,
+    out: DmaTranslation,
+  ): void {
+    if (typeof bus !== "number" || bus >= this.iovaLimit) {
+      this.stats.faults++;
+      throw new DmaFault(
+        "out-of-window",
+        bus,
+        length,
+        access,
+        this.name,
+        `beyond the ${this.addressWidth}-bit IOVA width`,
+      );
+    }
+    let want = length;
+    if (bus + want > this.iovaLimit) want = this.iovaLimit - bus;
+    if (this.#resvStart.length !== 0) want = this.#clipReserved(bus, want, length, access);
+    if (domain.table === null) {
+      this.#identity(bus, want, length, access, out);
+      return;
+    }
+    const did = domain.id;
+    const tlb = this.iotlb;
+    let base: number, size: number, perm: number;
+    if (tlb.lookup(did, bus)) {
+      base = tlb.hitGpa;
+      size = tlb.hitSize;
+      perm = tlb.hitPerm;
+    } else {
+      const w = this.#walk;
+      const ok = domain.table.walk(bus, w);
+      this.stats.walks++;
+      this.stats.walkEntries += w.entriesRead;
+      if (!ok) {
+        this.stats.faults++;
+        throw new DmaFault("unmapped", bus, length, access, this.name, "I/O page not present");
+      }
+      base = w.pageGpa;
+      size = w.pageSize;
+      perm = w.perm;
+      tlb.insert(did, bus, w.level, base, perm);
+    }
+    if ((access & ~perm) !== 0) {
+      this.stats.faults++;
+      throw new DmaFault(
+        "permission",
+        bus,
+        length,
+        access,
+        this.name,
+        `entry allows ${perm & 1 ? "R" : "-"}${perm & 2 ? "W" : "-"}`,
+      );
+    }
+    const inPage = (bus >>> 0) & (size - 1); // size <= 1 GiB: the low 32 bits suffice
+    const room = size - inPage;
+    out.gpa = base + inPage;
+    if (room >= want) {
+      out.length = want;
+      return;
+    }
+    out.length = this.#extend(domain, bus - inPage + size, base + size, room, want, access);
+  }
+
+  // Longest contiguous prefix beyond the first page: follows pages while they translate to the
+  // next GPA with the needed permission. Stops silently (the caller's next call faults).
+  #extend(
+    domain: IommuDomain,
+    nextBus: number,
+    nextGpa: number,
+    got: number,
+    want: number,
+    access: DmaAccess,
+  ): number {
+    const tlb = this.iotlb;
+    const table = domain.table!;
+    while (got < want) {
+      let base: number, size: number, perm: number;
+      if (tlb.lookup(domain.id, nextBus)) {
+        base = tlb.hitGpa;
+        size = tlb.hitSize;
+        perm = tlb.hitPerm;
+      } else {
+        const w = this.#walk;
+        const ok = table.walk(nextBus, w);
+        this.stats.walks++;
+        this.stats.walkEntries += w.entriesRead;
+        if (!ok) break;
+        base = w.pageGpa;
+        size = w.pageSize;
+        perm = w.perm;
+        tlb.insert(domain.id, nextBus, w.level, base, perm);
+      }
+      const inPage = (nextBus >>> 0) & (size - 1); // 0 unless a large page starts mid-way
+      if ((access & ~perm) !== 0 || base + inPage !== nextGpa) break;
+      const room = size - inPage;
+      got += room;
+      nextBus += room;
+      nextGpa += room;
+    }
+    return got < want ? got : want;
+  }
+
+  #clipReserved(bus: number, want: number, length: number, access: DmaAccess): number {
+    for (let i = 0; i < this.#resvStart.length; i++) {
+      const s = this.#resvStart[i], e = this.#resvEnd[i];
+      if (bus >= s && bus < e) {
+        this.stats.faults++;
+        throw new DmaFault(
+          "reserved-region",
+          bus,
+          length,
+          access,
+          this.name,
+          `reserved ${hex64(s)}..${hex64(e - 1)}`,
+        );
+      }
+      if (s > bus && s - bus < want) want = s - bus;
+    }
+    return want;
+  }
+
+  #identity(bus: number, want: number, length: number, access: DmaAccess, out: DmaTranslation) {
+    const r = this.memory.regionAt(bus);
+    if (r === undefined) {
+      this.stats.faults++;
+      throw new DmaFault("unmapped", bus, length, access, this.name, "identity domain: not RAM");
+    }
+    out.gpa = bus;
+    out.length = r.end - bus < want ? r.end - bus : want;
+  }
+}
+
+/**
+ * One endpoint's view of an {@link Iommu}: the device's {@link DmaAddressSpace} when it sits
+ * behind the IOMMU (ACCESS_PLATFORM negotiated). Attach/detach switch its domain.
+ */
+export class IommuAddressSpace implements DmaAddressSpace {
+  /** Layer name (the IOMMU's). */
+  readonly name: string;
+  /** The IOMMU. */
+  readonly iommu: Iommu;
+  /** The attached domain, or `null`. */
+  domain: IommuDomain | null;
+  /** When unattached: identity (`true`) or `no-domain` faults (`false`). */
+  bypass: boolean;
+
+  /** Creates an endpoint (use {@link Iommu.endpoint}). */
+  constructor(iommu: Iommu, domain: IommuDomain | null, bypass: boolean) {
+    this.iommu = iommu;
+    this.name = iommu.name;
+    this.domain = domain;
+    this.bypass = bypass;
+  }
+
+  /**
+   * See {@link DmaAddressSpace.translate}.
+   * @throws DmaFault (`out-of-window`, `reserved-region`, `unmapped`, `permission`, `no-domain`)
+   */
+  translate(bus: U64, length: number, access: DmaAccess, out: DmaTranslation): void {
+    const d = this.domain;
+    if (d !== null) {
+      this.iommu.translate(d, bus, length, access, out);
+      return;
+    }
+    if (!this.bypass) {
+      this.iommu.stats.faults++;
+      throw new DmaFault("no-domain", bus, length, access, this.name, "endpoint not attached");
+    }
+    if (typeof bus !== "number" || bus + length > 2 ** 52) {
+      throw new DmaFault("out-of-window", bus, length, access, this.name, "bypass: beyond 2^52");
+    }
+    out.gpa = bus;
+    out.length = length;
+  }
+}

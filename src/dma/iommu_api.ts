@@ -1,0 +1,300 @@
+/**
+ * The driver's DMA API through a paged IOMMU: Linux dma-iommu (DMA_MODES.md M5, §2.3).
+ *
+ * `map(P, len, dir)`:
+ * 1. allocates an IOVA range (page-granular, size-aligned, **top-down below the DMA mask** clipped
+ *    to the IOMMU's address width; a PCI device with a mask above 32 bits first tries below 4 GiB,
+ *    Linux's "SAC address" preference, unless `sacFirst: false`);
+ * 2. maps the pages of `P` there with the permission the direction implies (`dma_info_to_prot`:
+ *    TO_DEVICE -> read, FROM_DEVICE -> write, BIDIRECTIONAL -> both);
+ * 3. returns `IOVA + (P & 0xfff)` (the offset in the page is kept).
+ *
+ * `unmap` clears the page table at once; then
+ * - `strict` (`iommu.strict=1`, arm64 default): invalidates the IOTLB for the range and frees the
+ *   IOVA synchronously;
+ * - `lazy` (x86/s390 default): queues the IOVA in a {@link FlushQueue} (256 entries / 10 ms);
+ *   the batch flush invalidates the whole domain's IOTLB and only then frees the IOVAs. Until
+ *   then {@link IommuDmaApi.isStale} reports the range: a device can still reach the old page
+ *   through a stale IOTLB entry (the model keeps whatever the IOTLB really holds).
+ *
+ * When allocation fails and unmaps are pending, the queue is flushed and the allocation retried
+ * once before `iova-exhausted` is reported.
+ *
+ * @module
+ */
+
+import { hex64, type U64, U64_MAX } from "../memory/u64.ts";
+import type { Clock } from "./clock.ts";
+import type { ReversibleDmaApi } from "./direct_api.ts";
+import { DmaMapError } from "./errors.ts";
+import { FlushQueue } from "./flush_queue.ts";
+import type { Iommu, IommuDomain } from "./iommu.ts";
+import { IOVA_GRANULE, IovaAllocator } from "./iova_allocator.ts";
+import { IOPTE_READ, IOPTE_WRITE } from "./page_table.ts";
+import type { DmaDirection } from "./types.ts";
+
+/** Invalidation policy of an {@link IommuDmaApi}. */
+export type IommuUnmapPolicy = "strict" | "lazy";
+
+/** Options of an {@link IommuDmaApi}. */
+export interface IommuDmaApiOptions {
+  /** The IOMMU. */
+  iommu: Iommu;
+  /** The device's domain (paged). */
+  domain: IommuDomain;
+  /** `strict` (default) or `lazy`. */
+  policy?: IommuUnmapPolicy;
+  /** Mode name, default `"iommu-strict"` / `"iommu-lazy"`. */
+  name?: string;
+  /** The device's DMA mask, default 2^64 - 1 (clipped to the IOMMU's address width). */
+  mask?: U64;
+  /** Try IOVAs below 4 GiB first when the mask is wider (Linux PCI default), default `true`. */
+  sacFirst?: boolean;
+  /** Flush-queue entries (lazy), default 256. */
+  fqSize?: number;
+  /** Flush-queue timeout in ms (lazy), default 10. */
+  fqTimeoutMs?: number;
+  /** Time source for the flush queue (inject a `FakeClock` in tests). */
+  clock?: Clock;
+}
+
+/** A pending (unmapped, not yet invalidated) IOVA range of a lazy API. */
+export interface PendingIova {
+  /** First bus address of the range (page-aligned). */
+  bus: number;
+  /** Length in bytes. */
+  length: number;
+}
+
+/** Counters of an {@link IommuDmaApi}. */
+export interface IommuDmaApiStats {
+  /** Streaming and coherent maps. */
+  maps: number;
+  /** Unmaps. */
+  unmaps: number;
+  /** IOTLB invalidation requests issued (strict: one per unmap; lazy: one per batch). */
+  invalidations: number;
+  /** Allocation retries after flushing pending unmaps. */
+  allocRetries: number;
+}
+
+const FLAG_COHERENT = 1, FLAG_PENDING = 2;
+
+/** dma-iommu: IOVA allocation, page-table updates, strict or lazy IOTLB invalidation. */
+export class IommuDmaApi implements ReversibleDmaApi {
+  /** Mode name. */
+  readonly name: string;
+  /** The IOMMU. */
+  readonly iommu: Iommu;
+  /** The device's domain. */
+  readonly domain: IommuDomain;
+  /** Unmap policy. */
+  readonly policy: IommuUnmapPolicy;
+  /** The IOVA allocator. */
+  readonly allocator: IovaAllocator;
+  /** The flush queue (`null` in strict mode). */
+  readonly flushQueue: FlushQueue | null;
+  /** Counters. */
+  readonly stats: IommuDmaApiStats = { maps: 0, unmaps: 0, invalidations: 0, allocRetries: 0 };
+  /** Exclusive limit PFN for allocation: `min(mask + 1, 2^width) / 4096`. */
+  readonly limitPfn: number;
+  readonly #sacPfn: number;
+
+  /**
+   * Creates the API and reserves the IOMMU's reserved regions in the allocator.
+   * @throws RangeError when the domain is not paged or the options are invalid.
+   */
+  constructor(options: IommuDmaApiOptions) {
+    const { iommu, domain } = options;
+    if (domain.table === null) throw new RangeError("IommuDmaApi needs a paged domain");
+    this.iommu = iommu;
+    this.domain = domain;
+    this.policy = options.policy ?? "strict";
+    this.name = options.name ?? `iommu-${this.policy}`;
+    const mask = BigInt(options.mask ?? U64_MAX);
+    if (mask < 0xfffn || mask > U64_MAX) throw new RangeError(`bad DMA mask ${hex64(mask)}`);
+    const top = (mask + 1n) / 4096n;
+    const widthPfn = iommu.iovaLimit / IOVA_GRANULE;
+    this.limitPfn = top < BigInt(widthPfn) ? Number(top) : widthPfn;
+    const sac = 2 ** 20; // 4 GiB / 4 KiB
+    this.#sacPfn = (options.sacFirst ?? true) && this.limitPfn > sac ? sac : 0;
+    this.allocator = new IovaAllocator();
+    for (const r of iommu.reservedRegions) {
+      this.allocator.reserve(Math.floor(r.start / IOVA_GRANULE), Math.floor(r.end / IOVA_GRANULE));
+    }
+    this.flushQueue = this.policy === "lazy"
+      ? new FlushQueue((fq) => this.#flushBatch(fq), {
+        size: options.fqSize,
+        timeoutMs: options.fqTimeoutMs,
+        clock: options.clock,
+      })
+      : null;
+  }
+
+  /**
+   * `dma_map_single` through the IOMMU.
+   * @throws DmaMapError `iova-exhausted` (no IOVA range below the mask), `mask` (beyond 2^52).
+   */
+  map(gpa: number, length: number, dir: DmaDirection): U64 {
+    const perm = dir === 1 ? IOPTE_READ : dir === 2 ? IOPTE_WRITE : IOPTE_READ | IOPTE_WRITE;
+    return this.#map(gpa, length, perm, 0);
+  }
+
+  /** `dma_alloc_coherent`-style mapping (read/write). @throws DmaMapError as `map`. */
+  mapCoherent(gpa: number, length: number): U64 {
+    return this.#map(gpa, length, IOPTE_READ | IOPTE_WRITE, FLAG_COHERENT);
+  }
+
+  #map(gpa: number, length: number, perm: number, flags: number): U64 {
+    if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa + length > 2 ** 52) {
+      throw new DmaMapError("mask", gpa, length, this.name, "beyond 2^52");
+    }
+    this.flushQueue?.poll();
+    const off = gpa % IOVA_GRANULE;
+    const pages = Math.max(1, Math.ceil((off + length) / IOVA_GRANULE));
+    // caller value b: flag bits 0-1, the in-page offset of the handle above them
+    const pfn = this.#alloc(pages, flags | (off << 2));
+    if (pfn < 0) {
+      throw new DmaMapError(
+        "iova-exhausted",
+        gpa,
+        length,
+        this.name,
+        `no ${pages}-page IOVA range below ${hex64(this.limitPfn * IOVA_GRANULE)}`,
+      );
+    }
+    try {
+      this.iommu.map(this.domain, pfn * IOVA_GRANULE, gpa - off, pages * IOVA_GRANULE, perm);
+    } catch (e) {
+      this.allocator.free(pfn);
+      throw e;
+    }
+    this.stats.maps++;
+    return pfn * IOVA_GRANULE + off;
+  }
+
+  #alloc(pages: number, flags: number): number {
+    // dma-iommu rounds small sizes up to a power of two so the rcaches can recycle them.
+    let len = pages;
+    if (len < 32) {
+      let p = 1;
+      while (p < len) p *= 2;
+      len = p;
+    }
+    for (let attempt = 0; attempt < 2; attempt++) {
+      let pfn = -1;
+      if (this.#sacPfn > 0) pfn = this.allocator.alloc(len, this.#sacPfn, pages, flags);
+      if (pfn < 0) pfn = this.allocator.alloc(len, this.limitPfn, pages, flags);
+      if (pfn >= 0) return pfn;
+      if (this.flushQueue === null || !this.flushQueue.flush()) return -1;
+      this.stats.allocRetries++;
+    }
+    return -1;
+  }
+
+  /**
+   * `dma_unmap_single`: clears the page table; strict invalidates now, lazy queues the IOVA.
+   * @throws DmaMapError `not-mapped` when `bus` is not the address a live `map` returned.
+   */
+  unmap(bus: U64, length: number, _dir: DmaDirection): void {
+    this.#unmap(bus, length, 0);
+  }
+
+  /** Ends a coherent mapping. @throws DmaMapError `not-mapped`. */
+  unmapCoherent(bus: U64, length: number): void {
+    this.#unmap(bus, length, FLAG_COHERENT);
+  }
+
+  #unmap(bus: U64, length: number, coherent: number): void {
+    this.flushQueue?.poll();
+    const i = this.#live(bus, length, "unmap");
+    const a = this.allocator;
+    if (bus !== a.rangeLo(i) * IOVA_GRANULE + (a.dataB(i) >>> 2)) {
+      // dma-debug: "device driver frees DMA memory with different ... address"
+      throw new DmaMapError("not-mapped", bus, length, this.name, "not the handle map returned");
+    }
+    if ((a.dataB(i) & FLAG_COHERENT) !== coherent) {
+      throw new DmaMapError("not-mapped", bus, length, this.name, "coherent/streaming mismatch");
+    }
+    const pfn = a.rangeLo(i);
+    const mapped = a.dataA(i);
+    const iova = pfn * IOVA_GRANULE;
+    this.iommu.unmap(this.domain, iova, mapped * IOVA_GRANULE);
+    this.stats.unmaps++;
+    if (this.flushQueue === null) {
+      this.iommu.iotlb.invalidateRange(this.domain.id, iova, mapped * IOVA_GRANULE);
+      this.stats.invalidations++;
+      a.free(pfn);
+    } else {
+      a.setDataB(i, a.dataB(i) | FLAG_PENDING);
+      this.flushQueue.push(pfn, mapped);
+    }
+  }
+
+  // The allocator index of the live (mapped, not pending) range `bus` starts in.
+  #live(bus: U64, length: number, op: string): number {
+    if (typeof bus !== "number") {
+      throw new DmaMapError("not-mapped", bus, length, this.name, `${op}: no such mapping`);
+    }
+    const i = this.allocator.findContaining(Math.floor(bus / IOVA_GRANULE));
+    if (i < 0 || (this.allocator.dataB(i) & FLAG_PENDING) !== 0) {
+      throw new DmaMapError("not-mapped", bus, length, this.name, `${op}: no live mapping`);
+    }
+    const a = this.allocator;
+    const end = (a.rangeLo(i) + a.dataA(i)) * IOVA_GRANULE;
+    if (bus + length > end) {
+      throw new DmaMapError("not-mapped", bus, length, this.name, `${op}: runs past the mapping`);
+    }
+    return i;
+  }
+
+  #flushBatch(fq: FlushQueue): void {
+    // Linux fq_flush_iotlb: one domain-wide IOTLB flush, then every queued IOVA is freed.
+    this.iommu.iotlb.invalidateDomain(this.domain.id);
+    this.stats.invalidations++;
+    for (let k = 0; k < fq.length; k++) this.allocator.free(fq.pfn(k));
+  }
+
+  /** Checks that `bus` lies in a live mapping (no cache maintenance on a coherent IOMMU). */
+  syncForCpu(bus: U64, length: number, _dir: DmaDirection): void {
+    this.#live(bus, length, "sync");
+  }
+  /** Checks that `bus` lies in a live mapping. @throws DmaMapError `not-mapped`. */
+  syncForDevice(bus: U64, length: number, _dir: DmaDirection): void {
+    this.#live(bus, length, "sync");
+  }
+
+  /** `iommu_iova_to_phys` of a live mapping, or -1. */
+  busToGpa(bus: U64): number {
+    if (typeof bus !== "number" || this.domain.table === null) return -1;
+    const i = this.allocator.findContaining(Math.floor(bus / IOVA_GRANULE));
+    if (i < 0 || (this.allocator.dataB(i) & FLAG_PENDING) !== 0) return -1;
+    return this.domain.table.lookup(bus);
+  }
+
+  /** Runs the flush-queue timer (lazy); call after advancing a fake clock. */
+  tick(): void {
+    this.flushQueue?.poll();
+  }
+
+  /**
+   * Lazy-invalidation window: `true` when `bus` was unmapped but its IOTLB invalidation is still
+   * queued, so a device access may still succeed through a stale IOTLB entry. Always `false` in
+   * strict mode. Does not run the timer (call {@link IommuDmaApi.tick} first to let time act).
+   */
+  isStale(bus: U64): boolean {
+    if (this.flushQueue === null || typeof bus !== "number") return false;
+    return this.flushQueue.containsPfn(Math.floor(bus / IOVA_GRANULE));
+  }
+
+  /** The unmapped-but-not-invalidated ranges (lazy), oldest first. */
+  pendingIovas(): PendingIova[] {
+    const fq = this.flushQueue;
+    const out: PendingIova[] = [];
+    if (fq === null) return out;
+    for (let k = 0; k < fq.length; k++) {
+      out.push({ bus: fq.pfn(k) * IOVA_GRANULE, length: fq.pages(k) * IOVA_GRANULE });
+    }
+    return out;
+  }
+}

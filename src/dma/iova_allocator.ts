@@ -1,0 +1,162 @@
+/**
+ * An IOVA allocator modelled on Linux `drivers/iommu/iova.c` as dma-iommu uses it
+ * (DMA_MODES.md M5): page-granular ranges, allocated **top-down** from just below a limit (the
+ * device's DMA mask, clipped to the IOMMU's address width), optionally size-aligned (Linux aligns
+ * a range of `n` pages to `roundup_pow_of_two(n)` pages), never below `startPfn` (IOVA 0 is never
+ * handed out), with reserved ranges (Linux `reserve_iova` for RESV regions such as the MSI window).
+ *
+ * Not modelled: the per-CPU range caches (rcaches), which change *which* free range is reused
+ * but not the invariants this model checks. Ranges live in sorted plain arrays: allocation and
+ * free are O(live ranges) with no per-call allocation beyond array growth.
+ *
+ * @module
+ */
+
+/** Page size of the IOVA granule (4 KiB). */
+export const IOVA_GRANULE = 4096;
+
+/** Range kinds kept by the allocator. */
+const LIVE = 0, RESERVED = 1;
+
+/** Options of an {@link IovaAllocator}. */
+export interface IovaAllocatorOptions {
+  /** Lowest allocatable page frame number (default 1: IOVA 0 is never handed out). */
+  startPfn?: number;
+  /** Align each range to its size rounded up to a power of two (default `true`, as dma-iommu). */
+  sizeAligned?: boolean;
+}
+
+/** A page-granular IOVA allocator (top-down below a limit). */
+export class IovaAllocator {
+  /** Lowest allocatable PFN. */
+  readonly startPfn: number;
+  /** Whether ranges are size-aligned. */
+  readonly sizeAligned: boolean;
+  // Sorted by `lo`: first PFN, last PFN (inclusive), kind, and two caller-owned values.
+  #lo: number[] = [];
+  #hi: number[] = [];
+  #kind: number[] = [];
+  #a: number[] = [];
+  #b: number[] = [];
+
+  /** Creates an empty allocator.
+   * @throws RangeError for a negative or non-integer `startPfn`. */
+  constructor(options: IovaAllocatorOptions = {}) {
+    this.startPfn = options.startPfn ?? 1;
+    if (!Number.isSafeInteger(this.startPfn) || this.startPfn < 0) {
+      throw new RangeError(`startPfn ${this.startPfn} must be a non-negative integer`);
+    }
+    this.sizeAligned = options.sizeAligned ?? true;
+  }
+
+  /** Number of ranges held (live and reserved). */
+  get rangeCount(): number {
+    return this.#lo.length;
+  }
+
+  /**
+   * Allocates `pages` contiguous pages, the highest such range ending below `limitPfn`
+   * (exclusive: pass `(dmaMask + 1) / 4096`).
+   * @param a caller data stored with the range (read back with {@link IovaAllocator.dataA}).
+   * @param b second caller value.
+   * @returns the first PFN, or -1 when no gap is large enough.
+   */
+  alloc(pages: number, limitPfn: number, a = 0, b = 0): number {
+    if (!Number.isSafeInteger(pages) || pages < 1) throw new RangeError(`bad page count ${pages}`);
+    let align = 1;
+    if (this.sizeAligned) { while (align < pages) align *= 2; }
+    const lo = this.#lo, hi = this.#hi;
+    let high = limitPfn; // exclusive top of the current gap
+    // index of the last range starting below `high`
+    let i = this.#lastBelow(high);
+    for (;;) {
+      const bottom = i >= 0 ? hi[i] + 1 : this.startPfn;
+      if (high - bottom >= pages) {
+        const cand = Math.floor((high - pages) / align) * align;
+        if (cand >= bottom) {
+          this.#insert(i + 1, cand, cand + pages - 1, LIVE, a, b);
+          return cand;
+        }
+      }
+      if (i < 0) return -1;
+      if (lo[i] < high) high = lo[i];
+      i--;
+    }
+  }
+
+  /**
+   * Reserves `[loPfn, hiPfn]` so it is never allocated (overlapping live ranges are kept).
+   */
+  reserve(loPfn: number, hiPfn: number): void {
+    const i = this.#lastBelow(loPfn + 1);
+    this.#insert(i + 1, loPfn, hiPfn, RESERVED, 0, 0);
+  }
+
+  /**
+   * The index of the live range starting exactly at `pfn`, or -1 (Linux `find_iova` + start
+   * check). Indices are valid until the next alloc/free.
+   */
+  findStart(pfn: number): number {
+    const i = this.#lastBelow(pfn + 1);
+    return i >= 0 && this.#lo[i] === pfn && this.#kind[i] === LIVE ? i : -1;
+  }
+
+  /** The index of the live range containing `pfn`, or -1. */
+  findContaining(pfn: number): number {
+    const i = this.#lastBelow(pfn + 1);
+    return i >= 0 && this.#hi[i] >= pfn && this.#kind[i] === LIVE ? i : -1;
+  }
+
+  /** First PFN of range `i`. */
+  rangeLo(i: number): number {
+    return this.#lo[i];
+  }
+  /** Pages of range `i`. */
+  rangePages(i: number): number {
+    return this.#hi[i] - this.#lo[i] + 1;
+  }
+  /** Caller value `a` of range `i`. */
+  dataA(i: number): number {
+    return this.#a[i];
+  }
+  /** Caller value `b` of range `i`. */
+  dataB(i: number): number {
+    return this.#b[i];
+  }
+  /** Sets caller value `b` of range `i`. */
+  setDataB(i: number, v: number): void {
+    this.#b[i] = v;
+  }
+
+  /** Frees the live range starting at `pfn`. @returns `false` when there is none. */
+  free(pfn: number): boolean {
+    const i = this.findStart(pfn);
+    if (i < 0) return false;
+    this.#lo.splice(i, 1);
+    this.#hi.splice(i, 1);
+    this.#kind.splice(i, 1);
+    this.#a.splice(i, 1);
+    this.#b.splice(i, 1);
+    return true;
+  }
+
+  #insert(at: number, lo: number, hi: number, kind: number, a: number, b: number): void {
+    this.#lo.splice(at, 0, lo);
+    this.#hi.splice(at, 0, hi);
+    this.#kind.splice(at, 0, kind);
+    this.#a.splice(at, 0, a);
+    this.#b.splice(at, 0, b);
+  }
+
+  // Largest index with lo[i] < x, or -1 (binary search).
+  #lastBelow(x: number): number {
+    const lo = this.#lo;
+    let l = 0, r = lo.length;
+    while (l < r) {
+      const m = (l + r) >> 1;
+      if (lo[m] < x) l = m + 1;
+      else r = m;
+    }
+    return l - 1;
+  }
+}

@@ -1,0 +1,327 @@
+/**
+ * The DMA-mode factory: one call builds a **consistent** driver view ({@link DmaApi}) and device
+ * view ({@link DmaAddressSpace}) over one {@link GuestMemory}, for each mode a virtio device meets
+ * on a real platform (DMA_MODES.md §6 (b) taxonomy):
+ *
+ * | name | driver (`api`) | device (`space`) | taxonomy |
+ * |---|---|---|---|
+ * | `none` | raw GPAs (ACCESS_PLATFORM not negotiated) | identity | M0 |
+ * | `direct` | dma-direct, mask checked | identity | M1 |
+ * | `window` | dma-direct through `dma-ranges` windows | windows | M2 (default: alpha CIA, 2 GiB at bus 2 GiB) |
+ * | `window-high` | same, window at bus 2^63 | windows | M2 (POWER DDW, QEMU `SPAPR_PCI_DMA64_START`) |
+ * | `iommu-strict` | dma-iommu, strict invalidation | IOMMU endpoint | M5 |
+ * | `iommu-lazy` | dma-iommu, flush queue | IOMMU endpoint | M5 |
+ * | `iommu-identity` | dma-direct | IOMMU identity domain | M6 |
+ * | `swiotlb` | bounce via a pool, forced | identity | M4 |
+ * | `confidential` | bounce via a shared pool | shared-only filter over identity | M4 (SEV/TDX) |
+ * | `confidential-iommu` | bounce, slots mapped through dma-iommu | shared-only filter over an IOMMU endpoint | M4 inside M5 |
+ *
+ * Consistent means: every bus address `api` hands out for a live mapping translates in `space`
+ * to the bytes the driver meant (for bounce modes: to the slot that mirrors them).
+ *
+ * @module
+ */
+
+import { GuestMemory } from "../memory/guest_memory.ts";
+import type { U64 } from "../memory/u64.ts";
+import type { Clock } from "./clock.ts";
+import { ConfidentialAddressSpace } from "./confidential.ts";
+import { DirectDmaApi } from "./direct_api.ts";
+import { IdentityAddressSpace, RawGpaDmaApi } from "./identity.ts";
+import { Iommu, type IommuDomain, type ReservedRegion, X86_MSI_REGION } from "./iommu.ts";
+import { IommuDmaApi, type IommuUnmapPolicy } from "./iommu_api.ts";
+import { SwiotlbDmaApi } from "./swiotlb.ts";
+import type { DmaAddressSpace, DmaApi } from "./types.ts";
+import { type DmaWindow, DmaWindowTable, WindowAddressSpace } from "./window.ts";
+
+/** Every mode {@link createDmaMode} builds. */
+export const DMA_MODE_NAMES = [
+  "none",
+  "direct",
+  "window",
+  "window-high",
+  "iommu-strict",
+  "iommu-lazy",
+  "iommu-identity",
+  "swiotlb",
+  "confidential",
+  "confidential-iommu",
+] as const;
+
+/** Name of a DMA mode. */
+export type DmaModeName = typeof DMA_MODE_NAMES[number];
+
+/**
+ * What the device can reach besides live mappings, for oracles:
+ * - `none`: all guest RAM the view covers (no isolation);
+ * - `page`: only pages of live mappings (IOMMU; sub-page bytes around a mapping are exposed, and
+ *   in lazy mode unmapped pages stay reachable while {@link DmaMode.isStale});
+ * - `shared-only`: all shared memory, never private memory.
+ */
+export type DmaIsolation = "none" | "page" | "shared-only";
+
+/** Options of {@link createDmaMode}. Every field is optional except where a mode needs it. */
+export interface DmaModeOptions {
+  /** The device's DMA mask (driver side), default 2^64 - 1. */
+  mask?: U64;
+  /** Windows for `window` / `window-high` (default: one window over all of RAM). */
+  windows?: readonly DmaWindow[];
+  /** The swiotlb pool (bounce modes; required there): GPA and size in bytes of shared memory. */
+  pool?: { gpa: number; size: number };
+  /** IOTLB capacity (IOMMU modes), default 1024. */
+  iotlbCapacity?: number;
+  /** Page-table levels (IOMMU modes), default 4. */
+  levels?: 3 | 4;
+  /** Reserved regions (IOMMU modes), default the x86 MSI window 0xFEE00000-0xFEEFFFFF. */
+  reservedRegions?: readonly ReservedRegion[];
+  /** Invalidation policy of `confidential-iommu`, default `strict`. */
+  policy?: IommuUnmapPolicy;
+  /** Flush-queue size (lazy), default 256. */
+  fqSize?: number;
+  /** Flush-queue timeout in ms (lazy), default 10. */
+  fqTimeoutMs?: number;
+  /** Clock for the flush queue (inject a `FakeClock` for determinism). */
+  clock?: Clock;
+  /** Try 32-bit IOVAs first (IOMMU modes), default `true`. */
+  sacFirst?: boolean;
+}
+
+/** A consistent driver/device pair for one mode, plus the models behind it. */
+export interface DmaMode {
+  /** The mode's name. */
+  readonly name: DmaModeName;
+  /** The driver's DMA API. */
+  readonly api: DmaApi;
+  /** The device's address space. */
+  readonly space: DmaAddressSpace;
+  /** Guest memory both views work on. */
+  readonly memory: GuestMemory;
+  /** What the device can reach besides live mappings. */
+  readonly isolation: DmaIsolation;
+  /** The IOMMU (IOMMU modes), else `null`. */
+  readonly iommu: Iommu | null;
+  /** The device's domain (IOMMU modes), else `null`. */
+  readonly domain: IommuDomain | null;
+  /** The dma-iommu API (also the inner API of `confidential-iommu`), else `null`. */
+  readonly iommuApi: IommuDmaApi | null;
+  /** The bounce-buffer API (bounce modes), else `null`. */
+  readonly swiotlb: SwiotlbDmaApi | null;
+  /**
+   * True when `bus` is in the lazy-invalidation window: unmapped, but the IOTLB may still
+   * translate it. Always `false` outside lazy modes.
+   */
+  isStale(bus: U64): boolean;
+  /** Lets time act (runs the flush-queue timer); a no-op in modes without time. */
+  tick(): void;
+}
+
+/**
+ * Builds the driver/device pair for `name` over `memory`.
+ * @throws RangeError for an unknown mode or a missing/invalid option (the message names it).
+ */
+export function createDmaMode(
+  name: DmaModeName,
+  memory: GuestMemory,
+  options: DmaModeOptions = {},
+): DmaMode {
+  const base = {
+    name,
+    memory,
+    iommu: null,
+    domain: null,
+    iommuApi: null,
+    swiotlb: null,
+    isStale: (_bus: U64) => false,
+    tick: () => {},
+  };
+  const mask = options.mask;
+  const ramEnd = memory.regions.length ? memory.regions[memory.regions.length - 1].end : 0;
+  switch (name) {
+    case "none":
+      return {
+        ...base,
+        api: new RawGpaDmaApi(),
+        space: new IdentityAddressSpace(),
+        isolation: "none",
+      };
+    case "direct":
+      return {
+        ...base,
+        api: new DirectDmaApi({ mask, memory }),
+        space: new IdentityAddressSpace(),
+        isolation: "none",
+      };
+    case "window":
+    case "window-high": {
+      const windows = options.windows ??
+        [{ cpuStart: 0, busStart: name === "window" ? 0x8000_0000 : 2n ** 63n, size: ramEnd }];
+      const table = new DmaWindowTable(windows);
+      return {
+        ...base,
+        api: new DirectDmaApi({ mask, windows: table, memory, name }),
+        space: new WindowAddressSpace(table, name),
+        isolation: "none",
+      };
+    }
+    case "iommu-strict":
+    case "iommu-lazy": {
+      const { iommu, domain, api } = iommuParts(memory, options, name.slice(6) as IommuUnmapPolicy);
+      return {
+        ...base,
+        api,
+        space: iommu.endpoint(domain),
+        isolation: "page",
+        iommu,
+        domain,
+        iommuApi: api,
+        isStale: (bus: U64) => api.isStale(bus),
+        tick: () => api.tick(),
+      };
+    }
+    case "iommu-identity": {
+      const iommu = newIommu(memory, options);
+      const domain = iommu.createDomain("identity");
+      return {
+        ...base,
+        api: new DirectDmaApi({ mask, memory, name }),
+        space: iommu.endpoint(domain),
+        isolation: "none",
+        iommu,
+        domain,
+      };
+    }
+    case "swiotlb":
+    case "confidential": {
+      const pool = needPool(name, options);
+      const swiotlb = new SwiotlbDmaApi({
+        memory,
+        poolGpa: pool.gpa,
+        poolSize: pool.size,
+        inner: new DirectDmaApi({ mask, memory }),
+        name,
+      });
+      const identity = new IdentityAddressSpace();
+      return {
+        ...base,
+        api: swiotlb,
+        swiotlb,
+        space: name === "swiotlb" ? identity : new ConfidentialAddressSpace(identity, memory),
+        isolation: name === "swiotlb" ? "none" : "shared-only",
+      };
+    }
+    case "confidential-iommu": {
+      const pool = needPool(name, options);
+      const { iommu, domain, api } = iommuParts(memory, options, options.policy ?? "strict");
+      const swiotlb = new SwiotlbDmaApi({
+        memory,
+        poolGpa: pool.gpa,
+        poolSize: pool.size,
+        inner: api,
+        name,
+      });
+      return {
+        ...base,
+        api: swiotlb,
+        swiotlb,
+        space: new ConfidentialAddressSpace(iommu.endpoint(domain), memory),
+        isolation: "page",
+        iommu,
+        domain,
+        iommuApi: api,
+        isStale: (bus: U64) => api.isStale(bus),
+        tick: () => api.tick(),
+      };
+    }
+    default:
+      throw new RangeError(
+        `unknown DMA mode "${name as string}"; known: ${DMA_MODE_NAMES.join(", ")}`,
+      );
+  }
+}
+
+function newIommu(memory: GuestMemory, o: DmaModeOptions): Iommu {
+  return new Iommu(memory, {
+    name: "iommu",
+    iotlbCapacity: o.iotlbCapacity,
+    levels: o.levels,
+    reservedRegions: o.reservedRegions ?? [X86_MSI_REGION],
+  });
+}
+
+function iommuParts(memory: GuestMemory, o: DmaModeOptions, policy: IommuUnmapPolicy) {
+  const iommu = newIommu(memory, o);
+  const domain = iommu.createDomain("paged");
+  const api = new IommuDmaApi({
+    iommu,
+    domain,
+    policy,
+    mask: o.mask,
+    fqSize: o.fqSize,
+    fqTimeoutMs: o.fqTimeoutMs,
+    clock: o.clock,
+    sacFirst: o.sacFirst,
+  });
+  return { iommu, domain, api };
+}
+
+function needPool(name: string, o: DmaModeOptions): { gpa: number; size: number } {
+  if (o.pool === undefined) {
+    throw new RangeError(
+      `DMA mode "${name}" bounces: pass options.pool = { gpa, size } naming shared guest memory`,
+    );
+  }
+  return o.pool;
+}
+
+/** Options of {@link createDmaLab}: a memory layout plus the mode's own options. */
+export interface DmaLabOptions extends DmaModeOptions {
+  /** Bytes of buffer memory at GPA 0 (private in confidential modes), default 8 MiB. */
+  bufferSize?: number;
+  /** Bytes of shared memory for rings and other coherent data, default 1 MiB. */
+  ringSize?: number;
+  /** Bytes of the swiotlb pool (shared), default 4 MiB (Linux's default is 64 MiB). */
+  poolSize?: number;
+}
+
+/** A ready-to-use guest memory layout with a mode built over it. */
+export interface DmaLab {
+  /** The mode. */
+  mode: DmaMode;
+  /** Guest memory: buffers `[0, bufferSize)`, then rings, then the pool (bounce modes). */
+  memory: GuestMemory;
+  /** GPA of the buffer area (0). */
+  bufferGpa: number;
+  /** Size of the buffer area in bytes. */
+  bufferSize: number;
+  /** GPA of the shared ring area (page-aligned). */
+  ringGpa: number;
+  /** Size of the ring area in bytes. */
+  ringSize: number;
+}
+
+/**
+ * Builds guest memory in a standard layout and a mode over it, for tests, fuzzing, benches:
+ * region `buffers` at GPA 0 (private in `confidential*` modes), region `rings` (shared), and for
+ * bounce modes a shared region `swiotlb` holding the pool.
+ * @throws RangeError for sizes that are not positive multiples of 4 KiB (and as
+ * {@link createDmaMode}).
+ */
+export function createDmaLab(name: DmaModeName, options: DmaLabOptions = {}): DmaLab {
+  const bufferSize = options.bufferSize ?? 8 * 1024 * 1024;
+  const ringSize = options.ringSize ?? 1024 * 1024;
+  const poolSize = options.poolSize ?? 4 * 1024 * 1024;
+  const confidential = name === "confidential" || name === "confidential-iommu";
+  const bounce = confidential || name === "swiotlb";
+  const memory = new GuestMemory([
+    { gpa: 0, size: bufferSize, private: confidential, name: "buffers" },
+    { gpa: bufferSize, size: ringSize, name: "rings" },
+  ]);
+  if (bounce) {
+    memory.addRegion({ gpa: bufferSize + ringSize, size: poolSize, name: "swiotlb" });
+  }
+  const mode = createDmaMode(name, memory, {
+    ...options,
+    pool: options.pool ?? (bounce ? { gpa: bufferSize + ringSize, size: poolSize } : undefined),
+  });
+  return { mode, memory, bufferGpa: 0, bufferSize, ringGpa: bufferSize, ringSize };
+}

@@ -1,0 +1,371 @@
+/**
+ * A multi-level I/O page table in the Intel VT-d second-level format (DMA_MODES.md §3.3).
+ *
+ * Format facts: 512 entries of 8 bytes per table, 9 IOVA bits per level, index at level `L` is
+ * `(iova >> (12 + 9 * (L - 1))) & 0x1ff`; an entry is present when R (bit 0) or W (bit 1) is set;
+ * PS (bit 7) marks a leaf above level 1 (2 MiB at level 2, 1 GiB at level 3); address bits
+ * `[HAW-1:12]` hold the next table or the page frame. 3 levels give a 39-bit IOVA space
+ * (SAGAW 0x2), 4 levels 48 bits (SAGAW 0x4). As in VT-d, the R/W bits of non-leaf entries are
+ * ANDed with the leaf's.
+ *
+ * Storage decision: the tables live in one private `Uint32Array` pool (two 32-bit words per
+ * entry), not in guest memory. The entry bits are the real VT-d bits, so dumps and known-answer
+ * tests read like the hardware's; keeping the tables out of guest RAM means a device-side fuzz
+ * cannot corrupt them by a stray DMA write (a real IOMMU's tables are guest memory only when the
+ * guest programs a vIOMMU, which is the virtio-iommu / VT-d emulation stream's concern), the walk
+ * costs no region lookup, and memory layouts of tests and benches need no room for tables.
+ * "Pointers" in non-leaf entries are `table index * 4096` in that pool.
+ *
+ * @module
+ */
+
+import { hex64 } from "../memory/u64.ts";
+import { DmaMapError } from "./errors.ts";
+
+/** Second-level PTE bit 0: reads allowed (VT-d `R`). */
+export const IOPTE_READ = 1;
+/** Second-level PTE bit 1: writes allowed (VT-d `W`). */
+export const IOPTE_WRITE = 2;
+/** Second-level PTE bit 7: page size, a leaf above level 1 (VT-d `PS`). */
+export const IOPTE_PS = 0x80;
+
+/** 4 KiB page (a level-1 leaf). */
+export const IO_PAGE_4K = 0x1000;
+/** 2 MiB page (a level-2 leaf with PS). */
+export const IO_PAGE_2M = 0x20_0000;
+/** 1 GiB page (a level-3 leaf with PS). */
+export const IO_PAGE_1G = 0x4000_0000;
+/** All page sizes this table supports, as a bit mask of sizes (Linux `pgsize_bitmap` style). */
+export const IO_PAGE_SIZES_ALL = IO_PAGE_4K | IO_PAGE_2M | IO_PAGE_1G;
+
+const ENTRIES = 512;
+const WORDS_PER_TABLE = ENTRIES * 2;
+const TWO_32 = 0x1_0000_0000;
+/** Bytes covered by one entry at level L (index L). */
+const LEVEL_SPAN = [0, 2 ** 12, 2 ** 21, 2 ** 30, 2 ** 39, 2 ** 48];
+
+/** Reusable result of {@link IoPageTable.walk}. */
+export class IoPageWalk {
+  /** GPA of the first byte of the leaf page. */
+  pageGpa = 0;
+  /** Leaf page size in bytes (4 KiB, 2 MiB or 1 GiB). */
+  pageSize = 0;
+  /** Level of the leaf (1 = 4 KiB, 2 = 2 MiB, 3 = 1 GiB). */
+  level = 0;
+  /** Effective permission bits ({@link IOPTE_READ} | {@link IOPTE_WRITE}), ANDed along the walk. */
+  perm = 0;
+  /** Number of table entries read by the last walk (for the "walks" cost model). */
+  entriesRead = 0;
+}
+
+/**
+ * A VT-d-format I/O page table (one domain's second-level table).
+ *
+ * Map/unmap are cold paths (per mapping); {@link IoPageTable.walk} is what an IOTLB miss costs.
+ * IOVAs are numbers below `2 ** addressWidth` (at most 2^48), GPAs below 2^52.
+ */
+export class IoPageTable {
+  /** Number of levels (3 = 39-bit, 4 = 48-bit IOVA space). */
+  readonly levels: 3 | 4;
+  /** IOVA width in bits, `12 + 9 * levels`. */
+  readonly addressWidth: number;
+  /** Page sizes the hardware supports (bit mask of {@link IO_PAGE_4K} etc.). */
+  readonly pageSizes: number;
+  #pool: Uint32Array;
+  #tables = 1; // table 0 is the root
+  #free: number[] = [];
+  #mappedBytes = 0;
+
+  /**
+   * Creates an empty table.
+   * @param levels 3 (39-bit) or 4 (48-bit, default).
+   * @param pageSizes supported leaf sizes, default all three (VT-d CAP.SLLPS for 2M and 1G).
+   */
+  constructor(levels: 3 | 4 = 4, pageSizes = IO_PAGE_SIZES_ALL) {
+    if (levels !== 3 && levels !== 4) throw new RangeError(`levels must be 3 or 4, got ${levels}`);
+    if ((pageSizes & IO_PAGE_4K) === 0) throw new RangeError("4 KiB pages are always supported");
+    this.levels = levels;
+    this.addressWidth = 12 + 9 * levels;
+    this.pageSizes = pageSizes;
+    this.#pool = new Uint32Array(WORDS_PER_TABLE * 8);
+  }
+
+  /** Tables allocated (root included), for memory accounting. */
+  get tableCount(): number {
+    return this.#tables - this.#free.length;
+  }
+
+  /** Bytes currently mapped by leaves. */
+  get mappedBytes(): number {
+    return this.#mappedBytes;
+  }
+
+  /**
+   * Walks the table for `iova` (the IOTLB-miss path). Allocation-free.
+   * @returns `true` with `out` filled when a leaf maps `iova`; `false` when an entry on the way
+   * is not present (or `iova` is beyond the address width).
+   */
+  walk(iova: number, out: IoPageWalk): boolean {
+    const pool = this.#pool;
+    out.entriesRead = 0;
+    if (!(iova >= 0 && iova < LEVEL_SPAN[this.levels + 1])) return false;
+    // 9-bit indices from the IOVA's 32-bit halves, integer ops only.
+    const lo = iova >>> 0;
+    const hi = (iova - lo) / TWO_32;
+    let table = 0;
+    let perm = IOPTE_READ | IOPTE_WRITE;
+    for (let level: number = this.levels; level >= 1; level--) {
+      const idx = level === 1
+        ? (lo >>> 12) & 511
+        : level === 2
+        ? (lo >>> 21) & 511
+        : level === 3
+        ? ((lo >>> 30) | (hi << 2)) & 511
+        : (hi >>> 7) & 511;
+      const w = table * WORDS_PER_TABLE + idx * 2;
+      const e = pool[w];
+      out.entriesRead++;
+      const p = e & (IOPTE_READ | IOPTE_WRITE);
+      if (p === 0) return false;
+      perm &= p;
+      if (level === 1 || (e & IOPTE_PS) !== 0) {
+        out.pageGpa = pool[w + 1] * TWO_32 + ((e & 0xffff_f000) >>> 0);
+        out.pageSize = LEVEL_SPAN[level];
+        out.level = level;
+        out.perm = perm;
+        return true;
+      }
+      // next table index = pointer / 4096, as a small integer (keeps typed-array indices Smis)
+      table = (e >>> 12) | (pool[w + 1] << 20);
+    }
+    return false;
+  }
+
+  /**
+   * `iommu_iova_to_phys`: the GPA `iova` maps to, or -1 when it is unmapped.
+   */
+  lookup(iova: number): number {
+    const w = SCRATCH;
+    if (!this.walk(iova, w)) return -1;
+    return w.pageGpa + (iova - Math.floor(iova / w.pageSize) * w.pageSize);
+  }
+
+  /**
+   * Maps `[iova, iova + size)` to `[gpa, gpa + size)` with permission `perm`, choosing for each
+   * step the largest supported page that the alignment of both addresses and the remaining size
+   * allow (as Linux `iommu_map` does with `pgsize_bitmap`). All-or-nothing.
+   * @param perm {@link IOPTE_READ} and/or {@link IOPTE_WRITE} (not 0).
+   * @param pageSizes restrict leaf sizes further (default: all the table supports).
+   * @throws DmaMapError `misaligned` (not 4 KiB-granular, perm 0), `mask` (beyond the address
+   * width or 2^52), `overlap` (some page is already mapped; nothing is changed).
+   */
+  map(iova: number, gpa: number, size: number, perm: number, pageSizes = this.pageSizes): void {
+    this.#checkRange(iova, size, "map");
+    if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa % IO_PAGE_4K !== 0 || gpa + size > 2 ** 52) {
+      throw new DmaMapError("misaligned", gpa, size, "io-page-table", "GPA not 4 KiB-aligned");
+    }
+    if ((perm & (IOPTE_READ | IOPTE_WRITE)) === 0 || (perm & ~3) !== 0) {
+      throw new DmaMapError("misaligned", iova, size, "io-page-table", `bad permission ${perm}`);
+    }
+    const sizes = pageSizes & this.pageSizes;
+    let done = 0;
+    try {
+      while (done < size) {
+        const va = iova + done, pa = gpa + done, left = size - done;
+        let level = 1;
+        for (let l = 3; l >= 2; l--) {
+          const span = LEVEL_SPAN[l];
+          if ((sizes & span) !== 0 && va % span === 0 && pa % span === 0 && left >= span) {
+            level = l;
+            break;
+          }
+        }
+        this.#setLeaf(va, pa, level, perm);
+        done += LEVEL_SPAN[level];
+      }
+    } catch (e) {
+      if (done > 0) this.unmap(iova, done);
+      throw e;
+    }
+  }
+
+  /**
+   * Unmaps every leaf byte in `[iova, iova + size)`. A large page only partly inside the range is
+   * split into next-level pages first, so exactly the range goes away. Holes are skipped.
+   * Tables left empty are freed.
+   * @returns bytes that were mapped and are now unmapped.
+   * @throws DmaMapError `misaligned` / `mask` for a bad range.
+   */
+  unmap(iova: number, size: number): number {
+    this.#checkRange(iova, size, "unmap");
+    let va = iova;
+    const end = iova + size;
+    let removed = 0;
+    while (va < end) {
+      removed += this.#unmapAt(0, this.levels, va, end);
+      // advance to the next 4 KiB-granular position not yet examined
+      va = this.#nextVa;
+    }
+    this.#mappedBytes -= removed;
+    return removed;
+  }
+
+  #nextVa = 0;
+
+  // Unmaps starting at va inside table `table` at `level`; sets #nextVa to where it stopped.
+  #unmapAt(table: number, level: number, va: number, end: number): number {
+    const pool = this.#pool;
+    const span = LEVEL_SPAN[level];
+    const idx = Math.floor(va / span) % ENTRIES;
+    const w = table * WORDS_PER_TABLE + idx * 2;
+    const lo = pool[w];
+    const slotStart = Math.floor(va / span) * span;
+    const slotEnd = slotStart + span;
+    if ((lo & 3) === 0) {
+      this.#nextVa = slotEnd;
+      return 0;
+    }
+    const addr = pool[w + 1] * TWO_32 + ((lo & 0xffff_f000) >>> 0);
+    if (level === 1 || (lo & IOPTE_PS) !== 0) {
+      if (va === slotStart && end >= slotEnd) {
+        pool[w] = 0;
+        pool[w + 1] = 0;
+        this.#nextVa = slotEnd;
+        return span;
+      }
+      // Partly covered large page: split it into next-level leaves, then retry.
+      const sub = this.#allocTable();
+      const subSpan = LEVEL_SPAN[level - 1];
+      const perm = lo & 3;
+      for (let i = 0; i < ENTRIES; i++) {
+        const pa = addr + i * subSpan;
+        const sw = sub * WORDS_PER_TABLE + i * 2;
+        this.#pool[sw] = (((pa % TWO_32) & 0xffff_f000) | perm | (level - 1 > 1 ? IOPTE_PS : 0)) >>>
+          0;
+        this.#pool[sw + 1] = Math.floor(pa / TWO_32);
+      }
+      this.#pool[w] = ((sub * 4096) % TWO_32 | IOPTE_READ | IOPTE_WRITE) >>> 0;
+      this.#pool[w + 1] = Math.floor((sub * 4096) / TWO_32);
+      return this.#unmapAt(sub, level - 1, va, end);
+    }
+    const sub = addr / 4096;
+    let removed = 0;
+    let v = va;
+    while (v < end && v < slotEnd) {
+      removed += this.#unmapAt(sub, level - 1, v, end);
+      v = this.#nextVa;
+    }
+    if (this.#tableEmpty(sub)) {
+      const p = this.#pool;
+      p[w] = 0;
+      p[w + 1] = 0;
+      this.#free.push(sub);
+    }
+    this.#nextVa = v;
+    return removed;
+  }
+
+  #checkRange(iova: number, size: number, op: string): void {
+    if (
+      !Number.isSafeInteger(iova) || iova < 0 || iova % IO_PAGE_4K !== 0 ||
+      !Number.isSafeInteger(size) || size <= 0 || size % IO_PAGE_4K !== 0
+    ) {
+      throw new DmaMapError("misaligned", iova, size, "io-page-table", `${op}: not 4 KiB-granular`);
+    }
+    if (iova + size > LEVEL_SPAN[this.levels + 1]) {
+      throw new DmaMapError(
+        "mask",
+        iova,
+        size,
+        "io-page-table",
+        `${op}: beyond the ${this.addressWidth}-bit IOVA space`,
+      );
+    }
+  }
+
+  #setLeaf(va: number, pa: number, leafLevel: number, perm: number): void {
+    let table = 0;
+    for (let level = this.levels; level > leafLevel; level--) {
+      const idx = Math.floor(va / LEVEL_SPAN[level]) % ENTRIES;
+      const w = table * WORDS_PER_TABLE + idx * 2;
+      const lo = this.#pool[w];
+      if ((lo & 3) === 0) {
+        const t = this.#allocTable();
+        this.#pool[w] = ((t * 4096) % TWO_32 | IOPTE_READ | IOPTE_WRITE) >>> 0;
+        this.#pool[w + 1] = Math.floor((t * 4096) / TWO_32);
+        table = t;
+      } else if ((lo & IOPTE_PS) !== 0) {
+        throw new DmaMapError(
+          "overlap",
+          va,
+          LEVEL_SPAN[leafLevel],
+          "io-page-table",
+          `IOVA ${hex64(va)} is inside a mapped large page`,
+        );
+      } else {
+        table = (this.#pool[w + 1] * TWO_32 + ((lo & 0xffff_f000) >>> 0)) / 4096;
+      }
+    }
+    const idx = Math.floor(va / LEVEL_SPAN[leafLevel]) % ENTRIES;
+    const w = table * WORDS_PER_TABLE + idx * 2;
+    const lo = this.#pool[w];
+    if ((lo & 3) !== 0) {
+      // An empty next-level table left behind can be replaced by a large leaf; anything else overlaps.
+      const isTable = leafLevel > 1 && (lo & IOPTE_PS) === 0;
+      const sub = (this.#pool[w + 1] * TWO_32 + ((lo & 0xffff_f000) >>> 0)) / 4096;
+      if (!isTable || !this.#tableEmpty(sub)) {
+        throw new DmaMapError(
+          "overlap",
+          va,
+          LEVEL_SPAN[leafLevel],
+          "io-page-table",
+          `IOVA ${hex64(va)} is already mapped`,
+        );
+      }
+      this.#free.push(sub);
+    }
+    this.#pool[w] = ((pa % TWO_32) & 0xffff_f000 | perm | (leafLevel > 1 ? IOPTE_PS : 0)) >>> 0;
+    this.#pool[w + 1] = Math.floor(pa / TWO_32);
+    this.#mappedBytes += LEVEL_SPAN[leafLevel];
+  }
+
+  #tableEmpty(t: number): boolean {
+    const base = t * WORDS_PER_TABLE;
+    for (let i = 0; i < WORDS_PER_TABLE; i += 2) if ((this.#pool[base + i] & 3) !== 0) return false;
+    return true;
+  }
+
+  #allocTable(): number {
+    const f = this.#free.pop();
+    if (f !== undefined) {
+      this.#pool.fill(0, f * WORDS_PER_TABLE, (f + 1) * WORDS_PER_TABLE);
+      return f;
+    }
+    const t = this.#tables++;
+    if ((t + 1) * WORDS_PER_TABLE > this.#pool.length) {
+      const bigger = new Uint32Array(this.#pool.length * 2);
+      bigger.set(this.#pool);
+      this.#pool = bigger;
+    }
+    return t;
+  }
+
+  /**
+   * The raw 64-bit entry at `index` of the table reached by following `path` from the root, as
+   * `[lo, hi]` words (for known-answer tests and dumps). `path` lists entry indices per level.
+   * @returns `null` when a non-leaf entry on the path is absent.
+   */
+  rawEntry(path: readonly number[]): [number, number] | null {
+    let table = 0;
+    for (let i = 0; i < path.length; i++) {
+      const w = table * WORDS_PER_TABLE + path[i] * 2;
+      const lo = this.#pool[w], hi = this.#pool[w + 1];
+      if (i === path.length - 1) return [lo, hi];
+      if ((lo & 3) === 0 || (lo & IOPTE_PS) !== 0) return null;
+      table = (hi * TWO_32 + ((lo & 0xffff_f000) >>> 0)) / 4096;
+    }
+    return null;
+  }
+}
+
+const SCRATCH = new IoPageWalk();

@@ -1,0 +1,352 @@
+/**
+ * Bounce buffering through a software IO TLB: Linux swiotlb (DMA_MODES.md M4, §2.3).
+ *
+ * Facts modelled: slots of 2 KiB (`IO_TLB_SHIFT` 11), a mapping takes at most 128 contiguous
+ * slots (`IO_TLB_SEGSIZE`, so 256 KiB, the `dma_max_mapping_size()` virtio limits segments to)
+ * and never crosses a 128-slot segment; a mapping of a page or more starts page-aligned; slots
+ * are searched next-fit from a rotating index; a default pool is 64 MiB (`IO_TLB_DEFAULT_SIZE`).
+ * Data is copied into the slot on map (Linux bounces on map whatever the direction since
+ * ddbd89deb7d3 / aa6f8dcbab47 "swiotlb: fix info leak with DMA_FROM_DEVICE", 2022, so a
+ * FROM_DEVICE buffer's bytes the device did not write come back unchanged), from the
+ * slot on unmap for FROM_DEVICE/BIDIRECTIONAL, and on sync by direction. Exhaustion is a typed
+ * `pool-exhausted` error (Linux returns -ENOMEM to virtio since f7728002c1c7), never silent.
+ *
+ * The pool is a range of guest memory the caller provides; in a confidential guest it must be
+ * shared (decrypted). The slot's bus address comes from an inner {@link ReversibleDmaApi}:
+ * dma-direct (bus = slot GPA, or through windows) or dma-iommu (the slot is mapped into an IOMMU
+ * domain: SEV/TDX with a vIOMMU is M4 inside M5).
+ *
+ * @module
+ */
+
+import type { GuestMemory } from "../memory/guest_memory.ts";
+import type { U64 } from "../memory/u64.ts";
+import type { ReversibleDmaApi } from "./direct_api.ts";
+import { DmaMapError } from "./errors.ts";
+import type { DmaDirection } from "./types.ts";
+
+/** `IO_TLB_SHIFT`: log2 of the slot size. */
+export const IO_TLB_SHIFT = 11;
+/** Slot size in bytes (2 KiB). */
+export const IO_TLB_SIZE = 1 << IO_TLB_SHIFT;
+/** `IO_TLB_SEGSIZE`: most contiguous slots one mapping may use (128 = 256 KiB). */
+export const IO_TLB_SEGSIZE = 128;
+/** Largest mapping in bytes (`IO_TLB_SEGSIZE * IO_TLB_SIZE`, 256 KiB). */
+export const SWIOTLB_MAX_MAPPING = IO_TLB_SEGSIZE * IO_TLB_SIZE;
+/** `IO_TLB_DEFAULT_SIZE`: default pool size (64 MiB). */
+export const IO_TLB_DEFAULT_SIZE = 64 * 1024 * 1024;
+
+/** Options of a {@link SwiotlbDmaApi}. */
+export interface SwiotlbOptions {
+  /** Guest memory holding the pool and the original buffers. */
+  memory: GuestMemory;
+  /** GPA of the pool (page-aligned, inside one shared region). */
+  poolGpa: number;
+  /** Pool size in bytes, a multiple of 2 KiB; default 64 MiB. */
+  poolSize?: number;
+  /** The API that gives slots their bus address (dma-direct or dma-iommu). */
+  inner: ReversibleDmaApi;
+  /**
+   * `true` (default): every streaming map bounces (`swiotlb=force`, confidential guests,
+   * restricted-dma-pool). `false`: bounce only when `inner` refuses with `mask`/`window`
+   * (dma-direct's fallback for devices with a small DMA mask).
+   */
+  force?: boolean;
+  /** Mode name, default `"swiotlb"`. */
+  name?: string;
+}
+
+/** Counters of a {@link SwiotlbDmaApi}. */
+export interface SwiotlbStats {
+  /** Mappings that bounced. */
+  bounced: number;
+  /** Mappings passed straight to the inner API (force = false). */
+  direct: number;
+  /** Bytes copied original -> slot. */
+  bytesToSlot: number;
+  /** Bytes copied slot -> original. */
+  bytesFromSlot: number;
+  /** Maps refused with `pool-exhausted`. */
+  exhausted: number;
+  /** Highest number of slots in use at once. */
+  highWater: number;
+}
+
+/** swiotlb: bounce buffers in a shared pool of 2 KiB slots. */
+export class SwiotlbDmaApi implements ReversibleDmaApi {
+  /** Mode name. */
+  readonly name: string;
+  /** GPA of the pool. */
+  readonly poolGpa: number;
+  /** Pool size in bytes. */
+  readonly poolSize: number;
+  /** Number of slots. */
+  readonly slots: number;
+  /** The API mapping the slots. */
+  readonly inner: ReversibleDmaApi;
+  /** Whether every map bounces. */
+  readonly force: boolean;
+  /** Counters. */
+  readonly stats: SwiotlbStats = {
+    bounced: 0,
+    direct: 0,
+    bytesToSlot: 0,
+    bytesFromSlot: 0,
+    exhausted: 0,
+    highWater: 0,
+  };
+  readonly #memory: GuestMemory;
+  /** Per slot: free contiguous slots from here to the segment's end (0 = in use), Linux `list`. */
+  readonly #free: Uint8Array;
+  /** Per slot: original GPA this slot's first byte mirrors. */
+  readonly #orig: Float64Array;
+  /** Per head slot: slots in the mapping (0 = not a head). */
+  readonly #nslots: Uint8Array;
+  /** Per head slot: mapped length in bytes. */
+  readonly #len: Uint32Array;
+  #index = 0;
+  #used = 0;
+
+  /**
+   * Creates the pool.
+   * @throws RangeError when the pool is misaligned, not inside one region of `memory`, private,
+   * or its size is not a positive multiple of 2 KiB.
+   */
+  constructor(options: SwiotlbOptions) {
+    const { memory, poolGpa, inner } = options;
+    const size = options.poolSize ?? IO_TLB_DEFAULT_SIZE;
+    if (!Number.isSafeInteger(poolGpa) || poolGpa % 4096 !== 0) {
+      throw new RangeError(`swiotlb pool GPA ${poolGpa} must be page-aligned`);
+    }
+    if (!Number.isSafeInteger(size) || size <= 0 || size % IO_TLB_SIZE !== 0) {
+      throw new RangeError(`swiotlb pool size ${size} must be a positive multiple of 2 KiB`);
+    }
+    if (!memory.contains(poolGpa, size)) {
+      throw new RangeError(
+        `swiotlb pool [0x${poolGpa.toString(16)}, +0x${size.toString(16)}) is not inside one ` +
+          "guest memory region: add a region for it",
+      );
+    }
+    if (memory.regionAt(poolGpa)!.private) {
+      throw new RangeError("swiotlb pool must be in shared memory (its region is private)");
+    }
+    this.#memory = memory;
+    this.name = options.name ?? "swiotlb";
+    this.poolGpa = poolGpa;
+    this.poolSize = size;
+    this.slots = size / IO_TLB_SIZE;
+    this.inner = inner;
+    this.force = options.force ?? true;
+    this.#free = new Uint8Array(this.slots);
+    this.#orig = new Float64Array(this.slots);
+    this.#nslots = new Uint8Array(this.slots);
+    this.#len = new Uint32Array(this.slots);
+    for (let i = 0; i < this.slots; i++) {
+      const segEnd = Math.min((Math.floor(i / IO_TLB_SEGSIZE) + 1) * IO_TLB_SEGSIZE, this.slots);
+      this.#free[i] = segEnd - i;
+    }
+  }
+
+  /** Slots currently in use. */
+  get usedSlots(): number {
+    return this.#used;
+  }
+
+  /** True when slot `i` is in use. */
+  slotInUse(i: number): boolean {
+    return this.#free[i] === 0;
+  }
+
+  /**
+   * Maps a streaming buffer: bounces it into fresh slots (copying the original in) and maps the
+   * slots through the inner API.
+   * @throws DmaMapError `too-large` (> 256 KiB), `pool-exhausted`, or the inner API's error.
+   */
+  map(gpa: number, length: number, dir: DmaDirection): U64 {
+    if (!this.force) {
+      try {
+        const bus = this.inner.map(gpa, length, dir);
+        this.stats.direct++;
+        return bus;
+      } catch (e) {
+        if (!(e instanceof DmaMapError) || (e.reason !== "mask" && e.reason !== "window")) throw e;
+      }
+    }
+    if (length > SWIOTLB_MAX_MAPPING) {
+      throw new DmaMapError(
+        "too-large",
+        gpa,
+        length,
+        this.name,
+        `a bounce mapping holds at most ${SWIOTLB_MAX_MAPPING} bytes (128 slots of 2 KiB)`,
+      );
+    }
+    const n = length > 0 ? Math.ceil(length / IO_TLB_SIZE) : 1;
+    const idx = this.#findSlots(n, length >= 4096 ? 2 : 1);
+    if (idx < 0) {
+      this.stats.exhausted++;
+      throw new DmaMapError(
+        "pool-exhausted",
+        gpa,
+        length,
+        this.name,
+        `no ${n} contiguous free slots (${this.#used}/${this.slots} in use)`,
+      );
+    }
+    this.#take(idx, n, gpa, length);
+    const slotGpa = this.poolGpa + idx * IO_TLB_SIZE;
+    if (length > 0) {
+      this.#memory.copy(slotGpa, gpa, length); // swiotlb_bounce(..., DMA_TO_DEVICE) on map
+      this.stats.bytesToSlot += length;
+    }
+    try {
+      const bus = this.inner.map(slotGpa, length, dir);
+      this.stats.bounced++;
+      return bus;
+    } catch (e) {
+      this.#release(idx);
+      throw e;
+    }
+  }
+
+  /**
+   * Unmaps: ends the inner mapping, copies the slot back for FROM_DEVICE / BIDIRECTIONAL, frees
+   * the slots.
+   * @throws DmaMapError `not-mapped` when `bus` is not the start of a live bounce mapping.
+   */
+  unmap(bus: U64, length: number, dir: DmaDirection): void {
+    const slotGpa = this.inner.busToGpa(bus);
+    if (!this.#inPool(slotGpa)) {
+      if (!this.force) return this.inner.unmap(bus, length, dir);
+      throw new DmaMapError("not-mapped", bus, length, this.name, "not a bounce-buffer address");
+    }
+    const idx = (slotGpa - this.poolGpa) / IO_TLB_SIZE;
+    if (!Number.isInteger(idx) || this.#nslots[idx] === 0 || this.#free[idx] !== 0) {
+      throw new DmaMapError("not-mapped", bus, length, this.name, "not the start of a mapping");
+    }
+    this.inner.unmap(bus, length, dir);
+    if (dir !== 1) this.#copyBack(slotGpa, this.#orig[idx], Math.min(length, this.#len[idx]));
+    this.#release(idx);
+  }
+
+  /** Copies slot -> original for FROM_DEVICE / BIDIRECTIONAL. @throws DmaMapError `not-mapped`. */
+  syncForCpu(bus: U64, length: number, dir: DmaDirection): void {
+    const [slotGpa, orig] = this.#syncTarget(bus, length);
+    if (slotGpa < 0) return this.inner.syncForCpu(bus, length, dir);
+    this.inner.syncForCpu(bus, length, dir);
+    if (dir !== 1) this.#copyBack(slotGpa, orig, length);
+  }
+
+  /** Copies original -> slot for TO_DEVICE / BIDIRECTIONAL. @throws DmaMapError `not-mapped`. */
+  syncForDevice(bus: U64, length: number, dir: DmaDirection): void {
+    const [slotGpa, orig] = this.#syncTarget(bus, length);
+    if (slotGpa < 0) return this.inner.syncForDevice(bus, length, dir);
+    this.inner.syncForDevice(bus, length, dir);
+    if (dir !== 2 && length > 0) {
+      this.#memory.copy(slotGpa, orig, length);
+      this.stats.bytesToSlot += length;
+    }
+  }
+
+  /**
+   * Coherent memory never bounces; it must be shared.
+   * @throws DmaMapError `private-memory` for private memory, or the inner API's error.
+   */
+  mapCoherent(gpa: number, length: number): U64 {
+    const r = this.#memory.regionAt(gpa);
+    if (r !== undefined && r.private) {
+      throw new DmaMapError("private-memory", gpa, length, this.name, `${r.name} is private`);
+    }
+    return this.inner.mapCoherent(gpa, length);
+  }
+  /** Ends a coherent mapping (inner API). */
+  unmapCoherent(bus: U64, length: number): void {
+    this.inner.unmapCoherent(bus, length);
+  }
+
+  /** GPA behind `bus` as the inner API sees it (the slot for bounced mappings), or -1. */
+  busToGpa(bus: U64): number {
+    return this.inner.busToGpa(bus);
+  }
+
+  /** For a bus address inside a live bounce mapping: the original GPA it mirrors, else -1. */
+  originalOf(bus: U64): number {
+    const slotGpa = this.inner.busToGpa(bus);
+    if (!this.#inPool(slotGpa)) return -1;
+    const off = slotGpa - this.poolGpa;
+    const idx = Math.floor(off / IO_TLB_SIZE);
+    return this.#free[idx] === 0 ? this.#orig[idx] + (off % IO_TLB_SIZE) : -1;
+  }
+
+  #inPool(gpa: number): boolean {
+    return gpa >= this.poolGpa && gpa < this.poolGpa + this.poolSize;
+  }
+
+  #syncTarget(bus: U64, length: number): [number, number] {
+    const slotGpa = this.inner.busToGpa(bus);
+    if (!this.#inPool(slotGpa)) {
+      if (!this.force) return [-1, -1];
+      throw new DmaMapError("not-mapped", bus, length, this.name, "sync: not a bounce address");
+    }
+    const orig = this.originalOf(bus);
+    if (orig < 0) throw new DmaMapError("not-mapped", bus, length, this.name, "sync: slot free");
+    return [slotGpa, orig];
+  }
+
+  #copyBack(slotGpa: number, orig: number, length: number): void {
+    if (length <= 0) return;
+    this.#memory.copy(orig, slotGpa, length);
+    this.stats.bytesFromSlot += length;
+  }
+
+  // Next-fit search from the rotating index for n free slots at a multiple of `stride`
+  // inside one segment (the `#free` counts stop at segment ends).
+  #findSlots(n: number, stride: number): number {
+    const slots = this.slots;
+    let i = Math.ceil(this.#index / stride) * stride;
+    for (let tried = 0; tried < slots; tried += stride, i += stride) {
+      if (i >= slots) i = 0;
+      if (this.#free[i] >= n) return i;
+    }
+    return -1;
+  }
+
+  #take(idx: number, n: number, gpa: number, length: number): void {
+    const free = this.#free;
+    for (let k = 0; k < n; k++) {
+      free[idx + k] = 0;
+      this.#orig[idx + k] = gpa + k * IO_TLB_SIZE;
+    }
+    // slots before idx in the same segment now see fewer free slots up to the segment end
+    for (
+      let j = idx - 1, c = 1;
+      j >= 0 && j % IO_TLB_SEGSIZE !== IO_TLB_SEGSIZE - 1 && free[j] !== 0;
+      j--, c++
+    ) {
+      free[j] = c;
+    }
+    this.#nslots[idx] = n;
+    this.#len[idx] = length;
+    this.#used += n;
+    if (this.#used > this.stats.highWater) this.stats.highWater = this.#used;
+    this.#index = idx + n >= this.slots ? 0 : idx + n;
+  }
+
+  #release(idx: number): void {
+    const n = this.#nslots[idx];
+    const free = this.#free;
+    const end = idx + n;
+    let count = end < this.slots && end % IO_TLB_SEGSIZE !== 0 ? free[end] : 0;
+    for (let j = end - 1; j >= idx; j--) free[j] = ++count;
+    for (
+      let j = idx - 1;
+      j >= 0 && j % IO_TLB_SEGSIZE !== IO_TLB_SEGSIZE - 1 && free[j] !== 0;
+      j--
+    ) {
+      free[j] = ++count;
+    }
+    this.#nslots[idx] = 0;
+    this.#len[idx] = 0;
+    this.#used -= n;
+  }
+}

@@ -1,0 +1,788 @@
+/**
+ * The device side of a packed virtqueue (spec §2.8 "Packed Virtqueues"): consumes the descriptor
+ * ring a (possibly hostile) driver fills and returns used descriptors.
+ *
+ * - Ring areas are translated once at activation through the device's {@link DmaAddressSpace}
+ *   (`translateContiguous`: rings are DMA too) and then read through typed-array views with
+ *   precomputed offsets. The host is assumed little-endian (x86-64, aarch64), as the views are.
+ * - Every descriptor is read exactly once (HOSTILE_INPUTS #21); every packed hostile case of
+ *   HOSTILE_INPUTS.md raises a distinct catalogued {@link VirtqError}, after which the queue is
+ *   broken: `pop` returns `null` without touching memory until {@link PackedDeviceQueue.reset}.
+ *   Chains popped before the violation can still be pushed and flushed (completed work stays
+ *   completed).
+ * - `pop`, `push` and `flush` allocate nothing once the chain pool is warm.
+ *
+ * @module
+ */
+
+import type { GuestMemory } from "../../memory/guest_memory.ts";
+import { type U64, u64Add, u64FromParts, u64Lo } from "../../memory/u64.ts";
+import { DMA_ACCESS_READ, DMA_ACCESS_WRITE } from "../../dma/errors.ts";
+import { type DmaAddressSpace, DmaTranslation, translateContiguous } from "../../dma/types.ts";
+import { Chain } from "../chain.ts";
+import {
+  RING_EVENT_FLAGS_DESC,
+  RING_EVENT_FLAGS_DISABLE,
+  RING_EVENT_FLAGS_ENABLE,
+  VIRTQ_DESC_F_AVAIL,
+  VIRTQ_DESC_F_INDIRECT,
+  VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_USED,
+  VIRTQ_DESC_F_WRITE,
+} from "../constants.ts";
+import { VirtqError, type VirtqErrorCode } from "../errors.ts";
+import {
+  hasFeature,
+  VIRTIO_F_EVENT_IDX,
+  VIRTIO_F_IN_ORDER,
+  VIRTIO_F_INDIRECT_DESC,
+} from "../features.ts";
+import {
+  type ChainPolicy,
+  DEFAULT_CHAIN_POLICY,
+  type DeviceQueue,
+  type DeviceQueueOptions,
+  type RingLayout,
+  type VirtqueueAddresses,
+} from "../queue.ts";
+import {
+  isValidPackedQueueSize,
+  PACKED_DESC_RING_ALIGN,
+  PACKED_EVENT_ALIGN,
+  PACKED_EVENT_FLAGS_MASK,
+  PACKED_EVENT_SIZE,
+  packedDescRingSize,
+  packedEventOffWrap,
+  packedNeedEvent,
+} from "./layout.ts";
+
+/** Flag bits a packed descriptor may carry (spec §2.8.1, §2.8.13); others are undefined. */
+const KNOWN_FLAGS = VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_INDIRECT |
+  VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED;
+const TWO_POW_32 = 0x1_0000_0000;
+const MAX_CHAIN_BYTES = 0xffff_ffff;
+
+const CHAIN_FREE = 0;
+const CHAIN_IN_FLIGHT = 1;
+
+/** A pooled chain that remembers its owner queue and state (internal). */
+class PackedChain extends Chain {
+  owner: PackedDeviceQueue | null = null;
+  poolIndex = 0;
+  state = CHAIN_FREE;
+}
+
+/** Event suppression modes the device asked of the driver. */
+const MODE_DISABLED = 0;
+const MODE_ENABLED = 1;
+const MODE_DESC = 2;
+
+/**
+ * The device's side of a packed virtqueue (spec §2.8), implementing {@link DeviceQueue}.
+ *
+ * Construction activates the queue: it validates the Queue Size (1..32768, any value, spec §2.8),
+ * the alignment of the ring areas (descriptor ring 16, event structures 4, spec §2.6) and
+ * translates each area to one contiguous guest memory range.
+ *
+ * Features honoured: `VIRTIO_F_INDIRECT_DESC` (§2.8.7), `VIRTIO_F_EVENT_IDX` (the
+ * `RING_EVENT_FLAGS_DESC` mode, §2.8.10), `VIRTIO_F_IN_ORDER` (§2.8.9: one used descriptor may
+ * retire a batch; `push` must then follow pop order).
+ */
+export class PackedDeviceQueue implements DeviceQueue {
+  /** Layout: `"packed"`. */
+  readonly layout: RingLayout = "packed";
+  /** Queue Size in descriptors. */
+  readonly size: number;
+  /** Ring area bus addresses as programmed by the driver. */
+  readonly addresses: VirtqueueAddresses;
+
+  readonly #memory: GuestMemory;
+  readonly #dma: DmaAddressSpace;
+  readonly #tr = new DmaTranslation();
+  readonly #indirectOk: boolean;
+  readonly #eventIdx: boolean;
+  readonly #inOrder: boolean;
+  readonly #zeroAllow: boolean;
+  readonly #ignoreNext: boolean;
+  readonly #rejectUnknown: boolean;
+  readonly #maxSegments: number;
+
+  #d32: Uint32Array = new Uint32Array(0);
+  #d16: Uint16Array = new Uint16Array(0);
+  #drvEv: Uint16Array = new Uint16Array(2);
+  #devEv: Uint16Array = new Uint16Array(2);
+  #ready = false;
+  #broken: VirtqError | null = null;
+
+  #nextAvail = 0;
+  #availWrap = 1;
+  #nextUsed = 0;
+  #usedWrap = 1;
+  /** Ring slots popped and not yet published as used. */
+  #outstandingSlots = 0;
+  #inFlight = 0;
+  #chainBytes = 0;
+  #notifyMode = MODE_ENABLED;
+
+  readonly #pool: PackedChain[] = [];
+  #freeChains: Int32Array;
+  #freeCount = 0;
+
+  // Used descriptors filled by push, whose flags flush publishes.
+  #pendSlot: Uint16Array;
+  #pendFlags: Uint16Array;
+  #pendCount = 0;
+  #pendSlots = 0;
+
+  // IN_ORDER: pop order of in-flight chains, and the open batch of used buffers.
+  #fifo: Int32Array;
+  #fifoHead = 0;
+  #fifoCount = 0;
+  #gOpen = false;
+  #gSlot = 0;
+  #gWrap = 1;
+  #gId = 0;
+  #gLen = 0;
+  #gWrite = 0;
+  #gFull = false;
+
+  /**
+   * Creates and activates the device side of a packed queue.
+   * @param options memory, DMA view, Queue Size, ring addresses, features, policy.
+   * @throws VirtqError `QUEUE_SIZE_INVALID` (size 0 or above 32768), `RING_MISALIGNED`,
+   * `RING_UNMAPPED` (a ring area does not translate to one contiguous guest memory range).
+   */
+  constructor(options: DeviceQueueOptions) {
+    this.size = options.size;
+    this.addresses = options.addresses;
+    this.#memory = options.memory;
+    this.#dma = options.dma;
+    this.#indirectOk = hasFeature(options.features, VIRTIO_F_INDIRECT_DESC);
+    this.#eventIdx = hasFeature(options.features, VIRTIO_F_EVENT_IDX);
+    this.#inOrder = hasFeature(options.features, VIRTIO_F_IN_ORDER);
+    const policy: ChainPolicy = { ...DEFAULT_CHAIN_POLICY, ...options.policy };
+    this.#zeroAllow = policy.zeroLength === "allow";
+    this.#ignoreNext = policy.indirectWithNext === "ignore-next";
+    this.#rejectUnknown = policy.unknownFlags === "reject";
+    this.#maxSegments = policy.maxSegments;
+    const n = isValidPackedQueueSize(this.size) ? this.size : 1;
+    this.#freeChains = new Int32Array(n);
+    this.#pendSlot = new Uint16Array(n);
+    this.#pendFlags = new Uint16Array(n);
+    this.#fifo = new Int32Array(n);
+    this.activate();
+  }
+
+  /** The error that broke the queue, or `null`. */
+  get broken(): VirtqError | null {
+    return this.#broken;
+  }
+
+  /** Chains popped and not yet pushed. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** The device's next ring offset to read (0..size-1) and its avail wrap counter (§2.8.1). */
+  get availPosition(): { offset: number; wrap: number } {
+    return { offset: this.#nextAvail, wrap: this.#availWrap };
+  }
+
+  /** The device's next ring offset to write used and its used wrap counter (§2.8.1). */
+  get usedPosition(): { offset: number; wrap: number } {
+    return { offset: this.#nextUsed, wrap: this.#usedWrap };
+  }
+
+  /**
+   * (Re)activates the queue: validates size and alignment and translates the ring areas once.
+   * Called by the constructor and by {@link PackedDeviceQueue.reset}.
+   * @throws VirtqError `QUEUE_SIZE_INVALID`, `RING_MISALIGNED`, `RING_UNMAPPED`; the queue is
+   * then broken.
+   */
+  activate(): void {
+    this.#ready = false;
+    try {
+      const size = this.size;
+      // §2.8: up to 2^15 entries; not necessarily a power of 2 (HOSTILE_INPUTS #2).
+      if (!isValidPackedQueueSize(size)) {
+        throw new VirtqError("QUEUE_SIZE_INVALID", `packed queue size ${size} is not 1..32768`);
+      }
+      const a = this.addresses;
+      const descBytes = packedDescRingSize(size);
+      const descGpa = this.#mapArea(
+        a.descAddr,
+        descBytes,
+        PACKED_DESC_RING_ALIGN,
+        "descriptor ring",
+      );
+      const drvGpa = this.#mapArea(
+        a.driverAddr,
+        PACKED_EVENT_SIZE,
+        PACKED_EVENT_ALIGN,
+        "driver area",
+      );
+      const devGpa = this.#mapArea(
+        a.deviceAddr,
+        PACKED_EVENT_SIZE,
+        PACKED_EVENT_ALIGN,
+        "device area",
+      );
+      this.#d32 = this.#view32(descGpa, descBytes);
+      this.#d16 = new Uint16Array(this.#d32.buffer, this.#d32.byteOffset, descBytes / 2);
+      this.#drvEv = this.#view16(drvGpa);
+      this.#devEv = this.#view16(devGpa);
+      this.#ready = true;
+    } catch (e) {
+      if (e instanceof VirtqError) this.#broken = e;
+      throw e;
+    }
+  }
+
+  #mapArea(bus: U64, bytes: number, align: number, what: string): number {
+    // §2.6 Virtqueue alignment: packed descriptor ring 16, event suppression structures 4.
+    if (u64Lo(bus) % align !== 0) {
+      throw new VirtqError(
+        "RING_MISALIGNED",
+        `${what} at bus ${String(bus)} is not ${align}-aligned`,
+      );
+    }
+    if (u64Add(bus, bytes) === null) {
+      throw new VirtqError("RING_UNMAPPED", `${what} at bus ${String(bus)} + ${bytes} wraps 2^64`);
+    }
+    let gpa: number;
+    try {
+      gpa = translateContiguous(
+        this.#dma,
+        bus,
+        bytes,
+        DMA_ACCESS_READ | DMA_ACCESS_WRITE,
+        this.#tr,
+      );
+      this.#memory.resolve(gpa, bytes);
+    } catch (cause) {
+      throw new VirtqError("RING_UNMAPPED", `${what} (${bytes} bytes at bus ${String(bus)})`, {
+        cause,
+      });
+    }
+    if (gpa % align !== 0) {
+      throw new VirtqError("RING_MISALIGNED", `${what} translates to unaligned GPA ${gpa}`);
+    }
+    return gpa;
+  }
+
+  #view32(gpa: number, bytes: number): Uint32Array {
+    const r = this.#memory.resolve(gpa, bytes);
+    return new Uint32Array(r.bytes.buffer, r.bytes.byteOffset + (gpa - r.gpa), bytes / 4);
+  }
+
+  #view16(gpa: number): Uint16Array {
+    const r = this.#memory.resolve(gpa, PACKED_EVENT_SIZE);
+    return new Uint16Array(r.bytes.buffer, r.bytes.byteOffset + (gpa - r.gpa), 2);
+  }
+
+  /**
+   * Takes the next available chain (spec §2.8.6 / §2.8.21), fully validated and translated, or
+   * `null` when the descriptor at the device's position is not available (AVAIL/USED bits
+   * inconsistent or of another lap count as not available, HOSTILE_INPUTS #31), or the queue is
+   * broken or not active. The chain's `id` is the Buffer ID of the list's last descriptor
+   * (§2.8.6), echoed without checks (#33); `ringDescriptors` is the list length.
+   * @throws VirtqError on a hostile driver (the queue becomes broken): `DESC_CHAIN_LOOP`,
+   * `PACKED_CHAIN_UNAVAILABLE`, `PACKED_INDIRECT_IN_LIST`, `HEAD_IN_USE`, `CHAIN_TOO_MANY_BYTES`,
+   * `CHAIN_TOO_MANY_SEGMENTS`, `DESC_ADDR_WRAP`, `DESC_BUFFER_FAULT`, `DESC_ZERO_LENGTH`,
+   * `DESC_READABLE_AFTER_WRITABLE`, `DESC_UNKNOWN_FLAGS`, `INDIRECT_NOT_NEGOTIATED`,
+   * `INDIRECT_LEN_ZERO`, `INDIRECT_LEN_MISALIGNED`, `INDIRECT_TABLE_TOO_LONG`, `INDIRECT_NESTED`,
+   * `INDIRECT_WITH_NEXT`, `INDIRECT_TABLE_FAULT`.
+   */
+  pop(): Chain | null {
+    if (this.#broken !== null || !this.#ready) return null;
+    const slot = this.#nextAvail;
+    const flags = this.#d16[slot * 8 + 7];
+    // §2.8.1: available when AVAIL != USED and AVAIL == the device's avail wrap counter.
+    if (
+      ((flags >>> 7) & 1) === ((flags >>> 15) & 1) || ((flags >>> 7) & 1) !== this.#availWrap
+    ) return null;
+    const chain = this.#takeChain();
+    try {
+      this.#parse(chain, slot, flags);
+    } catch (e) {
+      chain.state = CHAIN_FREE;
+      this.#freeChains[this.#freeCount++] = chain.poolIndex;
+      throw this.#fail(e);
+    }
+    chain.state = CHAIN_IN_FLIGHT;
+    this.#inFlight++;
+    if (this.#inOrder) {
+      let t = this.#fifoHead + this.#fifoCount;
+      if (t >= this.size) t -= this.size;
+      this.#fifo[t] = chain.poolIndex;
+      this.#fifoCount++;
+    }
+    if (this.#notifyMode === MODE_DESC) {
+      this.#devEv[0] = packedEventOffWrap(this.#nextAvail, this.#availWrap);
+    }
+    return chain;
+  }
+
+  #fail(e: unknown): unknown {
+    if (e instanceof VirtqError) this.#broken = e;
+    return e;
+  }
+
+  #takeChain(): PackedChain {
+    if (this.#freeCount > 0) return this.#pool[this.#freeChains[--this.#freeCount]];
+    const c = new PackedChain(this.#memory);
+    c.owner = this;
+    c.poolIndex = this.#pool.length;
+    this.#pool.push(c);
+    return c;
+  }
+
+  #parse(chain: PackedChain, headSlot: number, headFlags: number): void {
+    const size = this.size;
+    const d16 = this.#d16;
+    const d32 = this.#d32;
+    let pos = headSlot;
+    let wrap = this.#availWrap;
+    let flags = headFlags;
+    let count = 0;
+    let id = 0;
+    let seenWritable = false;
+    chain.reset(0, headSlot);
+    this.#chainBytes = 0;
+    for (;;) {
+      count++;
+      // §2.8.6 / §2.8.7.1: a list is at most Queue Size descriptors (no loops; #13).
+      if (count > size) {
+        throw new VirtqError(
+          "DESC_CHAIN_LOOP",
+          `list at slot ${headSlot} exceeds ${size} descriptors`,
+          {
+            index: headSlot,
+          },
+        );
+      }
+      if (count > 1) {
+        flags = d16[pos * 8 + 7];
+        // §2.8.6: the driver makes the whole list available before the head.
+        if (((flags >>> 7) & 1) === ((flags >>> 15) & 1) || ((flags >>> 7) & 1) !== wrap) {
+          throw new VirtqError(
+            "PACKED_CHAIN_UNAVAILABLE",
+            `list at slot ${headSlot} continues into slot ${pos}, not available (flags 0x${
+              flags.toString(16)
+            })`,
+            { index: pos },
+          );
+        }
+      }
+      const b = pos * 4;
+      const lo = d32[b];
+      const hi = d32[b + 1];
+      const len = d32[b + 2];
+      id = d16[pos * 8 + 6];
+      if (this.#rejectUnknown && (flags & ~KNOWN_FLAGS) !== 0) {
+        throw new VirtqError("DESC_UNKNOWN_FLAGS", `slot ${pos} flags 0x${flags.toString(16)}`, {
+          index: pos,
+        });
+      }
+      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
+        // §2.8.7.1: INDIRECT is never part of a NEXT-linked list.
+        if (count > 1) {
+          throw new VirtqError("PACKED_INDIRECT_IN_LIST", `slot ${pos} of list at ${headSlot}`, {
+            index: pos,
+          });
+        }
+        if ((flags & VIRTQ_DESC_F_NEXT) !== 0 && !this.#ignoreNext) {
+          throw new VirtqError("INDIRECT_WITH_NEXT", `slot ${pos}`, { index: pos });
+        }
+        // §2.8.7: WRITE on the indirect descriptor itself is reserved and ignored (#29).
+        chain.addDescriptor(lo, hi, len, flags, false);
+        chain.indirect = true;
+        this.#parseIndirect(chain, lo, hi, len, pos);
+        break;
+      }
+      chain.addDescriptor(lo, hi, len, flags, false);
+      const write = (flags & VIRTQ_DESC_F_WRITE) !== 0;
+      // §2.8.4 Message Framing: device-writable descriptors after device-readable ones.
+      if (write) seenWritable = true;
+      else if (seenWritable) {
+        throw new VirtqError("DESC_READABLE_AFTER_WRITABLE", `slot ${pos}`, { index: pos });
+      }
+      this.#checkBuffer(lo, hi, len, pos);
+      if ((flags & VIRTQ_DESC_F_NEXT) === 0) break;
+      // §2.8.6: a list may wrap the ring end; the wrap counter flips there (#32).
+      if (++pos === size) {
+        pos = 0;
+        wrap ^= 1;
+      }
+    }
+    // §2.8.21: at most Queue Size descriptors are owned by the device at once (#10).
+    if (this.#outstandingSlots + count > size) {
+      throw new VirtqError(
+        "HEAD_IN_USE",
+        `slot ${headSlot}: ${this.#outstandingSlots} slots still owned by the device, list of ${count}`,
+        { index: headSlot },
+      );
+    }
+    this.#translateAll(chain);
+    chain.id = id;
+    chain.ringDescriptors = count;
+    this.#outstandingSlots += count;
+    if (++pos === size) {
+      pos = 0;
+      wrap ^= 1;
+    }
+    this.#nextAvail = pos;
+    this.#availWrap = wrap;
+  }
+
+  #parseIndirect(chain: PackedChain, lo: number, hi: number, len: number, slot: number): void {
+    // §2.8.7.1: the driver MUST NOT set INDIRECT unless VIRTIO_F_INDIRECT_DESC (#22).
+    if (!this.#indirectOk) {
+      throw new VirtqError("INDIRECT_NOT_NEGOTIATED", `slot ${slot}`, { index: slot });
+    }
+    if (len === 0) throw new VirtqError("INDIRECT_LEN_ZERO", `slot ${slot}`, { index: slot });
+    if (len % 16 !== 0) {
+      throw new VirtqError("INDIRECT_LEN_MISALIGNED", `slot ${slot}: len ${len}`, {
+        index: slot,
+      });
+    }
+    const n = len / 16;
+    if (n > this.size) {
+      throw new VirtqError(
+        "INDIRECT_TABLE_TOO_LONG",
+        `slot ${slot}: ${n} entries > queue size ${this.size}`,
+        { index: slot },
+      );
+    }
+    if (hi === 0xffff_ffff && lo + len > TWO_POW_32) {
+      throw new VirtqError("DESC_ADDR_WRAP", `indirect table at slot ${slot} wraps 2^64`, {
+        index: slot,
+      });
+    }
+    const bus = hi <= 0x1f_ffff ? hi * TWO_POW_32 + lo : u64FromParts(lo, hi);
+    const mem = this.#memory;
+    let gpa: number;
+    let region;
+    try {
+      gpa = translateContiguous(this.#dma, bus, len, DMA_ACCESS_READ, this.#tr);
+      region = mem.resolve(gpa, len);
+    } catch (cause) {
+      throw new VirtqError("INDIRECT_TABLE_FAULT", `slot ${slot}: table of ${len} bytes`, {
+        index: slot,
+        cause,
+      });
+    }
+    if (mem.observer !== null) mem.observer.onRead(gpa, len);
+    const dv = region.view;
+    let o = gpa - region.gpa;
+    let seenWritable = false;
+    for (let i = 0; i < n; i++, o += 16) {
+      const alo = dv.getUint32(o, true);
+      const ahi = dv.getUint32(o + 4, true);
+      const l = dv.getUint32(o + 8, true);
+      const f = dv.getUint16(o + 14, true);
+      if (this.#rejectUnknown && (f & ~KNOWN_FLAGS) !== 0) {
+        throw new VirtqError(
+          "DESC_UNKNOWN_FLAGS",
+          `indirect entry ${i} flags 0x${f.toString(16)}`,
+          {
+            index: i,
+          },
+        );
+      }
+      // §2.8.7.1: no INDIRECT inside a table (#26). Other flags but WRITE (NEXT, AVAIL, USED)
+      // and the Buffer ID are reserved in a table and ignored (§2.8.7, #34).
+      if ((f & VIRTQ_DESC_F_INDIRECT) !== 0) {
+        throw new VirtqError("INDIRECT_NESTED", `indirect entry ${i} of slot ${slot}`, {
+          index: i,
+        });
+      }
+      chain.addDescriptor(alo, ahi, l, f, true);
+      const write = (f & VIRTQ_DESC_F_WRITE) !== 0;
+      if (write) seenWritable = true;
+      else if (seenWritable) {
+        throw new VirtqError(
+          "DESC_READABLE_AFTER_WRITABLE",
+          `indirect entry ${i} of slot ${slot}`,
+          {
+            index: i,
+          },
+        );
+      }
+      this.#checkBuffer(alo, ahi, l, i);
+    }
+  }
+
+  /** Pass 1 for one buffer descriptor: length policy, chain total, 64-bit wrap. */
+  #checkBuffer(lo: number, hi: number, len: number, index: number): void {
+    if (len === 0) {
+      if (this.#zeroAllow) return;
+      throw new VirtqError("DESC_ZERO_LENGTH", `descriptor ${index}`, { index });
+    }
+    // §2.8.6 (as §2.7.5.2): a list is at most 2^32 - 1 bytes in total (#14).
+    const total = this.#chainBytes + len;
+    if (total > MAX_CHAIN_BYTES) {
+      throw new VirtqError(
+        "CHAIN_TOO_MANY_BYTES",
+        `descriptor ${index} brings the chain to ${total} bytes`,
+        { index },
+      );
+    }
+    this.#chainBytes = total;
+    // A buffer [addr, addr + len) cannot wrap the 64-bit address space (#15).
+    if (hi === 0xffff_ffff && lo + len > TWO_POW_32) {
+      throw new VirtqError("DESC_ADDR_WRAP", `descriptor ${index}: addr + len wraps 2^64`, {
+        index,
+      });
+    }
+  }
+
+  /** Pass 2: translates every recorded buffer descriptor into guest memory segments. */
+  #translateAll(chain: PackedChain): void {
+    const n = chain.descCount;
+    for (let i = 0; i < n; i++) {
+      const f = chain.descFlags[i];
+      const len = chain.descLen[i];
+      if (len === 0 || ((f & VIRTQ_DESC_F_INDIRECT) !== 0 && chain.descInIndirect[i] === 0)) {
+        continue;
+      }
+      this.#translate(
+        chain,
+        chain.descAddrLo[i],
+        chain.descAddrHi[i],
+        len,
+        (f & VIRTQ_DESC_F_WRITE) !== 0,
+        i,
+      );
+    }
+  }
+
+  #translate(
+    chain: PackedChain,
+    lo: number,
+    hi: number,
+    len: number,
+    write: boolean,
+    index: number,
+  ): void {
+    let bus: U64 = hi <= 0x1f_ffff ? hi * TWO_POW_32 + lo : u64FromParts(lo, hi);
+    const access = write ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
+    const tr = this.#tr;
+    const mem = this.#memory;
+    let remaining = len;
+    try {
+      // A buffer may span several translations (IOMMU pages, windows; HOSTILE_INPUTS #46).
+      while (remaining > 0) {
+        this.#dma.translate(bus, remaining, access, tr);
+        const n = tr.length;
+        if (!(n >= 1 && n <= remaining)) {
+          throw new VirtqError("DESC_BUFFER_FAULT", `descriptor ${index}: bad translation`, {
+            index,
+          });
+        }
+        mem.resolve(tr.gpa, n); // MemoryFault when not inside one guest memory region
+        if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
+          throw new VirtqError("CHAIN_TOO_MANY_SEGMENTS", `more than ${this.#maxSegments}`, {
+            index,
+          });
+        }
+        if (write) chain.addWritable(tr.gpa, n);
+        else chain.addReadable(tr.gpa, n);
+        remaining -= n;
+        if (remaining === 0) break;
+        if (typeof bus === "number" && bus + n <= Number.MAX_SAFE_INTEGER) bus += n;
+        else bus = u64Add(bus, n) as U64;
+      }
+    } catch (cause) {
+      if (cause instanceof VirtqError) throw cause;
+      throw new VirtqError("DESC_BUFFER_FAULT", `descriptor ${index}: ${String(cause)}`, {
+        index,
+        cause,
+      });
+    }
+  }
+
+  /**
+   * Fills the used descriptor for `chain` (spec §2.8.5 / §2.8.22): Buffer ID = `chain.id`,
+   * `len` = `written`, and `VIRTQ_DESC_F_WRITE` when the buffer has a writable part (`len` is
+   * reserved otherwise). The used descriptor goes at the device's used position, which then
+   * skips `chain.ringDescriptors` slots. Invisible to the driver until {@link flush}.
+   * With `VIRTIO_F_IN_ORDER`, chains must be pushed in pop order; consecutive buffers whose
+   * writable part was written in full are retired by one used descriptor (§2.8.9).
+   * @throws VirtqError `PUSH_INVALID` (not in flight on this queue, `written` not an integer in
+   * `0..chain.writableBytes`, or out of order under IN_ORDER).
+   */
+  push(chain: Chain, written: number): void {
+    if (
+      !(chain instanceof PackedChain) || chain.owner !== this || chain.state !== CHAIN_IN_FLIGHT
+    ) {
+      throw new VirtqError("PUSH_INVALID", "the chain is not in flight on this queue");
+    }
+    if (!Number.isInteger(written) || written < 0 || written > chain.writableBytes) {
+      throw new VirtqError(
+        "PUSH_INVALID",
+        `written ${written} is not in 0..${chain.writableBytes}`,
+        { index: chain.id },
+      );
+    }
+    const size = this.size;
+    const wbit = chain.writableBytes > 0 ? VIRTQ_DESC_F_WRITE : 0;
+    if (this.#inOrder) {
+      if (this.#pool[this.#fifo[this.#fifoHead]] !== chain) {
+        throw new VirtqError("PUSH_INVALID", "VIRTIO_F_IN_ORDER: push in pop order", {
+          index: chain.id,
+        });
+      }
+      if (++this.#fifoHead === size) this.#fifoHead = 0;
+      this.#fifoCount--;
+      if (this.#gOpen && this.#gFull) {
+        this.#gId = chain.id;
+        this.#gLen = written;
+        this.#gWrite = wbit;
+      } else {
+        if (this.#gOpen) this.#closeGroup();
+        this.#gOpen = true;
+        this.#gSlot = this.#nextUsed;
+        this.#gWrap = this.#usedWrap;
+        this.#gId = chain.id;
+        this.#gLen = written;
+        this.#gWrite = wbit;
+      }
+      this.#gFull = written === chain.writableBytes;
+    } else {
+      const slot = this.#nextUsed;
+      this.#d32[slot * 4 + 2] = written;
+      this.#d16[slot * 8 + 6] = chain.id;
+      this.#pendSlot[this.#pendCount] = slot;
+      this.#pendFlags[this.#pendCount] = (this.#usedWrap !== 0 ? 0x8080 : 0) | wbit;
+      this.#pendCount++;
+    }
+    let u = this.#nextUsed + chain.ringDescriptors;
+    if (u >= size) {
+      u -= size;
+      this.#usedWrap ^= 1;
+    }
+    this.#nextUsed = u;
+    this.#pendSlots += chain.ringDescriptors;
+    chain.state = CHAIN_FREE;
+    this.#freeChains[this.#freeCount++] = chain.poolIndex;
+    this.#inFlight--;
+  }
+
+  #closeGroup(): void {
+    const slot = this.#gSlot;
+    this.#d32[slot * 4 + 2] = this.#gLen;
+    this.#d16[slot * 8 + 6] = this.#gId;
+    this.#pendSlot[this.#pendCount] = slot;
+    this.#pendFlags[this.#pendCount] = (this.#gWrap !== 0 ? 0x8080 : 0) | this.#gWrite;
+    this.#pendCount++;
+    this.#gOpen = false;
+  }
+
+  /**
+   * Publishes the used descriptors filled since the last flush: their flags (AVAIL = USED = the
+   * used wrap counter, §2.8.1), the first one's last so the batch appears at once (§2.8.22).
+   * @returns whether to send a used buffer notification per the driver event suppression
+   * structure (§2.8.10): `RING_EVENT_FLAGS_DISABLE` no; `RING_EVENT_FLAGS_DESC` (with
+   * `VIRTIO_F_EVENT_IDX`) when the used position passed `off`/`wrap`; `RING_EVENT_FLAGS_ENABLE`,
+   * and the reserved value 3 or DESC without EVENT_IDX (#35, treated as enable: a spurious
+   * notification is harmless, a missing one hangs the driver) yes. `false` when nothing was filled.
+   */
+  flush(): boolean {
+    if (this.#gOpen) this.#closeGroup();
+    const n = this.#pendCount;
+    if (n === 0) return false;
+    const d16 = this.#d16;
+    for (let i = 1; i < n; i++) d16[this.#pendSlot[i] * 8 + 7] = this.#pendFlags[i];
+    d16[this.#pendSlot[0] * 8 + 7] = this.#pendFlags[0];
+    const advanced = this.#pendSlots;
+    this.#outstandingSlots -= advanced;
+    this.#pendCount = 0;
+    this.#pendSlots = 0;
+    const flags = this.#drvEv[1] & PACKED_EVENT_FLAGS_MASK;
+    if (flags === RING_EVENT_FLAGS_DISABLE) return false;
+    if (flags === RING_EVENT_FLAGS_DESC && this.#eventIdx) {
+      return packedNeedEvent(this.#drvEv[0], this.#nextUsed, advanced, this.#usedWrap, this.size);
+    }
+    return true;
+  }
+
+  /**
+   * Writes the device event suppression structure (spec §2.8.10, §2.8.14): `false` →
+   * `RING_EVENT_FLAGS_DISABLE`; `true` → `RING_EVENT_FLAGS_DESC` at the device's next avail
+   * position and wrap counter when `VIRTIO_F_EVENT_IDX` is negotiated (kept current by `pop`),
+   * else `RING_EVENT_FLAGS_ENABLE`. Touches no memory while broken or inactive.
+   */
+  setNotifications(enabled: boolean): void {
+    if (this.#broken !== null || !this.#ready) return;
+    const ev = this.#devEv;
+    if (!enabled) {
+      this.#notifyMode = MODE_DISABLED;
+      ev[1] = RING_EVENT_FLAGS_DISABLE;
+    } else if (this.#eventIdx) {
+      this.#notifyMode = MODE_DESC;
+      ev[0] = packedEventOffWrap(this.#nextAvail, this.#availWrap);
+      ev[1] = RING_EVENT_FLAGS_DESC;
+    } else {
+      this.#notifyMode = MODE_ENABLED;
+      ev[1] = RING_EVENT_FLAGS_ENABLE;
+    }
+  }
+
+  /**
+   * Device reset of this queue (spec §2.1.2, §2.8): forgets every position, in-flight chain and
+   * pending used descriptor, clears the broken state and re-activates with the same options.
+   * Touches no guest memory except re-translating the ring areas; if that fails the queue stays
+   * broken with the activation error (no throw).
+   */
+  reset(): void {
+    this.#broken = null;
+    this.#nextAvail = 0;
+    this.#availWrap = 1;
+    this.#nextUsed = 0;
+    this.#usedWrap = 1;
+    this.#outstandingSlots = 0;
+    this.#inFlight = 0;
+    this.#notifyMode = MODE_ENABLED;
+    this.#pendCount = 0;
+    this.#pendSlots = 0;
+    this.#fifoHead = 0;
+    this.#fifoCount = 0;
+    this.#gOpen = false;
+    this.#freeCount = 0;
+    for (let i = this.#pool.length - 1; i >= 0; i--) {
+      this.#pool[i].state = CHAIN_FREE;
+      this.#freeChains[this.#freeCount++] = i;
+    }
+    try {
+      this.activate();
+    } catch (e) {
+      if (!(e instanceof VirtqError)) throw e;
+    }
+  }
+}
+
+/** Codes the packed device raises for a hostile driver (for tests and fuzz oracles). */
+export const PACKED_DEVICE_ERROR_CODES: readonly VirtqErrorCode[] = [
+  "QUEUE_SIZE_INVALID",
+  "RING_MISALIGNED",
+  "RING_UNMAPPED",
+  "DESC_CHAIN_LOOP",
+  "PACKED_CHAIN_UNAVAILABLE",
+  "PACKED_INDIRECT_IN_LIST",
+  "HEAD_IN_USE",
+  "CHAIN_TOO_MANY_BYTES",
+  "CHAIN_TOO_MANY_SEGMENTS",
+  "DESC_ADDR_WRAP",
+  "DESC_BUFFER_FAULT",
+  "DESC_ZERO_LENGTH",
+  "DESC_READABLE_AFTER_WRITABLE",
+  "DESC_UNKNOWN_FLAGS",
+  "INDIRECT_NOT_NEGOTIATED",
+  "INDIRECT_LEN_ZERO",
+  "INDIRECT_LEN_MISALIGNED",
+  "INDIRECT_TABLE_TOO_LONG",
+  "INDIRECT_NESTED",
+  "INDIRECT_WITH_NEXT",
+  "INDIRECT_TABLE_FAULT",
+];

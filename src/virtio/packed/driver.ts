@@ -1,0 +1,727 @@
+/**
+ * The driver side of a packed virtqueue (spec §2.8 "Packed Virtqueues"), hardened against a
+ * hostile device as Linux `virtio_ring.c` is (`virtqueue_get_buf_ctx_packed`, `desc_extra`).
+ *
+ * - Ring areas live at `ringGpa` (see {@link packedDriverQueueFootprint}) and are mapped with
+ *   `dma.mapCoherent`; buffers and indirect tables are mapped with `dma.map` at `add` and unmapped
+ *   when `getUsed` returns them.
+ * - Buffer IDs are managed apart from ring slots: a free list over a driver-private shadow
+ *   (`desc_extra`) of Queue Size entries; a buffer takes one entry per ring descriptor and its ID
+ *   is its first entry. Unmapping and freeing walk only this shadow, never the shared ring (#42);
+ *   the skip distance of a used descriptor comes from the shadow, never from the device (#43).
+ * - Batching: `add` writes every descriptor but the first head's flags, which `kick` writes last,
+ *   so a batch is published at once (§2.8.21).
+ *
+ * @module
+ */
+
+import type { GuestMemory } from "../../memory/guest_memory.ts";
+import { type U64, u64Add, u64Hi, u64Lo } from "../../memory/u64.ts";
+import { DMA_FROM_DEVICE, DMA_TO_DEVICE, type DmaApi, type DmaDirection } from "../../dma/types.ts";
+import {
+  RING_EVENT_FLAGS_DESC,
+  RING_EVENT_FLAGS_DISABLE,
+  RING_EVENT_FLAGS_ENABLE,
+  VIRTQ_DESC_F_INDIRECT,
+  VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_WRITE,
+} from "../constants.ts";
+import { VirtqError, type VirtqErrorCode } from "../errors.ts";
+import {
+  hasFeature,
+  VIRTIO_F_EVENT_IDX,
+  VIRTIO_F_IN_ORDER,
+  VIRTIO_F_INDIRECT_DESC,
+} from "../features.ts";
+import type {
+  DriverPolicy,
+  DriverQueue,
+  DriverQueueOptions,
+  RingLayout,
+  VirtqueueAddresses,
+} from "../queue.ts";
+import type { SgList } from "../sg_list.ts";
+import {
+  isValidPackedQueueSize,
+  PACKED_DRIVER_INDIRECT_MAX,
+  PACKED_EVENT_FLAGS_MASK,
+  packedEventOffWrap,
+  packedNeedEvent,
+  type PackedRingLayout,
+  packedRingLayout,
+} from "./layout.ts";
+
+const TWO_POW_32 = 0x1_0000_0000;
+const ID_FREE = 0;
+const ID_PENDING = 1; // added, not yet published by kick
+const ID_OUT = 2; // published, owned by the device
+
+/**
+ * Bytes of guest memory a packed driver queue needs at `ringGpa`: the descriptor ring, both event
+ * suppression structures and, with `VIRTIO_F_INDIRECT_DESC`, an indirect-table arena of
+ * {@link PACKED_DRIVER_INDIRECT_MAX} descriptors per buffer ID; rounded up to 4096.
+ * @param size Queue Size, 1..32768.
+ * @param features negotiated feature bits (only `VIRTIO_F_INDIRECT_DESC` matters).
+ * @throws RangeError for an invalid Queue Size.
+ */
+export function packedDriverQueueFootprint(size: number, features: bigint = 0n): number {
+  return packedRingLayout(size, hasFeature(features, VIRTIO_F_INDIRECT_DESC)).totalBytes;
+}
+
+/**
+ * The driver's side of a packed virtqueue (spec §2.8), implementing {@link DriverQueue}.
+ *
+ * Features honoured: `VIRTIO_F_INDIRECT_DESC` (§2.8.7, tables of up to
+ * {@link PACKED_DRIVER_INDIRECT_MAX} descriptors), `VIRTIO_F_EVENT_IDX` (`RING_EVENT_FLAGS_DESC`
+ * in both directions, §2.8.10), `VIRTIO_F_IN_ORDER` (§2.8.9: one used descriptor may retire a
+ * batch; buffers retired without their own used descriptor report their full writable capacity).
+ *
+ * Hostile device (driver-side codes; the queue becomes broken, `getUsed` then returns
+ * `undefined` and `add` throws `QUEUE_BROKEN`): `USED_ID_OUT_OF_RANGE` (#38),
+ * `USED_ID_NOT_HEAD` (#39: never added, already returned, or not yet published),
+ * `USED_LEN_EXCEEDS_CAPACITY` (#40, policy). A used descriptor whose flags do not match the
+ * driver's used wrap counter is "not used yet" (#43), never an error.
+ */
+export class PackedDriverQueue<T> implements DriverQueue<T> {
+  /** Layout: `"packed"`. */
+  readonly layout: RingLayout = "packed";
+  /** Queue Size in descriptors. */
+  readonly size: number;
+  /** Bus addresses of the descriptor ring, driver area and device area. */
+  readonly addresses: VirtqueueAddresses;
+  /** Where each part lives in the ring memory. */
+  readonly ringLayout: PackedRingLayout;
+  /** Written length (bytes) reported for the token last returned by `getUsed`. */
+  usedLen = 0;
+
+  readonly #memory: GuestMemory;
+  readonly #dma: DmaApi;
+  readonly #ringGpa: number;
+  readonly #ringBus: U64;
+  readonly #indirectOk: boolean;
+  readonly #eventIdx: boolean;
+  readonly #inOrder: boolean;
+  readonly #clamp: boolean;
+  readonly #indirectMode: number; // 0 never, 1 always, 2 auto
+  readonly #d32: Uint32Array;
+  readonly #d16: Uint16Array;
+  readonly #drvEv: Uint16Array;
+  readonly #devEv: Uint16Array;
+  readonly #arenaGpa: number;
+  readonly #a32: Uint32Array;
+  readonly #a16: Uint16Array;
+
+  #broken: VirtqError | null = null;
+  #nextAvail = 0;
+  #availWrap = 1;
+  #lastUsed = 0;
+  #usedWrap = 1;
+  #numFree: number;
+  #outstanding = 0;
+  #cbMode = RING_EVENT_FLAGS_ENABLE;
+
+  // Driver-private shadow of every exposed descriptor (Linux desc_extra), with a free list.
+  readonly #exBus: Float64Array;
+  readonly #exBig: (bigint | null)[];
+  readonly #exLen: Uint32Array;
+  readonly #exDir: Uint8Array;
+  readonly #exNext: Int32Array;
+  #freeHead = 0;
+
+  // Per buffer ID.
+  readonly #tokens: (T | undefined)[];
+  readonly #idState: Uint8Array;
+  readonly #idNum: Int32Array; // ring slots (= shadow entries)
+  readonly #idCap: Float64Array; // device-writable bytes
+  readonly #idTbl: Int32Array; // indirect table entries, 0 when direct
+  readonly #tblBus: Float64Array;
+  readonly #tblBig: (bigint | null)[];
+  readonly #tblLen: Uint32Array;
+  readonly #tblDir: Uint8Array;
+
+  // Batch since the last kick.
+  #pendHeadSlot = -1;
+  #pendHeadFlags = 0;
+  readonly #pendIds: Int32Array;
+  #pendCount = 0;
+  #addedSlots = 0;
+
+  // IN_ORDER: IDs in the order they were made available; the batch being retired.
+  readonly #fifo: Int32Array;
+  #fifoHead = 0;
+  #fifoCount = 0;
+  #batchEnd = -1;
+  #batchLen = 0;
+
+  /**
+   * Creates the driver side of a packed queue, zeroes its ring memory and maps the ring areas
+   * coherently.
+   * @param options memory, DMA API, Queue Size (1..32768, any value), features, `ringGpa`
+   * (16-aligned; {@link packedDriverQueueFootprint} bytes), policy.
+   * @throws VirtqError `QUEUE_SIZE_INVALID` (not 1..32768), `RING_MISALIGNED` (`ringGpa` not
+   * 16-aligned), `RING_UNMAPPED` (the footprint is not inside one guest memory region),
+   * `DMA_MAP_FAILED` (the coherent mapping of the ring areas failed).
+   */
+  constructor(options: DriverQueueOptions) {
+    const size = options.size;
+    if (!isValidPackedQueueSize(size)) {
+      throw new VirtqError("QUEUE_SIZE_INVALID", `packed queue size ${size} is not in 1..32768`);
+    }
+    if (!Number.isSafeInteger(options.ringGpa) || options.ringGpa % 16 !== 0) {
+      throw new VirtqError("RING_MISALIGNED", `ringGpa ${options.ringGpa} is not 16-aligned`);
+    }
+    this.size = size;
+    this.#memory = options.memory;
+    this.#dma = options.dma;
+    const f = options.features;
+    this.#indirectOk = hasFeature(f, VIRTIO_F_INDIRECT_DESC);
+    this.#eventIdx = hasFeature(f, VIRTIO_F_EVENT_IDX);
+    this.#inOrder = hasFeature(f, VIRTIO_F_IN_ORDER);
+    const policy: DriverPolicy = {
+      usedLenExceedsCapacity: "reject",
+      indirect: "auto",
+      ...options.policy,
+    };
+    this.#clamp = policy.usedLenExceedsCapacity === "clamp";
+    this.#indirectMode = policy.indirect === "never" ? 0 : policy.indirect === "always" ? 1 : 2;
+    const lay = packedRingLayout(size, this.#indirectOk);
+    this.ringLayout = lay;
+    this.#ringGpa = options.ringGpa;
+    let region;
+    try {
+      region = this.#memory.resolve(options.ringGpa, lay.totalBytes);
+    } catch (cause) {
+      throw new VirtqError(
+        "RING_UNMAPPED",
+        `driver ring memory (${lay.totalBytes} bytes at GPA ${options.ringGpa}) is not inside ` +
+          `one guest memory region`,
+        { cause },
+      );
+    }
+    const base = region.bytes.byteOffset + (options.ringGpa - region.gpa);
+    const buf = region.bytes.buffer;
+    new Uint8Array(buf, base, lay.totalBytes).fill(0); // §2.8: the ring starts zeroed
+    this.#d32 = new Uint32Array(buf, base, lay.descBytes / 4);
+    this.#d16 = new Uint16Array(buf, base, lay.descBytes / 2);
+    this.#drvEv = new Uint16Array(buf, base + lay.driverEventOffset, 2);
+    this.#devEv = new Uint16Array(buf, base + lay.deviceEventOffset, 2);
+    this.#arenaGpa = options.ringGpa + lay.indirectOffset;
+    const arenaBytes = this.#indirectOk ? size * lay.indirectTableBytes : 0;
+    this.#a32 = new Uint32Array(buf, base + lay.indirectOffset, arenaBytes / 4);
+    this.#a16 = new Uint16Array(buf, base + lay.indirectOffset, arenaBytes / 2);
+    try {
+      this.#ringBus = this.#dma.mapCoherent(options.ringGpa, lay.ringBytes);
+    } catch (cause) {
+      throw new VirtqError("DMA_MAP_FAILED", "cannot map the ring areas coherently", { cause });
+    }
+    this.addresses = Object.freeze({
+      descAddr: this.#ringBus,
+      driverAddr: u64Add(this.#ringBus, lay.driverEventOffset) as U64,
+      deviceAddr: u64Add(this.#ringBus, lay.deviceEventOffset) as U64,
+    });
+    this.#numFree = size;
+    this.#exBus = new Float64Array(size);
+    this.#exBig = new Array(size).fill(null);
+    this.#exLen = new Uint32Array(size);
+    this.#exDir = new Uint8Array(size);
+    this.#exNext = new Int32Array(size);
+    this.#tokens = new Array(size).fill(undefined);
+    this.#idState = new Uint8Array(size);
+    this.#idNum = new Int32Array(size);
+    this.#idCap = new Float64Array(size);
+    this.#idTbl = new Int32Array(size);
+    const tn = this.#indirectOk ? size * PACKED_DRIVER_INDIRECT_MAX : 0;
+    this.#tblBus = new Float64Array(tn);
+    this.#tblBig = new Array(tn).fill(null);
+    this.#tblLen = new Uint32Array(tn);
+    this.#tblDir = new Uint8Array(tn);
+    this.#pendIds = new Int32Array(size);
+    this.#fifo = new Int32Array(size);
+    this.#initFreeList();
+  }
+
+  #initFreeList(): void {
+    for (let i = 0; i < this.size; i++) this.#exNext[i] = i + 1;
+    this.#freeHead = 0;
+  }
+
+  /** The error that broke the queue, or `null`. */
+  get broken(): VirtqError | null {
+    return this.#broken;
+  }
+  /** Free ring slots. */
+  get numFree(): number {
+    return this.#numFree;
+  }
+  /** Buffers added and not yet returned by `getUsed` or `detachUnused`. */
+  get outstanding(): number {
+    return this.#outstanding;
+  }
+  /** GPA of the ring memory. */
+  get ringGpa(): number {
+    return this.#ringGpa;
+  }
+
+  /**
+   * Adds a buffer (spec §2.8.21): one descriptor per segment linked with `VIRTQ_DESC_F_NEXT`, or
+   * one indirect descriptor (§2.8.7) when the policy and `VIRTIO_F_INDIRECT_DESC` allow; readable
+   * segments first (Message Framing, §2.8.4). Every descriptor carries the Buffer ID. Nothing is
+   * visible to the device until {@link kick}.
+   * @throws VirtqError `QUEUE_BROKEN`, `BUFFER_EMPTY` (no segment, or one of length 0),
+   * `RING_FULL` (fewer free slots than needed), `DMA_MAP_FAILED` (nothing is left mapped).
+   */
+  add(readable: SgList, writable: SgList, token: T): void {
+    if (this.#broken !== null) {
+      throw new VirtqError("QUEUE_BROKEN", `queue broken by ${this.#broken.code}`);
+    }
+    const nr = readable.count;
+    const n = nr + writable.count;
+    if (n === 0) throw new VirtqError("BUFFER_EMPTY", "no segments");
+    for (let i = 0; i < nr; i++) {
+      if (readable.len[i] === 0) throw new VirtqError("BUFFER_EMPTY", `readable ${i} is empty`);
+    }
+    let cap = 0;
+    for (let i = 0; i < writable.count; i++) {
+      if (writable.len[i] === 0) throw new VirtqError("BUFFER_EMPTY", `writable ${i} is empty`);
+      cap += writable.len[i];
+    }
+    // §2.8.7.1: an indirect table, like any list, holds at most Queue Size descriptors.
+    const indirect = this.#indirectOk && n >= 2 && n <= PACKED_DRIVER_INDIRECT_MAX &&
+      n <= this.size &&
+      (this.#indirectMode === 1 || (this.#indirectMode === 2 && this.#numFree < n));
+    const need = indirect ? 1 : n;
+    if (this.#numFree < need) {
+      throw new VirtqError("RING_FULL", `${need} slots needed, ${this.#numFree} free`);
+    }
+    const id = this.#freeHead;
+    if (indirect) this.#addIndirect(id, readable, writable, n);
+    else this.#addDirect(id, readable, writable, n);
+    this.#tokens[id] = token;
+    this.#idState[id] = ID_PENDING;
+    this.#idNum[id] = need;
+    this.#idCap[id] = cap;
+    this.#idTbl[id] = indirect ? n : 0;
+    this.#pendIds[this.#pendCount++] = id;
+    this.#addedSlots += need;
+    this.#numFree -= need;
+    this.#outstanding++;
+    if (this.#inOrder) {
+      let t = this.#fifoHead + this.#fifoCount;
+      if (t >= this.size) t -= this.size;
+      this.#fifo[t] = id;
+      this.#fifoCount++;
+    }
+  }
+
+  #map(gpa: number, len: number, dir: DmaDirection): U64 {
+    try {
+      return this.#dma.map(gpa, len, dir);
+    } catch (cause) {
+      throw new VirtqError("DMA_MAP_FAILED", `${len} bytes at GPA ${gpa}`, { cause });
+    }
+  }
+
+  #addDirect(id: number, readable: SgList, writable: SgList, n: number): void {
+    const nr = readable.count;
+    const size = this.size;
+    const d32 = this.#d32;
+    const d16 = this.#d16;
+    const dma = this.#dma;
+    let slot = this.#nextAvail;
+    let wrap = this.#availWrap;
+    let headFlags = 0;
+    let e = id;
+    let last = id;
+    // One pass: map each segment, record it in the shadow and write its descriptor. The head's
+    // flags are written only after every mapping succeeded, so a failure exposes nothing: the
+    // descriptors behind an unavailable head are unreachable and get overwritten (§2.8.21).
+    for (let i = 0; i < n; i++) {
+      const w = i >= nr;
+      const gpa = w ? writable.gpa[i - nr] : readable.gpa[i];
+      const len = w ? writable.len[i - nr] : readable.len[i];
+      const dir = w ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
+      let bus: U64;
+      try {
+        bus = dma.map(gpa, len, dir);
+      } catch (cause) {
+        this.#unmapEntries(id, i);
+        throw new VirtqError("DMA_MAP_FAILED", `${len} bytes at GPA ${gpa}`, { cause });
+      }
+      const b = slot * 4;
+      if (typeof bus === "number") {
+        this.#exBus[e] = bus;
+        this.#exBig[e] = null;
+        d32[b] = bus >>> 0;
+        d32[b + 1] = (bus - (bus >>> 0)) / TWO_POW_32;
+      } else {
+        this.#exBig[e] = bus;
+        d32[b] = u64Lo(bus);
+        d32[b + 1] = u64Hi(bus);
+      }
+      this.#exLen[e] = len;
+      this.#exDir[e] = dir;
+      d32[b + 2] = len;
+      d16[slot * 8 + 6] = id;
+      const flags = (wrap !== 0 ? 0x0080 : 0x8000) | (i < n - 1 ? VIRTQ_DESC_F_NEXT : 0) |
+        (w ? VIRTQ_DESC_F_WRITE : 0);
+      if (i === 0) headFlags = flags;
+      else d16[slot * 8 + 7] = flags;
+      last = e;
+      e = this.#exNext[e];
+      if (++slot === size) {
+        slot = 0;
+        wrap ^= 1;
+      }
+    }
+    this.#freeHead = this.#exNext[last];
+    this.#publishHead(this.#nextAvail, headFlags);
+    this.#nextAvail = slot;
+    this.#availWrap = wrap;
+  }
+
+  /** The first head of a batch waits for kick (§2.8.21); later heads are written now. */
+  #publishHead(slot: number, flags: number): void {
+    if (this.#pendHeadSlot < 0) {
+      this.#pendHeadSlot = slot;
+      this.#pendHeadFlags = flags;
+    } else {
+      this.#d16[slot * 8 + 7] = flags;
+    }
+  }
+
+  #addIndirect(id: number, readable: SgList, writable: SgList, n: number): void {
+    const nr = readable.count;
+    const tbase = id * PACKED_DRIVER_INDIRECT_MAX;
+    for (let i = 0; i < n; i++) {
+      const w = i >= nr;
+      const gpa = w ? writable.gpa[i - nr] : readable.gpa[i];
+      const len = w ? writable.len[i - nr] : readable.len[i];
+      const dir = w ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
+      let bus: U64;
+      try {
+        bus = this.#map(gpa, len, dir);
+      } catch (err) {
+        this.#unmapTable(tbase, i);
+        throw err;
+      }
+      const t = tbase + i;
+      if (typeof bus === "number") {
+        this.#tblBus[t] = bus;
+        this.#tblBig[t] = null;
+      } else this.#tblBig[t] = bus;
+      this.#tblLen[t] = len;
+      this.#tblDir[t] = dir;
+      // Table entry (§2.8.7): addr, len, flags = WRITE only; Buffer ID reserved (0).
+      const o32 = t * 4;
+      this.#a32[o32] = typeof bus === "number" ? bus >>> 0 : u64Lo(bus);
+      this.#a32[o32 + 1] = typeof bus === "number" ? Math.floor(bus / TWO_POW_32) : u64Hi(bus);
+      this.#a32[o32 + 2] = len;
+      this.#a16[t * 8 + 6] = 0;
+      this.#a16[t * 8 + 7] = w ? VIRTQ_DESC_F_WRITE : 0;
+    }
+    const tlen = n * 16;
+    const tgpa = this.#arenaGpa + tbase * 16;
+    let tbus: U64;
+    try {
+      tbus = this.#map(tgpa, tlen, DMA_TO_DEVICE);
+    } catch (err) {
+      this.#unmapTable(tbase, n);
+      throw err;
+    }
+    this.#setEntry(id, tbus, tlen, DMA_TO_DEVICE);
+    this.#freeHead = this.#exNext[id];
+    const avail = this.#availWrap !== 0 ? 0x0080 : 0x8000;
+    const slot = this.#nextAvail;
+    this.#writeDesc(
+      slot,
+      this.#exBus[id],
+      this.#exBig[id],
+      tlen,
+      id,
+      avail | VIRTQ_DESC_F_INDIRECT,
+      true,
+    );
+    if (slot + 1 === this.size) {
+      this.#nextAvail = 0;
+      this.#availWrap ^= 1;
+    } else this.#nextAvail = slot + 1;
+  }
+
+  #setEntry(e: number, bus: U64, len: number, dir: number): void {
+    if (typeof bus === "number") {
+      this.#exBus[e] = bus;
+      this.#exBig[e] = null;
+    } else this.#exBig[e] = bus;
+    this.#exLen[e] = len;
+    this.#exDir[e] = dir;
+  }
+
+  #writeDesc(
+    slot: number,
+    bus: number,
+    big: bigint | null,
+    len: number,
+    id: number,
+    flags: number,
+    head: boolean,
+  ): void {
+    const b = slot * 4;
+    if (big === null) {
+      this.#d32[b] = bus >>> 0;
+      this.#d32[b + 1] = Math.floor(bus / TWO_POW_32);
+    } else {
+      this.#d32[b] = u64Lo(big);
+      this.#d32[b + 1] = u64Hi(big);
+    }
+    this.#d32[b + 2] = len;
+    this.#d16[slot * 8 + 6] = id;
+    if (!head) {
+      this.#d16[slot * 8 + 7] = flags;
+    } else if (this.#pendHeadSlot < 0) {
+      // §2.8.21: the first head of a batch is made available last (at kick).
+      this.#pendHeadSlot = slot;
+      this.#pendHeadFlags = flags;
+    } else {
+      this.#d16[slot * 8 + 7] = flags;
+    }
+  }
+
+  #busOf(bus: number, big: bigint | null): U64 {
+    return big === null ? bus : big;
+  }
+
+  /** Unmaps the first `count` shadow entries of the list starting at `id` (an add that failed). */
+  #unmapEntries(id: number, count: number): void {
+    let e = id;
+    for (let i = 0; i < count; i++) {
+      this.#dma.unmap(
+        this.#busOf(this.#exBus[e], this.#exBig[e]),
+        this.#exLen[e],
+        this.#exDir[e] as DmaDirection,
+      );
+      e = this.#exNext[e];
+    }
+  }
+
+  #unmapTable(tbase: number, count: number): void {
+    for (let i = 0; i < count; i++) {
+      const t = tbase + i;
+      this.#dma.unmap(
+        this.#busOf(this.#tblBus[t], this.#tblBig[t]),
+        this.#tblLen[t],
+        this.#tblDir[t] as DmaDirection,
+      );
+    }
+  }
+
+  /**
+   * Publishes the buffers added since the last kick by writing the first head's flags last
+   * (§2.8.21), and tells whether to send an available buffer notification per the device event
+   * suppression structure (§2.8.10): `RING_EVENT_FLAGS_DISABLE` no; `RING_EVENT_FLAGS_DESC` (with
+   * `VIRTIO_F_EVENT_IDX`) when the batch passed `off`/`wrap`; otherwise (ENABLE, reserved 3) yes.
+   * Returns `false` when nothing was added or the queue is broken.
+   */
+  kick(): boolean {
+    if (this.#pendCount === 0 || this.#broken !== null) return false;
+    for (let i = 0; i < this.#pendCount; i++) this.#idState[this.#pendIds[i]] = ID_OUT;
+    if (this.#pendHeadSlot >= 0) {
+      this.#d16[this.#pendHeadSlot * 8 + 7] = this.#pendHeadFlags;
+      this.#pendHeadSlot = -1;
+    }
+    const advanced = this.#addedSlots;
+    this.#pendCount = 0;
+    this.#addedSlots = 0;
+    const flags = this.#devEv[1] & PACKED_EVENT_FLAGS_MASK;
+    if (flags === RING_EVENT_FLAGS_DISABLE) return false;
+    if (flags === RING_EVENT_FLAGS_DESC && this.#eventIdx) {
+      return packedNeedEvent(this.#devEv[0], this.#nextAvail, advanced, this.#availWrap, this.size);
+    }
+    return true;
+  }
+
+  #fail(code: VirtqErrorCode, detail: string, index: number): never {
+    const e = new VirtqError(code, detail, { index });
+    this.#broken = e;
+    throw e;
+  }
+
+  /**
+   * Returns the token of the next used buffer and sets {@link usedLen}, or `undefined` when the
+   * descriptor at the driver's used position is not used yet (flags not AVAIL == USED == the used
+   * wrap counter, #43) or the queue is broken. `len` is taken as 0 when the used descriptor's
+   * `VIRTQ_DESC_F_WRITE` is clear (it is reserved then, §2.8.5).
+   * @throws VirtqError `USED_ID_OUT_OF_RANGE`, `USED_ID_NOT_HEAD`, `USED_LEN_EXCEEDS_CAPACITY`
+   * (policy `"reject"`); the queue becomes broken.
+   */
+  getUsed(): T | undefined {
+    if (this.#broken !== null) return undefined;
+    if (this.#batchEnd >= 0) return this.#retireInOrder();
+    const slot = this.#lastUsed;
+    const f = this.#d16[slot * 8 + 7];
+    if (((f >>> 7) & 1) !== ((f >>> 15) & 1) || ((f >>> 15) & 1) !== this.#usedWrap) {
+      return undefined;
+    }
+    const id = this.#d16[slot * 8 + 6];
+    let len = (f & VIRTQ_DESC_F_WRITE) !== 0 ? this.#d32[slot * 4 + 2] : 0;
+    // §2.8.5 / Linux BAD_RING "id %u out of range", "id %u is not a head!" (#38, #39).
+    if (id >= this.size) {
+      this.#fail(
+        "USED_ID_OUT_OF_RANGE",
+        `used slot ${slot}: buffer ID ${id} >= ${this.size}`,
+        slot,
+      );
+    }
+    if (this.#idState[id] !== ID_OUT) {
+      this.#fail("USED_ID_NOT_HEAD", `used slot ${slot}: buffer ID ${id} is not outstanding`, slot);
+    }
+    const cap = this.#idCap[id];
+    if (len > cap) {
+      if (!this.#clamp) {
+        this.#fail(
+          "USED_LEN_EXCEEDS_CAPACITY",
+          `used slot ${slot}: buffer ID ${id} len ${len} > writable ${cap}`,
+          slot,
+        );
+      }
+      len = cap;
+    }
+    if (this.#inOrder) {
+      this.#batchEnd = id;
+      this.#batchLen = len;
+      return this.#retireInOrder();
+    }
+    this.usedLen = len;
+    return this.#retire(id);
+  }
+
+  #retireInOrder(): T | undefined {
+    const id = this.#fifo[this.#fifoHead];
+    if (++this.#fifoHead === this.size) this.#fifoHead = 0;
+    this.#fifoCount--;
+    if (id === this.#batchEnd) {
+      this.usedLen = this.#batchLen;
+      this.#batchEnd = -1;
+    } else {
+      // §2.8.9: buffers retired by a later buffer's used descriptor are fully used.
+      this.usedLen = this.#idCap[id];
+    }
+    return this.#retire(id);
+  }
+
+  #retire(id: number): T | undefined {
+    const num = this.#idNum[id];
+    this.#detach(id);
+    let u = this.#lastUsed + num;
+    if (u >= this.size) {
+      u -= this.size;
+      this.#usedWrap ^= 1;
+    }
+    this.#lastUsed = u;
+    if (this.#cbMode === RING_EVENT_FLAGS_DESC && this.#batchEnd < 0) {
+      this.#drvEv[0] = packedEventOffWrap(u, this.#usedWrap);
+    }
+    const token = this.#tokens[id];
+    this.#tokens[id] = undefined;
+    return token;
+  }
+
+  /** Unmaps a buffer's mappings and frees its ID and shadow entries (driver-private state only). */
+  #detach(id: number): void {
+    const num = this.#idNum[id];
+    const tn = this.#idTbl[id];
+    if (tn > 0) this.#unmapTable(id * PACKED_DRIVER_INDIRECT_MAX, tn);
+    let e = id;
+    let last = id;
+    for (let i = 0; i < num; i++) {
+      this.#dma.unmap(
+        this.#busOf(this.#exBus[e], this.#exBig[e]),
+        this.#exLen[e],
+        this.#exDir[e] as DmaDirection,
+      );
+      last = e;
+      e = this.#exNext[e];
+    }
+    this.#exNext[last] = this.#freeHead;
+    this.#freeHead = id;
+    this.#idState[id] = ID_FREE;
+    this.#numFree += num;
+    this.#outstanding--;
+  }
+
+  /**
+   * Asks for used buffer notifications (§2.8.10): `RING_EVENT_FLAGS_DESC` at the driver's used
+   * position with `VIRTIO_F_EVENT_IDX` (kept current by `getUsed`), else
+   * `RING_EVENT_FLAGS_ENABLE`.
+   * @returns `false` when a used buffer is already pending (the caller should poll again).
+   */
+  enableCallbacks(): boolean {
+    if (this.#eventIdx) {
+      this.#cbMode = RING_EVENT_FLAGS_DESC;
+      this.#drvEv[0] = packedEventOffWrap(this.#lastUsed, this.#usedWrap);
+      this.#drvEv[1] = RING_EVENT_FLAGS_DESC;
+    } else {
+      this.#cbMode = RING_EVENT_FLAGS_ENABLE;
+      this.#drvEv[1] = RING_EVENT_FLAGS_ENABLE;
+    }
+    if (this.#batchEnd >= 0) return false;
+    const f = this.#d16[this.#lastUsed * 8 + 7];
+    return !(((f >>> 7) & 1) === ((f >>> 15) & 1) && ((f >>> 15) & 1) === this.#usedWrap);
+  }
+
+  /** Asks for no used buffer notifications (`RING_EVENT_FLAGS_DISABLE`, §2.8.10). */
+  disableCallbacks(): void {
+    this.#cbMode = RING_EVENT_FLAGS_DISABLE;
+    this.#drvEv[1] = RING_EVENT_FLAGS_DISABLE;
+  }
+
+  /**
+   * After a device reset: unmaps and returns the token of one buffer still outstanding (added,
+   * published or not), freeing its ID, or `undefined` when none is left (Linux
+   * `virtqueue_detach_unused_buf`).
+   */
+  detachUnused(): T | undefined {
+    for (let id = 0; id < this.size; id++) {
+      if (this.#idState[id] !== ID_FREE) {
+        const token = this.#tokens[id];
+        this.#tokens[id] = undefined;
+        this.#detach(id);
+        return token;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Re-initialises the ring after a device reset once every buffer was detached: zeroes the ring
+   * areas, restarts positions and both wrap counters at 1 (spec §2.8.1), the ID free list and the
+   * broken state. The ring bus addresses stay the same.
+   * @throws Error when buffers are still outstanding (call {@link detachUnused} first).
+   */
+  resetRings(): void {
+    if (this.#outstanding !== 0) {
+      throw new Error(`resetRings: ${this.#outstanding} buffers still outstanding`);
+    }
+    this.#restart();
+    this.#broken = null;
+  }
+
+  #restart(): void {
+    this.#d32.fill(0);
+    this.#pendIds.fill(0);
+    this.#drvEv.fill(0);
+    this.#devEv.fill(0);
+    this.#nextAvail = 0;
+    this.#availWrap = 1;
+    this.#lastUsed = 0;
+    this.#usedWrap = 1;
+    this.#numFree = this.size;
+    this.#pendHeadSlot = -1;
+    this.#pendCount = 0;
+    this.#addedSlots = 0;
+    this.#fifoHead = 0;
+    this.#fifoCount = 0;
+    this.#batchEnd = -1;
+    this.#cbMode = RING_EVENT_FLAGS_ENABLE;
+    this.#initFreeList();
+  }
+}

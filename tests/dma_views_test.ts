@@ -1,0 +1,247 @@
+import { assertEquals, assertThrows } from "@std/assert";
+import { GuestMemory } from "../src/memory/guest_memory.ts";
+import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, DmaFault, DmaMapError } from "../src/dma/errors.ts";
+import { DmaTranslation } from "../src/dma/types.ts";
+import { WindowAddressSpace } from "../src/dma/window.ts";
+import {
+  IO_PAGE_1G,
+  IO_PAGE_2M,
+  IO_PAGE_4K,
+  IoPageTable,
+  IoPageWalk,
+  IOPTE_PS,
+  IOPTE_READ,
+  IOPTE_WRITE,
+} from "../src/dma/page_table.ts";
+import { Iotlb } from "../src/dma/iotlb.ts";
+import { Iommu, X86_MSI_REGION } from "../src/dma/iommu.ts";
+import { ConfidentialAddressSpace } from "../src/dma/confidential.ts";
+import { StackedAddressSpace } from "../src/dma/compose.ts";
+import { IdentityAddressSpace } from "../src/dma/identity.ts";
+
+const R = DMA_ACCESS_READ, W = DMA_ACCESS_WRITE;
+
+function fault(fn: () => void): DmaFault {
+  return assertThrows(fn, DmaFault);
+}
+
+Deno.test("window: first and last byte in, one past either end out (alpha CIA 2 GiB at 2 GiB)", () => {
+  const s = new WindowAddressSpace([{ cpuStart: 0, busStart: 0x8000_0000, size: 0x8000_0000 }]);
+  const t = new DmaTranslation();
+  s.translate(0x8000_0000, 16, R, t);
+  assertEquals([t.gpa, t.length], [0, 16]);
+  s.translate(0xffff_ffff, 1, R, t);
+  assertEquals([t.gpa, t.length], [0x7fff_ffff, 1]);
+  s.translate(0xffff_fff0, 64, R, t); // prefix stops at the window end
+  assertEquals([t.gpa, t.length], [0x7fff_fff0, 16]);
+  const f = fault(() => s.translate(0x1_0000_0000, 1, W, t));
+  assertEquals([f.reason, f.bus, f.length, f.access], ["out-of-window", 0x1_0000_0000, 1, W]);
+  assertEquals(fault(() => s.translate(0x7fff_ffff, 1, R, t)).reason, "out-of-window");
+  assertEquals(s.table.physToBus(0x7fff_fff0, 16), 0xffff_fff0);
+  assertEquals(s.table.physToBus(0x7fff_fff0, 17), null);
+  assertEquals(s.table.physToBus(0x8000_0000, 1), null);
+});
+
+Deno.test("window at 2^63 (POWER DDW): exact bigint arithmetic at both edges", () => {
+  const base = 2n ** 63n;
+  const s = new WindowAddressSpace([{ cpuStart: 0x1000, busStart: base, size: 0x10_0000 }]);
+  const t = new DmaTranslation();
+  s.translate(base, 8, R, t);
+  assertEquals([t.gpa, t.length], [0x1000, 8]);
+  s.translate(base + 0xfffffn, 8, R, t);
+  assertEquals([t.gpa, t.length], [0x10_0fff, 1]);
+  assertEquals(fault(() => s.translate(base - 1n, 1, R, t)).bus, base - 1n);
+  assertEquals(fault(() => s.translate(base + 0x10_0000n, 1, R, t)).reason, "out-of-window");
+  assertEquals(s.table.physToBus(0x1000, 1), base);
+  assertEquals(s.table.physToBus(0x10_0fff, 1), base + 0xfffffn);
+  assertEquals(s.table.physToBus(0x10_1000, 1), null);
+  // the top of the u64 space: last byte translates, wrap faults
+  const top = new WindowAddressSpace([{ cpuStart: 0, busStart: 2n ** 64n - 4096n, size: 4096 }]);
+  top.translate(2n ** 64n - 1n, 1, R, t);
+  assertEquals(t.gpa, 4095);
+  assertEquals(fault(() => s.translate(2n ** 64n - 1n, 2, R, t)).reason, "wrap");
+  assertThrows(() => new WindowAddressSpace([{ cpuStart: 0, busStart: 2n ** 64n - 1n, size: 2 }]));
+});
+
+Deno.test("page table: known-answer walks for 4 KiB, 2 MiB and 1 GiB pages (VT-d SL format)", () => {
+  const pt = new IoPageTable(4);
+  const w = new IoPageWalk();
+  pt.map(0x1234_5000, 0x9_8765_4000, IO_PAGE_4K, IOPTE_READ);
+  // indices: L4 = iova>>39 = 0, L3 = (iova>>30)&511 = 0, L2 = (iova>>21)&511 = 0x91, L1 = 0x145
+  const e = pt.rawEntry([0, 0, 0x91, 0x145])!;
+  assertEquals(e, [(0x8765_4000 | IOPTE_READ) >>> 0, 0x9]);
+  assertEquals(pt.walk(0x1234_5abc, w), true);
+  assertEquals([w.pageGpa, w.pageSize, w.level, w.perm, w.entriesRead], [
+    0x9_8765_4000,
+    IO_PAGE_4K,
+    1,
+    IOPTE_READ,
+    4,
+  ]);
+  assertEquals(pt.lookup(0x1234_5abc), 0x9_8765_4abc);
+  assertEquals(pt.walk(0x1234_6000, w), false);
+
+  pt.map(0x4000_0000 + 0x20_0000, 0x60_0000, IO_PAGE_2M, IOPTE_READ | IOPTE_WRITE);
+  assertEquals(pt.rawEntry([0, 1, 1]), [0x60_0000 | IOPTE_PS | 3, 0]);
+  assertEquals(pt.walk(0x4020_1234, w), true);
+  assertEquals([w.pageGpa, w.pageSize, w.level, w.entriesRead], [0x60_0000, IO_PAGE_2M, 2, 3]);
+
+  pt.map(0x80_0000_0000, 0x4000_0000, IO_PAGE_1G, IOPTE_WRITE);
+  assertEquals(pt.rawEntry([1, 0]), [0x4000_0000 | IOPTE_PS | IOPTE_WRITE, 0]);
+  assertEquals(pt.lookup(0x80_3fff_ffff), 0x7fff_ffff);
+  assertEquals(pt.walk(0x80_0000_0000, w) && w.level, 3);
+  assertEquals(pt.mappedBytes, IO_PAGE_4K + IO_PAGE_2M + IO_PAGE_1G);
+});
+
+Deno.test("page table: partial unmap splits a large page; overlap and misalignment are refused", () => {
+  const pt = new IoPageTable(4);
+  pt.map(0, 0x20_0000, IO_PAGE_2M, 3);
+  assertEquals(pt.unmap(0x1000, 0x1000), 0x1000);
+  assertEquals(pt.lookup(0x1000), -1);
+  assertEquals(pt.lookup(0x2000), 0x20_2000);
+  assertEquals(pt.lookup(0), 0x20_0000);
+  assertEquals(pt.mappedBytes, IO_PAGE_2M - IO_PAGE_4K);
+  assertEquals(assertThrows(() => pt.map(0, 0x1000, 0x1000, 3), DmaMapError).reason, "overlap");
+  // all-or-nothing: a map that hits an existing page leaves nothing behind
+  assertThrows(() => pt.map(0x1000, 0x5000, 0x2000, 3), DmaMapError);
+  assertEquals(pt.lookup(0x1000), -1);
+  assertEquals(assertThrows(() => pt.map(0x800, 0, 0x1000, 3), DmaMapError).reason, "misaligned");
+  assertEquals(
+    assertThrows(() => new IoPageTable(3).map(2 ** 39, 0, 0x1000, 3), DmaMapError).reason,
+    "mask",
+  );
+  assertEquals(pt.unmap(0, IO_PAGE_2M), IO_PAGE_2M - IO_PAGE_4K);
+  assertEquals(pt.tableCount, 1); // empty tables freed
+});
+
+Deno.test("iotlb: capacity reached -> whole IOTLB flushed on the next insert (QEMU VT-d)", () => {
+  const t = new Iotlb(4);
+  for (let i = 0; i < 4; i++) t.insert(1, i * 4096, 1, 0x10_0000 + i * 4096, 3);
+  assertEquals(t.size, 4);
+  assertEquals(t.lookup(1, 3 * 4096 + 5), true);
+  assertEquals(t.hitGpa, 0x10_3000);
+  t.insert(1, 2 * 4096, 1, 0x20_0000, 3); // replacing an existing key does not overflow
+  assertEquals(t.stats.overflowFlushes, 0);
+  t.insert(1, 9 * 4096, 1, 0x30_0000, 1);
+  assertEquals(t.stats.overflowFlushes, 1);
+  assertEquals(t.size, 1);
+  assertEquals(t.lookup(1, 0), false);
+  assertEquals(t.lookup(1, 9 * 4096), true);
+  assertEquals([t.stats.hits, t.stats.misses], [2, 1]);
+});
+
+Deno.test("iotlb: invalidation by page, range, domain and all; large entries overlap ranges", () => {
+  const t = new Iotlb(1024);
+  for (let i = 0; i < 100; i++) t.insert(1, i * 4096, 1, i * 4096, 3);
+  t.insert(2, 0, 1, 0, 3);
+  t.insert(2, 0x20_0000, 2, 0x40_0000, 3);
+  t.invalidatePage(1, 5 * 4096);
+  assertEquals([t.holds(1, 5 * 4096), t.holds(1, 4 * 4096), t.holds(2, 0)], [false, true, true]);
+  t.invalidatePage(1, 8 * 4096, 2); // 4 pages 8..11
+  assertEquals([t.holds(1, 7 * 4096), t.holds(1, 8 * 4096), t.holds(1, 11 * 4096)], [
+    true,
+    false,
+    false,
+  ]);
+  assertEquals(t.holds(1, 12 * 4096), true);
+  t.invalidateRange(2, 0x3f_f000, 0x1000); // inside the 2 MiB entry
+  assertEquals(t.holds(2, 0x20_0000), false);
+  t.invalidateRange(1, 20 * 4096, 80 * 4096); // scan path (> 64 probes? no: 80 pages)
+  assertEquals([t.holds(1, 19 * 4096), t.holds(1, 20 * 4096), t.holds(1, 99 * 4096)], [
+    true,
+    false,
+    false,
+  ]);
+  t.invalidateDomain(1);
+  assertEquals([t.holds(1, 0), t.holds(2, 0)], [false, true]);
+  t.invalidateAll();
+  assertEquals(t.size, 0);
+  assertEquals(t.stats.globalInvalidations, 1);
+});
+
+Deno.test("iommu: translate through IOTLB, faults name reason, bus and length", () => {
+  const mem = GuestMemory.flat(0x100_0000);
+  const iommu = new Iommu(mem, { name: "vt-d", reservedRegions: [X86_MSI_REGION] });
+  const dom = iommu.createDomain();
+  const ep = iommu.endpoint(dom);
+  iommu.map(dom, 0x10_0000, 0x5000, 0x2000, IOPTE_READ);
+  iommu.map(dom, 0x10_2000, 0x7000, 0x1000, IOPTE_READ | IOPTE_WRITE);
+  const t = new DmaTranslation();
+  ep.translate(0x10_0010, 0x3000, R, t);
+  assertEquals([t.gpa, t.length], [0x5010, 0x3000 - 0x10]); // three contiguous pages
+  assertEquals(iommu.stats.walks, 4); // the 4th page is not present: the prefix stops there
+  ep.translate(0x10_0010, 8, R, t);
+  assertEquals(iommu.iotlb.stats.hits, 1);
+  const p = fault(() => ep.translate(0x10_0000, 4, W, t));
+  assertEquals([p.reason, p.bus, p.length, p.layer], ["permission", 0x10_0000, 4, "vt-d"]);
+  assertEquals(fault(() => ep.translate(0x10_3000, 1, R, t)).reason, "unmapped");
+  assertEquals(fault(() => ep.translate(0xfee0_0000, 4, W, t)).reason, "reserved-region");
+  assertEquals(fault(() => ep.translate(2 ** 48, 1, R, t)).reason, "out-of-window");
+  assertEquals(fault(() => ep.translate(2n ** 63n, 1, R, t)).reason, "out-of-window");
+  assertEquals(
+    assertThrows(() => iommu.map(dom, 0xfee0_0000, 0, 0x1000, 3), DmaMapError).reason,
+    "reserved-region",
+  );
+  // Unmap without invalidation: the IOTLB still holds the stale translation.
+  iommu.unmap(dom, 0x10_0000, 0x1000);
+  ep.translate(0x10_0000, 1, R, t);
+  assertEquals(t.gpa, 0x5000);
+  iommu.iotlb.invalidatePage(dom.id, 0x10_0000);
+  assertEquals(fault(() => ep.translate(0x10_0000, 1, R, t)).reason, "unmapped");
+  // unattached endpoint
+  const lone = iommu.endpoint(null);
+  assertEquals(fault(() => lone.translate(0, 1, R, t)).reason, "no-domain");
+});
+
+Deno.test("iommu identity domain: bus = GPA but only RAM outside reserved regions", () => {
+  const mem = new GuestMemory([{ gpa: 0, size: 0x10_0000 }, { gpa: 0x100_0000, size: 0x1000 }]);
+  const iommu = new Iommu(mem, {
+    reservedRegions: [{ start: 0x8000, end: 0x8fff, kind: "reserved" }],
+  });
+  const ep = iommu.endpoint(iommu.createDomain("identity"));
+  const t = new DmaTranslation();
+  ep.translate(0x1000, 0x10000, R, t);
+  assertEquals([t.gpa, t.length], [0x1000, 0x7000]); // stops at the reserved region
+  assertEquals(fault(() => ep.translate(0x8800, 1, R, t)).reason, "reserved-region");
+  ep.translate(0xf_f000, 0x2000, W, t);
+  assertEquals(t.length, 0x1000); // stops at the end of RAM
+  assertEquals(fault(() => ep.translate(0x20_0000, 1, R, t)).reason, "unmapped");
+});
+
+Deno.test("confidential filter over IOMMU and identity: private pages fault", () => {
+  const mem = new GuestMemory([
+    { gpa: 0, size: 0x10000, private: true },
+    { gpa: 0x10000, size: 0x10000 },
+  ]);
+  const t = new DmaTranslation();
+  const cc = new ConfidentialAddressSpace(new IdentityAddressSpace(), mem);
+  assertEquals(fault(() => cc.translate(0x100, 4, R, t)).reason, "private-memory");
+  cc.translate(0x10000, 4, R, t);
+  assertEquals(t.gpa, 0x10000);
+  const iommu = new Iommu(mem);
+  const d = iommu.createDomain();
+  iommu.map(d, 0x1000, 0x0, 0x1000, 3);
+  iommu.map(d, 0x2000, 0x10000, 0x1000, 3);
+  const cci = new ConfidentialAddressSpace(iommu.endpoint(d), mem);
+  assertEquals(fault(() => cci.translate(0x1000, 1, R, t)).reason, "private-memory");
+  cci.translate(0x2000, 8, W, t);
+  assertEquals(t.gpa, 0x10000);
+  mem.regions[0].private = false; // page-state change to shared
+  cci.translate(0x1000, 1, R, t);
+  assertEquals(t.gpa, 0);
+});
+
+Deno.test("stacked: window in front of an IOMMU", () => {
+  const mem = GuestMemory.flat(0x10_0000);
+  const iommu = new Iommu(mem);
+  const d = iommu.createDomain();
+  iommu.map(d, 0x3000, 0x8000, 0x1000, 3);
+  const s = new StackedAddressSpace(
+    new WindowAddressSpace([{ cpuStart: 0, busStart: 2n ** 63n, size: 2 ** 40 }]),
+    iommu.endpoint(d),
+  );
+  const t = new DmaTranslation();
+  s.translate(2n ** 63n + 0x3010n, 0x2000, R, t);
+  assertEquals([t.gpa, t.length], [0x8010, 0xff0]);
+  assertEquals(fault(() => s.translate(2n ** 63n + 0x4000n, 1, R, t)).reason, "unmapped");
+});
