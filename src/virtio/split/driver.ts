@@ -585,50 +585,61 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     const usedIdx = this.#used16[1];
     const last = this.#lastUsed;
     if (usedIdx === last) return undefined;
-    const delta = (usedIdx - last) & 0xffff;
-    const exposed = this.#outstanding - ((this.#availIdx - this.#kickedIdx) & 0xffff);
-    if (delta > exposed) {
-      this.#fail(
-        "USED_IDX_JUMP",
-        `used idx ${usedIdx} is ${delta} ahead of ${last}, only ${exposed} buffers outstanding`,
-        usedIdx,
-      );
-    }
+    // The device cannot use more buffers than it was shown (HOSTILE_INPUTS #41).
+    if (
+      ((usedIdx - last) & 0xffff) >
+        this.#outstanding - ((this.#availIdx - this.#kickedIdx) & 0xffff)
+    ) this.#usedIdxJump(usedIdx, last);
+    let id: number, len: number;
     if (this.#batchLast < 0) {
       const w = 1 + ((last & this.#mask) << 1);
-      const id = this.#used32[w];
-      const len = this.#used32[w + 1];
-      if (id >= this.size) {
-        this.#fail("USED_ID_OUT_OF_RANGE", `used id ${id} out of range (size ${this.size})`, id);
+      id = this.#used32[w];
+      len = this.#used32[w + 1];
+      // Linux BAD_RING: "id %u out of range" / "id %u is not a head!" (#38, #39).
+      if (id >= this.size) this.#usedIdOutOfRange(id);
+      if (this.#active[id] === 0) this.#usedIdNotHead(id);
+      if (this.#inOrder) {
+        const front = this.#order[this.#orderFront];
+        if (id !== front) {
+          // In-order batch (§2.7.8): one element for several buffers, naming the last one;
+          // the ones before it are fully used.
+          this.#batchLast = id;
+          this.#batchLen = len;
+          id = front;
+          len = this.#cap[front];
+        }
       }
-      if (this.#active[id] === 0) {
-        this.#fail("USED_ID_NOT_HEAD", `used id ${id} is not an outstanding head`, id);
-      }
-      if (!this.#inOrder || id === this.#order[this.#orderFront]) return this.#finish(id, len);
-      // In-order batch (§2.7.8): one element for several buffers, this one last.
-      this.#batchLast = id;
-      this.#batchLen = len;
+    } else {
+      id = this.#order[this.#orderFront];
+      if (id === this.#batchLast) {
+        len = this.#batchLen;
+        this.#batchLast = -1;
+      } else len = this.#cap[id];
     }
-    const h = this.#order[this.#orderFront];
-    if (h === this.#batchLast) {
-      const len = this.#batchLen;
-      const t = this.#finish(h, len);
-      this.#batchLast = -1;
-      return t;
-    }
-    return this.#finish(h, this.#cap[h]);
+    return this.#finish(id, len);
+  }
+
+  #usedIdxJump(usedIdx: number, last: number): never {
+    const exposed = this.#outstanding - ((this.#availIdx - this.#kickedIdx) & 0xffff);
+    this.#fail(
+      "USED_IDX_JUMP",
+      `used idx ${usedIdx} is ${(usedIdx - last) & 0xffff} ahead of ${last}, only ${exposed} ` +
+        `buffers outstanding`,
+      usedIdx,
+    );
+  }
+  #usedIdOutOfRange(id: number): never {
+    this.#fail("USED_ID_OUT_OF_RANGE", `used id ${id} out of range (size ${this.size})`, id);
+  }
+  #usedIdNotHead(id: number): never {
+    this.#fail("USED_ID_NOT_HEAD", `used id ${id} is not an outstanding head`, id);
   }
 
   #finish(id: number, len: number): T | undefined {
     const cap = this.#cap[id];
     if (len > cap) {
-      if (!this.#clamp) {
-        this.#fail(
-          "USED_LEN_EXCEEDS_CAPACITY",
-          `used len ${len} for id ${id} exceeds its writable capacity ${cap}`,
-          id,
-        );
-      }
+      // Policy: reject (default) or clamp (HOSTILE_INPUTS #40).
+      if (!this.#clamp) this.#lenExceeds(id, len, cap);
       len = cap;
     }
     const token = this.#release(id);
@@ -636,6 +647,28 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#usedLen = len;
     if (this.#inOrder) this.#orderFront = (this.#orderFront + 1) & this.#mask;
     return token;
+  }
+
+  #unmapIndirect(id: number): void {
+    const dma = this.#dma;
+    const segs = this.#segCount[id];
+    const base = id * this.#slotEntries;
+    for (let i = 0; i < segs; i++) {
+      dma.unmap(
+        this.#indBus[base + i],
+        this.#indLen[base + i],
+        this.#indDir[base + i] as DmaDirection,
+      );
+    }
+    dma.unmap(this.#indTableBus[id], segs * VIRTQ_DESC_SIZE, DMA_TO_DEVICE);
+  }
+
+  #lenExceeds(id: number, len: number, cap: number): never {
+    this.#fail(
+      "USED_LEN_EXCEEDS_CAPACITY",
+      `used len ${len} for id ${id} exceeds its writable capacity ${cap}`,
+      id,
+    );
   }
 
   /** Unmaps and frees a chain using only the private shadow (#42); returns its token. */
@@ -647,17 +680,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     const dma = this.#dma;
     let n = 1;
     if (this.#isIndirect[id] !== 0) {
-      const k = this.#slotEntries;
-      const segs = this.#segCount[id];
-      const base = id * k;
-      for (let i = 0; i < segs; i++) {
-        dma.unmap(
-          this.#indBus[base + i],
-          this.#indLen[base + i],
-          this.#indDir[base + i] as DmaDirection,
-        );
-      }
-      dma.unmap(this.#indTableBus[id], segs * VIRTQ_DESC_SIZE, DMA_TO_DEVICE);
+      this.#unmapIndirect(id);
     } else {
       n = this.#descCount[id];
       if (!this.#rawDma) {
