@@ -1,5 +1,6 @@
 import { assertEquals, assertThrows } from "@std/assert";
 import { GuestMemory } from "../src/memory/guest_memory.ts";
+import { MemoryFault } from "../src/memory/fault.ts";
 import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, DmaFault, DmaMapError } from "../src/dma/errors.ts";
 import {
   DMA_BIDIRECTIONAL,
@@ -289,4 +290,11 @@ Deno.test("swiotlb force=false: bounces only what dma-direct refuses (small DMA 
   assertEquals(mem.readU8(0x90_0000), 9);
   api.unmap(0x1000, 16, DMA_TO_DEVICE); // direct: no-op
   assertEquals([api.stats.direct, api.stats.bounced, api.usedSlots], [1, 1, 0]);
+});
+
+Deno.test("swiotlb: a buffer outside guest RAM is refused without leaking slots (fuzz regression)", () => {
+  const { api } = bounceSetup();
+  assertEquals(mapErr(() => api.map(2 ** 52 - 4096, 8192, DMA_TO_DEVICE)).reason, "mask");
+  assertThrows(() => api.map(0x200_0000, 64, DMA_TO_DEVICE), MemoryFault); // a hole in RAM
+  assertEquals(api.usedSlots, 0);
 });
