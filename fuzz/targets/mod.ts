@@ -12,6 +12,7 @@ import { packedHostileDevice } from "./packed_hostile_device.ts";
 import { differential } from "./differential.ts";
 import { viommuRequestsTarget } from "./viommu_requests.ts";
 import { viommuStackTarget } from "./viommu_stack.ts";
+import { dmaModesTarget } from "./dma_modes.ts";
 
 /** All registered targets, in `--list` order. */
 // deno-lint-ignore no-explicit-any
@@ -22,9 +23,7 @@ export const TARGETS: readonly FuzzTarget<any>[] = [
   packedHostileDriver,
   packedHostileDevice,
   differential,
-];
-import { dmaModesTarget } from "./dma_modes.ts";
-
-export const TARGETS: readonly FuzzTarget<any>[] = [dmaModesTarget];
   viommuRequestsTarget,
   viommuStackTarget,
+  dmaModesTarget,
+];
