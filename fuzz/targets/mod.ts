@@ -10,9 +10,9 @@ import { modelSplit } from "./model_split.ts";
 import { packedHostileDriver } from "./packed_hostile_driver.ts";
 import { packedHostileDevice } from "./packed_hostile_device.ts";
 import { differential } from "./differential.ts";
+import { dmaModesTarget } from "./dma_modes.ts";
 import { viommuRequestsTarget } from "./viommu_requests.ts";
 import { viommuStackTarget } from "./viommu_stack.ts";
-import { dmaModesTarget } from "./dma_modes.ts";
 
 /** All registered targets, in `--list` order. */
 // deno-lint-ignore no-explicit-any
@@ -23,7 +23,7 @@ export const TARGETS: readonly FuzzTarget<any>[] = [
   packedHostileDriver,
   packedHostileDevice,
   differential,
+  dmaModesTarget,
   viommuRequestsTarget,
   viommuStackTarget,
-  dmaModesTarget,
 ];
