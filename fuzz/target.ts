@@ -43,4 +43,25 @@ export interface FuzzTarget<I = unknown> {
   decode?(json: unknown): I;
   /** For `fc.commands` targets: replay needs fast-check's `replayPath` as well as seed/path. */
   readonly usesCommands?: boolean;
+  /**
+   * For {@link usesCommands} targets: the same arbitrary as {@link arbitrary}, with `replayPath`
+   * passed to `fc.commands(..., { replayPath })`, so that a corpus entry replays exactly the
+   * shrunk command sequence. Without it the runner replays with seed and path only.
+   */
+  replayArbitrary?(replayPath: string): fc.Arbitrary<I>;
+  /**
+   * A readable rendering of one input for `--replay` (e.g. a descriptor table as rows). Default:
+   * the runner prints the input with byte arrays and hex strings as hex dumps.
+   */
+  describe?(input: I): string;
+  /**
+   * Names of the bugs this target can plant in its engine through {@link withPlantedFault}
+   * (test-only): `tests/fuzz_planted_test.ts` shows that the target reports every one of them.
+   */
+  readonly plantedFaults?: readonly string[];
+  /**
+   * Test-only: a copy of this target whose engine carries the named planted bug (one of
+   * {@link plantedFaults}); the oracles must then fail. Never used by the campaign.
+   */
+  withPlantedFault?(fault: string): FuzzTarget<I>;
 }

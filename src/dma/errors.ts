@@ -19,15 +19,19 @@ import { hex64, type U64 } from "../memory/u64.ts";
  * - `wrap`: `bus + length` exceeds 2^64 - 1.
  * - `no-domain`: the endpoint is attached to no domain and bypass is off (virtio-iommu R_DOMAIN).
  */
-export type DmaFaultReason =
-  | "unmapped"
-  | "permission"
-  | "out-of-window"
-  | "private-memory"
-  | "reserved-region"
-  | "not-contiguous"
-  | "wrap"
-  | "no-domain";
+export type DmaFaultReason = typeof DMA_FAULT_REASONS[number];
+
+/** Every {@link DmaFaultReason}, in catalogue order (the single source of the list). */
+export const DMA_FAULT_REASONS = [
+  "unmapped",
+  "permission",
+  "out-of-window",
+  "private-memory",
+  "reserved-region",
+  "not-contiguous",
+  "wrap",
+  "no-domain",
+] as const;
 
 /** Access direction of a device access, as a bit mask: {@link DMA_ACCESS_READ}, {@link DMA_ACCESS_WRITE}. */
 export type DmaAccess = number;
@@ -97,18 +101,22 @@ export class DmaFault extends Error {
  *   virtio-iommu MAP over an existing mapping answers INVAL).
  * - `misaligned`: an I/O page-table map/unmap whose IOVA, GPA or size is not page-granular.
  */
-export type DmaMapErrorReason =
-  | "mask"
-  | "window"
-  | "pool-exhausted"
-  | "too-large"
-  | "iova-exhausted"
-  | "not-mapped"
-  | "private-memory"
-  | "reserved-region"
-  | "transport"
-  | "overlap"
-  | "misaligned";
+export type DmaMapErrorReason = typeof DMA_MAP_ERROR_REASONS[number];
+
+/** Every {@link DmaMapErrorReason}, in catalogue order (the single source of the list). */
+export const DMA_MAP_ERROR_REASONS = [
+  "mask",
+  "window",
+  "pool-exhausted",
+  "too-large",
+  "iova-exhausted",
+  "not-mapped",
+  "private-memory",
+  "reserved-region",
+  "transport",
+  "overlap",
+  "misaligned",
+] as const;
 
 /** Thrown by a {@link DmaApi} when a mapping cannot be made, found or synced. Never silent. */
 export class DmaMapError extends Error {

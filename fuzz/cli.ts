@@ -1,0 +1,224 @@
+/**
+ * Command-line parsing for `deno task fuzz` (pure: no I/O, so it is unit-tested).
+ * @module
+ */
+
+/** A usage error: names the flag and says how to fix it. The CLI exits with status 2. */
+export class CliError extends Error {
+  /**
+   * Creates a usage error.
+   * @param flag the offending flag (or argument).
+   * @param problem what is wrong.
+   * @param fix what to do instead.
+   */
+  constructor(flag: string, problem: string, fix: string) {
+    super(`${flag}: ${problem}. Fix: ${fix} (see --help)`);
+    this.name = "CliError";
+  }
+}
+
+/** Parsed options of `deno task fuzz`. */
+export interface FuzzOptions {
+  /** Print help and exit. */
+  help: boolean;
+  /** Print the registered targets and exit. */
+  list: boolean;
+  /** Selected target names (empty: all). */
+  targets: string[];
+  /** Campaign time budget in seconds for all targets (undefined: no time limit). */
+  seconds: number | undefined;
+  /** Runs per target (undefined: no run limit). */
+  runs: number | undefined;
+  /** Campaign seed (undefined: random, printed in the summary). */
+  seed: number | undefined;
+  /** Replay this corpus file instead of fuzzing. */
+  replay: string | undefined;
+  /** Write the JSON report here. */
+  json: string | undefined;
+  /** Write a JUnit XML report here. */
+  junit: string | undefined;
+  /** Parallel Web Workers (0: run in the main thread). */
+  workers: number;
+  /** This job's shard, 1-based: `{ index: 1..count, count }`. */
+  shard: { index: number; count: number };
+  /** Corpus directory. */
+  corpus: string;
+}
+
+/** The default campaign budget, in seconds, for all targets together. */
+export const DEFAULT_SECONDS = 60;
+
+/** `--help` text. */
+export const HELP = `deno task fuzz [options]
+
+Runs every registered fuzz target (fuzz/targets/mod.ts) under fast-check for a shared time
+budget, writes each failure as a replayable counterexample under fuzz/corpus/<target>/, prints a
+summary and exits 1 when any target failed (2 on a usage error).
+
+Options:
+  --target NAME      fuzz only NAME (repeatable, or a comma list)
+  --seconds N        time budget for the whole campaign, split fairly across targets
+                     (default ${DEFAULT_SECONDS}; with --runs alone: no time limit)
+  --runs N           at most N runs per target
+  --seed N           campaign seed (0..2147483647; default random, printed in the summary)
+  --workers N        parallel Web Workers (default: number of cores; 0: main thread)
+  --shard I/N        run shard I of N (1-based): a deterministic share of the campaign
+  --json FILE        write the JSON report (merge shards with deno task fuzz:merge)
+  --junit FILE       write a JUnit XML report (one test case per target)
+  --corpus DIR       corpus directory (default fuzz/corpus)
+  --replay FILE      rerun one corpus counterexample, print its input, exit 1 if it still fails
+  --list             list the registered targets with their descriptions
+  -h, --help         this help
+
+Examples:
+  deno task fuzz --seconds 10 --target split-hostile-driver
+  deno task fuzz --shard 2/4 --seed 1234 --json shard2.json --junit shard2.xml
+  deno task fuzz --replay fuzz/corpus/split-hostile-driver/0123456789abcdef.json
+`;
+
+const VALUE_FLAGS = [
+  "--target",
+  "--seconds",
+  "--runs",
+  "--seed",
+  "--workers",
+  "--shard",
+  "--json",
+  "--junit",
+  "--corpus",
+  "--replay",
+] as const;
+const BOOL_FLAGS = ["--list", "--help", "-h"] as const;
+
+function positiveNumber(flag: string, v: string, integer: boolean, example: string): number {
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
+    throw new CliError(
+      flag,
+      `"${v}" is not a positive ${integer ? "integer" : "number"}`,
+      `pass e.g. ${flag} ${example}`,
+    );
+  }
+  return n;
+}
+
+/**
+ * Parses `deno task fuzz` arguments.
+ * @param defaultWorkers value of `--workers` when not given (the number of cores).
+ * @throws {CliError} on an unknown flag, a missing or malformed value, or conflicting flags.
+ */
+export function parseFuzzArgs(args: readonly string[], defaultWorkers = 1): FuzzOptions {
+  const o: FuzzOptions = {
+    help: false,
+    list: false,
+    targets: [],
+    seconds: undefined,
+    runs: undefined,
+    seed: undefined,
+    replay: undefined,
+    json: undefined,
+    junit: undefined,
+    workers: defaultWorkers,
+    shard: { index: 1, count: 1 },
+    corpus: "fuzz/corpus",
+  };
+  let secondsGiven = false;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
+    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
+    if ((BOOL_FLAGS as readonly string[]).includes(flag)) {
+      if (eq >= 0) throw new CliError(flag, "takes no value", `write ${flag} alone`);
+      if (flag === "--list") o.list = true;
+      else o.help = true;
+      continue;
+    }
+    if (!(VALUE_FLAGS as readonly string[]).includes(flag)) {
+      throw new CliError(
+        arg,
+        flag.startsWith("-") ? "unknown flag" : "unexpected argument",
+        `use one of ${[...VALUE_FLAGS, "--list", "--help"].join(", ")}`,
+      );
+    }
+    let v: string;
+    if (eq >= 0) v = arg.slice(eq + 1);
+    else {
+      if (i + 1 >= args.length || args[i + 1].startsWith("--")) {
+        throw new CliError(flag, "needs a value", `write ${flag} VALUE`);
+      }
+      v = args[++i];
+    }
+    switch (flag) {
+      case "--target": {
+        const names = v.split(",").map((s) => s.trim()).filter((s) => s !== "");
+        if (names.length === 0) {
+          throw new CliError(flag, "empty target name", "pass a name from --list");
+        }
+        o.targets.push(...names);
+        break;
+      }
+      case "--seconds":
+        o.seconds = positiveNumber(flag, v, false, "30");
+        secondsGiven = true;
+        break;
+      case "--runs":
+        o.runs = positiveNumber(flag, v, true, "1000");
+        break;
+      case "--seed": {
+        const n = Number(v);
+        if (!/^\d+$/.test(v) || n > 0x7fff_ffff) {
+          throw new CliError(
+            flag,
+            `"${v}" is not an integer in 0..2147483647`,
+            "pass e.g. --seed 42",
+          );
+        }
+        o.seed = n;
+        break;
+      }
+      case "--workers": {
+        const n = Number(v);
+        if (!/^\d+$/.test(v) || n > 256) {
+          throw new CliError(flag, `"${v}" is not an integer in 0..256`, "pass e.g. --workers 2");
+        }
+        o.workers = n;
+        break;
+      }
+      case "--shard": {
+        const m = /^(\d+)\/(\d+)$/.exec(v);
+        const index = m ? Number(m[1]) : NaN;
+        const count = m ? Number(m[2]) : NaN;
+        if (!m || count < 1 || index < 1 || index > count) {
+          throw new CliError(
+            flag,
+            `"${v}" is not I/N with 1 <= I <= N`,
+            "pass e.g. --shard 1/4 (shards are numbered from 1)",
+          );
+        }
+        o.shard = { index, count };
+        break;
+      }
+      case "--json":
+        o.json = v;
+        break;
+      case "--junit":
+        o.junit = v;
+        break;
+      case "--corpus":
+        o.corpus = v;
+        break;
+      case "--replay":
+        o.replay = v;
+        break;
+    }
+  }
+  if (!secondsGiven && o.runs === undefined) o.seconds = DEFAULT_SECONDS;
+  if (o.replay !== undefined && (o.list || o.targets.length > 0 || o.shard.count > 1)) {
+    throw new CliError(
+      "--replay",
+      "cannot be combined with --list, --target or --shard",
+      "replay one file alone",
+    );
+  }
+  return o;
+}

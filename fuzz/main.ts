@@ -1,0 +1,231 @@
+/**
+ * `deno task fuzz`: the fuzz campaign runner. See `--help`, `docs/FUZZING.md` and the README.
+ * @module
+ */
+
+import fc from "fast-check";
+import type { FuzzTarget } from "./target.ts";
+import { CliError, HELP, parseFuzzArgs } from "./cli.ts";
+import { planShard, secondsPerUnit } from "./plan.ts";
+import {
+  consoleProgress,
+  type Executor,
+  InProcessExecutor,
+  runUnits,
+  WorkerExecutor,
+} from "./campaign.ts";
+import {
+  buildReport,
+  type CorpusOutcome,
+  formatJunit,
+  formatSummary,
+  targetReports,
+} from "./report.ts";
+import { CorpusError, parseCorpusEntry, replayEntry, writeCorpusEntry } from "./corpus.ts";
+import { registryProblems, unregisteredTargets } from "./registry.ts";
+import { describeValue } from "./describe.ts";
+import { messageOf } from "./signature.ts";
+import type { UnitSpec } from "./runner.ts";
+
+/** Where the runner finds its targets and writes its output (tests substitute their own). */
+export interface FuzzEnv {
+  /** The registered targets. */
+  targets: readonly FuzzTarget<unknown>[];
+  /** URL of the module exporting `TARGETS` (loaded by workers). */
+  registryUrl: string;
+  /** Directory scanned for unregistered targets (undefined: no scan). */
+  targetsDir?: URL;
+  /** Writes to stdout. */
+  out: (s: string) => void;
+  /** Writes to stderr. */
+  err: (s: string) => void;
+  /** Whether stdout is a terminal (live progress line). */
+  isTty: boolean;
+  /** Default for `--workers`. */
+  cores: number;
+}
+
+function replay(file: string, env: FuzzEnv): number {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(file);
+  } catch (e) {
+    env.err(`--replay: cannot read ${file}: ${messageOf(e)}\n`);
+    return 2;
+  }
+  const entry = parseCorpusEntry(file, text);
+  const target = env.targets.find((t) => t.name === entry.target);
+  if (target === undefined) {
+    env.err(
+      `${file}: field "target" names "${entry.target}", which is not registered. ` +
+        `Fix: register it in fuzz/targets/mod.ts or delete the file (see --list)\n`,
+    );
+    return 2;
+  }
+  const r = replayEntry(target, entry, file);
+  const shown = r.input === undefined
+    ? entry.inputText
+    : target.describe !== undefined
+    ? target.describe(r.input)
+    : describeValue(r.input);
+  env.out(
+    [
+      `replay ${file}`,
+      `  target:    ${entry.target} (${target.description})`,
+      `  recorded:  ${entry.error.signature}: ${entry.error.message.split("\n")[0]}`,
+      `  found:     ${entry.date} with fast-check ${entry.fastCheckVersion}, seed ${entry.seed}, path ${entry.path}`,
+      `  replayed:  ${r.mode}`,
+      `  input:`,
+      shown.split("\n").map((l) => `    ${l}`).join("\n"),
+      r.fixed
+        ? `FIXED: the input passes every oracle now (the corpus entry is a passing regression test)`
+        : `STILL FAILS: ${r.signature}${
+          r.signature === entry.error.signature ? "" : " (a different signature than recorded)"
+        }\n  ${messageOf(r.error)}`,
+      "",
+    ].join("\n"),
+  );
+  return r.fixed ? 0 : 1;
+}
+
+/** Runs the CLI with `args`; returns the exit status (0 ok, 1 failures, 2 usage/setup error). */
+export async function fuzzMain(args: readonly string[], env: FuzzEnv): Promise<number> {
+  let o;
+  try {
+    o = parseFuzzArgs(args, env.cores);
+  } catch (e) {
+    if (e instanceof CliError) {
+      env.err(`fuzz: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  if (o.help) {
+    env.out(HELP);
+    return 0;
+  }
+  const problems = registryProblems(env.targets);
+  if (env.targetsDir !== undefined) {
+    problems.push(...await unregisteredTargets(env.targetsDir, env.targets));
+  }
+  if (problems.length > 0) {
+    env.err(
+      `fuzz: the target registry is inconsistent; refusing to start:\n  ${problems.join("\n  ")}\n`,
+    );
+    return 2;
+  }
+  if (o.list) {
+    const w = Math.max(0, ...env.targets.map((t) => t.name.length));
+    env.out(
+      env.targets.map((t) => `${t.name.padEnd(w)}  ${t.description}\n`).join("") ||
+        "(no targets registered in fuzz/targets/mod.ts)\n",
+    );
+    return 0;
+  }
+  if (o.replay !== undefined) {
+    try {
+      return replay(o.replay, env);
+    } catch (e) {
+      if (e instanceof CorpusError) {
+        env.err(`fuzz: ${e.message}\n`);
+        return 2;
+      }
+      throw e;
+    }
+  }
+  const known = new Set(env.targets.map((t) => t.name));
+  const unknown = o.targets.filter((n) => !known.has(n));
+  if (unknown.length > 0) {
+    env.err(
+      `fuzz: --target: unknown target ${unknown.map((n) => `"${n}"`).join(", ")}. Fix: use one of ${
+        [...known].join(", ") || "(none registered)"
+      } (see --list)\n`,
+    );
+    return 2;
+  }
+  const selected = env.targets.filter((t) => o.targets.length === 0 || o.targets.includes(t.name));
+  const seed = o.seed ?? Math.floor(Math.random() * 0x7fff_ffff);
+  const planned = planShard(selected.map((t) => t.name), seed, o.shard);
+  const parallel = o.workers === 0 ? 1 : Math.min(o.workers, Math.max(1, planned.length));
+  const perUnit = o.seconds === undefined
+    ? undefined
+    : secondsPerUnit(o.seconds, planned.length, parallel);
+  const units: UnitSpec[] = planned.map((p) => ({
+    ...p,
+    seconds: perUnit,
+    runs: o.runs,
+  }));
+  const budget = perUnit === undefined ? `${o.runs} runs each` : `${perUnit.toFixed(1)} s each` +
+    (o.runs === undefined ? "" : `, at most ${o.runs} runs`);
+  env.out(
+    `fuzz: ${units.length} unit(s) of ${selected.length} target(s), shard ${o.shard.index}/${o.shard.count}, ` +
+      `seed ${seed}, ${o.workers === 0 ? "main thread" : `${parallel} worker(s)`}, ${budget}\n`,
+  );
+  if (units.length === 0) {
+    env.out(
+      selected.length === 0
+        ? "fuzz: no targets registered in fuzz/targets/mod.ts; nothing to do\n"
+        : "fuzz: this shard has no units (more shards than slices)\n",
+    );
+  }
+  const exec: Executor = o.workers === 0
+    ? new InProcessExecutor(env.targets)
+    : new WorkerExecutor(env.registryUrl, parallel);
+  const start = performance.now();
+  let results;
+  try {
+    results = await runUnits(units, exec, consoleProgress(env.out, env.isTty));
+  } finally {
+    exec.close();
+  }
+  const wall = (performance.now() - start) / 1000;
+  const outcome: CorpusOutcome = new Map();
+  for (const r of results) {
+    for (const f of r.failures) {
+      if (outcome.has(f.signature.hash)) continue;
+      try {
+        outcome.set(f.signature.hash, await writeCorpusEntry(o.corpus, f));
+      } catch (e) {
+        env.err(`fuzz: cannot write the counterexample to ${o.corpus}: ${messageOf(e)}\n`);
+        outcome.set(f.signature.hash, { file: null, isNew: true });
+      }
+    }
+  }
+  const report = buildReport(
+    {
+      seed,
+      shard: o.shard,
+      date: new Date().toISOString(),
+      wallSeconds: wall,
+      workers: o.workers,
+      budget: { seconds: o.seconds ?? null, runs: o.runs ?? null },
+    },
+    targetReports(results, new Map(env.targets.map((t) => [t.name, t.description])), outcome),
+    { fastCheck: fc.__version, deno: Deno.version.deno },
+  );
+  env.out(formatSummary(report) + "\n");
+  if (o.json !== undefined) {
+    Deno.writeTextFileSync(o.json, JSON.stringify(report, null, 2) + "\n");
+    env.out(`fuzz: JSON report written to ${o.json}\n`);
+  }
+  if (o.junit !== undefined) {
+    Deno.writeTextFileSync(o.junit, formatJunit(report));
+    env.out(`fuzz: JUnit report written to ${o.junit}\n`);
+  }
+  return report.totals.failures + report.totals.crashes > 0 ? 1 : 0;
+}
+
+if (import.meta.main) {
+  const { TARGETS } = await import("./targets/mod.ts");
+  const enc = new TextEncoder();
+  const code = await fuzzMain(Deno.args, {
+    targets: TARGETS,
+    registryUrl: new URL("./targets/mod.ts", import.meta.url).href,
+    targetsDir: new URL("./targets/", import.meta.url),
+    out: (s) => Deno.stdout.writeSync(enc.encode(s)),
+    err: (s) => Deno.stderr.writeSync(enc.encode(s)),
+    isTty: Deno.stdout.isTerminal(),
+    cores: navigator.hardwareConcurrency ?? 1,
+  });
+  Deno.exit(code);
+}

@@ -1,0 +1,189 @@
+/**
+ * Runs one campaign unit (one target, one seed slice) under fast-check for a time and/or run
+ * budget. After a failure is found and shrunk, the unit continues with a new derived seed while
+ * budget remains, so one run can find several distinct bugs (de-duplicated by signature).
+ * Synchronous: it runs inside a Web Worker (`fuzz/worker.ts`) or in-process (tests).
+ * @module
+ */
+
+import fc from "fast-check";
+import type { FuzzTarget } from "./target.ts";
+import { observedErrorCodes, resetObserved } from "./observe.ts";
+import { observeCatalogueErrors } from "./catalogue.ts";
+import { deriveSeed, type FailureSignature, messageOf, signatureOf } from "./signature.ts";
+
+/** One unit of a campaign: a target and a seed slice, with its budget. */
+export interface UnitSpec {
+  /** Target name. */
+  target: string;
+  /** Slice number (a target is split into slices when there are more shards than targets). */
+  slice: number;
+  /** Base seed of the unit. */
+  seed: number;
+  /** Time budget in seconds (undefined: no time limit). */
+  seconds?: number;
+  /**
+   * Run budget (undefined: no run limit). At least one of the two must be set. Shrinking a
+   * failure found near the deadline may overrun `seconds` by 20% (1 s to 10 s).
+   */
+  runs?: number;
+  /** Stop after this many distinct failures (default 3). */
+  maxFailures?: number;
+}
+
+/** One failure found and shrunk by fast-check. */
+export interface FailureRecord {
+  /** Its signature (de-duplication key). */
+  signature: FailureSignature;
+  /** The error message of the shrunk counterexample. */
+  message: string;
+  /** fast-check seed of the failing `fc.check`. */
+  seed: number;
+  /** fast-check path of the shrunk counterexample. */
+  path: string;
+  /** `fc.commands` replay path, when the target uses commands. */
+  replayPath?: string;
+  /** `target.encode(input)` of the shrunk input, when the target encodes. */
+  input?: unknown;
+  /** `fc.stringify` of the shrunk input (for people). */
+  inputText: string;
+  /** Number of shrink steps fast-check took. */
+  shrinks: number;
+}
+
+/** What one unit did. */
+export interface UnitResult {
+  /** Target name. */
+  target: string;
+  /** Slice number. */
+  slice: number;
+  /** Base seed. */
+  seed: number;
+  /** Property runs executed (fast-check `numRuns`, summed over the unit's checks). */
+  runs: number;
+  /** Wall time in seconds. */
+  seconds: number;
+  /** Distinct failures (by signature). */
+  failures: FailureRecord[];
+  /** Catalogue error codes raised by the engine or noted by the target (`fuzz/observe.ts`). */
+  errorCodes: string[];
+  /** Set when the target could not run at all (e.g. its arbitrary threw). */
+  crash?: string;
+}
+
+/** Live counters, passed to the progress callback. */
+export interface UnitProgress {
+  /** Property executions so far (including shrink steps). */
+  runs: number;
+  /** Distinct failures so far. */
+  failures: number;
+}
+
+const MAX_RUNS = 0x7fff_ffff;
+
+/** Extracts the `replayPath` fast-check prints in the `toString` of an `fc.commands` value. */
+export function extractReplayPath(text: string): string | undefined {
+  return /replayPath="([^"]*)"/.exec(text)?.[1];
+}
+
+/**
+ * Runs `target` for the unit's budget. `onProgress` is called about every `progressMs`
+ * milliseconds from inside the property (the run is synchronous).
+ */
+export function runUnit(
+  target: FuzzTarget<unknown>,
+  spec: UnitSpec,
+  onProgress?: (p: UnitProgress) => void,
+  progressMs = 500,
+): UnitResult {
+  const start = performance.now();
+  const deadline = spec.seconds === undefined ? Infinity : start + spec.seconds * 1000;
+  let runsLeft = spec.runs ?? Infinity;
+  const maxFailures = spec.maxFailures ?? 3;
+  // Shrinking a failure found just before the deadline may overrun it by this much.
+  const shrinkGraceMs = spec.seconds === undefined
+    ? 0
+    : Math.min(10_000, Math.max(1000, spec.seconds * 200));
+  const failures: FailureRecord[] = [];
+  const seen = new Set<string>();
+  let runs = 0;
+  let executed = 0;
+  let nextReport = start + progressMs;
+  let repeats = 0;
+  let crash: string | undefined;
+  observeCatalogueErrors();
+  resetObserved();
+  let failing = false; // the current fc.check found a failure and is shrinking it
+  const predicate = (input: unknown): void => {
+    executed++;
+    // Generation stops at the deadline (an interrupt, which fast-check counts as success);
+    // shrinking a failure found before it may use the grace period (fc's own time limit).
+    if (!failing && performance.now() >= deadline) throw new fc.PreconditionFailure(true);
+    if (onProgress !== undefined && (executed & 31) === 0) {
+      const now = performance.now();
+      if (now >= nextReport) {
+        nextReport = now + progressMs;
+        onProgress({ runs: executed, failures: failures.length });
+      }
+    }
+    try {
+      target.run(input);
+    } catch (e) {
+      failing = true;
+      throw e;
+    }
+  };
+  try {
+    const arb = target.arbitrary();
+    for (let k = 0; runsLeft > 0; k++) {
+      const remaining = deadline - performance.now();
+      if (remaining <= 0) break;
+      const seed = k === 0 ? spec.seed : deriveSeed(spec.seed, "retry", k);
+      failing = false;
+      const details = fc.check(fc.property(arb, predicate), {
+        seed,
+        numRuns: Math.min(runsLeft, MAX_RUNS),
+        interruptAfterTimeLimit: Number.isFinite(remaining)
+          ? Math.ceil(remaining + shrinkGraceMs)
+          : undefined,
+      });
+      runs += details.numRuns;
+      runsLeft -= Math.max(details.numRuns, 1);
+      if (!details.failed) break; // budget used up, or interrupted (a time-bounded success)
+      const input = details.counterexample![0];
+      const signature = signatureOf(target.name, details.errorInstance);
+      if (seen.has(signature.hash)) {
+        if (++repeats >= 3) break; // the same bug keeps coming back: stop spending budget on it
+        continue;
+      }
+      seen.add(signature.hash);
+      const inputText = fc.stringify(input);
+      failures.push({
+        signature,
+        message: messageOf(details.errorInstance),
+        seed,
+        path: details.counterexamplePath ?? "",
+        replayPath: target.usesCommands
+          ? extractReplayPath(String(input)) ?? extractReplayPath(inputText)
+          : undefined,
+        input: target.encode?.(input),
+        inputText,
+        shrinks: details.numShrinks,
+      });
+      if (failures.length >= maxFailures) break;
+    }
+  } catch (e) {
+    crash = e instanceof Error ? (e.stack ?? e.message) : String(e);
+  }
+  const result: UnitResult = {
+    target: target.name,
+    slice: spec.slice,
+    seed: spec.seed,
+    runs,
+    seconds: (performance.now() - start) / 1000,
+    failures,
+    errorCodes: observedErrorCodes(),
+  };
+  if (crash !== undefined) result.crash = crash;
+  return result;
+}
