@@ -10,6 +10,7 @@ import { modelSplit } from "./model_split.ts";
 import { packedHostileDriver } from "./packed_hostile_driver.ts";
 import { packedHostileDevice } from "./packed_hostile_device.ts";
 import { differential } from "./differential.ts";
+import { dmaModesTarget } from "./dma_modes.ts";
 import { viommuRequestsTarget } from "./viommu_requests.ts";
 import { viommuStackTarget } from "./viommu_stack.ts";
 
@@ -22,9 +23,7 @@ export const TARGETS: readonly FuzzTarget<any>[] = [
   packedHostileDriver,
   packedHostileDevice,
   differential,
-];
-import { dmaModesTarget } from "./dma_modes.ts";
-
-export const TARGETS: readonly FuzzTarget<any>[] = [dmaModesTarget];
+  dmaModesTarget,
   viommuRequestsTarget,
   viommuStackTarget,
+];
