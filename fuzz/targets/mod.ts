@@ -4,7 +4,8 @@
  */
 
 import type { FuzzTarget } from "../target.ts";
+import { topologyTarget } from "./topology.ts";
 
 /** All registered targets, in `--list` order. */
 // deno-lint-ignore no-explicit-any
-export const TARGETS: readonly FuzzTarget<any>[] = [];
+export const TARGETS: readonly FuzzTarget<any>[] = [topologyTarget];
