@@ -35,8 +35,12 @@ export interface BenchArgs {
   json: string | null;
   /** Modeled latency per IOTLB invalidation, ns. */
   invalidationNs: number;
+  /** Modeled latency per virtio-iommu request, ns. */
+  requestNs: number;
   /** Skip the allocation check. */
   noAlloc: boolean;
+  /** `family`: one Worker isolate per engine family; `none`: everything in this isolate. */
+  isolate: "family" | "none";
 }
 
 /** Help text. */
@@ -51,8 +55,8 @@ Options:
   --suite NAME         run one suite (repeatable; default: all). --list shows them
   --filter REGEX       only cases whose name matches, e.g. "q256 b32" or "^split/iommu"
   --list               list suites and their cases, run nothing
-  --rounds N           rounds per case, interleaved across cases; min-of-N medians (default 2)
-  --time MS            measured time per case per round (default 300; smoke 40)
+  --rounds N           rounds per case, interleaved across cases; min-of-N medians (default 3)
+  --time MS            measured time per case per round (default 200; smoke 30)
   --save NAME          save results as bench/baselines/NAME.json
   --compare NAME       compare with bench/baselines/NAME.json; exit 1 if any case is slower
   --threshold PCT      regression threshold in percent (default 10)
@@ -62,7 +66,11 @@ Options:
   --json FILE          write results as JSON (same format as a baseline)
   --invalidation-ns N  MODELED cost of one IOTLB invalidation for the lazy/strict target
                        (default 1000; a model parameter, never a delay)
+  --request-ns N       MODELED cost of one virtio-iommu MAP/UNMAP request (default 5000)
   --no-alloc           skip the allocation-per-chain check
+  --isolate MODE       family (default): each layout/DMA-mode family runs in its own Worker
+                       isolate, so V8 type feedback from one family cannot slow another;
+                       none: all cases in one isolate (shows the polymorphic cost)
   -h, --help           this text
 
 Examples:
@@ -84,6 +92,8 @@ const STRINGS = [
   "noise",
   "json",
   "invalidation-ns",
+  "request-ns",
+  "isolate",
 ];
 const BOOLEANS = ["help", "smoke", "list", "no-alloc"];
 
@@ -141,20 +151,27 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
   const threshold = get("threshold");
   const noise = get("noise");
   const inv = get("invalidation-ns");
+  const req = get("request-ns");
+  const isolate = get("isolate") ?? "family";
+  if (isolate !== "family" && isolate !== "none") {
+    throw new Error(`--isolate ${isolate}: expected family or none`);
+  }
   return {
     help: a.help === true,
     smoke,
     list: a.list === true,
     suites,
     filter,
-    rounds: rounds === undefined ? (smoke ? 1 : 2) : num("rounds", rounds, 1, 100, true),
-    timeMs: time === undefined ? (smoke ? 40 : 300) : num("time", time, 1, 600_000, false),
+    rounds: rounds === undefined ? 3 : num("rounds", rounds, 1, 100, true),
+    timeMs: time === undefined ? (smoke ? 30 : 200) : num("time", time, 1, 600_000, false),
     save: get("save") ?? null,
     compare: get("compare") ?? null,
     threshold: threshold === undefined ? 0.1 : num("threshold", threshold, 0, 1000, false) / 100,
     noise: noise === undefined ? 0.08 : num("noise", noise, 0, 1000, false) / 100,
     json: get("json") ?? null,
     invalidationNs: inv === undefined ? 1000 : num("invalidation-ns", inv, 0, 1e9, false),
+    requestNs: req === undefined ? 5000 : num("request-ns", req, 0, 1e9, false),
     noAlloc: a["no-alloc"] === true,
+    isolate,
   };
 }

@@ -11,7 +11,7 @@ import { type BenchArgs, HELP, parseBenchArgs } from "./args.ts";
 import { BASE, buildSuites, caseName, selectCases, smokeCases, withSol } from "./cases.ts";
 import { AVAILABLE, createBenchable, PENDING } from "./engines.ts";
 import { runCases } from "./runner.ts";
-import { measureAlloc } from "./alloc.ts";
+import { LocalMeasurer, type Measurer, WorkerMeasurer } from "./measurer.ts";
 import { computeTargets, solTarget } from "./targets.ts";
 import { compareResults } from "./compare.ts";
 import {
@@ -69,29 +69,40 @@ async function main(args: BenchArgs): Promise<number> {
 
   const rt = Deno.version;
   console.log(
-    `virtq-lab bench: ${cases.length} cases x ${args.rounds} round(s), ${args.timeMs} ms each; ` +
+    `virtq-lab bench: ${cases.length} cases x ${args.rounds} round(s), ${args.timeMs} ms each, ` +
+      `isolate: ${args.isolate}; ` +
       `deno ${rt.deno}, v8 ${rt.v8}, ${Deno.build.os}/${Deno.build.arch}, ` +
       `${navigator.hardwareConcurrency} cpus`,
   );
   if (PENDING.length) console.log(`not on this branch yet: ${PENDING.join("; ")}`);
 
-  const results = await runCases(cases, createBenchable, {
-    rounds: args.rounds,
-    timeMs: args.timeMs,
-    progress: (l) => console.error(l),
-  });
-
+  const m: Measurer = args.isolate === "family"
+    ? new WorkerMeasurer()
+    : new LocalMeasurer(createBenchable);
+  const results: Results["results"] = [];
   const alloc: AllocResult[] = [];
-  if (!args.noAlloc) {
-    const allocCases = [
-      { ...BASE, engine: "sol" as const },
-      ...AVAILABLE.layouts.map((engine) => ({ ...BASE, engine })),
-    ];
-    for (const p of allocCases) {
-      alloc.push(measureAlloc(caseName(p), createBenchable(p)));
+  try {
+    results.push(
+      ...await runCases(cases, m, {
+        rounds: args.rounds,
+        timeMs: args.timeMs,
+        progress: (l) => console.error(l),
+      }),
+    );
+    if (!args.noAlloc) {
+      const allocCases = [
+        { ...BASE, engine: "sol" as const },
+        ...AVAILABLE.layouts.map((engine) => ({ ...BASE, engine })),
+      ];
+      for (const p of allocCases) alloc.push(await m.alloc(p));
     }
+  } finally {
+    m.close();
   }
-  const targets = computeTargets(results, alloc, { invalidationNs: args.invalidationNs });
+  const targets = computeTargets(results, alloc, {
+    invalidationNs: args.invalidationNs,
+    requestNs: args.requestNs,
+  });
 
   const out: Results = {
     schema: RESULTS_SCHEMA_VERSION,

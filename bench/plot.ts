@@ -27,6 +27,8 @@ export interface Panel {
   yLabel: string;
   /** Log scale on x (base 2 spacing). */
   xLog: boolean;
+  /** Log scale on y (decades, ticks at 1-2-5). */
+  yLog?: boolean;
   /** Lines. */
   series: Series[];
 }
@@ -67,6 +69,20 @@ function fmtTick(x: number): string {
   return Number(x.toPrecision(3)).toString();
 }
 
+/** Ticks of a log axis from `lo` to `hi` (powers of 10): 1, 2, 5 per decade, or 1 when many. */
+export function logTicks(lo: number, hi: number): number[] {
+  const decades = Math.round(Math.log10(hi / lo));
+  const steps = decades > 3 ? [1] : [1, 2, 5];
+  const out: number[] = [];
+  for (let d = lo; d <= hi * 1.0001; d *= 10) {
+    for (const m of steps) {
+      const v = Number((d * m).toPrecision(6));
+      if (v <= hi * 1.0001) out.push(v);
+    }
+  }
+  return out;
+}
+
 /** Renders one panel at (`x0`, `y0`) of `w` x `h` pixels. */
 export function renderPanel(p: Panel, x0: number, y0: number, w: number, h: number): string {
   const left = x0 + 70, right = x0 + w - 190, top = y0 + 40, bottom = y0 + h - 55;
@@ -94,14 +110,27 @@ export function renderPanel(p: Panel, x0: number, y0: number, w: number, h: numb
     const pad = xs.length === 1 ? 0.5 : 0;
     const sx = (x: number) =>
       left + 20 + ((fx(x) - xmin + pad) / (span + 2 * pad)) * (right - left - 40);
-    const { top: ymax, step } = niceScale(Math.max(...pts.map(([, y]) => y)));
-    const sy = (y: number) => bottom - (y / ymax) * (bottom - top);
-    for (let v = 0; v <= ymax + step / 2; v += step) {
+    const ys = pts.map(([, y]) => y).filter((y) => y > 0);
+    let sy: (y: number) => number;
+    let ticks: number[];
+    if (p.yLog && ys.length) {
+      const lo = 10 ** Math.floor(Math.log10(Math.min(...ys)));
+      const hi = 10 ** Math.ceil(Math.log10(Math.max(...ys)));
+      const span = Math.log10(hi / lo) || 1;
+      sy = (y: number) => bottom - (Math.log10(Math.max(y, lo) / lo) / span) * (bottom - top);
+      ticks = logTicks(lo, hi);
+    } else {
+      const { top: ymax, step } = niceScale(Math.max(...pts.map(([, y]) => y)));
+      sy = (y: number) => bottom - (y / ymax) * (bottom - top);
+      ticks = [];
+      for (let v = 0; v <= ymax + step / 2; v += step) ticks.push(Number(v.toPrecision(6)));
+    }
+    for (const v of ticks) {
       const y = sy(v).toFixed(1);
       out.push(`<line x1="${left}" y1="${y}" x2="${right}" y2="${y}" stroke="#ddd"/>`);
       out.push(
         `<text x="${left - 6}" y="${y}" text-anchor="end" dominant-baseline="middle" ` +
-          `font-size="11">${fmtTick(Number(v.toPrecision(6)))}</text>`,
+          `font-size="11">${fmtTick(v)}</text>`,
       );
     }
     for (const x of xs) {
@@ -230,13 +259,15 @@ export function standardPanels(res: Results): Panel[] {
         identityOrSol(s) || s.name === "memcpy"
       ),
     },
-    {
-      title: "Throughput vs payload, per DMA mode (q256, batch 32)",
+    ...(["split", "packed"] as const).map((layout) => ({
+      title: `${layout}: throughput per DMA mode (q256, batch 32)`,
       xLabel: "payload per chain (bytes, log scale)",
-      yLabel: "M chains/s",
+      yLabel: "M chains/s (log scale)",
       xLog: true,
-      series: axisSeries(r, "payload", mchains).filter((s) => s.name !== "memcpy"),
-    },
+      yLog: true,
+      series: axisSeries(r, "payload", mchains).filter((s) => s.name.startsWith(`${layout}/`))
+        .map((s) => ({ ...s, name: s.name.slice(layout.length + 1) })),
+    })),
     {
       title: "Throughput vs chain length (q1024, batch 32, 64 B)",
       xLabel: "descriptors per chain (log scale)",

@@ -24,7 +24,10 @@ export class InProcessExecutor implements Executor {
   /** Always 1. */
   readonly parallelism = 1;
   #targets: readonly FuzzTarget<unknown>[];
-  /** @param targets the targets units may name. */
+  /**
+   * Creates an executor over `targets`.
+   * @param targets the targets units may name.
+   */
   constructor(targets: readonly FuzzTarget<unknown>[]) {
     this.#targets = targets;
   }
@@ -48,6 +51,7 @@ export class WorkerExecutor implements Executor {
   #progressMs: number;
   #hangSeconds: number;
   /**
+   * Creates a pool; workers start on first use.
    * @param registryUrl URL of a module exporting `TARGETS`.
    * @param n number of workers (at least 1).
    * @param options `progressMs`: progress message interval (500); `hangSeconds`: how long past
@@ -153,7 +157,7 @@ export function consoleProgress(
   isTty: boolean,
   plainEveryMs = 10_000,
 ): ProgressSink {
-  let last = 0;
+  let last = -Infinity;
   let shown = false;
   return {
     update(line: string) {

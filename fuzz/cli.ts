@@ -6,6 +6,7 @@
 /** A usage error: names the flag and says how to fix it. The CLI exits with status 2. */
 export class CliError extends Error {
   /**
+   * Creates a usage error.
    * @param flag the offending flag (or argument).
    * @param problem what is wrong.
    * @param fix what to do instead.

@@ -42,6 +42,7 @@ export type CorpusEntry = z.infer<typeof CorpusEntrySchema>;
 /** A bad corpus file: names the file, the fields and the fix. */
 export class CorpusError extends Error {
   /**
+   * Creates a corpus error.
    * @param file the corpus file.
    * @param problem what is wrong, with field paths.
    * @param fix how to repair it.

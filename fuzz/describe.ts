@@ -1,7 +1,7 @@
 /**
  * Readable rendering of fuzz inputs for `--replay`: byte arrays (`Uint8Array`, hex strings of
- * 8+ bytes) become hex dumps, everything else indented JSON-like text with bigints and typed
- * arrays spelled out.
+ * 8+ bytes, arrays of byte values under keys such as `bytes`, `raw`, `ring`) become hex dumps,
+ * everything else indented JSON-like text with bigints and typed arrays spelled out.
  * @module
  */
 
@@ -28,6 +28,9 @@ function hexToBytes(s: string): Uint8Array | undefined {
   return out;
 }
 
+const BYTE_KEY = /bytes|data|payload|raw|ring|buf|table/i;
+const isByte = (x: unknown) => Number.isInteger(x) && (x as number) >= 0 && (x as number) <= 255;
+
 /** Renders a value readably (see the module doc). */
 export function describeValue(v: unknown, indent = ""): string {
   const inner = indent + "  ";
@@ -48,9 +51,18 @@ export function describeValue(v: unknown, indent = ""): string {
     if (v.length === 0) return "[]";
     return `[\n${v.map((x) => inner + describeValue(x, inner)).join(",\n")}\n${indent}]`;
   }
+  const proto = Object.getPrototypeOf(v);
+  if (proto !== null && proto !== Object.prototype && v.toString !== Object.prototype.toString) {
+    return String(v); // class instances with their own rendering, e.g. fc.commands sequences
+  }
   const entries = Object.entries(v as Record<string, unknown>);
   if (entries.length === 0) return "{}";
-  return `{\n${
-    entries.map(([k, x]) => `${inner}${k}: ${describeValue(x, inner)}`).join(",\n")
-  }\n${indent}}`;
+  const field = ([k, x]: [string, unknown]) => {
+    // Arrays of byte values under a byte-ish key (`bytes`, `data`, `payload`, `raw`, `ring`...)
+    if (BYTE_KEY.test(k) && Array.isArray(x) && x.length > 0 && x.every(isByte)) {
+      return `${inner}${k}: bytes(${x.length})\n${hexDump(Uint8Array.from(x), inner + "  ")}`;
+    }
+    return `${inner}${k}: ${describeValue(x, inner)}`;
+  };
+  return `{\n${entries.map(field).join(",\n")}\n${indent}}`;
 }

@@ -42,3 +42,34 @@ export function observedErrorCodes(): string[] {
 export function resetObserved(): void {
   observed.clear();
 }
+
+/**
+ * Runner use: records the code of every instance of `cls` constructed from now on, without any
+ * help from targets or engine. It relies on the constructor assigning `this.name` (as the
+ * catalogue's error classes do): a setter on the prototype catches that assignment, asks
+ * `codeOf` for the code (the fields set later are not there yet, the message is) and stores the
+ * name as an ordinary own property. Idempotent per class.
+ */
+export function observeConstructions(
+  cls: { readonly prototype: object },
+  codeOf: (e: Error) => string | undefined,
+): void {
+  const proto = cls.prototype;
+  if (Object.prototype.hasOwnProperty.call(proto, "name")) return;
+  Object.defineProperty(proto, "name", {
+    configurable: true,
+    get(): string {
+      return Object.getPrototypeOf(proto).name;
+    },
+    set(this: Error, value: string) {
+      Object.defineProperty(this, "name", {
+        value,
+        writable: true,
+        enumerable: true,
+        configurable: true,
+      });
+      const code = codeOf(this);
+      if (code !== undefined) observed.add(code);
+    },
+  });
+}

@@ -175,6 +175,7 @@ export function buildReport(
 /** A report problem found while merging: names the file and the field. */
 export class ReportError extends Error {
   /**
+   * Creates a report error.
    * @param file the report file.
    * @param problem what is wrong (field paths included).
    */
@@ -288,11 +289,14 @@ export function formatSummary(report: FuzzReport): string {
     out.push(line(r));
   });
   const c = report.campaigns;
+  const wall = Math.max(...c.map((x) => x.wallSeconds));
   out.push(
     "",
     `seed ${c.map((x) => x.seed).join(", ")}; shard ${
       c.map((x) => `${x.shard.index}/${x.shard.count}`).join(", ")
-    }; ${report.errorCodes.length} catalogued error codes reached`,
+    }; wall ${fmtSeconds(wall)}${c.length > 1 ? " (longest shard)" : ""}, ${
+      fmtInt(rate(tot.runs, wall))
+    } runs/s in all; ${report.errorCodes.length} error codes reached`,
   );
   for (const t of report.targets) {
     if (t.crash !== undefined) out.push("", `CRASH ${t.target}: ${t.crash}`);

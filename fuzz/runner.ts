@@ -9,6 +9,7 @@
 import fc from "fast-check";
 import type { FuzzTarget } from "./target.ts";
 import { observedErrorCodes, resetObserved } from "./observe.ts";
+import { observeCatalogueErrors } from "./catalogue.ts";
 import { deriveSeed, type FailureSignature, messageOf, signatureOf } from "./signature.ts";
 
 /** One unit of a campaign: a target and a seed slice, with its budget. */
@@ -64,7 +65,7 @@ export interface UnitResult {
   seconds: number;
   /** Distinct failures (by signature). */
   failures: FailureRecord[];
-  /** Catalogue error codes the target noted (`fuzz/observe.ts`). */
+  /** Catalogue error codes raised by the engine or noted by the target (`fuzz/observe.ts`). */
   errorCodes: string[];
   /** Set when the target could not run at all (e.g. its arbitrary threw). */
   crash?: string;
@@ -110,6 +111,7 @@ export function runUnit(
   let nextReport = start + progressMs;
   let repeats = 0;
   let crash: string | undefined;
+  observeCatalogueErrors();
   resetObserved();
   let failing = false; // the current fc.check found a failure and is shrinking it
   const predicate = (input: unknown): void => {

@@ -59,8 +59,25 @@ export * from "./devices/virtio_iommu/device.ts";
 export * from "./devices/virtio_iommu/iova_allocator.ts";
 export * from "./devices/virtio_iommu/transport.ts";
 export * from "./devices/virtio_iommu/driver_api.ts";
+export * from "./devices/virtio_iommu/queues.ts";
 export * from "./devices/virtio_iommu/stack.ts";
 
+// --- inspect: decode memory images of live virtqueues and compare with QEMU (issue #9) --------
+export * from "./inspect/inspect_error.ts";
+export * from "./inspect/exact_json.ts";
+export * from "./inspect/feature_names.ts";
+export * from "./inspect/fixture.ts";
+export * from "./inspect/qemu_oracle.ts";
+export * from "./inspect/decoded_chain.ts";
+export * from "./inspect/split_view.ts";
+export * from "./inspect/packed_view.ts";
+export * from "./inspect/inspect_queue.ts";
+export * from "./inspect/compare_qemu.ts";
+export * from "./inspect/hex_dump.ts";
+export * from "./inspect/report_json.ts";
+export * from "./inspect/engine_decode.ts";
+export * from "./inspect/seeds.ts";
+export * from "./inspect/hmp_xp.ts";
 // --- platform topologies (issue #6): schema, presets, resolution, explanation ---
 export * from "./platform/topology.ts";
 export * from "./platform/policy.ts";

@@ -12,10 +12,10 @@ import {
 
 Deno.test("args: defaults, and smoke shortens rounds and time", () => {
   const d = parseBenchArgs([]);
-  assertEquals([d.smoke, d.rounds, d.timeMs, d.threshold, d.noise], [false, 2, 300, 0.1, 0.08]);
+  assertEquals([d.smoke, d.rounds, d.timeMs, d.threshold, d.noise], [false, 3, 200, 0.1, 0.08]);
   assertEquals([d.save, d.compare, d.json, d.filter, d.suites], [null, null, null, null, []]);
   const s = parseBenchArgs(["--smoke"]);
-  assertEquals([s.smoke, s.rounds, s.timeMs], [true, 1, 40]);
+  assertEquals([s.smoke, s.rounds, s.timeMs], [true, 3, 30]);
 });
 
 Deno.test("args: values, repeated --suite, percentages", () => {
@@ -42,6 +42,10 @@ Deno.test("args: values, repeated --suite, percentages", () => {
     "--invalidation-ns",
     "2500",
     "--no-alloc",
+    "--isolate",
+    "none",
+    "--request-ns",
+    "700",
   ]);
   assertEquals(a.suites, ["size", "payload"]);
   assertEquals(a.filter?.source, "^split");
@@ -53,6 +57,8 @@ Deno.test("args: values, repeated --suite, percentages", () => {
     "/tmp/x.json",
   ]);
   assertEquals([a.threshold, a.noise, a.invalidationNs, a.noAlloc], [0.15, 0.05, 2500, true]);
+  assertEquals([a.isolate, parseBenchArgs([]).isolate], ["none", "family"]);
+  assertEquals([a.requestNs, parseBenchArgs([]).requestNs], [700, 5000]);
   assert(parseBenchArgs(["-h"]).help);
 });
 
@@ -64,6 +70,7 @@ Deno.test("args: errors name the flag", () => {
   assertThrows(() => parseBenchArgs(["--filter", "("]), Error, "--filter (");
   assertThrows(() => parseBenchArgs(["--save", "a", "--save", "b"]), Error, "--save given more");
   assertThrows(() => parseBenchArgs(["--json"]), Error, "--json needs a value");
+  assertThrows(() => parseBenchArgs(["--isolate", "maybe"]), Error, "--isolate maybe");
 });
 
 Deno.test("args: help documents every flag", () => {
@@ -82,6 +89,8 @@ Deno.test("args: help documents every flag", () => {
       "--invalidation-ns",
       "--no-alloc",
       "--list",
+      "--isolate",
+      "--request-ns",
     ]
   ) {
     assert(HELP.includes(f), f);

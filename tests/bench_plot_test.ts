@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "@std/assert";
-import { axisSeries, niceScale, plotResults, renderSvg } from "../bench/plot.ts";
+import { axisSeries, logTicks, niceScale, plotResults, renderSvg } from "../bench/plot.ts";
 import { caseResult, results } from "./bench_fixture.ts";
 
 function sample() {
@@ -35,17 +35,18 @@ Deno.test("plot: the SVG is well-formed, with axes labels, a legend and one path
   for (const t of ["queue size", "payload per chain", "M chains/s", "GB/s"]) {
     assert(svg.includes(t), `missing ${t}`);
   }
-  assertEquals((svg.match(/class="x-label"/g) ?? []).length, 4);
-  assertEquals((svg.match(/class="y-label"/g) ?? []).length, 4);
+  assertEquals((svg.match(/class="x-label"/g) ?? []).length, 5);
+  assertEquals((svg.match(/class="y-label"/g) ?? []).length, 5);
   // size panel: sol + split/identity; payload GB/s panel: sol, split/identity, memcpy;
-  // per-DMA panel: sol, split/identity, split/iommu-lazy; chain panel (q1024): sol, split
-  assertEquals((svg.match(/class="series"/g) ?? []).length, 2 + 3 + 3 + 2);
-  assertEquals((svg.match(/class="legend"/g) ?? []).length, 2 + 3 + 3 + 2);
-  assert(svg.includes("speed-of-light") && svg.includes("split/iommu-lazy"));
-  assert(!svg.includes("no data in this run"));
+  // split per-DMA panel: identity, iommu-lazy; packed per-DMA: no data; chain (q1024): sol, split
+  assertEquals((svg.match(/class="series"/g) ?? []).length, 2 + 3 + 2 + 0 + 2);
+  assertEquals((svg.match(/class="legend"/g) ?? []).length, 2 + 3 + 2 + 0 + 2);
+  assert(svg.includes("speed-of-light") && svg.includes(">iommu-lazy<"));
+  assert(svg.includes("split: throughput per DMA mode") && svg.includes("(log scale)"));
+  assertEquals((svg.match(/no data in this run/g) ?? []).length, 1);
   const empty = plotResults(results([]));
   assert(balanced(empty));
-  assertEquals((empty.match(/no data in this run/g) ?? []).length, 4);
+  assertEquals((empty.match(/no data in this run/g) ?? []).length, 5);
 });
 
 Deno.test("plot: axis series keep only cases that differ from the base point on that axis", () => {
@@ -70,6 +71,8 @@ Deno.test("plot: labels are escaped, nice scales cover the maximum", () => {
   }]);
   assert(svg.includes("a&lt;b &amp; c") && svg.includes("&lt;t&gt;") && svg.includes("s&amp;p"));
   assert(balanced(svg));
+  assertEquals(logTicks(0.1, 10), [0.1, 0.2, 0.5, 1, 2, 5, 10]);
+  assertEquals(logTicks(1, 1e5), [1, 10, 100, 1000, 10000, 100000]);
   for (const m of [0.7, 3, 18.3, 44, 1234]) {
     const { top, step } = niceScale(m);
     assert(top >= m && step > 0 && top / step <= 10, `${m}: ${top} ${step}`);

@@ -1,7 +1,8 @@
 /**
  * Every oracle can fail: for each target offering planted bugs (`plantedFaults` +
  * `withPlantedFault`, see docs/FUZZING.md), a short fixed-seed campaign on the broken copy must
- * report a failure, while the real target stays clean on the same budget.
+ * report a failure within RUNS runs (run-bounded, so the outcome never depends on machine speed),
+ * while the example targets stay clean on the same budget.
  */
 import { assert, assertEquals } from "@std/assert";
 import type { FuzzTarget } from "../fuzz/target.ts";
@@ -10,7 +11,6 @@ import { runUnit } from "../fuzz/runner.ts";
 import { TARGETS as EXAMPLES } from "./fuzz_examples.ts";
 
 const RUNS = 3000;
-const SECONDS = 10;
 
 function plantedCases(targets: readonly FuzzTarget<unknown>[], origin: string) {
   for (const target of targets) {
@@ -25,7 +25,6 @@ function plantedCases(targets: readonly FuzzTarget<unknown>[], origin: string) {
           slice: 0,
           seed: 1,
           runs: RUNS,
-          seconds: SECONDS,
           maxFailures: 1,
         });
         assertEquals(r.crash, undefined);

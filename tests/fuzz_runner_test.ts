@@ -7,7 +7,7 @@ import {
   assertThrows,
 } from "@std/assert";
 import fc from "fast-check";
-import { VirtqError } from "../src/mod.ts";
+import { DMA_ACCESS_READ, DmaFault, DmaMapError, VirtqError } from "../src/mod.ts";
 import { type FuzzTarget, OracleFailure } from "../fuzz/target.ts";
 import { CliError, DEFAULT_SECONDS, HELP, parseFuzzArgs } from "../fuzz/cli.ts";
 import { planShard, secondsPerUnit } from "../fuzz/plan.ts";
@@ -25,12 +25,13 @@ import {
 } from "../fuzz/report.ts";
 import { CorpusError, loadCorpus, replayEntry, writeCorpusEntry } from "../fuzz/corpus.ts";
 import { type FuzzEnv, fuzzMain } from "../fuzz/main.ts";
-import { InProcessExecutor, runUnits, WorkerExecutor } from "../fuzz/campaign.ts";
+import { consoleProgress, InProcessExecutor, runUnits, WorkerExecutor } from "../fuzz/campaign.ts";
 import { registryProblems, unregisteredTargets } from "../fuzz/registry.ts";
 import { describeValue, hexDump } from "../fuzz/describe.ts";
 import { mergeMain } from "../fuzz/merge.ts";
 import { coverageTable, parseLcov, unreachedCodes } from "../fuzz/coverage.ts";
-import { CATALOGUE_CODES } from "../fuzz/catalogue.ts";
+import { CATALOGUE_CODES, observeCatalogueErrors } from "../fuzz/catalogue.ts";
+import { noteErrorCode, observedErrorCodes, resetObserved } from "../fuzz/observe.ts";
 import {
   COPY_FAULTS,
   INDEX_FAULTS,
@@ -234,6 +235,7 @@ Deno.test("runner: distinct bugs are all reported, shrunk, once each", () => {
     byOracle.get("two-bugs/uncaught-exception/AVAIL_HEAD_OUT_OF_RANGE")!.inputText,
   );
   assert(head % 7 === 3 && head < 500, `${head} triggers the second bug only`);
+  assertEquals(r.errorCodes, ["AVAIL_HEAD_OUT_OF_RANGE"], "raised VirtqErrors are recorded");
 });
 
 Deno.test("runner: a target whose arbitrary throws is a crash, not a hang", () => {
@@ -273,6 +275,17 @@ Deno.test("describe: byte arrays and hex strings become hex dumps", () => {
   );
   assertStringIncludes(d, "00000010  10");
   assertStringIncludes(describeValue([1n << 64n]), "18446744073709551616n (0x10000000000000000)");
+  assertStringIncludes(
+    describeValue({ raw: [{ offset: 3, bytes: [0x10, 0xff] }], lens: [1, 2] }),
+    "bytes: bytes(2)\n        00000000  10 ff ",
+  );
+  assertStringIncludes(describeValue({ lens: [1, 2] }), "lens: [\n    1,\n    2\n  ]");
+  class Cmds {
+    toString() {
+      return "advance(3),advance(9)";
+    }
+  }
+  assertEquals(describeValue({ cmds: new Cmds() }), "{\n  cmds: advance(3),advance(9)\n}");
 });
 
 // ---- reports ------------------------------------------------------------------------------
@@ -308,6 +321,10 @@ Deno.test("report: JSON validates, summary has a row per target, JUnit one testc
   assertMatch(sum, /^two-bugs\s+[\d,]+\s+[\d,]+\s+2\s+[\d.]+s\s+FAIL$/m);
   assertMatch(sum, /^example-copy\s+3,000\s+[\d,]+\s+0\s+[\d.]+s\s+ok$/m);
   assertStringIncludes(sum, "FAIL two-bugs [too-big / -]");
+  assertMatch(
+    sum,
+    /^seed 1; shard 1\/1; wall 1\.0s, [\d,]+ runs\/s in all; 3 error codes reached$/m,
+  );
   const x = formatJunit(rep);
   assert(
     x.startsWith(
@@ -690,4 +707,61 @@ Deno.test("campaign: a hung target is killed after its budget and reported as a 
   } finally {
     w.close();
   }
+});
+
+Deno.test("progress: a rewritten line on a TTY, plain periodic lines otherwise", async () => {
+  const tty: string[] = [];
+  const p = consoleProgress((s) => void tty.push(s), true);
+  p.update("a");
+  p.update("b");
+  p.done();
+  assertEquals(tty, ["\r\x1b[2Ka", "\r\x1b[2Kb", "\r\x1b[2K"]);
+  const plain: string[] = [];
+  const q = consoleProgress((s) => void plain.push(s), false, 60_000);
+  q.update("first");
+  q.update("too soon");
+  q.done();
+  assertEquals(plain, ["first\n"]);
+  // runUnits feeds the sink with units done, runs, runs/s, failures, elapsed and time left
+  const lines: string[] = [];
+  const sink = { update: (l: string) => void lines.push(l), done: () => {} };
+  const w = new WorkerExecutor(EXAMPLES_URL, 1, { progressMs: 20 });
+  try {
+    await runUnits([{ target: "example-copy", slice: 0, seed: 1, seconds: 0.5 }], w, sink, 100);
+  } finally {
+    w.close();
+  }
+  assert(lines.length >= 2, `progress lines: ${lines.length}`);
+  assertMatch(
+    lines.at(-1)!,
+    /^fuzz: [01]\/1 units, [\d,]+ runs, [\d,]+ runs\/s, 0 failures, [\d.]+s, [\d.]+s left$/,
+  );
+});
+
+Deno.test("observe: every catalogued error the engine constructs is recorded without target help", () => {
+  observeCatalogueErrors();
+  resetObserved();
+  const v = new VirtqError("DESC_CHAIN_LOOP", "chain visits 17 descriptors");
+  const f = new DmaFault("no-domain", 0x1000, 8, DMA_ACCESS_READ, "viommu");
+  const m = new DmaMapError("pool-exhausted", 0x2000, 4096, "swiotlb");
+  noteErrorCode("MEMORY_FAULT(unmapped)");
+  assertEquals(observedErrorCodes(), [
+    "DESC_CHAIN_LOOP",
+    "DMA_FAULT(no-domain)",
+    "DMA_MAP_ERROR(pool-exhausted)",
+    "MEMORY_FAULT(unmapped)",
+  ]);
+  // the instances are unchanged: own enumerable name, fields, instanceof, message
+  assertEquals([v.name, v.code, f.name, f.reason, m.name, m.reason], [
+    "VirtqError",
+    "DESC_CHAIN_LOOP",
+    "DmaFault",
+    "no-domain",
+    "DmaMapError",
+    "pool-exhausted",
+  ]);
+  assert(v instanceof Error && Object.keys(v).includes("name"));
+  assertStringIncludes(String(v), "VirtqError: DESC_CHAIN_LOOP: chain visits 17 descriptors");
+  for (const c of observedErrorCodes().slice(0, 3)) assert(CATALOGUE_CODES.includes(c), c);
+  resetObserved();
 });

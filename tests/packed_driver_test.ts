@@ -104,6 +104,14 @@ Deno.test("packed driver: hostile device, one minimal input per driver error cod
     for (let t = drv.detachUnused(); t !== undefined; t = drv.detachUnused()) left.push(t);
     assertEquals(left.sort(), ["b", "c"]);
     assertEquals(drv.numFree, 8);
+    // after a device reset the ring restarts: zeroed, lap 1, usable again
+    drv.resetRings();
+    assertEquals(drv.broken, null);
+    assertEquals(ring.read(0), { addr: 0n, len: 0, id: 0, flags: 0 });
+    addOne(drv, "e");
+    drv.kick();
+    ring.write(0, { addr: 0n, len: 1, id: 0, flags: usedBits(1) | VIRTQ_DESC_F_WRITE });
+    assertEquals(drv.getUsed(), "e");
   }
 });
 
@@ -220,5 +228,15 @@ Deno.test("packed driver: API errors", () => {
   );
   assertEquals(drv.numFree, 2);
   assertEquals(drv.outstanding, 0);
-  assertThrows(() => setup(0), RangeError);
+  assertEquals(assertThrows(() => setup(0), VirtqError).code, "QUEUE_SIZE_INVALID");
+  const mk = (ringGpa: number) => () =>
+    new PackedDriverQueue({
+      memory: GuestMemory.flat(0x4000),
+      dma: new RawGpaDmaApi(),
+      size: 4,
+      features: 0n,
+      ringGpa,
+    });
+  assertEquals(assertThrows(mk(0x1008), VirtqError).code, "RING_MISALIGNED");
+  assertEquals(assertThrows(mk(0x4000), VirtqError).code, "RING_UNMAPPED");
 });

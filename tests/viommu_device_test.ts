@@ -399,7 +399,7 @@ Deno.test("viommu probe parsing: ignores reserved type bits and unknown types, u
 });
 
 Deno.test("viommu translate: data path through a mapping, contiguous prefix, permissions", () => {
-  const { dev, attach, map } = setup();
+  const { dev, attach, map, unmap } = setup();
   attach(1, 8);
   map(1, 0x10_0000, 0x10_0fff, 0x3000, VIRTIO_IOMMU_MAP_F_READ);
   map(1, 0x10_1000, 0x10_1fff, 0x9000, RW);
@@ -411,6 +411,12 @@ Deno.test("viommu translate: data path through a mapping, contiguous prefix, per
   assertEquals([out.gpa, out.length], [0x9000, 0x100]);
   const f = assertThrows(() => s.translate(0x10_0000, 4, DMA_ACCESS_WRITE, out), DmaFault);
   assertEquals(f.reason, "permission");
+  // Same mapping right after a read hit (the cached fast path) still checks permissions.
+  s.translate(0x10_0004, 4, DMA_ACCESS_READ, out);
+  assertThrows(() => s.translate(0x10_0008, 4, DMA_ACCESS_WRITE, out), DmaFault);
+  // An UNMAP invalidates the cached mapping at once.
+  assertEquals(unmap(1, 0x10_0000, 0x10_0fff), VIRTIO_IOMMU_S_OK);
+  assertThrows(() => s.translate(0x10_0004, 4, DMA_ACCESS_READ, out), DmaFault);
   assertEquals(
     assertThrows(() => s.translate(0x10_2000, 4, DMA_ACCESS_READ, out), DmaFault).reason,
     "unmapped",

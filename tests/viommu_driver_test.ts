@@ -10,15 +10,17 @@ import {
   DmaMapError,
   DmaTranslation,
   GuestMemory,
+  VIOMMU_TRANSPORT_STAGING_BYTES,
   ViommuIovaAllocator,
+  viommuQueuesFootprint,
   VIRTIO_IOMMU_F_PROBE,
   VIRTIO_IOMMU_MAP_F_READ,
   VIRTIO_IOMMU_MAP_F_WRITE,
   VIRTIO_IOMMU_RESV_MEM_T_RESERVED,
 } from "../src/mod.ts";
 
-const STAGING = 0x3c000;
-const mem = () => GuestMemory.flat(0x40000);
+const STAGING = 0x70000;
+const mem = () => GuestMemory.flat(0x80000);
 
 Deno.test("viommu DmaApi: init PROBEs and ATTACHes; map sends MAP with direction flags", () => {
   const m = mem();
@@ -143,4 +145,76 @@ Deno.test("viommu IOVA allocator: first fit, aligned, skips reserved windows, re
   assertEquals(a.alloc(0x10_0000), -1);
   assertEquals(a.live, 3);
   assertThrows(() => new ViommuIovaAllocator(0x1800, 0, 1), RangeError);
+});
+
+Deno.test("viommu on our engine: requests over the split requestq, faults over the eventq", () => {
+  const m = mem();
+  const s = createViommuStack({ memory: m, stagingGpa: STAGING, eventBuffers: 2 });
+  assertEquals(s.transport.name, "requestq");
+  const q = s.queues!;
+  const before = s.transport.batches;
+  const buses = s.api.mapBatch([0x1000, 0x2000, 0x3000], [8, 8, 8], DMA_TO_DEVICE);
+  assertEquals(s.transport.batches - before, 1);
+  assertEquals(s.device.mappingCount, 3);
+  s.api.unmap(buses[1], 8, DMA_TO_DEVICE);
+  assertEquals(q.requestq.outstanding, 0);
+  const out = new DmaTranslation();
+  for (const bus of [buses[1], buses[0]]) {
+    assertThrows(() => s.space.translate(bus, 4, DMA_ACCESS_WRITE, out), DmaFault);
+  }
+  assertEquals(q.drainFaults(), [
+    { reason: 2, flags: 0x102, endpoint: 8, address: buses[1] },
+    { reason: 2, flags: 0x102, endpoint: 8, address: buses[0] },
+  ]);
+  // Buffers were re-posted: two more faults are reported, a third is dropped (2 buffers).
+  for (let i = 0; i < 3; i++) {
+    assertThrows(() => s.space.translate(0x7_0000_0000, 4, DMA_ACCESS_READ, out), DmaFault);
+  }
+  assertEquals(q.drainFaults().length, 2);
+  assertEquals(s.device.stats.faultsDropped, 1);
+  // Direct transport gives the same device state.
+  const d = createViommuStack({ memory: mem(), stagingGpa: STAGING, transport: "direct" });
+  d.api.mapBatch([0x1000, 0x2000, 0x3000], [8, 8, 8], DMA_TO_DEVICE);
+  assertEquals(d.device.domainMappings(1)!.map((x) => x.virtStart), [0x1000, 0x2000, 0x3000]);
+  assertEquals(s.device.domainMappings(1)!.map((x) => x.virtStart), [0x1000, 0x3000]);
+});
+
+Deno.test("viommu stack fits its 16 KiB region (rings, event buffers, staging) exactly", () => {
+  const m = new GuestMemory([
+    { gpa: 0, size: 0x10000, name: "buffers" },
+    { gpa: 0x10000, size: VIOMMU_TRANSPORT_STAGING_BYTES, name: "viommu" },
+  ]);
+  assertEquals(viommuQueuesFootprint(), VIOMMU_TRANSPORT_STAGING_BYTES);
+  const s = createViommuStack({ memory: m, stagingGpa: 0x10000 });
+  // 40 MAPs in one batch: split over several kicks by the staging area, all succeed.
+  const gpas = Array.from({ length: 40 }, (_, i) => i * 0x400);
+  const buses = s.api.mapBatch(gpas, gpas.map(() => 0x100), DMA_BIDIRECTIONAL);
+  assertEquals(buses.length, 40);
+  assertEquals(s.device.mappingCount, 40);
+  const out = new DmaTranslation();
+  s.space.translate(buses[39], 0x100, DMA_ACCESS_WRITE, out);
+  assertEquals(out.gpa, 39 * 0x400);
+});
+
+Deno.test("viommu long-lived mapping: one MAP at init, buffers inside need no request", () => {
+  const s = createViommuStack({
+    memory: mem(),
+    stagingGpa: STAGING,
+    longLived: { gpa: 0x10000, size: 0x20000 },
+  });
+  assertEquals(s.api.maps, 1);
+  const requests = s.transport.requests;
+  const bus = s.api.map(0x10800, 0x100, DMA_FROM_DEVICE);
+  s.api.syncForCpu(bus, 0x100, DMA_FROM_DEVICE);
+  s.api.syncForDevice(Number(bus) + 0x8000, 0x100, DMA_FROM_DEVICE);
+  s.api.unmap(bus, 0x100, DMA_FROM_DEVICE);
+  assertEquals(s.transport.requests, requests);
+  assertEquals(s.api.windowMaps, 1);
+  const out = new DmaTranslation();
+  s.space.translate(bus, 0x100, DMA_ACCESS_WRITE, out);
+  assertEquals([out.gpa, out.length], [0x10800, 0x100]);
+  // Outside the window: per-buffer MAP and UNMAP.
+  const other = s.api.map(0x40000, 0x10, DMA_TO_DEVICE);
+  s.api.unmap(other, 0x10, DMA_TO_DEVICE);
+  assertEquals(s.transport.requests, requests + 2);
 });

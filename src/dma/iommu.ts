@@ -282,7 +282,7 @@ export class Iommu {
         `entry allows ${perm & 1 ? "R" : "-"}${perm & 2 ? "W" : "-"}`,
       );
     }
-    const inPage = bus % size;
+    const inPage = (bus >>> 0) & (size - 1); // size <= 1 GiB: the low 32 bits suffice
     const room = size - inPage;
     out.gpa = base + inPage;
     if (room >= want) {
@@ -321,7 +321,7 @@ export class Iommu {
         perm = w.perm;
         tlb.insert(domain.id, nextBus, w.level, base, perm);
       }
-      const inPage = nextBus % size; // 0 except after a large page boundary mismatch
+      const inPage = (nextBus >>> 0) & (size - 1); // 0 unless a large page starts mid-way
       if ((access & ~perm) !== 0 || base + inPage !== nextGpa) break;
       const room = size - inPage;
       got += room;

@@ -152,7 +152,8 @@ export class IommuDmaApi implements ReversibleDmaApi {
     this.flushQueue?.poll();
     const off = gpa % IOVA_GRANULE;
     const pages = Math.max(1, Math.ceil((off + length) / IOVA_GRANULE));
-    const pfn = this.#alloc(pages, flags);
+    // caller value b: flag bits 0-1, the in-page offset of the handle above them
+    const pfn = this.#alloc(pages, flags | (off << 2));
     if (pfn < 0) {
       throw new DmaMapError(
         "iova-exhausted",
@@ -208,6 +209,10 @@ export class IommuDmaApi implements ReversibleDmaApi {
     this.flushQueue?.poll();
     const i = this.#live(bus, length, "unmap");
     const a = this.allocator;
+    if (bus !== a.rangeLo(i) * IOVA_GRANULE + (a.dataB(i) >>> 2)) {
+      // dma-debug: "device driver frees DMA memory with different ... address"
+      throw new DmaMapError("not-mapped", bus, length, this.name, "not the handle map returned");
+    }
     if ((a.dataB(i) & FLAG_COHERENT) !== coherent) {
       throw new DmaMapError("not-mapped", bus, length, this.name, "coherent/streaming mismatch");
     }

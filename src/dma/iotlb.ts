@@ -18,6 +18,8 @@ const TWO_32 = 0x1_0000_0000;
 const SPAN = [0, 2 ** 12, 2 ** 21, 2 ** 30];
 /** Above this many pages per level, a range invalidation scans the table instead of probing. */
 const PROBE_LIMIT = 64;
+/** Level tags in the high tag word (bits 24..). */
+const L1 = 1 << 24, L2 = 2 << 24, L3 = 3 << 24;
 
 /** Counters of an {@link Iotlb}; monotonically increasing until {@link Iotlb.resetStats}. */
 export interface IotlbStats {
@@ -120,12 +122,19 @@ export class Iotlb {
    * @returns `true` on a hit (then read `hitGpa`/`hitSize`/`hitPerm`), `false` on a miss.
    */
   lookup(domain: number, iova: number): boolean {
-    for (let level = 1; level <= 3; level++) {
-      if (this.#perLevel[level] === 0) continue;
-      if (this.#find(domain, iova, level) >= 0) {
-        this.stats.hits++;
-        return true;
-      }
+    // Split the IOVA into 32-bit halves once; tags are built with integer shifts only.
+    const lo = iova >>> 0;
+    const hi = (iova - lo) / TWO_32;
+    const per = this.#perLevel;
+    if (
+      (per[1] !== 0 && this.#find(domain, (lo >>> 12) | (hi << 20), (hi >>> 12) | L1, 4096) >= 0) ||
+      (per[2] !== 0 && this.#find(domain, (lo >>> 21) | (hi << 11), (hi >>> 21) | L2, 0x20_0000) >=
+          0) ||
+      (per[3] !== 0 && this.#find(domain, (lo >>> 30) | (hi << 2), (hi >>> 30) | L3, 0x4000_0000) >=
+          0)
+    ) {
+      this.stats.hits++;
+      return true;
     }
     this.stats.misses++;
     return false;
@@ -134,20 +143,25 @@ export class Iotlb {
   /** Like {@link Iotlb.lookup} but counts nothing: does the IOTLB hold a translation of `iova`? */
   holds(domain: number, iova: number): boolean {
     for (let level = 1; level <= 3; level++) {
-      if (this.#perLevel[level] !== 0 && this.#find(domain, iova, level) >= 0) return true;
+      if (this.#perLevel[level] !== 0 && this.#findLevel(domain, iova, level) >= 0) return true;
     }
     return false;
   }
 
-  #find(domain: number, iova: number, level: number): number {
+  #findLevel(domain: number, iova: number, level: number): number {
     const span = SPAN[level];
     const pn = Math.floor(iova / span);
-    const lo = pn >>> 0;
-    const hi = (Math.floor(pn / TWO_32) | (level << 24)) >>> 0;
+    return this.#find(domain, pn >>> 0, (Math.floor(pn / TWO_32) | (level << 24)) >>> 0, span);
+  }
+
+  // Probes for the entry tagged (domain, tagLo, tagHi); on a hit fills hitGpa/hitSize/hitPerm.
+  #find(domain: number, tagLo: number, tagHi: number, span: number): number {
+    const lo = tagLo >>> 0, hi = tagHi >>> 0;
     const mask = this.#mask, gen = this.#gen, cur = this.#cur;
+    const tl = this.#tagLo, th = this.#tagHi, dm = this.#dom;
     let i = this.#hash(lo, hi, domain);
     while (gen[i] === cur) {
-      if (this.#tagLo[i] === lo && this.#tagHi[i] === hi && this.#dom[i] === domain) {
+      if (tl[i] === lo && th[i] === hi && dm[i] === domain) {
         this.hitGpa = this.#gpa[i];
         this.hitSize = span;
         this.hitPerm = this.#perm[i];
@@ -167,7 +181,7 @@ export class Iotlb {
     const pn = Math.floor(iova / span);
     const lo = pn >>> 0;
     const hi = (Math.floor(pn / TWO_32) | (level << 24)) >>> 0;
-    if (this.#find(domain, iova, level) < 0 && this.#count >= this.capacity) {
+    if (this.#findLevel(domain, iova, level) < 0 && this.#count >= this.capacity) {
       this.stats.overflowFlushes++;
       this.stats.entriesInvalidated += this.#count;
       this.#bump();
@@ -282,7 +296,7 @@ export class Iotlb {
       if (this.#perLevel[level] === 0) continue;
       const span = SPAN[level];
       for (let p = Math.floor(start / span) * span; p < end; p += span) {
-        const i = this.#find(domain, p, level);
+        const i = this.#findLevel(domain, p, level);
         if (i >= 0) this.#removeAt(i);
       }
     }

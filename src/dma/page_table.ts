@@ -107,29 +107,36 @@ export class IoPageTable {
    */
   walk(iova: number, out: IoPageWalk): boolean {
     const pool = this.#pool;
-    let table = 0;
-    let perm = IOPTE_READ | IOPTE_WRITE;
     out.entriesRead = 0;
     if (!(iova >= 0 && iova < LEVEL_SPAN[this.levels + 1])) return false;
+    // 9-bit indices from the IOVA's 32-bit halves, integer ops only.
+    const lo = iova >>> 0;
+    const hi = (iova - lo) / TWO_32;
+    let table = 0;
+    let perm = IOPTE_READ | IOPTE_WRITE;
     for (let level: number = this.levels; level >= 1; level--) {
-      const span = LEVEL_SPAN[level];
-      const idx = Math.floor(iova / span) % ENTRIES;
+      const idx = level === 1
+        ? (lo >>> 12) & 511
+        : level === 2
+        ? (lo >>> 21) & 511
+        : level === 3
+        ? ((lo >>> 30) | (hi << 2)) & 511
+        : (hi >>> 7) & 511;
       const w = table * WORDS_PER_TABLE + idx * 2;
-      const lo = pool[w];
+      const e = pool[w];
       out.entriesRead++;
-      const p = lo & (IOPTE_READ | IOPTE_WRITE);
+      const p = e & (IOPTE_READ | IOPTE_WRITE);
       if (p === 0) return false;
       perm &= p;
-      const addr = (lo & 0xffff_f000) >>> 0;
-      const full = pool[w + 1] * TWO_32 + addr;
-      if (level === 1 || (lo & IOPTE_PS) !== 0) {
-        out.pageGpa = full;
-        out.pageSize = span;
+      if (level === 1 || (e & IOPTE_PS) !== 0) {
+        out.pageGpa = pool[w + 1] * TWO_32 + ((e & 0xffff_f000) >>> 0);
+        out.pageSize = LEVEL_SPAN[level];
         out.level = level;
         out.perm = perm;
         return true;
       }
-      table = full / 4096;
+      // next table index = pointer / 4096, as a small integer (keeps typed-array indices Smis)
+      table = (e >>> 12) | (pool[w + 1] << 20);
     }
     return false;
   }

@@ -1,7 +1,6 @@
 /**
  * Layout-independent constructors: create a driver or device queue of either ring layout by a
  * parameter, so tests, fuzz targets and benchmarks run on split (§2.7) and packed (§2.8) alike.
- * Only `"split"` exists so far; `"packed"` throws until the packed engine lands.
  *
  * @module
  */
@@ -15,10 +14,12 @@ import type {
 } from "./queue.ts";
 import { SplitDeviceQueue } from "./split/device.ts";
 import { splitDriverFootprint, SplitDriverQueue } from "./split/driver.ts";
+import { PackedDeviceQueue } from "./packed/device.ts";
+import { PackedDriverQueue, packedDriverQueueFootprint } from "./packed/driver.ts";
 
 function unsupported(layout: string): never {
   throw new Error(
-    `ring layout "${layout}" is not implemented yet (only "split" is available)`,
+    `unknown ring layout "${layout}" (expected "split" or "packed")`,
   );
 }
 
@@ -33,6 +34,8 @@ export function createDriverQueue<T>(layout: RingLayout, opts: DriverQueueOption
   switch (layout) {
     case "split":
       return new SplitDriverQueue<T>(opts);
+    case "packed":
+      return new PackedDriverQueue<T>(opts);
     default:
       return unsupported(layout);
   }
@@ -49,6 +52,8 @@ export function createDeviceQueue(layout: RingLayout, opts: DeviceQueueOptions):
   switch (layout) {
     case "split":
       return new SplitDeviceQueue(opts);
+    case "packed":
+      return new PackedDeviceQueue(opts);
     default:
       return unsupported(layout);
   }
@@ -66,6 +71,8 @@ export function driverQueueFootprint(layout: RingLayout, size: number, features:
   switch (layout) {
     case "split":
       return splitDriverFootprint(size, features);
+    case "packed":
+      return packedDriverQueueFootprint(size, features);
     default:
       return unsupported(layout);
   }

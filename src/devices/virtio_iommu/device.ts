@@ -21,7 +21,7 @@
  * @module
  */
 
-import type { U64 } from "../../memory/u64.ts";
+import { type U64, u64FromParts } from "../../memory/u64.ts";
 import { MemoryFault } from "../../memory/fault.ts";
 import type { Chain } from "../../virtio/chain.ts";
 import type { DeviceQueue } from "../../virtio/queue.ts";
@@ -40,6 +40,7 @@ import {
   VIRTIO_IOMMU_FAULT_SIZE,
   VIRTIO_IOMMU_MAP_F_MASK,
   VIRTIO_IOMMU_MAP_F_MMIO,
+  VIRTIO_IOMMU_MAP_SIZE,
   VIRTIO_IOMMU_PROBE_SIZE,
   VIRTIO_IOMMU_REQ_TAIL_SIZE,
   VIRTIO_IOMMU_RESV_MEM_T_MSI,
@@ -57,6 +58,7 @@ import {
   VIRTIO_IOMMU_T_MAP,
   VIRTIO_IOMMU_T_PROBE,
   VIRTIO_IOMMU_T_UNMAP,
+  VIRTIO_IOMMU_UNMAP_SIZE,
 } from "./constants.ts";
 import {
   defaultViommuConfig,
@@ -78,6 +80,8 @@ import { type ViommuMapping, ViommuMappingTree } from "./mappings.ts";
 import { encodeProbeProperties, type ViommuResvMem } from "./probe.ts";
 import { encodeViommuFault } from "./events.ts";
 import { type ViommuDomain, type ViommuEndpoint, ViommuEndpointSpace } from "./endpoint_space.ts";
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** Bit mask (bigint) of a feature bit number. */
 function bit(n: number): bigint {
@@ -164,9 +168,28 @@ export class VirtioIommuDevice {
   readonly #maxMappings: number;
   readonly #unknownType: "used-zero" | "unsupp";
   #mappingCount = 0;
+  /** Low 32 bits of the negotiated features (the device-specific bits). */
+  #featLo = 0;
+  /** Mapping granule in bytes (lowest bit of page_size_mask). */
+  readonly #granule: number | bigint;
   #requestq: DeviceQueue | null = null;
   #eventq: DeviceQueue | null = null;
   readonly #scratch = new Uint8Array(VIRTIO_IOMMU_PROBE_SIZE);
+  readonly #sv = new DataView(this.#scratch.buffer);
+  readonly #mreq: Mutable<ViommuMap> = {
+    type: VIRTIO_IOMMU_T_MAP,
+    domain: 0,
+    virtStart: 0,
+    virtEnd: 0,
+    physStart: 0,
+    flags: 0,
+  };
+  readonly #ureq: Mutable<ViommuUnmap> = {
+    type: VIRTIO_IOMMU_T_UNMAP,
+    domain: 0,
+    virtStart: 0,
+    virtEnd: 0,
+  };
   readonly #tail = new Uint8Array(VIRTIO_IOMMU_REQ_TAIL_SIZE);
   readonly #fault = new Uint8Array(VIRTIO_IOMMU_FAULT_SIZE);
   readonly #host = {
@@ -187,8 +210,8 @@ export class VirtioIommuDevice {
     this.deviceFeatures = opts.features ?? VIRTIO_IOMMU_DEFAULT_FEATURES;
     this.features = this.deviceFeatures;
     this.config = { ...defaultViommuConfig(), ...opts.config };
-    viommuGranule(this.config.pageSizeMask);
-    if (BigInt(this.config.inputStart) > BigInt(this.config.inputEnd)) {
+    this.#granule = viommuGranule(this.config.pageSizeMask);
+    if (this.config.inputStart > this.config.inputEnd) {
       throw new RangeError("input_range start is above its end");
     }
     if (this.config.domainStart > this.config.domainEnd) {
@@ -208,14 +231,15 @@ export class VirtioIommuDevice {
         domain: null,
       });
     }
+    this.#featLo = Number(this.features & 0xffff_ffffn);
     this.#updateBypass();
   }
 
   // --- Feature negotiation and config --------------------------------------------------
 
-  /** Whether feature bit `n` was negotiated. */
+  /** Whether feature bit `n` was negotiated (bits 0..31 cached, no BigInt on the request path). */
   has(n: number): boolean {
-    return (this.features & bit(n)) !== 0n;
+    return n < 32 ? (this.#featLo & (1 << n)) !== 0 : (this.features & bit(n)) !== 0n;
   }
 
   /** Whether feature bit `n` is offered. */
@@ -229,6 +253,7 @@ export class VirtioIommuDevice {
    */
   negotiate(driverFeatures: bigint): bigint {
     this.features = this.deviceFeatures & driverFeatures;
+    this.#featLo = Number(this.features & 0xffff_ffffn);
     this.#updateBypass();
     return this.features;
   }
@@ -272,6 +297,7 @@ export class VirtioIommuDevice {
     for (const e of this.#endpoints.values()) e.domain = null;
     this.#mappingCount = 0;
     this.features = this.deviceFeatures;
+    this.#featLo = Number(this.features & 0xffff_ffffn);
     this.broken = null;
     this.#updateBypass();
   }
@@ -396,16 +422,40 @@ export class VirtioIommuDevice {
       this.stats.unparsed++;
       return 0;
     }
-    let readable: Uint8Array;
+    const sc = this.#scratch;
     try {
-      // A readable part longer than any request is only read up to its head: its type tells
-      // an unknown request (used length 0) from a known one of the wrong size (DEVERR).
-      readable = this.#scratch.subarray(0, rbytes > this.#scratch.length ? 4 : rbytes);
-      chain.readInto(readable);
+      // Copies min(rbytes, 72) bytes: a readable part longer than any request is only read up
+      // to its head, whose type tells an unknown request (used length 0) from a known one of the
+      // wrong size (DEVERR).
+      chain.readInto(sc);
     } catch (e) {
       if (!(e instanceof MemoryFault)) throw e;
       return this.#complete(chain, VIRTIO_IOMMU_S_FAULT);
     }
+    // Fast path for well-formed MAP / UNMAP (the per-buffer traffic): no decode objects.
+    if (wbytes === VIRTIO_IOMMU_REQ_TAIL_SIZE && sc[1] === 0 && sc[2] === 0 && sc[3] === 0) {
+      const v = this.#sv;
+      if (sc[0] === VIRTIO_IOMMU_T_MAP && rbytes === VIRTIO_IOMMU_MAP_SIZE) {
+        const m = this.#mreq;
+        m.domain = v.getUint32(4, true);
+        m.virtStart = u64FromParts(v.getUint32(8, true), v.getUint32(12, true));
+        m.virtEnd = u64FromParts(v.getUint32(16, true), v.getUint32(20, true));
+        m.physStart = u64FromParts(v.getUint32(24, true), v.getUint32(28, true));
+        m.flags = v.getUint32(32, true);
+        return this.#complete(chain, this.#map(m));
+      }
+      if (
+        sc[0] === VIRTIO_IOMMU_T_UNMAP && rbytes === VIRTIO_IOMMU_UNMAP_SIZE &&
+        v.getUint32(24, true) === 0
+      ) {
+        const u = this.#ureq;
+        u.domain = v.getUint32(4, true);
+        u.virtStart = u64FromParts(v.getUint32(8, true), v.getUint32(12, true));
+        u.virtEnd = u64FromParts(v.getUint32(16, true), v.getUint32(20, true));
+        return this.#complete(chain, this.#unmap(u));
+      }
+    }
+    const readable = sc.subarray(0, rbytes > sc.length ? 4 : rbytes);
     const d = rbytes > readable.length
       ? (viommuRequestSize(readable[0]) === 0
         ? { kind: "unknown-type" as const, type: readable[0] }
@@ -532,19 +582,28 @@ export class VirtioIommuDevice {
     const dom = this.#domains.get(req.domain);
     if (dom === undefined) return VIRTIO_IOMMU_S_NOENT;
     if (dom.bypass) return VIRTIO_IOMMU_S_INVAL;
-    const vs = BigInt(req.virtStart), ve = BigInt(req.virtEnd), ps = BigInt(req.physStart);
+    const vs = req.virtStart, ve = req.virtEnd, ps = req.physStart, g = this.#granule;
     if (ve < vs) return VIRTIO_IOMMU_S_INVAL;
-    const g = BigInt(viommuGranule(this.config.pageSizeMask));
-    if (vs % g !== 0n || ps % g !== 0n || (ve + 1n) % g !== 0n) return VIRTIO_IOMMU_S_RANGE;
-    if (vs < BigInt(this.config.inputStart) || ve > BigInt(this.config.inputEnd)) {
-      return VIRTIO_IOMMU_S_RANGE;
+    if (
+      typeof vs === "number" && typeof ve === "number" && typeof ps === "number" &&
+      typeof g === "number"
+    ) {
+      // Number fast path: every value is a safe integer (ve + 1 <= 2^53 stays exact).
+      if (vs % g !== 0 || ps % g !== 0 || (ve + 1) % g !== 0) return VIRTIO_IOMMU_S_RANGE;
+      if (ps + (ve - vs) >= 2 ** 52) return VIRTIO_IOMMU_S_RANGE;
+    } else {
+      const bvs = BigInt(vs), bve = BigInt(ve), bps = BigInt(ps), bg = BigInt(g);
+      if (bvs % bg !== 0n || bps % bg !== 0n || (bve + 1n) % bg !== 0n) {
+        return VIRTIO_IOMMU_S_RANGE;
+      }
+      if (bps + (bve - bvs) >= 1n << 52n) return VIRTIO_IOMMU_S_RANGE;
     }
-    // Our guests have at most 52 physical address bits: a mapping beyond is out of range.
-    if (ps + (ve - vs) >= 1n << 52n) return VIRTIO_IOMMU_S_RANGE;
+    // Mixed number/bigint comparisons are exact in JavaScript.
+    if (vs < this.config.inputStart || ve > this.config.inputEnd) return VIRTIO_IOMMU_S_RANGE;
     for (const id of dom.endpoints) {
       for (const r of this.#endpoints.get(id)!.resvMem) {
         // Spec: the device SHOULD reject a MAP that overlaps a RESV_MEM region.
-        if (BigInt(r.start) <= ve && BigInt(r.end) >= vs) return VIRTIO_IOMMU_S_INVAL;
+        if (r.start <= ve && r.end >= vs) return VIRTIO_IOMMU_S_INVAL;
       }
     }
     if (dom.tree.overlaps(req.virtStart, req.virtEnd)) return VIRTIO_IOMMU_S_INVAL;
@@ -560,7 +619,7 @@ export class VirtioIommuDevice {
     const dom = this.#domains.get(req.domain);
     if (dom === undefined) return VIRTIO_IOMMU_S_NOENT;
     if (dom.bypass) return VIRTIO_IOMMU_S_INVAL;
-    if (BigInt(req.virtEnd) < BigInt(req.virtStart)) return VIRTIO_IOMMU_S_INVAL;
+    if (req.virtEnd < req.virtStart) return VIRTIO_IOMMU_S_INVAL;
     const removed = dom.tree.unmap(req.virtStart, req.virtEnd);
     if (removed < 0) return VIRTIO_IOMMU_S_RANGE;
     this.#mappingCount -= removed;

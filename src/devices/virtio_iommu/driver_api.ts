@@ -27,6 +27,7 @@ import {
   VIRTIO_IOMMU_F_PROBE,
   VIRTIO_IOMMU_MAP_F_READ,
   VIRTIO_IOMMU_MAP_F_WRITE,
+  VIRTIO_IOMMU_MAP_SIZE,
   VIRTIO_IOMMU_REQ_TAIL_SIZE,
   VIRTIO_IOMMU_S_OK,
   VIRTIO_IOMMU_T_ATTACH,
@@ -34,6 +35,7 @@ import {
   VIRTIO_IOMMU_T_MAP,
   VIRTIO_IOMMU_T_PROBE,
   VIRTIO_IOMMU_T_UNMAP,
+  VIRTIO_IOMMU_UNMAP_SIZE,
 } from "./constants.ts";
 import { viommuGranule, type VirtioIommuConfig } from "./config.ts";
 import { encodeViommuRequest, type ViommuRequest } from "./requests.ts";
@@ -58,6 +60,13 @@ export interface VirtioIommuDmaApiOptions {
    * stays inside `input_range` and below 2^53.
    */
   dmaMask?: number;
+  /**
+   * A long-lived mapping made once by `init` (READ|WRITE, page-rounded): buffers wholly inside
+   * `[gpa, gpa + size)` map and unmap with no request at all (bus = window IOVA + offset), as a
+   * driver with premapped buffers (or Linux's identity-mapped domains) does. Buffers outside it
+   * take the per-buffer MAP/UNMAP path.
+   */
+  longLived?: { gpa: number; size: number };
 }
 
 /** A live mapping as the driver tracks it. */
@@ -85,6 +94,8 @@ export class VirtioIommuDmaApi implements DmaApi {
   maps = 0;
   /** UNMAP requests sent. */
   unmaps = 0;
+  /** Maps served by the long-lived window without a request. */
+  windowMaps = 0;
 
   readonly #t: ViommuTransport;
   readonly #cfg: VirtioIommuConfig;
@@ -93,6 +104,15 @@ export class VirtioIommuDmaApi implements DmaApi {
   #iova: ViommuIovaAllocator | null = null;
   readonly #live = new Map<number, LiveMapping>();
   readonly #tail = new Uint8Array(VIRTIO_IOMMU_REQ_TAIL_SIZE);
+  readonly #mapBuf = new Uint8Array(VIRTIO_IOMMU_MAP_SIZE);
+  readonly #mapView = new DataView(this.#mapBuf.buffer);
+  readonly #unmapBuf = new Uint8Array(VIRTIO_IOMMU_UNMAP_SIZE);
+  readonly #unmapView = new DataView(this.#unmapBuf.buffer);
+  readonly #longLived: { gpa: number; size: number } | null;
+  // The long-lived window: GPA range [#wGpa, #wGpaEnd) at IOVA #wIova; #wIova < 0 when none.
+  #wGpa = 0;
+  #wGpaEnd = 0;
+  #wIova = -1;
 
   /**
    * Creates the mode (no request is sent until `init`).
@@ -110,6 +130,7 @@ export class VirtioIommuDmaApi implements DmaApi {
     }
     this.granule = g;
     this.#dmaMask = opts.dmaMask ?? 2 ** 48 - 1;
+    this.#longLived = opts.longLived ?? null;
   }
 
   #has(bit: number): boolean {
@@ -198,10 +219,23 @@ export class VirtioIommuDmaApi implements DmaApi {
       a.reserve(Number(r.start), u64Compare(r.end, high) > 0 ? high : Number(r.end));
     }
     this.#iova = a;
+    if (this.#longLived !== null) {
+      const { gpa, size } = this.#longLived;
+      const m = this.#prepare(gpa, size, 0, true);
+      const s = this.#mapRequest(m);
+      this.#submit([s], gpa, size);
+      this.maps++;
+      this.#check(s, "MAP (long-lived)", gpa, size);
+      this.#live.set(m.iova, m);
+      this.#wGpa = m.gpaBase;
+      this.#wGpaEnd = m.gpaBase + m.size;
+      this.#wIova = m.iova;
+    }
   }
 
   /** DETACH the endpoint (after unmapping nothing: the domain's mappings vanish with it). */
   detach(): void {
+    this.#wIova = -1;
     this.#send(
       { type: VIRTIO_IOMMU_T_DETACH, domain: this.domain, endpoint: this.endpoint },
       "DETACH",
@@ -256,13 +290,49 @@ export class VirtioIommuDmaApi implements DmaApi {
     };
   }
 
+  /** Sends one request from a reusable buffer and checks the tail. @throws DmaMapError */
+  #sendOne(readable: Uint8Array, what: string, address: U64, length: number): void {
+    const tail = this.#tail;
+    let used: number;
+    try {
+      used = this.#t.submitOne(readable, tail);
+    } catch (e) {
+      throw new DmaMapError(
+        "transport",
+        address,
+        length,
+        this.name,
+        `requestq failed: ${e instanceof Error ? e.message : String(e)}`,
+      );
+    }
+    if (used === 0 || tail[0] !== VIRTIO_IOMMU_S_OK) {
+      throw new DmaMapError(
+        "transport",
+        address,
+        length,
+        this.name,
+        used === 0 ? `${what}: used length 0` : `${what} answered ${viommuStatusName(tail[0])}`,
+      );
+    }
+  }
+
   #mapOne(gpa: number, length: number, dir: DmaDirection, coherent: boolean): U64 {
     const m = this.#prepare(gpa, length, dir, coherent);
-    const s = this.#mapRequest(m);
+    // MAP layout (spec §5.13.6.5): head, domain @4, virt_start @8, virt_end @16, phys_start @24,
+    // flags @32; all values here are safe integers.
+    const v = this.#mapView, end = m.iova + m.size - 1;
+    v.setUint32(0, VIRTIO_IOMMU_T_MAP, true);
+    v.setUint32(4, this.domain, true);
+    v.setUint32(8, m.iova >>> 0, true);
+    v.setUint32(12, Math.floor(m.iova / 0x1_0000_0000), true);
+    v.setUint32(16, end >>> 0, true);
+    v.setUint32(20, Math.floor(end / 0x1_0000_0000), true);
+    v.setUint32(24, m.gpaBase >>> 0, true);
+    v.setUint32(28, Math.floor(m.gpaBase / 0x1_0000_0000), true);
+    v.setUint32(32, this.#flags(dir), true);
     try {
-      this.#submit([s], gpa, length);
       this.maps++;
-      this.#check(s, "MAP", gpa, length);
+      this.#sendOne(this.#mapBuf, "MAP", gpa, length);
     } catch (e) {
       this.#iova!.free(m.iova);
       throw e;
@@ -271,9 +341,22 @@ export class VirtioIommuDmaApi implements DmaApi {
     return m.iova + (gpa - m.gpaBase);
   }
 
-  /** See {@link DmaApi.map}. @throws DmaMapError (`iova-exhausted`, `window`, `transport`) */
+  /**
+   * See {@link DmaApi.map}. Inside the long-lived window: no request, allocation-free.
+   * @throws DmaMapError (`iova-exhausted`, `window`, `transport`)
+   */
   map(gpa: number, length: number, dir: DmaDirection): U64 {
+    if (this.#wIova >= 0 && gpa >= this.#wGpa && gpa + length <= this.#wGpaEnd && length > 0) {
+      this.windowMaps++;
+      return this.#wIova + (gpa - this.#wGpa);
+    }
     return this.#mapOne(gpa, length, dir, false);
+  }
+
+  /** True when `[bus, bus + length)` lies in the long-lived window. */
+  #inWindow(bus: U64, length: number): boolean {
+    return this.#wIova >= 0 && typeof bus === "number" && bus >= this.#wIova &&
+      bus + length <= this.#wIova + (this.#wGpaEnd - this.#wGpa);
   }
 
   /**
@@ -328,33 +411,35 @@ export class VirtioIommuDmaApi implements DmaApi {
     this.unmaps++;
     // When UNMAP fails the IOVA range stays allocated (leaked, never reused): the device may
     // still hold the mapping, and reusing it would make a later MAP overlap (INVAL).
-    this.#send(
-      {
-        type: VIRTIO_IOMMU_T_UNMAP,
-        domain: this.domain,
-        virtStart: m.iova,
-        virtEnd: m.iova + m.size - 1,
-      },
-      "UNMAP",
-      bus,
-      length,
-    );
+    // UNMAP layout (spec §5.13.6.6): head, domain @4, virt_start @8, virt_end @16, reserved @24.
+    const v = this.#unmapView, end = m.iova + m.size - 1;
+    v.setUint32(0, VIRTIO_IOMMU_T_UNMAP, true);
+    v.setUint32(4, this.domain, true);
+    v.setUint32(8, m.iova >>> 0, true);
+    v.setUint32(12, Math.floor(m.iova / 0x1_0000_0000), true);
+    v.setUint32(16, end >>> 0, true);
+    v.setUint32(20, Math.floor(end / 0x1_0000_0000), true);
+    this.#sendOne(this.#unmapBuf, "UNMAP", bus, length);
     this.#iova!.free(m.iova);
   }
 
-  /** See {@link DmaApi.unmap}. @throws DmaMapError (`not-mapped`, `transport`) */
+  /**
+   * See {@link DmaApi.unmap}. Inside the long-lived window: nothing to do.
+   * @throws DmaMapError (`not-mapped`, `transport`)
+   */
   unmap(bus: U64, length: number, _dir: DmaDirection): void {
+    if (this.#inWindow(bus, length)) return;
     this.#unmapLive(this.#lookup(bus, length), bus, length);
   }
 
   /** Checks the mapping is live (no bounce to copy). @throws DmaMapError (`not-mapped`) */
   syncForCpu(bus: U64, length: number, _dir: DmaDirection): void {
-    this.#lookup(bus, length);
+    if (!this.#inWindow(bus, length)) this.#lookup(bus, length);
   }
 
   /** Checks the mapping is live (no bounce to copy). @throws DmaMapError (`not-mapped`) */
   syncForDevice(bus: U64, length: number, _dir: DmaDirection): void {
-    this.#lookup(bus, length);
+    if (!this.#inWindow(bus, length)) this.#lookup(bus, length);
   }
 
   /** See {@link DmaApi.mapCoherent}: a bidirectional mapping. @throws DmaMapError */

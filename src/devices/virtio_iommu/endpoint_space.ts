@@ -87,10 +87,18 @@ export class ViommuEndpointSpace implements DmaAddressSpace {
   readonly #reh: Uint32Array;
   readonly #rel: Uint32Array;
   readonly #rmsi: Uint8Array;
-  // Last-hit cache.
+  // Last-hit cache: the index of the last mapping used in its tree (slow path), and its numeric
+  // form for the fast path (filled only when the mapping's addresses are safe integers and no
+  // RESV_MEM region of this endpoint intersects it).
   #cTree: ViommuMappingTree | null = null;
   #cGen = -1;
   #cIdx = -1;
+  #fDom: ViommuDomain | null = null;
+  #fGen = -1;
+  #fStart = 0;
+  #fEnd = -1;
+  #fPhys = 0;
+  #fFlags = 0;
 
   /**
    * Creates the view of one endpoint (the device does this in `endpointSpace`).
@@ -127,6 +135,27 @@ export class ViommuEndpointSpace implements DmaAddressSpace {
    * `out-of-window` (identity beyond 2^52 in bypass).
    */
   translate(bus: U64, length: number, access: DmaAccess, out: DmaTranslation): void {
+    // Fast path: a number address inside the cached mapping of the current domain, unchanged.
+    const fd = this.#fDom;
+    if (
+      fd !== null && typeof bus === "number" && this.#ep.domain === fd &&
+      fd.tree.generation === this.#fGen && bus >= this.#fStart && bus <= this.#fEnd
+    ) {
+      const f = this.#fFlags;
+      if (
+        ((access & DMA_ACCESS_READ) === 0 || (f & VIRTIO_IOMMU_MAP_F_READ) !== 0) &&
+        ((access & DMA_ACCESS_WRITE) === 0 || (f & VIRTIO_IOMMU_MAP_F_WRITE) !== 0)
+      ) {
+        const remaining = this.#fEnd - bus + 1;
+        out.gpa = this.#fPhys + (bus - this.#fStart);
+        out.length = remaining < length ? remaining : length;
+        return;
+      }
+    }
+    this.#translateSlow(bus, length, access, out);
+  }
+
+  #translateSlow(bus: U64, length: number, access: DmaAccess, out: DmaTranslation): void {
     let hi: number, lo: number;
     if (typeof bus === "number") {
       hi = Math.floor(bus / TWO32);
@@ -184,6 +213,7 @@ export class ViommuEndpointSpace implements DmaAddressSpace {
       this.#cTree = t;
       this.#cGen = t.generation;
       this.#cIdx = i;
+      this.#fillFast(dom, i);
     }
     const f = t.flags[i];
     if (
@@ -197,6 +227,25 @@ export class ViommuEndpointSpace implements DmaAddressSpace {
     out.gpa = t.physHi[i] * TWO32 + t.physLo[i] + offset;
     out.length = remaining < length ? remaining : length;
     if (nr !== 0) this.#clampToResv(hi, lo, out);
+  }
+
+  /** Caches mapping `i` of `dom` for the fast path when it is numeric and avoids RESV_MEM. */
+  #fillFast(dom: ViommuDomain, i: number): void {
+    const t = dom.tree;
+    this.#fDom = null;
+    if (t.endHi[i] > 0x1f_ffff || t.physHi[i] > 0x1f_ffff) return; // not a safe integer
+    for (let r = 0; r < this.#rmsi.length; r++) {
+      if (
+        cmpHiLo(this.#rsh[r], this.#rsl[r], t.endHi[i], t.endLo[i]) <= 0 &&
+        cmpHiLo(this.#reh[r], this.#rel[r], t.startHi[i], t.startLo[i]) >= 0
+      ) return;
+    }
+    this.#fStart = t.startHi[i] * TWO32 + t.startLo[i];
+    this.#fEnd = t.endHi[i] * TWO32 + t.endLo[i];
+    this.#fPhys = t.physHi[i] * TWO32 + t.physLo[i];
+    this.#fFlags = t.flags[i];
+    this.#fGen = t.generation;
+    this.#fDom = dom;
   }
 
   #identity(bus: U64, length: number, access: DmaAccess, out: DmaTranslation): void {

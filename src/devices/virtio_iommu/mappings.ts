@@ -99,7 +99,15 @@ export class ViommuMappingTree {
     const sh = u64Hi(virtStart), sl = u64Lo(virtStart);
     const i = this.upperBound(sh, sl);
     const n = this.count;
-    for (const a of this.#arrays()) a.copyWithin(i + 1, i, n);
+    if (i < n) {
+      this.startHi.copyWithin(i + 1, i, n);
+      this.startLo.copyWithin(i + 1, i, n);
+      this.endHi.copyWithin(i + 1, i, n);
+      this.endLo.copyWithin(i + 1, i, n);
+      this.physHi.copyWithin(i + 1, i, n);
+      this.physLo.copyWithin(i + 1, i, n);
+      this.flags.copyWithin(i + 1, i, n);
+    }
     this.startHi[i] = sh;
     this.startLo[i] = sl;
     this.endHi[i] = u64Hi(virtEnd);
@@ -127,7 +135,16 @@ export class ViommuMappingTree {
     if (last < first) return 0;
     if (cmpHiLo(this.endHi[last], this.endLo[last], eH, eL) > 0) return -1;
     const removed = last - first + 1;
-    for (const a of this.#arrays()) a.copyWithin(first, last + 1, this.count);
+    const n = this.count;
+    if (last + 1 < n) {
+      this.startHi.copyWithin(first, last + 1, n);
+      this.startLo.copyWithin(first, last + 1, n);
+      this.endHi.copyWithin(first, last + 1, n);
+      this.endLo.copyWithin(first, last + 1, n);
+      this.physHi.copyWithin(first, last + 1, n);
+      this.physLo.copyWithin(first, last + 1, n);
+      this.flags.copyWithin(first, last + 1, n);
+    }
     this.count -= removed;
     this.generation++;
     return removed;
@@ -154,18 +171,6 @@ export class ViommuMappingTree {
     const out: ViommuMapping[] = [];
     for (let i = 0; i < this.count; i++) out.push(this.entry(i));
     return out;
-  }
-
-  #arrays(): (Uint32Array | Uint8Array)[] {
-    return [
-      this.startHi,
-      this.startLo,
-      this.endHi,
-      this.endLo,
-      this.physHi,
-      this.physLo,
-      this.flags,
-    ];
   }
 
   #grow(): void {

@@ -13,14 +13,17 @@ import { VirtioIommuDevice, type VirtioIommuDeviceOptions } from "./device.ts";
 import { VirtioIommuDmaApi } from "./driver_api.ts";
 import type { ViommuResvMem } from "./probe.ts";
 import { ViommuDirectTransport, type ViommuTransport } from "./transport.ts";
+import { createViommuQueues, type ViommuQueues } from "./queues.ts";
 
 /** Options of {@link createViommuStack}. */
 export interface ViommuStackOptions {
   /** Guest memory shared by the driver, the device and the IOMMU. */
   memory: GuestMemory;
   /**
-   * GPA of `VIOMMU_TRANSPORT_STAGING_BYTES` (16 KiB) of guest memory reserved for request
-   * staging (used by the default direct transport).
+   * Page-aligned GPA of `VIOMMU_TRANSPORT_STAGING_BYTES` (16 KiB) of guest memory the IOMMU
+   * driver owns: the requestq/eventq rings, event buffers and request staging for the
+   * `"requestq"` transport (with the default queue size and event buffers; otherwise
+   * `viommuQueuesFootprint(...)` bytes), the staging area for `"direct"`.
    */
   stagingGpa: number;
   /** Endpoint ID of the device behind the IOMMU (default 8, i.e. 00:01.0). */
@@ -35,8 +38,20 @@ export interface ViommuStackOptions {
   device?: Omit<Partial<VirtioIommuDeviceOptions>, "endpoints" | "config">;
   /** Driver features to accept (default: everything offered). */
   driverFeatures?: bigint;
-  /** A transport built on the device (default: `ViommuDirectTransport` at `stagingGpa`). */
-  transport?: (device: VirtioIommuDevice) => ViommuTransport;
+  /**
+   * How requests travel: `"requestq"` (default) over our virtqueue engine (split rings at
+   * `stagingGpa`, which must then have `viommuQueuesFootprint()` bytes), `"direct"` (hand-built
+   * chains, 16 KiB at `stagingGpa`), or a factory.
+   */
+  transport?: "requestq" | "direct" | ((device: VirtioIommuDevice) => ViommuTransport);
+  /**
+   * A long-lived mapping of `[gpa, gpa + size)` made once at init: buffers inside it need no
+   * MAP/UNMAP (see `VirtioIommuDmaApiOptions.longLived`). Default none: a MAP and an UNMAP per
+   * buffer.
+   */
+  longLived?: { gpa: number; size: number };
+  /** Event buffers kept posted on the eventq with the `"requestq"` transport (default 8). */
+  eventBuffers?: number;
 }
 
 /** What {@link createViommuStack} returns. */
@@ -51,6 +66,8 @@ export interface ViommuStack {
   readonly transport: ViommuTransport;
   /** Endpoint ID. */
   readonly endpoint: number;
+  /** The virtqueues (`"requestq"` transport), else `null`. */
+  readonly queues: ViommuQueues | null;
 }
 
 /**
@@ -68,15 +85,28 @@ export function createViommuStack(opts: ViommuStackOptions): ViommuStack {
     config: opts.config,
   });
   const features = device.negotiate(opts.driverFeatures ?? device.deviceFeatures);
-  const transport = opts.transport?.(device) ??
-    new ViommuDirectTransport(device, opts.memory, opts.stagingGpa);
+  let queues: ViommuQueues | null = null;
+  let transport: ViommuTransport;
+  const t = opts.transport ?? "requestq";
+  if (t === "requestq") {
+    queues = createViommuQueues({
+      memory: opts.memory,
+      device,
+      ringGpa: opts.stagingGpa,
+      eventBuffers: opts.eventBuffers,
+    });
+    transport = queues.transport;
+  } else if (t === "direct") {
+    transport = new ViommuDirectTransport(device, opts.memory, opts.stagingGpa);
+  } else transport = t(device);
   const api = new VirtioIommuDmaApi({
     transport,
     config: decodeViommuConfig(device.readConfig()),
     features,
     endpoint,
     domain: opts.domain ?? 1,
+    longLived: opts.longLived,
   });
   api.init();
-  return { device, api, space: device.endpointSpace(endpoint), transport, endpoint };
+  return { device, api, space: device.endpointSpace(endpoint), transport, endpoint, queues };
 }

@@ -41,6 +41,14 @@ export interface ViommuTransport {
    * @throws Error (e.g. `VirtqError`) when the queue breaks; the caller maps it to a `DmaMapError`.
    */
   submit(batch: readonly ViommuSubmission[]): void;
+  /**
+   * Sends one request (the per-buffer MAP/UNMAP path; no batch objects).
+   * @param readable device-readable bytes.
+   * @param writable receives what the device wrote.
+   * @returns the used length (0: the device could not parse it).
+   * @throws Error as {@link ViommuTransport.submit}.
+   */
+  submitOne(readable: Uint8Array, writable: Uint8Array): number;
 }
 
 /** Bytes of guest memory a transport needs for its request staging area. */
@@ -76,18 +84,26 @@ export class ViommuDirectTransport implements ViommuTransport {
   submit(batch: readonly ViommuSubmission[]): void {
     this.batches++;
     for (const s of batch) {
-      this.requests++;
-      const r = this.#gpa, w = this.#gpa + alignUp(s.readable.length);
-      checkFits(s, VIOMMU_TRANSPORT_STAGING_BYTES);
-      this.#memory.write(r, s.readable);
-      this.#memory.fill(w, s.writable.length);
-      const c = this.#chain;
-      c.reset(0, 0);
-      if (s.readable.length > 0) c.addReadable(r, s.readable.length);
-      if (s.writable.length > 0) c.addWritable(w, s.writable.length);
-      s.used = this.#device.processRequest(c);
-      this.#memory.read(w, s.writable);
+      this.batches--;
+      s.used = this.submitOne(s.readable, s.writable);
     }
+  }
+
+  /** See {@link ViommuTransport.submitOne}. */
+  submitOne(readable: Uint8Array, writable: Uint8Array): number {
+    this.batches++;
+    this.requests++;
+    const r = this.#gpa, w = this.#gpa + alignUp(readable.length);
+    checkFits(readable.length, writable.length, VIOMMU_TRANSPORT_STAGING_BYTES);
+    this.#memory.write(r, readable);
+    this.#memory.fill(w, writable.length);
+    const c = this.#chain;
+    c.reset(0, 0);
+    if (readable.length > 0) c.addReadable(r, readable.length);
+    if (writable.length > 0) c.addWritable(w, writable.length);
+    const used = this.#device.processRequest(c);
+    this.#memory.read(w, writable);
+    return used;
   }
 }
 
@@ -107,6 +123,7 @@ export class ViommuQueueTransport implements ViommuTransport {
   readonly #device: VirtioIommuDevice;
   readonly #memory: GuestMemory;
   readonly #gpa: number;
+  readonly #bytes: number;
   readonly #rd = new SgList(1);
   readonly #wr = new SgList(1);
 
@@ -115,18 +132,48 @@ export class ViommuQueueTransport implements ViommuTransport {
    * @param queue driver side of the requestq (its device side must be attached to `device`).
    * @param device the device (run inline after each kick).
    * @param memory guest memory.
-   * @param stagingGpa GPA of {@link VIOMMU_TRANSPORT_STAGING_BYTES} bytes the driver owns.
+   * @param stagingGpa GPA of `stagingBytes` bytes the driver owns.
+   * @param stagingBytes size of the staging area (default {@link VIOMMU_TRANSPORT_STAGING_BYTES}).
    */
   constructor(
     queue: DriverQueue<number>,
     device: VirtioIommuDevice,
     memory: GuestMemory,
     stagingGpa: number,
+    stagingBytes: number = VIOMMU_TRANSPORT_STAGING_BYTES,
   ) {
     this.#queue = queue;
     this.#device = device;
     this.#memory = memory;
     this.#gpa = stagingGpa;
+    this.#bytes = stagingBytes;
+  }
+
+  /**
+   * See {@link ViommuTransport.submitOne}: add, kick, let the device process, get used.
+   * @throws VirtqError when the queue is broken or full; Error when the device does not return it.
+   */
+  submitOne(readable: Uint8Array, writable: Uint8Array): number {
+    checkFits(readable.length, writable.length, this.#bytes);
+    const q = this.#queue;
+    const r = this.#gpa, w = r + alignUp(readable.length);
+    this.#memory.write(r, readable);
+    this.#memory.fill(w, writable.length);
+    this.#rd.clear().push(r, readable.length);
+    this.#wr.clear().push(w, writable.length);
+    q.add(this.#rd, this.#wr, 0);
+    this.batches++;
+    this.requests++;
+    q.kick();
+    this.#device.processRequestQueue();
+    if (q.getUsed() === undefined) {
+      throw new Error(
+        "virtio-iommu requestq: the request was not returned" +
+          (this.#device.broken ? ` (${this.#device.broken.message})` : ""),
+      );
+    }
+    this.#memory.read(w, writable);
+    return q.usedLen;
   }
 
   /**
@@ -143,9 +190,9 @@ export class ViommuQueueTransport implements ViommuTransport {
       const offsets: number[] = [];
       while (i < batch.length && i - first < this.#queue.size) {
         const s = batch[i];
-        checkFits(s, VIOMMU_TRANSPORT_STAGING_BYTES);
+        checkFits(s.readable.length, s.writable.length, this.#bytes);
         const need = alignUp(s.readable.length) + alignUp(s.writable.length);
-        if (off + need > VIOMMU_TRANSPORT_STAGING_BYTES || this.#queue.numFree < 2) break;
+        if (off + need > this.#bytes || this.#queue.numFree < 2) break;
         const r = this.#gpa + off, w = r + alignUp(s.readable.length);
         this.#memory.write(r, s.readable);
         this.#memory.fill(w, s.writable.length);
@@ -182,10 +229,10 @@ function alignUp(n: number): number {
   return (n + 63) & ~63;
 }
 
-function checkFits(s: ViommuSubmission, cap: number): void {
-  if (alignUp(s.readable.length) + alignUp(s.writable.length) > cap) {
+function checkFits(readable: number, writable: number, cap: number): void {
+  if (alignUp(readable) + alignUp(writable) > cap) {
     throw new RangeError(
-      `virtio-iommu request of ${s.readable.length}+${s.writable.length} bytes exceeds the staging area`,
+      `virtio-iommu request of ${readable}+${writable} bytes exceeds the staging area`,
     );
   }
 }

@@ -570,33 +570,35 @@ export class PackedDeviceQueue implements DeviceQueue {
     const tr = this.#tr;
     const mem = this.#memory;
     let remaining = len;
-    while (remaining > 0) {
-      try {
+    try {
+      // A buffer may span several translations (IOMMU pages, windows; HOSTILE_INPUTS #46).
+      while (remaining > 0) {
         this.#dma.translate(bus, remaining, access, tr);
-      } catch (cause) {
-        throw new VirtqError("DESC_BUFFER_FAULT", `descriptor ${index}: ${String(cause)}`, {
-          index,
-          cause,
-        });
+        const n = tr.length;
+        if (!(n >= 1 && n <= remaining)) {
+          throw new VirtqError("DESC_BUFFER_FAULT", `descriptor ${index}: bad translation`, {
+            index,
+          });
+        }
+        mem.resolve(tr.gpa, n); // MemoryFault when not inside one guest memory region
+        if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
+          throw new VirtqError("CHAIN_TOO_MANY_SEGMENTS", `more than ${this.#maxSegments}`, {
+            index,
+          });
+        }
+        if (write) chain.addWritable(tr.gpa, n);
+        else chain.addReadable(tr.gpa, n);
+        remaining -= n;
+        if (remaining === 0) break;
+        if (typeof bus === "number" && bus + n <= Number.MAX_SAFE_INTEGER) bus += n;
+        else bus = u64Add(bus, n) as U64;
       }
-      const n = tr.length;
-      if (!(n >= 1 && n <= remaining) || !mem.contains(tr.gpa, n)) {
-        throw new VirtqError(
-          "DESC_BUFFER_FAULT",
-          `descriptor ${index}: ${n} bytes at GPA ${tr.gpa} are not guest memory`,
-          { index },
-        );
-      }
-      if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
-        throw new VirtqError("CHAIN_TOO_MANY_SEGMENTS", `more than ${this.#maxSegments}`, {
-          index,
-        });
-      }
-      if (write) chain.addWritable(tr.gpa, n);
-      else chain.addReadable(tr.gpa, n);
-      remaining -= n;
-      if (typeof bus === "number" && bus + n <= Number.MAX_SAFE_INTEGER) bus += n;
-      else bus = u64Add(bus, n) as U64;
+    } catch (cause) {
+      if (cause instanceof VirtqError) throw cause;
+      throw new VirtqError("DESC_BUFFER_FAULT", `descriptor ${index}: ${String(cause)}`, {
+        index,
+        cause,
+      });
     }
   }
 

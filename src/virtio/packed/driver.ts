@@ -158,16 +158,17 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
    * coherently.
    * @param options memory, DMA API, Queue Size (1..32768, any value), features, `ringGpa`
    * (16-aligned; {@link packedDriverQueueFootprint} bytes), policy.
-   * @throws RangeError for an invalid size or `ringGpa`; `MemoryFault` when the ring memory is not
-   * guest memory; `DmaMapError` when the ring areas cannot be mapped.
+   * @throws VirtqError `QUEUE_SIZE_INVALID` (not 1..32768), `RING_MISALIGNED` (`ringGpa` not
+   * 16-aligned), `RING_UNMAPPED` (the footprint is not inside one guest memory region),
+   * `DMA_MAP_FAILED` (the coherent mapping of the ring areas failed).
    */
   constructor(options: DriverQueueOptions) {
     const size = options.size;
     if (!isValidPackedQueueSize(size)) {
-      throw new RangeError(`packed Queue Size ${size} is not in 1..32768 (spec §2.8)`);
+      throw new VirtqError("QUEUE_SIZE_INVALID", `packed queue size ${size} is not in 1..32768`);
     }
     if (!Number.isSafeInteger(options.ringGpa) || options.ringGpa % 16 !== 0) {
-      throw new RangeError(`ringGpa ${options.ringGpa} must be 16-aligned (spec §2.8.10.1)`);
+      throw new VirtqError("RING_MISALIGNED", `ringGpa ${options.ringGpa} is not 16-aligned`);
     }
     this.size = size;
     this.#memory = options.memory;
@@ -186,7 +187,17 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     const lay = packedRingLayout(size, this.#indirectOk);
     this.ringLayout = lay;
     this.#ringGpa = options.ringGpa;
-    const region = this.#memory.resolve(options.ringGpa, lay.totalBytes);
+    let region;
+    try {
+      region = this.#memory.resolve(options.ringGpa, lay.totalBytes);
+    } catch (cause) {
+      throw new VirtqError(
+        "RING_UNMAPPED",
+        `driver ring memory (${lay.totalBytes} bytes at GPA ${options.ringGpa}) is not inside ` +
+          `one guest memory region`,
+        { cause },
+      );
+    }
     const base = region.bytes.byteOffset + (options.ringGpa - region.gpa);
     const buf = region.bytes.buffer;
     new Uint8Array(buf, base, lay.totalBytes).fill(0); // §2.8: the ring starts zeroed
@@ -198,7 +209,11 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     const arenaBytes = this.#indirectOk ? size * lay.indirectTableBytes : 0;
     this.#a32 = new Uint32Array(buf, base + lay.indirectOffset, arenaBytes / 4);
     this.#a16 = new Uint16Array(buf, base + lay.indirectOffset, arenaBytes / 2);
-    this.#ringBus = this.#dma.mapCoherent(options.ringGpa, lay.ringBytes);
+    try {
+      this.#ringBus = this.#dma.mapCoherent(options.ringGpa, lay.ringBytes);
+    } catch (cause) {
+      throw new VirtqError("DMA_MAP_FAILED", "cannot map the ring areas coherently", { cause });
+    }
     this.addresses = Object.freeze({
       descAddr: this.#ringBus,
       driverAddr: u64Add(this.#ringBus, lay.driverEventOffset) as U64,
@@ -270,7 +285,9 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       if (writable.len[i] === 0) throw new VirtqError("BUFFER_EMPTY", `writable ${i} is empty`);
       cap += writable.len[i];
     }
+    // §2.8.7.1: an indirect table, like any list, holds at most Queue Size descriptors.
     const indirect = this.#indirectOk && n >= 2 && n <= PACKED_DRIVER_INDIRECT_MAX &&
+      n <= this.size &&
       (this.#indirectMode === 1 || (this.#indirectMode === 2 && this.#numFree < n));
     const need = indirect ? 1 : n;
     if (this.#numFree < need) {
@@ -306,9 +323,18 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
 
   #addDirect(id: number, readable: SgList, writable: SgList, n: number): void {
     const nr = readable.count;
-    // Map everything first, so that a failure leaves no descriptor written.
+    const size = this.size;
+    const d32 = this.#d32;
+    const d16 = this.#d16;
+    const dma = this.#dma;
+    let slot = this.#nextAvail;
+    let wrap = this.#availWrap;
+    let headFlags = 0;
     let e = id;
     let last = id;
+    // One pass: map each segment, record it in the shadow and write its descriptor. The head's
+    // flags are written only after every mapping succeeded, so a failure exposes nothing: the
+    // descriptors behind an unavailable head are unreachable and get overwritten (§2.8.21).
     for (let i = 0; i < n; i++) {
       const w = i >= nr;
       const gpa = w ? writable.gpa[i - nr] : readable.gpa[i];
@@ -316,34 +342,51 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       const dir = w ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
       let bus: U64;
       try {
-        bus = this.#map(gpa, len, dir);
-      } catch (err) {
+        bus = dma.map(gpa, len, dir);
+      } catch (cause) {
         this.#unmapEntries(id, i);
-        throw err;
+        throw new VirtqError("DMA_MAP_FAILED", `${len} bytes at GPA ${gpa}`, { cause });
       }
-      this.#setEntry(e, bus, len, dir);
+      const b = slot * 4;
+      if (typeof bus === "number") {
+        this.#exBus[e] = bus;
+        this.#exBig[e] = null;
+        d32[b] = bus >>> 0;
+        d32[b + 1] = (bus - (bus >>> 0)) / TWO_POW_32;
+      } else {
+        this.#exBig[e] = bus;
+        d32[b] = u64Lo(bus);
+        d32[b + 1] = u64Hi(bus);
+      }
+      this.#exLen[e] = len;
+      this.#exDir[e] = dir;
+      d32[b + 2] = len;
+      d16[slot * 8 + 6] = id;
+      const flags = (wrap !== 0 ? 0x0080 : 0x8000) | (i < n - 1 ? VIRTQ_DESC_F_NEXT : 0) |
+        (w ? VIRTQ_DESC_F_WRITE : 0);
+      if (i === 0) headFlags = flags;
+      else d16[slot * 8 + 7] = flags;
       last = e;
-      e = this.#exNext[e];
-    }
-    this.#freeHead = this.#exNext[last];
-    // Write the descriptors in ring order; the first head's flags wait for kick.
-    const size = this.size;
-    let slot = this.#nextAvail;
-    let wrap = this.#availWrap;
-    e = id;
-    for (let i = 0; i < n; i++) {
-      const avail = wrap !== 0 ? 0x0080 : 0x8000;
-      const flags = avail | (i < n - 1 ? VIRTQ_DESC_F_NEXT : 0) |
-        (this.#exDir[e] === DMA_FROM_DEVICE ? VIRTQ_DESC_F_WRITE : 0);
-      this.#writeDesc(slot, this.#exBus[e], this.#exBig[e], this.#exLen[e], id, flags, i === 0);
       e = this.#exNext[e];
       if (++slot === size) {
         slot = 0;
         wrap ^= 1;
       }
     }
+    this.#freeHead = this.#exNext[last];
+    this.#publishHead(this.#nextAvail, headFlags);
     this.#nextAvail = slot;
     this.#availWrap = wrap;
+  }
+
+  /** The first head of a batch waits for kick (§2.8.21); later heads are written now. */
+  #publishHead(slot: number, flags: number): void {
+    if (this.#pendHeadSlot < 0) {
+      this.#pendHeadSlot = slot;
+      this.#pendHeadFlags = flags;
+    } else {
+      this.#d16[slot * 8 + 7] = flags;
+    }
   }
 
   #addIndirect(id: number, readable: SgList, writable: SgList, n: number): void {
@@ -633,8 +676,8 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
 
   /**
    * After a device reset: unmaps and returns the token of one buffer still outstanding (added,
-   * published or not), or `undefined`. When the last one is detached the ring is zeroed and
-   * every position and wrap counter restarts (1), ready for re-activation; `broken` is kept.
+   * published or not), freeing its ID, or `undefined` when none is left (Linux
+   * `virtqueue_detach_unused_buf`).
    */
   detachUnused(): T | undefined {
     for (let id = 0; id < this.size; id++) {
@@ -642,16 +685,29 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
         const token = this.#tokens[id];
         this.#tokens[id] = undefined;
         this.#detach(id);
-        if (this.#outstanding === 0) this.#restart();
         return token;
       }
     }
-    this.#restart();
     return undefined;
+  }
+
+  /**
+   * Re-initialises the ring after a device reset once every buffer was detached: zeroes the ring
+   * areas, restarts positions and both wrap counters at 1 (spec §2.8.1), the ID free list and the
+   * broken state. The ring bus addresses stay the same.
+   * @throws Error when buffers are still outstanding (call {@link detachUnused} first).
+   */
+  resetRings(): void {
+    if (this.#outstanding !== 0) {
+      throw new Error(`resetRings: ${this.#outstanding} buffers still outstanding`);
+    }
+    this.#restart();
+    this.#broken = null;
   }
 
   #restart(): void {
     this.#d32.fill(0);
+    this.#pendIds.fill(0);
     this.#drvEv.fill(0);
     this.#devEv.fill(0);
     this.#nextAvail = 0;

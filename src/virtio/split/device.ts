@@ -14,6 +14,7 @@ import type { GuestMemory, MemoryRegion } from "../../memory/guest_memory.ts";
 import { hex64, TWO_POW_32, type U64, u64Add, u64FromParts, u64Lo } from "../../memory/u64.ts";
 import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, type DmaAccess } from "../../dma/errors.ts";
 import { type DmaAddressSpace, DmaTranslation, translateContiguous } from "../../dma/types.ts";
+import { IdentityAddressSpace } from "../../dma/identity.ts";
 import { Chain } from "../chain.ts";
 import {
   VIRTQ_AVAIL_F_NO_INTERRUPT,
@@ -135,6 +136,11 @@ export class SplitDeviceQueue implements DeviceQueue {
   readonly #rejectIndNext: boolean;
   readonly #rejectFlags: boolean;
   readonly #maxSegments: number;
+  /** True when the DMA view is exactly {@link IdentityAddressSpace} (bus = GPA below 2^52). */
+  readonly #identity: boolean;
+  /** GPA range of the region that backed the last translated segment (identity fast path). */
+  #rgnStart = 0;
+  #rgnEnd = 0;
 
   // Ring views (created once at activation).
   readonly #desc32: Uint32Array;
@@ -185,6 +191,7 @@ export class SplitDeviceQueue implements DeviceQueue {
     this.#mask = size - 1;
     this.memory = opts.memory;
     this.#dma = opts.dma;
+    this.#identity = Object.getPrototypeOf(opts.dma) === IdentityAddressSpace.prototype;
     this.policy = Object.freeze({ ...DEFAULT_CHAIN_POLICY, ...opts.policy });
     this.#rejectZero = this.policy.zeroLength === "reject";
     this.#rejectIndNext = this.policy.indirectWithNext === "reject";
@@ -329,152 +336,255 @@ export class SplitDeviceQueue implements DeviceQueue {
     return chain;
   }
 
-  /** Walks and validates one chain into `chain`. Reads each descriptor once. */
+  /**
+   * Walks and validates one chain into `chain`, reading each descriptor once. The ring part is
+   * the hot loop; an indirect descriptor hands over to {@link #walkIndirect}.
+   */
   #walk(chain: Chain, head: number): void {
     const size = this.size;
     const mask = this.#mask;
     const d32 = this.#desc32;
     const inOrder = this.#inOrder;
-    let table: DataView | null = null; // indirect table, when inside one
-    let tableBase = 0;
-    let max = size;
     let idx = head;
     let count = 0;
-    let ringDescs = 0;
     let sawWritable = false;
     let total = 0;
     for (;;) {
-      let lo: number, hi: number, len: number, flags: number, next: number;
-      if (++count > max) {
-        // §2.7.5.2 loops are forbidden; a chain is at most Queue Size / table entries (#13).
-        this.#fail(
-          "DESC_CHAIN_LOOP",
-          `chain from head ${head} visits more than ${max} descriptors` +
-            (table !== null ? " of its indirect table" : ""),
-          idx,
-        );
-      }
-      if (table === null) {
-        const w = idx << 2;
-        lo = d32[w];
-        hi = d32[w + 1];
-        len = d32[w + 2];
-        const fn = d32[w + 3];
-        flags = fn & 0xffff;
-        next = fn >>> 16;
-        ringDescs++;
-      } else {
-        const o = tableBase + (idx << 4);
-        lo = table.getUint32(o, true);
-        hi = table.getUint32(o + 4, true);
-        len = table.getUint32(o + 8, true);
-        flags = table.getUint16(o + 12, true);
-        next = table.getUint16(o + 14, true);
-      }
-      chain.addDescriptor(lo, hi, len, flags, table !== null);
-      if (this.#rejectFlags && (flags & ~KNOWN_DESC_FLAGS) !== 0) {
-        this.#fail(
-          "DESC_UNKNOWN_FLAGS",
-          `descriptor ${idx} has flags 0x${flags.toString(16)}`,
-          idx,
-        );
-      }
-      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
-        // §2.7.5.3.1: no INDIRECT inside a table (#26).
-        if (table !== null) {
-          this.#fail("INDIRECT_NESTED", `indirect table entry ${idx} is itself indirect`, idx);
+      // §2.7.5.2 loops are forbidden; a chain has at most Queue Size descriptors (#13).
+      if (++count > size) this.#loop(head, idx, size, false);
+      const w4 = idx << 2;
+      const lo = d32[w4];
+      const hi = d32[w4 + 1];
+      const len = d32[w4 + 2];
+      const fn = d32[w4 + 3];
+      const flags = fn & 0xffff;
+      chain.addDescriptor(lo, hi, len, flags, false);
+      if ((flags & ~(VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE)) !== 0) {
+        if (this.#rejectFlags && (flags & ~KNOWN_DESC_FLAGS) !== 0) this.#unknownFlags(idx, flags);
+        if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
+          chain.ringDescriptors = count;
+          this.#walkIndirect(chain, idx, lo, hi, len, flags, sawWritable, total);
+          return;
         }
-        if (!this.#indirectOk) {
-          this.#fail(
-            "INDIRECT_NOT_NEGOTIATED",
-            `descriptor ${idx} is indirect without VIRTIO_F_INDIRECT_DESC`,
-            idx,
-          );
-        }
-        if ((flags & VIRTQ_DESC_F_NEXT) !== 0 && this.#rejectIndNext) {
-          this.#fail("INDIRECT_WITH_NEXT", `descriptor ${idx} sets INDIRECT and NEXT`, idx);
-        }
-        if (len === 0) this.#fail("INDIRECT_LEN_ZERO", `indirect descriptor ${idx} has len 0`, idx);
-        if ((len & 15) !== 0) {
-          this.#fail(
-            "INDIRECT_LEN_MISALIGNED",
-            `indirect descriptor ${idx} has len ${len}, not a multiple of 16`,
-            idx,
-          );
-        }
-        const entries = len >>> 4;
-        if (entries > size) {
-          this.#fail(
-            "INDIRECT_TABLE_TOO_LONG",
-            `indirect table of descriptor ${idx} has ${entries} entries, queue size ${size}`,
-            idx,
-          );
-        }
-        if (hi === 0xffff_ffff && lo + len > TWO_POW_32) {
-          this.#fail("DESC_ADDR_WRAP", `indirect descriptor ${idx}: addr + len wraps 2^64`, idx);
-        }
-        // The device ignores WRITE on the indirect descriptor (§2.7.5.3.2, #29).
-        const bus = u64FromParts(lo, hi);
-        let region: MemoryRegion;
-        let gpa: number;
-        try {
-          gpa = translateContiguous(this.#dma, bus, len, DMA_ACCESS_READ, this.#tr);
-          region = this.memory.resolve(gpa, len);
-        } catch (cause) {
-          this.#fail(
-            "INDIRECT_TABLE_FAULT",
-            `indirect table of descriptor ${idx} (${len} bytes at ${hex64(bus)}) is not reachable`,
-            idx,
-            cause,
-          );
-        }
-        table = region.view;
-        tableBase = gpa - region.gpa;
-        chain.indirect = true;
-        max = entries;
-        idx = 0;
-        count = 0;
-        continue;
       }
       // Policy (QEMU rejects, rust-vmm accepts): zero-length descriptors (#16).
-      if (len === 0 && this.#rejectZero) {
-        this.#fail("DESC_ZERO_LENGTH", `descriptor ${idx} has len 0`, idx);
-      }
+      if (len === 0 && this.#rejectZero) this.#zeroLength(idx);
       const writable = (flags & VIRTQ_DESC_F_WRITE) !== 0;
       if (writable) sawWritable = true;
-      else if (sawWritable) {
-        // §2.7.4.2 Message Framing (#17).
-        this.#fail(
-          "DESC_READABLE_AFTER_WRITABLE",
-          `descriptor ${idx} is device-readable after a device-writable one`,
-          idx,
-        );
-      }
+      else if (sawWritable) this.#readableAfterWritable(idx); // §2.7.4.2 (#17)
       total += len;
       // §2.7.5.2: a chain is at most 2^32 - 1 bytes (#14).
-      if (total > 0xffff_ffff) {
-        this.#fail("CHAIN_TOO_MANY_BYTES", `chain from head ${head} exceeds 2^32 - 1 bytes`, idx);
-      }
+      if (total > 0xffff_ffff) this.#tooManyBytes(head, idx);
       if (len !== 0) this.#addBuffer(chain, idx, lo, hi, len, writable);
       if ((flags & VIRTQ_DESC_F_NEXT) === 0) break;
-      if (next >= max) {
-        this.#fail(
-          "DESC_NEXT_OUT_OF_RANGE",
-          `descriptor ${idx} has next ${next}, table size ${max}`,
-          idx,
-        );
-      }
-      // §2.7.5.2 IN_ORDER: next of x is x + 1 (wrapping in the ring) / sequential in a table.
-      if (inOrder && next !== (table === null ? (idx + 1) & mask : idx + 1)) {
-        this.#fail("IN_ORDER_VIOLATION", `descriptor ${idx} has next ${next} under IN_ORDER`, idx);
-      }
+      const next = fn >>> 16;
+      if (next >= size) this.#nextOutOfRange(idx, next, size);
+      // §2.7.5.2 IN_ORDER: next of descriptor x is x + 1, wrapping at the end of the table.
+      if (inOrder && next !== ((idx + 1) & mask)) this.#inOrderNext(idx, next);
       idx = next;
     }
-    chain.ringDescriptors = ringDescs;
+    chain.ringDescriptors = count;
+  }
+
+  /** The indirect descriptor `idx` of a chain and its table (§2.7.5.3). */
+  #walkIndirect(
+    chain: Chain,
+    idx: number,
+    lo: number,
+    hi: number,
+    len: number,
+    flags: number,
+    sawWritableIn: boolean,
+    totalIn: number,
+  ): void {
+    const size = this.size;
+    if (!this.#indirectOk) {
+      // §2.7.5.3.1 (#22).
+      this.#fail(
+        "INDIRECT_NOT_NEGOTIATED",
+        `descriptor ${idx} is indirect without VIRTIO_F_INDIRECT_DESC`,
+        idx,
+      );
+    }
+    if ((flags & VIRTQ_DESC_F_NEXT) !== 0 && this.#rejectIndNext) {
+      // §2.7.5.3.1 (#27); policy "ignore-next" ends the chain with the table.
+      this.#fail("INDIRECT_WITH_NEXT", `descriptor ${idx} sets INDIRECT and NEXT`, idx);
+    }
+    if (len === 0) this.#fail("INDIRECT_LEN_ZERO", `indirect descriptor ${idx} has len 0`, idx);
+    if ((len & 15) !== 0) {
+      this.#fail(
+        "INDIRECT_LEN_MISALIGNED",
+        `indirect descriptor ${idx} has len ${len}, not a multiple of 16`,
+        idx,
+      );
+    }
+    const entries = len >>> 4;
+    if (entries > size) {
+      // §2.7.5.3.1: a chain must not exceed Queue Size (#25).
+      this.#fail(
+        "INDIRECT_TABLE_TOO_LONG",
+        `indirect table of descriptor ${idx} has ${entries} entries, queue size ${size}`,
+        idx,
+      );
+    }
+    if (hi === 0xffff_ffff && lo + len > TWO_POW_32) {
+      this.#fail("DESC_ADDR_WRAP", `indirect descriptor ${idx}: addr + len wraps 2^64`, idx);
+    }
+    // The device ignores WRITE on the indirect descriptor (§2.7.5.3.2, #29).
+    const bus = u64FromParts(lo, hi);
+    let region: MemoryRegion;
+    let gpa: number;
+    try {
+      // The table is DMA too: one contiguous, readable range (#30).
+      gpa = translateContiguous(this.#dma, bus, len, DMA_ACCESS_READ, this.#tr);
+      region = this.memory.resolve(gpa, len);
+    } catch (cause) {
+      this.#fail(
+        "INDIRECT_TABLE_FAULT",
+        `indirect table of descriptor ${idx} (${len} bytes at ${hex64(bus)}) is not reachable`,
+        idx,
+        cause,
+      );
+    }
+    const table = region.view;
+    const base = gpa - region.gpa;
+    const inOrder = this.#inOrder;
+    chain.indirect = true;
+    let sawWritable = sawWritableIn;
+    let total = totalIn;
+    let i = 0;
+    let count = 0;
+    for (;;) {
+      if (++count > entries) this.#loop(chain.id, i, entries, true);
+      const o = base + (i << 4);
+      const tlo = table.getUint32(o, true);
+      const thi = table.getUint32(o + 4, true);
+      const tlen = table.getUint32(o + 8, true);
+      const tflags = table.getUint16(o + 12, true);
+      const next = table.getUint16(o + 14, true);
+      chain.addDescriptor(tlo, thi, tlen, tflags, true);
+      if (this.#rejectFlags && (tflags & ~KNOWN_DESC_FLAGS) !== 0) this.#unknownFlags(i, tflags);
+      if ((tflags & VIRTQ_DESC_F_INDIRECT) !== 0) {
+        // §2.7.5.3.1: no INDIRECT inside a table (#26).
+        this.#fail("INDIRECT_NESTED", `indirect table entry ${i} is itself indirect`, i);
+      }
+      if (tlen === 0 && this.#rejectZero) this.#zeroLength(i);
+      const writable = (tflags & VIRTQ_DESC_F_WRITE) !== 0;
+      if (writable) sawWritable = true;
+      else if (sawWritable) this.#readableAfterWritable(i);
+      total += tlen;
+      if (total > 0xffff_ffff) this.#tooManyBytes(chain.id, i);
+      if (tlen !== 0) this.#addBuffer(chain, i, tlo, thi, tlen, writable);
+      if ((tflags & VIRTQ_DESC_F_NEXT) === 0) return;
+      if (next >= entries) this.#nextOutOfRange(i, next, entries);
+      // §2.7.5.3.1 IN_ORDER: table entries are sequential.
+      if (inOrder && next !== i + 1) this.#inOrderNext(i, next);
+      i = next;
+    }
+  }
+
+  #loop(head: number, idx: number, max: number, inTable: boolean): never {
+    this.#fail(
+      "DESC_CHAIN_LOOP",
+      `chain from head ${head} visits more than ${max} descriptors` +
+        (inTable ? " of its indirect table" : ""),
+      idx,
+    );
+  }
+  #unknownFlags(idx: number, flags: number): never {
+    this.#fail("DESC_UNKNOWN_FLAGS", `descriptor ${idx} has flags 0x${flags.toString(16)}`, idx);
+  }
+  #zeroLength(idx: number): never {
+    this.#fail("DESC_ZERO_LENGTH", `descriptor ${idx} has len 0`, idx);
+  }
+  #readableAfterWritable(idx: number): never {
+    this.#fail(
+      "DESC_READABLE_AFTER_WRITABLE",
+      `descriptor ${idx} is device-readable after a device-writable one`,
+      idx,
+    );
+  }
+  #tooManyBytes(head: number, idx: number): never {
+    this.#fail("CHAIN_TOO_MANY_BYTES", `chain from head ${head} exceeds 2^32 - 1 bytes`, idx);
+  }
+  #nextOutOfRange(idx: number, next: number, max: number): never {
+    this.#fail(
+      "DESC_NEXT_OUT_OF_RANGE",
+      `descriptor ${idx} has next ${next}, table size ${max}`,
+      idx,
+    );
+  }
+  #inOrderNext(idx: number, next: number): never {
+    this.#fail("IN_ORDER_VIOLATION", `descriptor ${idx} has next ${next} under IN_ORDER`, idx);
   }
 
   /** Translates one descriptor's buffer into segments (a buffer may span mappings, #46). */
   #addBuffer(chain: Chain, idx: number, lo: number, hi: number, len: number, w: boolean): void {
+    // Fast path: the whole buffer is below 2^52 + 2^32, so number arithmetic is exact.
+    if (hi >= 0x10_0000) {
+      this.#addBufferWide(chain, idx, lo, hi, len, w);
+      return;
+    }
+    let bus = hi === 0 ? lo : hi * TWO_POW_32 + lo;
+    // Identity DMA (no IOMMU) and the whole buffer inside the last region used: no calls.
+    if (this.#identity && bus >= this.#rgnStart && bus + len <= this.#rgnEnd) {
+      if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
+        this.#tooManySegments(chain, idx);
+      }
+      if (w) chain.addWritable(bus, len);
+      else chain.addReadable(bus, len);
+      return;
+    }
+    const access = w ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
+    const memory = this.memory;
+    const tr = this.#tr;
+    const dma = this.#dma;
+    let left = len;
+    for (;;) {
+      try {
+        dma.translate(bus, left, access, tr);
+      } catch (cause) {
+        this.#bufferFault(idx, bus, left, cause);
+      }
+      const gpa = tr.gpa;
+      let n = tr.length;
+      const region = memory.regionAt(gpa);
+      if (region === undefined || !(n > 0)) this.#bufferFault(idx, gpa, left, null);
+      if (gpa + n > region.end) n = region.end - gpa;
+      this.#rgnStart = region.gpa;
+      this.#rgnEnd = region.end;
+      if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
+        this.#tooManySegments(chain, idx);
+      }
+      if (w) chain.addWritable(gpa, n);
+      else chain.addReadable(gpa, n);
+      left -= n;
+      if (left <= 0) return;
+      bus += n;
+    }
+  }
+
+  #bufferFault(idx: number, addr: U64, left: number, cause: unknown): never {
+    this.#fail(
+      "DESC_BUFFER_FAULT",
+      cause === null
+        ? `descriptor ${idx}: GPA ${hex64(addr)} is not backed by guest memory`
+        : `descriptor ${idx}: bus address ${hex64(addr)} (${left} bytes) does not translate`,
+      idx,
+      cause === null ? undefined : cause,
+    );
+  }
+
+  #tooManySegments(chain: Chain, idx: number): never {
+    this.#fail(
+      "CHAIN_TOO_MANY_SEGMENTS",
+      `chain from head ${chain.id} has more than ${this.#maxSegments} segments`,
+      idx,
+    );
+  }
+
+  /** Cold path of {@link #addBuffer} for bus addresses at or above 2^52 (exact u64 arithmetic). */
+  #addBufferWide(chain: Chain, idx: number, lo: number, hi: number, len: number, w: boolean): void {
     // §2.7.5: [addr, addr + len) must not wrap the 64-bit space (#15).
     if (hi === 0xffff_ffff && lo + len > TWO_POW_32) {
       this.#fail("DESC_ADDR_WRAP", `descriptor ${idx}: addr + len ${len} wraps 2^64`, idx);
@@ -482,44 +592,26 @@ export class SplitDeviceQueue implements DeviceQueue {
     const access = w ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
     const memory = this.memory;
     const tr = this.#tr;
-    let bus: U64 = hi <= 0x1f_ffff ? hi * TWO_POW_32 + lo : u64FromParts(lo, hi);
+    let bus: U64 = u64FromParts(lo, hi);
     let left = len;
     while (left > 0) {
       try {
         this.#dma.translate(bus, left, access, tr);
       } catch (cause) {
-        this.#fail(
-          "DESC_BUFFER_FAULT",
-          `descriptor ${idx}: bus address ${hex64(bus)} (${left} bytes) does not translate`,
-          idx,
-          cause,
-        );
+        this.#bufferFault(idx, bus, left, cause);
       }
       const gpa = tr.gpa;
       let n = tr.length;
       const region = memory.regionAt(gpa);
-      if (region === undefined || n <= 0) {
-        this.#fail(
-          "DESC_BUFFER_FAULT",
-          `descriptor ${idx}: GPA ${hex64(gpa)} is not backed by guest memory`,
-          idx,
-        );
-      }
+      if (region === undefined || !(n > 0)) this.#bufferFault(idx, gpa, left, null);
       if (gpa + n > region.end) n = region.end - gpa;
       if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
-        this.#fail(
-          "CHAIN_TOO_MANY_SEGMENTS",
-          `chain from head ${chain.id} has more than ${this.#maxSegments} segments`,
-          idx,
-        );
+        this.#tooManySegments(chain, idx);
       }
       if (w) chain.addWritable(gpa, n);
       else chain.addReadable(gpa, n);
       left -= n;
-      if (left > 0) {
-        const b = typeof bus === "number" ? bus + n : 0;
-        bus = typeof bus === "number" && b <= Number.MAX_SAFE_INTEGER ? b : u64Add(bus, n)!;
-      }
+      if (left > 0) bus = u64Add(bus, n)!;
     }
   }
 

@@ -11,6 +11,7 @@
 import type { GuestMemory } from "../../memory/guest_memory.ts";
 import { hex64, TWO_POW_32, type U64, u64Hi, u64Lo } from "../../memory/u64.ts";
 import { DMA_FROM_DEVICE, DMA_TO_DEVICE, type DmaApi, type DmaDirection } from "../../dma/types.ts";
+import { RawGpaDmaApi } from "../../dma/identity.ts";
 import {
   VIRTQ_AVAIL_F_NO_INTERRUPT,
   VIRTQ_DESC_F_INDIRECT,
@@ -145,6 +146,8 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   readonly ringGpa: number;
 
   readonly #dma: DmaApi;
+  /** True when the DMA API is exactly {@link RawGpaDmaApi}, whose unmap is a no-op. */
+  readonly #rawDma: boolean;
   readonly #mask: number;
   readonly #eventIdx: boolean;
   readonly #inOrder: boolean;
@@ -180,15 +183,11 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   readonly #extraBus: U64[];
   readonly #extraLen: Uint32Array;
   readonly #extraDir: Uint8Array;
-  readonly #extraNext: Uint16Array;
+  readonly #chainTail: Uint16Array;
   // Shadow per indirect slot entry.
   readonly #indBus: U64[];
   readonly #indLen: Uint32Array;
   readonly #indDir: Uint8Array;
-  // Scratch for add().
-  #scrBus: U64[] = [];
-  #scrLen = new Uint32Array(16);
-  #scrDir = new Uint8Array(16);
 
   // In-order: heads in add order.
   readonly #order: Uint16Array;
@@ -226,6 +225,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#mask = size - 1;
     this.memory = opts.memory;
     this.#dma = opts.dma;
+    this.#rawDma = Object.getPrototypeOf(opts.dma) === RawGpaDmaApi.prototype;
     this.ringGpa = opts.ringGpa;
     this.policy = Object.freeze({ ...DEFAULT_DRIVER_POLICY, ...opts.policy });
     this.#clamp = this.policy.usedLenExceedsCapacity === "clamp";
@@ -290,7 +290,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#extraBus = new Array(size).fill(0);
     this.#extraLen = new Uint32Array(size);
     this.#extraDir = new Uint8Array(size);
-    this.#extraNext = new Uint16Array(size);
+    this.#chainTail = new Uint16Array(size);
     const ni = size * pl.indirectEntries;
     this.#indBus = new Array(ni).fill(0);
     this.#indLen = new Uint32Array(ni);
@@ -354,107 +354,17 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     const total = nr + writable.count;
     if (total === 0) throw new VirtqError("BUFFER_EMPTY", "add() with no segments");
     const mode = this.#indirectMode;
-    const useInd = mode !== INDIRECT_NEVER && total >= 2 && total <= this.#slotEntries &&
-      (mode === INDIRECT_ALWAYS || this.#numFree < total);
-    const need = useInd ? 1 : total;
-    if (this.#numFree < need) {
-      throw new VirtqError(
-        "RING_FULL",
-        `${need} descriptors needed, ${this.#numFree} free`,
-      );
-    }
-    if (this.#scrLen.length < total) this.#growScratch(total);
-    const scrBus = this.#scrBus, scrLen = this.#scrLen, scrDir = this.#scrDir;
-    const dma = this.#dma;
-    let cap = 0;
-    for (let i = 0; i < total; i++) {
-      const w = i >= nr;
-      const list = w ? writable : readable;
-      const j = w ? i - nr : i;
-      const len = list.len[j];
-      if (len === 0) {
-        this.#unmapScratch(i);
-        throw new VirtqError("BUFFER_EMPTY", `segment ${i} has length 0`, { index: i });
-      }
-      const dir: DmaDirection = w ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
-      try {
-        scrBus[i] = dma.map(list.gpa[j], len, dir);
-      } catch (cause) {
-        this.#unmapScratch(i);
-        throw new VirtqError(
-          "DMA_MAP_FAILED",
-          `cannot map segment ${i} (${len} bytes at GPA ${hex64(list.gpa[j])})`,
-          { index: i, cause },
-        );
-      }
-      scrLen[i] = len;
-      scrDir[i] = dir;
-      if (w) cap += len;
-    }
-    const head = this.#freeHead;
-    const d32 = this.#desc32;
-    if (useInd) {
-      const base = head * this.#slotEntries;
-      const a32 = this.#arena32;
-      for (let i = 0; i < total; i++) {
-        const b = scrBus[i];
-        const wi = (base + i) << 2;
-        a32[wi] = typeof b === "number" ? b >>> 0 : u64Lo(b);
-        a32[wi + 1] = typeof b === "number" ? Math.floor(b / TWO_POW_32) : u64Hi(b);
-        a32[wi + 2] = scrLen[i];
-        a32[wi + 3] = (scrDir[i] === DMA_FROM_DEVICE ? VIRTQ_DESC_F_WRITE : 0) |
-          (i < total - 1 ? VIRTQ_DESC_F_NEXT | ((i + 1) << 16) : 0);
-        this.#indBus[base + i] = b;
-        this.#indLen[base + i] = scrLen[i];
-        this.#indDir[base + i] = scrDir[i];
-      }
-      const tlen = total * VIRTQ_DESC_SIZE;
-      let tbus: U64;
-      try {
-        tbus = dma.map(this.#arenaGpa + base * VIRTQ_DESC_SIZE, tlen, DMA_TO_DEVICE);
-      } catch (cause) {
-        this.#unmapScratch(total);
-        throw new VirtqError("DMA_MAP_FAILED", `cannot map the indirect table of head ${head}`, {
-          index: head,
-          cause,
-        });
-      }
-      const w = head << 2;
-      d32[w] = typeof tbus === "number" ? tbus >>> 0 : u64Lo(tbus);
-      d32[w + 1] = typeof tbus === "number" ? Math.floor(tbus / TWO_POW_32) : u64Hi(tbus);
-      d32[w + 2] = tlen;
-      d32[w + 3] = VIRTQ_DESC_F_INDIRECT;
-      this.#indTableBus[head] = tbus;
-      this.#freeHead = this.#freeNext[head];
-      this.#numFree--;
-      this.#descCount[head] = 1;
-      this.#isIndirect[head] = 1;
-      this.#segCount[head] = total;
+    let head: number;
+    if (
+      mode !== INDIRECT_NEVER && total >= 2 && total <= this.#slotEntries &&
+      (mode === INDIRECT_ALWAYS || this.#numFree < total)
+    ) {
+      if (this.#numFree < 1) this.#ringFull(1);
+      head = this.#addIndirect(readable, writable, nr, total);
     } else {
-      const freeNext = this.#freeNext;
-      let d = head;
-      for (let i = 0; i < total; i++) {
-        const b = scrBus[i];
-        const nx = freeNext[d];
-        const last = i === total - 1;
-        const w = d << 2;
-        d32[w] = typeof b === "number" ? b >>> 0 : u64Lo(b);
-        d32[w + 1] = typeof b === "number" ? Math.floor(b / TWO_POW_32) : u64Hi(b);
-        d32[w + 2] = scrLen[i];
-        d32[w + 3] = (scrDir[i] === DMA_FROM_DEVICE ? VIRTQ_DESC_F_WRITE : 0) |
-          (last ? 0 : VIRTQ_DESC_F_NEXT | (nx << 16));
-        this.#extraBus[d] = b;
-        this.#extraLen[d] = scrLen[i];
-        this.#extraDir[d] = scrDir[i];
-        this.#extraNext[d] = nx;
-        d = nx;
-      }
-      this.#freeHead = d;
-      this.#numFree -= total;
-      this.#descCount[head] = total;
-      this.#isIndirect[head] = 0;
+      if (this.#numFree < total) this.#ringFull(total);
+      head = this.#addDirect(readable, writable, nr, total);
     }
-    this.#cap[head] = cap;
     this.#tokens[head] = token;
     this.#active[head] = 1;
     const ai = this.#availIdx;
@@ -467,15 +377,163 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     }
   }
 
-  #growScratch(n: number): void {
-    const m = Math.max(n, this.#scrLen.length * 2);
-    this.#scrLen = new Uint32Array(m);
-    this.#scrDir = new Uint8Array(m);
+  #ringFull(need: number): never {
+    throw new VirtqError("RING_FULL", `${need} descriptors needed, ${this.#numFree} free`);
   }
 
-  #unmapScratch(n: number): void {
+  /**
+   * Maps each segment and writes it straight into the next free descriptor (free descriptors
+   * are not visible to the device until the head is published). On failure unmaps what was
+   * mapped and leaves the free list untouched. Returns the head.
+   */
+  #addDirect(readable: SgList, writable: SgList, nr: number, total: number): number {
+    const head = this.#freeHead;
+    const d32 = this.#desc32;
+    const freeNext = this.#freeNext;
+    const dma = this.#dma;
+    const eBus = this.#extraBus, eLen = this.#extraLen, eDir = this.#extraDir;
+    let d = head;
+    let last = head;
+    let cap = 0;
+    for (let i = 0; i < total; i++) {
+      let gpa: number, len: number, dir: DmaDirection, flags: number;
+      if (i < nr) {
+        gpa = readable.gpa[i];
+        len = readable.len[i];
+        dir = DMA_TO_DEVICE;
+        flags = 0;
+      } else {
+        gpa = writable.gpa[i - nr];
+        len = writable.len[i - nr];
+        dir = DMA_FROM_DEVICE;
+        flags = VIRTQ_DESC_F_WRITE;
+        cap += len;
+      }
+      if (len === 0) {
+        this.#undoDirect(head, i);
+        throw new VirtqError("BUFFER_EMPTY", `segment ${i} has length 0`, { index: i });
+      }
+      let b: U64;
+      try {
+        b = dma.map(gpa, len, dir);
+      } catch (cause) {
+        this.#undoDirect(head, i);
+        throw new VirtqError(
+          "DMA_MAP_FAILED",
+          `cannot map segment ${i} (${len} bytes at GPA ${hex64(gpa)})`,
+          { index: i, cause },
+        );
+      }
+      const nx = freeNext[d];
+      const w4 = d << 2;
+      if (typeof b === "number" && b < TWO_POW_32) {
+        d32[w4] = b;
+        d32[w4 + 1] = 0;
+      } else {
+        d32[w4] = u64Lo(b);
+        d32[w4 + 1] = u64Hi(b);
+      }
+      d32[w4 + 2] = len;
+      d32[w4 + 3] = i < total - 1 ? flags | VIRTQ_DESC_F_NEXT | (nx << 16) : flags;
+      eBus[d] = b;
+      eLen[d] = len;
+      eDir[d] = dir;
+      last = d;
+      d = nx;
+    }
+    // Taken descriptors keep their private free-list links: they chain the buffer in order.
+    this.#freeHead = d;
+    this.#numFree -= total;
+    this.#descCount[head] = total;
+    this.#chainTail[head] = last;
+    this.#isIndirect[head] = 0;
+    this.#cap[head] = cap;
+    return head;
+  }
+
+  #undoDirect(head: number, n: number): void {
+    let d = head;
     for (let i = 0; i < n; i++) {
-      this.#dma.unmap(this.#scrBus[i], this.#scrLen[i], this.#scrDir[i] as DmaDirection);
+      this.#dma.unmap(this.#extraBus[d], this.#extraLen[d], this.#extraDir[d] as DmaDirection);
+      d = this.#freeNext[d];
+    }
+  }
+
+  /** Builds an indirect table in the head's arena slot, maps it; returns the head. */
+  #addIndirect(readable: SgList, writable: SgList, nr: number, total: number): number {
+    const head = this.#freeHead;
+    const base = head * this.#slotEntries;
+    const a32 = this.#arena32;
+    const dma = this.#dma;
+    let cap = 0;
+    for (let i = 0; i < total; i++) {
+      const w = i >= nr;
+      const list = w ? writable : readable;
+      const j = w ? i - nr : i;
+      const gpa = list.gpa[j];
+      const len = list.len[j];
+      if (len === 0) {
+        this.#undoIndirect(base, i);
+        throw new VirtqError("BUFFER_EMPTY", `segment ${i} has length 0`, { index: i });
+      }
+      const dir: DmaDirection = w ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
+      let b: U64;
+      try {
+        b = dma.map(gpa, len, dir);
+      } catch (cause) {
+        this.#undoIndirect(base, i);
+        throw new VirtqError(
+          "DMA_MAP_FAILED",
+          `cannot map segment ${i} (${len} bytes at GPA ${hex64(gpa)})`,
+          { index: i, cause },
+        );
+      }
+      if (w) cap += len;
+      const wi = (base + i) << 2;
+      a32[wi] = u64Lo(b);
+      a32[wi + 1] = u64Hi(b);
+      a32[wi + 2] = len;
+      a32[wi + 3] = (w ? VIRTQ_DESC_F_WRITE : 0) |
+        (i < total - 1 ? VIRTQ_DESC_F_NEXT | ((i + 1) << 16) : 0);
+      this.#indBus[base + i] = b;
+      this.#indLen[base + i] = len;
+      this.#indDir[base + i] = dir;
+    }
+    const tlen = total * VIRTQ_DESC_SIZE;
+    let tbus: U64;
+    try {
+      tbus = dma.map(this.#arenaGpa + base * VIRTQ_DESC_SIZE, tlen, DMA_TO_DEVICE);
+    } catch (cause) {
+      this.#undoIndirect(base, total);
+      throw new VirtqError("DMA_MAP_FAILED", `cannot map the indirect table of head ${head}`, {
+        index: head,
+        cause,
+      });
+    }
+    const w4 = head << 2;
+    const d32 = this.#desc32;
+    d32[w4] = u64Lo(tbus);
+    d32[w4 + 1] = u64Hi(tbus);
+    d32[w4 + 2] = tlen;
+    d32[w4 + 3] = VIRTQ_DESC_F_INDIRECT;
+    this.#indTableBus[head] = tbus;
+    this.#freeHead = this.#freeNext[head];
+    this.#numFree--;
+    this.#descCount[head] = 1;
+    this.#chainTail[head] = head;
+    this.#isIndirect[head] = 1;
+    this.#segCount[head] = total;
+    this.#cap[head] = cap;
+    return head;
+  }
+
+  #undoIndirect(base: number, n: number): void {
+    for (let i = 0; i < n; i++) {
+      this.#dma.unmap(
+        this.#indBus[base + i],
+        this.#indLen[base + i],
+        this.#indDir[base + i] as DmaDirection,
+      );
     }
   }
 
@@ -569,37 +627,36 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#active[id] = 0;
     this.#outstanding--;
     const dma = this.#dma;
+    let n = 1;
     if (this.#isIndirect[id] !== 0) {
       const k = this.#slotEntries;
-      const n = this.#segCount[id];
+      const segs = this.#segCount[id];
       const base = id * k;
-      for (let i = 0; i < n; i++) {
+      for (let i = 0; i < segs; i++) {
         dma.unmap(
           this.#indBus[base + i],
           this.#indLen[base + i],
           this.#indDir[base + i] as DmaDirection,
         );
       }
-      dma.unmap(this.#indTableBus[id], n * VIRTQ_DESC_SIZE, DMA_TO_DEVICE);
-      this.#freeOne(id);
+      dma.unmap(this.#indTableBus[id], segs * VIRTQ_DESC_SIZE, DMA_TO_DEVICE);
     } else {
-      let d = id;
-      const n = this.#descCount[id];
-      for (let i = 0; i < n; i++) {
-        dma.unmap(this.#extraBus[d], this.#extraLen[d], this.#extraDir[d] as DmaDirection);
-        const nx = this.#extraNext[d];
-        this.#freeOne(d);
-        d = nx;
+      n = this.#descCount[id];
+      if (!this.#rawDma) {
+        const freeNext = this.#freeNext;
+        let d = id;
+        for (let i = 0; i < n; i++) {
+          dma.unmap(this.#extraBus[d], this.#extraLen[d], this.#extraDir[d] as DmaDirection);
+          d = freeNext[d];
+        }
       }
     }
+    // Append the whole chain (linked in order by the private free-list links) to the tail.
+    if (this.#numFree === 0) this.#freeHead = id;
+    else this.#freeNext[this.#freeTail] = id;
+    this.#freeTail = this.#chainTail[id];
+    this.#numFree += n;
     return token;
-  }
-
-  #freeOne(d: number): void {
-    if (this.#numFree === 0) this.#freeHead = d;
-    else this.#freeNext[this.#freeTail] = d;
-    this.#freeTail = d;
-    this.#numFree++;
   }
 
   /**

@@ -1,0 +1,199 @@
+/**
+ * Where cases are measured: in this isolate, or in one Worker (a separate V8 isolate) per
+ * engine family (layout + DMA mode; the speed-of-light loop and memcpy share one).
+ *
+ * Why isolates: V8 keeps type feedback per call site. Once several queue or DMA classes have run
+ * through the same engine code (`driver.add`, `space.translate`), those sites turn polymorphic or
+ * megamorphic and every later case pays for it, so a case measured early (before the others ran)
+ * would look faster than one measured late. One isolate per family gives each family the
+ * monomorphic code a real single-device deployment has.
+ *
+ * @module
+ */
+
+import { measure } from "mitata";
+import { caseName, type CaseParams } from "./cases.ts";
+import type { Benchable } from "./roundtrip.ts";
+import type { AllocResult } from "./results.ts";
+import { measureAlloc } from "./alloc.ts";
+
+/** Raw statistics of one measurement (ns per call). */
+export interface RawStats {
+  min: number;
+  p25: number;
+  p50: number;
+  p75: number;
+  avg: number;
+  /** Samples. */
+  n: number;
+}
+
+/** Shape of a case's round trip. */
+export interface CaseShape {
+  chainsPerCall: number;
+  descriptorsPerCall: number;
+  bytesPerCall: number;
+}
+
+/** Measuring options. */
+export interface MeasureOptions {
+  /** Minimum measured time, ms. */
+  timeMs: number;
+}
+
+/** Measures cases somewhere. */
+export interface Measurer {
+  /**
+   * Builds the case (once), checks one round trip completes every chain, then runs it for
+   * `warmMs` so the optimising compiler has tiered it up before the first timed round.
+   */
+  prepare(p: CaseParams, warmMs: number): Promise<CaseShape>;
+  /** Times the case with mitata. */
+  measure(p: CaseParams, opts: MeasureOptions): Promise<RawStats>;
+  /** Event counters per call over `calls` extra round trips. */
+  counters(p: CaseParams, calls: number): Promise<Record<string, number>>;
+  /** Heap bytes allocated per chain. */
+  alloc(p: CaseParams): Promise<AllocResult>;
+  /** Ends workers, if any. */
+  close(): void;
+}
+
+/** mitata options used for every case. */
+export function mitataOptions(timeMs: number) {
+  return { min_cpu_time: timeMs * 1e6, min_samples: 8, batch_samples: 64, warmup_samples: 4 };
+}
+
+/** Measures benchables of this isolate (the core of both measurers). */
+export class LocalMeasurer implements Measurer {
+  readonly #make: (p: CaseParams) => Benchable;
+  readonly #built = new Map<string, Benchable>();
+  /** @param make builds the benchable of a case. */
+  constructor(make: (p: CaseParams) => Benchable) {
+    this.#make = make;
+  }
+  #get(p: CaseParams): Benchable {
+    const name = caseName(p);
+    let b = this.#built.get(name);
+    if (!b) {
+      b = this.#make(p);
+      const got = b.run();
+      if (got !== b.chainsPerCall) {
+        throw new Error(`${name}: round trip completed ${got} chains, not ${b.chainsPerCall}`);
+      }
+      this.#built.set(name, b);
+    }
+    return b;
+  }
+  prepare(p: CaseParams, warmMs: number): Promise<CaseShape> {
+    const b = this.#get(p);
+    const t0 = performance.now();
+    while (performance.now() - t0 < warmMs) b.run();
+    return Promise.resolve({
+      chainsPerCall: b.chainsPerCall,
+      descriptorsPerCall: b.descriptorsPerCall,
+      bytesPerCall: b.bytesPerCall,
+    });
+  }
+  async measure(p: CaseParams, opts: MeasureOptions): Promise<RawStats> {
+    const b = this.#get(p);
+    const s = await measure(() => b.run(), mitataOptions(opts.timeMs));
+    return { min: s.min, p25: s.p25, p50: s.p50, p75: s.p75, avg: s.avg, n: s.samples.length };
+  }
+  counters(p: CaseParams, calls: number): Promise<Record<string, number>> {
+    const b = this.#get(p);
+    if (!b.counters) return Promise.resolve({});
+    const c0 = b.counters();
+    for (let i = 0; i < calls; i++) b.run();
+    const c1 = b.counters();
+    const out: Record<string, number> = {};
+    for (const k of Object.keys(c1)) out[k] = (c1[k] - (c0[k] ?? 0)) / calls;
+    return Promise.resolve(out);
+  }
+  alloc(p: CaseParams): Promise<AllocResult> {
+    // a fresh instance: the timed one may have grown pools in ways the check should see
+    return Promise.resolve(measureAlloc(caseName(p), this.#make(p)));
+  }
+  close(): void {}
+}
+
+/** An operation for a bench worker. */
+export type WorkerOp =
+  | { op: "prepare"; params: CaseParams; warmMs: number }
+  | { op: "measure"; params: CaseParams; timeMs: number }
+  | { op: "counters"; params: CaseParams; calls: number }
+  | { op: "alloc"; params: CaseParams };
+
+/** A request to a bench worker: an operation and its correlation id. */
+export type WorkerRequest = WorkerOp & { id: number };
+
+/** A worker's answer. */
+export type WorkerResponse = { id: number; ok: true; value: unknown } | {
+  id: number;
+  ok: false;
+  error: string;
+};
+
+/** Family of a case: the isolate it runs in. */
+export function familyOf(p: CaseParams): string {
+  return p.engine === "sol" || p.engine === "memcpy" ? "reference" : `${p.engine}/${p.dma}`;
+}
+
+/** Measures each engine family in its own Worker. */
+export class WorkerMeasurer implements Measurer {
+  readonly #workers = new Map<string, Worker>();
+  readonly #pending = new Map<
+    number,
+    { resolve: (v: unknown) => void; reject: (e: Error) => void }
+  >();
+  #next = 1;
+
+  #worker(p: CaseParams): Worker {
+    const fam = familyOf(p);
+    let w = this.#workers.get(fam);
+    if (!w) {
+      w = new Worker(new URL("./worker.ts", import.meta.url).href, { type: "module" });
+      w.onmessage = (e: MessageEvent<WorkerResponse>) => {
+        const r = e.data;
+        const h = this.#pending.get(r.id);
+        if (!h) return;
+        this.#pending.delete(r.id);
+        if (r.ok) h.resolve(r.value);
+        else h.reject(new Error(r.error));
+      };
+      w.onerror = (e: ErrorEvent) => {
+        e.preventDefault();
+        for (const h of this.#pending.values()) {
+          h.reject(new Error(`bench worker ${fam}: ${e.message}`));
+        }
+        this.#pending.clear();
+      };
+      this.#workers.set(fam, w);
+    }
+    return w;
+  }
+
+  #call<T>(req: WorkerOp): Promise<T> {
+    const id = this.#next++;
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.#worker(req.params).postMessage({ ...req, id });
+    });
+  }
+
+  prepare(p: CaseParams, warmMs: number): Promise<CaseShape> {
+    return this.#call({ op: "prepare", params: p, warmMs });
+  }
+  measure(p: CaseParams, opts: MeasureOptions): Promise<RawStats> {
+    return this.#call({ op: "measure", params: p, timeMs: opts.timeMs });
+  }
+  counters(p: CaseParams, calls: number): Promise<Record<string, number>> {
+    return this.#call({ op: "counters", params: p, calls });
+  }
+  alloc(p: CaseParams): Promise<AllocResult> {
+    return this.#call({ op: "alloc", params: p });
+  }
+  close(): void {
+    for (const w of this.#workers.values()) w.terminate();
+    this.#workers.clear();
+  }
+}

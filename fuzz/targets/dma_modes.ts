@@ -1,0 +1,523 @@
+/**
+ * Fuzz target `dma-modes`: draws a DMA mode and a sequence of driver operations (map, unmap,
+ * sync, time passing) and device accesses, and checks three oracles:
+ *
+ * - `data-integrity`: with consistent views, every byte the driver mapped arrives intact at the
+ *   device, and every byte the device wrote into a live mapping is what the driver sees after
+ *   sync/unmap (bounce modes included);
+ * - `isolation`: in an IOMMU mode, a device access to a bus page outside every live mapping
+ *   faults with a `DmaFault`, except inside the lazy-invalidation window (`mode.isStale`), where
+ *   a successful stale access is **reported** (counted), not a failure; in a confidential mode a
+ *   device access to private memory faults `private-memory`; unmapping a dead mapping in a
+ *   tracking mode throws `not-mapped`;
+ * - `uncatalogued-throw`: nothing throws outside the catalogue (DmaFault, DmaMapError,
+ *   MemoryFault), and a live mapping's unmap/sync never fails.
+ *
+ * @module
+ */
+
+import fc from "fast-check";
+import { z } from "zod";
+import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, DmaFault, DmaMapError } from "../../src/dma/errors.ts";
+import {
+  createDmaLab,
+  DMA_MODE_NAMES,
+  type DmaMode,
+  type DmaModeName,
+} from "../../src/dma/modes.ts";
+import { type DmaDirection, DmaTranslation } from "../../src/dma/types.ts";
+import { FakeClock } from "../../src/dma/clock.ts";
+import { MemoryFault } from "../../src/memory/fault.ts";
+import type { U64 } from "../../src/memory/u64.ts";
+import { type FuzzTarget, OracleFailure } from "../target.ts";
+
+/** One step of a {@link DmaModesInput}. */
+export type DmaOp =
+  | { k: "map"; slot: number; off: number; len: number; dir: DmaDirection }
+  | { k: "unmap"; which: number }
+  | { k: "sync"; which: number; toCpu: boolean }
+  | { k: "read"; which: number; off: number; len: number }
+  | { k: "write"; which: number; off: number; len: number }
+  | { k: "probe"; page: number; off: number; write: boolean }
+  | { k: "dead"; which: number; off: number; unmap: boolean }
+  | { k: "tick"; ms: number };
+
+/** Input of the `dma-modes` target. */
+export interface DmaModesInput {
+  /** The DMA mode. */
+  mode: DmaModeName;
+  /** Operations, in order. */
+  ops: DmaOp[];
+}
+
+/** Counters of one run, for reports (and tests). */
+export interface DmaModesReport {
+  /** Device accesses that succeeded through a stale IOTLB entry (lazy window), not failures. */
+  staleAccesses: number;
+  /** Device accesses that faulted, as expected. */
+  faults: number;
+  /** Accesses inside a live mapping's pages but outside its bytes (sub-page exposure). */
+  subPageExposures: number;
+  /** Maps refused with a catalogued reason (pool/IOVA exhaustion). */
+  mapRefusals: number;
+  /** Bytes checked end to end. */
+  bytesChecked: number;
+  /**
+   * syncForDevice calls in bounce modes that overwrote device writes the CPU had not synced
+   * (the DMA API's ownership rule: the CPU's copy wins), reported, not failures.
+   */
+  discardedDeviceWrites: number;
+}
+
+const SLOTS = 48;
+const SLOT_BYTES = 16 * 1024;
+const MAX_LEN = 9000;
+
+const opSchema = z.discriminatedUnion("k", [
+  z.strictObject({
+    k: z.literal("map"),
+    slot: z.int().min(0).max(SLOTS - 1),
+    off: z.int().min(0).max(4095),
+    len: z.int().min(1).max(MAX_LEN),
+    dir: z.union([z.literal(0), z.literal(1), z.literal(2)]),
+  }),
+  z.strictObject({ k: z.literal("unmap"), which: z.int().min(0) }),
+  z.strictObject({ k: z.literal("sync"), which: z.int().min(0), toCpu: z.boolean() }),
+  z.strictObject({
+    k: z.literal("read"),
+    which: z.int().min(0),
+    off: z.int().min(0),
+    len: z.int().min(1),
+  }),
+  z.strictObject({
+    k: z.literal("write"),
+    which: z.int().min(0),
+    off: z.int().min(0),
+    len: z.int().min(1),
+  }),
+  z.strictObject({
+    k: z.literal("probe"),
+    page: z.int().min(0),
+    off: z.int().min(0).max(4095),
+    write: z.boolean(),
+  }),
+  z.strictObject({
+    k: z.literal("dead"),
+    which: z.int().min(0),
+    off: z.int().min(0),
+    unmap: z.boolean(),
+  }),
+  z.strictObject({ k: z.literal("tick"), ms: z.number().min(0).max(1000) }),
+]);
+const inputSchema = z.strictObject({
+  mode: z.enum(DMA_MODE_NAMES),
+  ops: z.array(opSchema).max(500),
+});
+
+interface Mapping {
+  id: number;
+  gpa: number;
+  len: number;
+  dir: DmaDirection;
+  bus: U64;
+  slot: number;
+  /** What the driver expects at gpa after unmap (device writes applied). */
+  expect: Uint8Array;
+}
+
+function pattern(id: number, i: number): number {
+  return (id * 131 + i * 7 + 1) & 0xff;
+}
+
+function busAdd(bus: U64, n: number): U64 {
+  return typeof bus === "number" ? bus + n : bus + BigInt(n);
+}
+
+function isCatalogued(e: unknown): boolean {
+  return e instanceof DmaFault || e instanceof DmaMapError || e instanceof MemoryFault;
+}
+
+/** Modes whose driver side tracks mappings (unmap of a dead one must fail). */
+function tracks(mode: DmaMode): boolean {
+  return mode.iommuApi !== null || mode.swiotlb !== null;
+}
+
+/**
+ * Runs one input and returns the report; throws {@link OracleFailure} on a violated oracle.
+ * Exported for tests.
+ */
+export function runDmaModes(input: DmaModesInput): DmaModesReport {
+  const clock = new FakeClock();
+  const lab = createDmaLab(input.mode, {
+    clock,
+    bufferSize: SLOTS * SLOT_BYTES,
+    ringSize: 64 * 1024,
+    poolSize: 512 * 1024,
+    fqSize: 16,
+  });
+  const { mode, memory } = lab;
+  const report: DmaModesReport = {
+    staleAccesses: 0,
+    faults: 0,
+    subPageExposures: 0,
+    mapRefusals: 0,
+    bytesChecked: 0,
+    discardedDeviceWrites: 0,
+  };
+  const live: Mapping[] = [];
+  const dead: Mapping[] = [];
+  const slotUsed = new Uint8Array(SLOTS);
+  let nextId = 1;
+  const t = new DmaTranslation();
+
+  const guard = <R>(what: string, fn: () => R): R => {
+    try {
+      return fn();
+    } catch (e) {
+      if (e instanceof OracleFailure) throw e;
+      if (!isCatalogued(e)) {
+        throw new OracleFailure("uncatalogued-throw", `${input.mode}: ${what} threw ${e}`, e);
+      }
+      throw e;
+    }
+  };
+
+  // Device access of `len` bytes at `bus`; returns false when it faulted (DmaFault).
+  const deviceAccess = (bus: U64, len: number, write: boolean, data: Uint8Array | null) => {
+    let done = 0;
+    while (done < len) {
+      try {
+        mode.space.translate(
+          busAdd(bus, done),
+          len - done,
+          write ? DMA_ACCESS_WRITE : DMA_ACCESS_READ,
+          t,
+        );
+      } catch (e) {
+        if (e instanceof DmaFault) return { ok: false, fault: e };
+        throw new OracleFailure("uncatalogued-throw", `${input.mode}: translate threw ${e}`, e);
+      }
+      if (data !== null) {
+        const part = data.subarray(done, done + t.length);
+        guard(
+          "device memory access",
+          () => write ? memory.write(t.gpa, part) : memory.read(t.gpa, part),
+        );
+      }
+      done += t.length;
+    }
+    return { ok: true, fault: null };
+  };
+
+  // Is the page of `bus` covered by a live mapping's bus pages (IOMMU isolation granularity)?
+  const inLivePage = (bus: U64): boolean => {
+    if (typeof bus !== "number") return false;
+    const page = Math.floor(bus / 4096);
+    for (const m of live) {
+      if (typeof m.bus !== "number") continue;
+      if (page >= Math.floor(m.bus / 4096) && page <= Math.floor((m.bus + m.len - 1) / 4096)) {
+        return true;
+      }
+    }
+    return false;
+  };
+
+  const checkUnmapped = (m: Mapping) => {
+    const got = memory.view(m.gpa, m.len);
+    for (let i = 0; i < m.len; i++) {
+      if (got[i] !== m.expect[i]) {
+        throw new OracleFailure(
+          "data-integrity",
+          `${input.mode}: mapping ${m.id} (gpa 0x${
+            m.gpa.toString(16)
+          }, dir ${m.dir}) byte ${i} is ` +
+            `${got[i]}, expected ${m.expect[i]} after unmap`,
+        );
+      }
+    }
+    report.bytesChecked += m.len;
+  };
+
+  for (const op of input.ops) {
+    switch (op.k) {
+      case "map": {
+        if (slotUsed[op.slot]) break;
+        const gpa = op.slot * SLOT_BYTES + op.off;
+        const len = Math.min(op.len, SLOT_BYTES - op.off);
+        const id = nextId++;
+        const bytes = new Uint8Array(len);
+        for (let i = 0; i < len; i++) bytes[i] = pattern(id, i);
+        memory.write(gpa, bytes);
+        let bus: U64;
+        try {
+          bus = guard("map", () => mode.api.map(gpa, len, op.dir));
+        } catch (e) {
+          if (
+            e instanceof DmaMapError &&
+            (e.reason === "pool-exhausted" || e.reason === "iova-exhausted")
+          ) {
+            report.mapRefusals++;
+            break;
+          }
+          throw new OracleFailure(
+            "map-refused",
+            `${input.mode}: map of a valid buffer failed: ${e}`,
+            e,
+          );
+        }
+        slotUsed[op.slot] = 1;
+        live.push({ id, gpa, len, dir: op.dir, bus, slot: op.slot, expect: bytes.slice() });
+        break;
+      }
+      case "unmap":
+      case "sync": {
+        if (live.length === 0) break;
+        const idx = op.which % live.length;
+        const m = live[idx];
+        try {
+          guard(op.k, () => {
+            if (op.k === "unmap") mode.api.unmap(m.bus, m.len, m.dir);
+            else if (op.toCpu) mode.api.syncForCpu(m.bus, m.len, m.dir);
+            else mode.api.syncForDevice(m.bus, m.len, m.dir);
+          });
+        } catch (e) {
+          throw new OracleFailure(
+            "live-mapping-refused",
+            `${input.mode}: ${op.k} of live mapping ${m.id}: ${e}`,
+            e,
+          );
+        }
+        if (op.k === "unmap") {
+          live.splice(idx, 1);
+          dead.push(m);
+          slotUsed[m.slot] = 0;
+          if (m.dir !== 1) checkUnmapped(m); // device writes come back on unmap
+        } else if (!op.toCpu && m.dir !== 2 && mode.swiotlb !== null) {
+          // Bounce modes: syncForDevice copies the CPU's bytes over the slot, so device writes
+          // not yet synced for the CPU are discarded (DMA-API ownership rule). Report, re-base.
+          const cpu = memory.view(m.gpa, m.len);
+          for (let i = 0; i < m.len; i++) {
+            if (cpu[i] !== m.expect[i]) {
+              report.discardedDeviceWrites++;
+              break;
+            }
+          }
+          m.expect.set(cpu);
+        } else if (op.toCpu && m.dir !== 1) {
+          const got = memory.view(m.gpa, m.len);
+          for (let i = 0; i < m.len; i++) {
+            if (got[i] !== m.expect[i]) {
+              throw new OracleFailure(
+                "data-integrity",
+                `${input.mode}: mapping ${m.id} byte ${i} after syncForCpu`,
+              );
+            }
+          }
+          report.bytesChecked += m.len;
+        }
+        break;
+      }
+      case "read":
+      case "write": {
+        if (live.length === 0) break;
+        const m = live[op.which % live.length];
+        const off = op.off % m.len;
+        const len = Math.min(op.len, m.len - off);
+        const write = op.k === "write";
+        if (write && m.dir === 1) break; // device-readable only: a write would fault legitimately
+        if (!write && m.dir === 2 && mode.isolation === "page") break; // write-only IOMMU entry
+        const data = new Uint8Array(len);
+        if (write) { for (let i = 0; i < len; i++) data[i] = pattern(m.id + 1000, off + i); }
+        const r = deviceAccess(busAdd(m.bus, off), len, write, data);
+        if (!r.ok) {
+          throw new OracleFailure(
+            "data-integrity",
+            `${input.mode}: device ${op.k} of live mapping ${m.id} at +${off} len ${len} faulted: ${r.fault?.message}`,
+          );
+        }
+        if (write) m.expect.set(data, off);
+        else {
+          for (let i = 0; i < len; i++) {
+            if (data[i] !== m.expect[off + i]) {
+              throw new OracleFailure(
+                "data-integrity",
+                `${input.mode}: device read of mapping ${m.id} byte ${off + i} = ${
+                  data[i]
+                }, expected ${m.expect[off + i]}`,
+              );
+            }
+          }
+        }
+        report.bytesChecked += len;
+        break;
+      }
+      case "probe": {
+        // A device access at an arbitrary bus address near the mappings or in RAM.
+        const base: U64 = live.length > 0 && op.page % 2 === 0
+          ? live[op.page % live.length].bus
+          : lab.bufferGpa;
+        const bus = busAdd(
+          typeof base === "number" ? Math.floor(base / 4096) * 4096 : base,
+          (op.page >> 1) * 4096 % (1 << 24) + op.off,
+        );
+        probe(bus, op.write);
+        break;
+      }
+      case "dead": {
+        if (dead.length === 0) break;
+        const m = dead[op.which % dead.length];
+        if (op.unmap) {
+          // A dead handle equal to a live one (the IOVA was reused) is ambiguous: skip it.
+          if (live.some((l) => l.bus === m.bus)) break;
+          let threw: unknown = null;
+          try {
+            guard("unmap of a dead mapping", () => mode.api.unmap(m.bus, m.len, m.dir));
+          } catch (e) {
+            threw = e;
+          }
+          if (tracks(mode) && !(threw instanceof DmaMapError && threw.reason === "not-mapped")) {
+            throw new OracleFailure(
+              "isolation",
+              `${input.mode}: unmap of dead mapping ${m.id} did not fail with not-mapped (${threw})`,
+            );
+          }
+        } else probe(busAdd(m.bus, op.off % m.len), false);
+        break;
+      }
+      case "tick":
+        clock.advance(op.ms);
+        mode.tick();
+        break;
+    }
+  }
+
+  function probe(bus: U64, write: boolean): void {
+    const r = deviceAccess(bus, 1, write, null);
+    if (mode.isolation === "page") {
+      const covered = inLivePage(bus);
+      if (r.ok && !covered) {
+        if (mode.isStale(bus)) report.staleAccesses++;
+        else {
+          throw new OracleFailure(
+            "isolation",
+            `${input.mode}: device ${
+              write ? "write" : "read"
+            } at bus ${bus} outside every live mapping succeeded`,
+          );
+        }
+      } else if (r.ok) report.subPageExposures++;
+      else report.faults++;
+    } else if (mode.isolation === "shared-only") {
+      if (r.ok) {
+        const region = memory.regionAt(t.gpa);
+        if (region !== undefined && region.private) {
+          throw new OracleFailure(
+            "isolation",
+            `${input.mode}: device reached private GPA ${t.gpa}`,
+          );
+        }
+      } else report.faults++;
+    } else if (!r.ok) report.faults++;
+  }
+
+  // Clean up: every live mapping unmaps and returns its bytes.
+  for (const m of live.splice(0)) {
+    try {
+      guard("final unmap", () => mode.api.unmap(m.bus, m.len, m.dir));
+    } catch (e) {
+      throw new OracleFailure(
+        "live-mapping-refused",
+        `${input.mode}: final unmap of ${m.id}: ${e}`,
+        e,
+      );
+    }
+    if (m.dir !== 1) checkUnmapped(m);
+  }
+  if (mode.swiotlb !== null && mode.swiotlb.usedSlots !== 0) {
+    throw new OracleFailure(
+      "slot-leak",
+      `${input.mode}: ${mode.swiotlb.usedSlots} bounce slots leaked`,
+    );
+  }
+  return report;
+}
+
+const dirArb = fc.constantFrom<DmaDirection>(0, 1, 2);
+const opArb: fc.Arbitrary<DmaOp> = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      k: fc.constant("map" as const),
+      slot: fc.nat(SLOTS - 1),
+      off: fc.nat(4095),
+      len: fc.integer({ min: 1, max: MAX_LEN }),
+      dir: dirArb,
+    }),
+  },
+  { weight: 3, arbitrary: fc.record({ k: fc.constant("unmap" as const), which: fc.nat(63) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant("sync" as const),
+      which: fc.nat(63),
+      toCpu: fc.boolean(),
+    }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      k: fc.constant("read" as const),
+      which: fc.nat(63),
+      off: fc.nat(MAX_LEN),
+      len: fc.integer({ min: 1, max: MAX_LEN }),
+    }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      k: fc.constant("write" as const),
+      which: fc.nat(63),
+      off: fc.nat(MAX_LEN),
+      len: fc.integer({ min: 1, max: MAX_LEN }),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      k: fc.constant("probe" as const),
+      page: fc.nat(4096),
+      off: fc.nat(4095),
+      write: fc.boolean(),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      k: fc.constant("dead" as const),
+      which: fc.nat(63),
+      off: fc.nat(MAX_LEN),
+      unmap: fc.boolean(),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({ k: fc.constant("tick" as const), ms: fc.constantFrom(0, 1, 5, 10, 11) }),
+  },
+);
+
+/** The `dma-modes` fuzz target. */
+export const dmaModesTarget: FuzzTarget<DmaModesInput> = {
+  name: "dma-modes",
+  description:
+    "DMA modes: map/unmap/sync + device accesses; data intact, isolation, lazy window reported",
+  arbitrary: () =>
+    fc.record({
+      mode: fc.constantFrom(...DMA_MODE_NAMES),
+      ops: fc.array(opArb, { maxLength: 80, size: "max" }),
+    }),
+  run(input: DmaModesInput): void {
+    runDmaModes(input);
+  },
+  encode: (input) => input,
+  decode: (json) => inputSchema.parse(json) as DmaModesInput,
+};

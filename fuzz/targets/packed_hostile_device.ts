@@ -1,0 +1,323 @@
+/**
+ * Fuzz target `packed-hostile-device`: a hostile device against the packed driver
+ * (`PackedDriverQueue`). The driver adds and publishes buffers; the target pops them with the
+ * packed device to learn their buffer IDs and sizes, then writes used descriptors itself, in any
+ * order, with one optional corruption each (buffer ID, flags/wrap, length, slot).
+ *
+ * Oracles: each `getUsed` returns exactly what a simple model of the driver's rules expects
+ * (token and length, "not used yet", or the catalogued driver-side error); nothing else is thrown;
+ * a token never comes back twice; after an error the queue is broken and `getUsed` returns
+ * `undefined`; every streaming DMA mapping is unmapped exactly once (never one that is not live);
+ * the loop is bounded.
+ * @module
+ */
+
+import fc from "fast-check";
+import { z } from "zod";
+import { GuestMemory } from "../../src/memory/guest_memory.ts";
+import type { U64 } from "../../src/memory/u64.ts";
+import { IdentityAddressSpace, RawGpaDmaApi } from "../../src/dma/identity.ts";
+import type { DmaApi, DmaDirection } from "../../src/dma/types.ts";
+import { PackedDriverQueue } from "../../src/virtio/packed/driver.ts";
+import { PackedDeviceQueue } from "../../src/virtio/packed/device.ts";
+import { isVirtqError } from "../../src/virtio/errors.ts";
+import {
+  featureMask,
+  VIRTIO_F_IN_ORDER,
+  VIRTIO_F_INDIRECT_DESC,
+} from "../../src/virtio/features.ts";
+import { SgList } from "../../src/virtio/sg_list.ts";
+import { type FuzzTarget, OracleFailure } from "../target.ts";
+import { RawPackedRing, usedBits } from "./packed_raw.ts";
+
+const MEM = 0x40000;
+const RING = 0x1000;
+const BUFS = 0x20000;
+
+const inputSchema = z.strictObject({
+  size: z.number().int().min(1).max(16),
+  inOrder: z.boolean(),
+  indirect: z.boolean(),
+  clamp: z.boolean(),
+  buffers: z.array(z.strictObject({
+    readable: z.array(z.number().int().min(1).max(0x100)).max(4),
+    writable: z.array(z.number().int().min(1).max(0x100)).max(4),
+  })).max(16),
+  unpublished: z.boolean(),
+  completions: z.array(z.strictObject({
+    pick: z.number().int().min(0),
+    /** Written length; the honest device reports at most the buffer's capacity. */
+    len: z.number().int().min(0).max(0xffff_ffff),
+    corrupt: z.union([
+      z.null(),
+      z.strictObject({
+        field: z.enum(["id", "flags", "len", "slot", "nowrite"]),
+        value: z.number().int().min(0).max(0xffff_ffff),
+      }),
+    ]),
+  })).max(24),
+});
+
+/** One input of the hostile-device target (JSON-safe). */
+export type PackedHostileDeviceInput = z.infer<typeof inputSchema>;
+
+function arbitrary(): fc.Arbitrary<PackedHostileDeviceInput> {
+  const lens = (min: number) =>
+    fc.array(fc.integer({ min: 1, max: 0x100 }), { minLength: min, maxLength: 3 });
+  return fc.record({
+    size: fc.integer({ min: 1, max: 16 }),
+    inOrder: fc.boolean(),
+    indirect: fc.boolean(),
+    clamp: fc.boolean(),
+    buffers: fc.array(
+      fc.record({ readable: lens(0), writable: lens(0) }, { noNullPrototype: true }),
+      { minLength: 1, maxLength: 10 },
+    ),
+    unpublished: fc.boolean(),
+    completions: fc.array(
+      fc.record({
+        pick: fc.nat({ max: 16 }),
+        len: fc.oneof(fc.integer({ min: 0, max: 0x300 }), fc.constant(0xffff_ffff)),
+        corrupt: fc.option(
+          fc.record({
+            field: fc.constantFrom(
+              "id" as const,
+              "flags" as const,
+              "len" as const,
+              "slot" as const,
+              "nowrite" as const,
+            ),
+            value: fc.oneof(fc.nat({ max: 20 }), fc.constantFrom(0x80, 0x8000, 0x8080, 0xffff)),
+          }, { noNullPrototype: true }),
+          { nil: null, freq: 3 },
+        ),
+      }, { noNullPrototype: true }),
+      { maxLength: 16 },
+    ),
+  }, { noNullPrototype: true });
+}
+
+/** A DMA API that checks every unmap matches a live mapping, over raw GPAs. */
+class TrackingDma implements DmaApi {
+  readonly name = "tracking";
+  readonly live = new Map<string, number>();
+  readonly #inner = new RawGpaDmaApi();
+  #key(bus: U64, len: number, dir: number) {
+    return `${bus}:${len}:${dir}`;
+  }
+  map(gpa: number, length: number, dir: DmaDirection): U64 {
+    const b = this.#inner.map(gpa, length, dir);
+    const k = this.#key(b, length, dir);
+    this.live.set(k, (this.live.get(k) ?? 0) + 1);
+    return b;
+  }
+  unmap(bus: U64, length: number, dir: DmaDirection): void {
+    const k = this.#key(bus, length, dir);
+    const n = this.live.get(k) ?? 0;
+    if (n === 0) throw new OracleFailure("bad-unmap", `unmap of ${k}, not a live mapping`);
+    if (n === 1) this.live.delete(k);
+    else this.live.set(k, n - 1);
+  }
+  syncForCpu(): void {}
+  syncForDevice(): void {}
+  mapCoherent(gpa: number, length: number): U64 {
+    return this.#inner.mapCoherent(gpa, length);
+  }
+  unmapCoherent(): void {}
+}
+
+interface Buf {
+  token: number;
+  id: number;
+  slots: number;
+  cap: number;
+  published: boolean;
+}
+
+function run(input: PackedHostileDeviceInput): void {
+  const size = input.size;
+  const memory = GuestMemory.flat(MEM);
+  const dma = new TrackingDma();
+  const features = (input.indirect ? featureMask(VIRTIO_F_INDIRECT_DESC) : 0n) |
+    (input.inOrder ? featureMask(VIRTIO_F_IN_ORDER) : 0n);
+  const drv = new PackedDriverQueue<number>({
+    memory,
+    dma,
+    size,
+    features,
+    ringGpa: RING,
+    policy: { usedLenExceedsCapacity: input.clamp ? "clamp" : "reject" },
+  });
+  const ring = new RawPackedRing(memory, RING, size);
+  // The driver adds what fits and publishes it.
+  const caps: number[] = [];
+  let seg = 0;
+  const add = (b: PackedHostileDeviceInput["buffers"][number], token: number): boolean => {
+    if (b.readable.length + b.writable.length === 0) return false;
+    const r = new SgList(), w = new SgList();
+    for (const l of b.readable) r.push(BUFS + 0x100 * (seg++ % 128), l);
+    for (const l of b.writable) w.push(BUFS + 0x100 * (seg++ % 128), l);
+    try {
+      drv.add(r, w, token);
+    } catch (e) {
+      if (isVirtqError(e, "RING_FULL")) return false;
+      throw new OracleFailure("uncatalogued-throw", `add: ${e}`, e);
+    }
+    caps[token] = w.totalBytes();
+    return true;
+  };
+  let tokens = 0;
+  for (const b of input.buffers) if (add(b, tokens)) tokens++;
+  drv.kick();
+  // Learn IDs and sizes the honest way: the device pops in ring order = add order.
+  const dev = new PackedDeviceQueue({
+    memory,
+    dma: new IdentityAddressSpace(),
+    size,
+    addresses: drv.addresses,
+    features,
+  });
+  const byId = new Map<number, Buf>();
+  const popped: Buf[] = [];
+  for (let t = 0; t < tokens; t++) {
+    const c = dev.pop();
+    if (c === null) throw new OracleFailure("driver-publish", `buffer ${t} not available`);
+    if (c.writableBytes !== caps[t]) throw new OracleFailure("driver-publish", `capacity of ${t}`);
+    const b = { token: t, id: c.id, slots: c.ringDescriptors, cap: caps[t], published: true };
+    byId.set(c.id, b);
+    popped.push(b);
+  }
+  // One more buffer, added but not published: naming its ID is USED_ID_NOT_HEAD.
+  if (input.unpublished && input.buffers.length > 0 && add(input.buffers[0], tokens)) tokens++;
+  // Model of the driver's rules.
+  let lastUsed = 0, usedWrap = 1, broken = false, batchEnd = -1, batchLen = 0;
+  const fifo = popped.map((b) => b.id);
+  const returned = new Set<number>();
+  let devUsed = 0, devWrap = 1;
+  const pending = [...popped];
+  const expectNext = (): { token: number; len: number } | string | undefined => {
+    if (broken) return undefined;
+    const retire = (id: number, len: number) => {
+      const b = byId.get(id)!;
+      byId.delete(id);
+      lastUsed += b.slots;
+      if (lastUsed >= size) {
+        lastUsed -= size;
+        usedWrap ^= 1;
+      }
+      return { token: b.token, len };
+    };
+    if (batchEnd >= 0) {
+      const id = fifo.shift()!;
+      if (id === batchEnd) {
+        batchEnd = -1;
+        return retire(id, batchLen);
+      }
+      return retire(id, byId.get(id)!.cap);
+    }
+    const d = ring.read(lastUsed);
+    const a = (d.flags >> 7) & 1, u = (d.flags >> 15) & 1;
+    if (a !== u || u !== usedWrap) return undefined;
+    let len = d.flags & 2 ? d.len : 0;
+    if (d.id >= size) return "USED_ID_OUT_OF_RANGE";
+    const b = byId.get(d.id);
+    if (b === undefined || !b.published) return "USED_ID_NOT_HEAD";
+    if (len > b.cap) {
+      if (!input.clamp) return "USED_LEN_EXCEEDS_CAPACITY";
+      len = b.cap;
+    }
+    if (input.inOrder) {
+      batchEnd = d.id;
+      batchLen = len;
+      return expectNext();
+    }
+    return retire(d.id, len);
+  };
+  const drain = () => {
+    for (let i = 0; i <= size + 1; i++) {
+      const want = expectNext();
+      let got: number | undefined;
+      try {
+        got = drv.getUsed();
+      } catch (e) {
+        if (!isVirtqError(e)) throw new OracleFailure("uncatalogued-throw", String(e), e);
+        if (e.code !== want) {
+          throw new OracleFailure(
+            "wrong-error",
+            `${e.code}, model expects ${JSON.stringify(want)}`,
+          );
+        }
+        if (drv.broken !== e || drv.getUsed() !== undefined) {
+          throw new OracleFailure("not-broken", "driver not broken after error");
+        }
+        broken = true;
+        return;
+      }
+      if (typeof want === "string") {
+        throw new OracleFailure(
+          "missed-violation",
+          `model expects ${want}, driver returned ${got}`,
+        );
+      }
+      if (want === undefined) {
+        if (got !== undefined) throw new OracleFailure("phantom-used", `driver returned ${got}`);
+        return;
+      }
+      if (got !== want.token || drv.usedLen !== want.len) {
+        throw new OracleFailure(
+          "used-mismatch",
+          `driver ${got}/${drv.usedLen}, model ${want.token}/${want.len}`,
+        );
+      }
+      if (returned.has(got)) throw new OracleFailure("token-twice", `token ${got}`);
+      returned.add(got);
+    }
+    throw new OracleFailure("no-termination", "getUsed loop did not end");
+  };
+  // The hostile device completes buffers in any order, writing used descriptors itself.
+  for (const c of input.completions) {
+    if (pending.length === 0 || broken) break;
+    const b = pending.splice(c.pick % pending.length, 1)[0];
+    let slot = devUsed;
+    let id = b.id, len = Math.min(c.len, b.cap), flags = usedBits(devWrap) | 2;
+    const cor = c.corrupt;
+    if (cor !== null) {
+      if (cor.field === "id") id = cor.value & 0xffff;
+      if (cor.field === "flags") flags ^= cor.value & 0xffff;
+      if (cor.field === "len") len = cor.value + c.len;
+      if (cor.field === "slot") slot = (slot + cor.value) % size;
+      if (cor.field === "nowrite") flags &= ~2;
+    }
+    ring.write(slot, { addr: 0n, len, id, flags });
+    devUsed += b.slots;
+    if (devUsed >= size) {
+      devUsed -= size;
+      devWrap ^= 1;
+    }
+    drain();
+  }
+  drain();
+  // Reset path: every token comes back exactly once overall, every mapping is unmapped.
+  for (let i = 0; i <= tokens; i++) {
+    const t = drv.detachUnused();
+    if (t === undefined) break;
+    if (returned.has(t)) throw new OracleFailure("token-twice", `detached token ${t} again`);
+    returned.add(t);
+  }
+  if (returned.size !== tokens) {
+    throw new OracleFailure("token-lost", `${tokens} added, ${returned.size} came back`);
+  }
+  if (dma.live.size !== 0) {
+    throw new OracleFailure("mapping-leak", `${dma.live.size} streaming mappings still live`);
+  }
+}
+
+/** The packed hostile-device target. */
+export const packedHostileDevice: FuzzTarget<PackedHostileDeviceInput> = {
+  name: "packed-hostile-device",
+  description: "hostile device vs packed driver: used descriptors in any order, corrupted",
+  arbitrary,
+  run,
+  encode: (i) => i,
+  decode: (json) => inputSchema.parse(json),
+};

@@ -1,0 +1,384 @@
+/**
+ * Fuzz target `packed-hostile-driver`: a hostile driver against the packed device
+ * (`PackedDeviceQueue`). The target writes valid lists (direct and indirect, possibly wrapping the
+ * ring end) with its own raw writer, then applies one targeted corruption and raw byte patches,
+ * and pops until nothing is available or the device refuses.
+ *
+ * Oracles: every popped chain is exactly what an independent reference decoder reads from the
+ * bytes (`packed_reference.ts`), or the device throws a catalogued `VirtqError` whose code the
+ * reference also found; nothing else is thrown; after an error the queue is broken and pops
+ * return `null`; the device touches only memory the descriptors name (GuestMemory.observer);
+ * the loop is bounded by the Queue Size.
+ * @module
+ */
+
+import fc from "fast-check";
+import { z } from "zod";
+import { GuestMemory } from "../../src/memory/guest_memory.ts";
+import { IdentityAddressSpace } from "../../src/dma/identity.ts";
+import { PackedDeviceQueue } from "../../src/virtio/packed/device.ts";
+import { type ChainPolicy, DEFAULT_CHAIN_POLICY } from "../../src/virtio/queue.ts";
+import { isVirtqError } from "../../src/virtio/errors.ts";
+import {
+  featureMask,
+  VIRTIO_F_IN_ORDER,
+  VIRTIO_F_INDIRECT_DESC,
+} from "../../src/virtio/features.ts";
+import type { Chain } from "../../src/virtio/chain.ts";
+import { type FuzzTarget, OracleFailure } from "../target.ts";
+import { availBits, RawPackedRing } from "./packed_raw.ts";
+import { refDecode } from "./packed_reference.ts";
+
+const MEM = 0x20000;
+const RING = 0x1000;
+const TABLES = 0x2000; // 0x200 bytes (32 entries) per table, up to 24 tables
+const BUFS = 0x8000; // 0x100 bytes per segment
+
+const chainSchema = z.strictObject({
+  readable: z.array(z.number().int().min(0).max(0x100)).max(6),
+  writable: z.array(z.number().int().min(0).max(0x100)).max(6),
+  indirect: z.boolean(),
+  id: z.number().int().min(0).max(0xffff),
+});
+
+const inputSchema = z.strictObject({
+  size: z.number().int().min(1).max(16),
+  indirect: z.boolean(),
+  inOrder: z.boolean(),
+  policy: z.strictObject({
+    zeroLength: z.enum(["reject", "allow"]),
+    indirectWithNext: z.enum(["reject", "ignore-next"]),
+    unknownFlags: z.enum(["ignore", "reject"]),
+    maxSegments: z.number().int().min(1).max(65536),
+  }),
+  preroll: z.number().int().min(0).max(15),
+  hold: z.boolean(),
+  chains: z.array(chainSchema).max(12),
+  corruption: z.union([
+    z.null(),
+    z.strictObject({
+      desc: z.number().int().min(0),
+      field: z.enum(["flags", "len", "addr", "id", "avail"]),
+      value: z.string().regex(/^[0-9]+$/),
+    }),
+  ]),
+  raw: z.array(z.strictObject({
+    offset: z.number().int().min(0).max(0x2000),
+    bytes: z.array(z.number().int().min(0).max(255)).max(32),
+  })).max(4),
+});
+
+/** One input of the hostile-driver target (JSON-safe). */
+export type PackedHostileDriverInput = z.infer<typeof inputSchema>;
+
+const interestingAddr = [
+  0n,
+  BigInt(MEM - 8),
+  BigInt(MEM),
+  BigInt(RING),
+  BigInt(TABLES),
+  2n ** 52n,
+  2n ** 63n,
+  2n ** 64n - 8n,
+  2n ** 64n - 1n,
+];
+
+function arbitrary(): fc.Arbitrary<PackedHostileDriverInput> {
+  const len = fc.oneof(
+    { weight: 8, arbitrary: fc.integer({ min: 1, max: 0x100 }) },
+    { weight: 1, arbitrary: fc.constant(0) },
+  );
+  const chain = fc.record({
+    readable: fc.array(len, { maxLength: 3 }),
+    writable: fc.array(len, { maxLength: 3 }),
+    indirect: fc.boolean(),
+    id: fc.integer({ min: 0, max: 0xffff }),
+  }, { noNullPrototype: true });
+  const value = fc.oneof(
+    fc.constantFrom(...interestingAddr).map(String),
+    fc.integer({ min: 0, max: 0xffff }).map(String),
+    fc.constantFrom(
+      0,
+      1,
+      2,
+      3,
+      4,
+      5,
+      6,
+      7,
+      0x10,
+      0x80,
+      0x8000,
+      0x8080,
+      16,
+      24,
+      0x1_0000,
+      0xffff_ffff,
+      0x8000_0000,
+    )
+      .map(String),
+  );
+  return fc.record({
+    size: fc.integer({ min: 1, max: 16 }),
+    indirect: fc.boolean(),
+    inOrder: fc.boolean(),
+    policy: fc.record({
+      zeroLength: fc.constantFrom("reject" as const, "allow" as const),
+      indirectWithNext: fc.constantFrom("reject" as const, "ignore-next" as const),
+      unknownFlags: fc.constantFrom("ignore" as const, "reject" as const),
+      maxSegments: fc.constantFrom(1, 3, 65536, 65536, 65536, 65536),
+    }, { noNullPrototype: true }),
+    preroll: fc.integer({ min: 0, max: 15 }),
+    hold: fc.boolean(),
+    chains: fc.array(chain, { minLength: 1, maxLength: 8 }),
+    corruption: fc.option(
+      fc.record({
+        desc: fc.nat({ max: 40 }),
+        field: fc.constantFrom(
+          "flags" as const,
+          "len" as const,
+          "addr" as const,
+          "id" as const,
+          "avail" as const,
+        ),
+        value,
+      }, { noNullPrototype: true }),
+      { nil: null, freq: 3 },
+    ),
+    raw: fc.array(
+      fc.record({
+        offset: fc.nat({ max: 0x2000 }),
+        bytes: fc.array(fc.nat({ max: 255 }), { minLength: 1, maxLength: 16 }),
+      }, { noNullPrototype: true }),
+      { maxLength: 1 },
+    ),
+  }, { noNullPrototype: true });
+}
+
+function segmentsOf(c: Chain, write: boolean): [number, number][] {
+  const out: [number, number][] = [];
+  const n = write ? c.writableCount : c.readableCount;
+  for (let i = 0; i < n; i++) {
+    out.push(write ? [c.writableGpa[i], c.writableLen[i]] : [c.readableGpa[i], c.readableLen[i]]);
+  }
+  return out;
+}
+
+/** Exact equality of two segment lists. */
+function same(a: [number, number][], b: [number, number][]): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+function run(input: PackedHostileDriverInput): void {
+  const size = input.size;
+  const memory = GuestMemory.flat(MEM);
+  const ring = new RawPackedRing(memory, RING, size);
+  const policy: ChainPolicy = { ...DEFAULT_CHAIN_POLICY, ...input.policy };
+  const features = (input.indirect ? featureMask(VIRTIO_F_INDIRECT_DESC) : 0n) |
+    (input.inOrder ? featureMask(VIRTIO_F_IN_ORDER) : 0n);
+  const dev = new PackedDeviceQueue({
+    memory,
+    dma: new IdentityAddressSpace(),
+    size,
+    addresses: { descAddr: RING, driverAddr: RING + 16 * size, deviceAddr: RING + 16 * size + 4 },
+    features,
+    policy,
+  });
+  // Pre-roll: move both positions forward with single-descriptor buffers.
+  let pos = 0, wrap = 1;
+  const preroll = input.preroll % size;
+  for (let i = 0; i < preroll; i++) {
+    ring.write(pos, { addr: BigInt(BUFS), len: 16, id: i, flags: availBits(wrap) });
+    const c = dev.pop();
+    if (c === null || c.id !== i) {
+      throw new OracleFailure("preroll", `pre-roll buffer ${i} not popped`);
+    }
+    dev.push(c, 0);
+    dev.flush();
+    if (++pos === size) {
+      pos = 0;
+      wrap ^= 1;
+    }
+  }
+  // Valid lists, written by our own raw writer (head flags last).
+  const written: number[] = []; // GPA of every descriptor written (ring and tables)
+  let p = pos, w = wrap, used = 0, seg = 0, table = 0;
+  for (const ch of input.chains) {
+    const lens = [...ch.readable.map((l) => [l, 0]), ...ch.writable.map((l) => [l, 2])].map((
+      [l, f],
+    ) => ({ l: l || (policy.zeroLength === "allow" ? 0 : 1), f }));
+    if (lens.length === 0) continue;
+    const indirect = ch.indirect && input.indirect;
+    const slots = indirect ? 1 : lens.length;
+    if (used + slots > size || seg + lens.length > 96) break;
+    const descs = lens.map(({ l, f }) => ({ addr: BigInt(BUFS + 0x100 * seg++), len: l, f }));
+    if (indirect) {
+      const t = TABLES + 0x200 * table++;
+      descs.forEach((d, i) => {
+        memory.writeU64(t + 16 * i, d.addr);
+        memory.writeU32(t + 16 * i + 8, d.len);
+        memory.writeU16(t + 16 * i + 12, 0);
+        memory.writeU16(t + 16 * i + 14, d.f);
+        written.push(t + 16 * i);
+      });
+      written.push(RING + 16 * p);
+      ring.write(p, {
+        addr: BigInt(t),
+        len: 16 * descs.length,
+        id: ch.id,
+        flags: 4 | availBits(w),
+      });
+      if (++p === size) {
+        p = 0;
+        w ^= 1;
+      }
+    } else {
+      const slotsOf: number[] = [];
+      descs.forEach((d, i) => {
+        slotsOf.push(p);
+        written.push(RING + 16 * p);
+        ring.write(p, {
+          addr: d.addr,
+          len: d.len,
+          id: ch.id,
+          flags: d.f | (i < descs.length - 1 ? 1 : 0) | availBits(w),
+        });
+        if (++p === size) {
+          p = 0;
+          w ^= 1;
+        }
+      });
+    }
+    used += slots;
+  }
+  // One targeted corruption.
+  const cor = input.corruption;
+  if (cor !== null && written.length > 0) {
+    const at = written[cor.desc % written.length];
+    const v = BigInt(cor.value);
+    switch (cor.field) {
+      case "flags":
+        memory.writeU16(at + 14, memory.readU16(at + 14) ^ Number(v & 0xffffn));
+        break;
+      case "len":
+        memory.writeU32(at + 8, Number(v & 0xffff_ffffn));
+        break;
+      case "addr":
+        memory.writeU64(at, v & (2n ** 64n - 1n));
+        break;
+      case "id":
+        memory.writeU16(at + 12, Number(v & 0xffffn));
+        break;
+      case "avail": {
+        const f = memory.readU16(at + 14) & 0x7f7f;
+        const b = Number(v & 3n);
+        memory.writeU16(at + 14, f | (b & 1 ? 0x80 : 0) | (b & 2 ? 0x8000 : 0));
+        break;
+      }
+    }
+  }
+  for (const r of input.raw) {
+    const start = RING + r.offset;
+    for (let i = 0; i < r.bytes.length && start + i < BUFS; i++) {
+      memory.writeU8(start + i, r.bytes[i]);
+    }
+  }
+  // Pop until nothing is available or the device refuses; bounded by the Queue Size.
+  let outstanding = 0;
+  const accesses: [number, number][] = [];
+  memory.observer = {
+    onRead: (g, n) => accesses.push([g, n]),
+    onWrite: (g, n) => accesses.push([g, n]),
+  };
+  for (let step = 0; step <= size + 1; step++) {
+    const ref = refDecode({
+      memory,
+      memSize: MEM,
+      ringGpa: RING,
+      size,
+      pos,
+      wrap,
+      outstandingSlots: outstanding,
+      indirect: input.indirect,
+      policy,
+    });
+    accesses.length = 0;
+    let chain: Chain | null;
+    try {
+      chain = dev.pop();
+    } catch (e) {
+      if (!isVirtqError(e)) throw new OracleFailure("uncatalogued-throw", String(e), e);
+      if (ref.kind !== "error") {
+        throw new OracleFailure(
+          "unexpected-error",
+          `${e.code} where the reference sees ${ref.kind}`,
+        );
+      }
+      if (!ref.codes.has(e.code)) {
+        throw new OracleFailure("wrong-code", `${e.code}, reference: ${[...ref.codes].join(",")}`);
+      }
+      if (dev.broken !== e) throw new OracleFailure("not-broken", "queue not broken after error");
+      if (dev.pop() !== null) throw new OracleFailure("pop-after-broken", "pop while broken");
+      return;
+    }
+    if (chain === null) {
+      if (ref.kind !== "none") {
+        throw new OracleFailure(
+          "missed",
+          `device saw nothing, reference: ${
+            JSON.stringify(ref, (_k, v) => v instanceof Set ? [...v] : v)
+          }`,
+        );
+      }
+      return;
+    }
+    if (ref.kind !== "chain") {
+      throw new OracleFailure("phantom-chain", `device popped a chain, reference: ${ref.kind}`);
+    }
+    const r = segmentsOf(chain, false), wr = segmentsOf(chain, true);
+    if (
+      chain.id !== ref.id || chain.ringDescriptors !== ref.slots || !same(r, ref.readable) ||
+      !same(wr, ref.writable)
+    ) {
+      throw new OracleFailure(
+        "chain-mismatch",
+        `device id ${chain.id} slots ${chain.ringDescriptors} r ${JSON.stringify(r)} w ${
+          JSON.stringify(wr)
+        }; reference ${JSON.stringify(ref)}`,
+      );
+    }
+    const written2 = chain.copyReadableToWritable();
+    for (const [g, n] of accesses) {
+      if (!ref.named.some(([a, l]) => g >= a && g + n <= a + l)) {
+        throw new OracleFailure("out-of-bounds-access", `${n} bytes at ${g} not named by the list`);
+      }
+    }
+    if (input.hold || input.inOrder) {
+      outstanding += chain.ringDescriptors;
+      if (!input.hold) {
+        dev.push(chain, written2);
+        dev.flush();
+        outstanding -= chain.ringDescriptors;
+      }
+    } else {
+      dev.push(chain, written2);
+      dev.flush();
+    }
+    pos += ref.slots;
+    if (pos >= size) {
+      pos -= size;
+      wrap ^= 1;
+    }
+  }
+  throw new OracleFailure("no-termination", `more than ${size + 1} pops`);
+}
+
+/** The packed hostile-driver target. */
+export const packedHostileDriver: FuzzTarget<PackedHostileDriverInput> = {
+  name: "packed-hostile-driver",
+  description: "hostile driver vs packed device: valid lists + one corruption + raw bytes",
+  arbitrary,
+  run,
+  encode: (i) => i,
+  decode: (json) => inputSchema.parse(json),
+};

@@ -1,0 +1,381 @@
+/**
+ * Fuzz target `split-hostile-device`: a hostile device against the split driver queue.
+ *
+ * The input is a sequence of operations: driver adds, kicks and `getUsed` calls; a well-behaved
+ * device step (pop, loopback, push, flush through a real `SplitDeviceQueue`); and hostile writes
+ * to the used ring (any id/len in any slot, any used idx) and to the descriptor table.
+ *
+ * Oracle (mirror of the hostile-driver target): every token comes back at most once from
+ * `getUsed`, and only a token that is outstanding; `usedLen` never exceeds the buffer's writable
+ * capacity; every throw is a catalogued `VirtqError` (driver-side codes from `getUsed`, API codes
+ * from `add`); once broken, `getUsed` returns `undefined`; DMA unmaps match maps exactly (a
+ * tracking `DmaApi` fails on any unmap of something not mapped) and, after a reset and
+ * `detachUnused`, every token was returned exactly once and no mapping is left.
+ *
+ * @module
+ */
+
+import fc from "fast-check";
+import { z } from "zod";
+import {
+  type DmaApi,
+  type DmaDirection,
+  featureMask,
+  GuestMemory,
+  IdentityAddressSpace,
+  SgList,
+  SplitDeviceQueue,
+  SplitDriverQueue,
+  type U64,
+  VIRTIO_F_EVENT_IDX,
+  VIRTIO_F_IN_ORDER,
+  VIRTIO_F_INDIRECT_DESC,
+  VIRTIO_F_VERSION_1,
+  VirtqError,
+} from "../../src/mod.ts";
+import { type FuzzTarget, OracleFailure } from "../target.ts";
+
+/** One step of the scenario. */
+export type DeviceOp =
+  | { k: "add"; nr: number; nw: number; len: number }
+  | { k: "kick" }
+  | { k: "get"; n: number }
+  | { k: "serve"; n: number }
+  | { k: "used"; slot: number; id: number; len: number }
+  | { k: "usedIdx"; delta: number }
+  | { k: "forge"; id: number; len: number }
+  | { k: "scribble"; word: number; value: number };
+
+/** One fuzz input (JSON-safe). */
+export interface HostileDeviceInput {
+  /** Queue Size, a power of 2 in 2..32. */
+  size: number;
+  /** VIRTIO_F_INDIRECT_DESC / EVENT_IDX / IN_ORDER negotiated. */
+  indirect: boolean;
+  eventIdx: boolean;
+  inOrder: boolean;
+  /** Driver policies. */
+  indirectPolicy: "never" | "always" | "auto";
+  clamp: boolean;
+  /** Hostile ops (forge/used/usedIdx/scribble) before this index are skipped: an honest prefix. */
+  hostileFrom: number;
+  /** The scenario. */
+  ops: DeviceOp[];
+}
+
+const RING = 0x0;
+const DATA = 0x40000;
+const MEM = 0x80000;
+
+/** A DmaApi (bus = GPA + 4 GiB) that tracks live streaming mappings and rejects bad unmaps. */
+class TrackingDma implements DmaApi {
+  readonly name = "tracking";
+  readonly live = new Map<string, number>();
+  map(gpa: number, length: number, dir: DmaDirection): U64 {
+    const k = `${gpa + 0x1_0000_0000}:${length}:${dir}`;
+    this.live.set(k, (this.live.get(k) ?? 0) + 1);
+    return gpa + 0x1_0000_0000;
+  }
+  unmap(bus: U64, length: number, dir: DmaDirection): void {
+    const k = `${bus}:${length}:${dir}`;
+    const n = this.live.get(k);
+    if (n === undefined) fail("bad-unmap", `unmap of ${k}, which is not mapped`);
+    if (n === 1) this.live.delete(k);
+    else this.live.set(k, n - 1);
+  }
+  syncForCpu(): void {}
+  syncForDevice(): void {}
+  mapCoherent(gpa: number, _length: number): U64 {
+    return gpa + 0x1_0000_0000;
+  }
+  unmapCoherent(): void {}
+}
+
+/** Device view matching {@link TrackingDma}: bus - 4 GiB = GPA. */
+class OffsetSpace extends IdentityAddressSpace {
+  constructor() {
+    super("offset-4g");
+  }
+  override translate(
+    bus: U64,
+    length: number,
+    access: number,
+    out: import("../../src/mod.ts").DmaTranslation,
+  ): void {
+    super.translate(typeof bus === "number" ? bus - 0x1_0000_0000 : bus, length, access, out);
+  }
+}
+
+function fail(oracle: string, msg: string, cause?: unknown): never {
+  throw new OracleFailure(oracle, msg, cause);
+}
+
+/** Runs one input (exported for tests). */
+export function runHostileDevice(input: HostileDeviceInput): void {
+  const size = input.size;
+  const bits = [VIRTIO_F_VERSION_1];
+  if (input.indirect) bits.push(VIRTIO_F_INDIRECT_DESC);
+  if (input.eventIdx) bits.push(VIRTIO_F_EVENT_IDX);
+  if (input.inOrder) bits.push(VIRTIO_F_IN_ORDER);
+  const features = featureMask(...bits);
+  const memory = GuestMemory.flat(MEM);
+  const dma = new TrackingDma();
+  const drv = new SplitDriverQueue<number>({
+    memory,
+    dma,
+    size,
+    features,
+    ringGpa: RING,
+    policy: {
+      indirect: input.indirectPolicy,
+      usedLenExceedsCapacity: input.clamp ? "clamp" : "reject",
+    },
+  });
+  const dev = new SplitDeviceQueue({
+    memory,
+    dma: new OffsetSpace(),
+    size,
+    addresses: drv.addresses,
+    features,
+    policy: { zeroLength: "allow" },
+  });
+  const usedBase = RING + drv.placement.usedOffset;
+  const cap = new Map<number, number>(); // outstanding token -> writable capacity
+  const returned = new Set<number>();
+  let next = 0;
+  let deviceDead = false;
+
+  const collect = (t: number | undefined): boolean => {
+    if (t === undefined) return false;
+    if (returned.has(t)) fail("token-twice", `token ${t} returned twice`);
+    const c = cap.get(t);
+    if (c === undefined) fail("token-unknown", `token ${t} was never added`);
+    if (drv.usedLen > c) {
+      fail("len-over-capacity", `usedLen ${drv.usedLen} > capacity ${c} of token ${t}`);
+    }
+    returned.add(t);
+    cap.delete(t);
+    return true;
+  };
+
+  for (let oi = 0; oi < input.ops.length; oi++) {
+    const op = input.ops[oi];
+    const hostileOp = op.k === "forge" || op.k === "used" || op.k === "usedIdx" ||
+      op.k === "scribble";
+    if (hostileOp && oi < input.hostileFrom) continue;
+    switch (op.k) {
+      case "add": {
+        const r = new SgList(), w = new SgList();
+        const base = DATA + (next % 64) * 0x1000;
+        for (let i = 0; i < op.nr; i++) r.push(base + i * op.len, op.len);
+        for (let i = 0; i < op.nw; i++) w.push(base + 0x800 + i * op.len, op.len);
+        try {
+          drv.add(r, w, next);
+          cap.set(next, op.nw * op.len);
+          next++;
+        } catch (e) {
+          if (!(e instanceof VirtqError) || e.side !== "api") {
+            fail("uncatalogued-throw", `add threw ${e}`, e);
+          }
+          if (e.code === "QUEUE_BROKEN" && drv.broken === null) {
+            fail("bogus-broken", "QUEUE_BROKEN while not broken");
+          }
+        }
+        break;
+      }
+      case "kick":
+        drv.kick();
+        break;
+      case "get":
+        for (let i = 0; i < op.n; i++) {
+          const wasBroken = drv.broken !== null;
+          let t: number | undefined;
+          try {
+            t = drv.getUsed();
+          } catch (e) {
+            if (!(e instanceof VirtqError) || e.side !== "driver") {
+              fail("uncatalogued-throw", `getUsed threw ${e}`, e);
+            }
+            if (wasBroken) fail("throw-after-broken", `getUsed threw ${e.code} while broken`, e);
+            if (drv.broken !== e) fail("not-broken", `driver not broken after ${e.code}`);
+            break;
+          }
+          if (wasBroken && t !== undefined) {
+            fail("token-after-broken", `token ${t} returned while broken`);
+          }
+          if (!collect(t)) break;
+        }
+        break;
+      case "serve": {
+        // A well-behaved device step; it may itself meet corrupted rings (hostile writes above).
+        if (deviceDead) break;
+        try {
+          for (let i = 0; i < op.n; i++) {
+            const c = dev.pop();
+            if (c === null) break;
+            dev.push(c, c.copyReadableToWritable());
+          }
+          dev.flush();
+        } catch (e) {
+          if (!(e instanceof VirtqError)) fail("uncatalogued-throw", `device threw ${e}`, e);
+          deviceDead = true;
+        }
+        break;
+      }
+      case "used":
+        memory.writeU32(usedBase + 4 + 8 * (op.slot % size), op.id >>> 0);
+        memory.writeU32(usedBase + 8 + 8 * (op.slot % size), op.len >>> 0);
+        break;
+      case "forge": {
+        // A forged completion: one used element at the current used idx, idx + 1.
+        const idx = memory.readU16(usedBase + 2);
+        memory.writeU32(usedBase + 4 + 8 * (idx % size), op.id >>> 0);
+        memory.writeU32(usedBase + 8 + 8 * (idx % size), op.len >>> 0);
+        memory.writeU16(usedBase + 2, (idx + 1) & 0xffff);
+        break;
+      }
+      case "usedIdx":
+        memory.writeU16(usedBase + 2, (memory.readU16(usedBase + 2) + op.delta) & 0xffff);
+        break;
+      case "scribble":
+        memory.writeU32(RING + 4 * (op.word % (4 * size)), op.value >>> 0);
+        break;
+    }
+  }
+  // Reset: every outstanding token comes back exactly once through detachUnused.
+  dev.reset();
+  for (let t = drv.detachUnused(); t !== undefined; t = drv.detachUnused()) {
+    if (returned.has(t)) fail("token-twice", `detachUnused returned token ${t}, already returned`);
+    if (!cap.has(t)) fail("token-unknown", `detachUnused returned unknown token ${t}`);
+    returned.add(t);
+    cap.delete(t);
+  }
+  if (returned.size !== next) {
+    fail("token-lost", `${next} tokens added, ${returned.size} came back`);
+  }
+  if (dma.live.size !== 0) fail("mapping-leak", `${dma.live.size} DMA mappings left after detach`);
+}
+
+const opArb: fc.Arbitrary<DeviceOp> = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc.record({
+      k: fc.constant("add" as const),
+      nr: fc.nat(3),
+      nw: fc.nat(3),
+      len: fc.integer({ min: 1, max: 200 }),
+    }, { noNullPrototype: true }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({ k: fc.constant("kick" as const) }, { noNullPrototype: true }),
+  },
+  {
+    weight: 5,
+    arbitrary: fc.record({ k: fc.constant("get" as const), n: fc.integer({ min: 1, max: 8 }) }, {
+      noNullPrototype: true,
+    }),
+  },
+  {
+    weight: 5,
+    arbitrary: fc.record({ k: fc.constant("serve" as const), n: fc.integer({ min: 1, max: 8 }) }, {
+      noNullPrototype: true,
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant("forge" as const),
+      id: fc.oneof(fc.nat(40), fc.nat()),
+      len: fc.oneof(fc.nat(700), fc.nat()),
+    }, { noNullPrototype: true }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant("used" as const),
+      slot: fc.nat(63),
+      id: fc.oneof(fc.nat(40), fc.nat()),
+      len: fc.oneof(fc.nat(700), fc.nat()),
+    }, { noNullPrototype: true }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant("usedIdx" as const),
+      delta: fc.oneof(fc.integer({ min: -2, max: 2 }), fc.integer({ min: -3, max: 40 })),
+    }, { noNullPrototype: true }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant("scribble" as const),
+      word: fc.nat(255),
+      value: fc.nat(),
+    }, { noNullPrototype: true }),
+  },
+);
+
+const inputArb: fc.Arbitrary<HostileDeviceInput> = fc.record({
+  size: fc.constantFrom(2, 4, 8, 32),
+  indirect: fc.boolean(),
+  eventIdx: fc.boolean(),
+  inOrder: fc.boolean(),
+  indirectPolicy: fc.constantFrom("never" as const, "always" as const, "auto" as const),
+  clamp: fc.boolean(),
+  hostileFrom: fc.nat(60),
+  ops: fc.array(opArb, { maxLength: 60, size: "max" }),
+}, { noNullPrototype: true });
+
+const opSchema = z.discriminatedUnion("k", [
+  z.strictObject({
+    k: z.literal("add"),
+    nr: z.number().int().min(0).max(64),
+    nw: z.number().int().min(0).max(64),
+    len: z.number().int().min(1).max(0x200),
+  }),
+  z.strictObject({ k: z.literal("kick") }),
+  z.strictObject({ k: z.literal("get"), n: z.number().int().min(0) }),
+  z.strictObject({ k: z.literal("serve"), n: z.number().int().min(0) }),
+  z.strictObject({
+    k: z.literal("used"),
+    slot: z.number().int().min(0),
+    id: z.number().int().min(0),
+    len: z.number().int().min(0),
+  }),
+  z.strictObject({ k: z.literal("usedIdx"), delta: z.number().int() }),
+  z.strictObject({
+    k: z.literal("forge"),
+    id: z.number().int().min(0),
+    len: z.number().int().min(0),
+  }),
+  z.strictObject({
+    k: z.literal("scribble"),
+    word: z.number().int().min(0),
+    value: z.number().int().min(0),
+  }),
+]);
+
+const inputSchema = z.strictObject({
+  size: z.number().int().refine((n) => [2, 4, 8, 16, 32].includes(n), {
+    error: "size must be a power of 2 in 2..32",
+  }),
+  indirect: z.boolean(),
+  eventIdx: z.boolean(),
+  inOrder: z.boolean(),
+  indirectPolicy: z.enum(["never", "always", "auto"]),
+  clamp: z.boolean(),
+  hostileFrom: z.number().int().min(0),
+  ops: z.array(opSchema),
+});
+
+/** The `split-hostile-device` target. */
+export const splitHostileDevice: FuzzTarget<HostileDeviceInput> = {
+  name: "split-hostile-device",
+  description:
+    "hostile device vs split driver: forged used elements/idx and descriptor scribbles; tokens at most once, no leaks",
+  arbitrary: () => inputArb,
+  run: runHostileDevice,
+  encode: (input) => structuredClone(input),
+  decode: (json) => inputSchema.parse(json) as HostileDeviceInput,
+};

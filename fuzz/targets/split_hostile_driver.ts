@@ -1,0 +1,678 @@
+/**
+ * Fuzz target `split-hostile-driver`: a hostile driver against the split device queue.
+ *
+ * Each input builds VALID chains first (direct descriptors, optionally ending in an indirect
+ * table), then applies ONE targeted corruption (loops, out-of-range indices, nested / empty /
+ * misaligned indirect tables, readable-after-writable, overflowing addr + len, index jumps, ...)
+ * and optionally overlays a few raw random bytes on a ring area. Naive random tables are mostly
+ * "index out of table"; this shape reaches every check.
+ *
+ * Oracle: for every pop, the device either returns exactly the chain an independent reference
+ * decoder (written here, plain BigInt arithmetic over `GuestMemory` reads) derives from the
+ * bytes, or throws the catalogued `VirtqError` the reference predicts, after which it is broken
+ * and returns `null`. Loopback copies of returned chains touch only the segments the reference
+ * names (checked with `GuestMemory.observer`). Anything else is an {@link OracleFailure}.
+ *
+ * @module
+ */
+
+import fc from "fast-check";
+import { z } from "zod";
+import {
+  type ChainPolicy,
+  GuestMemory,
+  IdentityAddressSpace,
+  SplitDeviceQueue,
+  VirtqError,
+} from "../../src/mod.ts";
+import { type FuzzTarget, OracleFailure } from "../target.ts";
+
+// --- Memory map ------------------------------------------------------------------------------
+const DESC = 0x0; // up to 64 descriptors (1 KiB)
+const AVAIL = 0x1000;
+const USED = 0x2000;
+const TABLES = 0x3000; // indirect tables, 0x400 bytes per chain
+const DATA = 0x10000; // buffers; two adjacent regions split at 0x20000
+const MEM_END = 0x40000;
+const REGION_SPLIT = 0x20000;
+
+/** One valid chain to build before the corruption. */
+export interface ChainSpec {
+  /** Device-readable segment lengths (bytes, >= 1). */
+  readable: number[];
+  /** Device-writable segment lengths (bytes, >= 1). */
+  writable: number[];
+  /** Index of the first segment that goes into an indirect table; -1 = no table. */
+  indirectAt: number;
+}
+
+/** Corruption kinds: each targets one check of the device. */
+export const CORRUPTIONS = [
+  "none",
+  "loop",
+  "next-oob",
+  "head-oob",
+  "idx-jump",
+  "idx-back",
+  "readable-after-writable",
+  "addr-wrap",
+  "addr-unbacked",
+  "addr-high",
+  "len-zero",
+  "len-huge",
+  "ind-nested",
+  "ind-len-misaligned",
+  "ind-len-zero",
+  "ind-too-long",
+  "ind-with-next",
+  "ind-table-unbacked",
+  "ind-write-flag",
+  "ind-no-feature",
+  "unknown-flags",
+  "dup-head",
+  "flags-xor",
+  "next-any",
+] as const;
+
+/** A corruption kind. */
+export type Corruption = typeof CORRUPTIONS[number];
+
+/** One fuzz input (JSON-safe as is; `raw` bytes are a hex string). */
+export interface HostileDriverInput {
+  /** Queue Size, a power of 2 in 2..64. */
+  size: number;
+  /** VIRTIO_F_INDIRECT_DESC negotiated. */
+  indirect: boolean;
+  /** VIRTIO_F_IN_ORDER negotiated (descriptors then sequential). */
+  inOrder: boolean;
+  /** Device policy. */
+  policy: ChainPolicy;
+  /** Seed of the descriptor-index permutation (ignored with IN_ORDER). */
+  permSeed: number;
+  /** The valid chains (1..3). */
+  chains: ChainSpec[];
+  /** The one corruption. */
+  corruption: { kind: Corruption; chain: number; at: number; value: number };
+  /** Optional raw overlay: area, byte offset, hex bytes. */
+  raw: { area: "desc" | "avail" | "table"; offset: number; hex: string } | null;
+}
+
+// --- Building --------------------------------------------------------------------------------
+
+interface Built {
+  memory: GuestMemory;
+  features: bigint;
+  /** Head of each built chain. */
+  heads: number[];
+}
+
+function lcg(seed: number): () => number {
+  let s = (seed >>> 0) || 1;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s;
+  };
+}
+
+function writeDesc(
+  m: GuestMemory,
+  base: number,
+  i: number,
+  addr: bigint,
+  len: number,
+  flags: number,
+  next: number,
+) {
+  const g = base + 16 * i;
+  m.writeU32(g, Number(addr & 0xffff_ffffn));
+  m.writeU32(g + 4, Number((addr >> 32n) & 0xffff_ffffn));
+  m.writeU32(g + 8, len >>> 0);
+  m.writeU16(g + 12, flags & 0xffff);
+  m.writeU16(g + 14, next & 0xffff);
+}
+
+function hexToBytes(hex: string): Uint8Array {
+  const b = new Uint8Array(hex.length >> 1);
+  for (let i = 0; i < b.length; i++) b[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return b;
+}
+
+function build(input: HostileDriverInput): Built {
+  const memory = new GuestMemory([
+    { gpa: 0, size: REGION_SPLIT },
+    { gpa: REGION_SPLIT, size: MEM_END - REGION_SPLIT },
+  ]);
+  const size = input.size;
+  let features = 0n;
+  if (input.indirect) features |= 1n << 28n;
+  if (input.inOrder) features |= 1n << 35n;
+  // Descriptor indices: sequential under IN_ORDER, else a permutation.
+  const order = Array.from({ length: size }, (_, i) => i);
+  if (!input.inOrder) {
+    const rnd = lcg(input.permSeed);
+    for (let i = size - 1; i > 0; i--) {
+      const j = rnd() % (i + 1);
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+  }
+  let nextDesc = 0;
+  let data = DATA;
+  const heads: number[] = [];
+  // Per chain: ring descriptor indices and the table base.
+  const ringIdx: number[][] = [];
+  const tableIdx: number[] = [];
+  for (let c = 0; c < input.chains.length; c++) {
+    const spec = input.chains[c];
+    const segs = [
+      ...spec.readable.map((n) => [n, 0] as const),
+      ...spec.writable.map((n) => [n, 2] as const),
+    ];
+    if (segs.length === 0) continue;
+    const useTable = input.indirect && spec.indirectAt >= 0 && spec.indirectAt < segs.length;
+    const nDirect = useTable ? spec.indirectAt + 1 : segs.length;
+    if (nextDesc + nDirect > size) break;
+    const idx = order.slice(nextDesc, nextDesc + nDirect);
+    nextDesc += nDirect;
+    const addrs = segs.map(([n]) => {
+      const a = data;
+      data += n;
+      if (data > MEM_END - 0x100) data = DATA;
+      return a;
+    });
+    for (let k = 0; k < nDirect; k++) {
+      const last = k === nDirect - 1;
+      const nx = last ? 0 : idx[k + 1];
+      if (useTable && last) {
+        const tbase = TABLES + c * 0x400;
+        const entries = segs.length - spec.indirectAt;
+        for (let e = 0; e < entries; e++) {
+          const [n, w] = segs[spec.indirectAt + e];
+          const tl = e === entries - 1;
+          writeDesc(
+            memory,
+            tbase,
+            e,
+            BigInt(addrs[spec.indirectAt + e]),
+            n,
+            w | (tl ? 0 : 1),
+            tl ? 0 : e + 1,
+          );
+        }
+        writeDesc(memory, DESC, idx[k], BigInt(tbase), entries * 16, 4, 0);
+        tableIdx[heads.length] = tbase;
+      } else {
+        const [n, w] = segs[k];
+        writeDesc(memory, DESC, idx[k], BigInt(addrs[k]), n, w | (last ? 0 : 1), nx);
+      }
+    }
+    ringIdx.push(idx);
+    heads.push(idx[0]);
+  }
+  for (let i = 0; i < heads.length; i++) memory.writeU16(AVAIL + 4 + 2 * i, heads[i]);
+  memory.writeU16(AVAIL + 2, heads.length);
+
+  // One targeted corruption.
+  const { kind, at, value } = input.corruption;
+  const c = heads.length === 0 ? -1 : input.corruption.chain % heads.length;
+  const descs = c < 0 ? [] : ringIdx[c];
+  const pick = descs.length === 0 ? -1 : descs[at % descs.length];
+  const lastD = descs.length === 0 ? -1 : descs[descs.length - 1];
+  const rd = (i: number, f: number) => memory.readU32(DESC + 16 * i + f);
+  const setFlags = (base: number, i: number, f: number) => memory.writeU16(base + 16 * i + 12, f);
+  const flagsOf = (base: number, i: number) => memory.readU16(base + 16 * i + 12);
+  const tb = c >= 0 ? tableIdx[c] : undefined;
+  const isInd = lastD >= 0 && (flagsOf(DESC, lastD) & 4) !== 0;
+  switch (kind) {
+    case "none":
+      break;
+    case "loop":
+      if (pick >= 0) {
+        setFlags(DESC, lastD, flagsOf(DESC, lastD) | 1);
+        memory.writeU16(DESC + 16 * lastD + 14, pick);
+      }
+      break;
+    case "next-oob":
+      if (pick >= 0) {
+        setFlags(DESC, pick, flagsOf(DESC, pick) | 1);
+        memory.writeU16(DESC + 16 * pick + 14, size + (value % 0x100));
+      }
+      break;
+    case "head-oob":
+      if (heads.length > 0) {
+        memory.writeU16(AVAIL + 4 + 2 * c, size + (value & 0xffff) % (0x10000 - size));
+      }
+      break;
+    case "idx-jump":
+      memory.writeU16(AVAIL + 2, (heads.length + size + 1 + (value % 1000)) & 0xffff);
+      break;
+    case "idx-back":
+      memory.writeU16(AVAIL + 2, (0x10000 - 1 - (value % 16)) & 0xffff);
+      break;
+    case "readable-after-writable":
+      if (pick >= 0) setFlags(DESC, pick, flagsOf(DESC, pick) ^ 2);
+      break;
+    case "addr-wrap":
+      if (pick >= 0) {
+        memory.writeU32(DESC + 16 * pick + 4, 0xffff_ffff);
+        memory.writeU32(DESC + 16 * pick, (0xffff_ffff - (value % 64)) >>> 0);
+      }
+      break;
+    case "addr-unbacked":
+      if (pick >= 0) memory.writeU32(DESC + 16 * pick, MEM_END - 8 + (value % 0x1000));
+      break;
+    case "addr-high":
+      if (pick >= 0) memory.writeU32(DESC + 16 * pick + 4, value >>> 0 || 1);
+      break;
+    case "len-zero":
+      if (pick >= 0) memory.writeU32(DESC + 16 * pick + 8, 0);
+      break;
+    case "len-huge":
+      if (pick >= 0) memory.writeU32(DESC + 16 * pick + 8, (0xffff_ffff - (value % 0x10000)) >>> 0);
+      break;
+    case "ind-nested":
+      if (tb !== undefined) setFlags(tb, at % 4, flagsOf(tb, at % 4) | 4);
+      break;
+    case "ind-len-misaligned":
+      if (isInd) memory.writeU32(DESC + 16 * lastD + 8, rd(lastD, 8) + 1 + (value % 15));
+      break;
+    case "ind-len-zero":
+      if (isInd) memory.writeU32(DESC + 16 * lastD + 8, 0);
+      break;
+    case "ind-too-long":
+      if (isInd) memory.writeU32(DESC + 16 * lastD + 8, 16 * (size + 1 + (value % 8)));
+      break;
+    case "ind-with-next":
+      if (isInd) {
+        setFlags(DESC, lastD, flagsOf(DESC, lastD) | 1);
+        memory.writeU16(DESC + 16 * lastD + 14, value % (size + 1));
+      }
+      break;
+    case "ind-table-unbacked":
+      if (isInd) memory.writeU32(DESC + 16 * lastD, MEM_END - 16 + (value % 0x100) * 16);
+      break;
+    case "ind-write-flag":
+      if (isInd) setFlags(DESC, lastD, flagsOf(DESC, lastD) | 2);
+      break;
+    case "ind-no-feature":
+      features &= ~(1n << 28n);
+      break;
+    case "unknown-flags":
+      if (pick >= 0) setFlags(DESC, pick, flagsOf(DESC, pick) | (8 << (value % 13)));
+      break;
+    case "dup-head":
+      if (heads.length > 0) {
+        memory.writeU16(AVAIL + 4 + 2 * heads.length, heads[c]);
+        memory.writeU16(AVAIL + 2, heads.length + 1);
+      }
+      break;
+    case "flags-xor":
+      if (pick >= 0) setFlags(DESC, pick, flagsOf(DESC, pick) ^ (value & 0xffff));
+      break;
+    case "next-any":
+      if (pick >= 0) {
+        setFlags(DESC, pick, flagsOf(DESC, pick) | 1);
+        memory.writeU16(DESC + 16 * pick + 14, value % (2 * size));
+      }
+      break;
+  }
+  if (input.raw !== null) {
+    const bytes = hexToBytes(input.raw.hex);
+    const base = input.raw.area === "desc" ? DESC : input.raw.area === "avail" ? AVAIL : TABLES;
+    const room = input.raw.area === "avail" ? 4 + 2 * size + 2 : 16 * size;
+    const off = input.raw.offset % room;
+    memory.write(base + off, bytes.subarray(0, Math.max(0, room - off)));
+  }
+  return { memory, features, heads };
+}
+
+// --- Reference decoder -----------------------------------------------------------------------
+
+/** A decoded chain: descriptors as read and segments as [gpa, len]. */
+interface RefChain {
+  head: number;
+  descs: [bigint, number, number][]; // addr, len, flags
+  readable: [number, number][];
+  writable: [number, number][];
+  ringDescs: number;
+}
+type RefResult = { kind: "none" } | { kind: "chain"; chain: RefChain } | {
+  kind: "error";
+  code: string;
+};
+
+/** An independent, deliberately simple split-ring reader (spec §2.7), identity DMA. */
+class Reference {
+  last = 0;
+  nextInOrder = 0;
+  inUse = new Set<number>();
+  broken = false;
+  constructor(
+    readonly m: GuestMemory,
+    readonly size: number,
+    readonly features: bigint,
+    readonly policy: ChainPolicy,
+  ) {}
+
+  pop(): RefResult {
+    if (this.broken) return { kind: "none" };
+    const r = this.popInner();
+    if (r.kind === "error") this.broken = true;
+    return r;
+  }
+
+  private popInner(): RefResult {
+    const m = this.m, size = this.size;
+    const idx = m.readU16(AVAIL + 2);
+    if (idx === this.last) return { kind: "none" };
+    if (((idx - this.last) & 0xffff) > size) return err("AVAIL_IDX_JUMP");
+    const head = m.readU16(AVAIL + 4 + 2 * (this.last % size));
+    if (head >= size) return err("AVAIL_HEAD_OUT_OF_RANGE");
+    if (this.inUse.has(head)) return err("HEAD_IN_USE");
+    const inOrder = ((this.features >> 35n) & 1n) === 1n;
+    const indirectOk = ((this.features >> 28n) & 1n) === 1n;
+    if (inOrder && head !== this.nextInOrder) return err("IN_ORDER_VIOLATION");
+    const chain: RefChain = { head, descs: [], readable: [], writable: [], ringDescs: 0 };
+    let table = -1; // GPA of the indirect table, or -1 for the ring
+    let max = size;
+    let i = head;
+    let count = 0;
+    let sawW = false;
+    let total = 0;
+    for (;;) {
+      count++;
+      if (count > max) return err("DESC_CHAIN_LOOP");
+      const g = (table < 0 ? DESC : table) + 16 * i;
+      const addr = BigInt(m.readU32(g)) + (BigInt(m.readU32(g + 4)) << 32n);
+      const len = m.readU32(g + 8);
+      const flags = m.readU16(g + 12);
+      const next = m.readU16(g + 14);
+      if (table < 0) chain.ringDescs++;
+      chain.descs.push([addr, len, flags]);
+      if (this.policy.unknownFlags === "reject" && (flags & ~7) !== 0) {
+        return err("DESC_UNKNOWN_FLAGS");
+      }
+      if (flags & 4) {
+        if (table >= 0) return err("INDIRECT_NESTED");
+        if (!indirectOk) return err("INDIRECT_NOT_NEGOTIATED");
+        if ((flags & 1) && this.policy.indirectWithNext === "reject") {
+          return err("INDIRECT_WITH_NEXT");
+        }
+        if (len === 0) return err("INDIRECT_LEN_ZERO");
+        if (len % 16 !== 0) return err("INDIRECT_LEN_MISALIGNED");
+        if (len / 16 > size) return err("INDIRECT_TABLE_TOO_LONG");
+        if (addr + BigInt(len) > 1n << 64n) return err("DESC_ADDR_WRAP");
+        // The table must be one guest memory region (identity DMA below 2^52).
+        if (addr + BigInt(len) > 1n << 52n) return err("INDIRECT_TABLE_FAULT");
+        const a = Number(addr);
+        const inOne = (a + len <= REGION_SPLIT) || (a >= REGION_SPLIT && a + len <= MEM_END);
+        if (!inOne) return err("INDIRECT_TABLE_FAULT");
+        table = a;
+        max = len / 16;
+        i = 0;
+        count = 0;
+        continue;
+      }
+      if (len === 0 && this.policy.zeroLength === "reject") return err("DESC_ZERO_LENGTH");
+      const w = (flags & 2) !== 0;
+      if (w) sawW = true;
+      else if (sawW) return err("DESC_READABLE_AFTER_WRITABLE");
+      total += len;
+      if (total > 0xffff_ffff) return err("CHAIN_TOO_MANY_BYTES");
+      if (len > 0) {
+        if (addr + BigInt(len) > 1n << 64n) return err("DESC_ADDR_WRAP");
+        if (addr + BigInt(len) > 1n << 52n) return err("DESC_BUFFER_FAULT");
+        let a = Number(addr);
+        let left = len;
+        while (left > 0) {
+          if (a >= MEM_END) return err("DESC_BUFFER_FAULT");
+          const end = a < REGION_SPLIT ? REGION_SPLIT : MEM_END;
+          const n = Math.min(left, end - a);
+          if (chain.readable.length + chain.writable.length >= this.policy.maxSegments) {
+            return err("CHAIN_TOO_MANY_SEGMENTS");
+          }
+          (w ? chain.writable : chain.readable).push([a, n]);
+          a += n;
+          left -= n;
+        }
+      }
+      if (!(flags & 1)) break;
+      if (next >= max) return err("DESC_NEXT_OUT_OF_RANGE");
+      if (inOrder && next !== (table < 0 ? (i + 1) % size : i + 1)) {
+        return err("IN_ORDER_VIOLATION");
+      }
+      i = next;
+    }
+    this.last = (this.last + 1) & 0xffff;
+    this.inUse.add(head);
+    if (inOrder) this.nextInOrder = (head + chain.ringDescs) % size;
+    return { kind: "chain", chain };
+  }
+}
+
+function err(code: string): RefResult {
+  return { kind: "error", code };
+}
+
+// --- The target ------------------------------------------------------------------------------
+
+function fail(oracle: string, msg: string, cause?: unknown): never {
+  throw new OracleFailure(oracle, msg, cause);
+}
+
+function checkChainEquals(popped: import("../../src/mod.ts").Chain, ref: RefChain, step: number) {
+  const where = `pop ${step}, head ${ref.head}`;
+  if (popped.id !== ref.head) fail("chain-mismatch", `${where}: id ${popped.id}`);
+  if (popped.descCount !== ref.descs.length) {
+    fail(
+      "chain-mismatch",
+      `${where}: ${popped.descCount} descriptors, reference ${ref.descs.length}`,
+    );
+  }
+  for (let i = 0; i < ref.descs.length; i++) {
+    const [addr, len, flags] = ref.descs[i];
+    if (
+      BigInt(popped.descAddr(i)) !== addr || popped.descLen[i] !== len ||
+      popped.descFlags[i] !== flags
+    ) {
+      fail("chain-mismatch", `${where}: descriptor ${i} differs from the bytes`);
+    }
+  }
+  const cmp = (
+    name: string,
+    n: number,
+    gpa: Float64Array,
+    len: Uint32Array,
+    want: [number, number][],
+  ) => {
+    if (n !== want.length) {
+      fail("chain-mismatch", `${where}: ${n} ${name} segments, reference ${want.length}`);
+    }
+    for (let i = 0; i < n; i++) {
+      if (gpa[i] !== want[i][0] || len[i] !== want[i][1]) {
+        fail(
+          "chain-mismatch",
+          `${where}: ${name} segment ${i} is [${gpa[i]}, ${len[i]}], reference [${want[i]}]`,
+        );
+      }
+    }
+  };
+  cmp("readable", popped.readableCount, popped.readableGpa, popped.readableLen, ref.readable);
+  cmp("writable", popped.writableCount, popped.writableGpa, popped.writableLen, ref.writable);
+  if (popped.ringDescriptors !== ref.ringDescs) {
+    fail(
+      "chain-mismatch",
+      `${where}: ringDescriptors ${popped.ringDescriptors}, reference ${ref.ringDescs}`,
+    );
+  }
+}
+
+function within(gpa: number, n: number, segs: [number, number][]): boolean {
+  // [gpa, gpa+n) must be inside one segment (copies never straddle segments).
+  return segs.some(([g, l]) => gpa >= g && gpa + n <= g + l);
+}
+
+/** Runs one input (exported for tests). */
+export function runHostileDriver(input: HostileDriverInput): void {
+  const b = build(input);
+  const size = input.size;
+  let dev: SplitDeviceQueue;
+  try {
+    dev = new SplitDeviceQueue({
+      memory: b.memory,
+      dma: new IdentityAddressSpace(),
+      size,
+      addresses: { descAddr: DESC, driverAddr: AVAIL, deviceAddr: USED },
+      features: b.features,
+      policy: input.policy,
+    });
+  } catch (e) {
+    fail("activation-failed", `valid ring layout refused: ${e}`, e);
+  }
+  const ref = new Reference(b.memory, size, b.features, input.policy);
+  const popped: import("../../src/mod.ts").Chain[] = [];
+  for (let step = 0; step <= b.heads.length + 1; step++) {
+    const want = ref.pop();
+    let got: import("../../src/mod.ts").Chain | null;
+    try {
+      got = dev.pop();
+    } catch (e) {
+      if (!(e instanceof VirtqError)) fail("uncatalogued-throw", `pop ${step} threw ${e}`, e);
+      if (e.side !== "device") fail("wrong-side", `pop ${step} threw ${e.code} (${e.side})`, e);
+      if (want.kind !== "error") {
+        fail("false-positive", `pop ${step} threw ${e.code}; reference: ${want.kind}`, e);
+      }
+      if (e.code !== want.code) {
+        fail("wrong-code", `pop ${step} threw ${e.code}; reference expects ${want.code}`, e);
+      }
+      if (dev.broken !== e) fail("not-broken", `queue not broken after ${e.code}`);
+      if (dev.pop() !== null) fail("pop-after-broken", `pop returned a chain after ${e.code}`);
+      break;
+    }
+    if (want.kind === "error") {
+      fail(
+        "missed-error",
+        `pop ${step} returned ${got === null ? "null" : "a chain"}; reference: ${want.code}`,
+      );
+    }
+    if (want.kind === "none") {
+      if (got !== null) {
+        fail("phantom-chain", `pop ${step} returned head ${got.id}; reference: none`);
+      }
+      break;
+    }
+    if (got === null) {
+      fail("missed-chain", `pop ${step} returned null; reference: head ${want.chain.head}`);
+    }
+    checkChainEquals(got, want.chain, step);
+    // Loopback copy: every bulk access is inside the reference's segments.
+    b.memory.observer = {
+      onRead: (g, n) => {
+        if (!within(g, n, want.chain.readable)) {
+          fail("out-of-bounds-read", `read ${n} bytes at ${g}`);
+        }
+      },
+      onWrite: (g, n) => {
+        if (!within(g, n, want.chain.writable)) {
+          fail("out-of-bounds-write", `write ${n} bytes at ${g}`);
+        }
+      },
+    };
+    try {
+      got.copyReadableToWritable();
+    } finally {
+      b.memory.observer = null;
+    }
+    popped.push(got);
+  }
+  // Completed work: push everything popped (in order) and flush; used idx advances exactly.
+  if (dev.broken === null || popped.length > 0) {
+    for (const c of popped) dev.push(c, 0);
+    dev.flush();
+    if (dev.usedIdx !== popped.length) {
+      fail("used-idx", `used idx ${dev.usedIdx} after ${popped.length} pushes`);
+    }
+  }
+}
+
+const segLen = fc.integer({ min: 1, max: 600 });
+const chainArb: fc.Arbitrary<ChainSpec> = fc.record({
+  readable: fc.array(segLen, { maxLength: 4 }),
+  writable: fc.array(segLen, { maxLength: 4 }),
+  indirectAt: fc.integer({ min: -1, max: 5 }),
+}, { noNullPrototype: true });
+
+const policyArb: fc.Arbitrary<ChainPolicy> = fc.record({
+  zeroLength: fc.constantFrom("reject" as const, "allow" as const),
+  indirectWithNext: fc.constantFrom("reject" as const, "ignore-next" as const),
+  unknownFlags: fc.constantFrom("ignore" as const, "reject" as const),
+  maxSegments: fc.constantFrom(65536, 65536, 4, 2),
+}, { noNullPrototype: true });
+
+const hexArb = fc.uint8Array({ minLength: 1, maxLength: 48 }).map((b) =>
+  Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("")
+);
+
+const inputArb: fc.Arbitrary<HostileDriverInput> = fc.record({
+  size: fc.constantFrom(2, 4, 8, 16, 64),
+  indirect: fc.boolean(),
+  inOrder: fc.boolean(),
+  policy: policyArb,
+  permSeed: fc.nat(),
+  chains: fc.array(chainArb, { minLength: 1, maxLength: 3 }),
+  corruption: fc.record({
+    kind: fc.constantFrom(...CORRUPTIONS),
+    chain: fc.nat(3),
+    at: fc.nat(8),
+    value: fc.nat(),
+  }, { noNullPrototype: true }),
+  raw: fc.option(
+    fc.record({
+      area: fc.constantFrom("desc" as const, "avail" as const, "table" as const),
+      offset: fc.nat(2048),
+      hex: hexArb,
+    }, { noNullPrototype: true }),
+    { freq: 6 },
+  ),
+}, { noNullPrototype: true });
+
+const inputSchema = z.strictObject({
+  size: z.number().int().refine((n) => [2, 4, 8, 16, 32, 64].includes(n), {
+    error: "size must be a power of 2 in 2..64",
+  }),
+  indirect: z.boolean(),
+  inOrder: z.boolean(),
+  policy: z.strictObject({
+    zeroLength: z.enum(["reject", "allow"]),
+    indirectWithNext: z.enum(["reject", "ignore-next"]),
+    unknownFlags: z.enum(["ignore", "reject"]),
+    maxSegments: z.number().int().min(1),
+  }),
+  permSeed: z.number().int().min(0),
+  chains: z.array(z.strictObject({
+    readable: z.array(z.number().int().min(1).max(0x10000)),
+    writable: z.array(z.number().int().min(1).max(0x10000)),
+    indirectAt: z.number().int().min(-1),
+  })).min(1).max(8),
+  corruption: z.strictObject({
+    kind: z.enum(CORRUPTIONS),
+    chain: z.number().int().min(0),
+    at: z.number().int().min(0),
+    value: z.number().int().min(0),
+  }),
+  raw: z.strictObject({
+    area: z.enum(["desc", "avail", "table"]),
+    offset: z.number().int().min(0),
+    hex: z.string().regex(/^([0-9a-f]{2})*$/),
+  }).nullable(),
+});
+
+/** The `split-hostile-driver` target. */
+export const splitHostileDriver: FuzzTarget<HostileDriverInput> = {
+  name: "split-hostile-driver",
+  description:
+    "hostile driver vs split device: valid chains + one targeted corruption, checked against a reference decoder",
+  arbitrary: () => inputArb,
+  run: runHostileDriver,
+  encode: (input) => structuredClone(input),
+  decode: (json) => inputSchema.parse(json) as HostileDriverInput,
+};

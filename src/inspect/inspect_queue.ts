@@ -1,0 +1,488 @@
+/**
+ * One virtqueue of a memory image, inspected: layout, ring addresses, indices and flags,
+ * event-suppression state, the device's positions, the outstanding chains decoded with our
+ * device-side rules, the completed (used) entries checked with our driver-side rules, and every
+ * validation error with its catalogue code.
+ *
+ * @module
+ */
+
+import type { GuestMemory } from "../memory/guest_memory.ts";
+import type { DmaAddressSpace } from "../dma/types.ts";
+import { IdentityAddressSpace } from "../dma/identity.ts";
+import type { U64 } from "../memory/u64.ts";
+import type { RingLayout } from "../virtio/queue.ts";
+import { VIRTQ_DESC_SIZE } from "../virtio/constants.ts";
+import { type DecodedChain, type DecodeError, decodeError } from "./decoded_chain.ts";
+import { splitAreaSizes, SplitRingView } from "./split_view.ts";
+import {
+  inferPackedPositions,
+  type PackedEventSuppression,
+  type PackedPositionGuess,
+  PackedRingView,
+} from "./packed_view.ts";
+import type { QemuQueueStatus } from "./qemu_oracle.ts";
+import { popOutstandingWithEngine } from "./engine_decode.ts";
+import { u64Compare } from "../memory/u64.ts";
+import { VIRTQ_DESC_F_INDIRECT } from "../virtio/constants.ts";
+
+/** What the inspector needs to know about a queue (a {@link FixtureQueue} fits). */
+export interface QueueSpec {
+  /** Device name. */
+  device: string;
+  /** QOM path or other identifier. */
+  path: string;
+  /** Queue index. */
+  queue: number;
+  /** Queue Size. */
+  size: number;
+  /** Layout. */
+  layout: RingLayout;
+  /** Descriptor area address. */
+  descAddr: U64;
+  /** Driver area address. */
+  driverAddr: U64;
+  /** Device area address. */
+  deviceAddr: U64;
+  /** Negotiated features. */
+  features: bigint;
+  /** QEMU's private state, when known (gives the device's positions exactly). */
+  qemuStatus?: QemuQueueStatus;
+}
+
+/** Options of {@link inspectQueue}. */
+export interface InspectOptions {
+  /** Guest memory image. */
+  memory: GuestMemory;
+  /** Guest RAM size in bytes. */
+  ramSize: number;
+  /** Device DMA view (default identity: addresses are GPAs). */
+  dma?: DmaAddressSpace;
+  /**
+   * Where the device's private positions come from: `"qemu"` (default when the spec has a QEMU
+   * status) or `"memory"` (inferred from the rings alone, assuming nothing is in flight).
+   */
+  positions?: "qemu" | "memory";
+}
+
+/** The device's position in the ring. */
+export interface DevicePosition {
+  /** Split: free-running `last_avail_idx`; packed: next avail slot. */
+  lastAvailIdx: number;
+  /** Split: free-running used index; packed: next used slot. */
+  usedIdx: number;
+  /** Packed: avail wrap counter. */
+  availWrap?: number;
+  /** Packed: used wrap counter. */
+  usedWrap?: number;
+  /** Chains popped and not yet used. */
+  inUse: number;
+  /** Where the numbers come from. */
+  source: "qemu" | "memory";
+  /** Packed inference quality (see {@link PackedPositionGuess.basis}). */
+  basis?: PackedPositionGuess["basis"];
+}
+
+/** One completed (used) entry. */
+export interface UsedEntry {
+  /** Split: free-running used index; packed: ring slot. */
+  position: number;
+  /** Returned id (split head / packed buffer ID). */
+  id: number;
+  /** Bytes written, as reported. */
+  len: number;
+  /** Packed: the used wrap counter the slot carries. */
+  wrap?: number;
+  /** Driver-side validation error, or `null`. */
+  error: DecodeError | null;
+}
+
+/** The inspection of one queue. */
+export interface QueueReport {
+  /** Device name. */
+  device: string;
+  /** QOM path. */
+  path: string;
+  /** Queue index. */
+  queue: number;
+  /** Layout. */
+  layout: RingLayout;
+  /** Queue Size. */
+  size: number;
+  /** Negotiated features. */
+  features: bigint;
+  /** Area bus addresses and their byte sizes. */
+  areas: {
+    desc: { addr: U64; bytes: number };
+    driver: { addr: U64; bytes: number };
+    device: { addr: U64; bytes: number };
+  };
+  /** Split ring indices and flags, when split and readable. */
+  split?: {
+    availFlags: number;
+    availIdx: number;
+    usedEvent: number;
+    usedFlags: number;
+    usedIdx: number;
+    availEvent: number;
+    eventIdx: boolean;
+  };
+  /** Packed event suppression and inferred ring positions, when packed and readable. */
+  packed?: {
+    driverEvent: PackedEventSuppression;
+    deviceEvent: PackedEventSuppression;
+    inferred: PackedPositionGuess;
+  };
+  /** The device's position used to find outstanding chains. */
+  position?: DevicePosition;
+  /** Buffers available to the device and not yet popped. */
+  outstanding: DecodedChain[];
+  /** Used entries (split: the last min(N, used idx) used ring elements; packed: used slots). */
+  completed: UsedEntry[];
+  /** Every validation error: ring-level, per chain, per used entry. */
+  errors: DecodeError[];
+  /** Free-text notes (capture limits, inferences). */
+  notes: string[];
+  /** Which decoder produced `outstanding`. */
+  decoder: string;
+  /**
+   * Our device engine's pops of the outstanding chains (from a rebased scratch copy, see
+   * `engine_decode.ts`), cross-checked with the walker: `mismatches` lists every disagreement.
+   */
+  engine?: {
+    name: string;
+    popped: number;
+    error: DecodeError | null;
+    errorPosition: number | null;
+    mismatches: string[];
+    notes: string[];
+  };
+}
+
+/**
+ * Inspects one queue of a memory image. Never throws for a bad ring: problems become
+ * {@link QueueReport.errors} entries with catalogue codes.
+ */
+export function inspectQueue(spec: QueueSpec, opts: InspectOptions): QueueReport {
+  const dma = opts.dma ?? new IdentityAddressSpace();
+  const sizes = spec.layout === "split"
+    ? splitAreaSizes(spec.size)
+    : { desc: VIRTQ_DESC_SIZE * spec.size, avail: 4, used: 4 };
+  const report: QueueReport = {
+    device: spec.device,
+    path: spec.path,
+    queue: spec.queue,
+    layout: spec.layout,
+    size: spec.size,
+    features: spec.features,
+    areas: {
+      desc: { addr: spec.descAddr, bytes: sizes.desc },
+      driver: { addr: spec.driverAddr, bytes: sizes.avail },
+      device: { addr: spec.deviceAddr, bytes: sizes.used },
+    },
+    outstanding: [],
+    completed: [],
+    errors: [],
+    notes: [],
+    decoder: "device engine (SplitDeviceQueue / PackedDeviceQueue), cross-checked by the walker",
+  };
+  const useQemu = (opts.positions ?? (spec.qemuStatus ? "qemu" : "memory")) === "qemu" &&
+    spec.qemuStatus !== undefined;
+  if (spec.layout === "split" && (spec.size & (spec.size - 1)) !== 0) {
+    // §2.7: split Queue Size is a power of 2.
+    report.errors.push(
+      decodeError("QUEUE_SIZE_INVALID", `split queue size ${spec.size} is not a power of 2`),
+    );
+  }
+  try {
+    if (spec.layout === "split") inspectSplit(spec, opts, dma, useQemu, report);
+    else inspectPacked(spec, opts, dma, useQemu, report);
+  } catch (e) {
+    report.errors.push(
+      decodeError("RING_UNMAPPED", `ring areas not readable: ${(e as Error).message}`),
+    );
+  }
+  if (report.position !== undefined) crossCheckEngine(spec, opts, dma, report);
+  for (const c of report.outstanding) if (c.error) report.errors.push(c.error);
+  for (const u of report.completed) if (u.error) report.errors.push(u.error);
+  return report;
+}
+
+function inspectSplit(
+  spec: QueueSpec,
+  opts: InspectOptions,
+  dma: DmaAddressSpace,
+  useQemu: boolean,
+  report: QueueReport,
+): void {
+  const n = spec.size;
+  const view = new SplitRingView({
+    memory: opts.memory,
+    dma,
+    ramSize: opts.ramSize,
+    size: n,
+    descAddr: spec.descAddr,
+    availAddr: spec.driverAddr,
+    usedAddr: spec.deviceAddr,
+    features: spec.features,
+  });
+  const st = view.state;
+  report.split = {
+    availFlags: st.availFlags,
+    availIdx: st.availIdx,
+    usedEvent: st.usedEvent,
+    usedFlags: st.usedFlags,
+    usedIdx: st.usedIdx,
+    availEvent: st.availEvent,
+    eventIdx: st.eventIdx,
+  };
+  const q = spec.qemuStatus;
+  const pos: DevicePosition = useQemu && q && q["last-avail-idx"] !== undefined
+    ? { lastAvailIdx: q["last-avail-idx"], usedIdx: q["used-idx"], inUse: q.inuse, source: "qemu" }
+    : { lastAvailIdx: st.usedIdx, usedIdx: st.usedIdx, inUse: 0, source: "memory" };
+  report.position = pos;
+  if (pos.source === "memory") {
+    report.notes.push(
+      "device position inferred from the used ring (last_avail_idx = used idx: nothing in flight)",
+    );
+  }
+  // Driver side, §2.7.8: the device never uses more buffers than were made available.
+  const inRing = (st.availIdx - st.usedIdx) & 0xffff;
+  if (inRing > n) {
+    report.errors.push(decodeError(
+      "USED_IDX_JUMP",
+      `used idx ${st.usedIdx} is ${(st.usedIdx - st.availIdx) & 0xffff} ahead of avail idx ` +
+        `${st.availIdx} (or ${inRing} > queue size behind)`,
+    ));
+  }
+  // Device side, §2.7.6: at most Queue Size buffers outstanding.
+  const outstanding = (st.availIdx - pos.lastAvailIdx) & 0xffff;
+  if (outstanding > n) {
+    report.errors.push(decodeError(
+      "AVAIL_IDX_JUMP",
+      `avail idx ${st.availIdx} is ${outstanding} ahead of last_avail_idx ${pos.lastAvailIdx}`,
+    ));
+  } else {
+    const heads = new Set<number>();
+    for (let k = 0; k < outstanding; k++) {
+      const p = (pos.lastAvailIdx + k) & 0xffff;
+      const head = view.availRing(p);
+      const chain = view.decodeChain(head, p);
+      if (chain.error === null && heads.has(head)) {
+        // §2.7.13.1: a head is owned by the device until used (CVE-2016-5403).
+        chain.error = decodeError(
+          "HEAD_IN_USE",
+          `head ${head} at avail position ${p} is already outstanding`,
+          head,
+        );
+      }
+      heads.add(head);
+      report.outstanding.push(chain);
+    }
+  }
+  // Used ring: the last min(N, used idx) elements, checked as the driver would (§2.7.8).
+  // Older slots than used idx - N were overwritten; below N only `used idx` were ever written
+  // (unless the index wrapped 2^16, which the image cannot tell).
+  const count = Math.min(n, st.usedIdx);
+  for (let k = count; k >= 1; k--) {
+    const p = (st.usedIdx - k) & 0xffff;
+    const e = view.usedElem(p);
+    report.completed.push({
+      position: p,
+      id: e.id,
+      len: e.len,
+      error: e.id >= n
+        ? decodeError("USED_ID_OUT_OF_RANGE", `used position ${p} names id ${e.id} >= ${n}`, p)
+        : null,
+    });
+  }
+}
+
+function inspectPacked(
+  spec: QueueSpec,
+  opts: InspectOptions,
+  dma: DmaAddressSpace,
+  useQemu: boolean,
+  report: QueueReport,
+): void {
+  const n = spec.size;
+  const view = new PackedRingView({
+    memory: opts.memory,
+    dma,
+    ramSize: opts.ramSize,
+    size: n,
+    descAddr: spec.descAddr,
+    driverAddr: spec.driverAddr,
+    deviceAddr: spec.deviceAddr,
+    features: spec.features,
+  });
+  const guess = inferPackedPositions(view);
+  report.packed = { driverEvent: view.driverEvent, deviceEvent: view.deviceEvent, inferred: guess };
+  const q = spec.qemuStatus;
+  let pos: DevicePosition;
+  if (useQemu && q && q["last-avail-idx"] !== undefined) {
+    // QEMU does not report wrap counters: take them from the inference, re-based on QEMU's slots.
+    // The used position lies within one lap behind the driver's position (§2.8.21).
+    const u = q["used-idx"];
+    const usedWrap = u === guess.usedIdx
+      ? guess.usedWrap
+      : u < guess.driverIdx
+      ? guess.driverWrap
+      : guess.driverWrap ^ 1;
+    const availWrap = q["last-avail-idx"] < q["used-idx"] ? usedWrap ^ 1 : usedWrap;
+    pos = {
+      lastAvailIdx: q["last-avail-idx"],
+      usedIdx: q["used-idx"],
+      availWrap,
+      usedWrap,
+      inUse: q.inuse,
+      source: "qemu",
+      basis: guess.basis,
+    };
+  } else {
+    pos = {
+      lastAvailIdx: guess.usedIdx,
+      usedIdx: guess.usedIdx,
+      availWrap: guess.usedWrap,
+      usedWrap: guess.usedWrap,
+      inUse: 0,
+      source: "memory",
+      basis: guess.basis,
+    };
+    report.notes.push(
+      "device position and wrap counters inferred from the AVAIL/USED bits (nothing in flight)",
+    );
+  }
+  report.position = pos;
+  if (guess.basis === "inconsistent") {
+    report.notes.push("AVAIL bits change lap more than once: the ring looks corrupt");
+  }
+  // Outstanding chains: pop from the device's position while slots are available (§2.8.1).
+  let slot = pos.lastAvailIdx;
+  let wrap = pos.availWrap ?? 1;
+  let slots = 0;
+  while (slots < n && view.isAvailable(slot, wrap)) {
+    const r = view.decodeChain(slot, wrap);
+    report.outstanding.push(r.chain);
+    slots += r.chain.ringDescriptors;
+    slot = r.slot;
+    wrap = r.wrap;
+    if (r.chain.error !== null) break;
+  }
+  // Used slots (AVAIL == USED, written by the device), checked as the driver would (§2.8.5).
+  for (let s = 0; s < n; s++) {
+    const d = view.descriptor(s);
+    const a = (d.flags >> 7) & 1;
+    const u = (d.flags >> 15) & 1;
+    if (a !== u || (d.flags === 0 && d.len === 0 && d.next === 0 && d.addr === 0)) continue;
+    report.completed.push({
+      position: s,
+      id: d.next,
+      len: d.len,
+      wrap: a,
+      error: d.next >= n
+        ? decodeError("USED_ID_OUT_OF_RANGE", `used slot ${s} names buffer id ${d.next} >= ${n}`, s)
+        : null,
+    });
+  }
+}
+
+/**
+ * Pops the outstanding chains with our device engine and makes its verdict authoritative: the
+ * chain it fails on carries the engine's error; chains after it are marked as never reached (the
+ * device is broken, NEEDS_RESET). Every disagreement with the walker is recorded.
+ */
+function crossCheckEngine(
+  spec: QueueSpec,
+  opts: InspectOptions,
+  dma: DmaAddressSpace,
+  report: QueueReport,
+): void {
+  const pos = report.position!;
+  const e = popOutstandingWithEngine({
+    memory: opts.memory,
+    dma,
+    layout: spec.layout,
+    size: spec.size,
+    descAddr: spec.descAddr,
+    driverAddr: spec.driverAddr,
+    deviceAddr: spec.deviceAddr,
+    features: spec.features,
+    lastAvailIdx: pos.lastAvailIdx,
+    availWrap: pos.availWrap,
+  });
+  const mism: string[] = [];
+  const walker = report.outstanding;
+  // Packed AVAIL/USED bits were re-expressed in lap 1 on the rebased copy: compare the rest.
+  const flagMask = spec.layout === "packed" ? 0x7f7f : 0xffff;
+  e.chains.forEach((ec, k) => {
+    const w = walker[k];
+    const tag = `chain ${k} (position ${ec.position})`;
+    if (w === undefined) {
+      mism.push(`${tag}: popped by the engine, not found by the walker`);
+      return;
+    }
+    if (w.position !== ec.position) mism.push(`${tag}: walker position ${w.position}`);
+    if (w.id !== ec.id) mism.push(`${tag}: id engine ${ec.id}, walker ${w.id}`);
+    if (w.ringDescriptors !== ec.ringDescriptors) {
+      mism.push(
+        `${tag}: ring descriptors engine ${ec.ringDescriptors}, walker ${w.ringDescriptors}`,
+      );
+    }
+    const ed = ec.descriptors.filter((d) => d.inIndirect || !(d.flags & VIRTQ_DESC_F_INDIRECT));
+    if (ec.indirect !== (w.indirect !== null)) mism.push(`${tag}: indirect differs`);
+    if (ed.length !== w.descriptors.length) {
+      mism.push(`${tag}: ${ed.length} descriptors (engine) vs ${w.descriptors.length} (walker)`);
+    } else {
+      ed.forEach((d, i) => {
+        const x = w.descriptors[i];
+        if (
+          u64Compare(d.addr, x.addr) !== 0 || d.len !== x.len ||
+          (d.flags & flagMask) !== (x.flags & flagMask)
+        ) {
+          mism.push(`${tag}: descriptor ${i} differs`);
+        }
+      });
+    }
+    if (ec.readableBytes !== w.readableBytes || ec.writableBytes !== w.writableBytes) {
+      mism.push(`${tag}: byte totals differ`);
+    }
+    if (w.error !== null) mism.push(`${tag}: walker rejects it (${w.error.code}), engine accepts`);
+  });
+  const k = e.chains.length;
+  if (e.error !== null) {
+    const w = walker[k];
+    const captureLimit = e.error.code === "DESC_BUFFER_FAULT" && w !== undefined &&
+      w.error === null && w.notes.length > 0;
+    if (captureLimit) {
+      report.notes.push(
+        `engine stopped at chain ${k}: a buffer lies in pages the capture did not keep ` +
+          `(not a guest error); later chains were decoded by the walker only`,
+      );
+    } else {
+      if (w === undefined) {
+        // A ring-level error (e.g. AVAIL_IDX_JUMP) the walker reports for the queue.
+        if (!report.errors.some((x) => x.code === e.error!.code)) {
+          mism.push(`engine error ${e.error.code} with no walker chain ${k}`);
+        }
+      } else if (w.error?.code !== e.error.code) {
+        mism.push(`chain ${k}: engine ${e.error.code}, walker ${w.error?.code ?? "accepts"}`);
+      }
+      if (w !== undefined) w.error = e.error;
+      else if (!report.errors.some((x) => x.code === e.error!.code)) report.errors.push(e.error);
+      for (let j = k + 1; j < walker.length; j++) {
+        walker[j].notes.push("not reached: the device is broken (NEEDS_RESET) by an earlier chain");
+      }
+    }
+  } else if (k < walker.length) {
+    mism.push(`engine popped ${k} chains, walker found ${walker.length}`);
+  }
+  report.engine = {
+    name: e.engine,
+    popped: k,
+    error: e.error,
+    errorPosition: e.errorPosition,
+    mismatches: mism,
+    notes: e.notes,
+  };
+}

@@ -1,0 +1,153 @@
+/**
+ * Real ring states as fuzz seeds: the rings of a captured guest (split and packed, with their
+ * indirect tables) extracted as plain bytes, so hostile-driver and hostile-device targets can
+ * mutate **from real states** (one targeted corruption of a valid Linux ring finds more than
+ * random bytes, which are mostly "index out of table", DENO_NOTES.md).
+ *
+ * Use from a fuzz target:
+ * ```ts
+ * const seeds = extractSeedRings(fixture, "scenarioA");          // once, at load
+ * fc.constantFrom(...seeds).chain((s) => corruption.map((c) => ({ s, c })));
+ * // run: const addrs = placeSeedRing(s, memory, { descGpa, driverGpa, deviceGpa, tablesGpa });
+ * //      new SplitDeviceQueue({ memory, dma, size: s.size, addresses: addrs, features: s.features })
+ * //      and start popping at s.lastAvailIdx (or rebase as src/inspect/engine_decode.ts does).
+ * ```
+ * `fuzz/real_ring_seeds.ts` has the loader and a ready arbitrary.
+ *
+ * @module
+ */
+
+import type { GuestMemory } from "../memory/guest_memory.ts";
+import { type U64, u64Compare } from "../memory/u64.ts";
+import type { RingLayout, VirtqueueAddresses } from "../virtio/queue.ts";
+import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_SIZE } from "../virtio/constants.ts";
+import type { Fixture } from "./fixture.ts";
+import { inspectQueue } from "./inspect_queue.ts";
+import { splitAreaSizes } from "./split_view.ts";
+
+/** One real ring state, as bytes (all little-endian, as in guest memory). */
+export interface SeedRingState {
+  /** `"<source>/<device>/<queue>"`, e.g. `"scenarioA/virtio-net/0"`. */
+  name: string;
+  /** Layout. */
+  layout: RingLayout;
+  /** Queue Size. */
+  size: number;
+  /** Negotiated features. */
+  features: bigint;
+  /** Descriptor table / ring: `16 * size` bytes. */
+  descTable: Uint8Array;
+  /** Driver area: split available ring (`6 + 2 size` bytes, `used_event` included); packed
+   * driver event suppression (4 bytes). */
+  driverArea: Uint8Array;
+  /** Device area: split used ring (`6 + 8 size` bytes); packed device event suppression (4). */
+  deviceArea: Uint8Array;
+  /** The device's position: split free-running `last_avail_idx`; packed next avail slot. */
+  lastAvailIdx: number;
+  /** Split: free-running used index; packed: next used slot. */
+  usedIdx: number;
+  /** Packed: avail wrap counter (split: 0). */
+  availWrap: number;
+  /** Packed: used wrap counter (split: 0). */
+  usedWrap: number;
+  /** Indirect tables named by the ring's INDIRECT descriptors that the image holds. */
+  indirectTables: { addr: U64; bytes: Uint8Array }[];
+  /** Number of outstanding chains our device engine pops from this state. */
+  outstanding: number;
+}
+
+/**
+ * Extracts every readable queue of a fixture as a {@link SeedRingState} (copies; the fixture is
+ * not modified). Queues whose ring areas are not in the image are skipped.
+ * @param fixture a loaded fixture.
+ * @param source label for seed names, e.g. `"scenarioA"`.
+ */
+export function extractSeedRings(fixture: Fixture, source: string): SeedRingState[] {
+  const out: SeedRingState[] = [];
+  const m = fixture.memory;
+  for (const q of fixture.queues) {
+    if (typeof q.descAddr !== "number" || typeof q.driverAddr !== "number") continue;
+    if (typeof q.deviceAddr !== "number") continue;
+    const sizes = q.layout === "split"
+      ? splitAreaSizes(q.size)
+      : { desc: VIRTQ_DESC_SIZE * q.size, avail: 4, used: 4 };
+    if (
+      !m.contains(q.descAddr, sizes.desc) || !m.contains(q.driverAddr, sizes.avail) ||
+      !m.contains(q.deviceAddr, sizes.used)
+    ) continue;
+    const r = inspectQueue(q, { memory: m, ramSize: fixture.ramSize });
+    const descTable = m.view(q.descAddr, sizes.desc).slice();
+    const tables: SeedRingState["indirectTables"] = [];
+    for (let i = 0; i < q.size; i++) {
+      const dv = new DataView(descTable.buffer, i * VIRTQ_DESC_SIZE, VIRTQ_DESC_SIZE);
+      const flags = dv.getUint16(q.layout === "split" ? 12 : 14, true);
+      if (!(flags & VIRTQ_DESC_F_INDIRECT)) continue;
+      const addr = m.readU64(q.descAddr + i * VIRTQ_DESC_SIZE);
+      const len = dv.getUint32(8, true);
+      if (typeof addr !== "number" || len === 0 || len > VIRTQ_DESC_SIZE * q.size) continue;
+      if (!m.contains(addr, len) || tables.some((t) => u64Compare(t.addr, addr) === 0)) continue;
+      tables.push({ addr, bytes: m.view(addr, len).slice() });
+    }
+    out.push({
+      name: `${source}/${q.device}/${q.queue}`,
+      layout: q.layout,
+      size: q.size,
+      features: q.features,
+      descTable,
+      driverArea: m.view(q.driverAddr, sizes.avail).slice(),
+      deviceArea: m.view(q.deviceAddr, sizes.used).slice(),
+      lastAvailIdx: r.position?.lastAvailIdx ?? 0,
+      usedIdx: r.position?.usedIdx ?? 0,
+      availWrap: r.position?.availWrap ?? 0,
+      usedWrap: r.position?.usedWrap ?? 0,
+      indirectTables: tables,
+      outstanding: r.outstanding.length,
+    });
+  }
+  return out;
+}
+
+/** Where {@link placeSeedRing} writes a seed. */
+export interface SeedPlacement {
+  /** GPA for the descriptor area (16-byte aligned). */
+  descGpa: number;
+  /** GPA for the driver area (split: 2-byte aligned; packed: 4). */
+  driverGpa: number;
+  /** GPA for the device area (split: 4-byte aligned; packed: 4). */
+  deviceGpa: number;
+  /**
+   * GPA where the indirect tables are written one after another (16-byte aligned); the ring's
+   * INDIRECT descriptors are patched to point there. Omit to leave tables and pointers alone.
+   */
+  tablesGpa?: number;
+}
+
+/**
+ * Writes a seed's areas (and indirect tables) into `memory` and returns the ring addresses to
+ * give a device or driver queue. Buffer addresses in descriptors stay the guest's originals.
+ * @throws MemoryFault when a target range is not in `memory`.
+ */
+export function placeSeedRing(
+  seed: SeedRingState,
+  memory: GuestMemory,
+  at: SeedPlacement,
+): VirtqueueAddresses {
+  memory.write(at.descGpa, seed.descTable);
+  memory.write(at.driverGpa, seed.driverArea);
+  memory.write(at.deviceGpa, seed.deviceArea);
+  if (at.tablesGpa !== undefined) {
+    let next = at.tablesGpa;
+    for (const t of seed.indirectTables) {
+      memory.write(next, t.bytes);
+      for (let i = 0; i < seed.size; i++) {
+        const a = at.descGpa + i * VIRTQ_DESC_SIZE;
+        const flags = memory.readU16(a + (seed.layout === "split" ? 12 : 14));
+        if (flags & VIRTQ_DESC_F_INDIRECT && u64Compare(memory.readU64(a), t.addr) === 0) {
+          memory.writeU64(a, next);
+        }
+      }
+      next += (t.bytes.length + 15) & ~15;
+    }
+  }
+  return { descAddr: at.descGpa, driverAddr: at.driverGpa, deviceAddr: at.deviceGpa };
+}

@@ -1,0 +1,43 @@
+import { assert, assertEquals } from "@std/assert";
+import { BASE, caseName, type CaseParams } from "../bench/cases.ts";
+import { createBenchable } from "../bench/engines.ts";
+import { familyOf, LocalMeasurer } from "../bench/measurer.ts";
+import { foldRounds, runCases } from "../bench/runner.ts";
+import { parseResults } from "../bench/results.ts";
+import { results } from "./bench_fixture.ts";
+
+Deno.test("runner: min-of-N keeps the round with the lowest median and the spread of medians", () => {
+  const s = foldRounds([
+    { min: 90, p25: 95, p50: 100, p75: 110, avg: 102, n: 10 },
+    { min: 80, p25: 85, p50: 90, p75: 120, avg: 95, n: 30 },
+  ]);
+  assertEquals([s.min, s.p25, s.p50, s.p75, s.p50max, s.rounds, s.samples], [
+    80,
+    85,
+    90,
+    120,
+    100,
+    2,
+    40,
+  ]);
+  assertEquals(s.avg, (102 * 10 + 95 * 30) / 40);
+});
+
+Deno.test("runner: a tiny run yields schema-valid results with throughput filled in", async () => {
+  const sol: CaseParams = { ...BASE, engine: "sol", batch: 4 };
+  const cp: CaseParams = { ...BASE, engine: "memcpy", batch: 4 };
+  const lines: string[] = [];
+  const m = new LocalMeasurer(createBenchable);
+  const rs = await runCases([sol, cp], m, { rounds: 2, timeMs: 2, progress: (l) => lines.push(l) });
+  assertEquals(rs.map((r) => r.name), [caseName(sol), caseName(cp)]);
+  assertEquals(lines.length, 4);
+  for (const r of rs) {
+    assertEquals(r.chainsPerCall, 4);
+    assertEquals(r.bytesPerCall, 4 * 64);
+    assertEquals(r.stats.rounds, 2);
+    assert(Math.abs(r.chainsPerSec * r.nsPerChain - 1e9) < 1e-3);
+  }
+  parseResults(results(rs), "run");
+  assertEquals(familyOf(sol), "reference");
+  assertEquals(familyOf({ ...BASE, dma: "iommu-lazy" }), "split/iommu-lazy");
+});

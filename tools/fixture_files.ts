@@ -1,0 +1,105 @@
+/**
+ * File access for real-ring fixtures (the edge: `src/inspect/` takes bytes and parsed JSON).
+ *
+ * Fixtures live beside the clone: `../shared/fixtures/qemu-7.2-linux-6.1/` relative to the repo
+ * root (CI always has `../shared`). Override the directory with `VIRTQ_FIXTURES_DIR`.
+ *
+ * @module
+ */
+
+import { parseExactJson } from "../src/inspect/exact_json.ts";
+import { type Fixture, loadFixture } from "../src/inspect/fixture.ts";
+import { InspectInputError } from "../src/inspect/inspect_error.ts";
+import { parseQemuOracle, type QemuQueueView } from "../src/inspect/qemu_oracle.ts";
+
+/** Environment variable that overrides the fixtures directory. */
+export const FIXTURES_ENV = "VIRTQ_FIXTURES_DIR";
+
+/** The repo root (the directory above `tools/`). */
+export function repoRoot(): string {
+  return new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+}
+
+/** The fixtures directory: `$VIRTQ_FIXTURES_DIR`, else `<repo>/../shared/fixtures/qemu-7.2-linux-6.1`. */
+export function fixturesDir(): string {
+  const env = Deno.env.get(FIXTURES_ENV);
+  if (env) return env;
+  return `${repoRoot()}/../shared/fixtures/qemu-7.2-linux-6.1`;
+}
+
+/** Sibling files of an index: `X.index.json` -> `X.pages.bin.gz`, `X.qmp-virtio.json`. */
+export function siblingFiles(indexPath: string): { pages: string; qmp: string } {
+  const base = indexPath.replace(/\.index\.json$/, "");
+  if (base === indexPath) {
+    throw new InspectInputError(
+      indexPath,
+      "",
+      "the index file name must end in .index.json",
+      "pass the *.index.json of a fixture (its pages and QMP files sit beside it)",
+    );
+  }
+  return { pages: `${base}.pages.bin.gz`, qmp: `${base}.qmp-virtio.json` };
+}
+
+async function readText(path: string, what: string): Promise<string> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (e) {
+    throw new InspectInputError(
+      path,
+      "",
+      `cannot read ${what} (${(e as Error).message})`,
+      `check the path; fixtures are looked up in ${fixturesDir()} (override with ${FIXTURES_ENV})`,
+    );
+  }
+}
+
+function parseJsonFile(text: string, path: string): unknown {
+  try {
+    return parseExactJson(text);
+  } catch (e) {
+    throw new InspectInputError(
+      path,
+      "",
+      `not valid JSON (${(e as Error).message})`,
+      "pass the unedited capture file",
+    );
+  }
+}
+
+/**
+ * Reads and loads a fixture from its index path (the pages image beside it).
+ * @throws InspectInputError naming the file, field and fix.
+ */
+export async function readFixture(indexPath: string): Promise<Fixture> {
+  const { pages } = siblingFiles(indexPath);
+  const json = parseJsonFile(await readText(indexPath, "the fixture index"), indexPath);
+  let gz: Uint8Array;
+  try {
+    gz = await Deno.readFile(pages);
+  } catch (e) {
+    throw new InspectInputError(
+      pages,
+      "",
+      `cannot read the pages image (${(e as Error).message})`,
+      "keep X.pages.bin.gz beside X.index.json",
+    );
+  }
+  return await loadFixture(json, gz, { index: indexPath, pages });
+}
+
+/**
+ * Reads the QEMU oracle beside an index, or returns `null` when there is none.
+ * @throws InspectInputError when the file exists but is invalid.
+ */
+export async function readOracle(indexPath: string): Promise<Map<string, QemuQueueView> | null> {
+  const { qmp } = siblingFiles(indexPath);
+  let text: string;
+  try {
+    text = await Deno.readTextFile(qmp);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw e;
+  }
+  return parseQemuOracle(parseJsonFile(text, qmp), qmp);
+}

@@ -1,0 +1,367 @@
+/**
+ * `deno task inspect <index.json> [--device NAME] [--queue N] [--json] [--hex] ...`
+ *
+ * Decodes the virtqueues of a captured memory image (a `virtio-ring-fixture-v1` index with its
+ * gzip pages beside it) and, when the QEMU oracle (`*.qmp-virtio.json`) is beside it, checks that
+ * our decoding agrees with QEMU's. Exit status: 0 all good, 1 validation errors or QEMU
+ * differences found, 2 bad input (the message names the file, field and fix).
+ *
+ * @module
+ */
+
+import { readFixture, readOracle } from "./fixture_files.ts";
+import { InspectInputError } from "../src/inspect/inspect_error.ts";
+import { inspectQueue, type QueueReport } from "../src/inspect/inspect_queue.ts";
+import { compareWithQemu, type QemuComparison } from "../src/inspect/compare_qemu.ts";
+import { oracleKey } from "../src/inspect/qemu_oracle.ts";
+import { queueReportToJson } from "../src/inspect/report_json.ts";
+import { hexDump } from "../src/inspect/hex_dump.ts";
+import { DEVICE_FEATURE_BITS, TRANSPORT_FEATURE_BITS } from "../src/inspect/feature_names.ts";
+import { hex64 } from "../src/memory/u64.ts";
+import type { GuestMemory } from "../src/memory/guest_memory.ts";
+import type { DecodedChain } from "../src/inspect/decoded_chain.ts";
+
+const HELP = `Usage: deno task inspect <index.json> [options]
+
+Decode the virtqueues of a captured guest memory image (virtio-ring-fixture-v1: X.index.json
+with X.pages.bin.gz beside it) with virtq-lab's device-side and driver-side rules, and compare
+with QEMU's own decoding when X.qmp-virtio.json is beside it.
+
+Options:
+  --device NAME       only queues of this device (e.g. virtio-net)
+  --queue N           only queue N (with or without --device)
+  --json              print one JSON document (addresses as "0x..." strings) instead of text
+  --hex               add hex dumps of the ring areas (and indirect tables of outstanding chains)
+  --positions MODE    where the device's private positions come from: "qemu" (default when the
+                      index has QEMU's status) or "memory" (inferred from the rings alone)
+  --limit N           chains / used entries listed per queue in text mode (default 8, 0 = all)
+  --no-oracle         do not compare with QEMU's answers
+  --help              this text
+
+Exit status: 0 no problem, 1 validation errors or differences with QEMU, 2 bad input.
+Example: deno task inspect ../shared/fixtures/qemu-7.2-linux-6.1/scenarioA.index.json --device virtio-blk
+`;
+
+/** Parsed command line. */
+interface Args {
+  index: string;
+  device?: string;
+  queue?: number;
+  json: boolean;
+  hex: boolean;
+  positions?: "qemu" | "memory";
+  limit: number;
+  oracle: boolean;
+}
+
+function bad(field: string, problem: string, fix: string): never {
+  throw new InspectInputError("<argv>", field, problem, fix);
+}
+
+function parseArgs(argv: string[]): Args | null {
+  const a: Partial<Args> = { json: false, hex: false, limit: 8, oracle: true };
+  const need = (i: number, flag: string) => {
+    if (i >= argv.length || argv[i].startsWith("--")) {
+      bad(flag, "needs a value", `write ${flag} VALUE (see --help)`);
+    }
+    return argv[i];
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const t = argv[i];
+    switch (t) {
+      case "--help":
+      case "-h":
+        return null;
+      case "--json":
+        a.json = true;
+        break;
+      case "--hex":
+        a.hex = true;
+        break;
+      case "--no-oracle":
+        a.oracle = false;
+        break;
+      case "--device":
+        a.device = need(++i, t);
+        break;
+      case "--queue": {
+        const v = need(++i, t);
+        if (!/^[0-9]+$/.test(v)) {
+          bad(t, `"${v}" is not a queue index`, "give a number, e.g. --queue 0");
+        }
+        a.queue = Number(v);
+        break;
+      }
+      case "--limit": {
+        const v = need(++i, t);
+        if (!/^[0-9]+$/.test(v)) bad(t, `"${v}" is not a count`, "give a number, 0 for all");
+        a.limit = Number(v);
+        break;
+      }
+      case "--positions": {
+        const v = need(++i, t);
+        if (v !== "qemu" && v !== "memory") bad(t, `"${v}" is not a mode`, "use qemu or memory");
+        a.positions = v;
+        break;
+      }
+      default:
+        if (t.startsWith("-")) bad(t, "unknown option", "see --help");
+        if (a.index !== undefined) {
+          bad(t, `a second index file (first: ${a.index})`, "inspect one index at a time");
+        }
+        a.index = t;
+    }
+  }
+  if (a.index === undefined) {
+    bad(
+      "<index.json>",
+      "missing",
+      "pass a fixture index, e.g. ../shared/fixtures/qemu-7.2-linux-6.1/scenarioA.index.json",
+    );
+  }
+  return a as Args;
+}
+
+function featureNames(mask: bigint, device: string): string {
+  const out: string[] = [];
+  const seen = new Set<number>();
+  for (const [name, bit] of Object.entries(TRANSPORT_FEATURE_BITS)) {
+    if (!seen.has(bit) && (mask >> BigInt(bit)) & 1n) {
+      seen.add(bit);
+      out.push(name.replace(/^VIRTIO_(RING_)?F_/, ""));
+    }
+  }
+  const prefix = device === "virtio-net"
+    ? "VIRTIO_NET_F_"
+    : device === "virtio-blk"
+    ? "VIRTIO_BLK_F_"
+    : device === "virtio-serial"
+    ? "VIRTIO_CONSOLE_F_"
+    : "\0";
+  for (const [name, bit] of Object.entries(DEVICE_FEATURE_BITS)) {
+    if (name.startsWith(prefix) && (mask >> BigInt(bit)) & 1n) out.push(name.slice(prefix.length));
+  }
+  return out.join(" ");
+}
+
+const EVENT_FLAGS = ["enable", "disable", "desc", "reserved(3)"];
+
+function chainLine(c: DecodedChain, layout: string): string {
+  const where = layout === "split"
+    ? `avail[${c.position}] head ${c.head}`
+    : `slot ${c.head} id ${c.id}`;
+  const segs = c.descriptors.map((d) => `${d.flags & 2 ? "W" : "R"} ${hex64(d.addr)}+${d.len}`)
+    .join(", ");
+  const ind = c.indirect
+    ? ` via indirect table ${hex64(c.indirect.addr)} (${c.indirect.len / 16} entries)`
+    : "";
+  const err = c.error ? `  !! ${c.error.code}` : "";
+  const notes = c.notes.length ? `  (${c.notes.length} note${c.notes.length > 1 ? "s" : ""})` : "";
+  return `${where}: ${c.descriptors.length} desc${ind}: ${segs}${err}${notes}`;
+}
+
+function printText(
+  r: QueueReport,
+  cmp: QemuComparison | null,
+  args: Args,
+  memory: GuestMemory,
+): void {
+  const lim = (n: number) => args.limit === 0 ? n : Math.min(n, args.limit);
+  console.log(`\n${r.device} queue ${r.queue}  ${r.layout}  size ${r.size}  (${r.path})`);
+  console.log(
+    `  features ${"0x" + r.features.toString(16)}: ${featureNames(r.features, r.device)}`,
+  );
+  const names = r.layout === "split" ? ["desc", "avail", "used"] : ["desc", "driver", "device"];
+  const areas = [r.areas.desc, r.areas.driver, r.areas.device];
+  console.log("  " + areas.map((a, i) => `${names[i]} ${hex64(a.addr)} (${a.bytes} B)`).join("  "));
+  if (r.split) {
+    const s = r.split;
+    console.log(
+      `  avail: idx ${s.availIdx} flags 0x${s.availFlags.toString(16)}` +
+        `${s.availFlags & 1 ? " (NO_INTERRUPT)" : ""}  used_event ${s.usedEvent}`,
+    );
+    console.log(
+      `  used:  idx ${s.usedIdx} flags 0x${s.usedFlags.toString(16)}` +
+        `${s.usedFlags & 1 ? " (NO_NOTIFY)" : ""}  avail_event ${s.availEvent}`,
+    );
+    console.log(
+      s.eventIdx
+        ? `  event idx: driver asks for a used notification when used idx passes ${s.usedEvent}; ` +
+          `device asks for a kick when avail idx passes ${s.availEvent}`
+        : "  event idx not negotiated: the flags above rule notifications",
+    );
+  }
+  if (r.packed) {
+    const p = r.packed;
+    const ev = (e: typeof p.driverEvent) =>
+      `flags ${EVENT_FLAGS[e.flags] ?? e.flags} off ${e.off} wrap ${e.wrap}`;
+    console.log(`  driver event suppression: ${ev(p.driverEvent)}`);
+    console.log(`  device event suppression: ${ev(p.deviceEvent)}`);
+    const g = p.inferred;
+    console.log(
+      `  from AVAIL/USED bits: driver at slot ${g.driverIdx} wrap ${g.driverWrap}; device used ` +
+        `slot ${g.usedIdx} wrap ${g.usedWrap}; ${g.pendingSlots} slots outstanding (${g.basis})`,
+    );
+  }
+  if (r.position) {
+    const p = r.position;
+    const w = p.availWrap !== undefined
+      ? ` (avail wrap ${p.availWrap}, used wrap ${p.usedWrap})`
+      : "";
+    console.log(
+      `  device: last_avail_idx ${p.lastAvailIdx} used_idx ${p.usedIdx}${w} in-use ${p.inUse}` +
+        ` [from ${p.source === "qemu" ? "QEMU's status" : "memory"}]`,
+    );
+  }
+  console.log(`  outstanding (device-side decode): ${r.outstanding.length} chain(s)`);
+  for (const c of r.outstanding.slice(0, lim(r.outstanding.length))) {
+    console.log(`    ${chainLine(c, r.layout)}`);
+  }
+  if (lim(r.outstanding.length) < r.outstanding.length) {
+    console.log(
+      `    ... ${r.outstanding.length - lim(r.outstanding.length)} more (--limit 0 for all)`,
+    );
+  }
+  console.log(`  completed (used entries, driver-side checks): ${r.completed.length}`);
+  const tail = r.completed.slice(r.completed.length - lim(r.completed.length));
+  if (tail.length) {
+    console.log(
+      "    " +
+        tail.map((u) =>
+          `[${u.position}] id ${u.id} len ${u.len}${u.error ? " !! " + u.error.code : ""}`
+        )
+          .join(", "),
+    );
+  }
+  for (const n of r.notes) console.log(`  note: ${n}`);
+  const chainNotes = r.outstanding.reduce((a, c) => a + c.notes.length, 0);
+  if (chainNotes) {
+    console.log(`  note: ${chainNotes} buffer(s) lie in pages the capture did not keep`);
+  }
+  if (r.errors.length === 0) console.log("  validation: OK");
+  for (const e of r.errors) console.log(`  ERROR ${e.message}`);
+  if (cmp) {
+    if (cmp.differences.length === 0) {
+      console.log(`  QEMU: agrees (${cmp.compared} comparisons; quirks: ${cmp.quirks.join(", ")})`);
+    }
+    for (const d of cmp.differences) {
+      console.log(`  QEMU DIFFERS ${d.field}: ours ${d.ours}, QEMU ${d.qemu}`);
+    }
+  }
+  if (args.hex) {
+    const dump = (label: string, addr: bigint | number, bytes: number) => {
+      console.log(`  hex ${label}:`);
+      if (typeof addr !== "number") {
+        console.log("    (address beyond 2^53: not in guest memory)");
+        return;
+      }
+      for (const l of hexDump(memory, addr, bytes)) console.log("    " + l);
+    };
+    dump(names[0], r.areas.desc.addr, r.areas.desc.bytes);
+    dump(names[1], r.areas.driver.addr, r.areas.driver.bytes);
+    dump(names[2], r.areas.device.addr, r.areas.device.bytes);
+    for (const c of r.outstanding) {
+      if (c.indirect) dump(`indirect table of ${c.head}`, c.indirect.addr, c.indirect.len);
+    }
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv);
+  if (args === null) {
+    console.log(HELP);
+    return 0;
+  }
+  const fx = await readFixture(args.index);
+  const oracle = args.oracle ? await readOracle(args.index) : null;
+  let queues = fx.queues;
+  if (args.device !== undefined) {
+    queues = queues.filter((q) => q.device === args.device);
+    if (queues.length === 0) {
+      const names = [...new Set(fx.queues.map((q) => q.device))].join(", ");
+      bad(
+        "--device",
+        `no queue of device "${args.device}" in ${args.index}`,
+        `use one of: ${names}`,
+      );
+    }
+  }
+  if (args.queue !== undefined) {
+    const before = queues;
+    queues = queues.filter((q) => q.queue === args.queue);
+    if (queues.length === 0) {
+      const idx = [...new Set(before.map((q) => q.queue))].join(", ");
+      bad(
+        "--queue",
+        `no queue ${args.queue}${args.device ? " of " + args.device : ""}`,
+        `use one of: ${idx}`,
+      );
+    }
+  }
+  if (!args.json) {
+    console.error(
+      `${args.index}: ${fx.queues.length} queues, ${fx.keptPages.length} kept pages, RAM ` +
+        `${fx.ramSize / 1048576} MiB; oracle: ${oracle ? "QEMU x-query-virtio answers" : "none"}`,
+    );
+  }
+  let problems = 0;
+  const out: unknown[] = [];
+  for (const q of queues) {
+    const r = inspectQueue(q, {
+      memory: fx.memory,
+      ramSize: fx.ramSize,
+      positions: args.positions,
+    });
+    const view = oracle?.get(oracleKey(q.path, q.queue));
+    const cmp = view ? compareWithQemu(q, fx.memory, fx.ramSize, view) : null;
+    problems += r.errors.length + (cmp?.differences.length ?? 0);
+    if (args.json) {
+      out.push({
+        ...queueReportToJson(r),
+        qemu: cmp ?? null,
+        hex: args.hex && typeof r.areas.desc.addr === "number"
+          ? {
+            desc: hexDump(fx.memory, r.areas.desc.addr, r.areas.desc.bytes),
+            driver: hexDump(fx.memory, Number(r.areas.driver.addr), r.areas.driver.bytes),
+            device: hexDump(fx.memory, Number(r.areas.device.addr), r.areas.device.bytes),
+          }
+          : undefined,
+      });
+    } else printText(r, cmp, args, fx.memory);
+  }
+  if (args.json) {
+    console.log(JSON.stringify(
+      {
+        file: args.index,
+        ramSize: fx.ramSize,
+        keptPages: fx.keptPages.length,
+        queues: out,
+        problems,
+      },
+      null,
+      1,
+    ));
+  } else {
+    console.log(
+      `\nsummary: ${queues.length} queue(s), ${
+        problems === 0 ? "no problems" : problems + " problem(s)"
+      }` +
+        `${oracle ? ", compared with QEMU" : ""}`,
+    );
+  }
+  return problems === 0 ? 0 : 1;
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (e) {
+    if (e instanceof InspectInputError) {
+      console.error(`inspect: ${e.message}`);
+      Deno.exit(2);
+    }
+    throw e;
+  }
+}
+
+export { main, parseArgs };
