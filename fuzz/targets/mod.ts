@@ -14,6 +14,7 @@ import { dmaModesTarget } from "./dma_modes.ts";
 import { viommuRequestsTarget } from "./viommu_requests.ts";
 import { viommuStackTarget } from "./viommu_stack.ts";
 import { dmaModesTarget } from "./dma_modes.ts";
+import { topologyTarget } from "./topology.ts";
 
 /** All registered targets, in `--list` order. */
 // deno-lint-ignore no-explicit-any
@@ -28,4 +29,5 @@ export const TARGETS: readonly FuzzTarget<any>[] = [
   dmaModesTarget,
   viommuRequestsTarget,
   viommuStackTarget,
+  topologyTarget,
 ];
