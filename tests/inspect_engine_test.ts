@@ -11,10 +11,16 @@ import { fixturesDir, readFixture } from "../tools/fixture_files.ts";
 import type { Fixture, FixtureQueue } from "../src/inspect/fixture.ts";
 import { inspectQueue } from "../src/inspect/inspect_queue.ts";
 import { cloneGuestMemory } from "../src/inspect/engine_decode.ts";
-import { extractSeedRings, placeSeedRing, type SeedRingState } from "../src/inspect/seeds.ts";
+import {
+  extractSeedRings,
+  placeSeedRing,
+  seedMemory,
+  seedQueueSpec,
+  type SeedRingState,
+} from "../src/inspect/seeds.ts";
 import { checkRealRingMutant, realRingArbitrary } from "../fuzz/real_ring_seeds.ts";
 import type { GuestMemory } from "../src/memory/guest_memory.ts";
-import type { VirtqErrorCode } from "../src/virtio/errors.ts";
+import { VIRTQ_ERRORS, type VirtqErrorCode } from "../src/virtio/errors.ts";
 
 const DIR = fixturesDir();
 let present = false;
@@ -201,6 +207,45 @@ if (present) {
         checkRealRingMutant(seed, corruption);
       }),
       { seed: 0x5eed, numRuns: 300 },
+    );
+  });
+}
+
+if (present) {
+  Deno.test("property: random bytes over real ring areas never crash the inspector", async () => {
+    const seeds: SeedRingState[] = [];
+    for (const sc of ["scenarioA", "scenarioB"] as const) {
+      seeds.push(...extractSeedRings(await fixture(sc), sc));
+    }
+    const arb = fc.constantFrom(...seeds).chain((seed) =>
+      fc.record({
+        seed: fc.constant(seed),
+        area: fc.constantFrom("descTable" as const, "driverArea" as const, "deviceArea" as const),
+        at: fc.nat(),
+        bytes: fc.uint8Array({ minLength: 1, maxLength: 64 }),
+      }, { noNullPrototype: true })
+    );
+    fc.assert(
+      fc.property(arb, ({ seed, area, at, bytes }) => {
+        const s = { ...seed, [area]: seed[area].slice() };
+        const target = s[area];
+        target.set(
+          bytes.subarray(0, target.length),
+          at % target.length > target.length - bytes.length
+            ? Math.max(0, target.length - bytes.length)
+            : at % target.length,
+        );
+        const r = inspectQueue(seedQueueSpec(s), {
+          memory: seedMemory(s),
+          ramSize: s.ramSize,
+          scratchMemory: true,
+          positions: "memory",
+        });
+        // Every problem is a catalogued code; the engine and the walker agree.
+        for (const e of r.errors) assert.ok(e.code in VIRTQ_ERRORS, e.code);
+        assert.deepEqual(r.engine?.mismatches ?? [], [], `${seed.name} ${area}@${at}`);
+      }),
+      { seed: 0xb17e, numRuns: 200 },
     );
   });
 }

@@ -518,8 +518,11 @@ function crossCheckEngine(
   const k = e.chains.length;
   if (e.error !== null) {
     const w = walker[k];
+    // The engine faults on a buffer in a page the capture did not keep: a limit of the image,
+    // not of the guest. The walker (which knows RAM from captured pages) has the verdict then,
+    // including any later error in the same chain.
     const captureLimit = e.error.code === "DESC_BUFFER_FAULT" && w !== undefined &&
-      w.error === null && w.notes.length > 0;
+      w.error?.code !== "DESC_BUFFER_FAULT" && w.notes.some((n) => n.includes("not kept"));
     if (captureLimit) {
       report.notes.push(
         `engine stopped at chain ${k}: a buffer lies in pages the capture did not keep ` +
