@@ -111,6 +111,22 @@ if (present) {
       assert.ok(r.codes.includes(code), `${what}: expected ${code}, got ${r.codes.join(",")}`);
       assert.deepEqual(r.mismatches, [], `${what}: engine and walker disagree`);
     }
+    // Activation errors: the engine refuses the queue, the inspector says why, chains not reached.
+    for (
+      const [what, spec, code] of [
+        [
+          "used ring misaligned",
+          { ...net, deviceAddr: Number(net.deviceAddr) + 2 },
+          "RING_MISALIGNED",
+        ],
+        ["size not a power of 2", { ...net, size: 255 }, "QUEUE_SIZE_INVALID"],
+      ] as const
+    ) {
+      const r = inspectQueue(spec, { memory: fx.memory, ramSize: fx.ramSize });
+      assert.ok(r.errors.some((e) => e.code === code), `${what}: ${r.errors.map((e) => e.code)}`);
+      assert.deepEqual(r.engine?.mismatches, [], what);
+      assert.equal(r.engine?.popped, 0);
+    }
     // A ring page the capture did not keep: RING_UNMAPPED, not zeros.
     const moved = { ...net, driverAddr: 0x100000 };
     const r = inspectQueue(moved, { memory: fx.memory, ramSize: fx.ramSize });
