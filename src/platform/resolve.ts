@@ -695,26 +695,24 @@ function predict(
 
   const outcome = ((): Outcome => {
     try {
-      // 1. The rings (coherent DMA): the device must reach the driver's ring memory.
+      // In the order things happen: the driver maps its rings (coherent DMA) at set-up, then one
+      // buffer (`add`: every readable, then every writable segment), then kicks.
       const ring = mapThrough(v.ringGpa, 4096, 0, true, "ring");
+      // The device activates the queue at once (DRIVER_OK): its ring areas must translate now;
+      // whether they land where the driver wrote shows only when it reads them after the kick.
       const ringDev = translateThrough(ring.addrs.at(-1)!, 64, DMA_ACCESS_READ, "ring");
-      part(ring, ringDev);
-      if (ringDev.at(-1) !== v.ringGpa) {
-        return {
-          verdict: "corrupt",
-          layer: lastLayer,
-          detail: `the device reads the rings at ${
-            hex64(ringDev.at(-1)!)
-          } but the driver wrote them at ${hex64(v.ringGpa)}`,
-        };
-      }
-      // 2. The device-readable buffer.
       const n = Math.min(t.workload.bufferBytes, 64);
       mem.write(v.bufferGpa, pattern(t.workload.bufferBytes, 0xa5));
       const seg = segments(t, plan, v.bufferGpa);
       const rd = mapThrough(v.bufferGpa, seg.len[0], DMA_TO_DEVICE, false, "out buffer");
       for (let i = 1; i < seg.count; i++) {
         mapThrough(seg.gpa[i], seg.len[i], DMA_TO_DEVICE, false, "out buffer");
+      }
+      const wGpa = v.bufferGpa + align4k(t.workload.bufferBytes);
+      const wseg = segments(t, plan, wGpa);
+      const wd = mapThrough(wGpa, wseg.len[0], DMA_FROM_DEVICE, false, "in buffer");
+      for (let i = 1; i < wseg.count; i++) {
+        mapThrough(wseg.gpa[i], wseg.len[i], DMA_FROM_DEVICE, false, "in buffer");
       }
       const bus = rd.addrs.at(-1)!;
       if (v.splitUnmap) {
@@ -727,6 +725,18 @@ function predict(
           note: "a racy UNMAP: QEMU already removed this mapping",
         });
       }
+      // Then the device reads the rings: they must be where the driver wrote them.
+      part(ring, ringDev);
+      if (ringDev.at(-1) !== v.ringGpa) {
+        return {
+          verdict: "corrupt",
+          layer: lastLayer,
+          detail: `the device reads the rings at ${
+            hex64(ringDev.at(-1)!)
+          } but the driver wrote them at ${hex64(v.ringGpa)}`,
+        };
+      }
+      // The device-readable buffer.
       const dev = translateThrough(bus, n, DMA_ACCESS_READ, "out buffer");
       part(rd, dev);
       const dataAt = Number(rd.addrs.length === 3 ? rd.addrs[1] : rd.addrs[0]);
@@ -737,10 +747,7 @@ function predict(
           detail: `the device reads ${hex64(dev.at(-1)!)} instead of ${hex64(dataAt)}`,
         };
       }
-      // 3. The device-writable buffer: map, the device writes, unmap (bounce copies back).
-      const wGpa = v.bufferGpa + align4k(t.workload.bufferBytes);
-      const wseg = segments(t, plan, wGpa);
-      const wd = mapThrough(wGpa, wseg.len[0], DMA_FROM_DEVICE, false, "in buffer");
+      // The device-writable buffer: the device writes, the driver unmaps (bounce copies back).
       const wdev = translateThrough(wd.addrs.at(-1)!, n, DMA_ACCESS_WRITE, "in buffer");
       part(wd, wdev);
       const marker = pattern(n, 0x3c);
@@ -755,7 +762,7 @@ function predict(
           } never sees it`,
         };
       }
-      // 4. Use after unmap: can the device still reach the out buffer?
+      // Use after unmap: can the device still reach the out buffer?
       if (!v.splitUnmap) v.api.unmap(bus, seg.len[0], DMA_TO_DEVICE);
       if (v.revokes) {
         try {
