@@ -105,3 +105,24 @@ Deno.test("order of events: ring activation faults before a buffer mapping fails
   assertEquals([d.observed.verdict, d.observed.layer], ["fault", "vt-d"]);
   assertEquals([d.predicted.verdict, d.predicted.layer], ["fault", "vt-d"]);
 });
+
+Deno.test("presets: the verdict does not depend on the ring layout (split vs packed)", () => {
+  for (const name of PRESET_NAMES) {
+    const json = PRESETS[name];
+    const split = resolveTopology(parseTopology(json, name));
+    const packed = resolveTopology(
+      parseTopology(
+        { ...json, workload: { ...(json.workload as object), layout: "packed" } },
+        name,
+      ),
+    );
+    for (let i = 0; i < split.devices.length; i++) {
+      const a = split.devices[i].observed, b = packed.devices[i].observed;
+      assertEquals(
+        [b.verdict, b.layer],
+        [a.verdict, a.layer],
+        `${name} ${split.devices[i].id}: ${b.detail}`,
+      );
+    }
+  }
+});
