@@ -6,7 +6,7 @@
 import type { FuzzTarget } from "../target.ts";
 import { splitHostileDriver } from "./split_hostile_driver.ts";
 import { splitHostileDevice } from "./split_hostile_device.ts";
-import { modelSplit } from "./model_split.ts";
+import { modelPacked, modelSplit } from "./model_split.ts";
 import { packedHostileDriver } from "./packed_hostile_driver.ts";
 import { packedHostileDevice } from "./packed_hostile_device.ts";
 import { differential } from "./differential.ts";
@@ -21,6 +21,7 @@ export const TARGETS: readonly FuzzTarget<any>[] = [
   splitHostileDriver,
   splitHostileDevice,
   modelSplit,
+  modelPacked,
   packedHostileDriver,
   packedHostileDevice,
   differential,
