@@ -39,9 +39,6 @@ import { SgList } from "../virtio/sg_list.ts";
 import { featureBit, VIRTIO_F_RING_PACKED } from "../virtio/features.ts";
 import { VirtqError } from "../virtio/errors.ts";
 import { createQueuePair } from "../virtio/pair.ts";
-import type { DeviceQueue, DriverQueue } from "../virtio/queue.ts";
-import { PackedDriverQueue } from "../virtio/packed/driver.ts";
-import { PackedDeviceQueue } from "../virtio/packed/device.ts";
 import { VirtioIommuDevice } from "../devices/virtio_iommu/device.ts";
 import { VirtioIommuDmaApi } from "../devices/virtio_iommu/driver_api.ts";
 import { decodeViommuConfig } from "../devices/virtio_iommu/config.ts";
@@ -61,7 +58,6 @@ import {
   XenGrantDmaApi,
 } from "./models.ts";
 import {
-  defaultRingGpa,
   type DeviceLayerPlan,
   type DevicePlan,
   featureNames,
@@ -72,6 +68,8 @@ import { BackingAddressSpace, SparseGuestMemory } from "./sparse_memory.ts";
 import {
   type FeatureName,
   requesterId,
+  RUN_RING_BYTES,
+  runLayout,
   type Topology,
   type TopologyIommu,
   type Verdict,
@@ -171,11 +169,7 @@ interface Built {
 }
 
 function layout(t: Topology) {
-  const ringGpa = Number(t.workload.ringGpa ?? defaultRingGpa(t));
-  const bufferGpa = Number(t.workload.bufferGpa ?? ringGpa + 1024 * 1024);
-  const poolGpa = ringGpa + 16 * 1024 * 1024;
-  const stagingGpa = ringGpa + 8 * 1024 * 1024;
-  return { ringGpa, bufferGpa, poolGpa, stagingGpa };
+  return runLayout(t);
 }
 
 const toWindows = (w: readonly WindowPlan[]): DmaWindow[] =>
@@ -245,13 +239,18 @@ function build(t: Topology, plan: DevicePlan): Built {
   const memory: GuestMemory = sparse.memory;
   const { ringGpa, bufferGpa, poolGpa, stagingGpa } = layout(t);
   // The driver's own memory exists before anything maps it.
-  sparse.ensure(ringGpa, 4 * 4096);
-  sparse.ensure(bufferGpa, 2 * align4k(t.workload.bufferBytes));
+  // (rings and buffers as one span when they are close, so that neither straddles two regions)
+  const bufEnd = bufferGpa + 2 * align4k(t.workload.bufferBytes);
+  if (bufferGpa >= ringGpa && bufEnd - ringGpa <= 64 * 1024 * 1024) {
+    sparse.ensure(ringGpa, bufEnd - ringGpa);
+  }
+  sparse.ensure(ringGpa, RUN_RING_BYTES);
+  sparse.ensure(bufferGpa, bufEnd - bufferGpa);
   const bounced = plan.driverLayers.some((l) => l.kind === "bounce");
   if (bounced) {
     // Confidential guests: the pool and (with the DMA API) the coherent rings are shared.
     sparse.share(poolGpa, t.guest.swiotlbSlots * IO_TLB_SIZE);
-    if (plan.usesDmaApi) sparse.share(ringGpa, 4 * 4096);
+    if (plan.usesDmaApi) sparse.share(ringGpa, RUN_RING_BYTES);
   }
   const iommuOf = (id: string) => t.iommus.find((m) => m.id === id)!;
   const x86 = t.machine.arch.startsWith("x86");
@@ -835,31 +834,6 @@ class RecordingApi implements DmaApi {
   }
 }
 
-// The factory does not build packed queues yet: wire the packed classes directly.
-function packedPair(
-  memory: GuestMemory,
-  dma: DmaApi,
-  space: DmaAddressSpace,
-  features: bigint,
-  ringGpa: number,
-): { driver: DriverQueue<number>; device: DeviceQueue } {
-  const driver = new PackedDriverQueue<number>({
-    memory,
-    dma,
-    size: RUN_QUEUE_SIZE,
-    features,
-    ringGpa,
-  });
-  const device = new PackedDeviceQueue({
-    memory,
-    dma: space,
-    size: RUN_QUEUE_SIZE,
-    addresses: driver.addresses,
-    features,
-  });
-  return { driver, device };
-}
-
 function observe(t: Topology, plan: DevicePlan): Outcome {
   const v = build(t, plan);
   const mem = v.sparse.memory;
@@ -874,17 +848,15 @@ function observe(t: Topology, plan: DevicePlan): Outcome {
     (layout === "packed" ? featureBit(VIRTIO_F_RING_PACKED) : 0n);
   const lastLayer = v.spaceLayers.at(-1)!.name;
   try {
-    const pair = layout === "split"
-      ? createQueuePair<number>({
-        layout,
-        size: RUN_QUEUE_SIZE,
-        features,
-        memory: mem,
-        ringGpa: v.ringGpa,
-        dmaApi: api,
-        dmaSpace: v.space,
-      })
-      : packedPair(mem, api, v.space, features, v.ringGpa);
+    const pair = createQueuePair<number>({
+      layout,
+      size: RUN_QUEUE_SIZE,
+      features,
+      memory: mem,
+      ringGpa: v.ringGpa,
+      dmaApi: api,
+      dmaSpace: v.space,
+    });
     pair.driver.add(segments(t, plan, v.bufferGpa), segments(t, plan, wGpa), 1);
     pair.driver.kick();
     if (v.splitUnmap && api.maps.length > 0) v.splitUnmap(api.maps[0].bus, api.maps[0].len);
