@@ -657,9 +657,17 @@ export class SplitDeviceQueue implements DeviceQueue {
       this.#orderFront = (this.#orderFront + 1) & this.#mask;
     }
     const p = this.#pending;
-    this.#pendId[p] = head;
-    this.#pendLen[p] = written;
-    this.#pendFull[p] = written === chain.writableBytes ? 1 : 0;
+    if (this.#inOrder) {
+      // Kept until flush, which may publish a run as one element.
+      this.#pendId[p] = head;
+      this.#pendLen[p] = written;
+      this.#pendFull[p] = written === chain.writableBytes ? 1 : 0;
+    } else {
+      // Fill the used element now (`len`, then `id`); flush publishes `idx` (§2.7.8.2).
+      const w = 1 + (((this.#usedIdx + p) & this.#mask) << 1);
+      this.#used32[w + 1] = written;
+      this.#used32[w] = head;
+    }
     this.#pending = p + 1;
     this.#byHead[head] = null;
     this.#inUse[head] = 0;
@@ -697,12 +705,7 @@ export class SplitDeviceQueue implements DeviceQueue {
         i = j + 1;
       }
     } else {
-      for (let i = 0; i < n; i++) {
-        const w = 1 + ((idx & mask) << 1);
-        used32[w + 1] = lens[i];
-        used32[w] = ids[i];
-        idx = (idx + 1) & 0xffff;
-      }
+      idx = (idx + n) & 0xffff; // elements were filled by push
     }
     this.#pending = 0;
     this.#usedIdx = idx;
