@@ -42,6 +42,7 @@ import {
   VIRTIO_IOMMU_T_UNMAP,
   VirtioIommuDevice,
   type VirtioIommuDeviceOptions,
+  VirtqError,
 } from "../src/mod.ts";
 import { Chain } from "../src/mod.ts";
 import { ListDeviceQueue, newMemory, send, TAIL_GPA } from "./_viommu_helpers.ts";
@@ -555,4 +556,33 @@ Deno.test("viommu ATTACH: re-attach moves the endpoint, an emptied domain and it
   assertEquals(dev.mappingCount, 0);
   assertEquals(attach(1, 8), VIRTIO_IOMMU_S_OK);
   assertEquals(dev.domainMappings(1), []); // a reused ID starts empty
+});
+
+Deno.test("viommu requestq: a queue error stops the device, completed requests stay used", () => {
+  const { dev, mem } = setup();
+  const q = new ListDeviceQueue();
+  dev.attachQueues(q, null);
+  mem.write(
+    0x1000,
+    encodeViommuRequest({ type: VIRTIO_IOMMU_T_ATTACH, domain: 1, endpoint: 8, flags: 0 }),
+  );
+  const c = new Chain(mem);
+  c.reset(0, 0);
+  c.addReadable(0x1000, 20);
+  c.addWritable(TAIL_GPA, 4);
+  q.available.push(c);
+  let pops = 0;
+  const pop = q.pop.bind(q);
+  q.pop = () => {
+    if (pops++ === 1) throw new VirtqError("DESC_NEXT_OUT_OF_RANGE", "hostile next");
+    return pop();
+  };
+  assertEquals(dev.processRequestQueue(), true); // the ATTACH is published
+  assertEquals(q.used.map((u) => u.len), [4]);
+  assertEquals(dev.endpointDomain(8), 1);
+  assertEquals(dev.broken?.code, "DESC_NEXT_OUT_OF_RANGE");
+  assertEquals(dev.processRequestQueue(), false); // stopped until reset
+  assertEquals(pops, 2);
+  dev.reset();
+  assertEquals([dev.broken, dev.endpointDomain(8)], [null, null]);
 });

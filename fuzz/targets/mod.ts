@@ -10,9 +10,11 @@ import { modelPacked, modelSplit } from "./model_split.ts";
 import { packedHostileDriver } from "./packed_hostile_driver.ts";
 import { packedHostileDevice } from "./packed_hostile_device.ts";
 import { differential } from "./differential.ts";
+import { dmaModesTarget } from "./dma_modes.ts";
 import { viommuRequestsTarget } from "./viommu_requests.ts";
 import { viommuStackTarget } from "./viommu_stack.ts";
 import { dmaModesTarget } from "./dma_modes.ts";
+import { topologyTarget } from "./topology.ts";
 
 /** All registered targets, in `--list` order. */
 // deno-lint-ignore no-explicit-any
@@ -24,7 +26,8 @@ export const TARGETS: readonly FuzzTarget<any>[] = [
   packedHostileDriver,
   packedHostileDevice,
   differential,
+  dmaModesTarget,
   viommuRequestsTarget,
   viommuStackTarget,
-  dmaModesTarget,
+  topologyTarget,
 ];
