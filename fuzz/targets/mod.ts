@@ -13,7 +13,6 @@ import { differential } from "./differential.ts";
 import { dmaModesTarget } from "./dma_modes.ts";
 import { viommuRequestsTarget } from "./viommu_requests.ts";
 import { viommuStackTarget } from "./viommu_stack.ts";
-import { dmaModesTarget } from "./dma_modes.ts";
 import { topologyTarget } from "./topology.ts";
 
 /** All registered targets, in `--list` order. */
