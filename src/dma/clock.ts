@@ -8,9 +8,12 @@
  * @module
  */
 
-/** A monotonic time source in milliseconds. */
+/** A time source in milliseconds. */
 export interface Clock {
-  /** Current time in milliseconds (monotonic, arbitrary origin; may be fractional). */
+  /**
+   * Current time in milliseconds (arbitrary origin; may be fractional). Models only compare
+   * differences against timeouts; a clock stepping backwards merely delays a timer.
+   */
   now(): number;
 }
 
