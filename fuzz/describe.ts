@@ -49,6 +49,10 @@ export function describeValue(v: unknown, indent = ""): string {
   }
   if (Array.isArray(v)) {
     if (v.length === 0) return "[]";
+    if (v.every((x) => x === null || typeof x !== "object")) {
+      const flat = `[${v.map((x) => describeValue(x, inner)).join(", ")}]`;
+      if (flat.length <= 80 && !flat.includes("\n")) return flat; // short lists of scalars inline
+    }
     return `[\n${v.map((x) => inner + describeValue(x, inner)).join(",\n")}\n${indent}]`;
   }
   const proto = Object.getPrototypeOf(v);

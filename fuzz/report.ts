@@ -292,7 +292,7 @@ export function formatSummary(report: FuzzReport): string {
   const wall = Math.max(...c.map((x) => x.wallSeconds));
   out.push(
     "",
-    `seed ${c.map((x) => x.seed).join(", ")}; shard ${
+    `seed ${[...new Set(c.map((x) => x.seed))].join(", ")}; shard ${
       c.map((x) => `${x.shard.index}/${x.shard.count}`).join(", ")
     }; wall ${fmtSeconds(wall)}${c.length > 1 ? " (longest shard)" : ""}, ${
       fmtInt(rate(tot.runs, wall))

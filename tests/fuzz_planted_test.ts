@@ -9,6 +9,13 @@ import type { FuzzTarget } from "../fuzz/target.ts";
 import { TARGETS } from "../fuzz/targets/mod.ts";
 import { runUnit } from "../fuzz/runner.ts";
 import { TARGETS as EXAMPLES } from "./fuzz_examples.ts";
+import { patchMethod, plantedTarget } from "../fuzz/plant.ts";
+import { GuestMemory } from "../src/memory/guest_memory.ts";
+import type { Chain } from "../src/virtio/chain.ts";
+import { SplitDeviceQueue } from "../src/virtio/split/device.ts";
+import { SplitDriverQueue } from "../src/virtio/split/driver.ts";
+import { PackedDeviceQueue } from "../src/virtio/packed/device.ts";
+import { PackedDriverQueue } from "../src/virtio/packed/driver.ts";
 
 const RUNS = 3000;
 
@@ -46,3 +53,80 @@ Deno.test("planted bug: the example targets are clean without a planted bug", ()
     assertEquals([t.name, r.failures.length, r.runs], [t.name, 0, RUNS]);
   }
 });
+
+// Bugs planted from the outside (fuzz/plant.ts) into the engine under each registered target:
+// the target needs no cooperation, the patch lives only for the duration of each run.
+const swallowErrors = <T extends object>(proto: T, key: keyof T) => () =>
+  patchMethod(proto, key, (original) =>
+    function (this: unknown, ...args: unknown[]) {
+      try {
+        return (original as (...a: unknown[]) => unknown).apply(this, args);
+      } catch {
+        return null; // the planted bug: a hostile input is silently ignored, no NEEDS_RESET
+      }
+    } as T[keyof T]);
+const shortUsedLen = () =>
+  patchMethod(
+    SplitDeviceQueue.prototype,
+    "push",
+    (original) =>
+      function (this: SplitDeviceQueue, chain: Chain, written: number) {
+        original.call(this, chain, written > 0 ? written - 1 : written); // one byte short
+      },
+  );
+const flipLastByteRead = () =>
+  patchMethod(
+    GuestMemory.prototype,
+    "read",
+    (original) =>
+      function (this: GuestMemory, gpa: number, dst: Uint8Array) {
+        original.call(this, gpa, dst);
+        if (dst.length >= 2) dst[dst.length - 1] ^= 1; // a corrupting copy
+      },
+  );
+
+const OUTSIDE: [string, string, () => () => void][] = [
+  [
+    "split-hostile-driver",
+    "SplitDeviceQueue.pop swallows errors",
+    swallowErrors(SplitDeviceQueue.prototype, "pop"),
+  ],
+  [
+    "packed-hostile-driver",
+    "PackedDeviceQueue.pop swallows errors",
+    swallowErrors(PackedDeviceQueue.prototype, "pop"),
+  ],
+  [
+    "split-hostile-device",
+    "SplitDriverQueue.getUsed swallows errors",
+    swallowErrors(SplitDriverQueue.prototype, "getUsed"),
+  ],
+  [
+    "packed-hostile-device",
+    "PackedDriverQueue.getUsed swallows errors",
+    swallowErrors(PackedDriverQueue.prototype, "getUsed"),
+  ],
+  ["model-split", "split push reports one byte less", shortUsedLen],
+  ["differential", "split push reports one byte less", shortUsedLen],
+  ["viommu-requests", "GuestMemory.read corrupts a byte", flipLastByteRead],
+  ["viommu-stack", "GuestMemory.read corrupts a byte", flipLastByteRead],
+  ["dma-modes", "GuestMemory.read corrupts a byte", flipLastByteRead],
+];
+
+for (const [name, bug, install] of OUTSIDE) {
+  const target = TARGETS.find((t) => t.name === name);
+  if (target === undefined) continue; // not registered (any more): nothing to show
+  Deno.test(`planted bug: registered ${name} reports "${bug}" (patched from outside)`, () => {
+    const before = [SplitDeviceQueue.prototype.pop, GuestMemory.prototype.read];
+    const r = runUnit(plantedTarget(target, install), {
+      target: name,
+      slice: 0,
+      seed: 1,
+      runs: RUNS,
+      maxFailures: 1,
+    });
+    assertEquals(r.crash, undefined);
+    assert(r.failures.length > 0, `${name}: planted bug "${bug}" went unnoticed in ${r.runs} runs`);
+    assertEquals([SplitDeviceQueue.prototype.pop, GuestMemory.prototype.read], before, "restored");
+  });
+}

@@ -279,7 +279,12 @@ Deno.test("describe: byte arrays and hex strings become hex dumps", () => {
     describeValue({ raw: [{ offset: 3, bytes: [0x10, 0xff] }], lens: [1, 2] }),
     "bytes: bytes(2)\n        00000000  10 ff ",
   );
-  assertStringIncludes(describeValue({ lens: [1, 2] }), "lens: [\n    1,\n    2\n  ]");
+  assertEquals(describeValue({ lens: [1, 2] }), "{\n  lens: [1, 2]\n}");
+  assertEquals(
+    describeValue(Array(30).fill(1000)).split("\n").length,
+    32,
+    "long lists: one per line",
+  );
   class Cmds {
     toString() {
       return "advance(3),advance(9)";
