@@ -27,6 +27,8 @@ export interface UnitSpec {
    * failure found near the deadline may overrun `seconds` by 20% (1 s to 10 s).
    */
   runs?: number;
+  /** Grace for shrinking past the deadline, seconds (default 20% of `seconds`, 1 to 10). */
+  shrinkGraceSeconds?: number;
   /** Stop after this many distinct failures (default 3). */
   maxFailures?: number;
 }
@@ -103,6 +105,8 @@ export function runUnit(
   // Shrinking a failure found just before the deadline may overrun it by this much.
   const shrinkGraceMs = spec.seconds === undefined
     ? 0
+    : spec.shrinkGraceSeconds !== undefined
+    ? spec.shrinkGraceSeconds * 1000
     : Math.min(10_000, Math.max(1000, spec.seconds * 200));
   const failures: FailureRecord[] = [];
   const seen = new Set<string>();
@@ -129,7 +133,7 @@ export function runUnit(
     try {
       target.run(input);
     } catch (e) {
-      failing = true;
+      if (!fc.PreconditionFailure.isFailure(e)) failing = true; // fc.pre() in a target is a skip
       throw e;
     }
   };
