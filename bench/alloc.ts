@@ -14,6 +14,7 @@
  */
 
 import type { Benchable } from "./roundtrip.ts";
+import { BASE, caseName, type CaseParams } from "./cases.ts";
 import type { AllocResult } from "./results.ts";
 
 const gcFn: (() => void) | undefined = (globalThis as { gc?: () => void }).gc;
@@ -53,8 +54,57 @@ export function measureAlloc(name: string, b: Benchable, chains = 2048): AllocRe
   const mid = tries.length ? tries[(tries.length - 1) >> 1] : null;
   return {
     name,
+    hotPath: true,
     bytesPerChain: mid === null ? null : mid / (calls * b.chainsPerCall),
     chains: calls * b.chainsPerCall,
     forcedGc: hasForcedGc(),
   };
+}
+
+/**
+ * DMA modes whose driver maps and unmaps every buffer (IOVA allocation, page tables, bounce
+ * slots, virtio-iommu requests): not on the zero-allocation hot path of the house rules, so
+ * their figures are reported for information.
+ */
+export const MAPPING_MODES: readonly string[] = [
+  "iommu-strict",
+  "iommu-lazy",
+  "swiotlb",
+  "virtio-iommu",
+];
+
+/** True when `p` runs only hot-path code (add, pop, push, get-used, translate on an IOTLB hit). */
+export function isHotPath(p: CaseParams): boolean {
+  return !MAPPING_MODES.includes(p.dma);
+}
+
+/**
+ * The cases of the allocation check: the speed-of-light loop and, per layout, the base point;
+ * a full run adds indirect tables, event-idx, and every DMA mode.
+ */
+export function allocCases(smoke: boolean): CaseParams[] {
+  const out: CaseParams[] = [{ ...BASE, engine: "sol" }];
+  for (const engine of ["split", "packed"] as const) {
+    out.push({ ...BASE, engine });
+    if (smoke) continue;
+    out.push({ ...BASE, engine, chainLen: 4, size: 1024, indirect: true });
+    out.push({ ...BASE, engine, eventIdx: true });
+    for (
+      const dma of [
+        "window",
+        "iommu-hit",
+        "iommu-identity",
+        "iommu-strict",
+        "iommu-lazy",
+        "swiotlb",
+        "virtio-iommu",
+      ]
+    ) out.push({ ...BASE, engine, dma });
+  }
+  return out;
+}
+
+/** {@link measureAlloc} for a case, marking whether it is held to the zero-allocation rule. */
+export function allocFor(p: CaseParams, b: Benchable): AllocResult {
+  return { ...measureAlloc(caseName(p), b), hotPath: isHotPath(p) };
 }

@@ -13,6 +13,8 @@
  *   through the IOMMU endpoint and the IOTLB. A bench-only arrangement, labelled as such;
  * - `iommu-identity` [`iommu-identity`]: IOMMU pass-through (identity domain);
  * - `swiotlb` [`swiotlb`]: bounce buffers (copy in on map, copy out on unmap);
+ * - `virtio-iommu-long`: the same stack with one long-lived mapping of the buffer region made at
+ *   set-up (`longLived`): no request per buffer, every descriptor translated by the endpoint;
  * - `virtio-iommu`: the virtio-iommu device and driver (`createViommuStack`): a MAP and an UNMAP
  *   request per buffer through the request queue.
  *
@@ -56,6 +58,7 @@ export const BENCH_DMA_MODES = [
   "iommu-identity",
   "swiotlb",
   "virtio-iommu",
+  "virtio-iommu-long",
 ] as const;
 
 /** Ring layouts and DMA modes present on this branch. */
@@ -167,13 +170,17 @@ function ringPair(p: CaseParams): Benchable {
   const features = benchFeatures(p);
   const ringBytes = footprint(layout, p.size, features);
   const bufBytes = page(bufferBytes(p));
-  if (p.dma === "virtio-iommu") {
+  if (p.dma === "virtio-iommu" || p.dma === "virtio-iommu-long") {
     const memory = new GuestMemory([
       { gpa: 0, size: bufBytes, name: "buffers" },
       { gpa: bufBytes, size: ringBytes, name: "rings" },
       { gpa: bufBytes + ringBytes, size: page(VIOMMU_TRANSPORT_STAGING_BYTES), name: "staging" },
     ]);
-    const stack = createViommuStack({ memory, stagingGpa: bufBytes + ringBytes });
+    const stack = createViommuStack({
+      memory,
+      stagingGpa: bufBytes + ringBytes,
+      longLived: p.dma === "virtio-iommu-long" ? { gpa: 0, size: bufBytes } : undefined,
+    });
     const q = queues(layout, p, memory, stack.api, stack.space, bufBytes);
     const api: VirtioIommuDmaApi = stack.api;
     return new EngineRoundTrip(

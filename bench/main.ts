@@ -8,9 +8,10 @@
 
 import { cpus } from "node:os";
 import { type BenchArgs, HELP, parseBenchArgs } from "./args.ts";
-import { BASE, buildSuites, caseName, selectCases, smokeCases, withSol } from "./cases.ts";
+import { buildSuites, caseName, selectCases, smokeCases, withSol } from "./cases.ts";
 import { AVAILABLE, createBenchable, PENDING } from "./engines.ts";
 import { runCases } from "./runner.ts";
+import { allocCases } from "./alloc.ts";
 import { LocalMeasurer, type Measurer, WorkerMeasurer } from "./measurer.ts";
 import { computeTargets, solTarget } from "./targets.ts";
 import { compareResults } from "./compare.ts";
@@ -90,11 +91,7 @@ async function main(args: BenchArgs): Promise<number> {
       }),
     );
     if (!args.noAlloc) {
-      const allocCases = [
-        { ...BASE, engine: "sol" as const },
-        ...AVAILABLE.layouts.map((engine) => ({ ...BASE, engine })),
-      ];
-      for (const p of allocCases) alloc.push(await m.alloc(p));
+      for (const p of allocCases(args.smoke)) alloc.push(await m.alloc(p));
     }
   } finally {
     m.close();

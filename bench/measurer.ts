@@ -15,7 +15,7 @@ import { measure } from "mitata";
 import { caseName, type CaseParams } from "./cases.ts";
 import type { Benchable } from "./roundtrip.ts";
 import type { AllocResult } from "./results.ts";
-import { measureAlloc } from "./alloc.ts";
+import { allocFor } from "./alloc.ts";
 
 /** Raw statistics of one measurement (ns per call). */
 export interface RawStats {
@@ -111,7 +111,7 @@ export class LocalMeasurer implements Measurer {
   }
   alloc(p: CaseParams): Promise<AllocResult> {
     // a fresh instance: the timed one may have grown pools in ways the check should see
-    return Promise.resolve(measureAlloc(caseName(p), this.#make(p)));
+    return Promise.resolve(allocFor(p, this.#make(p)));
   }
   close(): void {}
 }

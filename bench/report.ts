@@ -53,7 +53,7 @@ export function formatAlloc(alloc: readonly AllocResult[]): string {
     lines.push(
       `  ${a.name.padEnd(44)} ${v.padStart(16)}  (${a.chains} chains${
         a.forcedGc ? ", forced GC" : ", NO forced GC: approximate"
-      })`,
+      }${a.hotPath ? "" : "; maps per buffer, not a hot path"})`,
     );
   }
   return lines.join("\n");

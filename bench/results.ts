@@ -88,6 +88,8 @@ export type Target = z.infer<typeof TargetSchema>;
 /** Allocation measured per chain over N steady-state round trips. */
 export const AllocSchema = z.strictObject({
   name: z.string(),
+  /** True when the case runs only hot-path code and is held to zero allocation per chain. */
+  hotPath: z.boolean(),
   /** Heap bytes per chain, or null when inconclusive (a GC ran during every try). */
   bytesPerChain: finite.nullable(),
   chains: z.int().min(1),

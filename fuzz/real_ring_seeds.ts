@@ -15,7 +15,14 @@
 
 import fc from "fast-check";
 import { fixturesDir, readFixture } from "../tools/fixture_files.ts";
-import { extractSeedRings, type SeedRingState } from "../src/inspect/seeds.ts";
+import {
+  extractSeedRings,
+  seedMemory,
+  seedQueueSpec,
+  type SeedRingState,
+} from "../src/inspect/seeds.ts";
+import { inspectQueue, type QueueReport } from "../src/inspect/inspect_queue.ts";
+import { OracleFailure } from "./target.ts";
 
 /** Where a corruption lands. */
 export type SeedArea = "desc" | "driver" | "device" | "table";
@@ -139,4 +146,34 @@ export function applyCorruption(seed: SeedRingState, c: SeedCorruption): SeedRin
   else if (c.width === 2) dv.setUint16(c.offset, c.value & 0xffff, true);
   else dv.setUint32(c.offset, c.value >>> 0, true);
   return s;
+}
+
+/**
+ * Runs one mutant of a real ring through our device engine (from the seed's device position)
+ * and the inspector's independent walker, in a self-contained memory ({@link seedMemory}).
+ * Oracle: nothing throws outside the catalogue (the inspector turns every `VirtqError` into a
+ * report entry), and the engine and the walker agree on every chain and on the first error.
+ * @returns the inspection report.
+ * @throws OracleFailure `engine-walker-disagree` naming the seed, field and value.
+ */
+export function checkRealRingMutant(seed: SeedRingState, c: SeedCorruption): QueueReport {
+  const s = applyCorruption(seed, c);
+  const r = inspectQueue(seedQueueSpec(s), {
+    memory: seedMemory(s),
+    ramSize: s.ramSize,
+    devicePosition: {
+      lastAvailIdx: s.lastAvailIdx,
+      usedIdx: s.usedIdx,
+      availWrap: s.availWrap,
+      usedWrap: s.usedWrap,
+    },
+  });
+  const mism = r.engine?.mismatches ?? ["the engine did not run"];
+  if (mism.length > 0) {
+    throw new OracleFailure(
+      "engine-walker-disagree",
+      `${seed.name} with ${c.field} = 0x${c.value.toString(16)}: ${mism.join("; ")}`,
+    );
+  }
+  return r;
 }

@@ -1,7 +1,7 @@
-import { assert, assertEquals } from "@std/assert";
+import { assert, assertEquals, assertRejects } from "@std/assert";
 import { BASE, caseName, type CaseParams } from "../bench/cases.ts";
 import { createBenchable } from "../bench/engines.ts";
-import { familyOf, LocalMeasurer } from "../bench/measurer.ts";
+import { familyOf, LocalMeasurer, WorkerMeasurer } from "../bench/measurer.ts";
 import { foldRounds, runCases } from "../bench/runner.ts";
 import { parseResults } from "../bench/results.ts";
 import { results } from "./bench_fixture.ts";
@@ -40,4 +40,27 @@ Deno.test("runner: a tiny run yields schema-valid results with throughput filled
   parseResults(results(rs), "run");
   assertEquals(familyOf(sol), "reference");
   assertEquals(familyOf({ ...BASE, dma: "iommu-lazy" }), "split/iommu-lazy");
+});
+
+Deno.test("runner: worker isolates answer prepare, measure, counters and alloc", async () => {
+  const m = new WorkerMeasurer();
+  try {
+    const split: CaseParams = { ...BASE, batch: 4 };
+    const hit: CaseParams = { ...BASE, batch: 4, dma: "iommu-hit" };
+    const rs = await runCases([split, hit], m, { rounds: 1, timeMs: 2, progress: () => {} });
+    assertEquals(rs.map((r) => r.name), [caseName(split), caseName(hit)]);
+    // iommu-hit: one IOTLB hit per chain (one descriptor each), no misses in steady state
+    assertEquals(rs[1].counters["iotlbHits"], 4);
+    assertEquals(rs[1].counters["iotlbMisses"], 0);
+    assertEquals(rs[0].counters, {});
+    const a = await m.alloc(split);
+    assertEquals(a.name, caseName(split));
+    await assertRejects(
+      () => m.prepare({ ...BASE, dma: "warp-drive" }, 1),
+      Error,
+      "unknown bench DMA mode warp-drive",
+    );
+  } finally {
+    m.close();
+  }
 });

@@ -46,6 +46,7 @@ Deno.test("targets: speed-of-light ratio, flatness and fit from synthetic result
     bytesPerChain: 0,
     chains: 100,
     forcedGc: true,
+    hotPath: true,
   }], {
     invalidationNs: 1000,
     requestNs: 5000,

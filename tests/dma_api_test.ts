@@ -1,5 +1,6 @@
 import { assertEquals, assertThrows } from "@std/assert";
 import { GuestMemory } from "../src/memory/guest_memory.ts";
+import { MemoryFault } from "../src/memory/fault.ts";
 import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, DmaFault, DmaMapError } from "../src/dma/errors.ts";
 import {
   DMA_BIDIRECTIONAL,
@@ -10,6 +11,7 @@ import {
 import { IovaAllocator } from "../src/dma/iova_allocator.ts";
 import { DirectDmaApi } from "../src/dma/direct_api.ts";
 import { Iommu, X86_MSI_REGION } from "../src/dma/iommu.ts";
+import { IoPageWalk } from "../src/dma/page_table.ts";
 import { IommuDmaApi } from "../src/dma/iommu_api.ts";
 import { FakeClock } from "../src/dma/clock.ts";
 import { FlushQueue } from "../src/dma/flush_queue.ts";
@@ -28,14 +30,16 @@ Deno.test("iova allocator: top-down below the limit, size-aligned, reserved rang
   assertEquals(a.alloc(1, lim), lim - 2);
   assertEquals(a.alloc(4, lim), lim - 8); // aligned to 4 pages: 0xffff8000..0xffffb000
   assertEquals(a.alloc(3, lim), lim - 12); // 3 pages aligned to 4
-  assertEquals(a.alloc(1, lim), lim - 3); // fills the hole below the first two
+  // Linux searches below the cached node (the last allocation), not from the top again:
+  assertEquals(a.alloc(1, lim), lim - 13); // not the hole at lim-4..lim-3
   assertEquals(a.free(lim - 8), true);
   assertEquals(a.free(lim - 8), false);
-  assertEquals(a.alloc(2, lim), lim - 6);
+  // freeing above the cached node moves it up to the next range (lim-2): the hole is found
+  assertEquals(a.alloc(2, lim), lim - 4);
   const b = new IovaAllocator();
   b.reserve(0xfee00, 0xfeeff); // MSI window
-  assertEquals(b.alloc(0x200, 0xfef00), 0xfec00); // below the reserved window
   assertEquals(b.alloc(0x100, 0xfff00), 0xffe00);
+  assertEquals(b.alloc(0x200, 0xfef00), 0xfec00); // below the reserved window
   const c = new IovaAllocator();
   assertEquals(c.alloc(2, 4), 2);
   assertEquals(c.alloc(1, 4), 1); // startPfn 1: IOVA 0 never handed out
@@ -250,4 +254,47 @@ Deno.test("swiotlb inside an IOMMU domain: slot mapped through dma-iommu", () =>
     assertThrows(() => iommu.endpoint(domain).translate(bus, 1, R, t), DmaFault).reason,
     "unmapped",
   );
+});
+
+Deno.test("iommu: a 2 MiB-aligned buffer is mapped with one 2 MiB leaf (pgsize selection)", () => {
+  const { api, domain, ep, t, iommu } = iommuSetup("strict");
+  const bus = api.map(0x20_0000, 0x20_0000, DMA_BIDIRECTIONAL) as number;
+  assertEquals(bus % 0x20_0000, 0); // IOVA size-aligned
+  const w = new IoPageWalk();
+  assertEquals(domain.table!.walk(bus, w), true);
+  assertEquals([w.level, w.pageSize, w.pageGpa], [2, 0x20_0000, 0x20_0000]);
+  ep.translate(bus + 0x1234, 0x10_0000, W, t);
+  assertEquals([t.gpa, t.length], [0x20_1234, 0x10_0000]);
+  ep.translate(bus + 0x1f_0000, 0x100, R, t);
+  assertEquals(iommu.iotlb.size, 1); // one IOTLB entry covers the whole 2 MiB page
+  api.unmap(bus, 0x20_0000, DMA_BIDIRECTIONAL);
+  assertEquals(iommu.iotlb.size, 0);
+});
+
+Deno.test("swiotlb force=false: bounces only what dma-direct refuses (small DMA mask)", () => {
+  const mem = GuestMemory.flat(0x100_0000);
+  const api = new SwiotlbDmaApi({
+    memory: mem,
+    poolGpa: 0x10_0000,
+    poolSize: 0x4_0000,
+    inner: new DirectDmaApi({ mask: 0x7f_ffff }),
+    force: false,
+  });
+  assertEquals(api.map(0x1000, 16, DMA_TO_DEVICE), 0x1000); // below the mask: direct
+  mem.write(0x90_0000, new Uint8Array([1, 2, 3]));
+  const b = api.map(0x90_0000, 3, DMA_BIDIRECTIONAL) as number; // above the mask: bounced
+  assertEquals(b, 0x10_0000);
+  assertEquals([...mem.view(b, 3)], [1, 2, 3]);
+  mem.writeU8(b, 9);
+  api.unmap(b, 3, DMA_BIDIRECTIONAL);
+  assertEquals(mem.readU8(0x90_0000), 9);
+  api.unmap(0x1000, 16, DMA_TO_DEVICE); // direct: no-op
+  assertEquals([api.stats.direct, api.stats.bounced, api.usedSlots], [1, 1, 0]);
+});
+
+Deno.test("swiotlb: a buffer outside guest RAM is refused without leaking slots (fuzz regression)", () => {
+  const { api } = bounceSetup();
+  assertEquals(mapErr(() => api.map(2 ** 52 - 4096, 8192, DMA_TO_DEVICE)).reason, "mask");
+  assertThrows(() => api.map(0x200_0000, 64, DMA_TO_DEVICE), MemoryFault); // a hole in RAM
+  assertEquals(api.usedSlots, 0);
 });

@@ -68,3 +68,15 @@ Deno.test("E10 vs E11: a confidential guest must bounce through shared pages", (
   assertEquals(bounce.devices[0].driverApi, "swiotlb > dma-direct");
   assertEquals(bounce.devices[0].observed.verdict, "ok");
 });
+
+Deno.test("E11: an exhausted bounce pool is a mapping error, not corruption", () => {
+  const r = resolveTopology(parseTopology(PRESETS["sev-guest-swiotlb-pool-exhausted"]));
+  assertEquals(r.devices[0].observed.reason, "pool-exhausted");
+});
+
+Deno.test("warnings: ORDER_PLATFORM not negotiated (E20), vhost IOTLB without a vIOMMU (E7)", () => {
+  const e20 = resolveTopology(parseTopology(PRESETS["virtio-card-without-order-platform"]));
+  assert(e20.devices[0].warnings.some((w) => w.includes("ORDER_PLATFORM")));
+  const e7 = resolveTopology(parseTopology(PRESETS["q35-vhost-iommu-platform-no-viommu"]));
+  assert(e7.devices[0].warnings.some((w) => w.includes("device IOTLB")));
+});

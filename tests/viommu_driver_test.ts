@@ -13,6 +13,8 @@ import {
   VIOMMU_TRANSPORT_STAGING_BYTES,
   ViommuIovaAllocator,
   viommuQueuesFootprint,
+  type ViommuSubmission,
+  type ViommuTransport,
   VIRTIO_IOMMU_F_PROBE,
   VIRTIO_IOMMU_MAP_F_READ,
   VIRTIO_IOMMU_MAP_F_WRITE,
@@ -217,4 +219,23 @@ Deno.test("viommu long-lived mapping: one MAP at init, buffers inside need no re
   const other = s.api.map(0x40000, 0x10, DMA_TO_DEVICE);
   s.api.unmap(other, 0x10, DMA_TO_DEVICE);
   assertEquals(s.transport.requests, requests + 2);
+});
+
+Deno.test("viommu driver: a device answering used length 0 is a transport error", () => {
+  const silent: ViommuTransport = {
+    name: "silent",
+    requests: 0,
+    batches: 0,
+    submit(batch: readonly ViommuSubmission[]) {
+      for (const s of batch) s.used = 0;
+    },
+    submitOne() {
+      return 0;
+    },
+  };
+  const e = assertThrows(
+    () => createViommuStack({ memory: mem(), stagingGpa: STAGING, transport: () => silent }),
+    DmaMapError,
+  );
+  assertEquals([e.reason, e.message.includes("PROBE: used length 0")], ["transport", true]);
 });

@@ -22,7 +22,12 @@ export function repoRoot(): string {
 
 /** The fixtures directory: `$VIRTQ_FIXTURES_DIR`, else `<repo>/../shared/fixtures/qemu-7.2-linux-6.1`. */
 export function fixturesDir(): string {
-  const env = Deno.env.get(FIXTURES_ENV);
+  let env: string | undefined;
+  try {
+    env = Deno.env.get(FIXTURES_ENV);
+  } catch {
+    // No --allow-env (e.g. a fuzz worker): the default location.
+  }
   if (env) return env;
   return `${repoRoot()}/../shared/fixtures/qemu-7.2-linux-6.1`;
 }

@@ -210,7 +210,7 @@ function printText(
       : "";
     console.log(
       `  device: last_avail_idx ${p.lastAvailIdx} used_idx ${p.usedIdx}${w} in-use ${p.inUse}` +
-        ` [from ${p.source === "qemu" ? "QEMU's status" : "memory"}]`,
+        ` [from ${p.source === "qemu" ? "QEMU's status" : p.source}]`,
     );
   }
   console.log(`  outstanding (device-side decode): ${r.outstanding.length} chain(s)`);

@@ -29,6 +29,7 @@ import { type DmaDirection, DmaTranslation } from "../../src/dma/types.ts";
 import { FakeClock } from "../../src/dma/clock.ts";
 import { MemoryFault } from "../../src/memory/fault.ts";
 import type { U64 } from "../../src/memory/u64.ts";
+import { noteError } from "../observe.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 
 /** One step of a {@link DmaModesInput}. */
@@ -40,7 +41,8 @@ export type DmaOp =
   | { k: "write"; which: number; off: number; len: number }
   | { k: "probe"; page: number; off: number; write: boolean }
   | { k: "dead"; which: number; off: number; unmap: boolean }
-  | { k: "tick"; ms: number };
+  | { k: "tick"; ms: number }
+  | { k: "hostile"; kind: number };
 
 /** Input of the `dma-modes` target. */
 export interface DmaModesInput {
@@ -108,6 +110,7 @@ const opSchema = z.discriminatedUnion("k", [
     unmap: z.boolean(),
   }),
   z.strictObject({ k: z.literal("tick"), ms: z.number().min(0).max(1000) }),
+  z.strictObject({ k: z.literal("hostile"), kind: z.int().min(0).max(3) }),
 ]);
 const inputSchema = z.strictObject({
   mode: z.enum(DMA_MODE_NAMES),
@@ -257,6 +260,7 @@ export function runDmaModes(input: DmaModesInput): DmaModesReport {
             (e.reason === "pool-exhausted" || e.reason === "iova-exhausted")
           ) {
             report.mapRefusals++;
+            noteError(e);
             break;
           }
           throw new OracleFailure(
@@ -375,6 +379,7 @@ export function runDmaModes(input: DmaModesInput): DmaModesReport {
           } catch (e) {
             threw = e;
           }
+          if (threw !== null) noteError(threw);
           if (tracks(mode) && !(threw instanceof DmaMapError && threw.reason === "not-mapped")) {
             throw new OracleFailure(
               "isolation",
@@ -388,11 +393,48 @@ export function runDmaModes(input: DmaModesInput): DmaModesReport {
         clock.advance(op.ms);
         mode.tick();
         break;
+      case "hostile":
+        hostile(op.kind);
+        break;
+    }
+  }
+
+  // Edge inputs whose only acceptable outcome is success or a catalogued error.
+  function hostile(kind: number): void {
+    if (kind === 0) {
+      // the x86 MSI doorbell window: reserved in IOMMU modes
+      const r = deviceAccess(0xfee0_0000, 4, true, null);
+      if (!r.ok) noteError(r.fault);
+      else if (mode.iommu !== null) {
+        throw new OracleFailure(
+          "isolation",
+          `${input.mode}: DMA write to the MSI window succeeded`,
+        );
+      }
+    } else if (kind === 1) {
+      // the last byte of the 64-bit bus space, two bytes long: wraps
+      const r = deviceAccess(2n ** 64n - 1n, 2, false, null);
+      if (r.ok) throw new OracleFailure("isolation", `${input.mode}: a wrapping access succeeded`);
+      noteError(r.fault);
+    } else {
+      // kind 2: a mapping larger than one bounce can hold; kind 3: a buffer beyond 2^52
+      const [gpa, len] = kind === 2 ? [0, 300 * 1024] : [2 ** 52 - 4096, 8192];
+      try {
+        const bus = guard("hostile map", () => mode.api.map(gpa, len, 1));
+        if (kind === 3) {
+          throw new OracleFailure("map-accepted", `${input.mode}: a buffer beyond 2^52 was mapped`);
+        }
+        guard("hostile unmap", () => mode.api.unmap(bus, len, 1));
+      } catch (e) {
+        if (e instanceof OracleFailure) throw e;
+        noteError(e);
+      }
     }
   }
 
   function probe(bus: U64, write: boolean): void {
     const r = deviceAccess(bus, 1, write, null);
+    if (!r.ok) noteError(r.fault);
     if (mode.isolation === "page") {
       const covered = inLivePage(bus);
       if (r.ok && !covered) {
@@ -503,6 +545,7 @@ const opArb: fc.Arbitrary<DmaOp> = fc.oneof(
     weight: 1,
     arbitrary: fc.record({ k: fc.constant("tick" as const), ms: fc.constantFrom(0, 1, 5, 10, 11) }),
   },
+  { weight: 1, arbitrary: fc.record({ k: fc.constant("hostile" as const), kind: fc.nat(3) }) },
 );
 
 /** The `dma-modes` fuzz target. */

@@ -6,13 +6,14 @@
 import type { FuzzTarget } from "../target.ts";
 import { splitHostileDriver } from "./split_hostile_driver.ts";
 import { splitHostileDevice } from "./split_hostile_device.ts";
-import { modelSplit } from "./model_split.ts";
+import { modelPacked, modelSplit } from "./model_split.ts";
 import { packedHostileDriver } from "./packed_hostile_driver.ts";
 import { packedHostileDevice } from "./packed_hostile_device.ts";
 import { differential } from "./differential.ts";
 import { dmaModesTarget } from "./dma_modes.ts";
 import { viommuRequestsTarget } from "./viommu_requests.ts";
 import { viommuStackTarget } from "./viommu_stack.ts";
+import { topologyTarget } from "./topology.ts";
 
 /** All registered targets, in `--list` order. */
 // deno-lint-ignore no-explicit-any
@@ -20,10 +21,12 @@ export const TARGETS: readonly FuzzTarget<any>[] = [
   splitHostileDriver,
   splitHostileDevice,
   modelSplit,
+  modelPacked,
   packedHostileDriver,
   packedHostileDevice,
   differential,
   dmaModesTarget,
   viommuRequestsTarget,
   viommuStackTarget,
+  topologyTarget,
 ];

@@ -1,6 +1,7 @@
 /**
- * Fuzz target `model-split`: stateful model-based test of a well-behaved split pair with
- * `fc.commands`, interleaving add / kick / pop / push / flush / get-used / reset.
+ * Fuzz targets `model-split` and `model-packed`: stateful model-based test of a well-behaved
+ * queue pair of either layout with `fc.commands`, interleaving add / kick / pop / push / flush /
+ * get-used / reset. The packed variant also runs Queue Sizes that are not powers of 2.
  *
  * Model: the set of outstanding tokens with the bytes each carries and its writable capacity,
  * and the device's popped-but-not-pushed chains. Oracle: every token comes back exactly once
@@ -17,7 +18,9 @@ import {
   createQueuePair,
   featureMask,
   isVirtqError,
+  type PackedDriverQueue,
   type QueuePair,
+  type RingLayout,
   SgList,
   type SplitDriverQueue,
   VIRTIO_F_EVENT_IDX,
@@ -190,7 +193,7 @@ class ResetCmd implements fc.Command<SplitModel, SplitReal> {
     r.pair.device.reset();
     r.popped.length = 0;
     r.pushedSinceFlush = 0;
-    const drv = r.pair.driver as SplitDriverQueue<number>;
+    const drv = r.pair.driver as SplitDriverQueue<number> | PackedDriverQueue<number>;
     for (let t = drv.detachUnused(); t !== undefined; t = drv.detachUnused()) {
       if (!m.outstanding.delete(t)) fail("token-twice", `detachUnused returned token ${t} again`);
       m.returned.add(t);
@@ -230,9 +233,9 @@ export interface ModelSplitInput {
   cmds: Iterable<fc.Command<SplitModel, SplitReal>>;
 }
 
-function inputArb(replayPath?: string): fc.Arbitrary<ModelSplitInput> {
+function inputArb(layout: RingLayout, replayPath?: string): fc.Arbitrary<ModelSplitInput> {
   return fc.record({
-    size: fc.constantFrom(2, 4, 8, 64),
+    size: layout === "split" ? fc.constantFrom(2, 4, 8, 64) : fc.constantFrom(1, 2, 3, 5, 8, 63),
     indirect: fc.boolean(),
     eventIdx: fc.boolean(),
     inOrder: fc.boolean(),
@@ -241,14 +244,15 @@ function inputArb(replayPath?: string): fc.Arbitrary<ModelSplitInput> {
   }, { noNullPrototype: true });
 }
 
-/** Runs one input (exported for tests). */
-export function runModelSplit(input: ModelSplitInput): void {
+/** Runs one input on `layout` (default split; exported for tests). */
+export function runModelSplit(input: ModelSplitInput, layout: RingLayout = "split"): void {
   const bits = [VIRTIO_F_VERSION_1];
   if (input.indirect) bits.push(VIRTIO_F_INDIRECT_DESC);
   if (input.eventIdx) bits.push(VIRTIO_F_EVENT_IDX);
   if (input.inOrder) bits.push(VIRTIO_F_IN_ORDER);
   const setup = () => {
     const pair = createQueuePair<number>({
+      layout,
       size: input.size,
       features: featureMask(...bits),
       memorySize: (1 << 20) + 64 * SLOT,
@@ -283,23 +287,32 @@ export function runModelSplit(input: ModelSplitInput): void {
   if (r.pair.driver.numFree !== input.size) fail("free-list", `numFree ${r.pair.driver.numFree}`);
 }
 
-/** The `model-split` target (an `fc.commands` target). */
+/** The `model-<layout>` target (an `fc.commands` target). */
 class ModelSplitTarget implements FuzzTarget<ModelSplitInput> {
-  readonly name = "model-split";
-  readonly description =
-    "model-based split pair: add/kick/pop/push/flush/getUsed/reset; every token back once with the device's bytes";
+  readonly name: string;
+  readonly description: string;
   readonly usesCommands = true;
+  readonly #layout: RingLayout;
+  constructor(layout: RingLayout) {
+    this.#layout = layout;
+    this.name = `model-${layout}`;
+    this.description =
+      `model-based ${layout} pair: add/kick/pop/push/flush/getUsed/reset; every token back once with the device's bytes`;
+  }
   arbitrary(): fc.Arbitrary<ModelSplitInput> {
-    return inputArb();
+    return inputArb(this.#layout);
   }
   /** Same arbitrary with fast-check's `replayPath` for exact corpus replays. */
   replayArbitrary(replayPath: string): fc.Arbitrary<ModelSplitInput> {
-    return inputArb(replayPath);
+    return inputArb(this.#layout, replayPath);
   }
   run(input: ModelSplitInput): void {
-    runModelSplit(input);
+    runModelSplit(input, this.#layout);
   }
 }
 
 /** The `model-split` target instance. */
-export const modelSplit: FuzzTarget<ModelSplitInput> = new ModelSplitTarget();
+export const modelSplit: FuzzTarget<ModelSplitInput> = new ModelSplitTarget("split");
+
+/** The `model-packed` target instance: the same model over the packed layout. */
+export const modelPacked: FuzzTarget<ModelSplitInput> = new ModelSplitTarget("packed");

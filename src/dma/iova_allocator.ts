@@ -5,6 +5,9 @@
  * a range of `n` pages to `roundup_pow_of_two(n)` pages), never below `startPfn` (IOVA 0 is never
  * handed out), with reserved ranges (Linux `reserve_iova` for RESV regions such as the MSI window).
  *
+ * Like Linux, a search starts below the *cached node* (the last allocation; a free at or above
+ * it moves it up to the next range) and retries from the limit when that finds nothing, so
+ * IOVAs are handed out in a descending sweep rather than always from the highest gap.
  * Not modelled: the per-CPU range caches (rcaches), which change *which* free range is reused
  * but not the invariants this model checks. Ranges live in sorted plain arrays: allocation and
  * free are O(live ranges) with no per-call allocation beyond array growth.
@@ -15,6 +18,8 @@
 /** Page size of the IOVA granule (4 KiB). */
 export const IOVA_GRANULE = 4096;
 
+/** 4 GiB in pages: limits up to here use the 32-bit cached node (Linux `cached32_node`). */
+const PFN_4G = 2 ** 20;
 /** Range kinds kept by the allocator. */
 const LIVE = 0, RESERVED = 1;
 
@@ -38,6 +43,8 @@ export class IovaAllocator {
   #kind: number[] = [];
   #a: number[] = [];
   #b: number[] = [];
+  /** Cached search start (exclusive top) for limits <= 4 GiB [0] and above [1]. */
+  #cached = [Infinity, Infinity];
 
   /** Creates an empty allocator.
    * @throws RangeError for a negative or non-integer `startPfn`. */
@@ -65,10 +72,27 @@ export class IovaAllocator {
     if (!Number.isSafeInteger(pages) || pages < 1) throw new RangeError(`bad page count ${pages}`);
     let align = 1;
     if (this.sizeAligned) { while (align < pages) align *= 2; }
+    // Linux starts below the cached node (the last allocation, moved up by frees above it) and
+    // retries from the limit when that fails; limits up to 4 GiB and above have separate caches.
+    const c = limitPfn <= PFN_4G ? 0 : 1;
+    const cached = this.#cached[c];
+    if (cached < limitPfn) {
+      const pfn = this.#search(pages, align, cached, a, b);
+      if (pfn >= 0) {
+        this.#cached[c] = pfn;
+        return pfn;
+      }
+    }
+    const pfn = this.#search(pages, align, limitPfn, a, b);
+    if (pfn >= 0) this.#cached[c] = pfn;
+    return pfn;
+  }
+
+  // Highest gap of `pages` (aligned) ending at or below `top` (exclusive); inserts the range.
+  #search(pages: number, align: number, top: number, a: number, b: number): number {
     const lo = this.#lo, hi = this.#hi;
-    let high = limitPfn; // exclusive top of the current gap
-    // index of the last range starting below `high`
-    let i = this.#lastBelow(high);
+    let high = top; // exclusive top of the current gap
+    let i = this.#lastBelow(high); // the last range starting below `high`
     for (;;) {
       const bottom = i >= 0 ? hi[i] + 1 : this.startPfn;
       if (high - bottom >= pages) {
@@ -132,6 +156,10 @@ export class IovaAllocator {
   free(pfn: number): boolean {
     const i = this.findStart(pfn);
     if (i < 0) return false;
+    // Linux __cached_rbnode_delete_update: freeing at or above the cached node moves the cache
+    // up to the next higher range, so the freed space is searched first next time.
+    const next = i + 1 < this.#lo.length ? this.#lo[i + 1] : Infinity;
+    for (let c = 0; c < 2; c++) if (pfn >= this.#cached[c]) this.#cached[c] = next;
     this.#lo.splice(i, 1);
     this.#hi.splice(i, 1);
     this.#kind.splice(i, 1);

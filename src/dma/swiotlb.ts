@@ -160,7 +160,8 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   /**
    * Maps a streaming buffer: bounces it into fresh slots (copying the original in) and maps the
    * slots through the inner API.
-   * @throws DmaMapError `too-large` (> 256 KiB), `pool-exhausted`, or the inner API's error.
+   * @throws DmaMapError `mask` (beyond 2^52), `too-large` (> 256 KiB), `pool-exhausted`, or the
+   * inner API's error; MemoryFault when the buffer is not guest RAM (no slot is kept).
    */
   map(gpa: number, length: number, dir: DmaDirection): U64 {
     if (!this.force) {
@@ -171,6 +172,9 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
       } catch (e) {
         if (!(e instanceof DmaMapError) || (e.reason !== "mask" && e.reason !== "window")) throw e;
       }
+    }
+    if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa + length > 2 ** 52) {
+      throw new DmaMapError("mask", gpa, length, this.name, "beyond 2^52");
     }
     if (length > SWIOTLB_MAX_MAPPING) {
       throw new DmaMapError(
@@ -195,11 +199,12 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     }
     this.#take(idx, n, gpa, length);
     const slotGpa = this.poolGpa + idx * IO_TLB_SIZE;
-    if (length > 0) {
-      this.#memory.copy(slotGpa, gpa, length); // swiotlb_bounce(..., DMA_TO_DEVICE) on map
-      this.stats.bytesToSlot += length;
-    }
     try {
+      if (length > 0) {
+        // swiotlb_bounce(..., DMA_TO_DEVICE) on map; a buffer outside guest RAM is a MemoryFault
+        this.#memory.copy(slotGpa, gpa, length);
+        this.stats.bytesToSlot += length;
+      }
       const bus = this.inner.map(slotGpa, length, dir);
       this.stats.bounced++;
       return bus;

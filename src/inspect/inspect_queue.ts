@@ -10,6 +10,8 @@
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import type { DmaAddressSpace } from "../dma/types.ts";
 import { IdentityAddressSpace } from "../dma/identity.ts";
+import { DmaFault } from "../dma/errors.ts";
+import { MemoryFault } from "../memory/fault.ts";
 import type { U64 } from "../memory/u64.ts";
 import type { RingLayout } from "../virtio/queue.ts";
 import { VIRTQ_DESC_SIZE } from "../virtio/constants.ts";
@@ -63,6 +65,17 @@ export interface InspectOptions {
    * status) or `"memory"` (inferred from the rings alone, assuming nothing is in flight).
    */
   positions?: "qemu" | "memory";
+  /**
+   * The device's position, when the caller knows it (e.g. a fuzz seed); overrides `positions`.
+   * Split: free-running indices; packed: slots and wrap counters.
+   */
+  devicePosition?: {
+    lastAvailIdx: number;
+    usedIdx: number;
+    availWrap?: number;
+    usedWrap?: number;
+    inUse?: number;
+  };
 }
 
 /** The device's position in the ring. */
@@ -77,8 +90,8 @@ export interface DevicePosition {
   usedWrap?: number;
   /** Chains popped and not yet used. */
   inUse: number;
-  /** Where the numbers come from. */
-  source: "qemu" | "memory";
+  /** Where the numbers come from (`given`: {@link InspectOptions.devicePosition}). */
+  source: "qemu" | "memory" | "given";
   /** Packed inference quality (see {@link PackedPositionGuess.basis}). */
   basis?: PackedPositionGuess["basis"];
 }
@@ -95,6 +108,14 @@ export interface UsedEntry {
   wrap?: number;
   /** Driver-side validation error, or `null`. */
   error: DecodeError | null;
+  /**
+   * Split: the chain at head `id` as the descriptor table holds it now (the driver's last use of
+   * that head; `reused` when an outstanding chain took the head since). Packed: absent (the
+   * device overwrote the used slot's `len`, `id` and `flags`).
+   */
+  chain?: DecodedChain;
+  /** Split: true when the head now belongs to an outstanding chain. */
+  reused?: boolean;
 }
 
 /** The inspection of one queue. */
@@ -198,9 +219,9 @@ export function inspectQueue(spec: QueueSpec, opts: InspectOptions): QueueReport
     if (spec.layout === "split") inspectSplit(spec, opts, dma, useQemu, report);
     else inspectPacked(spec, opts, dma, useQemu, report);
   } catch (e) {
-    report.errors.push(
-      decodeError("RING_UNMAPPED", `ring areas not readable: ${(e as Error).message}`),
-    );
+    // Only an unreachable ring area is a finding; anything else is a bug here: rethrow.
+    if (!(e instanceof MemoryFault || e instanceof DmaFault)) throw e;
+    report.errors.push(decodeError("RING_UNMAPPED", `ring areas not readable: ${e.message}`));
   }
   if (report.position !== undefined) crossCheckEngine(spec, opts, dma, report);
   for (const c of report.outstanding) if (c.error) report.errors.push(c.error);
@@ -237,7 +258,15 @@ function inspectSplit(
     eventIdx: st.eventIdx,
   };
   const q = spec.qemuStatus;
-  const pos: DevicePosition = useQemu && q && q["last-avail-idx"] !== undefined
+  const given = opts.devicePosition;
+  const pos: DevicePosition = given
+    ? {
+      lastAvailIdx: given.lastAvailIdx,
+      usedIdx: given.usedIdx,
+      inUse: given.inUse ?? 0,
+      source: "given",
+    }
+    : useQemu && q && q["last-avail-idx"] !== undefined
     ? { lastAvailIdx: q["last-avail-idx"], usedIdx: q["used-idx"], inUse: q.inuse, source: "qemu" }
     : { lastAvailIdx: st.usedIdx, usedIdx: st.usedIdx, inUse: 0, source: "memory" };
   report.position = pos;
@@ -284,16 +313,36 @@ function inspectSplit(
   // Older slots than used idx - N were overwritten; below N only `used idx` were ever written
   // (unless the index wrapped 2^16, which the image cannot tell).
   const count = Math.min(n, st.usedIdx);
+  const outstandingHeads = new Set(report.outstanding.map((c) => c.head));
   for (let k = count; k >= 1; k--) {
     const p = (st.usedIdx - k) & 0xffff;
     const e = view.usedElem(p);
+    let error: DecodeError | null = null;
+    let chain: DecodedChain | undefined;
+    if (e.id < n) chain = view.decodeChain(e.id, p);
+    if (e.id >= n) {
+      // §2.7.8: the id is a head index below Queue Size (Linux BAD_RING "id %u out of range").
+      error = decodeError("USED_ID_OUT_OF_RANGE", `used position ${p} names id ${e.id} >= ${n}`, p);
+    } else if (!outstandingHeads.has(e.id)) {
+      // §2.7.8.1: len counts bytes written into the writable part. Only checked when the head's
+      // descriptors were not re-used for an outstanding chain since (else they describe another
+      // buffer); a freed chain's descriptors are still the driver's last ones for that head.
+      const c = chain!;
+      if (c.error === null && e.len > c.writableBytes) {
+        error = decodeError(
+          "USED_LEN_EXCEEDS_CAPACITY",
+          `used position ${p}: len ${e.len} > ${c.writableBytes} writable bytes of head ${e.id}`,
+          p,
+        );
+      }
+    }
     report.completed.push({
       position: p,
       id: e.id,
       len: e.len,
-      error: e.id >= n
-        ? decodeError("USED_ID_OUT_OF_RANGE", `used position ${p} names id ${e.id} >= ${n}`, p)
-        : null,
+      error,
+      chain,
+      reused: e.id < n ? outstandingHeads.has(e.id) : undefined,
     });
   }
 }
@@ -320,7 +369,18 @@ function inspectPacked(
   report.packed = { driverEvent: view.driverEvent, deviceEvent: view.deviceEvent, inferred: guess };
   const q = spec.qemuStatus;
   let pos: DevicePosition;
-  if (useQemu && q && q["last-avail-idx"] !== undefined) {
+  const given = opts.devicePosition;
+  if (given) {
+    pos = {
+      lastAvailIdx: given.lastAvailIdx,
+      usedIdx: given.usedIdx,
+      availWrap: given.availWrap ?? 1,
+      usedWrap: given.usedWrap ?? 1,
+      inUse: given.inUse ?? 0,
+      source: "given",
+      basis: guess.basis,
+    };
+  } else if (useQemu && q && q["last-avail-idx"] !== undefined) {
     // QEMU does not report wrap counters: take them from the inference, re-based on QEMU's slots.
     // The used position lies within one lap behind the driver's position (§2.8.21).
     const u = q["used-idx"];

@@ -7,7 +7,7 @@
 
 import { hex64, type U64 } from "../memory/u64.ts";
 import type { DecodedChain, DecodedDescriptor } from "./decoded_chain.ts";
-import type { QueueReport } from "./inspect_queue.ts";
+import type { QueueReport, UsedEntry } from "./inspect_queue.ts";
 
 /** A descriptor in JSON form (`addr` as a hex string). */
 export type DescriptorJson = Omit<DecodedDescriptor, "addr"> & { addr: string };
@@ -18,13 +18,17 @@ export type ChainJson = Omit<DecodedChain, "descriptors" | "indirect"> & {
   indirect: DescriptorJson | null;
 };
 
+/** A used entry in JSON form. */
+export type UsedEntryJson = Omit<UsedEntry, "chain"> & { chain?: ChainJson };
+
 /** A queue report in JSON form. */
 export type QueueReportJson =
-  & Omit<QueueReport, "features" | "areas" | "outstanding">
+  & Omit<QueueReport, "features" | "areas" | "outstanding" | "completed">
   & {
     features: string;
     areas: Record<"desc" | "driver" | "device", { addr: string; bytes: number }>;
     outstanding: ChainJson[];
+    completed: UsedEntryJson[];
   };
 
 const hex = (v: U64): string => hex64(v);
@@ -43,10 +47,15 @@ export function queueReportToJson(r: QueueReport): QueueReportJson {
       driver: { addr: hex(r.areas.driver.addr), bytes: r.areas.driver.bytes },
       device: { addr: hex(r.areas.device.addr), bytes: r.areas.device.bytes },
     },
-    outstanding: r.outstanding.map((c) => ({
-      ...c,
-      descriptors: c.descriptors.map(descJson),
-      indirect: c.indirect ? descJson(c.indirect) : null,
-    })),
+    outstanding: r.outstanding.map(chainJson),
+    completed: r.completed.map((u) => ({ ...u, chain: u.chain ? chainJson(u.chain) : undefined })),
+  };
+}
+
+function chainJson(c: DecodedChain): ChainJson {
+  return {
+    ...c,
+    descriptors: c.descriptors.map(descJson),
+    indirect: c.indirect ? descJson(c.indirect) : null,
   };
 }

@@ -17,12 +17,13 @@
  * @module
  */
 
-import type { GuestMemory } from "../memory/guest_memory.ts";
 import { type U64, u64Compare } from "../memory/u64.ts";
 import type { RingLayout, VirtqueueAddresses } from "../virtio/queue.ts";
 import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_SIZE } from "../virtio/constants.ts";
+import { GUEST_PAGE_SIZE, GuestMemory } from "../memory/guest_memory.ts";
 import type { Fixture } from "./fixture.ts";
-import { inspectQueue } from "./inspect_queue.ts";
+import type { DecodedChain } from "./decoded_chain.ts";
+import { inspectQueue, type QueueSpec } from "./inspect_queue.ts";
 import { splitAreaSizes } from "./split_view.ts";
 
 /** One real ring state, as bytes (all little-endian, as in guest memory). */
@@ -54,6 +55,16 @@ export interface SeedRingState {
   indirectTables: { addr: U64; bytes: Uint8Array }[];
   /** Number of outstanding chains our device engine pops from this state. */
   outstanding: number;
+  /** The ring's original descriptor area address (a GPA). */
+  descAddr: number;
+  /** The original driver area address. */
+  driverAddr: number;
+  /** The original device area address. */
+  deviceAddr: number;
+  /** Guest RAM size of the capture, bytes. */
+  ramSize: number;
+  /** GPAs of the 4 KiB pages the outstanding chains' buffers touch (contents not kept). */
+  bufferPages: number[];
 }
 
 /**
@@ -102,6 +113,11 @@ export function extractSeedRings(fixture: Fixture, source: string): SeedRingStat
       usedWrap: r.position?.usedWrap ?? 0,
       indirectTables: tables,
       outstanding: r.outstanding.length,
+      descAddr: q.descAddr,
+      driverAddr: q.driverAddr,
+      deviceAddr: q.deviceAddr,
+      ramSize: fixture.ramSize,
+      bufferPages: bufferPagesOf(r.outstanding, m),
     });
   }
   return out;
@@ -150,4 +166,69 @@ export function placeSeedRing(
     }
   }
   return { descAddr: at.descGpa, driverAddr: at.driverGpa, deviceAddr: at.deviceGpa };
+}
+
+function bufferPagesOf(chains: readonly DecodedChain[], m: GuestMemory): number[] {
+  const pages = new Set<number>();
+  for (const c of chains) {
+    for (const d of c.descriptors) {
+      if (typeof d.addr !== "number" || d.len === 0) continue;
+      const first = Math.floor(d.addr / GUEST_PAGE_SIZE);
+      const last = Math.floor((d.addr + d.len - 1) / GUEST_PAGE_SIZE);
+      for (let p = first; p <= last && p - first < 64; p++) {
+        const gpa = p * GUEST_PAGE_SIZE;
+        if (m.contains(gpa, GUEST_PAGE_SIZE)) pages.add(gpa);
+      }
+    }
+  }
+  return [...pages].sort((a, b) => a - b);
+}
+
+/**
+ * A self-contained guest memory for a seed: its ring areas and indirect tables at their original
+ * addresses, and zero-filled pages where the outstanding buffers were (the device only needs
+ * them to exist). Every other page is absent. Cold path: allocates a few hundred KiB.
+ */
+export function seedMemory(seed: SeedRingState): GuestMemory {
+  const pages = new Set<number>(seed.bufferPages);
+  const cover = (gpa: number, len: number) => {
+    for (let p = Math.floor(gpa / GUEST_PAGE_SIZE); p * GUEST_PAGE_SIZE < gpa + len; p++) {
+      pages.add(p * GUEST_PAGE_SIZE);
+    }
+  };
+  cover(seed.descAddr, seed.descTable.length);
+  cover(seed.driverAddr, seed.driverArea.length);
+  cover(seed.deviceAddr, seed.deviceArea.length);
+  for (const t of seed.indirectTables) cover(Number(t.addr), t.bytes.length);
+  const sorted = [...pages].sort((a, b) => a - b);
+  const m = new GuestMemory();
+  for (let k = 0; k < sorted.length;) {
+    let end = k + 1;
+    while (end < sorted.length && sorted[end] === sorted[end - 1] + GUEST_PAGE_SIZE) end++;
+    m.addRegion({ gpa: sorted[k], size: (end - k) * GUEST_PAGE_SIZE });
+    k = end;
+  }
+  placeSeedRing(seed, m, {
+    descGpa: seed.descAddr,
+    driverGpa: seed.driverAddr,
+    deviceGpa: seed.deviceAddr,
+  });
+  for (const t of seed.indirectTables) m.write(Number(t.addr), t.bytes);
+  return m;
+}
+
+/** The queue description of a seed at its original addresses, for {@link inspectQueue}. */
+export function seedQueueSpec(seed: SeedRingState): QueueSpec {
+  const [, device = "seed", queue = "0"] = seed.name.split("/");
+  return {
+    device,
+    path: seed.name,
+    queue: Number(queue),
+    size: seed.size,
+    layout: seed.layout,
+    descAddr: seed.descAddr,
+    driverAddr: seed.driverAddr,
+    deviceAddr: seed.deviceAddr,
+    features: seed.features,
+  };
 }

@@ -53,7 +53,10 @@ function explainDevice(d: DeviceResolution): string[] {
     o.push("  driver view (GPA -> bus address):");
     for (const l of p.driverLayers) o.push(`    [${l.mode}] ${l.kind}: ${l.why}`);
     o.push("  device view (bus address -> GPA):");
-    for (const l of p.deviceLayers) o.push(`    ${l.kind}: ${l.why}`);
+    for (const l of p.deviceLayers) {
+      const what = l.kind === "iommu" ? `iommu ${l.iommu} (${l.state})` : l.kind;
+      o.push(`    ${what}: ${l.why}`);
+    }
     o.push("  one DMA, layer by layer:");
     for (const s of d.trace) {
       const arrow = s.side === "driver" ? "map" : "xlate";
@@ -68,7 +71,7 @@ function explainDevice(d: DeviceResolution): string[] {
   o.push(
     `  verdict (rings):     ${d.observed.verdict.toUpperCase()}${
       d.observed.layer ? ` at ${d.observed.layer}` : ""
-    } - ${d.observed.detail}`,
+    }${d.observed.reason ? ` (${d.observed.reason})` : ""} - ${d.observed.detail}`,
   );
   if (!predictionHolds(d)) {
     o.push(

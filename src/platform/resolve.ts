@@ -39,6 +39,9 @@ import { SgList } from "../virtio/sg_list.ts";
 import { featureBit, VIRTIO_F_RING_PACKED } from "../virtio/features.ts";
 import { VirtqError } from "../virtio/errors.ts";
 import { createQueuePair } from "../virtio/pair.ts";
+import type { DeviceQueue, DriverQueue } from "../virtio/queue.ts";
+import { PackedDriverQueue } from "../virtio/packed/driver.ts";
+import { PackedDeviceQueue } from "../virtio/packed/device.ts";
 import { VirtioIommuDevice } from "../devices/virtio_iommu/device.ts";
 import { VirtioIommuDmaApi } from "../devices/virtio_iommu/driver_api.ts";
 import { decodeViommuConfig } from "../devices/virtio_iommu/config.ts";
@@ -99,6 +102,8 @@ export interface Outcome {
   layer: string | null;
   /** One line: what happened. */
   detail: string;
+  /** For `fault`: the `DmaFault` / `DmaMapError` reason (`unmapped`, `too-large`, ...), if any. */
+  reason?: string;
 }
 
 /** The resolution of one device. */
@@ -299,7 +304,7 @@ function build(t: Topology, plan: DevicePlan): Built {
   // virtio-iommu: the device model, and the guest driver's API when it has one.
   let viommu: ViommuParts | null = null;
   const rid = requesterId(plan.device.bdf) ?? 0;
-  const viommuFor = (m: TopologyIommu, withDriver: boolean) => {
+  const viommuFor = (m: TopologyIommu, withDriver: boolean, bypass = false) => {
     if (viommu) return viommu;
     if (m.kind !== "virtio-iommu") throw new Error("not a virtio-iommu");
     const device = new VirtioIommuDevice({
@@ -314,7 +319,7 @@ function build(t: Topology, plan: DevicePlan): Built {
         })),
       }],
       config: {
-        bypass: m.bootBypass ? 1 : 0,
+        bypass: m.bootBypass || bypass ? 1 : 0,
         // The topology's IOVA range is the device's input_range.
         ...(m.iova ? { inputStart: m.iova.start, inputEnd: toU64(BigInt(m.iova.end) - 1n) } : {}),
       },
@@ -419,9 +424,9 @@ function build(t: Topology, plan: DevicePlan): Built {
           const m = iommuOf(l.iommu);
           if (m.kind === "virtio-iommu") {
             if (l.state === "disabled") return new IdentityAddressSpace("virtio-iommu(disabled)");
-            return viommuFor(m, l.state === "dma" || l.state === "identity").device.endpointSpace(
-              rid,
-            );
+            // Pass-through (identity) is modelled as an unattached endpoint with bypass on.
+            return viommuFor(m, l.state === "dma", l.state === "identity").device
+              .endpointSpace(rid);
           }
           const u = unit(m);
           switch (l.state) {
@@ -531,8 +536,12 @@ const align4k = (n: number) => Math.ceil(n / 4096) * 4096;
 function describe(e: unknown): Outcome | null {
   let c: unknown = e;
   while (c instanceof VirtqError && c.cause !== undefined) c = c.cause;
-  if (c instanceof DmaFault) return { verdict: "fault", layer: c.layer, detail: c.message };
-  if (c instanceof DmaMapError) return { verdict: "fault", layer: c.mode, detail: c.message };
+  if (c instanceof DmaFault) {
+    return { verdict: "fault", layer: c.layer, detail: c.message, reason: c.reason };
+  }
+  if (c instanceof DmaMapError) {
+    return { verdict: "fault", layer: c.mode, detail: c.message, reason: c.reason };
+  }
   if (c instanceof MemoryFault) {
     return { verdict: "fault", layer: "memory", detail: `${c.message} (unassigned: no RAM there)` };
   }
@@ -819,6 +828,31 @@ class RecordingApi implements DmaApi {
   }
 }
 
+// The factory does not build packed queues yet: wire the packed classes directly.
+function packedPair(
+  memory: GuestMemory,
+  dma: DmaApi,
+  space: DmaAddressSpace,
+  features: bigint,
+  ringGpa: number,
+): { driver: DriverQueue<number>; device: DeviceQueue } {
+  const driver = new PackedDriverQueue<number>({
+    memory,
+    dma,
+    size: RUN_QUEUE_SIZE,
+    features,
+    ringGpa,
+  });
+  const device = new PackedDeviceQueue({
+    memory,
+    dma: space,
+    size: RUN_QUEUE_SIZE,
+    addresses: driver.addresses,
+    features,
+  });
+  return { driver, device };
+}
+
 function observe(t: Topology, plan: DevicePlan): Outcome {
   const v = build(t, plan);
   const mem = v.sparse.memory;
@@ -833,15 +867,17 @@ function observe(t: Topology, plan: DevicePlan): Outcome {
     (layout === "packed" ? featureBit(VIRTIO_F_RING_PACKED) : 0n);
   const lastLayer = v.spaceLayers.at(-1)!.name;
   try {
-    const pair = createQueuePair<number>({
-      layout,
-      size: RUN_QUEUE_SIZE,
-      features,
-      memory: mem,
-      ringGpa: v.ringGpa,
-      dmaApi: api,
-      dmaSpace: v.space,
-    });
+    const pair = layout === "split"
+      ? createQueuePair<number>({
+        layout,
+        size: RUN_QUEUE_SIZE,
+        features,
+        memory: mem,
+        ringGpa: v.ringGpa,
+        dmaApi: api,
+        dmaSpace: v.space,
+      })
+      : packedPair(mem, api, v.space, features, v.ringGpa);
     pair.driver.add(segments(t, plan, v.bufferGpa), segments(t, plan, wGpa), 1);
     pair.driver.kick();
     if (v.splitUnmap && api.maps.length > 0) v.splitUnmap(api.maps[0].bus, api.maps[0].len);

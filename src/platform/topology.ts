@@ -324,8 +324,8 @@ const guestSchema = z.strictObject({
   forceSwiotlb: z.boolean().default(false),
   /** A per-device restricted-dma-pool (pKVM / CCA) instead of the global swiotlb. */
   restrictedDmaPool: z.boolean().default(false),
-  /** Bounce pool size in slots of 2 KiB (Linux: 64 MiB default; the run needs few). */
-  swiotlbSlots: z.number().int().min(1).max(65536).default(512),
+  /** Bounce pool size in slots of 2 KiB, at most 1024 (Linux: 64 MiB default; a run needs few). */
+  swiotlbSlots: z.number().int().min(1).max(1024).default(512),
   /** Restricted virtio memory access (VERSION_1 + ACCESS_PLATFORM required): `auto` by era. */
   restrictedMemAccess: z.enum(["auto", "enforce", "off"]).default("auto"),
   /** Xen guest uses grant DMA for virtio (`xen,grant-dma`, CONFIG_XEN_VIRTIO_FORCE_GRANT). */

@@ -29,8 +29,14 @@ import sevGuestDeviceWithoutAccessPlatform from "./sev-guest-device-without-acce
 import sevGuestPreEnforcementQuirk from "./sev-guest-pre-enforcement-quirk.json" with {
   type: "json",
 };
+import sevGuestSwiotlbPoolExhausted from "./sev-guest-swiotlb-pool-exhausted.json" with {
+  type: "json",
+};
 import sevGuestSwiotlb from "./sev-guest-swiotlb.json" with { type: "json" };
 import s390ProtectedVirtualizationCcw from "./s390-protected-virtualization-ccw.json" with {
+  type: "json",
+};
+import s390ProtectedVirtualizationWithoutAccessPlatform from "./s390-protected-virtualization-without-access-platform.json" with {
   type: "json",
 };
 import pseriesTceHostIgnoresIommu from "./pseries-tce-host-ignores-iommu.json" with {
@@ -42,6 +48,10 @@ import pseriesTceDriverUsesDmaApi from "./pseries-tce-driver-uses-dma-api.json" 
 import pseriesPefSecureVmSwiotlb from "./pseries-pef-secure-vm-swiotlb.json" with { type: "json" };
 import sparc64Sun4uQuirk from "./sparc64-sun4u-quirk.json" with { type: "json" };
 import xenGuestSwiotlbXen from "./xen-guest-swiotlb-xen.json" with { type: "json" };
+import xenGuestWithQ35Viommu from "./xen-guest-with-q35-viommu.json" with { type: "json" };
+import xenGrantDmaBackendWithoutGrants from "./xen-grant-dma-backend-without-grants.json" with {
+  type: "json",
+};
 import xenGrantDma from "./xen-grant-dma.json" with { type: "json" };
 import baremetalVirtioCardBehindVtd from "./baremetal-virtio-card-behind-vtd.json" with {
   type: "json",
@@ -96,13 +106,18 @@ export const PRESETS: Readonly<Record<string, TopologyInput>> = Object.freeze({
   "sev-vhost-vsock-no-iotlb": sevVhostVsockNoIotlb as TopologyInput,
   "sev-guest-device-without-access-platform": sevGuestDeviceWithoutAccessPlatform as TopologyInput,
   "sev-guest-pre-enforcement-quirk": sevGuestPreEnforcementQuirk as TopologyInput,
+  "sev-guest-swiotlb-pool-exhausted": sevGuestSwiotlbPoolExhausted as TopologyInput,
   "sev-guest-swiotlb": sevGuestSwiotlb as TopologyInput,
   "s390-protected-virtualization-ccw": s390ProtectedVirtualizationCcw as TopologyInput,
+  "s390-protected-virtualization-without-access-platform":
+    s390ProtectedVirtualizationWithoutAccessPlatform as TopologyInput,
   "pseries-tce-host-ignores-iommu": pseriesTceHostIgnoresIommu as TopologyInput,
   "pseries-tce-driver-uses-dma-api": pseriesTceDriverUsesDmaApi as TopologyInput,
   "pseries-pef-secure-vm-swiotlb": pseriesPefSecureVmSwiotlb as TopologyInput,
   "sparc64-sun4u-quirk": sparc64Sun4uQuirk as TopologyInput,
   "xen-guest-swiotlb-xen": xenGuestSwiotlbXen as TopologyInput,
+  "xen-guest-with-q35-viommu": xenGuestWithQ35Viommu as TopologyInput,
+  "xen-grant-dma-backend-without-grants": xenGrantDmaBackendWithoutGrants as TopologyInput,
   "xen-grant-dma": xenGrantDma as TopologyInput,
   "baremetal-virtio-card-behind-vtd": baremetalVirtioCardBehindVtd as TopologyInput,
   "virtio-card-without-order-platform": virtioCardWithoutOrderPlatform as TopologyInput,

@@ -407,7 +407,7 @@ export class PackedDeviceQueue implements DeviceQueue {
       else if (seenWritable) {
         throw new VirtqError("DESC_READABLE_AFTER_WRITABLE", `slot ${pos}`, { index: pos });
       }
-      this.#checkBuffer(lo, hi, len, pos);
+      if (this.#checkBuffer(lo, hi, len, pos)) this.#translate(chain, lo, hi, len, write, pos);
       if ((flags & VIRTQ_DESC_F_NEXT) === 0) break;
       // §2.8.6: a list may wrap the ring end; the wrap counter flips there (#32).
       if (++pos === size) {
@@ -423,7 +423,6 @@ export class PackedDeviceQueue implements DeviceQueue {
         { index: headSlot },
       );
     }
-    this.#translateAll(chain);
     chain.id = id;
     chain.ringDescriptors = count;
     this.#outstandingSlots += count;
@@ -509,14 +508,17 @@ export class PackedDeviceQueue implements DeviceQueue {
           },
         );
       }
-      this.#checkBuffer(alo, ahi, l, i);
+      if (this.#checkBuffer(alo, ahi, l, i)) this.#translate(chain, alo, ahi, l, write, i);
     }
   }
 
-  /** Pass 1 for one buffer descriptor: length policy, chain total, 64-bit wrap. */
-  #checkBuffer(lo: number, hi: number, len: number, index: number): void {
+  /**
+   * Checks one buffer descriptor before translation: length policy, chain total, 64-bit wrap.
+   * @returns false for an allowed zero-length descriptor (nothing to translate).
+   */
+  #checkBuffer(lo: number, hi: number, len: number, index: number): boolean {
     if (len === 0) {
-      if (this.#zeroAllow) return;
+      if (this.#zeroAllow) return false;
       throw new VirtqError("DESC_ZERO_LENGTH", `descriptor ${index}`, { index });
     }
     // §2.8.6 (as §2.7.5.2): a list is at most 2^32 - 1 bytes in total (#14).
@@ -535,26 +537,7 @@ export class PackedDeviceQueue implements DeviceQueue {
         index,
       });
     }
-  }
-
-  /** Pass 2: translates every recorded buffer descriptor into guest memory segments. */
-  #translateAll(chain: PackedChain): void {
-    const n = chain.descCount;
-    for (let i = 0; i < n; i++) {
-      const f = chain.descFlags[i];
-      const len = chain.descLen[i];
-      if (len === 0 || ((f & VIRTQ_DESC_F_INDIRECT) !== 0 && chain.descInIndirect[i] === 0)) {
-        continue;
-      }
-      this.#translate(
-        chain,
-        chain.descAddrLo[i],
-        chain.descAddrHi[i],
-        len,
-        (f & VIRTQ_DESC_F_WRITE) !== 0,
-        i,
-      );
-    }
+    return true;
   }
 
   #translate(

@@ -53,8 +53,7 @@ import {
 
 const TWO_POW_32 = 0x1_0000_0000;
 const ID_FREE = 0;
-const ID_PENDING = 1; // added, not yet published by kick
-const ID_OUT = 2; // published, owned by the device
+const ID_OUT = 1; // added; published once its kick epoch is below the current one
 
 /**
  * Bytes of guest memory a packed driver queue needs at `ringGpa`: the descriptor ring, both event
@@ -142,7 +141,9 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   // Batch since the last kick.
   #pendHeadSlot = -1;
   #pendHeadFlags = 0;
-  readonly #pendIds: Int32Array;
+  /** Kick epoch of each ID's add; an ID is published when its epoch < {@link #epoch}. */
+  readonly #idEpoch: Float64Array;
+  #epoch = 1;
   #pendCount = 0;
   #addedSlots = 0;
 
@@ -235,7 +236,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#tblBig = new Array(tn).fill(null);
     this.#tblLen = new Uint32Array(tn);
     this.#tblDir = new Uint8Array(tn);
-    this.#pendIds = new Int32Array(size);
+    this.#idEpoch = new Float64Array(size);
     this.#fifo = new Int32Array(size);
     this.#initFreeList();
   }
@@ -297,11 +298,12 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     if (indirect) this.#addIndirect(id, readable, writable, n);
     else this.#addDirect(id, readable, writable, n);
     this.#tokens[id] = token;
-    this.#idState[id] = ID_PENDING;
+    this.#idState[id] = ID_OUT;
+    this.#idEpoch[id] = this.#epoch;
     this.#idNum[id] = need;
     this.#idCap[id] = cap;
     this.#idTbl[id] = indirect ? n : 0;
-    this.#pendIds[this.#pendCount++] = id;
+    this.#pendCount++;
     this.#addedSlots += need;
     this.#numFree -= need;
     this.#outstanding++;
@@ -327,6 +329,9 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     const d32 = this.#d32;
     const d16 = this.#d16;
     const dma = this.#dma;
+    const exBus = this.#exBus, exBig = this.#exBig, exLen = this.#exLen, exDir = this.#exDir;
+    const exNext = this.#exNext;
+    const rgpa = readable.gpa, rlen = readable.len, wgpa = writable.gpa, wlen = writable.len;
     let slot = this.#nextAvail;
     let wrap = this.#availWrap;
     let headFlags = 0;
@@ -337,8 +342,8 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     // descriptors behind an unavailable head are unreachable and get overwritten (§2.8.21).
     for (let i = 0; i < n; i++) {
       const w = i >= nr;
-      const gpa = w ? writable.gpa[i - nr] : readable.gpa[i];
-      const len = w ? writable.len[i - nr] : readable.len[i];
+      const gpa = w ? wgpa[i - nr] : rgpa[i];
+      const len = w ? wlen[i - nr] : rlen[i];
       const dir = w ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
       let bus: U64;
       try {
@@ -349,17 +354,18 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       }
       const b = slot * 4;
       if (typeof bus === "number") {
-        this.#exBus[e] = bus;
-        this.#exBig[e] = null;
-        d32[b] = bus >>> 0;
-        d32[b + 1] = (bus - (bus >>> 0)) / TWO_POW_32;
+        exBus[e] = bus;
+        if (exBig[e] !== null) exBig[e] = null;
+        const lo = bus >>> 0;
+        d32[b] = lo;
+        d32[b + 1] = (bus - lo) / TWO_POW_32;
       } else {
-        this.#exBig[e] = bus;
+        exBig[e] = bus;
         d32[b] = u64Lo(bus);
         d32[b + 1] = u64Hi(bus);
       }
-      this.#exLen[e] = len;
-      this.#exDir[e] = dir;
+      exLen[e] = len;
+      exDir[e] = dir;
       d32[b + 2] = len;
       d16[slot * 8 + 6] = id;
       const flags = (wrap !== 0 ? 0x0080 : 0x8000) | (i < n - 1 ? VIRTQ_DESC_F_NEXT : 0) |
@@ -367,13 +373,13 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       if (i === 0) headFlags = flags;
       else d16[slot * 8 + 7] = flags;
       last = e;
-      e = this.#exNext[e];
+      e = exNext[e];
       if (++slot === size) {
         slot = 0;
         wrap ^= 1;
       }
     }
-    this.#freeHead = this.#exNext[last];
+    this.#freeHead = exNext[last];
     this.#publishHead(this.#nextAvail, headFlags);
     this.#nextAvail = slot;
     this.#availWrap = wrap;
@@ -523,7 +529,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
    */
   kick(): boolean {
     if (this.#pendCount === 0 || this.#broken !== null) return false;
-    for (let i = 0; i < this.#pendCount; i++) this.#idState[this.#pendIds[i]] = ID_OUT;
+    this.#epoch++;
     if (this.#pendHeadSlot >= 0) {
       this.#d16[this.#pendHeadSlot * 8 + 7] = this.#pendHeadFlags;
       this.#pendHeadSlot = -1;
@@ -571,7 +577,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
         slot,
       );
     }
-    if (this.#idState[id] !== ID_OUT) {
+    if (this.#idState[id] !== ID_OUT || this.#idEpoch[id] >= this.#epoch) {
       this.#fail("USED_ID_NOT_HEAD", `used slot ${slot}: buffer ID ${id} is not outstanding`, slot);
     }
     const cap = this.#idCap[id];
@@ -707,7 +713,6 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
 
   #restart(): void {
     this.#d32.fill(0);
-    this.#pendIds.fill(0);
     this.#drvEv.fill(0);
     this.#devEv.fill(0);
     this.#nextAvail = 0;

@@ -284,67 +284,27 @@ export class SplitDeviceQueue implements DeviceQueue {
     const last = this.#lastAvail;
     if (availIdx === last) return null;
     const size = this.size;
+    const mask = this.#mask;
     // §2.7.6 idx only grows; at most Queue Size buffers can be outstanding (HOSTILE_INPUTS #8).
-    const pending = (availIdx - last) & 0xffff;
-    if (pending > size) {
-      this.#fail(
-        "AVAIL_IDX_JUMP",
-        `avail idx ${availIdx} is ${pending} ahead of the device's ${last} (queue size ${size})`,
-        availIdx,
-      );
-    }
-    const head = avail16[2 + (last & this.#mask)];
+    if (((availIdx - last) & 0xffff) > size) this.#availIdxJump(availIdx, last);
+    const head = avail16[2 + (last & mask)];
     // §2.7.6 ring entries are descriptor indices (HOSTILE_INPUTS #9).
-    if (head >= size) {
-      this.#fail(
-        "AVAIL_HEAD_OUT_OF_RANGE",
-        `avail ring entry ${last & this.#mask} names head ${head}, queue size ${size}`,
-        head,
-      );
-    }
+    if (head >= size) this.#headOutOfRange(last, head);
     // CVE-2016-5403: a head the device still owns (HOSTILE_INPUTS #10).
     if (this.#inUse[head] !== 0) {
       this.#fail("HEAD_IN_USE", `head ${head} was made available again while in use`, head);
     }
-    // §2.7.5.2 IN_ORDER: chains occupy the table in ring order.
-    if (this.#inOrder && head !== this.#nextInOrderHead) {
-      this.#fail(
-        "IN_ORDER_VIOLATION",
-        `head ${head} offered, in-order position is ${this.#nextInOrderHead}`,
-        head,
-      );
-    }
-    const chain = this.#pool.length > 0 ? this.#pool.pop()! : new Chain(this.memory);
-    chain.reset(head, head);
-    try {
-      this.#walk(chain, head);
-    } catch (e) {
-      this.#pool.push(chain);
-      throw e;
-    }
-    this.#lastAvail = (last + 1) & 0xffff;
-    this.#inUse[head] = 1;
-    this.#byHead[head] = chain;
-    this.#inFlight++;
-    if (this.#inOrder) {
-      this.#nextInOrderHead = (head + chain.ringDescriptors) & this.#mask;
-      this.#order[this.#orderBack] = head;
-      this.#orderBack = (this.#orderBack + 1) & this.#mask;
-    }
-    // §2.7.10: keep avail_event at our position while notifications are wanted.
-    if (this.#eventIdx && this.#notify) this.#used16[this.#availEventIdx] = this.#lastAvail;
-    return chain;
-  }
-
-  /**
-   * Walks and validates one chain into `chain`, reading each descriptor once. The ring part is
-   * the hot loop; an indirect descriptor hands over to {@link #walkIndirect}.
-   */
-  #walk(chain: Chain, head: number): void {
-    const size = this.size;
-    const mask = this.#mask;
-    const d32 = this.#desc32;
     const inOrder = this.#inOrder;
+    // §2.7.5.2 IN_ORDER: chains occupy the table in ring order.
+    if (inOrder && head !== this.#nextInOrderHead) this.#inOrderHead(head);
+    // Take the pool's top chain, but leave it there until the chain validates.
+    const pool = this.#pool;
+    if (pool.length === 0) pool.push(new Chain(this.memory));
+    const chain = pool[pool.length - 1];
+    chain.reset(head, head);
+
+    // Walk the chain, reading each descriptor once (#21). Indirect tables: #walkIndirect.
+    const d32 = this.#desc32;
     let idx = head;
     let count = 0;
     let sawWritable = false;
@@ -364,7 +324,7 @@ export class SplitDeviceQueue implements DeviceQueue {
         if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
           chain.ringDescriptors = count;
           this.#walkIndirect(chain, idx, lo, hi, len, flags, sawWritable, total);
-          return;
+          break;
         }
       }
       // Policy (QEMU rejects, rust-vmm accepts): zero-length descriptors (#16).
@@ -375,15 +335,64 @@ export class SplitDeviceQueue implements DeviceQueue {
       total += len;
       // §2.7.5.2: a chain is at most 2^32 - 1 bytes (#14).
       if (total > 0xffff_ffff) this.#tooManyBytes(head, idx);
-      if (len !== 0) this.#addBuffer(chain, idx, lo, hi, len, writable);
-      if ((flags & VIRTQ_DESC_F_NEXT) === 0) break;
+      if (len !== 0) {
+        // Identity DMA, buffer inside the last region used, under the segment limit: inline.
+        if (
+          this.#identity && hi === 0 && lo >= this.#rgnStart && lo + len <= this.#rgnEnd &&
+          chain.readableCount + chain.writableCount < this.#maxSegments
+        ) {
+          if (writable) chain.addWritable(lo, len);
+          else chain.addReadable(lo, len);
+        } else this.#addBuffer(chain, idx, lo, hi, len, writable);
+      }
+      if ((flags & VIRTQ_DESC_F_NEXT) === 0) {
+        chain.ringDescriptors = count;
+        break;
+      }
       const next = fn >>> 16;
       if (next >= size) this.#nextOutOfRange(idx, next, size);
       // §2.7.5.2 IN_ORDER: next of descriptor x is x + 1, wrapping at the end of the table.
       if (inOrder && next !== ((idx + 1) & mask)) this.#inOrderNext(idx, next);
       idx = next;
     }
-    chain.ringDescriptors = count;
+
+    pool.pop();
+    const nl = (last + 1) & 0xffff;
+    this.#lastAvail = nl;
+    this.#inUse[head] = 1;
+    this.#byHead[head] = chain;
+    this.#inFlight++;
+    if (inOrder) {
+      this.#nextInOrderHead = (head + chain.ringDescriptors) & mask;
+      this.#order[this.#orderBack] = head;
+      this.#orderBack = (this.#orderBack + 1) & mask;
+    }
+    // §2.7.10: keep avail_event at our position while notifications are wanted.
+    if (this.#eventIdx && this.#notify) this.#used16[this.#availEventIdx] = nl;
+    return chain;
+  }
+
+  #availIdxJump(availIdx: number, last: number): never {
+    this.#fail(
+      "AVAIL_IDX_JUMP",
+      `avail idx ${availIdx} is ${(availIdx - last) & 0xffff} ahead of the device's ${last} ` +
+        `(queue size ${this.size})`,
+      availIdx,
+    );
+  }
+  #headOutOfRange(last: number, head: number): never {
+    this.#fail(
+      "AVAIL_HEAD_OUT_OF_RANGE",
+      `avail ring entry ${last & this.#mask} names head ${head}, queue size ${this.size}`,
+      head,
+    );
+  }
+  #inOrderHead(head: number): never {
+    this.#fail(
+      "IN_ORDER_VIOLATION",
+      `head ${head} offered, in-order position is ${this.#nextInOrderHead}`,
+      head,
+    );
   }
 
   /** The indirect descriptor `idx` of a chain and its table (§2.7.5.3). */

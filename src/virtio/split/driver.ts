@@ -180,7 +180,10 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   readonly #segCount: Uint16Array;
   readonly #indTableBus: U64[];
   // Shadow per descriptor (direct chains).
-  readonly #extraBus: U64[];
+  /** Bus address of each direct descriptor's mapping; NaN when it is a bigint (see below). */
+  readonly #extraBus: Float64Array;
+  /** Bus addresses above 2^53 - 1 (rare: DDW windows, Xen grants), by descriptor. */
+  readonly #extraBusBig: (bigint | undefined)[];
   readonly #extraLen: Uint32Array;
   readonly #extraDir: Uint8Array;
   readonly #chainTail: Uint16Array;
@@ -287,7 +290,8 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#isIndirect = new Uint8Array(size);
     this.#segCount = new Uint16Array(size);
     this.#indTableBus = new Array(size).fill(0);
-    this.#extraBus = new Array(size).fill(0);
+    this.#extraBus = new Float64Array(size);
+    this.#extraBusBig = new Array(size).fill(undefined);
     this.#extraLen = new Uint32Array(size);
     this.#extraDir = new Uint8Array(size);
     this.#chainTail = new Uint16Array(size);
@@ -347,9 +351,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
    * `RING_FULL` (not enough free descriptors), `DMA_MAP_FAILED` (`cause` = the DmaMapError).
    */
   add(readable: SgList, writable: SgList, token: T): void {
-    if (this.#broken !== null) {
-      throw new VirtqError("QUEUE_BROKEN", `queue is broken: ${this.#broken.code}`);
-    }
+    if (this.#broken !== null) this.#throwBroken();
     const nr = readable.count;
     const total = nr + writable.count;
     if (total === 0) throw new VirtqError("BUFFER_EMPTY", "add() with no segments");
@@ -363,7 +365,69 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
       head = this.#addIndirect(readable, writable, nr, total);
     } else {
       if (this.#numFree < total) this.#ringFull(total);
-      head = this.#addDirect(readable, writable, nr, total);
+      // Direct chain: map each segment and write it straight into the next free descriptor
+      // (free descriptors are not visible to the device until the head is published). On
+      // failure, unmap what was mapped; the free list is untouched.
+      head = this.#freeHead;
+      const d32 = this.#desc32;
+      const freeNext = this.#freeNext;
+      const dma = this.#dma;
+      const eBus = this.#extraBus, eLen = this.#extraLen, eDir = this.#extraDir;
+      let d = head;
+      let lastD = head;
+      let cap = 0;
+      for (let i = 0; i < total; i++) {
+        let gpa: number, len: number, dir: DmaDirection, flags: number;
+        if (i < nr) {
+          gpa = readable.gpa[i];
+          len = readable.len[i];
+          dir = DMA_TO_DEVICE;
+          flags = 0;
+        } else {
+          gpa = writable.gpa[i - nr];
+          len = writable.len[i - nr];
+          dir = DMA_FROM_DEVICE;
+          flags = VIRTQ_DESC_F_WRITE;
+          cap += len;
+        }
+        if (len === 0) this.#emptySegment(head, i);
+        const nx = freeNext[d];
+        const w4 = d << 2;
+        // Everything that uses the bus address stays inside the try block, so that it is
+        // never materialised as a tagged value across the exception edge.
+        try {
+          const b = dma.map(gpa, len, dir);
+          if (typeof b === "number" && b < TWO_POW_32) {
+            d32[w4] = b;
+            d32[w4 + 1] = 0;
+            eBus[d] = b;
+          } else if (typeof b === "number") {
+            d32[w4] = b >>> 0;
+            d32[w4 + 1] = Math.floor(b / TWO_POW_32);
+            eBus[d] = b;
+          } else {
+            d32[w4] = u64Lo(b);
+            d32[w4 + 1] = u64Hi(b);
+            eBus[d] = NaN;
+            this.#extraBusBig[d] = b;
+          }
+        } catch (cause) {
+          this.#mapFailed(head, i, gpa, len, cause);
+        }
+        d32[w4 + 2] = len;
+        d32[w4 + 3] = i < total - 1 ? flags | VIRTQ_DESC_F_NEXT | (nx << 16) : flags;
+        eLen[d] = len;
+        eDir[d] = dir;
+        lastD = d;
+        d = nx;
+      }
+      // Taken descriptors keep their private free-list links: they chain the buffer in order.
+      this.#freeHead = d;
+      this.#numFree -= total;
+      this.#descCount[head] = total;
+      this.#chainTail[head] = lastD;
+      this.#isIndirect[head] = 0;
+      this.#cap[head] = cap;
     }
     this.#tokens[head] = token;
     this.#active[head] = 1;
@@ -377,84 +441,38 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     }
   }
 
+  /** The exact bus address mapped for direct descriptor `d`. */
+  #busOf(d: number): U64 {
+    const v = this.#extraBus[d];
+    return v === v ? v : this.#extraBusBig[d]!;
+  }
+
+  #throwBroken(): never {
+    throw new VirtqError("QUEUE_BROKEN", `queue is broken: ${this.#broken!.code}`);
+  }
+
   #ringFull(need: number): never {
     throw new VirtqError("RING_FULL", `${need} descriptors needed, ${this.#numFree} free`);
   }
 
-  /**
-   * Maps each segment and writes it straight into the next free descriptor (free descriptors
-   * are not visible to the device until the head is published). On failure unmaps what was
-   * mapped and leaves the free list untouched. Returns the head.
-   */
-  #addDirect(readable: SgList, writable: SgList, nr: number, total: number): number {
-    const head = this.#freeHead;
-    const d32 = this.#desc32;
-    const freeNext = this.#freeNext;
-    const dma = this.#dma;
-    const eBus = this.#extraBus, eLen = this.#extraLen, eDir = this.#extraDir;
-    let d = head;
-    let last = head;
-    let cap = 0;
-    for (let i = 0; i < total; i++) {
-      let gpa: number, len: number, dir: DmaDirection, flags: number;
-      if (i < nr) {
-        gpa = readable.gpa[i];
-        len = readable.len[i];
-        dir = DMA_TO_DEVICE;
-        flags = 0;
-      } else {
-        gpa = writable.gpa[i - nr];
-        len = writable.len[i - nr];
-        dir = DMA_FROM_DEVICE;
-        flags = VIRTQ_DESC_F_WRITE;
-        cap += len;
-      }
-      if (len === 0) {
-        this.#undoDirect(head, i);
-        throw new VirtqError("BUFFER_EMPTY", `segment ${i} has length 0`, { index: i });
-      }
-      let b: U64;
-      try {
-        b = dma.map(gpa, len, dir);
-      } catch (cause) {
-        this.#undoDirect(head, i);
-        throw new VirtqError(
-          "DMA_MAP_FAILED",
-          `cannot map segment ${i} (${len} bytes at GPA ${hex64(gpa)})`,
-          { index: i, cause },
-        );
-      }
-      const nx = freeNext[d];
-      const w4 = d << 2;
-      if (typeof b === "number" && b < TWO_POW_32) {
-        d32[w4] = b;
-        d32[w4 + 1] = 0;
-      } else {
-        d32[w4] = u64Lo(b);
-        d32[w4 + 1] = u64Hi(b);
-      }
-      d32[w4 + 2] = len;
-      d32[w4 + 3] = i < total - 1 ? flags | VIRTQ_DESC_F_NEXT | (nx << 16) : flags;
-      eBus[d] = b;
-      eLen[d] = len;
-      eDir[d] = dir;
-      last = d;
-      d = nx;
-    }
-    // Taken descriptors keep their private free-list links: they chain the buffer in order.
-    this.#freeHead = d;
-    this.#numFree -= total;
-    this.#descCount[head] = total;
-    this.#chainTail[head] = last;
-    this.#isIndirect[head] = 0;
-    this.#cap[head] = cap;
-    return head;
+  #emptySegment(head: number, i: number): never {
+    this.#undoDirect(head, i);
+    throw new VirtqError("BUFFER_EMPTY", `segment ${i} has length 0`, { index: i });
+  }
+
+  #mapFailed(head: number, i: number, gpa: number, len: number, cause: unknown): never {
+    this.#undoDirect(head, i);
+    throw new VirtqError(
+      "DMA_MAP_FAILED",
+      `cannot map segment ${i} (${len} bytes at GPA ${hex64(gpa)})`,
+      { index: i, cause },
+    );
   }
 
   #undoDirect(head: number, n: number): void {
     let d = head;
     for (let i = 0; i < n; i++) {
-      this.#dma.unmap(this.#extraBus[d], this.#extraLen[d], this.#extraDir[d] as DmaDirection);
+      this.#dma.unmap(this.#busOf(d), this.#extraLen[d], this.#extraDir[d] as DmaDirection);
       d = this.#freeNext[d];
     }
   }
@@ -567,50 +585,61 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     const usedIdx = this.#used16[1];
     const last = this.#lastUsed;
     if (usedIdx === last) return undefined;
-    const delta = (usedIdx - last) & 0xffff;
-    const exposed = this.#outstanding - ((this.#availIdx - this.#kickedIdx) & 0xffff);
-    if (delta > exposed) {
-      this.#fail(
-        "USED_IDX_JUMP",
-        `used idx ${usedIdx} is ${delta} ahead of ${last}, only ${exposed} buffers outstanding`,
-        usedIdx,
-      );
-    }
+    // The device cannot use more buffers than it was shown (HOSTILE_INPUTS #41).
+    if (
+      ((usedIdx - last) & 0xffff) >
+        this.#outstanding - ((this.#availIdx - this.#kickedIdx) & 0xffff)
+    ) this.#usedIdxJump(usedIdx, last);
+    let id: number, len: number;
     if (this.#batchLast < 0) {
       const w = 1 + ((last & this.#mask) << 1);
-      const id = this.#used32[w];
-      const len = this.#used32[w + 1];
-      if (id >= this.size) {
-        this.#fail("USED_ID_OUT_OF_RANGE", `used id ${id} out of range (size ${this.size})`, id);
+      id = this.#used32[w];
+      len = this.#used32[w + 1];
+      // Linux BAD_RING: "id %u out of range" / "id %u is not a head!" (#38, #39).
+      if (id >= this.size) this.#usedIdOutOfRange(id);
+      if (this.#active[id] === 0) this.#usedIdNotHead(id);
+      if (this.#inOrder) {
+        const front = this.#order[this.#orderFront];
+        if (id !== front) {
+          // In-order batch (§2.7.8): one element for several buffers, naming the last one;
+          // the ones before it are fully used.
+          this.#batchLast = id;
+          this.#batchLen = len;
+          id = front;
+          len = this.#cap[front];
+        }
       }
-      if (this.#active[id] === 0) {
-        this.#fail("USED_ID_NOT_HEAD", `used id ${id} is not an outstanding head`, id);
-      }
-      if (!this.#inOrder || id === this.#order[this.#orderFront]) return this.#finish(id, len);
-      // In-order batch (§2.7.8): one element for several buffers, this one last.
-      this.#batchLast = id;
-      this.#batchLen = len;
+    } else {
+      id = this.#order[this.#orderFront];
+      if (id === this.#batchLast) {
+        len = this.#batchLen;
+        this.#batchLast = -1;
+      } else len = this.#cap[id];
     }
-    const h = this.#order[this.#orderFront];
-    if (h === this.#batchLast) {
-      const len = this.#batchLen;
-      const t = this.#finish(h, len);
-      this.#batchLast = -1;
-      return t;
-    }
-    return this.#finish(h, this.#cap[h]);
+    return this.#finish(id, len);
+  }
+
+  #usedIdxJump(usedIdx: number, last: number): never {
+    const exposed = this.#outstanding - ((this.#availIdx - this.#kickedIdx) & 0xffff);
+    this.#fail(
+      "USED_IDX_JUMP",
+      `used idx ${usedIdx} is ${(usedIdx - last) & 0xffff} ahead of ${last}, only ${exposed} ` +
+        `buffers outstanding`,
+      usedIdx,
+    );
+  }
+  #usedIdOutOfRange(id: number): never {
+    this.#fail("USED_ID_OUT_OF_RANGE", `used id ${id} out of range (size ${this.size})`, id);
+  }
+  #usedIdNotHead(id: number): never {
+    this.#fail("USED_ID_NOT_HEAD", `used id ${id} is not an outstanding head`, id);
   }
 
   #finish(id: number, len: number): T | undefined {
     const cap = this.#cap[id];
     if (len > cap) {
-      if (!this.#clamp) {
-        this.#fail(
-          "USED_LEN_EXCEEDS_CAPACITY",
-          `used len ${len} for id ${id} exceeds its writable capacity ${cap}`,
-          id,
-        );
-      }
+      // Policy: reject (default) or clamp (HOSTILE_INPUTS #40).
+      if (!this.#clamp) this.#lenExceeds(id, len, cap);
       len = cap;
     }
     const token = this.#release(id);
@@ -618,6 +647,28 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#usedLen = len;
     if (this.#inOrder) this.#orderFront = (this.#orderFront + 1) & this.#mask;
     return token;
+  }
+
+  #unmapIndirect(id: number): void {
+    const dma = this.#dma;
+    const segs = this.#segCount[id];
+    const base = id * this.#slotEntries;
+    for (let i = 0; i < segs; i++) {
+      dma.unmap(
+        this.#indBus[base + i],
+        this.#indLen[base + i],
+        this.#indDir[base + i] as DmaDirection,
+      );
+    }
+    dma.unmap(this.#indTableBus[id], segs * VIRTQ_DESC_SIZE, DMA_TO_DEVICE);
+  }
+
+  #lenExceeds(id: number, len: number, cap: number): never {
+    this.#fail(
+      "USED_LEN_EXCEEDS_CAPACITY",
+      `used len ${len} for id ${id} exceeds its writable capacity ${cap}`,
+      id,
+    );
   }
 
   /** Unmaps and frees a chain using only the private shadow (#42); returns its token. */
@@ -629,24 +680,14 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     const dma = this.#dma;
     let n = 1;
     if (this.#isIndirect[id] !== 0) {
-      const k = this.#slotEntries;
-      const segs = this.#segCount[id];
-      const base = id * k;
-      for (let i = 0; i < segs; i++) {
-        dma.unmap(
-          this.#indBus[base + i],
-          this.#indLen[base + i],
-          this.#indDir[base + i] as DmaDirection,
-        );
-      }
-      dma.unmap(this.#indTableBus[id], segs * VIRTQ_DESC_SIZE, DMA_TO_DEVICE);
+      this.#unmapIndirect(id);
     } else {
       n = this.#descCount[id];
       if (!this.#rawDma) {
         const freeNext = this.#freeNext;
         let d = id;
         for (let i = 0; i < n; i++) {
-          dma.unmap(this.#extraBus[d], this.#extraLen[d], this.#extraDir[d] as DmaDirection);
+          dma.unmap(this.#busOf(d), this.#extraLen[d], this.#extraDir[d] as DmaDirection);
           d = freeNext[d];
         }
       }
