@@ -7,7 +7,7 @@
  */
 
 import fc from "fast-check";
-import type { FuzzTarget } from "./target.ts";
+import { type FuzzTarget, OracleFailure } from "./target.ts";
 import { observedErrorCodes, resetObserved } from "./observe.ts";
 import { observeCatalogueErrors } from "./catalogue.ts";
 import { deriveSeed, type FailureSignature, messageOf, signatureOf } from "./signature.ts";
@@ -131,7 +131,14 @@ export function runUnit(
       }
     }
     try {
-      target.run(input);
+      const out: unknown = target.run(input);
+      if (out instanceof Promise) {
+        out.catch(() => {}); // never awaited: the contract is synchronous
+        throw new OracleFailure(
+          "async-run",
+          `${target.name}.run returned a Promise: targets must be synchronous (FuzzTarget.run)`,
+        );
+      }
     } catch (e) {
       if (!fc.PreconditionFailure.isFailure(e)) failing = true; // fc.pre() in a target is a skip
       throw e;

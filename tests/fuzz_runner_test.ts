@@ -789,3 +789,14 @@ Deno.test("runner: fc.pre skips in a target neither fail nor stall the deadline"
   assertEquals([r.failures.length, r.crash], [0, undefined]);
   assert(r.seconds < 15, `stopped at the deadline, not after the shrink grace (${r.seconds} s)`);
 });
+
+Deno.test("runner: a target whose run returns a Promise fails instead of passing unchecked", () => {
+  const t = {
+    name: "async",
+    description: "returns a promise",
+    arbitrary: () => fc.nat(),
+    run: (n: number) => Promise.resolve(n),
+  } as unknown as FuzzTarget<number>;
+  const r = runUnit(t, { target: "async", slice: 0, seed: 1, runs: 10 });
+  assertEquals(r.failures.map((f) => f.signature.text), ["async/async-run/-"]);
+});
