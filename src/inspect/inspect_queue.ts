@@ -66,6 +66,11 @@ export interface InspectOptions {
    */
   positions?: "qemu" | "memory";
   /**
+   * True when `memory` is a throwaway copy: the engine then rebases and pops in it directly
+   * instead of cloning it first (the image is modified). Default `false`.
+   */
+  scratchMemory?: boolean;
+  /**
    * The device's position, when the caller knows it (e.g. a fuzz seed); overrides `positions`.
    * Split: free-running indices; packed: slots and wrap counters.
    */
@@ -470,6 +475,7 @@ function crossCheckEngine(
     features: spec.features,
     lastAvailIdx: pos.lastAvailIdx,
     availWrap: pos.availWrap,
+    inPlace: opts.scratchMemory ?? false,
   });
   const mism: string[] = [];
   const walker = report.outstanding;
@@ -528,8 +534,15 @@ function crossCheckEngine(
       } else if (w.error?.code !== e.error.code) {
         mism.push(`chain ${k}: engine ${e.error.code}, walker ${w.error?.code ?? "accepts"}`);
       }
-      if (w !== undefined) w.error = e.error;
-      else if (!report.errors.some((x) => x.code === e.error!.code)) report.errors.push(e.error);
+      // The engine ran on a rebased copy: its message counts positions from the device's
+      // position. Keep the walker's wording (image positions) when both agree on the code.
+      const rebased: DecodeError = {
+        ...e.error,
+        message: `${e.error.message} [engine positions count from the device position ` +
+          `${pos.lastAvailIdx}]`,
+      };
+      if (w !== undefined) w.error = w.error?.code === e.error.code ? w.error : rebased;
+      else if (!report.errors.some((x) => x.code === e.error!.code)) report.errors.push(rebased);
       for (let j = k + 1; j < walker.length; j++) {
         walker[j].notes.push("not reached: the device is broken (NEEDS_RESET) by an earlier chain");
       }
