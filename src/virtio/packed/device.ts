@@ -19,6 +19,7 @@ import type { GuestMemory } from "../../memory/guest_memory.ts";
 import { type U64, u64Add, u64FromParts, u64Lo } from "../../memory/u64.ts";
 import { DMA_ACCESS_READ, DMA_ACCESS_WRITE } from "../../dma/errors.ts";
 import { type DmaAddressSpace, DmaTranslation, translateContiguous } from "../../dma/types.ts";
+import { IdentityAddressSpace } from "../../dma/identity.ts";
 import { Chain } from "../chain.ts";
 import {
   RING_EVENT_FLAGS_DESC,
@@ -106,6 +107,10 @@ export class PackedDeviceQueue implements DeviceQueue {
   readonly #ignoreNext: boolean;
   readonly #rejectUnknown: boolean;
   readonly #maxSegments: number;
+  /** Identity DMA: bus = GPA, so a buffer inside the last region used needs no translate call. */
+  readonly #identity: boolean;
+  #rgnStart = 0;
+  #rgnEnd = 0;
 
   #d32: Uint32Array = new Uint32Array(0);
   #d16: Uint16Array = new Uint16Array(0);
@@ -165,6 +170,7 @@ export class PackedDeviceQueue implements DeviceQueue {
     this.#ignoreNext = policy.indirectWithNext === "ignore-next";
     this.#rejectUnknown = policy.unknownFlags === "reject";
     this.#maxSegments = policy.maxSegments;
+    this.#identity = Object.getPrototypeOf(options.dma) === IdentityAddressSpace.prototype;
     const n = isValidPackedQueueSize(this.size) ? this.size : 1;
     this.#freeChains = new Int32Array(n);
     this.#pendSlot = new Uint16Array(n);
@@ -548,29 +554,50 @@ export class PackedDeviceQueue implements DeviceQueue {
     write: boolean,
     index: number,
   ): void {
+    // Fast path: identity DMA and the whole buffer inside the region used last (no calls).
+    if (this.#identity && hi < 0x10_0000) {
+      const g = hi * TWO_POW_32 + lo;
+      if (g >= this.#rgnStart && g + len <= this.#rgnEnd) {
+        if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
+          throw new VirtqError("CHAIN_TOO_MANY_SEGMENTS", `more than ${this.#maxSegments}`, {
+            index,
+          });
+        }
+        if (write) chain.addWritable(g, len);
+        else chain.addReadable(g, len);
+        return;
+      }
+    }
     let bus: U64 = hi <= 0x1f_ffff ? hi * TWO_POW_32 + lo : u64FromParts(lo, hi);
     const access = write ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
     const tr = this.#tr;
     const mem = this.#memory;
     let remaining = len;
     try {
-      // A buffer may span several translations (IOMMU pages, windows; HOSTILE_INPUTS #46).
+      // A buffer may span several translations (IOMMU pages, windows; HOSTILE_INPUTS #46) and
+      // adjacent guest memory regions: one segment per contiguous piece.
       while (remaining > 0) {
         this.#dma.translate(bus, remaining, access, tr);
-        const n = tr.length;
-        if (!(n >= 1 && n <= remaining)) {
-          throw new VirtqError("DESC_BUFFER_FAULT", `descriptor ${index}: bad translation`, {
-            index,
-          });
+        const gpa = tr.gpa;
+        let n = tr.length;
+        const region = mem.regionAt(gpa);
+        if (region === undefined || !(n >= 1 && n <= remaining)) {
+          throw new VirtqError(
+            "DESC_BUFFER_FAULT",
+            `descriptor ${index}: GPA ${gpa} (${n} bytes) is not backed by guest memory`,
+            { index },
+          );
         }
-        mem.resolve(tr.gpa, n); // MemoryFault when not inside one guest memory region
+        if (gpa + n > region.end) n = region.end - gpa;
+        this.#rgnStart = region.gpa;
+        this.#rgnEnd = region.end;
         if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
           throw new VirtqError("CHAIN_TOO_MANY_SEGMENTS", `more than ${this.#maxSegments}`, {
             index,
           });
         }
-        if (write) chain.addWritable(tr.gpa, n);
-        else chain.addReadable(tr.gpa, n);
+        if (write) chain.addWritable(gpa, n);
+        else chain.addReadable(gpa, n);
         remaining -= n;
         if (remaining === 0) break;
         if (typeof bus === "number" && bus + n <= Number.MAX_SAFE_INTEGER) bus += n;
@@ -596,9 +623,8 @@ export class PackedDeviceQueue implements DeviceQueue {
    * `0..chain.writableBytes`, or out of order under IN_ORDER).
    */
   push(chain: Chain, written: number): void {
-    if (
-      !(chain instanceof PackedChain) || chain.owner !== this || chain.state !== CHAIN_IN_FLIGHT
-    ) {
+    const pc = chain as PackedChain;
+    if (pc.owner !== this || pc.state !== CHAIN_IN_FLIGHT) {
       throw new VirtqError("PUSH_INVALID", "the chain is not in flight on this queue");
     }
     if (!Number.isInteger(written) || written < 0 || written > chain.writableBytes) {
@@ -647,8 +673,8 @@ export class PackedDeviceQueue implements DeviceQueue {
     }
     this.#nextUsed = u;
     this.#pendSlots += chain.ringDescriptors;
-    chain.state = CHAIN_FREE;
-    this.#freeChains[this.#freeCount++] = chain.poolIndex;
+    pc.state = CHAIN_FREE;
+    this.#freeChains[this.#freeCount++] = pc.poolIndex;
     this.#inFlight--;
   }
 

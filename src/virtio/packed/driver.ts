@@ -275,17 +275,8 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     if (this.#broken !== null) {
       throw new VirtqError("QUEUE_BROKEN", `queue broken by ${this.#broken.code}`);
     }
-    const nr = readable.count;
-    const n = nr + writable.count;
+    const n = readable.count + writable.count;
     if (n === 0) throw new VirtqError("BUFFER_EMPTY", "no segments");
-    for (let i = 0; i < nr; i++) {
-      if (readable.len[i] === 0) throw new VirtqError("BUFFER_EMPTY", `readable ${i} is empty`);
-    }
-    let cap = 0;
-    for (let i = 0; i < writable.count; i++) {
-      if (writable.len[i] === 0) throw new VirtqError("BUFFER_EMPTY", `writable ${i} is empty`);
-      cap += writable.len[i];
-    }
     // §2.8.7.1: an indirect table, like any list, holds at most Queue Size descriptors.
     const indirect = this.#indirectOk && n >= 2 && n <= PACKED_DRIVER_INDIRECT_MAX &&
       n <= this.size &&
@@ -295,8 +286,11 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       throw new VirtqError("RING_FULL", `${need} slots needed, ${this.#numFree} free`);
     }
     const id = this.#freeHead;
-    if (indirect) this.#addIndirect(id, readable, writable, n);
-    else this.#addDirect(id, readable, writable, n);
+    // Both return the writable capacity; a zero-length segment throws BUFFER_EMPTY after
+    // unmapping what was mapped, leaving nothing added.
+    const cap = indirect
+      ? this.#addIndirect(id, readable, writable, n)
+      : this.#addDirect(id, readable, writable, n);
     this.#tokens[id] = token;
     this.#idState[id] = ID_OUT;
     this.#idEpoch[id] = this.#epoch;
@@ -323,7 +317,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     }
   }
 
-  #addDirect(id: number, readable: SgList, writable: SgList, n: number): void {
+  #addDirect(id: number, readable: SgList, writable: SgList, n: number): number {
     const nr = readable.count;
     const size = this.size;
     const d32 = this.#d32;
@@ -335,6 +329,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     let slot = this.#nextAvail;
     let wrap = this.#availWrap;
     let headFlags = 0;
+    let cap = 0;
     let e = id;
     let last = id;
     // One pass: map each segment, record it in the shadow and write its descriptor. The head's
@@ -345,6 +340,11 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       const gpa = w ? wgpa[i - nr] : rgpa[i];
       const len = w ? wlen[i - nr] : rlen[i];
       const dir = w ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
+      if (len === 0) {
+        this.#unmapEntries(id, i);
+        throw new VirtqError("BUFFER_EMPTY", `segment ${i} has length 0`, { index: i });
+      }
+      if (w) cap += len;
       let bus: U64;
       try {
         bus = dma.map(gpa, len, dir);
@@ -383,6 +383,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#publishHead(this.#nextAvail, headFlags);
     this.#nextAvail = slot;
     this.#availWrap = wrap;
+    return cap;
   }
 
   /** The first head of a batch waits for kick (§2.8.21); later heads are written now. */
@@ -395,14 +396,20 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     }
   }
 
-  #addIndirect(id: number, readable: SgList, writable: SgList, n: number): void {
+  #addIndirect(id: number, readable: SgList, writable: SgList, n: number): number {
     const nr = readable.count;
     const tbase = id * PACKED_DRIVER_INDIRECT_MAX;
+    let cap = 0;
     for (let i = 0; i < n; i++) {
       const w = i >= nr;
       const gpa = w ? writable.gpa[i - nr] : readable.gpa[i];
       const len = w ? writable.len[i - nr] : readable.len[i];
       const dir = w ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
+      if (len === 0) {
+        this.#unmapTable(tbase, i);
+        throw new VirtqError("BUFFER_EMPTY", `segment ${i} has length 0`, { index: i });
+      }
+      if (w) cap += len;
       let bus: U64;
       try {
         bus = this.#map(gpa, len, dir);
@@ -451,6 +458,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       this.#nextAvail = 0;
       this.#availWrap ^= 1;
     } else this.#nextAvail = slot + 1;
+    return cap;
   }
 
   #setEntry(e: number, bus: U64, len: number, dir: number): void {

@@ -112,6 +112,7 @@ export function splitDriverFootprint(size: number, features: bigint): number {
   return splitDriverPlacement(size, features).totalBytes;
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const INDIRECT_NEVER = 0;
 const INDIRECT_ALWAYS = 1;
 const INDIRECT_AUTO = 2;
@@ -221,6 +222,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
         `split queue size ${size} is not a power of 2 in 1..32768`,
       );
     }
+    if (!LITTLE_ENDIAN) throw new Error("SplitDriverQueue requires a little-endian host");
     if (!Number.isSafeInteger(opts.ringGpa) || opts.ringGpa % SPLIT_DESC_ALIGN !== 0) {
       throw new VirtqError("RING_MISALIGNED", `ringGpa ${opts.ringGpa} is not 16-byte aligned`);
     }
