@@ -177,7 +177,9 @@ Deno.test("viommu status UNSUPP: MAP without F_MAP_UNMAP, PROBE without F_PROBE,
   });
   assertEquals(attach(1, 8), VIRTIO_IOMMU_S_OK);
   assertEquals(map(1, 0, 0xfff, 0), VIRTIO_IOMMU_S_UNSUPP);
-  assertEquals(req({ type: VIRTIO_IOMMU_T_PROBE, endpoint: 8 }, 516).status, VIRTIO_IOMMU_S_UNSUPP);
+  // PROBE on a device that does not offer F_PROBE: unwritten, used length 0 (§5.13.6.7.2).
+  const pr = req({ type: VIRTIO_IOMMU_T_PROBE, endpoint: 8 }, 516);
+  assertEquals([pr.used, pr.status], [0, 0xee]);
   assertEquals(dev.domainMappings(1), []);
   const q = setup({ unknownType: "unsupp" });
   assertEquals(send(q.dev, q.mem, Uint8Array.of(9, 0, 0, 0)).status, VIRTIO_IOMMU_S_UNSUPP);
@@ -215,7 +217,7 @@ Deno.test("viommu status INVAL: reserved bytes, unknown flags, overlap, inverted
     endpoint: 8,
     flags: 0,
   });
-  for (const off of [1, 2, 3, 16, 19]) {
+  for (const off of [16, 17, 18, 19]) {
     const b = att.slice();
     b[off] = 1;
     assertEquals(send(dev, mem, b).status, VIRTIO_IOMMU_S_INVAL, `reserved byte ${off}`);
@@ -237,9 +239,6 @@ Deno.test("viommu status INVAL: reserved bytes, unknown flags, overlap, inverted
   });
   un[27] = 1;
   assertEquals(send(dev, mem, un).status, VIRTIO_IOMMU_S_INVAL);
-  const pr = encodeViommuRequest({ type: VIRTIO_IOMMU_T_PROBE, endpoint: 8 });
-  pr[71] = 1;
-  assertEquals(send(dev, mem, pr, 516).status, VIRTIO_IOMMU_S_INVAL);
   assertEquals(dev.domainMappings(1)!.length, 1);
   // DETACH from the wrong domain, bypass-flag mismatch, MAP into a bypass domain.
   assertEquals(
@@ -254,6 +253,25 @@ Deno.test("viommu status INVAL: reserved bytes, unknown flags, overlap, inverted
   nommio.attach(1, 8);
   assertEquals(nommio.map(1, 0, 0xfff, 0, VIRTIO_IOMMU_MAP_F_MMIO | 1), VIRTIO_IOMMU_S_INVAL);
   assertEquals(map(1, 0x10000, 0x10fff, 0, VIRTIO_IOMMU_MAP_F_MMIO | 1), VIRTIO_IOMMU_S_OK);
+});
+
+Deno.test("viommu reserved fields the spec says to ignore: head, DETACH, PROBE", () => {
+  const { dev, mem } = setup();
+  const att = encodeViommuRequest({
+    type: VIRTIO_IOMMU_T_ATTACH,
+    domain: 1,
+    endpoint: 8,
+    flags: 0,
+  });
+  att.set([1, 2, 3], 1); // head reserved (§5.13.6.2: MUST ignore)
+  assertEquals(send(dev, mem, att).status, VIRTIO_IOMMU_S_OK);
+  const pr = encodeViommuRequest({ type: VIRTIO_IOMMU_T_PROBE, endpoint: 8 });
+  pr.fill(0xff, 8, 72); // PROBE reserved (§5.13.6.7.2: MUST ignore)
+  assertEquals(send(dev, mem, pr, 516).status, VIRTIO_IOMMU_S_OK);
+  const det = encodeViommuRequest({ type: VIRTIO_IOMMU_T_DETACH, domain: 1, endpoint: 8 });
+  det.fill(0xff, 12, 20); // DETACH reserved (§5.13.6.4.2: MUST ignore)
+  assertEquals(send(dev, mem, det).status, VIRTIO_IOMMU_S_OK);
+  assertEquals(dev.endpointDomain(8), null);
 });
 
 Deno.test("viommu status RANGE: unaligned, outside input_range, domain outside domain_range, split", () => {
@@ -273,6 +291,13 @@ Deno.test("viommu status RANGE: unaligned, outside input_range, domain outside d
   assertEquals(map(10, 0x1000, 0x2fff, 0), VIRTIO_IOMMU_S_OK);
   assertEquals(unmap(10, 0x1000, 0x1fff), VIRTIO_IOMMU_S_RANGE);
   assertEquals(dev.domainMappings(10)!.length, 1);
+  // Without INPUT_RANGE and DOMAIN_RANGE offered, the config ranges are not in force.
+  const open = setup({
+    config: { inputStart: 0x1000, inputEnd: 0xffff_ffff, domainStart: 1, domainEnd: 10 },
+    features: VIRTIO_IOMMU_DEFAULT_FEATURES & ~3n,
+  });
+  assertEquals(open.attach(0, 8), VIRTIO_IOMMU_S_OK);
+  assertEquals(open.map(0, 0, 0xfff, 0), VIRTIO_IOMMU_S_OK);
 });
 
 Deno.test("viommu status NOENT: unknown endpoint or domain", () => {
@@ -538,9 +563,18 @@ Deno.test("viommu eventq: fault report bytes; dropped without buffers or with a 
   assertEquals(decodeViommuFault(mem.view(0x20200, 24))!.reason, VIRTIO_IOMMU_FAULT_R_UNKNOWN);
   assertEquals(evq.used.map((u) => u.len), [24, 24, 24, 0]); // the 16-byte buffer is too short
   assertEquals([dev.stats.faultsReported, dev.stats.faultsDropped], [3, 2]);
-  // The driver ignores a report with reserved bytes set.
+  // The driver ignores a report with `reserved` set, but ignores `reserved1` and unknown flags
+  // and reads an unknown reason as UNKNOWN (§5.13.6.9.1).
   const bad = mem.view(0x20100, 24).slice();
   bad[13] = 1;
+  bad[6] = 0x80;
+  assertEquals(
+    decodeViommuFault(bad)?.flags,
+    VIRTIO_IOMMU_FAULT_F_READ | VIRTIO_IOMMU_FAULT_F_ADDRESS,
+  );
+  bad[0] = 9;
+  assertEquals(decodeViommuFault(bad)?.reason, VIRTIO_IOMMU_FAULT_R_UNKNOWN);
+  bad[2] = 1;
   assertEquals(decodeViommuFault(bad), null);
 });
 

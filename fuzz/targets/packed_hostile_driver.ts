@@ -25,6 +25,7 @@ import {
   VIRTIO_F_INDIRECT_DESC,
 } from "../../src/virtio/features.ts";
 import type { Chain } from "../../src/virtio/chain.ts";
+import { type RealRingInput, withRealRingSeeds } from "../real_ring_seeds.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 import { availBits, RawPackedRing } from "./packed_raw.ts";
 import { refDecode } from "./packed_reference.ts";
@@ -384,12 +385,13 @@ function run(input: PackedHostileDriverInput): void {
   throw new OracleFailure("no-termination", `more than ${size + 2} pops`);
 }
 
-/** The packed hostile-driver target. */
-export const packedHostileDriver: FuzzTarget<PackedHostileDriverInput> = {
-  name: "packed-hostile-driver",
-  description: "hostile driver vs packed device: valid lists + one corruption + raw bytes",
-  arbitrary,
-  run,
-  encode: (i) => i,
-  decode: (json) => inputSchema.parse(json),
-};
+/** The packed hostile-driver target (plus real Linux rings with one corruption, `fuzz/real_ring_seeds.ts`). */
+export const packedHostileDriver: FuzzTarget<PackedHostileDriverInput | RealRingInput> =
+  withRealRingSeeds<PackedHostileDriverInput>({
+    name: "packed-hostile-driver",
+    description: "hostile driver vs packed device: valid lists + one corruption + raw bytes",
+    arbitrary,
+    run,
+    encode: (i) => i,
+    decode: (json) => inputSchema.parse(json),
+  }, "packed");

@@ -34,7 +34,7 @@ const MAX_MAPPINGS = 5;
 export interface ViommuRequestStep {
   /** The request before corruption. */
   readonly req: ViommuRequest;
-  /** 0 none, 1 flip a byte, 2 truncate, 3 extend, 4 wrong tail size, 5 reserved byte set. */
+  /** 0 none, 1 flip a byte, 2 truncate, 3 extend, 4 wrong tail size, 5 head reserved byte set. */
   readonly corrupt: number;
   /** Position/amount parameter of the corruption. */
   readonly arg: number;
@@ -124,6 +124,8 @@ interface ModelDomain {
 
 /** The reference model: the spec's semantics over plain arrays. */
 class Model {
+  /** Bytes of the PROBE properties area of the request being applied. */
+  probeArea = PROBE_SIZE;
   domains = new Map<number, ModelDomain>();
   attached = new Map<number, number>();
   count = 0;
@@ -195,7 +197,8 @@ class Model {
         return 0;
       }
       default:
-        return ENDPOINTS.includes(r.endpoint) ? 0 : 6;
+        if (!ENDPOINTS.includes(r.endpoint)) return 6;
+        return this.probeArea < PROBE_SIZE ? 4 : 0;
     }
   }
 }
@@ -248,8 +251,10 @@ function runSteps(steps: readonly ViommuRequestStep[]): void {
     } else if (d.kind === "bad-size") expectStatus = 3;
     else if (d.request.type !== 5 && wlen !== 4) expectStatus = 3;
     else if (d.reservedNonZero) expectStatus = 4;
-    else if (d.request.type === 5 && wlen - 4 < 0) expectStatus = 4;
-    else expectStatus = model.apply(d.request);
+    else {
+      model.probeArea = wlen - 4;
+      expectStatus = model.apply(d.request);
+    }
     if (expectStatus === -1) expectUsed = 0;
 
     mem.write(REQ, bytes.length > 0x1000 ? bytes.subarray(0, 0x1000) : bytes);

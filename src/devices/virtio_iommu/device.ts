@@ -13,8 +13,13 @@
  *   4 bytes: DEVERR (QEMU answers a bad head size with DEVERR); the tail is the last 4 writable
  *   bytes and any bytes before it are zeroed;
  * - readable part not readable (a memory fault): FAULT; PROBE properties not writable: IOERR;
- * - a non-zero reserved byte (head or body): INVAL (§5.13.6.3.2 MUST for ATTACH, same policy for all);
- * - MAP/UNMAP without `VIRTIO_IOMMU_F_MAP_UNMAP`, PROBE without `VIRTIO_IOMMU_F_PROBE`: UNSUPP;
+ * - reserved fields: ATTACH's non-zero → INVAL (§5.13.6.3.2 MUST); UNMAP's non-zero → INVAL and
+ *   nothing unmapped (§5.13.6.6.2 MAY); the head's, DETACH's and PROBE's are ignored (MUST ignore);
+ * - MAP/UNMAP without `VIRTIO_IOMMU_F_MAP_UNMAP` negotiated: UNSUPP; PROBE when the device does not
+ *   offer `VIRTIO_IOMMU_F_PROBE`: used length 0, unwritten (§5.13.6.7.2);
+ * - PROBE with a properties area smaller than `probe_size`: INVAL, no property written (§5.13.6.7.2);
+ * - `input_range` is enforced when `VIRTIO_IOMMU_F_INPUT_RANGE` is offered (else the whole 64-bit
+ *   space), `domain_range` when `VIRTIO_IOMMU_F_DOMAIN_RANGE` is offered (ATTACH outside → RANGE);
  * - more domains than `maxDomains` or mappings than `maxMappings`: NOMEM;
  * - a rejected request never changes any state.
  *
@@ -41,6 +46,7 @@ import {
   VIRTIO_IOMMU_MAP_F_MASK,
   VIRTIO_IOMMU_MAP_F_MMIO,
   VIRTIO_IOMMU_MAP_SIZE,
+  VIRTIO_IOMMU_PROBE_RESV_MEM_SIZE,
   VIRTIO_IOMMU_PROBE_SIZE,
   VIRTIO_IOMMU_REQ_TAIL_SIZE,
   VIRTIO_IOMMU_RESV_MEM_T_MSI,
@@ -170,6 +176,8 @@ export class VirtioIommuDevice {
   #mappingCount = 0;
   /** Low 32 bits of the negotiated features (the device-specific bits). */
   #featLo = 0;
+  /** Whether `input_range` is in force (VIRTIO_IOMMU_F_INPUT_RANGE offered). */
+  readonly #inputRange: boolean;
   /** Mapping granule in bytes (lowest bit of page_size_mask). */
   readonly #granule: number | bigint;
   #requestq: DeviceQueue | null = null;
@@ -204,13 +212,15 @@ export class VirtioIommuDevice {
 
   /**
    * Creates the device.
-   * @throws RangeError on a duplicate endpoint ID, a zero `page_size_mask`, or inverted ranges.
+   * @throws RangeError on a duplicate endpoint ID, a zero `page_size_mask`, inverted ranges, or
+   * an endpoint whose RESV_MEM properties do not fit in `probe_size`.
    */
   constructor(opts: VirtioIommuDeviceOptions) {
     this.deviceFeatures = opts.features ?? VIRTIO_IOMMU_DEFAULT_FEATURES;
     this.features = this.deviceFeatures;
     this.config = { ...defaultViommuConfig(), ...opts.config };
     this.#granule = viommuGranule(this.config.pageSizeMask);
+    this.#inputRange = (this.deviceFeatures & bit(VIRTIO_IOMMU_F_INPUT_RANGE)) !== 0n;
     if (this.config.inputStart > this.config.inputEnd) {
       throw new RangeError("input_range start is above its end");
     }
@@ -224,6 +234,9 @@ export class VirtioIommuDevice {
     this.#unknownType = opts.unknownType ?? "used-zero";
     for (const e of opts.endpoints) {
       if (this.#endpoints.has(e.id)) throw new RangeError(`duplicate endpoint ${e.id}`);
+      if ((e.resvMem?.length ?? 0) * VIRTIO_IOMMU_PROBE_RESV_MEM_SIZE > this.config.probeSize) {
+        throw new RangeError(`endpoint ${e.id}: its RESV_MEM properties exceed probe_size`);
+      }
       this.#endpoints.set(e.id, {
         id: e.id >>> 0,
         known: true,
@@ -433,7 +446,7 @@ export class VirtioIommuDevice {
       return this.#complete(chain, VIRTIO_IOMMU_S_FAULT);
     }
     // Fast path for well-formed MAP / UNMAP (the per-buffer traffic): no decode objects.
-    if (wbytes === VIRTIO_IOMMU_REQ_TAIL_SIZE && sc[1] === 0 && sc[2] === 0 && sc[3] === 0) {
+    if (wbytes === VIRTIO_IOMMU_REQ_TAIL_SIZE) {
       const v = this.#sv;
       if (sc[0] === VIRTIO_IOMMU_T_MAP && rbytes === VIRTIO_IOMMU_MAP_SIZE) {
         const m = this.#mreq;
@@ -472,6 +485,10 @@ export class VirtioIommuDevice {
     }
     if (d.kind === "bad-size") return this.#complete(chain, VIRTIO_IOMMU_S_DEVERR);
     const req = d.request;
+    if (req.type === VIRTIO_IOMMU_T_PROBE && !this.offers(VIRTIO_IOMMU_F_PROBE)) {
+      this.stats.unparsed++;
+      return 0;
+    }
     if (req.type !== VIRTIO_IOMMU_T_PROBE && wbytes !== VIRTIO_IOMMU_REQ_TAIL_SIZE) {
       return this.#complete(chain, VIRTIO_IOMMU_S_DEVERR);
     }
@@ -599,7 +616,9 @@ export class VirtioIommuDevice {
       if (bps + (bve - bvs) >= 1n << 52n) return VIRTIO_IOMMU_S_RANGE;
     }
     // Mixed number/bigint comparisons are exact in JavaScript.
-    if (vs < this.config.inputStart || ve > this.config.inputEnd) return VIRTIO_IOMMU_S_RANGE;
+    if (
+      this.#inputRange && (vs < this.config.inputStart || ve > this.config.inputEnd)
+    ) return VIRTIO_IOMMU_S_RANGE;
     for (const id of dom.endpoints) {
       for (const r of this.#endpoints.get(id)!.resvMem) {
         // Spec: the device SHOULD reject a MAP that overlaps a RESV_MEM region.
@@ -628,11 +647,12 @@ export class VirtioIommuDevice {
 
   #probe(chain: Chain, req: ViommuProbe): number {
     // Spec §5.13.6.7.2.
-    if (!this.has(VIRTIO_IOMMU_F_PROBE)) return this.#complete(chain, VIRTIO_IOMMU_S_UNSUPP);
     const ep = this.#endpoints.get(req.endpoint);
     if (ep === undefined) return this.#complete(chain, VIRTIO_IOMMU_S_NOENT);
     const area = new Uint8Array(chain.writableBytes - VIRTIO_IOMMU_REQ_TAIL_SIZE);
-    const fits = encodeProbeProperties(ep.resvMem, area);
+    // Spec §5.13.6.7.2: an area smaller than probe_size gets no property and INVAL.
+    const fits = area.length >= this.config.probeSize && encodeProbeProperties(ep.resvMem, area);
+    if (!fits) area.fill(0);
     try {
       chain.writeFrom(area);
     } catch (e) {

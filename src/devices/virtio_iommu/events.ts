@@ -15,7 +15,14 @@
  */
 
 import { type U64, u64FromParts, u64Hi, u64Lo } from "../../memory/u64.ts";
-import { VIRTIO_IOMMU_FAULT_SIZE } from "./constants.ts";
+import {
+  VIRTIO_IOMMU_FAULT_F_ADDRESS,
+  VIRTIO_IOMMU_FAULT_F_READ,
+  VIRTIO_IOMMU_FAULT_F_WRITE,
+  VIRTIO_IOMMU_FAULT_R_MAPPING,
+  VIRTIO_IOMMU_FAULT_R_UNKNOWN,
+  VIRTIO_IOMMU_FAULT_SIZE,
+} from "./constants.ts";
 
 /** A decoded fault report. */
 export interface ViommuFaultReport {
@@ -52,19 +59,20 @@ export function encodeViommuFault(
 }
 
 /**
- * Decodes a fault report (driver side).
- * @returns the report, or `null` when it must be ignored: shorter than 24 bytes, or a reserved
- * field is non-zero (spec: the driver MUST ignore such a report).
+ * Decodes a fault report as the spec's driver requirements say (§5.13.6.9.1): a report whose
+ * `reserved` bytes are non-zero is ignored; `reserved1` and undefined flag bits are ignored; an
+ * unknown reason is treated as UNKNOWN.
+ * @returns the report, or `null` when it must be ignored (also when shorter than 24 bytes).
  */
 export function decodeViommuFault(bytes: Uint8Array): ViommuFaultReport | null {
   if (bytes.length < VIRTIO_IOMMU_FAULT_SIZE) return null;
   const v = new DataView(bytes.buffer, bytes.byteOffset, VIRTIO_IOMMU_FAULT_SIZE);
-  if (bytes[1] !== 0 || bytes[2] !== 0 || bytes[3] !== 0 || v.getUint32(12, true) !== 0) {
-    return null;
-  }
+  if (bytes[1] !== 0 || bytes[2] !== 0 || bytes[3] !== 0) return null;
+  const reason = bytes[0];
   return {
-    reason: bytes[0],
-    flags: v.getUint32(4, true),
+    reason: reason <= VIRTIO_IOMMU_FAULT_R_MAPPING ? reason : VIRTIO_IOMMU_FAULT_R_UNKNOWN,
+    flags: v.getUint32(4, true) &
+      (VIRTIO_IOMMU_FAULT_F_READ | VIRTIO_IOMMU_FAULT_F_WRITE | VIRTIO_IOMMU_FAULT_F_ADDRESS),
     endpoint: v.getUint32(8, true),
     address: u64FromParts(v.getUint32(16, true), v.getUint32(20, true)),
   };

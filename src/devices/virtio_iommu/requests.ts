@@ -92,8 +92,10 @@ export type ViommuRequest = ViommuAttach | ViommuDetach | ViommuMap | ViommuUnma
 
 /**
  * The device's verdict on a request's readable bytes.
- * - `ok`: `request` is valid to execute; `reservedNonZero` is true when a reserved byte (head
- *   or body) is set (the device answers INVAL, spec §5.13.6.3.2 "MUST ... if reserved ... non-zero").
+ * - `ok`: `request` is valid to execute; `reservedNonZero` is true when a reserved field that the
+ *   device may reject is set: ATTACH `reserved` (the device MUST answer INVAL, spec §5.13.6.3.2) and
+ *   UNMAP `reserved` (the device MAY answer INVAL, §5.13.6.6.2). The head's, DETACH's and PROBE's
+ *   reserved fields are ignored as the spec requires (§5.13.6.2, §5.13.6.4.2, §5.13.6.7.2: MUST ignore).
  * - `unknown-type`: the head's type is not 1..5 (spec §5.13.6.1: SHOULD NOT write, used len 0).
  * - `short-head`: fewer than 4 readable bytes: the type cannot be read (used len 0).
  * - `bad-size`: the readable part is not the size the type requires (QEMU: DEVERR).
@@ -195,7 +197,6 @@ export function decodeViommuRequest(bytes: Uint8Array): ViommuDecodeResult {
   if (expected === 0) return { kind: "unknown-type", type };
   if (bytes.length !== expected) return { kind: "bad-size", type, expected };
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
-  const headReserved = !allZero(bytes, 1, 4);
   let request: ViommuRequest;
   let bodyReserved = false;
   switch (type) {
@@ -210,7 +211,6 @@ export function decodeViommuRequest(bytes: Uint8Array): ViommuDecodeResult {
       break;
     case VIRTIO_IOMMU_T_DETACH:
       request = { type, domain: v.getUint32(4, true), endpoint: v.getUint32(8, true) };
-      bodyReserved = !allZero(bytes, 12, 20);
       break;
     case VIRTIO_IOMMU_T_MAP:
       request = {
@@ -233,8 +233,7 @@ export function decodeViommuRequest(bytes: Uint8Array): ViommuDecodeResult {
       break;
     default: // VIRTIO_IOMMU_T_PROBE (viommuRequestSize accepted only 1..5)
       request = { type: VIRTIO_IOMMU_T_PROBE, endpoint: v.getUint32(4, true) };
-      bodyReserved = !allZero(bytes, 8, 72);
       break;
   }
-  return { kind: "ok", request, reservedNonZero: headReserved || bodyReserved };
+  return { kind: "ok", request, reservedNonZero: bodyReserved };
 }
