@@ -358,3 +358,23 @@ Deno.test("iotlb: property - matches a naive model (overflow flush, deletions ke
     { seed: 9, numRuns: 300 },
   );
 });
+
+Deno.test("iommu: translate through 1 GiB leaves and at the top of the 48-bit IOVA space", () => {
+  const iommu = new Iommu(GuestMemory.flat(0x1000));
+  const d = iommu.createDomain();
+  const ep = iommu.endpoint(d);
+  const t = new DmaTranslation();
+  iommu.map(d, 0x80_0000_0000, 0x4000_0000, IO_PAGE_1G, IOPTE_READ);
+  for (let pass = 0; pass < 2; pass++) { // miss (walk), then IOTLB hit
+    ep.translate(0x80_3fff_fff0, 64, R, t);
+    assertEquals([t.gpa, t.length], [0x7fff_fff0, 16]);
+  }
+  const top = 2 ** 48 - 0x2000;
+  iommu.map(d, top, 0x5000, 0x2000, IOPTE_READ | IOPTE_WRITE);
+  for (let pass = 0; pass < 2; pass++) {
+    ep.translate(top + 0x1ffc, 8, W, t);
+    assertEquals([t.gpa, t.length], [0x6ffc, 4]); // stops at the end of the IOVA space
+  }
+  assertEquals(iommu.iotlb.stats.hits >= 2, true);
+  assertEquals(fault(() => ep.translate(2 ** 48, 1, R, t)).reason, "out-of-window");
+});
