@@ -503,6 +503,10 @@ Deno.test("main: a failing campaign exits 1, writes corpus + JSON + JUnit; --rep
       r.out(),
       /bytes: Uint8Array\(14\)\n\s+00000000 {2}(00 ){8} (00 ){6}/,
     );
+    const missing = captureEnv(targets);
+    assertEquals(await fuzzMain(["--replay", `${dir}/none.json`], missing.env), 2);
+    assertStringIncludes(missing.err(), `fuzz: --replay: cannot read ${dir}/none.json`);
+    assertStringIncludes(missing.err(), "Fix: pass a corpus file");
     const ok = captureEnv([makeCopyTarget(), makeIndexTarget()]);
     assertEquals(await fuzzMain(["--replay", file], ok.env), 0);
     assertStringIncludes(ok.out(), "FIXED");
