@@ -97,6 +97,8 @@ export interface EnginePopOptions {
   lastAvailIdx: number;
   /** Packed: the device's avail wrap counter. */
   availWrap?: number;
+  /** True when `memory` is a throwaway copy the engine may rebase and write (no clone). */
+  inPlace?: boolean;
 }
 
 function toDecodeError(e: unknown): DecodeError {
@@ -140,7 +142,7 @@ export function popOutstandingWithEngine(o: EnginePopOptions): EngineDecode {
     features &= ~featureBit(VIRTIO_F_IN_ORDER);
     notes.push("VIRTIO_F_IN_ORDER withheld from the engine (rebased ring): in-order not checked");
   }
-  const scratch = cloneGuestMemory(o.memory);
+  const scratch = o.inPlace ? o.memory : cloneGuestMemory(o.memory);
   const tr = new DmaTranslation();
   // Rebase the scratch ring so that the engine's start (0 / slot 0, wrap 1) is our position.
   let outstanding = n;
