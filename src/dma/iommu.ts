@@ -236,8 +236,28 @@ export class Iommu {
     access: DmaAccess,
     out: DmaTranslation,
   ): void {
-    // Kept small so V8 inlines it: every fault and the walk live in cold helpers.
     if (typeof bus !== "number" || bus >= this.iovaLimit) this.#beyondWidth(bus, length, access);
+    const pfn = Math.floor(bus / 4096);
+    this.translatePage(domain, pfn, bus - pfn * 4096, length, access, out);
+  }
+
+  /**
+   * {@link Iommu.translate} with the bus address given as a 4 KiB page number and an offset in
+   * the page (`bus = pfn * 4096 + offset`), the allocation-free form: both are small integers for
+   * IOVAs below 4 TiB, so no heap number is boxed on an IOTLB hit even for IOVAs >= 2^31.
+   * @throws DmaFault (`out-of-window`, `reserved-region`, `unmapped`, `permission`).
+   */
+  translatePage(
+    domain: IommuDomain,
+    pfn: number,
+    offset: number,
+    length: number,
+    access: DmaAccess,
+    out: DmaTranslation,
+  ): void {
+    // Kept small so V8 inlines it: every fault and the walk live in cold helpers.
+    const bus = pfn * 4096 + offset;
+    if (bus >= this.iovaLimit) this.#beyondWidth(bus, length, access);
     let want = length;
     if (bus + want > this.iovaLimit) want = this.iovaLimit - bus;
     if (bus < this.#resvMax && bus + want > this.#resvMin) {
@@ -250,7 +270,7 @@ export class Iommu {
     }
     const tlb = this.iotlb;
     let base: number, size: number, perm: number;
-    if (tlb.lookup(domain.id, bus)) {
+    if (tlb.lookupPage(domain.id, pfn)) {
       base = tlb.hitGpa;
       size = tlb.hitSize;
       perm = tlb.hitPerm;
@@ -261,7 +281,8 @@ export class Iommu {
       perm = w.perm;
     }
     if ((access & ~perm) !== 0) this.#permissionFault(bus, length, access, perm);
-    const inPage = (bus >>> 0) & (size - 1); // size <= 1 GiB: the low 32 bits suffice
+    // offset inside the (possibly large) page, from the small page number: no 2^31 overflow
+    const inPage = size === 4096 ? offset : ((pfn & (size / 4096 - 1)) * 4096) + offset;
     const room = size - inPage;
     out.gpa = base + inPage;
     if (room >= want) {
@@ -411,6 +432,16 @@ export class IommuAddressSpace implements DmaAddressSpace {
    * @throws DmaFault (`out-of-window`, `reserved-region`, `unmapped`, `permission`, `no-domain`)
    */
   translate(bus: U64, length: number, access: DmaAccess, out: DmaTranslation): void {
+    const d = this.domain;
+    if (d !== null && typeof bus === "number") {
+      // page number + offset: small integers, so this call boxes nothing (see translatePage)
+      const pfn = Math.floor(bus / 4096);
+      this.iommu.translatePage(d, pfn, bus - pfn * 4096, length, access, out);
+    } else this.#slow(bus, length, access, out);
+  }
+
+  // bigint bus addresses (always out of the IOVA width) and unattached endpoints.
+  #slow(bus: U64, length: number, access: DmaAccess, out: DmaTranslation): void {
     const d = this.domain;
     if (d !== null) {
       this.iommu.translate(d, bus, length, access, out);

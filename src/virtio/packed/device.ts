@@ -401,19 +401,39 @@ export class PackedDeviceQueue implements DeviceQueue {
           throw new VirtqError("INDIRECT_WITH_NEXT", `slot ${pos}`, { index: pos });
         }
         // §2.8.7: WRITE on the indirect descriptor itself is reserved and ignored (#29).
-        chain.addDescriptor(lo, hi, len, flags, false);
+        const ki = chain.descCount;
+        if (ki === chain.descLen.length) chain.addDescriptor(lo, hi, len, flags, false);
+        else {
+          chain.descAddrLo[ki] = lo;
+          chain.descAddrHi[ki] = hi;
+          chain.descLen[ki] = len;
+          chain.descFlags[ki] = flags;
+          chain.descInIndirect[ki] = 0;
+          chain.descCount = ki + 1;
+        }
         chain.indirect = true;
-        this.#parseIndirect(chain, lo, hi, len, pos);
+        this.#parseIndirect(chain, ki, pos);
         break;
       }
-      chain.addDescriptor(lo, hi, len, flags, false);
+      // Recorded inline, then read back by index: a u32 at or above 2^31 passed to a call that
+      // is not inlined would be boxed (an allocation per descriptor).
+      const k = chain.descCount;
+      if (k === chain.descLen.length) chain.addDescriptor(lo, hi, len, flags, false);
+      else {
+        chain.descAddrLo[k] = lo;
+        chain.descAddrHi[k] = hi;
+        chain.descLen[k] = len;
+        chain.descFlags[k] = flags;
+        chain.descInIndirect[k] = 0;
+        chain.descCount = k + 1;
+      }
       const write = (flags & VIRTQ_DESC_F_WRITE) !== 0;
       // §2.8.4 Message Framing: device-writable descriptors after device-readable ones.
       if (write) seenWritable = true;
       else if (seenWritable) {
         throw new VirtqError("DESC_READABLE_AFTER_WRITABLE", `slot ${pos}`, { index: pos });
       }
-      if (this.#checkBuffer(lo, hi, len, pos)) this.#translate(chain, lo, hi, len, write, pos);
+      if (this.#checkBuffer(chain, k, pos)) this.#translate(chain, k, write, pos);
       if ((flags & VIRTQ_DESC_F_NEXT) === 0) break;
       // §2.8.6: a list may wrap the ring end; the wrap counter flips there (#32).
       if (++pos === size) {
@@ -440,7 +460,10 @@ export class PackedDeviceQueue implements DeviceQueue {
     this.#availWrap = wrap;
   }
 
-  #parseIndirect(chain: PackedChain, lo: number, hi: number, len: number, slot: number): void {
+  #parseIndirect(chain: PackedChain, rec: number, slot: number): void {
+    const lo = chain.descAddrLo[rec];
+    const hi = chain.descAddrHi[rec];
+    const len = chain.descLen[rec];
     // §2.8.7.1: the driver MUST NOT set INDIRECT unless VIRTIO_F_INDIRECT_DESC (#22).
     if (!this.#indirectOk) {
       throw new VirtqError("INDIRECT_NOT_NEGOTIATED", `slot ${slot}`, { index: slot });
@@ -502,7 +525,16 @@ export class PackedDeviceQueue implements DeviceQueue {
           index: i,
         });
       }
-      chain.addDescriptor(alo, ahi, l, f, true);
+      const k = chain.descCount;
+      if (k === chain.descLen.length) chain.addDescriptor(alo, ahi, l, f, true);
+      else {
+        chain.descAddrLo[k] = alo;
+        chain.descAddrHi[k] = ahi;
+        chain.descLen[k] = l;
+        chain.descFlags[k] = f;
+        chain.descInIndirect[k] = 1;
+        chain.descCount = k + 1;
+      }
       const write = (f & VIRTQ_DESC_F_WRITE) !== 0;
       if (write) seenWritable = true;
       else if (seenWritable) {
@@ -514,7 +546,7 @@ export class PackedDeviceQueue implements DeviceQueue {
           },
         );
       }
-      if (this.#checkBuffer(alo, ahi, l, i)) this.#translate(chain, alo, ahi, l, write, i);
+      if (this.#checkBuffer(chain, k, i)) this.#translate(chain, k, write, i);
     }
   }
 
@@ -522,7 +554,8 @@ export class PackedDeviceQueue implements DeviceQueue {
    * Checks one buffer descriptor before translation: length policy, chain total, 64-bit wrap.
    * @returns false for an allowed zero-length descriptor (nothing to translate).
    */
-  #checkBuffer(lo: number, hi: number, len: number, index: number): boolean {
+  #checkBuffer(chain: PackedChain, rec: number, index: number): boolean {
+    const len = chain.descLen[rec];
     if (len === 0) {
       if (this.#zeroAllow) return false;
       throw new VirtqError("DESC_ZERO_LENGTH", `descriptor ${index}`, { index });
@@ -538,7 +571,7 @@ export class PackedDeviceQueue implements DeviceQueue {
     }
     this.#chainBytes = total;
     // A buffer [addr, addr + len) cannot wrap the 64-bit address space (#15).
-    if (hi === 0xffff_ffff && lo + len > TWO_POW_32) {
+    if (chain.descAddrHi[rec] === 0xffff_ffff && chain.descAddrLo[rec] + len > TWO_POW_32) {
       throw new VirtqError("DESC_ADDR_WRAP", `descriptor ${index}: addr + len wraps 2^64`, {
         index,
       });
@@ -546,14 +579,10 @@ export class PackedDeviceQueue implements DeviceQueue {
     return true;
   }
 
-  #translate(
-    chain: PackedChain,
-    lo: number,
-    hi: number,
-    len: number,
-    write: boolean,
-    index: number,
-  ): void {
+  #translate(chain: PackedChain, rec: number, write: boolean, index: number): void {
+    const lo = chain.descAddrLo[rec];
+    const hi = chain.descAddrHi[rec];
+    const len = chain.descLen[rec];
     // Fast path: identity DMA and the whole buffer inside the region used last (no calls).
     if (this.#identity && hi < 0x10_0000) {
       const g = hi * TWO_POW_32 + lo;
@@ -568,48 +597,91 @@ export class PackedDeviceQueue implements DeviceQueue {
         return;
       }
     }
-    let bus: U64 = hi <= 0x1f_ffff ? hi * TWO_POW_32 + lo : u64FromParts(lo, hi);
+    if (hi > 0x1f_ff00) {
+      this.#translateWide(chain, lo, hi, len, write, index);
+      return;
+    }
+    // Number path: the whole buffer is below 2^53, so the arithmetic is exact and `bus` stays
+    // an unboxed double (a number|bigint variable would be boxed: an allocation per buffer).
+    let bus = hi * TWO_POW_32 + lo;
     const access = write ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
     const tr = this.#tr;
-    const mem = this.#memory;
     let remaining = len;
     try {
       // A buffer may span several translations (IOMMU pages, windows; HOSTILE_INPUTS #46) and
       // adjacent guest memory regions: one segment per contiguous piece.
       while (remaining > 0) {
         this.#dma.translate(bus, remaining, access, tr);
-        const gpa = tr.gpa;
-        let n = tr.length;
-        const region = mem.regionAt(gpa);
-        if (region === undefined || !(n >= 1 && n <= remaining)) {
-          throw new VirtqError(
-            "DESC_BUFFER_FAULT",
-            `descriptor ${index}: GPA ${gpa} (${n} bytes) is not backed by guest memory`,
-            { index },
-          );
-        }
-        if (gpa + n > region.end) n = region.end - gpa;
-        this.#rgnStart = region.gpa;
-        this.#rgnEnd = region.end;
-        if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
-          throw new VirtqError("CHAIN_TOO_MANY_SEGMENTS", `more than ${this.#maxSegments}`, {
-            index,
-          });
-        }
-        if (write) chain.addWritable(gpa, n);
-        else chain.addReadable(gpa, n);
+        const n = this.#addPiece(chain, tr, remaining, write, index);
         remaining -= n;
-        if (remaining === 0) break;
-        if (typeof bus === "number" && bus + n <= Number.MAX_SAFE_INTEGER) bus += n;
-        else bus = u64Add(bus, n) as U64;
+        bus += n;
       }
     } catch (cause) {
-      if (cause instanceof VirtqError) throw cause;
-      throw new VirtqError("DESC_BUFFER_FAULT", `descriptor ${index}: ${String(cause)}`, {
+      throw this.#bufferFault(cause, index);
+    }
+  }
+
+  /** Cold path of {@link #translate} for bus addresses near or above 2^53 (exact u64 arithmetic). */
+  #translateWide(
+    chain: PackedChain,
+    lo: number,
+    hi: number,
+    len: number,
+    write: boolean,
+    index: number,
+  ): void {
+    let bus: U64 = u64FromParts(lo, hi);
+    const access = write ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
+    let remaining = len;
+    try {
+      while (remaining > 0) {
+        this.#dma.translate(bus, remaining, access, this.#tr);
+        const n = this.#addPiece(chain, this.#tr, remaining, write, index);
+        remaining -= n;
+        if (remaining > 0) bus = u64Add(bus, n) as U64;
+      }
+    } catch (cause) {
+      throw this.#bufferFault(cause, index);
+    }
+  }
+
+  /** Adds one translated piece as a segment (clipped to its region); returns its length. */
+  #addPiece(
+    chain: PackedChain,
+    tr: DmaTranslation,
+    remaining: number,
+    write: boolean,
+    index: number,
+  ): number {
+    const gpa = tr.gpa;
+    let n = tr.length;
+    const region = this.#memory.regionAt(gpa);
+    if (region === undefined || !(n >= 1 && n <= remaining)) {
+      throw new VirtqError(
+        "DESC_BUFFER_FAULT",
+        `descriptor ${index}: GPA ${gpa} (${n} bytes) is not backed by guest memory`,
+        { index },
+      );
+    }
+    if (gpa + n > region.end) n = region.end - gpa;
+    this.#rgnStart = region.gpa;
+    this.#rgnEnd = region.end;
+    if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
+      throw new VirtqError("CHAIN_TOO_MANY_SEGMENTS", `more than ${this.#maxSegments}`, {
         index,
-        cause,
       });
     }
+    if (write) chain.addWritable(gpa, n);
+    else chain.addReadable(gpa, n);
+    return n;
+  }
+
+  #bufferFault(cause: unknown, index: number): VirtqError {
+    if (cause instanceof VirtqError) return cause;
+    return new VirtqError("DESC_BUFFER_FAULT", `descriptor ${index}: ${String(cause)}`, {
+      index,
+      cause,
+    });
   }
 
   /**

@@ -651,6 +651,16 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     return token;
   }
 
+  #unmapDirect(id: number, n: number): void {
+    const dma = this.#dma;
+    const freeNext = this.#freeNext;
+    let d = id;
+    for (let i = 0; i < n; i++) {
+      dma.unmap(this.#busOf(d), this.#extraLen[d], this.#extraDir[d] as DmaDirection);
+      d = freeNext[d];
+    }
+  }
+
   #unmapIndirect(id: number): void {
     const dma = this.#dma;
     const segs = this.#segCount[id];
@@ -679,20 +689,12 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#tokens[id] = undefined;
     this.#active[id] = 0;
     this.#outstanding--;
-    const dma = this.#dma;
     let n = 1;
     if (this.#isIndirect[id] !== 0) {
       this.#unmapIndirect(id);
     } else {
       n = this.#descCount[id];
-      if (!this.#rawDma) {
-        const freeNext = this.#freeNext;
-        let d = id;
-        for (let i = 0; i < n; i++) {
-          dma.unmap(this.#busOf(d), this.#extraLen[d], this.#extraDir[d] as DmaDirection);
-          d = freeNext[d];
-        }
-      }
+      if (!this.#rawDma) this.#unmapDirect(id, n);
     }
     // Append the whole chain (linked in order by the private free-list links) to the tail.
     if (this.#numFree === 0) this.#freeHead = id;
