@@ -228,8 +228,13 @@ export class Iotlb {
   /**
    * Caches a walk result: the page of `level` (1..3) containing `iova` maps to `pageGpa` with
    * `perm`. When the IOTLB is full, everything is flushed first (QEMU's rule).
+   * @throws RangeError when `domain` is not a 16-bit domain ID (VT-d DID, SMMU ASID/VMID are
+   * 16-bit); a wider ID would alias another domain's entries.
    */
   insert(domain: number, iova: number, level: number, pageGpa: number, perm: number): void {
+    if ((domain & 0xffff) !== domain) {
+      throw new RangeError(`IOTLB domain ID ${domain} is not a 16-bit integer`);
+    }
     const span = SPAN[level];
     const pn = Math.floor(iova / span);
     const lo = pn >>> 0;
