@@ -346,3 +346,38 @@ Deno.test("viommu DmaApi: IOVA properties under random map/unmap (64 KiB granule
     { seed: 0x5eed, numRuns: 40 },
   );
 });
+
+Deno.test("viommu requestq on a packed layout: MAP/UNMAP/PROBE and fault reports work", () => {
+  const layout = "packed" as const;
+  const m = new GuestMemory([
+    { gpa: 0, size: 0x10000, name: "buffers" },
+    { gpa: 0x10000, size: viommuQueuesFootprint(64, 2, layout), name: "viommu" },
+  ]);
+  const s = createViommuStack({ memory: m, stagingGpa: 0x10000, layout, eventBuffers: 2 });
+  const q = s.queues!;
+  assertEquals([q.requestq.layout, q.eventq.layout], ["packed", "packed"]);
+  assertEquals(s.api.resvMem, [{ subtype: 1, start: MSI.start, end: MSI.end }]); // PROBE answered
+  // More requests than the ring holds (64), so the packed wrap counters flip several times.
+  const out = new DmaTranslation();
+  for (let round = 0; round < 3; round++) {
+    const gpas = Array.from({ length: 40 }, (_, i) => i * 0x400);
+    const buses = s.api.mapBatch(gpas, gpas.map(() => 0x100), DMA_TO_DEVICE);
+    assertEquals(s.device.mappingCount, 40);
+    s.space.translate(buses[39], 0x100, DMA_ACCESS_READ, out);
+    assertEquals(out.gpa, 39 * 0x400);
+    for (let i = 0; i < 40; i++) s.api.unmap(buses[i], 0x100, DMA_TO_DEVICE);
+    assertEquals(s.device.mappingCount, 0);
+  }
+  assertEquals(q.requestq.outstanding, 0);
+  assertEquals([s.api.maps, s.api.unmaps], [120, 120]);
+  // A fault is reported over the packed eventq and the buffer re-posted.
+  for (let i = 0; i < 3; i++) {
+    assertThrows(() => s.space.translate(0x7_0000_0000, 4, DMA_ACCESS_READ, out), DmaFault);
+    assertEquals(q.drainFaults(), [{
+      reason: 2,
+      flags: 0x101,
+      endpoint: 8,
+      address: 0x7_0000_0000,
+    }]);
+  }
+});
