@@ -194,20 +194,43 @@ export class IovaAllocator {
     // up to the next higher range, so the freed space is searched first next time.
     const next = i + 1 < this.#lo.length ? this.#lo[i + 1] : Infinity;
     for (let c = 0; c < 2; c++) if (pfn >= this.#cached[c]) this.#cached[c] = next;
-    this.#lo.splice(i, 1);
-    this.#hi.splice(i, 1);
-    this.#kind.splice(i, 1);
-    this.#a.splice(i, 1);
-    this.#b.splice(i, 1);
+    this.#remove(i);
     return true;
   }
 
+  // Shifts by hand rather than with `splice`, which allocates the array of removed elements
+  // on every call (this runs once per map and once per unmap).
   #insert(at: number, lo: number, hi: number, kind: number, a: number, b: number): void {
-    this.#lo.splice(at, 0, lo);
-    this.#hi.splice(at, 0, hi);
-    this.#kind.splice(at, 0, kind);
-    this.#a.splice(at, 0, a);
-    this.#b.splice(at, 0, b);
+    const L = this.#lo, H = this.#hi, K = this.#kind, A = this.#a, B = this.#b;
+    for (let j = L.length; j > at; j--) {
+      L[j] = L[j - 1];
+      H[j] = H[j - 1];
+      K[j] = K[j - 1];
+      A[j] = A[j - 1];
+      B[j] = B[j - 1];
+    }
+    L[at] = lo;
+    H[at] = hi;
+    K[at] = kind;
+    A[at] = a;
+    B[at] = b;
+  }
+
+  #remove(i: number): void {
+    const L = this.#lo, H = this.#hi, K = this.#kind, A = this.#a, B = this.#b;
+    const n = L.length - 1;
+    for (let j = i; j < n; j++) {
+      L[j] = L[j + 1];
+      H[j] = H[j + 1];
+      K[j] = K[j + 1];
+      A[j] = A[j + 1];
+      B[j] = B[j + 1];
+    }
+    L.pop();
+    H.pop();
+    K.pop();
+    A.pop();
+    B.pop();
   }
 
   // Largest index with lo[i] < x, or -1 (binary search).
