@@ -98,6 +98,7 @@ export function allocCases(smoke: boolean): CaseParams[] {
         "iommu-lazy",
         "swiotlb",
         "virtio-iommu",
+        "virtio-iommu-long",
       ]
     ) out.push({ ...BASE, engine, dma });
   }

@@ -66,6 +66,8 @@ async function main(args: BenchArgs): Promise<number> {
     console.error("no case matches --suite/--filter; see --list");
     return 2;
   }
+  // fail fast on bad names/files, before minutes of measuring
+  const savePath = args.save ? baselinePath(args.save) : null;
   const baseline = args.compare ? await loadResults(baselinePath(args.compare)) : null;
 
   const rt = Deno.version;
@@ -141,10 +143,9 @@ async function main(args: BenchArgs): Promise<number> {
     }
     if (c.comparisons.some((x) => x.verdict === "slower")) code = 1;
   }
-  if (args.save) {
-    const path = baselinePath(args.save);
-    await writeResults(path, out);
-    console.log(`\nsaved baseline ${path}`);
+  if (savePath) {
+    await writeResults(savePath, out);
+    console.log(`\nsaved baseline ${savePath}`);
   }
   if (args.json) {
     await writeResults(args.json, out);
@@ -164,7 +165,9 @@ async function main(args: BenchArgs): Promise<number> {
   );
   const s = solTarget(results);
   console.log(
-    `\nENGINE/SPEED-OF-LIGHT: ${s.value === null ? `n/a (${s.detail})` : s.detail} -> ${s.status}`,
+    `\nENGINE/SPEED-OF-LIGHT: ${
+      s.value === null ? `n/a (${s.detail})` : s.detail
+    }; goal >= 0.50 of SoL ${s.status}`,
   );
   if (code) console.log("\nREGRESSION: at least one case is slower than the baseline (exit 1)");
   return code;

@@ -85,7 +85,7 @@ export function formatComparison(
 export function formatTargets(targets: readonly Target[]): string {
   const lines = ["targets (ratios measured in this run):"];
   for (const t of targets) {
-    const v = t.value === null ? "-" : t.value.toFixed(2);
+    const v = t.value === null ? "-" : t.value.toFixed(3);
     lines.push(`  [${t.status.padEnd(6)}] ${t.name}: ${v}  goal ${t.goal}`);
     lines.push(`           ${t.detail}`);
   }

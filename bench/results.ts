@@ -176,7 +176,8 @@ export const BASELINE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export function baselinePath(name: string, dir = "bench/baselines"): string {
   if (!BASELINE_NAME.test(name)) {
     throw new Error(
-      `baseline name "${name}": use letters, digits, ".", "_" or "-" (at most 64 characters)`,
+      `baseline name "${name}": start with a letter or digit, then letters, digits, ".", "_" ` +
+        `or "-" (at most 64 characters)`,
     );
   }
   return `${dir}/${name}.json`;

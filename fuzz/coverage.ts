@@ -113,7 +113,8 @@ async function main(args: string[]): Promise<number> {
         "Runs the fuzz campaign under `deno run --coverage=coverage/fuzz` (same flags as\n" +
         "`deno task fuzz`, e.g. --seconds 60 --target NAME), then prints line and branch coverage\n" +
         "of src/virtio/ and src/dma/ and the catalogued error codes no target reached. Exit status\n" +
-        "is the campaign's. The campaign's JSON report is kept in coverage/fuzz-report.json.",
+        "is the campaign's. The campaign's JSON report is kept in coverage/fuzz-report.json, the\n" +
+        "coverage summary (per-file counts, unreached codes) in coverage/fuzz-coverage.json.",
     );
     return 0;
   }
@@ -174,6 +175,25 @@ async function main(args: string[]): Promise<number> {
     `\nError codes: ${inCatalogue} of ${CATALOGUE_CODES.length} catalogued codes reached` +
       (missing.length === 0 ? " (all)." : `; never reached:\n  ${missing.join("\n  ")}`),
   );
+  const summary = `${root}/coverage/fuzz-coverage.json`;
+  await Deno.writeTextFile(
+    summary,
+    JSON.stringify(
+      {
+        prefixes: PREFIXES,
+        linePct: t.linePct,
+        branchPct: t.branchPct,
+        files: files.filter((f) => PREFIXES.some((p) => f.file.startsWith(`${root}/${p}`)))
+          .map((f) => ({ ...f, file: f.file.slice(root.length + 1) })),
+        unloaded,
+        reachedCodes: reached.filter((c) => CATALOGUE_CODES.includes(c)),
+        unreachedCodes: missing,
+      },
+      null,
+      2,
+    ) + "\n",
+  );
+  console.log(`\nfuzz:coverage: summary written to coverage/fuzz-coverage.json`);
   return run.code;
 }
 

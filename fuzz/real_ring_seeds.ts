@@ -14,7 +14,9 @@
  */
 
 import fc from "fast-check";
+import { z } from "zod";
 import { fixturesDir, readFixture } from "../tools/fixture_files.ts";
+import type { RingLayout } from "../src/virtio/queue.ts";
 import {
   extractSeedRings,
   seedMemory,
@@ -22,7 +24,7 @@ import {
   type SeedRingState,
 } from "../src/inspect/seeds.ts";
 import { inspectQueue, type QueueReport } from "../src/inspect/inspect_queue.ts";
-import { OracleFailure } from "./target.ts";
+import { type FuzzTarget, OracleFailure } from "./target.ts";
 
 /** Where a corruption lands. */
 export type SeedArea = "desc" | "driver" | "device" | "table";
@@ -161,6 +163,7 @@ export function checkRealRingMutant(seed: SeedRingState, c: SeedCorruption): Que
   const r = inspectQueue(seedQueueSpec(s), {
     memory: seedMemory(s),
     ramSize: s.ramSize,
+    scratchMemory: true,
     devicePosition: {
       lastAvailIdx: s.lastAvailIdx,
       usedIdx: s.usedIdx,
@@ -176,4 +179,125 @@ export function checkRealRingMutant(seed: SeedRingState, c: SeedCorruption): Que
     );
   }
   return r;
+}
+
+/**
+ * The real ring seeds of both scenarios, loaded once when this module is imported (top-level
+ * await), or empty when the fixtures are missing (fuzzing then runs on synthetic inputs only;
+ * `tests/inspect_fixtures_test.ts` fails in that case, naming where it looked).
+ */
+export const REAL_RING_SEEDS: readonly SeedRingState[] = await (async () => {
+  try {
+    return await loadRealRingSeeds();
+  } catch {
+    return [];
+  }
+})();
+
+/** A fuzz input that is a real ring with one corruption (JSON-safe: the seed by name). */
+export interface RealRingInput {
+  /** The seed's name (`scenarioA/virtio-net/0`) and the corruption applied to it. */
+  realRing: { seed: string; corruption: SeedCorruption };
+}
+
+const realRingSchema = z.strictObject({
+  realRing: z.strictObject({
+    seed: z.string().min(1),
+    corruption: z.strictObject({
+      area: z.enum(["desc", "driver", "device", "table"]),
+      offset: z.number().int().min(0),
+      width: z.union([z.literal(1), z.literal(2), z.literal(4)]),
+      value: z.number().int().min(0).max(0xffff_ffff),
+      field: z.string(),
+    }),
+  }),
+});
+
+function isRealRingInput(x: unknown): x is RealRingInput {
+  return typeof x === "object" && x !== null && "realRing" in x;
+}
+
+function seedNamed(name: string): SeedRingState {
+  const s = REAL_RING_SEEDS.find((x) => x.name === name);
+  if (s === undefined) {
+    throw new Error(
+      `real ring seed "${name}" not available: fixtures looked up in ${fixturesDir()} ` +
+        `(set VIRTQ_FIXTURES_DIR)`,
+    );
+  }
+  return s;
+}
+
+/**
+ * Wraps a hostile-driver target so that one input in `1 + synthWeight` is a real ring of
+ * `layout` (a {@link REAL_RING_SEEDS} state, `fc.constantFrom`) with one targeted corruption,
+ * run through {@link checkRealRingMutant} (engine vs the inspector's walker). Other inputs, the
+ * corpus format of the base target, its planted faults and `describe` are unchanged.
+ * @param base the synthetic target.
+ * @param layout which seeds to use.
+ * @param synthWeight weight of the base arbitrary against 1 for real rings (default 4).
+ */
+export function withRealRingSeeds<I>(
+  base: FuzzTarget<I>,
+  layout: RingLayout,
+  synthWeight = 4,
+): FuzzTarget<I | RealRingInput> {
+  const seeds = REAL_RING_SEEDS.filter((s) => s.layout === layout);
+  if (seeds.length === 0 || base.usesCommands) return base as FuzzTarget<I | RealRingInput>;
+  const real: fc.Arbitrary<RealRingInput> = realRingArbitrary(seeds).map((
+    { seed, corruption },
+  ) => ({
+    realRing: { seed: seed.name, corruption },
+  }));
+  const wrapped: FuzzTarget<I | RealRingInput> = {
+    name: base.name,
+    description: base.description,
+    arbitrary: () =>
+      fc.oneof(
+        { arbitrary: base.arbitrary() as fc.Arbitrary<I | RealRingInput>, weight: synthWeight },
+        { arbitrary: real, weight: 1 },
+      ),
+    run: (input) => {
+      if (isRealRingInput(input)) {
+        checkRealRingMutant(seedNamed(input.realRing.seed), input.realRing.corruption);
+      } else base.run(input);
+    },
+    plantedFaults: base.plantedFaults,
+  };
+  if (base.encode !== undefined && base.decode !== undefined) {
+    const enc = base.encode.bind(base);
+    const dec = base.decode.bind(base);
+    wrapped.encode = (input) => {
+      if (!isRealRingInput(input)) return enc(input);
+      const c = input.realRing.corruption;
+      // Key order as the schema's, so that encode(decode(json)) is byte-identical.
+      return {
+        realRing: {
+          seed: input.realRing.seed,
+          corruption: {
+            area: c.area,
+            offset: c.offset,
+            width: c.width,
+            value: c.value,
+            field: c.field,
+          },
+        },
+      };
+    };
+    wrapped.decode = (json) => isRealRingInput(json) ? realRingSchema.parse(json) : dec(json);
+  }
+  if (base.describe !== undefined) {
+    const d = base.describe.bind(base);
+    wrapped.describe = (input) =>
+      isRealRingInput(input)
+        ? `real ring ${input.realRing.seed}, ${input.realRing.corruption.field} = 0x${
+          input.realRing.corruption.value.toString(16)
+        }`
+        : d(input);
+  }
+  if (base.withPlantedFault !== undefined) {
+    const p = base.withPlantedFault.bind(base);
+    wrapped.withPlantedFault = (fault) => withRealRingSeeds(p(fault), layout, synthWeight);
+  }
+  return wrapped;
 }

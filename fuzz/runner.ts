@@ -7,7 +7,7 @@
  */
 
 import fc from "fast-check";
-import type { FuzzTarget } from "./target.ts";
+import { type FuzzTarget, OracleFailure } from "./target.ts";
 import { observedErrorCodes, resetObserved } from "./observe.ts";
 import { observeCatalogueErrors } from "./catalogue.ts";
 import { deriveSeed, type FailureSignature, messageOf, signatureOf } from "./signature.ts";
@@ -27,6 +27,8 @@ export interface UnitSpec {
    * failure found near the deadline may overrun `seconds` by 20% (1 s to 10 s).
    */
   runs?: number;
+  /** Grace for shrinking past the deadline, seconds (default 20% of `seconds`, 1 to 10). */
+  shrinkGraceSeconds?: number;
   /** Stop after this many distinct failures (default 3). */
   maxFailures?: number;
 }
@@ -103,6 +105,8 @@ export function runUnit(
   // Shrinking a failure found just before the deadline may overrun it by this much.
   const shrinkGraceMs = spec.seconds === undefined
     ? 0
+    : spec.shrinkGraceSeconds !== undefined
+    ? spec.shrinkGraceSeconds * 1000
     : Math.min(10_000, Math.max(1000, spec.seconds * 200));
   const failures: FailureRecord[] = [];
   const seen = new Set<string>();
@@ -127,9 +131,16 @@ export function runUnit(
       }
     }
     try {
-      target.run(input);
+      const out: unknown = target.run(input);
+      if (out instanceof Promise) {
+        out.catch(() => {}); // never awaited: the contract is synchronous
+        throw new OracleFailure(
+          "async-run",
+          `${target.name}.run returned a Promise: targets must be synchronous (FuzzTarget.run)`,
+        );
+      }
     } catch (e) {
-      failing = true;
+      if (!fc.PreconditionFailure.isFailure(e)) failing = true; // fc.pre() in a target is a skip
       throw e;
     }
   };

@@ -81,6 +81,7 @@ export * from "./inspect/hmp_xp.ts";
 export * from "./platform/topology.ts";
 export * from "./platform/policy.ts";
 export * from "./platform/sparse_memory.ts";
+export * from "./platform/models.ts";
 export * from "./platform/resolve.ts";
 export * from "./platform/explain.ts";
 export * from "./platform/presets/mod.ts";

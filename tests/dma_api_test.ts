@@ -1,4 +1,5 @@
 import { assertEquals, assertThrows } from "@std/assert";
+import fc from "fast-check";
 import { GuestMemory } from "../src/memory/guest_memory.ts";
 import { MemoryFault } from "../src/memory/fault.ts";
 import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, DmaFault, DmaMapError } from "../src/dma/errors.ts";
@@ -328,4 +329,43 @@ Deno.test("swiotlb: a buffer outside guest RAM is refused without leaking slots 
   assertEquals(mapErr(() => api.map(2 ** 52 - 4096, 8192, DMA_TO_DEVICE)).reason, "mask");
   assertThrows(() => api.map(0x200_0000, 64, DMA_TO_DEVICE), MemoryFault); // a hole in RAM
   assertEquals(api.usedSlots, 0);
+});
+
+Deno.test("iova allocator: property - no overlap, aligned, below the limit, fails only when full", () => {
+  const op = fc.oneof(
+    fc.record({ alloc: fc.integer({ min: 1, max: 9 }), limit: fc.constantFrom(64, 100, 128) }),
+    fc.record({ free: fc.nat(40) }),
+  );
+  fc.assert(
+    fc.property(fc.array(op, { maxLength: 120 }), (ops) => {
+      const a = new IovaAllocator();
+      a.reserve(40, 47);
+      const live: [number, number][] = [[40, 47]]; // [lo, hi] incl. the reserved range
+      for (const o of ops) {
+        if ("alloc" in o) {
+          const got = a.alloc(o.alloc, o.limit);
+          let align = 1;
+          while (align < o.alloc) align *= 2;
+          if (got < 0) {
+            // no aligned gap may exist anywhere in [1, limit)
+            for (let c = align; c + o.alloc <= o.limit; c += align) {
+              const free = live.every(([l, h]) => c + o.alloc - 1 < l || c > h) && c >= 1;
+              assertEquals(free, false, `alloc(${o.alloc}) failed but ${c} was free`);
+            }
+          } else {
+            assertEquals(got % align, 0);
+            assertEquals(got >= 1 && got + o.alloc <= o.limit, true);
+            for (const [l, h] of live) assertEquals(got + o.alloc - 1 < l || got > h, true);
+            live.push([got, got + o.alloc - 1]);
+          }
+        } else if (live.length > 1) {
+          const i = 1 + (o.free % (live.length - 1));
+          assertEquals(a.free(live[i][0]), true);
+          live.splice(i, 1);
+        }
+      }
+      assertEquals(a.rangeCount, live.length);
+    }),
+    { seed: 42, numRuns: 300 },
+  );
 });

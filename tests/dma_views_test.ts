@@ -1,4 +1,5 @@
 import { assertEquals, assertThrows } from "@std/assert";
+import fc from "fast-check";
 import { GuestMemory } from "../src/memory/guest_memory.ts";
 import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, DmaFault, DmaMapError } from "../src/dma/errors.ts";
 import { DmaTranslation } from "../src/dma/types.ts";
@@ -244,4 +245,136 @@ Deno.test("stacked: window in front of an IOMMU", () => {
   s.translate(2n ** 63n + 0x3010n, 0x2000, R, t);
   assertEquals([t.gpa, t.length], [0x8010, 0xff0]);
   assertEquals(fault(() => s.translate(2n ** 63n + 0x4000n, 1, R, t)).reason, "unmapped");
+});
+
+Deno.test("page table: property - lookups match a naive page map under random map/unmap", () => {
+  const P = 4096, M2 = 0x20_0000;
+  const op = fc.oneof(
+    fc.record({
+      map: fc.nat(15), // 2 MiB-granular IOVA slot
+      gpaSlot: fc.nat(15),
+      pages: fc.constantFrom(1, 3, 512, 1024),
+      offPages: fc.nat(511),
+      perm: fc.constantFrom(1, 2, 3),
+    }),
+    fc.record({
+      unmap: fc.nat(15),
+      offPages: fc.nat(1023),
+      pages: fc.integer({ min: 1, max: 600 }),
+    }),
+  );
+  fc.assert(
+    fc.property(fc.array(op, { maxLength: 40 }), (ops) => {
+      const pt = new IoPageTable(4);
+      const model = new Map<number, [number, number]>(); // IOVA page -> [GPA page, perm]
+      for (const o of ops) {
+        if ("map" in o) {
+          const off = o.pages >= 512 ? 0 : o.offPages; // large maps stay 2 MiB-aligned
+          const iova = o.map * 2 * M2 + off * P, gpa = o.gpaSlot * 2 * M2 + off * P;
+          const size = o.pages * P;
+          let clash = false;
+          for (let k = 0; k < o.pages; k++) if (model.has(iova / P + k)) clash = true;
+          if (clash) {
+            assertEquals(
+              assertThrows(() => pt.map(iova, gpa, size, o.perm), DmaMapError).reason,
+              "overlap",
+            );
+          } else {
+            pt.map(iova, gpa, size, o.perm);
+            for (let k = 0; k < o.pages; k++) model.set(iova / P + k, [gpa / P + k, o.perm]);
+          }
+        } else {
+          const iova = o.unmap * 2 * M2 + o.offPages * P;
+          let expect = 0;
+          for (let k = 0; k < o.pages; k++) if (model.delete(iova / P + k)) expect += P;
+          assertEquals(pt.unmap(iova, o.pages * P), expect);
+        }
+      }
+      const w = new IoPageWalk();
+      for (let slot = 0; slot < 16; slot++) {
+        for (let k = 0; k < 1024; k += 7) {
+          const page = slot * 2 * (M2 / P) + k;
+          const m = model.get(page);
+          const ok = pt.walk(page * P + 5, w);
+          assertEquals(ok, m !== undefined, `page ${page}`);
+          if (m) assertEquals([w.pageGpa + ((page * P) % w.pageSize), w.perm], [m[0] * P, m[1]]);
+        }
+      }
+      assertEquals(pt.mappedBytes, model.size * P);
+    }),
+    { seed: 7, numRuns: 200 },
+  );
+});
+
+Deno.test("iotlb: property - matches a naive model (overflow flush, deletions keep probing intact)", () => {
+  const SPANS = [0, 0x1000, 0x20_0000, 0x4000_0000];
+  const op = fc.oneof(
+    {
+      weight: 5,
+      arbitrary: fc.record({
+        ins: fc.nat(200),
+        dom: fc.nat(2),
+        level: fc.constantFrom(1, 1, 1, 2, 3),
+      }),
+    },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        inv: fc.nat(200),
+        dom: fc.nat(2),
+        pages: fc.integer({ min: 1, max: 100 }),
+      }),
+    },
+    { weight: 1, arbitrary: fc.record({ invDom: fc.nat(2) }) },
+  );
+  fc.assert(
+    fc.property(fc.integer({ min: 4, max: 40 }), fc.array(op, { maxLength: 150 }), (cap, ops) => {
+      const t = new Iotlb(cap);
+      const model = new Map<string, { dom: number; start: number; level: number }>();
+      for (const o of ops) {
+        if ("ins" in o) {
+          const span = SPANS[o.level];
+          const start = Math.floor((o.ins * 0x1000 * 37) / span) * span;
+          const key = `${o.dom}:${o.level}:${start}`;
+          if (!model.has(key) && model.size >= cap) model.clear();
+          model.set(key, { dom: o.dom, start, level: o.level });
+          t.insert(o.dom, start + 5, o.level, start * 2, 3);
+        } else if ("inv" in o) {
+          const s = o.inv * 0x1000 * 37, e = s + o.pages * 0x1000;
+          for (const [k, v] of model) {
+            if (v.dom === o.dom && v.start < e && v.start + SPANS[v.level] > s) model.delete(k);
+          }
+          t.invalidateRange(o.dom, s, o.pages * 0x1000);
+        } else {
+          for (const [k, v] of model) if (v.dom === o.invDom) model.delete(k);
+          t.invalidateDomain(o.invDom);
+        }
+        assertEquals(t.size, model.size);
+      }
+      for (const v of model.values()) {
+        assertEquals(t.lookup(v.dom, v.start + 7), true);
+      }
+    }),
+    { seed: 9, numRuns: 300 },
+  );
+});
+
+Deno.test("iommu: translate through 1 GiB leaves and at the top of the 48-bit IOVA space", () => {
+  const iommu = new Iommu(GuestMemory.flat(0x1000));
+  const d = iommu.createDomain();
+  const ep = iommu.endpoint(d);
+  const t = new DmaTranslation();
+  iommu.map(d, 0x80_0000_0000, 0x4000_0000, IO_PAGE_1G, IOPTE_READ);
+  for (let pass = 0; pass < 2; pass++) { // miss (walk), then IOTLB hit
+    ep.translate(0x80_3fff_fff0, 64, R, t);
+    assertEquals([t.gpa, t.length], [0x7fff_fff0, 16]);
+  }
+  const top = 2 ** 48 - 0x2000;
+  iommu.map(d, top, 0x5000, 0x2000, IOPTE_READ | IOPTE_WRITE);
+  for (let pass = 0; pass < 2; pass++) {
+    ep.translate(top + 0x1ffc, 8, W, t);
+    assertEquals([t.gpa, t.length], [0x6ffc, 4]); // stops at the end of the IOVA space
+  }
+  assertEquals(iommu.iotlb.stats.hits >= 2, true);
+  assertEquals(fault(() => ep.translate(2 ** 48, 1, R, t)).reason, "out-of-window");
 });

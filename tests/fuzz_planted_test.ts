@@ -74,6 +74,15 @@ const shortUsedLen = () =>
         original.call(this, chain, written > 0 ? written - 1 : written); // one byte short
       },
   );
+const shortPackedUsedLen = () =>
+  patchMethod(
+    PackedDeviceQueue.prototype,
+    "push",
+    (original) =>
+      function (this: PackedDeviceQueue, chain: Chain, written: number) {
+        original.call(this, chain, written > 0 ? written - 1 : written); // one byte short
+      },
+  );
 const flipLastByteRead = () =>
   patchMethod(
     GuestMemory.prototype,
@@ -108,6 +117,7 @@ const OUTSIDE: [string, string, () => () => void][] = [
   ],
   ["model-split", "split push reports one byte less", shortUsedLen],
   ["differential", "split push reports one byte less", shortUsedLen],
+  ["model-packed", "packed push reports one byte less", shortPackedUsedLen],
   ["viommu-requests", "GuestMemory.read corrupts a byte", flipLastByteRead],
   ["viommu-stack", "GuestMemory.read corrupts a byte", flipLastByteRead],
   ["dma-modes", "GuestMemory.read corrupts a byte", flipLastByteRead],
@@ -130,3 +140,17 @@ for (const [name, bug, install] of OUTSIDE) {
     assertEquals([SplitDeviceQueue.prototype.pop, GuestMemory.prototype.read], before, "restored");
   });
 }
+
+Deno.test("planted bug: every registered target has at least one", () => {
+  const covered = new Set(OUTSIDE.map(([name]) => name));
+  const missing = TARGETS.filter((t) =>
+    (t.plantedFaults ?? []).length === 0 && !covered.has(t.name)
+  )
+    .map((t) => t.name);
+  assertEquals(
+    missing,
+    [],
+    `targets without a planted bug: ${missing.join(", ")}. Fix: give the target plantedFaults + ` +
+      "withPlantedFault (docs/FUZZING.md), or add an entry to OUTSIDE in tests/fuzz_planted_test.ts",
+  );
+});

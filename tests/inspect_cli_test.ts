@@ -166,3 +166,39 @@ if (present) {
     });
   });
 }
+
+if (present) {
+  Deno.test("inspect CLI: a corrupted image exits 1 and names the catalogue code", async () => {
+    const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "inspect-" });
+    try {
+      const index = JSON.parse(await Deno.readTextFile(`${DIR}/scenarioA.index.json`));
+      const gzBytes = await Deno.readFile(`${DIR}/scenarioA.pages.bin.gz`);
+      const pages = await gunzip(gzBytes);
+      // virtio-net queue 0: avail ring slot 9 (the next head the device pops) -> 256 (>= size).
+      const net = index.queues.find((q: { device: string; queue: number }) =>
+        q.device === "virtio-net" && q.queue === 0
+      );
+      const gpa = net.avail + 4 + 2 * 9;
+      const page = index.pages.find((p: { gpa: number }) => p.gpa === (gpa & ~4095));
+      new DataView(pages.buffer).setUint16(page.file_offset + (gpa & 4095), 256, true);
+      const gz = new Uint8Array(
+        await new Response(
+          new Blob([pages as Uint8Array<ArrayBuffer>]).stream().pipeThrough(
+            new CompressionStream("gzip"),
+          ),
+        ).arrayBuffer(),
+      );
+      await Deno.writeTextFile(`${dir}/x.index.json`, JSON.stringify(index));
+      await Deno.writeFile(`${dir}/x.pages.bin.gz`, gz);
+      const r = await run([`${dir}/x.index.json`, "--device", "virtio-net", "--queue", "0"]);
+      assert.equal(r.code, 1);
+      assert.match(
+        r.out,
+        /ERROR AVAIL_HEAD_OUT_OF_RANGE: avail ring position 9 names head 256 >= queue size 256/,
+      );
+      assert.match(r.err, /oracle: none/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}

@@ -11,10 +11,16 @@ import { fixturesDir, readFixture } from "../tools/fixture_files.ts";
 import type { Fixture, FixtureQueue } from "../src/inspect/fixture.ts";
 import { inspectQueue } from "../src/inspect/inspect_queue.ts";
 import { cloneGuestMemory } from "../src/inspect/engine_decode.ts";
-import { extractSeedRings, placeSeedRing, type SeedRingState } from "../src/inspect/seeds.ts";
+import {
+  extractSeedRings,
+  placeSeedRing,
+  seedMemory,
+  seedQueueSpec,
+  type SeedRingState,
+} from "../src/inspect/seeds.ts";
 import { checkRealRingMutant, realRingArbitrary } from "../fuzz/real_ring_seeds.ts";
 import type { GuestMemory } from "../src/memory/guest_memory.ts";
-import type { VirtqErrorCode } from "../src/virtio/errors.ts";
+import { VIRTQ_ERRORS, type VirtqErrorCode } from "../src/virtio/errors.ts";
 
 const DIR = fixturesDir();
 let present = false;
@@ -104,6 +110,22 @@ if (present) {
       const r = codesAfter(fx, net, mutate);
       assert.ok(r.codes.includes(code), `${what}: expected ${code}, got ${r.codes.join(",")}`);
       assert.deepEqual(r.mismatches, [], `${what}: engine and walker disagree`);
+    }
+    // Activation errors: the engine refuses the queue, the inspector says why, chains not reached.
+    for (
+      const [what, spec, code] of [
+        [
+          "used ring misaligned",
+          { ...net, deviceAddr: Number(net.deviceAddr) + 2 },
+          "RING_MISALIGNED",
+        ],
+        ["size not a power of 2", { ...net, size: 255 }, "QUEUE_SIZE_INVALID"],
+      ] as const
+    ) {
+      const r = inspectQueue(spec, { memory: fx.memory, ramSize: fx.ramSize });
+      assert.ok(r.errors.some((e) => e.code === code), `${what}: ${r.errors.map((e) => e.code)}`);
+      assert.deepEqual(r.engine?.mismatches, [], what);
+      assert.equal(r.engine?.popped, 0);
     }
     // A ring page the capture did not keep: RING_UNMAPPED, not zeros.
     const moved = { ...net, driverAddr: 0x100000 };
@@ -201,6 +223,45 @@ if (present) {
         checkRealRingMutant(seed, corruption);
       }),
       { seed: 0x5eed, numRuns: 300 },
+    );
+  });
+}
+
+if (present) {
+  Deno.test("property: random bytes over real ring areas never crash the inspector", async () => {
+    const seeds: SeedRingState[] = [];
+    for (const sc of ["scenarioA", "scenarioB"] as const) {
+      seeds.push(...extractSeedRings(await fixture(sc), sc));
+    }
+    const arb = fc.constantFrom(...seeds).chain((seed) =>
+      fc.record({
+        seed: fc.constant(seed),
+        area: fc.constantFrom("descTable" as const, "driverArea" as const, "deviceArea" as const),
+        at: fc.nat(),
+        bytes: fc.uint8Array({ minLength: 1, maxLength: 64 }),
+      }, { noNullPrototype: true })
+    );
+    fc.assert(
+      fc.property(arb, ({ seed, area, at, bytes }) => {
+        const s = { ...seed, [area]: seed[area].slice() };
+        const target = s[area];
+        target.set(
+          bytes.subarray(0, target.length),
+          at % target.length > target.length - bytes.length
+            ? Math.max(0, target.length - bytes.length)
+            : at % target.length,
+        );
+        const r = inspectQueue(seedQueueSpec(s), {
+          memory: seedMemory(s),
+          ramSize: s.ramSize,
+          scratchMemory: true,
+          positions: "memory",
+        });
+        // Every problem is a catalogued code; the engine and the walker agree.
+        for (const e of r.errors) assert.ok(e.code in VIRTQ_ERRORS, e.code);
+        assert.deepEqual(r.engine?.mismatches ?? [], [], `${seed.name} ${area}@${at}`);
+      }),
+      { seed: 0xb17e, numRuns: 200 },
     );
   });
 }

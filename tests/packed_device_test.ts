@@ -367,3 +367,94 @@ Deno.test("packed device: push validation", () => {
   assertEquals(assertThrows(() => dev.push(c, 4), VirtqError).code, "PUSH_INVALID");
   assertEquals(dev.inFlight, 0);
 });
+
+Deno.test("packed device: policies allow zero-length descriptors and INDIRECT+NEXT (ignore-next)", () => {
+  const { ring, dev, memory } = setup(4, IND, {
+    zeroLength: "allow",
+    indirectWithNext: "ignore-next",
+  });
+  ring.write(0, { addr: 0x8000n, len: 0, id: 0, flags: A | VIRTQ_DESC_F_NEXT });
+  ring.write(1, { addr: 0x8000n, len: 4, id: 5, flags: A });
+  const c = dev.pop()!;
+  assertEquals([c.id, c.ringDescriptors, c.descCount, c.readableCount, c.readableBytes], [
+    5,
+    2,
+    2,
+    1,
+    4,
+  ]);
+  memory.writeU64(0x9000, 0x8100);
+  memory.writeU32(0x9008, 8);
+  memory.writeU16(0x900e, VIRTQ_DESC_F_WRITE);
+  // NEXT on the indirect descriptor is ignored: the list is this one slot
+  ring.write(2, {
+    addr: 0x9000n,
+    len: 16,
+    id: 6,
+    flags: A | VIRTQ_DESC_F_INDIRECT | VIRTQ_DESC_F_NEXT,
+  });
+  const d = dev.pop()!;
+  assertEquals([d.id, d.ringDescriptors, d.writableBytes], [6, 1, 8]);
+  assertEquals(dev.availPosition, { offset: 3, wrap: 1 });
+});
+
+Deno.test("packed device: IN_ORDER pushes must follow pop order; full buffers batch", async () => {
+  const { featureMask: fm, VIRTIO_F_IN_ORDER } = await import("../src/mod.ts");
+  const { ring, dev } = setup(4, fm(VIRTIO_F_IN_ORDER));
+  ring.write(0, { addr: 0x8000n, len: 4, id: 7, flags: A | VIRTQ_DESC_F_WRITE });
+  ring.write(1, { addr: 0x8100n, len: 4, id: 8, flags: A | VIRTQ_DESC_F_WRITE });
+  const a = dev.pop()!, b = dev.pop()!;
+  assertEquals(assertThrows(() => dev.push(b, 4), VirtqError).code, "PUSH_INVALID");
+  dev.push(a, 4); // full: can be retired by b's used descriptor
+  dev.push(b, 2);
+  assertEquals(dev.flush(), true);
+  assertEquals(ring.read(0), { addr: 0x8000n, len: 2, id: 8, flags: 0x8080 | VIRTQ_DESC_F_WRITE });
+  assertEquals(ring.read(1).flags, A | VIRTQ_DESC_F_WRITE); // untouched
+  assertEquals(dev.usedPosition, { offset: 2, wrap: 1 });
+});
+
+Deno.test("packed device: segments split at region boundaries and IOMMU-style pieces; exact 64-bit addresses", () => {
+  // two adjacent regions: a buffer across the boundary becomes two segments; into a hole: fault
+  const memory = new GuestMemory([{ gpa: 0, size: 0x10000 }, { gpa: 0x10000, size: 0x10000 }]);
+  const ring = new RawPackedRing(memory, RING, 4);
+  const dev = new PackedDeviceQueue({
+    memory,
+    dma: new IdentityAddressSpace(),
+    size: 4,
+    addresses: { descAddr: RING, driverAddr: RING + 64, deviceAddr: RING + 68 },
+    features: 0n,
+  });
+  ring.write(0, { addr: 0xfff0n, len: 0x20, id: 1, flags: A });
+  const c = dev.pop()!;
+  assertEquals([
+    c.readableCount,
+    c.readableGpa[0],
+    c.readableLen[0],
+    c.readableGpa[1],
+    c.readableLen[1],
+  ], [
+    2,
+    0xfff0,
+    0x10,
+    0x10000,
+    0x10,
+  ]);
+  ring.write(1, { addr: 0x1fff0n, len: 0x20, id: 2, flags: A });
+  assertEquals(assertThrows(() => dev.pop(), VirtqError).code, "DESC_BUFFER_FAULT");
+  // a bus address above 2^53 through a translating space, in 32 KiB pieces
+  const alias = setup(4, 0n, {}, new AliasSpace());
+  alias.ring.write(0, {
+    addr: 2n ** 60n + 0x7ff0n,
+    len: 0x20,
+    id: 3,
+    flags: A | VIRTQ_DESC_F_WRITE,
+  });
+  const d = alias.dev.pop()!;
+  assertEquals([d.writableCount, d.writableGpa[0], d.writableGpa[1], d.writableBytes], [
+    2,
+    0x17ff0,
+    0x10000,
+    0x20,
+  ]);
+  assertEquals(d.descAddr(0), 2n ** 60n + 0x7ff0n);
+});

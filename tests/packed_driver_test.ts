@@ -11,6 +11,7 @@ import {
   SgList,
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_IN_ORDER,
+  VIRTIO_F_INDIRECT_DESC,
   VIRTQ_DESC_F_WRITE,
   VirtqError,
   writeEventForTest,
@@ -239,4 +240,41 @@ Deno.test("packed driver: API errors", () => {
     });
   assertEquals(assertThrows(mk(0x1008), VirtqError).code, "RING_MISALIGNED");
   assertEquals(assertThrows(mk(0x4000), VirtqError).code, "RING_UNMAPPED");
+});
+
+Deno.test("packed driver: a failed add (empty or unmappable later segment) leaves nothing mapped", () => {
+  const live = new Set<string>();
+  const inner = new RawGpaDmaApi();
+  const dma = {
+    name: "count",
+    map: (g: number, l: number, d: 0 | 1 | 2) => {
+      const b = inner.map(g, l, d);
+      live.add(`${b}:${l}`);
+      return b;
+    },
+    unmap: (b: number | bigint, l: number) => void live.delete(`${b}:${l}`),
+    syncForCpu() {},
+    syncForDevice() {},
+    mapCoherent: (g: number, l: number) => inner.mapCoherent(g, l),
+    unmapCoherent() {},
+  };
+  for (const features of [0n, featureMask(VIRTIO_F_INDIRECT_DESC)]) {
+    const drv = new PackedDriverQueue<string>({
+      memory: GuestMemory.flat(0x10000),
+      dma,
+      size: 8,
+      features,
+      ringGpa: 0x1000,
+      policy: { indirect: "always" },
+    });
+    const bad = [
+      [SgList.of([0x8000, 4], [0x8100, 0]), "BUFFER_EMPTY"],
+      [SgList.of([0x8000, 4], [2 ** 52, 4]), "DMA_MAP_FAILED"],
+    ] as const;
+    for (const [r, code] of bad) {
+      assertEquals(assertThrows(() => drv.add(r, EMPTY_SG, "x"), VirtqError).code, code);
+      assertEquals(live.size, 0);
+      assertEquals([drv.numFree, drv.outstanding], [8, 0]);
+    }
+  }
 });

@@ -80,3 +80,49 @@ Deno.test("warnings: ORDER_PLATFORM not negotiated (E20), vhost IOTLB without a 
   const e7 = resolveTopology(parseTopology(PRESETS["q35-vhost-iommu-platform-no-viommu"]));
   assert(e7.devices[0].warnings.some((w) => w.includes("device IOTLB")));
 });
+
+Deno.test("order of events: ring activation faults before a buffer mapping fails (fuzz finding)", () => {
+  // The device activates the queue at DRIVER_OK, before the driver maps any buffer: a ring that
+  // does not translate is the first failure, not the too-large bounce mapping that would follow.
+  const t = parseTopology({
+    name: "activation-first",
+    title: "VT-d without a context entry for the device, swiotlb=force, 300000-byte buffers",
+    machine: { arch: "x86-q35" },
+    memory: [{ gpa: 0, size: "0x80000000" }],
+    iommus: [{ id: "vtd0", kind: "vt-d" }],
+    firmware: { dmar: { drhd: [{ iommu: "vtd0", includePciAll: false, scopes: [] }] } },
+    devices: [{
+      id: "net0",
+      type: "net",
+      transport: "pci",
+      bdf: "00:03.0",
+      offers: ["VERSION_1", "ACCESS_PLATFORM"],
+    }],
+    guest: { version: "4.8", forceSwiotlb: true },
+    workload: { bufferBytes: 300000 },
+  });
+  const d = resolveTopology(t).devices[0];
+  assertEquals([d.observed.verdict, d.observed.layer], ["fault", "vt-d"]);
+  assertEquals([d.predicted.verdict, d.predicted.layer], ["fault", "vt-d"]);
+});
+
+Deno.test("presets: the verdict does not depend on the ring layout (split vs packed)", () => {
+  for (const name of PRESET_NAMES) {
+    const json = PRESETS[name];
+    const split = resolveTopology(parseTopology(json, name));
+    const packed = resolveTopology(
+      parseTopology(
+        { ...json, workload: { ...(json.workload as object), layout: "packed" } },
+        name,
+      ),
+    );
+    for (let i = 0; i < split.devices.length; i++) {
+      const a = split.devices[i].observed, b = packed.devices[i].observed;
+      assertEquals(
+        [b.verdict, b.layer],
+        [a.verdict, a.layer],
+        `${name} ${split.devices[i].id}: ${b.detail}`,
+      );
+    }
+  }
+});

@@ -5,6 +5,7 @@ import {
   planTopology,
   PRESETS,
   requesterId,
+  resolveTopology,
   TopologyError,
   topologyJsonSchema,
   versionAtLeast,
@@ -28,7 +29,7 @@ Deno.test("topology: defaults are filled and addresses are exact u64", () => {
   const t = parseTopology({
     ...base(),
     iommus: [{ id: "tce0", kind: "tce" }],
-    memory: [{ gpa: "0x100000000000", size: "0x1000" }],
+    memory: [{ gpa: "0x100000000000", size: "0x4000000" }],
   });
   assertEquals(t.machine.vmm, "qemu");
   assertEquals(t.guest.os, "linux");
@@ -125,4 +126,17 @@ Deno.test("policy: Linux era decides ACCESS_PLATFORM acceptance and the DMA API"
   assertEquals(mk("4.8", ["VERSION_1", "ACCESS_PLATFORM"]).usesDmaApi, true);
   assertEquals(mk("6.8", ["VERSION_1"]).usesDmaApi, false);
   assertEquals(mk("4.5", ["VERSION_1"], { dmaApi: "always" }).usesDmaApi, true);
+});
+
+Deno.test("topology: the run's rings, buffers and pool must fit in RAM (named, with a fix)", () => {
+  const small = issues({ ...base(), memory: [{ gpa: 0, size: "0x1000000" }] });
+  assert(small.some((l) => l.startsWith("workload:") && l.includes("34 MiB")), small.join("\n"));
+  const odd = issues({ ...base(), workload: { ringGpa: 0x1000010 } });
+  assert(odd.some((l) => l.includes("not page-aligned")), odd.join("\n"));
+  // Rings and buffers placed off the 2 MiB chunk grid still run (one backed span, no straddle).
+  const t = parseTopology({
+    ...base(),
+    workload: { ringGpa: 0x11ff000, bufferGpa: 0x1201000, bufferBytes: 300000 },
+  });
+  assertEquals(resolveTopology(t).devices[0].observed.verdict, "ok");
 });

@@ -7,6 +7,7 @@ import {
   isVirtqError,
   MemoryFault,
   SplitDeviceQueue,
+  type U64,
   VIRTIO_F_IN_ORDER,
   VIRTIO_F_INDIRECT_DESC,
   VIRTQ_DESC_F_INDIRECT as IND,
@@ -338,4 +339,42 @@ Deno.test("empty ring and spurious polls return null without breaking (#11)", ()
   const r = new Rig();
   for (let i = 0; i < 3; i++) assertEquals(r.device.pop(), null);
   assertEquals(r.device.broken, null);
+});
+
+Deno.test("valid: a buffer spanning two IOMMU-like mappings becomes two GPA segments (#46)", () => {
+  // Bus pages >= 0x100 map in reverse order onto GPA pages 0x20..0x2f; rings are identity.
+  class Swap {
+    readonly name = "swap";
+    translate(bus: U64, length: number, _a: number, out: { gpa: number; length: number }) {
+      const b = Number(bus);
+      if (b < 0x10000) {
+        out.gpa = b;
+        out.length = Math.min(length, 0x10000 - b);
+        return;
+      }
+      const page = (b >> 12) - 0x100;
+      if (page < 0 || page > 15) throw new DmaFault("unmapped", bus, length, 1, "swap");
+      const off = b & 0xfff;
+      out.gpa = (0x2f - page) * 0x1000 + off;
+      out.length = Math.min(length, 0x1000 - off);
+    }
+  }
+  const r = new Rig({ dma: new Swap() });
+  r.desc(0, 0x100f00, 0x200, WR).offer(0);
+  const c = r.device.pop()!;
+  assertEquals(c.writableCount, 2);
+  assertEquals([c.writableGpa[0], c.writableLen[0]], [0x2ff00, 0x100]);
+  assertEquals([c.writableGpa[1], c.writableLen[1]], [0x2e000, 0x100]);
+  assertEquals(c.writeFrom(new Uint8Array(0x200).fill(7)), 0x200);
+  assertEquals([r.memory.readU8(0x2ffff), r.memory.readU8(0x2e0ff), r.memory.readU8(0x2e100)], [
+    7,
+    7,
+    0,
+  ]);
+  // Past the last mapping: DESC_BUFFER_FAULT with the DmaFault as cause.
+  const r2 = new Rig({ dma: new Swap() });
+  r2.desc(0, 0x10ff00, 0x200, 0).offer(0);
+  const e = catchVirtq(() => r2.device.pop());
+  assertEquals(e.code, "DESC_BUFFER_FAULT");
+  assert(e.cause instanceof DmaFault);
 });

@@ -24,9 +24,11 @@ export function repoRoot(): string {
 export function fixturesDir(): string {
   let env: string | undefined;
   try {
-    env = Deno.env.get(FIXTURES_ENV);
+    // Ask only when already granted: never prompt (e.g. a fuzz run without --allow-env).
+    const granted = Deno.permissions.querySync({ name: "env", variable: FIXTURES_ENV });
+    if (granted.state === "granted") env = Deno.env.get(FIXTURES_ENV);
   } catch {
-    // No --allow-env (e.g. a fuzz worker): the default location.
+    // No permission API or no access: the default location.
   }
   if (env) return env;
   return `${repoRoot()}/../shared/fixtures/qemu-7.2-linux-6.1`;

@@ -23,8 +23,8 @@ import {
 } from "../../src/virtio/features.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 
-const BUF_BASE = 0x40_0000;
-const MEM = 0x80_0000;
+const BUF_BASE = 0x10_0000;
+const MEM = 0x20_0000;
 
 const opSchema = z.discriminatedUnion("op", [
   z.strictObject({

@@ -25,6 +25,7 @@ import {
   VIRTIO_F_INDIRECT_DESC,
 } from "../../src/virtio/features.ts";
 import type { Chain } from "../../src/virtio/chain.ts";
+import { type RealRingInput, withRealRingSeeds } from "../real_ring_seeds.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 import { availBits, RawPackedRing } from "./packed_raw.ts";
 import { refDecode } from "./packed_reference.ts";
@@ -53,6 +54,8 @@ const inputSchema = z.strictObject({
   }),
   preroll: z.number().int().min(0).max(15),
   hold: z.boolean(),
+  /** When the ring runs dry, offer one more descriptor at the device's position (overruns held slots). */
+  reoffer: z.boolean(),
   chains: z.array(chainSchema).max(12),
   corruption: z.union([
     z.null(),
@@ -130,6 +133,7 @@ function arbitrary(): fc.Arbitrary<PackedHostileDriverInput> {
     }, { noNullPrototype: true }),
     preroll: fc.integer({ min: 0, max: 15 }),
     hold: fc.boolean(),
+    reoffer: fc.boolean(),
     chains: fc.array(chain, { minLength: 1, maxLength: 8 }),
     corruption: fc.option(
       fc.record({
@@ -285,12 +289,13 @@ function run(input: PackedHostileDriverInput): void {
   }
   // Pop until nothing is available or the device refuses; bounded by the Queue Size.
   let outstanding = 0;
+  let reoffer = input.reoffer;
   const accesses: [number, number][] = [];
   memory.observer = {
     onRead: (g, n) => accesses.push([g, n]),
     onWrite: (g, n) => accesses.push([g, n]),
   };
-  for (let step = 0; step <= size + 1; step++) {
+  for (let step = 0; step <= size + 2; step++) {
     const ref = refDecode({
       memory,
       memSize: MEM,
@@ -320,6 +325,13 @@ function run(input: PackedHostileDriverInput): void {
       if (dev.broken !== e) throw new OracleFailure("not-broken", "queue not broken after error");
       if (dev.pop() !== null) throw new OracleFailure("pop-after-broken", "pop while broken");
       return;
+    }
+    if (chain === null && ref.kind === "none" && reoffer) {
+      // A well-formed descriptor at the device's position in the current lap: fine if its slot
+      // is free, HEAD_IN_USE if the device still holds every slot.
+      reoffer = false;
+      ring.write(pos, { addr: BigInt(BUFS), len: 8, id: 0, flags: availBits(wrap) });
+      continue;
     }
     if (chain === null) {
       if (ref.kind !== "none") {
@@ -370,15 +382,16 @@ function run(input: PackedHostileDriverInput): void {
       wrap ^= 1;
     }
   }
-  throw new OracleFailure("no-termination", `more than ${size + 1} pops`);
+  throw new OracleFailure("no-termination", `more than ${size + 2} pops`);
 }
 
-/** The packed hostile-driver target. */
-export const packedHostileDriver: FuzzTarget<PackedHostileDriverInput> = {
-  name: "packed-hostile-driver",
-  description: "hostile driver vs packed device: valid lists + one corruption + raw bytes",
-  arbitrary,
-  run,
-  encode: (i) => i,
-  decode: (json) => inputSchema.parse(json),
-};
+/** The packed hostile-driver target (plus real Linux rings with one corruption, `fuzz/real_ring_seeds.ts`). */
+export const packedHostileDriver: FuzzTarget<PackedHostileDriverInput | RealRingInput> =
+  withRealRingSeeds<PackedHostileDriverInput>({
+    name: "packed-hostile-driver",
+    description: "hostile driver vs packed device: valid lists + one corruption + raw bytes",
+    arbitrary,
+    run,
+    encode: (i) => i,
+    decode: (json) => inputSchema.parse(json),
+  }, "packed");

@@ -25,6 +25,7 @@ import {
   SplitDeviceQueue,
   VirtqError,
 } from "../../src/mod.ts";
+import { type RealRingInput, withRealRingSeeds } from "../real_ring_seeds.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 
 // --- Memory map ------------------------------------------------------------------------------
@@ -666,8 +667,10 @@ const inputSchema = z.strictObject({
   }).nullable(),
 });
 
-/** The `split-hostile-driver` target. */
-export const splitHostileDriver: FuzzTarget<HostileDriverInput> = {
+/** The `split-hostile-driver` target (plus real Linux rings with one corruption, `fuzz/real_ring_seeds.ts`). */
+export const splitHostileDriver: FuzzTarget<HostileDriverInput | RealRingInput> = withRealRingSeeds<
+  HostileDriverInput
+>({
   name: "split-hostile-driver",
   description:
     "hostile driver vs split device: valid chains + one targeted corruption, checked against a reference decoder",
@@ -675,4 +678,4 @@ export const splitHostileDriver: FuzzTarget<HostileDriverInput> = {
   run: runHostileDriver,
   encode: (input) => structuredClone(input),
   decode: (json) => inputSchema.parse(json) as HostileDriverInput,
-};
+}, "split");

@@ -112,6 +112,8 @@ export class Iommu {
   readonly stats: IommuStats = { walks: 0, walkEntries: 0, faults: 0, maps: 0, unmaps: 0 };
   readonly #resvStart: Float64Array;
   readonly #resvEnd: Float64Array; // exclusive
+  readonly #resvMin: number; // lowest reserved start (Infinity when none)
+  readonly #resvMax: number; // highest reserved end, exclusive (-Infinity when none)
   readonly #domains = new Map<number, IommuDomain>();
   #nextDomain = 1;
   readonly #walk = new IoPageWalk();
@@ -138,6 +140,8 @@ export class Iommu {
     this.reservedRegions = Object.freeze(resv.map((r) => Object.freeze({ ...r })));
     this.#resvStart = Float64Array.from(resv, (r) => r.start);
     this.#resvEnd = Float64Array.from(resv, (r) => r.end + 1);
+    this.#resvMin = resv.length ? Math.min(...resv.map((r) => r.start)) : Infinity;
+    this.#resvMax = resv.length ? Math.max(...resv.map((r) => r.end + 1)) : -Infinity;
   }
 
   /**
@@ -232,57 +236,53 @@ export class Iommu {
     access: DmaAccess,
     out: DmaTranslation,
   ): void {
-    if (typeof bus !== "number" || bus >= this.iovaLimit) {
-      this.stats.faults++;
-      throw new DmaFault(
-        "out-of-window",
-        bus,
-        length,
-        access,
-        this.name,
-        `beyond the ${this.addressWidth}-bit IOVA width`,
-      );
-    }
+    if (typeof bus !== "number" || bus >= this.iovaLimit) this.#beyondWidth(bus, length, access);
+    const pfn = Math.floor(bus / 4096);
+    this.translatePage(domain, pfn, bus - pfn * 4096, length, access, out);
+  }
+
+  /**
+   * {@link Iommu.translate} with the bus address given as a 4 KiB page number and an offset in
+   * the page (`bus = pfn * 4096 + offset`), the allocation-free form: both are small integers for
+   * IOVAs below 4 TiB, so no heap number is boxed on an IOTLB hit even for IOVAs >= 2^31.
+   * @throws DmaFault (`out-of-window`, `reserved-region`, `unmapped`, `permission`).
+   */
+  translatePage(
+    domain: IommuDomain,
+    pfn: number,
+    offset: number,
+    length: number,
+    access: DmaAccess,
+    out: DmaTranslation,
+  ): void {
+    // Kept small so V8 inlines it: every fault and the walk live in cold helpers.
+    const bus = pfn * 4096 + offset;
+    if (bus >= this.iovaLimit) this.#beyondWidth(bus, length, access);
     let want = length;
     if (bus + want > this.iovaLimit) want = this.iovaLimit - bus;
-    if (this.#resvStart.length !== 0) want = this.#clipReserved(bus, want, length, access);
-    if (domain.table === null) {
+    if (bus < this.#resvMax && bus + want > this.#resvMin) {
+      want = this.#clipReserved(bus, want, length, access);
+    }
+    const table = domain.table;
+    if (table === null) {
       this.#identity(bus, want, length, access, out);
       return;
     }
-    const did = domain.id;
     const tlb = this.iotlb;
     let base: number, size: number, perm: number;
-    if (tlb.lookup(did, bus)) {
+    if (tlb.lookupPage(domain.id, pfn)) {
       base = tlb.hitGpa;
       size = tlb.hitSize;
       perm = tlb.hitPerm;
     } else {
-      const w = this.#walk;
-      const ok = domain.table.walk(bus, w);
-      this.stats.walks++;
-      this.stats.walkEntries += w.entriesRead;
-      if (!ok) {
-        this.stats.faults++;
-        throw new DmaFault("unmapped", bus, length, access, this.name, "I/O page not present");
-      }
+      const w = this.#miss(domain, table, bus, length, access);
       base = w.pageGpa;
       size = w.pageSize;
       perm = w.perm;
-      tlb.insert(did, bus, w.level, base, perm);
     }
-    if ((access & ~perm) !== 0) {
-      this.stats.faults++;
-      throw new DmaFault(
-        "permission",
-        bus,
-        length,
-        access,
-        this.name,
-        `entry allows ${perm & 1 ? "R" : "-"}${perm & 2 ? "W" : "-"}`,
-      );
-    }
-    const inPage = (bus >>> 0) & (size - 1); // size <= 1 GiB: the low 32 bits suffice
+    if ((access & ~perm) !== 0) this.#permissionFault(bus, length, access, perm);
+    // offset inside the (possibly large) page, from the small page number: no 2^31 overflow
+    const inPage = size === 4096 ? offset : ((pfn & (size / 4096 - 1)) * 4096) + offset;
     const room = size - inPage;
     out.gpa = base + inPage;
     if (room >= want) {
@@ -290,6 +290,50 @@ export class Iommu {
       return;
     }
     out.length = this.#extend(domain, bus - inPage + size, base + size, room, want, access);
+  }
+
+  // IOTLB miss: walk the table, cache the result, or fault `unmapped`.
+  #miss(
+    domain: IommuDomain,
+    table: IoPageTable,
+    bus: number,
+    length: number,
+    access: DmaAccess,
+  ): IoPageWalk {
+    const w = this.#walk;
+    const ok = table.walk(bus, w);
+    this.stats.walks++;
+    this.stats.walkEntries += w.entriesRead;
+    if (!ok) {
+      this.stats.faults++;
+      throw new DmaFault("unmapped", bus, length, access, this.name, "I/O page not present");
+    }
+    this.iotlb.insert(domain.id, bus, w.level, w.pageGpa, w.perm);
+    return w;
+  }
+
+  #beyondWidth(bus: U64, length: number, access: DmaAccess): never {
+    this.stats.faults++;
+    throw new DmaFault(
+      "out-of-window",
+      bus,
+      length,
+      access,
+      this.name,
+      `beyond the ${this.addressWidth}-bit IOVA width`,
+    );
+  }
+
+  #permissionFault(bus: number, length: number, access: DmaAccess, perm: number): never {
+    this.stats.faults++;
+    throw new DmaFault(
+      "permission",
+      bus,
+      length,
+      access,
+      this.name,
+      `entry allows ${perm & 1 ? "R" : "-"}${perm & 2 ? "W" : "-"}`,
+    );
   }
 
   // Longest contiguous prefix beyond the first page: follows pages while they translate to the
@@ -388,6 +432,16 @@ export class IommuAddressSpace implements DmaAddressSpace {
    * @throws DmaFault (`out-of-window`, `reserved-region`, `unmapped`, `permission`, `no-domain`)
    */
   translate(bus: U64, length: number, access: DmaAccess, out: DmaTranslation): void {
+    const d = this.domain;
+    if (d !== null && typeof bus === "number") {
+      // page number + offset: small integers, so this call boxes nothing (see translatePage)
+      const pfn = Math.floor(bus / 4096);
+      this.iommu.translatePage(d, pfn, bus - pfn * 4096, length, access, out);
+    } else this.#slow(bus, length, access, out);
+  }
+
+  // bigint bus addresses (always out of the IOVA width) and unattached endpoints.
+  #slow(bus: U64, length: number, access: DmaAccess, out: DmaTranslation): void {
     const d = this.domain;
     if (d !== null) {
       this.iommu.translate(d, bus, length, access, out);

@@ -206,7 +206,7 @@ export class IommuDmaApi implements ReversibleDmaApi {
   }
 
   #unmap(bus: U64, length: number, coherent: number): void {
-    this.flushQueue?.poll();
+    // (lazy: the flush queue runs its timer in push, below; one clock read per unmap)
     const i = this.#live(bus, length, "unmap");
     const a = this.allocator;
     if (bus !== a.rangeLo(i) * IOVA_GRANULE + (a.dataB(i) >>> 2)) {

@@ -122,12 +122,65 @@ export class Iotlb {
    * @returns `true` on a hit (then read `hitGpa`/`hitSize`/`hitPerm`), `false` on a miss.
    */
   lookup(domain: number, iova: number): boolean {
-    // Split the IOVA into 32-bit halves once; tags are built with integer shifts only.
+    // Split the IOVA into 32-bit halves once; tags are built with integer shifts only. The
+    // 4 KiB probe is inline (the common case); large-page probes are in a separate method.
     const lo = iova >>> 0;
     const hi = (iova - lo) / TWO_32;
+    if (this.#perLevel[1] !== 0) {
+      const tl = ((lo >>> 12) | (hi << 20)) >>> 0;
+      const th = ((hi >>> 12) | L1) >>> 0;
+      const gen = this.#gen, cur = this.#cur, mask = this.#mask;
+      const tagLo = this.#tagLo, tagHi = this.#tagHi, dom = this.#dom;
+      let i = Math.imul(tl ^ Math.imul(th ^ (domain << 8), 0x85eb_ca6b), 0x9e37_79b1) >>>
+        this.#shift;
+      while (gen[i] === cur) {
+        if (tagLo[i] === tl && tagHi[i] === th && dom[i] === domain) {
+          this.hitGpa = this.#gpa[i];
+          this.hitSize = 4096;
+          this.hitPerm = this.#perm[i];
+          this.stats.hits++;
+          return true;
+        }
+        i = (i + 1) & mask;
+      }
+    }
+    return this.#lookupLarge(domain, lo, hi);
+  }
+
+  /**
+   * {@link Iotlb.lookup} by 4 KiB page number (`iova / 4096`). The translate hot path uses this
+   * form: a page number below 2^30 (IOVAs below 4 TiB) is a small integer, so passing it between
+   * functions never boxes a heap number, while an IOVA at or above 2^31 would.
+   * @returns `true` on a hit (then read `hitGpa`/`hitSize`/`hitPerm`), `false` on a miss.
+   */
+  lookupPage(domain: number, pfn: number): boolean {
+    const hi = Math.floor(pfn / TWO_32);
+    const lo = pfn - hi * TWO_32;
+    if (this.#perLevel[1] !== 0) {
+      const tl = lo >>> 0;
+      const th = (hi | L1) >>> 0;
+      const gen = this.#gen, cur = this.#cur, mask = this.#mask;
+      const tagLo = this.#tagLo, tagHi = this.#tagHi, dom = this.#dom;
+      let i = Math.imul(tl ^ Math.imul(th ^ (domain << 8), 0x85eb_ca6b), 0x9e37_79b1) >>>
+        this.#shift;
+      while (gen[i] === cur) {
+        if (tagLo[i] === tl && tagHi[i] === th && dom[i] === domain) {
+          this.hitGpa = this.#gpa[i];
+          this.hitSize = 4096;
+          this.hitPerm = this.#perm[i];
+          this.stats.hits++;
+          return true;
+        }
+        i = (i + 1) & mask;
+      }
+    }
+    // IOVA halves for the large-page probes: lo32 = (pfn << 12) mod 2^32, hi32 = pfn >> 20.
+    return this.#lookupLarge(domain, (lo << 12) >>> 0, (lo >>> 20) | (hi << 12));
+  }
+
+  #lookupLarge(domain: number, lo: number, hi: number): boolean {
     const per = this.#perLevel;
     if (
-      (per[1] !== 0 && this.#find(domain, (lo >>> 12) | (hi << 20), (hi >>> 12) | L1, 4096) >= 0) ||
       (per[2] !== 0 && this.#find(domain, (lo >>> 21) | (hi << 11), (hi >>> 21) | L2, 0x20_0000) >=
           0) ||
       (per[3] !== 0 && this.#find(domain, (lo >>> 30) | (hi << 2), (hi >>> 30) | L3, 0x4000_0000) >=

@@ -41,6 +41,9 @@ export interface IovaAllocatorOptions {
   granule?: number;
 }
 
+/** Record layout: first PFN, last PFN (inclusive), kind, caller value a, caller value b. */
+const F_LO = 0, F_HI = 1, F_KIND = 2, F_A = 3, F_B = 4, STRIDE = 5;
+
 /** A page-granular IOVA allocator (top-down below a limit). */
 export class IovaAllocator {
   /** Lowest allocatable PFN. */
@@ -49,12 +52,10 @@ export class IovaAllocator {
   readonly sizeAligned: boolean;
   /** Bytes per PFN (a power of two, default {@link IOVA_GRANULE}). */
   readonly granule: number;
-  // Sorted by `lo`: first PFN, last PFN (inclusive), kind, and two caller-owned values.
-  #lo: number[] = [];
-  #hi: number[] = [];
-  #kind: number[] = [];
-  #a: number[] = [];
-  #b: number[] = [];
+  // Ranges sorted by first PFN, as STRIDE-number records in one Float64Array: an insert or a
+  // remove is one copyWithin (a native memmove) and allocates nothing until capacity doubles.
+  #n = 0;
+  #r = new Float64Array(64 * STRIDE);
   /** Cached search start (exclusive top) for limits <= 4 GiB [0] and above [1]. */
   #cached = [Infinity, Infinity];
 
@@ -92,12 +93,12 @@ export class IovaAllocator {
 
   /** Number of ranges held (live and reserved). */
   get rangeCount(): number {
-    return this.#lo.length;
+    return this.#n;
   }
 
   /**
    * Allocates `pages` contiguous pages, the highest such range ending below `limitPfn`
-   * (exclusive: pass `(dmaMask + 1) / 4096`).
+   * (exclusive: pass `(dmaMask + 1) / 4096`) and below the cached node (see the module doc).
    * @param a caller data stored with the range (read back with {@link IovaAllocator.dataA}).
    * @param b second caller value.
    * @returns the first PFN, or -1 when no gap is large enough.
@@ -105,7 +106,9 @@ export class IovaAllocator {
   alloc(pages: number, limitPfn: number, a = 0, b = 0): number {
     if (!Number.isSafeInteger(pages) || pages < 1) throw new RangeError(`bad page count ${pages}`);
     let align = 1;
-    if (this.sizeAligned) { while (align < pages) align *= 2; }
+    if (this.sizeAligned) {
+      while (align < pages) align *= 2;
+    }
     // Linux starts below the cached node (the last allocation, moved up by frees above it) and
     // retries from the limit when that fails; limits up to 4 GiB and above have separate caches.
     const c = limitPfn <= PFN_4G ? 0 : 1;
@@ -124,11 +127,11 @@ export class IovaAllocator {
 
   // Highest gap of `pages` (aligned) ending at or below `top` (exclusive); inserts the range.
   #search(pages: number, align: number, top: number, a: number, b: number): number {
-    const lo = this.#lo, hi = this.#hi;
+    const r = this.#r;
     let high = top; // exclusive top of the current gap
     let i = this.#lastBelow(high); // the last range starting below `high`
     for (;;) {
-      const bottom = i >= 0 ? hi[i] + 1 : this.startPfn;
+      const bottom = i >= 0 ? r[i * STRIDE + F_HI] + 1 : this.startPfn;
       if (high - bottom >= pages) {
         const cand = Math.floor((high - pages) / align) * align;
         if (cand >= bottom) {
@@ -137,7 +140,8 @@ export class IovaAllocator {
         }
       }
       if (i < 0) return -1;
-      if (lo[i] < high) high = lo[i];
+      const lo = r[i * STRIDE + F_LO];
+      if (lo < high) high = lo;
       i--;
     }
   }
@@ -156,91 +160,78 @@ export class IovaAllocator {
    */
   findStart(pfn: number): number {
     const i = this.#lastBelow(pfn + 1);
-    return i >= 0 && this.#lo[i] === pfn && this.#kind[i] === LIVE ? i : -1;
+    const o = i * STRIDE;
+    return i >= 0 && this.#r[o + F_LO] === pfn && this.#r[o + F_KIND] === LIVE ? i : -1;
   }
 
   /** The index of the live range containing `pfn`, or -1. */
   findContaining(pfn: number): number {
     const i = this.#lastBelow(pfn + 1);
-    return i >= 0 && this.#hi[i] >= pfn && this.#kind[i] === LIVE ? i : -1;
+    const o = i * STRIDE;
+    return i >= 0 && this.#r[o + F_HI] >= pfn && this.#r[o + F_KIND] === LIVE ? i : -1;
   }
 
   /** First PFN of range `i`. */
   rangeLo(i: number): number {
-    return this.#lo[i];
+    return this.#r[i * STRIDE + F_LO];
   }
   /** Pages of range `i`. */
   rangePages(i: number): number {
-    return this.#hi[i] - this.#lo[i] + 1;
+    return this.#r[i * STRIDE + F_HI] - this.#r[i * STRIDE + F_LO] + 1;
   }
   /** Caller value `a` of range `i`. */
   dataA(i: number): number {
-    return this.#a[i];
+    return this.#r[i * STRIDE + F_A];
   }
   /** Caller value `b` of range `i`. */
   dataB(i: number): number {
-    return this.#b[i];
+    return this.#r[i * STRIDE + F_B];
   }
   /** Sets caller value `b` of range `i`. */
   setDataB(i: number, v: number): void {
-    this.#b[i] = v;
+    this.#r[i * STRIDE + F_B] = v;
   }
 
   /** Frees the live range starting at `pfn`. @returns `false` when there is none. */
   free(pfn: number): boolean {
     const i = this.findStart(pfn);
     if (i < 0) return false;
+    const n = this.#n;
     // Linux __cached_rbnode_delete_update: freeing at or above the cached node moves the cache
     // up to the next higher range, so the freed space is searched first next time.
-    const next = i + 1 < this.#lo.length ? this.#lo[i + 1] : Infinity;
+    const next = i + 1 < n ? this.#r[(i + 1) * STRIDE + F_LO] : Infinity;
     for (let c = 0; c < 2; c++) if (pfn >= this.#cached[c]) this.#cached[c] = next;
-    this.#remove(i);
+    this.#r.copyWithin(i * STRIDE, (i + 1) * STRIDE, n * STRIDE);
+    this.#n = n - 1;
     return true;
   }
 
-  // Shifts by hand rather than with `splice`, which allocates the array of removed elements
-  // on every call (this runs once per map and once per unmap).
   #insert(at: number, lo: number, hi: number, kind: number, a: number, b: number): void {
-    const L = this.#lo, H = this.#hi, K = this.#kind, A = this.#a, B = this.#b;
-    for (let j = L.length; j > at; j--) {
-      L[j] = L[j - 1];
-      H[j] = H[j - 1];
-      K[j] = K[j - 1];
-      A[j] = A[j - 1];
-      B[j] = B[j - 1];
+    const n = this.#n;
+    if ((n + 1) * STRIDE > this.#r.length) {
+      const bigger = new Float64Array(this.#r.length * 2);
+      bigger.set(this.#r);
+      this.#r = bigger;
     }
-    L[at] = lo;
-    H[at] = hi;
-    K[at] = kind;
-    A[at] = a;
-    B[at] = b;
+    const r = this.#r;
+    if (at < n) r.copyWithin((at + 1) * STRIDE, at * STRIDE, n * STRIDE);
+    const o = at * STRIDE;
+    r[o + F_LO] = lo;
+    r[o + F_HI] = hi;
+    r[o + F_KIND] = kind;
+    r[o + F_A] = a;
+    r[o + F_B] = b;
+    this.#n = n + 1;
   }
 
-  #remove(i: number): void {
-    const L = this.#lo, H = this.#hi, K = this.#kind, A = this.#a, B = this.#b;
-    const n = L.length - 1;
-    for (let j = i; j < n; j++) {
-      L[j] = L[j + 1];
-      H[j] = H[j + 1];
-      K[j] = K[j + 1];
-      A[j] = A[j + 1];
-      B[j] = B[j + 1];
-    }
-    L.pop();
-    H.pop();
-    K.pop();
-    A.pop();
-    B.pop();
-  }
-
-  // Largest index with lo[i] < x, or -1 (binary search).
+  // Largest index with lo < x, or -1 (binary search).
   #lastBelow(x: number): number {
-    const lo = this.#lo;
-    let l = 0, r = lo.length;
-    while (l < r) {
-      const m = (l + r) >> 1;
-      if (lo[m] < x) l = m + 1;
-      else r = m;
+    const r = this.#r;
+    let l = 0, h = this.#n;
+    while (l < h) {
+      const m = (l + h) >> 1;
+      if (r[m * STRIDE + F_LO] < x) l = m + 1;
+      else h = m;
     }
     return l - 1;
   }

@@ -74,6 +74,8 @@ export class IoPageTable {
   #pool: Uint32Array;
   #tables = 1; // table 0 is the root
   #free: number[] = [];
+  /** Present entries per table, so emptiness is O(1). */
+  #used = new Uint16Array(8);
   #mappedBytes = 0;
 
   /**
@@ -230,6 +232,7 @@ export class IoPageTable {
       if (va === slotStart && end >= slotEnd) {
         pool[w] = 0;
         pool[w + 1] = 0;
+        this.#used[table]--;
         this.#nextVa = slotEnd;
         return span;
       }
@@ -244,11 +247,12 @@ export class IoPageTable {
           0;
         this.#pool[sw + 1] = Math.floor(pa / TWO_32);
       }
+      this.#used[sub] = ENTRIES;
       this.#pool[w] = ((sub * 4096) % TWO_32 | IOPTE_READ | IOPTE_WRITE) >>> 0;
       this.#pool[w + 1] = Math.floor((sub * 4096) / TWO_32);
       return this.#unmapAt(sub, level - 1, va, end);
     }
-    const sub = addr / 4096;
+    const sub = (lo >>> 12) | (pool[w + 1] << 20);
     let removed = 0;
     let v = va;
     while (v < end && v < slotEnd) {
@@ -259,6 +263,7 @@ export class IoPageTable {
       const p = this.#pool;
       p[w] = 0;
       p[w + 1] = 0;
+      this.#used[table]--;
       this.#free.push(sub);
     }
     this.#nextVa = v;
@@ -291,6 +296,7 @@ export class IoPageTable {
       const lo = this.#pool[w];
       if ((lo & 3) === 0) {
         const t = this.#allocTable();
+        this.#used[table]++;
         this.#pool[w] = ((t * 4096) % TWO_32 | IOPTE_READ | IOPTE_WRITE) >>> 0;
         this.#pool[w + 1] = Math.floor((t * 4096) / TWO_32);
         table = t;
@@ -303,7 +309,7 @@ export class IoPageTable {
           `IOVA ${hex64(va)} is inside a mapped large page`,
         );
       } else {
-        table = (this.#pool[w + 1] * TWO_32 + ((lo & 0xffff_f000) >>> 0)) / 4096;
+        table = (lo >>> 12) | (this.#pool[w + 1] << 20);
       }
     }
     const idx = Math.floor(va / LEVEL_SPAN[leafLevel]) % ENTRIES;
@@ -312,7 +318,7 @@ export class IoPageTable {
     if ((lo & 3) !== 0) {
       // An empty next-level table left behind can be replaced by a large leaf; anything else overlaps.
       const isTable = leafLevel > 1 && (lo & IOPTE_PS) === 0;
-      const sub = (this.#pool[w + 1] * TWO_32 + ((lo & 0xffff_f000) >>> 0)) / 4096;
+      const sub = (lo >>> 12) | (this.#pool[w + 1] << 20);
       if (!isTable || !this.#tableEmpty(sub)) {
         throw new DmaMapError(
           "overlap",
@@ -323,22 +329,21 @@ export class IoPageTable {
         );
       }
       this.#free.push(sub);
-    }
+    } else this.#used[table]++;
     this.#pool[w] = ((pa % TWO_32) & 0xffff_f000 | perm | (leafLevel > 1 ? IOPTE_PS : 0)) >>> 0;
     this.#pool[w + 1] = Math.floor(pa / TWO_32);
     this.#mappedBytes += LEVEL_SPAN[leafLevel];
   }
 
   #tableEmpty(t: number): boolean {
-    const base = t * WORDS_PER_TABLE;
-    for (let i = 0; i < WORDS_PER_TABLE; i += 2) if ((this.#pool[base + i] & 3) !== 0) return false;
-    return true;
+    return this.#used[t] === 0;
   }
 
   #allocTable(): number {
     const f = this.#free.pop();
     if (f !== undefined) {
       this.#pool.fill(0, f * WORDS_PER_TABLE, (f + 1) * WORDS_PER_TABLE);
+      this.#used[f] = 0;
       return f;
     }
     const t = this.#tables++;
@@ -347,6 +352,12 @@ export class IoPageTable {
       bigger.set(this.#pool);
       this.#pool = bigger;
     }
+    if (t >= this.#used.length) {
+      const u = new Uint16Array(this.#used.length * 2);
+      u.set(this.#used);
+      this.#used = u;
+    }
+    this.#used[t] = 0;
     return t;
   }
 

@@ -236,19 +236,17 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
 
   /** Copies slot -> original for FROM_DEVICE / BIDIRECTIONAL. @throws DmaMapError `not-mapped`. */
   syncForCpu(bus: U64, length: number, dir: DmaDirection): void {
-    const [slotGpa, orig] = this.#syncTarget(bus, length);
-    if (slotGpa < 0) return this.inner.syncForCpu(bus, length, dir);
+    const slotGpa = this.#syncSlot(bus, length);
     this.inner.syncForCpu(bus, length, dir);
-    if (dir !== 1) this.#copyBack(slotGpa, orig, length);
+    if (slotGpa >= 0 && dir !== 1) this.#copyBack(slotGpa, this.#syncOrig, length);
   }
 
   /** Copies original -> slot for TO_DEVICE / BIDIRECTIONAL. @throws DmaMapError `not-mapped`. */
   syncForDevice(bus: U64, length: number, dir: DmaDirection): void {
-    const [slotGpa, orig] = this.#syncTarget(bus, length);
-    if (slotGpa < 0) return this.inner.syncForDevice(bus, length, dir);
+    const slotGpa = this.#syncSlot(bus, length);
     this.inner.syncForDevice(bus, length, dir);
-    if (dir !== 2 && length > 0) {
-      this.#memory.copy(slotGpa, orig, length);
+    if (slotGpa >= 0 && dir !== 2 && length > 0) {
+      this.#memory.copy(slotGpa, this.#syncOrig, length);
       this.stats.bytesToSlot += length;
     }
   }
@@ -287,15 +285,19 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     return gpa >= this.poolGpa && gpa < this.poolGpa + this.poolSize;
   }
 
-  #syncTarget(bus: U64, length: number): [number, number] {
+  // The slot GPA a sync of `bus` touches (and its original in #syncOrig), or -1 for a mapping
+  // that did not bounce (force = false). Allocation-free.
+  #syncOrig = 0;
+  #syncSlot(bus: U64, length: number): number {
     const slotGpa = this.inner.busToGpa(bus);
     if (!this.#inPool(slotGpa)) {
-      if (!this.force) return [-1, -1];
+      if (!this.force) return -1;
       throw new DmaMapError("not-mapped", bus, length, this.name, "sync: not a bounce address");
     }
     const orig = this.originalOf(bus);
     if (orig < 0) throw new DmaMapError("not-mapped", bus, length, this.name, "sync: slot free");
-    return [slotGpa, orig];
+    this.#syncOrig = orig;
+    return slotGpa;
   }
 
   #copyBack(slotGpa: number, orig: number, length: number): void {

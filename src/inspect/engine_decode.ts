@@ -28,8 +28,7 @@ import { isVirtqError, VIRTQ_ERRORS } from "../virtio/errors.ts";
 import { featureBit, VIRTIO_F_IN_ORDER } from "../virtio/features.ts";
 import type { Chain } from "../virtio/chain.ts";
 import type { DeviceQueue, RingLayout } from "../virtio/queue.ts";
-import { SplitDeviceQueue } from "../virtio/split/device.ts";
-import { PackedDeviceQueue } from "../virtio/packed/device.ts";
+import { createDeviceQueue } from "../virtio/factory.ts";
 import type { DecodeError } from "./decoded_chain.ts";
 
 /** One chain as the engine popped it (descriptor data only; positions are the image's). */
@@ -97,6 +96,8 @@ export interface EnginePopOptions {
   lastAvailIdx: number;
   /** Packed: the device's avail wrap counter. */
   availWrap?: number;
+  /** True when `memory` is a throwaway copy the engine may rebase and write (no clone). */
+  inPlace?: boolean;
 }
 
 function toDecodeError(e: unknown): DecodeError {
@@ -140,7 +141,7 @@ export function popOutstandingWithEngine(o: EnginePopOptions): EngineDecode {
     features &= ~featureBit(VIRTIO_F_IN_ORDER);
     notes.push("VIRTIO_F_IN_ORDER withheld from the engine (rebased ring): in-order not checked");
   }
-  const scratch = cloneGuestMemory(o.memory);
+  const scratch = o.inPlace ? o.memory : cloneGuestMemory(o.memory);
   const tr = new DmaTranslation();
   // Rebase the scratch ring so that the engine's start (0 / slot 0, wrap 1) is our position.
   let outstanding = n;
@@ -185,7 +186,8 @@ export function popOutstandingWithEngine(o: EnginePopOptions): EngineDecode {
     features,
   };
   try {
-    q = o.layout === "split" ? new SplitDeviceQueue(opts) : new PackedDeviceQueue(opts);
+    // The factory builds SplitDeviceQueue / PackedDeviceQueue with the default (strict) policy.
+    q = createDeviceQueue(o.layout, opts);
   } catch (e) {
     out.error = toDecodeError(e);
     return out;

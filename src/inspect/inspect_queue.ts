@@ -25,7 +25,7 @@ import {
 } from "./packed_view.ts";
 import type { QemuQueueStatus } from "./qemu_oracle.ts";
 import { popOutstandingWithEngine } from "./engine_decode.ts";
-import { u64Compare } from "../memory/u64.ts";
+import { hex64, u64Compare } from "../memory/u64.ts";
 import { VIRTQ_DESC_F_INDIRECT } from "../virtio/constants.ts";
 
 /** What the inspector needs to know about a queue (a {@link FixtureQueue} fits). */
@@ -65,6 +65,11 @@ export interface InspectOptions {
    * status) or `"memory"` (inferred from the rings alone, assuming nothing is in flight).
    */
   positions?: "qemu" | "memory";
+  /**
+   * True when `memory` is a throwaway copy: the engine then rebases and pops in it directly
+   * instead of cloning it first (the image is modified). Default `false`.
+   */
+  scratchMemory?: boolean;
   /**
    * The device's position, when the caller knows it (e.g. a fuzz seed); overrides `positions`.
    * Split: free-running indices; packed: slots and wrap counters.
@@ -215,6 +220,19 @@ export function inspectQueue(spec: QueueSpec, opts: InspectOptions): QueueReport
       decodeError("QUEUE_SIZE_INVALID", `split queue size ${spec.size} is not a power of 2`),
     );
   }
+  // §2.7 / §2.8.13 / §2.8.10 alignment: split desc 16, avail 2, used 4; packed desc 16, events 4.
+  const align = spec.layout === "split" ? [16, 2, 4] : [16, 4, 4];
+  const names = spec.layout === "split"
+    ? ["descriptor table", "available ring", "used ring"]
+    : ["descriptor ring", "driver event suppression", "device event suppression"];
+  [spec.descAddr, spec.driverAddr, spec.deviceAddr].forEach((a, i) => {
+    if (Number(BigInt(a) % BigInt(align[i])) !== 0) {
+      report.errors.push(decodeError(
+        "RING_MISALIGNED",
+        `${names[i]} at ${hex64(a)} is not ${align[i]}-byte aligned`,
+      ));
+    }
+  });
   try {
     if (spec.layout === "split") inspectSplit(spec, opts, dma, useQemu, report);
     else inspectPacked(spec, opts, dma, useQemu, report);
@@ -470,6 +488,7 @@ function crossCheckEngine(
     features: spec.features,
     lastAvailIdx: pos.lastAvailIdx,
     availWrap: pos.availWrap,
+    inPlace: opts.scratchMemory ?? false,
   });
   const mism: string[] = [];
   const walker = report.outstanding;
@@ -510,10 +529,21 @@ function crossCheckEngine(
     if (w.error !== null) mism.push(`${tag}: walker rejects it (${w.error.code}), engine accepts`);
   });
   const k = e.chains.length;
-  if (e.error !== null) {
+  if (e.error !== null && e.errorPosition === null) {
+    // Activation refused (QUEUE_SIZE_INVALID, RING_MISALIGNED, RING_UNMAPPED): the device
+    // consumes nothing; the walker's chains show what the driver offered.
+    if (!report.errors.some((x) => x.code === e.error!.code)) {
+      mism.push(`engine refuses activation with ${e.error.code}, the inspector does not`);
+      report.errors.push(e.error);
+    }
+    for (const w of walker) w.notes.push("not reached: the device refuses to activate the queue");
+  } else if (e.error !== null) {
     const w = walker[k];
+    // The engine faults on a buffer in a page the capture did not keep: a limit of the image,
+    // not of the guest. The walker (which knows RAM from captured pages) has the verdict then,
+    // including any later error in the same chain.
     const captureLimit = e.error.code === "DESC_BUFFER_FAULT" && w !== undefined &&
-      w.error === null && w.notes.length > 0;
+      w.error?.code !== "DESC_BUFFER_FAULT" && w.notes.some((n) => n.includes("not kept"));
     if (captureLimit) {
       report.notes.push(
         `engine stopped at chain ${k}: a buffer lies in pages the capture did not keep ` +
@@ -528,8 +558,15 @@ function crossCheckEngine(
       } else if (w.error?.code !== e.error.code) {
         mism.push(`chain ${k}: engine ${e.error.code}, walker ${w.error?.code ?? "accepts"}`);
       }
-      if (w !== undefined) w.error = e.error;
-      else if (!report.errors.some((x) => x.code === e.error!.code)) report.errors.push(e.error);
+      // The engine ran on a rebased copy: its message counts positions from the device's
+      // position. Keep the walker's wording (image positions) when both agree on the code.
+      const rebased: DecodeError = {
+        ...e.error,
+        message: `${e.error.message} [engine positions count from the device position ` +
+          `${pos.lastAvailIdx}]`,
+      };
+      if (w !== undefined) w.error = w.error?.code === e.error.code ? w.error : rebased;
+      else if (!report.errors.some((x) => x.code === e.error!.code)) report.errors.push(rebased);
       for (let j = k + 1; j < walker.length; j++) {
         walker[j].notes.push("not reached: the device is broken (NEEDS_RESET) by an earlier chain");
       }

@@ -47,7 +47,7 @@ function explainDevice(d: DeviceResolution): string[] {
   o.push(`  DMA API:             ${p.usesDmaApi ? "yes" : "no"} - ${p.dmaApiWhy}`);
   o.push(
     `  firmware says:       ${p.guestIommu ?? "no IOMMU"}; host has: ${p.hostIommu ?? "no IOMMU"}` +
-      ` (${p.hostHonours ? "honoured" : "not honoured"})`,
+      (p.hostIommu ? ` (${p.hostHonours ? "honoured" : "not honoured"} for this device)` : ""),
   );
   if (p.probe.status === "ok") {
     o.push("  driver view (GPA -> bus address):");

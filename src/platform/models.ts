@@ -181,7 +181,10 @@ export class XenGrantAddressSpace implements DmaAddressSpace {
   readonly name = "xen-grant-map";
   /** The guest's grant table. */
   readonly api: XenGrantDmaApi;
-  /** @param api the guest's grant table (the driver side). */
+  /**
+   * Creates the back-end's view.
+   * @param api the guest's grant table (the driver side).
+   */
   constructor(api: XenGrantDmaApi) {
     this.api = api;
   }

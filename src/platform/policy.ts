@@ -25,6 +25,7 @@ import {
 import {
   type FeatureName,
   requesterId,
+  runLayout,
   type Topology,
   type TopologyDevice,
   type TopologyIommu,
@@ -705,8 +706,7 @@ function splitUnmapHits(t: Topology, driver: readonly DriverLayerPlan[]): boolea
   return m?.kind === "virtio-iommu" && m.unmapSemantics === "qemu";
 }
 
-/** Default GPA of the driver's rings: 16 MiB into the first RAM range. */
+/** Default GPA of the driver's rings: 16 MiB into the first RAM range (see `runLayout`). */
 export function defaultRingGpa(t: Topology): U64 {
-  const ram = t.memory.find((m) => m.kind === "ram") ?? t.memory[0];
-  return Number(ram.gpa) + 16 * 1024 * 1024;
+  return runLayout({ ...t, workload: { ...t.workload, ringGpa: undefined } }).ringGpa;
 }

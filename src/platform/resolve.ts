@@ -39,9 +39,6 @@ import { SgList } from "../virtio/sg_list.ts";
 import { featureBit, VIRTIO_F_RING_PACKED } from "../virtio/features.ts";
 import { VirtqError } from "../virtio/errors.ts";
 import { createQueuePair } from "../virtio/pair.ts";
-import type { DeviceQueue, DriverQueue } from "../virtio/queue.ts";
-import { PackedDriverQueue } from "../virtio/packed/driver.ts";
-import { PackedDeviceQueue } from "../virtio/packed/device.ts";
 import { VirtioIommuDevice } from "../devices/virtio_iommu/device.ts";
 import { VirtioIommuDmaApi } from "../devices/virtio_iommu/driver_api.ts";
 import { decodeViommuConfig } from "../devices/virtio_iommu/config.ts";
@@ -61,7 +58,6 @@ import {
   XenGrantDmaApi,
 } from "./models.ts";
 import {
-  defaultRingGpa,
   type DeviceLayerPlan,
   type DevicePlan,
   featureNames,
@@ -72,6 +68,8 @@ import { BackingAddressSpace, SparseGuestMemory } from "./sparse_memory.ts";
 import {
   type FeatureName,
   requesterId,
+  RUN_RING_BYTES,
+  runLayout,
   type Topology,
   type TopologyIommu,
   type Verdict,
@@ -171,11 +169,7 @@ interface Built {
 }
 
 function layout(t: Topology) {
-  const ringGpa = Number(t.workload.ringGpa ?? defaultRingGpa(t));
-  const bufferGpa = Number(t.workload.bufferGpa ?? ringGpa + 1024 * 1024);
-  const poolGpa = ringGpa + 16 * 1024 * 1024;
-  const stagingGpa = ringGpa + 8 * 1024 * 1024;
-  return { ringGpa, bufferGpa, poolGpa, stagingGpa };
+  return runLayout(t);
 }
 
 const toWindows = (w: readonly WindowPlan[]): DmaWindow[] =>
@@ -245,13 +239,18 @@ function build(t: Topology, plan: DevicePlan): Built {
   const memory: GuestMemory = sparse.memory;
   const { ringGpa, bufferGpa, poolGpa, stagingGpa } = layout(t);
   // The driver's own memory exists before anything maps it.
-  sparse.ensure(ringGpa, 4 * 4096);
-  sparse.ensure(bufferGpa, 2 * align4k(t.workload.bufferBytes));
+  // (rings and buffers as one span when they are close, so that neither straddles two regions)
+  const bufEnd = bufferGpa + 2 * align4k(t.workload.bufferBytes);
+  if (bufferGpa >= ringGpa && bufEnd - ringGpa <= 64 * 1024 * 1024) {
+    sparse.ensure(ringGpa, bufEnd - ringGpa);
+  }
+  sparse.ensure(ringGpa, RUN_RING_BYTES);
+  sparse.ensure(bufferGpa, bufEnd - bufferGpa);
   const bounced = plan.driverLayers.some((l) => l.kind === "bounce");
   if (bounced) {
     // Confidential guests: the pool and (with the DMA API) the coherent rings are shared.
     sparse.share(poolGpa, t.guest.swiotlbSlots * IO_TLB_SIZE);
-    if (plan.usesDmaApi) sparse.share(ringGpa, 4 * 4096);
+    if (plan.usesDmaApi) sparse.share(ringGpa, RUN_RING_BYTES);
   }
   const iommuOf = (id: string) => t.iommus.find((m) => m.id === id)!;
   const x86 = t.machine.arch.startsWith("x86");
@@ -695,26 +694,24 @@ function predict(
 
   const outcome = ((): Outcome => {
     try {
-      // 1. The rings (coherent DMA): the device must reach the driver's ring memory.
+      // In the order things happen: the driver maps its rings (coherent DMA) at set-up, then one
+      // buffer (`add`: every readable, then every writable segment), then kicks.
       const ring = mapThrough(v.ringGpa, 4096, 0, true, "ring");
+      // The device activates the queue at once (DRIVER_OK): its ring areas must translate now;
+      // whether they land where the driver wrote shows only when it reads them after the kick.
       const ringDev = translateThrough(ring.addrs.at(-1)!, 64, DMA_ACCESS_READ, "ring");
-      part(ring, ringDev);
-      if (ringDev.at(-1) !== v.ringGpa) {
-        return {
-          verdict: "corrupt",
-          layer: lastLayer,
-          detail: `the device reads the rings at ${
-            hex64(ringDev.at(-1)!)
-          } but the driver wrote them at ${hex64(v.ringGpa)}`,
-        };
-      }
-      // 2. The device-readable buffer.
       const n = Math.min(t.workload.bufferBytes, 64);
       mem.write(v.bufferGpa, pattern(t.workload.bufferBytes, 0xa5));
       const seg = segments(t, plan, v.bufferGpa);
       const rd = mapThrough(v.bufferGpa, seg.len[0], DMA_TO_DEVICE, false, "out buffer");
       for (let i = 1; i < seg.count; i++) {
         mapThrough(seg.gpa[i], seg.len[i], DMA_TO_DEVICE, false, "out buffer");
+      }
+      const wGpa = v.bufferGpa + align4k(t.workload.bufferBytes);
+      const wseg = segments(t, plan, wGpa);
+      const wd = mapThrough(wGpa, wseg.len[0], DMA_FROM_DEVICE, false, "in buffer");
+      for (let i = 1; i < wseg.count; i++) {
+        mapThrough(wseg.gpa[i], wseg.len[i], DMA_FROM_DEVICE, false, "in buffer");
       }
       const bus = rd.addrs.at(-1)!;
       if (v.splitUnmap) {
@@ -727,6 +724,18 @@ function predict(
           note: "a racy UNMAP: QEMU already removed this mapping",
         });
       }
+      // Then the device reads the rings: they must be where the driver wrote them.
+      part(ring, ringDev);
+      if (ringDev.at(-1) !== v.ringGpa) {
+        return {
+          verdict: "corrupt",
+          layer: lastLayer,
+          detail: `the device reads the rings at ${
+            hex64(ringDev.at(-1)!)
+          } but the driver wrote them at ${hex64(v.ringGpa)}`,
+        };
+      }
+      // The device-readable buffer.
       const dev = translateThrough(bus, n, DMA_ACCESS_READ, "out buffer");
       part(rd, dev);
       const dataAt = Number(rd.addrs.length === 3 ? rd.addrs[1] : rd.addrs[0]);
@@ -737,10 +746,7 @@ function predict(
           detail: `the device reads ${hex64(dev.at(-1)!)} instead of ${hex64(dataAt)}`,
         };
       }
-      // 3. The device-writable buffer: map, the device writes, unmap (bounce copies back).
-      const wGpa = v.bufferGpa + align4k(t.workload.bufferBytes);
-      const wseg = segments(t, plan, wGpa);
-      const wd = mapThrough(wGpa, wseg.len[0], DMA_FROM_DEVICE, false, "in buffer");
+      // The device-writable buffer: the device writes, the driver unmaps (bounce copies back).
       const wdev = translateThrough(wd.addrs.at(-1)!, n, DMA_ACCESS_WRITE, "in buffer");
       part(wd, wdev);
       const marker = pattern(n, 0x3c);
@@ -755,7 +761,7 @@ function predict(
           } never sees it`,
         };
       }
-      // 4. Use after unmap: can the device still reach the out buffer?
+      // Use after unmap: can the device still reach the out buffer?
       if (!v.splitUnmap) v.api.unmap(bus, seg.len[0], DMA_TO_DEVICE);
       if (v.revokes) {
         try {
@@ -828,31 +834,6 @@ class RecordingApi implements DmaApi {
   }
 }
 
-// The factory does not build packed queues yet: wire the packed classes directly.
-function packedPair(
-  memory: GuestMemory,
-  dma: DmaApi,
-  space: DmaAddressSpace,
-  features: bigint,
-  ringGpa: number,
-): { driver: DriverQueue<number>; device: DeviceQueue } {
-  const driver = new PackedDriverQueue<number>({
-    memory,
-    dma,
-    size: RUN_QUEUE_SIZE,
-    features,
-    ringGpa,
-  });
-  const device = new PackedDeviceQueue({
-    memory,
-    dma: space,
-    size: RUN_QUEUE_SIZE,
-    addresses: driver.addresses,
-    features,
-  });
-  return { driver, device };
-}
-
 function observe(t: Topology, plan: DevicePlan): Outcome {
   const v = build(t, plan);
   const mem = v.sparse.memory;
@@ -867,17 +848,15 @@ function observe(t: Topology, plan: DevicePlan): Outcome {
     (layout === "packed" ? featureBit(VIRTIO_F_RING_PACKED) : 0n);
   const lastLayer = v.spaceLayers.at(-1)!.name;
   try {
-    const pair = layout === "split"
-      ? createQueuePair<number>({
-        layout,
-        size: RUN_QUEUE_SIZE,
-        features,
-        memory: mem,
-        ringGpa: v.ringGpa,
-        dmaApi: api,
-        dmaSpace: v.space,
-      })
-      : packedPair(mem, api, v.space, features, v.ringGpa);
+    const pair = createQueuePair<number>({
+      layout,
+      size: RUN_QUEUE_SIZE,
+      features,
+      memory: mem,
+      ringGpa: v.ringGpa,
+      dmaApi: api,
+      dmaSpace: v.space,
+    });
     pair.driver.add(segments(t, plan, v.bufferGpa), segments(t, plan, wGpa), 1);
     pair.driver.kick();
     if (v.splitUnmap && api.maps.length > 0) v.splitUnmap(api.maps[0].bus, api.maps[0].len);

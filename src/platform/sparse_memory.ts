@@ -62,19 +62,31 @@ export class SparseGuestMemory {
       const lo = Math.max(gpa, r.gpa), hi = Math.min(end, r.gpa + r.size);
       if (lo >= hi) continue;
       covered += hi - lo;
+      // Back the whole span as one region when none of it is backed yet, so that an access
+      // spanning several chunks stays inside one region.
+      const cs = Math.max(r.gpa, Math.floor(lo / SPARSE_CHUNK) * SPARSE_CHUNK);
+      const ce = Math.min(r.gpa + r.size, Math.ceil(hi / SPARSE_CHUNK) * SPARSE_CHUNK);
+      if (!this.memory.regions.some((g) => g.gpa < ce && cs < g.end)) {
+        this.#add(r, cs, ce);
+        continue;
+      }
       for (let c = Math.floor(lo / SPARSE_CHUNK) * SPARSE_CHUNK; c < hi; c += SPARSE_CHUNK) {
         const s = Math.max(c, r.gpa), e = Math.min(c + SPARSE_CHUNK, r.gpa + r.size);
         if (this.memory.regionAt(s)) continue;
-        const reg = this.memory.addRegion({
-          gpa: s,
-          size: e - s,
-          private: r.private,
-          name: `${r.name}+0x${(s - r.gpa).toString(16)}`,
-        });
-        if (BACKGROUND_BYTE !== 0) reg.bytes.fill(BACKGROUND_BYTE);
+        this.#add(r, s, e);
       }
     }
     return covered === length;
+  }
+
+  #add(r: SparseRange, s: number, e: number): void {
+    const reg = this.memory.addRegion({
+      gpa: s,
+      size: e - s,
+      private: r.private,
+      name: `${r.name}+0x${(s - r.gpa).toString(16)}`,
+    });
+    if (BACKGROUND_BYTE !== 0) reg.bytes.fill(BACKGROUND_BYTE);
   }
 
   /** Whether `gpa` is private (confidential) memory, backing it first. */

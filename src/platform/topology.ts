@@ -710,6 +710,28 @@ function crossCheck(t: z.output<typeof topologySchemaBase>, ctx: Ctx): void {
       }
     });
   });
+  // The run's own memory must be RAM (each piece inside one RAM range).
+  const L = runLayout(t);
+  const need: [string, number, number][] = [
+    ["rings", L.ringGpa, RUN_RING_BYTES],
+    ["buffers", L.bufferGpa, 2 * Math.ceil(t.workload.bufferBytes / 4096) * 4096],
+    ["bounce pool", L.poolGpa, t.guest.swiotlbSlots * 2048],
+    ["virtio-iommu staging", L.stagingGpa, 0x4000],
+  ];
+  for (const [what, gpa, len] of need) {
+    const inRam = t.memory.some((m) =>
+      m.kind === "ram" && gpa >= Number(m.gpa) && gpa + len <= Number(m.gpa) + Number(m.size)
+    );
+    if (!inRam || gpa % 4096 !== 0) {
+      issue(
+        ["workload"],
+        `the run puts the ${what} at 0x${gpa.toString(16)} (+0x${len.toString(16)}), which is ` +
+          `${gpa % 4096 ? "not page-aligned" : "not inside one RAM range"}: give the first RAM ` +
+          "range at least 34 MiB, or set workload.ringGpa / workload.bufferGpa (page-aligned) " +
+          "inside RAM (the pool goes 16 MiB after the rings)",
+      );
+    }
+  }
 }
 
 // The same object without the refinement, for typing `crossCheck`.
@@ -726,6 +748,43 @@ const topologySchemaBase = z.strictObject({
   workload: workloadSchema,
   expect: z.record(z.string(), expectSchema),
 });
+
+// ---------------------------------------------------------------------------------------------
+// Where a run puts things
+
+/** Guest-physical placement of what a resolution run uses (see {@link runLayout}). */
+export interface RunLayout {
+  /** The driver's ring memory (64 KiB reserved). */
+  ringGpa: number;
+  /** The driver's buffers: the device-readable one, then the device-writable one. */
+  bufferGpa: number;
+  /** The swiotlb / restricted-dma-pool bounce pool (shared memory). */
+  poolGpa: number;
+  /** The virtio-iommu driver's request staging area (16 KiB). */
+  stagingGpa: number;
+}
+
+/** Bytes reserved for the rings at {@link RunLayout.ringGpa}. */
+export const RUN_RING_BYTES = 64 * 1024;
+
+/**
+ * Where a run places rings, buffers, the bounce pool and the virtio-iommu staging area: rings at
+ * `workload.ringGpa` (default 16 MiB into the first RAM range), buffers at `workload.bufferGpa`
+ * (default 1 MiB after the rings), the pool 16 MiB after the rings, staging 8 MiB after them.
+ */
+export function runLayout(
+  t: Pick<Topology, "memory" | "workload">,
+): RunLayout {
+  const ram = t.memory.find((m) => m.kind === "ram") ?? t.memory[0];
+  const ringGpa = Number(t.workload.ringGpa ?? Number(ram.gpa) + 16 * 1024 * 1024);
+  const bufferGpa = Number(t.workload.bufferGpa ?? ringGpa + 1024 * 1024);
+  return {
+    ringGpa,
+    bufferGpa,
+    poolGpa: ringGpa + 16 * 1024 * 1024,
+    stagingGpa: ringGpa + 8 * 1024 * 1024,
+  };
+}
 
 // ---------------------------------------------------------------------------------------------
 // Parsing with readable errors

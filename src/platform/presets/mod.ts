@@ -42,6 +42,9 @@ import s390ProtectedVirtualizationWithoutAccessPlatform from "./s390-protected-v
 import pseriesTceHostIgnoresIommu from "./pseries-tce-host-ignores-iommu.json" with {
   type: "json",
 };
+import pseriesDdwDriverUsesDmaApi from "./pseries-ddw-driver-uses-dma-api.json" with {
+  type: "json",
+};
 import pseriesTceDriverUsesDmaApi from "./pseries-tce-driver-uses-dma-api.json" with {
   type: "json",
 };
@@ -63,6 +66,9 @@ import openvmmArm64Smmuv3TranslatesAll from "./openvmm-arm64-smmuv3-translates-a
   type: "json",
 };
 import arm64VirtSmmuv3Quirk from "./arm64-virt-smmuv3-quirk.json" with { type: "json" };
+import q35BypassIommuBridgeStaleDmar from "./q35-bypass-iommu-bridge-stale-dmar.json" with {
+  type: "json",
+};
 import q35BypassIommuBridge from "./q35-bypass-iommu-bridge.json" with { type: "json" };
 import viommuBootBypass from "./viommu-boot-bypass.json" with { type: "json" };
 import viommuNoBypassUnattached from "./viommu-no-bypass-unattached.json" with { type: "json" };
@@ -78,6 +84,7 @@ import viotViommuInsideOwnRange from "./viot-viommu-inside-own-range.json" with 
 import iortIdCountOffByOne from "./iort-id-count-off-by-one.json" with { type: "json" };
 import alphaClipperQuirk from "./alpha-clipper-quirk.json" with { type: "json" };
 import alphaTyphoonDirectWindow from "./alpha-typhoon-direct-window.json" with { type: "json" };
+import alphaTyphoonSgWindow from "./alpha-typhoon-sg-window.json" with { type: "json" };
 import alphaMismatchOffBy2g from "./alpha-mismatch-off-by-2g.json" with { type: "json" };
 import dtDmaRangesHardwareWithoutAp from "./dt-dma-ranges-hardware-without-ap.json" with {
   type: "json",
@@ -112,6 +119,7 @@ export const PRESETS: Readonly<Record<string, TopologyInput>> = Object.freeze({
   "s390-protected-virtualization-without-access-platform":
     s390ProtectedVirtualizationWithoutAccessPlatform as TopologyInput,
   "pseries-tce-host-ignores-iommu": pseriesTceHostIgnoresIommu as TopologyInput,
+  "pseries-ddw-driver-uses-dma-api": pseriesDdwDriverUsesDmaApi as TopologyInput,
   "pseries-tce-driver-uses-dma-api": pseriesTceDriverUsesDmaApi as TopologyInput,
   "pseries-pef-secure-vm-swiotlb": pseriesPefSecureVmSwiotlb as TopologyInput,
   "sparc64-sun4u-quirk": sparc64Sun4uQuirk as TopologyInput,
@@ -123,6 +131,7 @@ export const PRESETS: Readonly<Record<string, TopologyInput>> = Object.freeze({
   "virtio-card-without-order-platform": virtioCardWithoutOrderPlatform as TopologyInput,
   "openvmm-arm64-smmuv3-translates-all": openvmmArm64Smmuv3TranslatesAll as TopologyInput,
   "arm64-virt-smmuv3-quirk": arm64VirtSmmuv3Quirk as TopologyInput,
+  "q35-bypass-iommu-bridge-stale-dmar": q35BypassIommuBridgeStaleDmar as TopologyInput,
   "q35-bypass-iommu-bridge": q35BypassIommuBridge as TopologyInput,
   "viommu-boot-bypass": viommuBootBypass as TopologyInput,
   "viommu-no-bypass-unattached": viommuNoBypassUnattached as TopologyInput,
@@ -134,6 +143,7 @@ export const PRESETS: Readonly<Record<string, TopologyInput>> = Object.freeze({
   "iort-id-count-off-by-one": iortIdCountOffByOne as TopologyInput,
   "alpha-clipper-quirk": alphaClipperQuirk as TopologyInput,
   "alpha-typhoon-direct-window": alphaTyphoonDirectWindow as TopologyInput,
+  "alpha-typhoon-sg-window": alphaTyphoonSgWindow as TopologyInput,
   "alpha-mismatch-off-by-2g": alphaMismatchOffBy2g as TopologyInput,
   "dt-dma-ranges-hardware-without-ap": dtDmaRangesHardwareWithoutAp as TopologyInput,
   "legacy-virtio-ram-above-16tib": legacyVirtioRamAbove16tib as TopologyInput,

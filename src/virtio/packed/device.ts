@@ -19,6 +19,7 @@ import type { GuestMemory } from "../../memory/guest_memory.ts";
 import { type U64, u64Add, u64FromParts, u64Lo } from "../../memory/u64.ts";
 import { DMA_ACCESS_READ, DMA_ACCESS_WRITE } from "../../dma/errors.ts";
 import { type DmaAddressSpace, DmaTranslation, translateContiguous } from "../../dma/types.ts";
+import { IdentityAddressSpace } from "../../dma/identity.ts";
 import { Chain } from "../chain.ts";
 import {
   RING_EVENT_FLAGS_DESC,
@@ -106,6 +107,10 @@ export class PackedDeviceQueue implements DeviceQueue {
   readonly #ignoreNext: boolean;
   readonly #rejectUnknown: boolean;
   readonly #maxSegments: number;
+  /** Identity DMA: bus = GPA, so a buffer inside the last region used needs no translate call. */
+  readonly #identity: boolean;
+  #rgnStart = 0;
+  #rgnEnd = 0;
 
   #d32: Uint32Array = new Uint32Array(0);
   #d16: Uint16Array = new Uint16Array(0);
@@ -165,6 +170,7 @@ export class PackedDeviceQueue implements DeviceQueue {
     this.#ignoreNext = policy.indirectWithNext === "ignore-next";
     this.#rejectUnknown = policy.unknownFlags === "reject";
     this.#maxSegments = policy.maxSegments;
+    this.#identity = Object.getPrototypeOf(options.dma) === IdentityAddressSpace.prototype;
     const n = isValidPackedQueueSize(this.size) ? this.size : 1;
     this.#freeChains = new Int32Array(n);
     this.#pendSlot = new Uint16Array(n);
@@ -395,19 +401,39 @@ export class PackedDeviceQueue implements DeviceQueue {
           throw new VirtqError("INDIRECT_WITH_NEXT", `slot ${pos}`, { index: pos });
         }
         // §2.8.7: WRITE on the indirect descriptor itself is reserved and ignored (#29).
-        chain.addDescriptor(lo, hi, len, flags, false);
+        const ki = chain.descCount;
+        if (ki === chain.descLen.length) chain.addDescriptor(lo, hi, len, flags, false);
+        else {
+          chain.descAddrLo[ki] = lo;
+          chain.descAddrHi[ki] = hi;
+          chain.descLen[ki] = len;
+          chain.descFlags[ki] = flags;
+          chain.descInIndirect[ki] = 0;
+          chain.descCount = ki + 1;
+        }
         chain.indirect = true;
-        this.#parseIndirect(chain, lo, hi, len, pos);
+        this.#parseIndirect(chain, ki, pos);
         break;
       }
-      chain.addDescriptor(lo, hi, len, flags, false);
+      // Recorded inline, then read back by index: a u32 at or above 2^31 passed to a call that
+      // is not inlined would be boxed (an allocation per descriptor).
+      const k = chain.descCount;
+      if (k === chain.descLen.length) chain.addDescriptor(lo, hi, len, flags, false);
+      else {
+        chain.descAddrLo[k] = lo;
+        chain.descAddrHi[k] = hi;
+        chain.descLen[k] = len;
+        chain.descFlags[k] = flags;
+        chain.descInIndirect[k] = 0;
+        chain.descCount = k + 1;
+      }
       const write = (flags & VIRTQ_DESC_F_WRITE) !== 0;
       // §2.8.4 Message Framing: device-writable descriptors after device-readable ones.
       if (write) seenWritable = true;
       else if (seenWritable) {
         throw new VirtqError("DESC_READABLE_AFTER_WRITABLE", `slot ${pos}`, { index: pos });
       }
-      if (this.#checkBuffer(lo, hi, len, pos)) this.#translate(chain, lo, hi, len, write, pos);
+      if (this.#checkBuffer(chain, k, pos)) this.#translate(chain, k, write, pos);
       if ((flags & VIRTQ_DESC_F_NEXT) === 0) break;
       // §2.8.6: a list may wrap the ring end; the wrap counter flips there (#32).
       if (++pos === size) {
@@ -434,7 +460,10 @@ export class PackedDeviceQueue implements DeviceQueue {
     this.#availWrap = wrap;
   }
 
-  #parseIndirect(chain: PackedChain, lo: number, hi: number, len: number, slot: number): void {
+  #parseIndirect(chain: PackedChain, rec: number, slot: number): void {
+    const lo = chain.descAddrLo[rec];
+    const hi = chain.descAddrHi[rec];
+    const len = chain.descLen[rec];
     // §2.8.7.1: the driver MUST NOT set INDIRECT unless VIRTIO_F_INDIRECT_DESC (#22).
     if (!this.#indirectOk) {
       throw new VirtqError("INDIRECT_NOT_NEGOTIATED", `slot ${slot}`, { index: slot });
@@ -496,7 +525,16 @@ export class PackedDeviceQueue implements DeviceQueue {
           index: i,
         });
       }
-      chain.addDescriptor(alo, ahi, l, f, true);
+      const k = chain.descCount;
+      if (k === chain.descLen.length) chain.addDescriptor(alo, ahi, l, f, true);
+      else {
+        chain.descAddrLo[k] = alo;
+        chain.descAddrHi[k] = ahi;
+        chain.descLen[k] = l;
+        chain.descFlags[k] = f;
+        chain.descInIndirect[k] = 1;
+        chain.descCount = k + 1;
+      }
       const write = (f & VIRTQ_DESC_F_WRITE) !== 0;
       if (write) seenWritable = true;
       else if (seenWritable) {
@@ -508,7 +546,7 @@ export class PackedDeviceQueue implements DeviceQueue {
           },
         );
       }
-      if (this.#checkBuffer(alo, ahi, l, i)) this.#translate(chain, alo, ahi, l, write, i);
+      if (this.#checkBuffer(chain, k, i)) this.#translate(chain, k, write, i);
     }
   }
 
@@ -516,7 +554,8 @@ export class PackedDeviceQueue implements DeviceQueue {
    * Checks one buffer descriptor before translation: length policy, chain total, 64-bit wrap.
    * @returns false for an allowed zero-length descriptor (nothing to translate).
    */
-  #checkBuffer(lo: number, hi: number, len: number, index: number): boolean {
+  #checkBuffer(chain: PackedChain, rec: number, index: number): boolean {
+    const len = chain.descLen[rec];
     if (len === 0) {
       if (this.#zeroAllow) return false;
       throw new VirtqError("DESC_ZERO_LENGTH", `descriptor ${index}`, { index });
@@ -532,7 +571,7 @@ export class PackedDeviceQueue implements DeviceQueue {
     }
     this.#chainBytes = total;
     // A buffer [addr, addr + len) cannot wrap the 64-bit address space (#15).
-    if (hi === 0xffff_ffff && lo + len > TWO_POW_32) {
+    if (chain.descAddrHi[rec] === 0xffff_ffff && chain.descAddrLo[rec] + len > TWO_POW_32) {
       throw new VirtqError("DESC_ADDR_WRAP", `descriptor ${index}: addr + len wraps 2^64`, {
         index,
       });
@@ -540,7 +579,50 @@ export class PackedDeviceQueue implements DeviceQueue {
     return true;
   }
 
-  #translate(
+  #translate(chain: PackedChain, rec: number, write: boolean, index: number): void {
+    const lo = chain.descAddrLo[rec];
+    const hi = chain.descAddrHi[rec];
+    const len = chain.descLen[rec];
+    // Fast path: identity DMA and the whole buffer inside the region used last (no calls).
+    if (this.#identity && hi < 0x10_0000) {
+      const g = hi * TWO_POW_32 + lo;
+      if (g >= this.#rgnStart && g + len <= this.#rgnEnd) {
+        if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
+          throw new VirtqError("CHAIN_TOO_MANY_SEGMENTS", `more than ${this.#maxSegments}`, {
+            index,
+          });
+        }
+        if (write) chain.addWritable(g, len);
+        else chain.addReadable(g, len);
+        return;
+      }
+    }
+    if (hi > 0x1f_ff00) {
+      this.#translateWide(chain, lo, hi, len, write, index);
+      return;
+    }
+    // Number path: the whole buffer is below 2^53, so the arithmetic is exact and `bus` stays
+    // an unboxed double (a number|bigint variable would be boxed: an allocation per buffer).
+    let bus = hi * TWO_POW_32 + lo;
+    const access = write ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
+    const tr = this.#tr;
+    let remaining = len;
+    try {
+      // A buffer may span several translations (IOMMU pages, windows; HOSTILE_INPUTS #46) and
+      // adjacent guest memory regions: one segment per contiguous piece.
+      while (remaining > 0) {
+        this.#dma.translate(bus, remaining, access, tr);
+        const n = this.#addPiece(chain, tr, remaining, write, index);
+        remaining -= n;
+        bus += n;
+      }
+    } catch (cause) {
+      throw this.#bufferFault(cause, index);
+    }
+  }
+
+  /** Cold path of {@link #translate} for bus addresses near or above 2^53 (exact u64 arithmetic). */
+  #translateWide(
     chain: PackedChain,
     lo: number,
     hi: number,
@@ -548,41 +630,58 @@ export class PackedDeviceQueue implements DeviceQueue {
     write: boolean,
     index: number,
   ): void {
-    let bus: U64 = hi <= 0x1f_ffff ? hi * TWO_POW_32 + lo : u64FromParts(lo, hi);
+    let bus: U64 = u64FromParts(lo, hi);
     const access = write ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
-    const tr = this.#tr;
-    const mem = this.#memory;
     let remaining = len;
     try {
-      // A buffer may span several translations (IOMMU pages, windows; HOSTILE_INPUTS #46).
       while (remaining > 0) {
-        this.#dma.translate(bus, remaining, access, tr);
-        const n = tr.length;
-        if (!(n >= 1 && n <= remaining)) {
-          throw new VirtqError("DESC_BUFFER_FAULT", `descriptor ${index}: bad translation`, {
-            index,
-          });
-        }
-        mem.resolve(tr.gpa, n); // MemoryFault when not inside one guest memory region
-        if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
-          throw new VirtqError("CHAIN_TOO_MANY_SEGMENTS", `more than ${this.#maxSegments}`, {
-            index,
-          });
-        }
-        if (write) chain.addWritable(tr.gpa, n);
-        else chain.addReadable(tr.gpa, n);
+        this.#dma.translate(bus, remaining, access, this.#tr);
+        const n = this.#addPiece(chain, this.#tr, remaining, write, index);
         remaining -= n;
-        if (remaining === 0) break;
-        if (typeof bus === "number" && bus + n <= Number.MAX_SAFE_INTEGER) bus += n;
-        else bus = u64Add(bus, n) as U64;
+        if (remaining > 0) bus = u64Add(bus, n) as U64;
       }
     } catch (cause) {
-      if (cause instanceof VirtqError) throw cause;
-      throw new VirtqError("DESC_BUFFER_FAULT", `descriptor ${index}: ${String(cause)}`, {
+      throw this.#bufferFault(cause, index);
+    }
+  }
+
+  /** Adds one translated piece as a segment (clipped to its region); returns its length. */
+  #addPiece(
+    chain: PackedChain,
+    tr: DmaTranslation,
+    remaining: number,
+    write: boolean,
+    index: number,
+  ): number {
+    const gpa = tr.gpa;
+    let n = tr.length;
+    const region = this.#memory.regionAt(gpa);
+    if (region === undefined || !(n >= 1 && n <= remaining)) {
+      throw new VirtqError(
+        "DESC_BUFFER_FAULT",
+        `descriptor ${index}: GPA ${gpa} (${n} bytes) is not backed by guest memory`,
+        { index },
+      );
+    }
+    if (gpa + n > region.end) n = region.end - gpa;
+    this.#rgnStart = region.gpa;
+    this.#rgnEnd = region.end;
+    if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
+      throw new VirtqError("CHAIN_TOO_MANY_SEGMENTS", `more than ${this.#maxSegments}`, {
         index,
-        cause,
       });
     }
+    if (write) chain.addWritable(gpa, n);
+    else chain.addReadable(gpa, n);
+    return n;
+  }
+
+  #bufferFault(cause: unknown, index: number): VirtqError {
+    if (cause instanceof VirtqError) return cause;
+    return new VirtqError("DESC_BUFFER_FAULT", `descriptor ${index}: ${String(cause)}`, {
+      index,
+      cause,
+    });
   }
 
   /**
@@ -596,9 +695,8 @@ export class PackedDeviceQueue implements DeviceQueue {
    * `0..chain.writableBytes`, or out of order under IN_ORDER).
    */
   push(chain: Chain, written: number): void {
-    if (
-      !(chain instanceof PackedChain) || chain.owner !== this || chain.state !== CHAIN_IN_FLIGHT
-    ) {
+    const pc = chain as PackedChain;
+    if (pc.owner !== this || pc.state !== CHAIN_IN_FLIGHT) {
       throw new VirtqError("PUSH_INVALID", "the chain is not in flight on this queue");
     }
     if (!Number.isInteger(written) || written < 0 || written > chain.writableBytes) {
@@ -647,8 +745,8 @@ export class PackedDeviceQueue implements DeviceQueue {
     }
     this.#nextUsed = u;
     this.#pendSlots += chain.ringDescriptors;
-    chain.state = CHAIN_FREE;
-    this.#freeChains[this.#freeCount++] = chain.poolIndex;
+    pc.state = CHAIN_FREE;
+    this.#freeChains[this.#freeCount++] = pc.poolIndex;
     this.#inFlight--;
   }
 

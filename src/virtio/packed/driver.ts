@@ -120,8 +120,11 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   #cbMode = RING_EVENT_FLAGS_ENABLE;
 
   // Driver-private shadow of every exposed descriptor (Linux desc_extra), with a free list.
-  readonly #exBus: Float64Array;
-  readonly #exBig: (bigint | null)[];
+  /**
+   * Bus address of each shadow entry, kept as the very value `map` returned (a number or a
+   * bigint) in a generic array, so that `unmap` passes it back without re-boxing.
+   */
+  readonly #exBus: (U64 | null)[];
   readonly #exLen: Uint32Array;
   readonly #exDir: Uint8Array;
   readonly #exNext: Int32Array;
@@ -133,8 +136,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   readonly #idNum: Int32Array; // ring slots (= shadow entries)
   readonly #idCap: Float64Array; // device-writable bytes
   readonly #idTbl: Int32Array; // indirect table entries, 0 when direct
-  readonly #tblBus: Float64Array;
-  readonly #tblBig: (bigint | null)[];
+  readonly #tblBus: (U64 | null)[];
   readonly #tblLen: Uint32Array;
   readonly #tblDir: Uint8Array;
 
@@ -221,8 +223,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       deviceAddr: u64Add(this.#ringBus, lay.deviceEventOffset) as U64,
     });
     this.#numFree = size;
-    this.#exBus = new Float64Array(size);
-    this.#exBig = new Array(size).fill(null);
+    this.#exBus = new Array(size).fill(null);
     this.#exLen = new Uint32Array(size);
     this.#exDir = new Uint8Array(size);
     this.#exNext = new Int32Array(size);
@@ -232,8 +233,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#idCap = new Float64Array(size);
     this.#idTbl = new Int32Array(size);
     const tn = this.#indirectOk ? size * PACKED_DRIVER_INDIRECT_MAX : 0;
-    this.#tblBus = new Float64Array(tn);
-    this.#tblBig = new Array(tn).fill(null);
+    this.#tblBus = new Array(tn).fill(null);
     this.#tblLen = new Uint32Array(tn);
     this.#tblDir = new Uint8Array(tn);
     this.#idEpoch = new Float64Array(size);
@@ -275,17 +275,8 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     if (this.#broken !== null) {
       throw new VirtqError("QUEUE_BROKEN", `queue broken by ${this.#broken.code}`);
     }
-    const nr = readable.count;
-    const n = nr + writable.count;
+    const n = readable.count + writable.count;
     if (n === 0) throw new VirtqError("BUFFER_EMPTY", "no segments");
-    for (let i = 0; i < nr; i++) {
-      if (readable.len[i] === 0) throw new VirtqError("BUFFER_EMPTY", `readable ${i} is empty`);
-    }
-    let cap = 0;
-    for (let i = 0; i < writable.count; i++) {
-      if (writable.len[i] === 0) throw new VirtqError("BUFFER_EMPTY", `writable ${i} is empty`);
-      cap += writable.len[i];
-    }
     // §2.8.7.1: an indirect table, like any list, holds at most Queue Size descriptors.
     const indirect = this.#indirectOk && n >= 2 && n <= PACKED_DRIVER_INDIRECT_MAX &&
       n <= this.size &&
@@ -295,8 +286,11 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       throw new VirtqError("RING_FULL", `${need} slots needed, ${this.#numFree} free`);
     }
     const id = this.#freeHead;
-    if (indirect) this.#addIndirect(id, readable, writable, n);
-    else this.#addDirect(id, readable, writable, n);
+    // Both return the writable capacity; a zero-length segment throws BUFFER_EMPTY after
+    // unmapping what was mapped, leaving nothing added.
+    const cap = indirect
+      ? this.#addIndirect(id, readable, writable, n)
+      : this.#addDirect(id, readable, writable, n);
     this.#tokens[id] = token;
     this.#idState[id] = ID_OUT;
     this.#idEpoch[id] = this.#epoch;
@@ -323,18 +317,19 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     }
   }
 
-  #addDirect(id: number, readable: SgList, writable: SgList, n: number): void {
+  #addDirect(id: number, readable: SgList, writable: SgList, n: number): number {
     const nr = readable.count;
     const size = this.size;
     const d32 = this.#d32;
     const d16 = this.#d16;
     const dma = this.#dma;
-    const exBus = this.#exBus, exBig = this.#exBig, exLen = this.#exLen, exDir = this.#exDir;
+    const exBus = this.#exBus, exLen = this.#exLen, exDir = this.#exDir;
     const exNext = this.#exNext;
     const rgpa = readable.gpa, rlen = readable.len, wgpa = writable.gpa, wlen = writable.len;
     let slot = this.#nextAvail;
     let wrap = this.#availWrap;
     let headFlags = 0;
+    let cap = 0;
     let e = id;
     let last = id;
     // One pass: map each segment, record it in the shadow and write its descriptor. The head's
@@ -345,6 +340,11 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       const gpa = w ? wgpa[i - nr] : rgpa[i];
       const len = w ? wlen[i - nr] : rlen[i];
       const dir = w ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
+      if (len === 0) {
+        this.#unmapEntries(id, i);
+        throw new VirtqError("BUFFER_EMPTY", `segment ${i} has length 0`, { index: i });
+      }
+      if (w) cap += len;
       let bus: U64;
       try {
         bus = dma.map(gpa, len, dir);
@@ -353,14 +353,12 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
         throw new VirtqError("DMA_MAP_FAILED", `${len} bytes at GPA ${gpa}`, { cause });
       }
       const b = slot * 4;
+      exBus[e] = bus;
       if (typeof bus === "number") {
-        exBus[e] = bus;
-        if (exBig[e] !== null) exBig[e] = null;
         const lo = bus >>> 0;
         d32[b] = lo;
         d32[b + 1] = (bus - lo) / TWO_POW_32;
       } else {
-        exBig[e] = bus;
         d32[b] = u64Lo(bus);
         d32[b + 1] = u64Hi(bus);
       }
@@ -383,6 +381,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#publishHead(this.#nextAvail, headFlags);
     this.#nextAvail = slot;
     this.#availWrap = wrap;
+    return cap;
   }
 
   /** The first head of a batch waits for kick (§2.8.21); later heads are written now. */
@@ -395,14 +394,20 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     }
   }
 
-  #addIndirect(id: number, readable: SgList, writable: SgList, n: number): void {
+  #addIndirect(id: number, readable: SgList, writable: SgList, n: number): number {
     const nr = readable.count;
     const tbase = id * PACKED_DRIVER_INDIRECT_MAX;
+    let cap = 0;
     for (let i = 0; i < n; i++) {
       const w = i >= nr;
       const gpa = w ? writable.gpa[i - nr] : readable.gpa[i];
       const len = w ? writable.len[i - nr] : readable.len[i];
       const dir = w ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
+      if (len === 0) {
+        this.#unmapTable(tbase, i);
+        throw new VirtqError("BUFFER_EMPTY", `segment ${i} has length 0`, { index: i });
+      }
+      if (w) cap += len;
       let bus: U64;
       try {
         bus = this.#map(gpa, len, dir);
@@ -411,10 +416,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
         throw err;
       }
       const t = tbase + i;
-      if (typeof bus === "number") {
-        this.#tblBus[t] = bus;
-        this.#tblBig[t] = null;
-      } else this.#tblBig[t] = bus;
+      this.#tblBus[t] = bus;
       this.#tblLen[t] = len;
       this.#tblDir[t] = dir;
       // Table entry (§2.8.7): addr, len, flags = WRITE only; Buffer ID reserved (0).
@@ -440,8 +442,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     const slot = this.#nextAvail;
     this.#writeDesc(
       slot,
-      this.#exBus[id],
-      this.#exBig[id],
+      this.#exBus[id] as U64,
       tlen,
       id,
       avail | VIRTQ_DESC_F_INDIRECT,
@@ -451,33 +452,30 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       this.#nextAvail = 0;
       this.#availWrap ^= 1;
     } else this.#nextAvail = slot + 1;
+    return cap;
   }
 
   #setEntry(e: number, bus: U64, len: number, dir: number): void {
-    if (typeof bus === "number") {
-      this.#exBus[e] = bus;
-      this.#exBig[e] = null;
-    } else this.#exBig[e] = bus;
+    this.#exBus[e] = bus;
     this.#exLen[e] = len;
     this.#exDir[e] = dir;
   }
 
   #writeDesc(
     slot: number,
-    bus: number,
-    big: bigint | null,
+    bus: U64,
     len: number,
     id: number,
     flags: number,
     head: boolean,
   ): void {
     const b = slot * 4;
-    if (big === null) {
+    if (typeof bus === "number") {
       this.#d32[b] = bus >>> 0;
       this.#d32[b + 1] = Math.floor(bus / TWO_POW_32);
     } else {
-      this.#d32[b] = u64Lo(big);
-      this.#d32[b + 1] = u64Hi(big);
+      this.#d32[b] = u64Lo(bus);
+      this.#d32[b + 1] = u64Hi(bus);
     }
     this.#d32[b + 2] = len;
     this.#d16[slot * 8 + 6] = id;
@@ -492,16 +490,12 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     }
   }
 
-  #busOf(bus: number, big: bigint | null): U64 {
-    return big === null ? bus : big;
-  }
-
   /** Unmaps the first `count` shadow entries of the list starting at `id` (an add that failed). */
   #unmapEntries(id: number, count: number): void {
     let e = id;
     for (let i = 0; i < count; i++) {
       this.#dma.unmap(
-        this.#busOf(this.#exBus[e], this.#exBig[e]),
+        this.#exBus[e] as U64,
         this.#exLen[e],
         this.#exDir[e] as DmaDirection,
       );
@@ -513,7 +507,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     for (let i = 0; i < count; i++) {
       const t = tbase + i;
       this.#dma.unmap(
-        this.#busOf(this.#tblBus[t], this.#tblBig[t]),
+        this.#tblBus[t] as U64,
         this.#tblLen[t],
         this.#tblDir[t] as DmaDirection,
       );
@@ -640,7 +634,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     let last = id;
     for (let i = 0; i < num; i++) {
       this.#dma.unmap(
-        this.#busOf(this.#exBus[e], this.#exBig[e]),
+        this.#exBus[e] as U64,
         this.#exLen[e],
         this.#exDir[e] as DmaDirection,
       );

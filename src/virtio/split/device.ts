@@ -161,7 +161,6 @@ export class SplitDeviceQueue implements DeviceQueue {
   #notify = true;
   #broken: VirtqError | null = null;
   #inFlight = 0;
-  readonly #inUse: Uint8Array;
   readonly #byHead: (Chain | null)[];
   readonly #pool: Chain[] = [];
   // Pushed, not yet flushed.
@@ -241,7 +240,6 @@ export class SplitDeviceQueue implements DeviceQueue {
     this.#usedEventIdx = 2 + size;
     this.#availEventIdx = 2 + 4 * size;
 
-    this.#inUse = new Uint8Array(size);
     this.#order = new Uint16Array(size);
     this.#byHead = new Array(size).fill(null);
     this.#pendId = new Uint32Array(size);
@@ -291,7 +289,7 @@ export class SplitDeviceQueue implements DeviceQueue {
     // §2.7.6 ring entries are descriptor indices (HOSTILE_INPUTS #9).
     if (head >= size) this.#headOutOfRange(last, head);
     // CVE-2016-5403: a head the device still owns (HOSTILE_INPUTS #10).
-    if (this.#inUse[head] !== 0) {
+    if (this.#byHead[head] !== null) {
       this.#fail("HEAD_IN_USE", `head ${head} was made available again while in use`, head);
     }
     const inOrder = this.#inOrder;
@@ -359,7 +357,6 @@ export class SplitDeviceQueue implements DeviceQueue {
     pool.pop();
     const nl = (last + 1) & 0xffff;
     this.#lastAvail = nl;
-    this.#inUse[head] = 1;
     this.#byHead[head] = chain;
     this.#inFlight++;
     if (inOrder) {
@@ -637,7 +634,8 @@ export class SplitDeviceQueue implements DeviceQueue {
         index: head,
       });
     }
-    if (!(written >= 0 && written <= chain.writableBytes && Number.isInteger(written))) {
+    // written is a u32 no larger than the writable capacity (spec §2.7.8 used len).
+    if (!((written >>> 0) === written && written <= chain.writableBytes)) {
       throw new VirtqError(
         "PUSH_INVALID",
         `written ${written} is outside 0..${chain.writableBytes} for head ${head}`,
@@ -657,12 +655,19 @@ export class SplitDeviceQueue implements DeviceQueue {
       this.#orderFront = (this.#orderFront + 1) & this.#mask;
     }
     const p = this.#pending;
-    this.#pendId[p] = head;
-    this.#pendLen[p] = written;
-    this.#pendFull[p] = written === chain.writableBytes ? 1 : 0;
+    if (this.#inOrder) {
+      // Kept until flush, which may publish a run as one element.
+      this.#pendId[p] = head;
+      this.#pendLen[p] = written;
+      this.#pendFull[p] = written === chain.writableBytes ? 1 : 0;
+    } else {
+      // Fill the used element now (`len`, then `id`); flush publishes `idx` (§2.7.8.2).
+      const w = 1 + (((this.#usedIdx + p) & this.#mask) << 1);
+      this.#used32[w + 1] = written;
+      this.#used32[w] = head;
+    }
     this.#pending = p + 1;
     this.#byHead[head] = null;
-    this.#inUse[head] = 0;
     this.#inFlight--;
     this.#pool.push(chain);
   }
@@ -697,12 +702,7 @@ export class SplitDeviceQueue implements DeviceQueue {
         i = j + 1;
       }
     } else {
-      for (let i = 0; i < n; i++) {
-        const w = 1 + ((idx & mask) << 1);
-        used32[w + 1] = lens[i];
-        used32[w] = ids[i];
-        idx = (idx + 1) & 0xffff;
-      }
+      idx = (idx + n) & 0xffff; // elements were filled by push
     }
     this.#pending = 0;
     this.#usedIdx = idx;
@@ -743,7 +743,6 @@ export class SplitDeviceQueue implements DeviceQueue {
     this.#broken = null;
     this.#pending = 0;
     this.#inFlight = 0;
-    this.#inUse.fill(0);
     for (let i = 0; i < this.size; i++) {
       const c = this.#byHead[i];
       if (c !== null) {

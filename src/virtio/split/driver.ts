@@ -112,6 +112,7 @@ export function splitDriverFootprint(size: number, features: bigint): number {
   return splitDriverPlacement(size, features).totalBytes;
 }
 
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const INDIRECT_NEVER = 0;
 const INDIRECT_ALWAYS = 1;
 const INDIRECT_AUTO = 2;
@@ -221,6 +222,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
         `split queue size ${size} is not a power of 2 in 1..32768`,
       );
     }
+    if (!LITTLE_ENDIAN) throw new Error("SplitDriverQueue requires a little-endian host");
     if (!Number.isSafeInteger(opts.ringGpa) || opts.ringGpa % SPLIT_DESC_ALIGN !== 0) {
       throw new VirtqError("RING_MISALIGNED", `ringGpa ${opts.ringGpa} is not 16-byte aligned`);
     }
@@ -649,6 +651,16 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     return token;
   }
 
+  #unmapDirect(id: number, n: number): void {
+    const dma = this.#dma;
+    const freeNext = this.#freeNext;
+    let d = id;
+    for (let i = 0; i < n; i++) {
+      dma.unmap(this.#busOf(d), this.#extraLen[d], this.#extraDir[d] as DmaDirection);
+      d = freeNext[d];
+    }
+  }
+
   #unmapIndirect(id: number): void {
     const dma = this.#dma;
     const segs = this.#segCount[id];
@@ -677,20 +689,12 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#tokens[id] = undefined;
     this.#active[id] = 0;
     this.#outstanding--;
-    const dma = this.#dma;
     let n = 1;
     if (this.#isIndirect[id] !== 0) {
       this.#unmapIndirect(id);
     } else {
       n = this.#descCount[id];
-      if (!this.#rawDma) {
-        const freeNext = this.#freeNext;
-        let d = id;
-        for (let i = 0; i < n; i++) {
-          dma.unmap(this.#busOf(d), this.#extraLen[d], this.#extraDir[d] as DmaDirection);
-          d = freeNext[d];
-        }
-      }
+      if (!this.#rawDma) this.#unmapDirect(id, n);
     }
     // Append the whole chain (linked in order by the private free-list links) to the tail.
     if (this.#numFree === 0) this.#freeHead = id;
