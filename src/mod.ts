@@ -56,7 +56,6 @@ export * from "./devices/virtio_iommu/events.ts";
 export * from "./devices/virtio_iommu/mappings.ts";
 export * from "./devices/virtio_iommu/endpoint_space.ts";
 export * from "./devices/virtio_iommu/device.ts";
-export * from "./devices/virtio_iommu/iova_allocator.ts";
 export * from "./devices/virtio_iommu/transport.ts";
 export * from "./devices/virtio_iommu/driver_api.ts";
 export * from "./devices/virtio_iommu/queues.ts";

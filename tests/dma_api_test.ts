@@ -47,6 +47,37 @@ Deno.test("iova allocator: top-down below the limit, size-aligned, reserved rang
   assertEquals(c.alloc(1, 4), -1);
 });
 
+Deno.test("iova allocator: frees only live ranges, reuses a freed one, never hands out IOVA 0", () => {
+  const a = new IovaAllocator();
+  a.reserve(3, 4);
+  assertEquals(a.alloc(2, 8), 6);
+  assertEquals(a.alloc(1, 8), 5); // just above the reserved range
+  assertEquals(a.alloc(1, 8), 2); // just below it
+  assertEquals(a.free(3), false); // a reserved range is not an allocation
+  assertEquals(a.free(5), true);
+  assertEquals(a.alloc(1, 8), 5); // the freed range is found again
+  assertEquals(a.alloc(1, 8), 1);
+  assertEquals(a.alloc(1, 8), -1); // PFN 0 stays out (startPfn 1)
+  assertEquals(a.rangeCount, 5);
+});
+
+Deno.test("iova allocator: granule option sets the PFN size (64 KiB), default 4 KiB", () => {
+  assertEquals(new IovaAllocator().granule, 4096);
+  const g = new IovaAllocator({ granule: 0x1_0000 });
+  assertEquals([g.granule, g.iovaPfn(0x4_ffff), g.iovaPfn(0x5_0000)], [0x1_0000, 4, 5]);
+  // A RESV region reserves every granule it touches (iova_reserve_iommu_regions).
+  g.reserveIova(0x1_8000, 0x2_0fff); // granules 1 and 2
+  assertEquals(g.alloc(1, 4), 3); // IOVA 0x3_0000
+  assertEquals(g.alloc(1, 4), -1);
+  // The same bytes reserve 4 KiB PFNs 0x18..0x20 with the default granule.
+  const d = new IovaAllocator();
+  d.reserveIova(0x1_8000, 0x2_0fff);
+  assertEquals(d.alloc(1, 0x21), 0x17);
+  for (const bad of [0x1800, 0, 3, 2 ** 53, 0.5]) {
+    assertThrows(() => new IovaAllocator({ granule: bad }), RangeError);
+  }
+});
+
 Deno.test("direct: identity and windows, refusing buffers above the mask or outside windows", () => {
   const api = new DirectDmaApi({ mask: 0xffff_ffff });
   assertEquals(api.map(0xffff_f000, 0x1000, DMA_TO_DEVICE), 0xffff_f000);
