@@ -165,7 +165,9 @@ async function main(args: BenchArgs): Promise<number> {
   );
   const s = solTarget(results);
   console.log(
-    `\nENGINE/SPEED-OF-LIGHT: ${s.value === null ? `n/a (${s.detail})` : s.detail} -> ${s.status}`,
+    `\nENGINE/SPEED-OF-LIGHT: ${
+      s.value === null ? `n/a (${s.detail})` : s.detail
+    }; goal >= 0.50 of SoL ${s.status}`,
   );
   if (code) console.log("\nREGRESSION: at least one case is slower than the baseline (exit 1)");
   return code;

@@ -50,7 +50,10 @@ function replay(file: string, env: FuzzEnv): number {
   try {
     text = Deno.readTextFileSync(file);
   } catch (e) {
-    env.err(`--replay: cannot read ${file}: ${messageOf(e)}\n`);
+    env.err(
+      `fuzz: --replay: cannot read ${file} (${messageOf(e)}). ` +
+        "Fix: pass a corpus file, e.g. fuzz/corpus/<target>/<hash>.json\n",
+    );
     return 2;
   }
   const entry = parseCorpusEntry(file, text);

@@ -17,8 +17,10 @@ import fc from "fast-check";
 import { z } from "zod";
 import { fixturesDir, readFixture } from "../tools/fixture_files.ts";
 import type { RingLayout } from "../src/virtio/queue.ts";
+import type { GuestMemory } from "../src/memory/guest_memory.ts";
 import {
   extractSeedRings,
+  placeSeedRing,
   seedMemory,
   seedQueueSpec,
   type SeedRingState,
@@ -150,6 +152,8 @@ export function applyCorruption(seed: SeedRingState, c: SeedCorruption): SeedRin
   return s;
 }
 
+const memoryCache = new WeakMap<SeedRingState, GuestMemory>();
+
 /**
  * Runs one mutant of a real ring through our device engine (from the seed's device position)
  * and the inspector's independent walker, in a self-contained memory ({@link seedMemory}).
@@ -160,10 +164,21 @@ export function applyCorruption(seed: SeedRingState, c: SeedCorruption): SeedRin
  */
 export function checkRealRingMutant(seed: SeedRingState, c: SeedCorruption): QueueReport {
   const s = applyCorruption(seed, c);
+  // One memory per seed, reused: each run rewrites the ring areas and tables (the only bytes the
+  // engine's rebase and pops write), so no run sees another's state.
+  let memory = memoryCache.get(seed);
+  if (memory === undefined) memoryCache.set(seed, memory = seedMemory(s));
+  placeSeedRing(s, memory, {
+    descGpa: s.descAddr,
+    driverGpa: s.driverAddr,
+    deviceGpa: s.deviceAddr,
+  });
+  for (const t of s.indirectTables) memory.write(Number(t.addr), t.bytes);
   const r = inspectQueue(seedQueueSpec(s), {
-    memory: seedMemory(s),
+    memory,
     ramSize: s.ramSize,
     scratchMemory: true,
+    completedChains: false,
     devicePosition: {
       lastAvailIdx: s.lastAvailIdx,
       usedIdx: s.usedIdx,

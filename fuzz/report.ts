@@ -6,6 +6,7 @@
 
 import { z } from "zod";
 import type { UnitResult } from "./runner.ts";
+import { CATALOGUE_CODES } from "./catalogue.ts";
 
 /** Format tag of the JSON report. */
 export const REPORT_FORMAT = "virtq-lab/fuzz-report@1";
@@ -296,7 +297,9 @@ export function formatSummary(report: FuzzReport): string {
       c.map((x) => `${x.shard.index}/${x.shard.count}`).join(", ")
     }; wall ${fmtSeconds(wall)}${c.length > 1 ? " (longest shard)" : ""}, ${
       fmtInt(rate(tot.runs, wall))
-    } runs/s in all; ${report.errorCodes.length} error codes reached`,
+    } runs/s in all; ${
+      report.errorCodes.filter((x) => CATALOGUE_CODES.includes(x)).length
+    } of ${CATALOGUE_CODES.length} catalogued error codes reached`,
   );
   for (const t of report.targets) {
     if (t.crash !== undefined) out.push("", `CRASH ${t.target}: ${t.crash}`);

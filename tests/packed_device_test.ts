@@ -412,3 +412,49 @@ Deno.test("packed device: IN_ORDER pushes must follow pop order; full buffers ba
   assertEquals(ring.read(1).flags, A | VIRTQ_DESC_F_WRITE); // untouched
   assertEquals(dev.usedPosition, { offset: 2, wrap: 1 });
 });
+
+Deno.test("packed device: segments split at region boundaries and IOMMU-style pieces; exact 64-bit addresses", () => {
+  // two adjacent regions: a buffer across the boundary becomes two segments; into a hole: fault
+  const memory = new GuestMemory([{ gpa: 0, size: 0x10000 }, { gpa: 0x10000, size: 0x10000 }]);
+  const ring = new RawPackedRing(memory, RING, 4);
+  const dev = new PackedDeviceQueue({
+    memory,
+    dma: new IdentityAddressSpace(),
+    size: 4,
+    addresses: { descAddr: RING, driverAddr: RING + 64, deviceAddr: RING + 68 },
+    features: 0n,
+  });
+  ring.write(0, { addr: 0xfff0n, len: 0x20, id: 1, flags: A });
+  const c = dev.pop()!;
+  assertEquals([
+    c.readableCount,
+    c.readableGpa[0],
+    c.readableLen[0],
+    c.readableGpa[1],
+    c.readableLen[1],
+  ], [
+    2,
+    0xfff0,
+    0x10,
+    0x10000,
+    0x10,
+  ]);
+  ring.write(1, { addr: 0x1fff0n, len: 0x20, id: 2, flags: A });
+  assertEquals(assertThrows(() => dev.pop(), VirtqError).code, "DESC_BUFFER_FAULT");
+  // a bus address above 2^53 through a translating space, in 32 KiB pieces
+  const alias = setup(4, 0n, {}, new AliasSpace());
+  alias.ring.write(0, {
+    addr: 2n ** 60n + 0x7ff0n,
+    len: 0x20,
+    id: 3,
+    flags: A | VIRTQ_DESC_F_WRITE,
+  });
+  const d = alias.dev.pop()!;
+  assertEquals([d.writableCount, d.writableGpa[0], d.writableGpa[1], d.writableBytes], [
+    2,
+    0x17ff0,
+    0x10000,
+    0x20,
+  ]);
+  assertEquals(d.descAddr(0), 2n ** 60n + 0x7ff0n);
+});

@@ -28,8 +28,7 @@ import { isVirtqError, VIRTQ_ERRORS } from "../virtio/errors.ts";
 import { featureBit, VIRTIO_F_IN_ORDER } from "../virtio/features.ts";
 import type { Chain } from "../virtio/chain.ts";
 import type { DeviceQueue, RingLayout } from "../virtio/queue.ts";
-import { SplitDeviceQueue } from "../virtio/split/device.ts";
-import { PackedDeviceQueue } from "../virtio/packed/device.ts";
+import { createDeviceQueue } from "../virtio/factory.ts";
 import type { DecodeError } from "./decoded_chain.ts";
 
 /** One chain as the engine popped it (descriptor data only; positions are the image's). */
@@ -187,7 +186,8 @@ export function popOutstandingWithEngine(o: EnginePopOptions): EngineDecode {
     features,
   };
   try {
-    q = o.layout === "split" ? new SplitDeviceQueue(opts) : new PackedDeviceQueue(opts);
+    // The factory builds SplitDeviceQueue / PackedDeviceQueue with the default (strict) policy.
+    q = createDeviceQueue(o.layout, opts);
   } catch (e) {
     out.error = toDecodeError(e);
     return out;
