@@ -208,6 +208,32 @@ Deno.test("swiotlb: copies by direction on map, unmap and sync", () => {
   assertEquals(mapErr(() => api.unmap(0x1000, 8, DMA_FROM_DEVICE)).reason, "not-mapped");
 });
 
+Deno.test("swiotlb: a sync may not run past its mapping (Linux: Buffer overflow detected)", () => {
+  const { mem, api } = bounceSetup();
+  mem.fill(0x1000, 0x2000, 0xaa);
+  // 100 bytes: one slot. The device fills the whole slot; a 4096-byte sync must not copy back
+  // over the neighbours of the original buffer.
+  const bus = api.map(0x1000, 100, DMA_FROM_DEVICE) as number;
+  mem.fill(bus, 2048, 0x11);
+  const e = mapErr(() => api.syncForCpu(bus, 4096, DMA_FROM_DEVICE));
+  assertEquals(e.reason, "not-mapped");
+  assertEquals(mem.readU8(0x1000 + 100), 0xaa);
+  assertEquals(mem.readU8(0x1000 + 99), 0xaa); // nothing copied by the refused sync
+  api.syncForCpu(bus + 90, 10, DMA_FROM_DEVICE); // the last 10 bytes: allowed
+  assertEquals(mem.readU8(0x1000 + 99), 0x11);
+  assertEquals(mapErr(() => api.syncForCpu(bus + 90, 11, DMA_FROM_DEVICE)).reason, "not-mapped");
+  // A 3-slot mapping: a sync inside the last slot is bounded by the mapping's end too.
+  const big = api.map(0x1800, 5000, DMA_TO_DEVICE) as number;
+  api.syncForDevice(big + 4096, 904, DMA_TO_DEVICE);
+  assertEquals(
+    mapErr(() => api.syncForDevice(big + 4096, 905, DMA_TO_DEVICE)).reason,
+    "not-mapped",
+  );
+  api.unmap(big, 5000, DMA_TO_DEVICE);
+  api.unmap(bus, 100, DMA_FROM_DEVICE);
+  assertEquals(api.usedSlots, 0);
+});
+
 Deno.test("swiotlb: slot accounting, 128-slot segments, page alignment, exhaustion and too-large", () => {
   const { api } = bounceSetup(); // 256 slots = 2 segments
   assertEquals(api.slots, 256);
