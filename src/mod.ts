@@ -45,6 +45,7 @@ export * from "./dma/flush_queue.ts";
 export * from "./dma/direct_api.ts";
 export * from "./dma/iommu_api.ts";
 export * from "./dma/swiotlb.ts";
+export * from "./dma/fallback_api.ts";
 export * from "./dma/modes.ts";
 
 // --- virtio-iommu (device ID 23, spec §5.13): device, endpoint DMA views, driver DmaApi -------
