@@ -66,7 +66,8 @@ export class LoopbackDevice {
    * @throws only non-virtqueue errors (a `MemoryFault` means memory changed under a chain).
    */
   process(max = Infinity): number {
-    if (!this.live) return 0;
+    // §2.1.2 / §4.1.4.3.2: nothing is processed after a reset until the queue is re-enabled.
+    if (!this.live || !this.queue.ready) return 0;
     const q = this.queue;
     let n = 0;
     try {
@@ -90,7 +91,10 @@ export class LoopbackDevice {
     return n;
   }
 
-  /** Device reset: resets the queue, clears the error and counters, restores `status`. */
+  /**
+   * Device reset: resets the queue, clears the error and counters, restores `status`. The queue
+   * is left not ready (spec §2.1.2): `process` consumes nothing until {@link LoopbackDevice.activate}.
+   */
   reset(status = LOOPBACK_LIVE_STATUS): void {
     this.queue.reset();
     this.status = status;
@@ -98,5 +102,14 @@ export class LoopbackDevice {
     this.completed = 0;
     this.notifications = 0;
     this.bytesWritten = 0;
+  }
+
+  /**
+   * Re-enables the queue after {@link LoopbackDevice.reset}, once the driver has re-initialised
+   * its rings (spec §4.1.4.3.2): {@link DeviceQueue.activate}.
+   * @throws VirtqError `QUEUE_SIZE_INVALID`, `RING_MISALIGNED`, `RING_UNMAPPED`.
+   */
+  activate(): void {
+    this.queue.activate();
   }
 }
