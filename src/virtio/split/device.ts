@@ -585,16 +585,35 @@ export class SplitDeviceQueue implements DeviceQueue {
       this.#addBufferWide(chain, idx, lo, hi, len, w);
       return;
     }
-    let bus = hi === 0 ? lo : hi * TWO_POW_32 + lo;
     // Identity DMA (no IOMMU) and the whole buffer inside the last region used: no calls.
-    if (this.#identity && bus >= this.#rgnStart && bus + len <= this.#rgnEnd) {
-      if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
-        this.#tooManySegments(chain, idx);
+    if (this.#identity) {
+      const gpa = hi * TWO_POW_32 + lo;
+      if (gpa >= this.#rgnStart && gpa + len <= this.#rgnEnd) {
+        if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
+          this.#tooManySegments(chain, idx);
+        }
+        if (w) chain.addWritable(gpa, len);
+        else chain.addReadable(gpa, len);
+        return;
       }
-      if (w) chain.addWritable(bus, len);
-      else chain.addReadable(bus, len);
-      return;
     }
+    this.#translateBuffer(chain, idx, lo, hi, len, w);
+  }
+
+  /**
+   * The translating part of {@link #addBuffer}, out of line: its bus address is live into a catch
+   * handler, so the optimiser keeps it tagged (a heap number per buffer at or above 2^31); the
+   * identity fast path above never materialises one.
+   */
+  #translateBuffer(
+    chain: Chain,
+    idx: number,
+    lo: number,
+    hi: number,
+    len: number,
+    w: boolean,
+  ): void {
+    let bus = hi === 0 ? lo : hi * TWO_POW_32 + lo;
     const access = w ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
     const memory = this.memory;
     const tr = this.#tr;
