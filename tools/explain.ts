@@ -122,13 +122,18 @@ async function run(argv: string[]): Promise<number> {
         catalogue?: string[];
         title: string;
         expect?: Record<string, { verdict: string }>;
+        deviation?: string;
       };
       const exp = Object.entries(p.expect ?? {}).map(([d, e]) => `${d}=${e.verdict}`).join(" ");
-      return { name: n, catalogue: p.catalogue ?? [], title: p.title, expect: exp };
+      const deviates = p.deviation !== undefined;
+      return { name: n, catalogue: p.catalogue ?? [], title: p.title, expect: exp, deviates };
     });
     if (values.json) console.log(JSON.stringify(rows, null, 2));
     else {for (const r of rows) {
-        console.log(`${r.catalogue.join(",").padEnd(5)} ${r.name.padEnd(44)} ${r.expect}`);
+        console.log(
+          `${r.catalogue.join(",").padEnd(5)} ${r.name.padEnd(54)} ${r.expect}` +
+            (r.deviates ? "  (deviates from the catalogue: see explain)" : ""),
+        );
       }}
     return 0;
   }

@@ -140,6 +140,8 @@ export interface TopologyResolution {
   title: string;
   /** Catalogue rows. */
   catalogue: string[];
+  /** Why the recorded verdicts differ from the catalogue's outcome, when they do. */
+  deviation?: string;
   /** One entry per device, in file order. */
   devices: DeviceResolution[];
 }
@@ -980,6 +982,7 @@ export function resolveTopology(t: Topology): TopologyResolution {
     name: t.name,
     title: t.title,
     catalogue: t.catalogue,
+    ...(t.deviation !== undefined ? { deviation: t.deviation } : {}),
     devices: planTopology(t).map((p) => resolveDevice(t, p)),
   };
 }

@@ -381,6 +381,11 @@ const topologySchema: z.ZodType<Topology> = z.strictObject({
   catalogue: z.array(z.string().regex(/^E\d+[a-z]?$/)).default([]),
   /** Where the facts come from. */
   source: z.string().optional(),
+  /**
+   * Why the recorded verdict differs from the EDGE_CASES.md outcome column (a model limit or a
+   * deliberate choice); `deno task explain` prints it.
+   */
+  deviation: z.string().min(1).optional(),
   machine: machineSchema,
   memory: z.array(memoryRangeSchema).min(1, {
     error: 'memory needs at least one range, e.g. [{ "gpa": 0, "size": "0x80000000" }]',
@@ -585,6 +590,8 @@ export interface Topology {
   catalogue: string[];
   /** Where the facts come from. */
   source?: string;
+  /** Why the recorded verdict differs from the EDGE_CASES.md outcome column. */
+  deviation?: string;
   /** The machine. */
   machine: TopologyMachine;
   /** The guest-physical memory map. */
@@ -614,6 +621,8 @@ export interface TopologyInput {
   title: string;
   /** EDGE_CASES.md rows. */
   catalogue?: string[];
+  /** Why the recorded verdict differs from the catalogue's outcome. */
+  deviation?: string;
   /** Recorded verdicts per device id. */
   expect?: Record<string, { verdict: string; layer?: string }>;
   /** Every other field, validated at parse time. */
