@@ -198,3 +198,12 @@ Deno.test("presets: a verdict that differs from the catalogue's outcome carries 
     }
   }
 });
+
+Deno.test("explain: an unattached virtio-iommu endpoint says whether boot bypass lets it through", () => {
+  const text = (n: string) => explainText(resolveTopology(parseTopology(PRESETS[n], n)));
+  for (const n of ["viommu-boot-bypass", "viommu-v0-9-driver-final-device"]) {
+    assert(text(n).includes("config.bypass is set at boot: accesses pass untranslated"), text(n));
+  }
+  const blocked = text("viommu-no-bypass-unattached");
+  assert(blocked.includes("config.bypass is clear: every access faults"), blocked);
+});
