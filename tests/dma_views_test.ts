@@ -378,3 +378,31 @@ Deno.test("iommu: translate through 1 GiB leaves and at the top of the 48-bit IO
   assertEquals(iommu.iotlb.stats.hits >= 2, true);
   assertEquals(fault(() => ep.translate(2 ** 48, 1, R, t)).reason, "out-of-window");
 });
+
+Deno.test("iotlb: domain IDs are 16-bit; a wider one is refused instead of aliasing domain 0", () => {
+  const t = new Iotlb(16);
+  assertThrows(() => t.insert(0x1_0000, 0x5000, 1, 0xdead000, 3), RangeError);
+  assertThrows(() => t.insert(-1, 0x5000, 1, 0xdead000, 3), RangeError);
+  assertEquals(t.lookup(0, 0x5000), false);
+  t.insert(0xffff, 0x5000, 1, 0xbeef000, 3);
+  assertEquals([t.lookup(0xffff, 0x5000), t.hitGpa, t.lookup(0, 0x5000)], [true, 0xbeef000, false]);
+});
+
+Deno.test("window: a bigint busStart below 2^53 is canonicalised and matches numeric addresses", () => {
+  const s = new WindowAddressSpace([{ cpuStart: 0, busStart: 0x8000_0000n, size: 0x1000 }]);
+  const t = new DmaTranslation();
+  s.translate(0x8000_0010, 4, DMA_ACCESS_READ, t);
+  assertEquals([t.gpa, t.length], [0x10, 4]);
+  assertEquals(s.table.windows[0].busStart, 0x8000_0000);
+});
+
+Deno.test("io page table: a bad permission is a caller error, a GPA beyond 2^52 is `mask`", () => {
+  const pt = new IoPageTable(4);
+  assertThrows(() => pt.map(0x1000, 0x2000, 0x1000, 0), RangeError);
+  assertThrows(() => pt.map(0x1000, 0x2000, 0x1000, 4), RangeError);
+  assertEquals(assertThrows(() => pt.map(0x1000, 2 ** 52, 0x1000, 1), DmaMapError).reason, "mask");
+  assertEquals(
+    assertThrows(() => pt.map(0x1000, 0x2001, 0x1000, 1), DmaMapError).reason,
+    "misaligned",
+  );
+});

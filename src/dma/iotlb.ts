@@ -228,8 +228,13 @@ export class Iotlb {
   /**
    * Caches a walk result: the page of `level` (1..3) containing `iova` maps to `pageGpa` with
    * `perm`. When the IOTLB is full, everything is flushed first (QEMU's rule).
+   * @throws RangeError when `domain` is not a 16-bit domain ID (VT-d DID, SMMU ASID/VMID are
+   * 16-bit); a wider ID would alias another domain's entries.
    */
   insert(domain: number, iova: number, level: number, pageGpa: number, perm: number): void {
+    if ((domain & 0xffff) !== domain) {
+      throw new RangeError(`IOTLB domain ID ${domain} is not a 16-bit integer`);
+    }
     const span = SPAN[level];
     const pn = Math.floor(iova / span);
     const lo = pn >>> 0;
@@ -317,7 +322,7 @@ export class Iotlb {
   /** Domain-selective invalidation: removes every entry of `domain`. */
   invalidateDomain(domain: number): void {
     this.stats.domainInvalidations++;
-    this.#rebuild((d) => d !== domain);
+    if (this.#count !== 0) this.#removeWhere(domain, -1, 0);
   }
 
   /** Global invalidation: removes everything (a generation bump, O(1)). */
@@ -340,9 +345,7 @@ export class Iotlb {
       probes += Math.ceil(end / SPAN[level]) - Math.floor(start / SPAN[level]);
     }
     if (probes > PROBE_LIMIT) {
-      this.#rebuild((d, pageStart, pageEnd) =>
-        d !== domain || pageEnd <= start || pageStart >= end
-      );
+      this.#removeWhere(domain, start, end);
       return;
     }
     for (let level = 1; level <= 3; level++) {
@@ -355,30 +358,25 @@ export class Iotlb {
     }
   }
 
-  // Cold path: keep only entries for which `keep` is true, by re-inserting them after a bump.
-  #rebuild(keep: (domain: number, pageStart: number, pageEnd: number) => boolean): void {
-    const cur = this.#cur;
-    const survivors: number[] = [];
-    for (let i = 0; i <= this.#mask; i++) {
-      if (this.#gen[i] !== cur) continue;
-      const level = this.#tagHi[i] >>> 24;
-      const pn = (this.#tagHi[i] & 0xff_ffff) * TWO_32 + this.#tagLo[i];
-      const start = pn * SPAN[level];
-      if (keep(this.#dom[i], start, start + SPAN[level])) {
-        survivors.push(this.#dom[i], start, level, this.#gpa[i], this.#perm[i]);
-      } else this.stats.entriesInvalidated++;
+  // Removes `domain`'s entries overlapping [start, end) (all of them when `start` is -1) in one
+  // in-place pass, allocation-free. The pass starts at an empty slot, so no probe cluster wraps
+  // into it; after a removal, backward shift may pull a later entry into the current slot, so the
+  // slot is examined again before moving on.
+  #removeWhere(domain: number, start: number, end: number): void {
+    const mask = this.#mask, gen = this.#gen;
+    let e = 0;
+    while (gen[e] === this.#cur) e++; // an empty slot exists: the load factor is at most 1/2
+    let i = (e + 1) & mask;
+    for (let steps = 0; steps < mask; steps++) {
+      while (gen[i] === this.#cur && this.#dom[i] === domain) {
+        if (start >= 0) {
+          const level = this.#tagHi[i] >>> 24;
+          const ps = ((this.#tagHi[i] & 0xff_ffff) * TWO_32 + this.#tagLo[i]) * SPAN[level];
+          if (ps + SPAN[level] <= start || ps >= end) break;
+        }
+        this.#removeAt(i);
+      }
+      i = (i + 1) & mask;
     }
-    this.#bump();
-    const inserts = this.stats.inserts;
-    for (let k = 0; k < survivors.length; k += 5) {
-      this.insert(
-        survivors[k],
-        survivors[k + 1],
-        survivors[k + 2],
-        survivors[k + 3],
-        survivors[k + 4],
-      );
-    }
-    this.stats.inserts = inserts;
   }
 }
