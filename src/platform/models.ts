@@ -1,8 +1,9 @@
 /**
  * Platform-specific DMA pieces that `src/dma/` does not provide, built only from its interfaces:
- * - {@link FirstFitDmaApi} / {@link FirstFitAddressSpace}: "the first mode that accepts wins",
- *   as alpha's `pci_map_single_1` (direct window if the buffer fits, else SGMAP) and Typhoon's
- *   window decode (DMA_MODES.md §2.3, §3.6), or POWER's DDW beside the 32-bit TCE window;
+ * - {@link FirstFitDmaApi}: "the first mode that accepts wins", as alpha's `pci_map_single_1`
+ *   (direct window if the buffer fits, else SGMAP, DMA_MODES.md §2.3);
+ * - {@link WindowDecodeAddressSpace}: the device side of it, decoded by address (Typhoon's
+ *   direct window before the SGMAP, POWER's DDW beside the 32-bit TCE window, §3.6);
  * - {@link XenGrantDmaApi} / {@link XenGrantAddressSpace}: Xen grant DMA (M7,
  *   `B = 1<<63 | gref<<12 | offset`, linux drivers/xen/grant-dma-ops.c) and a back-end that maps
  *   grants;
@@ -16,6 +17,7 @@ import type { U64 } from "../memory/u64.ts";
 import { type DmaAccess, DmaFault, type DmaFaultReason, DmaMapError } from "../dma/errors.ts";
 import type { ReversibleDmaApi } from "../dma/direct_api.ts";
 import type { DmaAddressSpace, DmaDirection, DmaTranslation } from "../dma/types.ts";
+import type { DmaWindowTable } from "../dma/window.ts";
 
 /** A driver API that tries each inner API in order and keeps the one that mapped. */
 export class FirstFitDmaApi implements ReversibleDmaApi {
@@ -89,41 +91,36 @@ export class FirstFitDmaApi implements ReversibleDmaApi {
   }
 }
 
-/** A device view that tries each inner view in order; the last one's fault is reported. */
-export class FirstFitAddressSpace implements DmaAddressSpace {
-  /** Layer name. */
+/**
+ * A device view that decodes by address, as a PCI host bridge does: a bus address inside one of
+ * the direct windows translates by offset (alpha Typhoon's direct window, DMA_MODES.md §2.3;
+ * POWER's DDW at 2^63 beside the 32-bit TCE window, §3.6); every other address goes to
+ * `fallback` (the scatter-gather / TCE IOMMU view). The window check has no side effects, so
+ * the fallback sees (and counts, or reports as a fault event) only the accesses it really
+ * decodes, and a fault is thrown once, by the fallback. Hot path: no allocation, no try/catch.
+ */
+export class WindowDecodeAddressSpace implements DmaAddressSpace {
+  /** Layer name, default `"<fallback>+window"`. */
   readonly name: string;
-  /** Inner views, first tried first. */
-  readonly spaces: readonly DmaAddressSpace[];
+  /** The direct windows, decoded first. */
+  readonly windows: DmaWindowTable;
+  /** The view for every bus address outside the windows. */
+  readonly fallback: DmaAddressSpace;
   /**
    * Creates the composite.
-   * @param name layer name, e.g. `"typhoon"`.
-   * @param spaces inner views in decode order.
+   * @param windows direct windows (bus = window base + (GPA - CPU base)).
+   * @param fallback the view for every other bus address.
+   * @param name layer name.
    */
-  constructor(name: string, spaces: readonly DmaAddressSpace[]) {
-    this.name = name;
-    this.spaces = spaces;
+  constructor(windows: DmaWindowTable, fallback: DmaAddressSpace, name?: string) {
+    this.windows = windows;
+    this.fallback = fallback;
+    this.name = name ?? `${fallback.name}+window`;
   }
-  /** See {@link DmaAddressSpace.translate}. @throws DmaFault (renamed to this layer) */
+  /** See {@link DmaAddressSpace.translate}. @throws DmaFault from the fallback only */
   translate(bus: U64, length: number, access: DmaAccess, out: DmaTranslation): void {
-    let last: DmaFault | null = null;
-    for (const s of this.spaces) {
-      try {
-        s.translate(bus, length, access, out);
-        return;
-      } catch (e) {
-        if (!(e instanceof DmaFault)) throw e;
-        last = e;
-      }
-    }
-    throw new DmaFault(
-      last?.reason ?? "unmapped",
-      bus,
-      length,
-      access,
-      this.name,
-      last ? `no window decodes it (last: ${last.message})` : "no window",
-    );
+    if (this.windows.busToPhys(bus, length, out)) return;
+    this.fallback.translate(bus, length, access, out);
   }
 }
 
