@@ -20,13 +20,14 @@ import fc from "fast-check";
 import { z } from "zod";
 import {
   type ChainPolicy,
-  GuestMemory,
+  type GuestMemory,
   IdentityAddressSpace,
   SplitDeviceQueue,
   VirtqError,
 } from "../../src/mod.ts";
 import { type RealRingInput, withRealRingSeeds } from "../real_ring_seeds.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
+import { ScratchMemory } from "./scratch_memory.ts";
 
 // --- Memory map ------------------------------------------------------------------------------
 const DESC = 0x0; // up to 64 descriptors (1 KiB)
@@ -138,11 +139,18 @@ function hexToBytes(hex: string): Uint8Array {
   return b;
 }
 
+/**
+ * The memory of every synthetic run, reused (`scratch_memory.ts`): the run writes rings and
+ * tables below {@link SCRATCH_FIXED_END} and payload copies (noted through the observer).
+ */
+const SCRATCH_FIXED_END = DATA >> 2; // 0x4000: descriptors, rings, tables, raw overlays
+export const splitHostileDriverScratch = new ScratchMemory([
+  { gpa: 0, size: REGION_SPLIT },
+  { gpa: REGION_SPLIT, size: MEM_END - REGION_SPLIT },
+], SCRATCH_FIXED_END);
+
 function build(input: HostileDriverInput): Built {
-  const memory = new GuestMemory([
-    { gpa: 0, size: REGION_SPLIT },
-    { gpa: REGION_SPLIT, size: MEM_END - REGION_SPLIT },
-  ]);
+  const memory = splitHostileDriverScratch.memory;
   const size = input.size;
   let features = 0n;
   if (input.indirect) features |= 1n << 28n;
@@ -514,21 +522,43 @@ function within(gpa: number, n: number, segs: [number, number][]): boolean {
 
 /** Runs one input (exported for tests). */
 export function runHostileDriver(input: HostileDriverInput): void {
-  const b = build(input);
-  const size = input.size;
-  let dev: SplitDeviceQueue;
   try {
-    dev = new SplitDeviceQueue({
-      memory: b.memory,
-      dma: new IdentityAddressSpace(),
-      size,
-      addresses: { descAddr: DESC, driverAddr: AVAIL, deviceAddr: USED },
-      features: b.features,
-      policy: input.policy,
-    });
-  } catch (e) {
-    fail("activation-failed", `valid ring layout refused: ${e}`, e);
+    runOn(build(input), input);
+  } finally {
+    splitHostileDriverScratch.clean();
   }
+}
+
+/** Device queues on the scratch memory, by size, features and policy (reset before reuse). */
+const queues = new Map<string, SplitDeviceQueue>();
+
+/** Chains the device popped or rejected, over every run in this process (`workDone`). */
+let chainsDone = 0;
+
+function runOn(b: Built, input: HostileDriverInput): void {
+  const size = input.size;
+  // Queues on the scratch memory are reused across runs: a queue reset (spec §2.1.2) forgets
+  // every position, in-flight chain and the broken error, and the rings were rebuilt from zero.
+  const p = input.policy;
+  const key = `${size}/${b.features}/${p.zeroLength}/${p.indirectWithNext}/${p.unknownFlags}/${
+    p.maxSegments ?? ""
+  }`;
+  let dev = queues.get(key);
+  if (dev === undefined) {
+    try {
+      dev = new SplitDeviceQueue({
+        memory: b.memory,
+        dma: new IdentityAddressSpace(),
+        size,
+        addresses: { descAddr: DESC, driverAddr: AVAIL, deviceAddr: USED },
+        features: b.features,
+        policy: input.policy,
+      });
+    } catch (e) {
+      fail("activation-failed", `valid ring layout refused: ${e}`, e);
+    }
+    queues.set(key, dev);
+  } else dev.reset();
   const ref = new Reference(b.memory, size, b.features, input.policy);
   const popped: import("../../src/mod.ts").Chain[] = [];
   for (let step = 0; step <= b.heads.length + 1; step++) {
@@ -537,6 +567,7 @@ export function runHostileDriver(input: HostileDriverInput): void {
     try {
       got = dev.pop();
     } catch (e) {
+      chainsDone++;
       if (!(e instanceof VirtqError)) fail("uncatalogued-throw", `pop ${step} threw ${e}`, e);
       if (e.side !== "device") fail("wrong-side", `pop ${step} threw ${e.code} (${e.side})`, e);
       if (want.kind !== "error") {
@@ -564,6 +595,7 @@ export function runHostileDriver(input: HostileDriverInput): void {
     if (got === null) {
       fail("missed-chain", `pop ${step} returned null; reference: head ${want.chain.head}`);
     }
+    chainsDone++;
     checkChainEquals(got, want.chain, step);
     // Loopback copy: every bulk access is inside the reference's segments.
     b.memory.observer = {
@@ -573,6 +605,7 @@ export function runHostileDriver(input: HostileDriverInput): void {
         }
       },
       onWrite: (g, n) => {
+        splitHostileDriverScratch.noteWrite(g, n);
         if (!within(g, n, want.chain.writable)) {
           fail("out-of-bounds-write", `write ${n} bytes at ${g}`);
         }
@@ -676,6 +709,8 @@ export const splitHostileDriver: FuzzTarget<HostileDriverInput | RealRingInput> 
     "hostile driver vs split device: valid chains + one targeted corruption, checked against a reference decoder",
   arbitrary: () => inputArb,
   run: runHostileDriver,
+  workUnit: "chains",
+  workDone: () => chainsDone,
   encode: (input) => structuredClone(input),
   decode: (json) => inputSchema.parse(json) as HostileDriverInput,
 }, "split");
