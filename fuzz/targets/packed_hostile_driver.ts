@@ -15,6 +15,7 @@
 import fc from "fast-check";
 import { z } from "zod";
 import { ScratchMemory } from "./scratch_memory.ts";
+import { type ActivationOnlyInput, withActivation } from "./activation.ts";
 import { IdentityAddressSpace } from "../../src/dma/identity.ts";
 import { PackedDeviceQueue } from "../../src/virtio/packed/device.ts";
 import { type ChainPolicy, DEFAULT_CHAIN_POLICY } from "../../src/virtio/queue.ts";
@@ -408,14 +409,22 @@ function runOn(input: PackedHostileDriverInput): void {
 }
 
 /** The packed hostile-driver target (plus real Linux rings with one corruption, `fuzz/real_ring_seeds.ts`). */
-export const packedHostileDriver: FuzzTarget<PackedHostileDriverInput | RealRingInput> =
-  withRealRingSeeds<PackedHostileDriverInput>({
-    name: "packed-hostile-driver",
-    description: "hostile driver vs packed device: valid lists + one corruption + raw bytes",
-    arbitrary,
-    run,
-    workUnit: "chains",
-    workDone: () => chainsDone,
-    encode: (i) => i,
-    decode: (json) => inputSchema.parse(json),
-  }, "packed");
+export const packedHostileDriver: FuzzTarget<
+  PackedHostileDriverInput | ActivationOnlyInput | RealRingInput
+> = withRealRingSeeds(
+  withActivation<PackedHostileDriverInput>(
+    {
+      name: "packed-hostile-driver",
+      description: "hostile driver vs packed device: valid lists + one corruption + raw bytes",
+      arbitrary,
+      run,
+      workUnit: "chains",
+      workDone: () => chainsDone,
+      encode: (i) => i,
+      decode: (json) => inputSchema.parse(json),
+    },
+    "packed",
+    packedHostileDriverScratch.memory,
+  ),
+  "packed",
+);

@@ -28,6 +28,7 @@ import {
 import { type RealRingInput, withRealRingSeeds } from "../real_ring_seeds.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 import { ScratchMemory } from "./scratch_memory.ts";
+import { type ActivationOnlyInput, withActivation } from "./activation.ts";
 
 // --- Memory map ------------------------------------------------------------------------------
 const DESC = 0x0; // up to 64 descriptors (1 KiB)
@@ -558,7 +559,11 @@ function runOn(b: Built, input: HostileDriverInput): void {
       fail("activation-failed", `valid ring layout refused: ${e}`, e);
     }
     queues.set(key, dev);
-  } else dev.reset();
+  } else {
+    dev.reset();
+    // Engines whose reset leaves the queue not ready (spec §2.1.2) are re-enabled first.
+    (dev as { activate?: () => void }).activate?.();
+  }
   const ref = new Reference(b.memory, size, b.features, input.policy);
   const popped: import("../../src/mod.ts").Chain[] = [];
   for (let step = 0; step <= b.heads.length + 1; step++) {
@@ -701,16 +706,23 @@ const inputSchema = z.strictObject({
 });
 
 /** The `split-hostile-driver` target (plus real Linux rings with one corruption, `fuzz/real_ring_seeds.ts`). */
-export const splitHostileDriver: FuzzTarget<HostileDriverInput | RealRingInput> = withRealRingSeeds<
-  HostileDriverInput
->({
-  name: "split-hostile-driver",
-  description:
-    "hostile driver vs split device: valid chains + one targeted corruption, checked against a reference decoder",
-  arbitrary: () => inputArb,
-  run: runHostileDriver,
-  workUnit: "chains",
-  workDone: () => chainsDone,
-  encode: (input) => structuredClone(input),
-  decode: (json) => inputSchema.parse(json) as HostileDriverInput,
-}, "split");
+export const splitHostileDriver: FuzzTarget<
+  HostileDriverInput | ActivationOnlyInput | RealRingInput
+> = withRealRingSeeds(
+  withActivation<HostileDriverInput>(
+    {
+      name: "split-hostile-driver",
+      description:
+        "hostile driver vs split device: valid chains + one targeted corruption, checked against a reference decoder",
+      arbitrary: () => inputArb,
+      run: runHostileDriver,
+      workUnit: "chains",
+      workDone: () => chainsDone,
+      encode: (input) => structuredClone(input),
+      decode: (json) => inputSchema.parse(json) as HostileDriverInput,
+    },
+    "split",
+    splitHostileDriverScratch.memory,
+  ),
+  "split",
+);
