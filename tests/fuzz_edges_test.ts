@@ -39,7 +39,21 @@ for (const layout of ["split", "packed"] as const) {
   Deno.test(`activation (${layout}): a planted bug (resolve accepts any range) is reported`, () => {
     const memory = memories[layout]();
     // An area past the end of memory: the reference says RING_UNMAPPED (memory fault).
-    const a = { size: 4, desc: 0x1f000, driver: 0x40000, device: 0x100, iommu: null };
+    const a = {
+      size: 4,
+      desc: 0x1f000,
+      driver: 0x40000,
+      device: 0x100,
+      iommu: null,
+      block: null,
+      negotiation: {
+        offered: "300000000",
+        wanted: "100000000",
+        deviceRequiresAccessPlatform: true,
+        driverRequiresAccessPlatform: false,
+        xen: false,
+      },
+    };
     assertEquals(predictActivation(layout, memory, a), {
       code: "RING_UNMAPPED",
       cause: "MEMORY_FAULT",

@@ -6,6 +6,11 @@
  * memory, and, behind an IOMMU (`src/dma/iommu.ts`, one paged domain with 4 KiB mappings), areas
  * across an IOVA page boundary whose pages map to non-contiguous GPAs or are unmapped.
  *
+ * Before activating, the driver negotiates random feature sets (`negotiateFeatures`,
+ * `deviceAddressing`, `driverUsesDmaApi` checked against the spec §2.2 / §6 rules; oracle
+ * `negotiation`) and may place the areas with the layout helpers (`splitRingLayout`,
+ * `vringSize`, `packedRingLayout`; oracle `layout`).
+ *
  * Oracle: the device queue's constructor either succeeds exactly when an independent reference
  * (written here from the spec's rules, §2.6 / §2.7 / §2.8 alignment and size tables) accepts the
  * configuration, or throws the catalogued `VirtqError` the reference predicts
@@ -16,16 +21,22 @@
 
 import fc from "fast-check";
 import {
+  deviceAddressing,
   DmaFault,
+  driverUsesDmaApi,
   type GuestMemory,
   IdentityAddressSpace,
   Iommu,
   IOPTE_READ,
   IOPTE_WRITE,
   MemoryFault,
+  negotiateFeatures,
   PackedDeviceQueue,
+  packedRingLayout,
   SplitDeviceQueue,
+  splitRingLayout,
   VirtqError,
+  vringSize,
 } from "../../src/mod.ts";
 import type { DmaAddressSpace } from "../../src/dma/types.ts";
 import type { RingLayout } from "../../src/virtio/queue.ts";
@@ -50,6 +61,23 @@ export interface ActivationInput {
    * maps IOVA page k to GPA page `pages[k]` (read + write), or leaves it unmapped when -1.
    */
   iommu: { pages: number[] } | null;
+  /**
+   * When set, the three areas are placed in one block at `desc` by the layout helpers
+   * (`splitRingLayout(size, block)` with `block` the used ring alignment, e.g. 4096 for the
+   * legacy `vring_size` layout; `packedRingLayout(size, false)`), overriding `driver`/`device`.
+   */
+  block: number | null;
+  /**
+   * Feature negotiation before activation (spec §2.2, §3.1.1, §6 ACCESS_PLATFORM rules): bits
+   * as hex strings; the negotiated features are the queue's.
+   */
+  negotiation: {
+    offered: string;
+    wanted: string;
+    deviceRequiresAccessPlatform: boolean;
+    driverRequiresAccessPlatform: boolean;
+    xen: boolean;
+  };
 }
 
 type Prediction = { code: "OK" } | { code: string; cause?: string };
@@ -98,6 +126,91 @@ function causeOf(e: VirtqError): string {
   return String(c);
 }
 
+const AP = 1n << 33n, V1 = 1n << 32n;
+
+/**
+ * Negotiates as the input says and checks `negotiateFeatures`, `deviceAddressing` and
+ * `driverUsesDmaApi` against the spec's rules. @returns the negotiated features.
+ */
+function checkNegotiation(n: ActivationInput["negotiation"]): bigint {
+  const offered = BigInt(`0x${n.offered}`), wanted = BigInt(`0x${n.wanted}`);
+  const r = negotiateFeatures(offered, wanted, {
+    deviceRequiresAccessPlatform: n.deviceRequiresAccessPlatform,
+    driverRequiresAccessPlatform: n.driverRequiresAccessPlatform,
+  });
+  const accepted = offered & wanted; // §2.2.1: never a bit the device did not offer
+  const refusedBy = n.deviceRequiresAccessPlatform && (offered & AP) !== 0n &&
+      (accepted & AP) === 0n
+    ? "device" // §6.2 MAY refuse FEATURES_OK
+    : n.driverRequiresAccessPlatform && (accepted & (AP | V1)) !== (AP | V1)
+    ? "driver" // restricted memory access: Linux virtio_features_ok
+    : undefined;
+  const negotiated = refusedBy === undefined ? accepted : 0n;
+  if (
+    r.accepted !== accepted || r.ok !== (refusedBy === undefined) || r.refusedBy !== refusedBy ||
+    r.negotiated !== negotiated || (r.ok !== (r.reason === undefined))
+  ) {
+    throw new OracleFailure(
+      "negotiation",
+      `offered ${n.offered} wanted ${n.wanted}: got ${
+        JSON.stringify(r, (_k, v) => typeof v === "bigint" ? v.toString(16) : v)
+      }`,
+    );
+  }
+  const ap = (negotiated & AP) !== 0n;
+  if (deviceAddressing(negotiated) !== (ap ? "platform" : "raw-gpa")) {
+    throw new OracleFailure("negotiation", `deviceAddressing wrong for ${negotiated}`);
+  }
+  if (driverUsesDmaApi(negotiated, n.xen) !== (ap || n.xen)) {
+    throw new OracleFailure("negotiation", `driverUsesDmaApi wrong for ${negotiated}`);
+  }
+  return negotiated;
+}
+
+/** Places the areas in one block (when `a.block` is set), checking the layout helpers. */
+function placeBlock(layout: RingLayout, a: ActivationInput): ActivationInput {
+  if (a.block === null) return a;
+  const s = a.size;
+  const valid = layout === "split"
+    ? Number.isInteger(s) && s >= 1 && s <= 32768 && (s & (s - 1)) === 0
+    : Number.isInteger(s) && s >= 1 && s <= 32768;
+  let offs: [number, number];
+  try {
+    if (layout === "split") {
+      const l = splitRingLayout(s, a.block);
+      // §2.7: desc 16·size, avail 6 + 2·size, used ring at the next multiple of the alignment
+      const used = Math.ceil((16 * s + 6 + 2 * s) / a.block) * a.block;
+      if (
+        l.descOffset !== 0 || l.availOffset !== 16 * s || l.usedOffset !== used ||
+        l.totalBytes !== used + 6 + 8 * s ||
+        (a.block === 4096 && vringSize(s, 4096) !== l.totalBytes)
+      ) {
+        throw new OracleFailure(
+          "layout",
+          `splitRingLayout(${s}, ${a.block}) = ${JSON.stringify(l)}`,
+        );
+      }
+      offs = [l.availOffset, l.usedOffset];
+    } else {
+      const l = packedRingLayout(s, false);
+      // §2.8: descriptor ring 16·size, then the two 4-byte event suppression structures
+      if (
+        l.descBytes !== 16 * s || l.driverEventOffset !== 16 * s ||
+        l.deviceEventOffset !== 16 * s + 4 || l.ringBytes !== 16 * s + 8
+      ) throw new OracleFailure("layout", `packedRingLayout(${s}) = ${JSON.stringify(l)}`);
+      offs = [l.driverEventOffset, l.deviceEventOffset];
+    }
+  } catch (e) {
+    if (e instanceof OracleFailure) throw e;
+    if (valid || !(e instanceof RangeError)) {
+      throw new OracleFailure("layout", `${layout} layout of size ${s} threw ${e}`, e);
+    }
+    return a; // invalid size: the activation below must say QUEUE_SIZE_INVALID
+  }
+  if (!valid) throw new OracleFailure("layout", `${layout} layout accepted size ${s}`);
+  return { ...a, driver: a.desc + offs[0], device: a.desc + offs[1] };
+}
+
 /**
  * Activates a device queue of `layout` on `memory` with a hostile configuration and checks the
  * outcome against {@link predictActivation}.
@@ -108,6 +221,8 @@ export function checkActivation(
   memory: GuestMemory,
   a: ActivationInput,
 ): void {
+  const features = checkNegotiation(a.negotiation);
+  a = placeBlock(layout, a);
   const want = predictActivation(layout, memory, a);
   let dma: DmaAddressSpace = new IdentityAddressSpace();
   if (a.iommu !== null) {
@@ -123,7 +238,7 @@ export function checkActivation(
     dma,
     size: a.size,
     addresses: { descAddr: a.desc, driverAddr: a.driver, deviceAddr: a.device },
-    features: 0n,
+    features,
   };
   let got: Prediction;
   try {
@@ -171,12 +286,26 @@ export function activationArbitrary(
     fc.tuple(fc.nat(iommu ? 8 * 4096 : memEnd + 0x2000), mis).map(([n, m]) =>
       (iommu ? IOVA_BASE : 0) + (n & ~15) + m
     );
+  const bits = fc.array(
+    fc.constantFrom(0, 5, 24, 27, 28, 29, 32, 32, 33, 33, 34, 35, 36, 38, 40, 41, 63),
+    { maxLength: 8 },
+  ).map((bs) => bs.reduce((m, b) => m | (1n << BigInt(b)), 0n).toString(16));
+  const negotiation = fc.record({
+    offered: bits,
+    wanted: bits,
+    deviceRequiresAccessPlatform: fc.boolean(),
+    driverRequiresAccessPlatform: fc.boolean(),
+    xen: fc.boolean(),
+  }, { noNullPrototype: true });
+  const block = fc.option(fc.constantFrom(2, 4, 16, 64, 4096), { freq: 3 });
   const identity = fc.record({
     size,
     desc: addr(false),
     driver: addr(false),
     device: addr(false),
     iommu: fc.constant(null),
+    block,
+    negotiation,
   }, { noNullPrototype: true });
   const behindIommu = fc.record({
     size,
@@ -195,6 +324,8 @@ export function activationArbitrary(
         fc.boolean().map((scatter) => scatter ? ps : ps.map((_, i) => ps[0] < 0 ? -1 : ps[0] + i))
       ),
     }, { noNullPrototype: true }),
+    block,
+    negotiation,
   }, { noNullPrototype: true });
   return fc.oneof(identity, behindIommu);
 }
@@ -212,6 +343,14 @@ const activationSchema = z.strictObject({
     driver: z.int().min(0),
     device: z.int().min(0),
     iommu: z.strictObject({ pages: z.array(z.int().min(-1)).min(1).max(64) }).nullable(),
+    block: z.int().positive().nullable(),
+    negotiation: z.strictObject({
+      offered: z.string().regex(/^[0-9a-f]+$/),
+      wanted: z.string().regex(/^[0-9a-f]+$/),
+      deviceRequiresAccessPlatform: z.boolean(),
+      driverRequiresAccessPlatform: z.boolean(),
+      xen: z.boolean(),
+    }),
   }),
 });
 

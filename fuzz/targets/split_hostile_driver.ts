@@ -561,8 +561,22 @@ function runOn(b: Built, input: HostileDriverInput): void {
     queues.set(key, dev);
   } else {
     dev.reset();
-    // Engines whose reset leaves the queue not ready (spec §2.1.2) are re-enabled first.
-    (dev as { activate?: () => void }).activate?.();
+    // Engines whose reset leaves the queue not ready (spec §2.1.2: no processing after a reset
+    // until the driver re-enables the queue): a pop in between must throw QUEUE_NOT_READY and
+    // break nothing; then the queue is re-enabled.
+    const q = dev as { activate?: () => void; ready?: boolean };
+    if (q.ready === false) {
+      let code = "none";
+      try {
+        dev.pop();
+      } catch (e) {
+        code = e instanceof VirtqError ? e.code : String(e);
+      }
+      if (code !== "QUEUE_NOT_READY" || dev.broken !== null) {
+        fail("not-ready", `pop after reset, before activate: ${code}, broken ${dev.broken}`);
+      }
+    }
+    q.activate?.();
   }
   const ref = new Reference(b.memory, size, b.features, input.policy);
   const popped: import("../../src/mod.ts").Chain[] = [];
