@@ -264,6 +264,7 @@ export function withRealRingSeeds<I>(
   ) => ({
     realRing: { seed: seed.name, corruption },
   }));
+  let realChains = 0;
   const wrapped: FuzzTarget<I | RealRingInput> = {
     name: base.name,
     description: base.description,
@@ -274,11 +275,17 @@ export function withRealRingSeeds<I>(
       ),
     run: (input) => {
       if (isRealRingInput(input)) {
-        checkRealRingMutant(seedNamed(input.realRing.seed), input.realRing.corruption);
+        const r = checkRealRingMutant(seedNamed(input.realRing.seed), input.realRing.corruption);
+        realChains += (r.engine?.popped ?? 0) + (r.engine?.error ? 1 : 0);
       } else base.run(input);
     },
     plantedFaults: base.plantedFaults,
+    // Work: the base's units plus the chains the engine popped or rejected in real rings.
+    ...(base.workUnit !== undefined && base.workDone !== undefined
+      ? { workUnit: base.workUnit, workDone: () => base.workDone!() + realChains }
+      : {}),
   };
+
   if (base.encode !== undefined && base.decode !== undefined) {
     const enc = base.encode.bind(base);
     const dec = base.decode.bind(base);

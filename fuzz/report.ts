@@ -42,6 +42,12 @@ const TargetReport = z.strictObject({
   runsPerSecond: z.number().nonnegative(),
   failures: z.array(Failure),
   errorCodes: z.array(z.string()),
+  /** Work counted by the target (`FuzzTarget.workUnit`), e.g. chains popped or rejected. */
+  work: z.strictObject({
+    unit: z.string(),
+    count: z.int().nonnegative(),
+    perSecond: z.number().nonnegative(),
+  }).optional(),
   crash: z.string().optional(),
 });
 
@@ -136,6 +142,10 @@ export function targetReports(
     t.runs += u.runs;
     t.seconds += u.seconds;
     t.errorCodes = sortedUnion([t.errorCodes, u.errorCodes]);
+    if (u.work !== undefined) {
+      t.work ??= { unit: u.work.unit, count: 0, perSecond: 0 };
+      t.work.count += u.work.count;
+    }
     if (u.crash !== undefined) t.crash = t.crash === undefined ? u.crash : `${t.crash}\n${u.crash}`;
     for (const f of u.failures) {
       if (t.failures.some((g) => g.signature.hash === f.signature.hash)) continue;
@@ -154,7 +164,10 @@ export function targetReports(
       t.failures.push(rec);
     }
   }
-  for (const t of by.values()) t.runsPerSecond = rate(t.runs, t.seconds);
+  for (const t of by.values()) {
+    t.runsPerSecond = rate(t.runs, t.seconds);
+    if (t.work !== undefined) t.work.perSecond = rate(t.work.count, t.seconds);
+  }
   return [...by.values()];
 }
 
@@ -232,6 +245,11 @@ export function mergeReports(reports: readonly { file: string; report: FuzzRepor
       m.seconds += t.seconds;
       m.runsPerSecond = rate(m.runs, m.seconds);
       m.errorCodes = sortedUnion([m.errorCodes, t.errorCodes]);
+      if (t.work !== undefined) {
+        m.work ??= { unit: t.work.unit, count: 0, perSecond: 0 };
+        m.work.count += t.work.count;
+      }
+      if (m.work !== undefined) m.work.perSecond = rate(m.work.count, m.seconds);
       if (t.crash !== undefined) {
         m.crash = m.crash === undefined ? t.crash : `${m.crash}\n${t.crash}`;
       }
@@ -301,6 +319,14 @@ export function formatSummary(report: FuzzReport): string {
       report.errorCodes.filter((x) => CATALOGUE_CODES.includes(x)).length
     } of ${CATALOGUE_CODES.length} catalogued error codes reached`,
   );
+  for (const t of report.targets) {
+    if (t.work === undefined) continue;
+    out.push(
+      `${t.target}: ${fmtInt(t.work.count)} ${t.work.unit}, ${
+        fmtInt(t.work.perSecond)
+      } ${t.work.unit}/s per worker`,
+    );
+  }
   for (const t of report.targets) {
     if (t.crash !== undefined) out.push("", `CRASH ${t.target}: ${t.crash}`);
     for (const f of t.failures) {

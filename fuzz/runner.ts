@@ -69,6 +69,8 @@ export interface UnitResult {
   failures: FailureRecord[];
   /** Catalogue error codes raised by the engine or noted by the target (`fuzz/observe.ts`). */
   errorCodes: string[];
+  /** Work done, when the target counts it ({@link FuzzTarget.workUnit}, e.g. chains). */
+  work?: { unit: string; count: number };
   /** Set when the target could not run at all (e.g. its arbitrary threw). */
   crash?: string;
 }
@@ -117,6 +119,7 @@ export function runUnit(
   let crash: string | undefined;
   observeCatalogueErrors();
   resetObserved();
+  const work0 = target.workDone?.() ?? 0;
   let failing = false; // the current fc.check found a failure and is shrinking it
   const predicate = (input: unknown): void => {
     executed++;
@@ -195,6 +198,9 @@ export function runUnit(
     failures,
     errorCodes: observedErrorCodes(),
   };
+  if (target.workUnit !== undefined && target.workDone !== undefined) {
+    result.work = { unit: target.workUnit, count: target.workDone() - work0 };
+  }
   if (crash !== undefined) result.crash = crash;
   return result;
 }

@@ -37,6 +37,18 @@ export interface FuzzTarget<I = unknown> {
    * `uncaught-exception`) when one is violated. Must terminate: loops are bounded by spec limits.
    */
   run(input: I): void;
+  /**
+   * What a run's work is counted in, when a run does a variable amount of it (e.g. `"chains"`:
+   * a hostile-driver run pops several chains). With {@link workDone} the runner reports the
+   * units done and units per second beside runs per second.
+   */
+  readonly workUnit?: string;
+  /**
+   * Cumulative number of {@link workUnit}s done by {@link run} in this process (monotonic); the
+   * runner takes the difference over a unit. Count only real work (e.g. a chain the engine
+   * popped or rejected), never inputs that were skipped.
+   */
+  workDone?(): number;
   /** JSON-safe form of an input for the corpus (default: the runner stores seed and path only). */
   encode?(input: I): unknown;
   /** Inverse of `encode`, validating the JSON (zod); throws on a malformed corpus entry. */

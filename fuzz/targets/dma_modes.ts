@@ -10,6 +10,9 @@
  *   a successful stale access is **reported** (counted), not a failure; in a confidential mode a
  *   device access to private memory faults `private-memory`; unmapping a dead mapping in a
  *   tracking mode throws `not-mapped`;
+ * - `edge-outcome`: each edge operation (`dma_edges.ts`: no dma-ranges window, swiotlb pool
+ *   exhausted, IOVA space exhausted, private memory, reserved region, overlap, misaligned GPA,
+ *   virtio-iommu transport error) fails with exactly its `DmaMapError` reason;
  * - `uncatalogued-throw`: nothing throws outside the catalogue (DmaFault, DmaMapError,
  *   MemoryFault), and a live mapping's unmap/sync never fails.
  *
@@ -30,6 +33,7 @@ import { FakeClock } from "../../src/dma/clock.ts";
 import { MemoryFault } from "../../src/memory/fault.ts";
 import type { U64 } from "../../src/memory/u64.ts";
 import { noteError } from "../observe.ts";
+import { DMA_EDGE_KINDS, runDmaEdge } from "./dma_edges.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 
 /** One step of a {@link DmaModesInput}. */
@@ -42,7 +46,8 @@ export type DmaOp =
   | { k: "probe"; page: number; off: number; write: boolean }
   | { k: "dead"; which: number; off: number; unmap: boolean }
   | { k: "tick"; ms: number }
-  | { k: "hostile"; kind: number };
+  | { k: "hostile"; kind: number }
+  | { k: "edge"; kind: number; n: number };
 
 /** Input of the `dma-modes` target. */
 export interface DmaModesInput {
@@ -111,6 +116,11 @@ const opSchema = z.discriminatedUnion("k", [
   }),
   z.strictObject({ k: z.literal("tick"), ms: z.number().min(0).max(1000) }),
   z.strictObject({ k: z.literal("hostile"), kind: z.int().min(0).max(3) }),
+  z.strictObject({
+    k: z.literal("edge"),
+    kind: z.int().min(0).max(DMA_EDGE_KINDS - 1),
+    n: z.int().min(0),
+  }),
 ]);
 const inputSchema = z.strictObject({
   mode: z.enum(DMA_MODE_NAMES),
@@ -396,6 +406,11 @@ export function runDmaModes(input: DmaModesInput): DmaModesReport {
       case "hostile":
         hostile(op.kind);
         break;
+      case "edge":
+        // A self-contained setup that must fail with one DmaMapError reason (dma_edges.ts).
+        runDmaEdge(op.kind, op.n);
+        report.mapRefusals++;
+        break;
     }
   }
 
@@ -546,6 +561,14 @@ const opArb: fc.Arbitrary<DmaOp> = fc.oneof(
     arbitrary: fc.record({ k: fc.constant("tick" as const), ms: fc.constantFrom(0, 1, 5, 10, 11) }),
   },
   { weight: 1, arbitrary: fc.record({ k: fc.constant("hostile" as const), kind: fc.nat(3) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant("edge" as const),
+      kind: fc.nat(DMA_EDGE_KINDS - 1),
+      n: fc.nat(0xffff),
+    }),
+  },
 );
 
 /** The `dma-modes` fuzz target. */

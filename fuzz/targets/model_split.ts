@@ -139,6 +139,41 @@ class PushCmd implements fc.Command<SplitModel, SplitReal> {
   }
 }
 
+/**
+ * API misuse the queue must refuse with the catalogued `PUSH_INVALID` and no state change
+ * (spec §2.7.8 / §2.8.21: a used element names a buffer the device holds, `len` at most its
+ * writable bytes): pushing a popped chain with `written` past its writable capacity, or pushing
+ * a chain a second time (the chain was pushed and is no longer in flight).
+ */
+class PushInvalidCmd implements fc.Command<SplitModel, SplitReal> {
+  constructor(readonly kind: "too-much" | "twice", readonly extra: number) {}
+  check(): boolean {
+    return true;
+  }
+  run(_m: SplitModel, r: SplitReal): void {
+    if (r.popped.length === 0) return;
+    const dev = r.pair.device;
+    let c = r.popped[0];
+    let written = c.writableBytes + 1 + this.extra;
+    if (this.kind === "twice") {
+      c = r.popped.shift()!;
+      written = c.copyReadableToWritable();
+      dev.push(c, written);
+      r.pushedSinceFlush++;
+    }
+    try {
+      dev.push(c, written);
+    } catch (e) {
+      if (isVirtqError(e, "PUSH_INVALID")) return;
+      fail("api-misuse", `${this}: threw ${e}, expected PUSH_INVALID`);
+    }
+    fail("api-misuse", `${this}: accepted, expected PUSH_INVALID`);
+  }
+  toString(): string {
+    return `pushInvalid(${this.kind},${this.extra})`;
+  }
+}
+
 class FlushCmd implements fc.Command<SplitModel, SplitReal> {
   check(): boolean {
     return true;
@@ -217,6 +252,9 @@ export const splitCommands: fc.Arbitrary<fc.Command<SplitModel, SplitReal>>[] = 
   fc.integer({ min: 1, max: 6 }).map((n) => new PopCmd(n)),
   fc.integer({ min: 1, max: 6 }).map((n) => new PushCmd(n)),
   fc.constant(new FlushCmd()),
+  fc.tuple(fc.constantFrom("too-much" as const, "twice" as const), fc.nat(0x1_0000)).map((
+    [k, x],
+  ) => new PushInvalidCmd(k, x)),
   fc.integer({ min: 1, max: 6 }).map((n) => new GetUsedCmd(n)),
   fc.constant(new ResetCmd()),
 ];

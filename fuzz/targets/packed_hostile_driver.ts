@@ -14,7 +14,8 @@
 
 import fc from "fast-check";
 import { z } from "zod";
-import { GuestMemory } from "../../src/memory/guest_memory.ts";
+import { ScratchMemory } from "./scratch_memory.ts";
+import { type ActivationOnlyInput, withActivation } from "./activation.ts";
 import { IdentityAddressSpace } from "../../src/dma/identity.ts";
 import { PackedDeviceQueue } from "../../src/virtio/packed/device.ts";
 import { type ChainPolicy, DEFAULT_CHAIN_POLICY } from "../../src/virtio/queue.ts";
@@ -173,9 +174,26 @@ function same(a: [number, number][], b: [number, number][]): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
+/**
+ * The memory of every synthetic run, reused (`scratch_memory.ts`): rings, tables and raw bytes
+ * lie below `BUFS`; payload copies are noted through the observer.
+ */
+export const packedHostileDriverScratch = new ScratchMemory([{ gpa: 0, size: MEM }], BUFS);
+
 function run(input: PackedHostileDriverInput): void {
+  try {
+    runOn(input);
+  } finally {
+    packedHostileDriverScratch.clean();
+  }
+}
+
+/** Chains the device popped or rejected, over every run in this process (`workDone`). */
+let chainsDone = 0;
+
+function runOn(input: PackedHostileDriverInput): void {
   const size = input.size;
-  const memory = GuestMemory.flat(MEM);
+  const memory = packedHostileDriverScratch.memory;
   const ring = new RawPackedRing(memory, RING, size);
   const policy: ChainPolicy = { ...DEFAULT_CHAIN_POLICY, ...input.policy };
   const features = (input.indirect ? featureMask(VIRTIO_F_INDIRECT_DESC) : 0n) |
@@ -293,7 +311,10 @@ function run(input: PackedHostileDriverInput): void {
   const accesses: [number, number][] = [];
   memory.observer = {
     onRead: (g, n) => accesses.push([g, n]),
-    onWrite: (g, n) => accesses.push([g, n]),
+    onWrite: (g, n) => {
+      packedHostileDriverScratch.noteWrite(g, n);
+      accesses.push([g, n]);
+    },
   };
   for (let step = 0; step <= size + 2; step++) {
     const ref = refDecode({
@@ -312,6 +333,7 @@ function run(input: PackedHostileDriverInput): void {
     try {
       chain = dev.pop();
     } catch (e) {
+      chainsDone++;
       if (!isVirtqError(e)) throw new OracleFailure("uncatalogued-throw", String(e), e);
       if (ref.kind !== "error") {
         throw new OracleFailure(
@@ -347,6 +369,7 @@ function run(input: PackedHostileDriverInput): void {
     if (ref.kind !== "chain") {
       throw new OracleFailure("phantom-chain", `device popped a chain, reference: ${ref.kind}`);
     }
+    chainsDone++;
     const r = segmentsOf(chain, false), wr = segmentsOf(chain, true);
     if (
       chain.id !== ref.id || chain.ringDescriptors !== ref.slots || !same(r, ref.readable) ||
@@ -386,12 +409,22 @@ function run(input: PackedHostileDriverInput): void {
 }
 
 /** The packed hostile-driver target (plus real Linux rings with one corruption, `fuzz/real_ring_seeds.ts`). */
-export const packedHostileDriver: FuzzTarget<PackedHostileDriverInput | RealRingInput> =
-  withRealRingSeeds<PackedHostileDriverInput>({
-    name: "packed-hostile-driver",
-    description: "hostile driver vs packed device: valid lists + one corruption + raw bytes",
-    arbitrary,
-    run,
-    encode: (i) => i,
-    decode: (json) => inputSchema.parse(json),
-  }, "packed");
+export const packedHostileDriver: FuzzTarget<
+  PackedHostileDriverInput | ActivationOnlyInput | RealRingInput
+> = withRealRingSeeds(
+  withActivation<PackedHostileDriverInput>(
+    {
+      name: "packed-hostile-driver",
+      description: "hostile driver vs packed device: valid lists + one corruption + raw bytes",
+      arbitrary,
+      run,
+      workUnit: "chains",
+      workDone: () => chainsDone,
+      encode: (i) => i,
+      decode: (json) => inputSchema.parse(json),
+    },
+    "packed",
+    packedHostileDriverScratch.memory,
+  ),
+  "packed",
+);

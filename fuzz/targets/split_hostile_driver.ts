@@ -20,13 +20,15 @@ import fc from "fast-check";
 import { z } from "zod";
 import {
   type ChainPolicy,
-  GuestMemory,
+  type GuestMemory,
   IdentityAddressSpace,
   SplitDeviceQueue,
   VirtqError,
 } from "../../src/mod.ts";
 import { type RealRingInput, withRealRingSeeds } from "../real_ring_seeds.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
+import { ScratchMemory } from "./scratch_memory.ts";
+import { type ActivationOnlyInput, withActivation } from "./activation.ts";
 
 // --- Memory map ------------------------------------------------------------------------------
 const DESC = 0x0; // up to 64 descriptors (1 KiB)
@@ -138,11 +140,18 @@ function hexToBytes(hex: string): Uint8Array {
   return b;
 }
 
+/**
+ * The memory of every synthetic run, reused (`scratch_memory.ts`): the run writes rings and
+ * tables below {@link SCRATCH_FIXED_END} and payload copies (noted through the observer).
+ */
+const SCRATCH_FIXED_END = DATA >> 2; // 0x4000: descriptors, rings, tables, raw overlays
+export const splitHostileDriverScratch = new ScratchMemory([
+  { gpa: 0, size: REGION_SPLIT },
+  { gpa: REGION_SPLIT, size: MEM_END - REGION_SPLIT },
+], SCRATCH_FIXED_END);
+
 function build(input: HostileDriverInput): Built {
-  const memory = new GuestMemory([
-    { gpa: 0, size: REGION_SPLIT },
-    { gpa: REGION_SPLIT, size: MEM_END - REGION_SPLIT },
-  ]);
+  const memory = splitHostileDriverScratch.memory;
   const size = input.size;
   let features = 0n;
   if (input.indirect) features |= 1n << 28n;
@@ -514,20 +523,60 @@ function within(gpa: number, n: number, segs: [number, number][]): boolean {
 
 /** Runs one input (exported for tests). */
 export function runHostileDriver(input: HostileDriverInput): void {
-  const b = build(input);
-  const size = input.size;
-  let dev: SplitDeviceQueue;
   try {
-    dev = new SplitDeviceQueue({
-      memory: b.memory,
-      dma: new IdentityAddressSpace(),
-      size,
-      addresses: { descAddr: DESC, driverAddr: AVAIL, deviceAddr: USED },
-      features: b.features,
-      policy: input.policy,
-    });
-  } catch (e) {
-    fail("activation-failed", `valid ring layout refused: ${e}`, e);
+    runOn(build(input), input);
+  } finally {
+    splitHostileDriverScratch.clean();
+  }
+}
+
+/** Device queues on the scratch memory, by size, features and policy (reset before reuse). */
+const queues = new Map<string, SplitDeviceQueue>();
+
+/** Chains the device popped or rejected, over every run in this process (`workDone`). */
+let chainsDone = 0;
+
+function runOn(b: Built, input: HostileDriverInput): void {
+  const size = input.size;
+  // Queues on the scratch memory are reused across runs: a queue reset (spec §2.1.2) forgets
+  // every position, in-flight chain and the broken error, and the rings were rebuilt from zero.
+  const p = input.policy;
+  const key = `${size}/${b.features}/${p.zeroLength}/${p.indirectWithNext}/${p.unknownFlags}/${
+    p.maxSegments ?? ""
+  }`;
+  let dev = queues.get(key);
+  if (dev === undefined) {
+    try {
+      dev = new SplitDeviceQueue({
+        memory: b.memory,
+        dma: new IdentityAddressSpace(),
+        size,
+        addresses: { descAddr: DESC, driverAddr: AVAIL, deviceAddr: USED },
+        features: b.features,
+        policy: input.policy,
+      });
+    } catch (e) {
+      fail("activation-failed", `valid ring layout refused: ${e}`, e);
+    }
+    queues.set(key, dev);
+  } else {
+    dev.reset();
+    // Engines whose reset leaves the queue not ready (spec §2.1.2: no processing after a reset
+    // until the driver re-enables the queue): a pop in between must throw QUEUE_NOT_READY and
+    // break nothing; then the queue is re-enabled.
+    const q = dev as { activate?: () => void; ready?: boolean };
+    if (q.ready === false) {
+      let code = "none";
+      try {
+        dev.pop();
+      } catch (e) {
+        code = e instanceof VirtqError ? e.code : String(e);
+      }
+      if (code !== "QUEUE_NOT_READY" || dev.broken !== null) {
+        fail("not-ready", `pop after reset, before activate: ${code}, broken ${dev.broken}`);
+      }
+    }
+    q.activate?.();
   }
   const ref = new Reference(b.memory, size, b.features, input.policy);
   const popped: import("../../src/mod.ts").Chain[] = [];
@@ -537,6 +586,7 @@ export function runHostileDriver(input: HostileDriverInput): void {
     try {
       got = dev.pop();
     } catch (e) {
+      chainsDone++;
       if (!(e instanceof VirtqError)) fail("uncatalogued-throw", `pop ${step} threw ${e}`, e);
       if (e.side !== "device") fail("wrong-side", `pop ${step} threw ${e.code} (${e.side})`, e);
       if (want.kind !== "error") {
@@ -564,6 +614,7 @@ export function runHostileDriver(input: HostileDriverInput): void {
     if (got === null) {
       fail("missed-chain", `pop ${step} returned null; reference: head ${want.chain.head}`);
     }
+    chainsDone++;
     checkChainEquals(got, want.chain, step);
     // Loopback copy: every bulk access is inside the reference's segments.
     b.memory.observer = {
@@ -573,6 +624,7 @@ export function runHostileDriver(input: HostileDriverInput): void {
         }
       },
       onWrite: (g, n) => {
+        splitHostileDriverScratch.noteWrite(g, n);
         if (!within(g, n, want.chain.writable)) {
           fail("out-of-bounds-write", `write ${n} bytes at ${g}`);
         }
@@ -668,14 +720,23 @@ const inputSchema = z.strictObject({
 });
 
 /** The `split-hostile-driver` target (plus real Linux rings with one corruption, `fuzz/real_ring_seeds.ts`). */
-export const splitHostileDriver: FuzzTarget<HostileDriverInput | RealRingInput> = withRealRingSeeds<
-  HostileDriverInput
->({
-  name: "split-hostile-driver",
-  description:
-    "hostile driver vs split device: valid chains + one targeted corruption, checked against a reference decoder",
-  arbitrary: () => inputArb,
-  run: runHostileDriver,
-  encode: (input) => structuredClone(input),
-  decode: (json) => inputSchema.parse(json) as HostileDriverInput,
-}, "split");
+export const splitHostileDriver: FuzzTarget<
+  HostileDriverInput | ActivationOnlyInput | RealRingInput
+> = withRealRingSeeds(
+  withActivation<HostileDriverInput>(
+    {
+      name: "split-hostile-driver",
+      description:
+        "hostile driver vs split device: valid chains + one targeted corruption, checked against a reference decoder",
+      arbitrary: () => inputArb,
+      run: runHostileDriver,
+      workUnit: "chains",
+      workDone: () => chainsDone,
+      encode: (input) => structuredClone(input),
+      decode: (json) => inputSchema.parse(json) as HostileDriverInput,
+    },
+    "split",
+    splitHostileDriverScratch.memory,
+  ),
+  "split",
+);
