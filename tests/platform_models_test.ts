@@ -1,7 +1,7 @@
 /**
- * The platform's window-decode composite (alpha Typhoon direct window before the SGMAP, POWER
- * DDW beside the TCE window): decoded by address, so the fallback IOMMU only sees the accesses
- * it decodes and a fault is thrown once, by the fallback.
+ * The device view the platform builds for alpha Typhoon (direct window before the SGMAP) and
+ * POWER's DDW beside the TCE window (dma's WindowOrAddressSpace): decoded by address, so the
+ * fallback IOMMU only sees the accesses it decodes and a fault is thrown once, by the fallback.
  */
 
 import assert from "node:assert/strict";
@@ -12,7 +12,7 @@ import type { DmaAccess, DmaAddressSpace } from "../src/mod.ts";
 import type { U64 } from "../src/memory/u64.ts";
 import { DmaWindowTable } from "../src/dma/window.ts";
 import { Iommu } from "../src/dma/iommu.ts";
-import { WindowDecodeAddressSpace } from "../src/platform/models.ts";
+import { WindowOrAddressSpace } from "../src/dma/compose.ts";
 
 /** A fallback that counts calls and always faults with one recorded error. */
 class SpyFallback implements DmaAddressSpace {
@@ -27,7 +27,7 @@ class SpyFallback implements DmaAddressSpace {
 
 Deno.test("window decode: a direct-window access never reaches the fallback", () => {
   const spy = new SpyFallback();
-  const v = new WindowDecodeAddressSpace(
+  const v = new WindowOrAddressSpace(
     new DmaWindowTable([{ cpuStart: 0, busStart: 0x8000_0000, size: 0x8000_0000 }]),
     spy,
     "typhoon",
@@ -44,11 +44,11 @@ Deno.test("window decode: a direct-window access never reaches the fallback", ()
 
 Deno.test("window decode: outside the windows the fallback decides, and its fault is thrown once", () => {
   const spy = new SpyFallback();
-  const v = new WindowDecodeAddressSpace(
+  const v = new WindowOrAddressSpace(
     new DmaWindowTable([{ cpuStart: 0, busStart: 2n ** 63n, size: 2 ** 52 }]),
     spy,
   );
-  assert.equal(v.name, "spy+window");
+  assert.equal(v.name, "window|spy");
   const out = new DmaTranslation();
   v.translate(2n ** 63n + 0x2000n, 64, DMA_ACCESS_READ, out);
   assert.equal(out.gpa, 0x2000);
@@ -69,7 +69,7 @@ Deno.test("window decode: the fallback IOMMU counts no faults for window accesse
   const iommu = new Iommu(mem, { name: "typhoon-sg" });
   const dom = iommu.createDomain("paged");
   iommu.map(dom, 0x100_0000, 0x2000, 0x1000, 3);
-  const v = new WindowDecodeAddressSpace(
+  const v = new WindowOrAddressSpace(
     new DmaWindowTable([{ cpuStart: 0, busStart: 0x8000_0000, size: 0x10_0000 }]),
     iommu.endpoint(dom),
     "typhoon",

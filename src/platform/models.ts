@@ -1,9 +1,5 @@
 /**
  * Platform-specific DMA pieces that `src/dma/` does not provide, built only from its interfaces:
- * - {@link FirstFitDmaApi}: "the first mode that accepts wins", as alpha's `pci_map_single_1`
- *   (direct window if the buffer fits, else SGMAP, DMA_MODES.md §2.3);
- * - {@link WindowDecodeAddressSpace}: the device side of it, decoded by address (Typhoon's
- *   direct window before the SGMAP, POWER's DDW beside the 32-bit TCE window, §3.6);
  * - {@link XenGrantDmaApi} / {@link XenGrantAddressSpace}: Xen grant DMA (M7,
  *   `B = 1<<63 | gref<<12 | offset`, linux drivers/xen/grant-dma-ops.c) and a back-end that maps
  *   grants;
@@ -17,112 +13,6 @@ import type { U64 } from "../memory/u64.ts";
 import { type DmaAccess, DmaFault, type DmaFaultReason, DmaMapError } from "../dma/errors.ts";
 import type { ReversibleDmaApi } from "../dma/direct_api.ts";
 import type { DmaAddressSpace, DmaDirection, DmaTranslation } from "../dma/types.ts";
-import type { DmaWindowTable } from "../dma/window.ts";
-
-/** A driver API that tries each inner API in order and keeps the one that mapped. */
-export class FirstFitDmaApi implements ReversibleDmaApi {
-  /** Mode name. */
-  readonly name: string;
-  /** The inner APIs, in preference order. */
-  readonly apis: readonly ReversibleDmaApi[];
-  readonly #owner = new Map<U64, ReversibleDmaApi>();
-
-  /**
-   * Creates the composite.
-   * @param name mode name, e.g. `"alpha-window"`.
-   * @param apis inner APIs, first preferred.
-   */
-  constructor(name: string, apis: readonly ReversibleDmaApi[]) {
-    this.name = name;
-    this.apis = apis;
-  }
-  /** Maps through the first API that accepts. @throws DmaMapError from the last one. */
-  map(gpa: number, length: number, dir: DmaDirection): U64 {
-    return this.#first((a) => a.map(gpa, length, dir));
-  }
-  /** Maps coherent memory through the first API that accepts. @throws DmaMapError */
-  mapCoherent(gpa: number, length: number): U64 {
-    return this.#first((a) => a.mapCoherent(gpa, length));
-  }
-  #first(f: (a: ReversibleDmaApi) => U64): U64 {
-    let last: unknown = null;
-    for (const a of this.apis) {
-      try {
-        const bus = f(a);
-        this.#owner.set(bus, a);
-        return bus;
-      } catch (e) {
-        if (!(e instanceof DmaMapError)) throw e;
-        last = e;
-      }
-    }
-    throw last;
-  }
-  #of(bus: U64, length: number): ReversibleDmaApi {
-    const a = this.#owner.get(bus);
-    if (!a) throw new DmaMapError("not-mapped", bus, length, this.name);
-    return a;
-  }
-  /** Unmaps through the API that mapped `bus`. @throws DmaMapError `not-mapped` */
-  unmap(bus: U64, length: number, dir: DmaDirection): void {
-    this.#of(bus, length).unmap(bus, length, dir);
-    this.#owner.delete(bus);
-  }
-  /** Ends a coherent mapping. @throws DmaMapError `not-mapped` */
-  unmapCoherent(bus: U64, length: number): void {
-    this.#of(bus, length).unmapCoherent(bus, length);
-    this.#owner.delete(bus);
-  }
-  /** Syncs through the owning API. @throws DmaMapError */
-  syncForCpu(bus: U64, length: number, dir: DmaDirection): void {
-    this.#of(bus, length).syncForCpu(bus, length, dir);
-  }
-  /** Syncs through the owning API. @throws DmaMapError */
-  syncForDevice(bus: U64, length: number, dir: DmaDirection): void {
-    this.#of(bus, length).syncForDevice(bus, length, dir);
-  }
-  /** `dma_to_phys` through the owning API, or -1. */
-  busToGpa(bus: U64): number {
-    for (const a of this.apis) {
-      const g = a.busToGpa(bus);
-      if (g >= 0) return g;
-    }
-    return -1;
-  }
-}
-
-/**
- * A device view that decodes by address, as a PCI host bridge does: a bus address inside one of
- * the direct windows translates by offset (alpha Typhoon's direct window, DMA_MODES.md §2.3;
- * POWER's DDW at 2^63 beside the 32-bit TCE window, §3.6); every other address goes to
- * `fallback` (the scatter-gather / TCE IOMMU view). The window check has no side effects, so
- * the fallback sees (and counts, or reports as a fault event) only the accesses it really
- * decodes, and a fault is thrown once, by the fallback. Hot path: no allocation, no try/catch.
- */
-export class WindowDecodeAddressSpace implements DmaAddressSpace {
-  /** Layer name, default `"<fallback>+window"`. */
-  readonly name: string;
-  /** The direct windows, decoded first. */
-  readonly windows: DmaWindowTable;
-  /** The view for every bus address outside the windows. */
-  readonly fallback: DmaAddressSpace;
-  /**
-   * Creates the composite.
-   * @param windows direct windows (bus = window base + (GPA - CPU base)).
-   * @param fallback the view for every other bus address.
-   * @param name layer name.
-   */
-  constructor(windows: DmaWindowTable, fallback: DmaAddressSpace, name?: string) {
-    this.windows = windows;
-    this.fallback = fallback;
-    this.name = name ?? `${fallback.name}+window`;
-  }
-  /** See {@link DmaAddressSpace.translate}. @throws DmaFault from the fallback only */
-  translate(bus: U64, length: number, access: DmaAccess, out: DmaTranslation): void {
-    if (this.windows.busToPhys(bus, length, out)) return;
-    this.fallback.translate(bus, length, access, out);
-  }
-}
 
 const GRANT_BIT = 1n << 63n;
 

@@ -28,7 +28,8 @@ import {
   DmaTranslation,
 } from "../dma/types.ts";
 import { FakeClock } from "../dma/clock.ts";
-import { StackedAddressSpace } from "../dma/compose.ts";
+import { StackedAddressSpace, WindowOrAddressSpace } from "../dma/compose.ts";
+import { FallbackDmaApi } from "../dma/fallback_api.ts";
 import { ConfidentialAddressSpace } from "../dma/confidential.ts";
 import { DirectDmaApi, type ReversibleDmaApi } from "../dma/direct_api.ts";
 import { Iommu, type IommuDomain, type ReservedRegion, X86_MSI_REGION } from "../dma/iommu.ts";
@@ -50,13 +51,7 @@ import {
   VIRTIO_IOMMU_RESV_MEM_T_RESERVED,
   VIRTIO_IOMMU_T_UNMAP,
 } from "../devices/virtio_iommu/constants.ts";
-import {
-  FaultingAddressSpace,
-  FirstFitDmaApi,
-  WindowDecodeAddressSpace,
-  XenGrantAddressSpace,
-  XenGrantDmaApi,
-} from "./models.ts";
+import { FaultingAddressSpace, XenGrantAddressSpace, XenGrantDmaApi } from "./models.ts";
 import {
   type DeviceLayerPlan,
   type DevicePlan,
@@ -377,10 +372,11 @@ function build(t: Topology, plan: DevicePlan): Built {
         break;
       case "alpha": {
         const m = iommuOf(l.iommu);
-        base = new FirstFitDmaApi("alpha-window", [
+        base = new FallbackDmaApi(
           new DirectDmaApi({ name: "typhoon-direct", windows: alphaDirect(m) }),
           pagedApi(m),
-        ]);
+          "alpha-window",
+        );
         break;
       }
       case "iommu": {
@@ -441,14 +437,14 @@ function build(t: Topology, plan: DevicePlan): Built {
               if (!u.domain) u.domain = u.iommu.createDomain("paged"); // nobody maps into it
               const paged = u.iommu.endpoint(u.domain);
               if (m.kind === "alpha-typhoon") {
-                return new WindowDecodeAddressSpace(
+                return new WindowOrAddressSpace(
                   new DmaWindowTable(alphaDirect(m)),
                   paged,
                   "typhoon",
                 );
               }
               if (m.kind === "tce" && m.ddw) {
-                return new WindowDecodeAddressSpace(
+                return new WindowOrAddressSpace(
                   new DmaWindowTable([{ cpuStart: 0, busStart: m.ddwStart, size: 2 ** 52 }]),
                   paged,
                   "tce",
