@@ -45,6 +45,7 @@ export * from "./dma/flush_queue.ts";
 export * from "./dma/direct_api.ts";
 export * from "./dma/iommu_api.ts";
 export * from "./dma/swiotlb.ts";
+export * from "./dma/fallback_api.ts";
 export * from "./dma/modes.ts";
 
 // --- virtio-iommu (device ID 23, spec §5.13): device, endpoint DMA views, driver DmaApi -------
@@ -56,7 +57,6 @@ export * from "./devices/virtio_iommu/events.ts";
 export * from "./devices/virtio_iommu/mappings.ts";
 export * from "./devices/virtio_iommu/endpoint_space.ts";
 export * from "./devices/virtio_iommu/device.ts";
-export * from "./devices/virtio_iommu/iova_allocator.ts";
 export * from "./devices/virtio_iommu/transport.ts";
 export * from "./devices/virtio_iommu/driver_api.ts";
 export * from "./devices/virtio_iommu/queues.ts";

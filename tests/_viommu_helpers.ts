@@ -41,6 +41,7 @@ export class ListDeviceQueue implements DeviceQueue {
   readonly size = 256;
   broken: VirtqError | null = null;
   inFlight = 0;
+  ready = true;
   readonly available: Chain[] = [];
   readonly used: { chain: Chain; len: number }[] = [];
   flushes = 0;
@@ -60,6 +61,10 @@ export class ListDeviceQueue implements DeviceQueue {
   setNotifications(_enabled: boolean): void {}
   reset(): void {
     this.available.length = 0;
+    this.ready = false;
+  }
+  activate(): void {
+    this.ready = true;
   }
   /** Offers one device-writable buffer of `len` bytes at `gpa`. */
   offerWritable(mem: GuestMemory, gpa: number, len: number): void {

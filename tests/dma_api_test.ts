@@ -47,6 +47,37 @@ Deno.test("iova allocator: top-down below the limit, size-aligned, reserved rang
   assertEquals(c.alloc(1, 4), -1);
 });
 
+Deno.test("iova allocator: frees only live ranges, reuses a freed one, never hands out IOVA 0", () => {
+  const a = new IovaAllocator();
+  a.reserve(3, 4);
+  assertEquals(a.alloc(2, 8), 6);
+  assertEquals(a.alloc(1, 8), 5); // just above the reserved range
+  assertEquals(a.alloc(1, 8), 2); // just below it
+  assertEquals(a.free(3), false); // a reserved range is not an allocation
+  assertEquals(a.free(5), true);
+  assertEquals(a.alloc(1, 8), 5); // the freed range is found again
+  assertEquals(a.alloc(1, 8), 1);
+  assertEquals(a.alloc(1, 8), -1); // PFN 0 stays out (startPfn 1)
+  assertEquals(a.rangeCount, 5);
+});
+
+Deno.test("iova allocator: granule option sets the PFN size (64 KiB), default 4 KiB", () => {
+  assertEquals(new IovaAllocator().granule, 4096);
+  const g = new IovaAllocator({ granule: 0x1_0000 });
+  assertEquals([g.granule, g.iovaPfn(0x4_ffff), g.iovaPfn(0x5_0000)], [0x1_0000, 4, 5]);
+  // A RESV region reserves every granule it touches (iova_reserve_iommu_regions).
+  g.reserveIova(0x1_8000, 0x2_0fff); // granules 1 and 2
+  assertEquals(g.alloc(1, 4), 3); // IOVA 0x3_0000
+  assertEquals(g.alloc(1, 4), -1);
+  // The same bytes reserve 4 KiB PFNs 0x18..0x20 with the default granule.
+  const d = new IovaAllocator();
+  d.reserveIova(0x1_8000, 0x2_0fff);
+  assertEquals(d.alloc(1, 0x21), 0x17);
+  for (const bad of [0x1800, 0, 3, 2 ** 53, 0.5]) {
+    assertThrows(() => new IovaAllocator({ granule: bad }), RangeError);
+  }
+});
+
 Deno.test("direct: identity and windows, refusing buffers above the mask or outside windows", () => {
   const api = new DirectDmaApi({ mask: 0xffff_ffff });
   assertEquals(api.map(0xffff_f000, 0x1000, DMA_TO_DEVICE), 0xffff_f000);
@@ -124,11 +155,13 @@ Deno.test("iommu-lazy: stale IOTLB entry reaches memory after unmap until the ba
   const c = api.map(0x30000, 0x1000, 0) as number;
   assertEquals(c !== a && c !== b, true);
   assertEquals(api.stats.invalidations, 0);
-  api.unmap(c, 0x1000, 0); // third entry: queue full -> flush
+  // third unmap: the ring (size 3) holds 2 entries, so a and b are flushed first and c is queued
+  api.unmap(c, 0x1000, 0);
   assertEquals(api.stats.invalidations, 1);
   assertEquals(iommu.iotlb.stats.domainInvalidations, 1);
   assertEquals(api.flushQueue!.stats.fullFlushes, 1);
-  assertEquals([api.isStale(a), api.pendingIovas().length], [false, 0]);
+  assertEquals([api.isStale(a), api.isStale(c)], [false, true]);
+  assertEquals(api.pendingIovas(), [{ bus: c, length: 0x1000 }]);
   assertEquals(assertThrows(() => ep.translate(a, 4, R, t), DmaFault).reason, "unmapped");
   assertEquals(api.map(0x40000, 0x1000, 0), a); // the freed top IOVA is reused
 });
@@ -155,9 +188,12 @@ Deno.test("flush queue: Linux defaults 256 entries / 10 ms", () => {
   const flushed: number[] = [];
   const fq = new FlushQueue((q) => flushed.push(q.length), { clock: new FakeClock() });
   assertEquals([fq.size, fq.timeoutMs], [256, 10]);
+  // Linux's ring holds size - 1 = 255 entries; the 256th unmap flushes those 255 first and is
+  // then queued itself, so it keeps its stale window.
   for (let i = 0; i < 255; i++) assertEquals(fq.push(i, 1), false);
   assertEquals(fq.push(255, 1), true);
-  assertEquals(flushed, [256]);
+  assertEquals(flushed, [255]);
+  assertEquals([fq.length, fq.containsPfn(255), fq.containsPfn(254)], [1, true, false]);
 });
 
 Deno.test("iommu-lazy: IOVA exhaustion flushes pending unmaps and retries", () => {
@@ -206,6 +242,32 @@ Deno.test("swiotlb: copies by direction on map, unmap and sync", () => {
   assertEquals(api.usedSlots, 0);
   assertEquals(mapErr(() => api.unmap(inb, 8, DMA_FROM_DEVICE)).reason, "not-mapped");
   assertEquals(mapErr(() => api.unmap(0x1000, 8, DMA_FROM_DEVICE)).reason, "not-mapped");
+});
+
+Deno.test("swiotlb: a sync may not run past its mapping (Linux: Buffer overflow detected)", () => {
+  const { mem, api } = bounceSetup();
+  mem.fill(0x1000, 0x2000, 0xaa);
+  // 100 bytes: one slot. The device fills the whole slot; a 4096-byte sync must not copy back
+  // over the neighbours of the original buffer.
+  const bus = api.map(0x1000, 100, DMA_FROM_DEVICE) as number;
+  mem.fill(bus, 2048, 0x11);
+  const e = mapErr(() => api.syncForCpu(bus, 4096, DMA_FROM_DEVICE));
+  assertEquals(e.reason, "not-mapped");
+  assertEquals(mem.readU8(0x1000 + 100), 0xaa);
+  assertEquals(mem.readU8(0x1000 + 99), 0xaa); // nothing copied by the refused sync
+  api.syncForCpu(bus + 90, 10, DMA_FROM_DEVICE); // the last 10 bytes: allowed
+  assertEquals(mem.readU8(0x1000 + 99), 0x11);
+  assertEquals(mapErr(() => api.syncForCpu(bus + 90, 11, DMA_FROM_DEVICE)).reason, "not-mapped");
+  // A 3-slot mapping: a sync inside the last slot is bounded by the mapping's end too.
+  const big = api.map(0x1800, 5000, DMA_TO_DEVICE) as number;
+  api.syncForDevice(big + 4096, 904, DMA_TO_DEVICE);
+  assertEquals(
+    mapErr(() => api.syncForDevice(big + 4096, 905, DMA_TO_DEVICE)).reason,
+    "not-mapped",
+  );
+  api.unmap(big, 5000, DMA_TO_DEVICE);
+  api.unmap(bus, 100, DMA_FROM_DEVICE);
+  assertEquals(api.usedSlots, 0);
 });
 
 Deno.test("swiotlb: slot accounting, 128-slot segments, page alignment, exhaustion and too-large", () => {

@@ -133,3 +133,28 @@ Deno.test("features: negotiation, ACCESS_PLATFORM refusal by the device (QEMU) a
   assertEquals(cc.reason!.includes("VIRTIO_F_ACCESS_PLATFORM"), true);
   assertEquals((cc.accepted & ap) === 0n, true);
 });
+
+Deno.test("mode window-iommu (alpha): direct window when the buffer fits, else the IOMMU", () => {
+  const { mode } = createDmaLab("window-iommu"); // RAM 9 MiB: window over the lower 4.5 MiB
+  const t = new DmaTranslation();
+  const direct = mode.api.map(0x1000, 64, DMA_TO_DEVICE);
+  assertEquals(direct, 0x8000_1000);
+  const sg = mode.api.map(0x60_0010, 64, DMA_TO_DEVICE) as number;
+  assertEquals(sg < 0x8000_0000, true); // scatter-gather IOVA below the direct window
+  mode.space.translate(direct, 64, DMA_ACCESS_READ, t);
+  assertEquals(t.gpa, 0x1000);
+  mode.space.translate(sg, 64, DMA_ACCESS_READ, t);
+  assertEquals(t.gpa, 0x60_0010);
+  const straddle = mode.api.map(0x48_0000 - 8, 16, DMA_TO_DEVICE) as number; // crosses the window end
+  assertEquals(straddle < 0x8000_0000, true);
+  mode.api.unmap(sg, 64, DMA_TO_DEVICE);
+  assertEquals(
+    assertThrows(() => mode.space.translate(sg, 1, DMA_ACCESS_READ, t), DmaFault).reason,
+    "unmapped",
+  );
+  assertEquals(
+    assertThrows(() => mode.api.unmap(sg, 64, DMA_TO_DEVICE), DmaMapError).reason,
+    "not-mapped",
+  );
+  mode.api.unmap(direct, 64, DMA_TO_DEVICE); // dma-direct: nothing to undo
+});

@@ -378,3 +378,106 @@ Deno.test("iommu: translate through 1 GiB leaves and at the top of the 48-bit IO
   assertEquals(iommu.iotlb.stats.hits >= 2, true);
   assertEquals(fault(() => ep.translate(2 ** 48, 1, R, t)).reason, "out-of-window");
 });
+
+Deno.test("iotlb: domain IDs are 16-bit; a wider one is refused instead of aliasing domain 0", () => {
+  const t = new Iotlb(16);
+  assertThrows(() => t.insert(0x1_0000, 0x5000, 1, 0xdead000, 3), RangeError);
+  assertThrows(() => t.insert(-1, 0x5000, 1, 0xdead000, 3), RangeError);
+  assertEquals(t.lookup(0, 0x5000), false);
+  t.insert(0xffff, 0x5000, 1, 0xbeef000, 3);
+  assertEquals([t.lookup(0xffff, 0x5000), t.hitGpa, t.lookup(0, 0x5000)], [true, 0xbeef000, false]);
+});
+
+Deno.test("window: a bigint busStart below 2^53 is canonicalised and matches numeric addresses", () => {
+  const s = new WindowAddressSpace([{ cpuStart: 0, busStart: 0x8000_0000n, size: 0x1000 }]);
+  const t = new DmaTranslation();
+  s.translate(0x8000_0010, 4, DMA_ACCESS_READ, t);
+  assertEquals([t.gpa, t.length], [0x10, 4]);
+  assertEquals(s.table.windows[0].busStart, 0x8000_0000);
+});
+
+Deno.test("io page table: a bad permission is a caller error, a GPA beyond 2^52 is `mask`", () => {
+  const pt = new IoPageTable(4);
+  assertThrows(() => pt.map(0x1000, 0x2000, 0x1000, 0), RangeError);
+  assertThrows(() => pt.map(0x1000, 0x2000, 0x1000, 4), RangeError);
+  assertEquals(assertThrows(() => pt.map(0x1000, 2 ** 52, 0x1000, 1), DmaMapError).reason, "mask");
+  assertEquals(
+    assertThrows(() => pt.map(0x1000, 0x2001, 0x1000, 1), DmaMapError).reason,
+    "misaligned",
+  );
+});
+
+Deno.test("iotlb front cache: a cached translation never survives page/range/domain/all invalidation or an overflow flush", () => {
+  const setup = (capacity = 1024) => {
+    const iommu = new Iommu(GuestMemory.flat(0x100_0000), { iotlbCapacity: capacity });
+    const d = iommu.createDomain();
+    const ep = iommu.endpoint(d);
+    // IOVAs just below 4 GiB (dma-iommu's SAC range): the endpoint's integer-shift fast path
+    iommu.map(d, 0xfff0_0000, 0x4000, 0x2000, IOPTE_READ | IOPTE_WRITE);
+    const t = new DmaTranslation();
+    ep.translate(0xfff0_1010, 16, R, t); // miss: walk + insert (fills the front cache)
+    ep.translate(0xfff0_1010, 16, R, t); // front-cache hit
+    assertEquals([t.gpa, t.length], [0x5010, 16]);
+    assertEquals([iommu.iotlb.stats.hits, iommu.iotlb.stats.misses, iommu.stats.walks], [1, 1, 1]);
+    // remap the page elsewhere without invalidating: the IOTLB (and its front) still answer
+    iommu.unmap(d, 0xfff0_1000, 0x1000);
+    iommu.map(d, 0xfff0_1000, 0x9000, 0x1000, IOPTE_READ);
+    ep.translate(0xfff0_1010, 16, R, t);
+    assertEquals(t.gpa, 0x5010); // stale, as real hardware before the invalidation
+    return { iommu, d, ep, t };
+  };
+  const invalidations: [string, (iommu: Iommu, dom: number) => void][] = [
+    ["page", (iommu, dom) => iommu.iotlb.invalidatePage(dom, 0xfff0_1000)],
+    ["range", (iommu, dom) => iommu.iotlb.invalidateRange(dom, 0xfff0_0800, 0x1000)],
+    ["wide range", (iommu, dom) => iommu.iotlb.invalidateRange(dom, 0, 2 ** 40)],
+    ["domain", (iommu, dom) => iommu.iotlb.invalidateDomain(dom)],
+    ["all", (iommu) => iommu.iotlb.invalidateAll()],
+    ["overflow", (iommu, dom) => {
+      for (let i = 0; i <= 1024; i++) iommu.iotlb.insert(dom, 2 ** 32 + i * 4096, 1, 0, 1);
+    }],
+  ];
+  for (const [name, invalidate] of invalidations) {
+    const { iommu, d, ep, t } = setup();
+    invalidate(iommu, d.id);
+    const walks = iommu.stats.walks;
+    ep.translate(0xfff0_1010, 16, R, t);
+    assertEquals([name, t.gpa, iommu.stats.walks], [name, 0x9010, walks + 1]); // re-walked
+    assertEquals(fault(() => ep.translate(0xfff0_1010, 16, W, t)).reason, "permission");
+  }
+  // unmapped and invalidated: the next access faults
+  const { iommu, d, ep, t } = setup();
+  iommu.unmap(d, 0xfff0_0000, 0x2000);
+  iommu.iotlb.invalidateRange(d.id, 0xfff0_0000, 0x2000);
+  assertEquals(fault(() => ep.translate(0xfff0_1010, 16, R, t)).reason, "unmapped");
+  assertEquals(fault(() => ep.translate(0xfff0_0000, 1, R, t)).reason, "unmapped");
+});
+
+Deno.test("iotlb front cache: same page in two domains, slot conflicts and pages above 2^32 stay exact", () => {
+  const iommu = new Iommu(GuestMemory.flat(0x100_0000));
+  const a = iommu.createDomain(), b = iommu.createDomain();
+  const ea = iommu.endpoint(a), eb = iommu.endpoint(b);
+  const t = new DmaTranslation();
+  iommu.map(a, 0x1000, 0x1_0000, 0x1000, IOPTE_READ);
+  iommu.map(b, 0x1000, 0x2_0000, 0x1000, IOPTE_READ);
+  // 0x1000 and 0x1000 + 256 pages share a front slot; 2^44 + 0x1000 too (page number >= 2^32)
+  iommu.map(a, 0x1000 + 256 * 4096, 0x3_0000, 0x1000, IOPTE_READ);
+  iommu.map(a, 2 ** 44 + 0x1000, 0x4_0000, 0x1000, IOPTE_READ);
+  for (let pass = 0; pass < 3; pass++) {
+    ea.translate(0x1008, 8, R, t);
+    assertEquals(t.gpa, 0x1_0008);
+    eb.translate(0x1008, 8, R, t);
+    assertEquals(t.gpa, 0x2_0008);
+    ea.translate(0x1008 + 256 * 4096, 8, R, t);
+    assertEquals(t.gpa, 0x3_0008);
+    ea.translate(2 ** 44 + 0x1008, 8, R, t);
+    assertEquals(t.gpa, 0x4_0008);
+  }
+  assertEquals([iommu.iotlb.stats.hits, iommu.iotlb.stats.misses], [8, 4]);
+  iommu.iotlb.invalidateDomain(b.id);
+  ea.translate(0x1008, 8, R, t); // domain a's copy is untouched
+  assertEquals([t.gpa, iommu.iotlb.stats.hits], [0x1_0008, 9]);
+  // an access crossing out of the page takes the full path and still extends
+  iommu.map(a, 0x2000, 0x1_1000, 0x1000, IOPTE_READ);
+  ea.translate(0x1ff0, 32, R, t);
+  assertEquals([t.gpa, t.length], [0x1_0ff0, 32]);
+});

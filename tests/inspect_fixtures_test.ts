@@ -3,8 +3,11 @@
  * for every queue of both scenarios (A split, B packed) our decoding must equal QEMU's own
  * (`x-query-virtio*`): sizes, ring addresses, ring indices, last-avail / used positions, in-use
  * counts, and for every element QEMU lists, the same descriptors (address, length, flags) in the
- * same order. QEMU quirks are normalised by name in `QEMU_QUIRKS` (src/inspect/compare_qemu.ts)
- * and asserted here, so a quirk that disappears (or a new difference) fails the test.
+ * same order. QEMU quirks are normalised by name in `QEMU_QUIRKS` (src/inspect/compare_qemu.ts);
+ * a quirk is reported only when its normalisation changed the outcome, and the exact set per queue
+ * is asserted here, so a quirk whose handling is removed (or a new difference) fails the test.
+ * QEMU's private indices are checked by relation against the rings in memory, independently of
+ * `compareWithQemu`, and each relation is shown to catch a tampered status.
  *
  * If the fixtures directory is missing the tests FAIL, naming where they looked.
  */
@@ -13,9 +16,10 @@ import assert from "node:assert/strict";
 import { FIXTURES_ENV, fixturesDir, readFixture, readOracle } from "../tools/fixture_files.ts";
 import { compareWithQemu, QEMU_QUIRKS } from "../src/inspect/compare_qemu.ts";
 import { inspectQueue } from "../src/inspect/inspect_queue.ts";
-import { oracleKey, type QemuQueueView } from "../src/inspect/qemu_oracle.ts";
+import { oracleKey, qemuFlagNames, type QemuQueueView } from "../src/inspect/qemu_oracle.ts";
 import type { Fixture, FixtureQueue } from "../src/inspect/fixture.ts";
 import { SplitRingView } from "../src/inspect/split_view.ts";
+import { inferPackedPositions, PackedRingView } from "../src/inspect/packed_view.ts";
 import { checkXpDumps, parseHmpXpDumps } from "../src/inspect/hmp_xp.ts";
 import { IdentityAddressSpace } from "../src/dma/identity.ts";
 import { MemoryFault } from "../src/memory/fault.ts";
@@ -69,6 +73,63 @@ function queueOf(fx: Fixture, device: string, queue: number): FixtureQueue {
   return q;
 }
 
+/**
+ * The exact quirks each queue needs (a quirk is reported only when it changed the outcome):
+ * - `element-index-arg-modulo`: an element queried with an index argument >= Queue Size
+ *   (65535 on queues of 128/32, 8 on the rng's 8); not on net 0/1/2, blk (arguments < size).
+ * - `element-index-is-head`: QEMU's `index` is a head that differs from the slot read.
+ * - `element-indirect-head-only`: net 2 (control) and blk chains go through indirect tables.
+ * - `element-descs-reversed`, `element-flags-reversed`: only blk chains have several
+ *   descriptors (header, data, status) and flags `next|write`; every other chain is one
+ *   descriptor, where QEMU's order cannot be told from ours.
+ * - `shadow-avail-idx-cached`: split serial 0 (shadow 0, avail idx 128), serial 2 (32 vs 35);
+ *   packed net 0 (shadow 9 = last-avail-idx, driver at slot 0 after a full lap).
+ * - `packed-elements-unsupported`: every packed queue (QEMU 7.2 refuses packed elements).
+ */
+const EXPECTED_QUIRKS: Readonly<Record<"A" | "B", Readonly<Record<string, readonly string[]>>>> = {
+  A: {
+    "virtio-serial:0": ["element-index-arg-modulo", "shadow-avail-idx-cached"],
+    "virtio-serial:1": ["element-index-arg-modulo", "element-index-is-head"],
+    "virtio-serial:2": ["element-index-arg-modulo", "shadow-avail-idx-cached"],
+    "virtio-serial:3": ["element-index-arg-modulo", "element-index-is-head"],
+    "virtio-serial:4": ["element-index-arg-modulo", "element-index-is-head"],
+    "virtio-serial:5": ["element-index-arg-modulo", "element-index-is-head"],
+    "virtio-rng:0": ["element-index-arg-modulo", "element-index-is-head"],
+    "virtio-net:0": [],
+    "virtio-net:1": ["element-index-is-head"],
+    "virtio-net:2": ["element-index-is-head", "element-indirect-head-only"],
+    "virtio-blk:0": [
+      "element-descs-reversed",
+      "element-flags-reversed",
+      "element-index-is-head",
+      "element-indirect-head-only",
+    ],
+  },
+  B: {
+    "virtio-serial:0": ["packed-elements-unsupported"],
+    "virtio-serial:1": ["packed-elements-unsupported"],
+    "virtio-serial:2": ["packed-elements-unsupported"],
+    "virtio-serial:3": ["packed-elements-unsupported"],
+    "virtio-serial:4": ["packed-elements-unsupported"],
+    "virtio-serial:5": ["packed-elements-unsupported"],
+    "virtio-rng:0": ["packed-elements-unsupported"],
+    "virtio-net:0": ["packed-elements-unsupported", "shadow-avail-idx-cached"],
+    "virtio-net:1": ["packed-elements-unsupported"],
+    "virtio-net:2": ["packed-elements-unsupported"],
+    "virtio-blk:0": ["packed-elements-unsupported"],
+  },
+};
+
+/** Quirks `compareWithQemu` never reports, with where they are exercised instead. */
+const NOT_REPORTED_BY_COMPARE: Readonly<Record<string, string>> = {
+  "ring-reset-unknown-feature": "applied when features are read; the features test below",
+};
+
+/** A QEMU view whose status has some fields replaced (to show a relation catches them). */
+function withStatus(view: QemuQueueView, patch: Partial<QemuQueueView["status"]>): QemuQueueView {
+  return { ...view, status: { ...view.status, ...patch } };
+}
+
 if (present) {
   for (const sc of ["A", "B"] as const) {
     for (const [device, queue] of QUEUES) {
@@ -82,19 +143,149 @@ if (present) {
         assert.deepEqual(q.qemuStatus, view.status);
         const cmp = compareWithQemu(q, fx.memory, fx.ramSize, view);
         assert.deepEqual(cmp.differences, [], `differences with QEMU for ${device} q${queue}`);
-        // Not vacuous: 7 status fields, plus (split) 5 elements of >= 10 fields each.
-        assert.ok(cmp.compared >= (sc === "A" ? 57 : 12), `only ${cmp.compared} comparisons`);
-        for (const name of cmp.quirks) assert.ok(name in QEMU_QUIRKS, `undocumented quirk ${name}`);
-        if (sc === "A") {
-          assert.ok(cmp.quirks.includes("element-descs-reversed"));
-        } else {
+        // Not vacuous: 9 status fields and relations, plus (split) 5 elements of >= 10 fields.
+        assert.ok(cmp.compared >= (sc === "A" ? 59 : 13), `only ${cmp.compared} comparisons`);
+        assert.deepEqual(
+          [...cmp.quirks].sort(),
+          EXPECTED_QUIRKS[sc][`${device}:${queue}`],
+          `quirks needed for scenario${sc} ${device} q${queue}`,
+        );
+        if (sc === "B") {
           // QEMU 7.2 cannot list packed elements; when it can, this must be revisited.
-          assert.ok(cmp.quirks.includes("packed-elements-unsupported"));
           assert.ok(view.elements.every((e) => e.error === "Packed ring not supported"));
+        }
+      });
+
+      Deno.test(`QEMU indices vs memory: scenario${sc} ${device} queue ${queue}`, async () => {
+        const { fx, oracle } = await load(sc);
+        const q = queueOf(fx, device, queue);
+        const view = oracle.get(oracleKey(q.path, q.queue))!;
+        const st = view.status;
+        const last = st["last-avail-idx"]!;
+        const shadow = st["shadow-avail-idx"]!;
+        assert.equal(typeof last, "number");
+        assert.equal(typeof shadow, "number");
+        const n = q.size;
+        // Independently of compareWithQemu: read the driver's and device's indices from memory.
+        let driver: number;
+        let pending: number;
+        let usedInMemory: number;
+        let modulus: number;
+        if (q.layout === "split") {
+          const ring = new SplitRingView({
+            memory: fx.memory,
+            dma: new IdentityAddressSpace(),
+            ramSize: fx.ramSize,
+            size: n,
+            descAddr: q.descAddr,
+            availAddr: q.driverAddr,
+            usedAddr: q.deviceAddr,
+            features: q.features,
+          });
+          driver = ring.state.availIdx;
+          usedInMemory = ring.state.usedIdx;
+          modulus = 0x10000;
+          pending = (driver - last) & 0xffff;
+        } else {
+          const g = inferPackedPositions(
+            new PackedRingView({
+              memory: fx.memory,
+              dma: new IdentityAddressSpace(),
+              ramSize: fx.ramSize,
+              size: n,
+              descAddr: q.descAddr,
+              driverAddr: q.driverAddr,
+              deviceAddr: q.deviceAddr,
+              features: q.features,
+            }),
+          );
+          assert.equal(g.basis, "exact");
+          driver = g.driverIdx;
+          usedInMemory = g.usedIdx;
+          modulus = n;
+          // Nothing in flight (inuse 0): the device's next avail slot is its used slot.
+          assert.equal(st.inuse, 0);
+          pending = g.pendingSlots;
+        }
+        // used-idx: QEMU writes it to the used ring with every flush (packed: the used slot).
+        assert.equal(st["used-idx"], usedInMemory, "used-idx vs memory");
+        // last-avail-idx <= shadow-avail-idx <= driver index, at most Queue Size apart.
+        const behind = (shadow - last + modulus) % modulus;
+        const ahead = (driver - shadow + modulus) % modulus;
+        assert.ok(pending <= n, `driver ${pending} positions ahead of last-avail-idx ${last}`);
+        assert.ok(behind <= pending, `shadow ${shadow} not between ${last} and ${driver}`);
+        assert.equal((behind + ahead) % modulus, pending % modulus);
+
+        // compareWithQemu checks the same relations: a tampered status is a difference.
+        const fields = (v: QemuQueueView) =>
+          compareWithQemu(q, fx.memory, fx.ramSize, v).differences.map((d) => d.field);
+        const usedField = q.layout === "split"
+          ? "status.used-idx (used ring idx in memory)"
+          : "status.used-idx";
+        const bad = (x: number) => (x + modulus) % modulus;
+        assert.ok(
+          fields(withStatus(view, { "used-idx": bad(st["used-idx"] + 1) })).includes(usedField),
+        );
+        // Shadow one ahead of the driver's index, and one behind last-avail-idx.
+        for (const s of [bad(driver + 1), bad(last - 1)]) {
+          if (pending === n && q.layout === "packed") continue; // a full lap: every slot is between
+          assert.ok(
+            fields(withStatus(view, { "shadow-avail-idx": s })).includes("status.shadow-avail-idx"),
+            `shadow ${s} accepted`,
+          );
         }
       });
     }
   }
+
+  Deno.test("every QEMU quirk is exercised by the fixtures or documented as not compared", () => {
+    const seen = new Set(
+      Object.values(EXPECTED_QUIRKS).flatMap((sc) => Object.values(sc).flat()),
+    );
+    for (const name of Object.keys(NOT_REPORTED_BY_COMPARE)) assert.ok(!seen.has(name));
+    assert.deepEqual(
+      [...seen, ...Object.keys(NOT_REPORTED_BY_COMPARE)].sort(),
+      Object.keys(QEMU_QUIRKS).sort(),
+    );
+  });
+
+  Deno.test("a QEMU answer without a quirk is a difference, not a quirk", async () => {
+    const { fx, oracle } = await load("A");
+    const q = queueOf(fx, "virtio-blk", 0);
+    const view = oracle.get(oracleKey(q.path, q.queue))!;
+    const el = view.elements[0].element!;
+    const ind = new SplitRingView({
+      memory: fx.memory,
+      dma: new IdentityAddressSpace(),
+      ramSize: fx.ramSize,
+      size: q.size,
+      descAddr: q.descAddr,
+      availAddr: q.driverAddr,
+      usedAddr: q.deviceAddr,
+      features: q.features,
+    }).decodeChain(el.index, 0).indirect!;
+    assert.deepEqual(qemuFlagNames(ind.flags), ["indirect"]);
+    const variants = {
+      "element-descs-reversed": { ...el, descs: [...el.descs].reverse() },
+      "element-flags-reversed": {
+        ...el,
+        descs: el.descs.map((d) => ({ ...d, flags: [...d.flags].reverse() })),
+      },
+      // The head's indirect descriptor listed too (first in chain order: last once reversed).
+      "element-indirect-head-only": {
+        ...el,
+        descs: [...el.descs, { addr: ind.addr, len: ind.len, flags: qemuFlagNames(ind.flags) }],
+      },
+    };
+    for (const [quirk, element] of Object.entries(variants)) {
+      const cmp = compareWithQemu(q, fx.memory, fx.ramSize, {
+        ...view,
+        elements: [{ indexArg: view.elements[0].indexArg, element }],
+      });
+      assert.ok(cmp.differences.length > 0, `${quirk}: not found`);
+      assert.ok(!cmp.quirks.includes(quirk), `${quirk} reported for a ${quirk}-free answer`);
+    }
+  });
 
   Deno.test("fixture memory: kept pages read back, absent pages fault (not zeros)", async () => {
     const { fx } = await load("A");

@@ -48,3 +48,19 @@ Deno.test("loopback: a hostile driver sets DEVICE_NEEDS_RESET; completed chains 
   dev.reset();
   assertEquals([dev.status, dev.error, p.device.broken], [LOOPBACK_LIVE_STATUS, null, null]);
 });
+
+Deno.test("loopback: NEEDS_RESET with DRIVER_OK sends a configuration change notification (§2.1.2)", () => {
+  const p = createQueuePair<number>({ size: 8, features: featureMask(VIRTIO_F_VERSION_1) });
+  const avail = p.ringGpa + 16 * 8;
+  p.memory.writeU16(avail + 4, 9); // head 9 >= queue size
+  p.memory.writeU16(avail + 2, 1);
+  let calls = 0;
+  const dev = new LoopbackDevice(p.device, LOOPBACK_LIVE_STATUS, () => calls++);
+  assertEquals(dev.process(), 0);
+  assertEquals(dev.error?.code, "AVAIL_HEAD_OUT_OF_RANGE");
+  assertEquals([dev.configChangeNotifications, calls], [1, 1]);
+  assertEquals(dev.process(), 0); // stopped: no second notification
+  assertEquals([dev.configChangeNotifications, calls], [1, 1]);
+  dev.reset();
+  assertEquals(dev.configChangeNotifications, 0);
+});

@@ -140,3 +140,28 @@ Deno.test("topology: the run's rings, buffers and pool must fit in RAM (named, w
   });
   assertEquals(resolveTopology(t).devices[0].observed.verdict, "ok");
 });
+
+Deno.test("topology: a bad address or a non-integer size is a named error, never a crash", () => {
+  // zod 4 runs refinements even after a field failed; the cross-check must not see raw values.
+  const preset = () =>
+    structuredClone(PRESETS["q35-intel-iommu-lazy-stale-window"]) as unknown as {
+      memory: Record<string, unknown>[];
+      iommus: Record<string, unknown>[];
+    };
+  const hex = preset();
+  hex.memory[0].size = "0xzz";
+  const a = issues(hex);
+  assert(a.some((l) => l.startsWith("memory.0.size:") && l.includes("hex string")), a.join("\n"));
+  const frac = preset();
+  frac.memory[0].size = 4096.5;
+  const b = issues(frac);
+  assert(b.some((l) => l.startsWith("memory.0.size:") && l.includes("whole number")), b.join("\n"));
+  const gpa = preset();
+  gpa.memory[0].gpa = "0x1g";
+  const c = issues(gpa);
+  assert(c.some((l) => l.startsWith("memory.0.gpa:")), c.join("\n"));
+  const iova = preset();
+  iova.iommus[0].iova = { start: "zz", end: 4096 };
+  const d = issues(iova);
+  assert(d.some((l) => l.startsWith("iommus.0.iova.start:")), d.join("\n"));
+});

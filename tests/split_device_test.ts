@@ -330,6 +330,7 @@ Deno.test("reset: clears broken state and positions; the queue works again", () 
   r.memory.fill(USED, 0x1000, 0);
   r.availIdx = 0;
   r.desc(0, DATA, 8, 0).offer(0);
+  r.device.activate();
   assertEquals(r.device.pop()!.id, 0);
   assertEquals(r.device.inFlight, 1);
   void DESC;

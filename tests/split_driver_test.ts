@@ -183,6 +183,7 @@ Deno.test("driver: detachUnused after reset returns every outstanding token once
   assertEquals(got.sort(), [0, 1, 2, 3, 4]);
   assertEquals([drv.outstanding, drv.numFree], [0, 8]);
   drv.resetRings();
+  p.device.activate();
   drv.add(SgList.of([d, 8]), SgList.of([d + 64, 8]), 9);
   drv.kick();
   const c = p.device.pop()!;

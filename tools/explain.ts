@@ -41,9 +41,11 @@ stale-window) and where the two views part.
 
 Exit status: 0 all recorded verdicts match, 1 a mismatch, 2 invalid input.`;
 
+/** Bad input: printed on stderr by {@link main}, exit status 2. */
+class UsageError extends Error {}
+
 function fail(msg: string): never {
-  console.error(msg);
-  Deno.exit(2);
+  throw new UsageError(msg);
 }
 
 async function load(arg: string): Promise<{ json: unknown; file: string }> {
@@ -76,17 +78,40 @@ function resolveOrFail(json: unknown, file: string): TopologyResolution {
   }
 }
 
-async function main(): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: Deno.args,
-    allowPositionals: true,
-    options: {
-      json: { type: "boolean", default: false },
-      list: { type: "boolean", default: false },
-      all: { type: "boolean", default: false },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
+/**
+ * Runs the CLI.
+ * @param argv the arguments (without the program name).
+ * @returns the exit status: 0 all recorded verdicts match, 1 a mismatch, 2 invalid input.
+ */
+export async function main(argv: string[]): Promise<number> {
+  try {
+    return await run(argv);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    console.error(e.message);
+    return 2;
+  }
+}
+
+function args(argv: string[]) {
+  try {
+    return parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        json: { type: "boolean", default: false },
+        list: { type: "boolean", default: false },
+        all: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+  } catch (e) {
+    fail(`${(e as Error).message}\n\n${HELP}`);
+  }
+}
+
+async function run(argv: string[]): Promise<number> {
+  const { values, positionals } = args(argv);
   if (values.help) {
     console.log(HELP);
     return 0;
@@ -97,13 +122,18 @@ async function main(): Promise<number> {
         catalogue?: string[];
         title: string;
         expect?: Record<string, { verdict: string }>;
+        deviation?: string;
       };
       const exp = Object.entries(p.expect ?? {}).map(([d, e]) => `${d}=${e.verdict}`).join(" ");
-      return { name: n, catalogue: p.catalogue ?? [], title: p.title, expect: exp };
+      const deviates = p.deviation !== undefined;
+      return { name: n, catalogue: p.catalogue ?? [], title: p.title, expect: exp, deviates };
     });
     if (values.json) console.log(JSON.stringify(rows, null, 2));
     else {for (const r of rows) {
-        console.log(`${r.catalogue.join(",").padEnd(5)} ${r.name.padEnd(44)} ${r.expect}`);
+        console.log(
+          `${r.catalogue.join(",").padEnd(5)} ${r.name.padEnd(54)} ${r.expect}` +
+            (r.deviates ? "  (deviates from the catalogue: see explain)" : ""),
+        );
       }}
     return 0;
   }
@@ -135,4 +165,4 @@ async function main(): Promise<number> {
   return r.devices.every((d) => matchesExpectation(d) && predictionHolds(d)) ? 0 : 1;
 }
 
-if (import.meta.main) Deno.exit(await main());
+if (import.meta.main) Deno.exit(await main(Deno.args));

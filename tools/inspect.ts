@@ -242,7 +242,8 @@ function printText(
   for (const e of r.errors) console.log(`  ERROR ${e.message}`);
   if (cmp) {
     if (cmp.differences.length === 0) {
-      console.log(`  QEMU: agrees (${cmp.compared} comparisons; quirks: ${cmp.quirks.join(", ")})`);
+      const quirks = cmp.quirks.length ? [...cmp.quirks].sort().join(", ") : "none needed";
+      console.log(`  QEMU: agrees (${cmp.compared} comparisons; quirks: ${quirks})`);
     }
     for (const d of cmp.differences) {
       console.log(`  QEMU DIFFERS ${d.field}: ours ${d.ours}, QEMU ${d.qemu}`);

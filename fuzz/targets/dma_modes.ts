@@ -169,7 +169,7 @@ function isCatalogued(e: unknown): boolean {
 
 /** Modes whose driver side tracks mappings (unmap of a dead one must fail). */
 function tracks(mode: DmaMode): boolean {
-  return mode.iommuApi !== null || mode.swiotlb !== null;
+  return mode.tracksMappings;
 }
 
 /**
@@ -356,7 +356,7 @@ export function runDmaModes(input: DmaModesInput): DmaModesReport {
         const len = Math.min(op.len, m.len - off);
         const write = op.k === "write";
         if (write && m.dir === 1) break; // device-readable only: a write would fault legitimately
-        if (!write && m.dir === 2 && mode.isolation === "page") break; // write-only IOMMU entry
+        if (!write && m.dir === 2 && mode.iommuApi !== null) break; // write-only IOMMU entry
         const data = new Uint8Array(len);
         if (write) { for (let i = 0; i < len; i++) data[i] = pattern(m.id + 1000, off + i); }
         const r = deviceAccess(busAdd(m.bus, off), len, write, data);

@@ -239,6 +239,8 @@ class ResetCmd implements fc.Command<SplitModel, SplitReal> {
     }
     if (m.outstanding.size !== 0) fail("token-lost", `${m.outstanding.size} tokens not detached`);
     drv.resetRings();
+    // §4.1.4.3.2: the queue is re-enabled only after the driver re-initialised the rings.
+    r.pair.device.activate();
   }
   toString(): string {
     return "reset";

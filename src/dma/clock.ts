@@ -22,7 +22,9 @@ export interface Clock {
  * Millisecond ticks suit the models' timers (Linux measures the flush-queue timeout in jiffies)
  * and cost a fraction of `performance.now()`, which the flush queue reads on every map/unmap.
  */
-export const SYSTEM_CLOCK: Clock = Object.freeze({ now: () => Date.now() });
+export const SYSTEM_CLOCK: Clock = Object.freeze({ now: () => Date.now() - CLOCK_ORIGIN });
+// Milliseconds since module load: a small integer, so reading the clock never boxes a number.
+const CLOCK_ORIGIN = Date.now();
 
 /** A clock that only moves when told to, for deterministic tests and fuzzing. */
 export class FakeClock implements Clock {

@@ -11,6 +11,7 @@
 import type { U64 } from "../memory/u64.ts";
 import type { DmaAccess } from "./errors.ts";
 import { type DmaAddressSpace, DmaTranslation } from "./types.ts";
+import type { DmaWindowTable } from "./window.ts";
 
 /**
  * `lower(upper(bus))`: `upper` turns the bus address into an intermediate address, `lower` turns
@@ -43,5 +44,38 @@ export class StackedAddressSpace implements DmaAddressSpace {
     const mid = this.#mid;
     this.upper.translate(bus, length, access, mid);
     this.lower.translate(mid.gpa, mid.length, access, out);
+  }
+}
+
+/**
+ * A direct-mapped window in front of a second view, as alpha chipsets do (DMA_MODES.md §2.3,
+ * alpha `pci_map_single_1`: the direct window when the buffer fits, else the scatter-gather
+ * IOMMU window): a bus address inside one of `windows` translates by offset; any other goes to
+ * `fallback` (e.g. an IOMMU endpoint whose IOVAs lie outside the windows).
+ */
+export class WindowOrAddressSpace implements DmaAddressSpace {
+  /** Layer name, default `"window|<fallback>"`. */
+  readonly name: string;
+  /** The direct windows. */
+  readonly windows: DmaWindowTable;
+  /** Where bus addresses outside every window go. */
+  readonly fallback: DmaAddressSpace;
+
+  /**
+   * Creates the view.
+   * @param windows direct windows (bus = window base + (GPA - CPU base)).
+   * @param fallback the view for every other bus address.
+   * @param name layer name.
+   */
+  constructor(windows: DmaWindowTable, fallback: DmaAddressSpace, name?: string) {
+    this.windows = windows;
+    this.fallback = fallback;
+    this.name = name ?? `window|${fallback.name}`;
+  }
+
+  /** See {@link DmaAddressSpace.translate}. @throws DmaFault from the fallback. */
+  translate(bus: U64, length: number, access: DmaAccess, out: DmaTranslation): void {
+    if (this.windows.busToPhys(bus, length, out)) return;
+    this.fallback.translate(bus, length, access, out);
   }
 }

@@ -28,7 +28,7 @@ export const IOVA_SINGLE_FQ_TIMEOUT = 1000;
 
 /** Options of a {@link FlushQueue}. */
 export interface FlushQueueOptions {
-  /** Entries before a forced flush, default 256. */
+  /** Ring size, default 256; it holds `size - 1` entries before a forced flush (Linux `fq_full`). */
   size?: number;
   /** Milliseconds from arming to a timed flush, default 10. */
   timeoutMs?: number;
@@ -113,23 +113,25 @@ export class FlushQueue {
   }
 
   /**
-   * Queues a deferred release (Linux `queue_iova`). Flushes first if the timer has expired, and
-   * flushes (everything, this entry included) when the queue becomes full.
+   * Queues a deferred release (Linux `queue_iova`). Flushes first if the timer has expired. Like
+   * Linux's ring (`fq_full`: `(tail + 1) & mask == head`) the queue holds `size - 1` entries: when
+   * it is full, the queued entries are flushed first and the new one is then queued, so the
+   * newest unmap always keeps its stale window until the next flush.
    * @returns `true` when a flush happened.
    */
   push(pfn: number, pages: number): boolean {
     let flushed = this.poll();
+    if (this.#count > 0 && this.#count >= this.size - 1) {
+      this.stats.fullFlushes++;
+      this.#flush();
+      flushed = true;
+    }
     const i = this.#count;
     this.#pfn[i] = pfn;
     this.#pages[i] = pages;
     this.#count = i + 1;
     this.stats.queued++;
     if (this.#armedAt < 0) this.#armedAt = this.clock.now();
-    if (this.#count === this.size) {
-      this.stats.fullFlushes++;
-      this.#flush();
-      flushed = true;
-    }
     return flushed;
   }
 

@@ -15,7 +15,8 @@
  * @module
  */
 
-/** Page size of the IOVA granule (4 KiB). */
+/** Default IOVA granule (4 KiB), the size of one PFN unless {@link IovaAllocatorOptions.granule}
+ * says otherwise. */
 export const IOVA_GRANULE = 4096;
 
 /** 4 GiB in pages: limits up to here use the 32-bit cached node (Linux `cached32_node`). */
@@ -29,6 +30,15 @@ export interface IovaAllocatorOptions {
   startPfn?: number;
   /** Align each range to its size rounded up to a power of two (default `true`, as dma-iommu). */
   sizeAligned?: boolean;
+  /**
+   * Bytes per PFN, a power of two up to 2^52 (default {@link IOVA_GRANULE}). Linux
+   * `init_iova_domain(iovad, granule, start_pfn)`: dma-iommu passes the smallest page size the
+   * IOMMU supports (`1 << __ffs(domain->pgsize_bitmap)`), e.g. 64 KiB for a virtio-iommu whose
+   * `page_size_mask` starts at bit 16 (virtio spec 5.13.4). Only the byte helpers
+   * ({@link IovaAllocator.iovaPfn}, {@link IovaAllocator.reserveIova}) use it: PFNs are counted
+   * in granules.
+   */
+  granule?: number;
 }
 
 /** Record layout: first PFN, last PFN (inclusive), kind, caller value a, caller value b. */
@@ -40,6 +50,8 @@ export class IovaAllocator {
   readonly startPfn: number;
   /** Whether ranges are size-aligned. */
   readonly sizeAligned: boolean;
+  /** Bytes per PFN (a power of two, default {@link IOVA_GRANULE}). */
+  readonly granule: number;
   // Ranges sorted by first PFN, as STRIDE-number records in one Float64Array: an insert or a
   // remove is one copyWithin (a native memmove) and allocates nothing until capacity doubles.
   #n = 0;
@@ -48,13 +60,35 @@ export class IovaAllocator {
   #cached = [Infinity, Infinity];
 
   /** Creates an empty allocator.
-   * @throws RangeError for a negative or non-integer `startPfn`. */
+   * @throws RangeError for a negative or non-integer `startPfn`, or a `granule` that is not a
+   * power of two in `[1, 2^52]`. */
   constructor(options: IovaAllocatorOptions = {}) {
     this.startPfn = options.startPfn ?? 1;
     if (!Number.isSafeInteger(this.startPfn) || this.startPfn < 0) {
       throw new RangeError(`startPfn ${this.startPfn} must be a non-negative integer`);
     }
     this.sizeAligned = options.sizeAligned ?? true;
+    const g = options.granule ?? IOVA_GRANULE;
+    if (
+      !Number.isSafeInteger(g) || g < 1 || g > 2 ** 52 || 2 ** Math.round(Math.log2(g)) !== g
+    ) {
+      throw new RangeError(`granule ${g} must be a power of two in [1, 2^52]`);
+    }
+    this.granule = g;
+  }
+
+  /** The PFN of byte address `iova`: `floor(iova / granule)` (Linux `iova_pfn`). */
+  iovaPfn(iova: number): number {
+    return Math.floor(iova / this.granule);
+  }
+
+  /**
+   * Reserves the granules covering the bytes `[start, end]` (inclusive), as dma-iommu's
+   * `iova_reserve_iommu_regions` does for each RESV region: `reserve_iova(iova_pfn(start),
+   * iova_pfn(end))`.
+   */
+  reserveIova(start: number, end: number): void {
+    this.reserve(this.iovaPfn(start), this.iovaPfn(end));
   }
 
   /** Number of ranges held (live and reserved). */

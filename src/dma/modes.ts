@@ -15,6 +15,7 @@
  * | `swiotlb` | bounce via a pool, forced | identity | M4 |
  * | `confidential` | bounce via a shared pool | shared-only filter over identity | M4 (SEV/TDX) |
  * | `confidential-iommu` | bounce, slots mapped through dma-iommu | shared-only filter over an IOMMU endpoint | M4 inside M5 |
+ * | `window-iommu` | direct window when the buffer fits, else dma-iommu (strict) | window, else IOMMU | M2 or M5 (alpha) |
  *
  * Consistent means: every bus address `api` hands out for a live mapping translates in `space`
  * to the bytes the driver meant (for bounce modes: to the slot that mirrors them).
@@ -26,6 +27,8 @@ import { GuestMemory } from "../memory/guest_memory.ts";
 import type { U64 } from "../memory/u64.ts";
 import type { Clock } from "./clock.ts";
 import { ConfidentialAddressSpace } from "./confidential.ts";
+import { WindowOrAddressSpace } from "./compose.ts";
+import { FallbackDmaApi } from "./fallback_api.ts";
 import { DirectDmaApi } from "./direct_api.ts";
 import { IdentityAddressSpace, RawGpaDmaApi } from "./identity.ts";
 import { Iommu, type IommuDomain, type ReservedRegion, X86_MSI_REGION } from "./iommu.ts";
@@ -46,6 +49,7 @@ export const DMA_MODE_NAMES = [
   "swiotlb",
   "confidential",
   "confidential-iommu",
+  "window-iommu",
 ] as const;
 
 /** Name of a DMA mode. */
@@ -107,6 +111,11 @@ export interface DmaMode {
   /** The bounce-buffer API (bounce modes), else `null`. */
   readonly swiotlb: SwiotlbDmaApi | null;
   /**
+   * Whether the driver side tracks every mapping, so unmap/sync of a dead bus address throws
+   * `not-mapped` (dma-iommu, swiotlb). dma-direct tracks nothing.
+   */
+  readonly tracksMappings: boolean;
+  /**
    * True when `bus` is in the lazy-invalidation window: unmapped, but the IOTLB may still
    * translate it. Always `false` outside lazy modes.
    */
@@ -131,6 +140,7 @@ export function createDmaMode(
     domain: null,
     iommuApi: null,
     swiotlb: null,
+    tracksMappings: false,
     isStale: (_bus: U64) => false,
     tick: () => {},
   };
@@ -174,6 +184,7 @@ export function createDmaMode(
         iommu,
         domain,
         iommuApi: api,
+        tracksMappings: true,
         isStale: (bus: U64) => api.isStale(bus),
         tick: () => api.tick(),
       };
@@ -205,6 +216,7 @@ export function createDmaMode(
         ...base,
         api: swiotlb,
         swiotlb,
+        tracksMappings: true,
         space: name === "swiotlb" ? identity : new ConfidentialAddressSpace(identity, memory),
         isolation: name === "swiotlb" ? "none" : "shared-only",
       };
@@ -228,8 +240,33 @@ export function createDmaMode(
         iommu,
         domain,
         iommuApi: api,
+        tracksMappings: true,
         isStale: (bus: U64) => api.isStale(bus),
         tick: () => api.tick(),
+      };
+    }
+    case "window-iommu": {
+      // alpha CIA-like: a direct window at bus 2 GiB over the lower half of RAM, and a
+      // scatter-gather IOMMU whose IOVAs stay below 2 GiB (outside the direct window).
+      const half = Math.floor(ramEnd / 2 / 4096) * 4096;
+      const windows = options.windows ??
+        [{ cpuStart: 0, busStart: 0x8000_0000, size: half || 4096 }];
+      const table = new DmaWindowTable(windows);
+      const sgMask = mask === undefined || BigInt(mask) > 0x7fff_ffffn ? 0x7fff_ffff : mask;
+      const { iommu, domain, api } = iommuParts(memory, { ...options, mask: sgMask }, "strict");
+      const fallback = new FallbackDmaApi(
+        new DirectDmaApi({ mask, windows: table, memory, name: "window" }),
+        api,
+        name,
+      );
+      return {
+        ...base,
+        api: fallback,
+        space: new WindowOrAddressSpace(table, iommu.endpoint(domain)),
+        isolation: "none",
+        iommu,
+        domain,
+        iommuApi: api,
       };
     }
     default:

@@ -158,16 +158,23 @@ export class IoPageTable {
    * allow (as Linux `iommu_map` does with `pgsize_bitmap`). All-or-nothing.
    * @param perm {@link IOPTE_READ} and/or {@link IOPTE_WRITE} (not 0).
    * @param pageSizes restrict leaf sizes further (default: all the table supports).
-   * @throws DmaMapError `misaligned` (not 4 KiB-granular, perm 0), `mask` (beyond the address
-   * width or 2^52), `overlap` (some page is already mapped; nothing is changed).
+   * @throws DmaMapError `misaligned` (not 4 KiB-granular), `mask` (beyond the address width or
+   * 2^52), `overlap` (some page is already mapped; nothing is changed).
+   * @throws RangeError when `perm` is not a non-empty combination of IOPTE_READ | IOPTE_WRITE.
    */
   map(iova: number, gpa: number, size: number, perm: number, pageSizes = this.pageSizes): void {
     this.#checkRange(iova, size, "map");
-    if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa % IO_PAGE_4K !== 0 || gpa + size > 2 ** 52) {
+    if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa % IO_PAGE_4K !== 0) {
       throw new DmaMapError("misaligned", gpa, size, "io-page-table", "GPA not 4 KiB-aligned");
     }
+    if (gpa + size > 2 ** 52) {
+      throw new DmaMapError("mask", gpa, size, "io-page-table", "GPA range beyond 2^52");
+    }
     if ((perm & (IOPTE_READ | IOPTE_WRITE)) === 0 || (perm & ~3) !== 0) {
-      throw new DmaMapError("misaligned", iova, size, "io-page-table", `bad permission ${perm}`);
+      // A caller bug, not a mapping condition: permissions are IOPTE_READ | IOPTE_WRITE.
+      throw new RangeError(
+        `io-page-table map: bad permission ${perm} (use IOPTE_READ/IOPTE_WRITE)`,
+      );
     }
     const sizes = pageSizes & this.pageSizes;
     let done = 0;

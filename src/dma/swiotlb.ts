@@ -104,6 +104,8 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   readonly #nslots: Uint8Array;
   /** Per head slot: mapped length in bytes. */
   readonly #len: Uint32Array;
+  // Bytes of the mapping from each slot's start to the mapping's end (Linux `alloc_size` per slot).
+  readonly #remain: Uint32Array;
   #index = 0;
   #used = 0;
 
@@ -141,6 +143,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     this.#orig = new Float64Array(this.slots);
     this.#nslots = new Uint8Array(this.slots);
     this.#len = new Uint32Array(this.slots);
+    this.#remain = new Uint32Array(this.slots);
     for (let i = 0; i < this.slots; i++) {
       const segEnd = Math.min((Math.floor(i / IO_TLB_SEGSIZE) + 1) * IO_TLB_SEGSIZE, this.slots);
       this.#free[i] = segEnd - i;
@@ -296,6 +299,19 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     }
     const orig = this.originalOf(bus);
     if (orig < 0) throw new DmaMapError("not-mapped", bus, length, this.name, "sync: slot free");
+    // Linux swiotlb_bounce: a sync may not run past the mapping ("Buffer overflow detected");
+    // bytes beyond it belong to other buffers, so refuse instead of copying over them.
+    const off = slotGpa - this.poolGpa;
+    const left = this.#remain[Math.floor(off / IO_TLB_SIZE)] - (off % IO_TLB_SIZE);
+    if (length > left) {
+      throw new DmaMapError(
+        "not-mapped",
+        bus,
+        length,
+        this.name,
+        `sync runs ${length - Math.max(left, 0)} bytes past the end of the mapping`,
+      );
+    }
     this.#syncOrig = orig;
     return slotGpa;
   }
@@ -323,6 +339,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     for (let k = 0; k < n; k++) {
       free[idx + k] = 0;
       this.#orig[idx + k] = gpa + k * IO_TLB_SIZE;
+      this.#remain[idx + k] = Math.max(0, length - k * IO_TLB_SIZE);
     }
     // slots before idx in the same segment now see fewer free slots up to the segment end
     for (
@@ -344,7 +361,10 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     const free = this.#free;
     const end = idx + n;
     let count = end < this.slots && end % IO_TLB_SEGSIZE !== 0 ? free[end] : 0;
-    for (let j = end - 1; j >= idx; j--) free[j] = ++count;
+    for (let j = end - 1; j >= idx; j--) {
+      free[j] = ++count;
+      this.#remain[j] = 0;
+    }
     for (
       let j = idx - 1;
       j >= 0 && j % IO_TLB_SEGSIZE !== IO_TLB_SEGSIZE - 1 && free[j] !== 0;

@@ -16,7 +16,7 @@
  * @module
  */
 
-import { hex64, type U64, U64_MAX } from "../memory/u64.ts";
+import { hex64, toU64, type U64, U64_MAX } from "../memory/u64.ts";
 import { type DmaAccess, DmaFault } from "./errors.ts";
 import type { DmaAddressSpace, DmaTranslation } from "./types.ts";
 
@@ -73,10 +73,12 @@ export class DmaWindowTable {
       this.#busEndBig.push(b + BigInt(w.size));
       // A window that starts below 2^53 but ends above it still uses the exact bigint path for
       // bus addresses above 2^53 (they arrive as bigints); numbers below 2^53 stay numeric.
-      this.#busNum[i] = typeof w.busStart === "number" ? w.busStart : -1;
+      // Canonical U64 (a bigint below 2^53 becomes a number) so numeric bus addresses match.
+      const busStart = toU64(b);
+      this.#busNum[i] = typeof busStart === "number" ? busStart : -1;
       this.#cpu[i] = w.cpuStart;
       this.#size[i] = w.size;
-      copy.push(Object.freeze({ cpuStart: w.cpuStart, busStart: w.busStart, size: w.size }));
+      copy.push(Object.freeze({ cpuStart: w.cpuStart, busStart, size: w.size }));
     }
     this.windows = Object.freeze(copy);
   }

@@ -17,31 +17,42 @@ import { inspectQueue, type QueueSpec } from "./inspect_queue.ts";
 import { SplitRingView } from "./split_view.ts";
 import { qemuFlagNames, type QemuQueueView } from "./qemu_oracle.ts";
 
-/** QEMU 7.2 behaviours the comparison accounts for, by name (documented, not hidden). */
+/**
+ * QEMU 7.2 behaviours the comparison accounts for, by name (documented, not hidden). A name is
+ * reported in {@link QemuComparison.quirks} only when its normalisation changed the outcome: the
+ * comparison agrees with it and would have found a difference without it.
+ */
 export const QEMU_QUIRKS: Readonly<Record<string, string>> = Object.freeze({
   "element-descs-reversed":
     "x-query-virtio-queue-element prepends each descriptor to its list, so descs are in reverse " +
-    "chain order (last descriptor first); we compare against our chain reversed",
+    "chain order (last descriptor first); we compare against our chain reversed. Observed only " +
+    "when the chain in order differs from QEMU's list (two or more distinct descriptors)",
   "element-flags-reversed":
-    "flag names are prepended too: QEMU prints ['write', 'next'] for flags 3",
+    "flag names are prepended too: QEMU prints ['write', 'next'] for flags 3. Observed only when " +
+    "a listed descriptor has two or more named flags",
   "element-index-is-head":
-    "element 'index' and 'avail.ring' are both the head descriptor index read from the avail " +
-    "ring slot, not the slot or the avail position",
+    "element 'index' is the head descriptor index read from the avail ring slot, not the slot. " +
+    "Observed only when the head differs from the slot",
   "element-index-arg-modulo":
-    "the optional index argument selects avail ring slot index % num (65535 is slot num-1); " +
-    "without it QEMU reads slot last_avail_idx % num, which is stale when nothing is outstanding",
+    "the optional index argument selects avail ring slot index % num (65535 is slot num-1), it " +
+    "is not refused when >= num. Observed only for an argument >= Queue Size (without one QEMU " +
+    "reads slot last_avail_idx % num, the spec's own rule: not a quirk)",
   "element-indirect-head-only":
-    "the head's indirect descriptor is replaced by its table's entries and not listed itself",
+    "the head's indirect descriptor is replaced by its table's entries and not listed itself. " +
+    "Observed only for a chain through an indirect table",
   "packed-elements-unsupported":
     "x-query-virtio-queue-element answers GenericError 'Packed ring not supported' for packed " +
-    "rings, so packed chains are compared through status fields only",
+    "rings, so packed chains are compared through status fields only. Observed per such answer",
   "shadow-avail-idx-cached":
-    "shadow-avail-idx is QEMU's cached copy of avail idx from its last read, older than memory " +
-    "when the driver added buffers since (not compared)",
-  "packed-positions-no-wrap":
-    "for packed rings last-avail-idx / used-idx are ring slots; the wrap counters are not reported",
+    "shadow-avail-idx is not the driver's index in memory: split, QEMU's copy of avail idx from " +
+    "its last read (older when the driver added buffers since); packed, the slot after its last " +
+    "pop. Checked by relation instead (last-avail-idx <= shadow-avail-idx <= the driver's index " +
+    "in memory, distances mod 2^16 (packed: slots) within Queue Size). Observed only when " +
+    "shadow-avail-idx differs from the driver's index in memory",
   "ring-reset-unknown-feature":
-    "QEMU 7.2 has no name for VIRTIO_F_RING_RESET (bit 40) and reports it in unknown-dev-features",
+    "QEMU 7.2 has no name for VIRTIO_F_RING_RESET (bit 40) and reports it in " +
+    "unknown-dev-features; handled when features are read (featuresFromQemuReport), not by " +
+    "compareWithQemu, which never reports it",
 });
 
 /** One difference between our decoding and QEMU's. */
@@ -60,7 +71,7 @@ export interface QemuComparison {
   differences: QemuDifference[];
   /** Number of fields and descriptors compared, so a vacuous comparison is visible. */
   compared: number;
-  /** Quirk names that applied. */
+  /** Quirk names (keys of {@link QEMU_QUIRKS}) whose normalisation changed the outcome. */
   quirks: string[];
 }
 
@@ -69,6 +80,26 @@ const s = (v: unknown) => typeof v === "bigint" ? `${v}` : JSON.stringify(v);
 /**
  * Compares our decoding of `spec` in `memory` with QEMU's view of the same queue.
  * Positions are taken **from memory only** (not from QEMU's status) so that they are checked.
+ *
+ * Status relations checked (QEMU 7.2 `x-query-virtio-queue-status`, read while QEMU holds the
+ * queue, so no used-ring update is half done):
+ * - `used-idx` equals the device's used position in memory (split: the used ring's `idx`;
+ *   packed: the used slot inferred from the AVAIL/USED bits); `last-avail-idx` equals it too and
+ *   `inuse` is 0 (the memory-only position assumes nothing in flight).
+ * - split: `last-avail-idx <= shadow-avail-idx <= avail.idx` (memory), as mod-2^16 distances
+ *   whose sum is at most Queue Size (§2.7.6: at most Queue Size buffers outstanding).
+ * - packed: `last-avail-idx <= shadow-avail-idx <= the driver's slot` (memory): the slot distance
+ *   from `last-avail-idx` to `shadow-avail-idx` is at most the slots the driver made available.
+ *
+ * Not compared: packed wrap counters (QEMU 7.2 reports slots only), packed elements (QEMU refuses
+ * them), `signalled-used` (QEMU's notification state, not in memory).
+ *
+ * @param spec the queue (addresses, size, features).
+ * @param memory the guest memory image.
+ * @param ramSize guest RAM size in bytes.
+ * @param qemu QEMU's status and element answers for the same queue.
+ * @returns the differences, the number of comparisons and the quirks that were needed.
+ * @throws MemoryFault when a split ring area is not in the image (inspect the queue first).
  */
 export function compareWithQemu(
   spec: QueueSpec,
@@ -86,12 +117,12 @@ export function compareWithQemu(
       : ours === theirs;
     if (!same) diffs.push({ field, ours: s(ours), qemu: s(theirs) });
   };
+  const n = spec.size;
   const st = qemu.status;
-  eq("status.vring-num", spec.size, st["vring-num"]);
+  eq("status.vring-num", n, st["vring-num"]);
   eq("status.vring-desc", spec.descAddr, st["vring-desc"]);
   eq("status.vring-avail", spec.driverAddr, st["vring-avail"]);
   eq("status.vring-used", spec.deviceAddr, st["vring-used"]);
-  quirks.add("shadow-avail-idx-cached");
   const report = inspectQueue({ ...spec, qemuStatus: undefined }, {
     memory,
     ramSize,
@@ -100,8 +131,36 @@ export function compareWithQemu(
   eq("status.inuse", report.position?.inUse, st.inuse);
   eq("status.used-idx", report.position?.usedIdx, st["used-idx"]);
   eq("status.last-avail-idx", report.position?.lastAvailIdx, st["last-avail-idx"]);
+  const last = st["last-avail-idx"];
+  const shadow = st["shadow-avail-idx"];
+  /**
+   * Checks last <= shadow <= driver: positions mod `modulus`, `pending` the positions from
+   * last-avail-idx to the driver's index (at most Queue Size). Records the quirk when it applied.
+   */
+  const shadowRelation = (driver: number, modulus: number, pending: number) => {
+    compared++;
+    const field = "status.shadow-avail-idx";
+    const ours = `last-avail-idx ${last} <= it <= driver index ${driver} (memory), ` +
+      `${pending} of at most ${n} positions apart`;
+    if (last === undefined || shadow === undefined) {
+      diffs.push({ field, ours, qemu: "absent" });
+      return;
+    }
+    const behind = ((shadow - last) % modulus + modulus) % modulus;
+    const ahead = ((driver - shadow) % modulus + modulus) % modulus;
+    const ok = shadow < modulus && pending <= n && behind <= pending &&
+      (behind + ahead) % modulus === pending % modulus;
+    if (!ok) diffs.push({ field, ours, qemu: s(shadow) });
+    else if (shadow !== driver) quirks.add("shadow-avail-idx-cached");
+  };
   if (spec.layout === "packed") {
-    quirks.add("packed-positions-no-wrap");
+    const inferred = report.packed?.inferred;
+    if (inferred === undefined) {
+      diffs.push({ field: "status.shadow-avail-idx", ours: "(packed ring unreadable)", qemu: "" });
+    } else {
+      // Slots from last-avail-idx (= the inferred used slot, compared above) to the driver's slot.
+      shadowRelation(inferred.driverIdx, n, inferred.pendingSlots);
+    }
     for (const q of qemu.elements) {
       compared++;
       if (q.error === "Packed ring not supported") quirks.add("packed-elements-unsupported");
@@ -119,13 +178,15 @@ export function compareWithQemu(
     memory,
     dma: new IdentityAddressSpace(),
     ramSize,
-    size: spec.size,
+    size: n,
     descAddr: spec.descAddr,
     availAddr: spec.driverAddr,
     usedAddr: spec.deviceAddr,
     features: spec.features,
   });
-  const lastAvail = st["last-avail-idx"] ?? 0;
+  // The device's used index is written to the used ring with each flush: they are equal.
+  eq("status.used-idx (used ring idx in memory)", view.state.usedIdx, st["used-idx"]);
+  shadowRelation(view.state.availIdx, 0x10000, (view.state.availIdx - (last ?? 0)) & 0xffff);
   for (const q of qemu.elements) {
     const tag = `element[${q.indexArg ?? "none"}]`;
     if (q.element === undefined) {
@@ -133,11 +194,17 @@ export function compareWithQemu(
       continue;
     }
     const el = q.element;
-    quirks.add("element-index-arg-modulo");
-    quirks.add("element-index-is-head");
-    const slotPos = q.indexArg ?? lastAvail;
-    const head = view.availRing(slotPos);
+    let slot: number;
+    if (q.indexArg === null) slot = (last ?? 0) % n; // §2.7.6: slot = idx mod Queue Size
+    else if (q.indexArg < n) slot = q.indexArg;
+    else {
+      // Quirk: an argument beyond the ring is taken modulo Queue Size instead of refused.
+      slot = q.indexArg % n;
+      quirks.add("element-index-arg-modulo");
+    }
+    const head = view.availRing(slot);
     eq(`${tag}.index`, head, el.index);
+    if (el.index === head && head !== slot) quirks.add("element-index-is-head");
     if (el.avail) {
       eq(`${tag}.avail.ring`, head, el.avail.ring);
       eq(`${tag}.avail.idx`, view.state.availIdx, el.avail.idx);
@@ -147,31 +214,63 @@ export function compareWithQemu(
       eq(`${tag}.used.idx`, view.state.usedIdx, el.used.idx);
       eq(`${tag}.used.flags`, view.state.usedFlags, el.used.flags);
     }
-    const chain = view.decodeChain(head, slotPos);
-    if (chain.indirect) quirks.add("element-indirect-head-only");
-    quirks.add("element-descs-reversed");
-    quirks.add("element-flags-reversed");
-    compareDescs(tag, chain, el.descs, eq);
+    const chain = view.decodeChain(head, slot);
+    const before = diffs.length;
+    compareDescs(tag, expectedDescs(chain, DESC_QUIRKS), el.descs, eq);
+    if (diffs.length === before) {
+      // Leave-one-out: a quirk applied when QEMU's list differs from our expectation without it.
+      for (const quirk of DESC_QUIRKS) {
+        const without = DESC_QUIRKS.filter((x) => x !== quirk);
+        if (!sameDescs(expectedDescs(chain, without), el.descs)) quirks.add(quirk);
+      }
+    }
   }
   return { differences: diffs, compared, quirks: [...quirks] };
 }
 
+/** The quirks that shape QEMU's `descs` list. */
+const DESC_QUIRKS: readonly string[] = [
+  "element-descs-reversed",
+  "element-flags-reversed",
+  "element-indirect-head-only",
+];
+
+type QemuDescLike = { addr: number | bigint; len: number; flags: string[] };
+
+/** The `descs` QEMU should list for `chain`, with the given quirks applied. */
+function expectedDescs(chain: DecodedChain, applied: readonly string[]): QemuDescLike[] {
+  const flagsReversed = applied.includes("element-flags-reversed");
+  const row = (d: { addr: number | bigint; len: number; flags: number }) => {
+    const names = qemuFlagNames(d.flags); // QEMU's (reversed) order
+    return { addr: d.addr, len: d.len, flags: flagsReversed ? names : [...names].reverse() };
+  };
+  const rows = chain.descriptors.map(row);
+  // Without the quirk the indirect descriptor itself would head the list (chain order).
+  if (chain.indirect !== null && !applied.includes("element-indirect-head-only")) {
+    rows.unshift(row(chain.indirect));
+  }
+  return applied.includes("element-descs-reversed") ? rows.reverse() : rows;
+}
+
+function sameDescs(a: readonly QemuDescLike[], b: readonly QemuDescLike[]): boolean {
+  return a.length === b.length &&
+    a.every((x, i) =>
+      u64Compare(x.addr, b[i].addr) === 0 && x.len === b[i].len &&
+      x.flags.join(",") === b[i].flags.join(",")
+    );
+}
+
 function compareDescs(
   tag: string,
-  chain: DecodedChain,
-  descs: ReadonlyArray<{ addr: number | bigint; len: number; flags: string[] }>,
+  ours: readonly QemuDescLike[],
+  descs: readonly QemuDescLike[],
   eq: (field: string, ours: unknown, theirs: unknown) => void,
 ): void {
-  const ours = [...chain.descriptors].reverse();
   eq(`${tag}.descs.length`, ours.length, descs.length);
   const n = Math.min(ours.length, descs.length);
   for (let i = 0; i < n; i++) {
     eq(`${tag}.descs[${i}].addr`, ours[i].addr, descs[i].addr);
     eq(`${tag}.descs[${i}].len`, ours[i].len, descs[i].len);
-    eq(
-      `${tag}.descs[${i}].flags`,
-      qemuFlagNames(ours[i].flags).join(","),
-      descs[i].flags.join(","),
-    );
+    eq(`${tag}.descs[${i}].flags`, ours[i].flags.join(","), descs[i].flags.join(","));
   }
 }

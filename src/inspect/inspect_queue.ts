@@ -1,8 +1,25 @@
 /**
  * One virtqueue of a memory image, inspected: layout, ring addresses, indices and flags,
- * event-suppression state, the device's positions, the outstanding chains decoded with our
- * device-side rules, the completed (used) entries checked with our driver-side rules, and every
- * validation error with its catalogue code.
+ * event-suppression state, the device's positions, the outstanding chains popped by our device
+ * engine (cross-checked by a walker), the completed (used) entries with a few driver-side checks,
+ * and every validation error with its catalogue code.
+ *
+ * The completed entries are checked by this module's own code, **not** by our driver engine
+ * (`SplitDriverQueue` / `PackedDriverQueue` need the driver's private state, which an image does
+ * not hold). Checks done:
+ * - split: `USED_IDX_JUMP` (used idx more than Queue Size behind, or ahead of, avail idx, §2.7.8);
+ *   per entry (the last min(Queue Size, used idx) ring elements) `USED_ID_OUT_OF_RANGE`
+ *   (id >= Queue Size) and `USED_LEN_EXCEEDS_CAPACITY` (len > the writable bytes of the chain the
+ *   descriptor table holds at head `id` now; skipped when that head was re-used by an outstanding
+ *   chain, when that chain does not decode, or with `completedChains: false`).
+ * - packed: per slot whose AVAIL and USED bits are equal, `USED_ID_OUT_OF_RANGE` only.
+ *
+ * Not done (the driver engine does them at run time): the tighter `USED_IDX_JUMP` bound (used idx
+ * moved by more than the buffers the driver exposed), `USED_ID_NOT_HEAD` (whether `id` was an
+ * outstanding head, never returned twice), the capacity the driver recorded when it added the
+ * buffer (the table may have been rewritten since), packed used-length checks (the device
+ * overwrote the used descriptor), `VIRTIO_F_IN_ORDER` batch completion, used slots older than
+ * Queue Size entries (overwritten), and used-buffer notification (`used_event`) behaviour.
  *
  * @module
  */
@@ -116,7 +133,10 @@ export interface UsedEntry {
   len: number;
   /** Packed: the used wrap counter the slot carries. */
   wrap?: number;
-  /** Driver-side validation error, or `null`. */
+  /**
+   * Driver-side validation error, or `null`: `USED_ID_OUT_OF_RANGE`, or (split, chain decoded)
+   * `USED_LEN_EXCEEDS_CAPACITY`; never `USED_ID_NOT_HEAD` (see the module notes).
+   */
   error: DecodeError | null;
   /**
    * Split: the chain at head `id` as the descriptor table holds it now (the driver's last use of
@@ -168,7 +188,10 @@ export interface QueueReport {
   position?: DevicePosition;
   /** Buffers available to the device and not yet popped. */
   outstanding: DecodedChain[];
-  /** Used entries (split: the last min(N, used idx) used ring elements; packed: used slots). */
+  /**
+   * Used entries (split: the last min(N, used idx) used ring elements; packed: used slots), with
+   * the inspector's own driver-side checks (module notes list which are done and which are not).
+   */
   completed: UsedEntry[];
   /** Every validation error: ring-level, per chain, per used entry. */
   errors: DecodeError[];

@@ -20,6 +20,7 @@ const addr = (a: U64 | null) => (a === null ? "FAULT" : hex64(a));
 export function explainText(r: TopologyResolution): string {
   const out: string[] = [];
   out.push(`${r.name}: ${r.title}${r.catalogue.length ? `  [${r.catalogue.join(", ")}]` : ""}`);
+  if (r.deviation) out.push(...wrap(`deviation from the catalogue: ${r.deviation}`, 100, "  "));
   for (const d of r.devices) out.push("", ...explainDevice(d));
   const bad = r.devices.filter((d) => !matchesExpectation(d) || !predictionHolds(d));
   out.push(
@@ -29,6 +30,20 @@ export function explainText(r: TopologyResolution): string {
       (bad.length ? `; MISMATCH: ${bad.map((d) => d.id).join(", ")}` : ""),
   );
   return out.join("\n");
+}
+
+/** Word-wraps `text` to `width` columns; continuation lines start with `indent`. */
+function wrap(text: string, width: number, indent: string): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const w of text.split(/\s+/)) {
+    if (line && line.length + 1 + w.length > width) {
+      lines.push(line);
+      line = indent + w;
+    } else line = line ? `${line} ${w}` : w;
+  }
+  if (line) lines.push(line);
+  return lines;
 }
 
 function explainDevice(d: DeviceResolution): string[] {

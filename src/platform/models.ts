@@ -1,8 +1,5 @@
 /**
  * Platform-specific DMA pieces that `src/dma/` does not provide, built only from its interfaces:
- * - {@link FirstFitDmaApi} / {@link FirstFitAddressSpace}: "the first mode that accepts wins",
- *   as alpha's `pci_map_single_1` (direct window if the buffer fits, else SGMAP) and Typhoon's
- *   window decode (DMA_MODES.md §2.3, §3.6), or POWER's DDW beside the 32-bit TCE window;
  * - {@link XenGrantDmaApi} / {@link XenGrantAddressSpace}: Xen grant DMA (M7,
  *   `B = 1<<63 | gref<<12 | offset`, linux drivers/xen/grant-dma-ops.c) and a back-end that maps
  *   grants;
@@ -16,116 +13,6 @@ import type { U64 } from "../memory/u64.ts";
 import { type DmaAccess, DmaFault, type DmaFaultReason, DmaMapError } from "../dma/errors.ts";
 import type { ReversibleDmaApi } from "../dma/direct_api.ts";
 import type { DmaAddressSpace, DmaDirection, DmaTranslation } from "../dma/types.ts";
-
-/** A driver API that tries each inner API in order and keeps the one that mapped. */
-export class FirstFitDmaApi implements ReversibleDmaApi {
-  /** Mode name. */
-  readonly name: string;
-  /** The inner APIs, in preference order. */
-  readonly apis: readonly ReversibleDmaApi[];
-  readonly #owner = new Map<U64, ReversibleDmaApi>();
-
-  /**
-   * Creates the composite.
-   * @param name mode name, e.g. `"alpha-window"`.
-   * @param apis inner APIs, first preferred.
-   */
-  constructor(name: string, apis: readonly ReversibleDmaApi[]) {
-    this.name = name;
-    this.apis = apis;
-  }
-  /** Maps through the first API that accepts. @throws DmaMapError from the last one. */
-  map(gpa: number, length: number, dir: DmaDirection): U64 {
-    return this.#first((a) => a.map(gpa, length, dir));
-  }
-  /** Maps coherent memory through the first API that accepts. @throws DmaMapError */
-  mapCoherent(gpa: number, length: number): U64 {
-    return this.#first((a) => a.mapCoherent(gpa, length));
-  }
-  #first(f: (a: ReversibleDmaApi) => U64): U64 {
-    let last: unknown = null;
-    for (const a of this.apis) {
-      try {
-        const bus = f(a);
-        this.#owner.set(bus, a);
-        return bus;
-      } catch (e) {
-        if (!(e instanceof DmaMapError)) throw e;
-        last = e;
-      }
-    }
-    throw last;
-  }
-  #of(bus: U64, length: number): ReversibleDmaApi {
-    const a = this.#owner.get(bus);
-    if (!a) throw new DmaMapError("not-mapped", bus, length, this.name);
-    return a;
-  }
-  /** Unmaps through the API that mapped `bus`. @throws DmaMapError `not-mapped` */
-  unmap(bus: U64, length: number, dir: DmaDirection): void {
-    this.#of(bus, length).unmap(bus, length, dir);
-    this.#owner.delete(bus);
-  }
-  /** Ends a coherent mapping. @throws DmaMapError `not-mapped` */
-  unmapCoherent(bus: U64, length: number): void {
-    this.#of(bus, length).unmapCoherent(bus, length);
-    this.#owner.delete(bus);
-  }
-  /** Syncs through the owning API. @throws DmaMapError */
-  syncForCpu(bus: U64, length: number, dir: DmaDirection): void {
-    this.#of(bus, length).syncForCpu(bus, length, dir);
-  }
-  /** Syncs through the owning API. @throws DmaMapError */
-  syncForDevice(bus: U64, length: number, dir: DmaDirection): void {
-    this.#of(bus, length).syncForDevice(bus, length, dir);
-  }
-  /** `dma_to_phys` through the owning API, or -1. */
-  busToGpa(bus: U64): number {
-    for (const a of this.apis) {
-      const g = a.busToGpa(bus);
-      if (g >= 0) return g;
-    }
-    return -1;
-  }
-}
-
-/** A device view that tries each inner view in order; the last one's fault is reported. */
-export class FirstFitAddressSpace implements DmaAddressSpace {
-  /** Layer name. */
-  readonly name: string;
-  /** Inner views, first tried first. */
-  readonly spaces: readonly DmaAddressSpace[];
-  /**
-   * Creates the composite.
-   * @param name layer name, e.g. `"typhoon"`.
-   * @param spaces inner views in decode order.
-   */
-  constructor(name: string, spaces: readonly DmaAddressSpace[]) {
-    this.name = name;
-    this.spaces = spaces;
-  }
-  /** See {@link DmaAddressSpace.translate}. @throws DmaFault (renamed to this layer) */
-  translate(bus: U64, length: number, access: DmaAccess, out: DmaTranslation): void {
-    let last: DmaFault | null = null;
-    for (const s of this.spaces) {
-      try {
-        s.translate(bus, length, access, out);
-        return;
-      } catch (e) {
-        if (!(e instanceof DmaFault)) throw e;
-        last = e;
-      }
-    }
-    throw new DmaFault(
-      last?.reason ?? "unmapped",
-      bus,
-      length,
-      access,
-      this.name,
-      last ? `no window decodes it (last: ${last.message})` : "no window",
-    );
-  }
-}
 
 const GRANT_BIT = 1n << 63n;
 

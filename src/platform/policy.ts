@@ -589,6 +589,12 @@ export function planDevice(t: Topology, d: TopologyDevice): DevicePlan {
       state,
       why: `${honourWhy}${
         (be === "vhost-kernel" || be === "vhost-user") && apNeg ? "; vhost device IOTLB (M9)" : ""
+      }${
+        hm.kind === "virtio-iommu" && state === "blocked"
+          ? hm.bootBypass
+            ? "; endpoint never attached, but config.bypass is set at boot: accesses pass untranslated"
+            : "; endpoint never attached and config.bypass is clear: every access faults"
+          : ""
       }`,
     });
   } else {

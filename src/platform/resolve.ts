@@ -28,13 +28,14 @@ import {
   DmaTranslation,
 } from "../dma/types.ts";
 import { FakeClock } from "../dma/clock.ts";
-import { StackedAddressSpace } from "../dma/compose.ts";
+import { StackedAddressSpace, WindowOrAddressSpace } from "../dma/compose.ts";
+import { FallbackDmaApi } from "../dma/fallback_api.ts";
 import { ConfidentialAddressSpace } from "../dma/confidential.ts";
 import { DirectDmaApi, type ReversibleDmaApi } from "../dma/direct_api.ts";
 import { Iommu, type IommuDomain, type ReservedRegion, X86_MSI_REGION } from "../dma/iommu.ts";
 import { IommuDmaApi } from "../dma/iommu_api.ts";
 import { IO_TLB_SEGSIZE, IO_TLB_SIZE, SwiotlbDmaApi } from "../dma/swiotlb.ts";
-import { type DmaWindow, WindowAddressSpace } from "../dma/window.ts";
+import { type DmaWindow, DmaWindowTable, WindowAddressSpace } from "../dma/window.ts";
 import { SgList } from "../virtio/sg_list.ts";
 import { featureBit, VIRTIO_F_RING_PACKED } from "../virtio/features.ts";
 import { VirtqError } from "../virtio/errors.ts";
@@ -50,13 +51,7 @@ import {
   VIRTIO_IOMMU_RESV_MEM_T_RESERVED,
   VIRTIO_IOMMU_T_UNMAP,
 } from "../devices/virtio_iommu/constants.ts";
-import {
-  FaultingAddressSpace,
-  FirstFitAddressSpace,
-  FirstFitDmaApi,
-  XenGrantAddressSpace,
-  XenGrantDmaApi,
-} from "./models.ts";
+import { FaultingAddressSpace, XenGrantAddressSpace, XenGrantDmaApi } from "./models.ts";
 import {
   type DeviceLayerPlan,
   type DevicePlan,
@@ -140,6 +135,8 @@ export interface TopologyResolution {
   title: string;
   /** Catalogue rows. */
   catalogue: string[];
+  /** Why the recorded verdicts differ from the catalogue's outcome, when they do. */
+  deviation?: string;
   /** One entry per device, in file order. */
   devices: DeviceResolution[];
 }
@@ -375,10 +372,11 @@ function build(t: Topology, plan: DevicePlan): Built {
         break;
       case "alpha": {
         const m = iommuOf(l.iommu);
-        base = new FirstFitDmaApi("alpha-window", [
+        base = new FallbackDmaApi(
           new DirectDmaApi({ name: "typhoon-direct", windows: alphaDirect(m) }),
           pagedApi(m),
-        ]);
+          "alpha-window",
+        );
         break;
       }
       case "iommu": {
@@ -439,19 +437,18 @@ function build(t: Topology, plan: DevicePlan): Built {
               if (!u.domain) u.domain = u.iommu.createDomain("paged"); // nobody maps into it
               const paged = u.iommu.endpoint(u.domain);
               if (m.kind === "alpha-typhoon") {
-                return new FirstFitAddressSpace("typhoon", [
-                  new WindowAddressSpace(alphaDirect(m), "typhoon-direct"),
+                return new WindowOrAddressSpace(
+                  new DmaWindowTable(alphaDirect(m)),
                   paged,
-                ]);
+                  "typhoon",
+                );
               }
               if (m.kind === "tce" && m.ddw) {
-                return new FirstFitAddressSpace("tce", [
-                  new WindowAddressSpace(
-                    [{ cpuStart: 0, busStart: m.ddwStart, size: 2 ** 52 }],
-                    "tce-ddw",
-                  ),
+                return new WindowOrAddressSpace(
+                  new DmaWindowTable([{ cpuStart: 0, busStart: m.ddwStart, size: 2 ** 52 }]),
                   paged,
-                ]);
+                  "tce",
+                );
               }
               return paged;
             }
@@ -981,6 +978,7 @@ export function resolveTopology(t: Topology): TopologyResolution {
     name: t.name,
     title: t.title,
     catalogue: t.catalogue,
+    ...(t.deviation !== undefined ? { deviation: t.deviation } : {}),
     devices: planTopology(t).map((p) => resolveDevice(t, p)),
   };
 }

@@ -37,7 +37,10 @@ const addr = z
     z.string().regex(HEX_RE, {
       error: 'an address is a number or a hex string such as "0x80000000" (at most 16 digits)',
     }),
-  ])
+  ], {
+    error: "an address or size is a whole number (at most 2^53 - 1) or a hex string such as " +
+      '"0x80000000"',
+  })
   .transform((v): U64 => toU64(typeof v === "number" ? v : BigInt(v)));
 
 const BDF_RE = /^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$/;
@@ -378,6 +381,11 @@ const topologySchema: z.ZodType<Topology> = z.strictObject({
   catalogue: z.array(z.string().regex(/^E\d+[a-z]?$/)).default([]),
   /** Where the facts come from. */
   source: z.string().optional(),
+  /**
+   * Why the recorded verdict differs from the EDGE_CASES.md outcome column (a model limit or a
+   * deliberate choice); `deno task explain` prints it.
+   */
+  deviation: z.string().min(1).optional(),
   machine: machineSchema,
   memory: z.array(memoryRangeSchema).min(1, {
     error: 'memory needs at least one range, e.g. [{ "gpa": 0, "size": "0x80000000" }]',
@@ -389,7 +397,12 @@ const topologySchema: z.ZodType<Topology> = z.strictObject({
   workload: workloadSchema.default(workloadSchema.parse({})),
   /** Recorded verdict per device id (presets: what the catalogue says happens). */
   expect: z.record(z.string(), expectSchema).default({}),
-}).superRefine((t, ctx) => crossCheck(t, ctx));
+}).superRefine((t, ctx) => {
+  // zod 4 runs a refinement even when a field already failed, on the raw (untransformed) value:
+  // cross-check only a fully parsed topology (field errors come first, cross-field ones next).
+  if (ctx.issues.length > 0) return;
+  crossCheck(t, ctx);
+});
 
 // ---------------------------------------------------------------------------------------------
 // The parsed types (explicit, so the public API does not depend on zod's inference)
@@ -577,6 +590,8 @@ export interface Topology {
   catalogue: string[];
   /** Where the facts come from. */
   source?: string;
+  /** Why the recorded verdict differs from the EDGE_CASES.md outcome column. */
+  deviation?: string;
   /** The machine. */
   machine: TopologyMachine;
   /** The guest-physical memory map. */
@@ -606,6 +621,8 @@ export interface TopologyInput {
   title: string;
   /** EDGE_CASES.md rows. */
   catalogue?: string[];
+  /** Why the recorded verdict differs from the catalogue's outcome. */
+  deviation?: string;
   /** Recorded verdicts per device id. */
   expect?: Record<string, { verdict: string; layer?: string }>;
   /** Every other field, validated at parse time. */

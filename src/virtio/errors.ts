@@ -52,9 +52,11 @@ export const VIRTQ_ERRORS = {
     hostile: [4],
   },
   QUEUE_NOT_READY: {
-    side: "device",
-    spec: "§2.1.2 / §3.1 device MUST NOT consume buffers before DRIVER_OK or after reset",
-    summary: "the queue was used before it was enabled/activated or after a reset",
+    side: "api",
+    spec:
+      "§2.1.2 / §2.6 / §4.1.4.3.2 after a (queue) reset the device MUST NOT process the queue until it is re-enabled",
+    summary:
+      "pop() on a device queue that was reset and not re-activated (call activate() once the driver re-initialised the rings)",
     hostile: [5, 37],
   },
   // --- Available side, split (device side) ------------------------------------------------

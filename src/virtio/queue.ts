@@ -89,10 +89,14 @@ export interface DeviceQueue {
   readonly broken: VirtqError | null;
   /** Chains popped and not yet pushed. */
   readonly inFlight: number;
+  /** True when the queue is activated (by construction or {@link DeviceQueue.activate}). */
+  readonly ready: boolean;
   /**
    * Takes the next available chain, fully validated and translated, or `null` when none is
    * available (or the queue is broken). The returned chain is owned by the caller until `push`.
    * @throws VirtqError (device side) on a hostile driver; the queue becomes broken.
+   * @throws VirtqError `QUEUE_NOT_READY` (api side, breaks nothing) after {@link DeviceQueue.reset}
+   * until {@link DeviceQueue.activate} (spec §2.1.2, §4.1.4.3.2).
    */
   pop(): Chain | null;
   /**
@@ -113,8 +117,21 @@ export interface DeviceQueue {
    * `VIRTQ_USED_F_NO_NOTIFY` / `avail_event`, packed device event suppression (§2.7.10, §2.8.10).
    */
   setNotifications(enabled: boolean): void;
-  /** Device reset of this queue: forgets all state; the queue must be re-activated by the caller. */
+  /**
+   * Device reset of this queue (spec §2.1.2, §4.1.4.3.2 RING_RESET): forgets every position,
+   * in-flight chain, pending used buffer and the broken state, touches no guest memory, and
+   * leaves the queue NOT READY: `pop` throws `QUEUE_NOT_READY` until {@link DeviceQueue.activate}.
+   */
   reset(): void;
+  /**
+   * (Re)activates the queue (the driver re-enabled it, e.g. `queue_enable` after re-initialising
+   * the rings, spec §4.1.4.3.2): re-validates the Queue Size and the ring areas' alignment and
+   * re-translates the ring areas through the device's DMA view, then makes the queue ready.
+   * Positions are those left by construction or {@link DeviceQueue.reset}.
+   * @throws VirtqError `QUEUE_SIZE_INVALID`, `RING_MISALIGNED`, `RING_UNMAPPED` (`cause`
+   * attached); the queue then stays not ready and becomes broken with that error.
+   */
+  activate(): void;
 }
 
 /** Driver-side policy knobs. */

@@ -4,16 +4,27 @@
  *
  * - `init()` PROBEs the endpoint (with `VIRTIO_IOMMU_F_PROBE`) to learn its RESV_MEM regions,
  *   then ATTACHes it to the driver's domain (spec §5.13.6.3, §5.13.6.7);
- * - `map` allocates a granule-aligned IOVA range (the granule is the lowest bit of
- *   `page_size_mask`) inside `input_range`, avoiding every RESV_MEM region, and sends one MAP
- *   for the pages covering the buffer (READ for `DMA_TO_DEVICE`, WRITE for `DMA_FROM_DEVICE`,
- *   both for `DMA_BIDIRECTIONAL`); `mapBatch` sends several MAPs with one kick;
+ * - IOVAs come from the same allocator dma-iommu uses for every IOMMU ({@link IovaAllocator},
+ *   Linux `iova.c`: top-down below the limit, size-aligned), set up as `iommu_dma_init_domain`
+ *   does for a virtio-iommu domain: the granule is the smallest page size in `page_size_mask`
+ *   (spec §5.13.4), the allocatable window is `input_range` (spec §5.13.6.5.1, with
+ *   `VIRTIO_IOMMU_F_INPUT_RANGE`) clipped to the device's DMA mask, never IOVA 0, and every
+ *   RESV_MEM region PROBE reported is reserved (`iommu_get_resv_regions` -> `reserve_iova`; the
+ *   driver SHOULD NOT map them, spec §5.13.6.8.2);
+ * - `map` allocates a range for the granules covering the buffer (rounded up to a power of two
+ *   below 32 granules, as `iommu_dma_alloc_iova`) and sends one MAP for exactly those granules
+ *   (READ for `DMA_TO_DEVICE`, WRITE for `DMA_FROM_DEVICE`, both for `DMA_BIDIRECTIONAL`);
+ *   `mapBatch` sends several MAPs with one kick;
  * - `unmap` sends one UNMAP for exactly the range that was mapped (never splitting a mapping,
  *   spec §5.13.6.6.1) and frees the IOVA range;
  * - any status other than OK, a used length of 0 or a broken requestq is a
  *   {@link DmaMapError} with reason `transport` (nothing is left half-done on the driver side).
  *
- * Syncs are no-ops (the IOMMU does not bounce) that only check the mapping is live.
+ * Syncs are no-ops (the IOMMU does not bounce) that only check that `[bus, bus + length)` lies
+ * inside one live mapping, anywhere in it (Linux `dma_sync_single_for_*` takes any sub-range).
+ *
+ * Live mappings are the allocator's own ranges (sorted arrays, binary search; the mapped
+ * granule count is the range's caller value `a`): no `Map` and no object per mapping.
  *
  * @module
  */
@@ -40,7 +51,7 @@ import {
 import { viommuGranule, type VirtioIommuConfig } from "./config.ts";
 import { encodeViommuRequest, type ViommuRequest } from "./requests.ts";
 import { parseProbeProperties, type ViommuResvMem } from "./probe.ts";
-import { ViommuIovaAllocator } from "./iova_allocator.ts";
+import { IovaAllocator } from "../../dma/iova_allocator.ts";
 import type { ViommuSubmission, ViommuTransport } from "./transport.ts";
 
 /** Options of {@link VirtioIommuDmaApi}. */
@@ -69,14 +80,8 @@ export interface VirtioIommuDmaApiOptions {
   longLived?: { gpa: number; size: number };
 }
 
-/** A live mapping as the driver tracks it. */
-interface LiveMapping {
-  readonly iova: number;
-  readonly size: number;
-  readonly gpaBase: number;
-  readonly dir: DmaDirection;
-  readonly coherent: boolean;
-}
+/** Caller value `b` of an allocator range whose UNMAP failed: leaked, no longer live. */
+const LEAKED = 1;
 
 /** The `virtio-iommu` DMA API mode. Call {@link VirtioIommuDmaApi.init} before mapping. */
 export class VirtioIommuDmaApi implements DmaApi {
@@ -101,8 +106,13 @@ export class VirtioIommuDmaApi implements DmaApi {
   readonly #cfg: VirtioIommuConfig;
   readonly #features: bigint;
   readonly #dmaMask: number;
-  #iova: ViommuIovaAllocator | null = null;
-  readonly #live = new Map<number, LiveMapping>();
+  #iova: IovaAllocator | null = null;
+  /** Exclusive limit PFN (granules) of allocations: `input_range` end and DMA mask. */
+  #limitPfn = 0;
+  #liveCount = 0;
+  // Result of #prepare: first GPA of the mapped granules and their count.
+  #pBase = 0;
+  #pPages = 0;
   readonly #tail = new Uint8Array(VIRTIO_IOMMU_REQ_TAIL_SIZE);
   readonly #mapBuf = new Uint8Array(VIRTIO_IOMMU_MAP_SIZE);
   readonly #mapView = new DataView(this.#mapBuf.buffer);
@@ -213,23 +223,37 @@ export class VirtioIommuDmaApi implements DmaApi {
       if (u64Compare(this.#cfg.inputStart, low) > 0) low = Number(this.#cfg.inputStart);
       if (u64Compare(this.#cfg.inputEnd, high) < 0) high = Number(this.#cfg.inputEnd);
     }
-    const a = new ViommuIovaAllocator(this.granule, low, high);
+    // Linux iommu_dma_init_domain: base_pfn = max(1, aperture_start >> order) (rounded up here,
+    // so the first granule lies inside input_range); the limit is the last whole granule at or
+    // below min(dma_mask, aperture_end). An empty window leaves every map iova-exhausted.
+    const g = this.granule;
+    low = Math.min(low, high + 1);
+    const a = new IovaAllocator({ granule: g, startPfn: Math.max(1, Math.ceil(low / g)) });
+    this.#limitPfn = Math.floor((high + 1) / g);
+    // iova_reserve_iommu_regions: every RESV_MEM region (spec §5.13.6.8.2) is reserve_iova'd.
     for (const r of this.resvMem) {
       if (u64Compare(r.start, high) > 0) continue;
-      a.reserve(Number(r.start), u64Compare(r.end, high) > 0 ? high : Number(r.end));
+      a.reserveIova(Number(r.start), u64Compare(r.end, high) > 0 ? high : Number(r.end));
     }
     this.#iova = a;
+    this.#liveCount = 0;
     if (this.#longLived !== null) {
       const { gpa, size } = this.#longLived;
-      const m = this.#prepare(gpa, size, 0, true);
-      const s = this.#mapRequest(m);
-      this.#submit([s], gpa, size);
-      this.maps++;
-      this.#check(s, "MAP (long-lived)", gpa, size);
-      this.#live.set(m.iova, m);
-      this.#wGpa = m.gpaBase;
-      this.#wGpaEnd = m.gpaBase + m.size;
-      this.#wIova = m.iova;
+      const pfn = this.#prepare(gpa, size);
+      const iova = pfn * g, base = this.#pBase, bytes = this.#pPages * g;
+      const s = this.#mapRequest(iova, bytes, base, 0);
+      try {
+        this.#submit([s], gpa, size);
+        this.maps++;
+        this.#check(s, "MAP (long-lived)", gpa, size);
+      } catch (e) {
+        a.free(pfn);
+        throw e;
+      }
+      this.#liveCount++;
+      this.#wGpa = base;
+      this.#wGpaEnd = base + bytes;
+      this.#wIova = iova;
     }
   }
 
@@ -242,13 +266,13 @@ export class VirtioIommuDmaApi implements DmaApi {
       0,
       0,
     );
-    this.#live.clear();
+    this.#liveCount = 0;
     this.#iova = null;
   }
 
-  /** Live mappings the driver holds. */
+  /** Live mappings the driver holds (the long-lived window counts as one). */
   get liveMappings(): number {
-    return this.#live.size;
+    return this.#liveCount;
   }
 
   #flags(dir: DmaDirection): number {
@@ -259,31 +283,51 @@ export class VirtioIommuDmaApi implements DmaApi {
       : VIRTIO_IOMMU_MAP_F_READ | VIRTIO_IOMMU_MAP_F_WRITE;
   }
 
-  #prepare(gpa: number, length: number, dir: DmaDirection, coherent: boolean): LiveMapping {
+  /**
+   * Allocates the IOVA range for the granules covering `[gpa, gpa + length)`; sets `#pBase`
+   * (their first GPA) and `#pPages` (their count, the caller value `a` of the range).
+   * @returns the first PFN. @throws DmaMapError (`transport`, `window`, `iova-exhausted`)
+   */
+  #prepare(gpa: number, length: number): number {
     const a = this.#iova;
     if (a === null) throw new DmaMapError("transport", gpa, length, this.name, "init() not called");
     if (!Number.isSafeInteger(gpa) || gpa < 0 || !Number.isSafeInteger(length) || length <= 0) {
       throw new DmaMapError("window", gpa, length, this.name, "empty or invalid buffer");
     }
     const g = this.granule;
-    const base = Math.floor(gpa / g) * g;
-    const size = Math.ceil((gpa + length) / g) * g - base;
-    const iova = a.alloc(size);
-    if (iova < 0) {
-      throw new DmaMapError("iova-exhausted", gpa, length, this.name, `no ${size}-byte IOVA range`);
+    const first = Math.floor(gpa / g);
+    const pages = Math.ceil((gpa + length) / g) - first;
+    // iommu_dma_alloc_iova: sizes below 32 granules are rounded up to a power of two.
+    let len = pages;
+    if (len < 32) {
+      let p = 1;
+      while (p < len) p *= 2;
+      len = p;
     }
-    return { iova, size, gpaBase: base, dir, coherent };
+    const pfn = a.alloc(len, this.#limitPfn, pages, 0);
+    if (pfn < 0) {
+      throw new DmaMapError(
+        "iova-exhausted",
+        gpa,
+        length,
+        this.name,
+        `no ${len * g}-byte IOVA range`,
+      );
+    }
+    this.#pBase = first * g;
+    this.#pPages = pages;
+    return pfn;
   }
 
-  #mapRequest(m: LiveMapping): ViommuSubmission {
+  #mapRequest(iova: number, size: number, gpaBase: number, dir: DmaDirection): ViommuSubmission {
     return {
       readable: encodeViommuRequest({
         type: VIRTIO_IOMMU_T_MAP,
         domain: this.domain,
-        virtStart: m.iova,
-        virtEnd: m.iova + m.size - 1,
-        physStart: m.gpaBase,
-        flags: this.#flags(m.dir),
+        virtStart: iova,
+        virtEnd: iova + size - 1,
+        physStart: gpaBase,
+        flags: this.#flags(dir),
       }),
       writable: new Uint8Array(VIRTIO_IOMMU_REQ_TAIL_SIZE),
       used: 0,
@@ -316,29 +360,30 @@ export class VirtioIommuDmaApi implements DmaApi {
     }
   }
 
-  #mapOne(gpa: number, length: number, dir: DmaDirection, coherent: boolean): U64 {
-    const m = this.#prepare(gpa, length, dir, coherent);
+  #mapOne(gpa: number, length: number, dir: DmaDirection): U64 {
+    const pfn = this.#prepare(gpa, length);
+    const g = this.granule, iova = pfn * g, base = this.#pBase;
     // MAP layout (spec §5.13.6.5): head, domain @4, virt_start @8, virt_end @16, phys_start @24,
     // flags @32; all values here are safe integers.
-    const v = this.#mapView, end = m.iova + m.size - 1;
+    const v = this.#mapView, end = iova + this.#pPages * g - 1;
     v.setUint32(0, VIRTIO_IOMMU_T_MAP, true);
     v.setUint32(4, this.domain, true);
-    v.setUint32(8, m.iova >>> 0, true);
-    v.setUint32(12, Math.floor(m.iova / 0x1_0000_0000), true);
+    v.setUint32(8, iova >>> 0, true);
+    v.setUint32(12, Math.floor(iova / 0x1_0000_0000), true);
     v.setUint32(16, end >>> 0, true);
     v.setUint32(20, Math.floor(end / 0x1_0000_0000), true);
-    v.setUint32(24, m.gpaBase >>> 0, true);
-    v.setUint32(28, Math.floor(m.gpaBase / 0x1_0000_0000), true);
+    v.setUint32(24, base >>> 0, true);
+    v.setUint32(28, Math.floor(base / 0x1_0000_0000), true);
     v.setUint32(32, this.#flags(dir), true);
     try {
       this.maps++;
       this.#sendOne(this.#mapBuf, "MAP", gpa, length);
     } catch (e) {
-      this.#iova!.free(m.iova);
+      this.#iova!.free(pfn);
       throw e;
     }
-    this.#live.set(m.iova, m);
-    return m.iova + (gpa - m.gpaBase);
+    this.#liveCount++;
+    return iova + (gpa - base);
   }
 
   /**
@@ -350,7 +395,7 @@ export class VirtioIommuDmaApi implements DmaApi {
       this.windowMaps++;
       return this.#wIova + (gpa - this.#wGpa);
     }
-    return this.#mapOne(gpa, length, dir, false);
+    return this.#mapOne(gpa, length, dir);
   }
 
   /** True when `[bus, bus + length)` lies in the long-lived window. */
@@ -366,61 +411,94 @@ export class VirtioIommuDmaApi implements DmaApi {
    * @returns the bus address of each buffer, in order.
    */
   mapBatch(gpas: readonly number[], lengths: readonly number[], dir: DmaDirection): U64[] {
-    const ms: LiveMapping[] = [];
+    const pfns: number[] = [], bases: number[] = [], pages: number[] = [];
+    const free = () => {
+      for (const pfn of pfns) this.#iova!.free(pfn);
+    };
     try {
-      for (let i = 0; i < gpas.length; i++) ms.push(this.#prepare(gpas[i], lengths[i], dir, false));
+      for (let i = 0; i < gpas.length; i++) {
+        pfns.push(this.#prepare(gpas[i], lengths[i]));
+        bases.push(this.#pBase);
+        pages.push(this.#pPages);
+      }
     } catch (e) {
-      for (const m of ms) this.#iova!.free(m.iova);
+      free();
       throw e;
     }
-    const batch = ms.map((m) => this.#mapRequest(m));
+    const g = this.granule;
+    const batch = pfns.map((pfn, i) => this.#mapRequest(pfn * g, pages[i] * g, bases[i], dir));
     try {
       this.#submit(batch, gpas[0] ?? 0, lengths[0] ?? 0);
     } catch (e) {
-      for (const m of ms) this.#iova!.free(m.iova);
+      free();
       throw e;
     }
     this.maps += batch.length;
     let failed: DmaMapError | null = null;
+    const ok: boolean[] = [];
     for (let i = 0; i < batch.length; i++) {
       try {
         this.#check(batch[i], "MAP", gpas[i], lengths[i]);
-        this.#live.set(ms[i].iova, ms[i]);
+        this.#liveCount++;
+        ok.push(true);
       } catch (e) {
-        this.#iova!.free(ms[i].iova);
+        this.#iova!.free(pfns[i]);
+        ok.push(false);
         failed ??= e as DmaMapError;
       }
     }
     if (failed !== null) {
-      for (const m of ms) if (this.#live.get(m.iova) === m) this.#unmapLive(m, m.iova, m.size);
+      for (let i = 0; i < pfns.length; i++) {
+        if (ok[i]) this.#unmapLive(this.#iova!.findStart(pfns[i]), pfns[i] * g, lengths[i]);
+      }
       throw failed;
     }
-    return ms.map((m, i) => m.iova + (gpas[i] - m.gpaBase));
+    return pfns.map((pfn, i) => pfn * g + (gpas[i] - bases[i]));
   }
 
-  #lookup(bus: U64, length: number): LiveMapping {
-    if (typeof bus === "number") {
-      const m = this.#live.get(Math.floor(bus / this.granule) * this.granule);
-      if (m !== undefined && bus + length <= m.iova + m.size) return m;
+  /**
+   * The allocator index of the live mapping holding all of `[bus, bus + length)`; with `head`,
+   * `bus` must also lie in the mapping's first granule (the handle `map` returned, as unmap needs).
+   * @throws DmaMapError (`not-mapped`)
+   */
+  #lookup(bus: U64, length: number, head: boolean): number {
+    const a = this.#iova;
+    if (typeof bus === "number" && a !== null) {
+      const pfn = Math.floor(bus / this.granule);
+      const i = a.findContaining(pfn);
+      if (i >= 0 && a.dataB(i) !== LEAKED) {
+        const lo = a.rangeLo(i);
+        // The allocated range may be longer (power-of-two rounding) than the mapped granules.
+        const end = (lo + a.dataA(i)) * this.granule;
+        if (bus < end && bus + length <= end && (!head || pfn === lo)) return i;
+      }
     }
     throw new DmaMapError("not-mapped", bus, length, this.name);
   }
 
-  #unmapLive(m: LiveMapping, bus: U64, length: number): void {
-    this.#live.delete(m.iova);
+  #unmapLive(i: number, bus: U64, length: number): void {
+    const a = this.#iova!, g = this.granule;
+    const pfn = a.rangeLo(i);
+    const iova = pfn * g, end = iova + a.dataA(i) * g - 1;
+    this.#liveCount--;
     this.unmaps++;
-    // When UNMAP fails the IOVA range stays allocated (leaked, never reused): the device may
-    // still hold the mapping, and reusing it would make a later MAP overlap (INVAL).
     // UNMAP layout (spec §5.13.6.6): head, domain @4, virt_start @8, virt_end @16, reserved @24.
-    const v = this.#unmapView, end = m.iova + m.size - 1;
+    const v = this.#unmapView;
     v.setUint32(0, VIRTIO_IOMMU_T_UNMAP, true);
     v.setUint32(4, this.domain, true);
-    v.setUint32(8, m.iova >>> 0, true);
-    v.setUint32(12, Math.floor(m.iova / 0x1_0000_0000), true);
+    v.setUint32(8, iova >>> 0, true);
+    v.setUint32(12, Math.floor(iova / 0x1_0000_0000), true);
     v.setUint32(16, end >>> 0, true);
     v.setUint32(20, Math.floor(end / 0x1_0000_0000), true);
-    this.#sendOne(this.#unmapBuf, "UNMAP", bus, length);
-    this.#iova!.free(m.iova);
+    try {
+      this.#sendOne(this.#unmapBuf, "UNMAP", bus, length);
+    } catch (e) {
+      // When UNMAP fails the IOVA range stays allocated (leaked, never reused): the device may
+      // still hold the mapping, and reusing it would make a later MAP overlap (INVAL).
+      a.setDataB(i, LEAKED);
+      throw e;
+    }
+    a.free(pfn);
   }
 
   /**
@@ -429,26 +507,33 @@ export class VirtioIommuDmaApi implements DmaApi {
    */
   unmap(bus: U64, length: number, _dir: DmaDirection): void {
     if (this.#inWindow(bus, length)) return;
-    this.#unmapLive(this.#lookup(bus, length), bus, length);
+    this.#unmapLive(this.#lookup(bus, length, true), bus, length);
   }
 
-  /** Checks the mapping is live (no bounce to copy). @throws DmaMapError (`not-mapped`) */
+  /**
+   * Checks that `[bus, bus + length)` lies inside one live mapping, at any offset (no bounce to
+   * copy; Linux `dma_sync_single_for_cpu` accepts any sub-range of a live mapping).
+   * @throws DmaMapError (`not-mapped`) when it does not, or runs past the mapping's end.
+   */
   syncForCpu(bus: U64, length: number, _dir: DmaDirection): void {
-    if (!this.#inWindow(bus, length)) this.#lookup(bus, length);
+    if (!this.#inWindow(bus, length)) this.#lookup(bus, length, false);
   }
 
-  /** Checks the mapping is live (no bounce to copy). @throws DmaMapError (`not-mapped`) */
+  /**
+   * Checks that `[bus, bus + length)` lies inside one live mapping, at any offset (Linux
+   * `dma_sync_single_for_device`). @throws DmaMapError (`not-mapped`) as `syncForCpu`.
+   */
   syncForDevice(bus: U64, length: number, _dir: DmaDirection): void {
-    if (!this.#inWindow(bus, length)) this.#lookup(bus, length);
+    if (!this.#inWindow(bus, length)) this.#lookup(bus, length, false);
   }
 
   /** See {@link DmaApi.mapCoherent}: a bidirectional mapping. @throws DmaMapError */
   mapCoherent(gpa: number, length: number): U64 {
-    return this.#mapOne(gpa, length, 0, true);
+    return this.#mapOne(gpa, length, 0);
   }
 
   /** See {@link DmaApi.unmapCoherent}. @throws DmaMapError (`not-mapped`, `transport`) */
   unmapCoherent(bus: U64, length: number): void {
-    this.#unmapLive(this.#lookup(bus, length), bus, length);
+    this.#unmapLive(this.#lookup(bus, length, true), bus, length);
   }
 }

@@ -7,6 +7,7 @@
  */
 
 import type { GuestMemory } from "../../memory/guest_memory.ts";
+import type { RingLayout } from "../../virtio/queue.ts";
 import type { DmaAddressSpace } from "../../dma/types.ts";
 import { decodeViommuConfig, type VirtioIommuConfig } from "./config.ts";
 import { VirtioIommuDevice, type VirtioIommuDeviceOptions } from "./device.ts";
@@ -52,6 +53,11 @@ export interface ViommuStackOptions {
   longLived?: { gpa: number; size: number };
   /** Event buffers kept posted on the eventq with the `"requestq"` transport (default 8). */
   eventBuffers?: number;
+  /**
+   * Ring layout of the requestq and eventq with the `"requestq"` transport: `"split"` (default)
+   * or `"packed"` (spec §2.7 / §2.8; the virtio-iommu queues are ordinary virtqueues, §5.13.2).
+   */
+  layout?: RingLayout;
 }
 
 /** What {@link createViommuStack} returns. */
@@ -94,6 +100,7 @@ export function createViommuStack(opts: ViommuStackOptions): ViommuStack {
       device,
       ringGpa: opts.stagingGpa,
       eventBuffers: opts.eventBuffers,
+      layout: opts.layout,
     });
     transport = queues.transport;
   } else if (t === "direct") {

@@ -78,6 +78,14 @@ const MODE_DISABLED = 0;
 const MODE_ENABLED = 1;
 const MODE_DESC = 2;
 
+/** Throws `QUEUE_NOT_READY` (api side; nothing is broken). Cold path. */
+function notReady(): never {
+  throw new VirtqError(
+    "QUEUE_NOT_READY",
+    "packed device queue was reset and not re-activated; call activate()",
+  );
+}
+
 /**
  * The device's side of a packed virtqueue (spec §2.8), implementing {@link DeviceQueue}.
  *
@@ -184,6 +192,11 @@ export class PackedDeviceQueue implements DeviceQueue {
     return this.#broken;
   }
 
+  /** True when activated and not reset since (`pop` throws `QUEUE_NOT_READY` otherwise). */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
   /** Chains popped and not yet pushed. */
   get inFlight(): number {
     return this.#inFlight;
@@ -201,7 +214,8 @@ export class PackedDeviceQueue implements DeviceQueue {
 
   /**
    * (Re)activates the queue: validates size and alignment and translates the ring areas once.
-   * Called by the constructor and by {@link PackedDeviceQueue.reset}.
+   * Called by the constructor, and by the owner after {@link PackedDeviceQueue.reset} once the
+   * driver has re-initialised its rings and re-enabled the queue (§2.1.2, §4.1.4.3.2).
    * @throws VirtqError `QUEUE_SIZE_INVALID`, `RING_MISALIGNED`, `RING_UNMAPPED`; the queue is
    * then broken.
    */
@@ -298,9 +312,12 @@ export class PackedDeviceQueue implements DeviceQueue {
    * `DESC_READABLE_AFTER_WRITABLE`, `DESC_UNKNOWN_FLAGS`, `INDIRECT_NOT_NEGOTIATED`,
    * `INDIRECT_LEN_ZERO`, `INDIRECT_LEN_MISALIGNED`, `INDIRECT_TABLE_TOO_LONG`, `INDIRECT_NESTED`,
    * `INDIRECT_WITH_NEXT`, `INDIRECT_TABLE_FAULT`.
+   * @throws VirtqError `QUEUE_NOT_READY` (api side, breaks nothing, reads no memory) after
+   * {@link PackedDeviceQueue.reset} until {@link PackedDeviceQueue.activate} (§2.1.2, §4.1.4.3.2).
    */
   pop(): Chain | null {
-    if (this.#broken !== null || !this.#ready) return null;
+    if (this.#broken !== null) return null;
+    if (!this.#ready) notReady();
     const slot = this.#nextAvail;
     const flags = this.#d16[slot * 8 + 7];
     // §2.8.1: available when AVAIL != USED and AVAIL == the device's avail wrap counter.
@@ -811,12 +828,13 @@ export class PackedDeviceQueue implements DeviceQueue {
   }
 
   /**
-   * Device reset of this queue (spec §2.1.2, §2.8): forgets every position, in-flight chain and
-   * pending used descriptor, clears the broken state and re-activates with the same options.
-   * Touches no guest memory except re-translating the ring areas; if that fails the queue stays
-   * broken with the activation error (no throw).
+   * Device reset of this queue (spec §2.1.2, §4.1.4.3.2 RING_RESET): forgets every position,
+   * in-flight chain and pending used descriptor, clears the broken state and leaves the queue NOT
+   * READY: touches no guest memory, and `pop` throws `QUEUE_NOT_READY` until
+   * {@link PackedDeviceQueue.activate}, so stale available descriptors are never consumed.
    */
   reset(): void {
+    this.#ready = false;
     this.#broken = null;
     this.#nextAvail = 0;
     this.#availWrap = 1;
@@ -834,11 +852,6 @@ export class PackedDeviceQueue implements DeviceQueue {
     for (let i = this.#pool.length - 1; i >= 0; i--) {
       this.#pool[i].state = CHAIN_FREE;
       this.#freeChains[this.#freeCount++] = i;
-    }
-    try {
-      this.activate();
-    } catch (e) {
-      if (!(e instanceof VirtqError)) throw e;
     }
   }
 }

@@ -18,6 +18,7 @@
 import type { GuestMemory } from "../../memory/guest_memory.ts";
 import { type U64, u64Add, u64Hi, u64Lo } from "../../memory/u64.ts";
 import { DMA_FROM_DEVICE, DMA_TO_DEVICE, type DmaApi, type DmaDirection } from "../../dma/types.ts";
+import { RawGpaDmaApi } from "../../dma/identity.ts";
 import {
   RING_EVENT_FLAGS_DESC,
   RING_EVENT_FLAGS_DISABLE,
@@ -95,6 +96,8 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
 
   readonly #memory: GuestMemory;
   readonly #dma: DmaApi;
+  /** True when the DMA API is exactly {@link RawGpaDmaApi}, whose unmap is a no-op. */
+  readonly #rawDma: boolean;
   readonly #ringGpa: number;
   readonly #ringBus: U64;
   readonly #indirectOk: boolean;
@@ -121,10 +124,13 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
 
   // Driver-private shadow of every exposed descriptor (Linux desc_extra), with a free list.
   /**
-   * Bus address of each shadow entry, kept as the very value `map` returned (a number or a
-   * bigint) in a generic array, so that `unmap` passes it back without re-boxing.
+   * Bus address of each shadow entry; NaN when `map` returned a bigint (above 2^53 - 1), which
+   * then lives in {@link #exBusBig}. A typed array: a generic array would box every address at
+   * or above 2^31 (a heap number per descriptor).
    */
-  readonly #exBus: (U64 | null)[];
+  readonly #exBus: Float64Array;
+  /** Bus addresses `map` returned as bigints (rare: DDW windows, Xen grants), by shadow entry. */
+  readonly #exBusBig: (bigint | undefined)[];
   readonly #exLen: Uint32Array;
   readonly #exDir: Uint8Array;
   readonly #exNext: Int32Array;
@@ -136,7 +142,9 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   readonly #idNum: Int32Array; // ring slots (= shadow entries)
   readonly #idCap: Float64Array; // device-writable bytes
   readonly #idTbl: Int32Array; // indirect table entries, 0 when direct
-  readonly #tblBus: (U64 | null)[];
+  /** Bus address of each indirect-table entry's mapping; NaN when a bigint (#tblBusBig). */
+  readonly #tblBus: Float64Array;
+  readonly #tblBusBig: (bigint | undefined)[];
   readonly #tblLen: Uint32Array;
   readonly #tblDir: Uint8Array;
 
@@ -176,6 +184,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.size = size;
     this.#memory = options.memory;
     this.#dma = options.dma;
+    this.#rawDma = Object.getPrototypeOf(options.dma) === RawGpaDmaApi.prototype;
     const f = options.features;
     this.#indirectOk = hasFeature(f, VIRTIO_F_INDIRECT_DESC);
     this.#eventIdx = hasFeature(f, VIRTIO_F_EVENT_IDX);
@@ -223,7 +232,8 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       deviceAddr: u64Add(this.#ringBus, lay.deviceEventOffset) as U64,
     });
     this.#numFree = size;
-    this.#exBus = new Array(size).fill(null);
+    this.#exBus = new Float64Array(size);
+    this.#exBusBig = new Array(size).fill(undefined);
     this.#exLen = new Uint32Array(size);
     this.#exDir = new Uint8Array(size);
     this.#exNext = new Int32Array(size);
@@ -233,7 +243,8 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#idCap = new Float64Array(size);
     this.#idTbl = new Int32Array(size);
     const tn = this.#indirectOk ? size * PACKED_DRIVER_INDIRECT_MAX : 0;
-    this.#tblBus = new Array(tn).fill(null);
+    this.#tblBus = new Float64Array(tn);
+    this.#tblBusBig = new Array(tn).fill(undefined);
     this.#tblLen = new Uint32Array(tn);
     this.#tblDir = new Uint8Array(tn);
     this.#idEpoch = new Float64Array(size);
@@ -353,12 +364,14 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
         throw new VirtqError("DMA_MAP_FAILED", `${len} bytes at GPA ${gpa}`, { cause });
       }
       const b = slot * 4;
-      exBus[e] = bus;
       if (typeof bus === "number") {
+        exBus[e] = bus;
         const lo = bus >>> 0;
         d32[b] = lo;
         d32[b + 1] = (bus - lo) / TWO_POW_32;
       } else {
+        exBus[e] = NaN;
+        this.#exBusBig[e] = bus;
         d32[b] = u64Lo(bus);
         d32[b + 1] = u64Hi(bus);
       }
@@ -416,7 +429,11 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
         throw err;
       }
       const t = tbase + i;
-      this.#tblBus[t] = bus;
+      if (typeof bus === "number") this.#tblBus[t] = bus;
+      else {
+        this.#tblBus[t] = NaN;
+        this.#tblBusBig[t] = bus;
+      }
       this.#tblLen[t] = len;
       this.#tblDir[t] = dir;
       // Table entry (§2.8.7): addr, len, flags = WRITE only; Buffer ID reserved (0).
@@ -442,7 +459,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     const slot = this.#nextAvail;
     this.#writeDesc(
       slot,
-      this.#exBus[id] as U64,
+      tbus,
       tlen,
       id,
       avail | VIRTQ_DESC_F_INDIRECT,
@@ -456,7 +473,11 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   }
 
   #setEntry(e: number, bus: U64, len: number, dir: number): void {
-    this.#exBus[e] = bus;
+    if (typeof bus === "number") this.#exBus[e] = bus;
+    else {
+      this.#exBus[e] = NaN;
+      this.#exBusBig[e] = bus;
+    }
     this.#exLen[e] = len;
     this.#exDir[e] = dir;
   }
@@ -494,8 +515,9 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   #unmapEntries(id: number, count: number): void {
     let e = id;
     for (let i = 0; i < count; i++) {
+      const b = this.#exBus[e];
       this.#dma.unmap(
-        this.#exBus[e] as U64,
+        b === b ? b : this.#exBusBig[e]!,
         this.#exLen[e],
         this.#exDir[e] as DmaDirection,
       );
@@ -506,8 +528,9 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   #unmapTable(tbase: number, count: number): void {
     for (let i = 0; i < count; i++) {
       const t = tbase + i;
+      const b = this.#tblBus[t];
       this.#dma.unmap(
-        this.#tblBus[t] as U64,
+        b === b ? b : this.#tblBusBig[t]!,
         this.#tblLen[t],
         this.#tblDir[t] as DmaDirection,
       );
@@ -632,12 +655,17 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     if (tn > 0) this.#unmapTable(id * PACKED_DRIVER_INDIRECT_MAX, tn);
     let e = id;
     let last = id;
+    const exBus = this.#exBus;
     for (let i = 0; i < num; i++) {
-      this.#dma.unmap(
-        this.#exBus[e] as U64,
-        this.#exLen[e],
-        this.#exDir[e] as DmaDirection,
-      );
+      // RawGpaDmaApi: unmap is a no-op, so no bus address is materialised for the call.
+      if (!this.#rawDma) {
+        const b = exBus[e];
+        this.#dma.unmap(
+          b === b ? b : this.#exBusBig[e]!,
+          this.#exLen[e],
+          this.#exDir[e] as DmaDirection,
+        );
+      }
       last = e;
       e = this.#exNext[e];
     }

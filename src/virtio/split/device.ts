@@ -37,6 +37,7 @@ import {
   type DeviceQueue,
   type DeviceQueueOptions,
   type RingLayout,
+  type VirtqueueAddresses,
 } from "../queue.ts";
 import {
   isValidSplitQueueSize,
@@ -51,6 +52,14 @@ import {
 /** Flag bits a split descriptor may carry (spec §2.7.5); others are reserved. */
 const KNOWN_DESC_FLAGS = VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_INDIRECT;
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/** Throws `QUEUE_NOT_READY` (api side; nothing is broken). Cold path. */
+function notReady(layout: RingLayout): never {
+  throw new VirtqError(
+    "QUEUE_NOT_READY",
+    `${layout} device queue was reset and not re-activated; call activate()`,
+  );
+}
 
 /**
  * Maps a ring area (bus address, bytes) to a region and byte offset, or throws the catalogued
@@ -142,15 +151,20 @@ export class SplitDeviceQueue implements DeviceQueue {
   #rgnStart = 0;
   #rgnEnd = 0;
 
-  // Ring views (created once at activation).
-  readonly #desc32: Uint32Array;
-  readonly #avail16: Uint16Array;
-  readonly #used32: Uint32Array;
-  readonly #used16: Uint16Array;
+  /** Ring area bus addresses as the driver programmed them (re-translated by `activate`). */
+  readonly addresses: VirtqueueAddresses;
+
+  // Ring views (created at activation).
+  #desc32: Uint32Array = new Uint32Array(0);
+  #avail16: Uint16Array = new Uint16Array(0);
+  #used32: Uint32Array = new Uint32Array(0);
+  #used16: Uint16Array = new Uint16Array(0);
   readonly #usedEventIdx: number; // index into #avail16
   readonly #availEventIdx: number; // index into #used16
 
   // State.
+  /** Activated and not reset since (spec §2.1.2: no processing after reset until re-enabled). */
+  #ready = false;
   #lastAvail = 0;
   #usedIdx = 0;
   #nextInOrderHead = 0;
@@ -200,11 +214,51 @@ export class SplitDeviceQueue implements DeviceQueue {
     this.#inOrder = hasFeature(opts.features, VIRTIO_F_IN_ORDER);
     this.#indirectOk = hasFeature(opts.features, VIRTIO_F_INDIRECT_DESC);
 
-    const a = opts.addresses;
+    this.addresses = opts.addresses;
+    this.#usedEventIdx = 2 + size;
+    this.#availEventIdx = 2 + 4 * size;
+    this.#order = new Uint16Array(size);
+    this.#byHead = new Array(size).fill(null);
+    this.#pendId = new Uint32Array(size);
+    this.#pendLen = new Uint32Array(size);
+    this.#pendFull = new Uint8Array(size);
+    this.#activate();
+  }
+
+  /**
+   * (Re)activates the queue after {@link SplitDeviceQueue.reset}, once the driver has
+   * re-initialised its rings and re-enabled the queue (spec §2.1.2, §4.1.4.3.2): re-validates the
+   * Queue Size and the areas' alignment and re-translates the descriptor table, available ring and
+   * used ring through the device's DMA view; positions are those left by `reset` (all zero).
+   * @throws VirtqError `QUEUE_SIZE_INVALID`, `RING_MISALIGNED`, `RING_UNMAPPED` (`cause`
+   * attached); the queue then stays not ready and {@link SplitDeviceQueue.broken} holds the error.
+   */
+  activate(): void {
+    try {
+      this.#activate();
+    } catch (e) {
+      if (e instanceof VirtqError) this.#broken = e;
+      throw e;
+    }
+  }
+
+  #activate(): void {
+    this.#ready = false;
+    const size = this.size;
+    // §2.7: Queue Size is a power of 2, max 32768 (HOSTILE_INPUTS #1).
+    if (!isValidSplitQueueSize(size)) {
+      throw new VirtqError(
+        "QUEUE_SIZE_INVALID",
+        `split queue size ${size} is not a power of 2 in 1..32768`,
+      );
+    }
+    const a = this.addresses;
     const tr = this.#tr;
+    const memory = this.memory;
+    const dma = this.#dma;
     const d = mapRingArea(
-      opts.memory,
-      opts.dma,
+      memory,
+      dma,
       "descriptor table",
       a.descAddr,
       splitDescTableSize(size),
@@ -213,8 +267,8 @@ export class SplitDeviceQueue implements DeviceQueue {
       tr,
     );
     const av = mapRingArea(
-      opts.memory,
-      opts.dma,
+      memory,
+      dma,
       "available ring",
       a.driverAddr,
       splitAvailRingSize(size),
@@ -223,8 +277,8 @@ export class SplitDeviceQueue implements DeviceQueue {
       tr,
     );
     const u = mapRingArea(
-      opts.memory,
-      opts.dma,
+      memory,
+      dma,
       "used ring",
       a.deviceAddr,
       splitUsedRingSize(size),
@@ -237,14 +291,7 @@ export class SplitDeviceQueue implements DeviceQueue {
     // used ring: flags,idx (u16) | size x {id u32, len u32} | avail_event (u16) = 3 + 4·size u16.
     this.#used32 = new Uint32Array(u.region.bytes.buffer, u.offset, 1 + 2 * size);
     this.#used16 = new Uint16Array(u.region.bytes.buffer, u.offset, 3 + 4 * size);
-    this.#usedEventIdx = 2 + size;
-    this.#availEventIdx = 2 + 4 * size;
-
-    this.#order = new Uint16Array(size);
-    this.#byHead = new Array(size).fill(null);
-    this.#pendId = new Uint32Array(size);
-    this.#pendLen = new Uint32Array(size);
-    this.#pendFull = new Uint8Array(size);
+    this.#ready = true;
   }
 
   /** The error that broke the queue, or `null`. */
@@ -254,6 +301,10 @@ export class SplitDeviceQueue implements DeviceQueue {
   /** Chains popped and not yet pushed. */
   get inFlight(): number {
     return this.#inFlight;
+  }
+  /** True when activated and not reset since (`pop` throws `QUEUE_NOT_READY` otherwise). */
+  get ready(): boolean {
+    return this.#ready;
   }
   /** The device's next available-ring position (`last_avail_idx`, u16). */
   get lastAvailIdx(): number {
@@ -274,9 +325,12 @@ export class SplitDeviceQueue implements DeviceQueue {
    * Pops the next available chain (spec §2.7.13.4 / §2.7.6), or `null` when none is available
    * or the queue is broken. See the class doc for the errors.
    * @throws VirtqError (device side); the queue becomes broken.
+   * @throws VirtqError `QUEUE_NOT_READY` (api side, breaks nothing, reads no memory) after
+   * {@link SplitDeviceQueue.reset} until {@link SplitDeviceQueue.activate} (§2.1.2, §4.1.4.3.2).
    */
   pop(): Chain | null {
     if (this.#broken !== null) return null;
+    if (!this.#ready) notReady("split");
     const avail16 = this.#avail16;
     const availIdx = avail16[1];
     const last = this.#lastAvail;
@@ -531,16 +585,35 @@ export class SplitDeviceQueue implements DeviceQueue {
       this.#addBufferWide(chain, idx, lo, hi, len, w);
       return;
     }
-    let bus = hi === 0 ? lo : hi * TWO_POW_32 + lo;
     // Identity DMA (no IOMMU) and the whole buffer inside the last region used: no calls.
-    if (this.#identity && bus >= this.#rgnStart && bus + len <= this.#rgnEnd) {
-      if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
-        this.#tooManySegments(chain, idx);
+    if (this.#identity) {
+      const gpa = hi * TWO_POW_32 + lo;
+      if (gpa >= this.#rgnStart && gpa + len <= this.#rgnEnd) {
+        if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
+          this.#tooManySegments(chain, idx);
+        }
+        if (w) chain.addWritable(gpa, len);
+        else chain.addReadable(gpa, len);
+        return;
       }
-      if (w) chain.addWritable(bus, len);
-      else chain.addReadable(bus, len);
-      return;
     }
+    this.#translateBuffer(chain, idx, lo, hi, len, w);
+  }
+
+  /**
+   * The translating part of {@link #addBuffer}, out of line: its bus address is live into a catch
+   * handler, so the optimiser keeps it tagged (a heap number per buffer at or above 2^31); the
+   * identity fast path above never materialises one.
+   */
+  #translateBuffer(
+    chain: Chain,
+    idx: number,
+    lo: number,
+    hi: number,
+    len: number,
+    w: boolean,
+  ): void {
+    let bus = hi === 0 ? lo : hi * TWO_POW_32 + lo;
     const access = w ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
     const memory = this.memory;
     const tr = this.#tr;
@@ -720,6 +793,7 @@ export class SplitDeviceQueue implements DeviceQueue {
    */
   setNotifications(enabled: boolean): void {
     this.#notify = enabled;
+    if (!this.#ready) return; // no guest memory is touched before (re)activation
     if (this.#eventIdx) {
       this.#used16[0] = 0;
       if (enabled) this.#used16[this.#availEventIdx] = this.#lastAvail;
@@ -730,10 +804,12 @@ export class SplitDeviceQueue implements DeviceQueue {
 
   /**
    * Queue reset (spec §2.1.2, §4.1.4.3.2 RING_RESET): forgets all state (positions, in-flight
-   * chains, pending pushes, the broken error). Ring memory is not touched; the views stay, so
-   * the driver re-initialises its rings (zeroed) at the same addresses to reuse the queue.
+   * chains, pending pushes, the broken error) and leaves the queue NOT READY: guest memory is not
+   * touched, `pop` throws `QUEUE_NOT_READY` until {@link SplitDeviceQueue.activate} (after the
+   * driver re-initialised its rings), so stale available entries are never consumed.
    */
   reset(): void {
+    this.#ready = false;
     this.#lastAvail = 0;
     this.#usedIdx = 0;
     this.#nextInOrderHead = 0;

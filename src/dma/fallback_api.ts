@@ -1,0 +1,88 @@
+/**
+ * A driver DMA API that tries one path and falls back to another, as alpha's
+ * `pci_map_single_1` does (DMA_MODES.md §2.3): the direct-mapped window when the buffer fits
+ * (`window` / `mask` refusals from dma-direct), else the scatter-gather IOMMU. Unmap and sync go
+ * to whichever path owns the bus address: inside the primary's windows it is the primary's.
+ *
+ * @module
+ */
+
+import type { U64 } from "../memory/u64.ts";
+import type { DirectDmaApi, ReversibleDmaApi } from "./direct_api.ts";
+import { DmaMapError } from "./errors.ts";
+import type { DmaDirection } from "./types.ts";
+
+/** dma-direct through windows first, another API (an IOMMU) for what does not fit. */
+export class FallbackDmaApi implements ReversibleDmaApi {
+  /** Mode name. */
+  readonly name: string;
+  /** The direct path (with windows). */
+  readonly primary: DirectDmaApi;
+  /** The path for buffers the direct path refuses. */
+  readonly secondary: ReversibleDmaApi;
+  /** Counters: maps that went direct / to the fallback. */
+  readonly stats = { direct: 0, fallback: 0 };
+
+  /**
+   * Creates the API.
+   * @param primary dma-direct with `windows` (bus addresses outside them belong to `secondary`).
+   * @param secondary the fallback API.
+   * @param name mode name, default `"window-iommu"`.
+   */
+  constructor(primary: DirectDmaApi, secondary: ReversibleDmaApi, name = "window-iommu") {
+    this.primary = primary;
+    this.secondary = secondary;
+    this.name = name;
+  }
+
+  /** Maps through the window, else the fallback. @throws DmaMapError from the fallback. */
+  map(gpa: number, length: number, dir: DmaDirection): U64 {
+    return this.#either(gpa, length, dir, false);
+  }
+  /** Coherent mapping: window first, else the fallback. @throws DmaMapError */
+  mapCoherent(gpa: number, length: number): U64 {
+    return this.#either(gpa, length, 0, true);
+  }
+
+  #either(gpa: number, length: number, dir: DmaDirection, coherent: boolean): U64 {
+    try {
+      const bus = coherent
+        ? this.primary.mapCoherent(gpa, length)
+        : this.primary.map(gpa, length, dir);
+      this.stats.direct++;
+      return bus;
+    } catch (e) {
+      if (!(e instanceof DmaMapError) || (e.reason !== "window" && e.reason !== "mask")) throw e;
+    }
+    this.stats.fallback++;
+    return coherent
+      ? this.secondary.mapCoherent(gpa, length)
+      : this.secondary.map(gpa, length, dir);
+  }
+
+  #direct(bus: U64): boolean {
+    return this.primary.busToGpa(bus) >= 0;
+  }
+
+  /** Unmaps on the path that owns `bus`. @throws DmaMapError `not-mapped` (fallback). */
+  unmap(bus: U64, length: number, dir: DmaDirection): void {
+    if (!this.#direct(bus)) this.secondary.unmap(bus, length, dir);
+  }
+  /** Ends a coherent mapping on its path. @throws DmaMapError `not-mapped` (fallback). */
+  unmapCoherent(bus: U64, length: number): void {
+    if (!this.#direct(bus)) this.secondary.unmapCoherent(bus, length);
+  }
+  /** Sync on the owning path. @throws DmaMapError `not-mapped` (fallback). */
+  syncForCpu(bus: U64, length: number, dir: DmaDirection): void {
+    if (!this.#direct(bus)) this.secondary.syncForCpu(bus, length, dir);
+  }
+  /** Sync on the owning path. @throws DmaMapError `not-mapped` (fallback). */
+  syncForDevice(bus: U64, length: number, dir: DmaDirection): void {
+    if (!this.#direct(bus)) this.secondary.syncForDevice(bus, length, dir);
+  }
+  /** GPA behind `bus` on its path, or -1. */
+  busToGpa(bus: U64): number {
+    const g = this.primary.busToGpa(bus);
+    return g >= 0 ? g : this.secondary.busToGpa(bus);
+  }
+}
