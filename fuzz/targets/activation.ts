@@ -29,12 +29,20 @@ import {
   Iommu,
   IOPTE_READ,
   IOPTE_WRITE,
+  isPackedDescAvail,
+  isPackedDescUsed,
   MemoryFault,
   negotiateFeatures,
+  packedAvailFlags,
   PackedDeviceQueue,
+  packedEventOffWrap,
+  packedNeedEvent,
   packedRingLayout,
+  packedUsedFlags,
+  splitAvailEventOffset,
   SplitDeviceQueue,
   splitRingLayout,
+  splitUsedEventOffset,
   VirtqError,
   vringSize,
 } from "../../src/mod.ts";
@@ -167,6 +175,29 @@ function checkNegotiation(n: ActivationInput["negotiation"]): bigint {
   return negotiated;
 }
 
+/**
+ * The packed flag and event helpers against §2.8.1 / §2.8.10 (avail/used bits vs the wrap
+ * counter, off_wrap packing, need-event) for descriptor flags `f` and event offset `off`.
+ */
+function checkPackedFlags(f: number, off: number, size: number): void {
+  const A = 1 << 7, U = 1 << 15;
+  for (const w of [0, 1]) {
+    const a = (f >> 7) & 1, u = (f >> 15) & 1;
+    if (
+      packedAvailFlags(w) !== (w ? A : U) || packedUsedFlags(w) !== (w ? A | U : 0) ||
+      isPackedDescAvail(f, w) !== (a !== u && a === w) ||
+      isPackedDescUsed(f, w) !== (a === u && u === w) ||
+      packedEventOffWrap(off, w) !== (off | (w << 15))
+    ) throw new OracleFailure("layout", `packed flag helpers wrong for flags ${f}, wrap ${w}`);
+    // §2.8.10: notify when the event offset (in the driver's lap) lies in (old, new]
+    const now = (off + 1) % size, ev = off % size;
+    const need = packedNeedEvent(packedEventOffWrap(ev, w), now, 1, w, size);
+    if (need !== (now === ev + 1)) {
+      throw new OracleFailure("layout", `packedNeedEvent(${ev}, now ${now}, wrap ${w}) = ${need}`);
+    }
+  }
+}
+
 /** Places the areas in one block (when `a.block` is set), checking the layout helpers. */
 function placeBlock(layout: RingLayout, a: ActivationInput): ActivationInput {
   if (a.block === null) return a;
@@ -190,6 +221,10 @@ function placeBlock(layout: RingLayout, a: ActivationInput): ActivationInput {
           `splitRingLayout(${s}, ${a.block}) = ${JSON.stringify(l)}`,
         );
       }
+      // §2.7.10: used_event after the avail ring entries, avail_event after the used elements
+      if (splitUsedEventOffset(s) !== 4 + 2 * s || splitAvailEventOffset(s) !== 4 + 8 * s) {
+        throw new OracleFailure("layout", `split event offsets wrong for size ${s}`);
+      }
       offs = [l.availOffset, l.usedOffset];
     } else {
       const l = packedRingLayout(s, false);
@@ -198,6 +233,7 @@ function placeBlock(layout: RingLayout, a: ActivationInput): ActivationInput {
         l.descBytes !== 16 * s || l.driverEventOffset !== 16 * s ||
         l.deviceEventOffset !== 16 * s + 4 || l.ringBytes !== 16 * s + 8
       ) throw new OracleFailure("layout", `packedRingLayout(${s}) = ${JSON.stringify(l)}`);
+      checkPackedFlags(a.desc & 0xffff, a.device & 0x7fff, s);
       offs = [l.driverEventOffset, l.deviceEventOffset];
     }
   } catch (e) {

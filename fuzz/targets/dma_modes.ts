@@ -10,6 +10,8 @@
  *   a successful stale access is **reported** (counted), not a failure; in a confidential mode a
  *   device access to private memory faults `private-memory`; unmapping a dead mapping in a
  *   tracking mode throws `not-mapped`;
+ * - `page-table`: an I/O page table mapping with 2 MiB / 1 GiB leaves, cut by a partial unmap,
+ *   translates exactly like a byte model (`page_table_op.ts`);
  * - `edge-outcome`: each edge operation (`dma_edges.ts`: no dma-ranges window, swiotlb pool
  *   exhausted, IOVA space exhausted, private memory, reserved region, overlap, misaligned GPA,
  *   virtio-iommu transport error) fails with exactly its `DmaMapError` reason;
@@ -34,6 +36,7 @@ import { MemoryFault } from "../../src/memory/fault.ts";
 import type { U64 } from "../../src/memory/u64.ts";
 import { noteError } from "../observe.ts";
 import { DMA_EDGE_KINDS, runDmaEdge } from "./dma_edges.ts";
+import { type PageTableOp, runPageTableOp } from "./page_table_op.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 
 /** One step of a {@link DmaModesInput}. */
@@ -47,7 +50,8 @@ export type DmaOp =
   | { k: "dead"; which: number; off: number; unmap: boolean }
   | { k: "tick"; ms: number }
   | { k: "hostile"; kind: number }
-  | { k: "edge"; kind: number; n: number };
+  | { k: "edge"; kind: number; n: number }
+  | ({ k: "pagetable" } & PageTableOp);
 
 /** Input of the `dma-modes` target. */
 export interface DmaModesInput {
@@ -116,6 +120,19 @@ const opSchema = z.discriminatedUnion("k", [
   }),
   z.strictObject({ k: z.literal("tick"), ms: z.number().min(0).max(1000) }),
   z.strictObject({ k: z.literal("hostile"), kind: z.int().min(0).max(3) }),
+  z.strictObject({
+    k: z.literal("pagetable"),
+    levels: z.union([z.literal(3), z.literal(4)]),
+    sizes: z.int().min(0).max(3),
+    iovaGiB: z.int().min(0).max(255),
+    gpaGiB: z.int().min(0).max(4095),
+    iovaPages: z.int().min(0).max(262143),
+    skew: z.int().min(0).max(4096),
+    pages: z.int().min(1).max(1 << 20),
+    cutAt: z.int().min(0),
+    cutPages: z.int().min(0),
+    probes: z.array(z.int().min(-16)).max(16),
+  }),
   z.strictObject({
     k: z.literal("edge"),
     kind: z.int().min(0).max(DMA_EDGE_KINDS - 1),
@@ -406,6 +423,12 @@ export function runDmaModes(input: DmaModesInput): DmaModesReport {
       case "hostile":
         hostile(op.kind);
         break;
+      case "pagetable": {
+        // 2 MiB / 1 GiB leaves, split on a partial unmap (page_table_op.ts)
+        const { k: _k, ...pt } = op;
+        runPageTableOp(pt);
+        break;
+      }
       case "edge":
         // A self-contained setup that must fail with one DmaMapError reason (dma_edges.ts).
         runDmaEdge(op.kind, op.n);
@@ -561,6 +584,28 @@ const opArb: fc.Arbitrary<DmaOp> = fc.oneof(
     arbitrary: fc.record({ k: fc.constant("tick" as const), ms: fc.constantFrom(0, 1, 5, 10, 11) }),
   },
   { weight: 1, arbitrary: fc.record({ k: fc.constant("hostile" as const), kind: fc.nat(3) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant("pagetable" as const),
+      levels: fc.constantFrom(3 as const, 4 as const),
+      sizes: fc.nat(3),
+      iovaGiB: fc.nat(255),
+      gpaGiB: fc.nat(4095),
+      iovaPages: fc.oneof(fc.constantFrom(0, 1, 511, 512, 1024), fc.nat(262143)),
+      skew: fc.oneof({ arbitrary: fc.constant(0), weight: 4 }, {
+        arbitrary: fc.nat(600),
+        weight: 1,
+      }),
+      pages: fc.oneof(
+        { arbitrary: fc.integer({ min: 1, max: 2048 }), weight: 4 },
+        { arbitrary: fc.constantFrom(512, 1024, 262144, 262144 + 512), weight: 1 },
+      ),
+      cutAt: fc.nat(270000),
+      cutPages: fc.nat(3000),
+      probes: fc.array(fc.integer({ min: -4, max: 270000 }), { maxLength: 8 }),
+    }),
+  },
   {
     weight: 1,
     arbitrary: fc.record({

@@ -71,13 +71,17 @@ class AddCmd implements fc.Command<SplitModel, SplitReal> {
     if (m.outstanding.size >= 64) return;
     const t = m.next;
     const base = slotGpa(r, t);
-    const rd = new SgList(), wr = new SgList();
+    // Lists of varied initial capacity (0, 1, 2 or SgList.of()) so that pushes grow them.
+    const rd = new SgList(t % 3), wr = t % 2 === 0 ? SgList.of() : new SgList(1);
     const bytes = new Uint8Array(this.nr * this.len);
     for (let i = 0; i < bytes.length; i++) bytes[i] = (t * 13 + i * 7 + 1) & 0xff;
     r.pair.memory.write(base, bytes);
     for (let i = 0; i < this.nr; i++) rd.push(base + i * this.len, this.len);
     for (let i = 0; i < this.nw; i++) wr.push(base + SLOT / 2 + i * this.len, this.len);
     r.pair.memory.fill(base + SLOT / 2, SLOT / 2, 0);
+    if (rd.totalBytes() !== this.nr * this.len || wr.totalBytes() !== this.nw * this.len) {
+      fail("sg-list", `${this}: totalBytes ${rd.totalBytes()} / ${wr.totalBytes()}`);
+    }
     try {
       r.pair.driver.add(rd, wr, t);
     } catch (e) {
