@@ -379,3 +379,26 @@ Deno.test("valid: a buffer spanning two IOMMU-like mappings becomes two GPA segm
   assertEquals(e.code, "DESC_BUFFER_FAULT");
   assert(e.cause instanceof DmaFault);
 });
+
+Deno.test("translation: a DMA view that over-reports its length is clamped to the buffer", () => {
+  // Identity below 2^52, 2^52 + x -> x above it; every translation claims 4 KiB more than asked.
+  const over = {
+    name: "over-report",
+    translate(bus: U64, length: number, _a: number, out: { gpa: number; length: number }) {
+      const b = Number(bus); // exact: every bus address here is below 2^53
+      out.gpa = b >= 2 ** 52 ? b - 2 ** 52 : b;
+      out.length = length + 4096;
+    },
+  };
+  const r = new Rig({ dma: over });
+  r.desc(0, DATA, 8, NEXT, 1).desc(1, DATA + 0x100, 64, NEXT | WR, 2);
+  r.desc(2, 2n ** 52n + BigInt(DATA + 0x200), 16, WR).offer(0); // exact-u64 path
+  const c = r.device.pop()!;
+  assertEquals([c.readableCount, c.readableLen[0], c.readableBytes], [1, 8, 8]);
+  assertEquals([c.writableCount, [...c.writableLen.subarray(0, 2)], c.writableBytes], [
+    2,
+    [64, 16],
+    80,
+  ]);
+  assertEquals([...c.writableGpa.subarray(0, 2)], [DATA + 0x100, DATA + 0x200]);
+});

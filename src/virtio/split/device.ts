@@ -629,6 +629,9 @@ export class SplitDeviceQueue implements DeviceQueue {
       let n = tr.length;
       const region = memory.regionAt(gpa);
       if (region === undefined || !(n > 0)) this.#bufferFault(idx, gpa, left, null);
+      // Never trust the DMA view's length beyond what was asked for (a segment must not run
+      // past the descriptor's buffer).
+      if (n > left) n = left;
       if (gpa + n > region.end) n = region.end - gpa;
       this.#rgnStart = region.gpa;
       this.#rgnEnd = region.end;
@@ -683,6 +686,7 @@ export class SplitDeviceQueue implements DeviceQueue {
       let n = tr.length;
       const region = memory.regionAt(gpa);
       if (region === undefined || !(n > 0)) this.#bufferFault(idx, gpa, left, null);
+      if (n > left) n = left; // as in #translateBuffer
       if (gpa + n > region.end) n = region.end - gpa;
       if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
         this.#tooManySegments(chain, idx);
