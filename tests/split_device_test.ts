@@ -13,6 +13,7 @@ import {
   VIRTQ_DESC_F_INDIRECT as IND,
   VIRTQ_DESC_F_NEXT as NEXT,
   VIRTQ_DESC_F_WRITE as WR,
+  VIRTQ_ERRORS,
   VirtqError,
   type VirtqErrorCode,
 } from "../src/mod.ts";
@@ -401,4 +402,18 @@ Deno.test("translation: a DMA view that over-reports its length is clamped to th
     80,
   ]);
   assertEquals([...c.writableGpa.subarray(0, 2)], [DATA + 0x100, DATA + 0x200]);
+});
+
+Deno.test("CHAIN_TOO_MANY_BYTES boundary: 2^32 - 1 bytes accepted, 2^32 rejected (policy)", () => {
+  // The spec allows exactly 2^32 bytes; used len is le32, so 2^32 is rejected by policy.
+  assert(VIRTQ_ERRORS.CHAIN_TOO_MANY_BYTES.spec.includes("policy"));
+  const o = { dma: new AliasSpace(), policy: { maxSegments: 1 << 17 } };
+  const ok = new Rig(o);
+  ok.desc(0, 1 << 20, 0x8000_0000, NEXT, 1).desc(1, 1 << 20, 0x7fff_ffff, 0).offer(0);
+  const c = ok.device.pop()!;
+  assertEquals(c.readableBytes, 0xffff_ffff);
+  assertEquals(ok.device.broken, null);
+  const bad = new Rig(o);
+  bad.desc(0, 1 << 20, 0x8000_0000, NEXT, 1).desc(1, 1 << 20, 0x8000_0000, 0).offer(0);
+  assertEquals(catchVirtq(() => bad.device.pop()).code, "CHAIN_TOO_MANY_BYTES");
 });
