@@ -58,7 +58,9 @@ export class ListDeviceQueue implements DeviceQueue {
     this.flushes++;
     return true;
   }
-  setNotifications(_enabled: boolean): void {}
+  setNotifications(enabled: boolean): boolean {
+    return enabled && this.available.length > 0;
+  }
   reset(): void {
     this.available.length = 0;
     this.ready = false;

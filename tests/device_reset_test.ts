@@ -38,6 +38,7 @@ for (const layout of ["split", "packed"] as RingLayout[]) {
     assertEquals([e.code, e.side], ["QUEUE_NOT_READY", "api"]);
     assertEquals(p.device.broken, null); // an api error breaks nothing
     assertEquals(p.device.inFlight, 0);
+    assertEquals(p.device.setNotifications(true), false); // touches nothing while not ready
     assertEquals(p.device.flush(), false);
     assertEquals(assertThrows(() => p.device.pop(), VirtqError).code, "QUEUE_NOT_READY");
   });

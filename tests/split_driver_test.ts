@@ -167,6 +167,21 @@ Deno.test("driver: IN_ORDER batch from a hostile device returns each token once"
   assertEquals(catchVirtq(() => h.drv.getUsed()).code, "USED_ID_NOT_HEAD");
 });
 
+Deno.test("driver: IN_ORDER tolerance: intermediate used elements of a batch are not read", () => {
+  // §2.7.8: one used element per batch is enough; the slots in between may hold anything.
+  const f = featureMask(VIRTIO_F_VERSION_1, VIRTIO_F_IN_ORDER);
+  const h = hostile(8, f);
+  for (let t = 0; t < 3; t++) h.add(t); // heads 0, 2, 4
+  h.drv.kick();
+  h.use(1, 999, 0xffff_ffff, 0); // garbage in the batch's second slot (out-of-range id, huge len)
+  h.use(2, 7, 1, 0); // and in its third (a non-head)
+  h.use(0, 4, 7, 3); // the batch's one element names its last buffer; idx + 3
+  assertEquals([h.drv.getUsed(), h.drv.usedLen], [0, 16]);
+  assertEquals([h.drv.getUsed(), h.drv.usedLen], [1, 16]);
+  assertEquals([h.drv.getUsed(), h.drv.usedLen], [2, 7]);
+  assertEquals([h.drv.getUsed(), h.drv.broken], [undefined, null]);
+});
+
 Deno.test("driver: detachUnused after reset returns every outstanding token once, unmapped", () => {
   const p = createQueuePair<number>({
     size: 8,

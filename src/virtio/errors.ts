@@ -94,8 +94,9 @@ export const VIRTQ_ERRORS = {
   },
   CHAIN_TOO_MANY_BYTES: {
     side: "device",
-    spec: "§2.7.5.2 driver MUST NOT add a descriptor chain longer than 2^32 bytes in total",
-    summary: "the chain's total length exceeds 2^32 - 1 bytes",
+    spec:
+      "§2.7.5.2 / §2.8.4.2 a chain MUST NOT exceed 2^32 bytes; policy: used len is le32; chains of 2^32 bytes are rejected",
+    summary: "the chain's total length exceeds 2^32 - 1 bytes (the largest used len can report)",
     hostile: [14],
   },
   DESC_ADDR_WRAP: {

@@ -115,8 +115,11 @@ export interface DeviceQueue {
   /**
    * Asks the driver for available buffer notifications (`true`) or not (`false`): split
    * `VIRTQ_USED_F_NO_NOTIFY` / `avail_event`, packed device event suppression (§2.7.10, §2.8.10).
+   * @returns when enabling, whether buffers are already available (Linux `vhost_enable_notify`):
+   * a driver that added them while notifications were off sends none, so the device must poll
+   * again before sleeping. `false` when disabling, or while broken or not ready.
    */
-  setNotifications(enabled: boolean): void;
+  setNotifications(enabled: boolean): boolean;
   /**
    * Device reset of this queue (spec §2.1.2, §4.1.4.3.2 RING_RESET): forgets every position,
    * in-flight chain, pending used buffer and the broken state, touches no guest memory, and

@@ -810,9 +810,13 @@ export class PackedDeviceQueue implements DeviceQueue {
    * `RING_EVENT_FLAGS_DISABLE`; `true` → `RING_EVENT_FLAGS_DESC` at the device's next avail
    * position and wrap counter when `VIRTIO_F_EVENT_IDX` is negotiated (kept current by `pop`),
    * else `RING_EVENT_FLAGS_ENABLE`. Touches no memory while broken or inactive.
+   * @returns when enabling, whether the descriptor at the device's position is already
+   * available (read after the write, as Linux `vhost_enable_notify`): the driver may have made
+   * it available while notifications were off, so the caller must poll again. `false` when
+   * disabling, broken or inactive.
    */
-  setNotifications(enabled: boolean): void {
-    if (this.#broken !== null || !this.#ready) return;
+  setNotifications(enabled: boolean): boolean {
+    if (this.#broken !== null || !this.#ready) return false;
     const ev = this.#devEv;
     if (!enabled) {
       this.#notifyMode = MODE_DISABLED;
@@ -825,6 +829,11 @@ export class PackedDeviceQueue implements DeviceQueue {
       this.#notifyMode = MODE_ENABLED;
       ev[1] = RING_EVENT_FLAGS_ENABLE;
     }
+    if (!enabled) return false;
+    // §2.8.1: available when AVAIL != USED and AVAIL == the device's avail wrap counter.
+    const flags = this.#d16[this.#nextAvail * 8 + 7];
+    const a = (flags >>> 7) & 1;
+    return a !== ((flags >>> 15) & 1) && a === this.#availWrap;
   }
 
   /**

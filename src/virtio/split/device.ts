@@ -629,6 +629,9 @@ export class SplitDeviceQueue implements DeviceQueue {
       let n = tr.length;
       const region = memory.regionAt(gpa);
       if (region === undefined || !(n > 0)) this.#bufferFault(idx, gpa, left, null);
+      // Never trust the DMA view's length beyond what was asked for (a segment must not run
+      // past the descriptor's buffer).
+      if (n > left) n = left;
       if (gpa + n > region.end) n = region.end - gpa;
       this.#rgnStart = region.gpa;
       this.#rgnEnd = region.end;
@@ -683,6 +686,7 @@ export class SplitDeviceQueue implements DeviceQueue {
       let n = tr.length;
       const region = memory.regionAt(gpa);
       if (region === undefined || !(n > 0)) this.#bufferFault(idx, gpa, left, null);
+      if (n > left) n = left; // as in #translateBuffer
       if (gpa + n > region.end) n = region.end - gpa;
       if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
         this.#tooManySegments(chain, idx);
@@ -790,16 +794,22 @@ export class SplitDeviceQueue implements DeviceQueue {
    * `VIRTIO_F_EVENT_IDX` writes used `flags` (`VIRTQ_USED_F_NO_NOTIFY` when disabled); with it
    * keeps used `flags` 0 and, when enabled, sets `avail_event` to the device's position (kept
    * current by `pop`); when disabled `avail_event` is left stale, as QEMU does.
+   * @returns when enabling, whether buffers are already available (avail `idx` read after the
+   * write, as Linux `vhost_enable_notify`): the driver may have added them while notifications
+   * were off and will not notify, so the caller must poll again. `false` when disabling, broken
+   * or not ready (no guest memory is touched before (re)activation).
    */
-  setNotifications(enabled: boolean): void {
+  setNotifications(enabled: boolean): boolean {
     this.#notify = enabled;
-    if (!this.#ready) return; // no guest memory is touched before (re)activation
+    if (!this.#ready || this.#broken !== null) return false;
     if (this.#eventIdx) {
       this.#used16[0] = 0;
       if (enabled) this.#used16[this.#availEventIdx] = this.#lastAvail;
     } else {
       this.#used16[0] = enabled ? 0 : VIRTQ_USED_F_NO_NOTIFY;
     }
+    // (A full barrier between the write above and this read on real hardware, §2.7.10.)
+    return enabled && this.#avail16[1] !== this.#lastAvail;
   }
 
   /**

@@ -578,6 +578,14 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
    * none is pending or the queue is broken (spec §2.7.14). With `VIRTIO_F_IN_ORDER`, a used
    * element naming a later head completes every earlier outstanding buffer (reported with its
    * full writable capacity) in order.
+   *
+   * IN_ORDER tolerance (documented, deliberate): the used elements between a batch's first slot
+   * and the used `idx` are never read or checked. The spec lets the device write one used
+   * element per batch, naming the batch's last buffer (§2.7.8 in-order batching), so those slots
+   * may hold anything, stale entries included. The batch's extent comes from the named id's
+   * place in the driver's own add order (every buffer before it is complete, with its full
+   * writable capacity), and each buffer returned still consumes one step of the used `idx`, so
+   * a device cannot complete more buffers than it published.
    * @throws VirtqError `USED_IDX_JUMP` (used idx moved by more than the exposed outstanding
    * buffers), `USED_ID_OUT_OF_RANGE`, `USED_ID_NOT_HEAD`, `USED_LEN_EXCEEDS_CAPACITY`
    * (policy `reject`); the queue becomes broken.
