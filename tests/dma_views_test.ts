@@ -444,6 +444,14 @@ Deno.test("iotlb front cache: a cached translation never survives page/range/dom
     assertEquals([name, t.gpa, iommu.stats.walks], [name, 0x9010, walks + 1]); // re-walked
     assertEquals(fault(() => ep.translate(0xfff0_1010, 16, W, t)).reason, "permission");
   }
+  // re-inserting a cached key (a walk after a remap) replaces the front copy too
+  {
+    const tlb = new Iotlb(8);
+    tlb.insert(1, 0x5000, 1, 0x1000, 3);
+    assertEquals([tlb.lookupPage(1, 5), tlb.hitGpa], [true, 0x1000]);
+    tlb.insert(1, 0x5000, 1, 0x2000, 1);
+    assertEquals([tlb.lookupPage(1, 5), tlb.hitGpa, tlb.hitPerm], [true, 0x2000, 1]);
+  }
   // unmapped and invalidated: the next access faults
   const { iommu, d, ep, t } = setup();
   iommu.unmap(d, 0xfff0_0000, 0x2000);
@@ -480,4 +488,72 @@ Deno.test("iotlb front cache: same page in two domains, slot conflicts and pages
   iommu.map(a, 0x2000, 0x1_1000, 0x1000, IOPTE_READ);
   ea.translate(0x1ff0, 32, R, t);
   assertEquals([t.gpa, t.length], [0x1_0ff0, 32]);
+});
+
+Deno.test("iotlb front cache: property - lookupPage always agrees with a naive model (refills, overwrites, slot conflicts, every invalidation kind, overflow)", () => {
+  // few hot pages (0-3 and their front-slot twins 256-259, 512-515) so keys repeat, plus any page
+  const pfn = fc.oneof(
+    fc.nat(3),
+    fc.nat(3),
+    fc.nat(3).map((x) => x + 256),
+    fc.nat(3).map((x) => x + 512),
+    fc.nat(600),
+  );
+  const op = fc.oneof(
+    { weight: 5, arbitrary: fc.record({ ins: pfn, dom: fc.nat(2), gpa: fc.nat(50) }) },
+    { weight: 5, arbitrary: fc.record({ look: pfn, dom: fc.nat(2) }) },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        inv: fc.nat(600),
+        dom: fc.nat(2),
+        pages: fc.integer({ min: 1, max: 80 }),
+      }),
+    },
+    { weight: 1, arbitrary: fc.record({ page: pfn, dom: fc.nat(2), am: fc.nat(3) }) },
+    { weight: 1, arbitrary: fc.record({ invDom: fc.nat(2) }) },
+    { weight: 1, arbitrary: fc.constant({ all: true }) },
+  );
+  fc.assert(
+    fc.property(fc.integer({ min: 4, max: 64 }), fc.array(op, { maxLength: 200 }), (cap, ops) => {
+      const t = new Iotlb(cap);
+      const model = new Map<string, number>(); // "dom:pfn" -> GPA
+      const drop = (dom: number, lo: number, hi: number) => {
+        for (let p = lo; p < hi; p++) model.delete(`${dom}:${p}`);
+      };
+      for (const o of ops) {
+        if ("ins" in o) {
+          const key = `${o.dom}:${o.ins}`;
+          if (!model.has(key) && model.size >= cap) model.clear();
+          model.set(key, o.gpa * 4096);
+          t.insert(o.dom, o.ins * 4096, 1, o.gpa * 4096, 3);
+        } else if ("look" in o) {
+          const hit = t.lookupPage(o.dom, o.look);
+          const want = model.get(`${o.dom}:${o.look}`);
+          assertEquals(hit ? t.hitGpa : undefined, want);
+        } else if ("inv" in o) {
+          drop(o.dom, o.inv, o.inv + o.pages);
+          t.invalidateRange(o.dom, o.inv * 4096, o.pages * 4096);
+        } else if ("page" in o) {
+          const n = 2 ** o.am, lo = Math.floor(o.page / n) * n;
+          drop(o.dom, lo, lo + n);
+          t.invalidatePage(o.dom, o.page * 4096 + 5, o.am);
+        } else if ("invDom" in o) {
+          for (const k of [...model.keys()]) if (k.startsWith(`${o.invDom}:`)) model.delete(k);
+          t.invalidateDomain(o.invDom);
+        } else {
+          model.clear();
+          t.invalidateAll();
+        }
+      }
+      for (let dom = 0; dom <= 2; dom++) {
+        for (let p = 0; p <= 600; p++) {
+          const want = model.get(`${dom}:${p}`);
+          assertEquals(t.lookupPage(dom, p) ? t.hitGpa : undefined, want); // fills the front
+          assertEquals(t.lookupPage(dom, p) ? t.hitGpa : undefined, want); // then hits it
+        }
+      }
+    }),
+    { seed: 17, numRuns: 300 },
+  );
 });

@@ -80,3 +80,40 @@ Deno.test("GuestMemory: copy works inside and across regions; observer sees bulk
   assertEquals(m.readU32(0x1000), 0x04030201);
   assertEquals(seen, ["w16:4", "r16:4", "w4096:4", "r16:4", "w18:4", "r16:6"]);
 });
+
+Deno.test("GuestMemory: cross-region copies of 0, 1, 3, 127, 128, 129 and 4096 bytes; overlapping same-region copies both ways", () => {
+  const m = new GuestMemory([{ gpa: 0, size: 0x2000 }, { gpa: 0x4000, size: 0x2000 }]);
+  const pattern = (g: number) => (g * 7 + 3) & 0xff;
+  for (
+    const [len, srcOff, dstOff] of [[0, 5, 9], [1, 5, 9], [3, 1, 2], [127, 1, 6], [128, 0, 0], [
+      129,
+      3,
+      0,
+    ], [4096, 0x1000, 0x801]]
+  ) {
+    for (let g = 0; g < 0x2000; g++) (m.writeU8(g, pattern(g)), m.writeU8(0x4000 + g, 0xee));
+    const seen: string[] = [];
+    m.observer = {
+      onRead: (g, n) => seen.push(`r${g}:${n}`),
+      onWrite: (g, n) => seen.push(`w${g}:${n}`),
+    };
+    m.copy(0x4000 + dstOff, srcOff, len);
+    m.observer = null;
+    assertEquals(seen, [`r${srcOff}:${len}`, `w${0x4000 + dstOff}:${len}`]);
+    const got = [...m.view(0x4000, 0x2000)];
+    const want = got.map((_, i) =>
+      i >= dstOff && i < dstOff + len ? pattern(srcOff + i - dstOff) : 0xee
+    );
+    assertEquals(got, want, `length ${len}`); // exact bytes, nothing outside the range touched
+  }
+  // overlapping copies inside one region behave like memmove in both directions
+  for (const [dst, src, len] of [[0x12, 0x10, 100], [0x10, 0x12, 100], [0x100, 0x80, 200]]) {
+    for (let g = 0; g < 0x400; g++) m.writeU8(g, pattern(g));
+    const before = [...m.view(0, 0x400)];
+    m.copy(dst, src, len);
+    const want = before.slice();
+    for (let i = 0; i < len; i++) want[dst + i] = before[src + i];
+    assertEquals([...m.view(0, 0x400)], want);
+  }
+  assertThrows(() => m.copy(0x4000, 0x1ff0, 0x20), MemoryFault); // source straddles a region end
+});
