@@ -198,6 +198,7 @@ export async function fuzzMain(args: readonly string[], env: FuzzEnv): Promise<n
     {
       seed,
       shard: o.shard,
+      targets: selected.map((t) => t.name),
       date: new Date().toISOString(),
       wallSeconds: wall,
       workers: o.workers,

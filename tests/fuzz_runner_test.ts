@@ -17,6 +17,7 @@ import {
   buildReport,
   formatJunit,
   formatSummary,
+  type FuzzReport,
   FuzzReportSchema,
   mergeReports,
   parseReport,
@@ -308,11 +309,17 @@ function unitsOf(target: FuzzTarget<unknown>, seed: number): UnitResult[] {
   return [runUnit(target, { target: target.name, slice: 0, seed, runs: 3000 })];
 }
 
-function reportOf(results: UnitResult[], shard = { index: 1, count: 1 }, seed = 1) {
+function reportOf(
+  results: UnitResult[],
+  shard = { index: 1, count: 1 },
+  seed = 1,
+  targets: string[] = [...new Set(results.map((r) => r.target))],
+) {
   return buildReport(
     {
       seed,
       shard,
+      targets,
       date: "2026-01-01T00:00:00.000Z",
       wallSeconds: 1,
       workers: 1,
@@ -354,31 +361,98 @@ Deno.test("report: JSON validates, summary has a row per target, JUnit one testc
 });
 
 Deno.test("report: merge sums shards, de-duplicates failures, rejects a repeated shard", () => {
-  const a = reportOf([...unitsOf(twoBugs(), 9), ...unitsOf(makeCopyTarget(), 1)], {
-    index: 1,
-    count: 2,
-  });
-  const b = reportOf([...unitsOf(twoBugs(), 10)], { index: 2, count: 2 });
-  const m = mergeReports([{ file: "a.json", report: a }, { file: "b.json", report: b }]);
+  // two targets, 4 shards: 2 slices each, dealt two-bugs#0, two-bugs#1, example-copy#0, #1
+  const names = ["two-bugs", "example-copy"];
+  const shard = (index: number, results: UnitResult[]) =>
+    reportOf(results, { index, count: 4 }, 1, names);
+  const a = shard(1, unitsOf(twoBugs(), 9));
+  const b = shard(2, unitsOf(twoBugs(), 10));
+  const c = shard(3, unitsOf(makeCopyTarget(), 1));
+  const d = shard(4, unitsOf(makeCopyTarget(), 2));
+  const m = mergeReports([a, b, c, d].map((report, i) => ({ file: `${"abcd"[i]}.json`, report })));
   FuzzReportSchema.parse(m);
-  assertEquals(m.campaigns.map((c) => c.shard.index), [1, 2]);
+  assertEquals(m.campaigns.map((c) => c.shard.index), [1, 2, 3, 4]);
   assertEquals(m.targets.map((t) => t.target), ["example-copy", "two-bugs"]);
   const tb = m.targets[1];
   assertEquals(tb.runs, a.targets[0].runs + b.targets[0].runs);
   assertEquals(tb.units, 2);
   assertEquals(tb.failures.length, 2, "same signatures from both shards counted once");
-  assertEquals(m.totals.runs, a.totals.runs + b.totals.runs);
+  assertEquals(m.totals.runs, a.totals.runs + b.totals.runs + c.totals.runs + d.totals.runs);
   const e = assertThrows(
-    () => mergeReports([{ file: "a.json", report: a }, { file: "c.json", report: a }]),
+    () =>
+      mergeReports([
+        { file: "a.json", report: a },
+        { file: "c.json", report: a },
+        { file: "b.json", report: b },
+      ]),
     ReportError,
   );
-  assertStringIncludes(e.message, "c.json: seed 1 shard 1/2 is already in a.json");
+  assertStringIncludes(e.message, "c.json: seed 1 shard 1/4 is already in a.json");
   const bad = assertThrows(
     () => parseReport("x.json", { ...a, totals: { runs: "many" } }),
     ReportError,
   );
   assertStringIncludes(bad.message, "x.json: not a fuzz report");
   assertStringIncludes(bad.message, "totals");
+});
+
+Deno.test("report: merge rejects other seeds, shard counts or targets, missing shards, wrong units", () => {
+  const names = ["two-bugs"];
+  const one = unitsOf(twoBugs(), 9);
+  const s1 = reportOf(one, { index: 1, count: 2 }, 7, names);
+  const s2 = reportOf(one, { index: 2, count: 2 }, 7, names);
+  assertEquals(
+    mergeReports([{ file: "s1.json", report: s1 }, { file: "s2.json", report: s2 }]).totals.runs,
+    2 * s1.totals.runs,
+  );
+  const reject = (b: FuzzReport, msg: string) => {
+    const e = assertThrows(
+      () => mergeReports([{ file: "s1.json", report: s1 }, { file: "x.json", report: b }]),
+      ReportError,
+    );
+    assertStringIncludes(e.message, msg);
+  };
+  reject(
+    reportOf(one, { index: 2, count: 2 }, 8, names),
+    "x.json: campaigns: seed 8, but s1.json has seed 7",
+  );
+  reject(
+    reportOf(one, { index: 2, count: 3 }, 7, names),
+    "x.json: campaigns: shard count 3, but s1.json has 2",
+  );
+  reject(
+    reportOf(one, { index: 2, count: 2 }, 7, ["two-bugs", "example-copy"]),
+    "x.json: campaigns: targets [two-bugs, example-copy], but s1.json has [two-bugs]",
+  );
+  reject(
+    reportOf([...one, ...unitsOf(twoBugs(), 3)], { index: 2, count: 2 }, 7, names),
+    'x.json: targets: ran 2 unit(s) of "two-bugs", but the shard(s) it claims (2/2, seed 7) plan 1',
+  );
+  const missing = assertThrows(
+    () => mergeReports([{ file: "s1.json", report: s1 }]),
+    ReportError,
+  );
+  assertStringIncludes(missing.message, "s1.json: shard(s) 2/2 of seed 7 missing");
+  const { targets: _, ...old } = s2.campaigns[0];
+  reject({ ...s2, campaigns: [old] }, "x.json: campaigns: no targets field");
+});
+
+Deno.test("cli: --shard without --seed is a usage error naming the fix", async () => {
+  assertThrows(
+    () => parseFuzzArgs(["--shard", "2/4"]),
+    CliError,
+    "--shard: needs --seed so every CI job fuzzes a disjoint, reproducible part of one campaign",
+  );
+  assertThrows(
+    () => parseFuzzArgs(["--shard", "2/4"]),
+    CliError,
+    "Fix: add --seed <N> (the same on every shard)",
+  );
+  assertEquals(parseFuzzArgs(["--shard", "2/4", "--seed", "5"]).shard, { index: 2, count: 4 });
+  assertEquals(parseFuzzArgs(["--shard", "1/1"]).seed, undefined);
+  const c = captureEnv(TARGETS);
+  assertEquals(await fuzzMain(["--shard", "1/2", "--runs", "10", "--workers", "0"], c.env), 2);
+  assertStringIncludes(c.err(), "fuzz: --shard: needs --seed");
 });
 
 // ---- corpus -------------------------------------------------------------------------------
