@@ -23,7 +23,7 @@ import {
 } from "./report.ts";
 import { CorpusError, parseCorpusEntry, replayEntry, writeCorpusEntry } from "./corpus.ts";
 import { registryProblems, unregisteredTargets } from "./registry.ts";
-import { describeValue } from "./describe.ts";
+import { describeOutput, describeValue } from "./describe.ts";
 import { messageOf } from "./signature.ts";
 import type { UnitSpec } from "./runner.ts";
 
@@ -66,11 +66,11 @@ function replay(file: string, env: FuzzEnv): number {
     return 2;
   }
   const r = replayEntry(target, entry, file);
-  const shown = r.input === undefined
-    ? entry.inputText
-    : target.describe !== undefined
-    ? target.describe(r.input)
-    : describeValue(r.input);
+  const shown = r.input === undefined ? entry.inputText : describeValue(r.input);
+  const built = r.input === undefined || target.describe === undefined ? [] : [
+    `  built state (${target.name}.describe):`,
+    ...describeOutput(target.describe(r.input)).split("\n").map((l) => `    ${l}`),
+  ];
   env.out(
     [
       `replay ${file}`,
@@ -80,6 +80,7 @@ function replay(file: string, env: FuzzEnv): number {
       `  replayed:  ${r.mode}`,
       `  input:`,
       shown.split("\n").map((l) => `    ${l}`).join("\n"),
+      ...built,
       r.fixed
         ? `FIXED: the input passes every oracle now (the corpus entry is a passing regression test)`
         : `STILL FAILS: ${r.signature}${

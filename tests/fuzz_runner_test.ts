@@ -455,6 +455,57 @@ Deno.test("cli: --shard without --seed is a usage error naming the fix", async (
   assertStringIncludes(c.err(), "fuzz: --shard: needs --seed");
 });
 
+/** A target whose failing input builds a 20-byte "descriptor table"; `describe` returns it. */
+function ringBuilder(describe: (n: number) => unknown): FuzzTarget<number> {
+  const table = (n: number) => Uint8Array.from({ length: 20 }, (_, i) => (n + i) & 0xff);
+  return {
+    name: "ring-builder",
+    description: "builds a ring from a byte",
+    arbitrary: () => fc.integer({ min: 0, max: 255 }),
+    run(n) {
+      if (table(n)[0] >= 0x40) throw new OracleFailure("bad-ring", `table[0]=${table(n)[0]}`);
+    },
+    encode: (n) => n,
+    decode: (json) => {
+      if (typeof json !== "number") throw new Error("not a number");
+      return json;
+    },
+    describe,
+  };
+}
+
+Deno.test("main: --replay prints the target's describe output, byte arrays as hex dumps", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "virtq-describe-" });
+  try {
+    const bytes = (n: number) => Uint8Array.from({ length: 20 }, (_, i) => (n + i) & 0xff);
+    const t = ringBuilder((n) => ({ descriptorTable: bytes(n), note: "head 0" }));
+    const [u] = unitsOf(t as FuzzTarget<unknown>, 5);
+    assertEquals(u.failures.length, 1);
+    const { file } = await writeCorpusEntry(dir, u.failures[0]);
+    const r = captureEnv([t as FuzzTarget<unknown>]);
+    assertEquals(await fuzzMain(["--replay", file], r.env), 1);
+    const out = r.out();
+    assertStringIncludes(out, "  input:\n    64\n  built state (ring-builder.describe):\n");
+    assertStringIncludes(
+      out,
+      [
+        "      descriptorTable: Uint8Array(20)",
+        "        00000000  40 41 42 43 44 45 46 47  48 49 4a 4b 4c 4d 4e 4f  |@ABCDEFGHIJKLMNO|",
+        "        00000010  50 51 52 53                                       |PQRS|,",
+        '      note: "head 0"',
+      ].join("\n"),
+    );
+    const str = captureEnv([ringBuilder((n) => `ring of ${n}`) as FuzzTarget<unknown>]);
+    assertEquals(await fuzzMain(["--replay", file], str.env), 1);
+    assertStringIncludes(str.out(), "  built state (ring-builder.describe):\n    ring of 64\n");
+    const none = captureEnv([{ ...t, describe: undefined } as FuzzTarget<unknown>]);
+    assertEquals(await fuzzMain(["--replay", file], none.env), 1);
+    assert(!none.out().includes("built state"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 // ---- corpus -------------------------------------------------------------------------------
 
 Deno.test("corpus: write once per signature, load validated, replay decoded and seed+path", async () => {
