@@ -67,10 +67,19 @@ function replay(file: string, env: FuzzEnv): number {
   }
   const r = replayEntry(target, entry, file);
   const shown = r.input === undefined ? entry.inputText : describeValue(r.input);
-  const built = r.input === undefined || target.describe === undefined ? [] : [
-    `  built state (${target.name}.describe):`,
-    ...describeOutput(target.describe(r.input)).split("\n").map((l) => `    ${l}`),
-  ];
+  let built: string[] = [];
+  if (r.input !== undefined && target.describe !== undefined) {
+    let text: string;
+    try {
+      text = describeOutput(target.describe(r.input));
+    } catch (e) {
+      text = `(describe threw, the state is not shown: ${messageOf(e)})`;
+    }
+    built = [
+      `  built state (${target.name}.describe):`,
+      ...text.split("\n").map((l) => `    ${l}`),
+    ];
+  }
   env.out(
     [
       `replay ${file}`,

@@ -501,6 +501,13 @@ Deno.test("main: --replay prints the target's describe output, byte arrays as he
     const none = captureEnv([{ ...t, describe: undefined } as FuzzTarget<unknown>]);
     assertEquals(await fuzzMain(["--replay", file], none.env), 1);
     assert(!none.out().includes("built state"));
+    const boom = ringBuilder(() => {
+      throw new VirtqError("AVAIL_HEAD_OUT_OF_RANGE", "head 99");
+    });
+    const thrown = captureEnv([boom as FuzzTarget<unknown>]);
+    assertEquals(await fuzzMain(["--replay", file], thrown.env), 1);
+    assertStringIncludes(thrown.out(), "    (describe threw, the state is not shown: ");
+    assertStringIncludes(thrown.out(), "STILL FAILS: ring-builder/bad-ring/-");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
