@@ -62,7 +62,8 @@ Options:
   --runs N           at most N runs per target
   --seed N           campaign seed (0..2147483647; default random, printed in the summary)
   --workers N        parallel Web Workers (default: number of cores; 0: main thread)
-  --shard I/N        run shard I of N (1-based): a deterministic share of the campaign
+  --shard I/N        run shard I of N (1-based): a deterministic share of the campaign;
+                     needs --seed (the same on every shard)
   --json FILE        write the JSON report (merge shards with deno task fuzz:merge)
   --junit FILE       write a JUnit XML report (one test case per target)
   --corpus DIR       corpus directory (default fuzz/corpus)
@@ -213,6 +214,14 @@ export function parseFuzzArgs(args: readonly string[], defaultWorkers = 1): Fuzz
     }
   }
   if (!secondsGiven && o.runs === undefined) o.seconds = DEFAULT_SECONDS;
+  if (o.shard.count > 1 && o.seed === undefined) {
+    throw new CliError(
+      "--shard",
+      "needs --seed so every CI job fuzzes a disjoint, reproducible part of one campaign " +
+        "(a random seed per job makes the shards overlap)",
+      "add --seed <N> (the same on every shard)",
+    );
+  }
   if (o.replay !== undefined && (o.list || o.targets.length > 0 || o.shard.count > 1)) {
     throw new CliError(
       "--replay",

@@ -70,3 +70,11 @@ export function describeValue(v: unknown, indent = ""): string {
   };
   return `{\n${entries.map(field).join(",\n")}\n${indent}}`;
 }
+
+/**
+ * Renders what a target's `describe(input)` returned for `--replay`: a string as is, any other
+ * value by {@link describeValue} (byte arrays as hex dumps with offsets).
+ */
+export function describeOutput(v: unknown): string {
+  return typeof v === "string" ? v : describeValue(v);
+}

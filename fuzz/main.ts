@@ -23,7 +23,7 @@ import {
 } from "./report.ts";
 import { CorpusError, parseCorpusEntry, replayEntry, writeCorpusEntry } from "./corpus.ts";
 import { registryProblems, unregisteredTargets } from "./registry.ts";
-import { describeValue } from "./describe.ts";
+import { describeOutput, describeValue } from "./describe.ts";
 import { messageOf } from "./signature.ts";
 import type { UnitSpec } from "./runner.ts";
 
@@ -66,11 +66,20 @@ function replay(file: string, env: FuzzEnv): number {
     return 2;
   }
   const r = replayEntry(target, entry, file);
-  const shown = r.input === undefined
-    ? entry.inputText
-    : target.describe !== undefined
-    ? target.describe(r.input)
-    : describeValue(r.input);
+  const shown = r.input === undefined ? entry.inputText : describeValue(r.input);
+  let built: string[] = [];
+  if (r.input !== undefined && target.describe !== undefined) {
+    let text: string;
+    try {
+      text = describeOutput(target.describe(r.input));
+    } catch (e) {
+      text = `(describe threw, the state is not shown: ${messageOf(e)})`;
+    }
+    built = [
+      `  built state (${target.name}.describe):`,
+      ...text.split("\n").map((l) => `    ${l}`),
+    ];
+  }
   env.out(
     [
       `replay ${file}`,
@@ -80,6 +89,7 @@ function replay(file: string, env: FuzzEnv): number {
       `  replayed:  ${r.mode}`,
       `  input:`,
       shown.split("\n").map((l) => `    ${l}`).join("\n"),
+      ...built,
       r.fixed
         ? `FIXED: the input passes every oracle now (the corpus entry is a passing regression test)`
         : `STILL FAILS: ${r.signature}${
@@ -198,6 +208,7 @@ export async function fuzzMain(args: readonly string[], env: FuzzEnv): Promise<n
     {
       seed,
       shard: o.shard,
+      targets: selected.map((t) => t.name),
       date: new Date().toISOString(),
       wallSeconds: wall,
       workers: o.workers,

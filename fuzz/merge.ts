@@ -1,6 +1,6 @@
 /**
  * `deno task fuzz:merge a.json b.json ... [--json OUT] [--junit OUT]`: merges the JSON reports
- * of campaign shards (`deno task fuzz --shard I/N --json FILE`) into one, validating each with
+ * of campaign shards (`deno task fuzz --shard I/N --seed S --json FILE`) into one, validating each with
  * zod, prints the merged summary and exits 1 when the merged campaign has failures.
  * @module
  */
@@ -18,7 +18,7 @@ import { messageOf } from "./signature.ts";
 /** `--help` text of `deno task fuzz:merge`. */
 export const MERGE_HELP = `deno task fuzz:merge REPORT.json... [--json OUT] [--junit OUT]
 
-Merges shard reports written by \`deno task fuzz --shard I/N --json FILE\` into one campaign
+Merges shard reports written by \`deno task fuzz --shard I/N --seed S --json FILE\` into one campaign
 report: runs and time are summed per target, failures de-duplicated by signature. Prints the
 merged summary; exits 1 when the merged campaign has failures, 2 on a usage or report error.
 

@@ -7,6 +7,7 @@
 import { z } from "zod";
 import type { UnitResult } from "./runner.ts";
 import { CATALOGUE_CODES } from "./catalogue.ts";
+import { checkShardPartition } from "./shards.ts";
 
 /** Format tag of the JSON report. */
 export const REPORT_FORMAT = "virtq-lab/fuzz-report@1";
@@ -54,6 +55,8 @@ const TargetReport = z.strictObject({
 const Campaign = z.strictObject({
   seed: z.int(),
   shard: z.strictObject({ index: z.int().positive(), count: z.int().positive() }),
+  /** The selected targets in plan order: with seed and shard, the units this shard ran. */
+  targets: z.array(z.string()).optional(),
   date: z.string(),
   wallSeconds: z.number().nonnegative(),
   workers: z.int().nonnegative(),
@@ -216,11 +219,13 @@ export function parseReport(file: string, json: unknown): FuzzReport {
 
 /**
  * Merges shard reports into one: targets are combined by name (runs and time summed, failures
- * de-duplicated by signature, error codes united). @throws {ReportError} when the same shard of
- * the same seed appears twice.
+ * de-duplicated by signature, error codes united). @throws {ReportError} unless the reports are
+ * exactly the shards of one campaign (`checkShardPartition` in `fuzz/shards.ts`: one seed, one
+ * shard count, every index once, each shard's units those its plan gives it).
  */
 export function mergeReports(reports: readonly { file: string; report: FuzzReport }[]): FuzzReport {
   if (reports.length === 0) throw new ReportError("(none)", "no reports to merge");
+  checkShardPartition(reports);
   const seen = new Map<string, string>();
   const campaigns: CampaignInfo[] = [];
   const by = new Map<string, TargetReport>();

@@ -62,10 +62,15 @@ export interface FuzzTarget<I = unknown> {
    */
   replayArbitrary?(replayPath: string): fc.Arbitrary<I>;
   /**
-   * A readable rendering of one input for `--replay` (e.g. a descriptor table as rows). Default:
-   * the runner prints the input with byte arrays and hex strings as hex dumps.
+   * What `--replay` prints below the input: the state the input builds, e.g. the descriptor table,
+   * available ring and used ring bytes a hostile input writes into guest memory. A string is
+   * printed as is; any other value is rendered by `describeValue` (`fuzz/describe.ts`): every
+   * `Uint8Array` (and hex string of 8+ bytes, and byte-valued array under a key such as `ring`,
+   * `table`, `bytes`) as a hex dump with offsets, 16 bytes a line in two groups of 8. E.g.
+   * `describe: (i) => ({ descriptorTable: mem.read(descGpa, 16 * size), availRing: ... })`.
+   * The input itself is always printed (structurally, byte arrays as hex dumps).
    */
-  describe?(input: I): string;
+  describe?(input: I): unknown;
   /**
    * Names of the bugs this target can plant in its engine through {@link withPlantedFault}
    * (test-only): `tests/fuzz_planted_test.ts` shows that the target reports every one of them.

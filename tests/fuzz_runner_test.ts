@@ -17,6 +17,7 @@ import {
   buildReport,
   formatJunit,
   formatSummary,
+  type FuzzReport,
   FuzzReportSchema,
   mergeReports,
   parseReport,
@@ -29,7 +30,13 @@ import { consoleProgress, InProcessExecutor, runUnits, WorkerExecutor } from "..
 import { registryProblems, unregisteredTargets } from "../fuzz/registry.ts";
 import { describeValue, hexDump } from "../fuzz/describe.ts";
 import { mergeMain } from "../fuzz/merge.ts";
-import { coverageTable, parseLcov, unreachedCodes } from "../fuzz/coverage.ts";
+import {
+  coverageTable,
+  estimateUnloaded,
+  parseLcov,
+  summarizeCoverage,
+  unreachedCodes,
+} from "../fuzz/coverage.ts";
 import { CATALOGUE_CODES, observeCatalogueErrors } from "../fuzz/catalogue.ts";
 import { noteErrorCode, observedErrorCodes, resetObserved } from "../fuzz/observe.ts";
 import {
@@ -302,11 +309,17 @@ function unitsOf(target: FuzzTarget<unknown>, seed: number): UnitResult[] {
   return [runUnit(target, { target: target.name, slice: 0, seed, runs: 3000 })];
 }
 
-function reportOf(results: UnitResult[], shard = { index: 1, count: 1 }, seed = 1) {
+function reportOf(
+  results: UnitResult[],
+  shard = { index: 1, count: 1 },
+  seed = 1,
+  targets: string[] = [...new Set(results.map((r) => r.target))],
+) {
   return buildReport(
     {
       seed,
       shard,
+      targets,
       date: "2026-01-01T00:00:00.000Z",
       wallSeconds: 1,
       workers: 1,
@@ -348,31 +361,156 @@ Deno.test("report: JSON validates, summary has a row per target, JUnit one testc
 });
 
 Deno.test("report: merge sums shards, de-duplicates failures, rejects a repeated shard", () => {
-  const a = reportOf([...unitsOf(twoBugs(), 9), ...unitsOf(makeCopyTarget(), 1)], {
-    index: 1,
-    count: 2,
-  });
-  const b = reportOf([...unitsOf(twoBugs(), 10)], { index: 2, count: 2 });
-  const m = mergeReports([{ file: "a.json", report: a }, { file: "b.json", report: b }]);
+  // two targets, 4 shards: 2 slices each, dealt two-bugs#0, two-bugs#1, example-copy#0, #1
+  const names = ["two-bugs", "example-copy"];
+  const shard = (index: number, results: UnitResult[]) =>
+    reportOf(results, { index, count: 4 }, 1, names);
+  const a = shard(1, unitsOf(twoBugs(), 9));
+  const b = shard(2, unitsOf(twoBugs(), 10));
+  const c = shard(3, unitsOf(makeCopyTarget(), 1));
+  const d = shard(4, unitsOf(makeCopyTarget(), 2));
+  const m = mergeReports([a, b, c, d].map((report, i) => ({ file: `${"abcd"[i]}.json`, report })));
   FuzzReportSchema.parse(m);
-  assertEquals(m.campaigns.map((c) => c.shard.index), [1, 2]);
+  assertEquals(m.campaigns.map((c) => c.shard.index), [1, 2, 3, 4]);
   assertEquals(m.targets.map((t) => t.target), ["example-copy", "two-bugs"]);
   const tb = m.targets[1];
   assertEquals(tb.runs, a.targets[0].runs + b.targets[0].runs);
   assertEquals(tb.units, 2);
   assertEquals(tb.failures.length, 2, "same signatures from both shards counted once");
-  assertEquals(m.totals.runs, a.totals.runs + b.totals.runs);
+  assertEquals(m.totals.runs, a.totals.runs + b.totals.runs + c.totals.runs + d.totals.runs);
   const e = assertThrows(
-    () => mergeReports([{ file: "a.json", report: a }, { file: "c.json", report: a }]),
+    () =>
+      mergeReports([
+        { file: "a.json", report: a },
+        { file: "c.json", report: a },
+        { file: "b.json", report: b },
+      ]),
     ReportError,
   );
-  assertStringIncludes(e.message, "c.json: seed 1 shard 1/2 is already in a.json");
+  assertStringIncludes(e.message, "c.json: seed 1 shard 1/4 is already in a.json");
   const bad = assertThrows(
     () => parseReport("x.json", { ...a, totals: { runs: "many" } }),
     ReportError,
   );
   assertStringIncludes(bad.message, "x.json: not a fuzz report");
   assertStringIncludes(bad.message, "totals");
+});
+
+Deno.test("report: merge rejects other seeds, shard counts or targets, missing shards, wrong units", () => {
+  const names = ["two-bugs"];
+  const one = unitsOf(twoBugs(), 9);
+  const s1 = reportOf(one, { index: 1, count: 2 }, 7, names);
+  const s2 = reportOf(one, { index: 2, count: 2 }, 7, names);
+  assertEquals(
+    mergeReports([{ file: "s1.json", report: s1 }, { file: "s2.json", report: s2 }]).totals.runs,
+    2 * s1.totals.runs,
+  );
+  const reject = (b: FuzzReport, msg: string) => {
+    const e = assertThrows(
+      () => mergeReports([{ file: "s1.json", report: s1 }, { file: "x.json", report: b }]),
+      ReportError,
+    );
+    assertStringIncludes(e.message, msg);
+  };
+  reject(
+    reportOf(one, { index: 2, count: 2 }, 8, names),
+    "x.json: campaigns: seed 8, but s1.json has seed 7",
+  );
+  reject(
+    reportOf(one, { index: 2, count: 3 }, 7, names),
+    "x.json: campaigns: shard count 3, but s1.json has 2",
+  );
+  reject(
+    reportOf(one, { index: 2, count: 2 }, 7, ["two-bugs", "example-copy"]),
+    "x.json: campaigns: targets [two-bugs, example-copy], but s1.json has [two-bugs]",
+  );
+  reject(
+    reportOf([...one, ...unitsOf(twoBugs(), 3)], { index: 2, count: 2 }, 7, names),
+    'x.json: targets: ran 2 unit(s) of "two-bugs", but the shard(s) it claims (2/2, seed 7) plan 1',
+  );
+  const missing = assertThrows(
+    () => mergeReports([{ file: "s1.json", report: s1 }]),
+    ReportError,
+  );
+  assertStringIncludes(missing.message, "s1.json: shard(s) 2/2 of seed 7 missing");
+  const { targets: _, ...old } = s2.campaigns[0];
+  reject({ ...s2, campaigns: [old] }, "x.json: campaigns: no targets field");
+});
+
+Deno.test("cli: --shard without --seed is a usage error naming the fix", async () => {
+  assertThrows(
+    () => parseFuzzArgs(["--shard", "2/4"]),
+    CliError,
+    "--shard: needs --seed so every CI job fuzzes a disjoint, reproducible part of one campaign",
+  );
+  assertThrows(
+    () => parseFuzzArgs(["--shard", "2/4"]),
+    CliError,
+    "Fix: add --seed <N> (the same on every shard)",
+  );
+  assertEquals(parseFuzzArgs(["--shard", "2/4", "--seed", "5"]).shard, { index: 2, count: 4 });
+  assertEquals(parseFuzzArgs(["--shard", "1/1"]).seed, undefined);
+  const c = captureEnv(TARGETS);
+  assertEquals(await fuzzMain(["--shard", "1/2", "--runs", "10", "--workers", "0"], c.env), 2);
+  assertStringIncludes(c.err(), "fuzz: --shard: needs --seed");
+});
+
+/** A target whose failing input builds a 20-byte "descriptor table"; `describe` returns it. */
+function ringBuilder(describe: (n: number) => unknown): FuzzTarget<number> {
+  const table = (n: number) => Uint8Array.from({ length: 20 }, (_, i) => (n + i) & 0xff);
+  return {
+    name: "ring-builder",
+    description: "builds a ring from a byte",
+    arbitrary: () => fc.integer({ min: 0, max: 255 }),
+    run(n) {
+      if (table(n)[0] >= 0x40) throw new OracleFailure("bad-ring", `table[0]=${table(n)[0]}`);
+    },
+    encode: (n) => n,
+    decode: (json) => {
+      if (typeof json !== "number") throw new Error("not a number");
+      return json;
+    },
+    describe,
+  };
+}
+
+Deno.test("main: --replay prints the target's describe output, byte arrays as hex dumps", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "virtq-describe-" });
+  try {
+    const bytes = (n: number) => Uint8Array.from({ length: 20 }, (_, i) => (n + i) & 0xff);
+    const t = ringBuilder((n) => ({ descriptorTable: bytes(n), note: "head 0" }));
+    const [u] = unitsOf(t as FuzzTarget<unknown>, 5);
+    assertEquals(u.failures.length, 1);
+    const { file } = await writeCorpusEntry(dir, u.failures[0]);
+    const r = captureEnv([t as FuzzTarget<unknown>]);
+    assertEquals(await fuzzMain(["--replay", file], r.env), 1);
+    const out = r.out();
+    assertStringIncludes(out, "  input:\n    64\n  built state (ring-builder.describe):\n");
+    assertStringIncludes(
+      out,
+      [
+        "      descriptorTable: Uint8Array(20)",
+        "        00000000  40 41 42 43 44 45 46 47  48 49 4a 4b 4c 4d 4e 4f  |@ABCDEFGHIJKLMNO|",
+        "        00000010  50 51 52 53                                       |PQRS|,",
+        '      note: "head 0"',
+      ].join("\n"),
+    );
+    const str = captureEnv([ringBuilder((n) => `ring of ${n}`) as FuzzTarget<unknown>]);
+    assertEquals(await fuzzMain(["--replay", file], str.env), 1);
+    assertStringIncludes(str.out(), "  built state (ring-builder.describe):\n    ring of 64\n");
+    const none = captureEnv([{ ...t, describe: undefined } as FuzzTarget<unknown>]);
+    assertEquals(await fuzzMain(["--replay", file], none.env), 1);
+    assert(!none.out().includes("built state"));
+    const boom = ringBuilder(() => {
+      throw new VirtqError("AVAIL_HEAD_OUT_OF_RANGE", "head 99");
+    });
+    const thrown = captureEnv([boom as FuzzTarget<unknown>]);
+    assertEquals(await fuzzMain(["--replay", file], thrown.env), 1);
+    assertStringIncludes(thrown.out(), "    (describe threw, the state is not shown: ");
+    assertStringIncludes(thrown.out(), "STILL FAILS: ring-builder/bad-ring/-");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 // ---- corpus -------------------------------------------------------------------------------
@@ -691,20 +829,74 @@ Deno.test("coverage: lcov parsing, the src/virtio + src/dma table, unreached cod
     branches: 4,
     branchesHit: 3,
   });
-  const t = coverageTable(files, "/r", ["src/virtio/", "src/dma/"], ["src/virtio/split/ring.ts"]);
+  const t = coverageTable(files, "/r", ["src/virtio/", "src/dma/"]);
   assertEquals(t.linePct, 100 / 110 * 100);
   assertEquals(t.branchPct, 75);
   assertEquals(t.text.split("\n"), [
-    "file                       lines  branches",
-    "src/dma/errors.ts         100.0%     -  ",
-    "src/virtio/queue.ts        90.0%   75.0%",
-    "src/virtio/split/ring.ts  never loaded by any target",
-    "total                      90.9%   75.0%",
+    "file                  lines  branches",
+    "src/dma/errors.ts    100.0%     -  ",
+    "src/virtio/queue.ts   90.0%   75.0%",
+    "total                 90.9%   75.0%",
   ]);
   const missing = unreachedCodes(["QUEUE_SIZE_INVALID", "DMA_FAULT(wrap)", "NOT_A_CODE"]);
   assert(!missing.includes("QUEUE_SIZE_INVALID") && !missing.includes("DMA_FAULT(wrap)"));
   assert(missing.includes("RING_MISALIGNED") && missing.includes("DMA_MAP_ERROR(transport)"));
   assertEquals(missing.length, CATALOGUE_CODES.length - 2);
+});
+
+Deno.test("coverage: never-loaded files count in the totals with every line and branch unhit", () => {
+  const lcov = [
+    "SF:/r/src/virtio/queue.ts",
+    "LF:10",
+    "LH:10",
+    "BRF:4",
+    "BRH:4",
+    "end_of_record",
+    "SF:/r/src/memory/u64.ts",
+    "LF:50",
+    "LH:0",
+    "end_of_record",
+  ].join("\n");
+  const untested = [
+    "/** A module doc",
+    " * spanning lines. */",
+    "",
+    "// a line comment",
+    "export function f(x: number): number {",
+    "  if (x > 1) return x && 2; // trailing comment",
+    "  /* inline */ return 0;",
+    "}",
+  ].join("\n");
+  assertEquals(estimateUnloaded("src/dma/untested.ts", untested), {
+    file: "src/dma/untested.ts",
+    lines: 4,
+    linesHit: 0,
+    branches: 4,
+    branchesHit: 0,
+  });
+  const sources = new Map([
+    ["src/virtio/queue.ts", "tested();\n"],
+    ["src/dma/untested.ts", untested],
+  ]);
+  const s = summarizeCoverage(lcov, "/r", ["src/virtio/", "src/dma/"], sources);
+  // Before the fix the untested file was left out: 100% lines. Now 10 of 14 lines, 4 of 8 branches.
+  assertEquals(s.linePct, 100 * 10 / 14);
+  assertEquals(s.branchPct, 50);
+  assertEquals(s.files.map((f) => f.file), ["src/virtio/queue.ts"]);
+  assertEquals(s.unloaded.map((f) => f.file), ["src/dma/untested.ts"]);
+  assertEquals(s.text.split("\n"), [
+    "file                  lines  branches",
+    "src/virtio/queue.ts  100.0%  100.0%",
+    "src/dma/untested.ts    0.0%    0.0%  never loaded by any target (~4 lines, ~4 branches, counted unhit)",
+    "total                 71.4%   50.0%",
+  ]);
+  const all = summarizeCoverage(
+    lcov,
+    "/r",
+    ["src/virtio/"],
+    new Map([["src/virtio/queue.ts", ""]]),
+  );
+  assertEquals([all.linePct, all.unloaded.length], [100, 0]);
 });
 
 Deno.test("campaign: a hung target is killed after its budget and reported as a crash", async () => {
