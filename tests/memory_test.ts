@@ -1,6 +1,7 @@
 import { assertEquals, assertThrows } from "@std/assert";
 import fc from "fast-check";
 import {
+  DmaMapError,
   GuestMemory,
   hex64,
   MemoryFault,
@@ -116,4 +117,13 @@ Deno.test("GuestMemory: cross-region copies of 0, 1, 3, 127, 128, 129 and 4096 b
     assertEquals([...m.view(0, 0x400)], want);
   }
   assertThrows(() => m.copy(0x4000, 0x1ff0, 0x20), MemoryFault); // source straddles a region end
+});
+
+Deno.test("hex64 never throws: error messages can name any address a caller passed", () => {
+  assertEquals(hex64(0x1000), "0x0000000000001000");
+  assertEquals(hex64(4096.5), "4096.5");
+  assertEquals(hex64(-1), "-1");
+  assertEquals(hex64(2n ** 64n), "18446744073709551616");
+  const e = new DmaMapError("mask", 4096.5, 8, "direct");
+  assertEquals(e.address, 4096.5);
 });

@@ -82,7 +82,14 @@ export function u64Compare(a: U64, b: U64): number {
   return d < 0n ? -1 : d > 0n ? 1 : 0;
 }
 
-/** Formats a u64 as `0x` followed by 16 hex digits, for error messages and dumps. */
+/**
+ * Formats a u64 as `0x` followed by 16 hex digits, for error messages and dumps. Never throws: a
+ * value that is not an unsigned 64-bit integer (a caller bug reported inside an error message) is
+ * printed as it is, e.g. `0x1000.5` becomes `4096.5`.
+ */
 export function hex64(v: U64): string {
+  if (typeof v === "number" ? !Number.isSafeInteger(v) || v < 0 : v < 0n || v > U64_MAX) {
+    return String(v);
+  }
   return "0x" + BigInt(v).toString(16).padStart(16, "0");
 }
