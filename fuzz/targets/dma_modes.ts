@@ -12,6 +12,9 @@
  *   tracking mode throws `not-mapped`;
  * - `page-table`: an I/O page table mapping with 2 MiB / 1 GiB leaves, cut by a partial unmap,
  *   translates exactly like a byte model (`page_table_op.ts`);
+ * - `iotlb-model`: an IOTLB (4 KiB / 2 MiB / 1 GiB entries, a small capacity that overflows)
+ *   answers every lookup and invalidation (page + mask, range, domain, all) like a plain model
+ *   (`iotlb_op.ts`);
  * - `edge-outcome`: each edge operation (`dma_edges.ts`: no dma-ranges window, swiotlb pool
  *   exhausted, IOVA space exhausted, private memory, reserved region, overlap, misaligned GPA,
  *   virtio-iommu transport error) fails with exactly its `DmaMapError` reason;
@@ -37,6 +40,7 @@ import type { U64 } from "../../src/memory/u64.ts";
 import { noteError } from "../observe.ts";
 import { DMA_EDGE_KINDS, runDmaEdge } from "./dma_edges.ts";
 import { type PageTableOp, runPageTableOp } from "./page_table_op.ts";
+import { IOTLB_CAPACITIES, IOTLB_STEP_KINDS, type IotlbOp, runIotlbOp } from "./iotlb_op.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 
 /** One step of a {@link DmaModesInput}. */
@@ -51,7 +55,8 @@ export type DmaOp =
   | { k: "tick"; ms: number }
   | { k: "hostile"; kind: number }
   | { k: "edge"; kind: number; n: number }
-  | ({ k: "pagetable" } & PageTableOp);
+  | ({ k: "pagetable" } & PageTableOp)
+  | ({ k: "iotlb" } & IotlbOp);
 
 /** Input of the `dma-modes` target. */
 export interface DmaModesInput {
@@ -132,6 +137,14 @@ const opSchema = z.discriminatedUnion("k", [
     cutAt: z.int().min(0),
     cutPages: z.int().min(0),
     probes: z.array(z.int().min(-16)).max(16),
+  }),
+  z.strictObject({
+    k: z.literal("iotlb"),
+    capacity: z.int().min(0).max(IOTLB_CAPACITIES.length - 1),
+    steps: z.array(
+      z.tuple([z.int().min(0), z.int().min(0), z.int().min(0), z.int().min(0), z.int().min(0)]),
+    )
+      .max(64),
   }),
   z.strictObject({
     k: z.literal("edge"),
@@ -429,6 +442,12 @@ export function runDmaModes(input: DmaModesInput): DmaModesReport {
         runPageTableOp(pt);
         break;
       }
+      case "iotlb": {
+        // The IOTLB alone against a model: levels, overflow flush, every invalidation (iotlb_op.ts)
+        const { k: _k, ...tlbOp } = op;
+        runIotlbOp(tlbOp);
+        break;
+      }
       case "edge":
         // A self-contained setup that must fail with one DmaMapError reason (dma_edges.ts).
         runDmaEdge(op.kind, op.n);
@@ -604,6 +623,17 @@ const opArb: fc.Arbitrary<DmaOp> = fc.oneof(
       cutAt: fc.nat(270000),
       cutPages: fc.nat(3000),
       probes: fc.array(fc.integer({ min: -4, max: 270000 }), { maxLength: 8 }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant("iotlb" as const),
+      capacity: fc.nat(IOTLB_CAPACITIES.length - 1),
+      steps: fc.array(
+        fc.tuple(fc.nat(IOTLB_STEP_KINDS - 1), fc.nat(3), fc.nat(4), fc.nat(15), fc.nat(4095)),
+        { maxLength: 48 },
+      ),
     }),
   },
   {
