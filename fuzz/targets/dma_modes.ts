@@ -15,6 +15,10 @@
  * - `iotlb-model`: an IOTLB (4 KiB / 2 MiB / 1 GiB entries, a small capacity that overflows)
  *   answers every lookup and invalidation (page + mask, range, domain, all) like a plain model
  *   (`iotlb_op.ts`);
+ * - `flush-queue-model`: the lazy flush queue flushes by count and by (fake-clock) time exactly
+ *   like Linux's rules (`flush_queue_op.ts`);
+ * - `dma-direct-model`: dma-direct honours the DMA mask and bus limit and refuses coherent maps
+ *   of private memory (`direct_op.ts`);
  * - `edge-outcome`: each edge operation (`dma_edges.ts`: no dma-ranges window, swiotlb pool
  *   exhausted, IOVA space exhausted, private memory, reserved region, overlap, misaligned GPA,
  *   virtio-iommu transport error) fails with exactly its `DmaMapError` reason;
@@ -40,6 +44,21 @@ import type { U64 } from "../../src/memory/u64.ts";
 import { noteError } from "../observe.ts";
 import { DMA_EDGE_KINDS, runDmaEdge } from "./dma_edges.ts";
 import { type PageTableOp, runPageTableOp } from "./page_table_op.ts";
+import {
+  DIRECT_BUS_LIMITS,
+  DIRECT_GPAS,
+  DIRECT_LENGTHS,
+  DIRECT_MASKS,
+  type DirectOp,
+  runDirectOp,
+} from "./direct_op.ts";
+import {
+  type FlushQueueOp,
+  FQ_SIZES,
+  FQ_STEP_KINDS,
+  FQ_TIMEOUTS,
+  runFlushQueueOp,
+} from "./flush_queue_op.ts";
 import { IOTLB_CAPACITIES, IOTLB_STEP_KINDS, type IotlbOp, runIotlbOp } from "./iotlb_op.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 
@@ -56,7 +75,9 @@ export type DmaOp =
   | { k: "hostile"; kind: number }
   | { k: "edge"; kind: number; n: number }
   | ({ k: "pagetable" } & PageTableOp)
-  | ({ k: "iotlb" } & IotlbOp);
+  | ({ k: "iotlb" } & IotlbOp)
+  | ({ k: "flushq" } & FlushQueueOp)
+  | ({ k: "direct" } & DirectOp);
 
 /** Input of the `dma-modes` target. */
 export interface DmaModesInput {
@@ -145,6 +166,21 @@ const opSchema = z.discriminatedUnion("k", [
       z.tuple([z.int().min(0), z.int().min(0), z.int().min(0), z.int().min(0), z.int().min(0)]),
     )
       .max(64),
+  }),
+  z.strictObject({
+    k: z.literal("flushq"),
+    size: z.int().min(0).max(FQ_SIZES.length - 1),
+    timeout: z.int().min(0).max(FQ_TIMEOUTS.length - 1),
+    steps: z.array(z.tuple([z.int().min(0), z.int().min(0), z.int().min(0)])).max(64),
+  }),
+  z.strictObject({
+    k: z.literal("direct"),
+    mask: z.int().min(0).max(DIRECT_MASKS.length - 1),
+    busLimit: z.int().min(0).max(DIRECT_BUS_LIMITS.length - 1),
+    base: z.int().min(0).max(DIRECT_GPAS.length - 1),
+    off: z.int().min(0).max(0x1_0000),
+    len: z.int().min(0).max(DIRECT_LENGTHS.length - 1),
+    coherent: z.boolean(),
   }),
   z.strictObject({
     k: z.literal("edge"),
@@ -448,6 +484,18 @@ export function runDmaModes(input: DmaModesInput): DmaModesReport {
         runIotlbOp(tlbOp);
         break;
       }
+      case "flushq": {
+        // Linux's lazy-flush queue by count and by (fake-clock) time (flush_queue_op.ts)
+        const { k: _k, ...fqOp } = op;
+        runFlushQueueOp(fqOp);
+        break;
+      }
+      case "direct": {
+        // dma-direct with a mask / bus limit / private memory (direct_op.ts)
+        const { k: _k, ...dOp } = op;
+        runDirectOp(dOp);
+        break;
+      }
       case "edge":
         // A self-contained setup that must fail with one DmaMapError reason (dma_edges.ts).
         runDmaEdge(op.kind, op.n);
@@ -634,6 +682,29 @@ const opArb: fc.Arbitrary<DmaOp> = fc.oneof(
         fc.tuple(fc.nat(IOTLB_STEP_KINDS - 1), fc.nat(3), fc.nat(4), fc.nat(15), fc.nat(4095)),
         { maxLength: 48 },
       ),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant("flushq" as const),
+      size: fc.nat(FQ_SIZES.length - 1),
+      timeout: fc.nat(FQ_TIMEOUTS.length - 1),
+      steps: fc.array(fc.tuple(fc.nat(FQ_STEP_KINDS - 1), fc.nat(40), fc.nat(3)), {
+        maxLength: 32,
+      }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant("direct" as const),
+      mask: fc.nat(DIRECT_MASKS.length - 1),
+      busLimit: fc.nat(DIRECT_BUS_LIMITS.length - 1),
+      base: fc.nat(DIRECT_GPAS.length - 1),
+      off: fc.oneof(fc.constantFrom(0, 4095, 4096, 8192), fc.nat(0x1_0000)),
+      len: fc.nat(DIRECT_LENGTHS.length - 1),
+      coherent: fc.boolean(),
     }),
   },
   {
