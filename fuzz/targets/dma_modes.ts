@@ -19,6 +19,8 @@
  *   like Linux's rules (`flush_queue_op.ts`);
  * - `dma-direct-model`: dma-direct honours the DMA mask and bus limit and refuses coherent maps
  *   of private memory (`direct_op.ts`);
+ * - `swiotlb-model`: a small bounce pool maps, partially syncs both ways, runs out and copies
+ *   back exactly like a byte model of Linux's swiotlb (`swiotlb_op.ts`);
  * - `edge-outcome`: each edge operation (`dma_edges.ts`: no dma-ranges window, swiotlb pool
  *   exhausted, IOVA space exhausted, private memory, reserved region, overlap, misaligned GPA,
  *   virtio-iommu transport error) fails with exactly its `DmaMapError` reason;
@@ -59,6 +61,7 @@ import {
   FQ_TIMEOUTS,
   runFlushQueueOp,
 } from "./flush_queue_op.ts";
+import { runSwiotlbOp, SWIOTLB_STEP_KINDS, type SwiotlbOp } from "./swiotlb_op.ts";
 import { IOTLB_CAPACITIES, IOTLB_STEP_KINDS, type IotlbOp, runIotlbOp } from "./iotlb_op.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 
@@ -77,7 +80,8 @@ export type DmaOp =
   | ({ k: "pagetable" } & PageTableOp)
   | ({ k: "iotlb" } & IotlbOp)
   | ({ k: "flushq" } & FlushQueueOp)
-  | ({ k: "direct" } & DirectOp);
+  | ({ k: "direct" } & DirectOp)
+  | ({ k: "swiotlb" } & SwiotlbOp);
 
 /** Input of the `dma-modes` target. */
 export interface DmaModesInput {
@@ -181,6 +185,12 @@ const opSchema = z.discriminatedUnion("k", [
     off: z.int().min(0).max(0x1_0000),
     len: z.int().min(0).max(DIRECT_LENGTHS.length - 1),
     coherent: z.boolean(),
+  }),
+  z.strictObject({
+    k: z.literal("swiotlb"),
+    force: z.boolean(),
+    steps: z.array(z.tuple([z.int().min(0), z.int().min(0), z.int().min(0), z.int().min(0)]))
+      .max(64),
   }),
   z.strictObject({
     k: z.literal("edge"),
@@ -496,6 +506,12 @@ export function runDmaModes(input: DmaModesInput): DmaModesReport {
         runDirectOp(dOp);
         break;
       }
+      case "swiotlb": {
+        // a small bounce pool: partial syncs, exhaustion, copy-back (swiotlb_op.ts)
+        const { k: _k, ...sOp } = op;
+        runSwiotlbOp(sOp);
+        break;
+      }
       case "edge":
         // A self-contained setup that must fail with one DmaMapError reason (dma_edges.ts).
         runDmaEdge(op.kind, op.n);
@@ -705,6 +721,17 @@ const opArb: fc.Arbitrary<DmaOp> = fc.oneof(
       off: fc.oneof(fc.constantFrom(0, 4095, 4096, 8192), fc.nat(0x1_0000)),
       len: fc.nat(DIRECT_LENGTHS.length - 1),
       coherent: fc.boolean(),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant("swiotlb" as const),
+      force: fc.boolean(),
+      steps: fc.array(
+        fc.tuple(fc.nat(SWIOTLB_STEP_KINDS - 1), fc.nat(7), fc.nat(0xffff), fc.nat(0xffff)),
+        { maxLength: 32 },
+      ),
     }),
   },
   {
