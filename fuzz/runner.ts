@@ -119,6 +119,11 @@ export function runUnit(
   let crash: string | undefined;
   observeCatalogueErrors();
   resetObserved();
+  // Engine errors are constructed (and usually caught) by the thousand per second; capturing
+  // their stack traces costs ~10% of a hostile-driver run. No stacks while generating; the full
+  // limit comes back as soon as a run fails, so shrunk counterexamples and crashes keep theirs
+  // (`--replay` does not go through here and always has full stacks).
+  const stackLimit = Error.stackTraceLimit;
   const work0 = target.workDone?.() ?? 0;
   let failing = false; // the current fc.check found a failure and is shrinking it
   const predicate = (input: unknown): void => {
@@ -143,7 +148,11 @@ export function runUnit(
         );
       }
     } catch (e) {
-      if (!fc.PreconditionFailure.isFailure(e)) failing = true; // fc.pre() in a target is a skip
+      if (!fc.PreconditionFailure.isFailure(e) && !failing) {
+        // fc.pre() in a target is a skip. A real failure: shrinking starts, with full stacks.
+        failing = true;
+        Error.stackTraceLimit = stackLimit;
+      }
       throw e;
     }
   };
@@ -154,6 +163,7 @@ export function runUnit(
       if (remaining <= 0) break;
       const seed = k === 0 ? spec.seed : deriveSeed(spec.seed, "retry", k);
       failing = false;
+      Error.stackTraceLimit = 0;
       const details = fc.check(fc.property(arb, predicate), {
         seed,
         numRuns: Math.min(runsLeft, MAX_RUNS),
@@ -188,6 +198,8 @@ export function runUnit(
     }
   } catch (e) {
     crash = e instanceof Error ? (e.stack ?? e.message) : String(e);
+  } finally {
+    Error.stackTraceLimit = stackLimit;
   }
   const result: UnitResult = {
     target: target.name,

@@ -12,6 +12,15 @@
  *   tracking mode throws `not-mapped`;
  * - `page-table`: an I/O page table mapping with 2 MiB / 1 GiB leaves, cut by a partial unmap,
  *   translates exactly like a byte model (`page_table_op.ts`);
+ * - `iotlb-model`: an IOTLB (4 KiB / 2 MiB / 1 GiB entries, a small capacity that overflows)
+ *   answers every lookup and invalidation (page + mask, range, domain, all) like a plain model
+ *   (`iotlb_op.ts`);
+ * - `flush-queue-model`: the lazy flush queue flushes by count and by (fake-clock) time exactly
+ *   like Linux's rules (`flush_queue_op.ts`);
+ * - `dma-direct-model`: dma-direct honours the DMA mask and bus limit and refuses coherent maps
+ *   of private memory (`direct_op.ts`);
+ * - `swiotlb-model`: a small bounce pool maps, partially syncs both ways, runs out and copies
+ *   back exactly like a byte model of Linux's swiotlb (`swiotlb_op.ts`);
  * - `edge-outcome`: each edge operation (`dma_edges.ts`: no dma-ranges window, swiotlb pool
  *   exhausted, IOVA space exhausted, private memory, reserved region, overlap, misaligned GPA,
  *   virtio-iommu transport error) fails with exactly its `DmaMapError` reason;
@@ -37,6 +46,23 @@ import type { U64 } from "../../src/memory/u64.ts";
 import { noteError } from "../observe.ts";
 import { DMA_EDGE_KINDS, runDmaEdge } from "./dma_edges.ts";
 import { type PageTableOp, runPageTableOp } from "./page_table_op.ts";
+import {
+  DIRECT_BUS_LIMITS,
+  DIRECT_GPAS,
+  DIRECT_LENGTHS,
+  DIRECT_MASKS,
+  type DirectOp,
+  runDirectOp,
+} from "./direct_op.ts";
+import {
+  type FlushQueueOp,
+  FQ_SIZES,
+  FQ_STEP_KINDS,
+  FQ_TIMEOUTS,
+  runFlushQueueOp,
+} from "./flush_queue_op.ts";
+import { runSwiotlbOp, SWIOTLB_STEP_KINDS, type SwiotlbOp } from "./swiotlb_op.ts";
+import { IOTLB_CAPACITIES, IOTLB_STEP_KINDS, type IotlbOp, runIotlbOp } from "./iotlb_op.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 
 /** One step of a {@link DmaModesInput}. */
@@ -51,7 +77,11 @@ export type DmaOp =
   | { k: "tick"; ms: number }
   | { k: "hostile"; kind: number }
   | { k: "edge"; kind: number; n: number }
-  | ({ k: "pagetable" } & PageTableOp);
+  | ({ k: "pagetable" } & PageTableOp)
+  | ({ k: "iotlb" } & IotlbOp)
+  | ({ k: "flushq" } & FlushQueueOp)
+  | ({ k: "direct" } & DirectOp)
+  | ({ k: "swiotlb" } & SwiotlbOp);
 
 /** Input of the `dma-modes` target. */
 export interface DmaModesInput {
@@ -132,6 +162,35 @@ const opSchema = z.discriminatedUnion("k", [
     cutAt: z.int().min(0),
     cutPages: z.int().min(0),
     probes: z.array(z.int().min(-16)).max(16),
+  }),
+  z.strictObject({
+    k: z.literal("iotlb"),
+    capacity: z.int().min(0).max(IOTLB_CAPACITIES.length - 1),
+    steps: z.array(
+      z.tuple([z.int().min(0), z.int().min(0), z.int().min(0), z.int().min(0), z.int().min(0)]),
+    )
+      .max(64),
+  }),
+  z.strictObject({
+    k: z.literal("flushq"),
+    size: z.int().min(0).max(FQ_SIZES.length - 1),
+    timeout: z.int().min(0).max(FQ_TIMEOUTS.length - 1),
+    steps: z.array(z.tuple([z.int().min(0), z.int().min(0), z.int().min(0)])).max(64),
+  }),
+  z.strictObject({
+    k: z.literal("direct"),
+    mask: z.int().min(0).max(DIRECT_MASKS.length - 1),
+    busLimit: z.int().min(0).max(DIRECT_BUS_LIMITS.length - 1),
+    base: z.int().min(0).max(DIRECT_GPAS.length - 1),
+    off: z.int().min(0).max(0x1_0000),
+    len: z.int().min(0).max(DIRECT_LENGTHS.length - 1),
+    coherent: z.boolean(),
+  }),
+  z.strictObject({
+    k: z.literal("swiotlb"),
+    force: z.boolean(),
+    steps: z.array(z.tuple([z.int().min(0), z.int().min(0), z.int().min(0), z.int().min(0)]))
+      .max(64),
   }),
   z.strictObject({
     k: z.literal("edge"),
@@ -429,6 +488,30 @@ export function runDmaModes(input: DmaModesInput): DmaModesReport {
         runPageTableOp(pt);
         break;
       }
+      case "iotlb": {
+        // The IOTLB alone against a model: levels, overflow flush, every invalidation (iotlb_op.ts)
+        const { k: _k, ...tlbOp } = op;
+        runIotlbOp(tlbOp);
+        break;
+      }
+      case "flushq": {
+        // Linux's lazy-flush queue by count and by (fake-clock) time (flush_queue_op.ts)
+        const { k: _k, ...fqOp } = op;
+        runFlushQueueOp(fqOp);
+        break;
+      }
+      case "direct": {
+        // dma-direct with a mask / bus limit / private memory (direct_op.ts)
+        const { k: _k, ...dOp } = op;
+        runDirectOp(dOp);
+        break;
+      }
+      case "swiotlb": {
+        // a small bounce pool: partial syncs, exhaustion, copy-back (swiotlb_op.ts)
+        const { k: _k, ...sOp } = op;
+        runSwiotlbOp(sOp);
+        break;
+      }
       case "edge":
         // A self-contained setup that must fail with one DmaMapError reason (dma_edges.ts).
         runDmaEdge(op.kind, op.n);
@@ -604,6 +687,51 @@ const opArb: fc.Arbitrary<DmaOp> = fc.oneof(
       cutAt: fc.nat(270000),
       cutPages: fc.nat(3000),
       probes: fc.array(fc.integer({ min: -4, max: 270000 }), { maxLength: 8 }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant("iotlb" as const),
+      capacity: fc.nat(IOTLB_CAPACITIES.length - 1),
+      steps: fc.array(
+        fc.tuple(fc.nat(IOTLB_STEP_KINDS - 1), fc.nat(3), fc.nat(4), fc.nat(15), fc.nat(4095)),
+        { maxLength: 48 },
+      ),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant("flushq" as const),
+      size: fc.nat(FQ_SIZES.length - 1),
+      timeout: fc.nat(FQ_TIMEOUTS.length - 1),
+      steps: fc.array(fc.tuple(fc.nat(FQ_STEP_KINDS - 1), fc.nat(40), fc.nat(3)), {
+        maxLength: 32,
+      }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant("direct" as const),
+      mask: fc.nat(DIRECT_MASKS.length - 1),
+      busLimit: fc.nat(DIRECT_BUS_LIMITS.length - 1),
+      base: fc.nat(DIRECT_GPAS.length - 1),
+      off: fc.oneof(fc.constantFrom(0, 4095, 4096, 8192), fc.nat(0x1_0000)),
+      len: fc.nat(DIRECT_LENGTHS.length - 1),
+      coherent: fc.boolean(),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant("swiotlb" as const),
+      force: fc.boolean(),
+      steps: fc.array(
+        fc.tuple(fc.nat(SWIOTLB_STEP_KINDS - 1), fc.nat(7), fc.nat(0xffff), fc.nat(0xffff)),
+        { maxLength: 32 },
+      ),
     }),
   },
   {

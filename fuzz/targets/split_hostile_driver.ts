@@ -661,9 +661,12 @@ const policyArb: fc.Arbitrary<ChainPolicy> = fc.record({
   maxSegments: fc.constantFrom(65536, 65536, 4, 2),
 }, { noNullPrototype: true });
 
-const hexArb = fc.uint8Array({ minLength: 1, maxLength: 48 }).map((b) =>
-  Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("")
-);
+const HEX = Array.from({ length: 256 }, (_, x) => x.toString(16).padStart(2, "0"));
+const hexArb = fc.uint8Array({ minLength: 1, maxLength: 48 }).map((b) => {
+  let s = "";
+  for (let i = 0; i < b.length; i++) s += HEX[b[i]];
+  return s;
+});
 
 const inputArb: fc.Arbitrary<HostileDriverInput> = fc.record({
   size: fc.constantFrom(2, 4, 8, 16, 64),

@@ -1,0 +1,176 @@
+/**
+ * An IOTLB operation for the `dma-modes` target: drives one {@link Iotlb} (`src/dma/iotlb.ts`)
+ * through inserts at the three page levels (4 KiB / 2 MiB / 1 GiB), lookups by IOVA and by page
+ * number, `holds`, and every invalidation the models use (page-selective with an address mask,
+ * range, domain, global), with a small capacity so that the overflow rule (an insert of a new
+ * entry into a full IOTLB flushes everything, QEMU's "iotlb exceeds size limit") fires, and
+ * checks every answer against a plain model (a `Map` of live entries):
+ *
+ * - a lookup hits exactly when the model holds an entry of that domain covering the IOVA, the
+ *   smallest level first, with the entry's page GPA, size and permissions;
+ * - `size` equals the model's entry count after every step, and `stats.hits + stats.misses`
+ *   grows by one per lookup;
+ * - a domain ID that is not 16 bits, and a capacity outside 1..2^20, are `RangeError`s that
+ *   change nothing.
+ * @module
+ */
+
+import { Iotlb } from "../../src/mod.ts";
+import { OracleFailure } from "../target.ts";
+
+/** One IOTLB operation: a capacity and steps `[kind, domain, base, off, x]` (all naturals). */
+export interface IotlbOp {
+  /** Index into {@link IOTLB_CAPACITIES} (some are invalid on purpose). */
+  capacity: number;
+  /** Steps; see {@link runIotlbOp} for how each field is read. */
+  steps: [number, number, number, number, number][];
+}
+
+/** Capacities drawn: 0, 1.5 and 2^20 + 1 must be refused with a `RangeError`. */
+export const IOTLB_CAPACITIES = [1, 2, 3, 4, 8, 16, 0, 1.5, 2 ** 20 + 1] as const;
+/** Number of step kinds. */
+export const IOTLB_STEP_KINDS = 9;
+
+const SPAN = [0, 2 ** 12, 2 ** 21, 2 ** 30];
+// Page-number bases: 0, just below a 2 MiB and a 1 GiB boundary, across 2^32 pages, high.
+const BASES = [0, 511, 262_143, 2 ** 32 - 2, 2 ** 40];
+const DOMAINS = [0, 1, 2, 0xffff];
+const RANGE_SIZES = [1, 4096, 8192, 2 ** 21, 2 ** 30 + 1, 2 ** 40];
+
+function fail(msg: string): never {
+  throw new OracleFailure("iotlb-model", msg);
+}
+
+interface Entry {
+  domain: number;
+  level: number;
+  pn: number;
+  gpa: number;
+  perm: number;
+}
+
+/**
+ * Runs one {@link IotlbOp} against the model.
+ * @returns the number of steps run.
+ * @throws OracleFailure `iotlb-model` on any disagreement.
+ */
+export function runIotlbOp(op: IotlbOp): number {
+  const capacity = IOTLB_CAPACITIES[op.capacity % IOTLB_CAPACITIES.length];
+  const valid = Number.isInteger(capacity) && capacity >= 1 && capacity <= 2 ** 20;
+  let tlb: Iotlb;
+  try {
+    tlb = new Iotlb(capacity);
+  } catch (e) {
+    if (valid || !(e instanceof RangeError)) fail(`new Iotlb(${capacity}) threw ${e}`);
+    return 0;
+  }
+  if (!valid) fail(`new Iotlb(${capacity}) accepted an invalid capacity`);
+  const model = new Map<string, Entry>();
+  const keyOf = (d: number, level: number, pn: number) => `${d}/${level}/${pn}`;
+  const find = (d: number, iova: number): Entry | undefined => {
+    for (let level = 1; level <= 3; level++) {
+      const e = model.get(keyOf(d, level, Math.floor(iova / SPAN[level])));
+      if (e !== undefined) return e;
+    }
+    return undefined;
+  };
+  const removeOverlapping = (d: number, start: number, end: number) => {
+    if (end <= start) return;
+    for (const [k, e] of model) {
+      const s = e.pn * SPAN[e.level];
+      if (e.domain === d && s < end && start < s + SPAN[e.level]) model.delete(k);
+    }
+  };
+  const checkLookup = (what: string, d: number, iova: number, hit: boolean, before: number) => {
+    const want = find(d, iova);
+    if (hit !== (want !== undefined)) {
+      fail(`${what}: ${hit ? "hit" : "miss"}, model ${want ? JSON.stringify(want) : "no entry"}`);
+    }
+    if (want !== undefined) {
+      const size = SPAN[want.level];
+      if (tlb.hitGpa !== want.gpa || tlb.hitSize !== size || tlb.hitPerm !== want.perm) {
+        fail(
+          `${what}: hit gpa ${tlb.hitGpa} size ${tlb.hitSize} perm ${tlb.hitPerm}, ` +
+            `model ${want.gpa} ${size} ${want.perm}`,
+        );
+      }
+    }
+    const after = tlb.stats.hits + tlb.stats.misses;
+    if (after !== before + 1) fail(`${what}: hits + misses went from ${before} to ${after}`);
+  };
+  for (const [kind, dm, base, off, x] of op.steps) {
+    const d = DOMAINS[dm % DOMAINS.length];
+    const page = BASES[base % BASES.length] + (off % 64);
+    const iova = page * 4096 + ((x * 37) % 4096);
+    const what = `step ${kind % IOTLB_STEP_KINDS} domain ${d} iova 0x${iova.toString(16)}`;
+    const lookups = tlb.stats.hits + tlb.stats.misses;
+    switch (kind % IOTLB_STEP_KINDS) {
+      case 0: { // insert (a new entry into a full IOTLB flushes everything first)
+        const level = 1 + (x % 3);
+        const pn = Math.floor(iova / SPAN[level]);
+        const gpa = ((x % 1024) * 512 + (off % 64)) * 4096;
+        const perm = 1 + (x % 3);
+        const k = keyOf(d, level, pn);
+        const flushes = tlb.stats.overflowFlushes;
+        const overflow = !model.has(k) && model.size >= capacity;
+        if (overflow) model.clear();
+        model.set(k, { domain: d, level, pn, gpa, perm });
+        tlb.insert(d, iova, level, gpa, perm);
+        if (tlb.stats.overflowFlushes !== flushes + (overflow ? 1 : 0)) {
+          fail(
+            `${what}: overflow flushes ${tlb.stats.overflowFlushes}, model overflow ${overflow}`,
+          );
+        }
+        break;
+      }
+      case 1:
+        checkLookup(`${what} lookup`, d, iova, tlb.lookup(d, iova), lookups);
+        break;
+      case 2:
+        checkLookup(`${what} lookupPage`, d, page * 4096, tlb.lookupPage(d, page), lookups);
+        break;
+      case 3: {
+        const held = tlb.holds(d, iova);
+        if (held !== (find(d, iova) !== undefined)) fail(`${what}: holds ${held}, model differs`);
+        break;
+      }
+      case 4: { // page-selective, 2^am pages, aligned down (VT-d)
+        const am = x % 10;
+        const size = 4096 * 2 ** am;
+        const start = Math.floor(iova / size) * size;
+        tlb.invalidatePage(d, iova, am);
+        removeOverlapping(d, start, start + size);
+        break;
+      }
+      case 5: {
+        const size = RANGE_SIZES[x % RANGE_SIZES.length];
+        tlb.invalidateRange(d, iova, size);
+        removeOverlapping(d, iova, iova + size);
+        break;
+      }
+      case 6:
+        tlb.invalidateDomain(d);
+        removeOverlapping(d, 0, 2 ** 53);
+        break;
+      case 7:
+        tlb.invalidateAll();
+        model.clear();
+        break;
+      default: { // a domain ID that is not 16 bits: RangeError, nothing inserted
+        const bad = x % 2 === 0 ? 0x1_0000 + (x % 7) : -1 - (x % 7);
+        try {
+          tlb.insert(bad, iova, 1, 0, 1);
+          fail(`${what}: insert with domain ${bad} accepted`);
+        } catch (e) {
+          if (!(e instanceof RangeError)) throw e;
+        }
+      }
+    }
+    if (tlb.size !== model.size) fail(`${what}: IOTLB holds ${tlb.size}, model ${model.size}`);
+  }
+  tlb.resetStats();
+  for (const [k, v] of Object.entries(tlb.stats)) {
+    if (v !== 0) fail(`resetStats left ${k} = ${v}`);
+  }
+  return op.steps.length;
+}
