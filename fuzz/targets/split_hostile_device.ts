@@ -31,6 +31,7 @@ import {
   VIRTIO_F_IN_ORDER,
   VIRTIO_F_INDIRECT_DESC,
   VIRTIO_F_VERSION_1,
+  VIRTQ_AVAIL_F_NO_INTERRUPT,
   VirtqError,
 } from "../../src/mod.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
@@ -44,7 +45,8 @@ export type DeviceOp =
   | { k: "used"; slot: number; id: number; len: number }
   | { k: "usedIdx"; delta: number }
   | { k: "forge"; id: number; len: number }
-  | { k: "scribble"; word: number; value: number };
+  | { k: "scribble"; word: number; value: number }
+  | { k: "callbacks"; enable: boolean };
 
 /** One fuzz input (JSON-safe). */
 export interface HostileDeviceInput {
@@ -140,6 +142,7 @@ export function runHostileDevice(input: HostileDeviceInput): void {
     policy: { zeroLength: "allow" },
   });
   const usedBase = RING + drv.placement.usedOffset;
+  const availBase = RING + drv.placement.availOffset;
   const cap = new Map<number, number>(); // outstanding token -> writable capacity
   const returned = new Set<number>();
   let next = 0;
@@ -240,7 +243,48 @@ export function runHostileDevice(input: HostileDeviceInput): void {
       case "scribble":
         memory.writeU32(RING + 4 * (op.word % (4 * size)), op.value >>> 0);
         break;
+      case "callbacks": {
+        // Spec §2.7.7 / §2.7.10: without EVENT_IDX the driver writes VIRTQ_AVAIL_F_NO_INTERRUPT
+        // into avail.flags; with it, used_event (after the avail ring) = last seen used idx (- 1
+        // to suppress). enableCallbacks reports whether nothing new is pending.
+        const last = drv.lastUsedIdx;
+        const usedIdx = memory.readU16(usedBase + 2);
+        let pending: boolean | undefined;
+        if (op.enable) pending = !drv.enableCallbacks();
+        else drv.disableCallbacks();
+        const flags = memory.readU16(availBase);
+        const usedEvent = memory.readU16(availBase + 4 + 2 * size);
+        const want = op.enable ? last : (last - 1) & 0xffff;
+        if (
+          input.eventIdx
+            ? usedEvent !== want
+            : flags !== (op.enable ? 0 : VIRTQ_AVAIL_F_NO_INTERRUPT)
+        ) {
+          fail(
+            "callbacks",
+            `${op.enable ? "enable" : "disable"}Callbacks (event idx ${input.eventIdx}): ` +
+              `avail.flags ${flags}, used_event ${usedEvent}, last used ${last}`,
+          );
+        }
+        if (pending !== undefined && pending !== (usedIdx !== last)) {
+          fail(
+            "callbacks",
+            `enableCallbacks: pending ${pending}, used idx ${usedIdx}, last ${last}`,
+          );
+        }
+        break;
+      }
     }
+  }
+  // Rings cannot be reset while buffers are outstanding (the driver must detach them first).
+  if (drv.outstanding > 0) {
+    let refused = false;
+    try {
+      drv.resetRings();
+    } catch {
+      refused = true;
+    }
+    if (!refused) fail("reset-rings", `resetRings accepted with ${drv.outstanding} outstanding`);
   }
   // Reset: every outstanding token comes back exactly once through detachUnused.
   dev.reset();
@@ -254,6 +298,18 @@ export function runHostileDevice(input: HostileDeviceInput): void {
     fail("token-lost", `${next} tokens added, ${returned.size} came back`);
   }
   if (dma.live.size !== 0) fail("mapping-leak", `${dma.live.size} DMA mappings left after detach`);
+  // After detaching everything the rings reset to their initial state (spec §2.1.2), not broken.
+  drv.resetRings();
+  if (
+    drv.numFree !== size || drv.outstanding !== 0 || drv.availIdx !== 0 ||
+    drv.lastUsedIdx !== 0 || drv.broken !== null || memory.readU16(availBase + 2) !== 0
+  ) {
+    fail(
+      "reset-rings",
+      `after resetRings: ${drv.numFree} free, ${drv.outstanding} outstanding, avail idx ` +
+        `${drv.availIdx}, broken ${drv.broken?.code ?? "no"}`,
+    );
+  }
 }
 
 const opArb: fc.Arbitrary<DeviceOp> = fc.oneof(
@@ -308,6 +364,12 @@ const opArb: fc.Arbitrary<DeviceOp> = fc.oneof(
   },
   {
     weight: 1,
+    arbitrary: fc.record({ k: fc.constant("callbacks" as const), enable: fc.boolean() }, {
+      noNullPrototype: true,
+    }),
+  },
+  {
+    weight: 1,
     arbitrary: fc.record({
       k: fc.constant("scribble" as const),
       word: fc.nat(255),
@@ -354,6 +416,7 @@ const opSchema = z.discriminatedUnion("k", [
     word: z.number().int().min(0),
     value: z.number().int().min(0),
   }),
+  z.strictObject({ k: z.literal("callbacks"), enable: z.boolean() }),
 ]);
 
 const inputSchema = z.strictObject({

@@ -1,0 +1,54 @@
+import { assertEquals } from "@std/assert";
+import fc from "fast-check";
+import { SplitDriverQueue } from "../src/mod.ts";
+import { patchMethod } from "../fuzz/plant.ts";
+import { OracleFailure } from "../fuzz/target.ts";
+import { splitHostileDevice } from "../fuzz/targets/split_hostile_device.ts";
+
+function oracleOf(): string | undefined {
+  const d = fc.check(
+    fc.property(splitHostileDevice.arbitrary(), (i) => splitHostileDevice.run(i)),
+    { seed: 1, numRuns: 3000 },
+  );
+  const e = d.errorInstance;
+  return d.failed ? (e instanceof OracleFailure ? e.oracle : String(e)) : undefined;
+}
+
+// The split-hostile-device ops `callbacks` and the final resetRings check catch these.
+const PLANTED: [string, string, () => () => void][] = [
+  [
+    "disableCallbacks does nothing",
+    "callbacks",
+    () => patchMethod(SplitDriverQueue.prototype, "disableCallbacks", () => () => {}),
+  ],
+  [
+    "enableCallbacks always reports nothing pending",
+    "callbacks",
+    () =>
+      patchMethod(
+        SplitDriverQueue.prototype,
+        "enableCallbacks",
+        (orig) =>
+          function (this: SplitDriverQueue<unknown>) {
+            orig.call(this);
+            return true;
+          },
+      ),
+  ],
+  [
+    "resetRings does nothing",
+    "reset-rings",
+    () => patchMethod(SplitDriverQueue.prototype, "resetRings", () => () => {}),
+  ],
+];
+
+for (const [name, oracle, install] of PLANTED) {
+  Deno.test(`fuzz split-hostile-device: planted driver bug found: ${name}`, () => {
+    const restore = install();
+    try {
+      assertEquals(oracleOf(), oracle);
+    } finally {
+      restore();
+    }
+  });
+}
