@@ -1,6 +1,7 @@
 import { assertEquals } from "@std/assert";
 import fc from "fast-check";
-import { SplitDriverQueue } from "../src/mod.ts";
+import { PackedDriverQueue, SplitDriverQueue } from "../src/mod.ts";
+import { packedHostileDevice } from "../fuzz/targets/packed_hostile_device.ts";
 import { patchMethod } from "../fuzz/plant.ts";
 import { OracleFailure } from "../fuzz/target.ts";
 import { splitHostileDevice } from "../fuzz/targets/split_hostile_device.ts";
@@ -47,6 +48,54 @@ for (const [name, oracle, install] of PLANTED) {
     const restore = install();
     try {
       assertEquals(oracleOf(), oracle);
+    } finally {
+      restore();
+    }
+  });
+}
+
+function packedOracleOf(): string | undefined {
+  const d = fc.check(
+    fc.property(packedHostileDevice.arbitrary(), (i) => packedHostileDevice.run(i)),
+    { seed: 1, numRuns: 3000 },
+  );
+  const e = d.errorInstance;
+  return d.failed ? (e instanceof OracleFailure ? e.oracle : String(e)) : undefined;
+}
+
+// The packed-hostile-device completion field `callbacks` and the final resetRings check catch these.
+const PACKED_PLANTED: [string, string, () => () => void][] = [
+  [
+    "disableCallbacks does nothing",
+    "callbacks",
+    () => patchMethod(PackedDriverQueue.prototype, "disableCallbacks", () => () => {}),
+  ],
+  [
+    "enableCallbacks always reports nothing pending",
+    "callbacks",
+    () =>
+      patchMethod(
+        PackedDriverQueue.prototype,
+        "enableCallbacks",
+        (orig) =>
+          function (this: PackedDriverQueue<unknown>) {
+            orig.call(this);
+            return true;
+          },
+      ),
+  ],
+  [
+    "resetRings does nothing",
+    "reset-rings",
+    () => patchMethod(PackedDriverQueue.prototype, "resetRings", () => () => {}),
+  ],
+];
+
+for (const [name, oracle, install] of PACKED_PLANTED) {
+  Deno.test(`fuzz packed-hostile-device: planted driver bug found: ${name}`, () => {
+    const restore = install();
+    try {
+      assertEquals(packedOracleOf(), oracle);
     } finally {
       restore();
     }

@@ -23,9 +23,11 @@ import { PackedDeviceQueue } from "../../src/virtio/packed/device.ts";
 import { isVirtqError } from "../../src/virtio/errors.ts";
 import {
   featureMask,
+  VIRTIO_F_EVENT_IDX,
   VIRTIO_F_IN_ORDER,
   VIRTIO_F_INDIRECT_DESC,
 } from "../../src/virtio/features.ts";
+import { PACKED_DRIVER_INDIRECT_MAX } from "../../src/virtio/packed/layout.ts";
 import { SgList } from "../../src/virtio/sg_list.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 import { RawPackedRing, usedBits } from "./packed_raw.ts";
@@ -39,6 +41,10 @@ const inputSchema = z.strictObject({
   inOrder: z.boolean(),
   indirect: z.boolean(),
   clamp: z.boolean(),
+  /** Negotiate `VIRTIO_F_EVENT_IDX` (absent in older corpus entries: no). */
+  eventIdx: z.boolean().optional(),
+  /** Driver indirect policy (absent: the default, `"auto"`). */
+  indirectPolicy: z.enum(["never", "always", "auto"]).optional(),
   buffers: z.array(z.strictObject({
     readable: z.array(z.number().int().min(1).max(0x100)).max(4),
     writable: z.array(z.number().int().min(1).max(0x100)).max(4),
@@ -55,6 +61,8 @@ const inputSchema = z.strictObject({
         value: z.number().int().min(0).max(0xffff_ffff),
       }),
     ]),
+    /** Before draining: enableCallbacks (true), disableCallbacks (false) or neither. */
+    callbacks: z.boolean().nullable().optional(),
   })).max(24),
 });
 
@@ -69,6 +77,8 @@ function arbitrary(): fc.Arbitrary<PackedHostileDeviceInput> {
     inOrder: fc.boolean(),
     indirect: fc.boolean(),
     clamp: fc.boolean(),
+    eventIdx: fc.boolean(),
+    indirectPolicy: fc.constantFrom("never" as const, "always" as const, "auto" as const),
     buffers: fc.array(
       fc.record({ readable: lens(0), writable: lens(0) }, { noNullPrototype: true }),
       { minLength: 1, maxLength: 10 },
@@ -91,6 +101,7 @@ function arbitrary(): fc.Arbitrary<PackedHostileDeviceInput> {
           }, { noNullPrototype: true }),
           { nil: null, freq: 3 },
         ),
+        callbacks: fc.option(fc.boolean(), { nil: null, freq: 2 }),
       }, { noNullPrototype: true }),
       { maxLength: 16 },
     ),
@@ -139,18 +150,22 @@ function run(input: PackedHostileDeviceInput): void {
   const memory = GuestMemory.flat(MEM);
   const dma = new TrackingDma();
   const features = (input.indirect ? featureMask(VIRTIO_F_INDIRECT_DESC) : 0n) |
-    (input.inOrder ? featureMask(VIRTIO_F_IN_ORDER) : 0n);
+    (input.inOrder ? featureMask(VIRTIO_F_IN_ORDER) : 0n) |
+    (input.eventIdx ? featureMask(VIRTIO_F_EVENT_IDX) : 0n);
+  const policy = input.indirectPolicy ?? "auto";
   const drv = new PackedDriverQueue<number>({
     memory,
     dma,
     size,
     features,
     ringGpa: RING,
-    policy: { usedLenExceedsCapacity: input.clamp ? "clamp" : "reject" },
+    policy: { usedLenExceedsCapacity: input.clamp ? "clamp" : "reject", indirect: policy },
   });
+  const drvEv = RING + drv.ringLayout.driverEventOffset;
   const ring = new RawPackedRing(memory, RING, size);
   // The driver adds what fits and publishes it.
   const caps: number[] = [];
+  const segs: number[] = [];
   let seg = 0;
   const add = (b: PackedHostileDeviceInput["buffers"][number], token: number): boolean => {
     if (b.readable.length + b.writable.length === 0) return false;
@@ -164,6 +179,7 @@ function run(input: PackedHostileDeviceInput): void {
       throw new OracleFailure("uncatalogued-throw", `add: ${e}`, e);
     }
     caps[token] = w.totalBytes();
+    segs[token] = r.count + w.count;
     return true;
   };
   let tokens = 0;
@@ -183,6 +199,20 @@ function run(input: PackedHostileDeviceInput): void {
     const c = dev.pop();
     if (c === null) throw new OracleFailure("driver-publish", `buffer ${t} not available`);
     if (c.writableBytes !== caps[t]) throw new OracleFailure("driver-publish", `capacity of ${t}`);
+    // §2.8.7: the indirect policy decides; "never" and "always" leave no choice.
+    const n = segs[t];
+    const indirectFits = input.indirect && n >= 2 && n <= PACKED_DRIVER_INDIRECT_MAX && n <= size;
+    const want = policy === "never" || (policy === "always" && !indirectFits)
+      ? n
+      : policy === "always"
+      ? 1
+      : c.ringDescriptors;
+    if (c.ringDescriptors !== want || (c.ringDescriptors !== 1 && c.ringDescriptors !== n)) {
+      throw new OracleFailure(
+        "indirect-policy",
+        `buffer ${t}: ${n} segments, ${c.ringDescriptors} ring descriptors, policy ${policy}`,
+      );
+    }
     const b = { token: t, id: c.id, slots: c.ringDescriptors, cap: caps[t], published: true };
     byId.set(c.id, b);
     popped.push(b);
@@ -274,6 +304,32 @@ function run(input: PackedHostileDeviceInput): void {
     }
     throw new OracleFailure("no-termination", "getUsed loop did not end");
   };
+  // §2.8.10: the driver event suppression structure says what the driver asked for: DISABLE, or
+  // ENABLE without EVENT_IDX, or DESC at its used position (off | wrap << 15) with it.
+  // enableCallbacks reports false when a used buffer is already pending.
+  const callbacks = (enable: boolean) => {
+    let clear: boolean | undefined;
+    if (enable) clear = drv.enableCallbacks();
+    else drv.disableCallbacks();
+    const offWrap = memory.readU16(drvEv), flags = memory.readU16(drvEv + 2);
+    const wantFlags = !enable ? 1 : input.eventIdx ? 2 : 0;
+    const wantOffWrap = lastUsed | (usedWrap << 15);
+    if (flags !== wantFlags || (enable && input.eventIdx && offWrap !== wantOffWrap)) {
+      throw new OracleFailure(
+        "callbacks",
+        `${enable ? "enable" : "disable"}Callbacks (event idx ${!!input.eventIdx}): flags ` +
+          `${flags}, off_wrap ${offWrap}, model wants ${wantFlags}/${wantOffWrap}`,
+      );
+    }
+    if (clear !== undefined) {
+      const d = ring.read(lastUsed);
+      const a = (d.flags >> 7) & 1, u = (d.flags >> 15) & 1;
+      const pending = batchEnd >= 0 || (a === u && u === usedWrap);
+      if (clear === pending) {
+        throw new OracleFailure("callbacks", `enableCallbacks ${clear}, model pending ${pending}`);
+      }
+    }
+  };
   // The hostile device completes buffers in any order, writing used descriptors itself.
   for (const c of input.completions) {
     if (pending.length === 0 || broken) break;
@@ -294,9 +350,22 @@ function run(input: PackedHostileDeviceInput): void {
       devUsed -= size;
       devWrap ^= 1;
     }
+    if (c.callbacks !== undefined && c.callbacks !== null && !broken) callbacks(c.callbacks);
     drain();
   }
   drain();
+  // Rings cannot be reset while buffers are outstanding (the driver must detach them first).
+  if (drv.outstanding > 0) {
+    let refused = false;
+    try {
+      drv.resetRings();
+    } catch {
+      refused = true;
+    }
+    if (!refused) {
+      throw new OracleFailure("reset-rings", `resetRings accepted, ${drv.outstanding} outstanding`);
+    }
+  }
   // Reset path: every token comes back exactly once overall, every mapping is unmapped.
   for (let i = 0; i <= tokens; i++) {
     const t = drv.detachUnused();
@@ -309,6 +378,18 @@ function run(input: PackedHostileDeviceInput): void {
   }
   if (dma.live.size !== 0) {
     throw new OracleFailure("mapping-leak", `${dma.live.size} streaming mappings still live`);
+  }
+  // After detaching everything the ring restarts (§2.8.1): zeroed, wrap counters 1, not broken.
+  drv.resetRings();
+  const ringBytes = new Uint8Array(drv.ringLayout.deviceEventOffset + 4);
+  memory.read(RING, ringBytes);
+  const zeroed = ringBytes.every((b) => b === 0);
+  if (drv.numFree !== size || drv.outstanding !== 0 || drv.broken !== null || !zeroed) {
+    throw new OracleFailure(
+      "reset-rings",
+      `after resetRings: ${drv.numFree} free, ${drv.outstanding} outstanding, broken ` +
+        `${drv.broken?.code ?? "no"}, ring zeroed ${zeroed}`,
+    );
   }
 }
 
