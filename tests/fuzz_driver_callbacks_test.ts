@@ -1,6 +1,6 @@
 import { assertEquals } from "@std/assert";
 import fc from "fast-check";
-import { PackedDriverQueue, SplitDriverQueue } from "../src/mod.ts";
+import { isVirtqError, PackedDriverQueue, type SgList, SplitDriverQueue } from "../src/mod.ts";
 import { packedHostileDevice } from "../fuzz/targets/packed_hostile_device.ts";
 import { patchMethod } from "../fuzz/plant.ts";
 import { OracleFailure } from "../fuzz/target.ts";
@@ -88,6 +88,38 @@ const PACKED_PLANTED: [string, string, () => () => void][] = [
     "resetRings does nothing",
     "reset-rings",
     () => patchMethod(PackedDriverQueue.prototype, "resetRings", () => () => {}),
+  ],
+  [
+    "add takes buffers on a broken queue",
+    "not-broken",
+    () =>
+      patchMethod(
+        PackedDriverQueue.prototype,
+        "add",
+        (orig) =>
+          function (this: PackedDriverQueue<unknown>, r: SgList, w: SgList, t: unknown) {
+            if (this.broken !== null) return;
+            orig.call(this, r, w, t);
+          },
+      ),
+  ],
+  [
+    "add reports a failed mapping or empty segment uncatalogued",
+    "uncatalogued-throw",
+    () =>
+      patchMethod(
+        PackedDriverQueue.prototype,
+        "add",
+        (orig) =>
+          function (this: PackedDriverQueue<unknown>, r: SgList, w: SgList, t: unknown) {
+            try {
+              orig.call(this, r, w, t);
+            } catch (e) {
+              if (isVirtqError(e, "RING_FULL")) throw e;
+              throw new Error(String(e));
+            }
+          },
+      ),
   ],
 ];
 

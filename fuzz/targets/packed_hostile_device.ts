@@ -19,6 +19,8 @@ import type { U64 } from "../../src/memory/u64.ts";
 import { IdentityAddressSpace, RawGpaDmaApi } from "../../src/dma/identity.ts";
 import type { DmaApi, DmaDirection } from "../../src/dma/types.ts";
 import { PackedDriverQueue } from "../../src/virtio/packed/driver.ts";
+import { createDriverQueue, driverQueueFootprint } from "../../src/virtio/factory.ts";
+import type { RingLayout } from "../../src/virtio/queue.ts";
 import { PackedDeviceQueue } from "../../src/virtio/packed/device.ts";
 import { isVirtqError } from "../../src/virtio/errors.ts";
 import {
@@ -43,11 +45,16 @@ const inputSchema = z.strictObject({
   clamp: z.boolean(),
   /** Negotiate `VIRTIO_F_EVENT_IDX` (absent in older corpus entries: no). */
   eventIdx: z.boolean().optional(),
+  /** The n-th streaming `dma.map` (0-based) fails (absent or null: none). */
+  mapFailAt: z.number().int().min(0).nullable().optional(),
+  /** A bad queue configuration handed to the factory instead of a run (absent or null: none). */
+  badConfig: z.enum(["size0", "size-big", "misaligned", "unmapped", "map-fail", "layout"])
+    .nullable().optional(),
   /** Driver indirect policy (absent: the default, `"auto"`). */
   indirectPolicy: z.enum(["never", "always", "auto"]).optional(),
   buffers: z.array(z.strictObject({
-    readable: z.array(z.number().int().min(1).max(0x100)).max(4),
-    writable: z.array(z.number().int().min(1).max(0x100)).max(4),
+    readable: z.array(z.number().int().min(0).max(0x100)).max(4),
+    writable: z.array(z.number().int().min(0).max(0x100)).max(4),
   })).max(16),
   unpublished: z.boolean(),
   completions: z.array(z.strictObject({
@@ -71,13 +78,31 @@ export type PackedHostileDeviceInput = z.infer<typeof inputSchema>;
 
 function arbitrary(): fc.Arbitrary<PackedHostileDeviceInput> {
   const lens = (min: number) =>
-    fc.array(fc.integer({ min: 1, max: 0x100 }), { minLength: min, maxLength: 3 });
+    fc.array(
+      fc.oneof({ weight: 30, arbitrary: fc.integer({ min: 1, max: 0x100 }) }, fc.constant(0)),
+      {
+        minLength: min,
+        maxLength: 3,
+      },
+    );
   return fc.record({
     size: fc.integer({ min: 1, max: 16 }),
     inOrder: fc.boolean(),
     indirect: fc.boolean(),
     clamp: fc.boolean(),
     eventIdx: fc.boolean(),
+    mapFailAt: fc.option(fc.nat({ max: 24 }), { nil: null, freq: 4 }),
+    badConfig: fc.option(
+      fc.constantFrom(
+        "size0" as const,
+        "size-big" as const,
+        "misaligned" as const,
+        "unmapped" as const,
+        "map-fail" as const,
+        "layout" as const,
+      ),
+      { nil: null, freq: 20 },
+    ),
     indirectPolicy: fc.constantFrom("never" as const, "always" as const, "auto" as const),
     buffers: fc.array(
       fc.record({ readable: lens(0), writable: lens(0) }, { noNullPrototype: true }),
@@ -113,10 +138,19 @@ class TrackingDma implements DmaApi {
   readonly name = "tracking";
   readonly live = new Map<string, number>();
   readonly #inner = new RawGpaDmaApi();
+  /** Streaming maps left before one fails (-1: never); `failed` once it did. */
+  failIn = -1;
+  failed = false;
+  /** The coherent mapping of the ring fails. */
+  failCoherent = false;
   #key(bus: U64, len: number, dir: number) {
     return `${bus}:${len}:${dir}`;
   }
   map(gpa: number, length: number, dir: DmaDirection): U64 {
+    if (this.failIn >= 0 && this.failIn-- === 0) {
+      this.failed = true;
+      throw new Error(`planned map failure at GPA ${gpa}`);
+    }
     const b = this.#inner.map(gpa, length, dir);
     const k = this.#key(b, length, dir);
     this.live.set(k, (this.live.get(k) ?? 0) + 1);
@@ -132,6 +166,7 @@ class TrackingDma implements DmaApi {
   syncForCpu(): void {}
   syncForDevice(): void {}
   mapCoherent(gpa: number, length: number): U64 {
+    if (this.failCoherent) throw new Error("planned coherent map failure");
     return this.#inner.mapCoherent(gpa, length);
   }
   unmapCoherent(): void {}
@@ -145,10 +180,43 @@ interface Buf {
   published: boolean;
 }
 
+/** §2.8 / §4.1.4.3: a bad configuration is refused with its catalogue code through the factory. */
+function runBadConfig(input: PackedHostileDeviceInput, memory: GuestMemory, dma: TrackingDma) {
+  const bad = input.badConfig!;
+  let size = input.size, ringGpa = RING, layout: RingLayout = "packed";
+  if (bad === "size0") size = 0;
+  if (bad === "size-big") size = 32769;
+  if (bad === "misaligned") ringGpa = RING + 8;
+  if (bad === "unmapped") ringGpa = MEM - driverQueueFootprint("packed", size, 0n) + 16;
+  if (bad === "map-fail") dma.failCoherent = true;
+  if (bad === "layout") layout = "ring" as RingLayout;
+  const want = {
+    "size0": "QUEUE_SIZE_INVALID",
+    "size-big": "QUEUE_SIZE_INVALID",
+    "misaligned": "RING_MISALIGNED",
+    "unmapped": "RING_UNMAPPED",
+    "map-fail": "DMA_MAP_FAILED",
+    "layout": "unknown ring layout",
+  }[bad];
+  let got = "no error";
+  try {
+    createDriverQueue(layout, { memory, dma, size, features: 0n, ringGpa });
+  } catch (e) {
+    got = isVirtqError(e) ? e.code : e instanceof Error ? e.message : String(e);
+  }
+  if (!got.startsWith(want)) {
+    throw new OracleFailure("bad-config", `${bad}: factory threw ${got}, expected ${want}`);
+  }
+  if (dma.live.size !== 0) throw new OracleFailure("mapping-leak", `${bad}: mappings left`);
+}
+
 function run(input: PackedHostileDeviceInput): void {
   const size = input.size;
   const memory = GuestMemory.flat(MEM);
   const dma = new TrackingDma();
+  if (input.badConfig !== undefined && input.badConfig !== null) {
+    return runBadConfig(input, memory, dma);
+  }
   const features = (input.indirect ? featureMask(VIRTIO_F_INDIRECT_DESC) : 0n) |
     (input.inOrder ? featureMask(VIRTIO_F_IN_ORDER) : 0n) |
     (input.eventIdx ? featureMask(VIRTIO_F_EVENT_IDX) : 0n);
@@ -172,18 +240,39 @@ function run(input: PackedHostileDeviceInput): void {
     const r = new SgList(), w = new SgList();
     for (const l of b.readable) r.push(BUFS + 0x100 * (seg++ % 128), l);
     for (const l of b.writable) w.push(BUFS + 0x100 * (seg++ % 128), l);
+    const live = dma.live.size, free = drv.numFree, failedBefore = dma.failed;
+    const zero = b.readable.includes(0) || b.writable.includes(0);
     try {
       drv.add(r, w, token);
     } catch (e) {
       if (isVirtqError(e, "RING_FULL")) return false;
-      throw new OracleFailure("uncatalogued-throw", `add: ${e}`, e);
+      // A segment of length 0 (§2.8.4) or a failed mapping: refused, nothing added or left mapped.
+      const mapFailed = dma.failed && !failedBefore;
+      const want = mapFailed ? "DMA_MAP_FAILED" : zero ? "BUFFER_EMPTY" : null;
+      if (!isVirtqError(e) || e.code !== want) {
+        throw new OracleFailure("uncatalogued-throw", `add: ${e}, expected ${want}`, e);
+      }
+      if (dma.live.size !== live || drv.numFree !== free) {
+        throw new OracleFailure(
+          "add-rollback",
+          `failed add (${e.code}) left ${dma.live.size - live} mappings, ${
+            free - drv.numFree
+          } slots`,
+        );
+      }
+      return false;
+    }
+    if (zero || (dma.failed && !failedBefore)) {
+      throw new OracleFailure("add-accepted", `add accepted a zero-length segment or failed map`);
     }
     caps[token] = w.totalBytes();
     segs[token] = r.count + w.count;
     return true;
   };
   let tokens = 0;
+  dma.failIn = input.mapFailAt ?? -1;
   for (const b of input.buffers) if (add(b, tokens)) tokens++;
+  dma.failIn = -1;
   drv.kick();
   // Learn IDs and sizes the honest way: the device pops in ring order = add order.
   const dev = new PackedDeviceQueue({
@@ -281,6 +370,18 @@ function run(input: PackedHostileDeviceInput): void {
           throw new OracleFailure("not-broken", "driver not broken after error");
         }
         broken = true;
+        // §2.8: a broken queue takes no new buffers.
+        const one = new SgList();
+        one.push(BUFS, 1);
+        let code = "accepted";
+        try {
+          drv.add(one, new SgList(), -1);
+        } catch (e2) {
+          code = isVirtqError(e2) ? e2.code : String(e2);
+        }
+        if (code !== "QUEUE_BROKEN") {
+          throw new OracleFailure("not-broken", `add on a broken queue: ${code}`);
+        }
         return;
       }
       if (typeof want === "string") {
