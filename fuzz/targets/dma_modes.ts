@@ -162,6 +162,7 @@ const opSchema = z.discriminatedUnion("k", [
     cutAt: z.int().min(0),
     cutPages: z.int().min(0),
     probes: z.array(z.int().min(-16)).max(16),
+    edge: z.int().min(0).max(6).optional(),
   }),
   z.strictObject({
     k: z.literal("iotlb"),
@@ -687,6 +688,10 @@ const opArb: fc.Arbitrary<DmaOp> = fc.oneof(
       cutAt: fc.nat(270000),
       cutPages: fc.nat(3000),
       probes: fc.array(fc.integer({ min: -4, max: 270000 }), { maxLength: 8 }),
+      edge: fc.oneof({ arbitrary: fc.constant(0), weight: 2 }, {
+        arbitrary: fc.integer({ min: 1, max: 6 }),
+        weight: 3,
+      }),
     }),
   },
   {

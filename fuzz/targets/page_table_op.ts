@@ -9,6 +9,7 @@
  */
 
 import {
+  DmaMapError,
   IO_PAGE_1G,
   IO_PAGE_2M,
   IO_PAGE_4K,
@@ -40,6 +41,48 @@ export interface PageTableOp {
   cutPages: number;
   /** IOVAs probed, as page offsets from the mapping start (may fall outside it). */
   probes: number[];
+  /**
+   * A refused call after the cut (absent or 0: none): 1 map of a misaligned GPA, 2 a GPA range
+   * beyond 2^52, 3 an IOVA range beyond the table's address width, 4 unmap of a misaligned IOVA,
+   * 5 a map that runs into the mapping from the page below (rolled back), 6 no permission.
+   */
+  edge?: number;
+}
+
+/** The refusal `edge` expects: a `DmaMapError` reason, `RangeError`, or `null` (not applicable). */
+function runEdge(
+  t: IoPageTable,
+  edge: number,
+  iova: number,
+  gpa: number,
+  firstMapped: boolean,
+): void {
+  const P = IO_PAGE_4K, RW = IOPTE_READ | IOPTE_WRITE;
+  const before = t.mappedBytes, tables = t.tableCount;
+  const top = 2 ** t.addressWidth;
+  let want: string | null = null;
+  let call = () => {};
+  if (edge === 1) [want, call] = ["misaligned", () => t.map(top - 2 * P, gpa + 1, P, RW)];
+  if (edge === 2) [want, call] = ["mask", () => t.map(top - 4 * P, 2 ** 52 - P, 2 * P, RW)];
+  if (edge === 3) [want, call] = ["mask", () => t.map(top - P, 0, 2 * P, RW)];
+  if (edge === 4) [want, call] = ["misaligned", () => void t.unmap(iova + 1, P)];
+  if (edge === 5 && iova >= P && firstMapped) {
+    [want, call] = ["overlap", () => t.map(iova - P, 0, 2 * P, RW)];
+  }
+  if (edge === 6) [want, call] = ["RangeError", () => t.map(top - 2 * P, 0, P, 0)];
+  if (want === null) return;
+  let got = "no error";
+  try {
+    call();
+  } catch (e) {
+    got = e instanceof DmaMapError ? e.reason : e instanceof RangeError ? "RangeError" : String(e);
+  }
+  if (got !== want) fail(`edge ${edge}: ${got}, expected ${want}`);
+  // A refused call changes nothing: a partial map is rolled back.
+  if (t.mappedBytes !== before || t.tableCount !== tables) {
+    fail(`edge ${edge} (${want}) left ${t.mappedBytes - before} bytes, ${t.tableCount} tables`);
+  }
+  if (edge === 5 && t.lookup(iova - P) !== -1) fail(`edge 5: IOVA below the mapping still mapped`);
 }
 
 function fail(msg: string): never {
@@ -69,6 +112,7 @@ export function runPageTableOp(op: PageTableOp): number {
   const cut = cutLen > 0 ? t.unmap(iova + cutStart, cutLen) : 0;
   if (cut !== cutLen) fail(`unmap of ${cutLen} bytes at +${cutStart} reported ${cut}`);
   const inCut = (off: number) => off >= cutStart && off < cutStart + cutLen;
+  if (op.edge) runEdge(t, op.edge, iova, gpa, !inCut(0));
   for (const p of op.probes) {
     const off = p * P + (p % 7) * 512; // not always page-aligned
     const got = t.lookup(iova + off);
