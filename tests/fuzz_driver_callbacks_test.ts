@@ -1,6 +1,13 @@
 import { assertEquals } from "@std/assert";
 import fc from "fast-check";
-import { isVirtqError, PackedDriverQueue, type SgList, SplitDriverQueue } from "../src/mod.ts";
+import {
+  isVirtqError,
+  PackedDeviceQueue,
+  PackedDriverQueue,
+  type SgList,
+  SplitDriverQueue,
+  VirtqError,
+} from "../src/mod.ts";
 import { packedHostileDevice } from "../fuzz/targets/packed_hostile_device.ts";
 import { patchMethod } from "../fuzz/plant.ts";
 import { OracleFailure } from "../fuzz/target.ts";
@@ -40,6 +47,42 @@ const PLANTED: [string, string, () => () => void][] = [
     "resetRings does nothing",
     "reset-rings",
     () => patchMethod(SplitDriverQueue.prototype, "resetRings", () => () => {}),
+  ],
+  [
+    "add swallows a failed mapping or an empty segment",
+    "add-accepted",
+    () =>
+      patchMethod(
+        SplitDriverQueue.prototype,
+        "add",
+        (orig) =>
+          function (this: SplitDriverQueue<unknown>, r: SgList, w: SgList, t: unknown) {
+            try {
+              orig.call(this, r, w, t);
+            } catch (e) {
+              if (isVirtqError(e, "BUFFER_EMPTY") || isVirtqError(e, "DMA_MAP_FAILED")) return;
+              throw e;
+            }
+          },
+      ),
+  ],
+  [
+    "add reports an empty segment as a failed mapping",
+    "add-refusal",
+    () =>
+      patchMethod(
+        SplitDriverQueue.prototype,
+        "add",
+        (orig) =>
+          function (this: SplitDriverQueue<unknown>, r: SgList, w: SgList, t: unknown) {
+            try {
+              orig.call(this, r, w, t);
+            } catch (e) {
+              if (!isVirtqError(e, "BUFFER_EMPTY")) throw e;
+              throw new VirtqError("DMA_MAP_FAILED", "planted");
+            }
+          },
+      ),
   ],
 ];
 
@@ -90,6 +133,11 @@ const PACKED_PLANTED: [string, string, () => () => void][] = [
     () => patchMethod(PackedDriverQueue.prototype, "resetRings", () => () => {}),
   ],
   [
+    "device setNotifications writes nothing",
+    "device-notify",
+    () => patchMethod(PackedDeviceQueue.prototype, "setNotifications", () => () => false),
+  ],
+  [
     "add takes buffers on a broken queue",
     "not-broken",
     () =>
@@ -115,7 +163,7 @@ const PACKED_PLANTED: [string, string, () => () => void][] = [
             try {
               orig.call(this, r, w, t);
             } catch (e) {
-              if (isVirtqError(e, "RING_FULL")) throw e;
+              if (!isVirtqError(e, "BUFFER_EMPTY") && !isVirtqError(e, "DMA_MAP_FAILED")) throw e;
               throw new Error(String(e));
             }
           },

@@ -45,6 +45,8 @@ const inputSchema = z.strictObject({
   clamp: z.boolean(),
   /** Negotiate `VIRTIO_F_EVENT_IDX` (absent in older corpus entries: no). */
   eventIdx: z.boolean().optional(),
+  /** After its pops, the device enables (true) or disables (false) notifications (absent: no). */
+  devNotify: z.boolean().nullable().optional(),
   /** The n-th streaming `dma.map` (0-based) fails (absent or null: none). */
   mapFailAt: z.number().int().min(0).nullable().optional(),
   /** A bad queue configuration handed to the factory instead of a run (absent or null: none). */
@@ -91,6 +93,7 @@ function arbitrary(): fc.Arbitrary<PackedHostileDeviceInput> {
     indirect: fc.boolean(),
     clamp: fc.boolean(),
     eventIdx: fc.boolean(),
+    devNotify: fc.option(fc.boolean(), { nil: null, freq: 2 }),
     mapFailAt: fc.option(fc.nat({ max: 24 }), { nil: null, freq: 4 }),
     badConfig: fc.option(
       fc.constantFrom(
@@ -233,6 +236,7 @@ function run(input: PackedHostileDeviceInput): void {
   const ring = new RawPackedRing(memory, RING, size);
   // The driver adds what fits and publishes it.
   const caps: number[] = [];
+  let refused = 0; // adds refused with BUFFER_EMPTY / DMA_MAP_FAILED
   const segs: number[] = [];
   let seg = 0;
   const add = (b: PackedHostileDeviceInput["buffers"][number], token: number): boolean => {
@@ -260,6 +264,7 @@ function run(input: PackedHostileDeviceInput): void {
           } slots`,
         );
       }
+      refused++;
       return false;
     }
     if (zero || (dma.failed && !failedBefore)) {
@@ -305,6 +310,39 @@ function run(input: PackedHostileDeviceInput): void {
     const b = { token: t, id: c.id, slots: c.ringDescriptors, cap: caps[t], published: true };
     byId.set(c.id, b);
     popped.push(b);
+  }
+  // The device's positions after popping everything published (§2.8.1), and its event
+  // suppression structure after setNotifications (§2.8.10): nothing more is available yet.
+  const slots = popped.reduce((n, b) => n + b.slots, 0);
+  const pos = dev.availPosition, upos = dev.usedPosition;
+  if (
+    !dev.ready || dev.inFlight !== tokens || pos.offset !== slots % size ||
+    pos.wrap !== (Math.floor(slots / size) % 2 === 0 ? 1 : 0) || upos.offset !== 0 ||
+    upos.wrap !== 1
+  ) {
+    throw new OracleFailure(
+      "device-position",
+      `after ${tokens} pops of ${slots} slots: ready ${dev.ready}, in flight ${dev.inFlight}, ` +
+        `avail ${pos.offset}/${pos.wrap}, used ${upos.offset}/${upos.wrap}`,
+    );
+  }
+  if (input.devNotify !== undefined && input.devNotify !== null) {
+    const on = input.devNotify;
+    const pending = dev.setNotifications(on);
+    const devEv = RING + drv.ringLayout.deviceEventOffset;
+    const offWrap = memory.readU16(devEv), flags = memory.readU16(devEv + 2);
+    const wantFlags = !on ? 1 : input.eventIdx ? 2 : 0;
+    // Known gap (not checked here yet): a refused add leaves the non-head descriptors it wrote
+    // in the ring, flagged available, so `pending` can be true after one.
+    if (
+      (pending && refused === 0) || flags !== wantFlags ||
+      (on && input.eventIdx && offWrap !== (pos.offset | (pos.wrap << 15)))
+    ) {
+      throw new OracleFailure(
+        "device-notify",
+        `setNotifications(${on}): pending ${pending}, flags ${flags}, off_wrap ${offWrap}`,
+      );
+    }
   }
   // One more buffer, added but not published: naming its ID is USED_ID_NOT_HEAD.
   if (input.unpublished && input.buffers.length > 0 && add(input.buffers[0], tokens)) tokens++;

@@ -34,11 +34,21 @@ import {
   VIRTQ_AVAIL_F_NO_INTERRUPT,
   VirtqError,
 } from "../../src/mod.ts";
+import { createDriverQueue, driverQueueFootprint } from "../../src/virtio/factory.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 
 /** One step of the scenario. */
 export type DeviceOp =
-  | { k: "add"; nr: number; nw: number; len: number }
+  | {
+    k: "add";
+    nr: number;
+    nw: number;
+    len: number;
+    /** Segment (readable first) given length 0; absent: none. */
+    zero?: number;
+    /** The n-th streaming map of this add fails; absent: none. */
+    failMap?: number;
+  }
   | { k: "kick" }
   | { k: "get"; n: number }
   | { k: "serve"; n: number }
@@ -63,6 +73,8 @@ export interface HostileDeviceInput {
   hostileFrom: number;
   /** The scenario. */
   ops: DeviceOp[];
+  /** Instead of the scenario: a bad configuration handed to the factory (absent: none). */
+  badConfig?: "size3" | "size-big" | "misaligned" | "unmapped" | "map-fail";
 }
 
 const RING = 0x0;
@@ -73,7 +85,19 @@ const MEM = 0x80000;
 class TrackingDma implements DmaApi {
   readonly name = "tracking";
   readonly live = new Map<string, number>();
+  /** Live streaming mappings. */
+  count = 0;
+  /** Streaming maps left before one fails (-1: never); `failed` once it did. */
+  failIn = -1;
+  failed = false;
+  /** Coherent maps left before one fails (-1: never). */
+  coherentFailIn = -1;
   map(gpa: number, length: number, dir: DmaDirection): U64 {
+    if (this.failIn >= 0 && this.failIn-- === 0) {
+      this.failed = true;
+      throw new Error(`planned map failure at GPA ${gpa}`);
+    }
+    this.count++;
     const k = `${gpa + 0x1_0000_0000}:${length}:${dir}`;
     this.live.set(k, (this.live.get(k) ?? 0) + 1);
     return gpa + 0x1_0000_0000;
@@ -82,12 +106,16 @@ class TrackingDma implements DmaApi {
     const k = `${bus}:${length}:${dir}`;
     const n = this.live.get(k);
     if (n === undefined) fail("bad-unmap", `unmap of ${k}, which is not mapped`);
+    this.count--;
     if (n === 1) this.live.delete(k);
     else this.live.set(k, n - 1);
   }
   syncForCpu(): void {}
   syncForDevice(): void {}
   mapCoherent(gpa: number, _length: number): U64 {
+    if (this.coherentFailIn >= 0 && this.coherentFailIn-- === 0) {
+      throw new Error("planned coherent map failure");
+    }
     return gpa + 0x1_0000_0000;
   }
   unmapCoherent(): void {}
@@ -112,8 +140,35 @@ function fail(oracle: string, msg: string, cause?: unknown): never {
   throw new OracleFailure(oracle, msg, cause);
 }
 
+/** §2.7 / §4.1.4.3: a bad configuration is refused with its catalogue code through the factory. */
+function runBadConfig(bad: NonNullable<HostileDeviceInput["badConfig"]>, size: number): void {
+  const memory = GuestMemory.flat(MEM);
+  const dma = new TrackingDma();
+  let ringGpa = RING;
+  if (bad === "size3") size = 3;
+  if (bad === "size-big") size = 65536;
+  if (bad === "misaligned") ringGpa = RING + 8;
+  if (bad === "unmapped") ringGpa = MEM - driverQueueFootprint("split", size, 0n) + 16;
+  if (bad === "map-fail") dma.coherentFailIn = 1; // the second area fails, the first is undone
+  const want = {
+    "size3": "QUEUE_SIZE_INVALID",
+    "size-big": "QUEUE_SIZE_INVALID",
+    "misaligned": "RING_MISALIGNED",
+    "unmapped": "RING_UNMAPPED",
+    "map-fail": "DMA_MAP_FAILED",
+  }[bad];
+  let got = "no error";
+  try {
+    createDriverQueue("split", { memory, dma, size, features: 0n, ringGpa });
+  } catch (e) {
+    got = e instanceof VirtqError ? e.code : String(e);
+  }
+  if (got !== want) fail("bad-config", `${bad}: factory threw ${got}, expected ${want}`);
+}
+
 /** Runs one input (exported for tests). */
 export function runHostileDevice(input: HostileDeviceInput): void {
+  if (input.badConfig !== undefined) return runBadConfig(input.badConfig, input.size);
   const size = input.size;
   const bits = [VIRTIO_F_VERSION_1];
   if (input.indirect) bits.push(VIRTIO_F_INDIRECT_DESC);
@@ -170,19 +225,44 @@ export function runHostileDevice(input: HostileDeviceInput): void {
       case "add": {
         const r = new SgList(), w = new SgList();
         const base = DATA + (next % 64) * 0x1000;
-        for (let i = 0; i < op.nr; i++) r.push(base + i * op.len, op.len);
-        for (let i = 0; i < op.nw; i++) w.push(base + 0x800 + i * op.len, op.len);
+        const zero = op.zero ?? -1;
+        const n = op.nr + op.nw;
+        for (let i = 0; i < op.nr; i++) r.push(base + i * op.len, i === zero ? 0 : op.len);
+        for (let i = 0; i < op.nw; i++) {
+          w.push(base + 0x800 + i * op.len, op.nr + i === zero ? 0 : op.len);
+        }
+        const live = dma.count, free = drv.numFree;
+        const empty = n === 0 || (zero >= 0 && zero < n);
+        dma.failIn = op.failMap ?? -1;
+        dma.failed = false;
         try {
           drv.add(r, w, next);
-          cap.set(next, op.nw * op.len);
+          if (empty || dma.failed) {
+            fail("add-accepted", `add accepted an empty segment or a failed map (${n} segments)`);
+          }
+          cap.set(next, op.nw * op.len - (zero >= op.nr && zero < n ? op.len : 0));
           next++;
         } catch (e) {
+          if (e instanceof OracleFailure) throw e;
           if (!(e instanceof VirtqError) || e.side !== "api") {
             fail("uncatalogued-throw", `add threw ${e}`, e);
           }
           if (e.code === "QUEUE_BROKEN" && drv.broken === null) {
             fail("bogus-broken", "QUEUE_BROKEN while not broken");
           }
+          // §2.7.4: a zero-length segment is BUFFER_EMPTY; a failed mapping DMA_MAP_FAILED.
+          if (
+            (e.code === "DMA_MAP_FAILED") !== dma.failed ||
+            (e.code === "BUFFER_EMPTY" && !empty)
+          ) {
+            fail("add-refusal", `add threw ${e.code}, map failed ${dma.failed}, empty ${empty}`);
+          }
+          // A refused add takes nothing: no slot, no mapping left behind.
+          if (dma.count !== live || drv.numFree !== free) {
+            fail("add-rollback", `refused add (${e.code}) left ${dma.count - live} mappings`);
+          }
+        } finally {
+          dma.failIn = -1;
         }
         break;
       }
@@ -323,6 +403,17 @@ const opArb: fc.Arbitrary<DeviceOp> = fc.oneof(
     }, { noNullPrototype: true }),
   },
   {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant("add" as const),
+      nr: fc.nat(3),
+      nw: fc.nat(3),
+      len: fc.integer({ min: 1, max: 200 }),
+      zero: fc.nat(6),
+      failMap: fc.nat(7),
+    }, { requiredKeys: ["k", "nr", "nw", "len"], noNullPrototype: true }),
+  },
+  {
     weight: 2,
     arbitrary: fc.record({ k: fc.constant("kick" as const) }, { noNullPrototype: true }),
   },
@@ -387,6 +478,16 @@ const inputArb: fc.Arbitrary<HostileDeviceInput> = fc.record({
   clamp: fc.boolean(),
   hostileFrom: fc.nat(60),
   ops: fc.array(opArb, { maxLength: 60, size: "max" }),
+  badConfig: fc.option(
+    fc.constantFrom(
+      "size3" as const,
+      "size-big" as const,
+      "misaligned" as const,
+      "unmapped" as const,
+      "map-fail" as const,
+    ),
+    { nil: undefined, freq: 20 },
+  ),
 }, { noNullPrototype: true });
 
 const opSchema = z.discriminatedUnion("k", [
@@ -395,6 +496,8 @@ const opSchema = z.discriminatedUnion("k", [
     nr: z.number().int().min(0).max(64),
     nw: z.number().int().min(0).max(64),
     len: z.number().int().min(1).max(0x200),
+    zero: z.number().int().min(0).optional(),
+    failMap: z.number().int().min(0).optional(),
   }),
   z.strictObject({ k: z.literal("kick") }),
   z.strictObject({ k: z.literal("get"), n: z.number().int().min(0) }),
@@ -430,6 +533,7 @@ const inputSchema = z.strictObject({
   clamp: z.boolean(),
   hostileFrom: z.number().int().min(0),
   ops: z.array(opSchema),
+  badConfig: z.enum(["size3", "size-big", "misaligned", "unmapped", "map-fail"]).optional(),
 });
 
 /** The `split-hostile-device` target. */
