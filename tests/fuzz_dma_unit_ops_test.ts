@@ -1,6 +1,7 @@
 import { assertEquals } from "@std/assert";
 import fc from "fast-check";
-import { DirectDmaApi, FlushQueue, IoPageTable } from "../src/mod.ts";
+import { DirectDmaApi, FlushQueue, IommuDmaApi, IoPageTable } from "../src/mod.ts";
+import { dmaModesTarget } from "../fuzz/targets/dma_modes.ts";
 import { type PageTableOp, runPageTableOp } from "../fuzz/targets/page_table_op.ts";
 import { patchMethod } from "../fuzz/plant.ts";
 import { OracleFailure } from "../fuzz/target.ts";
@@ -138,6 +139,31 @@ const PLANTED: [string, () => () => void, fc.Arbitrary<unknown>, (x: never) => u
     runPageTableOp,
   ],
 ];
+
+Deno.test("fuzz dma-modes tick: planted bug found: pendingIovas is off by one page", () => {
+  const restore = patchMethod(
+    IommuDmaApi.prototype,
+    "pendingIovas",
+    (orig) =>
+      function (this: IommuDmaApi) {
+        return orig.call(this).map((p) => ({ bus: p.bus + 4096, length: p.length }));
+      },
+  );
+  try {
+    assertEquals(oracleOf(dmaModesTarget.arbitrary(), dmaModesTarget.run), "lazy-window");
+  } finally {
+    restore();
+  }
+});
+
+Deno.test("fuzz dma-modes tick: planted bug found: isStale forgets the flush queue", () => {
+  const restore = patchMethod(IommuDmaApi.prototype, "isStale", () => () => false);
+  try {
+    assertEquals(oracleOf(dmaModesTarget.arbitrary(), dmaModesTarget.run), "lazy-window");
+  } finally {
+    restore();
+  }
+});
 
 for (const [name, install, arb, run] of PLANTED) {
   Deno.test(`fuzz dma unit ops: planted bug found: ${name}`, () => {

@@ -476,10 +476,29 @@ export function runDmaModes(input: DmaModesInput): DmaModesReport {
         } else probe(busAdd(m.bus, op.off % m.len), false);
         break;
       }
-      case "tick":
+      case "tick": {
         clock.advance(op.ms);
         mode.tick();
+        // The lazy window (Linux flush queue): every IOVA range still queued for invalidation is
+        // stale (not live: no iova_to_phys) over its whole length; strict mode queues nothing.
+        const api = mode.iommuApi;
+        if (api === null) break;
+        const pending = api.pendingIovas();
+        if (api.policy === "strict" && pending.length > 0) {
+          throw new OracleFailure("lazy-window", `strict ${input.mode}: ${pending.length} pending`);
+        }
+        for (const p of pending) {
+          const last = p.bus + p.length - 1;
+          if (!api.isStale(p.bus) || !api.isStale(last) || api.busToGpa(p.bus) !== -1) {
+            throw new OracleFailure(
+              "lazy-window",
+              `${input.mode}: pending IOVA ${p.bus} + ${p.length} not stale over its length, or ` +
+                `still translated (${api.busToGpa(p.bus)})`,
+            );
+          }
+        }
         break;
+      }
       case "hostile":
         hostile(op.kind);
         break;
