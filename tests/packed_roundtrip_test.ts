@@ -1,4 +1,4 @@
-import { assertEquals } from "@std/assert";
+import { assertEquals, assertThrows } from "@std/assert";
 import fc from "fast-check";
 import {
   createDmaLab,
@@ -12,6 +12,7 @@ import {
   VIRTIO_F_IN_ORDER,
   VIRTIO_F_INDIRECT_DESC,
   VIRTIO_F_VERSION_1,
+  VirtqError,
 } from "../src/mod.ts";
 
 const V1 = featureMask(VIRTIO_F_VERSION_1);
@@ -222,4 +223,32 @@ Deno.test("packed: EMPTY_SG buffers of one direction, queue sizes 1 and 2", () =
   pair.device.flush();
   assertEquals([pair.driver.getUsed(), pair.driver.usedLen], ["in", 4]);
   assertEquals([pair.driver.getUsed(), pair.driver.usedLen], ["out", 0]);
+});
+
+Deno.test("packed driver: a refused add leaves no stale available descriptor behind (fuzz finding)", () => {
+  // Size 3, direct lists: the refused add writes slots 0 and 1, then fails on its third segment.
+  // A later one-descriptor add overwrites only slot 0; slot 1 must not still read as available.
+  for (const failure of ["zero-length", "map"] as const) {
+    const pair = createQueuePair<number>({
+      layout: "packed",
+      size: 3,
+      features: featureMask(VIRTIO_F_VERSION_1),
+      driverPolicy: { indirect: "never" },
+    });
+    const { driver, device } = pair;
+    // The third segment is refused: length 0 (BUFFER_EMPTY), or a range beyond 2^52 that the
+    // raw-GPA DMA API cannot map (DMA_MAP_FAILED).
+    const third: [number, number] = failure === "zero-length" ? [0x10200, 0] : [2 ** 52 - 4, 8];
+    const bad = SgList.of([0x10000, 8], [0x10100, 8], third);
+    const err = assertThrows(() => driver.add(bad, SgList.of(), 1), VirtqError);
+    assertEquals(err.code, failure === "zero-length" ? "BUFFER_EMPTY" : "DMA_MAP_FAILED");
+    driver.add(SgList.of([0x11000, 8]), SgList.of(), 2);
+    driver.kick();
+    const chain = device.pop();
+    assertEquals(chain?.id !== undefined, true);
+    device.push(chain!, 0);
+    device.flush();
+    assertEquals(device.pop(), null); // was: PACKED_CHAIN_UNAVAILABLE from the stale slot 1
+    assertEquals(driver.getUsed(), 2);
+  }
 });

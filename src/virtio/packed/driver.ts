@@ -134,6 +134,8 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   readonly #exLen: Uint32Array;
   readonly #exDir: Uint8Array;
   readonly #exNext: Int32Array;
+  /** Flags of the non-head slots an `add` overwrote, restored if the add fails midway. */
+  readonly #savedFlags: Uint16Array;
   #freeHead = 0;
 
   // Per buffer ID.
@@ -237,6 +239,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#exLen = new Uint32Array(size);
     this.#exDir = new Uint8Array(size);
     this.#exNext = new Int32Array(size);
+    this.#savedFlags = new Uint16Array(size);
     this.#tokens = new Array(size).fill(undefined);
     this.#idState = new Uint8Array(size);
     this.#idNum = new Int32Array(size);
@@ -344,15 +347,16 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     let e = id;
     let last = id;
     // One pass: map each segment, record it in the shadow and write its descriptor. The head's
-    // flags are written only after every mapping succeeded, so a failure exposes nothing: the
-    // descriptors behind an unavailable head are unreachable and get overwritten (§2.8.21).
+    // flags are written only after every mapping succeeded (§2.8.21). A failure midway restores
+    // the flags of the non-head slots already written: a later, shorter list would not overwrite
+    // them, and the device would read a stale "available" descriptor as a chain head.
     for (let i = 0; i < n; i++) {
       const w = i >= nr;
       const gpa = w ? wgpa[i - nr] : rgpa[i];
       const len = w ? wlen[i - nr] : rlen[i];
       const dir = w ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
       if (len === 0) {
-        this.#unmapEntries(id, i);
+        this.#undoDirect(id, i);
         throw new VirtqError("BUFFER_EMPTY", `segment ${i} has length 0`, { index: i });
       }
       if (w) cap += len;
@@ -360,7 +364,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       try {
         bus = dma.map(gpa, len, dir);
       } catch (cause) {
-        this.#unmapEntries(id, i);
+        this.#undoDirect(id, i);
         throw new VirtqError("DMA_MAP_FAILED", `${len} bytes at GPA ${gpa}`, { cause });
       }
       const b = slot * 4;
@@ -382,7 +386,10 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       const flags = (wrap !== 0 ? 0x0080 : 0x8000) | (i < n - 1 ? VIRTQ_DESC_F_NEXT : 0) |
         (w ? VIRTQ_DESC_F_WRITE : 0);
       if (i === 0) headFlags = flags;
-      else d16[slot * 8 + 7] = flags;
+      else {
+        this.#savedFlags[i] = d16[slot * 8 + 7];
+        d16[slot * 8 + 7] = flags;
+      }
       last = e;
       e = exNext[e];
       if (++slot === size) {
@@ -395,6 +402,16 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#nextAvail = slot;
     this.#availWrap = wrap;
     return cap;
+  }
+
+  /** Undoes a direct add that failed at segment `failed`: unmaps, restores non-head flags. */
+  #undoDirect(id: number, failed: number): void {
+    this.#unmapEntries(id, failed);
+    let slot = this.#nextAvail;
+    for (let i = 1; i < failed; i++) {
+      if (++slot === this.size) slot = 0;
+      this.#d16[slot * 8 + 7] = this.#savedFlags[i];
+    }
   }
 
   /** The first head of a batch waits for kick (§2.8.21); later heads are written now. */
