@@ -26,7 +26,7 @@ const VIRTQ_CODES = new Set<string>(VIRTQ_ERROR_CODES);
 /**
  * Makes the runner record every catalogued error the engine raises, whether or not a target
  * notes it: `VirtqError` (code from its message `CODE: ...`), `DmaFault` and `DmaMapError`
- * (`DMA_FAULT(reason) ...`). `tests/fuzz_runner_test.ts` checks it still works for each class.
+ * (`DMA_FAULT(reason) ...`). `tests/fuzz/fuzz_runner_test.ts` checks it still works for each class.
  */
 export function observeCatalogueErrors(): void {
   observeConstructions(VirtqError, (e) => {

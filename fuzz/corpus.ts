@@ -1,7 +1,7 @@
 /**
  * The corpus of counterexamples: `fuzz/corpus/<target>/<signature-hash>.json`, one file per
  * distinct failure signature (target + oracle + error code). Each file is a regression test:
- * `tests/corpus_replay_test.ts` replays it and expects the bug to be fixed.
+ * `tests/fuzz/corpus_replay_test.ts` replays it and expects the bug to be fixed.
  * @module
  */
 

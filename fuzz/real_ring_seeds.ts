@@ -211,7 +211,7 @@ export function checkRealRingMutant(seed: SeedRingState, c: SeedCorruption): Que
 /**
  * The real ring seeds of both scenarios, loaded once when this module is imported (top-level
  * await), or empty when the fixtures are missing (fuzzing then runs on synthetic inputs only;
- * `tests/inspect_fixtures_test.ts` fails in that case, naming where it looked).
+ * `tests/inspect/inspect_fixtures_test.ts` fails in that case, naming where it looked).
  */
 export const REAL_RING_SEEDS: readonly SeedRingState[] = await (async () => {
   try {

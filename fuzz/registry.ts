@@ -1,7 +1,7 @@
 /**
  * Registry checks: every target exported by a file in `fuzz/targets/` must be registered in
  * `fuzz/targets/mod.ts` exactly once, with a unique kebab-case name and a one-line description.
- * The runner refuses to start otherwise, and `tests/fuzz_registry_test.ts` checks the same.
+ * The runner refuses to start otherwise, and `tests/fuzz/fuzz_registry_test.ts` checks the same.
  * @module
  */
 

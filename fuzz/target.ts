@@ -73,7 +73,7 @@ export interface FuzzTarget<I = unknown> {
   describe?(input: I): unknown;
   /**
    * Names of the bugs this target can plant in its engine through {@link withPlantedFault}
-   * (test-only): `tests/fuzz_planted_test.ts` shows that the target reports every one of them.
+   * (test-only): `tests/fuzz/fuzz_planted_test.ts` shows that the target reports every one of them.
    */
   readonly plantedFaults?: readonly string[];
   /**

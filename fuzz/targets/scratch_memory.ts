@@ -6,7 +6,7 @@
  * overlays a target writes) plus every bulk write recorded with {@link ScratchMemory.noteWrite}
  * (the device's payload copies, seen through `GuestMemory.observer`). Ring views of a device
  * queue only cover ring areas, which lie inside the fixed range, so every run starts from
- * all-zero memory, exactly as with a fresh allocation (`tests/fuzz_scratch_memory_test.ts`).
+ * all-zero memory, exactly as with a fresh allocation (`tests/fuzz/fuzz_scratch_memory_test.ts`).
  * @module
  */
 

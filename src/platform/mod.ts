@@ -1,0 +1,13 @@
+/**
+ * Platform topologies: zod schema, real-platform presets, resolution of the driver's and the device's address views, the end-to-end verdict and its explanation.
+ *
+ * @module
+ */
+
+export * from "./topology.ts";
+export * from "./policy.ts";
+export * from "./sparse_memory.ts";
+export * from "./models.ts";
+export * from "./resolve.ts";
+export * from "./explain.ts";
+export * from "./presets/mod.ts";

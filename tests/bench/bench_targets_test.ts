@@ -1,0 +1,77 @@
+import { assert, assertEquals } from "@std/assert";
+import { computeTargets, linearFit, solTarget } from "../../bench/targets.ts";
+import { caseResult } from "./bench_fixture.ts";
+
+Deno.test("targets: speed-of-light ratio, flatness and fit from synthetic results", () => {
+  const sol = caseResult({ engine: "sol" }, 1000);
+  const split = { ...caseResult({ engine: "split" }, 1600), fractionOfSol: 1000 / 1600 };
+  const t = solTarget([sol, split]);
+  assertEquals(t.status, "met");
+  assertEquals(t.value, 0.625);
+  assertEquals(solTarget([{ ...split, fractionOfSol: 0.4 }]).status, "missed");
+  assertEquals(solTarget([sol]).status, "n/a");
+  const sizes = [64, 256, 1024, 4096, 32768].map((size, i) =>
+    caseResult({ engine: "split", size }, 1000 + i * 10)
+  );
+  const all = computeTargets([...sizes], [{
+    name: "split/identity q256 b32 p64 c1",
+    bytesPerChain: 0,
+    chains: 100,
+    forcedGc: true,
+    hotPath: true,
+  }], {
+    invalidationNs: 1000,
+    requestNs: 5000,
+  });
+  const flat = all.find((x) => x.name === "split: ns/chain flat over queue size")!;
+  assertEquals(flat.status, "met");
+  assert(Math.abs(flat.value! - 1040 / 1000) < 1e-9);
+  assertEquals(all.find((x) => x.name.startsWith("allocation"))!.status, "met");
+  assertEquals(all.find((x) => x.name.startsWith("packed vs split"))!.status, "n/a");
+  const chains = [1, 2, 4, 16].map((chainLen) =>
+    caseResult({ engine: "split", chainLen, size: 1024 }, (14 + 10 * chainLen) * 32)
+  );
+  const ct = computeTargets(chains, [], { invalidationNs: 1000, requestNs: 5000 });
+  const perDesc = ct.find((x) => x.name === "split: ns/descriptor flat over chain length")!;
+  assertEquals(perDesc.status, "missed"); // 24 ns at c1 vs 10.875 at c16: fixed cost amortised
+  assert(perDesc.detail.includes("fit: 14.0 ns/chain + 10.0 ns/desc"), perDesc.detail);
+  const marginal = ct.find((x) => x.name.startsWith("split: marginal ns/descriptor"))!;
+  assert(Math.abs(marginal.value! - 1) < 1e-9, String(marginal.value));
+  const fit = linearFit([1, 2, 4, 16], [24, 34, 54, 174]);
+  assert(Math.abs(fit.slope - 10) < 1e-9 && Math.abs(fit.intercept - 14) < 1e-9);
+});
+
+Deno.test("targets: lazy vs strict is modeled from invalidation counters and labelled", () => {
+  const strict = {
+    ...caseResult({ engine: "split", dma: "iommu-strict" }, 3200),
+    counters: { invalidations: 32 },
+  };
+  const lazy = {
+    ...caseResult({ engine: "split", dma: "iommu-lazy" }, 3000),
+    counters: { invalidations: 0.5 },
+  };
+  const id = caseResult({ engine: "split" }, 2000);
+  const hit = caseResult({ engine: "split", dma: "iommu-hit" }, 2400);
+  const viommu = {
+    ...caseResult({ engine: "split", dma: "virtio-iommu" }, 32000),
+    counters: { viommuRequests: 64 },
+  };
+  const t = computeTargets([id, strict, lazy, hit, viommu], [], {
+    invalidationNs: 1000,
+    requestNs: 5000,
+  });
+  const m = t.find((x) => x.name === "split: IOMMU lazy vs strict (MODELED)")!;
+  // strict 100 + 1 * 1000 = 1100 ns/chain; lazy 93.75 + (0.5/32) * 1000 = 109.4
+  assert(Math.abs(m.value! - 1100 / (93.75 + 15.625)) < 1e-9, String(m.value));
+  assertEquals(m.status, "met");
+  assert(m.detail.includes("MODELED at 1000 ns"));
+  const wall = t.find((x) => x.name === "split: IOMMU lazy vs strict (measured wall time)")!;
+  assertEquals(wall.status, "info");
+  const h = t.find((x) => x.name === "split: iommu-hit (IOTLB hit path) vs identity")!;
+  assertEquals([h.value, h.status], [2000 / 2400, "met"]);
+  const l = t.find((x) => x.name === "split: iommu-lazy vs identity")!;
+  assertEquals([l.value, l.status], [2000 / 3000, "info"]);
+  const v = t.find((x) => x.name === "split: virtio-iommu vs identity")!;
+  // 1000 ns/chain + 2 requests/chain * 5000 ns = 11000 ns/chain modeled
+  assert(v.detail.includes("MODELED at 5000 ns") && v.detail.includes("11000 ns/chain"), v.detail);
+});
