@@ -5,14 +5,8 @@
  * @module
  */
 
-import {
-  formatJunit,
-  formatSummary,
-  type FuzzReport,
-  mergeReports,
-  parseReport,
-  ReportError,
-} from "./report.ts";
+import { formatJunit, formatSummary, type FuzzReport, parseReport, ReportError } from "./report.ts";
+import { mergeReports } from "./shards.ts";
 import { messageOf } from "./signature.ts";
 
 /** `--help` text of `deno task fuzz:merge`. */

@@ -15,7 +15,7 @@
 
 import fc from "fast-check";
 import { z } from "zod";
-import { fixturesDir, readFixture } from "../tools/fixture_files.ts";
+import { fixturesDir, readFixture } from "../src/inspect/mod.ts";
 import type { RingLayout } from "../src/virtio/queue.ts";
 import type { GuestMemory } from "../src/memory/guest_memory.ts";
 import {

@@ -7,7 +7,6 @@
 import { z } from "zod";
 import type { UnitResult } from "./runner.ts";
 import { CATALOGUE_CODES } from "./catalogue.ts";
-import { checkShardPartition } from "./shards.ts";
 
 /** Format tag of the JSON report. */
 export const REPORT_FORMAT = "virtq-lab/fuzz-report@1";
@@ -92,17 +91,20 @@ export type CampaignInfo = z.infer<typeof Campaign>;
 /** Where each failure's counterexample went (by signature hash). */
 export type CorpusOutcome = Map<string, { file: string | null; isNew: boolean }>;
 
-function rate(runs: number, seconds: number): number {
+/** Runs per second, rounded; 0 for no time. */
+export function rate(runs: number, seconds: number): number {
   return seconds > 0 ? Math.round(runs / seconds) : 0;
 }
 
-function sortedUnion(lists: Iterable<readonly string[]>): string[] {
+/** The sorted union of string lists. */
+export function sortedUnion(lists: Iterable<readonly string[]>): string[] {
   const s = new Set<string>();
   for (const l of lists) for (const x of l) s.add(x);
   return [...s].sort();
 }
 
-function withTotals(
+/** `base` with its totals and united error codes filled in. */
+export function withTotals(
   base: Omit<FuzzReport, "totals" | "errorCodes">,
 ): FuzzReport {
   const t = base.targets;
@@ -215,61 +217,6 @@ export function parseReport(file: string, json: unknown): FuzzReport {
     );
   }
   return r.data;
-}
-
-/**
- * Merges shard reports into one: targets are combined by name (runs and time summed, failures
- * de-duplicated by signature, error codes united). @throws {ReportError} unless the reports are
- * exactly the shards of one campaign (`checkShardPartition` in `fuzz/shards.ts`: one seed, one
- * shard count, every index once, each shard's units those its plan gives it).
- */
-export function mergeReports(reports: readonly { file: string; report: FuzzReport }[]): FuzzReport {
-  if (reports.length === 0) throw new ReportError("(none)", "no reports to merge");
-  checkShardPartition(reports);
-  const seen = new Map<string, string>();
-  const campaigns: CampaignInfo[] = [];
-  const by = new Map<string, TargetReport>();
-  for (const { file, report } of reports) {
-    for (const c of report.campaigns) {
-      const key = `seed ${c.seed} shard ${c.shard.index}/${c.shard.count}`;
-      const other = seen.get(key);
-      if (other !== undefined) {
-        throw new ReportError(file, `${key} is already in ${other}. Fix: pass each shard once`);
-      }
-      seen.set(key, file);
-      campaigns.push(c);
-    }
-    for (const t of report.targets) {
-      const m = by.get(t.target);
-      if (m === undefined) {
-        by.set(t.target, structuredClone(t));
-        continue;
-      }
-      m.units += t.units;
-      m.runs += t.runs;
-      m.seconds += t.seconds;
-      m.runsPerSecond = rate(m.runs, m.seconds);
-      m.errorCodes = sortedUnion([m.errorCodes, t.errorCodes]);
-      if (t.work !== undefined) {
-        m.work ??= { unit: t.work.unit, count: 0, perSecond: 0 };
-        m.work.count += t.work.count;
-      }
-      if (m.work !== undefined) m.work.perSecond = rate(m.work.count, m.seconds);
-      if (t.crash !== undefined) {
-        m.crash = m.crash === undefined ? t.crash : `${m.crash}\n${t.crash}`;
-      }
-      for (const f of t.failures) {
-        if (!m.failures.some((g) => g.signature.hash === f.signature.hash)) m.failures.push(f);
-      }
-    }
-  }
-  return withTotals({
-    format: REPORT_FORMAT,
-    fastCheckVersion: reports[0].report.fastCheckVersion,
-    denoVersion: reports[0].report.denoVersion,
-    campaigns,
-    targets: [...by.values()].sort((a, b) => a.target.localeCompare(b.target)),
-  });
 }
 
 function fmtInt(n: number): string {

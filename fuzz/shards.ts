@@ -1,12 +1,21 @@
 /**
- * Checks that shard reports given to `deno task fuzz:merge` are exactly one campaign's partition:
+ * Merging shard reports (`deno task fuzz:merge`), after checking they are exactly one campaign's partition:
  * one seed, one shard count, one target selection, every shard index once, and each shard ran the
  * units its plan (`fuzz/plan.ts`) gives it.
  * @module
  */
 
 import { planShard } from "./plan.ts";
-import { type FuzzReport, ReportError } from "./report.ts";
+import {
+  type CampaignInfo,
+  type FuzzReport,
+  rate,
+  REPORT_FORMAT,
+  ReportError,
+  sortedUnion,
+  type TargetReport,
+  withTotals,
+} from "./report.ts";
 
 /**
  * Throws {@link ReportError} (naming the files, the field and the fix) unless the campaigns of
@@ -93,4 +102,59 @@ export function checkShardPartition(
       }
     }
   }
+}
+
+/**
+ * Merges shard reports into one: targets are combined by name (runs and time summed, failures
+ * de-duplicated by signature, error codes united). @throws {ReportError} unless the reports are
+ * exactly the shards of one campaign ({@link checkShardPartition}: one seed, one
+ * shard count, every index once, each shard's units those its plan gives it).
+ */
+export function mergeReports(reports: readonly { file: string; report: FuzzReport }[]): FuzzReport {
+  if (reports.length === 0) throw new ReportError("(none)", "no reports to merge");
+  checkShardPartition(reports);
+  const seen = new Map<string, string>();
+  const campaigns: CampaignInfo[] = [];
+  const by = new Map<string, TargetReport>();
+  for (const { file, report } of reports) {
+    for (const c of report.campaigns) {
+      const key = `seed ${c.seed} shard ${c.shard.index}/${c.shard.count}`;
+      const other = seen.get(key);
+      if (other !== undefined) {
+        throw new ReportError(file, `${key} is already in ${other}. Fix: pass each shard once`);
+      }
+      seen.set(key, file);
+      campaigns.push(c);
+    }
+    for (const t of report.targets) {
+      const m = by.get(t.target);
+      if (m === undefined) {
+        by.set(t.target, structuredClone(t));
+        continue;
+      }
+      m.units += t.units;
+      m.runs += t.runs;
+      m.seconds += t.seconds;
+      m.runsPerSecond = rate(m.runs, m.seconds);
+      m.errorCodes = sortedUnion([m.errorCodes, t.errorCodes]);
+      if (t.work !== undefined) {
+        m.work ??= { unit: t.work.unit, count: 0, perSecond: 0 };
+        m.work.count += t.work.count;
+      }
+      if (m.work !== undefined) m.work.perSecond = rate(m.work.count, m.seconds);
+      if (t.crash !== undefined) {
+        m.crash = m.crash === undefined ? t.crash : `${m.crash}\n${t.crash}`;
+      }
+      for (const f of t.failures) {
+        if (!m.failures.some((g) => g.signature.hash === f.signature.hash)) m.failures.push(f);
+      }
+    }
+  }
+  return withTotals({
+    format: REPORT_FORMAT,
+    fastCheckVersion: reports[0].report.fastCheckVersion,
+    denoVersion: reports[0].report.denoVersion,
+    campaigns,
+    targets: [...by.values()].sort((a, b) => a.target.localeCompare(b.target)),
+  });
 }

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { readFixture, readOracle } from "./fixture_files.ts";
+import { readFixture, readOracle } from "../src/inspect/mod.ts";
 import { InspectInputError } from "../src/inspect/inspect_error.ts";
 import { inspectQueue, type QueueReport } from "../src/inspect/inspect_queue.ts";
 import { compareWithQemu, type QemuComparison } from "../src/inspect/compare_qemu.ts";

@@ -19,3 +19,10 @@ export * from "./report_json.ts";
 export * from "./engine_decode.ts";
 export * from "./seeds.ts";
 export * from "./hmp_xp.ts";
+export {
+  FIXTURES_ENV,
+  fixturesDir,
+  readFixture,
+  readOracle,
+  siblingFiles,
+} from "./fixture_files.ts";

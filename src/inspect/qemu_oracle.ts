@@ -130,8 +130,9 @@ export function parseQemuOracle(json: unknown, file: string): Map<string, QemuQu
       "pass the x-query-virtio capture (*.qmp-virtio.json) of the same run, unedited",
     );
   }
+  const oracle: QemuOracle = r.data;
   const out = new Map<string, QemuQueueView>();
-  for (const [path, dev] of Object.entries(r.data.devices)) {
+  for (const [path, dev] of Object.entries(oracle.devices)) {
     for (const q of dev.queues) {
       out.set(oracleKey(path, q.queue), {
         path,

@@ -1,20 +1,20 @@
 /**
  * zod schemas of the inspector's inputs (fixture index, QMP oracle): validation at the edge. Not
- * part of the public face (`src/mod.ts` exports the typed interfaces and parse functions).
+ * part of the public face (`src/mod.ts` exports the typed interfaces and parse functions). The
+ * interfaces live beside their parse functions, which assign each parsed value to its interface, so
+ * a schema that drifts from its interface fails `deno check` (and this file imports neither).
  * @module
  */
 
 import { z } from "zod";
 import { GUEST_PAGE_SIZE } from "../memory/guest_memory.ts";
-import type { FixtureIndex, FixtureIndexQueue } from "./fixture.ts";
-import type { QemuOracle, QemuQueueElement, QemuQueueStatus } from "./qemu_oracle.ts";
 
 const u64 = z.union([z.number().int().nonnegative(), z.bigint().nonnegative()]);
 const u16 = z.number().int().min(0).max(0xffff);
 const pageAligned = z.number().int().nonnegative().multipleOf(GUEST_PAGE_SIZE);
 
 /** zod schema of one `x-query-virtio-queue-status` answer. */
-export const QemuQueueStatusSchema: z.ZodType<QemuQueueStatus> = z.object({
+export const QemuQueueStatusSchema = z.object({
   name: z.string(),
   "queue-index": u16,
   inuse: z.number().int().nonnegative(),
@@ -38,7 +38,7 @@ const DescSchema = z.object({
 });
 
 /** zod schema of one `x-query-virtio-queue-element` return value. */
-export const QemuQueueElementSchema: z.ZodType<QemuQueueElement> = z.object({
+export const QemuQueueElementSchema = z.object({
   name: z.string(),
   index: z.number().int().nonnegative(),
   descs: z.array(DescSchema),
@@ -55,7 +55,7 @@ const ElementQuerySchema = z.object({
 });
 
 /** zod schema of a captured `*.qmp-virtio.json` file. */
-export const QemuOracleSchema: z.ZodType<QemuOracle> = z.object({
+export const QemuOracleSchema = z.object({
   "x-query-virtio": z.array(z.object({ name: z.string(), path: z.string() })),
   devices: z.record(
     z.string(),
@@ -74,7 +74,7 @@ export const QemuOracleSchema: z.ZodType<QemuOracle> = z.object({
 });
 
 /** zod schema of one queue of a fixture index. */
-export const FixtureQueueSchema: z.ZodType<FixtureIndexQueue> = z.object({
+export const FixtureQueueSchema = z.object({
   device: z.string().min(1),
   path: z.string().min(1),
   queue: z.number().int().min(0).max(0xffff),
@@ -95,7 +95,7 @@ export const FixtureQueueSchema: z.ZodType<FixtureIndexQueue> = z.object({
 });
 
 /** zod schema of a fixture index (`*.index.json`). */
-export const FixtureIndexSchema: z.ZodType<FixtureIndex> = z.object({
+export const FixtureIndexSchema = z.object({
   format: z.literal("virtio-ring-fixture-v1"),
   page_size: z.literal(GUEST_PAGE_SIZE),
   ram_size: z.number().int().positive(),

@@ -19,11 +19,11 @@ import {
   formatSummary,
   type FuzzReport,
   FuzzReportSchema,
-  mergeReports,
   parseReport,
   ReportError,
   targetReports,
 } from "../../fuzz/report.ts";
+import { mergeReports } from "../../fuzz/shards.ts";
 import { CorpusError, loadCorpus, replayEntry, writeCorpusEntry } from "../../fuzz/corpus.ts";
 import { type FuzzEnv, fuzzMain } from "../../fuzz/main.ts";
 import {

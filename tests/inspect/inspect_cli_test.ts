@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { main, parseArgs } from "../../tools/inspect.ts";
-import { fixturesDir } from "../../tools/fixture_files.ts";
+import { fixturesDir } from "../../src/inspect/fixture_files.ts";
 import { InspectInputError } from "../../src/inspect/inspect_error.ts";
 import { gunzip, loadFixture } from "../../src/inspect/fixture.ts";
 import { parseExactJson } from "../../src/inspect/exact_json.ts";

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { fixturesDir, readFixture } from "../../tools/fixture_files.ts";
+import { fixturesDir, readFixture } from "../../src/inspect/fixture_files.ts";
 import type { Fixture, FixtureQueue } from "../../src/inspect/fixture.ts";
 import { inspectQueue } from "../../src/inspect/inspect_queue.ts";
 import { cloneGuestMemory } from "../../src/inspect/engine_decode.ts";

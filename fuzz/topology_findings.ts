@@ -7,7 +7,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { disagreementKind, findDisagreements } from "../fuzz/targets/topology.ts";
+import { disagreementKind, findDisagreements } from "./targets/topology.ts";
 import { parseTopology, resolveTopology } from "../src/mod.ts";
 
 const HELP = `deno task fuzz:topology-findings [--seed N] [--runs N] [--out DIR] [--json]

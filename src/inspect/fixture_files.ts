@@ -1,5 +1,6 @@
 /**
- * File access for real-ring fixtures (the edge: `src/inspect/` takes bytes and parsed JSON).
+ * File access for real-ring fixtures: reads an index, its pages image and its QMP capture from
+ * disk and hands bytes and parsed JSON to the decoders beside it.
  *
  * Fixtures live beside the clone: `../shared/fixtures/qemu-7.2-linux-6.1/` relative to the repo
  * root (CI always has `../shared`). Override the directory with `VIRTQ_FIXTURES_DIR`.
@@ -7,17 +8,17 @@
  * @module
  */
 
-import { parseExactJson } from "../src/inspect/exact_json.ts";
-import { type Fixture, loadFixture } from "../src/inspect/fixture.ts";
-import { InspectInputError } from "../src/inspect/inspect_error.ts";
-import { parseQemuOracle, type QemuQueueView } from "../src/inspect/qemu_oracle.ts";
+import { parseExactJson } from "./exact_json.ts";
+import { type Fixture, loadFixture } from "./fixture.ts";
+import { InspectInputError } from "./inspect_error.ts";
+import { parseQemuOracle, type QemuQueueView } from "./qemu_oracle.ts";
 
 /** Environment variable that overrides the fixtures directory. */
 export const FIXTURES_ENV = "VIRTQ_FIXTURES_DIR";
 
-/** The repo root (the directory above `tools/`). */
+/** The repo root (two directories above `src/inspect/`). */
 export function repoRoot(): string {
-  return new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+  return new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 }
 
 /** The fixtures directory: `$VIRTQ_FIXTURES_DIR`, else `<repo>/../shared/fixtures/qemu-7.2-linux-6.1`. */
