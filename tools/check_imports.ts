@@ -170,7 +170,7 @@ interface DenoInfoModule {
  */
 export async function loadGraph(root: string, files: readonly string[]): Promise<ImportGraph> {
   const rootUrl = new URL(`file://${Deno.realPathSync(root)}/`);
-  const tmp = Deno.makeTempFileSync({ prefix: "check_imports_", suffix: ".ts" });
+  const tmp = Deno.makeTempFileSync({ dir: "/tmp", prefix: "check_imports_", suffix: ".ts" });
   try {
     Deno.writeTextFileSync(
       tmp,

@@ -1,5 +1,23 @@
 /**
- * Devices on the engine: the loopback device and virtio-iommu (device ID 23, virtio 1.3 §5.13).
+ * Devices built on the engine: the {@link LoopbackDevice} (copies each chain's readable bytes
+ * into its writable part) and virtio-iommu (device ID 23, virtio 1.3 §5.13): requests, probe
+ * properties, events, per-endpoint address spaces, the device model and its driver-side API.
+ *
+ * @example A loopback device answering one request
+ * ```ts
+ * import { LoopbackDevice } from "@virtq-lab/virtq-lab/devices";
+ * import { createQueuePair, SgList } from "@virtq-lab/virtq-lab/virtio";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const { memory, driver, device, dataGpa } = createQueuePair<string>({ layout: "packed", size: 8 });
+ * const loopback = new LoopbackDevice(device);
+ * memory.write(dataGpa, new TextEncoder().encode("echo"));
+ * driver.add(SgList.of([dataGpa, 4]), SgList.of([dataGpa + 0x100, 4]), "r1");
+ * if (driver.kick()) loopback.process();
+ *
+ * assertEquals(driver.getUsed(), "r1");
+ * assertEquals(new TextDecoder().decode(memory.view(dataGpa + 0x100, driver.usedLen)), "echo");
+ * ```
  *
  * @module
  */

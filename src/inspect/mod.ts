@@ -1,5 +1,29 @@
 /**
- * Decoding captured guest memory of live virtqueues and comparing with QEMU's own answers.
+ * The inspector: decodes the virtqueues in a captured guest memory image (a live QEMU guest's
+ * pages, or any {@link GuestMemory}) without trusting them: ring indices and flags, the
+ * outstanding chains (walked independently and popped by our own device engine on a scratch
+ * copy, then cross-checked), completed entries, and every problem as a catalogue code. Fixture
+ * files (`*.index.json`, pages image, QMP capture) are read by {@link readFixture} and compared
+ * with QEMU's own answers.
+ *
+ * @example Inspect a split queue holding one outstanding buffer
+ * ```ts
+ * import { inspectQueue } from "@virtq-lab/virtq-lab/inspect";
+ * import { createQueuePair, SgList } from "@virtq-lab/virtq-lab/virtio";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const { memory, driver, size, features, dataGpa } = createQueuePair({ layout: "split", size: 8 });
+ * driver.add(SgList.of([dataGpa, 16]), SgList.of([dataGpa + 0x100, 32]), "req");
+ * driver.kick();
+ *
+ * const report = inspectQueue(
+ *   { device: "example", path: "/example", queue: 0, size, layout: "split", features,
+ *     ...driver.addresses },
+ *   { memory, ramSize: 1 << 20 },
+ * );
+ * assertEquals(report.errors, []);
+ * assertEquals(report.outstanding.length, 1);
+ * ```
  *
  * @module
  */

@@ -1,5 +1,20 @@
 /**
- * Platform topologies: zod schema, real-platform presets, resolution of the driver's and the device's address views, the end-to-end verdict and its explanation.
+ * Platform topologies, the top library layer: a zod-validated description of a machine (IOMMUs,
+ * DMA windows, confidential memory, bridges, driver and device quirks), real-platform presets,
+ * and their resolution: the driver's and the device's address views are assembled from the DMA
+ * layer, one buffer is traced and run through real rings, and the end-to-end verdict (`ok`,
+ * `fault`, `corrupt`) is explained layer by layer.
+ *
+ * @example Resolve a preset and read its verdict
+ * ```ts
+ * import { parseTopology, PRESETS, resolveTopology } from "@virtq-lab/virtq-lab/platform";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const topology = parseTopology(PRESETS["q35-kvm-no-viommu"], "q35-kvm-no-viommu");
+ * const [device] = resolveTopology(topology).devices;
+ * assertEquals(device.observed.verdict, device.predicted.verdict); // the two views agree
+ * assertEquals(device.observed.verdict, "ok"); // no IOMMU, no bounce: bus address = GPA
+ * ```
  *
  * @module
  */
