@@ -24,29 +24,38 @@
 import type { Availability, CaseParams } from "./cases.ts";
 import { type Benchable, bufferBytes, type EnginePair, EngineRoundTrip } from "./roundtrip.ts";
 import { MemcpyLine, SolRing } from "./sol.ts";
-import { GuestMemory } from "../src/memory/guest_memory.ts";
-import type { U64 } from "../src/memory/u64.ts";
-import { createDmaLab, type DmaModeName } from "../src/dma/modes.ts";
-import type { DmaAddressSpace, DmaApi, DmaDirection } from "../src/dma/types.ts";
-import type { IommuDmaApi } from "../src/dma/iommu_api.ts";
-import type { Iotlb } from "../src/dma/iotlb.ts";
-import { createViommuStack } from "../src/devices/virtio_iommu/stack.ts";
-import { VIOMMU_TRANSPORT_STAGING_BYTES } from "../src/devices/virtio_iommu/transport.ts";
-import type { VirtioIommuDmaApi } from "../src/devices/virtio_iommu/driver_api.ts";
-import { SplitDriverQueue } from "../src/virtio/split/driver.ts";
-import { SplitDeviceQueue } from "../src/virtio/split/device.ts";
-import { driverQueueFootprint } from "../src/virtio/factory.ts";
-import { PackedDriverQueue, packedDriverQueueFootprint } from "../src/virtio/packed/driver.ts";
-import { PackedDeviceQueue } from "../src/virtio/packed/device.ts";
+import { GuestMemory, type U64 } from "../src/memory/mod.ts";
 import {
+  createDmaLab,
+  type DmaAddressSpace,
+  type DmaApi,
+  type DmaDirection,
+  type DmaModeName,
+  type IommuDmaApi,
+  type Iotlb,
+} from "../src/dma/mod.ts";
+import {
+  createViommuStack,
+  VIOMMU_TRANSPORT_STAGING_BYTES,
+  type VirtioIommuDmaApi,
+} from "../src/devices/mod.ts";
+import {
+  type DeviceQueue,
+  type DriverQueue,
+  driverQueueFootprint,
   featureMask,
+  PackedDeviceQueue,
+  PackedDriverQueue,
+  packedDriverQueueFootprint,
+  type RingLayout,
+  SplitDeviceQueue,
+  SplitDriverQueue,
   VIRTIO_F_ACCESS_PLATFORM,
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_INDIRECT_DESC,
   VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
-} from "../src/virtio/features.ts";
-import type { DeviceQueue, DriverQueue, RingLayout } from "../src/virtio/queue.ts";
+} from "../src/virtio/mod.ts";
 
 /** Bench DMA mode names, in report order. */
 export const BENCH_DMA_MODES = [

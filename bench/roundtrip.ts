@@ -9,9 +9,8 @@
  * @module
  */
 
-import type { DeviceQueue, DriverQueue } from "../src/virtio/queue.ts";
-import type { GuestMemory } from "../src/memory/guest_memory.ts";
-import { EMPTY_SG, SgList } from "../src/virtio/sg_list.ts";
+import { type DeviceQueue, type DriverQueue, EMPTY_SG, SgList } from "../src/virtio/mod.ts";
+import type { GuestMemory } from "../src/memory/mod.ts";
 import { type CaseParams, chainShape, segmentSizes } from "./cases.ts";
 
 /** Something the runner can time: one call = one round trip of `chainsPerCall` chains. */

@@ -5,13 +5,8 @@
  * @module
  */
 
-import {
-  DMA_FAULT_REASONS,
-  DMA_MAP_ERROR_REASONS,
-  DmaFault,
-  DmaMapError,
-} from "../src/dma/errors.ts";
-import { VIRTQ_ERROR_CODES, VirtqError } from "../src/virtio/errors.ts";
+import { DMA_FAULT_REASONS, DMA_MAP_ERROR_REASONS, DmaFault, DmaMapError } from "../src/dma/mod.ts";
+import { VIRTQ_ERROR_CODES, VirtqError } from "../src/virtio/mod.ts";
 import { observeConstructions } from "./observe.ts";
 
 /** Every catalogued error code, in catalogue order (virtqueue codes first, then DMA). */

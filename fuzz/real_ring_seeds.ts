@@ -15,17 +15,19 @@
 
 import fc from "fast-check";
 import { z } from "zod";
-import { fixturesDir, readFixture } from "../src/inspect/mod.ts";
-import type { RingLayout } from "../src/virtio/queue.ts";
-import type { GuestMemory } from "../src/memory/guest_memory.ts";
 import {
   extractSeedRings,
+  fixturesDir,
+  inspectQueue,
   placeSeedRing,
+  type QueueReport,
+  readFixture,
   seedMemory,
   seedQueueSpec,
   type SeedRingState,
-} from "../src/inspect/seeds.ts";
-import { inspectQueue, type QueueReport } from "../src/inspect/inspect_queue.ts";
+} from "../src/inspect/mod.ts";
+import type { RingLayout } from "../src/virtio/mod.ts";
+import type { GuestMemory } from "../src/memory/mod.ts";
 import { type FuzzTarget, OracleFailure } from "./target.ts";
 
 /** Where a corruption lands. */

@@ -9,17 +9,22 @@
  * @module
  */
 
-import { readFixture, readOracle } from "../src/inspect/mod.ts";
-import { InspectInputError } from "../src/inspect/inspect_error.ts";
-import { inspectQueue, type QueueReport } from "../src/inspect/inspect_queue.ts";
-import { compareWithQemu, type QemuComparison } from "../src/inspect/compare_qemu.ts";
-import { oracleKey } from "../src/inspect/qemu_oracle.ts";
-import { queueReportToJson } from "../src/inspect/report_json.ts";
-import { hexDump } from "../src/inspect/hex_dump.ts";
-import { DEVICE_FEATURE_BITS, TRANSPORT_FEATURE_BITS } from "../src/inspect/feature_names.ts";
-import { hex64 } from "../src/memory/u64.ts";
-import type { GuestMemory } from "../src/memory/guest_memory.ts";
-import type { DecodedChain } from "../src/inspect/decoded_chain.ts";
+import {
+  compareWithQemu,
+  type DecodedChain,
+  DEVICE_FEATURE_BITS,
+  hexDump,
+  InspectInputError,
+  inspectQueue,
+  oracleKey,
+  type QemuComparison,
+  type QueueReport,
+  queueReportToJson,
+  readFixture,
+  readOracle,
+  TRANSPORT_FEATURE_BITS,
+} from "../src/inspect/mod.ts";
+import { type GuestMemory, hex64 } from "../src/memory/mod.ts";
 
 const HELP = `Usage: deno task inspect <index.json> [options]
 

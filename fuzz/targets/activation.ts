@@ -46,8 +46,8 @@ import {
   VirtqError,
   vringSize,
 } from "../../src/mod.ts";
-import type { DmaAddressSpace } from "../../src/dma/types.ts";
-import type { RingLayout } from "../../src/virtio/queue.ts";
+import type { DmaAddressSpace } from "../../src/dma/mod.ts";
+import type { RingLayout } from "../../src/virtio/mod.ts";
 import { z } from "zod";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 

@@ -9,18 +9,19 @@
 
 import fc from "fast-check";
 import { z } from "zod";
-import { GuestMemory } from "../../src/memory/guest_memory.ts";
-import { createQueuePair, type QueuePair } from "../../src/virtio/pair.ts";
-import type { Chain } from "../../src/virtio/chain.ts";
-import type { RingLayout } from "../../src/virtio/queue.ts";
-import { SgList } from "../../src/virtio/sg_list.ts";
+import { GuestMemory } from "../../src/memory/mod.ts";
 import {
+  type Chain,
+  createQueuePair,
   featureMask,
+  type QueuePair,
+  type RingLayout,
+  SgList,
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_IN_ORDER,
   VIRTIO_F_INDIRECT_DESC,
   VIRTIO_F_VERSION_1,
-} from "../../src/virtio/features.ts";
+} from "../../src/virtio/mod.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 
 const BUF_BASE = 0x10_0000;

@@ -32,17 +32,20 @@
 
 import fc from "fast-check";
 import { z } from "zod";
-import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, DmaFault, DmaMapError } from "../../src/dma/errors.ts";
 import {
   createDmaLab,
+  DMA_ACCESS_READ,
+  DMA_ACCESS_WRITE,
   DMA_MODE_NAMES,
+  type DmaDirection,
+  DmaFault,
+  DmaMapError,
   type DmaMode,
   type DmaModeName,
-} from "../../src/dma/modes.ts";
-import { type DmaDirection, DmaTranslation } from "../../src/dma/types.ts";
-import { FakeClock } from "../../src/dma/clock.ts";
-import { MemoryFault } from "../../src/memory/fault.ts";
-import type { U64 } from "../../src/memory/u64.ts";
+  DmaTranslation,
+  FakeClock,
+} from "../../src/dma/mod.ts";
+import { MemoryFault, type U64 } from "../../src/memory/mod.ts";
 import { noteError } from "../observe.ts";
 import { DMA_EDGE_KINDS, runDmaEdge } from "./dma_edges.ts";
 import { type PageTableOp, runPageTableOp } from "./page_table_op.ts";

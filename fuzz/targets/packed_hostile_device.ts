@@ -14,23 +14,27 @@
 
 import fc from "fast-check";
 import { z } from "zod";
-import { GuestMemory } from "../../src/memory/guest_memory.ts";
-import type { U64 } from "../../src/memory/u64.ts";
-import { IdentityAddressSpace, RawGpaDmaApi } from "../../src/dma/identity.ts";
-import type { DmaApi, DmaDirection } from "../../src/dma/types.ts";
-import { PackedDriverQueue } from "../../src/virtio/packed/driver.ts";
-import { createDriverQueue, driverQueueFootprint } from "../../src/virtio/factory.ts";
-import type { RingLayout } from "../../src/virtio/queue.ts";
-import { PackedDeviceQueue } from "../../src/virtio/packed/device.ts";
-import { isVirtqError } from "../../src/virtio/errors.ts";
+import { GuestMemory, type U64 } from "../../src/memory/mod.ts";
 import {
+  type DmaApi,
+  type DmaDirection,
+  IdentityAddressSpace,
+  RawGpaDmaApi,
+} from "../../src/dma/mod.ts";
+import {
+  createDriverQueue,
+  driverQueueFootprint,
   featureMask,
+  isVirtqError,
+  PACKED_DRIVER_INDIRECT_MAX,
+  PackedDeviceQueue,
+  PackedDriverQueue,
+  type RingLayout,
+  SgList,
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_IN_ORDER,
   VIRTIO_F_INDIRECT_DESC,
-} from "../../src/virtio/features.ts";
-import { PACKED_DRIVER_INDIRECT_MAX } from "../../src/virtio/packed/layout.ts";
-import { SgList } from "../../src/virtio/sg_list.ts";
+} from "../../src/virtio/mod.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 import { RawPackedRing, usedBits } from "./packed_raw.ts";
 

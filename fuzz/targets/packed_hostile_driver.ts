@@ -16,16 +16,17 @@ import fc from "fast-check";
 import { z } from "zod";
 import { ScratchMemory } from "./scratch_memory.ts";
 import { type ActivationOnlyInput, withActivation } from "./activation.ts";
-import { IdentityAddressSpace } from "../../src/dma/identity.ts";
-import { PackedDeviceQueue } from "../../src/virtio/packed/device.ts";
-import { type ChainPolicy, DEFAULT_CHAIN_POLICY } from "../../src/virtio/queue.ts";
-import { isVirtqError } from "../../src/virtio/errors.ts";
+import { IdentityAddressSpace } from "../../src/dma/mod.ts";
 import {
+  type Chain,
+  type ChainPolicy,
+  DEFAULT_CHAIN_POLICY,
   featureMask,
+  isVirtqError,
+  PackedDeviceQueue,
   VIRTIO_F_IN_ORDER,
   VIRTIO_F_INDIRECT_DESC,
-} from "../../src/virtio/features.ts";
-import type { Chain } from "../../src/virtio/chain.ts";
+} from "../../src/virtio/mod.ts";
 import { type RealRingInput, withRealRingSeeds } from "../real_ring_seeds.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 import { availBits, RawPackedRing } from "./packed_raw.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { GuestMemory } from "../../src/memory/guest_memory.ts";
+import type { GuestMemory } from "../../src/memory/mod.ts";
 
 /** One packed descriptor as raw fields; `addr` is an exact bigint. */
 export interface RawPackedDesc {

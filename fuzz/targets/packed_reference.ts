@@ -6,8 +6,8 @@
  * @module
  */
 
-import type { GuestMemory } from "../../src/memory/guest_memory.ts";
-import type { ChainPolicy } from "../../src/virtio/queue.ts";
+import type { GuestMemory } from "../../src/memory/mod.ts";
+import type { ChainPolicy } from "../../src/virtio/mod.ts";
 
 /** What the reference makes of the ring at one position. */
 export type RefResult =

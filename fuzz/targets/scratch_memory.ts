@@ -10,7 +10,7 @@
  * @module
  */
 
-import { GuestMemory, type MemoryRegionSpec } from "../../src/memory/guest_memory.ts";
+import { GuestMemory, type MemoryRegionSpec } from "../../src/memory/mod.ts";
 
 /** One guest memory reused across runs, cleaned to all-zero after each. */
 export class ScratchMemory {

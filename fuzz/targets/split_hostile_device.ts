@@ -34,7 +34,7 @@ import {
   VIRTQ_AVAIL_F_NO_INTERRUPT,
   VirtqError,
 } from "../../src/mod.ts";
-import { createDriverQueue, driverQueueFootprint } from "../../src/virtio/factory.ts";
+import { createDriverQueue, driverQueueFootprint } from "../../src/virtio/mod.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 
 /** One step of the scenario. */
