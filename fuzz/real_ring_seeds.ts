@@ -25,7 +25,7 @@ import {
   seedMemory,
   seedQueueSpec,
   type SeedRingState,
-} from "../src/inspect/mod.ts";
+} from "../src/inspect/_internal.ts";
 import type { RingLayout } from "../src/virtio/mod.ts";
 import type { GuestMemory } from "../src/memory/mod.ts";
 import { type FuzzTarget, OracleFailure } from "./target.ts";

@@ -23,7 +23,7 @@ import {
   readFixture,
   readOracle,
   TRANSPORT_FEATURE_BITS,
-} from "../src/inspect/mod.ts";
+} from "../src/inspect/_internal.ts";
 import { type GuestMemory, hex64 } from "../src/memory/mod.ts";
 
 const HELP = `Usage: deno task inspect <index.json> [options]

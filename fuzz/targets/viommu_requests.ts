@@ -16,14 +16,8 @@
 
 import fc from "fast-check";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
-import {
-  Chain,
-  decodeViommuRequest,
-  encodeViommuRequest,
-  GuestMemory,
-  type ViommuRequest,
-  VirtioIommuDevice,
-} from "../../src/mod.ts";
+import { Chain, GuestMemory, type ViommuRequest, VirtioIommuDevice } from "../../src/mod.ts";
+import { decodeViommuRequest, encodeViommuRequest } from "../../src/devices/_internal.ts";
 
 const G = 0x1000n;
 const ENDPOINTS = [1, 2, 3];

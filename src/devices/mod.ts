@@ -24,11 +24,30 @@
 
 export * from "./loopback.ts";
 export * from "./virtio_iommu/constants.ts";
-export * from "./virtio_iommu/config.ts";
-export * from "./virtio_iommu/requests.ts";
-export * from "./virtio_iommu/probe.ts";
-export * from "./virtio_iommu/events.ts";
-export * from "./virtio_iommu/mappings.ts";
+export {
+  defaultViommuConfig,
+  viommuGranule,
+  VIRTIO_IOMMU_CONFIG_BYPASS,
+  VIRTIO_IOMMU_CONFIG_DOMAIN_END,
+  VIRTIO_IOMMU_CONFIG_DOMAIN_START,
+  VIRTIO_IOMMU_CONFIG_INPUT_END,
+  VIRTIO_IOMMU_CONFIG_INPUT_START,
+  VIRTIO_IOMMU_CONFIG_PAGE_SIZE_MASK,
+  VIRTIO_IOMMU_CONFIG_PROBE_SIZE,
+  type VirtioIommuConfig,
+} from "./virtio_iommu/config.ts";
+export type {
+  ViommuAttach,
+  ViommuDecodeResult,
+  ViommuDetach,
+  ViommuMap,
+  ViommuProbe,
+  ViommuRequest,
+  ViommuUnmap,
+} from "./virtio_iommu/requests.ts";
+export type { ViommuResvMem } from "./virtio_iommu/probe.ts";
+export type { ViommuFaultReport } from "./virtio_iommu/events.ts";
+export { type ViommuMapping, ViommuMappingTree } from "./virtio_iommu/mappings.ts";
 export * from "./virtio_iommu/endpoint_space.ts";
 export * from "./virtio_iommu/device.ts";
 export * from "./virtio_iommu/transport.ts";

@@ -31,18 +31,30 @@
 export * from "./inspect_error.ts";
 export * from "./exact_json.ts";
 export * from "./feature_names.ts";
-export * from "./fixture.ts";
-export * from "./qemu_oracle.ts";
-export * from "./decoded_chain.ts";
-export * from "./split_view.ts";
-export * from "./packed_view.ts";
+export {
+  type Fixture,
+  type FixtureIndex,
+  type FixtureIndexQueue,
+  type FixtureQueue,
+  fixtureQueue,
+  loadFixture,
+  parseFixtureIndex,
+} from "./fixture.ts";
+export {
+  parseQemuOracle,
+  type QemuDesc,
+  type QemuElementQuery,
+  type QemuOracle,
+  type QemuQueueElement,
+  type QemuQueueStatus,
+  type QemuQueueView,
+} from "./qemu_oracle.ts";
+export type { DecodedChain, DecodedDescriptor, DecodeError } from "./decoded_chain.ts";
 export * from "./inspect_queue.ts";
+export type { PackedEventSuppression, PackedPositionGuess } from "./packed_view.ts";
 export * from "./compare_qemu.ts";
 export * from "./hex_dump.ts";
 export * from "./report_json.ts";
-export * from "./engine_decode.ts";
-export * from "./seeds.ts";
-export * from "./hmp_xp.ts";
 export {
   FIXTURES_ENV,
   fixturesDir,

@@ -1,14 +1,9 @@
 import { assertEquals, assertThrows } from "@std/assert";
 import {
-  decodeViommuConfig,
-  decodeViommuFault,
   DMA_ACCESS_READ,
   DMA_ACCESS_WRITE,
   DmaFault,
   DmaTranslation,
-  encodeViommuConfig,
-  encodeViommuRequest,
-  parseProbeProperties,
   type ViommuRequest,
   VIRTIO_IOMMU_ATTACH_F_BYPASS,
   VIRTIO_IOMMU_DEFAULT_FEATURES,
@@ -44,6 +39,13 @@ import {
   type VirtioIommuDeviceOptions,
   VirtqError,
 } from "../../../src/mod.ts";
+import {
+  decodeViommuConfig,
+  decodeViommuFault,
+  encodeViommuConfig,
+  encodeViommuRequest,
+  parseProbeProperties,
+} from "../../../src/devices/_internal.ts";
 import { Chain } from "../../../src/mod.ts";
 import { ListDeviceQueue, newMemory, send, TAIL_GPA } from "./_viommu_helpers.ts";
 
