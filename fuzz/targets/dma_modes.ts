@@ -47,8 +47,8 @@ import {
 } from "../../src/dma/mod.ts";
 import { MemoryFault, type U64 } from "../../src/memory/mod.ts";
 import { noteError } from "../observe.ts";
-import { DMA_EDGE_KINDS, runDmaEdge } from "./dma_edges.ts";
-import { type PageTableOp, runPageTableOp } from "./page_table_op.ts";
+import { DMA_EDGE_KINDS, runDmaEdge } from "../support/dma_edges.ts";
+import { type PageTableOp, runPageTableOp } from "../support/dma_ops/page_table_op.ts";
 import {
   DIRECT_BUS_LIMITS,
   DIRECT_GPAS,
@@ -56,16 +56,21 @@ import {
   DIRECT_MASKS,
   type DirectOp,
   runDirectOp,
-} from "./direct_op.ts";
+} from "../support/dma_ops/direct_op.ts";
 import {
   type FlushQueueOp,
   FQ_SIZES,
   FQ_STEP_KINDS,
   FQ_TIMEOUTS,
   runFlushQueueOp,
-} from "./flush_queue_op.ts";
-import { runSwiotlbOp, SWIOTLB_STEP_KINDS, type SwiotlbOp } from "./swiotlb_op.ts";
-import { IOTLB_CAPACITIES, IOTLB_STEP_KINDS, type IotlbOp, runIotlbOp } from "./iotlb_op.ts";
+} from "../support/dma_ops/flush_queue_op.ts";
+import { runSwiotlbOp, SWIOTLB_STEP_KINDS, type SwiotlbOp } from "../support/dma_ops/swiotlb_op.ts";
+import {
+  IOTLB_CAPACITIES,
+  IOTLB_STEP_KINDS,
+  type IotlbOp,
+  runIotlbOp,
+} from "../support/dma_ops/iotlb_op.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 
 /** One step of a {@link DmaModesInput}. */

@@ -6,7 +6,8 @@
 import type { FuzzTarget } from "../target.ts";
 import { splitHostileDriver } from "./split_hostile_driver.ts";
 import { splitHostileDevice } from "./split_hostile_device.ts";
-import { modelPacked, modelSplit } from "./model_split.ts";
+import { modelSplit } from "./model_split.ts";
+import { modelPacked } from "./model_packed.ts";
 import { packedHostileDriver } from "./packed_hostile_driver.ts";
 import { packedHostileDevice } from "./packed_hostile_device.ts";
 import { differential } from "./differential.ts";

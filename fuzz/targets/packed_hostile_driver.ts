@@ -14,8 +14,8 @@
 
 import fc from "fast-check";
 import { z } from "zod";
-import { ScratchMemory } from "./scratch_memory.ts";
-import { type ActivationOnlyInput, withActivation } from "./activation.ts";
+import { ScratchMemory } from "../support/scratch_memory.ts";
+import { type ActivationOnlyInput, withActivation } from "../support/activation.ts";
 import { IdentityAddressSpace } from "../../src/dma/mod.ts";
 import {
   type Chain,
@@ -27,10 +27,10 @@ import {
   VIRTIO_F_IN_ORDER,
   VIRTIO_F_INDIRECT_DESC,
 } from "../../src/virtio/mod.ts";
-import { type RealRingInput, withRealRingSeeds } from "../real_ring_seeds.ts";
+import { type RealRingInput, withRealRingSeeds } from "../support/real_ring_seeds.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 import { availBits, RawPackedRing } from "./packed_raw.ts";
-import { refDecode } from "./packed_reference.ts";
+import { refDecode } from "../support/packed_reference.ts";
 
 const MEM = 0x20000;
 const RING = 0x1000;
@@ -409,7 +409,7 @@ function runOn(input: PackedHostileDriverInput): void {
   throw new OracleFailure("no-termination", `more than ${size + 2} pops`);
 }
 
-/** The packed hostile-driver target (plus real Linux rings with one corruption, `fuzz/real_ring_seeds.ts`). */
+/** The packed hostile-driver target (plus real Linux rings with one corruption, `fuzz/support/real_ring_seeds.ts`). */
 export const packedHostileDriver: FuzzTarget<
   PackedHostileDriverInput | ActivationOnlyInput | RealRingInput
 > = withRealRingSeeds(

@@ -25,10 +25,10 @@ import {
   SplitDeviceQueue,
   VirtqError,
 } from "../../src/mod.ts";
-import { type RealRingInput, withRealRingSeeds } from "../real_ring_seeds.ts";
+import { type RealRingInput, withRealRingSeeds } from "../support/real_ring_seeds.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
-import { ScratchMemory } from "./scratch_memory.ts";
-import { type ActivationOnlyInput, withActivation } from "./activation.ts";
+import { ScratchMemory } from "../support/scratch_memory.ts";
+import { type ActivationOnlyInput, withActivation } from "../support/activation.ts";
 
 // --- Memory map ------------------------------------------------------------------------------
 const DESC = 0x0; // up to 64 descriptors (1 KiB)
@@ -722,7 +722,7 @@ const inputSchema = z.strictObject({
   }).nullable(),
 });
 
-/** The `split-hostile-driver` target (plus real Linux rings with one corruption, `fuzz/real_ring_seeds.ts`). */
+/** The `split-hostile-driver` target (plus real Linux rings with one corruption, `fuzz/support/real_ring_seeds.ts`). */
 export const splitHostileDriver: FuzzTarget<
   HostileDriverInput | ActivationOnlyInput | RealRingInput
 > = withRealRingSeeds(

@@ -12,7 +12,7 @@
  * //      new SplitDeviceQueue({ memory, dma, size: s.size, addresses: addrs, features: s.features })
  * //      and start popping at s.lastAvailIdx (or rebase as src/inspect/engine_decode.ts does).
  * ```
- * `fuzz/real_ring_seeds.ts` has the loader and a ready arbitrary.
+ * `fuzz/support/real_ring_seeds.ts` has the loader and a ready arbitrary.
  *
  * @module
  */

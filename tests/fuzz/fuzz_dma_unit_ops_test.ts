@@ -2,7 +2,7 @@ import { assertEquals } from "@std/assert";
 import fc from "fast-check";
 import { DirectDmaApi, FlushQueue, IommuDmaApi, IoPageTable } from "../../src/mod.ts";
 import { dmaModesTarget } from "../../fuzz/targets/dma_modes.ts";
-import { type PageTableOp, runPageTableOp } from "../../fuzz/targets/page_table_op.ts";
+import { type PageTableOp, runPageTableOp } from "../../fuzz/support/dma_ops/page_table_op.ts";
 import { patchMethod } from "../../fuzz/plant.ts";
 import { OracleFailure } from "../../fuzz/target.ts";
 import {
@@ -11,7 +11,7 @@ import {
   FQ_STEP_KINDS,
   FQ_TIMEOUTS,
   runFlushQueueOp,
-} from "../../fuzz/targets/flush_queue_op.ts";
+} from "../../fuzz/support/dma_ops/flush_queue_op.ts";
 import {
   DIRECT_BUS_LIMITS,
   DIRECT_GPAS,
@@ -19,7 +19,7 @@ import {
   DIRECT_MASKS,
   type DirectOp,
   runDirectOp,
-} from "../../fuzz/targets/direct_op.ts";
+} from "../../fuzz/support/dma_ops/direct_op.ts";
 
 const fqArb: fc.Arbitrary<FlushQueueOp> = fc.record({
   size: fc.nat(FQ_SIZES.length - 1),

@@ -5,8 +5,8 @@ import {
   activationArbitrary,
   checkActivation,
   predictActivation,
-} from "../../fuzz/targets/activation.ts";
-import { DMA_EDGE_KINDS, DMA_EDGES, runDmaEdge } from "../../fuzz/targets/dma_edges.ts";
+} from "../../fuzz/support/activation.ts";
+import { DMA_EDGE_KINDS, DMA_EDGES, runDmaEdge } from "../../fuzz/support/dma_edges.ts";
 import { patchMethod } from "../../fuzz/plant.ts";
 import { OracleFailure } from "../../fuzz/target.ts";
 

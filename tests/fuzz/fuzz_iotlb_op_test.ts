@@ -8,7 +8,7 @@ import {
   IOTLB_STEP_KINDS,
   type IotlbOp,
   runIotlbOp,
-} from "../../fuzz/targets/iotlb_op.ts";
+} from "../../fuzz/support/dma_ops/iotlb_op.ts";
 
 const opArb: fc.Arbitrary<IotlbOp> = fc.record({
   capacity: fc.nat(IOTLB_CAPACITIES.length - 1),

@@ -1,6 +1,6 @@
 import { assert, assertEquals } from "@std/assert";
 import fc from "fast-check";
-import { ScratchMemory } from "../../fuzz/targets/scratch_memory.ts";
+import { ScratchMemory } from "../../fuzz/support/scratch_memory.ts";
 import {
   runHostileDriver,
   splitHostileDriver,

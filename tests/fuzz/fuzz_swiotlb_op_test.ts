@@ -3,7 +3,11 @@ import fc from "fast-check";
 import { SwiotlbDmaApi } from "../../src/mod.ts";
 import { patchMethod } from "../../fuzz/plant.ts";
 import { OracleFailure } from "../../fuzz/target.ts";
-import { runSwiotlbOp, SWIOTLB_STEP_KINDS, type SwiotlbOp } from "../../fuzz/targets/swiotlb_op.ts";
+import {
+  runSwiotlbOp,
+  SWIOTLB_STEP_KINDS,
+  type SwiotlbOp,
+} from "../../fuzz/support/dma_ops/swiotlb_op.ts";
 
 const arb: fc.Arbitrary<SwiotlbOp> = fc.record({
   force: fc.boolean(),

@@ -2,7 +2,7 @@ import fc from "fast-check";
 import { packedHostileDriver } from "../../fuzz/targets/packed_hostile_driver.ts";
 import { packedHostileDevice } from "../../fuzz/targets/packed_hostile_device.ts";
 import { differential } from "../../fuzz/targets/differential.ts";
-import { modelPacked } from "../../fuzz/targets/model_split.ts";
+import { modelPacked } from "../../fuzz/targets/model_packed.ts";
 
 Deno.test("fuzz packed-hostile-driver: 300 runs, seed 42", () => {
   const t = packedHostileDriver;

@@ -18,7 +18,7 @@ import {
   seedQueueSpec,
   type SeedRingState,
 } from "../../src/inspect/seeds.ts";
-import { checkRealRingMutant, realRingArbitrary } from "../../fuzz/real_ring_seeds.ts";
+import { checkRealRingMutant, realRingArbitrary } from "../../fuzz/support/real_ring_seeds.ts";
 import type { GuestMemory } from "../../src/memory/guest_memory.ts";
 import { VIRTQ_ERRORS, type VirtqErrorCode } from "../../src/virtio/errors.ts";
 

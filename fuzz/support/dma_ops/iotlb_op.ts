@@ -15,8 +15,8 @@
  * @module
  */
 
-import { Iotlb } from "../../src/mod.ts";
-import { OracleFailure } from "../target.ts";
+import { Iotlb } from "../../../src/mod.ts";
+import { OracleFailure } from "../../target.ts";
 
 /** One IOTLB operation: a capacity and steps `[kind, domain, base, off, x]` (all naturals). */
 export interface IotlbOp {

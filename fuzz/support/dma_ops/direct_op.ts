@@ -10,8 +10,8 @@
  * @module
  */
 
-import { DirectDmaApi, DmaMapError, GuestMemory } from "../../src/mod.ts";
-import { OracleFailure } from "../target.ts";
+import { DirectDmaApi, DmaMapError, GuestMemory } from "../../../src/mod.ts";
+import { OracleFailure } from "../../target.ts";
 
 /** One dma-direct operation (indices into the tables below, plus offsets). */
 export interface DirectOp {

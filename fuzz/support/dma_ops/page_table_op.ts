@@ -16,8 +16,8 @@ import {
   IoPageTable,
   IOPTE_READ,
   IOPTE_WRITE,
-} from "../../src/mod.ts";
-import { OracleFailure } from "../target.ts";
+} from "../../../src/mod.ts";
+import { OracleFailure } from "../../target.ts";
 
 /** One large-page operation (all sizes in 4 KiB pages unless named otherwise). */
 export interface PageTableOp {

@@ -20,8 +20,8 @@ import {
   GuestMemory,
   IO_TLB_SIZE,
   SwiotlbDmaApi,
-} from "../../src/mod.ts";
-import { OracleFailure } from "../target.ts";
+} from "../../../src/mod.ts";
+import { OracleFailure } from "../../target.ts";
 
 /** One swiotlb operation: forced or not, and steps `[kind, which, a, b]` (naturals). */
 export interface SwiotlbOp {

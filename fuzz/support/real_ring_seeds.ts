@@ -25,10 +25,10 @@ import {
   seedMemory,
   seedQueueSpec,
   type SeedRingState,
-} from "../src/inspect/_internal.ts";
-import type { RingLayout } from "../src/virtio/mod.ts";
-import type { GuestMemory } from "../src/memory/mod.ts";
-import { type FuzzTarget, OracleFailure } from "./target.ts";
+} from "../../src/inspect/_internal.ts";
+import type { RingLayout } from "../../src/virtio/mod.ts";
+import type { GuestMemory } from "../../src/memory/mod.ts";
+import { type FuzzTarget, OracleFailure } from "../target.ts";
 
 /** Where a corruption lands. */
 export type SeedArea = "desc" | "driver" | "device" | "table";

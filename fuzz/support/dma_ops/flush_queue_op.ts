@@ -10,8 +10,8 @@
  * @module
  */
 
-import { FakeClock, FlushQueue } from "../../src/mod.ts";
-import { OracleFailure } from "../target.ts";
+import { FakeClock, FlushQueue } from "../../../src/mod.ts";
+import { OracleFailure } from "../../target.ts";
 
 /** One flush-queue operation: a size, a timeout and steps `[kind, a, b]` (naturals). */
 export interface FlushQueueOp {
