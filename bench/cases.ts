@@ -38,8 +38,8 @@ export interface CaseParams {
 }
 
 /**
- * The base point every axis varies around (issue #2: size 256, batch 32, 64 B). One descriptor
- * per chain, so that batch 256 fits a 256-entry queue as issue #2 asks.
+ * The base point every axis varies around (size 256, batch 32, 64 B). One descriptor
+ * per chain, so that batch 256 fits a 256-entry queue.
  */
 export const BASE: Readonly<CaseParams> = Object.freeze({
   engine: "split",
@@ -143,7 +143,7 @@ export function buildSuites(avail: Availability): Suite[] {
   }
   suites.push({
     name: "core",
-    description: "split, identity DMA, q256: batch 1/32/256 x payload 64/1500 B (issue #2)",
+    description: "split, identity DMA, q256: batch 1/32/256 x payload 64/1500 B",
     cases: core,
   });
   const each = (f: (e: "split" | "packed") => CaseParams[]) => layouts.flatMap(f);

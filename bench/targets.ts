@@ -29,7 +29,7 @@ function na(name: string, goal: string, why: string): Target {
 
 const f3 = (x: number) => x.toFixed(3);
 
-/** The engine-vs-speed-of-light line printed at the end of every run (issue #2). */
+/** The engine-vs-speed-of-light line printed at the end of every run. */
 export function solTarget(results: readonly CaseResult[]): Target {
   const name = "split 64 B batch 32 vs speed-of-light";
   const goal = ">= 0.50 of SoL (<= 2.0x time)";

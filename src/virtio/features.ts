@@ -60,7 +60,7 @@ export function featureMask(...bits: number[]): bigint {
   return m;
 }
 
-// --- Feature negotiation and the VIRTIO_F_ACCESS_PLATFORM rules (issue #4) -------------------
+// --- Feature negotiation and the VIRTIO_F_ACCESS_PLATFORM rules ----------------------------
 
 /** Policy knobs of {@link negotiateFeatures}: what each side insists on. */
 export interface NegotiationPolicy {
