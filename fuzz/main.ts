@@ -235,7 +235,7 @@ if (import.meta.main) {
   const code = await fuzzMain(Deno.args, {
     targets: TARGETS,
     registryUrl: new URL("./targets/mod.ts", import.meta.url).href,
-    targetsDir: new URL("./targets", import.meta.url),
+    targetsDir: new URL("./targets/", import.meta.url),
     out: (s) => Deno.stdout.writeSync(enc.encode(s)),
     err: (s) => Deno.stderr.writeSync(enc.encode(s)),
     isTty: Deno.stdout.isTerminal(),

@@ -14,6 +14,7 @@
 
 import fc from "fast-check";
 import { z } from "zod";
+import { chainPolicyArbitrary, chainPolicySchema } from "../arbitraries/chain_policy.ts";
 import { ScratchMemory } from "../support/scratch_memory.ts";
 import { type ActivationOnlyInput, withActivation } from "../support/activation.ts";
 import { IdentityAddressSpace } from "../../src/dma/mod.ts";
@@ -48,12 +49,7 @@ const inputSchema = z.strictObject({
   size: z.number().int().min(1).max(16),
   indirect: z.boolean(),
   inOrder: z.boolean(),
-  policy: z.strictObject({
-    zeroLength: z.enum(["reject", "allow"]),
-    indirectWithNext: z.enum(["reject", "ignore-next"]),
-    unknownFlags: z.enum(["ignore", "reject"]),
-    maxSegments: z.number().int().min(1).max(65536),
-  }),
+  policy: chainPolicySchema,
   preroll: z.number().int().min(0).max(15),
   hold: z.boolean(),
   /** When the ring runs dry, offer one more descriptor at the device's position (overruns held slots). */
@@ -127,12 +123,7 @@ function arbitrary(): fc.Arbitrary<PackedHostileDriverInput> {
     size: fc.integer({ min: 1, max: 16 }),
     indirect: fc.boolean(),
     inOrder: fc.boolean(),
-    policy: fc.record({
-      zeroLength: fc.constantFrom("reject" as const, "allow" as const),
-      indirectWithNext: fc.constantFrom("reject" as const, "ignore-next" as const),
-      unknownFlags: fc.constantFrom("ignore" as const, "reject" as const),
-      maxSegments: fc.constantFrom(1, 3, 65536, 65536, 65536, 65536),
-    }, { noNullPrototype: true }),
+    policy: chainPolicyArbitrary([1, 3, 65536, 65536, 65536, 65536]),
     preroll: fc.integer({ min: 0, max: 15 }),
     hold: fc.boolean(),
     reoffer: fc.boolean(),

@@ -16,8 +16,6 @@
  * @module
  */
 
-import fc from "fast-check";
-import { z } from "zod";
 import {
   type ChainPolicy,
   type GuestMemory,
@@ -29,6 +27,11 @@ import { type RealRingInput, withRealRingSeeds } from "../support/real_ring_seed
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 import { ScratchMemory } from "../support/scratch_memory.ts";
 import { type ActivationOnlyInput, withActivation } from "../support/activation.ts";
+import {
+  type HostileDriverInput,
+  hostileDriverInputArbitrary,
+  hostileDriverInputSchema,
+} from "../arbitraries/split_hostile_driver_input.ts";
 
 // --- Memory map ------------------------------------------------------------------------------
 const DESC = 0x0; // up to 64 descriptors (1 KiB)
@@ -39,66 +42,12 @@ const DATA = 0x10000; // buffers; two adjacent regions split at 0x20000
 const MEM_END = 0x40000;
 const REGION_SPLIT = 0x20000;
 
-/** One valid chain to build before the corruption. */
-export interface ChainSpec {
-  /** Device-readable segment lengths (bytes, >= 1). */
-  readable: number[];
-  /** Device-writable segment lengths (bytes, >= 1). */
-  writable: number[];
-  /** Index of the first segment that goes into an indirect table; -1 = no table. */
-  indirectAt: number;
-}
-
-/** Corruption kinds: each targets one check of the device. */
-export const CORRUPTIONS = [
-  "none",
-  "loop",
-  "next-oob",
-  "head-oob",
-  "idx-jump",
-  "idx-back",
-  "readable-after-writable",
-  "addr-wrap",
-  "addr-unbacked",
-  "addr-high",
-  "len-zero",
-  "len-huge",
-  "ind-nested",
-  "ind-len-misaligned",
-  "ind-len-zero",
-  "ind-too-long",
-  "ind-with-next",
-  "ind-table-unbacked",
-  "ind-write-flag",
-  "ind-no-feature",
-  "unknown-flags",
-  "dup-head",
-  "flags-xor",
-  "next-any",
-] as const;
-
-/** A corruption kind. */
-export type Corruption = typeof CORRUPTIONS[number];
-
-/** One fuzz input (JSON-safe as is; `raw` bytes are a hex string). */
-export interface HostileDriverInput {
-  /** Queue Size, a power of 2 in 2..64. */
-  size: number;
-  /** VIRTIO_F_INDIRECT_DESC negotiated. */
-  indirect: boolean;
-  /** VIRTIO_F_IN_ORDER negotiated (descriptors then sequential). */
-  inOrder: boolean;
-  /** Device policy. */
-  policy: ChainPolicy;
-  /** Seed of the descriptor-index permutation (ignored with IN_ORDER). */
-  permSeed: number;
-  /** The valid chains (1..3). */
-  chains: ChainSpec[];
-  /** The one corruption. */
-  corruption: { kind: Corruption; chain: number; at: number; value: number };
-  /** Optional raw overlay: area, byte offset, hex bytes. */
-  raw: { area: "desc" | "avail" | "table"; offset: number; hex: string } | null;
-}
+export {
+  type ChainSpec,
+  type Corruption,
+  CORRUPTIONS,
+  type HostileDriverInput,
+} from "../arbitraries/split_hostile_driver_input.ts";
 
 // --- Building --------------------------------------------------------------------------------
 
@@ -647,81 +596,6 @@ function runOn(b: Built, input: HostileDriverInput): void {
   }
 }
 
-const segLen = fc.integer({ min: 1, max: 600 });
-const chainArb: fc.Arbitrary<ChainSpec> = fc.record({
-  readable: fc.array(segLen, { maxLength: 4 }),
-  writable: fc.array(segLen, { maxLength: 4 }),
-  indirectAt: fc.integer({ min: -1, max: 5 }),
-}, { noNullPrototype: true });
-
-const policyArb: fc.Arbitrary<ChainPolicy> = fc.record({
-  zeroLength: fc.constantFrom("reject" as const, "allow" as const),
-  indirectWithNext: fc.constantFrom("reject" as const, "ignore-next" as const),
-  unknownFlags: fc.constantFrom("ignore" as const, "reject" as const),
-  maxSegments: fc.constantFrom(65536, 65536, 4, 2),
-}, { noNullPrototype: true });
-
-const HEX = Array.from({ length: 256 }, (_, x) => x.toString(16).padStart(2, "0"));
-const hexArb = fc.uint8Array({ minLength: 1, maxLength: 48 }).map((b) => {
-  let s = "";
-  for (let i = 0; i < b.length; i++) s += HEX[b[i]];
-  return s;
-});
-
-const inputArb: fc.Arbitrary<HostileDriverInput> = fc.record({
-  size: fc.constantFrom(2, 4, 8, 16, 64),
-  indirect: fc.boolean(),
-  inOrder: fc.boolean(),
-  policy: policyArb,
-  permSeed: fc.nat(),
-  chains: fc.array(chainArb, { minLength: 1, maxLength: 3 }),
-  corruption: fc.record({
-    kind: fc.constantFrom(...CORRUPTIONS),
-    chain: fc.nat(3),
-    at: fc.nat(8),
-    value: fc.nat(),
-  }, { noNullPrototype: true }),
-  raw: fc.option(
-    fc.record({
-      area: fc.constantFrom("desc" as const, "avail" as const, "table" as const),
-      offset: fc.nat(2048),
-      hex: hexArb,
-    }, { noNullPrototype: true }),
-    { freq: 6 },
-  ),
-}, { noNullPrototype: true });
-
-const inputSchema = z.strictObject({
-  size: z.number().int().refine((n) => [2, 4, 8, 16, 32, 64].includes(n), {
-    error: "size must be a power of 2 in 2..64",
-  }),
-  indirect: z.boolean(),
-  inOrder: z.boolean(),
-  policy: z.strictObject({
-    zeroLength: z.enum(["reject", "allow"]),
-    indirectWithNext: z.enum(["reject", "ignore-next"]),
-    unknownFlags: z.enum(["ignore", "reject"]),
-    maxSegments: z.number().int().min(1),
-  }),
-  permSeed: z.number().int().min(0),
-  chains: z.array(z.strictObject({
-    readable: z.array(z.number().int().min(1).max(0x10000)),
-    writable: z.array(z.number().int().min(1).max(0x10000)),
-    indirectAt: z.number().int().min(-1),
-  })).min(1).max(8),
-  corruption: z.strictObject({
-    kind: z.enum(CORRUPTIONS),
-    chain: z.number().int().min(0),
-    at: z.number().int().min(0),
-    value: z.number().int().min(0),
-  }),
-  raw: z.strictObject({
-    area: z.enum(["desc", "avail", "table"]),
-    offset: z.number().int().min(0),
-    hex: z.string().regex(/^([0-9a-f]{2})*$/),
-  }).nullable(),
-});
-
 /** The `split-hostile-driver` target (plus real Linux rings with one corruption, `fuzz/support/real_ring_seeds.ts`). */
 export const splitHostileDriver: FuzzTarget<
   HostileDriverInput | ActivationOnlyInput | RealRingInput
@@ -731,12 +605,12 @@ export const splitHostileDriver: FuzzTarget<
       name: "split-hostile-driver",
       description:
         "hostile driver vs split device: valid chains + one targeted corruption, checked against a reference decoder",
-      arbitrary: () => inputArb,
+      arbitrary: () => hostileDriverInputArbitrary,
       run: runHostileDriver,
       workUnit: "chains",
       workDone: () => chainsDone,
       encode: (input) => structuredClone(input),
-      decode: (json) => inputSchema.parse(json) as HostileDriverInput,
+      decode: (json) => hostileDriverInputSchema.parse(json),
     },
     "split",
     splitHostileDriverScratch.memory,

@@ -10,7 +10,7 @@ import { runUnit } from "../../fuzz/runner.ts";
 import { messageOf } from "../../fuzz/signature.ts";
 import { COPY_FAULTS, makeCopyTarget } from "./fuzz_examples.ts";
 
-const CORPUS = new URL("../../fuzz/corpus", import.meta.url).pathname;
+const CORPUS = new URL("../../fuzz/corpus/", import.meta.url).pathname;
 const entries = await loadCorpus(CORPUS);
 
 for (const { file, entry } of entries) {
