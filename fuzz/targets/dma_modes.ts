@@ -39,13 +39,14 @@ import {
   DMA_MODE_NAMES,
   type DmaDirection,
   DmaFault,
+  type DmaLab,
   DmaMapError,
   type DmaMode,
   type DmaModeName,
   DmaTranslation,
   FakeClock,
 } from "../../src/dma/mod.ts";
-import { MemoryFault, type U64 } from "../../src/memory/mod.ts";
+import { type GuestMemory, MemoryFault, type U64 } from "../../src/memory/mod.ts";
 import { noteError } from "../observe.ts";
 import { DMA_EDGE_KINDS, runDmaEdge } from "../support/dma_edges.ts";
 import { type PageTableOp, runPageTableOp } from "../support/dma_ops/page_table_op.ts";
@@ -240,21 +241,13 @@ function tracks(mode: DmaMode): boolean {
   return mode.tracksMappings;
 }
 
-/**
- * Runs one input and returns the report; throws {@link OracleFailure} on a violated oracle.
- * Exported for tests.
- */
-export function runDmaModes(input: DmaModesInput): DmaModesReport {
-  const clock = new FakeClock();
-  const lab = createDmaLab(input.mode, {
-    clock,
-    bufferSize: SLOTS * SLOT_BYTES,
-    ringSize: 64 * 1024,
-    poolSize: 512 * 1024,
-    fqSize: 16,
-  });
-  const { mode, memory } = lab;
-  const report: DmaModesReport = {
+/** The state of one `dma-modes` input run: the mode, its memory, live and dead mappings. */
+class DmaModesRun {
+  readonly clock = new FakeClock();
+  readonly lab: DmaLab;
+  readonly mode: DmaMode;
+  readonly memory: GuestMemory;
+  readonly report: DmaModesReport = {
     staleAccesses: 0,
     faults: 0,
     subPageExposures: 0,
@@ -262,254 +255,391 @@ export function runDmaModes(input: DmaModesInput): DmaModesReport {
     bytesChecked: 0,
     discardedDeviceWrites: 0,
   };
-  const live: Mapping[] = [];
-  const dead: Mapping[] = [];
-  const slotUsed = new Uint8Array(SLOTS);
-  let nextId = 1;
-  const t = new DmaTranslation();
+  readonly live: Mapping[] = [];
+  readonly dead: Mapping[] = [];
+  readonly slotUsed = new Uint8Array(SLOTS);
+  nextId = 1;
+  readonly t = new DmaTranslation();
 
-  const guard = <R>(what: string, fn: () => R): R => {
+  constructor(readonly input: DmaModesInput) {
+    this.lab = createDmaLab(input.mode, {
+      clock: this.clock,
+      bufferSize: SLOTS * SLOT_BYTES,
+      ringSize: 64 * 1024,
+      poolSize: 512 * 1024,
+      fqSize: 16,
+    });
+    this.mode = this.lab.mode;
+    this.memory = this.lab.memory;
+  }
+
+  /** Runs `fn`; an uncatalogued throw is an oracle failure. */
+  guard<R>(what: string, fn: () => R): R {
     try {
       return fn();
     } catch (e) {
       if (e instanceof OracleFailure) throw e;
       if (!isCatalogued(e)) {
-        throw new OracleFailure("uncatalogued-throw", `${input.mode}: ${what} threw ${e}`, e);
+        throw new OracleFailure("uncatalogued-throw", `${this.input.mode}: ${what} threw ${e}`, e);
       }
       throw e;
     }
-  };
+  }
 
-  // Device access of `len` bytes at `bus`; returns false when it faulted (DmaFault).
-  const deviceAccess = (bus: U64, len: number, write: boolean, data: Uint8Array | null) => {
+  /** Device access of `len` bytes at `bus`; `ok` is false when it faulted (DmaFault). */
+  deviceAccess(
+    bus: U64,
+    len: number,
+    write: boolean,
+    data: Uint8Array | null,
+  ): { ok: boolean; fault: DmaFault | null } {
     let done = 0;
     while (done < len) {
       try {
-        mode.space.translate(
+        this.mode.space.translate(
           busAdd(bus, done),
           len - done,
           write ? DMA_ACCESS_WRITE : DMA_ACCESS_READ,
-          t,
+          this.t,
         );
       } catch (e) {
         if (e instanceof DmaFault) return { ok: false, fault: e };
-        throw new OracleFailure("uncatalogued-throw", `${input.mode}: translate threw ${e}`, e);
-      }
-      if (data !== null) {
-        const part = data.subarray(done, done + t.length);
-        guard(
-          "device memory access",
-          () => write ? memory.write(t.gpa, part) : memory.read(t.gpa, part),
+        throw new OracleFailure(
+          "uncatalogued-throw",
+          `${this.input.mode}: translate threw ${e}`,
+          e,
         );
       }
-      done += t.length;
+      if (data !== null) {
+        const part = data.subarray(done, done + this.t.length);
+        this.guard(
+          "device memory access",
+          () => write ? this.memory.write(this.t.gpa, part) : this.memory.read(this.t.gpa, part),
+        );
+      }
+      done += this.t.length;
     }
     return { ok: true, fault: null };
-  };
+  }
 
-  // Is the page of `bus` covered by a live mapping's bus pages (IOMMU isolation granularity)?
-  const inLivePage = (bus: U64): boolean => {
+  /** Is the page of `bus` covered by a live mapping's bus pages (IOMMU isolation granularity)? */
+  inLivePage(bus: U64): boolean {
     if (typeof bus !== "number") return false;
     const page = Math.floor(bus / 4096);
-    for (const m of live) {
+    for (const m of this.live) {
       if (typeof m.bus !== "number") continue;
       if (page >= Math.floor(m.bus / 4096) && page <= Math.floor((m.bus + m.len - 1) / 4096)) {
         return true;
       }
     }
     return false;
-  };
+  }
 
-  const checkUnmapped = (m: Mapping) => {
-    const got = memory.view(m.gpa, m.len);
+  /** After unmap the driver sees exactly the bytes it expects (device writes applied). */
+  checkUnmapped(m: Mapping): void {
+    const got = this.memory.view(m.gpa, m.len);
     for (let i = 0; i < m.len; i++) {
       if (got[i] !== m.expect[i]) {
         throw new OracleFailure(
           "data-integrity",
-          `${input.mode}: mapping ${m.id} (gpa 0x${
+          `${this.input.mode}: mapping ${m.id} (gpa 0x${
             m.gpa.toString(16)
           }, dir ${m.dir}) byte ${i} is ` +
             `${got[i]}, expected ${m.expect[i]} after unmap`,
         );
       }
     }
-    report.bytesChecked += m.len;
-  };
+    this.report.bytesChecked += m.len;
+  }
 
-  for (const op of input.ops) {
-    switch (op.k) {
-      case "map": {
-        if (slotUsed[op.slot]) break;
-        const gpa = op.slot * SLOT_BYTES + op.off;
-        const len = Math.min(op.len, SLOT_BYTES - op.off);
-        const id = nextId++;
-        const bytes = new Uint8Array(len);
-        for (let i = 0; i < len; i++) bytes[i] = pattern(id, i);
-        memory.write(gpa, bytes);
-        let bus: U64;
-        try {
-          bus = guard("map", () => mode.api.map(gpa, len, op.dir));
-        } catch (e) {
-          if (
-            e instanceof DmaMapError &&
-            (e.reason === "pool-exhausted" || e.reason === "iova-exhausted")
-          ) {
-            report.mapRefusals++;
-            noteError(e);
-            break;
-          }
-          throw new OracleFailure(
-            "map-refused",
-            `${input.mode}: map of a valid buffer failed: ${e}`,
-            e,
-          );
-        }
-        slotUsed[op.slot] = 1;
-        live.push({ id, gpa, len, dir: op.dir, bus, slot: op.slot, expect: bytes.slice() });
-        break;
+  /** Op `map`: a valid buffer in a free slot; only pool or IOVA exhaustion may refuse it. */
+  map(op: Extract<DmaOp, { k: "map" }>): void {
+    if (this.slotUsed[op.slot]) return;
+    const gpa = op.slot * SLOT_BYTES + op.off;
+    const len = Math.min(op.len, SLOT_BYTES - op.off);
+    const id = this.nextId++;
+    const bytes = new Uint8Array(len);
+    for (let i = 0; i < len; i++) bytes[i] = pattern(id, i);
+    this.memory.write(gpa, bytes);
+    let bus: U64;
+    try {
+      bus = this.guard("map", () => this.mode.api.map(gpa, len, op.dir));
+    } catch (e) {
+      if (
+        e instanceof DmaMapError &&
+        (e.reason === "pool-exhausted" || e.reason === "iova-exhausted")
+      ) {
+        this.report.mapRefusals++;
+        noteError(e);
+        return;
       }
-      case "unmap":
-      case "sync": {
-        if (live.length === 0) break;
-        const idx = op.which % live.length;
-        const m = live[idx];
-        try {
-          guard(op.k, () => {
-            if (op.k === "unmap") mode.api.unmap(m.bus, m.len, m.dir);
-            else if (op.toCpu) mode.api.syncForCpu(m.bus, m.len, m.dir);
-            else mode.api.syncForDevice(m.bus, m.len, m.dir);
-          });
-        } catch (e) {
-          throw new OracleFailure(
-            "live-mapping-refused",
-            `${input.mode}: ${op.k} of live mapping ${m.id}: ${e}`,
-            e,
-          );
+      throw new OracleFailure(
+        "map-refused",
+        `${this.input.mode}: map of a valid buffer failed: ${e}`,
+        e,
+      );
+    }
+    this.slotUsed[op.slot] = 1;
+    this.live.push({ id, gpa, len, dir: op.dir, bus, slot: op.slot, expect: bytes.slice() });
+  }
+
+  /** Ops `unmap` and `sync` of a live mapping: never refused; bytes come back as expected. */
+  unmapOrSync(op: Extract<DmaOp, { k: "unmap" | "sync" }>): void {
+    if (this.live.length === 0) return;
+    const idx = op.which % this.live.length;
+    const m = this.live[idx];
+    try {
+      this.guard(op.k, () => {
+        if (op.k === "unmap") this.mode.api.unmap(m.bus, m.len, m.dir);
+        else if (op.toCpu) this.mode.api.syncForCpu(m.bus, m.len, m.dir);
+        else this.mode.api.syncForDevice(m.bus, m.len, m.dir);
+      });
+    } catch (e) {
+      throw new OracleFailure(
+        "live-mapping-refused",
+        `${this.input.mode}: ${op.k} of live mapping ${m.id}: ${e}`,
+        e,
+      );
+    }
+    if (op.k === "unmap") {
+      this.live.splice(idx, 1);
+      this.dead.push(m);
+      this.slotUsed[m.slot] = 0;
+      if (m.dir !== 1) this.checkUnmapped(m); // device writes come back on unmap
+    } else if (!op.toCpu && m.dir !== 2 && this.mode.swiotlb !== null) {
+      // Bounce modes: syncForDevice copies the CPU's bytes over the slot, so device writes
+      // not yet synced for the CPU are discarded (DMA-API ownership rule). Report, re-base.
+      const cpu = this.memory.view(m.gpa, m.len);
+      for (let i = 0; i < m.len; i++) {
+        if (cpu[i] !== m.expect[i]) {
+          this.report.discardedDeviceWrites++;
+          break;
         }
-        if (op.k === "unmap") {
-          live.splice(idx, 1);
-          dead.push(m);
-          slotUsed[m.slot] = 0;
-          if (m.dir !== 1) checkUnmapped(m); // device writes come back on unmap
-        } else if (!op.toCpu && m.dir !== 2 && mode.swiotlb !== null) {
-          // Bounce modes: syncForDevice copies the CPU's bytes over the slot, so device writes
-          // not yet synced for the CPU are discarded (DMA-API ownership rule). Report, re-base.
-          const cpu = memory.view(m.gpa, m.len);
-          for (let i = 0; i < m.len; i++) {
-            if (cpu[i] !== m.expect[i]) {
-              report.discardedDeviceWrites++;
-              break;
-            }
-          }
-          m.expect.set(cpu);
-        } else if (op.toCpu && m.dir !== 1) {
-          const got = memory.view(m.gpa, m.len);
-          for (let i = 0; i < m.len; i++) {
-            if (got[i] !== m.expect[i]) {
-              throw new OracleFailure(
-                "data-integrity",
-                `${input.mode}: mapping ${m.id} byte ${i} after syncForCpu`,
-              );
-            }
-          }
-          report.bytesChecked += m.len;
-        }
-        break;
       }
-      case "read":
-      case "write": {
-        if (live.length === 0) break;
-        const m = live[op.which % live.length];
-        const off = op.off % m.len;
-        const len = Math.min(op.len, m.len - off);
-        const write = op.k === "write";
-        if (write && m.dir === 1) break; // device-readable only: a write would fault legitimately
-        if (!write && m.dir === 2 && mode.iommuApi !== null) break; // write-only IOMMU entry
-        const data = new Uint8Array(len);
-        if (write) { for (let i = 0; i < len; i++) data[i] = pattern(m.id + 1000, off + i); }
-        const r = deviceAccess(busAdd(m.bus, off), len, write, data);
-        if (!r.ok) {
+      m.expect.set(cpu);
+    } else if (op.toCpu && m.dir !== 1) {
+      const got = this.memory.view(m.gpa, m.len);
+      for (let i = 0; i < m.len; i++) {
+        if (got[i] !== m.expect[i]) {
           throw new OracleFailure(
             "data-integrity",
-            `${input.mode}: device ${op.k} of live mapping ${m.id} at +${off} len ${len} faulted: ${r.fault?.message}`,
+            `${this.input.mode}: mapping ${m.id} byte ${i} after syncForCpu`,
           );
         }
-        if (write) m.expect.set(data, off);
-        else {
-          for (let i = 0; i < len; i++) {
-            if (data[i] !== m.expect[off + i]) {
-              throw new OracleFailure(
-                "data-integrity",
-                `${input.mode}: device read of mapping ${m.id} byte ${off + i} = ${
-                  data[i]
-                }, expected ${m.expect[off + i]}`,
-              );
-            }
-          }
-        }
-        report.bytesChecked += len;
-        break;
       }
-      case "probe": {
-        // A device access at an arbitrary bus address near the mappings or in RAM.
-        const base: U64 = live.length > 0 && op.page % 2 === 0
-          ? live[op.page % live.length].bus
-          : lab.bufferGpa;
-        const bus = busAdd(
-          typeof base === "number" ? Math.floor(base / 4096) * 4096 : base,
-          (op.page >> 1) * 4096 % (1 << 24) + op.off,
+      this.report.bytesChecked += m.len;
+    }
+  }
+
+  /** Ops `read` and `write`: the device reaches a live mapping and sees the driver's bytes. */
+  access(op: Extract<DmaOp, { k: "read" | "write" }>): void {
+    if (this.live.length === 0) return;
+    const m = this.live[op.which % this.live.length];
+    const off = op.off % m.len;
+    const len = Math.min(op.len, m.len - off);
+    const write = op.k === "write";
+    if (write && m.dir === 1) return; // device-readable only: a write would fault legitimately
+    if (!write && m.dir === 2 && this.mode.iommuApi !== null) return; // write-only IOMMU entry
+    const data = new Uint8Array(len);
+    if (write) { for (let i = 0; i < len; i++) data[i] = pattern(m.id + 1000, off + i); }
+    const r = this.deviceAccess(busAdd(m.bus, off), len, write, data);
+    if (!r.ok) {
+      throw new OracleFailure(
+        "data-integrity",
+        `${this.input.mode}: device ${op.k} of live mapping ${m.id} at +${off} len ${len} faulted: ${r.fault?.message}`,
+      );
+    }
+    if (write) m.expect.set(data, off);
+    else {
+      for (let i = 0; i < len; i++) {
+        if (data[i] !== m.expect[off + i]) {
+          throw new OracleFailure(
+            "data-integrity",
+            `${this.input.mode}: device read of mapping ${m.id} byte ${off + i} = ${
+              data[i]
+            }, expected ${m.expect[off + i]}`,
+          );
+        }
+      }
+    }
+    this.report.bytesChecked += len;
+  }
+
+  /** Op `probe`: a device access at an arbitrary bus address near the mappings or in RAM. */
+  probeOp(op: Extract<DmaOp, { k: "probe" }>): void {
+    // A device access at an arbitrary bus address near the mappings or in RAM.
+    const base: U64 = this.live.length > 0 && op.page % 2 === 0
+      ? this.live[op.page % this.live.length].bus
+      : this.lab.bufferGpa;
+    const bus = busAdd(
+      typeof base === "number" ? Math.floor(base / 4096) * 4096 : base,
+      (op.page >> 1) * 4096 % (1 << 24) + op.off,
+    );
+    this.probe(bus, op.write);
+  }
+
+  /** Op `dead`: a dead mapping is neither unmapped twice nor reachable (outside the lazy window). */
+  deadOp(op: Extract<DmaOp, { k: "dead" }>): void {
+    if (this.dead.length === 0) return;
+    const m = this.dead[op.which % this.dead.length];
+    if (op.unmap) {
+      // A dead handle equal to a live one (the IOVA was reused) is ambiguous: skip it.
+      if (this.live.some((l) => l.bus === m.bus)) return;
+      let threw: unknown = null;
+      try {
+        this.guard("unmap of a dead mapping", () => this.mode.api.unmap(m.bus, m.len, m.dir));
+      } catch (e) {
+        threw = e;
+      }
+      if (threw !== null) noteError(threw);
+      if (tracks(this.mode) && !(threw instanceof DmaMapError && threw.reason === "not-mapped")) {
+        throw new OracleFailure(
+          "isolation",
+          `${this.input.mode}: unmap of dead mapping ${m.id} did not fail with not-mapped (${threw})`,
         );
-        probe(bus, op.write);
-        break;
       }
-      case "dead": {
-        if (dead.length === 0) break;
-        const m = dead[op.which % dead.length];
-        if (op.unmap) {
-          // A dead handle equal to a live one (the IOVA was reused) is ambiguous: skip it.
-          if (live.some((l) => l.bus === m.bus)) break;
-          let threw: unknown = null;
-          try {
-            guard("unmap of a dead mapping", () => mode.api.unmap(m.bus, m.len, m.dir));
-          } catch (e) {
-            threw = e;
-          }
-          if (threw !== null) noteError(threw);
-          if (tracks(mode) && !(threw instanceof DmaMapError && threw.reason === "not-mapped")) {
-            throw new OracleFailure(
-              "isolation",
-              `${input.mode}: unmap of dead mapping ${m.id} did not fail with not-mapped (${threw})`,
-            );
-          }
-        } else probe(busAdd(m.bus, op.off % m.len), false);
-        break;
+    } else this.probe(busAdd(m.bus, op.off % m.len), false);
+  }
+
+  /** Op `tick`: time passes; the lazy window holds exactly the stale ranges. */
+  tick(op: Extract<DmaOp, { k: "tick" }>): void {
+    this.clock.advance(op.ms);
+    this.mode.tick();
+    // The lazy window (Linux flush queue): every IOVA range still queued for invalidation is
+    // stale (not live: no iova_to_phys) over its whole length; strict mode queues nothing.
+    const api = this.mode.iommuApi;
+    if (api === null) return;
+    const pending = api.pendingIovas();
+    if (api.policy === "strict" && pending.length > 0) {
+      throw new OracleFailure(
+        "lazy-window",
+        `strict ${this.input.mode}: ${pending.length} pending`,
+      );
+    }
+    for (const p of pending) {
+      const last = p.bus + p.length - 1;
+      if (!api.isStale(p.bus) || !api.isStale(last) || api.busToGpa(p.bus) !== -1) {
+        throw new OracleFailure(
+          "lazy-window",
+          `${this.input.mode}: pending IOVA ${p.bus} + ${p.length} not stale over its length, or ` +
+            `still translated (${api.busToGpa(p.bus)})`,
+        );
       }
-      case "tick": {
-        clock.advance(op.ms);
-        mode.tick();
-        // The lazy window (Linux flush queue): every IOVA range still queued for invalidation is
-        // stale (not live: no iova_to_phys) over its whole length; strict mode queues nothing.
-        const api = mode.iommuApi;
-        if (api === null) break;
-        const pending = api.pendingIovas();
-        if (api.policy === "strict" && pending.length > 0) {
-          throw new OracleFailure("lazy-window", `strict ${input.mode}: ${pending.length} pending`);
+    }
+  }
+
+  /** Edge inputs whose only acceptable outcome is success or a catalogued error. */
+  hostile(kind: number): void {
+    if (kind === 0) {
+      // the x86 MSI doorbell window: reserved in IOMMU modes
+      const r = this.deviceAccess(0xfee0_0000, 4, true, null);
+      if (!r.ok) noteError(r.fault);
+      else if (this.mode.iommu !== null) {
+        throw new OracleFailure(
+          "isolation",
+          `${this.input.mode}: DMA write to the MSI window succeeded`,
+        );
+      }
+    } else if (kind === 1) {
+      // the last byte of the 64-bit bus space, two bytes long: wraps
+      const r = this.deviceAccess(2n ** 64n - 1n, 2, false, null);
+      if (r.ok) {
+        throw new OracleFailure("isolation", `${this.input.mode}: a wrapping access succeeded`);
+      }
+      noteError(r.fault);
+    } else {
+      // kind 2: a mapping larger than one bounce can hold; kind 3: a buffer beyond 2^52
+      const [gpa, len] = kind === 2 ? [0, 300 * 1024] : [2 ** 52 - 4096, 8192];
+      try {
+        const bus = this.guard("hostile map", () => this.mode.api.map(gpa, len, 1));
+        if (kind === 3) {
+          throw new OracleFailure(
+            "map-accepted",
+            `${this.input.mode}: a buffer beyond 2^52 was mapped`,
+          );
         }
-        for (const p of pending) {
-          const last = p.bus + p.length - 1;
-          if (!api.isStale(p.bus) || !api.isStale(last) || api.busToGpa(p.bus) !== -1) {
-            throw new OracleFailure(
-              "lazy-window",
-              `${input.mode}: pending IOVA ${p.bus} + ${p.length} not stale over its length, or ` +
-                `still translated (${api.busToGpa(p.bus)})`,
-            );
-          }
-        }
-        break;
+        this.guard("hostile unmap", () => this.mode.api.unmap(bus, len, 1));
+      } catch (e) {
+        if (e instanceof OracleFailure) throw e;
+        noteError(e);
       }
+    }
+  }
+
+  /** One probing access and what the mode's isolation allows it. */
+  probe(bus: U64, write: boolean): void {
+    const r = this.deviceAccess(bus, 1, write, null);
+    if (!r.ok) noteError(r.fault);
+    if (this.mode.isolation === "page") {
+      const covered = this.inLivePage(bus);
+      if (r.ok && !covered) {
+        if (this.mode.isStale(bus)) this.report.staleAccesses++;
+        else {
+          throw new OracleFailure(
+            "isolation",
+            `${this.input.mode}: device ${
+              write ? "write" : "read"
+            } at bus ${bus} outside every live mapping succeeded`,
+          );
+        }
+      } else if (r.ok) this.report.subPageExposures++;
+      else this.report.faults++;
+    } else if (this.mode.isolation === "shared-only") {
+      if (r.ok) {
+        const region = this.memory.regionAt(this.t.gpa);
+        if (region !== undefined && region.private) {
+          throw new OracleFailure(
+            "isolation",
+            `${this.input.mode}: device reached private GPA ${this.t.gpa}`,
+          );
+        }
+      } else this.report.faults++;
+    } else if (!r.ok) this.report.faults++;
+  }
+
+  /** Clean up: every live mapping unmaps and returns its bytes; no bounce slot leaks. */
+  finish(): DmaModesReport {
+    for (const m of this.live.splice(0)) {
+      try {
+        this.guard("final unmap", () => this.mode.api.unmap(m.bus, m.len, m.dir));
+      } catch (e) {
+        throw new OracleFailure(
+          "live-mapping-refused",
+          `${this.input.mode}: final unmap of ${m.id}: ${e}`,
+          e,
+        );
+      }
+      if (m.dir !== 1) this.checkUnmapped(m);
+    }
+    if (this.mode.swiotlb !== null && this.mode.swiotlb.usedSlots !== 0) {
+      throw new OracleFailure(
+        "slot-leak",
+        `${this.input.mode}: ${this.mode.swiotlb.usedSlots} bounce slots leaked`,
+      );
+    }
+    return this.report;
+  }
+
+  /** Runs one op. */
+  step(op: DmaOp): void {
+    switch (op.k) {
+      case "map":
+        return this.map(op);
+      case "unmap":
+      case "sync":
+        return this.unmapOrSync(op);
+      case "read":
+      case "write":
+        return this.access(op);
+      case "probe":
+        return this.probeOp(op);
+      case "dead":
+        return this.deadOp(op);
+      case "tick":
+        return this.tick(op);
       case "hostile":
-        hostile(op.kind);
-        break;
+        this.hostile(op.kind);
+        return;
       case "pagetable": {
         // 2 MiB / 1 GiB leaves, split on a partial unmap (page_table_op.ts)
         const { k: _k, ...pt } = op;
@@ -523,13 +653,13 @@ export function runDmaModes(input: DmaModesInput): DmaModesReport {
         break;
       }
       case "flushq": {
-        // Linux's lazy-flush queue by count and by (fake-clock) time (flush_queue_op.ts)
+        // Linux's lazy-flush queue by count and by (fake-this.clock) time (flush_queue_op.ts)
         const { k: _k, ...fqOp } = op;
         runFlushQueueOp(fqOp);
         break;
       }
       case "direct": {
-        // dma-direct with a mask / bus limit / private memory (direct_op.ts)
+        // dma-direct with a mask / bus limit / private this.memory (direct_op.ts)
         const { k: _k, ...dOp } = op;
         runDirectOp(dOp);
         break;
@@ -543,94 +673,20 @@ export function runDmaModes(input: DmaModesInput): DmaModesReport {
       case "edge":
         // A self-contained setup that must fail with one DmaMapError reason (dma_edges.ts).
         runDmaEdge(op.kind, op.n);
-        report.mapRefusals++;
-        break;
+        this.report.mapRefusals++;
+        return;
     }
   }
+}
 
-  // Edge inputs whose only acceptable outcome is success or a catalogued error.
-  function hostile(kind: number): void {
-    if (kind === 0) {
-      // the x86 MSI doorbell window: reserved in IOMMU modes
-      const r = deviceAccess(0xfee0_0000, 4, true, null);
-      if (!r.ok) noteError(r.fault);
-      else if (mode.iommu !== null) {
-        throw new OracleFailure(
-          "isolation",
-          `${input.mode}: DMA write to the MSI window succeeded`,
-        );
-      }
-    } else if (kind === 1) {
-      // the last byte of the 64-bit bus space, two bytes long: wraps
-      const r = deviceAccess(2n ** 64n - 1n, 2, false, null);
-      if (r.ok) throw new OracleFailure("isolation", `${input.mode}: a wrapping access succeeded`);
-      noteError(r.fault);
-    } else {
-      // kind 2: a mapping larger than one bounce can hold; kind 3: a buffer beyond 2^52
-      const [gpa, len] = kind === 2 ? [0, 300 * 1024] : [2 ** 52 - 4096, 8192];
-      try {
-        const bus = guard("hostile map", () => mode.api.map(gpa, len, 1));
-        if (kind === 3) {
-          throw new OracleFailure("map-accepted", `${input.mode}: a buffer beyond 2^52 was mapped`);
-        }
-        guard("hostile unmap", () => mode.api.unmap(bus, len, 1));
-      } catch (e) {
-        if (e instanceof OracleFailure) throw e;
-        noteError(e);
-      }
-    }
-  }
-
-  function probe(bus: U64, write: boolean): void {
-    const r = deviceAccess(bus, 1, write, null);
-    if (!r.ok) noteError(r.fault);
-    if (mode.isolation === "page") {
-      const covered = inLivePage(bus);
-      if (r.ok && !covered) {
-        if (mode.isStale(bus)) report.staleAccesses++;
-        else {
-          throw new OracleFailure(
-            "isolation",
-            `${input.mode}: device ${
-              write ? "write" : "read"
-            } at bus ${bus} outside every live mapping succeeded`,
-          );
-        }
-      } else if (r.ok) report.subPageExposures++;
-      else report.faults++;
-    } else if (mode.isolation === "shared-only") {
-      if (r.ok) {
-        const region = memory.regionAt(t.gpa);
-        if (region !== undefined && region.private) {
-          throw new OracleFailure(
-            "isolation",
-            `${input.mode}: device reached private GPA ${t.gpa}`,
-          );
-        }
-      } else report.faults++;
-    } else if (!r.ok) report.faults++;
-  }
-
-  // Clean up: every live mapping unmaps and returns its bytes.
-  for (const m of live.splice(0)) {
-    try {
-      guard("final unmap", () => mode.api.unmap(m.bus, m.len, m.dir));
-    } catch (e) {
-      throw new OracleFailure(
-        "live-mapping-refused",
-        `${input.mode}: final unmap of ${m.id}: ${e}`,
-        e,
-      );
-    }
-    if (m.dir !== 1) checkUnmapped(m);
-  }
-  if (mode.swiotlb !== null && mode.swiotlb.usedSlots !== 0) {
-    throw new OracleFailure(
-      "slot-leak",
-      `${input.mode}: ${mode.swiotlb.usedSlots} bounce slots leaked`,
-    );
-  }
-  return report;
+/**
+ * Runs one input and returns the report; throws {@link OracleFailure} on a violated oracle.
+ * Exported for tests.
+ */
+export function runDmaModes(input: DmaModesInput): DmaModesReport {
+  const run = new DmaModesRun(input);
+  for (const op of input.ops) run.step(op);
+  return run.finish();
 }
 
 const dirArb = fc.constantFrom<DmaDirection>(0, 1, 2);
