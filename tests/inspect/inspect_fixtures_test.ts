@@ -13,7 +13,12 @@
  */
 
 import assert from "node:assert/strict";
-import { FIXTURES_ENV, fixturesDir, readFixture, readOracle } from "../../src/inspect/fixture_files.ts";
+import {
+  FIXTURES_ENV,
+  fixturesDir,
+  readFixture,
+  readOracle,
+} from "../../src/inspect/fixture_files.ts";
 import { compareWithQemu, QEMU_QUIRKS } from "../../src/inspect/compare_qemu.ts";
 import { inspectQueue } from "../../src/inspect/inspect_queue.ts";
 import { oracleKey, qemuFlagNames, type QemuQueueView } from "../../src/inspect/qemu_oracle.ts";
