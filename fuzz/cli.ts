@@ -103,13 +103,9 @@ function positiveNumber(flag: string, v: string, integer: boolean, example: stri
   return n;
 }
 
-/**
- * Parses `deno task fuzz` arguments.
- * @param defaultWorkers value of `--workers` when not given (the number of cores).
- * @throws {CliError} on an unknown flag, a missing or malformed value, or conflicting flags.
- */
-export function parseFuzzArgs(args: readonly string[], defaultWorkers = 1): FuzzOptions {
-  const o: FuzzOptions = {
+/** The options of a run without flags. */
+function defaultOptions(workers: number): FuzzOptions {
+  return {
     help: false,
     list: false,
     targets: [],
@@ -119,10 +115,19 @@ export function parseFuzzArgs(args: readonly string[], defaultWorkers = 1): Fuzz
     replay: undefined,
     json: undefined,
     junit: undefined,
-    workers: defaultWorkers,
+    workers,
     shard: { index: 1, count: 1 },
     corpus: "fuzz/corpus",
   };
+}
+
+/**
+ * Parses `deno task fuzz` arguments.
+ * @param defaultWorkers value of `--workers` when not given (the number of cores).
+ * @throws {CliError} on an unknown flag, a missing or malformed value, or conflicting flags.
+ */
+export function parseFuzzArgs(args: readonly string[], defaultWorkers = 1): FuzzOptions {
+  const o = defaultOptions(defaultWorkers);
   let secondsGiven = false;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];

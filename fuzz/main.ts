@@ -25,7 +25,7 @@ import { CorpusError, parseCorpusEntry, replayEntry, writeCorpusEntry } from "./
 import { registryProblems, unregisteredTargets } from "./registry.ts";
 import { describeOutput, describeValue } from "./describe.ts";
 import { messageOf } from "./signature.ts";
-import type { UnitSpec } from "./runner.ts";
+import type { UnitResult, UnitSpec } from "./runner.ts";
 
 /** Where the runner finds its targets and writes its output (tests substitute their own). */
 export interface FuzzEnv {
@@ -99,6 +99,27 @@ function replay(file: string, env: FuzzEnv): number {
     ].join("\n"),
   );
   return r.fixed ? 0 : 1;
+}
+
+/** Writes each distinct failure of `results` to the corpus once; where each one went. */
+async function saveCounterexamples(
+  results: readonly UnitResult[],
+  corpus: string,
+  env: FuzzEnv,
+): Promise<CorpusOutcome> {
+  const outcome: CorpusOutcome = new Map();
+  for (const r of results) {
+    for (const f of r.failures) {
+      if (outcome.has(f.signature.hash)) continue;
+      try {
+        outcome.set(f.signature.hash, await writeCorpusEntry(corpus, f));
+      } catch (e) {
+        env.err(`fuzz: cannot write the counterexample to ${corpus}: ${messageOf(e)}\n`);
+        outcome.set(f.signature.hash, { file: null, isNew: true });
+      }
+    }
+  }
+  return outcome;
 }
 
 /** Runs the CLI with `args`; returns the exit status (0 ok, 1 failures, 2 usage/setup error). */
@@ -192,18 +213,7 @@ export async function fuzzMain(args: readonly string[], env: FuzzEnv): Promise<n
     exec.close();
   }
   const wall = (performance.now() - start) / 1000;
-  const outcome: CorpusOutcome = new Map();
-  for (const r of results) {
-    for (const f of r.failures) {
-      if (outcome.has(f.signature.hash)) continue;
-      try {
-        outcome.set(f.signature.hash, await writeCorpusEntry(o.corpus, f));
-      } catch (e) {
-        env.err(`fuzz: cannot write the counterexample to ${o.corpus}: ${messageOf(e)}\n`);
-        outcome.set(f.signature.hash, { file: null, isNew: true });
-      }
-    }
-  }
+  const outcome = await saveCounterexamples(results, o.corpus, env);
   const report = buildReport(
     {
       seed,

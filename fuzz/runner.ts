@@ -90,6 +90,15 @@ export function extractReplayPath(text: string): string | undefined {
   return /replayPath="([^"]*)"/.exec(text)?.[1];
 }
 
+/** How far shrinking a failure found just before the deadline may overrun it, in ms. */
+function shrinkGrace(spec: UnitSpec): number {
+  return spec.seconds === undefined
+    ? 0
+    : spec.shrinkGraceSeconds !== undefined
+    ? spec.shrinkGraceSeconds * 1000
+    : Math.min(10_000, Math.max(1000, spec.seconds * 200));
+}
+
 /**
  * Runs `target` for the unit's budget. `onProgress` is called about every `progressMs`
  * milliseconds from inside the property (the run is synchronous).
@@ -104,12 +113,7 @@ export function runUnit(
   const deadline = spec.seconds === undefined ? Infinity : start + spec.seconds * 1000;
   let runsLeft = spec.runs ?? Infinity;
   const maxFailures = spec.maxFailures ?? 3;
-  // Shrinking a failure found just before the deadline may overrun it by this much.
-  const shrinkGraceMs = spec.seconds === undefined
-    ? 0
-    : spec.shrinkGraceSeconds !== undefined
-    ? spec.shrinkGraceSeconds * 1000
-    : Math.min(10_000, Math.max(1000, spec.seconds * 200));
+  const shrinkGraceMs = shrinkGrace(spec);
   const failures: FailureRecord[] = [];
   const seen = new Set<string>();
   let runs = 0;

@@ -55,6 +55,17 @@ interface Live {
 
 let memory: GuestMemory | undefined;
 
+/** swiotlb over a 24-bit dma-direct: low memory is reachable, high memory must bounce. */
+function smallPoolApi(memory: GuestMemory, force: boolean): SwiotlbDmaApi {
+  return new SwiotlbDmaApi({
+    memory,
+    poolGpa: POOL,
+    poolSize: POOL_SIZE,
+    inner: new DirectDmaApi({ mask: 0xff_ffff }),
+    force,
+  });
+}
+
 /**
  * Runs one {@link SwiotlbOp} against the model.
  * @returns bytes checked.
@@ -67,13 +78,7 @@ export function runSwiotlbOp(op: SwiotlbOp): number {
     { gpa: HIGH, size: 0x8_0000, name: "high" },
   ]);
   const m = memory;
-  const api = new SwiotlbDmaApi({
-    memory: m,
-    poolGpa: POOL,
-    poolSize: POOL_SIZE,
-    inner: new DirectDmaApi({ mask: 0xff_ffff }),
-    force: op.force,
-  });
+  const api = smallPoolApi(m, op.force);
   const live: Live[] = [];
   let checked = 0;
   let stamp = 1;
