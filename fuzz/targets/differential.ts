@@ -115,6 +115,64 @@ function sgOf(b: Buffer): [SgList, SgList] {
   return [r, w];
 }
 
+/** Collects every used buffer of one side with the bytes the device wrote into it. */
+function collectUsed(s: Side, buffers: Map<number, Buffer>, size: number): void {
+  for (let i = 0; i <= size; i++) {
+    const t = s.pair.driver.getUsed();
+    if (t === undefined) return;
+    const b = buffers.get(t);
+    if (b === undefined || s.results.has(t)) {
+      throw new OracleFailure(
+        "bad-token",
+        `${s.layout}: token ${t} unexpected or returned twice`,
+      );
+    }
+    const len = s.pair.driver.usedLen;
+    const [, w] = sgOf(b);
+    const bytes: number[] = [];
+    for (let k = 0; k < w.count && bytes.length < len; k++) {
+      const v = s.pair.memory.view(w.gpa[k], Math.min(w.len[k], len - bytes.length));
+      bytes.push(...v);
+    }
+    s.results.set(t, { len, bytes });
+  }
+  throw new OracleFailure("no-termination", `${s.layout}: getUsed did not end`);
+}
+
+/** Every token came back on both sides with the same length and the loopback's bytes. */
+function checkAgreement(sides: Side[], buffers: Map<number, Buffer>): void {
+  for (const [t, b] of buffers) {
+    const a = sides[0].results.get(t), p = sides[1].results.get(t);
+    if (a === undefined || p === undefined) {
+      throw new OracleFailure("token-lost", `token ${t}: split ${!!a}, packed ${!!p}`);
+    }
+    const want = Math.min(
+      b.readable.reduce((x, y) => x + y, 0),
+      b.writable.reduce((x, y) => x + y, 0),
+    );
+    if (a.len !== want || p.len !== want) {
+      throw new OracleFailure(
+        "len-mismatch",
+        `token ${t}: split ${a.len}, packed ${p.len}, loopback ${want}`,
+      );
+    }
+    if (a.bytes.join() !== p.bytes.join()) {
+      throw new OracleFailure("bytes-mismatch", `token ${t}: written bytes differ`);
+    }
+    // the loopback wrote the readable bytes, in order
+    const src: number[] = [];
+    b.readable.forEach((l, k) => {
+      for (let j = 0; j < l; j++) src.push((t * 7 + k * 31 + j) & 0xff);
+    });
+    if (a.bytes.join() !== src.slice(0, want).join()) {
+      throw new OracleFailure(
+        "bytes-wrong",
+        `token ${t}: written bytes are not the readable bytes`,
+      );
+    }
+  }
+}
+
 function run(input: DifferentialInput): void {
   const size = 1 << input.sizeLog2;
   const features = featureMask(VIRTIO_F_VERSION_1) |
@@ -136,28 +194,7 @@ function run(input: DifferentialInput): void {
   const buffers = new Map<number, Buffer>();
   let next = 0;
   let outstandingSegs = 0;
-  const collect = (s: Side) => {
-    for (let i = 0; i <= size; i++) {
-      const t = s.pair.driver.getUsed();
-      if (t === undefined) return;
-      const b = buffers.get(t);
-      if (b === undefined || s.results.has(t)) {
-        throw new OracleFailure(
-          "bad-token",
-          `${s.layout}: token ${t} unexpected or returned twice`,
-        );
-      }
-      const len = s.pair.driver.usedLen;
-      const [, w] = sgOf(b);
-      const bytes: number[] = [];
-      for (let k = 0; k < w.count && bytes.length < len; k++) {
-        const v = s.pair.memory.view(w.gpa[k], Math.min(w.len[k], len - bytes.length));
-        bytes.push(...v);
-      }
-      s.results.set(t, { len, bytes });
-    }
-    throw new OracleFailure("no-termination", `${s.layout}: getUsed did not end`);
-  };
+  const collect = (s: Side) => collectUsed(s, buffers, size);
   const apply = (op: Op) => {
     switch (op.op) {
       case "add": {
@@ -231,36 +268,7 @@ function run(input: DifferentialInput): void {
     apply({ op: "flush" });
     apply({ op: "get" });
   }
-  for (const [t, b] of buffers) {
-    const a = sides[0].results.get(t), p = sides[1].results.get(t);
-    if (a === undefined || p === undefined) {
-      throw new OracleFailure("token-lost", `token ${t}: split ${!!a}, packed ${!!p}`);
-    }
-    const want = Math.min(
-      b.readable.reduce((x, y) => x + y, 0),
-      b.writable.reduce((x, y) => x + y, 0),
-    );
-    if (a.len !== want || p.len !== want) {
-      throw new OracleFailure(
-        "len-mismatch",
-        `token ${t}: split ${a.len}, packed ${p.len}, loopback ${want}`,
-      );
-    }
-    if (a.bytes.join() !== p.bytes.join()) {
-      throw new OracleFailure("bytes-mismatch", `token ${t}: written bytes differ`);
-    }
-    // the loopback wrote the readable bytes, in order
-    const src: number[] = [];
-    b.readable.forEach((l, k) => {
-      for (let j = 0; j < l; j++) src.push((t * 7 + k * 31 + j) & 0xff);
-    });
-    if (a.bytes.join() !== src.slice(0, want).join()) {
-      throw new OracleFailure(
-        "bytes-wrong",
-        `token ${t}: written bytes are not the readable bytes`,
-      );
-    }
-  }
+  checkAgreement(sides, buffers);
 }
 
 /** The split/packed differential target. */

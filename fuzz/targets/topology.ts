@@ -121,6 +121,65 @@ const common = fc.record({
 
 type Knobs = typeof common extends fc.Arbitrary<infer K> ? K : never;
 
+/** A virtio-iommu on PCI at `bdf`, its device, and its VIOT table when the firmware covers all. */
+function addVirtioIommu(k: Knobs, bdf: string, iommus: J[], devices: J[], firmware: J): void {
+  iommus.push({
+    id: "viommu0",
+    kind: "virtio-iommu",
+    device: "viommu-pci",
+    bootBypass: k.bootBypass,
+    unmapSemantics: k.unmapQemu ? "qemu" : "spec",
+  });
+  devices.push({
+    id: "viommu-pci",
+    type: "iommu",
+    transport: "pci",
+    bdf,
+    offers: ["VERSION_1"],
+  });
+  if (k.fwAll) {
+    firmware.viot = {
+      iommu: "viommu0",
+      pciRanges: [{ bdfStart: "00:00.0", bdfEnd: "00:1f.7" }],
+    };
+  }
+}
+
+/** Device `i` of the topology from its knobs, on the family's transport and backend. */
+function fuzzedDevice(
+  k: Knobs,
+  d: Knobs["devices"][number],
+  i: number,
+  transport: string,
+  vmm: string,
+): J {
+  const offers = d.legacy ? [] : [
+    ...(d.v1 ? ["VERSION_1"] : []),
+    ...(d.ap ? ["ACCESS_PLATFORM"] : []),
+    ...(d.order ? ["ORDER_PLATFORM"] : []),
+  ];
+  let backend: J = { kind: d.backend, iotlb: d.iotlb };
+  if (k.family === "xen") backend = { kind: "xen-backend", grants: d.iotlb };
+  else if (vmm === "openvmm") backend = { kind: "openvmm" };
+  else if (vmm === "bare-metal") backend = { kind: "hardware" };
+  const dev: J = {
+    id: `dev${i}`,
+    type: i === 0 ? "net" : "blk",
+    transport: k.family === "arm64" && k.dmaRanges && i === 1 ? "mmio" : transport,
+    legacy: d.legacy,
+    offers,
+    backend,
+    honoursIommu: d.honours,
+  };
+  if (dev.transport === "pci") dev.bdf = `00:0${3 + i}.0`;
+  if (d.bypassBus && dev.transport === "pci") {
+    dev.bdf = `8${i}:00.0`;
+    dev.bypassIommuBus = true;
+  }
+  if (k.family === "arm64" && k.dmaRanges && backend.kind === "hardware") dev.bridgeOffset = true;
+  return dev;
+}
+
 /** Builds a valid topology JSON document from drawn knobs. */
 export function topologyFromKnobs(k: Knobs): TopologyInput {
   const t: J = { name: "fuzzed", title: `fuzzed ${k.family} topology` };
@@ -153,26 +212,7 @@ export function topologyFromKnobs(k: Knobs): TopologyInput {
           ivhd: [{ iommu: "amdvi0", selectAll: k.fwAll, devices: k.fwScoped ? ["00:03.0"] : [] }],
         };
       } else if (kind === "virtio-iommu") {
-        iommus.push({
-          id: "viommu0",
-          kind,
-          device: "viommu-pci",
-          bootBypass: k.bootBypass,
-          unmapSemantics: k.unmapQemu ? "qemu" : "spec",
-        });
-        devices.push({
-          id: "viommu-pci",
-          type: "iommu",
-          transport: "pci",
-          bdf: "00:02.0",
-          offers: ["VERSION_1"],
-        });
-        if (k.fwAll) {
-          firmware.viot = {
-            iommu: "viommu0",
-            pciRanges: [{ bdfStart: "00:00.0", bdfEnd: "00:1f.7" }],
-          };
-        }
+        addVirtioIommu(k, "00:02.0", iommus, devices, firmware);
       }
       break;
     }
@@ -194,26 +234,7 @@ export function topologyFromKnobs(k: Knobs): TopologyInput {
           };
         }
       } else if (kind === "virtio-iommu") {
-        iommus.push({
-          id: "viommu0",
-          kind,
-          device: "viommu-pci",
-          bootBypass: k.bootBypass,
-          unmapSemantics: k.unmapQemu ? "qemu" : "spec",
-        });
-        devices.push({
-          id: "viommu-pci",
-          type: "iommu",
-          transport: "pci",
-          bdf: "00:01.0",
-          offers: ["VERSION_1"],
-        });
-        if (k.fwAll) {
-          firmware.viot = {
-            iommu: "viommu0",
-            pciRanges: [{ bdfStart: "00:00.0", bdfEnd: "00:1f.7" }],
-          };
-        }
+        addVirtioIommu(k, "00:01.0", iommus, devices, firmware);
       }
       if (k.dmaRanges) {
         firmware.deviceTree = {
@@ -250,33 +271,7 @@ export function topologyFromKnobs(k: Knobs): TopologyInput {
       vmm = "xen";
       break;
   }
-  k.devices.forEach((d, i) => {
-    const offers = d.legacy ? [] : [
-      ...(d.v1 ? ["VERSION_1"] : []),
-      ...(d.ap ? ["ACCESS_PLATFORM"] : []),
-      ...(d.order ? ["ORDER_PLATFORM"] : []),
-    ];
-    let backend: J = { kind: d.backend, iotlb: d.iotlb };
-    if (k.family === "xen") backend = { kind: "xen-backend", grants: d.iotlb };
-    else if (vmm === "openvmm") backend = { kind: "openvmm" };
-    else if (vmm === "bare-metal") backend = { kind: "hardware" };
-    const dev: J = {
-      id: `dev${i}`,
-      type: i === 0 ? "net" : "blk",
-      transport: k.family === "arm64" && k.dmaRanges && i === 1 ? "mmio" : transport,
-      legacy: d.legacy,
-      offers,
-      backend,
-      honoursIommu: d.honours,
-    };
-    if (dev.transport === "pci") dev.bdf = `00:0${3 + i}.0`;
-    if (d.bypassBus && dev.transport === "pci") {
-      dev.bdf = `8${i}:00.0`;
-      dev.bypassIommuBus = true;
-    }
-    if (k.family === "arm64" && k.dmaRanges && backend.kind === "hardware") dev.bridgeOffset = true;
-    devices.push(dev);
-  });
+  k.devices.forEach((d, i) => devices.push(fuzzedDevice(k, d, i, transport, vmm)));
   return {
     ...t,
     name: "fuzzed",
