@@ -5,6 +5,8 @@
  */
 
 export * from "./topology.ts";
+export * from "./topology_types.ts";
+export * from "./topology_layout.ts";
 export * from "./policy.ts";
 export * from "./sparse_memory.ts";
 export * from "./models.ts";

@@ -22,14 +22,8 @@ import {
   VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
 } from "../virtio/features.ts";
-import {
-  type FeatureName,
-  requesterId,
-  runLayout,
-  type Topology,
-  type TopologyDevice,
-  type TopologyIommu,
-} from "./topology.ts";
+import type { FeatureName, Topology, TopologyDevice, TopologyIommu } from "./topology_types.ts";
+import { requesterId, runLayout } from "./topology_layout.ts";
 
 /** Feature name -> bit number (spec §6). */
 export const FEATURE_BITS: Readonly<Record<FeatureName, number>> = Object.freeze({

@@ -60,15 +60,8 @@ import {
   type WindowPlan,
 } from "./policy.ts";
 import { BackingAddressSpace, SparseGuestMemory } from "./sparse_memory.ts";
-import {
-  type FeatureName,
-  requesterId,
-  RUN_RING_BYTES,
-  runLayout,
-  type Topology,
-  type TopologyIommu,
-  type Verdict,
-} from "./topology.ts";
+import type { FeatureName, Topology, TopologyIommu, Verdict } from "./topology_types.ts";
+import { requesterId, RUN_RING_BYTES, runLayout } from "./topology_layout.ts";
 
 /** Queue Size used for topology runs. */
 export const RUN_QUEUE_SIZE = 8;
