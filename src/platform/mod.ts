@@ -6,7 +6,7 @@
 
 export * from "./topology.ts";
 export * from "./topology_types.ts";
-export * from "./topology_layout.ts";
+export { requesterId, RUN_RING_BYTES, type RunLayout, runLayout } from "./topology_layout.ts";
 export * from "./policy.ts";
 export * from "./sparse_memory.ts";
 export * from "./models.ts";
