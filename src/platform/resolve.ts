@@ -52,13 +52,13 @@ import {
   VIRTIO_IOMMU_T_UNMAP,
 } from "../devices/virtio_iommu/constants.ts";
 import { FaultingAddressSpace, XenGrantAddressSpace, XenGrantDmaApi } from "./models.ts";
+import { planTopology } from "./policy.ts";
 import {
   type DeviceLayerPlan,
   type DevicePlan,
   featureNames,
-  planTopology,
   type WindowPlan,
-} from "./policy.ts";
+} from "./policy_types.ts";
 import { BackingAddressSpace, SparseGuestMemory } from "./sparse_memory.ts";
 import type { FeatureName, Topology, TopologyIommu, Verdict } from "./topology_types.ts";
 import { requesterId, RUN_RING_BYTES, runLayout } from "./topology_layout.ts";

@@ -4,6 +4,7 @@
  * @module
  */
 
+import type { U64 } from "../memory/u64.ts";
 import type { Topology } from "./topology_types.ts";
 
 /** A PCI address `[dddd:]bb:dd.f` (the schema's `bdf` pattern). */
@@ -52,4 +53,9 @@ export function requesterId(bdfText: string | undefined): number | undefined {
   const m = BDF_RE.exec(bdfText);
   if (!m) return undefined;
   return (parseInt(m[2], 16) << 8) | (parseInt(m[3], 16) << 3) | parseInt(m[4], 10);
+}
+
+/** Default GPA of the driver's rings: 16 MiB into the first RAM range (see `runLayout`). */
+export function defaultRingGpa(t: Topology): U64 {
+  return runLayout({ ...t, workload: { ...t.workload, ringGpa: undefined } }).ringGpa;
 }
