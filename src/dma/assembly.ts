@@ -24,7 +24,7 @@ import { Iommu, type IommuDomain, type ReservedRegion } from "./iommu.ts";
 import { IommuDmaApi, type IommuUnmapPolicy } from "./iommu_api.ts";
 import { SwiotlbDmaApi } from "./swiotlb.ts";
 import type { DmaAddressSpace, DmaApi, DmaDirection } from "./types.ts";
-import { type DmaWindow, DmaWindowTable, WindowAddressSpace } from "./window.ts";
+import { type DmaWindow, type DmaWindowTable, WindowAddressSpace } from "./window.ts";
 
 /** An IOMMU unit shared by driver and device layers (see {@link DmaAssemblySpec.units}). */
 export interface IommuUnitSpec {
@@ -282,7 +282,7 @@ const isReversible = (a: DmaApi): a is ReversibleDmaApi =>
  * Wraps a driver API that cannot reverse its mappings (a paravirtual IOMMU driver) so that
  * swiotlb can use it as its inner API: remembers each live mapping's GPA.
  */
-export class ReversibleAdapter implements ReversibleDmaApi {
+class ReversibleAdapter implements ReversibleDmaApi {
   /** The inner API's name. */
   readonly name: string;
   readonly #live = new Map<U64, { gpa: number; len: number }>();

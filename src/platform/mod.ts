@@ -20,5 +20,8 @@ export { firmwareCoverage, hostIommu } from "./policy_coverage.ts";
 export * from "./sparse_memory.ts";
 export * from "./models.ts";
 export * from "./resolve.ts";
+export type { Outcome, TraceStep } from "./outcome.ts";
+export { RUN_QUEUE_SIZE } from "./ring_run.ts";
+export * from "./assembly.ts";
 export * from "./explain.ts";
 export * from "./presets/mod.ts";
