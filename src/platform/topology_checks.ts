@@ -98,6 +98,14 @@ export function crossCheckTopology(
       issue(["expect", k], `expect names device "${k}" which is not in devices[]`);
     }
   }
+  checkMemory(t, issue);
+}
+
+/** Memory ranges: whole pages, below 2^52, disjoint; the run's own memory inside RAM. */
+function checkMemory(
+  t: Omit<Topology, "$schema" | "source" | "deviation">,
+  issue: (path: (string | number)[], message: string) => void,
+): void {
   t.memory.forEach((r, i) => {
     const g = BigInt(r.gpa), s = BigInt(r.size);
     if (g % 4096n !== 0n || s % 4096n !== 0n || s === 0n) {
