@@ -50,4 +50,5 @@ export * from "./direct_api.ts";
 export * from "./iommu_api.ts";
 export * from "./swiotlb.ts";
 export * from "./fallback_api.ts";
+export * from "./assembly.ts";
 export * from "./modes.ts";

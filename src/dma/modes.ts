@@ -25,17 +25,13 @@
 
 import { GuestMemory } from "../memory/guest_memory.ts";
 import type { U64 } from "../memory/u64.ts";
+import { assembleDma, type DmaAssemblySpec, type IommuLayerSpec } from "./assembly.ts";
 import type { Clock } from "./clock.ts";
-import { ConfidentialAddressSpace } from "./confidential.ts";
-import { WindowOrAddressSpace } from "./compose.ts";
-import { FallbackDmaApi } from "./fallback_api.ts";
-import { DirectDmaApi } from "./direct_api.ts";
-import { IdentityAddressSpace, RawGpaDmaApi } from "./identity.ts";
-import { Iommu, type IommuDomain, type ReservedRegion, X86_MSI_REGION } from "./iommu.ts";
-import { IommuDmaApi, type IommuUnmapPolicy } from "./iommu_api.ts";
-import { SwiotlbDmaApi } from "./swiotlb.ts";
+import { type Iommu, type IommuDomain, type ReservedRegion, X86_MSI_REGION } from "./iommu.ts";
+import type { IommuDmaApi, IommuUnmapPolicy } from "./iommu_api.ts";
+import type { SwiotlbDmaApi } from "./swiotlb.ts";
 import type { DmaAddressSpace, DmaApi } from "./types.ts";
-import { type DmaWindow, DmaWindowTable, WindowAddressSpace } from "./window.ts";
+import { type DmaWindow, DmaWindowTable } from "./window.ts";
 
 /** Every mode {@link createDmaMode} builds. */
 export const DMA_MODE_NAMES = [
@@ -125,7 +121,8 @@ export interface DmaMode {
 }
 
 /**
- * Builds the driver/device pair for `name` over `memory`.
+ * Builds the driver/device pair for `name` over `memory`: describes the mode's layers
+ * ({@link describeDmaMode}) and assembles them with {@link assembleDma}.
  * @throws RangeError for an unknown mode or a missing/invalid option (the message names it).
  */
 export function createDmaMode(
@@ -133,140 +130,145 @@ export function createDmaMode(
   memory: GuestMemory,
   options: DmaModeOptions = {},
 ): DmaMode {
-  const base = {
+  const a = assembleDma(memory, describeDmaMode(name, memory, options));
+  const unit = a.units.get(IOMMU_UNIT) ?? null;
+  const iommuApi = unit?.api ?? null;
+  const lazyCapable = name === "iommu-strict" || name === "iommu-lazy" ||
+    name === "confidential-iommu";
+  return {
     name,
     memory,
-    iommu: null,
-    domain: null,
-    iommuApi: null,
-    swiotlb: null,
-    tracksMappings: false,
-    isStale: (_bus: U64) => false,
-    tick: () => {},
+    api: a.api,
+    space: a.space,
+    isolation: ISOLATION[name],
+    iommu: unit?.iommu ?? null,
+    domain: unit?.endpointDomain ?? null,
+    iommuApi,
+    swiotlb: a.bounce,
+    tracksMappings: a.bounce !== null || (iommuApi !== null && name !== "window-iommu"),
+    isStale: lazyCapable && iommuApi ? (bus: U64) => iommuApi.isStale(bus) : (_bus: U64) => false,
+    tick: lazyCapable && iommuApi ? () => iommuApi.tick() : () => {},
   };
-  const mask = options.mask;
+}
+
+const ISOLATION: Readonly<Record<DmaModeName, DmaIsolation>> = {
+  "none": "none",
+  "direct": "none",
+  "window": "none",
+  "window-high": "none",
+  "iommu-strict": "page",
+  "iommu-lazy": "page",
+  "iommu-identity": "none",
+  "swiotlb": "none",
+  "confidential": "shared-only",
+  "confidential-iommu": "page",
+  "window-iommu": "none",
+};
+
+/** Key of the one IOMMU unit a mode uses. */
+const IOMMU_UNIT = "iommu";
+
+/**
+ * The layers of mode `name` over `memory` as a {@link DmaAssemblySpec} (DMA_MODES.md §6 (b)).
+ * @throws RangeError for an unknown mode or a missing/invalid option (the message names it).
+ */
+export function describeDmaMode(
+  name: DmaModeName,
+  memory: GuestMemory,
+  options: DmaModeOptions = {},
+): DmaAssemblySpec {
+  const o = options;
+  const mask = o.mask;
   const ramEnd = memory.regions.length ? memory.regions[memory.regions.length - 1].end : 0;
+  const units = {
+    [IOMMU_UNIT]: {
+      name: "iommu",
+      iotlbCapacity: o.iotlbCapacity,
+      levels: o.levels,
+      reservedRegions: o.reservedRegions ?? [X86_MSI_REGION],
+    },
+  };
+  const dmaIommu = (policy: IommuUnmapPolicy, m: U64 | undefined = mask): IommuLayerSpec => ({
+    kind: "iommu",
+    unit: IOMMU_UNIT,
+    policy,
+    mask: m,
+    fqSize: o.fqSize,
+    fqTimeoutMs: o.fqTimeoutMs,
+    clock: o.clock,
+    sacFirst: o.sacFirst,
+  });
+  const endpoint = { kind: "iommu", unit: IOMMU_UNIT, domain: "paged" } as const;
   switch (name) {
     case "none":
-      return {
-        ...base,
-        api: new RawGpaDmaApi(),
-        space: new IdentityAddressSpace(),
-        isolation: "none",
-      };
+      return { driver: [{ kind: "raw-gpa" }], device: [{ kind: "identity" }] };
     case "direct":
-      return {
-        ...base,
-        api: new DirectDmaApi({ mask, memory }),
-        space: new IdentityAddressSpace(),
-        isolation: "none",
-      };
+      return { driver: [{ kind: "direct", mask }], device: [{ kind: "identity" }] };
     case "window":
     case "window-high": {
-      const windows = options.windows ??
+      const windows = o.windows ??
         [{ cpuStart: 0, busStart: name === "window" ? 0x8000_0000 : 2n ** 63n, size: ramEnd }];
       const table = new DmaWindowTable(windows);
       return {
-        ...base,
-        api: new DirectDmaApi({ mask, windows: table, memory, name }),
-        space: new WindowAddressSpace(table, name),
-        isolation: "none",
+        driver: [{ kind: "direct", mask, windows: table, name }],
+        device: [{ kind: "window", windows: table, name }],
       };
     }
     case "iommu-strict":
-    case "iommu-lazy": {
-      const { iommu, domain, api } = iommuParts(memory, options, name.slice(6) as IommuUnmapPolicy);
+    case "iommu-lazy":
       return {
-        ...base,
-        api,
-        space: iommu.endpoint(domain),
-        isolation: "page",
-        iommu,
-        domain,
-        iommuApi: api,
-        tracksMappings: true,
-        isStale: (bus: U64) => api.isStale(bus),
-        tick: () => api.tick(),
+        units,
+        driver: [dmaIommu(name.slice(6) as IommuUnmapPolicy)],
+        device: [endpoint],
       };
-    }
-    case "iommu-identity": {
-      const iommu = newIommu(memory, options);
-      const domain = iommu.createDomain("identity");
+    case "iommu-identity":
       return {
-        ...base,
-        api: new DirectDmaApi({ mask, memory, name }),
-        space: iommu.endpoint(domain),
-        isolation: "none",
-        iommu,
-        domain,
+        units,
+        driver: [{ kind: "direct", mask, name }],
+        device: [{ kind: "iommu", unit: IOMMU_UNIT, domain: "identity" }],
       };
-    }
     case "swiotlb":
     case "confidential": {
-      const pool = needPool(name, options);
-      const swiotlb = new SwiotlbDmaApi({
-        memory,
-        poolGpa: pool.gpa,
-        poolSize: pool.size,
-        inner: new DirectDmaApi({ mask, memory }),
-        name,
-      });
-      const identity = new IdentityAddressSpace();
+      const pool = needPool(name, o);
       return {
-        ...base,
-        api: swiotlb,
-        swiotlb,
-        tracksMappings: true,
-        space: name === "swiotlb" ? identity : new ConfidentialAddressSpace(identity, memory),
-        isolation: name === "swiotlb" ? "none" : "shared-only",
+        driver: [
+          { kind: "bounce", name, poolGpa: pool.gpa, poolSize: pool.size },
+          { kind: "direct", mask },
+        ],
+        device: [
+          name === "swiotlb"
+            ? { kind: "identity" }
+            : { kind: "confidential", inner: { kind: "identity" } },
+        ],
       };
     }
     case "confidential-iommu": {
-      const pool = needPool(name, options);
-      const { iommu, domain, api } = iommuParts(memory, options, options.policy ?? "strict");
-      const swiotlb = new SwiotlbDmaApi({
-        memory,
-        poolGpa: pool.gpa,
-        poolSize: pool.size,
-        inner: api,
-        name,
-      });
+      const pool = needPool(name, o);
       return {
-        ...base,
-        api: swiotlb,
-        swiotlb,
-        space: new ConfidentialAddressSpace(iommu.endpoint(domain), memory),
-        isolation: "page",
-        iommu,
-        domain,
-        iommuApi: api,
-        tracksMappings: true,
-        isStale: (bus: U64) => api.isStale(bus),
-        tick: () => api.tick(),
+        units,
+        driver: [
+          { kind: "bounce", name, poolGpa: pool.gpa, poolSize: pool.size },
+          dmaIommu(o.policy ?? "strict"),
+        ],
+        device: [{ kind: "confidential", inner: endpoint }],
       };
     }
     case "window-iommu": {
       // alpha CIA-like: a direct window at bus 2 GiB over the lower half of RAM, and a
       // scatter-gather IOMMU whose IOVAs stay below 2 GiB (outside the direct window).
       const half = Math.floor(ramEnd / 2 / 4096) * 4096;
-      const windows = options.windows ??
-        [{ cpuStart: 0, busStart: 0x8000_0000, size: half || 4096 }];
+      const windows = o.windows ?? [{ cpuStart: 0, busStart: 0x8000_0000, size: half || 4096 }];
       const table = new DmaWindowTable(windows);
       const sgMask = mask === undefined || BigInt(mask) > 0x7fff_ffffn ? 0x7fff_ffff : mask;
-      const { iommu, domain, api } = iommuParts(memory, { ...options, mask: sgMask }, "strict");
-      const fallback = new FallbackDmaApi(
-        new DirectDmaApi({ mask, windows: table, memory, name: "window" }),
-        api,
-        name,
-      );
       return {
-        ...base,
-        api: fallback,
-        space: new WindowOrAddressSpace(table, iommu.endpoint(domain)),
-        isolation: "none",
-        iommu,
-        domain,
-        iommuApi: api,
+        units,
+        driver: [{
+          kind: "fallback",
+          name,
+          first: { kind: "direct", mask, windows: table, name: "window" },
+          second: dmaIommu("strict", sgMask),
+        }],
+        device: [{ ...endpoint, window: { windows: table } }],
       };
     }
     default:
@@ -274,31 +276,6 @@ export function createDmaMode(
         `unknown DMA mode "${name as string}"; known: ${DMA_MODE_NAMES.join(", ")}`,
       );
   }
-}
-
-function newIommu(memory: GuestMemory, o: DmaModeOptions): Iommu {
-  return new Iommu(memory, {
-    name: "iommu",
-    iotlbCapacity: o.iotlbCapacity,
-    levels: o.levels,
-    reservedRegions: o.reservedRegions ?? [X86_MSI_REGION],
-  });
-}
-
-function iommuParts(memory: GuestMemory, o: DmaModeOptions, policy: IommuUnmapPolicy) {
-  const iommu = newIommu(memory, o);
-  const domain = iommu.createDomain("paged");
-  const api = new IommuDmaApi({
-    iommu,
-    domain,
-    policy,
-    mask: o.mask,
-    fqSize: o.fqSize,
-    fqTimeoutMs: o.fqTimeoutMs,
-    clock: o.clock,
-    sacFirst: o.sacFirst,
-  });
-  return { iommu, domain, api };
 }
 
 function needPool(name: string, o: DmaModeOptions): { gpa: number; size: number } {

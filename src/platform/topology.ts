@@ -1,6 +1,8 @@
 /**
  * The topology file: a zod schema for one machine as a JSON document, and the parser that turns a
- * file into a plain typed {@link Topology} (validation at the edge, ARCHITECTURE.md).
+ * file into a plain typed {@link Topology} (validation at the edge, ARCHITECTURE.md). The types
+ * live in `topology_types.ts`, the cross-field checks in `topology_checks.ts`, the run layout in
+ * `topology_layout.ts`; the folder face exports all four.
  *
  * A topology records, for one guest:
  * - the **machine** (architecture, VMM, confidential-computing technology);
@@ -21,6 +23,9 @@
 
 import { z } from "zod";
 import { toU64, type U64 } from "../memory/u64.ts";
+import { crossCheckTopology } from "./topology_checks.ts";
+import { BDF_RE } from "./topology_layout.ts";
+import { FEATURE_NAMES, MACHINE_ARCHES, type Topology, VERDICTS } from "./topology_types.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Scalars
@@ -43,8 +48,6 @@ const addr = z
   })
   .transform((v): U64 => toU64(typeof v === "number" ? v : BigInt(v)));
 
-const BDF_RE = /^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$/;
-
 /** A PCI address `"bb:dd.f"` or `"ssss:bb:dd.f"`. */
 const bdf = z.string().regex(BDF_RE, {
   error: 'a PCI address is "bus:device.function" in hex, e.g. "00:03.0" (device <= 1f, fn <= 7)',
@@ -61,19 +64,6 @@ const version = z.string().regex(/^\d+(\.\d+){0,2}$/, {
 
 // ---------------------------------------------------------------------------------------------
 // Machine and memory
-
-/** Machine architectures and board models the presets cover. */
-export const MACHINE_ARCHES = [
-  "x86-q35",
-  "x86-pc",
-  "ppc64-pseries",
-  "sparc64-sun4u",
-  "sparc64-sun4v",
-  "alpha-clipper",
-  "arm64-virt",
-  "s390x-ccw",
-  "riscv64-virt",
-] as const;
 
 /** The machine: architecture, VMM (or bare metal), confidential-computing technology. */
 const machineSchema = z.strictObject({
@@ -238,18 +228,6 @@ const firmwareSchema = z.strictObject({
 // ---------------------------------------------------------------------------------------------
 // Devices
 
-/** Feature bits by spec name (device-independent bits, spec §6). */
-export const FEATURE_NAMES = [
-  "VERSION_1",
-  "ACCESS_PLATFORM",
-  "ORDER_PLATFORM",
-  "RING_PACKED",
-  "INDIRECT_DESC",
-  "EVENT_IDX",
-] as const;
-/** A feature name of {@link FEATURE_NAMES}. */
-export type FeatureName = (typeof FEATURE_NAMES)[number];
-
 const deviceSchema = z.strictObject({
   /** Unique id, e.g. `"net0"`. */
   id,
@@ -340,18 +318,6 @@ const guestSchema = z.strictObject({
 // ---------------------------------------------------------------------------------------------
 // Workload and expectation
 
-/** End-to-end verdicts of one device's data path. */
-export const VERDICTS = [
-  "ok",
-  "corrupt",
-  "fault",
-  "refused",
-  "probe-fails",
-  "stale-window",
-] as const;
-/** One of {@link VERDICTS}. */
-export type Verdict = (typeof VERDICTS)[number];
-
 const workloadSchema = z.strictObject({
   /** Ring layout to run. */
   layout: z.enum(["split", "packed"]).default("split"),
@@ -401,407 +367,8 @@ const topologySchema: z.ZodType<Topology> = z.strictObject({
   // zod 4 runs a refinement even when a field already failed, on the raw (untransformed) value:
   // cross-check only a fully parsed topology (field errors come first, cross-field ones next).
   if (ctx.issues.length > 0) return;
-  crossCheck(t, ctx);
+  crossCheckTopology(t, ctx);
 });
-
-// ---------------------------------------------------------------------------------------------
-// The parsed types (explicit, so the public API does not depend on zod's inference)
-
-/** The machine of a {@link Topology}. */
-export interface TopologyMachine {
-  /** Architecture and board. */
-  arch: (typeof MACHINE_ARCHES)[number];
-  /** Who implements the platform (`bare-metal` for a real card in a real machine). */
-  vmm: "qemu" | "openvmm" | "xen" | "cloud-hypervisor" | "bare-metal";
-  /** VMM version, when it matters. */
-  vmmVersion?: string;
-  /** Confidential-guest technology, `none` for an ordinary guest. */
-  confidential: "none" | "sev" | "sev-snp" | "tdx" | "s390-pv" | "power-pef" | "pkvm" | "cca";
-}
-
-/** One range of guest-physical memory. */
-export interface TopologyMemoryRange {
-  /** Label. */
-  name?: string;
-  /** First GPA. */
-  gpa: U64;
-  /** Bytes. */
-  size: U64;
-  /** RAM, firmware ROM, or an MMIO window (accesses succeed; only holes fault). */
-  kind: "ram" | "rom" | "mmio";
-  /** Confidential-guest private memory. */
-  private: boolean;
-}
-
-/** Fields every IOMMU kind has. */
-export interface TopologyIommuCommon {
-  /** Unique id. */
-  id: string;
-  /** Guest IOVA allocation range (top-down from `end`). */
-  iova?: { start: U64; end: U64 };
-  /** Translation granule in bytes. */
-  pageSize?: 4096 | 8192 | 16384 | 65536;
-}
-
-/** One IOMMU of a {@link Topology} (discriminated by `kind`). */
-export type TopologyIommu =
-  | (TopologyIommuCommon & { kind: "vt-d" | "amd-vi" | "smmuv3" | "sun4u" })
-  | (TopologyIommuCommon & {
-    kind: "virtio-iommu";
-    /** The `devices[]` entry that is the virtio-iommu itself. */
-    device?: string;
-    /** `config.bypass` at boot. */
-    bootBypass: boolean;
-    /** RESV_MEM regions (inclusive ends). */
-    resvMem: { start: U64; end: U64; subtype: "reserved" | "msi" }[];
-    /** Spec revision the device implements. */
-    spec: "v0.9" | "v1";
-    /** UNMAP that splits a mapping: spec (nothing removed) or QEMU (inner mappings removed). */
-    unmapSemantics: "spec" | "qemu";
-  })
-  | (TopologyIommuCommon & {
-    kind: "tce";
-    /** 32-bit TCE window size (at bus address 0). */
-    window32Size: U64;
-    /** A DDW is available. */
-    ddw: boolean;
-    /** Bus address of the DDW. */
-    ddwStart: U64;
-  })
-  | (TopologyIommuCommon & {
-    kind: "alpha-typhoon";
-    /** Direct window bus base. */
-    directBase: U64;
-    /** Direct window size. */
-    directSize: U64;
-  });
-
-/** What the firmware tells the guest. */
-export interface TopologyFirmware {
-  /** ACPI DMAR. */
-  dmar?: {
-    drhd: {
-      iommu: string;
-      includePciAll: boolean;
-      scopes: { type: "endpoint" | "bridge"; bdf: string }[];
-    }[];
-  };
-  /** ACPI IVRS. */
-  ivrs?: { ivhd: { iommu: string; selectAll: boolean; devices: string[] }[] };
-  /** ACPI IORT root-complex ID mappings (`idCount` = number of IDs - 1). */
-  iort?: { mappings: { iommu: string; inputBase: number; idCount: number; outputBase: number }[] };
-  /** ACPI VIOT. */
-  viot?: { iommu: string; pciRanges: { bdfStart: string; bdfEnd: string }[] };
-  /** Device tree. */
-  deviceTree?: {
-    iommus: { device: string; iommu: string }[];
-    iommuMap: { ridBase: number; iommu: string; iommuBase: number; length: number }[];
-    dmaRanges: { bus: U64; cpu: U64; size: U64 }[];
-  };
-}
-
-/** One virtio device of a {@link Topology}. */
-export interface TopologyDevice {
-  /** Unique id. */
-  id: string;
-  /** Device type. */
-  type: "net" | "blk" | "scsi" | "console" | "rng" | "vsock" | "fs" | "gpu" | "iommu";
-  /** Transport. */
-  transport: "pci" | "mmio" | "ccw";
-  /** PCI address `"bb:dd.f"`. */
-  bdf?: string;
-  /** On a `bypass_iommu` host bridge. */
-  bypassIommuBus: boolean;
-  /** Driven through the legacy interface. */
-  legacy: boolean;
-  /** Who implements the data path. */
-  backend: {
-    kind: "qemu" | "vhost-kernel" | "vhost-user" | "hardware" | "openvmm" | "xen-backend" | "vduse";
-    iotlb: boolean;
-    grants: boolean;
-  };
-  /** Offered feature names. */
-  offers: FeatureName[];
-  /** The IOMMU really in front of the device (`auto`: derived). */
-  behind: string;
-  /** Host routes DMA through that IOMMU: `auto` (what the VMM does), or injected. */
-  honoursIommu: "auto" | "yes" | "no";
-  /** Bus bridge offsets apply (`dma-ranges`). */
-  bridgeOffset: boolean;
-}
-
-/** The guest policy of a {@link Topology}; see the schema for each field's meaning. */
-export interface GuestPolicy {
-  /** Guest software. */
-  os: "linux" | "other" | "u-boot" | "ipxe" | "edk2";
-  /** Kernel or firmware version. */
-  version: string;
-  /** When the virtio driver uses the DMA API. */
-  dmaApi: "linux" | "always" | "never";
-  /** Accepts ACCESS_PLATFORM. */
-  acceptsAccessPlatform: "auto" | "yes" | "no";
-  /** Accepts ORDER_PLATFORM. */
-  acceptsOrderPlatform: "auto" | "yes" | "no";
-  /** IOMMU default domain type. */
-  iommu: "dma-strict" | "dma-lazy" | "passthrough" | "off";
-  /** virtio-iommu driver revision, or none. */
-  viommuDriver: "none" | "v0.9" | "v1";
-  /** IOVA allocator avoids RESV_MEM regions. */
-  honoursResvMem: boolean;
-  /** A racy UNMAP splits a live mapping. */
-  splitUnmap: boolean;
-  /** IORT `id_count` interpretation. */
-  iortIdCount: "minus-one" | "count";
-  /** `swiotlb=force`. */
-  forceSwiotlb: boolean;
-  /** Per-device restricted-dma-pool. */
-  restrictedDmaPool: boolean;
-  /** Bounce pool slots (2 KiB each). */
-  swiotlbSlots: number;
-  /** Restricted virtio memory access enforcement. */
-  restrictedMemAccess: "auto" | "enforce" | "off";
-  /** Xen grant DMA. */
-  xenGrantDma: boolean;
-  /** Use the POWER DDW. */
-  useDdw: boolean;
-}
-
-/** What to run through the rings. */
-export interface TopologyWorkload {
-  /** Ring layout. */
-  layout: "split" | "packed";
-  /** Bytes per buffer. */
-  bufferBytes: number;
-  /** Ring GPA. */
-  ringGpa?: U64;
-  /** Buffer GPA. */
-  bufferGpa?: U64;
-}
-
-/** A parsed, validated topology (all defaults filled, addresses exact {@link U64}). */
-export interface Topology {
-  /** JSON Schema reference. */
-  $schema?: string;
-  /** Short kebab-case name. */
-  name: string;
-  /** One line. */
-  title: string;
-  /** EDGE_CASES.md rows. */
-  catalogue: string[];
-  /** Where the facts come from. */
-  source?: string;
-  /** Why the recorded verdict differs from the EDGE_CASES.md outcome column. */
-  deviation?: string;
-  /** The machine. */
-  machine: TopologyMachine;
-  /** The guest-physical memory map. */
-  memory: TopologyMemoryRange[];
-  /** IOMMUs. */
-  iommus: TopologyIommu[];
-  /** Firmware tables. */
-  firmware: TopologyFirmware;
-  /** Virtio devices. */
-  devices: TopologyDevice[];
-  /** Guest policy. */
-  guest: GuestPolicy;
-  /** Workload. */
-  workload: TopologyWorkload;
-  /** Recorded verdicts per device id. */
-  expect: Record<string, { verdict: Verdict; layer?: string }>;
-}
-
-/**
- * The JSON input form of a topology (what a file holds; defaults may be omitted). Validated only
- * by {@link parseTopology}; typed loosely so that JSON imports fit.
- */
-export interface TopologyInput {
-  /** Short kebab-case name. */
-  name: string;
-  /** One line. */
-  title: string;
-  /** EDGE_CASES.md rows. */
-  catalogue?: string[];
-  /** Why the recorded verdict differs from the catalogue's outcome. */
-  deviation?: string;
-  /** Recorded verdicts per device id. */
-  expect?: Record<string, { verdict: string; layer?: string }>;
-  /** Every other field, validated at parse time. */
-  [field: string]: unknown;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Cross-field checks, each with a fix
-
-type Ctx = z.RefinementCtx;
-
-function crossCheck(t: z.output<typeof topologySchemaBase>, ctx: Ctx): void {
-  const issue = (path: (string | number)[], message: string) =>
-    ctx.addIssue({ code: "custom", path, message });
-  const iommuIds = new Set<string>();
-  t.iommus.forEach((m, i) => {
-    if (iommuIds.has(m.id)) issue(["iommus", i, "id"], `duplicate IOMMU id "${m.id}": rename one`);
-    iommuIds.add(m.id);
-    if (m.iova && BigInt(m.iova.end) <= BigInt(m.iova.start)) {
-      issue(["iommus", i, "iova"], "iova.end must be above iova.start");
-    }
-  });
-  const devIds = new Set<string>();
-  const rids = new Map<string, string>();
-  t.devices.forEach((d, i) => {
-    if (devIds.has(d.id)) issue(["devices", i, "id"], `duplicate device id "${d.id}": rename one`);
-    devIds.add(d.id);
-    if (d.transport === "pci" && d.bdf === undefined) {
-      issue(["devices", i, "bdf"], 'a pci device needs its PCI address, e.g. "bdf": "00:03.0"');
-    }
-    if (d.transport !== "pci" && d.bdf !== undefined) {
-      issue(["devices", i, "bdf"], `only pci devices have a bdf; remove it or set transport "pci"`);
-    }
-    if (d.bdf !== undefined) {
-      const prev = rids.get(d.bdf);
-      if (prev) issue(["devices", i, "bdf"], `PCI address ${d.bdf} is already used by "${prev}"`);
-      rids.set(d.bdf, d.id);
-    }
-    if (d.legacy && d.offers.some((f) => f !== "INDIRECT_DESC" && f !== "EVENT_IDX")) {
-      issue(
-        ["devices", i, "offers"],
-        "a legacy interface has only 32 feature bits: VERSION_1, ACCESS_PLATFORM (33) and the " +
-          'bits above 32 cannot be offered; remove them or set "legacy": false',
-      );
-    }
-    if (d.transport === "ccw" && t.machine.arch !== "s390x-ccw") {
-      issue(["devices", i, "transport"], 'virtio-ccw exists only on "s390x-ccw" machines');
-    }
-    if (d.behind !== "auto" && d.behind !== "none" && !iommuIds.has(d.behind)) {
-      issue(["devices", i, "behind"], `no IOMMU "${d.behind}" in iommus[]; add it or use "auto"`);
-    }
-  });
-  const refIommu = (path: (string | number)[], ref: string) => {
-    if (!iommuIds.has(ref)) {
-      issue(path, `no IOMMU "${ref}" in iommus[]; declare it there (ids: ${[...iommuIds]})`);
-    }
-  };
-  t.firmware.dmar?.drhd.forEach((d, i) =>
-    refIommu(["firmware", "dmar", "drhd", i, "iommu"], d.iommu)
-  );
-  t.firmware.ivrs?.ivhd.forEach((d, i) =>
-    refIommu(["firmware", "ivrs", "ivhd", i, "iommu"], d.iommu)
-  );
-  t.firmware.iort?.mappings.forEach((m, i) =>
-    refIommu(["firmware", "iort", "mappings", i, "iommu"], m.iommu)
-  );
-  if (t.firmware.viot) refIommu(["firmware", "viot", "iommu"], t.firmware.viot.iommu);
-  t.firmware.deviceTree?.iommus.forEach((m, i) => {
-    refIommu(["firmware", "deviceTree", "iommus", i, "iommu"], m.iommu);
-    if (!devIds.has(m.device)) {
-      issue(["firmware", "deviceTree", "iommus", i, "device"], `no device "${m.device}"`);
-    }
-  });
-  t.firmware.deviceTree?.iommuMap.forEach((m, i) =>
-    refIommu(["firmware", "deviceTree", "iommuMap", i, "iommu"], m.iommu)
-  );
-  t.iommus.forEach((m, i) => {
-    if (m.kind === "virtio-iommu" && m.device !== undefined) {
-      const d = t.devices.find((x) => x.id === m.device);
-      if (!d) issue(["iommus", i, "device"], `no device "${m.device}" in devices[]`);
-      else if (d.type !== "iommu") {
-        issue(["iommus", i, "device"], `device "${m.device}" must have "type": "iommu"`);
-      }
-    }
-  });
-  for (const k of Object.keys(t.expect)) {
-    if (!devIds.has(k)) {
-      issue(["expect", k], `expect names device "${k}" which is not in devices[]`);
-    }
-  }
-  t.memory.forEach((r, i) => {
-    const g = BigInt(r.gpa), s = BigInt(r.size);
-    if (g % 4096n !== 0n || s % 4096n !== 0n || s === 0n) {
-      issue(["memory", i], "gpa and size must be non-zero multiples of 4096 (whole pages)");
-    }
-    if (g + s > 2n ** 52n) issue(["memory", i], "memory ends above 2^52 (52 physical bits)");
-    t.memory.forEach((o, j) => {
-      if (j <= i) return;
-      const og = BigInt(o.gpa), os = BigInt(o.size);
-      if (g < og + os && og < g + s) {
-        issue(["memory", j], `overlaps memory[${i}]${r.name ? ` (${r.name})` : ""}`);
-      }
-    });
-  });
-  // The run's own memory must be RAM (each piece inside one RAM range).
-  const L = runLayout(t);
-  const need: [string, number, number][] = [
-    ["rings", L.ringGpa, RUN_RING_BYTES],
-    ["buffers", L.bufferGpa, 2 * Math.ceil(t.workload.bufferBytes / 4096) * 4096],
-    ["bounce pool", L.poolGpa, t.guest.swiotlbSlots * 2048],
-    ["virtio-iommu staging", L.stagingGpa, 0x4000],
-  ];
-  for (const [what, gpa, len] of need) {
-    const inRam = t.memory.some((m) =>
-      m.kind === "ram" && gpa >= Number(m.gpa) && gpa + len <= Number(m.gpa) + Number(m.size)
-    );
-    if (!inRam || gpa % 4096 !== 0) {
-      issue(
-        ["workload"],
-        `the run puts the ${what} at 0x${gpa.toString(16)} (+0x${len.toString(16)}), which is ` +
-          `${gpa % 4096 ? "not page-aligned" : "not inside one RAM range"}: give the first RAM ` +
-          "range at least 34 MiB, or set workload.ringGpa / workload.bufferGpa (page-aligned) " +
-          "inside RAM (the pool goes 16 MiB after the rings)",
-      );
-    }
-  }
-}
-
-// The same object without the refinement, for typing `crossCheck`.
-const topologySchemaBase = z.strictObject({
-  name: id,
-  title: z.string(),
-  catalogue: z.array(z.string()),
-  machine: machineSchema,
-  memory: z.array(memoryRangeSchema),
-  iommus: z.array(iommuSchema),
-  firmware: firmwareSchema,
-  devices: z.array(deviceSchema),
-  guest: guestSchema,
-  workload: workloadSchema,
-  expect: z.record(z.string(), expectSchema),
-});
-
-// ---------------------------------------------------------------------------------------------
-// Where a run puts things
-
-/** Guest-physical placement of what a resolution run uses (see {@link runLayout}). */
-export interface RunLayout {
-  /** The driver's ring memory (64 KiB reserved). */
-  ringGpa: number;
-  /** The driver's buffers: the device-readable one, then the device-writable one. */
-  bufferGpa: number;
-  /** The swiotlb / restricted-dma-pool bounce pool (shared memory). */
-  poolGpa: number;
-  /** The virtio-iommu driver's request staging area (16 KiB). */
-  stagingGpa: number;
-}
-
-/** Bytes reserved for the rings at {@link RunLayout.ringGpa}. */
-export const RUN_RING_BYTES = 64 * 1024;
-
-/**
- * Where a run places rings, buffers, the bounce pool and the virtio-iommu staging area: rings at
- * `workload.ringGpa` (default 16 MiB into the first RAM range), buffers at `workload.bufferGpa`
- * (default 1 MiB after the rings), the pool 16 MiB after the rings, staging 8 MiB after them.
- */
-export function runLayout(
-  t: Pick<Topology, "memory" | "workload">,
-): RunLayout {
-  const ram = t.memory.find((m) => m.kind === "ram") ?? t.memory[0];
-  const ringGpa = Number(t.workload.ringGpa ?? Number(ram.gpa) + 16 * 1024 * 1024);
-  const bufferGpa = Number(t.workload.bufferGpa ?? ringGpa + 1024 * 1024);
-  return {
-    ringGpa,
-    bufferGpa,
-    poolGpa: ringGpa + 16 * 1024 * 1024,
-    stagingGpa: ringGpa + 8 * 1024 * 1024,
-  };
-}
 
 // ---------------------------------------------------------------------------------------------
 // Parsing with readable errors
@@ -870,15 +437,4 @@ export function topologyJsonSchema(): Record<string, unknown> {
     string,
     unknown
   >;
-}
-
-/**
- * The 16-bit PCI requester ID of `"bb:dd.f"` (`bus << 8 | dev << 3 | fn`), or `undefined` for a
- * non-PCI device.
- */
-export function requesterId(bdfText: string | undefined): number | undefined {
-  if (bdfText === undefined) return undefined;
-  const m = BDF_RE.exec(bdfText);
-  if (!m) return undefined;
-  return (parseInt(m[2], 16) << 8) | (parseInt(m[3], 16) << 3) | parseInt(m[4], 10);
 }

@@ -7,7 +7,7 @@
  * @module
  */
 
-import type { TopologyInput } from "../topology.ts";
+import type { TopologyInput } from "../topology_types.ts";
 
 import q35KvmNoViommu from "./q35-kvm-no-viommu.json" with { type: "json" };
 import q35IntelIommuQuirk from "./q35-intel-iommu-quirk.json" with { type: "json" };
