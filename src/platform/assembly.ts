@@ -39,7 +39,7 @@ import {
   VIRTIO_IOMMU_T_UNMAP,
   VirtioIommuDevice,
   VirtioIommuDmaApi,
-} from "../devices/mod.ts";
+} from "../devices/_internal.ts";
 import { FaultingAddressSpace, XenGrantAddressSpace, XenGrantDmaApi } from "./models.ts";
 import type { DeviceLayerPlan, DevicePlan, DriverLayerPlan, WindowPlan } from "./policy_types.ts";
 import { BackingAddressSpace, SparseGuestMemory } from "./sparse_memory.ts";
