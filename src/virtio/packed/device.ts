@@ -33,6 +33,21 @@ import {
 } from "../constants.ts";
 import { VirtqError, type VirtqErrorCode } from "../errors.ts";
 import {
+  addressWrapRule,
+  chainBytesRule,
+  chainLengthRule,
+  framingRule,
+  indirectDescriptorRule,
+  indirectEntryRule,
+  indirectInListRule,
+  RULE_OK,
+  ruleDetail,
+  type RuleSite,
+  segmentLimitRule,
+  unknownFlagsRule,
+  zeroLengthRule,
+} from "../rules.ts";
+import {
   hasFeature,
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_IN_ORDER,
@@ -61,7 +76,6 @@ import {
 const KNOWN_FLAGS = VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_INDIRECT |
   VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED;
 const TWO_POW_32 = 0x1_0000_0000;
-const MAX_CHAIN_BYTES = 0xffff_ffff;
 
 const CHAIN_FREE = 0;
 const CHAIN_IN_FLIGHT = 1;
@@ -328,9 +342,10 @@ export class PackedDeviceQueue implements DeviceQueue {
     try {
       this.#parse(chain, slot, flags);
     } catch (e) {
+      // The queue is broken already (#fail); the chain goes back to the pool.
       chain.state = CHAIN_FREE;
       this.#freeChains[this.#freeCount++] = chain.poolIndex;
-      throw this.#fail(e);
+      throw e;
     }
     chain.state = CHAIN_IN_FLIGHT;
     this.#inFlight++;
@@ -346,9 +361,14 @@ export class PackedDeviceQueue implements DeviceQueue {
     return chain;
   }
 
-  #fail(e: unknown): unknown {
-    if (e instanceof VirtqError) this.#broken = e;
-    return e;
+  /**
+   * Breaks the queue with a catalogued error and throws it (the split device's idiom): `detail`
+   * names the offending slot or table entry and the rule.
+   */
+  #fail(code: VirtqErrorCode, detail: string, index: number, cause?: unknown): never {
+    const e = new VirtqError(code, detail, { index, cause });
+    this.#broken = e;
+    throw e;
   }
 
   #takeChain(): PackedChain {
@@ -375,26 +395,12 @@ export class PackedDeviceQueue implements DeviceQueue {
     for (;;) {
       count++;
       // §2.8.6 / §2.8.7.1: a list is at most Queue Size descriptors (no loops; #13).
-      if (count > size) {
-        throw new VirtqError(
-          "DESC_CHAIN_LOOP",
-          `list at slot ${headSlot} exceeds ${size} descriptors`,
-          {
-            index: headSlot,
-          },
-        );
-      }
+      if (chainLengthRule(count, size) !== RULE_OK) this.#loop(headSlot, size);
       if (count > 1) {
         flags = d16[pos * 8 + 7];
         // §2.8.6: the driver makes the whole list available before the head.
         if (((flags >>> 7) & 1) === ((flags >>> 15) & 1) || ((flags >>> 7) & 1) !== wrap) {
-          throw new VirtqError(
-            "PACKED_CHAIN_UNAVAILABLE",
-            `list at slot ${headSlot} continues into slot ${pos}, not available (flags 0x${
-              flags.toString(16)
-            })`,
-            { index: pos },
-          );
+          this.#unavailable(headSlot, pos, flags);
         }
       }
       const b = pos * 4;
@@ -402,21 +408,13 @@ export class PackedDeviceQueue implements DeviceQueue {
       const hi = d32[b + 1];
       const len = d32[b + 2];
       id = d16[pos * 8 + 6];
-      if (this.#rejectUnknown && (flags & ~KNOWN_FLAGS) !== 0) {
-        throw new VirtqError("DESC_UNKNOWN_FLAGS", `slot ${pos} flags 0x${flags.toString(16)}`, {
-          index: pos,
-        });
+      if (unknownFlagsRule(flags, KNOWN_FLAGS, this.#rejectUnknown) !== RULE_OK) {
+        this.#unknownFlags("slot", pos, flags);
       }
       if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
         // §2.8.7.1: INDIRECT is never part of a NEXT-linked list.
-        if (count > 1) {
-          throw new VirtqError("PACKED_INDIRECT_IN_LIST", `slot ${pos} of list at ${headSlot}`, {
-            index: pos,
-          });
-        }
-        if ((flags & VIRTQ_DESC_F_NEXT) !== 0 && !this.#ignoreNext) {
-          throw new VirtqError("INDIRECT_WITH_NEXT", `slot ${pos}`, { index: pos });
-        }
+        const inList = indirectInListRule(count);
+        if (inList !== RULE_OK) this.#fail(inList, ruleDetail(inList, "slot", pos, count), pos);
         // §2.8.7: WRITE on the indirect descriptor itself is reserved and ignored (#29).
         const ki = chain.descCount;
         if (ki === chain.descLen.length) chain.addDescriptor(lo, hi, len, flags, false);
@@ -446,11 +444,9 @@ export class PackedDeviceQueue implements DeviceQueue {
       }
       const write = (flags & VIRTQ_DESC_F_WRITE) !== 0;
       // §2.8.4 Message Framing: device-writable descriptors after device-readable ones.
+      if (framingRule(write, seenWritable) !== RULE_OK) this.#readableAfterWritable("slot", pos);
       if (write) seenWritable = true;
-      else if (seenWritable) {
-        throw new VirtqError("DESC_READABLE_AFTER_WRITABLE", `slot ${pos}`, { index: pos });
-      }
-      if (this.#checkBuffer(chain, k, pos)) this.#translate(chain, k, write, pos);
+      if (this.#checkBuffer(chain, k, "slot", pos)) this.#translate(chain, k, write, pos);
       if ((flags & VIRTQ_DESC_F_NEXT) === 0) break;
       // §2.8.6: a list may wrap the ring end; the wrap counter flips there (#32).
       if (++pos === size) {
@@ -459,13 +455,7 @@ export class PackedDeviceQueue implements DeviceQueue {
       }
     }
     // §2.8.21: at most Queue Size descriptors are owned by the device at once (#10).
-    if (this.#outstandingSlots + count > size) {
-      throw new VirtqError(
-        "HEAD_IN_USE",
-        `slot ${headSlot}: ${this.#outstandingSlots} slots still owned by the device, list of ${count}`,
-        { index: headSlot },
-      );
-    }
+    if (this.#outstandingSlots + count > size) this.#headInUse(headSlot, count);
     chain.id = id;
     chain.ringDescriptors = count;
     this.#outstandingSlots += count;
@@ -477,32 +467,45 @@ export class PackedDeviceQueue implements DeviceQueue {
     this.#availWrap = wrap;
   }
 
+  #loop(headSlot: number, size: number): never {
+    const code = "DESC_CHAIN_LOOP";
+    this.#fail(code, `list at ${ruleDetail(code, "slot", headSlot, 0, size)}`, headSlot);
+  }
+  #unavailable(headSlot: number, pos: number, flags: number): never {
+    this.#fail(
+      "PACKED_CHAIN_UNAVAILABLE",
+      `list at slot ${headSlot} continues into slot ${pos}, not available (flags 0x${
+        flags.toString(16)
+      })`,
+      pos,
+    );
+  }
+  #headInUse(headSlot: number, count: number): never {
+    this.#fail(
+      "HEAD_IN_USE",
+      `slot ${headSlot}: ${this.#outstandingSlots} slots still owned by the device, list of ${count}`,
+      headSlot,
+    );
+  }
+  #unknownFlags(site: RuleSite, index: number, flags: number): never {
+    this.#fail("DESC_UNKNOWN_FLAGS", ruleDetail("DESC_UNKNOWN_FLAGS", site, index, flags), index);
+  }
+  #readableAfterWritable(site: RuleSite, index: number): never {
+    const code = "DESC_READABLE_AFTER_WRITABLE";
+    this.#fail(code, ruleDetail(code, site, index), index);
+  }
+
   #parseIndirect(chain: PackedChain, rec: number, slot: number): void {
     const lo = chain.descAddrLo[rec];
     const hi = chain.descAddrHi[rec];
     const len = chain.descLen[rec];
-    // §2.8.7.1: the driver MUST NOT set INDIRECT unless VIRTIO_F_INDIRECT_DESC (#22).
-    if (!this.#indirectOk) {
-      throw new VirtqError("INDIRECT_NOT_NEGOTIATED", `slot ${slot}`, { index: slot });
-    }
-    if (len === 0) throw new VirtqError("INDIRECT_LEN_ZERO", `slot ${slot}`, { index: slot });
-    if (len % 16 !== 0) {
-      throw new VirtqError("INDIRECT_LEN_MISALIGNED", `slot ${slot}: len ${len}`, {
-        index: slot,
-      });
-    }
+    const flags = chain.descFlags[rec];
+    // §2.8.7 / §2.8.7.1 (#22 to #25; policy "ignore-next" ends the list with the table).
+    const v = indirectDescriptorRule(flags, len, this.#indirectOk, !this.#ignoreNext, this.size);
+    if (v !== RULE_OK) this.#fail(v, ruleDetail(v, "slot", slot, len, this.size), slot);
     const n = len / 16;
-    if (n > this.size) {
-      throw new VirtqError(
-        "INDIRECT_TABLE_TOO_LONG",
-        `slot ${slot}: ${n} entries > queue size ${this.size}`,
-        { index: slot },
-      );
-    }
-    if (hi === 0xffff_ffff && lo + len > TWO_POW_32) {
-      throw new VirtqError("DESC_ADDR_WRAP", `indirect table at slot ${slot} wraps 2^64`, {
-        index: slot,
-      });
+    if (addressWrapRule(lo, hi, len) !== RULE_OK) {
+      this.#fail("DESC_ADDR_WRAP", ruleDetail("DESC_ADDR_WRAP", "slot", slot, len), slot);
     }
     const bus = hi <= 0x1f_ffff ? hi * TWO_POW_32 + lo : u64FromParts(lo, hi);
     const mem = this.#memory;
@@ -512,10 +515,12 @@ export class PackedDeviceQueue implements DeviceQueue {
       gpa = translateContiguous(this.#dma, bus, len, DMA_ACCESS_READ, this.#tr);
       region = mem.resolve(gpa, len);
     } catch (cause) {
-      throw new VirtqError("INDIRECT_TABLE_FAULT", `slot ${slot}: table of ${len} bytes`, {
-        index: slot,
+      this.#fail(
+        "INDIRECT_TABLE_FAULT",
+        `indirect table of slot ${slot} (${len} bytes) is not reachable`,
+        slot,
         cause,
-      });
+      );
     }
     if (mem.observer !== null) mem.observer.onRead(gpa, len);
     const dv = region.view;
@@ -526,21 +531,14 @@ export class PackedDeviceQueue implements DeviceQueue {
       const ahi = dv.getUint32(o + 4, true);
       const l = dv.getUint32(o + 8, true);
       const f = dv.getUint16(o + 14, true);
-      if (this.#rejectUnknown && (f & ~KNOWN_FLAGS) !== 0) {
-        throw new VirtqError(
-          "DESC_UNKNOWN_FLAGS",
-          `indirect entry ${i} flags 0x${f.toString(16)}`,
-          {
-            index: i,
-          },
-        );
+      if (unknownFlagsRule(f, KNOWN_FLAGS, this.#rejectUnknown) !== RULE_OK) {
+        this.#unknownFlags("indirect entry", i, f);
       }
       // §2.8.7.1: no INDIRECT inside a table (#26). Other flags but WRITE (NEXT, AVAIL, USED)
       // and the Buffer ID are reserved in a table and ignored (§2.8.7, #34).
-      if ((f & VIRTQ_DESC_F_INDIRECT) !== 0) {
-        throw new VirtqError("INDIRECT_NESTED", `indirect entry ${i} of slot ${slot}`, {
-          index: i,
-        });
+      const nested = indirectEntryRule(f);
+      if (nested !== RULE_OK) {
+        this.#fail(nested, `${ruleDetail(nested, "indirect entry", i)} (slot ${slot})`, i);
       }
       const k = chain.descCount;
       if (k === chain.descLen.length) chain.addDescriptor(alo, ahi, l, f, true);
@@ -553,17 +551,11 @@ export class PackedDeviceQueue implements DeviceQueue {
         chain.descCount = k + 1;
       }
       const write = (f & VIRTQ_DESC_F_WRITE) !== 0;
-      if (write) seenWritable = true;
-      else if (seenWritable) {
-        throw new VirtqError(
-          "DESC_READABLE_AFTER_WRITABLE",
-          `indirect entry ${i} of slot ${slot}`,
-          {
-            index: i,
-          },
-        );
+      if (framingRule(write, seenWritable) !== RULE_OK) {
+        this.#readableAfterWritable("indirect entry", i);
       }
-      if (this.#checkBuffer(chain, k, i)) this.#translate(chain, k, write, i);
+      if (write) seenWritable = true;
+      if (this.#checkBuffer(chain, k, "indirect entry", i)) this.#translate(chain, k, write, i);
     }
   }
 
@@ -571,27 +563,22 @@ export class PackedDeviceQueue implements DeviceQueue {
    * Checks one buffer descriptor before translation: length policy, chain total, 64-bit wrap.
    * @returns false for an allowed zero-length descriptor (nothing to translate).
    */
-  #checkBuffer(chain: PackedChain, rec: number, index: number): boolean {
+  #checkBuffer(chain: PackedChain, rec: number, site: RuleSite, index: number): boolean {
     const len = chain.descLen[rec];
     if (len === 0) {
-      if (this.#zeroAllow) return false;
-      throw new VirtqError("DESC_ZERO_LENGTH", `descriptor ${index}`, { index });
+      if (zeroLengthRule(len, !this.#zeroAllow) === RULE_OK) return false;
+      this.#fail("DESC_ZERO_LENGTH", ruleDetail("DESC_ZERO_LENGTH", site, index), index);
     }
     // §2.8.6 (as §2.7.5.2): a list is at most 2^32 - 1 bytes in total (#14).
     const total = this.#chainBytes + len;
-    if (total > MAX_CHAIN_BYTES) {
-      throw new VirtqError(
-        "CHAIN_TOO_MANY_BYTES",
-        `descriptor ${index} brings the chain to ${total} bytes`,
-        { index },
-      );
+    if (chainBytesRule(total) !== RULE_OK) {
+      const code = "CHAIN_TOO_MANY_BYTES";
+      this.#fail(code, ruleDetail(code, site, index, total), index);
     }
     this.#chainBytes = total;
     // A buffer [addr, addr + len) cannot wrap the 64-bit address space (#15).
-    if (chain.descAddrHi[rec] === 0xffff_ffff && chain.descAddrLo[rec] + len > TWO_POW_32) {
-      throw new VirtqError("DESC_ADDR_WRAP", `descriptor ${index}: addr + len wraps 2^64`, {
-        index,
-      });
+    if (addressWrapRule(chain.descAddrLo[rec], chain.descAddrHi[rec], len) !== RULE_OK) {
+      this.#fail("DESC_ADDR_WRAP", ruleDetail("DESC_ADDR_WRAP", site, index, len), index);
     }
     return true;
   }
@@ -604,11 +591,10 @@ export class PackedDeviceQueue implements DeviceQueue {
     if (this.#identity && hi < 0x10_0000) {
       const g = hi * TWO_POW_32 + lo;
       if (g >= this.#rgnStart && g + len <= this.#rgnEnd) {
-        if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
-          throw new VirtqError("CHAIN_TOO_MANY_SEGMENTS", `more than ${this.#maxSegments}`, {
-            index,
-          });
-        }
+        if (
+          segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !==
+            RULE_OK
+        ) this.#tooManySegments(index);
         if (write) chain.addWritable(g, len);
         else chain.addReadable(g, len);
         return;
@@ -634,7 +620,7 @@ export class PackedDeviceQueue implements DeviceQueue {
         bus += n;
       }
     } catch (cause) {
-      throw this.#bufferFault(cause, index);
+      this.#bufferFault(cause, index);
     }
   }
 
@@ -658,7 +644,7 @@ export class PackedDeviceQueue implements DeviceQueue {
         if (remaining > 0) bus = u64Add(bus, n) as U64;
       }
     } catch (cause) {
-      throw this.#bufferFault(cause, index);
+      this.#bufferFault(cause, index);
     }
   }
 
@@ -674,31 +660,32 @@ export class PackedDeviceQueue implements DeviceQueue {
     let n = tr.length;
     const region = this.#memory.regionAt(gpa);
     if (region === undefined || !(n >= 1 && n <= remaining)) {
-      throw new VirtqError(
+      this.#fail(
         "DESC_BUFFER_FAULT",
         `descriptor ${index}: GPA ${gpa} (${n} bytes) is not backed by guest memory`,
-        { index },
+        index,
       );
     }
     if (gpa + n > region.end) n = region.end - gpa;
     this.#rgnStart = region.gpa;
     this.#rgnEnd = region.end;
-    if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
-      throw new VirtqError("CHAIN_TOO_MANY_SEGMENTS", `more than ${this.#maxSegments}`, {
-        index,
-      });
-    }
+    if (
+      segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== RULE_OK
+    ) this.#tooManySegments(index);
     if (write) chain.addWritable(gpa, n);
     else chain.addReadable(gpa, n);
     return n;
   }
 
-  #bufferFault(cause: unknown, index: number): VirtqError {
-    if (cause instanceof VirtqError) return cause;
-    return new VirtqError("DESC_BUFFER_FAULT", `descriptor ${index}: ${String(cause)}`, {
-      index,
-      cause,
-    });
+  #tooManySegments(index: number): never {
+    const code = "CHAIN_TOO_MANY_SEGMENTS";
+    this.#fail(code, ruleDetail(code, "descriptor", index, 0, this.#maxSegments), index);
+  }
+
+  /** A translation fault (or a catalogued error already raised by {@link #fail}). */
+  #bufferFault(cause: unknown, index: number): never {
+    if (cause instanceof VirtqError) throw cause;
+    this.#fail("DESC_BUFFER_FAULT", `descriptor ${index}: ${String(cause)}`, index, cause);
   }
 
   /**

@@ -26,6 +26,20 @@ import {
 } from "../constants.ts";
 import { VirtqError, type VirtqErrorCode } from "../errors.ts";
 import {
+  addressWrapRule,
+  chainBytesRule,
+  chainLengthRule,
+  framingRule,
+  indirectDescriptorRule,
+  indirectEntryRule,
+  nextIndexRule,
+  RULE_OK,
+  ruleDetail,
+  segmentLimitRule,
+  unknownFlagsRule,
+  zeroLengthRule,
+} from "../rules.ts";
+import {
   hasFeature,
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_IN_ORDER,
@@ -363,7 +377,7 @@ export class SplitDeviceQueue implements DeviceQueue {
     let total = 0;
     for (;;) {
       // §2.7.5.2 loops are forbidden; a chain has at most Queue Size descriptors (#13).
-      if (++count > size) this.#loop(head, idx, size, false);
+      if (chainLengthRule(++count, size) !== RULE_OK) this.#loop(head, idx, size, false);
       const w4 = idx << 2;
       const lo = d32[w4];
       const hi = d32[w4 + 1];
@@ -372,7 +386,9 @@ export class SplitDeviceQueue implements DeviceQueue {
       const flags = fn & 0xffff;
       chain.addDescriptor(lo, hi, len, flags, false);
       if ((flags & ~(VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE)) !== 0) {
-        if (this.#rejectFlags && (flags & ~KNOWN_DESC_FLAGS) !== 0) this.#unknownFlags(idx, flags);
+        if (unknownFlagsRule(flags, KNOWN_DESC_FLAGS, this.#rejectFlags) !== RULE_OK) {
+          this.#unknownFlags(idx, flags);
+        }
         if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
           chain.ringDescriptors = count;
           this.#walkIndirect(chain, idx, lo, hi, len, flags, sawWritable, total);
@@ -380,13 +396,14 @@ export class SplitDeviceQueue implements DeviceQueue {
         }
       }
       // Policy (QEMU rejects, rust-vmm accepts): zero-length descriptors (#16).
-      if (len === 0 && this.#rejectZero) this.#zeroLength(idx);
+      if (zeroLengthRule(len, this.#rejectZero) !== RULE_OK) this.#zeroLength(idx);
       const writable = (flags & VIRTQ_DESC_F_WRITE) !== 0;
+      // §2.7.4.2 message framing (#17).
+      if (framingRule(writable, sawWritable) !== RULE_OK) this.#readableAfterWritable(idx);
       if (writable) sawWritable = true;
-      else if (sawWritable) this.#readableAfterWritable(idx); // §2.7.4.2 (#17)
       total += len;
       // §2.7.5.2: a chain is at most 2^32 - 1 bytes (#14).
-      if (total > 0xffff_ffff) this.#tooManyBytes(head, idx);
+      if (chainBytesRule(total) !== RULE_OK) this.#tooManyBytes(total, idx);
       if (len !== 0) {
         // Identity DMA, buffer inside the last region used, under the segment limit: inline.
         if (
@@ -402,7 +419,7 @@ export class SplitDeviceQueue implements DeviceQueue {
         break;
       }
       const next = fn >>> 16;
-      if (next >= size) this.#nextOutOfRange(idx, next, size);
+      if (nextIndexRule(next, size) !== RULE_OK) this.#nextOutOfRange(idx, next, size);
       // §2.7.5.2 IN_ORDER: next of descriptor x is x + 1, wrapping at the end of the table.
       if (inOrder && next !== ((idx + 1) & mask)) this.#inOrderNext(idx, next);
       idx = next;
@@ -458,38 +475,11 @@ export class SplitDeviceQueue implements DeviceQueue {
     totalIn: number,
   ): void {
     const size = this.size;
-    if (!this.#indirectOk) {
-      // §2.7.5.3.1 (#22).
-      this.#fail(
-        "INDIRECT_NOT_NEGOTIATED",
-        `descriptor ${idx} is indirect without VIRTIO_F_INDIRECT_DESC`,
-        idx,
-      );
-    }
-    if ((flags & VIRTQ_DESC_F_NEXT) !== 0 && this.#rejectIndNext) {
-      // §2.7.5.3.1 (#27); policy "ignore-next" ends the chain with the table.
-      this.#fail("INDIRECT_WITH_NEXT", `descriptor ${idx} sets INDIRECT and NEXT`, idx);
-    }
-    if (len === 0) this.#fail("INDIRECT_LEN_ZERO", `indirect descriptor ${idx} has len 0`, idx);
-    if ((len & 15) !== 0) {
-      this.#fail(
-        "INDIRECT_LEN_MISALIGNED",
-        `indirect descriptor ${idx} has len ${len}, not a multiple of 16`,
-        idx,
-      );
-    }
+    // §2.7.5.3 / §2.7.5.3.1 (#22 to #25; policy "ignore-next" ends the chain with the table).
+    const v = indirectDescriptorRule(flags, len, this.#indirectOk, this.#rejectIndNext, size);
+    if (v !== RULE_OK) this.#fail(v, ruleDetail(v, "descriptor", idx, len, size), idx);
     const entries = len >>> 4;
-    if (entries > size) {
-      // §2.7.5.3.1: a chain must not exceed Queue Size (#25).
-      this.#fail(
-        "INDIRECT_TABLE_TOO_LONG",
-        `indirect table of descriptor ${idx} has ${entries} entries, queue size ${size}`,
-        idx,
-      );
-    }
-    if (hi === 0xffff_ffff && lo + len > TWO_POW_32) {
-      this.#fail("DESC_ADDR_WRAP", `indirect descriptor ${idx}: addr + len wraps 2^64`, idx);
-    }
+    if (addressWrapRule(lo, hi, len) !== RULE_OK) this.#addrWrap(idx, len);
     // The device ignores WRITE on the indirect descriptor (§2.7.5.3.2, #29).
     const bus = u64FromParts(lo, hi);
     let region: MemoryRegion;
@@ -515,7 +505,7 @@ export class SplitDeviceQueue implements DeviceQueue {
     let i = 0;
     let count = 0;
     for (;;) {
-      if (++count > entries) this.#loop(chain.id, i, entries, true);
+      if (chainLengthRule(++count, entries) !== RULE_OK) this.#loop(chain.id, i, entries, true);
       const o = base + (i << 4);
       const tlo = table.getUint32(o, true);
       const thi = table.getUint32(o + 4, true);
@@ -523,20 +513,21 @@ export class SplitDeviceQueue implements DeviceQueue {
       const tflags = table.getUint16(o + 12, true);
       const next = table.getUint16(o + 14, true);
       chain.addDescriptor(tlo, thi, tlen, tflags, true);
-      if (this.#rejectFlags && (tflags & ~KNOWN_DESC_FLAGS) !== 0) this.#unknownFlags(i, tflags);
-      if ((tflags & VIRTQ_DESC_F_INDIRECT) !== 0) {
-        // §2.7.5.3.1: no INDIRECT inside a table (#26).
-        this.#fail("INDIRECT_NESTED", `indirect table entry ${i} is itself indirect`, i);
+      if (unknownFlagsRule(tflags, KNOWN_DESC_FLAGS, this.#rejectFlags) !== RULE_OK) {
+        this.#unknownFlags(i, tflags);
       }
-      if (tlen === 0 && this.#rejectZero) this.#zeroLength(i);
+      // §2.7.5.3.1: no INDIRECT inside a table (#26).
+      const nested = indirectEntryRule(tflags);
+      if (nested !== RULE_OK) this.#fail(nested, ruleDetail(nested, "indirect entry", i), i);
+      if (zeroLengthRule(tlen, this.#rejectZero) !== RULE_OK) this.#zeroLength(i);
       const writable = (tflags & VIRTQ_DESC_F_WRITE) !== 0;
+      if (framingRule(writable, sawWritable) !== RULE_OK) this.#readableAfterWritable(i);
       if (writable) sawWritable = true;
-      else if (sawWritable) this.#readableAfterWritable(i);
       total += tlen;
-      if (total > 0xffff_ffff) this.#tooManyBytes(chain.id, i);
+      if (chainBytesRule(total) !== RULE_OK) this.#tooManyBytes(total, i);
       if (tlen !== 0) this.#addBuffer(chain, i, tlo, thi, tlen, writable);
       if ((tflags & VIRTQ_DESC_F_NEXT) === 0) return;
-      if (next >= entries) this.#nextOutOfRange(i, next, entries);
+      if (nextIndexRule(next, entries) !== RULE_OK) this.#nextOutOfRange(i, next, entries);
       // §2.7.5.3.1 IN_ORDER: table entries are sequential.
       if (inOrder && next !== i + 1) this.#inOrderNext(i, next);
       i = next;
@@ -546,33 +537,35 @@ export class SplitDeviceQueue implements DeviceQueue {
   #loop(head: number, idx: number, max: number, inTable: boolean): never {
     this.#fail(
       "DESC_CHAIN_LOOP",
-      `chain from head ${head} visits more than ${max} descriptors` +
-        (inTable ? " of its indirect table" : ""),
+      `chain from head ${head}: ` +
+        ruleDetail("DESC_CHAIN_LOOP", inTable ? "indirect entry" : "descriptor", idx, 0, max),
       idx,
     );
   }
   #unknownFlags(idx: number, flags: number): never {
-    this.#fail("DESC_UNKNOWN_FLAGS", `descriptor ${idx} has flags 0x${flags.toString(16)}`, idx);
+    this.#fail(
+      "DESC_UNKNOWN_FLAGS",
+      ruleDetail("DESC_UNKNOWN_FLAGS", "descriptor", idx, flags),
+      idx,
+    );
   }
   #zeroLength(idx: number): never {
-    this.#fail("DESC_ZERO_LENGTH", `descriptor ${idx} has len 0`, idx);
+    this.#fail("DESC_ZERO_LENGTH", ruleDetail("DESC_ZERO_LENGTH", "descriptor", idx), idx);
   }
   #readableAfterWritable(idx: number): never {
-    this.#fail(
-      "DESC_READABLE_AFTER_WRITABLE",
-      `descriptor ${idx} is device-readable after a device-writable one`,
-      idx,
-    );
+    const code = "DESC_READABLE_AFTER_WRITABLE";
+    this.#fail(code, ruleDetail(code, "descriptor", idx), idx);
   }
-  #tooManyBytes(head: number, idx: number): never {
-    this.#fail("CHAIN_TOO_MANY_BYTES", `chain from head ${head} exceeds 2^32 - 1 bytes`, idx);
+  #tooManyBytes(total: number, idx: number): never {
+    const code = "CHAIN_TOO_MANY_BYTES";
+    this.#fail(code, ruleDetail(code, "descriptor", idx, total), idx);
   }
   #nextOutOfRange(idx: number, next: number, max: number): never {
-    this.#fail(
-      "DESC_NEXT_OUT_OF_RANGE",
-      `descriptor ${idx} has next ${next}, table size ${max}`,
-      idx,
-    );
+    const code = "DESC_NEXT_OUT_OF_RANGE";
+    this.#fail(code, ruleDetail(code, "descriptor", idx, next, max), idx);
+  }
+  #addrWrap(idx: number, len: number): never {
+    this.#fail("DESC_ADDR_WRAP", ruleDetail("DESC_ADDR_WRAP", "descriptor", idx, len), idx);
   }
   #inOrderNext(idx: number, next: number): never {
     this.#fail("IN_ORDER_VIOLATION", `descriptor ${idx} has next ${next} under IN_ORDER`, idx);
@@ -589,7 +582,9 @@ export class SplitDeviceQueue implements DeviceQueue {
     if (this.#identity) {
       const gpa = hi * TWO_POW_32 + lo;
       if (gpa >= this.#rgnStart && gpa + len <= this.#rgnEnd) {
-        if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
+        if (
+          segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== RULE_OK
+        ) {
           this.#tooManySegments(chain, idx);
         }
         if (w) chain.addWritable(gpa, len);
@@ -635,7 +630,9 @@ export class SplitDeviceQueue implements DeviceQueue {
       if (gpa + n > region.end) n = region.end - gpa;
       this.#rgnStart = region.gpa;
       this.#rgnEnd = region.end;
-      if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
+      if (
+        segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== RULE_OK
+      ) {
         this.#tooManySegments(chain, idx);
       }
       if (w) chain.addWritable(gpa, n);
@@ -658,19 +655,15 @@ export class SplitDeviceQueue implements DeviceQueue {
   }
 
   #tooManySegments(chain: Chain, idx: number): never {
-    this.#fail(
-      "CHAIN_TOO_MANY_SEGMENTS",
-      `chain from head ${chain.id} has more than ${this.#maxSegments} segments`,
-      idx,
-    );
+    const code = "CHAIN_TOO_MANY_SEGMENTS";
+    const detail = ruleDetail(code, "descriptor", idx, 0, this.#maxSegments);
+    this.#fail(code, `chain from head ${chain.id}: ${detail}`, idx);
   }
 
   /** Cold path of {@link #addBuffer} for bus addresses at or above 2^52 (exact u64 arithmetic). */
   #addBufferWide(chain: Chain, idx: number, lo: number, hi: number, len: number, w: boolean): void {
     // §2.7.5: [addr, addr + len) must not wrap the 64-bit space (#15).
-    if (hi === 0xffff_ffff && lo + len > TWO_POW_32) {
-      this.#fail("DESC_ADDR_WRAP", `descriptor ${idx}: addr + len ${len} wraps 2^64`, idx);
-    }
+    if (addressWrapRule(lo, hi, len) !== RULE_OK) this.#addrWrap(idx, len);
     const access = w ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
     const memory = this.memory;
     const tr = this.#tr;
@@ -688,7 +681,9 @@ export class SplitDeviceQueue implements DeviceQueue {
       if (region === undefined || !(n > 0)) this.#bufferFault(idx, gpa, left, null);
       if (n > left) n = left; // as in #translateBuffer
       if (gpa + n > region.end) n = region.end - gpa;
-      if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
+      if (
+        segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== RULE_OK
+      ) {
         this.#tooManySegments(chain, idx);
       }
       if (w) chain.addWritable(gpa, n);
