@@ -19,3 +19,4 @@ export * from "./pair.ts";
 export * from "./packed/layout.ts";
 export * from "./packed/driver.ts";
 export * from "./packed/device.ts";
+export * from "./rules.ts";

@@ -31,7 +31,7 @@ import {
   VIRTQ_DESC_F_USED,
   VIRTQ_DESC_F_WRITE,
 } from "../constants.ts";
-import { VirtqError, type VirtqErrorCode } from "../errors.ts";
+import { VirtqError, type VirtqErrorCode, virtqErrorCodes } from "../errors.ts";
 import {
   addressWrapRule,
   chainBytesRule,
@@ -320,12 +320,8 @@ export class PackedDeviceQueue implements DeviceQueue {
    * inconsistent or of another lap count as not available, HOSTILE_INPUTS #31), or the queue is
    * broken or not active. The chain's `id` is the Buffer ID of the list's last descriptor
    * (§2.8.6), echoed without checks (#33); `ringDescriptors` is the list length.
-   * @throws VirtqError on a hostile driver (the queue becomes broken): `DESC_CHAIN_LOOP`,
-   * `PACKED_CHAIN_UNAVAILABLE`, `PACKED_INDIRECT_IN_LIST`, `HEAD_IN_USE`, `CHAIN_TOO_MANY_BYTES`,
-   * `CHAIN_TOO_MANY_SEGMENTS`, `DESC_ADDR_WRAP`, `DESC_BUFFER_FAULT`, `DESC_ZERO_LENGTH`,
-   * `DESC_READABLE_AFTER_WRITABLE`, `DESC_UNKNOWN_FLAGS`, `INDIRECT_NOT_NEGOTIATED`,
-   * `INDIRECT_LEN_ZERO`, `INDIRECT_LEN_MISALIGNED`, `INDIRECT_TABLE_TOO_LONG`, `INDIRECT_NESTED`,
-   * `INDIRECT_WITH_NEXT`, `INDIRECT_TABLE_FAULT`.
+   * @throws VirtqError on a hostile driver (the queue becomes broken): a code of
+   * {@link PACKED_DEVICE_ERROR_CODES} (derived from the catalogue; rules in `src/virtio/rules.ts`).
    * @throws VirtqError `QUEUE_NOT_READY` (api side, breaks nothing, reads no memory) after
    * {@link PackedDeviceQueue.reset} until {@link PackedDeviceQueue.activate} (§2.1.2, §4.1.4.3.2).
    */
@@ -852,27 +848,11 @@ export class PackedDeviceQueue implements DeviceQueue {
   }
 }
 
-/** Codes the packed device raises for a hostile driver (for tests and fuzz oracles). */
-export const PACKED_DEVICE_ERROR_CODES: readonly VirtqErrorCode[] = [
-  "QUEUE_SIZE_INVALID",
-  "RING_MISALIGNED",
-  "RING_UNMAPPED",
-  "DESC_CHAIN_LOOP",
-  "PACKED_CHAIN_UNAVAILABLE",
-  "PACKED_INDIRECT_IN_LIST",
-  "HEAD_IN_USE",
-  "CHAIN_TOO_MANY_BYTES",
-  "CHAIN_TOO_MANY_SEGMENTS",
-  "DESC_ADDR_WRAP",
-  "DESC_BUFFER_FAULT",
-  "DESC_ZERO_LENGTH",
-  "DESC_READABLE_AFTER_WRITABLE",
-  "DESC_UNKNOWN_FLAGS",
-  "INDIRECT_NOT_NEGOTIATED",
-  "INDIRECT_LEN_ZERO",
-  "INDIRECT_LEN_MISALIGNED",
-  "INDIRECT_TABLE_TOO_LONG",
-  "INDIRECT_NESTED",
-  "INDIRECT_WITH_NEXT",
-  "INDIRECT_TABLE_FAULT",
-];
+/**
+ * Codes the packed device raises for a hostile driver (for tests and fuzz oracles), derived from
+ * the catalogue's `layouts` and `side` (see {@link virtqErrorCodes}).
+ */
+export const PACKED_DEVICE_ERROR_CODES: readonly VirtqErrorCode[] = virtqErrorCodes(
+  "packed",
+  "device",
+);

@@ -24,7 +24,7 @@ import {
   VIRTQ_USED_F_NO_NOTIFY,
   vringNeedEvent,
 } from "../constants.ts";
-import { VirtqError, type VirtqErrorCode } from "../errors.ts";
+import { VirtqError, type VirtqErrorCode, virtqErrorCodes } from "../errors.ts";
 import {
   addressWrapRule,
   chainBytesRule,
@@ -128,12 +128,9 @@ function mapRingArea(
  * Construction is queue activation: it validates the Queue Size and each area's alignment and
  * translates every area through the device's {@link DmaAddressSpace}.
  *
- * Errors from `pop` (all {@link VirtqError}, device side): `AVAIL_IDX_JUMP`,
- * `AVAIL_HEAD_OUT_OF_RANGE`, `HEAD_IN_USE`, `DESC_NEXT_OUT_OF_RANGE`, `DESC_CHAIN_LOOP`,
- * `CHAIN_TOO_MANY_BYTES`, `DESC_ADDR_WRAP`, `DESC_BUFFER_FAULT`, `DESC_ZERO_LENGTH`,
- * `DESC_READABLE_AFTER_WRITABLE`, `DESC_UNKNOWN_FLAGS`, `CHAIN_TOO_MANY_SEGMENTS`,
- * `IN_ORDER_VIOLATION`, `INDIRECT_NOT_NEGOTIATED`, `INDIRECT_LEN_MISALIGNED`, `INDIRECT_LEN_ZERO`,
- * `INDIRECT_TABLE_TOO_LONG`, `INDIRECT_NESTED`, `INDIRECT_WITH_NEXT`, `INDIRECT_TABLE_FAULT`.
+ * Errors from `pop`: {@link VirtqError} with a device-side code of {@link SPLIT_DEVICE_ERROR_CODES}
+ * (derived from the catalogue, `src/virtio/errors.ts`); the rules behind them live in
+ * `src/virtio/rules.ts`.
  * After one, the queue is {@link SplitDeviceQueue.broken} and `pop` returns `null` without
  * touching memory until {@link SplitDeviceQueue.reset}; chains popped earlier can still be pushed.
  *
@@ -833,3 +830,12 @@ export class SplitDeviceQueue implements DeviceQueue {
     }
   }
 }
+
+/**
+ * Codes the split device raises for a hostile driver (for tests and fuzz oracles), derived from
+ * the catalogue's `layouts` and `side` (see {@link virtqErrorCodes}).
+ */
+export const SPLIT_DEVICE_ERROR_CODES: readonly VirtqErrorCode[] = virtqErrorCodes(
+  "split",
+  "device",
+);
