@@ -16,37 +16,17 @@
  */
 
 import type { GuestMemory } from "../../memory/guest_memory.ts";
-import { type U64, u64Add, u64FromParts, u64Lo } from "../../memory/u64.ts";
+import { type U64, u64Add, u64Lo } from "../../memory/u64.ts";
 import { DMA_ACCESS_READ, DMA_ACCESS_WRITE } from "../../dma/errors.ts";
 import { type DmaAddressSpace, DmaTranslation, translateContiguous } from "../../dma/types.ts";
-import { IdentityAddressSpace } from "../../dma/identity.ts";
 import { Chain } from "../chain.ts";
 import {
   RING_EVENT_FLAGS_DESC,
   RING_EVENT_FLAGS_DISABLE,
   RING_EVENT_FLAGS_ENABLE,
-  VIRTQ_DESC_F_AVAIL,
-  VIRTQ_DESC_F_INDIRECT,
-  VIRTQ_DESC_F_NEXT,
-  VIRTQ_DESC_F_USED,
   VIRTQ_DESC_F_WRITE,
 } from "../constants.ts";
 import { VirtqError, type VirtqErrorCode, virtqErrorCodes } from "../errors.ts";
-import {
-  addressWrapRule,
-  chainBytesRule,
-  chainLengthRule,
-  framingRule,
-  indirectDescriptorRule,
-  indirectEntryRule,
-  indirectInListRule,
-  RULE_OK,
-  ruleDetail,
-  type RuleSite,
-  segmentLimitRule,
-  unknownFlagsRule,
-  zeroLengthRule,
-} from "../rules.ts";
 import {
   hasFeature,
   VIRTIO_F_EVENT_IDX,
@@ -71,11 +51,7 @@ import {
   packedEventOffWrap,
   packedNeedEvent,
 } from "./layout.ts";
-
-/** Flag bits a packed descriptor may carry (spec §2.8.1, §2.8.13); others are undefined. */
-const KNOWN_FLAGS = VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_INDIRECT |
-  VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED;
-const TWO_POW_32 = 0x1_0000_0000;
+import { PackedChainWalk } from "./walk.ts";
 
 const CHAIN_FREE = 0;
 const CHAIN_IN_FLIGHT = 1;
@@ -122,17 +98,10 @@ export class PackedDeviceQueue implements DeviceQueue {
   readonly #memory: GuestMemory;
   readonly #dma: DmaAddressSpace;
   readonly #tr = new DmaTranslation();
-  readonly #indirectOk: boolean;
   readonly #eventIdx: boolean;
   readonly #inOrder: boolean;
-  readonly #zeroAllow: boolean;
-  readonly #ignoreNext: boolean;
-  readonly #rejectUnknown: boolean;
-  readonly #maxSegments: number;
-  /** Identity DMA: bus = GPA, so a buffer inside the last region used needs no translate call. */
-  readonly #identity: boolean;
-  #rgnStart = 0;
-  #rgnEnd = 0;
+  /** The chain walk (direct and indirect), apart from the ring state kept here. */
+  readonly #walker: PackedChainWalk;
 
   #d32: Uint32Array = new Uint32Array(0);
   #d16: Uint16Array = new Uint16Array(0);
@@ -148,7 +117,6 @@ export class PackedDeviceQueue implements DeviceQueue {
   /** Ring slots popped and not yet published as used. */
   #outstandingSlots = 0;
   #inFlight = 0;
-  #chainBytes = 0;
   #notifyMode = MODE_ENABLED;
 
   readonly #pool: PackedChain[] = [];
@@ -184,15 +152,17 @@ export class PackedDeviceQueue implements DeviceQueue {
     this.addresses = options.addresses;
     this.#memory = options.memory;
     this.#dma = options.dma;
-    this.#indirectOk = hasFeature(options.features, VIRTIO_F_INDIRECT_DESC);
     this.#eventIdx = hasFeature(options.features, VIRTIO_F_EVENT_IDX);
     this.#inOrder = hasFeature(options.features, VIRTIO_F_IN_ORDER);
     const policy: ChainPolicy = { ...DEFAULT_CHAIN_POLICY, ...options.policy };
-    this.#zeroAllow = policy.zeroLength === "allow";
-    this.#ignoreNext = policy.indirectWithNext === "ignore-next";
-    this.#rejectUnknown = policy.unknownFlags === "reject";
-    this.#maxSegments = policy.maxSegments;
-    this.#identity = Object.getPrototypeOf(options.dma) === IdentityAddressSpace.prototype;
+    this.#walker = new PackedChainWalk(
+      this.size,
+      options.memory,
+      options.dma,
+      this.#tr,
+      policy,
+      hasFeature(options.features, VIRTIO_F_INDIRECT_DESC),
+    );
     const n = isValidPackedQueueSize(this.size) ? this.size : 1;
     this.#freeChains = new Int32Array(n);
     this.#pendSlot = new Uint16Array(n);
@@ -263,6 +233,8 @@ export class PackedDeviceQueue implements DeviceQueue {
       );
       this.#d32 = this.#view32(descGpa, descBytes);
       this.#d16 = new Uint16Array(this.#d32.buffer, this.#d32.byteOffset, descBytes / 2);
+      this.#walker.d32 = this.#d32;
+      this.#walker.d16 = this.#d16;
       this.#drvEv = this.#view16(drvGpa);
       this.#devEv = this.#view16(devGpa);
       this.#ready = true;
@@ -335,14 +307,21 @@ export class PackedDeviceQueue implements DeviceQueue {
       ((flags >>> 7) & 1) === ((flags >>> 15) & 1) || ((flags >>> 7) & 1) !== this.#availWrap
     ) return null;
     const chain = this.#takeChain();
+    const walk = this.#walker;
     try {
-      this.#parse(chain, slot, flags);
+      // Walk and translate the list (packed/walk.ts); a violation breaks the queue.
+      const count = walk.walk(chain, slot, flags, this.#availWrap);
+      // §2.8.21: at most Queue Size descriptors are owned by the device at once (#10).
+      if (this.#outstandingSlots + count > this.size) this.#headInUse(slot, count);
+      this.#outstandingSlots += count;
     } catch (e) {
-      // The queue is broken already (#fail); the chain goes back to the pool.
+      if (e instanceof VirtqError) this.#broken = e;
       chain.state = CHAIN_FREE;
       this.#freeChains[this.#freeCount++] = chain.poolIndex;
       throw e;
     }
+    this.#nextAvail = walk.nextSlot;
+    this.#availWrap = walk.nextWrap;
     chain.state = CHAIN_IN_FLIGHT;
     this.#inFlight++;
     if (this.#inOrder) {
@@ -367,115 +346,6 @@ export class PackedDeviceQueue implements DeviceQueue {
     throw e;
   }
 
-  #takeChain(): PackedChain {
-    if (this.#freeCount > 0) return this.#pool[this.#freeChains[--this.#freeCount]];
-    const c = new PackedChain(this.#memory);
-    c.owner = this;
-    c.poolIndex = this.#pool.length;
-    this.#pool.push(c);
-    return c;
-  }
-
-  #parse(chain: PackedChain, headSlot: number, headFlags: number): void {
-    const size = this.size;
-    const d16 = this.#d16;
-    const d32 = this.#d32;
-    let pos = headSlot;
-    let wrap = this.#availWrap;
-    let flags = headFlags;
-    let count = 0;
-    let id = 0;
-    let seenWritable = false;
-    chain.reset(0, headSlot);
-    this.#chainBytes = 0;
-    for (;;) {
-      count++;
-      // §2.8.6 / §2.8.7.1: a list is at most Queue Size descriptors (no loops; #13).
-      if (chainLengthRule(count, size) !== RULE_OK) this.#loop(headSlot, size);
-      if (count > 1) {
-        flags = d16[pos * 8 + 7];
-        // §2.8.6: the driver makes the whole list available before the head.
-        if (((flags >>> 7) & 1) === ((flags >>> 15) & 1) || ((flags >>> 7) & 1) !== wrap) {
-          this.#unavailable(headSlot, pos, flags);
-        }
-      }
-      const b = pos * 4;
-      const lo = d32[b];
-      const hi = d32[b + 1];
-      const len = d32[b + 2];
-      id = d16[pos * 8 + 6];
-      if (unknownFlagsRule(flags, KNOWN_FLAGS, this.#rejectUnknown) !== RULE_OK) {
-        this.#unknownFlags("slot", pos, flags);
-      }
-      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
-        // §2.8.7.1: INDIRECT is never part of a NEXT-linked list.
-        const inList = indirectInListRule(count);
-        if (inList !== RULE_OK) this.#fail(inList, ruleDetail(inList, "slot", pos, count), pos);
-        // §2.8.7: WRITE on the indirect descriptor itself is reserved and ignored (#29).
-        const ki = chain.descCount;
-        if (ki === chain.descLen.length) chain.addDescriptor(lo, hi, len, flags, false);
-        else {
-          chain.descAddrLo[ki] = lo;
-          chain.descAddrHi[ki] = hi;
-          chain.descLen[ki] = len;
-          chain.descFlags[ki] = flags;
-          chain.descInIndirect[ki] = 0;
-          chain.descCount = ki + 1;
-        }
-        chain.indirect = true;
-        this.#parseIndirect(chain, ki, pos);
-        break;
-      }
-      // Recorded inline, then read back by index: a u32 at or above 2^31 passed to a call that
-      // is not inlined would be boxed (an allocation per descriptor).
-      const k = chain.descCount;
-      if (k === chain.descLen.length) chain.addDescriptor(lo, hi, len, flags, false);
-      else {
-        chain.descAddrLo[k] = lo;
-        chain.descAddrHi[k] = hi;
-        chain.descLen[k] = len;
-        chain.descFlags[k] = flags;
-        chain.descInIndirect[k] = 0;
-        chain.descCount = k + 1;
-      }
-      const write = (flags & VIRTQ_DESC_F_WRITE) !== 0;
-      // §2.8.4 Message Framing: device-writable descriptors after device-readable ones.
-      if (framingRule(write, seenWritable) !== RULE_OK) this.#readableAfterWritable("slot", pos);
-      if (write) seenWritable = true;
-      if (this.#checkBuffer(chain, k, "slot", pos)) this.#translate(chain, k, write, pos);
-      if ((flags & VIRTQ_DESC_F_NEXT) === 0) break;
-      // §2.8.6: a list may wrap the ring end; the wrap counter flips there (#32).
-      if (++pos === size) {
-        pos = 0;
-        wrap ^= 1;
-      }
-    }
-    // §2.8.21: at most Queue Size descriptors are owned by the device at once (#10).
-    if (this.#outstandingSlots + count > size) this.#headInUse(headSlot, count);
-    chain.id = id;
-    chain.ringDescriptors = count;
-    this.#outstandingSlots += count;
-    if (++pos === size) {
-      pos = 0;
-      wrap ^= 1;
-    }
-    this.#nextAvail = pos;
-    this.#availWrap = wrap;
-  }
-
-  #loop(headSlot: number, size: number): never {
-    const code = "DESC_CHAIN_LOOP";
-    this.#fail(code, `list at ${ruleDetail(code, "slot", headSlot, 0, size)}`, headSlot);
-  }
-  #unavailable(headSlot: number, pos: number, flags: number): never {
-    this.#fail(
-      "PACKED_CHAIN_UNAVAILABLE",
-      `list at slot ${headSlot} continues into slot ${pos}, not available (flags 0x${
-        flags.toString(16)
-      })`,
-      pos,
-    );
-  }
   #headInUse(headSlot: number, count: number): never {
     this.#fail(
       "HEAD_IN_USE",
@@ -483,205 +353,14 @@ export class PackedDeviceQueue implements DeviceQueue {
       headSlot,
     );
   }
-  #unknownFlags(site: RuleSite, index: number, flags: number): never {
-    this.#fail("DESC_UNKNOWN_FLAGS", ruleDetail("DESC_UNKNOWN_FLAGS", site, index, flags), index);
-  }
-  #readableAfterWritable(site: RuleSite, index: number): never {
-    const code = "DESC_READABLE_AFTER_WRITABLE";
-    this.#fail(code, ruleDetail(code, site, index), index);
-  }
 
-  #parseIndirect(chain: PackedChain, rec: number, slot: number): void {
-    const lo = chain.descAddrLo[rec];
-    const hi = chain.descAddrHi[rec];
-    const len = chain.descLen[rec];
-    const flags = chain.descFlags[rec];
-    // §2.8.7 / §2.8.7.1 (#22 to #25; policy "ignore-next" ends the list with the table).
-    const v = indirectDescriptorRule(flags, len, this.#indirectOk, !this.#ignoreNext, this.size);
-    if (v !== RULE_OK) this.#fail(v, ruleDetail(v, "slot", slot, len, this.size), slot);
-    const n = len / 16;
-    if (addressWrapRule(lo, hi, len) !== RULE_OK) {
-      this.#fail("DESC_ADDR_WRAP", ruleDetail("DESC_ADDR_WRAP", "slot", slot, len), slot);
-    }
-    const bus = hi <= 0x1f_ffff ? hi * TWO_POW_32 + lo : u64FromParts(lo, hi);
-    const mem = this.#memory;
-    let gpa: number;
-    let region;
-    try {
-      gpa = translateContiguous(this.#dma, bus, len, DMA_ACCESS_READ, this.#tr);
-      region = mem.resolve(gpa, len);
-    } catch (cause) {
-      this.#fail(
-        "INDIRECT_TABLE_FAULT",
-        `indirect table of slot ${slot} (${len} bytes) is not reachable`,
-        slot,
-        cause,
-      );
-    }
-    if (mem.observer !== null) mem.observer.onRead(gpa, len);
-    const dv = region.view;
-    let o = gpa - region.gpa;
-    let seenWritable = false;
-    for (let i = 0; i < n; i++, o += 16) {
-      const alo = dv.getUint32(o, true);
-      const ahi = dv.getUint32(o + 4, true);
-      const l = dv.getUint32(o + 8, true);
-      const f = dv.getUint16(o + 14, true);
-      if (unknownFlagsRule(f, KNOWN_FLAGS, this.#rejectUnknown) !== RULE_OK) {
-        this.#unknownFlags("indirect entry", i, f);
-      }
-      // §2.8.7.1: no INDIRECT inside a table (#26). Other flags but WRITE (NEXT, AVAIL, USED)
-      // and the Buffer ID are reserved in a table and ignored (§2.8.7, #34).
-      const nested = indirectEntryRule(f);
-      if (nested !== RULE_OK) {
-        this.#fail(nested, `${ruleDetail(nested, "indirect entry", i)} (slot ${slot})`, i);
-      }
-      const k = chain.descCount;
-      if (k === chain.descLen.length) chain.addDescriptor(alo, ahi, l, f, true);
-      else {
-        chain.descAddrLo[k] = alo;
-        chain.descAddrHi[k] = ahi;
-        chain.descLen[k] = l;
-        chain.descFlags[k] = f;
-        chain.descInIndirect[k] = 1;
-        chain.descCount = k + 1;
-      }
-      const write = (f & VIRTQ_DESC_F_WRITE) !== 0;
-      if (framingRule(write, seenWritable) !== RULE_OK) {
-        this.#readableAfterWritable("indirect entry", i);
-      }
-      if (write) seenWritable = true;
-      if (this.#checkBuffer(chain, k, "indirect entry", i)) this.#translate(chain, k, write, i);
-    }
-  }
-
-  /**
-   * Checks one buffer descriptor before translation: length policy, chain total, 64-bit wrap.
-   * @returns false for an allowed zero-length descriptor (nothing to translate).
-   */
-  #checkBuffer(chain: PackedChain, rec: number, site: RuleSite, index: number): boolean {
-    const len = chain.descLen[rec];
-    if (len === 0) {
-      if (zeroLengthRule(len, !this.#zeroAllow) === RULE_OK) return false;
-      this.#fail("DESC_ZERO_LENGTH", ruleDetail("DESC_ZERO_LENGTH", site, index), index);
-    }
-    // §2.8.6 (as §2.7.5.2): a list is at most 2^32 - 1 bytes in total (#14).
-    const total = this.#chainBytes + len;
-    if (chainBytesRule(total) !== RULE_OK) {
-      const code = "CHAIN_TOO_MANY_BYTES";
-      this.#fail(code, ruleDetail(code, site, index, total), index);
-    }
-    this.#chainBytes = total;
-    // A buffer [addr, addr + len) cannot wrap the 64-bit address space (#15).
-    if (addressWrapRule(chain.descAddrLo[rec], chain.descAddrHi[rec], len) !== RULE_OK) {
-      this.#fail("DESC_ADDR_WRAP", ruleDetail("DESC_ADDR_WRAP", site, index, len), index);
-    }
-    return true;
-  }
-
-  #translate(chain: PackedChain, rec: number, write: boolean, index: number): void {
-    const lo = chain.descAddrLo[rec];
-    const hi = chain.descAddrHi[rec];
-    const len = chain.descLen[rec];
-    // Fast path: identity DMA and the whole buffer inside the region used last (no calls).
-    if (this.#identity && hi < 0x10_0000) {
-      const g = hi * TWO_POW_32 + lo;
-      if (g >= this.#rgnStart && g + len <= this.#rgnEnd) {
-        if (
-          segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !==
-            RULE_OK
-        ) this.#tooManySegments(index);
-        if (write) chain.addWritable(g, len);
-        else chain.addReadable(g, len);
-        return;
-      }
-    }
-    if (hi > 0x1f_ff00) {
-      this.#translateWide(chain, lo, hi, len, write, index);
-      return;
-    }
-    // Number path: the whole buffer is below 2^53, so the arithmetic is exact and `bus` stays
-    // an unboxed double (a number|bigint variable would be boxed: an allocation per buffer).
-    let bus = hi * TWO_POW_32 + lo;
-    const access = write ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
-    const tr = this.#tr;
-    let remaining = len;
-    try {
-      // A buffer may span several translations (IOMMU pages, windows; HOSTILE_INPUTS #46) and
-      // adjacent guest memory regions: one segment per contiguous piece.
-      while (remaining > 0) {
-        this.#dma.translate(bus, remaining, access, tr);
-        const n = this.#addPiece(chain, tr, remaining, write, index);
-        remaining -= n;
-        bus += n;
-      }
-    } catch (cause) {
-      this.#bufferFault(cause, index);
-    }
-  }
-
-  /** Cold path of {@link #translate} for bus addresses near or above 2^53 (exact u64 arithmetic). */
-  #translateWide(
-    chain: PackedChain,
-    lo: number,
-    hi: number,
-    len: number,
-    write: boolean,
-    index: number,
-  ): void {
-    let bus: U64 = u64FromParts(lo, hi);
-    const access = write ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
-    let remaining = len;
-    try {
-      while (remaining > 0) {
-        this.#dma.translate(bus, remaining, access, this.#tr);
-        const n = this.#addPiece(chain, this.#tr, remaining, write, index);
-        remaining -= n;
-        if (remaining > 0) bus = u64Add(bus, n) as U64;
-      }
-    } catch (cause) {
-      this.#bufferFault(cause, index);
-    }
-  }
-
-  /** Adds one translated piece as a segment (clipped to its region); returns its length. */
-  #addPiece(
-    chain: PackedChain,
-    tr: DmaTranslation,
-    remaining: number,
-    write: boolean,
-    index: number,
-  ): number {
-    const gpa = tr.gpa;
-    let n = tr.length;
-    const region = this.#memory.regionAt(gpa);
-    if (region === undefined || !(n >= 1 && n <= remaining)) {
-      this.#fail(
-        "DESC_BUFFER_FAULT",
-        `descriptor ${index}: GPA ${gpa} (${n} bytes) is not backed by guest memory`,
-        index,
-      );
-    }
-    if (gpa + n > region.end) n = region.end - gpa;
-    this.#rgnStart = region.gpa;
-    this.#rgnEnd = region.end;
-    if (
-      segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== RULE_OK
-    ) this.#tooManySegments(index);
-    if (write) chain.addWritable(gpa, n);
-    else chain.addReadable(gpa, n);
-    return n;
-  }
-
-  #tooManySegments(index: number): never {
-    const code = "CHAIN_TOO_MANY_SEGMENTS";
-    this.#fail(code, ruleDetail(code, "descriptor", index, 0, this.#maxSegments), index);
-  }
-
-  /** A translation fault (or a catalogued error already raised by {@link #fail}). */
-  #bufferFault(cause: unknown, index: number): never {
-    if (cause instanceof VirtqError) throw cause;
-    this.#fail("DESC_BUFFER_FAULT", `descriptor ${index}: ${String(cause)}`, index, cause);
+  #takeChain(): PackedChain {
+    if (this.#freeCount > 0) return this.#pool[this.#freeChains[--this.#freeCount]];
+    const c = new PackedChain(this.#memory);
+    c.owner = this;
+    c.poolIndex = this.#pool.length;
+    this.#pool.push(c);
+    return c;
   }
 
   /**
