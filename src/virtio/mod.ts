@@ -20,3 +20,4 @@ export * from "./packed/layout.ts";
 export * from "./packed/driver.ts";
 export * from "./packed/device.ts";
 export * from "./rules.ts";
+export * from "./ring_builder.ts";
