@@ -96,6 +96,7 @@ export class SplitRingBuilder {
   readonly areas: SplitRingAreas;
 
   /**
+   * Creates a builder over rings the caller placed in `memory`; writes nothing yet.
    * @param memory guest memory holding the rings.
    * @param size Queue Size.
    * @param areas GPAs of the descriptor table, available ring and used ring.
@@ -201,6 +202,7 @@ export class PackedRingBuilder {
   readonly size: number;
 
   /**
+   * Creates a builder over a ring the caller placed in `memory`; writes nothing yet.
    * @param memory guest memory holding the ring.
    * @param gpa GPA of descriptor 0.
    * @param size Queue Size.
