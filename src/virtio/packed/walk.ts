@@ -130,7 +130,7 @@ export class PackedChainWalk {
     for (;;) {
       count++;
       // §2.8.6 / §2.8.7.1: a list is at most Queue Size descriptors (no loops; #13).
-      if (chainLengthRule(count, size) !== RULE_OK) this.#loop(headSlot, size);
+      if (chainLengthRule(count, size) !== null) this.#loop(headSlot, size);
       if (count > 1) {
         flags = d16[pos * 8 + 7];
         // §2.8.6: the driver makes the whole list available before the head.
@@ -143,13 +143,13 @@ export class PackedChainWalk {
       const hi = d32[b + 1];
       const len = d32[b + 2];
       id = d16[pos * 8 + 6];
-      if (unknownFlagsRule(flags, KNOWN_FLAGS, this.#rejectUnknown) !== RULE_OK) {
+      if (unknownFlagsRule(flags, KNOWN_FLAGS, this.#rejectUnknown) !== null) {
         this.#unknownFlags("slot", pos, flags);
       }
       if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
         // §2.8.7.1: INDIRECT is never part of a NEXT-linked list.
         const inList = indirectInListRule(count);
-        if (inList !== RULE_OK) this.#fail(inList, ruleDetail(inList, "slot", pos, count), pos);
+        if (inList !== null) this.#fail(inList, ruleDetail(inList, "slot", pos, count), pos);
         // §2.8.7: WRITE on the indirect descriptor itself is reserved and ignored (#29).
         const ki = chain.descCount;
         if (ki === chain.descLen.length) chain.addDescriptor(lo, hi, len, flags, false);
@@ -179,9 +179,20 @@ export class PackedChainWalk {
       }
       const write = (flags & VIRTQ_DESC_F_WRITE) !== 0;
       // §2.8.4 Message Framing: device-writable descriptors after device-readable ones.
-      if (framingRule(write, seenWritable) !== RULE_OK) this.#readableAfterWritable("slot", pos);
+      if (framingRule(write, seenWritable) !== null) this.#readableAfterWritable("slot", pos);
       if (write) seenWritable = true;
-      if (this.#checkBuffer(chain, k, "slot", pos)) this.#translate(chain, k, write, pos);
+      if (this.#checkBuffer(chain, k, "slot", pos)) {
+        // Identity DMA, buffer inside the last region used, under the segment limit: inline (as
+        // the split walk), so the hot loop needs no #translate call.
+        const g = hi * TWO_POW_32 + lo;
+        if (
+          this.#identity && hi < 0x10_0000 && g >= this.#rgnStart && g + len <= this.#rgnEnd &&
+          chain.readableCount + chain.writableCount < this.#maxSegments
+        ) {
+          if (write) chain.addWritable(g, len);
+          else chain.addReadable(g, len);
+        } else this.#translate(chain, k, write, pos);
+      }
       if ((flags & VIRTQ_DESC_F_NEXT) === 0) break;
       // §2.8.6: a list may wrap the ring end; the wrap counter flips there (#32).
       if (++pos === size) {
@@ -228,9 +239,9 @@ export class PackedChainWalk {
     const flags = chain.descFlags[rec];
     // §2.8.7 / §2.8.7.1 (#22 to #25; policy "ignore-next" ends the list with the table).
     const v = indirectDescriptorRule(flags, len, this.#indirectOk, !this.#ignoreNext, this.size);
-    if (v !== RULE_OK) this.#fail(v, ruleDetail(v, "slot", slot, len, this.size), slot);
+    if (v !== null) this.#fail(v, ruleDetail(v, "slot", slot, len, this.size), slot);
     const n = len / 16;
-    if (addressWrapRule(lo, hi, len) !== RULE_OK) {
+    if (addressWrapRule(lo, hi, len) !== null) {
       this.#fail("DESC_ADDR_WRAP", ruleDetail("DESC_ADDR_WRAP", "slot", slot, len), slot);
     }
     const bus = hi <= 0x1f_ffff ? hi * TWO_POW_32 + lo : u64FromParts(lo, hi);
@@ -257,13 +268,13 @@ export class PackedChainWalk {
       const ahi = dv.getUint32(o + 4, true);
       const l = dv.getUint32(o + 8, true);
       const f = dv.getUint16(o + 14, true);
-      if (unknownFlagsRule(f, KNOWN_FLAGS, this.#rejectUnknown) !== RULE_OK) {
+      if (unknownFlagsRule(f, KNOWN_FLAGS, this.#rejectUnknown) !== null) {
         this.#unknownFlags("indirect entry", i, f);
       }
       // §2.8.7.1: no INDIRECT inside a table (#26). Other flags but WRITE (NEXT, AVAIL, USED)
       // and the Buffer ID are reserved in a table and ignored (§2.8.7, #34).
       const nested = indirectEntryRule(f);
-      if (nested !== RULE_OK) {
+      if (nested !== null) {
         this.#fail(nested, `${ruleDetail(nested, "indirect entry", i)} (slot ${slot})`, i);
       }
       const k = chain.descCount;
@@ -277,7 +288,7 @@ export class PackedChainWalk {
         chain.descCount = k + 1;
       }
       const write = (f & VIRTQ_DESC_F_WRITE) !== 0;
-      if (framingRule(write, seenWritable) !== RULE_OK) {
+      if (framingRule(write, seenWritable) !== null) {
         this.#readableAfterWritable("indirect entry", i);
       }
       if (write) seenWritable = true;
@@ -292,18 +303,18 @@ export class PackedChainWalk {
   #checkBuffer(chain: Chain, rec: number, site: RuleSite, index: number): boolean {
     const len = chain.descLen[rec];
     if (len === 0) {
-      if (zeroLengthRule(len, !this.#zeroAllow) === RULE_OK) return false;
+      if (zeroLengthRule(len, !this.#zeroAllow) === null) return false;
       this.#fail("DESC_ZERO_LENGTH", ruleDetail("DESC_ZERO_LENGTH", site, index), index);
     }
     // §2.8.6 (as §2.7.5.2): a list is at most 2^32 - 1 bytes in total (#14).
     const total = this.#chainBytes + len;
-    if (chainBytesRule(total) !== RULE_OK) {
+    if (chainBytesRule(total) !== null) {
       const code = "CHAIN_TOO_MANY_BYTES";
       this.#fail(code, ruleDetail(code, site, index, total), index);
     }
     this.#chainBytes = total;
     // A buffer [addr, addr + len) cannot wrap the 64-bit address space (#15).
-    if (addressWrapRule(chain.descAddrLo[rec], chain.descAddrHi[rec], len) !== RULE_OK) {
+    if (addressWrapRule(chain.descAddrLo[rec], chain.descAddrHi[rec], len) !== null) {
       this.#fail("DESC_ADDR_WRAP", ruleDetail("DESC_ADDR_WRAP", site, index, len), index);
     }
     return true;
@@ -396,7 +407,7 @@ export class PackedChainWalk {
     this.#rgnStart = region.gpa;
     this.#rgnEnd = region.end;
     if (
-      segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== RULE_OK
+      segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== null
     ) this.#tooManySegments(index);
     if (write) chain.addWritable(gpa, n);
     else chain.addReadable(gpa, n);

@@ -117,7 +117,7 @@ export class SplitChainWalk {
     let total = 0;
     for (;;) {
       // §2.7.5.2 loops are forbidden; a chain has at most Queue Size descriptors (#13).
-      if (chainLengthRule(++count, size) !== RULE_OK) this.#loop(head, idx, size, false);
+      if (chainLengthRule(++count, size) !== null) this.#loop(head, idx, size, false);
       const w4 = idx << 2;
       const lo = d32[w4];
       const hi = d32[w4 + 1];
@@ -126,7 +126,7 @@ export class SplitChainWalk {
       const flags = fn & 0xffff;
       chain.addDescriptor(lo, hi, len, flags, false);
       if ((flags & ~(VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE)) !== 0) {
-        if (unknownFlagsRule(flags, KNOWN_DESC_FLAGS, this.#rejectFlags) !== RULE_OK) {
+        if (unknownFlagsRule(flags, KNOWN_DESC_FLAGS, this.#rejectFlags) !== null) {
           this.#unknownFlags(idx, flags);
         }
         if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
@@ -136,14 +136,14 @@ export class SplitChainWalk {
         }
       }
       // Policy (QEMU rejects, rust-vmm accepts): zero-length descriptors (#16).
-      if (zeroLengthRule(len, this.#rejectZero) !== RULE_OK) this.#zeroLength(idx);
+      if (zeroLengthRule(len, this.#rejectZero) !== null) this.#zeroLength(idx);
       const writable = (flags & VIRTQ_DESC_F_WRITE) !== 0;
       // §2.7.4.2 message framing (#17).
-      if (framingRule(writable, sawWritable) !== RULE_OK) this.#readableAfterWritable(idx);
+      if (framingRule(writable, sawWritable) !== null) this.#readableAfterWritable(idx);
       if (writable) sawWritable = true;
       total += len;
       // §2.7.5.2: a chain is at most 2^32 - 1 bytes (#14).
-      if (chainBytesRule(total) !== RULE_OK) this.#tooManyBytes(total, idx);
+      if (chainBytesRule(total) !== null) this.#tooManyBytes(total, idx);
       if (len !== 0) {
         // Identity DMA, buffer inside the last region used, under the segment limit: inline.
         if (
@@ -159,7 +159,7 @@ export class SplitChainWalk {
         break;
       }
       const next = fn >>> 16;
-      if (nextIndexRule(next, size) !== RULE_OK) this.#nextOutOfRange(idx, next, size);
+      if (nextIndexRule(next, size) !== null) this.#nextOutOfRange(idx, next, size);
       // §2.7.5.2 IN_ORDER: next of descriptor x is x + 1, wrapping at the end of the table.
       if (inOrder && next !== ((idx + 1) & mask)) this.#inOrderNext(idx, next);
       idx = next;
@@ -180,9 +180,9 @@ export class SplitChainWalk {
     const size = this.size;
     // §2.7.5.3 / §2.7.5.3.1 (#22 to #25; policy "ignore-next" ends the chain with the table).
     const v = indirectDescriptorRule(flags, len, this.#indirectOk, this.#rejectIndNext, size);
-    if (v !== RULE_OK) this.#fail(v, ruleDetail(v, "descriptor", idx, len, size), idx);
+    if (v !== null) this.#fail(v, ruleDetail(v, "descriptor", idx, len, size), idx);
     const entries = len >>> 4;
-    if (addressWrapRule(lo, hi, len) !== RULE_OK) this.#addrWrap(idx, len);
+    if (addressWrapRule(lo, hi, len) !== null) this.#addrWrap(idx, len);
     // The device ignores WRITE on the indirect descriptor (§2.7.5.3.2, #29).
     const bus = u64FromParts(lo, hi);
     let region: MemoryRegion;
@@ -208,7 +208,7 @@ export class SplitChainWalk {
     let i = 0;
     let count = 0;
     for (;;) {
-      if (chainLengthRule(++count, entries) !== RULE_OK) this.#loop(chain.id, i, entries, true);
+      if (chainLengthRule(++count, entries) !== null) this.#loop(chain.id, i, entries, true);
       const o = base + (i << 4);
       const tlo = table.getUint32(o, true);
       const thi = table.getUint32(o + 4, true);
@@ -216,21 +216,21 @@ export class SplitChainWalk {
       const tflags = table.getUint16(o + 12, true);
       const next = table.getUint16(o + 14, true);
       chain.addDescriptor(tlo, thi, tlen, tflags, true);
-      if (unknownFlagsRule(tflags, KNOWN_DESC_FLAGS, this.#rejectFlags) !== RULE_OK) {
+      if (unknownFlagsRule(tflags, KNOWN_DESC_FLAGS, this.#rejectFlags) !== null) {
         this.#unknownFlags(i, tflags);
       }
       // §2.7.5.3.1: no INDIRECT inside a table (#26).
       const nested = indirectEntryRule(tflags);
-      if (nested !== RULE_OK) this.#fail(nested, ruleDetail(nested, "indirect entry", i), i);
-      if (zeroLengthRule(tlen, this.#rejectZero) !== RULE_OK) this.#zeroLength(i);
+      if (nested !== null) this.#fail(nested, ruleDetail(nested, "indirect entry", i), i);
+      if (zeroLengthRule(tlen, this.#rejectZero) !== null) this.#zeroLength(i);
       const writable = (tflags & VIRTQ_DESC_F_WRITE) !== 0;
-      if (framingRule(writable, sawWritable) !== RULE_OK) this.#readableAfterWritable(i);
+      if (framingRule(writable, sawWritable) !== null) this.#readableAfterWritable(i);
       if (writable) sawWritable = true;
       total += tlen;
-      if (chainBytesRule(total) !== RULE_OK) this.#tooManyBytes(total, i);
+      if (chainBytesRule(total) !== null) this.#tooManyBytes(total, i);
       if (tlen !== 0) this.#addBuffer(chain, i, tlo, thi, tlen, writable);
       if ((tflags & VIRTQ_DESC_F_NEXT) === 0) return;
-      if (nextIndexRule(next, entries) !== RULE_OK) this.#nextOutOfRange(i, next, entries);
+      if (nextIndexRule(next, entries) !== null) this.#nextOutOfRange(i, next, entries);
       // §2.7.5.3.1 IN_ORDER: table entries are sequential.
       if (inOrder && next !== i + 1) this.#inOrderNext(i, next);
       i = next;
@@ -286,7 +286,7 @@ export class SplitChainWalk {
       const gpa = hi * TWO_POW_32 + lo;
       if (gpa >= this.#rgnStart && gpa + len <= this.#rgnEnd) {
         if (
-          segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== RULE_OK
+          segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== null
         ) {
           this.#tooManySegments(chain, idx);
         }
@@ -334,7 +334,7 @@ export class SplitChainWalk {
       this.#rgnStart = region.gpa;
       this.#rgnEnd = region.end;
       if (
-        segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== RULE_OK
+        segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== null
       ) {
         this.#tooManySegments(chain, idx);
       }
@@ -366,7 +366,7 @@ export class SplitChainWalk {
   /** Cold path of {@link #addBuffer} for bus addresses at or above 2^52 (exact u64 arithmetic). */
   #addBufferWide(chain: Chain, idx: number, lo: number, hi: number, len: number, w: boolean): void {
     // §2.7.5: [addr, addr + len) must not wrap the 64-bit space (#15).
-    if (addressWrapRule(lo, hi, len) !== RULE_OK) this.#addrWrap(idx, len);
+    if (addressWrapRule(lo, hi, len) !== null) this.#addrWrap(idx, len);
     const access = w ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
     const memory = this.memory;
     const tr = this.#tr;
@@ -385,7 +385,7 @@ export class SplitChainWalk {
       if (n > left) n = left; // as in #translateBuffer
       if (gpa + n > region.end) n = region.end - gpa;
       if (
-        segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== RULE_OK
+        segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== null
       ) {
         this.#tooManySegments(chain, idx);
       }
