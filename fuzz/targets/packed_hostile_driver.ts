@@ -28,7 +28,7 @@ import {
 import type { Chain } from "../../src/virtio/chain.ts";
 import { type RealRingInput, withRealRingSeeds } from "../real_ring_seeds.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
-import { availBits, RawPackedRing } from "./packed_raw.ts";
+import { packedAvailFlags, PackedRingBuilder } from "../../src/virtio/mod.ts";
 import { refDecode } from "./packed_reference.ts";
 
 const MEM = 0x20000;
@@ -194,7 +194,7 @@ let chainsDone = 0;
 function runOn(input: PackedHostileDriverInput): void {
   const size = input.size;
   const memory = packedHostileDriverScratch.memory;
-  const ring = new RawPackedRing(memory, RING, size);
+  const ring = new PackedRingBuilder(memory, RING, size);
   const policy: ChainPolicy = { ...DEFAULT_CHAIN_POLICY, ...input.policy };
   const features = (input.indirect ? featureMask(VIRTIO_F_INDIRECT_DESC) : 0n) |
     (input.inOrder ? featureMask(VIRTIO_F_IN_ORDER) : 0n);
@@ -210,7 +210,7 @@ function runOn(input: PackedHostileDriverInput): void {
   let pos = 0, wrap = 1;
   const preroll = input.preroll % size;
   for (let i = 0; i < preroll; i++) {
-    ring.write(pos, { addr: BigInt(BUFS), len: 16, id: i, flags: availBits(wrap) });
+    ring.write(pos, { addr: BigInt(BUFS), len: 16, id: i, flags: packedAvailFlags(wrap) });
     const c = dev.pop();
     if (c === null || c.id !== i) {
       throw new OracleFailure("preroll", `pre-roll buffer ${i} not popped`);
@@ -248,7 +248,7 @@ function runOn(input: PackedHostileDriverInput): void {
         addr: BigInt(t),
         len: 16 * descs.length,
         id: ch.id,
-        flags: 4 | availBits(w),
+        flags: 4 | packedAvailFlags(w),
       });
       if (++p === size) {
         p = 0;
@@ -263,7 +263,7 @@ function runOn(input: PackedHostileDriverInput): void {
           addr: d.addr,
           len: d.len,
           id: ch.id,
-          flags: d.f | (i < descs.length - 1 ? 1 : 0) | availBits(w),
+          flags: d.f | (i < descs.length - 1 ? 1 : 0) | packedAvailFlags(w),
         });
         if (++p === size) {
           p = 0;
@@ -352,7 +352,7 @@ function runOn(input: PackedHostileDriverInput): void {
       // A well-formed descriptor at the device's position in the current lap: fine if its slot
       // is free, HEAD_IN_USE if the device still holds every slot.
       reoffer = false;
-      ring.write(pos, { addr: BigInt(BUFS), len: 8, id: 0, flags: availBits(wrap) });
+      ring.write(pos, { addr: BigInt(BUFS), len: 8, id: 0, flags: packedAvailFlags(wrap) });
       continue;
     }
     if (chain === null) {

@@ -29,6 +29,7 @@ import { type RealRingInput, withRealRingSeeds } from "../real_ring_seeds.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 import { ScratchMemory } from "./scratch_memory.ts";
 import { type ActivationOnlyInput, withActivation } from "./activation.ts";
+import { writeSplitDescriptor } from "../../src/virtio/mod.ts";
 
 // --- Memory map ------------------------------------------------------------------------------
 const DESC = 0x0; // up to 64 descriptors (1 KiB)
@@ -117,23 +118,6 @@ function lcg(seed: number): () => number {
   };
 }
 
-function writeDesc(
-  m: GuestMemory,
-  base: number,
-  i: number,
-  addr: bigint,
-  len: number,
-  flags: number,
-  next: number,
-) {
-  const g = base + 16 * i;
-  m.writeU32(g, Number(addr & 0xffff_ffffn));
-  m.writeU32(g + 4, Number((addr >> 32n) & 0xffff_ffffn));
-  m.writeU32(g + 8, len >>> 0);
-  m.writeU16(g + 12, flags & 0xffff);
-  m.writeU16(g + 14, next & 0xffff);
-}
-
 function hexToBytes(hex: string): Uint8Array {
   const b = new Uint8Array(hex.length >> 1);
   for (let i = 0; i < b.length; i++) b[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
@@ -198,7 +182,7 @@ function build(input: HostileDriverInput): Built {
         for (let e = 0; e < entries; e++) {
           const [n, w] = segs[spec.indirectAt + e];
           const tl = e === entries - 1;
-          writeDesc(
+          writeSplitDescriptor(
             memory,
             tbase,
             e,
@@ -208,11 +192,11 @@ function build(input: HostileDriverInput): Built {
             tl ? 0 : e + 1,
           );
         }
-        writeDesc(memory, DESC, idx[k], BigInt(tbase), entries * 16, 4, 0);
+        writeSplitDescriptor(memory, DESC, idx[k], BigInt(tbase), entries * 16, 4, 0);
         tableIdx[heads.length] = tbase;
       } else {
         const [n, w] = segs[k];
-        writeDesc(memory, DESC, idx[k], BigInt(addrs[k]), n, w | (last ? 0 : 1), nx);
+        writeSplitDescriptor(memory, DESC, idx[k], BigInt(addrs[k]), n, w | (last ? 0 : 1), nx);
       }
     }
     ringIdx.push(idx);

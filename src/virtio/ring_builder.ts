@@ -214,13 +214,12 @@ export class PackedRingBuilder {
   }
 
   /** Writes descriptor `slot`: addr, len, id, then flags last (§2.8.21 ordering). */
-  write(slot: number, d: RawPackedDescriptor): this {
+  write(slot: number, d: RawPackedDescriptor): void {
     const at = this.gpa + 16 * slot;
     this.memory.writeU64(at, d.addr);
     this.memory.writeU32(at + 8, d.len);
     this.memory.writeU16(at + 12, d.id);
     this.memory.writeU16(at + 14, d.flags);
-    return this;
   }
 
   /** Reads descriptor `slot`. */
@@ -235,9 +234,8 @@ export class PackedRingBuilder {
   }
 
   /** Writes only the flags of descriptor `slot`. */
-  writeFlags(slot: number, flags: number): this {
+  writeFlags(slot: number, flags: number): void {
     this.memory.writeU16(this.gpa + 16 * slot + 14, flags);
-    return this;
   }
 }
 
