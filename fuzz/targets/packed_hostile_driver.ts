@@ -236,11 +236,10 @@ function runOn(input: PackedHostileDriverInput): void {
     const descs = lens.map(({ l, f }) => ({ addr: BigInt(BUFS + 0x100 * seg++), len: l, f }));
     if (indirect) {
       const t = TABLES + 0x200 * table++;
+      // A packed indirect table entry has the packed descriptor's layout (§2.8.7).
+      const tableRing = new PackedRingBuilder(memory, t, descs.length);
       descs.forEach((d, i) => {
-        memory.writeU64(t + 16 * i, d.addr);
-        memory.writeU32(t + 16 * i + 8, d.len);
-        memory.writeU16(t + 16 * i + 12, 0);
-        memory.writeU16(t + 16 * i + 14, d.f);
+        tableRing.write(i, { addr: d.addr, len: d.len, id: 0, flags: d.f });
         written.push(t + 16 * i);
       });
       written.push(RING + 16 * p);
