@@ -23,6 +23,7 @@ import {
   RULE_OK,
   ruleDetail,
   type RuleVerdict,
+  u64Words,
   zeroLengthRule,
 } from "../virtio/rules.ts";
 
@@ -167,8 +168,8 @@ export function addBufferDescriptor(
   else chain.readableBytes += d.len;
   const total = chain.readableBytes + chain.writableBytes;
   rule(chainBytesRule(total), total);
-  const addr = BigInt(d.addr);
-  const wrap = addressWrapRule(Number(addr & 0xffff_ffffn), Number(addr >> 32n), d.len);
+  const [lo, hi] = u64Words(d.addr);
+  const wrap = addressWrapRule(lo, hi, d.len);
   if (wrap !== RULE_OK) {
     rule(wrap, d.len);
     return;

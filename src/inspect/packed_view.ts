@@ -35,6 +35,7 @@ import {
   indirectInListRule,
   RULE_OK,
   ruleDetail,
+  u64Words,
 } from "../virtio/rules.ts";
 import {
   addBufferDescriptor,
@@ -166,7 +167,8 @@ export class PackedRingView {
         let v = indirectInListRule(k + 1);
         if (v === RULE_OK) {
           const negotiated = hasFeature(features, VIRTIO_F_INDIRECT_DESC);
-          v = indirectDescriptorRule(d.flags, d.len, negotiated, true, size);
+          const [lo, hi] = u64Words(d.addr);
+          v = indirectDescriptorRule(d.flags, lo, hi, d.len, negotiated, true, size);
         }
         if (v !== RULE_OK) {
           chain.error ??= decodeError(v, ruleDetail(v, "slot", d.index, d.len, size), d.index);

@@ -26,6 +26,7 @@ import {
   nextIndexRule,
   RULE_OK,
   ruleDetail,
+  u64Words,
 } from "../virtio/rules.ts";
 import {
   addBufferDescriptor,
@@ -184,10 +185,11 @@ export class SplitRingView {
         // The device's rule (src/virtio/rules.ts); INDIRECT_WITH_NEXT is recorded and the table
         // still decoded (strict policy; QEMU ignores NEXT).
         const negotiated = hasFeature(features, VIRTIO_F_INDIRECT_DESC);
-        let v = indirectDescriptorRule(d.flags, d.len, negotiated, true, size);
+        const [lo, hi] = u64Words(d.addr);
+        let v = indirectDescriptorRule(d.flags, lo, hi, d.len, negotiated, true, size);
         if (v === "INDIRECT_WITH_NEXT") {
           chain.error ??= decodeError(v, ruleDetail(v, "descriptor", i), i);
-          v = indirectDescriptorRule(d.flags, d.len, negotiated, false, size);
+          v = indirectDescriptorRule(d.flags, lo, hi, d.len, negotiated, false, size);
         }
         if (v !== RULE_OK) {
           chain.error ??= decodeError(v, ruleDetail(v, "descriptor", i, d.len, size), i);

@@ -39,6 +39,8 @@ const TWO_POW_32 = 0x1_0000_0000;
  * - §2.7.5.3.1: a chain, an indirect table included, MUST NOT exceed Queue Size →
  *   `INDIRECT_TABLE_TOO_LONG`.
  * @param flags the descriptor's flags (INDIRECT set).
+ * @param _lo the table's address, bits 0..31 (for table-address rules).
+ * @param _hi the table's address, bits 32..63.
  * @param len the descriptor's len (table bytes).
  * @param negotiated `VIRTIO_F_INDIRECT_DESC` negotiated.
  * @param rejectNext policy `indirectWithNext: "reject"`.
@@ -46,6 +48,8 @@ const TWO_POW_32 = 0x1_0000_0000;
  */
 export function indirectDescriptorRule(
   flags: number,
+  _lo: number,
+  _hi: number,
   len: number,
   negotiated: boolean,
   rejectNext: boolean,
@@ -155,6 +159,16 @@ export function addressWrapRule(lo: number, hi: number, len: number): RuleVerdic
  */
 export function segmentLimitRule(segments: number, max: number): RuleVerdict {
   return segments >= max ? "CHAIN_TOO_MANY_SEGMENTS" : RULE_OK;
+}
+
+/**
+ * Splits a 64-bit address into its `[lo, hi]` 32-bit words, the form the rules take (cold
+ * paths such as the inspector views; the devices read the words from the ring directly).
+ * @param addr an exact address (number below 2^53, or bigint).
+ */
+export function u64Words(addr: number | bigint): [number, number] {
+  const a = BigInt(addr);
+  return [Number(a & 0xffff_ffffn), Number((a >> 32n) & 0xffff_ffffn)];
 }
 
 /** Where a violation sits, for {@link ruleDetail}. */

@@ -24,20 +24,32 @@ import {
 const IND = VIRTQ_DESC_F_INDIRECT;
 
 Deno.test("rules: indirect descriptor (§2.7.5.3 / §2.8.7), one code per violation, in order", () => {
-  assertEquals(indirectDescriptorRule(IND, 32, true, true, 256), RULE_OK);
-  assertEquals(indirectDescriptorRule(IND, 32, false, true, 256), "INDIRECT_NOT_NEGOTIATED");
+  assertEquals(indirectDescriptorRule(IND, 0x1000, 0, 32, true, true, 256), RULE_OK);
   assertEquals(
-    indirectDescriptorRule(IND | VIRTQ_DESC_F_NEXT, 32, true, true, 256),
+    indirectDescriptorRule(IND, 0x1000, 0, 32, false, true, 256),
+    "INDIRECT_NOT_NEGOTIATED",
+  );
+  assertEquals(
+    indirectDescriptorRule(IND | VIRTQ_DESC_F_NEXT, 0x1000, 0, 32, true, true, 256),
     "INDIRECT_WITH_NEXT",
   );
-  assertEquals(indirectDescriptorRule(IND | VIRTQ_DESC_F_NEXT, 32, true, false, 256), RULE_OK);
-  assertEquals(indirectDescriptorRule(IND, 0, true, true, 256), "INDIRECT_LEN_ZERO");
-  assertEquals(indirectDescriptorRule(IND, 20, true, true, 256), "INDIRECT_LEN_MISALIGNED");
-  assertEquals(indirectDescriptorRule(IND, 16 * 257, true, true, 256), "INDIRECT_TABLE_TOO_LONG");
-  assertEquals(indirectDescriptorRule(IND, 16 * 256, true, true, 256), RULE_OK);
+  assertEquals(
+    indirectDescriptorRule(IND | VIRTQ_DESC_F_NEXT, 0x1000, 0, 32, true, false, 256),
+    RULE_OK,
+  );
+  assertEquals(indirectDescriptorRule(IND, 0x1000, 0, 0, true, true, 256), "INDIRECT_LEN_ZERO");
+  assertEquals(
+    indirectDescriptorRule(IND, 0x1000, 0, 20, true, true, 256),
+    "INDIRECT_LEN_MISALIGNED",
+  );
+  assertEquals(
+    indirectDescriptorRule(IND, 0x1000, 0, 16 * 257, true, true, 256),
+    "INDIRECT_TABLE_TOO_LONG",
+  );
+  assertEquals(indirectDescriptorRule(IND, 0x1000, 0, 16 * 256, true, true, 256), RULE_OK);
   // Precedence: negotiation first (as the split reference decoder expects).
   assertEquals(
-    indirectDescriptorRule(IND | VIRTQ_DESC_F_NEXT, 0, false, true, 1),
+    indirectDescriptorRule(IND | VIRTQ_DESC_F_NEXT, 0x1000, 0, 0, false, true, 1),
     "INDIRECT_NOT_NEGOTIATED",
   );
 });

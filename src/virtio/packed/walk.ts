@@ -238,7 +238,15 @@ export class PackedChainWalk {
     const len = chain.descLen[rec];
     const flags = chain.descFlags[rec];
     // §2.8.7 / §2.8.7.1 (#22 to #25; policy "ignore-next" ends the list with the table).
-    const v = indirectDescriptorRule(flags, len, this.#indirectOk, !this.#ignoreNext, this.size);
+    const v = indirectDescriptorRule(
+      flags,
+      lo,
+      hi,
+      len,
+      this.#indirectOk,
+      !this.#ignoreNext,
+      this.size,
+    );
     if (v !== null) this.#fail(v, ruleDetail(v, "slot", slot, len, this.size), slot);
     const n = len / 16;
     if (addressWrapRule(lo, hi, len) !== null) {

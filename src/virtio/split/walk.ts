@@ -179,7 +179,15 @@ export class SplitChainWalk {
   ): void {
     const size = this.size;
     // §2.7.5.3 / §2.7.5.3.1 (#22 to #25; policy "ignore-next" ends the chain with the table).
-    const v = indirectDescriptorRule(flags, len, this.#indirectOk, this.#rejectIndNext, size);
+    const v = indirectDescriptorRule(
+      flags,
+      lo,
+      hi,
+      len,
+      this.#indirectOk,
+      this.#rejectIndNext,
+      size,
+    );
     if (v !== null) this.#fail(v, ruleDetail(v, "descriptor", idx, len, size), idx);
     const entries = len >>> 4;
     if (addressWrapRule(lo, hi, len) !== null) this.#addrWrap(idx, len);
