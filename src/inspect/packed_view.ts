@@ -168,7 +168,7 @@ export class PackedRingView {
         if (v === RULE_OK) {
           const negotiated = hasFeature(features, VIRTIO_F_INDIRECT_DESC);
           const [lo, hi] = u64Words(d.addr);
-          v = indirectDescriptorRule(d.flags, lo, hi, d.len, negotiated, true, size);
+          v = indirectDescriptorRule(d.flags, lo, hi, d.len, negotiated, true, size, true);
         }
         if (v !== RULE_OK) {
           chain.error ??= decodeError(v, ruleDetail(v, "slot", d.index, d.len, size), d.index);

@@ -33,7 +33,9 @@ const TWO_POW_32 = 0x1_0000_0000;
  * An indirect descriptor itself (spec §2.7.5.3 split, §2.8.7 packed), in this order:
  * - §2.7.5.3.1 / §2.8.7.1: the driver MUST NOT set `VIRTQ_DESC_F_INDIRECT` unless
  *   `VIRTIO_F_INDIRECT_DESC` was negotiated → `INDIRECT_NOT_NEGOTIATED`;
- * - §2.7.5.3.1: MUST NOT set both INDIRECT and NEXT (strict policy) → `INDIRECT_WITH_NEXT`;
+ * - §2.7.5.3.1: MUST NOT set both INDIRECT and NEXT (strict policy) → `INDIRECT_WITH_NEXT`
+ *   (the packed layout checks this one first: the precedence its device, inspector view and fuzz
+ *   reference decoder share);
  * - §2.7.5.3: a table holds at least one descriptor → `INDIRECT_LEN_ZERO`;
  * - §2.7.5.3 / §2.8.7: the table holds `len / 16` descriptors → `INDIRECT_LEN_MISALIGNED`;
  * - §2.7.5.3.1: a chain, an indirect table included, MUST NOT exceed Queue Size →
@@ -45,6 +47,7 @@ const TWO_POW_32 = 0x1_0000_0000;
  * @param negotiated `VIRTIO_F_INDIRECT_DESC` negotiated.
  * @param rejectNext policy `indirectWithNext: "reject"`.
  * @param queueSize Queue Size.
+ * @param nextFirst check `INDIRECT_WITH_NEXT` before negotiation (the packed precedence).
  */
 export function indirectDescriptorRule(
   flags: number,
@@ -54,9 +57,12 @@ export function indirectDescriptorRule(
   negotiated: boolean,
   rejectNext: boolean,
   queueSize: number,
+  nextFirst = false,
 ): RuleVerdict {
+  const withNext = rejectNext && (flags & VIRTQ_DESC_F_NEXT) !== 0;
+  if (nextFirst && withNext) return "INDIRECT_WITH_NEXT";
   if (!negotiated) return "INDIRECT_NOT_NEGOTIATED";
-  if (rejectNext && (flags & VIRTQ_DESC_F_NEXT) !== 0) return "INDIRECT_WITH_NEXT";
+  if (withNext) return "INDIRECT_WITH_NEXT";
   if (len === 0) return "INDIRECT_LEN_ZERO";
   if ((len & 15) !== 0) return "INDIRECT_LEN_MISALIGNED";
   if (len >>> 4 > queueSize) return "INDIRECT_TABLE_TOO_LONG";

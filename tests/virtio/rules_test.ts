@@ -54,6 +54,22 @@ Deno.test("rules: indirect descriptor (§2.7.5.3 / §2.8.7), one code per violat
   );
 });
 
+Deno.test("rules: packed precedence checks INDIRECT_WITH_NEXT before negotiation", () => {
+  const both = IND | VIRTQ_DESC_F_NEXT;
+  assertEquals(
+    indirectDescriptorRule(both, 0x1000, 0, 32, false, true, 8),
+    "INDIRECT_NOT_NEGOTIATED",
+  );
+  assertEquals(
+    indirectDescriptorRule(both, 0x1000, 0, 32, false, true, 8, true),
+    "INDIRECT_WITH_NEXT",
+  );
+  assertEquals(
+    indirectDescriptorRule(both, 0x1000, 0, 32, false, false, 8, true),
+    "INDIRECT_NOT_NEGOTIATED",
+  );
+});
+
 Deno.test("rules: table entries, lists, flags, lengths, framing, bounds", () => {
   assertEquals(indirectEntryRule(IND), "INDIRECT_NESTED");
   assertEquals(indirectEntryRule(VIRTQ_DESC_F_NEXT), RULE_OK);

@@ -35,7 +35,6 @@ import {
   indirectDescriptorRule,
   indirectEntryRule,
   indirectInListRule,
-  RULE_OK,
   ruleDetail,
   type RuleSite,
   segmentLimitRule,
@@ -246,6 +245,7 @@ export class PackedChainWalk {
       this.#indirectOk,
       !this.#ignoreNext,
       this.size,
+      true,
     );
     if (v !== null) this.#fail(v, ruleDetail(v, "slot", slot, len, this.size), slot);
     const n = len / 16;
@@ -337,8 +337,7 @@ export class PackedChainWalk {
       const g = hi * TWO_POW_32 + lo;
       if (g >= this.#rgnStart && g + len <= this.#rgnEnd) {
         if (
-          segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !==
-            RULE_OK
+          segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== null
         ) this.#tooManySegments(index);
         if (write) chain.addWritable(g, len);
         else chain.addReadable(g, len);

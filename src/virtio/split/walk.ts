@@ -29,7 +29,6 @@ import {
   indirectDescriptorRule,
   indirectEntryRule,
   nextIndexRule,
-  RULE_OK,
   ruleDetail,
   segmentLimitRule,
   unknownFlagsRule,
