@@ -36,7 +36,7 @@ import {
   VIRTIO_F_INDIRECT_DESC,
 } from "../../src/virtio/mod.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
-import { RawPackedRing, usedBits } from "./packed_raw.ts";
+import { PackedRingBuilder, packedUsedFlags } from "../../src/virtio/mod.ts";
 
 const MEM = 0x40000;
 const RING = 0x1000;
@@ -237,7 +237,7 @@ function run(input: PackedHostileDeviceInput): void {
     policy: { usedLenExceedsCapacity: input.clamp ? "clamp" : "reject", indirect: policy },
   });
   const drvEv = RING + drv.ringLayout.driverEventOffset;
-  const ring = new RawPackedRing(memory, RING, size);
+  const ring = new PackedRingBuilder(memory, RING, size);
   // The driver adds what fits and publishes it.
   const caps: number[] = [];
   let refused = 0; // adds refused with BUFFER_EMPTY / DMA_MAP_FAILED
@@ -478,7 +478,7 @@ function run(input: PackedHostileDeviceInput): void {
     if (pending.length === 0 || broken) break;
     const b = pending.splice(c.pick % pending.length, 1)[0];
     let slot = devUsed;
-    let id = b.id, len = Math.min(c.len, b.cap), flags = usedBits(devWrap) | 2;
+    let id = b.id, len = Math.min(c.len, b.cap), flags = packedUsedFlags(devWrap) | 2;
     const cor = c.corrupt;
     if (cor !== null) {
       if (cor.field === "id") id = cor.value & 0xffff;

@@ -30,7 +30,7 @@ import {
 } from "../../src/virtio/mod.ts";
 import { type RealRingInput, withRealRingSeeds } from "../support/real_ring_seeds.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
-import { availBits, RawPackedRing } from "./packed_raw.ts";
+import { packedAvailFlags, PackedRingBuilder } from "../../src/virtio/mod.ts";
 import { refDecode } from "../support/packed_reference.ts";
 
 const MEM = 0x20000;
@@ -186,7 +186,7 @@ let chainsDone = 0;
 function runOn(input: PackedHostileDriverInput): void {
   const size = input.size;
   const memory = packedHostileDriverScratch.memory;
-  const ring = new RawPackedRing(memory, RING, size);
+  const ring = new PackedRingBuilder(memory, RING, size);
   const policy: ChainPolicy = { ...DEFAULT_CHAIN_POLICY, ...input.policy };
   const features = (input.indirect ? featureMask(VIRTIO_F_INDIRECT_DESC) : 0n) |
     (input.inOrder ? featureMask(VIRTIO_F_IN_ORDER) : 0n);
@@ -202,7 +202,7 @@ function runOn(input: PackedHostileDriverInput): void {
   let pos = 0, wrap = 1;
   const preroll = input.preroll % size;
   for (let i = 0; i < preroll; i++) {
-    ring.write(pos, { addr: BigInt(BUFS), len: 16, id: i, flags: availBits(wrap) });
+    ring.write(pos, { addr: BigInt(BUFS), len: 16, id: i, flags: packedAvailFlags(wrap) });
     const c = dev.pop();
     if (c === null || c.id !== i) {
       throw new OracleFailure("preroll", `pre-roll buffer ${i} not popped`);
@@ -228,11 +228,10 @@ function runOn(input: PackedHostileDriverInput): void {
     const descs = lens.map(({ l, f }) => ({ addr: BigInt(BUFS + 0x100 * seg++), len: l, f }));
     if (indirect) {
       const t = TABLES + 0x200 * table++;
+      // A packed indirect table entry has the packed descriptor's layout (§2.8.7).
+      const tableRing = new PackedRingBuilder(memory, t, descs.length);
       descs.forEach((d, i) => {
-        memory.writeU64(t + 16 * i, d.addr);
-        memory.writeU32(t + 16 * i + 8, d.len);
-        memory.writeU16(t + 16 * i + 12, 0);
-        memory.writeU16(t + 16 * i + 14, d.f);
+        tableRing.write(i, { addr: d.addr, len: d.len, id: 0, flags: d.f });
         written.push(t + 16 * i);
       });
       written.push(RING + 16 * p);
@@ -240,7 +239,7 @@ function runOn(input: PackedHostileDriverInput): void {
         addr: BigInt(t),
         len: 16 * descs.length,
         id: ch.id,
-        flags: 4 | availBits(w),
+        flags: 4 | packedAvailFlags(w),
       });
       if (++p === size) {
         p = 0;
@@ -255,7 +254,7 @@ function runOn(input: PackedHostileDriverInput): void {
           addr: d.addr,
           len: d.len,
           id: ch.id,
-          flags: d.f | (i < descs.length - 1 ? 1 : 0) | availBits(w),
+          flags: d.f | (i < descs.length - 1 ? 1 : 0) | packedAvailFlags(w),
         });
         if (++p === size) {
           p = 0;
@@ -344,7 +343,7 @@ function runOn(input: PackedHostileDriverInput): void {
       // A well-formed descriptor at the device's position in the current lap: fine if its slot
       // is free, HEAD_IN_USE if the device still holds every slot.
       reoffer = false;
-      ring.write(pos, { addr: BigInt(BUFS), len: 8, id: 0, flags: availBits(wrap) });
+      ring.write(pos, { addr: BigInt(BUFS), len: 8, id: 0, flags: packedAvailFlags(wrap) });
       continue;
     }
     if (chain === null) {

@@ -32,6 +32,7 @@ import {
   hostileDriverInputArbitrary,
   hostileDriverInputSchema,
 } from "../arbitraries/split_hostile_driver_input.ts";
+import { writeSplitDescriptor } from "../../src/virtio/mod.ts";
 
 // --- Memory map ------------------------------------------------------------------------------
 const DESC = 0x0; // up to 64 descriptors (1 KiB)
@@ -64,23 +65,6 @@ function lcg(seed: number): () => number {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
     return s;
   };
-}
-
-function writeDesc(
-  m: GuestMemory,
-  base: number,
-  i: number,
-  addr: bigint,
-  len: number,
-  flags: number,
-  next: number,
-) {
-  const g = base + 16 * i;
-  m.writeU32(g, Number(addr & 0xffff_ffffn));
-  m.writeU32(g + 4, Number((addr >> 32n) & 0xffff_ffffn));
-  m.writeU32(g + 8, len >>> 0);
-  m.writeU16(g + 12, flags & 0xffff);
-  m.writeU16(g + 14, next & 0xffff);
 }
 
 function hexToBytes(hex: string): Uint8Array {
@@ -147,7 +131,7 @@ function build(input: HostileDriverInput): Built {
         for (let e = 0; e < entries; e++) {
           const [n, w] = segs[spec.indirectAt + e];
           const tl = e === entries - 1;
-          writeDesc(
+          writeSplitDescriptor(
             memory,
             tbase,
             e,
@@ -157,11 +141,11 @@ function build(input: HostileDriverInput): Built {
             tl ? 0 : e + 1,
           );
         }
-        writeDesc(memory, DESC, idx[k], BigInt(tbase), entries * 16, 4, 0);
+        writeSplitDescriptor(memory, DESC, idx[k], BigInt(tbase), entries * 16, 4, 0);
         tableIdx[heads.length] = tbase;
       } else {
         const [n, w] = segs[k];
-        writeDesc(memory, DESC, idx[k], BigInt(addrs[k]), n, w | (last ? 0 : 1), nx);
+        writeSplitDescriptor(memory, DESC, idx[k], BigInt(addrs[k]), n, w | (last ? 0 : 1), nx);
       }
     }
     ringIdx.push(idx);

@@ -16,6 +16,16 @@ import type { DmaAddressSpace } from "../dma/types.ts";
 import { DMA_ACCESS_READ, DMA_ACCESS_WRITE } from "../dma/errors.ts";
 import { VIRTQ_DESC_F_WRITE } from "../virtio/constants.ts";
 import { VIRTQ_ERRORS, type VirtqErrorCode } from "../virtio/errors.ts";
+import {
+  addressWrapRule,
+  chainBytesRule,
+  framingRule,
+  RULE_OK,
+  ruleDetail,
+  type RuleVerdict,
+  u64Words,
+  zeroLengthRule,
+} from "../virtio/rules.ts";
 
 /** One descriptor as read from the descriptor table/ring or from an indirect table. */
 export interface DecodedDescriptor {
@@ -143,26 +153,25 @@ export function addBufferDescriptor(
   const fail = (code: VirtqErrorCode, msg: string) => {
     if (chain.error === null) chain.error = decodeError(code, msg, d.index);
   };
-  const where = `${d.inIndirect ? "indirect entry" : "descriptor"} ${d.index}`;
-  if (d.len === 0) {
-    // Policy DESC_ZERO_LENGTH (strict default, as QEMU: "zero sized buffers are not allowed").
-    fail("DESC_ZERO_LENGTH", `${where} has len 0`);
-  }
+  const site = d.inIndirect ? "indirect entry" : "descriptor";
+  const where = `${site} ${d.index}`;
+  const rule = (v: RuleVerdict, value = 0) => {
+    if (v !== RULE_OK) fail(v, ruleDetail(v, site, d.index, value));
+  };
+  // The device's rules (src/virtio/rules.ts) with the default strict policy.
+  rule(zeroLengthRule(d.len, true));
+  const sawWritable = chain.descriptors.some((x) =>
+    x !== d && (x.flags & VIRTQ_DESC_F_WRITE) !== 0
+  );
+  rule(framingRule(writable, sawWritable));
   if (writable) chain.writableBytes += d.len;
-  else {
-    // §2.7.4.2 / §2.8.4 Message Framing: readable descriptors come first.
-    if (chain.descriptors.some((x) => x !== d && (x.flags & VIRTQ_DESC_F_WRITE) !== 0)) {
-      fail("DESC_READABLE_AFTER_WRITABLE", `${where} is device-readable after a writable one`);
-    }
-    chain.readableBytes += d.len;
-  }
-  // §2.7.5.2: a chain is at most 2^32 bytes in total.
-  if (chain.readableBytes + chain.writableBytes > 0xffff_ffff) {
-    fail("CHAIN_TOO_MANY_BYTES", `chain exceeds 2^32 - 1 bytes at ${where}`);
-  }
-  // §2.7.5: a buffer cannot wrap the 64-bit address space.
-  if (u64Add(d.addr, d.len) === null) {
-    fail("DESC_ADDR_WRAP", `${where}: addr + len wraps 2^64`);
+  else chain.readableBytes += d.len;
+  const total = chain.readableBytes + chain.writableBytes;
+  rule(chainBytesRule(total), total);
+  const [lo, hi] = u64Words(d.addr);
+  const wrap = addressWrapRule(lo, hi, d.len);
+  if (wrap !== RULE_OK) {
+    rule(wrap, d.len);
     return;
   }
   const reach = bufferReach(ctx.memory, ctx.dma, ctx.ramSize, d.addr, d.len, writable);

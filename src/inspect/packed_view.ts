@@ -30,6 +30,14 @@ import {
 } from "../virtio/constants.ts";
 import { hasFeature, VIRTIO_F_INDIRECT_DESC } from "../virtio/features.ts";
 import {
+  indirectDescriptorRule,
+  indirectEntryRule,
+  indirectInListRule,
+  RULE_OK,
+  ruleDetail,
+  u64Words,
+} from "../virtio/rules.ts";
+import {
   addBufferDescriptor,
   type DecodedChain,
   type DecodedDescriptor,
@@ -155,26 +163,15 @@ export class PackedRingView {
       }
       if (d.flags & VIRTQ_DESC_F_INDIRECT) {
         chain.indirect = d;
-        if (k > 0) {
-          // §2.8.7.1: an indirect descriptor is never part of a NEXT-linked list.
-          chain.error ??= decodeError(
-            "PACKED_INDIRECT_IN_LIST",
-            `slot ${d.index} is indirect inside a list`,
-            d.index,
-          );
-        } else if (d.flags & VIRTQ_DESC_F_NEXT) {
-          // §2.8.7.1: INDIRECT and NEXT together (strict policy, as the engine).
-          chain.error ??= decodeError(
-            "INDIRECT_WITH_NEXT",
-            `slot ${d.index} sets both INDIRECT and NEXT`,
-            d.index,
-          );
-        } else if (!hasFeature(features, VIRTIO_F_INDIRECT_DESC)) {
-          chain.error ??= decodeError(
-            "INDIRECT_NOT_NEGOTIATED",
-            `slot ${d.index} is indirect without VIRTIO_F_INDIRECT_DESC`,
-            d.index,
-          );
+        // The device's rules (src/virtio/rules.ts), strict policy as the engine's default.
+        let v = indirectInListRule(k + 1);
+        if (v === RULE_OK) {
+          const negotiated = hasFeature(features, VIRTIO_F_INDIRECT_DESC);
+          const [lo, hi] = u64Words(d.addr);
+          v = indirectDescriptorRule(d.flags, lo, hi, d.len, negotiated, true, size, true);
+        }
+        if (v !== RULE_OK) {
+          chain.error ??= decodeError(v, ruleDetail(v, "slot", d.index, d.len, size), d.index);
         } else this.#decodeTable(chain, d, ctx);
         return { chain, slot: s, wrap: w };
       }
@@ -196,24 +193,8 @@ export class PackedRingView {
     ctx: { memory: GuestMemory; dma: DmaAddressSpace; ramSize: number },
   ): void {
     const i = d.index;
-    // §2.8.7: the table holds len/16 descriptors (at least one, at most Queue Size).
-    if (d.len === 0) {
-      chain.error ??= decodeError("INDIRECT_LEN_ZERO", `slot ${i}: len 0`, i);
-      return;
-    }
-    if (d.len % VIRTQ_DESC_SIZE !== 0) {
-      chain.error ??= decodeError("INDIRECT_LEN_MISALIGNED", `slot ${i}: len ${d.len}`, i);
-      return;
-    }
+    // §2.8.7: the table holds len/16 descriptors (checked by indirectDescriptorRule).
     const n = d.len / VIRTQ_DESC_SIZE;
-    if (n > this.opts.size) {
-      chain.error ??= decodeError(
-        "INDIRECT_TABLE_TOO_LONG",
-        `slot ${i}: ${n} entries > queue size ${this.opts.size}`,
-        i,
-      );
-      return;
-    }
     let gpa: number;
     try {
       gpa = translateContiguous(
@@ -234,9 +215,10 @@ export class PackedRingView {
     }
     for (let j = 0; j < n; j++) {
       const t = readPackedDesc(this.opts.memory, gpa + VIRTQ_DESC_SIZE * j, j, true);
-      if (t.flags & VIRTQ_DESC_F_INDIRECT) {
+      const nested = indirectEntryRule(t.flags);
+      if (nested !== RULE_OK) {
         chain.descriptors.push(t);
-        chain.error ??= decodeError("INDIRECT_NESTED", `indirect entry ${j} is indirect`, j);
+        chain.error ??= decodeError(nested, ruleDetail(nested, "indirect entry", j), j);
         return;
       }
       // §2.8.7: entries are used in order; NEXT inside a table is ignored (reserved).

@@ -20,6 +20,15 @@ import type { U64 } from "../memory/u64.ts";
 import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_SIZE } from "../virtio/constants.ts";
 import { hasFeature, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC } from "../virtio/features.ts";
 import {
+  chainLengthRule,
+  indirectDescriptorRule,
+  indirectEntryRule,
+  nextIndexRule,
+  RULE_OK,
+  ruleDetail,
+  u64Words,
+} from "../virtio/rules.ts";
+import {
   addBufferDescriptor,
   type DecodedChain,
   type DecodedDescriptor,
@@ -166,30 +175,27 @@ export class SplitRingView {
       visited++;
       if (!inIndirect) chain.ringDescriptors++;
       if (d.flags & VIRTQ_DESC_F_INDIRECT) {
-        if (inIndirect) {
-          // §2.7.5.3.1: no indirect descriptor inside an indirect table.
+        const nested = inIndirect ? indirectEntryRule(d.flags) : RULE_OK;
+        if (nested !== RULE_OK) {
           chain.descriptors.push(d);
-          chain.error ??= decodeError("INDIRECT_NESTED", `indirect entry ${i} is indirect`, i);
+          chain.error ??= decodeError(nested, ruleDetail(nested, "indirect entry", i), i);
           return chain;
         }
         chain.indirect = d;
-        if (!hasFeature(features, VIRTIO_F_INDIRECT_DESC)) {
-          chain.error ??= decodeError(
-            "INDIRECT_NOT_NEGOTIATED",
-            `descriptor ${i} is indirect without VIRTIO_F_INDIRECT_DESC`,
-            i,
-          );
+        // The device's rule (src/virtio/rules.ts); INDIRECT_WITH_NEXT is recorded and the table
+        // still decoded (strict policy; QEMU ignores NEXT).
+        const negotiated = hasFeature(features, VIRTIO_F_INDIRECT_DESC);
+        const [lo, hi] = u64Words(d.addr);
+        let v = indirectDescriptorRule(d.flags, lo, hi, d.len, negotiated, true, size);
+        if (v === "INDIRECT_WITH_NEXT") {
+          chain.error ??= decodeError(v, ruleDetail(v, "descriptor", i), i);
+          v = indirectDescriptorRule(d.flags, lo, hi, d.len, negotiated, false, size);
+        }
+        if (v !== RULE_OK) {
+          chain.error ??= decodeError(v, ruleDetail(v, "descriptor", i, d.len, size), i);
           return chain;
         }
-        if (d.flags & VIRTQ_DESC_F_NEXT) {
-          // §2.7.5.3.1: INDIRECT and NEXT together (strict policy; QEMU ignores NEXT).
-          chain.error ??= decodeError(
-            "INDIRECT_WITH_NEXT",
-            `descriptor ${i} sets both INDIRECT and NEXT`,
-            i,
-          );
-        }
-        const t = this.#checkIndirect(d);
+        const t = this.#tableGpa(d);
         if (typeof t !== "number") {
           chain.error ??= t;
           return chain;
@@ -203,20 +209,19 @@ export class SplitRingView {
       }
       addBufferDescriptor(chain, d, ctx);
       if (!(d.flags & VIRTQ_DESC_F_NEXT)) return chain;
-      if (d.next >= max) {
-        // §2.7.5: next indexes the descriptor (or indirect) table.
-        chain.error ??= decodeError(
-          "DESC_NEXT_OUT_OF_RANGE",
-          `${inIndirect ? "indirect entry" : "descriptor"} ${i} has next ${d.next} >= ${max}`,
-          i,
-        );
+      const site = inIndirect ? "indirect entry" : "descriptor";
+      // §2.7.5: next indexes the descriptor (or indirect) table.
+      const range = nextIndexRule(d.next, max);
+      if (range !== RULE_OK) {
+        chain.error ??= decodeError(range, ruleDetail(range, site, i, d.next, max), i);
         return chain;
       }
-      if (visited >= max) {
-        // §2.7.5.2: no loops; a chain has at most Queue Size (or table size) descriptors.
+      // §2.7.5.2: no loops; a chain has at most Queue Size (or table size) descriptors.
+      const loop = chainLengthRule(visited + 1, max);
+      if (loop !== RULE_OK) {
         chain.error ??= decodeError(
-          "DESC_CHAIN_LOOP",
-          `chain from head ${head} visits more than ${max} descriptors`,
+          loop,
+          `chain from head ${head}: ${ruleDetail(loop, site, i, 0, max)}`,
           i,
         );
         return chain;
@@ -225,21 +230,9 @@ export class SplitRingView {
     }
   }
 
-  /** Validates an indirect descriptor; returns the table's GPA or the error. */
-  #checkIndirect(d: DecodedDescriptor): DecodeError | number {
+  /** Translates an indirect table (the rules passed); returns its GPA or the error. */
+  #tableGpa(d: DecodedDescriptor): DecodeError | number {
     const i = d.index;
-    // §2.7.5.3: the table holds len/16 descriptors, at least one, at most Queue Size.
-    if (d.len === 0) return decodeError("INDIRECT_LEN_ZERO", `descriptor ${i}: len 0`, i);
-    if (d.len % VIRTQ_DESC_SIZE !== 0) {
-      return decodeError("INDIRECT_LEN_MISALIGNED", `descriptor ${i}: len ${d.len}`, i);
-    }
-    if (d.len / VIRTQ_DESC_SIZE > this.opts.size) {
-      return decodeError(
-        "INDIRECT_TABLE_TOO_LONG",
-        `descriptor ${i}: ${d.len / VIRTQ_DESC_SIZE} entries > queue size ${this.opts.size}`,
-        i,
-      );
-    }
     const out = new DmaTranslation();
     try {
       const gpa = translateContiguous(this.opts.dma, d.addr, d.len, DMA_ACCESS_READ, out);

@@ -14,10 +14,18 @@
 /** Which side detects an error: the device (hostile driver), the driver (hostile device), or API. */
 export type VirtqErrorSide = "device" | "driver" | "api";
 
+/** A ring layout (spec §2.7 split, §2.8 packed). */
+export type VirtqLayout = "split" | "packed";
+
 /** One catalogue entry. */
 export interface VirtqErrorInfo {
   /** Who detects it. */
   readonly side: VirtqErrorSide;
+  /**
+   * The ring layouts whose queues raise it. Per-layout code lists (class docs, tests, fuzz
+   * oracles) are derived from this with {@link virtqErrorCodes}, never kept by hand.
+   */
+  readonly layouts: readonly VirtqLayout[];
   /** The spec section (and rule) or best practice the check enforces. */
   readonly spec: string;
   /** One line: what is wrong. */
@@ -26,6 +34,10 @@ export interface VirtqErrorInfo {
   readonly hostile?: readonly number[];
 }
 
+const BOTH: readonly VirtqLayout[] = ["split", "packed"];
+const SPLIT: readonly VirtqLayout[] = ["split"];
+const PACKED: readonly VirtqLayout[] = ["packed"];
+
 /**
  * Every virtqueue error code. Keys are the stable code strings carried by {@link VirtqError.code}.
  */
@@ -33,12 +45,14 @@ export const VIRTQ_ERRORS = {
   // --- Queue configuration / activation (device side) -------------------------------------
   QUEUE_SIZE_INVALID: {
     side: "device",
+    layouts: BOTH,
     spec: "§2.7 Split: Queue Size is a power of 2, at most 32768; §2.8 Packed: 1..32768 (not 0)",
     summary: "queue size is 0, above 32768, or (split) not a power of 2",
     hostile: [1, 2, 45],
   },
   RING_MISALIGNED: {
     side: "device",
+    layouts: BOTH,
     spec:
       "§2.7 / §2.6 Virtqueue alignment: split desc 16, avail 2, used 4; packed desc 16, events 4",
     summary: "a ring area's bus address is not aligned as the spec requires",
@@ -46,6 +60,7 @@ export const VIRTQ_ERRORS = {
   },
   RING_UNMAPPED: {
     side: "device",
+    layouts: BOTH,
     spec:
       "§2.7/§2.8 ring areas must be in memory the device can reach (QEMU: Cannot map desc/avail/used)",
     summary: "a ring area does not translate to one contiguous guest memory range, or overflows",
@@ -53,6 +68,7 @@ export const VIRTQ_ERRORS = {
   },
   QUEUE_NOT_READY: {
     side: "api",
+    layouts: BOTH,
     spec:
       "§2.1.2 / §2.6 / §4.1.4.3.2 after a (queue) reset the device MUST NOT process the queue until it is re-enabled",
     summary:
@@ -62,18 +78,21 @@ export const VIRTQ_ERRORS = {
   // --- Available side, split (device side) ------------------------------------------------
   AVAIL_IDX_JUMP: {
     side: "device",
+    layouts: SPLIT,
     spec: "§2.7.6 driver MUST NOT decrement idx; at most Queue Size buffers outstanding",
     summary: "avail idx moved by more than the queue size since the device's last position",
     hostile: [8],
   },
   AVAIL_HEAD_OUT_OF_RANGE: {
     side: "device",
+    layouts: SPLIT,
     spec: "§2.7.6 avail ring entries are descriptor-table indices < Queue Size",
     summary: "an available ring entry (chain head) is not below the queue size",
     hostile: [9],
   },
   HEAD_IN_USE: {
     side: "device",
+    layouts: BOTH,
     spec:
       "§2.7.13.1 a buffer is owned by the device until used; in-use count < Queue Size (CVE-2016-5403)",
     summary: "a chain head was made available again while the device still owns it",
@@ -82,18 +101,21 @@ export const VIRTQ_ERRORS = {
   // --- Descriptor chains (device side) ----------------------------------------------------
   DESC_NEXT_OUT_OF_RANGE: {
     side: "device",
+    layouts: SPLIT,
     spec: "§2.7.5 next is an index into the descriptor table (or indirect table)",
     summary: "a descriptor's next index is not below the table size",
     hostile: [12],
   },
   DESC_CHAIN_LOOP: {
     side: "device",
+    layouts: BOTH,
     spec: "§2.7.5.2 loops are forbidden; a chain has at most Queue Size descriptors",
     summary: "a chain visits more descriptors than its table holds (a loop or an overlong chain)",
     hostile: [13],
   },
   CHAIN_TOO_MANY_BYTES: {
     side: "device",
+    layouts: BOTH,
     spec:
       "§2.7.5.2 / §2.8.4.2 a chain MUST NOT exceed 2^32 bytes; policy: used len is le32; chains of 2^32 bytes are rejected",
     summary: "the chain's total length exceeds 2^32 - 1 bytes (the largest used len can report)",
@@ -101,12 +123,14 @@ export const VIRTQ_ERRORS = {
   },
   DESC_ADDR_WRAP: {
     side: "device",
+    layouts: BOTH,
     spec: "§2.7.5 a buffer is [addr, addr + len); it cannot wrap the 64-bit address space",
     summary: "a descriptor's addr + len exceeds 2^64",
     hostile: [15],
   },
   DESC_BUFFER_FAULT: {
     side: "device",
+    layouts: BOTH,
     spec:
       "§2.7.5 buffers are guest memory the device can reach through its DMA translation (§6 ACCESS_PLATFORM)",
     summary:
@@ -115,30 +139,35 @@ export const VIRTQ_ERRORS = {
   },
   DESC_ZERO_LENGTH: {
     side: "device",
+    layouts: BOTH,
     spec: "policy (peers disagree; QEMU: zero sized buffers are not allowed): strict by default",
     summary: "a descriptor has len 0 (rejected under the default strict policy)",
     hostile: [16],
   },
   DESC_READABLE_AFTER_WRITABLE: {
     side: "device",
+    layouts: BOTH,
     spec: "§2.7.4.2 / §2.8.4 Message Framing: device-writable descriptors come after readable ones",
     summary: "a device-readable descriptor follows a device-writable one in the chain",
     hostile: [17],
   },
   DESC_UNKNOWN_FLAGS: {
     side: "device",
+    layouts: BOTH,
     spec: "policy: reserved flag bits are ignored by default (spec), rejected under strict flags",
     summary: "a descriptor sets flag bits the spec does not define (strict-flags policy only)",
     hostile: [19],
   },
   CHAIN_TOO_MANY_SEGMENTS: {
     side: "device",
+    layouts: BOTH,
     spec: "§2.7.4 Message Framing: the device MAY limit descriptors per chain",
     summary: "the chain has more segments than the device's configured limit",
     hostile: [20],
   },
   IN_ORDER_VIOLATION: {
     side: "device",
+    layouts: SPLIT,
     spec:
       "§2.7.5.2 with VIRTIO_F_IN_ORDER, next of descriptor x is x + 1 (wrapping) / table entries sequential",
     summary: "with IN_ORDER negotiated, a chain or head is not sequential",
@@ -146,36 +175,42 @@ export const VIRTQ_ERRORS = {
   // --- Indirect descriptors (device side) -------------------------------------------------
   INDIRECT_NOT_NEGOTIATED: {
     side: "device",
+    layouts: BOTH,
     spec: "§2.7.5.3.1 driver MUST NOT set VIRTQ_DESC_F_INDIRECT unless VIRTIO_F_INDIRECT_DESC",
     summary: "an indirect descriptor appears but VIRTIO_F_INDIRECT_DESC was not negotiated",
     hostile: [22],
   },
   INDIRECT_LEN_MISALIGNED: {
     side: "device",
+    layouts: BOTH,
     spec: "§2.7.5.3 / §2.8.7 the table holds len/16 descriptors",
     summary: "an indirect descriptor's len is not a multiple of 16",
     hostile: [23],
   },
   INDIRECT_LEN_ZERO: {
     side: "device",
+    layouts: BOTH,
     spec: "§2.7.5.3 an indirect table holds at least one descriptor",
     summary: "an indirect descriptor's len is 0",
     hostile: [24],
   },
   INDIRECT_TABLE_TOO_LONG: {
     side: "device",
+    layouts: BOTH,
     spec: "§2.7.5.3.1 a chain (including an indirect table) MUST NOT exceed Queue Size",
     summary: "an indirect table holds more descriptors than the queue size",
     hostile: [25],
   },
   INDIRECT_NESTED: {
     side: "device",
+    layouts: BOTH,
     spec: "§2.7.5.3.1 / §2.8.7 driver MUST NOT set VIRTQ_DESC_F_INDIRECT inside an indirect table",
     summary: "an indirect table contains an indirect descriptor",
     hostile: [26],
   },
   INDIRECT_WITH_NEXT: {
     side: "device",
+    layouts: BOTH,
     spec:
       "§2.7.5.3.1 driver MUST NOT set both INDIRECT and NEXT (policy: strict reject by default)",
     summary: "a descriptor sets both VIRTQ_DESC_F_INDIRECT and VIRTQ_DESC_F_NEXT",
@@ -183,12 +218,14 @@ export const VIRTQ_ERRORS = {
   },
   INDIRECT_TABLE_FAULT: {
     side: "device",
+    layouts: BOTH,
     spec: "§2.7.5.3 the indirect table is guest memory the device can reach",
     summary: "the indirect table does not translate to one contiguous guest memory range",
     hostile: [30],
   },
   PACKED_INDIRECT_IN_LIST: {
     side: "device",
+    layouts: PACKED,
     spec:
       "§2.8.7.1 driver MUST NOT set VIRTQ_DESC_F_INDIRECT on a descriptor of a NEXT-linked list",
     summary: "a packed chain contains an indirect descriptor linked with VIRTQ_DESC_F_NEXT",
@@ -196,6 +233,7 @@ export const VIRTQ_ERRORS = {
   },
   PACKED_CHAIN_UNAVAILABLE: {
     side: "device",
+    layouts: PACKED,
     spec: "§2.8.6 driver makes the whole list available before the head (head flags written last)",
     summary: "a packed chain continues into a descriptor that is not available",
     hostile: [31],
@@ -203,12 +241,14 @@ export const VIRTQ_ERRORS = {
   // --- Used side (driver side: hostile device) --------------------------------------------
   USED_ID_OUT_OF_RANGE: {
     side: "driver",
+    layouts: BOTH,
     spec: "§2.7.8 / §2.8.5 used id is a head index / buffer ID < Queue Size (Linux BAD_RING)",
     summary: "a used element names an id not below the queue size",
     hostile: [38],
   },
   USED_ID_NOT_HEAD: {
     side: "driver",
+    layouts: BOTH,
     spec:
       "§2.7.8 / §2.8.5 used id names a buffer the driver made available (Linux: is not a head!)",
     summary: "a used element names an id that is not an outstanding chain head",
@@ -216,6 +256,7 @@ export const VIRTQ_ERRORS = {
   },
   USED_LEN_EXCEEDS_CAPACITY: {
     side: "driver",
+    layouts: BOTH,
     spec:
       "§2.7.8.1 used len is the number of bytes written into the writable buffers (policy: reject)",
     summary: "a used length is larger than the chain's device-writable capacity",
@@ -223,6 +264,7 @@ export const VIRTQ_ERRORS = {
   },
   USED_IDX_JUMP: {
     side: "driver",
+    layouts: SPLIT,
     spec: "§2.7.8 the device MUST NOT use more buffers than were made available",
     summary: "the used index moved by more than the number of outstanding buffers",
     hostile: [41],
@@ -230,26 +272,31 @@ export const VIRTQ_ERRORS = {
   // --- API (caller) errors ----------------------------------------------------------------
   RING_FULL: {
     side: "api",
+    layouts: BOTH,
     spec: "§2.7.13 / §2.8.21 the driver needs free descriptors for the whole chain (-ENOSPC)",
     summary: "not enough free descriptors for the buffer",
   },
   QUEUE_BROKEN: {
     side: "api",
+    layouts: BOTH,
     spec: "§2.1.2 after DEVICE_NEEDS_RESET the queue is unusable until reset (Linux: -EIO)",
     summary: "the queue is broken; reset it",
   },
   BUFFER_EMPTY: {
     side: "api",
+    layouts: BOTH,
     spec: "§2.7.13 a buffer has at least one segment",
     summary: "add() was called with no segments, or a segment of length 0",
   },
   DMA_MAP_FAILED: {
     side: "api",
+    layouts: BOTH,
     spec: "§6 VIRTIO_F_ACCESS_PLATFORM: buffers are mapped through the DMA API (Linux -ENOMEM)",
     summary: "the driver's DMA API could not map a buffer or table; nothing was added",
   },
   PUSH_INVALID: {
     side: "api",
+    layouts: BOTH,
     spec: "§2.7.8.2 device returns only buffers it popped; len <= writable capacity",
     summary: "push() of a chain that is not outstanding, or with len beyond its writable bytes",
   },
@@ -262,6 +309,20 @@ export type VirtqErrorCode = keyof typeof VIRTQ_ERRORS;
 export const VIRTQ_ERROR_CODES: readonly VirtqErrorCode[] = Object.keys(
   VIRTQ_ERRORS,
 ) as VirtqErrorCode[];
+
+/**
+ * The catalogue codes a layout raises, optionally only one side's, in catalogue order: the one
+ * source of per-layout code lists (for example the codes a packed device raises for a hostile
+ * driver are `virtqErrorCodes("packed", "device")`).
+ * @param layout the ring layout.
+ * @param side only codes detected by this side, when given.
+ */
+export function virtqErrorCodes(layout: VirtqLayout, side?: VirtqErrorSide): VirtqErrorCode[] {
+  return VIRTQ_ERROR_CODES.filter((c) => {
+    const info: VirtqErrorInfo = VIRTQ_ERRORS[c];
+    return info.layouts.includes(layout) && (side === undefined || info.side === side);
+  });
+}
 
 /** Optional location details of a {@link VirtqError}. */
 export interface VirtqErrorDetails {

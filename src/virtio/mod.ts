@@ -45,3 +45,5 @@ export * from "./pair.ts";
 export * from "./packed/layout.ts";
 export * from "./packed/driver.ts";
 export * from "./packed/device.ts";
+export * from "./rules.ts";
+export * from "./ring_builder.ts";

@@ -10,9 +10,8 @@ import {
   GuestMemory,
   IdentityAddressSpace,
   SplitDeviceQueue,
+  SplitRingBuilder,
   type U64,
-  u64Hi,
-  u64Lo,
 } from "../../src/mod.ts";
 
 export const DESC = 0x0;
@@ -46,55 +45,20 @@ export interface RigOptions {
   memory?: GuestMemory;
 }
 
-export class Rig {
-  readonly memory: GuestMemory;
-  readonly size: number;
+/** A split device queue over rings a {@link SplitRingBuilder} writes (the test plays the driver). */
+export class Rig extends SplitRingBuilder {
   readonly device: SplitDeviceQueue;
-  availIdx = 0;
 
   constructor(o: RigOptions = {}) {
-    this.size = o.size ?? 8;
-    this.memory = o.memory ?? GuestMemory.flat(1 << 20);
+    const size = o.size ?? 8;
+    super(o.memory ?? GuestMemory.flat(1 << 20), size, { desc: DESC, avail: AVAIL, used: USED });
     this.device = new SplitDeviceQueue({
       memory: this.memory,
       dma: o.dma ?? new IdentityAddressSpace(),
-      size: this.size,
-      addresses: { descAddr: DESC, driverAddr: AVAIL, deviceAddr: USED },
+      size,
+      addresses: this.addresses,
       features: o.features ?? 0n,
       policy: o.policy,
     });
-  }
-
-  /** Writes descriptor `i` of the table at `table` (default the descriptor table). */
-  desc(i: number, addr: U64, len: number, flags: number, next = 0, table = DESC): this {
-    const g = table + 16 * i;
-    this.memory.writeU32(g, u64Lo(addr));
-    this.memory.writeU32(g + 4, u64Hi(addr));
-    this.memory.writeU32(g + 8, len);
-    this.memory.writeU16(g + 12, flags);
-    this.memory.writeU16(g + 14, next);
-    return this;
-  }
-
-  /** Puts heads in the available ring and publishes the new idx. */
-  offer(...heads: number[]): this {
-    for (const h of heads) {
-      this.memory.writeU16(AVAIL + 4 + 2 * (this.availIdx % this.size), h);
-      this.availIdx = (this.availIdx + 1) & 0xffff;
-    }
-    this.memory.writeU16(AVAIL + 2, this.availIdx);
-    return this;
-  }
-
-  setAvailIdx(v: number): void {
-    this.availIdx = v & 0xffff;
-    this.memory.writeU16(AVAIL + 2, this.availIdx);
-  }
-
-  usedIdx(): number {
-    return this.memory.readU16(USED + 2);
-  }
-  usedElem(i: number): [number, number] {
-    return [this.memory.readU32(USED + 4 + 8 * i), this.memory.readU32(USED + 8 + 8 * i)];
   }
 }

@@ -16,22 +16,17 @@
  */
 
 import type { GuestMemory } from "../../memory/guest_memory.ts";
-import { type U64, u64Add, u64FromParts, u64Lo } from "../../memory/u64.ts";
+import { type U64, u64Add, u64Lo } from "../../memory/u64.ts";
 import { DMA_ACCESS_READ, DMA_ACCESS_WRITE } from "../../dma/errors.ts";
 import { type DmaAddressSpace, DmaTranslation, translateContiguous } from "../../dma/types.ts";
-import { IdentityAddressSpace } from "../../dma/identity.ts";
 import { Chain } from "../chain.ts";
 import {
   RING_EVENT_FLAGS_DESC,
   RING_EVENT_FLAGS_DISABLE,
   RING_EVENT_FLAGS_ENABLE,
-  VIRTQ_DESC_F_AVAIL,
-  VIRTQ_DESC_F_INDIRECT,
-  VIRTQ_DESC_F_NEXT,
-  VIRTQ_DESC_F_USED,
   VIRTQ_DESC_F_WRITE,
 } from "../constants.ts";
-import { VirtqError, type VirtqErrorCode } from "../errors.ts";
+import { VirtqError, type VirtqErrorCode, virtqErrorCodes } from "../errors.ts";
 import {
   hasFeature,
   VIRTIO_F_EVENT_IDX,
@@ -56,12 +51,7 @@ import {
   packedEventOffWrap,
   packedNeedEvent,
 } from "./layout.ts";
-
-/** Flag bits a packed descriptor may carry (spec §2.8.1, §2.8.13); others are undefined. */
-const KNOWN_FLAGS = VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_INDIRECT |
-  VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED;
-const TWO_POW_32 = 0x1_0000_0000;
-const MAX_CHAIN_BYTES = 0xffff_ffff;
+import { PackedChainWalk } from "./walk.ts";
 
 const CHAIN_FREE = 0;
 const CHAIN_IN_FLIGHT = 1;
@@ -108,17 +98,10 @@ export class PackedDeviceQueue implements DeviceQueue {
   readonly #memory: GuestMemory;
   readonly #dma: DmaAddressSpace;
   readonly #tr = new DmaTranslation();
-  readonly #indirectOk: boolean;
   readonly #eventIdx: boolean;
   readonly #inOrder: boolean;
-  readonly #zeroAllow: boolean;
-  readonly #ignoreNext: boolean;
-  readonly #rejectUnknown: boolean;
-  readonly #maxSegments: number;
-  /** Identity DMA: bus = GPA, so a buffer inside the last region used needs no translate call. */
-  readonly #identity: boolean;
-  #rgnStart = 0;
-  #rgnEnd = 0;
+  /** The chain walk (direct and indirect), apart from the ring state kept here. */
+  readonly #walker: PackedChainWalk;
 
   #d32: Uint32Array = new Uint32Array(0);
   #d16: Uint16Array = new Uint16Array(0);
@@ -134,7 +117,6 @@ export class PackedDeviceQueue implements DeviceQueue {
   /** Ring slots popped and not yet published as used. */
   #outstandingSlots = 0;
   #inFlight = 0;
-  #chainBytes = 0;
   #notifyMode = MODE_ENABLED;
 
   readonly #pool: PackedChain[] = [];
@@ -170,15 +152,17 @@ export class PackedDeviceQueue implements DeviceQueue {
     this.addresses = options.addresses;
     this.#memory = options.memory;
     this.#dma = options.dma;
-    this.#indirectOk = hasFeature(options.features, VIRTIO_F_INDIRECT_DESC);
     this.#eventIdx = hasFeature(options.features, VIRTIO_F_EVENT_IDX);
     this.#inOrder = hasFeature(options.features, VIRTIO_F_IN_ORDER);
     const policy: ChainPolicy = { ...DEFAULT_CHAIN_POLICY, ...options.policy };
-    this.#zeroAllow = policy.zeroLength === "allow";
-    this.#ignoreNext = policy.indirectWithNext === "ignore-next";
-    this.#rejectUnknown = policy.unknownFlags === "reject";
-    this.#maxSegments = policy.maxSegments;
-    this.#identity = Object.getPrototypeOf(options.dma) === IdentityAddressSpace.prototype;
+    this.#walker = new PackedChainWalk(
+      this.size,
+      options.memory,
+      options.dma,
+      this.#tr,
+      policy,
+      hasFeature(options.features, VIRTIO_F_INDIRECT_DESC),
+    );
     const n = isValidPackedQueueSize(this.size) ? this.size : 1;
     this.#freeChains = new Int32Array(n);
     this.#pendSlot = new Uint16Array(n);
@@ -249,6 +233,8 @@ export class PackedDeviceQueue implements DeviceQueue {
       );
       this.#d32 = this.#view32(descGpa, descBytes);
       this.#d16 = new Uint16Array(this.#d32.buffer, this.#d32.byteOffset, descBytes / 2);
+      this.#walker.d32 = this.#d32;
+      this.#walker.d16 = this.#d16;
       this.#drvEv = this.#view16(drvGpa);
       this.#devEv = this.#view16(devGpa);
       this.#ready = true;
@@ -306,12 +292,8 @@ export class PackedDeviceQueue implements DeviceQueue {
    * inconsistent or of another lap count as not available, HOSTILE_INPUTS #31), or the queue is
    * broken or not active. The chain's `id` is the Buffer ID of the list's last descriptor
    * (§2.8.6), echoed without checks (#33); `ringDescriptors` is the list length.
-   * @throws VirtqError on a hostile driver (the queue becomes broken): `DESC_CHAIN_LOOP`,
-   * `PACKED_CHAIN_UNAVAILABLE`, `PACKED_INDIRECT_IN_LIST`, `HEAD_IN_USE`, `CHAIN_TOO_MANY_BYTES`,
-   * `CHAIN_TOO_MANY_SEGMENTS`, `DESC_ADDR_WRAP`, `DESC_BUFFER_FAULT`, `DESC_ZERO_LENGTH`,
-   * `DESC_READABLE_AFTER_WRITABLE`, `DESC_UNKNOWN_FLAGS`, `INDIRECT_NOT_NEGOTIATED`,
-   * `INDIRECT_LEN_ZERO`, `INDIRECT_LEN_MISALIGNED`, `INDIRECT_TABLE_TOO_LONG`, `INDIRECT_NESTED`,
-   * `INDIRECT_WITH_NEXT`, `INDIRECT_TABLE_FAULT`.
+   * @throws VirtqError on a hostile driver (the queue becomes broken): a code of
+   * {@link PACKED_DEVICE_ERROR_CODES} (derived from the catalogue; rules in `src/virtio/rules.ts`).
    * @throws VirtqError `QUEUE_NOT_READY` (api side, breaks nothing, reads no memory) after
    * {@link PackedDeviceQueue.reset} until {@link PackedDeviceQueue.activate} (§2.1.2, §4.1.4.3.2).
    */
@@ -325,13 +307,21 @@ export class PackedDeviceQueue implements DeviceQueue {
       ((flags >>> 7) & 1) === ((flags >>> 15) & 1) || ((flags >>> 7) & 1) !== this.#availWrap
     ) return null;
     const chain = this.#takeChain();
+    const walk = this.#walker;
     try {
-      this.#parse(chain, slot, flags);
+      // Walk and translate the list (packed/walk.ts); a violation breaks the queue.
+      const count = walk.walk(chain, slot, flags, this.#availWrap);
+      // §2.8.21: at most Queue Size descriptors are owned by the device at once (#10).
+      if (this.#outstandingSlots + count > this.size) this.#headInUse(slot, count);
+      this.#outstandingSlots += count;
     } catch (e) {
+      if (e instanceof VirtqError) this.#broken = e;
       chain.state = CHAIN_FREE;
       this.#freeChains[this.#freeCount++] = chain.poolIndex;
-      throw this.#fail(e);
+      throw e;
     }
+    this.#nextAvail = walk.nextSlot;
+    this.#availWrap = walk.nextWrap;
     chain.state = CHAIN_IN_FLIGHT;
     this.#inFlight++;
     if (this.#inOrder) {
@@ -346,9 +336,22 @@ export class PackedDeviceQueue implements DeviceQueue {
     return chain;
   }
 
-  #fail(e: unknown): unknown {
-    if (e instanceof VirtqError) this.#broken = e;
-    return e;
+  /**
+   * Breaks the queue with a catalogued error and throws it (the split device's idiom): `detail`
+   * names the offending slot or table entry and the rule.
+   */
+  #fail(code: VirtqErrorCode, detail: string, index: number, cause?: unknown): never {
+    const e = new VirtqError(code, detail, { index, cause });
+    this.#broken = e;
+    throw e;
+  }
+
+  #headInUse(headSlot: number, count: number): never {
+    this.#fail(
+      "HEAD_IN_USE",
+      `slot ${headSlot}: ${this.#outstandingSlots} slots still owned by the device, list of ${count}`,
+      headSlot,
+    );
   }
 
   #takeChain(): PackedChain {
@@ -358,347 +361,6 @@ export class PackedDeviceQueue implements DeviceQueue {
     c.poolIndex = this.#pool.length;
     this.#pool.push(c);
     return c;
-  }
-
-  #parse(chain: PackedChain, headSlot: number, headFlags: number): void {
-    const size = this.size;
-    const d16 = this.#d16;
-    const d32 = this.#d32;
-    let pos = headSlot;
-    let wrap = this.#availWrap;
-    let flags = headFlags;
-    let count = 0;
-    let id = 0;
-    let seenWritable = false;
-    chain.reset(0, headSlot);
-    this.#chainBytes = 0;
-    for (;;) {
-      count++;
-      // §2.8.6 / §2.8.7.1: a list is at most Queue Size descriptors (no loops; #13).
-      if (count > size) {
-        throw new VirtqError(
-          "DESC_CHAIN_LOOP",
-          `list at slot ${headSlot} exceeds ${size} descriptors`,
-          {
-            index: headSlot,
-          },
-        );
-      }
-      if (count > 1) {
-        flags = d16[pos * 8 + 7];
-        // §2.8.6: the driver makes the whole list available before the head.
-        if (((flags >>> 7) & 1) === ((flags >>> 15) & 1) || ((flags >>> 7) & 1) !== wrap) {
-          throw new VirtqError(
-            "PACKED_CHAIN_UNAVAILABLE",
-            `list at slot ${headSlot} continues into slot ${pos}, not available (flags 0x${
-              flags.toString(16)
-            })`,
-            { index: pos },
-          );
-        }
-      }
-      const b = pos * 4;
-      const lo = d32[b];
-      const hi = d32[b + 1];
-      const len = d32[b + 2];
-      id = d16[pos * 8 + 6];
-      if (this.#rejectUnknown && (flags & ~KNOWN_FLAGS) !== 0) {
-        throw new VirtqError("DESC_UNKNOWN_FLAGS", `slot ${pos} flags 0x${flags.toString(16)}`, {
-          index: pos,
-        });
-      }
-      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
-        // §2.8.7.1: INDIRECT is never part of a NEXT-linked list.
-        if (count > 1) {
-          throw new VirtqError("PACKED_INDIRECT_IN_LIST", `slot ${pos} of list at ${headSlot}`, {
-            index: pos,
-          });
-        }
-        if ((flags & VIRTQ_DESC_F_NEXT) !== 0 && !this.#ignoreNext) {
-          throw new VirtqError("INDIRECT_WITH_NEXT", `slot ${pos}`, { index: pos });
-        }
-        // §2.8.7: WRITE on the indirect descriptor itself is reserved and ignored (#29).
-        const ki = chain.descCount;
-        if (ki === chain.descLen.length) chain.addDescriptor(lo, hi, len, flags, false);
-        else {
-          chain.descAddrLo[ki] = lo;
-          chain.descAddrHi[ki] = hi;
-          chain.descLen[ki] = len;
-          chain.descFlags[ki] = flags;
-          chain.descInIndirect[ki] = 0;
-          chain.descCount = ki + 1;
-        }
-        chain.indirect = true;
-        this.#parseIndirect(chain, ki, pos);
-        break;
-      }
-      // Recorded inline, then read back by index: a u32 at or above 2^31 passed to a call that
-      // is not inlined would be boxed (an allocation per descriptor).
-      const k = chain.descCount;
-      if (k === chain.descLen.length) chain.addDescriptor(lo, hi, len, flags, false);
-      else {
-        chain.descAddrLo[k] = lo;
-        chain.descAddrHi[k] = hi;
-        chain.descLen[k] = len;
-        chain.descFlags[k] = flags;
-        chain.descInIndirect[k] = 0;
-        chain.descCount = k + 1;
-      }
-      const write = (flags & VIRTQ_DESC_F_WRITE) !== 0;
-      // §2.8.4 Message Framing: device-writable descriptors after device-readable ones.
-      if (write) seenWritable = true;
-      else if (seenWritable) {
-        throw new VirtqError("DESC_READABLE_AFTER_WRITABLE", `slot ${pos}`, { index: pos });
-      }
-      if (this.#checkBuffer(chain, k, pos)) this.#translate(chain, k, write, pos);
-      if ((flags & VIRTQ_DESC_F_NEXT) === 0) break;
-      // §2.8.6: a list may wrap the ring end; the wrap counter flips there (#32).
-      if (++pos === size) {
-        pos = 0;
-        wrap ^= 1;
-      }
-    }
-    // §2.8.21: at most Queue Size descriptors are owned by the device at once (#10).
-    if (this.#outstandingSlots + count > size) {
-      throw new VirtqError(
-        "HEAD_IN_USE",
-        `slot ${headSlot}: ${this.#outstandingSlots} slots still owned by the device, list of ${count}`,
-        { index: headSlot },
-      );
-    }
-    chain.id = id;
-    chain.ringDescriptors = count;
-    this.#outstandingSlots += count;
-    if (++pos === size) {
-      pos = 0;
-      wrap ^= 1;
-    }
-    this.#nextAvail = pos;
-    this.#availWrap = wrap;
-  }
-
-  #parseIndirect(chain: PackedChain, rec: number, slot: number): void {
-    const lo = chain.descAddrLo[rec];
-    const hi = chain.descAddrHi[rec];
-    const len = chain.descLen[rec];
-    // §2.8.7.1: the driver MUST NOT set INDIRECT unless VIRTIO_F_INDIRECT_DESC (#22).
-    if (!this.#indirectOk) {
-      throw new VirtqError("INDIRECT_NOT_NEGOTIATED", `slot ${slot}`, { index: slot });
-    }
-    if (len === 0) throw new VirtqError("INDIRECT_LEN_ZERO", `slot ${slot}`, { index: slot });
-    if (len % 16 !== 0) {
-      throw new VirtqError("INDIRECT_LEN_MISALIGNED", `slot ${slot}: len ${len}`, {
-        index: slot,
-      });
-    }
-    const n = len / 16;
-    if (n > this.size) {
-      throw new VirtqError(
-        "INDIRECT_TABLE_TOO_LONG",
-        `slot ${slot}: ${n} entries > queue size ${this.size}`,
-        { index: slot },
-      );
-    }
-    if (hi === 0xffff_ffff && lo + len > TWO_POW_32) {
-      throw new VirtqError("DESC_ADDR_WRAP", `indirect table at slot ${slot} wraps 2^64`, {
-        index: slot,
-      });
-    }
-    const bus = hi <= 0x1f_ffff ? hi * TWO_POW_32 + lo : u64FromParts(lo, hi);
-    const mem = this.#memory;
-    let gpa: number;
-    let region;
-    try {
-      gpa = translateContiguous(this.#dma, bus, len, DMA_ACCESS_READ, this.#tr);
-      region = mem.resolve(gpa, len);
-    } catch (cause) {
-      throw new VirtqError("INDIRECT_TABLE_FAULT", `slot ${slot}: table of ${len} bytes`, {
-        index: slot,
-        cause,
-      });
-    }
-    if (mem.observer !== null) mem.observer.onRead(gpa, len);
-    const dv = region.view;
-    let o = gpa - region.gpa;
-    let seenWritable = false;
-    for (let i = 0; i < n; i++, o += 16) {
-      const alo = dv.getUint32(o, true);
-      const ahi = dv.getUint32(o + 4, true);
-      const l = dv.getUint32(o + 8, true);
-      const f = dv.getUint16(o + 14, true);
-      if (this.#rejectUnknown && (f & ~KNOWN_FLAGS) !== 0) {
-        throw new VirtqError(
-          "DESC_UNKNOWN_FLAGS",
-          `indirect entry ${i} flags 0x${f.toString(16)}`,
-          {
-            index: i,
-          },
-        );
-      }
-      // §2.8.7.1: no INDIRECT inside a table (#26). Other flags but WRITE (NEXT, AVAIL, USED)
-      // and the Buffer ID are reserved in a table and ignored (§2.8.7, #34).
-      if ((f & VIRTQ_DESC_F_INDIRECT) !== 0) {
-        throw new VirtqError("INDIRECT_NESTED", `indirect entry ${i} of slot ${slot}`, {
-          index: i,
-        });
-      }
-      const k = chain.descCount;
-      if (k === chain.descLen.length) chain.addDescriptor(alo, ahi, l, f, true);
-      else {
-        chain.descAddrLo[k] = alo;
-        chain.descAddrHi[k] = ahi;
-        chain.descLen[k] = l;
-        chain.descFlags[k] = f;
-        chain.descInIndirect[k] = 1;
-        chain.descCount = k + 1;
-      }
-      const write = (f & VIRTQ_DESC_F_WRITE) !== 0;
-      if (write) seenWritable = true;
-      else if (seenWritable) {
-        throw new VirtqError(
-          "DESC_READABLE_AFTER_WRITABLE",
-          `indirect entry ${i} of slot ${slot}`,
-          {
-            index: i,
-          },
-        );
-      }
-      if (this.#checkBuffer(chain, k, i)) this.#translate(chain, k, write, i);
-    }
-  }
-
-  /**
-   * Checks one buffer descriptor before translation: length policy, chain total, 64-bit wrap.
-   * @returns false for an allowed zero-length descriptor (nothing to translate).
-   */
-  #checkBuffer(chain: PackedChain, rec: number, index: number): boolean {
-    const len = chain.descLen[rec];
-    if (len === 0) {
-      if (this.#zeroAllow) return false;
-      throw new VirtqError("DESC_ZERO_LENGTH", `descriptor ${index}`, { index });
-    }
-    // §2.8.6 (as §2.7.5.2): a list is at most 2^32 - 1 bytes in total (#14).
-    const total = this.#chainBytes + len;
-    if (total > MAX_CHAIN_BYTES) {
-      throw new VirtqError(
-        "CHAIN_TOO_MANY_BYTES",
-        `descriptor ${index} brings the chain to ${total} bytes`,
-        { index },
-      );
-    }
-    this.#chainBytes = total;
-    // A buffer [addr, addr + len) cannot wrap the 64-bit address space (#15).
-    if (chain.descAddrHi[rec] === 0xffff_ffff && chain.descAddrLo[rec] + len > TWO_POW_32) {
-      throw new VirtqError("DESC_ADDR_WRAP", `descriptor ${index}: addr + len wraps 2^64`, {
-        index,
-      });
-    }
-    return true;
-  }
-
-  #translate(chain: PackedChain, rec: number, write: boolean, index: number): void {
-    const lo = chain.descAddrLo[rec];
-    const hi = chain.descAddrHi[rec];
-    const len = chain.descLen[rec];
-    // Fast path: identity DMA and the whole buffer inside the region used last (no calls).
-    if (this.#identity && hi < 0x10_0000) {
-      const g = hi * TWO_POW_32 + lo;
-      if (g >= this.#rgnStart && g + len <= this.#rgnEnd) {
-        if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
-          throw new VirtqError("CHAIN_TOO_MANY_SEGMENTS", `more than ${this.#maxSegments}`, {
-            index,
-          });
-        }
-        if (write) chain.addWritable(g, len);
-        else chain.addReadable(g, len);
-        return;
-      }
-    }
-    if (hi > 0x1f_ff00) {
-      this.#translateWide(chain, lo, hi, len, write, index);
-      return;
-    }
-    // Number path: the whole buffer is below 2^53, so the arithmetic is exact and `bus` stays
-    // an unboxed double (a number|bigint variable would be boxed: an allocation per buffer).
-    let bus = hi * TWO_POW_32 + lo;
-    const access = write ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
-    const tr = this.#tr;
-    let remaining = len;
-    try {
-      // A buffer may span several translations (IOMMU pages, windows; HOSTILE_INPUTS #46) and
-      // adjacent guest memory regions: one segment per contiguous piece.
-      while (remaining > 0) {
-        this.#dma.translate(bus, remaining, access, tr);
-        const n = this.#addPiece(chain, tr, remaining, write, index);
-        remaining -= n;
-        bus += n;
-      }
-    } catch (cause) {
-      throw this.#bufferFault(cause, index);
-    }
-  }
-
-  /** Cold path of {@link #translate} for bus addresses near or above 2^53 (exact u64 arithmetic). */
-  #translateWide(
-    chain: PackedChain,
-    lo: number,
-    hi: number,
-    len: number,
-    write: boolean,
-    index: number,
-  ): void {
-    let bus: U64 = u64FromParts(lo, hi);
-    const access = write ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
-    let remaining = len;
-    try {
-      while (remaining > 0) {
-        this.#dma.translate(bus, remaining, access, this.#tr);
-        const n = this.#addPiece(chain, this.#tr, remaining, write, index);
-        remaining -= n;
-        if (remaining > 0) bus = u64Add(bus, n) as U64;
-      }
-    } catch (cause) {
-      throw this.#bufferFault(cause, index);
-    }
-  }
-
-  /** Adds one translated piece as a segment (clipped to its region); returns its length. */
-  #addPiece(
-    chain: PackedChain,
-    tr: DmaTranslation,
-    remaining: number,
-    write: boolean,
-    index: number,
-  ): number {
-    const gpa = tr.gpa;
-    let n = tr.length;
-    const region = this.#memory.regionAt(gpa);
-    if (region === undefined || !(n >= 1 && n <= remaining)) {
-      throw new VirtqError(
-        "DESC_BUFFER_FAULT",
-        `descriptor ${index}: GPA ${gpa} (${n} bytes) is not backed by guest memory`,
-        { index },
-      );
-    }
-    if (gpa + n > region.end) n = region.end - gpa;
-    this.#rgnStart = region.gpa;
-    this.#rgnEnd = region.end;
-    if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
-      throw new VirtqError("CHAIN_TOO_MANY_SEGMENTS", `more than ${this.#maxSegments}`, {
-        index,
-      });
-    }
-    if (write) chain.addWritable(gpa, n);
-    else chain.addReadable(gpa, n);
-    return n;
-  }
-
-  #bufferFault(cause: unknown, index: number): VirtqError {
-    if (cause instanceof VirtqError) return cause;
-    return new VirtqError("DESC_BUFFER_FAULT", `descriptor ${index}: ${String(cause)}`, {
-      index,
-      cause,
-    });
   }
 
   /**
@@ -865,27 +527,11 @@ export class PackedDeviceQueue implements DeviceQueue {
   }
 }
 
-/** Codes the packed device raises for a hostile driver (for tests and fuzz oracles). */
-export const PACKED_DEVICE_ERROR_CODES: readonly VirtqErrorCode[] = [
-  "QUEUE_SIZE_INVALID",
-  "RING_MISALIGNED",
-  "RING_UNMAPPED",
-  "DESC_CHAIN_LOOP",
-  "PACKED_CHAIN_UNAVAILABLE",
-  "PACKED_INDIRECT_IN_LIST",
-  "HEAD_IN_USE",
-  "CHAIN_TOO_MANY_BYTES",
-  "CHAIN_TOO_MANY_SEGMENTS",
-  "DESC_ADDR_WRAP",
-  "DESC_BUFFER_FAULT",
-  "DESC_ZERO_LENGTH",
-  "DESC_READABLE_AFTER_WRITABLE",
-  "DESC_UNKNOWN_FLAGS",
-  "INDIRECT_NOT_NEGOTIATED",
-  "INDIRECT_LEN_ZERO",
-  "INDIRECT_LEN_MISALIGNED",
-  "INDIRECT_TABLE_TOO_LONG",
-  "INDIRECT_NESTED",
-  "INDIRECT_WITH_NEXT",
-  "INDIRECT_TABLE_FAULT",
-];
+/**
+ * Codes the packed device raises for a hostile driver (for tests and fuzz oracles), derived from
+ * the catalogue's `layouts` and `side` (see {@link virtqErrorCodes}).
+ */
+export const PACKED_DEVICE_ERROR_CODES: readonly VirtqErrorCode[] = virtqErrorCodes(
+  "packed",
+  "device",
+);

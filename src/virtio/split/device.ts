@@ -11,20 +11,16 @@
  */
 
 import type { GuestMemory, MemoryRegion } from "../../memory/guest_memory.ts";
-import { hex64, TWO_POW_32, type U64, u64Add, u64FromParts, u64Lo } from "../../memory/u64.ts";
+import { hex64, type U64, u64Lo } from "../../memory/u64.ts";
 import { DMA_ACCESS_READ, DMA_ACCESS_WRITE, type DmaAccess } from "../../dma/errors.ts";
 import { type DmaAddressSpace, DmaTranslation, translateContiguous } from "../../dma/types.ts";
-import { IdentityAddressSpace } from "../../dma/identity.ts";
 import { Chain } from "../chain.ts";
 import {
   VIRTQ_AVAIL_F_NO_INTERRUPT,
-  VIRTQ_DESC_F_INDIRECT,
-  VIRTQ_DESC_F_NEXT,
-  VIRTQ_DESC_F_WRITE,
   VIRTQ_USED_F_NO_NOTIFY,
   vringNeedEvent,
 } from "../constants.ts";
-import { VirtqError, type VirtqErrorCode } from "../errors.ts";
+import { VirtqError, type VirtqErrorCode, virtqErrorCodes } from "../errors.ts";
 import {
   hasFeature,
   VIRTIO_F_EVENT_IDX,
@@ -48,9 +44,8 @@ import {
   splitDescTableSize,
   splitUsedRingSize,
 } from "./layout.ts";
+import { SplitChainWalk } from "./walk.ts";
 
-/** Flag bits a split descriptor may carry (spec §2.7.5); others are reserved. */
-const KNOWN_DESC_FLAGS = VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_INDIRECT;
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /** Throws `QUEUE_NOT_READY` (api side; nothing is broken). Cold path. */
@@ -114,12 +109,9 @@ function mapRingArea(
  * Construction is queue activation: it validates the Queue Size and each area's alignment and
  * translates every area through the device's {@link DmaAddressSpace}.
  *
- * Errors from `pop` (all {@link VirtqError}, device side): `AVAIL_IDX_JUMP`,
- * `AVAIL_HEAD_OUT_OF_RANGE`, `HEAD_IN_USE`, `DESC_NEXT_OUT_OF_RANGE`, `DESC_CHAIN_LOOP`,
- * `CHAIN_TOO_MANY_BYTES`, `DESC_ADDR_WRAP`, `DESC_BUFFER_FAULT`, `DESC_ZERO_LENGTH`,
- * `DESC_READABLE_AFTER_WRITABLE`, `DESC_UNKNOWN_FLAGS`, `CHAIN_TOO_MANY_SEGMENTS`,
- * `IN_ORDER_VIOLATION`, `INDIRECT_NOT_NEGOTIATED`, `INDIRECT_LEN_MISALIGNED`, `INDIRECT_LEN_ZERO`,
- * `INDIRECT_TABLE_TOO_LONG`, `INDIRECT_NESTED`, `INDIRECT_WITH_NEXT`, `INDIRECT_TABLE_FAULT`.
+ * Errors from `pop`: {@link VirtqError} with a device-side code of {@link SPLIT_DEVICE_ERROR_CODES}
+ * (derived from the catalogue, `src/virtio/errors.ts`); the rules behind them live in
+ * `src/virtio/rules.ts`.
  * After one, the queue is {@link SplitDeviceQueue.broken} and `pop` returns `null` without
  * touching memory until {@link SplitDeviceQueue.reset}; chains popped earlier can still be pushed.
  *
@@ -140,16 +132,8 @@ export class SplitDeviceQueue implements DeviceQueue {
   readonly #tr = new DmaTranslation();
   readonly #eventIdx: boolean;
   readonly #inOrder: boolean;
-  readonly #indirectOk: boolean;
-  readonly #rejectZero: boolean;
-  readonly #rejectIndNext: boolean;
-  readonly #rejectFlags: boolean;
-  readonly #maxSegments: number;
-  /** True when the DMA view is exactly {@link IdentityAddressSpace} (bus = GPA below 2^52). */
-  readonly #identity: boolean;
-  /** GPA range of the region that backed the last translated segment (identity fast path). */
-  #rgnStart = 0;
-  #rgnEnd = 0;
+  /** The chain walk (direct and indirect), apart from the ring state kept here. */
+  readonly #walker: SplitChainWalk;
 
   /** Ring area bus addresses as the driver programmed them (re-translated by `activate`). */
   readonly addresses: VirtqueueAddresses;
@@ -204,15 +188,18 @@ export class SplitDeviceQueue implements DeviceQueue {
     this.#mask = size - 1;
     this.memory = opts.memory;
     this.#dma = opts.dma;
-    this.#identity = Object.getPrototypeOf(opts.dma) === IdentityAddressSpace.prototype;
     this.policy = Object.freeze({ ...DEFAULT_CHAIN_POLICY, ...opts.policy });
-    this.#rejectZero = this.policy.zeroLength === "reject";
-    this.#rejectIndNext = this.policy.indirectWithNext === "reject";
-    this.#rejectFlags = this.policy.unknownFlags === "reject";
-    this.#maxSegments = this.policy.maxSegments;
     this.#eventIdx = hasFeature(opts.features, VIRTIO_F_EVENT_IDX);
     this.#inOrder = hasFeature(opts.features, VIRTIO_F_IN_ORDER);
-    this.#indirectOk = hasFeature(opts.features, VIRTIO_F_INDIRECT_DESC);
+    this.#walker = new SplitChainWalk(
+      size,
+      opts.memory,
+      opts.dma,
+      this.#tr,
+      this.policy,
+      this.#inOrder,
+      hasFeature(opts.features, VIRTIO_F_INDIRECT_DESC),
+    );
 
     this.addresses = opts.addresses;
     this.#usedEventIdx = 2 + size;
@@ -287,6 +274,7 @@ export class SplitDeviceQueue implements DeviceQueue {
       tr,
     );
     this.#desc32 = new Uint32Array(d.region.bytes.buffer, d.offset, 4 * size);
+    this.#walker.table = this.#desc32;
     this.#avail16 = new Uint16Array(av.region.bytes.buffer, av.offset, 3 + size);
     // used ring: flags,idx (u16) | size x {id u32, len u32} | avail_event (u16) = 3 + 4·size u16.
     this.#used32 = new Uint32Array(u.region.bytes.buffer, u.offset, 1 + 2 * size);
@@ -355,57 +343,12 @@ export class SplitDeviceQueue implements DeviceQueue {
     const chain = pool[pool.length - 1];
     chain.reset(head, head);
 
-    // Walk the chain, reading each descriptor once (#21). Indirect tables: #walkIndirect.
-    const d32 = this.#desc32;
-    let idx = head;
-    let count = 0;
-    let sawWritable = false;
-    let total = 0;
-    for (;;) {
-      // §2.7.5.2 loops are forbidden; a chain has at most Queue Size descriptors (#13).
-      if (++count > size) this.#loop(head, idx, size, false);
-      const w4 = idx << 2;
-      const lo = d32[w4];
-      const hi = d32[w4 + 1];
-      const len = d32[w4 + 2];
-      const fn = d32[w4 + 3];
-      const flags = fn & 0xffff;
-      chain.addDescriptor(lo, hi, len, flags, false);
-      if ((flags & ~(VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE)) !== 0) {
-        if (this.#rejectFlags && (flags & ~KNOWN_DESC_FLAGS) !== 0) this.#unknownFlags(idx, flags);
-        if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
-          chain.ringDescriptors = count;
-          this.#walkIndirect(chain, idx, lo, hi, len, flags, sawWritable, total);
-          break;
-        }
-      }
-      // Policy (QEMU rejects, rust-vmm accepts): zero-length descriptors (#16).
-      if (len === 0 && this.#rejectZero) this.#zeroLength(idx);
-      const writable = (flags & VIRTQ_DESC_F_WRITE) !== 0;
-      if (writable) sawWritable = true;
-      else if (sawWritable) this.#readableAfterWritable(idx); // §2.7.4.2 (#17)
-      total += len;
-      // §2.7.5.2: a chain is at most 2^32 - 1 bytes (#14).
-      if (total > 0xffff_ffff) this.#tooManyBytes(head, idx);
-      if (len !== 0) {
-        // Identity DMA, buffer inside the last region used, under the segment limit: inline.
-        if (
-          this.#identity && hi === 0 && lo >= this.#rgnStart && lo + len <= this.#rgnEnd &&
-          chain.readableCount + chain.writableCount < this.#maxSegments
-        ) {
-          if (writable) chain.addWritable(lo, len);
-          else chain.addReadable(lo, len);
-        } else this.#addBuffer(chain, idx, lo, hi, len, writable);
-      }
-      if ((flags & VIRTQ_DESC_F_NEXT) === 0) {
-        chain.ringDescriptors = count;
-        break;
-      }
-      const next = fn >>> 16;
-      if (next >= size) this.#nextOutOfRange(idx, next, size);
-      // §2.7.5.2 IN_ORDER: next of descriptor x is x + 1, wrapping at the end of the table.
-      if (inOrder && next !== ((idx + 1) & mask)) this.#inOrderNext(idx, next);
-      idx = next;
+    // Walk and translate the chain (split/walk.ts); a violation breaks the queue.
+    try {
+      this.#walker.walk(chain, head);
+    } catch (e) {
+      if (e instanceof VirtqError) this.#broken = e;
+      throw e;
     }
 
     pool.pop();
@@ -444,258 +387,6 @@ export class SplitDeviceQueue implements DeviceQueue {
       `head ${head} offered, in-order position is ${this.#nextInOrderHead}`,
       head,
     );
-  }
-
-  /** The indirect descriptor `idx` of a chain and its table (§2.7.5.3). */
-  #walkIndirect(
-    chain: Chain,
-    idx: number,
-    lo: number,
-    hi: number,
-    len: number,
-    flags: number,
-    sawWritableIn: boolean,
-    totalIn: number,
-  ): void {
-    const size = this.size;
-    if (!this.#indirectOk) {
-      // §2.7.5.3.1 (#22).
-      this.#fail(
-        "INDIRECT_NOT_NEGOTIATED",
-        `descriptor ${idx} is indirect without VIRTIO_F_INDIRECT_DESC`,
-        idx,
-      );
-    }
-    if ((flags & VIRTQ_DESC_F_NEXT) !== 0 && this.#rejectIndNext) {
-      // §2.7.5.3.1 (#27); policy "ignore-next" ends the chain with the table.
-      this.#fail("INDIRECT_WITH_NEXT", `descriptor ${idx} sets INDIRECT and NEXT`, idx);
-    }
-    if (len === 0) this.#fail("INDIRECT_LEN_ZERO", `indirect descriptor ${idx} has len 0`, idx);
-    if ((len & 15) !== 0) {
-      this.#fail(
-        "INDIRECT_LEN_MISALIGNED",
-        `indirect descriptor ${idx} has len ${len}, not a multiple of 16`,
-        idx,
-      );
-    }
-    const entries = len >>> 4;
-    if (entries > size) {
-      // §2.7.5.3.1: a chain must not exceed Queue Size (#25).
-      this.#fail(
-        "INDIRECT_TABLE_TOO_LONG",
-        `indirect table of descriptor ${idx} has ${entries} entries, queue size ${size}`,
-        idx,
-      );
-    }
-    if (hi === 0xffff_ffff && lo + len > TWO_POW_32) {
-      this.#fail("DESC_ADDR_WRAP", `indirect descriptor ${idx}: addr + len wraps 2^64`, idx);
-    }
-    // The device ignores WRITE on the indirect descriptor (§2.7.5.3.2, #29).
-    const bus = u64FromParts(lo, hi);
-    let region: MemoryRegion;
-    let gpa: number;
-    try {
-      // The table is DMA too: one contiguous, readable range (#30).
-      gpa = translateContiguous(this.#dma, bus, len, DMA_ACCESS_READ, this.#tr);
-      region = this.memory.resolve(gpa, len);
-    } catch (cause) {
-      this.#fail(
-        "INDIRECT_TABLE_FAULT",
-        `indirect table of descriptor ${idx} (${len} bytes at ${hex64(bus)}) is not reachable`,
-        idx,
-        cause,
-      );
-    }
-    const table = region.view;
-    const base = gpa - region.gpa;
-    const inOrder = this.#inOrder;
-    chain.indirect = true;
-    let sawWritable = sawWritableIn;
-    let total = totalIn;
-    let i = 0;
-    let count = 0;
-    for (;;) {
-      if (++count > entries) this.#loop(chain.id, i, entries, true);
-      const o = base + (i << 4);
-      const tlo = table.getUint32(o, true);
-      const thi = table.getUint32(o + 4, true);
-      const tlen = table.getUint32(o + 8, true);
-      const tflags = table.getUint16(o + 12, true);
-      const next = table.getUint16(o + 14, true);
-      chain.addDescriptor(tlo, thi, tlen, tflags, true);
-      if (this.#rejectFlags && (tflags & ~KNOWN_DESC_FLAGS) !== 0) this.#unknownFlags(i, tflags);
-      if ((tflags & VIRTQ_DESC_F_INDIRECT) !== 0) {
-        // §2.7.5.3.1: no INDIRECT inside a table (#26).
-        this.#fail("INDIRECT_NESTED", `indirect table entry ${i} is itself indirect`, i);
-      }
-      if (tlen === 0 && this.#rejectZero) this.#zeroLength(i);
-      const writable = (tflags & VIRTQ_DESC_F_WRITE) !== 0;
-      if (writable) sawWritable = true;
-      else if (sawWritable) this.#readableAfterWritable(i);
-      total += tlen;
-      if (total > 0xffff_ffff) this.#tooManyBytes(chain.id, i);
-      if (tlen !== 0) this.#addBuffer(chain, i, tlo, thi, tlen, writable);
-      if ((tflags & VIRTQ_DESC_F_NEXT) === 0) return;
-      if (next >= entries) this.#nextOutOfRange(i, next, entries);
-      // §2.7.5.3.1 IN_ORDER: table entries are sequential.
-      if (inOrder && next !== i + 1) this.#inOrderNext(i, next);
-      i = next;
-    }
-  }
-
-  #loop(head: number, idx: number, max: number, inTable: boolean): never {
-    this.#fail(
-      "DESC_CHAIN_LOOP",
-      `chain from head ${head} visits more than ${max} descriptors` +
-        (inTable ? " of its indirect table" : ""),
-      idx,
-    );
-  }
-  #unknownFlags(idx: number, flags: number): never {
-    this.#fail("DESC_UNKNOWN_FLAGS", `descriptor ${idx} has flags 0x${flags.toString(16)}`, idx);
-  }
-  #zeroLength(idx: number): never {
-    this.#fail("DESC_ZERO_LENGTH", `descriptor ${idx} has len 0`, idx);
-  }
-  #readableAfterWritable(idx: number): never {
-    this.#fail(
-      "DESC_READABLE_AFTER_WRITABLE",
-      `descriptor ${idx} is device-readable after a device-writable one`,
-      idx,
-    );
-  }
-  #tooManyBytes(head: number, idx: number): never {
-    this.#fail("CHAIN_TOO_MANY_BYTES", `chain from head ${head} exceeds 2^32 - 1 bytes`, idx);
-  }
-  #nextOutOfRange(idx: number, next: number, max: number): never {
-    this.#fail(
-      "DESC_NEXT_OUT_OF_RANGE",
-      `descriptor ${idx} has next ${next}, table size ${max}`,
-      idx,
-    );
-  }
-  #inOrderNext(idx: number, next: number): never {
-    this.#fail("IN_ORDER_VIOLATION", `descriptor ${idx} has next ${next} under IN_ORDER`, idx);
-  }
-
-  /** Translates one descriptor's buffer into segments (a buffer may span mappings, #46). */
-  #addBuffer(chain: Chain, idx: number, lo: number, hi: number, len: number, w: boolean): void {
-    // Fast path: the whole buffer is below 2^52 + 2^32, so number arithmetic is exact.
-    if (hi >= 0x10_0000) {
-      this.#addBufferWide(chain, idx, lo, hi, len, w);
-      return;
-    }
-    // Identity DMA (no IOMMU) and the whole buffer inside the last region used: no calls.
-    if (this.#identity) {
-      const gpa = hi * TWO_POW_32 + lo;
-      if (gpa >= this.#rgnStart && gpa + len <= this.#rgnEnd) {
-        if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
-          this.#tooManySegments(chain, idx);
-        }
-        if (w) chain.addWritable(gpa, len);
-        else chain.addReadable(gpa, len);
-        return;
-      }
-    }
-    this.#translateBuffer(chain, idx, lo, hi, len, w);
-  }
-
-  /**
-   * The translating part of {@link #addBuffer}, out of line: its bus address is live into a catch
-   * handler, so the optimiser keeps it tagged (a heap number per buffer at or above 2^31); the
-   * identity fast path above never materialises one.
-   */
-  #translateBuffer(
-    chain: Chain,
-    idx: number,
-    lo: number,
-    hi: number,
-    len: number,
-    w: boolean,
-  ): void {
-    let bus = hi === 0 ? lo : hi * TWO_POW_32 + lo;
-    const access = w ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
-    const memory = this.memory;
-    const tr = this.#tr;
-    const dma = this.#dma;
-    let left = len;
-    for (;;) {
-      try {
-        dma.translate(bus, left, access, tr);
-      } catch (cause) {
-        this.#bufferFault(idx, bus, left, cause);
-      }
-      const gpa = tr.gpa;
-      let n = tr.length;
-      const region = memory.regionAt(gpa);
-      if (region === undefined || !(n > 0)) this.#bufferFault(idx, gpa, left, null);
-      // Never trust the DMA view's length beyond what was asked for (a segment must not run
-      // past the descriptor's buffer).
-      if (n > left) n = left;
-      if (gpa + n > region.end) n = region.end - gpa;
-      this.#rgnStart = region.gpa;
-      this.#rgnEnd = region.end;
-      if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
-        this.#tooManySegments(chain, idx);
-      }
-      if (w) chain.addWritable(gpa, n);
-      else chain.addReadable(gpa, n);
-      left -= n;
-      if (left <= 0) return;
-      bus += n;
-    }
-  }
-
-  #bufferFault(idx: number, addr: U64, left: number, cause: unknown): never {
-    this.#fail(
-      "DESC_BUFFER_FAULT",
-      cause === null
-        ? `descriptor ${idx}: GPA ${hex64(addr)} is not backed by guest memory`
-        : `descriptor ${idx}: bus address ${hex64(addr)} (${left} bytes) does not translate`,
-      idx,
-      cause === null ? undefined : cause,
-    );
-  }
-
-  #tooManySegments(chain: Chain, idx: number): never {
-    this.#fail(
-      "CHAIN_TOO_MANY_SEGMENTS",
-      `chain from head ${chain.id} has more than ${this.#maxSegments} segments`,
-      idx,
-    );
-  }
-
-  /** Cold path of {@link #addBuffer} for bus addresses at or above 2^52 (exact u64 arithmetic). */
-  #addBufferWide(chain: Chain, idx: number, lo: number, hi: number, len: number, w: boolean): void {
-    // §2.7.5: [addr, addr + len) must not wrap the 64-bit space (#15).
-    if (hi === 0xffff_ffff && lo + len > TWO_POW_32) {
-      this.#fail("DESC_ADDR_WRAP", `descriptor ${idx}: addr + len ${len} wraps 2^64`, idx);
-    }
-    const access = w ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
-    const memory = this.memory;
-    const tr = this.#tr;
-    let bus: U64 = u64FromParts(lo, hi);
-    let left = len;
-    while (left > 0) {
-      try {
-        this.#dma.translate(bus, left, access, tr);
-      } catch (cause) {
-        this.#bufferFault(idx, bus, left, cause);
-      }
-      const gpa = tr.gpa;
-      let n = tr.length;
-      const region = memory.regionAt(gpa);
-      if (region === undefined || !(n > 0)) this.#bufferFault(idx, gpa, left, null);
-      if (n > left) n = left; // as in #translateBuffer
-      if (gpa + n > region.end) n = region.end - gpa;
-      if (chain.readableCount + chain.writableCount >= this.#maxSegments) {
-        this.#tooManySegments(chain, idx);
-      }
-      if (w) chain.addWritable(gpa, n);
-      else chain.addReadable(gpa, n);
-      left -= n;
-      if (left > 0) bus = u64Add(bus, n)!;
-    }
   }
 
   /**
@@ -838,3 +529,12 @@ export class SplitDeviceQueue implements DeviceQueue {
     }
   }
 }
+
+/**
+ * Codes the split device raises for a hostile driver (for tests and fuzz oracles), derived from
+ * the catalogue's `layouts` and `side` (see {@link virtqErrorCodes}).
+ */
+export const SPLIT_DEVICE_ERROR_CODES: readonly VirtqErrorCode[] = virtqErrorCodes(
+  "split",
+  "device",
+);

@@ -5,21 +5,22 @@ import {
   GuestMemory,
   IdentityAddressSpace,
   PACKED_DEVICE_ERROR_CODES,
+  packedAvailFlags,
   PackedDeviceQueue,
+  PackedRingBuilder,
   VIRTIO_F_INDIRECT_DESC,
   VIRTQ_DESC_F_INDIRECT,
   VIRTQ_DESC_F_NEXT,
   VIRTQ_DESC_F_WRITE,
   VirtqError,
   type VirtqErrorCode,
-  writeEventForTest,
-} from "../_packed_helpers.ts";
-import { availBits, RawPackedRing } from "../../../fuzz/targets/packed_raw.ts";
+  writePackedEvent,
+} from "../../../src/mod.ts";
 import type { DmaAccess, DmaAddressSpace, DmaTranslation, U64 } from "../../../src/mod.ts";
 
 const RING = 0x1000;
 const MEM = 0x20000;
-const A = availBits(1);
+const A = packedAvailFlags(1);
 
 /** Folds every bus address at or above 0x100000 onto 32 KiB at 0x10000, in 32 KiB pieces. */
 class AliasSpace implements DmaAddressSpace {
@@ -43,7 +44,7 @@ function setup(
   dma: DmaAddressSpace = new IdentityAddressSpace(),
 ) {
   const memory = GuestMemory.flat(MEM);
-  const ring = new RawPackedRing(memory, RING, size);
+  const ring = new PackedRingBuilder(memory, RING, size);
   const addresses = {
     descAddr: RING,
     driverAddr: RING + 16 * size,
@@ -60,7 +61,7 @@ function setup(
  */
 function expectHostile(
   code: VirtqErrorCode,
-  hostile: (ring: RawPackedRing, dev: PackedDeviceQueue) => void,
+  hostile: (ring: PackedRingBuilder, dev: PackedDeviceQueue) => void,
   size = 4,
   features = 0n,
   policy: Partial<ChainPolicy> = {},
@@ -137,7 +138,7 @@ Deno.test("packed device: one minimal hostile input per error code", () => {
   const seen = new Set<string>(["QUEUE_SIZE_INVALID", "RING_MISALIGNED", "RING_UNMAPPED"]);
   const t = (
     code: VirtqErrorCode,
-    f: (r: RawPackedRing, d: PackedDeviceQueue) => void,
+    f: (r: PackedRingBuilder, d: PackedDeviceQueue) => void,
     size = 4,
     feat = 0n,
     pol: Partial<ChainPolicy> = {},
@@ -150,7 +151,7 @@ Deno.test("packed device: one minimal hostile input per error code", () => {
   t("DESC_CHAIN_LOOP", (r) => {
     // slots 1..3 then 0 (wrap flips to 0): every descriptor NEXT and available in its lap
     for (let s = 1; s < 4; s++) r.write(s, { addr: 0x8000n, len: 1, id: 0, flags: A | N });
-    r.write(0, { addr: 0x8000n, len: 1, id: 0, flags: availBits(0) | N });
+    r.write(0, { addr: 0x8000n, len: 1, id: 0, flags: packedAvailFlags(0) | N });
   });
   t("PACKED_CHAIN_UNAVAILABLE", (r) => {
     r.write(1, { addr: 0x8000n, len: 1, id: 0, flags: A | N });
@@ -170,8 +171,8 @@ Deno.test("packed device: one minimal hostile input per error code", () => {
     // while the device still owns it
     r.write(1, { addr: 0x8000n, len: 1, id: 1, flags: A });
     if (d.pop() === null) throw new Error("slot 1 not popped");
-    r.write(1, { addr: 0x8000n, len: 1, id: 0, flags: availBits(0) });
-    r.write(0, { addr: 0x8000n, len: 1, id: 0, flags: availBits(0) | N });
+    r.write(1, { addr: 0x8000n, len: 1, id: 0, flags: packedAvailFlags(0) });
+    r.write(0, { addr: 0x8000n, len: 1, id: 0, flags: packedAvailFlags(0) | N });
   }, 2);
   t(
     "CHAIN_TOO_MANY_BYTES",
@@ -256,7 +257,7 @@ Deno.test("packed device: one minimal hostile input per error code", () => {
 
 Deno.test("packed device: inconsistent AVAIL/USED bits are not available, not an error (#31)", () => {
   const { ring, dev } = setup(4);
-  for (const flags of [0, 0x8080, availBits(0), 0x8080 | 7]) {
+  for (const flags of [0, 0x8080, packedAvailFlags(0), 0x8080 | 7]) {
     ring.write(0, { addr: 0x8000n, len: 16, id: 0, flags });
     assertEquals(dev.pop(), null);
     assertEquals(dev.broken, null);
@@ -272,7 +273,7 @@ Deno.test("packed device: chain wrapping the ring end flips the wrap counter (#3
     dev.push(c, 0);
   }
   dev.flush();
-  ring.write(0, { addr: 0x8100n, len: 8, id: 7, flags: availBits(0) | VIRTQ_DESC_F_WRITE });
+  ring.write(0, { addr: 0x8100n, len: 8, id: 7, flags: packedAvailFlags(0) | VIRTQ_DESC_F_WRITE });
   ring.write(2, { addr: 0x8000n, len: 4, id: 9, flags: A | VIRTQ_DESC_F_NEXT });
   const c = dev.pop()!;
   assertEquals([c.id, c.headSlot, c.ringDescriptors, c.readableBytes, c.writableBytes], [
@@ -331,7 +332,7 @@ Deno.test("packed device: used notification per driver event suppression (§2.8.
     ) {
       await t.step(`eventIdx=${eventIdx} flags=${flags} off=${offWrap.toString(16)}`, () => {
         const { ring, dev, memory, addresses } = setup(4, eventIdx ? fm(VIRTIO_F_EVENT_IDX) : 0n);
-        writeEventForTest(memory, addresses.driverAddr as number, offWrap, flags);
+        writePackedEvent(memory, addresses.driverAddr as number, offWrap, flags);
         ring.write(0, { addr: 0x8000n, len: 4, id: 0, flags: A });
         dev.push(dev.pop()!, 0);
         const expect = flags === 2 && !eventIdx ? true : want;
@@ -416,7 +417,7 @@ Deno.test("packed device: IN_ORDER pushes must follow pop order; full buffers ba
 Deno.test("packed device: segments split at region boundaries and IOMMU-style pieces; exact 64-bit addresses", () => {
   // two adjacent regions: a buffer across the boundary becomes two segments; into a hole: fault
   const memory = new GuestMemory([{ gpa: 0, size: 0x10000 }, { gpa: 0x10000, size: 0x10000 }]);
-  const ring = new RawPackedRing(memory, RING, 4);
+  const ring = new PackedRingBuilder(memory, RING, 4);
   const dev = new PackedDeviceQueue({
     memory,
     dma: new IdentityAddressSpace(),

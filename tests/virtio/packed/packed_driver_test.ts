@@ -7,6 +7,8 @@ import {
   IdentityAddressSpace,
   PackedDeviceQueue,
   PackedDriverQueue,
+  PackedRingBuilder,
+  packedUsedFlags,
   RawGpaDmaApi,
   SgList,
   VIRTIO_F_EVENT_IDX,
@@ -14,9 +16,8 @@ import {
   VIRTIO_F_INDIRECT_DESC,
   VIRTQ_DESC_F_WRITE,
   VirtqError,
-  writeEventForTest,
-} from "../_packed_helpers.ts";
-import { RawPackedRing, usedBits } from "../../../fuzz/targets/packed_raw.ts";
+  writePackedEvent,
+} from "../../../src/mod.ts";
 
 const RING = 0x1000;
 
@@ -30,7 +31,7 @@ function setup(size: number, features = 0n, policy: Partial<DriverPolicy> = {}) 
     ringGpa: RING,
     policy,
   });
-  const ring = new RawPackedRing(memory, RING, size);
+  const ring = new PackedRingBuilder(memory, RING, size);
   return { memory, drv, ring };
 }
 
@@ -56,7 +57,7 @@ Deno.test("packed driver: wrap-around after exactly Queue Size descriptors (size
       assertEquals(dev.pop(), null);
       assertEquals(dev.availPosition, { offset: 0, wrap: wrap ^ 1 });
       dev.flush();
-      assertEquals(ring.read(0).flags, usedBits(wrap));
+      assertEquals(ring.read(0).flags, packedUsedFlags(wrap));
       for (let i = 0; i < size; i++) assertEquals(drv.getUsed(), `${lap}.${i}`);
       assertEquals(drv.getUsed(), undefined);
       assertEquals(drv.numFree, size);
@@ -71,15 +72,19 @@ function addOne(drv: PackedDriverQueue<string>, token: string) {
 
 Deno.test("packed driver: hostile device, one minimal input per driver error code", () => {
   // size 8: "a" is ID 0 (slots 0-1), "b" ID 2 (slots 2-3), "c" ID 4 (slots 4-5, not kicked)
-  const cases: [string, (r: RawPackedRing) => void][] = [
-    ["USED_ID_OUT_OF_RANGE", (r) => r.write(2, { addr: 0n, len: 0, id: 8, flags: usedBits(1) })],
-    ["USED_ID_NOT_HEAD", (r) => r.write(2, { addr: 0n, len: 0, id: 0, flags: usedBits(1) })], // returned already
-    ["USED_ID_NOT_HEAD", (r) => r.write(2, { addr: 0n, len: 0, id: 3, flags: usedBits(1) })], // mid-list entry
-    ["USED_ID_NOT_HEAD", (r) => r.write(2, { addr: 0n, len: 0, id: 6, flags: usedBits(1) })], // never added
-    ["USED_ID_NOT_HEAD", (r) => r.write(2, { addr: 0n, len: 0, id: 4, flags: usedBits(1) })], // not kicked
+  const cases: [string, (r: PackedRingBuilder) => void][] = [
+    [
+      "USED_ID_OUT_OF_RANGE",
+      (r) => r.write(2, { addr: 0n, len: 0, id: 8, flags: packedUsedFlags(1) }),
+    ],
+    ["USED_ID_NOT_HEAD", (r) => r.write(2, { addr: 0n, len: 0, id: 0, flags: packedUsedFlags(1) })], // returned already
+    ["USED_ID_NOT_HEAD", (r) => r.write(2, { addr: 0n, len: 0, id: 3, flags: packedUsedFlags(1) })], // mid-list entry
+    ["USED_ID_NOT_HEAD", (r) => r.write(2, { addr: 0n, len: 0, id: 6, flags: packedUsedFlags(1) })], // never added
+    ["USED_ID_NOT_HEAD", (r) => r.write(2, { addr: 0n, len: 0, id: 4, flags: packedUsedFlags(1) })], // not kicked
     [
       "USED_LEN_EXCEEDS_CAPACITY",
-      (r) => r.write(2, { addr: 0n, len: 17, id: 2, flags: usedBits(1) | VIRTQ_DESC_F_WRITE }),
+      (r) =>
+        r.write(2, { addr: 0n, len: 17, id: 2, flags: packedUsedFlags(1) | VIRTQ_DESC_F_WRITE }),
     ],
   ];
   for (const [code, hostile] of cases) {
@@ -90,7 +95,7 @@ Deno.test("packed driver: hostile device, one minimal input per driver error cod
     addOne(drv, "c");
     assertEquals([ring.read(1).id, ring.read(3).id, ring.read(5).id], [0, 2, 4]);
     // the device uses buffer "a" honestly
-    ring.write(0, { addr: 0n, len: 5, id: 0, flags: usedBits(1) | VIRTQ_DESC_F_WRITE });
+    ring.write(0, { addr: 0n, len: 5, id: 0, flags: packedUsedFlags(1) | VIRTQ_DESC_F_WRITE });
     assertEquals(drv.getUsed(), "a");
     assertEquals(drv.usedLen, 5);
     hostile(ring);
@@ -111,7 +116,7 @@ Deno.test("packed driver: hostile device, one minimal input per driver error cod
     assertEquals(ring.read(0), { addr: 0n, len: 0, id: 0, flags: 0 });
     addOne(drv, "e");
     drv.kick();
-    ring.write(0, { addr: 0n, len: 1, id: 0, flags: usedBits(1) | VIRTQ_DESC_F_WRITE });
+    ring.write(0, { addr: 0n, len: 1, id: 0, flags: packedUsedFlags(1) | VIRTQ_DESC_F_WRITE });
     assertEquals(drv.getUsed(), "e");
   }
 });
@@ -121,10 +126,10 @@ Deno.test("packed driver: used length policy clamp; WRITE clear means len reserv
   addOne(drv, "a");
   addOne(drv, "b");
   drv.kick();
-  ring.write(0, { addr: 0n, len: 999, id: 0, flags: usedBits(1) | VIRTQ_DESC_F_WRITE });
+  ring.write(0, { addr: 0n, len: 999, id: 0, flags: packedUsedFlags(1) | VIRTQ_DESC_F_WRITE });
   assertEquals(drv.getUsed(), "a");
   assertEquals(drv.usedLen, 16);
-  ring.write(2, { addr: 0n, len: 999, id: 2, flags: usedBits(1) });
+  ring.write(2, { addr: 0n, len: 999, id: 2, flags: packedUsedFlags(1) });
   assertEquals(drv.getUsed(), "b");
   assertEquals(drv.usedLen, 0);
 });
@@ -134,16 +139,16 @@ Deno.test("packed driver: wrong wrap or inconsistent bits are not used yet (#43)
   drv.add(SgList.of([0x20000, 4], [0x20010, 4]), SgList.of([0x21000, 16]), "three"); // ID 0
   addOne(drv, "two"); // ID 3, slots 3-4
   drv.kick();
-  for (const flags of [usedBits(0), 0x80, 0x8000]) {
+  for (const flags of [packedUsedFlags(0), 0x80, 0x8000]) {
     ring.write(0, { addr: 0n, len: 0, id: 3, flags });
     assertEquals(drv.getUsed(), undefined);
     assertEquals(drv.broken, null);
   }
   // the device completes "two" first at slot 0; the driver skips 2 slots (its own count for
   // ID 3), not 3 (ID 0's), so the next used descriptor is expected at slot 2
-  ring.write(0, { addr: 0n, len: 1, id: 3, flags: usedBits(1) | VIRTQ_DESC_F_WRITE });
+  ring.write(0, { addr: 0n, len: 1, id: 3, flags: packedUsedFlags(1) | VIRTQ_DESC_F_WRITE });
   assertEquals(drv.getUsed(), "two");
-  ring.write(2, { addr: 0n, len: 2, id: 0, flags: usedBits(1) | VIRTQ_DESC_F_WRITE });
+  ring.write(2, { addr: 0n, len: 2, id: 0, flags: packedUsedFlags(1) | VIRTQ_DESC_F_WRITE });
   assertEquals(drv.getUsed(), "three");
   assertEquals(drv.usedLen, 2);
 });
@@ -164,7 +169,7 @@ Deno.test("packed driver: kick honours device event suppression (§2.8.10)", () 
     for (const [flags, offWrap, plain, withIdx] of table) {
       const { drv, memory } = setup(8, eventIdx ? featureMask(VIRTIO_F_EVENT_IDX) : 0n);
       assertEquals(drv.kick(), false); // nothing added
-      writeEventForTest(memory, drv.addresses.deviceAddr as number, offWrap, flags);
+      writePackedEvent(memory, drv.addresses.deviceAddr as number, offWrap, flags);
       addOne(drv, "x");
       assertEquals(drv.kick(), eventIdx ? withIdx : plain, `${eventIdx} ${flags} ${offWrap}`);
     }
@@ -181,7 +186,7 @@ Deno.test("packed driver: enable/disable callbacks write the driver event suppre
   assertEquals([memory.readU16(da), memory.readU16(da + 2)], [0x8000, 2]);
   addOne(drv, "a");
   drv.kick();
-  ring.write(0, { addr: 0n, len: 0, id: 0, flags: usedBits(1) });
+  ring.write(0, { addr: 0n, len: 0, id: 0, flags: packedUsedFlags(1) });
   assertEquals(drv.enableCallbacks(), false); // one is pending
   assertEquals(drv.getUsed(), "a");
   assertEquals(memory.readU16(da), 0x8002); // kept current by getUsed
@@ -197,7 +202,7 @@ Deno.test("packed driver: IN_ORDER batch retired by one used descriptor", () => 
   addOne(drv, "c"); // slots 4-5, ID 4
   drv.kick();
   const idOfC = ring.read(5).id;
-  ring.write(0, { addr: 0n, len: 3, id: idOfC, flags: usedBits(1) | VIRTQ_DESC_F_WRITE });
+  ring.write(0, { addr: 0n, len: 3, id: idOfC, flags: packedUsedFlags(1) | VIRTQ_DESC_F_WRITE });
   assertEquals([drv.getUsed(), drv.usedLen], ["a", 16]);
   assertEquals([drv.getUsed(), drv.usedLen], ["b", 16]);
   assertEquals([drv.getUsed(), drv.usedLen], ["c", 3]);

@@ -1,0 +1,434 @@
+/**
+ * The packed chain walk (spec §2.8.6 descriptor lists, §2.8.7 indirect tables): reads each
+ * descriptor of a list exactly once (HOSTILE_INPUTS #21), applies the descriptor rules of
+ * `../rules.ts` and translates every buffer through the device's DMA view into the chain's
+ * segments. The ring state (positions, wrap counters, used descriptors, event suppression) stays
+ * in `device.ts`; a rule violation is thrown as a {@link VirtqError} that the device records as
+ * its broken state.
+ *
+ * Allocation-free once the chain's arrays are warm.
+ *
+ * @module
+ */
+
+import type { GuestMemory } from "../../memory/guest_memory.ts";
+import { type U64, u64Add, u64FromParts } from "../../memory/u64.ts";
+import { DMA_ACCESS_READ, DMA_ACCESS_WRITE } from "../../dma/errors.ts";
+import type { DmaAddressSpace, DmaTranslation } from "../../dma/types.ts";
+import { translateContiguous } from "../../dma/types.ts";
+import { IdentityAddressSpace } from "../../dma/identity.ts";
+import type { Chain } from "../chain.ts";
+import {
+  VIRTQ_DESC_F_AVAIL,
+  VIRTQ_DESC_F_INDIRECT,
+  VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_USED,
+  VIRTQ_DESC_F_WRITE,
+} from "../constants.ts";
+import { VirtqError, type VirtqErrorCode } from "../errors.ts";
+import type { ChainPolicy } from "../queue.ts";
+import {
+  addressWrapRule,
+  chainBytesRule,
+  chainLengthRule,
+  framingRule,
+  indirectDescriptorRule,
+  indirectEntryRule,
+  indirectInListRule,
+  ruleDetail,
+  type RuleSite,
+  segmentLimitRule,
+  unknownFlagsRule,
+  zeroLengthRule,
+} from "../rules.ts";
+
+/** Flag bits a packed descriptor may carry (spec §2.8.1, §2.8.13); others are undefined. */
+const KNOWN_FLAGS = VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_INDIRECT |
+  VIRTQ_DESC_F_AVAIL | VIRTQ_DESC_F_USED;
+const TWO_POW_32 = 0x1_0000_0000;
+
+/** Walks packed descriptor lists for one device queue (internal to the packed device). */
+export class PackedChainWalk {
+  /** Queue Size. */
+  readonly size: number;
+  /** The descriptor ring as u32 and u16 words (set at each activation). */
+  d32: Uint32Array = new Uint32Array(0);
+  /** See {@link d32}. */
+  d16: Uint16Array = new Uint16Array(0);
+  /** After {@link walk}: the ring slot after the list. */
+  nextSlot = 0;
+  /** After {@link walk}: the avail wrap counter at {@link nextSlot}. */
+  nextWrap = 1;
+
+  readonly #memory: GuestMemory;
+  readonly #dma: DmaAddressSpace;
+  readonly #tr: DmaTranslation;
+  readonly #indirectOk: boolean;
+  readonly #zeroAllow: boolean;
+  readonly #ignoreNext: boolean;
+  readonly #rejectUnknown: boolean;
+  readonly #maxSegments: number;
+  /** Identity DMA: bus = GPA, so a buffer inside the last region used needs no translate call. */
+  readonly #identity: boolean;
+  #rgnStart = 0;
+  #rgnEnd = 0;
+  #chainBytes = 0;
+
+  /**
+   * @param size Queue Size.
+   * @param memory guest memory.
+   * @param dma the device's DMA view.
+   * @param tr the queue's reusable translation result.
+   * @param policy the effective chain policy.
+   * @param indirectOk `VIRTIO_F_INDIRECT_DESC` negotiated.
+   */
+  constructor(
+    size: number,
+    memory: GuestMemory,
+    dma: DmaAddressSpace,
+    tr: DmaTranslation,
+    policy: ChainPolicy,
+    indirectOk: boolean,
+  ) {
+    this.size = size;
+    this.#memory = memory;
+    this.#dma = dma;
+    this.#tr = tr;
+    this.#indirectOk = indirectOk;
+    this.#zeroAllow = policy.zeroLength === "allow";
+    this.#ignoreNext = policy.indirectWithNext === "ignore-next";
+    this.#rejectUnknown = policy.unknownFlags === "reject";
+    this.#maxSegments = policy.maxSegments;
+    this.#identity = Object.getPrototypeOf(dma) === IdentityAddressSpace.prototype;
+  }
+
+  /** Throws a catalogued error naming the offending slot or table entry and the rule. */
+  #fail(code: VirtqErrorCode, detail: string, index: number, cause?: unknown): never {
+    throw new VirtqError(code, detail, { index, cause });
+  }
+
+  /**
+   * Walks the list whose head is at ring slot `headSlot` (flags `headFlags`, already seen
+   * available with wrap counter `wrap`) into `chain`, reading each descriptor once; sets the
+   * chain's Buffer ID and `ringDescriptors`, and {@link nextSlot} / {@link nextWrap}.
+   * @returns the list length in ring slots.
+   * @throws VirtqError a device-side code of the packed layout (see `../rules.ts`).
+   */
+  walk(chain: Chain, headSlot: number, headFlags: number, wrapIn: number): number {
+    const size = this.size;
+    const d16 = this.d16;
+    const d32 = this.d32;
+    let pos = headSlot;
+    let wrap = wrapIn;
+    let flags = headFlags;
+    let count = 0;
+    let id = 0;
+    let seenWritable = false;
+    chain.reset(0, headSlot);
+    this.#chainBytes = 0;
+    for (;;) {
+      count++;
+      // §2.8.6 / §2.8.7.1: a list is at most Queue Size descriptors (no loops; #13).
+      if (chainLengthRule(count, size) !== null) this.#loop(headSlot, size);
+      if (count > 1) {
+        flags = d16[pos * 8 + 7];
+        // §2.8.6: the driver makes the whole list available before the head.
+        if (((flags >>> 7) & 1) === ((flags >>> 15) & 1) || ((flags >>> 7) & 1) !== wrap) {
+          this.#unavailable(headSlot, pos, flags);
+        }
+      }
+      const b = pos * 4;
+      const lo = d32[b];
+      const hi = d32[b + 1];
+      const len = d32[b + 2];
+      id = d16[pos * 8 + 6];
+      if (unknownFlagsRule(flags, KNOWN_FLAGS, this.#rejectUnknown) !== null) {
+        this.#unknownFlags("slot", pos, flags);
+      }
+      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
+        // §2.8.7.1: INDIRECT is never part of a NEXT-linked list.
+        const inList = indirectInListRule(count);
+        if (inList !== null) this.#fail(inList, ruleDetail(inList, "slot", pos, count), pos);
+        // §2.8.7: WRITE on the indirect descriptor itself is reserved and ignored (#29).
+        const ki = chain.descCount;
+        if (ki === chain.descLen.length) chain.addDescriptor(lo, hi, len, flags, false);
+        else {
+          chain.descAddrLo[ki] = lo;
+          chain.descAddrHi[ki] = hi;
+          chain.descLen[ki] = len;
+          chain.descFlags[ki] = flags;
+          chain.descInIndirect[ki] = 0;
+          chain.descCount = ki + 1;
+        }
+        chain.indirect = true;
+        this.#parseIndirect(chain, ki, pos);
+        break;
+      }
+      // Recorded inline, then read back by index: a u32 at or above 2^31 passed to a call that
+      // is not inlined would be boxed (an allocation per descriptor).
+      const k = chain.descCount;
+      if (k === chain.descLen.length) chain.addDescriptor(lo, hi, len, flags, false);
+      else {
+        chain.descAddrLo[k] = lo;
+        chain.descAddrHi[k] = hi;
+        chain.descLen[k] = len;
+        chain.descFlags[k] = flags;
+        chain.descInIndirect[k] = 0;
+        chain.descCount = k + 1;
+      }
+      const write = (flags & VIRTQ_DESC_F_WRITE) !== 0;
+      // §2.8.4 Message Framing: device-writable descriptors after device-readable ones.
+      if (framingRule(write, seenWritable) !== null) this.#readableAfterWritable("slot", pos);
+      if (write) seenWritable = true;
+      if (this.#checkBuffer(chain, k, "slot", pos)) {
+        // Identity DMA, buffer inside the last region used, under the segment limit: inline (as
+        // the split walk), so the hot loop needs no #translate call.
+        const g = hi * TWO_POW_32 + lo;
+        if (
+          this.#identity && hi < 0x10_0000 && g >= this.#rgnStart && g + len <= this.#rgnEnd &&
+          chain.readableCount + chain.writableCount < this.#maxSegments
+        ) {
+          if (write) chain.addWritable(g, len);
+          else chain.addReadable(g, len);
+        } else this.#translate(chain, k, write, pos);
+      }
+      if ((flags & VIRTQ_DESC_F_NEXT) === 0) break;
+      // §2.8.6: a list may wrap the ring end; the wrap counter flips there (#32).
+      if (++pos === size) {
+        pos = 0;
+        wrap ^= 1;
+      }
+    }
+    chain.id = id;
+    chain.ringDescriptors = count;
+    if (++pos === size) {
+      pos = 0;
+      wrap ^= 1;
+    }
+    this.nextSlot = pos;
+    this.nextWrap = wrap;
+    return count;
+  }
+
+  #loop(headSlot: number, size: number): never {
+    const code = "DESC_CHAIN_LOOP";
+    this.#fail(code, `list at ${ruleDetail(code, "slot", headSlot, 0, size)}`, headSlot);
+  }
+  #unavailable(headSlot: number, pos: number, flags: number): never {
+    this.#fail(
+      "PACKED_CHAIN_UNAVAILABLE",
+      `list at slot ${headSlot} continues into slot ${pos}, not available (flags 0x${
+        flags.toString(16)
+      })`,
+      pos,
+    );
+  }
+  #unknownFlags(site: RuleSite, index: number, flags: number): never {
+    this.#fail("DESC_UNKNOWN_FLAGS", ruleDetail("DESC_UNKNOWN_FLAGS", site, index, flags), index);
+  }
+  #readableAfterWritable(site: RuleSite, index: number): never {
+    const code = "DESC_READABLE_AFTER_WRITABLE";
+    this.#fail(code, ruleDetail(code, site, index), index);
+  }
+
+  #parseIndirect(chain: Chain, rec: number, slot: number): void {
+    const lo = chain.descAddrLo[rec];
+    const hi = chain.descAddrHi[rec];
+    const len = chain.descLen[rec];
+    const flags = chain.descFlags[rec];
+    // §2.8.7 / §2.8.7.1 (#22 to #25; policy "ignore-next" ends the list with the table).
+    const v = indirectDescriptorRule(
+      flags,
+      lo,
+      hi,
+      len,
+      this.#indirectOk,
+      !this.#ignoreNext,
+      this.size,
+      true,
+    );
+    if (v !== null) this.#fail(v, ruleDetail(v, "slot", slot, len, this.size), slot);
+    const n = len / 16;
+    if (addressWrapRule(lo, hi, len) !== null) {
+      this.#fail("DESC_ADDR_WRAP", ruleDetail("DESC_ADDR_WRAP", "slot", slot, len), slot);
+    }
+    const bus = hi <= 0x1f_ffff ? hi * TWO_POW_32 + lo : u64FromParts(lo, hi);
+    const mem = this.#memory;
+    let gpa: number;
+    let region;
+    try {
+      gpa = translateContiguous(this.#dma, bus, len, DMA_ACCESS_READ, this.#tr);
+      region = mem.resolve(gpa, len);
+    } catch (cause) {
+      this.#fail(
+        "INDIRECT_TABLE_FAULT",
+        `indirect table of slot ${slot} (${len} bytes) is not reachable`,
+        slot,
+        cause,
+      );
+    }
+    if (mem.observer !== null) mem.observer.onRead(gpa, len);
+    const dv = region.view;
+    let o = gpa - region.gpa;
+    let seenWritable = false;
+    for (let i = 0; i < n; i++, o += 16) {
+      const alo = dv.getUint32(o, true);
+      const ahi = dv.getUint32(o + 4, true);
+      const l = dv.getUint32(o + 8, true);
+      const f = dv.getUint16(o + 14, true);
+      if (unknownFlagsRule(f, KNOWN_FLAGS, this.#rejectUnknown) !== null) {
+        this.#unknownFlags("indirect entry", i, f);
+      }
+      // §2.8.7.1: no INDIRECT inside a table (#26). Other flags but WRITE (NEXT, AVAIL, USED)
+      // and the Buffer ID are reserved in a table and ignored (§2.8.7, #34).
+      const nested = indirectEntryRule(f);
+      if (nested !== null) {
+        this.#fail(nested, `${ruleDetail(nested, "indirect entry", i)} (slot ${slot})`, i);
+      }
+      const k = chain.descCount;
+      if (k === chain.descLen.length) chain.addDescriptor(alo, ahi, l, f, true);
+      else {
+        chain.descAddrLo[k] = alo;
+        chain.descAddrHi[k] = ahi;
+        chain.descLen[k] = l;
+        chain.descFlags[k] = f;
+        chain.descInIndirect[k] = 1;
+        chain.descCount = k + 1;
+      }
+      const write = (f & VIRTQ_DESC_F_WRITE) !== 0;
+      if (framingRule(write, seenWritable) !== null) {
+        this.#readableAfterWritable("indirect entry", i);
+      }
+      if (write) seenWritable = true;
+      if (this.#checkBuffer(chain, k, "indirect entry", i)) this.#translate(chain, k, write, i);
+    }
+  }
+
+  /**
+   * Checks one buffer descriptor before translation: length policy, chain total, 64-bit wrap.
+   * @returns false for an allowed zero-length descriptor (nothing to translate).
+   */
+  #checkBuffer(chain: Chain, rec: number, site: RuleSite, index: number): boolean {
+    const len = chain.descLen[rec];
+    if (len === 0) {
+      if (zeroLengthRule(len, !this.#zeroAllow) === null) return false;
+      this.#fail("DESC_ZERO_LENGTH", ruleDetail("DESC_ZERO_LENGTH", site, index), index);
+    }
+    // §2.8.6 (as §2.7.5.2): a list is at most 2^32 - 1 bytes in total (#14).
+    const total = this.#chainBytes + len;
+    if (chainBytesRule(total) !== null) {
+      const code = "CHAIN_TOO_MANY_BYTES";
+      this.#fail(code, ruleDetail(code, site, index, total), index);
+    }
+    this.#chainBytes = total;
+    // A buffer [addr, addr + len) cannot wrap the 64-bit address space (#15).
+    if (addressWrapRule(chain.descAddrLo[rec], chain.descAddrHi[rec], len) !== null) {
+      this.#fail("DESC_ADDR_WRAP", ruleDetail("DESC_ADDR_WRAP", site, index, len), index);
+    }
+    return true;
+  }
+
+  #translate(chain: Chain, rec: number, write: boolean, index: number): void {
+    const lo = chain.descAddrLo[rec];
+    const hi = chain.descAddrHi[rec];
+    const len = chain.descLen[rec];
+    // Fast path: identity DMA and the whole buffer inside the region used last (no calls).
+    if (this.#identity && hi < 0x10_0000) {
+      const g = hi * TWO_POW_32 + lo;
+      if (g >= this.#rgnStart && g + len <= this.#rgnEnd) {
+        if (
+          segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== null
+        ) this.#tooManySegments(index);
+        if (write) chain.addWritable(g, len);
+        else chain.addReadable(g, len);
+        return;
+      }
+    }
+    if (hi > 0x1f_ff00) {
+      this.#translateWide(chain, lo, hi, len, write, index);
+      return;
+    }
+    // Number path: the whole buffer is below 2^53, so the arithmetic is exact and `bus` stays
+    // an unboxed double (a number|bigint variable would be boxed: an allocation per buffer).
+    let bus = hi * TWO_POW_32 + lo;
+    const access = write ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
+    const tr = this.#tr;
+    let remaining = len;
+    try {
+      // A buffer may span several translations (IOMMU pages, windows; HOSTILE_INPUTS #46) and
+      // adjacent guest memory regions: one segment per contiguous piece.
+      while (remaining > 0) {
+        this.#dma.translate(bus, remaining, access, tr);
+        const n = this.#addPiece(chain, tr, remaining, write, index);
+        remaining -= n;
+        bus += n;
+      }
+    } catch (cause) {
+      this.#bufferFault(cause, index);
+    }
+  }
+
+  /** Cold path of {@link #translate} for bus addresses near or above 2^53 (exact u64 arithmetic). */
+  #translateWide(
+    chain: Chain,
+    lo: number,
+    hi: number,
+    len: number,
+    write: boolean,
+    index: number,
+  ): void {
+    let bus: U64 = u64FromParts(lo, hi);
+    const access = write ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
+    let remaining = len;
+    try {
+      while (remaining > 0) {
+        this.#dma.translate(bus, remaining, access, this.#tr);
+        const n = this.#addPiece(chain, this.#tr, remaining, write, index);
+        remaining -= n;
+        if (remaining > 0) bus = u64Add(bus, n) as U64;
+      }
+    } catch (cause) {
+      this.#bufferFault(cause, index);
+    }
+  }
+
+  /** Adds one translated piece as a segment (clipped to its region); returns its length. */
+  #addPiece(
+    chain: Chain,
+    tr: DmaTranslation,
+    remaining: number,
+    write: boolean,
+    index: number,
+  ): number {
+    const gpa = tr.gpa;
+    let n = tr.length;
+    const region = this.#memory.regionAt(gpa);
+    if (region === undefined || !(n >= 1 && n <= remaining)) {
+      this.#fail(
+        "DESC_BUFFER_FAULT",
+        `descriptor ${index}: GPA ${gpa} (${n} bytes) is not backed by guest memory`,
+        index,
+      );
+    }
+    if (gpa + n > region.end) n = region.end - gpa;
+    this.#rgnStart = region.gpa;
+    this.#rgnEnd = region.end;
+    if (
+      segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== null
+    ) this.#tooManySegments(index);
+    if (write) chain.addWritable(gpa, n);
+    else chain.addReadable(gpa, n);
+    return n;
+  }
+
+  #tooManySegments(index: number): never {
+    const code = "CHAIN_TOO_MANY_SEGMENTS";
+    this.#fail(code, ruleDetail(code, "descriptor", index, 0, this.#maxSegments), index);
+  }
+
+  /** A translation fault (or a catalogued error already raised by {@link #fail}). */
+  #bufferFault(cause: unknown, index: number): never {
+    if (cause instanceof VirtqError) throw cause;
+    this.#fail("DESC_BUFFER_FAULT", `descriptor ${index}: ${String(cause)}`, index, cause);
+  }
+}

@@ -1,0 +1,405 @@
+/**
+ * The split chain walk (spec §2.7.5 direct chains, §2.7.5.3 indirect tables): reads each
+ * descriptor of a chain exactly once (HOSTILE_INPUTS #21), applies the descriptor rules of
+ * `../rules.ts` and translates every buffer through the device's DMA view into the chain's
+ * segments. The ring state (positions, in-flight chains, used ring, notifications) stays in
+ * `device.ts`; a rule violation is thrown as a {@link VirtqError} that the device records as its
+ * broken state.
+ *
+ * Allocation-free once the chain's arrays are warm.
+ *
+ * @module
+ */
+
+import type { GuestMemory, MemoryRegion } from "../../memory/guest_memory.ts";
+import { hex64, TWO_POW_32, type U64, u64Add, u64FromParts } from "../../memory/u64.ts";
+import { DMA_ACCESS_READ, DMA_ACCESS_WRITE } from "../../dma/errors.ts";
+import type { DmaAddressSpace, DmaTranslation } from "../../dma/types.ts";
+import { translateContiguous } from "../../dma/types.ts";
+import { IdentityAddressSpace } from "../../dma/identity.ts";
+import type { Chain } from "../chain.ts";
+import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from "../constants.ts";
+import { VirtqError, type VirtqErrorCode } from "../errors.ts";
+import type { ChainPolicy } from "../queue.ts";
+import {
+  addressWrapRule,
+  chainBytesRule,
+  chainLengthRule,
+  framingRule,
+  indirectDescriptorRule,
+  indirectEntryRule,
+  nextIndexRule,
+  ruleDetail,
+  segmentLimitRule,
+  unknownFlagsRule,
+  zeroLengthRule,
+} from "../rules.ts";
+
+/** Flag bits a split descriptor may carry (spec §2.7.5); others are reserved. */
+const KNOWN_DESC_FLAGS = VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_INDIRECT;
+
+/**
+ * Walks split chains for one device queue (internal to the split device).
+ */
+export class SplitChainWalk {
+  /** Queue Size. */
+  readonly size: number;
+  /** Guest memory the buffers point into. */
+  readonly memory: GuestMemory;
+  /** The descriptor table, viewed as u32 words (set at each activation). */
+  table: Uint32Array = new Uint32Array(0);
+
+  readonly #mask: number;
+  readonly #dma: DmaAddressSpace;
+  readonly #tr: DmaTranslation;
+  readonly #inOrder: boolean;
+  readonly #indirectOk: boolean;
+  readonly #rejectZero: boolean;
+  readonly #rejectIndNext: boolean;
+  readonly #rejectFlags: boolean;
+  readonly #maxSegments: number;
+  /** True when the DMA view is exactly {@link IdentityAddressSpace} (bus = GPA below 2^52). */
+  readonly #identity: boolean;
+  /** GPA range of the region that backed the last translated segment (identity fast path). */
+  #rgnStart = 0;
+  #rgnEnd = 0;
+
+  /**
+   * @param size Queue Size.
+   * @param memory guest memory.
+   * @param dma the device's DMA view.
+   * @param tr the queue's reusable translation result.
+   * @param policy the effective chain policy.
+   * @param inOrder `VIRTIO_F_IN_ORDER` negotiated.
+   * @param indirectOk `VIRTIO_F_INDIRECT_DESC` negotiated.
+   */
+  constructor(
+    size: number,
+    memory: GuestMemory,
+    dma: DmaAddressSpace,
+    tr: DmaTranslation,
+    policy: Readonly<ChainPolicy>,
+    inOrder: boolean,
+    indirectOk: boolean,
+  ) {
+    this.size = size;
+    this.#mask = size - 1;
+    this.memory = memory;
+    this.#dma = dma;
+    this.#tr = tr;
+    this.#identity = Object.getPrototypeOf(dma) === IdentityAddressSpace.prototype;
+    this.#rejectZero = policy.zeroLength === "reject";
+    this.#rejectIndNext = policy.indirectWithNext === "reject";
+    this.#rejectFlags = policy.unknownFlags === "reject";
+    this.#maxSegments = policy.maxSegments;
+    this.#inOrder = inOrder;
+    this.#indirectOk = indirectOk;
+  }
+
+  #fail(code: VirtqErrorCode, detail: string, index?: number, cause?: unknown): never {
+    throw new VirtqError(code, detail, { index, cause });
+  }
+
+  /**
+   * Walks the chain from descriptor `head` into `chain` (reset by the caller), reading each
+   * descriptor once; sets `chain.ringDescriptors`.
+   * @throws VirtqError a device-side code of the split layout (see `../rules.ts`).
+   */
+  walk(chain: Chain, head: number): void {
+    const size = this.size;
+    const mask = this.#mask;
+    const inOrder = this.#inOrder;
+    const d32 = this.table;
+    let idx = head;
+    let count = 0;
+    let sawWritable = false;
+    let total = 0;
+    for (;;) {
+      // §2.7.5.2 loops are forbidden; a chain has at most Queue Size descriptors (#13).
+      if (chainLengthRule(++count, size) !== null) this.#loop(head, idx, size, false);
+      const w4 = idx << 2;
+      const lo = d32[w4];
+      const hi = d32[w4 + 1];
+      const len = d32[w4 + 2];
+      const fn = d32[w4 + 3];
+      const flags = fn & 0xffff;
+      chain.addDescriptor(lo, hi, len, flags, false);
+      if ((flags & ~(VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE)) !== 0) {
+        if (unknownFlagsRule(flags, KNOWN_DESC_FLAGS, this.#rejectFlags) !== null) {
+          this.#unknownFlags(idx, flags);
+        }
+        if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
+          chain.ringDescriptors = count;
+          this.#walkIndirect(chain, idx, lo, hi, len, flags, sawWritable, total);
+          break;
+        }
+      }
+      // Policy (QEMU rejects, rust-vmm accepts): zero-length descriptors (#16).
+      if (zeroLengthRule(len, this.#rejectZero) !== null) this.#zeroLength(idx);
+      const writable = (flags & VIRTQ_DESC_F_WRITE) !== 0;
+      // §2.7.4.2 message framing (#17).
+      if (framingRule(writable, sawWritable) !== null) this.#readableAfterWritable(idx);
+      if (writable) sawWritable = true;
+      total += len;
+      // §2.7.5.2: a chain is at most 2^32 - 1 bytes (#14).
+      if (chainBytesRule(total) !== null) this.#tooManyBytes(total, idx);
+      if (len !== 0) {
+        // Identity DMA, buffer inside the last region used, under the segment limit: inline.
+        if (
+          this.#identity && hi === 0 && lo >= this.#rgnStart && lo + len <= this.#rgnEnd &&
+          chain.readableCount + chain.writableCount < this.#maxSegments
+        ) {
+          if (writable) chain.addWritable(lo, len);
+          else chain.addReadable(lo, len);
+        } else this.#addBuffer(chain, idx, lo, hi, len, writable);
+      }
+      if ((flags & VIRTQ_DESC_F_NEXT) === 0) {
+        chain.ringDescriptors = count;
+        break;
+      }
+      const next = fn >>> 16;
+      if (nextIndexRule(next, size) !== null) this.#nextOutOfRange(idx, next, size);
+      // §2.7.5.2 IN_ORDER: next of descriptor x is x + 1, wrapping at the end of the table.
+      if (inOrder && next !== ((idx + 1) & mask)) this.#inOrderNext(idx, next);
+      idx = next;
+    }
+  }
+
+  /** The indirect descriptor `idx` of a chain and its table (§2.7.5.3). */
+  #walkIndirect(
+    chain: Chain,
+    idx: number,
+    lo: number,
+    hi: number,
+    len: number,
+    flags: number,
+    sawWritableIn: boolean,
+    totalIn: number,
+  ): void {
+    const size = this.size;
+    // §2.7.5.3 / §2.7.5.3.1 (#22 to #25; policy "ignore-next" ends the chain with the table).
+    const v = indirectDescriptorRule(
+      flags,
+      lo,
+      hi,
+      len,
+      this.#indirectOk,
+      this.#rejectIndNext,
+      size,
+    );
+    if (v !== null) this.#fail(v, ruleDetail(v, "descriptor", idx, len, size), idx);
+    const entries = len >>> 4;
+    if (addressWrapRule(lo, hi, len) !== null) this.#addrWrap(idx, len);
+    // The device ignores WRITE on the indirect descriptor (§2.7.5.3.2, #29).
+    const bus = u64FromParts(lo, hi);
+    let region: MemoryRegion;
+    let gpa: number;
+    try {
+      // The table is DMA too: one contiguous, readable range (#30).
+      gpa = translateContiguous(this.#dma, bus, len, DMA_ACCESS_READ, this.#tr);
+      region = this.memory.resolve(gpa, len);
+    } catch (cause) {
+      this.#fail(
+        "INDIRECT_TABLE_FAULT",
+        `indirect table of descriptor ${idx} (${len} bytes at ${hex64(bus)}) is not reachable`,
+        idx,
+        cause,
+      );
+    }
+    const table = region.view;
+    const base = gpa - region.gpa;
+    const inOrder = this.#inOrder;
+    chain.indirect = true;
+    let sawWritable = sawWritableIn;
+    let total = totalIn;
+    let i = 0;
+    let count = 0;
+    for (;;) {
+      if (chainLengthRule(++count, entries) !== null) this.#loop(chain.id, i, entries, true);
+      const o = base + (i << 4);
+      const tlo = table.getUint32(o, true);
+      const thi = table.getUint32(o + 4, true);
+      const tlen = table.getUint32(o + 8, true);
+      const tflags = table.getUint16(o + 12, true);
+      const next = table.getUint16(o + 14, true);
+      chain.addDescriptor(tlo, thi, tlen, tflags, true);
+      if (unknownFlagsRule(tflags, KNOWN_DESC_FLAGS, this.#rejectFlags) !== null) {
+        this.#unknownFlags(i, tflags);
+      }
+      // §2.7.5.3.1: no INDIRECT inside a table (#26).
+      const nested = indirectEntryRule(tflags);
+      if (nested !== null) this.#fail(nested, ruleDetail(nested, "indirect entry", i), i);
+      if (zeroLengthRule(tlen, this.#rejectZero) !== null) this.#zeroLength(i);
+      const writable = (tflags & VIRTQ_DESC_F_WRITE) !== 0;
+      if (framingRule(writable, sawWritable) !== null) this.#readableAfterWritable(i);
+      if (writable) sawWritable = true;
+      total += tlen;
+      if (chainBytesRule(total) !== null) this.#tooManyBytes(total, i);
+      if (tlen !== 0) this.#addBuffer(chain, i, tlo, thi, tlen, writable);
+      if ((tflags & VIRTQ_DESC_F_NEXT) === 0) return;
+      if (nextIndexRule(next, entries) !== null) this.#nextOutOfRange(i, next, entries);
+      // §2.7.5.3.1 IN_ORDER: table entries are sequential.
+      if (inOrder && next !== i + 1) this.#inOrderNext(i, next);
+      i = next;
+    }
+  }
+
+  #loop(head: number, idx: number, max: number, inTable: boolean): never {
+    this.#fail(
+      "DESC_CHAIN_LOOP",
+      `chain from head ${head}: ` +
+        ruleDetail("DESC_CHAIN_LOOP", inTable ? "indirect entry" : "descriptor", idx, 0, max),
+      idx,
+    );
+  }
+  #unknownFlags(idx: number, flags: number): never {
+    this.#fail(
+      "DESC_UNKNOWN_FLAGS",
+      ruleDetail("DESC_UNKNOWN_FLAGS", "descriptor", idx, flags),
+      idx,
+    );
+  }
+  #zeroLength(idx: number): never {
+    this.#fail("DESC_ZERO_LENGTH", ruleDetail("DESC_ZERO_LENGTH", "descriptor", idx), idx);
+  }
+  #readableAfterWritable(idx: number): never {
+    const code = "DESC_READABLE_AFTER_WRITABLE";
+    this.#fail(code, ruleDetail(code, "descriptor", idx), idx);
+  }
+  #tooManyBytes(total: number, idx: number): never {
+    const code = "CHAIN_TOO_MANY_BYTES";
+    this.#fail(code, ruleDetail(code, "descriptor", idx, total), idx);
+  }
+  #nextOutOfRange(idx: number, next: number, max: number): never {
+    const code = "DESC_NEXT_OUT_OF_RANGE";
+    this.#fail(code, ruleDetail(code, "descriptor", idx, next, max), idx);
+  }
+  #addrWrap(idx: number, len: number): never {
+    this.#fail("DESC_ADDR_WRAP", ruleDetail("DESC_ADDR_WRAP", "descriptor", idx, len), idx);
+  }
+  #inOrderNext(idx: number, next: number): never {
+    this.#fail("IN_ORDER_VIOLATION", `descriptor ${idx} has next ${next} under IN_ORDER`, idx);
+  }
+
+  /** Translates one descriptor's buffer into segments (a buffer may span mappings, #46). */
+  #addBuffer(chain: Chain, idx: number, lo: number, hi: number, len: number, w: boolean): void {
+    // Fast path: the whole buffer is below 2^52 + 2^32, so number arithmetic is exact.
+    if (hi >= 0x10_0000) {
+      this.#addBufferWide(chain, idx, lo, hi, len, w);
+      return;
+    }
+    // Identity DMA (no IOMMU) and the whole buffer inside the last region used: no calls.
+    if (this.#identity) {
+      const gpa = hi * TWO_POW_32 + lo;
+      if (gpa >= this.#rgnStart && gpa + len <= this.#rgnEnd) {
+        if (
+          segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== null
+        ) {
+          this.#tooManySegments(chain, idx);
+        }
+        if (w) chain.addWritable(gpa, len);
+        else chain.addReadable(gpa, len);
+        return;
+      }
+    }
+    this.#translateBuffer(chain, idx, lo, hi, len, w);
+  }
+
+  /**
+   * The translating part of {@link #addBuffer}, out of line: its bus address is live into a catch
+   * handler, so the optimiser keeps it tagged (a heap number per buffer at or above 2^31); the
+   * identity fast path above never materialises one.
+   */
+  #translateBuffer(
+    chain: Chain,
+    idx: number,
+    lo: number,
+    hi: number,
+    len: number,
+    w: boolean,
+  ): void {
+    let bus = hi === 0 ? lo : hi * TWO_POW_32 + lo;
+    const access = w ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
+    const memory = this.memory;
+    const tr = this.#tr;
+    const dma = this.#dma;
+    let left = len;
+    for (;;) {
+      try {
+        dma.translate(bus, left, access, tr);
+      } catch (cause) {
+        this.#bufferFault(idx, bus, left, cause);
+      }
+      const gpa = tr.gpa;
+      let n = tr.length;
+      const region = memory.regionAt(gpa);
+      if (region === undefined || !(n > 0)) this.#bufferFault(idx, gpa, left, null);
+      // Never trust the DMA view's length beyond what was asked for (a segment must not run
+      // past the descriptor's buffer).
+      if (n > left) n = left;
+      if (gpa + n > region.end) n = region.end - gpa;
+      this.#rgnStart = region.gpa;
+      this.#rgnEnd = region.end;
+      if (
+        segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== null
+      ) {
+        this.#tooManySegments(chain, idx);
+      }
+      if (w) chain.addWritable(gpa, n);
+      else chain.addReadable(gpa, n);
+      left -= n;
+      if (left <= 0) return;
+      bus += n;
+    }
+  }
+
+  #bufferFault(idx: number, addr: U64, left: number, cause: unknown): never {
+    this.#fail(
+      "DESC_BUFFER_FAULT",
+      cause === null
+        ? `descriptor ${idx}: GPA ${hex64(addr)} is not backed by guest memory`
+        : `descriptor ${idx}: bus address ${hex64(addr)} (${left} bytes) does not translate`,
+      idx,
+      cause === null ? undefined : cause,
+    );
+  }
+
+  #tooManySegments(chain: Chain, idx: number): never {
+    const code = "CHAIN_TOO_MANY_SEGMENTS";
+    const detail = ruleDetail(code, "descriptor", idx, 0, this.#maxSegments);
+    this.#fail(code, `chain from head ${chain.id}: ${detail}`, idx);
+  }
+
+  /** Cold path of {@link #addBuffer} for bus addresses at or above 2^52 (exact u64 arithmetic). */
+  #addBufferWide(chain: Chain, idx: number, lo: number, hi: number, len: number, w: boolean): void {
+    // §2.7.5: [addr, addr + len) must not wrap the 64-bit space (#15).
+    if (addressWrapRule(lo, hi, len) !== null) this.#addrWrap(idx, len);
+    const access = w ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
+    const memory = this.memory;
+    const tr = this.#tr;
+    let bus: U64 = u64FromParts(lo, hi);
+    let left = len;
+    while (left > 0) {
+      try {
+        this.#dma.translate(bus, left, access, tr);
+      } catch (cause) {
+        this.#bufferFault(idx, bus, left, cause);
+      }
+      const gpa = tr.gpa;
+      let n = tr.length;
+      const region = memory.regionAt(gpa);
+      if (region === undefined || !(n > 0)) this.#bufferFault(idx, gpa, left, null);
+      if (n > left) n = left; // as in #translateBuffer
+      if (gpa + n > region.end) n = region.end - gpa;
+      if (
+        segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== null
+      ) {
+        this.#tooManySegments(chain, idx);
+      }
+      if (w) chain.addWritable(gpa, n);
+      else chain.addReadable(gpa, n);
+      left -= n;
+      if (left > 0) bus = u64Add(bus, n)!;
+    }
+  }
+}
