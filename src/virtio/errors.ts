@@ -287,8 +287,7 @@ export const VIRTQ_ERRORS = {
     side: "device",
     spec:
       "§4.1.4.3.2 the driver MAY reduce queue_size; it MUST NOT write a value that is not a power of 2 (split); §2.7/§2.8 size 1..32768; §4.2.2.2 QueueNum <= QueueNumMax",
-    summary:
-      "queue_size / QueueNum written as 0, above the maximum, or (split) not a power of 2",
+    summary: "queue_size / QueueNum written as 0, above the maximum, or (split) not a power of 2",
   },
   QUEUE_CONFIG_WHILE_ENABLED: {
     side: "device",

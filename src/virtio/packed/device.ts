@@ -935,7 +935,9 @@ export class PackedDeviceQueue implements DeviceQueue {
     }
     const off = (v: number) => Number.isInteger(v) && v >= 0 && v < size;
     const bit = (v: number) => v === 0 || v === 1;
-    if (!off(state.lastAvail) || !off(state.used) || !bit(state.availWrap) || !bit(state.usedWrap)) {
+    if (
+      !off(state.lastAvail) || !off(state.used) || !bit(state.availWrap) || !bit(state.usedWrap)
+    ) {
       bad(
         `avail ${state.lastAvail}/${state.availWrap}, used ${state.used}/${state.usedWrap} (size ${size})`,
       );
@@ -975,9 +977,13 @@ export class PackedDeviceQueue implements DeviceQueue {
       } catch (cause) {
         return mismatch(`in-flight chain #${i} at slot ${at} no longer validates`, cause);
       }
-      if (c === null) mismatch(`in-flight chain #${i} (ID ${ids[i]}) at slot ${at} is not available`);
+      if (c === null) {
+        mismatch(`in-flight chain #${i} (ID ${ids[i]}) at slot ${at} is not available`);
+      }
       if (c!.id !== ids[i]) {
-        mismatch(`in-flight chain #${i} at slot ${at} has Buffer ID ${c!.id}, state says ${ids[i]}`);
+        mismatch(
+          `in-flight chain #${i} at slot ${at} has Buffer ID ${c!.id}, state says ${ids[i]}`,
+        );
       }
       chains.push(c!);
     }
@@ -992,7 +998,6 @@ export class PackedDeviceQueue implements DeviceQueue {
     }
     return chains;
   }
-
 }
 
 /** Codes the packed device raises for a hostile driver (for tests and fuzz oracles). */

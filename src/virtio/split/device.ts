@@ -888,7 +888,10 @@ export class SplitDeviceQueue implements DeviceQueue {
     const heads = state.inFlight;
     const u16 = (v: number) => Number.isInteger(v) && v >= 0 && v <= 0xffff;
     if (state.layout !== "split" || state.size !== size) {
-      this.#fail("RESTORE_STATE_INVALID", `saved ${state.layout} size ${state.size}, queue split ${size}`);
+      this.#fail(
+        "RESTORE_STATE_INVALID",
+        `saved ${state.layout} size ${state.size}, queue split ${size}`,
+      );
     }
     if (!u16(state.lastAvail) || !u16(state.used) || heads.length > size) {
       this.#fail(
@@ -935,7 +938,9 @@ export class SplitDeviceQueue implements DeviceQueue {
         if (h !== heads[i]) {
           this.#fail(
             "RESTORE_RING_MISMATCH",
-            `IN_ORDER: in-flight #${i} is head ${heads[i]}, avail ring entry ${(used + i) & 0xffff} holds ${h}`,
+            `IN_ORDER: in-flight #${i} is head ${heads[i]}, avail ring entry ${
+              (used + i) & 0xffff
+            } holds ${h}`,
             heads[i],
           );
         }
@@ -958,7 +963,12 @@ export class SplitDeviceQueue implements DeviceQueue {
       }
     } catch (cause) {
       this.#avail16 = real;
-      this.#fail("RESTORE_RING_MISMATCH", "an in-flight chain no longer validates", undefined, cause);
+      this.#fail(
+        "RESTORE_RING_MISMATCH",
+        "an in-flight chain no longer validates",
+        undefined,
+        cause,
+      );
     }
     this.#avail16 = real;
     this.#used16[this.#availEventIdx] = savedEvent;
@@ -982,5 +992,4 @@ export class SplitDeviceQueue implements DeviceQueue {
     }
     return (id + n) & mask;
   }
-
 }
