@@ -17,7 +17,7 @@
  */
 
 import type { GuestMemory } from "../memory/mod.ts";
-import { u64FromParts } from "../memory/mod.ts";
+import { type U64, u64Add, u64FromParts } from "../memory/mod.ts";
 import {
   DMA_ACCESS_READ,
   type DmaAddressSpace,
@@ -662,9 +662,11 @@ export class TransportDevice {
     return { queue: qi, dataMatches: true };
   }
 
-  #read16(bus: bigint, offset: number): number | null {
+  #read16(bus: U64, offset: number): number | null {
     try {
-      const gpa = translateContiguous(this.dma, bus + BigInt(offset), 2, DMA_ACCESS_READ, this.#tr);
+      const at = u64Add(bus, offset);
+      if (at === null) return null;
+      const gpa = translateContiguous(this.dma, at, 2, DMA_ACCESS_READ, this.#tr);
       const b = new Uint8Array(2);
       this.memory.read(gpa, b);
       return b[0] | (b[1] << 8);
@@ -679,7 +681,7 @@ export class TransportDevice {
     if (e.layout === "split") {
       const n = nextOff | (nextWrap << 15);
       const last = (e as unknown as { lastAvailIdx: number }).lastAvailIdx;
-      const ring = this.#read16(BigInt(u64FromParts(q.driver[0], q.driver[1])), 2);
+      const ring = this.#read16(u64FromParts(q.driver[0], q.driver[1]), 2);
       if (ring === null) return "the available ring cannot be read";
       const k = (n - last) & 0xffff;
       if (k <= size) {
@@ -698,7 +700,7 @@ export class TransportDevice {
     const lin = (o: number, w: number) => o + (w === 1 ? 0 : size);
     const k = (lin(nextOff, nextWrap) - lin(pos.offset, pos.wrap) + 2 * size) % (2 * size);
     if (k === 0 || k > size) return null; // nothing claimed, or stale
-    const desc = BigInt(u64FromParts(q.desc[0], q.desc[1]));
+    const desc = u64FromParts(q.desc[0], q.desc[1]);
     const avail = (slot: number, wrap: number): boolean | null => {
       const f = this.#read16(desc, slot * 16 + 14);
       if (f === null) return null;

@@ -950,8 +950,13 @@ export class PackedDeviceQueue implements DeviceQueue {
     if (slots > size || ids.length > slots || (slots > 0) !== (ids.length > 0)) {
       bad(`${slots} outstanding slots between used and avail positions, ${ids.length} in flight`);
     }
+    const seen = new Set<number>();
     for (const id of ids) {
-      if (!(Number.isInteger(id) && id >= 0 && id <= 0xffff)) bad(`in-flight Buffer ID ${id}`);
+      // §2.8.6: a Buffer ID names one outstanding buffer at a time.
+      if (!(Number.isInteger(id) && id >= 0 && id <= 0xffff) || seen.has(id)) {
+        bad(`in-flight Buffer ID ${id} is not a u16 or is repeated`);
+      }
+      seen.add(id);
     }
     if (ids.length === 0) {
       // §2.8.1: a used descriptor of the current lap at the restored position means the device
