@@ -114,7 +114,7 @@ for (const layout of ["split", "packed"] as RingLayout[]) {
   });
 
   Deno.test(`${layout} restore: RESTORE_STATE_INVALID on a malformed state`, () => {
-    const { p, fresh, saved } = live(layout, 2, 1, 0);
+    const { fresh, saved } = live(layout, 2, 1, 0);
     const s = saved();
     for (
       const bad of [
@@ -135,7 +135,7 @@ for (const layout of ["split", "packed"] as RingLayout[]) {
 }
 
 Deno.test("split restore: RESTORE_RING_MISMATCH: last_avail_idx beyond avail.idx, used idx not the ring's, in-flight count", () => {
-  const { p, fresh, saved } = live("split", 3, 2, 1);
+  const { fresh, saved } = live("split", 3, 2, 1);
   const s = saved();
   for (
     const bad of [
@@ -151,7 +151,7 @@ Deno.test("split restore: RESTORE_RING_MISMATCH: last_avail_idx beyond avail.idx
 });
 
 Deno.test("split restore: vhost-user reconnect without in-flight info is detected; rewindToUsed replays", () => {
-  const { p, fresh, saved } = live("split", 3, 2, 1);
+  const { fresh, saved } = live("split", 3, 2, 1);
   const num = encodeVringBase(saved());
   const usedIdx = 1; // what the back-end reads from the used ring
   const state = decodeVringBase("split", 8, num, usedIdx);
@@ -164,7 +164,7 @@ Deno.test("split restore: vhost-user reconnect without in-flight info is detecte
 });
 
 Deno.test("split IN_ORDER restore: in-flight heads must be the avail entries from used.idx (RESTORE_RING_MISMATCH)", () => {
-  const { p, fresh, saved } = live("split", 3, 2, 0, featureMask(VIRTIO_F_IN_ORDER));
+  const { fresh, saved } = live("split", 3, 2, 0, featureMask(VIRTIO_F_IN_ORDER));
   const s = saved();
   assertEquals(s.inFlight, [0, 2]); // 2-descriptor chains
   const d = fresh();
@@ -178,7 +178,7 @@ Deno.test("split IN_ORDER restore: in-flight heads must be the avail entries fro
 });
 
 Deno.test("packed restore: RESTORE_RING_MISMATCH: wrong Buffer ID, a position the device already used", () => {
-  const { p, fresh, saved } = live("packed", 3, 2, 1);
+  const { fresh, saved } = live("packed", 3, 2, 1);
   const s = saved();
   const d = fresh();
   assertEquals(
