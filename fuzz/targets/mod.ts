@@ -14,6 +14,7 @@ import { dmaModesTarget } from "./dma_modes.ts";
 import { viommuRequestsTarget } from "./viommu_requests.ts";
 import { viommuStackTarget } from "./viommu_stack.ts";
 import { topologyTarget } from "./topology.ts";
+import { transportRegistersTarget } from "./transport_registers.ts";
 
 /** All registered targets, in `--list` order. */
 // deno-lint-ignore no-explicit-any
@@ -29,4 +30,5 @@ export const TARGETS: readonly FuzzTarget<any>[] = [
   viommuRequestsTarget,
   viommuStackTarget,
   topologyTarget,
+  transportRegistersTarget,
 ];
