@@ -15,6 +15,7 @@ import { viommuRequestsTarget } from "./viommu_requests.ts";
 import { viommuStackTarget } from "./viommu_stack.ts";
 import { topologyTarget } from "./topology.ts";
 import { transportRegistersTarget } from "./transport_registers.ts";
+import { notificationDataTarget } from "./notification_data.ts";
 
 /** All registered targets, in `--list` order. */
 // deno-lint-ignore no-explicit-any
@@ -31,4 +32,5 @@ export const TARGETS: readonly FuzzTarget<any>[] = [
   viommuStackTarget,
   topologyTarget,
   transportRegistersTarget,
+  notificationDataTarget,
 ];
