@@ -16,6 +16,7 @@ import { viommuStackTarget } from "./viommu_stack.ts";
 import { topologyTarget } from "./topology.ts";
 import { transportRegistersTarget } from "./transport_registers.ts";
 import { notificationDataTarget } from "./notification_data.ts";
+import { restoreTarget } from "./restore.ts";
 
 /** All registered targets, in `--list` order. */
 // deno-lint-ignore no-explicit-any
@@ -33,4 +34,5 @@ export const TARGETS: readonly FuzzTarget<any>[] = [
   topologyTarget,
   transportRegistersTarget,
   notificationDataTarget,
+  restoreTarget,
 ];

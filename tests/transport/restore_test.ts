@@ -190,3 +190,13 @@ Deno.test("packed restore: RESTORE_RING_MISMATCH: wrong Buffer ID, a position th
   const bad = { ...s, lastAvail: 0, availWrap: 1, used: 0, usedWrap: 1, inFlight: [] };
   assertEquals(assertThrows(() => d2.restoreState(bad), VirtqError).code, "RESTORE_RING_MISMATCH");
 });
+
+Deno.test("packed restore: a used position inside a list is RESTORE_RING_MISMATCH (found by the restore campaign)", () => {
+  // One 2-descriptor list at slots 0-1 in flight; the used position moved to slot 1 would re-walk
+  // the list's tail as a list of its own with the same Buffer ID and lose the buffer.
+  const { fresh, saved } = live("packed", 1, 1, 0);
+  const s = saved();
+  const bad = { ...s, used: 1 };
+  const d = fresh();
+  assertEquals(assertThrows(() => d.restoreState(bad), VirtqError).code, "RESTORE_RING_MISMATCH");
+});

@@ -969,6 +969,17 @@ export class PackedDeviceQueue implements DeviceQueue {
         );
       }
     }
+    // §2.8.6: the used position starts a list: the descriptor before it is not an available
+    // descriptor of its lap that continues (NEXT) into it.
+    const prev = state.used === 0 ? size - 1 : state.used - 1;
+    const prevWrap = state.used === 0 ? state.usedWrap ^ 1 : state.usedWrap;
+    const pf = this.#d16[prev * 8 + 7];
+    const pa = (pf >>> 7) & 1;
+    if (pa !== ((pf >>> 15) & 1) && pa === prevWrap && (pf & VIRTQ_DESC_F_NEXT) !== 0) {
+      mismatch(
+        `used position ${state.used}/${state.usedWrap} is inside the list continuing from slot ${prev}`,
+      );
+    }
     this.#nextUsed = state.used;
     this.#usedWrap = state.usedWrap;
     this.#nextAvail = state.used;
