@@ -8,6 +8,7 @@
 
 import { type RegisterField, VIRTIO_MSI_NO_VECTOR, VIRTIO_PCI_COMMON_CFG } from "./constants.ts";
 import type { NotifyResult, QueueArea, TransportDevice } from "./device.ts";
+import { VIRTIO_F_NOTIFICATION_DATA } from "../virtio/mod.ts";
 
 const BY_OFFSET = new Map<number, RegisterField>(VIRTIO_PCI_COMMON_CFG.map((f) => [f.offset, f]));
 
@@ -231,7 +232,7 @@ export class VirtioPciCommonCfg {
    */
   notify(offset: number, width: 2 | 4, value: number): NotifyResult {
     const d = this.device;
-    const dataOn = d.negotiatedFeature(38);
+    const dataOn = d.negotiatedFeature(VIRTIO_F_NOTIFICATION_DATA);
     if (width !== (dataOn ? 4 : 2)) {
       d.reject(
         "REGISTER_ACCESS_INVALID",
