@@ -51,6 +51,7 @@ const opSchema = z.union([
     place: z.number().int().min(0).max(11),
   }),
   z.strictObject({ op: z.literal("config") }),
+  z.strictObject({ op: z.literal("qreset"), q: z.number().int().min(0).max(3) }),
 ]);
 const inputSchema = z.strictObject({
   transport: z.enum(["pci", "mmio"]),
@@ -58,7 +59,7 @@ const inputSchema = z.strictObject({
   offer: z.number().int().min(0).max(7),
   maxLog2: z.array(z.number().int().min(0).max(8)).min(1).max(3),
   msixVectors: z.number().int().min(0).max(4),
-  ops: z.array(opSchema).max(80),
+  ops: z.array(opSchema).max(81),
 });
 
 /** One input (JSON-safe). */
@@ -135,6 +136,14 @@ function expand(input: TransportRegistersInput): Access[] {
         w(0x38, 4, n);
         for (let i = 0; i < 3; i++) w(0x80 + 0x10 * i, 4, a[i]);
         w(0x44, 4, 1);
+      }
+    } else if (op.op === "qreset") {
+      if (pci) {
+        w(0x16, 2, op.q);
+        w(0x3a, 2, 1);
+      } else {
+        w(0x30, 4, op.q);
+        w(0xc0, 4, 1);
       }
     } else {
       out.push({ op: "w", off: -1, width: 4, value: 0 }); // configuration change (model op)
@@ -527,7 +536,12 @@ function arbitrary(): fc.Arbitrary<TransportRegistersInput> {
       place: fc.integer({ min: 0, max: 11 }),
     }),
     fc.constant({ op: "config" as const }),
+    fc.record({ op: fc.constant("qreset" as const), q: fc.integer({ min: 0, max: 3 }) }),
   );
+  const init = fc.record({
+    op: fc.constant("init" as const),
+    wantMask: fc.integer({ min: 0, max: 15 }),
+  });
   return fc.constantFrom("pci" as const, "mmio" as const).chain((transport) =>
     fc.record({
       transport: fc.constant(transport),
@@ -535,16 +549,21 @@ function arbitrary(): fc.Arbitrary<TransportRegistersInput> {
       offer: fc.integer({ min: 0, max: 7 }),
       maxLog2: fc.array(fc.integer({ min: 0, max: 8 }), { minLength: 1, maxLength: 3 }),
       msixVectors: fc.integer({ min: 0, max: 4 }),
-      ops: fc.array(
-        fc.oneof(
-          {
-            weight: 3,
-            arbitrary: access(transport === "pci" ? pciField : mmioField) as fc.Arbitrary<Op>,
-          },
-          { weight: 1, arbitrary: macro as fc.Arbitrary<Op> },
+      // Most sequences start with a well-formed bring-up so that queue set-up, DRIVER_OK and
+      // queue reset are reached; hostile accesses and macros are then interleaved.
+      ops: fc.tuple(
+        fc.option(init, { freq: 5, nil: null }),
+        fc.array(
+          fc.oneof(
+            {
+              weight: 3,
+              arbitrary: access(transport === "pci" ? pciField : mmioField) as fc.Arbitrary<Op>,
+            },
+            { weight: 2, arbitrary: macro as fc.Arbitrary<Op> },
+          ),
+          { maxLength: 60 },
         ),
-        { maxLength: 60 },
-      ),
+      ).map(([first, rest]) => (first === null ? rest : [first as Op, ...rest])),
     }, { noNullPrototype: true })
   );
 }
