@@ -258,3 +258,27 @@ Deno.test("pci: NOTIFICATION_DATA on: a 2-byte notification is REGISTER_ACCESS_I
   assertEquals(r.pci.notify(0, 2, 0).queue, null);
   assertEquals(codesSince(r.device), ["REGISTER_ACCESS_INVALID"]);
 });
+
+Deno.test("pci: a queue size truncated to 0 by the 16-bit field is rejected, never a 0-sized queue", () => {
+  const r = rig("split");
+  r.init();
+  r.pci.write(0x18, 2, 0x1_0000); // the low 16 bits are 0
+  assertEquals(codesSince(r.device), ["QUEUE_SIZE_WRITE_INVALID"]);
+  assertEquals(r.pci.read(0x18, 2), 256);
+});
+
+Deno.test("pci: an engine error reported by the device model sets DEVICE_NEEDS_RESET and notifies", () => {
+  const r = rig("split");
+  const n = r.init();
+  const q = r.driver(0, 16, n);
+  setupQueue(r.pci, 0, 16, q.addresses);
+  r.pci.write(0x10, 2, 3);
+  driverOk(r.pci);
+  r.device.queueFailed(0);
+  assert((r.pci.read(0x14, 1) & VIRTIO_CONFIG_S_NEEDS_RESET) !== 0);
+  assertEquals(r.device.lastInterrupts, [3]); // §2.1.2: configuration change notification
+  r.pci.write(0x14, 1, ACK | DRV | FOK | DOK); // clears NEEDS_RESET: a driver may not
+  assertEquals(codesSince(r.device), ["STATUS_TRANSITION_INVALID"]);
+  r.pci.write(0x14, 1, 0); // reset recovers
+  assertEquals([r.pci.read(0x14, 1), r.pci.read(0x1c, 2)], [0, 0]);
+});

@@ -18,6 +18,14 @@ import {
   VirtqError,
   type VirtqueueState,
 } from "../../src/mod.ts";
+import {
+  driverOk,
+  initializeDevice,
+  setupQueue,
+  TransportDevice,
+  VirtioPciCommonCfg,
+} from "../../src/mod.ts";
+import { rig } from "./_rig.ts";
 
 Deno.test("vhost-user vring base: known answers (split bits 0-15; packed 0-14 + wrap bit 15, used 16-30 + bit 31)", () => {
   const split: VirtqueueState = {
@@ -200,3 +208,42 @@ Deno.test("packed restore: a used position inside a list is RESTORE_RING_MISMATC
   const d = fresh();
   assertEquals(assertThrows(() => d.restoreState(bad), VirtqError).code, "RESTORE_RING_MISMATCH");
 });
+
+for (const layout of ["split", "packed"] as RingLayout[]) {
+  Deno.test(`${layout} migration: state saved on one device restores into a queue enabled through registers`, () => {
+    const src = rig(layout);
+    const n = src.init();
+    const drv = src.driver<number>(0, 8, n);
+    setupQueue(src.pci, 0, 8, drv.addresses);
+    driverOk(src.pci);
+    for (let i = 0; i < 3; i++) {
+      drv.add(SgList.of([0x80000 + 64 * i, 8]), SgList.of([0x90000 + 64 * i, 8]), i);
+    }
+    drv.kick();
+    const e = must(src.device.queue(0)!.engine!);
+    const first = e.pop()!;
+    e.pop();
+    e.push(first, 0);
+    e.flush();
+    assertEquals(drv.getUsed(), 0);
+    const state = e.saveState();
+    // The destination: a new device over the same guest memory, programmed by the registers.
+    const dst = new TransportDevice({
+      memory: src.memory,
+      dma: new IdentityAddressSpace(),
+      deviceFeatures: src.features,
+      queueSizeMax: [256, 256],
+    });
+    const pci = new VirtioPciCommonCfg(dst);
+    assertEquals(initializeDevice(pci, src.features), n);
+    // The destination driver does not re-initialise the rings (migration): program the queue.
+    setupQueue(pci, 0, 8, drv.addresses);
+    const d = must(dst.queue(0)!.engine!);
+    const back = d.restoreState(state);
+    assertEquals(back.length, 1);
+    d.push(back[0], 0);
+    d.push(d.pop()!, 0);
+    d.flush();
+    assertEquals([drv.getUsed(), drv.getUsed(), drv.getUsed()].sort(), [1, 2, undefined]);
+  });
+}
