@@ -54,3 +54,4 @@ export * from "./virtio/mod.ts";
 export * from "./devices/mod.ts";
 export * from "./inspect/mod.ts";
 export * from "./platform/mod.ts";
+export * from "./transport/mod.ts";

@@ -15,6 +15,9 @@ import { dmaModesTarget } from "./dma_modes.ts";
 import { viommuRequestsTarget } from "./viommu_requests.ts";
 import { viommuStackTarget } from "./viommu_stack.ts";
 import { topologyTarget } from "./topology.ts";
+import { transportRegistersTarget } from "./transport_registers.ts";
+import { notificationDataTarget } from "./notification_data.ts";
+import { restoreTarget } from "./restore.ts";
 
 /** All registered targets, in `--list` order. */
 // deno-lint-ignore no-explicit-any
@@ -30,4 +33,7 @@ export const TARGETS: readonly FuzzTarget<any>[] = [
   viommuRequestsTarget,
   viommuStackTarget,
   topologyTarget,
+  transportRegistersTarget,
+  notificationDataTarget,
+  restoreTarget,
 ];

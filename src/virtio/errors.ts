@@ -11,8 +11,11 @@
  * @module
  */
 
-/** Which side detects an error: the device (hostile driver), the driver (hostile device), or API. */
-export type VirtqErrorSide = "device" | "driver" | "api";
+/**
+ * Which side detects an error: the device (hostile driver), the driver (hostile device), the API,
+ * or the transport around the rings (registers, notifications, saved queue state; src/transport).
+ */
+export type VirtqErrorSide = "device" | "driver" | "api" | "transport";
 
 /** A ring layout (spec §2.7 split, §2.8 packed). */
 export type VirtqLayout = "split" | "packed";
@@ -299,6 +302,109 @@ export const VIRTQ_ERRORS = {
     layouts: BOTH,
     spec: "§2.7.8.2 device returns only buffers it popped; len <= writable capacity",
     summary: "push() of a chain that is not outstanding, or with len beyond its writable bytes",
+  },
+  // --- Transport registers (device side: hostile driver writes, src/transport/) -----------
+  // A rejected register write changes nothing (the register keeps its value) and never breaks
+  // a running queue; the device records the code (`TransportDevice.rejections`).
+  REGISTER_ACCESS_INVALID: {
+    side: "transport",
+    layouts: BOTH,
+    spec:
+      "§4.1.3.1 the driver MUST access each field with its natural width; §4.2.2.2 MMIO registers are 32-bit, aligned; writes to read-only fields are ignored",
+    summary:
+      "a register access at an unknown offset, with the wrong width, or a write to a read-only register",
+  },
+  STATUS_TRANSITION_INVALID: {
+    side: "transport",
+    layouts: BOTH,
+    spec:
+      "§2.1.2 the driver MUST NOT clear a device status bit (only a write of 0 resets); §3.1.1 bits are set in order ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK",
+    summary:
+      "a device_status write that clears a bit, skips a step of the initialization order, or sets DEVICE_NEEDS_RESET",
+  },
+  FEATURES_WRITE_INVALID: {
+    side: "transport",
+    layouts: BOTH,
+    spec:
+      "§3.1.1 features are written before FEATURES_OK and not changed after; §2.2.1 the driver MUST NOT accept a feature the device did not offer",
+    summary:
+      "driver_feature written after FEATURES_OK (or outside DRIVER), or FEATURES_OK asked for a feature set the device did not offer",
+  },
+  QUEUE_SELECT_OUT_OF_RANGE: {
+    side: "transport",
+    layouts: BOTH,
+    spec:
+      "§4.1.4.3 queue_select names a queue below num_queues; §4.2.2 QueueSel: QueueNumMax reads 0 for an unavailable queue",
+    summary: "a queue register was written while queue_select names no queue",
+  },
+  QUEUE_SIZE_WRITE_INVALID: {
+    side: "transport",
+    layouts: BOTH,
+    spec:
+      "§4.1.4.3.2 the driver MAY reduce queue_size; it MUST NOT write a value that is not a power of 2 (split); §2.7/§2.8 size 1..32768; §4.2.2.2 QueueNum <= QueueNumMax",
+    summary: "queue_size / QueueNum written as 0, above the maximum, or (split) not a power of 2",
+  },
+  QUEUE_CONFIG_WHILE_ENABLED: {
+    side: "transport",
+    layouts: BOTH,
+    spec:
+      "§4.1.4.3.2 the driver MUST configure the other virtqueue fields before enabling the virtqueue; §4.2.2.2 QueueNum/addresses only while QueueReady is 0",
+    summary: "queue size, ring addresses or vector written while the queue is enabled",
+  },
+  QUEUE_ENABLE_INVALID: {
+    side: "transport",
+    layouts: BOTH,
+    spec:
+      "§4.1.4.3.2 the driver MUST NOT write a 0 to queue_enable; a queue is enabled once, after FEATURES_OK (§3.1.1 step 7)",
+    summary:
+      "queue_enable written with 0 or a value other than 1, on an enabled queue, or before FEATURES_OK",
+  },
+  QUEUE_RESET_INVALID: {
+    side: "transport",
+    layouts: BOTH,
+    spec:
+      "§4.1.4.3.2 / §4.2.2.2 queue_reset (QueueReset) is written only with 1, only when VIRTIO_F_RING_RESET was negotiated",
+    summary: "queue_reset written without VIRTIO_F_RING_RESET, or with a value other than 1",
+  },
+  MSIX_VECTOR_INVALID: {
+    side: "transport",
+    layouts: BOTH,
+    spec:
+      "§4.1.5.1.2 a vector above the MSI-X table cannot be mapped: the device reads back NO_VECTOR (0xffff)",
+    summary: "config_msix_vector / queue_msix_vector written with a vector outside the MSI-X table",
+  },
+  NOTIFY_QUEUE_INVALID: {
+    side: "transport",
+    layouts: BOTH,
+    spec:
+      "§4.1.5.2 / §4.2.2 an available buffer notification names an existing, enabled queue (QEMU ignores others)",
+    summary:
+      "a notification for a queue that does not exist, is not enabled, or (NOTIF_CONFIG_DATA) an unknown queue_notify_data",
+  },
+  NOTIFICATION_DATA_MISMATCH: {
+    side: "transport",
+    layouts: BOTH,
+    spec:
+      "§2.9 with VIRTIO_F_NOTIFICATION_DATA next_off/next_wrap give where the driver writes next: it cannot be behind the device or ahead of the ring",
+    summary:
+      "the notification's next_off / next_wrap disagree with the ring (the ring is authoritative)",
+  },
+  // --- Saved queue state (restore after migration / back-end reconnect) --------------------
+  RESTORE_STATE_INVALID: {
+    side: "transport",
+    layouts: BOTH,
+    spec:
+      "vhost-user SET_VRING_BASE (split bits 0-15; packed bits 0-14 + wrap bit 15, used 16-30 + bit 31); §2.8.1 offsets below Queue Size, wrap counters 0/1",
+    summary:
+      "a saved queue state that is malformed in itself (offset beyond the size, in-flight heads out of range or repeated, more in flight than the ring holds)",
+  },
+  RESTORE_RING_MISMATCH: {
+    side: "transport",
+    layouts: BOTH,
+    spec:
+      "§2.7.6 / §2.7.8 the device's positions lie between used idx and avail idx (QEMU virtio_load: inuse <= vring.num); §2.8.1 the restored position holds a descriptor of the restored lap",
+    summary:
+      "a saved state the live rings contradict (last_avail_idx beyond avail.idx, used idx not the ring's, in-flight count or IN_ORDER heads not what the rings hold)",
   },
 } as const satisfies Record<string, VirtqErrorInfo>;
 

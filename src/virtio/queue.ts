@@ -215,4 +215,48 @@ export interface DriverQueue<T> {
   disableCallbacks(): void;
   /** After a device reset: returns the token of one buffer still outstanding, or `undefined`. */
   detachUnused(): T | undefined;
+  /**
+   * Driver side of a device or queue reset (spec §2.1.2, §4.1.4.3.2 VIRTIO_F_RING_RESET, Linux
+   * `virtqueue_reset`): once every buffer was detached with {@link DriverQueue.detachUnused},
+   * zeroes the ring areas and restarts every position (packed: both wrap counters at 1), the
+   * free list and the broken state; the ring bus addresses stay the same. To re-enable a reset
+   * queue with a new size or new addresses, create a new driver queue instead.
+   * @throws Error when buffers are still outstanding.
+   */
+  resetRings(): void;
+  /**
+   * The 16-bit next position this driver last published, as the high half of a
+   * VIRTIO_F_NOTIFICATION_DATA notification carries it (spec §2.9): split, the available
+   * `idx` (bits 0-14 `next_off`, bit 15 `next_wrap`); packed, the ring offset of the next
+   * descriptor it will make available (bits 0-14) and its wrap counter (bit 15).
+   */
+  notificationNext(): number;
+}
+
+/**
+ * The state a VMM saves for one device queue (migration, vhost-user back-end reconnect) and
+ * restores into a fresh device ({@link SplitDeviceQueue.restoreState},
+ * {@link PackedDeviceQueue.restoreState}).
+ *
+ * Split (§2.7): `lastAvail` is the device's free-running `last_avail_idx` (u16), `used` its used
+ * `idx` (u16); the wrap counters are unused (0). Packed (§2.8.1): `lastAvail` / `used` are ring
+ * offsets below the Queue Size, with their wrap counters (0 or 1). `inFlight` lists the chains the
+ * device popped and has not used yet: split, their head indices; packed, their Buffer IDs; in
+ * pop order (required with VIRTIO_F_IN_ORDER, and for packed).
+ */
+export interface VirtqueueState {
+  /** Ring layout. */
+  layout: RingLayout;
+  /** Queue Size the state was saved at. */
+  size: number;
+  /** Next available position (split u16 index; packed ring offset). */
+  lastAvail: number;
+  /** Packed: the device's available wrap counter (0/1); split: 0. */
+  availWrap: number;
+  /** Next used position (split u16 used `idx`; packed ring offset). */
+  used: number;
+  /** Packed: the device's used wrap counter (0/1); split: 0. */
+  usedWrap: number;
+  /** In-flight chains in pop order (split: heads; packed: Buffer IDs). */
+  inFlight: number[];
 }

@@ -24,6 +24,7 @@ import {
   RING_EVENT_FLAGS_DESC,
   RING_EVENT_FLAGS_DISABLE,
   RING_EVENT_FLAGS_ENABLE,
+  VIRTQ_DESC_F_NEXT,
   VIRTQ_DESC_F_WRITE,
 } from "../constants.ts";
 import { VirtqError, type VirtqErrorCode, virtqErrorCodes } from "../errors.ts";
@@ -52,6 +53,7 @@ import {
   packedNeedEvent,
 } from "./layout.ts";
 import { PackedChainWalk } from "./walk.ts";
+import type { VirtqueueState } from "../queue.ts";
 
 const CHAIN_FREE = 0;
 const CHAIN_IN_FLIGHT = 1;
@@ -340,7 +342,7 @@ export class PackedDeviceQueue implements DeviceQueue {
    * Breaks the queue with a catalogued error and throws it (the split device's idiom): `detail`
    * names the offending slot or table entry and the rule.
    */
-  #fail(code: VirtqErrorCode, detail: string, index: number, cause?: unknown): never {
+  #fail(code: VirtqErrorCode, detail: string, index?: number, cause?: unknown): never {
     const e = new VirtqError(code, detail, { index, cause });
     this.#broken = e;
     throw e;
@@ -524,6 +526,156 @@ export class PackedDeviceQueue implements DeviceQueue {
       this.#pool[i].state = CHAIN_FREE;
       this.#freeChains[this.#freeCount++] = i;
     }
+  }
+
+  // --- Saved queue state (migration / back-end reconnect; src/transport/queue_state.ts) -----
+
+  /**
+   * The state a VMM saves for this queue (see {@link VirtqueueState}): next avail and used ring
+   * offsets with their wrap counters (§2.8.1) and the in-flight Buffer IDs in pop order.
+   * Cold path. @throws Error when pushed buffers are not flushed yet (flush first).
+   */
+  saveState(): VirtqueueState {
+    if (this.#pendCount !== 0 || this.#gOpen) {
+      throw new Error("saveState: flush() the pushed used buffers first");
+    }
+    const inFlight: number[] = [];
+    if (this.#inOrder) {
+      for (let i = 0; i < this.#fifoCount; i++) {
+        inFlight.push(this.#pool[this.#fifo[(this.#fifoHead + i) % this.size]].id);
+      }
+    } else {
+      const live = this.#pool.filter((c) => c.state === CHAIN_IN_FLIGHT);
+      live.sort((a, b) => this.#lapDistance(a.headSlot) - this.#lapDistance(b.headSlot));
+      for (const c of live) inFlight.push(c.id);
+    }
+    return {
+      layout: "packed",
+      size: this.size,
+      lastAvail: this.#nextAvail,
+      availWrap: this.#availWrap,
+      used: this.#nextUsed,
+      usedWrap: this.#usedWrap,
+      inFlight,
+    };
+  }
+
+  /** Ring slots from the used position to `slot` (pop order of in-flight heads). */
+  #lapDistance(slot: number): number {
+    const d = slot - this.#nextUsed;
+    return d < 0 ? d + this.size : d;
+  }
+
+  /**
+   * Restores a saved state into this freshly activated queue (nothing popped yet), checking it
+   * against the live ring, and re-walks the in-flight chains through `pop`'s own validation from
+   * the used position: the descriptors between the used and the available position are the
+   * in-flight lists, untouched by the device as long as it completed them in pop order (always
+   * under VIRTIO_F_IN_ORDER); a chain overwritten by an out-of-order completion makes the IDs
+   * disagree and is reported, never consumed. Cold path; the hot path is untouched.
+   * @returns the in-flight chains, in the state's order, to be pushed as usual.
+   * @throws VirtqError `RESTORE_STATE_INVALID` (size differs, an offset not below the size, a wrap
+   * counter not 0/1, the available position more than a ring ahead of the used one, in-flight
+   * IDs not u16 or more of them than outstanding slots), `RESTORE_RING_MISMATCH` (nothing in flight
+   * but the descriptor at the restored position is one the device already used in this lap; an
+   * in-flight chain not available, not validating (`cause`), or with another Buffer ID; the
+   * lists not ending at the restored available position); the queue is then broken.
+   * @throws Error when the queue is not fresh.
+   */
+  restoreState(state: VirtqueueState): Chain[] {
+    if (!this.#ready || this.#broken !== null || this.#inFlight !== 0 || this.#pendCount !== 0) {
+      throw new Error("restoreState: the queue must be freshly activated with nothing in flight");
+    }
+    const size = this.size;
+    const bad = (detail: string): never => {
+      this.#fail("RESTORE_STATE_INVALID", detail);
+    };
+    const mismatch = (detail: string, cause?: unknown): never => {
+      this.#fail("RESTORE_RING_MISMATCH", detail, undefined, cause);
+    };
+    if (state.layout !== "packed" || state.size !== size) {
+      bad(`saved ${state.layout} size ${state.size}, queue packed ${size}`);
+    }
+    const off = (v: number) => Number.isInteger(v) && v >= 0 && v < size;
+    const bit = (v: number) => v === 0 || v === 1;
+    if (
+      !off(state.lastAvail) || !off(state.used) || !bit(state.availWrap) || !bit(state.usedWrap)
+    ) {
+      bad(
+        `avail ${state.lastAvail}/${state.availWrap}, used ${state.used}/${state.usedWrap} (size ${size})`,
+      );
+    }
+    // Linear positions modulo 2·size: the wrap counter starts at 1 (§2.8.1).
+    const lin = (o: number, w: number) => o + (w === 1 ? 0 : size);
+    const slots = (lin(state.lastAvail, state.availWrap) - lin(state.used, state.usedWrap) +
+      2 * size) % (2 * size);
+    const ids = state.inFlight;
+    if (slots > size || ids.length > slots || (slots > 0) !== (ids.length > 0)) {
+      bad(`${slots} outstanding slots between used and avail positions, ${ids.length} in flight`);
+    }
+    const seen = new Set<number>();
+    for (const id of ids) {
+      // §2.8.6: a Buffer ID names one outstanding buffer at a time.
+      if (!(Number.isInteger(id) && id >= 0 && id <= 0xffff) || seen.has(id)) {
+        bad(`in-flight Buffer ID ${id} is not a u16 or is repeated`);
+      }
+      seen.add(id);
+    }
+    if (ids.length === 0) {
+      // §2.8.1: a used descriptor of the current lap at the restored position means the device
+      // already went past it.
+      const f = this.#d16[state.lastAvail * 8 + 7];
+      const a = (f >>> 7) & 1;
+      if (a === ((f >>> 15) & 1) && a === state.availWrap) {
+        mismatch(
+          `slot ${state.lastAvail} holds a used descriptor of wrap ${a}: the device is past it`,
+        );
+      }
+    }
+    // §2.8.6: the used position starts a list: the descriptor before it is not an available
+    // descriptor of its lap that continues (NEXT) into it.
+    const prev = state.used === 0 ? size - 1 : state.used - 1;
+    const prevWrap = state.used === 0 ? state.usedWrap ^ 1 : state.usedWrap;
+    const pf = this.#d16[prev * 8 + 7];
+    const pa = (pf >>> 7) & 1;
+    if (pa !== ((pf >>> 15) & 1) && pa === prevWrap && (pf & VIRTQ_DESC_F_NEXT) !== 0) {
+      mismatch(
+        `used position ${state.used}/${state.usedWrap} is inside the list continuing from slot ${prev}`,
+      );
+    }
+    this.#nextUsed = state.used;
+    this.#usedWrap = state.usedWrap;
+    this.#nextAvail = state.used;
+    this.#availWrap = state.usedWrap;
+    const chains: Chain[] = [];
+    for (let i = 0; i < ids.length; i++) {
+      const at = this.#nextAvail;
+      let c: Chain | null;
+      try {
+        c = this.pop();
+      } catch (cause) {
+        return mismatch(`in-flight chain #${i} at slot ${at} no longer validates`, cause);
+      }
+      if (c === null) {
+        mismatch(`in-flight chain #${i} (ID ${ids[i]}) at slot ${at} is not available`);
+      }
+      if (c!.id !== ids[i]) {
+        mismatch(
+          `in-flight chain #${i} at slot ${at} has Buffer ID ${c!.id}, state says ${ids[i]}`,
+        );
+      }
+      chains.push(c!);
+    }
+    if (this.#nextAvail !== state.lastAvail || this.#availWrap !== state.availWrap) {
+      mismatch(
+        `the in-flight lists end at ${this.#nextAvail}/${this.#availWrap}, restored avail ` +
+          `position ${state.lastAvail}/${state.availWrap}`,
+      );
+    }
+    if (this.#notifyMode === MODE_DESC) {
+      this.#devEv[0] = packedEventOffWrap(this.#nextAvail, this.#availWrap);
+    }
+    return chains;
   }
 }
 

@@ -768,4 +768,13 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#cbMode = RING_EVENT_FLAGS_ENABLE;
     this.#initFreeList();
   }
+
+  /**
+   * VIRTIO_F_NOTIFICATION_DATA (spec §2.9): the ring offset of the next descriptor this driver
+   * will make available (bits 0-14) and its wrap counter (bit 15); call it right after
+   * {@link kick}, as the notification follows the publication.
+   */
+  notificationNext(): number {
+    return this.#nextAvail | (this.#availWrap << 15);
+  }
 }

@@ -17,6 +17,7 @@ import { type DmaAddressSpace, DmaTranslation, translateContiguous } from "../..
 import { Chain } from "../chain.ts";
 import {
   VIRTQ_AVAIL_F_NO_INTERRUPT,
+  VIRTQ_DESC_F_NEXT,
   VIRTQ_USED_F_NO_NOTIFY,
   vringNeedEvent,
 } from "../constants.ts";
@@ -45,6 +46,7 @@ import {
   splitUsedRingSize,
 } from "./layout.ts";
 import { SplitChainWalk } from "./walk.ts";
+import type { VirtqueueState } from "../queue.ts";
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
@@ -527,6 +529,160 @@ export class SplitDeviceQueue implements DeviceQueue {
         this.#byHead[i] = null;
       }
     }
+  }
+
+  // --- Saved queue state (migration / back-end reconnect; src/transport/queue_state.ts) -----
+
+  /**
+   * The state a VMM saves for this queue (see {@link VirtqueueState}): `last_avail_idx`, used
+   * `idx` and the in-flight heads (pop order under VIRTIO_F_IN_ORDER, ascending otherwise).
+   * Cold path. @throws Error when pushed buffers are not flushed yet (flush first).
+   */
+  saveState(): VirtqueueState {
+    if (this.#pending !== 0) throw new Error("saveState: flush() the pushed used buffers first");
+    const inFlight: number[] = [];
+    if (this.#inOrder) {
+      for (let i = 0, p = this.#orderFront; i < this.#inFlight; i++, p = (p + 1) & this.#mask) {
+        inFlight.push(this.#order[p]);
+      }
+    } else {
+      for (let h = 0; h < this.size; h++) if (this.#byHead[h] !== null) inFlight.push(h);
+    }
+    return {
+      layout: "split",
+      size: this.size,
+      lastAvail: this.#lastAvail,
+      availWrap: 0,
+      used: this.#usedIdx,
+      usedWrap: 0,
+      inFlight,
+    };
+  }
+
+  /**
+   * Restores a saved state into this freshly activated queue (nothing popped yet), checking it
+   * against the live rings first, and re-walks every in-flight head through `pop`'s own
+   * validation (its descriptors are still the driver's, §2.7.13.1), as QEMU re-maps saved
+   * elements. Cold path; the hot path is untouched.
+   * @returns the in-flight chains, in the state's order, to be pushed as usual.
+   * @throws VirtqError `RESTORE_STATE_INVALID` (size differs, an index outside u16, heads out of
+   * range or repeated, more than Queue Size in flight), `RESTORE_RING_MISMATCH` (`last_avail_idx`
+   * beyond avail `idx` or more than a ring behind it, used `idx` not the ring's, the in-flight
+   * count not `last_avail_idx - used idx`, IN_ORDER heads not the available entries from used
+   * `idx`, or an in-flight chain that no longer validates: `cause` holds pop's error); the queue
+   * is then broken. @throws Error when the queue is not fresh (ready, nothing in flight).
+   */
+  restoreState(state: VirtqueueState): Chain[] {
+    if (!this.#ready || this.#broken !== null || this.#inFlight !== 0 || this.#pending !== 0) {
+      throw new Error("restoreState: the queue must be freshly activated with nothing in flight");
+    }
+    const size = this.size;
+    const heads = state.inFlight;
+    const u16 = (v: number) => Number.isInteger(v) && v >= 0 && v <= 0xffff;
+    if (state.layout !== "split" || state.size !== size) {
+      this.#fail(
+        "RESTORE_STATE_INVALID",
+        `saved ${state.layout} size ${state.size}, queue split ${size}`,
+      );
+    }
+    if (!u16(state.lastAvail) || !u16(state.used) || heads.length > size) {
+      this.#fail(
+        "RESTORE_STATE_INVALID",
+        `last_avail_idx ${state.lastAvail}, used idx ${state.used}, ${heads.length} in flight (size ${size})`,
+      );
+    }
+    const seen = new Uint8Array(size);
+    for (const h of heads) {
+      if (!(Number.isInteger(h) && h >= 0 && h < size) || seen[h] !== 0) {
+        this.#fail("RESTORE_STATE_INVALID", `in-flight head ${h} is out of range or repeated`, h);
+      }
+      seen[h] = 1;
+    }
+    const last = state.lastAvail;
+    const used = state.used;
+    const availIdx = this.#avail16[1];
+    // §2.7.6: the device's position lies at most Queue Size behind avail idx, never ahead.
+    if (((availIdx - last) & 0xffff) > size) {
+      this.#fail(
+        "RESTORE_RING_MISMATCH",
+        `restored last_avail_idx ${last} is not within ${size} behind avail idx ${availIdx}`,
+      );
+    }
+    if (this.#used16[1] !== used) {
+      this.#fail(
+        "RESTORE_RING_MISMATCH",
+        `restored used idx ${used}, the used ring holds ${this.#used16[1]}`,
+      );
+    }
+    // QEMU virtio_load: inuse = last_avail_idx - used_idx, at most the ring size.
+    if (((last - used) & 0xffff) !== heads.length) {
+      this.#fail(
+        "RESTORE_RING_MISMATCH",
+        `last_avail_idx ${last} - used idx ${used} = ${(last - used) & 0xffff} buffers in use, ` +
+          `state lists ${heads.length} in flight`,
+      );
+    }
+    const mask = this.#mask;
+    if (this.#inOrder) {
+      // IN_ORDER: the in-flight chains are the available entries from used idx on, in order.
+      for (let i = 0; i < heads.length; i++) {
+        const h = this.#avail16[2 + ((used + i) & mask)];
+        if (h !== heads[i]) {
+          this.#fail(
+            "RESTORE_RING_MISMATCH",
+            `IN_ORDER: in-flight #${i} is head ${heads[i]}, avail ring entry ${
+              (used + i) & 0xffff
+            } holds ${h}`,
+            heads[i],
+          );
+        }
+      }
+      this.#nextInOrderHead = heads.length > 0 ? heads[0] : this.#inOrderNextAfterUsed(used);
+    }
+    // Re-walk each in-flight head through pop over a one-entry scratch available ring.
+    const real = this.#avail16;
+    const scratch = new Uint16Array(real.length);
+    const savedEvent = this.#used16[this.#availEventIdx];
+    const chains: Chain[] = [];
+    this.#lastAvail = (last - heads.length) & 0xffff;
+    try {
+      for (const h of heads) {
+        const pos = this.#lastAvail;
+        scratch[1] = (pos + 1) & 0xffff;
+        scratch[2 + (pos & mask)] = h;
+        this.#avail16 = scratch;
+        chains.push(this.pop()!);
+      }
+    } catch (cause) {
+      this.#avail16 = real;
+      this.#fail(
+        "RESTORE_RING_MISMATCH",
+        "an in-flight chain no longer validates",
+        undefined,
+        cause,
+      );
+    }
+    this.#avail16 = real;
+    this.#used16[this.#availEventIdx] = savedEvent;
+    if (this.#eventIdx && this.#notify) this.#used16[this.#availEventIdx] = last;
+    this.#lastAvail = last;
+    this.#usedIdx = used;
+    return chains;
+  }
+
+  /** IN_ORDER with nothing in flight: the head after the last used chain (walks its `next`s). */
+  #inOrderNextAfterUsed(used: number): number {
+    if (used === 0) return 0;
+    const mask = this.#mask;
+    const id = this.#used32[1 + (((used - 1) & mask) << 1)];
+    if (id >= this.size) return 0;
+    let idx = id;
+    let n = 1;
+    while (n <= this.size && (this.#desc32[(idx << 2) + 3] & VIRTQ_DESC_F_NEXT) !== 0) {
+      idx = (idx + 1) & mask;
+      n++;
+    }
+    return (id + n) & mask;
   }
 }
 

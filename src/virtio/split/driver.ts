@@ -766,4 +766,12 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#batchLast = -1;
     this.#broken = null;
   }
+
+  /**
+   * VIRTIO_F_NOTIFICATION_DATA (spec §2.9): the avail `idx` last published by {@link kick}
+   * (u16: bits 0-14 `next_off`, bit 15 `next_wrap`), the high half of the notification.
+   */
+  notificationNext(): number {
+    return this.#kickedIdx;
+  }
 }
