@@ -163,6 +163,8 @@ export interface TestpmdOptions {
   startTimeoutMs?: number;
   /** Binary (default {@link TESTPMD_BINARY}). */
   binary?: string;
+  /** Extra EAL arguments, e.g. `["--log-level=lib.vhost.*:debug"]`. */
+  ealArgs?: string[];
 }
 
 /**
@@ -194,6 +196,7 @@ export async function startTestpmd(o: TestpmdOptions): Promise<VhostBackend> {
     "--no-pci",
     "--file-prefix",
     tag,
+    ...(o.ealArgs ?? []),
     "--vdev",
     vdev,
     "--",
