@@ -81,12 +81,24 @@ function spawnLogged(
   const done = child.status.then((s) => {
     status = s.signal ? `killed by ${s.signal}` : `exit code ${s.code}`;
   });
+  // The exit status arrives through a promise, which a synchronous FFI loop never lets settle:
+  // /proc/PID/stat (state Z, or gone) tells synchronously that the process died.
+  const exited = (): string | null => {
+    if (status !== null) return status;
+    try {
+      const st = Deno.readTextFileSync(`/proc/${child.pid}/stat`);
+      const state = st.slice(st.lastIndexOf(")") + 2, st.lastIndexOf(")") + 3);
+      return state === "Z" || state === "X" ? "exited (status not collected yet)" : null;
+    } catch {
+      return "exited (status not collected yet)";
+    }
+  };
   return {
     kind,
     socket,
     logFile,
     pid: child.pid,
-    exited: () => status,
+    exited,
     log() {
       try {
         return Deno.readTextFileSync(logFile);
