@@ -98,6 +98,8 @@ export interface VhostUserDeviceOptions {
   iotlb?: IotlbFill;
   /** Device IOTLB: grant read on writable pages (default true; see {@link DeviceIotlbDmaApi.writeImpliesRead}). */
   iotlbWriteImpliesRead?: boolean;
+  /** Send INVALIDATEs one byte short, around DPDK's off-by-one (default false; see {@link DeviceIotlbDmaApi.shortInvalidate}). */
+  iotlbShortInvalidate?: boolean;
   /** Guest RAM in bytes (default 4 MiB), a multiple of 4096. */
   memorySize?: number;
   /** GPA of guest RAM (default 0x4000_0000). */
@@ -214,6 +216,7 @@ export class VhostUserDevice {
         this.dma,
         o.iotlb ?? "on-demand",
         o.iotlbWriteImpliesRead ?? true,
+        o.iotlbShortInvalidate ?? false,
       );
       this.iotlb.prefaultIdentity();
       this.dmaApi = this.iotlb;

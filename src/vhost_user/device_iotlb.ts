@@ -68,6 +68,14 @@ export class DeviceIotlbDmaApi implements DmaApi {
    * never translated for it: a permission edge case to fuzz, not a working data path.
    */
   readonly writeImpliesRead: boolean;
+  /**
+   * Send every INVALIDATE one byte short (default false). DPDK's `vhost_user_iotlb_cache_remove`
+   * (lib/vhost/iotlb.c) stops at the first entry with `iova + size < node->iova`, so it also
+   * drops the entry that starts exactly at the end of the range; with strict unmaps that is
+   * often a live RX buffer, re-missed after every TX completion (a wedged queue). One byte short
+   * still overlaps every page of the range, so the same entries go and the neighbour stays.
+   */
+  readonly shortInvalidate: boolean;
   /** Counters. */
   readonly stats: DeviceIotlbStats = { updates: 0, invalidates: 0, misses: 0, unserved: 0 };
   readonly #fe: VhostUserFrontend;
@@ -88,8 +96,10 @@ export class DeviceIotlbDmaApi implements DmaApi {
     mode: DmaMode,
     fill: IotlbFill,
     writeImpliesRead = true,
+    shortInvalidate = false,
   ) {
     this.writeImpliesRead = writeImpliesRead;
+    this.shortInvalidate = shortInvalidate;
     this.#fe = fe;
     this.#shared = shared;
     this.mode = mode;
@@ -198,7 +208,7 @@ export class DeviceIotlbDmaApi implements DmaApi {
   }
 
   #invalidate(bus: number, length: number): void {
-    this.#fe.iotlbInvalidate(BigInt(bus), BigInt(length));
+    this.#fe.iotlbInvalidate(BigInt(bus), BigInt(this.shortInvalidate ? length - 1 : length));
     this.stats.invalidates++;
   }
 
