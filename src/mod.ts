@@ -14,3 +14,4 @@ export * from "./virtio/mod.ts";
 export * from "./devices/mod.ts";
 export * from "./inspect/mod.ts";
 export * from "./platform/mod.ts";
+export * from "./vhost_user/mod.ts";

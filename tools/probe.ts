@@ -9,7 +9,7 @@
 import { parseArgs } from "@std/cli/parse-args";
 import {
   BLK_FEATURE_NAMES,
-  featureNames,
+  featureBitNames,
   isVhostUserError,
   NET_FEATURE_NAMES,
   protocolBit,
@@ -59,10 +59,10 @@ try {
   const out: Record<string, unknown> = {
     socket: path,
     features: `0x${features.toString(16)}`,
-    featureNames: featureNames(features, {}),
+    featureNames: featureBitNames(features, {}),
   };
-  const deviceNames = { net: featureNames(features, NET_FEATURE_NAMES), blk: [] as string[] };
-  deviceNames.blk = featureNames(features, BLK_FEATURE_NAMES);
+  const deviceNames = { net: featureBitNames(features, NET_FEATURE_NAMES), blk: [] as string[] };
+  deviceNames.blk = featureBitNames(features, BLK_FEATURE_NAMES);
   if ((features >> BigInt(VHOST_USER_F_PROTOCOL_FEATURES)) & 1n) {
     const pf = fe.getProtocolFeatures();
     out.protocolFeatures = `0x${pf.toString(16)}`;

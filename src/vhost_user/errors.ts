@@ -89,6 +89,7 @@ export class VhostUserError extends Error {
   /** The request (name) the failure concerns, when there is one. */
   readonly request: string | undefined;
   /**
+   * Creates the error; the message starts with the code.
    * @param code catalogue code.
    * @param message what happened, with values.
    * @param request name of the message concerned, e.g. `"GET_FEATURES"`.

@@ -14,7 +14,8 @@
 
 import { VhostUserError } from "./errors.ts";
 
-const SYMBOLS = {
+/** The libc functions the front-end binds, with their FFI signatures. */
+export const LIBC_SYMBOLS = {
   memfd_create: { parameters: ["buffer", "u32"], result: "i32" },
   ftruncate: { parameters: ["i32", "i64"], result: "i32" },
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
@@ -37,9 +38,9 @@ const SYMBOLS = {
 } as const;
 
 /** The bound libc symbols. */
-export type LibcSymbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+export type LibcSymbols = Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"];
 
-let lib: Deno.DynamicLibrary<typeof SYMBOLS> | null = null;
+let lib: Deno.DynamicLibrary<typeof LIBC_SYMBOLS> | null = null;
 
 /**
  * The libc symbols, opening `libc.so.6` on first call.
@@ -48,7 +49,7 @@ let lib: Deno.DynamicLibrary<typeof SYMBOLS> | null = null;
 export function libc(): LibcSymbols {
   if (lib === null) {
     try {
-      lib = Deno.dlopen("libc.so.6", SYMBOLS);
+      lib = Deno.dlopen("libc.so.6", LIBC_SYMBOLS);
     } catch (e) {
       throw new VhostUserError(
         "FFI_UNAVAILABLE",

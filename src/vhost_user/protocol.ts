@@ -199,7 +199,7 @@ export const BLK_FEATURE_NAMES: Readonly<Record<number, string>> = {
  * Names of the set bits of a virtio feature word, low bit first; device-specific bits come from
  * `deviceNames`, unknown bits print as `bit<n>`.
  */
-export function featureNames(
+export function featureBitNames(
   features: bigint,
   deviceNames: Readonly<Record<number, string>> = {},
 ): string[] {

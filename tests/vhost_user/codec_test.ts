@@ -17,7 +17,7 @@ import {
   encodeU64,
   encodeVringAddr,
   encodeVringState,
-  featureNames,
+  featureBitNames,
   outcomeOf,
   protocolFeatureNames,
   VHOST_USER_REQUEST as R,
@@ -185,7 +185,7 @@ Deno.test("codec: IOTLB MISS from the back-end; unknown type or perm is refused"
 });
 
 Deno.test("names: features and protocol features print by spec name", () => {
-  assertEquals(featureNames((1n << 32n) | (1n << 34n) | (1n << 5n), { 5: "NET_F_MAC" }), [
+  assertEquals(featureBitNames((1n << 32n) | (1n << 34n) | (1n << 5n), { 5: "NET_F_MAC" }), [
     "NET_F_MAC",
     "VERSION_1",
     "RING_PACKED",
