@@ -211,7 +211,7 @@ function netEngine(be: VhostBackend, o: NetOpts): VhostBenchRow[] {
       bsends += BURST;
       let got = 0;
       while (got < BURST) {
-        const r = dev.waitUsed(0, 1000, SPIN_MS * 1000);
+        const r = dev.waitUsed(0, onDemand ? 20 : 1000, onDemand ? 100 : SPIN_MS * 1000);
         if (r.kind !== "used") break; // dropped frames (misses): count what came back
         rx.queue.add(none, rxSg[r.token], r.token);
         got++;
