@@ -68,6 +68,7 @@ const HELP = `deno task bench:vhost-user [options]
   --frames N         operations per case (default 20000)
   --rounds R         alternate engine / hand-laid sessions R times, best round counts (default 3)
   --backend NAME     testpmd or qsd (repeatable; default both)
+  --identity-only    testpmd: only the identity engine vs hand-laid lines (no IOMMU modes)
   --json FILE        write the rows as JSON
 Needs --allow-all (FFI to libc, child processes). Back-ends: apt-get install -y
 --no-install-recommends qemu-system-common dpdk-dev librte-net-vhost23.`;
@@ -541,7 +542,7 @@ export function formatVhostRows(rows: readonly VhostBenchRow[]): string {
  */
 export async function runVhostUserSuite(argv: readonly string[]): Promise<number> {
   const a = parseArgs([...argv], {
-    boolean: ["help", "smoke"],
+    boolean: ["help", "smoke", "identity-only"],
     string: ["frames", "rounds", "json", "backend", "suite"],
     collect: ["backend", "suite"],
   });
@@ -600,7 +601,7 @@ export async function runVhostUserSuite(argv: readonly string[]): Promise<number
           ["iommu-lazy", "on-demand"],
           ["iommu-passthrough", "on-demand"],
         ];
-        for (const layout of ["split", "packed"] as const) {
+        for (const layout of a["identity-only"] ? [] : ["split", "packed"] as const) {
           for (const [dma, fill] of modes) {
             progress(`testpmd ${layout} ${dma}+${fill}`);
             rows.push(...netEngine(be, { layout, dma, fill, frames: Math.min(frames, 5000) }));
