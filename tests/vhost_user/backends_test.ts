@@ -346,3 +346,50 @@ Deno.test({
     assertEquals(VHOST_USER_REQUEST.GET_VRING_BASE, 11);
   },
 });
+
+function probe(...args: string[]): { code: number; out: string; err: string } {
+  const r = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-ffi",
+      "--allow-read",
+      new URL("../../tools/probe.ts", import.meta.url).pathname,
+      ...args,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).outputSync();
+  const d = new TextDecoder();
+  return { code: r.code, out: d.decode(r.stdout), err: d.decode(r.stderr) };
+}
+
+Deno.test({
+  name: "probe: nothing listens -> exit 2 with one line naming the socket",
+  ...opts,
+  fn() {
+    const r = probe(`${WORK_DIR}/nobody.sock`);
+    assertEquals(r.code, 2);
+    assertEquals(r.err.trim().split("\n").length, 1, r.err);
+    assert(r.err.includes("nobody.sock"), r.err);
+  },
+});
+
+Deno.test({
+  name: "probe: qemu-storage-daemon's features, protocol features, queues and capacity by name",
+  ...opts,
+  async fn() {
+    if (skipWithout("qsd")) return;
+    const { be } = await qsd();
+    try {
+      const r = probe("--json", `socket:${be.socket}`);
+      assertEquals(r.code, 0, r.err);
+      const j = JSON.parse(r.out);
+      assert(j.featureNames.includes("VERSION_1") && j.featureNames.includes("RING_EVENT_IDX"));
+      assert(j.protocolFeatureNames.includes("CONFIG") && j.protocolFeatureNames.includes("MQ"));
+      assertEquals(j.queues, 1);
+      assertEquals(j.configAsBlk.capacitySectors, "2048");
+    } finally {
+      await be.stop();
+    }
+  },
+});
