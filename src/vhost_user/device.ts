@@ -110,7 +110,11 @@ export interface VhostUserDeviceOptions {
   connectRetryMs?: number;
   /** Driver policy overrides for every queue. */
   policy?: Partial<DriverPolicy>;
-  /** Set up and enable the vrings now (default true); `false` leaves it to {@link VhostUserDevice.startQueue}. */
+  /**
+   * Set up and enable the vrings and set DRIVER_OK now (default true); `false` leaves it to
+   * {@link VhostUserDevice.startQueue} per vring (hostile values allowed) and then
+   * {@link VhostUserDevice.driverOk}.
+   */
   start?: boolean;
   /** Returns the back-end process's exit description once it died (launchers provide one). */
   backendExited?: () => string | null;
