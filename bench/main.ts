@@ -45,6 +45,10 @@ function cpuName(): string | null {
 }
 
 async function main(args: BenchArgs): Promise<number> {
+  if (args.suites.includes("vhost-user")) {
+    // real back-ends, its own runner and permissions (bench/vhost_user.ts)
+    return await (await import("./vhost_user.ts")).runVhostUserSuite(Deno.args);
+  }
   const suites = buildSuites(AVAILABLE);
   if (args.help) {
     console.log(HELP);

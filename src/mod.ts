@@ -55,3 +55,4 @@ export * from "./devices/mod.ts";
 export * from "./inspect/mod.ts";
 export * from "./platform/mod.ts";
 export * from "./transport/mod.ts";
+export * from "./vhost_user/mod.ts";

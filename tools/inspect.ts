@@ -127,7 +127,7 @@ function parseArgs(argv: string[]): Args | null {
   return a as Args;
 }
 
-function featureNames(mask: bigint, device: string): string {
+function featureBitNames(mask: bigint, device: string): string {
   const out: string[] = [];
   const seen = new Set<number>();
   for (const [name, bit] of Object.entries(TRANSPORT_FEATURE_BITS)) {
@@ -174,7 +174,7 @@ function printText(
   const lim = (n: number) => args.limit === 0 ? n : Math.min(n, args.limit);
   console.log(`\n${r.device} queue ${r.queue}  ${r.layout}  size ${r.size}  (${r.path})`);
   console.log(
-    `  features ${"0x" + r.features.toString(16)}: ${featureNames(r.features, r.device)}`,
+    `  features ${"0x" + r.features.toString(16)}: ${featureBitNames(r.features, r.device)}`,
   );
   const names = r.layout === "split" ? ["desc", "avail", "used"] : ["desc", "driver", "device"];
   const areas = [r.areas.desc, r.areas.driver, r.areas.device];

@@ -1,0 +1,644 @@
+/**
+ * Bench suite `vhost-user`: round trips and throughput against real vhost-user back-ends, per
+ * ring layout and per DMA mode, with a hand-laid minimal ring on the same back-end in the same
+ * run, so the driver engine's overhead is a ratio; IOTLB messages per chain beside every
+ * ACCESS_PLATFORM line. Wall time strict vs lazy vs prefault here is real, not modelled.
+ *
+ * - testpmd (vhost PMD, macswap, `iommu-support=1`): one frame out on vring 1, back on vring 0;
+ *   round trip = add + kick until the swapped frame is in the RX used ring. Throughput = bursts
+ *   of 32 frames in flight.
+ * - qemu-storage-daemon (vhost-user-blk): one 512-byte read (header, data, status), depth 1;
+ *   throughput = depth 8.
+ *
+ * Engine and hand-laid sessions alternate connections to one back-end process, `--rounds`
+ * times, and the best round counts (noise on a shared machine only adds time).
+ *
+ * Run: `deno task bench:vhost-user [--smoke] [--frames N] [--rounds R] [--backend testpmd|qsd]
+ * [--json FILE]` (also `deno task bench --suite vhost-user` with the permissions it needs).
+ *
+ * @module
+ */
+
+import { parseArgs } from "@std/cli/parse-args";
+import { SgList } from "../src/virtio/mod.ts";
+import type { RingLayout } from "../src/virtio/mod.ts";
+import {
+  backendUnavailable,
+  eventfdRead,
+  startQsd,
+  startTestpmd,
+  type VhostBackend,
+  type VhostDmaMode,
+  VhostUserDevice,
+} from "../src/vhost_user/mod.ts";
+import { DESC_F_WRITE, HandPackedRing, type HandRing, HandSplitRing } from "./vhost_user_rings.ts";
+
+/** One measured line. */
+export interface VhostBenchRow {
+  /** Back-end. */
+  backend: "testpmd" | "qsd";
+  /** What was measured. */
+  op: "round-trip" | "throughput";
+  /** Ring layout. */
+  layout: RingLayout;
+  /** `engine` (the project's driver queue) or `hand` (hand-laid minimal ring). */
+  driver: "engine" | "hand";
+  /** DMA mode (with the IOTLB fill for ACCESS_PLATFORM modes), e.g. `iommu-lazy+prefault`. */
+  dma: string;
+  /** Operations measured. */
+  n: number;
+  /** Percentiles of one operation, microseconds (round trips). */
+  p50Us: number | null;
+  /** 90th percentile, us. */
+  p90Us: number | null;
+  /** 99th percentile, us. */
+  p99Us: number | null;
+  /** Operations per second (throughput lines; for round trips 1e6 / mean). */
+  perSec: number;
+  /** IOTLB messages (UPDATE + INVALIDATE + MISS) per chain, ACCESS_PLATFORM lines. */
+  iotlbPerChain: number | null;
+  /** Transmissions per frame (> 1 when the back-end dropped frames on IOTLB misses). */
+  sendsPerOp: number;
+  /** Set when the case could not complete (what happened). */
+  failure: string | null;
+}
+
+const HELP = `deno task bench:vhost-user [options]
+  --smoke            a few hundred operations per case (CI)
+  --frames N         operations per case (default 20000)
+  --rounds R         alternate engine / hand-laid sessions R times, best round counts (default 3)
+  --backend NAME     testpmd or qsd (repeatable; default both)
+  --identity-only    testpmd: only the identity engine vs hand-laid lines (no IOMMU modes)
+  --json FILE        write the rows as JSON
+Needs --allow-all (FFI to libc, child processes). Back-ends: apt-get install -y
+--no-install-recommends qemu-system-common dpdk-dev librte-net-vhost23.`;
+
+const NET_HDR = 12, FRAME = NET_HDR + 60, RX_SLOTS = 16, TX_SLOTS = 8, BURST = 32;
+const SPIN_MS = 5;
+
+function pct(sorted: Float64Array, p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
+}
+
+function summarise(lat: Float64Array): { p50: number; p90: number; p99: number; mean: number } {
+  const s = lat.slice().sort();
+  let sum = 0;
+  for (const x of s) sum += x;
+  return { p50: pct(s, 0.5), p90: pct(s, 0.9), p99: pct(s, 0.99), mean: sum / s.length };
+}
+
+// ---- testpmd (virtio-net) ----------------------------------------------------------------
+
+const views = new WeakMap<VhostUserDevice, Map<number, DataView>>();
+
+// Lays a 60-byte frame (dst 02::1, src 02::2, type 0x88b5) after a zero virtio-net header the
+// first time a slot is used; afterwards only the sequence number changes (no allocation).
+function netFrame(dev: VhostUserDevice, gpa: number, seq: number): void {
+  let m = views.get(dev);
+  if (!m) views.set(dev, m = new Map());
+  let v = m.get(gpa);
+  if (!v) {
+    v = dev.shared.memory.dataView(gpa, FRAME);
+    for (let i = 0; i < NET_HDR; i++) v.setUint8(i, 0);
+    const mac = [2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x88, 0xb5];
+    for (let i = 0; i < mac.length; i++) v.setUint8(NET_HDR + i, mac[i]);
+    m.set(gpa, v);
+  }
+  v.setUint32(NET_HDR + 14, seq, true);
+}
+
+interface NetOpts {
+  layout: RingLayout;
+  dma: VhostDmaMode;
+  fill: "prefault" | "on-demand";
+  frames: number;
+}
+
+/** The engine: round trips then bursts on one session. */
+function netEngine(be: VhostBackend, o: NetOpts): VhostBenchRow[] {
+  const dev = VhostUserDevice.open({
+    socket: be.socket,
+    layout: o.layout,
+    queues: 2,
+    dma: o.dma,
+    iotlb: o.fill,
+    iotlbShortInvalidate: true,
+    connectRetryMs: 2000,
+    backendExited: () => be.exited(),
+  });
+  const dma = o.dma === "identity" ? "identity" : `${o.dma}+${o.fill}`;
+  const row = (op: "round-trip" | "throughput"): VhostBenchRow => ({
+    backend: "testpmd",
+    op,
+    layout: o.layout,
+    driver: "engine",
+    dma,
+    n: 0,
+    p50Us: null,
+    p90Us: null,
+    p99Us: null,
+    perSec: 0,
+    iotlbPerChain: null,
+    sendsPerOp: 1,
+    failure: null,
+  });
+  const rt = row("round-trip"), tp = row("throughput");
+  try {
+    const [rx, tx] = dev.vrings;
+    const rxGpa = dev.bufferGpa, txGpa = dev.bufferGpa + 0x10_0000;
+    const none = SgList.of();
+    const rxSg = Array.from(
+      { length: RX_SLOTS * 2 },
+      (_, i) => SgList.of([rxGpa + i * 4096, 2048]),
+    );
+    const txSg = Array.from({ length: BURST }, (_, i) => SgList.of([txGpa + i * 4096, FRAME]));
+    for (let i = 0; i < RX_SLOTS * 2; i++) rx.queue.add(none, rxSg[i], i);
+    dev.kick(0);
+    // One frame through, retransmitting while the port comes up or misses are served.
+    const once = (seq: number, slot: number, retxMs: number, maxSends: number): number => {
+      netFrame(dev, txGpa + slot * 4096, seq);
+      for (let sends = 1; sends <= maxSends; sends++) {
+        tx.queue.add(txSg[slot], none, slot);
+        dev.kick(1);
+        const r = dev.waitUsed(0, retxMs, retxMs >= SPIN_MS ? SPIN_MS * 1000 : 100);
+        for (let t = tx.queue.getUsed(); t !== undefined; t = tx.queue.getUsed()) { /* reclaim */ }
+        if (r.kind === "used") {
+          rx.queue.add(none, rxSg[r.token], r.token);
+          dev.kick(0);
+          return sends;
+        }
+        if (r.kind !== "timeout") throw new Error(`frame ${seq}: ${r.kind}`);
+      }
+      throw new Error(`frame ${seq}: not back after ${maxSends} sends`);
+    };
+    for (let i = 0; i < 50; i++) once(i, i % TX_SLOTS, 200, 25); // warm-up
+    const s0 = dev.iotlb ? { ...dev.iotlb.stats } : null;
+    const lat = new Float64Array(o.frames);
+    let sends = 0;
+    // DPDK drops a frame whose buffer misses in its IOTLB instead of waiting (VHOST_USER.md):
+    // on demand, retransmit after 2 ms, and spin little so misses are served promptly.
+    const onDemand = o.fill === "on-demand" && o.dma !== "identity";
+    const retx = onDemand ? 2 : 1000;
+    for (let seq = 0; seq < o.frames; seq++) {
+      const t0 = performance.now();
+      sends += once(seq, seq % TX_SLOTS, retx, 50);
+      lat[seq] = (performance.now() - t0) * 1000;
+    }
+    const s = summarise(lat);
+    Object.assign(rt, {
+      n: o.frames,
+      p50Us: s.p50,
+      p90Us: s.p90,
+      p99Us: s.p99,
+      perSec: 1e6 / s.mean,
+      sendsPerOp: sends / o.frames,
+    });
+    if (s0 && dev.iotlb) {
+      const d = dev.iotlb.stats;
+      const msgs = d.updates - s0.updates + d.invalidates - s0.invalidates + d.misses - s0.misses;
+      rt.iotlbPerChain = msgs / (2 * o.frames);
+    }
+    // Throughput: bursts of 32 frames in flight.
+    const s1 = dev.iotlb ? { ...dev.iotlb.stats } : null;
+    const bursts = Math.max(1, Math.floor(o.frames / BURST));
+    let done = 0, bsends = 0;
+    const t0 = performance.now();
+    for (let b = 0; b < bursts; b++) {
+      for (let i = 0; i < BURST; i++) {
+        netFrame(dev, txGpa + i * 4096, b * BURST + i);
+        tx.queue.add(txSg[i], none, i);
+      }
+      dev.kick(1);
+      bsends += BURST;
+      let got = 0;
+      while (got < BURST) {
+        const r = dev.waitUsed(0, onDemand ? 20 : 1000, onDemand ? 100 : SPIN_MS * 1000);
+        if (r.kind !== "used") break; // dropped frames (misses): count what came back
+        rx.queue.add(none, rxSg[r.token], r.token);
+        got++;
+      }
+      dev.kick(0);
+      for (let t = tx.queue.getUsed(); t !== undefined; t = tx.queue.getUsed()) { /* reclaim */ }
+      done += got;
+    }
+    const secs = (performance.now() - t0) / 1000;
+    Object.assign(tp, { n: done, perSec: done / secs, sendsPerOp: bsends / Math.max(1, done) });
+    if (s1 && dev.iotlb) {
+      const d = dev.iotlb.stats;
+      const msgs = d.updates - s1.updates + d.invalidates - s1.invalidates + d.misses - s1.misses;
+      tp.iotlbPerChain = msgs / Math.max(1, 2 * done);
+    }
+  } catch (e) {
+    const m = (e as Error).message;
+    if (rt.n === 0) rt.failure = m;
+    else tp.failure = m;
+  } finally {
+    dev.close();
+  }
+  return [rt, tp];
+}
+
+/** The hand-laid ring on the same back-end: round trips only, identity DMA. */
+function netHand(be: VhostBackend, layout: RingLayout, frames: number): VhostBenchRow {
+  const dev = VhostUserDevice.open({
+    socket: be.socket,
+    layout,
+    queues: 2,
+    start: false,
+    connectRetryMs: 2000,
+    backendExited: () => be.exited(),
+  });
+  const row: VhostBenchRow = {
+    backend: "testpmd",
+    op: "round-trip",
+    layout,
+    driver: "hand",
+    dma: "identity",
+    n: 0,
+    p50Us: null,
+    p90Us: null,
+    p99Us: null,
+    perSec: 0,
+    iotlbPerChain: null,
+    sendsPerOp: 1,
+    failure: null,
+  };
+  try {
+    const mem = dev.shared.memory;
+    const ring = (i: number): HandRing => {
+      const a = dev.vrings[i].queue.addresses, size = dev.vrings[i].queue.size;
+      return layout === "split"
+        ? new HandSplitRing(
+          mem,
+          Number(a.descAddr),
+          Number(a.driverAddr),
+          Number(a.deviceAddr),
+          size,
+        )
+        : new HandPackedRing(mem, Number(a.descAddr), Number(a.deviceAddr), size);
+    };
+    const rx = ring(0), tx = ring(1);
+    for (const v of dev.vrings) dev.startQueue(v.index);
+    dev.driverOk();
+    const rxGpa = dev.bufferGpa, txGpa = dev.bufferGpa + 0x10_0000;
+    const rxv = dev.vrings[0];
+    const fe = dev.frontend;
+    const rxSeg = Array.from(
+      { length: RX_SLOTS },
+      (_, i) => [[rxGpa + i * 4096, 2048, DESC_F_WRITE]] as const,
+    );
+    const txSeg = Array.from(
+      { length: TX_SLOTS },
+      (_, i) => [[txGpa + i * 4096, FRAME, 0]] as const,
+    );
+    for (let i = 0; i < RX_SLOTS; i++) rx.post(i, rxSeg[i]);
+    if (rx.needKick()) dev.notify(0);
+    const wait = (deadlineMs: number): number => {
+      const t0 = performance.now();
+      for (;;) {
+        const id = rx.poll();
+        if (id >= 0) return id;
+        const now = performance.now();
+        if (now - t0 < SPIN_MS) continue;
+        if (now - t0 > deadlineMs) return -1;
+        if (fe.waitCall(rxv.callFd, 20) === "call") eventfdRead(rxv.callFd);
+      }
+    };
+    const once = (seq: number, slot: number, maxSends: number): number => {
+      netFrame(dev, txGpa + slot * 4096, seq);
+      for (let sends = 1; sends <= maxSends; sends++) {
+        tx.post(RX_SLOTS + slot, txSeg[slot]);
+        if (tx.needKick()) dev.notify(1);
+        const id = wait(sends < maxSends ? 200 : 1000);
+        while (tx.poll() >= 0) { /* reclaim */ }
+        if (id >= 0) {
+          rx.post(id, rxSeg[id]);
+          if (rx.needKick()) dev.notify(0);
+          return sends;
+        }
+      }
+      throw new Error(`frame ${seq}: not back after ${maxSends} sends`);
+    };
+    for (let i = 0; i < 50; i++) once(i, i % TX_SLOTS, 25);
+    const lat = new Float64Array(frames);
+    for (let seq = 0; seq < frames; seq++) {
+      const t0 = performance.now();
+      once(seq, seq % TX_SLOTS, 1);
+      lat[seq] = (performance.now() - t0) * 1000;
+    }
+    const s = summarise(lat);
+    Object.assign(row, {
+      n: frames,
+      p50Us: s.p50,
+      p90Us: s.p90,
+      p99Us: s.p99,
+      perSec: 1e6 / s.mean,
+    });
+  } catch (e) {
+    row.failure = (e as Error).message;
+  } finally {
+    dev.close();
+  }
+  return row;
+}
+
+// ---- qemu-storage-daemon (virtio-blk) --------------------------------------------------------
+
+const BLK_SECTOR = 512;
+
+function blkHeader(dev: VhostUserDevice, gpa: number, sector: number): void {
+  const v = dev.shared.memory.dataView(gpa, 17);
+  v.setUint32(0, 0, true); // VIRTIO_BLK_T_IN
+  v.setUint32(4, 0, true);
+  v.setBigUint64(8, BigInt(sector), true);
+  v.setUint8(16, 0xff);
+}
+
+function blkRow(driver: "engine" | "hand", op: "round-trip" | "throughput"): VhostBenchRow {
+  return {
+    backend: "qsd",
+    op,
+    layout: "split",
+    driver,
+    dma: "identity",
+    n: 0,
+    p50Us: null,
+    p90Us: null,
+    p99Us: null,
+    perSec: 0,
+    iotlbPerChain: null,
+    sendsPerOp: 1,
+    failure: null,
+  };
+}
+
+function blkEngine(be: VhostBackend, n: number): VhostBenchRow[] {
+  const dev = VhostUserDevice.open({
+    socket: be.socket,
+    layout: "split",
+    queueSize: 128,
+    connectRetryMs: 2000,
+    backendExited: () => be.exited(),
+  });
+  const rt = blkRow("engine", "round-trip"), tp = blkRow("engine", "throughput");
+  try {
+    const q = dev.vrings[0].queue;
+    const slot = (i: number) => dev.bufferGpa + i * 4096;
+    const rd = Array.from({ length: 8 }, (_, i) => SgList.of([slot(i), 16]));
+    const wr = Array.from(
+      { length: 8 },
+      (_, i) => SgList.of([slot(i) + 512, BLK_SECTOR], [slot(i) + 16, 1]),
+    );
+    const submit = (i: number, sector: number) => {
+      blkHeader(dev, slot(i), sector);
+      q.add(rd[i], wr[i], i);
+    };
+    const lat = new Float64Array(n);
+    for (let k = -50; k < n; k++) {
+      const t0 = performance.now();
+      submit(0, (k + 50) % 2048);
+      dev.kick(0);
+      const r = dev.waitUsed(0, 3000, SPIN_MS * 1000);
+      if (r.kind !== "used") throw new Error(`read ${k}: ${r.kind}`);
+      if (k >= 0) lat[k] = (performance.now() - t0) * 1000;
+    }
+    const s = summarise(lat);
+    Object.assign(rt, { n, p50Us: s.p50, p90Us: s.p90, p99Us: s.p99, perSec: 1e6 / s.mean });
+    let sent = 0, done = 0;
+    const t0 = performance.now();
+    for (let i = 0; i < 8; i++) submit(i, sent++ % 2048);
+    dev.kick(0);
+    while (done < n) {
+      const r = dev.waitUsed(0, 3000, SPIN_MS * 1000);
+      if (r.kind !== "used") throw new Error(`depth 8 read: ${r.kind}`);
+      done++;
+      if (sent < n) {
+        submit(r.token, sent++ % 2048);
+        dev.kick(0);
+      }
+    }
+    Object.assign(tp, { n, perSec: n / ((performance.now() - t0) / 1000) });
+  } catch (e) {
+    (rt.n ? tp : rt).failure = (e as Error).message;
+  } finally {
+    dev.close();
+  }
+  return [rt, tp];
+}
+
+function blkHand(be: VhostBackend, n: number): VhostBenchRow {
+  const dev = VhostUserDevice.open({
+    socket: be.socket,
+    layout: "split",
+    queueSize: 128,
+    start: false,
+    connectRetryMs: 2000,
+    backendExited: () => be.exited(),
+  });
+  const row = blkRow("hand", "round-trip");
+  try {
+    const v = dev.vrings[0];
+    const a = v.queue.addresses;
+    const ring = new HandSplitRing(
+      dev.shared.memory,
+      Number(a.descAddr),
+      Number(a.driverAddr),
+      Number(a.deviceAddr),
+      v.queue.size,
+    );
+    dev.startQueue(0);
+    dev.driverOk();
+    const g = dev.bufferGpa;
+    const segs = [[g, 16, 0], [g + 512, BLK_SECTOR, DESC_F_WRITE], [
+      g + 16,
+      1,
+      DESC_F_WRITE,
+    ]] as const;
+    const lat = new Float64Array(n);
+    for (let k = -50; k < n; k++) {
+      const t0 = performance.now();
+      blkHeader(dev, g, (k + 50) % 2048);
+      ring.post(0, segs);
+      if (ring.needKick()) dev.notify(0);
+      let id = ring.poll();
+      while (id < 0) {
+        if (performance.now() - t0 > SPIN_MS) {
+          if (performance.now() - t0 > 3000) throw new Error(`read ${k}: timeout`);
+          if (dev.frontend.waitCall(v.callFd, 20) === "call") eventfdRead(v.callFd);
+        }
+        id = ring.poll();
+      }
+      if (k >= 0) lat[k] = (performance.now() - t0) * 1000;
+    }
+    const s = summarise(lat);
+    Object.assign(row, { n, p50Us: s.p50, p90Us: s.p90, p99Us: s.p99, perSec: 1e6 / s.mean });
+  } catch (e) {
+    row.failure = (e as Error).message;
+  } finally {
+    dev.close();
+  }
+  return row;
+}
+
+// ---- runner ---------------------------------------------------------------------------------
+
+function best(rows: VhostBenchRow[]): VhostBenchRow[] {
+  const byKey = new Map<string, VhostBenchRow>();
+  for (const r of rows) {
+    const k = `${r.backend}|${r.op}|${r.layout}|${r.driver}|${r.dma}`;
+    const old = byKey.get(k);
+    const better = (a: VhostBenchRow, b: VhostBenchRow) =>
+      a.failure === null &&
+      (b.failure !== null || a.op === "throughput"
+        ? a.perSec > b.perSec
+        : (a.p50Us ?? Infinity) < (b.p50Us ?? Infinity));
+    if (!old || better(r, old)) byKey.set(k, r);
+  }
+  return [...byKey.values()];
+}
+
+function fmt(x: number | null, d = 2): string {
+  return x === null ? "-" : x.toFixed(d);
+}
+
+/** The table: one line per case, engine/hand ratio on engine identity round trips. */
+export function formatVhostRows(rows: readonly VhostBenchRow[]): string {
+  const hand = new Map<string, number>();
+  for (const r of rows) {
+    if (r.driver === "hand" && r.p50Us !== null) hand.set(`${r.backend}|${r.layout}`, r.p50Us);
+  }
+  const lines = [
+    "backend  op          layout  driver  dma                           n       p50us    p90us    p99us    ops/s      vs-hand  iotlb/chain  sends/op",
+  ];
+  for (const r of rows) {
+    const h = hand.get(`${r.backend}|${r.layout}`);
+    const ratio = r.op === "round-trip" && r.p50Us !== null && h
+      ? (r.p50Us / h).toFixed(2) + "x"
+      : "-";
+    lines.push(
+      [
+        r.backend.padEnd(8),
+        r.op.padEnd(11),
+        r.layout.padEnd(7),
+        r.driver.padEnd(7),
+        r.dma.padEnd(29),
+        String(r.n).padEnd(7),
+        fmt(r.p50Us).padStart(8),
+        fmt(r.p90Us).padStart(8),
+        fmt(r.p99Us).padStart(8),
+        r.perSec.toFixed(0).padStart(10),
+        ratio.padStart(8),
+        fmt(r.iotlbPerChain).padStart(12),
+        r.sendsPerOp.toFixed(2).padStart(9),
+      ].join(" ") + (r.failure ? `  FAILED: ${r.failure}` : ""),
+    );
+  }
+  return lines.join("\n");
+}
+
+/**
+ * Runs the suite with CLI arguments; returns the exit code (2 on bad arguments or missing
+ * permissions, 1 when a back-end could not start).
+ */
+export async function runVhostUserSuite(argv: readonly string[]): Promise<number> {
+  const a = parseArgs([...argv], {
+    boolean: ["help", "smoke", "identity-only"],
+    string: ["frames", "rounds", "json", "backend", "suite"],
+    collect: ["backend", "suite"],
+  });
+  if (a.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
+    console.error(
+      "bench vhost-user: needs --allow-all (FFI, child processes): deno task bench:vhost-user",
+    );
+    return 2;
+  }
+  const frames = Number(a.frames ?? (a.smoke ? 300 : 20000));
+  const rounds = Number(a.rounds ?? (a.smoke ? 1 : 3));
+  if (!Number.isInteger(frames) || frames < 10) {
+    console.error(`bench vhost-user: --frames ${a.frames}: an integer >= 10`);
+    return 2;
+  }
+  if (!Number.isInteger(rounds) || rounds < 1) {
+    console.error(`bench vhost-user: --rounds ${a.rounds}: an integer >= 1`);
+    return 2;
+  }
+  const backends = (a.backend as string[]).length ? (a.backend as string[]) : ["testpmd", "qsd"];
+  for (const b of backends) {
+    if (b !== "testpmd" && b !== "qsd") {
+      console.error(`bench vhost-user: --backend ${b}: use testpmd or qsd`);
+      return 2;
+    }
+  }
+  const dir = `/tmp/virtq-bench-vhost-${Deno.pid}`;
+  const rows: VhostBenchRow[] = [];
+  let code = 0;
+  const progress = (s: string) => console.error(s);
+  for (const b of backends) {
+    const why = backendUnavailable(b as "testpmd" | "qsd");
+    if (why) {
+      console.log(`${b}: skipped: ${why}`);
+      if (Deno.env.get("CI") === "true") code = 1;
+      continue;
+    }
+    if (b === "testpmd") {
+      const be = await startTestpmd({ dir, iommu: true });
+      try {
+        for (let r = 0; r < rounds; r++) {
+          for (const layout of ["split", "packed"] as const) {
+            progress(`testpmd ${layout} round ${r + 1}/${rounds}: engine vs hand-laid`);
+            rows.push(...netEngine(be, { layout, dma: "identity", fill: "prefault", frames }));
+            rows.push(netHand(be, layout, frames));
+          }
+        }
+        const modes: [VhostDmaMode, "prefault" | "on-demand"][] = [
+          ["iommu-strict", "prefault"],
+          ["iommu-lazy", "prefault"],
+          ["iommu-strict", "on-demand"],
+          ["iommu-lazy", "on-demand"],
+          ["iommu-passthrough", "on-demand"],
+        ];
+        for (const layout of a["identity-only"] ? [] : ["split", "packed"] as const) {
+          for (const [dma, fill] of modes) {
+            progress(`testpmd ${layout} ${dma}+${fill}`);
+            rows.push(...netEngine(be, { layout, dma, fill, frames: Math.min(frames, 5000) }));
+          }
+        }
+      } finally {
+        await be.stop();
+      }
+    } else {
+      Deno.mkdirSync(dir, { recursive: true });
+      const disk = `${dir}/disk.raw`;
+      Deno.writeFileSync(disk, new Uint8Array(1 << 20));
+      const be = await startQsd({ dir, disk });
+      try {
+        for (let r = 0; r < rounds; r++) {
+          progress(`qsd round ${r + 1}/${rounds}: engine vs hand-laid`);
+          rows.push(...blkEngine(be, Math.min(frames, 10000)));
+          rows.push(blkHand(be, Math.min(frames, 10000)));
+        }
+      } finally {
+        await be.stop();
+      }
+    }
+  }
+  const out = best(rows);
+  console.log(formatVhostRows(out));
+  if (a.json) {
+    Deno.writeTextFileSync(
+      a.json,
+      JSON.stringify({ suite: "vhost-user", frames, rounds, rows: out }, null, 2),
+    );
+    console.log(`wrote ${a.json}`);
+  }
+  try {
+    Deno.removeSync(dir, { recursive: true });
+  } catch { /* gone */ }
+  return code;
+}
+
+if (import.meta.main) Deno.exit(await runVhostUserSuite(Deno.args));
