@@ -19,3 +19,5 @@ export * from "./report_json.ts";
 export * from "./engine_decode.ts";
 export * from "./seeds.ts";
 export * from "./hmp_xp.ts";
+export * from "./vtd_walk.ts";
+export * from "./vtd_space.ts";
