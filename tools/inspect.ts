@@ -39,7 +39,7 @@ Options:
   --help              this text
 
 Exit status: 0 no problem, 1 validation errors or differences with QEMU, 2 bad input.
-Example: deno task inspect ../shared/fixtures/qemu-7.2-linux-6.1/scenarioA.index.json --device virtio-blk
+Example: deno task inspect tests/fixtures/qemu-7.2-linux-6.1/scenarioA.index.json --device virtio-blk
 `;
 
 /** Parsed command line. */
@@ -116,7 +116,7 @@ function parseArgs(argv: string[]): Args | null {
     bad(
       "<index.json>",
       "missing",
-      "pass a fixture index, e.g. ../shared/fixtures/qemu-7.2-linux-6.1/scenarioA.index.json",
+      "pass a fixture index, e.g. tests/fixtures/qemu-7.2-linux-6.1/scenarioA.index.json",
     );
   }
   return a as Args;

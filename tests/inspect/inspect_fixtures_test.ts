@@ -1,5 +1,5 @@
 /**
- * Real rings from a Linux 6.1 guest under QEMU 7.2 (`../shared/fixtures/qemu-7.2-linux-6.1/`):
+ * Real rings from a Linux 6.1 guest under QEMU 7.2 (`tests/fixtures/qemu-7.2-linux-6.1/`):
  * for every queue of both scenarios (A split, B packed) our decoding must equal QEMU's own
  * (`x-query-virtio*`): sizes, ring addresses, ring indices, last-avail / used positions, in-use
  * counts, and for every element QEMU lists, the same descriptors (address, length, flags) in the
@@ -41,8 +41,8 @@ const present = (() => {
 if (!present) {
   Deno.test("real-ring fixtures are present", () => {
     assert.fail(
-      `fixtures not found: looked for ${DIR}/scenarioA.index.json (CI has ../shared beside ` +
-        `the clone; set ${FIXTURES_ENV} to another directory)`,
+      `fixtures not found: looked for ${DIR}/scenarioA.index.json (bundled in ` +
+        `tests/fixtures/; restore them with git checkout, or set ${FIXTURES_ENV})`,
     );
   });
 }
