@@ -121,7 +121,12 @@ export async function readOracle(indexPath: string): Promise<Map<string, QemuQue
     text = await Deno.readTextFile(qmp);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return null;
-    throw e;
+    throw new InspectInputError(
+      qmp,
+      "",
+      `cannot read the QEMU oracle (${(e as Error).message})`,
+      "make it a readable file, or pass --no-oracle",
+    );
   }
   return parseQemuOracle(parseJsonFile(text, qmp), qmp);
 }

@@ -11,6 +11,7 @@
 
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import { IdentityAddressSpace } from "../dma/identity.ts";
+import type { DmaAddressSpace } from "../dma/types.ts";
 import { u64Compare } from "../memory/u64.ts";
 import type { DecodedChain } from "./decoded_chain.ts";
 import { inspectQueue, type QueueSpec } from "./inspect_queue.ts";
@@ -73,6 +74,11 @@ export interface QemuComparison {
   compared: number;
   /** Quirk names (keys of {@link QEMU_QUIRKS}) whose normalisation changed the outcome. */
   quirks: string[];
+  /**
+   * Why positions and elements were not compared (the ring areas cannot be read from the
+   * capture: the queue's own error says why), or absent when they were.
+   */
+  skipped?: string;
 }
 
 const s = (v: unknown) => typeof v === "bigint" ? `${v}` : JSON.stringify(v);
@@ -98,14 +104,17 @@ const s = (v: unknown) => typeof v === "bigint" ? `${v}` : JSON.stringify(v);
  * @param memory the guest memory image.
  * @param ramSize guest RAM size in bytes.
  * @param qemu QEMU's status and element answers for the same queue.
- * @returns the differences, the number of comparisons and the quirks that were needed.
- * @throws MemoryFault when a split ring area is not in the image (inspect the queue first).
+ * @param dma the device's DMA view (default identity; a {@link VtdAddressSpace} for IOVA rings:
+ * QEMU reports the addresses the driver wrote, so ring and descriptor addresses compare as IOVAs).
+ * @returns the differences, the number of comparisons and the quirks that were needed; when the
+ * ring areas cannot be read, only the addresses and size, with `skipped` saying why.
  */
 export function compareWithQemu(
   spec: QueueSpec,
   memory: GuestMemory,
   ramSize: number,
   qemu: QemuQueueView,
+  dma: DmaAddressSpace = new IdentityAddressSpace(),
 ): QemuComparison {
   const diffs: QemuDifference[] = [];
   const quirks = new Set<string>();
@@ -127,7 +136,20 @@ export function compareWithQemu(
     memory,
     ramSize,
     positions: "memory",
+    dma,
   });
+  if (report.position === undefined) {
+    // The rings cannot be read (the queue's report has the error): nothing more to compare.
+    const why = report.errors.find((e) =>
+      e.code !== "RING_MISALIGNED" && e.code !== "QUEUE_SIZE_INVALID"
+    ) ?? report.errors[0];
+    return {
+      differences: diffs,
+      compared,
+      quirks: [],
+      skipped: `positions and elements not compared: ${why?.message ?? "ring not decoded"}`,
+    };
+  }
   eq("status.inuse", report.position?.inUse, st.inuse);
   eq("status.used-idx", report.position?.usedIdx, st["used-idx"]);
   eq("status.last-avail-idx", report.position?.lastAvailIdx, st["last-avail-idx"]);
@@ -176,7 +198,7 @@ export function compareWithQemu(
   }
   const view = new SplitRingView({
     memory,
-    dma: new IdentityAddressSpace(),
+    dma,
     ramSize,
     size: n,
     descAddr: spec.descAddr,

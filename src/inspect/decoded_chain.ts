@@ -16,6 +16,7 @@ import type { DmaAddressSpace } from "../dma/types.ts";
 import { DMA_ACCESS_READ, DMA_ACCESS_WRITE } from "../dma/errors.ts";
 import { VIRTQ_DESC_F_WRITE } from "../virtio/constants.ts";
 import { VIRTQ_ERRORS, type VirtqErrorCode } from "../virtio/errors.ts";
+import { INSPECT_ERRORS, type InspectErrorCode } from "./inspect_error.ts";
 
 /** One descriptor as read from the descriptor table/ring or from an indirect table. */
 export interface DecodedDescriptor {
@@ -35,8 +36,8 @@ export interface DecodedDescriptor {
 
 /** A validation failure found while decoding, with its catalogue code. */
 export interface DecodeError {
-  /** Catalogue code (`VIRTQ_ERRORS` key). */
-  code: VirtqErrorCode;
+  /** Catalogue code (`VIRTQ_ERRORS` key, or an `INSPECT_ERRORS` key for capture findings). */
+  code: VirtqErrorCode | InspectErrorCode;
   /** What exactly is wrong, naming the index/address. */
   message: string;
   /** The spec rule (from the catalogue). */
@@ -70,8 +71,15 @@ export interface DecodedChain {
 }
 
 /** Makes a {@link DecodeError} from a catalogue code. */
-export function decodeError(code: VirtqErrorCode, message: string, index?: number): DecodeError {
-  return { code, message: `${code}: ${message}`, spec: VIRTQ_ERRORS[code].spec, index };
+export function decodeError(
+  code: VirtqErrorCode | InspectErrorCode,
+  message: string,
+  index?: number,
+): DecodeError {
+  const spec = code in INSPECT_ERRORS
+    ? INSPECT_ERRORS[code as InspectErrorCode].spec
+    : VIRTQ_ERRORS[code as VirtqErrorCode].spec;
+  return { code, message: `${code}: ${message}`, spec, index };
 }
 
 /** An empty chain record to fill. */

@@ -16,8 +16,10 @@ import { GUEST_PAGE_SIZE, type GuestMemory } from "../memory/guest_memory.ts";
 import type { U64 } from "../memory/u64.ts";
 import { DMA_ACCESS_WRITE, type DmaAccess, DmaFault } from "../dma/errors.ts";
 import type { DmaAddressSpace, DmaTranslation } from "../dma/types.ts";
+import type { Fixture, FixtureQueue } from "./fixture.ts";
 import {
   formatBdf,
+  parseBdf,
   type VtdPageSource,
   vtdWalk,
   type VtdWalkOk,
@@ -138,4 +140,60 @@ function allows(r: VtdWalkOk, access: DmaAccess): boolean {
   if ((access & DMA_ACCESS_WRITE) !== 0 && !r.write) return false;
   if ((access & ~DMA_ACCESS_WRITE) !== 0 && !r.read) return false;
   return true;
+}
+
+/**
+ * The DMA view a fixture queue's addresses need: a {@link VtdAddressSpace} over the captured
+ * pages when the queue's addresses are IOVAs, else `undefined` (identity: addresses are GPAs).
+ * `loadFixture` has already checked that such a queue has a `bdf` and the fixture an `iommu`.
+ */
+export function fixtureDmaSpace(fx: Fixture, q: FixtureQueue): VtdAddressSpace | undefined {
+  if (!q.addressesAreIova || fx.iommu === undefined || q.sourceId === undefined) return undefined;
+  return new VtdAddressSpace(fx.iommu.rtaddr, q.sourceId, memoryPageSource(fx.memory));
+}
+
+/** One entry of a capture's `iova_to_gpa` map that the walk does not confirm. */
+export interface IovaMapDifference {
+  /** Device function. */
+  bdf: string;
+  /** The IOVA. */
+  iova: bigint;
+  /** What the capture tool wrote. */
+  capture: bigint;
+  /** What the walk gives: a GPA, or where it stopped. */
+  walk: bigint | string;
+}
+
+/**
+ * Cross-checks the capture tool's `iova_to_gpa` map against the inspector's own walk of the
+ * captured tables. The inspector never uses the map to translate; it reports where they differ.
+ * @returns the entries checked and the differences.
+ */
+export function crossCheckIovaMap(
+  fx: Fixture,
+): { checked: number; differences: IovaMapDifference[] } {
+  const differences: IovaMapDifference[] = [];
+  let checked = 0;
+  if (fx.iommu === undefined) return { checked, differences };
+  const source = memoryPageSource(fx.memory);
+  for (const [bdf, m] of fx.iommu.iovaToGpa) {
+    const sourceId = parseBdf(bdf);
+    for (const [iova, gpa] of m) {
+      checked++;
+      if (sourceId === null) {
+        differences.push({ bdf, iova, capture: gpa, walk: "not a PCI address" });
+        continue;
+      }
+      let r: VtdWalkResult;
+      try {
+        r = vtdWalk({ rtaddr: fx.iommu.rtaddr, sourceId, iova }, source);
+      } catch (e) {
+        differences.push({ bdf, iova, capture: gpa, walk: (e as Error).message });
+        continue;
+      }
+      if (!r.ok) differences.push({ bdf, iova, capture: gpa, walk: r.message });
+      else if (r.gpa !== gpa) differences.push({ bdf, iova, capture: gpa, walk: r.gpa });
+    }
+  }
+  return { checked, differences };
 }
