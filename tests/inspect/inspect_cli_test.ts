@@ -98,7 +98,7 @@ Deno.test("fixture loader: errors name the file, the field and the fix", async (
   const short = await loadFixture(index, await gz(new Uint8Array(100)), files);
   assert.deepEqual(short.truncatedPages, [0x1000]);
   assert.match(short.imageProblem ?? "", /1 of 1 listed pages are not in the image/);
-    await assert.rejects(loadFixture(index, page, files), (e: unknown) => {
+  await assert.rejects(loadFixture(index, page, files), (e: unknown) => {
     assert.ok(e instanceof InspectInputError);
     assert.equal(e.file, "t.pages.bin.gz");
     assert.match(e.message, /gzip/);
