@@ -114,3 +114,57 @@ export function buildVtdImage(o: VtdImageOptions): VtdImage {
   pt.setBigUint64(16, BigInt(top) | ((o.fiveLevel ? 1n : 0n) << 2n), true);
   return { rtaddr: BigInt(root) | (1n << 10n), pages, pagingRoot: top };
 }
+
+/** A synthetic capture: index JSON (as written to `X.index.json`) and the gzip pages image. */
+export interface SyntheticCapture {
+  /** The index object. */
+  index: Record<string, unknown> & { pages: { gpa: number; file_offset: number; why: string[] }[] };
+  /** Uncompressed pages image. */
+  image: Uint8Array;
+  /** The VT-d image used (RTADDR, structure pages). */
+  vtd: VtdImage;
+}
+
+/** gzip-compresses bytes. */
+export async function gzip(bytes: Uint8Array): Promise<Uint8Array> {
+  return new Uint8Array(
+    await new Response(
+      new Blob([bytes as Uint8Array<ArrayBuffer>]).stream().pipeThrough(
+        new CompressionStream("gzip"),
+      ),
+    ).arrayBuffer(),
+  );
+}
+
+/**
+ * Builds a capture from guest pages (RAM contents by GPA) and a VT-d image: every page becomes a
+ * kept page. `queues` are written as given (add `addresses_are_iova` and `bdf` yourself).
+ */
+export function buildCapture(
+  ram: Map<number, Uint8Array>,
+  vtd: VtdImage,
+  queues: Record<string, unknown>[],
+  ramSize: number,
+  extra: Record<string, unknown> = {},
+): SyntheticCapture {
+  const all = new Map<number, Uint8Array>([...ram, ...vtd.pages]);
+  const gpas = [...all.keys()].sort((a, b) => a - b);
+  const image = new Uint8Array(gpas.length * 4096);
+  const pages = gpas.map((gpa, i) => {
+    image.set(all.get(gpa)!, i * 4096);
+    return { gpa, file_offset: i * 4096, why: [vtd.pages.has(gpa) ? "vt-d" : "ram"] };
+  });
+  return {
+    index: {
+      format: "virtio-ring-fixture-v1",
+      page_size: 4096,
+      ram_size: ramSize,
+      pages,
+      queues,
+      iommu: { rtaddr_reg: "0x" + vtd.rtaddr.toString(16) },
+      ...extra,
+    },
+    image,
+    vtd,
+  };
+}
