@@ -16,6 +16,8 @@ import { crossCheckIovaMap, fixtureDmaSpace } from "../../src/inspect/vtd_space.
 import { parseBdf } from "../../src/inspect/vtd_walk.ts";
 import type { QemuQueueView } from "../../src/inspect/qemu_oracle.ts";
 import { main } from "../../tools/inspect.ts";
+import { extractSeedRings } from "../../src/inspect/seeds.ts";
+import { checkRealRingMutant } from "../../fuzz/real_ring_seeds.ts";
 import { buildCapture, buildVtdImage, gzip, type SyntheticCapture } from "./vtd_synth.ts";
 
 const BDF = "00:03.0";
@@ -317,4 +319,37 @@ Deno.test("inspect CLI: IOVA queue decoded, --translate prints every level", asy
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("IOMMU capture: real-ring fuzz seeds from IOVA rings live in bus address space", async () => {
+  const fx = await load(capture());
+  const [seed] = extractSeedRings(fx, "synthetic");
+  assert.equal(seed.name, "synthetic/virtio-blk/0");
+  assert.equal(seed.outstanding, 2);
+  assert.deepEqual([seed.descAddr, seed.driverAddr, seed.ramSize], [I.desc, I.avail, 2 ** 52]);
+  // The ring bytes came through the walk (avail idx 3), the table from its IOVA's page.
+  assert.equal(new DataView(seed.driverArea.buffer).getUint16(2, true), 3);
+  assert.deepEqual(seed.indirectTables.map((t) => [t.addr, t.bytes.length]), [[I.table, 32]]);
+  assert.deepEqual(seed.bufferPages, [0, 1, 2, 3].map((k) => I.buf + k * 0x1000));
+  const r = checkRealRingMutant(seed, {
+    area: "desc",
+    offset: 8,
+    width: 4,
+    value: 64,
+    field: "desc[0].len",
+  });
+  assert.equal(r.outstanding.length, 2);
+  assert.deepEqual(r.errors, []);
+  // A corruption that breaks the chain is found by both decoders alike.
+  const bad = checkRealRingMutant(seed, {
+    area: "desc",
+    offset: 14,
+    width: 2,
+    value: 9,
+    field: "desc[0].next",
+  });
+  assert.equal(
+    bad.outstanding[1]?.error?.code ?? bad.outstanding[0].error?.code,
+    "DESC_NEXT_OUT_OF_RANGE",
+  );
 });
