@@ -39,14 +39,11 @@ const GreetingSchema = z.object({
   }),
 });
 
-const ReplySchema = z.union([
-  z.object({ return: z.unknown(), id: z.unknown().optional() }),
-  z.object({
-    error: z.object({ class: z.string(), desc: z.string() }),
-    id: z.unknown().optional(),
-  }),
-  z.object({ event: z.string() }).loose(),
-]);
+const ReturnSchema = z.object({ return: z.unknown(), id: z.unknown().optional() });
+const ErrorSchema = z.object({
+  error: z.object({ class: z.string(), desc: z.string() }),
+  id: z.unknown().optional(),
+});
 
 /** QEMU's version from the greeting. */
 export interface QemuVersion {
@@ -178,7 +175,7 @@ export class QmpClient {
       if (left <= 0) {
         throw new QmpError("Timeout", `no answer to ${what} within ${timeoutMs} ms`);
       }
-      let timer: number | undefined;
+      let timer: ReturnType<typeof setTimeout> | undefined;
       await new Promise<void>((resolve) => {
         this.#waiter = resolve;
         timer = setTimeout(resolve, left);
@@ -209,19 +206,17 @@ export class QmpClient {
     let off = 0;
     while (off < bytes.length) off += await this.#conn.write(bytes.subarray(off));
     const raw = await this.#next(timeoutMs, command);
-    const r = ReplySchema.safeParse(raw);
-    if (!r.success) {
-      throw new QmpError("Protocol", `malformed QMP reply to ${command}: ${r.error.message}`);
+    const ok = ReturnSchema.safeParse(raw);
+    const err = ok.success ? null : ErrorSchema.safeParse(raw);
+    const replyId = ok.success ? ok.data.id : err?.success ? err.data.id : undefined;
+    if (replyId !== undefined && replyId !== id) {
+      throw new QmpError("Protocol", `QMP reply id ${replyId} to ${command} (expected ${id})`);
     }
-    const reply = r.data;
-    if ("id" in reply && reply.id !== undefined && reply.id !== id) {
-      throw new QmpError("Protocol", `QMP reply id ${reply.id} to ${command} (expected ${id})`);
+    if (ok.success) return ok.data.return;
+    if (err?.success) {
+      throw new QmpError(err.data.error.class, `${command}: ${err.data.error.desc}`);
     }
-    if ("error" in reply) {
-      throw new QmpError(reply.error.class, `${command}: ${reply.error.desc}`);
-    }
-    if ("return" in reply) return reply.return;
-    throw new QmpError("Protocol", `unexpected QMP message for ${command}`);
+    throw new QmpError("Protocol", `malformed QMP reply to ${command}`);
   }
 
   /**
@@ -279,7 +274,7 @@ async function withTimeout<T>(
   message: string,
   onLate: (v: T) => void,
 ): Promise<T> {
-  let timer: number | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   let timedOut = false;
   const t = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
