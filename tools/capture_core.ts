@@ -245,7 +245,7 @@ class QueueSpace {
           (p) => this.store.fetch([p]),
         );
         this.#cache.set(addrPage, t);
-        if (t.ok) { for (const tp of t.tablePages) this.store.keep(tp, "vtd:table"); }
+        for (const tp of t.tablePages) this.store.keep(tp.gpa, `vtd:${tp.what}`);
       }
       if (!t.ok) {
         this.untranslated++;

@@ -29,7 +29,12 @@ export interface WalkRequest {
 
 /** The subset of the inspector's walk result the capture uses. */
 export type WalkResult =
-  | { ok: true; gpa: bigint; pageSize: number; steps: { tableGpa: bigint; structure: string }[] }
+  | {
+    ok: true;
+    gpa: bigint;
+    pageSize: number;
+    steps: { tableGpa: bigint; structure: string; level?: number }[];
+  }
   | {
     ok: false;
     reason: string;
@@ -37,7 +42,7 @@ export type WalkResult =
     level?: number;
     missingPage?: bigint;
     message: string;
-    steps: { tableGpa: bigint; structure: string }[];
+    steps: { tableGpa: bigint; structure: string; level?: number }[];
   };
 
 /** A synchronous VT-d walk with the inspector's shape. */
@@ -51,7 +56,7 @@ const MASK = 0x000f_ffff_ffff_f000n;
  * `vtdWalk` until that is merged; pass-through contexts translate to themselves.
  */
 export const legacyWalk: Walker = (req, source) => {
-  const steps: { tableGpa: bigint; structure: string }[] = [];
+  const steps: { tableGpa: bigint; structure: string; level?: number }[] = [];
   const word = (gpa: bigint): bigint | undefined => {
     const page = gpa & ~0xfffn;
     const p = source(page);
@@ -90,7 +95,7 @@ export const legacyWalk: Walker = (req, source) => {
     const shift = BigInt(12 + 9 * (level - 1));
     const e = word(table + ((req.iova >> shift) & 0x1ffn) * 8n);
     if (e === undefined) return stop("page-missing", "second-level", table, level);
-    steps.push({ tableGpa: table, structure: "second-level" });
+    steps.push({ tableGpa: table, structure: "second-level", level });
     if ((e & 3n) === 0n) return stop("not-present", "second-level", table, level);
     if (level === 1 || ((e & 0x80n) !== 0n && level <= 3)) {
       const size = 1n << shift;
@@ -115,8 +120,22 @@ export function useWalker(w: Walker): void {
 
 /** Outcome of {@link translateFetching}. */
 export type Translation =
-  | { ok: true; gpa: bigint; pageSize: number; tablePages: bigint[] }
-  | { ok: false; reason: string; structure: string; level?: number; message: string };
+  | {
+    ok: true;
+    gpa: bigint;
+    pageSize: number;
+    /** Table pages the walk read, with what they are (`root`, `context`, `second-level L3`...). */
+    tablePages: { gpa: bigint; what: string }[];
+  }
+  | {
+    ok: false;
+    reason: string;
+    structure: string;
+    level?: number;
+    message: string;
+    /** Table pages read before the stop (kept, so the inspector's walk stops at the same entry). */
+    tablePages: { gpa: bigint; what: string }[];
+  };
 
 /**
  * Walks `req` through pages from `cache`, fetching each missing page with `fetch` (which must put
@@ -130,21 +149,26 @@ export async function translateFetching(
   fetch: (pageGpa: bigint) => Promise<void>,
 ): Promise<Translation> {
   const source: WalkPageSource = (gpa) => cache.get(gpa);
+  const pagesOf = (steps: { tableGpa: bigint; structure: string; level?: number }[]) =>
+    steps.map((s) => ({
+      gpa: s.tableGpa & ~0xfffn,
+      what: s.structure + (s.level !== undefined ? ` L${s.level}` : ""),
+    }));
   for (let attempt = 0; attempt <= 8; attempt++) {
     const r = walker(req, source);
-    if (r.ok) {
-      return {
-        ok: true,
-        gpa: r.gpa,
-        pageSize: r.pageSize,
-        tablePages: r.steps.map((s) => s.tableGpa & ~0xfffn),
-      };
-    }
+    if (r.ok) return { ok: true, gpa: r.gpa, pageSize: r.pageSize, tablePages: pagesOf(r.steps) };
     if (r.reason === "page-missing" && r.missingPage !== undefined) {
       if (cache.has(r.missingPage)) break;
       await fetch(r.missingPage);
       if (!cache.has(r.missingPage)) {
-        return { ...r, message: `${r.message} (page 0x${r.missingPage.toString(16)} unreadable)` };
+        return {
+          ok: false,
+          reason: r.reason,
+          structure: r.structure,
+          level: r.level,
+          message: `${r.message} (page 0x${r.missingPage.toString(16)} unreadable)`,
+          tablePages: pagesOf(r.steps),
+        };
       }
       continue;
     }
@@ -154,6 +178,7 @@ export async function translateFetching(
       structure: r.structure,
       level: r.level,
       message: r.message,
+      tablePages: pagesOf(r.steps),
     };
   }
   return {
@@ -161,5 +186,6 @@ export async function translateFetching(
     reason: "page-missing",
     structure: "walk",
     message: `IOVA 0x${req.iova.toString(16)}: the walk kept asking for pages`,
+    tablePages: [],
   };
 }
