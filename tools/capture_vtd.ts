@@ -8,11 +8,13 @@
  * again, so the capture ends up holding exactly the root, context and page-table pages the
  * inspector will read.
  *
- * Until `vtdWalk` is on this branch the adapter carries {@link legacyWalk}, a minimal legacy-mode
- * second-level walk with the same request/result shape; {@link useWalker} swaps the real one in.
+ * The adapter uses the inspector's `vtdWalk` when the `src/inspect` face exports it, and otherwise
+ * {@link legacyWalk}, a minimal legacy-mode second-level walk with the same request/result shape.
  *
  * @module
  */
+
+import * as inspectFace from "../src/inspect/mod.ts";
 
 /** Page source of the walk: the 4 KiB page at `gpa`, or `undefined` when not fetched yet. */
 export type WalkPageSource = (gpa: bigint) => Uint8Array | DataView | undefined;
@@ -111,7 +113,18 @@ export const legacyWalk: Walker = (req, source) => {
   return stop("reserved", "second-level", table);
 };
 
-let walker: Walker = legacyWalk;
+/** The inspector's walk when the face exports it (it has the same shape), else {@link legacyWalk}. */
+const inspectorWalk = (inspectFace as Record<string, unknown>).vtdWalk as Walker | undefined;
+
+let walker: Walker = inspectorWalk ?? legacyWalk;
+
+/** The walk in use: the inspector's `vtdWalk` when `src/inspect` exports it. */
+export function activeWalker(): { name: string; walk: Walker } {
+  return {
+    name: walker === legacyWalk ? "legacyWalk (capture stand-in)" : "vtdWalk",
+    walk: walker,
+  };
+}
 
 /** Replaces the walk used by {@link translateFetching} (the inspector's `vtdWalk`). */
 export function useWalker(w: Walker): void {

@@ -295,7 +295,9 @@ export async function startGuest(
       }
       await child.status;
       const err = await stderr;
-      if (err.trim()) await Deno.writeTextFile(`${dir}/qemu-stderr.log`, err);
+      if (err.trim()) {
+        await Deno.writeTextFile(`${dir}/qemu-stderr.log`, err).catch(() => {});
+      }
     },
   };
 }
