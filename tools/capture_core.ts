@@ -228,6 +228,14 @@ class QueueSpace {
   #cache = new Map<bigint, Translation>();
   untranslated = 0;
   outsideRam = 0;
+
+  /** IOVA page -> GPA page of every translation this queue made (the `iova_to_gpa` map). */
+  translations(): [bigint, bigint][] {
+    const out: [bigint, bigint][] = [];
+    for (const [iova, t] of this.#cache) if (t.ok) out.push([iova, t.gpa]);
+    return out;
+  }
+
   constructor(
     private readonly store: PageStore,
     private readonly iommu: { rtaddr: bigint; sourceId: number } | null,
@@ -629,7 +637,17 @@ export async function capture(opts: CaptureOptions): Promise<CaptureSummary> {
         (untranslated ? `; ${untranslated} IOVA page(s) did not translate (skipped)` : "") +
         (outsideRam ? `; ${outsideRam} page(s) outside RAM (skipped)` : "") + ".",
     };
-    if (rtaddr !== undefined) doc.iommu = { rtaddr_reg: rtaddr };
+    if (rtaddr !== undefined) {
+      // The capture's own translations, by requester: the inspector walks the tables itself and
+      // uses this map only as a cross-check.
+      const byBdf: Record<string, Record<string, string>> = {};
+      queues.forEach((q, i) => {
+        if (!q.bdf || spaces[i].translations().length === 0) return;
+        const m = byBdf[bdfText(q.bdf)] ??= {};
+        for (const [iova, gpa] of spaces[i].translations()) m[hex(iova)] = hex(gpa);
+      });
+      doc.iommu = { rtaddr_reg: hex(rtaddr), iova_to_gpa: byBdf };
+    }
     doc.pages = sorted.map((g, i) => ({
       gpa: Number(g),
       file_offset: i * 4096,

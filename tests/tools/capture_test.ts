@@ -181,11 +181,22 @@ Deno.test({
       assert.equal(s.rtaddr, 0x100000n);
       assert.equal(s.untranslated, 1, "the indirect entry at IOVA 0xdead0000 is not mapped");
       const index = parseExactJson(await Deno.readTextFile(s.files.index)) as {
-        iommu: { rtaddr_reg: number };
+        iommu: { rtaddr_reg: string; iova_to_gpa: Record<string, Record<string, string>> };
         pages: { gpa: number; why: string[] }[];
         queues: Record<string, unknown>[];
       };
-      assert.deepEqual(index.iommu, { rtaddr_reg: 0x100000 });
+      assert.deepEqual(index.iommu, {
+        rtaddr_reg: "0x100000",
+        iova_to_gpa: {
+          "00:03.0": {
+            "0xfffff000": "0x10000",
+            "0xffffe000": "0x11000",
+            "0xffffd000": "0x20000",
+            "0xffffc000": "0x30000",
+            "0xffffb000": "0x40000",
+          },
+        },
+      });
       const q = index.queues[0];
       assert.equal(q.addresses_are_iova, true);
       assert.equal(q.bdf, "00:03.0");

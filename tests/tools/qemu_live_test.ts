@@ -109,7 +109,7 @@ async function scenario(t: Deno.TestContext, sc: Scenario): Promise<void> {
     assert.equal(s.queues, 11, "blk 1 + net 3 + rng 1 + serial 6 queues");
 
     const index = parseExactJson(await Deno.readTextFile(s.files.index)) as {
-      iommu?: { rtaddr_reg: number };
+      iommu?: { rtaddr_reg: string };
       queues: {
         device: string;
         queue: number;
