@@ -11,13 +11,21 @@ import { capture, CaptureError, type CaptureOptions } from "../../tools/capture_
 import { main, parseCaptureArgs } from "../../tools/capture.ts";
 import { readFixture, readOracle } from "../../tools/fixture_files.ts";
 import { parseExactJson } from "../../src/inspect/mod.ts";
-import { FakeMemory, type FakeQemuConfig, startFakeQemu } from "./fake_qmp.ts";
+import {
+  canServeFake,
+  FakeMemory,
+  type FakeQemuConfig,
+  fixedFakeSocket,
+  startFakeQemu,
+} from "./fake_qmp.ts";
 
 /**
- * Unix sockets need net permission in Deno 2.9: `deno task test` (no --allow-net) lists these as
- * ignored; `deno task test:qemu` (--allow-all) runs them.
+ * Unix sockets need net permission in Deno 2.9, scoped to an exact path: `deno task test` allows
+ * the one socket `$PWD/.fake-qmp.sock` (VIRTQ_FAKE_QMP_SOCKET) and runs these against it;
+ * `deno task test:qemu` (--allow-all) runs them on fresh sockets under /tmp. Without either they
+ * are listed as ignored.
  */
-const ignore = Deno.permissions.querySync({ name: "net" }).state !== "granted";
+const ignore = !canServeFake();
 
 const INDIRECT = 4, WRITE = 2;
 const TRANSPORTS = [
@@ -325,11 +333,15 @@ Deno.test({
     console.error = (...a: unknown[]) => void err.push(a.join(" "));
     try {
       const dir = await Deno.makeTempDir();
-      const code = await main(["--qmp", `${dir}/none.sock`, "--out", dir]);
+      // Nothing listens there (under deno task test, the one socket path net access allows).
+      const none = fixedFakeSocket() ?? `${dir}/none.sock`;
+      await Deno.remove(none).catch(() => {});
+      const code = await main(["--qmp", none, "--out", dir]);
       await Deno.remove(dir, { recursive: true });
       assert.equal(code, 2);
       assert.equal(err.length, 1);
-      assert.match(err[0], /none\.sock: cannot talk QMP .* Fix: start QEMU with -qmp unix:/);
+      assert.ok(err[0].includes(`${none}: cannot talk QMP `), err[0]);
+      assert.match(err[0], /cannot talk QMP .* Fix: start QEMU with -qmp unix:/);
     } finally {
       console.error = error;
     }

@@ -68,10 +68,38 @@ export interface FakeQemu {
   close(): Promise<void>;
 }
 
-/** Starts the fake on a fresh socket under /tmp. */
+/**
+ * The one socket path `deno task test` allows (`VIRTQ_FAKE_QMP_SOCKET`, set by the task to
+ * `$PWD/.fake-qmp.sock` with `--allow-net` and `--allow-write` scoped to that path: unix socket
+ * permissions in Deno 2.9 name an exact absolute path), or `undefined` when unset or unreadable
+ * (then each fake gets a fresh directory under /tmp, which needs `--allow-net`, as test:qemu has).
+ */
+export function fixedFakeSocket(): string | undefined {
+  try {
+    return Deno.env.get("VIRTQ_FAKE_QMP_SOCKET") || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when this process may serve the fake QMP socket (a scoped or a full net permission). */
+export function canServeFake(): boolean {
+  return fixedFakeSocket() !== undefined ||
+    Deno.permissions.querySync({ name: "net" }).state === "granted";
+}
+
+/**
+ * Starts the fake on {@link fixedFakeSocket} (one fake at a time: tests close it before the next)
+ * or on a fresh socket under /tmp.
+ */
 export async function startFakeQemu(cfg: FakeQemuConfig): Promise<FakeQemu> {
-  const dir = await Deno.makeTempDir({ prefix: "fake-qmp-" });
-  const path = `${dir}/qmp.sock`;
+  const fixed = fixedFakeSocket();
+  const dir = fixed === undefined ? await Deno.makeTempDir({ prefix: "fake-qmp-" }) : undefined;
+  const path = fixed ?? `${dir}/qmp.sock`;
+  if (fixed !== undefined) {
+    // A socket left by an interrupted run would make listen fail with AddrInUse.
+    await Deno.remove(fixed).catch(() => {});
+  }
   const listener = Deno.listen({ transport: "unix", path });
   const conns = new Set<Deno.Conn>();
   const state: FakeQemu = {
@@ -86,7 +114,8 @@ export async function startFakeQemu(cfg: FakeQemuConfig): Promise<FakeQemu> {
         } catch { /* closed */ }
       }
       await serving;
-      await Deno.remove(dir, { recursive: true });
+      if (dir !== undefined) await Deno.remove(dir, { recursive: true });
+      else await Deno.remove(path).catch(() => {});
     },
   };
   const devPath = "/machine/peripheral/blk0/virtio-backend";
