@@ -131,8 +131,10 @@ const NOT_REPORTED_BY_COMPARE: Readonly<Record<string, string>> = {
 
 /** Quirks the GPA fixtures cannot show (they need a vIOMMU), with where they are exercised. */
 const EXERCISED_ELSEWHERE: Readonly<Record<string, string>> = {
-  "element-indirect-unmapped-reads-zero": "tests/inspect/inspect_iommu_test.ts (synthetic VT-d " +
-    "capture) and the live VT-d scenario of deno task test:qemu (virtio-blk 0, virtio-net 2)",
+  "element-indirect-unmapped-reads-zero":
+    "the VT-d capture tests/fixtures/qemu-7.2-linux-6.1-vtd " +
+    "(inspect_vtd_fixture_test.ts: virtio-blk 0, virtio-net 2), a synthetic VT-d capture " +
+    "(inspect_iommu_test.ts) and the live VT-d scenario of deno task test:qemu",
 };
 
 /** A QEMU view whose status has some fields replaced (to show a relation catches them). */
