@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { readFixture, readOracle, repoRoot } from "../../tools/fixture_files.ts";
+import { main } from "../../tools/inspect.ts";
 import { compareWithQemu } from "../../src/inspect/compare_qemu.ts";
 import { inspectQueue } from "../../src/inspect/inspect_queue.ts";
 import { oracleKey } from "../../src/inspect/qemu_oracle.ts";
@@ -98,4 +99,86 @@ Deno.test("VT-d capture: the kept pages equal QEMU's own xp dumps", async () => 
   const dumps = parseHmpXpDumps(hmp).filter((d) => !/0xfed9/.test(d.command));
   assert.ok(dumps.length >= 11);
   assert.deepEqual(checkXpDumps(fx.memory, dumps), []);
+});
+
+/** Runs `deno task inspect` (its main) on an edited copy of the VT-d capture. */
+async function inspectEdited(
+  edit: (index: VtdIndex) => void,
+  pages?: (gz: Uint8Array) => Uint8Array,
+): Promise<{ code: number; out: string; err: string }> {
+  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "inspect-vtd-" });
+  const base = INDEX.replace(".index.json", "");
+  try {
+    const index: VtdIndex = JSON.parse(await Deno.readTextFile(INDEX));
+    edit(index);
+    await Deno.writeTextFile(`${dir}/x.index.json`, JSON.stringify(index));
+    const gz = await Deno.readFile(`${base}.pages.bin.gz`);
+    await Deno.writeFile(`${dir}/x.pages.bin.gz`, pages ? pages(gz) : gz);
+    await Deno.copyFile(`${base}.qmp-virtio.json`, `${dir}/x.qmp-virtio.json`);
+    const out: string[] = [], err: string[] = [];
+    const log = console.log, error = console.error;
+    console.log = (...a: unknown[]) => void out.push(a.join(" "));
+    console.error = (...a: unknown[]) => void err.push(a.join(" "));
+    try {
+      const code = await main([`${dir}/x.index.json`, "--json"]);
+      return { code, out: out.join("\n"), err: err.join("\n") };
+    } finally {
+      console.log = log;
+      console.error = error;
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+type VtdIndex = {
+  pages: { gpa: number; file_offset: number; why: string[] }[];
+  queues: { device: string; queue: number; desc: number; avail: number; used: number }[];
+};
+type Report = {
+  queues: {
+    device: string;
+    queue: number;
+    errors: { code: string; message: string }[];
+    qemu: { differences: unknown[] } | null;
+  }[];
+};
+const codes = (r: Report) =>
+  Object.fromEntries(r.queues.map((q) => [`${q.device}:${q.queue}`, q.errors.map((e) => e.code)]));
+
+Deno.test("VT-d capture: a ring IOVA that does not translate is that queue's error", async () => {
+  const r = await inspectEdited((i) => {
+    i.queues.find((q) => q.device === "virtio-blk")!.avail = 0xdead_0000;
+  });
+  assert.equal(r.code, 1);
+  const doc = JSON.parse(r.out) as Report;
+  assert.equal(doc.queues.length, 11);
+  const c = codes(doc);
+  assert.deepEqual(c["virtio-blk:0"], ["IOVA_UNTRANSLATED"]);
+  const blk = doc.queues.find((q) => q.device === "virtio-blk")!;
+  assert.match(blk.errors[0].message, /IOVA 0xdead0000 .*second-level level \d/);
+  for (const q of doc.queues.filter((q) => q.device !== "virtio-blk")) {
+    assert.deepEqual(q.errors, [], `${q.device}:${q.queue}`);
+    assert.deepEqual(q.qemu?.differences, [], `${q.device}:${q.queue} still agrees`);
+  }
+});
+
+Deno.test("VT-d capture: level-1 table pages missing: IOMMU_TABLE_NOT_CAPTURED, exit 1", async () => {
+  const r = await inspectEdited((i) => {
+    i.pages = i.pages.filter((p) => !p.why.some((w) => w.endsWith(" L1")));
+  });
+  assert.equal(r.code, 1);
+  const doc = JSON.parse(r.out) as Report;
+  assert.equal(doc.queues.length, 11);
+  const all = Object.values(codes(doc)).flat();
+  assert.ok(all.length > 0 && all.every((c) => c === "IOMMU_TABLE_NOT_CAPTURED"), all.join());
+});
+
+Deno.test("VT-d capture: a truncated pages image is reported per queue, exit 1", async () => {
+  const r = await inspectEdited(() => {}, (gz) => gz.subarray(0, gz.length >> 1));
+  assert.equal(r.code, 1);
+  assert.match(r.err, /WARNING truncated capture/);
+  const doc = JSON.parse(r.out) as Report;
+  assert.equal(doc.queues.length, 11);
+  assert.ok(Object.values(codes(doc)).flat().length > 0);
 });
