@@ -43,6 +43,12 @@ export interface FuzzEnv {
   isTty: boolean;
   /** Default for `--workers`. */
   cores: number;
+  /**
+   * Why the campaign's inputs are incomplete (e.g. the real ring fixtures did not load): a
+   * campaign then refuses to start with exit 2 (`--help`, `--list`, `--replay` still work), since
+   * the same seed would silently run a different campaign.
+   */
+  setupError?: string | null;
 }
 
 function replay(file: string, env: FuzzEnv): number {
@@ -167,6 +173,14 @@ export async function fuzzMain(args: readonly string[], env: FuzzEnv): Promise<n
       throw e;
     }
   }
+  if (env.setupError) {
+    env.err(
+      `fuzz: refusing to start the campaign: ${env.setupError}. Fix: restore the bundled ` +
+        "fixtures (git checkout tests/fixtures) or set VIRTQ_FIXTURES_DIR to a directory " +
+        "holding scenarioA.* and scenarioB.*\n",
+    );
+    return 2;
+  }
   const known = new Set(env.targets.map((t) => t.name));
   const unknown = o.targets.filter((n) => !known.has(n));
   if (unknown.length > 0) {
@@ -241,6 +255,7 @@ export async function fuzzMain(args: readonly string[], env: FuzzEnv): Promise<n
 
 if (import.meta.main) {
   const { TARGETS } = await import("./targets/mod.ts");
+  const { REAL_RING_SEEDS_ERROR } = await import("./real_ring_seeds.ts");
   const enc = new TextEncoder();
   const code = await fuzzMain(Deno.args, {
     targets: TARGETS,
@@ -250,6 +265,7 @@ if (import.meta.main) {
     err: (s) => Deno.stderr.writeSync(enc.encode(s)),
     isTty: Deno.stdout.isTerminal(),
     cores: navigator.hardwareConcurrency ?? 1,
+    setupError: REAL_RING_SEEDS_ERROR,
   });
   Deno.exit(code);
 }

@@ -11,20 +11,34 @@
 
 import {
   compareWithQemu,
+  crossCheckIovaMap,
   type DecodedChain,
+  decodeError,
   DEVICE_FEATURE_BITS,
+  type Fixture,
+  fixtureDmaSpace,
+  formatVtdWalk,
   hexDump,
   InspectInputError,
   inspectQueue,
+  memoryPageSource,
   oracleKey,
+  parseBdf,
   type QemuComparison,
   type QueueReport,
   queueReportToJson,
   readFixture,
   readOracle,
   TRANSPORT_FEATURE_BITS,
+  vtdWalk,
 } from "../src/inspect/_internal.ts";
 import { type GuestMemory, hex64 } from "../src/memory/mod.ts";
+import {
+  DMA_ACCESS_READ,
+  type DmaAddressSpace,
+  DmaTranslation,
+  translateContiguous,
+} from "../src/dma/mod.ts";
 
 const HELP = `Usage: deno task inspect <index.json> [options]
 
@@ -41,10 +55,20 @@ Options:
                       index has QEMU's status) or "memory" (inferred from the rings alone)
   --limit N           chains / used entries listed per queue in text mode (default 8, 0 = all)
   --no-oracle         do not compare with QEMU's answers
+  --translate IOVA    walk the capture's VT-d tables for one IOVA (hex or decimal) and print
+                      every level (root, context, PASID, page tables) and the GPA or where it
+                      stopped; needs "iommu" in the index; exit 0 translated, 1 not
+  --bdf BB:DD.F       the requester for --translate (default: the one device with IOVA rings)
   --help              this text
 
-Exit status: 0 no problem, 1 validation errors or differences with QEMU, 2 bad input.
-Example: deno task inspect ../shared/fixtures/qemu-7.2-linux-6.1/scenarioA.index.json --device virtio-blk
+Rings behind an Intel vIOMMU (queues with "addresses_are_iova": true and "bdf", index with
+"iommu": {"rtaddr_reg": "0x..."}) are decoded at their IOVAs by walking the captured VT-d tables;
+an IOVA that does not translate is IOVA_UNTRANSLATED (naming the IOVA and the level that stopped
+the walk). The index's optional "iova_to_gpa" map is only cross-checked.
+
+Exit status: 0 no problem, 1 findings (validation errors, capture problems, differences with
+QEMU), 2 bad input (one line naming the file, the field and the fix).
+Example: deno task inspect tests/fixtures/qemu-7.2-linux-6.1/scenarioA.index.json --device virtio-blk
 `;
 
 /** Parsed command line. */
@@ -57,6 +81,8 @@ interface Args {
   positions?: "qemu" | "memory";
   limit: number;
   oracle: boolean;
+  translate?: bigint;
+  bdf?: string;
 }
 
 function bad(field: string, problem: string, fix: string): never {
@@ -103,6 +129,26 @@ function parseArgs(argv: string[]): Args | null {
         a.limit = Number(v);
         break;
       }
+      case "--translate": {
+        const v = need(++i, t);
+        let iova: bigint | undefined;
+        try {
+          if (/^(0x[0-9a-fA-F]+|[0-9]+)$/.test(v)) iova = BigInt(v);
+        } catch { /* refused below */ }
+        if (iova === undefined || iova > 0xffff_ffff_ffff_ffffn) {
+          bad(t, `"${v}" is not a 64-bit address`, "give an IOVA, e.g. --translate 0xfffff000");
+        }
+        a.translate = iova;
+        break;
+      }
+      case "--bdf": {
+        const v = need(++i, t);
+        if (parseBdf(v) === null) {
+          bad(t, `"${v}" is not a PCI address`, 'write "BB:DD.F", e.g. --bdf 00:03.0');
+        }
+        a.bdf = v;
+        break;
+      }
       case "--positions": {
         const v = need(++i, t);
         if (v !== "qemu" && v !== "memory") bad(t, `"${v}" is not a mode`, "use qemu or memory");
@@ -121,7 +167,7 @@ function parseArgs(argv: string[]): Args | null {
     bad(
       "<index.json>",
       "missing",
-      "pass a fixture index, e.g. ../shared/fixtures/qemu-7.2-linux-6.1/scenarioA.index.json",
+      "pass a fixture index, e.g. tests/fixtures/qemu-7.2-linux-6.1/scenarioA.index.json",
     );
   }
   return a as Args;
@@ -165,11 +211,24 @@ function chainLine(c: DecodedChain, layout: string): string {
   return `${where}: ${c.descriptors.length} desc${ind}: ${segs}${err}${notes}`;
 }
 
+/** The GPA of a ring area / table for a hex dump, or why there is none. */
+function dumpGpa(dma: DmaAddressSpace | undefined, addr: bigint | number, bytes: number) {
+  if (dma === undefined) {
+    return typeof addr === "number" ? addr : "(address beyond 2^53: not in guest memory)";
+  }
+  try {
+    return translateContiguous(dma, addr, bytes, DMA_ACCESS_READ, new DmaTranslation());
+  } catch (e) {
+    return `(IOVA ${hex64(addr)} does not translate: ${(e as Error).message})`;
+  }
+}
+
 function printText(
   r: QueueReport,
   cmp: QemuComparison | null,
   args: Args,
   memory: GuestMemory,
+  dma: DmaAddressSpace | undefined,
 ): void {
   const lim = (n: number) => args.limit === 0 ? n : Math.min(n, args.limit);
   console.log(`\n${r.device} queue ${r.queue}  ${r.layout}  size ${r.size}  (${r.path})`);
@@ -245,8 +304,9 @@ function printText(
   }
   if (r.errors.length === 0) console.log("  validation: OK");
   for (const e of r.errors) console.log(`  ERROR ${e.message}`);
+  if (cmp?.skipped) console.log(`  QEMU: ${cmp.skipped}`);
   if (cmp) {
-    if (cmp.differences.length === 0) {
+    if (cmp.differences.length === 0 && !cmp.skipped) {
       const quirks = cmp.quirks.length ? [...cmp.quirks].sort().join(", ") : "none needed";
       console.log(`  QEMU: agrees (${cmp.compared} comparisons; quirks: ${quirks})`);
     }
@@ -256,12 +316,13 @@ function printText(
   }
   if (args.hex) {
     const dump = (label: string, addr: bigint | number, bytes: number) => {
-      console.log(`  hex ${label}:`);
-      if (typeof addr !== "number") {
-        console.log("    (address beyond 2^53: not in guest memory)");
+      console.log(`  hex ${label}${dma ? ` (IOVA ${hex64(addr)})` : ""}:`);
+      const gpa = dumpGpa(dma, addr, bytes);
+      if (typeof gpa !== "number") {
+        console.log(`    ${gpa}`);
         return;
       }
-      for (const l of hexDump(memory, addr, bytes)) console.log("    " + l);
+      for (const l of hexDump(memory, gpa, bytes)) console.log("    " + l);
     };
     dump(names[0], r.areas.desc.addr, r.areas.desc.bytes);
     dump(names[1], r.areas.driver.addr, r.areas.driver.bytes);
@@ -279,6 +340,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const fx = await readFixture(args.index);
+  if (args.translate !== undefined) return translateOne(fx, args);
   const oracle = args.oracle ? await readOracle(args.index) : null;
   let queues = fx.queues;
   if (args.device !== undefined) {
@@ -304,36 +366,73 @@ async function main(argv: string[]): Promise<number> {
       );
     }
   }
+  const iova = queues.filter((q) => q.addressesAreIova).length;
   if (!args.json) {
     console.error(
       `${args.index}: ${fx.queues.length} queues, ${fx.keptPages.length} kept pages, RAM ` +
-        `${fx.ramSize / 1048576} MiB; oracle: ${oracle ? "QEMU x-query-virtio answers" : "none"}`,
+        `${fx.ramSize / 1048576} MiB; oracle: ${oracle ? "QEMU x-query-virtio answers" : "none"}` +
+        (fx.iommu ? `; VT-d RTADDR 0x${fx.iommu.rtaddr.toString(16)}, ${iova} IOVA queue(s)` : ""),
     );
   }
   let problems = 0;
+  if (fx.imageProblem !== null) {
+    problems++;
+    console.error(`inspect: WARNING truncated capture: ${fx.imageProblem}`);
+  }
+  const iovaMap = crossCheckIovaMap(fx);
+  problems += iovaMap.differences.length;
+  if (!args.json) {
+    for (const d of iovaMap.differences) {
+      const w = typeof d.walk === "bigint" ? `0x${d.walk.toString(16)}` : `stopped: ${d.walk}`;
+      console.log(
+        `iova_to_gpa DIFFERS ${d.bdf} IOVA 0x${d.iova.toString(16)}: capture ` +
+          `0x${d.capture.toString(16)}, walk ${w}`,
+      );
+    }
+    if (iovaMap.checked > 0 && iovaMap.differences.length === 0) {
+      console.log(`iova_to_gpa: ${iovaMap.checked} entries agree with the walk of the tables`);
+    }
+  }
   const out: unknown[] = [];
   for (const q of queues) {
+    const dma = fixtureDmaSpace(fx, q);
     const r = inspectQueue(q, {
       memory: fx.memory,
       ramSize: fx.ramSize,
       positions: args.positions,
+      dma,
+      truncatedPages: fx.truncatedPages,
     });
     const view = oracle?.get(oracleKey(q.path, q.queue));
-    const cmp = view ? compareWithQemu(q, fx.memory, fx.ramSize, view) : null;
+    let cmp: QemuComparison | null = null;
+    if (view) {
+      try {
+        cmp = compareWithQemu(q, fx.memory, fx.ramSize, view, dma);
+      } catch (e) {
+        // Never a crash: the comparison failing is this queue's finding.
+        r.errors.push(decodeError("QUEUE_DECODE_FAILED", `comparing with QEMU: ${errText(e)}`));
+      }
+    }
     problems += r.errors.length + (cmp?.differences.length ?? 0);
     if (args.json) {
+      const hex = (addr: bigint | number, bytes: number) => {
+        const g = dumpGpa(dma, addr, bytes);
+        return typeof g === "number" ? hexDump(fx.memory, g, bytes) : [g];
+      };
       out.push({
         ...queueReportToJson(r),
+        bdf: q.bdf ?? null,
+        addressesAreIova: q.addressesAreIova,
         qemu: cmp ?? null,
-        hex: args.hex && typeof r.areas.desc.addr === "number"
+        hex: args.hex
           ? {
-            desc: hexDump(fx.memory, r.areas.desc.addr, r.areas.desc.bytes),
-            driver: hexDump(fx.memory, Number(r.areas.driver.addr), r.areas.driver.bytes),
-            device: hexDump(fx.memory, Number(r.areas.device.addr), r.areas.device.bytes),
+            desc: hex(r.areas.desc.addr, r.areas.desc.bytes),
+            driver: hex(r.areas.driver.addr, r.areas.driver.bytes),
+            device: hex(r.areas.device.addr, r.areas.device.bytes),
           }
           : undefined,
       });
-    } else printText(r, cmp, args, fx.memory);
+    } else printText(r, cmp, args, fx.memory, dma);
   }
   if (args.json) {
     console.log(JSON.stringify(
@@ -341,6 +440,21 @@ async function main(argv: string[]): Promise<number> {
         file: args.index,
         ramSize: fx.ramSize,
         keptPages: fx.keptPages.length,
+        imageProblem: fx.imageProblem,
+        iommu: fx.iommu
+          ? {
+            rtaddr: "0x" + fx.iommu.rtaddr.toString(16),
+            iovaToGpa: {
+              checked: iovaMap.checked,
+              differences: iovaMap.differences.map((d) => ({
+                bdf: d.bdf,
+                iova: "0x" + d.iova.toString(16),
+                capture: "0x" + d.capture.toString(16),
+                walk: typeof d.walk === "bigint" ? "0x" + d.walk.toString(16) : d.walk,
+              })),
+            },
+          }
+          : null,
         queues: out,
         problems,
       },
@@ -358,6 +472,54 @@ async function main(argv: string[]): Promise<number> {
   return problems === 0 ? 0 : 1;
 }
 
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** `--translate IOVA [--bdf B]`: prints every level of the VT-d walk. */
+function translateOne(fx: Fixture, args: Args): number {
+  if (fx.iommu === undefined) {
+    bad(
+      "--translate",
+      `${args.index} has no "iommu" (no VT-d Root Table Address register)`,
+      "capture the guest with its vIOMMU (deno task capture) or drop --translate",
+    );
+  }
+  let bdf = args.bdf;
+  if (bdf === undefined) {
+    const bdfs = [...new Set(fx.queues.filter((q) => q.bdf).map((q) => q.bdf!))];
+    if (bdfs.length !== 1) {
+      bad(
+        "--bdf",
+        bdfs.length === 0 ? "missing (no queue names a bdf)" : "missing (several devices)",
+        `name the requester, e.g. --bdf ${bdfs[0] ?? "00:03.0"}${
+          bdfs.length > 1 ? ` (one of ${bdfs.join(", ")})` : ""
+        }`,
+      );
+    }
+    bdf = bdfs[0];
+  }
+  const sourceId = parseBdf(bdf)!;
+  const r = vtdWalk(
+    { rtaddr: fx.iommu.rtaddr, sourceId, iova: args.translate! },
+    memoryPageSource(fx.memory),
+  );
+  if (args.json) {
+    console.log(JSON.stringify(
+      r,
+      (_k, v) => typeof v === "bigint" ? "0x" + v.toString(16) : v,
+      1,
+    ));
+  } else {
+    console.log(
+      `translate IOVA 0x${args.translate!.toString(16)} for ${bdf} ` +
+        `(RTADDR 0x${fx.iommu.rtaddr.toString(16)}):`,
+    );
+    for (const l of formatVtdWalk(r)) console.log("  " + l);
+  }
+  return r.ok ? 0 : 1;
+}
+
 if (import.meta.main) {
   try {
     Deno.exit(await main(Deno.args));
@@ -366,7 +528,12 @@ if (import.meta.main) {
       console.error(`inspect: ${e.message}`);
       Deno.exit(2);
     }
-    throw e;
+    // Never a stack trace: anything else is reported in one line as well.
+    console.error(
+      `inspect: ${Deno.args.find((a) => !a.startsWith("-")) ?? "<argv>"}: unexpected error ` +
+        `(${errText(e)}). Fix: check the capture files; if they are intact, report this`,
+    );
+    Deno.exit(2);
   }
 }
 

@@ -1,6 +1,6 @@
 /**
  * Real rings as fuzz seeds for the hostile-driver and hostile-device targets: states captured
- * from a Linux 6.1 guest under QEMU 7.2 (`../shared/fixtures/`), each mutated by **one**
+ * from a Linux 6.1 guest under QEMU 7.2 (`tests/fixtures/`), each mutated by **one**
  * targeted corruption (a descriptor field, a ring index or entry, an event suppression field,
  * an indirect table entry) set to a boundary value. Plug into a target's arbitrary as one
  * branch of `fc.oneof`:
@@ -18,6 +18,7 @@ import { z } from "zod";
 import {
   extractSeedRings,
   fixturesDir,
+  fixturesSource,
   inspectQueue,
   placeSeedRing,
   type QueueReport,
@@ -49,8 +50,8 @@ export interface SeedCorruption {
 
 /**
  * Loads every queue of both scenarios as seeds.
- * @param dir fixtures directory (default: `../shared/fixtures/qemu-7.2-linux-6.1` or
- * `$VIRTQ_FIXTURES_DIR`).
+ * @param dir fixtures directory (default: `$VIRTQ_FIXTURES_DIR`, else the bundled
+ * `tests/fixtures/qemu-7.2-linux-6.1`).
  * @throws InspectInputError when the fixtures are missing or invalid (the message says where).
  */
 export async function loadRealRingSeeds(dir: string = fixturesDir()): Promise<SeedRingState[]> {
@@ -211,14 +212,26 @@ export function checkRealRingMutant(seed: SeedRingState, c: SeedCorruption): Que
 }
 
 /**
+ * Why the real ring seeds could not be loaded (the fixtures directory and the error), or `null`
+ * when they were. `deno task fuzz` refuses to start a campaign when this is set (a campaign
+ * without the real rings is a different campaign for the same seed), unless `--no-real-rings`
+ * asks for synthetic inputs only.
+ */
+export let REAL_RING_SEEDS_ERROR: string | null = null;
+
+/**
  * The real ring seeds of both scenarios, loaded once when this module is imported (top-level
- * await), or empty when the fixtures are missing (fuzzing then runs on synthetic inputs only;
- * `tests/inspect/inspect_fixtures_test.ts` fails in that case, naming where it looked).
+ * await), or empty when the fixtures are missing (see {@link REAL_RING_SEEDS_ERROR}; the fuzz CLI
+ * then stops with that message and `tests/inspect/inspect_fixtures_test.ts` fails naming where it
+ * looked).
  */
 export const REAL_RING_SEEDS: readonly SeedRingState[] = await (async () => {
   try {
     return await loadRealRingSeeds();
-  } catch {
+  } catch (e) {
+    REAL_RING_SEEDS_ERROR = `real ring fixtures not loaded from ${fixturesSource()}: ${
+      (e as Error).message
+    }`;
     return [];
   }
 })();
@@ -250,8 +263,8 @@ function seedNamed(name: string): SeedRingState {
   const s = REAL_RING_SEEDS.find((x) => x.name === name);
   if (s === undefined) {
     throw new Error(
-      `real ring seed "${name}" not available: fixtures looked up in ${fixturesDir()} ` +
-        `(set VIRTQ_FIXTURES_DIR)`,
+      `real ring seed "${name}" not available: fixtures looked up in ${fixturesSource()}` +
+        (REAL_RING_SEEDS_ERROR ? ` (${REAL_RING_SEEDS_ERROR})` : ""),
     );
   }
   return s;

@@ -26,6 +26,7 @@ import {
   u64Words,
   zeroLengthRule,
 } from "../virtio/rules.ts";
+import { INSPECT_ERRORS, type InspectErrorCode } from "./inspect_error.ts";
 
 /** One descriptor as read from the descriptor table/ring or from an indirect table. */
 export interface DecodedDescriptor {
@@ -45,8 +46,8 @@ export interface DecodedDescriptor {
 
 /** A validation failure found while decoding, with its catalogue code. */
 export interface DecodeError {
-  /** Catalogue code (`VIRTQ_ERRORS` key). */
-  code: VirtqErrorCode;
+  /** Catalogue code (`VIRTQ_ERRORS` key, or an `INSPECT_ERRORS` key for capture findings). */
+  code: VirtqErrorCode | InspectErrorCode;
   /** What exactly is wrong, naming the index/address. */
   message: string;
   /** The spec rule (from the catalogue). */
@@ -80,8 +81,15 @@ export interface DecodedChain {
 }
 
 /** Makes a {@link DecodeError} from a catalogue code. */
-export function decodeError(code: VirtqErrorCode, message: string, index?: number): DecodeError {
-  return { code, message: `${code}: ${message}`, spec: VIRTQ_ERRORS[code].spec, index };
+export function decodeError(
+  code: VirtqErrorCode | InspectErrorCode,
+  message: string,
+  index?: number,
+): DecodeError {
+  const spec = code in INSPECT_ERRORS
+    ? INSPECT_ERRORS[code as InspectErrorCode].spec
+    : VIRTQ_ERRORS[code as VirtqErrorCode].spec;
+  return { code, message: `${code}: ${message}`, spec, index };
 }
 
 /** An empty chain record to fill. */

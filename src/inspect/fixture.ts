@@ -17,6 +17,7 @@ import type { RingLayout } from "../virtio/queue.ts";
 import { featuresFromQemuReport, type QemuFeatureReport } from "./feature_names.ts";
 import { InspectInputError } from "./inspect_error.ts";
 import type { QemuQueueStatus } from "./qemu_oracle.ts";
+import { parseBdf } from "./vtd_walk.ts";
 
 /** One queue of a fixture index, as written by the capture tool. */
 export interface FixtureIndexQueue {
@@ -36,8 +37,10 @@ export interface FixtureIndexQueue {
   used: U64;
   /** Packed layout. */
   packed: boolean;
-  /** Addresses are IOVAs (an IOMMU translated them). */
+  /** Addresses are IOVAs (an IOMMU translated them): `bdf` and the top-level `iommu` say how. */
   addresses_are_iova?: boolean;
+  /** PCI address of the device function, `"BB:DD.F"` (its VT-d requester id). */
+  bdf?: string;
   /** Indirect tables the capture followed. */
   indirect_tables_referenced?: number;
   /** Buffers the capture kept pages for. */
@@ -62,6 +65,12 @@ export interface FixtureIndex {
   pages: { gpa: number; file_offset: number; why: string[] }[];
   /** The queues. */
   queues: FixtureIndexQueue[];
+  /**
+   * The guest's Intel vIOMMU, when queues have `addresses_are_iova`: the Root Table Address
+   * register value (hex string) and optionally the capture tool's own translations, per `bdf`,
+   * IOVA (hex) -> GPA (hex), which the inspector only cross-checks against its walk.
+   */
+  iommu?: { rtaddr_reg: string; iova_to_gpa?: Record<string, Record<string, string>> };
 }
 
 /** One queue of a fixture, in the engine's terms. */
@@ -84,6 +93,10 @@ export interface FixtureQueue {
   deviceAddr: U64;
   /** True when the addresses are IOVAs (an IOMMU was in use), false for GPAs. */
   addressesAreIova: boolean;
+  /** PCI address `"BB:DD.F"`, when the index gives one. */
+  bdf?: string;
+  /** VT-d requester id (`bus << 8 | devfn`) from `bdf`. */
+  sourceId?: number;
   /** Negotiated (guest) features as a 64-bit mask. */
   features: bigint;
   /** Feature names the index listed but this tool cannot map to bits (reported, not fatal). */
@@ -104,6 +117,19 @@ export interface Fixture {
   ramSize: number;
   /** Sorted GPAs of the kept pages. */
   keptPages: number[];
+  /**
+   * GPAs of pages the index lists that the pages image does not hold (a truncated image): they
+   * are absent from `memory`; queues whose rings lie there report `PAGE_TRUNCATED`.
+   */
+  truncatedPages: number[];
+  /** Why the image is short (gzip stream cut, fewer bytes than the index needs), or `null`. */
+  imageProblem: string | null;
+  /** The vIOMMU (RTADDR as a number), when the index has `iommu`. */
+  iommu?: {
+    rtaddr: bigint;
+    /** Capture tool's translations by bdf, IOVA -> GPA (cross-check only). */
+    iovaToGpa: Map<string, Map<bigint, bigint>>;
+  };
 }
 
 /**
@@ -146,27 +172,25 @@ export async function gunzip(gz: Uint8Array): Promise<Uint8Array> {
  * @param index validated index.
  * @param pages the decompressed pages image.
  * @param file pages file name for errors.
- * @throws InspectInputError when a page's `file_offset` is beyond the image, or a GPA is listed
- * twice.
+ * A page whose `file_offset` lies beyond the image (a truncated image) is left out and listed in
+ * `truncatedPages`.
+ * @throws InspectInputError when a GPA is listed twice.
  */
 export function buildFixtureMemory(
   index: FixtureIndex,
   pages: Uint8Array,
   file: string,
-): { memory: GuestMemory; keptPages: number[] } {
-  const order = index.pages.map((p, i) => ({ ...p, i })).sort((a, b) => a.gpa - b.gpa);
-  for (let k = 0; k < order.length; k++) {
-    const p = order[k];
-    if (p.file_offset + GUEST_PAGE_SIZE > pages.length) {
-      throw new InspectInputError(
-        file,
-        `pages[${p.i}].file_offset`,
-        `page at GPA 0x${p.gpa.toString(16)} is at offset ${p.file_offset} but the image has ` +
-          `${pages.length} bytes`,
-        "use the pages.bin.gz captured with this index (the image is truncated or mismatched)",
-      );
-    }
-    if (k > 0 && order[k - 1].gpa === p.gpa) {
+): { memory: GuestMemory; keptPages: number[]; truncatedPages: number[] } {
+  const all = index.pages.map((p, i) => ({ ...p, i })).sort((a, b) => a.gpa - b.gpa);
+  const truncatedPages: number[] = [];
+  const order = all.filter((p) => {
+    if (p.file_offset + GUEST_PAGE_SIZE <= pages.length) return true;
+    truncatedPages.push(p.gpa);
+    return false;
+  });
+  for (let k = 0; k < all.length; k++) {
+    const p = all[k];
+    if (k > 0 && all[k - 1].gpa === p.gpa) {
       throw new InspectInputError(
         file,
         `pages[${p.i}].gpa`,
@@ -195,7 +219,7 @@ export function buildFixtureMemory(
     });
     k = end;
   }
-  return { memory, keptPages: order.map((p) => p.gpa) };
+  return { memory, keptPages: order.map((p) => p.gpa), truncatedPages };
 }
 
 /** Converts an index queue to the engine's terms (features as a mask, layout name). */
@@ -211,6 +235,8 @@ export function fixtureQueue(q: FixtureIndexQueue): FixtureQueue {
     driverAddr: q.avail,
     deviceAddr: q.used,
     addressesAreIova: q.addresses_are_iova ?? false,
+    bdf: q.bdf,
+    sourceId: q.bdf === undefined ? undefined : parseBdf(q.bdf) ?? undefined,
     features: mask,
     unknownFeatureNames: unknownNames,
     qemuStatus: q.qemu_status,
@@ -230,23 +256,109 @@ export async function loadFixture(
   files: { index: string; pages: string },
 ): Promise<Fixture> {
   const index = parseFixtureIndex(indexJson, files.index);
-  let pages: Uint8Array;
-  try {
-    pages = await gunzip(pagesGz);
-  } catch (e) {
+  const iommu = checkIommuFields(index, files.index);
+  const { bytes: pages, error } = await gunzipPartial(pagesGz);
+  if (error !== null && pages.length === 0) {
     throw new InspectInputError(
       files.pages,
       "",
-      `not a valid gzip image (${(e as Error).message})`,
+      `not a valid gzip image (${error})`,
       "pass the *.pages.bin.gz written with the index, not a decompressed or truncated copy",
     );
   }
-  const { memory, keptPages } = buildFixtureMemory(index, pages, files.index);
+  const { memory, keptPages, truncatedPages } = buildFixtureMemory(index, pages, files.index);
+  let imageProblem: string | null = null;
+  if (error !== null || truncatedPages.length > 0) {
+    imageProblem = `${files.pages}: ` +
+      (error !== null ? `gzip stream ends early (${error}) after ${pages.length} bytes; ` : "") +
+      `${truncatedPages.length} of ${index.pages.length} listed pages are not in the image`;
+  }
   return {
     index,
     memory,
     queues: index.queues.map(fixtureQueue),
     ramSize: index.ram_size,
     keptPages,
+    truncatedPages,
+    imageProblem,
+    iommu,
   };
+}
+
+/**
+ * Checks the IOMMU fields across the index: every `addresses_are_iova` queue has a parseable
+ * `bdf`, and the index then has `iommu`.
+ * @throws InspectInputError naming the field and the fix.
+ */
+function checkIommuFields(index: FixtureIndex, file: string): Fixture["iommu"] {
+  index.queues.forEach((q, i) => {
+    if (q.bdf !== undefined && parseBdf(q.bdf) === null) {
+      throw new InspectInputError(
+        file,
+        `queues.${i}.bdf`,
+        `"${q.bdf}" is not a PCI address`,
+        'write the device\'s PCI address as "BB:DD.F" (hex bus and device), e.g. "00:03.0"',
+      );
+    }
+    if (q.addresses_are_iova && q.bdf === undefined) {
+      throw new InspectInputError(
+        file,
+        `queues.${i}.bdf`,
+        "missing on a queue with addresses_are_iova",
+        'add the device\'s PCI address, e.g. "bdf": "00:03.0" (its VT-d requester id)',
+      );
+    }
+    if (q.addresses_are_iova && index.iommu === undefined) {
+      throw new InspectInputError(
+        file,
+        "iommu",
+        `missing, but queues.${i} has addresses_are_iova`,
+        'add "iommu": {"rtaddr_reg": "0x..."} (the VT-d Root Table Address register) and the ' +
+          "pages of the root, context and page tables",
+      );
+    }
+  });
+  if (index.iommu === undefined) return undefined;
+  const iovaToGpa = new Map<string, Map<bigint, bigint>>();
+  for (const [bdf, m] of Object.entries(index.iommu.iova_to_gpa ?? {})) {
+    iovaToGpa.set(
+      bdf,
+      new Map(Object.entries(m).map(([iova, gpa]) => [BigInt(iova), BigInt(gpa)])),
+    );
+  }
+  return { rtaddr: BigInt(index.iommu.rtaddr_reg), iovaToGpa };
+}
+
+/**
+ * Decompresses as much of a gzip stream as it can: a stream cut short (a truncated file) yields
+ * the bytes before the cut and the error.
+ * @param gz the compressed bytes.
+ * @returns the decompressed bytes and `null`, or the bytes decoded before the failure and why.
+ */
+export async function gunzipPartial(
+  gz: Uint8Array,
+): Promise<{ bytes: Uint8Array; error: string | null }> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  let error: string | null = null;
+  const reader = new Blob([gz as Uint8Array<ArrayBuffer>]).stream().pipeThrough(
+    new DecompressionStream("gzip"),
+  ).getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      total += value.length;
+    }
+  } catch (e) {
+    error = (e as Error).message;
+  }
+  const bytes = new Uint8Array(total);
+  let off = 0;
+  for (const c of chunks) {
+    bytes.set(c, off);
+    off += c.length;
+  }
+  return { bytes, error };
 }

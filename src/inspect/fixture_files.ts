@@ -2,8 +2,9 @@
  * File access for real-ring fixtures: reads an index, its pages image and its QMP capture from
  * disk and hands bytes and parsed JSON to the decoders beside it.
  *
- * Fixtures live beside the clone: `../shared/fixtures/qemu-7.2-linux-6.1/` relative to the repo
- * root (CI always has `../shared`). Override the directory with `VIRTQ_FIXTURES_DIR`.
+ * Fixtures live in the repository: `tests/fixtures/qemu-7.2-linux-6.1/` (about 400 KiB), so a bare
+ * clone has them. Override the directory with `VIRTQ_FIXTURES_DIR` (it must then hold
+ * `scenarioA.*` and `scenarioB.*` files of the same format).
  *
  * @module
  */
@@ -18,10 +19,24 @@ export const FIXTURES_ENV = "VIRTQ_FIXTURES_DIR";
 
 /** The repo root (two directories above `src/inspect/`). */
 export function repoRoot(): string {
-  return new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+  return decodeURIComponent(new URL("../..", import.meta.url).pathname).replace(/\/$/, "");
 }
 
-/** The fixtures directory: `$VIRTQ_FIXTURES_DIR`, else `<repo>/../shared/fixtures/qemu-7.2-linux-6.1`. */
+/** The bundled fixtures: `<repo>/tests/fixtures/qemu-7.2-linux-6.1`. */
+export const DEFAULT_FIXTURES_DIR: string = `${repoRoot()}/tests/fixtures/qemu-7.2-linux-6.1`;
+
+/**
+ * Where the fixtures directory came from, for messages: the environment variable or the bundled
+ * copy.
+ */
+export function fixturesSource(): string {
+  const dir = fixturesDir();
+  return dir === DEFAULT_FIXTURES_DIR
+    ? `${dir} (bundled; override with ${FIXTURES_ENV})`
+    : `${dir} (from ${FIXTURES_ENV})`;
+}
+
+/** The fixtures directory: `$VIRTQ_FIXTURES_DIR`, else `<repo>/tests/fixtures/qemu-7.2-linux-6.1`. */
 export function fixturesDir(): string {
   let env: string | undefined;
   try {
@@ -32,7 +47,7 @@ export function fixturesDir(): string {
     // No permission API or no access: the default location.
   }
   if (env) return env;
-  return `${repoRoot()}/../shared/fixtures/qemu-7.2-linux-6.1`;
+  return DEFAULT_FIXTURES_DIR;
 }
 
 /** Sibling files of an index: `X.index.json` -> `X.pages.bin.gz`, `X.qmp-virtio.json`. */
@@ -107,7 +122,12 @@ export async function readOracle(indexPath: string): Promise<Map<string, QemuQue
     text = await Deno.readTextFile(qmp);
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return null;
-    throw e;
+    throw new InspectInputError(
+      qmp,
+      "",
+      `cannot read the QEMU oracle (${(e as Error).message})`,
+      "make it a readable file, or pass --no-oracle",
+    );
   }
   return parseQemuOracle(parseJsonFile(text, qmp), qmp);
 }

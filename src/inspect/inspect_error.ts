@@ -33,3 +33,42 @@ export class InspectInputError extends Error {
     this.fix = fix;
   }
 }
+
+/**
+ * The inspector's own catalogue: findings about a **capture** (an image of a guest) that are not
+ * virtqueue rule violations of `VIRTQ_ERRORS` (src/virtio/errors.ts). Each is reported per queue
+ * (a {@link DecodeError} with the code), the other queues are still inspected, and `inspect`
+ * exits 1. New codes go at the end.
+ */
+export const INSPECT_ERRORS = {
+  IOVA_UNTRANSLATED: {
+    spec: "Intel VT-d §3 DMA remapping: a request whose IOVA the root / context / PASID / paging " +
+      "structures do not translate is blocked and faults (QEMU vtd_do_iommu_translate)",
+    summary: "an IOVA (ring area, indirect table or buffer) does not translate through the " +
+      "captured VT-d tables; the message names the IOVA and the structure and level that " +
+      "stopped the walk",
+  },
+  IOMMU_TABLE_NOT_CAPTURED: {
+    spec: "capture limit: the VT-d table page the walk needs was not kept",
+    summary: "a VT-d table page needed to translate an IOVA is not in the capture (re-capture " +
+      "with the tables; not a guest error)",
+  },
+  RING_OUTSIDE_RAM: {
+    spec: "§2.7/§2.8 ring areas are in guest memory; the capture's ram_size bounds guest RAM",
+    summary: "a ring area's GPA (after translation) is at or beyond the guest RAM size the " +
+      "capture gives",
+  },
+  PAGE_TRUNCATED: {
+    spec: "capture limit: the pages image ends before a page the index lists",
+    summary: "a ring area lies in a page the index lists but the (truncated) pages image does " +
+      "not hold",
+  },
+  QUEUE_DECODE_FAILED: {
+    spec: "inspector robustness: any other failure while decoding one queue",
+    summary: "decoding this queue failed unexpectedly; the message says why (please report it " +
+      "with the capture); the other queues are still reported",
+  },
+} as const;
+
+/** A code of {@link INSPECT_ERRORS}. */
+export type InspectErrorCode = keyof typeof INSPECT_ERRORS;

@@ -44,6 +44,7 @@ import type { QemuQueueStatus } from "./qemu_oracle.ts";
 import { popOutstandingWithEngine } from "./engine_decode.ts";
 import { hex64, u64Compare } from "../memory/u64.ts";
 import { VIRTQ_DESC_F_INDIRECT } from "../virtio/constants.ts";
+import { VtdAddressSpace, VtdTranslationFault } from "./vtd_space.ts";
 
 /** What the inspector needs to know about a queue (a {@link FixtureQueue} fits). */
 export interface QueueSpec {
@@ -103,6 +104,11 @@ export interface InspectOptions {
     usedWrap?: number;
     inUse?: number;
   };
+  /**
+   * GPAs of pages the capture's index lists but its image does not hold (see
+   * `Fixture.truncatedPages`): a ring there is `PAGE_TRUNCATED` rather than `RING_UNMAPPED`.
+   */
+  truncatedPages?: readonly number[];
 }
 
 /** The device's position in the ring. */
@@ -214,10 +220,135 @@ export interface QueueReport {
 }
 
 /**
- * Inspects one queue of a memory image. Never throws for a bad ring: problems become
- * {@link QueueReport.errors} entries with catalogue codes.
+ * Inspects one queue of a memory image. Never throws for a bad ring or a bad capture: problems
+ * become {@link QueueReport.errors} entries with catalogue codes (`VIRTQ_ERRORS`, or
+ * `INSPECT_ERRORS` for capture findings: `IOVA_UNTRANSLATED`, `IOMMU_TABLE_NOT_CAPTURED`,
+ * `RING_OUTSIDE_RAM`, `PAGE_TRUNCATED`, and `QUEUE_DECODE_FAILED` for anything unexpected).
  */
 export function inspectQueue(spec: QueueSpec, opts: InspectOptions): QueueReport {
+  try {
+    return inspectQueueUnguarded(spec, opts);
+  } catch (e) {
+    const r = emptyReport(spec);
+    r.errors.push(decodeError("QUEUE_DECODE_FAILED", errorText(e)));
+    return r;
+  }
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+}
+
+function emptyReport(spec: QueueSpec): QueueReport {
+  const sizes = spec.layout === "split"
+    ? splitAreaSizes(spec.size)
+    : { desc: VIRTQ_DESC_SIZE * spec.size, avail: 4, used: 4 };
+  return {
+    device: spec.device,
+    path: spec.path,
+    queue: spec.queue,
+    layout: spec.layout,
+    size: spec.size,
+    features: spec.features,
+    areas: {
+      desc: { addr: spec.descAddr, bytes: sizes.desc },
+      driver: { addr: spec.driverAddr, bytes: sizes.avail },
+      device: { addr: spec.deviceAddr, bytes: sizes.used },
+    },
+    outstanding: [],
+    completed: [],
+    errors: [],
+    notes: [],
+    decoder: "none (the queue could not be decoded)",
+  };
+}
+
+/**
+ * The finding for a ring area that cannot be read: an IOVA the VT-d tables do not translate, a
+ * VT-d table page or ring page missing from the capture, or a GPA beyond guest RAM.
+ */
+export function ringFaultError(
+  e: MemoryFault | DmaFault,
+  ramSize: number,
+  truncatedPages: readonly number[] = [],
+): DecodeError {
+  if (e instanceof VtdTranslationFault) {
+    const w = e.walk;
+    return w.reason === "page-missing"
+      ? decodeError(
+        "IOMMU_TABLE_NOT_CAPTURED",
+        `ring area at IOVA ${hex64(w.iova)}: ${w.message} (level ${w.level ?? w.structure})`,
+      )
+      : decodeError("IOVA_UNTRANSLATED", `ring area: ${w.message}`);
+  }
+  if (e instanceof MemoryFault) {
+    if (e.gpa + e.length > ramSize) {
+      return decodeError(
+        "RING_OUTSIDE_RAM",
+        `ring area access at GPA ${hex64(e.gpa)} (+${e.length}) is beyond guest RAM ` +
+          `(${ramSize} bytes)`,
+      );
+    }
+    const first = e.gpa - (e.gpa % 4096);
+    for (let p = first; p < e.gpa + Math.max(e.length, 1); p += 4096) {
+      if (truncatedPages.includes(p)) {
+        return decodeError(
+          "PAGE_TRUNCATED",
+          `ring area page ${hex64(p)} is listed by the index but missing from the truncated image`,
+        );
+      }
+    }
+  }
+  return decodeError("RING_UNMAPPED", `ring areas not readable: ${e.message}`);
+}
+
+/**
+ * After a chain decode: when the chain's first error is a buffer / indirect-table fault caused by
+ * a VT-d walk that stopped on that descriptor's IOVA, the error becomes `IOVA_UNTRANSLATED` (or
+ * `IOMMU_TABLE_NOT_CAPTURED` when a table page was missing), naming the IOVA and the level.
+ * @param mark `dma.stops.length` before the decode.
+ */
+function refineVtdError(chain: DecodedChain, dma: DmaAddressSpace, mark: number): void {
+  if (!(dma instanceof VtdAddressSpace) || dma.stops.length <= mark || chain.error === null) return;
+  const code = chain.error.code;
+  if (code !== "DESC_BUFFER_FAULT" && code !== "INDIRECT_TABLE_FAULT") return;
+  const idx = chain.error.index;
+  const d = code === "INDIRECT_TABLE_FAULT"
+    ? chain.indirect
+    : chain.descriptors.find((x) => x.index === idx) ?? null;
+  if (d === null) return;
+  const lo = BigInt(d.addr), hi = lo + BigInt(Math.max(d.len, 1));
+  const stop = dma.stops.slice(mark).find((w) => w.iova >= lo && w.iova < hi);
+  if (stop === undefined) return;
+  const what = code === "INDIRECT_TABLE_FAULT" ? "indirect table" : "buffer";
+  chain.error = stop.reason === "page-missing"
+    ? decodeError(
+      "IOMMU_TABLE_NOT_CAPTURED",
+      `descriptor ${idx}: ${what} at IOVA ${hex64(stop.iova)}: ${stop.message}`,
+      idx,
+    )
+    : decodeError("IOVA_UNTRANSLATED", `descriptor ${idx}: ${what}: ${stop.message}`, idx);
+}
+
+/** Decodes through `decode` and refines a VT-d caused error (see {@link refineVtdError}). */
+function withVtd<T extends DecodedChain | { chain: DecodedChain }>(
+  dma: DmaAddressSpace,
+  decode: () => T,
+): T {
+  const mark = dma instanceof VtdAddressSpace ? dma.stops.length : 0;
+  const r = decode();
+  refineVtdError("chain" in r ? r.chain : r, dma, mark);
+  return r;
+}
+
+/** The engine's code and the inspector's refined code name the same finding. */
+function sameFinding(engine: string, walker: string | undefined): boolean {
+  if (engine === walker) return true;
+  const vtd = walker === "IOVA_UNTRANSLATED" || walker === "IOMMU_TABLE_NOT_CAPTURED";
+  return vtd && (engine === "DESC_BUFFER_FAULT" || engine === "INDIRECT_TABLE_FAULT");
+}
+
+function inspectQueueUnguarded(spec: QueueSpec, opts: InspectOptions): QueueReport {
   const dma = opts.dma ?? new IdentityAddressSpace();
   const sizes = spec.layout === "split"
     ? splitAreaSizes(spec.size)
@@ -267,7 +398,7 @@ export function inspectQueue(spec: QueueSpec, opts: InspectOptions): QueueReport
   } catch (e) {
     // Only an unreachable ring area is a finding; anything else is a bug here: rethrow.
     if (!(e instanceof MemoryFault || e instanceof DmaFault)) throw e;
-    report.errors.push(decodeError("RING_UNMAPPED", `ring areas not readable: ${e.message}`));
+    report.errors.push(ringFaultError(e, opts.ramSize, opts.truncatedPages));
   }
   if (report.position !== undefined) crossCheckEngine(spec, opts, dma, report);
   for (const c of report.outstanding) if (c.error) report.errors.push(c.error);
@@ -342,7 +473,7 @@ function inspectSplit(
     for (let k = 0; k < outstanding; k++) {
       const p = (pos.lastAvailIdx + k) & 0xffff;
       const head = view.availRing(p);
-      const chain = view.decodeChain(head, p);
+      const chain = withVtd(dma, () => view.decodeChain(head, p));
       if (chain.error === null && heads.has(head)) {
         // §2.7.13.1: a head is owned by the device until used (CVE-2016-5403).
         chain.error = decodeError(
@@ -365,7 +496,9 @@ function inspectSplit(
     const e = view.usedElem(p);
     let error: DecodeError | null = null;
     let chain: DecodedChain | undefined;
-    if (e.id < n && opts.completedChains !== false) chain = view.decodeChain(e.id, p);
+    if (e.id < n && opts.completedChains !== false) {
+      chain = withVtd(dma, () => view.decodeChain(e.id, p));
+    }
     if (e.id >= n) {
       // §2.7.8: the id is a head index below Queue Size (Linux BAD_RING "id %u out of range").
       error = decodeError("USED_ID_OUT_OF_RANGE", `used position ${p} names id ${e.id} >= ${n}`, p);
@@ -468,7 +601,7 @@ function inspectPacked(
   let wrap = pos.availWrap ?? 1;
   let slots = 0;
   while (slots < n && view.isAvailable(slot, wrap)) {
-    const r = view.decodeChain(slot, wrap);
+    const r = withVtd(dma, () => view.decodeChain(slot, wrap));
     report.outstanding.push(r.chain);
     slots += r.chain.ringDescriptors;
     slot = r.slot;
@@ -583,7 +716,7 @@ function crossCheckEngine(
         if (!report.errors.some((x) => x.code === e.error!.code)) {
           mism.push(`engine error ${e.error.code} with no walker chain ${k}`);
         }
-      } else if (w.error?.code !== e.error.code) {
+      } else if (!sameFinding(e.error.code, w.error?.code)) {
         mism.push(`chain ${k}: engine ${e.error.code}, walker ${w.error?.code ?? "accepts"}`);
       }
       // The engine ran on a rebased copy: its message counts positions from the device's
@@ -593,7 +726,7 @@ function crossCheckEngine(
         message: `${e.error.message} [engine positions count from the device position ` +
           `${pos.lastAvailIdx}]`,
       };
-      if (w !== undefined) w.error = w.error?.code === e.error.code ? w.error : rebased;
+      if (w !== undefined) w.error = sameFinding(e.error.code, w.error?.code) ? w.error! : rebased;
       else if (!report.errors.some((x) => x.code === e.error!.code)) report.errors.push(rebased);
       for (let j = k + 1; j < walker.length; j++) {
         walker[j].notes.push("not reached: the device is broken (NEEDS_RESET) by an earlier chain");

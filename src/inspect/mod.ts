@@ -56,9 +56,13 @@ export * from "./compare_qemu.ts";
 export * from "./hex_dump.ts";
 export * from "./report_json.ts";
 export {
+  DEFAULT_FIXTURES_DIR,
   FIXTURES_ENV,
   fixturesDir,
+  fixturesSource,
   readFixture,
   readOracle,
   siblingFiles,
 } from "./fixture_files.ts";
+export * from "./vtd_walk.ts";
+export * from "./vtd_space.ts";

@@ -12,6 +12,8 @@ import { GUEST_PAGE_SIZE } from "../memory/guest_memory.ts";
 const u64 = z.union([z.number().int().nonnegative(), z.bigint().nonnegative()]);
 const u16 = z.number().int().min(0).max(0xffff);
 const pageAligned = z.number().int().nonnegative().multipleOf(GUEST_PAGE_SIZE);
+const hexU64 = z.string().regex(/^0x[0-9a-fA-F]{1,16}$/, 'a hex string "0x..." of at most 64 bits');
+const BDF_RE = /^(?:0{1,4}:)?[0-9a-fA-F]{1,2}:[01]?[0-9a-fA-F]\.[0-7]$/;
 
 /** zod schema of one `x-query-virtio-queue-status` answer. */
 export const QemuQueueStatusSchema = z.object({
@@ -84,6 +86,7 @@ export const FixtureQueueSchema = z.object({
   used: u64,
   packed: z.boolean(),
   addresses_are_iova: z.boolean().optional(),
+  bdf: z.string().regex(BDF_RE, 'a PCI address "BB:DD.F", e.g. "00:03.0"').optional(),
   indirect_tables_referenced: z.number().int().nonnegative().optional(),
   buffers_referenced: z.number().int().nonnegative().optional(),
   guest_features: z.object({
@@ -104,4 +107,9 @@ export const FixtureIndexSchema = z.object({
     z.object({ gpa: pageAligned, file_offset: pageAligned, why: z.array(z.string()) }),
   ),
   queues: z.array(FixtureQueueSchema),
+  iommu: z.object({
+    rtaddr_reg: hexU64,
+    iova_to_gpa: z.record(z.string().regex(BDF_RE, "a PCI address"), z.record(hexU64, hexU64))
+      .optional(),
+  }).optional(),
 });

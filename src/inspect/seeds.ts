@@ -25,6 +25,9 @@ import type { Fixture } from "./fixture.ts";
 import type { DecodedChain } from "./decoded_chain.ts";
 import { inspectQueue, type QueueSpec } from "./inspect_queue.ts";
 import { splitAreaSizes } from "./split_view.ts";
+import { fixtureDmaSpace } from "./vtd_space.ts";
+import { DmaTranslation, translateContiguous } from "../dma/types.ts";
+import { DMA_ACCESS_READ, DMA_ACCESS_WRITE } from "../dma/errors.ts";
 
 /** One real ring state, as bytes (all little-endian, as in guest memory). */
 export interface SeedRingState {
@@ -55,15 +58,22 @@ export interface SeedRingState {
   indirectTables: { addr: U64; bytes: Uint8Array }[];
   /** Number of outstanding chains our device engine pops from this state. */
   outstanding: number;
-  /** The ring's original descriptor area address (a GPA). */
+  /**
+   * The ring's original descriptor area address: a GPA, or for a queue behind a vIOMMU its IOVA
+   * (such a seed lives in the device's bus address space: ring areas, indirect tables and buffer
+   * pages are placed at their IOVAs, and `ramSize` is 2^52).
+   */
   descAddr: number;
   /** The original driver area address. */
   driverAddr: number;
   /** The original device area address. */
   deviceAddr: number;
-  /** Guest RAM size of the capture, bytes. */
+  /** Guest RAM size of the capture, bytes (2^52 for a seed from IOVA rings). */
   ramSize: number;
-  /** GPAs of the 4 KiB pages the outstanding chains' buffers touch (contents not kept). */
+  /**
+   * GPAs (IOVAs for a seed from IOVA rings) of the 4 KiB pages the outstanding chains' buffers
+   * touch (contents not kept).
+   */
   bufferPages: number[];
 }
 
@@ -82,22 +92,34 @@ export function extractSeedRings(fixture: Fixture, source: string): SeedRingStat
     const sizes = q.layout === "split"
       ? splitAreaSizes(q.size)
       : { desc: VIRTQ_DESC_SIZE * q.size, avail: 4, used: 4 };
-    if (
-      !m.contains(q.descAddr, sizes.desc) || !m.contains(q.driverAddr, sizes.avail) ||
-      !m.contains(q.deviceAddr, sizes.used)
-    ) continue;
-    const r = inspectQueue(q, { memory: m, ramSize: fixture.ramSize });
-    const descTable = m.view(q.descAddr, sizes.desc).slice();
+    // IOVA rings: read every area through the captured VT-d tables (GPA rings: identity).
+    const dma = fixtureDmaSpace(fixture, q);
+    const gpaOf = (bus: U64, len: number, access = DMA_ACCESS_READ): number | null => {
+      if (dma === undefined) return typeof bus === "number" && m.contains(bus, len) ? bus : null;
+      try {
+        const g = translateContiguous(dma, bus, len, access, new DmaTranslation());
+        return m.contains(g, len) ? g : null;
+      } catch {
+        return null;
+      }
+    };
+    const descGpa = gpaOf(q.descAddr, sizes.desc);
+    const driverGpa = gpaOf(q.driverAddr, sizes.avail);
+    const deviceGpa = gpaOf(q.deviceAddr, sizes.used);
+    if (descGpa === null || driverGpa === null || deviceGpa === null) continue;
+    const r = inspectQueue(q, { memory: m, ramSize: fixture.ramSize, dma });
+    const descTable = m.view(descGpa, sizes.desc).slice();
     const tables: SeedRingState["indirectTables"] = [];
     for (let i = 0; i < q.size; i++) {
       const dv = new DataView(descTable.buffer, i * VIRTQ_DESC_SIZE, VIRTQ_DESC_SIZE);
       const flags = dv.getUint16(q.layout === "split" ? 12 : 14, true);
       if (!(flags & VIRTQ_DESC_F_INDIRECT)) continue;
-      const addr = m.readU64(q.descAddr + i * VIRTQ_DESC_SIZE);
+      const addr = m.readU64(descGpa + i * VIRTQ_DESC_SIZE);
       const len = dv.getUint32(8, true);
       if (typeof addr !== "number" || len === 0 || len > VIRTQ_DESC_SIZE * q.size) continue;
-      if (!m.contains(addr, len) || tables.some((t) => u64Compare(t.addr, addr) === 0)) continue;
-      tables.push({ addr, bytes: m.view(addr, len).slice() });
+      const tableGpa = gpaOf(addr, len);
+      if (tableGpa === null || tables.some((t) => u64Compare(t.addr, addr) === 0)) continue;
+      tables.push({ addr, bytes: m.view(tableGpa, len).slice() });
     }
     out.push({
       name: `${source}/${q.device}/${q.queue}`,
@@ -105,8 +127,8 @@ export function extractSeedRings(fixture: Fixture, source: string): SeedRingStat
       size: q.size,
       features: q.features,
       descTable,
-      driverArea: m.view(q.driverAddr, sizes.avail).slice(),
-      deviceArea: m.view(q.deviceAddr, sizes.used).slice(),
+      driverArea: m.view(driverGpa, sizes.avail).slice(),
+      deviceArea: m.view(deviceGpa, sizes.used).slice(),
       lastAvailIdx: r.position?.lastAvailIdx ?? 0,
       usedIdx: r.position?.usedIdx ?? 0,
       availWrap: r.position?.availWrap ?? 0,
@@ -116,8 +138,12 @@ export function extractSeedRings(fixture: Fixture, source: string): SeedRingStat
       descAddr: q.descAddr,
       driverAddr: q.driverAddr,
       deviceAddr: q.deviceAddr,
-      ramSize: fixture.ramSize,
-      bufferPages: bufferPagesOf(r.outstanding, m),
+      ramSize: dma === undefined ? fixture.ramSize : 2 ** 52,
+      bufferPages: bufferPagesOf(
+        r.outstanding,
+        (page) =>
+          (gpaOf(page, GUEST_PAGE_SIZE) ?? gpaOf(page, GUEST_PAGE_SIZE, DMA_ACCESS_WRITE)) !== null,
+      ),
     });
   }
   return out;
@@ -168,7 +194,10 @@ export function placeSeedRing(
   return { descAddr: at.descGpa, driverAddr: at.driverGpa, deviceAddr: at.deviceGpa };
 }
 
-function bufferPagesOf(chains: readonly DecodedChain[], m: GuestMemory): number[] {
+function bufferPagesOf(
+  chains: readonly DecodedChain[],
+  captured: (page: number) => boolean,
+): number[] {
   const pages = new Set<number>();
   for (const c of chains) {
     for (const d of c.descriptors) {
@@ -177,7 +206,7 @@ function bufferPagesOf(chains: readonly DecodedChain[], m: GuestMemory): number[
       const last = Math.floor((d.addr + d.len - 1) / GUEST_PAGE_SIZE);
       for (let p = first; p <= last && p - first < 64; p++) {
         const gpa = p * GUEST_PAGE_SIZE;
-        if (m.contains(gpa, GUEST_PAGE_SIZE)) pages.add(gpa);
+        if (captured(gpa)) pages.add(gpa);
       }
     }
   }

@@ -20,6 +20,7 @@ import {
 } from "../../src/inspect/seeds.ts";
 import { checkRealRingMutant, realRingArbitrary } from "../../fuzz/support/real_ring_seeds.ts";
 import type { GuestMemory } from "../../src/memory/guest_memory.ts";
+import type { DecodeError } from "../../src/inspect/decoded_chain.ts";
 import { VIRTQ_ERRORS, type VirtqErrorCode } from "../../src/virtio/errors.ts";
 
 const DIR = fixturesDir();
@@ -46,7 +47,7 @@ function codesAfter(
   fx: Fixture,
   queue: FixtureQueue,
   mutate: (m: GuestMemory, a: { desc: number; driver: number; device: number }) => void,
-): { codes: VirtqErrorCode[]; mismatches: string[] } {
+): { codes: DecodeError["code"][]; mismatches: string[] } {
   const m = cloneGuestMemory(fx.memory);
   mutate(m, {
     desc: Number(queue.descAddr),
