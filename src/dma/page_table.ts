@@ -164,7 +164,7 @@ export class IoPageTable {
    */
   map(iova: number, gpa: number, size: number, perm: number, pageSizes = this.pageSizes): void {
     this.#checkRange(iova, size, "map");
-    if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa % IO_PAGE_4K !== 0) {
+    if (!Number.isSafeInteger(gpa) || gpa < 0 || (gpa & 0xfff) !== 0) {
       throw new DmaMapError("misaligned", gpa, size, "io-page-table", "GPA not 4 KiB-aligned");
     }
     if (gpa + size > 2 ** 52) {
@@ -184,7 +184,10 @@ export class IoPageTable {
         let level = 1;
         for (let l = 3; l >= 2; l--) {
           const span = LEVEL_SPAN[l];
-          if ((sizes & span) !== 0 && va % span === 0 && pa % span === 0 && left >= span) {
+          if (
+            (sizes & span) !== 0 && (va & (span - 1)) === 0 && (pa & (span - 1)) === 0 &&
+            left >= span
+          ) {
             level = l;
             break;
           }
@@ -225,7 +228,7 @@ export class IoPageTable {
   #unmapAt(table: number, level: number, va: number, end: number): number {
     const pool = this.#pool;
     const span = LEVEL_SPAN[level];
-    const idx = Math.floor(va / span) % ENTRIES;
+    const idx = Math.floor(va / span) & (ENTRIES - 1);
     const w = table * WORDS_PER_TABLE + idx * 2;
     const lo = pool[w];
     const slotStart = Math.floor(va / span) * span;
@@ -250,12 +253,12 @@ export class IoPageTable {
       for (let i = 0; i < ENTRIES; i++) {
         const pa = addr + i * subSpan;
         const sw = sub * WORDS_PER_TABLE + i * 2;
-        this.#pool[sw] = (((pa % TWO_32) & 0xffff_f000) | perm | (level - 1 > 1 ? IOPTE_PS : 0)) >>>
+        this.#pool[sw] = ((pa & 0xffff_f000) | perm | (level - 1 > 1 ? IOPTE_PS : 0)) >>>
           0;
         this.#pool[sw + 1] = Math.floor(pa / TWO_32);
       }
       this.#used[sub] = ENTRIES;
-      this.#pool[w] = ((sub * 4096) % TWO_32 | IOPTE_READ | IOPTE_WRITE) >>> 0;
+      this.#pool[w] = ((sub * 4096) | IOPTE_READ | IOPTE_WRITE) >>> 0;
       this.#pool[w + 1] = Math.floor((sub * 4096) / TWO_32);
       return this.#unmapAt(sub, level - 1, va, end);
     }
@@ -277,10 +280,12 @@ export class IoPageTable {
     return removed;
   }
 
+  // Integer bit tests instead of `%` (a floating-point modulo on IOVAs at or above 2^31):
+  // `x & m` keeps the low 32 bits of an integer below 2^53 exactly.
   #checkRange(iova: number, size: number, op: string): void {
     if (
-      !Number.isSafeInteger(iova) || iova < 0 || iova % IO_PAGE_4K !== 0 ||
-      !Number.isSafeInteger(size) || size <= 0 || size % IO_PAGE_4K !== 0
+      !Number.isSafeInteger(iova) || iova < 0 || (iova & 0xfff) !== 0 ||
+      !Number.isSafeInteger(size) || size <= 0 || (size & 0xfff) !== 0
     ) {
       throw new DmaMapError("misaligned", iova, size, "io-page-table", `${op}: not 4 KiB-granular`);
     }
@@ -298,13 +303,13 @@ export class IoPageTable {
   #setLeaf(va: number, pa: number, leafLevel: number, perm: number): void {
     let table = 0;
     for (let level = this.levels; level > leafLevel; level--) {
-      const idx = Math.floor(va / LEVEL_SPAN[level]) % ENTRIES;
+      const idx = Math.floor(va / LEVEL_SPAN[level]) & (ENTRIES - 1);
       const w = table * WORDS_PER_TABLE + idx * 2;
       const lo = this.#pool[w];
       if ((lo & 3) === 0) {
         const t = this.#allocTable();
         this.#used[table]++;
-        this.#pool[w] = ((t * 4096) % TWO_32 | IOPTE_READ | IOPTE_WRITE) >>> 0;
+        this.#pool[w] = ((t * 4096) | IOPTE_READ | IOPTE_WRITE) >>> 0;
         this.#pool[w + 1] = Math.floor((t * 4096) / TWO_32);
         table = t;
       } else if ((lo & IOPTE_PS) !== 0) {
@@ -319,7 +324,7 @@ export class IoPageTable {
         table = (lo >>> 12) | (this.#pool[w + 1] << 20);
       }
     }
-    const idx = Math.floor(va / LEVEL_SPAN[leafLevel]) % ENTRIES;
+    const idx = Math.floor(va / LEVEL_SPAN[leafLevel]) & (ENTRIES - 1);
     const w = table * WORDS_PER_TABLE + idx * 2;
     const lo = this.#pool[w];
     if ((lo & 3) !== 0) {
@@ -337,7 +342,7 @@ export class IoPageTable {
       }
       this.#free.push(sub);
     } else this.#used[table]++;
-    this.#pool[w] = ((pa % TWO_32) & 0xffff_f000 | perm | (leafLevel > 1 ? IOPTE_PS : 0)) >>> 0;
+    this.#pool[w] = (pa & 0xffff_f000 | perm | (leafLevel > 1 ? IOPTE_PS : 0)) >>> 0;
     this.#pool[w + 1] = Math.floor(pa / TWO_32);
     this.#mappedBytes += LEVEL_SPAN[leafLevel];
   }
