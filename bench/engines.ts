@@ -16,7 +16,16 @@
  * - `virtio-iommu-long`: the same stack with one long-lived mapping of the buffer region made at
  *   set-up (`longLived`): no request per buffer, every descriptor translated by the endpoint;
  * - `virtio-iommu`: the virtio-iommu device and driver (`createViommuStack`): a MAP and an UNMAP
- *   request per buffer through the request queue.
+ *   request per buffer through the request queue;
+ * - `direct` [`direct`]: dma-direct identity with the mask checked (M1);
+ * - `window-high` [`window-high`]: dma-direct through a window at bus 2^63 (POWER DDW): every bus
+ *   address is an exact u64 bigint, so this mode allocates per buffer by design;
+ * - `window-iommu` [`window-iommu`]: the direct window when the buffer fits (it always does here),
+ *   else dma-iommu;
+ * - `confidential` [`confidential`]: buffers in private memory, bounced through a shared pool;
+ *   the device sees only shared memory;
+ * - `confidential-iommu` [`confidential-iommu`]: the same with the bounce slots mapped through
+ *   dma-iommu (strict) and the device behind the IOMMU.
  *
  * @module
  */
@@ -59,6 +68,11 @@ export const BENCH_DMA_MODES = [
   "swiotlb",
   "virtio-iommu",
   "virtio-iommu-long",
+  "direct",
+  "window-high",
+  "window-iommu",
+  "confidential",
+  "confidential-iommu",
 ] as const;
 
 /** Ring layouts and DMA modes present on this branch. */

@@ -12,7 +12,8 @@ import { buildSuites, caseName, selectCases, smokeCases, withSol } from "./cases
 import { AVAILABLE, createBenchable, PENDING } from "./engines.ts";
 import { runCases } from "./runner.ts";
 import { allocCases } from "./alloc.ts";
-import { LocalMeasurer, type Measurer, WorkerMeasurer } from "./measurer.ts";
+import { isolateKey, LocalMeasurer, type Measurer, WorkerMeasurer } from "./measurer.ts";
+import { checkIsolation, formatIsolation } from "./isolation.ts";
 import { computeTargets, solTarget } from "./targets.ts";
 import { compareResults } from "./compare.ts";
 import {
@@ -79,9 +80,10 @@ async function main(args: BenchArgs): Promise<number> {
   );
   if (PENDING.length) console.log(`not on this branch yet: ${PENDING.join("; ")}`);
 
-  const m: Measurer = args.isolate === "family"
-    ? new WorkerMeasurer()
-    : new LocalMeasurer(createBenchable);
+  const iso = args.isolate;
+  const m: Measurer = iso === "none"
+    ? new LocalMeasurer(createBenchable)
+    : new WorkerMeasurer((p) => isolateKey(p, iso));
   const results: Results["results"] = [];
   const alloc: AllocResult[] = [];
   try {
@@ -102,6 +104,18 @@ async function main(args: BenchArgs): Promise<number> {
     invalidationNs: args.invalidationNs,
     requestNs: args.requestNs,
   });
+  let isolationFailed = false;
+  if (args.checkIsolation) {
+    const check = await checkIsolation(results, {
+      rounds: args.rounds,
+      timeMs: args.timeMs,
+      noise: args.noise,
+      progress: (l) => console.error(l),
+    });
+    console.log("\n" + formatIsolation(check, args.isolate));
+    targets.push(check.target);
+    isolationFailed = check.target.status === "missed";
+  }
 
   const out: Results = {
     schema: RESULTS_SCHEMA_VERSION,
@@ -170,6 +184,10 @@ async function main(args: BenchArgs): Promise<number> {
     }; goal >= 0.50 of SoL ${s.status}`,
   );
   if (code) console.log("\nREGRESSION: at least one case is slower than the baseline (exit 1)");
+  if (isolationFailed) {
+    console.log("\nISOLATION: a case measures differently in the full run and alone (exit 1)");
+    code = 1;
+  }
   return code;
 }
 
