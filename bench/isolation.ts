@@ -1,7 +1,7 @@
 /**
  * The isolation check (`deno task bench --check-isolation`): every case of the run is measured
- * again alone, in a fresh Worker isolate that has run nothing else, and its time is compared with
- * the full run's. With `--isolate case` (the default) the two must agree within the noise band;
+ * again in the isolate the run used and alone, in a fresh Worker isolate that has run nothing
+ * else, alternating, and the two times are compared. With `--isolate case` (the default) the two must agree within the noise band;
  * with `--isolate family` or `none` the check shows which cases the shared type feedback slows.
  *
  * @module
@@ -16,7 +16,7 @@ import { foldRounds } from "./runner.ts";
 export interface IsolationRow {
   /** Case name. */
   name: string;
-  /** ns/chain in the full run. */
+  /** ns/chain in the full run's isolate (re-measured during the check). */
   fullNs: number;
   /** ns/chain alone in a fresh isolate. */
   aloneNs: number;
@@ -50,17 +50,21 @@ export interface IsolationOptions {
   fresh?: () => Measurer;
 }
 
-/** Relative spread of a result's rounds: (worst median - best median) / best median. */
-function spread(r: CaseResult): number {
-  return (r.stats.p50max - r.stats.p50) / r.stats.p50;
+/** Relative interquartile range of a folded measurement. */
+function iqr(s: { p25: number; p50: number; p75: number }): number {
+  return (s.p75 - s.p25) / s.p50;
 }
 
 /**
- * Measures every result's case again alone and compares.
+ * Measures every result's case again, alternating between the isolate it was measured in during
+ * the run (`full`, still holding the type feedback of every case before it) and a fresh isolate
+ * that has run only this case, and compares the min-of-N medians. Pairing the two in time keeps
+ * the load of a shared machine out of the ratio.
  * @throws Error from a case that cannot be built.
  */
 export async function checkIsolation(
   results: readonly CaseResult[],
+  full: Measurer,
   opts: IsolationOptions,
 ): Promise<IsolationCheck> {
   const rows: IsolationRow[] = [];
@@ -69,17 +73,19 @@ export async function checkIsolation(
     const p: CaseParams = r.params;
     const m = opts.fresh ? opts.fresh() : new WorkerMeasurer(() => "alone");
     try {
-      const shape = await m.prepare(p, Math.max(50, opts.timeMs));
-      const rounds = [];
-      for (let i = 0; i < opts.rounds; i++) rounds.push(await m.measure(p, opts));
-      const stats = foldRounds(rounds);
-      const aloneNs = stats.p50 / shape.chainsPerCall;
-      const ratio = r.nsPerChain / aloneNs;
-      const band = Math.max(opts.noise, spread(r), (stats.p50max - stats.p50) / stats.p50);
+      await m.prepare(p, Math.max(50, opts.timeMs));
+      const a = [], b = [];
+      for (let i = 0; i < opts.rounds; i++) {
+        a.push(await full.measure(p, opts));
+        b.push(await m.measure(p, opts));
+      }
+      const fa = foldRounds(a), fb = foldRounds(b);
+      const ratio = fa.p50 / fb.p50;
+      const band = Math.max(opts.noise, Math.min(iqr(fa), iqr(fb)));
       rows.push({
         name: r.name,
-        fullNs: r.nsPerChain,
-        aloneNs,
+        fullNs: fa.p50 / r.chainsPerCall,
+        aloneNs: fb.p50 / r.chainsPerCall,
         ratio,
         band,
         ok: Math.abs(ratio - 1) <= band,

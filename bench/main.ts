@@ -13,7 +13,7 @@ import { AVAILABLE, createBenchable, PENDING } from "./engines.ts";
 import { runCases } from "./runner.ts";
 import { allocCases } from "./alloc.ts";
 import { isolateKey, LocalMeasurer, type Measurer, WorkerMeasurer } from "./measurer.ts";
-import { checkIsolation, formatIsolation } from "./isolation.ts";
+import { checkIsolation, formatIsolation, type IsolationCheck } from "./isolation.ts";
 import { computeTargets, solTarget } from "./targets.ts";
 import { compareResults } from "./compare.ts";
 import {
@@ -86,6 +86,7 @@ async function main(args: BenchArgs): Promise<number> {
     : new WorkerMeasurer((p) => isolateKey(p, iso));
   const results: Results["results"] = [];
   const alloc: AllocResult[] = [];
+  let isolation: IsolationCheck | null = null;
   try {
     results.push(
       ...await runCases(cases, m, {
@@ -97,6 +98,14 @@ async function main(args: BenchArgs): Promise<number> {
     if (!args.noAlloc) {
       for (const p of allocCases(args.smoke)) alloc.push(await m.alloc(p));
     }
+    if (args.checkIsolation) {
+      isolation = await checkIsolation(results, m, {
+        rounds: args.rounds,
+        timeMs: args.timeMs,
+        noise: args.noise,
+        progress: (l) => console.error(l),
+      });
+    }
   } finally {
     m.close();
   }
@@ -105,16 +114,10 @@ async function main(args: BenchArgs): Promise<number> {
     requestNs: args.requestNs,
   });
   let isolationFailed = false;
-  if (args.checkIsolation) {
-    const check = await checkIsolation(results, {
-      rounds: args.rounds,
-      timeMs: args.timeMs,
-      noise: args.noise,
-      progress: (l) => console.error(l),
-    });
-    console.log("\n" + formatIsolation(check, args.isolate));
-    targets.push(check.target);
-    isolationFailed = check.target.status === "missed";
+  if (isolation) {
+    console.log("\n" + formatIsolation(isolation, args.isolate));
+    targets.push(isolation.target);
+    isolationFailed = isolation.target.status === "missed";
   }
 
   const out: Results = {

@@ -62,16 +62,18 @@ const CASES: CaseParams[] = [
 const opts = { rounds: 2, timeMs: 1, noise: 0.08, progress: () => {} };
 
 Deno.test("isolation check: shared type feedback (one isolate per family) is caught", async () => {
-  const run = await runCases(CASES, new Keyed((p) => isolateKey(p, "family")), opts);
-  const c = await checkIsolation(run, { ...opts, fresh: () => new FeedbackModel() });
+  const m = new Keyed((p) => isolateKey(p, "family"));
+  const run = await runCases(CASES, m, opts);
+  const c = await checkIsolation(run, m, { ...opts, fresh: () => new FeedbackModel() });
   assertEquals(c.rows.map((r) => r.ok), [true, false, false]);
   assertEquals(c.target.status, "missed");
   assert(c.target.detail.includes(caseName({ ...BASE, eventIdx: true })));
 });
 
 Deno.test("isolation check: one isolate per case measures the same as alone", async () => {
-  const run = await runCases(CASES, new Keyed((p) => isolateKey(p, "case")), opts);
-  const c = await checkIsolation(run, { ...opts, fresh: () => new FeedbackModel() });
+  const m = new Keyed((p) => isolateKey(p, "case"));
+  const run = await runCases(CASES, m, opts);
+  const c = await checkIsolation(run, m, { ...opts, fresh: () => new FeedbackModel() });
   assertEquals(c.rows.map((r) => r.ratio), [1, 1, 1]);
   assertEquals(c.target.status, "met");
 });
