@@ -153,6 +153,12 @@ class PremappedDmaApi implements DmaApi {
     }
     return this.#inner.map(gpa, length, dir);
   }
+  mapNumber(gpa: number, length: number, dir: DmaDirection): number {
+    if (gpa >= this.#gpa && gpa + length <= this.#gpa + this.#size) {
+      return this.#bus + (gpa - this.#gpa);
+    }
+    return this.#inner.mapNumber ? this.#inner.mapNumber(gpa, length, dir) : -1;
+  }
   unmap(bus: U64, length: number, dir: DmaDirection): void {
     if (typeof bus === "number" && bus >= this.#bus && bus + length <= this.#bus + this.#size) {
       return;

@@ -145,12 +145,18 @@ export class IommuDmaApi implements ReversibleDmaApi {
     return this.#map(gpa, length, perm, 0);
   }
 
+  /** {@link DmaApi.mapNumber}: IOVAs are below 2^52, so always `map`'s answer. */
+  mapNumber(gpa: number, length: number, dir: DmaDirection): number {
+    const perm = dir === 1 ? IOPTE_READ : dir === 2 ? IOPTE_WRITE : IOPTE_READ | IOPTE_WRITE;
+    return this.#map(gpa, length, perm, 0);
+  }
+
   /** `dma_alloc_coherent`-style mapping (read/write). @throws DmaMapError as `map`. */
   mapCoherent(gpa: number, length: number): U64 {
     return this.#map(gpa, length, IOPTE_READ | IOPTE_WRITE, FLAG_COHERENT);
   }
 
-  #map(gpa: number, length: number, perm: number, flags: number): U64 {
+  #map(gpa: number, length: number, perm: number, flags: number): number {
     if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa + length > 2 ** 52) {
       throw new DmaMapError("mask", gpa, length, this.name, "beyond 2^52");
     }
