@@ -99,6 +99,23 @@ export class DirectDmaApi implements ReversibleDmaApi {
     return bus;
   }
 
+  /**
+   * True when `map(gpa, length)` would succeed: no `mask` or `window` refusal (as Linux alpha's
+   * `pci_map_single_1` tests the direct window before falling back to scatter-gather). Never throws.
+   */
+  accepts(gpa: number, length: number): boolean {
+    if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa + length > 2 ** 52) return false;
+    let bus: U64 = gpa;
+    if (this.windows !== null) {
+      const b = this.windows.physToBus(gpa, length > 0 ? length : 1);
+      if (b === null) return false;
+      bus = b;
+    }
+    const last = length > 0 ? length - 1 : 0;
+    if (typeof bus === "number") return !(bus + last > this.#limitNum);
+    return !(bus + BigInt(last) > BigInt(this.limit));
+  }
+
   /** {@link DmaApi.mapNumber}: `map` for bus addresses below 2^53, else -1 (nothing mapped). */
   mapNumber(gpa: number, length: number, _dir: DmaDirection): number {
     if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa + length > 2 ** 52) {

@@ -296,19 +296,24 @@ export class Iotlb {
     const pn = Math.floor(iova / span);
     const lo = pn >>> 0;
     const hi = (Math.floor(pn / TWO_32) | (level << 24)) >>> 0;
-    if (this.#findLevel(domain, iova, level) < 0 && this.#count >= this.capacity) {
-      this.stats.overflowFlushes++;
-      this.stats.entriesInvalidated += this.#count;
-      this.#bump();
-    }
+    // One probe finds the entry or the empty slot it goes to (was: a lookup, then this probe).
     const home = this.#hash(lo, hi, domain);
     let i = home;
-    const gen = this.#gen, cur = this.#cur, mask = this.#mask;
+    const gen = this.#gen, mask = this.#mask;
+    let cur = this.#cur;
     while (gen[i] === cur) {
       if (this.#tagLo[i] === lo && this.#tagHi[i] === hi && this.#dom[i] === domain) break;
       i = (i + 1) & mask;
     }
     if (gen[i] !== cur) {
+      if (this.#count >= this.capacity) {
+        // full: flush everything first (QEMU's rule); the table is then empty from `home` on
+        this.stats.overflowFlushes++;
+        this.stats.entriesInvalidated += this.#count;
+        this.#bump();
+        cur = this.#cur;
+        i = home;
+      }
       this.#count++;
       this.#perLevel[level]++;
     }
