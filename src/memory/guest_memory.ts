@@ -18,8 +18,8 @@ import { TWO_POW_32, type U64, u64FromParts, u64Hi, u64Lo } from "./u64.ts";
  */
 const COPY_LOOP_BELOW = 128;
 
-// Copies `length` bytes between two distinct regions' buffers (no overlap possible), all three
-// multiples of 4: an Int32Array loop, 2-4x faster than DataView word accesses on this V8.
+// Copies `length` bytes between non-overlapping ranges, all three multiples of 4: an Int32Array
+// loop, 2-4x faster than DataView word accesses on this V8.
 function copyAligned(dst: Int32Array, doff: number, src: Int32Array, so: number, length: number) {
   const d = doff >> 2, s = so >> 2, n = length >> 2;
   for (let i = 0; i < n; i++) dst[d + i] = src[s + i];
@@ -299,12 +299,15 @@ export class GuestMemory {
     }
     const so = srcGpa - s.gpa;
     const doff = dstGpa - d.gpa;
-    if (s === d) d.bytes.copyWithin(doff, so, so + length);
-    else if (length < COPY_LOOP_BELOW) {
-      if (((doff | so | length) & 3) === 0 && doff < 2 ** 31 && so < 2 ** 31) {
-        copyAligned(d.words, doff, s.words, so, length);
-      } else copyWords(d.view, doff, s.view, so, length);
-    } else d.bytes.set(s.bytes.subarray(so, so + length), doff);
+    if (
+      length < COPY_LOOP_BELOW && ((doff | so | length) & 3) === 0 && doff < 2 ** 31 &&
+      so < 2 ** 31 && (s !== d || so + length <= doff || doff + length <= so)
+    ) {
+      // small, word-aligned, not overlapping: a word loop (no ~30 ns native call)
+      copyAligned(d.words, doff, s.words, so, length);
+    } else if (s === d) d.bytes.copyWithin(doff, so, so + length);
+    else if (length < COPY_LOOP_BELOW) copyWords(d.view, doff, s.view, so, length);
+    else d.bytes.set(s.bytes.subarray(so, so + length), doff);
   }
 
   /** Fills `length` bytes at `gpa` with `value` (reported as a write). @throws MemoryFault */
