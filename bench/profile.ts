@@ -4,7 +4,9 @@
  * top first. Use it to find the hot spot of a DMA mode before changing it.
  *
  * Usage: `deno task bench:profile [--seconds S] [--top N] CASE-NAME` (a name from
- * `deno task bench --list`, e.g. `"split/swiotlb q256 b32 p64 c1"`).
+ * `deno task bench --list`, e.g. `"split/swiotlb q256 b32 p64 c1"`). It runs the case in a child
+ * `deno run --cpu-prof`, then prints the child's profile (`--profile FILE` prints an existing
+ * one; `--child` is the child's own mode: just run the loop).
  *
  * @module
  */
@@ -65,7 +67,10 @@ export function selfTimes(profile: { nodes: Node[] }): { fn: string; share: numb
 }
 
 async function main(): Promise<number> {
-  const a = parseArgs(Deno.args, { string: ["seconds", "top", "profile"], boolean: ["help"] });
+  const a = parseArgs(Deno.args, {
+    string: ["seconds", "top", "profile"],
+    boolean: ["help", "child"],
+  });
   if (a.help || a._.length !== 1) {
     console.log(
       "deno task bench:profile [--seconds S (default 3)] [--top N (default 25)] " +
@@ -83,6 +88,34 @@ async function main(): Promise<number> {
   }
   const p = parseCaseName(name);
   if (caseName(p) !== name) throw new Error(`case name ${name} is not canonical: ${caseName(p)}`);
+  if (!a.child) {
+    const dir = await Deno.makeTempDir({ prefix: "virtq-prof-" });
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-read",
+        "--allow-sys",
+        "--cpu-prof",
+        `--cpu-prof-dir=${dir}`,
+        new URL(import.meta.url).pathname,
+        "--child",
+        "--seconds",
+        String(a.seconds ?? 3),
+        name,
+      ],
+      stdout: "inherit",
+      stderr: "inherit",
+    }).output();
+    if (!out.success) return 2;
+    const file = [...Deno.readDirSync(dir)].find((e) => e.name.endsWith(".cpuprofile"));
+    if (!file) throw new Error(`no .cpuprofile written in ${dir}`);
+    console.log(`profile: ${dir}/${file.name} (open in Chrome DevTools)`);
+    const prof = JSON.parse(await Deno.readTextFile(`${dir}/${file.name}`));
+    for (const r of selfTimes(prof).slice(0, top)) {
+      console.log(`${(r.share * 100).toFixed(1).padStart(5)}%  ${r.fn}`);
+    }
+    return 0;
+  }
   const b = createBenchable(p);
   const ms = Number(a.seconds ?? 3) * 1000;
   const t0 = performance.now();
@@ -92,7 +125,7 @@ async function main(): Promise<number> {
     calls++;
   }
   const ns = ((performance.now() - t0) * 1e6) / (calls * b.chainsPerCall);
-  console.log(`${name}: ${ns.toFixed(1)} ns/chain (loop average, profiler on if --cpu-prof)`);
+  console.log(`${name}: ${ns.toFixed(1)} ns/chain (loop average with the profiler on)`);
   return 0;
 }
 
