@@ -84,10 +84,6 @@ export class DmaWindowTable {
   }
 
   /**
-   * Driver direction (Linux `translate_phys_to_dma`): the bus address of `[gpa, gpa + length)`.
-   * @returns the exact bus address, or `null` when no single window covers the whole range.
-   */
-  /**
    * {@link DmaWindowTable.physToBus} as a number only: the bus address, -1 when no window covers
    * the range (`physToBus` returns `null`), -2 when the bus address is at or above 2^53.
    */
@@ -103,6 +99,10 @@ export class DmaWindowTable {
     return -1;
   }
 
+  /**
+   * Driver direction (Linux `translate_phys_to_dma`): the bus address of `[gpa, gpa + length)`.
+   * @returns the exact bus address, or `null` when no single window covers the whole range.
+   */
   physToBus(gpa: number, length: number): U64 | null {
     for (let i = 0; i < this.#cpu.length; i++) {
       const off = gpa - this.#cpu[i];
