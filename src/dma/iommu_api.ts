@@ -175,7 +175,7 @@ export class IommuDmaApi implements ReversibleDmaApi {
       );
     }
     try {
-      this.iommu.map(this.domain, pfn * IOVA_GRANULE, gpa - off, pages * IOVA_GRANULE, perm);
+      this.iommu.mapPages(this.domain, pfn, gpa - off, pages, perm);
     } catch (e) {
       this.#freeIova(pfn);
       throw e;
@@ -231,12 +231,11 @@ export class IommuDmaApi implements ReversibleDmaApi {
     }
     const pfn = a.rangeLo(i);
     const mapped = a.dataA(i);
-    const iova = pfn * IOVA_GRANULE;
-    this.iommu.unmap(this.domain, iova, mapped * IOVA_GRANULE);
+    this.iommu.unmapPages(this.domain, pfn, mapped);
     this.stats.unmaps++;
     a.setDataB(i, a.dataB(i) | FLAG_PENDING);
     if (this.flushQueue === null) {
-      this.iommu.iotlb.invalidateRange(this.domain.id, iova, mapped * IOVA_GRANULE);
+      this.iommu.iotlb.invalidatePages(this.domain.id, pfn, mapped);
       this.stats.invalidations++;
       a.freeFast(pfn);
     } else {

@@ -295,10 +295,31 @@ export class Iotlb {
     if ((domain & 0xffff) !== domain) {
       throw new RangeError(`IOTLB domain ID ${domain} is not a 16-bit integer`);
     }
-    const span = SPAN[level];
-    const pn = Math.floor(iova / span);
-    const lo = pn >>> 0;
-    const hi = (Math.floor(pn / TWO_32) | (level << 24)) >>> 0;
+    const pn = Math.floor(iova / SPAN[level]);
+    this.#insertTag(
+      domain,
+      pn >>> 0,
+      (Math.floor(pn / TWO_32) | (level << 24)) >>> 0,
+      level,
+      pageGpa,
+      perm,
+    );
+  }
+
+  /**
+   * {@link Iotlb.insert} of a 4 KiB entry (level 1) by page number (`iova / 4096`, a small
+   * integer below 2^30 for IOVAs below 4 TiB: passing it boxes nothing).
+   * @throws RangeError as `insert`.
+   */
+  insertPage(domain: number, pfn: number, pageGpa: number, perm: number): void {
+    if ((domain & 0xffff) !== domain) {
+      throw new RangeError(`IOTLB domain ID ${domain} is not a 16-bit integer`);
+    }
+    const hi = pfn < TWO_32 ? L1 : (Math.floor(pfn / TWO_32) | L1) >>> 0;
+    this.#insertTag(domain, pfn >>> 0, hi, 1, pageGpa, perm);
+  }
+
+  #insertTag(domain: number, lo: number, hi: number, level: number, pageGpa: number, perm: number) {
     // One probe finds the entry or the empty slot it goes to (was: a lookup, then this probe).
     const home = this.#hash(lo, hi, domain);
     let i = home;
@@ -384,6 +405,30 @@ export class Iotlb {
     const size = 4096 * 2 ** am;
     const start = Math.floor(iova / size) * size;
     this.#invalidate(domain, start, start + size);
+  }
+
+  /**
+   * {@link Iotlb.invalidateRange} of `pages` 4 KiB pages from page number `pfn` (for one page,
+   * small integers only: the call boxes nothing).
+   */
+  invalidatePages(domain: number, pfn: number, pages: number): void {
+    if (pages !== 1) {
+      this.invalidateRange(domain, pfn * 4096, pages * 4096);
+      return;
+    }
+    this.stats.rangeInvalidations++;
+    if (this.#count === 0) return;
+    for (let level = 1; level <= 3; level++) {
+      if (this.#perLevel[level] === 0) continue;
+      const pn = level === 1 ? pfn : Math.floor(pfn / (level === 2 ? 512 : 262144));
+      const i = this.#find(
+        domain,
+        pn >>> 0,
+        (Math.floor(pn / TWO_32) | (level << 24)) >>> 0,
+        SPAN[level],
+      );
+      if (i >= 0) this.#removeAt(i);
+    }
   }
 
   /** Removes `domain`'s entries overlapping `[iova, iova + size)`. */

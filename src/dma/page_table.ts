@@ -43,6 +43,8 @@ const WORDS_PER_TABLE = ENTRIES * 2;
 const TWO_32 = 0x1_0000_0000;
 /** Bytes covered by one entry at level L (index L). */
 const LEVEL_SPAN = [0, 2 ** 12, 2 ** 21, 2 ** 30, 2 ** 39, 2 ** 48];
+/** The same spans in 4 KiB pages. */
+const PFN_SPAN = [0, 1, 2 ** 9, 2 ** 18, 2 ** 27, 2 ** 36];
 
 /** Reusable result of {@link IoPageTable.walk}. */
 export class IoPageWalk {
@@ -108,21 +110,36 @@ export class IoPageTable {
    * is not present (or `iova` is beyond the address width).
    */
   walk(iova: number, out: IoPageWalk): boolean {
-    const pool = this.#pool;
     out.entriesRead = 0;
     if (!(iova >= 0 && iova < LEVEL_SPAN[this.levels + 1])) return false;
     // 9-bit indices from the IOVA's 32-bit halves, integer ops only.
     const lo = iova >>> 0;
-    const hi = (iova - lo) / TWO_32;
+    return this.#walkParts(lo >>> 12, (iova - lo) / TWO_32, out);
+  }
+
+  /**
+   * {@link IoPageTable.walk} of the IOVA `pfn * 4096`, from its 4 KiB page number (a small
+   * integer: passing it never boxes a heap number, as an IOVA at or above 2^31 would be).
+   */
+  walkPage(pfn: number, out: IoPageWalk): boolean {
+    out.entriesRead = 0;
+    if (!(pfn >= 0 && pfn * IO_PAGE_4K < LEVEL_SPAN[this.levels + 1])) return false;
+    return this.#walkParts(pfn & 0xf_ffff, pfn < 0x10_0000 ? 0 : Math.floor(pfn / 0x10_0000), out);
+  }
+
+  // p20: IOVA bits 12..31 (the low 20 bits of the page number), hi: IOVA bits 32 and up; both
+  // small integers, so this call boxes nothing.
+  #walkParts(p20: number, hi: number, out: IoPageWalk): boolean {
+    const pool = this.#pool;
     let table = 0;
     let perm = IOPTE_READ | IOPTE_WRITE;
     for (let level: number = this.levels; level >= 1; level--) {
       const idx = level === 1
-        ? (lo >>> 12) & 511
+        ? p20 & 511
         : level === 2
-        ? (lo >>> 21) & 511
+        ? (p20 >>> 9) & 511
         : level === 3
-        ? ((lo >>> 30) | (hi << 2)) & 511
+        ? ((p20 >>> 18) | (hi << 2)) & 511
         : (hi >>> 7) & 511;
       const w = table * WORDS_PER_TABLE + idx * 2;
       const e = pool[w];
@@ -192,13 +209,32 @@ export class IoPageTable {
             break;
           }
         }
-        this.#setLeaf(va, pa, level, perm);
+        this.#setLeaf(va / IO_PAGE_4K, pa, level, perm);
         done += LEVEL_SPAN[level];
       }
     } catch (e) {
       if (done > 0) this.unmap(iova, done);
       throw e;
     }
+  }
+
+  /**
+   * {@link IoPageTable.map} of the one 4 KiB page `pfn` (IOVA `pfn * 4096`) to `gpa`, by page
+   * number: a small integer, so the call boxes nothing. Same checks and errors as `map`.
+   * @throws DmaMapError as `map`; RangeError for a bad permission.
+   */
+  mapPage(pfn: number, gpa: number, perm: number): void {
+    if (
+      Number.isSafeInteger(pfn) && pfn >= 0 &&
+      (pfn + 1) * IO_PAGE_4K <= LEVEL_SPAN[this.levels + 1] &&
+      Number.isSafeInteger(gpa) && gpa >= 0 && (gpa & 0xfff) === 0 && gpa + IO_PAGE_4K <= 2 ** 52 &&
+      (perm & (IOPTE_READ | IOPTE_WRITE)) !== 0 && (perm & ~3) === 0 &&
+      (this.pageSizes & IO_PAGE_4K) !== 0
+    ) {
+      this.#setLeaf(pfn, gpa, 1, perm);
+      return;
+    }
+    this.map(pfn * IO_PAGE_4K, gpa, IO_PAGE_4K, perm);
   }
 
   /**
@@ -212,7 +248,7 @@ export class IoPageTable {
     this.#checkRange(iova, size, "unmap");
     if (size === IO_PAGE_4K) {
       // one page (every dma-iommu unmap of a small buffer): an iterative walk, same effect
-      const r = this.#unmapPage(iova);
+      const r = this.#unmapPage(iova / IO_PAGE_4K);
       if (r >= 0) {
         this.#mappedBytes -= r;
         return r;
@@ -234,17 +270,36 @@ export class IoPageTable {
   readonly #walkTable = new Int32Array(6);
   readonly #walkWord = new Int32Array(6);
 
-  // The 4 KiB page at `va` unmapped as #unmapAt would (the leaf cleared, then every table left
+  /**
+   * {@link IoPageTable.unmap} of the one 4 KiB page `pfn` (IOVA `pfn * 4096`), by page number: a
+   * small integer, so the call boxes nothing.
+   * @returns bytes unmapped (4096 or 0).
+   * @throws DmaMapError `misaligned` / `mask` as `unmap`.
+   */
+  unmapPage(pfn: number): number {
+    if (
+      Number.isSafeInteger(pfn) && pfn >= 0 && (pfn + 1) * IO_PAGE_4K <= LEVEL_SPAN[this.levels + 1]
+    ) {
+      const r = this.#unmapPage(pfn);
+      if (r >= 0) {
+        this.#mappedBytes -= r;
+        return r;
+      }
+    }
+    return this.unmap(pfn * IO_PAGE_4K, IO_PAGE_4K);
+  }
+
+  // The 4 KiB page `pfn` unmapped as #unmapAt would (the leaf cleared, then every table left
   // empty freed, bottom up), without recursion; -1 (nothing changed) when a large page is on
   // the way (it must be split: the general path).
-  #unmapPage(va: number): number {
+  #unmapPage(pfn: number): number {
     const pool = this.#pool;
     const tabs = this.#walkTable, words = this.#walkWord;
     let table = 0;
     let level: number = this.levels;
     let removed = 0;
     for (; level >= 1; level--) {
-      const w = table * WORDS_PER_TABLE + (Math.floor(va / LEVEL_SPAN[level]) & (ENTRIES - 1)) * 2;
+      const w = table * WORDS_PER_TABLE + (Math.floor(pfn / PFN_SPAN[level]) & (ENTRIES - 1)) * 2;
       tabs[level] = table;
       words[level] = w;
       const lo = pool[w];
@@ -348,10 +403,11 @@ export class IoPageTable {
     }
   }
 
-  #setLeaf(va: number, pa: number, leafLevel: number, perm: number): void {
+  // `vpn`: the IOVA in 4 KiB pages (a small integer: calling with it boxes nothing).
+  #setLeaf(vpn: number, pa: number, leafLevel: number, perm: number): void {
     let table = 0;
     for (let level = this.levels; level > leafLevel; level--) {
-      const idx = Math.floor(va / LEVEL_SPAN[level]) & (ENTRIES - 1);
+      const idx = Math.floor(vpn / PFN_SPAN[level]) & (ENTRIES - 1);
       const w = table * WORDS_PER_TABLE + idx * 2;
       const lo = this.#pool[w];
       if ((lo & 3) === 0) {
@@ -363,16 +419,16 @@ export class IoPageTable {
       } else if ((lo & IOPTE_PS) !== 0) {
         throw new DmaMapError(
           "overlap",
-          va,
+          vpn * IO_PAGE_4K,
           LEVEL_SPAN[leafLevel],
           "io-page-table",
-          `IOVA ${hex64(va)} is inside a mapped large page`,
+          `IOVA ${hex64(vpn * IO_PAGE_4K)} is inside a mapped large page`,
         );
       } else {
         table = (lo >>> 12) | (this.#pool[w + 1] << 20);
       }
     }
-    const idx = Math.floor(va / LEVEL_SPAN[leafLevel]) & (ENTRIES - 1);
+    const idx = Math.floor(vpn / PFN_SPAN[leafLevel]) & (ENTRIES - 1);
     const w = table * WORDS_PER_TABLE + idx * 2;
     const lo = this.#pool[w];
     if ((lo & 3) !== 0) {
@@ -382,10 +438,10 @@ export class IoPageTable {
       if (!isTable || !this.#tableEmpty(sub)) {
         throw new DmaMapError(
           "overlap",
-          va,
+          vpn * IO_PAGE_4K,
           LEVEL_SPAN[leafLevel],
           "io-page-table",
-          `IOVA ${hex64(va)} is already mapped`,
+          `IOVA ${hex64(vpn * IO_PAGE_4K)} is already mapped`,
         );
       }
       this.#free.push(sub);
