@@ -71,6 +71,10 @@ export const MAPPING_MODES: readonly string[] = [
   "iommu-lazy",
   "swiotlb",
   "virtio-iommu",
+  "confidential",
+  "confidential-iommu",
+  // bus addresses at 2^63 are exact u64 bigints (DmaApi's U64 above 2^53): allocation by design
+  "window-high",
 ];
 
 /** True when `p` runs only hot-path code (add, pop, push, get-used, translate on an IOTLB hit). */
@@ -99,6 +103,11 @@ export function allocCases(smoke: boolean): CaseParams[] {
         "swiotlb",
         "virtio-iommu",
         "virtio-iommu-long",
+        "direct",
+        "window-high",
+        "window-iommu",
+        "confidential",
+        "confidential-iommu",
       ]
     ) out.push({ ...BASE, engine, dma });
   }

@@ -39,8 +39,13 @@ export interface BenchArgs {
   requestNs: number;
   /** Skip the allocation check. */
   noAlloc: boolean;
-  /** `family`: one Worker isolate per engine family; `none`: everything in this isolate. */
-  isolate: "family" | "none";
+  /**
+   * `case`: one Worker isolate per case (default); `family`: one per engine family; `none`:
+   * everything in this isolate.
+   */
+  isolate: "case" | "family" | "none";
+  /** After the run, measure every case again alone in a fresh isolate and compare. */
+  checkIsolation: boolean;
 }
 
 /** Help text. */
@@ -68,9 +73,14 @@ Options:
                        (default 1000; a model parameter, never a delay)
   --request-ns N       MODELED cost of one virtio-iommu MAP/UNMAP request (default 5000)
   --no-alloc           skip the allocation-per-chain check
-  --isolate MODE       family (default): each layout/DMA-mode family runs in its own Worker
-                       isolate, so V8 type feedback from one family cannot slow another;
-                       none: all cases in one isolate (shows the polymorphic cost)
+  --isolate MODE       case (default): every case runs in its own Worker isolate, so V8 type
+                       feedback from other cases cannot slow it: a case measures the same in the
+                       full run as alone; family: one isolate per layout/DMA-mode family (cases
+                       of a family share feedback); none: all cases in one isolate (shows the
+                       polymorphic cost)
+  --check-isolation    after the run, measure every case again alone in a fresh isolate and
+                       print full-run/alone per case; exit 1 when one differs by more than the
+                       noise band (use with --filter; doubles the run time)
   -h, --help           this text
 
 Examples:
@@ -95,7 +105,7 @@ const STRINGS = [
   "request-ns",
   "isolate",
 ];
-const BOOLEANS = ["help", "smoke", "list", "no-alloc"];
+const BOOLEANS = ["help", "smoke", "list", "no-alloc", "check-isolation"];
 
 function num(flag: string, v: unknown, min: number, max: number, int: boolean): number {
   const x = Number(v);
@@ -152,9 +162,9 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
   const noise = get("noise");
   const inv = get("invalidation-ns");
   const req = get("request-ns");
-  const isolate = get("isolate") ?? "family";
-  if (isolate !== "family" && isolate !== "none") {
-    throw new Error(`--isolate ${isolate}: expected family or none`);
+  const isolate = get("isolate") ?? "case";
+  if (isolate !== "case" && isolate !== "family" && isolate !== "none") {
+    throw new Error(`--isolate ${isolate}: expected case, family or none`);
   }
   return {
     help: a.help === true,
@@ -173,5 +183,6 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
     requestNs: req === undefined ? 5000 : num("request-ns", req, 0, 1e9, false),
     noAlloc: a["no-alloc"] === true,
     isolate,
+    checkIsolation: a["check-isolation"] === true,
   };
 }

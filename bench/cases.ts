@@ -189,7 +189,8 @@ export function buildSuites(avail: Availability): Suite[] {
   });
   suites.push({
     name: "dma",
-    description: "every DMA mode on main, 64 B and 1500 B, per layout",
+    description:
+      "every DMA mode createDmaMode builds (and the bench-only ones), 64 B and 1500 B, per layout",
     cases: each((engine) =>
       avail.dmaModes.flatMap((dma) => [v({ engine, dma }), v({ engine, dma, payload: 1500 })])
     ),

@@ -16,7 +16,16 @@
  * - `virtio-iommu-long`: the same stack with one long-lived mapping of the buffer region made at
  *   set-up (`longLived`): no request per buffer, every descriptor translated by the endpoint;
  * - `virtio-iommu`: the virtio-iommu device and driver (`createViommuStack`): a MAP and an UNMAP
- *   request per buffer through the request queue.
+ *   request per buffer through the request queue;
+ * - `direct` [`direct`]: dma-direct identity with the mask checked (M1);
+ * - `window-high` [`window-high`]: dma-direct through a window at bus 2^63 (POWER DDW): every bus
+ *   address is an exact u64 bigint, so this mode allocates per buffer by design;
+ * - `window-iommu` [`window-iommu`]: the direct window when the buffer fits (it always does here),
+ *   else dma-iommu;
+ * - `confidential` [`confidential`]: buffers in private memory, bounced through a shared pool;
+ *   the device sees only shared memory;
+ * - `confidential-iommu` [`confidential-iommu`]: the same with the bounce slots mapped through
+ *   dma-iommu (strict) and the device behind the IOMMU.
  *
  * @module
  */
@@ -68,6 +77,11 @@ export const BENCH_DMA_MODES = [
   "swiotlb",
   "virtio-iommu",
   "virtio-iommu-long",
+  "direct",
+  "window-high",
+  "window-iommu",
+  "confidential",
+  "confidential-iommu",
 ] as const;
 
 /** Ring layouts and DMA modes present on this branch. */
@@ -147,6 +161,12 @@ class PremappedDmaApi implements DmaApi {
       return this.#bus + (gpa - this.#gpa);
     }
     return this.#inner.map(gpa, length, dir);
+  }
+  mapNumber(gpa: number, length: number, dir: DmaDirection): number {
+    if (gpa >= this.#gpa && gpa + length <= this.#gpa + this.#size) {
+      return this.#bus + (gpa - this.#gpa);
+    }
+    return this.#inner.mapNumber ? this.#inner.mapNumber(gpa, length, dir) : -1;
   }
   unmap(bus: U64, length: number, dir: DmaDirection): void {
     if (typeof bus === "number" && bus >= this.#bus && bus + length <= this.#bus + this.#size) {

@@ -12,7 +12,8 @@ import { buildSuites, caseName, selectCases, smokeCases, withSol } from "./cases
 import { AVAILABLE, createBenchable, PENDING } from "./engines.ts";
 import { runCases } from "./runner.ts";
 import { allocCases } from "./alloc.ts";
-import { LocalMeasurer, type Measurer, WorkerMeasurer } from "./measurer.ts";
+import { isolateKey, LocalMeasurer, type Measurer, WorkerMeasurer } from "./measurer.ts";
+import { checkIsolation, formatIsolation, type IsolationCheck } from "./isolation.ts";
 import { computeTargets, solTarget } from "./targets.ts";
 import { compareResults } from "./compare.ts";
 import {
@@ -83,11 +84,13 @@ async function main(args: BenchArgs): Promise<number> {
   );
   if (PENDING.length) console.log(`not on this branch yet: ${PENDING.join("; ")}`);
 
-  const m: Measurer = args.isolate === "family"
-    ? new WorkerMeasurer()
-    : new LocalMeasurer(createBenchable);
+  const iso = args.isolate;
+  const m: Measurer = iso === "none"
+    ? new LocalMeasurer(createBenchable)
+    : new WorkerMeasurer((p) => isolateKey(p, iso));
   const results: Results["results"] = [];
   const alloc: AllocResult[] = [];
+  let isolation: IsolationCheck | null = null;
   try {
     results.push(
       ...await runCases(cases, m, {
@@ -99,6 +102,14 @@ async function main(args: BenchArgs): Promise<number> {
     if (!args.noAlloc) {
       for (const p of allocCases(args.smoke)) alloc.push(await m.alloc(p));
     }
+    if (args.checkIsolation) {
+      isolation = await checkIsolation(results, m, {
+        rounds: args.rounds,
+        timeMs: args.timeMs,
+        noise: args.noise,
+        progress: (l) => console.error(l),
+      });
+    }
   } finally {
     m.close();
   }
@@ -106,6 +117,12 @@ async function main(args: BenchArgs): Promise<number> {
     invalidationNs: args.invalidationNs,
     requestNs: args.requestNs,
   });
+  let isolationFailed = false;
+  if (isolation) {
+    console.log("\n" + formatIsolation(isolation, args.isolate));
+    targets.push(isolation.target);
+    isolationFailed = isolation.target.status === "missed";
+  }
 
   const out: Results = {
     schema: RESULTS_SCHEMA_VERSION,
@@ -174,6 +191,10 @@ async function main(args: BenchArgs): Promise<number> {
     }; goal >= 0.50 of SoL ${s.status}`,
   );
   if (code) console.log("\nREGRESSION: at least one case is slower than the baseline (exit 1)");
+  if (isolationFailed) {
+    console.log("\nISOLATION: a case measures differently in the full run and alone (exit 1)");
+    code = 1;
+  }
   return code;
 }
 

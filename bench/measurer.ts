@@ -5,8 +5,11 @@
  * Why isolates: V8 keeps type feedback per call site. Once several queue or DMA classes have run
  * through the same engine code (`driver.add`, `space.translate`), those sites turn polymorphic or
  * megamorphic and every later case pays for it, so a case measured early (before the others ran)
- * would look faster than one measured late. One isolate per family gives each family the
- * monomorphic code a real single-device deployment has.
+ * would look faster than one measured late. One isolate per family is not enough: the cases of
+ * a family (queue sizes, batches, chain lengths, event-idx) differ in shape, and event-idx cases
+ * read 1.6-2x slower after their family's other cases than alone. One isolate per case (the
+ * default) gives every case the monomorphic code a real single-device deployment has, and the
+ * same figure in the full run as alone.
  *
  * @module
  */
@@ -138,8 +141,25 @@ export function familyOf(p: CaseParams): string {
   return p.engine === "sol" || p.engine === "memcpy" ? "reference" : `${p.engine}/${p.dma}`;
 }
 
-/** Measures each engine family in its own Worker. */
+/** Isolation of the cases: one isolate per case, per family, or none (this isolate). */
+export type IsolateMode = "case" | "family" | "none";
+
+/** The isolate key of a case under `mode` (cases with equal keys share a Worker). */
+export function isolateKey(p: CaseParams, mode: Exclude<IsolateMode, "none">): string {
+  return mode === "case" ? caseName(p) : familyOf(p);
+}
+
+/**
+ * Measures cases in Workers: one per isolate key ({@link isolateKey}; by default one per engine
+ * family). With `case` keys every case gets a fresh V8 isolate, so what it measures cannot depend
+ * on which other cases ran before it (the check: `deno task bench --check-isolation`).
+ */
 export class WorkerMeasurer implements Measurer {
+  readonly #key: (p: CaseParams) => string;
+  /** @param key the isolate key of a case, default {@link familyOf}. */
+  constructor(key: (p: CaseParams) => string = familyOf) {
+    this.#key = key;
+  }
   readonly #workers = new Map<string, Worker>();
   readonly #pending = new Map<
     number,
@@ -148,7 +168,7 @@ export class WorkerMeasurer implements Measurer {
   #next = 1;
 
   #worker(p: CaseParams): Worker {
-    const fam = familyOf(p);
+    const fam = this.#key(p);
     let w = this.#workers.get(fam);
     if (!w) {
       w = new Worker(new URL("./worker.ts", import.meta.url).href, { type: "module" });
@@ -191,6 +211,10 @@ export class WorkerMeasurer implements Measurer {
   }
   alloc(p: CaseParams): Promise<AllocResult> {
     return this.#call({ op: "alloc", params: p });
+  }
+  /** Workers started so far (one per isolate key seen). */
+  get workerCount(): number {
+    return this.#workers.size;
   }
   close(): void {
     for (const w of this.#workers.values()) w.terminate();

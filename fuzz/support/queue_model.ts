@@ -119,6 +119,7 @@ class PopCmd implements fc.Command<SplitModel, SplitReal> {
     for (let i = 0; i < this.n; i++) {
       const c = r.pair.device.pop();
       if (c === null) return;
+      chainsDone++;
       r.popped.push(c);
     }
   }
@@ -332,9 +333,17 @@ export function runModelSplit(input: ModelSplitInput, layout: RingLayout = "spli
   if (r.pair.driver.numFree !== input.size) fail("free-list", `numFree ${r.pair.driver.numFree}`);
 }
 
+/** Chains the device popped, over every run in this process (both layouts; `workDone`). */
+let chainsDone = 0;
+
 /** The `model-<layout>` target (an `fc.commands` target). */
 export class QueueModelTarget implements FuzzTarget<ModelSplitInput> {
   readonly name: string;
+  readonly workUnit = "chains";
+  /** Chains the device popped, over every run in this process (both layouts). */
+  workDone(): number {
+    return chainsDone;
+  }
   readonly description: string;
   readonly usesCommands = true;
   readonly #layout: RingLayout;

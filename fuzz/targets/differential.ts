@@ -226,6 +226,7 @@ function run(input: DifferentialInput): void {
           for (let i = 0; i < op.count; i++) {
             const c = s.pair.device.pop();
             if (c === null) break;
+            chainsDone++;
             s.inFlight.push(c);
           }
         }
@@ -272,8 +273,13 @@ function run(input: DifferentialInput): void {
 }
 
 /** The split/packed differential target. */
+/** Chains popped on either layout, over every run in this process (`workDone`). */
+let chainsDone = 0;
+
 export const differential: FuzzTarget<DifferentialInput> = {
   name: "differential",
+  workUnit: "chains",
+  workDone: () => chainsDone,
   description: "same workload over split and packed: identical used lengths and bytes per token",
   arbitrary,
   run,

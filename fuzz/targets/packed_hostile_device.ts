@@ -400,7 +400,9 @@ function run(input: PackedHostileDeviceInput): void {
       let got: number | undefined;
       try {
         got = drv.getUsed();
+        if (got !== undefined) chainsDone++;
       } catch (e) {
+        chainsDone++;
         if (!isVirtqError(e)) throw new OracleFailure("uncatalogued-throw", String(e), e);
         if (e.code !== want) {
           throw new OracleFailure(
@@ -537,8 +539,13 @@ function run(input: PackedHostileDeviceInput): void {
 }
 
 /** The packed hostile-device target. */
+/** Used elements the driver took or rejected, over every run in this process (`workDone`). */
+let chainsDone = 0;
+
 export const packedHostileDevice: FuzzTarget<PackedHostileDeviceInput> = {
   name: "packed-hostile-device",
+  workUnit: "chains",
+  workDone: () => chainsDone,
   description: "hostile device vs packed driver: used descriptors in any order, corrupted",
   arbitrary,
   run,

@@ -281,8 +281,10 @@ export function runHostileDevice(input: HostileDeviceInput): void {
             }
             if (wasBroken) fail("throw-after-broken", `getUsed threw ${e.code} while broken`, e);
             if (drv.broken !== e) fail("not-broken", `driver not broken after ${e.code}`);
+            chainsDone++;
             break;
           }
+          if (t !== undefined) chainsDone++;
           if (wasBroken && t !== undefined) {
             fail("token-after-broken", `token ${t} returned while broken`);
           }
@@ -537,8 +539,13 @@ const inputSchema = z.strictObject({
 });
 
 /** The `split-hostile-device` target. */
+/** Used elements the driver took or rejected, over every run in this process (`workDone`). */
+let chainsDone = 0;
+
 export const splitHostileDevice: FuzzTarget<HostileDeviceInput> = {
   name: "split-hostile-device",
+  workUnit: "chains",
+  workDone: () => chainsDone,
   description:
     "hostile device vs split driver: forged used elements/idx and descriptor scribbles; tokens at most once, no leaks",
   arbitrary: () => inputArb,

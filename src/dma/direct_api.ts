@@ -99,6 +99,41 @@ export class DirectDmaApi implements ReversibleDmaApi {
     return bus;
   }
 
+  /**
+   * True when `map(gpa, length)` would succeed: no `mask` or `window` refusal (as Linux alpha's
+   * `pci_map_single_1` tests the direct window before falling back to scatter-gather). Never throws.
+   */
+  accepts(gpa: number, length: number): boolean {
+    if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa + length > 2 ** 52) return false;
+    let bus: U64 = gpa;
+    if (this.windows !== null) {
+      const b = this.windows.physToBus(gpa, length > 0 ? length : 1);
+      if (b === null) return false;
+      bus = b;
+    }
+    const last = length > 0 ? length - 1 : 0;
+    if (typeof bus === "number") return !(bus + last > this.#limitNum);
+    return !(bus + BigInt(last) > BigInt(this.limit));
+  }
+
+  /** {@link DmaApi.mapNumber}: `map` for bus addresses below 2^53, else -1 (nothing mapped). */
+  mapNumber(gpa: number, length: number, _dir: DmaDirection): number {
+    if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa + length > 2 ** 52) {
+      throw new DmaMapError("mask", gpa, length, this.name, "beyond 2^52");
+    }
+    let bus = gpa;
+    if (this.windows !== null) {
+      const b = this.windows.physToBusNumber(gpa, length > 0 ? length : 1);
+      if (b === -2) return -1;
+      if (b < 0) {
+        throw new DmaMapError("window", gpa, length, this.name, "no DMA window covers the buffer");
+      }
+      bus = b;
+    }
+    if (bus + (length > 0 ? length - 1 : 0) > this.#limitNum) this.#overflow(gpa, length, bus);
+    return bus;
+  }
+
   #overflow(gpa: number, length: number, bus: U64): never {
     throw new DmaMapError(
       "mask",

@@ -15,7 +15,7 @@
  * @module
  */
 
-import { type Clock, SYSTEM_CLOCK } from "./clock.ts";
+import { type Clock, TICK_CLOCK } from "./clock.ts";
 
 /** Linux `IOVA_DEFAULT_FQ_SIZE`: entries per flush queue. */
 export const IOVA_DEFAULT_FQ_SIZE = 256;
@@ -32,7 +32,7 @@ export interface FlushQueueOptions {
   size?: number;
   /** Milliseconds from arming to a timed flush, default 10. */
   timeoutMs?: number;
-  /** Time source, default the system clock (inject a `FakeClock` in tests). */
+  /** Time source, default {@link TICK_CLOCK} (inject a `FakeClock` in tests). */
   clock?: Clock;
 }
 
@@ -82,7 +82,7 @@ export class FlushQueue {
     this.timeoutMs = options.timeoutMs ?? IOVA_DEFAULT_FQ_TIMEOUT;
     if (!Number.isInteger(this.size) || this.size < 1) throw new RangeError("fq size must be >= 1");
     if (!(this.timeoutMs >= 0)) throw new RangeError("fq timeout must be >= 0 ms");
-    this.clock = options.clock ?? SYSTEM_CLOCK;
+    this.clock = options.clock ?? TICK_CLOCK;
     this.#pfn = new Float64Array(this.size);
     this.#pages = new Float64Array(this.size);
     this.#onFlush = onFlush;

@@ -51,6 +51,10 @@ export class RawGpaDmaApi implements DmaApi {
     if (gpa + length > GPA_LIMIT) throw new DmaMapError("mask", gpa, length, this.name);
     return gpa;
   }
+  /** {@link DmaApi.mapNumber}: the GPA itself. */
+  mapNumber(gpa: number, length: number, dir: DmaDirection): number {
+    return this.map(gpa, length, dir) as number;
+  }
   /** No-op. */
   unmap(_bus: U64, _length: number, _dir: DmaDirection): void {}
   /** No-op. */

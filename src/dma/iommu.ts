@@ -214,6 +214,35 @@ export class Iommu {
   }
 
   /**
+   * {@link Iommu.map} of `pages` 4 KiB pages from page number `pfn` to `gpa` (one page by page
+   * number: the call boxes nothing). Same checks and errors as `map`.
+   * @throws DmaMapError as `map`; RangeError for a domain that is not paged.
+   */
+  mapPages(domain: IommuDomain, pfn: number, gpa: number, pages: number, perm: number): void {
+    if (pages !== 1) {
+      this.map(domain, pfn * 4096, gpa, pages * 4096, perm);
+      return;
+    }
+    if (domain.table === null) throw new RangeError(`domain ${domain.id} is not paged`);
+    if (this.overlapsReserved(pfn * 4096, 4096)) {
+      const iova = pfn * 4096;
+      throw new DmaMapError("reserved-region", iova, 4096, this.name, "IOVA range is reserved");
+    }
+    this.stats.maps++;
+    domain.table.mapPage(pfn, gpa, perm);
+  }
+
+  /**
+   * {@link Iommu.unmap} of `pages` 4 KiB pages from page number `pfn` (one page by page number:
+   * the call boxes nothing).
+   * @returns bytes unmapped.
+   */
+  unmapPages(domain: IommuDomain, pfn: number, pages: number): number {
+    if (domain.table === null) throw new RangeError(`domain ${domain.id} is not paged`);
+    this.stats.unmaps++;
+    return pages === 1 ? domain.table.unmapPage(pfn) : domain.table.unmap(pfn * 4096, pages * 4096);
+  }
+  /**
    * Clears page-table entries of a paged domain. Does **not** invalidate the IOTLB: the caller
    * does that now (strict) or later (lazy, flush queue).
    * @returns bytes unmapped.
@@ -308,7 +337,7 @@ export class Iommu {
       size = tlb.hitSize;
       perm = tlb.hitPerm;
     } else {
-      const w = this.#miss(domain, table, bus, length, access);
+      const w = this.#miss(domain, table, pfn, offset, length, access);
       base = w.pageGpa;
       size = w.pageSize;
       perm = w.perm;
@@ -326,22 +355,26 @@ export class Iommu {
   }
 
   // IOTLB miss: walk the table, cache the result, or fault `unmapped`.
+  // The IOTLB miss: a walk and an insert, by page number (no IOVA >= 2^31 passed around).
   #miss(
     domain: IommuDomain,
     table: IoPageTable,
-    bus: number,
+    pfn: number,
+    offset: number,
     length: number,
     access: DmaAccess,
   ): IoPageWalk {
     const w = this.#walk;
-    const ok = table.walk(bus, w);
+    const ok = table.walkPage(pfn, w);
     this.stats.walks++;
     this.stats.walkEntries += w.entriesRead;
     if (!ok) {
       this.stats.faults++;
+      const bus = pfn * 4096 + offset;
       throw new DmaFault("unmapped", bus, length, access, this.name, "I/O page not present");
     }
-    this.iotlb.insert(domain.id, bus, w.level, w.pageGpa, w.perm);
+    if (w.level === 1) this.iotlb.insertPage(domain.id, pfn, w.pageGpa, w.perm);
+    else this.iotlb.insert(domain.id, pfn * 4096, w.level, w.pageGpa, w.perm);
     return w;
   }
 

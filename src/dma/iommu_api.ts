@@ -17,6 +17,10 @@
  *   then {@link IommuDmaApi.isStale} reports the range: a device can still reach the old page
  *   through a stale IOTLB entry (the model keeps whatever the IOTLB really holds).
  *
+ * IOVAs come from the allocator's range caches (Linux `iova_rcache`, see
+ * {@link IovaAllocator.allocFast}): strict unmaps and lazy batch flushes put the IOVA back into
+ * its size class's magazine, and the next map of that size takes it from there.
+ *
  * When allocation fails and unmaps are pending, the queue is flushed and the allocation retried
  * once before `iova-exhausted` is reported.
  *
@@ -78,6 +82,7 @@ export interface IommuDmaApiStats {
   allocRetries: number;
 }
 
+// FLAG_PENDING: the range is not live (queued for invalidation, or held by a range cache).
 const FLAG_COHERENT = 1, FLAG_PENDING = 2;
 
 /** dma-iommu: IOVA allocation, page-table updates, strict or lazy IOTLB invalidation. */
@@ -140,12 +145,18 @@ export class IommuDmaApi implements ReversibleDmaApi {
     return this.#map(gpa, length, perm, 0);
   }
 
+  /** {@link DmaApi.mapNumber}: IOVAs are below 2^52, so always `map`'s answer. */
+  mapNumber(gpa: number, length: number, dir: DmaDirection): number {
+    const perm = dir === 1 ? IOPTE_READ : dir === 2 ? IOPTE_WRITE : IOPTE_READ | IOPTE_WRITE;
+    return this.#map(gpa, length, perm, 0);
+  }
+
   /** `dma_alloc_coherent`-style mapping (read/write). @throws DmaMapError as `map`. */
   mapCoherent(gpa: number, length: number): U64 {
     return this.#map(gpa, length, IOPTE_READ | IOPTE_WRITE, FLAG_COHERENT);
   }
 
-  #map(gpa: number, length: number, perm: number, flags: number): U64 {
+  #map(gpa: number, length: number, perm: number, flags: number): number {
     if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa + length > 2 ** 52) {
       throw new DmaMapError("mask", gpa, length, this.name, "beyond 2^52");
     }
@@ -164,9 +175,9 @@ export class IommuDmaApi implements ReversibleDmaApi {
       );
     }
     try {
-      this.iommu.map(this.domain, pfn * IOVA_GRANULE, gpa - off, pages * IOVA_GRANULE, perm);
+      this.iommu.mapPages(this.domain, pfn, gpa - off, pages, perm);
     } catch (e) {
-      this.allocator.free(pfn);
+      this.#freeIova(pfn);
       throw e;
     }
     this.stats.maps++;
@@ -181,10 +192,12 @@ export class IommuDmaApi implements ReversibleDmaApi {
       while (p < len) p *= 2;
       len = p;
     }
+    // Linux iommu_dma_alloc_iova: alloc_iova_fast below 4 GiB first (no rcache flush), then
+    // below the limit (emptying the range caches into the tree before giving up).
     for (let attempt = 0; attempt < 2; attempt++) {
       let pfn = -1;
-      if (this.#sacPfn > 0) pfn = this.allocator.alloc(len, this.#sacPfn, pages, flags);
-      if (pfn < 0) pfn = this.allocator.alloc(len, this.limitPfn, pages, flags);
+      if (this.#sacPfn > 0) pfn = this.allocator.allocFast(len, this.#sacPfn, pages, flags, false);
+      if (pfn < 0) pfn = this.allocator.allocFast(len, this.limitPfn, pages, flags, true);
       if (pfn >= 0) return pfn;
       if (this.flushQueue === null || !this.flushQueue.flush()) return -1;
       this.stats.allocRetries++;
@@ -218,15 +231,14 @@ export class IommuDmaApi implements ReversibleDmaApi {
     }
     const pfn = a.rangeLo(i);
     const mapped = a.dataA(i);
-    const iova = pfn * IOVA_GRANULE;
-    this.iommu.unmap(this.domain, iova, mapped * IOVA_GRANULE);
+    this.iommu.unmapPages(this.domain, pfn, mapped);
     this.stats.unmaps++;
+    a.setDataB(i, a.dataB(i) | FLAG_PENDING);
     if (this.flushQueue === null) {
-      this.iommu.iotlb.invalidateRange(this.domain.id, iova, mapped * IOVA_GRANULE);
+      this.iommu.iotlb.invalidatePages(this.domain.id, pfn, mapped);
       this.stats.invalidations++;
-      a.free(pfn);
+      a.freeFast(pfn);
     } else {
-      a.setDataB(i, a.dataB(i) | FLAG_PENDING);
       this.flushQueue.push(pfn, mapped);
     }
   }
@@ -252,7 +264,17 @@ export class IommuDmaApi implements ReversibleDmaApi {
     // Linux fq_flush_iotlb: one domain-wide IOTLB flush, then every queued IOVA is freed.
     this.iommu.iotlb.invalidateDomain(this.domain.id);
     this.stats.invalidations++;
-    for (let k = 0; k < fq.length; k++) this.allocator.free(fq.pfn(k));
+    // fq_ring_free -> free_iova_fast: the IOVAs go to the range caches, so the next maps reuse
+    // them without a tree search.
+    for (let k = 0; k < fq.length; k++) this.allocator.freeFast(fq.pfn(k));
+  }
+
+  // Returns a just-allocated IOVA whose mapping failed (Linux iommu_dma_free_iova).
+  #freeIova(pfn: number): void {
+    const a = this.allocator;
+    const i = a.findStart(pfn);
+    a.setDataB(i, a.dataB(i) | FLAG_PENDING);
+    a.freeFast(pfn);
   }
 
   /** Checks that `bus` lies in a live mapping (no cache maintenance on a coherent IOMMU). */

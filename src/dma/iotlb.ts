@@ -93,6 +93,9 @@ export class Iotlb {
   readonly #perm: Uint8Array;
   readonly #home: Uint32Array;
   #count = 0;
+  // The one domain every entry inserted since the last full flush belongs to, or -1 (none yet)
+  // or -2 (several): a domain-selective flush of that domain is then a generation bump.
+  #soleDomain = -1;
   readonly #perLevel = new Int32Array(4);
   // Front cache: copies of live 4 KiB entries whose page number is below 2^32, slot = pfn & mask.
   // Valid when #fGen equals #fCur (bumped with every flush-all; 0 = empty).
@@ -292,25 +295,52 @@ export class Iotlb {
     if ((domain & 0xffff) !== domain) {
       throw new RangeError(`IOTLB domain ID ${domain} is not a 16-bit integer`);
     }
-    const span = SPAN[level];
-    const pn = Math.floor(iova / span);
-    const lo = pn >>> 0;
-    const hi = (Math.floor(pn / TWO_32) | (level << 24)) >>> 0;
-    if (this.#findLevel(domain, iova, level) < 0 && this.#count >= this.capacity) {
-      this.stats.overflowFlushes++;
-      this.stats.entriesInvalidated += this.#count;
-      this.#bump();
+    const pn = Math.floor(iova / SPAN[level]);
+    this.#insertTag(
+      domain,
+      pn >>> 0,
+      (Math.floor(pn / TWO_32) | (level << 24)) >>> 0,
+      level,
+      pageGpa,
+      perm,
+    );
+  }
+
+  /**
+   * {@link Iotlb.insert} of a 4 KiB entry (level 1) by page number (`iova / 4096`, a small
+   * integer below 2^30 for IOVAs below 4 TiB: passing it boxes nothing).
+   * @throws RangeError as `insert`.
+   */
+  insertPage(domain: number, pfn: number, pageGpa: number, perm: number): void {
+    if ((domain & 0xffff) !== domain) {
+      throw new RangeError(`IOTLB domain ID ${domain} is not a 16-bit integer`);
     }
+    const hi = pfn < TWO_32 ? L1 : (Math.floor(pfn / TWO_32) | L1) >>> 0;
+    this.#insertTag(domain, pfn >>> 0, hi, 1, pageGpa, perm);
+  }
+
+  #insertTag(domain: number, lo: number, hi: number, level: number, pageGpa: number, perm: number) {
+    // One probe finds the entry or the empty slot it goes to (was: a lookup, then this probe).
     const home = this.#hash(lo, hi, domain);
     let i = home;
-    const gen = this.#gen, cur = this.#cur, mask = this.#mask;
+    const gen = this.#gen, mask = this.#mask;
+    let cur = this.#cur;
     while (gen[i] === cur) {
       if (this.#tagLo[i] === lo && this.#tagHi[i] === hi && this.#dom[i] === domain) break;
       i = (i + 1) & mask;
     }
     if (gen[i] !== cur) {
+      if (this.#count >= this.capacity) {
+        // full: flush everything first (QEMU's rule); the table is then empty from `home` on
+        this.stats.overflowFlushes++;
+        this.stats.entriesInvalidated += this.#count;
+        this.#bump();
+        cur = this.#cur;
+        i = home;
+      }
       this.#count++;
       this.#perLevel[level]++;
+      if (this.#soleDomain !== domain) this.#soleDomain = this.#soleDomain === -1 ? domain : -2;
     }
     gen[i] = cur;
     this.#tagLo[i] = lo;
@@ -333,6 +363,7 @@ export class Iotlb {
       this.#fCur = 1;
     } else this.#fCur++;
     this.#count = 0;
+    this.#soleDomain = -1;
     this.#perLevel.fill(0);
   }
 
@@ -376,6 +407,30 @@ export class Iotlb {
     this.#invalidate(domain, start, start + size);
   }
 
+  /**
+   * {@link Iotlb.invalidateRange} of `pages` 4 KiB pages from page number `pfn` (for one page,
+   * small integers only: the call boxes nothing).
+   */
+  invalidatePages(domain: number, pfn: number, pages: number): void {
+    if (pages !== 1) {
+      this.invalidateRange(domain, pfn * 4096, pages * 4096);
+      return;
+    }
+    this.stats.rangeInvalidations++;
+    if (this.#count === 0) return;
+    for (let level = 1; level <= 3; level++) {
+      if (this.#perLevel[level] === 0) continue;
+      const pn = level === 1 ? pfn : Math.floor(pfn / (level === 2 ? 512 : 262144));
+      const i = this.#find(
+        domain,
+        pn >>> 0,
+        (Math.floor(pn / TWO_32) | (level << 24)) >>> 0,
+        SPAN[level],
+      );
+      if (i >= 0) this.#removeAt(i);
+    }
+  }
+
   /** Removes `domain`'s entries overlapping `[iova, iova + size)`. */
   invalidateRange(domain: number, iova: number, size: number): void {
     this.stats.rangeInvalidations++;
@@ -385,7 +440,12 @@ export class Iotlb {
   /** Domain-selective invalidation: removes every entry of `domain`. */
   invalidateDomain(domain: number): void {
     this.stats.domainInvalidations++;
-    if (this.#count !== 0) this.#removeWhere(domain, -1, 0);
+    if (this.#count === 0) return;
+    if (this.#soleDomain === domain) {
+      // every entry is this domain's (dma-iommu's lazy flush, one device): O(1), as a full flush
+      this.stats.entriesInvalidated += this.#count;
+      this.#bump();
+    } else this.#removeWhere(domain, -1, 0);
   }
 
   /** Global invalidation: removes everything (a generation bump, O(1)). */

@@ -8,9 +8,18 @@
  * Like Linux, a search starts below the *cached node* (the last allocation; a free at or above
  * it moves it up to the next range) and retries from the limit when that finds nothing, so
  * IOVAs are handed out in a descending sweep rather than always from the highest gap.
- * Not modelled: the per-CPU range caches (rcaches), which change *which* free range is reused
- * but not the invariants this model checks. Ranges live in sorted plain arrays: allocation and
- * free are O(live ranges) with no per-call allocation beyond array growth.
+ * Ranges live in sorted plain arrays: allocation and free are O(live ranges) with no per-call
+ * allocation beyond array growth.
+ *
+ * {@link IovaAllocator.allocFast} / {@link IovaAllocator.freeFast} add Linux's range caches
+ * (`iova_rcache`, used by dma-iommu through `alloc_iova_fast` / `free_iova_fast`): a freed range
+ * of up to 2^({@link IOVA_RANGE_CACHE_MAX_SIZE} - 1) pages stays allocated in the tree and its
+ * first PFN goes into a magazine of its size class ({@link IOVA_MAG_SIZE} PFNs); the next
+ * allocation of that size pops the most recently freed PFN that fits below the limit, without a
+ * tree search. One CPU's cache is modelled (a `loaded` and a `prev` magazine) plus the global
+ * depot of full magazines, bounded at {@link MAX_GLOBAL_MAGS} as in Linux up to 6.6 (newer
+ * kernels keep an unbounded depot trimmed by a 100 ms timer). When the tree has no room,
+ * `allocFast` empties the caches back into the tree and retries (`flush_rcache`).
  *
  * @module
  */
@@ -18,6 +27,43 @@
 /** Default IOVA granule (4 KiB), the size of one PFN unless {@link IovaAllocatorOptions.granule}
  * says otherwise. */
 export const IOVA_GRANULE = 4096;
+
+/** PFNs per magazine (Linux `IOVA_MAG_SIZE`, 127 since 6.x so a magazine is 1 KiB; was 128). */
+export const IOVA_MAG_SIZE = 127;
+/** Size classes cached: ranges of 2^0 .. 2^(this - 1) pages (Linux `IOVA_RANGE_CACHE_MAX_SIZE`). */
+export const IOVA_RANGE_CACHE_MAX_SIZE = 6;
+/** Full magazines the global depot holds per size class (Linux `MAX_GLOBAL_MAGS`, up to 6.6). */
+export const MAX_GLOBAL_MAGS = 32;
+
+/** A magazine: a stack of cached first PFNs of one size class. */
+class Magazine {
+  readonly pfns = new Float64Array(IOVA_MAG_SIZE);
+  size = 0;
+}
+
+/** One size class: this CPU's `loaded` and `prev` magazines and the global depot. */
+class RangeCache {
+  loaded = new Magazine();
+  prev = new Magazine();
+  readonly depot: Magazine[] = [];
+  /** Empty magazines kept for reuse (Linux frees and kmallocs them; we recycle). */
+  readonly spare: Magazine[] = [];
+}
+
+/** Counters of the range caches. */
+export interface IovaRcacheStats {
+  /** `allocFast` calls answered from a magazine. */
+  hits: number;
+  /** `allocFast` calls that searched the tree. */
+  misses: number;
+  /** `freeFast` calls that cached the range. */
+  inserts: number;
+  /** Times the caches were emptied back into the tree (allocation failure). */
+  flushes: number;
+}
+
+/** Slots of the lookup hint table minus one (a power of two minus one). */
+const HINT_MASK = 255;
 
 /** 4 GiB in pages: limits up to here use the 32-bit cached node (Linux `cached32_node`). */
 const PFN_4G = 2 ** 20;
@@ -58,6 +104,12 @@ export class IovaAllocator {
   #r = new Float64Array(64 * STRIDE);
   /** Cached search start (exclusive top) for limits <= 4 GiB [0] and above [1]. */
   #cached = [Infinity, Infinity];
+  readonly #hintX = new Float64Array(HINT_MASK + 1).fill(-1);
+  readonly #hintI = new Int32Array(HINT_MASK + 1);
+  /** Range caches by log2 of the size in pages (created on first use). */
+  readonly #rcaches: (RangeCache | null)[] = new Array(IOVA_RANGE_CACHE_MAX_SIZE).fill(null);
+  /** Range-cache counters. */
+  readonly rcacheStats: IovaRcacheStats = { hits: 0, misses: 0, inserts: 0, flushes: 0 };
 
   /** Creates an empty allocator.
    * @throws RangeError for a negative or non-integer `startPfn`, or a `granule` that is not a
@@ -206,6 +258,125 @@ export class IovaAllocator {
     return true;
   }
 
+  /**
+   * Linux `alloc_iova_fast`: a range of `pages` pages (a power of two up to
+   * 2^({@link IOVA_RANGE_CACHE_MAX_SIZE} - 1) is served from the range cache when a cached PFN
+   * fits below `limitPfn`), else {@link IovaAllocator.alloc}; when that fails and `flushRcache`
+   * is set, the caches are emptied into the tree and the search retried once.
+   * @returns the first PFN, or -1.
+   */
+  allocFast(pages: number, limitPfn: number, a = 0, b = 0, flushRcache = true): number {
+    const log = sizeClass(pages);
+    if (log >= 0) {
+      const rc = this.#rcaches[log];
+      if (rc !== null) {
+        const pfn = rcacheGet(rc, limitPfn - pages);
+        if (pfn >= 0) {
+          const i = this.findStart(pfn);
+          this.#r[i * STRIDE + F_A] = a;
+          this.#r[i * STRIDE + F_B] = b;
+          this.rcacheStats.hits++;
+          return pfn;
+        }
+      }
+      this.rcacheStats.misses++;
+    }
+    let pfn = this.alloc(pages, limitPfn, a, b);
+    if (pfn < 0 && flushRcache && this.cachedRanges() > 0) {
+      this.flushRcaches();
+      pfn = this.alloc(pages, limitPfn, a, b);
+    }
+    return pfn;
+  }
+
+  /**
+   * Linux `free_iova_fast`: caches the live range starting at `pfn` when its size class is
+   * cached (the range stays allocated in the tree until the cache gives it out again or is
+   * flushed), else frees it.
+   * @returns `false` when no live range starts at `pfn`.
+   */
+  freeFast(pfn: number): boolean {
+    const i = this.findStart(pfn);
+    if (i < 0) return false;
+    const log = sizeClass(this.rangePages(i));
+    if (log >= 0) {
+      let rc = this.#rcaches[log];
+      if (rc === null) rc = this.#rcaches[log] = new RangeCache();
+      if (this.#rcacheInsert(rc, pfn)) {
+        this.rcacheStats.inserts++;
+        return true;
+      }
+    }
+    return this.free(pfn);
+  }
+
+  /** PFNs held by the range caches (magazines and depot). */
+  cachedRanges(): number {
+    let n = 0;
+    for (const rc of this.#rcaches) {
+      if (rc === null) continue;
+      n += rc.loaded.size + rc.prev.size;
+      for (const m of rc.depot) n += m.size;
+    }
+    return n;
+  }
+
+  /** True when `pfn` is the first PFN of a range held by a range cache. */
+  isCached(pfn: number): boolean {
+    for (const rc of this.#rcaches) {
+      if (rc === null) continue;
+      if (magHas(rc.loaded, pfn) || magHas(rc.prev, pfn)) return true;
+      for (const m of rc.depot) if (magHas(m, pfn)) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Empties every range cache back into the tree (Linux `free_cpu_cached_iovas` +
+   * `free_global_cached_iovas`).
+   */
+  flushRcaches(): void {
+    this.rcacheStats.flushes++;
+    for (const rc of this.#rcaches) {
+      if (rc === null) continue;
+      this.#freeMag(rc.loaded);
+      this.#freeMag(rc.prev);
+      while (rc.depot.length > 0) {
+        const m = rc.depot.pop()!;
+        this.#freeMag(m);
+        rc.spare.push(m);
+      }
+    }
+  }
+
+  #freeMag(m: Magazine): void {
+    for (let k = 0; k < m.size; k++) this.free(m.pfns[k]);
+    m.size = 0;
+  }
+
+  // Linux __iova_rcache_insert: loaded, else swap with prev, else a new loaded magazine (the
+  // full one goes to the depot, or back to the tree when the depot is full).
+  #rcacheInsert(rc: RangeCache, pfn: number): boolean {
+    if (rc.loaded.size === IOVA_MAG_SIZE) {
+      if (rc.prev.size < IOVA_MAG_SIZE) {
+        const t = rc.prev;
+        rc.prev = rc.loaded;
+        rc.loaded = t;
+      } else {
+        const full = rc.loaded;
+        rc.loaded = rc.spare.pop() ?? new Magazine();
+        if (rc.depot.length < MAX_GLOBAL_MAGS) rc.depot.push(full);
+        else {
+          this.#freeMag(full);
+          rc.spare.push(full);
+        }
+      }
+    }
+    const m = rc.loaded;
+    m.pfns[m.size++] = pfn;
+    return true;
+  }
+
   #insert(at: number, lo: number, hi: number, kind: number, a: number, b: number): void {
     const n = this.#n;
     if ((n + 1) * STRIDE > this.#r.length) {
@@ -224,10 +395,30 @@ export class IovaAllocator {
     this.#n = n + 1;
   }
 
-  // Largest index with lo < x, or -1 (binary search).
+  // Largest index with lo < x, or -1 (binary search). A direct-mapped hint remembers the answer
+  // per `x`; it is checked against its neighbours before use, so a stale hint (ranges inserted or
+  // removed since) only costs the search. In steady state (range caches hit) the tree does not
+  // change and the lookups of map, unmap and sync skip the search.
   #lastBelow(x: number): number {
     const r = this.#r;
-    let l = 0, h = this.#n;
+    const n = this.#n;
+    const slot = x & HINT_MASK;
+    if (this.#hintX[slot] === x) {
+      const i = this.#hintI[slot];
+      if (
+        i < n && (i < 0 || r[i * STRIDE + F_LO] < x) &&
+        (i + 1 >= n || r[(i + 1) * STRIDE + F_LO] >= x)
+      ) return i;
+    }
+    const i = this.#search2(x, n);
+    this.#hintX[slot] = x;
+    this.#hintI[slot] = i;
+    return i;
+  }
+
+  #search2(x: number, n: number): number {
+    const r = this.#r;
+    let l = 0, h = n;
     while (l < h) {
       const m = (l + h) >> 1;
       if (r[m * STRIDE + F_LO] < x) l = m + 1;
@@ -235,4 +426,40 @@ export class IovaAllocator {
     }
     return l - 1;
   }
+}
+
+// log2 of `pages` when it is a power of two of a cached size class, else -1 (dma-iommu rounds
+// sizes below 2^(IOVA_RANGE_CACHE_MAX_SIZE - 1) pages up to a power of two before allocating).
+function sizeClass(pages: number): number {
+  for (let log = 0; log < IOVA_RANGE_CACHE_MAX_SIZE; log++) if (pages === 1 << log) return log;
+  return -1;
+}
+
+function magHas(m: Magazine, pfn: number): boolean {
+  for (let k = 0; k < m.size; k++) if (m.pfns[k] === pfn) return true;
+  return false;
+}
+
+// Linux __iova_rcache_get: loaded, else swap with prev, else a full magazine from the depot; then
+// iova_magazine_pop: the newest PFN at or below `maxPfn` (swapped with the top and popped).
+function rcacheGet(rc: RangeCache, maxPfn: number): number {
+  if (rc.loaded.size === 0) {
+    if (rc.prev.size > 0) {
+      const t = rc.prev;
+      rc.prev = rc.loaded;
+      rc.loaded = t;
+    } else if (rc.depot.length > 0) {
+      rc.spare.push(rc.loaded);
+      rc.loaded = rc.depot.pop()!;
+    } else return -1;
+  }
+  const m = rc.loaded;
+  let i = m.size - 1;
+  while (m.pfns[i] > maxPfn) {
+    if (i === 0) return -1;
+    i--;
+  }
+  const pfn = m.pfns[i];
+  m.pfns[i] = m.pfns[--m.size];
+  return pfn;
 }

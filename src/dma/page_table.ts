@@ -43,6 +43,8 @@ const WORDS_PER_TABLE = ENTRIES * 2;
 const TWO_32 = 0x1_0000_0000;
 /** Bytes covered by one entry at level L (index L). */
 const LEVEL_SPAN = [0, 2 ** 12, 2 ** 21, 2 ** 30, 2 ** 39, 2 ** 48];
+/** The same spans in 4 KiB pages. */
+const PFN_SPAN = [0, 1, 2 ** 9, 2 ** 18, 2 ** 27, 2 ** 36];
 
 /** Reusable result of {@link IoPageTable.walk}. */
 export class IoPageWalk {
@@ -108,21 +110,36 @@ export class IoPageTable {
    * is not present (or `iova` is beyond the address width).
    */
   walk(iova: number, out: IoPageWalk): boolean {
-    const pool = this.#pool;
     out.entriesRead = 0;
     if (!(iova >= 0 && iova < LEVEL_SPAN[this.levels + 1])) return false;
     // 9-bit indices from the IOVA's 32-bit halves, integer ops only.
     const lo = iova >>> 0;
-    const hi = (iova - lo) / TWO_32;
+    return this.#walkParts(lo >>> 12, (iova - lo) / TWO_32, out);
+  }
+
+  /**
+   * {@link IoPageTable.walk} of the IOVA `pfn * 4096`, from its 4 KiB page number (a small
+   * integer: passing it never boxes a heap number, as an IOVA at or above 2^31 would be).
+   */
+  walkPage(pfn: number, out: IoPageWalk): boolean {
+    out.entriesRead = 0;
+    if (!(pfn >= 0 && pfn * IO_PAGE_4K < LEVEL_SPAN[this.levels + 1])) return false;
+    return this.#walkParts(pfn & 0xf_ffff, pfn < 0x10_0000 ? 0 : Math.floor(pfn / 0x10_0000), out);
+  }
+
+  // p20: IOVA bits 12..31 (the low 20 bits of the page number), hi: IOVA bits 32 and up; both
+  // small integers, so this call boxes nothing.
+  #walkParts(p20: number, hi: number, out: IoPageWalk): boolean {
+    const pool = this.#pool;
     let table = 0;
     let perm = IOPTE_READ | IOPTE_WRITE;
     for (let level: number = this.levels; level >= 1; level--) {
       const idx = level === 1
-        ? (lo >>> 12) & 511
+        ? p20 & 511
         : level === 2
-        ? (lo >>> 21) & 511
+        ? (p20 >>> 9) & 511
         : level === 3
-        ? ((lo >>> 30) | (hi << 2)) & 511
+        ? ((p20 >>> 18) | (hi << 2)) & 511
         : (hi >>> 7) & 511;
       const w = table * WORDS_PER_TABLE + idx * 2;
       const e = pool[w];
@@ -164,7 +181,7 @@ export class IoPageTable {
    */
   map(iova: number, gpa: number, size: number, perm: number, pageSizes = this.pageSizes): void {
     this.#checkRange(iova, size, "map");
-    if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa % IO_PAGE_4K !== 0) {
+    if (!Number.isSafeInteger(gpa) || gpa < 0 || (gpa & 0xfff) !== 0) {
       throw new DmaMapError("misaligned", gpa, size, "io-page-table", "GPA not 4 KiB-aligned");
     }
     if (gpa + size > 2 ** 52) {
@@ -184,18 +201,40 @@ export class IoPageTable {
         let level = 1;
         for (let l = 3; l >= 2; l--) {
           const span = LEVEL_SPAN[l];
-          if ((sizes & span) !== 0 && va % span === 0 && pa % span === 0 && left >= span) {
+          if (
+            (sizes & span) !== 0 && (va & (span - 1)) === 0 && (pa & (span - 1)) === 0 &&
+            left >= span
+          ) {
             level = l;
             break;
           }
         }
-        this.#setLeaf(va, pa, level, perm);
+        this.#setLeaf(va / IO_PAGE_4K, pa, level, perm);
         done += LEVEL_SPAN[level];
       }
     } catch (e) {
       if (done > 0) this.unmap(iova, done);
       throw e;
     }
+  }
+
+  /**
+   * {@link IoPageTable.map} of the one 4 KiB page `pfn` (IOVA `pfn * 4096`) to `gpa`, by page
+   * number: a small integer, so the call boxes nothing. Same checks and errors as `map`.
+   * @throws DmaMapError as `map`; RangeError for a bad permission.
+   */
+  mapPage(pfn: number, gpa: number, perm: number): void {
+    if (
+      Number.isSafeInteger(pfn) && pfn >= 0 &&
+      (pfn + 1) * IO_PAGE_4K <= LEVEL_SPAN[this.levels + 1] &&
+      Number.isSafeInteger(gpa) && gpa >= 0 && (gpa & 0xfff) === 0 && gpa + IO_PAGE_4K <= 2 ** 52 &&
+      (perm & (IOPTE_READ | IOPTE_WRITE)) !== 0 && (perm & ~3) === 0 &&
+      (this.pageSizes & IO_PAGE_4K) !== 0
+    ) {
+      this.#setLeaf(pfn, gpa, 1, perm);
+      return;
+    }
+    this.map(pfn * IO_PAGE_4K, gpa, IO_PAGE_4K, perm);
   }
 
   /**
@@ -207,6 +246,14 @@ export class IoPageTable {
    */
   unmap(iova: number, size: number): number {
     this.#checkRange(iova, size, "unmap");
+    if (size === IO_PAGE_4K) {
+      // one page (every dma-iommu unmap of a small buffer): an iterative walk, same effect
+      const r = this.#unmapPage(iova / IO_PAGE_4K);
+      if (r >= 0) {
+        this.#mappedBytes -= r;
+        return r;
+      }
+    }
     let va = iova;
     const end = iova + size;
     let removed = 0;
@@ -220,12 +267,71 @@ export class IoPageTable {
   }
 
   #nextVa = 0;
+  readonly #walkTable = new Int32Array(6);
+  readonly #walkWord = new Int32Array(6);
+
+  /**
+   * {@link IoPageTable.unmap} of the one 4 KiB page `pfn` (IOVA `pfn * 4096`), by page number: a
+   * small integer, so the call boxes nothing.
+   * @returns bytes unmapped (4096 or 0).
+   * @throws DmaMapError `misaligned` / `mask` as `unmap`.
+   */
+  unmapPage(pfn: number): number {
+    if (
+      Number.isSafeInteger(pfn) && pfn >= 0 && (pfn + 1) * IO_PAGE_4K <= LEVEL_SPAN[this.levels + 1]
+    ) {
+      const r = this.#unmapPage(pfn);
+      if (r >= 0) {
+        this.#mappedBytes -= r;
+        return r;
+      }
+    }
+    return this.unmap(pfn * IO_PAGE_4K, IO_PAGE_4K);
+  }
+
+  // The 4 KiB page `pfn` unmapped as #unmapAt would (the leaf cleared, then every table left
+  // empty freed, bottom up), without recursion; -1 (nothing changed) when a large page is on
+  // the way (it must be split: the general path).
+  #unmapPage(pfn: number): number {
+    const pool = this.#pool;
+    const tabs = this.#walkTable, words = this.#walkWord;
+    let table = 0;
+    let level: number = this.levels;
+    let removed = 0;
+    for (; level >= 1; level--) {
+      const w = table * WORDS_PER_TABLE + (Math.floor(pfn / PFN_SPAN[level]) & (ENTRIES - 1)) * 2;
+      tabs[level] = table;
+      words[level] = w;
+      const lo = pool[w];
+      if ((lo & 3) === 0) break;
+      if (level === 1) {
+        pool[w] = 0;
+        pool[w + 1] = 0;
+        this.#used[table]--;
+        removed = IO_PAGE_4K;
+        break;
+      }
+      if ((lo & IOPTE_PS) !== 0) return -1;
+      table = (lo >>> 12) | (pool[w + 1] << 20);
+    }
+    for (let l = level + 1; l <= this.levels; l++) {
+      const sub = tabs[l - 1];
+      if (this.#used[sub] === 0) {
+        const w = words[l];
+        pool[w] = 0;
+        pool[w + 1] = 0;
+        this.#used[tabs[l]]--;
+        this.#free.push(sub);
+      }
+    }
+    return removed;
+  }
 
   // Unmaps starting at va inside table `table` at `level`; sets #nextVa to where it stopped.
   #unmapAt(table: number, level: number, va: number, end: number): number {
     const pool = this.#pool;
     const span = LEVEL_SPAN[level];
-    const idx = Math.floor(va / span) % ENTRIES;
+    const idx = Math.floor(va / span) & (ENTRIES - 1);
     const w = table * WORDS_PER_TABLE + idx * 2;
     const lo = pool[w];
     const slotStart = Math.floor(va / span) * span;
@@ -250,12 +356,12 @@ export class IoPageTable {
       for (let i = 0; i < ENTRIES; i++) {
         const pa = addr + i * subSpan;
         const sw = sub * WORDS_PER_TABLE + i * 2;
-        this.#pool[sw] = (((pa % TWO_32) & 0xffff_f000) | perm | (level - 1 > 1 ? IOPTE_PS : 0)) >>>
+        this.#pool[sw] = ((pa & 0xffff_f000) | perm | (level - 1 > 1 ? IOPTE_PS : 0)) >>>
           0;
         this.#pool[sw + 1] = Math.floor(pa / TWO_32);
       }
       this.#used[sub] = ENTRIES;
-      this.#pool[w] = ((sub * 4096) % TWO_32 | IOPTE_READ | IOPTE_WRITE) >>> 0;
+      this.#pool[w] = ((sub * 4096) | IOPTE_READ | IOPTE_WRITE) >>> 0;
       this.#pool[w + 1] = Math.floor((sub * 4096) / TWO_32);
       return this.#unmapAt(sub, level - 1, va, end);
     }
@@ -277,10 +383,12 @@ export class IoPageTable {
     return removed;
   }
 
+  // Integer bit tests instead of `%` (a floating-point modulo on IOVAs at or above 2^31):
+  // `x & m` keeps the low 32 bits of an integer below 2^53 exactly.
   #checkRange(iova: number, size: number, op: string): void {
     if (
-      !Number.isSafeInteger(iova) || iova < 0 || iova % IO_PAGE_4K !== 0 ||
-      !Number.isSafeInteger(size) || size <= 0 || size % IO_PAGE_4K !== 0
+      !Number.isSafeInteger(iova) || iova < 0 || (iova & 0xfff) !== 0 ||
+      !Number.isSafeInteger(size) || size <= 0 || (size & 0xfff) !== 0
     ) {
       throw new DmaMapError("misaligned", iova, size, "io-page-table", `${op}: not 4 KiB-granular`);
     }
@@ -295,31 +403,32 @@ export class IoPageTable {
     }
   }
 
-  #setLeaf(va: number, pa: number, leafLevel: number, perm: number): void {
+  // `vpn`: the IOVA in 4 KiB pages (a small integer: calling with it boxes nothing).
+  #setLeaf(vpn: number, pa: number, leafLevel: number, perm: number): void {
     let table = 0;
     for (let level = this.levels; level > leafLevel; level--) {
-      const idx = Math.floor(va / LEVEL_SPAN[level]) % ENTRIES;
+      const idx = Math.floor(vpn / PFN_SPAN[level]) & (ENTRIES - 1);
       const w = table * WORDS_PER_TABLE + idx * 2;
       const lo = this.#pool[w];
       if ((lo & 3) === 0) {
         const t = this.#allocTable();
         this.#used[table]++;
-        this.#pool[w] = ((t * 4096) % TWO_32 | IOPTE_READ | IOPTE_WRITE) >>> 0;
+        this.#pool[w] = ((t * 4096) | IOPTE_READ | IOPTE_WRITE) >>> 0;
         this.#pool[w + 1] = Math.floor((t * 4096) / TWO_32);
         table = t;
       } else if ((lo & IOPTE_PS) !== 0) {
         throw new DmaMapError(
           "overlap",
-          va,
+          vpn * IO_PAGE_4K,
           LEVEL_SPAN[leafLevel],
           "io-page-table",
-          `IOVA ${hex64(va)} is inside a mapped large page`,
+          `IOVA ${hex64(vpn * IO_PAGE_4K)} is inside a mapped large page`,
         );
       } else {
         table = (lo >>> 12) | (this.#pool[w + 1] << 20);
       }
     }
-    const idx = Math.floor(va / LEVEL_SPAN[leafLevel]) % ENTRIES;
+    const idx = Math.floor(vpn / PFN_SPAN[leafLevel]) & (ENTRIES - 1);
     const w = table * WORDS_PER_TABLE + idx * 2;
     const lo = this.#pool[w];
     if ((lo & 3) !== 0) {
@@ -329,15 +438,15 @@ export class IoPageTable {
       if (!isTable || !this.#tableEmpty(sub)) {
         throw new DmaMapError(
           "overlap",
-          va,
+          vpn * IO_PAGE_4K,
           LEVEL_SPAN[leafLevel],
           "io-page-table",
-          `IOVA ${hex64(va)} is already mapped`,
+          `IOVA ${hex64(vpn * IO_PAGE_4K)} is already mapped`,
         );
       }
       this.#free.push(sub);
     } else this.#used[table]++;
-    this.#pool[w] = ((pa % TWO_32) & 0xffff_f000 | perm | (leafLevel > 1 ? IOPTE_PS : 0)) >>> 0;
+    this.#pool[w] = (pa & 0xffff_f000 | perm | (leafLevel > 1 ? IOPTE_PS : 0)) >>> 0;
     this.#pool[w + 1] = Math.floor(pa / TWO_32);
     this.#mappedBytes += LEVEL_SPAN[leafLevel];
   }

@@ -97,7 +97,10 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   };
   readonly #memory: GuestMemory;
   /** Per slot: free contiguous slots from here to the segment's end (0 = in use), Linux `list`. */
-  readonly #free: Uint8Array;
+  // 1 = slot in use. Linux keeps a per-slot count of free slots to the segment end (`list`) and
+  // walks back over the free run on every release (O(segment)); a run of n free slots is checked
+  // here at search time instead, so map and unmap cost O(slots of the mapping). Same slots chosen.
+  readonly #inUse: Uint8Array;
   /** Per slot: original GPA this slot's first byte mirrors. */
   readonly #orig: Float64Array;
   /** Per head slot: slots in the mapping (0 = not a head). */
@@ -139,15 +142,11 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     this.slots = size / IO_TLB_SIZE;
     this.inner = inner;
     this.force = options.force ?? true;
-    this.#free = new Uint8Array(this.slots);
+    this.#inUse = new Uint8Array(this.slots);
     this.#orig = new Float64Array(this.slots);
     this.#nslots = new Uint8Array(this.slots);
     this.#len = new Uint32Array(this.slots);
     this.#remain = new Uint32Array(this.slots);
-    for (let i = 0; i < this.slots; i++) {
-      const segEnd = Math.min((Math.floor(i / IO_TLB_SEGSIZE) + 1) * IO_TLB_SEGSIZE, this.slots);
-      this.#free[i] = segEnd - i;
-    }
   }
 
   /** Slots currently in use. */
@@ -157,7 +156,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
 
   /** True when slot `i` is in use. */
   slotInUse(i: number): boolean {
-    return this.#free[i] === 0;
+    return this.#inUse[i] !== 0;
   }
 
   /**
@@ -229,7 +228,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
       throw new DmaMapError("not-mapped", bus, length, this.name, "not a bounce-buffer address");
     }
     const idx = (slotGpa - this.poolGpa) / IO_TLB_SIZE;
-    if (!Number.isInteger(idx) || this.#nslots[idx] === 0 || this.#free[idx] !== 0) {
+    if (!Number.isInteger(idx) || this.#nslots[idx] === 0 || this.#inUse[idx] === 0) {
       throw new DmaMapError("not-mapped", bus, length, this.name, "not the start of a mapping");
     }
     this.inner.unmap(bus, length, dir);
@@ -281,7 +280,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     if (!this.#inPool(slotGpa)) return -1;
     const off = slotGpa - this.poolGpa;
     const idx = Math.floor(off / IO_TLB_SIZE);
-    return this.#free[idx] === 0 ? this.#orig[idx] + (off % IO_TLB_SIZE) : -1;
+    return this.#inUse[idx] !== 0 ? this.#orig[idx] + (off % IO_TLB_SIZE) : -1;
   }
 
   #inPool(gpa: number): boolean {
@@ -323,31 +322,31 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   }
 
   // Next-fit search from the rotating index for n free slots at a multiple of `stride`
-  // inside one segment (the `#free` counts stop at segment ends).
+  // inside one segment (a mapping never crosses a segment end).
   #findSlots(n: number, stride: number): number {
     const slots = this.slots;
+    const inUse = this.#inUse;
     let i = Math.ceil(this.#index / stride) * stride;
     for (let tried = 0; tried < slots; tried += stride, i += stride) {
       if (i >= slots) i = 0;
-      if (this.#free[i] >= n) return i;
+      if (inUse[i] !== 0) continue;
+      const segEnd = i - (i % IO_TLB_SEGSIZE) + IO_TLB_SEGSIZE;
+      const end = i + n;
+      if (end > segEnd || end > slots) continue;
+      let k = i + 1;
+      while (k < end && inUse[k] === 0) k++;
+      if (k === end) return i;
     }
     return -1;
   }
 
   #take(idx: number, n: number, gpa: number, length: number): void {
-    const free = this.#free;
+    const inUse = this.#inUse;
     for (let k = 0; k < n; k++) {
-      free[idx + k] = 0;
+      inUse[idx + k] = 1;
       this.#orig[idx + k] = gpa + k * IO_TLB_SIZE;
-      this.#remain[idx + k] = Math.max(0, length - k * IO_TLB_SIZE);
-    }
-    // slots before idx in the same segment now see fewer free slots up to the segment end
-    for (
-      let j = idx - 1, c = 1;
-      j >= 0 && j % IO_TLB_SEGSIZE !== IO_TLB_SEGSIZE - 1 && free[j] !== 0;
-      j--, c++
-    ) {
-      free[j] = c;
+      const left = length - k * IO_TLB_SIZE;
+      this.#remain[idx + k] = left > 0 ? left : 0;
     }
     this.#nslots[idx] = n;
     this.#len[idx] = length;
@@ -358,19 +357,10 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
 
   #release(idx: number): void {
     const n = this.#nslots[idx];
-    const free = this.#free;
-    const end = idx + n;
-    let count = end < this.slots && end % IO_TLB_SEGSIZE !== 0 ? free[end] : 0;
-    for (let j = end - 1; j >= idx; j--) {
-      free[j] = ++count;
+    const inUse = this.#inUse;
+    for (let j = idx + n - 1; j >= idx; j--) {
+      inUse[j] = 0;
       this.#remain[j] = 0;
-    }
-    for (
-      let j = idx - 1;
-      j >= 0 && j % IO_TLB_SEGSIZE !== IO_TLB_SEGSIZE - 1 && free[j] !== 0;
-      j--
-    ) {
-      free[j] = ++count;
     }
     this.#nslots[idx] = 0;
     this.#len[idx] = 0;

@@ -110,6 +110,16 @@ export interface DmaApi {
    */
   map(gpa: number, length: number, dir: DmaDirection): U64;
   /**
+   * Optional number-only fast path of {@link DmaApi.map}: when it can, maps exactly as `map`
+   * would and returns the bus address as a number; otherwise (e.g. the bus address needs an exact
+   * bigint, at or above 2^53) it returns -1 having mapped nothing, and the caller calls `map`.
+   * Ring drivers use it so that a buffer's bus address stays an untagged double: `map`'s
+   * `number | bigint` result is a tagged value, one 16-byte heap number per buffer at or above
+   * 2^31 (windows at 2 GiB, IOVAs below 4 GiB).
+   * @throws DmaMapError as `map`.
+   */
+  mapNumber?(gpa: number, length: number, dir: DmaDirection): number;
+  /**
    * Ends a streaming mapping made by `map` with the same `length` and `dir` (bounce buffers copy
    * back device-written data here).
    * @throws DmaMapError (`not-mapped`)

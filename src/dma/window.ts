@@ -84,6 +84,22 @@ export class DmaWindowTable {
   }
 
   /**
+   * {@link DmaWindowTable.physToBus} as a number only: the bus address, -1 when no window covers
+   * the range (`physToBus` returns `null`), -2 when the bus address is at or above 2^53.
+   */
+  physToBusNumber(gpa: number, length: number): number {
+    for (let i = 0; i < this.#cpu.length; i++) {
+      const off = gpa - this.#cpu[i];
+      if (off >= 0 && off < this.#size[i]) {
+        if (off + length > this.#size[i]) return -1;
+        const bn = this.#busNum[i];
+        return bn >= 0 && bn + off + length <= Number.MAX_SAFE_INTEGER ? bn + off : -2;
+      }
+    }
+    return -1;
+  }
+
+  /**
    * Driver direction (Linux `translate_phys_to_dma`): the bus address of `[gpa, gpa + length)`.
    * @returns the exact bus address, or `null` when no single window covers the whole range.
    */

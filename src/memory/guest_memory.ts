@@ -18,6 +18,13 @@ import { TWO_POW_32, type U64, u64FromParts, u64Hi, u64Lo } from "./u64.ts";
  */
 const COPY_LOOP_BELOW = 128;
 
+// Copies `length` bytes between non-overlapping ranges, all three multiples of 4: an Int32Array
+// loop, 2-4x faster than DataView word accesses on this V8.
+function copyAligned(dst: Int32Array, doff: number, src: Int32Array, so: number, length: number) {
+  const d = doff >> 2, s = so >> 2, n = length >> 2;
+  for (let i = 0; i < n; i++) dst[d + i] = src[s + i];
+}
+
 // Copies `length` bytes between two distinct regions' buffers (no overlap possible).
 function copyWords(dst: DataView, doff: number, src: DataView, so: number, length: number): void {
   let i = 0;
@@ -57,6 +64,8 @@ export class MemoryRegion {
   readonly bytes: Uint8Array;
   /** Little-endian accessor over the same bytes. */
   readonly view: DataView;
+  /** The same bytes as 32-bit words (host order; for aligned word copies only). */
+  readonly words: Int32Array;
   /** Label for dumps. */
   readonly name: string;
   /** True for confidential-guest private memory (see {@link MemoryRegionSpec.private}). */
@@ -71,6 +80,7 @@ export class MemoryRegion {
     const buf = spec.backing ?? new ArrayBuffer(spec.size);
     this.bytes = new Uint8Array(buf, 0, spec.size);
     this.view = new DataView(buf, 0, spec.size);
+    this.words = new Int32Array(buf, 0, spec.size / 4);
     this.name = spec.name ?? `ram@0x${spec.gpa.toString(16)}`;
     this.private = spec.private ?? false;
   }
@@ -96,6 +106,8 @@ export interface MemoryObserver {
 export class GuestMemory {
   #regions: MemoryRegion[] = [];
   #last: MemoryRegion | null = null;
+  // the region used before #last: a copy between two regions (a bounce) alternates between them
+  #prev: MemoryRegion | null = null;
   /** Optional observer of bulk reads/writes (see {@link MemoryObserver}); `null` when off. */
   observer: MemoryObserver | null = null;
 
@@ -154,8 +166,15 @@ export class GuestMemory {
   regionAt(gpa: number): MemoryRegion | undefined {
     const last = this.#last;
     if (last !== null && gpa >= last.gpa && gpa < last.end) return last;
+    const prev = this.#prev;
+    if (prev !== null && gpa >= prev.gpa && gpa < prev.end) {
+      this.#prev = last;
+      this.#last = prev;
+      return prev;
+    }
     for (const r of this.#regions) {
       if (gpa >= r.gpa && gpa < r.end) {
+        this.#prev = last;
         this.#last = r;
         return r;
       }
@@ -170,6 +189,12 @@ export class GuestMemory {
   resolve(gpa: number, length: number): MemoryRegion {
     const last = this.#last;
     if (last !== null && gpa >= last.gpa && length >= 0 && gpa + length <= last.end) return last;
+    const prev = this.#prev;
+    if (prev !== null && gpa >= prev.gpa && length >= 0 && gpa + length <= prev.end) {
+      this.#prev = last;
+      this.#last = prev;
+      return prev;
+    }
     return this.#resolveSlow(gpa, length);
   }
 
@@ -274,7 +299,13 @@ export class GuestMemory {
     }
     const so = srcGpa - s.gpa;
     const doff = dstGpa - d.gpa;
-    if (s === d) d.bytes.copyWithin(doff, so, so + length);
+    if (
+      length < COPY_LOOP_BELOW && ((doff | so | length) & 3) === 0 && doff < 2 ** 31 &&
+      so < 2 ** 31 && (s !== d || so + length <= doff || doff + length <= so)
+    ) {
+      // small, word-aligned, not overlapping: a word loop (no ~30 ns native call)
+      copyAligned(d.words, doff, s.words, so, length);
+    } else if (s === d) d.bytes.copyWithin(doff, so, so + length);
     else if (length < COPY_LOOP_BELOW) copyWords(d.view, doff, s.view, so, length);
     else d.bytes.set(s.bytes.subarray(so, so + length), doff);
   }

@@ -57,7 +57,9 @@ Deno.test("args: values, repeated --suite, percentages", () => {
     "/tmp/x.json",
   ]);
   assertEquals([a.threshold, a.noise, a.invalidationNs, a.noAlloc], [0.15, 0.05, 2500, true]);
-  assertEquals([a.isolate, parseBenchArgs([]).isolate], ["none", "family"]);
+  assertEquals([a.isolate, parseBenchArgs([]).isolate], ["none", "case"]);
+  assertEquals(parseBenchArgs(["--isolate", "family"]).isolate, "family");
+  assertEquals(parseBenchArgs(["--check-isolation"]).checkIsolation, true);
   assertEquals([a.requestNs, parseBenchArgs([]).requestNs], [700, 5000]);
   assert(parseBenchArgs(["-h"]).help);
 });

@@ -398,6 +398,18 @@ export class VirtioIommuDmaApi implements DmaApi {
     return this.#mapOne(gpa, length, dir);
   }
 
+  /**
+   * {@link DmaApi.mapNumber}: the long-lived window's IOVA for a buffer inside it; -1 (nothing
+   * mapped) otherwise, so the caller's `map` sends the MAP request.
+   */
+  mapNumber(gpa: number, length: number, _dir: DmaDirection): number {
+    if (this.#wIova >= 0 && gpa >= this.#wGpa && gpa + length <= this.#wGpaEnd && length > 0) {
+      this.windowMaps++;
+      return this.#wIova + (gpa - this.#wGpa);
+    }
+    return -1;
+  }
+
   /** True when `[bus, bus + length)` lies in the long-lived window. */
   #inWindow(bus: U64, length: number): boolean {
     return this.#wIova >= 0 && typeof bus === "number" && bus >= this.#wIova &&

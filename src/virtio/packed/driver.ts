@@ -98,6 +98,8 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   readonly #dma: DmaApi;
   /** True when the DMA API is exactly {@link RawGpaDmaApi}, whose unmap is a no-op. */
   readonly #rawDma: boolean;
+  /** The DMA API has the number-only fast path {@link DmaApi.mapNumber}. */
+  readonly #mapNum: boolean;
   readonly #ringGpa: number;
   readonly #ringBus: U64;
   readonly #indirectOk: boolean;
@@ -187,6 +189,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#memory = options.memory;
     this.#dma = options.dma;
     this.#rawDma = Object.getPrototypeOf(options.dma) === RawGpaDmaApi.prototype;
+    this.#mapNum = typeof options.dma.mapNumber === "function";
     const f = options.features;
     this.#indirectOk = hasFeature(f, VIRTIO_F_INDIRECT_DESC);
     this.#eventIdx = hasFeature(f, VIRTIO_F_EVENT_IDX);
@@ -339,6 +342,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     const dma = this.#dma;
     const exBus = this.#exBus, exLen = this.#exLen, exDir = this.#exDir;
     const exNext = this.#exNext;
+    const mapNum = this.#mapNum;
     const rgpa = readable.gpa, rlen = readable.len, wgpa = writable.gpa, wlen = writable.len;
     let slot = this.#nextAvail;
     let wrap = this.#availWrap;
@@ -361,14 +365,22 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       }
       if (w) cap += len;
       let bus: U64;
+      // mapNumber keeps the bus address an untagged double (no heap number >= 2^31)
+      let nb = -1;
       try {
-        bus = dma.map(gpa, len, dir);
+        if (mapNum) nb = dma.mapNumber!(gpa, len, dir);
+        bus = nb >= 0 ? 0 : dma.map(gpa, len, dir);
       } catch (cause) {
         this.#undoDirect(id, i);
         throw new VirtqError("DMA_MAP_FAILED", `${len} bytes at GPA ${gpa}`, { cause });
       }
       const b = slot * 4;
-      if (typeof bus === "number") {
+      if (nb >= 0) {
+        exBus[e] = nb;
+        const lo = nb >>> 0;
+        d32[b] = lo;
+        d32[b + 1] = (nb - lo) / TWO_POW_32;
+      } else if (typeof bus === "number") {
         exBus[e] = bus;
         const lo = bus >>> 0;
         d32[b] = lo;
@@ -676,12 +688,12 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     for (let i = 0; i < num; i++) {
       // RawGpaDmaApi: unmap is a no-op, so no bus address is materialised for the call.
       if (!this.#rawDma) {
+        // a number and a bigint call apart, so the number is never boxed into a U64 value
         const b = exBus[e];
-        this.#dma.unmap(
-          b === b ? b : this.#exBusBig[e]!,
-          this.#exLen[e],
-          this.#exDir[e] as DmaDirection,
-        );
+        if (b === b) this.#dma.unmap(b, this.#exLen[e], this.#exDir[e] as DmaDirection);
+        else {
+          this.#dma.unmap(this.#exBusBig[e]!, this.#exLen[e], this.#exDir[e] as DmaDirection);
+        }
       }
       last = e;
       e = this.#exNext[e];

@@ -147,6 +147,8 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   readonly ringGpa: number;
 
   readonly #dma: DmaApi;
+  /** The DMA API has the number-only fast path {@link DmaApi.mapNumber}. */
+  readonly #mapNum: boolean;
   /** True when the DMA API is exactly {@link RawGpaDmaApi}, whose unmap is a no-op. */
   readonly #rawDma: boolean;
   readonly #mask: number;
@@ -230,6 +232,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#mask = size - 1;
     this.memory = opts.memory;
     this.#dma = opts.dma;
+    this.#mapNum = typeof opts.dma.mapNumber === "function";
     this.#rawDma = Object.getPrototypeOf(opts.dma) === RawGpaDmaApi.prototype;
     this.ringGpa = opts.ringGpa;
     this.policy = Object.freeze({ ...DEFAULT_DRIVER_POLICY, ...opts.policy });
@@ -375,6 +378,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
       const freeNext = this.#freeNext;
       const dma = this.#dma;
       const eBus = this.#extraBus, eLen = this.#extraLen, eDir = this.#extraDir;
+      const mapNum = this.#mapNum;
       let d = head;
       let lastD = head;
       let cap = 0;
@@ -398,20 +402,28 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
         // Everything that uses the bus address stays inside the try block, so that it is
         // never materialised as a tagged value across the exception edge.
         try {
-          const b = dma.map(gpa, len, dir);
-          if (typeof b === "number" && b < TWO_POW_32) {
-            d32[w4] = b;
-            d32[w4 + 1] = 0;
-            eBus[d] = b;
-          } else if (typeof b === "number") {
-            d32[w4] = b >>> 0;
-            d32[w4 + 1] = Math.floor(b / TWO_POW_32);
-            eBus[d] = b;
+          // mapNumber keeps the bus address an untagged double (no heap number >= 2^31)
+          const nb = mapNum ? dma.mapNumber!(gpa, len, dir) : -1;
+          if (nb >= 0) {
+            d32[w4] = nb >>> 0;
+            d32[w4 + 1] = Math.floor(nb / TWO_POW_32);
+            eBus[d] = nb;
           } else {
-            d32[w4] = u64Lo(b);
-            d32[w4 + 1] = u64Hi(b);
-            eBus[d] = NaN;
-            this.#extraBusBig[d] = b;
+            const b = dma.map(gpa, len, dir);
+            if (typeof b === "number" && b < TWO_POW_32) {
+              d32[w4] = b;
+              d32[w4 + 1] = 0;
+              eBus[d] = b;
+            } else if (typeof b === "number") {
+              d32[w4] = b >>> 0;
+              d32[w4 + 1] = Math.floor(b / TWO_POW_32);
+              eBus[d] = b;
+            } else {
+              d32[w4] = u64Lo(b);
+              d32[w4 + 1] = u64Hi(b);
+              eBus[d] = NaN;
+              this.#extraBusBig[d] = b;
+            }
           }
         } catch (cause) {
           this.#mapFailed(head, i, gpa, len, cause);
@@ -664,7 +676,10 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     const freeNext = this.#freeNext;
     let d = id;
     for (let i = 0; i < n; i++) {
-      dma.unmap(this.#busOf(d), this.#extraLen[d], this.#extraDir[d] as DmaDirection);
+      // a number and a bigint call apart, so the number is never boxed into a U64 value
+      const v = this.#extraBus[d];
+      if (v === v) dma.unmap(v, this.#extraLen[d], this.#extraDir[d] as DmaDirection);
+      else dma.unmap(this.#busOf(d), this.#extraLen[d], this.#extraDir[d] as DmaDirection);
       d = freeNext[d];
     }
   }

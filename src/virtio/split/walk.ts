@@ -306,9 +306,8 @@ export class SplitChainWalk {
   }
 
   /**
-   * The translating part of {@link #addBuffer}, out of line: its bus address is live into a catch
-   * handler, so the optimiser keeps it tagged (a heap number per buffer at or above 2^31); the
-   * identity fast path above never materialises one.
+   * The translating part of {@link #addBuffer}, out of line (the identity fast path above never
+   * materialises a bus address).
    */
   #translateBuffer(
     chain: Chain,
@@ -325,10 +324,13 @@ export class SplitChainWalk {
     const dma = this.#dma;
     let left = len;
     for (;;) {
+      // The handler reads the bus address from #faultBus and ends in a throw, so `bus` is not
+      // live into it and stays an untagged double (no heap number per buffer at or above 2^31).
+      this.#faultBus[0] = bus;
       try {
         dma.translate(bus, left, access, tr);
       } catch (cause) {
-        this.#bufferFault(idx, bus, left, cause);
+        throw this.#translateFault(idx, left, cause);
       }
       const gpa = tr.gpa;
       let n = tr.length;
@@ -350,6 +352,16 @@ export class SplitChainWalk {
       left -= n;
       if (left <= 0) return;
       bus += n;
+    }
+  }
+
+  readonly #faultBus = new Float64Array(1);
+  // The DESC_BUFFER_FAULT of #translateBuffer (queue broken), returned for the caller to throw.
+  #translateFault(idx: number, left: number, cause: unknown): VirtqError {
+    try {
+      this.#bufferFault(idx, this.#faultBus[0], left, cause);
+    } catch (e) {
+      return e as VirtqError;
     }
   }
 
