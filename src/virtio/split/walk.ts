@@ -64,6 +64,8 @@ export class SplitChainWalk {
   /** GPA range of the region that backed the last translated segment (identity fast path). */
   #rgnStart = 0;
   #rgnEnd = 0;
+  /** Records a violation as the device's broken state before it is thrown (cold path). */
+  readonly #onFail: (e: VirtqError) => void;
 
   /**
    * @param size Queue Size.
@@ -73,6 +75,7 @@ export class SplitChainWalk {
    * @param policy the effective chain policy.
    * @param inOrder `VIRTIO_F_IN_ORDER` negotiated.
    * @param indirectOk `VIRTIO_F_INDIRECT_DESC` negotiated.
+   * @param onFail called with each violation just before it is thrown (the device breaks).
    */
   constructor(
     size: number,
@@ -82,6 +85,7 @@ export class SplitChainWalk {
     policy: Readonly<ChainPolicy>,
     inOrder: boolean,
     indirectOk: boolean,
+    onFail: (e: VirtqError) => void,
   ) {
     this.size = size;
     this.#mask = size - 1;
@@ -95,10 +99,13 @@ export class SplitChainWalk {
     this.#maxSegments = policy.maxSegments;
     this.#inOrder = inOrder;
     this.#indirectOk = indirectOk;
+    this.#onFail = onFail;
   }
 
   #fail(code: VirtqErrorCode, detail: string, index?: number, cause?: unknown): never {
-    throw new VirtqError(code, detail, { index, cause });
+    const e = new VirtqError(code, detail, { index, cause });
+    this.#onFail(e);
+    throw e;
   }
 
   /**
