@@ -164,6 +164,9 @@ export class PackedDeviceQueue implements DeviceQueue {
       this.#tr,
       policy,
       hasFeature(options.features, VIRTIO_F_INDIRECT_DESC),
+      (e) => {
+        this.#broken = e;
+      },
     );
     const n = isValidPackedQueueSize(this.size) ? this.size : 1;
     this.#freeChains = new Int32Array(n);
@@ -308,20 +311,17 @@ export class PackedDeviceQueue implements DeviceQueue {
     if (
       ((flags >>> 7) & 1) === ((flags >>> 15) & 1) || ((flags >>> 7) & 1) !== this.#availWrap
     ) return null;
-    const chain = this.#takeChain();
+    // The pool's top free chain, taken only once the list validates (nothing to undo on a
+    // violation: the walk records it as the broken state through the hook given at
+    // construction, so pop needs no try block).
+    const chain = this.#peekChain();
     const walk = this.#walker;
-    try {
-      // Walk and translate the list (packed/walk.ts); a violation breaks the queue.
-      const count = walk.walk(chain, slot, flags, this.#availWrap);
-      // §2.8.21: at most Queue Size descriptors are owned by the device at once (#10).
-      if (this.#outstandingSlots + count > this.size) this.#headInUse(slot, count);
-      this.#outstandingSlots += count;
-    } catch (e) {
-      if (e instanceof VirtqError) this.#broken = e;
-      chain.state = CHAIN_FREE;
-      this.#freeChains[this.#freeCount++] = chain.poolIndex;
-      throw e;
-    }
+    // Walk and translate the list (packed/walk.ts); a violation breaks the queue.
+    const owned = this.#outstandingSlots + walk.walk(chain, slot, flags, this.#availWrap);
+    // §2.8.21: at most Queue Size descriptors are owned by the device at once (#10).
+    if (owned > this.size) this.#headInUse(slot, owned);
+    this.#outstandingSlots = owned;
+    this.#freeCount--;
     this.#nextAvail = walk.nextSlot;
     this.#availWrap = walk.nextWrap;
     chain.state = CHAIN_IN_FLIGHT;
@@ -348,21 +348,24 @@ export class PackedDeviceQueue implements DeviceQueue {
     throw e;
   }
 
-  #headInUse(headSlot: number, count: number): never {
+  #headInUse(headSlot: number, owned: number): never {
+    const count = owned - this.#outstandingSlots;
     this.#fail(
       "HEAD_IN_USE",
       `slot ${headSlot}: ${this.#outstandingSlots} slots still owned by the device, list of ${count}`,
       headSlot,
     );
   }
-
-  #takeChain(): PackedChain {
-    if (this.#freeCount > 0) return this.#pool[this.#freeChains[--this.#freeCount]];
-    const c = new PackedChain(this.#memory);
-    c.owner = this;
-    c.poolIndex = this.#pool.length;
-    this.#pool.push(c);
-    return c;
+  /** The top of the free list (a new chain when it is empty), left on the list. */
+  #peekChain(): PackedChain {
+    if (this.#freeCount === 0) {
+      const c = new PackedChain(this.#memory);
+      c.owner = this;
+      c.poolIndex = this.#pool.length;
+      this.#pool.push(c);
+      this.#freeChains[this.#freeCount++] = c.poolIndex;
+    }
+    return this.#pool[this.#freeChains[this.#freeCount - 1]];
   }
 
   /**

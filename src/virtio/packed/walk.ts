@@ -73,6 +73,8 @@ export class PackedChainWalk {
   #rgnStart = 0;
   #rgnEnd = 0;
   #chainBytes = 0;
+  /** Records a violation as the device's broken state before it is thrown (cold path). */
+  readonly #onFail: (e: VirtqError) => void;
 
   /**
    * @param size Queue Size.
@@ -81,6 +83,7 @@ export class PackedChainWalk {
    * @param tr the queue's reusable translation result.
    * @param policy the effective chain policy.
    * @param indirectOk `VIRTIO_F_INDIRECT_DESC` negotiated.
+   * @param onFail called with each violation just before it is thrown (the device breaks).
    */
   constructor(
     size: number,
@@ -89,6 +92,7 @@ export class PackedChainWalk {
     tr: DmaTranslation,
     policy: ChainPolicy,
     indirectOk: boolean,
+    onFail: (e: VirtqError) => void,
   ) {
     this.size = size;
     this.#memory = memory;
@@ -100,11 +104,14 @@ export class PackedChainWalk {
     this.#rejectUnknown = policy.unknownFlags === "reject";
     this.#maxSegments = policy.maxSegments;
     this.#identity = Object.getPrototypeOf(dma) === IdentityAddressSpace.prototype;
+    this.#onFail = onFail;
   }
 
   /** Throws a catalogued error naming the offending slot or table entry and the rule. */
   #fail(code: VirtqErrorCode, detail: string, index: number, cause?: unknown): never {
-    throw new VirtqError(code, detail, { index, cause });
+    const e = new VirtqError(code, detail, { index, cause });
+    this.#onFail(e);
+    throw e;
   }
 
   /**
@@ -428,7 +435,10 @@ export class PackedChainWalk {
 
   /** A translation fault (or a catalogued error already raised by {@link #fail}). */
   #bufferFault(cause: unknown, index: number): never {
-    if (cause instanceof VirtqError) throw cause;
+    if (cause instanceof VirtqError) {
+      this.#onFail(cause);
+      throw cause;
+    }
     this.#fail("DESC_BUFFER_FAULT", `descriptor ${index}: ${String(cause)}`, index, cause);
   }
 }

@@ -29,6 +29,7 @@ import {
   indirectDescriptorRule,
   indirectEntryRule,
   nextIndexRule,
+  RULE_OK,
   ruleDetail,
   segmentLimitRule,
   unknownFlagsRule,
@@ -63,6 +64,8 @@ export class SplitChainWalk {
   /** GPA range of the region that backed the last translated segment (identity fast path). */
   #rgnStart = 0;
   #rgnEnd = 0;
+  /** Records a violation as the device's broken state before it is thrown (cold path). */
+  readonly #onFail: (e: VirtqError) => void;
 
   /**
    * @param size Queue Size.
@@ -72,6 +75,7 @@ export class SplitChainWalk {
    * @param policy the effective chain policy.
    * @param inOrder `VIRTIO_F_IN_ORDER` negotiated.
    * @param indirectOk `VIRTIO_F_INDIRECT_DESC` negotiated.
+   * @param onFail called with each violation just before it is thrown (the device breaks).
    */
   constructor(
     size: number,
@@ -81,6 +85,7 @@ export class SplitChainWalk {
     policy: Readonly<ChainPolicy>,
     inOrder: boolean,
     indirectOk: boolean,
+    onFail: (e: VirtqError) => void,
   ) {
     this.size = size;
     this.#mask = size - 1;
@@ -94,75 +99,141 @@ export class SplitChainWalk {
     this.#maxSegments = policy.maxSegments;
     this.#inOrder = inOrder;
     this.#indirectOk = indirectOk;
+    this.#onFail = onFail;
   }
 
   #fail(code: VirtqErrorCode, detail: string, index?: number, cause?: unknown): never {
-    throw new VirtqError(code, detail, { index, cause });
+    const e = new VirtqError(code, detail, { index, cause });
+    this.#onFail(e);
+    throw e;
   }
 
   /**
    * Walks the chain from descriptor `head` into `chain` (reset by the caller), reading each
    * descriptor once; sets `chain.ringDescriptors`.
+   *
+   * Kept under V8's inlining limit (460 bytecode bytes) so that it is inlined into the device's
+   * `pop`, as the walk was before it moved here: every rare case (reserved or INDIRECT flags, a
+   * buffer off the identity fast path, a rule violation) is a call out of line.
    * @throws VirtqError a device-side code of the split layout (see `../rules.ts`).
    */
   walk(chain: Chain, head: number): void {
     const size = this.size;
-    const mask = this.#mask;
-    const inOrder = this.#inOrder;
     const d32 = this.table;
     let idx = head;
     let count = 0;
     let sawWritable = false;
     let total = 0;
+    // Bytecode-lean on purpose (see above): rule verdicts are compared with the literal `null`
+    // (RULE_OK), flag bits are literals (an imported binding costs bytecode on every use), bit
+    // tests are truthiness tests, the rare cases are TS-private (not #private: no brand check).
     for (;;) {
-      // §2.7.5.2 loops are forbidden; a chain has at most Queue Size descriptors (#13).
-      if (chainLengthRule(++count, size) !== null) this.#loop(head, idx, size, false);
+      count++;
       const w4 = idx << 2;
       const lo = d32[w4];
       const hi = d32[w4 + 1];
       const len = d32[w4 + 2];
       const fn = d32[w4 + 3];
-      const flags = fn & 0xffff;
+      const flags = (fn << 16) >>> 16; // fn & 0xffff
       chain.addDescriptor(lo, hi, len, flags, false);
-      if ((flags & ~(VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE)) !== 0) {
-        if (unknownFlagsRule(flags, KNOWN_DESC_FLAGS, this.#rejectFlags) !== null) {
-          this.#unknownFlags(idx, flags);
-        }
-        if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
-          chain.ringDescriptors = count;
-          this.#walkIndirect(chain, idx, lo, hi, len, flags, sawWritable, total);
-          break;
-        }
-      }
-      // Policy (QEMU rejects, rust-vmm accepts): zero-length descriptors (#16).
-      if (zeroLengthRule(len, this.#rejectZero) !== null) this.#zeroLength(idx);
-      const writable = (flags & VIRTQ_DESC_F_WRITE) !== 0;
-      // §2.7.4.2 message framing (#17).
-      if (framingRule(writable, sawWritable) !== null) this.#readableAfterWritable(idx);
-      if (writable) sawWritable = true;
+      // Flags beyond NEXT (1) and WRITE (2): reserved, or INDIRECT (true: the table ended it).
+      if (flags & ~3 && this.flagged(chain, idx, sawWritable, total)) break;
+      const writable = (flags & 2) !== 0; // VIRTQ_DESC_F_WRITE
       total += len;
-      // §2.7.5.2: a chain is at most 2^32 - 1 bytes (#14).
-      if (chainBytesRule(total) !== null) this.#tooManyBytes(total, idx);
-      if (len !== 0) {
-        // Identity DMA, buffer inside the last region used, under the segment limit: inline.
+      // Policy (QEMU rejects, rust-vmm accepts): zero-length descriptors (#16); §2.7.4.2
+      // message framing (#17); §2.7.5.2: a chain is at most 2^32 - 1 bytes (#14).
+      if (
+        zeroLengthRule(len, this.#rejectZero) !== null ||
+        framingRule(writable, sawWritable) !== null || chainBytesRule(total) !== null
+      ) this.direct(chain, idx, sawWritable, total);
+      if (writable) sawWritable = true;
+      if (len) {
+        // Identity DMA, buffer inside the last region used, under the segment limit: inline
+        // (the region stays empty under any other DMA view).
         if (
-          this.#identity && hi === 0 && lo >= this.#rgnStart && lo + len <= this.#rgnEnd &&
+          hi === 0 && lo >= this.#rgnStart && lo + len <= this.#rgnEnd &&
           chain.readableCount + chain.writableCount < this.#maxSegments
         ) {
           if (writable) chain.addWritable(lo, len);
           else chain.addReadable(lo, len);
-        } else this.#addBuffer(chain, idx, lo, hi, len, writable);
+        } else this.addRecorded(chain, idx);
       }
-      if ((flags & VIRTQ_DESC_F_NEXT) === 0) {
-        chain.ringDescriptors = count;
-        break;
-      }
+      if (!(flags & 1)) break; // VIRTQ_DESC_F_NEXT
       const next = fn >>> 16;
-      if (nextIndexRule(next, size) !== null) this.#nextOutOfRange(idx, next, size);
-      // §2.7.5.2 IN_ORDER: next of descriptor x is x + 1, wrapping at the end of the table.
-      if (inOrder && next !== ((idx + 1) & mask)) this.#inOrderNext(idx, next);
+      // §2.7.5 next is a table index; §2.7.5.2 IN_ORDER: next of x is x + 1 (mod size);
+      // §2.7.5.2 loops are forbidden: a chain has at most Queue Size descriptors (#13; the
+      // head, count 1, always fits).
+      if (
+        nextIndexRule(next, size) !== null ||
+        (this.#inOrder && next !== ((idx + 1) & this.#mask)) ||
+        chainLengthRule(count + 1, size) !== null
+      ) this.badNext(head, idx, next);
       idx = next;
     }
+    chain.ringDescriptors = count;
+  }
+
+  /**
+   * Out of line from {@link SplitChainWalk.walk}: descriptor `idx` (the chain's last recorded descriptor)
+   * carries flags beyond NEXT and WRITE. Applies the reserved-flags rule; an
+   * INDIRECT descriptor ends the chain with its table.
+   * @returns true when the chain ended with an indirect table.
+   */
+  private flagged(chain: Chain, idx: number, sawWritable: boolean, total: number): boolean {
+    const k = chain.descCount - 1;
+    const flags = chain.descFlags[k];
+    if (unknownFlagsRule(flags, KNOWN_DESC_FLAGS, this.#rejectFlags) !== RULE_OK) {
+      this.#unknownFlags(idx, flags);
+    }
+    if ((flags & VIRTQ_DESC_F_INDIRECT) === 0) return false;
+    const lo = chain.descAddrLo[k];
+    const hi = chain.descAddrHi[k];
+    const len = chain.descLen[k];
+    this.#walkIndirect(chain, idx, lo, hi, len, flags, sawWritable, total);
+    return true;
+  }
+
+  /**
+   * Out of line from {@link SplitChainWalk.walk}: raises the rule that descriptor `idx` (the chain's last
+   * recorded descriptor) broke, given the chain's state before it (`sawWritable`) and its byte
+   * total with it.
+   */
+  private direct(chain: Chain, idx: number, sawWritable: boolean, total: number): never {
+    const k = chain.descCount - 1;
+    const len = chain.descLen[k];
+    const writable = (chain.descFlags[k] & VIRTQ_DESC_F_WRITE) !== 0;
+    if (zeroLengthRule(len, this.#rejectZero) !== RULE_OK) this.#zeroLength(idx);
+    if (framingRule(writable, sawWritable) !== RULE_OK) this.#readableAfterWritable(idx);
+    this.#tooManyBytes(total, idx);
+  }
+
+  /**
+   * Out of line from {@link SplitChainWalk.walk}: raises the rule broken by moving from descriptor `idx` of
+   * the chain from `head` to its `next`, checked in the walk's order (next index, IN_ORDER,
+   * then the chain length at `next`).
+   */
+  private badNext(head: number, idx: number, next: number): never {
+    const size = this.size;
+    if (nextIndexRule(next, size) !== RULE_OK) this.#nextOutOfRange(idx, next, size);
+    if (this.#inOrder && next !== ((idx + 1) & this.#mask)) this.#inOrderNext(idx, next);
+    this.#loop(head, next, size, false);
+  }
+
+  /**
+   * Out of line from {@link SplitChainWalk.walk}: translates the buffer of descriptor `idx`, the chain's last
+   * recorded descriptor (read back from the record, not from the ring: no double fetch).
+   */
+  private addRecorded(chain: Chain, idx: number): void {
+    const k = chain.descCount - 1;
+    const writable = (chain.descFlags[k] & VIRTQ_DESC_F_WRITE) !== 0;
+    this.#addBuffer(
+      chain,
+      idx,
+      chain.descAddrLo[k],
+      chain.descAddrHi[k],
+      chain.descLen[k],
+      writable,
+    );
   }
 
   /** The indirect descriptor `idx` of a chain and its table (§2.7.5.3). */
@@ -340,8 +411,10 @@ export class SplitChainWalk {
       // past the descriptor's buffer).
       if (n > left) n = left;
       if (gpa + n > region.end) n = region.end - gpa;
-      this.#rgnStart = region.gpa;
-      this.#rgnEnd = region.end;
+      if (this.#identity) {
+        this.#rgnStart = region.gpa;
+        this.#rgnEnd = region.end;
+      }
       if (
         segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== null
       ) {
