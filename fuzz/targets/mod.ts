@@ -15,6 +15,7 @@ import { dmaModesTarget } from "./dma_modes.ts";
 import { viommuRequestsTarget } from "./viommu_requests.ts";
 import { viommuStackTarget } from "./viommu_stack.ts";
 import { topologyTarget } from "./topology.ts";
+import { dmaInvariantsTarget } from "./dma_invariants.ts";
 
 /** All registered targets, in `--list` order. */
 // deno-lint-ignore no-explicit-any
@@ -30,4 +31,5 @@ export const TARGETS: readonly FuzzTarget<any>[] = [
   viommuRequestsTarget,
   viommuStackTarget,
   topologyTarget,
+  dmaInvariantsTarget,
 ];
