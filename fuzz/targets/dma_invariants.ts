@@ -44,12 +44,15 @@ import {
   DmaFault,
   DmaMapError,
   DmaTranslation,
+  type DmaWindow,
+  type DmaWindowTable,
   FakeClock,
   IO_TLB_SEGSIZE,
   IO_TLB_SIZE,
   IovaAllocator,
   SWIOTLB_MAX_MAPPING,
   SwiotlbDmaApi,
+  WindowAddressSpace,
 } from "../../src/dma/mod.ts";
 import { GuestMemory } from "../../src/memory/mod.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
@@ -86,8 +89,17 @@ export interface SwiotlbPart {
   steps: [number, number, number, number][];
 }
 
+/** Configuration and probes of the `window` part. */
+export interface WindowPart {
+  part: "window";
+  /** Windows `[template, a]`: 0 low, 1 at 2^63, 2 at the top of the bus space, 3 across 2^53. */
+  windows: [number, number][];
+  /** Probes `[device?, window, edge, length index]`. */
+  probes: [boolean, number, number, number][];
+}
+
 /** Input of the `dma-invariants` target. */
-export type DmaInvariantsInput = IommuPart | IovaPart | SwiotlbPart;
+export type DmaInvariantsInput = IommuPart | IovaPart | SwiotlbPart | WindowPart;
 
 /** Buffer lengths: non-powers of two spanning more than 32 pages among them. */
 export const IOMMU_LENGTHS = [
@@ -208,6 +220,15 @@ const swiotlbPart: fc.Arbitrary<SwiotlbPart> = fc.record({
   }),
 }, { noNullPrototype: true });
 
+const windowPart: fc.Arbitrary<WindowPart> = fc.record({
+  part: fc.constant("window" as const),
+  windows: fc.array(fc.tuple(nat(3), nat(1023)), { minLength: 1, maxLength: 3 }),
+  probes: fc.array(fc.tuple(fc.boolean(), nat(7), nat(15), nat(7)), {
+    minLength: 1,
+    maxLength: 16,
+  }),
+}, { noNullPrototype: true });
+
 // ---------------------------------------------------------------------------------- engine seam
 
 /** The engine pieces the target drives (the real ones by default; a planted copy in tests). */
@@ -218,6 +239,8 @@ export interface DmaInvariantsEngine {
   wrapIommu(api: DmaApi, space: DmaAddressSpace): { api: DmaApi; space: DmaAddressSpace };
   /** The swiotlb class. */
   Swiotlb: typeof SwiotlbDmaApi;
+  /** The device view and window table of the `window` part. */
+  newWindows(windows: DmaWindow[]): { space: DmaAddressSpace; table: DmaWindowTable };
 }
 
 /** The real engine. */
@@ -225,6 +248,10 @@ export const REAL_DMA_INVARIANTS_ENGINE: DmaInvariantsEngine = {
   newAllocator: (startPfn) => new IovaAllocator({ startPfn }),
   wrapIommu: (api, space) => ({ api, space }),
   Swiotlb: SwiotlbDmaApi,
+  newWindows: (windows) => {
+    const space = new WindowAddressSpace(windows);
+    return { space, table: space.table };
+  },
 };
 
 let memory: GuestMemory | null = null;
@@ -256,6 +283,11 @@ export const DmaInvariantsInputSchema = z.discriminatedUnion("part", [
     limitBits: z.int().min(1).max(40),
     limitLess: n,
     steps: z.array(z.tuple([n, n, n])),
+  }),
+  z.strictObject({
+    part: z.literal("window"),
+    windows: z.array(z.tuple([n, n])).min(1),
+    probes: z.array(z.tuple([z.boolean(), n, n, n])),
   }),
   z.strictObject({
     part: z.literal("swiotlb"),
@@ -587,6 +619,99 @@ function runSwiotlb(input: SwiotlbPart, engine: DmaInvariantsEngine): void {
   for (const m of live) sw.unmap(m.bus, m.len, m.dir);
 }
 
+// ---------------------------------------------------------------------------------- window part
+
+const U64_TOP = 2n ** 64n;
+const WINDOW_LENGTHS = [1, 2, 8, 64, 4095, 4096, 4097, 65536];
+const canon = (b: bigint): number | bigint => b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
+
+function runWindow(input: WindowPart, engine: DmaInvariantsEngine): void {
+  const wins: DmaWindow[] = input.windows.map(([t, a]) => {
+    const size = 2 ** (12 + (a % 20)) + (a % 3 === 2 ? 4096 : 0);
+    const cpuStart = (a % 64) * 2 ** 20;
+    const bus = t % 4 === 0
+      ? BigInt(cpuStart) + BigInt(a % 5) * 2n ** 30n
+      : t % 4 === 1
+      ? 2n ** 63n + BigInt(a) * 4096n
+      : t % 4 === 2
+      ? U64_TOP - BigInt(size)
+      : 2n ** 53n - BigInt(size / 2);
+    return { cpuStart, busStart: canon(bus), size };
+  });
+  const { space, table } = engine.newWindows(wins);
+  const ref = wins.map((w) => ({ cpu: w.cpuStart, bus: BigInt(w.busStart), size: w.size }));
+  const out = new DmaTranslation();
+  for (const [device, wi, edge, li] of input.probes) {
+    const w = ref[wi % ref.length];
+    const len = WINDOW_LENGTHS[li % WINDOW_LENGTHS.length];
+    if (device) {
+      const end = w.bus + BigInt(w.size);
+      const edges = [
+        w.bus - 1n,
+        w.bus,
+        w.bus + BigInt(w.size >> 1),
+        end - 1n,
+        end,
+        end - BigInt(len),
+        U64_TOP - BigInt(len),
+        U64_TOP - BigInt(len) + 1n,
+        U64_TOP - 1n,
+        2n ** 53n - 1n,
+        2n ** 53n,
+        0n,
+        w.bus + 4096n,
+        end - 4096n,
+        2n ** 63n - 1n,
+        2n ** 63n,
+      ];
+      const b = edges[edge % edges.length];
+      if (b < 0n || b >= U64_TOP) continue;
+      let expect = "";
+      const hit = ref.find((r) => b >= r.bus && b < r.bus + BigInt(r.size));
+      if (hit !== undefined) {
+        const off = Number(b - hit.bus);
+        expect = `ok:${hit.cpu + off}+${Math.min(len, hit.size - off)}`;
+      } else expect = b + BigInt(len) - 1n > U64_TOP - 1n ? "wrap" : "out-of-window";
+      let got: string;
+      try {
+        space.translate(canon(b), len, DMA_ACCESS_READ, out);
+        got = `ok:${out.gpa}+${out.length}`;
+      } catch (e) {
+        if (!(e instanceof DmaFault)) throw e;
+        got = e.reason;
+      }
+      if (got !== expect) {
+        fail(
+          "fault-reason",
+          `window device access of ${len} at 0x${b.toString(16)}: expected ${expect}, got ${got}`,
+        );
+      }
+    } else {
+      const gpas = [
+        w.cpu,
+        w.cpu + w.size - len,
+        w.cpu + w.size - len + 1,
+        w.cpu - 1,
+        w.cpu + w.size,
+        w.cpu + (w.size >> 1),
+      ];
+      const gpa = gpas[edge % gpas.length];
+      if (gpa < 0) continue;
+      const hit = ref.find((r) => gpa >= r.cpu && gpa < r.cpu + r.size);
+      const expect = hit === undefined || gpa - hit.cpu + len > hit.size
+        ? "null"
+        : String(canon(hit.bus + BigInt(gpa - hit.cpu)));
+      const got = table.physToBus(gpa, len);
+      if (String(got) !== expect) {
+        fail(
+          "fault-reason",
+          `window physToBus(0x${gpa.toString(16)}, ${len}): expected ${expect}, got ${got}`,
+        );
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------- target
 
 /** Planted bugs (each a realistic engine bug of one oracle's class, built outside `src/`). */
@@ -655,10 +780,12 @@ export function makeDmaInvariantsTarget(
     name: "dma-invariants",
     description:
       "IOVA allocator, dma-iommu and swiotlb against Linux invariants and a reference translation (64-bit masks, non-power-of-2 sizes, aliasing probes, fault reasons)",
-    arbitrary: () => fc.oneof(iommuPart, iovaPart, swiotlbPart) as fc.Arbitrary<DmaInvariantsInput>,
+    arbitrary: () =>
+      fc.oneof(iommuPart, iovaPart, swiotlbPart, windowPart) as fc.Arbitrary<DmaInvariantsInput>,
     run(input) {
       if (input.part === "iommu") runIommu(input, engine);
       else if (input.part === "iova") runIova(input, engine);
+      else if (input.part === "window") runWindow(input, engine);
       else runSwiotlb(input, engine);
     },
     encode: (input) => input,

@@ -16,6 +16,7 @@ import { viommuRequestsTarget } from "./viommu_requests.ts";
 import { viommuStackTarget } from "./viommu_stack.ts";
 import { topologyTarget } from "./topology.ts";
 import { dmaInvariantsTarget } from "./dma_invariants.ts";
+import { viommuHostileDeviceTarget } from "./viommu_hostile_device.ts";
 
 /** All registered targets, in `--list` order. */
 // deno-lint-ignore no-explicit-any
@@ -32,4 +33,5 @@ export const TARGETS: readonly FuzzTarget<any>[] = [
   viommuStackTarget,
   topologyTarget,
   dmaInvariantsTarget,
+  viommuHostileDeviceTarget,
 ];

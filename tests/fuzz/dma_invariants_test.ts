@@ -12,7 +12,7 @@ import {
   makeDmaInvariantsTarget,
   REAL_DMA_INVARIANTS_ENGINE,
 } from "../../fuzz/targets/dma_invariants.ts";
-import { IovaAllocator, SwiotlbDmaApi } from "../../src/dma/mod.ts";
+import type { IovaAllocator, SwiotlbDmaApi } from "../../src/dma/mod.ts";
 
 const SRC = new URL("../../src/dma/", import.meta.url);
 
@@ -67,3 +67,31 @@ Deno.test("dma-invariants: an allocator aligning only powers of two is caught", 
   const f = firstFailure(target);
   assert(f !== null && f.includes("iova-invariant") && f.includes("not aligned"), String(f));
 });
+
+for (
+  const [name, find, replace] of [
+    [
+      "an access ending at 2^64 - 1 reported as a wrap",
+      "bus + BigInt(length) - 1n > U64_MAX",
+      "bus + BigInt(length) - 1n >= U64_MAX",
+    ],
+    [
+      "a window that reaches one byte past its end",
+      "if (off >= 0 && off < this.#size[i]) {\n          const room",
+      "if (off >= 0 && off <= this.#size[i]) {\n          const room",
+    ],
+  ]
+) {
+  Deno.test(`dma-invariants: ${name} is caught`, async () => {
+    const m = await importPlanted("window.ts", find, replace);
+    const target = makeDmaInvariantsTarget({
+      ...REAL_DMA_INVARIANTS_ENGINE,
+      newWindows: (windows) => {
+        const space = new m.WindowAddressSpace(windows);
+        return { space, table: space.table };
+      },
+    });
+    const f = firstFailure(target);
+    assert(f !== null && f.includes("fault-reason") && f.includes("window"), String(f));
+  });
+}
