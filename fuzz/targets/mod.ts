@@ -17,6 +17,7 @@ import { viommuStackTarget } from "./viommu_stack.ts";
 import { topologyTarget } from "./topology.ts";
 import { dmaInvariantsTarget } from "./dma_invariants.ts";
 import { viommuHostileDeviceTarget } from "./viommu_hostile_device.ts";
+import { dmaChainsTarget } from "./dma_chains.ts";
 
 /** All registered targets, in `--list` order. */
 // deno-lint-ignore no-explicit-any
@@ -34,4 +35,5 @@ export const TARGETS: readonly FuzzTarget<any>[] = [
   topologyTarget,
   dmaInvariantsTarget,
   viommuHostileDeviceTarget,
+  dmaChainsTarget,
 ];
