@@ -3,9 +3,9 @@
  * `src/dma`, `src/devices`).
  *
  * Mutants come from `tools/mutate/operators.ts` (operators over the TypeScript AST with
- * ts-morph; StrykerJS was tried first: 10.x needs Node >= 22 and 8.x's command runner switches
- * mutants through `process.env` inside instrumented code, which the fuzz workers neither see nor
- * may read without `--allow-env`, and instruments every expression of the hot paths). Each
+ * ts-morph; StrykerJS was tried first: 10.x needs Node >= 22, and 8.x's command runner builds
+ * every mutant into instrumented code that picks the active one from the environment at run
+ * time, slowing every hot-path expression, see docs/FUZZING.md). Each
  * sampled mutant is written into a private copy of the repository, a fixed-seed fuzz campaign
  * (`fuzz/main.ts --seconds S --seed N`) runs against it, and the mutant is
  *
