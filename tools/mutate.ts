@@ -34,6 +34,42 @@ import {
 /** Folders mutated by default. */
 export const DEFAULT_FOLDERS = ["src/virtio/", "src/dma/", "src/devices/"];
 
+/**
+ * The targets that exercise each folder (the default campaign of a mutant there, so its
+ * seconds are not spread over targets that never load the mutated file).
+ */
+export const FOCUS: Readonly<Record<string, readonly string[]>> = {
+  "src/virtio/": [
+    "split-hostile-driver",
+    "split-hostile-device",
+    "model-split",
+    "model-packed",
+    "packed-hostile-driver",
+    "packed-hostile-device",
+    "differential",
+    "dma-chains",
+  ],
+  "src/dma/": ["dma-modes", "dma-invariants", "dma-chains", "viommu-stack", "topology"],
+  "src/devices/": [
+    "viommu-requests",
+    "viommu-stack",
+    "viommu-hostile-device",
+    "differential",
+    "topology",
+  ],
+};
+
+/** The `--target` flags of a mutant's campaign in `file` (focus within the selection). */
+export function focusTargets(file: string, selected: readonly string[], focus: boolean): string[] {
+  const f = focus ? Object.entries(FOCUS).find(([pre]) => file.startsWith(pre))?.[1] : undefined;
+  let names: readonly string[] = selected;
+  if (f !== undefined) {
+    const both = selected.length > 0 ? f.filter((n) => selected.includes(n)) : f;
+    names = both.length > 0 ? both : selected;
+  }
+  return names.flatMap((n) => ["--target", n]);
+}
+
 /** Outcome of one mutant. */
 export interface MutantResult {
   /** The mutant. */
@@ -80,7 +116,10 @@ Usage: deno task mutate [options]
   --seed N       sampling seed and fuzz campaign seed (default 1)
   --file PREFIX  mutate only files under PREFIX (repeatable; default src/virtio/, src/dma/,
                  src/devices/)
-  --target NAME  fuzz only NAME (repeatable; default every registered target)
+  --target NAME  fuzz only NAME (repeatable; default every registered target); with focus on,
+                 a mutant's campaign runs the targets of its folder among these
+  --no-focus     run every selected target for every mutant (default: only the targets that
+                 exercise the mutant's folder, see FOCUS in tools/mutate.ts)
   --runs N       cap runs per target (deterministic campaigns; with --seconds still bounded)
   --workers N    fuzz workers per campaign (default: number of cores)
   --json FILE    write the JSON report
@@ -176,10 +215,12 @@ async function campaign(
 async function main(): Promise<void> {
   const a = parseArgs(Deno.args, {
     string: ["seconds", "sample", "seed", "file", "target", "runs", "workers", "json"],
-    boolean: ["list", "help"],
+    boolean: ["list", "help", "focus"],
+    default: { focus: true },
+    negatable: ["focus"],
     collect: ["file", "target"],
     alias: { h: "help" },
-    unknown: (f) => {
+    unknown: (f: string) => {
       if (f.startsWith("-")) usage(`unknown flag ${f}`);
       return true;
     },
@@ -199,7 +240,7 @@ async function main(): Promise<void> {
   const seed = Math.floor(num(a.seed, 1, "seed"));
   const prefixes = (a.file as string[]).length > 0 ? a.file as string[] : DEFAULT_FOLDERS;
   const extra: string[] = [];
-  for (const t of a.target as string[]) extra.push("--target", t);
+  const selected = a.target as string[];
   if (a.runs !== undefined) extra.push("--runs", String(num(a.runs, 0, "runs", 1)));
   if (a.workers !== undefined) extra.push("--workers", String(num(a.workers, 0, "workers")));
 
@@ -228,7 +269,7 @@ async function main(): Promise<void> {
     console.log(
       `mutate: ${chosen.length} of ${all.length} mutants (seed ${seed}), ${per} s of fuzzing each`,
     );
-    const base = await campaign(work, per, seed, extra);
+    const base = await campaign(work, per, seed, [...extra, ...focusTargets("", selected, false)]);
     if (base.code !== 0) {
       console.error(
         `mutate: the unmutated campaign fails (exit ${base.code}: ${
@@ -244,7 +285,10 @@ async function main(): Promise<void> {
       await Deno.writeTextFile(`${work}/${m.file}`, applyMutant(orig, m));
       let c: Campaign;
       try {
-        c = await campaign(work, per, seed, extra);
+        c = await campaign(work, per, seed, [
+          ...extra,
+          ...focusTargets(m.file, selected, a.focus as boolean),
+        ]);
       } finally {
         await Deno.writeTextFile(`${work}/${m.file}`, orig);
       }

@@ -336,9 +336,11 @@ function runIommu(input: IommuPart, engine: DmaInvariantsEngine): void {
   const reserved: Range[] = iovaLimit > MSI_LO_PFN * 4096 ? [[MSI_LO_PFN, MSI_HI_PFN]] : [];
   for (const [kind, a, b, c, d] of input.steps) {
     if (kind === 0) {
-      const len = IOMMU_LENGTHS[c % IOMMU_LENGTHS.length];
-      const off = b % 4096;
-      const gpa = Math.min(a, 600) * 4096 + off;
+      // one map in sixteen is a 2 MiB-aligned 2 MiB buffer: a large leaf when the IOVA allows
+      const huge = c % 16 === 15;
+      const len = huge ? 0x20_0000 : IOMMU_LENGTHS[c % IOMMU_LENGTHS.length];
+      const off = huge ? 0 : b % 4096;
+      const gpa = huge ? 0x20_0000 : Math.min(a, 600) * 4096 + off;
       const dir = (d % 3) as DmaDirection;
       const pages = Math.max(1, Math.ceil((off + len) / 4096));
       const allocPages = pages < 32 ? pow2ceil(pages) : pages;
@@ -412,6 +414,7 @@ function runIommu(input: IommuPart, engine: DmaInvariantsEngine): void {
       const pfn = Math.floor(probe / 4096);
       let expect: string; // "ok:<gpa>" or a fault reason
       let stale = ""; // what a stale IOTLB entry (lazy window) may answer instead
+      let s0: Live | undefined;
       const outcome = (m: Live): string => {
         const perm = m.dir === 1 ? DMA_ACCESS_READ : m.dir === 2 ? DMA_ACCESS_WRITE : 3;
         const gpa = m.gpa - (m.gpa % 4096) + (probe - m.pfn * 4096);
@@ -423,8 +426,8 @@ function runIommu(input: IommuPart, engine: DmaInvariantsEngine): void {
       else if (m !== undefined) expect = outcome(m);
       else {
         expect = "unmapped";
-        const s = dead.find((x) => pfn >= x.pfn && pfn < x.pfn + x.pages);
-        if (s !== undefined) stale = outcome(s);
+        s0 = dead.find((x) => pfn >= x.pfn && pfn < x.pfn + x.pages);
+        if (s0 !== undefined) stale = outcome(s0);
       }
       const len = 1 + (c % 8);
       let got: string;
@@ -440,6 +443,15 @@ function runIommu(input: IommuPart, engine: DmaInvariantsEngine): void {
       } catch (e) {
         if (!(e instanceof DmaFault)) throw e;
         got = e.reason;
+      }
+      if (got !== expect && got === stale && got.startsWith("ok:") && s0 !== undefined) {
+        // a translation through a stale IOTLB entry: the mode must say the IOVA is stale
+        if (!mode.isStale(s0.bus)) {
+          fail(
+            "fault-reason",
+            `stale translation at ${hex(probe)}, yet isStale(${hex(s0.bus)}) is false`,
+          );
+        }
       }
       if (got !== expect && got !== stale) {
         fail(
