@@ -48,6 +48,7 @@ export const FOCUS: Readonly<Record<string, readonly string[]>> = {
     "packed-hostile-device",
     "differential",
     "dma-chains",
+    "viommu-hostile-device",
   ],
   "src/dma/": ["dma-modes", "dma-invariants", "dma-chains", "viommu-stack", "topology"],
   "src/devices/": [

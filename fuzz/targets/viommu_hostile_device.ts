@@ -17,6 +17,8 @@
  * - `resv-mapped`: every IOVA the driver hands out lies outside every well-formed RESV_MEM
  *   region the device reported (spec §5.13.6.8.2: the driver SHOULD NOT map them; Linux
  *   reserves them) and keeps the buffer's offset in the granule;
+ * - `probe-learnt`: after an honest PROBE reply the driver knows exactly the device's RESV_MEM
+ *   regions;
  * - `probe-beyond-used`: a RESV_MEM region the driver learnt lies in a property wholly inside
  *   the first `used` bytes of the PROBE reply (spec §2.7.8.2: the driver MUST NOT make
  *   assumptions about data in device-writable buffers beyond the first `len` bytes).
@@ -295,6 +297,17 @@ function run(input: ViommuHostileDeviceInput, engine: ViommuHostileEngine): void
             }] from outside them`,
         );
       }
+    }
+  }
+  // an honest PROBE reply: the driver learns exactly the regions the device holds
+  if (probe?.probeBytes && probe.kind === "honest") {
+    const key = (r: ViommuResvMem) => `${BigInt(r.start)}-${BigInt(r.end)}`;
+    const want = resvMem.map(key).sort().join(","), got = api.resvMem.map(key).sort().join(",");
+    if (want !== got) {
+      throw new OracleFailure(
+        "probe-learnt",
+        `an honest PROBE reply taught the driver [${got}], the device holds [${want}]`,
+      );
     }
   }
   const learnt = api.resvMem.filter((r) => BigInt(r.start) <= BigInt(r.end));
