@@ -18,6 +18,9 @@ import { topologyTarget } from "./topology.ts";
 import { transportRegistersTarget } from "./transport_registers.ts";
 import { notificationDataTarget } from "./notification_data.ts";
 import { restoreTarget } from "./restore.ts";
+import { dmaInvariantsTarget } from "./dma_invariants.ts";
+import { viommuHostileDeviceTarget } from "./viommu_hostile_device.ts";
+import { dmaChainsTarget } from "./dma_chains.ts";
 
 /** All registered targets, in `--list` order. */
 // deno-lint-ignore no-explicit-any
@@ -36,4 +39,7 @@ export const TARGETS: readonly FuzzTarget<any>[] = [
   transportRegistersTarget,
   notificationDataTarget,
   restoreTarget,
+  dmaInvariantsTarget,
+  viommuHostileDeviceTarget,
+  dmaChainsTarget,
 ];

@@ -7,7 +7,12 @@
  * Oracles:
  * - `prediction-mismatch`: the verdict predicted from the driver's and the device's views (the
  *   trace) differs from what the rings showed (verdict or layer);
- * - `consistent-not-intact`: the plan says the views agree, yet the data did not arrive intact.
+ * - `consistent-not-intact`: the plan says the views agree, yet the data did not arrive intact;
+ * - `reference-mismatch`: an independent reference (`fuzz/support/topology_reference.ts`, an
+ *   abstract interpreter of each planned layer's decision, written apart from `src/platform`)
+ *   disagrees with the ring run on whether the data arrives intact, or with the plan's `agree`;
+ * - `layer-list`: the assembled driver API / device space do not have one layer per planned layer
+ *   (the bounce layer and the private-memory filter named as planned).
  *
  * Every input is a topology JSON document (`encode` is the identity, `decode` validates it), so a
  * corpus entry replays with `deno task explain <entry.json>`. {@link findDisagreements} collects
@@ -17,6 +22,7 @@
 
 import fc from "fast-check";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
+import { layerListMismatch, referenceVerdict } from "../support/topology_reference.ts";
 import {
   type DevicePlan,
   type DeviceResolution,
@@ -325,6 +331,31 @@ function check(input: TopologyInput, hook: PlanHook | null = null): void {
           `${d.observed.verdict}@${d.observed.layer}: ${d.observed.detail}`,
       );
     }
+    if (plan.probe.status === "ok") {
+      const ref = referenceVerdict(t, plan);
+      // A map refused for lack of a resource (too large, pool or IOVA space exhausted) moved no
+      // data: the rings then say nothing about the views.
+      const limited = RESOURCE_LIMITS.has(d.observed.reason ?? "");
+      const arrived = d.observed.verdict === "ok" || d.observed.verdict === "stale-window";
+      if ((!limited && ref.intact !== arrived) || ref.intact !== plan.agree) {
+        throw new OracleFailure(
+          "reference-mismatch",
+          `${d.id}: the reference says the data ${
+            ref.intact ? "arrives intact" : `goes wrong at ${ref.wrongAt}`
+          }, ` +
+            `the plan says the views ${plan.agree ? "agree" : "disagree"}, the rings show ` +
+            `${d.observed.verdict}@${d.observed.layer} (driver ${
+              plan.driverLayers.map((l) => l.kind).join(" > ")
+            }, device ${
+              plan.deviceLayers.map((l) => l.kind === "iommu" ? `iommu(${l.state})` : l.kind).join(
+                " > ",
+              )
+            })`,
+        );
+      }
+      const lm = layerListMismatch(plan, d.driverApi ?? "", d.deviceSpace ?? "");
+      if (lm !== null) throw new OracleFailure("layer-list", `${d.id}: ${lm}`);
+    }
   }
 }
 
@@ -341,6 +372,28 @@ const ignoreIommu: PlanHook = (p) => ({
   ),
 });
 
+/** Planted bug (test-only): the assembly builds a blocked IOMMU domain as pass-through. */
+const blockedAsIdentity: PlanHook = (p) => ({
+  ...p,
+  deviceLayers: p.deviceLayers.map((l) =>
+    l.kind === "iommu" && l.state === "blocked" ? { ...l, state: "identity" as const } : l
+  ),
+});
+
+/** Planted bug (test-only): the assembly forgets the bounce layer the plan asks for. */
+const dropBounce: PlanHook = (p) => ({
+  ...p,
+  driverLayers: p.driverLayers.length > 1
+    ? p.driverLayers.filter((l) => l.kind !== "bounce")
+    : p.driverLayers,
+});
+
+const PLANTED: Record<string, PlanHook> = {
+  "device-ignores-iommu": ignoreIommu,
+  "assembly-blocked-as-identity": blockedAsIdentity,
+  "assembly-drops-bounce": dropBounce,
+};
+
 function makeTarget(hook: PlanHook | null): FuzzTarget<TopologyInput> {
   return {
     name: "topology",
@@ -354,10 +407,11 @@ function makeTarget(hook: PlanHook | null): FuzzTarget<TopologyInput> {
       return json as TopologyInput;
     },
     describe: (input) => JSON.stringify(input, null, 2),
-    plantedFaults: ["device-ignores-iommu"],
+    plantedFaults: Object.keys(PLANTED),
     withPlantedFault: (fault) => {
-      if (fault !== "device-ignores-iommu") throw new RangeError(`unknown planted fault ${fault}`);
-      return makeTarget(ignoreIommu);
+      const hook = PLANTED[fault];
+      if (hook === undefined) throw new RangeError(`unknown planted fault ${fault}`);
+      return makeTarget(hook);
     },
   };
 }

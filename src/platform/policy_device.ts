@@ -65,7 +65,7 @@ function iommuLayer(
   honourWhy: string,
 ): DeviceLayerPlan {
   const be = d.backend.kind;
-  const state: GuestDomainState = cov.iommu === hm.id
+  const raw: GuestDomainState = cov.iommu === hm.id
     ? guestDomain
     : t.guest.iommu === "off"
     ? "disabled"
@@ -74,6 +74,11 @@ function iommuLayer(
     : (hm.kind === "tce" || hm.kind === "alpha-typhoon" || hm.kind === "sun4u")
     ? "dma"
     : "blocked";
+  // virtio-iommu: an endpoint attached to no domain bypasses translation when config.bypass is
+  // set (spec §5.13.4), so the device sees GPAs as if the IOMMU were in pass-through.
+  const state: GuestDomainState = raw === "blocked" && hm.kind === "virtio-iommu" && hm.bootBypass
+    ? "identity"
+    : raw;
   return {
     kind: "iommu",
     iommu: hm.id,
@@ -82,7 +87,7 @@ function iommuLayer(
     why: `${honourWhy}${
       (be === "vhost-kernel" || be === "vhost-user") && apNeg ? "; vhost device IOTLB (M9)" : ""
     }${
-      hm.kind === "virtio-iommu" && state === "blocked"
+      hm.kind === "virtio-iommu" && raw === "blocked"
         ? hm.bootBypass
           ? "; endpoint never attached, but config.bypass is set at boot: accesses pass untranslated"
           : "; endpoint never attached and config.bypass is clear: every access faults"

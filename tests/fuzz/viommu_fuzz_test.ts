@@ -21,6 +21,7 @@ Deno.test("fuzz viommu-stack: fixed seed, data intact and faults outside mapping
 Deno.test("fuzz registry lists the viommu targets once", () => {
   const names = TARGETS.map((t) => t.name);
   assertEquals(names.filter((n) => n.startsWith("viommu-")).sort(), [
+    "viommu-hostile-device",
     "viommu-requests",
     "viommu-stack",
   ]);

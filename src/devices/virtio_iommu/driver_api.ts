@@ -203,7 +203,9 @@ export class VirtioIommuDmaApi implements DmaApi {
       };
       this.#submit([s], 0, 0);
       this.#check(s, "PROBE", 0, 0);
-      this.resvMem = parseProbeProperties(w.subarray(0, this.#cfg.probeSize));
+      // Spec §2.7.8.2: nothing beyond the first `used` bytes may be trusted, so a property is
+      // read only when the device reported writing all of it.
+      this.resvMem = parseProbeProperties(w.subarray(0, Math.min(this.#cfg.probeSize, s.used)));
     }
     const att: ViommuSubmission = {
       readable: encodeViommuRequest({

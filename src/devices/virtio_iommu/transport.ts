@@ -126,6 +126,9 @@ export class ViommuQueueTransport implements ViommuTransport {
   readonly #bytes: number;
   readonly #rd = new SgList(1);
   readonly #wr = new SgList(1);
+  // Token of the next request: unique, so a late reply (to a request whose call already failed
+  // with "not returned") is never taken for the reply of a later request.
+  #token = 0;
 
   /**
    * Creates the transport.
@@ -161,12 +164,15 @@ export class ViommuQueueTransport implements ViommuTransport {
     this.#memory.fill(w, writable.length);
     this.#rd.clear().push(r, readable.length);
     this.#wr.clear().push(w, writable.length);
-    q.add(this.#rd, this.#wr, 0);
+    const token = ++this.#token;
+    q.add(this.#rd, this.#wr, token);
     this.batches++;
     this.requests++;
     q.kick();
     this.#device.processRequestQueue();
-    if (q.getUsed() === undefined) {
+    let t = q.getUsed();
+    while (t !== undefined && t !== token) t = q.getUsed(); // late replies to failed requests
+    if (t === undefined) {
       throw new Error(
         "virtio-iommu requestq: the request was not returned" +
           (this.#device.broken ? ` (${this.#device.broken.message})` : ""),
@@ -186,6 +192,7 @@ export class ViommuQueueTransport implements ViommuTransport {
     let i = 0;
     while (i < batch.length) {
       const first = i;
+      const base = this.#token + 1 - first; // token of batch[j] is base + j
       let off = 0;
       const offsets: number[] = [];
       while (i < batch.length && i - first < this.#queue.size) {
@@ -198,18 +205,21 @@ export class ViommuQueueTransport implements ViommuTransport {
         this.#memory.fill(w, s.writable.length);
         this.#rd.clear().push(r, s.readable.length);
         this.#wr.clear().push(w, s.writable.length);
-        this.#queue.add(this.#rd, this.#wr, i);
+        this.#queue.add(this.#rd, this.#wr, base + i);
         offsets.push(w);
         off += need;
         i++;
       }
       if (i === first) throw new Error("virtio-iommu requestq: no room for the next request");
+      this.#token = base + i - 1;
       this.batches++;
       this.requests += i - first;
       this.#queue.kick();
       this.#device.processRequestQueue();
       let done = 0;
-      for (let t = this.#queue.getUsed(); t !== undefined; t = this.#queue.getUsed()) {
+      for (let u = this.#queue.getUsed(); u !== undefined; u = this.#queue.getUsed()) {
+        const t = u - base;
+        if (t < first || t >= i) continue; // a late reply to a request of an earlier call
         const s = batch[t];
         s.used = this.#queue.usedLen;
         this.#memory.read(offsets[t - first], s.writable);

@@ -1,0 +1,29 @@
+/**
+ * Helper of `mutate_test.ts`, run in a subprocess (ts-morph reads the environment, which
+ * `deno task test` does not grant): prints the operators' answers on a fixed source as JSON.
+ * @module
+ */
+import { applyMutant, mutantDiff, mutantsOf, sampleMutants } from "../../tools/mutate/operators.ts";
+
+/** The source the operators run on. */
+export const SRC = `import { x } from "./x.ts";
+type T = 1 | 2;
+export function f(a: number, b: number): boolean {
+  if (a < b && !x) throw new RangeError("bad " + a);
+  return a + 1 === b; // mutate-ignore
+}
+`;
+
+if (import.meta.main) {
+  const ms = mutantsOf("src/f.ts", SRC);
+  const rel = ms.find((m) => m.operator === "relational")!;
+  console.log(JSON.stringify({
+    ops: ms.map((m) => `${m.line}:${m.operator}:${m.original}->${m.replacement}`),
+    applied: applyMutant(SRC, rel),
+    diff: mutantDiff(SRC, rel),
+    sampleA: sampleMutants(ms, 3, 7).map((m) => m.id),
+    sampleB: sampleMutants(ms, 3, 7).map((m) => m.id),
+    all: sampleMutants(ms, 99, 1).length,
+    count: ms.length,
+  }));
+}

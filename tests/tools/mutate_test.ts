@@ -1,0 +1,33 @@
+import { assert, assertEquals } from "@std/assert";
+
+async function cases() {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-env",
+      new URL("./mutate_cases.ts", import.meta.url).pathname,
+    ],
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  assert(out.success);
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
+
+Deno.test("mutate: operators over the AST, never in types, imports, messages or ignored lines", async () => {
+  const c = await cases();
+  assertEquals(c.ops, [
+    "4:if-false:a < b && !x->false",
+    "4:if-true:a < b && !x->true",
+    "4:logical:&&->||",
+    "4:relational:<-><=",
+    "4:negation:!x->x",
+    '4:no-throw:throw new RangeError("bad " + a);->{}',
+  ]);
+  assert(c.applied.includes("if (a <= b && !x)"));
+  assert(c.diff.includes("-  if (a < b && !x)") && c.diff.includes("+  if (a <= b && !x)"), c.diff);
+  assertEquals(c.sampleA, c.sampleB);
+  assertEquals(new Set(c.sampleA).size, 3);
+  assertEquals(c.all, c.count);
+});

@@ -1,0 +1,338 @@
+/**
+ * `deno task mutate`: mutation score of the fuzz campaign on the engine (`src/virtio`,
+ * `src/dma`, `src/devices`).
+ *
+ * Mutants come from `tools/mutate/operators.ts` (operators over the TypeScript AST with
+ * ts-morph; StrykerJS was tried first: 10.x needs Node >= 22, and 8.x's command runner builds
+ * every mutant into instrumented code that picks the active one from the environment at run
+ * time, slowing every hot-path expression, see docs/FUZZING.md). Each
+ * sampled mutant is written into a private copy of the repository, a fixed-seed fuzz campaign
+ * (`fuzz/main.ts --seconds S --seed N`) runs against it, and the mutant is
+ *
+ * - `killed` when the campaign reports a failure (exit 1) or hangs past its limit,
+ * - `survived` when the campaign is clean (exit 0),
+ * - `error` when the campaign cannot start (exit 2: a mutant that breaks module loading).
+ *
+ * Score = killed / (killed + survived). Survivors are printed as diffs.
+ *
+ * Usage: `deno task mutate [--seconds 60] [--sample 20] [--seed 1] [--file PREFIX]...
+ * [--target NAME]... [--runs N] [--workers N] [--json FILE] [--list]`.
+ * Exit 0 when it ran (whatever the score), 2 on bad usage or when the unmutated campaign fails.
+ *
+ * @module
+ */
+
+import { parseArgs } from "@std/cli/parse-args";
+import {
+  applyMutant,
+  type Mutant,
+  mutantDiff,
+  mutantsOf,
+  sampleMutants,
+} from "./mutate/operators.ts";
+
+/** Folders mutated by default. */
+export const DEFAULT_FOLDERS = ["src/virtio/", "src/dma/", "src/devices/"];
+
+/**
+ * The targets that exercise each folder (the default campaign of a mutant there, so its
+ * seconds are not spread over targets that never load the mutated file).
+ */
+export const FOCUS: Readonly<Record<string, readonly string[]>> = {
+  "src/virtio/": [
+    "split-hostile-driver",
+    "split-hostile-device",
+    "model-split",
+    "model-packed",
+    "packed-hostile-driver",
+    "packed-hostile-device",
+    "differential",
+    "dma-chains",
+    "viommu-hostile-device",
+  ],
+  "src/dma/": ["dma-modes", "dma-invariants", "dma-chains", "viommu-stack", "topology"],
+  "src/devices/": [
+    "viommu-requests",
+    "viommu-stack",
+    "viommu-hostile-device",
+    "differential",
+    "topology",
+  ],
+};
+
+/** The `--target` flags of a mutant's campaign in `file` (focus within the selection). */
+export function focusTargets(file: string, selected: readonly string[], focus: boolean): string[] {
+  const f = focus ? Object.entries(FOCUS).find(([pre]) => file.startsWith(pre))?.[1] : undefined;
+  let names: readonly string[] = selected;
+  if (f !== undefined) {
+    const both = selected.length > 0 ? f.filter((n) => selected.includes(n)) : f;
+    names = both.length > 0 ? both : selected;
+  }
+  return names.flatMap((n) => ["--target", n]);
+}
+
+/** Outcome of one mutant. */
+export interface MutantResult {
+  /** The mutant. */
+  mutant: Omit<Mutant, "start" | "end">;
+  /** Outcome. */
+  status: "killed" | "survived" | "error";
+  /** Wall time of its campaign (ms). */
+  ms: number;
+  /** Failure signatures the campaign reported (killed mutants). */
+  signatures: string[];
+  /** The diff (every mutant; the summary prints survivors'). */
+  diff: string;
+}
+
+/** The JSON report (`--json`). */
+export interface MutateReport {
+  /** Format tag. */
+  schema: "virtq-lab/mutate@1";
+  /** Campaign seed and per-mutant seconds. */
+  seed: number;
+  /** Seconds of fuzzing per mutant. */
+  secondsPerMutant: number;
+  /** Mutants generated over the selected files. */
+  generated: number;
+  /** Mutants run. */
+  sampled: number;
+  /** Counts. */
+  killed: number;
+  /** Mutants the campaign did not notice. */
+  survived: number;
+  /** Mutants whose campaign could not start. */
+  errors: number;
+  /** killed / (killed + survived), 0..1. */
+  score: number;
+  /** Every mutant's outcome. */
+  results: MutantResult[];
+}
+
+const HELP = `deno task mutate: mutation score of the fuzz campaign on the engine
+
+Usage: deno task mutate [options]
+  --seconds N    total fuzz budget, split evenly across the sampled mutants (default 60)
+  --sample N     mutants to draw (seeded) from all generated (default 20; 0: all)
+  --seed N       sampling seed and fuzz campaign seed (default 1)
+  --file PREFIX  mutate only files under PREFIX (repeatable; default src/virtio/, src/dma/,
+                 src/devices/)
+  --target NAME  fuzz only NAME (repeatable; default every registered target); with focus on,
+                 a mutant's campaign runs the targets of its folder among these
+  --no-focus     run every selected target for every mutant (default: only the targets that
+                 exercise the mutant's folder, see FOCUS in tools/mutate.ts)
+  --runs N       cap runs per target (deterministic campaigns; with --seconds still bounded)
+  --workers N    fuzz workers per campaign (default: number of cores)
+  --json FILE    write the JSON report
+  --list         list the mutants that would run, do not run them
+  -h, --help     this help
+`;
+
+function usage(msg: string): never {
+  console.error(`mutate: ${msg}. Fix: see deno task mutate --help`);
+  Deno.exit(2);
+}
+
+async function listTs(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for await (const e of Deno.readDir(dir)) {
+    const p = `${dir}/${e.name}`;
+    if (e.isDirectory) out.push(...await listTs(p));
+    else if (e.name.endsWith(".ts") && !e.name.endsWith(".d.ts")) out.push(p);
+  }
+  return out.sort();
+}
+
+async function copyTree(from: string, to: string): Promise<void> {
+  await Deno.mkdir(to, { recursive: true });
+  for await (const e of Deno.readDir(from)) {
+    if (e.name === ".git" || e.name === "node_modules" || e.name === "coverage") continue;
+    const a = `${from}/${e.name}`, b = `${to}/${e.name}`;
+    if (e.isDirectory) await copyTree(a, b);
+    else if (e.isFile) await Deno.copyFile(a, b);
+  }
+}
+
+interface Campaign {
+  code: number;
+  signatures: string[];
+  ms: number;
+}
+
+async function campaign(
+  root: string,
+  seconds: number,
+  seed: number,
+  extra: string[],
+): Promise<Campaign> {
+  const json = `${root}/.mutate-report.json`;
+  await Deno.remove(json).catch(() => {});
+  const args = [
+    "run",
+    "--allow-read",
+    "--allow-write",
+    "--allow-env=VIRTQ_FIXTURES_DIR",
+    "fuzz/main.ts",
+    "--seconds",
+    String(seconds),
+    "--seed",
+    String(seed),
+    "--corpus",
+    `${root}/.mutate-corpus`,
+    "--json",
+    json,
+    ...extra,
+  ];
+  const t0 = performance.now();
+  const child = new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: root,
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  // A mutant can make the engine loop: the runner's own watchdog ends hung units, this is the
+  // backstop (twice the budget plus startup).
+  const limit = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already gone */ }
+  }, (seconds * 2 + 30) * 1000);
+  const status = await child.status;
+  clearTimeout(limit);
+  const ms = performance.now() - t0;
+  const signatures: string[] = [];
+  try {
+    const rep = JSON.parse(await Deno.readTextFile(json));
+    for (const t of rep.targets ?? []) {
+      for (const f of t.failures ?? []) signatures.push(f.signature.text);
+      if (t.crash !== undefined) signatures.push(`${t.target}/crash`);
+    }
+  } catch { /* no report: hung or could not start */ }
+  await Deno.remove(`${root}/.mutate-corpus`, { recursive: true }).catch(() => {});
+  const code = status.signal !== null ? 124 : status.code;
+  return { code, signatures, ms };
+}
+
+async function main(): Promise<void> {
+  const a = parseArgs(Deno.args, {
+    string: ["seconds", "sample", "seed", "file", "target", "runs", "workers", "json"],
+    boolean: ["list", "help", "focus"],
+    default: { focus: true },
+    negatable: ["focus"],
+    collect: ["file", "target"],
+    alias: { h: "help" },
+    unknown: (f: string) => {
+      if (f.startsWith("-")) usage(`unknown flag ${f}`);
+      return true;
+    },
+  });
+  if (a.help) {
+    console.log(HELP);
+    return;
+  }
+  const num = (v: string | undefined, d: number, flag: string, min = 0): number => {
+    if (v === undefined) return d;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < min) usage(`--${flag} ${v} must be a number >= ${min}`);
+    return n;
+  };
+  const seconds = num(a.seconds, 60, "seconds", 1);
+  const sample = num(a.sample, 20, "sample");
+  const seed = Math.floor(num(a.seed, 1, "seed"));
+  const prefixes = (a.file as string[]).length > 0 ? a.file as string[] : DEFAULT_FOLDERS;
+  const extra: string[] = [];
+  const selected = a.target as string[];
+  if (a.runs !== undefined) extra.push("--runs", String(num(a.runs, 0, "runs", 1)));
+  if (a.workers !== undefined) extra.push("--workers", String(num(a.workers, 0, "workers")));
+
+  const repo = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+  const files = (await listTs(`${repo}/src`))
+    .map((p) => p.slice(repo.length + 1))
+    .filter((p) => prefixes.some((pre) => p.startsWith(pre)));
+  if (files.length === 0) usage(`no .ts file under ${prefixes.join(", ")}`);
+  const texts = new Map<string, string>();
+  const all: Mutant[] = [];
+  for (const f of files) {
+    const t = await Deno.readTextFile(`${repo}/${f}`);
+    texts.set(f, t);
+    all.push(...mutantsOf(f, t));
+  }
+  const chosen = sample === 0 ? all : sampleMutants(all, sample, seed);
+  if (a.list) {
+    for (const m of chosen) console.log(`${m.id}  ${m.original} -> ${m.replacement}`);
+    console.log(`${chosen.length} of ${all.length} mutants over ${files.length} files`);
+    return;
+  }
+  const per = Math.max(1, Math.round((seconds / chosen.length) * 10) / 10);
+  const work = await Deno.makeTempDir({ prefix: "virtq-mutate-" });
+  try {
+    await copyTree(repo, work);
+    console.log(
+      `mutate: ${chosen.length} of ${all.length} mutants (seed ${seed}), ${per} s of fuzzing each`,
+    );
+    const base = await campaign(work, per, seed, [...extra, ...focusTargets("", selected, false)]);
+    if (base.code !== 0) {
+      console.error(
+        `mutate: the unmutated campaign fails (exit ${base.code}: ${
+          base.signatures.join(", ")
+        }). ` +
+          "Fix: make deno task fuzz clean first",
+      );
+      Deno.exit(2);
+    }
+    const results: MutantResult[] = [];
+    for (const [i, m] of chosen.entries()) {
+      const orig = texts.get(m.file)!;
+      await Deno.writeTextFile(`${work}/${m.file}`, applyMutant(orig, m));
+      let c: Campaign;
+      try {
+        c = await campaign(work, per, seed, [
+          ...extra,
+          ...focusTargets(m.file, selected, a.focus as boolean),
+        ]);
+      } finally {
+        await Deno.writeTextFile(`${work}/${m.file}`, orig);
+      }
+      const status = c.code === 0 ? "survived" : c.code === 2 ? "error" : "killed";
+      const { start: _s, end: _e, ...shown } = m;
+      results.push({
+        mutant: shown,
+        status,
+        ms: Math.round(c.ms),
+        signatures: c.signatures,
+        diff: mutantDiff(orig, m),
+      });
+      console.log(
+        `[${i + 1}/${chosen.length}] ${status.padEnd(8)} ${m.id} ` +
+          `(${m.original.replace(/\s+/g, " ").slice(0, 30)} -> ${m.replacement})` +
+          (c.signatures.length > 0 ? `  ${c.signatures[0]}` : ""),
+      );
+    }
+    const killed = results.filter((r) => r.status === "killed").length;
+    const survived = results.filter((r) => r.status === "survived").length;
+    const errors = results.filter((r) => r.status === "error").length;
+    const score = killed + survived > 0 ? killed / (killed + survived) : 0;
+    const report: MutateReport = {
+      schema: "virtq-lab/mutate@1",
+      seed,
+      secondsPerMutant: per,
+      generated: all.length,
+      sampled: chosen.length,
+      killed,
+      survived,
+      errors,
+      score,
+      results,
+    };
+    for (const r of results.filter((r) => r.status === "survived")) console.log(`\n${r.diff}`);
+    console.log(
+      `\nmutation score ${(score * 100).toFixed(1)}%: ${killed} killed, ${survived} survived, ` +
+        `${errors} could not start (${chosen.length} sampled of ${all.length})`,
+    );
+    if (a.json) await Deno.writeTextFile(a.json, JSON.stringify(report, null, 2) + "\n");
+  } finally {
+    await Deno.remove(work, { recursive: true }).catch(() => {});
+  }
+}
+
+if (import.meta.main) await main();
