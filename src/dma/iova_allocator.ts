@@ -199,11 +199,34 @@ export class IovaAllocator {
   }
 
   /**
-   * Reserves `[loPfn, hiPfn]` so it is never allocated (overlapping live ranges are kept).
+   * Reserves `[loPfn, hiPfn]` so it is never allocated. Ranges never overlap afterwards, as with
+   * Linux `reserve_iova` (drivers/iommu/iova.c, `__adjust_overlap_range`): an overlapping
+   * reserved range is widened to cover the new one, an overlapping live range is kept as it is and
+   * only the parts of `[loPfn, hiPfn]` outside it are reserved. The gap search relies on this
+   * (each gap's bottom is the highest end of the ranges below it).
    */
   reserve(loPfn: number, hiPfn: number): void {
-    const i = this.#lastBelow(loPfn + 1);
-    this.#insert(i + 1, loPfn, hiPfn, RESERVED, 0, 0);
+    let lo = loPfn;
+    const r = this.#r;
+    // Walk the ranges that overlap [lo, hiPfn] in ascending order (sorted by first PFN).
+    let i = this.#lastBelow(lo + 1);
+    if (i < 0 || r[i * STRIDE + F_HI] < lo) i++;
+    while (i < this.#n && lo <= hiPfn) {
+      const o = i * STRIDE;
+      const rlo = r[o + F_LO], rhi = r[o + F_HI];
+      if (rlo > hiPfn) break;
+      if (r[o + F_KIND] === RESERVED) {
+        // Widen the reserved range downwards; what lies above it is handled next.
+        if (lo < rlo) r[o + F_LO] = lo;
+      } else if (lo < rlo) {
+        this.#insert(i, lo, rlo - 1, RESERVED, 0, 0);
+        i++;
+      }
+      if (hiPfn <= rhi) return;
+      lo = rhi + 1;
+      i++;
+    }
+    if (lo <= hiPfn) this.#insert(i, lo, hiPfn, RESERVED, 0, 0);
   }
 
   /**
