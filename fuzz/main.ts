@@ -255,7 +255,7 @@ export async function fuzzMain(args: readonly string[], env: FuzzEnv): Promise<n
 
 if (import.meta.main) {
   const { TARGETS } = await import("./targets/mod.ts");
-  const { REAL_RING_SEEDS_ERROR } = await import("./real_ring_seeds.ts");
+  const { REAL_RING_SEEDS_ERROR } = await import("./support/real_ring_seeds.ts");
   const enc = new TextEncoder();
   const code = await fuzzMain(Deno.args, {
     targets: TARGETS,
