@@ -59,28 +59,37 @@ export function computeTargets(
   alloc: readonly AllocResult[],
   opts: TargetOptions,
 ): Target[] {
-  const out: Target[] = [solTarget(results)];
+  return [
+    solTarget(results),
+    ...packedVsSplit(results),
+    ...dmaModeTargets(results, opts),
+    ...lazyVsStrictTargets(results, opts),
+    ...sizeFlatnessTargets(results),
+    ...chainFlatnessTargets(results),
+    ...allocationTargets(alloc),
+  ];
+}
 
-  // packed vs split
-  {
-    const name = "packed vs split throughput (base point)";
-    const goal = ">= 1.0 (PERFORMANCE.md: ~0.9 realistic)";
-    const s = find(results, { engine: "split" });
-    const p = find(results, { engine: "packed" });
-    if (!s || !p) out.push(na(name, goal, "needs split and packed in this run"));
-    else {
-      const x = s.stats.p50 / p.stats.p50;
-      out.push({
-        name,
-        value: x,
-        goal,
-        status: x >= 1 ? "met" : "missed",
-        detail: `packed ${p.nsPerChain.toFixed(1)} vs split ${s.nsPerChain.toFixed(1)} ns/chain`,
-      });
-    }
-  }
+/** Packed vs split throughput at the base point. */
+function packedVsSplit(results: readonly CaseResult[]): Target[] {
+  const name = "packed vs split throughput (base point)";
+  const goal = ">= 1.0 (PERFORMANCE.md: ~0.9 realistic)";
+  const s = find(results, { engine: "split" });
+  const p = find(results, { engine: "packed" });
+  if (!s || !p) return [na(name, goal, "needs split and packed in this run")];
+  const x = s.stats.p50 / p.stats.p50;
+  return [{
+    name,
+    value: x,
+    goal,
+    status: x >= 1 ? "met" : "missed",
+    detail: `packed ${p.nsPerChain.toFixed(1)} vs split ${s.nsPerChain.toFixed(1)} ns/chain`,
+  }];
+}
 
-  // IOMMU IOTLB hit vs identity, then every other DMA mode vs identity (info)
+/** IOMMU IOTLB hit vs identity, then every other DMA mode vs identity (info). */
+function dmaModeTargets(results: readonly CaseResult[], opts: TargetOptions): Target[] {
+  const out: Target[] = [];
   for (const engine of ["split", "packed"] as const) {
     const name = `${engine}: iommu-hit (IOTLB hit path) vs identity`;
     const goal = ">= 0.80 (PERFORMANCE.md: ~0.69 at 64 B realistic)";
@@ -126,8 +135,12 @@ export function computeTargets(
       });
     }
   }
+  return out;
+}
 
-  // lazy vs strict: measured and modeled
+/** IOMMU lazy vs strict: measured and modeled. */
+function lazyVsStrictTargets(results: readonly CaseResult[], opts: TargetOptions): Target[] {
+  const out: Target[] = [];
   for (const engine of ["split", "packed"] as const) {
     const name = `${engine}: IOMMU lazy vs strict`;
     const goal = ">= 1.5x";
@@ -172,8 +185,12 @@ export function computeTargets(
         `${ms.toFixed(0)} vs ${ml.toFixed(0)} ns/chain`,
     });
   }
+  return out;
+}
 
-  // cost per chain flat in queue size
+/** Cost per chain flat in queue size. */
+function sizeFlatnessTargets(results: readonly CaseResult[]): Target[] {
+  const out: Target[] = [];
   for (const engine of ["split", "packed", "sol"] as const) {
     const name = `${engine}: ns/chain flat over queue size`;
     const goal = "max/min <= 1.2 (q64..q32768)";
@@ -186,7 +203,12 @@ export function computeTargets(
     }
     out.push(flatness(name, goal, rows, (r) => r.nsPerChain, (r) => `q${r.params.size}`));
   }
+  return out;
+}
 
+/** Marginal cost per added descriptor flat over chain length. */
+function chainFlatnessTargets(results: readonly CaseResult[]): Target[] {
+  const out: Target[] = [];
   // Marginal cost per added descriptor, flat from 2 to 16 descriptors. (Cost per descriptor is
   // not flat from 1 to 16 for any engine, even the speed-of-light loop: every chain has a fixed
   // cost that one descriptor carries alone and sixteen share.)
@@ -224,8 +246,12 @@ export function computeTargets(
         `${fit.intercept.toFixed(1)} ns/chain + ${fit.slope.toFixed(1)} ns/desc (c1..c16)`,
     });
   }
+  return out;
+}
 
-  // zero allocation
+/** Zero allocation per chain on hot paths. */
+function allocationTargets(alloc: readonly AllocResult[]): Target[] {
+  const out: Target[] = [];
   for (const a of alloc) {
     if (a.name.startsWith("sol")) continue;
     const x = a.bytesPerChain;

@@ -144,90 +144,13 @@ function netEngine(be: VhostBackend, o: NetOpts): VhostBenchRow[] {
   });
   const rt = row("round-trip"), tp = row("throughput");
   try {
-    const [rx, tx] = dev.vrings;
-    const rxGpa = dev.bufferGpa, txGpa = dev.bufferGpa + 0x10_0000;
-    const none = SgList.of();
-    const rxSg = Array.from(
-      { length: RX_SLOTS * 2 },
-      (_, i) => SgList.of([rxGpa + i * 4096, 2048]),
-    );
-    const txSg = Array.from({ length: BURST }, (_, i) => SgList.of([txGpa + i * 4096, FRAME]));
-    for (let i = 0; i < RX_SLOTS * 2; i++) rx.queue.add(none, rxSg[i], i);
-    dev.kick(0);
-    // One frame through, retransmitting while the port comes up or misses are served.
-    const once = (seq: number, slot: number, retxMs: number, maxSends: number): number => {
-      netFrame(dev, txGpa + slot * 4096, seq);
-      for (let sends = 1; sends <= maxSends; sends++) {
-        tx.queue.add(txSg[slot], none, slot);
-        dev.kick(1);
-        const r = dev.waitUsed(0, retxMs, retxMs >= SPIN_MS ? SPIN_MS * 1000 : 100);
-        for (let t = tx.queue.getUsed(); t !== undefined; t = tx.queue.getUsed()) { /* reclaim */ }
-        if (r.kind === "used") {
-          rx.queue.add(none, rxSg[r.token], r.token);
-          dev.kick(0);
-          return sends;
-        }
-        if (r.kind !== "timeout") throw new Error(`frame ${seq}: ${r.kind}`);
-      }
-      throw new Error(`frame ${seq}: not back after ${maxSends} sends`);
-    };
-    for (let i = 0; i < 50; i++) once(i, i % TX_SLOTS, 200, 25); // warm-up
-    const s0 = dev.iotlb ? { ...dev.iotlb.stats } : null;
-    const lat = new Float64Array(o.frames);
-    let sends = 0;
+    const ns = netSession(dev);
+    for (let i = 0; i < 50; i++) netOnce(ns, i, i % TX_SLOTS, 200, 25); // warm-up
     // DPDK drops a frame whose buffer misses in its IOTLB instead of waiting (VHOST_USER.md):
     // on demand, retransmit after 2 ms, and spin little so misses are served promptly.
     const onDemand = o.fill === "on-demand" && o.dma !== "identity";
-    const retx = onDemand ? 2 : 1000;
-    for (let seq = 0; seq < o.frames; seq++) {
-      const t0 = performance.now();
-      sends += once(seq, seq % TX_SLOTS, retx, 50);
-      lat[seq] = (performance.now() - t0) * 1000;
-    }
-    const s = summarise(lat);
-    Object.assign(rt, {
-      n: o.frames,
-      p50Us: s.p50,
-      p90Us: s.p90,
-      p99Us: s.p99,
-      perSec: 1e6 / s.mean,
-      sendsPerOp: sends / o.frames,
-    });
-    if (s0 && dev.iotlb) {
-      const d = dev.iotlb.stats;
-      const msgs = d.updates - s0.updates + d.invalidates - s0.invalidates + d.misses - s0.misses;
-      rt.iotlbPerChain = msgs / (2 * o.frames);
-    }
-    // Throughput: bursts of 32 frames in flight.
-    const s1 = dev.iotlb ? { ...dev.iotlb.stats } : null;
-    const bursts = Math.max(1, Math.floor(o.frames / BURST));
-    let done = 0, bsends = 0;
-    const t0 = performance.now();
-    for (let b = 0; b < bursts; b++) {
-      for (let i = 0; i < BURST; i++) {
-        netFrame(dev, txGpa + i * 4096, b * BURST + i);
-        tx.queue.add(txSg[i], none, i);
-      }
-      dev.kick(1);
-      bsends += BURST;
-      let got = 0;
-      while (got < BURST) {
-        const r = dev.waitUsed(0, onDemand ? 20 : 1000, onDemand ? 100 : SPIN_MS * 1000);
-        if (r.kind !== "used") break; // dropped frames (misses): count what came back
-        rx.queue.add(none, rxSg[r.token], r.token);
-        got++;
-      }
-      dev.kick(0);
-      for (let t = tx.queue.getUsed(); t !== undefined; t = tx.queue.getUsed()) { /* reclaim */ }
-      done += got;
-    }
-    const secs = (performance.now() - t0) / 1000;
-    Object.assign(tp, { n: done, perSec: done / secs, sendsPerOp: bsends / Math.max(1, done) });
-    if (s1 && dev.iotlb) {
-      const d = dev.iotlb.stats;
-      const msgs = d.updates - s1.updates + d.invalidates - s1.invalidates + d.misses - s1.misses;
-      tp.iotlbPerChain = msgs / Math.max(1, 2 * done);
-    }
+    netRoundTrips(ns, o.frames, onDemand, rt);
+    netBursts(ns, o.frames, onDemand, tp);
   } catch (e) {
     const m = (e as Error).message;
     if (rt.n === 0) rt.failure = m;
@@ -236,6 +159,130 @@ function netEngine(be: VhostBackend, o: NetOpts): VhostBenchRow[] {
     dev.close();
   }
   return [rt, tp];
+}
+
+type Vring = VhostUserDevice["vrings"][number];
+
+/** One testpmd session's rings and scatter-gather lists, laid once (no allocation per frame). */
+interface NetSession {
+  dev: VhostUserDevice;
+  rx: Vring;
+  tx: Vring;
+  txGpa: number;
+  none: SgList;
+  rxSg: SgList[];
+  txSg: SgList[];
+}
+
+/** Lays the receive buffers (2 x RX_SLOTS, all made available) and the transmit lists. */
+function netSession(dev: VhostUserDevice): NetSession {
+  const [rx, tx] = dev.vrings;
+  const rxGpa = dev.bufferGpa, txGpa = dev.bufferGpa + 0x10_0000;
+  const none = SgList.of();
+  const rxSg = Array.from(
+    { length: RX_SLOTS * 2 },
+    (_, i) => SgList.of([rxGpa + i * 4096, 2048]),
+  );
+  const txSg = Array.from({ length: BURST }, (_, i) => SgList.of([txGpa + i * 4096, FRAME]));
+  for (let i = 0; i < RX_SLOTS * 2; i++) rx.queue.add(none, rxSg[i], i);
+  dev.kick(0);
+  return { dev, rx, tx, txGpa, none, rxSg, txSg };
+}
+
+/**
+ * One frame through, retransmitting while the port comes up or misses are served.
+ * @returns the transmissions it took.
+ */
+function netOnce(
+  ns: NetSession,
+  seq: number,
+  slot: number,
+  retxMs: number,
+  maxSends: number,
+): number {
+  const { dev, rx, tx, none } = ns;
+  netFrame(dev, ns.txGpa + slot * 4096, seq);
+  for (let sends = 1; sends <= maxSends; sends++) {
+    tx.queue.add(ns.txSg[slot], none, slot);
+    dev.kick(1);
+    const r = dev.waitUsed(0, retxMs, retxMs >= SPIN_MS ? SPIN_MS * 1000 : 100);
+    for (let t = tx.queue.getUsed(); t !== undefined; t = tx.queue.getUsed()) { /* reclaim */ }
+    if (r.kind === "used") {
+      rx.queue.add(none, ns.rxSg[r.token], r.token);
+      dev.kick(0);
+      return sends;
+    }
+    if (r.kind !== "timeout") throw new Error(`frame ${seq}: ${r.kind}`);
+  }
+  throw new Error(`frame ${seq}: not back after ${maxSends} sends`);
+}
+
+/** IOTLB messages (updates, invalidations, misses) since `s0`. */
+function iotlbMessages(
+  dev: VhostUserDevice,
+  s0: { updates: number; invalidates: number; misses: number },
+): number {
+  const d = dev.iotlb!.stats;
+  return d.updates - s0.updates + d.invalidates - s0.invalidates + d.misses - s0.misses;
+}
+
+/** Round trips: one frame at a time, latency percentiles into `rt`. */
+function netRoundTrips(
+  ns: NetSession,
+  frames: number,
+  onDemand: boolean,
+  rt: VhostBenchRow,
+): void {
+  const dev = ns.dev;
+  const s0 = dev.iotlb ? { ...dev.iotlb.stats } : null;
+  const lat = new Float64Array(frames);
+  let sends = 0;
+  const retx = onDemand ? 2 : 1000;
+  for (let seq = 0; seq < frames; seq++) {
+    const t0 = performance.now();
+    sends += netOnce(ns, seq, seq % TX_SLOTS, retx, 50);
+    lat[seq] = (performance.now() - t0) * 1000;
+  }
+  const s = summarise(lat);
+  Object.assign(rt, {
+    n: frames,
+    p50Us: s.p50,
+    p90Us: s.p90,
+    p99Us: s.p99,
+    perSec: 1e6 / s.mean,
+    sendsPerOp: sends / frames,
+  });
+  if (s0 && dev.iotlb) rt.iotlbPerChain = iotlbMessages(dev, s0) / (2 * frames);
+}
+
+/** Throughput: bursts of 32 frames in flight, frames per second into `tp`. */
+function netBursts(ns: NetSession, frames: number, onDemand: boolean, tp: VhostBenchRow): void {
+  const { dev, rx, tx, none, txSg, rxSg } = ns;
+  const s1 = dev.iotlb ? { ...dev.iotlb.stats } : null;
+  const bursts = Math.max(1, Math.floor(frames / BURST));
+  let done = 0, bsends = 0;
+  const t0 = performance.now();
+  for (let b = 0; b < bursts; b++) {
+    for (let i = 0; i < BURST; i++) {
+      netFrame(dev, ns.txGpa + i * 4096, b * BURST + i);
+      tx.queue.add(txSg[i], none, i);
+    }
+    dev.kick(1);
+    bsends += BURST;
+    let got = 0;
+    while (got < BURST) {
+      const r = dev.waitUsed(0, onDemand ? 20 : 1000, onDemand ? 100 : SPIN_MS * 1000);
+      if (r.kind !== "used") break; // dropped frames (misses): count what came back
+      rx.queue.add(none, rxSg[r.token], r.token);
+      got++;
+    }
+    dev.kick(0);
+    for (let t = tx.queue.getUsed(); t !== undefined; t = tx.queue.getUsed()) { /* reclaim */ }
+    done += got;
+  }
+  const secs = (performance.now() - t0) / 1000;
+  Object.assign(tp, { n: done, perSec: done / secs, sendsPerOp: bsends / Math.max(1, done) });
+  if (s1 && dev.iotlb) tp.iotlbPerChain = iotlbMessages(dev, s1) / Math.max(1, 2 * done);
 }
 
 /** The hand-laid ring on the same back-end: round trips only, identity DMA. */

@@ -361,342 +361,73 @@ export async function capture(opts: CaptureOptions): Promise<CaptureSummary> {
     );
   }
   const tmp = await Deno.makeTempDir({ prefix: "virtq-capture-" });
-  let wasRunning = false;
-  let stopped = false;
   const hmpLog: string[] = [];
-  const hmp = async (cmd: string) => {
-    const out = await qmp.hmp(cmd, opts.timeoutMs);
-    hmpLog.push(`(qemu) ${cmd}`, out.replace(/\r/g, "").replace(/\n$/, ""));
-    return out;
+  const ctx: CaptureContext = {
+    qmp,
+    opts,
+    hmpLog,
+    wasRunning: false,
+    stopped: false,
+    hmp: async (cmd: string) => {
+      const out = await qmp.hmp(cmd, opts.timeoutMs);
+      hmpLog.push(`(qemu) ${cmd}`, out.replace(/\r/g, "").replace(/\n$/, ""));
+      return out;
+    },
   };
   try {
-    const v = qmp.version;
-    opts.progress(
-      `capture: QEMU ${v.major}.${v.minor}.${v.micro}${v.package ? ` (${v.package})` : ""}`,
-    );
-    if (v.major < 7 || (v.major === 7 && v.minor < 2)) {
-      throw new CaptureError(
-        `${opts.qmp}: QEMU ${v.major}.${v.minor} has no x-query-virtio. Fix: use QEMU 7.2 or newer`,
-        true,
-      );
-    }
-    const st = await qmp.query(StatusSchema, "query-status", undefined, opts.timeoutMs);
-    wasRunning = st.running;
-    if (st.running) {
-      await qmp.execute("stop", undefined, opts.timeoutMs);
-      stopped = true;
-      opts.progress("capture: guest stopped");
-    } else opts.progress(`capture: guest already ${st.status}`);
-    await hmp("info version");
-    await hmp("info status");
+    await stopGuest(ctx);
 
     // 1. QEMU's view: devices, queue status, elements.
     let t = performance.now();
-    const ramSize = BigInt(
-      (await qmp.query(MemSizeSchema, "query-memory-size-summary", undefined, opts.timeoutMs))[
-        "base-memory"
-      ],
-    );
-    const list = await qmp.query(VirtioListSchema, "x-query-virtio", undefined, opts.timeoutMs);
-    const pciRaw = await qmp.execute("query-pci", undefined, opts.timeoutMs);
-    const pciParsed = QueryPciSchema.safeParse(pciRaw);
-    const pci = pciParsed.success ? flattenPci(pciParsed.data) : [];
-    const devices: Record<string, unknown> = {};
-    type QueueInfo = {
-      name: string;
-      path: string;
-      queue: number;
-      status: QemuQueueStatus;
-      features: bigint;
-      report: z.infer<typeof FeatureReportSchema>;
-      bdf: PciDevice | null;
-    };
-    const queues: QueueInfo[] = [];
-    for (const d of list) {
-      const status = await qmp.execute("x-query-virtio-status", { path: d.path }, opts.timeoutMs);
-      const s = VirtioStatusSchema.safeParse(status);
-      if (!s.success) {
-        throw new CaptureError(`x-query-virtio-status ${d.path}: unexpected answer`);
-      }
-      const { mask } = featuresFromQemuReport(s.data["guest-features"]);
-      const id = qdevIdOf(d.path);
-      const bdf = pci.find((p) => id !== null && p.qdev_id === id) ?? null;
-      const qs: unknown[] = [];
-      for (let q = 0; q < s.data["num-vqs"]; q++) {
-        const qst = await qmp.query(
-          QueueStatusSchema,
-          "x-query-virtio-queue-status",
-          { path: d.path, queue: q },
-          opts.timeoutMs,
-        );
-        const elements: unknown[] = [];
-        const last = qst["last-avail-idx"] ?? 0;
-        const args: (number | null)[] = [null];
-        for (let k = 1; k <= opts.elementsBack; k++) args.push((last - k + 0x10000) & 0xffff);
-        for (const a of args) {
-          const qa: Record<string, unknown> = { path: d.path, queue: q };
-          if (a !== null) qa.index = a;
-          try {
-            const r = await qmp.query(
-              QueueElementAnyResult,
-              "x-query-virtio-queue-element",
-              qa,
-              opts.timeoutMs,
-            );
-            elements.push({ index_arg: a, result: { return: r } });
-          } catch (e) {
-            if (
-              !(e instanceof QmpError) || e.errorClass === "Timeout" || e.errorClass === "Closed"
-            ) {
-              throw e;
-            }
-            elements.push({
-              index_arg: a,
-              result: { error: { class: e.errorClass, desc: e.message.replace(/^[^:]*: /, "") } },
-            });
-          }
-        }
-        qs.push({ queue: q, status: qst, elements });
-        if (Number(qst["vring-num"]) > 0 && big(qst["vring-desc"]) !== 0n) {
-          queues.push({
-            name: d.name,
-            path: d.path,
-            queue: q,
-            status: qst as unknown as QemuQueueStatus,
-            features: mask,
-            report: s.data["guest-features"],
-            bdf,
-          });
-        }
-      }
-      devices[d.path] = { name: d.name, status, queues: qs };
-      opts.progress(
-        `capture: ${d.name} (${d.path}${bdf ? `, ${bdfText(bdf)}` : ""}): ` +
-          `${s.data["num-vqs"]} queue(s)`,
-      );
-    }
+    const view = await queryQemu(ctx);
     lap("qmp_queries", t);
 
     // 2. An enabled Intel vIOMMU in front of ACCESS_PLATFORM devices?
     t = performance.now();
-    const store = new PageStore(qmp, tmp, ramSize, opts.timeoutMs);
-    let rtaddr: bigint | undefined;
-    if (queues.some((q) => (q.features & VIRTIO_F_ACCESS_PLATFORM) !== 0n)) {
-      const qtree = await qmp.hmp("info qtree", opts.timeoutMs);
-      if (/dev: intel-iommu/.test(qtree)) {
-        const reg = async (off: bigint, unit: "w" | "g") => {
-          const cmd = `xp /1${unit}x ${hex(opts.dmarBase + off)}`;
-          const dumps = parseHmpXpDumps(`(qemu) ${cmd}\n${await hmp(cmd)}`);
-          const val = dumps[0]?.values[0]?.value;
-          if (val === undefined) {
-            throw new CaptureError(`HMP ${cmd}: no value in the answer (is the DMAR base right?)`);
-          }
-          return big(val);
-        };
-        const ver = await reg(VTD_VER_REG, "w");
-        const gsts = await reg(VTD_GSTS_REG, "w");
-        const rt = await reg(VTD_RTADDR_REG, "g");
-        if (ver === 0n || ver === 0xffff_ffffn) {
-          throw new CaptureError(
-            `intel-iommu present but VER_REG at ${hex(opts.dmarBase)} reads ${hex(ver)}. ` +
-              `Fix: pass --dmar-base with the DMAR unit's register base`,
-            true,
-          );
-        }
-        if ((gsts & VTD_GSTS_TES) !== 0n) {
-          rtaddr = rt;
-          opts.progress(
-            `capture: Intel vIOMMU at ${hex(opts.dmarBase)}: VER ${hex(ver)}, translation ` +
-              `enabled, RTADDR_REG ${hex(rt)}`,
-          );
-        } else {
-          opts.progress("capture: Intel vIOMMU present, translation disabled: addresses are GPAs");
-        }
-      }
-    }
+    const store = new PageStore(qmp, tmp, view.ramSize, opts.timeoutMs);
+    const rtaddr = await findVtd(ctx, view.queues);
 
     // 3. The pages: rings, indirect tables, buffers (IOVAs walked through the guest's tables).
-    const index: Record<string, unknown>[] = [];
-    let iovaQueues = 0;
-    const spaces: QueueSpace[] = [];
-    const xpPlan: { label: string; gpa: bigint; fmt: string }[] = [];
-    for (const q of queues) {
-      const s = q.status;
-      const size = Number(s["vring-num"]);
-      const packed = (q.features & VIRTIO_F_RING_PACKED) !== 0n;
-      const iova = rtaddr !== undefined && (q.features & VIRTIO_F_ACCESS_PLATFORM) !== 0n;
-      if (iova && q.bdf === null) {
-        throw new CaptureError(
-          `${q.path}: behind the vIOMMU but its PCI address is unknown. Fix: give the device ` +
-            `an id (-device ...,id=NAME) so query-pci names it`,
-          true,
-        );
-      }
-      if (iova) iovaQueues++;
-      const space = new QueueSpace(
-        store,
-        iova
-          ? {
-            rtaddr: rtaddr!,
-            sourceId: (q.bdf!.bus << 8) | (q.bdf!.slot << 3) | q.bdf!.function,
-          }
-          : null,
-      );
-      spaces.push(space);
-      const tag = `${q.name}:${q.queue}`;
-      const desc = big(s["vring-desc"]), avail = big(s["vring-avail"]), used = big(s["vring-used"]);
-      const descBytes = await space.readKeep(desc, size * 16, `${tag}:desc`);
-      if (packed) {
-        await space.readKeep(avail, 4, `${tag}:driver_area`);
-        await space.readKeep(used, 4, `${tag}:device_area`);
-      } else {
-        await space.readKeep(avail, 6 + 2 * size, `${tag}:avail`);
-        await space.readKeep(used, 6 + 8 * size, `${tag}:used`);
-      }
-      const descGpa = (await space.pagesOf(desc, 1))[0];
-      const availGpa = (await space.pagesOf(avail, 1))[0];
-      if (descGpa !== null) {
-        xpPlan.push({ label: `${tag}:desc`, gpa: descGpa + (desc & (PAGE - 1n)), fmt: "/32gx" });
-      }
-      if (availGpa !== null) {
-        xpPlan.push({
-          label: `${tag}:driver`,
-          gpa: availGpa + (avail & (PAGE - 1n)),
-          fmt: "/16xh",
-        });
-      }
-      let indirect = 0, buffers = 0;
-      const keepBuffer = async (d: Desc, why: string) => {
-        const len = Math.min(d.len, opts.maxPagesPerBuffer * 4096);
-        const pages = await space.pagesOf(d.addr, len);
-        const ok = pages.filter((p): p is bigint => p !== null);
-        await store.fetch(ok);
-        for (const p of ok) if (store.pages.has(p)) store.keep(p, why);
-        if (ok.length) buffers++;
-      };
-      if (descBytes) {
-        const table = descsOf(descBytes, size);
-        for (let i = 0; i < table.length; i++) {
-          const d = table[i];
-          if (d.len === 0) continue;
-          if (d.flags & VIRTQ_DESC_F_INDIRECT) {
-            const n = Math.min(Math.floor(d.len / 16), 4096);
-            const k = indirect++;
-            const bytes = await space.readKeep(d.addr, n * 16, `${tag}:indirect[${k}]`);
-            if (!bytes) continue;
-            const entries = descsOf(bytes, n);
-            for (let j = 0; j < entries.length; j++) {
-              if (entries[j].len > 0 && !(entries[j].flags & VIRTQ_DESC_F_INDIRECT)) {
-                await keepBuffer(entries[j], `${tag}:ind[${k}][${j}]`);
-              }
-            }
-          } else await keepBuffer(d, `${tag}:buf[${buffers}]`);
-        }
-      }
-      const entry: Record<string, unknown> = {
-        device: q.name,
-        path: q.path,
-        queue: q.queue,
-        size,
-        desc,
-        avail,
-        used,
-        packed,
-      };
-      if (iova) entry.addresses_are_iova = true;
-      if (q.bdf) entry.bdf = bdfText(q.bdf);
-      entry.indirect_tables_referenced = indirect;
-      entry.buffers_referenced = buffers;
-      entry.guest_features = q.report;
-      entry.qemu_status = s;
-      index.push(entry);
-    }
+    const pages = await capturePages(ctx, store, view.queues, rtaddr);
     lap("pages", t);
 
     // 4. Byte-exact cross-check material: QEMU's own xp dumps of the ring areas.
     t = performance.now();
-    for (const x of xpPlan) await hmp(`xp ${x.fmt} ${hex(x.gpa)}`);
+    for (const x of pages.xpPlan) await ctx.hmp(`xp ${x.fmt} ${hex(x.gpa)}`);
     lap("hmp_xp", t);
 
     // 5. Write the fixture.
     t = performance.now();
-    const sorted = [...store.why.keys()].filter((g) => store.pages.has(g))
-      .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    const image = new Uint8Array(sorted.length * 4096);
-    sorted.forEach((g, i) => image.set(store.pages.get(g)!, i * 4096));
-    const untranslated = spaces.reduce((a, s) => a + s.untranslated, 0);
-    const outsideRam = spaces.reduce((a, s) => a + s.outsideRam, 0);
-    const doc: Record<string, unknown> = {
-      format: "virtio-ring-fixture-v1",
-      page_size: 4096,
-      ram_size: Number(ramSize),
-      note: "pages.bin = concatenation of 4 KiB guest-physical pages; page i (as listed) is at " +
-        "file_offset. All integers little-endian as in guest memory. Addresses in queues[] are " +
-        "as programmed by the driver (GPA, or IOVA when addresses_are_iova). Written by " +
-        `virtq-lab deno task capture from QEMU ${v.major}.${v.minor}.${v.micro}` +
-        (untranslated ? `; ${untranslated} IOVA page(s) did not translate (skipped)` : "") +
-        (outsideRam ? `; ${outsideRam} page(s) outside RAM (skipped)` : "") + ".",
-    };
-    if (rtaddr !== undefined) {
-      // The capture's own translations, by requester: the inspector walks the tables itself and
-      // uses this map only as a cross-check.
-      const byBdf: Record<string, Record<string, string>> = {};
-      queues.forEach((q, i) => {
-        if (!q.bdf || spaces[i].translations().length === 0) return;
-        const m = byBdf[bdfText(q.bdf)] ??= {};
-        for (const [iova, gpa] of spaces[i].translations()) m[hex(iova)] = hex(gpa);
-      });
-      doc.iommu = { rtaddr_reg: hex(rtaddr), iova_to_gpa: byBdf };
-    }
-    doc.pages = sorted.map((g, i) => ({
-      gpa: Number(g),
-      file_offset: i * 4096,
-      why: [...store.why.get(g)!].sort(),
-    }));
-    doc.queues = index;
-    await Deno.mkdir(opts.out, { recursive: true });
-    const base = `${opts.out}/${opts.name}`;
-    const files = {
-      index: `${base}.index.json`,
-      pages: `${base}.pages.bin.gz`,
-      qmp: `${base}.qmp-virtio.json`,
-      hmp: `${base}.hmp-info-virtio.txt`,
-    };
-    await Deno.writeFile(files.pages, await gzip(image));
-    await Deno.writeTextFile(files.index, stringifyExact(doc) + "\n");
-    await Deno.writeTextFile(
-      files.qmp,
-      stringifyExact({ "x-query-virtio": list, devices, "query-pci": pciRaw }) + "\n",
-    );
-    await Deno.writeTextFile(files.hmp, hmpLog.join("\n") + "\n");
+    const written = await writeFixture(ctx, store, view, rtaddr, pages);
     lap("write", t);
     opts.progress(
-      `capture: ${queues.length} queue(s) of ${list.length} device(s), ${sorted.length} page(s) ` +
-        `(${store.reads} pmemsave), ${iovaQueues} queue(s) at IOVAs` +
-        (untranslated ? `, ${untranslated} IOVA page(s) untranslated` : ""),
+      `capture: ${view.queues.length} queue(s) of ${view.list.length} device(s), ` +
+        `${written.pages} page(s) ` +
+        `(${store.reads} pmemsave), ${pages.iovaQueues} queue(s) at IOVAs` +
+        (written.untranslated ? `, ${written.untranslated} IOVA page(s) untranslated` : ""),
     );
-    if (opts.resume && wasRunning) {
+    if (opts.resume && ctx.wasRunning) {
       await qmp.execute("cont", undefined, opts.timeoutMs);
-      stopped = false;
+      ctx.stopped = false;
       opts.progress("capture: guest resumed");
     }
     timings.total = Math.round(performance.now() - t0);
     return {
-      files,
-      devices: list.length,
-      queues: queues.length,
-      pages: sorted.length,
-      iovaQueues,
+      files: written.files,
+      devices: view.list.length,
+      queues: view.queues.length,
+      pages: written.pages,
+      iovaQueues: pages.iovaQueues,
       rtaddr,
-      untranslated,
-      outsideRam,
+      untranslated: written.untranslated,
+      outsideRam: written.outsideRam,
       timings,
     };
   } catch (e) {
     if (e instanceof QmpError) throw new CaptureError(`${opts.qmp}: QMP ${e.message}`);
     throw e;
   } finally {
-    if (stopped && opts.resume) {
+    if (ctx.stopped && opts.resume) {
       try {
         await qmp.execute("cont", undefined, opts.timeoutMs);
       } catch { /* best effort after a failure */ }
@@ -704,4 +435,405 @@ export async function capture(opts: CaptureOptions): Promise<CaptureSummary> {
     await qmp.close();
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
   }
+}
+
+/** One capture's connection, options, HMP transcript and run state. */
+interface CaptureContext {
+  qmp: QmpClient;
+  opts: CaptureOptions;
+  /** Runs an HMP command and records it and its answer in `hmpLog`. */
+  hmp(cmd: string): Promise<string>;
+  hmpLog: string[];
+  /** The guest was running when the capture began. */
+  wasRunning: boolean;
+  /** The capture stopped the guest (and has not resumed it yet). */
+  stopped: boolean;
+}
+
+/** Checks the QEMU version, stops a running guest, records `info version` and `info status`. */
+async function stopGuest(ctx: CaptureContext): Promise<void> {
+  const { qmp, opts } = ctx;
+  const v = qmp.version;
+  opts.progress(
+    `capture: QEMU ${v.major}.${v.minor}.${v.micro}${v.package ? ` (${v.package})` : ""}`,
+  );
+  if (v.major < 7 || (v.major === 7 && v.minor < 2)) {
+    throw new CaptureError(
+      `${opts.qmp}: QEMU ${v.major}.${v.minor} has no x-query-virtio. Fix: use QEMU 7.2 or newer`,
+      true,
+    );
+  }
+  const st = await qmp.query(StatusSchema, "query-status", undefined, opts.timeoutMs);
+  ctx.wasRunning = st.running;
+  if (st.running) {
+    await qmp.execute("stop", undefined, opts.timeoutMs);
+    ctx.stopped = true;
+    opts.progress("capture: guest stopped");
+  } else opts.progress(`capture: guest already ${st.status}`);
+  await ctx.hmp("info version");
+  await ctx.hmp("info status");
+}
+
+/** A queue QEMU reports with a ring (size > 0, descriptor area set). */
+interface QueueInfo {
+  name: string;
+  path: string;
+  queue: number;
+  status: QemuQueueStatus;
+  features: bigint;
+  report: z.infer<typeof FeatureReportSchema>;
+  bdf: PciDevice | null;
+}
+
+/** QEMU's view: RAM size, virtio devices, PCI addresses, every queue's status and elements. */
+interface QemuView {
+  ramSize: bigint;
+  list: z.infer<typeof VirtioListSchema>;
+  pciRaw: unknown;
+  /** The QMP answers by device path, as written to `X.qmp-virtio.json`. */
+  devices: Record<string, unknown>;
+  queues: QueueInfo[];
+}
+
+/** Step 1: asks QEMU for its view of every virtio device and queue. */
+async function queryQemu(ctx: CaptureContext): Promise<QemuView> {
+  const { qmp, opts } = ctx;
+  const ramSize = BigInt(
+    (await qmp.query(MemSizeSchema, "query-memory-size-summary", undefined, opts.timeoutMs))[
+      "base-memory"
+    ],
+  );
+  const list = await qmp.query(VirtioListSchema, "x-query-virtio", undefined, opts.timeoutMs);
+  const pciRaw = await qmp.execute("query-pci", undefined, opts.timeoutMs);
+  const pciParsed = QueryPciSchema.safeParse(pciRaw);
+  const pci = pciParsed.success ? flattenPci(pciParsed.data) : [];
+  const devices: Record<string, unknown> = {};
+  const queues: QueueInfo[] = [];
+  for (const d of list) {
+    const status = await qmp.execute("x-query-virtio-status", { path: d.path }, opts.timeoutMs);
+    const s = VirtioStatusSchema.safeParse(status);
+    if (!s.success) {
+      throw new CaptureError(`x-query-virtio-status ${d.path}: unexpected answer`);
+    }
+    const { mask } = featuresFromQemuReport(s.data["guest-features"]);
+    const id = qdevIdOf(d.path);
+    const bdf = pci.find((p) => id !== null && p.qdev_id === id) ?? null;
+    const qs: unknown[] = [];
+    for (let q = 0; q < s.data["num-vqs"]; q++) {
+      const qst = await qmp.query(
+        QueueStatusSchema,
+        "x-query-virtio-queue-status",
+        { path: d.path, queue: q },
+        opts.timeoutMs,
+      );
+      const elements = await queryElements(ctx, d.path, q, qst["last-avail-idx"] ?? 0);
+      qs.push({ queue: q, status: qst, elements });
+      if (Number(qst["vring-num"]) > 0 && big(qst["vring-desc"]) !== 0n) {
+        queues.push({
+          name: d.name,
+          path: d.path,
+          queue: q,
+          status: qst as unknown as QemuQueueStatus,
+          features: mask,
+          report: s.data["guest-features"],
+          bdf,
+        });
+      }
+    }
+    devices[d.path] = { name: d.name, status, queues: qs };
+    opts.progress(
+      `capture: ${d.name} (${d.path}${bdf ? `, ${bdfText(bdf)}` : ""}): ` +
+        `${s.data["num-vqs"]} queue(s)`,
+    );
+  }
+  return { ramSize, list, pciRaw, devices, queues };
+}
+
+/**
+ * QEMU's element answers for one queue: without an index, then `elementsBack` slots behind
+ * `last-avail-idx`; a QMP error answer is recorded (not thrown) unless it is a timeout or a close.
+ */
+async function queryElements(
+  ctx: CaptureContext,
+  path: string,
+  q: number,
+  last: number,
+): Promise<unknown[]> {
+  const { qmp, opts } = ctx;
+  const elements: unknown[] = [];
+  const args: (number | null)[] = [null];
+  for (let k = 1; k <= opts.elementsBack; k++) args.push((last - k + 0x10000) & 0xffff);
+  for (const a of args) {
+    const qa: Record<string, unknown> = { path, queue: q };
+    if (a !== null) qa.index = a;
+    try {
+      const r = await qmp.query(
+        QueueElementAnyResult,
+        "x-query-virtio-queue-element",
+        qa,
+        opts.timeoutMs,
+      );
+      elements.push({ index_arg: a, result: { return: r } });
+    } catch (e) {
+      if (
+        !(e instanceof QmpError) || e.errorClass === "Timeout" || e.errorClass === "Closed"
+      ) {
+        throw e;
+      }
+      elements.push({
+        index_arg: a,
+        result: { error: { class: e.errorClass, desc: e.message.replace(/^[^:]*: /, "") } },
+      });
+    }
+  }
+  return elements;
+}
+
+/**
+ * Step 2: when a queue negotiated ACCESS_PLATFORM and QEMU has an intel-iommu, reads its
+ * registers. @returns RTADDR_REG when translation is enabled, otherwise `undefined`.
+ */
+async function findVtd(ctx: CaptureContext, queues: QueueInfo[]): Promise<bigint | undefined> {
+  const { qmp, opts } = ctx;
+  if (!queues.some((q) => (q.features & VIRTIO_F_ACCESS_PLATFORM) !== 0n)) return undefined;
+  const qtree = await qmp.hmp("info qtree", opts.timeoutMs);
+  if (!/dev: intel-iommu/.test(qtree)) return undefined;
+  const reg = async (off: bigint, unit: "w" | "g") => {
+    const cmd = `xp /1${unit}x ${hex(opts.dmarBase + off)}`;
+    const dumps = parseHmpXpDumps(`(qemu) ${cmd}\n${await ctx.hmp(cmd)}`);
+    const val = dumps[0]?.values[0]?.value;
+    if (val === undefined) {
+      throw new CaptureError(`HMP ${cmd}: no value in the answer (is the DMAR base right?)`);
+    }
+    return big(val);
+  };
+  const ver = await reg(VTD_VER_REG, "w");
+  const gsts = await reg(VTD_GSTS_REG, "w");
+  const rt = await reg(VTD_RTADDR_REG, "g");
+  if (ver === 0n || ver === 0xffff_ffffn) {
+    throw new CaptureError(
+      `intel-iommu present but VER_REG at ${hex(opts.dmarBase)} reads ${hex(ver)}. ` +
+        `Fix: pass --dmar-base with the DMAR unit's register base`,
+      true,
+    );
+  }
+  if ((gsts & VTD_GSTS_TES) !== 0n) {
+    opts.progress(
+      `capture: Intel vIOMMU at ${hex(opts.dmarBase)}: VER ${hex(ver)}, translation ` +
+        `enabled, RTADDR_REG ${hex(rt)}`,
+    );
+    return rt;
+  }
+  opts.progress("capture: Intel vIOMMU present, translation disabled: addresses are GPAs");
+  return undefined;
+}
+
+/** What step 3 kept: the index's queue entries, their address spaces and the xp dumps to take. */
+interface CapturedPages {
+  index: Record<string, unknown>[];
+  iovaQueues: number;
+  /** One per queue, in `queues` order. */
+  spaces: QueueSpace[];
+  xpPlan: { label: string; gpa: bigint; fmt: string }[];
+}
+
+/** Step 3: keeps every queue's ring pages, indirect tables and buffers. */
+async function capturePages(
+  ctx: CaptureContext,
+  store: PageStore,
+  queues: QueueInfo[],
+  rtaddr: bigint | undefined,
+): Promise<CapturedPages> {
+  const out: CapturedPages = { index: [], iovaQueues: 0, spaces: [], xpPlan: [] };
+  for (const q of queues) {
+    const iova = rtaddr !== undefined && (q.features & VIRTIO_F_ACCESS_PLATFORM) !== 0n;
+    if (iova && q.bdf === null) {
+      throw new CaptureError(
+        `${q.path}: behind the vIOMMU but its PCI address is unknown. Fix: give the device ` +
+          `an id (-device ...,id=NAME) so query-pci names it`,
+        true,
+      );
+    }
+    if (iova) out.iovaQueues++;
+    const space = new QueueSpace(
+      store,
+      iova
+        ? {
+          rtaddr: rtaddr!,
+          sourceId: (q.bdf!.bus << 8) | (q.bdf!.slot << 3) | q.bdf!.function,
+        }
+        : null,
+    );
+    out.spaces.push(space);
+    out.index.push(await captureQueue(ctx, store, space, q, iova, out.xpPlan));
+  }
+  return out;
+}
+
+/** One queue's rings, indirect tables and buffers; @returns its entry in the index. */
+async function captureQueue(
+  ctx: CaptureContext,
+  store: PageStore,
+  space: QueueSpace,
+  q: QueueInfo,
+  iova: boolean,
+  xpPlan: CapturedPages["xpPlan"],
+): Promise<Record<string, unknown>> {
+  const s = q.status;
+  const size = Number(s["vring-num"]);
+  const packed = (q.features & VIRTIO_F_RING_PACKED) !== 0n;
+  const tag = `${q.name}:${q.queue}`;
+  const desc = big(s["vring-desc"]), avail = big(s["vring-avail"]), used = big(s["vring-used"]);
+  const descBytes = await space.readKeep(desc, size * 16, `${tag}:desc`);
+  if (packed) {
+    await space.readKeep(avail, 4, `${tag}:driver_area`);
+    await space.readKeep(used, 4, `${tag}:device_area`);
+  } else {
+    await space.readKeep(avail, 6 + 2 * size, `${tag}:avail`);
+    await space.readKeep(used, 6 + 8 * size, `${tag}:used`);
+  }
+  const descGpa = (await space.pagesOf(desc, 1))[0];
+  const availGpa = (await space.pagesOf(avail, 1))[0];
+  if (descGpa !== null) {
+    xpPlan.push({ label: `${tag}:desc`, gpa: descGpa + (desc & (PAGE - 1n)), fmt: "/32gx" });
+  }
+  if (availGpa !== null) {
+    xpPlan.push({
+      label: `${tag}:driver`,
+      gpa: availGpa + (avail & (PAGE - 1n)),
+      fmt: "/16xh",
+    });
+  }
+  const refs = descBytes
+    ? await keepReferenced(ctx, store, space, tag, descsOf(descBytes, size))
+    : { indirect: 0, buffers: 0 };
+  const entry: Record<string, unknown> = {
+    device: q.name,
+    path: q.path,
+    queue: q.queue,
+    size,
+    desc,
+    avail,
+    used,
+    packed,
+  };
+  if (iova) entry.addresses_are_iova = true;
+  if (q.bdf) entry.bdf = bdfText(q.bdf);
+  entry.indirect_tables_referenced = refs.indirect;
+  entry.buffers_referenced = refs.buffers;
+  entry.guest_features = q.report;
+  entry.qemu_status = s;
+  return entry;
+}
+
+/**
+ * Keeps the indirect tables and the buffers the descriptor table references.
+ * @returns the indirect tables and the buffers referenced (with at least one page kept).
+ */
+async function keepReferenced(
+  ctx: CaptureContext,
+  store: PageStore,
+  space: QueueSpace,
+  tag: string,
+  table: Desc[],
+): Promise<{ indirect: number; buffers: number }> {
+  let indirect = 0, buffers = 0;
+  const keepBuffer = async (d: Desc, why: string) => {
+    const len = Math.min(d.len, ctx.opts.maxPagesPerBuffer * 4096);
+    const pages = await space.pagesOf(d.addr, len);
+    const ok = pages.filter((p): p is bigint => p !== null);
+    await store.fetch(ok);
+    for (const p of ok) if (store.pages.has(p)) store.keep(p, why);
+    if (ok.length) buffers++;
+  };
+  for (let i = 0; i < table.length; i++) {
+    const d = table[i];
+    if (d.len === 0) continue;
+    if (d.flags & VIRTQ_DESC_F_INDIRECT) {
+      const n = Math.min(Math.floor(d.len / 16), 4096);
+      const k = indirect++;
+      const bytes = await space.readKeep(d.addr, n * 16, `${tag}:indirect[${k}]`);
+      if (!bytes) continue;
+      const entries = descsOf(bytes, n);
+      for (let j = 0; j < entries.length; j++) {
+        if (entries[j].len > 0 && !(entries[j].flags & VIRTQ_DESC_F_INDIRECT)) {
+          await keepBuffer(entries[j], `${tag}:ind[${k}][${j}]`);
+        }
+      }
+    } else await keepBuffer(d, `${tag}:buf[${buffers}]`);
+  }
+  return { indirect, buffers };
+}
+
+/** Step 5: writes the index, the pages image, QMP's answers and the HMP transcript. */
+async function writeFixture(
+  ctx: CaptureContext,
+  store: PageStore,
+  view: QemuView,
+  rtaddr: bigint | undefined,
+  captured: CapturedPages,
+): Promise<{
+  files: CaptureSummary["files"];
+  pages: number;
+  untranslated: number;
+  outsideRam: number;
+}> {
+  const { opts, qmp } = ctx;
+  const v = qmp.version;
+  const { spaces } = captured;
+  const sorted = [...store.why.keys()].filter((g) => store.pages.has(g))
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const image = new Uint8Array(sorted.length * 4096);
+  sorted.forEach((g, i) => image.set(store.pages.get(g)!, i * 4096));
+  const untranslated = spaces.reduce((a, s) => a + s.untranslated, 0);
+  const outsideRam = spaces.reduce((a, s) => a + s.outsideRam, 0);
+  const doc: Record<string, unknown> = {
+    format: "virtio-ring-fixture-v1",
+    page_size: 4096,
+    ram_size: Number(view.ramSize),
+    note: "pages.bin = concatenation of 4 KiB guest-physical pages; page i (as listed) is at " +
+      "file_offset. All integers little-endian as in guest memory. Addresses in queues[] are " +
+      "as programmed by the driver (GPA, or IOVA when addresses_are_iova). Written by " +
+      `virtq-lab deno task capture from QEMU ${v.major}.${v.minor}.${v.micro}` +
+      (untranslated ? `; ${untranslated} IOVA page(s) did not translate (skipped)` : "") +
+      (outsideRam ? `; ${outsideRam} page(s) outside RAM (skipped)` : "") + ".",
+  };
+  if (rtaddr !== undefined) {
+    // The capture's own translations, by requester: the inspector walks the tables itself and
+    // uses this map only as a cross-check.
+    const byBdf: Record<string, Record<string, string>> = {};
+    view.queues.forEach((q, i) => {
+      if (!q.bdf || spaces[i].translations().length === 0) return;
+      const m = byBdf[bdfText(q.bdf)] ??= {};
+      for (const [iova, gpa] of spaces[i].translations()) m[hex(iova)] = hex(gpa);
+    });
+    doc.iommu = { rtaddr_reg: hex(rtaddr), iova_to_gpa: byBdf };
+  }
+  doc.pages = sorted.map((g, i) => ({
+    gpa: Number(g),
+    file_offset: i * 4096,
+    why: [...store.why.get(g)!].sort(),
+  }));
+  doc.queues = captured.index;
+  await Deno.mkdir(opts.out, { recursive: true });
+  const base = `${opts.out}/${opts.name}`;
+  const files = {
+    index: `${base}.index.json`,
+    pages: `${base}.pages.bin.gz`,
+    qmp: `${base}.qmp-virtio.json`,
+    hmp: `${base}.hmp-info-virtio.txt`,
+  };
+  await Deno.writeFile(files.pages, await gzip(image));
+  await Deno.writeTextFile(files.index, stringifyExact(doc) + "\n");
+  await Deno.writeTextFile(
+    files.qmp,
+    stringifyExact({
+      "x-query-virtio": view.list,
+      devices: view.devices,
+      "query-pci": view.pciRaw,
+    }) +
+      "\n",
+  );
+  await Deno.writeTextFile(files.hmp, ctx.hmpLog.join("\n") + "\n");
+  return { files, pages: sorted.length, untranslated, outsideRam };
 }

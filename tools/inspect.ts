@@ -342,30 +342,7 @@ async function main(argv: string[]): Promise<number> {
   const fx = await readFixture(args.index);
   if (args.translate !== undefined) return translateOne(fx, args);
   const oracle = args.oracle ? await readOracle(args.index) : null;
-  let queues = fx.queues;
-  if (args.device !== undefined) {
-    queues = queues.filter((q) => q.device === args.device);
-    if (queues.length === 0) {
-      const names = [...new Set(fx.queues.map((q) => q.device))].join(", ");
-      bad(
-        "--device",
-        `no queue of device "${args.device}" in ${args.index}`,
-        `use one of: ${names}`,
-      );
-    }
-  }
-  if (args.queue !== undefined) {
-    const before = queues;
-    queues = queues.filter((q) => q.queue === args.queue);
-    if (queues.length === 0) {
-      const idx = [...new Set(before.map((q) => q.queue))].join(", ");
-      bad(
-        "--queue",
-        `no queue ${args.queue}${args.device ? " of " + args.device : ""}`,
-        `use one of: ${idx}`,
-      );
-    }
-  }
+  const queues = selectQueues(fx, args);
   const iova = queues.filter((q) => q.addressesAreIova).length;
   if (!args.json) {
     console.error(
@@ -381,58 +358,12 @@ async function main(argv: string[]): Promise<number> {
   }
   const iovaMap = crossCheckIovaMap(fx);
   problems += iovaMap.differences.length;
-  if (!args.json) {
-    for (const d of iovaMap.differences) {
-      const w = typeof d.walk === "bigint" ? `0x${d.walk.toString(16)}` : `stopped: ${d.walk}`;
-      console.log(
-        `iova_to_gpa DIFFERS ${d.bdf} IOVA 0x${d.iova.toString(16)}: capture ` +
-          `0x${d.capture.toString(16)}, walk ${w}`,
-      );
-    }
-    if (iovaMap.checked > 0 && iovaMap.differences.length === 0) {
-      console.log(`iova_to_gpa: ${iovaMap.checked} entries agree with the walk of the tables`);
-    }
-  }
+  if (!args.json) printIovaMap(iovaMap);
   const out: unknown[] = [];
   for (const q of queues) {
-    const dma = fixtureDmaSpace(fx, q);
-    const r = inspectQueue(q, {
-      memory: fx.memory,
-      ramSize: fx.ramSize,
-      positions: args.positions,
-      dma,
-      truncatedPages: fx.truncatedPages,
-    });
-    const view = oracle?.get(oracleKey(q.path, q.queue));
-    let cmp: QemuComparison | null = null;
-    if (view) {
-      try {
-        cmp = compareWithQemu(q, fx.memory, fx.ramSize, view, dma);
-      } catch (e) {
-        // Never a crash: the comparison failing is this queue's finding.
-        r.errors.push(decodeError("QUEUE_DECODE_FAILED", `comparing with QEMU: ${errText(e)}`));
-      }
-    }
-    problems += r.errors.length + (cmp?.differences.length ?? 0);
-    if (args.json) {
-      const hex = (addr: bigint | number, bytes: number) => {
-        const g = dumpGpa(dma, addr, bytes);
-        return typeof g === "number" ? hexDump(fx.memory, g, bytes) : [g];
-      };
-      out.push({
-        ...queueReportToJson(r),
-        bdf: q.bdf ?? null,
-        addressesAreIova: q.addressesAreIova,
-        qemu: cmp ?? null,
-        hex: args.hex
-          ? {
-            desc: hex(r.areas.desc.addr, r.areas.desc.bytes),
-            driver: hex(r.areas.driver.addr, r.areas.driver.bytes),
-            device: hex(r.areas.device.addr, r.areas.device.bytes),
-          }
-          : undefined,
-      });
-    } else printText(r, cmp, args, fx.memory, dma);
+    const one = inspectOne(fx, q, oracle, args);
+    problems += one.problems;
+    if (one.json !== undefined) out.push(one.json);
   }
   if (args.json) {
     console.log(JSON.stringify(
@@ -470,6 +401,104 @@ async function main(argv: string[]): Promise<number> {
     );
   }
   return problems === 0 ? 0 : 1;
+}
+
+type FixtureQueueOf = Fixture["queues"][number];
+
+/** The queues `--device` and `--queue` select (exits 2 when they select none). */
+function selectQueues(fx: Fixture, args: Args): FixtureQueueOf[] {
+  let queues = fx.queues;
+  if (args.device !== undefined) {
+    queues = queues.filter((q) => q.device === args.device);
+    if (queues.length === 0) {
+      const names = [...new Set(fx.queues.map((q) => q.device))].join(", ");
+      bad(
+        "--device",
+        `no queue of device "${args.device}" in ${args.index}`,
+        `use one of: ${names}`,
+      );
+    }
+  }
+  if (args.queue !== undefined) {
+    const before = queues;
+    queues = queues.filter((q) => q.queue === args.queue);
+    if (queues.length === 0) {
+      const idx = [...new Set(before.map((q) => q.queue))].join(", ");
+      bad(
+        "--queue",
+        `no queue ${args.queue}${args.device ? " of " + args.device : ""}`,
+        `use one of: ${idx}`,
+      );
+    }
+  }
+  return queues;
+}
+
+/** Text mode: the `iova_to_gpa` cross-check's differences, or that it agrees. */
+function printIovaMap(iovaMap: ReturnType<typeof crossCheckIovaMap>): void {
+  for (const d of iovaMap.differences) {
+    const w = typeof d.walk === "bigint" ? `0x${d.walk.toString(16)}` : `stopped: ${d.walk}`;
+    console.log(
+      `iova_to_gpa DIFFERS ${d.bdf} IOVA 0x${d.iova.toString(16)}: capture ` +
+        `0x${d.capture.toString(16)}, walk ${w}`,
+    );
+  }
+  if (iovaMap.checked > 0 && iovaMap.differences.length === 0) {
+    console.log(`iova_to_gpa: ${iovaMap.checked} entries agree with the walk of the tables`);
+  }
+}
+
+/**
+ * Inspects one queue and compares it with QEMU's view when there is one: prints it in text mode,
+ * returns its JSON document in JSON mode, and the problems it found.
+ */
+function inspectOne(
+  fx: Fixture,
+  q: FixtureQueueOf,
+  oracle: Awaited<ReturnType<typeof readOracle>>,
+  args: Args,
+): { problems: number; json?: unknown } {
+  const dma = fixtureDmaSpace(fx, q);
+  const r = inspectQueue(q, {
+    memory: fx.memory,
+    ramSize: fx.ramSize,
+    positions: args.positions,
+    dma,
+    truncatedPages: fx.truncatedPages,
+  });
+  const view = oracle?.get(oracleKey(q.path, q.queue));
+  let cmp: QemuComparison | null = null;
+  if (view) {
+    try {
+      cmp = compareWithQemu(q, fx.memory, fx.ramSize, view, dma);
+    } catch (e) {
+      // Never a crash: the comparison failing is this queue's finding.
+      r.errors.push(decodeError("QUEUE_DECODE_FAILED", `comparing with QEMU: ${errText(e)}`));
+    }
+  }
+  const problems = r.errors.length + (cmp?.differences.length ?? 0);
+  if (!args.json) {
+    printText(r, cmp, args, fx.memory, dma);
+    return { problems };
+  }
+  const hex = (addr: bigint | number, bytes: number) => {
+    const g = dumpGpa(dma, addr, bytes);
+    return typeof g === "number" ? hexDump(fx.memory, g, bytes) : [g];
+  };
+  const json = {
+    ...queueReportToJson(r),
+    bdf: q.bdf ?? null,
+    addressesAreIova: q.addressesAreIova,
+    qemu: cmp ?? null,
+    hex: args.hex
+      ? {
+        desc: hex(r.areas.desc.addr, r.areas.desc.bytes),
+        driver: hex(r.areas.driver.addr, r.areas.driver.bytes),
+        device: hex(r.areas.device.addr, r.areas.device.bytes),
+      }
+      : undefined,
+  };
+  return { problems, json };
 }
 
 function errText(e: unknown): string {

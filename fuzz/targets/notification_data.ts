@@ -127,37 +127,8 @@ export function makeNotificationDataTarget(
   suffix = "",
 ): FuzzTarget<NotificationDataInput> {
   const run = (input: NotificationDataInput): void => {
-    const size = 1 << input.sizeLog2;
-    const memory = GuestMemory.flat(1 << 20);
-    let features = featureMask(VIRTIO_F_VERSION_1, VIRTIO_F_NOTIFICATION_DATA);
-    if (input.packed) features |= featureMask(VIRTIO_F_RING_PACKED);
-    if (input.cfgData) features |= featureMask(VIRTIO_F_NOTIF_CONFIG_DATA);
-    const device = engine.device({
-      memory,
-      dma: new IdentityAddressSpace(),
-      deviceFeatures: features,
-      queueSizeMax: [size],
-      queueNotifyData: [NOTIFY_ID],
-    });
-    const t = input.mmio ? new VirtioMmioRegisters(device, 1) : new VirtioPciCommonCfg(device);
-    const negotiated = initializeDevice(t, features);
-    if (negotiated === null) throw new OracleFailure("bring-up", "FEATURES_OK refused");
-    const q = createDriverQueue<number>(input.packed ? "packed" : "split", {
-      memory,
-      dma: new RawGpaDmaApi(),
-      size,
-      features: negotiated,
-      ringGpa: 0x10000,
-    });
-    if (!setupQueue(t, 0, size, q.addresses)) {
-      throw new OracleFailure("bring-up", "queue not enabled");
-    }
-    driverOk(t);
-    const drv = engine.driver(q);
-    const e = device.queue(0)!.engine!;
-    const idOk = !input.mmio && input.cfgData ? NOTIFY_ID : 0;
-    const send = (value: number): NotifyResult =>
-      t instanceof VirtioMmioRegisters ? t.write(0x050, value)! : t.notify(0, 4, value);
+    const rig = bringUp(engine, input);
+    const { device, q, e } = rig;
     let added = 0, published = 0, popped = 0, returned = 0;
     const inFlight: ReturnType<typeof e.pop>[] = [];
     const seen = new Set<number>();
@@ -168,80 +139,8 @@ export function makeNotificationDataTarget(
       }
       q.kick();
       published = added;
-      // Independent position: split, the avail idx; packed, 2 descriptors per buffer.
-      const expectNext = input.packed
-        ? (() => {
-          const lin = (2 * added) % (2 * size);
-          return (lin % size) | ((lin < size ? 1 : 0) << 15);
-        })()
-        : added & 0xffff;
-      const next = drv.notificationNext();
-      if (next !== expectNext) {
-        throw new OracleFailure(
-          "driver-data-wrong",
-          `step ${k}: notificationNext 0x${next.toString(16)}, expected 0x${
-            expectNext.toString(16)
-          }`,
-        );
-      }
-      const n = step.notify;
-      if (n.kind !== "none") {
-        const before = device.rejectionCount;
-        let value: number;
-        let expectValid: boolean | null; // null: a wrong identifier
-        const dev = input.packed
-          ? (e as unknown as { availPosition: { offset: number; wrap: number } }).availPosition
-          : { offset: (e as unknown as { lastAvailIdx: number }).lastAvailIdx, wrap: 0 };
-        if (n.kind === "wrongId") {
-          const id = n.id === idOk ? (n.id + 1) & 0xffff : n.id;
-          value = encodeNotificationData(id, next);
-          expectValid = null;
-        } else if (n.kind === "offBeyond") {
-          if (!input.packed) continue;
-          value = encodeNotificationData(idOk, (size + (n.extra % (0x8000 - size))) | (1 << 15));
-          expectValid = false;
-        } else if (!input.packed) {
-          const claim = (next + n.delta) & 0xffff;
-          value = encodeNotificationData(idOk, claim);
-          const lo = (dev.offset - size) & 0xffff;
-          expectValid = ((claim - lo) & 0xffff) <= ((next - lo) & 0xffff);
-        } else {
-          const lin = (o: number, w: number) => o + (w === 1 ? 0 : size);
-          const pd = lin(next & 0x7fff, next >>> 15);
-          const c = (((pd + n.delta) % (2 * size)) + 2 * size) % (2 * size);
-          value = encodeNotificationData(idOk, (c % size) | ((c < size ? 1 : 0) << 15));
-          const kk = (c - lin(dev.offset, dev.wrap) + 2 * size) % (2 * size);
-          const ahead = (pd - lin(dev.offset, dev.wrap) + 2 * size) % (2 * size);
-          expectValid = kk === 0 || kk > size || kk <= ahead;
-        }
-        notifications++;
-        const r = send(value);
-        const codes = device.rejections.slice(
-          device.rejections.length - (device.rejectionCount - before),
-        )
-          .map((x) => x.code);
-        if (expectValid === null) {
-          if (r.queue !== null || codes.join() !== "NOTIFY_QUEUE_INVALID") {
-            throw new OracleFailure(
-              "wrong-queue",
-              `step ${k}: identifier mismatch gave ${JSON.stringify(r)} [${codes}]`,
-            );
-          }
-        } else {
-          if (r.queue !== 0 || r.dataMatches !== expectValid) {
-            throw new OracleFailure(
-              "verdict-mismatch",
-              `step ${k}: data 0x${
-                value.toString(16)
-              } (device at ${dev.offset}/${dev.wrap}, driver at 0x${next.toString(16)}): ` +
-                `device says ${JSON.stringify(r)}, reference ${expectValid ? "valid" : "mismatch"}`,
-            );
-          }
-          if (codes.join() !== (expectValid ? "" : "NOTIFICATION_DATA_MISMATCH")) {
-            throw new OracleFailure("code-mismatch", `step ${k}: recorded [${codes}]`);
-          }
-        }
-      }
+      const next = checkDriverNext(rig, input, k, added);
+      if (!notifyStep(rig, input, k, step.notify, next)) continue;
       for (let i = 0; i < step.pop; i++) {
         const c = e.pop();
         if (c === null) break;
@@ -285,6 +184,159 @@ export function makeNotificationDataTarget(
     plantedFaults: ["mismatch-ignored", "data-off-by-one", "driver-next-stale"],
     withPlantedFault: (fault) => makeNotificationDataTarget(planted(fault), ` (planted: ${fault})`),
   };
+}
+
+type QueueEngine = NonNullable<NonNullable<ReturnType<TransportDevice["queue"]>>["engine"]>;
+
+/** A device brought up with one queue, and the driver side of that queue. */
+interface Rig {
+  size: number;
+  device: TransportDevice;
+  q: DriverQueue<number>;
+  drv: Pick<DriverQueue<number>, "notificationNext">;
+  e: QueueEngine;
+  /** The queue identifier notifications carry (the notify data with NOTIF_CONFIG_DATA on pci). */
+  idOk: number;
+  send(value: number): NotifyResult;
+}
+
+/** Negotiates, sets queue 0 up over a fresh driver queue and sets DRIVER_OK. */
+function bringUp(engine: NotificationEngine, input: NotificationDataInput): Rig {
+  const size = 1 << input.sizeLog2;
+  const memory = GuestMemory.flat(1 << 20);
+  let features = featureMask(VIRTIO_F_VERSION_1, VIRTIO_F_NOTIFICATION_DATA);
+  if (input.packed) features |= featureMask(VIRTIO_F_RING_PACKED);
+  if (input.cfgData) features |= featureMask(VIRTIO_F_NOTIF_CONFIG_DATA);
+  const device = engine.device({
+    memory,
+    dma: new IdentityAddressSpace(),
+    deviceFeatures: features,
+    queueSizeMax: [size],
+    queueNotifyData: [NOTIFY_ID],
+  });
+  const t = input.mmio ? new VirtioMmioRegisters(device, 1) : new VirtioPciCommonCfg(device);
+  const negotiated = initializeDevice(t, features);
+  if (negotiated === null) throw new OracleFailure("bring-up", "FEATURES_OK refused");
+  const q = createDriverQueue<number>(input.packed ? "packed" : "split", {
+    memory,
+    dma: new RawGpaDmaApi(),
+    size,
+    features: negotiated,
+    ringGpa: 0x10000,
+  });
+  if (!setupQueue(t, 0, size, q.addresses)) {
+    throw new OracleFailure("bring-up", "queue not enabled");
+  }
+  driverOk(t);
+  return {
+    size,
+    device,
+    q,
+    drv: engine.driver(q),
+    e: device.queue(0)!.engine!,
+    idOk: !input.mmio && input.cfgData ? NOTIFY_ID : 0,
+    send: (value: number): NotifyResult =>
+      t instanceof VirtioMmioRegisters ? t.write(0x050, value)! : t.notify(0, 4, value),
+  };
+}
+
+/** The driver's `notificationNext` against an independent count of the added descriptors. */
+function checkDriverNext(
+  rig: Rig,
+  input: NotificationDataInput,
+  k: number,
+  added: number,
+): number {
+  const size = rig.size;
+  // Independent position: split, the avail idx; packed, 2 descriptors per buffer.
+  const expectNext = input.packed
+    ? (() => {
+      const lin = (2 * added) % (2 * size);
+      return (lin % size) | ((lin < size ? 1 : 0) << 15);
+    })()
+    : added & 0xffff;
+  const next = rig.drv.notificationNext();
+  if (next !== expectNext) {
+    throw new OracleFailure(
+      "driver-data-wrong",
+      `step ${k}: notificationNext 0x${next.toString(16)}, expected 0x${expectNext.toString(16)}`,
+    );
+  }
+  return next;
+}
+
+type StepNotify = NotificationDataInput["steps"][number]["notify"];
+
+/**
+ * Sends the step's notification (if any) and checks the device's verdict and recorded code
+ * against the reference window. Returns `false` when the rest of the step is skipped (an offset
+ * beyond the size asked of a split ring).
+ */
+function notifyStep(
+  rig: Rig,
+  input: NotificationDataInput,
+  k: number,
+  n: StepNotify,
+  next: number,
+): boolean {
+  if (n.kind === "none") return true;
+  const { device, e, idOk, size } = rig;
+  const before = device.rejectionCount;
+  let value: number;
+  let expectValid: boolean | null; // null: a wrong identifier
+  const dev = input.packed
+    ? (e as unknown as { availPosition: { offset: number; wrap: number } }).availPosition
+    : { offset: (e as unknown as { lastAvailIdx: number }).lastAvailIdx, wrap: 0 };
+  if (n.kind === "wrongId") {
+    const id = n.id === idOk ? (n.id + 1) & 0xffff : n.id;
+    value = encodeNotificationData(id, next);
+    expectValid = null;
+  } else if (n.kind === "offBeyond") {
+    if (!input.packed) return false;
+    value = encodeNotificationData(idOk, (size + (n.extra % (0x8000 - size))) | (1 << 15));
+    expectValid = false;
+  } else if (!input.packed) {
+    const claim = (next + n.delta) & 0xffff;
+    value = encodeNotificationData(idOk, claim);
+    const lo = (dev.offset - size) & 0xffff;
+    expectValid = ((claim - lo) & 0xffff) <= ((next - lo) & 0xffff);
+  } else {
+    const lin = (o: number, w: number) => o + (w === 1 ? 0 : size);
+    const pd = lin(next & 0x7fff, next >>> 15);
+    const c = (((pd + n.delta) % (2 * size)) + 2 * size) % (2 * size);
+    value = encodeNotificationData(idOk, (c % size) | ((c < size ? 1 : 0) << 15));
+    const kk = (c - lin(dev.offset, dev.wrap) + 2 * size) % (2 * size);
+    const ahead = (pd - lin(dev.offset, dev.wrap) + 2 * size) % (2 * size);
+    expectValid = kk === 0 || kk > size || kk <= ahead;
+  }
+  notifications++;
+  const r = rig.send(value);
+  const codes = device.rejections.slice(
+    device.rejections.length - (device.rejectionCount - before),
+  )
+    .map((x) => x.code);
+  if (expectValid === null) {
+    if (r.queue !== null || codes.join() !== "NOTIFY_QUEUE_INVALID") {
+      throw new OracleFailure(
+        "wrong-queue",
+        `step ${k}: identifier mismatch gave ${JSON.stringify(r)} [${codes}]`,
+      );
+    }
+  } else {
+    if (r.queue !== 0 || r.dataMatches !== expectValid) {
+      throw new OracleFailure(
+        "verdict-mismatch",
+        `step ${k}: data 0x${
+          value.toString(16)
+        } (device at ${dev.offset}/${dev.wrap}, driver at 0x${next.toString(16)}): ` +
+          `device says ${JSON.stringify(r)}, reference ${expectValid ? "valid" : "mismatch"}`,
+      );
+    }
+    if (codes.join() !== (expectValid ? "" : "NOTIFICATION_DATA_MISMATCH")) {
+      throw new OracleFailure("code-mismatch", `step ${k}: recorded [${codes}]`);
+    }
+  }
+  return true;
 }
 
 function planted(fault: string): NotificationEngine {

@@ -130,22 +130,12 @@ export function compareWithQemu(
   qemu: QemuQueueView,
   dma: DmaAddressSpace = new IdentityAddressSpace(),
 ): QemuComparison {
-  const diffs: QemuDifference[] = [];
-  const quirks = new Set<string>();
-  let compared = 0;
-  const eq = (field: string, ours: unknown, theirs: unknown) => {
-    compared++;
-    const same = (typeof ours === "bigint" || typeof theirs === "bigint")
-      ? u64Compare(ours as number, theirs as number) === 0
-      : ours === theirs;
-    if (!same) diffs.push({ field, ours: s(ours), qemu: s(theirs) });
-  };
-  const n = spec.size;
+  const c = new QemuComparer(spec.size, qemu.status);
   const st = qemu.status;
-  eq("status.vring-num", n, st["vring-num"]);
-  eq("status.vring-desc", spec.descAddr, st["vring-desc"]);
-  eq("status.vring-avail", spec.driverAddr, st["vring-avail"]);
-  eq("status.vring-used", spec.deviceAddr, st["vring-used"]);
+  c.eq("status.vring-num", spec.size, st["vring-num"]);
+  c.eq("status.vring-desc", spec.descAddr, st["vring-desc"]);
+  c.eq("status.vring-avail", spec.driverAddr, st["vring-avail"]);
+  c.eq("status.vring-used", spec.deviceAddr, st["vring-used"]);
   const report = inspectQueue({ ...spec, qemuStatus: undefined }, {
     memory,
     ramSize,
@@ -158,76 +148,139 @@ export function compareWithQemu(
       e.code !== "RING_MISALIGNED" && e.code !== "QUEUE_SIZE_INVALID"
     ) ?? report.errors[0];
     return {
-      differences: diffs,
-      compared,
+      differences: c.diffs,
+      compared: c.compared,
       quirks: [],
       skipped: `positions and elements not compared: ${why?.message ?? "ring not decoded"}`,
     };
   }
-  eq("status.inuse", report.position?.inUse, st.inuse);
-  eq("status.used-idx", report.position?.usedIdx, st["used-idx"]);
-  eq("status.last-avail-idx", report.position?.lastAvailIdx, st["last-avail-idx"]);
-  const last = st["last-avail-idx"];
-  const shadow = st["shadow-avail-idx"];
+  c.eq("status.inuse", report.position?.inUse, st.inuse);
+  c.eq("status.used-idx", report.position?.usedIdx, st["used-idx"]);
+  c.eq("status.last-avail-idx", report.position?.lastAvailIdx, st["last-avail-idx"]);
+  if (spec.layout === "packed") c.packed(report, qemu.elements);
+  else {
+    const view = new SplitRingView({
+      memory,
+      dma,
+      ramSize,
+      size: spec.size,
+      descAddr: spec.descAddr,
+      availAddr: spec.driverAddr,
+      usedAddr: spec.deviceAddr,
+      features: spec.features,
+    });
+    c.split(view, qemu.elements, memory, dma);
+  }
+  return { differences: c.diffs, compared: c.compared, quirks: [...c.quirks] };
+}
+
+type QemuStatus = QemuQueueView["status"];
+type QemuElementAnswer = QemuQueueView["elements"][number];
+
+/** One comparison's tally (differences, count, quirks) and its phases after the addresses. */
+class QemuComparer {
+  readonly diffs: QemuDifference[] = [];
+  readonly quirks = new Set<string>();
+  compared = 0;
+  readonly #n: number;
+  readonly #st: QemuStatus;
+
+  constructor(n: number, st: QemuStatus) {
+    this.#n = n;
+    this.#st = st;
+  }
+
+  /** Compares one field (u64-exact when either side is a bigint). */
+  readonly eq = (field: string, ours: unknown, theirs: unknown): void => {
+    this.compared++;
+    const same = (typeof ours === "bigint" || typeof theirs === "bigint")
+      ? u64Compare(ours as number, theirs as number) === 0
+      : ours === theirs;
+    if (!same) this.diffs.push({ field, ours: s(ours), qemu: s(theirs) });
+  };
+
   /**
    * Checks last <= shadow <= driver: positions mod `modulus`, `pending` the positions from
    * last-avail-idx to the driver's index (at most Queue Size). Records the quirk when it applied.
    */
-  const shadowRelation = (driver: number, modulus: number, pending: number) => {
-    compared++;
+  shadowRelation(driver: number, modulus: number, pending: number): void {
+    const n = this.#n;
+    const last = this.#st["last-avail-idx"];
+    const shadow = this.#st["shadow-avail-idx"];
+    this.compared++;
     const field = "status.shadow-avail-idx";
     const ours = `last-avail-idx ${last} <= it <= driver index ${driver} (memory), ` +
       `${pending} of at most ${n} positions apart`;
     if (last === undefined || shadow === undefined) {
-      diffs.push({ field, ours, qemu: "absent" });
+      this.diffs.push({ field, ours, qemu: "absent" });
       return;
     }
     const behind = ((shadow - last) % modulus + modulus) % modulus;
     const ahead = ((driver - shadow) % modulus + modulus) % modulus;
     const ok = shadow < modulus && pending <= n && behind <= pending &&
       (behind + ahead) % modulus === pending % modulus;
-    if (!ok) diffs.push({ field, ours, qemu: s(shadow) });
-    else if (shadow !== driver) quirks.add("shadow-avail-idx-cached");
-  };
-  if (spec.layout === "packed") {
+    if (!ok) this.diffs.push({ field, ours, qemu: s(shadow) });
+    else if (shadow !== driver) this.quirks.add("shadow-avail-idx-cached");
+  }
+
+  /** Packed ring: the shadow relation by slots, and each element answer (QEMU refuses them). */
+  packed(report: ReturnType<typeof inspectQueue>, elements: readonly QemuElementAnswer[]): void {
     const inferred = report.packed?.inferred;
     if (inferred === undefined) {
-      diffs.push({ field: "status.shadow-avail-idx", ours: "(packed ring unreadable)", qemu: "" });
+      this.diffs.push({
+        field: "status.shadow-avail-idx",
+        ours: "(packed ring unreadable)",
+        qemu: "",
+      });
     } else {
       // Slots from last-avail-idx (= the inferred used slot, compared above) to the driver's slot.
-      shadowRelation(inferred.driverIdx, n, inferred.pendingSlots);
+      this.shadowRelation(inferred.driverIdx, this.#n, inferred.pendingSlots);
     }
-    for (const q of qemu.elements) {
-      compared++;
-      if (q.error === "Packed ring not supported") quirks.add("packed-elements-unsupported");
+    for (const q of elements) {
+      this.compared++;
+      if (q.error === "Packed ring not supported") this.quirks.add("packed-elements-unsupported");
       else {
-        diffs.push({
+        this.diffs.push({
           field: `element[${q.indexArg}]`,
           ours: "(packed: compare not implemented for an answered element)",
           qemu: s(q.element ?? q.error),
         });
       }
     }
-    return { differences: diffs, compared, quirks: [...quirks] };
   }
-  const view = new SplitRingView({
-    memory,
-    dma,
-    ramSize,
-    size: n,
-    descAddr: spec.descAddr,
-    availAddr: spec.driverAddr,
-    usedAddr: spec.deviceAddr,
-    features: spec.features,
-  });
-  // The device's used index is written to the used ring with each flush: they are equal.
-  eq("status.used-idx (used ring idx in memory)", view.state.usedIdx, st["used-idx"]);
-  shadowRelation(view.state.availIdx, 0x10000, (view.state.availIdx - (last ?? 0)) & 0xffff);
-  for (const q of qemu.elements) {
+
+  /** Split ring: the used index in memory, the shadow relation, then every element. */
+  split(
+    view: SplitRingView,
+    elements: readonly QemuElementAnswer[],
+    memory: GuestMemory,
+    dma: DmaAddressSpace,
+  ): void {
+    const last = this.#st["last-avail-idx"];
+    // The device's used index is written to the used ring with each flush: they are equal.
+    this.eq("status.used-idx (used ring idx in memory)", view.state.usedIdx, this.#st["used-idx"]);
+    this.shadowRelation(
+      view.state.availIdx,
+      0x10000,
+      (view.state.availIdx - (last ?? 0)) & 0xffff,
+    );
+    for (const q of elements) this.#splitElement(q, view, memory, dma);
+  }
+
+  /** One split element: its slot, head, ring fields and descriptors (with the quirks applied). */
+  #splitElement(
+    q: QemuElementAnswer,
+    view: SplitRingView,
+    memory: GuestMemory,
+    dma: DmaAddressSpace,
+  ): void {
+    const n = this.#n;
+    const eq = this.eq;
+    const last = this.#st["last-avail-idx"];
     const tag = `element[${q.indexArg ?? "none"}]`;
     if (q.element === undefined) {
-      diffs.push({ field: tag, ours: "(an element)", qemu: s(q.error) });
-      continue;
+      this.diffs.push({ field: tag, ours: "(an element)", qemu: s(q.error) });
+      return;
     }
     const el = q.element;
     let slot: number;
@@ -236,11 +289,11 @@ export function compareWithQemu(
     else {
       // Quirk: an argument beyond the ring is taken modulo Queue Size instead of refused.
       slot = q.indexArg % n;
-      quirks.add("element-index-arg-modulo");
+      this.quirks.add("element-index-arg-modulo");
     }
     const head = view.availRing(slot);
     eq(`${tag}.index`, head, el.index);
-    if (el.index === head && head !== slot) quirks.add("element-index-is-head");
+    if (el.index === head && head !== slot) this.quirks.add("element-index-is-head");
     if (el.avail) {
       eq(`${tag}.avail.ring`, head, el.avail.ring);
       eq(`${tag}.avail.idx`, view.state.availIdx, el.avail.idx);
@@ -254,20 +307,19 @@ export function compareWithQemu(
     // QEMU's read of a table that no longer translates (zeros), when that is the case.
     const zeroRead = unmappedIndirectAsQemu(decoded, memory, dma);
     const chain = zeroRead ?? decoded;
-    const before = diffs.length;
+    const before = this.diffs.length;
     compareDescs(tag, expectedDescs(chain, DESC_QUIRKS), el.descs, eq);
-    if (diffs.length === before) {
+    if (this.diffs.length === before) {
       // Leave-one-out: a quirk applied when QEMU's list differs from our expectation without it.
       for (const quirk of DESC_QUIRKS) {
         const without = DESC_QUIRKS.filter((x) => x !== quirk);
-        if (!sameDescs(expectedDescs(chain, without), el.descs)) quirks.add(quirk);
+        if (!sameDescs(expectedDescs(chain, without), el.descs)) this.quirks.add(quirk);
       }
       if (zeroRead !== null && !sameDescs(expectedDescs(decoded, DESC_QUIRKS), el.descs)) {
-        quirks.add("element-indirect-unmapped-reads-zero");
+        this.quirks.add("element-indirect-unmapped-reads-zero");
       }
     }
   }
-  return { differences: diffs, compared, quirks: [...quirks] };
 }
 
 /**

@@ -242,82 +242,117 @@ class Reader {
  * @throws RangeError only for a caller error (source id not 0..0xffff, IOVA not a u64).
  */
 export function vtdWalk(req: VtdWalkRequest, source: VtdPageSource): VtdWalkResult {
-  const { rtaddr, sourceId, iova } = req;
+  const { sourceId, iova } = req;
   if (!Number.isInteger(sourceId) || sourceId < 0 || sourceId > 0xffff) {
     throw new RangeError(`source id ${sourceId} is not 0..0xffff`);
   }
   if (iova < 0n || iova > 0xffff_ffff_ffff_ffffn) throw new RangeError(`IOVA ${iova} is not a u64`);
-  const rd = new Reader(source);
-  const steps: VtdWalkStep[] = [];
-  const bus = sourceId >> 8, devfn = sourceId & 0xff;
-  const who = `IOVA ${hex(iova)} from ${formatBdf(sourceId)}`;
-  const stop = (
+  return new VtdWalker(req, source).run();
+}
+
+/** Where the context phase leaves the walk: the paging structures to walk next. */
+interface PagingPlan {
+  domainId: number;
+  /** First-level or second-level table root. */
+  root: bigint;
+  levels: number;
+  firstLevel: boolean;
+}
+
+/** One walk's state and its phases: root entry, context (legacy or scalable), paging. */
+class VtdWalker {
+  readonly #req: VtdWalkRequest;
+  readonly #rd: Reader;
+  readonly #steps: VtdWalkStep[] = [];
+  readonly #who: string;
+  #scalable = false;
+
+  constructor(req: VtdWalkRequest, source: VtdPageSource) {
+    this.#req = req;
+    this.#rd = new Reader(source);
+    this.#who = `IOVA ${hex(req.iova)} from ${formatBdf(req.sourceId)}`;
+  }
+
+  #stop(
     reason: VtdStopReason,
     structure: VtdWalkStop["structure"],
     why: string,
     level?: number,
-  ): VtdWalkStop => ({
-    ok: false,
-    iova,
-    reason,
-    structure,
-    level,
-    missingPage: reason === "page-missing" ? rd.missing : undefined,
-    message: `${who}: ${structure}${level !== undefined ? ` level ${level}` : ""}: ${why}`,
-    steps,
-  });
-  const missing = (structure: VtdStructure, tableGpa: bigint, level?: number) =>
-    stop(
+  ): VtdWalkStop {
+    return {
+      ok: false,
+      iova: this.#req.iova,
+      reason,
+      structure,
+      level,
+      missingPage: reason === "page-missing" ? this.#rd.missing : undefined,
+      message: `${this.#who}: ${structure}${level !== undefined ? ` level ${level}` : ""}: ${why}`,
+      steps: this.#steps,
+    };
+  }
+
+  #missing(structure: VtdStructure, tableGpa: bigint, level?: number): VtdWalkStop {
+    return this.#stop(
       "page-missing",
       structure,
       `table page ${hex(tableGpa)} is not in the capture`,
       level,
     );
-
-  const ttm = Number((rtaddr >> VTD_RTADDR_TTM_SHIFT) & 3n);
-  if (ttm === VTD_TTM_ABORT_DMA) {
-    return stop("blocked", "rtaddr", "RTADDR TTM 11 (abort DMA mode) blocks every request");
-  }
-  if (ttm === 2) return stop("reserved", "rtaddr", "RTADDR TTM 10 is reserved");
-  const scalable = ttm === VTD_TTM_SCALABLE;
-  const rootTable = rtaddr & VTD_ADDR_MASK;
-
-  // Root entry, by bus (§9.1 legacy / §9.2 scalable).
-  const rootGpa = rootTable + BigInt(bus * 16);
-  const re = rd.words(rootGpa, 2);
-  if (re === undefined) return missing("root", rootTable);
-  const half = scalable && devfn >= 128 ? 1 : 0;
-  const rootWord = re[half];
-  const rootPresent = (rootWord & 1n) !== 0n;
-  const ctxTable = rootWord & VTD_ADDR_MASK;
-  steps.push({
-    structure: "root",
-    tableGpa: rootTable,
-    index: bus,
-    entryGpa: rootGpa,
-    entry: re,
-    meaning: `${scalable ? (half ? "upper (devfn 128-255) " : "lower (devfn 0-127) ") : ""}` +
-      (rootPresent ? `present, context table ${hex(ctxTable)}` : "not present"),
-  });
-  if (!rootPresent) {
-    return stop("not-present", "root", `root entry ${bus} (bus) is not present`);
   }
 
-  let domainId: number;
-  let slRoot: bigint;
-  let levels: number;
-  let firstLevel = false;
-  if (!scalable) {
-    // Legacy context entry, by devfn (§9.3).
+  run(): VtdWalkResult {
+    const { rtaddr, sourceId } = this.#req;
+    const ttm = Number((rtaddr >> VTD_RTADDR_TTM_SHIFT) & 3n);
+    if (ttm === VTD_TTM_ABORT_DMA) {
+      return this.#stop("blocked", "rtaddr", "RTADDR TTM 11 (abort DMA mode) blocks every request");
+    }
+    if (ttm === 2) return this.#stop("reserved", "rtaddr", "RTADDR TTM 10 is reserved");
+    this.#scalable = ttm === VTD_TTM_SCALABLE;
+    const ctxTable = this.#root(rtaddr & VTD_ADDR_MASK, sourceId >> 8, sourceId & 0xff);
+    if (typeof ctxTable !== "bigint") return ctxTable;
+    const plan = this.#scalable
+      ? this.#scalableContext(ctxTable, sourceId & 0xff)
+      : this.#legacyContext(ctxTable, sourceId & 0xff);
+    if ("ok" in plan) return plan;
+    return this.#paging(plan);
+  }
+
+  /** Root entry, by bus (§9.1 legacy / §9.2 scalable): the context table, or a stop. */
+  #root(rootTable: bigint, bus: number, devfn: number): bigint | VtdWalkStop {
+    const rootGpa = rootTable + BigInt(bus * 16);
+    const re = this.#rd.words(rootGpa, 2);
+    if (re === undefined) return this.#missing("root", rootTable);
+    const scalable = this.#scalable;
+    const half = scalable && devfn >= 128 ? 1 : 0;
+    const rootWord = re[half];
+    const rootPresent = (rootWord & 1n) !== 0n;
+    const ctxTable = rootWord & VTD_ADDR_MASK;
+    this.#steps.push({
+      structure: "root",
+      tableGpa: rootTable,
+      index: bus,
+      entryGpa: rootGpa,
+      entry: re,
+      meaning: `${scalable ? (half ? "upper (devfn 128-255) " : "lower (devfn 0-127) ") : ""}` +
+        (rootPresent ? `present, context table ${hex(ctxTable)}` : "not present"),
+    });
+    if (!rootPresent) {
+      return this.#stop("not-present", "root", `root entry ${bus} (bus) is not present`);
+    }
+    return ctxTable;
+  }
+
+  /** Legacy context entry, by devfn (§9.3). */
+  #legacyContext(ctxTable: bigint, devfn: number): PagingPlan | VtdWalkResult {
     const ceGpa = ctxTable + BigInt(devfn * 16);
-    const ce = rd.words(ceGpa, 2);
-    if (ce === undefined) return missing("context", ctxTable);
+    const ce = this.#rd.words(ceGpa, 2);
+    if (ce === undefined) return this.#missing("context", ctxTable);
     const present = (ce[0] & 1n) !== 0n;
     const tt = Number((ce[0] >> 2n) & 3n);
     const aw = Number(ce[1] & 7n);
-    domainId = Number((ce[1] >> 8n) & 0xffffn);
-    slRoot = ce[0] & VTD_ADDR_MASK;
-    steps.push({
+    const domainId = Number((ce[1] >> 8n) & 0xffffn);
+    const slRoot = ce[0] & VTD_ADDR_MASK;
+    this.#steps.push({
       structure: "context",
       tableGpa: ctxTable,
       index: devfn,
@@ -329,27 +364,33 @@ export function vtdWalk(req: VtdWalkRequest, source: VtdPageSource): VtdWalkResu
         : "not present",
     });
     if (!present) {
-      return stop("not-present", "context", `context entry ${devfn} (devfn) is not present`);
+      return this.#stop("not-present", "context", `context entry ${devfn} (devfn) is not present`);
     }
-    if (tt === 3) return stop("reserved", "context", "context entry TT 11 is reserved");
+    if (tt === 3) return this.#stop("reserved", "context", "context entry TT 11 is reserved");
     if (tt === VTD_CONTEXT_TT_PASS_THROUGH) {
-      return passThrough(iova, "legacy", domainId, steps);
+      return passThrough(this.#req.iova, "legacy", domainId, this.#steps);
     }
     if (aw < 1 || aw > 3) {
-      return stop("reserved", "context", `context entry AW ${aw} is reserved (use 1, 2 or 3)`);
+      return this.#stop(
+        "reserved",
+        "context",
+        `context entry AW ${aw} is reserved (use 1, 2 or 3)`,
+      );
     }
-    levels = aw + 2;
-  } else {
-    // Scalable-mode context entry, 32 bytes, by devfn & 0x7f (§9.4).
+    return { domainId, root: slRoot, levels: aw + 2, firstLevel: false };
+  }
+
+  /** Scalable-mode context entry, 32 bytes, by devfn & 0x7f (§9.4), then the PASID entry. */
+  #scalableContext(ctxTable: bigint, devfn: number): PagingPlan | VtdWalkResult {
     const idx = devfn & 0x7f;
     const ceGpa = ctxTable + BigInt(idx * 32);
-    const ce = rd.words(ceGpa, 4);
-    if (ce === undefined) return missing("context", ctxTable);
+    const ce = this.#rd.words(ceGpa, 4);
+    if (ce === undefined) return this.#missing("context", ctxTable);
     const present = (ce[0] & 1n) !== 0n;
     const pdts = Number((ce[0] >> 9n) & 7n);
     const pasidDir = ce[0] & VTD_ADDR_MASK;
     const ridPasid = Number(ce[1] & 0xfffffn);
-    steps.push({
+    this.#steps.push({
       structure: "context",
       tableGpa: ctxTable,
       index: idx,
@@ -361,24 +402,30 @@ export function vtdWalk(req: VtdWalkRequest, source: VtdPageSource): VtdWalkResu
         : "not present",
     });
     if (!present) {
-      return stop("not-present", "context", `context entry ${devfn} (devfn) is not present`);
+      return this.#stop("not-present", "context", `context entry ${devfn} (devfn) is not present`);
     }
-    const pasid = req.pasid ?? ridPasid;
-    // PASID directory entry, by PASID[19:6] (§9.5).
+    const pasid = this.#req.pasid ?? ridPasid;
+    const pasidTable = this.#pasidDirectory(pasidDir, pdts, pasid);
+    if (typeof pasidTable !== "bigint") return pasidTable;
+    return this.#pasidEntry(pasidTable, pasid);
+  }
+
+  /** PASID directory entry, by PASID[19:6] (§9.5): the PASID table, or a stop. */
+  #pasidDirectory(pasidDir: bigint, pdts: number, pasid: number): bigint | VtdWalkStop {
     const dirIdx = (pasid >> 6) & 0x3fff;
     if (dirIdx >= 2 ** (pdts + 7)) {
-      return stop(
+      return this.#stop(
         "not-present",
         "pasid-directory",
         `PASID ${pasid} is beyond the directory size the context gives (PDTS ${pdts})`,
       );
     }
     const pdeGpa = pasidDir + BigInt(dirIdx * 8);
-    const pde = rd.words(pdeGpa, 1);
-    if (pde === undefined) return missing("pasid-directory", pasidDir);
+    const pde = this.#rd.words(pdeGpa, 1);
+    if (pde === undefined) return this.#missing("pasid-directory", pasidDir);
     const pdePresent = (pde[0] & 1n) !== 0n;
     const pasidTable = pde[0] & VTD_ADDR_MASK;
-    steps.push({
+    this.#steps.push({
       structure: "pasid-directory",
       tableGpa: pasidDir,
       index: dirIdx,
@@ -387,19 +434,27 @@ export function vtdWalk(req: VtdWalkRequest, source: VtdPageSource): VtdWalkResu
       meaning: pdePresent ? `present, PASID table ${hex(pasidTable)}` : "not present",
     });
     if (!pdePresent) {
-      return stop("not-present", "pasid-directory", `PASID directory entry ${dirIdx} not present`);
+      return this.#stop(
+        "not-present",
+        "pasid-directory",
+        `PASID directory entry ${dirIdx} not present`,
+      );
     }
-    // PASID table entry, 64 bytes, by PASID[5:0] (§9.6).
+    return pasidTable;
+  }
+
+  /** PASID table entry, 64 bytes, by PASID[5:0] (§9.6). */
+  #pasidEntry(pasidTable: bigint, pasid: number): PagingPlan | VtdWalkResult {
     const pteIdx = pasid & 0x3f;
     const peGpa = pasidTable + BigInt(pteIdx * 64);
-    const pe = rd.words(peGpa, 8);
-    if (pe === undefined) return missing("pasid-table", pasidTable);
+    const pe = this.#rd.words(peGpa, 8);
+    if (pe === undefined) return this.#missing("pasid-table", pasidTable);
     const pePresent = (pe[0] & 1n) !== 0n;
     const aw = Number((pe[0] >> 2n) & 7n);
     const pgtt = Number((pe[0] >> 6n) & 7n);
     const flpm = Number((pe[2] >> 2n) & 3n);
-    domainId = Number(pe[1] & 0xffffn);
-    steps.push({
+    const domainId = Number(pe[1] & 0xffffn);
+    this.#steps.push({
       structure: "pasid-table",
       tableGpa: pasidTable,
       index: pteIdx,
@@ -412,116 +467,137 @@ export function vtdWalk(req: VtdWalkRequest, source: VtdPageSource): VtdWalkResu
         : "not present",
     });
     if (!pePresent) {
-      return stop("not-present", "pasid-table", `PASID ${pasid} entry is not present`);
+      return this.#stop("not-present", "pasid-table", `PASID ${pasid} entry is not present`);
     }
-    if (pgtt === VTD_PGTT_PASS_THROUGH) return passThrough(iova, "scalable", domainId, steps);
+    if (pgtt === VTD_PGTT_PASS_THROUGH) {
+      return passThrough(this.#req.iova, "scalable", domainId, this.#steps);
+    }
     if (pgtt === VTD_PGTT_NESTED) {
-      return stop("unsupported", "pasid-table", "nested translation (PGTT 011) is not modelled");
+      return this.#stop(
+        "unsupported",
+        "pasid-table",
+        "nested translation (PGTT 011) is not modelled",
+      );
     }
     if (pgtt === VTD_PGTT_FIRST_LEVEL) {
-      if (flpm > 1) return stop("reserved", "pasid-table", `FLPM ${flpm} is reserved`);
-      firstLevel = true;
-      levels = flpm === 0 ? 4 : 5;
-      slRoot = pe[2] & VTD_ADDR_MASK;
-    } else if (pgtt === VTD_PGTT_SECOND_LEVEL) {
-      if (aw < 1 || aw > 3) {
-        return stop("reserved", "pasid-table", `PASID entry AW ${aw} is reserved (use 1, 2 or 3)`);
-      }
-      levels = aw + 2;
-      slRoot = pe[0] & VTD_ADDR_MASK;
-    } else {
-      return stop("reserved", "pasid-table", `PGTT ${pgtt} is reserved`);
+      if (flpm > 1) return this.#stop("reserved", "pasid-table", `FLPM ${flpm} is reserved`);
+      return {
+        domainId,
+        root: pe[2] & VTD_ADDR_MASK,
+        levels: flpm === 0 ? 4 : 5,
+        firstLevel: true,
+      };
     }
+    if (pgtt === VTD_PGTT_SECOND_LEVEL) {
+      if (aw < 1 || aw > 3) {
+        return this.#stop(
+          "reserved",
+          "pasid-table",
+          `PASID entry AW ${aw} is reserved (use 1, 2 or 3)`,
+        );
+      }
+      return { domainId, root: pe[0] & VTD_ADDR_MASK, levels: aw + 2, firstLevel: false };
+    }
+    return this.#stop("reserved", "pasid-table", `PGTT ${pgtt} is reserved`);
   }
 
-  // Paging structures (§9.7 first-level, §9.8 second-level).
-  const structure: VtdStructure = firstLevel ? "first-level" : "second-level";
-  const width = 12 + 9 * levels;
-  if (firstLevel) {
-    // First-level IOVAs are canonical: bits above width-1 repeat bit width-1 (§3.6).
-    const top = iova >> BigInt(width - 1);
-    const ones = (1n << BigInt(64 - width + 1)) - 1n;
-    if (top !== 0n && top !== ones) {
-      return stop(
+  /** Paging structures (§9.7 first-level, §9.8 second-level). */
+  #paging(plan: PagingPlan): VtdWalkResult {
+    const { levels, firstLevel, domainId } = plan;
+    const iova = this.#req.iova;
+    const structure: VtdStructure = firstLevel ? "first-level" : "second-level";
+    const width = 12 + 9 * levels;
+    if (firstLevel) {
+      // First-level IOVAs are canonical: bits above width-1 repeat bit width-1 (§3.6).
+      const top = iova >> BigInt(width - 1);
+      const ones = (1n << BigInt(64 - width + 1)) - 1n;
+      if (top !== 0n && top !== ones) {
+        return this.#stop(
+          "beyond-address-width",
+          structure,
+          `IOVA is not canonical for ${levels}-level (${width}-bit) first-level paging`,
+          levels,
+        );
+      }
+    } else if (iova >> BigInt(width) !== 0n) {
+      return this.#stop(
         "beyond-address-width",
         structure,
-        `IOVA is not canonical for ${levels}-level (${width}-bit) first-level paging`,
+        `IOVA is beyond the ${width}-bit address width (${levels}-level tables)`,
         levels,
       );
     }
-  } else if (iova >> BigInt(width) !== 0n) {
-    return stop(
-      "beyond-address-width",
-      structure,
-      `IOVA is beyond the ${width}-bit address width (${levels}-level tables)`,
-      levels,
-    );
-  }
-  let table = slRoot;
-  let read = true, write = true;
-  for (let level = levels; level >= 1; level--) {
-    const shift = BigInt(12 + 9 * (level - 1));
-    const idx = Number((iova >> shift) & 0x1ffn);
-    const eGpa = table + BigInt(idx * 8);
-    const w = rd.words(eGpa, 1);
-    if (w === undefined) return missing(structure, table, level);
-    const e = w[0];
-    const present = firstLevel ? (e & VTD_PTE_R) !== 0n : (e & (VTD_PTE_R | VTD_PTE_W)) !== 0n;
-    const leaf = present && (level === 1 || ((e & VTD_PTE_PS) !== 0n && level <= 3));
-    const addr = e & VTD_ADDR_MASK;
-    const perms = firstLevel
-      ? `P${e & VTD_PTE_W ? " R/W" : " read-only"}`
-      : `${e & VTD_PTE_R ? "R" : "-"}${e & VTD_PTE_W ? "W" : "-"}`;
-    steps.push({
-      structure,
-      level,
-      tableGpa: table,
-      index: idx,
-      entryGpa: eGpa,
-      entry: w,
-      meaning: !present
-        ? "not present"
-        : leaf
-        ? `${perms}, ${level === 1 ? "4 KiB" : level === 2 ? "2 MiB" : "1 GiB"} page ${hex(addr)}`
-        : `${perms}, next table ${hex(addr)}`,
-    });
-    if (!present) {
-      return stop(
-        "not-present",
+    let table = plan.root;
+    let read = true, write = true;
+    for (let level = levels; level >= 1; level--) {
+      const shift = BigInt(12 + 9 * (level - 1));
+      const idx = Number((iova >> shift) & 0x1ffn);
+      const eGpa = table + BigInt(idx * 8);
+      const w = this.#rd.words(eGpa, 1);
+      if (w === undefined) return this.#missing(structure, table, level);
+      const e = w[0];
+      const present = firstLevel ? (e & VTD_PTE_R) !== 0n : (e & (VTD_PTE_R | VTD_PTE_W)) !== 0n;
+      const leaf = present && (level === 1 || ((e & VTD_PTE_PS) !== 0n && level <= 3));
+      const addr = e & VTD_ADDR_MASK;
+      const perms = firstLevel
+        ? `P${e & VTD_PTE_W ? " R/W" : " read-only"}`
+        : `${e & VTD_PTE_R ? "R" : "-"}${e & VTD_PTE_W ? "W" : "-"}`;
+      this.#steps.push({
         structure,
-        `entry ${idx} of table ${hex(table)} not present`,
         level,
-      );
+        tableGpa: table,
+        index: idx,
+        entryGpa: eGpa,
+        entry: w,
+        meaning: !present
+          ? "not present"
+          : leaf
+          ? `${perms}, ${level === 1 ? "4 KiB" : level === 2 ? "2 MiB" : "1 GiB"} page ${hex(addr)}`
+          : `${perms}, next table ${hex(addr)}`,
+      });
+      if (!present) {
+        return this.#stop(
+          "not-present",
+          structure,
+          `entry ${idx} of table ${hex(table)} not present`,
+          level,
+        );
+      }
+      if (level > 3 && (e & VTD_PTE_PS) !== 0n) {
+        return this.#stop(
+          "reserved",
+          structure,
+          `PS set at level ${level} (no pages above 1 GiB)`,
+          level,
+        );
+      }
+      if (firstLevel) write = write && (e & VTD_PTE_W) !== 0n;
+      else {
+        read = read && (e & VTD_PTE_R) !== 0n;
+        write = write && (e & VTD_PTE_W) !== 0n;
+      }
+      if (leaf) {
+        const size = 1n << shift;
+        const pageGpa = addr & ~(size - 1n);
+        return {
+          ok: true,
+          iova,
+          gpa: pageGpa + (iova & (size - 1n)),
+          pageGpa,
+          pageSize: Number(size),
+          read,
+          write,
+          mode: this.#scalable ? "scalable" : "legacy",
+          translation: firstLevel ? "first-level" : "second-level",
+          domainId,
+          steps: this.#steps,
+        };
+      }
+      table = addr;
     }
-    if (level > 3 && (e & VTD_PTE_PS) !== 0n) {
-      return stop("reserved", structure, `PS set at level ${level} (no pages above 1 GiB)`, level);
-    }
-    if (firstLevel) write = write && (e & VTD_PTE_W) !== 0n;
-    else {
-      read = read && (e & VTD_PTE_R) !== 0n;
-      write = write && (e & VTD_PTE_W) !== 0n;
-    }
-    if (leaf) {
-      const size = 1n << shift;
-      const pageGpa = addr & ~(size - 1n);
-      return {
-        ok: true,
-        iova,
-        gpa: pageGpa + (iova & (size - 1n)),
-        pageGpa,
-        pageSize: Number(size),
-        read,
-        write,
-        mode: scalable ? "scalable" : "legacy",
-        translation: firstLevel ? "first-level" : "second-level",
-        domainId,
-        steps,
-      };
-    }
-    table = addr;
+    // Unreachable: level 1 is always a leaf when present.
+    return this.#stop("reserved", structure, "walk ended without a leaf");
   }
-  // Unreachable: level 1 is always a leaf when present.
-  return stop("reserved", structure, "walk ended without a leaf");
 }
 
 function passThrough(
