@@ -25,29 +25,47 @@ Deno.test("dma-chains: the real engine passes (seed 1)", () => {
 });
 
 Deno.test("dma-chains: a strict unmap that skips the IOTLB invalidation is caught", () => {
-  const broken = plantedTarget(
-    dmaChainsTarget,
-    () => patchMethod(Iotlb.prototype, "invalidateRange", () => function () {}),
-  );
+  // Both invalidation entry points: by byte range and by page number (the unmap fast path).
+  const broken = plantedTarget(dmaChainsTarget, () => {
+    const a = patchMethod(Iotlb.prototype, "invalidateRange", () => function () {});
+    const b = patchMethod(Iotlb.prototype, "invalidatePages", () => function () {});
+    return () => {
+      b();
+      a();
+    };
+  });
   const f = firstFailure(broken);
   assert(f !== null && f.includes("dma-outcome"), String(f));
 });
 
 Deno.test("dma-chains: a page walk that grants read and write is caught", () => {
-  const broken = plantedTarget(
-    dmaChainsTarget,
-    () =>
-      patchMethod(
-        IoPageTable.prototype,
-        "walk",
-        (orig) =>
-          function (this: IoPageTable, ...a: Parameters<IoPageTable["walk"]>) {
-            const ok = orig.apply(this, a);
-            if (ok) a[1].perm = 3;
-            return ok;
-          },
-      ),
-  );
+  // Both walk entry points: by IOVA and by page number (the IOTLB-miss fast path).
+  const broken = plantedTarget(dmaChainsTarget, () => {
+    const a = patchMethod(
+      IoPageTable.prototype,
+      "walk",
+      (orig) =>
+        function (this: IoPageTable, ...a: Parameters<IoPageTable["walk"]>) {
+          const ok = orig.apply(this, a);
+          if (ok) a[1].perm = 3;
+          return ok;
+        },
+    );
+    const b = patchMethod(
+      IoPageTable.prototype,
+      "walkPage",
+      (orig) =>
+        function (this: IoPageTable, ...a: Parameters<IoPageTable["walkPage"]>) {
+          const ok = orig.apply(this, a);
+          if (ok) a[1].perm = 3;
+          return ok;
+        },
+    );
+    return () => {
+      b();
+      a();
+    };
+  });
   const f = firstFailure(broken);
   assert(f !== null && f.includes("dma-outcome"), String(f));
 });
