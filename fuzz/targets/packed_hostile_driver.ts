@@ -116,6 +116,13 @@ function arbitrary(): fc.Arbitrary<PackedHostileDriverInput> {
       0x1_0000,
       0xffff_ffff,
       0x8000_0000,
+      // Indirect table lengths at the boundaries: 2 entries, 17 entries (one past the largest
+      // Queue Size drawn), 256 entries, one byte short / over a whole entry.
+      0x20,
+      0x110,
+      0x1000,
+      15,
+      17,
     )
       .map(String),
   );

@@ -89,6 +89,7 @@ function build(input: HostileDriverInput): Built {
   let features = 0n;
   if (input.indirect) features |= 1n << 28n;
   if (input.inOrder) features |= 1n << 35n;
+  if (input.eventIdx) features |= 1n << 29n;
   // Descriptor indices: sequential under IN_ORDER, else a permutation.
   const order = Array.from({ length: size }, (_, i) => i);
   if (!input.inOrder) {
@@ -104,6 +105,8 @@ function build(input: HostileDriverInput): Built {
   // Per chain: ring descriptor indices and the table base.
   const ringIdx: number[][] = [];
   const tableIdx: number[] = [];
+  const tableEntries: number[] = [];
+  const chainBytes: number[] = [];
   for (let c = 0; c < input.chains.length; c++) {
     const spec = input.chains[c];
     const segs = [
@@ -143,16 +146,21 @@ function build(input: HostileDriverInput): Built {
         }
         writeSplitDescriptor(memory, DESC, idx[k], BigInt(tbase), entries * 16, 4, 0);
         tableIdx[heads.length] = tbase;
+        tableEntries[heads.length] = entries;
       } else {
         const [n, w] = segs[k];
         writeSplitDescriptor(memory, DESC, idx[k], BigInt(addrs[k]), n, w | (last ? 0 : 1), nx);
       }
     }
     ringIdx.push(idx);
+    chainBytes.push(segs.reduce((a, [n]) => a + n, 0));
     heads.push(idx[0]);
   }
   for (let i = 0; i < heads.length; i++) memory.writeU16(AVAIL + 4 + 2 * i, heads[i]);
   memory.writeU16(AVAIL + 2, heads.length);
+  // Used buffer notifications asked for (§2.7.7): used_event, or avail flags.
+  if (input.eventIdx) memory.writeU16(AVAIL + 4 + 2 * size, input.usedEvent);
+  else memory.writeU16(AVAIL, input.usedEvent & 1);
 
   // One targeted corruption.
   const { kind, at, value } = input.corruption;
@@ -257,6 +265,10 @@ function build(input: HostileDriverInput): Built {
         memory.writeU16(DESC + 16 * pick + 14, value % (2 * size));
       }
       break;
+    default:
+      if (tb !== undefined) {
+        corruptTable(memory, tb, tableEntries[c], chainBytes[c], kind, at, value);
+      }
   }
   if (input.raw !== null) {
     const bytes = hexToBytes(input.raw.hex);
@@ -266,6 +278,80 @@ function build(input: HostileDriverInput): Built {
     memory.write(base + off, bytes.subarray(0, Math.max(0, room - off)));
   }
   return { memory, features, heads };
+}
+
+/**
+ * The `tbl-*` corruptions: the descriptor-table corruptions applied to entry `at` of an indirect
+ * table of `entries` entries (at GPA `tb`) of a chain of `bytes` bytes, with the boundary values
+ * of each check (see `CORRUPTIONS`).
+ */
+function corruptTable(
+  memory: GuestMemory,
+  tb: number,
+  entries: number,
+  bytes: number,
+  kind: string,
+  at: number,
+  value: number,
+): void {
+  const e = at % entries;
+  const g = tb + 16 * e;
+  const flags = memory.readU16(g + 12);
+  const setNext = (next: number) => {
+    memory.writeU16(g + 12, flags | 1);
+    memory.writeU16(g + 14, next & 0xffff);
+  };
+  switch (kind) {
+    case "tbl-loop": {
+      const last = tb + 16 * (entries - 1);
+      memory.writeU16(last + 12, memory.readU16(last + 12) | 1);
+      memory.writeU16(last + 14, e);
+      break;
+    }
+    case "tbl-next-oob":
+      setNext([entries, entries + 1, 0xffff, entries + (value % 0x100)][value % 4]);
+      break;
+    case "tbl-len-zero":
+      memory.writeU32(g + 8, 0);
+      break;
+    case "tbl-len-huge":
+      memory.writeU32(g + 8, [0xffff_ffff, 0xffff_fffe, 0x8000_0000, 0x1_0001][value % 4]);
+      break;
+    case "tbl-bytes-overflow": {
+      // The chain's total lands on 2^32 - 1 (legal) or 2^32 (one byte too many).
+      const others = bytes - memory.readU32(g + 8);
+      const len = 0xffff_ffff - others + (value % 2);
+      if (len <= 0xffff_ffff) memory.writeU32(g + 8, len);
+      break;
+    }
+    case "tbl-addr-wrap": {
+      // addr + len ends exactly at 2^64 (no wrap) or one byte past it.
+      const len = memory.readU32(g + 8) || 1;
+      memory.writeU32(g + 8, len);
+      memory.writeU32(g + 4, 0xffff_ffff);
+      memory.writeU32(g, (0x1_0000_0000 - len + (value % 2)) >>> 0);
+      break;
+    }
+    case "tbl-addr-unbacked":
+      memory.writeU32(g + 4, 0);
+      memory.writeU32(g, MEM_END - 8 + (value % 16));
+      break;
+    case "tbl-addr-high":
+      memory.writeU32(g + 4, [1, 0x10_0000, 0x0f_ffff, value >>> 0 || 1][value % 4]);
+      break;
+    case "tbl-readable-after-writable":
+      memory.writeU16(g + 12, flags ^ 2);
+      break;
+    case "tbl-unknown-flags":
+      memory.writeU16(g + 12, flags | (8 << (value % 13)));
+      break;
+    case "tbl-flags-xor":
+      memory.writeU16(g + 12, flags ^ (value & 0xffff));
+      break;
+    case "tbl-next-any":
+      setNext(value % (2 * entries));
+      break;
+  }
 }
 
 // --- Reference decoder -----------------------------------------------------------------------
@@ -572,11 +658,71 @@ function runOn(b: Built, input: HostileDriverInput): void {
   }
   // Completed work: push everything popped (in order) and flush; used idx advances exactly.
   if (dev.broken === null || popped.length > 0) {
+    const old = dev.usedIdx;
     for (const c of popped) dev.push(c, 0);
-    dev.flush();
+    const notify = dev.flush();
     if (dev.usedIdx !== popped.length) {
       fail("used-idx", `used idx ${dev.usedIdx} after ${popped.length} pushes`);
     }
+    if (dev.broken === null && popped.length > 0) {
+      checkUsedNotification(b.memory, size, input.eventIdx, old, dev.usedIdx, notify);
+    }
+  }
+  if (dev.broken === null) checkDeviceSleeps(dev, b.memory, size, input.eventIdx);
+}
+
+/** `vring_need_event` (spec §2.7.10), written apart from the engine's. */
+function needEvent(event: number, nw: number, old: number): boolean {
+  return ((nw - event - 1) & 0xffff) < ((nw - old) & 0xffff);
+}
+
+/**
+ * The driver sleeps until notified (spec §2.7.7, §2.7.10): the flush that moved used `idx` from
+ * `old` to `nw` must notify exactly when the driver asked, by `used_event` with EVENT_IDX, else
+ * by avail `flags` bit 0 clear, as the ring bytes say now.
+ */
+function checkUsedNotification(
+  m: GuestMemory,
+  size: number,
+  eventIdx: boolean,
+  old: number,
+  nw: number,
+  notify: boolean,
+): void {
+  const need = eventIdx
+    ? needEvent(m.readU16(AVAIL + 4 + 2 * size), nw, old)
+    : (m.readU16(AVAIL) & 1) === 0;
+  if (need && !notify) {
+    fail("lost-notification", `flush moved used idx ${old} -> ${nw}, the driver asked, no notify`);
+  }
+  if (!need && notify) {
+    fail("notification-decision", `flush moved used idx ${old} -> ${nw} and notified unasked`);
+  }
+}
+
+/**
+ * The device goes to sleep (spec §2.7.10): `setNotifications(true)` must report buffers the
+ * driver made available past the device's position, and otherwise publish what makes a correct
+ * driver notify for its next buffer: `avail_event` equal to avail `idx` with EVENT_IDX, used
+ * `flags` without `VIRTQ_USED_F_NO_NOTIFY` else.
+ */
+function checkDeviceSleeps(
+  dev: SplitDeviceQueue,
+  m: GuestMemory,
+  size: number,
+  eventIdx: boolean,
+): void {
+  const more = dev.setNotifications(true);
+  const idx = m.readU16(AVAIL + 2);
+  if (more) return;
+  if (idx !== dev.lastAvailIdx) {
+    fail("lost-notification", `device sleeps at ${dev.lastAvailIdx} with avail idx ${idx}`);
+  }
+  const asks = eventIdx
+    ? needEvent(m.readU16(USED + 4 + 8 * size), (idx + 1) & 0xffff, idx)
+    : (m.readU16(USED) & 1) === 0;
+  if (!asks) {
+    fail("lost-notification", `the sleeping device at avail idx ${idx} asks for no notification`);
   }
 }
 

@@ -1,0 +1,152 @@
+/**
+ * The blind classes of the hostile-driver targets, each shown to fire on a bug of its class
+ * planted in the engine from the outside (`fuzz/plant.ts`), none written around the oracle that
+ * catches it:
+ * - an indirect-table check removed (split and packed): the walk takes a violation raised inside
+ *   an indirect table as the end of the chain instead of rejecting it, one bug per rule; caught by
+ *   the table corruptions (`tbl-*` kinds, packed corruptions of table entries);
+ * - lost notifications: a split device that drops the used buffer notification of a batch, or
+ *   publishes `avail_event` one behind its position; caught by `lost-notification`.
+ *
+ * Run-bounded with a fixed seed, as `fuzz_planted_test.ts`.
+ */
+import { assert, assertEquals } from "@std/assert";
+import { TARGETS } from "../../fuzz/targets/mod.ts";
+import { runUnit } from "../../fuzz/runner.ts";
+import { patchMethod, plantedTarget } from "../../fuzz/plant.ts";
+import type { Chain } from "../../src/virtio/chain.ts";
+import { isVirtqError } from "../../src/virtio/errors.ts";
+import { SplitChainWalk } from "../../src/virtio/split/walk.ts";
+import { PackedChainWalk } from "../../src/virtio/packed/walk.ts";
+import { SplitDeviceQueue } from "../../src/virtio/split/device.ts";
+import type { FuzzTarget } from "../../fuzz/target.ts";
+
+const RUNS = 3000;
+
+function target(name: string): FuzzTarget<unknown> {
+  const t = TARGETS.find((t) => t.name === name);
+  if (t === undefined) throw new Error(`${name} is not registered`);
+  return t;
+}
+
+function expectCaught(name: string, install: () => () => void, oracle?: string): void {
+  const r = runUnit(plantedTarget(target(name), install), {
+    target: name,
+    slice: 0,
+    seed: 1,
+    runs: RUNS,
+    maxFailures: 1,
+  });
+  assertEquals(r.crash, undefined);
+  assert(r.failures.length > 0, `${name}: the planted bug went unnoticed in ${r.runs} runs`);
+  if (oracle !== undefined) {
+    assertEquals(r.failures[0].signature.oracle, oracle, r.failures[0].message);
+  }
+}
+
+/** The split walk takes `code`, raised inside an indirect table, as the end of the chain. */
+const splitTableCheckRemoved = (code: string) => () =>
+  patchMethod(
+    SplitChainWalk.prototype,
+    "walk",
+    (original) =>
+      function (this: SplitChainWalk, chain: Chain, head: number) {
+        try {
+          original.call(this, chain, head);
+        } catch (e) {
+          if (!chain.indirect || !isVirtqError(e) || e.code !== code) throw e;
+        }
+      },
+  );
+
+/** The packed walk takes `code`, raised inside an indirect table, as the end of the list. */
+const packedTableCheckRemoved = (code: string) => () =>
+  patchMethod(PackedChainWalk.prototype, "walk", (original) =>
+    function (
+      this: PackedChainWalk,
+      chain: Chain,
+      headSlot: number,
+      headFlags: number,
+      wrap: number,
+    ): number {
+      try {
+        return original.call(this, chain, headSlot, headFlags, wrap);
+      } catch (e) {
+        if (!chain.indirect || !isVirtqError(e) || e.code !== code) throw e;
+        // An indirect descriptor is a list of one slot (§2.8.7).
+        chain.id = this.d16[headSlot * 8 + 6];
+        chain.ringDescriptors = 1;
+        const next = headSlot + 1;
+        this.nextSlot = next === this.size ? 0 : next;
+        this.nextWrap = next === this.size ? wrap ^ 1 : wrap;
+        return 1;
+      }
+    });
+
+const SPLIT_TABLE_CODES = [
+  "DESC_NEXT_OUT_OF_RANGE",
+  "DESC_CHAIN_LOOP",
+  "DESC_ADDR_WRAP",
+  "DESC_BUFFER_FAULT",
+  "CHAIN_TOO_MANY_BYTES",
+  "DESC_READABLE_AFTER_WRITABLE",
+  "DESC_ZERO_LENGTH",
+  "DESC_UNKNOWN_FLAGS",
+];
+for (const code of SPLIT_TABLE_CODES) {
+  Deno.test(`blind class: split-hostile-driver reports an indirect table without the ${code} check`, () => {
+    expectCaught("split-hostile-driver", splitTableCheckRemoved(code));
+  });
+}
+
+const PACKED_TABLE_CODES = [
+  "DESC_ADDR_WRAP",
+  "DESC_BUFFER_FAULT",
+  "DESC_READABLE_AFTER_WRITABLE",
+  "DESC_ZERO_LENGTH",
+  "DESC_UNKNOWN_FLAGS",
+];
+for (const code of PACKED_TABLE_CODES) {
+  Deno.test(`blind class: packed-hostile-driver reports an indirect table without the ${code} check`, () => {
+    expectCaught("packed-hostile-driver", packedTableCheckRemoved(code));
+  });
+}
+
+Deno.test("blind class: split-hostile-driver reports a flush that drops a batch's notification", () => {
+  expectCaught(
+    "split-hostile-driver",
+    () =>
+      patchMethod(
+        SplitDeviceQueue.prototype,
+        "flush",
+        (original) =>
+          function (this: SplitDeviceQueue): boolean {
+            const old = this.usedIdx;
+            const notify = original.call(this);
+            return notify && ((this.usedIdx - old) & 0xffff) === 1; // batches lose the interrupt
+          },
+      ),
+    "lost-notification",
+  );
+});
+
+Deno.test("blind class: split-hostile-driver reports avail_event published one behind", () => {
+  expectCaught(
+    "split-hostile-driver",
+    () =>
+      patchMethod(
+        SplitDeviceQueue.prototype,
+        "setNotifications",
+        (original) =>
+          function (this: SplitDeviceQueue, enabled: boolean): boolean {
+            const more = original.call(this, enabled);
+            if (enabled && this.ready && this.broken === null) {
+              const at = Number(this.addresses.deviceAddr) + 4 + 8 * this.size; // avail_event
+              this.memory.writeU16(at, (this.lastAvailIdx - 1) & 0xffff);
+            }
+            return more;
+          },
+      ),
+    "lost-notification",
+  );
+});
