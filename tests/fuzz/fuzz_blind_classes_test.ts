@@ -19,6 +19,7 @@ import { isVirtqError } from "../../src/virtio/errors.ts";
 import { SplitChainWalk } from "../../src/virtio/split/walk.ts";
 import { PackedChainWalk } from "../../src/virtio/packed/walk.ts";
 import { SplitDeviceQueue } from "../../src/virtio/split/device.ts";
+import { SplitDriverQueue } from "../../src/virtio/split/driver.ts";
 import type { FuzzTarget } from "../../fuzz/target.ts";
 
 const RUNS = 3000;
@@ -147,6 +148,34 @@ Deno.test("blind class: split-hostile-driver reports avail_event published one b
             return more;
           },
       ),
+    "lost-notification",
+  );
+});
+
+/** Drivers that notify only for a batch of one buffer (need_event evaluated with old = new - 1). */
+const batchKickDropped = <Q extends { kick(): boolean; readonly outstanding: number }>(
+  proto: Q,
+) =>
+() => {
+  const before = new WeakMap<object, number>();
+  return patchMethod(
+    proto,
+    "kick",
+    (original) =>
+      function (this: Q & { availIdx?: number }): boolean {
+        const idx = this.availIdx ?? 0;
+        const batch = (idx - (before.get(this) ?? 0)) & 0xffff;
+        before.set(this, idx);
+        const notify = (original as () => boolean).call(this);
+        return notify && batch <= 1;
+      } as Q["kick"],
+  );
+};
+
+Deno.test("blind class: split-hostile-device reports a driver that drops a batch's kick", () => {
+  expectCaught(
+    "split-hostile-device",
+    batchKickDropped(SplitDriverQueue.prototype),
     "lost-notification",
   );
 });
