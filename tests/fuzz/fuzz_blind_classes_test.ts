@@ -20,6 +20,7 @@ import { SplitChainWalk } from "../../src/virtio/split/walk.ts";
 import { PackedChainWalk } from "../../src/virtio/packed/walk.ts";
 import { SplitDeviceQueue } from "../../src/virtio/split/device.ts";
 import { SplitDriverQueue } from "../../src/virtio/split/driver.ts";
+import { PackedDriverQueue } from "../../src/virtio/packed/driver.ts";
 import type { FuzzTarget } from "../../fuzz/target.ts";
 
 const RUNS = 3000;
@@ -176,6 +177,40 @@ Deno.test("blind class: split-hostile-device reports a driver that drops a batch
   expectCaught(
     "split-hostile-device",
     batchKickDropped(SplitDriverQueue.prototype),
+    "lost-notification",
+  );
+});
+
+Deno.test("blind class: packed-hostile-device reports a driver that drops a batch's kick", () => {
+  expectCaught(
+    "packed-hostile-device",
+    () => {
+      // The packed driver has no public avail index: count the adds since the last kick.
+      const added = new WeakMap<object, number>();
+      const undoAdd = patchMethod(
+        PackedDriverQueue.prototype,
+        "add",
+        (original) =>
+          function (this: PackedDriverQueue<unknown>, ...a: Parameters<typeof original>) {
+            original.apply(this, a);
+            added.set(this, (added.get(this) ?? 0) + 1);
+          },
+      );
+      const undoKick = patchMethod(
+        PackedDriverQueue.prototype,
+        "kick",
+        (original) =>
+          function (this: PackedDriverQueue<unknown>): boolean {
+            const batch = added.get(this) ?? 0;
+            added.set(this, 0);
+            return original.call(this) && batch <= 1;
+          },
+      );
+      return () => {
+        undoKick();
+        undoAdd();
+      };
+    },
     "lost-notification",
   );
 });
