@@ -105,8 +105,10 @@ function packedKickNeeded(
   slots: number,
   size: number,
 ): boolean {
-  if (flags === 1) return false;
-  if (flags !== 2 || !eventIdx) return true;
+  // §2.8.10: flags is a 2-bit field, the 14 bits above it are reserved.
+  const f = flags & 3;
+  if (f === 1) return false;
+  if (f !== 2 || !eventIdx) return true;
   const nw = slots % size, wrap = slots >= size ? 0 : 1;
   let ev = offWrap & 0x7fff;
   if (offWrap >>> 15 !== wrap) ev -= size;

@@ -19,6 +19,7 @@ import { isVirtqError } from "../../src/virtio/errors.ts";
 import { SplitChainWalk } from "../../src/virtio/split/walk.ts";
 import { PackedChainWalk } from "../../src/virtio/packed/walk.ts";
 import { SplitDeviceQueue } from "../../src/virtio/split/device.ts";
+import { PackedDeviceQueue } from "../../src/virtio/packed/device.ts";
 import { SplitDriverQueue } from "../../src/virtio/split/driver.ts";
 import { PackedDriverQueue } from "../../src/virtio/packed/driver.ts";
 import type { FuzzTarget } from "../../fuzz/target.ts";
@@ -209,6 +210,44 @@ Deno.test("blind class: packed-hostile-device reports a driver that drops a batc
       return () => {
         undoKick();
         undoAdd();
+      };
+    },
+    "lost-notification",
+  );
+});
+
+Deno.test("blind class: packed-hostile-driver reports a flush that counts a list as one slot", () => {
+  // need_event evaluated with old = new - 1: a used list of several descriptors moves the used
+  // position by several slots, and an event offset inside the list is passed unseen.
+  expectCaught(
+    "packed-hostile-driver",
+    () => {
+      const since = new WeakMap<object, { offset: number; wrap: number }>();
+      const undoPush = patchMethod(
+        PackedDeviceQueue.prototype,
+        "push",
+        (original) =>
+          function (this: PackedDeviceQueue, chain: Chain, written: number) {
+            if (!since.has(this)) since.set(this, this.usedPosition);
+            original.call(this, chain, written);
+          },
+      );
+      const undoFlush = patchMethod(
+        PackedDeviceQueue.prototype,
+        "flush",
+        (original) =>
+          function (this: PackedDeviceQueue): boolean {
+            const o = since.get(this) ?? this.usedPosition;
+            since.delete(this);
+            const notify = original.call(this);
+            const n = this.usedPosition;
+            const count = n.offset - o.offset + (n.wrap !== o.wrap ? this.size : 0);
+            return notify && count <= 1;
+          },
+      );
+      return () => {
+        undoFlush();
+        undoPush();
       };
     },
     "lost-notification",
