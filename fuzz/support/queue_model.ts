@@ -73,6 +73,8 @@ export interface SplitReal {
   deviceWakeDisables: boolean;
   /** On waking, the driver turns used buffer notifications off. */
   driverWakeDisables: boolean;
+  /** VIRTIO_F_INDIRECT_DESC negotiated: without it no chain may use an indirect table. */
+  indirect: boolean;
 }
 
 function wakeDevice(r: SplitReal): void {
@@ -166,6 +168,10 @@ class PopCmd implements fc.Command<SplitModel, SplitReal> {
     for (let i = 0; i < this.n; i++) {
       const c = r.pair.device.pop();
       if (c === null) return;
+      // Declined INDIRECT_DESC (§2.7.5.3.1 / §2.8.7.1): the driver never uses a table.
+      if (c.indirect && !r.indirect) {
+        fail("feature-implied", `buffer ${c.id} uses an indirect table, INDIRECT_DESC declined`);
+      }
       r.popped.push(c);
     }
   }
@@ -475,7 +481,9 @@ function inputArb(layout: RingLayout, replayPath?: string): fc.Arbitrary<ModelSp
  * - `enable-callbacks-no-recheck`: the driver's `enableCallbacks` does not re-check for used
  *   buffers that arrived while callbacks were off (returns true);
  * - `set-notifications-no-recheck`: the device's `setNotifications(true)` does not re-check for
- *   buffers made available while notifications were off (returns false).
+ *   buffers made available while notifications were off (returns false);
+ * - `driver-uses-declined-indirect`: the queues act on the features the driver asked for, not on
+ *   those negotiated: INDIRECT_DESC declined, yet the driver builds indirect tables.
  */
 export const QUEUE_MODEL_FAULTS: Record<RingLayout, readonly string[]> = {
   split: [
@@ -484,11 +492,13 @@ export const QUEUE_MODEL_FAULTS: Record<RingLayout, readonly string[]> = {
     "split-pop-stale-avail-event",
     "enable-callbacks-no-recheck",
     "set-notifications-no-recheck",
+    "driver-uses-declined-indirect",
   ],
   packed: [
     "packed-set-notifications-wrong-wrap",
     "enable-callbacks-no-recheck",
     "set-notifications-no-recheck",
+    "driver-uses-declined-indirect",
   ],
 };
 
@@ -550,6 +560,8 @@ function plantFault(pair: QueuePair<number>, fault: string): void {
         return r;
       });
       break;
+    case "driver-uses-declined-indirect":
+      break; // planted in the features the pair is built with
     case "enable-callbacks-no-recheck":
       wrap(drv, "enableCallbacks", (enable) => () => {
         enable();
@@ -574,7 +586,9 @@ export function runModelSplit(
   fault?: string,
 ): void {
   const bits = [VIRTIO_F_VERSION_1];
-  if (input.indirect) bits.push(VIRTIO_F_INDIRECT_DESC);
+  if (input.indirect || fault === "driver-uses-declined-indirect") {
+    bits.push(VIRTIO_F_INDIRECT_DESC);
+  }
   if (input.eventIdx) bits.push(VIRTIO_F_EVENT_IDX);
   if (input.inOrder) bits.push(VIRTIO_F_IN_ORDER);
   const setup = () => {
@@ -598,6 +612,7 @@ export function runModelSplit(
         driverAsleep: false,
         deviceWakeDisables: input.deviceWakeDisables ?? false,
         driverWakeDisables: input.driverWakeDisables ?? false,
+        indirect: input.indirect,
       },
     };
   };

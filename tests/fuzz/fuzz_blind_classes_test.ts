@@ -21,6 +21,7 @@ import { PackedChainWalk } from "../../src/virtio/packed/walk.ts";
 import { SplitDeviceQueue } from "../../src/virtio/split/device.ts";
 import { PackedDeviceQueue } from "../../src/virtio/packed/device.ts";
 import { SplitDriverQueue } from "../../src/virtio/split/driver.ts";
+import { VirtioIommuDmaApi } from "../../src/devices/virtio_iommu/driver_api.ts";
 import { PackedDriverQueue } from "../../src/virtio/packed/driver.ts";
 import type { FuzzTarget } from "../../fuzz/target.ts";
 
@@ -251,5 +252,22 @@ Deno.test("blind class: packed-hostile-driver reports a flush that counts a list
       };
     },
     "lost-notification",
+  );
+});
+
+Deno.test("blind class: viommu-stack reports a driver that forgets what PROBE reported", () => {
+  expectCaught(
+    "viommu-stack",
+    () =>
+      patchMethod(
+        VirtioIommuDmaApi.prototype,
+        "init",
+        (original) =>
+          function (this: VirtioIommuDmaApi): void {
+            original.call(this);
+            this.resvMem = []; // the RESV_MEM regions are dropped after init
+          },
+      ),
+    "feature-implied",
   );
 });
