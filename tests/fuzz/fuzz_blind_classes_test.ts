@@ -22,6 +22,7 @@ import { SplitDeviceQueue } from "../../src/virtio/split/device.ts";
 import { PackedDeviceQueue } from "../../src/virtio/packed/device.ts";
 import { SplitDriverQueue } from "../../src/virtio/split/driver.ts";
 import { VirtioIommuDmaApi } from "../../src/devices/virtio_iommu/driver_api.ts";
+import { VirtioIommuDevice } from "../../src/devices/virtio_iommu/device.ts";
 import { PackedDriverQueue } from "../../src/virtio/packed/driver.ts";
 import type { FuzzTarget } from "../../fuzz/target.ts";
 
@@ -269,5 +270,21 @@ Deno.test("blind class: viommu-stack reports a driver that forgets what PROBE re
           },
       ),
     "feature-implied",
+  );
+});
+
+Deno.test("blind class: viommu-requests reports a device that acts on offered, not negotiated, features", () => {
+  expectCaught(
+    "viommu-requests",
+    () =>
+      patchMethod(
+        VirtioIommuDevice.prototype,
+        "has",
+        () =>
+          function (this: VirtioIommuDevice, n: number): boolean {
+            return this.offers(n); // what the device offered, whatever the driver accepted
+          },
+      ),
+    "status",
   );
 });
