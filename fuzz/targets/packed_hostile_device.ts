@@ -130,7 +130,6 @@ function arbitrary(): fc.Arbitrary<PackedHostileDeviceInput> {
     indirect: fc.boolean(),
     clamp: fc.boolean(),
     eventIdx: fc.boolean(),
-    devNotify: fc.option(fc.boolean(), { nil: null, freq: 2 }),
     devEvent: fc.option(
       fc.record({
         flags: fc.nat(3),
@@ -141,6 +140,7 @@ function arbitrary(): fc.Arbitrary<PackedHostileDeviceInput> {
       }, { noNullPrototype: true }),
       { nil: null, freq: 2 },
     ),
+    devNotify: fc.option(fc.boolean(), { nil: null, freq: 2 }),
     mapFailAt: fc.option(fc.nat({ max: 24 }), { nil: null, freq: 4 }),
     badConfig: fc.option(
       fc.constantFrom(
