@@ -92,6 +92,11 @@ export const hostileDriverInputSchema = z.strictObject({
    * bit 0 (`VIRTQ_AVAIL_F_NO_INTERRUPT`) without EVENT_IDX, `used_event` with it; absent: 0.
    */
   usedEvent: z.number().int().min(0).max(0xffff).default(0),
+  /**
+   * The device sees guest memory through a translating window, bus = GPA + 2^52 (descriptors and
+   * tables carry bus addresses): buffers take the walk's wide-address path. Absent: false.
+   */
+  wide: z.boolean().default(false),
   /** Device policy. */
   policy: chainPolicySchema,
   /** Seed of the descriptor-index permutation (ignored with IN_ORDER). */
@@ -132,6 +137,7 @@ export const hostileDriverInputArbitrary: fc.Arbitrary<HostileDriverInput> = fc.
   inOrder: fc.boolean(),
   eventIdx: fc.boolean(),
   usedEvent: fc.oneof(fc.nat(4), fc.constant(0xffff), fc.nat(0xffff)),
+  wide: fc.oneof({ weight: 5, arbitrary: fc.constant(false) }, fc.constant(true)),
   policy: chainPolicyArbitrary([65536, 65536, 4, 2]),
   permSeed: fc.nat(),
   chains: fc.array(chainSpecArbitrary, { minLength: 1, maxLength: 3 }),

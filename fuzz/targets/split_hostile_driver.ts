@@ -18,9 +18,13 @@
 
 import {
   type ChainPolicy,
+  type DmaAccess,
+  DmaFault,
+  type DmaTranslation,
   type GuestMemory,
   IdentityAddressSpace,
   SplitDeviceQueue,
+  type U64,
   VirtqError,
 } from "../../src/mod.ts";
 import { type RealRingInput, withRealRingSeeds } from "../support/real_ring_seeds.ts";
@@ -49,6 +53,28 @@ export {
   CORRUPTIONS,
   type HostileDriverInput,
 } from "../arbitraries/split_hostile_driver_input.ts";
+
+/** Bus offset of the wide window: 2^52 (buffers take the device's wide-address path). */
+const WIDE = 2 ** 52;
+const WIDE_BUS = 1n << 52n;
+
+/**
+ * The device's DMA view in wide runs: bus = GPA + 2^52 (a translating view, as an IOMMU placing
+ * guest memory high); a bus address below 2^52 faults (`out-of-window`).
+ */
+class WideSpace extends IdentityAddressSpace {
+  constructor() {
+    super("wide-2^52");
+  }
+  override translate(bus: U64, length: number, access: DmaAccess, out: DmaTranslation): void {
+    const b = BigInt(bus);
+    if (b < WIDE_BUS) {
+      throw new DmaFault("out-of-window", bus, length, access, this.name, "below 2^52");
+    }
+    const g = b - WIDE_BUS;
+    super.translate(g <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(g) : g, length, access, out);
+  }
+}
 
 // --- Building --------------------------------------------------------------------------------
 
@@ -90,6 +116,8 @@ function build(input: HostileDriverInput): Built {
   if (input.indirect) features |= 1n << 28n;
   if (input.inOrder) features |= 1n << 35n;
   if (input.eventIdx) features |= 1n << 29n;
+  // Bus addresses: the GPAs, or the GPAs + 2^52 behind the wide window (WIDE_BUS).
+  const off = input.wide ? WIDE_BUS : 0n;
   // Descriptor indices: sequential under IN_ORDER, else a permutation.
   const order = Array.from({ length: size }, (_, i) => i);
   if (!input.inOrder) {
@@ -138,18 +166,26 @@ function build(input: HostileDriverInput): Built {
             memory,
             tbase,
             e,
-            BigInt(addrs[spec.indirectAt + e]),
+            BigInt(addrs[spec.indirectAt + e]) + off,
             n,
             w | (tl ? 0 : 1),
             tl ? 0 : e + 1,
           );
         }
-        writeSplitDescriptor(memory, DESC, idx[k], BigInt(tbase), entries * 16, 4, 0);
+        writeSplitDescriptor(memory, DESC, idx[k], BigInt(tbase) + off, entries * 16, 4, 0);
         tableIdx[heads.length] = tbase;
         tableEntries[heads.length] = entries;
       } else {
         const [n, w] = segs[k];
-        writeSplitDescriptor(memory, DESC, idx[k], BigInt(addrs[k]), n, w | (last ? 0 : 1), nx);
+        writeSplitDescriptor(
+          memory,
+          DESC,
+          idx[k],
+          BigInt(addrs[k]) + off,
+          n,
+          w | (last ? 0 : 1),
+          nx,
+        );
       }
     }
     ringIdx.push(idx);
@@ -380,6 +416,7 @@ class Reference {
     readonly size: number,
     readonly features: bigint,
     readonly policy: ChainPolicy,
+    readonly wide = false,
   ) {}
 
   pop(): RefResult {
@@ -430,9 +467,12 @@ class Reference {
         if (len % 16 !== 0) return err("INDIRECT_LEN_MISALIGNED");
         if (len / 16 > size) return err("INDIRECT_TABLE_TOO_LONG");
         if (addr + BigInt(len) > 1n << 64n) return err("DESC_ADDR_WRAP");
+        // Behind the wide window, bus = GPA + 2^52 (and nothing below it translates).
+        const tg = this.wide ? addr - WIDE_BUS : addr;
+        if (tg < 0n) return err("INDIRECT_TABLE_FAULT");
         // The table must be one guest memory region (identity DMA below 2^52).
-        if (addr + BigInt(len) > 1n << 52n) return err("INDIRECT_TABLE_FAULT");
-        const a = Number(addr);
+        if (tg + BigInt(len) > 1n << 52n) return err("INDIRECT_TABLE_FAULT");
+        const a = Number(tg);
         const inOne = (a + len <= REGION_SPLIT) || (a >= REGION_SPLIT && a + len <= MEM_END);
         if (!inOne) return err("INDIRECT_TABLE_FAULT");
         table = a;
@@ -449,8 +489,10 @@ class Reference {
       if (total > 0xffff_ffff) return err("CHAIN_TOO_MANY_BYTES");
       if (len > 0) {
         if (addr + BigInt(len) > 1n << 64n) return err("DESC_ADDR_WRAP");
-        if (addr + BigInt(len) > 1n << 52n) return err("DESC_BUFFER_FAULT");
-        let a = Number(addr);
+        const g = this.wide ? addr - WIDE_BUS : addr;
+        if (g < 0n) return err("DESC_BUFFER_FAULT");
+        if (g + BigInt(len) > 1n << 52n) return err("DESC_BUFFER_FAULT");
+        let a = Number(g);
         let left = len;
         while (left > 0) {
           if (a >= MEM_END) return err("DESC_BUFFER_FAULT");
@@ -562,15 +604,17 @@ function runOn(b: Built, input: HostileDriverInput): void {
   const p = input.policy;
   const key = `${size}/${b.features}/${p.zeroLength}/${p.indirectWithNext}/${p.unknownFlags}/${
     p.maxSegments ?? ""
-  }`;
+  }/${input.wide}`;
   let dev = queues.get(key);
   if (dev === undefined) {
     try {
       dev = new SplitDeviceQueue({
         memory: b.memory,
-        dma: new IdentityAddressSpace(),
+        dma: input.wide ? new WideSpace() : new IdentityAddressSpace(),
         size,
-        addresses: { descAddr: DESC, driverAddr: AVAIL, deviceAddr: USED },
+        addresses: input.wide
+          ? { descAddr: DESC + WIDE, driverAddr: AVAIL + WIDE, deviceAddr: USED + WIDE }
+          : { descAddr: DESC, driverAddr: AVAIL, deviceAddr: USED },
         features: b.features,
         policy: input.policy,
       });
@@ -597,7 +641,7 @@ function runOn(b: Built, input: HostileDriverInput): void {
     }
     q.activate?.();
   }
-  const ref = new Reference(b.memory, size, b.features, input.policy);
+  const ref = new Reference(b.memory, size, b.features, input.policy, input.wide);
   const popped: import("../../src/mod.ts").Chain[] = [];
   for (let step = 0; step <= b.heads.length + 1; step++) {
     const want = ref.pop();

@@ -52,6 +52,7 @@ Deno.test("split-hostile-driver: a thrown oracle failure still cleans the scratc
     inOrder: false,
     eventIdx: false,
     usedEvent: 0,
+    wide: false,
     policy: {
       zeroLength: "reject",
       indirectWithNext: "reject",
