@@ -146,7 +146,8 @@ Deno.test("blind class: split-hostile-driver reports avail_event published one b
           function (this: SplitDeviceQueue, enabled: boolean): boolean {
             const more = original.call(this, enabled);
             if (enabled && this.ready && this.broken === null) {
-              const at = Number(this.addresses.deviceAddr) + 4 + 8 * this.size; // avail_event
+              // avail_event; the target's wide runs place the rings at bus = GPA + 2^52.
+              const at = Number(this.addresses.deviceAddr) % 2 ** 52 + 4 + 8 * this.size;
               this.memory.writeU16(at, (this.lastAvailIdx - 1) & 0xffff);
             }
             return more;
