@@ -2,13 +2,22 @@
  * `deno task fuzz:coverage [fuzz flags]`: runs the campaign (`fuzz/main.ts`, same flags) under
  * `deno run --coverage`, then prints line and branch coverage of `src/virtio/` and `src/dma/`
  * (from `deno coverage --lcov`) and the catalogued error codes the campaign never reached (from
- * the codes targets note through `fuzz/observe.ts`). Goal: >= 95% of lines, every code reached.
+ * the codes targets note through `fuzz/observe.ts`), and the call sites of the shared descriptor
+ * rules that never raised their violation (`fuzz/check_sites.ts`). Goal: >= 95% of lines, every
+ * code reached, every site of a rule raised from several sites reached.
  * Coverage slows the engine down (about 2.8x), so the same budget does fewer runs.
  * @module
  */
 
 import { CATALOGUE_CODES } from "./catalogue.ts";
 import { parseReport } from "./report.ts";
+import {
+  checkSiteSummary,
+  countSiteHits,
+  findCheckSites,
+  parseLcovDetail,
+  ruleNames,
+} from "./check_sites.ts";
 
 /** Line and branch counts of one source file (lcov `LF/LH/BRF/BRH`). */
 export interface FileCoverage {
@@ -254,7 +263,8 @@ async function main(args: string[]): Promise<number> {
     PREFIXES.flatMap((p) => listTs(`${root}/${p}`, p))
       .map((f) => [f, Deno.readTextFileSync(`${root}/${f}`)] as const),
   );
-  const t = summarizeCoverage(new TextDecoder().decode(cov.stdout), root, PREFIXES, sources);
+  const lcov = new TextDecoder().decode(cov.stdout);
+  const t = summarizeCoverage(lcov, root, PREFIXES, sources);
   const unloaded = t.unloaded;
   const reached = parseReport(report, JSON.parse(await Deno.readTextFile(report))).errorCodes;
   const missing = unreachedCodes(reached);
@@ -274,6 +284,14 @@ async function main(args: string[]): Promise<number> {
     `\nError codes: ${inCatalogue} of ${CATALOGUE_CODES.length} catalogued codes reached` +
       (missing.length === 0 ? " (all)." : `; never reached:\n  ${missing.join("\n  ")}`),
   );
+  // Check sites, not codes (fuzz/check_sites.ts): each call site of a shared rule.
+  const rulesFile = "src/virtio/rules.ts";
+  const sites = checkSiteSummary(countSiteHits(
+    findCheckSites(sources, ruleNames(sources.get(rulesFile) ?? ""), [rulesFile]),
+    parseLcovDetail(lcov, root),
+    sources,
+  ));
+  console.log(`\nViolations raised per call site of a rule of ${rulesFile}:\n\n${sites.text}`);
   const summary = `${root}/coverage/fuzz-coverage.json`;
   await Deno.writeTextFile(
     summary,
@@ -286,6 +304,11 @@ async function main(args: string[]): Promise<number> {
         unloaded: t.unloaded,
         reachedCodes: reached.filter((c) => CATALOGUE_CODES.includes(c)),
         unreachedCodes: missing,
+        checkSites: {
+          sites: sites.sites,
+          multiSiteRules: sites.multiSiteRules,
+          unreached: sites.unreached,
+        },
       },
       null,
       2,

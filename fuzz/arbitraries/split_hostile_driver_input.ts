@@ -37,6 +37,23 @@ export const CORRUPTIONS = [
   "dup-head",
   "flags-xor",
   "next-any",
+  // The same kinds inside an indirect table (entry `at` of the chain's table), each with the
+  // boundary values of its check: next = entries (first out of range) .. 0xffff, a loop back to
+  // any entry, len 0 / 2^32 - 1 / a running total just past 2^32 - 1, addr + len ending exactly
+  // at 2^64 (legal) or one byte past, an address past guest memory or above 2^52, readable after
+  // writable, reserved flag bits, any flags, any next.
+  "tbl-loop",
+  "tbl-next-oob",
+  "tbl-len-zero",
+  "tbl-len-huge",
+  "tbl-bytes-overflow",
+  "tbl-addr-wrap",
+  "tbl-addr-unbacked",
+  "tbl-addr-high",
+  "tbl-readable-after-writable",
+  "tbl-unknown-flags",
+  "tbl-flags-xor",
+  "tbl-next-any",
 ] as const;
 
 /** A corruption kind. */
@@ -65,6 +82,21 @@ export const hostileDriverInputSchema = z.strictObject({
   indirect: z.boolean(),
   /** VIRTIO_F_IN_ORDER negotiated (descriptors then sequential). */
   inOrder: z.boolean(),
+  /**
+   * VIRTIO_F_EVENT_IDX negotiated; absent in older corpus files (false). The hostile driver then
+   * asks for used buffer notifications with `used_event` (else with avail `flags`).
+   */
+  eventIdx: z.boolean().default(false),
+  /**
+   * What the driver writes to ask for (or suppress) used buffer notifications: avail `flags`
+   * bit 0 (`VIRTQ_AVAIL_F_NO_INTERRUPT`) without EVENT_IDX, `used_event` with it; absent: 0.
+   */
+  usedEvent: z.number().int().min(0).max(0xffff).default(0),
+  /**
+   * The device sees guest memory through a translating window, bus = GPA + 2^52 (descriptors and
+   * tables carry bus addresses): buffers take the walk's wide-address path. Absent: false.
+   */
+  wide: z.boolean().default(false),
   /** Device policy. */
   policy: chainPolicySchema,
   /** Seed of the descriptor-index permutation (ignored with IN_ORDER). */
@@ -103,6 +135,9 @@ export const hostileDriverInputArbitrary: fc.Arbitrary<HostileDriverInput> = fc.
   size: fc.constantFrom(2, 4, 8, 16, 64),
   indirect: fc.boolean(),
   inOrder: fc.boolean(),
+  eventIdx: fc.boolean(),
+  usedEvent: fc.oneof(fc.nat(4), fc.constant(0xffff), fc.nat(0xffff)),
+  wide: fc.oneof({ weight: 5, arbitrary: fc.constant(false) }, fc.constant(true)),
   policy: chainPolicyArbitrary([65536, 65536, 4, 2]),
   permSeed: fc.nat(),
   chains: fc.array(chainSpecArbitrary, { minLength: 1, maxLength: 3 }),

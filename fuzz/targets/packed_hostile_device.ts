@@ -49,6 +49,15 @@ const inputSchema = z.strictObject({
   clamp: z.boolean(),
   /** Negotiate `VIRTIO_F_EVENT_IDX` (absent in older corpus entries: no). */
   eventIdx: z.boolean().optional(),
+  /**
+   * Before the driver's first kick, the device's event suppression structure (§2.8.10): flags
+   * (0 ENABLE, 1 DISABLE, 2 DESC, 3 reserved) and `off_wrap`; absent or null: as initialised.
+   * The device sleeps until notified: the kick must notify exactly when these ask.
+   */
+  devEvent: z.strictObject({
+    flags: z.number().int().min(0).max(3),
+    offWrap: z.number().int().min(0).max(0xffff),
+  }).nullable().optional(),
   /** After its pops, the device enables (true) or disables (false) notifications (absent: no). */
   devNotify: z.boolean().nullable().optional(),
   /** The n-th streaming `dma.map` (0-based) fails (absent or null: none). */
@@ -82,6 +91,30 @@ const inputSchema = z.strictObject({
 /** One input of the hostile-device target (JSON-safe). */
 export type PackedHostileDeviceInput = z.infer<typeof inputSchema>;
 
+/**
+ * Whether the driver's first kick, after publishing `slots` ring slots from slot 0 / wrap 1, must
+ * notify the device (§2.8.10, written apart from the engine, after Linux
+ * `virtqueue_kick_prepare_packed`): DISABLE no; DESC (with EVENT_IDX) when the event offset,
+ * moved back by the ring size when its wrap bit is not the driver's, lies in [old, new);
+ * otherwise (ENABLE, DESC without EVENT_IDX, reserved 3) yes.
+ */
+function packedKickNeeded(
+  flags: number,
+  offWrap: number,
+  eventIdx: boolean,
+  slots: number,
+  size: number,
+): boolean {
+  // §2.8.10: flags is a 2-bit field, the 14 bits above it are reserved.
+  const f = flags & 3;
+  if (f === 1) return false;
+  if (f !== 2 || !eventIdx) return true;
+  const nw = slots % size, wrap = slots >= size ? 0 : 1;
+  let ev = offWrap & 0x7fff;
+  if (offWrap >>> 15 !== wrap) ev -= size;
+  return ((nw - ev - 1) & 0xffff) < (slots & 0xffff);
+}
+
 function arbitrary(): fc.Arbitrary<PackedHostileDeviceInput> {
   const lens = (min: number) =>
     fc.array(
@@ -97,6 +130,16 @@ function arbitrary(): fc.Arbitrary<PackedHostileDeviceInput> {
     indirect: fc.boolean(),
     clamp: fc.boolean(),
     eventIdx: fc.boolean(),
+    devEvent: fc.option(
+      fc.record({
+        flags: fc.nat(3),
+        offWrap: fc.oneof(
+          fc.tuple(fc.nat(17), fc.nat(1)).map(([off, w]) => off | (w << 15)),
+          fc.nat(0xffff),
+        ),
+      }, { noNullPrototype: true }),
+      { nil: null, freq: 2 },
+    ),
     devNotify: fc.option(fc.boolean(), { nil: null, freq: 2 }),
     mapFailAt: fc.option(fc.nat({ max: 24 }), { nil: null, freq: 4 }),
     badConfig: fc.option(
@@ -282,7 +325,13 @@ function run(input: PackedHostileDeviceInput): void {
   dma.failIn = input.mapFailAt ?? -1;
   for (const b of input.buffers) if (add(b, tokens)) tokens++;
   dma.failIn = -1;
-  drv.kick();
+  const devEv = RING + drv.ringLayout.deviceEventOffset;
+  if (input.devEvent != null) {
+    memory.writeU16(devEv, input.devEvent.offWrap);
+    memory.writeU16(devEv + 2, input.devEvent.flags);
+  }
+  const askFlags = memory.readU16(devEv + 2), askOffWrap = memory.readU16(devEv);
+  const notified = drv.kick();
   // Learn IDs and sizes the honest way: the device pops in ring order = add order.
   const dev = new PackedDeviceQueue({
     memory,
@@ -318,6 +367,21 @@ function run(input: PackedHostileDeviceInput): void {
   // The device's positions after popping everything published (§2.8.1), and its event
   // suppression structure after setNotifications (§2.8.10): nothing more is available yet.
   const slots = popped.reduce((n, b) => n + b.slots, 0);
+  if (slots > 0) {
+    const need = packedKickNeeded(
+      askFlags,
+      askOffWrap,
+      !!input.eventIdx,
+      slots,
+      size,
+    );
+    if (need && !notified) {
+      throw new OracleFailure("lost-notification", `kick of ${slots} slots: asked, not notified`);
+    }
+    if (!need && notified) {
+      throw new OracleFailure("notification-decision", `kick of ${slots} slots: notified unasked`);
+    }
+  }
   const pos = dev.availPosition, upos = dev.usedPosition;
   if (
     !dev.ready || dev.inFlight !== tokens || pos.offset !== slots % size ||

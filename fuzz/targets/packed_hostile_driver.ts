@@ -25,6 +25,7 @@ import {
   featureMask,
   isVirtqError,
   PackedDeviceQueue,
+  VIRTIO_F_EVENT_IDX,
   VIRTIO_F_IN_ORDER,
   VIRTIO_F_INDIRECT_DESC,
 } from "../../src/virtio/mod.ts";
@@ -49,6 +50,17 @@ const inputSchema = z.strictObject({
   size: z.number().int().min(1).max(16),
   indirect: z.boolean(),
   inOrder: z.boolean(),
+  /** VIRTIO_F_EVENT_IDX negotiated (absent in older corpus files: no). */
+  eventIdx: z.boolean().optional(),
+  /**
+   * The driver's event suppression structure (§2.8.10), written before the lists: flags (0
+   * ENABLE, 1 DISABLE, 2 DESC, 3 reserved) and `off_wrap`; absent or null: zero (ENABLE). The
+   * driver sleeps until notified: every flush must notify exactly when it asks.
+   */
+  drvEvent: z.strictObject({
+    flags: z.number().int().min(0).max(3),
+    offWrap: z.number().int().min(0).max(0xffff),
+  }).nullable().optional(),
   policy: chainPolicySchema,
   preroll: z.number().int().min(0).max(15),
   hold: z.boolean(),
@@ -116,6 +128,13 @@ function arbitrary(): fc.Arbitrary<PackedHostileDriverInput> {
       0x1_0000,
       0xffff_ffff,
       0x8000_0000,
+      // Indirect table lengths at the boundaries: 2 entries, 17 entries (one past the largest
+      // Queue Size drawn), 256 entries, one byte short / over a whole entry.
+      0x20,
+      0x110,
+      0x1000,
+      15,
+      17,
     )
       .map(String),
   );
@@ -123,6 +142,17 @@ function arbitrary(): fc.Arbitrary<PackedHostileDriverInput> {
     size: fc.integer({ min: 1, max: 16 }),
     indirect: fc.boolean(),
     inOrder: fc.boolean(),
+    eventIdx: fc.boolean(),
+    drvEvent: fc.option(
+      fc.record({
+        flags: fc.nat(3),
+        offWrap: fc.oneof(
+          fc.tuple(fc.nat(17), fc.nat(1)).map(([off, w]) => off | (w << 15)),
+          fc.nat(0xffff),
+        ),
+      }, { noNullPrototype: true }),
+      { nil: null, freq: 2 },
+    ),
     policy: chainPolicyArbitrary([1, 3, 65536, 65536, 65536, 65536]),
     preroll: fc.integer({ min: 0, max: 15 }),
     hold: fc.boolean(),
@@ -150,6 +180,31 @@ function arbitrary(): fc.Arbitrary<PackedHostileDriverInput> {
       { maxLength: 1 },
     ),
   }, { noNullPrototype: true });
+}
+
+/**
+ * Whether a flush that moved the device's used position by `count` slots to `off` / `wrap` must
+ * notify the driver (§2.8.10, written apart from the engine, after QEMU
+ * `vring_packed_need_event`): DISABLE no; DESC (with EVENT_IDX) when the event offset, moved
+ * back by the ring size when its wrap bit is not the device's, lies in [old, new); otherwise
+ * (ENABLE, DESC without EVENT_IDX, reserved 3) yes.
+ */
+function packedFlushNeeded(
+  flags: number,
+  offWrap: number,
+  eventIdx: boolean,
+  off: number,
+  wrap: number,
+  count: number,
+  size: number,
+): boolean {
+  // §2.8.10: flags is a 2-bit field, the 14 bits above it are reserved.
+  const f = flags & 3;
+  if (f === 1) return false;
+  if (f !== 2 || !eventIdx) return true;
+  let ev = offWrap & 0x7fff;
+  if (offWrap >>> 15 !== wrap) ev -= size;
+  return ((off - ev - 1) & 0xffff) < (count & 0xffff);
 }
 
 function segmentsOf(c: Chain, write: boolean): [number, number][] {
@@ -189,7 +244,8 @@ function runOn(input: PackedHostileDriverInput): void {
   const ring = new PackedRingBuilder(memory, RING, size);
   const policy: ChainPolicy = { ...DEFAULT_CHAIN_POLICY, ...input.policy };
   const features = (input.indirect ? featureMask(VIRTIO_F_INDIRECT_DESC) : 0n) |
-    (input.inOrder ? featureMask(VIRTIO_F_IN_ORDER) : 0n);
+    (input.inOrder ? featureMask(VIRTIO_F_IN_ORDER) : 0n) |
+    (input.eventIdx ? featureMask(VIRTIO_F_EVENT_IDX) : 0n);
   const dev = new PackedDeviceQueue({
     memory,
     dma: new IdentityAddressSpace(),
@@ -214,6 +270,34 @@ function runOn(input: PackedHostileDriverInput): void {
       wrap ^= 1;
     }
   }
+  // The driver's event suppression structure (after the pre-roll, whose flushes ignore it).
+  const drvEv = RING + 16 * size;
+  if (input.drvEvent != null) {
+    memory.writeU16(drvEv, input.drvEvent.offWrap);
+    memory.writeU16(drvEv + 2, input.drvEvent.flags);
+  }
+  // `o`: the used position before the pushes (push moves it, flush publishes).
+  const flush = (o: { offset: number; wrap: number }) => {
+    const notify = dev.flush();
+    const n = dev.usedPosition;
+    const count = n.offset - o.offset + (n.wrap !== o.wrap ? size : 0);
+    if (count === 0 || dev.broken !== null) return;
+    const need = packedFlushNeeded(
+      memory.readU16(drvEv + 2),
+      memory.readU16(drvEv),
+      !!input.eventIdx,
+      n.offset,
+      n.wrap,
+      count,
+      size,
+    );
+    if (need && !notify) {
+      throw new OracleFailure("lost-notification", `flush of ${count} slots: asked, no notify`);
+    }
+    if (!need && notify) {
+      throw new OracleFailure("notification-decision", `flush of ${count} slots: unasked notify`);
+    }
+  };
   // Valid lists, written by our own raw writer (head flags last).
   const written: number[] = []; // GPA of every descriptor written (ring and tables)
   let p = pos, w = wrap, used = 0, seg = 0, table = 0;
@@ -382,13 +466,15 @@ function runOn(input: PackedHostileDriverInput): void {
     if (input.hold || input.inOrder) {
       outstanding += chain.ringDescriptors;
       if (!input.hold) {
+        const o = dev.usedPosition;
         dev.push(chain, written2);
-        dev.flush();
+        flush(o);
         outstanding -= chain.ringDescriptors;
       }
     } else {
+      const o = dev.usedPosition;
       dev.push(chain, written2);
-      dev.flush();
+      flush(o);
     }
     pos += ref.slots;
     if (pos >= size) {

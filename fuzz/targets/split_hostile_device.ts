@@ -56,7 +56,13 @@ export type DeviceOp =
   | { k: "usedIdx"; delta: number }
   | { k: "forge"; id: number; len: number }
   | { k: "scribble"; word: number; value: number }
-  | { k: "callbacks"; enable: boolean };
+  | { k: "callbacks"; enable: boolean }
+  /**
+   * The device asks for available buffer notifications its own way (§2.7.10): used `flags`
+   * (`VIRTQ_USED_F_NO_NOTIFY` = bit 0 of `flags`) and `avail_event`, any values; `sleep`: the
+   * device's own `setNotifications(true)` instead (it sleeps until notified).
+   */
+  | { k: "event"; flags: number; availEvent: number; sleep: boolean };
 
 /** One fuzz input (JSON-safe). */
 export interface HostileDeviceInput {
@@ -202,6 +208,7 @@ export function runHostileDevice(input: HostileDeviceInput): void {
   const returned = new Set<number>();
   let next = 0;
   let deviceDead = false;
+  let kicked = 0; // avail idx at the last kick
 
   const collect = (t: number | undefined): boolean => {
     if (t === undefined) return false;
@@ -266,8 +273,32 @@ export function runHostileDevice(input: HostileDeviceInput): void {
         }
         break;
       }
-      case "kick":
-        drv.kick();
+      case "kick": {
+        // The device sleeps until notified: the kick must notify exactly when the ring bytes
+        // ask (§2.7.10: vring_need_event(avail_event, new, old) with EVENT_IDX, else used
+        // flags without VIRTQ_USED_F_NO_NOTIFY); new = old means nothing to publish.
+        const old = kicked, nw = drv.availIdx;
+        const notify = drv.kick();
+        kicked = drv.availIdx;
+        if (drv.broken !== null || nw === old) break;
+        const need = input.eventIdx
+          ? needEvent(memory.readU16(usedBase + 4 + 8 * size), nw, old)
+          : (memory.readU16(usedBase) & 1) === 0;
+        if (need && !notify) {
+          fail("lost-notification", `kick ${old} -> ${nw}: the device asked, no notification`);
+        }
+        if (!need && notify) {
+          fail("notification-decision", `kick ${old} -> ${nw}: notified, the device did not ask`);
+        }
+        break;
+      }
+      case "event":
+        if (op.sleep) {
+          if (!deviceDead) dev.setNotifications(true);
+        } else {
+          memory.writeU16(usedBase, op.flags & 0xffff);
+          memory.writeU16(usedBase + 4 + 8 * size, op.availEvent & 0xffff);
+        }
         break;
       case "get":
         for (let i = 0; i < op.n; i++) {
@@ -464,6 +495,15 @@ const opArb: fc.Arbitrary<DeviceOp> = fc.oneof(
   {
     weight: 1,
     arbitrary: fc.record({
+      k: fc.constant("event" as const),
+      flags: fc.oneof(fc.nat(1), fc.nat(0xffff)),
+      availEvent: fc.oneof(fc.nat(8), fc.nat(0xffff)),
+      sleep: fc.boolean(),
+    }, { noNullPrototype: true }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
       k: fc.constant("scribble" as const),
       word: fc.nat(255),
       value: fc.nat(),
@@ -522,6 +562,12 @@ const opSchema = z.discriminatedUnion("k", [
     value: z.number().int().min(0),
   }),
   z.strictObject({ k: z.literal("callbacks"), enable: z.boolean() }),
+  z.strictObject({
+    k: z.literal("event"),
+    flags: z.number().int().min(0).max(0xffff),
+    availEvent: z.number().int().min(0).max(0xffff),
+    sleep: z.boolean(),
+  }),
 ]);
 
 const inputSchema = z.strictObject({
@@ -537,6 +583,11 @@ const inputSchema = z.strictObject({
   ops: z.array(opSchema),
   badConfig: z.enum(["size3", "size-big", "misaligned", "unmapped", "map-fail"]).optional(),
 });
+
+/** `vring_need_event` (spec §2.7.10), written apart from the engine's. */
+function needEvent(event: number, nw: number, old: number): boolean {
+  return ((nw - event - 1) & 0xffff) < ((nw - old) & 0xffff);
+}
 
 /** The `split-hostile-device` target. */
 /** Used elements the driver took or rejected, over every run in this process (`workDone`). */

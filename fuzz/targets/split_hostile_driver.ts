@@ -18,9 +18,13 @@
 
 import {
   type ChainPolicy,
+  type DmaAccess,
+  DmaFault,
+  type DmaTranslation,
   type GuestMemory,
   IdentityAddressSpace,
   SplitDeviceQueue,
+  type U64,
   VirtqError,
 } from "../../src/mod.ts";
 import { type RealRingInput, withRealRingSeeds } from "../support/real_ring_seeds.ts";
@@ -49,6 +53,28 @@ export {
   CORRUPTIONS,
   type HostileDriverInput,
 } from "../arbitraries/split_hostile_driver_input.ts";
+
+/** Bus offset of the wide window: 2^52 (buffers take the device's wide-address path). */
+const WIDE = 2 ** 52;
+const WIDE_BUS = 1n << 52n;
+
+/**
+ * The device's DMA view in wide runs: bus = GPA + 2^52 (a translating view, as an IOMMU placing
+ * guest memory high); a bus address below 2^52 faults (`out-of-window`).
+ */
+class WideSpace extends IdentityAddressSpace {
+  constructor() {
+    super("wide-2^52");
+  }
+  override translate(bus: U64, length: number, access: DmaAccess, out: DmaTranslation): void {
+    const b = BigInt(bus);
+    if (b < WIDE_BUS) {
+      throw new DmaFault("out-of-window", bus, length, access, this.name, "below 2^52");
+    }
+    const g = b - WIDE_BUS;
+    super.translate(g <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(g) : g, length, access, out);
+  }
+}
 
 // --- Building --------------------------------------------------------------------------------
 
@@ -89,6 +115,9 @@ function build(input: HostileDriverInput): Built {
   let features = 0n;
   if (input.indirect) features |= 1n << 28n;
   if (input.inOrder) features |= 1n << 35n;
+  if (input.eventIdx) features |= 1n << 29n;
+  // Bus addresses: the GPAs, or the GPAs + 2^52 behind the wide window (WIDE_BUS).
+  const off = input.wide ? WIDE_BUS : 0n;
   // Descriptor indices: sequential under IN_ORDER, else a permutation.
   const order = Array.from({ length: size }, (_, i) => i);
   if (!input.inOrder) {
@@ -104,6 +133,8 @@ function build(input: HostileDriverInput): Built {
   // Per chain: ring descriptor indices and the table base.
   const ringIdx: number[][] = [];
   const tableIdx: number[] = [];
+  const tableEntries: number[] = [];
+  const chainBytes: number[] = [];
   for (let c = 0; c < input.chains.length; c++) {
     const spec = input.chains[c];
     const segs = [
@@ -135,24 +166,37 @@ function build(input: HostileDriverInput): Built {
             memory,
             tbase,
             e,
-            BigInt(addrs[spec.indirectAt + e]),
+            BigInt(addrs[spec.indirectAt + e]) + off,
             n,
             w | (tl ? 0 : 1),
             tl ? 0 : e + 1,
           );
         }
-        writeSplitDescriptor(memory, DESC, idx[k], BigInt(tbase), entries * 16, 4, 0);
+        writeSplitDescriptor(memory, DESC, idx[k], BigInt(tbase) + off, entries * 16, 4, 0);
         tableIdx[heads.length] = tbase;
+        tableEntries[heads.length] = entries;
       } else {
         const [n, w] = segs[k];
-        writeSplitDescriptor(memory, DESC, idx[k], BigInt(addrs[k]), n, w | (last ? 0 : 1), nx);
+        writeSplitDescriptor(
+          memory,
+          DESC,
+          idx[k],
+          BigInt(addrs[k]) + off,
+          n,
+          w | (last ? 0 : 1),
+          nx,
+        );
       }
     }
     ringIdx.push(idx);
+    chainBytes.push(segs.reduce((a, [n]) => a + n, 0));
     heads.push(idx[0]);
   }
   for (let i = 0; i < heads.length; i++) memory.writeU16(AVAIL + 4 + 2 * i, heads[i]);
   memory.writeU16(AVAIL + 2, heads.length);
+  // Used buffer notifications asked for (§2.7.7): used_event, or avail flags.
+  if (input.eventIdx) memory.writeU16(AVAIL + 4 + 2 * size, input.usedEvent);
+  else memory.writeU16(AVAIL, input.usedEvent & 1);
 
   // One targeted corruption.
   const { kind, at, value } = input.corruption;
@@ -257,6 +301,10 @@ function build(input: HostileDriverInput): Built {
         memory.writeU16(DESC + 16 * pick + 14, value % (2 * size));
       }
       break;
+    default:
+      if (tb !== undefined) {
+        corruptTable(memory, tb, tableEntries[c], chainBytes[c], kind, at, value);
+      }
   }
   if (input.raw !== null) {
     const bytes = hexToBytes(input.raw.hex);
@@ -266,6 +314,80 @@ function build(input: HostileDriverInput): Built {
     memory.write(base + off, bytes.subarray(0, Math.max(0, room - off)));
   }
   return { memory, features, heads };
+}
+
+/**
+ * The `tbl-*` corruptions: the descriptor-table corruptions applied to entry `at` of an indirect
+ * table of `entries` entries (at GPA `tb`) of a chain of `bytes` bytes, with the boundary values
+ * of each check (see `CORRUPTIONS`).
+ */
+function corruptTable(
+  memory: GuestMemory,
+  tb: number,
+  entries: number,
+  bytes: number,
+  kind: string,
+  at: number,
+  value: number,
+): void {
+  const e = at % entries;
+  const g = tb + 16 * e;
+  const flags = memory.readU16(g + 12);
+  const setNext = (next: number) => {
+    memory.writeU16(g + 12, flags | 1);
+    memory.writeU16(g + 14, next & 0xffff);
+  };
+  switch (kind) {
+    case "tbl-loop": {
+      const last = tb + 16 * (entries - 1);
+      memory.writeU16(last + 12, memory.readU16(last + 12) | 1);
+      memory.writeU16(last + 14, e);
+      break;
+    }
+    case "tbl-next-oob":
+      setNext([entries, entries + 1, 0xffff, entries + (value % 0x100)][value % 4]);
+      break;
+    case "tbl-len-zero":
+      memory.writeU32(g + 8, 0);
+      break;
+    case "tbl-len-huge":
+      memory.writeU32(g + 8, [0xffff_ffff, 0xffff_fffe, 0x8000_0000, 0x1_0001][value % 4]);
+      break;
+    case "tbl-bytes-overflow": {
+      // The chain's total lands on 2^32 - 1 (legal) or 2^32 (one byte too many).
+      const others = bytes - memory.readU32(g + 8);
+      const len = 0xffff_ffff - others + (value % 2);
+      if (len <= 0xffff_ffff) memory.writeU32(g + 8, len);
+      break;
+    }
+    case "tbl-addr-wrap": {
+      // addr + len ends exactly at 2^64 (no wrap) or one byte past it.
+      const len = memory.readU32(g + 8) || 1;
+      memory.writeU32(g + 8, len);
+      memory.writeU32(g + 4, 0xffff_ffff);
+      memory.writeU32(g, (0x1_0000_0000 - len + (value % 2)) >>> 0);
+      break;
+    }
+    case "tbl-addr-unbacked":
+      memory.writeU32(g + 4, 0);
+      memory.writeU32(g, MEM_END - 8 + (value % 16));
+      break;
+    case "tbl-addr-high":
+      memory.writeU32(g + 4, [1, 0x10_0000, 0x0f_ffff, value >>> 0 || 1][value % 4]);
+      break;
+    case "tbl-readable-after-writable":
+      memory.writeU16(g + 12, flags ^ 2);
+      break;
+    case "tbl-unknown-flags":
+      memory.writeU16(g + 12, flags | (8 << (value % 13)));
+      break;
+    case "tbl-flags-xor":
+      memory.writeU16(g + 12, flags ^ (value & 0xffff));
+      break;
+    case "tbl-next-any":
+      setNext(value % (2 * entries));
+      break;
+  }
 }
 
 // --- Reference decoder -----------------------------------------------------------------------
@@ -294,6 +416,7 @@ class Reference {
     readonly size: number,
     readonly features: bigint,
     readonly policy: ChainPolicy,
+    readonly wide = false,
   ) {}
 
   pop(): RefResult {
@@ -344,9 +467,12 @@ class Reference {
         if (len % 16 !== 0) return err("INDIRECT_LEN_MISALIGNED");
         if (len / 16 > size) return err("INDIRECT_TABLE_TOO_LONG");
         if (addr + BigInt(len) > 1n << 64n) return err("DESC_ADDR_WRAP");
+        // Behind the wide window, bus = GPA + 2^52 (and nothing below it translates).
+        const tg = this.wide ? addr - WIDE_BUS : addr;
+        if (tg < 0n) return err("INDIRECT_TABLE_FAULT");
         // The table must be one guest memory region (identity DMA below 2^52).
-        if (addr + BigInt(len) > 1n << 52n) return err("INDIRECT_TABLE_FAULT");
-        const a = Number(addr);
+        if (tg + BigInt(len) > 1n << 52n) return err("INDIRECT_TABLE_FAULT");
+        const a = Number(tg);
         const inOne = (a + len <= REGION_SPLIT) || (a >= REGION_SPLIT && a + len <= MEM_END);
         if (!inOne) return err("INDIRECT_TABLE_FAULT");
         table = a;
@@ -363,8 +489,10 @@ class Reference {
       if (total > 0xffff_ffff) return err("CHAIN_TOO_MANY_BYTES");
       if (len > 0) {
         if (addr + BigInt(len) > 1n << 64n) return err("DESC_ADDR_WRAP");
-        if (addr + BigInt(len) > 1n << 52n) return err("DESC_BUFFER_FAULT");
-        let a = Number(addr);
+        const g = this.wide ? addr - WIDE_BUS : addr;
+        if (g < 0n) return err("DESC_BUFFER_FAULT");
+        if (g + BigInt(len) > 1n << 52n) return err("DESC_BUFFER_FAULT");
+        let a = Number(g);
         let left = len;
         while (left > 0) {
           if (a >= MEM_END) return err("DESC_BUFFER_FAULT");
@@ -476,15 +604,17 @@ function runOn(b: Built, input: HostileDriverInput): void {
   const p = input.policy;
   const key = `${size}/${b.features}/${p.zeroLength}/${p.indirectWithNext}/${p.unknownFlags}/${
     p.maxSegments ?? ""
-  }`;
+  }/${input.wide}`;
   let dev = queues.get(key);
   if (dev === undefined) {
     try {
       dev = new SplitDeviceQueue({
         memory: b.memory,
-        dma: new IdentityAddressSpace(),
+        dma: input.wide ? new WideSpace() : new IdentityAddressSpace(),
         size,
-        addresses: { descAddr: DESC, driverAddr: AVAIL, deviceAddr: USED },
+        addresses: input.wide
+          ? { descAddr: DESC + WIDE, driverAddr: AVAIL + WIDE, deviceAddr: USED + WIDE }
+          : { descAddr: DESC, driverAddr: AVAIL, deviceAddr: USED },
         features: b.features,
         policy: input.policy,
       });
@@ -511,7 +641,7 @@ function runOn(b: Built, input: HostileDriverInput): void {
     }
     q.activate?.();
   }
-  const ref = new Reference(b.memory, size, b.features, input.policy);
+  const ref = new Reference(b.memory, size, b.features, input.policy, input.wide);
   const popped: import("../../src/mod.ts").Chain[] = [];
   for (let step = 0; step <= b.heads.length + 1; step++) {
     const want = ref.pop();
@@ -572,11 +702,71 @@ function runOn(b: Built, input: HostileDriverInput): void {
   }
   // Completed work: push everything popped (in order) and flush; used idx advances exactly.
   if (dev.broken === null || popped.length > 0) {
+    const old = dev.usedIdx;
     for (const c of popped) dev.push(c, 0);
-    dev.flush();
+    const notify = dev.flush();
     if (dev.usedIdx !== popped.length) {
       fail("used-idx", `used idx ${dev.usedIdx} after ${popped.length} pushes`);
     }
+    if (dev.broken === null && popped.length > 0) {
+      checkUsedNotification(b.memory, size, input.eventIdx, old, dev.usedIdx, notify);
+    }
+  }
+  if (dev.broken === null) checkDeviceSleeps(dev, b.memory, size, input.eventIdx);
+}
+
+/** `vring_need_event` (spec §2.7.10), written apart from the engine's. */
+function needEvent(event: number, nw: number, old: number): boolean {
+  return ((nw - event - 1) & 0xffff) < ((nw - old) & 0xffff);
+}
+
+/**
+ * The driver sleeps until notified (spec §2.7.7, §2.7.10): the flush that moved used `idx` from
+ * `old` to `nw` must notify exactly when the driver asked, by `used_event` with EVENT_IDX, else
+ * by avail `flags` bit 0 clear, as the ring bytes say now.
+ */
+function checkUsedNotification(
+  m: GuestMemory,
+  size: number,
+  eventIdx: boolean,
+  old: number,
+  nw: number,
+  notify: boolean,
+): void {
+  const need = eventIdx
+    ? needEvent(m.readU16(AVAIL + 4 + 2 * size), nw, old)
+    : (m.readU16(AVAIL) & 1) === 0;
+  if (need && !notify) {
+    fail("lost-notification", `flush moved used idx ${old} -> ${nw}, the driver asked, no notify`);
+  }
+  if (!need && notify) {
+    fail("notification-decision", `flush moved used idx ${old} -> ${nw} and notified unasked`);
+  }
+}
+
+/**
+ * The device goes to sleep (spec §2.7.10): `setNotifications(true)` must report buffers the
+ * driver made available past the device's position, and otherwise publish what makes a correct
+ * driver notify for its next buffer: `avail_event` equal to avail `idx` with EVENT_IDX, used
+ * `flags` without `VIRTQ_USED_F_NO_NOTIFY` else.
+ */
+function checkDeviceSleeps(
+  dev: SplitDeviceQueue,
+  m: GuestMemory,
+  size: number,
+  eventIdx: boolean,
+): void {
+  const more = dev.setNotifications(true);
+  const idx = m.readU16(AVAIL + 2);
+  if (more) return;
+  if (idx !== dev.lastAvailIdx) {
+    fail("lost-notification", `device sleeps at ${dev.lastAvailIdx} with avail idx ${idx}`);
+  }
+  const asks = eventIdx
+    ? needEvent(m.readU16(USED + 4 + 8 * size), (idx + 1) & 0xffff, idx)
+    : (m.readU16(USED) & 1) === 0;
+  if (!asks) {
+    fail("lost-notification", `the sleeping device at avail idx ${idx} asks for no notification`);
   }
 }
 

@@ -16,7 +16,17 @@
 
 import fc from "fast-check";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
-import { Chain, GuestMemory, type ViommuRequest, VirtioIommuDevice } from "../../src/mod.ts";
+import {
+  Chain,
+  GuestMemory,
+  type ViommuRequest,
+  VIRTIO_IOMMU_F_BYPASS_CONFIG,
+  VIRTIO_IOMMU_F_DOMAIN_RANGE,
+  VIRTIO_IOMMU_F_INPUT_RANGE,
+  VIRTIO_IOMMU_F_MAP_UNMAP,
+  VIRTIO_IOMMU_F_MMIO,
+  VirtioIommuDevice,
+} from "../../src/mod.ts";
 import { decodeViommuRequest, encodeViommuRequest } from "../../src/devices/_internal.ts";
 
 const G = 0x1000n;
@@ -116,8 +126,13 @@ interface ModelDomain {
   eps: Set<number>;
 }
 
-/** The reference model: the spec's semantics over plain arrays. */
+/**
+ * The reference model: the spec's semantics over plain arrays, for the features negotiated
+ * (§5.13.6.3.2: ATTACH with the bypass flag needs BYPASS_CONFIG; §5.13.6.5.2 / §5.13.6.6.2:
+ * MAP and UNMAP need MAP_UNMAP, else UNSUPP; a MAP with the MMIO flag needs MMIO).
+ */
 class Model {
+  constructor(readonly declined: ReadonlySet<number> = new Set()) {}
   /** Bytes of the PROBE properties area of the request being applied. */
   probeArea = PROBE_SIZE;
   domains = new Map<number, ModelDomain>();
@@ -141,6 +156,7 @@ class Model {
     switch (r.type) {
       case 1: {
         if ((r.flags & ~1) !== 0) return 4;
+        if ((r.flags & 1) !== 0 && this.declined.has(VIRTIO_IOMMU_F_BYPASS_CONFIG)) return 4;
         if (!ENDPOINTS.includes(r.endpoint)) return 6;
         const bypass = (r.flags & 1) !== 0;
         const dom = this.domains.get(r.domain);
@@ -162,7 +178,9 @@ class Model {
         return 0;
       }
       case 3: {
+        if (this.declined.has(VIRTIO_IOMMU_F_MAP_UNMAP)) return 2;
         if ((r.flags & ~7) !== 0) return 4;
+        if ((r.flags & 4) !== 0 && this.declined.has(VIRTIO_IOMMU_F_MMIO)) return 4;
         const dom = this.domains.get(r.domain);
         if (dom === undefined) return 6;
         if (dom.bypass) return 4;
@@ -179,6 +197,7 @@ class Model {
         return 0;
       }
       case 4: {
+        if (this.declined.has(VIRTIO_IOMMU_F_MAP_UNMAP)) return 2;
         const dom = this.domains.get(r.domain);
         if (dom === undefined) return 6;
         if (dom.bypass) return 4;
@@ -199,14 +218,25 @@ class Model {
 
 const REQ = 0x1000, TAIL = 0x2000, PROBE_SIZE = 64;
 
-function runSteps(steps: readonly ViommuRequestStep[]): void {
+/** One input: the features the driver declines (VIRTIO_IOMMU_F_* bits), then the requests. */
+export interface ViommuRequestsInput {
+  readonly decline: readonly number[];
+  readonly steps: readonly ViommuRequestStep[];
+}
+
+function runSteps(input: ViommuRequestsInput): void {
+  const { steps } = input;
   const mem = GuestMemory.flat(0x4000);
   const dev = new VirtioIommuDevice({
     endpoints: ENDPOINTS.map((id) => ({ id })),
     config: { inputEnd: Number(INPUT_END), probeSize: PROBE_SIZE },
     maxMappings: MAX_MAPPINGS,
   });
-  const model = new Model();
+  // The driver accepts what is offered minus the declined bits (§2.2).
+  let declined = 0n;
+  for (const b of input.decline) declined |= 1n << BigInt(b);
+  dev.negotiate(dev.deviceFeatures & ~declined);
+  const model = new Model(new Set(input.decline));
   const chain = new Chain(mem);
   steps.forEach((step, k) => {
     let bytes = encodeViommuRequest(step.req);
@@ -300,26 +330,38 @@ function runSteps(steps: readonly ViommuRequestStep[]): void {
 }
 
 /** The `viommu-requests` target. */
-export const viommuRequestsTarget: FuzzTarget<ViommuRequestStep[]> = {
+export const viommuRequestsTarget: FuzzTarget<ViommuRequestsInput> = {
   name: "viommu-requests",
-  description: "hostile virtio-iommu request streams vs a reference model of the mapping set",
+  description:
+    "hostile virtio-iommu request streams vs a reference model of the mapping set, drawn feature negotiation",
   arbitrary: () =>
-    fc.tuple(
-      fc.constant<ViommuRequestStep[]>([
-        { req: { type: 1, domain: 0, endpoint: 1, flags: 0 }, corrupt: 0, arg: 0 },
-        { req: { type: 1, domain: 1, endpoint: 2, flags: 0 }, corrupt: 0, arg: 0 },
-      ]),
-      fc.array(
-        fc.record({
-          req: request,
-          corrupt: fc.oneof({ weight: 7, arbitrary: fc.constant(0) }, {
-            weight: 3,
-            arbitrary: fc.integer({ min: 1, max: 5 }),
-          }),
-          arg: fc.nat(1000),
-        }, { noNullPrototype: true }),
-        { minLength: 1, maxLength: 60, size: "max" },
-      ),
-    ).map(([setup, steps]) => [...setup, ...steps]),
+    fc.record({
+      decline: fc.tuple(
+        fc.constantFrom(VIRTIO_IOMMU_F_BYPASS_CONFIG, VIRTIO_IOMMU_F_MMIO, -1, -1, -1, -1),
+        fc.constantFrom(VIRTIO_IOMMU_F_INPUT_RANGE, VIRTIO_IOMMU_F_DOMAIN_RANGE, -1, -1),
+        fc.constantFrom(VIRTIO_IOMMU_F_MAP_UNMAP, ...Array(9).fill(-1)),
+      ).map((bits) => [...new Set(bits.filter((b) => b >= 0))]),
+      steps: stepsArbitrary(),
+    }, { noNullPrototype: true }),
   run: runSteps,
 };
+
+function stepsArbitrary(): fc.Arbitrary<ViommuRequestStep[]> {
+  return fc.tuple(
+    fc.constant<ViommuRequestStep[]>([
+      { req: { type: 1, domain: 0, endpoint: 1, flags: 0 }, corrupt: 0, arg: 0 },
+      { req: { type: 1, domain: 1, endpoint: 2, flags: 0 }, corrupt: 0, arg: 0 },
+    ]),
+    fc.array(
+      fc.record({
+        req: request,
+        corrupt: fc.oneof({ weight: 7, arbitrary: fc.constant(0) }, {
+          weight: 3,
+          arbitrary: fc.integer({ min: 1, max: 5 }),
+        }),
+        arg: fc.nat(1000),
+      }, { noNullPrototype: true }),
+      { minLength: 1, maxLength: 60, size: "max" },
+    ),
+  ).map(([setup, steps]) => [...setup, ...steps]);
+}

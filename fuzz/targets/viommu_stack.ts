@@ -32,6 +32,12 @@ import {
   SgList,
   VIRTIO_F_ACCESS_PLATFORM,
   VIRTIO_F_VERSION_1,
+  VIRTIO_IOMMU_F_BYPASS_CONFIG,
+  VIRTIO_IOMMU_F_DOMAIN_RANGE,
+  VIRTIO_IOMMU_F_INPUT_RANGE,
+  VIRTIO_IOMMU_F_MAP_UNMAP,
+  VIRTIO_IOMMU_F_MMIO,
+  VIRTIO_IOMMU_F_PROBE,
 } from "../../src/mod.ts";
 
 const PAGE = 0x1000;
@@ -53,6 +59,26 @@ export type ViommuStackOp =
   }
   | { readonly op: "probe"; readonly bus: number; readonly near: boolean; readonly write: boolean };
 
+/**
+ * Which offered features the driver declines (spec §2.2: negotiated = offered ∩ accepted) and
+ * the device's `bypass` config field (§5.13.4.2).
+ */
+export interface ViommuNegotiation {
+  /** Feature bits (VIRTIO_IOMMU_F_*) the driver declines. */
+  readonly decline: readonly number[];
+  /** Config `bypass` (with BYPASS_CONFIG offered: unattached endpoints bypass the IOMMU). */
+  readonly bypass: 0 | 1;
+}
+
+/** One input: the negotiation, then the operations. */
+export interface ViommuStackInput {
+  readonly negotiation: ViommuNegotiation;
+  readonly ops: readonly ViommuStackOp[];
+}
+
+/** The x86 MSI window, the RESV_MEM region the stack's endpoint reports to PROBE. */
+const MSI_START = 0xfee0_0000, MSI_END = 0xfeef_ffff;
+
 interface Live {
   bus: number;
   gpa: number;
@@ -60,17 +86,45 @@ interface Live {
   dir: DmaDirection;
 }
 
-function run(ops: readonly ViommuStackOp[]): void {
+function run(input: ViommuStackInput): void {
+  const { negotiation, ops } = input;
   const mem = GuestMemory.flat(0x100000);
-  const s = createViommuStack({ memory: mem, stagingGpa: STAGING, config: { bypass: 0 } });
-  const pair = createQueuePair<number>({
+  let declined = 0n;
+  for (const b of negotiation.decline) declined |= 1n << BigInt(b);
+  const s = createViommuStack({
     memory: mem,
-    size: 16,
-    ringGpa: RING,
-    dmaApi: s.api,
-    dmaSpace: s.space,
-    features: featureMask(VIRTIO_F_VERSION_1, VIRTIO_F_ACCESS_PLATFORM),
+    stagingGpa: STAGING,
+    config: { bypass: negotiation.bypass },
+    driverFeatures: ~declined & ((1n << 64n) - 1n),
   });
+  const has = (b: number) => !negotiation.decline.includes(b);
+  // PROBE declined: the driver never learns the endpoint's reserved regions (§5.13.6.8).
+  if (has(VIRTIO_IOMMU_F_PROBE) !== (s.api.resvMem.length > 0)) {
+    throw new OracleFailure(
+      "feature-implied",
+      `PROBE ${has(VIRTIO_IOMMU_F_PROBE) ? "negotiated" : "declined"}, ` +
+        `${s.api.resvMem.length} RESV_MEM region(s) learned`,
+    );
+  }
+  let pair;
+  try {
+    pair = createQueuePair<number>({
+      memory: mem,
+      size: 16,
+      ringGpa: RING,
+      dmaApi: s.api,
+      dmaSpace: s.space,
+      features: featureMask(VIRTIO_F_VERSION_1, VIRTIO_F_ACCESS_PLATFORM),
+    });
+  } catch (e) {
+    // MAP_UNMAP declined: the device answers UNSUPP to every MAP (§5.13.6.6), so not even the
+    // rings can be mapped; nothing else may refuse the queue.
+    if (!has(VIRTIO_IOMMU_F_MAP_UNMAP)) return;
+    throw e;
+  }
+  if (!has(VIRTIO_IOMMU_F_MAP_UNMAP)) {
+    throw new OracleFailure("feature-implied", "MAP_UNMAP declined, yet the rings were mapped");
+  }
   const loop = new LoopbackDevice(pair.device);
   const ringMaps = s.device.domainMappings(1) ?? [];
   const ringPages = ringMaps.map((m) => Number(m.virtStart));
@@ -90,6 +144,10 @@ function run(ops: readonly ViommuStackOp[]): void {
         const gpa = BUF_BASE + (o.off % (BUF_SIZE - o.len));
         const bus = Number(s.api.map(gpa, o.len, o.dir));
         live.push({ bus, gpa, len: o.len, dir: o.dir });
+        // With PROBE the driver reserves the RESV_MEM region: no IOVA inside it (§5.13.6.8.2).
+        if (has(VIRTIO_IOMMU_F_PROBE) && bus <= MSI_END && bus + o.len - 1 >= MSI_START) {
+          throw new OracleFailure("feature-implied", `op ${k}: IOVA ${bus} in the MSI window`);
+        }
         break;
       }
       case "unmap": {
@@ -170,35 +228,56 @@ function run(ops: readonly ViommuStackOp[]): void {
   });
 }
 
-/** The `viommu-stack` target. */
-export const viommuStackTarget: FuzzTarget<ViommuStackOp[]> = {
-  name: "viommu-stack",
-  description: "driver DmaApi + virtio-iommu + loopback queue: data intact, faults outside",
-  arbitrary: () =>
-    fc.array(
-      fc.oneof(
-        fc.record({
-          op: fc.constant("map" as const),
-          off: fc.nat(BUF_SIZE),
-          len: fc.integer({ min: 1, max: 3 * PAGE }),
-          dir: fc.constantFrom<DmaDirection>(0, 1, 2),
-        }, { noNullPrototype: true }),
-        fc.record({ op: fc.constant("unmap" as const), pick: fc.nat() }, { noNullPrototype: true }),
-        fc.record({
-          op: fc.constant("loop" as const),
-          src: fc.nat(),
-          dst: fc.nat(),
-          len: fc.integer({ min: 1, max: 3 * PAGE }),
-          seed: fc.nat(255),
-        }, { noNullPrototype: true }),
-        fc.record({
-          op: fc.constant("probe" as const),
-          bus: fc.integer({ min: 0, max: 0x80000 }),
-          near: fc.boolean(),
-          write: fc.boolean(),
-        }, { noNullPrototype: true }),
+/**
+ * The negotiation drawn: each feature that changes the stack's behaviour declined in one input
+ * of four (MAP_UNMAP, which stops every map, in one of twenty), `bypass` either way.
+ */
+const negotiationArbitrary: fc.Arbitrary<ViommuNegotiation> = fc.record({
+  decline: fc.tuple(
+    fc.constantFrom(
+      ...[VIRTIO_IOMMU_F_PROBE, VIRTIO_IOMMU_F_BYPASS_CONFIG, VIRTIO_IOMMU_F_INPUT_RANGE].flatMap(
+        (b) => [b, -1, -1, -1],
       ),
-      { minLength: 1, maxLength: 80, size: "max" },
     ),
+    fc.constantFrom(VIRTIO_IOMMU_F_DOMAIN_RANGE, VIRTIO_IOMMU_F_MMIO, -1, -1),
+    fc.constantFrom(VIRTIO_IOMMU_F_MAP_UNMAP, ...Array(19).fill(-1)),
+    fc.constantFrom(VIRTIO_IOMMU_F_PROBE, -1, -1, -1),
+  ).map((bits) => [...new Set(bits.filter((b) => b >= 0))]),
+  bypass: fc.constantFrom(0 as const, 1 as const),
+}, { noNullPrototype: true });
+
+/** The `viommu-stack` target. */
+export const viommuStackTarget: FuzzTarget<ViommuStackInput> = {
+  name: "viommu-stack",
+  description:
+    "driver DmaApi + virtio-iommu + loopback queue, drawn feature negotiation: data intact, faults outside",
+  arbitrary: () =>
+    fc.record({ negotiation: negotiationArbitrary, ops: opsArbitrary }, { noNullPrototype: true }),
   run,
 };
+
+const opsArbitrary: fc.Arbitrary<ViommuStackOp[]> = fc.array(
+  fc.oneof(
+    fc.record({
+      op: fc.constant("map" as const),
+      off: fc.nat(BUF_SIZE),
+      len: fc.integer({ min: 1, max: 3 * PAGE }),
+      dir: fc.constantFrom<DmaDirection>(0, 1, 2),
+    }, { noNullPrototype: true }),
+    fc.record({ op: fc.constant("unmap" as const), pick: fc.nat() }, { noNullPrototype: true }),
+    fc.record({
+      op: fc.constant("loop" as const),
+      src: fc.nat(),
+      dst: fc.nat(),
+      len: fc.integer({ min: 1, max: 3 * PAGE }),
+      seed: fc.nat(255),
+    }, { noNullPrototype: true }),
+    fc.record({
+      op: fc.constant("probe" as const),
+      bus: fc.integer({ min: 0, max: 0x80000 }),
+      near: fc.boolean(),
+      write: fc.boolean(),
+    }, { noNullPrototype: true }),
+  ),
+  { minLength: 1, maxLength: 80, size: "max" },
+);

@@ -50,6 +50,9 @@ Deno.test("split-hostile-driver: a thrown oracle failure still cleans the scratc
     size: 4,
     indirect: false,
     inOrder: false,
+    eventIdx: false,
+    usedEvent: 0,
+    wide: false,
     policy: {
       zeroLength: "reject",
       indirectWithNext: "reject",
