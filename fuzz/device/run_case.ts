@@ -97,6 +97,7 @@ export class CaseMemory {
   /** First byte changed outside the granted mask, with the count, or null. */
   canary(): { gpa: number; count: number; was: number; now: number } | null {
     const r = this.ram, s = this.snap, m = this.granted;
+    if (s.length !== RAM) return null; // the case ended before its snapshot
     const r32 = new Uint32Array(r.buffer, r.byteOffset, RAM / 4);
     const s32 = new Uint32Array(s.buffer, s.byteOffset, RAM / 4);
     let first = -1, count = 0;
