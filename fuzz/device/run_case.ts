@@ -23,10 +23,10 @@ import {
   VhostUserDevice as Device,
 } from "../../src/vhost_user/mod.ts";
 import { SgList } from "../../src/virtio/mod.ts";
+import { DMA_FROM_DEVICE, DMA_TO_DEVICE, IOPTE_READ, IOPTE_WRITE } from "../../src/dma/mod.ts";
 import { SPLIT_HOSTILE_MAP, splitHostileImage } from "../targets/split_hostile_driver.ts";
 import type { DeviceCase } from "./cases.ts";
 import { type DeviceBackend, DISK_SECTORS, diskByte, SECTOR } from "./backend.ts";
-import { runTranslationCase } from "./translation.ts";
 
 /** The five verdicts. */
 export const VERDICTS = ["PASS", "REJECT", "WEDGED", "CORRUPT", "CRASH"] as const;
@@ -246,7 +246,8 @@ function runInner(
       dma: c.kind === "translation"
         ? (c.what === "lazy-stale-window" ? "iommu-lazy" : "iommu-strict")
         : "identity",
-      iotlb: "on-demand",
+      iotlb: "prefault",
+      iotlbWriteImpliesRead: !(c.kind === "translation" && c.what === "rw-on-writeonly"),
       replyTimeoutMs: 2000,
       connectRetryMs: 3000,
       backendExited: exited,
@@ -538,8 +539,8 @@ class RawSplitRing {
 interface PreparedProbe {
   /** Posts the RX buffers of a net device's well-behaved RX vring. */
   postRx(): void;
-  /** Runs the probe on a hostile split ring (`null`: on the driver queues). */
-  run(ring: RawSplitRing | null): Probe;
+  /** Runs the probe on a hostile split ring (`null`: on the driver queues; `posted`: RX already posted). */
+  run(ring: RawSplitRing | null, posted?: boolean): Probe;
 }
 
 /** GPAs of the probe areas (after the driver queues' rings). */
@@ -562,6 +563,7 @@ function netProbe(ctx: Ctx, vring: "rx" | "tx" | "req"): PreparedProbe {
     m.ram.set(frameBytes(seq0 + k), a.tx + k * 0x1000 - GPA_BASE);
   }
   m.grant(a.rx, 16 * 0x1000);
+  m.ram.fill(0, a.rx - GPA_BASE, a.rx - GPA_BASE + 16 * 0x1000); // RX buffers start zeroed
   const postRx = () => {
     for (let i = 0; i < 16; i++) {
       dev.vrings[0].queue.add(SgList.of(), SgList.of([a.rx + i * 0x1000, 2048]), i);
@@ -571,7 +573,7 @@ function netProbe(ctx: Ctx, vring: "rx" | "tx" | "req"): PreparedProbe {
   const ours = (f: [number, number, number]) => f[2] >= seq0 && f[2] < seq0 + PROBE_FRAMES;
   return {
     postRx,
-    run(ring) {
+    run(ring, posted = false) {
       const deadline = performance.now() + ctx.probeMs;
       let sent = 0;
       const reclaimTx = () => {
@@ -627,7 +629,7 @@ function netProbe(ctx: Ctx, vring: "rx" | "tx" | "req"): PreparedProbe {
         };
       }
       // TX side hostile (or none): frames out, one back on the RX driver queue.
-      if (ring === null) postRx();
+      if (ring === null && !posted) postRx();
       let lastTry = -1e9;
       while (performance.now() < deadline) {
         if (sent < PROBE_FRAMES && performance.now() - lastTry > 120) {
@@ -636,6 +638,7 @@ function netProbe(ctx: Ctx, vring: "rx" | "tx" | "req"): PreparedProbe {
         }
         const r = dev.waitUsed(0, 25);
         if (r.kind === "used") {
+          if (r.token >= 16) continue; // a hostile RX buffer of a translation case
           const f = frameAt(m, a.rx + r.token * 0x1000);
           dev.vrings[0].queue.add(SgList.of(), SgList.of([a.rx + r.token * 0x1000, 2048]), r.token);
           dev.kick(0);
@@ -847,4 +850,209 @@ function activationCase(
   dev.startQueue(h);
   dev.driverOk();
   return { probe: prep.run(null), refused };
+}
+
+// ---- translation edge cases (ACCESS_PLATFORM) -------------------------------------------------
+
+/** IOVA window no DMA mapping uses (the IOVA allocator stays far below it). */
+const WILD_IOVA = 0x3f_0000_0000;
+
+/** Finds the descriptor of vring `index` with length `len` (unique in the case) and sets its address. */
+function rewriteDesc(ctx: Ctx, index: number, len: number, addr: bigint): number {
+  const v = ctx.dev.vrings[index];
+  const dv = new DataView(ctx.m.ram.buffer, ctx.m.ram.byteOffset);
+  for (let i = 0; i < v.queue.size; i++) {
+    const o = v.ringGpa + 16 * i - GPA_BASE;
+    if (dv.getUint32(o + 8, true) === len) {
+      dv.setBigUint64(o, addr, true);
+      ctx.m.snap.set(ctx.m.ram.subarray(o, o + 8), o);
+      return i;
+    }
+  }
+  throw new Error(`no descriptor of length ${len} on vring ${index}`);
+}
+
+function runTranslationCase(
+  ctx: Ctx,
+  c: Extract<DeviceCase, { kind: "translation" }>,
+  o: CaseOptions,
+): { probe: Probe; corrupt: string | null; refused: string | null } {
+  const { dev, m } = ctx;
+  const a = areas(dev);
+  const iotlb = dev.iotlb!;
+  const prep = netProbe(ctx, "tx");
+  const hostileFrame = frameBytes(0x7e000000 + ctx.caseNo);
+  const HLEN = NET_HDR + 59; // a length no other descriptor has
+  m.ram.set(hostileFrame, a.tx + 0x8000 - GPA_BASE);
+  // Scattered pages: IOVA page k -> GPA a.probe (page 0) and a.probe + 0x3000 (page 1).
+  const scattered = c.what === "scattered-pages";
+  const sIova = WILD_IOVA + 0x100000 * (1 + (c.value % 16));
+  const split = 20; // bytes on the first page
+  if (scattered) {
+    const f = frameBytes(0x5e000000 + ctx.caseNo * 16 + 15);
+    if (c.vring === "tx") {
+      m.ram.set(f.subarray(0, split), a.probe + 0x1000 - split - GPA_BASE);
+      m.ram.set(f.subarray(split), a.probe + 0x3000 - GPA_BASE);
+    }
+    dev.dma.domain!.table!.map(sIova, a.probe, 0x1000, IOPTE_READ | IOPTE_WRITE);
+    dev.dma.domain!.table!.map(sIova + 0x1000, a.probe + 0x3000, 0x1000, IOPTE_READ | IOPTE_WRITE);
+    if (c.vring === "rx") {
+      m.grant(a.probe + 0x1000 - split, split);
+      m.grant(a.probe + 0x3000, 2048 - split);
+    }
+  }
+  m.takeSnapshot();
+  for (const v of dev.vrings) dev.startQueue(v.index);
+  dev.driverOk();
+  const rx = dev.vrings[0].queue, tx = dev.vrings[1].queue;
+  // The hostile RX buffer goes first (the device fills RX buffers in ring order).
+  const rxFirst = c.vring === "rx";
+  if (!rxFirst) prep.postRx();
+  let note = "";
+  switch (c.what) {
+    case "never-mapped": {
+      const iova = BigInt(WILD_IOVA) + BigInt(c.value) * 4096n;
+      if (c.vring === "tx") {
+        tx.add(SgList.of([a.tx + 0x8000, HLEN]), SgList.of(), 900);
+        rewriteDesc(ctx, 1, HLEN, iova);
+        dev.kick(1);
+      } else {
+        rx.add(SgList.of(), SgList.of([a.probe, HLEN]), 900);
+        rewriteDesc(ctx, 0, HLEN, iova);
+        dev.kick(0);
+      }
+      note = `a ${c.vring.toUpperCase()} descriptor at IOVA 0x${iova.toString(16)}, never mapped`;
+      break;
+    }
+    case "write-to-readonly": {
+      // RX: a buffer the device must write, mapped DMA_TO_DEVICE (read-only); TX: a buffer it
+      // must read, mapped DMA_FROM_DEVICE (write-only).
+      const gpa = c.vring === "rx" ? a.probe : a.tx + 0x8000;
+      const bus = iotlb.map(gpa, HLEN, c.vring === "rx" ? DMA_TO_DEVICE : DMA_FROM_DEVICE);
+      if (c.vring === "rx") rx.add(SgList.of(), SgList.of([a.probe + 0x2000, HLEN]), 900);
+      else tx.add(SgList.of([a.tx + 0x9000, HLEN]), SgList.of(), 900);
+      rewriteDesc(ctx, c.vring === "rx" ? 0 : 1, HLEN, BigInt(bus));
+      dev.kick(c.vring === "rx" ? 0 : 1);
+      note = `a ${c.vring.toUpperCase()} buffer mapped ${
+        c.vring === "rx" ? "read-only" : "write-only"
+      }`;
+      break;
+    }
+    case "rw-on-writeonly":
+      note = "from-device buffers mapped write-only (no write-implies-read)";
+      break;
+    case "scattered-pages": {
+      if (c.vring === "tx") {
+        tx.add(SgList.of([a.tx + 0x9000, HLEN + 1]), SgList.of(), 900);
+        rewriteDesc(ctx, 1, HLEN + 1, BigInt(sIova + 0x1000 - split));
+        dev.kick(1);
+      } else {
+        rx.add(SgList.of(), SgList.of([a.tx + 0x9000, 2048]), 900);
+        rewriteDesc(ctx, 0, 2048, BigInt(sIova + 0x1000 - split));
+        dev.kick(0);
+      }
+      note = `a ${c.vring.toUpperCase()} buffer over IOVA pages mapped to GPAs 0x${
+        a.probe.toString(16)
+      } and 0x${(a.probe + 0x3000).toString(16)}`;
+      break;
+    }
+    case "invalidate-in-flight":
+    case "lazy-stale-window": {
+      // A buffer is posted (its translation pushed), then unmapped while the device holds it:
+      // strict sends INVALIDATE at once, lazy only at the flush.
+      const gpa = c.vring === "rx" ? a.probe : a.tx + 0x8000;
+      const dir = c.vring === "rx" ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
+      const bus = iotlb.map(gpa, HLEN, dir);
+      if (c.vring === "rx") rx.add(SgList.of(), SgList.of([a.probe + 0x2000, HLEN]), 900);
+      else tx.add(SgList.of([a.tx + 0x9000, HLEN]), SgList.of(), 900);
+      rewriteDesc(ctx, c.vring === "rx" ? 0 : 1, HLEN, BigInt(bus));
+      dev.kick(c.vring === "rx" ? 0 : 1);
+      settle(dev, 5);
+      iotlb.unmap(bus, HLEN, dir);
+      note = `a ${c.vring.toUpperCase()} buffer unmapped while in flight (${
+        c.what === "lazy-stale-window"
+          ? `lazy: ${iotlb.pendingInvalidations().length} INVALIDATE(s) pending`
+          : "strict INVALIDATE sent"
+      })`;
+      break;
+    }
+  }
+  if (rxFirst) prep.postRx();
+  // After an unmap the probe starts at once: frames arrive inside the lazy stale window.
+  if (c.what !== "invalidate-in-flight" && c.what !== "lazy-stale-window") {
+    settle(dev, o.settleMs ?? 30);
+  }
+  let probe: Probe;
+  if (scattered && c.vring === "tx") {
+    // The scattered frame itself must come back intact.
+    probe = prep.run(null, true);
+    const want = 0x5e000000 + ctx.caseNo * 16 + 15;
+    const rxBase = a.rx;
+    let found = false;
+    const seen = () => {
+      for (let i = 0; i < 16; i++) {
+        const s = frameAt(m, rxBase + i * 0x1000)[2];
+        if (s === want || s === 0xa5a5a5a5) return true;
+      }
+      return false;
+    };
+    // The back-end drops a frame whose page misses; the miss is served, so send it again.
+    for (let attempt = 0; attempt < 3 && probe.ok && !seen(); attempt++) {
+      tx.add(SgList.of([a.tx + 0x9000, HLEN + 2 + attempt]), SgList.of(), 901 + attempt);
+      rewriteDesc(ctx, 1, HLEN + 2 + attempt, BigInt(sIova + 0x1000 - split));
+      dev.kick(1);
+      const end = performance.now() + 150;
+      while (performance.now() < end && !seen()) {
+        const r = dev.waitUsed(0, 25);
+        if (r.kind === "used" && r.token < 16) {
+          if (seen()) break;
+          rx.add(SgList.of(), SgList.of([a.rx + r.token * 0x1000, 2048]), r.token);
+          dev.kick(0);
+        }
+        for (let t = tx.getUsed(); t !== undefined; t = tx.getUsed()) { /* reclaim */ }
+      }
+    }
+    for (let i = 0; i < 16 && !found; i++) {
+      const f = frameAt(m, rxBase + i * 0x1000);
+      if (f[2] === want) {
+        found = true;
+        if (f[0] !== 2 || f[1] !== 1) {
+          return {
+            probe: {
+              ok: false,
+              corrupt: `the scattered frame came back garbled (dst ${f[0]}, src ${f[1]})`,
+              why: "bad frame",
+            },
+            corrupt: null,
+            refused: null,
+          };
+        }
+      }
+    }
+    if (!found) {
+      // The device read past the first IOVA page in its own address space instead of
+      // following the IOVA to the second page: the frame comes back with canary bytes.
+      for (let i = 0; i < 16; i++) {
+        if (frameAt(m, rxBase + i * 0x1000)[2] === 0xa5a5a5a5) {
+          const where = `GPA 0x${(a.probe + 0x1000).toString(16)}`;
+          return {
+            probe: {
+              ok: false,
+              corrupt:
+                `${note}: the frame came back with canary bytes from ${where}, which no IOVA of the buffer maps: the device read past the first IOVA page in its own address space`,
+              why: "bad frame",
+            },
+            corrupt: null,
+            refused: null,
+          };
+        }
+      }
+      if (probe.ok) {
+        probe = { ok: false, why: "the scattered frame never came back (probe frames did)" };
+      }
+    }
+  } else probe = prep.run(null, true);
+  if (probe.ok) probe = { ok: true, detail: `${note}; ${probe.detail}` };
+  else probe = { ...probe, why: `${note}; ${probe.why}` };
+  return { probe, corrupt: null, refused: null };
 }
