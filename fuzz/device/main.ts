@@ -65,6 +65,8 @@ Options:
   --corpus DIR       where findings go (default ${DEVICE_CORPUS})
   --fail-on LIST     verdicts that make the run exit 1 (default ${DEFAULT_FAIL_ON.join(",")}; none)
   --probe-ms N       liveness probe deadline per case (default 600)
+  --require-pass     exit 1 unless every back-end passed at least one case (a harness check
+                     for CI, where the back-ends' own findings do not fail the run)
   --replay FILE      rerun one finding against a fresh back-end, print its verdict
   -h, --help         this help
 `;
@@ -81,6 +83,7 @@ interface DeviceOptions {
   probeMs: number;
   replay: string | undefined;
   help: boolean;
+  requirePass: boolean;
 }
 
 class UsageError extends Error {}
@@ -98,11 +101,16 @@ function parseArgs(args: readonly string[]): DeviceOptions {
     probeMs: 600,
     replay: undefined,
     help: false,
+    requirePass: false,
   };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     if (a === "-h" || a === "--help") {
       o.help = true;
+      continue;
+    }
+    if (a === "--require-pass") {
+      o.requirePass = true;
       continue;
     }
     const eq = a.indexOf("=");
@@ -173,7 +181,7 @@ function parseArgs(args: readonly string[]): DeviceOptions {
       }
       default:
         throw new UsageError(
-          `${a}: not a device-campaign flag. Fix: use --device, --seconds, --runs, --seed, --json, --junit, --corpus, --fail-on, --probe-ms, --replay (see --help)`,
+          `${a}: not a device-campaign flag. Fix: use --device, --seconds, --runs, --seed, --json, --junit, --corpus, --fail-on, --probe-ms, --require-pass, --replay (see --help)`,
         );
     }
   }
@@ -432,6 +440,20 @@ export async function deviceFuzzMain(args: readonly string[], env: DeviceEnv): P
     env.out(`fuzz: JUnit report written to ${o.junit}\n`);
   }
   const failing = ordered.some((r) => o.failOn.some((v) => r.tally[v] > 0));
+  if (o.requirePass) {
+    const passless = o.devices.filter((d) => {
+      const name = d.startsWith("socket:") ? "socket" : d;
+      return !ordered.some((r) => r.backend === name && r.tally.PASS > 0);
+    });
+    if (passless.length > 0) {
+      env.err(
+        `fuzz: --require-pass: no case passed on ${
+          passless.join(", ")
+        }: the probe never saw valid work done\n`,
+      );
+      return 1;
+    }
+  }
   return failing ? 1 : 0;
 }
 

@@ -814,6 +814,8 @@ function activationCase(
   const h = c.vring === "tx" ? 1 : 0;
   const base = a.frame === "image" ? dev.ringAddress(IMG) : 0n;
   const toUa = (x: number) => (base + BigInt(x)) & 0xffff_ffff_ffff_ffffn;
+  // The ring areas start zeroed (a fresh ring); their contents are not the hostile part here.
+  m.ram.fill(0, IMG - GPA_BASE, IMG + D.data - GPA_BASE);
   if (a.frame === "image") m.grant(IMG + a.device, 6 + 8 * Math.min(a.size, 0x10000));
   const prep = prepareProbe(ctx, c.vring);
   m.takeSnapshot();
