@@ -26,6 +26,7 @@ import { registryProblems, unregisteredTargets } from "./registry.ts";
 import { describeOutput, describeValue } from "./describe.ts";
 import { messageOf } from "./signature.ts";
 import type { UnitResult, UnitSpec } from "./runner.ts";
+import { deviceFuzzMain, isDeviceInvocation } from "./device/main.ts";
 
 /** Where the runner finds its targets and writes its output (tests substitute their own). */
 export interface FuzzEnv {
@@ -130,6 +131,8 @@ async function saveCounterexamples(
 
 /** Runs the CLI with `args`; returns the exit status (0 ok, 1 failures, 2 usage/setup error). */
 export async function fuzzMain(args: readonly string[], env: FuzzEnv): Promise<number> {
+  // `--device` (and --replay of a device finding): the device campaign, fuzz/device/main.ts.
+  if (isDeviceInvocation(args)) return await deviceFuzzMain(args, env);
   let o;
   try {
     o = parseFuzzArgs(args, env.cores);

@@ -390,6 +390,34 @@ function corruptTable(
   }
 }
 
+/** Memory map of the ring image {@link splitHostileImage} returns (byte offsets from 0). */
+export const SPLIT_HOSTILE_MAP = {
+  desc: DESC,
+  avail: AVAIL,
+  used: USED,
+  tables: TABLES,
+  data: DATA,
+  end: MEM_END,
+} as const;
+
+/**
+ * The ring image one input builds (descriptor table, available ring, indirect tables: bytes
+ * `[0, SPLIT_HOSTILE_MAP.data)`), with the features it negotiates and the heads it offers, for
+ * the device campaign (`fuzz/device/`), which relocates it into a real back-end's guest memory.
+ */
+export function splitHostileImage(
+  input: HostileDriverInput,
+): { bytes: Uint8Array; features: bigint; heads: number[] } {
+  try {
+    const b = build(input);
+    const bytes = new Uint8Array(DATA);
+    b.memory.read(0, bytes);
+    return { bytes, features: b.features, heads: b.heads };
+  } finally {
+    splitHostileDriverScratch.clean();
+  }
+}
+
 // --- Reference decoder -----------------------------------------------------------------------
 
 /** A decoded chain: descriptors as read and segments as [gpa, len]. */

@@ -1,0 +1,560 @@
+/**
+ * `deno task fuzz --device testpmd|qsd|socket:PATH`: the device campaign. Hostile drivers
+ * (`cases.ts`) against a real vhost-user back-end, one verdict per case (`run_case.ts`), the
+ * same JSON report, JUnit, corpus files and `--replay` as `deno task fuzz`, and a summary
+ * table per back-end and hostile class. `fuzz/main.ts` hands over to {@link deviceFuzzMain}
+ * when it sees `--device` or a `--replay` of a device corpus file.
+ * @module
+ */
+
+import fc from "fast-check";
+import { type CorpusEntry, parseCorpusEntry, writeCorpusEntry } from "../corpus.ts";
+import {
+  buildReport,
+  type FailureReport,
+  fmtSeconds,
+  formatJunit,
+  type TargetReport,
+} from "../report.ts";
+import type { FailureRecord } from "../runner.ts";
+import { fnv1a64, messageOf } from "../signature.ts";
+import { DeviceBackend } from "./backend.ts";
+import {
+  classOf,
+  DEVICE_CLASSES,
+  type DeviceCase,
+  deviceCaseArbitrary,
+  deviceCaseSchema,
+  type DeviceClass,
+  nthCase,
+} from "./cases.ts";
+import { type CaseResult, runDeviceCase, type Verdict, VERDICTS } from "./run_case.ts";
+import { z } from "zod";
+
+/** Output sinks (the runner's `FuzzEnv` fits). */
+export interface DeviceEnv {
+  /** stdout. */
+  out: (s: string) => void;
+  /** stderr. */
+  err: (s: string) => void;
+}
+
+/** Default corpus of device findings (NOT replayed by `deno task test`: they are the device's bugs). */
+export const DEVICE_CORPUS = "fuzz/corpus-device";
+/** Verdicts that make the run exit 1 unless `--fail-on` says otherwise. */
+export const DEFAULT_FAIL_ON: readonly Verdict[] = ["WEDGED", "CORRUPT", "CRASH"];
+
+/** `--help` of the device campaign. */
+export const DEVICE_HELP = `deno task fuzz --device testpmd|qsd|socket:PATH [options]
+
+Fuzzes a real vhost-user back-end with hostile drivers: the split hostile-driver corruptions
+(descriptor table, indirect tables, available ring indices), event suppression, hostile vring
+activation and, on testpmd with ACCESS_PLATFORM, translation edge cases. Each case ends in ONE
+verdict: PASS, REJECT, WEDGED, CORRUPT or CRASH (see the README, "Fuzzing your own device").
+
+Options:
+  --device SPEC      testpmd (DPDK vhost PMD, started fresh), qsd (qemu-storage-daemon
+                     vhost-user-blk over a known disk image), socket:PATH (a back-end you run;
+                     typed blk when it offers protocol feature CONFIG, else net); repeatable or
+                     a comma list: testpmd,qsd
+  --seconds N        time budget for the whole campaign, split across back-ends (default 60)
+  --runs N           at most N cases per back-end
+  --seed N           campaign seed (default random, printed)
+  --json FILE        JSON report (virtq-lab/fuzz-report@1, one target per back-end and class)
+  --junit FILE       JUnit XML (one test case per back-end and class)
+  --corpus DIR       where findings go (default ${DEVICE_CORPUS})
+  --fail-on LIST     verdicts that make the run exit 1 (default ${DEFAULT_FAIL_ON.join(",")}; none)
+  --probe-ms N       liveness probe deadline per case (default 600)
+  --require-pass     exit 1 unless every back-end passed at least one case (a harness check
+                     for CI, where the back-ends' own findings do not fail the run)
+  --replay FILE      rerun one finding against a fresh back-end, print its verdict
+  -h, --help         this help
+`;
+
+interface DeviceOptions {
+  devices: string[];
+  seconds: number;
+  runs: number | undefined;
+  seed: number | undefined;
+  json: string | undefined;
+  junit: string | undefined;
+  corpus: string;
+  failOn: Verdict[];
+  probeMs: number;
+  replay: string | undefined;
+  help: boolean;
+  requirePass: boolean;
+}
+
+class UsageError extends Error {}
+
+function parseArgs(args: readonly string[]): DeviceOptions {
+  const o: DeviceOptions = {
+    devices: [],
+    seconds: 60,
+    runs: undefined,
+    seed: undefined,
+    json: undefined,
+    junit: undefined,
+    corpus: DEVICE_CORPUS,
+    failOn: [...DEFAULT_FAIL_ON],
+    probeMs: 600,
+    replay: undefined,
+    help: false,
+    requirePass: false,
+  };
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === "-h" || a === "--help") {
+      o.help = true;
+      continue;
+    }
+    if (a === "--require-pass") {
+      o.requirePass = true;
+      continue;
+    }
+    const eq = a.indexOf("=");
+    const flag = a.startsWith("--") && eq > 0 ? a.slice(0, eq) : a;
+    let v: string;
+    if (a.startsWith("--") && eq > 0) v = a.slice(eq + 1);
+    else {
+      if (i + 1 >= args.length) {
+        throw new UsageError(`${flag}: needs a value. Fix: write ${flag} VALUE (see --help)`);
+      }
+      v = args[++i];
+    }
+    const num = (min: number) => {
+      const n = Number(v);
+      if (!Number.isFinite(n) || n < min || v.trim() === "") {
+        throw new UsageError(
+          `${flag}: "${v}" is not a number >= ${min}. Fix: pass e.g. ${flag} 30 (see --help)`,
+        );
+      }
+      return n;
+    };
+    switch (flag) {
+      case "--device":
+        o.devices.push(...v.split(",").map((s) => s.trim()).filter((s) => s !== ""));
+        break;
+      case "--seconds":
+        o.seconds = num(0.1);
+        break;
+      case "--runs":
+        o.runs = Math.floor(num(1));
+        break;
+      case "--seed":
+        if (!/^\d+$/.test(v) || Number(v) > 0x7fff_ffff) {
+          throw new UsageError(
+            `--seed: "${v}" is not an integer in 0..2147483647. Fix: pass e.g. --seed 42`,
+          );
+        }
+        o.seed = Number(v);
+        break;
+      case "--json":
+        o.json = v;
+        break;
+      case "--junit":
+        o.junit = v;
+        break;
+      case "--corpus":
+        o.corpus = v;
+        break;
+      case "--probe-ms":
+        o.probeMs = num(50);
+        break;
+      case "--replay":
+        o.replay = v;
+        break;
+      case "--fail-on": {
+        const vs = v === "none" ? [] : v.split(",").map((s) => s.trim().toUpperCase());
+        for (const x of vs) {
+          if (!(VERDICTS as readonly string[]).includes(x)) {
+            throw new UsageError(
+              `--fail-on: "${x}" is not a verdict. Fix: use a comma list of ${
+                VERDICTS.join(", ")
+              }, or none`,
+            );
+          }
+        }
+        o.failOn = vs as Verdict[];
+        break;
+      }
+      default:
+        throw new UsageError(
+          `${a}: not a device-campaign flag. Fix: use --device, --seconds, --runs, --seed, --json, --junit, --corpus, --fail-on, --probe-ms, --require-pass, --replay (see --help)`,
+        );
+    }
+  }
+  for (const d of o.devices) {
+    if (!(d === "testpmd" || d === "qsd" || (d.startsWith("socket:") && d.length > 7))) {
+      throw new UsageError(
+        `--device: "${d}" is not a back-end. Fix: use testpmd, qsd or socket:PATH`,
+      );
+    }
+  }
+  if (o.devices.length === 0 && o.replay === undefined && !o.help) {
+    throw new UsageError(`--device: missing. Fix: pass --device testpmd, qsd or socket:PATH`);
+  }
+  return o;
+}
+
+/** True when `args` ask for a device campaign or replay a device finding. */
+export function isDeviceInvocation(args: readonly string[]): boolean {
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--device" || args[i].startsWith("--device=")) return true;
+    const replay = args[i] === "--replay"
+      ? args[i + 1]
+      : args[i].startsWith("--replay=")
+      ? args[i].slice(9)
+      : undefined;
+    if (replay !== undefined) {
+      try {
+        const j = JSON.parse(Deno.readTextFileSync(replay));
+        if (typeof j?.target === "string" && j.target.startsWith("device-")) return true;
+      } catch { /* the runner reports unreadable files */ }
+    }
+  }
+  return false;
+}
+
+/** The corpus `input` of a device finding: the back-end and the case. */
+const deviceInputSchema = z.strictObject({
+  backend: z.string(),
+  iommu: z.boolean(),
+  caseNo: z.int().min(0),
+  case: deviceCaseSchema,
+});
+
+type Tally = Record<Verdict, number>;
+
+interface Row {
+  backend: string;
+  cls: DeviceClass;
+  tally: Tally;
+  seconds: number;
+  failures: Map<string, { rec: FailureRecord; count: number }>;
+  codes: Set<string>;
+}
+
+function subkind(c: DeviceCase): string {
+  if (c.kind === "split-ring") return c.events !== null ? "events" : c.input.corruption.kind;
+  if (c.kind === "activation") return c.activation.frame;
+  return c.what;
+}
+
+function targetName(backend: string, cls: DeviceClass): string {
+  return `device-${backend}-${cls}`;
+}
+
+function dir(): string {
+  return `/tmp/virtq-device-fuzz-${Deno.pid}`;
+}
+
+/** Runs the device CLI; returns the exit status (0 ok, 1 findings in --fail-on, 2 usage/setup). */
+export async function deviceFuzzMain(args: readonly string[], env: DeviceEnv): Promise<number> {
+  let o: DeviceOptions;
+  try {
+    o = parseArgs(args);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      env.err(`fuzz: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  if (o.help) {
+    env.out(DEVICE_HELP);
+    return 0;
+  }
+  if (o.replay !== undefined) return await replay(o.replay, o, env);
+  const seed = o.seed ?? Math.floor(Math.random() * 0x7fff_ffff);
+  const per = o.seconds / o.devices.length;
+  env.out(
+    `fuzz: device campaign on ${o.devices.join(", ")}, seed ${seed}, ${
+      per.toFixed(1)
+    } s per back-end${o.runs === undefined ? "" : `, at most ${o.runs} cases each`}\n`,
+  );
+  const rows = new Map<string, Row>();
+  const findings: { row: Row; rec: FailureRecord; result: CaseResult }[] = [];
+  const start = performance.now();
+  let cases = 0;
+  for (const spec of o.devices) {
+    let be: DeviceBackend;
+    let iommuBe: DeviceBackend | null = null;
+    try {
+      be = await DeviceBackend.start(spec, { dir: dir() });
+      if (be.name === "testpmd") {
+        iommuBe = await DeviceBackend.start(spec, { dir: dir(), iommu: true });
+      }
+    } catch (e) {
+      env.err(
+        `fuzz: --device ${spec}: the back-end cannot start: ${messageOf(e).split("\n")[0]}\n`,
+      );
+      return 2;
+    }
+    const arb = deviceCaseArbitrary(be.type, iommuBe !== null);
+    const t0 = performance.now();
+    let n = 0;
+    let lastLine = 0;
+    try {
+      while ((performance.now() - t0) / 1000 < per && (o.runs === undefined || n < o.runs)) {
+        const caseNo = n++;
+        const c = nthCase(arb, seed, caseNo);
+        const target = c.kind === "translation" ? iommuBe! : be;
+        const r = runDeviceCase(target, c, caseNo, { probeMs: o.probeMs });
+        cases++;
+        const cls = classOf(c);
+        const key = `${be.name}/${cls}`;
+        let row = rows.get(key);
+        if (row === undefined) {
+          row = {
+            backend: be.name,
+            cls,
+            tally: { PASS: 0, REJECT: 0, WEDGED: 0, CORRUPT: 0, CRASH: 0 },
+            seconds: 0,
+            failures: new Map(),
+            codes: new Set(),
+          };
+          rows.set(key, row);
+        }
+        row.tally[r.verdict]++;
+        row.seconds += r.ms / 1000;
+        row.codes.add(`${r.verdict}:${r.code}`);
+        if (r.verdict !== "PASS" && r.verdict !== "REJECT") {
+          const name = targetName(be.name, cls);
+          const code = `${r.code}:${subkind(c)}`;
+          const text = `${name}/${r.verdict}/${code}`;
+          const prev = row.failures.get(text);
+          if (prev !== undefined) prev.count++;
+          else {
+            const rec: FailureRecord = {
+              signature: { target: name, oracle: r.verdict, code, text, hash: fnv1a64(text) },
+              message: `${r.verdict}: ${r.detail}`,
+              seed,
+              path: String(caseNo),
+              input: { backend: spec, iommu: target.iommu, caseNo, case: c },
+              inputText: JSON.stringify(c),
+              shrinks: 0,
+            };
+            row.failures.set(text, { rec, count: 1 });
+            findings.push({ row, rec, result: r });
+          }
+        }
+        if (r.verdict === "CRASH") await target.restart();
+        const now = performance.now();
+        if (now - lastLine > 5000) {
+          lastLine = now;
+          env.out(`  ${be.name}: ${n} cases, ${(n / ((now - t0) / 1000)).toFixed(1)} cases/s\n`);
+        }
+      }
+    } finally {
+      await be.stop();
+      await iommuBe?.stop();
+    }
+    env.out(
+      `  ${be.name}: ${n} cases in ${fmtSeconds((performance.now() - t0) / 1000)} (${
+        (n / ((performance.now() - t0) / 1000)).toFixed(1)
+      } cases/s), ${be.restarts + (iommuBe?.restarts ?? 0)} restart(s)\n`,
+    );
+  }
+  const wall = (performance.now() - start) / 1000;
+  // Findings to the corpus (one file per signature).
+  const files = new Map<string, { file: string | null; isNew: boolean }>();
+  for (const f of findings) {
+    try {
+      files.set(f.rec.signature.hash, await writeCorpusEntry(o.corpus, f.rec));
+    } catch (e) {
+      env.err(`fuzz: cannot write ${f.rec.signature.text} to ${o.corpus}: ${messageOf(e)}\n`);
+      files.set(f.rec.signature.hash, { file: null, isNew: true });
+    }
+  }
+  const ordered = [...rows.values()].sort((a, b) =>
+    a.backend.localeCompare(b.backend) ||
+    DEVICE_CLASSES.indexOf(a.cls) - DEVICE_CLASSES.indexOf(b.cls)
+  );
+  const targets: TargetReport[] = ordered.map((row) => {
+    const runs = VERDICTS.reduce((s, v) => s + row.tally[v], 0);
+    const failures: FailureReport[] = [...row.failures.values()].map(({ rec, count }) => {
+      const c = files.get(rec.signature.hash) ?? { file: null, isNew: true };
+      return {
+        signature: rec.signature,
+        message: count > 1 ? `${rec.message} (${count} cases with this signature)` : rec.message,
+        seed: rec.seed,
+        path: rec.path,
+        inputText: rec.inputText,
+        shrinks: 0,
+        corpusFile: c.file,
+        isNew: c.isNew,
+      };
+    });
+    return {
+      target: targetName(row.backend, row.cls),
+      description: `${row.cls} on ${row.backend}: ${
+        VERDICTS.map((v) => `${v} ${row.tally[v]}`).join(", ")
+      }`,
+      units: 1,
+      runs,
+      seconds: row.seconds,
+      runsPerSecond: row.seconds > 0 ? Math.round(runs / row.seconds) : 0,
+      failures,
+      errorCodes: [...row.codes].sort(),
+    };
+  });
+  const report = buildReport(
+    {
+      seed,
+      shard: { index: 1, count: 1 },
+      targets: targets.map((t) => t.target),
+      date: new Date().toISOString(),
+      wallSeconds: wall,
+      workers: 0,
+      budget: { seconds: o.seconds, runs: o.runs ?? null },
+    },
+    targets,
+    { fastCheck: fc.__version, deno: Deno.version.deno },
+  );
+  env.out(formatVerdictTable(ordered, cases, wall) + "\n");
+  for (const f of findings) {
+    const file = files.get(f.rec.signature.hash)?.file;
+    env.out(
+      [
+        "",
+        `${f.rec.signature.oracle} ${f.rec.signature.target} [${f.rec.signature.code}]`,
+        `  ${f.result.detail}`,
+        `  case: ${
+          f.rec.inputText.length > 300 ? f.rec.inputText.slice(0, 300) + "..." : f.rec.inputText
+        }`,
+        file
+          ? `  replay: deno task fuzz --replay ${file}`
+          : `  replay: --seed ${seed}, case ${f.rec.path}`,
+        "",
+      ].join("\n"),
+    );
+  }
+  if (o.json !== undefined) {
+    Deno.writeTextFileSync(o.json, JSON.stringify(report, null, 2) + "\n");
+    env.out(`fuzz: JSON report written to ${o.json}\n`);
+  }
+  if (o.junit !== undefined) {
+    Deno.writeTextFileSync(o.junit, formatJunit(report));
+    env.out(`fuzz: JUnit report written to ${o.junit}\n`);
+  }
+  const failing = ordered.some((r) => o.failOn.some((v) => r.tally[v] > 0));
+  if (o.requirePass) {
+    const passless = o.devices.filter((d) => {
+      const name = d.startsWith("socket:") ? "socket" : d;
+      return !ordered.some((r) => r.backend === name && r.tally.PASS > 0);
+    });
+    if (passless.length > 0) {
+      env.err(
+        `fuzz: --require-pass: no case passed on ${
+          passless.join(", ")
+        }: the probe never saw valid work done\n`,
+      );
+      return 1;
+    }
+  }
+  return failing ? 1 : 0;
+}
+
+/** The summary: one row per back-end and hostile class, a column per verdict. */
+export function formatVerdictTable(
+  rows: readonly { backend: string; cls: string; tally: Tally; seconds: number }[],
+  cases: number,
+  wall: number,
+): string {
+  const header = ["back-end", "class", "cases", ...VERDICTS, "cases/s"];
+  const body = rows.map((r) => {
+    const n = VERDICTS.reduce((s, v) => s + r.tally[v], 0);
+    return [
+      r.backend,
+      r.cls,
+      String(n),
+      ...VERDICTS.map((v) => String(r.tally[v])),
+      r.seconds > 0 ? (n / r.seconds).toFixed(1) : "-",
+    ];
+  });
+  const tot: Tally = { PASS: 0, REJECT: 0, WEDGED: 0, CORRUPT: 0, CRASH: 0 };
+  for (const r of rows) for (const v of VERDICTS) tot[v] += r.tally[v];
+  body.push([
+    "total",
+    "",
+    String(cases),
+    ...VERDICTS.map((v) => String(tot[v])),
+    wall > 0 ? (cases / wall).toFixed(1) : "-",
+  ]);
+  const w = header.map((h, i) => Math.max(h.length, ...body.map((r) => r[i].length)));
+  const line = (r: string[]) =>
+    r.map((c, i) => (i < 2 ? c.padEnd(w[i]) : c.padStart(w[i]))).join("  ").trimEnd();
+  const sep = w.map((x) => "-".repeat(x)).join("  ");
+  const out = [line(header), sep, ...body.slice(0, -1).map(line), sep, line(body[body.length - 1])];
+  return out.join("\n");
+}
+
+async function replay(file: string, o: DeviceOptions, env: DeviceEnv): Promise<number> {
+  let entry: CorpusEntry;
+  let input: z.infer<typeof deviceInputSchema>;
+  try {
+    entry = parseCorpusEntry(file, Deno.readTextFileSync(file));
+    const r = deviceInputSchema.safeParse(entry.input);
+    if (!r.success) {
+      env.err(
+        `fuzz: ${file}: field "input" is not a device case (${
+          z.prettifyError(r.error).split("\n")[0]
+        }). Fix: delete the file and run the campaign again\n`,
+      );
+      return 2;
+    }
+    input = r.data;
+  } catch (e) {
+    env.err(`fuzz: --replay: ${messageOf(e).split("\n")[0]}\n`);
+    return 2;
+  }
+  let be: DeviceBackend;
+  try {
+    be = await DeviceBackend.start(input.backend, { dir: dir(), iommu: input.iommu });
+  } catch (e) {
+    env.err(
+      `fuzz: --replay ${file}: back-end ${input.backend} cannot start: ${
+        messageOf(e).split("\n")[0]
+      }\n`,
+    );
+    return 2;
+  }
+  let r: CaseResult;
+  try {
+    r = runDeviceCase(be, input.case, input.caseNo, { probeMs: o.probeMs });
+  } finally {
+    await be.stop();
+  }
+  const fixed = r.verdict === "PASS" || r.verdict === "REJECT";
+  env.out(
+    [
+      `replay ${file}`,
+      `  target:    ${entry.target} (back-end ${input.backend}${
+        input.iommu ? ", ACCESS_PLATFORM" : ""
+      })`,
+      `  recorded:  ${entry.error.signature}: ${entry.error.message.split("\n")[0]}`,
+      `  found:     ${entry.date}, seed ${entry.seed}, case ${entry.path}`,
+      `  case:      ${JSON.stringify(input.case)}`,
+      `  verdict:   ${r.verdict} (${r.code}) in ${r.ms.toFixed(0)} ms: ${r.detail}`,
+      fixed
+        ? `FIXED: the back-end now passes or refuses cleanly`
+        : `STILL FAILS: ${r.verdict}${
+          r.verdict === entry.error.oracle ? "" : ` (recorded ${entry.error.oracle})`
+        }`,
+      "",
+    ].join("\n"),
+  );
+  return fixed ? 0 : 1;
+}
+
+if (import.meta.main) {
+  const enc = new TextEncoder();
+  Deno.exit(
+    await deviceFuzzMain(Deno.args, {
+      out: (s) => Deno.stdout.writeSync(enc.encode(s)),
+      err: (s) => Deno.stderr.writeSync(enc.encode(s)),
+    }),
+  );
+}

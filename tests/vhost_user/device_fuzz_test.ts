@@ -1,0 +1,148 @@
+// The device campaign against real back-ends: every verdict is shown to fire on a case that
+// produces it (PASS on valid work, REJECT on a back-end that hangs up, WEDGED on a descriptor
+// the back-end retries forever, CORRUPT on DPDK's read across scattered IOVA pages, CRASH on a
+// killed back-end), and a short campaign writes its report and corpus. `deno task test:vhost-user`.
+
+import { assert, assertEquals, assertMatch } from "@std/assert";
+import { DeviceBackend } from "../../fuzz/device/backend.ts";
+import { type CaseResult, runDeviceCase } from "../../fuzz/device/run_case.ts";
+import type { DeviceCase } from "../../fuzz/device/cases.ts";
+import { deviceFuzzMain } from "../../fuzz/device/main.ts";
+import { CAN_RUN, skipWithout, WORK_DIR } from "./_rig.ts";
+
+const opts = { ignore: !CAN_RUN, sanitizeOps: false, sanitizeResources: false };
+
+function ring(corruption: string, vring: "rx" | "tx" | "req"): DeviceCase {
+  return {
+    kind: "split-ring",
+    vring,
+    input: {
+      size: 8,
+      indirect: false,
+      inOrder: false,
+      policy: {
+        zeroLength: "reject",
+        indirectWithNext: "reject",
+        unknownFlags: "ignore",
+        maxSegments: 65536,
+      },
+      permSeed: 1,
+      chains: [{ readable: [16], writable: [600, 1], indirectAt: -1 }],
+      corruption: { kind: corruption as "none", chain: 0, at: 0, value: 5 },
+      raw: null,
+    },
+    events: null,
+  } as DeviceCase;
+}
+
+async function withBackend(
+  spec: "qsd" | "testpmd",
+  iommu: boolean,
+  fn: (be: DeviceBackend) => Promise<void> | void,
+) {
+  if (skipWithout(spec)) return;
+  const be = await DeviceBackend.start(spec, { dir: WORK_DIR, iommu });
+  try {
+    await fn(be);
+  } finally {
+    await be.stop();
+  }
+}
+
+function show(r: CaseResult): string {
+  return `${r.verdict} ${r.code}: ${r.detail}`;
+}
+
+Deno.test({
+  name: "device verdicts on qsd: PASS (valid), REJECT (index jump: hang-up), CRASH (killed)",
+  ...opts,
+  async fn() {
+    await withBackend("qsd", false, async (be) => {
+      const ok = runDeviceCase(be, ring("none", "req"), 1);
+      assertEquals(ok.verdict, "PASS", show(ok));
+      assertMatch(ok.detail, /returned the image's bytes; write to sector \d+ landed/);
+      const rej = runDeviceCase(be, ring("idx-jump", "req"), 2);
+      assertEquals(rej.verdict, "REJECT", show(rej));
+      const again = runDeviceCase(be, ring("none", "req"), 3);
+      assertEquals(
+        again.verdict,
+        "PASS",
+        `the next case runs on a fresh connection: ${show(again)}`,
+      );
+      be.be.kill();
+      await new Promise((r) => setTimeout(r, 200));
+      const crash = runDeviceCase(be, ring("none", "req"), 4);
+      assertEquals(crash.verdict, "CRASH", show(crash));
+      await be.restart();
+      const after = runDeviceCase(be, ring("none", "req"), 5);
+      assertEquals(after.verdict, "PASS", `after the restart: ${show(after)}`);
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "device verdicts on testpmd (ACCESS_PLATFORM): WEDGED (never-mapped IOVA), CORRUPT (scattered IOVA pages)",
+  ...opts,
+  async fn() {
+    await withBackend("testpmd", true, (be) => {
+      const w = runDeviceCase(
+        be,
+        { kind: "translation", what: "never-mapped", vring: "tx", value: 1 },
+        1,
+        {
+          probeMs: 400,
+        },
+      );
+      assertEquals(w.verdict, "WEDGED", show(w));
+      const c = runDeviceCase(be, {
+        kind: "translation",
+        what: "scattered-pages",
+        vring: "rx",
+        value: 1,
+      }, 2);
+      assertEquals(c.verdict, "CORRUPT", show(c));
+      assertMatch(c.detail, /not granted/);
+    });
+  },
+});
+
+Deno.test({
+  name: "device campaign: --device qsd writes the JSON report, JUnit and a replayable corpus",
+  ...opts,
+  async fn() {
+    if (skipWithout("qsd")) return;
+    Deno.mkdirSync(WORK_DIR, { recursive: true });
+    const json = `${WORK_DIR}/device.json`, junit = `${WORK_DIR}/device.xml`;
+    let out = "";
+    const code = await deviceFuzzMain(
+      [
+        "--device",
+        "qsd",
+        "--runs",
+        "25",
+        "--seconds",
+        "30",
+        "--seed",
+        "3",
+        "--json",
+        json,
+        "--junit",
+        junit,
+        "--corpus",
+        `${WORK_DIR}/corpus`,
+        "--fail-on",
+        "none",
+        "--require-pass",
+      ],
+      { out: (s) => (out += s), err: (s) => (out += s) },
+    );
+    assertEquals(code, 0, out);
+    assertMatch(out, /back-end\s+class\s+cases\s+PASS\s+REJECT\s+WEDGED\s+CORRUPT\s+CRASH/);
+    const rep = JSON.parse(Deno.readTextFileSync(json));
+    assertEquals(rep.format, "virtq-lab/fuzz-report@1");
+    assertEquals(rep.totals.runs, 25);
+    assert(rep.targets.every((t: { target: string }) => t.target.startsWith("device-qsd-")));
+    assertMatch(Deno.readTextFileSync(junit), /<testcase classname="fuzz" name="device-qsd-/);
+  },
+});
