@@ -26,6 +26,7 @@ import { registryProblems, unregisteredTargets } from "./registry.ts";
 import { describeOutput, describeValue } from "./describe.ts";
 import { messageOf } from "./signature.ts";
 import type { UnitResult, UnitSpec } from "./runner.ts";
+import { outputPathsProblem } from "./output_paths.ts";
 
 /** Where the runner finds its targets and writes its output (tests substitute their own). */
 export interface FuzzEnv {
@@ -166,6 +167,11 @@ export async function fuzzMain(args: readonly string[], env: FuzzEnv): Promise<n
       }
       throw e;
     }
+  }
+  const pathProblem = outputPathsProblem([["--json", o.json], ["--junit", o.junit]]);
+  if (pathProblem !== null) {
+    env.err(`fuzz: ${pathProblem}\n`);
+    return 2;
   }
   const known = new Set(env.targets.map((t) => t.name));
   const unknown = o.targets.filter((n) => !known.has(n));
