@@ -49,6 +49,12 @@ const TargetReport = z.strictObject({
     perSecond: z.number().nonnegative(),
   }).optional(),
   crash: z.string().optional(),
+  /** Each unit this target ran: its slice, derived seed and runs (merged shards: every shard's). */
+  slices: z.array(z.strictObject({
+    slice: z.int().nonnegative(),
+    seed: z.int(),
+    runs: z.int().nonnegative(),
+  })).optional(),
 });
 
 const Campaign = z.strictObject({
@@ -145,6 +151,7 @@ export function targetReports(
     }
     t.units++;
     t.runs += u.runs;
+    (t.slices ??= []).push({ slice: u.slice, seed: u.seed, runs: u.runs });
     t.seconds += u.seconds;
     t.errorCodes = sortedUnion([t.errorCodes, u.errorCodes]);
     if (u.work !== undefined) {
