@@ -91,9 +91,16 @@ export async function writeCorpusEntry(
 ): Promise<{ file: string; isNew: boolean }> {
   const file = corpusPath(dir, f.signature.target, f.signature.hash);
   try {
-    await Deno.stat(file);
+    const old = JSON.parse(await Deno.readTextFile(file));
+    // a smaller counterexample of the same signature replaces the older, larger one, so the
+    // printed replay command shows the smallest input found
+    if (typeof old?.inputText !== "string" || f.inputText.length >= old.inputText.length) {
+      return { file, isNew: false };
+    }
+    await Deno.writeTextFile(file, JSON.stringify(corpusEntry(f), null, 2) + "\n");
     return { file, isNew: false };
   } catch (e) {
+    if (e instanceof SyntaxError) return { file, isNew: false }; // a broken file: replay names it
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
   await Deno.mkdir(file.slice(0, file.lastIndexOf("/")), { recursive: true });
@@ -124,6 +131,8 @@ export function parseCorpusEntry(file: string, text: string): CorpusEntry {
   const e = r.data;
   const parts = file.split("/");
   const [dirName, base] = [parts.at(-2), parts.at(-1)];
+  // an artifact (`--artifacts DIR`) names its target and hash in the file name instead
+  if (base === `failure-${e.target}-${e.error.hash}.json`) return e;
   if (dirName !== e.target) {
     throw new CorpusError(
       file,

@@ -300,7 +300,7 @@ export function formatSummary(report: FuzzReport): string {
         }`,
         f.corpusFile !== null
           ? `  replay: deno task fuzz --replay ${f.corpusFile}`
-          : `  replay: seed ${f.seed}, path "${f.path}"`,
+          : `  replay: deno task fuzz --target ${t.target} --replay-seed ${f.seed} --replay-path ${f.path}`,
       );
     }
   }

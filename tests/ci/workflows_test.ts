@@ -102,7 +102,7 @@ Deno.test("ci: the GitHub Actions fuzz workflow runs shards 1..N of one seed and
   assert(w.jobs.shard.steps.some((s) => s.run?.includes("out/new-corpus")));
   const merge = w.jobs.merge.steps.find((s) => s.run?.includes("deno task fuzz:merge"))?.run ?? "";
   assertStringIncludes(merge, "--json merged.json --junit merged.xml");
-  assertEquals(assertTasksExist(text).sort(), ["fuzz", "fuzz:matrix", "fuzz:merge"]);
+  assertEquals([...new Set(assertTasksExist(text))].sort(), ["fuzz", "fuzz:matrix", "fuzz:merge"]);
 });
 
 Deno.test("ci: the GitLab CI file runs the same matrix, merge job and nightly budget", async () => {
@@ -121,5 +121,5 @@ Deno.test("ci: the GitLab CI file runs the same matrix, merge job and nightly bu
   const nightly = g.fuzz.rules.find((r) => r.if.includes('"schedule"'));
   assertEquals((nightly?.variables as Record<string, string>)?.FUZZ_SECONDS, "3000");
   assert(g["fuzz:merge"].script.some((s) => s.startsWith("deno task fuzz:merge out/shard-*.json")));
-  assertEquals(assertTasksExist(text).sort(), ["fuzz", "fuzz:matrix", "fuzz:merge"]);
+  assertEquals([...new Set(assertTasksExist(text))].sort(), ["fuzz", "fuzz:matrix", "fuzz:merge"]);
 });
