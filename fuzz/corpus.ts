@@ -7,6 +7,7 @@
 
 import fc from "fast-check";
 import { z } from "zod";
+import { zodLine } from "./zod_line.ts";
 import type { FuzzTarget } from "./target.ts";
 import type { FailureRecord } from "./runner.ts";
 import { messageOf, signatureOf } from "./signature.ts";
@@ -48,7 +49,7 @@ export class CorpusError extends Error {
    * @param fix how to repair it.
    */
   constructor(file: string, problem: string, fix: string) {
-    super(`${file}: ${problem}\nFix: ${fix}`);
+    super(`${file}: ${problem}. Fix: ${fix}`);
     this.name = "CorpusError";
   }
 }
@@ -124,7 +125,7 @@ export function parseCorpusEntry(file: string, text: string): CorpusEntry {
   if (!r.success) {
     throw new CorpusError(
       file,
-      `not a corpus entry (${CORPUS_FORMAT}):\n${z.prettifyError(r.error)}`,
+      `not a corpus entry (${CORPUS_FORMAT}): ${zodLine(r.error)}`,
       "correct the named fields, or delete the file and let `deno task fuzz` find the bug again",
     );
   }

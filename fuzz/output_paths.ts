@@ -20,18 +20,18 @@ export function outputPathProblem(flag: string, path: string): string | null {
       }/report.${flag === "--junit" ? "xml" : "json"}`;
     }
     existed = true;
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) {
-      return `${flag}: cannot check ${path} (${oneLine(e)}). Fix: name a writable file`;
-    }
-  }
+  } catch { /* missing (or a parent is not a directory): the directory check names it */ }
   const slash = path.lastIndexOf("/");
   const dir = slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
   try {
     if (!Deno.statSync(dir).isDirectory) {
       return `${flag}: ${dir} is not a directory. Fix: name a file in an existing directory`;
     }
-  } catch {
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) {
+      return `${flag}: ${dir} is not a usable directory (${oneLine(e)}). Fix: name a file in ` +
+        "an existing directory";
+    }
     return `${flag}: directory ${dir} does not exist. Fix: create it first (mkdir -p ${dir}) ` +
       "or name a file in an existing directory";
   }

@@ -7,6 +7,7 @@
 import { z } from "zod";
 import type { UnitResult } from "./runner.ts";
 import { CATALOGUE_CODES } from "./catalogue.ts";
+import { zodLine } from "./zod_line.ts";
 
 /** Format tag of the JSON report. */
 export const REPORT_FORMAT = "virtq-lab/fuzz-report@1";
@@ -219,7 +220,7 @@ export function parseReport(file: string, json: unknown): FuzzReport {
   if (!r.success) {
     throw new ReportError(
       file,
-      `not a fuzz report (${REPORT_FORMAT}):\n${z.prettifyError(r.error)}\n` +
+      `not a fuzz report (${REPORT_FORMAT}): ${zodLine(r.error)}. ` +
         "Fix: pass files written by `deno task fuzz --json FILE` of this version",
     );
   }

@@ -37,7 +37,7 @@ Deno.test("output paths: a missing directory, a directory or an unwritable file 
       "the probe removes the file it created",
     );
     const cases: [string[], string][] = [
-      [["--json", "/no/such/dir/r.json"], "--json: directory /no/such/dir does not exist"],
+      [["--json", "/dev/null/sub/r.json"], "--json: /dev/null/sub is not a usable directory"],
       [["--junit", dir], `--junit: ${dir} is a directory`],
       [["--json", `${dir}/ok.json`, "--junit", `${dir}/nope/r.xml`], "--junit: directory"],
     ];
@@ -53,10 +53,10 @@ Deno.test("output paths: a missing directory, a directory or an unwritable file 
     }
     const m: string[] = [];
     assertEquals(
-      mergeMain(["a.json", "--json", "/no/such/dir/m.json"], () => {}, (s) => void m.push(s)),
+      mergeMain(["a.json", "--json", "/dev/null/sub/m.json"], () => {}, (s) => void m.push(s)),
       2,
     );
-    assertStringIncludes(m.join(""), "fuzz:merge: --json: directory /no/such/dir does not exist");
+    assertStringIncludes(m.join(""), "fuzz:merge: --json: /dev/null/sub is not a usable directory");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
