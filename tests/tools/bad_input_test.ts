@@ -72,6 +72,14 @@ const BAD: Record<string, string[][]> = {
     ["no-such-preset"],
     ["deno.json"],
   ],
+  "fuzz:coverage": [
+    ["--bogus"],
+    ["--seconds", "-1"],
+  ],
+  "check:imports": [
+    ["--bogus"],
+    ["stray-argument"],
+  ],
   "schema": [
     ["--bogus"],
   ],
@@ -101,3 +109,11 @@ for (const [task, cases] of Object.entries(BAD)) {
     }
   });
 }
+
+Deno.test("bad input: every CLI task of deno.json is fed bad input above", () => {
+  const notClis = ["test", "check", "lint", "fmt", "doc:lint", "test:doc", "ci"];
+  const clis = Object.keys(TASKS).filter((t) => !notClis.includes(t)).sort();
+  const fed = Object.keys(BAD).sort();
+  const missing = clis.filter((t) => !fed.includes(t));
+  assertEquals(missing, [], `add bad inputs for: ${missing.join(", ")}`);
+});
