@@ -253,6 +253,19 @@ export const VIRTQ_ERRORS = {
     spec: "§2.7.8.2 device returns only buffers it popped; len <= writable capacity",
     summary: "push() of a chain that is not outstanding, or with len beyond its writable bytes",
   },
+  PAIR_OPTIONS_INVALID: {
+    side: "api",
+    spec: "§6 VIRTIO_F_RING_PACKED selects the packed layout; VIRTIO_F_ACCESS_PLATFORM makes the " +
+      "device use the platform's DMA translation; features are a 64-bit mask",
+    summary: "createQueuePair options contradict each other (layout vs features, a translating " +
+      "DMA API without ACCESS_PLATFORM) or features is not a bigint",
+  },
+  SEGMENT_INVALID: {
+    side: "api",
+    spec: "§2.7.5 / §2.8.13 a descriptor holds a 64-bit address and a 32-bit length",
+    summary: "a scatter-gather segment with an address that is not a non-negative safe integer " +
+      "or a length outside 0..2^32-1",
+  },
 } as const satisfies Record<string, VirtqErrorInfo>;
 
 /** A stable virtqueue error code: a key of {@link VIRTQ_ERRORS}. */
