@@ -135,7 +135,7 @@ export interface QueuePair<T> {
  * @returns the pair; the device uses the driver's `addresses`.
  * @throws VirtqError `PAIR_OPTIONS_INVALID` when `features` is not a bigint, `layout` and
  * `VIRTIO_F_RING_PACKED` disagree, or a translating `dmaApi` comes without
- * `VIRTIO_F_ACCESS_PLATFORM`; Error for a layout not implemented yet; `VirtqError` from either constructor
+ * `VIRTIO_F_ACCESS_PLATFORM`; `VirtqError` from either constructor
  * (`QUEUE_SIZE_INVALID`, `RING_MISALIGNED`, `RING_UNMAPPED`, `DMA_MAP_FAILED`); RangeError for
  * an invalid size or memory size.
  */
