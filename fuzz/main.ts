@@ -35,6 +35,7 @@ import { describeOutput, describeValue } from "./describe.ts";
 import { messageOf } from "./signature.ts";
 import type { UnitResult, UnitSpec } from "./runner.ts";
 import { outputPathsProblem } from "./output_paths.ts";
+import { probeLoad } from "./load_probe.ts";
 
 /** Where the runner finds its targets and writes its output (tests substitute their own). */
 export interface FuzzEnv {
@@ -319,8 +320,20 @@ export async function fuzzMain(args: readonly string[], env: FuzzEnv): Promise<n
 }
 
 if (import.meta.main) {
-  const { TARGETS } = await import("./targets/mod.ts");
   const enc = new TextEncoder();
+  // the watchdog covers loading: a hang in a target module's top level is reported, not waited on
+  const registry = new URL("./targets/mod.ts", import.meta.url).href;
+  const probe = await probeLoad(registry);
+  if (!probe.ok) {
+    Deno.stderr.writeSync(
+      enc.encode(
+        `fuzz: fuzz/targets/mod.ts ${probe.why.split("\n")[0]}. Fix: run \`deno run ` +
+          "fuzz/targets/mod.ts` to see where it stops, and fix that target\n",
+      ),
+    );
+    Deno.exit(2);
+  }
+  const { TARGETS } = await import("./targets/mod.ts");
   const code = await fuzzMain(Deno.args, {
     targets: TARGETS,
     registryUrl: new URL("./targets/mod.ts", import.meta.url).href,
