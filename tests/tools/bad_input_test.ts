@@ -45,6 +45,16 @@ const BAD: Record<string, string[][]> = {
     ["--shards", "2"],
     ["--shards", "two", "--seed", "1"],
   ],
+  "fuzz:corpus": [
+    [],
+    ["bogus"],
+    ["merge", "--bogus"],
+    ["merge", "/tmp"],
+    ["merge", "/tmp/out", "/no/such/corpus"],
+    ["tmin", "/no/such/input.json"],
+    ["tmin", "deno.json"],
+    ["tmin", "deno.json", "--out", "/dev/null/sub/x.json"],
+  ],
   "fuzz:topology-findings": [
     ["--bogus"],
     ["--runs", "-1"],
