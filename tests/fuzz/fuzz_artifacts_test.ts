@@ -93,3 +93,33 @@ Deno.test("artifacts: the watchdog's hang message is a timeout, other crashes ar
   assert(isTimeout("no result after 3.2 s (budget 1.0 s): target.run hangs"));
   assert(!isTimeout("worker crashed: TypeError: x is undefined"));
 });
+
+Deno.test("watchdog: a hung unit names its input (seed + path) and the path replays to it", async () => {
+  const { WorkerExecutor, runUnits } = await import("../../fuzz/campaign.ts");
+  const fc = (await import("fast-check")).default;
+  const w = new WorkerExecutor(new URL("./fuzz_examples_hang.ts", import.meta.url).href, 1, {
+    hangSeconds: 2,
+  });
+  try {
+    // warm the worker up (it loads the registry, then refuses the unknown target and stays), so
+    // the hang budget below starts with the registry loaded even on a busy machine
+    const [warm] = await runUnits([{ target: "nope", slice: 0, seed: 1, runs: 1 }], w);
+    assertStringIncludes(warm.crash ?? "", 'no target "nope"');
+    const [r] = await runUnits([{ target: "example-hang", slice: 0, seed: 1, seconds: 0.2 }], w);
+    const m =
+      /hung input: fast-check seed (-?\d+), path (\d+) \(replay: deno task fuzz --target example-hang --replay-seed \1 --replay-path \2\)/
+        .exec(r.crash ?? "");
+    if (m === null) throw new Error(`no hung input in: ${r.crash}`);
+    assert(isTimeout(r.crash!));
+    let seen: number | undefined;
+    fc.check(
+      fc.property(fc.integer({ min: 0, max: 10 }), (n) => {
+        seen ??= n; // the path's input comes first, then fast-check goes on
+      }),
+      { seed: Number(m[1]), path: m[2], endOnFailure: true },
+    );
+    assertEquals(seen, 7, "the named path is the input that hangs");
+  } finally {
+    w.close();
+  }
+});
