@@ -29,3 +29,16 @@ Deno.test("describe: split-hostile-driver shows the ring the input builds, decod
   // describing twice gives the same text (the scratch memory is cleaned)
   assertEquals(describeOutput(describe(inputs[0])), text);
 });
+
+Deno.test("describe: packed-hostile-driver shows the packed ring as the run left it", async () => {
+  const { packedHostileDriver } = await import("../../fuzz/targets/packed_hostile_driver.ts");
+  assert(packedHostileDriver.describe !== undefined);
+  const input = fc.sample(packedHostileDriver.arbitrary(), { seed: 5, numRuns: 30 })
+    .find((i) => typeof i === "object" && i !== null && "preroll" in i);
+  assert(input !== undefined);
+  const text = describeOutput(packedHostileDriver.describe!(input as never));
+  assertStringIncludes(text, "inspected:");
+  assertMatch(text, /layout: "packed"/);
+  assertStringIncludes(text, "descriptorArea:");
+  assertEquals(describeOutput(packedHostileDriver.describe!(input as never)), text);
+});
