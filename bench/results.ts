@@ -138,9 +138,8 @@ export function parseResults(json: unknown, source: string): Results {
     const lines = r.error.issues.map((i) =>
       `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`
     );
-    const more = lines.length > 1 ? ` (and ${lines.length - 1} more problem(s))` : "";
     throw new Error(
-      `${source}: invalid results file: ${lines[0]}${more}. ` +
+      `${source}: invalid results file: ${lines.join("; ")}. ` +
         `Fix: re-create it with \`deno task bench --save NAME\` (schema ${RESULTS_SCHEMA_VERSION})`,
     );
   }
