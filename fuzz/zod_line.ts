@@ -1,5 +1,5 @@
 /**
- * zod errors as one line: the first issue as `field.path: message`, then how many more.
+ * zod errors as one line: each issue as `field.path: message`, separated by `; `.
  * @module
  */
 
@@ -13,8 +13,8 @@ export function zodLine(error: z.ZodError): string {
       ? "(top level)"
       : path.map((p, i) => typeof p === "number" ? `[${p}]` : `${i === 0 ? "" : "."}${String(p)}`)
         .join("");
-  const first = issues[0];
-  if (first === undefined) return "invalid";
-  const more = issues.length > 1 ? ` (and ${issues.length - 1} more problem(s))` : "";
-  return `${at(first.path)}: ${first.message}${more}`;
+  if (issues.length === 0) return "invalid";
+  const shown = issues.slice(0, 12).map((i) => `${at(i.path)}: ${i.message}`);
+  if (issues.length > 12) shown.push(`and ${issues.length - 12} more`);
+  return shown.join("; ");
 }
