@@ -2,6 +2,7 @@
  * The CI files of the sharded fuzz campaign parse, and the parts we rely on hold: a shard matrix
  * 1..N of one seed running `deno task fuzz --shard I/N`, each shard uploading JSON, JUnit,
  * artifacts and new corpus entries, a merge job with `fuzz:merge`, a nightly schedule.
+ * (npm `yaml` reads the env variables LOG_TOKENS and LOG_STREAM: `deno task test` allows them.)
  */
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import { parse } from "yaml";
