@@ -59,11 +59,12 @@ Options:
   --smoke              tiny subset in a few seconds (used by deno task ci)
   --suite NAME         run one suite (repeatable; default: all). --list shows them
   --filter REGEX       only cases whose name matches, e.g. "q256 b32" or "^split/iommu"
-  --list               list suites and their cases, run nothing
+  --list               list suites and their cases (with --suite/--filter: those selected)
   --rounds N           rounds per case, interleaved across cases; min-of-N medians (default 3)
   --time MS            measured time per case per round (default 200; smoke 30)
   --save NAME          save results as bench/baselines/NAME.json
-  --compare NAME       compare with bench/baselines/NAME.json; exit 1 if any case is slower
+  --compare NAME|FILE  compare with bench/baselines/NAME.json (or a results FILE ending in
+                       .json); exit 1 if any case is slower, 2 if no case is in both
   --threshold PCT      regression threshold in percent (default 10)
   --noise PCT          noise floor in percent (default 8, measured on this machine); a case is
                        "slower" only past the threshold AND past its noise band (the larger of
@@ -132,7 +133,19 @@ function one(flag: string, v: unknown): string | undefined {
  * @throws Error naming the flag for an unknown flag, a missing value or a bad number.
  */
 export function parseBenchArgs(argv: readonly string[]): BenchArgs {
-  const a = parseArgs([...argv], {
+  // "--rounds -1": a negative number after a value flag is its value (then range-checked),
+  // not an unknown option "-1"
+  const joined: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const next = argv[i + 1];
+    if (
+      STRINGS.includes(argv[i].replace(/^--/, "")) && next !== undefined && /^-[\d.]/.test(next)
+    ) {
+      joined.push(`${argv[i]}=${next}`);
+      i++;
+    } else joined.push(argv[i]);
+  }
+  const a = parseArgs(joined, {
     string: STRINGS,
     boolean: BOOLEANS,
     collect: STRINGS, // every value flag, so that a repeated one is an error (not last-wins)

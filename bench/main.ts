@@ -45,6 +45,20 @@ function cpuName(): string | null {
   }
 }
 
+/** Why `path` cannot be written (checked before minutes of measuring), or null. */
+function outputProblem(path: string): string | null {
+  try {
+    if (Deno.statSync(path).isDirectory) return "is a directory";
+    return null;
+  } catch { /* missing: check the directory */ }
+  const dir = path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".";
+  try {
+    return Deno.statSync(dir).isDirectory ? null : `${dir} is not a directory`;
+  } catch {
+    return `directory ${dir} does not exist`;
+  }
+}
+
 async function main(args: BenchArgs): Promise<number> {
   if (args.suites.includes("vhost-user")) {
     // real back-ends, its own runner and permissions (bench/vhost_user.ts)
@@ -61,10 +75,14 @@ async function main(args: BenchArgs): Promise<number> {
     ? withSol(smokeCases(AVAILABLE).filter((c) => !args.filter || args.filter.test(caseName(c))))
     : selectCases(suites, args.suites, args.filter);
   if (args.list) {
+    const chosen = new Set(cases.map(caseName));
     for (const s of suites) {
+      const shown = withSol(s.cases).filter((c) => chosen.has(caseName(c)));
+      if (shown.length === 0) continue;
       console.log(`${s.name}: ${s.description}`);
-      for (const c of withSol(s.cases)) console.log(`  ${caseName(c)}`);
+      for (const c of shown) console.log(`  ${caseName(c)}`);
     }
+    if (chosen.size === 0) console.log("(no case matches --suite/--filter)");
     return 0;
   }
   if (cases.length === 0) {
@@ -73,7 +91,29 @@ async function main(args: BenchArgs): Promise<number> {
   }
   // fail fast on bad names/files, before minutes of measuring
   const savePath = args.save ? baselinePath(args.save) : null;
-  const baseline = args.compare ? await loadResults(baselinePath(args.compare)) : null;
+  const baseline = args.compare
+    ? await loadResults(
+      /[/\\]|\.json$/.test(args.compare) ? args.compare : baselinePath(args.compare),
+    )
+    : null;
+  if (baseline !== null) {
+    const names = new Set(baseline.results.map((r) => r.name));
+    if (!cases.some((c) => names.has(caseName(c)))) {
+      console.error(
+        `bench: --compare ${args.compare}: no case of this run is in the baseline (` +
+          `${baseline.results.length} case(s) there), so nothing would be compared. ` +
+          "Fix: select cases the baseline has (--suite/--filter) or save a new baseline",
+      );
+      return 2;
+    }
+  }
+  if (args.json) {
+    const problem = outputProblem(args.json);
+    if (problem) {
+      console.error(`bench: --json ${args.json}: ${problem}. Fix: name a writable file`);
+      return 2;
+    }
+  }
 
   const rt = Deno.version;
   console.log(
@@ -203,7 +243,7 @@ if (import.meta.main) {
   try {
     code = await main(parseBenchArgs(Deno.args));
   } catch (e) {
-    console.error(`bench: ${(e as Error).message}`);
+    console.error(`bench: ${(e as Error).message.split("\n")[0]}`);
     code = 2;
   }
   Deno.exit(code);

@@ -15,6 +15,15 @@ export interface Series {
   name: string;
   /** Points, sorted by x. */
   points: [number, number][];
+  /**
+   * Spread bar per point (same order as `points`): `[low, high]` of y from the case's
+   * interquartile range and cross-round spread; drawn as an error bar.
+   */
+  spread?: [number, number][];
+  /** Dashed line (the second result of an overlay). */
+  dashed?: boolean;
+  /** Colour index override (so both runs of an overlay share a colour per series). */
+  color?: number;
 }
 
 /** One chart. */
@@ -143,15 +152,33 @@ export function renderPanel(p: Panel, x0: number, y0: number, w: number, h: numb
       );
     }
     p.series.forEach((s, i) => {
-      const c = COLORS[i % COLORS.length];
+      const c = COLORS[(s.color ?? i) % COLORS.length];
       const d = s.points.map(([x, y], k) =>
         `${k ? "L" : "M"}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`
       )
         .join(" ");
-      out.push(`<path class="series" d="${d}" fill="none" stroke="${c}" stroke-width="2"/>`);
-      for (const [x, y] of s.points) {
-        out.push(`<circle cx="${sx(x).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3.5" fill="${c}"/>`);
-      }
+      out.push(
+        `<path class="series" d="${d}" fill="none" stroke="${c}" stroke-width="2"${
+          s.dashed ? ` stroke-dasharray="6 4"` : ""
+        }/>`,
+      );
+      s.points.forEach(([x, y], k) => {
+        const px = sx(x);
+        const sp = s.spread?.[k];
+        if (sp !== undefined) {
+          const [y1, y2] = [sy(sp[0]).toFixed(1), sy(sp[1]).toFixed(1)];
+          const [a, b] = [(px - 4).toFixed(1), (px + 4).toFixed(1)];
+          out.push(
+            `<path class="spread" d="M${px.toFixed(1)},${y1} L${px.toFixed(1)},${y2} ` +
+              `M${a},${y1} L${b},${y1} M${a},${y2} L${b},${y2}" stroke="${c}" stroke-width="1.2"/>`,
+          );
+        }
+        out.push(
+          `<circle cx="${px.toFixed(1)}" cy="${sy(y).toFixed(1)}" r="3.5" fill="${
+            s.dashed ? "#fff" : c
+          }" stroke="${c}"/>`,
+        );
+      });
     });
   }
   out.push(
@@ -164,11 +191,13 @@ export function renderPanel(p: Panel, x0: number, y0: number, w: number, h: numb
       `transform="rotate(-90 ${x0 + 16} ${ly})">${esc(p.yLabel)}</text>`,
   );
   p.series.forEach((s, i) => {
-    const c = COLORS[i % COLORS.length];
+    const c = COLORS[(s.color ?? i) % COLORS.length];
     const y = top + 8 + i * 18;
     out.push(
       `<g class="legend"><line x1="${right + 12}" y1="${y}" x2="${right + 32}" y2="${y}" ` +
-        `stroke="${c}" stroke-width="2"/><circle cx="${right + 22}" cy="${y}" r="3.5" ` +
+        `stroke="${c}" stroke-width="2"${s.dashed ? ` stroke-dasharray="6 4"` : ""}/><circle cx="${
+          right + 22
+        }" cy="${y}" r="3.5" ` +
         `fill="${c}"/><text x="${right + 38}" y="${y}" dominant-baseline="middle" ` +
         `font-size="11">${esc(s.name)}</text></g>`,
     );
@@ -217,7 +246,7 @@ export function axisSeries(
   fixed: Partial<CaseParams> = {},
 ): Series[] {
   const base: CaseParams = { ...BASE, ...fixed };
-  const groups = new Map<string, [number, number][]>();
+  const groups = new Map<string, [number, number, number, number][]>();
   for (const r of results) {
     const p = r.params;
     let ok = true;
@@ -228,12 +257,44 @@ export function axisSeries(
     if (!ok || p.engine === "memcpy" && axis !== "payload") continue;
     const name = p.engine === "sol" || p.engine === "memcpy" ? p.engine : `${p.engine}/${p.dma}`;
     if (!groups.has(name)) groups.set(name, []);
-    groups.get(name)!.push([p[axis] as number, y(r)]);
+    // y is a throughput (inverse time): the slow end of the spread is the larger of the third
+    // quartile and the slowest round's median, the fast end the first quartile
+    const v = y(r), st = r.stats;
+    groups.get(name)!.push([
+      p[axis] as number,
+      v,
+      v * st.p50 / Math.max(st.p75, st.p50max),
+      v * st.p50 / st.p25,
+    ]);
   }
-  return [...groups].map(([name, points]) => ({
-    name: name === "sol" ? "speed-of-light" : name,
-    points: points.sort((a, b) => a[0] - b[0]),
-  }));
+  return [...groups].map(([name, points]) => {
+    points.sort((a, b) => a[0] - b[0]);
+    return {
+      name: name === "sol" ? "speed-of-light" : name,
+      points: points.map(([x, v]) => [x, v] as [number, number]),
+      spread: points.map(([, , lo, hi]) => [lo, hi] as [number, number]),
+    };
+  });
+}
+
+/**
+ * The series restricted to the x values every series has, so lines with more points (identity
+ * measured at every payload) do not look like cliffs next to modes measured at a few.
+ */
+export function sharedX(series: readonly Series[]): Series[] {
+  if (series.length < 2) return [...series];
+  const common = series.map((s) => new Set(s.points.map(([x]) => x))).reduce((a, b) =>
+    new Set([...a].filter((x) => b.has(x)))
+  );
+  if (common.size === 0) return [...series];
+  return series.map((s) => {
+    const keep = s.points.map(([x], i) => common.has(x) ? i : -1).filter((i) => i >= 0);
+    return {
+      ...s,
+      points: keep.map((i) => s.points[i]),
+      ...(s.spread ? { spread: keep.map((i) => s.spread![i]) } : {}),
+    };
+  });
 }
 
 /** The standard panels of a results file. */
@@ -261,12 +322,14 @@ export function standardPanels(res: Results): Panel[] {
     },
     ...(["split", "packed"] as const).map((layout) => ({
       title: `${layout}: throughput per DMA mode (q256, batch 32)`,
-      xLabel: "payload per chain (bytes, log scale)",
+      xLabel: "payload per chain (bytes, log scale; payloads every mode measured)",
       yLabel: "M chains/s (log scale)",
       xLog: true,
       yLog: true,
-      series: axisSeries(r, "payload", mchains).filter((s) => s.name.startsWith(`${layout}/`))
-        .map((s) => ({ ...s, name: s.name.slice(layout.length + 1) })),
+      series: sharedX(
+        axisSeries(r, "payload", mchains).filter((s) => s.name.startsWith(`${layout}/`))
+          .map((s) => ({ ...s, name: s.name.slice(layout.length + 1) })),
+      ),
     })),
     {
       title: "Throughput vs chain length (q1024, batch 32, 64 B)",
@@ -278,10 +341,49 @@ export function standardPanels(res: Results): Panel[] {
   ];
 }
 
+/**
+ * Before/after overlay: the panels of `a` (solid) and `b` (dashed, same colour per series), the
+ * series named with each run's label.
+ */
+export function overlayPanels(
+  a: Results,
+  b: Results,
+  labels: readonly [string, string],
+): Panel[] {
+  const pa = standardPanels(a), pb = standardPanels(b);
+  return pa.map((p, i) => {
+    const names = [...new Set([...p.series, ...pb[i].series].map((s) => s.name))];
+    const color = (n: string) => names.indexOf(n);
+    return {
+      ...p,
+      series: [
+        ...p.series.map((s) => ({ ...s, name: `${s.name} [${labels[0]}]`, color: color(s.name) })),
+        ...pb[i].series.map((s) => ({
+          ...s,
+          name: `${s.name} [${labels[1]}]`,
+          color: color(s.name),
+          dashed: true,
+        })),
+      ],
+    };
+  });
+}
+
+/** The overlay SVG of two results files (`deno task bench:plot A.json B.json`). */
+export function plotOverlay(a: Results, b: Results, labels: readonly [string, string]): string {
+  const foot = (r: Results) => `${r.createdAt} deno ${r.runtime.deno}`;
+  return renderSvg(
+    `virtq-lab ring round trips: ${labels[0]} (solid) vs ${labels[1]} (dashed)`,
+    `${labels[0]}: ${foot(a)}; ${labels[1]}: ${foot(b)}; bars: IQR and cross-round spread`,
+    overlayPanels(a, b, labels),
+  );
+}
+
 /** The whole SVG for a results file. */
 export function plotResults(res: Results): string {
   const footer = `${res.createdAt}  deno ${res.runtime.deno}, v8 ${res.runtime.v8}, ` +
     `${res.machine.os}/${res.machine.arch}, ${res.machine.cpus} cpus, ` +
-    `${res.machine.cpuName ?? "cpu ?"}; rounds ${res.options.rounds}, min-of-N medians`;
+    `${res.machine.cpuName ?? "cpu ?"}; rounds ${res.options.rounds}, min-of-N medians; ` +
+    "bars: IQR and cross-round spread";
   return renderSvg("virtq-lab ring round trips: scaling", footer, standardPanels(res));
 }

@@ -67,16 +67,28 @@ export function selfTimes(profile: { nodes: Node[] }): { fn: string; share: numb
 }
 
 async function main(): Promise<number> {
+  const usage = "deno task bench:profile [--seconds S (default 3)] [--top N (default 25)] " +
+    "[--profile FILE.cpuprofile (read an existing profile)] CASE-NAME";
+  let bad: string | null = null;
   const a = parseArgs(Deno.args, {
     string: ["seconds", "top", "profile"],
     boolean: ["help", "child"],
+    unknown: (f: string) => {
+      if (f.startsWith("-")) bad ??= `unknown option ${f}`;
+      return true;
+    },
   });
-  if (a.help || a._.length !== 1) {
-    console.log(
-      "deno task bench:profile [--seconds S (default 3)] [--top N (default 25)] " +
-        "[--profile FILE.cpuprofile (read an existing profile)] CASE-NAME",
+  if (a.help) {
+    console.log(usage);
+    return 0;
+  }
+  if (bad !== null || a._.length !== 1) {
+    console.error(
+      `bench:profile: ${bad ?? "give exactly one CASE-NAME"}. Fix: ${
+        usage.replace("deno task ", "")
+      }`,
     );
-    return a.help ? 0 : 2;
+    return 2;
   }
   const name = String(a._[0]);
   const top = Number(a.top ?? 25);

@@ -136,11 +136,11 @@ export function parseResults(json: unknown, source: string): Results {
   const r = ResultsSchema.safeParse(json);
   if (!r.success) {
     const lines = r.error.issues.map((i) =>
-      `  ${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`
+      `${i.path.length ? i.path.join(".") : "(root)"}: ${i.message}`
     );
     throw new Error(
-      `${source}: invalid results file:\n${lines.join("\n")}\n` +
-        `fix: re-create it with \`deno task bench --save NAME\` (schema ${RESULTS_SCHEMA_VERSION})`,
+      `${source}: invalid results file: ${lines.join("; ")}. ` +
+        `Fix: re-create it with \`deno task bench --save NAME\` (schema ${RESULTS_SCHEMA_VERSION})`,
     );
   }
   return r.data;
@@ -155,13 +155,16 @@ export async function loadResults(path: string): Promise<Results> {
   try {
     text = await Deno.readTextFile(path);
   } catch (e) {
-    throw new Error(`${path}: cannot read results file (${(e as Error).message})`);
+    throw new Error(
+      `${path}: cannot read results file (${(e as Error).message.split("\n")[0]}). ` +
+        "Fix: pass a file written by deno task bench --json FILE or --save NAME",
+    );
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (e) {
-    throw new Error(`${path}: not JSON (${(e as Error).message})`);
+    throw new Error(`${path}: not JSON (${(e as Error).message.split("\n")[0]})`);
   }
   return parseResults(json, path);
 }

@@ -588,14 +588,32 @@ export function formatVhostRows(rows: readonly VhostBenchRow[]): string {
  * permissions, 1 when a back-end could not start).
  */
 export async function runVhostUserSuite(argv: readonly string[]): Promise<number> {
-  const a = parseArgs([...argv], {
+  let bad: string | null = null;
+  const values = ["frames", "rounds", "json", "backend", "suite"];
+  // "--frames -5": a negative number after a value flag is its value (then range-checked).
+  const joined = argv.flatMap((x, i, all) =>
+    /^-[\d.]/.test(x) && values.includes(all[i - 1]?.replace(/^--/, "")) ? [] : [
+      values.includes(x.replace(/^--/, "")) && /^-[\d.]/.test(all[i + 1] ?? "")
+        ? `${x}=${all[i + 1]}`
+        : x,
+    ]
+  );
+  const a = parseArgs(joined, {
     boolean: ["help", "smoke", "identity-only"],
     string: ["frames", "rounds", "json", "backend", "suite"],
     collect: ["backend", "suite"],
+    unknown: (f: string) => {
+      bad ??= f;
+      return true;
+    },
   });
   if (a.help) {
     console.log(HELP);
     return 0;
+  }
+  if (bad !== null) {
+    console.error(`bench vhost-user: unknown argument ${bad}. Fix: see --help`);
+    return 2;
   }
   if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
     console.error(

@@ -5,7 +5,7 @@
  */
 
 import type { FuzzTarget } from "./target.ts";
-import { runUnit, type UnitProgress, type UnitResult, type UnitSpec } from "./runner.ts";
+import { IN_FLIGHT, runUnit, type UnitProgress, type UnitResult, type UnitSpec } from "./runner.ts";
 import type { WorkerRequest } from "./worker.ts";
 import { fmtSeconds } from "./report.ts";
 
@@ -83,6 +83,8 @@ export class WorkerExecutor implements Executor {
   run(unit: UnitSpec, onProgress: (p: UnitProgress) => void): Promise<UnitResult> {
     const w = this.#take();
     const start = performance.now();
+    const shared = new SharedArrayBuffer(IN_FLIGHT.length * 4);
+    const inFlight = new Int32Array(shared).fill(-1);
     return new Promise<UnitResult>((resolve) => {
       let runs = 0;
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -113,7 +115,8 @@ export class WorkerExecutor implements Executor {
           () =>
             crash(
               `no result after ${limit.toFixed(1)} s (budget ${unit.seconds!.toFixed(1)} s): ` +
-                `target.run hangs or an engine loop is unbounded (last progress: ${runs} runs)`,
+                `target.run hangs or an engine loop is unbounded (last progress: ${runs} runs)` +
+                hungInput(unit.target, inFlight),
               true,
             ),
           limit * 1000,
@@ -131,7 +134,12 @@ export class WorkerExecutor implements Executor {
         ev.preventDefault();
         crash(`worker crashed: ${ev.message}`, true);
       };
-      const req: WorkerRequest = { registry: this.#registry, unit, progressMs: this.#progressMs };
+      const req: WorkerRequest = {
+        registry: this.#registry,
+        unit,
+        progressMs: this.#progressMs,
+        inFlight: shared,
+      };
       w.postMessage(req);
     });
   }
@@ -141,6 +149,18 @@ export class WorkerExecutor implements Executor {
     this.#all = [];
     this.#idle = [];
   }
+}
+
+/** Names the input a hung unit was running (from its shared in-flight record), with a replay. */
+export function hungInput(target: string, inFlight: Int32Array): string {
+  const seed = Atomics.load(inFlight, IN_FLIGHT.seed);
+  const index = Atomics.load(inFlight, IN_FLIGHT.index);
+  if (seed < 0 || index < 0) return "; it hung before its first input";
+  if (Atomics.load(inFlight, IN_FLIGHT.shrinking) === 1) {
+    return `; it hung while shrinking a failure of fast-check seed ${seed}`;
+  }
+  return `; hung input: fast-check seed ${seed}, path ${index} (replay: deno task fuzz --target ` +
+    `${target} --replay-seed ${seed} --replay-path ${index})`;
 }
 
 /** Progress output: a rewritten line on a TTY, else a plain line every `plainEveryMs`. */

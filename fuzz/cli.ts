@@ -31,8 +31,14 @@ export interface FuzzOptions {
   runs: number | undefined;
   /** Campaign seed (undefined: random, printed in the summary). */
   seed: number | undefined;
-  /** Replay this corpus file instead of fuzzing. */
+  /** Replay this corpus file (or every `.json` file of this directory) instead of fuzzing. */
   replay: string | undefined;
+  /** Replay fast-check seed `replaySeed` at path `replayPath` of the one `--target`. */
+  replaySeed: number | undefined;
+  /** fast-check path of the counterexample (with `replaySeed`). */
+  replayPath: string | undefined;
+  /** Write crash-, timeout- and failure- files here (undefined: a new temp directory). */
+  artifacts: string | undefined;
   /** Write the JSON report here. */
   json: string | undefined;
   /** Write a JUnit XML report here. */
@@ -67,7 +73,12 @@ Options:
   --json FILE        write the JSON report (merge shards with deno task fuzz:merge)
   --junit FILE       write a JUnit XML report (one test case per target)
   --corpus DIR       corpus directory (default fuzz/corpus)
-  --replay FILE      rerun one corpus counterexample, print its input, exit 1 if it still fails
+  --replay FILE|DIR  rerun one corpus counterexample (or every .json file of DIR), print its
+                     input, exit 1 if it still fails
+  --replay-seed N    with --replay-path and one --target: rerun the counterexample fast-check
+  --replay-path P    found at seed N, path P (printed when the corpus could not be written)
+  --artifacts DIR    write crash-*, timeout-* and failure-* files of this campaign to DIR
+                     (default: a new directory under the system temp dir, printed on findings)
   --list             list the registered targets with their descriptions
   -h, --help         this help
 
@@ -88,6 +99,9 @@ const VALUE_FLAGS = [
   "--junit",
   "--corpus",
   "--replay",
+  "--replay-seed",
+  "--replay-path",
+  "--artifacts",
 ] as const;
 const BOOL_FLAGS = ["--list", "--help", "-h"] as const;
 
@@ -113,6 +127,9 @@ function defaultOptions(workers: number): FuzzOptions {
     runs: undefined,
     seed: undefined,
     replay: undefined,
+    replaySeed: undefined,
+    replayPath: undefined,
+    artifacts: undefined,
     json: undefined,
     junit: undefined,
     workers,
@@ -216,6 +233,27 @@ export function parseFuzzArgs(args: readonly string[], defaultWorkers = 1): Fuzz
       case "--replay":
         o.replay = v;
         break;
+      case "--replay-seed": {
+        const n = Number(v);
+        if (!/^-?\d+$/.test(v) || !Number.isSafeInteger(n)) {
+          throw new CliError(flag, `"${v}" is not an integer`, "pass the seed the report printed");
+        }
+        o.replaySeed = n;
+        break;
+      }
+      case "--replay-path":
+        if (!/^\d+(:\d+)*$/.test(v)) {
+          throw new CliError(
+            flag,
+            `"${v}" is not a fast-check path`,
+            'pass e.g. --replay-path "3:1:0"',
+          );
+        }
+        o.replayPath = v;
+        break;
+      case "--artifacts":
+        o.artifacts = v;
+        break;
     }
   }
   if (!secondsGiven && o.runs === undefined) o.seconds = DEFAULT_SECONDS;
@@ -225,6 +263,20 @@ export function parseFuzzArgs(args: readonly string[], defaultWorkers = 1): Fuzz
       "needs --seed so every CI job fuzzes a disjoint, reproducible part of one campaign " +
         "(a random seed per job makes the shards overlap)",
       "add --seed <N> (the same on every shard)",
+    );
+  }
+  if ((o.replaySeed === undefined) !== (o.replayPath === undefined)) {
+    throw new CliError(
+      o.replaySeed === undefined ? "--replay-path" : "--replay-seed",
+      "needs its partner flag",
+      "pass --replay-seed N --replay-path P together, with one --target",
+    );
+  }
+  if (o.replaySeed !== undefined && (o.targets.length !== 1 || o.replay !== undefined)) {
+    throw new CliError(
+      "--replay-seed",
+      "needs exactly one --target (and no --replay)",
+      "add --target NAME, the target the report names",
     );
   }
   if (o.replay !== undefined && (o.list || o.targets.length > 0 || o.shard.count > 1)) {

@@ -7,6 +7,7 @@
 
 import fc from "fast-check";
 import { z } from "zod";
+import { zodLine } from "./zod_line.ts";
 import type { FuzzTarget } from "./target.ts";
 import type { FailureRecord } from "./runner.ts";
 import { messageOf, signatureOf } from "./signature.ts";
@@ -48,7 +49,7 @@ export class CorpusError extends Error {
    * @param fix how to repair it.
    */
   constructor(file: string, problem: string, fix: string) {
-    super(`${file}: ${problem}\nFix: ${fix}`);
+    super(`${file}: ${problem}. Fix: ${fix}`);
     this.name = "CorpusError";
   }
 }
@@ -91,9 +92,16 @@ export async function writeCorpusEntry(
 ): Promise<{ file: string; isNew: boolean }> {
   const file = corpusPath(dir, f.signature.target, f.signature.hash);
   try {
-    await Deno.stat(file);
+    const old = JSON.parse(await Deno.readTextFile(file));
+    // a smaller counterexample of the same signature replaces the older, larger one, so the
+    // printed replay command shows the smallest input found
+    if (typeof old?.inputText !== "string" || f.inputText.length >= old.inputText.length) {
+      return { file, isNew: false };
+    }
+    await Deno.writeTextFile(file, JSON.stringify(corpusEntry(f), null, 2) + "\n");
     return { file, isNew: false };
   } catch (e) {
+    if (e instanceof SyntaxError) return { file, isNew: false }; // a broken file: replay names it
     if (!(e instanceof Deno.errors.NotFound)) throw e;
   }
   await Deno.mkdir(file.slice(0, file.lastIndexOf("/")), { recursive: true });
@@ -117,13 +125,15 @@ export function parseCorpusEntry(file: string, text: string): CorpusEntry {
   if (!r.success) {
     throw new CorpusError(
       file,
-      `not a corpus entry (${CORPUS_FORMAT}):\n${z.prettifyError(r.error)}`,
+      `not a corpus entry (${CORPUS_FORMAT}): ${zodLine(r.error)}`,
       "correct the named fields, or delete the file and let `deno task fuzz` find the bug again",
     );
   }
   const e = r.data;
   const parts = file.split("/");
   const [dirName, base] = [parts.at(-2), parts.at(-1)];
+  // an artifact (`--artifacts DIR`) names its target and hash in the file name instead
+  if (base === `failure-${e.target}-${e.error.hash}.json`) return e;
   if (dirName !== e.target) {
     throw new CorpusError(
       file,

@@ -21,6 +21,8 @@ export function hexDump(bytes: Uint8Array, indent = ""): string {
 }
 
 function hexToBytes(s: string): Uint8Array | undefined {
+  // "0x" and at most 16 digits is one 64-bit value (an address, a feature mask), not bytes
+  if (s.startsWith("0x") && s.length <= 18) return undefined;
   const h = s.startsWith("0x") ? s.slice(2) : s;
   if (h.length < 16 || h.length % 2 !== 0 || !/^[0-9a-fA-F]+$/.test(h)) return undefined;
   const out = new Uint8Array(h.length / 2);
@@ -28,7 +30,13 @@ function hexToBytes(s: string): Uint8Array | undefined {
   return out;
 }
 
-const BYTE_KEY = /bytes|data|payload|raw|ring|buf|table/i;
+/** Words of a key that mark byte arrays (`descriptorTable`, `raw_bytes`; not `writable`). */
+const BYTE_WORDS = new Set(["bytes", "data", "payload", "raw", "ring", "buf", "buffer", "table"]);
+/** Whether `key` has a byte-ish word: camelCase, snake_case and kebab-case words are compared whole. */
+export function isByteKey(key: string): boolean {
+  return key.replace(/([a-z0-9])([A-Z])/g, "$1 $2").split(/[\s_-]+/)
+    .some((w) => BYTE_WORDS.has(w.toLowerCase()));
+}
 const isByte = (x: unknown) => Number.isInteger(x) && (x as number) >= 0 && (x as number) <= 255;
 
 /** Renders a value readably (see the module doc). */
@@ -37,7 +45,10 @@ export function describeValue(v: unknown, indent = ""): string {
   if (v instanceof Uint8Array) return `Uint8Array(${v.length})\n${hexDump(v, inner)}`;
   if (typeof v === "string") {
     const b = hexToBytes(v);
-    return b ? `hex(${b.length} bytes)\n${hexDump(b, inner)}` : JSON.stringify(v);
+    if (b) return `hex(${b.length} bytes)\n${hexDump(b, inner)}`;
+    // multi-line text (e.g. an inspector hex dump) as an indented block
+    if (v.includes("\n")) return `\n${v.split("\n").map((l) => inner + l).join("\n")}`;
+    return JSON.stringify(v);
   }
   if (typeof v === "bigint") return `${v}n (0x${v.toString(16)})`;
   if (typeof v === "number") {
@@ -63,7 +74,7 @@ export function describeValue(v: unknown, indent = ""): string {
   if (entries.length === 0) return "{}";
   const field = ([k, x]: [string, unknown]) => {
     // Arrays of byte values under a byte-ish key (`bytes`, `data`, `payload`, `raw`, `ring`...)
-    if (BYTE_KEY.test(k) && Array.isArray(x) && x.length > 0 && x.every(isByte)) {
+    if (isByteKey(k) && Array.isArray(x) && x.length > 0 && x.every(isByte)) {
       return `${inner}${k}: bytes(${x.length})\n${hexDump(Uint8Array.from(x), inner + "  ")}`;
     }
     return `${inner}${k}: ${describeValue(x, inner)}`;

@@ -21,12 +21,22 @@ import {
   formatSummary,
   targetReports,
 } from "./report.ts";
-import { CorpusError, parseCorpusEntry, replayEntry, writeCorpusEntry } from "./corpus.ts";
+import {
+  CORPUS_FORMAT,
+  type CorpusEntry,
+  CorpusError,
+  parseCorpusEntry,
+  replayEntry,
+  writeCorpusEntry,
+} from "./corpus.ts";
+import { artifactsDirProblem, writeArtifacts } from "./artifacts.ts";
 import { registryProblems, unregisteredTargets } from "./registry.ts";
 import { describeOutput, describeValue } from "./describe.ts";
 import { messageOf } from "./signature.ts";
 import type { UnitResult, UnitSpec } from "./runner.ts";
 import { deviceFuzzMain, isDeviceInvocation } from "./device/main.ts";
+import { outputPathsProblem } from "./output_paths.ts";
+import { probeLoad } from "./load_probe.ts";
 
 /** Where the runner finds its targets and writes its output (tests substitute their own). */
 export interface FuzzEnv {
@@ -54,16 +64,65 @@ export interface FuzzEnv {
 
 function replay(file: string, env: FuzzEnv): number {
   let text: string;
+  let isDir = false;
   try {
-    text = Deno.readTextFileSync(file);
+    isDir = Deno.statSync(file).isDirectory;
+    text = isDir ? "" : Deno.readTextFileSync(file);
   } catch (e) {
     env.err(
-      `fuzz: --replay: cannot read ${file} (${messageOf(e)}). ` +
-        "Fix: pass a corpus file, e.g. fuzz/corpus/<target>/<hash>.json\n",
+      `fuzz: --replay: cannot read ${file} (${messageOf(e).split("\n")[0]}). ` +
+        "Fix: pass a corpus file or directory, e.g. fuzz/corpus/<target>/<hash>.json\n",
     );
     return 2;
   }
-  const entry = parseCorpusEntry(file, text);
+  if (isDir) return replayDir(file, env);
+  return replayParsed(file, parseCorpusEntry(file, text), env);
+}
+
+/** Replays every `.json` file under `dir` (sorted); the worst exit status. */
+function replayDir(dir: string, env: FuzzEnv): number {
+  const files: string[] = [];
+  const walk = (d: string) => {
+    for (const e of Deno.readDirSync(d)) {
+      const p = `${d.replace(/\/+$/, "")}/${e.name}`;
+      if (e.isDirectory) walk(p);
+      else if (e.name.endsWith(".json")) files.push(p);
+    }
+  };
+  walk(dir);
+  files.sort();
+  if (files.length === 0) {
+    env.err(`fuzz: --replay: ${dir} holds no .json files. Fix: pass a corpus directory\n`);
+    return 2;
+  }
+  let worst = 0;
+  for (const f of files) worst = Math.max(worst, replay(f, env));
+  env.out(`fuzz: replayed ${files.length} file(s) from ${dir}\n`);
+  return worst;
+}
+
+/** Replays fast-check's `seed` + `path` of one target (`--replay-seed/--replay-path`). */
+function replaySeedPath(targetName: string, seed: number, path: string, env: FuzzEnv): number {
+  const entry: CorpusEntry = {
+    format: CORPUS_FORMAT,
+    target: targetName,
+    seed,
+    path,
+    inputText: "(regenerated from seed and path)",
+    error: {
+      oracle: "-",
+      code: "-",
+      signature: "(none recorded)",
+      hash: "0".repeat(16),
+      message: "",
+    },
+    fastCheckVersion: fc.__version,
+    date: new Date().toISOString(),
+  };
+  return replayParsed(`--replay-seed ${seed} --replay-path ${path}`, entry, env);
+}
+
+function replayParsed(file: string, entry: CorpusEntry, env: FuzzEnv): number {
   const target = env.targets.find((t) => t.name === entry.target);
   if (target === undefined) {
     env.err(
@@ -165,9 +224,16 @@ export async function fuzzMain(args: readonly string[], env: FuzzEnv): Promise<n
     );
     return 0;
   }
-  if (o.replay !== undefined) {
+  if (o.replay !== undefined || o.replaySeed !== undefined) {
     try {
-      return replay(o.replay, env);
+      if (o.replaySeed !== undefined) {
+        if (!env.targets.some((t) => t.name === o.targets[0])) {
+          env.err(`fuzz: --target: unknown target "${o.targets[0]}". Fix: see --list\n`);
+          return 2;
+        }
+        return replaySeedPath(o.targets[0], o.replaySeed, o.replayPath!, env);
+      }
+      return replay(o.replay!, env);
     } catch (e) {
       if (e instanceof CorpusError) {
         env.err(`fuzz: ${e.message}\n`);
@@ -182,6 +248,12 @@ export async function fuzzMain(args: readonly string[], env: FuzzEnv): Promise<n
         "fixtures (git checkout tests/fixtures) or set VIRTQ_FIXTURES_DIR to a directory " +
         "holding scenarioA.* and scenarioB.*\n",
     );
+    return 2;
+  }
+  const pathProblem = outputPathsProblem([["--json", o.json], ["--junit", o.junit]]) ??
+    (o.artifacts === undefined ? null : artifactsDirProblem(o.artifacts));
+  if (pathProblem !== null) {
+    env.err(`fuzz: ${pathProblem}\n`);
     return 2;
   }
   const known = new Set(env.targets.map((t) => t.name));
@@ -245,6 +317,14 @@ export async function fuzzMain(args: readonly string[], env: FuzzEnv): Promise<n
     { fastCheck: fc.__version, deno: Deno.version.deno },
   );
   env.out(formatSummary(report) + "\n");
+  if (report.totals.failures + report.totals.crashes > 0) {
+    try {
+      const a = await writeArtifacts(o.artifacts, results, outcome);
+      env.out(`fuzz: ${a.files.length} artifact file(s) in ${a.dir}\n`);
+    } catch (e) {
+      env.err(`fuzz: --artifacts: cannot write artifacts: ${messageOf(e).split("\n")[0]}\n`);
+    }
+  }
   if (o.json !== undefined) {
     Deno.writeTextFileSync(o.json, JSON.stringify(report, null, 2) + "\n");
     env.out(`fuzz: JSON report written to ${o.json}\n`);
@@ -257,9 +337,21 @@ export async function fuzzMain(args: readonly string[], env: FuzzEnv): Promise<n
 }
 
 if (import.meta.main) {
+  const enc = new TextEncoder();
+  // the watchdog covers loading: a hang in a target module's top level is reported, not waited on
+  const registry = new URL("./targets/mod.ts", import.meta.url).href;
+  const probe = await probeLoad(registry);
+  if (!probe.ok) {
+    Deno.stderr.writeSync(
+      enc.encode(
+        `fuzz: fuzz/targets/mod.ts ${probe.why.split("\n")[0]}. Fix: run \`deno run ` +
+          "fuzz/targets/mod.ts` to see where it stops, and fix that target\n",
+      ),
+    );
+    Deno.exit(2);
+  }
   const { TARGETS } = await import("./targets/mod.ts");
   const { REAL_RING_SEEDS_ERROR } = await import("./support/real_ring_seeds.ts");
-  const enc = new TextEncoder();
   const code = await fuzzMain(Deno.args, {
     targets: TARGETS,
     registryUrl: new URL("./targets/mod.ts", import.meta.url).href,

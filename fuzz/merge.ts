@@ -8,6 +8,7 @@
 import { formatJunit, formatSummary, type FuzzReport, parseReport, ReportError } from "./report.ts";
 import { mergeReports } from "./shards.ts";
 import { messageOf } from "./signature.ts";
+import { outputPathsProblem } from "./output_paths.ts";
 
 /** `--help` text of `deno task fuzz:merge`. */
 export const MERGE_HELP = `deno task fuzz:merge REPORT.json... [--json OUT] [--junit OUT]
@@ -55,6 +56,11 @@ export function mergeMain(
     err(
       "fuzz:merge: no reports given. Fix: pass the shard reports, e.g. a.json b.json (see --help)\n",
     );
+    return 2;
+  }
+  const pathProblem = outputPathsProblem([["--json", json], ["--junit", junit]]);
+  if (pathProblem !== null) {
+    err(`fuzz:merge: ${pathProblem}\n`);
     return 2;
   }
   let merged: FuzzReport;

@@ -7,6 +7,7 @@
 import { z } from "zod";
 import type { UnitResult } from "./runner.ts";
 import { CATALOGUE_CODES } from "./catalogue.ts";
+import { zodLine } from "./zod_line.ts";
 
 /** Format tag of the JSON report. */
 export const REPORT_FORMAT = "virtq-lab/fuzz-report@1";
@@ -49,6 +50,12 @@ const TargetReport = z.strictObject({
     perSecond: z.number().nonnegative(),
   }).optional(),
   crash: z.string().optional(),
+  /** Each unit this target ran: its slice, derived seed and runs (merged shards: every shard's). */
+  slices: z.array(z.strictObject({
+    slice: z.int().nonnegative(),
+    seed: z.int(),
+    runs: z.int().nonnegative(),
+  })).optional(),
 });
 
 const Campaign = z.strictObject({
@@ -145,6 +152,7 @@ export function targetReports(
     }
     t.units++;
     t.runs += u.runs;
+    (t.slices ??= []).push({ slice: u.slice, seed: u.seed, runs: u.runs });
     t.seconds += u.seconds;
     t.errorCodes = sortedUnion([t.errorCodes, u.errorCodes]);
     if (u.work !== undefined) {
@@ -212,7 +220,7 @@ export function parseReport(file: string, json: unknown): FuzzReport {
   if (!r.success) {
     throw new ReportError(
       file,
-      `not a fuzz report (${REPORT_FORMAT}):\n${z.prettifyError(r.error)}\n` +
+      `not a fuzz report (${REPORT_FORMAT}): ${zodLine(r.error)}. ` +
         "Fix: pass files written by `deno task fuzz --json FILE` of this version",
     );
   }
@@ -293,7 +301,7 @@ export function formatSummary(report: FuzzReport): string {
         }`,
         f.corpusFile !== null
           ? `  replay: deno task fuzz --replay ${f.corpusFile}`
-          : `  replay: seed ${f.seed}, path "${f.path}"`,
+          : `  replay: deno task fuzz --target ${t.target} --replay-seed ${f.seed} --replay-path ${f.path}`,
       );
     }
   }
@@ -308,31 +316,53 @@ function xml(s: string): string {
   ).replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, ""); // not allowed in XML 1.0
 }
 
-/** JUnit XML: one `<testcase>` per target; failures as `<failure>`, crashes as `<error>`. */
+/**
+ * JUnit XML: one `<testcase>` per target with at most one `<failure>` (all of the target's
+ * distinct failures, by signature, in its message and body), crashes as `<error>`, and the
+ * campaign's seed, shards, Deno and fast-check versions as suite `<properties>`.
+ */
 export function formatJunit(report: FuzzReport): string {
   const tot = report.totals;
   const failed = report.targets.filter((t) => t.failures.length > 0).length;
   const time = tot.seconds.toFixed(3);
+  const c = report.campaigns;
+  const props: [string, string][] = [
+    ["seed", [...new Set(c.map((x) => x.seed))].join(",")],
+    ["shard", c.map((x) => `${x.shard.index}/${x.shard.count}`).join(",")],
+    ["deno", report.denoVersion],
+    ["fast-check", report.fastCheckVersion],
+  ];
   const out = [
     `<?xml version="1.0" encoding="UTF-8"?>`,
     `<testsuites name="virtq-lab fuzz" tests="${tot.targets}" failures="${failed}" errors="${tot.crashes}" time="${time}">`,
     `  <testsuite name="fuzz" tests="${tot.targets}" failures="${failed}" errors="${tot.crashes}" skipped="0" time="${time}" timestamp="${
       xml(report.campaigns[0].date)
     }">`,
+    `    <properties>`,
+    ...props.map(([k, v]) => `      <property name="${xml(k)}" value="${xml(v)}"/>`),
+    `    </properties>`,
   ];
   for (const t of report.targets) {
     out.push(
       `    <testcase classname="fuzz" name="${xml(t.target)}" time="${t.seconds.toFixed(3)}">`,
     );
-    for (const f of t.failures) {
-      const body = `${f.message}\nshrunk input: ${f.inputText}\n` +
+    if (t.failures.length > 0) {
+      const bodies = t.failures.map((f) =>
+        `[${f.signature.oracle} / ${f.signature.code}] ${f.message}\nshrunk input: ${f.inputText}\n` +
         (f.corpusFile
           ? `replay: deno task fuzz --replay ${f.corpusFile}`
-          : `seed ${f.seed} path ${f.path}`);
+          : `replay: deno task fuzz --target ${t.target} --replay-seed ${f.seed} --replay-path ${f.path}`)
+      );
+      const first = t.failures[0].signature;
+      const message = t.failures.length === 1
+        ? first.text
+        : `${t.failures.length} distinct failures: ${
+          t.failures.map((f) => f.signature.text).join("; ")
+        }`;
       out.push(
-        `      <failure message="${xml(f.signature.text)}" type="${xml(f.signature.oracle)}">${
-          xml(body)
-        }</failure>`,
+        `      <failure message="${xml(message)}" type="${
+          xml(t.failures.length === 1 ? first.oracle : "multiple")
+        }">${xml(bodies.join("\n\n"))}</failure>`,
       );
     }
     if (t.crash !== undefined) {

@@ -75,6 +75,14 @@ export interface UnitResult {
   crash?: string;
 }
 
+/**
+ * Slots of the in-flight record a unit keeps in shared memory (an `Int32Array` over a
+ * `SharedArrayBuffer`), so a watchdog on another thread can name the input that hangs: the
+ * fast-check seed of the current check, the index of the run inside it (its fast-check path while
+ * generating), and 1 while shrinking.
+ */
+export const IN_FLIGHT = { seed: 0, index: 1, shrinking: 2, length: 3 } as const;
+
 /** Live counters, passed to the progress callback. */
 export interface UnitProgress {
   /** Property executions so far (including shrink steps). */
@@ -108,6 +116,7 @@ export function runUnit(
   spec: UnitSpec,
   onProgress?: (p: UnitProgress) => void,
   progressMs = 500,
+  inFlight?: Int32Array,
 ): UnitResult {
   const start = performance.now();
   const deadline = spec.seconds === undefined ? Infinity : start + spec.seconds * 1000;
@@ -130,8 +139,10 @@ export function runUnit(
   const stackLimit = Error.stackTraceLimit;
   const work0 = target.workDone?.() ?? 0;
   let failing = false; // the current fc.check found a failure and is shrinking it
+  let checkIndex = 0; // runs of the current fc.check: the fast-check path of a generated input
   const predicate = (input: unknown): void => {
     executed++;
+    if (inFlight !== undefined && !failing) Atomics.store(inFlight, IN_FLIGHT.index, checkIndex++);
     // Generation stops at the deadline (an interrupt, which fast-check counts as success);
     // shrinking a failure found before it may use the grace period (fc's own time limit).
     if (!failing && performance.now() >= deadline) throw new fc.PreconditionFailure(true);
@@ -155,6 +166,7 @@ export function runUnit(
       if (!fc.PreconditionFailure.isFailure(e) && !failing) {
         // fc.pre() in a target is a skip. A real failure: shrinking starts, with full stacks.
         failing = true;
+        if (inFlight !== undefined) Atomics.store(inFlight, IN_FLIGHT.shrinking, 1);
         Error.stackTraceLimit = stackLimit;
       }
       throw e;
@@ -167,6 +179,11 @@ export function runUnit(
       if (remaining <= 0) break;
       const seed = k === 0 ? spec.seed : deriveSeed(spec.seed, "retry", k);
       failing = false;
+      checkIndex = 0;
+      if (inFlight !== undefined) {
+        Atomics.store(inFlight, IN_FLIGHT.seed, seed);
+        Atomics.store(inFlight, IN_FLIGHT.shrinking, 0);
+      }
       Error.stackTraceLimit = 0;
       const details = fc.check(fc.property(arb, predicate), {
         seed,

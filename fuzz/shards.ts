@@ -137,6 +137,9 @@ export function mergeReports(reports: readonly { file: string; report: FuzzRepor
       m.seconds += t.seconds;
       m.runsPerSecond = rate(m.runs, m.seconds);
       m.errorCodes = sortedUnion([m.errorCodes, t.errorCodes]);
+      if (t.slices !== undefined) {
+        m.slices = [...(m.slices ?? []), ...t.slices].sort((a, b) => a.slice - b.slice);
+      }
       if (t.work !== undefined) {
         m.work ??= { unit: t.work.unit, count: 0, perSecond: 0 };
         m.work.count += t.work.count;

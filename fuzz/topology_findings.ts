@@ -17,34 +17,58 @@ disagreement between the driver's and the device's views, and writes each as DIR
 (default DIR: /tmp/virtq-topology-findings). Replay one with: deno task explain DIR/<name>.json`;
 
 function usage(msg: string): never {
-  console.error(`${msg}\n\n${HELP}`);
+  console.error(`fuzz:topology-findings: ${msg} (see --help)`);
   Deno.exit(2);
 }
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    seed: { type: "string", default: "1" },
-    runs: { type: "string", default: "500" },
-    out: { type: "string", default: "/tmp/virtq-topology-findings" },
-    json: { type: "boolean", default: false },
-    help: { type: "boolean", short: "h", default: false },
-  },
-});
+let values: { seed: string; runs: string; out: string; json: boolean; help: boolean };
+try {
+  // a value starting with "-" (e.g. --runs -1) is taken as the value, then range-checked
+  const args = Deno.args.flatMap((a, i, all) =>
+    /^-\d/.test(a) && /^--(seed|runs|out)$/.test(all[i - 1] ?? "") ? [] : [
+      /^--(seed|runs|out)$/.test(a) && /^-\d/.test(all[i + 1] ?? "") ? `${a}=${all[i + 1]}` : a,
+    ]
+  );
+  values = parseArgs({
+    args,
+    options: {
+      seed: { type: "string", default: "1" },
+      runs: { type: "string", default: "500" },
+      out: { type: "string", default: "/tmp/virtq-topology-findings" },
+      json: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+  }).values;
+} catch (e) {
+  usage(`${(e as Error).message.split("\n")[0]}. Fix: use --seed N, --runs N, --out DIR, --json`);
+}
 if (values.help) {
   console.log(HELP);
   Deno.exit(0);
 }
 const seed = Number(values.seed), runs = Number(values.runs);
-if (!Number.isSafeInteger(seed)) usage(`--seed ${values.seed}: expected an integer`);
-if (!Number.isSafeInteger(runs) || runs < 1) {
-  usage(`--runs ${values.runs}: expected a positive integer`);
+if (!/^-?\d+$/.test(values.seed) || !Number.isSafeInteger(seed)) {
+  usage(`--seed ${values.seed}: not an integer. Fix: pass e.g. --seed 1`);
+}
+if (!/^\d+$/.test(values.runs) || !Number.isSafeInteger(runs) || runs < 1) {
+  usage(`--runs ${values.runs}: not a positive integer. Fix: pass e.g. --runs 500`);
+}
+try {
+  await Deno.mkdir(values.out, { recursive: true });
+  const probe = `${values.out}/.write-probe`;
+  await Deno.writeTextFile(probe, "");
+  await Deno.remove(probe);
+} catch (e) {
+  usage(
+    `--out ${values.out}: cannot write there (${
+      (e as Error).message.split("\n")[0]
+    }). Fix: name a writable directory`,
+  );
 }
 
 const t0 = performance.now();
 console.error(`drawing ${runs} topologies from seed ${seed}...`);
 const found = findDisagreements(seed, runs);
-await Deno.mkdir(values.out, { recursive: true });
 const rows: { file: string; kind: string }[] = [];
 for (const [kind, topo] of found) {
   const file = `${values.out}/${topo.name}.json`;

@@ -21,12 +21,14 @@ export interface WorkerRequest {
   unit: UnitSpec;
   /** Progress interval in milliseconds. */
   progressMs: number;
+  /** Shared in-flight record (`IN_FLIGHT` slots of `runner.ts`), read by the hang watchdog. */
+  inFlight?: SharedArrayBuffer;
 }
 
 const registries = new Map<string, readonly FuzzTarget<unknown>[]>();
 
 self.onmessage = async (ev: MessageEvent<WorkerRequest>) => {
-  const { registry, unit, progressMs } = ev.data;
+  const { registry, unit, progressMs, inFlight } = ev.data;
   try {
     let targets = registries.get(registry);
     if (targets === undefined) {
@@ -40,6 +42,7 @@ self.onmessage = async (ev: MessageEvent<WorkerRequest>) => {
       unit,
       (p) => self.postMessage({ type: "progress", ...p }),
       progressMs,
+      inFlight === undefined ? undefined : new Int32Array(inFlight),
     );
     self.postMessage({ type: "done", result });
   } catch (e) {

@@ -237,7 +237,20 @@ instead of a folder face. Uses \`deno info --json\`.
   --help        this text`;
 
 if (import.meta.main) {
-  const args = parseArgs(Deno.args, { string: ["root", "json"], boolean: ["help"] });
+  const unknown = Deno.args.find((a) =>
+    a.startsWith("-") && !/^--(root|json|help)(=|$)/.test(a) && a !== "-h"
+  );
+  if (unknown !== undefined) {
+    console.error(
+      `check:imports: ${unknown}: unknown flag. Fix: use --root DIR, --json FILE or --help`,
+    );
+    Deno.exit(2);
+  }
+  const args = parseArgs(Deno.args, {
+    string: ["root", "json"],
+    boolean: ["help"],
+    alias: { h: "help" },
+  });
   if (args.help) {
     console.log(HELP);
     Deno.exit(0);

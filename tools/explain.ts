@@ -11,6 +11,7 @@
 
 import { parseArgs } from "node:util";
 import {
+  didYouMean,
   explainJson,
   explainText,
   matchesExpectation,
@@ -55,7 +56,12 @@ async function load(arg: string): Promise<{ json: unknown; file: string }> {
   try {
     text = await Deno.readTextFile(arg);
   } catch (e) {
-    fail(`${arg}: cannot read (${(e as Error).message}); not a preset either (try --list)`);
+    const guess = arg.includes("/") ? undefined : didYouMean(bare, PRESET_NAMES);
+    fail(
+      `explain: ${arg}: cannot read (${(e as Error).message.split("\n")[0]}) and not a preset. ` +
+        (guess ? `Did you mean the preset "${guess}"? ` : "") +
+        "Fix: pass a topology file or a preset name (see --list)",
+    );
   }
   try {
     const json = JSON.parse(text) as Record<string, unknown>;
@@ -65,7 +71,7 @@ async function load(arg: string): Promise<{ json: unknown; file: string }> {
     }
     return { json, file: arg };
   } catch (e) {
-    fail(`${arg}: not valid JSON: ${(e as Error).message}`);
+    fail(`explain: ${arg}: not valid JSON: ${(e as Error).message.split("\n")[0]}`);
   }
 }
 
@@ -106,7 +112,10 @@ function args(argv: string[]) {
       },
     });
   } catch (e) {
-    fail(`${(e as Error).message}\n\n${HELP}`);
+    fail(
+      `explain: ${(e as Error).message.split("\n")[0]}. Fix: use --json, --list, --all or ` +
+        "--help",
+    );
   }
 }
 
@@ -158,7 +167,12 @@ async function run(argv: string[]): Promise<number> {
     else console.log(`${PRESET_NAMES.length - bad} presets match, ${bad} do not`);
     return bad === 0 ? 0 : 1;
   }
-  if (positionals.length !== 1) fail(`expected one topology file or preset name\n\n${HELP}`);
+  if (positionals.length !== 1) {
+    fail(
+      `explain: expected one topology file or preset name, got ${positionals.length}. ` +
+        "Fix: e.g. deno task explain q35-intel-iommu-driver-ignores-quirk (see --help)",
+    );
+  }
   const { json, file } = await load(positionals[0]);
   const r = resolveOrFail(json, file);
   console.log(values.json ? JSON.stringify(explainJson(r), null, 2) : explainText(r));

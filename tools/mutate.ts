@@ -214,8 +214,17 @@ async function campaign(
 }
 
 async function main(): Promise<void> {
-  const a = parseArgs(Deno.args, {
-    string: ["seconds", "sample", "seed", "file", "target", "runs", "workers", "json"],
+  const valueFlags = ["seconds", "sample", "seed", "file", "target", "runs", "workers", "json"];
+  // "--sample -1": a negative number after a value flag is its value (then range-checked).
+  const argv = Deno.args.flatMap((x, i, all) =>
+    /^-[\d.]/.test(x) && valueFlags.includes(all[i - 1]?.replace(/^--/, "")) ? [] : [
+      valueFlags.includes(x.replace(/^--/, "")) && /^-[\d.]/.test(all[i + 1] ?? "")
+        ? `${x}=${all[i + 1]}`
+        : x,
+    ]
+  );
+  const a = parseArgs(argv, {
+    string: valueFlags,
     boolean: ["list", "help", "focus"],
     default: { focus: true },
     negatable: ["focus"],

@@ -10,7 +10,16 @@ import { topologyJsonSchema } from "../src/mod.ts";
 const PATH = new URL("../docs/topology.schema.json", import.meta.url);
 const text = JSON.stringify(topologyJsonSchema(), null, 2) + "\n";
 
-if (Deno.args.includes("--help")) {
+const unknown = Deno.args.find((a) => !["--help", "-h", "--check"].includes(a));
+if (unknown !== undefined) {
+  console.error(
+    `schema: ${unknown}: ${
+      unknown.startsWith("-") ? "unknown flag" : "unexpected argument"
+    }. Fix: use --check or --help`,
+  );
+  Deno.exit(2);
+}
+if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
   console.log("deno task schema [--check]: write (or check) docs/topology.schema.json");
 } else if (Deno.args.includes("--check")) {
   const cur = await Deno.readTextFile(PATH).catch(() => "");

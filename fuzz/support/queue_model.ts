@@ -592,6 +592,7 @@ export function runModelSplit(
   }
   if (input.eventIdx) bits.push(VIRTIO_F_EVENT_IDX);
   if (input.inOrder) bits.push(VIRTIO_F_IN_ORDER);
+  if (layout === "packed") bits.push(34); // VIRTIO_F_RING_PACKED: the layout is negotiated
   const setup = () => {
     const pair = createQueuePair<number>({
       layout,

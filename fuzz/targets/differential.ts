@@ -184,7 +184,7 @@ function run(input: DifferentialInput): void {
     pair: createQueuePair<number>({
       layout,
       size,
-      features,
+      features: features | (layout === "packed" ? 1n << 34n : 0n), // VIRTIO_F_RING_PACKED
       memory: GuestMemory.flat(MEM),
       driverPolicy: { indirect: input.indirectPolicy },
     }),

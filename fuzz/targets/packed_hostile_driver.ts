@@ -33,6 +33,7 @@ import { type RealRingInput, withRealRingSeeds } from "../support/real_ring_seed
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 import { packedAvailFlags, PackedRingBuilder } from "../../src/virtio/mod.ts";
 import { refDecode } from "../support/packed_reference.ts";
+import { describeRing } from "../support/ring_describe.ts";
 
 const MEM = 0x20000;
 const RING = 0x1000;
@@ -495,6 +496,27 @@ export const packedHostileDriver: FuzzTarget<
       description: "hostile driver vs packed device: valid lists + one corruption + raw bytes",
       arbitrary,
       run,
+      describe: (input) => {
+        // the ring as the failing run left it, decoded by the inspector
+        try {
+          try {
+            runOn(input);
+          } catch { /* the failure itself is printed by --replay */ }
+          const size = input.size;
+          return describeRing(packedHostileDriverScratch.memory, {
+            layout: "packed",
+            size,
+            features: (1n << 34n) | // VIRTIO_F_RING_PACKED
+              (input.indirect ? featureMask(VIRTIO_F_INDIRECT_DESC) : 0n) |
+              (input.inOrder ? featureMask(VIRTIO_F_IN_ORDER) : 0n),
+            desc: RING,
+            driver: RING + 16 * size,
+            device: RING + 16 * size + 4,
+          }, MEM);
+        } finally {
+          packedHostileDriverScratch.clean();
+        }
+      },
       workUnit: "chains",
       workDone: () => chainsDone,
       encode: (i) => i,

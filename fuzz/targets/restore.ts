@@ -31,6 +31,7 @@ import {
   type RestorableDeviceQueue,
   SgList,
   VIRTIO_F_IN_ORDER,
+  VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
   type VirtqueueState,
 } from "../../src/mod.ts";
@@ -120,7 +121,8 @@ export function makeRestoreTarget(
     const layout = input.packed ? "packed" : "split";
     const size = 1 << input.sizeLog2;
     const features = featureMask(VIRTIO_F_VERSION_1) |
-      (input.inOrder ? featureMask(VIRTIO_F_IN_ORDER) : 0n);
+      (input.inOrder ? featureMask(VIRTIO_F_IN_ORDER) : 0n) |
+      (input.packed ? featureMask(VIRTIO_F_RING_PACKED) : 0n);
     const p = createQueuePair<number>({ layout, size, features, memorySize: 1 << 20 });
     const dev = p.device;
     if (!isRestorable(dev)) {

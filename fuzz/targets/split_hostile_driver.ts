@@ -30,6 +30,7 @@ import {
 import { type RealRingInput, withRealRingSeeds } from "../support/real_ring_seeds.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 import { ScratchMemory } from "../support/scratch_memory.ts";
+import { describeRing } from "../support/ring_describe.ts";
 import { type ActivationOnlyInput, withActivation } from "../support/activation.ts";
 import {
   type HostileDriverInput,
@@ -809,6 +810,21 @@ export const splitHostileDriver: FuzzTarget<
         "hostile driver vs split device: valid chains + one targeted corruption, checked against a reference decoder",
       arbitrary: () => hostileDriverInputArbitrary,
       run: runHostileDriver,
+      describe: (input) => {
+        try {
+          const b = build(input);
+          return describeRing(b.memory, {
+            layout: "split",
+            size: input.size,
+            features: b.features,
+            desc: DESC,
+            driver: AVAIL,
+            device: USED,
+          }, MEM_END);
+        } finally {
+          splitHostileDriverScratch.clean();
+        }
+      },
       workUnit: "chains",
       workDone: () => chainsDone,
       encode: (input) => structuredClone(input),

@@ -121,7 +121,13 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     const { memory, poolGpa, inner } = options;
     const size = options.poolSize ?? IO_TLB_DEFAULT_SIZE;
     if (!Number.isSafeInteger(poolGpa) || poolGpa % 4096 !== 0) {
-      throw new RangeError(`swiotlb pool GPA ${poolGpa} must be page-aligned`);
+      throw new RangeError(
+        `swiotlb pool GPA ${
+          Number.isSafeInteger(poolGpa) && poolGpa >= 0
+            ? "0x" + poolGpa.toString(16)
+            : String(poolGpa)
+        } must be page-aligned (0x1000)`,
+      );
     }
     if (!Number.isSafeInteger(size) || size <= 0 || size % IO_TLB_SIZE !== 0) {
       throw new RangeError(`swiotlb pool size ${size} must be a positive multiple of 2 KiB`);

@@ -135,12 +135,24 @@ export class GuestMemory {
   addRegion(spec: MemoryRegionSpec): MemoryRegion {
     const { gpa, size } = spec;
     if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa % GUEST_PAGE_SIZE !== 0) {
-      throw new RangeError(`region gpa ${gpa} must be a non-negative multiple of 4096`);
+      throw new RangeError(
+        `region gpa ${
+          Number.isSafeInteger(gpa) && gpa >= 0 ? "0x" + gpa.toString(16) : String(gpa)
+        } must be a non-negative multiple of 0x1000`,
+      );
     }
     if (!Number.isSafeInteger(size) || size <= 0 || size % GUEST_PAGE_SIZE !== 0) {
-      throw new RangeError(`region size ${size} must be a positive multiple of 4096`);
+      throw new RangeError(
+        `region size ${
+          Number.isSafeInteger(size) && size >= 0 ? "0x" + size.toString(16) : String(size)
+        } must be a positive multiple of 0x1000`,
+      );
     }
-    if (gpa + size > 2 ** 52) throw new RangeError(`region ends above 2^52: gpa ${gpa}`);
+    if (gpa + size > 2 ** 52) {
+      throw new RangeError(
+        `region ends above 2^52: gpa 0x${gpa.toString(16)} size 0x${size.toString(16)}`,
+      );
+    }
     if (spec.backing && spec.backing.byteLength < size) {
       throw new RangeError(`region backing has ${spec.backing.byteLength} bytes, needs ${size}`);
     }

@@ -106,6 +106,7 @@ function roundTrip(
     ringGpa: v.ringGpa,
     dmaApi: api,
     dmaSpace: v.space,
+    driverForcesDmaApi: true, // the plan decided whether the driver maps (quirks included)
   });
   pair.driver.add(segments(t, plan, v.bufferGpa), segments(t, plan, wGpa), 1);
   pair.driver.kick();

@@ -21,6 +21,7 @@
  * @module
  */
 
+import { closest, distance } from "fastest-levenshtein";
 import { z } from "zod";
 import { toU64, type U64 } from "../memory/u64.ts";
 import { crossCheckTopology } from "./topology_checks.ts";
@@ -385,10 +386,10 @@ export class TopologyError extends Error {
    * Creates the error from readable issue lines.
    * @param file file or preset name.
    * @param issues one readable line per issue.
-   * @param pretty the zod pretty-printed report.
+   * @param pretty the issues as one line (the CLI prints exactly one line).
    */
   constructor(file: string, issues: readonly string[], pretty: string) {
-    super(`${file}: invalid topology\n${pretty}`);
+    super(`${file}: invalid topology: ${pretty}`);
     this.name = "TopologyError";
     this.file = file;
     this.issues = issues;
@@ -412,20 +413,61 @@ const HINTS: Record<string, string> = {
  * @throws TopologyError naming each bad field and how to fix it.
  */
 export function parseTopology(json: unknown, file = "<topology>"): Topology {
-  const r = topologySchema.safeParse(json);
+  const r = topologySchema.safeParse(json, { reportInput: true });
   if (r.success) return r.data;
   const lines = r.error.issues.map((iss) => {
-    const path = iss.path.map(String).join(".") || "(root)";
+    const path = iss.path.map((k, i) =>
+      typeof k === "number" ? `[${k}]` : `${i === 0 ? "" : "."}${String(k)}`
+    ).join("") || "(root)";
     const last = String([...iss.path].reverse().find((k) => typeof k === "string") ?? "");
     let hint = HINTS[last] ?? "";
-    if (iss.code === "unrecognized_keys") hint = "remove it, or check its spelling";
-    if (iss.code === "invalid_type" && iss.input === undefined) hint = "this field is required";
+    const input = (iss as { input?: unknown }).input;
+    if (iss.code === "unrecognized_keys") {
+      const guesses = iss.keys.map((k) => {
+        const g = didYouMean(k, knownFieldNames());
+        return g === undefined ? `"${k}"` : `"${k}" (did you mean "${g}"?)`;
+      });
+      hint = `remove ${guesses.join(", ")}, or check the spelling`;
+    } else if (iss.code === "invalid_type" && input === undefined) {
+      hint = `this field is required${hint ? `; ${hint}` : ""}`;
+    } else if (iss.code === "invalid_value" && typeof input === "string") {
+      const g = didYouMean(input, iss.values.filter((v): v is string => typeof v === "string"));
+      if (g !== undefined) hint = `did you mean "${g}"?`;
+    }
     return `${path}: ${iss.message}${hint ? ` (${hint})` : ""}`;
   });
-  const fixes = lines.filter((l) => l.endsWith(")"));
-  const pretty = z.prettifyError(r.error) +
-    (fixes.length ? "\nfixes:\n  " + fixes.join("\n  ") : "");
-  throw new TopologyError(file, lines, pretty);
+  throw new TopologyError(file, lines, lines.join("; "));
+}
+
+let fieldNames: string[] | undefined;
+/** Every property name of the topology schema (for did-you-mean on unknown keys). */
+function knownFieldNames(): string[] {
+  if (fieldNames !== undefined) return fieldNames;
+  const names = new Set<string>();
+  const walk = (v: unknown) => {
+    if (Array.isArray(v)) return v.forEach(walk);
+    if (typeof v !== "object" || v === null) return;
+    const o = v as Record<string, unknown>;
+    if (typeof o.properties === "object" && o.properties !== null) {
+      for (const k of Object.keys(o.properties)) names.add(k);
+    }
+    for (const x of Object.values(o)) walk(x);
+  };
+  walk(topologyJsonSchema());
+  return fieldNames = [...names];
+}
+
+/**
+ * The candidate closest to `word` by edit distance, when close enough to be a typo (at most a
+ * third of its length, at least 2); undefined otherwise.
+ * @param word the mistyped word.
+ * @param candidates the valid words.
+ * @returns the suggestion, or undefined.
+ */
+export function didYouMean(word: string, candidates: readonly string[]): string | undefined {
+  if (candidates.length === 0) return undefined;
+  const best = closest(word, [...candidates]);
+  return distance(word, best) <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
 }
 
 /**

@@ -406,6 +406,21 @@ export const VIRTQ_ERRORS = {
     summary:
       "a saved state the live rings contradict (last_avail_idx beyond avail.idx, used idx not the ring's, in-flight count or IN_ORDER heads not what the rings hold)",
   },
+  PAIR_OPTIONS_INVALID: {
+    side: "api",
+    layouts: BOTH,
+    spec: "§6 VIRTIO_F_RING_PACKED selects the packed layout; VIRTIO_F_ACCESS_PLATFORM makes the " +
+      "device use the platform's DMA translation; features are a 64-bit mask",
+    summary: "createQueuePair options contradict each other (layout vs features, a translating " +
+      "DMA API without ACCESS_PLATFORM) or features is not a bigint",
+  },
+  SEGMENT_INVALID: {
+    side: "api",
+    layouts: BOTH,
+    spec: "§2.7.5 / §2.8.13 a descriptor holds a 64-bit address and a 32-bit length",
+    summary: "a scatter-gather segment with an address that is not a non-negative safe integer " +
+      "or a length outside 0..2^32-1",
+  },
 } as const satisfies Record<string, VirtqErrorInfo>;
 
 /** A stable virtqueue error code: a key of {@link VIRTQ_ERRORS}. */

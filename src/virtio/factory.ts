@@ -27,7 +27,7 @@ function unsupported(layout: string): never {
  * Creates the driver side of a queue.
  * @param layout `"split"` (spec §2.7) or `"packed"` (§2.8).
  * @param opts memory, DMA API, Queue Size, features, ring GPA, policy.
- * @throws Error for a layout not implemented yet; the layout's own construction errors
+ * @throws the layout's own construction errors
  * (`VirtqError` `QUEUE_SIZE_INVALID`, `RING_MISALIGNED`, `RING_UNMAPPED`, `DMA_MAP_FAILED`).
  */
 export function createDriverQueue<T>(layout: RingLayout, opts: DriverQueueOptions): DriverQueue<T> {
@@ -45,7 +45,7 @@ export function createDriverQueue<T>(layout: RingLayout, opts: DriverQueueOption
  * Creates (activates) the device side of a queue.
  * @param layout `"split"` (spec §2.7) or `"packed"` (§2.8).
  * @param opts memory, DMA view, Queue Size, ring addresses, features, policy.
- * @throws Error for a layout not implemented yet; `VirtqError` `QUEUE_SIZE_INVALID`,
+ * @throws `VirtqError` `QUEUE_SIZE_INVALID`,
  * `RING_MISALIGNED`, `RING_UNMAPPED` on a bad configuration.
  */
 export function createDeviceQueue(layout: RingLayout, opts: DeviceQueueOptions): DeviceQueue {
@@ -65,7 +65,7 @@ export function createDeviceQueue(layout: RingLayout, opts: DeviceQueueOptions):
  * @param layout ring layout.
  * @param size Queue Size in descriptors.
  * @param features negotiated features (bigint mask).
- * @throws RangeError for an invalid size; Error for a layout not implemented yet.
+ * @throws RangeError for an invalid size.
  */
 export function driverQueueFootprint(layout: RingLayout, size: number, features: bigint): number {
   switch (layout) {

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { VirtqError } from "./errors.ts";
+
 /** Segments of a buffer on the driver side, each a guest physical address and a byte length. */
 export class SgList {
   /** GPA of each segment (index < `count`). */
@@ -21,10 +23,33 @@ export class SgList {
     this.len = new Uint32Array(capacity);
   }
 
-  /** Builds a list from `[gpa, len]` pairs (convenience for tests and tools). */
+  /**
+   * Builds a list from `[gpa, len]` pairs (convenience for tests and tools), validating each.
+   * @throws VirtqError `SEGMENT_INVALID` naming the segment when a GPA is not a non-negative
+   * safe integer or a length is not an integer in 0..2^32-1 (`push` itself does not check: it is
+   * the hot path, and would silently wrap -5 to 4294967291).
+   */
   static of(...segments: ReadonlyArray<readonly [number, number]>): SgList {
     const l = new SgList(Math.max(1, segments.length));
-    for (const [g, n] of segments) l.push(g, n);
+    segments.forEach(([g, n], i) => {
+      if (!Number.isSafeInteger(g) || g < 0) {
+        throw new VirtqError(
+          "SEGMENT_INVALID",
+          `segment ${i}: gpa ${String(g)} is not a non-negative safe integer ` +
+            "(fix: pass a guest physical address such as 0x1000)",
+          { index: i },
+        );
+      }
+      if (!Number.isInteger(n) || n < 0 || n > 0xffff_ffff) {
+        throw new VirtqError(
+          "SEGMENT_INVALID",
+          `segment ${i} at 0x${g.toString(16)}: len ${String(n)} is not an integer in ` +
+            "0..0xffffffff (fix: pass the byte length of the segment)",
+          { index: i },
+        );
+      }
+      l.push(g, n);
+    });
     return l;
   }
 

@@ -12,6 +12,7 @@ import {
   GuestMemory,
   type RingLayout,
   SgList,
+  VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
 } from "../../src/mod.ts";
 import { measureAlloc } from "../../bench/alloc.ts";
@@ -26,7 +27,8 @@ self.onmessage = (ev: MessageEvent<RingLayout>) => {
     size: 256,
     memory,
     ringGpa: HIGH,
-    features: featureMask(VIRTIO_F_VERSION_1),
+    features: featureMask(VIRTIO_F_VERSION_1) |
+      (layout === "packed" ? featureMask(VIRTIO_F_RING_PACKED) : 0n),
   });
   const data = HIGH + (1 << 20);
   const readable: SgList[] = [];

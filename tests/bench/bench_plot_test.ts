@@ -78,3 +78,29 @@ Deno.test("plot: labels are escaped, nice scales cover the maximum", () => {
     assert(top >= m && step > 0 && top / step <= 10, `${m}: ${top} ${step}`);
   }
 });
+
+Deno.test("plot: spread bars per point, DMA panels on shared payloads, and a before/after overlay", async () => {
+  const { plotOverlay, sharedX } = await import("../../bench/plot.ts");
+  const svg = plotResults(sample());
+  // one spread bar per plotted point
+  const points = (svg.match(/<circle /g) ?? []).length -
+    (svg.match(/class="legend"/g) ?? []).length;
+  assertEquals((svg.match(/class="spread"/g) ?? []).length, points);
+  const s = axisSeries(sample().results, "payload", (r) => r.chainsPerSec);
+  for (const x of s) {
+    x.points.forEach(([, y], i) => {
+      const [lo, hi] = x.spread![i];
+      assert(lo <= y && y <= hi, `${x.name}: ${lo} <= ${y} <= ${hi}`);
+    });
+  }
+  // identity measured at 64, 1500, 65536 B; iommu-lazy only at 64 B: the DMA panel keeps 64 B
+  const shared = sharedX(s.filter((x) => x.name.startsWith("split/")));
+  assert(shared.every((x) => x.points.map(([p]) => p).join() === "64"), JSON.stringify(shared));
+  const o = plotOverlay(sample(), sample(), ["before", "after"]);
+  assert(balanced(o));
+  assert(o.includes("[before]") && o.includes("[after]") && o.includes('stroke-dasharray="6 4"'));
+  assertEquals(
+    (o.match(/class="series"/g) ?? []).length,
+    2 * (svg.match(/class="series"/g) ?? []).length,
+  );
+});

@@ -1,8 +1,10 @@
 import { assert, assertEquals, assertThrows } from "@std/assert";
 import {
+  didYouMean,
   firmwareCoverage,
   parseTopology,
   planTopology,
+  PRESET_NAMES,
   PRESETS,
   requesterId,
   resolveTopology,
@@ -44,9 +46,9 @@ Deno.test("topology: errors name the field and the fix", () => {
   const a = issues({ ...base(), machine: { arch: "x86-q36" } });
   assert(a.some((l) => l.startsWith("machine.arch:") && l.includes("x86-q35")), a.join("\n"));
   const b = issues({ ...base(), devices: [{ id: "net0", type: "net", transport: "pci" }] });
-  assert(b.some((l) => l.startsWith("devices.0.bdf:") && l.includes('"00:03.0"')), b.join("\n"));
+  assert(b.some((l) => l.startsWith("devices[0].bdf:") && l.includes('"00:03.0"')), b.join("\n"));
   const c = issues({ ...base(), extra: 1 });
-  assert(c.some((l) => l.includes("remove it")), c.join("\n"));
+  assert(c.some((l) => l.includes('remove "extra"')), c.join("\n"));
   const d = issues({
     ...base(),
     devices: [{
@@ -59,7 +61,7 @@ Deno.test("topology: errors name the field and the fix", () => {
     }],
   });
   assert(
-    d.some((l) => l.startsWith("devices.0.offers:") && l.includes("32 feature bits")),
+    d.some((l) => l.startsWith("devices[0].offers:") && l.includes("32 feature bits")),
     d.join("\n"),
   );
   const e = issues({
@@ -67,13 +69,13 @@ Deno.test("topology: errors name the field and the fix", () => {
     firmware: { dmar: { drhd: [{ iommu: "nope", includePciAll: true }] } },
   });
   assert(
-    e.some((l) => l.startsWith("firmware.dmar.drhd.0.iommu:") && l.includes("iommus[]")),
+    e.some((l) => l.startsWith("firmware.dmar.drhd[0].iommu:") && l.includes("iommus[]")),
     e.join("\n"),
   );
   const f = issues({ ...base(), memory: [{ gpa: 0, size: 4096 }, { gpa: 0, size: 8192 }] });
-  assert(f.some((l) => l.startsWith("memory.1:") && l.includes("overlaps")), f.join("\n"));
+  assert(f.some((l) => l.startsWith("memory[1]:") && l.includes("overlaps")), f.join("\n"));
   const g = issues({ ...base(), memory: [{ gpa: 2 ** 60, size: 4096 }] });
-  assert(g.some((l) => l.startsWith("memory.0.gpa") && l.includes("hex string")), g.join("\n"));
+  assert(g.some((l) => l.startsWith("memory[0].gpa") && l.includes("hex string")), g.join("\n"));
   const h = issues({ ...base(), expect: { nobody: { verdict: "ok" } } });
   assert(h.some((l) => l.startsWith("expect.nobody:")), h.join("\n"));
 });
@@ -151,17 +153,38 @@ Deno.test("topology: a bad address or a non-integer size is a named error, never
   const hex = preset();
   hex.memory[0].size = "0xzz";
   const a = issues(hex);
-  assert(a.some((l) => l.startsWith("memory.0.size:") && l.includes("hex string")), a.join("\n"));
+  assert(a.some((l) => l.startsWith("memory[0].size:") && l.includes("hex string")), a.join("\n"));
   const frac = preset();
   frac.memory[0].size = 4096.5;
   const b = issues(frac);
-  assert(b.some((l) => l.startsWith("memory.0.size:") && l.includes("whole number")), b.join("\n"));
+  assert(
+    b.some((l) => l.startsWith("memory[0].size:") && l.includes("whole number")),
+    b.join("\n"),
+  );
   const gpa = preset();
   gpa.memory[0].gpa = "0x1g";
   const c = issues(gpa);
-  assert(c.some((l) => l.startsWith("memory.0.gpa:")), c.join("\n"));
+  assert(c.some((l) => l.startsWith("memory[0].gpa:")), c.join("\n"));
   const iova = preset();
   iova.iommus[0].iova = { start: "zz", end: 4096 };
   const d = issues(iova);
-  assert(d.some((l) => l.startsWith("iommus.0.iova.start:")), d.join("\n"));
+  assert(d.some((l) => l.startsWith("iommus[0].iova.start:")), d.join("\n"));
+});
+
+Deno.test("topology: did-you-mean for a mistyped field, enum value and preset; a wrong type is not 'required'", () => {
+  const a = issues({ ...base(), machine: { arch: "x86-q53" } });
+  assert(a.some((l) => l.includes('did you mean "x86-q35"?')), a.join("\n"));
+  const b = issues({ ...base(), devcies: [] });
+  assert(b.some((l) => l.includes('"devcies" (did you mean "devices"?)')), b.join("\n"));
+  const c = issues({ ...base(), title: 5 });
+  assert(c.some((l) => l.startsWith("title:") && !l.includes("required")), c.join("\n"));
+  const d = issues({ name: "t", machine: { arch: "x86-q35" }, memory: [], devices: [] });
+  assert(d.some((l) => l.startsWith("title:") && l.includes("required")), d.join("\n"));
+  const e = assertThrows(() => parseTopology({ ...base(), title: 5, extra: 1 }, "f.json"));
+  assertEquals((e as Error).message.split("\n").length, 1, "one line");
+  assertEquals(
+    didYouMean("q35-intel-iommu-lazy-stale-windw", PRESET_NAMES),
+    "q35-intel-iommu-lazy-stale-window",
+  );
+  assertEquals(didYouMean("completely-different", ["x86-q35"]), undefined);
 });

@@ -14,6 +14,7 @@ import {
   type RingLayout,
   SgList,
   VIRTIO_F_IN_ORDER,
+  VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
   VirtqError,
   type VirtqueueState,
@@ -81,7 +82,8 @@ function must(q: DeviceQueue): RestorableDeviceQueue {
 
 /** A pair with `popped` chains popped and `used` of them pushed (in pop order), then a fresh device. */
 function live(layout: RingLayout, added: number, popped: number, used: number, extra = 0n) {
-  const features = featureMask(VIRTIO_F_VERSION_1) | extra;
+  const features = featureMask(VIRTIO_F_VERSION_1) | extra |
+    (layout === "packed" ? featureMask(VIRTIO_F_RING_PACKED) : 0n);
   const p = createQueuePair<number>({ layout, size: 8, features });
   for (let i = 0; i < added; i++) {
     p.driver.add(SgList.of([p.dataGpa + 256 * i, 8]), SgList.of([p.dataGpa + 256 * i + 64, 8]), i);

@@ -4,9 +4,13 @@ import {
   featureMask,
   type RingLayout,
   SgList,
+  VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
   VirtqError,
 } from "../../src/mod.ts";
+
+/** VIRTIO_F_RING_PACKED for the packed layout (createQueuePair refuses a mismatch). */
+const ringPacked = (l: RingLayout) => l === "packed" ? featureMask(VIRTIO_F_RING_PACKED) : 0n;
 
 /** The driver-side rings can be re-initialised (both layouts implement `resetRings`). */
 type Resettable = { resetRings(): void; detachUnused(): number | undefined };
@@ -16,7 +20,7 @@ for (const layout of ["split", "packed"] as RingLayout[]) {
     const p = createQueuePair<number>({
       layout,
       size: 8,
-      features: featureMask(VIRTIO_F_VERSION_1),
+      features: featureMask(VIRTIO_F_VERSION_1) | ringPacked(layout),
     });
     const d = p.dataGpa;
     p.driver.add(SgList.of([d, 8]), SgList.of([d + 64, 8]), 0);
@@ -47,7 +51,7 @@ for (const layout of ["split", "packed"] as RingLayout[]) {
     const p = createQueuePair<number>({
       layout,
       size: 8,
-      features: featureMask(VIRTIO_F_VERSION_1),
+      features: featureMask(VIRTIO_F_VERSION_1) | ringPacked(layout),
     });
     const drv = p.driver as unknown as Resettable;
     const d = p.dataGpa;

@@ -8,14 +8,17 @@ import {
   featureMask,
   GuestMemory,
   SgList,
+  VIRTIO_F_ACCESS_PLATFORM,
   VIRTIO_F_EVENT_IDX,
   VIRTIO_F_IN_ORDER,
   VIRTIO_F_INDIRECT_DESC,
+  VIRTIO_F_RING_PACKED,
   VIRTIO_F_VERSION_1,
   VirtqError,
 } from "../../../src/mod.ts";
 
-const V1 = featureMask(VIRTIO_F_VERSION_1);
+// the packed layout is negotiated: VIRTIO_F_RING_PACKED is in every feature set here
+const V1 = featureMask(VIRTIO_F_VERSION_1, VIRTIO_F_RING_PACKED);
 
 /** One round trip of `n` buffers (readable `rlen`, writable `wlen`), loopback device. */
 function roundTrip(
@@ -125,7 +128,8 @@ Deno.test("packed round trip over every DMA mode", () => {
     const pair = createQueuePair<number>({
       layout: "packed",
       size: 16,
-      features: V1 | featureMask(VIRTIO_F_INDIRECT_DESC),
+      features: V1 | featureMask(VIRTIO_F_INDIRECT_DESC) |
+        (name === "none" ? 0n : featureMask(VIRTIO_F_ACCESS_PLATFORM)),
       memory: lab.memory,
       dmaApi: lab.mode.api,
       dmaSpace: lab.mode.space,
@@ -151,7 +155,12 @@ Deno.test("packed property: random workloads return every token once with loopba
       ),
       (size, f, work) => {
         const memory = GuestMemory.flat(0x200000);
-        const pair = createQueuePair<number>({ layout: "packed", size, features: f, memory });
+        const pair = createQueuePair<number>({
+          layout: "packed",
+          size,
+          features: f | featureMask(VIRTIO_F_RING_PACKED),
+          memory,
+        });
         const returned = new Set<number>();
         let token = 0;
         const held: ReturnType<typeof pair.device.pop>[] = [];
@@ -232,7 +241,7 @@ Deno.test("packed driver: a refused add leaves no stale available descriptor beh
     const pair = createQueuePair<number>({
       layout: "packed",
       size: 3,
-      features: featureMask(VIRTIO_F_VERSION_1),
+      features: V1,
       driverPolicy: { indirect: "never" },
     });
     const { driver, device } = pair;
