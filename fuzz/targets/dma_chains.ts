@@ -32,6 +32,7 @@ import {
   DMA_ACCESS_READ,
   DMA_ACCESS_WRITE,
   DMA_FROM_DEVICE,
+  DMA_MODE_NAMES,
   DMA_TO_DEVICE,
   type DmaApi,
   type DmaModeName,
@@ -49,19 +50,7 @@ import {
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 
 /** The modes drawn (every `createDmaLab` mode). */
-export const CHAIN_MODES: readonly DmaModeName[] = [
-  "none",
-  "direct",
-  "window",
-  "window-high",
-  "iommu-strict",
-  "iommu-lazy",
-  "iommu-identity",
-  "swiotlb",
-  "confidential",
-  "confidential-iommu",
-  "window-iommu",
-];
+export const CHAIN_MODES: readonly DmaModeName[] = DMA_MODE_NAMES;
 const ISOLATING = new Set<DmaModeName>(["iommu-strict", "iommu-lazy", "confidential-iommu"]);
 const BOUNCE = new Set<DmaModeName>(["swiotlb", "confidential", "confidential-iommu"]);
 

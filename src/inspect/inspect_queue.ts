@@ -239,7 +239,10 @@ function errorText(e: unknown): string {
   return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
 }
 
-function emptyReport(spec: QueueSpec): QueueReport {
+function emptyReport(
+  spec: QueueSpec,
+  decoder = "none (the queue could not be decoded)",
+): QueueReport {
   const sizes = spec.layout === "split"
     ? splitAreaSizes(spec.size)
     : { desc: VIRTQ_DESC_SIZE * spec.size, avail: 4, used: 4 };
@@ -259,7 +262,7 @@ function emptyReport(spec: QueueSpec): QueueReport {
     completed: [],
     errors: [],
     notes: [],
-    decoder: "none (the queue could not be decoded)",
+    decoder,
   };
 }
 
@@ -350,27 +353,10 @@ function sameFinding(engine: string, walker: string | undefined): boolean {
 
 function inspectQueueUnguarded(spec: QueueSpec, opts: InspectOptions): QueueReport {
   const dma = opts.dma ?? new IdentityAddressSpace();
-  const sizes = spec.layout === "split"
-    ? splitAreaSizes(spec.size)
-    : { desc: VIRTQ_DESC_SIZE * spec.size, avail: 4, used: 4 };
-  const report: QueueReport = {
-    device: spec.device,
-    path: spec.path,
-    queue: spec.queue,
-    layout: spec.layout,
-    size: spec.size,
-    features: spec.features,
-    areas: {
-      desc: { addr: spec.descAddr, bytes: sizes.desc },
-      driver: { addr: spec.driverAddr, bytes: sizes.avail },
-      device: { addr: spec.deviceAddr, bytes: sizes.used },
-    },
-    outstanding: [],
-    completed: [],
-    errors: [],
-    notes: [],
-    decoder: "device engine (SplitDeviceQueue / PackedDeviceQueue), cross-checked by the walker",
-  };
+  const report = emptyReport(
+    spec,
+    "device engine (SplitDeviceQueue / PackedDeviceQueue), cross-checked by the walker",
+  );
   const useQemu = (opts.positions ?? (spec.qemuStatus ? "qemu" : "memory")) === "qemu" &&
     spec.qemuStatus !== undefined;
   if (spec.layout === "split" && (spec.size & (spec.size - 1)) !== 0) {
