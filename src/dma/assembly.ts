@@ -14,14 +14,13 @@
 
 import type { GuestMemory } from "../memory/guest_memory.ts";
 import type { U64 } from "../memory/u64.ts";
-import type { Clock } from "./clock.ts";
 import { StackedAddressSpace, WindowOrAddressSpace } from "./compose.ts";
 import { ConfidentialAddressSpace } from "./confidential.ts";
 import { DirectDmaApi, type ReversibleDmaApi } from "./direct_api.ts";
 import { FallbackDmaApi } from "./fallback_api.ts";
 import { IdentityAddressSpace, RawGpaDmaApi } from "./identity.ts";
 import { Iommu, type IommuDomain, type ReservedRegion } from "./iommu.ts";
-import { IommuDmaApi, type IommuUnmapPolicy } from "./iommu_api.ts";
+import { IommuDmaApi, type IommuDmaApiOptions } from "./iommu_api.ts";
 import { SwiotlbDmaApi } from "./swiotlb.ts";
 import type { DmaAddressSpace, DmaApi, DmaDirection } from "./types.ts";
 import { type DmaWindow, type DmaWindowTable, WindowAddressSpace } from "./window.ts";
@@ -52,26 +51,15 @@ export interface DirectLayerSpec {
   memory?: boolean;
 }
 
-/** dma-iommu mapping into unit `unit`'s paged domain (M5). */
-export interface IommuLayerSpec {
+/**
+ * dma-iommu mapping into unit `unit`'s paged domain (M5): the {@link IommuDmaApi} options but the
+ * IOMMU and domain, which the assembly supplies.
+ */
+export interface IommuLayerSpec extends Omit<IommuDmaApiOptions, "iommu" | "domain"> {
   /** Kind. */
   kind: "iommu";
   /** Key in {@link DmaAssemblySpec.units}. */
   unit: string;
-  /** Invalidation policy, default `strict`. */
-  policy?: IommuUnmapPolicy;
-  /** Layer name (default `iommu-<policy>`). */
-  name?: string;
-  /** DMA mask. */
-  mask?: U64;
-  /** Try 32-bit IOVAs first. */
-  sacFirst?: boolean;
-  /** Flush-queue size (lazy). */
-  fqSize?: number;
-  /** Flush-queue timeout in ms (lazy). */
-  fqTimeoutMs?: number;
-  /** Clock of the flush queue. */
-  clock?: Clock;
 }
 
 /**
