@@ -223,26 +223,15 @@ export class SplitChainWalk {
    * Out of line from {@link SplitChainWalk.walk}: translates the buffer of descriptor `idx`, the chain's last
    * recorded descriptor (read back from the record, not from the ring: no double fetch).
    *
-   * Takes no address word: a word at or above 2^31 passed to a call that is not inlined is a
-   * heap number (16 bytes per chain under an IOMMU, whose IOVAs sit just below 4 GiB); read here
-   * from the record, it stays an untagged integer.
+   * Passes no low address word: a word at or above 2^31 passed to a call that is not inlined
+   * is a heap number (16 bytes per chain under an IOMMU, whose IOVAs sit just below 4 GiB);
+   * {@link #addBuffer} reads it from the record, where it stays an untagged integer (the high
+   * word passed is below 2^20 off the rare wide path).
    */
   private addRecorded(chain: Chain, idx: number): void {
     const k = chain.descCount - 1;
-    // Fast path: the whole buffer is below 2^52 + 2^32, so number arithmetic is exact.
-    if (chain.descAddrHi[k] >= 0x10_0000) {
-      const w = (chain.descFlags[k] & VIRTQ_DESC_F_WRITE) !== 0;
-      this.#addBufferWide(
-        chain,
-        idx,
-        chain.descAddrLo[k],
-        chain.descAddrHi[k],
-        chain.descLen[k],
-        w,
-      );
-      return;
-    }
-    this.#translateBuffer(chain, idx);
+    const w = (chain.descFlags[k] & VIRTQ_DESC_F_WRITE) !== 0;
+    this.#addBuffer(chain, idx, chain.descAddrHi[k], chain.descLen[k], w);
   }
 
   /** The indirect descriptor `idx` of a chain and its table (§2.7.5.3). */
