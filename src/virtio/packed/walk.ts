@@ -307,7 +307,17 @@ export class PackedChainWalk {
         this.#readableAfterWritable("indirect entry", i);
       }
       if (write) seenWritable = true;
-      if (this.#checkBuffer(chain, k, "indirect entry", i)) this.#translate(chain, k, write, i);
+      if (this.#checkBuffer(chain, k, "indirect entry", i)) {
+        // Identity DMA, buffer inside the last region used, under the segment limit: inline, as
+        // in the list walk above (#translate's own identity path otherwise).
+        if (
+          this.#identity && ahi === 0 && alo >= this.#rgnStart && alo + l <= this.#rgnEnd &&
+          chain.readableCount + chain.writableCount < this.#maxSegments
+        ) {
+          if (write) chain.addWritable(alo, l);
+          else chain.addReadable(alo, l);
+        } else this.#translate(chain, k, write, i);
+      }
     }
   }
 
@@ -361,17 +371,20 @@ export class PackedChainWalk {
     const access = write ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
     const tr = this.#tr;
     let remaining = len;
-    try {
-      // A buffer may span several translations (IOMMU pages, windows; HOSTILE_INPUTS #46) and
-      // adjacent guest memory regions: one segment per contiguous piece.
-      while (remaining > 0) {
+    // A buffer may span several translations (IOMMU pages, windows; HOSTILE_INPUTS #46) and
+    // adjacent guest memory regions: one segment per contiguous piece.
+    while (remaining > 0) {
+      // Only the translate call sits in a try block (its handler needs nothing but the cause):
+      // with the whole loop inside one, the bus address (at or above 2^31 under an IOMMU) could
+      // be boxed per buffer. #addPiece raises its own catalogued errors (already recorded).
+      try {
         this.#dma.translate(bus, remaining, access, tr);
-        const n = this.#addPiece(chain, tr, remaining, write, index);
-        remaining -= n;
-        bus += n;
+      } catch (cause) {
+        this.#bufferFault(cause, index);
       }
-    } catch (cause) {
-      this.#bufferFault(cause, index);
+      const n = this.#addPiece(chain, tr, remaining, write, index);
+      remaining -= n;
+      bus += n;
     }
   }
 

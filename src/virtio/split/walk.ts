@@ -222,18 +222,16 @@ export class SplitChainWalk {
   /**
    * Out of line from {@link SplitChainWalk.walk}: translates the buffer of descriptor `idx`, the chain's last
    * recorded descriptor (read back from the record, not from the ring: no double fetch).
+   *
+   * Passes no low address word: a word at or above 2^31 passed to a call that is not inlined
+   * is a heap number (16 bytes per chain under an IOMMU, whose IOVAs sit just below 4 GiB);
+   * {@link #addBuffer} reads it from the record, where it stays an untagged integer (the high
+   * word passed is below 2^20 off the rare wide path).
    */
   private addRecorded(chain: Chain, idx: number): void {
     const k = chain.descCount - 1;
-    const writable = (chain.descFlags[k] & VIRTQ_DESC_F_WRITE) !== 0;
-    this.#addBuffer(
-      chain,
-      idx,
-      chain.descAddrLo[k],
-      chain.descAddrHi[k],
-      chain.descLen[k],
-      writable,
-    );
+    const w = (chain.descFlags[k] & VIRTQ_DESC_F_WRITE) !== 0;
+    this.#addBuffer(chain, idx, chain.descAddrHi[k], chain.descLen[k], w);
   }
 
   /** The indirect descriptor `idx` of a chain and its table (§2.7.5.3). */
@@ -306,7 +304,17 @@ export class SplitChainWalk {
       if (writable) sawWritable = true;
       total += tlen;
       if (chainBytesRule(total) !== null) this.#tooManyBytes(total, i);
-      if (tlen !== 0) this.#addBuffer(chain, i, tlo, thi, tlen, writable);
+      if (tlen !== 0) {
+        // Identity DMA, buffer inside the last region used, under the segment limit: inline, as
+        // in the direct walk (the region stays empty under any other DMA view).
+        if (
+          thi === 0 && tlo >= this.#rgnStart && tlo + tlen <= this.#rgnEnd &&
+          chain.readableCount + chain.writableCount < this.#maxSegments
+        ) {
+          if (writable) chain.addWritable(tlo, tlen);
+          else chain.addReadable(tlo, tlen);
+        } else this.#addBuffer(chain, i, thi, tlen, writable);
+      }
       if ((tflags & VIRTQ_DESC_F_NEXT) === 0) return;
       if (nextIndexRule(next, entries) !== null) this.#nextOutOfRange(i, next, entries);
       // §2.7.5.3.1 IN_ORDER: table entries are sequential.
@@ -352,16 +360,20 @@ export class SplitChainWalk {
     this.#fail("IN_ORDER_VIOLATION", `descriptor ${idx} has next ${next} under IN_ORDER`, idx);
   }
 
-  /** Translates one descriptor's buffer into segments (a buffer may span mappings, #46). */
-  #addBuffer(chain: Chain, idx: number, lo: number, hi: number, len: number, w: boolean): void {
+  /**
+   * Translates the buffer of the chain's last recorded descriptor (`idx` in its table) into
+   * segments (a buffer may span mappings, #46). Its low address word is read back from the
+   * record (see {@link SplitChainWalk.addRecorded}).
+   */
+  #addBuffer(chain: Chain, idx: number, hi: number, len: number, w: boolean): void {
     // Fast path: the whole buffer is below 2^52 + 2^32, so number arithmetic is exact.
     if (hi >= 0x10_0000) {
-      this.#addBufferWide(chain, idx, lo, hi, len, w);
+      this.#addBufferWide(chain, idx, chain.descAddrLo[chain.descCount - 1], hi, len, w);
       return;
     }
     // Identity DMA (no IOMMU) and the whole buffer inside the last region used: no calls.
     if (this.#identity) {
-      const gpa = hi * TWO_POW_32 + lo;
+      const gpa = hi * TWO_POW_32 + chain.descAddrLo[chain.descCount - 1];
       if (gpa >= this.#rgnStart && gpa + len <= this.#rgnEnd) {
         if (
           segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== null
@@ -373,21 +385,20 @@ export class SplitChainWalk {
         return;
       }
     }
-    this.#translateBuffer(chain, idx, lo, hi, len, w);
+    this.#translateBuffer(chain, idx);
   }
 
   /**
    * The translating part of {@link #addBuffer}, out of line (the identity fast path above never
-   * materialises a bus address).
+   * materialises a bus address). Reads the chain's last recorded descriptor (`idx` in its
+   * table, below 2^52 + 2^32).
    */
-  #translateBuffer(
-    chain: Chain,
-    idx: number,
-    lo: number,
-    hi: number,
-    len: number,
-    w: boolean,
-  ): void {
+  #translateBuffer(chain: Chain, idx: number): void {
+    const k = chain.descCount - 1;
+    const lo = chain.descAddrLo[k];
+    const hi = chain.descAddrHi[k];
+    const len = chain.descLen[k];
+    const w = (chain.descFlags[k] & VIRTQ_DESC_F_WRITE) !== 0;
     let bus = hi === 0 ? lo : hi * TWO_POW_32 + lo;
     const access = w ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
     const memory = this.memory;
