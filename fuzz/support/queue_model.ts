@@ -580,6 +580,56 @@ function plantFault(pair: QueuePair<number>, fault: string): void {
   }
 }
 
+/**
+ * Library misuse the API must refuse with its catalogue code before touching memory (one kind per
+ * run, chosen by the queue size): a layout that contradicts VIRTIO_F_RING_PACKED (§6) or features
+ * passed as a number (`PAIR_OPTIONS_INVALID`), a scatter-gather segment with a negative length or
+ * address (`SEGMENT_INVALID`).
+ */
+function checkApiMisuse(layout: RingLayout, features: bigint, size: number): void {
+  const expect = (
+    code: "PAIR_OPTIONS_INVALID" | "SEGMENT_INVALID",
+    what: string,
+    f: () => void,
+  ) => {
+    try {
+      f();
+    } catch (e) {
+      if (isVirtqError(e, code)) return;
+      fail("api-misuse", `${what}: threw ${e}, expected ${code}`);
+    }
+    fail("api-misuse", `${what}: accepted, expected ${code}`);
+  };
+  switch (size % 3) {
+    case 0:
+      expect(
+        "PAIR_OPTIONS_INVALID",
+        "layout against VIRTIO_F_RING_PACKED",
+        () =>
+          createQueuePair<number>({
+            layout: layout === "split" ? "packed" : "split",
+            size,
+            features,
+          }),
+      );
+      break;
+    case 1:
+      expect("PAIR_OPTIONS_INVALID", "features as a number", () =>
+        createQueuePair<number>({
+          layout,
+          size,
+          features: Number(features) as unknown as bigint,
+        }));
+      break;
+    default:
+      expect(
+        "SEGMENT_INVALID",
+        "SgList.of with a negative segment",
+        () => SgList.of([0x1000, -size], [size, 16]),
+      );
+  }
+}
+
 /** Runs one input on `layout` (default split; exported for tests), optionally with a planted fault. */
 export function runModelSplit(
   input: ModelSplitInput,
@@ -593,6 +643,7 @@ export function runModelSplit(
   if (input.eventIdx) bits.push(VIRTIO_F_EVENT_IDX);
   if (input.inOrder) bits.push(VIRTIO_F_IN_ORDER);
   if (layout === "packed") bits.push(34); // VIRTIO_F_RING_PACKED: the layout is negotiated
+  checkApiMisuse(layout, featureMask(...bits), input.size);
   const setup = () => {
     const pair = createQueuePair<number>({
       layout,
