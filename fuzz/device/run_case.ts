@@ -437,7 +437,7 @@ function splitRingCase(
   // Granted before anything can fail: every WRITE descriptor of the image (and of the indirect
   // tables it names); the probe's chains grant their own.
   m.grantDescriptors(IMG + D.desc, S);
-  const prep = prepareProbe(ctx, c.vring);
+  const prep = prepareProbe(ctx, c.vring, offered.size + PROBE_FRAMES);
   m.takeSnapshot();
   const ua = (g: number) => dev.ringAddress(g);
   for (let i = 0; i < dev.vrings.length; i++) {
@@ -697,7 +697,7 @@ function packedRingCase(
   m.grant(ringGpa + 16 * N + 4, 4); // the device event suppression structure
   grantPacked(m, ringGpa, N);
   const h = c.vring === "tx" ? 1 : 0;
-  const prep = prepareProbe(ctx, c.vring);
+  const prep = prepareProbe(ctx, c.vring, offered.size + PROBE_FRAMES);
   m.takeSnapshot();
   const ua = (g: number) => dev.ringAddress(g);
   for (let i = 0; i < dev.vrings.length; i++) {
