@@ -116,7 +116,7 @@ export class CaseMemory {
   }
   /** Grants every WRITE descriptor of the table at `gpa` (`n` entries) and of the indirect tables it names. */
   grantDescriptors(gpa: number, n: number, depth = 0): void {
-    this.tables.push([gpa, n]);
+    this.tables.push([gpa, n, false]);
     const v = new DataView(this.ram.buffer, this.ram.byteOffset);
     for (let i = 0; i < n; i++) {
       const o = gpa + 16 * i - GPA_BASE;
@@ -131,20 +131,24 @@ export class CaseMemory {
     }
   }
   /** Descriptor tables scanned for {@link where}: [gpa, entries]. */
-  readonly tables: [number, number][] = [];
+  readonly tables: [number, number, boolean][] = [];
   /** Names the area of a GPA for messages, and the descriptor that covers it, if any. */
   where(gpa: number): string {
     const area = gpa >= IMG
       ? `hostile image +0x${(gpa - IMG).toString(16)}`
       : `RAM +0x${(gpa - GPA_BASE).toString(16)}`;
-    const v = new DataView(this.ram.buffer, this.ram.byteOffset);
+    // The descriptors as the driver wrote them (the snapshot): a used descriptor may overwrite a
+    // packed ring slot since.
+    const src = this.snap.length === RAM ? this.snap : this.ram;
+    const v = new DataView(src.buffer, src.byteOffset);
     const found: string[] = [];
-    for (const [t, n] of this.tables) {
+    for (const [t, n, packed] of this.tables) {
       for (let i = 0; i < n; i++) {
         const o = t + 16 * i - GPA_BASE;
         if (o < 0 || o + 16 > RAM) break;
         const addr = v.getBigUint64(o, true), len = v.getUint32(o + 8, true);
-        const flags = v.getUint16(o + 12, true);
+        // Split: flags at +12 (§2.7.5); packed: id at +12, flags at +14 (§2.8.13).
+        const flags = v.getUint16(o + (packed ? 14 : 12), true);
         if (BigInt(gpa) >= addr && BigInt(gpa) < addr + BigInt(len)) {
           found.push(
             `descriptor ${i} of the table at 0x${t.toString(16)} [addr 0x${
@@ -592,6 +596,7 @@ function relocate(v: DataView, from: number, to: number, limit: number, by: numb
  * entries; §2.8.13 layout: addr, len, id, flags at +14) and of the indirect tables it names.
  */
 function grantPacked(m: CaseMemory, gpa: number, n: number, depth = 0): void {
+  m.tables.push([gpa, n, true]);
   const v = new DataView(m.ram.buffer, m.ram.byteOffset);
   for (let i = 0; i < n; i++) {
     const o = gpa + 16 * i - GPA_BASE;
