@@ -66,7 +66,10 @@ export interface VhostBenchRow {
 const HELP = `deno task bench:vhost-user [options]
   --smoke            a few hundred operations per case (CI)
   --frames N         operations per case (default 20000)
-  --rounds R         alternate engine / hand-laid sessions R times, best round counts (default 3)
+  --rounds R         alternate engine / hand-laid sessions R times (order swapped each round);
+                     the table shows the best round, the ratio lines the median of the
+                     per-round ratios and min-of-N (default 3)
+  --pin CPU          pin this process to CPU with taskset (testpmd polls on lcore 1: use 0)
   --backend NAME     testpmd or qsd (repeatable; default both)
   --identity-only    testpmd: only the identity engine vs hand-laid lines (no IOMMU modes)
   --json FILE        write the rows as JSON
@@ -529,6 +532,80 @@ function blkHand(be: VhostBackend, n: number): VhostBenchRow {
 
 // ---- runner ---------------------------------------------------------------------------------
 
+/** One round of the engine-vs-hand-laid comparison: both p50 round trips of one layout, in µs. */
+export interface RatioRound {
+  /** Ring layout. */
+  layout: RingLayout;
+  /** Engine identity round trip p50 (µs). */
+  engineUs: number;
+  /** Hand-laid ring round trip p50 (µs). */
+  handUs: number;
+}
+
+/** The engine's cost against the hand-laid ring over the rounds of one layout. */
+export interface EngineHandRatio {
+  /** Ring layout. */
+  layout: RingLayout;
+  /** engine p50 / hand p50 of each round (same round, back to back). */
+  perRound: number[];
+  /** Median of {@link perRound}: the headline figure (robust to a round disturbed by load). */
+  medianOfRounds: number;
+  /** min over rounds of engine p50 / min over rounds of hand p50 (min-of-N). */
+  minOfN: number;
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const k = s.length >> 1;
+  return s.length === 0 ? NaN : s.length % 2 ? s[k] : (s[k - 1] + s[k]) / 2;
+}
+
+/**
+ * Engine / hand-laid ratios per layout from interleaved rounds (rounds with a missing side are
+ * skipped). @returns one entry per layout that has at least one complete round.
+ */
+export function engineHandRatios(rounds: readonly RatioRound[]): EngineHandRatio[] {
+  const out: EngineHandRatio[] = [];
+  for (const layout of ["split", "packed"] as const) {
+    const rs = rounds.filter((r) =>
+      r.layout === layout && r.engineUs > 0 && r.handUs > 0 && isFinite(r.engineUs + r.handUs)
+    );
+    if (rs.length === 0) continue;
+    out.push({
+      layout,
+      perRound: rs.map((r) => r.engineUs / r.handUs),
+      medianOfRounds: median(rs.map((r) => r.engineUs / r.handUs)),
+      minOfN: Math.min(...rs.map((r) => r.engineUs)) / Math.min(...rs.map((r) => r.handUs)),
+    });
+  }
+  return out;
+}
+
+/** The ratio lines printed under the table. */
+export function formatRatios(ratios: readonly EngineHandRatio[]): string {
+  return ratios.map((r) =>
+    `engine/hand-laid round trip, testpmd ${r.layout}: median of ${r.perRound.length} rounds ${
+      r.medianOfRounds.toFixed(3)
+    }x, min-of-N ${r.minOfN.toFixed(3)}x (rounds: ${r.perRound.map((x) => x.toFixed(2)).join(" ")})`
+  ).join("\n");
+}
+
+/** Pins every thread of this process to `cpu` with taskset (util-linux); a warning when it cannot. */
+function pinSelf(cpu: string): void {
+  try {
+    const r = new Deno.Command("taskset", {
+      args: ["-a", "-p", "-c", cpu, String(Deno.pid)],
+      stdout: "null",
+      stderr: "piped",
+    }).outputSync();
+    if (!r.success) {
+      console.error(`bench vhost-user: taskset: ${new TextDecoder().decode(r.stderr).trim()}`);
+    }
+  } catch (e) {
+    console.error(`bench vhost-user: --pin ${cpu}: taskset not run: ${(e as Error).message}`);
+  }
+}
+
 function best(rows: VhostBenchRow[]): VhostBenchRow[] {
   const byKey = new Map<string, VhostBenchRow>();
   for (const r of rows) {
@@ -600,7 +677,7 @@ export async function runVhostUserSuite(argv: readonly string[]): Promise<number
   );
   const a = parseArgs(joined, {
     boolean: ["help", "smoke", "identity-only"],
-    string: ["frames", "rounds", "json", "backend", "suite"],
+    string: ["frames", "rounds", "json", "backend", "suite", "pin"],
     collect: ["backend", "suite"],
     unknown: (f: string) => {
       bad ??= f;
@@ -640,6 +717,8 @@ export async function runVhostUserSuite(argv: readonly string[]): Promise<number
   }
   const dir = `/tmp/virtq-bench-vhost-${Deno.pid}`;
   const rows: VhostBenchRow[] = [];
+  const ratioRounds: RatioRound[] = [];
+  if (a.pin !== undefined) pinSelf(String(a.pin));
   let code = 0;
   const progress = (s: string) => console.error(s);
   for (const b of backends) {
@@ -655,8 +734,20 @@ export async function runVhostUserSuite(argv: readonly string[]): Promise<number
         for (let r = 0; r < rounds; r++) {
           for (const layout of ["split", "packed"] as const) {
             progress(`testpmd ${layout} round ${r + 1}/${rounds}: engine vs hand-laid`);
-            rows.push(...netEngine(be, { layout, dma: "identity", fill: "prefault", frames }));
-            rows.push(netHand(be, layout, frames));
+            // Back to back on one back-end, the order swapped every round so drift cancels.
+            const eng = () => netEngine(be, { layout, dma: "identity", fill: "prefault", frames });
+            let e: VhostBenchRow[], h: VhostBenchRow;
+            if (r % 2 === 0) {
+              e = eng();
+              h = netHand(be, layout, frames);
+            } else {
+              h = netHand(be, layout, frames);
+              e = eng();
+            }
+            rows.push(...e, h);
+            if (e[0].p50Us !== null && h.p50Us !== null) {
+              ratioRounds.push({ layout, engineUs: e[0].p50Us, handUs: h.p50Us });
+            }
           }
         }
         const modes: [VhostDmaMode, "prefault" | "on-demand"][] = [
@@ -693,10 +784,12 @@ export async function runVhostUserSuite(argv: readonly string[]): Promise<number
   }
   const out = best(rows);
   console.log(formatVhostRows(out));
+  const ratios = engineHandRatios(ratioRounds);
+  if (ratios.length > 0) console.log(formatRatios(ratios));
   if (a.json) {
     Deno.writeTextFileSync(
       a.json,
-      JSON.stringify({ suite: "vhost-user", frames, rounds, rows: out }, null, 2),
+      JSON.stringify({ suite: "vhost-user", frames, rounds, rows: out, ratios }, null, 2),
     );
     console.log(`wrote ${a.json}`);
   }

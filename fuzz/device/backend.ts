@@ -39,6 +39,8 @@ export class DeviceBackend {
   disk: string | null = null;
   /** Restarts so far. */
   restarts = 0;
+  /** The back-end offers VIRTIO_F_RING_PACKED (bit 34): the campaign draws packed-ring cases. */
+  packed = false;
   #be: VhostBackend | null = null;
   readonly #dir: string;
 
@@ -78,6 +80,15 @@ export class DeviceBackend {
     }
     const b = new DeviceBackend(spec, type, o.iommu ?? false, o.dir);
     await b.#launch();
+    const fe = VhostUserFrontend.connect(b.be.socket, {
+      replyTimeoutMs: 2000,
+      connectRetryMs: 3000,
+    });
+    try {
+      b.packed = ((fe.getFeatures() >> 34n) & 1n) === 1n;
+    } finally {
+      fe.close();
+    }
     return b;
   }
 

@@ -15,6 +15,15 @@
  * - `event-suppression`: valid chains with EVENT_IDX and hostile `flags` / `used_event`;
  * - `activation`: hostile vring set-up (sizes 0, non-powers of 2, > 32768; ring addresses
  *   misaligned, across and outside the memory table);
+ * - `packed-valid`, `packed-desc`, `packed-wrap`, `packed-raw`, `packed-event` (packed ring,
+ *   back-ends that offer VIRTIO_F_RING_PACKED): lists drawn from the packed hostile-driver
+ *   target (`fuzz/targets/packed_hostile_driver.ts`) with no corruption, one descriptor field
+ *   (flags, len, addr, id) corrupted, the AVAIL/USED bits of one descriptor set to a drawn
+ *   pair (wrap-counter confusion), raw bytes over the ring and tables, and a hostile driver
+ *   event suppression structure;
+ * - `real-ring`: a split ring captured from a Linux guest under QEMU (`tests/fixtures/`, the
+ *   hostile-driver targets' real-ring seeds) with one targeted corruption, relocated into the
+ *   back-end's guest memory;
  * - `translation` (ACCESS_PLATFORM on testpmd): IOVAs never mapped, wrong permissions, a buffer
  *   over IOVA pages mapped to scattered GPAs, an invalidate while the buffer is in flight, the
  *   lazy stale window.
@@ -29,6 +38,11 @@ import {
   hostileDriverInputSchema,
 } from "../arbitraries/split_hostile_driver_input.ts";
 import { activationArbitrary } from "../support/activation.ts";
+import {
+  packedHostileDriverInputArbitrary,
+  packedHostileDriverInputSchema,
+} from "../targets/packed_hostile_driver.ts";
+import { REAL_RING_SEEDS, realRingArbitrary } from "../support/real_ring_seeds.ts";
 
 /** Hostile classes, in table order. */
 export const DEVICE_CLASSES = [
@@ -39,6 +53,12 @@ export const DEVICE_CLASSES = [
   "event-suppression",
   "activation",
   "translation",
+  "packed-valid",
+  "packed-desc",
+  "packed-wrap",
+  "packed-raw",
+  "packed-event",
+  "real-ring",
 ] as const;
 
 /** A hostile class. */
@@ -92,6 +112,24 @@ export const deviceCaseSchema = z.discriminatedUnion("kind", [
     activation: activationSchema,
   }),
   z.strictObject({
+    kind: z.literal("packed-ring"),
+    vring: z.enum(["rx", "tx", "req"]),
+    input: packedHostileDriverInputSchema,
+  }),
+  z.strictObject({
+    kind: z.literal("real-ring"),
+    vring: z.enum(["rx", "tx", "req"]),
+    /** The seed's name (`scenarioA/virtio-net/0`) and the corruption applied to it. */
+    seed: z.string().min(1),
+    corruption: z.strictObject({
+      area: z.enum(["desc", "driver", "device", "table"]),
+      offset: z.int().min(0),
+      width: z.union([z.literal(1), z.literal(2), z.literal(4)]),
+      value: z.int().min(0).max(0xffff_ffff),
+      field: z.string(),
+    }),
+  }),
+  z.strictObject({
     kind: z.literal("translation"),
     what: z.enum(TRANSLATION_KINDS),
     /** RX (vring 0) or TX (vring 1) buffer the edge case is about. */
@@ -107,6 +145,16 @@ export type DeviceCase = z.infer<typeof deviceCaseSchema>;
 export function classOf(c: DeviceCase): DeviceClass {
   if (c.kind === "activation") return "activation";
   if (c.kind === "translation") return "translation";
+  if (c.kind === "real-ring") return "real-ring";
+  if (c.kind === "packed-ring") {
+    const i = c.input;
+    if (i.corruption !== null) {
+      return i.corruption.field === "avail" ? "packed-wrap" : "packed-desc";
+    }
+    if (i.raw.length > 0) return "packed-raw";
+    if (i.drvEvent != null) return "packed-event";
+    return "packed-valid";
+  }
   if (c.events !== null) return "event-suppression";
   return classOfCorruption(c.input.corruption.kind);
 }
@@ -114,10 +162,22 @@ export function classOf(c: DeviceCase): DeviceClass {
 /** Which device a back-end is. */
 export type DeviceType = "net" | "blk";
 
-/** Cases for a device of `type`; `translation` only when the campaign has an IOMMU back-end. */
+/** Split real-ring seeds for a device of `type` (its own device type first, else every split seed). */
+export function realRingSeedsFor(type: DeviceType) {
+  const split = REAL_RING_SEEDS.filter((s) => s.layout === "split");
+  const own = split.filter((s) => s.name.includes(type === "net" ? "virtio-net" : "virtio-blk"));
+  return own.length > 0 ? own : split;
+}
+
+/**
+ * Cases for a device of `type`; `translation` only when the campaign has an IOMMU back-end,
+ * packed classes only when the back-end offers VIRTIO_F_RING_PACKED (`packed`), `real-ring`
+ * when the bundled captures loaded.
+ */
 export function deviceCaseArbitrary(
   type: DeviceType,
   translation: boolean,
+  packed = false,
 ): fc.Arbitrary<DeviceCase> {
   const vring = type === "net"
     ? fc.constantFrom("rx" as const, "tx" as const)
@@ -168,6 +228,34 @@ export function deviceCaseArbitrary(
     { arbitrary: events, weight: 1 },
     { arbitrary: activation, weight: 2 },
   ];
+  if (packed) {
+    arbs.push({
+      arbitrary: fc.record({
+        kind: fc.constant("packed-ring" as const),
+        vring,
+        input: packedHostileDriverInputArbitrary(),
+      }, { noNullPrototype: true }),
+      weight: 8,
+    });
+  }
+  const seeds = realRingSeedsFor(type);
+  if (seeds.length > 0) {
+    arbs.push({
+      arbitrary: fc.tuple(vring, realRingArbitrary(seeds)).map(([v, r]) => ({
+        kind: "real-ring" as const,
+        vring: v,
+        seed: r.seed.name,
+        corruption: {
+          area: r.corruption.area,
+          offset: r.corruption.offset,
+          width: r.corruption.width,
+          value: r.corruption.value,
+          field: r.corruption.field,
+        },
+      })),
+      weight: 2,
+    });
+  }
   if (translation) {
     arbs.push({
       arbitrary: fc.record({

@@ -239,6 +239,17 @@ interface Row {
 function subkind(c: DeviceCase): string {
   if (c.kind === "split-ring") return c.events !== null ? "events" : c.input.corruption.kind;
   if (c.kind === "activation") return c.activation.frame;
+  if (c.kind === "packed-ring") {
+    const k = c.input.corruption;
+    return k !== null
+      ? k.field
+      : c.input.raw.length > 0
+      ? "raw"
+      : c.input.drvEvent != null
+      ? "event"
+      : "none";
+  }
+  if (c.kind === "real-ring") return `${c.seed}:${c.corruption.field}`;
   return c.what;
 }
 
@@ -292,7 +303,7 @@ export async function deviceFuzzMain(args: readonly string[], env: DeviceEnv): P
       );
       return 2;
     }
-    const arb = deviceCaseArbitrary(be.type, iommuBe !== null);
+    const arb = deviceCaseArbitrary(be.type, iommuBe !== null, be.packed);
     const t0 = performance.now();
     let n = 0;
     let lastLine = 0;

@@ -25,6 +25,8 @@ import {
 import { SgList } from "../../src/virtio/mod.ts";
 import { DMA_FROM_DEVICE, DMA_TO_DEVICE, IOPTE_READ, IOPTE_WRITE } from "../../src/dma/mod.ts";
 import { SPLIT_HOSTILE_MAP, splitHostileImage } from "../targets/split_hostile_driver.ts";
+import { PACKED_HOSTILE_MAP, packedHostileImage } from "../targets/packed_hostile_driver.ts";
+import { applyCorruption, REAL_RING_SEEDS } from "../support/real_ring_seeds.ts";
 import type { DeviceCase } from "./cases.ts";
 import { type DeviceBackend, DISK_SECTORS, diskByte, SECTOR } from "./backend.ts";
 
@@ -114,7 +116,7 @@ export class CaseMemory {
   }
   /** Grants every WRITE descriptor of the table at `gpa` (`n` entries) and of the indirect tables it names. */
   grantDescriptors(gpa: number, n: number, depth = 0): void {
-    this.tables.push([gpa, n]);
+    this.tables.push([gpa, n, false]);
     const v = new DataView(this.ram.buffer, this.ram.byteOffset);
     for (let i = 0; i < n; i++) {
       const o = gpa + 16 * i - GPA_BASE;
@@ -129,20 +131,24 @@ export class CaseMemory {
     }
   }
   /** Descriptor tables scanned for {@link where}: [gpa, entries]. */
-  readonly tables: [number, number][] = [];
+  readonly tables: [number, number, boolean][] = [];
   /** Names the area of a GPA for messages, and the descriptor that covers it, if any. */
   where(gpa: number): string {
     const area = gpa >= IMG
       ? `hostile image +0x${(gpa - IMG).toString(16)}`
       : `RAM +0x${(gpa - GPA_BASE).toString(16)}`;
-    const v = new DataView(this.ram.buffer, this.ram.byteOffset);
+    // The descriptors as the driver wrote them (the snapshot): a used descriptor may overwrite a
+    // packed ring slot since.
+    const src = this.snap.length === RAM ? this.snap : this.ram;
+    const v = new DataView(src.buffer, src.byteOffset);
     const found: string[] = [];
-    for (const [t, n] of this.tables) {
+    for (const [t, n, packed] of this.tables) {
       for (let i = 0; i < n; i++) {
         const o = t + 16 * i - GPA_BASE;
         if (o < 0 || o + 16 > RAM) break;
         const addr = v.getBigUint64(o, true), len = v.getUint32(o + 8, true);
-        const flags = v.getUint16(o + 12, true);
+        // Split: flags at +12 (§2.7.5); packed: id at +12, flags at +14 (§2.8.13).
+        const flags = v.getUint16(o + (packed ? 14 : 12), true);
         if (BigInt(gpa) >= addr && BigInt(gpa) < addr + BigInt(len)) {
           found.push(
             `descriptor ${i} of the table at 0x${t.toString(16)} [addr 0x${
@@ -216,6 +222,12 @@ export function runDeviceCase(
 }
 
 function features(c: DeviceCase): bigint {
+  if (c.kind === "packed-ring") return packedHostileImage(c.input).features;
+  if (c.kind === "real-ring") {
+    // The captured ring's own ring features (INDIRECT, EVENT_IDX), masked with the offer.
+    const seed = REAL_RING_SEEDS.find((s) => s.name === c.seed);
+    return seed === undefined ? 0n : BigInt(seed.features) & ((1n << 28n) | (1n << 29n));
+  }
   if (c.kind !== "split-ring") return 0n;
   let f = 0n;
   if (c.input.indirect && c.input.corruption.kind !== "ind-no-feature") f |= 1n << 28n;
@@ -236,7 +248,7 @@ function runInner(
   try {
     dev = Device.open({
       socket: be.be.socket,
-      layout: "split",
+      layout: c.kind === "packed-ring" ? "packed" : "split",
       features: features(c),
       queues: be.type === "net" ? 2 : 1,
       queueSize: QSIZE,
@@ -271,6 +283,16 @@ function runInner(
     m.grant(GPA_BASE, dev.bufferGpa - GPA_BASE); // the driver queues' rings: used rings are the device's
     if (c.kind === "split-ring") {
       const r = splitRingCase(ctx, c, o);
+      probe = r.probe;
+      corrupt = r.corrupt;
+      refused = r.refused;
+    } else if (c.kind === "packed-ring") {
+      const r = packedRingCase(ctx, c, o);
+      probe = r.probe;
+      corrupt = r.corrupt;
+      refused = r.refused;
+    } else if (c.kind === "real-ring") {
+      const r = realRingCase(ctx, c, o);
       probe = r.probe;
       corrupt = r.corrupt;
       refused = r.refused;
@@ -419,7 +441,7 @@ function splitRingCase(
   // Granted before anything can fail: every WRITE descriptor of the image (and of the indirect
   // tables it names); the probe's chains grant their own.
   m.grantDescriptors(IMG + D.desc, S);
-  const prep = prepareProbe(ctx, c.vring);
+  const prep = prepareProbe(ctx, c.vring, offered.size + PROBE_FRAMES);
   m.takeSnapshot();
   const ua = (g: number) => dev.ringAddress(g);
   for (let i = 0; i < dev.vrings.length; i++) {
@@ -476,8 +498,18 @@ function splitRingCase(
   return { probe, corrupt, refused };
 }
 
+/** A hostile ring the probe appends valid chains to (split or packed). */
+interface HostileRing {
+  /** Free descriptor slots left. */
+  readonly free: number;
+  /** Adds one chain of [gpa, len, write] segments and publishes it; returns the handle {@link completed} takes. */
+  add(segs: [number, number, boolean][]): number;
+  /** Did the device complete the chain `add` returned? */
+  completed(handle: number): boolean;
+}
+
 /** Our own accesses to a hostile split ring after its image (the probe's chains). */
-class RawSplitRing {
+class RawSplitRing implements HostileRing {
   readonly probeHeads: number[] = [];
   #next: number;
   constructor(
@@ -487,6 +519,8 @@ class RawSplitRing {
     readonly used: number,
     readonly size: number,
     firstFree: number,
+    /** Free descriptor indices to use instead of `firstFree, firstFree + 1, ...` (real rings). */
+    readonly freeList: number[] | null = null,
   ) {
     this.#next = firstFree;
   }
@@ -504,31 +538,36 @@ class RawSplitRing {
     const o = this.used + 4 + 8 * (k % this.size) - GPA_BASE;
     return new DataView(this.m.ram.buffer, this.m.ram.byteOffset).getUint32(o, true);
   }
-  /** Is `head` in the used ring (any entry up to used idx)? */
+  /** Used index when the ring was handed over: older entries are not this run's (real rings). */
+  usedFrom = 0;
+  /** Is `head` in the used ring (any entry from {@link usedFrom} up to used idx)? */
   completed(head: number): boolean {
-    const n = Math.min(this.usedIdx(), this.size);
-    for (let k = 0; k < n; k++) if (this.usedId(k) === head) return true;
+    const n = Math.min((this.usedIdx() - this.usedFrom) & 0xffff, this.size);
+    for (let k = 0; k < n; k++) if (this.usedId(this.usedFrom + k) === head) return true;
     return false;
   }
   /** Free descriptor slots left. */
   get free(): number {
-    return this.size - this.#next;
+    return this.freeList !== null ? this.freeList.length : this.size - this.#next;
   }
   /** Adds one chain of [gpa, len, write] segments and publishes it; returns its head. */
   add(segs: [number, number, boolean][]): number {
-    const head = this.#next;
-    const dv = new Uint8Array(16 * segs.length);
-    const v = new DataView(dv.buffer);
+    const slots = this.freeList !== null
+      ? this.freeList.splice(0, segs.length)
+      : segs.map((_, i) => this.#next + i);
+    const head = slots[0];
     segs.forEach(([g, len, w], i) => {
       const last = i === segs.length - 1;
-      v.setBigUint64(16 * i, BigInt(g), true);
-      v.setUint32(16 * i + 8, len, true);
-      v.setUint16(16 * i + 12, (last ? 0 : 1) | (w ? 2 : 0), true);
-      v.setUint16(16 * i + 14, last ? 0 : head + i + 1, true);
+      const dv = new Uint8Array(16);
+      const v = new DataView(dv.buffer);
+      v.setBigUint64(0, BigInt(g), true);
+      v.setUint32(8, len, true);
+      v.setUint16(12, (last ? 0 : 1) | (w ? 2 : 0), true);
+      v.setUint16(14, last ? 0 : slots[i + 1], true);
       if (w) this.m.grant(g, len);
+      this.m.write(this.desc + 16 * slots[i], dv);
     });
-    this.m.write(this.desc + 16 * head, dv);
-    this.#next += segs.length;
+    if (this.freeList === null) this.#next += segs.length;
     const idx = this.availIdx();
     this.m.u16(this.avail + 4 + 2 * (idx % this.size), head);
     this.m.u16(this.avail + 2, (idx + 1) & 0xffff);
@@ -537,13 +576,328 @@ class RawSplitRing {
   }
 }
 
+// ---- hostile packed rings --------------------------------------------------------------------
+
+const P = PACKED_HOSTILE_MAP;
+const DESC_F_NEXT = 1, DESC_F_WRITE = 2, DESC_F_INDIRECT = 4;
+const AVAIL = 1 << 7, USED = 1 << 15;
+
+/** Relocates image-relative descriptor addresses of the 16-byte entries in [from, to) by `by`. */
+function relocate(v: DataView, from: number, to: number, limit: number, by: number): void {
+  for (let o = from; o + 16 <= to; o += 16) {
+    const a = v.getBigUint64(o, true);
+    if (a === 0n && v.getBigUint64(o + 8, true) === 0n) continue;
+    if (a < BigInt(limit)) v.setBigUint64(o, a + BigInt(by), true);
+  }
+}
+
+/**
+ * Grants every device-writable descriptor of the packed ring or indirect table at `gpa` (`n`
+ * entries; §2.8.13 layout: addr, len, id, flags at +14) and of the indirect tables it names.
+ */
+function grantPacked(m: CaseMemory, gpa: number, n: number, depth = 0): void {
+  m.tables.push([gpa, n, true]);
+  const v = new DataView(m.ram.buffer, m.ram.byteOffset);
+  for (let i = 0; i < n; i++) {
+    const o = gpa + 16 * i - GPA_BASE;
+    if (o < 0 || o + 16 > RAM) return;
+    const addr = v.getBigUint64(o, true), len = v.getUint32(o + 8, true);
+    const flags = v.getUint16(o + 14, true);
+    if (flags & DESC_F_INDIRECT) {
+      if (depth === 0 && addr < 2n ** 52n) {
+        grantPacked(m, Number(addr), Math.min(Math.floor(len / 16), 4096), 1);
+      }
+    } else if (flags & DESC_F_WRITE) m.grant(addr, len);
+  }
+}
+
+/** A hostile packed ring after its image: the probe's lists go at the next free slots (§2.8.6). */
+class RawPackedRing implements HostileRing {
+  #next: number;
+  #wrap: number;
+  #taken: number;
+  #id = 0x7f00;
+  constructor(
+    readonly m: CaseMemory,
+    readonly ring: number,
+    readonly size: number,
+    start: number,
+    next: number,
+    wrap: number,
+  ) {
+    this.#next = next;
+    this.#wrap = wrap;
+    this.#taken = (next - start + (wrap === 1 ? 0 : size)) % (2 * size);
+  }
+  get free(): number {
+    return this.size - this.#taken;
+  }
+  add(segs: [number, number, boolean][]): number {
+    const id = this.#id++;
+    const bytes = segs.map(([g, len, w], i) => {
+      const b = new Uint8Array(16);
+      const v = new DataView(b.buffer);
+      v.setBigUint64(0, BigInt(g), true);
+      v.setUint32(8, len, true);
+      v.setUint16(12, id, true);
+      const f = (i < segs.length - 1 ? DESC_F_NEXT : 0) | (w ? DESC_F_WRITE : 0) |
+        (this.#wrap ? AVAIL : USED);
+      v.setUint16(14, f, true);
+      if (w) this.m.grant(g, len);
+      return { at: this.ring + 16 * ((this.#next + i) % this.size), b };
+    });
+    // Every descriptor but the head first; the head's flags make the list available.
+    for (let i = bytes.length - 1; i >= 0; i--) this.m.write(bytes[i].at, bytes[i].b);
+    this.#next += segs.length;
+    if (this.#next >= this.size) {
+      this.#next -= this.size;
+      this.#wrap ^= 1;
+    }
+    this.#taken += segs.length;
+    return id;
+  }
+  /** Used descriptors the device wrote (slots whose bytes differ from the snapshot): [slot, id]. */
+  usedElements(): [number, number][] {
+    const out: [number, number][] = [];
+    const v = new DataView(this.m.ram.buffer, this.m.ram.byteOffset);
+    for (let i = 0; i < this.size; i++) {
+      const o = this.ring + 16 * i - GPA_BASE;
+      let changed = false;
+      for (let k = 0; k < 16 && !changed; k++) changed = this.m.ram[o + k] !== this.m.snap[o + k];
+      if (!changed) continue;
+      const f = v.getUint16(o + 14, true);
+      if (((f & AVAIL) !== 0) === ((f & USED) !== 0)) out.push([i, v.getUint16(o + 12, true)]);
+    }
+    return out;
+  }
+  completed(id: number): boolean {
+    return this.usedElements().some(([, x]) => x === id);
+  }
+}
+
+function packedRingCase(
+  ctx: Ctx,
+  c: Extract<DeviceCase, { kind: "packed-ring" }>,
+  o: CaseOptions,
+): { probe: Probe; corrupt: string | null; refused: string | null } {
+  const { dev, m } = ctx;
+  const s = c.input.size;
+  const N = Math.max(2 * s, 16);
+  const img = packedHostileImage(c.input, N);
+  const bytes = img.bytes;
+  const v = new DataView(bytes.buffer);
+  relocate(v, P.ring, P.ring + 16 * N, P.end + 0x10000, IMG);
+  relocate(v, P.tables, P.data, P.end + 0x10000, IMG);
+  m.ram.set(bytes, IMG - GPA_BASE);
+  // Offered IDs: every ID a ring or table entry carries, as often as it occurs.
+  const offered = new Map<number, number>();
+  for (let k = 0; k < N; k++) {
+    const at = P.ring + 16 * k;
+    if (v.getBigUint64(at, true) === 0n && v.getBigUint64(at + 8, true) === 0n) continue;
+    const id = v.getUint16(at + 12, true);
+    offered.set(id, (offered.get(id) ?? 0) + 1);
+  }
+  const ringGpa = IMG + P.ring;
+  m.grant(ringGpa, 16 * N); // used descriptors overwrite the ring
+  m.grant(ringGpa + 16 * N + 4, 4); // the device event suppression structure
+  grantPacked(m, ringGpa, N);
+  const h = c.vring === "tx" ? 1 : 0;
+  const prep = prepareProbe(ctx, c.vring, offered.size + PROBE_FRAMES);
+  m.takeSnapshot();
+  const ua = (g: number) => dev.ringAddress(g);
+  for (let i = 0; i < dev.vrings.length; i++) {
+    if (i === h) {
+      dev.startQueue(i, {
+        num: N,
+        base: img.start | 0x8000,
+        desc: ua(ringGpa),
+        driver: ua(ringGpa + 16 * N),
+        device: ua(ringGpa + 16 * N + 4),
+      });
+    } else dev.startQueue(i);
+  }
+  dev.driverOk();
+  if (ctx.be.type === "net" && h === 1) prep.postRx();
+  dev.notify(h);
+  settle(dev, o.settleMs ?? 30);
+  const ring = new RawPackedRing(m, ringGpa, N, img.start, img.next, img.nextWrap);
+  let probe: Probe;
+  let refused: string | null = null;
+  try {
+    probe = prep.run(ring);
+  } catch (e) {
+    if (!isVhostUserError(e)) throw e;
+    probe = { ok: false, why: e.message };
+    refused = `${e.code}${e.request ? ` on ${e.request}` : ""}`;
+  }
+  for (let id = 0x7f00; id < 0x7f10; id++) offered.set(id, (offered.get(id) ?? 0) + 1);
+  const seen = new Map<number, number>();
+  let corrupt: string | null = null;
+  for (const [slot, id] of ring.usedElements()) {
+    const n = (seen.get(id) ?? 0) + 1;
+    seen.set(id, n);
+    if (!offered.has(id)) {
+      corrupt =
+        `unoffered-id: the used descriptor in slot ${slot} completes ID ${id}, never offered`;
+      break;
+    }
+    if (n > offered.get(id)!) {
+      corrupt = `replayed-id: ID ${id} completed ${n} times, offered ${offered.get(id)}`;
+      break;
+    }
+  }
+  return { probe, corrupt, refused };
+}
+
+// ---- real rings (captured from a Linux guest) --------------------------------------------------
+
+/** Where a real ring's areas go in the image block. */
+const REAL = { desc: 0, driver: 0x1000, device: 0x2000, tables: 0x3000, data: 0x8000 } as const;
+
+function realRingCase(
+  ctx: Ctx,
+  c: Extract<DeviceCase, { kind: "real-ring" }>,
+  o: CaseOptions,
+): { probe: Probe; corrupt: string | null; refused: string | null } {
+  const { dev, m } = ctx;
+  const seed0 = REAL_RING_SEEDS.find((x) => x.name === c.seed);
+  if (seed0 === undefined) {
+    throw new Error(`real ring seed "${c.seed}" not loaded (tests/fixtures/ missing?)`);
+  }
+  const seed = applyCorruption(seed0, c.corruption);
+  const n = seed.size;
+  m.ram.fill(0, IMG - GPA_BASE, IMG + REAL.data - GPA_BASE);
+  // Buffers of the captured guest land in a 128 KiB window of the block (page offsets kept);
+  // indirect descriptors point to the tables, placed one page each; other values (a corrupted
+  // address past the captured RAM) stay as they are.
+  const tables = new Map<bigint, number>();
+  seed.indirectTables.slice(0, 5).forEach((t, k) =>
+    tables.set(BigInt(t.addr), IMG + REAL.tables + 0x1000 * k)
+  );
+  const moveAll = (b: Uint8Array): Uint8Array => {
+    const out = b.slice();
+    const v = new DataView(out.buffer);
+    for (let at = 0; at + 16 <= out.length; at += 16) {
+      const a = v.getBigUint64(at, true);
+      const t = tables.get(a);
+      if (t !== undefined && (v.getUint16(at + 12, true) & DESC_F_INDIRECT) !== 0) {
+        v.setBigUint64(at, BigInt(t), true);
+      } else if (a !== 0n && a < BigInt(seed.ramSize)) {
+        v.setBigUint64(at, BigInt(IMG + REAL.data) + (a % 0x20000n), true);
+      }
+    }
+    return out;
+  };
+  const put = (gpa: number, b: Uint8Array) => m.ram.set(b, gpa - GPA_BASE);
+  put(IMG + REAL.desc, moveAll(seed.descTable));
+  put(IMG + REAL.driver, seed.driverArea);
+  put(IMG + REAL.device, seed.deviceArea);
+  for (const [addr, gpa] of tables) {
+    const t = seed.indirectTables.find((x) => BigInt(x.addr) === addr)!;
+    put(gpa, moveAll(t.bytes.subarray(0, 0x1000)));
+  }
+  const availIdx = seed.driverArea[2] | (seed.driverArea[3] << 8);
+  const offered = new Set<number>();
+  for (
+    let k = seed.lastAvailIdx, i = 0;
+    k !== availIdx && i < n;
+    k = (k + 1) & 0xffff, i++
+  ) {
+    const at = 4 + 2 * (k % n);
+    offered.add(seed.driverArea[at] | (seed.driverArea[at + 1] << 8));
+  }
+  // Descriptors in flight: every chain an offered head starts (bounded by the Queue Size); the
+  // probe's chains take descriptors outside them.
+  const inUse = new Set<number>();
+  const dv = new DataView(seed.descTable.buffer, seed.descTable.byteOffset);
+  for (const h0 of offered) {
+    for (let d = h0, i = 0; d < n && i < n && !inUse.has(d); i++) {
+      inUse.add(d);
+      if ((dv.getUint16(16 * d + 12, true) & DESC_F_NEXT) === 0) break;
+      d = dv.getUint16(16 * d + 14, true);
+    }
+  }
+  const freeList: number[] = [];
+  for (let d = 0; d < n; d++) if (!inUse.has(d)) freeList.push(d);
+  m.grant(IMG + REAL.device, seed.deviceArea.length);
+  m.grantDescriptors(IMG + REAL.desc, n);
+  const h = c.vring === "tx" ? 1 : 0;
+  const prep = prepareProbe(ctx, c.vring, offered.size + PROBE_FRAMES);
+  m.takeSnapshot();
+  const usedBefore = seed.deviceArea[2] | (seed.deviceArea[3] << 8);
+  const ua = (g: number) => dev.ringAddress(g);
+  for (let i = 0; i < dev.vrings.length; i++) {
+    if (i !== h) {
+      dev.startQueue(i);
+      continue;
+    }
+    dev.startQueue(i, {
+      num: n,
+      base: seed.lastAvailIdx,
+      desc: ua(IMG + REAL.desc),
+      driver: ua(IMG + REAL.driver),
+      device: ua(IMG + REAL.device),
+    });
+  }
+  dev.driverOk();
+  if (ctx.be.type === "net" && h === 1) prep.postRx();
+  dev.notify(h);
+  settle(dev, o.settleMs ?? 30);
+  // The probe: valid chains after the captured ones, on the same vring, in free descriptors.
+  const ring = new RawSplitRing(
+    m,
+    IMG + REAL.desc,
+    IMG + REAL.driver,
+    IMG + REAL.device,
+    n,
+    0,
+    freeList,
+  );
+  ring.usedFrom = usedBefore;
+  let probe: Probe;
+  let refused: string | null = null;
+  if (
+    ring.free < (ctx.be.type === "blk" ? 6 : 1) || ((availIdx - seed.lastAvailIdx) & 0xffff) >= n
+  ) {
+    probe = { ok: false, why: "no free descriptor or available ring entry for the probe" };
+  } else {
+    try {
+      probe = prep.run(ring);
+    } catch (e) {
+      if (!isVhostUserError(e)) throw e;
+      probe = { ok: false, why: e.message };
+      refused = `${e.code}${e.request ? ` on ${e.request}` : ""}`;
+    }
+  }
+  for (const p of ring.probeHeads) offered.add(p);
+  // Used ring oracle: every entry the device added completes a head it was offered.
+  let corrupt: string | null = null;
+  const uv = new DataView(m.ram.buffer, m.ram.byteOffset + IMG + REAL.device - GPA_BASE);
+  const usedNow = uv.getUint16(2, true);
+  for (let k = usedBefore; k !== usedNow && corrupt === null; k = (k + 1) & 0xffff) {
+    if (((k - usedBefore) & 0xffff) > n) {
+      corrupt = `used-idx-overrun: used idx moved from ${usedBefore} to ${usedNow}, more than ${n}`;
+      break;
+    }
+    const id = uv.getUint32(4 + 8 * (k % n), true);
+    if (!offered.has(id)) {
+      corrupt = `unoffered-id: used ring entry ${
+        k % n
+      } completes ID ${id}, never offered (offered ${[...offered].slice(0, 8).join(",")}${
+        offered.size > 8 ? ",..." : ""
+      })`;
+    }
+  }
+  return { probe, corrupt, refused };
+}
+
 // ---- probes -----------------------------------------------------------------------------------
 
 interface PreparedProbe {
   /** Posts the RX buffers of a net device's well-behaved RX vring. */
   postRx(): void;
   /** Runs the probe on a hostile split ring (`null`: on the driver queues; `posted`: RX already posted). */
-  run(ring: RawSplitRing | null, posted?: boolean): Probe;
+  run(ring: HostileRing | null, posted?: boolean): Probe;
 }
 
 /** GPAs of the probe areas (after the driver queues' rings). */
@@ -554,11 +908,15 @@ function areas(dev: VhostUserDevice) {
 
 const PROBE_FRAMES = 6;
 
-function prepareProbe(ctx: Ctx, vring: "rx" | "tx" | "req"): PreparedProbe {
-  return ctx.be.type === "net" ? netProbe(ctx, vring) : blkProbe(ctx);
+function prepareProbe(ctx: Ctx, vring: "rx" | "tx" | "req", rxFrames?: number): PreparedProbe {
+  return ctx.be.type === "net" ? netProbe(ctx, vring, rxFrames) : blkProbe(ctx);
 }
 
-function netProbe(ctx: Ctx, vring: "rx" | "tx" | "req"): PreparedProbe {
+/**
+ * The network probe. `rxFrames`: frames to send at most while a probe RX buffer waits behind
+ * hostile ones (a real RX ring holds up to its Queue Size of captured buffers before it).
+ */
+function netProbe(ctx: Ctx, vring: "rx" | "tx" | "req", rxFrames = PROBE_FRAMES): PreparedProbe {
   const { dev, m } = ctx;
   const a = areas(dev);
   const seq0 = 0x5e000000 + ctx.caseNo * 16;
@@ -589,7 +947,7 @@ function netProbe(ctx: Ctx, vring: "rx" | "tx" | "req"): PreparedProbe {
         }
       };
       const send = () => {
-        const g = a.tx + sent * 0x1000;
+        const g = a.tx + (sent % PROBE_FRAMES) * 0x1000;
         if (vring === "tx" && ring !== null) {
           if (ring.free < 1) return;
           ring.add([[g, NET_HDR + 60, false]]);
@@ -606,7 +964,7 @@ function netProbe(ctx: Ctx, vring: "rx" | "tx" | "req"): PreparedProbe {
         const head = ring.add([[a.probe, 2048, true]]);
         dev.notify(0);
         while (performance.now() < deadline) {
-          if (sent < PROBE_FRAMES) send();
+          for (let b = 0; b < 16 && sent < rxFrames && dev.vrings[1].queue.numFree > 0; b++) send();
           settle(dev, 25);
           if (ring.completed(head)) {
             const f = frameAt(m, a.probe);

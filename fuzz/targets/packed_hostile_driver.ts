@@ -85,6 +85,9 @@ const inputSchema = z.strictObject({
 /** One input of the hostile-driver target (JSON-safe). */
 export type PackedHostileDriverInput = z.infer<typeof inputSchema>;
 
+/** zod schema of {@link PackedHostileDriverInput} (the device campaign's corpus files embed it). */
+export const packedHostileDriverInputSchema: z.ZodType<PackedHostileDriverInput> = inputSchema;
+
 const interestingAddr = [
   0n,
   BigInt(MEM - 8),
@@ -96,6 +99,11 @@ const interestingAddr = [
   2n ** 64n - 8n,
   2n ** 64n - 1n,
 ];
+
+/** The synthetic inputs of the target (without activation and real-ring seeds), for the device campaign. */
+export function packedHostileDriverInputArbitrary(): fc.Arbitrary<PackedHostileDriverInput> {
+  return arbitrary();
+}
 
 function arbitrary(): fc.Arbitrary<PackedHostileDriverInput> {
   const len = fc.oneof(
@@ -223,10 +231,115 @@ function same(a: [number, number][], b: [number, number][]): boolean {
 }
 
 /**
+ * Writes the input's valid lists from `pos` / `wrap` (our own raw writer, head flags last), its
+ * one targeted corruption and its raw bytes. `ringSize` wraps the ring, `limit` caps the slots the
+ * lists take (the target passes the Queue Size twice; the device campaign a larger ring, leaving
+ * room for its probe).
+ * @returns the GPA of every descriptor written and where the next list would go.
+ */
+function writeLists(
+  memory: PackedHostileMemory,
+  ring: PackedRingBuilder,
+  input: PackedHostileDriverInput,
+  policy: ChainPolicy,
+  pos: number,
+  wrap: number,
+  ringSize: number,
+  limit: number,
+): { written: number[]; next: number; nextWrap: number } {
+  const size = ringSize;
+  // Valid lists, written by our own raw writer (head flags last).
+  const written: number[] = []; // GPA of every descriptor written (ring and tables)
+  let p = pos, w = wrap, used = 0, seg = 0, table = 0;
+  for (const ch of input.chains) {
+    const lens = [...ch.readable.map((l) => [l, 0]), ...ch.writable.map((l) => [l, 2])].map((
+      [l, f],
+    ) => ({ l: l || (policy.zeroLength === "allow" ? 0 : 1), f }));
+    if (lens.length === 0) continue;
+    const indirect = ch.indirect && input.indirect;
+    const slots = indirect ? 1 : lens.length;
+    if (used + slots > limit || seg + lens.length > 96) break;
+    const descs = lens.map(({ l, f }) => ({ addr: BigInt(BUFS + 0x100 * seg++), len: l, f }));
+    if (indirect) {
+      const t = TABLES + 0x200 * table++;
+      // A packed indirect table entry has the packed descriptor's layout (§2.8.7).
+      const tableRing = new PackedRingBuilder(memory, t, descs.length);
+      descs.forEach((d, i) => {
+        tableRing.write(i, { addr: d.addr, len: d.len, id: 0, flags: d.f });
+        written.push(t + 16 * i);
+      });
+      written.push(RING + 16 * p);
+      ring.write(p, {
+        addr: BigInt(t),
+        len: 16 * descs.length,
+        id: ch.id,
+        flags: 4 | packedAvailFlags(w),
+      });
+      if (++p === size) {
+        p = 0;
+        w ^= 1;
+      }
+    } else {
+      const slotsOf: number[] = [];
+      descs.forEach((d, i) => {
+        slotsOf.push(p);
+        written.push(RING + 16 * p);
+        ring.write(p, {
+          addr: d.addr,
+          len: d.len,
+          id: ch.id,
+          flags: d.f | (i < descs.length - 1 ? 1 : 0) | packedAvailFlags(w),
+        });
+        if (++p === size) {
+          p = 0;
+          w ^= 1;
+        }
+      });
+    }
+    used += slots;
+  }
+  // One targeted corruption.
+  const cor = input.corruption;
+  if (cor !== null && written.length > 0) {
+    const at = written[cor.desc % written.length];
+    const v = BigInt(cor.value);
+    switch (cor.field) {
+      case "flags":
+        memory.writeU16(at + 14, memory.readU16(at + 14) ^ Number(v & 0xffffn));
+        break;
+      case "len":
+        memory.writeU32(at + 8, Number(v & 0xffff_ffffn));
+        break;
+      case "addr":
+        memory.writeU64(at, v & (2n ** 64n - 1n));
+        break;
+      case "id":
+        memory.writeU16(at + 12, Number(v & 0xffffn));
+        break;
+      case "avail": {
+        const f = memory.readU16(at + 14) & 0x7f7f;
+        const b = Number(v & 3n);
+        memory.writeU16(at + 14, f | (b & 1 ? 0x80 : 0) | (b & 2 ? 0x8000 : 0));
+        break;
+      }
+    }
+  }
+  for (const r of input.raw) {
+    const start = RING + r.offset;
+    for (let i = 0; i < r.bytes.length && start + i < BUFS; i++) {
+      memory.writeU8(start + i, r.bytes[i]);
+    }
+  }
+  return { written, next: p, nextWrap: w };
+}
+
+/**
  * The memory of every synthetic run, reused (`scratch_memory.ts`): rings, tables and raw bytes
  * lie below `BUFS`; payload copies are noted through the observer.
  */
 export const packedHostileDriverScratch = new ScratchMemory([{ gpa: 0, size: MEM }], BUFS);
+
+type PackedHostileMemory = typeof packedHostileDriverScratch.memory;
 
 function run(input: PackedHostileDriverInput): void {
   try {
@@ -299,88 +412,7 @@ function runOn(input: PackedHostileDriverInput): void {
       throw new OracleFailure("notification-decision", `flush of ${count} slots: unasked notify`);
     }
   };
-  // Valid lists, written by our own raw writer (head flags last).
-  const written: number[] = []; // GPA of every descriptor written (ring and tables)
-  let p = pos, w = wrap, used = 0, seg = 0, table = 0;
-  for (const ch of input.chains) {
-    const lens = [...ch.readable.map((l) => [l, 0]), ...ch.writable.map((l) => [l, 2])].map((
-      [l, f],
-    ) => ({ l: l || (policy.zeroLength === "allow" ? 0 : 1), f }));
-    if (lens.length === 0) continue;
-    const indirect = ch.indirect && input.indirect;
-    const slots = indirect ? 1 : lens.length;
-    if (used + slots > size || seg + lens.length > 96) break;
-    const descs = lens.map(({ l, f }) => ({ addr: BigInt(BUFS + 0x100 * seg++), len: l, f }));
-    if (indirect) {
-      const t = TABLES + 0x200 * table++;
-      // A packed indirect table entry has the packed descriptor's layout (§2.8.7).
-      const tableRing = new PackedRingBuilder(memory, t, descs.length);
-      descs.forEach((d, i) => {
-        tableRing.write(i, { addr: d.addr, len: d.len, id: 0, flags: d.f });
-        written.push(t + 16 * i);
-      });
-      written.push(RING + 16 * p);
-      ring.write(p, {
-        addr: BigInt(t),
-        len: 16 * descs.length,
-        id: ch.id,
-        flags: 4 | packedAvailFlags(w),
-      });
-      if (++p === size) {
-        p = 0;
-        w ^= 1;
-      }
-    } else {
-      const slotsOf: number[] = [];
-      descs.forEach((d, i) => {
-        slotsOf.push(p);
-        written.push(RING + 16 * p);
-        ring.write(p, {
-          addr: d.addr,
-          len: d.len,
-          id: ch.id,
-          flags: d.f | (i < descs.length - 1 ? 1 : 0) | packedAvailFlags(w),
-        });
-        if (++p === size) {
-          p = 0;
-          w ^= 1;
-        }
-      });
-    }
-    used += slots;
-  }
-  // One targeted corruption.
-  const cor = input.corruption;
-  if (cor !== null && written.length > 0) {
-    const at = written[cor.desc % written.length];
-    const v = BigInt(cor.value);
-    switch (cor.field) {
-      case "flags":
-        memory.writeU16(at + 14, memory.readU16(at + 14) ^ Number(v & 0xffffn));
-        break;
-      case "len":
-        memory.writeU32(at + 8, Number(v & 0xffff_ffffn));
-        break;
-      case "addr":
-        memory.writeU64(at, v & (2n ** 64n - 1n));
-        break;
-      case "id":
-        memory.writeU16(at + 12, Number(v & 0xffffn));
-        break;
-      case "avail": {
-        const f = memory.readU16(at + 14) & 0x7f7f;
-        const b = Number(v & 3n);
-        memory.writeU16(at + 14, f | (b & 1 ? 0x80 : 0) | (b & 2 ? 0x8000 : 0));
-        break;
-      }
-    }
-  }
-  for (const r of input.raw) {
-    const start = RING + r.offset;
-    for (let i = 0; i < r.bytes.length && start + i < BUFS; i++) {
-      memory.writeU8(start + i, r.bytes[i]);
-    }
-  }
+  writeLists(memory, ring, input, policy, pos, wrap, size, size);
   // Pop until nothing is available or the device refuses; bounded by the Queue Size.
   let outstanding = 0;
   let reoffer = input.reoffer;
@@ -527,3 +559,42 @@ export const packedHostileDriver: FuzzTarget<
   ),
   "packed",
 );
+
+/** Memory map of the ring image {@link packedHostileImage} returns (byte offsets from 0). */
+export const PACKED_HOSTILE_MAP = { ring: RING, tables: TABLES, data: BUFS, end: MEM } as const;
+
+/**
+ * The ring image one input builds for the device campaign (`fuzz/device/`), which relocates it
+ * into a real back-end's guest memory: the descriptor ring at {@link PACKED_HOSTILE_MAP}`.ring`
+ * with `ringSize` slots, the driver event suppression structure after it (§2.8.10), the indirect
+ * tables, all of it in bytes `[0, PACKED_HOSTILE_MAP.data)`; descriptor addresses are
+ * image-relative. The lists start at slot `input.preroll % input.size` with wrap counter 1 (the
+ * device's position, SET_VRING_BASE) and take at most `input.size` slots.
+ * @param ringSize slots of the ring (default `input.size`; at most 256).
+ * @returns the bytes, the features the input negotiates, the device's start slot and the slot /
+ * wrap counter the next list would use.
+ */
+export function packedHostileImage(
+  input: PackedHostileDriverInput,
+  ringSize: number = input.size,
+): { bytes: Uint8Array; features: bigint; start: number; next: number; nextWrap: number } {
+  const memory = packedHostileDriverScratch.memory;
+  try {
+    const ring = new PackedRingBuilder(memory, RING, ringSize);
+    const policy: ChainPolicy = { ...DEFAULT_CHAIN_POLICY, ...input.policy };
+    const features = (input.indirect ? featureMask(VIRTIO_F_INDIRECT_DESC) : 0n) |
+      (input.inOrder ? featureMask(VIRTIO_F_IN_ORDER) : 0n) |
+      (input.eventIdx ? featureMask(VIRTIO_F_EVENT_IDX) : 0n);
+    const start = input.preroll % input.size;
+    if (input.drvEvent != null) {
+      memory.writeU16(RING + 16 * ringSize, input.drvEvent.offWrap);
+      memory.writeU16(RING + 16 * ringSize + 2, input.drvEvent.flags);
+    }
+    const r = writeLists(memory, ring, input, policy, start, 1, ringSize, input.size);
+    const bytes = new Uint8Array(BUFS);
+    memory.read(0, bytes);
+    return { bytes, features, start, next: r.next, nextWrap: r.nextWrap };
+  } finally {
+    packedHostileDriverScratch.clean();
+  }
+}

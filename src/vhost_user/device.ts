@@ -367,11 +367,14 @@ export class VhostUserDevice {
     eventfdWrite(this.vrings[index].kickFd);
   }
 
+  #used: { kind: "used"; token: number; len: number } = { kind: "used", token: 0, len: 0 };
+
   /**
    * Returns the next used buffer of vring `index`, waiting up to `timeoutMs`: spins on the used
    * ring for `spinUs` microseconds, then blocks in poll() on the call eventfd (serving IOTLB
    * misses meanwhile). A call alone is not progress (libvhost-user calls once on SET_VRING_CALL):
-   * only the used ring is.
+   * only the used ring is. A `used` result is one object per device, overwritten by the next
+   * call: read `token` and `len` before waiting again.
    */
   waitUsed(index: number, timeoutMs: number, spinUs = 0): UsedWait {
     const v = this.vrings[index];
@@ -382,7 +385,13 @@ export class VhostUserDevice {
     try {
       for (;;) {
         const tok = q.getUsed();
-        if (tok !== undefined) return { kind: "used", token: tok, len: q.usedLen };
+        if (tok !== undefined) {
+          // One result object per device, reused: the round-trip hot path allocates nothing.
+          const u = this.#used;
+          u.token = tok;
+          u.len = q.usedLen;
+          return u;
+        }
         const now = performance.now();
         if (now < spinEnd) continue;
         this.iotlb?.tick();

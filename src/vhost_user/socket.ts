@@ -166,13 +166,16 @@ export class UnixSocket {
     let got = 0;
     while (got < len) {
       const left = deadline - Date.now();
-      if (left <= 0 || pollIn([this.fd], left, this.#revents) === 0) {
+      if (left <= 0) {
         throw new VhostUserError(
           "TIMEOUT",
           `no ${got === 0 ? "answer" : `rest of message (${got}/${len} bytes)`} within the timeout`,
           request,
         );
       }
+      // 0: this poll timed out or a signal interrupted it (EINTR: a profiler's SIGPROF fires
+      // every millisecond): the deadline above decides.
+      if (pollIn([this.fd], left, this.#revents) === 0) continue;
       const m = this.#msg.view, iov = this.#iov.view, c = this.#ctl.view;
       iov.setBigUint64(0, this.buf.addr + BigInt(offset + got), true);
       iov.setBigUint64(8, BigInt(len - got), true);

@@ -146,3 +146,73 @@ Deno.test({
     assertMatch(Deno.readTextFileSync(junit), /<testcase classname="fuzz" name="device-qsd-/);
   },
 });
+
+function packed(
+  chains: { readable: number[]; writable: number[] }[],
+  vring: "rx" | "tx",
+): DeviceCase {
+  return {
+    kind: "packed-ring",
+    vring,
+    input: {
+      size: 4,
+      indirect: false,
+      inOrder: false,
+      eventIdx: false,
+      drvEvent: null,
+      policy: {
+        zeroLength: "reject",
+        indirectWithNext: "reject",
+        unknownFlags: "ignore",
+        maxSegments: 65536,
+      },
+      preroll: 2,
+      hold: false,
+      reoffer: false,
+      chains: chains.map((c, i) => ({ ...c, indirect: false, id: 100 + i })),
+      corruption: null,
+      raw: [],
+    },
+  };
+}
+
+Deno.test({
+  name:
+    "device verdicts on testpmd, packed ring: PASS (writable RX lists, TX lists), CORRUPT (DPDK writes a device-readable RX descriptor)",
+  ...opts,
+  async fn() {
+    await withBackend("testpmd", false, (be) => {
+      assert(be.packed, "testpmd offers VIRTIO_F_RING_PACKED");
+      const rx = runDeviceCase(be, packed([{ readable: [], writable: [200] }], "rx"), 1);
+      assertEquals(rx.verdict, "PASS", show(rx));
+      const tx = runDeviceCase(be, packed([{ readable: [80], writable: [] }], "tx"), 2);
+      assertEquals(tx.verdict, "PASS", show(tx));
+      // fill_vec_buf_packed maps every descriptor with the caller's permission (RW on the RX
+      // path) and never looks at VIRTQ_DESC_F_WRITE: the frame lands in a readable buffer.
+      const bad = runDeviceCase(be, packed([{ readable: [200], writable: [] }], "rx"), 3);
+      assertEquals(bad.verdict, "CORRUPT", show(bad));
+      assertMatch(bad.detail, /not granted.*device-READABLE/);
+    });
+  },
+});
+
+Deno.test({
+  name: "device verdicts on testpmd, real rings: a captured RX and TX ring pass the probe",
+  ...opts,
+  async fn() {
+    await withBackend("testpmd", false, (be) => {
+      // A corruption that writes the value already there (the RX ring's first descriptor length).
+      const seedCase = (seed: string, vring: "rx" | "tx", value: number): DeviceCase => ({
+        kind: "real-ring",
+        vring,
+        seed,
+        corruption: { area: "driver", offset: 0, width: 2, value, field: "avail.flags" },
+      });
+      const rx = runDeviceCase(be, seedCase("scenarioA/virtio-net/0", "rx", 0), 1);
+      assertEquals(rx.verdict, "PASS", show(rx));
+      assertMatch(rx.detail, /probe RX buffer, MACs swapped/);
+      const tx = runDeviceCase(be, seedCase("scenarioA/virtio-net/1", "tx", 0), 2);
+      assertEquals(tx.verdict, "PASS", show(tx));
+    });
+  },
+});
