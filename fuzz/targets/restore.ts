@@ -61,6 +61,8 @@ const inputSchema = z.strictObject({
   })).max(20),
   corruption: z.enum(CORRUPTIONS),
   amount: z.number().int().min(-20).max(20),
+  /** Descriptors per buffer (1: the avail ring can hold Queue Size entries; default 2). */
+  segs: z.number().int().min(1).max(2).optional(),
 });
 
 /** One input (JSON-safe). */
@@ -106,6 +108,7 @@ function arbitrary(): fc.Arbitrary<RestoreInput> {
       { weight: 8, arbitrary: fc.constantFrom(...CORRUPTIONS) },
     ),
     amount: fc.integer({ min: -20, max: 20 }).filter((a) => a !== 0),
+    segs: fc.constantFrom(1, 2),
   }, { noNullPrototype: true });
 }
 
@@ -198,10 +201,12 @@ function runWorkload(p: Pair, dev: RestorableDeviceQueue, input: RestoreInput): 
     inFlight: [],
     returned: new Set<number>(),
   };
+  // One-descriptor buffers let the avail ring fill (avail idx Queue Size ahead of the device).
+  const segs = input.segs ?? 2;
   for (const s of input.steps) {
-    for (let i = 0; i < s.add && p.driver.numFree >= 2; i++) {
+    for (let i = 0; i < s.add && p.driver.numFree >= segs; i++) {
       p.driver.add(
-        SgList.of([p.dataGpa + 32 * (w.added % 512), 8]),
+        segs === 2 ? SgList.of([p.dataGpa + 32 * (w.added % 512), 8]) : SgList.of(),
         SgList.of([p.dataGpa + 0x10000, 8]),
         w.added,
       );
