@@ -450,6 +450,10 @@ function runIommu(input: IommuPart, engine: DmaInvariantsEngine): void {
       } catch (e) {
         if (!(e instanceof DmaFault)) throw e;
         got = e.reason;
+        // The fault names the bus address the device used (the probe: one page translated).
+        if (got === "unmapped" && expect === "unmapped" && Number(e.bus) !== probe) {
+          fail("fault-reason", `unmapped fault at ${hex(probe)} reports bus ${hex(Number(e.bus))}`);
+        }
       }
       if (got !== expect && got === stale && got.startsWith("ok:") && s0 !== undefined) {
         // a translation through a stale IOTLB entry: the mode must say the IOVA is stale
