@@ -57,7 +57,14 @@ export type ViommuStackOp =
     readonly len: number;
     readonly seed: number;
   }
-  | { readonly op: "probe"; readonly bus: number; readonly near: boolean; readonly write: boolean };
+  | {
+    readonly op: "probe";
+    readonly bus: number;
+    readonly near: boolean;
+    readonly write: boolean;
+    /** With `near`: the last byte of the mapping's granule-rounded end, or the first past it. */
+    readonly edge?: boolean;
+  };
 
 /**
  * Which offered features the driver declines (spec §2.2: negotiated = offered ∩ accepted) and
@@ -190,9 +197,12 @@ function run(input: ViommuStackInput): void {
       case "probe": {
         const access = o.write ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
         // `near`: an address inside (or just past) a live mapping, the interesting cases.
-        const bus = o.near && live.length > 0
-          ? live[o.bus % live.length].bus + (o.bus % (live[o.bus % live.length].len + PAGE))
-          : o.bus;
+        const m0 = live.length > 0 ? live[o.bus % live.length] : undefined;
+        const bus = !o.near || m0 === undefined
+          ? o.bus
+          : o.edge === true
+          ? Math.ceil((m0.bus + m0.len) / PAGE) * PAGE - 1 + (o.bus % 2)
+          : m0.bus + (o.bus % (m0.len + PAGE));
         const cover = [...ringLive, ...live].find((m) => {
           const lo = Math.floor(m.bus / PAGE) * PAGE;
           const hi = Math.ceil((m.bus + m.len) / PAGE) * PAGE;
@@ -277,6 +287,7 @@ const opsArbitrary: fc.Arbitrary<ViommuStackOp[]> = fc.array(
       bus: fc.integer({ min: 0, max: 0x80000 }),
       near: fc.boolean(),
       write: fc.boolean(),
+      edge: fc.boolean(),
     }, { noNullPrototype: true }),
   ),
   { minLength: 1, maxLength: 80, size: "max" },
