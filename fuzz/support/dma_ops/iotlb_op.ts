@@ -118,6 +118,11 @@ export function runIotlbOp(op: IotlbOp): number {
         model.set(k, { domain: d, level, pn, gpa, perm });
         tlb.insert(d, iova, level, gpa, perm);
         last = { d, iova, level };
+        // what was just inserted is found, at its level (every other insert: the rest go on cold)
+        if (off % 2 === 0) {
+          const before = tlb.stats.hits + tlb.stats.misses;
+          checkLookup(`${what} lookup after insert`, d, iova, tlb.lookup(d, iova), before);
+        }
         if (tlb.stats.overflowFlushes !== flushes + (overflow ? 1 : 0)) {
           fail(
             `${what}: overflow flushes ${tlb.stats.overflowFlushes}, model overflow ${overflow}`,
