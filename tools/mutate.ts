@@ -49,6 +49,7 @@ export const FOCUS: Readonly<Record<string, readonly string[]>> = {
     "differential",
     "dma-chains",
     "viommu-hostile-device",
+    "restore",
   ],
   "src/dma/": ["dma-modes", "dma-invariants", "dma-chains", "viommu-stack", "topology"],
   "src/devices/": [

@@ -21,7 +21,8 @@
  * reference translation gives (byte for byte the buffer's contents for readable segments, bounce
  * modes included); in a non-isolating mode the accepted chains are checked the same way.
  * Oracles: `dma-outcome` (fault vs success), `dma-segments` (GPAs and lengths), `dma-data`
- * (bytes the device reads), `uncatalogued-throw`.
+ * (bytes the device reads), `uncatalogued-throw`, `dma-view` (window-iommu: a buffer in the lower
+ * half of RAM is mapped through the direct window, bus = 2 GiB + GPA).
  * @module
  */
 
@@ -142,8 +143,19 @@ function run(input: DmaChainsInput, engine: DmaChainsEngine): void {
       pages.set(p, { gpa: bounce ? -1 : gpa - (bus - p * 4096), perm });
     }
   };
+  // window-iommu (docs/DMA_MODES.md): a direct window at bus 2 GiB over the lower half of RAM;
+  // a buffer inside it is served by the window, never by the scatter-gather IOMMU.
+  const regions = memory.regions;
+  const lowerHalf = Math.floor((regions.length ? regions[regions.length - 1].end : 0) / 2 / 4096) *
+    4096;
   const mapOne = (gpa: number, len: number, dir: 0 | 1 | 2) => {
     const bus = api.map(gpa, len, dir);
+    if (name === "window-iommu" && gpa + len <= lowerHalf && bus !== 0x8000_0000 + gpa) {
+      throw new OracleFailure(
+        "dma-view",
+        `window-iommu: buffer at GPA ${gpa} (+${len}) inside the direct window got bus ${bus}`,
+      );
+    }
     record(bus, gpa, len, dir);
     return bus;
   };

@@ -77,7 +77,10 @@ export interface IovaPart {
   limitBits: number;
   /** Subtracted from `2^limitBits` (limits that are not powers of two). */
   limitLess: number;
-  /** `[kind, a, b]`: 0 alloc (pages index), 1 free (which), 2 reserve (position, pages). */
+  /**
+   * `[kind, a, b]`: 0 alloc (pages index), 1 free (which), 2 reserve (position, pages),
+   * 3 `freeFast` (which), 4 reserve one PFN inside a live range (which, offset).
+   */
   steps: [number, number, number][];
 }
 
@@ -205,7 +208,7 @@ const iovaPart: fc.Arbitrary<IovaPart> = fc.record({
   startPfn: fc.constantFrom(1, 1, 16),
   limitBits: fc.constantFrom(9, 10, 12, 16, 20, 21, 28, 36, 40),
   limitLess: fc.constantFrom(0, 0, 1, 3, 100),
-  steps: fc.array(fc.tuple(fc.constantFrom(0, 0, 0, 1, 2), nat(1023), nat(1023)), {
+  steps: fc.array(fc.tuple(fc.constantFrom(0, 0, 0, 1, 2, 3, 4), nat(1023), nat(1023)), {
     minLength: 1,
     maxLength: 30,
   }),
@@ -234,7 +237,11 @@ const windowPart: fc.Arbitrary<WindowPart> = fc.record({
 /** The engine pieces the target drives (the real ones by default; a planted copy in tests). */
 export interface DmaInvariantsEngine {
   /** Builds the allocator of the `iova` part. */
-  newAllocator(startPfn: number): Pick<IovaAllocator, "alloc" | "free" | "reserve">;
+  newAllocator(
+    startPfn: number,
+  ):
+    & Pick<IovaAllocator, "alloc" | "free" | "reserve">
+    & Partial<Pick<IovaAllocator, "freeFast" | "rangeCount">>;
   /** Wraps the IOMMU mode's views (identity by default). */
   wrapIommu(api: DmaApi, space: DmaAddressSpace): { api: DmaApi; space: DmaAddressSpace };
   /** The swiotlb class. */
@@ -443,6 +450,10 @@ function runIommu(input: IommuPart, engine: DmaInvariantsEngine): void {
       } catch (e) {
         if (!(e instanceof DmaFault)) throw e;
         got = e.reason;
+        // The fault names the bus address the device used (the probe: one page translated).
+        if (got === "unmapped" && expect === "unmapped" && Number(e.bus) !== probe) {
+          fail("fault-reason", `unmapped fault at ${hex(probe)} reports bus ${hex(Number(e.bus))}`);
+        }
       }
       if (got !== expect && got === stale && got.startsWith("ok:") && s0 !== undefined) {
         // a translation through a stale IOTLB entry: the mode must say the IOVA is stale
@@ -478,6 +489,8 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
   const limit = Math.max(input.startPfn + 1, 2 ** input.limitBits - input.limitLess);
   const live: Range[] = [];
   const reserved: Range[] = [];
+  // Ranges given to `freeFast`: cached (still in the tree) or freed; either way not live.
+  const cached: Range[] = [];
   let freed = false;
   let last = -1;
   const exact = limit <= 2 ** 20; // one cached node (Linux cached32_node)
@@ -487,7 +500,8 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
       const align = pow2ceil(pages);
       const taken = [...live, ...reserved];
       const pfn = alloc.alloc(pages, limit);
-      const highest = highestFit(taken, pages, align, input.startPfn, limit);
+      // A range handed to freeFast may still sit in the tree: a fit must avoid it to be owed.
+      const highest = highestFit([...taken, ...cached], pages, align, input.startPfn, limit);
       if (pfn < 0) {
         if (highest >= 0) {
           fail(
@@ -522,11 +536,37 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
       }
       last = pfn;
       live.push([pfn, pfn + pages - 1]);
+      for (let k = cached.length - 1; k >= 0; k--) {
+        if (cached[k][1] >= pfn && cached[k][0] <= pfn + pages - 1) cached.splice(k, 1);
+      }
     } else if (kind === 1) {
       if (live.length === 0) continue;
       const [lo] = live.splice(a % live.length, 1)[0];
       if (!alloc.free(lo)) fail("iova-invariant", `free of live pfn ${hex(lo)} found nothing`);
       freed = true;
+    } else if (kind === 3) {
+      // Linux free_iova_fast: caches or frees the live range; it always finds it.
+      if (live.length === 0 || alloc.freeFast === undefined) continue;
+      const r = live.splice(a % live.length, 1)[0];
+      if (!alloc.freeFast(r[0])) {
+        fail("iova-invariant", `freeFast of live pfn ${hex(r[0])} found nothing`);
+      }
+      cached.push(r);
+      freed = true;
+    } else if (kind === 4) {
+      // Linux reserve_iova over a range an allocation covers entirely inserts nothing
+      // (__adjust_overlap_range, then `goto finish`).
+      if (live.length === 0 || alloc.rangeCount === undefined) continue;
+      const [lo, hi] = live[a % live.length];
+      const pfn = lo + (b % (hi - lo + 1));
+      const before = alloc.rangeCount;
+      alloc.reserve(pfn, pfn);
+      if (alloc.rangeCount !== before) {
+        fail(
+          "iova-invariant",
+          `reserve of pfn ${hex(pfn)} inside live [${hex(lo)}, ${hex(hi)}] added a range`,
+        );
+      }
     } else {
       const pages = 1 + (b % 64);
       const lo = Math.floor((a / 1024) * Math.max(1, limit - pages));

@@ -171,7 +171,7 @@ const opSchema = z.discriminatedUnion("k", [
     cutAt: z.int().min(0),
     cutPages: z.int().min(0),
     probes: z.array(z.int().min(-16)).max(16),
-    edge: z.int().min(0).max(6).optional(),
+    edge: z.int().min(0).max(7).optional(),
   }),
   z.strictObject({
     k: z.literal("iotlb"),
@@ -772,7 +772,7 @@ const opArb: fc.Arbitrary<DmaOp> = fc.oneof(
       cutPages: fc.nat(3000),
       probes: fc.array(fc.integer({ min: -4, max: 270000 }), { maxLength: 8 }),
       edge: fc.oneof({ arbitrary: fc.constant(0), weight: 2 }, {
-        arbitrary: fc.integer({ min: 1, max: 6 }),
+        arbitrary: fc.integer({ min: 1, max: 7 }),
         weight: 3,
       }),
     }),

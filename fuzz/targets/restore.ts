@@ -62,6 +62,10 @@ const inputSchema = z.strictObject({
   })).max(20),
   corruption: z.enum(CORRUPTIONS),
   amount: z.number().int().min(-20).max(20),
+  /** Descriptors per buffer (1: the avail ring can hold Queue Size entries; default 2). */
+  segs: z.number().int().min(1).max(2).optional(),
+  /** After the steps, add buffers until the descriptor table is full (no pops). */
+  fill: z.boolean().optional(),
 });
 
 /** One input (JSON-safe). */
@@ -107,6 +111,8 @@ function arbitrary(): fc.Arbitrary<RestoreInput> {
       { weight: 8, arbitrary: fc.constantFrom(...CORRUPTIONS) },
     ),
     amount: fc.integer({ min: -20, max: 20 }).filter((a) => a !== 0),
+    segs: fc.constantFrom(1, 2),
+    fill: fc.boolean(),
   }, { noNullPrototype: true });
 }
 
@@ -200,10 +206,15 @@ function runWorkload(p: Pair, dev: RestorableDeviceQueue, input: RestoreInput): 
     inFlight: [],
     returned: new Set<number>(),
   };
-  for (const s of input.steps) {
-    for (let i = 0; i < s.add && p.driver.numFree >= 2; i++) {
+  // One-descriptor buffers let the avail ring fill (avail idx Queue Size ahead of the device).
+  const segs = input.segs ?? 2;
+  const steps = input.fill === true
+    ? [...input.steps, { add: 1 << input.sizeLog2, pop: 0, complete: [] }]
+    : input.steps;
+  for (const s of steps) {
+    for (let i = 0; i < s.add && p.driver.numFree >= segs; i++) {
       p.driver.add(
-        SgList.of([p.dataGpa + 32 * (w.added % 512), 8]),
+        segs === 2 ? SgList.of([p.dataGpa + 32 * (w.added % 512), 8]) : SgList.of(),
         SgList.of([p.dataGpa + 0x10000, 8]),
         w.added,
       );

@@ -45,6 +45,8 @@ const BUF_BASE = 0x10000;
 const BUF_SIZE = 0x40000;
 const STAGING = 0x80000;
 const RING = 0xa0000;
+/** GPA of the long-lived window (between the buffers and the staging area). */
+const LONG_LIVED = 0x60000;
 
 /** One operation of the stack target. */
 export type ViommuStackOp =
@@ -57,7 +59,14 @@ export type ViommuStackOp =
     readonly len: number;
     readonly seed: number;
   }
-  | { readonly op: "probe"; readonly bus: number; readonly near: boolean; readonly write: boolean };
+  | {
+    readonly op: "probe";
+    readonly bus: number;
+    readonly near: boolean;
+    readonly write: boolean;
+    /** With `near`: the last byte of the mapping's granule-rounded end, or the first past it. */
+    readonly edge?: boolean;
+  };
 
 /**
  * Which offered features the driver declines (spec §2.2: negotiated = offered ∩ accepted) and
@@ -74,6 +83,11 @@ export interface ViommuNegotiation {
 export interface ViommuStackInput {
   readonly negotiation: ViommuNegotiation;
   readonly ops: readonly ViommuStackOp[];
+  /**
+   * Pages of a long-lived window over `[LONG_LIVED, +pages)` (`longLived`, mapped at attach,
+   * highest IOVA; the buffers lie outside it and still MAP/UNMAP each); 0 or absent: none.
+   */
+  readonly longLivedPages?: number;
 }
 
 /** The x86 MSI window, the RESV_MEM region the stack's endpoint reports to PROBE. */
@@ -91,13 +105,15 @@ function run(input: ViommuStackInput): void {
   const mem = GuestMemory.flat(0x100000);
   let declined = 0n;
   for (const b of negotiation.decline) declined |= 1n << BigInt(b);
+  const has = (b: number) => !negotiation.decline.includes(b);
+  const llPages = has(VIRTIO_IOMMU_F_MAP_UNMAP) ? input.longLivedPages ?? 0 : 0;
   const s = createViommuStack({
     memory: mem,
     stagingGpa: STAGING,
+    longLived: llPages > 0 ? { gpa: LONG_LIVED, size: llPages * PAGE } : undefined,
     config: { bypass: negotiation.bypass },
     driverFeatures: ~declined & ((1n << 64n) - 1n),
   });
-  const has = (b: number) => !negotiation.decline.includes(b);
   // PROBE declined: the driver never learns the endpoint's reserved regions (§5.13.6.8).
   if (has(VIRTIO_IOMMU_F_PROBE) !== (s.api.resvMem.length > 0)) {
     throw new OracleFailure(
@@ -128,7 +144,8 @@ function run(input: ViommuStackInput): void {
   const loop = new LoopbackDevice(pair.device);
   const ringMaps = s.device.domainMappings(1) ?? [];
   const ringPages = ringMaps.map((m) => Number(m.virtStart));
-  // The rings' coherent mappings are part of the shadow: bidirectional, page-rounded.
+  // The rings' coherent mappings (and the long-lived window's) are part of the shadow:
+  // bidirectional, page-rounded.
   const ringLive: Live[] = ringMaps.map((m) => ({
     bus: Number(m.virtStart),
     gpa: Number(m.physStart),
@@ -190,9 +207,12 @@ function run(input: ViommuStackInput): void {
       case "probe": {
         const access = o.write ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
         // `near`: an address inside (or just past) a live mapping, the interesting cases.
-        const bus = o.near && live.length > 0
-          ? live[o.bus % live.length].bus + (o.bus % (live[o.bus % live.length].len + PAGE))
-          : o.bus;
+        const m0 = live.length > 0 ? live[o.bus % live.length] : undefined;
+        const bus = !o.near || m0 === undefined
+          ? o.bus
+          : o.edge === true
+          ? Math.ceil((m0.bus + m0.len) / PAGE) * PAGE - 1 + (o.bus % 2)
+          : m0.bus + (o.bus % (m0.len + PAGE));
         const cover = [...ringLive, ...live].find((m) => {
           const lo = Math.floor(m.bus / PAGE) * PAGE;
           const hi = Math.ceil((m.bus + m.len) / PAGE) * PAGE;
@@ -252,7 +272,11 @@ export const viommuStackTarget: FuzzTarget<ViommuStackInput> = {
   description:
     "driver DmaApi + virtio-iommu + loopback queue, drawn feature negotiation: data intact, faults outside",
   arbitrary: () =>
-    fc.record({ negotiation: negotiationArbitrary, ops: opsArbitrary }, { noNullPrototype: true }),
+    fc.record({
+      negotiation: negotiationArbitrary,
+      ops: opsArbitrary,
+      longLivedPages: fc.constantFrom(0, 0, 1, 16),
+    }, { noNullPrototype: true }),
   run,
 };
 
@@ -277,6 +301,7 @@ const opsArbitrary: fc.Arbitrary<ViommuStackOp[]> = fc.array(
       bus: fc.integer({ min: 0, max: 0x80000 }),
       near: fc.boolean(),
       write: fc.boolean(),
+      edge: fc.boolean(),
     }, { noNullPrototype: true }),
   ),
   { minLength: 1, maxLength: 80, size: "max" },

@@ -98,6 +98,7 @@ export function runIotlbOp(op: IotlbOp): number {
     const after = tlb.stats.hits + tlb.stats.misses;
     if (after !== before + 1) fail(`${what}: hits + misses went from ${before} to ${after}`);
   };
+  let last: { d: number; iova: number; level: number } | undefined;
   for (const [kind, dm, base, off, x] of op.steps) {
     const d = DOMAINS[dm % DOMAINS.length];
     const page = BASES[base % BASES.length] + (off % 64);
@@ -116,6 +117,12 @@ export function runIotlbOp(op: IotlbOp): number {
         if (overflow) model.clear();
         model.set(k, { domain: d, level, pn, gpa, perm });
         tlb.insert(d, iova, level, gpa, perm);
+        last = { d, iova, level };
+        // what was just inserted is found, at its level (every other insert: the rest go on cold)
+        if (off % 2 === 0) {
+          const before = tlb.stats.hits + tlb.stats.misses;
+          checkLookup(`${what} lookup after insert`, d, iova, tlb.lookup(d, iova), before);
+        }
         if (tlb.stats.overflowFlushes !== flushes + (overflow ? 1 : 0)) {
           fail(
             `${what}: overflow flushes ${tlb.stats.overflowFlushes}, model overflow ${overflow}`,
@@ -124,7 +131,11 @@ export function runIotlbOp(op: IotlbOp): number {
         break;
       }
       case 1:
-        checkLookup(`${what} lookup`, d, iova, tlb.lookup(d, iova), lookups);
+        // every other lookup aims at the entry inserted last (any level, often a hit)
+        if (x % 2 === 1 && last !== undefined) {
+          const hit = tlb.lookup(last.d, last.iova);
+          checkLookup(`${what} lookup of the last insert`, last.d, last.iova, hit, lookups);
+        } else checkLookup(`${what} lookup`, d, iova, tlb.lookup(d, iova), lookups);
         break;
       case 2:
         checkLookup(`${what} lookupPage`, d, page * 4096, tlb.lookupPage(d, page), lookups);
@@ -144,8 +155,31 @@ export function runIotlbOp(op: IotlbOp): number {
       }
       case 5: {
         const size = RANGE_SIZES[x % RANGE_SIZES.length];
-        tlb.invalidateRange(d, iova, size);
-        removeOverlapping(d, iova, iova + size);
+        // Boundary ranges too: one ending where the last inserted entry begins, one starting
+        // where it ends; the entry beside the range (a range scan when the range is large) must
+        // survive it.
+        const where = Math.floor(x / RANGE_SIZES.length) % 4;
+        if (where < 2 || last === undefined) {
+          tlb.invalidateRange(d, iova, size);
+          removeOverlapping(d, iova, iova + size);
+          break;
+        }
+        // The sizes that make the IOTLB scan every entry instead of probing pages.
+        const big = RANGE_SIZES[3 + (x % 3)];
+        const span = SPAN[last.level];
+        const es = Math.floor(last.iova / span) * span;
+        const start = where === 2 && es >= big ? es - big : es + span;
+        tlb.invalidateRange(last.d, start, big);
+        removeOverlapping(last.d, start, start + big);
+        const before = tlb.stats.hits + tlb.stats.misses;
+        const hit = tlb.lookup(last.d, last.iova);
+        checkLookup(
+          `${what} lookup after invalidating [${start}, +${big})`,
+          last.d,
+          last.iova,
+          hit,
+          before,
+        );
         break;
       }
       case 6:

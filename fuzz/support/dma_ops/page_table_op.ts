@@ -44,7 +44,9 @@ export interface PageTableOp {
   /**
    * A refused call after the cut (absent or 0: none): 1 map of a misaligned GPA, 2 a GPA range
    * beyond 2^52, 3 an IOVA range beyond the table's address width, 4 unmap of a misaligned IOVA,
-   * 5 a map that runs into the mapping from the page below (rolled back), 6 no permission.
+   * 5 a map that runs into the mapping from the page below (rolled back), 6 no permission,
+   * 7 one page mapped 1 GiB below the top, unmapped with `unmapPage` (its tables freed) and
+   * unmapped again: a hole, 0 bytes, no table freed twice.
    */
   edge?: number;
 }
@@ -60,6 +62,18 @@ function runEdge(
   const P = IO_PAGE_4K, RW = IOPTE_READ | IOPTE_WRITE;
   const before = t.mappedBytes, tables = t.tableCount;
   const top = 2 ** t.addressWidth;
+  if (edge === 7) {
+    const far = (top - IO_PAGE_1G) / P;
+    t.map(far * P, 0, P, RW);
+    const first = t.unmapPage(far), again = t.unmapPage(far);
+    if (first !== P || again !== 0 || t.tableCount !== tables || t.mappedBytes !== before) {
+      fail(
+        `edge 7: unmapPage ${first} then ${again} bytes; tables ${tables} -> ${t.tableCount}, ` +
+          `mapped ${before} -> ${t.mappedBytes}`,
+      );
+    }
+    return;
+  }
   let want: string | null = null;
   let call = () => {};
   if (edge === 1) [want, call] = ["misaligned", () => t.map(top - 2 * P, gpa + 1, P, RW)];

@@ -1,0 +1,158 @@
+/**
+ * Mutants of the engine that `deno task mutate` found surviving the campaign, each now killed
+ * by a draw or an oracle added for it: the mutant is written into a private copy of `src/` and
+ * `fuzz/`, and a short fixed-seed campaign of the target that should notice it must fail
+ * (exit 1). The unmutated campaigns stay clean (tests/fuzz/fuzz_targets_smoke_test.ts and the
+ * default campaign), so each case shows the new draw or oracle fires on that mutant only.
+ */
+import { assert, assertEquals } from "@std/assert";
+
+interface Kill {
+  /** Mutated file (repository-relative) and 1-based line of the mutant when it was found. */
+  file: string;
+  line: number;
+  /** Exact text replaced on that line, and its replacement. */
+  from: string;
+  to: string;
+  /** Target whose campaign must now fail. */
+  target: string;
+  /** What was added to kill it. */
+  why: string;
+}
+
+const KILLS: Kill[] = [
+  {
+    file: "src/virtio/split/device.ts",
+    line: 605,
+    from: "& 0xffff) > size)",
+    to: "& 0xffff) >= size)",
+    target: "restore",
+    why:
+      "restore draws one-descriptor buffers, so the avail ring fills (avail idx Queue Size ahead)",
+  },
+  {
+    file: "src/dma/iova_allocator.ts",
+    line: 214,
+    from: "lo <= hiPfn",
+    to: "lo < hiPfn",
+    target: "dma-invariants",
+    why: "iova part reserves one PFN inside a live range: nothing may be inserted",
+  },
+  {
+    file: "src/dma/iova_allocator.ts",
+    line: 323,
+    from: "if (i < 0) return false;",
+    to: "if (i <= 0) return false;",
+    target: "dma-invariants",
+    why: "iova part draws freeFast of live ranges (including the lowest)",
+  },
+  {
+    file: "src/dma/iommu.ts",
+    line: 373,
+    from: "pfn * 4096 + offset",
+    to: "pfn * 4097 + offset",
+    target: "dma-invariants",
+    why: "an unmapped fault must name the probed bus address",
+  },
+  {
+    file: "src/devices/virtio_iommu/mappings.ts",
+    line: 83,
+    from: "lo) >= 0) return i;",
+    to: "lo) >= 1) return i;",
+    target: "viommu-stack",
+    why: "viommu-stack probes the last byte of a mapping's granule-rounded end (and the next)",
+  },
+  {
+    file: "src/dma/iotlb.ts",
+    line: 31,
+    from: "L3 = 3 << 24",
+    to: "L3 = 4 << 24",
+    target: "dma-modes",
+    why: "the IOTLB op looks up the entry it inserted last and invalidates large ranges beside it",
+  },
+  {
+    file: "src/devices/virtio_iommu/driver_api.ts",
+    line: 417,
+    from: "bus >= this.#wIova &&",
+    to: "bus >= this.#wIova ||",
+    target: "viommu-stack",
+    why: "viommu-stack draws a long-lived window: unmaps below it must still send UNMAP",
+  },
+  {
+    file: "src/dma/page_table.ts",
+    line: 317,
+    from: "let l = level + 1;",
+    to: "let l = level - 1;",
+    target: "dma-modes",
+    why: "the page-table op unmaps a page twice with unmapPage: no table freed twice",
+  },
+  {
+    file: "src/dma/modes.ts",
+    line: 260,
+    from: "size: half || 4096",
+    to: "size: half && 4096",
+    target: "dma-chains",
+    why: "dma-chains checks window-iommu maps lower-half buffers through the direct window",
+  },
+];
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+async function copyTree(from: string, to: string): Promise<void> {
+  await Deno.mkdir(to, { recursive: true });
+  for await (const e of Deno.readDir(from)) {
+    if (e.name === "corpus") continue; // the mutant's campaign starts from an empty corpus
+    const a = `${from}/${e.name}`, b = `${to}/${e.name}`;
+    if (e.isDirectory) await copyTree(a, b);
+    else if (e.isFile) await Deno.copyFile(a, b);
+  }
+}
+
+for (const k of KILLS) {
+  Deno.test(`mutant killed: ${k.file}:${k.line} ${k.from} -> ${k.to} (${k.target})`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "virtq-kill-" });
+    try {
+      for (const d of ["src", "fuzz"]) await copyTree(`${ROOT}${d}`, `${dir}/${d}`);
+      for (const f of ["deno.json", "deno.lock"]) await Deno.copyFile(`${ROOT}${f}`, `${dir}/${f}`);
+      const path = `${dir}/${k.file}`;
+      const lines = (await Deno.readTextFile(path)).split("\n");
+      // The line the mutant was found at, or (after edits moved it) the nearest holding `from`.
+      let n = -1;
+      lines.forEach((l, i) => {
+        if (l.includes(k.from) && (n < 0 || Math.abs(i + 1 - k.line) < Math.abs(n + 1 - k.line))) {
+          n = i;
+        }
+      });
+      assert(n >= 0, `${k.file} no longer holds "${k.from}": update this case`);
+      assertEquals(lines[n].split(k.from).length, 2, `${k.file}:${n + 1} holds "${k.from}" once`);
+      lines[n] = lines[n].replace(k.from, k.to);
+      await Deno.writeTextFile(path, lines.join("\n"));
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--allow-all",
+          "fuzz/main.ts",
+          "--target",
+          k.target,
+          "--seconds",
+          "20",
+          "--seed",
+          "1",
+          "--workers",
+          "1",
+          "--corpus",
+          `${dir}/corpus`,
+        ],
+        cwd: dir,
+        env: { VIRTQ_FIXTURES_DIR: `${ROOT}tests/fixtures/qemu-7.2-linux-6.1` },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+      assertEquals(out.code, 1, `${k.why}: the campaign must fail on the mutant\n${text}`);
+      assert(text.includes(`FAIL ${k.target}`), text);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
