@@ -260,16 +260,87 @@ function runBadConfig(input: PackedHostileDeviceInput, memory: GuestMemory, dma:
   if (dma.live.size !== 0) throw new OracleFailure("mapping-leak", `${bad}: mappings left`);
 }
 
-function run(input: PackedHostileDeviceInput): void {
-  const size = input.size;
-  const memory = GuestMemory.flat(MEM);
-  const dma = new TrackingDma();
-  if (input.badConfig !== undefined && input.badConfig !== null) {
-    return runBadConfig(input, memory, dma);
+/** State shared by the phases of one `run`: the rings, the driver's adds and the driver model. */
+interface RunContext {
+  input: PackedHostileDeviceInput;
+  size: number;
+  memory: GuestMemory;
+  dma: TrackingDma;
+  policy: NonNullable<PackedHostileDeviceInput["indirectPolicy"]>;
+  drv: PackedDriverQueue<number>;
+  drvEv: number;
+  ring: PackedRingBuilder;
+  /** Writable capacity and segment count of each added token. */
+  caps: number[];
+  segs: number[];
+  /** Next scratch segment slot. */
+  seg: number;
+  /** Adds refused with BUFFER_EMPTY / DMA_MAP_FAILED. */
+  refused: number;
+  tokens: number;
+  byId: Map<number, Buf>;
+  popped: Buf[];
+  // Model of the driver's rules.
+  lastUsed: number;
+  usedWrap: number;
+  broken: boolean;
+  batchEnd: number;
+  batchLen: number;
+  fifo: number[];
+  returned: Set<number>;
+  devUsed: number;
+  devWrap: number;
+  pending: Buf[];
+}
+
+/** The driver adds one buffer; a refused add must leave nothing added or mapped. */
+function addBuffer(
+  ctx: RunContext,
+  b: PackedHostileDeviceInput["buffers"][number],
+  token: number,
+): boolean {
+  const { dma, drv } = ctx;
+  if (b.readable.length + b.writable.length === 0) return false;
+  const r = new SgList(), w = new SgList();
+  for (const l of b.readable) r.push(BUFS + 0x100 * (ctx.seg++ % 128), l);
+  for (const l of b.writable) w.push(BUFS + 0x100 * (ctx.seg++ % 128), l);
+  const live = dma.live.size, free = drv.numFree, failedBefore = dma.failed;
+  const zero = b.readable.includes(0) || b.writable.includes(0);
+  try {
+    drv.add(r, w, token);
+  } catch (e) {
+    if (isVirtqError(e, "RING_FULL")) return false;
+    // A segment of length 0 (§2.8.4) or a failed mapping: refused, nothing added or left mapped.
+    const mapFailed = dma.failed && !failedBefore;
+    const want = mapFailed ? "DMA_MAP_FAILED" : zero ? "BUFFER_EMPTY" : null;
+    if (!isVirtqError(e) || e.code !== want) {
+      throw new OracleFailure("uncatalogued-throw", `add: ${e}, expected ${want}`, e);
+    }
+    if (dma.live.size !== live || drv.numFree !== free) {
+      throw new OracleFailure(
+        "add-rollback",
+        `failed add (${e.code}) left ${dma.live.size - live} mappings, ${free - drv.numFree} slots`,
+      );
+    }
+    ctx.refused++;
+    return false;
   }
-  const features = (input.indirect ? featureMask(VIRTIO_F_INDIRECT_DESC) : 0n) |
-    (input.inOrder ? featureMask(VIRTIO_F_IN_ORDER) : 0n) |
-    (input.eventIdx ? featureMask(VIRTIO_F_EVENT_IDX) : 0n);
+  if (zero || (dma.failed && !failedBefore)) {
+    throw new OracleFailure("add-accepted", `add accepted a zero-length segment or failed map`);
+  }
+  ctx.caps[token] = w.totalBytes();
+  ctx.segs[token] = r.count + w.count;
+  return true;
+}
+
+/** Builds the driver queue and the context every later phase shares. */
+function setUp(
+  input: PackedHostileDeviceInput,
+  memory: GuestMemory,
+  dma: TrackingDma,
+  features: bigint,
+): RunContext {
+  const size = input.size;
   const policy = input.indirectPolicy ?? "auto";
   const drv = new PackedDriverQueue<number>({
     memory,
@@ -279,51 +350,40 @@ function run(input: PackedHostileDeviceInput): void {
     ringGpa: RING,
     policy: { usedLenExceedsCapacity: input.clamp ? "clamp" : "reject", indirect: policy },
   });
-  const drvEv = RING + drv.ringLayout.driverEventOffset;
-  const ring = new PackedRingBuilder(memory, RING, size);
-  // The driver adds what fits and publishes it.
-  const caps: number[] = [];
-  let refused = 0; // adds refused with BUFFER_EMPTY / DMA_MAP_FAILED
-  const segs: number[] = [];
-  let seg = 0;
-  const add = (b: PackedHostileDeviceInput["buffers"][number], token: number): boolean => {
-    if (b.readable.length + b.writable.length === 0) return false;
-    const r = new SgList(), w = new SgList();
-    for (const l of b.readable) r.push(BUFS + 0x100 * (seg++ % 128), l);
-    for (const l of b.writable) w.push(BUFS + 0x100 * (seg++ % 128), l);
-    const live = dma.live.size, free = drv.numFree, failedBefore = dma.failed;
-    const zero = b.readable.includes(0) || b.writable.includes(0);
-    try {
-      drv.add(r, w, token);
-    } catch (e) {
-      if (isVirtqError(e, "RING_FULL")) return false;
-      // A segment of length 0 (§2.8.4) or a failed mapping: refused, nothing added or left mapped.
-      const mapFailed = dma.failed && !failedBefore;
-      const want = mapFailed ? "DMA_MAP_FAILED" : zero ? "BUFFER_EMPTY" : null;
-      if (!isVirtqError(e) || e.code !== want) {
-        throw new OracleFailure("uncatalogued-throw", `add: ${e}, expected ${want}`, e);
-      }
-      if (dma.live.size !== live || drv.numFree !== free) {
-        throw new OracleFailure(
-          "add-rollback",
-          `failed add (${e.code}) left ${dma.live.size - live} mappings, ${
-            free - drv.numFree
-          } slots`,
-        );
-      }
-      refused++;
-      return false;
-    }
-    if (zero || (dma.failed && !failedBefore)) {
-      throw new OracleFailure("add-accepted", `add accepted a zero-length segment or failed map`);
-    }
-    caps[token] = w.totalBytes();
-    segs[token] = r.count + w.count;
-    return true;
+  return {
+    input,
+    size,
+    memory,
+    dma,
+    policy,
+    drv,
+    drvEv: RING + drv.ringLayout.driverEventOffset,
+    ring: new PackedRingBuilder(memory, RING, size),
+    caps: [],
+    segs: [],
+    seg: 0,
+    refused: 0,
+    tokens: 0,
+    byId: new Map(),
+    popped: [],
+    lastUsed: 0,
+    usedWrap: 1,
+    broken: false,
+    batchEnd: -1,
+    batchLen: 0,
+    fifo: [],
+    returned: new Set(),
+    devUsed: 0,
+    devWrap: 1,
+    pending: [],
   };
-  let tokens = 0;
+}
+
+/** The driver adds what fits and publishes it; returns what the device asked and the kick. */
+function addAndKick(ctx: RunContext): { askFlags: number; askOffWrap: number; notified: boolean } {
+  const { input, dma, drv, memory } = ctx;
   dma.failIn = input.mapFailAt ?? -1;
-  for (const b of input.buffers) if (add(b, tokens)) tokens++;
+  for (const b of input.buffers) if (addBuffer(ctx, b, ctx.tokens)) ctx.tokens++;
   dma.failIn = -1;
   const devEv = RING + drv.ringLayout.deviceEventOffset;
   if (input.devEvent != null) {
@@ -332,17 +392,13 @@ function run(input: PackedHostileDeviceInput): void {
   }
   const askFlags = memory.readU16(devEv + 2), askOffWrap = memory.readU16(devEv);
   const notified = drv.kick();
-  // Learn IDs and sizes the honest way: the device pops in ring order = add order.
-  const dev = new PackedDeviceQueue({
-    memory,
-    dma: new IdentityAddressSpace(),
-    size,
-    addresses: drv.addresses,
-    features,
-  });
-  const byId = new Map<number, Buf>();
-  const popped: Buf[] = [];
-  for (let t = 0; t < tokens; t++) {
+  return { askFlags, askOffWrap, notified };
+}
+
+/** Learn IDs and sizes the honest way: the device pops in ring order = add order. */
+function popAll(ctx: RunContext, dev: PackedDeviceQueue): void {
+  const { input, size, policy, caps, segs } = ctx;
+  for (let t = 0; t < ctx.tokens; t++) {
     const c = dev.pop();
     if (c === null) throw new OracleFailure("driver-publish", `buffer ${t} not available`);
     if (c.writableBytes !== caps[t]) throw new OracleFailure("driver-publish", `capacity of ${t}`);
@@ -361,12 +417,23 @@ function run(input: PackedHostileDeviceInput): void {
       );
     }
     const b = { token: t, id: c.id, slots: c.ringDescriptors, cap: caps[t], published: true };
-    byId.set(c.id, b);
-    popped.push(b);
+    ctx.byId.set(c.id, b);
+    ctx.popped.push(b);
   }
-  // The device's positions after popping everything published (§2.8.1), and its event
-  // suppression structure after setNotifications (§2.8.10): nothing more is available yet.
-  const slots = popped.reduce((n, b) => n + b.slots, 0);
+}
+
+/**
+ * The device's positions after popping everything published (§2.8.1), and its event
+ * suppression structure after setNotifications (§2.8.10): nothing more is available yet.
+ */
+function checkDeviceAfterPops(
+  ctx: RunContext,
+  dev: PackedDeviceQueue,
+  kick: { askFlags: number; askOffWrap: number; notified: boolean },
+): void {
+  const { input, size, tokens, memory, drv } = ctx;
+  const { askFlags, askOffWrap, notified } = kick;
+  const slots = ctx.popped.reduce((n, b) => n + b.slots, 0);
   if (slots > 0) {
     const need = packedKickNeeded(
       askFlags,
@@ -403,7 +470,7 @@ function run(input: PackedHostileDeviceInput): void {
     // Known gap (not checked here yet): a refused add leaves the non-head descriptors it wrote
     // in the ring, flagged available, so `pending` can be true after one.
     if (
-      (pending && refused === 0) || flags !== wantFlags ||
+      (pending && ctx.refused === 0) || flags !== wantFlags ||
       (on && input.eventIdx && offWrap !== (pos.offset | (pos.wrap << 15)))
     ) {
       throw new OracleFailure(
@@ -412,139 +479,150 @@ function run(input: PackedHostileDeviceInput): void {
       );
     }
   }
-  // One more buffer, added but not published: naming its ID is USED_ID_NOT_HEAD.
-  if (input.unpublished && input.buffers.length > 0 && add(input.buffers[0], tokens)) tokens++;
-  // Model of the driver's rules.
-  let lastUsed = 0, usedWrap = 1, broken = false, batchEnd = -1, batchLen = 0;
-  const fifo = popped.map((b) => b.id);
-  const returned = new Set<number>();
-  let devUsed = 0, devWrap = 1;
-  const pending = [...popped];
-  const expectNext = (): { token: number; len: number } | string | undefined => {
-    if (broken) return undefined;
-    const retire = (id: number, len: number) => {
-      const b = byId.get(id)!;
-      byId.delete(id);
-      lastUsed += b.slots;
-      if (lastUsed >= size) {
-        lastUsed -= size;
-        usedWrap ^= 1;
-      }
-      return { token: b.token, len };
-    };
-    if (batchEnd >= 0) {
-      const id = fifo.shift()!;
-      if (id === batchEnd) {
-        batchEnd = -1;
-        return retire(id, batchLen);
-      }
-      return retire(id, byId.get(id)!.cap);
+}
+
+/** The model's next expected used element: a token and length, a catalogue code, or nothing. */
+function expectNext(ctx: RunContext): { token: number; len: number } | string | undefined {
+  const { input, size, byId, ring } = ctx;
+  if (ctx.broken) return undefined;
+  const retire = (id: number, len: number) => {
+    const b = byId.get(id)!;
+    byId.delete(id);
+    ctx.lastUsed += b.slots;
+    if (ctx.lastUsed >= size) {
+      ctx.lastUsed -= size;
+      ctx.usedWrap ^= 1;
     }
-    const d = ring.read(lastUsed);
-    const a = (d.flags >> 7) & 1, u = (d.flags >> 15) & 1;
-    if (a !== u || u !== usedWrap) return undefined;
-    let len = d.flags & 2 ? d.len : 0;
-    if (d.id >= size) return "USED_ID_OUT_OF_RANGE";
-    const b = byId.get(d.id);
-    if (b === undefined || !b.published) return "USED_ID_NOT_HEAD";
-    if (len > b.cap) {
-      if (!input.clamp) return "USED_LEN_EXCEEDS_CAPACITY";
-      len = b.cap;
-    }
-    if (input.inOrder) {
-      batchEnd = d.id;
-      batchLen = len;
-      return expectNext();
-    }
-    return retire(d.id, len);
+    return { token: b.token, len };
   };
-  const drain = () => {
-    for (let i = 0; i <= size + 1; i++) {
-      const want = expectNext();
-      let got: number | undefined;
-      try {
-        got = drv.getUsed();
-        if (got !== undefined) chainsDone++;
-      } catch (e) {
-        chainsDone++;
-        if (!isVirtqError(e)) throw new OracleFailure("uncatalogued-throw", String(e), e);
-        if (e.code !== want) {
-          throw new OracleFailure(
-            "wrong-error",
-            `${e.code}, model expects ${JSON.stringify(want)}`,
-          );
-        }
-        if (drv.broken !== e || drv.getUsed() !== undefined) {
-          throw new OracleFailure("not-broken", "driver not broken after error");
-        }
-        broken = true;
-        // §2.8: a broken queue takes no new buffers.
-        const one = new SgList();
-        one.push(BUFS, 1);
-        let code = "accepted";
-        try {
-          drv.add(one, new SgList(), -1);
-        } catch (e2) {
-          code = isVirtqError(e2) ? e2.code : String(e2);
-        }
-        if (code !== "QUEUE_BROKEN") {
-          throw new OracleFailure("not-broken", `add on a broken queue: ${code}`);
-        }
-        return;
-      }
-      if (typeof want === "string") {
-        throw new OracleFailure(
-          "missed-violation",
-          `model expects ${want}, driver returned ${got}`,
-        );
-      }
-      if (want === undefined) {
-        if (got !== undefined) throw new OracleFailure("phantom-used", `driver returned ${got}`);
-        return;
-      }
-      if (got !== want.token || drv.usedLen !== want.len) {
-        throw new OracleFailure(
-          "used-mismatch",
-          `driver ${got}/${drv.usedLen}, model ${want.token}/${want.len}`,
-        );
-      }
-      if (returned.has(got)) throw new OracleFailure("token-twice", `token ${got}`);
-      returned.add(got);
+  if (ctx.batchEnd >= 0) {
+    const id = ctx.fifo.shift()!;
+    if (id === ctx.batchEnd) {
+      ctx.batchEnd = -1;
+      return retire(id, ctx.batchLen);
     }
-    throw new OracleFailure("no-termination", "getUsed loop did not end");
-  };
-  // §2.8.10: the driver event suppression structure says what the driver asked for: DISABLE, or
-  // ENABLE without EVENT_IDX, or DESC at its used position (off | wrap << 15) with it.
-  // enableCallbacks reports false when a used buffer is already pending.
-  const callbacks = (enable: boolean) => {
-    let clear: boolean | undefined;
-    if (enable) clear = drv.enableCallbacks();
-    else drv.disableCallbacks();
-    const offWrap = memory.readU16(drvEv), flags = memory.readU16(drvEv + 2);
-    const wantFlags = !enable ? 1 : input.eventIdx ? 2 : 0;
-    const wantOffWrap = lastUsed | (usedWrap << 15);
-    if (flags !== wantFlags || (enable && input.eventIdx && offWrap !== wantOffWrap)) {
+    return retire(id, byId.get(id)!.cap);
+  }
+  const d = ring.read(ctx.lastUsed);
+  const a = (d.flags >> 7) & 1, u = (d.flags >> 15) & 1;
+  if (a !== u || u !== ctx.usedWrap) return undefined;
+  let len = d.flags & 2 ? d.len : 0;
+  if (d.id >= size) return "USED_ID_OUT_OF_RANGE";
+  const b = byId.get(d.id);
+  if (b === undefined || !b.published) return "USED_ID_NOT_HEAD";
+  if (len > b.cap) {
+    if (!input.clamp) return "USED_LEN_EXCEEDS_CAPACITY";
+    len = b.cap;
+  }
+  if (input.inOrder) {
+    ctx.batchEnd = d.id;
+    ctx.batchLen = len;
+    return expectNext(ctx);
+  }
+  return retire(d.id, len);
+}
+
+/** §2.8: after an error the driver is broken and a broken queue takes no new buffers. */
+function checkBroken(ctx: RunContext, e: unknown, want: unknown): void {
+  const { drv } = ctx;
+  if (!isVirtqError(e)) throw new OracleFailure("uncatalogued-throw", String(e), e);
+  if (e.code !== want) {
+    throw new OracleFailure(
+      "wrong-error",
+      `${e.code}, model expects ${JSON.stringify(want)}`,
+    );
+  }
+  if (drv.broken !== e || drv.getUsed() !== undefined) {
+    throw new OracleFailure("not-broken", "driver not broken after error");
+  }
+  ctx.broken = true;
+  const one = new SgList();
+  one.push(BUFS, 1);
+  let code = "accepted";
+  try {
+    drv.add(one, new SgList(), -1);
+  } catch (e2) {
+    code = isVirtqError(e2) ? e2.code : String(e2);
+  }
+  if (code !== "QUEUE_BROKEN") {
+    throw new OracleFailure("not-broken", `add on a broken queue: ${code}`);
+  }
+}
+
+/** The driver takes used elements until none is left; each must match the model. */
+function drain(ctx: RunContext): void {
+  const { size, drv, returned } = ctx;
+  for (let i = 0; i <= size + 1; i++) {
+    const want = expectNext(ctx);
+    let got: number | undefined;
+    try {
+      got = drv.getUsed();
+      if (got !== undefined) chainsDone++;
+    } catch (e) {
+      chainsDone++;
+      checkBroken(ctx, e, want);
+      return;
+    }
+    if (typeof want === "string") {
       throw new OracleFailure(
-        "callbacks",
-        `${enable ? "enable" : "disable"}Callbacks (event idx ${!!input.eventIdx}): flags ` +
-          `${flags}, off_wrap ${offWrap}, model wants ${wantFlags}/${wantOffWrap}`,
+        "missed-violation",
+        `model expects ${want}, driver returned ${got}`,
       );
     }
-    if (clear !== undefined) {
-      const d = ring.read(lastUsed);
-      const a = (d.flags >> 7) & 1, u = (d.flags >> 15) & 1;
-      const pending = batchEnd >= 0 || (a === u && u === usedWrap);
-      if (clear === pending) {
-        throw new OracleFailure("callbacks", `enableCallbacks ${clear}, model pending ${pending}`);
-      }
+    if (want === undefined) {
+      if (got !== undefined) throw new OracleFailure("phantom-used", `driver returned ${got}`);
+      return;
     }
-  };
-  // The hostile device completes buffers in any order, writing used descriptors itself.
+    if (got !== want.token || drv.usedLen !== want.len) {
+      throw new OracleFailure(
+        "used-mismatch",
+        `driver ${got}/${drv.usedLen}, model ${want.token}/${want.len}`,
+      );
+    }
+    if (returned.has(got)) throw new OracleFailure("token-twice", `token ${got}`);
+    returned.add(got);
+  }
+  throw new OracleFailure("no-termination", "getUsed loop did not end");
+}
+
+/**
+ * §2.8.10: the driver event suppression structure says what the driver asked for: DISABLE, or
+ * ENABLE without EVENT_IDX, or DESC at its used position (off | wrap << 15) with it.
+ * enableCallbacks reports false when a used buffer is already pending.
+ */
+function checkCallbacks(ctx: RunContext, enable: boolean): void {
+  const { input, drv, memory, drvEv, ring } = ctx;
+  let clear: boolean | undefined;
+  if (enable) clear = drv.enableCallbacks();
+  else drv.disableCallbacks();
+  const offWrap = memory.readU16(drvEv), flags = memory.readU16(drvEv + 2);
+  const wantFlags = !enable ? 1 : input.eventIdx ? 2 : 0;
+  const wantOffWrap = ctx.lastUsed | (ctx.usedWrap << 15);
+  if (flags !== wantFlags || (enable && input.eventIdx && offWrap !== wantOffWrap)) {
+    throw new OracleFailure(
+      "callbacks",
+      `${enable ? "enable" : "disable"}Callbacks (event idx ${!!input.eventIdx}): flags ` +
+        `${flags}, off_wrap ${offWrap}, model wants ${wantFlags}/${wantOffWrap}`,
+    );
+  }
+  if (clear !== undefined) {
+    const d = ring.read(ctx.lastUsed);
+    const a = (d.flags >> 7) & 1, u = (d.flags >> 15) & 1;
+    const pending = ctx.batchEnd >= 0 || (a === u && u === ctx.usedWrap);
+    if (clear === pending) {
+      throw new OracleFailure("callbacks", `enableCallbacks ${clear}, model pending ${pending}`);
+    }
+  }
+}
+
+/** The hostile device completes buffers in any order, writing used descriptors itself. */
+function completeHostile(ctx: RunContext): void {
+  const { input, size, ring, pending } = ctx;
   for (const c of input.completions) {
-    if (pending.length === 0 || broken) break;
+    if (pending.length === 0 || ctx.broken) break;
     const b = pending.splice(c.pick % pending.length, 1)[0];
-    let slot = devUsed;
-    let id = b.id, len = Math.min(c.len, b.cap), flags = packedUsedFlags(devWrap) | 2;
+    let slot = ctx.devUsed;
+    let id = b.id, len = Math.min(c.len, b.cap), flags = packedUsedFlags(ctx.devWrap) | 2;
     const cor = c.corrupt;
     if (cor !== null) {
       if (cor.field === "id") id = cor.value & 0xffff;
@@ -554,15 +632,22 @@ function run(input: PackedHostileDeviceInput): void {
       if (cor.field === "nowrite") flags &= ~2;
     }
     ring.write(slot, { addr: 0n, len, id, flags });
-    devUsed += b.slots;
-    if (devUsed >= size) {
-      devUsed -= size;
-      devWrap ^= 1;
+    ctx.devUsed += b.slots;
+    if (ctx.devUsed >= size) {
+      ctx.devUsed -= size;
+      ctx.devWrap ^= 1;
     }
-    if (c.callbacks !== undefined && c.callbacks !== null && !broken) callbacks(c.callbacks);
-    drain();
+    if (c.callbacks !== undefined && c.callbacks !== null && !ctx.broken) {
+      checkCallbacks(ctx, c.callbacks);
+    }
+    drain(ctx);
   }
-  drain();
+  drain(ctx);
+}
+
+/** Reset path: every token comes back exactly once overall, every mapping is unmapped. */
+function detachAndReset(ctx: RunContext): void {
+  const { drv, dma, memory, size, tokens, returned } = ctx;
   // Rings cannot be reset while buffers are outstanding (the driver must detach them first).
   if (drv.outstanding > 0) {
     let refused = false;
@@ -575,7 +660,6 @@ function run(input: PackedHostileDeviceInput): void {
       throw new OracleFailure("reset-rings", `resetRings accepted, ${drv.outstanding} outstanding`);
     }
   }
-  // Reset path: every token comes back exactly once overall, every mapping is unmapped.
   for (let i = 0; i <= tokens; i++) {
     const t = drv.detachUnused();
     if (t === undefined) break;
@@ -600,6 +684,38 @@ function run(input: PackedHostileDeviceInput): void {
         `${drv.broken?.code ?? "no"}, ring zeroed ${zeroed}`,
     );
   }
+}
+
+function run(input: PackedHostileDeviceInput): void {
+  const memory = GuestMemory.flat(MEM);
+  const dma = new TrackingDma();
+  if (input.badConfig !== undefined && input.badConfig !== null) {
+    return runBadConfig(input, memory, dma);
+  }
+  const features = (input.indirect ? featureMask(VIRTIO_F_INDIRECT_DESC) : 0n) |
+    (input.inOrder ? featureMask(VIRTIO_F_IN_ORDER) : 0n) |
+    (input.eventIdx ? featureMask(VIRTIO_F_EVENT_IDX) : 0n);
+  const ctx = setUp(input, memory, dma, features);
+  const kick = addAndKick(ctx);
+  const dev = new PackedDeviceQueue({
+    memory,
+    dma: new IdentityAddressSpace(),
+    size: ctx.size,
+    addresses: ctx.drv.addresses,
+    features,
+  });
+  popAll(ctx, dev);
+  checkDeviceAfterPops(ctx, dev, kick);
+  // One more buffer, added but not published: naming its ID is USED_ID_NOT_HEAD.
+  if (
+    input.unpublished && input.buffers.length > 0 && addBuffer(ctx, input.buffers[0], ctx.tokens)
+  ) {
+    ctx.tokens++;
+  }
+  ctx.fifo = ctx.popped.map((b) => b.id);
+  ctx.pending = [...ctx.popped];
+  completeHostile(ctx);
+  detachAndReset(ctx);
 }
 
 /** The packed hostile-device target. */
