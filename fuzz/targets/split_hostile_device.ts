@@ -172,9 +172,30 @@ function runBadConfig(bad: NonNullable<HostileDeviceInput["badConfig"]>, size: n
   if (got !== want) fail("bad-config", `${bad}: factory threw ${got}, expected ${want}`);
 }
 
-/** Runs one input (exported for tests). */
-export function runHostileDevice(input: HostileDeviceInput): void {
-  if (input.badConfig !== undefined) return runBadConfig(input.badConfig, input.size);
+/** State shared by the phases of one run: the queues, ring addresses and the tokens' fate. */
+interface RunContext {
+  input: HostileDeviceInput;
+  size: number;
+  memory: GuestMemory;
+  dma: TrackingDma;
+  drv: SplitDriverQueue<number>;
+  dev: SplitDeviceQueue;
+  usedBase: number;
+  availBase: number;
+  /** Outstanding token -> writable capacity. */
+  cap: Map<number, number>;
+  returned: Set<number>;
+  /** Next token to add. */
+  next: number;
+  deviceDead: boolean;
+  /** Avail idx at the last kick. */
+  kicked: number;
+}
+
+type OpOf<K extends DeviceOp["k"]> = Extract<DeviceOp, { k: K }>;
+
+/** Builds both queues over one guest memory and the context every phase shares. */
+function setUp(input: HostileDeviceInput): RunContext {
   const size = input.size;
   const bits = [VIRTIO_F_VERSION_1];
   if (input.indirect) bits.push(VIRTIO_F_INDIRECT_DESC);
@@ -202,193 +223,219 @@ export function runHostileDevice(input: HostileDeviceInput): void {
     features,
     policy: { zeroLength: "allow" },
   });
-  const usedBase = RING + drv.placement.usedOffset;
-  const availBase = RING + drv.placement.availOffset;
-  const cap = new Map<number, number>(); // outstanding token -> writable capacity
-  const returned = new Set<number>();
-  let next = 0;
-  let deviceDead = false;
-  let kicked = 0; // avail idx at the last kick
-
-  const collect = (t: number | undefined): boolean => {
-    if (t === undefined) return false;
-    if (returned.has(t)) fail("token-twice", `token ${t} returned twice`);
-    const c = cap.get(t);
-    if (c === undefined) fail("token-unknown", `token ${t} was never added`);
-    if (drv.usedLen > c) {
-      fail("len-over-capacity", `usedLen ${drv.usedLen} > capacity ${c} of token ${t}`);
-    }
-    returned.add(t);
-    cap.delete(t);
-    return true;
+  return {
+    input,
+    size,
+    memory,
+    dma,
+    drv,
+    dev,
+    usedBase: RING + drv.placement.usedOffset,
+    availBase: RING + drv.placement.availOffset,
+    cap: new Map(),
+    returned: new Set(),
+    next: 0,
+    deviceDead: false,
+    kicked: 0,
   };
+}
 
-  for (let oi = 0; oi < input.ops.length; oi++) {
-    const op = input.ops[oi];
-    const hostileOp = op.k === "forge" || op.k === "used" || op.k === "usedIdx" ||
-      op.k === "scribble";
-    if (hostileOp && oi < input.hostileFrom) continue;
-    switch (op.k) {
-      case "add": {
-        const r = new SgList(), w = new SgList();
-        const base = DATA + (next % 64) * 0x1000;
-        const zero = op.zero ?? -1;
-        const n = op.nr + op.nw;
-        for (let i = 0; i < op.nr; i++) r.push(base + i * op.len, i === zero ? 0 : op.len);
-        for (let i = 0; i < op.nw; i++) {
-          w.push(base + 0x800 + i * op.len, op.nr + i === zero ? 0 : op.len);
-        }
-        const live = dma.count, free = drv.numFree;
-        const empty = n === 0 || (zero >= 0 && zero < n);
-        dma.failIn = op.failMap ?? -1;
-        dma.failed = false;
-        try {
-          drv.add(r, w, next);
-          if (empty || dma.failed) {
-            fail("add-accepted", `add accepted an empty segment or a failed map (${n} segments)`);
-          }
-          cap.set(next, op.nw * op.len - (zero >= op.nr && zero < n ? op.len : 0));
-          next++;
-        } catch (e) {
-          if (e instanceof OracleFailure) throw e;
-          if (!(e instanceof VirtqError) || e.side !== "api") {
-            fail("uncatalogued-throw", `add threw ${e}`, e);
-          }
-          if (e.code === "QUEUE_BROKEN" && drv.broken === null) {
-            fail("bogus-broken", "QUEUE_BROKEN while not broken");
-          }
-          // §2.7.4: a zero-length segment is BUFFER_EMPTY; a failed mapping DMA_MAP_FAILED.
-          if (
-            (e.code === "DMA_MAP_FAILED") !== dma.failed ||
-            (e.code === "BUFFER_EMPTY" && !empty)
-          ) {
-            fail("add-refusal", `add threw ${e.code}, map failed ${dma.failed}, empty ${empty}`);
-          }
-          // A refused add takes nothing: no slot, no mapping left behind.
-          if (dma.count !== live || drv.numFree !== free) {
-            fail("add-rollback", `refused add (${e.code}) left ${dma.count - live} mappings`);
-          }
-        } finally {
-          dma.failIn = -1;
-        }
-        break;
-      }
-      case "kick": {
-        // The device sleeps until notified: the kick must notify exactly when the ring bytes
-        // ask (§2.7.10: vring_need_event(avail_event, new, old) with EVENT_IDX, else used
-        // flags without VIRTQ_USED_F_NO_NOTIFY); new = old means nothing to publish.
-        const old = kicked, nw = drv.availIdx;
-        const notify = drv.kick();
-        kicked = drv.availIdx;
-        if (drv.broken !== null || nw === old) break;
-        const need = input.eventIdx
-          ? needEvent(memory.readU16(usedBase + 4 + 8 * size), nw, old)
-          : (memory.readU16(usedBase) & 1) === 0;
-        if (need && !notify) {
-          fail("lost-notification", `kick ${old} -> ${nw}: the device asked, no notification`);
-        }
-        if (!need && notify) {
-          fail("notification-decision", `kick ${old} -> ${nw}: notified, the device did not ask`);
-        }
-        break;
-      }
-      case "event":
-        if (op.sleep) {
-          if (!deviceDead) dev.setNotifications(true);
-        } else {
-          memory.writeU16(usedBase, op.flags & 0xffff);
-          memory.writeU16(usedBase + 4 + 8 * size, op.availEvent & 0xffff);
-        }
-        break;
-      case "get":
-        for (let i = 0; i < op.n; i++) {
-          const wasBroken = drv.broken !== null;
-          let t: number | undefined;
-          try {
-            t = drv.getUsed();
-          } catch (e) {
-            if (!(e instanceof VirtqError) || e.side !== "driver") {
-              fail("uncatalogued-throw", `getUsed threw ${e}`, e);
-            }
-            if (wasBroken) fail("throw-after-broken", `getUsed threw ${e.code} while broken`, e);
-            if (drv.broken !== e) fail("not-broken", `driver not broken after ${e.code}`);
-            chainsDone++;
-            break;
-          }
-          if (t !== undefined) chainsDone++;
-          if (wasBroken && t !== undefined) {
-            fail("token-after-broken", `token ${t} returned while broken`);
-          }
-          if (!collect(t)) break;
-        }
-        break;
-      case "serve": {
-        // A well-behaved device step; it may itself meet corrupted rings (hostile writes above).
-        if (deviceDead) break;
-        try {
-          for (let i = 0; i < op.n; i++) {
-            const c = dev.pop();
-            if (c === null) break;
-            dev.push(c, c.copyReadableToWritable());
-          }
-          dev.flush();
-        } catch (e) {
-          if (!(e instanceof VirtqError)) fail("uncatalogued-throw", `device threw ${e}`, e);
-          deviceDead = true;
-        }
-        break;
-      }
-      case "used":
-        memory.writeU32(usedBase + 4 + 8 * (op.slot % size), op.id >>> 0);
-        memory.writeU32(usedBase + 8 + 8 * (op.slot % size), op.len >>> 0);
-        break;
-      case "forge": {
-        // A forged completion: one used element at the current used idx, idx + 1.
-        const idx = memory.readU16(usedBase + 2);
-        memory.writeU32(usedBase + 4 + 8 * (idx % size), op.id >>> 0);
-        memory.writeU32(usedBase + 8 + 8 * (idx % size), op.len >>> 0);
-        memory.writeU16(usedBase + 2, (idx + 1) & 0xffff);
-        break;
-      }
-      case "usedIdx":
-        memory.writeU16(usedBase + 2, (memory.readU16(usedBase + 2) + op.delta) & 0xffff);
-        break;
-      case "scribble":
-        memory.writeU32(RING + 4 * (op.word % (4 * size)), op.value >>> 0);
-        break;
-      case "callbacks": {
-        // Spec §2.7.7 / §2.7.10: without EVENT_IDX the driver writes VIRTQ_AVAIL_F_NO_INTERRUPT
-        // into avail.flags; with it, used_event (after the avail ring) = last seen used idx (- 1
-        // to suppress). enableCallbacks reports whether nothing new is pending.
-        const last = drv.lastUsedIdx;
-        const usedIdx = memory.readU16(usedBase + 2);
-        let pending: boolean | undefined;
-        if (op.enable) pending = !drv.enableCallbacks();
-        else drv.disableCallbacks();
-        const flags = memory.readU16(availBase);
-        const usedEvent = memory.readU16(availBase + 4 + 2 * size);
-        const want = op.enable ? last : (last - 1) & 0xffff;
-        if (
-          input.eventIdx
-            ? usedEvent !== want
-            : flags !== (op.enable ? 0 : VIRTQ_AVAIL_F_NO_INTERRUPT)
-        ) {
-          fail(
-            "callbacks",
-            `${op.enable ? "enable" : "disable"}Callbacks (event idx ${input.eventIdx}): ` +
-              `avail.flags ${flags}, used_event ${usedEvent}, last used ${last}`,
-          );
-        }
-        if (pending !== undefined && pending !== (usedIdx !== last)) {
-          fail(
-            "callbacks",
-            `enableCallbacks: pending ${pending}, used idx ${usedIdx}, last ${last}`,
-          );
-        }
-        break;
-      }
-    }
+/** Takes one token the driver returned: known, not returned before, within its capacity. */
+function collect(ctx: RunContext, t: number | undefined): boolean {
+  const { drv, cap, returned } = ctx;
+  if (t === undefined) return false;
+  if (returned.has(t)) fail("token-twice", `token ${t} returned twice`);
+  const c = cap.get(t);
+  if (c === undefined) fail("token-unknown", `token ${t} was never added`);
+  if (drv.usedLen > c) {
+    fail("len-over-capacity", `usedLen ${drv.usedLen} > capacity ${c} of token ${t}`);
   }
+  returned.add(t);
+  cap.delete(t);
+  return true;
+}
+
+/** The driver adds one buffer; a refused add must take nothing. */
+function opAdd(ctx: RunContext, op: OpOf<"add">): void {
+  const { dma, drv } = ctx;
+  const r = new SgList(), w = new SgList();
+  const base = DATA + (ctx.next % 64) * 0x1000;
+  const zero = op.zero ?? -1;
+  const n = op.nr + op.nw;
+  for (let i = 0; i < op.nr; i++) r.push(base + i * op.len, i === zero ? 0 : op.len);
+  for (let i = 0; i < op.nw; i++) {
+    w.push(base + 0x800 + i * op.len, op.nr + i === zero ? 0 : op.len);
+  }
+  const live = dma.count, free = drv.numFree;
+  const empty = n === 0 || (zero >= 0 && zero < n);
+  dma.failIn = op.failMap ?? -1;
+  dma.failed = false;
+  try {
+    drv.add(r, w, ctx.next);
+    if (empty || dma.failed) {
+      fail("add-accepted", `add accepted an empty segment or a failed map (${n} segments)`);
+    }
+    ctx.cap.set(ctx.next, op.nw * op.len - (zero >= op.nr && zero < n ? op.len : 0));
+    ctx.next++;
+  } catch (e) {
+    if (e instanceof OracleFailure) throw e;
+    if (!(e instanceof VirtqError) || e.side !== "api") {
+      fail("uncatalogued-throw", `add threw ${e}`, e);
+    }
+    if (e.code === "QUEUE_BROKEN" && drv.broken === null) {
+      fail("bogus-broken", "QUEUE_BROKEN while not broken");
+    }
+    // §2.7.4: a zero-length segment is BUFFER_EMPTY; a failed mapping DMA_MAP_FAILED.
+    if (
+      (e.code === "DMA_MAP_FAILED") !== dma.failed ||
+      (e.code === "BUFFER_EMPTY" && !empty)
+    ) {
+      fail("add-refusal", `add threw ${e.code}, map failed ${dma.failed}, empty ${empty}`);
+    }
+    // A refused add takes nothing: no slot, no mapping left behind.
+    if (dma.count !== live || drv.numFree !== free) {
+      fail("add-rollback", `refused add (${e.code}) left ${dma.count - live} mappings`);
+    }
+  } finally {
+    dma.failIn = -1;
+  }
+}
+
+/**
+ * The device sleeps until notified: the kick must notify exactly when the ring bytes ask
+ * (§2.7.10: vring_need_event(avail_event, new, old) with EVENT_IDX, else used flags without
+ * VIRTQ_USED_F_NO_NOTIFY); new = old means nothing to publish.
+ */
+function opKick(ctx: RunContext): void {
+  const { drv, memory, usedBase, size } = ctx;
+  const old = ctx.kicked, nw = drv.availIdx;
+  const notify = drv.kick();
+  ctx.kicked = drv.availIdx;
+  if (drv.broken !== null || nw === old) return;
+  const need = ctx.input.eventIdx
+    ? needEvent(memory.readU16(usedBase + 4 + 8 * size), nw, old)
+    : (memory.readU16(usedBase) & 1) === 0;
+  if (need && !notify) {
+    fail("lost-notification", `kick ${old} -> ${nw}: the device asked, no notification`);
+  }
+  if (!need && notify) {
+    fail("notification-decision", `kick ${old} -> ${nw}: notified, the device did not ask`);
+  }
+}
+
+/** The driver takes up to `n` used buffers; after an error it is broken and returns nothing. */
+function opGet(ctx: RunContext, op: OpOf<"get">): void {
+  const { drv } = ctx;
+  for (let i = 0; i < op.n; i++) {
+    const wasBroken = drv.broken !== null;
+    let t: number | undefined;
+    try {
+      t = drv.getUsed();
+    } catch (e) {
+      if (!(e instanceof VirtqError) || e.side !== "driver") {
+        fail("uncatalogued-throw", `getUsed threw ${e}`, e);
+      }
+      if (wasBroken) fail("throw-after-broken", `getUsed threw ${e.code} while broken`, e);
+      if (drv.broken !== e) fail("not-broken", `driver not broken after ${e.code}`);
+      chainsDone++;
+      return;
+    }
+    if (t !== undefined) chainsDone++;
+    if (wasBroken && t !== undefined) {
+      fail("token-after-broken", `token ${t} returned while broken`);
+    }
+    if (!collect(ctx, t)) return;
+  }
+}
+
+/** A well-behaved device step; it may itself meet corrupted rings (hostile writes). */
+function opServe(ctx: RunContext, op: OpOf<"serve">): void {
+  const { dev } = ctx;
+  if (ctx.deviceDead) return;
+  try {
+    for (let i = 0; i < op.n; i++) {
+      const c = dev.pop();
+      if (c === null) break;
+      dev.push(c, c.copyReadableToWritable());
+    }
+    dev.flush();
+  } catch (e) {
+    if (!(e instanceof VirtqError)) fail("uncatalogued-throw", `device threw ${e}`, e);
+    ctx.deviceDead = true;
+  }
+}
+
+/**
+ * Spec §2.7.7 / §2.7.10: without EVENT_IDX the driver writes VIRTQ_AVAIL_F_NO_INTERRUPT into
+ * avail.flags; with it, used_event (after the avail ring) = last seen used idx (- 1 to
+ * suppress). enableCallbacks reports whether nothing new is pending.
+ */
+function opCallbacks(ctx: RunContext, op: OpOf<"callbacks">): void {
+  const { drv, memory, usedBase, availBase, size, input } = ctx;
+  const last = drv.lastUsedIdx;
+  const usedIdx = memory.readU16(usedBase + 2);
+  let pending: boolean | undefined;
+  if (op.enable) pending = !drv.enableCallbacks();
+  else drv.disableCallbacks();
+  const flags = memory.readU16(availBase);
+  const usedEvent = memory.readU16(availBase + 4 + 2 * size);
+  const want = op.enable ? last : (last - 1) & 0xffff;
+  if (
+    input.eventIdx ? usedEvent !== want : flags !== (op.enable ? 0 : VIRTQ_AVAIL_F_NO_INTERRUPT)
+  ) {
+    fail(
+      "callbacks",
+      `${op.enable ? "enable" : "disable"}Callbacks (event idx ${input.eventIdx}): ` +
+        `avail.flags ${flags}, used_event ${usedEvent}, last used ${last}`,
+    );
+  }
+  if (pending !== undefined && pending !== (usedIdx !== last)) {
+    fail(
+      "callbacks",
+      `enableCallbacks: pending ${pending}, used idx ${usedIdx}, last ${last}`,
+    );
+  }
+}
+
+/** The device's own writes to the rings: notification asks and hostile used-ring edits. */
+function opDeviceWrite(
+  ctx: RunContext,
+  op: OpOf<"event" | "used" | "forge" | "usedIdx" | "scribble">,
+): void {
+  const { memory, usedBase, size } = ctx;
+  switch (op.k) {
+    case "event":
+      if (op.sleep) {
+        if (!ctx.deviceDead) ctx.dev.setNotifications(true);
+      } else {
+        memory.writeU16(usedBase, op.flags & 0xffff);
+        memory.writeU16(usedBase + 4 + 8 * size, op.availEvent & 0xffff);
+      }
+      break;
+    case "used":
+      memory.writeU32(usedBase + 4 + 8 * (op.slot % size), op.id >>> 0);
+      memory.writeU32(usedBase + 8 + 8 * (op.slot % size), op.len >>> 0);
+      break;
+    case "forge": {
+      // A forged completion: one used element at the current used idx, idx + 1.
+      const idx = memory.readU16(usedBase + 2);
+      memory.writeU32(usedBase + 4 + 8 * (idx % size), op.id >>> 0);
+      memory.writeU32(usedBase + 8 + 8 * (idx % size), op.len >>> 0);
+      memory.writeU16(usedBase + 2, (idx + 1) & 0xffff);
+      break;
+    }
+    case "usedIdx":
+      memory.writeU16(usedBase + 2, (memory.readU16(usedBase + 2) + op.delta) & 0xffff);
+      break;
+    case "scribble":
+      memory.writeU32(RING + 4 * (op.word % (4 * size)), op.value >>> 0);
+      break;
+  }
+}
+
+/** Reset: every outstanding token comes back exactly once, no mapping is left, rings restart. */
+function resetAndDetach(ctx: RunContext): void {
+  const { drv, dev, dma, memory, size, availBase, cap, returned } = ctx;
   // Rings cannot be reset while buffers are outstanding (the driver must detach them first).
   if (drv.outstanding > 0) {
     let refused = false;
@@ -407,8 +454,8 @@ export function runHostileDevice(input: HostileDeviceInput): void {
     returned.add(t);
     cap.delete(t);
   }
-  if (returned.size !== next) {
-    fail("token-lost", `${next} tokens added, ${returned.size} came back`);
+  if (returned.size !== ctx.next) {
+    fail("token-lost", `${ctx.next} tokens added, ${returned.size} came back`);
   }
   if (dma.live.size !== 0) fail("mapping-leak", `${dma.live.size} DMA mappings left after detach`);
   // After detaching everything the rings reset to their initial state (spec §2.1.2), not broken.
@@ -423,6 +470,38 @@ export function runHostileDevice(input: HostileDeviceInput): void {
         `${drv.availIdx}, broken ${drv.broken?.code ?? "no"}`,
     );
   }
+}
+
+/** Runs one input (exported for tests). */
+export function runHostileDevice(input: HostileDeviceInput): void {
+  if (input.badConfig !== undefined) return runBadConfig(input.badConfig, input.size);
+  const ctx = setUp(input);
+  for (let oi = 0; oi < input.ops.length; oi++) {
+    const op = input.ops[oi];
+    const hostileOp = op.k === "forge" || op.k === "used" || op.k === "usedIdx" ||
+      op.k === "scribble";
+    if (hostileOp && oi < input.hostileFrom) continue;
+    switch (op.k) {
+      case "add":
+        opAdd(ctx, op);
+        break;
+      case "kick":
+        opKick(ctx);
+        break;
+      case "get":
+        opGet(ctx, op);
+        break;
+      case "serve":
+        opServe(ctx, op);
+        break;
+      case "callbacks":
+        opCallbacks(ctx, op);
+        break;
+      default:
+        opDeviceWrite(ctx, op);
+    }
+  }
+  resetAndDetach(ctx);
 }
 
 const opArb: fc.Arbitrary<DeviceOp> = fc.oneof(
