@@ -352,7 +352,28 @@ function run(input: PackedHostileDriverInput): void {
 /** Chains the device popped or rejected, over every run in this process (`workDone`). */
 let chainsDone = 0;
 
-function runOn(input: PackedHostileDriverInput): void {
+/** State shared by the phases of one run: the device, the ring and the device's position. */
+interface RunContext {
+  input: PackedHostileDriverInput;
+  size: number;
+  memory: PackedHostileMemory;
+  ring: PackedRingBuilder;
+  policy: ChainPolicy;
+  dev: PackedDeviceQueue;
+  /** The driver event suppression structure. */
+  drvEv: number;
+  /** The device's next available position (offset, wrap counter). */
+  pos: number;
+  wrap: number;
+  /** Ring slots the device holds. */
+  outstanding: number;
+  reoffer: boolean;
+  /** Guest memory accesses of the current pop. */
+  accesses: [number, number][];
+}
+
+/** Builds the device over the scratch memory and the context every phase shares. */
+function setUp(input: PackedHostileDriverInput): RunContext {
   const size = input.size;
   const memory = packedHostileDriverScratch.memory;
   const ring = new PackedRingBuilder(memory, RING, size);
@@ -368,152 +389,198 @@ function runOn(input: PackedHostileDriverInput): void {
     features,
     policy,
   });
-  // Pre-roll: move both positions forward with single-descriptor buffers.
-  let pos = 0, wrap = 1;
-  const preroll = input.preroll % size;
+  return {
+    input,
+    size,
+    memory,
+    ring,
+    policy,
+    dev,
+    drvEv: RING + 16 * size,
+    pos: 0,
+    wrap: 1,
+    outstanding: 0,
+    reoffer: input.reoffer,
+    accesses: [],
+  };
+}
+
+/** Pre-roll: move both positions forward with single-descriptor buffers. */
+function preroll(ctx: RunContext): void {
+  const { ring, dev, size } = ctx;
+  const preroll = ctx.input.preroll % size;
   for (let i = 0; i < preroll; i++) {
-    ring.write(pos, { addr: BigInt(BUFS), len: 16, id: i, flags: packedAvailFlags(wrap) });
+    ring.write(ctx.pos, { addr: BigInt(BUFS), len: 16, id: i, flags: packedAvailFlags(ctx.wrap) });
     const c = dev.pop();
     if (c === null || c.id !== i) {
       throw new OracleFailure("preroll", `pre-roll buffer ${i} not popped`);
     }
     dev.push(c, 0);
     dev.flush();
-    if (++pos === size) {
-      pos = 0;
-      wrap ^= 1;
+    if (++ctx.pos === size) {
+      ctx.pos = 0;
+      ctx.wrap ^= 1;
     }
   }
-  // The driver's event suppression structure (after the pre-roll, whose flushes ignore it).
-  const drvEv = RING + 16 * size;
-  if (input.drvEvent != null) {
-    memory.writeU16(drvEv, input.drvEvent.offWrap);
-    memory.writeU16(drvEv + 2, input.drvEvent.flags);
+}
+
+/** Flushes; `o` is the used position before the pushes (push moves it, flush publishes). */
+function checkFlush(ctx: RunContext, o: { offset: number; wrap: number }): void {
+  const { dev, memory, drvEv, size } = ctx;
+  const notify = dev.flush();
+  const n = dev.usedPosition;
+  const count = n.offset - o.offset + (n.wrap !== o.wrap ? size : 0);
+  if (count === 0 || dev.broken !== null) return;
+  const need = packedFlushNeeded(
+    memory.readU16(drvEv + 2),
+    memory.readU16(drvEv),
+    !!ctx.input.eventIdx,
+    n.offset,
+    n.wrap,
+    count,
+    size,
+  );
+  if (need && !notify) {
+    throw new OracleFailure("lost-notification", `flush of ${count} slots: asked, no notify`);
   }
-  // `o`: the used position before the pushes (push moves it, flush publishes).
-  const flush = (o: { offset: number; wrap: number }) => {
-    const notify = dev.flush();
-    const n = dev.usedPosition;
-    const count = n.offset - o.offset + (n.wrap !== o.wrap ? size : 0);
-    if (count === 0 || dev.broken !== null) return;
-    const need = packedFlushNeeded(
-      memory.readU16(drvEv + 2),
-      memory.readU16(drvEv),
-      !!input.eventIdx,
-      n.offset,
-      n.wrap,
-      count,
-      size,
+  if (!need && notify) {
+    throw new OracleFailure("notification-decision", `flush of ${count} slots: unasked notify`);
+  }
+}
+
+/** The device refused with `e`: the reference must see an error with that code; then broken. */
+function checkPopError(ctx: RunContext, e: unknown, ref: ReturnType<typeof refDecode>): void {
+  const { dev } = ctx;
+  chainsDone++;
+  if (!isVirtqError(e)) throw new OracleFailure("uncatalogued-throw", String(e), e);
+  if (ref.kind !== "error") {
+    throw new OracleFailure(
+      "unexpected-error",
+      `${e.code} where the reference sees ${ref.kind}`,
     );
-    if (need && !notify) {
-      throw new OracleFailure("lost-notification", `flush of ${count} slots: asked, no notify`);
+  }
+  if (!ref.codes.has(e.code)) {
+    throw new OracleFailure("wrong-code", `${e.code}, reference: ${[...ref.codes].join(",")}`);
+  }
+  if (dev.broken !== e) throw new OracleFailure("not-broken", "queue not broken after error");
+  if (dev.pop() !== null) throw new OracleFailure("pop-after-broken", "pop while broken");
+}
+
+/** The device popped `chain`: it must be the reference's, read within the named bytes. */
+function checkChain(ctx: RunContext, chain: Chain, ref: ReturnType<typeof refDecode>): number {
+  if (ref.kind !== "chain") {
+    throw new OracleFailure("phantom-chain", `device popped a chain, reference: ${ref.kind}`);
+  }
+  chainsDone++;
+  const r = segmentsOf(chain, false), wr = segmentsOf(chain, true);
+  if (
+    chain.id !== ref.id || chain.ringDescriptors !== ref.slots || !same(r, ref.readable) ||
+    !same(wr, ref.writable)
+  ) {
+    throw new OracleFailure(
+      "chain-mismatch",
+      `device id ${chain.id} slots ${chain.ringDescriptors} r ${JSON.stringify(r)} w ${
+        JSON.stringify(wr)
+      }; reference ${JSON.stringify(ref)}`,
+    );
+  }
+  const written2 = chain.copyReadableToWritable();
+  for (const [g, n] of ctx.accesses) {
+    if (!ref.named.some(([a, l]) => g >= a && g + n <= a + l)) {
+      throw new OracleFailure("out-of-bounds-access", `${n} bytes at ${g} not named by the list`);
     }
-    if (!need && notify) {
-      throw new OracleFailure("notification-decision", `flush of ${count} slots: unasked notify`);
+  }
+  return written2;
+}
+
+/** The device holds, or pushes and flushes, the chain, then moves past its slots. */
+function complete(ctx: RunContext, chain: Chain, written: number, slots: number): void {
+  const { input, dev, size } = ctx;
+  if (input.hold || input.inOrder) {
+    ctx.outstanding += chain.ringDescriptors;
+    if (!input.hold) {
+      const o = dev.usedPosition;
+      dev.push(chain, written);
+      checkFlush(ctx, o);
+      ctx.outstanding -= chain.ringDescriptors;
     }
-  };
-  writeLists(memory, ring, input, policy, pos, wrap, size, size);
+  } else {
+    const o = dev.usedPosition;
+    dev.push(chain, written);
+    checkFlush(ctx, o);
+  }
+  ctx.pos += slots;
+  if (ctx.pos >= size) {
+    ctx.pos -= size;
+    ctx.wrap ^= 1;
+  }
+}
+
+/** One pop checked against the reference decoder; false when the run is over. */
+function popStep(ctx: RunContext): boolean {
+  const { memory, size, input, policy, dev, ring } = ctx;
+  const ref = refDecode({
+    memory,
+    memSize: MEM,
+    ringGpa: RING,
+    size,
+    pos: ctx.pos,
+    wrap: ctx.wrap,
+    outstandingSlots: ctx.outstanding,
+    indirect: input.indirect,
+    policy,
+  });
+  ctx.accesses.length = 0;
+  let chain: Chain | null;
+  try {
+    chain = dev.pop();
+  } catch (e) {
+    checkPopError(ctx, e, ref);
+    return false;
+  }
+  if (chain === null && ref.kind === "none" && ctx.reoffer) {
+    // A well-formed descriptor at the device's position in the current lap: fine if its slot
+    // is free, HEAD_IN_USE if the device still holds every slot.
+    ctx.reoffer = false;
+    ring.write(ctx.pos, { addr: BigInt(BUFS), len: 8, id: 0, flags: packedAvailFlags(ctx.wrap) });
+    return true;
+  }
+  if (chain === null) {
+    if (ref.kind !== "none") {
+      throw new OracleFailure(
+        "missed",
+        `device saw nothing, reference: ${
+          JSON.stringify(ref, (_k, v) => v instanceof Set ? [...v] : v)
+        }`,
+      );
+    }
+    return false;
+  }
+  const written = checkChain(ctx, chain, ref);
+  complete(ctx, chain, written, ref.kind === "chain" ? ref.slots : 0);
+  return true;
+}
+
+function runOn(input: PackedHostileDriverInput): void {
+  const ctx = setUp(input);
+  const { memory, size } = ctx;
+  preroll(ctx);
+  // The driver's event suppression structure (after the pre-roll, whose flushes ignore it).
+  if (input.drvEvent != null) {
+    memory.writeU16(ctx.drvEv, input.drvEvent.offWrap);
+    memory.writeU16(ctx.drvEv + 2, input.drvEvent.flags);
+  }
+  writeLists(memory, ctx.ring, input, ctx.policy, ctx.pos, ctx.wrap, size, size);
   // Pop until nothing is available or the device refuses; bounded by the Queue Size.
-  let outstanding = 0;
-  let reoffer = input.reoffer;
-  const accesses: [number, number][] = [];
   memory.observer = {
-    onRead: (g, n) => accesses.push([g, n]),
+    onRead: (g, n) => ctx.accesses.push([g, n]),
     onWrite: (g, n) => {
       packedHostileDriverScratch.noteWrite(g, n);
-      accesses.push([g, n]);
+      ctx.accesses.push([g, n]);
     },
   };
   for (let step = 0; step <= size + 2; step++) {
-    const ref = refDecode({
-      memory,
-      memSize: MEM,
-      ringGpa: RING,
-      size,
-      pos,
-      wrap,
-      outstandingSlots: outstanding,
-      indirect: input.indirect,
-      policy,
-    });
-    accesses.length = 0;
-    let chain: Chain | null;
-    try {
-      chain = dev.pop();
-    } catch (e) {
-      chainsDone++;
-      if (!isVirtqError(e)) throw new OracleFailure("uncatalogued-throw", String(e), e);
-      if (ref.kind !== "error") {
-        throw new OracleFailure(
-          "unexpected-error",
-          `${e.code} where the reference sees ${ref.kind}`,
-        );
-      }
-      if (!ref.codes.has(e.code)) {
-        throw new OracleFailure("wrong-code", `${e.code}, reference: ${[...ref.codes].join(",")}`);
-      }
-      if (dev.broken !== e) throw new OracleFailure("not-broken", "queue not broken after error");
-      if (dev.pop() !== null) throw new OracleFailure("pop-after-broken", "pop while broken");
-      return;
-    }
-    if (chain === null && ref.kind === "none" && reoffer) {
-      // A well-formed descriptor at the device's position in the current lap: fine if its slot
-      // is free, HEAD_IN_USE if the device still holds every slot.
-      reoffer = false;
-      ring.write(pos, { addr: BigInt(BUFS), len: 8, id: 0, flags: packedAvailFlags(wrap) });
-      continue;
-    }
-    if (chain === null) {
-      if (ref.kind !== "none") {
-        throw new OracleFailure(
-          "missed",
-          `device saw nothing, reference: ${
-            JSON.stringify(ref, (_k, v) => v instanceof Set ? [...v] : v)
-          }`,
-        );
-      }
-      return;
-    }
-    if (ref.kind !== "chain") {
-      throw new OracleFailure("phantom-chain", `device popped a chain, reference: ${ref.kind}`);
-    }
-    chainsDone++;
-    const r = segmentsOf(chain, false), wr = segmentsOf(chain, true);
-    if (
-      chain.id !== ref.id || chain.ringDescriptors !== ref.slots || !same(r, ref.readable) ||
-      !same(wr, ref.writable)
-    ) {
-      throw new OracleFailure(
-        "chain-mismatch",
-        `device id ${chain.id} slots ${chain.ringDescriptors} r ${JSON.stringify(r)} w ${
-          JSON.stringify(wr)
-        }; reference ${JSON.stringify(ref)}`,
-      );
-    }
-    const written2 = chain.copyReadableToWritable();
-    for (const [g, n] of accesses) {
-      if (!ref.named.some(([a, l]) => g >= a && g + n <= a + l)) {
-        throw new OracleFailure("out-of-bounds-access", `${n} bytes at ${g} not named by the list`);
-      }
-    }
-    if (input.hold || input.inOrder) {
-      outstanding += chain.ringDescriptors;
-      if (!input.hold) {
-        const o = dev.usedPosition;
-        dev.push(chain, written2);
-        flush(o);
-        outstanding -= chain.ringDescriptors;
-      }
-    } else {
-      const o = dev.usedPosition;
-      dev.push(chain, written2);
-      flush(o);
-    }
-    pos += ref.slots;
-    if (pos >= size) {
-      pos -= size;
-      wrap ^= 1;
-    }
+    if (!popStep(ctx)) return;
   }
   throw new OracleFailure("no-termination", `more than ${size + 2} pops`);
 }
