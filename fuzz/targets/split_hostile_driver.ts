@@ -110,32 +110,48 @@ export const splitHostileDriverScratch = new ScratchMemory([
   { gpa: REGION_SPLIT, size: MEM_END - REGION_SPLIT },
 ], SCRATCH_FIXED_END);
 
-function build(input: HostileDriverInput): Built {
-  const memory = splitHostileDriverScratch.memory;
-  const size = input.size;
-  let features = 0n;
-  if (input.indirect) features |= 1n << 28n;
-  if (input.inOrder) features |= 1n << 35n;
-  if (input.eventIdx) features |= 1n << 29n;
-  // Bus addresses: the GPAs, or the GPAs + 2^52 behind the wide window (WIDE_BUS).
-  const off = input.wide ? WIDE_BUS : 0n;
-  // Descriptor indices: sequential under IN_ORDER, else a permutation.
-  const order = Array.from({ length: size }, (_, i) => i);
+/** Where each built chain lies: ring descriptor indices, indirect table, bytes. */
+interface ChainLayout {
+  heads: number[];
+  /** Per chain: ring descriptor indices. */
+  ringIdx: number[][];
+  /** Per chain (by head position): indirect table base and entry count. */
+  tableIdx: number[];
+  tableEntries: number[];
+  chainBytes: number[];
+}
+
+/** Descriptor indices: sequential under IN_ORDER, else a permutation. */
+function descriptorOrder(input: HostileDriverInput): number[] {
+  const order = Array.from({ length: input.size }, (_, i) => i);
   if (!input.inOrder) {
     const rnd = lcg(input.permSeed);
-    for (let i = size - 1; i > 0; i--) {
+    for (let i = input.size - 1; i > 0; i--) {
       const j = rnd() % (i + 1);
       [order[i], order[j]] = [order[j], order[i]];
     }
   }
+  return order;
+}
+
+/** Writes every chain's descriptors (and indirect tables); `off`: bus address offset. */
+function writeChains(
+  memory: GuestMemory,
+  input: HostileDriverInput,
+  order: number[],
+  off: bigint,
+): ChainLayout {
+  const size = input.size;
   let nextDesc = 0;
   let data = DATA;
-  const heads: number[] = [];
-  // Per chain: ring descriptor indices and the table base.
-  const ringIdx: number[][] = [];
-  const tableIdx: number[] = [];
-  const tableEntries: number[] = [];
-  const chainBytes: number[] = [];
+  const out: ChainLayout = {
+    heads: [],
+    ringIdx: [],
+    tableIdx: [],
+    tableEntries: [],
+    chainBytes: [],
+  };
+  const heads = out.heads;
   for (let c = 0; c < input.chains.length; c++) {
     const spec = input.chains[c];
     const segs = [
@@ -174,8 +190,8 @@ function build(input: HostileDriverInput): Built {
           );
         }
         writeSplitDescriptor(memory, DESC, idx[k], BigInt(tbase) + off, entries * 16, 4, 0);
-        tableIdx[heads.length] = tbase;
-        tableEntries[heads.length] = entries;
+        out.tableIdx[heads.length] = tbase;
+        out.tableEntries[heads.length] = entries;
       } else {
         const [n, w] = segs[k];
         writeSplitDescriptor(
@@ -189,17 +205,22 @@ function build(input: HostileDriverInput): Built {
         );
       }
     }
-    ringIdx.push(idx);
-    chainBytes.push(segs.reduce((a, [n]) => a + n, 0));
+    out.ringIdx.push(idx);
+    out.chainBytes.push(segs.reduce((a, [n]) => a + n, 0));
     heads.push(idx[0]);
   }
-  for (let i = 0; i < heads.length; i++) memory.writeU16(AVAIL + 4 + 2 * i, heads[i]);
-  memory.writeU16(AVAIL + 2, heads.length);
-  // Used buffer notifications asked for (§2.7.7): used_event, or avail flags.
-  if (input.eventIdx) memory.writeU16(AVAIL + 4 + 2 * size, input.usedEvent);
-  else memory.writeU16(AVAIL, input.usedEvent & 1);
+  return out;
+}
 
-  // One targeted corruption.
+/** One targeted corruption of the built rings; returns the features (one kind drops one). */
+function corrupt(
+  memory: GuestMemory,
+  input: HostileDriverInput,
+  built: ChainLayout,
+  features: bigint,
+): bigint {
+  const size = input.size;
+  const { heads, ringIdx, tableIdx, tableEntries, chainBytes } = built;
   const { kind, at, value } = input.corruption;
   const c = heads.length === 0 ? -1 : input.corruption.chain % heads.length;
   const descs = c < 0 ? [] : ringIdx[c];
@@ -307,6 +328,29 @@ function build(input: HostileDriverInput): Built {
         corruptTable(memory, tb, tableEntries[c], chainBytes[c], kind, at, value);
       }
   }
+  return features;
+}
+
+/** Builds one run's rings in the scratch memory: chains, available ring, corruption, raw bytes. */
+function build(input: HostileDriverInput): Built {
+  const memory = splitHostileDriverScratch.memory;
+  const size = input.size;
+  let features = 0n;
+  if (input.indirect) features |= 1n << 28n;
+  if (input.inOrder) features |= 1n << 35n;
+  if (input.eventIdx) features |= 1n << 29n;
+  // Bus addresses: the GPAs, or the GPAs + 2^52 behind the wide window (WIDE_BUS).
+  const off = input.wide ? WIDE_BUS : 0n;
+  const built = writeChains(memory, input, descriptorOrder(input), off);
+  const heads = built.heads;
+  for (let i = 0; i < heads.length; i++) memory.writeU16(AVAIL + 4 + 2 * i, heads[i]);
+  memory.writeU16(AVAIL + 2, heads.length);
+  // Used buffer notifications asked for (§2.7.7): used_event, or avail flags.
+  if (input.eventIdx) memory.writeU16(AVAIL + 4 + 2 * size, input.usedEvent);
+  else memory.writeU16(AVAIL, input.usedEvent & 1);
+
+  // One targeted corruption.
+  features = corrupt(memory, input, built, features);
   if (input.raw !== null) {
     const bytes = hexToBytes(input.raw.hex);
     const base = input.raw.area === "desc" ? DESC : input.raw.area === "avail" ? AVAIL : TABLES;
