@@ -188,24 +188,21 @@ async function saveCounterexamples(
   return outcome;
 }
 
-/** Runs the CLI with `args`; returns the exit status (0 ok, 1 failures, 2 usage/setup error). */
-export async function fuzzMain(args: readonly string[], env: FuzzEnv): Promise<number> {
-  // `--device` (and --replay of a device finding): the device campaign, fuzz/device/main.ts.
-  if (isDeviceInvocation(args)) return await deviceFuzzMain(args, env);
-  let o;
-  try {
-    o = parseFuzzArgs(args, env.cores);
-  } catch (e) {
-    if (e instanceof CliError) {
-      env.err(`fuzz: ${e.message}\n`);
-      return 2;
-    }
-    throw e;
-  }
-  if (o.help) {
-    env.out(HELP);
-    return 0;
-  }
+/** The parsed command line. */
+type FuzzOptions = ReturnType<typeof parseFuzzArgs>;
+
+/** A finished campaign: its report, the units' results and where each counterexample went. */
+interface Campaign {
+  report: ReturnType<typeof buildReport>;
+  results: Awaited<ReturnType<typeof runUnits>>;
+  outcome: CorpusOutcome;
+}
+
+/**
+ * The commands that run no campaign (`--list`, `--replay`, `--replay-seed`), after the registry
+ * check; their exit status, or null when a campaign is asked for.
+ */
+async function registryAndCommands(o: FuzzOptions, env: FuzzEnv): Promise<number | null> {
   const problems = registryProblems(env.targets);
   if (env.targetsDir !== undefined) {
     problems.push(...await unregisteredTargets(env.targetsDir, env.targets));
@@ -242,6 +239,11 @@ export async function fuzzMain(args: readonly string[], env: FuzzEnv): Promise<n
       throw e;
     }
   }
+  return null;
+}
+
+/** Refuses a campaign that cannot start (setup, output paths, unknown targets): 2, else null. */
+function campaignProblem(o: FuzzOptions, env: FuzzEnv): number | null {
   if (env.setupError) {
     env.err(
       `fuzz: refusing to start the campaign: ${env.setupError}. Fix: restore the bundled ` +
@@ -266,6 +268,14 @@ export async function fuzzMain(args: readonly string[], env: FuzzEnv): Promise<n
     );
     return 2;
   }
+  return null;
+}
+
+/** Runs the campaign's units and builds its report (counterexamples saved to the corpus). */
+async function runCampaign(
+  o: FuzzOptions,
+  env: FuzzEnv,
+): Promise<Campaign> {
   const selected = env.targets.filter((t) => o.targets.length === 0 || o.targets.includes(t.name));
   const seed = o.seed ?? Math.floor(Math.random() * 0x7fff_ffff);
   const planned = planShard(selected.map((t) => t.name), seed, o.shard);
@@ -316,6 +326,15 @@ export async function fuzzMain(args: readonly string[], env: FuzzEnv): Promise<n
     targetReports(results, new Map(env.targets.map((t) => [t.name, t.description])), outcome),
     { fastCheck: fc.__version, deno: Deno.version.deno },
   );
+  return { report, results, outcome };
+}
+
+/** Prints the summary and writes the artifacts, JSON and JUnit reports asked for. */
+async function writeOutputs(
+  o: FuzzOptions,
+  env: FuzzEnv,
+  { report, results, outcome }: Campaign,
+): Promise<void> {
   env.out(formatSummary(report) + "\n");
   if (report.totals.failures + report.totals.crashes > 0) {
     try {
@@ -333,6 +352,33 @@ export async function fuzzMain(args: readonly string[], env: FuzzEnv): Promise<n
     Deno.writeTextFileSync(o.junit, formatJunit(report));
     env.out(`fuzz: JUnit report written to ${o.junit}\n`);
   }
+}
+
+/** Runs the CLI with `args`; returns the exit status (0 ok, 1 failures, 2 usage/setup error). */
+export async function fuzzMain(args: readonly string[], env: FuzzEnv): Promise<number> {
+  // `--device` (and --replay of a device finding): the device campaign, fuzz/device/main.ts.
+  if (isDeviceInvocation(args)) return await deviceFuzzMain(args, env);
+  let o;
+  try {
+    o = parseFuzzArgs(args, env.cores);
+  } catch (e) {
+    if (e instanceof CliError) {
+      env.err(`fuzz: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  if (o.help) {
+    env.out(HELP);
+    return 0;
+  }
+  const done = await registryAndCommands(o, env);
+  if (done !== null) return done;
+  const refused = campaignProblem(o, env);
+  if (refused !== null) return refused;
+  const ran = await runCampaign(o, env);
+  await writeOutputs(o, env, ran);
+  const report = ran.report;
   return report.totals.failures + report.totals.crashes > 0 ? 1 : 0;
 }
 
