@@ -59,18 +59,13 @@ function outputProblem(path: string): string | null {
   }
 }
 
-async function main(args: BenchArgs): Promise<number> {
-  if (args.suites.includes("vhost-user")) {
-    // real back-ends, its own runner and permissions (bench/vhost_user.ts)
-    return await (await import("./vhost_user.ts")).runVhostUserSuite(Deno.args);
-  }
-  const suites = buildSuites(AVAILABLE);
-  if (args.help) {
-    console.log(HELP);
-    console.log("Suites:");
-    for (const s of suites) console.log(`  ${s.name.padEnd(10)} ${s.description}`);
-    return 0;
-  }
+/** Cases ready to measure, or the exit status when there is nothing to measure. */
+type Plan =
+  | { code: number }
+  | { cases: ReturnType<typeof selectCases>; savePath: string | null; baseline: Results | null };
+
+/** Selects the cases (`--list` prints them) and fails fast on bad names and files. */
+async function plan(args: BenchArgs, suites: ReturnType<typeof buildSuites>): Promise<Plan> {
   const cases = args.smoke
     ? withSol(smokeCases(AVAILABLE).filter((c) => !args.filter || args.filter.test(caseName(c))))
     : selectCases(suites, args.suites, args.filter);
@@ -83,11 +78,11 @@ async function main(args: BenchArgs): Promise<number> {
       for (const c of shown) console.log(`  ${caseName(c)}`);
     }
     if (chosen.size === 0) console.log("(no case matches --suite/--filter)");
-    return 0;
+    return { code: 0 };
   }
   if (cases.length === 0) {
     console.error("no case matches --suite/--filter; see --list");
-    return 2;
+    return { code: 2 };
   }
   // fail fast on bad names/files, before minutes of measuring
   const savePath = args.save ? baselinePath(args.save) : null;
@@ -104,26 +99,30 @@ async function main(args: BenchArgs): Promise<number> {
           `${baseline.results.length} case(s) there), so nothing would be compared. ` +
           "Fix: select cases the baseline has (--suite/--filter) or save a new baseline",
       );
-      return 2;
+      return { code: 2 };
     }
   }
   if (args.json) {
     const problem = outputProblem(args.json);
     if (problem) {
       console.error(`bench: --json ${args.json}: ${problem}. Fix: name a writable file`);
-      return 2;
+      return { code: 2 };
     }
   }
 
-  const rt = Deno.version;
-  console.log(
-    `virtq-lab bench: ${cases.length} cases x ${args.rounds} round(s), ${args.timeMs} ms each, ` +
-      `isolate: ${args.isolate}; ` +
-      `deno ${rt.deno}, v8 ${rt.v8}, ${Deno.build.os}/${Deno.build.arch}, ` +
-      `${navigator.hardwareConcurrency} cpus`,
-  );
-  if (PENDING.length) console.log(`not on this branch yet: ${PENDING.join("; ")}`);
+  return { cases, savePath, baseline };
+}
 
+/** What one measuring pass found. */
+interface Measured {
+  results: Results["results"];
+  alloc: AllocResult[];
+  targets: ReturnType<typeof computeTargets>;
+  isolationFailed: boolean;
+}
+
+/** Measures the cases (and allocation, isolation) and computes the targets. */
+async function measure(args: BenchArgs, cases: ReturnType<typeof selectCases>): Promise<Measured> {
   const iso = args.isolate;
   const m: Measurer = iso === "none"
     ? new LocalMeasurer(createBenchable)
@@ -164,6 +163,17 @@ async function main(args: BenchArgs): Promise<number> {
     isolationFailed = isolation.target.status === "missed";
   }
 
+  return { results, alloc, targets, isolationFailed };
+}
+
+/** Prints the results, compares with the baseline, saves; returns the exit status. */
+async function report(
+  args: BenchArgs,
+  { results, alloc, targets, isolationFailed }: Measured,
+  savePath: string | null,
+  baseline: Results | null,
+): Promise<number> {
+  const rt = Deno.version;
   const out: Results = {
     schema: RESULTS_SCHEMA_VERSION,
     createdAt: new Date().toISOString(),
@@ -236,6 +246,34 @@ async function main(args: BenchArgs): Promise<number> {
     code = 1;
   }
   return code;
+}
+
+async function main(args: BenchArgs): Promise<number> {
+  if (args.suites.includes("vhost-user")) {
+    // real back-ends, its own runner and permissions (bench/vhost_user.ts)
+    return await (await import("./vhost_user.ts")).runVhostUserSuite(Deno.args);
+  }
+  const suites = buildSuites(AVAILABLE);
+  if (args.help) {
+    console.log(HELP);
+    console.log("Suites:");
+    for (const s of suites) console.log(`  ${s.name.padEnd(10)} ${s.description}`);
+    return 0;
+  }
+  const p = await plan(args, suites);
+  if ("code" in p) return p.code;
+  const { cases, savePath, baseline } = p;
+
+  const rt = Deno.version;
+  console.log(
+    `virtq-lab bench: ${cases.length} cases x ${args.rounds} round(s), ${args.timeMs} ms each, ` +
+      `isolate: ${args.isolate}; ` +
+      `deno ${rt.deno}, v8 ${rt.v8}, ${Deno.build.os}/${Deno.build.arch}, ` +
+      `${navigator.hardwareConcurrency} cpus`,
+  );
+  if (PENDING.length) console.log(`not on this branch yet: ${PENDING.join("; ")}`);
+
+  return await report(args, await measure(args, cases), savePath, baseline);
 }
 
 if (import.meta.main) {
