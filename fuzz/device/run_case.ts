@@ -281,31 +281,18 @@ function runInner(
   try {
     m.ram.fill(CANARY, dev.bufferGpa - GPA_BASE);
     m.grant(GPA_BASE, dev.bufferGpa - GPA_BASE); // the driver queues' rings: used rings are the device's
-    if (c.kind === "split-ring") {
-      const r = splitRingCase(ctx, c, o);
-      probe = r.probe;
-      corrupt = r.corrupt;
-      refused = r.refused;
-    } else if (c.kind === "packed-ring") {
-      const r = packedRingCase(ctx, c, o);
-      probe = r.probe;
-      corrupt = r.corrupt;
-      refused = r.refused;
-    } else if (c.kind === "real-ring") {
-      const r = realRingCase(ctx, c, o);
-      probe = r.probe;
-      corrupt = r.corrupt;
-      refused = r.refused;
-    } else if (c.kind === "activation") {
-      const r = activationCase(ctx, c, o);
-      probe = r.probe;
-      refused = r.refused;
-    } else {
-      const r = runTranslationCase(ctx, c, o);
-      probe = r.probe;
-      corrupt = r.corrupt;
-      refused = r.refused;
-    }
+    const r: CaseOutcome = c.kind === "split-ring"
+      ? splitRingCase(ctx, c, o)
+      : c.kind === "packed-ring"
+      ? packedRingCase(ctx, c, o)
+      : c.kind === "real-ring"
+      ? realRingCase(ctx, c, o)
+      : c.kind === "activation"
+      ? activationCase(ctx, c, o)
+      : runTranslationCase(ctx, c, o);
+    probe = r.probe;
+    corrupt = r.corrupt ?? null;
+    refused = r.refused;
   } catch (e) {
     if (!isVhostUserError(e)) {
       dev.close();
@@ -393,6 +380,12 @@ function tail(be: DeviceBackend, start: number): string {
 
 const D = SPLIT_HOSTILE_MAP;
 
+/** What one case's run reports: the liveness probe, a stray write, a clean refusal. */
+interface CaseOutcome {
+  probe: Probe;
+  corrupt?: string | null;
+  refused: string | null;
+}
 function splitRingCase(
   ctx: Ctx,
   c: Extract<DeviceCase, { kind: "split-ring" }>,
