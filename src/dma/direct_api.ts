@@ -105,12 +105,22 @@ export class DirectDmaApi implements ReversibleDmaApi {
    */
   accepts(gpa: number, length: number): boolean {
     if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa + length > 2 ** 52) return false;
-    let bus: U64 = gpa;
+    let bus = gpa;
     if (this.windows !== null) {
-      const b = this.windows.physToBus(gpa, length > 0 ? length : 1);
-      if (b === null) return false;
+      // number-only lookup: `physToBus`'s number | bigint | null result would box a bus
+      // address at or above 2^31 (a window at 2 GiB) on every call
+      const b = this.windows.physToBusNumber(gpa, length > 0 ? length : 1);
+      if (b === -1) return false;
+      if (b === -2) return this.#acceptsBig(gpa, length);
       bus = b;
     }
+    return !(bus + (length > 0 ? length - 1 : 0) > this.#limitNum);
+  }
+
+  // A window bus address at or above 2^53: compared exactly as a bigint.
+  #acceptsBig(gpa: number, length: number): boolean {
+    const bus = this.windows!.physToBus(gpa, length > 0 ? length : 1);
+    if (bus === null) return false;
     const last = length > 0 ? length - 1 : 0;
     if (typeof bus === "number") return !(bus + last > this.#limitNum);
     return !(bus + BigInt(last) > BigInt(this.limit));

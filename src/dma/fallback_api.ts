@@ -44,6 +44,32 @@ export class FallbackDmaApi implements ReversibleDmaApi {
     return this.#either(gpa, length, 0, true);
   }
 
+  /**
+   * {@link DmaApi.mapNumber}: the same choice as `map` (window when it accepts the buffer, else
+   * the fallback), the bus address as a number; -1 with nothing mapped when the chosen path has
+   * no number for it (a window bus address at or above 2^53, a fallback without `mapNumber`), so
+   * the caller's `map` then takes the same path. Window bus addresses sit at 2 GiB and up: as a
+   * number-only call that V8 can inline, no heap number is made per buffer.
+   * @throws DmaMapError as `map`.
+   */
+  mapNumber(gpa: number, length: number, dir: DmaDirection): number {
+    // `+`: the out-of-line call's result typed as a number, so it merges with the window's
+    // double unboxed (an untyped call result would make the merge box the window's bus address)
+    if (!this.primary.accepts(gpa, length)) return +this.#fallbackNumber(gpa, length, dir);
+    const bus = this.primary.mapNumber(gpa, length, dir);
+    if (bus >= 0) this.stats.direct++;
+    return bus;
+  }
+
+  #fallbackNumber(gpa: number, length: number, dir: DmaDirection): number {
+    const s = this.secondary;
+    if (s.mapNumber === undefined) return -1;
+    this.stats.fallback++; // counted before the call, as `map` counts it (also when it throws)
+    const bus = s.mapNumber(gpa, length, dir);
+    if (bus < 0) this.stats.fallback--; // nothing mapped: the caller's `map` counts it
+    return bus;
+  }
+
   #either(gpa: number, length: number, dir: DmaDirection, coherent: boolean): U64 {
     // A buffer outside the window goes straight to the secondary: building and catching the
     // primary's DmaMapError cost ~70% of a window-iommu round trip (profiled).

@@ -210,7 +210,13 @@ export class IommuDmaApi implements ReversibleDmaApi {
    * @throws DmaMapError `not-mapped` when `bus` is not the address a live `map` returned.
    */
   unmap(bus: U64, length: number, _dir: DmaDirection): void {
-    this.#unmap(bus, length, 0);
+    // Split into page number and offset here, in a call small enough to inline into the
+    // driver: both are small integers, so an IOVA at or above 2^31 is never boxed into a heap
+    // number on the way to the out-of-line body.
+    if (typeof bus === "number" && bus >= 0 && bus < 2 ** 52) {
+      const pfn = Math.floor(bus / IOVA_GRANULE);
+      this.#unmapPfn(pfn, bus - pfn * IOVA_GRANULE, length, 0);
+    } else this.#unmap(bus, length, 0);
   }
 
   /** Ends a coherent mapping. @throws DmaMapError `not-mapped`. */
@@ -219,28 +225,53 @@ export class IommuDmaApi implements ReversibleDmaApi {
   }
 
   #unmap(bus: U64, length: number, coherent: number): void {
+    if (typeof bus === "number" && bus >= 0 && bus < 2 ** 52) {
+      const pfn = Math.floor(bus / IOVA_GRANULE);
+      this.#unmapPfn(pfn, bus - pfn * IOVA_GRANULE, length, coherent);
+      return;
+    }
+    this.#live(bus, length, "unmap"); // throws for every such address (no IOVA lies there)
+    const pfn = Math.floor((bus as number) / IOVA_GRANULE);
+    this.#unmapPfn(pfn, (bus as number) - pfn * IOVA_GRANULE, length, coherent);
+  }
+
+  // `unmap` of bus address `pfn * 4096 + off` (page number and in-page offset).
+  #unmapPfn(pfn: number, off: number, length: number, coherent: number): void {
     // (lazy: the flush queue runs its timer in push, below; one clock read per unmap)
-    const i = this.#live(bus, length, "unmap");
     const a = this.allocator;
-    if (bus !== a.rangeLo(i) * IOVA_GRANULE + (a.dataB(i) >>> 2)) {
+    const i = a.findContaining(pfn);
+    if (i < 0 || (a.dataB(i) & FLAG_PENDING) !== 0) this.#notLive(pfn, off, length, "unmap");
+    const lo = a.rangeLo(i);
+    const mapped = a.dataA(i);
+    const b = a.dataB(i);
+    if (pfn * IOVA_GRANULE + off + length > (lo + mapped) * IOVA_GRANULE) {
+      this.#notLive(pfn, off, length, "unmap");
+    }
+    if (pfn !== lo || off !== b >>> 2) {
       // dma-debug: "device driver frees DMA memory with different ... address"
+      const bus = pfn * IOVA_GRANULE + off;
       throw new DmaMapError("not-mapped", bus, length, this.name, "not the handle map returned");
     }
-    if ((a.dataB(i) & FLAG_COHERENT) !== coherent) {
+    if ((b & FLAG_COHERENT) !== coherent) {
+      const bus = pfn * IOVA_GRANULE + off;
       throw new DmaMapError("not-mapped", bus, length, this.name, "coherent/streaming mismatch");
     }
-    const pfn = a.rangeLo(i);
-    const mapped = a.dataA(i);
     this.iommu.unmapPages(this.domain, pfn, mapped);
     this.stats.unmaps++;
-    a.setDataB(i, a.dataB(i) | FLAG_PENDING);
+    a.setDataB(i, b | FLAG_PENDING);
     if (this.flushQueue === null) {
       this.iommu.iotlb.invalidatePages(this.domain.id, pfn, mapped);
       this.stats.invalidations++;
-      a.freeFast(pfn);
+      a.freeFastAt(i);
     } else {
       this.flushQueue.push(pfn, mapped);
     }
+  }
+
+  // #live's errors for a page-number form (cold).
+  #notLive(pfn: number, off: number, length: number, op: string): never {
+    this.#live(pfn * IOVA_GRANULE + off, length, op);
+    throw new Error("unreachable: #live accepted what #unmapPfn refused");
   }
 
   // The allocator index of the live (mapped, not pending) range `bus` starts in.

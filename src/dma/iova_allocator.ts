@@ -333,6 +333,26 @@ export class IovaAllocator {
     return this.free(pfn);
   }
 
+  /**
+   * {@link IovaAllocator.freeFast} of the live range at index `i` (from
+   * {@link IovaAllocator.findStart} or {@link IovaAllocator.findContaining}, with no alloc or
+   * free since): the same effect without looking the range up again.
+   */
+  freeFastAt(i: number): void {
+    const o = i * STRIDE;
+    const pfn = this.#r[o + F_LO];
+    const log = sizeClass(this.#r[o + F_HI] - pfn + 1);
+    if (log >= 0) {
+      let rc = this.#rcaches[log];
+      if (rc === null) rc = this.#rcaches[log] = new RangeCache();
+      if (this.#rcacheInsert(rc, pfn)) {
+        this.rcacheStats.inserts++;
+        return;
+      }
+    }
+    this.free(pfn);
+  }
+
   /** PFNs held by the range caches (magazines and depot). */
   cachedRanges(): number {
     let n = 0;
