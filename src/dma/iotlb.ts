@@ -104,7 +104,17 @@ export class Iotlb {
   readonly #fGen = new Int32Array(IOTLB_FRONT_ENTRIES);
   readonly #fGpa = new Float64Array(IOTLB_FRONT_ENTRIES);
   readonly #fPerm = new Uint8Array(IOTLB_FRONT_ENTRIES);
+  // The hash-table slot the copy came from: a hint for the page invalidation (checked against
+  // the slot's tag before use; backward-shift deletion may have moved the entry since).
+  readonly #fSlot = new Int32Array(IOTLB_FRONT_ENTRIES);
   #fCur = 1;
+  // The last 4 KiB lookup that missed: its tag and the empty slot its probe ended on, so the
+  // insert that follows the walk needs no second probe. Any change to the table drops it
+  // (#mDom = -1).
+  #mDom = -1;
+  #mLo = 0;
+  #mHome = 0;
+  #mSlot = 0;
 
   /**
    * Creates an empty IOTLB.
@@ -188,18 +198,25 @@ export class Iotlb {
       const th = (hi | L1) >>> 0;
       const gen = this.#gen, cur = this.#cur, mask = this.#mask;
       const tagLo = this.#tagLo, tagHi = this.#tagHi, dom = this.#dom;
-      let i = Math.imul(tl ^ Math.imul(th ^ (domain << 8), 0x85eb_ca6b), 0x9e37_79b1) >>>
+      const home = Math.imul(tl ^ Math.imul(th ^ (domain << 8), 0x85eb_ca6b), 0x9e37_79b1) >>>
         this.#shift;
+      this.#mHome = home;
+      let i = home;
       while (gen[i] === cur) {
         if (tagLo[i] === tl && tagHi[i] === th && dom[i] === domain) {
           this.hitGpa = this.#gpa[i];
           this.hitSize = 4096;
           this.hitPerm = this.#perm[i];
           this.stats.hits++;
-          if (hi === 0) this.#fill(domain, tl, this.hitGpa, this.hitPerm);
+          if (hi === 0) this.#fill(domain, tl, this.hitGpa, this.hitPerm, i);
           return true;
         }
         i = (i + 1) & mask;
+      }
+      if (hi === 0) {
+        this.#mDom = domain;
+        this.#mLo = tl;
+        this.#mSlot = i;
       }
     }
     // IOVA halves for the large-page probes: lo32 = (pfn << 12) mod 2^32, hi32 = pfn >> 20.
@@ -223,8 +240,9 @@ export class Iotlb {
   }
 
   // Copies a live 4 KiB entry (page number below 2^32) into its front-cache slot.
-  #fill(domain: number, pfn: number, gpa: number, perm: number): void {
+  #fill(domain: number, pfn: number, gpa: number, perm: number, slot: number): void {
     const f = pfn & FRONT_MASK;
+    this.#fSlot[f] = slot;
     this.#fPfn[f] = pfn;
     this.#fDom[f] = domain;
     this.#fGen[f] = this.#fCur;
@@ -320,15 +338,23 @@ export class Iotlb {
   }
 
   #insertTag(domain: number, lo: number, hi: number, level: number, pageGpa: number, perm: number) {
-    // One probe finds the entry or the empty slot it goes to (was: a lookup, then this probe).
-    const home = this.#hash(lo, hi, domain);
-    let i = home;
+    // One probe finds the entry or the empty slot it goes to (was: a lookup, then this probe);
+    // none when the lookup that missed just before (the walk's) ended on that empty slot.
     const gen = this.#gen, mask = this.#mask;
     let cur = this.#cur;
-    while (gen[i] === cur) {
-      if (this.#tagLo[i] === lo && this.#tagHi[i] === hi && this.#dom[i] === domain) break;
-      i = (i + 1) & mask;
+    let home: number, i: number;
+    if (domain === this.#mDom && lo === this.#mLo && hi === L1) {
+      home = this.#mHome;
+      i = this.#mSlot;
+    } else {
+      home = this.#hash(lo, hi, domain);
+      i = home;
+      while (gen[i] === cur) {
+        if (this.#tagLo[i] === lo && this.#tagHi[i] === hi && this.#dom[i] === domain) break;
+        i = (i + 1) & mask;
+      }
     }
+    this.#mDom = -1;
     if (gen[i] !== cur) {
       if (this.#count >= this.capacity) {
         // full: flush everything first (QEMU's rule); the table is then empty from `home` on
@@ -350,10 +376,11 @@ export class Iotlb {
     this.#perm[i] = perm;
     this.#home[i] = home;
     this.stats.inserts++;
-    if (level === 1 && hi === L1) this.#fill(domain, lo, pageGpa, perm);
+    if (level === 1 && hi === L1) this.#fill(domain, lo, pageGpa, perm, i);
   }
 
   #bump(): void {
+    this.#mDom = -1;
     if (this.#cur === 0xffff_ffff) {
       this.#gen.fill(0);
       this.#cur = 1;
@@ -368,6 +395,7 @@ export class Iotlb {
   }
 
   #removeAt(i: number): void {
+    this.#mDom = -1;
     const gen = this.#gen, cur = this.#cur, mask = this.#mask;
     if (this.#tagHi[i] === L1) this.#unfill(this.#dom[i], this.#tagLo[i]);
     this.#perLevel[this.#tagHi[i] >>> 24]--;
@@ -390,6 +418,12 @@ export class Iotlb {
       this.#gpa[hole] = this.#gpa[j];
       this.#perm[hole] = this.#perm[j];
       this.#home[hole] = h;
+      if (this.#tagHi[j] === L1) {
+        const f = this.#tagLo[j] & FRONT_MASK;
+        if (this.#fPfn[f] === this.#tagLo[j] && this.#fDom[f] === this.#dom[j]) {
+          this.#fSlot[f] = hole;
+        }
+      }
       hole = j;
     }
     gen[hole] = 0; // the current generation is never 0, so this slot is now empty
@@ -420,6 +454,20 @@ export class Iotlb {
     if (this.#count === 0) return;
     for (let level = 1; level <= 3; level++) {
       if (this.#perLevel[level] === 0) continue;
+      if (level === 1 && pfn < TWO_32) {
+        // the front cache remembers the slot of a 4 KiB entry: use it when it still holds it
+        const j = this.#fSlot[pfn & FRONT_MASK];
+        if (
+          this.#gen[j] === this.#cur && this.#tagLo[j] === pfn && this.#tagHi[j] === L1 &&
+          this.#dom[j] === domain
+        ) {
+          this.hitGpa = this.#gpa[j]; // as #find leaves them
+          this.hitSize = 4096;
+          this.hitPerm = this.#perm[j];
+          this.#removeAt(j);
+          continue;
+        }
+      }
       const pn = level === 1 ? pfn : Math.floor(pfn / (level === 2 ? 512 : 262144));
       const i = this.#find(
         domain,

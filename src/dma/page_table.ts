@@ -419,7 +419,7 @@ export class IoPageTable {
       p[w + 1] = 0;
       this.#used[table]--;
       this.#free.push(sub);
-        this.#forget();
+      this.#forget();
     }
     this.#nextVa = v;
     return removed;
@@ -447,6 +447,19 @@ export class IoPageTable {
 
   // `vpn`: the IOVA in 4 KiB pages (a small integer: calling with it boxes nothing).
   #setLeaf(vpn: number, pa: number, leafLevel: number, perm: number): void {
+    if (leafLevel === 1 && Math.floor(vpn / 512) === this.#l1Key) {
+      // a free entry in the cached level-1 table (the common map): set it, nothing else changes
+      const t = this.#l1Table;
+      const w = t * WORDS_PER_TABLE + (vpn - this.#l1Key * 512) * 2;
+      const pool = this.#pool;
+      if ((pool[w] & 3) === 0) {
+        this.#used[t]++;
+        pool[w] = (pa & 0xffff_f000 | perm) >>> 0;
+        pool[w + 1] = Math.floor(pa / TWO_32);
+        this.#mappedBytes += IO_PAGE_4K;
+        return;
+      }
+    }
     let table = 0;
     const key = leafLevel === 1 ? Math.floor(vpn / 512) : -1;
     let level: number = this.levels;
@@ -498,7 +511,7 @@ export class IoPageTable {
         );
       }
       this.#free.push(sub);
-        this.#forget();
+      this.#forget();
     } else this.#used[table]++;
     this.#pool[w] = (pa & 0xffff_f000 | perm | (leafLevel > 1 ? IOPTE_PS : 0)) >>> 0;
     this.#pool[w + 1] = Math.floor(pa / TWO_32);
