@@ -224,7 +224,10 @@ export class Iommu {
       return;
     }
     if (domain.table === null) throw new RangeError(`domain ${domain.id} is not paged`);
-    if (this.overlapsReserved(pfn * 4096, 4096)) {
+    // a page outside every page a reserved region touches needs no scan (nor a boxed IOVA)
+    if (
+      (pfn >= this.#resvLoPfn && pfn < this.#resvHiPfn) && this.overlapsReserved(pfn * 4096, 4096)
+    ) {
       const iova = pfn * 4096;
       throw new DmaMapError("reserved-region", iova, 4096, this.name, "IOVA range is reserved");
     }

@@ -161,7 +161,8 @@ export class IommuDmaApi implements ReversibleDmaApi {
       throw new DmaMapError("mask", gpa, length, this.name, "beyond 2^52");
     }
     this.flushQueue?.poll();
-    const off = gpa % IOVA_GRANULE;
+    // gpa % 4096 without a floating-point modulo (gpa is a safe integer, possibly >= 2^31)
+    const off = gpa - Math.floor(gpa / IOVA_GRANULE) * IOVA_GRANULE;
     const pages = Math.max(1, Math.ceil((off + length) / IOVA_GRANULE));
     // caller value b: flag bits 0-1, the in-page offset of the handle above them
     const pfn = this.#alloc(pages, flags | (off << 2));
