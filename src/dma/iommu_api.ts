@@ -186,13 +186,7 @@ export class IommuDmaApi implements ReversibleDmaApi {
   }
 
   #alloc(pages: number, flags: number): number {
-    // dma-iommu rounds small sizes up to a power of two so the rcaches can recycle them.
-    let len = pages;
-    if (len < 32) {
-      let p = 1;
-      while (p < len) p *= 2;
-      len = p;
-    }
+    const len = iovaRangePages(pages);
     // Linux iommu_dma_alloc_iova: alloc_iova_fast below 4 GiB first (no rcache flush), then
     // below the limit (emptying the range caches into the tree before giving up).
     for (let attempt = 0; attempt < 2; attempt++) {
@@ -298,7 +292,11 @@ export class IommuDmaApi implements ReversibleDmaApi {
     this.stats.invalidations++;
     // fq_ring_free -> free_iova_fast: the IOVAs go to the range caches, so the next maps reuse
     // them without a tree search.
-    for (let k = 0; k < fq.length; k++) this.allocator.freeFast(fq.pfn(k));
+    // The range of an entry of `pages` mapped pages has #alloc's rounded size (a power of two
+    // below 32 pages), so its size class is known without a tree lookup.
+    for (let k = 0; k < fq.length; k++) {
+      this.allocator.freeFastSized(fq.pfn(k), iovaRangePages(fq.pages(k)));
+    }
   }
 
   // Returns a just-allocated IOVA whose mapping failed (Linux iommu_dma_free_iova).
@@ -351,4 +349,13 @@ export class IommuDmaApi implements ReversibleDmaApi {
     }
     return out;
   }
+}
+
+// Pages of the IOVA range a mapping of `pages` pages gets: dma-iommu rounds small sizes up to a
+// power of two so the rcaches can recycle them.
+function iovaRangePages(pages: number): number {
+  if (pages >= 32) return pages;
+  let p = 1;
+  while (p < pages) p *= 2;
+  return p;
 }

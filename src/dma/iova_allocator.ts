@@ -353,6 +353,24 @@ export class IovaAllocator {
     this.free(pfn);
   }
 
+  /**
+   * {@link IovaAllocator.freeFast} of the live range starting at `pfn` whose size the caller
+   * knows to be `pages` (dma-iommu's flush queue: it queued exactly such a range). The range
+   * cache needs only the size class, so a cached free looks nothing up in the tree.
+   */
+  freeFastSized(pfn: number, pages: number): void {
+    const log = sizeClass(pages);
+    if (log >= 0) {
+      let rc = this.#rcaches[log];
+      if (rc === null) rc = this.#rcaches[log] = new RangeCache();
+      if (this.#rcacheInsert(rc, pfn)) {
+        this.rcacheStats.inserts++;
+        return;
+      }
+    }
+    this.free(pfn);
+  }
+
   /** PFNs held by the range caches (magazines and depot). */
   cachedRanges(): number {
     let n = 0;
