@@ -301,15 +301,50 @@ export class Iommu {
     const tlb = this.iotlb;
     if (
       offset + length <= 4096 && pfn < this.#limitPfn &&
-      (pfn < this.#resvLoPfn || pfn >= this.#resvHiPfn) && tlb.probeFront(domain.id, pfn) &&
-      (access & ~tlb.hitPerm) === 0
+      (pfn < this.#resvLoPfn || pfn >= this.#resvHiPfn)
     ) {
-      tlb.stats.hits++;
-      out.gpa = tlb.hitGpa + offset;
-      out.length = length;
-      return;
+      if (tlb.probeFront(domain.id, pfn)) {
+        if ((access & ~tlb.hitPerm) === 0) {
+          tlb.stats.hits++;
+          out.gpa = tlb.hitGpa + offset;
+          out.length = length;
+          return;
+        }
+      } else if (domain.table !== null) {
+        this.#translateInPage(domain, domain.table, pfn, offset, length, access, out);
+        return;
+      }
     }
     this.#translatePageFull(domain, pfn, offset, length, access, out);
+  }
+
+  // #translatePageFull for an access inside one 4 KiB page, below the IOVA width and outside
+  // every page a reserved region touches, of a paged domain, whose front-cache probe missed:
+  // nothing to clip, and whatever page maps it holds the whole access (no #extend).
+  #translateInPage(
+    domain: IommuDomain,
+    table: IoPageTable,
+    pfn: number,
+    offset: number,
+    length: number,
+    access: DmaAccess,
+    out: DmaTranslation,
+  ): void {
+    const tlb = this.iotlb;
+    let base: number, size: number, perm: number;
+    if (tlb.lookupPageBehindFront(domain.id, pfn)) {
+      base = tlb.hitGpa;
+      size = tlb.hitSize;
+      perm = tlb.hitPerm;
+    } else {
+      const w = this.#miss(domain, table, pfn, offset, length, access);
+      base = w.pageGpa;
+      size = w.pageSize;
+      perm = w.perm;
+    }
+    if ((access & ~perm) !== 0) this.#permissionFault(pfn * 4096 + offset, length, access, perm);
+    out.gpa = base + (size === 4096 ? offset : ((pfn & (size / 4096 - 1)) * 4096) + offset);
+    out.length = length;
   }
 
   #translatePageFull(

@@ -191,6 +191,16 @@ export class Iotlb {
       this.stats.hits++;
       return true;
     }
+    return this.lookupPageBehindFront(domain, pfn);
+  }
+
+  /**
+   * {@link Iotlb.lookupPage} for a caller whose {@link Iotlb.probeFront} of the same page just
+   * missed: the same answer and counts (the front cache only holds copies of hash-table
+   * entries), without probing the front cache a second time.
+   * @returns `true` on a hit (then read `hitGpa`/`hitSize`/`hitPerm`), `false` on a miss.
+   */
+  lookupPageBehindFront(domain: number, pfn: number): boolean {
     const hi = Math.floor(pfn / TWO_32);
     const lo = pfn - hi * TWO_32;
     if (this.#perLevel[1] !== 0) {
