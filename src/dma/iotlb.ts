@@ -84,37 +84,26 @@ export class Iotlb {
 
   readonly #mask: number;
   readonly #shift: number;
-  #gen: Uint32Array;
+  // Hash-table slot i is the four words at i * 4 of #s (one cache line holds four slots, so a
+  // probe reads one line, not one per field): generation (valid when equal to #cur), tag low
+  // word (page number bits 0..31), tag high word (page number bits 32.. | level << 24), and
+  // domain | permission << 16. The page's GPA is #gpa[i]. An entry's home slot is its hash.
+  readonly #s: Uint32Array;
   #cur = 1;
-  readonly #tagLo: Uint32Array;
-  readonly #tagHi: Uint32Array; // page-number high bits | level << 24
-  readonly #dom: Uint16Array;
   readonly #gpa: Float64Array;
-  readonly #perm: Uint8Array;
-  readonly #home: Uint32Array;
   #count = 0;
   // The one domain every entry inserted since the last full flush belongs to, or -1 (none yet)
   // or -2 (several): a domain-selective flush of that domain is then a generation bump.
   #soleDomain = -1;
   readonly #perLevel = new Int32Array(4);
   // Front cache: copies of live 4 KiB entries whose page number is below 2^32, slot = pfn & mask.
-  // Valid when #fGen equals #fCur (bumped with every flush-all; 0 = empty).
-  readonly #fPfn = new Uint32Array(IOTLB_FRONT_ENTRIES);
-  readonly #fDom = new Int32Array(IOTLB_FRONT_ENTRIES);
-  readonly #fGen = new Int32Array(IOTLB_FRONT_ENTRIES);
+  // Valid when its generation word equals #fCur (bumped with every flush-all; 0 = empty).
+  // Slot f is the four words at f * 4 of #f: page number, generation, domain | permission << 16,
+  // and the hash-table slot the copy came from (a hint for the page invalidation, checked
+  // against that slot's tag before use: backward-shift deletion may have moved the entry since).
+  readonly #f = new Uint32Array(IOTLB_FRONT_ENTRIES * 4);
   readonly #fGpa = new Float64Array(IOTLB_FRONT_ENTRIES);
-  readonly #fPerm = new Uint8Array(IOTLB_FRONT_ENTRIES);
-  // The hash-table slot the copy came from: a hint for the page invalidation (checked against
-  // the slot's tag before use; backward-shift deletion may have moved the entry since).
-  readonly #fSlot = new Int32Array(IOTLB_FRONT_ENTRIES);
   #fCur = 1;
-  // The last 4 KiB lookup that missed: its tag and the empty slot its probe ended on, so the
-  // insert that follows the walk needs no second probe. Any change to the table drops it
-  // (#mDom = -1).
-  #mDom = -1;
-  #mLo = 0;
-  #mHome = 0;
-  #mSlot = 0;
 
   /**
    * Creates an empty IOTLB.
@@ -131,13 +120,8 @@ export class Iotlb {
     const slots = 1 << bits;
     this.#mask = slots - 1;
     this.#shift = 32 - bits;
-    this.#gen = new Uint32Array(slots);
-    this.#tagLo = new Uint32Array(slots);
-    this.#tagHi = new Uint32Array(slots);
-    this.#dom = new Uint16Array(slots);
+    this.#s = new Uint32Array(slots * 4);
     this.#gpa = new Float64Array(slots);
-    this.#perm = new Uint8Array(slots);
-    this.#home = new Uint32Array(slots);
   }
 
   /** Live entries. */
@@ -162,15 +146,15 @@ export class Iotlb {
     if (this.#perLevel[1] !== 0) {
       const tl = ((lo >>> 12) | (hi << 20)) >>> 0;
       const th = ((hi >>> 12) | L1) >>> 0;
-      const gen = this.#gen, cur = this.#cur, mask = this.#mask;
-      const tagLo = this.#tagLo, tagHi = this.#tagHi, dom = this.#dom;
+      const sl = this.#s, cur = this.#cur, mask = this.#mask;
       let i = Math.imul(tl ^ Math.imul(th ^ (domain << 8), 0x85eb_ca6b), 0x9e37_79b1) >>>
         this.#shift;
-      while (gen[i] === cur) {
-        if (tagLo[i] === tl && tagHi[i] === th && dom[i] === domain) {
+      while (sl[i << 2] === cur) {
+        const o = i << 2;
+        if (sl[o + 1] === tl && sl[o + 2] === th && (sl[o + 3] & 0xffff) === domain) {
           this.hitGpa = this.#gpa[i];
           this.hitSize = 4096;
-          this.hitPerm = this.#perm[i];
+          this.hitPerm = sl[o + 3] >>> 16;
           this.stats.hits++;
           return true;
         }
@@ -206,27 +190,21 @@ export class Iotlb {
     if (this.#perLevel[1] !== 0) {
       const tl = lo >>> 0;
       const th = (hi | L1) >>> 0;
-      const gen = this.#gen, cur = this.#cur, mask = this.#mask;
-      const tagLo = this.#tagLo, tagHi = this.#tagHi, dom = this.#dom;
+      const sl = this.#s, cur = this.#cur, mask = this.#mask;
       const home = Math.imul(tl ^ Math.imul(th ^ (domain << 8), 0x85eb_ca6b), 0x9e37_79b1) >>>
         this.#shift;
-      this.#mHome = home;
       let i = home;
-      while (gen[i] === cur) {
-        if (tagLo[i] === tl && tagHi[i] === th && dom[i] === domain) {
+      while (sl[i << 2] === cur) {
+        const o = i << 2;
+        if (sl[o + 1] === tl && sl[o + 2] === th && (sl[o + 3] & 0xffff) === domain) {
           this.hitGpa = this.#gpa[i];
           this.hitSize = 4096;
-          this.hitPerm = this.#perm[i];
+          this.hitPerm = sl[o + 3] >>> 16;
           this.stats.hits++;
           if (hi === 0) this.#fill(domain, tl, this.hitGpa, this.hitPerm, i);
           return true;
         }
         i = (i + 1) & mask;
-      }
-      if (hi === 0) {
-        this.#mDom = domain;
-        this.#mLo = tl;
-        this.#mSlot = i;
       }
     }
     // IOVA halves for the large-page probes: lo32 = (pfn << 12) mod 2^32, hi32 = pfn >> 20.
@@ -239,31 +217,34 @@ export class Iotlb {
    * @returns `true` on a hit (then `hitGpa`/`hitPerm` describe the page and `hitSize` is 4096).
    */
   probeFront(domain: number, pfn: number): boolean {
-    const f = pfn & FRONT_MASK;
-    if (this.#fPfn[f] === pfn && this.#fGen[f] === this.#fCur && this.#fDom[f] === domain) {
-      this.hitGpa = this.#fGpa[f];
+    const f = this.#f;
+    const o = (pfn & FRONT_MASK) << 2;
+    if (f[o] === pfn && f[o + 1] === this.#fCur && (f[o + 2] & 0xffff) === domain) {
+      this.hitGpa = this.#fGpa[o >> 2];
       this.hitSize = 4096;
-      this.hitPerm = this.#fPerm[f];
+      this.hitPerm = f[o + 2] >>> 16;
       return true;
     }
     return false;
   }
 
-  // Copies a live 4 KiB entry (page number below 2^32) into its front-cache slot.
+  // Copies a live 4 KiB entry (page number below 2^32, 16-bit domain, 8-bit permission) into its
+  // front-cache slot.
   #fill(domain: number, pfn: number, gpa: number, perm: number, slot: number): void {
-    const f = pfn & FRONT_MASK;
-    this.#fSlot[f] = slot;
-    this.#fPfn[f] = pfn;
-    this.#fDom[f] = domain;
-    this.#fGen[f] = this.#fCur;
-    this.#fGpa[f] = gpa;
-    this.#fPerm[f] = perm;
+    const f = this.#f;
+    const o = (pfn & FRONT_MASK) << 2;
+    f[o] = pfn;
+    f[o + 1] = this.#fCur;
+    f[o + 2] = domain | (perm << 16);
+    f[o + 3] = slot;
+    this.#fGpa[o >> 2] = gpa;
   }
 
   // Forgets the front-cache copy of the 4 KiB entry (domain, pfn), if it holds one.
   #unfill(domain: number, pfn: number): void {
-    const f = pfn & FRONT_MASK;
-    if (this.#fPfn[f] === pfn && this.#fDom[f] === domain) this.#fGen[f] = 0;
+    const f = this.#f;
+    const o = (pfn & FRONT_MASK) << 2;
+    if (f[o] === pfn && (f[o + 2] & 0xffff) === domain) f[o + 1] = 0;
   }
 
   #lookupLarge(domain: number, lo: number, hi: number): boolean {
@@ -298,14 +279,14 @@ export class Iotlb {
   // Probes for the entry tagged (domain, tagLo, tagHi); on a hit fills hitGpa/hitSize/hitPerm.
   #find(domain: number, tagLo: number, tagHi: number, span: number): number {
     const lo = tagLo >>> 0, hi = tagHi >>> 0;
-    const mask = this.#mask, gen = this.#gen, cur = this.#cur;
-    const tl = this.#tagLo, th = this.#tagHi, dm = this.#dom;
+    const mask = this.#mask, sl = this.#s, cur = this.#cur;
     let i = this.#hash(lo, hi, domain);
-    while (gen[i] === cur) {
-      if (tl[i] === lo && th[i] === hi && dm[i] === domain) {
+    while (sl[i << 2] === cur) {
+      const o = i << 2;
+      if (sl[o + 1] === lo && sl[o + 2] === hi && (sl[o + 3] & 0xffff) === domain) {
         this.hitGpa = this.#gpa[i];
         this.hitSize = span;
-        this.hitPerm = this.#perm[i];
+        this.hitPerm = sl[o + 3] >>> 16;
         return i;
       }
       i = (i + 1) & mask;
@@ -350,22 +331,16 @@ export class Iotlb {
   #insertTag(domain: number, lo: number, hi: number, level: number, pageGpa: number, perm: number) {
     // One probe finds the entry or the empty slot it goes to (was: a lookup, then this probe);
     // none when the lookup that missed just before (the walk's) ended on that empty slot.
-    const gen = this.#gen, mask = this.#mask;
+    const sl = this.#s, mask = this.#mask;
     let cur = this.#cur;
-    let home: number, i: number;
-    if (domain === this.#mDom && lo === this.#mLo && hi === L1) {
-      home = this.#mHome;
-      i = this.#mSlot;
-    } else {
-      home = this.#hash(lo, hi, domain);
-      i = home;
-      while (gen[i] === cur) {
-        if (this.#tagLo[i] === lo && this.#tagHi[i] === hi && this.#dom[i] === domain) break;
-        i = (i + 1) & mask;
-      }
+    const home = this.#hash(lo, hi, domain);
+    let i = home;
+    while (sl[i << 2] === cur) {
+      const o = i << 2;
+      if (sl[o + 1] === lo && sl[o + 2] === hi && (sl[o + 3] & 0xffff) === domain) break;
+      i = (i + 1) & mask;
     }
-    this.#mDom = -1;
-    if (gen[i] !== cur) {
+    if (sl[i << 2] !== cur) {
       if (this.#count >= this.capacity) {
         // full: flush everything first (QEMU's rule); the table is then empty from `home` on
         this.stats.overflowFlushes++;
@@ -378,25 +353,23 @@ export class Iotlb {
       this.#perLevel[level]++;
       if (this.#soleDomain !== domain) this.#soleDomain = this.#soleDomain === -1 ? domain : -2;
     }
-    gen[i] = cur;
-    this.#tagLo[i] = lo;
-    this.#tagHi[i] = hi;
-    this.#dom[i] = domain;
+    const o = i << 2;
+    sl[o] = cur;
+    sl[o + 1] = lo;
+    sl[o + 2] = hi;
+    sl[o + 3] = domain | ((perm & 0xff) << 16); // the permission is kept as a byte
     this.#gpa[i] = pageGpa;
-    this.#perm[i] = perm;
-    this.#home[i] = home;
     this.stats.inserts++;
-    if (level === 1 && hi === L1) this.#fill(domain, lo, pageGpa, perm, i);
+    if (level === 1 && hi === L1) this.#fill(domain, lo, pageGpa, perm & 0xff, i);
   }
 
   #bump(): void {
-    this.#mDom = -1;
     if (this.#cur === 0xffff_ffff) {
-      this.#gen.fill(0);
+      for (let o = 0; o < this.#s.length; o += 4) this.#s[o] = 0;
       this.#cur = 1;
     } else this.#cur++;
     if (this.#fCur === 0x7fff_ffff) {
-      this.#fGen.fill(0);
+      for (let o = 1; o < this.#f.length; o += 4) this.#f[o] = 0;
       this.#fCur = 1;
     } else this.#fCur++;
     this.#count = 0;
@@ -405,10 +378,10 @@ export class Iotlb {
   }
 
   #removeAt(i: number): void {
-    this.#mDom = -1;
-    const gen = this.#gen, cur = this.#cur, mask = this.#mask;
-    if (this.#tagHi[i] === L1) this.#unfill(this.#dom[i], this.#tagLo[i]);
-    this.#perLevel[this.#tagHi[i] >>> 24]--;
+    const sl = this.#s, cur = this.#cur, mask = this.#mask;
+    const oi = i << 2;
+    if (sl[oi + 2] === L1) this.#unfill(sl[oi + 3] & 0xffff, sl[oi + 1]);
+    this.#perLevel[sl[oi + 2] >>> 24]--;
     this.#count--;
     this.stats.entriesInvalidated++;
     // Backward-shift deletion keeps every probe sequence unbroken without tombstones.
@@ -416,27 +389,27 @@ export class Iotlb {
     let j = i;
     for (;;) {
       j = (j + 1) & mask;
-      if (gen[j] !== cur) break;
-      const h = this.#home[j];
+      const oj = j << 2;
+      if (sl[oj] !== cur) break;
+      const lo = sl[oj + 1], hi = sl[oj + 2], dp = sl[oj + 3];
+      const h = this.#hash(lo, hi, dp & 0xffff); // the entry's home slot
       // Can the entry at j move to the hole? Only if its home is not cyclically in (hole, j].
       const inRange = hole <= j ? (h > hole && h <= j) : (h > hole || h <= j);
       if (inRange) continue;
-      gen[hole] = cur;
-      this.#tagLo[hole] = this.#tagLo[j];
-      this.#tagHi[hole] = this.#tagHi[j];
-      this.#dom[hole] = this.#dom[j];
+      const oh = hole << 2;
+      sl[oh] = cur;
+      sl[oh + 1] = lo;
+      sl[oh + 2] = hi;
+      sl[oh + 3] = dp;
       this.#gpa[hole] = this.#gpa[j];
-      this.#perm[hole] = this.#perm[j];
-      this.#home[hole] = h;
-      if (this.#tagHi[j] === L1) {
-        const f = this.#tagLo[j] & FRONT_MASK;
-        if (this.#fPfn[f] === this.#tagLo[j] && this.#fDom[f] === this.#dom[j]) {
-          this.#fSlot[f] = hole;
-        }
+      if (hi === L1) {
+        const f = this.#f;
+        const of = (lo & FRONT_MASK) << 2;
+        if (f[of] === lo && (f[of + 2] & 0xffff) === (dp & 0xffff)) f[of + 3] = hole;
       }
       hole = j;
     }
-    gen[hole] = 0; // the current generation is never 0, so this slot is now empty
+    sl[hole << 2] = 0; // the current generation is never 0, so this slot is now empty
   }
 
   /**
@@ -466,14 +439,15 @@ export class Iotlb {
       if (this.#perLevel[level] === 0) continue;
       if (level === 1 && pfn < TWO_32) {
         // the front cache remembers the slot of a 4 KiB entry: use it when it still holds it
-        const j = this.#fSlot[pfn & FRONT_MASK];
+        const j = this.#f[((pfn & FRONT_MASK) << 2) + 3];
+        const sl = this.#s, o = j << 2;
         if (
-          this.#gen[j] === this.#cur && this.#tagLo[j] === pfn && this.#tagHi[j] === L1 &&
-          this.#dom[j] === domain
+          sl[o] === this.#cur && sl[o + 1] === pfn && sl[o + 2] === L1 &&
+          (sl[o + 3] & 0xffff) === domain
         ) {
           this.hitGpa = this.#gpa[j]; // as #find leaves them
           this.hitSize = 4096;
-          this.hitPerm = this.#perm[j];
+          this.hitPerm = sl[o + 3] >>> 16;
           this.#removeAt(j);
           continue;
         }
@@ -544,15 +518,16 @@ export class Iotlb {
   // into it; after a removal, backward shift may pull a later entry into the current slot, so the
   // slot is examined again before moving on.
   #removeWhere(domain: number, start: number, end: number): void {
-    const mask = this.#mask, gen = this.#gen;
+    const mask = this.#mask, sl = this.#s;
     let e = 0;
-    while (gen[e] === this.#cur) e++; // an empty slot exists: the load factor is at most 1/2
+    while (sl[e << 2] === this.#cur) e++; // an empty slot exists: the load factor is at most 1/2
     let i = (e + 1) & mask;
     for (let steps = 0; steps < mask; steps++) {
-      while (gen[i] === this.#cur && this.#dom[i] === domain) {
+      while (sl[i << 2] === this.#cur && (sl[(i << 2) + 3] & 0xffff) === domain) {
         if (start >= 0) {
-          const level = this.#tagHi[i] >>> 24;
-          const ps = ((this.#tagHi[i] & 0xff_ffff) * TWO_32 + this.#tagLo[i]) * SPAN[level];
+          const o = i << 2;
+          const level = sl[o + 2] >>> 24;
+          const ps = ((sl[o + 2] & 0xff_ffff) * TWO_32 + sl[o + 1]) * SPAN[level];
           if (ps + SPAN[level] <= start || ps >= end) break;
         }
         this.#removeAt(i);
