@@ -409,6 +409,7 @@ export async function deviceFuzzMain(args: readonly string[], env: DeviceEnv): P
       runsPerSecond: row.seconds > 0 ? Math.round(runs / row.seconds) : 0,
       failures,
       errorCodes: [...row.codes].sort(),
+      verdicts: { ...row.tally },
     };
   });
   const report = buildReport(
@@ -420,6 +421,7 @@ export async function deviceFuzzMain(args: readonly string[], env: DeviceEnv): P
       wallSeconds: wall,
       workers: 0,
       budget: { seconds: o.seconds, runs: o.runs ?? null },
+      devices: [...new Set(ordered.map((r) => r.backend))],
     },
     targets,
     { fastCheck: fc.__version, deno: Deno.version.deno },
