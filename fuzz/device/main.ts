@@ -29,6 +29,7 @@ import {
   nthCase,
 } from "./cases.ts";
 import { type CaseResult, runDeviceCase, type Verdict, VERDICTS } from "./run_case.ts";
+import { shrinkDeviceCase } from "./shrink.ts";
 import { z } from "zod";
 
 /** Output sinks (the runner's `FuzzEnv` fits). */
@@ -65,6 +66,9 @@ Options:
   --corpus DIR       where findings go (default ${DEVICE_CORPUS})
   --fail-on LIST     verdicts that make the run exit 1 (default ${DEFAULT_FAIL_ON.join(",")}; none)
   --probe-ms N       liveness probe deadline per case (default 600)
+  --shrink-seconds N shrink each new WEDGED/CORRUPT/CRASH finding for up to N s (default 5, 0
+                     off; at most half of the back-end's remaining time): smaller cases run
+                     again and the smallest with the same signature is recorded and replayed
   --require-pass     exit 1 unless every back-end passed at least one case (a harness check
                      for CI, where the back-ends' own findings do not fail the run)
   --replay FILE      rerun one finding against a fresh back-end, print its verdict
@@ -81,6 +85,7 @@ interface DeviceOptions {
   corpus: string;
   failOn: Verdict[];
   probeMs: number;
+  shrinkSeconds: number;
   replay: string | undefined;
   help: boolean;
   requirePass: boolean;
@@ -99,6 +104,7 @@ function parseArgs(args: readonly string[]): DeviceOptions {
     corpus: DEVICE_CORPUS,
     failOn: [...DEFAULT_FAIL_ON],
     probeMs: 600,
+    shrinkSeconds: 5,
     replay: undefined,
     help: false,
     requirePass: false,
@@ -162,6 +168,9 @@ function parseArgs(args: readonly string[]): DeviceOptions {
       case "--probe-ms":
         o.probeMs = num(50);
         break;
+      case "--shrink-seconds":
+        o.shrinkSeconds = num(0);
+        break;
       case "--replay":
         o.replay = v;
         break;
@@ -181,7 +190,7 @@ function parseArgs(args: readonly string[]): DeviceOptions {
       }
       default:
         throw new UsageError(
-          `${a}: not a device-campaign flag. Fix: use --device, --seconds, --runs, --seed, --json, --junit, --corpus, --fail-on, --probe-ms, --require-pass, --replay (see --help)`,
+          `${a}: not a device-campaign flag. Fix: use --device, --seconds, --runs, --seed, --json, --junit, --corpus, --fail-on, --probe-ms, --shrink-seconds, --require-pass, --replay (see --help)`,
         );
     }
   }
@@ -234,6 +243,11 @@ interface Row {
   seconds: number;
   failures: Map<string, { rec: FailureRecord; count: number }>;
   codes: Set<string>;
+}
+
+/** The finding signature of case `c` on back-end `backend` with result `r`. */
+function signatureText(backend: string, c: DeviceCase, r: CaseResult): string {
+  return `${targetName(backend, classOf(c))}/${r.verdict}/${r.code}:${subkind(c)}`;
 }
 
 function subkind(c: DeviceCase): string {
@@ -331,10 +345,11 @@ export async function deviceFuzzMain(args: readonly string[], env: DeviceEnv): P
         row.tally[r.verdict]++;
         row.seconds += r.ms / 1000;
         row.codes.add(`${r.verdict}:${r.code}`);
+        let fresh: { rec: FailureRecord; f: (typeof findings)[number] } | null = null;
         if (r.verdict !== "PASS" && r.verdict !== "REJECT") {
           const name = targetName(be.name, cls);
           const code = `${r.code}:${subkind(c)}`;
-          const text = `${name}/${r.verdict}/${code}`;
+          const text = signatureText(be.name, c, r);
           const prev = row.failures.get(text);
           if (prev !== undefined) prev.count++;
           else {
@@ -348,10 +363,39 @@ export async function deviceFuzzMain(args: readonly string[], env: DeviceEnv): P
               shrinks: 0,
             };
             row.failures.set(text, { rec, count: 1 });
-            findings.push({ row, rec, result: r });
+            const f = { row, rec, result: r };
+            findings.push(f);
+            fresh = { rec, f };
           }
         }
         if (r.verdict === "CRASH") await target.restart();
+        const left = per * 1000 - (performance.now() - t0);
+        if (fresh !== null && o.shrinkSeconds > 0 && left > 0) {
+          // A new signature: shrink it (same back-end, a fresh connection per candidate)
+          const s = await shrinkDeviceCase(
+            arb,
+            seed,
+            caseNo,
+            { case: c, result: r },
+            fresh.rec.signature.text,
+            (cc, rr) => signatureText(be.name, cc, rr),
+            async (cc) => {
+              const rr = runDeviceCase(target, cc, caseNo, { probeMs: o.probeMs });
+              if (rr.verdict === "CRASH") await target.restart();
+              return rr;
+            },
+            { budgetMs: Math.min(o.shrinkSeconds * 1000, left / 2) },
+          );
+          cases += s.runs;
+          if (s.shrinks > 0) {
+            const rec = fresh.rec;
+            rec.input = { backend: spec, iommu: target.iommu, caseNo, case: s.case };
+            rec.inputText = JSON.stringify(s.case);
+            rec.message = `${s.result.verdict}: ${s.result.detail}`;
+            fresh.f.result = s.result;
+          }
+          fresh.rec.shrinks = s.shrinks;
+        }
         const now = performance.now();
         if (now - lastLine > 5000) {
           lastLine = now;
@@ -393,7 +437,7 @@ export async function deviceFuzzMain(args: readonly string[], env: DeviceEnv): P
         seed: rec.seed,
         path: rec.path,
         inputText: rec.inputText,
-        shrinks: 0,
+        shrinks: rec.shrinks,
         corpusFile: c.file,
         isNew: c.isNew,
       };
