@@ -66,9 +66,9 @@ Options:
   --corpus DIR       where findings go (default ${DEVICE_CORPUS})
   --fail-on LIST     verdicts that make the run exit 1 (default ${DEFAULT_FAIL_ON.join(",")}; none)
   --probe-ms N       liveness probe deadline per case (default 600)
-  --shrink-seconds N shrink each new WEDGED/CORRUPT/CRASH finding for up to N s (default 5, 0
-                     off; at most half of the back-end's remaining time): smaller cases run
-                     again and the smallest with the same signature is recorded and replayed
+  --shrink-seconds N after each back-end's cases, shrink its new WEDGED/CORRUPT/CRASH findings
+                     for up to N s in all (default 10, 0 off): smaller cases run again and the
+                     smallest with the same signature is recorded and replayed
   --require-pass     exit 1 unless every back-end passed at least one case (a harness check
                      for CI, where the back-ends' own findings do not fail the run)
   --replay FILE      rerun one finding against a fresh back-end, print its verdict
@@ -104,7 +104,7 @@ function parseArgs(args: readonly string[]): DeviceOptions {
     corpus: DEVICE_CORPUS,
     failOn: [...DEFAULT_FAIL_ON],
     probeMs: 600,
-    shrinkSeconds: 5,
+    shrinkSeconds: 10,
     replay: undefined,
     help: false,
     requirePass: false,
@@ -245,6 +245,65 @@ interface Row {
   codes: Set<string>;
 }
 
+/**
+ * Shrinks the new findings of one back-end within `--shrink-seconds` in all (each gets an equal
+ * share of what is left), on the back-end that found them (a fresh connection per candidate, a
+ * restart after a CRASH); the corpus record then holds the smallest case with the signature.
+ */
+async function shrinkFindings(
+  list: {
+    rec: FailureRecord;
+    f: { result: CaseResult };
+    c: DeviceCase;
+    r: CaseResult;
+    caseNo: number;
+    target: DeviceBackend;
+  }[],
+  arb: fc.Arbitrary<DeviceCase>,
+  seed: number,
+  spec: string,
+  o: DeviceOptions,
+  name: string,
+  env: DeviceEnv,
+): Promise<void> {
+  if (list.length === 0 || o.shrinkSeconds <= 0) return;
+  const t0 = performance.now(), total = o.shrinkSeconds * 1000;
+  let runs = 0, steps = 0;
+  for (let k = 0; k < list.length; k++) {
+    const left = total - (performance.now() - t0);
+    if (left <= 0) break;
+    const { rec, f, c, r, caseNo, target } = list[k];
+    const s = await shrinkDeviceCase(
+      arb,
+      seed,
+      caseNo,
+      { case: c, result: r },
+      rec.signature.text,
+      (cc, rr) => signatureText(name, cc, rr),
+      async (cc) => {
+        const rr = runDeviceCase(target, cc, caseNo, { probeMs: o.probeMs });
+        if (rr.verdict === "CRASH") await target.restart();
+        return rr;
+      },
+      { budgetMs: left / (list.length - k) },
+    );
+    runs += s.runs;
+    steps += s.shrinks;
+    rec.shrinks = s.shrinks;
+    if (s.shrinks > 0) {
+      rec.input = { backend: spec, iommu: target.iommu, caseNo, case: s.case };
+      rec.inputText = JSON.stringify(s.case);
+      rec.message = `${s.result.verdict}: ${s.result.detail}`;
+      f.result = s.result;
+    }
+  }
+  env.out(
+    `  ${name}: shrank ${list.length} new finding(s): ${steps} step(s) in ${runs} run(s), ${
+      fmtSeconds((performance.now() - t0) / 1000)
+    }\n`,
+  );
+}
+
 /** The finding signature of case `c` on back-end `backend` with result `r`. */
 function signatureText(backend: string, c: DeviceCase, r: CaseResult): string {
   return `${targetName(backend, classOf(c))}/${r.verdict}/${r.code}:${subkind(c)}`;
@@ -318,6 +377,15 @@ export async function deviceFuzzMain(args: readonly string[], env: DeviceEnv): P
       return 2;
     }
     const arb = deviceCaseArbitrary(be.type, iommuBe !== null, be.packed);
+    // New signatures of this back-end, shrunk once its cases are done.
+    const toShrink: {
+      rec: FailureRecord;
+      f: (typeof findings)[number];
+      c: DeviceCase;
+      r: CaseResult;
+      caseNo: number;
+      target: DeviceBackend;
+    }[] = [];
     const t0 = performance.now();
     let n = 0;
     let lastLine = 0;
@@ -369,39 +437,14 @@ export async function deviceFuzzMain(args: readonly string[], env: DeviceEnv): P
           }
         }
         if (r.verdict === "CRASH") await target.restart();
-        const left = per * 1000 - (performance.now() - t0);
-        if (fresh !== null && o.shrinkSeconds > 0 && left > 0) {
-          // A new signature: shrink it (same back-end, a fresh connection per candidate)
-          const s = await shrinkDeviceCase(
-            arb,
-            seed,
-            caseNo,
-            { case: c, result: r },
-            fresh.rec.signature.text,
-            (cc, rr) => signatureText(be.name, cc, rr),
-            async (cc) => {
-              const rr = runDeviceCase(target, cc, caseNo, { probeMs: o.probeMs });
-              if (rr.verdict === "CRASH") await target.restart();
-              return rr;
-            },
-            { budgetMs: Math.min(o.shrinkSeconds * 1000, left / 2) },
-          );
-          cases += s.runs;
-          if (s.shrinks > 0) {
-            const rec = fresh.rec;
-            rec.input = { backend: spec, iommu: target.iommu, caseNo, case: s.case };
-            rec.inputText = JSON.stringify(s.case);
-            rec.message = `${s.result.verdict}: ${s.result.detail}`;
-            fresh.f.result = s.result;
-          }
-          fresh.rec.shrinks = s.shrinks;
-        }
+        if (fresh !== null) toShrink.push({ ...fresh, c, r, caseNo, target });
         const now = performance.now();
         if (now - lastLine > 5000) {
           lastLine = now;
           env.out(`  ${be.name}: ${n} cases, ${(n / ((now - t0) / 1000)).toFixed(1)} cases/s\n`);
         }
       }
+      await shrinkFindings(toShrink, arb, seed, spec, o, be.name, env);
     } finally {
       await be.stop();
       await iommuBe?.stop();
