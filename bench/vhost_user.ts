@@ -362,15 +362,16 @@ function netHand(be: VhostBackend, layout: RingLayout, frames: number): VhostBen
     const rxv = dev.vrings[0], txv = dev.vrings[1];
     let kicks = 0;
     const fe = dev.frontend;
+    // as many receive buffers as the engine's session makes available (2 x RX_SLOTS)
     const rxSeg = Array.from(
-      { length: RX_SLOTS },
+      { length: RX_SLOTS * 2 },
       (_, i) => [[rxGpa + i * 4096, 2048, DESC_F_WRITE]] as const,
     );
     const txSeg = Array.from(
       { length: TX_SLOTS },
       (_, i) => [[txGpa + i * 4096, FRAME, 0]] as const,
     );
-    for (let i = 0; i < RX_SLOTS; i++) rx.post(i, rxSeg[i]);
+    for (let i = 0; i < RX_SLOTS * 2; i++) rx.post(i, rxSeg[i]);
     // A polling driver: no used buffer notifications while it spins, on either vring (the
     // engine's session does the same), so the back-end writes no call eventfd per frame.
     rx.callbacks(false);
@@ -398,7 +399,7 @@ function netHand(be: VhostBackend, layout: RingLayout, frames: number): VhostBen
     const once = (seq: number, slot: number, maxSends: number): number => {
       netFrame(dev, txGpa + slot * 4096, seq);
       for (let sends = 1; sends <= maxSends; sends++) {
-        tx.post(RX_SLOTS + slot, txSeg[slot]);
+        tx.post(slot, txSeg[slot]);
         if (tx.needKick()) {
           dev.notify(1);
           kicks++;
