@@ -151,7 +151,10 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   readonly #dma: DmaApi;
   /** The DMA API has the number-only fast path {@link DmaApi.mapNumber}. */
   readonly #mapNum: boolean;
-  /** True when the DMA API is exactly {@link RawGpaDmaApi}, whose unmap is a no-op. */
+  /**
+   * True when the DMA API is exactly {@link RawGpaDmaApi} (no own `map` / `unmap` either): map
+   * returns the GPA, unmap is a no-op, so the shadow needs no mapping record.
+   */
   readonly #rawDma: boolean;
   readonly #mask: number;
   readonly #eventIdx: boolean;
@@ -235,7 +238,8 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.memory = opts.memory;
     this.#dma = opts.dma;
     this.#mapNum = typeof opts.dma.mapNumber === "function";
-    this.#rawDma = Object.getPrototypeOf(opts.dma) === RawGpaDmaApi.prototype;
+    this.#rawDma = Object.getPrototypeOf(opts.dma) === RawGpaDmaApi.prototype &&
+      !["map", "mapNumber", "unmap"].some((k) => Object.hasOwn(opts.dma, k));
     this.ringGpa = opts.ringGpa;
     this.policy = Object.freeze({ ...DEFAULT_DRIVER_POLICY, ...opts.policy });
     this.#clamp = this.policy.usedLenExceedsCapacity === "clamp";
@@ -422,9 +426,9 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     d32[w4 + 1] = Math.floor(gpa / TWO_POW_32);
     d32[w4 + 2] = len;
     d32[w4 + 3] = writable ? VIRTQ_DESC_F_WRITE : 0;
-    this.#extraBus[head] = gpa;
-    this.#extraLen[head] = len;
-    this.#extraDir[head] = writable ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
+    // No #extraBus / #extraLen / #extraDir shadow: they only feed unmap calls, and
+    // RawGpaDmaApi's unmap is a no-op that #release skips (three typed-array stores are ~10% of
+    // an add + kick + getUsed cycle).
     this.#freeHead = this.#freeNext[head];
     this.#numFree--;
     this.#descCount[head] = 1;
