@@ -3,7 +3,7 @@
 // the verdicts of each back-end and class summed; a device report mixed with a shard report,
 // the same campaign twice, and a line without verdicts are one-line errors (exit 2).
 
-import { assert, assertEquals, assertMatch } from "@std/assert";
+import { assertEquals, assertMatch } from "@std/assert";
 import { mergeMain } from "../../fuzz/merge.ts";
 import { buildReport, type FuzzReport, parseReport, type TargetReport } from "../../fuzz/report.ts";
 
