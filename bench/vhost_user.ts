@@ -59,6 +59,13 @@ export interface VhostBenchRow {
   iotlbPerChain: number | null;
   /** Transmissions per frame (> 1 when the back-end dropped frames on IOTLB misses). */
   sendsPerOp: number;
+  /** Kick eventfd writes by the driver per operation (round trips), else `null`. */
+  kicksPerOp: number | null;
+  /**
+   * Call eventfd writes by the back-end per operation, both vrings (round trips; a lower bound
+   * when the driver slept and consumed calls), else `null`.
+   */
+  callsPerOp: number | null;
   /** Set when the case could not complete (what happened). */
   failure: string | null;
 }
@@ -143,6 +150,8 @@ function netEngine(be: VhostBackend, o: NetOpts): VhostBenchRow[] {
     perSec: 0,
     iotlbPerChain: null,
     sendsPerOp: 1,
+    kicksPerOp: null,
+    callsPerOp: null,
     failure: null,
   });
   const rt = row("round-trip"), tp = row("throughput");
@@ -175,6 +184,8 @@ interface NetSession {
   none: SgList;
   rxSg: SgList[];
   txSg: SgList[];
+  /** Kick eventfd writes so far. */
+  kicks: number;
 }
 
 /** Lays the receive buffers (2 x RX_SLOTS, all made available) and the transmit lists. */
@@ -188,8 +199,12 @@ function netSession(dev: VhostUserDevice): NetSession {
   );
   const txSg = Array.from({ length: BURST }, (_, i) => SgList.of([txGpa + i * 4096, FRAME]));
   for (let i = 0; i < RX_SLOTS * 2; i++) rx.queue.add(none, rxSg[i], i);
+  // A polling driver: no used buffer notifications while waitUsed spins (it asks for one only
+  // before it sleeps), and none on the transmit vring, reclaimed by polling.
+  rx.queue.disableCallbacks();
+  tx.queue.disableCallbacks();
   dev.kick(0);
-  return { dev, rx, tx, txGpa, none, rxSg, txSg };
+  return { dev, rx, tx, txGpa, none, rxSg, txSg, kicks: 0 };
 }
 
 /**
@@ -207,12 +222,12 @@ function netOnce(
   netFrame(dev, ns.txGpa + slot * 4096, seq);
   for (let sends = 1; sends <= maxSends; sends++) {
     tx.queue.add(ns.txSg[slot], none, slot);
-    dev.kick(1);
+    if (dev.kick(1)) ns.kicks++;
     const r = dev.waitUsed(0, retxMs, retxMs >= SPIN_MS ? SPIN_MS * 1000 : 100);
     for (let t = tx.queue.getUsed(); t !== undefined; t = tx.queue.getUsed()) { /* reclaim */ }
     if (r.kind === "used") {
       rx.queue.add(none, ns.rxSg[r.token], r.token);
-      dev.kick(0);
+      if (dev.kick(0)) ns.kicks++;
       return sends;
     }
     if (r.kind !== "timeout") throw new Error(`frame ${seq}: ${r.kind}`);
@@ -241,6 +256,9 @@ function netRoundTrips(
   const lat = new Float64Array(frames);
   let sends = 0;
   const retx = onDemand ? 2 : 1000;
+  ns.kicks = 0;
+  eventfdRead(ns.rx.callFd);
+  eventfdRead(ns.tx.callFd);
   for (let seq = 0; seq < frames; seq++) {
     const t0 = performance.now();
     sends += netOnce(ns, seq, seq % TX_SLOTS, retx, 50);
@@ -254,6 +272,8 @@ function netRoundTrips(
     p99Us: s.p99,
     perSec: 1e6 / s.mean,
     sendsPerOp: sends / frames,
+    kicksPerOp: ns.kicks / frames,
+    callsPerOp: Number(eventfdRead(ns.rx.callFd) + eventfdRead(ns.tx.callFd)) / frames,
   });
   if (s0 && dev.iotlb) rt.iotlbPerChain = iotlbMessages(dev, s0) / (2 * frames);
 }
@@ -311,6 +331,8 @@ function netHand(be: VhostBackend, layout: RingLayout, frames: number): VhostBen
     perSec: 0,
     iotlbPerChain: null,
     sendsPerOp: 1,
+    kicksPerOp: null,
+    callsPerOp: null,
     failure: null,
   };
   try {
@@ -325,23 +347,35 @@ function netHand(be: VhostBackend, layout: RingLayout, frames: number): VhostBen
           Number(a.deviceAddr),
           size,
         )
-        : new HandPackedRing(mem, Number(a.descAddr), Number(a.deviceAddr), size);
+        : new HandPackedRing(
+          mem,
+          Number(a.descAddr),
+          Number(a.driverAddr),
+          Number(a.deviceAddr),
+          size,
+        );
     };
     const rx = ring(0), tx = ring(1);
     for (const v of dev.vrings) dev.startQueue(v.index);
     dev.driverOk();
     const rxGpa = dev.bufferGpa, txGpa = dev.bufferGpa + 0x10_0000;
-    const rxv = dev.vrings[0];
+    const rxv = dev.vrings[0], txv = dev.vrings[1];
+    let kicks = 0;
     const fe = dev.frontend;
+    // as many receive buffers as the engine's session makes available (2 x RX_SLOTS)
     const rxSeg = Array.from(
-      { length: RX_SLOTS },
+      { length: RX_SLOTS * 2 },
       (_, i) => [[rxGpa + i * 4096, 2048, DESC_F_WRITE]] as const,
     );
     const txSeg = Array.from(
       { length: TX_SLOTS },
       (_, i) => [[txGpa + i * 4096, FRAME, 0]] as const,
     );
-    for (let i = 0; i < RX_SLOTS; i++) rx.post(i, rxSeg[i]);
+    for (let i = 0; i < RX_SLOTS * 2; i++) rx.post(i, rxSeg[i]);
+    // A polling driver: no used buffer notifications while it spins, on either vring (the
+    // engine's session does the same), so the back-end writes no call eventfd per frame.
+    rx.callbacks(false);
+    tx.callbacks(false);
     if (rx.needKick()) dev.notify(0);
     const wait = (deadlineMs: number): number => {
       const t0 = performance.now();
@@ -351,25 +385,42 @@ function netHand(be: VhostBackend, layout: RingLayout, frames: number): VhostBen
         const now = performance.now();
         if (now - t0 < SPIN_MS) continue;
         if (now - t0 > deadlineMs) return -1;
+        // as waitUsed: ask for a call, look again, sleep, stop asking
+        rx.callbacks(true);
+        const late = rx.poll();
+        if (late >= 0) {
+          rx.callbacks(false);
+          return late;
+        }
         if (fe.waitCall(rxv.callFd, 20) === "call") eventfdRead(rxv.callFd);
+        rx.callbacks(false);
       }
     };
     const once = (seq: number, slot: number, maxSends: number): number => {
       netFrame(dev, txGpa + slot * 4096, seq);
       for (let sends = 1; sends <= maxSends; sends++) {
-        tx.post(RX_SLOTS + slot, txSeg[slot]);
-        if (tx.needKick()) dev.notify(1);
+        tx.post(slot, txSeg[slot]);
+        if (tx.needKick()) {
+          dev.notify(1);
+          kicks++;
+        }
         const id = wait(sends < maxSends ? 200 : 1000);
         while (tx.poll() >= 0) { /* reclaim */ }
         if (id >= 0) {
           rx.post(id, rxSeg[id]);
-          if (rx.needKick()) dev.notify(0);
+          if (rx.needKick()) {
+            dev.notify(0);
+            kicks++;
+          }
           return sends;
         }
       }
       throw new Error(`frame ${seq}: not back after ${maxSends} sends`);
     };
     for (let i = 0; i < 50; i++) once(i, i % TX_SLOTS, 25);
+    kicks = 0;
+    eventfdRead(rxv.callFd);
+    eventfdRead(txv.callFd);
     const lat = new Float64Array(frames);
     for (let seq = 0; seq < frames; seq++) {
       const t0 = performance.now();
@@ -383,6 +434,8 @@ function netHand(be: VhostBackend, layout: RingLayout, frames: number): VhostBen
       p90Us: s.p90,
       p99Us: s.p99,
       perSec: 1e6 / s.mean,
+      kicksPerOp: kicks / frames,
+      callsPerOp: Number(eventfdRead(rxv.callFd) + eventfdRead(txv.callFd)) / frames,
     });
   } catch (e) {
     row.failure = (e as Error).message;
@@ -418,6 +471,8 @@ function blkRow(driver: "engine" | "hand", op: "round-trip" | "throughput"): Vho
     perSec: 0,
     iotlbPerChain: null,
     sendsPerOp: 1,
+    kicksPerOp: null,
+    callsPerOp: null,
     failure: null,
   };
 }
@@ -433,6 +488,7 @@ function blkEngine(be: VhostBackend, n: number): VhostBenchRow[] {
   const rt = blkRow("engine", "round-trip"), tp = blkRow("engine", "throughput");
   try {
     const q = dev.vrings[0].queue;
+    q.disableCallbacks(); // polling, as the hand-laid ring: waitUsed asks for calls to sleep
     const slot = (i: number) => dev.bufferGpa + i * 4096;
     const rd = Array.from({ length: 8 }, (_, i) => SgList.of([slot(i), 16]));
     const wr = Array.from(
@@ -498,6 +554,7 @@ function blkHand(be: VhostBackend, n: number): VhostBenchRow {
     );
     dev.startQueue(0);
     dev.driverOk();
+    ring.callbacks(false);
     const g = dev.bufferGpa;
     const segs = [[g, 16, 0], [g + 512, BLK_SECTOR, DESC_F_WRITE], [
       g + 16,
@@ -514,7 +571,13 @@ function blkHand(be: VhostBackend, n: number): VhostBenchRow {
       while (id < 0) {
         if (performance.now() - t0 > SPIN_MS) {
           if (performance.now() - t0 > 3000) throw new Error(`read ${k}: timeout`);
+          ring.callbacks(true);
+          if ((id = ring.poll()) >= 0) {
+            ring.callbacks(false);
+            break;
+          }
           if (dev.frontend.waitCall(v.callFd, 20) === "call") eventfdRead(v.callFd);
+          ring.callbacks(false);
         }
         id = ring.poll();
       }
@@ -632,7 +695,7 @@ export function formatVhostRows(rows: readonly VhostBenchRow[]): string {
     if (r.driver === "hand" && r.p50Us !== null) hand.set(`${r.backend}|${r.layout}`, r.p50Us);
   }
   const lines = [
-    "backend  op          layout  driver  dma                           n       p50us    p90us    p99us    ops/s      vs-hand  iotlb/chain  sends/op",
+    "backend  op          layout  driver  dma                           n       p50us    p90us    p99us    ops/s      vs-hand  iotlb/chain  sends/op  kicks/op  calls/op",
   ];
   for (const r of rows) {
     const h = hand.get(`${r.backend}|${r.layout}`);
@@ -654,6 +717,8 @@ export function formatVhostRows(rows: readonly VhostBenchRow[]): string {
         ratio.padStart(8),
         fmt(r.iotlbPerChain).padStart(12),
         r.sendsPerOp.toFixed(2).padStart(9),
+        fmt(r.kicksPerOp).padStart(9),
+        fmt(r.callsPerOp).padStart(9),
       ].join(" ") + (r.failure ? `  FAILED: ${r.failure}` : ""),
     );
   }

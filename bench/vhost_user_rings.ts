@@ -25,6 +25,11 @@ export interface HandRing {
   post(id: number, segs: readonly HandSegment[]): void;
   /** True when the device wants a notification (its suppression flag is not set). */
   needKick(): boolean;
+  /**
+   * Asks for used buffer notifications (`true`) or for none (`false`), as the engine's
+   * `enableCallbacks` / `disableCallbacks` do without EVENT_IDX.
+   */
+  callbacks(enable: boolean): void;
   /** The next used buffer id (and sets `usedLen`), or -1. */
   poll(): number;
   /** Written length of the last polled buffer. */
@@ -66,6 +71,11 @@ export class HandSplitRing implements HandRing {
     this.#avail.setUint16(2, this.#availIdx, true); // x86 TSO: stores stay in order
   }
 
+  /** avail `flags`: 0 or VIRTQ_AVAIL_F_NO_INTERRUPT (§2.7.7). */
+  callbacks(enable: boolean): void {
+    this.#avail.setUint16(0, enable ? 0 : 1, true);
+  }
+
   /** `!(used.flags & VIRTQ_USED_F_NO_NOTIFY)`. */
   needKick(): boolean {
     return (this.#used.getUint16(0, true) & 1) === 0;
@@ -85,6 +95,7 @@ export class HandSplitRing implements HandRing {
 export class HandPackedRing implements HandRing {
   readonly #desc: DataView;
   readonly #devEvent: DataView;
+  readonly #drvEvent: DataView;
   readonly #size: number;
   #next = 0;
   #wrap = 1;
@@ -93,11 +104,20 @@ export class HandPackedRing implements HandRing {
   /** Written length of the last polled buffer. */
   usedLen = 0;
 
-  /** Over the descriptor ring at `desc` and the device event suppression area at `device`. */
-  constructor(mem: GuestMemory, desc: number, device: number, size: number) {
+  /**
+   * Over the descriptor ring at `desc` and the driver and device event suppression areas at
+   * `driver` and `device`.
+   */
+  constructor(mem: GuestMemory, desc: number, driver: number, device: number, size: number) {
     this.#size = size;
     this.#desc = mem.dataView(desc, 16 * size);
+    this.#drvEvent = mem.dataView(driver, 4);
     this.#devEvent = mem.dataView(device, 4);
+  }
+
+  /** Driver event suppression `flags`: RING_EVENT_FLAGS_ENABLE or _DISABLE (§2.8.10). */
+  callbacks(enable: boolean): void {
+    this.#drvEvent.setUint16(2, enable ? 0 : 1, true);
   }
 
   #flags(): number {

@@ -1,12 +1,14 @@
 /**
  * `deno task fuzz:merge a.json b.json ... [--json OUT] [--junit OUT]`: merges the JSON reports
- * of campaign shards (`deno task fuzz --shard I/N --seed S --json FILE`) into one, validating each with
- * zod, prints the merged summary and exits 1 when the merged campaign has failures.
+ * of campaign shards (`deno task fuzz --shard I/N --seed S --json FILE`), or of device campaigns
+ * (`deno task fuzz --device NAME --json FILE`), into one, validating each with zod, prints the
+ * merged summary and exits 1 when the merged campaign has failures.
  * @module
  */
 
 import { formatJunit, formatSummary, type FuzzReport, parseReport, ReportError } from "./report.ts";
 import { mergeReports } from "./shards.ts";
+import { isDeviceReport, mergeDeviceReports } from "./device/merge.ts";
 import { messageOf } from "./signature.ts";
 import { outputPathsProblem } from "./output_paths.ts";
 
@@ -14,8 +16,10 @@ import { outputPathsProblem } from "./output_paths.ts";
 export const MERGE_HELP = `deno task fuzz:merge REPORT.json... [--json OUT] [--junit OUT]
 
 Merges shard reports written by \`deno task fuzz --shard I/N --seed S --json FILE\` into one campaign
-report: runs and time are summed per target, failures de-duplicated by signature. Prints the
-merged summary; exits 1 when the merged campaign has failures, 2 on a usage or report error.
+report: runs and time are summed per target, failures de-duplicated by signature. Device campaign
+reports (\`deno task fuzz --device NAME --json FILE\`, one per back-end or seed) merge too: every
+campaign is kept and the verdicts of each back-end and class are summed. Prints the merged
+summary; exits 1 when the merged campaign has failures, 2 on a usage or report error.
 
 Options:
   --json OUT     write the merged JSON report
@@ -74,7 +78,10 @@ export function mergeMain(
       }
       return { file, report: parseReport(file, parsed) };
     });
-    merged = mergeReports(reports);
+    // device campaigns (`fuzz --device`) are not shards of one campaign: they merge by line
+    merged = reports.some((r) => isDeviceReport(r.report))
+      ? mergeDeviceReports(reports)
+      : mergeReports(reports);
   } catch (e) {
     if (e instanceof ReportError) {
       err(`fuzz:merge: ${e.message}\n`);

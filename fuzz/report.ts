@@ -56,6 +56,14 @@ const TargetReport = z.strictObject({
     seed: z.int(),
     runs: z.int().nonnegative(),
   })).optional(),
+  /** Device campaigns (`fuzz --device`): cases per verdict of this back-end and class. */
+  verdicts: z.strictObject({
+    PASS: z.int().nonnegative(),
+    REJECT: z.int().nonnegative(),
+    WEDGED: z.int().nonnegative(),
+    CORRUPT: z.int().nonnegative(),
+    CRASH: z.int().nonnegative(),
+  }).optional(),
 });
 
 const Campaign = z.strictObject({
@@ -67,6 +75,8 @@ const Campaign = z.strictObject({
   wallSeconds: z.number().nonnegative(),
   workers: z.int().nonnegative(),
   budget: z.strictObject({ seconds: z.number().nullable(), runs: z.int().nullable() }),
+  /** Device campaigns (`fuzz --device`): the back-ends it ran against, e.g. `["testpmd"]`. */
+  devices: z.array(z.string()).optional(),
 });
 
 /** zod schema of the JSON report (`--json`, `deno task fuzz:merge`). */

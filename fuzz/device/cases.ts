@@ -270,7 +270,15 @@ export function deviceCaseArbitrary(
   return fc.oneof(...arbs);
 }
 
-/** Case number `i` of a campaign with `seed` (deterministic: the replay key is seed + index). */
+/** The fast-check seed of case number `i` of a campaign with `seed`. */
+export function caseSeed(seed: number, i: number): number {
+  return (seed + Math.imul(i, 0x9e3779b1)) | 0;
+}
+
+/**
+ * Case number `i` of a campaign with `seed` (deterministic: the replay key is seed + index). It
+ * is also the first value `fc.check` draws with {@link caseSeed}, which is how findings shrink.
+ */
 export function nthCase(arb: fc.Arbitrary<DeviceCase>, seed: number, i: number): DeviceCase {
-  return fc.sample(arb, { seed: (seed + Math.imul(i, 0x9e3779b1)) | 0, numRuns: 1 })[0];
+  return fc.sample(arb, { seed: caseSeed(seed, i), numRuns: 1 })[0];
 }

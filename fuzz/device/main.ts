@@ -29,6 +29,7 @@ import {
   nthCase,
 } from "./cases.ts";
 import { type CaseResult, runDeviceCase, type Verdict, VERDICTS } from "./run_case.ts";
+import { shrinkDeviceCase } from "./shrink.ts";
 import { z } from "zod";
 
 /** Output sinks (the runner's `FuzzEnv` fits). */
@@ -65,6 +66,9 @@ Options:
   --corpus DIR       where findings go (default ${DEVICE_CORPUS})
   --fail-on LIST     verdicts that make the run exit 1 (default ${DEFAULT_FAIL_ON.join(",")}; none)
   --probe-ms N       liveness probe deadline per case (default 600)
+  --shrink-seconds N after each back-end's cases, shrink its new WEDGED/CORRUPT/CRASH findings
+                     for up to N s in all (default 10, 0 off): smaller cases run again and the
+                     smallest with the same signature is recorded and replayed
   --require-pass     exit 1 unless every back-end passed at least one case (a harness check
                      for CI, where the back-ends' own findings do not fail the run)
   --replay FILE      rerun one finding against a fresh back-end, print its verdict
@@ -81,6 +85,7 @@ interface DeviceOptions {
   corpus: string;
   failOn: Verdict[];
   probeMs: number;
+  shrinkSeconds: number;
   replay: string | undefined;
   help: boolean;
   requirePass: boolean;
@@ -99,6 +104,7 @@ function parseArgs(args: readonly string[]): DeviceOptions {
     corpus: DEVICE_CORPUS,
     failOn: [...DEFAULT_FAIL_ON],
     probeMs: 600,
+    shrinkSeconds: 10,
     replay: undefined,
     help: false,
     requirePass: false,
@@ -162,6 +168,9 @@ function parseArgs(args: readonly string[]): DeviceOptions {
       case "--probe-ms":
         o.probeMs = num(50);
         break;
+      case "--shrink-seconds":
+        o.shrinkSeconds = num(0);
+        break;
       case "--replay":
         o.replay = v;
         break;
@@ -181,7 +190,7 @@ function parseArgs(args: readonly string[]): DeviceOptions {
       }
       default:
         throw new UsageError(
-          `${a}: not a device-campaign flag. Fix: use --device, --seconds, --runs, --seed, --json, --junit, --corpus, --fail-on, --probe-ms, --require-pass, --replay (see --help)`,
+          `${a}: not a device-campaign flag. Fix: use --device, --seconds, --runs, --seed, --json, --junit, --corpus, --fail-on, --probe-ms, --shrink-seconds, --require-pass, --replay (see --help)`,
         );
     }
   }
@@ -234,6 +243,70 @@ interface Row {
   seconds: number;
   failures: Map<string, { rec: FailureRecord; count: number }>;
   codes: Set<string>;
+}
+
+/**
+ * Shrinks the new findings of one back-end within `--shrink-seconds` in all (each gets an equal
+ * share of what is left), on the back-end that found them (a fresh connection per candidate, a
+ * restart after a CRASH); the corpus record then holds the smallest case with the signature.
+ */
+async function shrinkFindings(
+  list: {
+    rec: FailureRecord;
+    f: { result: CaseResult };
+    c: DeviceCase;
+    r: CaseResult;
+    caseNo: number;
+    target: DeviceBackend;
+  }[],
+  arb: fc.Arbitrary<DeviceCase>,
+  seed: number,
+  spec: string,
+  o: DeviceOptions,
+  name: string,
+  env: DeviceEnv,
+): Promise<void> {
+  if (list.length === 0 || o.shrinkSeconds <= 0) return;
+  const t0 = performance.now(), total = o.shrinkSeconds * 1000;
+  let runs = 0, steps = 0;
+  for (let k = 0; k < list.length; k++) {
+    const left = total - (performance.now() - t0);
+    if (left <= 0) break;
+    const { rec, f, c, r, caseNo, target } = list[k];
+    const s = await shrinkDeviceCase(
+      arb,
+      seed,
+      caseNo,
+      { case: c, result: r },
+      rec.signature.text,
+      (cc, rr) => signatureText(name, cc, rr),
+      async (cc) => {
+        const rr = runDeviceCase(target, cc, caseNo, { probeMs: o.probeMs });
+        if (rr.verdict === "CRASH") await target.restart();
+        return rr;
+      },
+      { budgetMs: left / (list.length - k) },
+    );
+    runs += s.runs;
+    steps += s.shrinks;
+    rec.shrinks = s.shrinks;
+    if (s.shrinks > 0) {
+      rec.input = { backend: spec, iommu: target.iommu, caseNo, case: s.case };
+      rec.inputText = JSON.stringify(s.case);
+      rec.message = `${s.result.verdict}: ${s.result.detail}`;
+      f.result = s.result;
+    }
+  }
+  env.out(
+    `  ${name}: shrank ${list.length} new finding(s): ${steps} step(s) in ${runs} run(s), ${
+      fmtSeconds((performance.now() - t0) / 1000)
+    }\n`,
+  );
+}
+
+/** The finding signature of case `c` on back-end `backend` with result `r`. */
+function signatureText(backend: string, c: DeviceCase, r: CaseResult): string {
+  return `${targetName(backend, classOf(c))}/${r.verdict}/${r.code}:${subkind(c)}`;
 }
 
 function subkind(c: DeviceCase): string {
@@ -304,6 +377,15 @@ export async function deviceFuzzMain(args: readonly string[], env: DeviceEnv): P
       return 2;
     }
     const arb = deviceCaseArbitrary(be.type, iommuBe !== null, be.packed);
+    // New signatures of this back-end, shrunk once its cases are done.
+    const toShrink: {
+      rec: FailureRecord;
+      f: (typeof findings)[number];
+      c: DeviceCase;
+      r: CaseResult;
+      caseNo: number;
+      target: DeviceBackend;
+    }[] = [];
     const t0 = performance.now();
     let n = 0;
     let lastLine = 0;
@@ -331,10 +413,11 @@ export async function deviceFuzzMain(args: readonly string[], env: DeviceEnv): P
         row.tally[r.verdict]++;
         row.seconds += r.ms / 1000;
         row.codes.add(`${r.verdict}:${r.code}`);
+        let fresh: { rec: FailureRecord; f: (typeof findings)[number] } | null = null;
         if (r.verdict !== "PASS" && r.verdict !== "REJECT") {
           const name = targetName(be.name, cls);
           const code = `${r.code}:${subkind(c)}`;
-          const text = `${name}/${r.verdict}/${code}`;
+          const text = signatureText(be.name, c, r);
           const prev = row.failures.get(text);
           if (prev !== undefined) prev.count++;
           else {
@@ -348,16 +431,20 @@ export async function deviceFuzzMain(args: readonly string[], env: DeviceEnv): P
               shrinks: 0,
             };
             row.failures.set(text, { rec, count: 1 });
-            findings.push({ row, rec, result: r });
+            const f = { row, rec, result: r };
+            findings.push(f);
+            fresh = { rec, f };
           }
         }
         if (r.verdict === "CRASH") await target.restart();
+        if (fresh !== null) toShrink.push({ ...fresh, c, r, caseNo, target });
         const now = performance.now();
         if (now - lastLine > 5000) {
           lastLine = now;
           env.out(`  ${be.name}: ${n} cases, ${(n / ((now - t0) / 1000)).toFixed(1)} cases/s\n`);
         }
       }
+      await shrinkFindings(toShrink, arb, seed, spec, o, be.name, env);
     } finally {
       await be.stop();
       await iommuBe?.stop();
@@ -393,7 +480,7 @@ export async function deviceFuzzMain(args: readonly string[], env: DeviceEnv): P
         seed: rec.seed,
         path: rec.path,
         inputText: rec.inputText,
-        shrinks: 0,
+        shrinks: rec.shrinks,
         corpusFile: c.file,
         isNew: c.isNew,
       };
@@ -409,6 +496,7 @@ export async function deviceFuzzMain(args: readonly string[], env: DeviceEnv): P
       runsPerSecond: row.seconds > 0 ? Math.round(runs / row.seconds) : 0,
       failures,
       errorCodes: [...row.codes].sort(),
+      verdicts: { ...row.tally },
     };
   });
   const report = buildReport(
@@ -420,6 +508,7 @@ export async function deviceFuzzMain(args: readonly string[], env: DeviceEnv): P
       wallSeconds: wall,
       workers: 0,
       budget: { seconds: o.seconds, runs: o.runs ?? null },
+      devices: [...new Set(ordered.map((r) => r.backend))],
     },
     targets,
     { fastCheck: fc.__version, deno: Deno.version.deno },

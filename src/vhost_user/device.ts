@@ -190,6 +190,12 @@ export class VhostUserDevice {
   readonly bufferSize: number;
   readonly #backendExited: () => string | null;
   #closed = false;
+  /** Vrings set up with {@link startQueue} and enabled. */
+  readonly #started = new Set<number>();
+  /** Vrings stopped with GET_VRING_BASE and not set up again. */
+  readonly #stopped = new Set<number>();
+  /** Vrings enabled (or re-announced) since the last GET_VRING_BASE of any vring. */
+  readonly #enabledSinceStop = new Set<number>();
 
   private constructor(
     fe: VhostUserFrontend,
@@ -339,7 +345,32 @@ export class VhostUserDevice {
     });
     fe.setVringKick(index, v.kickFd);
     fe.setVringCall(index, v.callFd);
-    if (this.negotiated.offeredProtocol !== 0n && !over.noEnable) fe.setVringEnable(index, true);
+    this.#stopped.delete(index);
+    if (this.negotiated.offeredProtocol === 0n || over.noEnable) return;
+    fe.setVringEnable(index, true);
+    this.#started.add(index);
+    this.#enabledSinceStop.add(index);
+    this.#reannounce();
+  }
+
+  /**
+   * After a GET_VRING_BASE, re-announces every other vring still running with SET_VRING_ENABLE
+   * 0 then 1. DPDK's vhost library stops the whole device on GET_VRING_BASE of any vring
+   * (`vhost_user_get_vring_base` calls `vhost_destroy_device_notify`), and its vhost PMD's
+   * `destroy_device` forgets every vring's enable state (`state->cur[i] = false`), which only a
+   * `vring_state_changed` callback sets again; the library calls it when a vring's readiness
+   * changes, so a vring that was never stopped is never re-announced and the PMD never polls it
+   * again (`update_queuing_status` needs `state->cur[virtqueue_id]`). Toggling the enable bit
+   * is a readiness change. Harmless for back-ends that stop only the one vring (QEMU stops and
+   * starts all vrings of a device together, so it never meets this).
+   */
+  #reannounce(): void {
+    for (const j of this.#started) {
+      if (this.#stopped.has(j) || this.#enabledSinceStop.has(j)) continue;
+      this.frontend.setVringEnable(j, false);
+      this.frontend.setVringEnable(j, true);
+      this.#enabledSinceStop.add(j);
+    }
   }
 
   /**
@@ -435,9 +466,14 @@ export class VhostUserDevice {
   }
 
   /**
-   * GET_VRING_BASE of vring `index` as an outcome (the ring stops on the back-end).
+   * GET_VRING_BASE of vring `index` as an outcome (the ring stops on the back-end). The next
+   * {@link startQueue} of any vring re-announces the vrings still running (SET_VRING_ENABLE 0,
+   * then 1), so a back-end that stopped the whole device polls them again.
    */
   getVringBase(index: number): VhostUserOutcome<number> {
+    // the vring stops; some back-ends (DPDK) stop the whole device: see #reannounce
+    this.#stopped.add(index);
+    this.#enabledSinceStop.clear();
     const r = outcomeOf(() => this.frontend.getVringBase(index));
     if (r.kind !== "ok" && this.#backendExited() !== null) {
       return { kind: "exited", message: this.#backendExited()! };

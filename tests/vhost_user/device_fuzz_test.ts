@@ -8,6 +8,8 @@ import { DeviceBackend } from "../../fuzz/device/backend.ts";
 import { type CaseResult, runDeviceCase } from "../../fuzz/device/run_case.ts";
 import type { DeviceCase } from "../../fuzz/device/cases.ts";
 import { deviceFuzzMain } from "../../fuzz/device/main.ts";
+import { mergeMain } from "../../fuzz/merge.ts";
+import { parseReport } from "../../fuzz/report.ts";
 import { CAN_RUN, skipWithout, WORK_DIR } from "./_rig.ts";
 
 const opts = { ignore: !CAN_RUN, sanitizeOps: false, sanitizeResources: false };
@@ -144,6 +146,28 @@ Deno.test({
     assertEquals(rep.totals.runs, 25);
     assert(rep.targets.every((t: { target: string }) => t.target.startsWith("device-qsd-")));
     assertMatch(Deno.readTextFileSync(junit), /<testcase classname="fuzz" name="device-qsd-/);
+    // a second campaign (another seed) and `fuzz:merge` of the two device reports
+    const json2 = `${WORK_DIR}/device-2.json`, merged = `${WORK_DIR}/device-merged.json`;
+    const code2 = await deviceFuzzMain(
+      ["--device", "qsd", "--runs", "10", "--seconds", "30", "--seed", "4", "--json", json2]
+        .concat(["--corpus", `${WORK_DIR}/corpus`, "--fail-on", "none"]),
+      { out: (s) => (out += s), err: (s) => (out += s) },
+    );
+    assertEquals(code2, 0, out);
+    let mout = "";
+    const mcode = mergeMain(
+      [json, json2, "--json", merged],
+      (s) => (mout += s),
+      (s) => (mout += s),
+    );
+    assert(mcode === 0 || mcode === 1, mout);
+    const m = parseReport(merged, JSON.parse(Deno.readTextFileSync(merged)));
+    assertEquals(m.totals.runs, 35);
+    assertEquals(m.campaigns.map((c) => [c.seed, c.devices]), [[3, ["qsd"]], [4, ["qsd"]]]);
+    for (const t of m.targets) {
+      const v = t.verdicts!;
+      assertEquals(v.PASS + v.REJECT + v.WEDGED + v.CORRUPT + v.CRASH, t.runs, t.target);
+    }
   },
 });
 

@@ -112,6 +112,8 @@ export function splitDriverFootprint(size: number, features: bigint): number {
   return splitDriverPlacement(size, features).totalBytes;
 }
 
+/** RawGpaDmaApi's limit: it refuses a range ending above 2^52. */
+const GPA_LIMIT = 2 ** 52;
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const INDIRECT_NEVER = 0;
 const INDIRECT_ALWAYS = 1;
@@ -149,7 +151,10 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   readonly #dma: DmaApi;
   /** The DMA API has the number-only fast path {@link DmaApi.mapNumber}. */
   readonly #mapNum: boolean;
-  /** True when the DMA API is exactly {@link RawGpaDmaApi}, whose unmap is a no-op. */
+  /**
+   * True when the DMA API is exactly {@link RawGpaDmaApi} (no own `map` / `unmap` either): map
+   * returns the GPA, unmap is a no-op, so the shadow needs no mapping record.
+   */
   readonly #rawDma: boolean;
   readonly #mask: number;
   readonly #eventIdx: boolean;
@@ -233,7 +238,8 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.memory = opts.memory;
     this.#dma = opts.dma;
     this.#mapNum = typeof opts.dma.mapNumber === "function";
-    this.#rawDma = Object.getPrototypeOf(opts.dma) === RawGpaDmaApi.prototype;
+    this.#rawDma = Object.getPrototypeOf(opts.dma) === RawGpaDmaApi.prototype &&
+      !["map", "mapNumber", "unmap"].some((k) => Object.hasOwn(opts.dma, k));
     this.ringGpa = opts.ringGpa;
     this.policy = Object.freeze({ ...DEFAULT_DRIVER_POLICY, ...opts.policy });
     this.#clamp = this.policy.usedLenExceedsCapacity === "clamp";
@@ -356,6 +362,27 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
    * `RING_FULL` (not enough free descriptors), `DMA_MAP_FAILED` (`cause` = the DmaMapError).
    */
   add(readable: SgList, writable: SgList, token: T): void {
+    // The commonest add, kept small enough to inline: one segment under RawGpaDmaApi (bus
+    // address = GPA), written straight into the head descriptor. Anything else, and every
+    // error, takes the general path below, unchanged.
+    if (
+      this.#rawDma && this.#broken === null && readable.count + writable.count === 1 &&
+      this.#numFree !== 0
+    ) {
+      const w = readable.count === 0;
+      const list = w ? writable : readable;
+      const gpa = list.gpa[0];
+      const len = list.len[0];
+      // RawGpaDmaApi.map refuses gpa + len > 2^52 and returns anything else unchanged.
+      if (gpa >= 0 && len !== 0 && gpa + len <= GPA_LIMIT) {
+        this.#publish(this.#addOneRaw(gpa, len, w), token);
+        return;
+      }
+    }
+    this.#addGeneral(readable, writable, token);
+  }
+
+  #addGeneral(readable: SgList, writable: SgList, token: T): void {
     if (this.#broken !== null) this.#throwBroken();
     const nr = readable.count;
     const total = nr + writable.count;
@@ -368,81 +395,12 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     ) {
       if (this.#numFree < 1) this.#ringFull(1);
       head = this.#addIndirect(readable, writable, nr, total);
-    } else {
-      if (this.#numFree < total) this.#ringFull(total);
-      // Direct chain: map each segment and write it straight into the next free descriptor
-      // (free descriptors are not visible to the device until the head is published). On
-      // failure, unmap what was mapped; the free list is untouched.
-      head = this.#freeHead;
-      const d32 = this.#desc32;
-      const freeNext = this.#freeNext;
-      const dma = this.#dma;
-      const eBus = this.#extraBus, eLen = this.#extraLen, eDir = this.#extraDir;
-      const mapNum = this.#mapNum;
-      let d = head;
-      let lastD = head;
-      let cap = 0;
-      for (let i = 0; i < total; i++) {
-        let gpa: number, len: number, dir: DmaDirection, flags: number;
-        if (i < nr) {
-          gpa = readable.gpa[i];
-          len = readable.len[i];
-          dir = DMA_TO_DEVICE;
-          flags = 0;
-        } else {
-          gpa = writable.gpa[i - nr];
-          len = writable.len[i - nr];
-          dir = DMA_FROM_DEVICE;
-          flags = VIRTQ_DESC_F_WRITE;
-          cap += len;
-        }
-        if (len === 0) this.#emptySegment(head, i);
-        const nx = freeNext[d];
-        const w4 = d << 2;
-        // Everything that uses the bus address stays inside the try block, so that it is
-        // never materialised as a tagged value across the exception edge.
-        try {
-          // mapNumber keeps the bus address an untagged double (no heap number >= 2^31)
-          const nb = mapNum ? dma.mapNumber!(gpa, len, dir) : -1;
-          if (nb >= 0) {
-            d32[w4] = nb >>> 0;
-            d32[w4 + 1] = Math.floor(nb / TWO_POW_32);
-            eBus[d] = nb;
-          } else {
-            const b = dma.map(gpa, len, dir);
-            if (typeof b === "number" && b < TWO_POW_32) {
-              d32[w4] = b;
-              d32[w4 + 1] = 0;
-              eBus[d] = b;
-            } else if (typeof b === "number") {
-              d32[w4] = b >>> 0;
-              d32[w4 + 1] = Math.floor(b / TWO_POW_32);
-              eBus[d] = b;
-            } else {
-              d32[w4] = u64Lo(b);
-              d32[w4 + 1] = u64Hi(b);
-              eBus[d] = NaN;
-              this.#extraBusBig[d] = b;
-            }
-          }
-        } catch (cause) {
-          this.#mapFailed(head, i, gpa, len, cause);
-        }
-        d32[w4 + 2] = len;
-        d32[w4 + 3] = i < total - 1 ? flags | VIRTQ_DESC_F_NEXT | (nx << 16) : flags;
-        eLen[d] = len;
-        eDir[d] = dir;
-        lastD = d;
-        d = nx;
-      }
-      // Taken descriptors keep their private free-list links: they chain the buffer in order.
-      this.#freeHead = d;
-      this.#numFree -= total;
-      this.#descCount[head] = total;
-      this.#chainTail[head] = lastD;
-      this.#isIndirect[head] = 0;
-      this.#cap[head] = cap;
-    }
+    } else head = this.#addDirect(readable, writable, nr, total);
+    this.#publish(head, token);
+  }
+
+  /** Records `token` for `head` and places the head in the next available ring entry. */
+  #publish(head: number, token: T): void {
     this.#tokens[head] = token;
     this.#active[head] = 1;
     const ai = this.#availIdx;
@@ -453,6 +411,110 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
       this.#order[this.#orderBack] = head;
       this.#orderBack = (this.#orderBack + 1) & this.#mask;
     }
+  }
+
+  /**
+   * One segment under {@link RawGpaDmaApi} (bus address = GPA, checked by the caller: `gpa`
+   * non-negative, `len` non-zero, the range below 2^52) into the head descriptor.
+   * @returns the head.
+   */
+  #addOneRaw(gpa: number, len: number, writable: boolean): number {
+    const head = this.#freeHead;
+    const d32 = this.#desc32;
+    const w4 = head << 2;
+    d32[w4] = gpa >>> 0;
+    d32[w4 + 1] = Math.floor(gpa / TWO_POW_32);
+    d32[w4 + 2] = len;
+    d32[w4 + 3] = writable ? VIRTQ_DESC_F_WRITE : 0;
+    // No #extraBus / #extraLen / #extraDir shadow: they only feed unmap calls, and
+    // RawGpaDmaApi's unmap is a no-op that #release skips (three typed-array stores are ~10% of
+    // an add + kick + getUsed cycle).
+    this.#freeHead = this.#freeNext[head];
+    this.#numFree--;
+    this.#descCount[head] = 1;
+    this.#chainTail[head] = head;
+    this.#isIndirect[head] = 0;
+    this.#cap[head] = writable ? len : 0;
+    return head;
+  }
+
+  /**
+   * A chain of direct descriptors: maps each segment and writes it straight into the next free
+   * descriptor (free descriptors are not visible to the device until the head is published).
+   * On failure, unmaps what was mapped; the free list is untouched. @returns the head.
+   */
+  #addDirect(readable: SgList, writable: SgList, nr: number, total: number): number {
+    if (this.#numFree < total) this.#ringFull(total);
+    const head = this.#freeHead;
+    const d32 = this.#desc32;
+    const freeNext = this.#freeNext;
+    const dma = this.#dma;
+    const eBus = this.#extraBus, eLen = this.#extraLen, eDir = this.#extraDir;
+    const mapNum = this.#mapNum;
+    let d = head;
+    let lastD = head;
+    let cap = 0;
+    for (let i = 0; i < total; i++) {
+      let gpa: number, len: number, dir: DmaDirection, flags: number;
+      if (i < nr) {
+        gpa = readable.gpa[i];
+        len = readable.len[i];
+        dir = DMA_TO_DEVICE;
+        flags = 0;
+      } else {
+        gpa = writable.gpa[i - nr];
+        len = writable.len[i - nr];
+        dir = DMA_FROM_DEVICE;
+        flags = VIRTQ_DESC_F_WRITE;
+        cap += len;
+      }
+      if (len === 0) this.#emptySegment(head, i);
+      const nx = freeNext[d];
+      const w4 = d << 2;
+      // Everything that uses the bus address stays inside the try block, so that it is
+      // never materialised as a tagged value across the exception edge.
+      try {
+        // mapNumber keeps the bus address an untagged double (no heap number >= 2^31)
+        const nb = mapNum ? dma.mapNumber!(gpa, len, dir) : -1;
+        if (nb >= 0) {
+          d32[w4] = nb >>> 0;
+          d32[w4 + 1] = Math.floor(nb / TWO_POW_32);
+          eBus[d] = nb;
+        } else {
+          const b = dma.map(gpa, len, dir);
+          if (typeof b === "number" && b < TWO_POW_32) {
+            d32[w4] = b;
+            d32[w4 + 1] = 0;
+            eBus[d] = b;
+          } else if (typeof b === "number") {
+            d32[w4] = b >>> 0;
+            d32[w4 + 1] = Math.floor(b / TWO_POW_32);
+            eBus[d] = b;
+          } else {
+            d32[w4] = u64Lo(b);
+            d32[w4 + 1] = u64Hi(b);
+            eBus[d] = NaN;
+            this.#extraBusBig[d] = b;
+          }
+        }
+      } catch (cause) {
+        this.#mapFailed(head, i, gpa, len, cause);
+      }
+      d32[w4 + 2] = len;
+      d32[w4 + 3] = i < total - 1 ? flags | VIRTQ_DESC_F_NEXT | (nx << 16) : flags;
+      eLen[d] = len;
+      eDir[d] = dir;
+      lastD = d;
+      d = nx;
+    }
+    // Taken descriptors keep their private free-list links: they chain the buffer in order.
+    this.#freeHead = d;
+    this.#numFree -= total;
+    this.#descCount[head] = total;
+    this.#chainTail[head] = lastD;
+    this.#isIndirect[head] = 0;
+    this.#cap[head] = cap;
+    return head;
   }
 
   /** The exact bus address mapped for direct descriptor `d`. */
@@ -606,7 +668,12 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     if (this.#broken !== null) return undefined;
     const usedIdx = this.#used16[1];
     const last = this.#lastUsed;
-    if (usedIdx === last) return undefined;
+    // an empty poll (the spinning caller's commonest call) stays small enough to inline
+    return usedIdx === last ? undefined : this.#takeUsed(usedIdx, last);
+  }
+
+  /** {@link getUsed} once used `idx` moved past `last_used_idx`. */
+  #takeUsed(usedIdx: number, last: number): T | undefined {
     // The device cannot use more buffers than it was shown (HOSTILE_INPUTS #41).
     if (
       ((usedIdx - last) & 0xffff) >
