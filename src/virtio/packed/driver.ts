@@ -289,25 +289,98 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
    * `RING_FULL` (fewer free slots than needed), `DMA_MAP_FAILED` (nothing is left mapped).
    */
   add(readable: SgList, writable: SgList, token: T): void {
-    if (this.#broken !== null) {
-      throw new VirtqError("QUEUE_BROKEN", `queue broken by ${this.#broken.code}`);
-    }
-    const n = readable.count + writable.count;
+    if (this.#broken !== null) this.#throwBroken();
+    const nr = readable.count;
+    const n = nr + writable.count;
     if (n === 0) throw new VirtqError("BUFFER_EMPTY", "no segments");
     // §2.8.7.1: an indirect table, like any list, holds at most Queue Size descriptors.
-    const indirect = this.#indirectOk && n >= 2 && n <= PACKED_DRIVER_INDIRECT_MAX &&
-      n <= this.size &&
-      (this.#indirectMode === 1 || (this.#indirectMode === 2 && this.#numFree < n));
+    const mode = this.#indirectMode;
+    const indirect = mode !== 0 && this.#indirectOk && n >= 2 &&
+      n <= PACKED_DRIVER_INDIRECT_MAX && n <= this.size && (mode === 1 || this.#numFree < n);
     const need = indirect ? 1 : n;
-    if (this.#numFree < need) {
-      throw new VirtqError("RING_FULL", `${need} slots needed, ${this.#numFree} free`);
-    }
+    if (this.#numFree < need) this.#ringFull(need);
     const id = this.#freeHead;
-    // Both return the writable capacity; a zero-length segment throws BUFFER_EMPTY after
+    // Both paths find the writable capacity; a zero-length segment throws BUFFER_EMPTY after
     // unmapping what was mapped, leaving nothing added.
-    const cap = indirect
-      ? this.#addIndirect(id, readable, writable, n)
-      : this.#addDirect(id, readable, writable, n);
+    let cap = 0;
+    if (indirect) cap = this.#addIndirect(id, readable, writable, n);
+    else {
+      // Direct list, in one pass: map each segment, record it in the shadow and write its
+      // descriptor. The head's flags are written only after every mapping succeeded (§2.8.21). A
+      // failure midway restores the flags of the non-head slots already written: a later,
+      // shorter list would not overwrite them, and the device would read a stale "available"
+      // descriptor as a chain head.
+      const size = this.size;
+      const d32 = this.#d32;
+      const d16 = this.#d16;
+      const dma = this.#dma;
+      const mapNum = this.#mapNum;
+      const exBus = this.#exBus, exLen = this.#exLen, exDir = this.#exDir;
+      const exNext = this.#exNext;
+      const head = this.#nextAvail;
+      let slot = head;
+      let wrap = this.#availWrap;
+      let headFlags = 0;
+      let e = id;
+      let last = id;
+      for (let i = 0; i < n; i++) {
+        let gpa: number, len: number, dir: DmaDirection, flags: number;
+        if (i < nr) {
+          gpa = readable.gpa[i];
+          len = readable.len[i];
+          dir = DMA_TO_DEVICE;
+          flags = 0;
+        } else {
+          gpa = writable.gpa[i - nr];
+          len = writable.len[i - nr];
+          dir = DMA_FROM_DEVICE;
+          flags = VIRTQ_DESC_F_WRITE;
+          cap += len;
+        }
+        if (len === 0) this.#emptySegment(id, i);
+        const b = slot << 2;
+        // Everything that uses the bus address stays inside the try block, so that it is never
+        // materialised as a tagged value across the exception edge.
+        try {
+          // mapNumber keeps the bus address an untagged double (no heap number >= 2^31)
+          const nb = mapNum ? dma.mapNumber!(gpa, len, dir) : -1;
+          if (nb >= 0) {
+            const lo = nb >>> 0;
+            d32[b] = lo;
+            d32[b + 1] = (nb - lo) / TWO_POW_32;
+            exBus[e] = nb;
+          } else this.#mapEntry(e, b, gpa, len, dir);
+        } catch (cause) {
+          this.#mapFailed(id, i, gpa, len, cause);
+        }
+        d32[b + 2] = len;
+        d16[b * 2 + 6] = id;
+        exLen[e] = len;
+        exDir[e] = dir;
+        // §2.8.1: AVAIL = the wrap counter, USED its inverse.
+        flags |= wrap !== 0 ? 0x0080 : 0x8000;
+        if (i < n - 1) flags |= VIRTQ_DESC_F_NEXT;
+        if (i === 0) headFlags = flags;
+        else {
+          this.#savedFlags[i] = d16[b * 2 + 7];
+          d16[b * 2 + 7] = flags;
+        }
+        last = e;
+        e = exNext[e];
+        if (++slot === size) {
+          slot = 0;
+          wrap ^= 1;
+        }
+      }
+      this.#freeHead = exNext[last];
+      // §2.8.21: the first head of a batch is made available last (at kick); later heads now.
+      if (this.#pendHeadSlot < 0) {
+        this.#pendHeadSlot = head;
+        this.#pendHeadFlags = headFlags;
+      } else d16[head * 8 + 7] = headFlags;
+      this.#nextAvail = slot;
+      this.#availWrap = wrap;
+    }
     this.#tokens[id] = token;
     this.#idState[id] = ID_OUT;
     this.#idEpoch[id] = this.#epoch;
@@ -326,94 +399,50 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     }
   }
 
+  #throwBroken(): never {
+    throw new VirtqError("QUEUE_BROKEN", `queue broken by ${this.#broken!.code}`);
+  }
+
+  #ringFull(need: number): never {
+    throw new VirtqError("RING_FULL", `${need} slots needed, ${this.#numFree} free`);
+  }
+
+  #emptySegment(id: number, i: number): never {
+    this.#undoDirect(id, i);
+    throw new VirtqError("BUFFER_EMPTY", `segment ${i} has length 0`, { index: i });
+  }
+
+  #mapFailed(id: number, i: number, gpa: number, len: number, cause: unknown): never {
+    this.#undoDirect(id, i);
+    throw new VirtqError("DMA_MAP_FAILED", `${len} bytes at GPA ${gpa}`, { cause });
+  }
+
+  /**
+   * Out of line from {@link add}: maps a segment through `DmaApi.map` (no number-only fast path,
+   * or it declined) into shadow entry `e` and the address words of the descriptor at u32 index
+   * `b`. Throws what `map` throws.
+   */
+  #mapEntry(e: number, b: number, gpa: number, len: number, dir: DmaDirection): void {
+    const bus = this.#dma.map(gpa, len, dir);
+    if (typeof bus === "number") {
+      this.#exBus[e] = bus;
+      const lo = bus >>> 0;
+      this.#d32[b] = lo;
+      this.#d32[b + 1] = (bus - lo) / TWO_POW_32;
+    } else {
+      this.#exBus[e] = NaN;
+      this.#exBusBig[e] = bus;
+      this.#d32[b] = u64Lo(bus);
+      this.#d32[b + 1] = u64Hi(bus);
+    }
+  }
+
   #map(gpa: number, len: number, dir: DmaDirection): U64 {
     try {
       return this.#dma.map(gpa, len, dir);
     } catch (cause) {
       throw new VirtqError("DMA_MAP_FAILED", `${len} bytes at GPA ${gpa}`, { cause });
     }
-  }
-
-  #addDirect(id: number, readable: SgList, writable: SgList, n: number): number {
-    const nr = readable.count;
-    const size = this.size;
-    const d32 = this.#d32;
-    const d16 = this.#d16;
-    const dma = this.#dma;
-    const exBus = this.#exBus, exLen = this.#exLen, exDir = this.#exDir;
-    const exNext = this.#exNext;
-    const mapNum = this.#mapNum;
-    const rgpa = readable.gpa, rlen = readable.len, wgpa = writable.gpa, wlen = writable.len;
-    let slot = this.#nextAvail;
-    let wrap = this.#availWrap;
-    let headFlags = 0;
-    let cap = 0;
-    let e = id;
-    let last = id;
-    // One pass: map each segment, record it in the shadow and write its descriptor. The head's
-    // flags are written only after every mapping succeeded (§2.8.21). A failure midway restores
-    // the flags of the non-head slots already written: a later, shorter list would not overwrite
-    // them, and the device would read a stale "available" descriptor as a chain head.
-    for (let i = 0; i < n; i++) {
-      const w = i >= nr;
-      const gpa = w ? wgpa[i - nr] : rgpa[i];
-      const len = w ? wlen[i - nr] : rlen[i];
-      const dir = w ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
-      if (len === 0) {
-        this.#undoDirect(id, i);
-        throw new VirtqError("BUFFER_EMPTY", `segment ${i} has length 0`, { index: i });
-      }
-      if (w) cap += len;
-      let bus: U64;
-      // mapNumber keeps the bus address an untagged double (no heap number >= 2^31)
-      let nb = -1;
-      try {
-        if (mapNum) nb = dma.mapNumber!(gpa, len, dir);
-        bus = nb >= 0 ? 0 : dma.map(gpa, len, dir);
-      } catch (cause) {
-        this.#undoDirect(id, i);
-        throw new VirtqError("DMA_MAP_FAILED", `${len} bytes at GPA ${gpa}`, { cause });
-      }
-      const b = slot * 4;
-      if (nb >= 0) {
-        exBus[e] = nb;
-        const lo = nb >>> 0;
-        d32[b] = lo;
-        d32[b + 1] = (nb - lo) / TWO_POW_32;
-      } else if (typeof bus === "number") {
-        exBus[e] = bus;
-        const lo = bus >>> 0;
-        d32[b] = lo;
-        d32[b + 1] = (bus - lo) / TWO_POW_32;
-      } else {
-        exBus[e] = NaN;
-        this.#exBusBig[e] = bus;
-        d32[b] = u64Lo(bus);
-        d32[b + 1] = u64Hi(bus);
-      }
-      exLen[e] = len;
-      exDir[e] = dir;
-      d32[b + 2] = len;
-      d16[slot * 8 + 6] = id;
-      const flags = (wrap !== 0 ? 0x0080 : 0x8000) | (i < n - 1 ? VIRTQ_DESC_F_NEXT : 0) |
-        (w ? VIRTQ_DESC_F_WRITE : 0);
-      if (i === 0) headFlags = flags;
-      else {
-        this.#savedFlags[i] = d16[slot * 8 + 7];
-        d16[slot * 8 + 7] = flags;
-      }
-      last = e;
-      e = exNext[e];
-      if (++slot === size) {
-        slot = 0;
-        wrap ^= 1;
-      }
-    }
-    this.#freeHead = exNext[last];
-    this.#publishHead(this.#nextAvail, headFlags);
-    this.#nextAvail = slot;
-    this.#availWrap = wrap;
-    return cap;
   }
 
   /** Undoes a direct add that failed at segment `failed`: unmaps, restores non-head flags. */
@@ -423,16 +452,6 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     for (let i = 1; i < failed; i++) {
       if (++slot === this.size) slot = 0;
       this.#d16[slot * 8 + 7] = this.#savedFlags[i];
-    }
-  }
-
-  /** The first head of a batch waits for kick (§2.8.21); later heads are written now. */
-  #publishHead(slot: number, flags: number): void {
-    if (this.#pendHeadSlot < 0) {
-      this.#pendHeadSlot = slot;
-      this.#pendHeadFlags = flags;
-    } else {
-      this.#d16[slot * 8 + 7] = flags;
     }
   }
 
