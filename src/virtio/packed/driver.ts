@@ -146,6 +146,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   readonly #idNum: Int32Array; // ring slots (= shadow entries)
   readonly #idCap: Float64Array; // device-writable bytes
   readonly #idTbl: Int32Array; // indirect table entries, 0 when direct
+  readonly #idLast: Int32Array; // last shadow entry of the buffer (its first is the ID)
   /** Bus address of each indirect-table entry's mapping; NaN when a bigint (#tblBusBig). */
   readonly #tblBus: Float64Array;
   readonly #tblBusBig: (bigint | undefined)[];
@@ -248,6 +249,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#idNum = new Int32Array(size);
     this.#idCap = new Float64Array(size);
     this.#idTbl = new Int32Array(size);
+    this.#idLast = new Int32Array(size);
     const tn = this.#indirectOk ? size * PACKED_DRIVER_INDIRECT_MAX : 0;
     this.#tblBus = new Float64Array(tn);
     this.#tblBusBig = new Array(tn).fill(undefined);
@@ -373,6 +375,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
         }
       }
       this.#freeHead = exNext[last];
+      this.#idLast[id] = last;
       // §2.8.21: the first head of a batch is made available last (at kick); later heads now.
       if (this.#pendHeadSlot < 0) {
         this.#pendHeadSlot = head;
@@ -503,6 +506,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     }
     this.#setEntry(id, tbus, tlen, DMA_TO_DEVICE);
     this.#freeHead = this.#exNext[id];
+    this.#idLast[id] = id;
     const avail = this.#availWrap !== 0 ? 0x0080 : 0x8000;
     const slot = this.#nextAvail;
     this.#writeDesc(
@@ -562,13 +566,12 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   /** Unmaps the first `count` shadow entries of the list starting at `id` (an add that failed). */
   #unmapEntries(id: number, count: number): void {
     let e = id;
+    const exBus = this.#exBus;
     for (let i = 0; i < count; i++) {
-      const b = this.#exBus[e];
-      this.#dma.unmap(
-        b === b ? b : this.#exBusBig[e]!,
-        this.#exLen[e],
-        this.#exDir[e] as DmaDirection,
-      );
+      // a number and a bigint call apart, so the number is never boxed into a U64 value
+      const b = exBus[e];
+      if (b === b) this.#dma.unmap(b, this.#exLen[e], this.#exDir[e] as DmaDirection);
+      else this.#dma.unmap(this.#exBusBig[e]!, this.#exLen[e], this.#exDir[e] as DmaDirection);
       e = this.#exNext[e];
     }
   }
@@ -628,34 +631,19 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     if (this.#broken !== null) return undefined;
     if (this.#batchEnd >= 0) return this.#retireInOrder();
     const slot = this.#lastUsed;
-    const f = this.#d16[slot * 8 + 7];
-    if (((f >>> 7) & 1) !== ((f >>> 15) & 1) || ((f >>> 15) & 1) !== this.#usedWrap) {
-      return undefined;
-    }
-    const id = this.#d16[slot * 8 + 6];
+    const d16 = this.#d16;
+    const f = d16[slot * 8 + 7];
+    // §2.8.1: used when AVAIL (0x80) == USED (0x8000) == the driver's used wrap counter.
+    if ((f & 0x8080) !== (this.#usedWrap !== 0 ? 0x8080 : 0)) return undefined;
+    const id = d16[slot * 8 + 6];
     let len = (f & VIRTQ_DESC_F_WRITE) !== 0 ? this.#d32[slot * 4 + 2] : 0;
     // §2.8.5 / Linux BAD_RING "id %u out of range", "id %u is not a head!" (#38, #39).
-    if (id >= this.size) {
-      this.#fail(
-        "USED_ID_OUT_OF_RANGE",
-        `used slot ${slot}: buffer ID ${id} >= ${this.size}`,
-        slot,
-      );
-    }
+    if (id >= this.size) this.#idOutOfRange(slot, id);
     if (this.#idState[id] !== ID_OUT || this.#idEpoch[id] >= this.#epoch) {
-      this.#fail("USED_ID_NOT_HEAD", `used slot ${slot}: buffer ID ${id} is not outstanding`, slot);
+      this.#notOutstanding(slot, id);
     }
     const cap = this.#idCap[id];
-    if (len > cap) {
-      if (!this.#clamp) {
-        this.#fail(
-          "USED_LEN_EXCEEDS_CAPACITY",
-          `used slot ${slot}: buffer ID ${id} len ${len} > writable ${cap}`,
-          slot,
-        );
-      }
-      len = cap;
-    }
+    if (len > cap) len = this.#overCapacity(slot, id, len, cap);
     if (this.#inOrder) {
       this.#batchEnd = id;
       this.#batchLen = len;
@@ -663,6 +651,26 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     }
     this.usedLen = len;
     return this.#retire(id);
+  }
+
+  #idOutOfRange(slot: number, id: number): never {
+    this.#fail("USED_ID_OUT_OF_RANGE", `used slot ${slot}: buffer ID ${id} >= ${this.size}`, slot);
+  }
+
+  #notOutstanding(slot: number, id: number): never {
+    this.#fail("USED_ID_NOT_HEAD", `used slot ${slot}: buffer ID ${id} is not outstanding`, slot);
+  }
+
+  /** A used `len` above the writable capacity: `cap` under policy "clamp", else the error. */
+  #overCapacity(slot: number, id: number, len: number, cap: number): number {
+    if (!this.#clamp) {
+      this.#fail(
+        "USED_LEN_EXCEEDS_CAPACITY",
+        `used slot ${slot}: buffer ID ${id} len ${len} > writable ${cap}`,
+        slot,
+      );
+    }
+    return cap;
   }
 
   #retireInOrder(): T | undefined {
@@ -699,25 +707,11 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   /** Unmaps a buffer's mappings and frees its ID and shadow entries (driver-private state only). */
   #detach(id: number): void {
     const num = this.#idNum[id];
-    const tn = this.#idTbl[id];
-    if (tn > 0) this.#unmapTable(id * PACKED_DRIVER_INDIRECT_MAX, tn);
-    let e = id;
-    let last = id;
-    const exBus = this.#exBus;
-    for (let i = 0; i < num; i++) {
-      // RawGpaDmaApi: unmap is a no-op, so no bus address is materialised for the call.
-      if (!this.#rawDma) {
-        // a number and a bigint call apart, so the number is never boxed into a U64 value
-        const b = exBus[e];
-        if (b === b) this.#dma.unmap(b, this.#exLen[e], this.#exDir[e] as DmaDirection);
-        else {
-          this.#dma.unmap(this.#exBusBig[e]!, this.#exLen[e], this.#exDir[e] as DmaDirection);
-        }
-      }
-      last = e;
-      e = this.#exNext[e];
-    }
-    this.#exNext[last] = this.#freeHead;
+    if (this.#idTbl[id] > 0) this.#unmapTable(id * PACKED_DRIVER_INDIRECT_MAX, this.#idTbl[id]);
+    // RawGpaDmaApi: unmap is a no-op, so no bus address is materialised for the call.
+    if (!this.#rawDma) this.#unmapEntries(id, num);
+    // The buffer's shadow entries keep their links: they go back to the free list whole.
+    this.#exNext[this.#idLast[id]] = this.#freeHead;
     this.#freeHead = id;
     this.#idState[id] = ID_FREE;
     this.#numFree += num;
