@@ -380,58 +380,74 @@ export class PackedDeviceQueue implements DeviceQueue {
    */
   push(chain: Chain, written: number): void {
     const pc = chain as PackedChain;
-    if (pc.owner !== this || pc.state !== CHAIN_IN_FLIGHT) {
-      throw new VirtqError("PUSH_INVALID", "the chain is not in flight on this queue");
-    }
-    if (!Number.isInteger(written) || written < 0 || written > chain.writableBytes) {
-      throw new VirtqError(
-        "PUSH_INVALID",
-        `written ${written} is not in 0..${chain.writableBytes}`,
-        { index: chain.id },
-      );
+    if (pc.owner !== this || pc.state !== CHAIN_IN_FLIGHT) this.#notInFlight();
+    // written is a u32 no larger than the writable capacity (§2.8.5 used len).
+    if (!((written >>> 0) === written && written <= chain.writableBytes)) {
+      this.#badWritten(chain, written);
     }
     const size = this.size;
     const wbit = chain.writableBytes > 0 ? VIRTQ_DESC_F_WRITE : 0;
-    if (this.#inOrder) {
-      if (this.#pool[this.#fifo[this.#fifoHead]] !== chain) {
-        throw new VirtqError("PUSH_INVALID", "VIRTIO_F_IN_ORDER: push in pop order", {
-          index: chain.id,
-        });
-      }
-      if (++this.#fifoHead === size) this.#fifoHead = 0;
-      this.#fifoCount--;
-      if (this.#gOpen && this.#gFull) {
-        this.#gId = chain.id;
-        this.#gLen = written;
-        this.#gWrite = wbit;
-      } else {
-        if (this.#gOpen) this.#closeGroup();
-        this.#gOpen = true;
-        this.#gSlot = this.#nextUsed;
-        this.#gWrap = this.#usedWrap;
-        this.#gId = chain.id;
-        this.#gLen = written;
-        this.#gWrite = wbit;
-      }
-      this.#gFull = written === chain.writableBytes;
-    } else {
+    if (this.#inOrder) this.#pushInOrder(chain, written, wbit);
+    else {
       const slot = this.#nextUsed;
+      const p = this.#pendCount;
       this.#d32[slot * 4 + 2] = written;
       this.#d16[slot * 8 + 6] = chain.id;
-      this.#pendSlot[this.#pendCount] = slot;
-      this.#pendFlags[this.#pendCount] = (this.#usedWrap !== 0 ? 0x8080 : 0) | wbit;
-      this.#pendCount++;
+      this.#pendSlot[p] = slot;
+      this.#pendFlags[p] = (this.#usedWrap !== 0 ? 0x8080 : 0) | wbit;
+      this.#pendCount = p + 1;
     }
-    let u = this.#nextUsed + chain.ringDescriptors;
+    const n = chain.ringDescriptors;
+    let u = this.#nextUsed + n;
     if (u >= size) {
       u -= size;
       this.#usedWrap ^= 1;
     }
     this.#nextUsed = u;
-    this.#pendSlots += chain.ringDescriptors;
+    this.#pendSlots += n;
     pc.state = CHAIN_FREE;
     this.#freeChains[this.#freeCount++] = pc.poolIndex;
     this.#inFlight--;
+  }
+
+  #notInFlight(): never {
+    throw new VirtqError("PUSH_INVALID", "the chain is not in flight on this queue");
+  }
+
+  #badWritten(chain: Chain, written: number): never {
+    throw new VirtqError(
+      "PUSH_INVALID",
+      `written ${written} is not in 0..${chain.writableBytes}`,
+      { index: chain.id },
+    );
+  }
+
+  /**
+   * Out of line from {@link push} under `VIRTIO_F_IN_ORDER` (§2.8.9): checks pop order, then
+   * extends the open batch (its buffers so far written in full) or opens a new one.
+   */
+  #pushInOrder(chain: Chain, written: number, wbit: number): void {
+    if (this.#pool[this.#fifo[this.#fifoHead]] !== chain) {
+      throw new VirtqError("PUSH_INVALID", "VIRTIO_F_IN_ORDER: push in pop order", {
+        index: chain.id,
+      });
+    }
+    if (++this.#fifoHead === this.size) this.#fifoHead = 0;
+    this.#fifoCount--;
+    if (this.#gOpen && this.#gFull) {
+      this.#gId = chain.id;
+      this.#gLen = written;
+      this.#gWrite = wbit;
+    } else {
+      if (this.#gOpen) this.#closeGroup();
+      this.#gOpen = true;
+      this.#gSlot = this.#nextUsed;
+      this.#gWrap = this.#usedWrap;
+      this.#gId = chain.id;
+      this.#gLen = written;
+      this.#gWrite = wbit;
+    }
+    this.#gFull = written === chain.writableBytes;
   }
 
   #closeGroup(): void {
