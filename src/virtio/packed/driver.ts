@@ -55,6 +55,11 @@ import {
 const TWO_POW_32 = 0x1_0000_0000;
 const ID_FREE = 0;
 const ID_OUT = 1; // added; published once its kick epoch is below the current one
+// Words of #idInfo, per buffer ID.
+const ID_NUM = 0;
+const ID_TBL = 1;
+const ID_LAST = 2;
+const ID_STATE = 3;
 
 /**
  * Bytes of guest memory a packed driver queue needs at `ringGpa`: the descriptor ring, both event
@@ -142,11 +147,14 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
 
   // Per buffer ID.
   readonly #tokens: (T | undefined)[];
-  readonly #idState: Uint8Array;
-  readonly #idNum: Int32Array; // ring slots (= shadow entries)
+  /**
+   * Four words per buffer ID, one typed array (one bounds check for them all): at
+   * `4 * id +` {@link ID_NUM} ring slots (= shadow entries), {@link ID_TBL} indirect table
+   * entries (0 when direct), {@link ID_LAST} the last shadow entry (the first is the ID),
+   * {@link ID_STATE} `ID_FREE` or `ID_OUT`.
+   */
+  readonly #idInfo: Int32Array;
   readonly #idCap: Float64Array; // device-writable bytes
-  readonly #idTbl: Int32Array; // indirect table entries, 0 when direct
-  readonly #idLast: Int32Array; // last shadow entry of the buffer (its first is the ID)
   /** Bus address of each indirect-table entry's mapping; NaN when a bigint (#tblBusBig). */
   readonly #tblBus: Float64Array;
   readonly #tblBusBig: (bigint | undefined)[];
@@ -159,7 +167,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   /** Kick epoch of each ID's add; an ID is published when its epoch < {@link #epoch}. */
   readonly #idEpoch: Float64Array;
   #epoch = 1;
-  #pendCount = 0;
+  /** Ring slots added since the last kick (0: nothing to publish). */
   #addedSlots = 0;
 
   // IN_ORDER: IDs in the order they were made available; the batch being retired.
@@ -245,11 +253,8 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#exNext = new Int32Array(size);
     this.#savedFlags = new Uint16Array(size);
     this.#tokens = new Array(size).fill(undefined);
-    this.#idState = new Uint8Array(size);
-    this.#idNum = new Int32Array(size);
+    this.#idInfo = new Int32Array(4 * size);
     this.#idCap = new Float64Array(size);
-    this.#idTbl = new Int32Array(size);
-    this.#idLast = new Int32Array(size);
     const tn = this.#indirectOk ? size * PACKED_DRIVER_INDIRECT_MAX : 0;
     this.#tblBus = new Float64Array(tn);
     this.#tblBusBig = new Array(tn).fill(undefined);
@@ -375,7 +380,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
         }
       }
       this.#freeHead = exNext[last];
-      this.#idLast[id] = last;
+      this.#idInfo[4 * id + ID_LAST] = last;
       // §2.8.21: the first head of a batch is made available last (at kick); later heads now.
       if (this.#pendHeadSlot < 0) {
         this.#pendHeadSlot = head;
@@ -385,12 +390,13 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       this.#availWrap = wrap;
     }
     this.#tokens[id] = token;
-    this.#idState[id] = ID_OUT;
+    const info = this.#idInfo;
+    const w = 4 * id;
+    info[w + ID_NUM] = need;
+    info[w + ID_TBL] = indirect ? n : 0;
+    info[w + ID_STATE] = ID_OUT;
     this.#idEpoch[id] = this.#epoch;
-    this.#idNum[id] = need;
     this.#idCap[id] = cap;
-    this.#idTbl[id] = indirect ? n : 0;
-    this.#pendCount++;
     this.#addedSlots += need;
     this.#numFree -= need;
     this.#outstanding++;
@@ -506,7 +512,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     }
     this.#setEntry(id, tbus, tlen, DMA_TO_DEVICE);
     this.#freeHead = this.#exNext[id];
-    this.#idLast[id] = id;
+    this.#idInfo[4 * id + ID_LAST] = id;
     const avail = this.#availWrap !== 0 ? 0x0080 : 0x8000;
     const slot = this.#nextAvail;
     this.#writeDesc(
@@ -596,14 +602,13 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
    * Returns `false` when nothing was added or the queue is broken.
    */
   kick(): boolean {
-    if (this.#pendCount === 0 || this.#broken !== null) return false;
+    if (this.#addedSlots === 0 || this.#broken !== null) return false;
     this.#epoch++;
     if (this.#pendHeadSlot >= 0) {
       this.#d16[this.#pendHeadSlot * 8 + 7] = this.#pendHeadFlags;
       this.#pendHeadSlot = -1;
     }
     const advanced = this.#addedSlots;
-    this.#pendCount = 0;
     this.#addedSlots = 0;
     const flags = this.#devEv[1] & PACKED_EVENT_FLAGS_MASK;
     if (flags === RING_EVENT_FLAGS_DISABLE) return false;
@@ -639,7 +644,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     let len = (f & VIRTQ_DESC_F_WRITE) !== 0 ? this.#d32[slot * 4 + 2] : 0;
     // §2.8.5 / Linux BAD_RING "id %u out of range", "id %u is not a head!" (#38, #39).
     if (id >= this.size) this.#idOutOfRange(slot, id);
-    if (this.#idState[id] !== ID_OUT || this.#idEpoch[id] >= this.#epoch) {
+    if (this.#idInfo[4 * id + ID_STATE] !== ID_OUT || this.#idEpoch[id] >= this.#epoch) {
       this.#notOutstanding(slot, id);
     }
     const cap = this.#idCap[id];
@@ -688,7 +693,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   }
 
   #retire(id: number): T | undefined {
-    const num = this.#idNum[id];
+    const num = this.#idInfo[4 * id + ID_NUM];
     this.#detach(id);
     let u = this.#lastUsed + num;
     if (u >= this.size) {
@@ -706,14 +711,17 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
 
   /** Unmaps a buffer's mappings and frees its ID and shadow entries (driver-private state only). */
   #detach(id: number): void {
-    const num = this.#idNum[id];
-    if (this.#idTbl[id] > 0) this.#unmapTable(id * PACKED_DRIVER_INDIRECT_MAX, this.#idTbl[id]);
+    const info = this.#idInfo;
+    const w = 4 * id;
+    const num = info[w + ID_NUM];
+    const tn = info[w + ID_TBL];
+    if (tn > 0) this.#unmapTable(id * PACKED_DRIVER_INDIRECT_MAX, tn);
     // RawGpaDmaApi: unmap is a no-op, so no bus address is materialised for the call.
     if (!this.#rawDma) this.#unmapEntries(id, num);
     // The buffer's shadow entries keep their links: they go back to the free list whole.
-    this.#exNext[this.#idLast[id]] = this.#freeHead;
+    this.#exNext[info[w + ID_LAST]] = this.#freeHead;
     this.#freeHead = id;
-    this.#idState[id] = ID_FREE;
+    info[w + ID_STATE] = ID_FREE;
     this.#numFree += num;
     this.#outstanding--;
   }
@@ -751,7 +759,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
    */
   detachUnused(): T | undefined {
     for (let id = 0; id < this.size; id++) {
-      if (this.#idState[id] !== ID_FREE) {
+      if (this.#idInfo[4 * id + ID_STATE] !== ID_FREE) {
         const token = this.#tokens[id];
         this.#tokens[id] = undefined;
         this.#detach(id);
@@ -785,7 +793,6 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#usedWrap = 1;
     this.#numFree = this.size;
     this.#pendHeadSlot = -1;
-    this.#pendCount = 0;
     this.#addedSlots = 0;
     this.#fifoHead = 0;
     this.#fifoCount = 0;
