@@ -717,7 +717,19 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     const tn = info[w + ID_TBL];
     if (tn > 0) this.#unmapTable(id * PACKED_DRIVER_INDIRECT_MAX, tn);
     // RawGpaDmaApi: unmap is a no-op, so no bus address is materialised for the call.
-    if (!this.#rawDma) this.#unmapEntries(id, num);
+    if (!this.#rawDma) {
+      // Inline (not #unmapEntries): unmap may then be inlined here too, and a bus address at or
+      // above 2^31 is not boxed for a call.
+      const exBus = this.#exBus;
+      let e = id;
+      for (let i = 0; i < num; i++) {
+        // a number and a bigint call apart, so the number is never boxed into a U64 value
+        const b = exBus[e];
+        if (b === b) this.#dma.unmap(b, this.#exLen[e], this.#exDir[e] as DmaDirection);
+        else this.#dma.unmap(this.#exBusBig[e]!, this.#exLen[e], this.#exDir[e] as DmaDirection);
+        e = this.#exNext[e];
+      }
+    }
     // The buffer's shadow entries keep their links: they go back to the free list whole.
     this.#exNext[info[w + ID_LAST]] = this.#freeHead;
     this.#freeHead = id;
