@@ -141,8 +141,6 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   readonly #exLen: Uint32Array;
   readonly #exDir: Uint8Array;
   readonly #exNext: Int32Array;
-  /** Flags of the non-head slots an `add` overwrote, restored if the add fails midway. */
-  readonly #savedFlags: Uint16Array;
   #freeHead = 0;
 
   // Per buffer ID.
@@ -251,7 +249,6 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#exLen = new Uint32Array(size);
     this.#exDir = new Uint8Array(size);
     this.#exNext = new Int32Array(size);
-    this.#savedFlags = new Uint16Array(size);
     this.#tokens = new Array(size).fill(undefined);
     this.#idInfo = new Int32Array(4 * size);
     this.#idCap = new Float64Array(size);
@@ -312,11 +309,9 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     let cap = 0;
     if (indirect) cap = this.#addIndirect(id, readable, writable, n);
     else {
-      // Direct list, in one pass: map each segment, record it in the shadow and write its
-      // descriptor. The head's flags are written only after every mapping succeeded (§2.8.21). A
-      // failure midway restores the flags of the non-head slots already written: a later,
-      // shorter list would not overwrite them, and the device would read a stale "available"
-      // descriptor as a chain head.
+      // Direct list: map each segment, record it in the shadow and write its descriptor but
+      // its flags. Flags are written only once every mapping succeeded, the head's last
+      // (§2.8.21): a failure midway leaves every slot's flags as they were.
       const size = this.size;
       const d32 = this.#d32;
       const d16 = this.#d16;
@@ -365,18 +360,27 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
         exLen[e] = len;
         exDir[e] = dir;
         // §2.8.1: AVAIL = the wrap counter, USED its inverse.
-        flags |= wrap !== 0 ? 0x0080 : 0x8000;
-        if (i < n - 1) flags |= VIRTQ_DESC_F_NEXT;
-        if (i === 0) headFlags = flags;
-        else {
-          this.#savedFlags[i] = d16[b * 2 + 7];
-          d16[b * 2 + 7] = flags;
-        }
+        if (i === 0) headFlags = flags | (wrap !== 0 ? 0x0080 : 0x8000) | (n > 1 ? 1 : 0);
         last = e;
         e = exNext[e];
         if (++slot === size) {
           slot = 0;
           wrap ^= 1;
+        }
+      }
+      // Every mapping succeeded: the flags of the non-head descriptors now (a failure above left
+      // them untouched, so a stale "available" descriptor never looks like a chain head), the
+      // head's last (§2.8.21).
+      if (n > 1) {
+        let s = head;
+        let sw = this.#availWrap;
+        for (let i = 1; i < n; i++) {
+          if (++s === size) {
+            s = 0;
+            sw ^= 1;
+          }
+          d16[s * 8 + 7] = (sw !== 0 ? 0x0080 : 0x8000) | (i < n - 1 ? VIRTQ_DESC_F_NEXT : 0) |
+            (i >= nr ? VIRTQ_DESC_F_WRITE : 0);
         }
       }
       this.#freeHead = exNext[last];
@@ -454,14 +458,9 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     }
   }
 
-  /** Undoes a direct add that failed at segment `failed`: unmaps, restores non-head flags. */
+  /** Undoes a direct add that failed at segment `failed`: unmaps (no flags were written). */
   #undoDirect(id: number, failed: number): void {
     this.#unmapEntries(id, failed);
-    let slot = this.#nextAvail;
-    for (let i = 1; i < failed; i++) {
-      if (++slot === this.size) slot = 0;
-      this.#d16[slot * 8 + 7] = this.#savedFlags[i];
-    }
   }
 
   #addIndirect(id: number, readable: SgList, writable: SgList, n: number): number {
