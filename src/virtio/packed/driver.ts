@@ -301,14 +301,16 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     const mode = this.#indirectMode;
     const indirect = mode !== 0 && this.#indirectOk && n >= 2 &&
       n <= PACKED_DRIVER_INDIRECT_MAX && n <= this.size && (mode === 1 || this.#numFree < n);
-    const need = indirect ? 1 : n;
-    if (this.#numFree < need) this.#ringFull(need);
+    if (indirect) {
+      this.#addIndirectBuffer(readable, writable, n, token);
+      return;
+    }
+    if (this.#numFree < n) this.#ringFull(n);
     const id = this.#freeHead;
-    // Both paths find the writable capacity; a zero-length segment throws BUFFER_EMPTY after
-    // unmapping what was mapped, leaving nothing added.
+    // A zero-length segment throws BUFFER_EMPTY after unmapping what was mapped, leaving
+    // nothing added.
     let cap = 0;
-    if (indirect) cap = this.#addIndirect(id, readable, writable, n);
-    else {
+    {
       // Direct list: map each segment, record it in the shadow and write its descriptor but
       // its flags. Flags are written only once every mapping succeeded, the head's last
       // (§2.8.21): a failure midway leaves every slot's flags as they were.
@@ -396,20 +398,43 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#tokens[id] = token;
     const info = this.#idInfo;
     const w = 4 * id;
-    info[w + ID_NUM] = need;
-    info[w + ID_TBL] = indirect ? n : 0;
+    info[w + ID_NUM] = n;
+    info[w + ID_TBL] = 0;
     info[w + ID_STATE] = ID_OUT;
     this.#idEpoch[id] = this.#epoch;
     this.#idCap[id] = cap;
-    this.#addedSlots += need;
-    this.#numFree -= need;
+    this.#addedSlots += n;
+    this.#numFree -= n;
     this.#outstanding++;
-    if (this.#inOrder) {
-      let t = this.#fifoHead + this.#fifoCount;
-      if (t >= this.size) t -= this.size;
-      this.#fifo[t] = id;
-      this.#fifoCount++;
-    }
+    if (this.#inOrder) this.#fifoPush(id);
+  }
+
+  /** Out of line from {@link add}: a buffer as one indirect descriptor (§2.8.7). */
+  #addIndirectBuffer(readable: SgList, writable: SgList, n: number, token: T): void {
+    if (this.#numFree < 1) this.#ringFull(1);
+    const id = this.#freeHead;
+    // A zero-length segment throws BUFFER_EMPTY after unmapping what was mapped, leaving
+    // nothing added.
+    const cap = this.#addIndirect(id, readable, writable, n);
+    this.#tokens[id] = token;
+    const w = 4 * id;
+    this.#idInfo[w + ID_NUM] = 1;
+    this.#idInfo[w + ID_TBL] = n;
+    this.#idInfo[w + ID_STATE] = ID_OUT;
+    this.#idEpoch[id] = this.#epoch;
+    this.#idCap[id] = cap;
+    this.#addedSlots += 1;
+    this.#numFree -= 1;
+    this.#outstanding++;
+    if (this.#inOrder) this.#fifoPush(id);
+  }
+
+  /** IN_ORDER: `id` joins the order in which buffers were made available. */
+  #fifoPush(id: number): void {
+    let t = this.#fifoHead + this.#fifoCount;
+    if (t >= this.size) t -= this.size;
+    this.#fifo[t] = id;
+    this.#fifoCount++;
   }
 
   #throwBroken(): never {
