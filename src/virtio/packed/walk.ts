@@ -192,8 +192,8 @@ export class PackedChainWalk {
 
   /**
    * Out of line from {@link PackedChainWalk.walk}: the chain's last recorded descriptor, number
-   * `count` of its list, carries flags beyond NEXT, WRITE, AVAIL and
-   * USED. Applies the reserved-flags rule; an INDIRECT descriptor ends the list with its table.
+   * `count` of its list, carries flags beyond NEXT, WRITE, AVAIL and USED. Applies the
+   * reserved-flags rule; an INDIRECT descriptor ends the list with its table.
    * @returns true when the list ended with an indirect table.
    */
   private flagged(chain: Chain, count: number): boolean {
