@@ -53,6 +53,8 @@ import {
 } from "./layout.ts";
 
 const TWO_POW_32 = 0x1_0000_0000;
+/** RawGpaDmaApi's limit: it refuses a range ending above 2^52. */
+const GPA_LIMIT = 2 ** 52;
 const ID_FREE = 0;
 const ID_OUT = 1; // added; published once its kick epoch is below the current one
 // Words of #idInfo, per buffer ID.
@@ -101,7 +103,10 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
 
   readonly #memory: GuestMemory;
   readonly #dma: DmaApi;
-  /** True when the DMA API is exactly {@link RawGpaDmaApi}, whose unmap is a no-op. */
+  /**
+   * True when the DMA API is exactly {@link RawGpaDmaApi} (no own `map` / `unmap` either): map
+   * returns the GPA, unmap is a no-op, so the shadow needs no mapping record.
+   */
   readonly #rawDma: boolean;
   /** The DMA API has the number-only fast path {@link DmaApi.mapNumber}. */
   readonly #mapNum: boolean;
@@ -195,7 +200,8 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.size = size;
     this.#memory = options.memory;
     this.#dma = options.dma;
-    this.#rawDma = Object.getPrototypeOf(options.dma) === RawGpaDmaApi.prototype;
+    this.#rawDma = Object.getPrototypeOf(options.dma) === RawGpaDmaApi.prototype &&
+      !["map", "mapNumber", "unmap"].some((k) => Object.hasOwn(options.dma, k));
     this.#mapNum = typeof options.dma.mapNumber === "function";
     const f = options.features;
     this.#indirectOk = hasFeature(f, VIRTIO_F_INDIRECT_DESC);
@@ -293,6 +299,71 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
    * `RING_FULL` (fewer free slots than needed), `DMA_MAP_FAILED` (nothing is left mapped).
    */
   add(readable: SgList, writable: SgList, token: T): void {
+    // The commonest add, kept small enough to inline: one segment under RawGpaDmaApi (bus
+    // address = GPA), written straight into its slot. Anything else, and every error, takes the
+    // general path below.
+    if (
+      this.#rawDma && this.#broken === null && readable.count + writable.count === 1 &&
+      this.#numFree !== 0
+    ) {
+      const w = readable.count === 0;
+      const list = w ? writable : readable;
+      const gpa = list.gpa[0];
+      const len = list.len[0];
+      // RawGpaDmaApi.map refuses gpa + len > 2^52 and returns anything else unchanged.
+      if (gpa >= 0 && len !== 0 && gpa + len <= GPA_LIMIT) {
+        this.#addOneRaw(gpa, len, w, token);
+        return;
+      }
+    }
+    this.#addGeneral(readable, writable, token);
+  }
+
+  /**
+   * One segment under {@link RawGpaDmaApi} (checked by the caller: `gpa` non-negative, `len`
+   * non-zero, the range below 2^52, a free slot) as a list of one descriptor.
+   */
+  #addOneRaw(gpa: number, len: number, writable: boolean, token: T): void {
+    const id = this.#freeHead;
+    const slot = this.#nextAvail;
+    const b = slot << 2;
+    const d32 = this.#d32;
+    const lo = gpa >>> 0;
+    d32[b] = lo;
+    d32[b + 1] = (gpa - lo) / TWO_POW_32;
+    d32[b + 2] = len;
+    const d16 = this.#d16;
+    d16[b * 2 + 6] = id;
+    // §2.8.1: AVAIL = the wrap counter, USED its inverse; §2.8.21: the first head of a batch is
+    // made available last (at kick), later heads now.
+    const flags = (this.#availWrap !== 0 ? 0x0080 : 0x8000) | (writable ? VIRTQ_DESC_F_WRITE : 0);
+    if (this.#pendHeadSlot < 0) {
+      this.#pendHeadSlot = slot;
+      this.#pendHeadFlags = flags;
+    } else d16[b * 2 + 7] = flags;
+    if (slot + 1 === this.size) {
+      this.#nextAvail = 0;
+      this.#availWrap ^= 1;
+    } else this.#nextAvail = slot + 1;
+    // No #exBus / #exLen / #exDir shadow: they only feed unmap calls, and RawGpaDmaApi's unmap
+    // is a no-op that #detach skips.
+    this.#freeHead = this.#exNext[id];
+    this.#tokens[id] = token;
+    const info = this.#idInfo;
+    const w = 4 * id;
+    info[w + ID_NUM] = 1;
+    info[w + ID_TBL] = 0;
+    info[w + ID_LAST] = id;
+    info[w + ID_STATE] = ID_OUT;
+    this.#idEpoch[id] = this.#epoch;
+    this.#idCap[id] = writable ? len : 0;
+    this.#addedSlots++;
+    this.#numFree--;
+    this.#outstanding++;
+    if (this.#inOrder) this.#fifoPush(id);
+  }
+
+  #addGeneral(readable: SgList, writable: SgList, token: T): void {
     if (this.#broken !== null) this.#throwBroken();
     const nr = readable.count;
     const n = nr + writable.count;
