@@ -126,8 +126,8 @@ export class PackedDeviceQueue implements DeviceQueue {
   #freeCount = 0;
 
   // Used descriptors filled by push, whose flags flush publishes.
-  #pendSlot: Uint16Array;
-  #pendFlags: Uint16Array;
+  /** Per pending used descriptor: its slot at `2 * i`, its flags at `2 * i + 1`. */
+  #pend: Uint16Array;
   #pendCount = 0;
   #pendSlots = 0;
 
@@ -170,8 +170,7 @@ export class PackedDeviceQueue implements DeviceQueue {
     );
     const n = isValidPackedQueueSize(this.size) ? this.size : 1;
     this.#freeChains = new Int32Array(n);
-    this.#pendSlot = new Uint16Array(n);
-    this.#pendFlags = new Uint16Array(n);
+    this.#pend = new Uint16Array(2 * n);
     this.#fifo = new Int32Array(n);
     this.activate();
   }
@@ -306,18 +305,19 @@ export class PackedDeviceQueue implements DeviceQueue {
     if (this.#broken !== null) return null;
     if (!this.#ready) notReady();
     const slot = this.#nextAvail;
+    const wrap = this.#availWrap;
     const flags = this.#d16[slot * 8 + 7];
-    // §2.8.1: available when AVAIL != USED and AVAIL == the device's avail wrap counter.
-    if (
-      ((flags >>> 7) & 1) === ((flags >>> 15) & 1) || ((flags >>> 7) & 1) !== this.#availWrap
-    ) return null;
+    // §2.8.1: available when AVAIL (0x80) == the device's avail wrap counter and USED (0x8000)
+    // its inverse.
+    if ((flags & 0x8080) !== 0x8000 >>> (wrap << 3)) return null;
     // The pool's top free chain, taken only once the list validates (nothing to undo on a
     // violation: the walk records it as the broken state through the hook given at
     // construction, so pop needs no try block).
-    const chain = this.#peekChain();
+    if (this.#freeCount === 0) this.#growPool();
+    const chain = this.#pool[this.#freeChains[this.#freeCount - 1]];
     const walk = this.#walker;
     // Walk and translate the list (packed/walk.ts); a violation breaks the queue.
-    const owned = this.#outstandingSlots + walk.walk(chain, slot, flags, this.#availWrap);
+    const owned = this.#outstandingSlots + walk.walk(chain, slot, flags, wrap);
     // §2.8.21: at most Queue Size descriptors are owned by the device at once (#10).
     if (owned > this.size) this.#headInUse(slot, owned);
     this.#outstandingSlots = owned;
@@ -356,16 +356,13 @@ export class PackedDeviceQueue implements DeviceQueue {
       headSlot,
     );
   }
-  /** The top of the free list (a new chain when it is empty), left on the list. */
-  #peekChain(): PackedChain {
-    if (this.#freeCount === 0) {
-      const c = new PackedChain(this.#memory);
-      c.owner = this;
-      c.poolIndex = this.#pool.length;
-      this.#pool.push(c);
-      this.#freeChains[this.#freeCount++] = c.poolIndex;
-    }
-    return this.#pool[this.#freeChains[this.#freeCount - 1]];
+  /** Adds a new chain to the pool and to the (empty) free list. Cold path. */
+  #growPool(): void {
+    const c = new PackedChain(this.#memory);
+    c.owner = this;
+    c.poolIndex = this.#pool.length;
+    this.#pool.push(c);
+    this.#freeChains[this.#freeCount++] = c.poolIndex;
   }
 
   /**
@@ -380,66 +377,82 @@ export class PackedDeviceQueue implements DeviceQueue {
    */
   push(chain: Chain, written: number): void {
     const pc = chain as PackedChain;
-    if (pc.owner !== this || pc.state !== CHAIN_IN_FLIGHT) {
-      throw new VirtqError("PUSH_INVALID", "the chain is not in flight on this queue");
-    }
-    if (!Number.isInteger(written) || written < 0 || written > chain.writableBytes) {
-      throw new VirtqError(
-        "PUSH_INVALID",
-        `written ${written} is not in 0..${chain.writableBytes}`,
-        { index: chain.id },
-      );
+    if (pc.owner !== this || pc.state !== CHAIN_IN_FLIGHT) this.#notInFlight();
+    // written is a u32 no larger than the writable capacity (§2.8.5 used len).
+    if (!((written >>> 0) === written && written <= chain.writableBytes)) {
+      this.#badWritten(chain, written);
     }
     const size = this.size;
     const wbit = chain.writableBytes > 0 ? VIRTQ_DESC_F_WRITE : 0;
-    if (this.#inOrder) {
-      if (this.#pool[this.#fifo[this.#fifoHead]] !== chain) {
-        throw new VirtqError("PUSH_INVALID", "VIRTIO_F_IN_ORDER: push in pop order", {
-          index: chain.id,
-        });
-      }
-      if (++this.#fifoHead === size) this.#fifoHead = 0;
-      this.#fifoCount--;
-      if (this.#gOpen && this.#gFull) {
-        this.#gId = chain.id;
-        this.#gLen = written;
-        this.#gWrite = wbit;
-      } else {
-        if (this.#gOpen) this.#closeGroup();
-        this.#gOpen = true;
-        this.#gSlot = this.#nextUsed;
-        this.#gWrap = this.#usedWrap;
-        this.#gId = chain.id;
-        this.#gLen = written;
-        this.#gWrite = wbit;
-      }
-      this.#gFull = written === chain.writableBytes;
-    } else {
+    if (this.#inOrder) this.#pushInOrder(chain, written, wbit);
+    else {
       const slot = this.#nextUsed;
+      const p = this.#pendCount;
       this.#d32[slot * 4 + 2] = written;
       this.#d16[slot * 8 + 6] = chain.id;
-      this.#pendSlot[this.#pendCount] = slot;
-      this.#pendFlags[this.#pendCount] = (this.#usedWrap !== 0 ? 0x8080 : 0) | wbit;
-      this.#pendCount++;
+      this.#pend[2 * p] = slot;
+      this.#pend[2 * p + 1] = (this.#usedWrap !== 0 ? 0x8080 : 0) | wbit;
+      this.#pendCount = p + 1;
     }
-    let u = this.#nextUsed + chain.ringDescriptors;
+    const n = chain.ringDescriptors;
+    let u = this.#nextUsed + n;
     if (u >= size) {
       u -= size;
       this.#usedWrap ^= 1;
     }
     this.#nextUsed = u;
-    this.#pendSlots += chain.ringDescriptors;
+    this.#pendSlots += n;
     pc.state = CHAIN_FREE;
     this.#freeChains[this.#freeCount++] = pc.poolIndex;
     this.#inFlight--;
+  }
+
+  #notInFlight(): never {
+    throw new VirtqError("PUSH_INVALID", "the chain is not in flight on this queue");
+  }
+
+  #badWritten(chain: Chain, written: number): never {
+    throw new VirtqError(
+      "PUSH_INVALID",
+      `written ${written} is not in 0..${chain.writableBytes}`,
+      { index: chain.id },
+    );
+  }
+
+  /**
+   * Out of line from {@link push} under `VIRTIO_F_IN_ORDER` (§2.8.9): checks pop order, then
+   * extends the open batch (its buffers so far written in full) or opens a new one.
+   */
+  #pushInOrder(chain: Chain, written: number, wbit: number): void {
+    if (this.#pool[this.#fifo[this.#fifoHead]] !== chain) {
+      throw new VirtqError("PUSH_INVALID", "VIRTIO_F_IN_ORDER: push in pop order", {
+        index: chain.id,
+      });
+    }
+    if (++this.#fifoHead === this.size) this.#fifoHead = 0;
+    this.#fifoCount--;
+    if (this.#gOpen && this.#gFull) {
+      this.#gId = chain.id;
+      this.#gLen = written;
+      this.#gWrite = wbit;
+    } else {
+      if (this.#gOpen) this.#closeGroup();
+      this.#gOpen = true;
+      this.#gSlot = this.#nextUsed;
+      this.#gWrap = this.#usedWrap;
+      this.#gId = chain.id;
+      this.#gLen = written;
+      this.#gWrite = wbit;
+    }
+    this.#gFull = written === chain.writableBytes;
   }
 
   #closeGroup(): void {
     const slot = this.#gSlot;
     this.#d32[slot * 4 + 2] = this.#gLen;
     this.#d16[slot * 8 + 6] = this.#gId;
-    this.#pendSlot[this.#pendCount] = slot;
-    this.#pendFlags[this.#pendCount] = (this.#gWrap !== 0 ? 0x8080 : 0) | this.#gWrite;
+    this.#pend[2 * this.#pendCount] = slot;
+    this.#pend[2 * this.#pendCount + 1] = (this.#gWrap !== 0 ? 0x8080 : 0) | this.#gWrite;
     this.#pendCount++;
     this.#gOpen = false;
   }
@@ -458,8 +471,9 @@ export class PackedDeviceQueue implements DeviceQueue {
     const n = this.#pendCount;
     if (n === 0) return false;
     const d16 = this.#d16;
-    for (let i = 1; i < n; i++) d16[this.#pendSlot[i] * 8 + 7] = this.#pendFlags[i];
-    d16[this.#pendSlot[0] * 8 + 7] = this.#pendFlags[0];
+    const pend = this.#pend;
+    for (let i = 2; i < 2 * n; i += 2) d16[pend[i] * 8 + 7] = pend[i + 1];
+    d16[pend[0] * 8 + 7] = pend[1];
     const advanced = this.#pendSlots;
     this.#outstandingSlots -= advanced;
     this.#pendCount = 0;

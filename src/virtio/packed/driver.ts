@@ -53,8 +53,15 @@ import {
 } from "./layout.ts";
 
 const TWO_POW_32 = 0x1_0000_0000;
+/** RawGpaDmaApi's limit: it refuses a range ending above 2^52. */
+const GPA_LIMIT = 2 ** 52;
 const ID_FREE = 0;
 const ID_OUT = 1; // added; published once its kick epoch is below the current one
+// Words of #idInfo, per buffer ID.
+const ID_NUM = 0;
+const ID_TBL = 1;
+const ID_LAST = 2;
+const ID_STATE = 3;
 
 /**
  * Bytes of guest memory a packed driver queue needs at `ringGpa`: the descriptor ring, both event
@@ -96,7 +103,10 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
 
   readonly #memory: GuestMemory;
   readonly #dma: DmaApi;
-  /** True when the DMA API is exactly {@link RawGpaDmaApi}, whose unmap is a no-op. */
+  /**
+   * True when the DMA API is exactly {@link RawGpaDmaApi} (no own `map` / `unmap` either): map
+   * returns the GPA, unmap is a no-op, so the shadow needs no mapping record.
+   */
   readonly #rawDma: boolean;
   /** The DMA API has the number-only fast path {@link DmaApi.mapNumber}. */
   readonly #mapNum: boolean;
@@ -136,16 +146,18 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   readonly #exLen: Uint32Array;
   readonly #exDir: Uint8Array;
   readonly #exNext: Int32Array;
-  /** Flags of the non-head slots an `add` overwrote, restored if the add fails midway. */
-  readonly #savedFlags: Uint16Array;
   #freeHead = 0;
 
   // Per buffer ID.
   readonly #tokens: (T | undefined)[];
-  readonly #idState: Uint8Array;
-  readonly #idNum: Int32Array; // ring slots (= shadow entries)
+  /**
+   * Four words per buffer ID, one typed array (one bounds check for them all): at
+   * `4 * id +` {@link ID_NUM} ring slots (= shadow entries), {@link ID_TBL} indirect table
+   * entries (0 when direct), {@link ID_LAST} the last shadow entry (the first is the ID),
+   * {@link ID_STATE} `ID_FREE` or `ID_OUT`.
+   */
+  readonly #idInfo: Int32Array;
   readonly #idCap: Float64Array; // device-writable bytes
-  readonly #idTbl: Int32Array; // indirect table entries, 0 when direct
   /** Bus address of each indirect-table entry's mapping; NaN when a bigint (#tblBusBig). */
   readonly #tblBus: Float64Array;
   readonly #tblBusBig: (bigint | undefined)[];
@@ -158,7 +170,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   /** Kick epoch of each ID's add; an ID is published when its epoch < {@link #epoch}. */
   readonly #idEpoch: Float64Array;
   #epoch = 1;
-  #pendCount = 0;
+  /** Ring slots added since the last kick (0: nothing to publish). */
   #addedSlots = 0;
 
   // IN_ORDER: IDs in the order they were made available; the batch being retired.
@@ -188,7 +200,8 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.size = size;
     this.#memory = options.memory;
     this.#dma = options.dma;
-    this.#rawDma = Object.getPrototypeOf(options.dma) === RawGpaDmaApi.prototype;
+    this.#rawDma = Object.getPrototypeOf(options.dma) === RawGpaDmaApi.prototype &&
+      !["map", "mapNumber", "unmap"].some((k) => Object.hasOwn(options.dma, k));
     this.#mapNum = typeof options.dma.mapNumber === "function";
     const f = options.features;
     this.#indirectOk = hasFeature(f, VIRTIO_F_INDIRECT_DESC);
@@ -242,12 +255,9 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#exLen = new Uint32Array(size);
     this.#exDir = new Uint8Array(size);
     this.#exNext = new Int32Array(size);
-    this.#savedFlags = new Uint16Array(size);
     this.#tokens = new Array(size).fill(undefined);
-    this.#idState = new Uint8Array(size);
-    this.#idNum = new Int32Array(size);
+    this.#idInfo = new Int32Array(4 * size);
     this.#idCap = new Float64Array(size);
-    this.#idTbl = new Int32Array(size);
     const tn = this.#indirectOk ? size * PACKED_DRIVER_INDIRECT_MAX : 0;
     this.#tblBus = new Float64Array(tn);
     this.#tblBusBig = new Array(tn).fill(undefined);
@@ -289,40 +299,250 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
    * `RING_FULL` (fewer free slots than needed), `DMA_MAP_FAILED` (nothing is left mapped).
    */
   add(readable: SgList, writable: SgList, token: T): void {
-    if (this.#broken !== null) {
-      throw new VirtqError("QUEUE_BROKEN", `queue broken by ${this.#broken.code}`);
+    // The commonest add, kept small enough to inline: one segment under RawGpaDmaApi (bus
+    // address = GPA), written straight into its slot. Anything else, and every error, takes the
+    // general path below.
+    if (
+      this.#rawDma && this.#broken === null && readable.count + writable.count === 1 &&
+      this.#numFree !== 0
+    ) {
+      const w = readable.count === 0;
+      const list = w ? writable : readable;
+      const gpa = list.gpa[0];
+      const len = list.len[0];
+      // RawGpaDmaApi.map refuses gpa + len > 2^52 and returns anything else unchanged.
+      if (gpa >= 0 && len !== 0 && gpa + len <= GPA_LIMIT) {
+        this.#addOneRaw(gpa, len, w, token);
+        return;
+      }
     }
-    const n = readable.count + writable.count;
+    this.#addGeneral(readable, writable, token);
+  }
+
+  /**
+   * One segment under {@link RawGpaDmaApi} (checked by the caller: `gpa` non-negative, `len`
+   * non-zero, the range below 2^52, a free slot) as a list of one descriptor.
+   */
+  #addOneRaw(gpa: number, len: number, writable: boolean, token: T): void {
+    const id = this.#freeHead;
+    const slot = this.#nextAvail;
+    const b = slot << 2;
+    const d32 = this.#d32;
+    const lo = gpa >>> 0;
+    d32[b] = lo;
+    d32[b + 1] = (gpa - lo) / TWO_POW_32;
+    d32[b + 2] = len;
+    const d16 = this.#d16;
+    d16[b * 2 + 6] = id;
+    // §2.8.1: AVAIL = the wrap counter, USED its inverse; §2.8.21: the first head of a batch is
+    // made available last (at kick), later heads now.
+    const flags = (this.#availWrap !== 0 ? 0x0080 : 0x8000) | (writable ? VIRTQ_DESC_F_WRITE : 0);
+    if (this.#pendHeadSlot < 0) {
+      this.#pendHeadSlot = slot;
+      this.#pendHeadFlags = flags;
+    } else d16[b * 2 + 7] = flags;
+    if (slot + 1 === this.size) {
+      this.#nextAvail = 0;
+      this.#availWrap ^= 1;
+    } else this.#nextAvail = slot + 1;
+    // No #exBus / #exLen / #exDir shadow: they only feed unmap calls, and RawGpaDmaApi's unmap
+    // is a no-op that #detach skips.
+    this.#freeHead = this.#exNext[id];
+    this.#tokens[id] = token;
+    const info = this.#idInfo;
+    const w = 4 * id;
+    info[w + ID_NUM] = 1;
+    info[w + ID_TBL] = 0;
+    info[w + ID_LAST] = id;
+    info[w + ID_STATE] = ID_OUT;
+    this.#idEpoch[id] = this.#epoch;
+    this.#idCap[id] = writable ? len : 0;
+    this.#addedSlots++;
+    this.#numFree--;
+    this.#outstanding++;
+    if (this.#inOrder) this.#fifoPush(id);
+  }
+
+  #addGeneral(readable: SgList, writable: SgList, token: T): void {
+    if (this.#broken !== null) this.#throwBroken();
+    const nr = readable.count;
+    const n = nr + writable.count;
     if (n === 0) throw new VirtqError("BUFFER_EMPTY", "no segments");
     // §2.8.7.1: an indirect table, like any list, holds at most Queue Size descriptors.
-    const indirect = this.#indirectOk && n >= 2 && n <= PACKED_DRIVER_INDIRECT_MAX &&
-      n <= this.size &&
-      (this.#indirectMode === 1 || (this.#indirectMode === 2 && this.#numFree < n));
-    const need = indirect ? 1 : n;
-    if (this.#numFree < need) {
-      throw new VirtqError("RING_FULL", `${need} slots needed, ${this.#numFree} free`);
+    const mode = this.#indirectMode;
+    const indirect = mode !== 0 && this.#indirectOk && n >= 2 &&
+      n <= PACKED_DRIVER_INDIRECT_MAX && n <= this.size && (mode === 1 || this.#numFree < n);
+    if (indirect) {
+      this.#addIndirectBuffer(readable, writable, n, token);
+      return;
     }
+    if (this.#numFree < n) this.#ringFull(n);
     const id = this.#freeHead;
-    // Both return the writable capacity; a zero-length segment throws BUFFER_EMPTY after
-    // unmapping what was mapped, leaving nothing added.
-    const cap = indirect
-      ? this.#addIndirect(id, readable, writable, n)
-      : this.#addDirect(id, readable, writable, n);
+    // A zero-length segment throws BUFFER_EMPTY after unmapping what was mapped, leaving
+    // nothing added.
+    let cap = 0;
+    {
+      // Direct list: map each segment, record it in the shadow and write its descriptor but
+      // its flags. Flags are written only once every mapping succeeded, the head's last
+      // (§2.8.21): a failure midway leaves every slot's flags as they were.
+      const size = this.size;
+      const d32 = this.#d32;
+      const d16 = this.#d16;
+      const dma = this.#dma;
+      const mapNum = this.#mapNum;
+      const exBus = this.#exBus, exLen = this.#exLen, exDir = this.#exDir;
+      const exNext = this.#exNext;
+      const head = this.#nextAvail;
+      let slot = head;
+      let wrap = this.#availWrap;
+      let headFlags = 0;
+      let e = id;
+      let last = id;
+      for (let i = 0; i < n; i++) {
+        let gpa: number, len: number, dir: DmaDirection, flags: number;
+        if (i < nr) {
+          gpa = readable.gpa[i];
+          len = readable.len[i];
+          dir = DMA_TO_DEVICE;
+          flags = 0;
+        } else {
+          gpa = writable.gpa[i - nr];
+          len = writable.len[i - nr];
+          dir = DMA_FROM_DEVICE;
+          flags = VIRTQ_DESC_F_WRITE;
+          cap += len;
+        }
+        if (len === 0) this.#emptySegment(id, i);
+        const b = slot << 2;
+        // Everything that uses the bus address stays inside the try block, so that it is never
+        // materialised as a tagged value across the exception edge.
+        try {
+          // mapNumber keeps the bus address an untagged double (no heap number >= 2^31)
+          const nb = mapNum ? dma.mapNumber!(gpa, len, dir) : -1;
+          if (nb >= 0) {
+            const lo = nb >>> 0;
+            d32[b] = lo;
+            d32[b + 1] = (nb - lo) / TWO_POW_32;
+            exBus[e] = nb;
+          } else this.#mapEntry(e, b, gpa, len, dir);
+        } catch (cause) {
+          this.#mapFailed(id, i, gpa, len, cause);
+        }
+        d32[b + 2] = len;
+        d16[b * 2 + 6] = id;
+        exLen[e] = len;
+        exDir[e] = dir;
+        // §2.8.1: AVAIL = the wrap counter, USED its inverse.
+        if (i === 0) headFlags = flags | (wrap !== 0 ? 0x0080 : 0x8000) | (n > 1 ? 1 : 0);
+        last = e;
+        e = exNext[e];
+        if (++slot === size) {
+          slot = 0;
+          wrap ^= 1;
+        }
+      }
+      // Every mapping succeeded: the flags of the non-head descriptors now (a failure above left
+      // them untouched, so a stale "available" descriptor never looks like a chain head), the
+      // head's last (§2.8.21).
+      if (n > 1) {
+        let s = head;
+        let sw = this.#availWrap;
+        for (let i = 1; i < n; i++) {
+          if (++s === size) {
+            s = 0;
+            sw ^= 1;
+          }
+          d16[s * 8 + 7] = (sw !== 0 ? 0x0080 : 0x8000) | (i < n - 1 ? VIRTQ_DESC_F_NEXT : 0) |
+            (i >= nr ? VIRTQ_DESC_F_WRITE : 0);
+        }
+      }
+      this.#freeHead = exNext[last];
+      this.#idInfo[4 * id + ID_LAST] = last;
+      // §2.8.21: the first head of a batch is made available last (at kick); later heads now.
+      if (this.#pendHeadSlot < 0) {
+        this.#pendHeadSlot = head;
+        this.#pendHeadFlags = headFlags;
+      } else d16[head * 8 + 7] = headFlags;
+      this.#nextAvail = slot;
+      this.#availWrap = wrap;
+    }
     this.#tokens[id] = token;
-    this.#idState[id] = ID_OUT;
+    const info = this.#idInfo;
+    const w = 4 * id;
+    info[w + ID_NUM] = n;
+    info[w + ID_TBL] = 0;
+    info[w + ID_STATE] = ID_OUT;
     this.#idEpoch[id] = this.#epoch;
-    this.#idNum[id] = need;
     this.#idCap[id] = cap;
-    this.#idTbl[id] = indirect ? n : 0;
-    this.#pendCount++;
-    this.#addedSlots += need;
-    this.#numFree -= need;
+    this.#addedSlots += n;
+    this.#numFree -= n;
     this.#outstanding++;
-    if (this.#inOrder) {
-      let t = this.#fifoHead + this.#fifoCount;
-      if (t >= this.size) t -= this.size;
-      this.#fifo[t] = id;
-      this.#fifoCount++;
+    if (this.#inOrder) this.#fifoPush(id);
+  }
+
+  /** Out of line from {@link add}: a buffer as one indirect descriptor (§2.8.7). */
+  #addIndirectBuffer(readable: SgList, writable: SgList, n: number, token: T): void {
+    if (this.#numFree < 1) this.#ringFull(1);
+    const id = this.#freeHead;
+    // A zero-length segment throws BUFFER_EMPTY after unmapping what was mapped, leaving
+    // nothing added.
+    const cap = this.#addIndirect(id, readable, writable, n);
+    this.#tokens[id] = token;
+    const w = 4 * id;
+    this.#idInfo[w + ID_NUM] = 1;
+    this.#idInfo[w + ID_TBL] = n;
+    this.#idInfo[w + ID_STATE] = ID_OUT;
+    this.#idEpoch[id] = this.#epoch;
+    this.#idCap[id] = cap;
+    this.#addedSlots += 1;
+    this.#numFree -= 1;
+    this.#outstanding++;
+    if (this.#inOrder) this.#fifoPush(id);
+  }
+
+  /** IN_ORDER: `id` joins the order in which buffers were made available. */
+  #fifoPush(id: number): void {
+    let t = this.#fifoHead + this.#fifoCount;
+    if (t >= this.size) t -= this.size;
+    this.#fifo[t] = id;
+    this.#fifoCount++;
+  }
+
+  #throwBroken(): never {
+    throw new VirtqError("QUEUE_BROKEN", `queue broken by ${this.#broken!.code}`);
+  }
+
+  #ringFull(need: number): never {
+    throw new VirtqError("RING_FULL", `${need} slots needed, ${this.#numFree} free`);
+  }
+
+  #emptySegment(id: number, i: number): never {
+    this.#undoDirect(id, i);
+    throw new VirtqError("BUFFER_EMPTY", `segment ${i} has length 0`, { index: i });
+  }
+
+  #mapFailed(id: number, i: number, gpa: number, len: number, cause: unknown): never {
+    this.#undoDirect(id, i);
+    throw new VirtqError("DMA_MAP_FAILED", `${len} bytes at GPA ${gpa}`, { cause });
+  }
+
+  /**
+   * Out of line from {@link add}: maps a segment through `DmaApi.map` (no number-only fast path,
+   * or it declined) into shadow entry `e` and the address words of the descriptor at u32 index
+   * `b`. Throws what `map` throws.
+   */
+  #mapEntry(e: number, b: number, gpa: number, len: number, dir: DmaDirection): void {
+    const bus = this.#dma.map(gpa, len, dir);
+    if (typeof bus === "number") {
+      this.#exBus[e] = bus;
+      const lo = bus >>> 0;
+      this.#d32[b] = lo;
+      this.#d32[b + 1] = (bus - lo) / TWO_POW_32;
+    } else {
+      this.#exBus[e] = NaN;
+      this.#exBusBig[e] = bus;
+      this.#d32[b] = u64Lo(bus);
+      this.#d32[b + 1] = u64Hi(bus);
     }
   }
 
@@ -334,106 +554,9 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     }
   }
 
-  #addDirect(id: number, readable: SgList, writable: SgList, n: number): number {
-    const nr = readable.count;
-    const size = this.size;
-    const d32 = this.#d32;
-    const d16 = this.#d16;
-    const dma = this.#dma;
-    const exBus = this.#exBus, exLen = this.#exLen, exDir = this.#exDir;
-    const exNext = this.#exNext;
-    const mapNum = this.#mapNum;
-    const rgpa = readable.gpa, rlen = readable.len, wgpa = writable.gpa, wlen = writable.len;
-    let slot = this.#nextAvail;
-    let wrap = this.#availWrap;
-    let headFlags = 0;
-    let cap = 0;
-    let e = id;
-    let last = id;
-    // One pass: map each segment, record it in the shadow and write its descriptor. The head's
-    // flags are written only after every mapping succeeded (§2.8.21). A failure midway restores
-    // the flags of the non-head slots already written: a later, shorter list would not overwrite
-    // them, and the device would read a stale "available" descriptor as a chain head.
-    for (let i = 0; i < n; i++) {
-      const w = i >= nr;
-      const gpa = w ? wgpa[i - nr] : rgpa[i];
-      const len = w ? wlen[i - nr] : rlen[i];
-      const dir = w ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
-      if (len === 0) {
-        this.#undoDirect(id, i);
-        throw new VirtqError("BUFFER_EMPTY", `segment ${i} has length 0`, { index: i });
-      }
-      if (w) cap += len;
-      let bus: U64;
-      // mapNumber keeps the bus address an untagged double (no heap number >= 2^31)
-      let nb = -1;
-      try {
-        if (mapNum) nb = dma.mapNumber!(gpa, len, dir);
-        bus = nb >= 0 ? 0 : dma.map(gpa, len, dir);
-      } catch (cause) {
-        this.#undoDirect(id, i);
-        throw new VirtqError("DMA_MAP_FAILED", `${len} bytes at GPA ${gpa}`, { cause });
-      }
-      const b = slot * 4;
-      if (nb >= 0) {
-        exBus[e] = nb;
-        const lo = nb >>> 0;
-        d32[b] = lo;
-        d32[b + 1] = (nb - lo) / TWO_POW_32;
-      } else if (typeof bus === "number") {
-        exBus[e] = bus;
-        const lo = bus >>> 0;
-        d32[b] = lo;
-        d32[b + 1] = (bus - lo) / TWO_POW_32;
-      } else {
-        exBus[e] = NaN;
-        this.#exBusBig[e] = bus;
-        d32[b] = u64Lo(bus);
-        d32[b + 1] = u64Hi(bus);
-      }
-      exLen[e] = len;
-      exDir[e] = dir;
-      d32[b + 2] = len;
-      d16[slot * 8 + 6] = id;
-      const flags = (wrap !== 0 ? 0x0080 : 0x8000) | (i < n - 1 ? VIRTQ_DESC_F_NEXT : 0) |
-        (w ? VIRTQ_DESC_F_WRITE : 0);
-      if (i === 0) headFlags = flags;
-      else {
-        this.#savedFlags[i] = d16[slot * 8 + 7];
-        d16[slot * 8 + 7] = flags;
-      }
-      last = e;
-      e = exNext[e];
-      if (++slot === size) {
-        slot = 0;
-        wrap ^= 1;
-      }
-    }
-    this.#freeHead = exNext[last];
-    this.#publishHead(this.#nextAvail, headFlags);
-    this.#nextAvail = slot;
-    this.#availWrap = wrap;
-    return cap;
-  }
-
-  /** Undoes a direct add that failed at segment `failed`: unmaps, restores non-head flags. */
+  /** Undoes a direct add that failed at segment `failed`: unmaps (no flags were written). */
   #undoDirect(id: number, failed: number): void {
     this.#unmapEntries(id, failed);
-    let slot = this.#nextAvail;
-    for (let i = 1; i < failed; i++) {
-      if (++slot === this.size) slot = 0;
-      this.#d16[slot * 8 + 7] = this.#savedFlags[i];
-    }
-  }
-
-  /** The first head of a batch waits for kick (§2.8.21); later heads are written now. */
-  #publishHead(slot: number, flags: number): void {
-    if (this.#pendHeadSlot < 0) {
-      this.#pendHeadSlot = slot;
-      this.#pendHeadFlags = flags;
-    } else {
-      this.#d16[slot * 8 + 7] = flags;
-    }
   }
 
   #addIndirect(id: number, readable: SgList, writable: SgList, n: number): number {
@@ -484,6 +607,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     }
     this.#setEntry(id, tbus, tlen, DMA_TO_DEVICE);
     this.#freeHead = this.#exNext[id];
+    this.#idInfo[4 * id + ID_LAST] = id;
     const avail = this.#availWrap !== 0 ? 0x0080 : 0x8000;
     const slot = this.#nextAvail;
     this.#writeDesc(
@@ -543,13 +667,12 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   /** Unmaps the first `count` shadow entries of the list starting at `id` (an add that failed). */
   #unmapEntries(id: number, count: number): void {
     let e = id;
+    const exBus = this.#exBus;
     for (let i = 0; i < count; i++) {
-      const b = this.#exBus[e];
-      this.#dma.unmap(
-        b === b ? b : this.#exBusBig[e]!,
-        this.#exLen[e],
-        this.#exDir[e] as DmaDirection,
-      );
+      // a number and a bigint call apart, so the number is never boxed into a U64 value
+      const b = exBus[e];
+      if (b === b) this.#dma.unmap(b, this.#exLen[e], this.#exDir[e] as DmaDirection);
+      else this.#dma.unmap(this.#exBusBig[e]!, this.#exLen[e], this.#exDir[e] as DmaDirection);
       e = this.#exNext[e];
     }
   }
@@ -574,14 +697,13 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
    * Returns `false` when nothing was added or the queue is broken.
    */
   kick(): boolean {
-    if (this.#pendCount === 0 || this.#broken !== null) return false;
+    if (this.#addedSlots === 0 || this.#broken !== null) return false;
     this.#epoch++;
     if (this.#pendHeadSlot >= 0) {
       this.#d16[this.#pendHeadSlot * 8 + 7] = this.#pendHeadFlags;
       this.#pendHeadSlot = -1;
     }
     const advanced = this.#addedSlots;
-    this.#pendCount = 0;
     this.#addedSlots = 0;
     const flags = this.#devEv[1] & PACKED_EVENT_FLAGS_MASK;
     if (flags === RING_EVENT_FLAGS_DISABLE) return false;
@@ -609,34 +731,19 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     if (this.#broken !== null) return undefined;
     if (this.#batchEnd >= 0) return this.#retireInOrder();
     const slot = this.#lastUsed;
-    const f = this.#d16[slot * 8 + 7];
-    if (((f >>> 7) & 1) !== ((f >>> 15) & 1) || ((f >>> 15) & 1) !== this.#usedWrap) {
-      return undefined;
-    }
-    const id = this.#d16[slot * 8 + 6];
+    const d16 = this.#d16;
+    const f = d16[slot * 8 + 7];
+    // §2.8.1: used when AVAIL (0x80) == USED (0x8000) == the driver's used wrap counter.
+    if ((f & 0x8080) !== (this.#usedWrap !== 0 ? 0x8080 : 0)) return undefined;
+    const id = d16[slot * 8 + 6];
     let len = (f & VIRTQ_DESC_F_WRITE) !== 0 ? this.#d32[slot * 4 + 2] : 0;
     // §2.8.5 / Linux BAD_RING "id %u out of range", "id %u is not a head!" (#38, #39).
-    if (id >= this.size) {
-      this.#fail(
-        "USED_ID_OUT_OF_RANGE",
-        `used slot ${slot}: buffer ID ${id} >= ${this.size}`,
-        slot,
-      );
-    }
-    if (this.#idState[id] !== ID_OUT || this.#idEpoch[id] >= this.#epoch) {
-      this.#fail("USED_ID_NOT_HEAD", `used slot ${slot}: buffer ID ${id} is not outstanding`, slot);
+    if (id >= this.size) this.#idOutOfRange(slot, id);
+    if (this.#idInfo[4 * id + ID_STATE] !== ID_OUT || this.#idEpoch[id] >= this.#epoch) {
+      this.#notOutstanding(slot, id);
     }
     const cap = this.#idCap[id];
-    if (len > cap) {
-      if (!this.#clamp) {
-        this.#fail(
-          "USED_LEN_EXCEEDS_CAPACITY",
-          `used slot ${slot}: buffer ID ${id} len ${len} > writable ${cap}`,
-          slot,
-        );
-      }
-      len = cap;
-    }
+    if (len > cap) len = this.#overCapacity(slot, id, len, cap);
     if (this.#inOrder) {
       this.#batchEnd = id;
       this.#batchLen = len;
@@ -644,6 +751,26 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     }
     this.usedLen = len;
     return this.#retire(id);
+  }
+
+  #idOutOfRange(slot: number, id: number): never {
+    this.#fail("USED_ID_OUT_OF_RANGE", `used slot ${slot}: buffer ID ${id} >= ${this.size}`, slot);
+  }
+
+  #notOutstanding(slot: number, id: number): never {
+    this.#fail("USED_ID_NOT_HEAD", `used slot ${slot}: buffer ID ${id} is not outstanding`, slot);
+  }
+
+  /** A used `len` above the writable capacity: `cap` under policy "clamp", else the error. */
+  #overCapacity(slot: number, id: number, len: number, cap: number): number {
+    if (!this.#clamp) {
+      this.#fail(
+        "USED_LEN_EXCEEDS_CAPACITY",
+        `used slot ${slot}: buffer ID ${id} len ${len} > writable ${cap}`,
+        slot,
+      );
+    }
+    return cap;
   }
 
   #retireInOrder(): T | undefined {
@@ -661,7 +788,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   }
 
   #retire(id: number): T | undefined {
-    const num = this.#idNum[id];
+    const num = this.#idInfo[4 * id + ID_NUM];
     this.#detach(id);
     let u = this.#lastUsed + num;
     if (u >= this.size) {
@@ -679,28 +806,29 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
 
   /** Unmaps a buffer's mappings and frees its ID and shadow entries (driver-private state only). */
   #detach(id: number): void {
-    const num = this.#idNum[id];
-    const tn = this.#idTbl[id];
+    const info = this.#idInfo;
+    const w = 4 * id;
+    const num = info[w + ID_NUM];
+    const tn = info[w + ID_TBL];
     if (tn > 0) this.#unmapTable(id * PACKED_DRIVER_INDIRECT_MAX, tn);
-    let e = id;
-    let last = id;
-    const exBus = this.#exBus;
-    for (let i = 0; i < num; i++) {
-      // RawGpaDmaApi: unmap is a no-op, so no bus address is materialised for the call.
-      if (!this.#rawDma) {
+    // RawGpaDmaApi: unmap is a no-op, so no bus address is materialised for the call.
+    if (!this.#rawDma) {
+      // Inline (not #unmapEntries): unmap may then be inlined here too, and a bus address at or
+      // above 2^31 is not boxed for a call.
+      const exBus = this.#exBus;
+      let e = id;
+      for (let i = 0; i < num; i++) {
         // a number and a bigint call apart, so the number is never boxed into a U64 value
         const b = exBus[e];
         if (b === b) this.#dma.unmap(b, this.#exLen[e], this.#exDir[e] as DmaDirection);
-        else {
-          this.#dma.unmap(this.#exBusBig[e]!, this.#exLen[e], this.#exDir[e] as DmaDirection);
-        }
+        else this.#dma.unmap(this.#exBusBig[e]!, this.#exLen[e], this.#exDir[e] as DmaDirection);
+        e = this.#exNext[e];
       }
-      last = e;
-      e = this.#exNext[e];
     }
-    this.#exNext[last] = this.#freeHead;
+    // The buffer's shadow entries keep their links: they go back to the free list whole.
+    this.#exNext[info[w + ID_LAST]] = this.#freeHead;
     this.#freeHead = id;
-    this.#idState[id] = ID_FREE;
+    info[w + ID_STATE] = ID_FREE;
     this.#numFree += num;
     this.#outstanding--;
   }
@@ -738,7 +866,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
    */
   detachUnused(): T | undefined {
     for (let id = 0; id < this.size; id++) {
-      if (this.#idState[id] !== ID_FREE) {
+      if (this.#idInfo[4 * id + ID_STATE] !== ID_FREE) {
         const token = this.#tokens[id];
         this.#tokens[id] = undefined;
         this.#detach(id);
@@ -772,7 +900,6 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#usedWrap = 1;
     this.#numFree = this.size;
     this.#pendHeadSlot = -1;
-    this.#pendCount = 0;
     this.#addedSlots = 0;
     this.#fifoHead = 0;
     this.#fifoCount = 0;

@@ -64,14 +64,15 @@ export class PackedChainWalk {
   readonly #dma: DmaAddressSpace;
   readonly #tr: DmaTranslation;
   readonly #indirectOk: boolean;
-  readonly #zeroAllow: boolean;
+  readonly #rejectZero: boolean;
   readonly #ignoreNext: boolean;
   readonly #rejectUnknown: boolean;
-  readonly #maxSegments: number;
+  private readonly maxSegments: number;
   /** Identity DMA: bus = GPA, so a buffer inside the last region used needs no translate call. */
   readonly #identity: boolean;
-  #rgnStart = 0;
-  #rgnEnd = 0;
+  /** GPA range of the region that backed the last translated segment (identity fast path). */
+  private rgnStart = 0;
+  private rgnEnd = 0;
   #chainBytes = 0;
   /** Records a violation as the device's broken state before it is thrown (cold path). */
   readonly #onFail: (e: VirtqError) => void;
@@ -99,10 +100,10 @@ export class PackedChainWalk {
     this.#dma = dma;
     this.#tr = tr;
     this.#indirectOk = indirectOk;
-    this.#zeroAllow = policy.zeroLength === "allow";
+    this.#rejectZero = policy.zeroLength === "reject";
     this.#ignoreNext = policy.indirectWithNext === "ignore-next";
     this.#rejectUnknown = policy.unknownFlags === "reject";
-    this.#maxSegments = policy.maxSegments;
+    this.maxSegments = policy.maxSegments;
     this.#identity = Object.getPrototypeOf(dma) === IdentityAddressSpace.prototype;
     this.#onFail = onFail;
   }
@@ -118,110 +119,131 @@ export class PackedChainWalk {
    * Walks the list whose head is at ring slot `headSlot` (flags `headFlags`, already seen
    * available with wrap counter `wrap`) into `chain`, reading each descriptor once; sets the
    * chain's Buffer ID and `ringDescriptors`, and {@link nextSlot} / {@link nextWrap}.
+   *
+   * Kept under V8's inlining limit (460 bytecode bytes) so that it is inlined into the device's
+   * `pop`, as the split walk is: every rare case (reserved or INDIRECT flags, a zero-length
+   * descriptor, a buffer off the identity fast path, a rule violation) is a call out of line.
+   * Bytecode-lean on purpose: flag bits are literals (an imported binding costs bytecode on every
+   * use), the rare cases are TS-private (not #private: no brand check).
    * @returns the list length in ring slots.
    * @throws VirtqError a device-side code of the packed layout (see `../rules.ts`).
    */
-  walk(chain: Chain, headSlot: number, headFlags: number, wrapIn: number): number {
+  walk(chain: Chain, headSlot: number, flags: number, wrap: number): number {
     const size = this.size;
     const d16 = this.d16;
     const d32 = this.d32;
     let pos = headSlot;
-    let wrap = wrapIn;
-    let flags = headFlags;
-    let count = 0;
-    let id = 0;
+    let b = 0; // u32 index of the current descriptor (its u16 index is 2 * b)
+    let count = 1;
     let seenWritable = false;
+    let total = 0;
     chain.reset(0, headSlot);
-    this.#chainBytes = 0;
+    // The head (count 1) was seen available by the caller; every later descriptor is checked
+    // at the loop's end, before it is read.
     for (;;) {
-      count++;
-      // §2.8.6 / §2.8.7.1: a list is at most Queue Size descriptors (no loops; #13).
-      if (chainLengthRule(count, size) !== null) this.#loop(headSlot, size);
-      if (count > 1) {
-        flags = d16[pos * 8 + 7];
-        // §2.8.6: the driver makes the whole list available before the head.
-        if (((flags >>> 7) & 1) === ((flags >>> 15) & 1) || ((flags >>> 7) & 1) !== wrap) {
-          this.#unavailable(headSlot, pos, flags);
-        }
-      }
-      const b = pos * 4;
+      b = pos << 2;
       const lo = d32[b];
       const hi = d32[b + 1];
       const len = d32[b + 2];
-      id = d16[pos * 8 + 6];
-      if (unknownFlagsRule(flags, KNOWN_FLAGS, this.#rejectUnknown) !== null) {
-        this.#unknownFlags("slot", pos, flags);
-      }
-      if ((flags & VIRTQ_DESC_F_INDIRECT) !== 0) {
-        // §2.8.7.1: INDIRECT is never part of a NEXT-linked list.
-        const inList = indirectInListRule(count);
-        if (inList !== null) this.#fail(inList, ruleDetail(inList, "slot", pos, count), pos);
-        // §2.8.7: WRITE on the indirect descriptor itself is reserved and ignored (#29).
-        const ki = chain.descCount;
-        if (ki === chain.descLen.length) chain.addDescriptor(lo, hi, len, flags, false);
-        else {
-          chain.descAddrLo[ki] = lo;
-          chain.descAddrHi[ki] = hi;
-          chain.descLen[ki] = len;
-          chain.descFlags[ki] = flags;
-          chain.descInIndirect[ki] = 0;
-          chain.descCount = ki + 1;
-        }
-        chain.indirect = true;
-        this.#parseIndirect(chain, ki, pos);
-        break;
-      }
-      // Recorded inline, then read back by index: a u32 at or above 2^31 passed to a call that
-      // is not inlined would be boxed (an allocation per descriptor).
-      const k = chain.descCount;
-      if (k === chain.descLen.length) chain.addDescriptor(lo, hi, len, flags, false);
+      // Recorded first (each descriptor is read once; the rare paths read it back from here).
+      chain.addDescriptor(lo, hi, len, flags, false);
+      // Flags beyond NEXT (1), WRITE (2), AVAIL (0x80), USED (0x8000): reserved, or INDIRECT
+      // (true: its table ended the list, NEXT or not).
+      if (flags & 0x7f7c && this.flagged(chain, count)) flags = 0;
       else {
-        chain.descAddrLo[k] = lo;
-        chain.descAddrHi[k] = hi;
-        chain.descLen[k] = len;
-        chain.descFlags[k] = flags;
-        chain.descInIndirect[k] = 0;
-        chain.descCount = k + 1;
-      }
-      const write = (flags & VIRTQ_DESC_F_WRITE) !== 0;
-      // §2.8.4 Message Framing: device-writable descriptors after device-readable ones.
-      if (framingRule(write, seenWritable) !== null) this.#readableAfterWritable("slot", pos);
-      if (write) seenWritable = true;
-      if (this.#checkBuffer(chain, k, "slot", pos)) {
-        // Identity DMA, buffer inside the last region used, under the segment limit: inline (as
-        // the split walk), so the hot loop needs no #translate call.
-        const g = hi * TWO_POW_32 + lo;
+        const write = (flags & 2) !== 0; // VIRTQ_DESC_F_WRITE
+        // §2.8.4 Message Framing: device-writable descriptors after device-readable ones.
+        if (framingRule(write, seenWritable) !== null) this.readableAfterWritable(pos);
+        if (write) seenWritable = true;
+        // §2.8.6 (as §2.7.5.2): a list is at most 2^32 - 1 bytes in total (#14); a zero-length
+        // descriptor adds nothing, so its own rule (in addRecorded) keeps its place before this.
+        total += len;
+        if (chainBytesRule(total) !== null) this.tooManyBytes(pos, total);
+        // Identity DMA, buffer inside the last region used, under the segment limit: inline (the
+        // region stays empty under any other DMA view). A high word of 0 cannot wrap 2^64.
         if (
-          this.#identity && hi < 0x10_0000 && g >= this.#rgnStart && g + len <= this.#rgnEnd &&
-          chain.readableCount + chain.writableCount < this.#maxSegments
+          hi === 0 && len !== 0 && lo >= this.rgnStart && lo + len <= this.rgnEnd &&
+          chain.readableCount + chain.writableCount < this.maxSegments
         ) {
-          if (write) chain.addWritable(g, len);
-          else chain.addReadable(g, len);
-        } else this.#translate(chain, k, write, pos);
+          if (write) chain.addWritable(lo, len);
+          else chain.addReadable(lo, len);
+        } else this.addRecorded(chain, pos);
       }
-      if ((flags & VIRTQ_DESC_F_NEXT) === 0) break;
       // §2.8.6: a list may wrap the ring end; the wrap counter flips there (#32).
       if (++pos === size) {
         pos = 0;
         wrap ^= 1;
       }
+      if (!(flags & 1)) break; // VIRTQ_DESC_F_NEXT
+      // §2.8.6 / §2.8.7.1: a list is at most Queue Size descriptors (no loops; #13).
+      if (chainLengthRule(++count, size) !== null) this.loop(headSlot, size);
+      flags = d16[pos * 8 + 7];
+      // §2.8.6: the driver makes the whole list available before the head (§2.8.1: AVAIL
+      // (0x80) == the wrap counter, USED (0x8000) its inverse).
+      if ((flags & 0x8080) !== 0x8000 >>> (wrap << 3)) this.unavailable(chain, flags);
     }
-    chain.id = id;
+    // §2.8.6: the Buffer ID is the list's last descriptor's (read once, as each field).
+    chain.id = d16[b * 2 + 6];
     chain.ringDescriptors = count;
-    if (++pos === size) {
-      pos = 0;
-      wrap ^= 1;
-    }
     this.nextSlot = pos;
     this.nextWrap = wrap;
     return count;
   }
 
-  #loop(headSlot: number, size: number): never {
+  /**
+   * Out of line from {@link PackedChainWalk.walk}: the chain's last recorded descriptor, number
+   * `count` of its list, carries flags beyond NEXT, WRITE, AVAIL and USED. Applies the
+   * reserved-flags rule; an INDIRECT descriptor ends the list with its table.
+   * @returns true when the list ended with an indirect table.
+   */
+  private flagged(chain: Chain, count: number): boolean {
+    const k = chain.descCount - 1;
+    // The list so far is recorded, one descriptor per slot from the head.
+    const pos = (chain.headSlot + k) % this.size;
+    const flags = chain.descFlags[k];
+    if (unknownFlagsRule(flags, KNOWN_FLAGS, this.#rejectUnknown) !== null) {
+      this.#unknownFlags("slot", pos, flags);
+    }
+    if ((flags & VIRTQ_DESC_F_INDIRECT) === 0) return false;
+    // §2.8.7.1: INDIRECT is never part of a NEXT-linked list.
+    const inList = indirectInListRule(count);
+    if (inList !== null) this.#fail(inList, ruleDetail(inList, "slot", pos, count), pos);
+    // §2.8.7: WRITE on the indirect descriptor itself is reserved and ignored (#29).
+    chain.indirect = true;
+    this.#chainBytes = 0; // the table starts the list (count 1)
+    this.#parseIndirect(chain, k, pos);
+    return true;
+  }
+
+  /**
+   * Out of line from {@link PackedChainWalk.walk}: ring descriptor `pos`, the chain's last
+   * recorded descriptor (read back from the record, not from the ring: no double fetch), off the
+   * identity fast path: the zero-length policy, the 64-bit wrap rule, then translation.
+   */
+  private addRecorded(chain: Chain, pos: number): void {
+    const k = chain.descCount - 1;
+    const len = chain.descLen[k];
+    if (len === 0) {
+      // Policy: a zero-length descriptor is rejected, or skipped (nothing to translate; #16).
+      if (zeroLengthRule(len, this.#rejectZero) === null) return;
+      this.#fail("DESC_ZERO_LENGTH", ruleDetail("DESC_ZERO_LENGTH", "slot", pos), pos);
+    }
+    // A buffer [addr, addr + len) cannot wrap the 64-bit address space (#15).
+    if (addressWrapRule(chain.descAddrLo[k], chain.descAddrHi[k], len) !== null) {
+      this.#fail("DESC_ADDR_WRAP", ruleDetail("DESC_ADDR_WRAP", "slot", pos, len), pos);
+    }
+    this.#translate(chain, k, (chain.descFlags[k] & VIRTQ_DESC_F_WRITE) !== 0, pos);
+  }
+
+  private loop(headSlot: number, size: number): never {
     const code = "DESC_CHAIN_LOOP";
     this.#fail(code, `list at ${ruleDetail(code, "slot", headSlot, 0, size)}`, headSlot);
   }
-  #unavailable(headSlot: number, pos: number, flags: number): never {
+  /** The list of `chain` continues into a descriptor (`flags`) that is not available. */
+  private unavailable(chain: Chain, flags: number): never {
+    // The direct list so far is recorded, one descriptor per slot from the head.
+    const headSlot = chain.headSlot;
+    const pos = (headSlot + chain.descCount) % this.size;
     this.#fail(
       "PACKED_CHAIN_UNAVAILABLE",
       `list at slot ${headSlot} continues into slot ${pos}, not available (flags 0x${
@@ -233,9 +255,16 @@ export class PackedChainWalk {
   #unknownFlags(site: RuleSite, index: number, flags: number): never {
     this.#fail("DESC_UNKNOWN_FLAGS", ruleDetail("DESC_UNKNOWN_FLAGS", site, index, flags), index);
   }
+  private readableAfterWritable(pos: number): never {
+    this.#readableAfterWritable("slot", pos);
+  }
   #readableAfterWritable(site: RuleSite, index: number): never {
     const code = "DESC_READABLE_AFTER_WRITABLE";
     this.#fail(code, ruleDetail(code, site, index), index);
+  }
+  private tooManyBytes(pos: number, total: number): never {
+    const code = "CHAIN_TOO_MANY_BYTES";
+    this.#fail(code, ruleDetail(code, "slot", pos, total), pos);
   }
 
   #parseIndirect(chain: Chain, rec: number, slot: number): void {
@@ -311,8 +340,8 @@ export class PackedChainWalk {
         // Identity DMA, buffer inside the last region used, under the segment limit: inline, as
         // in the list walk above (#translate's own identity path otherwise).
         if (
-          this.#identity && ahi === 0 && alo >= this.#rgnStart && alo + l <= this.#rgnEnd &&
-          chain.readableCount + chain.writableCount < this.#maxSegments
+          this.#identity && ahi === 0 && alo >= this.rgnStart && alo + l <= this.rgnEnd &&
+          chain.readableCount + chain.writableCount < this.maxSegments
         ) {
           if (write) chain.addWritable(alo, l);
           else chain.addReadable(alo, l);
@@ -328,7 +357,7 @@ export class PackedChainWalk {
   #checkBuffer(chain: Chain, rec: number, site: RuleSite, index: number): boolean {
     const len = chain.descLen[rec];
     if (len === 0) {
-      if (zeroLengthRule(len, !this.#zeroAllow) === null) return false;
+      if (zeroLengthRule(len, this.#rejectZero) === null) return false;
       this.#fail("DESC_ZERO_LENGTH", ruleDetail("DESC_ZERO_LENGTH", site, index), index);
     }
     // §2.8.6 (as §2.7.5.2): a list is at most 2^32 - 1 bytes in total (#14).
@@ -352,9 +381,9 @@ export class PackedChainWalk {
     // Fast path: identity DMA and the whole buffer inside the region used last (no calls).
     if (this.#identity && hi < 0x10_0000) {
       const g = hi * TWO_POW_32 + lo;
-      if (g >= this.#rgnStart && g + len <= this.#rgnEnd) {
+      if (g >= this.rgnStart && g + len <= this.rgnEnd) {
         if (
-          segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== null
+          segmentLimitRule(chain.readableCount + chain.writableCount, this.maxSegments) !== null
         ) this.#tooManySegments(index);
         if (write) chain.addWritable(g, len);
         else chain.addReadable(g, len);
@@ -431,10 +460,13 @@ export class PackedChainWalk {
       );
     }
     if (gpa + n > region.end) n = region.end - gpa;
-    this.#rgnStart = region.gpa;
-    this.#rgnEnd = region.end;
+    if (this.#identity) {
+      // The identity fast paths use the region; it stays empty under any other DMA view.
+      this.rgnStart = region.gpa;
+      this.rgnEnd = region.end;
+    }
     if (
-      segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== null
+      segmentLimitRule(chain.readableCount + chain.writableCount, this.maxSegments) !== null
     ) this.#tooManySegments(index);
     if (write) chain.addWritable(gpa, n);
     else chain.addReadable(gpa, n);
@@ -443,7 +475,7 @@ export class PackedChainWalk {
 
   #tooManySegments(index: number): never {
     const code = "CHAIN_TOO_MANY_SEGMENTS";
-    this.#fail(code, ruleDetail(code, "descriptor", index, 0, this.#maxSegments), index);
+    this.#fail(code, ruleDetail(code, "descriptor", index, 0, this.maxSegments), index);
   }
 
   /** A translation fault (or a catalogued error already raised by {@link #fail}). */
