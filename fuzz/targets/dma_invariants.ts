@@ -49,6 +49,8 @@ import {
   FakeClock,
   IO_TLB_SEGSIZE,
   IO_TLB_SIZE,
+  IommuDmaApi,
+  IOPTE_READ,
   IovaAllocator,
   SWIOTLB_MAX_MAPPING,
   SwiotlbDmaApi,
@@ -66,7 +68,8 @@ export interface IommuPart {
   iotlb: number;
   sacFirst: boolean;
   /** `[kind, a, b, c, d]`: 0 map (page, off, len index, dir), 1 unmap (which), 2 probe (which,
-   * where, access, alias bit), 3 tick. */
+   * where, access, alias bit), 3 tick, 4 a map that fails in the page table (page, off, len
+   * index, dir; strict only). */
   steps: [number, number, number, number, number][];
 }
 
@@ -193,7 +196,7 @@ const iommuPart: fc.Arbitrary<IommuPart> = fc.record({
   sacFirst: fc.boolean(),
   steps: fc.array(
     fc.tuple(
-      fc.constantFrom(0, 0, 1, 2, 2, 2, 3),
+      fc.constantFrom(0, 0, 1, 2, 2, 2, 3, 4),
       nat(1023),
       nat(4095),
       nat(63),
@@ -473,6 +476,9 @@ function runIommu(input: IommuPart, engine: DmaInvariantsEngine): void {
             `(width ${width}, ${live.length} live mappings)`,
         );
       }
+    } else if (kind === 4) {
+      if (input.lazy || !(mode.api instanceof IommuDmaApi)) continue;
+      mapFailingInTable(mode.api, api, live, a, b, c, d);
     } else {
       clock.advance(11);
       mode.tick();
@@ -480,6 +486,77 @@ function runIommu(input: IommuPart, engine: DmaInvariantsEngine): void {
       for (let i = dead.length - 1; i >= 0; i--) if (!mode.isStale(dead[i].bus)) dead.splice(i, 1);
     }
   }
+}
+
+/**
+ * Step 4 of the `iommu` part (strict): a map whose IOVA allocation succeeds and whose page-table
+ * update fails, Linux `iommu_dma_map_page` -> `iommu_map` failing -> `iommu_dma_free_iova`. A
+ * buffer is mapped and unmapped (its IOVA goes to the range cache, the next map of that size
+ * takes it again), a conflicting mapping is put in the domain's page table at that IOVA behind
+ * the DMA API's back, and the map is retried: it must fail `overlap`, and leave the IOVA space as
+ * it was (`iova-invariant`): the IOVA it took is not live (a sync there is refused `not-mapped`),
+ * and once the conflict is gone the same map succeeds, in a range that overlaps no live one.
+ */
+function mapFailingInTable(
+  raw: IommuDmaApi,
+  api: DmaApi,
+  live: Live[],
+  a: number,
+  b: number,
+  c: number,
+  d: number,
+): void {
+  const len = IOMMU_LENGTHS[c % IOMMU_LENGTHS.length];
+  const off = b % 4096;
+  const gpa = Math.min(a, 600) * 4096 + off;
+  const dir = (d % 3) as DmaDirection;
+  let first: number;
+  try {
+    first = Number(api.map(gpa, len, dir));
+  } catch (e) {
+    if (e instanceof DmaMapError && e.reason === "iova-exhausted") return;
+    throw e;
+  }
+  api.unmap(first, len, dir);
+  const iova = first - off;
+  raw.iommu.map(raw.domain, iova, 0x7000, 4096, IOPTE_READ);
+  let bus = -1;
+  try {
+    bus = Number(api.map(gpa, len, dir));
+  } catch (e) {
+    if (!(e instanceof DmaMapError) || e.reason !== "overlap") throw e;
+  }
+  try {
+    if (bus >= 0) {
+      // The range cache handed out another IOVA (one below 4 GiB first): nothing failed.
+      api.unmap(bus, len, dir);
+      return;
+    }
+    let synced = true;
+    try {
+      api.syncForCpu(first, len, dir);
+    } catch (e) {
+      if (!(e instanceof DmaMapError) || e.reason !== "not-mapped") throw e;
+      synced = false;
+    }
+    if (synced) {
+      fail(
+        "iova-invariant",
+        `a map that failed in the page table left its IOVA ${hex(first)} live (sync accepted)`,
+      );
+    }
+  } finally {
+    raw.iommu.unmap(raw.domain, iova, 4096);
+  }
+  const again = Number(api.map(gpa, len, dir));
+  const pfn = Math.floor(again / 4096);
+  const pages = Math.max(1, Math.ceil((off + len) / 4096));
+  const allocPages = pages < 32 ? pow2ceil(pages) : pages;
+  const o = live.find((m) => pfn < m.pfn + m.allocPages && m.pfn < pfn + allocPages);
+  if (o !== undefined) {
+    fail("iova-invariant", `after a failed map, IOVA pfn ${hex(pfn)} overlaps a live mapping`);
+  }
+  live.push({ bus: again, gpa, len, dir, pfn, pages, allocPages });
 }
 
 // ---------------------------------------------------------------------------------- iova part
