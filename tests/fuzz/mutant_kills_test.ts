@@ -139,6 +139,14 @@ const KILLS: Kill[] = [
     why: "packed-hostile-driver's memory is three regions: lists cross them, so the general " +
       "path meets the segment limit with writable segments counted",
   },
+  {
+    file: "src/devices/virtio_iommu/probe.ts",
+    line: 79,
+    from: "(word & ~VIRTIO_IOMMU_PROBE_T_MASK) === 0) break;",
+    to: "(word & ~VIRTIO_IOMMU_PROBE_T_MASK) !== 0) break;",
+    target: "viommu-hostile-device",
+    why: "probe-lie draws a NONE terminator over the first property: nothing after it is read",
+  },
 ];
 
 const ROOT = new URL("../../", import.meta.url).pathname;
