@@ -82,7 +82,8 @@ export interface IovaPart {
   limitLess: number;
   /**
    * `[kind, a, b]`: 0 alloc (pages index), 1 free (which), 2 reserve (position, pages),
-   * 3 `freeFast` (which), 4 reserve one PFN inside a live range (which, offset).
+   * 3 `freeFast` (which), 4 reserve one PFN inside a live range (which, offset), 5 a range-cache
+   * storm (count, size class).
    */
   steps: [number, number, number][];
 }
@@ -211,7 +212,7 @@ const iovaPart: fc.Arbitrary<IovaPart> = fc.record({
   startPfn: fc.constantFrom(1, 1, 16),
   limitBits: fc.constantFrom(9, 10, 12, 16, 20, 21, 28, 36, 40),
   limitLess: fc.constantFrom(0, 0, 1, 3, 100),
-  steps: fc.array(fc.tuple(fc.constantFrom(0, 0, 0, 1, 2, 3, 4), nat(1023), nat(1023)), {
+  steps: fc.array(fc.tuple(fc.constantFrom(0, 0, 0, 1, 2, 3, 4, 5), nat(1023), nat(1023)), {
     minLength: 1,
     maxLength: 30,
   }),
@@ -244,7 +245,7 @@ export interface DmaInvariantsEngine {
     startPfn: number,
   ):
     & Pick<IovaAllocator, "alloc" | "free" | "reserve">
-    & Partial<Pick<IovaAllocator, "freeFast" | "rangeCount">>;
+    & Partial<Pick<IovaAllocator, "allocFast" | "freeFast" | "rangeCount">>;
   /** Wraps the IOMMU mode's views (identity by default). */
   wrapIommu(api: DmaApi, space: DmaAddressSpace): { api: DmaApi; space: DmaAddressSpace };
   /** The swiotlb class. */
@@ -569,6 +570,7 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
   // Ranges given to `freeFast`: cached (still in the tree) or freed; either way not live.
   const cached: Range[] = [];
   let freed = false;
+  let stormed = false;
   let last = -1;
   const exact = limit <= 2 ** 20; // one cached node (Linux cached32_node)
   for (const [kind, a, b] of input.steps) {
@@ -630,6 +632,13 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
       }
       cached.push(r);
       freed = true;
+    } else if (kind === 5) {
+      // (one storm per input: each is some 600 allocator calls)
+      if (stormed || alloc.allocFast === undefined || alloc.freeFast === undefined) continue;
+      stormed = true;
+      rcacheStorm(alloc as Required<typeof alloc>, input.startPfn, limit, live, reserved, a, b)
+        .forEach((r) => cached.push(r));
+      freed = true;
     } else if (kind === 4) {
       // Linux reserve_iova over a range an allocation covers entirely inserts nothing
       // (__adjust_overlap_range, then `goto finish`).
@@ -650,11 +659,71 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
       // Overlapping reservations are not drawn: the model keeps them as separate ranges and its
       // gap search then misplaces ranges (Linux reserve_iova merges them), a known finding.
       const hi = lo + pages - 1;
-      if (lo < input.startPfn || overlaps(live, lo, hi) || overlaps(reserved, lo, hi)) continue;
+      // Nor over a range the caches hold (Linux reserves at domain set-up, before any
+      // allocation; a cached PFN would be handed out by allocFast inside the reservation).
+      if (
+        lo < input.startPfn || overlaps(live, lo, hi) || overlaps(reserved, lo, hi) ||
+        overlaps(cached, lo, hi)
+      ) continue;
       alloc.reserve(lo, hi);
       reserved.push([lo, hi]);
     }
   }
+}
+
+/**
+ * Step 5 of the `iova` part: Linux's range caches under load (`iova_rcache`). `128 + a % 200`
+ * ranges of `2^(b % 6)` pages are taken with `allocFast`, all given back with `freeFast` (more
+ * than a magazine holds: the loaded magazine fills, swaps with `prev`, goes to the depot), then
+ * taken again and given back again. Every range is aligned to its size, inside `[start, limit)`
+ * and overlaps nothing live, reserved or taken in the same round (`iova-invariant`); once given
+ * back, as many ranges must be available again (`freeFast` keeps them for the next
+ * `allocFast`). When the tree is full, `allocFast` empties the caches into it and retries.
+ * @returns the ranges left in the caches (still in the tree, not live).
+ */
+function rcacheStorm(
+  alloc: Required<ReturnType<DmaInvariantsEngine["newAllocator"]>>,
+  start: number,
+  limit: number,
+  live: readonly Range[],
+  reserved: readonly Range[],
+  a: number,
+  b: number,
+): Range[] {
+  const pages = 2 ** (b % 6);
+  const n = 128 + (a % 200);
+  const taken = [...live, ...reserved];
+  const round = (count: number, must: boolean): Range[] => {
+    const got: Range[] = [];
+    const seen = new Set<number>();
+    for (let i = 0; i < count; i++) {
+      const pfn = alloc.allocFast(pages, limit);
+      if (pfn < 0) {
+        if (must) {
+          fail(
+            "iova-invariant",
+            `allocFast of ${pages} pages failed after ${i} of ${count} ranges given back`,
+          );
+        }
+        break;
+      }
+      if (pfn % pages !== 0 || pfn < start || pfn + pages > limit) {
+        fail("iova-invariant", `allocFast: pfn ${hex(pfn)}+${pages} misaligned or outside`);
+      }
+      const o = overlaps(taken, pfn, pfn + pages - 1);
+      if (o !== undefined || seen.has(pfn)) {
+        fail("iova-invariant", `allocFast: pfn ${hex(pfn)}+${pages} handed out twice`);
+      }
+      seen.add(pfn);
+      got.push([pfn, pfn + pages - 1]);
+    }
+    for (const [lo] of got) {
+      if (!alloc.freeFast(lo)) fail("iova-invariant", `freeFast of pfn ${hex(lo)} found nothing`);
+    }
+    return got;
+  };
+  const first = round(n, false);
+  return round(first.length, true);
 }
 
 // ---------------------------------------------------------------------------------- swiotlb part
