@@ -7,10 +7,20 @@
  * The site list is derived from the code, never kept by hand: the rule names are the functions
  * `rules.ts` exports whose name ends in `Rule`, and a site is every line of a `.ts` file under the
  * scanned folders (`rules.ts` itself excepted) that calls one. Whether a site raised its violation
- * comes from V8 block coverage (`deno coverage --lcov`): the first branch record (`BRDA`) at or
- * after the call line is the `if` on the rule's verdict, and its branch 0 counts the times its
- * then-block (the violation) ran. A site written `if (rule(...) === null) return ...;` raises on
- * the next line, whose line count (`DA`) is used instead.
+ * comes from V8 block coverage (`deno coverage --lcov`), read at the line where the violation
+ * starts (the *raise line*): the first statement of the then-branch of the `if` on the rule's
+ * verdict. For `if (\n  rule(...) !== null\n) {\n  this.#raise(...);` that is the line after the
+ * `) {`, wholly inside the then-block, so its line count (`DA`) is the times the violation ran;
+ * for `) this.#raise(...)` or a one-line `if`, the then-branch shares the line with the
+ * condition: deno zeroes a line that a never-run block overlaps, so the count is 0 exactly when
+ * the violation never ran (and otherwise may count the line's other code: a lower bound on
+ * nothing, a yes/no). A site written `if (rule(...) === null) return ...;` raises on the next line.
+ *
+ * Branch records (`BRDA`) are not used: V8 folds a block whose count equals its parent's into the
+ * parent, so a violation taken on EVERY entry (the identity fast paths' segment limit, entered only
+ * once the inline test saw the chain at the limit) leaves no then-block range behind, and the
+ * first record after the call is the zero-count continuation (measured: such sites read 0 while
+ * their raise line ran 2047 times).
  *
  * @module
  */
@@ -25,8 +35,18 @@ export interface CheckSite {
   line: number;
   /** The enclosing method or function, e.g. `#walkIndirect`. */
   method: string;
-  /** Times the violation branch ran (`undefined` before {@link countSiteHits}). */
+  /**
+   * Times the violation branch ran (`undefined` before {@link countSiteHits}): exact when the
+   * then-branch has lines of its own, else only zero or not (see the module text).
+   */
   hits?: number;
+  /** The 1-based line where the violation starts ({@link raiseLine}), once counted. */
+  raiseLine?: number;
+  /**
+   * `hits` is the count of the violation itself (its then-branch has lines of its own); false:
+   * `hits` is only zero or not (see the module text).
+   */
+  exact?: boolean;
 }
 
 /** The rule names `rules.ts` exports: every exported function whose name ends in `Rule`. */
@@ -102,8 +122,67 @@ export function parseLcovDetail(text: string, root: string): Map<string, LcovDet
 const WINDOW = 12;
 
 /**
- * Sets each site's `hits`: the times its violation branch ran (0 for a file no target loaded).
- * @param sources the same sources the sites were found in (to tell `=== null` sites).
+ * The 1-based raise line of the site whose rule call is on 1-based line `line` of `lines`: the
+ * line where the then-branch of the `if` on the rule's verdict starts (see the module text), or
+ * undefined when no such `if` is found within {@link WINDOW} lines.
+ */
+export function raiseLine(lines: readonly string[], line: number): number | undefined {
+  return findRaise(lines, line)?.line;
+}
+
+/** {@link raiseLine}, and whether the then-branch has lines of its own (`) {`). */
+function findRaise(
+  lines: readonly string[],
+  line: number,
+): { line: number; ownLine: boolean } | undefined {
+  // The `if` holding the call: on the call line, on the line above (`if (` alone, the condition
+  // below it), or, for `const v = rule(...)`, the first `if (` within the window below.
+  let at = -1;
+  const i0 = line - 1;
+  if (/\bif\s*\(/.test(lines[i0] ?? "")) at = i0;
+  else {
+    // Inside a multi-line condition: up to its `if (` line (a statement end stops the search).
+    for (let i = i0 - 1; i >= 0 && i >= i0 - WINDOW; i--) {
+      if (/^\s*(\}\s*else\s+)?if\s*\($/.test(lines[i])) {
+        at = i;
+        break;
+      }
+      if (/[;{}]\s*$/.test(lines[i])) break;
+    }
+  }
+  if (at < 0) {
+    for (let i = i0 + 1; i <= i0 + WINDOW && i < lines.length; i++) {
+      if (/^\s*if\s*\(/.test(lines[i])) {
+        at = i;
+        break;
+      }
+    }
+  }
+  if (at < 0) return undefined;
+  // Balance the condition's parentheses from the `if (`; what follows the closing one decides.
+  let depth = 0;
+  let started = false;
+  for (let i = at; i <= at + WINDOW && i < lines.length; i++) {
+    const l = lines[i];
+    let c = i === at ? l.search(/\bif\s*\(/) : 0;
+    for (; c < l.length; c++) {
+      const ch = l[c];
+      if (ch === "(") {
+        depth++;
+        started = true;
+      } else if (ch === ")" && --depth === 0 && started) {
+        const rest = l.slice(c + 1).trim();
+        return rest === "{" ? { line: i + 2, ownLine: true } : { line: i + 1, ownLine: false };
+      }
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Sets each site's `hits`: the line count of its raise line ({@link raiseLine}; 0 for a file no
+ * target loaded or a site whose `if` cannot be found).
+ * @param sources the same sources the sites were found in.
  */
 export function countSiteHits(
   sites: CheckSite[],
@@ -114,18 +193,18 @@ export function countSiteHits(
     const d = detail.get(s.file);
     s.hits = 0;
     if (d === undefined) continue;
-    const text = sources.get(s.file)?.split("\n")[s.line - 1] ?? "";
+    const lines = sources.get(s.file)?.split("\n") ?? [];
+    const text = lines[s.line - 1] ?? "";
     if (/===\s*(null|RULE_OK)\)\s*return\b/.test(text)) {
       s.hits = d.lines.get(s.line + 1) ?? 0;
+      s.raiseLine = s.line + 1;
+      s.exact = true;
       continue;
     }
-    for (let l = s.line; l <= s.line + WINDOW; l++) {
-      const b = d.branches.get(l);
-      if (b !== undefined) {
-        s.hits = b[0] ?? 0;
-        break;
-      }
-    }
+    const r = findRaise(lines, s.line);
+    s.raiseLine = r?.line;
+    s.hits = r === undefined ? 0 : d.lines.get(r.line) ?? 0;
+    s.exact = r?.ownLine ?? false;
   }
   return sites;
 }
@@ -157,7 +236,10 @@ export function checkSiteSummary(sites: CheckSite[]): CheckSiteSummary {
   const multiSiteRules = [...byRule].filter(([, v]) => v.length > 1).map(([k]) => k).sort();
   const multi = sites.filter((s) => multiSiteRules.includes(s.rule));
   const unreached = multi.filter((s) => (s.hits ?? 0) === 0);
-  const rows = multi.map((s) => `  ${String(s.hits ?? 0).padStart(9)}  ${siteName(s)}`);
+  // A count that only says "ran" (then-branch on the condition's line) is shown as "yes".
+  const shown = (s: CheckSite) =>
+    (s.hits ?? 0) === 0 ? "0" : s.exact === false ? "yes" : String(s.hits);
+  const rows = multi.map((s) => `  ${shown(s).padStart(9)}  ${siteName(s)}`);
   const verdict = unreached.length === 0
     ? `Check sites: all ${multi.length} sites of the ${multiSiteRules.length} rules raised from ` +
       `more than one site were reached (${sites.length} rule call sites in all).`
@@ -167,6 +249,8 @@ export function checkSiteSummary(sites: CheckSite[]): CheckSiteSummary {
     sites,
     multiSiteRules,
     unreached,
-    text: `violations  rule call site\n${rows.join("\n")}\n\n${verdict}`,
+    text: `violations  rule call site (yes: raised, count shared with its condition's line)\n${
+      rows.join("\n")
+    }\n\n${verdict}`,
   };
 }

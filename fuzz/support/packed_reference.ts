@@ -1,7 +1,8 @@
 /**
  * An independent, deliberately simple reference decoder of one packed-ring list (spec §2.8.6,
  * §2.8.7), for fuzz oracles. It reads guest memory field by field with exact bigint addresses,
- * assumes identity DMA over flat memory at GPA 0, and returns either nothing available, the
+ * assumes identity DMA over memory from GPA 0 (one region, or adjacent regions split at
+ * `splits`), and returns either nothing available, the
  * chain the bytes describe, or every rule violation it met before it had to stop.
  * @module
  */
@@ -34,6 +35,12 @@ export interface RefEnv {
   outstandingSlots: number;
   indirect: boolean;
   policy: ChainPolicy;
+  /**
+   * GPAs where one guest memory region ends and the next (adjacent) begins: a buffer across one
+   * is one segment per region, an indirect table across one is not reachable (one region holds
+   * a table). Absent: one region.
+   */
+  splits?: readonly number[];
 }
 
 const KNOWN = 0x8087;
@@ -61,12 +68,27 @@ export function refDecode(env: RefEnv): RefResult {
       if (env.policy.zeroLength === "reject") codes.add("DESC_ZERO_LENGTH");
       return;
     }
-    segments++;
     total += BigInt(len);
     if (total > 0xffff_ffffn) codes.add("CHAIN_TOO_MANY_BYTES");
     if (addr + BigInt(len) > 2n ** 64n) codes.add("DESC_ADDR_WRAP");
-    else if (addr + BigInt(len) > BigInt(env.memSize)) codes.add("DESC_BUFFER_FAULT");
-    else descs.push({ addr, len, write });
+    else if (addr + BigInt(len) > BigInt(env.memSize)) {
+      codes.add("DESC_BUFFER_FAULT");
+      // The device takes the backed pieces (one segment per region) before the unbacked one.
+      for (const b of env.splits ?? []) if (addr < BigInt(b)) segments++;
+    } else {
+      // One segment per region the buffer touches.
+      let a = Number(addr);
+      const end = a + len;
+      for (const b of env.splits ?? []) {
+        if (a < b && b < end) {
+          descs.push({ addr: BigInt(a), len: b - a, write });
+          segments++;
+          a = b;
+        }
+      }
+      descs.push({ addr: BigInt(a), len: end - a, write });
+    }
+    segments++;
   };
   let seenW = false;
   for (;;) {
@@ -100,6 +122,9 @@ export function refDecode(env: RefEnv): RefResult {
       if (len / 16 > env.size) codes.add("INDIRECT_TABLE_TOO_LONG");
       if (addr + BigInt(len) > 2n ** 64n) codes.add("DESC_ADDR_WRAP");
       else if (addr + BigInt(len) > BigInt(env.memSize)) codes.add("INDIRECT_TABLE_FAULT");
+      else if ((env.splits ?? []).some((b) => addr < BigInt(b) && BigInt(b) < addr + BigInt(len))) {
+        codes.add("INDIRECT_TABLE_FAULT");
+      }
       if (codes.size > before) break;
       const t = Number(addr);
       named.push([t, len]);

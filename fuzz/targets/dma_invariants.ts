@@ -49,6 +49,8 @@ import {
   FakeClock,
   IO_TLB_SEGSIZE,
   IO_TLB_SIZE,
+  IommuDmaApi,
+  IOPTE_READ,
   IovaAllocator,
   SWIOTLB_MAX_MAPPING,
   SwiotlbDmaApi,
@@ -66,7 +68,8 @@ export interface IommuPart {
   iotlb: number;
   sacFirst: boolean;
   /** `[kind, a, b, c, d]`: 0 map (page, off, len index, dir), 1 unmap (which), 2 probe (which,
-   * where, access, alias bit), 3 tick. */
+   * where, access, alias bit), 3 tick, 4 a map that fails in the page table (page, off, len
+   * index, dir; strict only). */
   steps: [number, number, number, number, number][];
 }
 
@@ -79,7 +82,8 @@ export interface IovaPart {
   limitLess: number;
   /**
    * `[kind, a, b]`: 0 alloc (pages index), 1 free (which), 2 reserve (position, pages),
-   * 3 `freeFast` (which), 4 reserve one PFN inside a live range (which, offset).
+   * 3 `freeFast` (which), 4 reserve one PFN inside a live range (which, offset), 5 a range-cache
+   * storm (count, size class; the first one drawn runs after the other steps).
    */
   steps: [number, number, number][];
 }
@@ -193,7 +197,7 @@ const iommuPart: fc.Arbitrary<IommuPart> = fc.record({
   sacFirst: fc.boolean(),
   steps: fc.array(
     fc.tuple(
-      fc.constantFrom(0, 0, 1, 2, 2, 2, 3),
+      fc.constantFrom(0, 0, 1, 2, 2, 2, 3, 4),
       nat(1023),
       nat(4095),
       nat(63),
@@ -208,7 +212,7 @@ const iovaPart: fc.Arbitrary<IovaPart> = fc.record({
   startPfn: fc.constantFrom(1, 1, 16),
   limitBits: fc.constantFrom(9, 10, 12, 16, 20, 21, 28, 36, 40),
   limitLess: fc.constantFrom(0, 0, 1, 3, 100),
-  steps: fc.array(fc.tuple(fc.constantFrom(0, 0, 0, 1, 2, 3, 4), nat(1023), nat(1023)), {
+  steps: fc.array(fc.tuple(fc.constantFrom(0, 0, 0, 1, 2, 3, 4, 5), nat(1023), nat(1023)), {
     minLength: 1,
     maxLength: 30,
   }),
@@ -241,7 +245,7 @@ export interface DmaInvariantsEngine {
     startPfn: number,
   ):
     & Pick<IovaAllocator, "alloc" | "free" | "reserve">
-    & Partial<Pick<IovaAllocator, "freeFast" | "rangeCount">>;
+    & Partial<Pick<IovaAllocator, "allocFast" | "freeFast" | "rangeCount">>;
   /** Wraps the IOMMU mode's views (identity by default). */
   wrapIommu(api: DmaApi, space: DmaAddressSpace): { api: DmaApi; space: DmaAddressSpace };
   /** The swiotlb class. */
@@ -473,6 +477,9 @@ function runIommu(input: IommuPart, engine: DmaInvariantsEngine): void {
             `(width ${width}, ${live.length} live mappings)`,
         );
       }
+    } else if (kind === 4) {
+      if (input.lazy || !(mode.api instanceof IommuDmaApi)) continue;
+      mapFailingInTable(mode.api, api, live, a, b, c, d);
     } else {
       clock.advance(11);
       mode.tick();
@@ -480,6 +487,77 @@ function runIommu(input: IommuPart, engine: DmaInvariantsEngine): void {
       for (let i = dead.length - 1; i >= 0; i--) if (!mode.isStale(dead[i].bus)) dead.splice(i, 1);
     }
   }
+}
+
+/**
+ * Step 4 of the `iommu` part (strict): a map whose IOVA allocation succeeds and whose page-table
+ * update fails, Linux `iommu_dma_map_page` -> `iommu_map` failing -> `iommu_dma_free_iova`. A
+ * buffer is mapped and unmapped (its IOVA goes to the range cache, the next map of that size
+ * takes it again), a conflicting mapping is put in the domain's page table at that IOVA behind
+ * the DMA API's back, and the map is retried: it must fail `overlap`, and leave the IOVA space as
+ * it was (`iova-invariant`): the IOVA it took is not live (a sync there is refused `not-mapped`),
+ * and once the conflict is gone the same map succeeds, in a range that overlaps no live one.
+ */
+function mapFailingInTable(
+  raw: IommuDmaApi,
+  api: DmaApi,
+  live: Live[],
+  a: number,
+  b: number,
+  c: number,
+  d: number,
+): void {
+  const len = IOMMU_LENGTHS[c % IOMMU_LENGTHS.length];
+  const off = b % 4096;
+  const gpa = Math.min(a, 600) * 4096 + off;
+  const dir = (d % 3) as DmaDirection;
+  let first: number;
+  try {
+    first = Number(api.map(gpa, len, dir));
+  } catch (e) {
+    if (e instanceof DmaMapError && e.reason === "iova-exhausted") return;
+    throw e;
+  }
+  api.unmap(first, len, dir);
+  const iova = first - off;
+  raw.iommu.map(raw.domain, iova, 0x7000, 4096, IOPTE_READ);
+  let bus = -1;
+  try {
+    bus = Number(api.map(gpa, len, dir));
+  } catch (e) {
+    if (!(e instanceof DmaMapError) || e.reason !== "overlap") throw e;
+  }
+  try {
+    if (bus >= 0) {
+      // The range cache handed out another IOVA (one below 4 GiB first): nothing failed.
+      api.unmap(bus, len, dir);
+      return;
+    }
+    let synced = true;
+    try {
+      api.syncForCpu(first, len, dir);
+    } catch (e) {
+      if (!(e instanceof DmaMapError) || e.reason !== "not-mapped") throw e;
+      synced = false;
+    }
+    if (synced) {
+      fail(
+        "iova-invariant",
+        `a map that failed in the page table left its IOVA ${hex(first)} live (sync accepted)`,
+      );
+    }
+  } finally {
+    raw.iommu.unmap(raw.domain, iova, 4096);
+  }
+  const again = Number(api.map(gpa, len, dir));
+  const pfn = Math.floor(again / 4096);
+  const pages = Math.max(1, Math.ceil((off + len) / 4096));
+  const allocPages = pages < 32 ? pow2ceil(pages) : pages;
+  const o = live.find((m) => pfn < m.pfn + m.allocPages && m.pfn < pfn + allocPages);
+  if (o !== undefined) {
+    fail("iova-invariant", `after a failed map, IOVA pfn ${hex(pfn)} overlaps a live mapping`);
+  }
+  live.push({ bus: again, gpa, len, dir, pfn, pages, allocPages });
 }
 
 // ---------------------------------------------------------------------------------- iova part
@@ -492,6 +570,7 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
   // Ranges given to `freeFast`: cached (still in the tree) or freed; either way not live.
   const cached: Range[] = [];
   let freed = false;
+  let storm: [number, number] | undefined;
   let last = -1;
   const exact = limit <= 2 ** 20; // one cached node (Linux cached32_node)
   for (const [kind, a, b] of input.steps) {
@@ -553,6 +632,10 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
       }
       cached.push(r);
       freed = true;
+    } else if (kind === 5) {
+      // The first storm drawn runs after the other steps (its tree searches move the cached
+      // node, after which top-down is owed no more).
+      storm ??= [a, b];
     } else if (kind === 4) {
       // Linux reserve_iova over a range an allocation covers entirely inserts nothing
       // (__adjust_overlap_range, then `goto finish`).
@@ -573,11 +656,76 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
       // Overlapping reservations are not drawn: the model keeps them as separate ranges and its
       // gap search then misplaces ranges (Linux reserve_iova merges them), a known finding.
       const hi = lo + pages - 1;
-      if (lo < input.startPfn || overlaps(live, lo, hi) || overlaps(reserved, lo, hi)) continue;
+      // Nor over a range the caches hold (Linux reserves at domain set-up, before any
+      // allocation; a cached PFN would be handed out by allocFast inside the reservation).
+      if (
+        lo < input.startPfn || overlaps(live, lo, hi) || overlaps(reserved, lo, hi) ||
+        overlaps(cached, lo, hi)
+      ) continue;
       alloc.reserve(lo, hi);
       reserved.push([lo, hi]);
     }
   }
+  if (storm !== undefined && alloc.allocFast !== undefined && alloc.freeFast !== undefined) {
+    rcacheStorm(alloc as Required<typeof alloc>, input.startPfn, limit, live, reserved, ...storm);
+  }
+}
+
+/**
+ * Step 5 of the `iova` part: Linux's range caches under load (`iova_rcache`). `128 + a % 200`
+ * ranges of `2^(b % 6)` pages are taken with `allocFast`, all given back with `freeFast` (more
+ * than a magazine holds: the loaded magazine fills, swaps with `prev`, goes to the depot), then
+ * taken again and given back again. Every range is aligned to its size, inside `[start, limit)`
+ * and overlaps nothing live, reserved or taken in the same round (`iova-invariant`); once given
+ * back, as many ranges must be available again (`freeFast` keeps them for the next
+ * `allocFast`). When the tree is full, `allocFast` empties the caches into it and retries.
+ * Run after the input's other steps: its `allocFast` misses search the tree and move the
+ * cached node, after which the `top-down` expectation would no longer hold.
+ * @returns the ranges left in the caches (still in the tree, not live).
+ */
+function rcacheStorm(
+  alloc: Required<ReturnType<DmaInvariantsEngine["newAllocator"]>>,
+  start: number,
+  limit: number,
+  live: readonly Range[],
+  reserved: readonly Range[],
+  a: number,
+  b: number,
+): Range[] {
+  const pages = 2 ** (b % 6);
+  const n = 128 + (a % 200);
+  const taken = [...live, ...reserved];
+  const round = (count: number, must: boolean): Range[] => {
+    const got: Range[] = [];
+    const seen = new Set<number>();
+    for (let i = 0; i < count; i++) {
+      const pfn = alloc.allocFast(pages, limit);
+      if (pfn < 0) {
+        if (must) {
+          fail(
+            "iova-invariant",
+            `allocFast of ${pages} pages failed after ${i} of ${count} ranges given back`,
+          );
+        }
+        break;
+      }
+      if (pfn % pages !== 0 || pfn < start || pfn + pages > limit) {
+        fail("iova-invariant", `allocFast: pfn ${hex(pfn)}+${pages} misaligned or outside`);
+      }
+      const o = overlaps(taken, pfn, pfn + pages - 1);
+      if (o !== undefined || seen.has(pfn)) {
+        fail("iova-invariant", `allocFast: pfn ${hex(pfn)}+${pages} handed out twice`);
+      }
+      seen.add(pfn);
+      got.push([pfn, pfn + pages - 1]);
+    }
+    for (const [lo] of got) {
+      if (!alloc.freeFast(lo)) fail("iova-invariant", `freeFast of pfn ${hex(lo)} found nothing`);
+    }
+    return got;
+  };
+  const first = round(n, false);
+  return round(first.length, true);
 }
 
 // ---------------------------------------------------------------------------------- swiotlb part

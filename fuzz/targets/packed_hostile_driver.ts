@@ -39,6 +39,16 @@ const MEM = 0x20000;
 const RING = 0x1000;
 const TABLES = 0x2000; // 0x200 bytes (32 entries) per table, up to 24 tables
 const BUFS = 0x8000; // 0x100 bytes per segment
+/**
+ * Guest memory is three adjacent regions, split at the pages after `BUFS`, and the fuzz runs lay
+ * their buffers from segment {@link SEG0} on, so the first lists' buffers lie on both sides of a
+ * split: the walk's region cache misses mid-list and the general translation path (`#addPiece`)
+ * meets the segment limit too, not only the identity fast path. A buffer across a split is one
+ * segment per region (the reference decoder knows the splits).
+ */
+const SPLITS = [BUFS + 0x1000, BUFS + 0x2000] as const;
+/** First segment of the fuzz runs' buffers (4 segments before the first split). */
+const SEG0 = 12;
 
 const chainSchema = z.strictObject({
   readable: z.array(z.number().int().min(0).max(0x100)).max(6),
@@ -246,11 +256,12 @@ function writeLists(
   wrap: number,
   ringSize: number,
   limit: number,
+  seg0 = 0,
 ): { written: number[]; next: number; nextWrap: number } {
   const size = ringSize;
   // Valid lists, written by our own raw writer (head flags last).
   const written: number[] = []; // GPA of every descriptor written (ring and tables)
-  let p = pos, w = wrap, used = 0, seg = 0, table = 0;
+  let p = pos, w = wrap, used = 0, seg = seg0, table = 0;
   for (const ch of input.chains) {
     const lens = [...ch.readable.map((l) => [l, 0]), ...ch.writable.map((l) => [l, 2])].map((
       [l, f],
@@ -258,7 +269,7 @@ function writeLists(
     if (lens.length === 0) continue;
     const indirect = ch.indirect && input.indirect;
     const slots = indirect ? 1 : lens.length;
-    if (used + slots > limit || seg + lens.length > 96) break;
+    if (used + slots > limit || seg - seg0 + lens.length > 96) break;
     const descs = lens.map(({ l, f }) => ({ addr: BigInt(BUFS + 0x100 * seg++), len: l, f }));
     if (indirect) {
       const t = TABLES + 0x200 * table++;
@@ -337,7 +348,11 @@ function writeLists(
  * The memory of every synthetic run, reused (`scratch_memory.ts`): rings, tables and raw bytes
  * lie below `BUFS`; payload copies are noted through the observer.
  */
-export const packedHostileDriverScratch = new ScratchMemory([{ gpa: 0, size: MEM }], BUFS);
+export const packedHostileDriverScratch = new ScratchMemory([
+  { gpa: 0, size: SPLITS[0] },
+  { gpa: SPLITS[0], size: SPLITS[1] - SPLITS[0] },
+  { gpa: SPLITS[1], size: MEM - SPLITS[1] },
+], BUFS);
 
 type PackedHostileMemory = typeof packedHostileDriverScratch.memory;
 
@@ -529,6 +544,7 @@ function popStep(ctx: RunContext): boolean {
     outstandingSlots: ctx.outstanding,
     indirect: input.indirect,
     policy,
+    splits: SPLITS,
   });
   ctx.accesses.length = 0;
   let chain: Chain | null;
@@ -570,7 +586,7 @@ function runOn(input: PackedHostileDriverInput): void {
     memory.writeU16(ctx.drvEv, input.drvEvent.offWrap);
     memory.writeU16(ctx.drvEv + 2, input.drvEvent.flags);
   }
-  writeLists(memory, ctx.ring, input, ctx.policy, ctx.pos, ctx.wrap, size, size);
+  writeLists(memory, ctx.ring, input, ctx.policy, ctx.pos, ctx.wrap, size, size, SEG0);
   // Pop until nothing is available or the device refuses; bounded by the Queue Size.
   memory.observer = {
     onRead: (g, n) => ctx.accesses.push([g, n]),

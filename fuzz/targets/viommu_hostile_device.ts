@@ -6,7 +6,7 @@
  * length of 0, shorter or longer than the writable part, a used element for an ID never made
  * available (instead of, or after, the real reply), no reply at all; and PROBE properties that
  * lie (RESV_MEM regions reversed, overlapping, covering the whole input range, bad property
- * lengths, reserved type bits, unknown types).
+ * lengths, reserved type bits, unknown types, a NONE terminator before real properties).
  *
  * Oracles:
  * - `uncatalogued-throw`: `init`/`map`/`unmap` throw nothing but `DmaMapError`;
@@ -222,10 +222,11 @@ function run(input: ViommuHostileDeviceInput, engine: ViommuHostileEngine): void
           break;
         case "probe-lie":
           if (isProbe && wGpa >= 0) {
-            // a property whose header lies: reserved type bits, a length past the area, or an
-            // unknown type, written over the first property
-            const word = [0x8001, 0x0001, 0x0007, 0x0001][arg % 4];
-            const len = [20, 0xffff, 20, 3][arg % 4];
+            // a property whose header lies: reserved type bits, a length past the area, an
+            // unknown type, or a NONE terminator (with the length of the RESV_MEM it replaces:
+            // what follows it is not to be read, §5.13.6.8), written over the first property
+            const word = [0x8001, 0x0001, 0x0007, 0x0001, 0x0000][arg % 5];
+            const len = [20, 0xffff, 20, 3, 20][arg % 5];
             mem.writeU16(wGpa, word);
             mem.writeU16(wGpa + 2, len);
           }

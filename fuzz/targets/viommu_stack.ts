@@ -12,7 +12,15 @@
  *   granule, as the driver maps whole pages) covers it with the right permission, to the GPA the
  *   shadow predicts; otherwise it is a `DmaFault`;
  * - `mapping-set`: the device's mapping set equals the driver's shadow (plus the ring areas'
- *   coherent mappings) after every operation.
+ *   coherent mappings) after every operation (`mapBatch` sends several MAPs in one kick, laid
+ *   out back to back in the requestq staging area);
+ * - `fault-report`: every fault the device takes while the driver has event buffers posted is
+ *   reported, never dropped (the driver drains the eventq and re-posts its buffers: a re-post
+ *   the device is never told about leaves it without buffers: `lost-notification`); a drain
+ *   returns exactly the faults reported since the last one, with their addresses and access;
+ * - a hostile eventq (the driver corrupts the eventq ring: avail `idx` jumping past Queue Size,
+ *   event buffers outside guest memory, `next` out of range) stops the device's fault reporting
+ *   (`broken`, a `VirtqError`) and nothing but a `DmaFault` leaves the faulting translation.
  * @module
  */
 
@@ -38,6 +46,7 @@ import {
   VIRTIO_IOMMU_F_MAP_UNMAP,
   VIRTIO_IOMMU_F_MMIO,
   VIRTIO_IOMMU_F_PROBE,
+  VirtqError,
 } from "../../src/mod.ts";
 
 const PAGE = 0x1000;
@@ -51,6 +60,13 @@ const LONG_LIVED = 0x60000;
 /** One operation of the stack target. */
 export type ViommuStackOp =
   | { readonly op: "map"; readonly off: number; readonly len: number; readonly dir: DmaDirection }
+  | {
+    readonly op: "mapBatch";
+    readonly offs: readonly number[];
+    readonly lens: readonly number[];
+    readonly dir: DmaDirection;
+  }
+  | { readonly op: "drain" }
   | { readonly op: "unmap"; readonly pick: number }
   | {
     readonly op: "loop";
@@ -88,6 +104,11 @@ export interface ViommuStackInput {
    * highest IOVA; the buffers lie outside it and still MAP/UNMAP each); 0 or absent: none.
    */
   readonly longLivedPages?: number;
+  /** Event buffers the driver posts on the eventq (default 8). */
+  readonly eventBuffers?: number;
+  /** After the operations: corrupt the eventq ring (`kind` 0 avail idx jump, 1 buffers outside
+   * guest memory, 2 `next` out of range) and take a fault. */
+  readonly hostileEventq?: { readonly kind: number; readonly value: number } | null;
 }
 
 /** The x86 MSI window, the RESV_MEM region the stack's endpoint reports to PROBE. */
@@ -113,7 +134,9 @@ function run(input: ViommuStackInput): void {
     longLived: llPages > 0 ? { gpa: LONG_LIVED, size: llPages * PAGE } : undefined,
     config: { bypass: negotiation.bypass },
     driverFeatures: ~declined & ((1n << 64n) - 1n),
+    eventBuffers: input.eventBuffers,
   });
+  const faults = new FaultBook(s, Math.min(input.eventBuffers ?? 8, 64));
   // PROBE declined: the driver never learns the endpoint's reserved regions (§5.13.6.8).
   if (has(VIRTIO_IOMMU_F_PROBE) !== (s.api.resvMem.length > 0)) {
     throw new OracleFailure(
@@ -167,6 +190,20 @@ function run(input: ViommuStackInput): void {
         }
         break;
       }
+      case "mapBatch": {
+        const gpas = o.offs.map((off, i) => BUF_BASE + (off % (BUF_SIZE - o.lens[i])));
+        const buses = s.api.mapBatch(gpas, o.lens, o.dir).map(Number);
+        buses.forEach((bus, i) => {
+          live.push({ bus, gpa: gpas[i], len: o.lens[i], dir: o.dir });
+          if (has(VIRTIO_IOMMU_F_PROBE) && bus <= MSI_END && bus + o.lens[i] - 1 >= MSI_START) {
+            throw new OracleFailure("feature-implied", `op ${k}: IOVA ${bus} in the MSI window`);
+          }
+        });
+        break;
+      }
+      case "drain":
+        faults.drain(k);
+        break;
       case "unmap": {
         if (live.length === 0) return;
         const [m] = live.splice(o.pick % live.length, 1);
@@ -221,12 +258,14 @@ function run(input: ViommuStackInput): void {
         const allowed = cover !== undefined &&
           (cover.dir === 0 || (cover.dir === 1 ? !o.write : o.write));
         let gpa = -1;
+        faults.before();
         try {
           s.space.translate(bus, 1, access, out);
           gpa = out.gpa;
         } catch (e) {
           if (!(e instanceof DmaFault)) throw e;
         }
+        faults.after(k, bus, o.write);
         if (allowed && gpa !== cover!.gpa + (bus - cover!.bus)) {
           throw new OracleFailure("translation", `op ${k}: bus ${bus} gave GPA ${gpa}`);
         }
@@ -246,6 +285,117 @@ function run(input: ViommuStackInput): void {
       throw new OracleFailure("mapping-set", `op ${k}: device [${dev}] vs shadow [${shadow}]`);
     }
   });
+  if (input.hostileEventq) hostileEventq(s, mem, faults, input.hostileEventq, out);
+}
+
+type Stack = ReturnType<typeof createViommuStack>;
+
+/**
+ * The driver's view of the eventq (reference for `fault-report`): how many event buffers it has
+ * posted that the device has not used, and the faults reported since its last drain.
+ */
+class FaultBook {
+  #reported = 0;
+  #dropped = 0;
+  readonly pending: { bus: number; write: boolean }[] = [];
+  constructor(readonly s: Stack, public posted: number) {}
+  /** Before a translation that may fault. */
+  before(): void {
+    this.#reported = this.s.device.stats.faultsReported;
+    this.#dropped = this.s.device.stats.faultsDropped;
+  }
+  /** After it: a fault taken while buffers were posted must have been reported. */
+  after(k: number, bus: number, write: boolean): void {
+    if (this.s.queues === null) return;
+    const rep = this.s.device.stats.faultsReported - this.#reported;
+    const drop = this.s.device.stats.faultsDropped - this.#dropped;
+    if (drop > 0 && this.posted > 0) {
+      throw new OracleFailure(
+        "lost-notification",
+        `op ${k}: fault at ${bus} dropped while ${this.posted} event buffer(s) were posted ` +
+          "(re-posted buffers the device was never told about?)",
+      );
+    }
+    if (rep > 0) {
+      if (rep > this.posted) {
+        throw new OracleFailure(
+          "fault-report",
+          `op ${k}: ${rep} fault(s) reported, ` +
+            `${this.posted} event buffer(s) posted`,
+        );
+      }
+      this.posted -= rep;
+      this.pending.push({ bus, write });
+    }
+  }
+  /** The driver drains the eventq (and re-posts every buffer it got back). */
+  drain(k: number): void {
+    if (this.s.queues === null) return;
+    const got = this.s.queues.drainFaults();
+    const want = this.pending.splice(0);
+    const show = (f: { bus: number; write: boolean }[]) =>
+      f.map((x) => `${x.write ? "W" : "R"}@${x.bus}`).join(",");
+    const seen = got.map((r) => ({ bus: Number(r.address), write: (r.flags & 2) !== 0 }));
+    if (show(seen) !== show(want)) {
+      throw new OracleFailure(
+        "fault-report",
+        `op ${k}: drained [${show(seen)}], reported [${show(want)}]`,
+      );
+    }
+    this.posted += got.length;
+  }
+}
+
+/** Corrupts the eventq ring as a hostile driver would, then takes a fault (see the module). */
+function hostileEventq(
+  s: Stack,
+  mem: GuestMemory,
+  faults: FaultBook,
+  h: { kind: number; value: number },
+  out: DmaTranslation,
+): void {
+  const q = s.queues;
+  if (q === null || s.device.broken !== null) return;
+  const a = q.eventq.addresses;
+  const size = q.eventq.size;
+  const kind = h.kind % 3;
+  if (kind === 0) {
+    const at = Number(a.driverAddr) + 2;
+    mem.writeU16(at, (mem.readU16(at) + size + 1 + (h.value % 1000)) & 0xffff);
+  } else {
+    for (let i = 0; i < size; i++) {
+      const d = Number(a.descAddr) + 16 * i;
+      if (kind === 1) mem.writeU64(d, 0x4000_0000n + BigInt(h.value % 0x1000_0000));
+      else {
+        mem.writeU16(d + 12, mem.readU16(d + 12) | 1); // VIRTQ_DESC_F_NEXT
+        mem.writeU16(d + 14, size + (h.value % 1000));
+      }
+    }
+  }
+  const breaks = kind === 0 || faults.posted > 0;
+  const before = s.device.stats.faultsReported;
+  try {
+    s.space.translate(0x7_0000_0000, 4, DMA_ACCESS_READ, out);
+    return; // no fault taken (nothing to check)
+  } catch (e) {
+    if (!(e instanceof DmaFault)) {
+      throw new OracleFailure(
+        "fault-report",
+        `hostile eventq (kind ${kind}): the faulting translation threw ${e}`,
+        e,
+      );
+    }
+  }
+  const broken: unknown = s.device.broken; // (narrowed to null above; the fault may set it)
+  if (breaks && !(broken instanceof VirtqError)) {
+    throw new OracleFailure(
+      "fault-report",
+      `hostile eventq (kind ${kind}): device not stopped (broken ${broken})`,
+    );
+  }
+  if (breaks && s.device.stats.faultsReported !== before) {
+    throw new OracleFailure("fault-report", `hostile eventq (kind ${kind}): fault reported`);
+  }
 }
 
 /**
@@ -276,6 +426,11 @@ export const viommuStackTarget: FuzzTarget<ViommuStackInput> = {
       negotiation: negotiationArbitrary,
       ops: opsArbitrary,
       longLivedPages: fc.constantFrom(0, 0, 1, 16),
+      eventBuffers: fc.constantFrom(1, 2, 8),
+      hostileEventq: fc.option(
+        fc.record({ kind: fc.nat(2), value: fc.nat() }, { noNullPrototype: true }),
+        { freq: 4 },
+      ),
     }, { noNullPrototype: true }),
   run,
 };
@@ -289,6 +444,15 @@ const opsArbitrary: fc.Arbitrary<ViommuStackOp[]> = fc.array(
       dir: fc.constantFrom<DmaDirection>(0, 1, 2),
     }, { noNullPrototype: true }),
     fc.record({ op: fc.constant("unmap" as const), pick: fc.nat() }, { noNullPrototype: true }),
+    fc.integer({ min: 2, max: 4 }).chain((n) =>
+      fc.record({
+        op: fc.constant("mapBatch" as const),
+        offs: fc.array(fc.nat(BUF_SIZE), { minLength: n, maxLength: n }),
+        lens: fc.array(fc.integer({ min: 1, max: 3 * PAGE }), { minLength: n, maxLength: n }),
+        dir: fc.constantFrom<DmaDirection>(0, 1, 2),
+      }, { noNullPrototype: true })
+    ),
+    fc.record({ op: fc.constant("drain" as const) }, { noNullPrototype: true }),
     fc.record({
       op: fc.constant("loop" as const),
       src: fc.nat(),

@@ -94,6 +94,68 @@ const KILLS: Kill[] = [
     target: "dma-chains",
     why: "dma-chains checks window-iommu maps lower-half buffers through the direct window",
   },
+  {
+    file: "src/dma/iommu_api.ts",
+    line: 276,
+    // #freeIova (the same text at #unmap, line 236, is further away)
+    from: "a.dataB(i) | FLAG_PENDING",
+    to: "a.dataB(i) & FLAG_PENDING",
+    target: "dma-invariants",
+    why: "iommu part step 4: a map failing in the page table must leave its IOVA not live",
+  },
+  {
+    file: "src/devices/virtio_iommu/device.ts",
+    line: 419,
+    // reportFault (the same text in processRequestQueue, line 386, is further away)
+    from: "if (!(e instanceof VirtqError)) throw e;",
+    to: "if (true) throw e;",
+    target: "viommu-stack",
+    why: "viommu-stack draws a hostile eventq: a fault must stop reporting, not throw a VirtqError",
+  },
+  {
+    file: "src/devices/virtio_iommu/queues.ts",
+    line: 144,
+    from: "if (reposted > 0) eq.driver.kick();",
+    to: "if (false) eq.driver.kick();",
+    target: "viommu-stack",
+    why: "viommu-stack drains the eventq (1 or 2 event buffers): a fault after the drain must " +
+      "be reported, the re-posted buffers published (lost-notification)",
+  },
+  {
+    file: "src/devices/virtio_iommu/transport.ts",
+    line: 239,
+    from: "(n + 63) & ~63",
+    to: "(n + 63) & ~64",
+    target: "viommu-stack",
+    why: "viommu-stack sends MAP batches: requests laid out back to back in the staging area",
+  },
+  {
+    file: "src/virtio/packed/walk.ts",
+    line: 437,
+    // #addPiece (the same text in #translate's fast path, line 357, is further away)
+    from: "chain.readableCount + chain.writableCount",
+    to: "chain.readableCount - chain.writableCount",
+    target: "packed-hostile-driver",
+    why: "packed-hostile-driver's memory is three regions: lists cross them, so the general " +
+      "path meets the segment limit with writable segments counted",
+  },
+  {
+    file: "src/devices/virtio_iommu/probe.ts",
+    line: 79,
+    from: "(word & ~VIRTIO_IOMMU_PROBE_T_MASK) === 0) break;",
+    to: "(word & ~VIRTIO_IOMMU_PROBE_T_MASK) !== 0) break;",
+    target: "viommu-hostile-device",
+    why: "probe-lie draws a NONE terminator over the first property: nothing after it is read",
+  },
+  {
+    file: "src/dma/iova_allocator.ts",
+    line: 384,
+    from: "if (rc.prev.size < IOVA_MAG_SIZE) {",
+    to: "if (rc.prev.size <= IOVA_MAG_SIZE) {",
+    target: "dma-invariants",
+    why: "iova part step 5, a range-cache storm: more freeFast of one size class than two " +
+      "magazines hold, then as many allocFast",
+  },
 ];
 
 const ROOT = new URL("../../", import.meta.url).pathname;
