@@ -119,6 +119,26 @@ Deno.test("GuestMemory: cross-region copies of 0, 1, 3, 127, 128, 129 and 4096 b
   assertThrows(() => m.copy(0x4000, 0x1ff0, 0x20), MemoryFault); // source straddles a region end
 });
 
+Deno.test("GuestMemory: regions may share one backing store at page offsets (backingOffset)", () => {
+  const backing = new ArrayBuffer(0x3000);
+  const m = new GuestMemory([
+    { gpa: 0, size: 0x1000, backing },
+    { gpa: 0x10_0000, size: 0x2000, backing, backingOffset: 0x1000 },
+  ]);
+  m.writeU32(0x10_0004, 0xdeadbeef);
+  assertEquals(new DataView(backing).getUint32(0x1004, true), 0xdeadbeef); // at the offset
+  assertEquals(m.readU32(4), 0); // the first region is untouched
+  m.copy(0x10, 0x10_0004, 4); // across regions on one store
+  assertEquals(m.readU32(0x10), 0xdeadbeef);
+  assertEquals(m.regions[1].bytes.byteOffset, 0x1000);
+  const bad = (spec: { backingOffset: number; backing?: ArrayBuffer; size?: number }) =>
+    assertThrows(() => new GuestMemory([{ gpa: 0, size: 0x1000, ...spec }]), RangeError);
+  bad({ backingOffset: 0x800, backing }); // not a page multiple
+  bad({ backingOffset: -0x1000, backing });
+  bad({ backingOffset: 0x1000 }); // no backing to offset into
+  bad({ backingOffset: 0x2000, backing, size: 0x2000 }); // runs past the store's end
+});
+
 Deno.test("hex64 never throws: error messages can name any address a caller passed", () => {
   assertEquals(hex64(0x1000), "0x0000000000001000");
   assertEquals(hex64(4096.5), "4096.5");
