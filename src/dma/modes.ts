@@ -326,12 +326,31 @@ export function createDmaLab(name: DmaModeName, options: DmaLabOptions = {}): Dm
   const poolSize = options.poolSize ?? 4 * 1024 * 1024;
   const confidential = name === "confidential" || name === "confidential-iommu";
   const bounce = confidential || name === "swiotlb";
+  // One backing store for all regions, as a guest's RAM is one host mapping: a bounce between
+  // a buffer and its slot is then one copyWithin.
+  // (Sizes the regions refuse get no shared store, so the regions' own errors are thrown.)
+  const sizes = bounce ? [bufferSize, ringSize, poolSize] : [bufferSize, ringSize];
+  const backing = sizes.every((n) => Number.isSafeInteger(n) && n > 0 && n % 4096 === 0)
+    ? new ArrayBuffer(sizes.reduce((a, b) => a + b, 0))
+    : undefined;
   const memory = new GuestMemory([
-    { gpa: 0, size: bufferSize, private: confidential, name: "buffers" },
-    { gpa: bufferSize, size: ringSize, name: "rings" },
+    { gpa: 0, size: bufferSize, private: confidential, name: "buffers", backing },
+    {
+      gpa: bufferSize,
+      size: ringSize,
+      name: "rings",
+      backing,
+      backingOffset: backing && bufferSize,
+    },
   ]);
   if (bounce) {
-    memory.addRegion({ gpa: bufferSize + ringSize, size: poolSize, name: "swiotlb" });
+    memory.addRegion({
+      gpa: bufferSize + ringSize,
+      size: poolSize,
+      name: "swiotlb",
+      backing,
+      backingOffset: backing && bufferSize + ringSize,
+    });
   }
   const mode = createDmaMode(name, memory, {
     ...options,
