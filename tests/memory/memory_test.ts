@@ -1,5 +1,6 @@
 import { assertEquals, assertThrows } from "@std/assert";
 import fc from "fast-check";
+import { backingCopier, createCopyableBacking } from "../../src/memory/mod.ts";
 import {
   DmaMapError,
   GuestMemory,
@@ -137,6 +138,25 @@ Deno.test("GuestMemory: regions may share one backing store at page offsets (bac
   bad({ backingOffset: -0x1000, backing });
   bad({ backingOffset: 0x1000 }); // no backing to offset into
   bad({ backingOffset: 0x2000, backing, size: 0x2000 }); // runs past the store's end
+});
+
+Deno.test("createCopyableBacking: a zeroed store in 64 KiB pages whose copier is a memmove", () => {
+  const buf = createCopyableBacking(0x1_1000)!;
+  assertEquals(buf.byteLength, 0x2_0000); // rounded up to whole WebAssembly pages
+  const b = new Uint8Array(buf);
+  assertEquals(b.every((x) => x === 0), true);
+  const copy = backingCopier(buf)!;
+  const pattern = (i: number) => (i * 31 + 5) & 0xff;
+  for (const [dst, src, len] of [[0x1000, 0x10, 1500], [0x12, 0x10, 100], [0x10, 0x12, 100]]) {
+    for (let i = 0; i < 0x2000; i++) b[i] = pattern(i);
+    const want = [...b.subarray(0, 0x2000)];
+    want.copyWithin(dst, src, src + len); // the reference: copyWithin is overlap-safe
+    copy(dst, src, len);
+    assertEquals([...b.subarray(0, 0x2000)], want, `${dst} <- ${src} x ${len}`);
+  }
+  assertEquals(backingCopier(new ArrayBuffer(0x1000)), null); // a plain store has none
+  assertEquals(createCopyableBacking(0), null);
+  assertEquals(createCopyableBacking(2 ** 32 + 1), null); // beyond 32-bit WebAssembly memory
 });
 
 Deno.test("hex64 never throws: error messages can name any address a caller passed", () => {
