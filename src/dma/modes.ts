@@ -24,6 +24,7 @@
  */
 
 import { GuestMemory } from "../memory/guest_memory.ts";
+import { createCopyableBacking } from "../memory/backing.ts";
 import type { U64 } from "../memory/u64.ts";
 import { assembleDma, type DmaAssemblySpec, type IommuLayerSpec } from "./assembly.ts";
 import type { Clock } from "./clock.ts";
@@ -326,12 +327,13 @@ export function createDmaLab(name: DmaModeName, options: DmaLabOptions = {}): Dm
   const poolSize = options.poolSize ?? 4 * 1024 * 1024;
   const confidential = name === "confidential" || name === "confidential-iommu";
   const bounce = confidential || name === "swiotlb";
-  // One backing store for all regions, as a guest's RAM is one host mapping: a bounce between
-  // a buffer and its slot is then one copyWithin.
+  // One backing store for all regions, as a guest's RAM is one host mapping, with a
+  // WebAssembly memmove (memory/backing.ts): a bounce between a buffer and its slot is one call.
   // (Sizes the regions refuse get no shared store, so the regions' own errors are thrown.)
   const sizes = bounce ? [bufferSize, ringSize, poolSize] : [bufferSize, ringSize];
   const backing = sizes.every((n) => Number.isSafeInteger(n) && n > 0 && n % 4096 === 0)
-    ? new ArrayBuffer(sizes.reduce((a, b) => a + b, 0))
+    ? createCopyableBacking(sizes.reduce((a, b) => a + b, 0)) ??
+      new ArrayBuffer(sizes.reduce((a, b) => a + b, 0))
     : undefined;
   const memory = new GuestMemory([
     { gpa: 0, size: bufferSize, private: confidential, name: "buffers", backing },

@@ -25,6 +25,7 @@
  */
 
 import type { GuestMemory, MemoryRegion } from "../memory/guest_memory.ts";
+import { type BackingCopier, backingCopier } from "../memory/backing.ts";
 import type { U64 } from "../memory/u64.ts";
 import type { ReversibleDmaApi } from "./direct_api.ts";
 import { DmaMapError } from "./errors.ts";
@@ -101,11 +102,12 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     highWater: 0,
   };
   readonly #memory: GuestMemory;
-  // The region holding the pool, the pool's offset in it, and a view of its whole backing store
-  // (a region sharing that store is copied to and from with one copyWithin).
+  // The region holding the pool, the pool's offset in it, a view of its whole backing store and
+  // the store's memmove, if any (a region on the same store is copied to and from in one call).
   readonly #region: MemoryRegion;
   readonly #base: number;
   readonly #backing: Uint8Array;
+  readonly #wasmCopy: BackingCopier | null;
   /** Per slot: free contiguous slots from here to the segment's end (0 = in use), Linux `list`. */
   // 1 = slot in use. Linux keeps a per-slot count of free slots to the segment end (`list`) and
   // walks back over the free run on every release (O(segment)); a run of n free slots is checked
@@ -157,6 +159,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     this.#region = memory.regionAt(poolGpa)!;
     this.#base = poolGpa - this.#region.gpa;
     this.#backing = new Uint8Array(this.#region.bytes.buffer);
+    this.#wasmCopy = backingCopier(this.#region.bytes.buffer);
     this.name = options.name ?? "swiotlb";
     this.poolGpa = poolGpa;
     this.poolSize = size;
@@ -358,7 +361,8 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
 
   // GuestMemory.copy between resolved regions, byte for byte the same result (overlap-safe: a
   // buffer may lie inside the pool's own region). Small aligned copies: a word loop; regions on
-  // one backing store: one copyWithin (no subarray view allocated).
+  // one backing store: one WebAssembly memory.copy when the store has one (backing.ts), else one
+  // copyWithin (no subarray view allocated); otherwise set(subarray) as GuestMemory.copy does.
   #copy(d: MemoryRegion, doff: number, s: MemoryRegion, so: number, length: number): void {
     if (
       length < 128 && ((doff | so | length) & 3) === 0 && doff < 2 ** 31 && so < 2 ** 31 &&
@@ -366,10 +370,11 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     ) {
       const dw = d.words, sw = s.words, di = doff >> 2, si = so >> 2, n = length >> 2;
       for (let i = 0; i < n; i++) dw[di + i] = sw[si + i];
-    } else if (s === d) d.bytes.copyWithin(doff, so, so + length);
-    else if (s.bytes.buffer === d.bytes.buffer) {
-      const sb = s.bytes.byteOffset + so;
-      this.#backing.copyWithin(d.bytes.byteOffset + doff, sb, sb + length);
+    } else if (s.bytes.buffer === d.bytes.buffer) {
+      const db = d.bytes.byteOffset + doff, sb = s.bytes.byteOffset + so;
+      const wasmCopy = this.#wasmCopy;
+      if (wasmCopy !== null) wasmCopy(db, sb, length);
+      else this.#backing.copyWithin(db, sb, sb + length);
     } else if (length < 128) {
       const db = d.bytes, sbytes = s.bytes;
       for (let i = 0; i < length; i++) db[doff + i] = sbytes[so + i];
