@@ -211,7 +211,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
         `a bounce mapping holds at most ${SWIOTLB_MAX_MAPPING} bytes (128 slots of 2 KiB)`,
       );
     }
-    const n = length > 0 ? Math.ceil(length / IO_TLB_SIZE) : 1;
+    const n = length > IO_TLB_SIZE ? Math.ceil(length / IO_TLB_SIZE) : 1;
     const idx = this.#findSlots(n, length >= 4096 ? 2 : 1);
     if (idx < 0) {
       this.stats.exhausted++;
@@ -252,7 +252,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
       throw new DmaMapError("not-mapped", bus, length, this.name, "not a bounce-buffer address");
     }
     const idx = (slotGpa - this.poolGpa) / IO_TLB_SIZE;
-    if (!Number.isInteger(idx) || this.#nslots[idx] === 0 || this.#inUse[idx] === 0) {
+    if ((idx | 0) !== idx || this.#nslots[idx] === 0 || this.#inUse[idx] === 0) {
       throw new DmaMapError("not-mapped", bus, length, this.name, "not the start of a mapping");
     }
     this.inner.unmap(bus, length, dir);
@@ -388,7 +388,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     const slots = this.slots;
     const inUse = this.#inUse;
     const from = this.#rewind >= 0 ? this.#rewind : this.#index;
-    let i = Math.ceil(from / stride) * stride;
+    let i = stride === 1 ? from : from + (from & 1); // stride is 1 or 2 (a page)
     for (let tried = 0; tried < slots; tried += stride, i += stride) {
       if (i >= slots) i = 0;
       if (inUse[i] !== 0) continue;
