@@ -27,7 +27,7 @@
 import type { GuestMemory, MemoryRegion } from "../memory/guest_memory.ts";
 import { type BackingCopier, backingCopier } from "../memory/backing.ts";
 import type { U64 } from "../memory/u64.ts";
-import type { ReversibleDmaApi } from "./direct_api.ts";
+import { DirectDmaApi, type ReversibleDmaApi } from "./direct_api.ts";
 import { DmaMapError } from "./errors.ts";
 import type { DmaDirection } from "./types.ts";
 
@@ -108,6 +108,10 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   readonly #base: number;
   readonly #backing: Uint8Array;
   readonly #wasmCopy: BackingCopier | null;
+  // The inner API is plain dma-direct (no window, a mask covering the whole pool): a slot's bus
+  // address is its GPA, its map never refuses a slot and its unmap does nothing, so those calls
+  // are skipped (checked once here; the results are the ones the calls would give).
+  readonly #plainInner: boolean;
   /** Per slot: free contiguous slots from here to the segment's end (0 = in use), Linux `list`. */
   // 1 = slot in use. Linux keeps a per-slot count of free slots to the segment end (`list`) and
   // walks back over the free run on every release (O(segment)); a run of n free slots is checked
@@ -160,6 +164,8 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     this.#base = poolGpa - this.#region.gpa;
     this.#backing = new Uint8Array(this.#region.bytes.buffer);
     this.#wasmCopy = backingCopier(this.#region.bytes.buffer);
+    this.#plainInner = inner.constructor === DirectDmaApi &&
+      (inner as DirectDmaApi).windows === null && (inner as DirectDmaApi).accepts(poolGpa, size);
     this.name = options.name ?? "swiotlb";
     this.poolGpa = poolGpa;
     this.poolSize = size;
@@ -231,7 +237,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
         this.#toSlot(slotGpa, gpa, length);
         this.stats.bytesToSlot += length;
       }
-      const bus = this.inner.map(slotGpa, length, dir);
+      const bus = this.#plainInner ? slotGpa : this.inner.map(slotGpa, length, dir);
       this.stats.bounced++;
       return bus;
     } catch (e) {
@@ -246,7 +252,10 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
    * @throws DmaMapError `not-mapped` when `bus` is not the start of a live bounce mapping.
    */
   unmap(bus: U64, length: number, dir: DmaDirection): void {
-    const slotGpa = this.inner.busToGpa(bus);
+    // (plain dma-direct: busToGpa is the identity on numbers, -1 for a bigint)
+    const slotGpa = this.#plainInner
+      ? (typeof bus === "number" ? bus : -1)
+      : this.inner.busToGpa(bus);
     if (!this.#inPool(slotGpa)) {
       if (!this.force) return this.inner.unmap(bus, length, dir);
       throw new DmaMapError("not-mapped", bus, length, this.name, "not a bounce-buffer address");
@@ -255,7 +264,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     if ((idx | 0) !== idx || this.#nslots[idx] === 0 || this.#inUse[idx] === 0) {
       throw new DmaMapError("not-mapped", bus, length, this.name, "not the start of a mapping");
     }
-    this.inner.unmap(bus, length, dir);
+    if (!this.#plainInner) this.inner.unmap(bus, length, dir);
     if (dir !== 1) this.#copyBack(slotGpa, this.#orig[idx], Math.min(length, this.#len[idx]));
     this.#release(idx);
   }
