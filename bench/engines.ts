@@ -27,6 +27,9 @@
  * - `confidential-iommu` [`confidential-iommu`]: the same with the bounce slots mapped through
  *   dma-iommu (strict) and the device behind the IOMMU.
  *
+ * Every mode's guest memory is one WebAssembly-backed store (`createDmaLab` with `fastCopy`), so
+ * a bounce copy is one native memmove call, as a kernel's memcpy is.
+ *
  * @module
  */
 
@@ -232,6 +235,7 @@ function ringPair(p: CaseParams): Benchable {
     ringSize: ringBytes,
     poolSize: Math.max(4 << 20, page(2 * bufBytes)),
     iotlbCapacity: 1024,
+    fastCopy: true,
   });
   const mode = lab.mode;
   const api = p.dma === "iommu-hit"

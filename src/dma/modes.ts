@@ -24,6 +24,7 @@
  */
 
 import { GuestMemory } from "../memory/guest_memory.ts";
+import { createCopyableBacking } from "../memory/backing.ts";
 import type { U64 } from "../memory/u64.ts";
 import { assembleDma, type DmaAssemblySpec, type IommuLayerSpec } from "./assembly.ts";
 import type { Clock } from "./clock.ts";
@@ -295,6 +296,13 @@ export interface DmaLabOptions extends DmaModeOptions {
   ringSize?: number;
   /** Bytes of the swiotlb pool (shared), default 4 MiB (Linux's default is 64 MiB). */
   poolSize?: number;
+  /**
+   * Back the regions with a WebAssembly memory (`createCopyableBacking`), so that each bounce
+   * copy of 128 B or more is one native memmove call: for benchmarks, default `false`. Creating
+   * such a memory costs far more than an `ArrayBuffer` (it reserves its address space), so
+   * fuzzing and tests, which build a lab per run, leave it off; the bytes are the same either way.
+   */
+  fastCopy?: boolean;
 }
 
 /** A ready-to-use guest memory layout with a mode built over it. */
@@ -326,12 +334,32 @@ export function createDmaLab(name: DmaModeName, options: DmaLabOptions = {}): Dm
   const poolSize = options.poolSize ?? 4 * 1024 * 1024;
   const confidential = name === "confidential" || name === "confidential-iommu";
   const bounce = confidential || name === "swiotlb";
+  // One backing store for all regions, as a guest's RAM is one host mapping: a bounce between a
+  // buffer and its slot is one copyWithin, or with `fastCopy` one WebAssembly memmove.
+  // (Sizes the regions refuse get no shared store, so the regions' own errors are thrown.)
+  const sizes = bounce ? [bufferSize, ringSize, poolSize] : [bufferSize, ringSize];
+  const backing = sizes.every((n) => Number.isSafeInteger(n) && n > 0 && n % 4096 === 0)
+    ? (options.fastCopy ? createCopyableBacking(sizes.reduce((a, b) => a + b, 0)) : null) ??
+      new ArrayBuffer(sizes.reduce((a, b) => a + b, 0))
+    : undefined;
   const memory = new GuestMemory([
-    { gpa: 0, size: bufferSize, private: confidential, name: "buffers" },
-    { gpa: bufferSize, size: ringSize, name: "rings" },
+    { gpa: 0, size: bufferSize, private: confidential, name: "buffers", backing },
+    {
+      gpa: bufferSize,
+      size: ringSize,
+      name: "rings",
+      backing,
+      backingOffset: backing && bufferSize,
+    },
   ]);
   if (bounce) {
-    memory.addRegion({ gpa: bufferSize + ringSize, size: poolSize, name: "swiotlb" });
+    memory.addRegion({
+      gpa: bufferSize + ringSize,
+      size: poolSize,
+      name: "swiotlb",
+      backing,
+      backingOffset: backing && bufferSize + ringSize,
+    });
   }
   const mode = createDmaMode(name, memory, {
     ...options,

@@ -41,6 +41,12 @@ export interface MemoryRegionSpec {
   /** Existing backing store of exactly `size` bytes; a zeroed one is allocated when absent. */
   backing?: ArrayBuffer;
   /**
+   * Byte offset of the region's first byte in `backing` (default 0; a multiple of 4096; only with
+   * `backing`). Regions may share one backing store, as a guest's RAM is one host mapping; a copy
+   * between two such regions can then be one `copyWithin` (the swiotlb bounce does this).
+   */
+  backingOffset?: number;
+  /**
    * Confidential-guest memory that the host cannot read (SEV/TDX private pages). Devices reach
    * only shared memory in a confidential guest; DMA models consult this flag. Default `false`.
    */
@@ -78,9 +84,10 @@ export class MemoryRegion {
     this.size = spec.size;
     this.end = spec.gpa + spec.size;
     const buf = spec.backing ?? new ArrayBuffer(spec.size);
-    this.bytes = new Uint8Array(buf, 0, spec.size);
-    this.view = new DataView(buf, 0, spec.size);
-    this.words = new Int32Array(buf, 0, spec.size / 4);
+    const off = spec.backing ? spec.backingOffset ?? 0 : 0;
+    this.bytes = new Uint8Array(buf, off, spec.size);
+    this.view = new DataView(buf, off, spec.size);
+    this.words = new Int32Array(buf, off, spec.size / 4);
     this.name = spec.name ?? `ram@0x${spec.gpa.toString(16)}`;
     this.private = spec.private ?? false;
   }
@@ -129,8 +136,9 @@ export class GuestMemory {
    * Adds a region.
    * @returns the new region.
    * @throws RangeError when `gpa`/`size` are not multiples of 4096, the region is empty, ends
-   * above 2^52 (no real platform has more physical address bits), overlaps an existing region, or
-   * `backing` is shorter than `size`.
+   * above 2^52 (no real platform has more physical address bits), overlaps an existing region,
+   * `backing` is shorter than `backingOffset + size`, or `backingOffset` is not a multiple of 4096
+   * or is given without `backing`.
    */
   addRegion(spec: MemoryRegionSpec): MemoryRegion {
     const { gpa, size } = spec;
@@ -153,8 +161,19 @@ export class GuestMemory {
         `region ends above 2^52: gpa 0x${gpa.toString(16)} size 0x${size.toString(16)}`,
       );
     }
-    if (spec.backing && spec.backing.byteLength < size) {
-      throw new RangeError(`region backing has ${spec.backing.byteLength} bytes, needs ${size}`);
+    const off = spec.backingOffset ?? 0;
+    if (
+      !Number.isSafeInteger(off) || off < 0 || off % GUEST_PAGE_SIZE !== 0 ||
+      (off !== 0 && !spec.backing)
+    ) {
+      throw new RangeError(
+        `region backingOffset ${off} must be a non-negative multiple of 0x1000, with a backing`,
+      );
+    }
+    if (spec.backing && spec.backing.byteLength < off + size) {
+      throw new RangeError(
+        `region backing has ${spec.backing.byteLength} bytes, needs ${off + size}`,
+      );
     }
     for (const r of this.#regions) {
       if (gpa < r.end && r.gpa < gpa + size) {

@@ -27,3 +27,4 @@
 export * from "./u64.ts";
 export * from "./fault.ts";
 export * from "./guest_memory.ts";
+export * from "./backing.ts";

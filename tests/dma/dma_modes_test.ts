@@ -15,6 +15,7 @@ import {
 } from "../../src/dma/modes.ts";
 import { FakeClock } from "../../src/dma/clock.ts";
 import { GuestMemory } from "../../src/memory/guest_memory.ts";
+import { backingCopier } from "../../src/memory/backing.ts";
 import type { U64 } from "../../src/memory/u64.ts";
 import {
   deviceAddressing,
@@ -162,4 +163,29 @@ Deno.test("mode window-iommu (alpha): direct window when the buffer fits, else t
     "not-mapped",
   );
   mode.api.unmap(direct, 64, DMA_TO_DEVICE); // dma-direct: nothing to undo
+});
+
+Deno.test("createDmaLab: regions on one backing store; fastCopy makes it a WebAssembly store with a memmove", () => {
+  for (const fastCopy of [false, true]) {
+    const lab = createDmaLab("confidential", { poolSize: 1 << 20, fastCopy });
+    const [buffers, rings, pool] = lab.memory.regions;
+    const store = buffers.bytes.buffer;
+    assertEquals([rings.bytes.buffer === store, pool.bytes.buffer === store], [true, true]);
+    assertEquals([rings.bytes.byteOffset, pool.bytes.byteOffset], [rings.gpa, pool.gpa]);
+    assertEquals(backingCopier(store) !== null, fastCopy);
+    // a bounce from the private buffers into the shared pool and back, through that store
+    const api = lab.mode.api;
+    lab.memory.write(0x1000, new Uint8Array(1500).fill(0x5a));
+    const bus = api.map(0x1000, 1500, DMA_BIDIRECTIONAL) as number;
+    assertEquals(lab.memory.readU8(bus + 1499), 0x5a);
+    lab.memory.fill(bus, 1500, 0xa5); // the device writes the whole buffer
+    api.unmap(bus, 1500, DMA_BIDIRECTIONAL);
+    assertEquals([lab.memory.readU8(0x1000), lab.memory.readU8(0x1000 + 1499)], [0xa5, 0xa5]);
+  }
+  // sizes the regions refuse still get the regions' own error, not an ArrayBuffer one
+  assertThrows(
+    () => createDmaLab("swiotlb", { bufferSize: 100 }),
+    RangeError,
+    "multiple of 0x1000",
+  );
 });

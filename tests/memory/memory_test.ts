@@ -1,5 +1,6 @@
 import { assertEquals, assertThrows } from "@std/assert";
 import fc from "fast-check";
+import { backingCopier, createCopyableBacking } from "../../src/memory/mod.ts";
 import {
   DmaMapError,
   GuestMemory,
@@ -117,6 +118,45 @@ Deno.test("GuestMemory: cross-region copies of 0, 1, 3, 127, 128, 129 and 4096 b
     assertEquals([...m.view(0, 0x400)], want);
   }
   assertThrows(() => m.copy(0x4000, 0x1ff0, 0x20), MemoryFault); // source straddles a region end
+});
+
+Deno.test("GuestMemory: regions may share one backing store at page offsets (backingOffset)", () => {
+  const backing = new ArrayBuffer(0x3000);
+  const m = new GuestMemory([
+    { gpa: 0, size: 0x1000, backing },
+    { gpa: 0x10_0000, size: 0x2000, backing, backingOffset: 0x1000 },
+  ]);
+  m.writeU32(0x10_0004, 0xdeadbeef);
+  assertEquals(new DataView(backing).getUint32(0x1004, true), 0xdeadbeef); // at the offset
+  assertEquals(m.readU32(4), 0); // the first region is untouched
+  m.copy(0x10, 0x10_0004, 4); // across regions on one store
+  assertEquals(m.readU32(0x10), 0xdeadbeef);
+  assertEquals(m.regions[1].bytes.byteOffset, 0x1000);
+  const bad = (spec: { backingOffset: number; backing?: ArrayBuffer; size?: number }) =>
+    assertThrows(() => new GuestMemory([{ gpa: 0, size: 0x1000, ...spec }]), RangeError);
+  bad({ backingOffset: 0x800, backing }); // not a page multiple
+  bad({ backingOffset: -0x1000, backing });
+  bad({ backingOffset: 0x1000 }); // no backing to offset into
+  bad({ backingOffset: 0x2000, backing, size: 0x2000 }); // runs past the store's end
+});
+
+Deno.test("createCopyableBacking: a zeroed store in 64 KiB pages whose copier is a memmove", () => {
+  const buf = createCopyableBacking(0x1_1000)!;
+  assertEquals(buf.byteLength, 0x2_0000); // rounded up to whole WebAssembly pages
+  const b = new Uint8Array(buf);
+  assertEquals(b.every((x) => x === 0), true);
+  const copy = backingCopier(buf)!;
+  const pattern = (i: number) => (i * 31 + 5) & 0xff;
+  for (const [dst, src, len] of [[0x1000, 0x10, 1500], [0x12, 0x10, 100], [0x10, 0x12, 100]]) {
+    for (let i = 0; i < 0x2000; i++) b[i] = pattern(i);
+    const want = [...b.subarray(0, 0x2000)];
+    want.copyWithin(dst, src, src + len); // the reference: copyWithin is overlap-safe
+    copy(dst, src, len);
+    assertEquals([...b.subarray(0, 0x2000)], want, `${dst} <- ${src} x ${len}`);
+  }
+  assertEquals(backingCopier(new ArrayBuffer(0x1000)), null); // a plain store has none
+  assertEquals(createCopyableBacking(0), null);
+  assertEquals(createCopyableBacking(2 ** 32 + 1), null); // beyond 32-bit WebAssembly memory
 });
 
 Deno.test("hex64 never throws: error messages can name any address a caller passed", () => {
