@@ -5,12 +5,9 @@
  * slots (`IO_TLB_SEGSIZE`, so 256 KiB, the `dma_max_mapping_size()` virtio limits segments to)
  * and never crosses a 128-slot segment; a mapping of a page or more starts page-aligned; slots
  * are searched next-fit from a rotating index (Linux: one per area); a default pool is 64 MiB
- * (`IO_TLB_DEFAULT_SIZE`). One departure, for speed and not for any outcome: after unmaps of
- * 1 KiB or more, the next search starts at the lowest such slot freed since the last map, so a
- * steady map/unmap cycle of large buffers reuses the same cache-warm slots instead of sweeping the
- * whole pool (a 4 MiB sweep misses the CPU caches on every copy; for short buffers the sweep
- * measured faster). Which slots are chosen changes; every rule above, and "exhausted only when no
- * fit exists anywhere in the pool", still holds.
+ * (`IO_TLB_DEFAULT_SIZE`). The slots chosen are Linux's (pure next-fit, `area->index`): reusing
+ * freed slots first was measured 5-20% faster for 1500 B bounces (a next-fit sweep of a 4 MiB pool
+ * is cache-cold) and rejected, because which slot a stale bus address hits is an outcome.
  * Data is copied into the slot on map (Linux bounces on map whatever the direction since
  * ddbd89deb7d3 / aa6f8dcbab47 "swiotlb: fix info leak with DMA_FROM_DEVICE", 2022, so a
  * FROM_DEVICE buffer's bytes the device did not write come back unchanged), from the
@@ -40,10 +37,6 @@ export const IO_TLB_SIZE = 1 << IO_TLB_SHIFT;
 export const IO_TLB_SEGSIZE = 128;
 /** Largest mapping in bytes (`IO_TLB_SEGSIZE * IO_TLB_SIZE`, 256 KiB). */
 export const SWIOTLB_MAX_MAPPING = IO_TLB_SEGSIZE * IO_TLB_SIZE;
-// Releases of mappings this long or longer pull the next search back to their slot (see the module
-// doc); shorter ones leave the next-fit index alone: measured (bench, split q256 b32), reusing the
-// freed slots makes 1500-byte bounces 5-20% faster and 64-byte ones 3-8% slower than the sweep.
-const REWIND_MIN_BYTES = 1024;
 
 /** `IO_TLB_DEFAULT_SIZE`: default pool size (64 MiB). */
 export const IO_TLB_DEFAULT_SIZE = 64 * 1024 * 1024;
@@ -132,9 +125,6 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   // Bytes of the mapping from each slot's start to the mapping's end (Linux `alloc_size` per slot).
   readonly #remain: Uint32Array;
   #index = 0;
-  // Lowest head slot of a mapping of REWIND_MIN_BYTES or more released since the last map, or -1:
-  // the next search starts there.
-  #rewind = -1;
   #used = 0;
 
   /**
@@ -398,12 +388,12 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   }
 
   // Next-fit search for n free slots at a multiple of `stride` inside one segment (a mapping
-  // never crosses a segment end), from the lowest slot freed since the last map if any, else
-  // from the rotating index; it wraps, so it fails only when no fit exists in the whole pool.
+  // never crosses a segment end), from the rotating index; it wraps, so it fails only when no
+  // fit exists in the whole pool.
   #findSlots(n: number, stride: number): number {
     const slots = this.slots;
     const inUse = this.#inUse;
-    const from = this.#rewind >= 0 ? this.#rewind : this.#index;
+    const from = this.#index;
     let i = stride === 1 ? from : from + (from & 1); // stride is 1 or 2 (a page)
     for (let tried = 0; tried < slots; tried += stride, i += stride) {
       if (i >= slots) i = 0;
@@ -431,7 +421,6 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     this.#used += n;
     if (this.#used > this.stats.highWater) this.stats.highWater = this.#used;
     this.#index = idx + n >= this.slots ? 0 : idx + n;
-    this.#rewind = -1;
   }
 
   #release(idx: number): void {
@@ -441,10 +430,8 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
       inUse[j] = 0;
       this.#remain[j] = 0;
     }
-    const len = this.#len[idx];
     this.#nslots[idx] = 0;
     this.#len[idx] = 0;
     this.#used -= n;
-    if (len >= REWIND_MIN_BYTES && (this.#rewind < 0 || idx < this.#rewind)) this.#rewind = idx;
   }
 }
