@@ -138,125 +138,168 @@ function defaultOptions(workers: number): FuzzOptions {
   };
 }
 
+/** One flag read from the command line. */
+interface ReadFlag {
+  /** The flag's name (without an `=VALUE` tail). */
+  flag: string;
+  /** Its value; undefined for a boolean flag. */
+  value: string | undefined;
+  /** Index of the last argument it used (its value may be the next argument). */
+  last: number;
+}
+
 /**
- * Parses `deno task fuzz` arguments.
- * @param defaultWorkers value of `--workers` when not given (the number of cores).
- * @throws {CliError} on an unknown flag, a missing or malformed value, or conflicting flags.
+ * Reads the flag at `args[i]` and its value (`--flag=V` or `--flag V`).
+ * @throws {CliError} on an unknown flag, a boolean flag with a value, or a missing value.
  */
-export function parseFuzzArgs(args: readonly string[], defaultWorkers = 1): FuzzOptions {
-  const o = defaultOptions(defaultWorkers);
-  let secondsGiven = false;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
-    const flag = eq >= 0 ? arg.slice(0, eq) : arg;
-    if ((BOOL_FLAGS as readonly string[]).includes(flag)) {
-      if (eq >= 0) throw new CliError(flag, "takes no value", `write ${flag} alone`);
-      if (flag === "--list") o.list = true;
-      else o.help = true;
-      continue;
-    }
-    if (!(VALUE_FLAGS as readonly string[]).includes(flag)) {
-      throw new CliError(
-        arg,
-        flag.startsWith("-") ? "unknown flag" : "unexpected argument",
-        `use one of ${[...VALUE_FLAGS, "--list", "--help"].join(", ")}`,
-      );
-    }
-    let v: string;
-    if (eq >= 0) v = arg.slice(eq + 1);
-    else {
-      if (i + 1 >= args.length || args[i + 1].startsWith("--")) {
-        throw new CliError(flag, "needs a value", `write ${flag} VALUE`);
-      }
-      v = args[++i];
-    }
-    switch (flag) {
-      case "--target": {
-        const names = v.split(",").map((s) => s.trim()).filter((s) => s !== "");
-        if (names.length === 0) {
-          throw new CliError(flag, "empty target name", "pass a name from --list");
-        }
-        o.targets.push(...names);
-        break;
-      }
-      case "--seconds":
-        o.seconds = positiveNumber(flag, v, false, "30");
-        secondsGiven = true;
-        break;
-      case "--runs":
-        o.runs = positiveNumber(flag, v, true, "1000");
-        break;
-      case "--seed": {
-        const n = Number(v);
-        if (!/^\d+$/.test(v) || n > 0x7fff_ffff) {
-          throw new CliError(
-            flag,
-            `"${v}" is not an integer in 0..2147483647`,
-            "pass e.g. --seed 42",
-          );
-        }
-        o.seed = n;
-        break;
-      }
-      case "--workers": {
-        const n = Number(v);
-        if (!/^\d+$/.test(v) || n > 256) {
-          throw new CliError(flag, `"${v}" is not an integer in 0..256`, "pass e.g. --workers 2");
-        }
-        o.workers = n;
-        break;
-      }
-      case "--shard": {
-        const m = /^(\d+)\/(\d+)$/.exec(v);
-        const index = m ? Number(m[1]) : NaN;
-        const count = m ? Number(m[2]) : NaN;
-        if (!m || count < 1 || index < 1 || index > count) {
-          throw new CliError(
-            flag,
-            `"${v}" is not I/N with 1 <= I <= N`,
-            "pass e.g. --shard 1/4 (shards are numbered from 1)",
-          );
-        }
-        o.shard = { index, count };
-        break;
-      }
-      case "--json":
-        o.json = v;
-        break;
-      case "--junit":
-        o.junit = v;
-        break;
-      case "--corpus":
-        o.corpus = v;
-        break;
-      case "--replay":
-        o.replay = v;
-        break;
-      case "--replay-seed": {
-        const n = Number(v);
-        if (!/^-?\d+$/.test(v) || !Number.isSafeInteger(n)) {
-          throw new CliError(flag, `"${v}" is not an integer`, "pass the seed the report printed");
-        }
-        o.replaySeed = n;
-        break;
-      }
-      case "--replay-path":
-        if (!/^\d+(:\d+)*$/.test(v)) {
-          throw new CliError(
-            flag,
-            `"${v}" is not a fast-check path`,
-            'pass e.g. --replay-path "3:1:0"',
-          );
-        }
-        o.replayPath = v;
-        break;
-      case "--artifacts":
-        o.artifacts = v;
-        break;
-    }
+function readFlag(args: readonly string[], i: number): ReadFlag {
+  const arg = args[i];
+  const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
+  const flag = eq >= 0 ? arg.slice(0, eq) : arg;
+  if ((BOOL_FLAGS as readonly string[]).includes(flag)) {
+    if (eq >= 0) throw new CliError(flag, "takes no value", `write ${flag} alone`);
+    return { flag, value: undefined, last: i };
   }
-  if (!secondsGiven && o.runs === undefined) o.seconds = DEFAULT_SECONDS;
+  if (!(VALUE_FLAGS as readonly string[]).includes(flag)) {
+    throw new CliError(
+      arg,
+      flag.startsWith("-") ? "unknown flag" : "unexpected argument",
+      `use one of ${[...VALUE_FLAGS, "--list", "--help"].join(", ")}`,
+    );
+  }
+  if (eq >= 0) return { flag, value: arg.slice(eq + 1), last: i };
+  if (i + 1 >= args.length || args[i + 1].startsWith("--")) {
+    throw new CliError(flag, "needs a value", `write ${flag} VALUE`);
+  }
+  return { flag, value: args[i + 1], last: i + 1 };
+}
+
+/** `--target`: a comma list of one or more target names. */
+function parseTargetNames(flag: string, v: string): string[] {
+  const names = v.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  if (names.length === 0) {
+    throw new CliError(flag, "empty target name", "pass a name from --list");
+  }
+  return names;
+}
+
+/** `--seed`: an integer in 0..2^31-1. */
+function parseSeed(flag: string, v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n > 0x7fff_ffff) {
+    throw new CliError(
+      flag,
+      `"${v}" is not an integer in 0..2147483647`,
+      "pass e.g. --seed 42",
+    );
+  }
+  return n;
+}
+
+/** `--workers`: an integer in 0..256. */
+function parseWorkers(flag: string, v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n > 256) {
+    throw new CliError(flag, `"${v}" is not an integer in 0..256`, "pass e.g. --workers 2");
+  }
+  return n;
+}
+
+/** `--shard`: `I/N` with 1 <= I <= N. */
+function parseShard(flag: string, v: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(v);
+  const index = m ? Number(m[1]) : NaN;
+  const count = m ? Number(m[2]) : NaN;
+  if (!m || count < 1 || index < 1 || index > count) {
+    throw new CliError(
+      flag,
+      `"${v}" is not I/N with 1 <= I <= N`,
+      "pass e.g. --shard 1/4 (shards are numbered from 1)",
+    );
+  }
+  return { index, count };
+}
+
+/** `--replay-seed`: any safe integer (fast-check seeds may be negative). */
+function parseReplaySeed(flag: string, v: string): number {
+  const n = Number(v);
+  if (!/^-?\d+$/.test(v) || !Number.isSafeInteger(n)) {
+    throw new CliError(flag, `"${v}" is not an integer`, "pass the seed the report printed");
+  }
+  return n;
+}
+
+/** `--replay-path`: a fast-check path such as `3:1:0`. */
+function parseReplayPath(flag: string, v: string): string {
+  if (!/^\d+(:\d+)*$/.test(v)) {
+    throw new CliError(
+      flag,
+      `"${v}" is not a fast-check path`,
+      'pass e.g. --replay-path "3:1:0"',
+    );
+  }
+  return v;
+}
+
+/** Records a boolean flag (`--list`, `--help`, `-h`) in `o`. */
+function applyBoolFlag(o: FuzzOptions, flag: string): void {
+  if (flag === "--list") o.list = true;
+  else o.help = true;
+}
+
+/**
+ * Records a value flag in `o`.
+ * @throws {CliError} on a malformed value.
+ */
+function applyValueFlag(o: FuzzOptions, flag: string, v: string): void {
+  switch (flag) {
+    case "--target":
+      o.targets.push(...parseTargetNames(flag, v));
+      break;
+    case "--seconds":
+      o.seconds = positiveNumber(flag, v, false, "30");
+      break;
+    case "--runs":
+      o.runs = positiveNumber(flag, v, true, "1000");
+      break;
+    case "--seed":
+      o.seed = parseSeed(flag, v);
+      break;
+    case "--workers":
+      o.workers = parseWorkers(flag, v);
+      break;
+    case "--shard":
+      o.shard = parseShard(flag, v);
+      break;
+    case "--json":
+      o.json = v;
+      break;
+    case "--junit":
+      o.junit = v;
+      break;
+    case "--corpus":
+      o.corpus = v;
+      break;
+    case "--replay":
+      o.replay = v;
+      break;
+    case "--replay-seed":
+      o.replaySeed = parseReplaySeed(flag, v);
+      break;
+    case "--replay-path":
+      o.replayPath = parseReplayPath(flag, v);
+      break;
+    case "--artifacts":
+      o.artifacts = v;
+      break;
+  }
+}
+
+/**
+ * Rejects flags that are each valid but do not go together.
+ * @throws {CliError} naming the flag that needs a partner or conflicts.
+ */
+function checkFlagCombinations(o: FuzzOptions): void {
   if (o.shard.count > 1 && o.seed === undefined) {
     throw new CliError(
       "--shard",
@@ -286,5 +329,23 @@ export function parseFuzzArgs(args: readonly string[], defaultWorkers = 1): Fuzz
       "replay one file alone",
     );
   }
+}
+
+/**
+ * Parses `deno task fuzz` arguments.
+ * @param defaultWorkers value of `--workers` when not given (the number of cores).
+ * @throws {CliError} on an unknown flag, a missing or malformed value, or conflicting flags.
+ */
+export function parseFuzzArgs(args: readonly string[], defaultWorkers = 1): FuzzOptions {
+  const o = defaultOptions(defaultWorkers);
+  for (let i = 0; i < args.length; i++) {
+    const { flag, value, last } = readFlag(args, i);
+    if (value === undefined) applyBoolFlag(o, flag);
+    else applyValueFlag(o, flag, value);
+    i = last;
+  }
+  // --seconds only ever sets a positive number, so undefined here means "not given".
+  if (o.seconds === undefined && o.runs === undefined) o.seconds = DEFAULT_SECONDS;
+  checkFlagCombinations(o);
   return o;
 }
