@@ -214,18 +214,56 @@ async function campaign(
   return { code, signatures, ms };
 }
 
-async function main(): Promise<void> {
-  const valueFlags = ["seconds", "sample", "seed", "file", "target", "runs", "workers", "json"];
-  // "--sample -1": a negative number after a value flag is its value (then range-checked).
-  const argv = Deno.args.flatMap((x, i, all) =>
-    /^-[\d.]/.test(x) && valueFlags.includes(all[i - 1]?.replace(/^--/, "")) ? [] : [
-      valueFlags.includes(x.replace(/^--/, "")) && /^-[\d.]/.test(all[i + 1] ?? "")
+/** The flags of `deno task mutate`, checked. */
+interface MutateArgs {
+  /** `--list`: print the sampled mutants, do not run them. */
+  list: boolean;
+  /** Focus each mutant's campaign on the targets of its folder (`--no-focus` clears it). */
+  focus: boolean;
+  /** Total fuzz budget (s). */
+  seconds: number;
+  /** Mutants to draw (0: all). */
+  sample: number;
+  /** Sampling and campaign seed. */
+  seed: number;
+  /** Mutate files under these prefixes. */
+  prefixes: readonly string[];
+  /** `--target` names (empty: every target). */
+  selected: string[];
+  /** Flags passed through to every campaign (`--runs`, `--workers`). */
+  extra: string[];
+  /** `--json` report path. */
+  json: string | undefined;
+}
+
+const VALUE_FLAGS = ["seconds", "sample", "seed", "file", "target", "runs", "workers", "json"];
+
+/**
+ * Joins "--flag -1" into "--flag=-1" so a negative number after a value flag is read as its
+ * value (then range-checked) rather than as an unknown flag.
+ */
+function joinNegativeValues(args: readonly string[]): string[] {
+  return args.flatMap((x, i, all) =>
+    /^-[\d.]/.test(x) && VALUE_FLAGS.includes(all[i - 1]?.replace(/^--/, "")) ? [] : [
+      VALUE_FLAGS.includes(x.replace(/^--/, "")) && /^-[\d.]/.test(all[i + 1] ?? "")
         ? `${x}=${all[i + 1]}`
         : x,
     ]
   );
-  const a = parseArgs(argv, {
-    string: valueFlags,
+}
+
+/** `v` as a number >= `min`, `d` when absent; exits 2 naming `--flag` otherwise. */
+function numberFlag(v: string | undefined, d: number, flag: string, min = 0): number {
+  if (v === undefined) return d;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < min) usage(`--${flag} ${v} must be a number >= ${min}`);
+  return n;
+}
+
+/** Parses and checks the command line (`"help"` for `--help`); exits 2 on bad usage. */
+function parseMutateArgs(args: readonly string[]): MutateArgs | "help" {
+  const a = parseArgs(joinNegativeValues(args), {
+    string: VALUE_FLAGS,
     boolean: ["list", "help", "focus"],
     default: { focus: true },
     negatable: ["focus"],
@@ -236,26 +274,41 @@ async function main(): Promise<void> {
       return true;
     },
   });
-  if (a.help) {
-    console.log(HELP);
-    return;
-  }
-  const num = (v: string | undefined, d: number, flag: string, min = 0): number => {
-    if (v === undefined) return d;
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < min) usage(`--${flag} ${v} must be a number >= ${min}`);
-    return n;
-  };
-  const seconds = num(a.seconds, 60, "seconds", 1);
-  const sample = num(a.sample, 20, "sample");
-  const seed = Math.floor(num(a.seed, 1, "seed"));
+  if (a.help) return "help";
+  const seconds = numberFlag(a.seconds, 60, "seconds", 1);
+  const sample = numberFlag(a.sample, 20, "sample");
+  const seed = Math.floor(numberFlag(a.seed, 1, "seed"));
   const prefixes = (a.file as string[]).length > 0 ? a.file as string[] : DEFAULT_FOLDERS;
   const extra: string[] = [];
-  const selected = a.target as string[];
-  if (a.runs !== undefined) extra.push("--runs", String(num(a.runs, 0, "runs", 1)));
-  if (a.workers !== undefined) extra.push("--workers", String(num(a.workers, 0, "workers")));
+  if (a.runs !== undefined) extra.push("--runs", String(numberFlag(a.runs, 0, "runs", 1)));
+  if (a.workers !== undefined) {
+    extra.push("--workers", String(numberFlag(a.workers, 0, "workers")));
+  }
+  return {
+    list: a.list as boolean,
+    focus: a.focus as boolean,
+    seconds,
+    sample,
+    seed,
+    prefixes,
+    selected: a.target as string[],
+    extra,
+    json: a.json,
+  };
+}
 
-  const repo = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+/** Every mutant of the `.ts` files under `prefixes`, with the files' original texts. */
+interface MutantPool {
+  /** Repository-relative paths of the mutated files. */
+  files: string[];
+  /** Original text of each file. */
+  texts: Map<string, string>;
+  /** Every generated mutant. */
+  all: Mutant[];
+}
+
+/** Generates every mutant of the repository's `src/` files under `prefixes`; exits 2 if none. */
+async function generateMutants(repo: string, prefixes: readonly string[]): Promise<MutantPool> {
   const files = (await listTs(`${repo}/src`))
     .map((p) => p.slice(repo.length + 1))
     .filter((p) => prefixes.some((pre) => p.startsWith(pre)));
@@ -267,79 +320,133 @@ async function main(): Promise<void> {
     texts.set(f, t);
     all.push(...mutantsOf(f, t));
   }
-  const chosen = sample === 0 ? all : sampleMutants(all, sample, seed);
-  if (a.list) {
+  return { files, texts, all };
+}
+
+/** Runs the unmutated campaign in `work` with `flags`; exits 2 when it is not clean. */
+async function requireCleanBaseline(
+  work: string,
+  per: number,
+  seed: number,
+  flags: string[],
+): Promise<void> {
+  const base = await campaign(work, per, seed, flags);
+  if (base.code !== 0) {
+    console.error(
+      `mutate: the unmutated campaign fails (exit ${base.code}: ${base.signatures.join(", ")}). ` +
+        "Fix: make deno task fuzz clean first",
+    );
+    Deno.exit(2);
+  }
+}
+
+/**
+ * Writes mutant `m` into `work`, runs its campaign with `flags`, restores `orig`, and
+ * classifies the mutant by the campaign's exit code.
+ */
+async function runMutant(
+  work: string,
+  m: Mutant,
+  orig: string,
+  per: number,
+  seed: number,
+  flags: string[],
+): Promise<MutantResult> {
+  await Deno.writeTextFile(`${work}/${m.file}`, applyMutant(orig, m));
+  let c: Campaign;
+  try {
+    c = await campaign(work, per, seed, flags);
+  } finally {
+    await Deno.writeTextFile(`${work}/${m.file}`, orig);
+  }
+  const status = c.code === 0 ? "survived" : c.code === 2 ? "error" : "killed";
+  const { start: _s, end: _e, ...shown } = m;
+  return {
+    mutant: shown,
+    status,
+    ms: Math.round(c.ms),
+    signatures: c.signatures,
+    diff: mutantDiff(orig, m),
+  };
+}
+
+/** One progress line per mutant. */
+function printMutantLine(i: number, total: number, m: Mutant, r: MutantResult): void {
+  console.log(
+    `[${i + 1}/${total}] ${r.status.padEnd(8)} ${m.id} ` +
+      `(${m.original.replace(/\s+/g, " ").slice(0, 30)} -> ${m.replacement})` +
+      (r.signatures.length > 0 ? `  ${r.signatures[0]}` : ""),
+  );
+}
+
+/** Counts the outcomes into the JSON report. */
+function buildReport(
+  results: MutantResult[],
+  seed: number,
+  per: number,
+  generated: number,
+): MutateReport {
+  const killed = results.filter((r) => r.status === "killed").length;
+  const survived = results.filter((r) => r.status === "survived").length;
+  const errors = results.filter((r) => r.status === "error").length;
+  const score = killed + survived > 0 ? killed / (killed + survived) : 0;
+  return {
+    schema: "virtq-lab/mutate@1",
+    seed,
+    secondsPerMutant: per,
+    generated,
+    sampled: results.length,
+    killed,
+    survived,
+    errors,
+    score,
+    results,
+  };
+}
+
+/** Prints the survivors' diffs and the score line. */
+function printSummary(report: MutateReport): void {
+  const { results, killed, survived, errors, score } = report;
+  for (const r of results.filter((r) => r.status === "survived")) console.log(`\n${r.diff}`);
+  console.log(
+    `\nmutation score ${(score * 100).toFixed(1)}%: ${killed} killed, ${survived} survived, ` +
+      `${errors} could not start (${report.sampled} sampled of ${report.generated})`,
+  );
+}
+
+async function main(): Promise<void> {
+  const args = parseMutateArgs(Deno.args);
+  if (args === "help") {
+    console.log(HELP);
+    return;
+  }
+  const { seed, extra, selected, focus } = args;
+  const repo = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+  const { files, texts, all } = await generateMutants(repo, args.prefixes);
+  const chosen = args.sample === 0 ? all : sampleMutants(all, args.sample, seed);
+  if (args.list) {
     for (const m of chosen) console.log(`${m.id}  ${m.original} -> ${m.replacement}`);
     console.log(`${chosen.length} of ${all.length} mutants over ${files.length} files`);
     return;
   }
-  const per = Math.max(1, Math.round((seconds / chosen.length) * 10) / 10);
+  const per = Math.max(1, Math.round((args.seconds / chosen.length) * 10) / 10);
   const work = await Deno.makeTempDir({ prefix: "virtq-mutate-" });
   try {
     await copyTree(repo, work);
     console.log(
       `mutate: ${chosen.length} of ${all.length} mutants (seed ${seed}), ${per} s of fuzzing each`,
     );
-    const base = await campaign(work, per, seed, [...extra, ...focusTargets("", selected, false)]);
-    if (base.code !== 0) {
-      console.error(
-        `mutate: the unmutated campaign fails (exit ${base.code}: ${
-          base.signatures.join(", ")
-        }). ` +
-          "Fix: make deno task fuzz clean first",
-      );
-      Deno.exit(2);
-    }
+    await requireCleanBaseline(work, per, seed, [...extra, ...focusTargets("", selected, false)]);
     const results: MutantResult[] = [];
     for (const [i, m] of chosen.entries()) {
-      const orig = texts.get(m.file)!;
-      await Deno.writeTextFile(`${work}/${m.file}`, applyMutant(orig, m));
-      let c: Campaign;
-      try {
-        c = await campaign(work, per, seed, [
-          ...extra,
-          ...focusTargets(m.file, selected, a.focus as boolean),
-        ]);
-      } finally {
-        await Deno.writeTextFile(`${work}/${m.file}`, orig);
-      }
-      const status = c.code === 0 ? "survived" : c.code === 2 ? "error" : "killed";
-      const { start: _s, end: _e, ...shown } = m;
-      results.push({
-        mutant: shown,
-        status,
-        ms: Math.round(c.ms),
-        signatures: c.signatures,
-        diff: mutantDiff(orig, m),
-      });
-      console.log(
-        `[${i + 1}/${chosen.length}] ${status.padEnd(8)} ${m.id} ` +
-          `(${m.original.replace(/\s+/g, " ").slice(0, 30)} -> ${m.replacement})` +
-          (c.signatures.length > 0 ? `  ${c.signatures[0]}` : ""),
-      );
+      const flags = [...extra, ...focusTargets(m.file, selected, focus)];
+      const r = await runMutant(work, m, texts.get(m.file)!, per, seed, flags);
+      results.push(r);
+      printMutantLine(i, chosen.length, m, r);
     }
-    const killed = results.filter((r) => r.status === "killed").length;
-    const survived = results.filter((r) => r.status === "survived").length;
-    const errors = results.filter((r) => r.status === "error").length;
-    const score = killed + survived > 0 ? killed / (killed + survived) : 0;
-    const report: MutateReport = {
-      schema: "virtq-lab/mutate@1",
-      seed,
-      secondsPerMutant: per,
-      generated: all.length,
-      sampled: chosen.length,
-      killed,
-      survived,
-      errors,
-      score,
-      results,
-    };
-    for (const r of results.filter((r) => r.status === "survived")) console.log(`\n${r.diff}`);
-    console.log(
-      `\nmutation score ${(score * 100).toFixed(1)}%: ${killed} killed, ${survived} survived, ` +
-        `${errors} could not start (${chosen.length} sampled of ${all.length})`,
-    );
-    if (a.json) await Deno.writeTextFile(a.json, JSON.stringify(report, null, 2) + "\n");
+    const report = buildReport(results, seed, per, all.length);
+    printSummary(report);
+    if (args.json) await Deno.writeTextFile(args.json, JSON.stringify(report, null, 2) + "\n");
   } finally {
     await Deno.remove(work, { recursive: true }).catch(() => {});
   }
