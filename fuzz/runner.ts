@@ -107,6 +107,162 @@ function shrinkGrace(spec: UnitSpec): number {
     : Math.min(10_000, Math.max(1000, spec.seconds * 200));
 }
 
+/** State one unit's property predicate shares with its fc.check loop. */
+interface UnitRun {
+  /** The target under test. */
+  readonly target: FuzzTarget<unknown>;
+  /** The unit's seed and budget. */
+  readonly spec: UnitSpec;
+  /** `performance.now()` past which no new input is generated. */
+  readonly deadline: number;
+  /** Shared in-flight record for the watchdog ({@link IN_FLIGHT}), if any. */
+  readonly inFlight: Int32Array | undefined;
+  /** The current fc.check found a failure and is shrinking it. */
+  failing: boolean;
+  /** Runs of the current fc.check: the fast-check path of a generated input. */
+  checkIndex: number;
+  /** fast-check `numRuns`, summed over the unit's checks. */
+  runs: number;
+  /** Distinct failures so far. */
+  readonly failures: FailureRecord[];
+}
+
+/**
+ * The progress callback throttled to one call per `progressMs` (undefined without a
+ * callback); the predicate calls it with the executed count every 32 inputs.
+ */
+function throttledProgress(
+  onProgress: ((p: UnitProgress) => void) | undefined,
+  progressMs: number,
+  start: number,
+  failures: readonly FailureRecord[],
+): ((executed: number) => void) | undefined {
+  if (onProgress === undefined) return undefined;
+  let nextReport = start + progressMs;
+  return (executed) => {
+    const now = performance.now();
+    if (now >= nextReport) {
+      nextReport = now + progressMs;
+      onProgress({ runs: executed, failures: failures.length });
+    }
+  };
+}
+
+/**
+ * The fast-check property body: stops generating at the deadline, marks the in-flight input,
+ * runs the target synchronously, and on its first real failure switches to shrinking with
+ * full stack traces (`stackLimit`).
+ */
+function fuzzPredicate(
+  run: UnitRun,
+  stackLimit: number,
+  progress: ((executed: number) => void) | undefined,
+): (input: unknown) => void {
+  const { target, deadline, inFlight } = run;
+  let executed = 0;
+  return (input: unknown): void => {
+    executed++;
+    if (inFlight !== undefined && !run.failing) {
+      Atomics.store(inFlight, IN_FLIGHT.index, run.checkIndex++);
+    }
+    // Generation stops at the deadline (an interrupt, which fast-check counts as success);
+    // shrinking a failure found before it may use the grace period (fc's own time limit).
+    if (!run.failing && performance.now() >= deadline) throw new fc.PreconditionFailure(true);
+    if (progress !== undefined && (executed & 31) === 0) progress(executed);
+    try {
+      const out: unknown = target.run(input);
+      if (out instanceof Promise) {
+        out.catch(() => {}); // never awaited: the contract is synchronous
+        throw new OracleFailure(
+          "async-run",
+          `${target.name}.run returned a Promise: targets must be synchronous (FuzzTarget.run)`,
+        );
+      }
+    } catch (e) {
+      if (!fc.PreconditionFailure.isFailure(e) && !run.failing) {
+        // fc.pre() in a target is a skip. A real failure: shrinking starts, with full stacks.
+        run.failing = true;
+        if (inFlight !== undefined) Atomics.store(inFlight, IN_FLIGHT.shrinking, 1);
+        Error.stackTraceLimit = stackLimit;
+      }
+      throw e;
+    }
+  };
+}
+
+/** Resets the per-check state and the in-flight record before an fc.check at `seed`. */
+function beginCheck(run: UnitRun, seed: number): void {
+  run.failing = false;
+  run.checkIndex = 0;
+  if (run.inFlight !== undefined) {
+    Atomics.store(run.inFlight, IN_FLIGHT.seed, seed);
+    Atomics.store(run.inFlight, IN_FLIGHT.shrinking, 0);
+  }
+  Error.stackTraceLimit = 0;
+}
+
+/** The record of a new (not yet seen) failure fast-check found and shrank at `seed`. */
+function failureRecord(
+  target: FuzzTarget<unknown>,
+  details: fc.RunDetails<[unknown]>,
+  seed: number,
+  signature: FailureSignature,
+): FailureRecord {
+  const input = details.counterexample![0];
+  const inputText = fc.stringify(input);
+  return {
+    signature,
+    message: messageOf(details.errorInstance),
+    seed,
+    path: details.counterexamplePath ?? "",
+    replayPath: target.usesCommands
+      ? extractReplayPath(String(input)) ?? extractReplayPath(inputText)
+      : undefined,
+    input: target.encode?.(input),
+    inputText,
+    shrinks: details.numShrinks,
+  };
+}
+
+/**
+ * Runs fc.check after fc.check (a derived seed each) until the run or time budget is used up,
+ * `maxFailures` distinct failures are recorded, or the same failure came back 3 times.
+ * Adds to `run.runs` and `run.failures` as it goes (they survive a throw).
+ */
+function checkUntilBudget(run: UnitRun, predicate: (input: unknown) => void): void {
+  const { target, spec, deadline } = run;
+  const shrinkGraceMs = shrinkGrace(spec);
+  const maxFailures = spec.maxFailures ?? 3;
+  const seen = new Set<string>();
+  let runsLeft = spec.runs ?? Infinity;
+  let repeats = 0;
+  const arb = target.arbitrary();
+  for (let k = 0; runsLeft > 0; k++) {
+    const remaining = deadline - performance.now();
+    if (remaining <= 0) break;
+    const seed = k === 0 ? spec.seed : deriveSeed(spec.seed, "retry", k);
+    beginCheck(run, seed);
+    const details = fc.check(fc.property(arb, predicate), {
+      seed,
+      numRuns: Math.min(runsLeft, MAX_RUNS),
+      interruptAfterTimeLimit: Number.isFinite(remaining)
+        ? Math.ceil(remaining + shrinkGraceMs)
+        : undefined,
+    });
+    run.runs += details.numRuns;
+    runsLeft -= Math.max(details.numRuns, 1);
+    if (!details.failed) break; // budget used up, or interrupted (a time-bounded success)
+    const signature = signatureOf(target.name, details.errorInstance);
+    if (seen.has(signature.hash)) {
+      if (++repeats >= 3) break; // the same bug keeps coming back: stop spending budget on it
+      continue;
+    }
+    seen.add(signature.hash);
+    run.failures.push(failureRecord(target, details, seed, signature));
+    if (run.failures.length >= maxFailures) break;
+  }
+}
+
 /**
  * Runs `target` for the unit's budget. `onProgress` is called about every `progressMs`
  * milliseconds from inside the property (the run is synchronous).
@@ -120,15 +276,6 @@ export function runUnit(
 ): UnitResult {
   const start = performance.now();
   const deadline = spec.seconds === undefined ? Infinity : start + spec.seconds * 1000;
-  let runsLeft = spec.runs ?? Infinity;
-  const maxFailures = spec.maxFailures ?? 3;
-  const shrinkGraceMs = shrinkGrace(spec);
-  const failures: FailureRecord[] = [];
-  const seen = new Set<string>();
-  let runs = 0;
-  let executed = 0;
-  let nextReport = start + progressMs;
-  let repeats = 0;
   let crash: string | undefined;
   observeCatalogueErrors();
   resetObserved();
@@ -138,85 +285,19 @@ export function runUnit(
   // (`--replay` does not go through here and always has full stacks).
   const stackLimit = Error.stackTraceLimit;
   const work0 = target.workDone?.() ?? 0;
-  let failing = false; // the current fc.check found a failure and is shrinking it
-  let checkIndex = 0; // runs of the current fc.check: the fast-check path of a generated input
-  const predicate = (input: unknown): void => {
-    executed++;
-    if (inFlight !== undefined && !failing) Atomics.store(inFlight, IN_FLIGHT.index, checkIndex++);
-    // Generation stops at the deadline (an interrupt, which fast-check counts as success);
-    // shrinking a failure found before it may use the grace period (fc's own time limit).
-    if (!failing && performance.now() >= deadline) throw new fc.PreconditionFailure(true);
-    if (onProgress !== undefined && (executed & 31) === 0) {
-      const now = performance.now();
-      if (now >= nextReport) {
-        nextReport = now + progressMs;
-        onProgress({ runs: executed, failures: failures.length });
-      }
-    }
-    try {
-      const out: unknown = target.run(input);
-      if (out instanceof Promise) {
-        out.catch(() => {}); // never awaited: the contract is synchronous
-        throw new OracleFailure(
-          "async-run",
-          `${target.name}.run returned a Promise: targets must be synchronous (FuzzTarget.run)`,
-        );
-      }
-    } catch (e) {
-      if (!fc.PreconditionFailure.isFailure(e) && !failing) {
-        // fc.pre() in a target is a skip. A real failure: shrinking starts, with full stacks.
-        failing = true;
-        if (inFlight !== undefined) Atomics.store(inFlight, IN_FLIGHT.shrinking, 1);
-        Error.stackTraceLimit = stackLimit;
-      }
-      throw e;
-    }
+  const run: UnitRun = {
+    target,
+    spec,
+    deadline,
+    inFlight,
+    failing: false,
+    checkIndex: 0,
+    runs: 0,
+    failures: [],
   };
+  const progress = throttledProgress(onProgress, progressMs, start, run.failures);
   try {
-    const arb = target.arbitrary();
-    for (let k = 0; runsLeft > 0; k++) {
-      const remaining = deadline - performance.now();
-      if (remaining <= 0) break;
-      const seed = k === 0 ? spec.seed : deriveSeed(spec.seed, "retry", k);
-      failing = false;
-      checkIndex = 0;
-      if (inFlight !== undefined) {
-        Atomics.store(inFlight, IN_FLIGHT.seed, seed);
-        Atomics.store(inFlight, IN_FLIGHT.shrinking, 0);
-      }
-      Error.stackTraceLimit = 0;
-      const details = fc.check(fc.property(arb, predicate), {
-        seed,
-        numRuns: Math.min(runsLeft, MAX_RUNS),
-        interruptAfterTimeLimit: Number.isFinite(remaining)
-          ? Math.ceil(remaining + shrinkGraceMs)
-          : undefined,
-      });
-      runs += details.numRuns;
-      runsLeft -= Math.max(details.numRuns, 1);
-      if (!details.failed) break; // budget used up, or interrupted (a time-bounded success)
-      const input = details.counterexample![0];
-      const signature = signatureOf(target.name, details.errorInstance);
-      if (seen.has(signature.hash)) {
-        if (++repeats >= 3) break; // the same bug keeps coming back: stop spending budget on it
-        continue;
-      }
-      seen.add(signature.hash);
-      const inputText = fc.stringify(input);
-      failures.push({
-        signature,
-        message: messageOf(details.errorInstance),
-        seed,
-        path: details.counterexamplePath ?? "",
-        replayPath: target.usesCommands
-          ? extractReplayPath(String(input)) ?? extractReplayPath(inputText)
-          : undefined,
-        input: target.encode?.(input),
-        inputText,
-        shrinks: details.numShrinks,
-      });
-      if (failures.length >= maxFailures) break;
-    }
+    checkUntilBudget(run, fuzzPredicate(run, stackLimit, progress));
   } catch (e) {
     crash = e instanceof Error ? (e.stack ?? e.message) : String(e);
   } finally {
@@ -226,9 +307,9 @@ export function runUnit(
     target: target.name,
     slice: spec.slice,
     seed: spec.seed,
-    runs,
+    runs: run.runs,
     seconds: (performance.now() - start) / 1000,
-    failures,
+    failures: run.failures,
     errorCodes: observedErrorCodes(),
   };
   if (target.workUnit !== undefined && target.workDone !== undefined) {
