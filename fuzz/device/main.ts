@@ -11,9 +11,11 @@ import fc from "fast-check";
 import { type CorpusEntry, parseCorpusEntry, writeCorpusEntry } from "../corpus.ts";
 import {
   buildReport,
+  type CorpusOutcome,
   type FailureReport,
   fmtSeconds,
   formatJunit,
+  type FuzzReport,
   type TargetReport,
 } from "../report.ts";
 import type { FailureRecord } from "../runner.ts";
@@ -245,20 +247,54 @@ interface Row {
   codes: Set<string>;
 }
 
+/** A new failure signature of the campaign: its row, its record and the case's result. */
+interface Finding {
+  row: Row;
+  rec: FailureRecord;
+  result: CaseResult;
+}
+
+/** One case as run: its number, the case, its result and the back-end it ran on. */
+interface CaseRun {
+  caseNo: number;
+  c: DeviceCase;
+  r: CaseResult;
+  target: DeviceBackend;
+}
+
+/** A new finding of one back-end, queued for shrinking once its cases are done. */
+interface ShrinkCandidate extends CaseRun {
+  rec: FailureRecord;
+  f: { result: CaseResult };
+}
+
+/** What the campaign gathers across back-ends. */
+interface CampaignTally {
+  /** Campaign seed. */
+  readonly seed: number;
+  /** One row per back-end and hostile class, keyed `backend/class`. */
+  readonly rows: Map<string, Row>;
+  /** New signatures, in the order found. */
+  readonly findings: Finding[];
+  /** Cases run on every back-end. */
+  cases: number;
+}
+
+/** One back-end under test and, on testpmd, its ACCESS_PLATFORM twin for translation cases. */
+interface BackendUnderTest {
+  /** The `--device` spec it was started from. */
+  spec: string;
+  be: DeviceBackend;
+  iommuBe: DeviceBackend | null;
+}
+
 /**
  * Shrinks the new findings of one back-end within `--shrink-seconds` in all (each gets an equal
  * share of what is left), on the back-end that found them (a fresh connection per candidate, a
  * restart after a CRASH); the corpus record then holds the smallest case with the signature.
  */
 async function shrinkFindings(
-  list: {
-    rec: FailureRecord;
-    f: { result: CaseResult };
-    c: DeviceCase;
-    r: CaseResult;
-    caseNo: number;
-    target: DeviceBackend;
-  }[],
+  list: ShrinkCandidate[],
   arb: fc.Arbitrary<DeviceCase>,
   seed: number,
   spec: string,
@@ -334,6 +370,310 @@ function dir(): string {
   return `/tmp/virtq-device-fuzz-${Deno.pid}`;
 }
 
+/** Starts the back-end(s) of `spec`; prints one line and returns null when one cannot start. */
+async function startBackend(spec: string, env: DeviceEnv): Promise<BackendUnderTest | null> {
+  try {
+    const be = await DeviceBackend.start(spec, { dir: dir() });
+    const iommuBe = be.name === "testpmd"
+      ? await DeviceBackend.start(spec, { dir: dir(), iommu: true })
+      : null;
+    return { spec, be, iommuBe };
+  } catch (e) {
+    env.err(
+      `fuzz: --device ${spec}: the back-end cannot start: ${messageOf(e).split("\n")[0]}\n`,
+    );
+    return null;
+  }
+}
+
+/** The row of `backend` and `cls`, created empty on first use. */
+function rowFor(rows: Map<string, Row>, backend: string, cls: DeviceClass): Row {
+  const key = `${backend}/${cls}`;
+  let row = rows.get(key);
+  if (row === undefined) {
+    row = {
+      backend,
+      cls,
+      tally: { PASS: 0, REJECT: 0, WEDGED: 0, CORRUPT: 0, CRASH: 0 },
+      seconds: 0,
+      failures: new Map(),
+      codes: new Set(),
+    };
+    rows.set(key, row);
+  }
+  return row;
+}
+
+/**
+ * Counts a WEDGED/CORRUPT/CRASH result under its signature in `row`; returns the new finding
+ * when the signature is new (null for PASS, REJECT or a signature seen before).
+ */
+function recordFailure(row: Row, spec: string, seed: number, run: CaseRun): Finding | null {
+  const { caseNo, c, r, target } = run;
+  if (r.verdict === "PASS" || r.verdict === "REJECT") return null;
+  const text = signatureText(row.backend, c, r);
+  const prev = row.failures.get(text);
+  if (prev !== undefined) {
+    prev.count++;
+    return null;
+  }
+  const signature = {
+    target: targetName(row.backend, row.cls),
+    oracle: r.verdict,
+    code: `${r.code}:${subkind(c)}`,
+    text,
+    hash: fnv1a64(text),
+  };
+  const rec: FailureRecord = {
+    signature,
+    message: `${r.verdict}: ${r.detail}`,
+    seed,
+    path: String(caseNo),
+    input: { backend: spec, iommu: target.iommu, caseNo, case: c },
+    inputText: JSON.stringify(c),
+    shrinks: 0,
+  };
+  row.failures.set(text, { rec, count: 1 });
+  return { row, rec, result: r };
+}
+
+/** Tallies one case of back-end `backend` into its row; returns its finding when new. */
+function tallyCase(
+  tally: CampaignTally,
+  backend: string,
+  spec: string,
+  run: CaseRun,
+): Finding | null {
+  const { r } = run;
+  tally.cases++;
+  const row = rowFor(tally.rows, backend, classOf(run.c));
+  row.tally[r.verdict]++;
+  row.seconds += r.ms / 1000;
+  row.codes.add(`${r.verdict}:${r.code}`);
+  const finding = recordFailure(row, spec, tally.seed, run);
+  if (finding !== null) tally.findings.push(finding);
+  return finding;
+}
+
+/**
+ * Runs cases on one back-end until its `seconds` or `runs` budget is used up, restarting it
+ * after a CRASH and printing a progress line every 5 s; returns the case count and the new
+ * findings to shrink.
+ */
+async function runBackendCases(
+  tally: CampaignTally,
+  but: BackendUnderTest,
+  arb: fc.Arbitrary<DeviceCase>,
+  budget: { seconds: number; runs: number | undefined; probeMs: number },
+  env: DeviceEnv,
+): Promise<{ cases: number; toShrink: ShrinkCandidate[] }> {
+  const { spec, be, iommuBe } = but;
+  const toShrink: ShrinkCandidate[] = [];
+  const t0 = performance.now();
+  let n = 0;
+  let lastLine = 0;
+  while (
+    (performance.now() - t0) / 1000 < budget.seconds &&
+    (budget.runs === undefined || n < budget.runs)
+  ) {
+    const caseNo = n++;
+    const c = nthCase(arb, tally.seed, caseNo);
+    const target = c.kind === "translation" ? iommuBe! : be;
+    const r = runDeviceCase(target, c, caseNo, { probeMs: budget.probeMs });
+    const run = { caseNo, c, r, target };
+    const fresh = tallyCase(tally, be.name, spec, run);
+    if (r.verdict === "CRASH") await target.restart();
+    if (fresh !== null) toShrink.push({ ...run, rec: fresh.rec, f: fresh });
+    const now = performance.now();
+    if (now - lastLine > 5000) {
+      lastLine = now;
+      env.out(`  ${be.name}: ${n} cases, ${(n / ((now - t0) / 1000)).toFixed(1)} cases/s\n`);
+    }
+  }
+  return { cases: n, toShrink };
+}
+
+/** Runs one back-end's share of the campaign, shrinks its new findings, then stops it. */
+async function fuzzBackend(
+  tally: CampaignTally,
+  but: BackendUnderTest,
+  o: DeviceOptions,
+  seconds: number,
+  env: DeviceEnv,
+): Promise<void> {
+  const { spec, be, iommuBe } = but;
+  const arb = deviceCaseArbitrary(be.type, iommuBe !== null, be.packed);
+  const t0 = performance.now();
+  let n: number;
+  try {
+    const budget = { seconds, runs: o.runs, probeMs: o.probeMs };
+    const { cases, toShrink } = await runBackendCases(tally, but, arb, budget, env);
+    n = cases;
+    await shrinkFindings(toShrink, arb, tally.seed, spec, o, be.name, env);
+  } finally {
+    await be.stop();
+    await iommuBe?.stop();
+  }
+  env.out(
+    `  ${be.name}: ${n} cases in ${fmtSeconds((performance.now() - t0) / 1000)} (${
+      (n / ((performance.now() - t0) / 1000)).toFixed(1)
+    } cases/s), ${be.restarts + (iommuBe?.restarts ?? 0)} restart(s)\n`,
+  );
+}
+
+/** Writes each finding to the corpus (one file per signature), keyed by signature hash. */
+async function writeFindings(
+  corpus: string,
+  findings: readonly Finding[],
+  env: DeviceEnv,
+): Promise<CorpusOutcome> {
+  const files: CorpusOutcome = new Map();
+  for (const f of findings) {
+    try {
+      files.set(f.rec.signature.hash, await writeCorpusEntry(corpus, f.rec));
+    } catch (e) {
+      env.err(`fuzz: cannot write ${f.rec.signature.text} to ${corpus}: ${messageOf(e)}\n`);
+      files.set(f.rec.signature.hash, { file: null, isNew: true });
+    }
+  }
+  return files;
+}
+
+/** Rows by back-end name, then in {@link DEVICE_CLASSES} order. */
+function sortedRows(rows: Map<string, Row>): Row[] {
+  return [...rows.values()].sort((a, b) =>
+    a.backend.localeCompare(b.backend) ||
+    DEVICE_CLASSES.indexOf(a.cls) - DEVICE_CLASSES.indexOf(b.cls)
+  );
+}
+
+/** One row as a target of the JSON report. */
+function targetReport(row: Row, files: CorpusOutcome): TargetReport {
+  const runs = VERDICTS.reduce((s, v) => s + row.tally[v], 0);
+  const failures: FailureReport[] = [...row.failures.values()].map(({ rec, count }) => {
+    const c = files.get(rec.signature.hash) ?? { file: null, isNew: true };
+    return {
+      signature: rec.signature,
+      message: count > 1 ? `${rec.message} (${count} cases with this signature)` : rec.message,
+      seed: rec.seed,
+      path: rec.path,
+      inputText: rec.inputText,
+      shrinks: rec.shrinks,
+      corpusFile: c.file,
+      isNew: c.isNew,
+    };
+  });
+  return {
+    target: targetName(row.backend, row.cls),
+    description: `${row.cls} on ${row.backend}: ${
+      VERDICTS.map((v) => `${v} ${row.tally[v]}`).join(", ")
+    }`,
+    units: 1,
+    runs,
+    seconds: row.seconds,
+    runsPerSecond: row.seconds > 0 ? Math.round(runs / row.seconds) : 0,
+    failures,
+    errorCodes: [...row.codes].sort(),
+    verdicts: { ...row.tally },
+  };
+}
+
+/** Prints each finding with its case and how to replay it. */
+function printFindings(
+  findings: readonly Finding[],
+  files: CorpusOutcome,
+  seed: number,
+  env: DeviceEnv,
+): void {
+  for (const f of findings) {
+    const file = files.get(f.rec.signature.hash)?.file;
+    env.out(
+      [
+        "",
+        `${f.rec.signature.oracle} ${f.rec.signature.target} [${f.rec.signature.code}]`,
+        `  ${f.result.detail}`,
+        `  case: ${
+          f.rec.inputText.length > 300 ? f.rec.inputText.slice(0, 300) + "..." : f.rec.inputText
+        }`,
+        file
+          ? `  replay: deno task fuzz --replay ${file}`
+          : `  replay: --seed ${seed}, case ${f.rec.path}`,
+        "",
+      ].join("\n"),
+    );
+  }
+}
+
+/** Writes the `--json` and `--junit` reports when asked. */
+function writeReportFiles(
+  report: FuzzReport,
+  json: string | undefined,
+  junit: string | undefined,
+  env: DeviceEnv,
+): void {
+  if (json !== undefined) {
+    Deno.writeTextFileSync(json, JSON.stringify(report, null, 2) + "\n");
+    env.out(`fuzz: JSON report written to ${json}\n`);
+  }
+  if (junit !== undefined) {
+    Deno.writeTextFileSync(junit, formatJunit(report));
+    env.out(`fuzz: JUnit report written to ${junit}\n`);
+  }
+}
+
+/**
+ * The exit status: 1 when a `--fail-on` verdict occurred, or with `--require-pass` when a
+ * back-end passed no case (printed); else 0.
+ */
+function exitStatus(ordered: readonly Row[], o: DeviceOptions, env: DeviceEnv): number {
+  const failing = ordered.some((r) => o.failOn.some((v) => r.tally[v] > 0));
+  if (o.requirePass) {
+    const passless = o.devices.filter((d) => {
+      const name = d.startsWith("socket:") ? "socket" : d;
+      return !ordered.some((r) => r.backend === name && r.tally.PASS > 0);
+    });
+    if (passless.length > 0) {
+      env.err(
+        `fuzz: --require-pass: no case passed on ${
+          passless.join(", ")
+        }: the probe never saw valid work done\n`,
+      );
+      return 1;
+    }
+  }
+  return failing ? 1 : 0;
+}
+
+/** Writes the corpus, the reports and the summary of a finished campaign; returns the exit status. */
+async function reportCampaign(
+  tally: CampaignTally,
+  o: DeviceOptions,
+  wall: number,
+  env: DeviceEnv,
+): Promise<number> {
+  const files = await writeFindings(o.corpus, tally.findings, env);
+  const ordered = sortedRows(tally.rows);
+  const targets = ordered.map((row) => targetReport(row, files));
+  const report = buildReport(
+    {
+      seed: tally.seed,
+      shard: { index: 1, count: 1 },
+      targets: targets.map((t) => t.target),
+      date: new Date().toISOString(),
+      wallSeconds: wall,
+      workers: 0,
+      budget: { seconds: o.seconds, runs: o.runs ?? null },
+      devices: [...new Set(ordered.map((r) => r.backend))],
+    },
+    targets,
+    { fastCheck: fc.__version, deno: Deno.version.deno },
+  );
+  env.out(formatVerdictTable(ordered, tally.cases, wall) + "\n");
+  printFindings(tally.findings, files, tally.seed, env);
+  writeReportFiles(report, o.json, o.junit, env);
+  return exitStatus(ordered, o, env);
+}
+
 /** Runs the device CLI; returns the exit status (0 ok, 1 findings in --fail-on, 2 usage/setup). */
 export async function deviceFuzzMain(args: readonly string[], env: DeviceEnv): Promise<number> {
   let o: DeviceOptions;
@@ -358,203 +698,14 @@ export async function deviceFuzzMain(args: readonly string[], env: DeviceEnv): P
       per.toFixed(1)
     } s per back-end${o.runs === undefined ? "" : `, at most ${o.runs} cases each`}\n`,
   );
-  const rows = new Map<string, Row>();
-  const findings: { row: Row; rec: FailureRecord; result: CaseResult }[] = [];
+  const tally: CampaignTally = { seed, rows: new Map(), findings: [], cases: 0 };
   const start = performance.now();
-  let cases = 0;
   for (const spec of o.devices) {
-    let be: DeviceBackend;
-    let iommuBe: DeviceBackend | null = null;
-    try {
-      be = await DeviceBackend.start(spec, { dir: dir() });
-      if (be.name === "testpmd") {
-        iommuBe = await DeviceBackend.start(spec, { dir: dir(), iommu: true });
-      }
-    } catch (e) {
-      env.err(
-        `fuzz: --device ${spec}: the back-end cannot start: ${messageOf(e).split("\n")[0]}\n`,
-      );
-      return 2;
-    }
-    const arb = deviceCaseArbitrary(be.type, iommuBe !== null, be.packed);
-    // New signatures of this back-end, shrunk once its cases are done.
-    const toShrink: {
-      rec: FailureRecord;
-      f: (typeof findings)[number];
-      c: DeviceCase;
-      r: CaseResult;
-      caseNo: number;
-      target: DeviceBackend;
-    }[] = [];
-    const t0 = performance.now();
-    let n = 0;
-    let lastLine = 0;
-    try {
-      while ((performance.now() - t0) / 1000 < per && (o.runs === undefined || n < o.runs)) {
-        const caseNo = n++;
-        const c = nthCase(arb, seed, caseNo);
-        const target = c.kind === "translation" ? iommuBe! : be;
-        const r = runDeviceCase(target, c, caseNo, { probeMs: o.probeMs });
-        cases++;
-        const cls = classOf(c);
-        const key = `${be.name}/${cls}`;
-        let row = rows.get(key);
-        if (row === undefined) {
-          row = {
-            backend: be.name,
-            cls,
-            tally: { PASS: 0, REJECT: 0, WEDGED: 0, CORRUPT: 0, CRASH: 0 },
-            seconds: 0,
-            failures: new Map(),
-            codes: new Set(),
-          };
-          rows.set(key, row);
-        }
-        row.tally[r.verdict]++;
-        row.seconds += r.ms / 1000;
-        row.codes.add(`${r.verdict}:${r.code}`);
-        let fresh: { rec: FailureRecord; f: (typeof findings)[number] } | null = null;
-        if (r.verdict !== "PASS" && r.verdict !== "REJECT") {
-          const name = targetName(be.name, cls);
-          const code = `${r.code}:${subkind(c)}`;
-          const text = signatureText(be.name, c, r);
-          const prev = row.failures.get(text);
-          if (prev !== undefined) prev.count++;
-          else {
-            const rec: FailureRecord = {
-              signature: { target: name, oracle: r.verdict, code, text, hash: fnv1a64(text) },
-              message: `${r.verdict}: ${r.detail}`,
-              seed,
-              path: String(caseNo),
-              input: { backend: spec, iommu: target.iommu, caseNo, case: c },
-              inputText: JSON.stringify(c),
-              shrinks: 0,
-            };
-            row.failures.set(text, { rec, count: 1 });
-            const f = { row, rec, result: r };
-            findings.push(f);
-            fresh = { rec, f };
-          }
-        }
-        if (r.verdict === "CRASH") await target.restart();
-        if (fresh !== null) toShrink.push({ ...fresh, c, r, caseNo, target });
-        const now = performance.now();
-        if (now - lastLine > 5000) {
-          lastLine = now;
-          env.out(`  ${be.name}: ${n} cases, ${(n / ((now - t0) / 1000)).toFixed(1)} cases/s\n`);
-        }
-      }
-      await shrinkFindings(toShrink, arb, seed, spec, o, be.name, env);
-    } finally {
-      await be.stop();
-      await iommuBe?.stop();
-    }
-    env.out(
-      `  ${be.name}: ${n} cases in ${fmtSeconds((performance.now() - t0) / 1000)} (${
-        (n / ((performance.now() - t0) / 1000)).toFixed(1)
-      } cases/s), ${be.restarts + (iommuBe?.restarts ?? 0)} restart(s)\n`,
-    );
+    const but = await startBackend(spec, env);
+    if (but === null) return 2;
+    await fuzzBackend(tally, but, o, per, env);
   }
-  const wall = (performance.now() - start) / 1000;
-  // Findings to the corpus (one file per signature).
-  const files = new Map<string, { file: string | null; isNew: boolean }>();
-  for (const f of findings) {
-    try {
-      files.set(f.rec.signature.hash, await writeCorpusEntry(o.corpus, f.rec));
-    } catch (e) {
-      env.err(`fuzz: cannot write ${f.rec.signature.text} to ${o.corpus}: ${messageOf(e)}\n`);
-      files.set(f.rec.signature.hash, { file: null, isNew: true });
-    }
-  }
-  const ordered = [...rows.values()].sort((a, b) =>
-    a.backend.localeCompare(b.backend) ||
-    DEVICE_CLASSES.indexOf(a.cls) - DEVICE_CLASSES.indexOf(b.cls)
-  );
-  const targets: TargetReport[] = ordered.map((row) => {
-    const runs = VERDICTS.reduce((s, v) => s + row.tally[v], 0);
-    const failures: FailureReport[] = [...row.failures.values()].map(({ rec, count }) => {
-      const c = files.get(rec.signature.hash) ?? { file: null, isNew: true };
-      return {
-        signature: rec.signature,
-        message: count > 1 ? `${rec.message} (${count} cases with this signature)` : rec.message,
-        seed: rec.seed,
-        path: rec.path,
-        inputText: rec.inputText,
-        shrinks: rec.shrinks,
-        corpusFile: c.file,
-        isNew: c.isNew,
-      };
-    });
-    return {
-      target: targetName(row.backend, row.cls),
-      description: `${row.cls} on ${row.backend}: ${
-        VERDICTS.map((v) => `${v} ${row.tally[v]}`).join(", ")
-      }`,
-      units: 1,
-      runs,
-      seconds: row.seconds,
-      runsPerSecond: row.seconds > 0 ? Math.round(runs / row.seconds) : 0,
-      failures,
-      errorCodes: [...row.codes].sort(),
-      verdicts: { ...row.tally },
-    };
-  });
-  const report = buildReport(
-    {
-      seed,
-      shard: { index: 1, count: 1 },
-      targets: targets.map((t) => t.target),
-      date: new Date().toISOString(),
-      wallSeconds: wall,
-      workers: 0,
-      budget: { seconds: o.seconds, runs: o.runs ?? null },
-      devices: [...new Set(ordered.map((r) => r.backend))],
-    },
-    targets,
-    { fastCheck: fc.__version, deno: Deno.version.deno },
-  );
-  env.out(formatVerdictTable(ordered, cases, wall) + "\n");
-  for (const f of findings) {
-    const file = files.get(f.rec.signature.hash)?.file;
-    env.out(
-      [
-        "",
-        `${f.rec.signature.oracle} ${f.rec.signature.target} [${f.rec.signature.code}]`,
-        `  ${f.result.detail}`,
-        `  case: ${
-          f.rec.inputText.length > 300 ? f.rec.inputText.slice(0, 300) + "..." : f.rec.inputText
-        }`,
-        file
-          ? `  replay: deno task fuzz --replay ${file}`
-          : `  replay: --seed ${seed}, case ${f.rec.path}`,
-        "",
-      ].join("\n"),
-    );
-  }
-  if (o.json !== undefined) {
-    Deno.writeTextFileSync(o.json, JSON.stringify(report, null, 2) + "\n");
-    env.out(`fuzz: JSON report written to ${o.json}\n`);
-  }
-  if (o.junit !== undefined) {
-    Deno.writeTextFileSync(o.junit, formatJunit(report));
-    env.out(`fuzz: JUnit report written to ${o.junit}\n`);
-  }
-  const failing = ordered.some((r) => o.failOn.some((v) => r.tally[v] > 0));
-  if (o.requirePass) {
-    const passless = o.devices.filter((d) => {
-      const name = d.startsWith("socket:") ? "socket" : d;
-      return !ordered.some((r) => r.backend === name && r.tally.PASS > 0);
-    });
-    if (passless.length > 0) {
-      env.err(
-        `fuzz: --require-pass: no case passed on ${
-          passless.join(", ")
-        }: the probe never saw valid work done\n`,
-      );
-      return 1;
-    }
-  }
-  return failing ? 1 : 0;
+  return await reportCampaign(tally, o, (performance.now() - start) / 1000, env);
 }
 
 /** The summary: one row per back-end and hostile class, a column per verdict. */
