@@ -27,6 +27,7 @@ import { DMA_FROM_DEVICE, DMA_TO_DEVICE, IOPTE_READ, IOPTE_WRITE } from "../../s
 import { SPLIT_HOSTILE_MAP, splitHostileImage } from "../targets/split_hostile_driver.ts";
 import { PACKED_HOSTILE_MAP, packedHostileImage } from "../targets/packed_hostile_driver.ts";
 import { applyCorruption, REAL_RING_SEEDS } from "../support/real_ring_seeds.ts";
+import type { SeedRingState } from "../../src/inspect/_internal.ts";
 import type { DeviceCase } from "./cases.ts";
 import { type DeviceBackend, DISK_SECTORS, diskByte, SECTOR } from "./backend.ts";
 
@@ -747,60 +748,86 @@ function packedRingCase(
 /** Where a real ring's areas go in the image block. */
 const REAL = { desc: 0, driver: 0x1000, device: 0x2000, tables: 0x3000, data: 0x8000 } as const;
 
-function realRingCase(
-  ctx: Ctx,
-  c: Extract<DeviceCase, { kind: "real-ring" }>,
-  o: CaseOptions,
-): { probe: Probe; corrupt: string | null; refused: string | null } {
-  const { dev, m } = ctx;
+/** The captured ring state of case `c`, with the case's corruption applied. */
+function realRingSeed(c: Extract<DeviceCase, { kind: "real-ring" }>): SeedRingState {
   const seed0 = REAL_RING_SEEDS.find((x) => x.name === c.seed);
   if (seed0 === undefined) {
     throw new Error(`real ring seed "${c.seed}" not loaded (tests/fixtures/ missing?)`);
   }
-  const seed = applyCorruption(seed0, c.corruption);
-  const n = seed.size;
+  return applyCorruption(seed0, c.corruption);
+}
+
+/**
+ * A copy of descriptor bytes `b` with their addresses moved into the image block: an indirect
+ * table's address to where `tables` placed it, any other address inside the captured RAM
+ * (`ramSize` bytes) into the 128 KiB data window (page offset kept); other values (a corrupted
+ * address past the captured RAM) stay as they are.
+ */
+function relocateDescriptors(
+  b: Uint8Array,
+  tables: ReadonlyMap<bigint, number>,
+  ramSize: number,
+): Uint8Array {
+  const out = b.slice();
+  const v = new DataView(out.buffer);
+  for (let at = 0; at + 16 <= out.length; at += 16) {
+    const a = v.getBigUint64(at, true);
+    const t = tables.get(a);
+    if (t !== undefined && (v.getUint16(at + 12, true) & DESC_F_INDIRECT) !== 0) {
+      v.setBigUint64(at, BigInt(t), true);
+    } else if (a !== 0n && a < BigInt(ramSize)) {
+      v.setBigUint64(at, BigInt(IMG + REAL.data) + (a % 0x20000n), true);
+    }
+  }
+  return out;
+}
+
+/**
+ * Writes the captured ring into the image block ({@link REAL}): descriptor table, driver and
+ * device areas, and up to five indirect tables (one page each), addresses relocated.
+ */
+function placeRealRing(m: CaseMemory, seed: SeedRingState): void {
   m.ram.fill(0, IMG - GPA_BASE, IMG + REAL.data - GPA_BASE);
-  // Buffers of the captured guest land in a 128 KiB window of the block (page offsets kept);
-  // indirect descriptors point to the tables, placed one page each; other values (a corrupted
-  // address past the captured RAM) stay as they are.
   const tables = new Map<bigint, number>();
   seed.indirectTables.slice(0, 5).forEach((t, k) =>
     tables.set(BigInt(t.addr), IMG + REAL.tables + 0x1000 * k)
   );
-  const moveAll = (b: Uint8Array): Uint8Array => {
-    const out = b.slice();
-    const v = new DataView(out.buffer);
-    for (let at = 0; at + 16 <= out.length; at += 16) {
-      const a = v.getBigUint64(at, true);
-      const t = tables.get(a);
-      if (t !== undefined && (v.getUint16(at + 12, true) & DESC_F_INDIRECT) !== 0) {
-        v.setBigUint64(at, BigInt(t), true);
-      } else if (a !== 0n && a < BigInt(seed.ramSize)) {
-        v.setBigUint64(at, BigInt(IMG + REAL.data) + (a % 0x20000n), true);
-      }
-    }
-    return out;
-  };
   const put = (gpa: number, b: Uint8Array) => m.ram.set(b, gpa - GPA_BASE);
-  put(IMG + REAL.desc, moveAll(seed.descTable));
+  put(IMG + REAL.desc, relocateDescriptors(seed.descTable, tables, seed.ramSize));
   put(IMG + REAL.driver, seed.driverArea);
   put(IMG + REAL.device, seed.deviceArea);
   for (const [addr, gpa] of tables) {
     const t = seed.indirectTables.find((x) => BigInt(x.addr) === addr)!;
-    put(gpa, moveAll(t.bytes.subarray(0, 0x1000)));
+    put(gpa, relocateDescriptors(t.bytes.subarray(0, 0x1000), tables, seed.ramSize));
   }
-  const availIdx = seed.driverArea[2] | (seed.driverArea[3] << 8);
+}
+
+/** The 16-bit little-endian value at `at` of `b` (a ring index). */
+function le16(b: Uint8Array, at: number): number {
+  return b[at] | (b[at + 1] << 8);
+}
+
+/** The heads the captured driver offered and the device has not consumed (at most Queue Size). */
+function offeredHeads(seed: SeedRingState): Set<number> {
+  const n = seed.size;
+  const availIdx = le16(seed.driverArea, 2);
   const offered = new Set<number>();
   for (
     let k = seed.lastAvailIdx, i = 0;
     k !== availIdx && i < n;
     k = (k + 1) & 0xffff, i++
   ) {
-    const at = 4 + 2 * (k % n);
-    offered.add(seed.driverArea[at] | (seed.driverArea[at + 1] << 8));
+    offered.add(le16(seed.driverArea, 4 + 2 * (k % n)));
   }
-  // Descriptors in flight: every chain an offered head starts (bounded by the Queue Size); the
-  // probe's chains take descriptors outside them.
+  return offered;
+}
+
+/**
+ * Descriptors outside every chain an offered head starts (chains bounded by the Queue Size):
+ * the probe's chains take these.
+ */
+function freeDescriptors(seed: SeedRingState, offered: ReadonlySet<number>): number[] {
+  const n = seed.size;
   const inUse = new Set<number>();
   const dv = new DataView(seed.descTable.buffer, seed.descTable.byteOffset);
   for (const h0 of offered) {
@@ -812,12 +839,11 @@ function realRingCase(
   }
   const freeList: number[] = [];
   for (let d = 0; d < n; d++) if (!inUse.has(d)) freeList.push(d);
-  m.grant(IMG + REAL.device, seed.deviceArea.length);
-  m.grantDescriptors(IMG + REAL.desc, n);
-  const h = c.vring === "tx" ? 1 : 0;
-  const prep = prepareProbe(ctx, c.vring, offered.size + PROBE_FRAMES);
-  m.takeSnapshot();
-  const usedBefore = seed.deviceArea[2] | (seed.deviceArea[3] << 8);
+  return freeList;
+}
+
+/** Starts every queue; vring `h` on the placed captured ring at its captured avail index. */
+function startOnRealRing(dev: VhostUserDevice, h: number, seed: SeedRingState): void {
   const ua = (g: number) => dev.ringAddress(g);
   for (let i = 0; i < dev.vrings.length; i++) {
     if (i !== h) {
@@ -825,13 +851,60 @@ function realRingCase(
       continue;
     }
     dev.startQueue(i, {
-      num: n,
+      num: seed.size,
       base: seed.lastAvailIdx,
       desc: ua(IMG + REAL.desc),
       driver: ua(IMG + REAL.driver),
       device: ua(IMG + REAL.device),
     });
   }
+}
+
+/**
+ * The used ring oracle: every entry the device added since `usedBefore` completes a head it
+ * was offered, and the used index moved by at most the Queue Size `n`. Returns the violation.
+ */
+function realRingUsedViolation(
+  m: CaseMemory,
+  n: number,
+  usedBefore: number,
+  offered: ReadonlySet<number>,
+): string | null {
+  const uv = new DataView(m.ram.buffer, m.ram.byteOffset + IMG + REAL.device - GPA_BASE);
+  const usedNow = uv.getUint16(2, true);
+  for (let k = usedBefore; k !== usedNow; k = (k + 1) & 0xffff) {
+    if (((k - usedBefore) & 0xffff) > n) {
+      return `used-idx-overrun: used idx moved from ${usedBefore} to ${usedNow}, more than ${n}`;
+    }
+    const id = uv.getUint32(4 + 8 * (k % n), true);
+    if (!offered.has(id)) {
+      return `unoffered-id: used ring entry ${k % n} completes ID ${id}, never offered (offered ${
+        [...offered].slice(0, 8).join(",")
+      }${offered.size > 8 ? ",..." : ""})`;
+    }
+  }
+  return null;
+}
+
+function realRingCase(
+  ctx: Ctx,
+  c: Extract<DeviceCase, { kind: "real-ring" }>,
+  o: CaseOptions,
+): { probe: Probe; corrupt: string | null; refused: string | null } {
+  const { dev, m } = ctx;
+  const seed = realRingSeed(c);
+  const n = seed.size;
+  placeRealRing(m, seed);
+  const availIdx = le16(seed.driverArea, 2);
+  const offered = offeredHeads(seed);
+  const freeList = freeDescriptors(seed, offered);
+  m.grant(IMG + REAL.device, seed.deviceArea.length);
+  m.grantDescriptors(IMG + REAL.desc, n);
+  const h = c.vring === "tx" ? 1 : 0;
+  const prep = prepareProbe(ctx, c.vring, offered.size + PROBE_FRAMES);
+  m.takeSnapshot();
+  const usedBefore = le16(seed.deviceArea, 2);
+  startOnRealRing(dev, h, seed);
   dev.driverOk();
   if (ctx.be.type === "net" && h === 1) prep.postRx();
   dev.notify(h);
@@ -863,24 +936,7 @@ function realRingCase(
     }
   }
   for (const p of ring.probeHeads) offered.add(p);
-  // Used ring oracle: every entry the device added completes a head it was offered.
-  let corrupt: string | null = null;
-  const uv = new DataView(m.ram.buffer, m.ram.byteOffset + IMG + REAL.device - GPA_BASE);
-  const usedNow = uv.getUint16(2, true);
-  for (let k = usedBefore; k !== usedNow && corrupt === null; k = (k + 1) & 0xffff) {
-    if (((k - usedBefore) & 0xffff) > n) {
-      corrupt = `used-idx-overrun: used idx moved from ${usedBefore} to ${usedNow}, more than ${n}`;
-      break;
-    }
-    const id = uv.getUint32(4 + 8 * (k % n), true);
-    if (!offered.has(id)) {
-      corrupt = `unoffered-id: used ring entry ${
-        k % n
-      } completes ID ${id}, never offered (offered ${[...offered].slice(0, 8).join(",")}${
-        offered.size > 8 ? ",..." : ""
-      })`;
-    }
-  }
+  const corrupt = realRingUsedViolation(m, n, usedBefore, offered);
   return { probe, corrupt, refused };
 }
 
