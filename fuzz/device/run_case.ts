@@ -1284,190 +1284,258 @@ function rewriteDesc(ctx: Ctx, index: number, len: number, addr: bigint): number
   throw new Error(`no descriptor of length ${len} on vring ${index}`);
 }
 
+type TranslationCase = Extract<DeviceCase, { kind: "translation" }>;
+/** GPAs of the probe areas ({@link areas}). */
+type ProbeAreas = ReturnType<typeof areas>;
+
+/** Length of the hostile buffer: a length no other descriptor has ({@link rewriteDesc}). */
+const HOSTILE_LEN = NET_HDR + 59;
+/** Bytes of the scattered buffer on its first IOVA page. */
+const SCATTER_SPLIT = 20;
+
+/** IOVA of the first of the two scattered pages of case value `value`. */
+function scatteredIova(value: number): number {
+  return WILD_IOVA + 0x100000 * (1 + (value % 16));
+}
+
+/** Frame sequence number of case `caseNo`'s scattered TX frame. */
+function scatteredSeq(caseNo: number): number {
+  return 0x5e000000 + caseNo * 16 + 15;
+}
+
+/**
+ * Scattered pages: maps IOVA page 0 to GPA `a.probe` and page 1 to `a.probe + 0x3000`; on TX
+ * the frame is written across them, on RX both parts are granted to the device.
+ */
+function mapScatteredPages(ctx: Ctx, c: TranslationCase, a: ProbeAreas): void {
+  const { dev, m } = ctx;
+  const sIova = scatteredIova(c.value);
+  const split = SCATTER_SPLIT;
+  const f = frameBytes(scatteredSeq(ctx.caseNo));
+  if (c.vring === "tx") {
+    m.ram.set(f.subarray(0, split), a.probe + 0x1000 - split - GPA_BASE);
+    m.ram.set(f.subarray(split), a.probe + 0x3000 - GPA_BASE);
+  }
+  dev.dma.domain!.table!.map(sIova, a.probe, 0x1000, IOPTE_READ | IOPTE_WRITE);
+  dev.dma.domain!.table!.map(sIova + 0x1000, a.probe + 0x3000, 0x1000, IOPTE_READ | IOPTE_WRITE);
+  if (c.vring === "rx") {
+    m.grant(a.probe + 0x1000 - split, split);
+    m.grant(a.probe + 0x3000, 2048 - split);
+  }
+}
+
+/** Never-mapped: a descriptor whose address is an IOVA no mapping covers. */
+function offerNeverMapped(ctx: Ctx, c: TranslationCase, a: ProbeAreas): string {
+  const { dev } = ctx;
+  const iova = BigInt(WILD_IOVA) + BigInt(c.value) * 4096n;
+  if (c.vring === "tx") {
+    dev.vrings[1].queue.add(SgList.of([a.tx + 0x8000, HOSTILE_LEN]), SgList.of(), 900);
+    rewriteDesc(ctx, 1, HOSTILE_LEN, iova);
+    dev.kick(1);
+  } else {
+    dev.vrings[0].queue.add(SgList.of(), SgList.of([a.probe, HOSTILE_LEN]), 900);
+    rewriteDesc(ctx, 0, HOSTILE_LEN, iova);
+    dev.kick(0);
+  }
+  return `a ${c.vring.toUpperCase()} descriptor at IOVA 0x${iova.toString(16)}, never mapped`;
+}
+
+/** Adds the hostile buffer on `c.vring`, rewrites its address to bus address `bus` and kicks. */
+function offerAtBusAddress(
+  ctx: Ctx,
+  c: TranslationCase,
+  a: ProbeAreas,
+  bus: number | bigint,
+): void {
+  const { dev } = ctx;
+  if (c.vring === "rx") {
+    dev.vrings[0].queue.add(SgList.of(), SgList.of([a.probe + 0x2000, HOSTILE_LEN]), 900);
+  } else dev.vrings[1].queue.add(SgList.of([a.tx + 0x9000, HOSTILE_LEN]), SgList.of(), 900);
+  rewriteDesc(ctx, c.vring === "rx" ? 0 : 1, HOSTILE_LEN, BigInt(bus));
+  dev.kick(c.vring === "rx" ? 0 : 1);
+}
+
+/**
+ * Write-to-readonly. RX: a buffer the device must write, mapped DMA_TO_DEVICE (read-only);
+ * TX: a buffer it must read, mapped DMA_FROM_DEVICE (write-only).
+ */
+function offerWrongDirection(ctx: Ctx, c: TranslationCase, a: ProbeAreas): string {
+  const gpa = c.vring === "rx" ? a.probe : a.tx + 0x8000;
+  const bus = ctx.dev.iotlb!.map(
+    gpa,
+    HOSTILE_LEN,
+    c.vring === "rx" ? DMA_TO_DEVICE : DMA_FROM_DEVICE,
+  );
+  offerAtBusAddress(ctx, c, a, bus);
+  return `a ${c.vring.toUpperCase()} buffer mapped ${
+    c.vring === "rx" ? "read-only" : "write-only"
+  }`;
+}
+
+/** Scattered pages: a buffer that starts `SCATTER_SPLIT` bytes before the end of IOVA page 0. */
+function offerScatteredBuffer(ctx: Ctx, c: TranslationCase, a: ProbeAreas): string {
+  const { dev } = ctx;
+  const start = BigInt(scatteredIova(c.value) + 0x1000 - SCATTER_SPLIT);
+  if (c.vring === "tx") {
+    dev.vrings[1].queue.add(SgList.of([a.tx + 0x9000, HOSTILE_LEN + 1]), SgList.of(), 900);
+    rewriteDesc(ctx, 1, HOSTILE_LEN + 1, start);
+    dev.kick(1);
+  } else {
+    dev.vrings[0].queue.add(SgList.of(), SgList.of([a.tx + 0x9000, 2048]), 900);
+    rewriteDesc(ctx, 0, 2048, start);
+    dev.kick(0);
+  }
+  return `a ${c.vring.toUpperCase()} buffer over IOVA pages mapped to GPAs 0x${
+    a.probe.toString(16)
+  } and 0x${(a.probe + 0x3000).toString(16)}`;
+}
+
+/**
+ * Invalidate-in-flight / lazy-stale-window: a buffer is posted (its translation pushed), then
+ * unmapped while the device holds it: strict sends INVALIDATE at once, lazy only at the flush.
+ */
+function offerThenUnmap(ctx: Ctx, c: TranslationCase, a: ProbeAreas): string {
+  const { dev } = ctx;
+  const iotlb = dev.iotlb!;
+  // Warm-up: one frame out, so the back-end is forwarding before the window opens (the
+  // lazy flush comes 10 ms after the unmap).
+  dev.vrings[1].queue.add(SgList.of([a.tx + 0xa000, HOSTILE_LEN + 5]), SgList.of(), 950);
+  dev.kick(1);
+  dev.waitUsed(1, 300);
+  const gpa = c.vring === "rx" ? a.probe : a.tx + 0x8000;
+  const dir = c.vring === "rx" ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
+  const bus = iotlb.map(gpa, HOSTILE_LEN, dir);
+  offerAtBusAddress(ctx, c, a, bus);
+  iotlb.unmap(bus, HOSTILE_LEN, dir);
+  return `a ${c.vring.toUpperCase()} buffer unmapped while in flight (${
+    c.what === "lazy-stale-window"
+      ? `lazy: ${iotlb.pendingInvalidations().length} INVALIDATE(s) pending`
+      : "strict INVALIDATE sent"
+  })`;
+}
+
+/** Offers the case's hostile buffer; returns the note that prefixes the verdict's detail. */
+function offerHostileBuffer(ctx: Ctx, c: TranslationCase, a: ProbeAreas): string {
+  switch (c.what) {
+    case "never-mapped":
+      return offerNeverMapped(ctx, c, a);
+    case "write-to-readonly":
+      return offerWrongDirection(ctx, c, a);
+    case "rw-on-writeonly":
+      return "from-device buffers mapped write-only (no write-implies-read)";
+    case "scattered-pages":
+      return offerScatteredBuffer(ctx, c, a);
+    case "invalidate-in-flight":
+    case "lazy-stale-window":
+      return offerThenUnmap(ctx, c, a);
+  }
+}
+
+/** Whether frame `want` (or a canary-filled one) landed in one of the 16 RX buffers. */
+function scatteredFrameSeen(m: CaseMemory, rxBase: number, want: number): boolean {
+  for (let i = 0; i < 16; i++) {
+    const s = frameAt(m, rxBase + i * 0x1000)[2];
+    if (s === want || s === 0xa5a5a5a5) return true;
+  }
+  return false;
+}
+
+/**
+ * The back-end drops a frame whose page misses; the miss is served, so the scattered frame is
+ * sent again (up to 3 times, 150 ms each) until it comes back, reposting RX buffers meanwhile.
+ */
+function resendScatteredFrame(ctx: Ctx, c: TranslationCase, a: ProbeAreas, want: number): void {
+  const { dev, m } = ctx;
+  const rx = dev.vrings[0].queue, tx = dev.vrings[1].queue;
+  const start = BigInt(scatteredIova(c.value) + 0x1000 - SCATTER_SPLIT);
+  for (let attempt = 0; attempt < 3 && !scatteredFrameSeen(m, a.rx, want); attempt++) {
+    tx.add(SgList.of([a.tx + 0x9000, HOSTILE_LEN + 2 + attempt]), SgList.of(), 901 + attempt);
+    rewriteDesc(ctx, 1, HOSTILE_LEN + 2 + attempt, start);
+    dev.kick(1);
+    const end = performance.now() + 150;
+    while (performance.now() < end && !scatteredFrameSeen(m, a.rx, want)) {
+      const r = dev.waitUsed(0, 25);
+      if (r.kind === "used" && r.token < 16) {
+        if (scatteredFrameSeen(m, a.rx, want)) break;
+        rx.add(SgList.of(), SgList.of([a.rx + r.token * 0x1000, 2048]), r.token);
+        dev.kick(0);
+      }
+      for (let t = tx.getUsed(); t !== undefined; t = tx.getUsed()) { /* reclaim */ }
+    }
+  }
+}
+
+/**
+ * Judges the scattered TX frame in the RX buffers: a final failing probe when it came back
+ * garbled or with canary bytes, else whether it was `"found"` or is `"missing"`.
+ */
+function scatteredFrameOutcome(
+  m: CaseMemory,
+  a: ProbeAreas,
+  want: number,
+  note: string,
+): Probe | "found" | "missing" {
+  for (let i = 0; i < 16; i++) {
+    const f = frameAt(m, a.rx + i * 0x1000);
+    if (f[2] !== want) continue;
+    if (f[0] !== 2 || f[1] !== 1) {
+      return {
+        ok: false,
+        corrupt: `the scattered frame came back garbled (dst ${f[0]}, src ${f[1]})`,
+        why: "bad frame",
+      };
+    }
+    return "found";
+  }
+  // The device read past the first IOVA page in its own address space instead of
+  // following the IOVA to the second page: the frame comes back with canary bytes.
+  for (let i = 0; i < 16; i++) {
+    if (frameAt(m, a.rx + i * 0x1000)[2] === 0xa5a5a5a5) {
+      const where = `GPA 0x${(a.probe + 0x1000).toString(16)}`;
+      return {
+        ok: false,
+        corrupt:
+          `${note}: the frame came back with canary bytes from ${where}, which no IOVA of the buffer maps: the device read past the first IOVA page in its own address space`,
+        why: "bad frame",
+      };
+    }
+  }
+  return "missing";
+}
+
 function runTranslationCase(
   ctx: Ctx,
-  c: Extract<DeviceCase, { kind: "translation" }>,
+  c: TranslationCase,
   o: CaseOptions,
 ): { probe: Probe; corrupt: string | null; refused: string | null } {
   const { dev, m } = ctx;
   const a = areas(dev);
-  const iotlb = dev.iotlb!;
   const prep = netProbe(ctx, "tx");
-  const hostileFrame = frameBytes(0x7e000000 + ctx.caseNo);
-  const HLEN = NET_HDR + 59; // a length no other descriptor has
-  m.ram.set(hostileFrame, a.tx + 0x8000 - GPA_BASE);
-  // Scattered pages: IOVA page k -> GPA a.probe (page 0) and a.probe + 0x3000 (page 1).
-  const scattered = c.what === "scattered-pages";
-  const sIova = WILD_IOVA + 0x100000 * (1 + (c.value % 16));
-  const split = 20; // bytes on the first page
-  if (scattered) {
-    const f = frameBytes(0x5e000000 + ctx.caseNo * 16 + 15);
-    if (c.vring === "tx") {
-      m.ram.set(f.subarray(0, split), a.probe + 0x1000 - split - GPA_BASE);
-      m.ram.set(f.subarray(split), a.probe + 0x3000 - GPA_BASE);
-    }
-    dev.dma.domain!.table!.map(sIova, a.probe, 0x1000, IOPTE_READ | IOPTE_WRITE);
-    dev.dma.domain!.table!.map(sIova + 0x1000, a.probe + 0x3000, 0x1000, IOPTE_READ | IOPTE_WRITE);
-    if (c.vring === "rx") {
-      m.grant(a.probe + 0x1000 - split, split);
-      m.grant(a.probe + 0x3000, 2048 - split);
-    }
-  }
+  m.ram.set(frameBytes(0x7e000000 + ctx.caseNo), a.tx + 0x8000 - GPA_BASE);
+  if (c.what === "scattered-pages") mapScatteredPages(ctx, c, a);
   m.takeSnapshot();
   for (const v of dev.vrings) dev.startQueue(v.index);
   dev.driverOk();
-  const rx = dev.vrings[0].queue, tx = dev.vrings[1].queue;
   // The hostile RX buffer goes first (the device fills RX buffers in ring order).
   const rxFirst = c.vring === "rx";
   if (!rxFirst) prep.postRx();
-  let note = "";
-  switch (c.what) {
-    case "never-mapped": {
-      const iova = BigInt(WILD_IOVA) + BigInt(c.value) * 4096n;
-      if (c.vring === "tx") {
-        tx.add(SgList.of([a.tx + 0x8000, HLEN]), SgList.of(), 900);
-        rewriteDesc(ctx, 1, HLEN, iova);
-        dev.kick(1);
-      } else {
-        rx.add(SgList.of(), SgList.of([a.probe, HLEN]), 900);
-        rewriteDesc(ctx, 0, HLEN, iova);
-        dev.kick(0);
-      }
-      note = `a ${c.vring.toUpperCase()} descriptor at IOVA 0x${iova.toString(16)}, never mapped`;
-      break;
-    }
-    case "write-to-readonly": {
-      // RX: a buffer the device must write, mapped DMA_TO_DEVICE (read-only); TX: a buffer it
-      // must read, mapped DMA_FROM_DEVICE (write-only).
-      const gpa = c.vring === "rx" ? a.probe : a.tx + 0x8000;
-      const bus = iotlb.map(gpa, HLEN, c.vring === "rx" ? DMA_TO_DEVICE : DMA_FROM_DEVICE);
-      if (c.vring === "rx") rx.add(SgList.of(), SgList.of([a.probe + 0x2000, HLEN]), 900);
-      else tx.add(SgList.of([a.tx + 0x9000, HLEN]), SgList.of(), 900);
-      rewriteDesc(ctx, c.vring === "rx" ? 0 : 1, HLEN, BigInt(bus));
-      dev.kick(c.vring === "rx" ? 0 : 1);
-      note = `a ${c.vring.toUpperCase()} buffer mapped ${
-        c.vring === "rx" ? "read-only" : "write-only"
-      }`;
-      break;
-    }
-    case "rw-on-writeonly":
-      note = "from-device buffers mapped write-only (no write-implies-read)";
-      break;
-    case "scattered-pages": {
-      if (c.vring === "tx") {
-        tx.add(SgList.of([a.tx + 0x9000, HLEN + 1]), SgList.of(), 900);
-        rewriteDesc(ctx, 1, HLEN + 1, BigInt(sIova + 0x1000 - split));
-        dev.kick(1);
-      } else {
-        rx.add(SgList.of(), SgList.of([a.tx + 0x9000, 2048]), 900);
-        rewriteDesc(ctx, 0, 2048, BigInt(sIova + 0x1000 - split));
-        dev.kick(0);
-      }
-      note = `a ${c.vring.toUpperCase()} buffer over IOVA pages mapped to GPAs 0x${
-        a.probe.toString(16)
-      } and 0x${(a.probe + 0x3000).toString(16)}`;
-      break;
-    }
-    case "invalidate-in-flight":
-    case "lazy-stale-window": {
-      // A buffer is posted (its translation pushed), then unmapped while the device holds it:
-      // strict sends INVALIDATE at once, lazy only at the flush.
-      // Warm-up: one frame out, so the back-end is forwarding before the window opens (the
-      // lazy flush comes 10 ms after the unmap).
-      tx.add(SgList.of([a.tx + 0xa000, HLEN + 5]), SgList.of(), 950);
-      dev.kick(1);
-      dev.waitUsed(1, 300);
-      const gpa = c.vring === "rx" ? a.probe : a.tx + 0x8000;
-      const dir = c.vring === "rx" ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
-      const bus = iotlb.map(gpa, HLEN, dir);
-      if (c.vring === "rx") rx.add(SgList.of(), SgList.of([a.probe + 0x2000, HLEN]), 900);
-      else tx.add(SgList.of([a.tx + 0x9000, HLEN]), SgList.of(), 900);
-      rewriteDesc(ctx, c.vring === "rx" ? 0 : 1, HLEN, BigInt(bus));
-      dev.kick(c.vring === "rx" ? 0 : 1);
-      iotlb.unmap(bus, HLEN, dir);
-      note = `a ${c.vring.toUpperCase()} buffer unmapped while in flight (${
-        c.what === "lazy-stale-window"
-          ? `lazy: ${iotlb.pendingInvalidations().length} INVALIDATE(s) pending`
-          : "strict INVALIDATE sent"
-      })`;
-      break;
-    }
-  }
+  const note = offerHostileBuffer(ctx, c, a);
   if (rxFirst) prep.postRx();
   // After an unmap the probe starts at once: frames arrive inside the lazy stale window.
   if (c.what !== "invalidate-in-flight" && c.what !== "lazy-stale-window") {
     settle(dev, o.settleMs ?? 30);
   }
-  let probe: Probe;
-  if (scattered && c.vring === "tx") {
+  let probe = prep.run(null, true);
+  if (c.what === "scattered-pages" && c.vring === "tx") {
     // The scattered frame itself must come back intact.
-    probe = prep.run(null, true);
-    const want = 0x5e000000 + ctx.caseNo * 16 + 15;
-    const rxBase = a.rx;
-    let found = false;
-    const seen = () => {
-      for (let i = 0; i < 16; i++) {
-        const s = frameAt(m, rxBase + i * 0x1000)[2];
-        if (s === want || s === 0xa5a5a5a5) return true;
-      }
-      return false;
-    };
-    // The back-end drops a frame whose page misses; the miss is served, so send it again.
-    for (let attempt = 0; attempt < 3 && probe.ok && !seen(); attempt++) {
-      tx.add(SgList.of([a.tx + 0x9000, HLEN + 2 + attempt]), SgList.of(), 901 + attempt);
-      rewriteDesc(ctx, 1, HLEN + 2 + attempt, BigInt(sIova + 0x1000 - split));
-      dev.kick(1);
-      const end = performance.now() + 150;
-      while (performance.now() < end && !seen()) {
-        const r = dev.waitUsed(0, 25);
-        if (r.kind === "used" && r.token < 16) {
-          if (seen()) break;
-          rx.add(SgList.of(), SgList.of([a.rx + r.token * 0x1000, 2048]), r.token);
-          dev.kick(0);
-        }
-        for (let t = tx.getUsed(); t !== undefined; t = tx.getUsed()) { /* reclaim */ }
-      }
+    const want = scatteredSeq(ctx.caseNo);
+    if (probe.ok) resendScatteredFrame(ctx, c, a, want);
+    const outcome = scatteredFrameOutcome(m, a, want, note);
+    if (typeof outcome !== "string") return { probe: outcome, corrupt: null, refused: null };
+    if (outcome === "missing" && probe.ok) {
+      probe = { ok: false, why: "the scattered frame never came back (probe frames did)" };
     }
-    for (let i = 0; i < 16 && !found; i++) {
-      const f = frameAt(m, rxBase + i * 0x1000);
-      if (f[2] === want) {
-        found = true;
-        if (f[0] !== 2 || f[1] !== 1) {
-          return {
-            probe: {
-              ok: false,
-              corrupt: `the scattered frame came back garbled (dst ${f[0]}, src ${f[1]})`,
-              why: "bad frame",
-            },
-            corrupt: null,
-            refused: null,
-          };
-        }
-      }
-    }
-    if (!found) {
-      // The device read past the first IOVA page in its own address space instead of
-      // following the IOVA to the second page: the frame comes back with canary bytes.
-      for (let i = 0; i < 16; i++) {
-        if (frameAt(m, rxBase + i * 0x1000)[2] === 0xa5a5a5a5) {
-          const where = `GPA 0x${(a.probe + 0x1000).toString(16)}`;
-          return {
-            probe: {
-              ok: false,
-              corrupt:
-                `${note}: the frame came back with canary bytes from ${where}, which no IOVA of the buffer maps: the device read past the first IOVA page in its own address space`,
-              why: "bad frame",
-            },
-            corrupt: null,
-            refused: null,
-          };
-        }
-      }
-      if (probe.ok) {
-        probe = { ok: false, why: "the scattered frame never came back (probe frames did)" };
-      }
-    }
-  } else probe = prep.run(null, true);
+  }
   if (probe.ok) probe = { ok: true, detail: `${note}; ${probe.detail}` };
   else probe = { ...probe, why: `${note}; ${probe.why}` };
   return { probe, corrupt: null, refused: null };
