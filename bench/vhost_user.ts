@@ -124,6 +124,33 @@ interface NetOpts {
   frames: number;
 }
 
+/** A row with nothing measured yet (n 0, no percentiles, no failure). */
+function benchRow(
+  backend: VhostBenchRow["backend"],
+  op: VhostBenchRow["op"],
+  layout: RingLayout,
+  driver: VhostBenchRow["driver"],
+  dma: string,
+): VhostBenchRow {
+  return {
+    backend,
+    op,
+    layout,
+    driver,
+    dma,
+    n: 0,
+    p50Us: null,
+    p90Us: null,
+    p99Us: null,
+    perSec: 0,
+    iotlbPerChain: null,
+    sendsPerOp: 1,
+    kicksPerOp: null,
+    callsPerOp: null,
+    failure: null,
+  };
+}
+
 /** The engine: round trips then bursts on one session. */
 function netEngine(be: VhostBackend, o: NetOpts): VhostBenchRow[] {
   const dev = VhostUserDevice.open({
@@ -137,24 +164,8 @@ function netEngine(be: VhostBackend, o: NetOpts): VhostBenchRow[] {
     backendExited: () => be.exited(),
   });
   const dma = o.dma === "identity" ? "identity" : `${o.dma}+${o.fill}`;
-  const row = (op: "round-trip" | "throughput"): VhostBenchRow => ({
-    backend: "testpmd",
-    op,
-    layout: o.layout,
-    driver: "engine",
-    dma,
-    n: 0,
-    p50Us: null,
-    p90Us: null,
-    p99Us: null,
-    perSec: 0,
-    iotlbPerChain: null,
-    sendsPerOp: 1,
-    kicksPerOp: null,
-    callsPerOp: null,
-    failure: null,
-  });
-  const rt = row("round-trip"), tp = row("throughput");
+  const rt = benchRow("testpmd", "round-trip", o.layout, "engine", dma);
+  const tp = benchRow("testpmd", "throughput", o.layout, "engine", dma);
   try {
     const ns = netSession(dev);
     for (let i = 0; i < 50; i++) netOnce(ns, i, i % TX_SLOTS, 200, 25); // warm-up
@@ -308,6 +319,113 @@ function netBursts(ns: NetSession, frames: number, onDemand: boolean, tp: VhostB
   if (s1 && dev.iotlb) tp.iotlbPerChain = iotlbMessages(dev, s1) / Math.max(1, 2 * done);
 }
 
+/** A hand-laid ring over vring `i`'s areas (as the engine laid them out, not started). */
+function handRing(dev: VhostUserDevice, layout: RingLayout, i: number): HandRing {
+  const mem = dev.shared.memory;
+  const a = dev.vrings[i].queue.addresses, size = dev.vrings[i].queue.size;
+  return layout === "split"
+    ? new HandSplitRing(
+      mem,
+      Number(a.descAddr),
+      Number(a.driverAddr),
+      Number(a.deviceAddr),
+      size,
+    )
+    : new HandPackedRing(
+      mem,
+      Number(a.descAddr),
+      Number(a.driverAddr),
+      Number(a.deviceAddr),
+      size,
+    );
+}
+
+/** The hand-laid polling net driver: one frame through, and the kicks it wrote. */
+interface HandNetDriver {
+  /**
+   * Sends frame `seq` from TX slot `slot` until it comes back on RX (at most `maxSends`
+   * transmissions). @returns the transmissions it took.
+   */
+  once(seq: number, slot: number, maxSends: number): number;
+  /** Kick eventfd writes since the last {@link resetKicks}. */
+  kicks(): number;
+  /** Zeroes the kick count. */
+  resetKicks(): void;
+}
+
+/**
+ * Lays the receive buffers (as many as the engine's session makes available, 2 x RX_SLOTS) and
+ * the transmit segments once, turns used buffer notifications off on both vrings (a polling
+ * driver, as the engine's session), and returns the per-frame step. Call after DRIVER_OK.
+ */
+function handNetDriver(dev: VhostUserDevice, rx: HandRing, tx: HandRing): HandNetDriver {
+  const rxGpa = dev.bufferGpa, txGpa = dev.bufferGpa + 0x10_0000;
+  const rxv = dev.vrings[0];
+  let kicks = 0;
+  const fe = dev.frontend;
+  const rxSeg = Array.from(
+    { length: RX_SLOTS * 2 },
+    (_, i) => [[rxGpa + i * 4096, 2048, DESC_F_WRITE]] as const,
+  );
+  const txSeg = Array.from(
+    { length: TX_SLOTS },
+    (_, i) => [[txGpa + i * 4096, FRAME, 0]] as const,
+  );
+  for (let i = 0; i < RX_SLOTS * 2; i++) rx.post(i, rxSeg[i]);
+  // No used buffer notifications while it spins, on either vring, so the back-end writes no
+  // call eventfd per frame.
+  rx.callbacks(false);
+  tx.callbacks(false);
+  if (rx.needKick()) dev.notify(0);
+  const wait = (deadlineMs: number): number => {
+    const t0 = performance.now();
+    for (;;) {
+      const id = rx.poll();
+      if (id >= 0) return id;
+      const now = performance.now();
+      if (now - t0 < SPIN_MS) continue;
+      if (now - t0 > deadlineMs) return -1;
+      // as waitUsed: ask for a call, look again, sleep, stop asking
+      rx.callbacks(true);
+      const late = rx.poll();
+      if (late >= 0) {
+        rx.callbacks(false);
+        return late;
+      }
+      if (fe.waitCall(rxv.callFd, 20) === "call") eventfdRead(rxv.callFd);
+      rx.callbacks(false);
+    }
+  };
+  const once = (seq: number, slot: number, maxSends: number): number => {
+    netFrame(dev, txGpa + slot * 4096, seq);
+    for (let sends = 1; sends <= maxSends; sends++) {
+      tx.post(slot, txSeg[slot]);
+      if (tx.needKick()) {
+        dev.notify(1);
+        kicks++;
+      }
+      const id = wait(sends < maxSends ? 200 : 1000);
+      while (tx.poll() >= 0) { /* reclaim */ }
+      if (id >= 0) {
+        rx.post(id, rxSeg[id]);
+        if (rx.needKick()) {
+          dev.notify(0);
+          kicks++;
+        }
+        return sends;
+      }
+    }
+    throw new Error(`frame ${seq}: not back after ${maxSends} sends`);
+  };
+  return {
+    once,
+    kicks: () => kicks,
+    resetKicks: () => {
+      kicks = 0;
+    },
+  };
+}
+
 /** The hand-laid ring on the same back-end: round trips only, identity DMA. */
 function netHand(be: VhostBackend, layout: RingLayout, frames: number): VhostBenchRow {
   const dev = VhostUserDevice.open({
@@ -318,107 +436,16 @@ function netHand(be: VhostBackend, layout: RingLayout, frames: number): VhostBen
     connectRetryMs: 2000,
     backendExited: () => be.exited(),
   });
-  const row: VhostBenchRow = {
-    backend: "testpmd",
-    op: "round-trip",
-    layout,
-    driver: "hand",
-    dma: "identity",
-    n: 0,
-    p50Us: null,
-    p90Us: null,
-    p99Us: null,
-    perSec: 0,
-    iotlbPerChain: null,
-    sendsPerOp: 1,
-    kicksPerOp: null,
-    callsPerOp: null,
-    failure: null,
-  };
+  const row = benchRow("testpmd", "round-trip", layout, "hand", "identity");
   try {
-    const mem = dev.shared.memory;
-    const ring = (i: number): HandRing => {
-      const a = dev.vrings[i].queue.addresses, size = dev.vrings[i].queue.size;
-      return layout === "split"
-        ? new HandSplitRing(
-          mem,
-          Number(a.descAddr),
-          Number(a.driverAddr),
-          Number(a.deviceAddr),
-          size,
-        )
-        : new HandPackedRing(
-          mem,
-          Number(a.descAddr),
-          Number(a.driverAddr),
-          Number(a.deviceAddr),
-          size,
-        );
-    };
-    const rx = ring(0), tx = ring(1);
+    const rx = handRing(dev, layout, 0), tx = handRing(dev, layout, 1);
     for (const v of dev.vrings) dev.startQueue(v.index);
     dev.driverOk();
-    const rxGpa = dev.bufferGpa, txGpa = dev.bufferGpa + 0x10_0000;
     const rxv = dev.vrings[0], txv = dev.vrings[1];
-    let kicks = 0;
-    const fe = dev.frontend;
-    // as many receive buffers as the engine's session makes available (2 x RX_SLOTS)
-    const rxSeg = Array.from(
-      { length: RX_SLOTS * 2 },
-      (_, i) => [[rxGpa + i * 4096, 2048, DESC_F_WRITE]] as const,
-    );
-    const txSeg = Array.from(
-      { length: TX_SLOTS },
-      (_, i) => [[txGpa + i * 4096, FRAME, 0]] as const,
-    );
-    for (let i = 0; i < RX_SLOTS * 2; i++) rx.post(i, rxSeg[i]);
-    // A polling driver: no used buffer notifications while it spins, on either vring (the
-    // engine's session does the same), so the back-end writes no call eventfd per frame.
-    rx.callbacks(false);
-    tx.callbacks(false);
-    if (rx.needKick()) dev.notify(0);
-    const wait = (deadlineMs: number): number => {
-      const t0 = performance.now();
-      for (;;) {
-        const id = rx.poll();
-        if (id >= 0) return id;
-        const now = performance.now();
-        if (now - t0 < SPIN_MS) continue;
-        if (now - t0 > deadlineMs) return -1;
-        // as waitUsed: ask for a call, look again, sleep, stop asking
-        rx.callbacks(true);
-        const late = rx.poll();
-        if (late >= 0) {
-          rx.callbacks(false);
-          return late;
-        }
-        if (fe.waitCall(rxv.callFd, 20) === "call") eventfdRead(rxv.callFd);
-        rx.callbacks(false);
-      }
-    };
-    const once = (seq: number, slot: number, maxSends: number): number => {
-      netFrame(dev, txGpa + slot * 4096, seq);
-      for (let sends = 1; sends <= maxSends; sends++) {
-        tx.post(slot, txSeg[slot]);
-        if (tx.needKick()) {
-          dev.notify(1);
-          kicks++;
-        }
-        const id = wait(sends < maxSends ? 200 : 1000);
-        while (tx.poll() >= 0) { /* reclaim */ }
-        if (id >= 0) {
-          rx.post(id, rxSeg[id]);
-          if (rx.needKick()) {
-            dev.notify(0);
-            kicks++;
-          }
-          return sends;
-        }
-      }
-      throw new Error(`frame ${seq}: not back after ${maxSends} sends`);
-    };
+    const driver = handNetDriver(dev, rx, tx);
+    const once = driver.once;
     for (let i = 0; i < 50; i++) once(i, i % TX_SLOTS, 25);
-    kicks = 0;
+    driver.resetKicks();
     eventfdRead(rxv.callFd);
     eventfdRead(txv.callFd);
     const lat = new Float64Array(frames);
@@ -434,7 +461,7 @@ function netHand(be: VhostBackend, layout: RingLayout, frames: number): VhostBen
       p90Us: s.p90,
       p99Us: s.p99,
       perSec: 1e6 / s.mean,
-      kicksPerOp: kicks / frames,
+      kicksPerOp: driver.kicks() / frames,
       callsPerOp: Number(eventfdRead(rxv.callFd) + eventfdRead(txv.callFd)) / frames,
     });
   } catch (e) {
@@ -458,23 +485,7 @@ function blkHeader(dev: VhostUserDevice, gpa: number, sector: number): void {
 }
 
 function blkRow(driver: "engine" | "hand", op: "round-trip" | "throughput"): VhostBenchRow {
-  return {
-    backend: "qsd",
-    op,
-    layout: "split",
-    driver,
-    dma: "identity",
-    n: 0,
-    p50Us: null,
-    p90Us: null,
-    p99Us: null,
-    perSec: 0,
-    iotlbPerChain: null,
-    sendsPerOp: 1,
-    kicksPerOp: null,
-    callsPerOp: null,
-    failure: null,
-  };
+  return benchRow("qsd", op, "split", driver, "identity");
 }
 
 function blkEngine(be: VhostBackend, n: number): VhostBenchRow[] {
