@@ -736,13 +736,32 @@ export function formatVhostRows(rows: readonly VhostBenchRow[]): string {
   return lines.join("\n");
 }
 
+/** The checked flags of `deno task bench:vhost-user`. */
+interface SuiteArgs {
+  /** Frames (or requests) per measurement. */
+  frames: number;
+  /** Interleaved engine-vs-hand rounds. */
+  rounds: number;
+  /** Back-ends to run, in order. */
+  backends: ("testpmd" | "qsd")[];
+  /** `--identity-only`: skip the ACCESS_PLATFORM DMA modes on testpmd. */
+  identityOnly: boolean;
+  /** `--json` report path. */
+  json: string | undefined;
+  /** `--pin` CPU list. */
+  pin: string | undefined;
+}
+
+const SUITE_VALUE_FLAGS = ["frames", "rounds", "json", "backend", "suite"];
+
 /**
- * Runs the suite with CLI arguments; returns the exit code (2 on bad arguments or missing
- * permissions, 1 when a back-end could not start).
+ * Parses and checks the command line. @returns the options, or the exit code when the run
+ * ends here (0 after `--help`, 2 after printing one line on bad arguments or missing
+ * permissions).
  */
-export async function runVhostUserSuite(argv: readonly string[]): Promise<number> {
+function parseSuiteArgs(argv: readonly string[]): SuiteArgs | number {
   let bad: string | null = null;
-  const values = ["frames", "rounds", "json", "backend", "suite"];
+  const values = SUITE_VALUE_FLAGS;
   // "--frames -5": a negative number after a value flag is its value (then range-checked).
   const joined = argv.flatMap((x, i, all) =>
     /^-[\d.]/.test(x) && values.includes(all[i - 1]?.replace(/^--/, "")) ? [] : [
@@ -791,84 +810,139 @@ export async function runVhostUserSuite(argv: readonly string[]): Promise<number
       return 2;
     }
   }
+  return {
+    frames,
+    rounds,
+    backends: backends as ("testpmd" | "qsd")[],
+    identityOnly: a["identity-only"],
+    json: a.json,
+    pin: a.pin === undefined ? undefined : String(a.pin),
+  };
+}
+
+/** The ACCESS_PLATFORM DMA modes measured on testpmd, engine only. */
+const IOMMU_MODES: readonly [VhostDmaMode, "prefault" | "on-demand"][] = [
+  ["iommu-strict", "prefault"],
+  ["iommu-lazy", "prefault"],
+  ["iommu-strict", "on-demand"],
+  ["iommu-lazy", "on-demand"],
+  ["iommu-passthrough", "on-demand"],
+];
+
+const progress = (s: string) => console.error(s);
+
+/**
+ * Engine vs hand-laid identity round trips on testpmd, each layout per round, back to back on
+ * one back-end with the order swapped every round so drift cancels. Pushes the rows and the
+ * per-round p50 pairs.
+ */
+function engineVsHandRounds(
+  be: VhostBackend,
+  frames: number,
+  rounds: number,
+  rows: VhostBenchRow[],
+  ratioRounds: RatioRound[],
+): void {
+  for (let r = 0; r < rounds; r++) {
+    for (const layout of ["split", "packed"] as const) {
+      progress(`testpmd ${layout} round ${r + 1}/${rounds}: engine vs hand-laid`);
+      const eng = () => netEngine(be, { layout, dma: "identity", fill: "prefault", frames });
+      let e: VhostBenchRow[], h: VhostBenchRow;
+      if (r % 2 === 0) {
+        e = eng();
+        h = netHand(be, layout, frames);
+      } else {
+        h = netHand(be, layout, frames);
+        e = eng();
+      }
+      rows.push(...e, h);
+      if (e[0].p50Us !== null && h.p50Us !== null) {
+        ratioRounds.push({ layout, engineUs: e[0].p50Us, handUs: h.p50Us });
+      }
+    }
+  }
+}
+
+/** The testpmd part: engine vs hand rounds, then (unless identity only) the IOMMU modes. */
+async function benchTestpmd(
+  dir: string,
+  o: SuiteArgs,
+  rows: VhostBenchRow[],
+  ratioRounds: RatioRound[],
+): Promise<void> {
+  const be = await startTestpmd({ dir, iommu: true });
+  try {
+    engineVsHandRounds(be, o.frames, o.rounds, rows, ratioRounds);
+    for (const layout of o.identityOnly ? [] : ["split", "packed"] as const) {
+      for (const [dma, fill] of IOMMU_MODES) {
+        progress(`testpmd ${layout} ${dma}+${fill}`);
+        rows.push(...netEngine(be, { layout, dma, fill, frames: Math.min(o.frames, 5000) }));
+      }
+    }
+  } finally {
+    await be.stop();
+  }
+}
+
+/** The qemu-storage-daemon part: engine and hand-laid blk reads, each round, on a 1 MiB disk. */
+async function benchQsd(dir: string, o: SuiteArgs, rows: VhostBenchRow[]): Promise<void> {
+  Deno.mkdirSync(dir, { recursive: true });
+  const disk = `${dir}/disk.raw`;
+  Deno.writeFileSync(disk, new Uint8Array(1 << 20));
+  const be = await startQsd({ dir, disk });
+  try {
+    for (let r = 0; r < o.rounds; r++) {
+      progress(`qsd round ${r + 1}/${o.rounds}: engine vs hand-laid`);
+      rows.push(...blkEngine(be, Math.min(o.frames, 10000)));
+      rows.push(blkHand(be, Math.min(o.frames, 10000)));
+    }
+  } finally {
+    await be.stop();
+  }
+}
+
+/** Prints the best rows and the engine/hand ratios; writes the `--json` report when asked. */
+function reportSuite(rows: VhostBenchRow[], ratioRounds: RatioRound[], o: SuiteArgs): void {
+  const out = best(rows);
+  console.log(formatVhostRows(out));
+  const ratios = engineHandRatios(ratioRounds);
+  if (ratios.length > 0) console.log(formatRatios(ratios));
+  if (o.json) {
+    Deno.writeTextFileSync(
+      o.json,
+      JSON.stringify(
+        { suite: "vhost-user", frames: o.frames, rounds: o.rounds, rows: out, ratios },
+        null,
+        2,
+      ),
+    );
+    console.log(`wrote ${o.json}`);
+  }
+}
+
+/**
+ * Runs the suite with CLI arguments; returns the exit code (2 on bad arguments or missing
+ * permissions, 1 when a back-end could not start).
+ */
+export async function runVhostUserSuite(argv: readonly string[]): Promise<number> {
+  const o = parseSuiteArgs(argv);
+  if (typeof o === "number") return o;
   const dir = `/tmp/virtq-bench-vhost-${Deno.pid}`;
   const rows: VhostBenchRow[] = [];
   const ratioRounds: RatioRound[] = [];
-  if (a.pin !== undefined) pinSelf(String(a.pin));
+  if (o.pin !== undefined) pinSelf(o.pin);
   let code = 0;
-  const progress = (s: string) => console.error(s);
-  for (const b of backends) {
-    const why = backendUnavailable(b as "testpmd" | "qsd");
+  for (const b of o.backends) {
+    const why = backendUnavailable(b);
     if (why) {
       console.log(`${b}: skipped: ${why}`);
       if (Deno.env.get("CI") === "true") code = 1;
       continue;
     }
-    if (b === "testpmd") {
-      const be = await startTestpmd({ dir, iommu: true });
-      try {
-        for (let r = 0; r < rounds; r++) {
-          for (const layout of ["split", "packed"] as const) {
-            progress(`testpmd ${layout} round ${r + 1}/${rounds}: engine vs hand-laid`);
-            // Back to back on one back-end, the order swapped every round so drift cancels.
-            const eng = () => netEngine(be, { layout, dma: "identity", fill: "prefault", frames });
-            let e: VhostBenchRow[], h: VhostBenchRow;
-            if (r % 2 === 0) {
-              e = eng();
-              h = netHand(be, layout, frames);
-            } else {
-              h = netHand(be, layout, frames);
-              e = eng();
-            }
-            rows.push(...e, h);
-            if (e[0].p50Us !== null && h.p50Us !== null) {
-              ratioRounds.push({ layout, engineUs: e[0].p50Us, handUs: h.p50Us });
-            }
-          }
-        }
-        const modes: [VhostDmaMode, "prefault" | "on-demand"][] = [
-          ["iommu-strict", "prefault"],
-          ["iommu-lazy", "prefault"],
-          ["iommu-strict", "on-demand"],
-          ["iommu-lazy", "on-demand"],
-          ["iommu-passthrough", "on-demand"],
-        ];
-        for (const layout of a["identity-only"] ? [] : ["split", "packed"] as const) {
-          for (const [dma, fill] of modes) {
-            progress(`testpmd ${layout} ${dma}+${fill}`);
-            rows.push(...netEngine(be, { layout, dma, fill, frames: Math.min(frames, 5000) }));
-          }
-        }
-      } finally {
-        await be.stop();
-      }
-    } else {
-      Deno.mkdirSync(dir, { recursive: true });
-      const disk = `${dir}/disk.raw`;
-      Deno.writeFileSync(disk, new Uint8Array(1 << 20));
-      const be = await startQsd({ dir, disk });
-      try {
-        for (let r = 0; r < rounds; r++) {
-          progress(`qsd round ${r + 1}/${rounds}: engine vs hand-laid`);
-          rows.push(...blkEngine(be, Math.min(frames, 10000)));
-          rows.push(blkHand(be, Math.min(frames, 10000)));
-        }
-      } finally {
-        await be.stop();
-      }
-    }
+    if (b === "testpmd") await benchTestpmd(dir, o, rows, ratioRounds);
+    else await benchQsd(dir, o, rows);
   }
-  const out = best(rows);
-  console.log(formatVhostRows(out));
-  const ratios = engineHandRatios(ratioRounds);
-  if (ratios.length > 0) console.log(formatRatios(ratios));
-  if (a.json) {
-    Deno.writeTextFileSync(
-      a.json,
-      JSON.stringify({ suite: "vhost-user", frames, rounds, rows: out, ratios }, null, 2),
-    );
-    console.log(`wrote ${a.json}`);
-  }
+  reportSuite(rows, ratioRounds, o);
   try {
     Deno.removeSync(dir, { recursive: true });
   } catch { /* gone */ }
