@@ -244,7 +244,9 @@ export class SplitChainWalk {
       this.#addBufferWide(chain, idx, lo, hi, len, w);
       return;
     }
-    let bus = hi * TWO_POW_32 + lo;
+    // 2^32 as a literal: an imported binding is a chain of dependent loads (context, module,
+    // cell) in optimised code, on the hottest line of the translated path.
+    let bus = hi * 0x1_0000_0000 + lo;
     // Identity DMA (no IOMMU) and the whole buffer inside the last region used: no translation.
     if (this.#identity && this.#addBuffer(chain, idx, hi, len, w)) return;
     const access = w ? 2 : 1; // DMA_ACCESS_WRITE : DMA_ACCESS_READ
@@ -419,7 +421,7 @@ export class SplitChainWalk {
    * @returns false when it does not (the caller translates).
    */
   #addBuffer(chain: Chain, idx: number, hi: number, len: number, w: boolean): boolean {
-    const gpa = hi * TWO_POW_32 + chain.descAddrLo[chain.descCount - 1];
+    const gpa = hi * 0x1_0000_0000 + chain.descAddrLo[chain.descCount - 1]; // 2^32
     if (!(gpa >= this.#rgnStart && gpa + len <= this.#rgnEnd)) return false;
     if (
       segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== null
