@@ -227,10 +227,13 @@ export class SplitChainWalk {
    *
    * The translated path is tight on purpose: the record is read once, the bus address is an
    * untagged double that is passed to nothing but the DMA view's `translate` (which V8 inlines
-   * here, this method being compiled on its own: it is not inlined into the walk, whose budget
-   * stays for `pop`), the region of the last piece is cached as two numbers (guest memory
-   * regions never overlap and are never removed, so a cached region holding the GPA is the one
-   * `regionAt` would return), and every rare case (a bus address at or above 2^52, a fault, a
+   * here, this method being compiled on its own: at 482 bytecode bytes it is over V8's 460-byte
+   * inlining limit, so it is never inlined into the walk, whose budget stays for `pop`, and its
+   * own cumulative budget of 920 holds the IOMMU's translate, translatePage and IOTLB probe:
+   * keep it over the limit, or the walk takes it and translate becomes a call again), the
+   * region of the last piece is cached as two numbers (guest memory regions never overlap and
+   * are never removed, so a cached region holding the GPA is the one `regionAt` would return),
+   * and every rare case (a bus address at or above 2^52, a fault, a
    * region change, the segment limit) is a call out of line.
    */
   private addRecorded(chain: Chain, idx: number): void {
