@@ -220,18 +220,74 @@ export class SplitChainWalk {
   }
 
   /**
-   * Out of line from {@link SplitChainWalk.walk}: translates the buffer of descriptor `idx`, the chain's last
-   * recorded descriptor (read back from the record, not from the ring: no double fetch).
+   * Out of line from {@link SplitChainWalk.walk} (and from the indirect table's walk): adds the
+   * buffer of descriptor `idx`, the chain's last recorded descriptor (read back from the record,
+   * once, not from the ring: no double fetch), as segments, translated through the DMA view
+   * piece by piece (a buffer may span mappings and regions, #46).
    *
-   * Passes no low address word: a word at or above 2^31 passed to a call that is not inlined
-   * is a heap number (16 bytes per chain under an IOMMU, whose IOVAs sit just below 4 GiB);
-   * {@link #addBuffer} reads it from the record, where it stays an untagged integer (the high
-   * word passed is below 2^20 off the rare wide path).
+   * The translated path is tight on purpose: the record is read once, the bus address is an
+   * untagged double that is passed to nothing but the DMA view's `translate` (which V8 inlines
+   * here, this method being compiled on its own: at 482 bytecode bytes it is over V8's 460-byte
+   * inlining limit, so it is never inlined into the walk, whose budget stays for `pop`, and its
+   * own cumulative budget of 920 holds the IOMMU's translate, translatePage and IOTLB probe:
+   * keep it over the limit, or the walk takes it and translate becomes a call again), the
+   * region of the last piece is cached as two numbers (guest memory regions never overlap and
+   * are never removed, so a cached region holding the GPA is the one `regionAt` would return),
+   * and every rare case (a bus address at or above 2^52, a fault, a
+   * region change, the segment limit) is a call out of line.
    */
   private addRecorded(chain: Chain, idx: number): void {
     const k = chain.descCount - 1;
-    const w = (chain.descFlags[k] & VIRTQ_DESC_F_WRITE) !== 0;
-    this.#addBuffer(chain, idx, chain.descAddrHi[k], chain.descLen[k], w);
+    const hi = chain.descAddrHi[k];
+    const lo = chain.descAddrLo[k];
+    const len = chain.descLen[k];
+    const w = (chain.descFlags[k] & 2) !== 0; // VIRTQ_DESC_F_WRITE
+    // Number path: the whole buffer is below 2^52 + 2^32, so the arithmetic is exact.
+    if (hi >= 0x10_0000) {
+      this.#addBufferWide(chain, idx, lo, hi, len, w);
+      return;
+    }
+    // 2^32 as a literal: an imported binding is a chain of dependent loads (context, module,
+    // cell) in optimised code, on the hottest line of the translated path.
+    let bus = hi * 0x1_0000_0000 + lo;
+    // Identity DMA (no IOMMU) and the whole buffer inside the last region used: no translation.
+    if (this.#identity && this.#addBuffer(chain, idx, hi, len, w)) return;
+    const access = w ? 2 : 1; // DMA_ACCESS_WRITE : DMA_ACCESS_READ
+    const tr = this.#tr;
+    const dma = this.#dma;
+    let left = len;
+    for (;;) {
+      // Only the call sits in the try block, and its handler ends in a throw and needs no bus
+      // address (it is recomputed from the record): `bus` is not live into it, so it stays an
+      // untagged double (no heap number per buffer at or above 2^31).
+      try {
+        dma.translate(bus, left, access, tr);
+      } catch (cause) {
+        throw this.#translateFault(chain, idx, left, cause);
+      }
+      const gpa = tr.gpa;
+      let n = tr.length;
+      // The region of the last piece, else a lookup out of line (which faults when the GPA is
+      // not guest memory or the piece is empty).
+      if (!(n > 0 && gpa >= this.#trStart && gpa < this.#trEnd)) {
+        this.#pieceRegion(idx, gpa, n, left);
+      }
+      // Never trust the DMA view's length beyond what was asked for (a segment must not run
+      // past the descriptor's buffer), nor past its region.
+      if (n > left) n = left;
+      const end = this.#trEnd;
+      if (gpa + n > end) n = end - gpa;
+      if (
+        segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== null
+      ) {
+        this.#tooManySegments(chain, idx);
+      }
+      if (w) chain.addWritable(gpa, n);
+      else chain.addReadable(gpa, n);
+      left -= n;
+      if (left <= 0) return;
+      bus += n;
+    }
   }
 
   /** The indirect descriptor `idx` of a chain and its table (§2.7.5.3). */
@@ -313,7 +369,7 @@ export class SplitChainWalk {
         ) {
           if (writable) chain.addWritable(tlo, tlen);
           else chain.addReadable(tlo, tlen);
-        } else this.#addBuffer(chain, i, thi, tlen, writable);
+        } else this.addRecorded(chain, i);
       }
       if ((tflags & VIRTQ_DESC_F_NEXT) === 0) return;
       if (nextIndexRule(next, entries) !== null) this.#nextOutOfRange(i, next, entries);
@@ -361,89 +417,56 @@ export class SplitChainWalk {
   }
 
   /**
-   * Translates the buffer of the chain's last recorded descriptor (`idx` in its table) into
-   * segments (a buffer may span mappings, #46). Its low address word is read back from the
-   * record (see {@link SplitChainWalk.addRecorded}).
+   * The identity fast path of {@link SplitChainWalk.addRecorded}: adds the buffer of the chain's
+   * last recorded descriptor (`idx` in its table, high address word `hi` below 2^20; the low word
+   * is read back from the record, so no heap number is passed) when it lies inside the last
+   * region used.
+   * @returns false when it does not (the caller translates).
    */
-  #addBuffer(chain: Chain, idx: number, hi: number, len: number, w: boolean): void {
-    // Fast path: the whole buffer is below 2^52 + 2^32, so number arithmetic is exact.
-    if (hi >= 0x10_0000) {
-      this.#addBufferWide(chain, idx, chain.descAddrLo[chain.descCount - 1], hi, len, w);
-      return;
+  #addBuffer(chain: Chain, idx: number, hi: number, len: number, w: boolean): boolean {
+    const gpa = hi * 0x1_0000_0000 + chain.descAddrLo[chain.descCount - 1]; // 2^32
+    if (!(gpa >= this.#rgnStart && gpa + len <= this.#rgnEnd)) return false;
+    if (
+      segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== null
+    ) {
+      this.#tooManySegments(chain, idx);
     }
-    // Identity DMA (no IOMMU) and the whole buffer inside the last region used: no calls.
+    if (w) chain.addWritable(gpa, len);
+    else chain.addReadable(gpa, len);
+    return true;
+  }
+
+  /** GPA range of the region that backed the last translated piece (any DMA view). */
+  #trStart = 0;
+  #trEnd = 0;
+
+  /**
+   * Out of line from {@link SplitChainWalk.addRecorded}: the region of a translated piece at
+   * `gpa` (`n` bytes, `left` asked for) outside the cached one: caches it (for the identity fast
+   * paths too, under identity DMA), or raises DESC_BUFFER_FAULT (not guest memory, or an empty
+   * piece).
+   */
+  #pieceRegion(idx: number, gpa: number, n: number, left: number): void {
+    const region = this.memory.regionAt(gpa);
+    if (region === undefined || !(n > 0)) this.#bufferFault(idx, gpa, left, null);
+    this.#trStart = region.gpa;
+    this.#trEnd = region.end;
     if (this.#identity) {
-      const gpa = hi * TWO_POW_32 + chain.descAddrLo[chain.descCount - 1];
-      if (gpa >= this.#rgnStart && gpa + len <= this.#rgnEnd) {
-        if (
-          segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== null
-        ) {
-          this.#tooManySegments(chain, idx);
-        }
-        if (w) chain.addWritable(gpa, len);
-        else chain.addReadable(gpa, len);
-        return;
-      }
+      this.#rgnStart = region.gpa;
+      this.#rgnEnd = region.end;
     }
-    this.#translateBuffer(chain, idx);
   }
 
   /**
-   * The translating part of {@link #addBuffer}, out of line (the identity fast path above never
-   * materialises a bus address). Reads the chain's last recorded descriptor (`idx` in its
-   * table, below 2^52 + 2^32).
+   * The DESC_BUFFER_FAULT of a failed translate in {@link SplitChainWalk.addRecorded} (queue
+   * broken), returned for the caller to throw. The bus address of the piece is the record's
+   * plus the bytes already added (`len - left`).
    */
-  #translateBuffer(chain: Chain, idx: number): void {
+  #translateFault(chain: Chain, idx: number, left: number, cause: unknown): VirtqError {
     const k = chain.descCount - 1;
-    const lo = chain.descAddrLo[k];
-    const hi = chain.descAddrHi[k];
-    const len = chain.descLen[k];
-    const w = (chain.descFlags[k] & VIRTQ_DESC_F_WRITE) !== 0;
-    let bus = hi === 0 ? lo : hi * TWO_POW_32 + lo;
-    const access = w ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
-    const memory = this.memory;
-    const tr = this.#tr;
-    const dma = this.#dma;
-    let left = len;
-    for (;;) {
-      // The handler reads the bus address from #faultBus and ends in a throw, so `bus` is not
-      // live into it and stays an untagged double (no heap number per buffer at or above 2^31).
-      this.#faultBus[0] = bus;
-      try {
-        dma.translate(bus, left, access, tr);
-      } catch (cause) {
-        throw this.#translateFault(idx, left, cause);
-      }
-      const gpa = tr.gpa;
-      let n = tr.length;
-      const region = memory.regionAt(gpa);
-      if (region === undefined || !(n > 0)) this.#bufferFault(idx, gpa, left, null);
-      // Never trust the DMA view's length beyond what was asked for (a segment must not run
-      // past the descriptor's buffer).
-      if (n > left) n = left;
-      if (gpa + n > region.end) n = region.end - gpa;
-      if (this.#identity) {
-        this.#rgnStart = region.gpa;
-        this.#rgnEnd = region.end;
-      }
-      if (
-        segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== null
-      ) {
-        this.#tooManySegments(chain, idx);
-      }
-      if (w) chain.addWritable(gpa, n);
-      else chain.addReadable(gpa, n);
-      left -= n;
-      if (left <= 0) return;
-      bus += n;
-    }
-  }
-
-  readonly #faultBus = new Float64Array(1);
-  // The DESC_BUFFER_FAULT of #translateBuffer (queue broken), returned for the caller to throw.
-  #translateFault(idx: number, left: number, cause: unknown): VirtqError {
+    const bus = chain.descAddrHi[k] * TWO_POW_32 + chain.descAddrLo[k] + (chain.descLen[k] - left);
     try {
-      this.#bufferFault(idx, this.#faultBus[0], left, cause);
+      this.#bufferFault(idx, bus, left, cause);
     } catch (e) {
       return e as VirtqError;
     }
@@ -466,7 +489,7 @@ export class SplitChainWalk {
     this.#fail(code, `chain from head ${chain.id}: ${detail}`, idx);
   }
 
-  /** Cold path of {@link #addBuffer} for bus addresses at or above 2^52 (exact u64 arithmetic). */
+  /** Cold path of {@link SplitChainWalk.addRecorded} for bus addresses at or above 2^52 (exact u64 arithmetic). */
   #addBufferWide(chain: Chain, idx: number, lo: number, hi: number, len: number, w: boolean): void {
     // §2.7.5: [addr, addr + len) must not wrap the 64-bit space (#15).
     if (addressWrapRule(lo, hi, len) !== null) this.#addrWrap(idx, len);
@@ -485,7 +508,7 @@ export class SplitChainWalk {
       let n = tr.length;
       const region = memory.regionAt(gpa);
       if (region === undefined || !(n > 0)) this.#bufferFault(idx, gpa, left, null);
-      if (n > left) n = left; // as in #translateBuffer
+      if (n > left) n = left; // as in addRecorded
       if (gpa + n > region.end) n = region.end - gpa;
       if (
         segmentLimitRule(chain.readableCount + chain.writableCount, this.#maxSegments) !== null
