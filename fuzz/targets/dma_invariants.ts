@@ -35,6 +35,7 @@ import fc from "fast-check";
 import { z } from "zod";
 import {
   createDmaMode,
+  type DirectDmaApi,
   DMA_ACCESS_READ,
   DMA_ACCESS_WRITE,
   DMA_BIDIRECTIONAL,
@@ -47,16 +48,18 @@ import {
   type DmaWindow,
   type DmaWindowTable,
   FakeClock,
+  type FallbackDmaApi,
   IO_TLB_SEGSIZE,
   IO_TLB_SIZE,
   IommuDmaApi,
   IOPTE_READ,
   IovaAllocator,
+  type ReversibleDmaApi,
   SWIOTLB_MAX_MAPPING,
   SwiotlbDmaApi,
   WindowAddressSpace,
 } from "../../src/dma/mod.ts";
-import { GuestMemory } from "../../src/memory/mod.ts";
+import { GuestMemory, type U64 } from "../../src/memory/mod.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 
 /** Configuration and steps of the `iommu` part. */
@@ -105,8 +108,24 @@ export interface WindowPart {
   probes: [boolean, number, number, number][];
 }
 
+/** Configuration and steps of the `api` part (the driver's window-iommu API, both paths). */
+export interface ApiPart {
+  part: "api";
+  /** DMA mask width in bits (one of {@link MASK_BITS}). */
+  maskBits: number;
+  /** Windows `[template, a]`: 0 at 2 GiB + cpu, 1 at 2^63, 2 at the top of the bus space, 3
+   * across 2^53 (all above the IOMMU's 2 GiB of IOVAs). */
+  windows: [number, number][];
+  /**
+   * `[kind, window, edge, length/dir index]`: 0 `map`, 1 `mapNumber`, 2 `mapCoherent`, 3 the
+   * direct path's `accepts`, 4 unmap the oldest live mapping, 5 misuse a live mapping (the
+   * wrong unmap kind, a length past it, a bus address no path owns).
+   */
+  steps: [number, number, number, number][];
+}
+
 /** Input of the `dma-invariants` target. */
-export type DmaInvariantsInput = IommuPart | IovaPart | SwiotlbPart | WindowPart;
+export type DmaInvariantsInput = IommuPart | IovaPart | SwiotlbPart | WindowPart | ApiPart;
 
 /** Buffer lengths: non-powers of two spanning more than 32 pages among them. */
 export const IOMMU_LENGTHS = [
@@ -236,6 +255,16 @@ const windowPart: fc.Arbitrary<WindowPart> = fc.record({
   }),
 }, { noNullPrototype: true });
 
+const apiPart: fc.Arbitrary<ApiPart> = fc.record({
+  part: fc.constant("api" as const),
+  maskBits: fc.constantFrom(...MASK_BITS),
+  windows: fc.array(fc.tuple(nat(3), nat(1023)), { minLength: 1, maxLength: 3 }),
+  steps: fc.array(fc.tuple(fc.constantFrom(0, 0, 1, 1, 2, 3, 4, 5), nat(7), nat(15), nat(63)), {
+    minLength: 1,
+    maxLength: 24,
+  }),
+}, { noNullPrototype: true });
+
 // ---------------------------------------------------------------------------------- engine seam
 
 /** The engine pieces the target drives (the real ones by default; a planted copy in tests). */
@@ -252,6 +281,11 @@ export interface DmaInvariantsEngine {
   Swiotlb: typeof SwiotlbDmaApi;
   /** The device view and window table of the `window` part. */
   newWindows(windows: DmaWindow[]): { space: DmaAddressSpace; table: DmaWindowTable };
+  /** The driver API and device view of the `api` part (window-iommu by default). */
+  newWindowIommu(
+    windows: DmaWindow[],
+    mask: U64,
+  ): { api: ReversibleDmaApi; primary: DirectDmaApi; space: DmaAddressSpace };
 }
 
 /** The real engine. */
@@ -262,6 +296,11 @@ export const REAL_DMA_INVARIANTS_ENGINE: DmaInvariantsEngine = {
   newWindows: (windows) => {
     const space = new WindowAddressSpace(windows);
     return { space, table: space.table };
+  },
+  newWindowIommu: (windows, mask) => {
+    const mode = createDmaMode("window-iommu", mem(), { windows, mask });
+    const api = mode.api as FallbackDmaApi;
+    return { api, primary: api.primary, space: mode.space };
   },
 };
 
@@ -299,6 +338,12 @@ export const DmaInvariantsInputSchema = z.discriminatedUnion("part", [
     part: z.literal("window"),
     windows: z.array(z.tuple([n, n])).min(1),
     probes: z.array(z.tuple([z.boolean(), n, n, n])),
+  }),
+  z.strictObject({
+    part: z.literal("api"),
+    maskBits: z.int().min(12).max(64),
+    windows: z.array(z.tuple([n, n])).min(1),
+    steps: z.array(z.tuple([n, n, n, n])),
   }),
   z.strictObject({
     part: z.literal("swiotlb"),
@@ -912,6 +957,194 @@ function runWindow(input: WindowPart, engine: DmaInvariantsEngine): void {
   }
 }
 
+// ---------------------------------------------------------------------------------- api part
+
+interface ApiLive {
+  bus: number | bigint;
+  gpa: number;
+  len: number;
+  dir: DmaDirection;
+  coherent: boolean;
+  direct: boolean;
+}
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const API_NOWHERE = 2n ** 62n + 4096n; // below every window template, above every IOVA
+
+/**
+ * The `api` part: window-iommu's driver API (Linux alpha `pci_map_single_1`: dma-direct through
+ * `dma-ranges` windows when the buffer fits below the mask, else the strict dma-iommu) against a
+ * reference of dma-direct (`translate_phys_to_dma` over the first window holding the GPA, then
+ * `dma_capable` against the mask) and the device view. Oracles: `dma-view` (the path and bus
+ * address the reference predicts from `map`, `mapNumber` (-1 exactly when the window bus address
+ * does not fit a safe integer) and `mapCoherent`; `accepts` agrees; `busToGpa` and the device's
+ * translation give the GPA back; a direction the IOMMU mapping forbids faults with
+ * `permission`; after unmap a window address still reverses, an IOVA faults `unmapped`) and
+ * `fault-reason` (unmapping with the wrong kind, past the mapping's end or at a bus address no
+ * path owns throws `not-mapped` and leaves the mapping live).
+ */
+function runApi(input: ApiPart, engine: DmaInvariantsEngine): void {
+  const mask = input.maskBits === 64 ? U64_TOP - 1n : 2n ** BigInt(input.maskBits) - 1n;
+  // windows whose CPU and bus ranges overlap no earlier one (one meaning per address)
+  const ref: { cpu: number; bus: bigint; size: number }[] = [];
+  for (const [t, a] of input.windows) {
+    const size = 2 ** (12 + (a % 20)) + (a % 3 === 2 ? 4096 : 0);
+    const cpu = (a % 64) * 2 ** 20;
+    const bus = t % 4 === 0
+      ? 2n ** 31n + BigInt(cpu)
+      : t % 4 === 1
+      ? 2n ** 63n + BigInt(a) * 4096n
+      : t % 4 === 2
+      ? U64_TOP - BigInt(size)
+      : 2n ** 53n - BigInt(size / 2);
+    const clash = ref.some((r) =>
+      (cpu < r.cpu + r.size && r.cpu < cpu + size) ||
+      (bus < r.bus + BigInt(r.size) && r.bus < bus + BigInt(size))
+    );
+    if (!clash) ref.push({ cpu, bus, size });
+  }
+  const wins: DmaWindow[] = ref.map((r) => ({
+    cpuStart: r.cpu,
+    busStart: canon(r.bus),
+    size: r.size,
+  }));
+  const { api, primary, space } = engine.newWindowIommu(wins, canon(mask));
+  const sgLimit = mask < 0x7fff_ffffn ? Number(mask) : 0x7fff_ffff;
+  // dma-direct's answer: the bus address, or why it refuses
+  const direct = (gpa: number, len: number): bigint | "window" | "mask" => {
+    const w = ref.find((r) => gpa >= r.cpu && gpa < r.cpu + r.size);
+    if (w === undefined || gpa - w.cpu + len > w.size) return "window";
+    const bus = w.bus + BigInt(gpa - w.cpu);
+    return bus + BigInt(len - 1) > mask ? "mask" : bus;
+  };
+  const out = new DmaTranslation();
+  const access = (dir: DmaDirection) => (dir === 2 ? DMA_ACCESS_WRITE : DMA_ACCESS_READ);
+  const where = (m: ApiLive) =>
+    `${m.direct ? "window" : "IOMMU"} mapping of ${m.len} at GPA ${hex(m.gpa)} (bus ${
+      m.bus.toString(16)
+    }, dir ${m.dir}${m.coherent ? ", coherent" : ""})`;
+  const translates = (m: ApiLive, acc: number): string => {
+    try {
+      space.translate(m.bus, m.len, acc, out);
+      return out.gpa === m.gpa && out.length > 0 && out.length <= m.len
+        ? "ok"
+        : `ok:${hex(out.gpa)}+${out.length}`;
+    } catch (e) {
+      if (!(e instanceof DmaFault)) throw e;
+      return e.reason;
+    }
+  };
+  const check = (m: ApiLive, what: string) => {
+    if (api.busToGpa(m.bus) !== m.gpa) {
+      fail("dma-view", `${what}: busToGpa of the ${where(m)} gave ${api.busToGpa(m.bus)}`);
+    }
+    const got = translates(m, access(m.dir));
+    if (got !== "ok") fail("dma-view", `${what}: the device reaching the ${where(m)} got ${got}`);
+    if (!m.direct && m.dir !== 0) {
+      const wrong = translates(m, m.dir === 1 ? DMA_ACCESS_WRITE : DMA_ACCESS_READ);
+      if (wrong !== "permission") {
+        fail("fault-reason", `${what}: forbidden access to the ${where(m)}: ${wrong}`);
+      }
+    }
+  };
+  const live: ApiLive[] = [];
+  for (const [kind, wi, edge, x] of input.steps) {
+    const w = ref[wi % ref.length];
+    const len = WINDOW_LENGTHS[x % WINDOW_LENGTHS.length];
+    const dir = (kind === 2 ? 0 : (x >> 3) % 3) as DmaDirection;
+    const gpas = [
+      w.cpu,
+      w.cpu + w.size - len,
+      w.cpu + w.size - len + 1,
+      w.cpu - 1,
+      w.cpu + w.size,
+      w.cpu + (w.size >> 1),
+      w.cpu + 4096 - (len >> 1),
+    ];
+    const gpa = gpas[edge % gpas.length];
+    if (gpa < 0) continue;
+    const want = direct(gpa, len);
+    const what = `${["map", "mapNumber", "mapCoherent", "accepts", "unmap", "misuse"][kind]}(${
+      hex(gpa)
+    }, ${len}), mask ${input.maskBits} bits`;
+    if (kind <= 2) {
+      let bus: number | bigint;
+      try {
+        if (kind === 1) {
+          const n = api.mapNumber!(gpa, len, dir);
+          const fits = typeof want === "bigint" && want + BigInt(len) <= MAX_SAFE;
+          if (typeof want === "bigint" && (n === -1) === fits) {
+            fail("dma-view", `${what}: ${n} for window bus 0x${want.toString(16)}`);
+          }
+          bus = n >= 0 ? n : api.map(gpa, len, dir); // -1: nothing mapped, `map` takes over
+        } else bus = kind === 2 ? api.mapCoherent(gpa, len) : api.map(gpa, len, dir);
+      } catch (e) {
+        // the fallback IOMMU has at most 2 GiB of IOVAs below the mask
+        if (typeof want !== "bigint" && e instanceof DmaMapError && e.reason === "iova-exhausted") {
+          continue;
+        }
+        return fail("dma-view", `${what}: threw ${e}`, e);
+      }
+      if (
+        typeof want === "bigint" ? bus !== canon(want) : !(typeof bus === "number" &&
+          bus >= 4096 && bus + len - 1 <= sgLimit && bus % 4096 === gpa % 4096)
+      ) {
+        fail(
+          "dma-view",
+          `${what}: bus ${bus.toString(16)}, expected ${
+            typeof want === "bigint" ? `window bus ${want.toString(16)}` : `an IOVA (${want})`
+          }`,
+        );
+      }
+      const m = { bus, gpa, len, dir, coherent: kind === 2, direct: typeof want === "bigint" };
+      check(m, what);
+      live.push(m);
+    } else if (kind === 3) {
+      if (primary.accepts(gpa, len) !== (typeof want === "bigint")) {
+        fail("dma-view", `${what}: accepts says ${primary.accepts(gpa, len)}, reference ${want}`);
+      }
+    } else if (kind === 4) {
+      const m = live.shift();
+      if (m === undefined) continue;
+      if (m.coherent) api.unmapCoherent(m.bus, m.len);
+      else {
+        api.syncForCpu(m.bus, m.len, m.dir);
+        api.syncForDevice(m.bus, m.len, m.dir);
+        api.unmap(m.bus, m.len, m.dir);
+      }
+      if (m.direct) check(m, `${what} after unmap`); // dma-direct: windows are static
+      else {
+        const g = api.busToGpa(m.bus);
+        const t = translates(m, access(m.dir));
+        if (g !== -1 || t !== "unmapped") {
+          fail("dma-view", `unmapped ${where(m)}: busToGpa ${g}, device ${t}`);
+        }
+      }
+    } else {
+      if (live.length === 0) continue;
+      const m = live[wi % live.length];
+      const v = edge % 3;
+      const [bus, l] = v === 2 ? [API_NOWHERE, 1] : [m.bus, v === 1 ? m.len + 2 ** 20 : m.len];
+      let got = "ok";
+      try {
+        if (v === 0 ? !m.coherent : m.coherent) api.unmapCoherent(bus, l);
+        else api.unmap(bus, l, m.dir);
+      } catch (e) {
+        if (!(e instanceof DmaMapError)) throw e;
+        got = e.reason;
+      }
+      // dma-direct tracks nothing (unmap is a no-op); a bus address no path owns, never mapped
+      const expect = m.direct && v !== 2 ? "ok" : "not-mapped";
+      const kindName = ["wrong-kind unmap", "unmap past the end", "unmap at 2^62+4096"][v];
+      if (got !== expect) fail("fault-reason", `${kindName} of the ${where(m)}: ${got}`);
+      if (v === 2 && api.busToGpa(API_NOWHERE) !== -1) {
+        fail("dma-view", `busToGpa(2^62+4096) = ${api.busToGpa(API_NOWHERE)}, mapped nowhere`);
+      }
+      check(m, `after the ${kindName}`);
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------- target
 
 /** Planted bugs (each a realistic engine bug of one oracle's class, built outside `src/`). */
@@ -981,11 +1214,14 @@ export function makeDmaInvariantsTarget(
     description:
       "IOVA allocator, dma-iommu and swiotlb against Linux invariants and a reference translation (64-bit masks, non-power-of-2 sizes, aliasing probes, fault reasons)",
     arbitrary: () =>
-      fc.oneof(iommuPart, iovaPart, swiotlbPart, windowPart) as fc.Arbitrary<DmaInvariantsInput>,
+      fc.oneof(iommuPart, iovaPart, swiotlbPart, windowPart, apiPart) as fc.Arbitrary<
+        DmaInvariantsInput
+      >,
     run(input) {
       if (input.part === "iommu") runIommu(input, engine);
       else if (input.part === "iova") runIova(input, engine);
       else if (input.part === "window") runWindow(input, engine);
+      else if (input.part === "api") runApi(input, engine);
       else runSwiotlb(input, engine);
     },
     encode: (input) => input,
