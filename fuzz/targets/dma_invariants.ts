@@ -59,7 +59,7 @@ import {
   SwiotlbDmaApi,
   WindowAddressSpace,
 } from "../../src/dma/mod.ts";
-import { GuestMemory, type U64 } from "../../src/memory/mod.ts";
+import { GuestMemory, type U64, U64_MAX } from "../../src/memory/mod.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 
 /** Configuration and steps of the `iommu` part. */
@@ -114,7 +114,7 @@ export interface ApiPart {
   /** DMA mask width in bits (one of {@link MASK_BITS}). */
   maskBits: number;
   /** Windows `[template, a]`: 0 at 2 GiB + cpu, 1 at 2^63, 2 at the top of the bus space, 3
-   * across 2^53 (all above the IOMMU's 2 GiB of IOVAs). */
+   * across 2^53, 4 across the DMA mask (all at or above the IOMMU's 2 GiB of IOVAs). */
   windows: [number, number][];
   /**
    * `[kind, window, edge, length/dir index]`: 0 `map`, 1 `mapNumber`, 2 `mapCoherent`, 3 the
@@ -258,7 +258,7 @@ const windowPart: fc.Arbitrary<WindowPart> = fc.record({
 const apiPart: fc.Arbitrary<ApiPart> = fc.record({
   part: fc.constant("api" as const),
   maskBits: fc.constantFrom(...MASK_BITS),
-  windows: fc.array(fc.tuple(nat(3), nat(1023)), { minLength: 1, maxLength: 3 }),
+  windows: fc.array(fc.tuple(nat(4), nat(1023)), { minLength: 1, maxLength: 3 }),
   steps: fc.array(fc.tuple(fc.constantFrom(0, 0, 1, 1, 2, 3, 4, 5), nat(7), nat(15), nat(63)), {
     minLength: 1,
     maxLength: 24,
@@ -990,13 +990,17 @@ function runApi(input: ApiPart, engine: DmaInvariantsEngine): void {
   for (const [t, a] of input.windows) {
     const size = 2 ** (12 + (a % 20)) + (a % 3 === 2 ? 4096 : 0);
     const cpu = (a % 64) * 2 ** 20;
-    const bus = t % 4 === 0
+    const bus = t % 5 === 0
       ? 2n ** 31n + BigInt(cpu)
-      : t % 4 === 1
+      : t % 5 === 1
       ? 2n ** 63n + BigInt(a) * 4096n
-      : t % 4 === 2
+      : t % 5 === 2
       ? U64_TOP - BigInt(size)
-      : 2n ** 53n - BigInt(size / 2);
+      : t % 5 === 3
+      ? 2n ** 53n - BigInt(size / 2)
+      : [mask + 1n - BigInt(size / 2), 2n ** 31n, U64_TOP - BigInt(size)].sort((x, y) =>
+        x < y ? -1 : x > y ? 1 : 0
+      )[1]; // the middle one: across the mask, at or above 2 GiB, below 2^64
     const clash = ref.some((r) =>
       (cpu < r.cpu + r.size && r.cpu < cpu + size) ||
       (bus < r.bus + BigInt(r.size) && r.bus < bus + BigInt(size))
@@ -1060,6 +1064,10 @@ function runApi(input: ApiPart, engine: DmaInvariantsEngine): void {
       w.cpu + w.size,
       w.cpu + (w.size >> 1),
       w.cpu + 4096 - (len >> 1),
+      // the buffer straddles the DMA mask (dma_capable checks the last byte, not the first)
+      w.bus <= mask && mask - w.bus < BigInt(w.size)
+        ? w.cpu + Number(mask - w.bus) - (len >> 1)
+        : w.cpu,
     ];
     const gpa = gpas[edge % gpas.length];
     if (gpa < 0) continue;
@@ -1153,6 +1161,8 @@ export const DMA_INVARIANTS_FAULTS = [
   "iova-limit-inclusive",
   "iommu-32bit-bus",
   "map-ignores-direction",
+  "window-ignores-mask",
+  "map-number-rounds",
 ] as const;
 
 function plantedEngine(fault: string): DmaInvariantsEngine {
@@ -1196,6 +1206,26 @@ function plantedEngine(fault: string): DmaInvariantsEngine {
           }) as DmaApi,
           space,
         }),
+      };
+    case "window-ignores-mask": // dma-direct's window path without dma_capable()
+      return {
+        ...REAL_DMA_INVARIANTS_ENGINE,
+        newWindowIommu: (windows) => REAL_DMA_INVARIANTS_ENGINE.newWindowIommu(windows, U64_MAX),
+      };
+    case "map-number-rounds": // a bus address >= 2^53 returned as a rounded number, not -1
+      return {
+        ...REAL_DMA_INVARIANTS_ENGINE,
+        newWindowIommu: (windows, mask) => {
+          const r = REAL_DMA_INVARIANTS_ENGINE.newWindowIommu(windows, mask);
+          const api = r.api;
+          return {
+            ...r,
+            api: Object.assign(Object.create(api), {
+              mapNumber: (gpa: number, len: number, dir: DmaDirection) =>
+                Number(api.map(gpa, len, dir)),
+            }) as ReversibleDmaApi,
+          };
+        },
       };
     default:
       throw new Error(`unknown planted fault ${fault}`);
