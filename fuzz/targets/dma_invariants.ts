@@ -95,7 +95,14 @@ export interface IovaPart {
 export interface SwiotlbPart {
   part: "swiotlb";
   slots: number;
-  /** `[kind, a, b, c]`: 0 map (page, len index, dir), 1 unmap (which). */
+  /**
+   * 0: bounce every buffer (`force`, the confidential-guest regime). Else swiotlb as Linux's
+   * fallback for a device with a DMA mask of this many bits (`force: false` over dma-direct):
+   * a buffer below the mask maps directly, one above bounces into a pool below the mask.
+   */
+  bypassBits?: number;
+  /** `[kind, a, b, c]`: 0 map (page, len index, dir), 1 unmap (which), 2 sync a live mapping
+   * both ways (which), 3 misuse (which: a sync past its end, or of a mapping already unmapped). */
   steps: [number, number, number, number][];
 }
 
@@ -240,7 +247,8 @@ const iovaPart: fc.Arbitrary<IovaPart> = fc.record({
 const swiotlbPart: fc.Arbitrary<SwiotlbPart> = fc.record({
   part: fc.constant("swiotlb" as const),
   slots: fc.constantFrom(64, 128, 200, 300, 512),
-  steps: fc.array(fc.tuple(fc.constantFrom(0, 0, 1), nat(1023), nat(1023), nat(2)), {
+  bypassBits: fc.constantFrom(0, 0, 0, 21, 22, 23),
+  steps: fc.array(fc.tuple(fc.constantFrom(0, 0, 0, 1, 2, 3), nat(1023), nat(1023), nat(2)), {
     minLength: 1,
     maxLength: 30,
   }),
@@ -348,6 +356,7 @@ export const DmaInvariantsInputSchema = z.discriminatedUnion("part", [
   z.strictObject({
     part: z.literal("swiotlb"),
     slots: z.int().positive().max(4096),
+    bypassBits: z.int().min(0).max(52).optional(),
     steps: z.array(z.tuple([n, n, n, n])),
   }),
 ]);
@@ -776,24 +785,74 @@ function rcacheStorm(
 // ---------------------------------------------------------------------------------- swiotlb part
 
 function runSwiotlb(input: SwiotlbPart, engine: DmaInvariantsEngine): void {
-  const memory = mem();
-  const mode = createDmaMode("direct", memory);
+  const bits = input.bypassBits ?? 0;
+  const memory = bits === 0 ? mem() : bypassMem();
+  const poolGpa = bits === 0 ? POOL_GPA : BYPASS_POOL_GPA;
+  const mask = bits === 0 ? -1 : 2 ** bits - 1; // forced: nothing maps directly
+  const mode = createDmaMode("direct", memory, bits === 0 ? {} : { mask });
   const sw = new engine.Swiotlb({
     memory,
-    poolGpa: POOL_GPA,
+    poolGpa,
     poolSize: input.slots * IO_TLB_SIZE,
     inner: mode.api as ConstructorParameters<typeof SwiotlbDmaApi>[0]["inner"],
-    force: true,
+    force: bits === 0,
   });
-  const live: { bus: number; len: number; dir: DmaDirection; idx: number; n: number }[] = [];
+  interface Mapping {
+    bus: number;
+    gpa: number;
+    len: number;
+    dir: DmaDirection;
+    idx: number;
+    n: number;
+    direct: boolean;
+  }
+  const live: Mapping[] = [];
+  let dead: Mapping | null = null; // the last unmapped, while no map since could reuse its slots
+  const where = (m: Mapping) =>
+    `${m.direct ? "direct" : `slot ${m.idx}`} mapping of ${m.len} at ${hex(m.gpa)} (dir ${m.dir}${
+      bits === 0 ? "" : `, ${bits}-bit mask`
+    })`;
+  const bytes = (gpa: number, k: number) => {
+    const b = new Uint8Array(k);
+    memory.read(gpa, b);
+    return b;
+  };
+  const same = (x: Uint8Array, y: Uint8Array) => x.every((v, i) => v === y[i]);
+  const notMapped = (f: () => void): string => {
+    try {
+      f();
+      return "ok";
+    } catch (e) {
+      if (!(e instanceof DmaMapError)) throw e;
+      return e.reason;
+    }
+  };
   for (const [kind, a, b, c] of input.steps) {
     if (kind === 0) {
+      dead = null;
       const len = SWIOTLB_LENGTHS[b % SWIOTLB_LENGTHS.length];
-      const gpa = (a % 512) * 4096 + (b % 7) * 256;
+      const gpa = bits === 0
+        ? (a % 512) * 4096 + (b % 7) * 256
+        : Math.min(BYPASS_BUF_GPA + (a % 1024) * 4096 + (b % 7) * 256, MEM_SIZE - len);
       const dir = (c % 3) as DmaDirection;
       const n = len > 0 ? Math.ceil(len / IO_TLB_SIZE) : 1;
       const stride = len >= 4096 ? 2 : 1;
-      const taken: Range[] = live.map((m): Range => [m.idx, m.idx + m.n - 1]);
+      const taken: Range[] = live.filter((m) => !m.direct)
+        .map((m): Range => [m.idx, m.idx + m.n - 1]);
+      if (gpa + Math.max(len, 1) - 1 <= mask) {
+        // swiotlb as a fallback: a buffer the device can address is not bounced (dma-direct)
+        const used = sw.usedSlots;
+        const bus = sw.map(gpa, len, dir);
+        if (bus !== gpa || sw.usedSlots !== used) {
+          fail(
+            "swiotlb-invariant",
+            `${len} bytes at ${hex(gpa)} below the ${bits}-bit mask: bus ${bus.toString(16)}, ` +
+              `${sw.usedSlots - used} slot(s) taken (expected a direct mapping)`,
+          );
+        }
+        live.push({ bus: gpa, gpa, len, dir, idx: -1, n: 0, direct: true });
+        continue;
+      }
       let bus: number;
       try {
         bus = Number(sw.map(gpa, len, dir));
@@ -825,7 +884,7 @@ function runSwiotlb(input: SwiotlbPart, engine: DmaInvariantsEngine): void {
       if (len > SWIOTLB_MAX_MAPPING) {
         fail("swiotlb-invariant", `${len} bytes mapped above the 256 KiB cap`);
       }
-      const idx = (bus - POOL_GPA) / IO_TLB_SIZE;
+      const idx = (bus - poolGpa) / IO_TLB_SIZE;
       if (!Number.isInteger(idx) || idx < 0 || idx + n > input.slots) {
         fail("swiotlb-invariant", `bus ${hex(bus)} is not a slot start of ${n} slots in the pool`);
       }
@@ -847,22 +906,67 @@ function runSwiotlb(input: SwiotlbPart, engine: DmaInvariantsEngine): void {
       }
       if (len > 0) {
         const k = Math.min(len, 64);
-        const want = new Uint8Array(k), got = new Uint8Array(k);
-        memory.read(gpa, want);
-        memory.read(bus, got);
-        if (want.some((x, i) => x !== got[i])) {
+        if (!same(bytes(gpa, k), bytes(bus, k))) {
           fail("swiotlb-invariant", `slot ${idx} does not hold the buffer's bytes`);
         }
       }
-      live.push({ bus, len, dir, idx, n });
-    } else {
+      live.push({ bus, gpa, len, dir, idx, n, direct: false });
+    } else if (kind === 1) {
       if (live.length === 0) continue;
       const m = live.splice(a % live.length, 1)[0];
       sw.unmap(m.bus, m.len, m.dir);
+      dead = m;
+    } else if (kind === 2) {
+      // Linux swiotlb_sync_single_for_{cpu,device}: slot -> original unless TO_DEVICE,
+      // original -> slot unless FROM_DEVICE (a direct mapping shares its bytes: nothing to copy)
+      if (live.length === 0) continue;
+      const m = live[a % live.length];
+      const k = Math.min(m.len, 64);
+      if (k === 0) continue;
+      const before = bytes(m.gpa, k);
+      const mark = before.map((v, i) => (v + 1 + ((b + i) % 251)) & 255);
+      memory.write(m.bus, mark); // the device wrote the slot
+      sw.syncForCpu(m.bus, m.len, m.dir);
+      const cpu = bytes(m.gpa, k);
+      if (!same(cpu, m.direct || m.dir !== 1 ? mark : before)) {
+        fail("swiotlb-invariant", `syncForCpu of the ${where(m)}: the original is wrong`);
+      }
+      const mark2 = cpu.map((v) => (v + 77) & 255);
+      memory.write(m.gpa, mark2); // the CPU wrote the original
+      sw.syncForDevice(m.bus, m.len, m.dir);
+      if (!same(bytes(m.bus, k), m.direct || m.dir !== 2 ? mark2 : mark)) {
+        fail("swiotlb-invariant", `syncForDevice of the ${where(m)}: the slot is wrong`);
+      }
+    } else {
+      // misuse: a sync past a mapping's end, of a freed slot, or of an address outside the pool
+      const v = b % 3;
+      const m = v === 1 ? dead : live[a % Math.max(live.length, 1)];
+      if (v !== 2 && (m === undefined || m === null || m.len === 0)) continue;
+      const bus = v === 2 ? poolGpa - 4096 : m!.bus;
+      const len = v === 0 ? m!.len + 1 : Math.max(m?.len ?? 1, 1);
+      const dir = (c % 3) as DmaDirection;
+      const got = notMapped(() =>
+        c % 2 === 0 ? sw.syncForCpu(bus, len, dir) : sw.syncForDevice(bus, len, dir)
+      );
+      // forced: every sync must name a live bounce slot; as a fallback, an address outside the
+      // pool is a direct mapping's (nothing to do), one inside it is checked as when forced
+      const expect = (v === 2 ? bits === 0 : !m!.direct) ? "not-mapped" : "ok";
+      const what = ["past the end of", "after the unmap of", "outside the pool, near"][v];
+      if (got !== expect) {
+        fail(
+          "swiotlb-invariant",
+          `a sync of ${len} bytes at ${hex(bus)} ${what} ${m ? where(m) : "the pool"}: ${got}`,
+        );
+      }
     }
   }
   for (const m of live) sw.unmap(m.bus, m.len, m.dir);
 }
+
+const BYPASS_POOL_GPA = 0x10_0000; // 1 MiB: below every fallback mask drawn (2^21 and up)
+const BYPASS_BUF_GPA = 0x20_0000; // buffers from 2 MiB: below and above the mask
+let bypassMemory: GuestMemory | null = null;
+const bypassMem = (): GuestMemory => (bypassMemory ??= GuestMemory.flat(MEM_SIZE));
 
 // ---------------------------------------------------------------------------------- window part
 

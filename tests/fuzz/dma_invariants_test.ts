@@ -178,3 +178,37 @@ for (const fault of ["window-ignores-mask", "map-number-rounds"]) {
     assert(f !== null && f.includes("dma-view"), String(f));
   });
 }
+
+// The swiotlb part's syncs, misuse and fallback regime (`force: false`), on planted copies.
+for (
+  const [name, find, replace, expect] of [
+    [
+      "a syncForCpu that copies a TO_DEVICE slot back",
+      "if (slotGpa >= 0 && dir !== 1) this.#copyBack(slotGpa, this.#syncOrig, length);",
+      "if (slotGpa >= 0) this.#copyBack(slotGpa, this.#syncOrig, length);",
+      "syncForCpu",
+    ],
+    [
+      "a sync that may run past the mapping's end",
+      "if (length > left) {",
+      "if (false) {",
+      "past the end",
+    ],
+    [
+      "a fallback swiotlb that bounces only window refusals, not mask ones",
+      '(e.reason !== "mask" && e.reason !== "window")) throw e;',
+      'e.reason !== "window") throw e;',
+      "mask",
+    ],
+  ]
+) {
+  Deno.test(`dma-invariants: ${name} is caught`, async () => {
+    const m = await importPlanted("swiotlb.ts", find, replace);
+    const target = makeDmaInvariantsTarget({
+      ...REAL_DMA_INVARIANTS_ENGINE,
+      Swiotlb: m.SwiotlbDmaApi as typeof SwiotlbDmaApi,
+    });
+    const f = firstFailure(target);
+    assert(f !== null && f.includes(expect), String(f));
+  });
+}
