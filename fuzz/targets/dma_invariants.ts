@@ -86,7 +86,8 @@ export interface IovaPart {
   /**
    * `[kind, a, b]`: 0 alloc (pages index), 1 free (which), 2 reserve (position, pages),
    * 3 `freeFast` (which), 4 reserve one PFN inside a live range (which, offset), 5 a range-cache
-   * storm (count, size class; the first one drawn runs after the other steps).
+   * storm (count, size class; the first one drawn runs after the other steps), 6 a stray free
+   * (which, where: inside a live range, at a reservation, beyond the limit).
    */
   steps: [number, number, number][];
 }
@@ -238,7 +239,7 @@ const iovaPart: fc.Arbitrary<IovaPart> = fc.record({
   startPfn: fc.constantFrom(1, 1, 16),
   limitBits: fc.constantFrom(9, 10, 12, 16, 20, 21, 28, 36, 40),
   limitLess: fc.constantFrom(0, 0, 1, 3, 100),
-  steps: fc.array(fc.tuple(fc.constantFrom(0, 0, 0, 1, 2, 3, 4, 5), nat(1023), nat(1023)), {
+  steps: fc.array(fc.tuple(fc.constantFrom(0, 0, 0, 1, 2, 3, 4, 5, 6), nat(1023), nat(1023)), {
     minLength: 1,
     maxLength: 30,
   }),
@@ -690,6 +691,26 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
       // The first storm drawn runs after the other steps (its tree searches move the cached
       // node, after which top-down is owed no more).
       storm ??= [a, b];
+    } else if (kind === 6) {
+      // free / freeFast of a PFN that starts no live range (inside one, a reservation's start,
+      // beyond the limit) find nothing and change nothing (Linux find_iova finds no node; a
+      // reservation is never handed back by a stray free)
+      const pick = b % 3;
+      const from = pick === 0 ? live : reserved;
+      const r = from.length > 0 ? from[a % from.length] : undefined;
+      const pfn = pick === 2 ? limit + (a % 5) : r === undefined ? -1 : r[0] + (pick === 0 ? 1 : 0);
+      if (pfn < 0 || (pick === 0 && r![1] === r![0])) continue;
+      const before = alloc.rangeCount;
+      const fast = a % 2 === 1 && alloc.freeFast !== undefined;
+      const got = fast ? alloc.freeFast!(pfn) : alloc.free(pfn);
+      if (got || alloc.rangeCount !== before) {
+        fail(
+          "iova-invariant",
+          `${fast ? "freeFast" : "free"} of pfn ${hex(pfn)} (${
+            ["inside a live range", "a reservation's start", "beyond the limit"][pick]
+          }) returned ${got}, ranges ${before} -> ${alloc.rangeCount}`,
+        );
+      }
     } else if (kind === 4) {
       // Linux reserve_iova over a range an allocation covers entirely inserts nothing
       // (__adjust_overlap_range, then `goto finish`).

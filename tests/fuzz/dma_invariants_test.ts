@@ -212,3 +212,17 @@ for (
     assert(f !== null && f.includes(expect), String(f));
   });
 }
+
+Deno.test("dma-invariants: an allocator whose free hands back a reservation is caught", async () => {
+  const m = await importPlanted(
+    "iova_allocator.ts",
+    "return i >= 0 && this.#r[o + F_LO] === pfn && this.#r[o + F_KIND] === LIVE ? i : -1;",
+    "return i >= 0 && this.#r[o + F_LO] === pfn ? i : -1;",
+  );
+  const target = makeDmaInvariantsTarget({
+    ...REAL_DMA_INVARIANTS_ENGINE,
+    newAllocator: (startPfn) => new m.IovaAllocator({ startPfn }) as IovaAllocator,
+  });
+  const f = firstFailure(target);
+  assert(f !== null && f.includes("iova-invariant"), String(f));
+});
