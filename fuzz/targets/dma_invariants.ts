@@ -34,6 +34,7 @@
 import fc from "fast-check";
 import { z } from "zod";
 import {
+  assembleDma,
   createDmaMode,
   type DirectDmaApi,
   DMA_ACCESS_READ,
@@ -60,6 +61,7 @@ import {
   WindowAddressSpace,
 } from "../../src/dma/mod.ts";
 import { GuestMemory, type U64, U64_MAX } from "../../src/memory/mod.ts";
+import { createViommuStack } from "../../src/devices/mod.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 
 /** Configuration and steps of the `iommu` part. */
@@ -132,8 +134,24 @@ export interface ApiPart {
   steps: [number, number, number, number][];
 }
 
+/** Configuration and steps of the `viommu-bounce` part (swiotlb over the virtio-iommu driver). */
+export interface ViommuBouncePart {
+  part: "viommu-bounce";
+  slots: number;
+  /** `[kind, a, b, c]`: 0 map (page, len index, dir), 1 mapCoherent (page, len index), 2 the
+   * device writes a slot, then sync (which), 3 likewise, then unmap (which), 4 an unmap at a
+   * bus address never mapped (page). */
+  steps: [number, number, number, number][];
+}
+
 /** Input of the `dma-invariants` target. */
-export type DmaInvariantsInput = IommuPart | IovaPart | SwiotlbPart | WindowPart | ApiPart;
+export type DmaInvariantsInput =
+  | IommuPart
+  | IovaPart
+  | SwiotlbPart
+  | WindowPart
+  | ApiPart
+  | ViommuBouncePart;
 
 /** Buffer lengths: non-powers of two spanning more than 32 pages among them. */
 export const IOMMU_LENGTHS = [
@@ -274,6 +292,18 @@ const apiPart: fc.Arbitrary<ApiPart> = fc.record({
   }),
 }, { noNullPrototype: true });
 
+const viommuBouncePart: fc.Arbitrary<ViommuBouncePart> = fc.record({
+  part: fc.constant("viommu-bounce" as const),
+  slots: fc.constantFrom(16, 64, 128),
+  steps: fc.array(
+    fc.tuple(fc.constantFrom(0, 0, 0, 1, 2, 3, 3, 4), nat(1023), nat(1023), nat(255)),
+    {
+      minLength: 1,
+      maxLength: 16,
+    },
+  ),
+}, { noNullPrototype: true });
+
 // ---------------------------------------------------------------------------------- engine seam
 
 /** The engine pieces the target drives (the real ones by default; a planted copy in tests). */
@@ -295,6 +325,12 @@ export interface DmaInvariantsEngine {
     windows: DmaWindow[],
     mask: U64,
   ): { api: ReversibleDmaApi; primary: DirectDmaApi; space: DmaAddressSpace };
+  /** The driver API (swiotlb over the virtio-iommu driver), device view and bounce layer of the
+   * `viommu-bounce` part. */
+  newViommuBounce(
+    memory: GuestMemory,
+    slots: number,
+  ): { api: DmaApi; space: DmaAddressSpace; sw: SwiotlbDmaApi };
 }
 
 /** The real engine. */
@@ -311,6 +347,7 @@ export const REAL_DMA_INVARIANTS_ENGINE: DmaInvariantsEngine = {
     const api = mode.api as FallbackDmaApi;
     return { api, primary: api.primary, space: mode.space };
   },
+  newViommuBounce: (memory, slots) => realViommuBounce(memory, slots),
 };
 
 let memory: GuestMemory | null = null;
@@ -347,6 +384,11 @@ export const DmaInvariantsInputSchema = z.discriminatedUnion("part", [
     part: z.literal("window"),
     windows: z.array(z.tuple([n, n])).min(1),
     probes: z.array(z.tuple([z.boolean(), n, n, n])),
+  }),
+  z.strictObject({
+    part: z.literal("viommu-bounce"),
+    slots: z.int().min(1).max(512),
+    steps: z.array(z.tuple([n, n, n, n])),
   }),
   z.strictObject({
     part: z.literal("api"),
@@ -1278,6 +1320,171 @@ function runApi(input: ApiPart, engine: DmaInvariantsEngine): void {
   }
 }
 
+// ------------------------------------------------------------------------- viommu-bounce part
+
+/**
+ * The `viommu-bounce` part: swiotlb bouncing over the virtio-iommu driver (a confidential guest
+ * with a paravirtual IOMMU: Linux bounces into shared memory, then maps the slot with
+ * virtio-iommu MAP requests), composed by `assembleDma` as the platform resolver composes it.
+ * The virtio-iommu driver keeps no reverse map, so the assembly remembers each live mapping for
+ * swiotlb. Oracles (`swiotlb-invariant`): the device reaches, at the bus address, the slot that
+ * holds the buffer's bytes; a slot the device wrote is copied back by `syncForCpu` and by the
+ * unmap of a mapping the device may write (not of a `DMA_TO_DEVICE` one); an interior bus address
+ * of a live mapping reverses to the slot byte; after unmap the address reverses to nothing and
+ * the device faults; an unmap at a bus address never mapped throws `not-mapped`.
+ */
+function runViommuBounce(input: ViommuBouncePart, engine: DmaInvariantsEngine): void {
+  const memory = (vbMemory ??= GuestMemory.flat(VB_MEM)); // every byte read is written first
+  const { api, space, sw } = engine.newViommuBounce(memory, input.slots);
+  const out = new DmaTranslation();
+  interface M {
+    bus: number;
+    gpa: number;
+    len: number;
+    dir: DmaDirection;
+    coherent: boolean;
+  }
+  const live: M[] = [];
+  const bytes = (gpa: number, k: number) => {
+    const b = new Uint8Array(k);
+    memory.read(gpa, b);
+    return b;
+  };
+  const same = (x: Uint8Array, y: Uint8Array) => x.every((v, i) => v === y[i]);
+  const slotOf = (m: M, what: string): number => {
+    try {
+      space.translate(m.bus, m.len, m.dir === 2 ? DMA_ACCESS_WRITE : DMA_ACCESS_READ, out);
+    } catch (e) {
+      if (!(e instanceof DmaFault)) throw e;
+      return fail("swiotlb-invariant", `${what}: the device faults ${e.reason} at the mapping`);
+    }
+    return out.gpa;
+  };
+  for (const [kind, a, b, c] of input.steps) {
+    const desc = (m: M) =>
+      `${m.coherent ? "coherent" : `dir ${m.dir}`} mapping of ${m.len} at ${hex(m.gpa)}`;
+    if (kind === 0 || kind === 1) {
+      const len = VB_LENGTHS[b % VB_LENGTHS.length];
+      const coherent = kind === 1;
+      const gpa = coherent ? VB_COHERENT + (a % 64) * 4096 : (a % 512) * 4096 + (b % 9) * 200;
+      const dir = (coherent ? 0 : c % 3) as DmaDirection;
+      // the original's bytes: a pattern of this step
+      memory.write(gpa, Uint8Array.from({ length: len }, (_, i) => (a + b + i * 7) & 255));
+      let bus: number;
+      try {
+        bus = Number(coherent ? api.mapCoherent(gpa, len) : api.map(gpa, len, dir));
+      } catch (e) {
+        if (e instanceof DmaMapError && e.reason === "pool-exhausted" && !coherent) continue;
+        throw e;
+      }
+      const m: M = { bus, gpa, len, dir, coherent };
+      const slot = slotOf(m, `map of the ${desc(m)}`);
+      const inPool = slot >= VB_POOL && slot + len <= VB_POOL + input.slots * IO_TLB_SIZE;
+      if (coherent ? slot !== gpa : !inPool || !same(bytes(slot, len), bytes(gpa, len))) {
+        fail(
+          "swiotlb-invariant",
+          `the ${desc(m)}: the device reaches ${hex(slot)}, ${
+            coherent ? "not the buffer (coherent memory is shared)" : "not a slot with its bytes"
+          }`,
+        );
+      }
+      if (!coherent && len > 1) {
+        const mid = len >> 1;
+        if (sw.busToGpa(bus + mid) !== slot + mid) {
+          fail("swiotlb-invariant", `busToGpa of byte ${mid} of the ${desc(m)}`);
+        }
+      }
+      live.push(m);
+    } else if (kind === 2 || kind === 3) {
+      // the device writes the slot; then a sync (2) or the unmap (3) of the mapping
+      if (live.length === 0) continue;
+      const i = a % live.length;
+      const m = live[i];
+      const slot = slotOf(m, `the ${desc(m)} before ${kind === 2 ? "a sync" : "its unmap"}`);
+      const mark = Uint8Array.from({ length: m.len }, (_, k) => (c + 3 + k * 11) & 255);
+      const before = bytes(m.gpa, m.len);
+      memory.write(slot, mark);
+      if (kind === 2) {
+        if (m.coherent) continue;
+        api.syncForCpu(m.bus, m.len, m.dir);
+        api.syncForDevice(m.bus, m.len, m.dir);
+      } else {
+        live.splice(i, 1);
+        if (m.coherent) api.unmapCoherent(m.bus, m.len);
+        else api.unmap(m.bus, m.len, m.dir);
+        if (sw.busToGpa(m.bus) !== -1) {
+          fail("swiotlb-invariant", `the unmapped ${desc(m)} still reverses`);
+        }
+        let faulted = false;
+        try {
+          space.translate(m.bus, 1, DMA_ACCESS_READ, out);
+        } catch (e) {
+          if (!(e instanceof DmaFault)) throw e;
+          faulted = true;
+        }
+        if (!faulted && !m.coherent) {
+          fail("swiotlb-invariant", `the device still reaches the unmapped ${desc(m)}`);
+        }
+      }
+      const want = m.coherent || m.dir !== 1 ? mark : before;
+      if (!same(bytes(m.gpa, m.len), want)) {
+        fail(
+          "swiotlb-invariant",
+          `after the device wrote the slot and ${kind === 2 ? "a sync" : "the unmap"}, the ` +
+            `original of the ${desc(m)} ${want === mark ? "lacks" : "has"} the device's bytes`,
+        );
+      }
+    } else {
+      // an unmap at a bus address never mapped (a page of IOVA space no mapping touches)
+      const bus = 0x3000_0000 + (a % 64) * 4096;
+      if (live.some((m) => bus < m.bus + m.len + 4096 && m.bus < bus + 4096)) continue;
+      let got = "ok";
+      try {
+        api.unmap(bus, 64, 0);
+      } catch (e) {
+        if (!(e instanceof DmaMapError)) throw e;
+        got = e.reason;
+      }
+      if (got !== "not-mapped") {
+        fail("swiotlb-invariant", `unmap at never-mapped bus ${hex(bus)}: ${got}`);
+      }
+    }
+  }
+  for (const m of live) {
+    if (m.coherent) api.unmapCoherent(m.bus, m.len);
+    else api.unmap(m.bus, m.len, m.dir);
+  }
+}
+
+const VB_MEM = 8 * 1024 * 1024;
+let vbMemory: GuestMemory | null = null;
+const VB_POOL = 4 * 1024 * 1024; // the shared bounce pool
+const VB_COHERENT = 6 * 1024 * 1024; // coherent (ring) memory, mapped without bouncing
+const VB_STAGING = 7 * 1024 * 1024; // the virtio-iommu driver's staging area
+const VB_LENGTHS = [1, 64, 2047, 2048, 2049, 4095, 4096, 4097, 9000];
+
+/**
+ * The `viommu-bounce` views (see {@link DmaInvariantsEngine.newViommuBounce}) built by `assemble`
+ * (the real `assembleDma` by default; a planted copy in tests).
+ */
+export function viommuBounceWith(
+  assemble: typeof assembleDma = assembleDma,
+): DmaInvariantsEngine["newViommuBounce"] {
+  return (memory, slots) => realViommuBounce(memory, slots, assemble);
+}
+
+function realViommuBounce(memory: GuestMemory, slots: number, assemble = assembleDma) {
+  const stack = createViommuStack({ memory, stagingGpa: VB_STAGING, transport: "direct" });
+  const a = assemble(memory, {
+    driver: [
+      { kind: "bounce", name: "swiotlb", poolGpa: VB_POOL, poolSize: slots * IO_TLB_SIZE },
+      { kind: "api", make: () => stack.api },
+    ],
+    device: [{ kind: "space", make: () => stack.space }],
+  });
+  return { api: a.api, space: a.space, sw: a.bounce! };
+}
+
 // ---------------------------------------------------------------------------------- target
 
 /** Planted bugs (each a realistic engine bug of one oracle's class, built outside `src/`). */
@@ -1369,7 +1576,14 @@ export function makeDmaInvariantsTarget(
     description:
       "IOVA allocator, dma-iommu and swiotlb against Linux invariants and a reference translation (64-bit masks, non-power-of-2 sizes, aliasing probes, fault reasons)",
     arbitrary: () =>
-      fc.oneof(iommuPart, iovaPart, swiotlbPart, windowPart, apiPart) as fc.Arbitrary<
+      fc.oneof(
+        iommuPart,
+        iovaPart,
+        swiotlbPart,
+        windowPart,
+        apiPart,
+        viommuBouncePart,
+      ) as fc.Arbitrary<
         DmaInvariantsInput
       >,
     run(input) {
@@ -1377,6 +1591,7 @@ export function makeDmaInvariantsTarget(
       else if (input.part === "iova") runIova(input, engine);
       else if (input.part === "window") runWindow(input, engine);
       else if (input.part === "api") runApi(input, engine);
+      else if (input.part === "viommu-bounce") runViommuBounce(input, engine);
       else runSwiotlb(input, engine);
     },
     encode: (input) => input,

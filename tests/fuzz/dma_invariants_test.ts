@@ -13,6 +13,7 @@ import {
   dmaInvariantsTarget,
   makeDmaInvariantsTarget,
   REAL_DMA_INVARIANTS_ENGINE,
+  viommuBounceWith,
 } from "../../fuzz/targets/dma_invariants.ts";
 import {
   createDmaMode,
@@ -225,4 +226,18 @@ Deno.test("dma-invariants: an allocator whose free hands back a reservation is c
   });
   const f = firstFailure(target);
   assert(f !== null && f.includes("iova-invariant"), String(f));
+});
+
+Deno.test("dma-invariants: an assembly that forgets an unmapped bounce slot over virtio-iommu is caught", async () => {
+  const m = await importPlanted(
+    "assembly.ts",
+    "this.inner.unmap(bus, length, dir);\n    this.#live.delete(bus);",
+    "this.inner.unmap(bus, length, dir);",
+  );
+  const target = makeDmaInvariantsTarget({
+    ...REAL_DMA_INVARIANTS_ENGINE,
+    newViommuBounce: viommuBounceWith(m.assembleDma),
+  });
+  const f = firstFailure(target);
+  assert(f !== null && f.includes("swiotlb-invariant") && f.includes("reverses"), String(f));
 });
