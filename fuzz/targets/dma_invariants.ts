@@ -3,7 +3,7 @@
  * independent reference translation, under allocation regimes `dma-modes` never draws (64-bit
  * masks with IOVAs above 4 GiB up to the IOMMU's address width, sizes that are not powers of two
  * and span more than 32 pages, probes aimed at addresses aliasing a live mapping in their low
- * bits). Three parts, one per input:
+ * bits). One part per input:
  *
  * - `iommu`: dma-iommu (strict or lazy, 3 or 4 page-table levels, an IOTLB of 1 to 64 entries,
  *   masks of 20 to 64 bits, SAC first or not) maps, unmaps and has the device probe. Oracles:
@@ -24,7 +24,13 @@
  *   `swiotlb_search_pool_area`: a mapping takes `max(1, ceil(len / 2 KiB))` free slots inside
  *   one 128-slot segment, page-aligned (an even slot) when `len >= 4 KiB`, overlapping no live
  *   mapping; `pool-exhausted` only when no such run exists, `too-large` exactly above 256 KiB; the
- *   slot holds the buffer's bytes after the map).
+ *   slot holds the buffer's bytes after the map); also swiotlb as the fallback of a device with
+ *   a 21- to 23-bit mask (`force: false`), syncs both ways, and sync misuse (`not-mapped`);
+ * - `window`: offset windows at 2^63, at the top of the bus space and across 2^53 (`fault-reason`);
+ * - `api`: window-iommu's driver API (dma-direct windows, else the strict dma-iommu) against a
+ *   reference dma-direct and the device view, unmap misuse included (`dma-view`, `fault-reason`);
+ * - `viommu-bounce`: swiotlb over the virtio-iommu driver through `assembleDma`
+ *   (`swiotlb-invariant`). See {@link runApi} and {@link runViommuBounce}.
  *
  * The target is built by {@link makeDmaInvariantsTarget} over its engine pieces, so tests can run
  * it on a planted copy of an engine file.
@@ -1574,7 +1580,7 @@ export function makeDmaInvariantsTarget(
   return {
     name: "dma-invariants",
     description:
-      "IOVA allocator, dma-iommu and swiotlb against Linux invariants and a reference translation (64-bit masks, non-power-of-2 sizes, aliasing probes, fault reasons)",
+      "IOVA allocator, dma-iommu, swiotlb (forced and fallback), window-iommu's API and swiotlb over virtio-iommu against Linux invariants and a reference translation (64-bit masks, non-power-of-2 sizes, aliasing probes, fault reasons, misuse)",
     arbitrary: () =>
       fc.oneof(
         iommuPart,
