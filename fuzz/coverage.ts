@@ -128,6 +128,7 @@ export function summarizeCoverage(
   root: string,
   prefixes: readonly string[],
   sources: ReadonlyMap<string, string>,
+  notCounted: ReadonlyMap<string, string> = new Map(),
 ): CoverageSummary {
   const rel = (f: string) => (f.startsWith(root) ? f.slice(root.length).replace(/^\/+/, "") : f);
   const files = parseLcov(lcov).map((f) => ({ ...f, file: rel(f.file) }))
@@ -137,19 +138,22 @@ export function summarizeCoverage(
   const unloaded = [...sources].filter(([f]) => !loaded.has(f))
     .map(([f, text]) => estimateUnloaded(f, text))
     .sort((a, b) => a.file.localeCompare(b.file));
-  return { ...coverageTable(files, "", prefixes, unloaded), files, unloaded };
+  return { ...coverageTable(files, "", prefixes, unloaded, notCounted), files, unloaded };
 }
 
 /**
  * The coverage table of the files under `prefixes` (paths relative to `root`), with totals.
  * `unloaded` are the files the campaign never loaded, with estimated counts (see
  * {@link estimateUnloaded}); they are listed and counted, all unhit, in the totals.
+ * `notCounted` (path relative to the root -> why) are listed with their reason but left out of
+ * the totals (see {@link NOT_ENGINE}).
  */
 export function coverageTable(
   files: readonly FileCoverage[],
   root: string,
   prefixes: readonly string[],
   unloaded: readonly FileCoverage[] = [],
+  notCounted: ReadonlyMap<string, string> = new Map(),
 ): { text: string; linePct: number; branchPct: number } {
   const rel = (f: string) => (f.startsWith(root) ? f.slice(root.length).replace(/^\/+/, "") : f);
   const sel = files.filter((f) => prefixes.some((p) => rel(f.file).startsWith(p)))
@@ -162,6 +166,15 @@ export function coverageTable(
   const rows = [`${"file".padEnd(w)}   lines  branches`];
   let lf = 0, lh = 0, bf = 0, bh = 0;
   for (const f of sel) {
+    const why = notCounted.get(rel(f.file));
+    if (why !== undefined) {
+      rows.push(
+        `${rel(f.file).padEnd(w)}  ${pct(f.linesHit, f.lines)}  ${
+          pct(f.branchesHit, f.branches)
+        }  not in the totals: ${why}`,
+      );
+      continue;
+    }
     lf += f.lines;
     lh += f.linesHit;
     bf += f.branches;
@@ -171,6 +184,7 @@ export function coverageTable(
     );
   }
   for (const u of unloaded) {
+    if (notCounted.has(u.file)) continue;
     lf += u.lines;
     bf += u.branches;
     rows.push(
@@ -208,6 +222,17 @@ function listTs(dir: string, rel: string): string[] {
 }
 
 const PREFIXES = ["src/virtio/", "src/dma/"];
+
+/**
+ * Files under the prefixes that are not engine code, shown in the table but left out of the
+ * totals, with the reason printed beside them (argued in docs/FUZZING.md, "Coverage goal").
+ */
+export const NOT_ENGINE: ReadonlyMap<string, string> = new Map([
+  [
+    "src/virtio/ring_builder.ts",
+    "test-support ring writer (no engine code, no checks; see docs/FUZZING.md)",
+  ],
+]);
 
 async function main(args: string[]): Promise<number> {
   if (args.includes("--help") || args.includes("-h")) {
@@ -264,7 +289,7 @@ async function main(args: string[]): Promise<number> {
       .map((f) => [f, Deno.readTextFileSync(`${root}/${f}`)] as const),
   );
   const lcov = new TextDecoder().decode(cov.stdout);
-  const t = summarizeCoverage(lcov, root, PREFIXES, sources);
+  const t = summarizeCoverage(lcov, root, PREFIXES, sources, NOT_ENGINE);
   const unloaded = t.unloaded;
   const reached = parseReport(report, JSON.parse(await Deno.readTextFile(report))).errorCodes;
   const missing = unreachedCodes(reached);
@@ -298,6 +323,7 @@ async function main(args: string[]): Promise<number> {
     JSON.stringify(
       {
         prefixes: PREFIXES,
+        notCounted: Object.fromEntries(NOT_ENGINE),
         linePct: t.linePct,
         branchPct: t.branchPct,
         files: t.files,

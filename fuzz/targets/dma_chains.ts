@@ -11,7 +11,7 @@
  * - a buffer that crosses from one IOVA page to the next where the two pages were mapped
  *   separately, to **scattered** GPAs;
  * - a mapping **unmapped while in flight** (after the chain was made available, before the pop);
- * - a garbage bus address.
+ * - a garbage bus address (below 4 GiB, in the MSI window, at 2^40, across 2^52, near 2^53).
  *
  * The oracle is the reference decoder (the chains as the driver wrote them) composed with a
  * reference translation built from the driver's own mappings (page by page, with permissions):
@@ -213,7 +213,16 @@ function run(input: DmaChainsInput, engine: DmaChainsEngine): void {
           kind = 0;
         }
         if (kind === 4) {
-          addr = [0x7fff_f000 + off, 2 ** 40 + off, 0xfee0_0000 + off, 2 ** 30 + off][page % 4];
+          // below 4 GiB, 2^40, the MSI window, 1 GiB, across 2^52 (the bypass limit, beyond
+          // every IOVA width), just below 2^53 (the largest exact number)
+          addr = [
+            0x7fff_f000 + off,
+            2 ** 40 + off,
+            0xfee0_0000 + off,
+            2 ** 30 + off,
+            2 ** 52 - 2048 + off,
+            2 ** 53 - 8192 + off,
+          ][page % 6];
           e.fault = null; // unknown unless isolating and the address hits no live page
           if (isolating) {
             const p = Math.floor(addr / 4096), q = Math.floor((addr + len - 1) / 4096);

@@ -3,7 +3,7 @@
  * independent reference translation, under allocation regimes `dma-modes` never draws (64-bit
  * masks with IOVAs above 4 GiB up to the IOMMU's address width, sizes that are not powers of two
  * and span more than 32 pages, probes aimed at addresses aliasing a live mapping in their low
- * bits). Three parts, one per input:
+ * bits). One part per input:
  *
  * - `iommu`: dma-iommu (strict or lazy, 3 or 4 page-table levels, an IOTLB of 1 to 64 entries,
  *   masks of 20 to 64 bits, SAC first or not) maps, unmaps and has the device probe. Oracles:
@@ -24,7 +24,13 @@
  *   `swiotlb_search_pool_area`: a mapping takes `max(1, ceil(len / 2 KiB))` free slots inside
  *   one 128-slot segment, page-aligned (an even slot) when `len >= 4 KiB`, overlapping no live
  *   mapping; `pool-exhausted` only when no such run exists, `too-large` exactly above 256 KiB; the
- *   slot holds the buffer's bytes after the map).
+ *   slot holds the buffer's bytes after the map); also swiotlb as the fallback of a device with
+ *   a 21- to 23-bit mask (`force: false`), syncs both ways, and sync misuse (`not-mapped`);
+ * - `window`: offset windows at 2^63, at the top of the bus space and across 2^53 (`fault-reason`);
+ * - `api`: window-iommu's driver API (dma-direct windows, else the strict dma-iommu) against a
+ *   reference dma-direct and the device view, unmap misuse included (`dma-view`, `fault-reason`);
+ * - `viommu-bounce`: swiotlb over the virtio-iommu driver through `assembleDma`
+ *   (`swiotlb-invariant`). See {@link runApi} and {@link runViommuBounce}.
  *
  * The target is built by {@link makeDmaInvariantsTarget} over its engine pieces, so tests can run
  * it on a planted copy of an engine file.
@@ -34,7 +40,9 @@
 import fc from "fast-check";
 import { z } from "zod";
 import {
+  assembleDma,
   createDmaMode,
+  type DirectDmaApi,
   DMA_ACCESS_READ,
   DMA_ACCESS_WRITE,
   DMA_BIDIRECTIONAL,
@@ -47,16 +55,19 @@ import {
   type DmaWindow,
   type DmaWindowTable,
   FakeClock,
+  type FallbackDmaApi,
   IO_TLB_SEGSIZE,
   IO_TLB_SIZE,
   IommuDmaApi,
   IOPTE_READ,
   IovaAllocator,
+  type ReversibleDmaApi,
   SWIOTLB_MAX_MAPPING,
   SwiotlbDmaApi,
   WindowAddressSpace,
 } from "../../src/dma/mod.ts";
-import { GuestMemory } from "../../src/memory/mod.ts";
+import { GuestMemory, type U64, U64_MAX } from "../../src/memory/mod.ts";
+import { createViommuStack } from "../../src/devices/mod.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 
 /** Configuration and steps of the `iommu` part. */
@@ -83,7 +94,8 @@ export interface IovaPart {
   /**
    * `[kind, a, b]`: 0 alloc (pages index), 1 free (which), 2 reserve (position, pages),
    * 3 `freeFast` (which), 4 reserve one PFN inside a live range (which, offset), 5 a range-cache
-   * storm (count, size class; the first one drawn runs after the other steps).
+   * storm (count, size class; the first one drawn runs after the other steps), 6 a stray free
+   * (which, where: inside a live range, at a reservation, beyond the limit).
    */
   steps: [number, number, number][];
 }
@@ -92,7 +104,14 @@ export interface IovaPart {
 export interface SwiotlbPart {
   part: "swiotlb";
   slots: number;
-  /** `[kind, a, b, c]`: 0 map (page, len index, dir), 1 unmap (which). */
+  /**
+   * 0: bounce every buffer (`force`, the confidential-guest regime). Else swiotlb as Linux's
+   * fallback for a device with a DMA mask of this many bits (`force: false` over dma-direct):
+   * a buffer below the mask maps directly, one above bounces into a pool below the mask.
+   */
+  bypassBits?: number;
+  /** `[kind, a, b, c]`: 0 map (page, len index, dir), 1 unmap (which), 2 sync a live mapping
+   * both ways (which), 3 misuse (which: a sync past its end, or of a mapping already unmapped). */
   steps: [number, number, number, number][];
 }
 
@@ -105,8 +124,40 @@ export interface WindowPart {
   probes: [boolean, number, number, number][];
 }
 
+/** Configuration and steps of the `api` part (the driver's window-iommu API, both paths). */
+export interface ApiPart {
+  part: "api";
+  /** DMA mask width in bits (one of {@link MASK_BITS}). */
+  maskBits: number;
+  /** Windows `[template, a]`: 0 at 2 GiB + cpu, 1 at 2^63, 2 at the top of the bus space, 3
+   * across 2^53, 4 across the DMA mask (all at or above the IOMMU's 2 GiB of IOVAs). */
+  windows: [number, number][];
+  /**
+   * `[kind, window, edge, length/dir index]`: 0 `map`, 1 `mapNumber`, 2 `mapCoherent`, 3 the
+   * direct path's `accepts`, 4 unmap the oldest live mapping, 5 misuse a live mapping (the
+   * wrong unmap kind, a length past it, a bus address no path owns).
+   */
+  steps: [number, number, number, number][];
+}
+
+/** Configuration and steps of the `viommu-bounce` part (swiotlb over the virtio-iommu driver). */
+export interface ViommuBouncePart {
+  part: "viommu-bounce";
+  slots: number;
+  /** `[kind, a, b, c]`: 0 map (page, len index, dir), 1 mapCoherent (page, len index), 2 the
+   * device writes a slot, then sync (which), 3 likewise, then unmap (which), 4 an unmap at a
+   * bus address never mapped (page). */
+  steps: [number, number, number, number][];
+}
+
 /** Input of the `dma-invariants` target. */
-export type DmaInvariantsInput = IommuPart | IovaPart | SwiotlbPart | WindowPart;
+export type DmaInvariantsInput =
+  | IommuPart
+  | IovaPart
+  | SwiotlbPart
+  | WindowPart
+  | ApiPart
+  | ViommuBouncePart;
 
 /** Buffer lengths: non-powers of two spanning more than 32 pages among them. */
 export const IOMMU_LENGTHS = [
@@ -212,7 +263,7 @@ const iovaPart: fc.Arbitrary<IovaPart> = fc.record({
   startPfn: fc.constantFrom(1, 1, 16),
   limitBits: fc.constantFrom(9, 10, 12, 16, 20, 21, 28, 36, 40),
   limitLess: fc.constantFrom(0, 0, 1, 3, 100),
-  steps: fc.array(fc.tuple(fc.constantFrom(0, 0, 0, 1, 2, 3, 4, 5), nat(1023), nat(1023)), {
+  steps: fc.array(fc.tuple(fc.constantFrom(0, 0, 0, 1, 2, 3, 4, 5, 6), nat(1023), nat(1023)), {
     minLength: 1,
     maxLength: 30,
   }),
@@ -221,7 +272,8 @@ const iovaPart: fc.Arbitrary<IovaPart> = fc.record({
 const swiotlbPart: fc.Arbitrary<SwiotlbPart> = fc.record({
   part: fc.constant("swiotlb" as const),
   slots: fc.constantFrom(64, 128, 200, 300, 512),
-  steps: fc.array(fc.tuple(fc.constantFrom(0, 0, 1), nat(1023), nat(1023), nat(2)), {
+  bypassBits: fc.constantFrom(0, 0, 0, 21, 22, 23),
+  steps: fc.array(fc.tuple(fc.constantFrom(0, 0, 0, 1, 2, 3), nat(1023), nat(1023), nat(2)), {
     minLength: 1,
     maxLength: 30,
   }),
@@ -234,6 +286,28 @@ const windowPart: fc.Arbitrary<WindowPart> = fc.record({
     minLength: 1,
     maxLength: 16,
   }),
+}, { noNullPrototype: true });
+
+const apiPart: fc.Arbitrary<ApiPart> = fc.record({
+  part: fc.constant("api" as const),
+  maskBits: fc.constantFrom(...MASK_BITS),
+  windows: fc.array(fc.tuple(nat(4), nat(1023)), { minLength: 1, maxLength: 3 }),
+  steps: fc.array(fc.tuple(fc.constantFrom(0, 0, 1, 1, 2, 3, 4, 5), nat(7), nat(15), nat(63)), {
+    minLength: 1,
+    maxLength: 24,
+  }),
+}, { noNullPrototype: true });
+
+const viommuBouncePart: fc.Arbitrary<ViommuBouncePart> = fc.record({
+  part: fc.constant("viommu-bounce" as const),
+  slots: fc.constantFrom(16, 64, 128),
+  steps: fc.array(
+    fc.tuple(fc.constantFrom(0, 0, 0, 1, 2, 3, 3, 4), nat(1023), nat(1023), nat(255)),
+    {
+      minLength: 1,
+      maxLength: 16,
+    },
+  ),
 }, { noNullPrototype: true });
 
 // ---------------------------------------------------------------------------------- engine seam
@@ -252,6 +326,17 @@ export interface DmaInvariantsEngine {
   Swiotlb: typeof SwiotlbDmaApi;
   /** The device view and window table of the `window` part. */
   newWindows(windows: DmaWindow[]): { space: DmaAddressSpace; table: DmaWindowTable };
+  /** The driver API and device view of the `api` part (window-iommu by default). */
+  newWindowIommu(
+    windows: DmaWindow[],
+    mask: U64,
+  ): { api: ReversibleDmaApi; primary: DirectDmaApi; space: DmaAddressSpace };
+  /** The driver API (swiotlb over the virtio-iommu driver), device view and bounce layer of the
+   * `viommu-bounce` part. */
+  newViommuBounce(
+    memory: GuestMemory,
+    slots: number,
+  ): { api: DmaApi; space: DmaAddressSpace; sw: SwiotlbDmaApi };
 }
 
 /** The real engine. */
@@ -263,6 +348,12 @@ export const REAL_DMA_INVARIANTS_ENGINE: DmaInvariantsEngine = {
     const space = new WindowAddressSpace(windows);
     return { space, table: space.table };
   },
+  newWindowIommu: (windows, mask) => {
+    const mode = createDmaMode("window-iommu", mem(), { windows, mask });
+    const api = mode.api as FallbackDmaApi;
+    return { api, primary: api.primary, space: mode.space };
+  },
+  newViommuBounce: (memory, slots) => realViommuBounce(memory, slots),
 };
 
 let memory: GuestMemory | null = null;
@@ -301,8 +392,20 @@ export const DmaInvariantsInputSchema = z.discriminatedUnion("part", [
     probes: z.array(z.tuple([z.boolean(), n, n, n])),
   }),
   z.strictObject({
+    part: z.literal("viommu-bounce"),
+    slots: z.int().min(1).max(512),
+    steps: z.array(z.tuple([n, n, n, n])),
+  }),
+  z.strictObject({
+    part: z.literal("api"),
+    maskBits: z.int().min(12).max(64),
+    windows: z.array(z.tuple([n, n])).min(1),
+    steps: z.array(z.tuple([n, n, n, n])),
+  }),
+  z.strictObject({
     part: z.literal("swiotlb"),
     slots: z.int().positive().max(4096),
+    bypassBits: z.int().min(0).max(52).optional(),
     steps: z.array(z.tuple([n, n, n, n])),
   }),
 ]);
@@ -636,6 +739,26 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
       // The first storm drawn runs after the other steps (its tree searches move the cached
       // node, after which top-down is owed no more).
       storm ??= [a, b];
+    } else if (kind === 6) {
+      // free / freeFast of a PFN that starts no live range (inside one, a reservation's start,
+      // beyond the limit) find nothing and change nothing (Linux find_iova finds no node; a
+      // reservation is never handed back by a stray free)
+      const pick = b % 3;
+      const from = pick === 0 ? live : reserved;
+      const r = from.length > 0 ? from[a % from.length] : undefined;
+      const pfn = pick === 2 ? limit + (a % 5) : r === undefined ? -1 : r[0] + (pick === 0 ? 1 : 0);
+      if (pfn < 0 || (pick === 0 && r![1] === r![0])) continue;
+      const before = alloc.rangeCount;
+      const fast = a % 2 === 1 && alloc.freeFast !== undefined;
+      const got = fast ? alloc.freeFast!(pfn) : alloc.free(pfn);
+      if (got || alloc.rangeCount !== before) {
+        fail(
+          "iova-invariant",
+          `${fast ? "freeFast" : "free"} of pfn ${hex(pfn)} (${
+            ["inside a live range", "a reservation's start", "beyond the limit"][pick]
+          }) returned ${got}, ranges ${before} -> ${alloc.rangeCount}`,
+        );
+      }
     } else if (kind === 4) {
       // Linux reserve_iova over a range an allocation covers entirely inserts nothing
       // (__adjust_overlap_range, then `goto finish`).
@@ -731,24 +854,74 @@ function rcacheStorm(
 // ---------------------------------------------------------------------------------- swiotlb part
 
 function runSwiotlb(input: SwiotlbPart, engine: DmaInvariantsEngine): void {
-  const memory = mem();
-  const mode = createDmaMode("direct", memory);
+  const bits = input.bypassBits ?? 0;
+  const memory = bits === 0 ? mem() : bypassMem();
+  const poolGpa = bits === 0 ? POOL_GPA : BYPASS_POOL_GPA;
+  const mask = bits === 0 ? -1 : 2 ** bits - 1; // forced: nothing maps directly
+  const mode = createDmaMode("direct", memory, bits === 0 ? {} : { mask });
   const sw = new engine.Swiotlb({
     memory,
-    poolGpa: POOL_GPA,
+    poolGpa,
     poolSize: input.slots * IO_TLB_SIZE,
     inner: mode.api as ConstructorParameters<typeof SwiotlbDmaApi>[0]["inner"],
-    force: true,
+    force: bits === 0,
   });
-  const live: { bus: number; len: number; dir: DmaDirection; idx: number; n: number }[] = [];
+  interface Mapping {
+    bus: number;
+    gpa: number;
+    len: number;
+    dir: DmaDirection;
+    idx: number;
+    n: number;
+    direct: boolean;
+  }
+  const live: Mapping[] = [];
+  let dead: Mapping | null = null; // the last unmapped, while no map since could reuse its slots
+  const where = (m: Mapping) =>
+    `${m.direct ? "direct" : `slot ${m.idx}`} mapping of ${m.len} at ${hex(m.gpa)} (dir ${m.dir}${
+      bits === 0 ? "" : `, ${bits}-bit mask`
+    })`;
+  const bytes = (gpa: number, k: number) => {
+    const b = new Uint8Array(k);
+    memory.read(gpa, b);
+    return b;
+  };
+  const same = (x: Uint8Array, y: Uint8Array) => x.every((v, i) => v === y[i]);
+  const notMapped = (f: () => void): string => {
+    try {
+      f();
+      return "ok";
+    } catch (e) {
+      if (!(e instanceof DmaMapError)) throw e;
+      return e.reason;
+    }
+  };
   for (const [kind, a, b, c] of input.steps) {
     if (kind === 0) {
+      dead = null;
       const len = SWIOTLB_LENGTHS[b % SWIOTLB_LENGTHS.length];
-      const gpa = (a % 512) * 4096 + (b % 7) * 256;
+      const gpa = bits === 0
+        ? (a % 512) * 4096 + (b % 7) * 256
+        : Math.min(BYPASS_BUF_GPA + (a % 1024) * 4096 + (b % 7) * 256, MEM_SIZE - len);
       const dir = (c % 3) as DmaDirection;
       const n = len > 0 ? Math.ceil(len / IO_TLB_SIZE) : 1;
       const stride = len >= 4096 ? 2 : 1;
-      const taken: Range[] = live.map((m): Range => [m.idx, m.idx + m.n - 1]);
+      const taken: Range[] = live.filter((m) => !m.direct)
+        .map((m): Range => [m.idx, m.idx + m.n - 1]);
+      if (gpa + Math.max(len, 1) - 1 <= mask) {
+        // swiotlb as a fallback: a buffer the device can address is not bounced (dma-direct)
+        const used = sw.usedSlots;
+        const bus = sw.map(gpa, len, dir);
+        if (bus !== gpa || sw.usedSlots !== used) {
+          fail(
+            "swiotlb-invariant",
+            `${len} bytes at ${hex(gpa)} below the ${bits}-bit mask: bus ${bus.toString(16)}, ` +
+              `${sw.usedSlots - used} slot(s) taken (expected a direct mapping)`,
+          );
+        }
+        live.push({ bus: gpa, gpa, len, dir, idx: -1, n: 0, direct: true });
+        continue;
+      }
       let bus: number;
       try {
         bus = Number(sw.map(gpa, len, dir));
@@ -780,7 +953,7 @@ function runSwiotlb(input: SwiotlbPart, engine: DmaInvariantsEngine): void {
       if (len > SWIOTLB_MAX_MAPPING) {
         fail("swiotlb-invariant", `${len} bytes mapped above the 256 KiB cap`);
       }
-      const idx = (bus - POOL_GPA) / IO_TLB_SIZE;
+      const idx = (bus - poolGpa) / IO_TLB_SIZE;
       if (!Number.isInteger(idx) || idx < 0 || idx + n > input.slots) {
         fail("swiotlb-invariant", `bus ${hex(bus)} is not a slot start of ${n} slots in the pool`);
       }
@@ -802,22 +975,67 @@ function runSwiotlb(input: SwiotlbPart, engine: DmaInvariantsEngine): void {
       }
       if (len > 0) {
         const k = Math.min(len, 64);
-        const want = new Uint8Array(k), got = new Uint8Array(k);
-        memory.read(gpa, want);
-        memory.read(bus, got);
-        if (want.some((x, i) => x !== got[i])) {
+        if (!same(bytes(gpa, k), bytes(bus, k))) {
           fail("swiotlb-invariant", `slot ${idx} does not hold the buffer's bytes`);
         }
       }
-      live.push({ bus, len, dir, idx, n });
-    } else {
+      live.push({ bus, gpa, len, dir, idx, n, direct: false });
+    } else if (kind === 1) {
       if (live.length === 0) continue;
       const m = live.splice(a % live.length, 1)[0];
       sw.unmap(m.bus, m.len, m.dir);
+      dead = m;
+    } else if (kind === 2) {
+      // Linux swiotlb_sync_single_for_{cpu,device}: slot -> original unless TO_DEVICE,
+      // original -> slot unless FROM_DEVICE (a direct mapping shares its bytes: nothing to copy)
+      if (live.length === 0) continue;
+      const m = live[a % live.length];
+      const k = Math.min(m.len, 64);
+      if (k === 0) continue;
+      const before = bytes(m.gpa, k);
+      const mark = before.map((v, i) => (v + 1 + ((b + i) % 251)) & 255);
+      memory.write(m.bus, mark); // the device wrote the slot
+      sw.syncForCpu(m.bus, m.len, m.dir);
+      const cpu = bytes(m.gpa, k);
+      if (!same(cpu, m.direct || m.dir !== 1 ? mark : before)) {
+        fail("swiotlb-invariant", `syncForCpu of the ${where(m)}: the original is wrong`);
+      }
+      const mark2 = cpu.map((v) => (v + 77) & 255);
+      memory.write(m.gpa, mark2); // the CPU wrote the original
+      sw.syncForDevice(m.bus, m.len, m.dir);
+      if (!same(bytes(m.bus, k), m.direct || m.dir !== 2 ? mark2 : mark)) {
+        fail("swiotlb-invariant", `syncForDevice of the ${where(m)}: the slot is wrong`);
+      }
+    } else {
+      // misuse: a sync past a mapping's end, of a freed slot, or of an address outside the pool
+      const v = b % 3;
+      const m = v === 1 ? dead : live[a % Math.max(live.length, 1)];
+      if (v !== 2 && (m === undefined || m === null || m.len === 0)) continue;
+      const bus = v === 2 ? poolGpa - 4096 : m!.bus;
+      const len = v === 0 ? m!.len + 1 : Math.max(m?.len ?? 1, 1);
+      const dir = (c % 3) as DmaDirection;
+      const got = notMapped(() =>
+        c % 2 === 0 ? sw.syncForCpu(bus, len, dir) : sw.syncForDevice(bus, len, dir)
+      );
+      // forced: every sync must name a live bounce slot; as a fallback, an address outside the
+      // pool is a direct mapping's (nothing to do), one inside it is checked as when forced
+      const expect = (v === 2 ? bits === 0 : !m!.direct) ? "not-mapped" : "ok";
+      const what = ["past the end of", "after the unmap of", "outside the pool, near"][v];
+      if (got !== expect) {
+        fail(
+          "swiotlb-invariant",
+          `a sync of ${len} bytes at ${hex(bus)} ${what} ${m ? where(m) : "the pool"}: ${got}`,
+        );
+      }
     }
   }
   for (const m of live) sw.unmap(m.bus, m.len, m.dir);
 }
+
+const BYPASS_POOL_GPA = 0x10_0000; // 1 MiB: below every fallback mask drawn (2^21 and up)
+const BYPASS_BUF_GPA = 0x20_0000; // buffers from 2 MiB: below and above the mask
+let bypassMemory: GuestMemory | null = null;
+const bypassMem = (): GuestMemory => (bypassMemory ??= GuestMemory.flat(MEM_SIZE));
 
 // ---------------------------------------------------------------------------------- window part
 
@@ -912,6 +1130,367 @@ function runWindow(input: WindowPart, engine: DmaInvariantsEngine): void {
   }
 }
 
+// ---------------------------------------------------------------------------------- api part
+
+interface ApiLive {
+  bus: number | bigint;
+  gpa: number;
+  len: number;
+  dir: DmaDirection;
+  coherent: boolean;
+  direct: boolean;
+}
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const API_NOWHERE = 2n ** 62n + 4096n; // below every window template, above every IOVA
+
+/**
+ * The `api` part: window-iommu's driver API (Linux alpha `pci_map_single_1`: dma-direct through
+ * `dma-ranges` windows when the buffer fits below the mask, else the strict dma-iommu) against a
+ * reference of dma-direct (`translate_phys_to_dma` over the first window holding the GPA, then
+ * `dma_capable` against the mask) and the device view. Oracles: `dma-view` (the path and bus
+ * address the reference predicts from `map`, `mapNumber` (-1 exactly when the window bus address
+ * does not fit a safe integer) and `mapCoherent`; `accepts` agrees; `busToGpa` and the device's
+ * translation give the GPA back; a direction the IOMMU mapping forbids faults with
+ * `permission`; after unmap a window address still reverses, an IOVA faults `unmapped`) and
+ * `fault-reason` (unmapping with the wrong kind, past the mapping's end or at a bus address no
+ * path owns throws `not-mapped` and leaves the mapping live).
+ */
+function runApi(input: ApiPart, engine: DmaInvariantsEngine): void {
+  const mask = input.maskBits === 64 ? U64_TOP - 1n : 2n ** BigInt(input.maskBits) - 1n;
+  // windows whose CPU and bus ranges overlap no earlier one (one meaning per address)
+  const ref: { cpu: number; bus: bigint; size: number }[] = [];
+  for (const [t, a] of input.windows) {
+    const size = 2 ** (12 + (a % 20)) + (a % 3 === 2 ? 4096 : 0);
+    const cpu = (a % 64) * 2 ** 20;
+    const bus = t % 5 === 0
+      ? 2n ** 31n + BigInt(cpu)
+      : t % 5 === 1
+      ? 2n ** 63n + BigInt(a) * 4096n
+      : t % 5 === 2
+      ? U64_TOP - BigInt(size)
+      : t % 5 === 3
+      ? 2n ** 53n - BigInt(size / 2)
+      : [mask + 1n - BigInt(size / 2), 2n ** 31n, U64_TOP - BigInt(size)].sort((x, y) =>
+        x < y ? -1 : x > y ? 1 : 0
+      )[1]; // the middle one: across the mask, at or above 2 GiB, below 2^64
+    const clash = ref.some((r) =>
+      (cpu < r.cpu + r.size && r.cpu < cpu + size) ||
+      (bus < r.bus + BigInt(r.size) && r.bus < bus + BigInt(size))
+    );
+    if (!clash) ref.push({ cpu, bus, size });
+  }
+  const wins: DmaWindow[] = ref.map((r) => ({
+    cpuStart: r.cpu,
+    busStart: canon(r.bus),
+    size: r.size,
+  }));
+  const { api, primary, space } = engine.newWindowIommu(wins, canon(mask));
+  const sgLimit = mask < 0x7fff_ffffn ? Number(mask) : 0x7fff_ffff;
+  // dma-direct's answer: the bus address, or why it refuses
+  const direct = (gpa: number, len: number): bigint | "window" | "mask" => {
+    const w = ref.find((r) => gpa >= r.cpu && gpa < r.cpu + r.size);
+    if (w === undefined || gpa - w.cpu + len > w.size) return "window";
+    const bus = w.bus + BigInt(gpa - w.cpu);
+    return bus + BigInt(len - 1) > mask ? "mask" : bus;
+  };
+  const out = new DmaTranslation();
+  const access = (dir: DmaDirection) => (dir === 2 ? DMA_ACCESS_WRITE : DMA_ACCESS_READ);
+  const where = (m: ApiLive) =>
+    `${m.direct ? "window" : "IOMMU"} mapping of ${m.len} at GPA ${hex(m.gpa)} (bus ${
+      m.bus.toString(16)
+    }, dir ${m.dir}${m.coherent ? ", coherent" : ""})`;
+  const translates = (m: ApiLive, acc: number): string => {
+    try {
+      space.translate(m.bus, m.len, acc, out);
+      return out.gpa === m.gpa && out.length > 0 && out.length <= m.len
+        ? "ok"
+        : `ok:${hex(out.gpa)}+${out.length}`;
+    } catch (e) {
+      if (!(e instanceof DmaFault)) throw e;
+      return e.reason;
+    }
+  };
+  const check = (m: ApiLive, what: string) => {
+    if (api.busToGpa(m.bus) !== m.gpa) {
+      fail("dma-view", `${what}: busToGpa of the ${where(m)} gave ${api.busToGpa(m.bus)}`);
+    }
+    const got = translates(m, access(m.dir));
+    if (got !== "ok") fail("dma-view", `${what}: the device reaching the ${where(m)} got ${got}`);
+    if (!m.direct && m.dir !== 0) {
+      const wrong = translates(m, m.dir === 1 ? DMA_ACCESS_WRITE : DMA_ACCESS_READ);
+      if (wrong !== "permission") {
+        fail("fault-reason", `${what}: forbidden access to the ${where(m)}: ${wrong}`);
+      }
+    }
+  };
+  const live: ApiLive[] = [];
+  for (const [kind, wi, edge, x] of input.steps) {
+    const w = ref[wi % ref.length];
+    const len = WINDOW_LENGTHS[x % WINDOW_LENGTHS.length];
+    const dir = (kind === 2 ? 0 : (x >> 3) % 3) as DmaDirection;
+    const gpas = [
+      w.cpu,
+      w.cpu + w.size - len,
+      w.cpu + w.size - len + 1,
+      w.cpu - 1,
+      w.cpu + w.size,
+      w.cpu + (w.size >> 1),
+      w.cpu + 4096 - (len >> 1),
+      // the buffer straddles the DMA mask (dma_capable checks the last byte, not the first)
+      w.bus <= mask && mask - w.bus < BigInt(w.size)
+        ? w.cpu + Number(mask - w.bus) - (len >> 1)
+        : w.cpu,
+    ];
+    const gpa = gpas[edge % gpas.length];
+    if (gpa < 0) continue;
+    const want = direct(gpa, len);
+    const what = `${["map", "mapNumber", "mapCoherent", "accepts", "unmap", "misuse"][kind]}(${
+      hex(gpa)
+    }, ${len}), mask ${input.maskBits} bits`;
+    if (kind <= 2) {
+      let bus: number | bigint;
+      try {
+        if (kind === 1) {
+          const n = api.mapNumber!(gpa, len, dir);
+          const fits = typeof want === "bigint" && want + BigInt(len) <= MAX_SAFE;
+          if (typeof want === "bigint" && (n === -1) === fits) {
+            fail("dma-view", `${what}: ${n} for window bus 0x${want.toString(16)}`);
+          }
+          bus = n >= 0 ? n : api.map(gpa, len, dir); // -1: nothing mapped, `map` takes over
+        } else bus = kind === 2 ? api.mapCoherent(gpa, len) : api.map(gpa, len, dir);
+      } catch (e) {
+        // the fallback IOMMU has at most 2 GiB of IOVAs below the mask
+        if (typeof want !== "bigint" && e instanceof DmaMapError && e.reason === "iova-exhausted") {
+          continue;
+        }
+        return fail("dma-view", `${what}: threw ${e}`, e);
+      }
+      if (
+        typeof want === "bigint" ? bus !== canon(want) : !(typeof bus === "number" &&
+          bus >= 4096 && bus + len - 1 <= sgLimit && bus % 4096 === gpa % 4096)
+      ) {
+        fail(
+          "dma-view",
+          `${what}: bus ${bus.toString(16)}, expected ${
+            typeof want === "bigint" ? `window bus ${want.toString(16)}` : `an IOVA (${want})`
+          }`,
+        );
+      }
+      const m = { bus, gpa, len, dir, coherent: kind === 2, direct: typeof want === "bigint" };
+      check(m, what);
+      live.push(m);
+    } else if (kind === 3) {
+      if (primary.accepts(gpa, len) !== (typeof want === "bigint")) {
+        fail("dma-view", `${what}: accepts says ${primary.accepts(gpa, len)}, reference ${want}`);
+      }
+    } else if (kind === 4) {
+      const m = live.shift();
+      if (m === undefined) continue;
+      if (m.coherent) api.unmapCoherent(m.bus, m.len);
+      else {
+        api.syncForCpu(m.bus, m.len, m.dir);
+        api.syncForDevice(m.bus, m.len, m.dir);
+        api.unmap(m.bus, m.len, m.dir);
+      }
+      if (m.direct) check(m, `${what} after unmap`); // dma-direct: windows are static
+      else {
+        const g = api.busToGpa(m.bus);
+        const t = translates(m, access(m.dir));
+        if (g !== -1 || t !== "unmapped") {
+          fail("dma-view", `unmapped ${where(m)}: busToGpa ${g}, device ${t}`);
+        }
+      }
+    } else {
+      if (live.length === 0) continue;
+      const m = live[wi % live.length];
+      const v = edge % 3;
+      const [bus, l] = v === 2 ? [API_NOWHERE, 1] : [m.bus, v === 1 ? m.len + 2 ** 20 : m.len];
+      let got = "ok";
+      try {
+        if (v === 0 ? !m.coherent : m.coherent) api.unmapCoherent(bus, l);
+        else api.unmap(bus, l, m.dir);
+      } catch (e) {
+        if (!(e instanceof DmaMapError)) throw e;
+        got = e.reason;
+      }
+      // dma-direct tracks nothing (unmap is a no-op); a bus address no path owns, never mapped
+      const expect = m.direct && v !== 2 ? "ok" : "not-mapped";
+      const kindName = ["wrong-kind unmap", "unmap past the end", "unmap at 2^62+4096"][v];
+      if (got !== expect) fail("fault-reason", `${kindName} of the ${where(m)}: ${got}`);
+      if (v === 2 && api.busToGpa(API_NOWHERE) !== -1) {
+        fail("dma-view", `busToGpa(2^62+4096) = ${api.busToGpa(API_NOWHERE)}, mapped nowhere`);
+      }
+      check(m, `after the ${kindName}`);
+    }
+  }
+}
+
+// ------------------------------------------------------------------------- viommu-bounce part
+
+/**
+ * The `viommu-bounce` part: swiotlb bouncing over the virtio-iommu driver (a confidential guest
+ * with a paravirtual IOMMU: Linux bounces into shared memory, then maps the slot with
+ * virtio-iommu MAP requests), composed by `assembleDma` as the platform resolver composes it.
+ * The virtio-iommu driver keeps no reverse map, so the assembly remembers each live mapping for
+ * swiotlb. Oracles (`swiotlb-invariant`): the device reaches, at the bus address, the slot that
+ * holds the buffer's bytes; a slot the device wrote is copied back by `syncForCpu` and by the
+ * unmap of a mapping the device may write (not of a `DMA_TO_DEVICE` one); an interior bus address
+ * of a live mapping reverses to the slot byte; after unmap the address reverses to nothing and
+ * the device faults; an unmap at a bus address never mapped throws `not-mapped`.
+ */
+function runViommuBounce(input: ViommuBouncePart, engine: DmaInvariantsEngine): void {
+  const memory = (vbMemory ??= GuestMemory.flat(VB_MEM)); // every byte read is written first
+  const { api, space, sw } = engine.newViommuBounce(memory, input.slots);
+  const out = new DmaTranslation();
+  interface M {
+    bus: number;
+    gpa: number;
+    len: number;
+    dir: DmaDirection;
+    coherent: boolean;
+  }
+  const live: M[] = [];
+  const bytes = (gpa: number, k: number) => {
+    const b = new Uint8Array(k);
+    memory.read(gpa, b);
+    return b;
+  };
+  const same = (x: Uint8Array, y: Uint8Array) => x.every((v, i) => v === y[i]);
+  const slotOf = (m: M, what: string): number => {
+    try {
+      space.translate(m.bus, m.len, m.dir === 2 ? DMA_ACCESS_WRITE : DMA_ACCESS_READ, out);
+    } catch (e) {
+      if (!(e instanceof DmaFault)) throw e;
+      return fail("swiotlb-invariant", `${what}: the device faults ${e.reason} at the mapping`);
+    }
+    return out.gpa;
+  };
+  for (const [kind, a, b, c] of input.steps) {
+    const desc = (m: M) =>
+      `${m.coherent ? "coherent" : `dir ${m.dir}`} mapping of ${m.len} at ${hex(m.gpa)}`;
+    if (kind === 0 || kind === 1) {
+      const len = VB_LENGTHS[b % VB_LENGTHS.length];
+      const coherent = kind === 1;
+      const gpa = coherent ? VB_COHERENT + (a % 64) * 4096 : (a % 512) * 4096 + (b % 9) * 200;
+      const dir = (coherent ? 0 : c % 3) as DmaDirection;
+      // the original's bytes: a pattern of this step
+      memory.write(gpa, Uint8Array.from({ length: len }, (_, i) => (a + b + i * 7) & 255));
+      let bus: number;
+      try {
+        bus = Number(coherent ? api.mapCoherent(gpa, len) : api.map(gpa, len, dir));
+      } catch (e) {
+        if (e instanceof DmaMapError && e.reason === "pool-exhausted" && !coherent) continue;
+        throw e;
+      }
+      const m: M = { bus, gpa, len, dir, coherent };
+      const slot = slotOf(m, `map of the ${desc(m)}`);
+      const inPool = slot >= VB_POOL && slot + len <= VB_POOL + input.slots * IO_TLB_SIZE;
+      if (coherent ? slot !== gpa : !inPool || !same(bytes(slot, len), bytes(gpa, len))) {
+        fail(
+          "swiotlb-invariant",
+          `the ${desc(m)}: the device reaches ${hex(slot)}, ${
+            coherent ? "not the buffer (coherent memory is shared)" : "not a slot with its bytes"
+          }`,
+        );
+      }
+      if (!coherent && len > 1) {
+        const mid = len >> 1;
+        if (sw.busToGpa(bus + mid) !== slot + mid) {
+          fail("swiotlb-invariant", `busToGpa of byte ${mid} of the ${desc(m)}`);
+        }
+      }
+      live.push(m);
+    } else if (kind === 2 || kind === 3) {
+      // the device writes the slot; then a sync (2) or the unmap (3) of the mapping
+      if (live.length === 0) continue;
+      const i = a % live.length;
+      const m = live[i];
+      const slot = slotOf(m, `the ${desc(m)} before ${kind === 2 ? "a sync" : "its unmap"}`);
+      const mark = Uint8Array.from({ length: m.len }, (_, k) => (c + 3 + k * 11) & 255);
+      const before = bytes(m.gpa, m.len);
+      memory.write(slot, mark);
+      if (kind === 2) {
+        if (m.coherent) continue;
+        api.syncForCpu(m.bus, m.len, m.dir);
+        api.syncForDevice(m.bus, m.len, m.dir);
+      } else {
+        live.splice(i, 1);
+        if (m.coherent) api.unmapCoherent(m.bus, m.len);
+        else api.unmap(m.bus, m.len, m.dir);
+        if (sw.busToGpa(m.bus) !== -1) {
+          fail("swiotlb-invariant", `the unmapped ${desc(m)} still reverses`);
+        }
+        let faulted = false;
+        try {
+          space.translate(m.bus, 1, DMA_ACCESS_READ, out);
+        } catch (e) {
+          if (!(e instanceof DmaFault)) throw e;
+          faulted = true;
+        }
+        if (!faulted && !m.coherent) {
+          fail("swiotlb-invariant", `the device still reaches the unmapped ${desc(m)}`);
+        }
+      }
+      const want = m.coherent || m.dir !== 1 ? mark : before;
+      if (!same(bytes(m.gpa, m.len), want)) {
+        fail(
+          "swiotlb-invariant",
+          `after the device wrote the slot and ${kind === 2 ? "a sync" : "the unmap"}, the ` +
+            `original of the ${desc(m)} ${want === mark ? "lacks" : "has"} the device's bytes`,
+        );
+      }
+    } else {
+      // an unmap at a bus address never mapped (a page of IOVA space no mapping touches)
+      const bus = 0x3000_0000 + (a % 64) * 4096;
+      if (live.some((m) => bus < m.bus + m.len + 4096 && m.bus < bus + 4096)) continue;
+      let got = "ok";
+      try {
+        api.unmap(bus, 64, 0);
+      } catch (e) {
+        if (!(e instanceof DmaMapError)) throw e;
+        got = e.reason;
+      }
+      if (got !== "not-mapped") {
+        fail("swiotlb-invariant", `unmap at never-mapped bus ${hex(bus)}: ${got}`);
+      }
+    }
+  }
+  for (const m of live) {
+    if (m.coherent) api.unmapCoherent(m.bus, m.len);
+    else api.unmap(m.bus, m.len, m.dir);
+  }
+}
+
+const VB_MEM = 8 * 1024 * 1024;
+let vbMemory: GuestMemory | null = null;
+const VB_POOL = 4 * 1024 * 1024; // the shared bounce pool
+const VB_COHERENT = 6 * 1024 * 1024; // coherent (ring) memory, mapped without bouncing
+const VB_STAGING = 7 * 1024 * 1024; // the virtio-iommu driver's staging area
+const VB_LENGTHS = [1, 64, 2047, 2048, 2049, 4095, 4096, 4097, 9000];
+
+/**
+ * The `viommu-bounce` views (see {@link DmaInvariantsEngine.newViommuBounce}) built by `assemble`
+ * (the real `assembleDma` by default; a planted copy in tests).
+ */
+export function viommuBounceWith(
+  assemble: typeof assembleDma = assembleDma,
+): DmaInvariantsEngine["newViommuBounce"] {
+  return (memory, slots) => realViommuBounce(memory, slots, assemble);
+}
+
+function realViommuBounce(memory: GuestMemory, slots: number, assemble = assembleDma) {
+  const stack = createViommuStack({ memory, stagingGpa: VB_STAGING, transport: "direct" });
+  const a = assemble(memory, {
+    driver: [
+      { kind: "bounce", name: "swiotlb", poolGpa: VB_POOL, poolSize: slots * IO_TLB_SIZE },
+      { kind: "api", make: () => stack.api },
+    ],
+    device: [{ kind: "space", make: () => stack.space }],
+  });
+  return { api: a.api, space: a.space, sw: a.bounce! };
+}
+
 // ---------------------------------------------------------------------------------- target
 
 /** Planted bugs (each a realistic engine bug of one oracle's class, built outside `src/`). */
@@ -920,6 +1499,8 @@ export const DMA_INVARIANTS_FAULTS = [
   "iova-limit-inclusive",
   "iommu-32bit-bus",
   "map-ignores-direction",
+  "window-ignores-mask",
+  "map-number-rounds",
 ] as const;
 
 function plantedEngine(fault: string): DmaInvariantsEngine {
@@ -964,6 +1545,26 @@ function plantedEngine(fault: string): DmaInvariantsEngine {
           space,
         }),
       };
+    case "window-ignores-mask": // dma-direct's window path without dma_capable()
+      return {
+        ...REAL_DMA_INVARIANTS_ENGINE,
+        newWindowIommu: (windows) => REAL_DMA_INVARIANTS_ENGINE.newWindowIommu(windows, U64_MAX),
+      };
+    case "map-number-rounds": // a bus address >= 2^53 returned as a rounded number, not -1
+      return {
+        ...REAL_DMA_INVARIANTS_ENGINE,
+        newWindowIommu: (windows, mask) => {
+          const r = REAL_DMA_INVARIANTS_ENGINE.newWindowIommu(windows, mask);
+          const api = r.api;
+          return {
+            ...r,
+            api: Object.assign(Object.create(api), {
+              mapNumber: (gpa: number, len: number, dir: DmaDirection) =>
+                Number(api.map(gpa, len, dir)),
+            }) as ReversibleDmaApi,
+          };
+        },
+      };
     default:
       throw new Error(`unknown planted fault ${fault}`);
   }
@@ -979,13 +1580,24 @@ export function makeDmaInvariantsTarget(
   return {
     name: "dma-invariants",
     description:
-      "IOVA allocator, dma-iommu and swiotlb against Linux invariants and a reference translation (64-bit masks, non-power-of-2 sizes, aliasing probes, fault reasons)",
+      "IOVA allocator, dma-iommu, swiotlb (forced and fallback), window-iommu's API and swiotlb over virtio-iommu against Linux invariants and a reference translation (64-bit masks, non-power-of-2 sizes, aliasing probes, fault reasons, misuse)",
     arbitrary: () =>
-      fc.oneof(iommuPart, iovaPart, swiotlbPart, windowPart) as fc.Arbitrary<DmaInvariantsInput>,
+      fc.oneof(
+        // the iommu part keeps the share of runs it had before the api and viommu-bounce parts
+        // (its probes kill mutants the 20 s kill tests replay); viommu-bounce costs ~10x a run
+        { arbitrary: iommuPart, weight: 4 },
+        { arbitrary: iovaPart, weight: 3 },
+        { arbitrary: swiotlbPart, weight: 3 },
+        { arbitrary: windowPart, weight: 2 },
+        { arbitrary: apiPart, weight: 3 },
+        { arbitrary: viommuBouncePart, weight: 1 },
+      ) as fc.Arbitrary<DmaInvariantsInput>,
     run(input) {
       if (input.part === "iommu") runIommu(input, engine);
       else if (input.part === "iova") runIova(input, engine);
       else if (input.part === "window") runWindow(input, engine);
+      else if (input.part === "api") runApi(input, engine);
+      else if (input.part === "viommu-bounce") runViommuBounce(input, engine);
       else runSwiotlb(input, engine);
     },
     encode: (input) => input,

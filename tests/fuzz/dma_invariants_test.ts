@@ -1,18 +1,27 @@
 /**
  * `dma-invariants` fires on engine bugs planted in a copy of the engine's own source (not
  * wrappers written beside the oracle): a swiotlb that forgets page alignment for mappings of
- * 4 KiB and more, and an IOVA allocator that size-aligns only powers of two.
+ * 4 KiB and more, an IOVA allocator that size-aligns only powers of two, and (the `api` part)
+ * a dma-direct window path, a fallback and a dma-iommu unmap each missing one check.
  * @module
  */
 
 import fc from "fast-check";
 import { assert, assertEquals } from "@std/assert";
 import {
+  type DmaInvariantsEngine,
   dmaInvariantsTarget,
   makeDmaInvariantsTarget,
   REAL_DMA_INVARIANTS_ENGINE,
+  viommuBounceWith,
 } from "../../fuzz/targets/dma_invariants.ts";
-import type { IovaAllocator, SwiotlbDmaApi } from "../../src/dma/mod.ts";
+import {
+  createDmaMode,
+  FallbackDmaApi,
+  type IovaAllocator,
+  type SwiotlbDmaApi,
+} from "../../src/dma/mod.ts";
+import { GuestMemory, type U64 } from "../../src/memory/mod.ts";
 
 const SRC = new URL("../../src/dma/", import.meta.url);
 
@@ -95,3 +104,140 @@ for (
     assert(f !== null && f.includes("fault-reason") && f.includes("window"), String(f));
   });
 }
+
+// The `api` part (window-iommu's driver API), on bugs planted in copies of the engine's
+// direct_api.ts, fallback_api.ts and iommu_api.ts, composed as createDmaMode composes them.
+function windowIommuEngine(
+  make: (
+    mode: ReturnType<typeof createDmaMode>,
+    real: FallbackDmaApi,
+    sgMask: U64,
+  ) => FallbackDmaApi,
+): DmaInvariantsEngine {
+  return {
+    ...REAL_DMA_INVARIANTS_ENGINE,
+    newWindowIommu: (windows, mask) => {
+      const mode = createDmaMode("window-iommu", GuestMemory.flat(8 << 20), { windows, mask });
+      const sgMask = BigInt(mask) > 0x7fff_ffffn ? 0x7fff_ffff : mask;
+      const api = make(mode, mode.api as FallbackDmaApi, sgMask);
+      return { api, primary: api.primary, space: mode.space };
+    },
+  };
+}
+
+Deno.test("dma-invariants: a window path checking the mask on the first byte only is caught", async () => {
+  const m = await importPlanted(
+    "direct_api.ts",
+    "return !(bus + (length > 0 ? length - 1 : 0) > this.#limitNum);",
+    "return !(bus > this.#limitNum);",
+  );
+  const target = makeDmaInvariantsTarget(windowIommuEngine((_mode, real, _sg) =>
+    new FallbackDmaApi(
+      new m.DirectDmaApi({ mask: real.primary.limit, windows: real.primary.windows!, name: "w" }),
+      real.secondary,
+    )
+  ));
+  const f = firstFailure(target);
+  assert(f !== null && f.includes("dma-view") && f.includes("mask"), String(f));
+});
+
+Deno.test("dma-invariants: a fallback that owns every number bus address is caught", async () => {
+  const m = await importPlanted(
+    "fallback_api.ts",
+    "return this.primary.busToGpa(bus) >= 0;",
+    'return typeof bus !== "number";',
+  );
+  const target = makeDmaInvariantsTarget(
+    windowIommuEngine((_mode, real) => new m.FallbackDmaApi(real.primary, real.secondary)),
+  );
+  const f = firstFailure(target);
+  // a window unmap sent to the IOMMU, or an unowned bus address taken for a window's
+  assert(f !== null && (f.includes("not-mapped") || f.includes("fault-reason")), String(f));
+});
+
+Deno.test("dma-invariants: dma-iommu unmapping a coherent mapping as streaming is caught", async () => {
+  const m = await importPlanted(
+    "iommu_api.ts",
+    "if ((b & FLAG_COHERENT) !== coherent) {",
+    "if (false) {",
+  );
+  const target = makeDmaInvariantsTarget(
+    windowIommuEngine((mode, real, sgMask) =>
+      new FallbackDmaApi(
+        real.primary,
+        new m.IommuDmaApi({ iommu: mode.iommu!, domain: mode.domain!, mask: sgMask }),
+      )
+    ),
+  );
+  const f = firstFailure(target);
+  assert(f !== null && f.includes("fault-reason") && f.includes("wrong-kind"), String(f));
+});
+
+for (const fault of ["window-ignores-mask", "map-number-rounds"]) {
+  Deno.test(`dma-invariants: planted ${fault} is caught by the api part`, () => {
+    const f = firstFailure(dmaInvariantsTarget.withPlantedFault!(fault));
+    assert(f !== null && f.includes("dma-view"), String(f));
+  });
+}
+
+// The swiotlb part's syncs, misuse and fallback regime (`force: false`), on planted copies.
+for (
+  const [name, find, replace, expect] of [
+    [
+      "a syncForCpu that copies a TO_DEVICE slot back",
+      "if (slotGpa >= 0 && dir !== 1) this.#copyBack(slotGpa, this.#syncOrig, length);",
+      "if (slotGpa >= 0) this.#copyBack(slotGpa, this.#syncOrig, length);",
+      "syncForCpu",
+    ],
+    [
+      "a sync that may run past the mapping's end",
+      "if (length > left) {",
+      "if (false) {",
+      "past the end",
+    ],
+    [
+      "a fallback swiotlb that bounces only window refusals, not mask ones",
+      '(e.reason !== "mask" && e.reason !== "window")) throw e;',
+      'e.reason !== "window") throw e;',
+      "mask",
+    ],
+  ]
+) {
+  Deno.test(`dma-invariants: ${name} is caught`, async () => {
+    const m = await importPlanted("swiotlb.ts", find, replace);
+    const target = makeDmaInvariantsTarget({
+      ...REAL_DMA_INVARIANTS_ENGINE,
+      Swiotlb: m.SwiotlbDmaApi as typeof SwiotlbDmaApi,
+    });
+    const f = firstFailure(target);
+    assert(f !== null && f.includes(expect), String(f));
+  });
+}
+
+Deno.test("dma-invariants: an allocator whose free hands back a reservation is caught", async () => {
+  const m = await importPlanted(
+    "iova_allocator.ts",
+    "return i >= 0 && this.#r[o + F_LO] === pfn && this.#r[o + F_KIND] === LIVE ? i : -1;",
+    "return i >= 0 && this.#r[o + F_LO] === pfn ? i : -1;",
+  );
+  const target = makeDmaInvariantsTarget({
+    ...REAL_DMA_INVARIANTS_ENGINE,
+    newAllocator: (startPfn) => new m.IovaAllocator({ startPfn }) as IovaAllocator,
+  });
+  const f = firstFailure(target);
+  assert(f !== null && f.includes("iova-invariant"), String(f));
+});
+
+Deno.test("dma-invariants: an assembly that forgets an unmapped bounce slot over virtio-iommu is caught", async () => {
+  const m = await importPlanted(
+    "assembly.ts",
+    "this.inner.unmap(bus, length, dir);\n    this.#live.delete(bus);",
+    "this.inner.unmap(bus, length, dir);",
+  );
+  const target = makeDmaInvariantsTarget({
+    ...REAL_DMA_INVARIANTS_ENGINE,
+    newViommuBounce: viommuBounceWith(m.assembleDma),
+  });
+  const f = firstFailure(target);
+  assert(f !== null && f.includes("swiotlb-invariant") && f.includes("reverses"), String(f));
+});

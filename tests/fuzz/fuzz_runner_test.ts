@@ -38,6 +38,7 @@ import { mergeMain } from "../../fuzz/merge.ts";
 import {
   coverageTable,
   estimateUnloaded,
+  NOT_ENGINE,
   parseLcov,
   summarizeCoverage,
   unreachedCodes,
@@ -848,6 +849,22 @@ Deno.test("coverage: lcov parsing, the src/virtio + src/dma table, unreached cod
     "src/virtio/queue.ts   90.0%   75.0%",
     "total                 90.9%   75.0%",
   ]);
+  // a file that is not engine code is listed with its reason and left out of the totals
+  const nc = coverageTable(
+    files,
+    "/r",
+    ["src/virtio/", "src/dma/"],
+    [],
+    new Map([
+      ["src/dma/errors.ts", "not engine"],
+    ]),
+  );
+  assertEquals(nc.linePct, 90);
+  assertEquals(
+    nc.text.split("\n")[1],
+    "src/dma/errors.ts    100.0%     -    not in the totals: not engine",
+  );
+  assertEquals(NOT_ENGINE.has("src/virtio/ring_builder.ts"), true);
   const missing = unreachedCodes(["QUEUE_SIZE_INVALID", "DMA_FAULT(wrap)", "NOT_A_CODE"]);
   assert(!missing.includes("QUEUE_SIZE_INVALID") && !missing.includes("DMA_FAULT(wrap)"));
   assert(missing.includes("RING_MISALIGNED") && missing.includes("DMA_MAP_ERROR(transport)"));
