@@ -392,3 +392,59 @@ export function formatJunit(report: FuzzReport): string {
   out.push(`  </testsuite>`, `</testsuites>`, "");
   return out.join("\n");
 }
+
+/**
+ * The campaigns of `reports` in order, each once: a campaign whose `keyOf` was already seen is a
+ * {@link ReportError} naming both files, with `duplicate(key, otherFile)` as the message.
+ */
+export function collectCampaigns(
+  reports: readonly { file: string; report: FuzzReport }[],
+  keyOf: (c: CampaignInfo) => string,
+  duplicate: (key: string, otherFile: string) => string,
+): CampaignInfo[] {
+  const seen = new Map<string, string>();
+  const campaigns: CampaignInfo[] = [];
+  for (const { file, report } of reports) {
+    for (const c of report.campaigns) {
+      const key = keyOf(c);
+      const other = seen.get(key);
+      if (other !== undefined) throw new ReportError(file, duplicate(key, other));
+      seen.set(key, file);
+      campaigns.push(c);
+    }
+  }
+  return campaigns;
+}
+
+/**
+ * Adds line `t` to `m`, the merged line of the same target: units, runs and seconds summed (the
+ * rate recomputed), error codes united, crash texts joined, failures de-duplicated by signature.
+ */
+export function addTargetReport(m: TargetReport, t: TargetReport): void {
+  m.units += t.units;
+  m.runs += t.runs;
+  m.seconds += t.seconds;
+  m.runsPerSecond = rate(m.runs, m.seconds);
+  m.errorCodes = sortedUnion([m.errorCodes, t.errorCodes]);
+  if (t.crash !== undefined) {
+    m.crash = m.crash === undefined ? t.crash : `${m.crash}\n${t.crash}`;
+  }
+  for (const f of t.failures) {
+    if (!m.failures.some((g) => g.signature.hash === f.signature.hash)) m.failures.push(f);
+  }
+}
+
+/** The merged report: `first`'s versions, `campaigns`, and the merged lines sorted by target. */
+export function mergedReport(
+  first: FuzzReport,
+  campaigns: CampaignInfo[],
+  lines: Iterable<TargetReport>,
+): FuzzReport {
+  return withTotals({
+    format: REPORT_FORMAT,
+    fastCheckVersion: first.fastCheckVersion,
+    denoVersion: first.denoVersion,
+    campaigns,
+    targets: [...lines].sort((a, b) => a.target.localeCompare(b.target)),
+  });
+}

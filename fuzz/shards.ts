@@ -7,14 +7,13 @@
 
 import { planShard } from "./plan.ts";
 import {
-  type CampaignInfo,
+  addTargetReport,
+  collectCampaigns,
   type FuzzReport,
+  mergedReport,
   rate,
-  REPORT_FORMAT,
   ReportError,
-  sortedUnion,
   type TargetReport,
-  withTotals,
 } from "./report.ts";
 
 /**
@@ -113,30 +112,20 @@ export function checkShardPartition(
 export function mergeReports(reports: readonly { file: string; report: FuzzReport }[]): FuzzReport {
   if (reports.length === 0) throw new ReportError("(none)", "no reports to merge");
   checkShardPartition(reports);
-  const seen = new Map<string, string>();
-  const campaigns: CampaignInfo[] = [];
+  const campaigns = collectCampaigns(
+    reports,
+    (c) => `seed ${c.seed} shard ${c.shard.index}/${c.shard.count}`,
+    (key, other) => `${key} is already in ${other}. Fix: pass each shard once`,
+  );
   const by = new Map<string, TargetReport>();
-  for (const { file, report } of reports) {
-    for (const c of report.campaigns) {
-      const key = `seed ${c.seed} shard ${c.shard.index}/${c.shard.count}`;
-      const other = seen.get(key);
-      if (other !== undefined) {
-        throw new ReportError(file, `${key} is already in ${other}. Fix: pass each shard once`);
-      }
-      seen.set(key, file);
-      campaigns.push(c);
-    }
+  for (const { report } of reports) {
     for (const t of report.targets) {
       const m = by.get(t.target);
       if (m === undefined) {
         by.set(t.target, structuredClone(t));
         continue;
       }
-      m.units += t.units;
-      m.runs += t.runs;
-      m.seconds += t.seconds;
-      m.runsPerSecond = rate(m.runs, m.seconds);
-      m.errorCodes = sortedUnion([m.errorCodes, t.errorCodes]);
+      addTargetReport(m, t);
       if (t.slices !== undefined) {
         m.slices = [...(m.slices ?? []), ...t.slices].sort((a, b) => a.slice - b.slice);
       }
@@ -145,19 +134,7 @@ export function mergeReports(reports: readonly { file: string; report: FuzzRepor
         m.work.count += t.work.count;
       }
       if (m.work !== undefined) m.work.perSecond = rate(m.work.count, m.seconds);
-      if (t.crash !== undefined) {
-        m.crash = m.crash === undefined ? t.crash : `${m.crash}\n${t.crash}`;
-      }
-      for (const f of t.failures) {
-        if (!m.failures.some((g) => g.signature.hash === f.signature.hash)) m.failures.push(f);
-      }
     }
   }
-  return withTotals({
-    format: REPORT_FORMAT,
-    fastCheckVersion: reports[0].report.fastCheckVersion,
-    denoVersion: reports[0].report.denoVersion,
-    campaigns,
-    targets: [...by.values()].sort((a, b) => a.target.localeCompare(b.target)),
-  });
+  return mergedReport(reports[0].report, campaigns, by.values());
 }

@@ -8,14 +8,12 @@
  */
 
 import {
-  type CampaignInfo,
+  addTargetReport,
+  collectCampaigns,
   type FuzzReport,
-  rate,
-  REPORT_FORMAT,
+  mergedReport,
   ReportError,
-  sortedUnion,
   type TargetReport,
-  withTotals,
 } from "../report.ts";
 
 /** True when `report` was written by a device campaign (its campaigns name their back-ends). */
@@ -44,19 +42,13 @@ export function mergeDeviceReports(
       );
     }
   }
-  const seen = new Map<string, string>();
-  const campaigns: CampaignInfo[] = [];
+  const campaigns = collectCampaigns(
+    reports,
+    (c) => `seed ${c.seed} on ${c.devices!.join(",")} at ${c.date}`,
+    (key, other) => `campaign ${key} is already in ${other}. Fix: pass it once`,
+  );
   const by = new Map<string, TargetReport>();
   for (const { file, report } of reports) {
-    for (const c of report.campaigns) {
-      const key = `seed ${c.seed} on ${c.devices!.join(",")} at ${c.date}`;
-      const other = seen.get(key);
-      if (other !== undefined) {
-        throw new ReportError(file, `campaign ${key} is already in ${other}. Fix: pass it once`);
-      }
-      seen.set(key, file);
-      campaigns.push(c);
-    }
     for (const t of report.targets) {
       if (t.verdicts === undefined) {
         throw new ReportError(
@@ -70,30 +62,14 @@ export function mergeDeviceReports(
         by.set(t.target, structuredClone(t));
         continue;
       }
-      m.units += t.units;
-      m.runs += t.runs;
-      m.seconds += t.seconds;
-      m.runsPerSecond = rate(m.runs, m.seconds);
-      m.errorCodes = sortedUnion([m.errorCodes, t.errorCodes]);
+      addTargetReport(m, t);
       for (const v of VERDICT_ORDER) m.verdicts![v] += t.verdicts[v];
       // "<class> on <back-end>: PASS n, ..." as the runner writes it, with the summed counts
       m.description = m.description.replace(
         /:[^:]*$/,
         ": " + VERDICT_ORDER.map((v) => `${v} ${m.verdicts![v]}`).join(", "),
       );
-      if (t.crash !== undefined) {
-        m.crash = m.crash === undefined ? t.crash : `${m.crash}\n${t.crash}`;
-      }
-      for (const f of t.failures) {
-        if (!m.failures.some((g) => g.signature.hash === f.signature.hash)) m.failures.push(f);
-      }
     }
   }
-  return withTotals({
-    format: REPORT_FORMAT,
-    fastCheckVersion: reports[0].report.fastCheckVersion,
-    denoVersion: reports[0].report.denoVersion,
-    campaigns,
-    targets: [...by.values()].sort((a, b) => a.target.localeCompare(b.target)),
-  });
+  return mergedReport(reports[0].report, campaigns, by.values());
 }
