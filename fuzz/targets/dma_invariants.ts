@@ -1399,6 +1399,11 @@ function runViommuBounce(input: ViommuBouncePart, engine: DmaInvariantsEngine): 
         if (sw.busToGpa(bus + mid) !== slot + mid) {
           fail("swiotlb-invariant", `busToGpa of byte ${mid} of the ${desc(m)}`);
         }
+        // one past the end is not this mapping's (it reverses only when another one holds it)
+        const end = bus + len;
+        if (!live.some((o) => end >= o.bus && end < o.bus + o.len) && sw.busToGpa(end) !== -1) {
+          fail("swiotlb-invariant", `busToGpa one past the end of the ${desc(m)}`);
+        }
       }
       live.push(m);
     } else if (kind === 2 || kind === 3) {

@@ -149,7 +149,9 @@ export function runIotlbOp(op: IotlbOp): number {
         const am = x % 10;
         const size = 4096 * 2 ** am;
         const start = Math.floor(iova / size) * size;
-        tlb.invalidatePage(d, iova, am);
+        // am 0 through the parameter's default (the one-page invalidation callers write)
+        if (am === 0) tlb.invalidatePage(d, iova);
+        else tlb.invalidatePage(d, iova, am);
         removeOverlapping(d, start, start + size);
         break;
       }

@@ -49,7 +49,7 @@ import {
   VIRTIO_IOMMU_UNMAP_SIZE,
 } from "./constants.ts";
 import { viommuGranule, type VirtioIommuConfig } from "./config.ts";
-import { encodeViommuRequest, type ViommuRequest } from "./requests.ts";
+import { encodeViommuRequest, type ViommuRequest, viommuTailSize } from "./requests.ts";
 import { parseProbeProperties, type ViommuResvMem } from "./probe.ts";
 import { IovaAllocator } from "../../dma/iova_allocator.ts";
 import type { ViommuSubmission, ViommuTransport } from "./transport.ts";
@@ -195,7 +195,7 @@ export class VirtioIommuDmaApi implements DmaApi {
    */
   init(): void {
     if (this.#has(VIRTIO_IOMMU_F_PROBE)) {
-      const w = new Uint8Array(this.#cfg.probeSize + VIRTIO_IOMMU_REQ_TAIL_SIZE);
+      const w = new Uint8Array(viommuTailSize(VIRTIO_IOMMU_T_PROBE, this.#cfg.probeSize));
       const s: ViommuSubmission = {
         readable: encodeViommuRequest({ type: VIRTIO_IOMMU_T_PROBE, endpoint: this.endpoint }),
         writable: w,
@@ -214,7 +214,7 @@ export class VirtioIommuDmaApi implements DmaApi {
         endpoint: this.endpoint,
         flags: 0,
       }),
-      writable: new Uint8Array(VIRTIO_IOMMU_REQ_TAIL_SIZE),
+      writable: new Uint8Array(viommuTailSize(VIRTIO_IOMMU_T_ATTACH, 0)),
       used: 0,
     };
     this.#submit([att], 0, 0);
@@ -331,7 +331,7 @@ export class VirtioIommuDmaApi implements DmaApi {
         physStart: gpaBase,
         flags: this.#flags(dir),
       }),
-      writable: new Uint8Array(VIRTIO_IOMMU_REQ_TAIL_SIZE),
+      writable: new Uint8Array(viommuTailSize(VIRTIO_IOMMU_T_MAP, 0)),
       used: 0,
     };
   }
