@@ -156,6 +156,31 @@ const KILLS: Kill[] = [
     why: "iova part step 5, a range-cache storm: more freeFast of one size class than two " +
       "magazines hold, then as many allocFast",
   },
+  {
+    file: "src/dma/assembly.ts",
+    line: 317,
+    from: "off >= 0 && off < v.len",
+    to: "off >= 0 && off <= v.len",
+    target: "dma-invariants",
+    why: "viommu-bounce part: the byte one past a bounce mapping's end must not reverse",
+  },
+  {
+    file: "src/devices/virtio_iommu/requests.ts",
+    line: 135,
+    from: "? probeSize + VIRTIO_IOMMU_REQ_TAIL_SIZE",
+    to: "? probeSize - VIRTIO_IOMMU_REQ_TAIL_SIZE",
+    target: "viommu-stack",
+    why: "the driver sizes PROBE's writable part with viommuTailSize (no copy of the rule)",
+  },
+  {
+    file: "src/virtio/split/walk.ts",
+    line: 169,
+    from: "chainLengthRule(count + 1, size)",
+    to: "chainLengthRule(count - 1, size)",
+    target: "split-hostile-driver",
+    why: "a loop in a queue of 2 with maxSegments 2: two descriptors late, the segment limit " +
+      "fires first, not the loop",
+  },
 ];
 
 const ROOT = new URL("../../", import.meta.url).pathname;

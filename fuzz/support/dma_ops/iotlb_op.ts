@@ -153,6 +153,12 @@ export function runIotlbOp(op: IotlbOp): number {
         if (am === 0) tlb.invalidatePage(d, iova);
         else tlb.invalidatePage(d, iova, am);
         removeOverlapping(d, start, start + size);
+        // nothing outside the 2^am pages goes: the pages just before and just after keep theirs
+        for (const edge of [start - 4096, start + size]) {
+          if (edge >= 0 && tlb.holds(d, edge) !== (find(d, edge) !== undefined)) {
+            fail(`${what}: invalidatePage(am ${am}) changed the page at ${edge} outside it`);
+          }
+        }
         break;
       }
       case 5: {
