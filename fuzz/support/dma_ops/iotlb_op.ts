@@ -148,14 +148,19 @@ export function runIotlbOp(op: IotlbOp): number {
       case 4: { // page-selective, 2^am pages, aligned down (VT-d)
         const am = x % 10;
         const size = 4096 * 2 ** am;
-        const start = Math.floor(iova / size) * size;
+        // one page in two aims at the page beside the last 4 KiB insert, so what a one-page
+        // invalidation must leave alone is there
+        const near = am === 0 && last !== undefined && last.level === 1 && x % 20 === 0;
+        const pd = near ? last!.d : d;
+        const at = near ? (Math.floor(last!.iova / 4096) ^ 1) * 4096 : iova;
+        const start = Math.floor(at / size) * size;
         // am 0 through the parameter's default (the one-page invalidation callers write)
-        if (am === 0) tlb.invalidatePage(d, iova);
-        else tlb.invalidatePage(d, iova, am);
-        removeOverlapping(d, start, start + size);
+        if (am === 0) tlb.invalidatePage(pd, at);
+        else tlb.invalidatePage(pd, at, am);
+        removeOverlapping(pd, start, start + size);
         // nothing outside the 2^am pages goes: the pages just before and just after keep theirs
         for (const edge of [start - 4096, start + size]) {
-          if (edge >= 0 && tlb.holds(d, edge) !== (find(d, edge) !== undefined)) {
+          if (edge >= 0 && tlb.holds(pd, edge) !== (find(pd, edge) !== undefined)) {
             fail(`${what}: invalidatePage(am ${am}) changed the page at ${edge} outside it`);
           }
         }
