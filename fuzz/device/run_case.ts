@@ -391,7 +391,7 @@ function splitRingCase(
   ctx: Ctx,
   c: Extract<DeviceCase, { kind: "split-ring" }>,
   o: CaseOptions,
-): { probe: Probe; corrupt: string | null; refused: string | null } {
+): Required<CaseOutcome> {
   const { dev, m } = ctx;
   const s = c.input.size;
   const S = Math.max(2 * s, 16);
@@ -673,7 +673,7 @@ function packedRingCase(
   ctx: Ctx,
   c: Extract<DeviceCase, { kind: "packed-ring" }>,
   o: CaseOptions,
-): { probe: Probe; corrupt: string | null; refused: string | null } {
+): Required<CaseOutcome> {
   const { dev, m } = ctx;
   const s = c.input.size;
   const N = Math.max(2 * s, 16);
@@ -890,7 +890,7 @@ function realRingCase(
   ctx: Ctx,
   c: Extract<DeviceCase, { kind: "real-ring" }>,
   o: CaseOptions,
-): { probe: Probe; corrupt: string | null; refused: string | null } {
+): Required<CaseOutcome> {
   const { dev, m } = ctx;
   const seed = realRingSeed(c);
   const n = seed.size;
@@ -1507,7 +1507,7 @@ function runTranslationCase(
   ctx: Ctx,
   c: TranslationCase,
   o: CaseOptions,
-): { probe: Probe; corrupt: string | null; refused: string | null } {
+): Required<CaseOutcome> {
   const { dev, m } = ctx;
   const a = areas(dev);
   const prep = netProbe(ctx, "tx");
