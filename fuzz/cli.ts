@@ -139,7 +139,7 @@ function defaultOptions(workers: number): FuzzOptions {
 }
 
 /** One flag read from the command line. */
-interface ReadFlag {
+export interface ReadFlag {
   /** The flag's name (without an `=VALUE` tail). */
   flag: string;
   /** Its value; undefined for a boolean flag. */
@@ -148,23 +148,42 @@ interface ReadFlag {
   last: number;
 }
 
+/** The flags a command accepts: those that take a value and those that stand alone. */
+export interface FlagSpec {
+  /** Flags that take a value (`--flag V` or `--flag=V`). */
+  values: readonly string[];
+  /** Flags that take none (`--list`, `-h`). */
+  booleans: readonly string[];
+}
+
+/** The flags of `deno task fuzz`. */
+const FUZZ_FLAGS: FlagSpec = { values: VALUE_FLAGS, booleans: BOOL_FLAGS };
+
 /**
- * Reads the flag at `args[i]` and its value (`--flag=V` or `--flag V`).
+ * Reads the flag at `args[i]` and its value (`--flag=V` or `--flag V`), as `spec` allows.
+ * A value may start with `-` (`--seconds -1` reaches the range check); only a following
+ * `--flag` counts as a missing value.
  * @throws {CliError} on an unknown flag, a boolean flag with a value, or a missing value.
  */
-function readFlag(args: readonly string[], i: number): ReadFlag {
+export function readFlag(
+  args: readonly string[],
+  i: number,
+  spec: FlagSpec = FUZZ_FLAGS,
+): ReadFlag {
   const arg = args[i];
   const eq = arg.startsWith("--") ? arg.indexOf("=") : -1;
   const flag = eq >= 0 ? arg.slice(0, eq) : arg;
-  if ((BOOL_FLAGS as readonly string[]).includes(flag)) {
+  if (spec.booleans.includes(flag)) {
     if (eq >= 0) throw new CliError(flag, "takes no value", `write ${flag} alone`);
     return { flag, value: undefined, last: i };
   }
-  if (!(VALUE_FLAGS as readonly string[]).includes(flag)) {
+  if (!spec.values.includes(flag)) {
     throw new CliError(
       arg,
       flag.startsWith("-") ? "unknown flag" : "unexpected argument",
-      `use one of ${[...VALUE_FLAGS, "--list", "--help"].join(", ")}`,
+      `use one of ${
+        [...spec.values, ...spec.booleans.filter((b) => b.startsWith("--"))].join(", ")
+      }`,
     );
   }
   if (eq >= 0) return { flag, value: arg.slice(eq + 1), last: i };
@@ -183,8 +202,11 @@ function parseTargetNames(flag: string, v: string): string[] {
   return names;
 }
 
-/** `--seed`: an integer in 0..2^31-1. */
-function parseSeed(flag: string, v: string): number {
+/**
+ * `--seed`: an integer in 0..2^31-1.
+ * @throws {CliError} naming `flag` for anything else.
+ */
+export function parseSeed(flag: string, v: string): number {
   const n = Number(v);
   if (!/^\d+$/.test(v) || n > 0x7fff_ffff) {
     throw new CliError(

@@ -8,6 +8,7 @@
  */
 
 import fc from "fast-check";
+import { CliError, type FlagSpec, parseSeed, readFlag } from "../cli.ts";
 import { type CorpusEntry, parseCorpusEntry, writeCorpusEntry } from "../corpus.ts";
 import {
   buildReport,
@@ -93,8 +94,37 @@ interface DeviceOptions {
   requirePass: boolean;
 }
 
-class UsageError extends Error {}
+/** The flags of `deno task fuzz --device`. */
+const DEVICE_FLAGS: FlagSpec = {
+  values: [
+    "--device",
+    "--seconds",
+    "--runs",
+    "--seed",
+    "--json",
+    "--junit",
+    "--corpus",
+    "--fail-on",
+    "--probe-ms",
+    "--shrink-seconds",
+    "--replay",
+  ],
+  booleans: ["--require-pass", "--help", "-h"],
+};
 
+/** `flag`'s value `v` as a number >= `min`. @throws {CliError} naming the flag otherwise. */
+function numberAtLeast(flag: string, v: string, min: number): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < min || v.trim() === "") {
+    throw new CliError(flag, `"${v}" is not a number >= ${min}`, `pass e.g. ${flag} 30`);
+  }
+  return n;
+}
+
+/**
+ * Parses the device campaign's flags.
+ * @throws {CliError} on an unknown flag, a bad value or a missing `--device`.
+ */
 function parseArgs(args: readonly string[]): DeviceOptions {
   const o: DeviceOptions = {
     devices: [],
@@ -112,34 +142,15 @@ function parseArgs(args: readonly string[]): DeviceOptions {
     requirePass: false,
   };
   for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (a === "-h" || a === "--help") {
-      o.help = true;
+    const { flag, value, last } = readFlag(args, i, DEVICE_FLAGS);
+    i = last;
+    if (value === undefined) {
+      if (flag === "--require-pass") o.requirePass = true;
+      else o.help = true;
       continue;
     }
-    if (a === "--require-pass") {
-      o.requirePass = true;
-      continue;
-    }
-    const eq = a.indexOf("=");
-    const flag = a.startsWith("--") && eq > 0 ? a.slice(0, eq) : a;
-    let v: string;
-    if (a.startsWith("--") && eq > 0) v = a.slice(eq + 1);
-    else {
-      if (i + 1 >= args.length) {
-        throw new UsageError(`${flag}: needs a value. Fix: write ${flag} VALUE (see --help)`);
-      }
-      v = args[++i];
-    }
-    const num = (min: number) => {
-      const n = Number(v);
-      if (!Number.isFinite(n) || n < min || v.trim() === "") {
-        throw new UsageError(
-          `${flag}: "${v}" is not a number >= ${min}. Fix: pass e.g. ${flag} 30 (see --help)`,
-        );
-      }
-      return n;
-    };
+    const v = value;
+    const num = (min: number) => numberAtLeast(flag, v, min);
     switch (flag) {
       case "--device":
         o.devices.push(...v.split(",").map((s) => s.trim()).filter((s) => s !== ""));
@@ -151,12 +162,7 @@ function parseArgs(args: readonly string[]): DeviceOptions {
         o.runs = Math.floor(num(1));
         break;
       case "--seed":
-        if (!/^\d+$/.test(v) || Number(v) > 0x7fff_ffff) {
-          throw new UsageError(
-            `--seed: "${v}" is not an integer in 0..2147483647. Fix: pass e.g. --seed 42`,
-          );
-        }
-        o.seed = Number(v);
+        o.seed = parseSeed(flag, v);
         break;
       case "--json":
         o.json = v;
@@ -180,31 +186,25 @@ function parseArgs(args: readonly string[]): DeviceOptions {
         const vs = v === "none" ? [] : v.split(",").map((s) => s.trim().toUpperCase());
         for (const x of vs) {
           if (!(VERDICTS as readonly string[]).includes(x)) {
-            throw new UsageError(
-              `--fail-on: "${x}" is not a verdict. Fix: use a comma list of ${
-                VERDICTS.join(", ")
-              }, or none`,
+            throw new CliError(
+              flag,
+              `"${x}" is not a verdict`,
+              `use a comma list of ${VERDICTS.join(", ")}, or none`,
             );
           }
         }
         o.failOn = vs as Verdict[];
         break;
       }
-      default:
-        throw new UsageError(
-          `${a}: not a device-campaign flag. Fix: use --device, --seconds, --runs, --seed, --json, --junit, --corpus, --fail-on, --probe-ms, --shrink-seconds, --require-pass, --replay (see --help)`,
-        );
     }
   }
   for (const d of o.devices) {
     if (!(d === "testpmd" || d === "qsd" || (d.startsWith("socket:") && d.length > 7))) {
-      throw new UsageError(
-        `--device: "${d}" is not a back-end. Fix: use testpmd, qsd or socket:PATH`,
-      );
+      throw new CliError("--device", `"${d}" is not a back-end`, "use testpmd, qsd or socket:PATH");
     }
   }
   if (o.devices.length === 0 && o.replay === undefined && !o.help) {
-    throw new UsageError(`--device: missing. Fix: pass --device testpmd, qsd or socket:PATH`);
+    throw new CliError("--device", "missing", "pass --device testpmd, qsd or socket:PATH");
   }
   return o;
 }
@@ -680,7 +680,7 @@ export async function deviceFuzzMain(args: readonly string[], env: DeviceEnv): P
   try {
     o = parseArgs(args);
   } catch (e) {
-    if (e instanceof UsageError) {
+    if (e instanceof CliError) {
       env.err(`fuzz: ${e.message}\n`);
       return 2;
     }
