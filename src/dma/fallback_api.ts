@@ -102,6 +102,17 @@ export class FallbackDmaApi implements ReversibleDmaApi {
   unmap(bus: U64, length: number, dir: DmaDirection): void {
     if (!this.#direct(bus)) this.secondary.unmap(bus, length, dir);
   }
+  /**
+   * {@link DmaApi.unmapPage}: `unmap` of `pfn * 4096 + offset` on the path that owns it, the
+   * address passed on as page number and offset when the fallback takes that form.
+   * @throws DmaMapError `not-mapped` (fallback).
+   */
+  unmapPage(pfn: number, offset: number, length: number, dir: DmaDirection): void {
+    if (this.primary.busToGpa(pfn * 4096 + offset) >= 0) return;
+    const s = this.secondary;
+    if (s.unmapPage !== undefined) s.unmapPage(pfn, offset, length, dir);
+    else s.unmap(pfn * 4096 + offset, length, dir);
+  }
   /** Ends a coherent mapping on its path. @throws DmaMapError `not-mapped` (fallback). */
   unmapCoherent(bus: U64, length: number): void {
     if (!this.#direct(bus)) this.secondary.unmapCoherent(bus, length);

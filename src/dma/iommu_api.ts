@@ -214,6 +214,18 @@ export class IommuDmaApi implements ReversibleDmaApi {
     } else this.#unmap(bus, length, 0);
   }
 
+  /**
+   * {@link DmaApi.unmapPage}: `unmap` of bus address `pfn * 4096 + offset`, passed as two small
+   * integers. @throws DmaMapError `not-mapped` as `unmap`.
+   */
+  unmapPage(pfn: number, offset: number, length: number, dir: DmaDirection): void {
+    if (
+      Number.isInteger(pfn) && pfn >= 0 && pfn < 2 ** 40 && Number.isInteger(offset) &&
+      offset >= 0 && offset < IOVA_GRANULE
+    ) this.#unmapPfn(pfn, offset, length, 0);
+    else this.unmap(pfn * IOVA_GRANULE + offset, length, dir);
+  }
+
   /** Ends a coherent mapping. @throws DmaMapError `not-mapped`. */
   unmapCoherent(bus: U64, length: number): void {
     this.#unmap(bus, length, FLAG_COHERENT);

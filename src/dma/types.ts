@@ -125,6 +125,16 @@ export interface DmaApi {
    * @throws DmaMapError (`not-mapped`)
    */
   unmap(bus: U64, length: number, dir: DmaDirection): void;
+  /**
+   * Optional number-only fast path of {@link DmaApi.unmap}: the bus address given as a 4 KiB page
+   * number and the offset in that page (`bus = pfn * 4096 + offset`, integers, `0 <= offset <
+   * 4096`), with exactly `unmap(bus, length, dir)`'s effect and errors. Both parts are small
+   * integers for bus addresses below 2^42, so a ring driver passes no heap number even when V8
+   * does not inline the call (one bus address at or above 2^30 passed as a number is a 16-byte
+   * heap number per buffer: windows at 2 GiB, IOVAs below 4 GiB).
+   * @throws DmaMapError (`not-mapped`) as `unmap`.
+   */
+  unmapPage?(pfn: number, offset: number, length: number, dir: DmaDirection): void;
   /** Makes device writes to a live mapping visible to the CPU. @throws DmaMapError */
   syncForCpu(bus: U64, length: number, dir: DmaDirection): void;
   /** Makes CPU writes to a live mapping visible to the device. @throws DmaMapError */
