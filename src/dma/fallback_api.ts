@@ -10,7 +10,7 @@
 import type { U64 } from "../memory/u64.ts";
 import type { DirectDmaApi, ReversibleDmaApi } from "./direct_api.ts";
 import { DmaMapError } from "./errors.ts";
-import type { DmaDirection } from "./types.ts";
+import { type DmaDirection, hasUnmapPage } from "./types.ts";
 
 /** dma-direct through windows first, another API (an IOMMU) for what does not fit. */
 export class FallbackDmaApi implements ReversibleDmaApi {
@@ -110,7 +110,7 @@ export class FallbackDmaApi implements ReversibleDmaApi {
   unmapPage(pfn: number, offset: number, length: number, dir: DmaDirection): void {
     if (this.primary.busToGpa(pfn * 4096 + offset) >= 0) return;
     const s = this.secondary;
-    if (s.unmapPage !== undefined) s.unmapPage(pfn, offset, length, dir);
+    if (hasUnmapPage(s)) s.unmapPage!(pfn, offset, length, dir);
     else s.unmap(pfn * 4096 + offset, length, dir);
   }
   /** Ends a coherent mapping on its path. @throws DmaMapError `not-mapped` (fallback). */

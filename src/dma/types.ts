@@ -148,3 +148,18 @@ export interface DmaApi {
   /** Ends a coherent mapping. @throws DmaMapError (`not-mapped`) */
   unmapCoherent(bus: U64, length: number): void;
 }
+
+/**
+ * True when `api` has {@link DmaApi.unmapPage} from the same object as its `unmap` (nearest in the
+ * prototype chain), so a caller may use the page-number form in place of `unmap`. A wrapper that
+ * overrides only `unmap` (a subclass, or `Object.create(api)` with its own `unmap`) answers
+ * `false`: its `unmap` must be the one called.
+ */
+export function hasUnmapPage(api: DmaApi): boolean {
+  if (typeof api.unmapPage !== "function") return false;
+  for (let o: object | null = api; o !== null; o = Object.getPrototypeOf(o)) {
+    const u = Object.hasOwn(o, "unmap"), p = Object.hasOwn(o, "unmapPage");
+    if (u || p) return u && p;
+  }
+  return false;
+}

@@ -18,6 +18,7 @@ import { IommuDmaApi } from "../../src/dma/iommu_api.ts";
 import { FakeClock } from "../../src/dma/clock.ts";
 import { FlushQueue } from "../../src/dma/flush_queue.ts";
 import { IO_TLB_SEGSIZE, SwiotlbDmaApi } from "../../src/dma/swiotlb.ts";
+import { hasUnmapPage } from "../../src/dma/types.ts";
 
 const R = DMA_ACCESS_READ, W = DMA_ACCESS_WRITE;
 
@@ -165,6 +166,23 @@ Deno.test("unmapPage (page number + offset) has unmap's effect and errors: iommu
     windows: [{ cpuStart: 0, busStart: 2 ** 31, size: 0x10_0000 }],
   });
   direct.unmapPage(2 ** 19, 0x10, 16, 0); // dma-direct tracks nothing: a no-op, as unmap
+});
+
+Deno.test("hasUnmapPage: only when unmapPage comes with the unmap it stands for (wrappers keep their unmap)", () => {
+  const { api } = iommuSetup("strict");
+  assertEquals(hasUnmapPage(api), true);
+  assertEquals(hasUnmapPage(new DirectDmaApi()), true);
+  // Object.create(api) with its own unmap, a subclass overriding unmap: their unmap must run
+  const wrapped = Object.assign(Object.create(api), { unmap: () => {} }) as IommuDmaApi;
+  assertEquals(hasUnmapPage(wrapped), false);
+  class Counting extends IommuDmaApi {
+    override unmap(bus: number | bigint, length: number, dir: 0 | 1 | 2): void {
+      super.unmap(bus, length, dir);
+    }
+  }
+  const { iommu, domain } = iommuSetup("strict");
+  assertEquals(hasUnmapPage(new Counting({ iommu, domain })), false);
+  assertEquals(hasUnmapPage({ ...api, unmap: () => {} } as unknown as IommuDmaApi), false);
 });
 
 Deno.test("iommu-lazy: stale IOTLB entry reaches memory after unmap until the batch flush (count)", () => {

@@ -17,7 +17,13 @@
 
 import type { GuestMemory } from "../../memory/guest_memory.ts";
 import { type U64, u64Add, u64Hi, u64Lo } from "../../memory/u64.ts";
-import { DMA_FROM_DEVICE, DMA_TO_DEVICE, type DmaApi, type DmaDirection } from "../../dma/types.ts";
+import {
+  DMA_FROM_DEVICE,
+  DMA_TO_DEVICE,
+  type DmaApi,
+  type DmaDirection,
+  hasUnmapPage,
+} from "../../dma/types.ts";
 import { RawGpaDmaApi } from "../../dma/identity.ts";
 import {
   RING_EVENT_FLAGS_DESC,
@@ -205,7 +211,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#rawDma = Object.getPrototypeOf(options.dma) === RawGpaDmaApi.prototype &&
       !["map", "mapNumber", "unmap"].some((k) => Object.hasOwn(options.dma, k));
     this.#mapNum = typeof options.dma.mapNumber === "function";
-    this.#unmapPg = typeof options.dma.unmapPage === "function";
+    this.#unmapPg = hasUnmapPage(options.dma);
     const f = options.features;
     this.#indirectOk = hasFeature(f, VIRTIO_F_INDIRECT_DESC);
     this.#eventIdx = hasFeature(f, VIRTIO_F_EVENT_IDX);

@@ -10,7 +10,13 @@
 
 import type { GuestMemory } from "../../memory/guest_memory.ts";
 import { hex64, TWO_POW_32, type U64, u64Hi, u64Lo } from "../../memory/u64.ts";
-import { DMA_FROM_DEVICE, DMA_TO_DEVICE, type DmaApi, type DmaDirection } from "../../dma/types.ts";
+import {
+  DMA_FROM_DEVICE,
+  DMA_TO_DEVICE,
+  type DmaApi,
+  type DmaDirection,
+  hasUnmapPage,
+} from "../../dma/types.ts";
 import { RawGpaDmaApi } from "../../dma/identity.ts";
 import {
   VIRTQ_AVAIL_F_NO_INTERRUPT,
@@ -240,7 +246,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.memory = opts.memory;
     this.#dma = opts.dma;
     this.#mapNum = typeof opts.dma.mapNumber === "function";
-    this.#unmapPg = typeof opts.dma.unmapPage === "function";
+    this.#unmapPg = hasUnmapPage(opts.dma);
     this.#rawDma = Object.getPrototypeOf(opts.dma) === RawGpaDmaApi.prototype &&
       !["map", "mapNumber", "unmap"].some((k) => Object.hasOwn(opts.dma, k));
     this.ringGpa = opts.ringGpa;
