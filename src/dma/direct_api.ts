@@ -156,6 +156,8 @@ export class DirectDmaApi implements ReversibleDmaApi {
 
   /** No-op (dma-direct tracks nothing). */
   unmap(_bus: U64, _length: number, _dir: DmaDirection): void {}
+  /** {@link DmaApi.unmapPage}: a no-op, as `unmap`. */
+  unmapPage(_pfn: number, _offset: number, _length: number, _dir: DmaDirection): void {}
   /** No-op (coherent platform: nothing to sync). */
   syncForCpu(_bus: U64, _length: number, _dir: DmaDirection): void {}
   /** No-op. */

@@ -10,7 +10,7 @@
 import type { U64 } from "../memory/u64.ts";
 import type { DirectDmaApi, ReversibleDmaApi } from "./direct_api.ts";
 import { DmaMapError } from "./errors.ts";
-import type { DmaDirection } from "./types.ts";
+import { type DmaDirection, hasUnmapPage } from "./types.ts";
 
 /** dma-direct through windows first, another API (an IOMMU) for what does not fit. */
 export class FallbackDmaApi implements ReversibleDmaApi {
@@ -101,6 +101,17 @@ export class FallbackDmaApi implements ReversibleDmaApi {
   /** Unmaps on the path that owns `bus`. @throws DmaMapError `not-mapped` (fallback). */
   unmap(bus: U64, length: number, dir: DmaDirection): void {
     if (!this.#direct(bus)) this.secondary.unmap(bus, length, dir);
+  }
+  /**
+   * {@link DmaApi.unmapPage}: `unmap` of `pfn * 4096 + offset` on the path that owns it, the
+   * address passed on as page number and offset when the fallback takes that form.
+   * @throws DmaMapError `not-mapped` (fallback).
+   */
+  unmapPage(pfn: number, offset: number, length: number, dir: DmaDirection): void {
+    if (this.primary.busToGpa(pfn * 4096 + offset) >= 0) return;
+    const s = this.secondary;
+    if (hasUnmapPage(s)) s.unmapPage!(pfn, offset, length, dir);
+    else s.unmap(pfn * 4096 + offset, length, dir);
   }
   /** Ends a coherent mapping on its path. @throws DmaMapError `not-mapped` (fallback). */
   unmapCoherent(bus: U64, length: number): void {

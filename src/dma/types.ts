@@ -125,6 +125,16 @@ export interface DmaApi {
    * @throws DmaMapError (`not-mapped`)
    */
   unmap(bus: U64, length: number, dir: DmaDirection): void;
+  /**
+   * Optional number-only fast path of {@link DmaApi.unmap}: the bus address given as a 4 KiB page
+   * number and the offset in that page (`bus = pfn * 4096 + offset`, integers, `0 <= offset <
+   * 4096`), with exactly `unmap(bus, length, dir)`'s effect and errors. Both parts are small
+   * integers for bus addresses below 2^42, so a ring driver passes no heap number even when V8
+   * does not inline the call (one bus address at or above 2^30 passed as a number is a 16-byte
+   * heap number per buffer: windows at 2 GiB, IOVAs below 4 GiB).
+   * @throws DmaMapError (`not-mapped`) as `unmap`.
+   */
+  unmapPage?(pfn: number, offset: number, length: number, dir: DmaDirection): void;
   /** Makes device writes to a live mapping visible to the CPU. @throws DmaMapError */
   syncForCpu(bus: U64, length: number, dir: DmaDirection): void;
   /** Makes CPU writes to a live mapping visible to the device. @throws DmaMapError */
@@ -137,4 +147,19 @@ export interface DmaApi {
   mapCoherent(gpa: number, length: number): U64;
   /** Ends a coherent mapping. @throws DmaMapError (`not-mapped`) */
   unmapCoherent(bus: U64, length: number): void;
+}
+
+/**
+ * True when `api` has {@link DmaApi.unmapPage} from the same object as its `unmap` (nearest in the
+ * prototype chain), so a caller may use the page-number form in place of `unmap`. A wrapper that
+ * overrides only `unmap` (a subclass, or `Object.create(api)` with its own `unmap`) answers
+ * `false`: its `unmap` must be the one called.
+ */
+export function hasUnmapPage(api: DmaApi): boolean {
+  if (typeof api.unmapPage !== "function") return false;
+  for (let o: object | null = api; o !== null; o = Object.getPrototypeOf(o)) {
+    const u = Object.hasOwn(o, "unmap"), p = Object.hasOwn(o, "unmapPage");
+    if (u || p) return u && p;
+  }
+  return false;
 }

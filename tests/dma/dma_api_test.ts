@@ -18,6 +18,7 @@ import { IommuDmaApi } from "../../src/dma/iommu_api.ts";
 import { FakeClock } from "../../src/dma/clock.ts";
 import { FlushQueue } from "../../src/dma/flush_queue.ts";
 import { IO_TLB_SEGSIZE, SwiotlbDmaApi } from "../../src/dma/swiotlb.ts";
+import { hasUnmapPage } from "../../src/dma/types.ts";
 
 const R = DMA_ACCESS_READ, W = DMA_ACCESS_WRITE;
 
@@ -138,6 +139,50 @@ Deno.test("iommu-strict: IOVA top-down below 4 GiB first, offset kept, invalidat
   narrow.api.map(0, 0x1000, 0);
   narrow.api.map(0, 0x1000, 0); // pfn 1..3 used; pfn 0 never handed out
   assertEquals(mapErr(() => narrow.api.map(0, 0x1000, 0)).reason, "iova-exhausted");
+});
+
+Deno.test("unmapPage (page number + offset) has unmap's effect and errors: iommu strict/lazy, direct, fallback", () => {
+  for (const policy of ["strict", "lazy"] as const) {
+    const { api, ep, t } = iommuSetup(policy);
+    const bus = api.mapNumber(0x1234, 0x20, DMA_TO_DEVICE);
+    const pfn = Math.floor(bus / 4096), off = bus % 4096;
+    assertEquals([pfn, off], [0xf_ffff, 0x234]);
+    // not the handle map returned (another offset, the next page), coherent/streaming mismatch
+    assertEquals(mapErr(() => api.unmapPage(pfn, 0x230, 0x20, 1)).reason, "not-mapped");
+    assertEquals(mapErr(() => api.unmapPage(pfn - 1, off, 0x20, 1)).reason, "not-mapped");
+    assertEquals(mapErr(() => api.unmapPage(pfn, off, 0x1000, 1)).reason, "not-mapped");
+    // beyond the page-number range or a non-integer: unmap's answer for that address
+    assertEquals(mapErr(() => api.unmapPage(2 ** 41, 0, 1, 1)).reason, "not-mapped");
+    assertEquals(mapErr(() => api.unmapPage(pfn, 0.5, 1, 1)).reason, "not-mapped");
+    api.unmapPage(pfn, off, 0x20, DMA_TO_DEVICE);
+    assertEquals(api.stats.unmaps, 1);
+    assertEquals(api.isStale(bus), policy === "lazy");
+    if (policy === "strict") {
+      assertEquals(assertThrows(() => ep.translate(bus, 1, R, t), DmaFault).reason, "unmapped");
+    }
+    assertEquals(mapErr(() => api.unmapPage(pfn, off, 0x20, 1)).reason, "not-mapped");
+  }
+  const direct = new DirectDmaApi({
+    windows: [{ cpuStart: 0, busStart: 2 ** 31, size: 0x10_0000 }],
+  });
+  direct.unmapPage(2 ** 19, 0x10, 16, 0); // dma-direct tracks nothing: a no-op, as unmap
+});
+
+Deno.test("hasUnmapPage: only when unmapPage comes with the unmap it stands for (wrappers keep their unmap)", () => {
+  const { api } = iommuSetup("strict");
+  assertEquals(hasUnmapPage(api), true);
+  assertEquals(hasUnmapPage(new DirectDmaApi()), true);
+  // Object.create(api) with its own unmap, a subclass overriding unmap: their unmap must run
+  const wrapped = Object.assign(Object.create(api), { unmap: () => {} }) as IommuDmaApi;
+  assertEquals(hasUnmapPage(wrapped), false);
+  class Counting extends IommuDmaApi {
+    override unmap(bus: number | bigint, length: number, dir: 0 | 1 | 2): void {
+      super.unmap(bus, length, dir);
+    }
+  }
+  const { iommu, domain } = iommuSetup("strict");
+  assertEquals(hasUnmapPage(new Counting({ iommu, domain })), false);
+  assertEquals(hasUnmapPage({ ...api, unmap: () => {} } as unknown as IommuDmaApi), false);
 });
 
 Deno.test("iommu-lazy: stale IOTLB entry reaches memory after unmap until the batch flush (count)", () => {

@@ -163,6 +163,21 @@ Deno.test("mode window-iommu (alpha): direct window when the buffer fits, else t
     "not-mapped",
   );
   mode.api.unmap(direct, 64, DMA_TO_DEVICE); // dma-direct: nothing to undo
+  // the page-number form goes to the same path: the window's is a no-op, the IOMMU's unmaps
+  const api = mode.api;
+  const sg2 = api.mapNumber!(0x60_0010, 64, DMA_TO_DEVICE);
+  const d2 = api.mapNumber!(0x2000, 64, DMA_TO_DEVICE);
+  api.unmapPage!(Math.floor(d2 / 4096), d2 % 4096, 64, DMA_TO_DEVICE);
+  api.unmapPage!(Math.floor(sg2 / 4096), sg2 % 4096, 64, DMA_TO_DEVICE);
+  assertEquals(
+    assertThrows(() => mode.space.translate(sg2, 1, DMA_ACCESS_READ, t), DmaFault).reason,
+    "unmapped",
+  );
+  assertEquals(
+    assertThrows(() => api.unmapPage!(Math.floor(sg2 / 4096), sg2 % 4096, 64, 1), DmaMapError)
+      .reason,
+    "not-mapped",
+  );
 });
 
 Deno.test("createDmaLab: regions on one backing store; fastCopy makes it a WebAssembly store with a memmove", () => {

@@ -17,7 +17,13 @@
 
 import type { GuestMemory } from "../../memory/guest_memory.ts";
 import { type U64, u64Add, u64Hi, u64Lo } from "../../memory/u64.ts";
-import { DMA_FROM_DEVICE, DMA_TO_DEVICE, type DmaApi, type DmaDirection } from "../../dma/types.ts";
+import {
+  DMA_FROM_DEVICE,
+  DMA_TO_DEVICE,
+  type DmaApi,
+  type DmaDirection,
+  hasUnmapPage,
+} from "../../dma/types.ts";
 import { RawGpaDmaApi } from "../../dma/identity.ts";
 import {
   RING_EVENT_FLAGS_DESC,
@@ -110,6 +116,8 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   readonly #rawDma: boolean;
   /** The DMA API has the number-only fast path {@link DmaApi.mapNumber}. */
   readonly #mapNum: boolean;
+  /** The DMA API has the number-only unmap {@link DmaApi.unmapPage}. */
+  readonly #unmapPg: boolean;
   readonly #ringGpa: number;
   readonly #ringBus: U64;
   readonly #indirectOk: boolean;
@@ -203,6 +211,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#rawDma = Object.getPrototypeOf(options.dma) === RawGpaDmaApi.prototype &&
       !["map", "mapNumber", "unmap"].some((k) => Object.hasOwn(options.dma, k));
     this.#mapNum = typeof options.dma.mapNumber === "function";
+    this.#unmapPg = hasUnmapPage(options.dma);
     const f = options.features;
     this.#indirectOk = hasFeature(f, VIRTIO_F_INDIRECT_DESC);
     this.#eventIdx = hasFeature(f, VIRTIO_F_EVENT_IDX);
@@ -816,11 +825,16 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       // Inline (not #unmapEntries): unmap may then be inlined here too, and a bus address at or
       // above 2^31 is not boxed for a call.
       const exBus = this.#exBus;
+      const unmapPg = this.#unmapPg;
       let e = id;
       for (let i = 0; i < num; i++) {
         // a number and a bigint call apart, so the number is never boxed into a U64 value
         const b = exBus[e];
-        if (b === b) this.#dma.unmap(b, this.#exLen[e], this.#exDir[e] as DmaDirection);
+        if (b === b && unmapPg) {
+          // page number + offset: small integers, never a heap number even out of line (2^30+)
+          const pfn = Math.floor(b / 4096);
+          this.#dma.unmapPage!(pfn, b - pfn * 4096, this.#exLen[e], this.#exDir[e] as DmaDirection);
+        } else if (b === b) this.#dma.unmap(b, this.#exLen[e], this.#exDir[e] as DmaDirection);
         else this.#dma.unmap(this.#exBusBig[e]!, this.#exLen[e], this.#exDir[e] as DmaDirection);
         e = this.#exNext[e];
       }

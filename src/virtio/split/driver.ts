@@ -10,7 +10,13 @@
 
 import type { GuestMemory } from "../../memory/guest_memory.ts";
 import { hex64, TWO_POW_32, type U64, u64Hi, u64Lo } from "../../memory/u64.ts";
-import { DMA_FROM_DEVICE, DMA_TO_DEVICE, type DmaApi, type DmaDirection } from "../../dma/types.ts";
+import {
+  DMA_FROM_DEVICE,
+  DMA_TO_DEVICE,
+  type DmaApi,
+  type DmaDirection,
+  hasUnmapPage,
+} from "../../dma/types.ts";
 import { RawGpaDmaApi } from "../../dma/identity.ts";
 import {
   VIRTQ_AVAIL_F_NO_INTERRUPT,
@@ -151,6 +157,8 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   readonly #dma: DmaApi;
   /** The DMA API has the number-only fast path {@link DmaApi.mapNumber}. */
   readonly #mapNum: boolean;
+  /** The DMA API has the number-only unmap {@link DmaApi.unmapPage}. */
+  readonly #unmapPg: boolean;
   /**
    * True when the DMA API is exactly {@link RawGpaDmaApi} (no own `map` / `unmap` either): map
    * returns the GPA, unmap is a no-op, so the shadow needs no mapping record.
@@ -238,6 +246,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.memory = opts.memory;
     this.#dma = opts.dma;
     this.#mapNum = typeof opts.dma.mapNumber === "function";
+    this.#unmapPg = hasUnmapPage(opts.dma);
     this.#rawDma = Object.getPrototypeOf(opts.dma) === RawGpaDmaApi.prototype &&
       !["map", "mapNumber", "unmap"].some((k) => Object.hasOwn(opts.dma, k));
     this.ringGpa = opts.ringGpa;
@@ -740,12 +749,17 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
 
   #unmapDirect(id: number, n: number): void {
     const dma = this.#dma;
+    const unmapPg = this.#unmapPg;
     const freeNext = this.#freeNext;
     let d = id;
     for (let i = 0; i < n; i++) {
       // a number and a bigint call apart, so the number is never boxed into a U64 value
       const v = this.#extraBus[d];
-      if (v === v) dma.unmap(v, this.#extraLen[d], this.#extraDir[d] as DmaDirection);
+      if (v === v && unmapPg) {
+        // page number + offset: small integers, never a heap number even out of line (2^30+)
+        const pfn = Math.floor(v / 4096);
+        dma.unmapPage!(pfn, v - pfn * 4096, this.#extraLen[d], this.#extraDir[d] as DmaDirection);
+      } else if (v === v) dma.unmap(v, this.#extraLen[d], this.#extraDir[d] as DmaDirection);
       else dma.unmap(this.#busOf(d), this.#extraLen[d], this.#extraDir[d] as DmaDirection);
       d = freeNext[d];
     }
