@@ -8,6 +8,7 @@
  * @module
  */
 
+import { type BackingCopier, backingCopier } from "./backing.ts";
 import { MemoryFault } from "./fault.ts";
 import { TWO_POW_32, type U64, u64FromParts, u64Hi, u64Lo } from "./u64.ts";
 
@@ -72,6 +73,13 @@ export class MemoryRegion {
   readonly view: DataView;
   /** The same bytes as 32-bit words (host order; for aligned word copies only). */
   readonly words: Int32Array;
+  /**
+   * A view of the region's whole backing store (offset 0 is the store's first byte, not `gpa`):
+   * regions built on one store copy between each other with one `copyWithin` on it.
+   */
+  readonly store: Uint8Array;
+  /** The store's native memmove when it has one (`backing.ts`), else `null`. */
+  readonly copier: BackingCopier | null;
   /** Label for dumps. */
   readonly name: string;
   /** True for confidential-guest private memory (see {@link MemoryRegionSpec.private}). */
@@ -88,6 +96,8 @@ export class MemoryRegion {
     this.bytes = new Uint8Array(buf, off, spec.size);
     this.view = new DataView(buf, off, spec.size);
     this.words = new Int32Array(buf, off, spec.size / 4);
+    this.store = new Uint8Array(buf);
+    this.copier = backingCopier(buf);
     this.name = spec.name ?? `ram@0x${spec.gpa.toString(16)}`;
     this.private = spec.private ?? false;
   }
@@ -336,8 +346,14 @@ export class GuestMemory {
     ) {
       // small, word-aligned, not overlapping: a word loop (no ~30 ns native call)
       copyAligned(d.words, doff, s.words, so, length);
-    } else if (s === d) d.bytes.copyWithin(doff, so, so + length);
-    else if (length < COPY_LOOP_BELOW) copyWords(d.view, doff, s.view, so, length);
+    } else if (s === d && d.copier === null) d.bytes.copyWithin(doff, so, so + length);
+    else if (s.bytes.buffer === d.bytes.buffer) {
+      // two regions on one backing store (a bounce slot and its buffer): one memmove, no view
+      const db = d.bytes.byteOffset + doff, sb = s.bytes.byteOffset + so;
+      const copier = d.copier;
+      if (copier !== null) copier(db, sb, length);
+      else d.store.copyWithin(db, sb, sb + length);
+    } else if (length < COPY_LOOP_BELOW) copyWords(d.view, doff, s.view, so, length);
     else d.bytes.set(s.bytes.subarray(so, so + length), doff);
   }
 
