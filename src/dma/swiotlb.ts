@@ -38,6 +38,9 @@ export const IO_TLB_SEGSIZE = 128;
 /** Largest mapping in bytes (`IO_TLB_SEGSIZE * IO_TLB_SIZE`, 256 KiB). */
 export const SWIOTLB_MAX_MAPPING = IO_TLB_SEGSIZE * IO_TLB_SIZE;
 
+// Copies shorter than this run as a word loop (a native call costs more below it).
+const COPY_LOOP_BELOW = 128;
+
 /** `IO_TLB_DEFAULT_SIZE`: default pool size (64 MiB). */
 export const IO_TLB_DEFAULT_SIZE = 64 * 1024 * 1024;
 
@@ -124,8 +127,12 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   // slot); at a head slot, the mapped length.
   readonly #remain: Uint32Array;
   // The region the last bounced original was in: a hit skips GuestMemory.resolve (a miss takes
-  // the general path, which resolves and throws exactly as before).
+  // the general path, which resolves and throws exactly as before). When it shares the pool's
+  // backing store and the store has a memmove: the store offset of GPA 0 in it (`gpa + delta` is
+  // a GPA's byte in the store), else NaN; #poolByte is the store offset of slot 0.
   #origRegion: MemoryRegion;
+  #origDelta = NaN;
+  readonly #poolByte: number;
   #index = 0;
   #used = 0;
 
@@ -164,6 +171,8 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     this.#base = poolGpa - this.#region.gpa;
     this.#backing = new Uint8Array(this.#region.bytes.buffer);
     this.#wasmCopy = backingCopier(this.#region.bytes.buffer);
+    this.#poolByte = this.#region.bytes.byteOffset + this.#base;
+    this.#setOrigRegion(this.#region);
     this.#plainInner = inner.constructor === DirectDmaApi &&
       (inner as DirectDmaApi).windows === null && (inner as DirectDmaApi).accepts(poolGpa, size);
     this.name = options.name ?? "swiotlb";
@@ -209,7 +218,11 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
           const idx = this.#findSlot();
           if (idx >= 0) {
             this.#take(idx, 1, gpa, length);
-            if (length > 0) {
+            if (length >= COPY_LOOP_BELOW && this.#origDelta === this.#origDelta) {
+              // #copy's memmove branch, its offsets precomputed
+              this.#wasmCopy!(this.#poolByte + idx * IO_TLB_SIZE, gpa + this.#origDelta, length);
+              this.stats.bytesToSlot += length;
+            } else if (length > 0) {
               this.#copy(this.#region, this.#base + idx * IO_TLB_SIZE, r, gpa - r.gpa, length);
               this.stats.bytesToSlot += length;
             }
@@ -261,7 +274,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     try {
       if (length > 0) {
         // swiotlb_bounce(..., DMA_TO_DEVICE) on map; a buffer outside guest RAM is a MemoryFault
-        this.#origRegion = this.#toSlot(slotGpa, gpa, length);
+        this.#setOrigRegion(this.#toSlot(slotGpa, gpa, length));
         this.stats.bytesToSlot += length;
       }
       const bus = this.#plainInner ? slotGpa : this.inner.map(slotGpa, length, dir);
@@ -295,7 +308,9 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
         const r = this.#origRegion;
         if (n <= 0) return this.#release(idx); // (#copyBack copies nothing then)
         if (this.#memory.observer === null && orig >= r.gpa && orig + n <= r.end) {
-          this.#copy(r, orig - r.gpa, this.#region, this.#base + off, n);
+          if (n >= COPY_LOOP_BELOW && this.#origDelta === this.#origDelta) {
+            this.#wasmCopy!(orig + this.#origDelta, this.#poolByte + off, n);
+          } else this.#copy(r, orig - r.gpa, this.#region, this.#base + off, n);
           this.stats.bytesFromSlot += n;
           return this.#release(idx);
         }
@@ -369,6 +384,13 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     return this.#inUse[idx] !== 0 ? this.#orig[idx] + (off % IO_TLB_SIZE) : -1;
   }
 
+  #setOrigRegion(r: MemoryRegion): void {
+    this.#origRegion = r;
+    this.#origDelta = this.#wasmCopy !== null && r.bytes.buffer === this.#region.bytes.buffer
+      ? r.bytes.byteOffset - r.gpa
+      : NaN;
+  }
+
   #inPool(gpa: number): boolean {
     return gpa >= this.poolGpa && gpa < this.poolGpa + this.poolSize;
   }
@@ -432,7 +454,8 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   // copyWithin (no subarray view allocated); otherwise set(subarray) as GuestMemory.copy does.
   #copy(d: MemoryRegion, doff: number, s: MemoryRegion, so: number, length: number): void {
     if (
-      length < 128 && ((doff | so | length) & 3) === 0 && doff < 2 ** 31 && so < 2 ** 31 &&
+      length < COPY_LOOP_BELOW && ((doff | so | length) & 3) === 0 && doff < 2 ** 31 &&
+      so < 2 ** 31 &&
       (s !== d || so + length <= doff || doff + length <= so)
     ) {
       const dw = d.words, sw = s.words, di = doff >> 2, si = so >> 2, n = length >> 2;
@@ -442,7 +465,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
       const wasmCopy = this.#wasmCopy;
       if (wasmCopy !== null) wasmCopy(db, sb, length);
       else this.#backing.copyWithin(db, sb, sb + length);
-    } else if (length < 128) {
+    } else if (length < COPY_LOOP_BELOW) {
       const db = d.bytes, sbytes = s.bytes;
       for (let i = 0; i < length; i++) db[doff + i] = sbytes[so + i];
     } else d.bytes.set(s.bytes.subarray(so, so + length), doff);
