@@ -169,7 +169,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     this.#region = memory.regionAt(poolGpa)!;
     this.#origRegion = this.#region;
     this.#base = poolGpa - this.#region.gpa;
-    this.#backing = new Uint8Array(this.#region.bytes.buffer);
+    this.#backing = this.#region.store;
     this.#wasmCopy = backingCopier(this.#region.bytes.buffer);
     this.#poolByte = this.#region.bytes.byteOffset + this.#base;
     this.#setOrigRegion(this.#region);
@@ -386,7 +386,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
 
   #setOrigRegion(r: MemoryRegion): void {
     this.#origRegion = r;
-    this.#origDelta = this.#wasmCopy !== null && r.bytes.buffer === this.#region.bytes.buffer
+    this.#origDelta = this.#wasmCopy !== null && r.store === this.#region.store
       ? r.bytes.byteOffset - r.gpa
       : NaN;
   }
@@ -460,7 +460,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     ) {
       const dw = d.words, sw = s.words, di = doff >> 2, si = so >> 2, n = length >> 2;
       for (let i = 0; i < n; i++) dw[di + i] = sw[si + i];
-    } else if (s.bytes.buffer === d.bytes.buffer) {
+    } else if (s.store === d.store) {
       const db = d.bytes.byteOffset + doff, sb = s.bytes.byteOffset + so;
       const wasmCopy = this.#wasmCopy;
       if (wasmCopy !== null) wasmCopy(db, sb, length);
