@@ -9,9 +9,11 @@
  * freed slots first was measured 5-20% faster for 1500 B bounces (a next-fit sweep of a 4 MiB pool
  * is cache-cold) and rejected, because which slot a stale bus address hits is an outcome.
  * Data is copied into the slot on map (Linux bounces on map whatever the direction since
- * ddbd89deb7d3 / aa6f8dcbab47 "swiotlb: fix info leak with DMA_FROM_DEVICE", 2022, so a
- * FROM_DEVICE buffer's bytes the device did not write come back unchanged), from the
- * slot on unmap for FROM_DEVICE/BIDIRECTIONAL, and on sync by direction. Exhaustion is a typed
+ * ddbd89deb7d3 "swiotlb: fix info leak with DMA_FROM_DEVICE" and 901c7280ca0d "Reinstate some
+ * of ...", 2022: `swiotlb_tbl_map_single` calls `swiotlb_bounce(..., DMA_TO_DEVICE)` for every
+ * direction, so a FROM_DEVICE buffer's bytes the device did not write come back unchanged), from
+ * the slot on unmap for FROM_DEVICE/BIDIRECTIONAL only, on `syncForDevice` for TO_DEVICE/
+ * BIDIRECTIONAL only and on `syncForCpu` for FROM_DEVICE/BIDIRECTIONAL only. Exhaustion is a typed
  * `pool-exhausted` error (Linux returns -ENOMEM to virtio since f7728002c1c7), never silent.
  *
  * The pool is a range of guest memory the caller provides; in a confidential guest it must be
