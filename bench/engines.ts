@@ -28,7 +28,8 @@
  *   dma-iommu (strict) and the device behind the IOMMU.
  *
  * Every mode's guest memory is one WebAssembly-backed store (`createDmaLab` with `fastCopy`), so
- * a bounce copy is one native memmove call, as a kernel's memcpy is.
+ * every payload copy on it (a bounce, the device's own copy) is one native memmove call, as a
+ * kernel's memcpy is.
  *
  * @module
  */

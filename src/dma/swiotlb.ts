@@ -9,9 +9,11 @@
  * freed slots first was measured 5-20% faster for 1500 B bounces (a next-fit sweep of a 4 MiB pool
  * is cache-cold) and rejected, because which slot a stale bus address hits is an outcome.
  * Data is copied into the slot on map (Linux bounces on map whatever the direction since
- * ddbd89deb7d3 / aa6f8dcbab47 "swiotlb: fix info leak with DMA_FROM_DEVICE", 2022, so a
- * FROM_DEVICE buffer's bytes the device did not write come back unchanged), from the
- * slot on unmap for FROM_DEVICE/BIDIRECTIONAL, and on sync by direction. Exhaustion is a typed
+ * ddbd89deb7d3 "swiotlb: fix info leak with DMA_FROM_DEVICE" and 901c7280ca0d "Reinstate some
+ * of ...", 2022: `swiotlb_tbl_map_single` calls `swiotlb_bounce(..., DMA_TO_DEVICE)` for every
+ * direction, so a FROM_DEVICE buffer's bytes the device did not write come back unchanged), from
+ * the slot on unmap for FROM_DEVICE/BIDIRECTIONAL only, on `syncForDevice` for TO_DEVICE/
+ * BIDIRECTIONAL only and on `syncForCpu` for FROM_DEVICE/BIDIRECTIONAL only. Exhaustion is a typed
  * `pool-exhausted` error (Linux returns -ENOMEM to virtio since f7728002c1c7), never silent.
  *
  * The pool is a range of guest memory the caller provides; in a confidential guest it must be
@@ -37,6 +39,9 @@ export const IO_TLB_SIZE = 1 << IO_TLB_SHIFT;
 export const IO_TLB_SEGSIZE = 128;
 /** Largest mapping in bytes (`IO_TLB_SEGSIZE * IO_TLB_SIZE`, 256 KiB). */
 export const SWIOTLB_MAX_MAPPING = IO_TLB_SEGSIZE * IO_TLB_SIZE;
+
+// Copies shorter than this run as a word loop (a native call costs more below it).
+const COPY_LOOP_BELOW = 128;
 
 /** `IO_TLB_DEFAULT_SIZE`: default pool size (64 MiB). */
 export const IO_TLB_DEFAULT_SIZE = 64 * 1024 * 1024;
@@ -120,10 +125,16 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   readonly #orig: Float64Array;
   /** Per head slot: slots in the mapping (0 = not a head). */
   readonly #nslots: Uint8Array;
-  /** Per head slot: mapped length in bytes. */
-  readonly #len: Uint32Array;
-  // Bytes of the mapping from each slot's start to the mapping's end (Linux `alloc_size` per slot).
+  // Bytes of the mapping from each slot's start to the mapping's end (Linux `alloc_size` per
+  // slot); at a head slot, the mapped length.
   readonly #remain: Uint32Array;
+  // The region the last bounced original was in: a hit skips GuestMemory.resolve (a miss takes
+  // the general path, which resolves and throws exactly as before). When it shares the pool's
+  // backing store and the store has a memmove: the store offset of GPA 0 in it (`gpa + delta` is
+  // a GPA's byte in the store), else NaN; #poolByte is the store offset of slot 0.
+  #origRegion: MemoryRegion;
+  #origDelta = NaN;
+  readonly #poolByte: number;
   #index = 0;
   #used = 0;
 
@@ -158,9 +169,12 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     }
     this.#memory = memory;
     this.#region = memory.regionAt(poolGpa)!;
+    this.#origRegion = this.#region;
     this.#base = poolGpa - this.#region.gpa;
-    this.#backing = new Uint8Array(this.#region.bytes.buffer);
+    this.#backing = this.#region.store;
     this.#wasmCopy = backingCopier(this.#region.bytes.buffer);
+    this.#poolByte = this.#region.bytes.byteOffset + this.#base;
+    this.#setOrigRegion(this.#region);
     this.#plainInner = inner.constructor === DirectDmaApi &&
       (inner as DirectDmaApi).windows === null && (inner as DirectDmaApi).accepts(poolGpa, size);
     this.name = options.name ?? "swiotlb";
@@ -172,7 +186,6 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     this.#inUse = new Uint8Array(this.slots);
     this.#orig = new Float64Array(this.slots);
     this.#nslots = new Uint8Array(this.slots);
-    this.#len = new Uint32Array(this.slots);
     this.#remain = new Uint32Array(this.slots);
   }
 
@@ -193,6 +206,38 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
    * inner API's error; MemoryFault when the buffer is not guest RAM (no slot is kept).
    */
   map(gpa: number, length: number, dir: DmaDirection): U64 {
+    if (this.#plainInner && this.force) {
+      // The common case (forced bounce, plain dma-direct inner, no observer, the original in
+      // the region of the last one): the same checks, slots, copy and counters as the general
+      // path below, with no inner call, no resolve and no undo to arm. Anything else (an error
+      // to throw, a region miss) goes to the general path before any state changes.
+      if (
+        Number.isSafeInteger(gpa) && gpa >= 0 && gpa + length <= 2 ** 52 &&
+        length <= IO_TLB_SIZE && this.#memory.observer === null
+      ) {
+        const r = this.#origRegion;
+        if (length <= 0 || (gpa >= r.gpa && gpa + length <= r.end)) {
+          const idx = this.#findSlot();
+          if (idx >= 0) {
+            this.#take(idx, 1, gpa, length);
+            if (length >= COPY_LOOP_BELOW && this.#origDelta === this.#origDelta) {
+              // #copy's memmove branch, its offsets precomputed
+              this.#wasmCopy!(this.#poolByte + idx * IO_TLB_SIZE, gpa + this.#origDelta, length);
+              this.stats.bytesToSlot += length;
+            } else if (length > 0) {
+              this.#copy(this.#region, this.#base + idx * IO_TLB_SIZE, r, gpa - r.gpa, length);
+              this.stats.bytesToSlot += length;
+            }
+            this.stats.bounced++;
+            return this.poolGpa + idx * IO_TLB_SIZE;
+          }
+        }
+      }
+    }
+    return this.#mapGeneral(gpa, length, dir);
+  }
+
+  #mapGeneral(gpa: number, length: number, dir: DmaDirection): U64 {
     if (!this.force) {
       try {
         const bus = this.inner.map(gpa, length, dir);
@@ -215,7 +260,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
       );
     }
     const n = length > IO_TLB_SIZE ? Math.ceil(length / IO_TLB_SIZE) : 1;
-    const idx = this.#findSlots(n, length >= 4096 ? 2 : 1);
+    const idx = n === 1 ? this.#findSlot() : this.#findSlots(n, length >= 4096 ? 2 : 1);
     if (idx < 0) {
       this.stats.exhausted++;
       throw new DmaMapError(
@@ -231,7 +276,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     try {
       if (length > 0) {
         // swiotlb_bounce(..., DMA_TO_DEVICE) on map; a buffer outside guest RAM is a MemoryFault
-        this.#toSlot(slotGpa, gpa, length);
+        this.#setOrigRegion(this.#toSlot(slotGpa, gpa, length));
         this.stats.bytesToSlot += length;
       }
       const bus = this.#plainInner ? slotGpa : this.inner.map(slotGpa, length, dir);
@@ -249,6 +294,34 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
    * @throws DmaMapError `not-mapped` when `bus` is not the start of a live bounce mapping.
    */
   unmap(bus: U64, length: number, dir: DmaDirection): void {
+    if (
+      this.#plainInner && typeof bus === "number" && bus >= this.poolGpa &&
+      bus < this.poolGpa + this.poolSize
+    ) {
+      // The common case: a live one-slot head, copied back (FROM_DEVICE / BIDIRECTIONAL) from a
+      // slot whose original is in the last original's region; anything else takes the general
+      // path below with nothing changed yet.
+      const off = bus - this.poolGpa;
+      const idx = off / IO_TLB_SIZE;
+      if ((idx | 0) === idx && this.#nslots[idx] === 1 && this.#inUse[idx] !== 0) {
+        if (dir === 1) return this.#release(idx);
+        const n = Math.min(length, this.#remain[idx]);
+        const orig = this.#orig[idx];
+        const r = this.#origRegion;
+        if (n <= 0) return this.#release(idx); // (#copyBack copies nothing then)
+        if (this.#memory.observer === null && orig >= r.gpa && orig + n <= r.end) {
+          if (n >= COPY_LOOP_BELOW && this.#origDelta === this.#origDelta) {
+            this.#wasmCopy!(orig + this.#origDelta, this.#poolByte + off, n);
+          } else this.#copy(r, orig - r.gpa, this.#region, this.#base + off, n);
+          this.stats.bytesFromSlot += n;
+          return this.#release(idx);
+        }
+      }
+    }
+    this.#unmapGeneral(bus, length, dir);
+  }
+
+  #unmapGeneral(bus: U64, length: number, dir: DmaDirection): void {
     // (plain dma-direct: busToGpa is the identity on numbers, -1 for a bigint)
     const slotGpa = this.#plainInner
       ? (typeof bus === "number" ? bus : -1)
@@ -262,7 +335,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
       throw new DmaMapError("not-mapped", bus, length, this.name, "not the start of a mapping");
     }
     if (!this.#plainInner) this.inner.unmap(bus, length, dir);
-    if (dir !== 1) this.#copyBack(slotGpa, this.#orig[idx], Math.min(length, this.#len[idx]));
+    if (dir !== 1) this.#copyBack(slotGpa, this.#orig[idx], Math.min(length, this.#remain[idx]));
     this.#release(idx);
   }
 
@@ -313,6 +386,13 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     return this.#inUse[idx] !== 0 ? this.#orig[idx] + (off % IO_TLB_SIZE) : -1;
   }
 
+  #setOrigRegion(r: MemoryRegion): void {
+    this.#origRegion = r;
+    this.#origDelta = this.#wasmCopy !== null && r.store === this.#region.store
+      ? r.bytes.byteOffset - r.gpa
+      : NaN;
+  }
+
   #inPool(gpa: number): boolean {
     return gpa >= this.poolGpa && gpa < this.poolGpa + this.poolSize;
   }
@@ -358,11 +438,16 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
 
   // Copies the original at `gpa` into the slot at `slotGpa`: GuestMemory.copy with the pool's
   // region known (one resolve); the observer, when set, sees the same calls through copy.
-  #toSlot(slotGpa: number, gpa: number, length: number): void {
+  // Returns the original's region (the pool's region when the observer path resolved it).
+  #toSlot(slotGpa: number, gpa: number, length: number): MemoryRegion {
     const memory = this.#memory;
-    if (memory.observer !== null) return memory.copy(slotGpa, gpa, length);
+    if (memory.observer !== null) {
+      memory.copy(slotGpa, gpa, length);
+      return this.#origRegion;
+    }
     const r = memory.resolve(gpa, length);
     this.#copy(this.#region, this.#base + (slotGpa - this.poolGpa), r, gpa - r.gpa, length);
+    return r;
   }
 
   // GuestMemory.copy between resolved regions, byte for byte the same result (overlap-safe: a
@@ -371,17 +456,18 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   // copyWithin (no subarray view allocated); otherwise set(subarray) as GuestMemory.copy does.
   #copy(d: MemoryRegion, doff: number, s: MemoryRegion, so: number, length: number): void {
     if (
-      length < 128 && ((doff | so | length) & 3) === 0 && doff < 2 ** 31 && so < 2 ** 31 &&
+      length < COPY_LOOP_BELOW && ((doff | so | length) & 3) === 0 && doff < 2 ** 31 &&
+      so < 2 ** 31 &&
       (s !== d || so + length <= doff || doff + length <= so)
     ) {
       const dw = d.words, sw = s.words, di = doff >> 2, si = so >> 2, n = length >> 2;
       for (let i = 0; i < n; i++) dw[di + i] = sw[si + i];
-    } else if (s.bytes.buffer === d.bytes.buffer) {
+    } else if (s.store === d.store) {
       const db = d.bytes.byteOffset + doff, sb = s.bytes.byteOffset + so;
       const wasmCopy = this.#wasmCopy;
       if (wasmCopy !== null) wasmCopy(db, sb, length);
       else this.#backing.copyWithin(db, sb, sb + length);
-    } else if (length < 128) {
+    } else if (length < COPY_LOOP_BELOW) {
       const db = d.bytes, sbytes = s.bytes;
       for (let i = 0; i < length; i++) db[doff + i] = sbytes[so + i];
     } else d.bytes.set(s.bytes.subarray(so, so + length), doff);
@@ -408,6 +494,17 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     return -1;
   }
 
+  // #findSlots(1, 1): the first free slot from the rotating index, wrapping once around the pool
+  // (one slot never crosses a segment end).
+  #findSlot(): number {
+    const inUse = this.#inUse;
+    const slots = this.slots;
+    const from = this.#index;
+    for (let i = from; i < slots; i++) if (inUse[i] === 0) return i;
+    for (let i = 0; i < from; i++) if (inUse[i] === 0) return i;
+    return -1;
+  }
+
   #take(idx: number, n: number, gpa: number, length: number): void {
     const inUse = this.#inUse;
     for (let k = 0; k < n; k++) {
@@ -417,7 +514,6 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
       this.#remain[idx + k] = left > 0 ? left : 0;
     }
     this.#nslots[idx] = n;
-    this.#len[idx] = length;
     this.#used += n;
     if (this.#used > this.stats.highWater) this.stats.highWater = this.#used;
     this.#index = idx + n >= this.slots ? 0 : idx + n;
@@ -431,7 +527,6 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
       this.#remain[j] = 0;
     }
     this.#nslots[idx] = 0;
-    this.#len[idx] = 0;
     this.#used -= n;
   }
 }

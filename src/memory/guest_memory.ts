@@ -8,6 +8,7 @@
  * @module
  */
 
+import { type BackingCopier, backingCopier } from "./backing.ts";
 import { MemoryFault } from "./fault.ts";
 import { TWO_POW_32, type U64, u64FromParts, u64Hi, u64Lo } from "./u64.ts";
 
@@ -72,14 +73,25 @@ export class MemoryRegion {
   readonly view: DataView;
   /** The same bytes as 32-bit words (host order; for aligned word copies only). */
   readonly words: Int32Array;
+  /**
+   * A view of the region's whole backing store (offset 0 is the store's first byte, not `gpa`),
+   * the same object for every region of one GuestMemory built on that store: `a.store ===
+   * b.store` tells that two regions share a store (cheaper than comparing `bytes.buffer`, a ~25 ns getter on this V8),
+   * and a copy between them is one memmove on it.
+   */
+  readonly store: Uint8Array;
+  /** The store's native memmove when it has one (`backing.ts`), else `null`. */
+  readonly copier: BackingCopier | null;
   /** Label for dumps. */
   readonly name: string;
   /** True for confidential-guest private memory (see {@link MemoryRegionSpec.private}). */
   private: boolean;
 
   /** Creates a region (with a zeroed backing store unless one is given).
-   * @param spec validated region description. */
-  constructor(spec: MemoryRegionSpec) {
+   * @param spec validated region description.
+   * @param sibling a region on the same backing store, whose {@link MemoryRegion.store} view this
+   * one shares (GuestMemory passes one when it has one). */
+  constructor(spec: MemoryRegionSpec, sibling?: MemoryRegion) {
     this.gpa = spec.gpa;
     this.size = spec.size;
     this.end = spec.gpa + spec.size;
@@ -88,6 +100,9 @@ export class MemoryRegion {
     this.bytes = new Uint8Array(buf, off, spec.size);
     this.view = new DataView(buf, off, spec.size);
     this.words = new Int32Array(buf, off, spec.size / 4);
+    const shared = sibling !== undefined && sibling.store.buffer === buf;
+    this.store = shared ? sibling.store : new Uint8Array(buf);
+    this.copier = shared ? sibling.copier : backingCopier(buf);
     this.name = spec.name ?? `ram@0x${spec.gpa.toString(16)}`;
     this.private = spec.private ?? false;
   }
@@ -182,7 +197,8 @@ export class GuestMemory {
         );
       }
     }
-    const region = new MemoryRegion(spec);
+    const sibling = spec.backing && this.#regions.find((r) => r.store.buffer === spec.backing);
+    const region = new MemoryRegion(spec, sibling || undefined);
     this.#regions.push(region);
     this.#regions.sort((a, b) => a.gpa - b.gpa);
     return region;
@@ -336,8 +352,13 @@ export class GuestMemory {
     ) {
       // small, word-aligned, not overlapping: a word loop (no ~30 ns native call)
       copyAligned(d.words, doff, s.words, so, length);
-    } else if (s === d) d.bytes.copyWithin(doff, so, so + length);
-    else if (length < COPY_LOOP_BELOW) copyWords(d.view, doff, s.view, so, length);
+    } else if (s.store === d.store) {
+      // one region, or two on one backing store (a bounce slot and its buffer): one memmove
+      const db = d.bytes.byteOffset + doff, sb = s.bytes.byteOffset + so;
+      const copier = d.copier;
+      if (copier !== null) copier(db, sb, length);
+      else d.store.copyWithin(db, sb, sb + length);
+    } else if (length < COPY_LOOP_BELOW) copyWords(d.view, doff, s.view, so, length);
     else d.bytes.set(s.bytes.subarray(so, so + length), doff);
   }
 
