@@ -159,6 +159,39 @@ async function waitForSocket(be: VhostBackend, ms: number): Promise<void> {
   );
 }
 
+/**
+ * Waits until the back-end's log holds `line` (after its socket exists).
+ * @throws VhostUserError `BACKEND_START_FAILED` when it exits first or `ms` pass.
+ */
+async function waitForLogLine(be: VhostBackend, line: string, ms: number): Promise<void> {
+  const t0 = Date.now();
+  while (Date.now() - t0 < ms) {
+    if (be.exited() !== null) break;
+    if (be.log().includes(line)) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const why = be.exited() ?? `no "${line}" in its log within ${ms} ms`;
+  await be.stop();
+  const tail = be.log().trim().split("\n").slice(-5).join(" | ");
+  throw new VhostUserError(
+    "BACKEND_START_FAILED",
+    `${be.kind} did not start (${why}); log ${be.logFile}: ${tail}`,
+  );
+}
+
+/** The line testpmd prints once its forwarding lcore runs (non-interactive mode). */
+const TESTPMD_FORWARDING = "Press enter to exit";
+/** coreutils `stdbuf` (line-buffers testpmd's stdout into its log). */
+const STDBUF = "/usr/bin/stdbuf";
+
+function isFile(path: string): boolean {
+  try {
+    return Deno.statSync(path).isFile;
+  } catch {
+    return false;
+  }
+}
+
 /** Options of {@link startTestpmd}. */
 export interface TestpmdOptions {
   /** Directory for the socket and log (created). */
@@ -171,7 +204,7 @@ export interface TestpmdOptions {
   forwardMode?: string;
   /** Extra vdev arguments, e.g. `["client=0"]`. */
   vdevArgs?: string[];
-  /** Socket wait in ms (default 20000). */
+  /** Wait for the socket and for forwarding to start, in ms (default 20000). */
   startTimeoutMs?: number;
   /** Binary (default {@link TESTPMD_BINARY}). */
   binary?: string;
@@ -181,7 +214,14 @@ export interface TestpmdOptions {
 
 /**
  * Starts DPDK testpmd with one vhost PMD port as a vhost-user server (no hugepages, no PCI, its
- * own `--file-prefix`), forwarding with macswap, and waits for its socket.
+ * own `--file-prefix`), forwarding with macswap, and waits for its socket and then for its
+ * forwarding lcore to run.
+ *
+ * `--disable-link-check`: testpmd otherwise starts forwarding only once it sees the port's link
+ * up (polled every 100 ms, up to 9 s), and a vhost port's link is up only while a front-end is
+ * connected with DRIVER_OK. The socket appears before that, so the first session's frames could
+ * wait unforwarded; on a loaded machine longer than a fuzz case's probe (a valid case then read
+ * as WEDGED: its session ended in the testpmd log before "start packet forwarding").
  * Needs `--allow-run`, `--allow-read`, `--allow-write` on `dir`.
  * @throws VhostUserError `BACKEND_START_FAILED` (names the log file and its last lines).
  */
@@ -214,13 +254,25 @@ export async function startTestpmd(o: TestpmdOptions): Promise<VhostBackend> {
     "--",
     `--forward-mode=${o.forwardMode ?? "macswap"}`,
     "--auto-start",
+    "--disable-link-check",
     "--nb-cores=1",
     "--total-num-mbufs=2048",
     "--txd=64",
     "--rxd=64",
   ];
-  const be = spawnLogged("testpmd", o.binary ?? TESTPMD_BINARY, args, socket, true);
-  await waitForSocket(be, o.startTimeoutMs ?? 20000);
+  const bin = o.binary ?? TESTPMD_BINARY;
+  // testpmd's stdout goes to a file, block-buffered: line-buffer it (coreutils stdbuf) so the
+  // forwarding line reaches the log when printed; without stdbuf, only the socket is awaited
+  const lineBuffered = isFile(STDBUF);
+  const be = lineBuffered
+    ? spawnLogged("testpmd", STDBUF, ["-oL", bin, ...args], socket, true)
+    : spawnLogged("testpmd", bin, args, socket, true);
+  const t0 = Date.now();
+  const ms = o.startTimeoutMs ?? 20000;
+  await waitForSocket(be, ms);
+  if (lineBuffered) {
+    await waitForLogLine(be, TESTPMD_FORWARDING, Math.max(1000, ms - (Date.now() - t0)));
+  }
   return be;
 }
 
