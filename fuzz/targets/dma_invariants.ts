@@ -14,12 +14,15 @@
  *   GPA the reference page map gives, or faults with the reason the reference predicts:
  *   `out-of-window` beyond the width, `reserved-region`, `unmapped`, and `permission` for an
  *   access the mapping's direction forbids; a lazily unmapped IOVA may still translate, to its old
- *   GPA only);
+ *   GPA only); `domain-id` (a domain ID that is negative, fractional, above 16 bits or in use
+ *   is a RangeError, a free one is taken);
  * - `iova`: the IOVA allocator alone with limits up to 2^52 bytes and reserved ranges. Oracles
  *   `iova-invariant` (as above, failure only when no aligned gap exists) and `top-down` (a
- *   fresh allocator's first range is the highest aligned fit below the limit; below 4 GiB, with no
- *   free yet, each range is the highest fit below the previous one, else below the limit:
- *   Linux's cached-node search);
+ *   fresh allocator's first range is the highest aligned fit below the limit; below 4 GiB, until
+ *   a `freeFast`, each range is the highest fit below Linux's cached node (the previous range,
+ *   moved up to the next range by a free at or above it, past the top when the freed range was
+ *   the highest), else below the limit: Linux's cached-node search); an allocator with a
+ *   negative or fractional `startPfn` is refused (`iova-invariant`);
  * - `swiotlb`: a bounce pool of 64 to 512 slots. Oracle `swiotlb-invariant` (Linux
  *   `swiotlb_search_pool_area`: a mapping takes `max(1, ceil(len / 2 KiB))` free slots inside
  *   one 128-slot segment, page-aligned (an even slot) when `len >= 4 KiB`, overlapping no live
@@ -58,6 +61,7 @@ import {
   type FallbackDmaApi,
   IO_TLB_SEGSIZE,
   IO_TLB_SIZE,
+  type Iommu,
   IommuDmaApi,
   IOPTE_READ,
   IovaAllocator,
@@ -438,6 +442,7 @@ function runIommu(input: IommuPart, engine: DmaInvariantsEngine): void {
     clock,
   });
   const { api, space } = engine.wrapIommu(mode.api, mode.space);
+  checkDomainIds(mode.iommu!, input.steps[0]);
   const width = mode.iommu!.addressWidth;
   const iovaLimit = 2 ** width;
   const limitPfn = Math.min(
@@ -665,7 +670,53 @@ function mapFailingInTable(
 
 // ---------------------------------------------------------------------------------- iova part
 
+/** Domain IDs `Iommu.createDomain` must refuse: not integers, negative, above 16 bits. */
+const BAD_DOMAIN_IDS = [-1, -0x10000, 1.5, -2.5, 0x10000, NaN, Infinity, 2 ** 53];
+
+/**
+ * VT-d domain IDs are 16-bit (`did`): a hostile or buggy caller's ID outside `[0, 0xffff]`, not
+ * an integer, or already in use is a RangeError, and a free one is accepted (oracle
+ * `domain-id`). One bad ID per input (drawn from the first step), plus the ID in use.
+ */
+function checkDomainIds(
+  iommu: Iommu,
+  [, a, b]: readonly number[],
+): void {
+  const bad = [BAD_DOMAIN_IDS[a % BAD_DOMAIN_IDS.length]];
+  const free = 0x100 + (b % 0xff00);
+  const d = iommu.createDomain("paged", free);
+  if (d.id !== free) fail("domain-id", `createDomain(${free}) made domain ${d.id}`);
+  bad.push(free);
+  for (const id of bad) {
+    let threw: unknown = null;
+    try {
+      iommu.createDomain("paged", id);
+    } catch (e) {
+      threw = e;
+    }
+    if (!(threw instanceof RangeError)) {
+      fail("domain-id", `createDomain(${id}) ${threw === null ? "accepted it" : `threw ${threw}`}`);
+    }
+  }
+  iommu.destroyDomain(d);
+}
+
+/** `startPfn`s an allocator must refuse (negative, fractional, not a safe integer). */
+const BAD_START_PFNS = [-1, -16, 0.5, 1.25, NaN, Infinity, 2 ** 53, -(2 ** 53)];
+
 function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
+  // Linux init_iova_domain takes an unsigned long start_pfn: the model refuses anything else
+  // with a RangeError (oracle `iova-invariant`).
+  const badStart = BAD_START_PFNS[input.steps.length % BAD_START_PFNS.length];
+  let refused: unknown = null;
+  try {
+    engine.newAllocator(badStart);
+  } catch (e) {
+    refused = e;
+  }
+  if (!(refused instanceof RangeError)) {
+    fail("iova-invariant", `allocator with startPfn ${badStart} was not refused (${refused})`);
+  }
   const alloc = engine.newAllocator(input.startPfn);
   const limit = Math.max(input.startPfn + 1, 2 ** input.limitBits - input.limitLess);
   const live: Range[] = [];
@@ -673,9 +724,15 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
   // Ranges given to `freeFast`: cached (still in the tree) or freed; either way not live.
   const cached: Range[] = [];
   let freed = false;
+  let fastFreed = false;
   let storm: [number, number] | undefined;
   let last = -1;
   const exact = limit <= 2 ** 20; // one cached node (Linux cached32_node)
+  // The cached node as Linux keeps it (below 4 GiB, until a freeFast leaves ranges in the tree
+  // the model cannot place): the last allocation; a free at or above it moves it to the next
+  // higher range in the tree, or past the top (the anchor) when the freed range was the highest
+  // (__cached_rbnode_delete_update: rb_next of the freed node).
+  let node = Infinity;
   for (const [kind, a, b] of input.steps) {
     if (kind === 0) {
       const pages = IOVA_PAGES[a % IOVA_PAGES.length];
@@ -706,17 +763,19 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
       if (o !== undefined) {
         fail("iova-invariant", `pfn ${hex(pfn)}+${pages} overlaps [${hex(o[0])}, ${hex(o[1])}]`);
       }
-      if (!freed && (last < 0 || exact)) {
-        const below = last >= 0 ? highestFit(taken, pages, align, input.startPfn, last) : -1;
+      if ((!freed && (last < 0 || exact)) || (exact && !fastFreed)) {
+        const below = node < limit ? highestFit(taken, pages, align, input.startPfn, node) : -1;
         const want = below >= 0 ? below : highest;
         if (pfn !== want) {
           fail(
             "top-down",
-            `alloc of ${pages} pages gave pfn ${hex(pfn)}, the top-down search gives ${hex(want)}`,
+            `alloc of ${pages} pages gave pfn ${hex(pfn)}, the top-down search below the ` +
+              `cached node ${node === Infinity ? "(top)" : hex(node)} gives ${hex(want)}`,
           );
         }
       }
       last = pfn;
+      node = pfn;
       live.push([pfn, pfn + pages - 1]);
       for (let k = cached.length - 1; k >= 0; k--) {
         if (cached[k][1] >= pfn && cached[k][0] <= pfn + pages - 1) cached.splice(k, 1);
@@ -726,6 +785,12 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
       const [lo] = live.splice(a % live.length, 1)[0];
       if (!alloc.free(lo)) fail("iova-invariant", `free of live pfn ${hex(lo)} found nothing`);
       freed = true;
+      if (lo >= node) {
+        node = Infinity;
+        for (const r of [...live, ...reserved, ...cached]) {
+          if (r[0] > lo && r[0] < node) node = r[0];
+        }
+      }
     } else if (kind === 3) {
       // Linux free_iova_fast: caches or frees the live range; it always finds it.
       if (live.length === 0 || alloc.freeFast === undefined) continue;
@@ -735,6 +800,7 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
       }
       cached.push(r);
       freed = true;
+      fastFreed = true;
     } else if (kind === 5) {
       // The first storm drawn runs after the other steps (its tree searches move the cached
       // node, after which top-down is owed no more).
