@@ -254,6 +254,14 @@ const KILLS: Kill[] = [
     target: "split-hostile-device",
     why: "a bus shift inside guest memory's GPAs: the region fast path would take bus for GPA",
   },
+  {
+    file: "src/virtio/packed/device.ts",
+    line: 513,
+    from: "if (!enabled) return false;",
+    to: "if (enabled) return false;",
+    target: "packed-hostile-driver",
+    why: "the pre-roll toggles notifications with a buffer available: enabling must say so",
+  },
 ];
 
 const ROOT = new URL("../../", import.meta.url).pathname;
