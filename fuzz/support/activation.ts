@@ -394,17 +394,30 @@ export function activationArbitrary(
     block,
     negotiation,
   }, { noNullPrototype: true });
+  // bus addresses mostly aligned (their alignment is checked before translation)
+  const addrW = fc.tuple(fc.nat(memEnd + 0x2000), fc.constantFrom(0, 0, 0, 0, 0, 0, 0, 4)).map((
+    [n, m],
+  ) => WINDOW_BUS + (n & ~15) + m);
   const throughWindow = fc.record({
-    size,
-    desc: addr(false, WINDOW_BUS),
-    driver: addr(false, WINDOW_BUS),
-    device: addr(false, WINDOW_BUS),
+    // mostly small valid sizes (powers of 2: valid for both layouts) whose rings fit in memory
+    size: fc.oneof(
+      { arbitrary: fc.constantFrom(1, 2, 4, 16, 64, 256), weight: 4 },
+      { arbitrary: size, weight: 1 },
+    ),
+    desc: addrW,
+    driver: addrW,
+    device: addrW,
     iommu: fc.constant(null),
-    window: fc.record({ shift: fc.constantFrom(0, 2, 4, 8, 12, 16, 0x1000, 0x1004, 0x1008) }),
+    // mostly a shift no area's alignment divides: the GPA check after translation is the point
+    window: fc.record({ shift: fc.constantFrom(2, 4, 8, 12, 0x1004, 0x1008, 0, 16, 0x1000) }),
     block,
     negotiation,
   }, { noNullPrototype: true });
-  return fc.oneof(identity, behindIommu, throughWindow);
+  return fc.oneof(
+    { arbitrary: identity, weight: 2 },
+    { arbitrary: behindIommu, weight: 2 },
+    { arbitrary: throughWindow, weight: 3 },
+  );
 }
 
 /** A hostile-driver input that is a hostile activation. */

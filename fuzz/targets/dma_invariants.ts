@@ -733,7 +733,7 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
   // higher range in the tree, or past the top (the anchor) when the freed range was the highest
   // (__cached_rbnode_delete_update: rb_next of the freed node).
   let node = Infinity;
-  for (const [kind, a, b] of input.steps) {
+  const step = ([kind, a, b]: readonly number[]): void => {
     if (kind === 0) {
       const pages = IOVA_PAGES[a % IOVA_PAGES.length];
       const align = pow2ceil(pages);
@@ -748,7 +748,7 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
             `alloc of ${pages} pages below ${hex(limit)} failed, yet pfn ${hex(highest)} fits`,
           );
         }
-        continue;
+        return;
       }
       if (pfn % align !== 0) {
         fail("iova-invariant", `pfn ${hex(pfn)} of ${pages} pages not aligned to ${align}`);
@@ -781,7 +781,7 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
         if (cached[k][1] >= pfn && cached[k][0] <= pfn + pages - 1) cached.splice(k, 1);
       }
     } else if (kind === 1) {
-      if (live.length === 0) continue;
+      if (live.length === 0) return;
       const [lo] = live.splice(a % live.length, 1)[0];
       if (!alloc.free(lo)) fail("iova-invariant", `free of live pfn ${hex(lo)} found nothing`);
       freed = true;
@@ -793,7 +793,7 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
       }
     } else if (kind === 3) {
       // Linux free_iova_fast: caches or frees the live range; it always finds it.
-      if (live.length === 0 || alloc.freeFast === undefined) continue;
+      if (live.length === 0 || alloc.freeFast === undefined) return;
       const r = live.splice(a % live.length, 1)[0];
       if (!alloc.freeFast(r[0])) {
         fail("iova-invariant", `freeFast of live pfn ${hex(r[0])} found nothing`);
@@ -813,7 +813,7 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
       const from = pick === 0 ? live : reserved;
       const r = from.length > 0 ? from[a % from.length] : undefined;
       const pfn = pick === 2 ? limit + (a % 5) : r === undefined ? -1 : r[0] + (pick === 0 ? 1 : 0);
-      if (pfn < 0 || (pick === 0 && r![1] === r![0])) continue;
+      if (pfn < 0 || (pick === 0 && r![1] === r![0])) return;
       const before = alloc.rangeCount;
       const fast = a % 2 === 1 && alloc.freeFast !== undefined;
       const got = fast ? alloc.freeFast!(pfn) : alloc.free(pfn);
@@ -828,7 +828,7 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
     } else if (kind === 4) {
       // Linux reserve_iova over a range an allocation covers entirely inserts nothing
       // (__adjust_overlap_range, then `goto finish`).
-      if (live.length === 0 || alloc.rangeCount === undefined) continue;
+      if (live.length === 0 || alloc.rangeCount === undefined) return;
       const [lo, hi] = live[a % live.length];
       const pfn = lo + (b % (hi - lo + 1));
       const before = alloc.rangeCount;
@@ -850,10 +850,21 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
       if (
         lo < input.startPfn || overlaps(live, lo, hi) || overlaps(reserved, lo, hi) ||
         overlaps(cached, lo, hi)
-      ) continue;
+      ) return;
       alloc.reserve(lo, hi);
       reserved.push([lo, hi]);
     }
+  };
+  for (const s of input.steps) step(s);
+  // Tail (below 4 GiB, no freeFast): free the lowest live range, then the highest, then take one
+  // page. The record beyond the last one is then stale (the highest range's copy), and freeing
+  // the highest range must move the cached node past the top, not to that stale copy.
+  if (exact && !fastFreed && live.length >= 2) {
+    const los = live.map((r) => r[0]);
+    step([1, los.indexOf(Math.min(...los)), 0]);
+    const his = live.map((r) => r[0]);
+    step([1, his.indexOf(Math.max(...his)), 0]);
+    step([0, 0, 0]);
   }
   if (storm !== undefined && alloc.allocFast !== undefined && alloc.freeFast !== undefined) {
     rcacheStorm(alloc as Required<typeof alloc>, input.startPfn, limit, live, reserved, ...storm);
