@@ -68,6 +68,7 @@ import {
   type ReversibleDmaApi,
   SWIOTLB_MAX_MAPPING,
   SwiotlbDmaApi,
+  translateContiguous,
   WindowAddressSpace,
 } from "../../src/dma/mod.ts";
 import { GuestMemory, type U64, U64_MAX } from "../../src/memory/mod.ts";
@@ -1179,6 +1180,27 @@ function runWindow(input: WindowPart, engine: DmaInvariantsEngine): void {
         fail(
           "fault-reason",
           `window device access of ${len} at 0x${b.toString(16)}: expected ${expect}, got ${got}`,
+        );
+      }
+      // translateContiguous (ring areas, virtio-iommu requests): the whole access in one piece,
+      // else `not-contiguous` (a window ending inside it), else the translation's own fault
+      const expectC = hit === undefined
+        ? expect
+        : hit.size - Number(b - hit.bus) >= len
+        ? `ok:${hit.cpu + Number(b - hit.bus)}`
+        : "not-contiguous";
+      let gotC: string;
+      try {
+        gotC = `ok:${translateContiguous(space, canon(b), len, DMA_ACCESS_READ, out)}`;
+      } catch (e) {
+        if (!(e instanceof DmaFault)) throw e;
+        gotC = e.reason;
+      }
+      if (gotC !== expectC) {
+        fail(
+          "fault-reason",
+          `window translateContiguous of ${len} at 0x${b.toString(16)}: expected ${expectC}, ` +
+            `got ${gotC}`,
         );
       }
     } else {
