@@ -288,6 +288,20 @@ function opAdd(ctx: RunContext, op: OpOf<"add">): void {
     if (empty || dma.failed) {
       fail("add-accepted", `add accepted an empty segment or a failed map (${n} segments)`);
     }
+    // §2.7.5.3.1 and the driver's documented policy: an indirect table holds at most
+    // min(Queue Size, SPLIT_INDIRECT_MAX_ENTRIES = 16) entries; "always" uses one whenever the
+    // buffer fits it, "auto" only when the ring lacks the descriptors, "never" never
+    const policy = ctx.input.indirectPolicy;
+    const fits = ctx.input.indirect && policy !== "never" && n >= 2 &&
+      n <= Math.min(ctx.size, 16);
+    const want = fits && (policy === "always" || free < n) ? 1 : n;
+    if (free - drv.numFree !== want) {
+      fail(
+        "indirect-policy",
+        `add of ${n} segments (policy ${policy}, ${free} free) took ${free - drv.numFree} ` +
+          `descriptors, want ${want}`,
+      );
+    }
     ctx.cap.set(ctx.next, op.nw * op.len - (zero >= op.nr && zero < n ? op.len : 0));
     const key = sgKey(r.gpa, r.len, r.count, w.gpa, w.len, w.count);
     ctx.added.set(key, (ctx.added.get(key) ?? 0) + 1);
@@ -561,6 +575,16 @@ const opArb: fc.Arbitrary<DeviceOp> = fc.oneof(
       nr: fc.nat(3),
       nw: fc.nat(3),
       len: fc.integer({ min: 1, max: 200 }),
+    }, { noNullPrototype: true }),
+  },
+  {
+    // many segments: up to 24, past the 16 entries of the driver's indirect tables
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant("add" as const),
+      nr: fc.nat(12),
+      nw: fc.nat(12),
+      len: fc.integer({ min: 1, max: 100 }),
     }, { noNullPrototype: true }),
   },
   {
