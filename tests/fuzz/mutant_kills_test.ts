@@ -262,6 +262,38 @@ const KILLS: Kill[] = [
     target: "packed-hostile-driver",
     why: "the pre-roll toggles notifications with a buffer available: enabling must say so",
   },
+  {
+    file: "src/dma/iotlb.ts",
+    line: 222,
+    from: "if (f[o] === pfn && f[o + 1] === this.#fCur",
+    to: "if (f[o] !== pfn && f[o + 1] === this.#fCur",
+    target: "dma-modes",
+    why: "after each IOTLB op, probeFront of a page sharing a cached page's slot must miss",
+  },
+  {
+    file: "src/dma/iotlb.ts",
+    line: 526,
+    from: "while (sl[i << 2] === this.#cur && (sl[(i << 2) + 3] & 0xffff) === domain)",
+    to: "while (sl[i << 2] !== this.#cur && (sl[(i << 2) + 3] & 0xffff) === domain)",
+    target: "dma-modes",
+    why: "after each IOTLB op, a two-domain IOTLB takes a scanning range and domain invalidation",
+  },
+  {
+    file: "src/dma/types.ts",
+    line: 69,
+    from: "if (out.length < length) {",
+    to: "if (false) {",
+    target: "dma-invariants",
+    why: "the window part calls translateContiguous across a window's end: not-contiguous",
+  },
+  {
+    file: "src/virtio/split/driver.ts",
+    line: 56,
+    from: "export const SPLIT_INDIRECT_MAX_ENTRIES = 16;",
+    to: "export const SPLIT_INDIRECT_MAX_ENTRIES = 17;",
+    target: "split-hostile-device",
+    why: "adds of up to 24 segments: 17 never fit an indirect table (indirect-policy)",
+  },
 ];
 
 const ROOT = new URL("../../", import.meta.url).pathname;
