@@ -443,7 +443,8 @@ function runIommu(input: IommuPart, engine: DmaInvariantsEngine): void {
     clock,
   });
   const { api, space } = engine.wrapIommu(mode.api, mode.space);
-  checkDomainIds(mode.iommu!, input.steps[0]);
+  // one run in four (a refused ID costs an Error with its stack, a domain a page table)
+  if (input.steps.length % 4 === 1) checkDomainIds(mode.iommu!, input.steps[0]);
   const width = mode.iommu!.addressWidth;
   const iovaLimit = 2 ** width;
   const limitPfn = Math.min(
@@ -708,15 +709,18 @@ const BAD_START_PFNS = [-1, -16, 0.5, 1.25, NaN, Infinity, 2 ** 53, -(2 ** 53)];
 function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
   // Linux init_iova_domain takes an unsigned long start_pfn: the model refuses anything else
   // with a RangeError (oracle `iova-invariant`).
-  const badStart = BAD_START_PFNS[input.steps.length % BAD_START_PFNS.length];
-  let refused: unknown = null;
-  try {
-    engine.newAllocator(badStart);
-  } catch (e) {
-    refused = e;
-  }
-  if (!(refused instanceof RangeError)) {
-    fail("iova-invariant", `allocator with startPfn ${badStart} was not refused (${refused})`);
+  // (one run in four: a refusal costs an Error with its stack)
+  if (input.steps.length % 4 === 1) {
+    const badStart = BAD_START_PFNS[(input.steps.length >> 2) % BAD_START_PFNS.length];
+    let refused: unknown = null;
+    try {
+      engine.newAllocator(badStart);
+    } catch (e) {
+      refused = e;
+    }
+    if (!(refused instanceof RangeError)) {
+      fail("iova-invariant", `allocator with startPfn ${badStart} was not refused (${refused})`);
+    }
   }
   const alloc = engine.newAllocator(input.startPfn);
   const limit = Math.max(input.startPfn + 1, 2 ** input.limitBits - input.limitLess);
@@ -1184,9 +1188,9 @@ function runWindow(input: WindowPart, engine: DmaInvariantsEngine): void {
       }
       // translateContiguous (ring areas, virtio-iommu requests): the whole access in one piece,
       // else `not-contiguous` (a window ending inside it), else the translation's own fault
-      const expectC = hit === undefined
-        ? expect
-        : hit.size - Number(b - hit.bus) >= len
+      // (only where a window starts the access: the faults are the same as translate's)
+      if (hit === undefined) continue;
+      const expectC = hit.size - Number(b - hit.bus) >= len
         ? `ok:${hit.cpu + Number(b - hit.bus)}`
         : "not-contiguous";
       let gotC: string;

@@ -8,8 +8,8 @@
  *   device's documented policy);
  * - `mappings`: every domain's mapping set equals the model's, and the set of domains and the
  *   endpoint attachments too (a rejected request changes nothing);
- * - `translation`: an endpoint the model says bypasses the IOMMU translates bus = GPA up to 2^52
- *   and faults `out-of-window` one byte past it (see {@link checkIdentityLimit});
+ * - `translation` (after the last request): an endpoint the model says bypasses the IOMMU
+ *   translates bus = GPA up to 2^52 and faults `out-of-window` past it ({@link checkIdentityLimit});
  * - nothing but `processRequest`'s return value leaves the device (no throw).
  *
  * The model is written independently of the device: plain arrays of bigint intervals.
@@ -332,8 +332,8 @@ function runSteps(input: ViommuRequestsInput): void {
     if (dev.mappingCount !== model.count) {
       throw new OracleFailure("mappings", `step ${k}: count ${dev.mappingCount} vs ${model.count}`);
     }
-    checkIdentityLimit(dev, model, k);
   });
+  checkIdentityLimit(dev, model, steps.length);
 }
 
 /** An endpoint the device does not manage (identity under bypass, §5.13.6.2). */
@@ -343,7 +343,8 @@ const PROBE_LENGTHS = [1, 8, 4096, 0x1_0000];
 const probeOut = new DmaTranslation();
 
 /**
- * Oracle `translation`: every endpoint the model says bypasses the IOMMU (attached to a bypass
+ * Oracle `translation` (after the last request, `k` = the step count): every endpoint the model
+ * says bypasses the IOMMU (attached to a bypass
  * domain, or unattached or unknown while the device bypasses unattached endpoints, §5.13.6.2)
  * translates bus = GPA up to the end of the guest physical address space (2^52, the device's
  * documented identity limit): an access ending exactly there is whole and identical, one byte
@@ -361,7 +362,7 @@ function checkIdentityLimit(dev: VirtioIommuDevice, model: Model, k: number): vo
     if (probeOut.gpa !== last || probeOut.length !== len) {
       throw new OracleFailure(
         "translation",
-        `step ${k}: endpoint ${ep} (bypass) maps ${last}+${len} to ${probeOut.gpa}+${probeOut.length}`,
+        `after ${k} steps: endpoint ${ep} (bypass) maps ${last}+${len} to ${probeOut.gpa}+${probeOut.length}`,
       );
     }
     let fault: unknown = null;
@@ -373,7 +374,7 @@ function checkIdentityLimit(dev: VirtioIommuDevice, model: Model, k: number): vo
     if (!(fault instanceof DmaFault && fault.reason === "out-of-window")) {
       throw new OracleFailure(
         "translation",
-        `step ${k}: endpoint ${ep} (bypass) access of ${len} bytes past 2^52 gave ${
+        `after ${k} steps: endpoint ${ep} (bypass) access of ${len} bytes past 2^52 gave ${
           fault === null ? `GPA ${probeOut.gpa}` : fault
         }, not an out-of-window fault`,
       );
