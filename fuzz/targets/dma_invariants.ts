@@ -432,6 +432,30 @@ const fail = (oracle: string, msg: string, cause?: unknown): never => {
 };
 const hex = (n: number) => `0x${n.toString(16)}`;
 
+/**
+ * A live mapping of two or more pages maps one contiguous GPA buffer: `translateContiguous` of
+ * the whole buffer, in an access its direction allows, gives the buffer's GPA in one piece (the
+ * IOMMU extends a translation across the pages a walk finds contiguous; oracle `fault-reason`).
+ */
+function checkWholeMapping(space: DmaAddressSpace, m: Live, out: DmaTranslation): void {
+  if (m.pages < 2) return;
+  const access = m.dir === 2 ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
+  let got: string;
+  try {
+    got = `ok:${translateContiguous(space, m.bus, m.len, access, out)}`;
+  } catch (e) {
+    if (!(e instanceof DmaFault)) throw e;
+    got = e.reason;
+  }
+  if (got !== `ok:${m.gpa}`) {
+    fail(
+      "fault-reason",
+      `translateContiguous of the live mapping ${hex(m.bus)}+${m.len} (${m.pages} pages): ` +
+        `${got}, want ok:${m.gpa}`,
+    );
+  }
+}
+
 function runIommu(input: IommuPart, engine: DmaInvariantsEngine): void {
   const clock = new FakeClock();
   const mask = input.maskBits === 64 ? 0xffff_ffff_ffff_ffffn : 2 ** input.maskBits - 1;
@@ -530,6 +554,7 @@ function runIommu(input: IommuPart, engine: DmaInvariantsEngine): void {
         else if (where === 1) probe = inside + 2 ** (32 + (d % 21)); // aliases in the low bits
         else probe = (inside % 2 ** 32) + 2 ** (12 + (d % 40)) * (1 + (c % 3)); // nearby pages, high bits
       }
+      if (where === 0 && live.length > 0) checkWholeMapping(space, live[a % live.length], out);
       if (probe >= 2 ** 53) continue;
       // reference translation
       const pfn = Math.floor(probe / 4096);
