@@ -433,12 +433,12 @@ const fail = (oracle: string, msg: string, cause?: unknown): never => {
 const hex = (n: number) => `0x${n.toString(16)}`;
 
 /**
- * A live mapping of two or more pages maps one contiguous GPA buffer: `translateContiguous` of
+ * A live mapping of 2 to 8 pages maps one contiguous GPA buffer: `translateContiguous` of
  * the whole buffer, in an access its direction allows, gives the buffer's GPA in one piece (the
  * IOMMU extends a translation across the pages a walk finds contiguous; oracle `fault-reason`).
  */
 function checkWholeMapping(space: DmaAddressSpace, m: Live, out: DmaTranslation): void {
-  if (m.pages < 2) return;
+  if (m.pages < 2 || m.pages > 8) return; // (a 2 MiB mapping would walk 512 pages per probe)
   const access = m.dir === 2 ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
   let got: string;
   try {

@@ -124,7 +124,7 @@ interface Live {
 }
 
 /**
- * Oracle `custom-transport` (one input in 8): `createViommuStack` with a transport factory uses
+ * Oracle `custom-transport` (one input in 16): `createViommuStack` with a transport factory uses
  * the transport the factory returns, and a mapping made through it reaches the device (the
  * device's view translates it to the buffer's GPA).
  */
@@ -149,7 +149,7 @@ function checkCustomTransport(): void {
 
 function run(input: ViommuStackInput): void {
   const { negotiation, ops } = input;
-  if (ops.length % 8 === 3) checkCustomTransport();
+  if (ops.length % 16 === 3) checkCustomTransport();
   const mem = GuestMemory.flat(0x100000);
   let declined = 0n;
   for (const b of negotiation.decline) declined |= 1n << BigInt(b);

@@ -300,7 +300,7 @@ const KILLS: Kill[] = [
     from: '} else if (t === "direct") {',
     to: "} else if (true) {",
     target: "viommu-stack",
-    why: "one input in 8 builds a stack with a transport factory: the stack must use it",
+    why: "one input in 16 builds a stack with a transport factory: the stack must use it",
   },
   {
     file: "src/dma/iommu.ts",
