@@ -4,7 +4,9 @@
  * and the device activates the queue. Sizes include 0, non-powers of 2 (split) and > 32768;
  * addresses include misaligned ones, areas across a memory region boundary or past the end of
  * memory, and, behind an IOMMU (`src/dma/iommu.ts`, one paged domain with 4 KiB mappings), areas
- * across an IOVA page boundary whose pages map to non-contiguous GPAs or are unmapped.
+ * across an IOVA page boundary whose pages map to non-contiguous GPAs or are unmapped, and,
+ * through an offset DMA window (`src/dma/window.ts`), aligned bus addresses that translate to
+ * unaligned GPAs (`RING_MISALIGNED` after translation) or run past the window.
  *
  * Before activating, the driver negotiates random feature sets (`negotiateFeatures`,
  * `deviceAddressing`, `driverUsesDmaApi` checked against the spec §2.2 / §6 rules; oracle
@@ -45,6 +47,7 @@ import {
   splitUsedEventOffset,
   VirtqError,
   vringSize,
+  WindowAddressSpace,
 } from "../../src/mod.ts";
 import type { DmaAddressSpace } from "../../src/dma/mod.ts";
 import type { RingLayout } from "../../src/virtio/mod.ts";
@@ -53,6 +56,9 @@ import { type FuzzTarget, OracleFailure } from "../target.ts";
 
 /** First IOVA of the IOMMU window a test maps (page k of `pages` is at `IOVA_BASE + 4096k`). */
 export const IOVA_BASE = 0x10_0000;
+/** Bus address of the DMA window a test may put in front of memory (bus `WINDOW_BUS + x` reaches
+ * GPA `shift + x` for `x` below the memory's end). */
+export const WINDOW_BUS = 0x4000_0000;
 
 /** One hostile activation. */
 export interface ActivationInput {
@@ -69,6 +75,14 @@ export interface ActivationInput {
    * maps IOVA page k to GPA page `pages[k]` (read + write), or leaves it unmapped when -1.
    */
   iommu: { pages: number[] } | null;
+  /**
+   * When set (and `iommu` is null), the device reaches memory through one offset window
+   * (`src/dma/window.ts`): bus `WINDOW_BUS + x` is GPA `shift + x` for `x` below the end of
+   * memory, anything else faults `out-of-window`. A `shift` that is not a multiple of an area's
+   * alignment moves an aligned bus address to an unaligned GPA (RING_MISALIGNED after
+   * translation, §2.6).
+   */
+  window?: { shift: number } | null;
   /**
    * When set, the three areas are placed in one block at `desc` by the layout helpers
    * (`splitRingLayout(size, block)` with `block` the used ring alignment, e.g. 4096 for the
@@ -107,7 +121,14 @@ export function predictActivation(
   for (const [bus, len, align] of areas) {
     if (bus % align !== 0) return { code: "RING_MISALIGNED" };
     let gpa = bus;
-    if (a.iommu !== null) {
+    if (a.iommu === null && a.window != null) {
+      const off = bus - WINDOW_BUS, size = memEndOf(memory);
+      if (off < 0 || off >= size) {
+        return { code: "RING_UNMAPPED", cause: "DMA_FAULT(out-of-window)" };
+      }
+      if (off + len > size) return { code: "RING_UNMAPPED", cause: "DMA_FAULT(not-contiguous)" };
+      gpa = a.window.shift + off;
+    } else if (a.iommu !== null) {
       const p = a.iommu.pages;
       const k = Math.floor((bus - IOVA_BASE) / 4096);
       if (bus < IOVA_BASE || k >= p.length || p[k] < 0) {
@@ -123,9 +144,13 @@ export function predictActivation(
     }
     const inOne = memory.regions.some((r) => gpa >= r.gpa && gpa + len <= r.end);
     if (!inOne) return { code: "RING_UNMAPPED", cause: "MEMORY_FAULT" };
+    // §2.6: the alignment is the GPA's, which a translation may change
+    if (gpa % align !== 0) return { code: "RING_MISALIGNED" };
   }
   return { code: "OK" };
 }
+
+const memEndOf = (memory: GuestMemory): number => memory.regions[memory.regions.length - 1].end;
 
 function causeOf(e: VirtqError): string {
   const c = e.cause;
@@ -268,6 +293,10 @@ export function checkActivation(
       if (g >= 0) iommu.map(domain, IOVA_BASE + 4096 * k, 4096 * g, 4096, IOPTE_READ | IOPTE_WRITE);
     });
     dma = iommu.endpoint(domain);
+  } else if (a.window != null) {
+    dma = new WindowAddressSpace([
+      { cpuStart: a.window.shift, busStart: WINDOW_BUS, size: memEndOf(memory) },
+    ]);
   }
   const opts = {
     memory,
@@ -291,7 +320,11 @@ export function checkActivation(
     throw new OracleFailure(
       "activation-mismatch",
       `${layout} size ${a.size} desc ${a.desc} driver ${a.driver} device ${a.device} ${
-        a.iommu === null ? "identity" : `iommu pages [${a.iommu.pages}]`
+        a.iommu !== null
+          ? `iommu pages [${a.iommu.pages}]`
+          : a.window != null
+          ? `window shift ${a.window.shift}`
+          : "identity"
       }: got ${JSON.stringify(got)}, reference ${JSON.stringify(want)}`,
     );
   }
@@ -318,10 +351,8 @@ export function activationArbitrary(
   );
   const pages = Math.ceil(memEnd / 4096) + 2;
   const mis = fc.constantFrom(0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 8, 12);
-  const addr = (iommu: boolean) =>
-    fc.tuple(fc.nat(iommu ? 8 * 4096 : memEnd + 0x2000), mis).map(([n, m]) =>
-      (iommu ? IOVA_BASE : 0) + (n & ~15) + m
-    );
+  const addr = (iommu: boolean, base = iommu ? IOVA_BASE : 0) =>
+    fc.tuple(fc.nat(iommu ? 8 * 4096 : memEnd + 0x2000), mis).map(([n, m]) => base + (n & ~15) + m);
   const bits = fc.array(
     fc.constantFrom(0, 5, 24, 27, 28, 29, 32, 32, 33, 33, 34, 35, 36, 38, 40, 41, 63),
     { maxLength: 8 },
@@ -363,7 +394,30 @@ export function activationArbitrary(
     block,
     negotiation,
   }, { noNullPrototype: true });
-  return fc.oneof(identity, behindIommu);
+  // bus addresses mostly aligned (their alignment is checked before translation)
+  const addrW = fc.tuple(fc.nat(memEnd + 0x2000), fc.constantFrom(0, 0, 0, 0, 0, 0, 0, 4)).map((
+    [n, m],
+  ) => WINDOW_BUS + (n & ~15) + m);
+  const throughWindow = fc.record({
+    // mostly small valid sizes (powers of 2: valid for both layouts) whose rings fit in memory
+    size: fc.oneof(
+      { arbitrary: fc.constantFrom(1, 2, 4, 16, 64, 256), weight: 4 },
+      { arbitrary: size, weight: 1 },
+    ),
+    desc: addrW,
+    driver: addrW,
+    device: addrW,
+    iommu: fc.constant(null),
+    // mostly a shift no area's alignment divides: the GPA check after translation is the point
+    window: fc.record({ shift: fc.constantFrom(2, 4, 8, 12, 0x1004, 0x1008, 0, 16, 0x1000) }),
+    block,
+    negotiation,
+  }, { noNullPrototype: true });
+  return fc.oneof(
+    { arbitrary: identity, weight: 2 },
+    { arbitrary: behindIommu, weight: 2 },
+    { arbitrary: throughWindow, weight: 3 },
+  );
 }
 
 /** A hostile-driver input that is a hostile activation. */
@@ -379,6 +433,7 @@ const activationSchema = z.strictObject({
     driver: z.int().min(0),
     device: z.int().min(0),
     iommu: z.strictObject({ pages: z.array(z.int().min(-1)).min(1).max(64) }).nullable(),
+    window: z.strictObject({ shift: z.int().min(0).max(2 ** 40) }).nullable().optional(),
     block: z.int().positive().nullable(),
     negotiation: z.strictObject({
       offered: z.string().regex(/^[0-9a-f]+$/),

@@ -14,12 +14,15 @@
  *   GPA the reference page map gives, or faults with the reason the reference predicts:
  *   `out-of-window` beyond the width, `reserved-region`, `unmapped`, and `permission` for an
  *   access the mapping's direction forbids; a lazily unmapped IOVA may still translate, to its old
- *   GPA only);
+ *   GPA only); `domain-id` (a domain ID that is negative, fractional, above 16 bits or in use
+ *   is a RangeError, a free one is taken);
  * - `iova`: the IOVA allocator alone with limits up to 2^52 bytes and reserved ranges. Oracles
  *   `iova-invariant` (as above, failure only when no aligned gap exists) and `top-down` (a
- *   fresh allocator's first range is the highest aligned fit below the limit; below 4 GiB, with no
- *   free yet, each range is the highest fit below the previous one, else below the limit:
- *   Linux's cached-node search);
+ *   fresh allocator's first range is the highest aligned fit below the limit; below 4 GiB, until
+ *   a `freeFast`, each range is the highest fit below Linux's cached node (the previous range,
+ *   moved up to the next range by a free at or above it, past the top when the freed range was
+ *   the highest), else below the limit: Linux's cached-node search); an allocator with a
+ *   negative or fractional `startPfn` is refused (`iova-invariant`);
  * - `swiotlb`: a bounce pool of 64 to 512 slots. Oracle `swiotlb-invariant` (Linux
  *   `swiotlb_search_pool_area`: a mapping takes `max(1, ceil(len / 2 KiB))` free slots inside
  *   one 128-slot segment, page-aligned (an even slot) when `len >= 4 KiB`, overlapping no live
@@ -58,12 +61,14 @@ import {
   type FallbackDmaApi,
   IO_TLB_SEGSIZE,
   IO_TLB_SIZE,
+  type Iommu,
   IommuDmaApi,
   IOPTE_READ,
   IovaAllocator,
   type ReversibleDmaApi,
   SWIOTLB_MAX_MAPPING,
   SwiotlbDmaApi,
+  translateContiguous,
   WindowAddressSpace,
 } from "../../src/dma/mod.ts";
 import { GuestMemory, type U64, U64_MAX } from "../../src/memory/mod.ts";
@@ -427,6 +432,30 @@ const fail = (oracle: string, msg: string, cause?: unknown): never => {
 };
 const hex = (n: number) => `0x${n.toString(16)}`;
 
+/**
+ * A live mapping of 2 to 8 pages maps one contiguous GPA buffer: `translateContiguous` of
+ * the whole buffer, in an access its direction allows, gives the buffer's GPA in one piece (the
+ * IOMMU extends a translation across the pages a walk finds contiguous; oracle `fault-reason`).
+ */
+function checkWholeMapping(space: DmaAddressSpace, m: Live, out: DmaTranslation): void {
+  if (m.pages < 2 || m.pages > 8) return; // (a 2 MiB mapping would walk 512 pages per probe)
+  const access = m.dir === 2 ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
+  let got: string;
+  try {
+    got = `ok:${translateContiguous(space, m.bus, m.len, access, out)}`;
+  } catch (e) {
+    if (!(e instanceof DmaFault)) throw e;
+    got = e.reason;
+  }
+  if (got !== `ok:${m.gpa}`) {
+    fail(
+      "fault-reason",
+      `translateContiguous of the live mapping ${hex(m.bus)}+${m.len} (${m.pages} pages): ` +
+        `${got}, want ok:${m.gpa}`,
+    );
+  }
+}
+
 function runIommu(input: IommuPart, engine: DmaInvariantsEngine): void {
   const clock = new FakeClock();
   const mask = input.maskBits === 64 ? 0xffff_ffff_ffff_ffffn : 2 ** input.maskBits - 1;
@@ -438,6 +467,8 @@ function runIommu(input: IommuPart, engine: DmaInvariantsEngine): void {
     clock,
   });
   const { api, space } = engine.wrapIommu(mode.api, mode.space);
+  // one run in four (a refused ID costs an Error with its stack, a domain a page table)
+  if (input.steps.length % 4 === 1) checkDomainIds(mode.iommu!, input.steps[0]);
   const width = mode.iommu!.addressWidth;
   const iovaLimit = 2 ** width;
   const limitPfn = Math.min(
@@ -523,6 +554,7 @@ function runIommu(input: IommuPart, engine: DmaInvariantsEngine): void {
         else if (where === 1) probe = inside + 2 ** (32 + (d % 21)); // aliases in the low bits
         else probe = (inside % 2 ** 32) + 2 ** (12 + (d % 40)) * (1 + (c % 3)); // nearby pages, high bits
       }
+      if (where === 0 && live.length > 0) checkWholeMapping(space, live[a % live.length], out);
       if (probe >= 2 ** 53) continue;
       // reference translation
       const pfn = Math.floor(probe / 4096);
@@ -665,7 +697,56 @@ function mapFailingInTable(
 
 // ---------------------------------------------------------------------------------- iova part
 
+/** Domain IDs `Iommu.createDomain` must refuse: not integers, negative, above 16 bits. */
+const BAD_DOMAIN_IDS = [-1, -0x10000, 1.5, -2.5, 0x10000, NaN, Infinity, 2 ** 53];
+
+/**
+ * VT-d domain IDs are 16-bit (`did`): a hostile or buggy caller's ID outside `[0, 0xffff]`, not
+ * an integer, or already in use is a RangeError, and a free one is accepted (oracle
+ * `domain-id`). One bad ID per input (drawn from the first step), plus the ID in use.
+ */
+function checkDomainIds(
+  iommu: Iommu,
+  [, a, b]: readonly number[],
+): void {
+  const bad = [BAD_DOMAIN_IDS[a % BAD_DOMAIN_IDS.length]];
+  const free = 0x100 + (b % 0xff00);
+  const d = iommu.createDomain("paged", free);
+  if (d.id !== free) fail("domain-id", `createDomain(${free}) made domain ${d.id}`);
+  bad.push(free);
+  for (const id of bad) {
+    let threw: unknown = null;
+    try {
+      iommu.createDomain("paged", id);
+    } catch (e) {
+      threw = e;
+    }
+    if (!(threw instanceof RangeError)) {
+      fail("domain-id", `createDomain(${id}) ${threw === null ? "accepted it" : `threw ${threw}`}`);
+    }
+  }
+  iommu.destroyDomain(d);
+}
+
+/** `startPfn`s an allocator must refuse (negative, fractional, not a safe integer). */
+const BAD_START_PFNS = [-1, -16, 0.5, 1.25, NaN, Infinity, 2 ** 53, -(2 ** 53)];
+
 function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
+  // Linux init_iova_domain takes an unsigned long start_pfn: the model refuses anything else
+  // with a RangeError (oracle `iova-invariant`).
+  // (one run in four: a refusal costs an Error with its stack)
+  if (input.steps.length % 4 === 1) {
+    const badStart = BAD_START_PFNS[(input.steps.length >> 2) % BAD_START_PFNS.length];
+    let refused: unknown = null;
+    try {
+      engine.newAllocator(badStart);
+    } catch (e) {
+      refused = e;
+    }
+    if (!(refused instanceof RangeError)) {
+      fail("iova-invariant", `allocator with startPfn ${badStart} was not refused (${refused})`);
+    }
+  }
   const alloc = engine.newAllocator(input.startPfn);
   const limit = Math.max(input.startPfn + 1, 2 ** input.limitBits - input.limitLess);
   const live: Range[] = [];
@@ -673,10 +754,16 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
   // Ranges given to `freeFast`: cached (still in the tree) or freed; either way not live.
   const cached: Range[] = [];
   let freed = false;
+  let fastFreed = false;
   let storm: [number, number] | undefined;
   let last = -1;
   const exact = limit <= 2 ** 20; // one cached node (Linux cached32_node)
-  for (const [kind, a, b] of input.steps) {
+  // The cached node as Linux keeps it (below 4 GiB, until a freeFast leaves ranges in the tree
+  // the model cannot place): the last allocation; a free at or above it moves it to the next
+  // higher range in the tree, or past the top (the anchor) when the freed range was the highest
+  // (__cached_rbnode_delete_update: rb_next of the freed node).
+  let node = Infinity;
+  const step = ([kind, a, b]: readonly number[]): void => {
     if (kind === 0) {
       const pages = IOVA_PAGES[a % IOVA_PAGES.length];
       const align = pow2ceil(pages);
@@ -691,7 +778,7 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
             `alloc of ${pages} pages below ${hex(limit)} failed, yet pfn ${hex(highest)} fits`,
           );
         }
-        continue;
+        return;
       }
       if (pfn % align !== 0) {
         fail("iova-invariant", `pfn ${hex(pfn)} of ${pages} pages not aligned to ${align}`);
@@ -706,35 +793,44 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
       if (o !== undefined) {
         fail("iova-invariant", `pfn ${hex(pfn)}+${pages} overlaps [${hex(o[0])}, ${hex(o[1])}]`);
       }
-      if (!freed && (last < 0 || exact)) {
-        const below = last >= 0 ? highestFit(taken, pages, align, input.startPfn, last) : -1;
+      if ((!freed && (last < 0 || exact)) || (exact && !fastFreed)) {
+        const below = node < limit ? highestFit(taken, pages, align, input.startPfn, node) : -1;
         const want = below >= 0 ? below : highest;
         if (pfn !== want) {
           fail(
             "top-down",
-            `alloc of ${pages} pages gave pfn ${hex(pfn)}, the top-down search gives ${hex(want)}`,
+            `alloc of ${pages} pages gave pfn ${hex(pfn)}, the top-down search below the ` +
+              `cached node ${node === Infinity ? "(top)" : hex(node)} gives ${hex(want)}`,
           );
         }
       }
       last = pfn;
+      node = pfn;
       live.push([pfn, pfn + pages - 1]);
       for (let k = cached.length - 1; k >= 0; k--) {
         if (cached[k][1] >= pfn && cached[k][0] <= pfn + pages - 1) cached.splice(k, 1);
       }
     } else if (kind === 1) {
-      if (live.length === 0) continue;
+      if (live.length === 0) return;
       const [lo] = live.splice(a % live.length, 1)[0];
       if (!alloc.free(lo)) fail("iova-invariant", `free of live pfn ${hex(lo)} found nothing`);
       freed = true;
+      if (lo >= node) {
+        node = Infinity;
+        for (const r of [...live, ...reserved, ...cached]) {
+          if (r[0] > lo && r[0] < node) node = r[0];
+        }
+      }
     } else if (kind === 3) {
       // Linux free_iova_fast: caches or frees the live range; it always finds it.
-      if (live.length === 0 || alloc.freeFast === undefined) continue;
+      if (live.length === 0 || alloc.freeFast === undefined) return;
       const r = live.splice(a % live.length, 1)[0];
       if (!alloc.freeFast(r[0])) {
         fail("iova-invariant", `freeFast of live pfn ${hex(r[0])} found nothing`);
       }
       cached.push(r);
       freed = true;
+      fastFreed = true;
     } else if (kind === 5) {
       // The first storm drawn runs after the other steps (its tree searches move the cached
       // node, after which top-down is owed no more).
@@ -747,7 +843,7 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
       const from = pick === 0 ? live : reserved;
       const r = from.length > 0 ? from[a % from.length] : undefined;
       const pfn = pick === 2 ? limit + (a % 5) : r === undefined ? -1 : r[0] + (pick === 0 ? 1 : 0);
-      if (pfn < 0 || (pick === 0 && r![1] === r![0])) continue;
+      if (pfn < 0 || (pick === 0 && r![1] === r![0])) return;
       const before = alloc.rangeCount;
       const fast = a % 2 === 1 && alloc.freeFast !== undefined;
       const got = fast ? alloc.freeFast!(pfn) : alloc.free(pfn);
@@ -762,7 +858,7 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
     } else if (kind === 4) {
       // Linux reserve_iova over a range an allocation covers entirely inserts nothing
       // (__adjust_overlap_range, then `goto finish`).
-      if (live.length === 0 || alloc.rangeCount === undefined) continue;
+      if (live.length === 0 || alloc.rangeCount === undefined) return;
       const [lo, hi] = live[a % live.length];
       const pfn = lo + (b % (hi - lo + 1));
       const before = alloc.rangeCount;
@@ -784,10 +880,21 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
       if (
         lo < input.startPfn || overlaps(live, lo, hi) || overlaps(reserved, lo, hi) ||
         overlaps(cached, lo, hi)
-      ) continue;
+      ) return;
       alloc.reserve(lo, hi);
       reserved.push([lo, hi]);
     }
+  };
+  for (const s of input.steps) step(s);
+  // Tail (below 4 GiB, no freeFast): free the lowest live range, then the highest, then take one
+  // page. The record beyond the last one is then stale (the highest range's copy), and freeing
+  // the highest range must move the cached node past the top, not to that stale copy.
+  if (exact && !fastFreed && live.length >= 2) {
+    const los = live.map((r) => r[0]);
+    step([1, los.indexOf(Math.min(...los)), 0]);
+    const his = live.map((r) => r[0]);
+    step([1, his.indexOf(Math.max(...his)), 0]);
+    step([0, 0, 0]);
   }
   if (storm !== undefined && alloc.allocFast !== undefined && alloc.freeFast !== undefined) {
     rcacheStorm(alloc as Required<typeof alloc>, input.startPfn, limit, live, reserved, ...storm);
@@ -1102,6 +1209,27 @@ function runWindow(input: WindowPart, engine: DmaInvariantsEngine): void {
         fail(
           "fault-reason",
           `window device access of ${len} at 0x${b.toString(16)}: expected ${expect}, got ${got}`,
+        );
+      }
+      // translateContiguous (ring areas, virtio-iommu requests): the whole access in one piece,
+      // else `not-contiguous` (a window ending inside it), else the translation's own fault
+      // (only where a window starts the access: the faults are the same as translate's)
+      if (hit === undefined) continue;
+      const expectC = hit.size - Number(b - hit.bus) >= len
+        ? `ok:${hit.cpu + Number(b - hit.bus)}`
+        : "not-contiguous";
+      let gotC: string;
+      try {
+        gotC = `ok:${translateContiguous(space, canon(b), len, DMA_ACCESS_READ, out)}`;
+      } catch (e) {
+        if (!(e instanceof DmaFault)) throw e;
+        gotC = e.reason;
+      }
+      if (gotC !== expectC) {
+        fail(
+          "fault-reason",
+          `window translateContiguous of ${len} at 0x${b.toString(16)}: expected ${expectC}, ` +
+            `got ${gotC}`,
         );
       }
     } else {

@@ -8,7 +8,10 @@
  * (token and length, "not used yet", or the catalogued driver-side error); nothing else is thrown;
  * a token never comes back twice; after an error the queue is broken and `getUsed` returns
  * `undefined`; every streaming DMA mapping is unmapped exactly once (never one that is not live);
- * the loop is bounded.
+ * the loop is bounded. When the input draws a `busShift`, the driver's DMA API hands out bus =
+ * GPA + shift (inside the range of guest memory's GPAs) and the device translates back: each
+ * popped chain must have exactly the GPAs and lengths the driver added (`pop-segments`), so a
+ * device that takes a bus address for a GPA is caught.
  * @module
  */
 
@@ -16,12 +19,15 @@ import fc from "fast-check";
 import { z } from "zod";
 import { GuestMemory, type U64 } from "../../src/memory/mod.ts";
 import {
+  type DmaAccess,
   type DmaApi,
   type DmaDirection,
+  type DmaTranslation,
   IdentityAddressSpace,
   RawGpaDmaApi,
 } from "../../src/dma/mod.ts";
 import {
+  type Chain,
   createDriverQueue,
   driverQueueFootprint,
   featureMask,
@@ -65,6 +71,12 @@ const inputSchema = z.strictObject({
   /** A bad queue configuration handed to the factory instead of a run (absent or null: none). */
   badConfig: z.enum(["size0", "size-big", "misaligned", "unmapped", "map-fail", "layout"])
     .nullable().optional(),
+  /**
+   * The driver's DMA API hands out bus = GPA + busShift, the device's view subtracts it (absent
+   * or null: raw GPAs and the identity view). Bus and GPA ranges overlap: a bus address used as
+   * a GPA reaches the wrong bytes.
+   */
+  busShift: z.number().int().min(1).max(0x1000).nullable().optional(),
   /** Driver indirect policy (absent: the default, `"auto"`). */
   indirectPolicy: z.enum(["never", "always", "auto"]).optional(),
   buffers: z.array(z.strictObject({
@@ -142,17 +154,22 @@ function arbitrary(): fc.Arbitrary<PackedHostileDeviceInput> {
     ),
     devNotify: fc.option(fc.boolean(), { nil: null, freq: 2 }),
     mapFailAt: fc.option(fc.nat({ max: 24 }), { nil: null, freq: 4 }),
-    badConfig: fc.option(
-      fc.constantFrom(
-        "size0" as const,
-        "size-big" as const,
-        "misaligned" as const,
-        "unmapped" as const,
-        "map-fail" as const,
-        "layout" as const,
-      ),
-      { nil: null, freq: 20 },
+    badConfig: fc.oneof(
+      // one input in 20 (fc.option's freq is the odds of the nil value: freq 20 made it 19 in 20)
+      { weight: 19, arbitrary: fc.constant(null) },
+      {
+        weight: 1,
+        arbitrary: fc.constantFrom(
+          "size0" as const,
+          "size-big" as const,
+          "misaligned" as const,
+          "unmapped" as const,
+          "map-fail" as const,
+          "layout" as const,
+        ),
+      },
     ),
+    busShift: fc.constantFrom(null, null, null, 0x40, 0x1000),
     indirectPolicy: fc.constantFrom("never" as const, "always" as const, "auto" as const),
     buffers: fc.array(
       fc.record({ readable: lens(0), writable: lens(0) }, { noNullPrototype: true }),
@@ -186,6 +203,8 @@ function arbitrary(): fc.Arbitrary<PackedHostileDeviceInput> {
 /** A DMA API that checks every unmap matches a live mapping, over raw GPAs. */
 class TrackingDma implements DmaApi {
   readonly name = "tracking";
+  /** @param shift bus = GPA + shift for every mapping. */
+  constructor(readonly shift = 0) {}
   readonly live = new Map<string, number>();
   readonly #inner = new RawGpaDmaApi();
   /** Streaming maps left before one fails (-1: never); `failed` once it did. */
@@ -201,7 +220,7 @@ class TrackingDma implements DmaApi {
       this.failed = true;
       throw new Error(`planned map failure at GPA ${gpa}`);
     }
-    const b = this.#inner.map(gpa, length, dir);
+    const b = (this.#inner.map(gpa, length, dir) as number) + this.shift;
     const k = this.#key(b, length, dir);
     this.live.set(k, (this.live.get(k) ?? 0) + 1);
     return b;
@@ -217,9 +236,19 @@ class TrackingDma implements DmaApi {
   syncForDevice(): void {}
   mapCoherent(gpa: number, length: number): U64 {
     if (this.failCoherent) throw new Error("planned coherent map failure");
-    return this.#inner.mapCoherent(gpa, length);
+    return (this.#inner.mapCoherent(gpa, length) as number) + this.shift;
   }
   unmapCoherent(): void {}
+}
+
+/** The device's view matching a shifted {@link TrackingDma}: GPA = bus - shift. */
+class ShiftSpace extends IdentityAddressSpace {
+  constructor(readonly shift: number) {
+    super("shift");
+  }
+  override translate(bus: U64, length: number, access: DmaAccess, out: DmaTranslation): void {
+    super.translate(typeof bus === "number" ? bus - this.shift : bus, length, access, out);
+  }
 }
 
 interface Buf {
@@ -273,6 +302,8 @@ interface RunContext {
   /** Writable capacity and segment count of each added token. */
   caps: number[];
   segs: number[];
+  /** GPA and length of each readable, then each writable segment of each added token. */
+  gpas: number[][];
   /** Next scratch segment slot. */
   seg: number;
   /** Adds refused with BUFFER_EMPTY / DMA_MAP_FAILED. */
@@ -330,6 +361,10 @@ function addBuffer(
   }
   ctx.caps[token] = w.totalBytes();
   ctx.segs[token] = r.count + w.count;
+  const g: number[] = [];
+  for (let i = 0; i < r.count; i++) g.push(r.gpa[i], r.len[i]);
+  for (let i = 0; i < w.count; i++) g.push(w.gpa[i], w.len[i]);
+  ctx.gpas[token] = g;
   return true;
 }
 
@@ -361,6 +396,7 @@ function setUp(
     ring: new PackedRingBuilder(memory, RING, size),
     caps: [],
     segs: [],
+    gpas: [],
     seg: 0,
     refused: 0,
     tokens: 0,
@@ -402,6 +438,7 @@ function popAll(ctx: RunContext, dev: PackedDeviceQueue): void {
     const c = dev.pop();
     if (c === null) throw new OracleFailure("driver-publish", `buffer ${t} not available`);
     if (c.writableBytes !== caps[t]) throw new OracleFailure("driver-publish", `capacity of ${t}`);
+    checkSegments(c, ctx.gpas[t], t);
     // §2.8.7: the indirect policy decides; "never" and "always" leave no choice.
     const n = segs[t];
     const indirectFits = input.indirect && n >= 2 && n <= PACKED_DRIVER_INDIRECT_MAX && n <= size;
@@ -419,6 +456,26 @@ function popAll(ctx: RunContext, dev: PackedDeviceQueue): void {
     const b = { token: t, id: c.id, slots: c.ringDescriptors, cap: caps[t], published: true };
     ctx.byId.set(c.id, b);
     ctx.popped.push(b);
+  }
+}
+
+/** Oracle `pop-segments`: the popped chain has the GPAs and lengths the driver added. */
+function checkSegments(c: Chain, want: readonly number[], t: number): void {
+  let k = 0, ok = c.readableCount + c.writableCount === want.length / 2;
+  for (let i = 0; ok && i < c.readableCount; i++, k += 2) {
+    ok = c.readableGpa[i] === want[k] && c.readableLen[i] === want[k + 1];
+  }
+  for (let i = 0; ok && i < c.writableCount; i++, k += 2) {
+    ok = c.writableGpa[i] === want[k] && c.writableLen[i] === want[k + 1];
+  }
+  if (!ok) {
+    const got: number[] = [];
+    for (let i = 0; i < c.readableCount; i++) got.push(c.readableGpa[i], c.readableLen[i]);
+    for (let i = 0; i < c.writableCount; i++) got.push(c.writableGpa[i], c.writableLen[i]);
+    throw new OracleFailure(
+      "pop-segments",
+      `buffer ${t}: the device popped (gpa, len) [${got}], the driver added [${want}]`,
+    );
   }
 }
 
@@ -688,7 +745,8 @@ function detachAndReset(ctx: RunContext): void {
 
 function run(input: PackedHostileDeviceInput): void {
   const memory = GuestMemory.flat(MEM);
-  const dma = new TrackingDma();
+  const shifted = input.badConfig == null ? input.busShift ?? 0 : 0;
+  const dma = new TrackingDma(shifted);
   if (input.badConfig !== undefined && input.badConfig !== null) {
     return runBadConfig(input, memory, dma);
   }
@@ -699,7 +757,7 @@ function run(input: PackedHostileDeviceInput): void {
   const kick = addAndKick(ctx);
   const dev = new PackedDeviceQueue({
     memory,
-    dma: new IdentityAddressSpace(),
+    dma: shifted === 0 ? new IdentityAddressSpace() : new ShiftSpace(shifted),
     size: ctx.size,
     addresses: ctx.drv.addresses,
     features,

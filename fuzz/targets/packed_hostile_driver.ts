@@ -426,6 +426,7 @@ function preroll(ctx: RunContext): void {
   const preroll = ctx.input.preroll % size;
   for (let i = 0; i < preroll; i++) {
     ring.write(ctx.pos, { addr: BigInt(BUFS), len: 16, id: i, flags: packedAvailFlags(ctx.wrap) });
+    if (i === 0 && !ctx.input.eventIdx) checkSetNotifications(dev);
     const c = dev.pop();
     if (c === null || c.id !== i) {
       throw new OracleFailure("preroll", `pre-roll buffer ${i} not popped`);
@@ -436,6 +437,22 @@ function preroll(ctx: RunContext): void {
       ctx.pos = 0;
       ctx.wrap ^= 1;
     }
+  }
+}
+
+/**
+ * Oracle `set-notifications` (§2.8.10, Linux `vhost_enable_notify`): with a buffer available at
+ * the device's position, re-enabling notifications returns true (the caller must poll again, or
+ * sleeps forever on a buffer it was never told about) and disabling returns false. Without
+ * EVENT_IDX the device event structure ends as it started (flags ENABLE).
+ */
+function checkSetNotifications(dev: PackedDeviceQueue): void {
+  const off = dev.setNotifications(false), on = dev.setNotifications(true);
+  if (off || !on) {
+    throw new OracleFailure(
+      "set-notifications",
+      `a buffer is available: setNotifications(false) = ${off}, setNotifications(true) = ${on}`,
+    );
   }
 }
 

@@ -10,7 +10,10 @@
  * capacity; every throw is a catalogued `VirtqError` (driver-side codes from `getUsed`, API codes
  * from `add`); once broken, `getUsed` returns `undefined`; DMA unmaps match maps exactly (a
  * tracking `DmaApi` fails on any unmap of something not mapped) and, after a reset and
- * `detachUnused`, every token was returned exactly once and no mapping is left.
+ * `detachUnused`, every token was returned exactly once and no mapping is left. Until the first
+ * hostile write, every chain the device pops has exactly the GPAs and lengths of a buffer the
+ * driver added (`pop-segments`): with a drawn `busShift` the bus addresses (GPA + shift) overlap
+ * guest memory's GPAs, so a device that takes a bus address for a GPA is caught.
  *
  * @module
  */
@@ -81,15 +84,19 @@ export interface HostileDeviceInput {
   ops: DeviceOp[];
   /** Instead of the scenario: a bad configuration handed to the factory (absent: none). */
   badConfig?: "size3" | "size-big" | "misaligned" | "unmapped" | "map-fail";
+  /** The DMA API's bus = GPA + busShift (absent: + 4 GiB, outside guest memory's GPAs). */
+  busShift?: number;
 }
 
 const RING = 0x0;
 const DATA = 0x40000;
 const MEM = 0x80000;
 
-/** A DmaApi (bus = GPA + 4 GiB) that tracks live streaming mappings and rejects bad unmaps. */
+/** A DmaApi (bus = GPA + shift, default 4 GiB) that tracks live streaming mappings and rejects
+ * bad unmaps. */
 class TrackingDma implements DmaApi {
   readonly name = "tracking";
+  constructor(readonly shift = 0x1_0000_0000) {}
   readonly live = new Map<string, number>();
   /** Live streaming mappings. */
   count = 0;
@@ -104,9 +111,9 @@ class TrackingDma implements DmaApi {
       throw new Error(`planned map failure at GPA ${gpa}`);
     }
     this.count++;
-    const k = `${gpa + 0x1_0000_0000}:${length}:${dir}`;
+    const k = `${gpa + this.shift}:${length}:${dir}`;
     this.live.set(k, (this.live.get(k) ?? 0) + 1);
-    return gpa + 0x1_0000_0000;
+    return gpa + this.shift;
   }
   unmap(bus: U64, length: number, dir: DmaDirection): void {
     const k = `${bus}:${length}:${dir}`;
@@ -122,15 +129,15 @@ class TrackingDma implements DmaApi {
     if (this.coherentFailIn >= 0 && this.coherentFailIn-- === 0) {
       throw new Error("planned coherent map failure");
     }
-    return gpa + 0x1_0000_0000;
+    return gpa + this.shift;
   }
   unmapCoherent(): void {}
 }
 
-/** Device view matching {@link TrackingDma}: bus - 4 GiB = GPA. */
+/** Device view matching {@link TrackingDma}: bus - shift = GPA. */
 class OffsetSpace extends IdentityAddressSpace {
-  constructor() {
-    super("offset-4g");
+  constructor(readonly shift: number) {
+    super("offset");
   }
   override translate(
     bus: U64,
@@ -138,7 +145,7 @@ class OffsetSpace extends IdentityAddressSpace {
     access: number,
     out: import("../../src/mod.ts").DmaTranslation,
   ): void {
-    super.translate(typeof bus === "number" ? bus - 0x1_0000_0000 : bus, length, access, out);
+    super.translate(typeof bus === "number" ? bus - this.shift : bus, length, access, out);
   }
 }
 
@@ -190,6 +197,10 @@ interface RunContext {
   deviceDead: boolean;
   /** Avail idx at the last kick. */
   kicked: number;
+  /** Segment lists (`gpa+len` readable, then `|`, writable) of the buffers added, by count. */
+  added: Map<string, number>;
+  /** A hostile write happened (the rings may hold what the driver never wrote). */
+  hostile: boolean;
 }
 
 type OpOf<K extends DeviceOp["k"]> = Extract<DeviceOp, { k: K }>;
@@ -203,7 +214,7 @@ function setUp(input: HostileDeviceInput): RunContext {
   if (input.inOrder) bits.push(VIRTIO_F_IN_ORDER);
   const features = featureMask(...bits);
   const memory = GuestMemory.flat(MEM);
-  const dma = new TrackingDma();
+  const dma = new TrackingDma(input.busShift);
   const drv = new SplitDriverQueue<number>({
     memory,
     dma,
@@ -217,7 +228,7 @@ function setUp(input: HostileDeviceInput): RunContext {
   });
   const dev = new SplitDeviceQueue({
     memory,
-    dma: new OffsetSpace(),
+    dma: new OffsetSpace(dma.shift),
     size,
     addresses: drv.addresses,
     features,
@@ -237,6 +248,8 @@ function setUp(input: HostileDeviceInput): RunContext {
     next: 0,
     deviceDead: false,
     kicked: 0,
+    added: new Map(),
+    hostile: false,
   };
 }
 
@@ -275,7 +288,23 @@ function opAdd(ctx: RunContext, op: OpOf<"add">): void {
     if (empty || dma.failed) {
       fail("add-accepted", `add accepted an empty segment or a failed map (${n} segments)`);
     }
+    // §2.7.5.3.1 and the driver's documented policy: an indirect table holds at most
+    // min(Queue Size, SPLIT_INDIRECT_MAX_ENTRIES = 16) entries; "always" uses one whenever the
+    // buffer fits it, "auto" only when the ring lacks the descriptors, "never" never
+    const policy = ctx.input.indirectPolicy;
+    const fits = ctx.input.indirect && policy !== "never" && n >= 2 &&
+      n <= Math.min(ctx.size, 16);
+    const want = fits && (policy === "always" || free < n) ? 1 : n;
+    if (free - drv.numFree !== want) {
+      fail(
+        "indirect-policy",
+        `add of ${n} segments (policy ${policy}, ${free} free) took ${free - drv.numFree} ` +
+          `descriptors, want ${want}`,
+      );
+    }
     ctx.cap.set(ctx.next, op.nw * op.len - (zero >= op.nr && zero < n ? op.len : 0));
+    const key = sgKey(r.gpa, r.len, r.count, w.gpa, w.len, w.count);
+    ctx.added.set(key, (ctx.added.get(key) ?? 0) + 1);
     ctx.next++;
   } catch (e) {
     if (e instanceof OracleFailure) throw e;
@@ -356,13 +385,46 @@ function opServe(ctx: RunContext, op: OpOf<"serve">): void {
     for (let i = 0; i < op.n; i++) {
       const c = dev.pop();
       if (c === null) break;
+      if (!ctx.hostile) {
+        const key = sgKey(
+          c.readableGpa,
+          c.readableLen,
+          c.readableCount,
+          c.writableGpa,
+          c.writableLen,
+          c.writableCount,
+        );
+        const k = ctx.added.get(key);
+        if (k === undefined) {
+          fail("pop-segments", `the device popped [${key}], which the driver never added`);
+        }
+        if (k === 1) ctx.added.delete(key);
+        else ctx.added.set(key, k - 1);
+      }
       dev.push(c, c.copyReadableToWritable());
     }
     dev.flush();
   } catch (e) {
+    if (e instanceof OracleFailure) throw e;
     if (!(e instanceof VirtqError)) fail("uncatalogued-throw", `device threw ${e}`, e);
     ctx.deviceDead = true;
   }
+}
+
+/** A segment list as a string: `gpa+len` readable segments, `|`, writable ones. */
+function sgKey(
+  rg: ArrayLike<number>,
+  rl: ArrayLike<number>,
+  rn: number,
+  wg: ArrayLike<number>,
+  wl: ArrayLike<number>,
+  wn: number,
+): string {
+  let s = "";
+  for (let i = 0; i < rn; i++) s += `${rg[i]}+${rl[i]},`;
+  s += "|";
+  for (let i = 0; i < wn; i++) s += `${wg[i]}+${wl[i]},`;
+  return s;
 }
 
 /**
@@ -481,6 +543,7 @@ export function runHostileDevice(input: HostileDeviceInput): void {
     const hostileOp = op.k === "forge" || op.k === "used" || op.k === "usedIdx" ||
       op.k === "scribble";
     if (hostileOp && oi < input.hostileFrom) continue;
+    if (hostileOp) ctx.hostile = true;
     switch (op.k) {
       case "add":
         opAdd(ctx, op);
@@ -512,6 +575,16 @@ const opArb: fc.Arbitrary<DeviceOp> = fc.oneof(
       nr: fc.nat(3),
       nw: fc.nat(3),
       len: fc.integer({ min: 1, max: 200 }),
+    }, { noNullPrototype: true }),
+  },
+  {
+    // many segments: 12 to 24, around and past the 16 entries of the driver's indirect tables
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant("add" as const),
+      nr: fc.integer({ min: 6, max: 12 }),
+      nw: fc.integer({ min: 6, max: 12 }),
+      len: fc.integer({ min: 1, max: 100 }),
     }, { noNullPrototype: true }),
   },
   {
@@ -599,16 +672,21 @@ const inputArb: fc.Arbitrary<HostileDeviceInput> = fc.record({
   clamp: fc.boolean(),
   hostileFrom: fc.nat(60),
   ops: fc.array(opArb, { maxLength: 60, size: "max" }),
-  badConfig: fc.option(
-    fc.constantFrom(
-      "size3" as const,
-      "size-big" as const,
-      "misaligned" as const,
-      "unmapped" as const,
-      "map-fail" as const,
-    ),
-    { nil: undefined, freq: 20 },
+  badConfig: fc.oneof(
+    // one input in 20 (fc.option's freq is the odds of the nil value: freq 20 made it 19 in 20)
+    { weight: 19, arbitrary: fc.constant(undefined) },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom(
+        "size3" as const,
+        "size-big" as const,
+        "misaligned" as const,
+        "unmapped" as const,
+        "map-fail" as const,
+      ),
+    },
   ),
+  busShift: fc.constantFrom(undefined, undefined, undefined, 0x40, 0x1000),
 }, { noNullPrototype: true });
 
 const opSchema = z.discriminatedUnion("k", [
@@ -661,6 +739,7 @@ const inputSchema = z.strictObject({
   hostileFrom: z.number().int().min(0),
   ops: z.array(opSchema),
   badConfig: z.enum(["size3", "size-big", "misaligned", "unmapped", "map-fail"]).optional(),
+  busShift: z.number().int().min(1).max(0x1_0000_0000).optional(),
 });
 
 /** `vring_need_event` (spec §2.7.10), written apart from the engine's. */

@@ -783,6 +783,9 @@ function runOn(b: Built, input: HostileDriverInput): void {
     }
     if (dev.broken === null && popped.length > 0) {
       checkUsedNotification(b.memory, size, input.eventIdx, old, dev.usedIdx, notify);
+    } else if (dev.broken === null && notify) {
+      // §2.7.10: a flush that publishes nothing moved used idx by zero: nothing to notify
+      fail("notification-decision", "a flush with nothing pushed asked to notify the driver");
     }
   }
   if (dev.broken === null) checkDeviceSleeps(dev, b.memory, size, input.eventIdx);

@@ -8,6 +8,8 @@
  *   device's documented policy);
  * - `mappings`: every domain's mapping set equals the model's, and the set of domains and the
  *   endpoint attachments too (a rejected request changes nothing);
+ * - `translation` (after the last request): an endpoint the model says bypasses the IOMMU
+ *   translates bus = GPA up to 2^52 and faults `out-of-window` past it ({@link checkIdentityLimit});
  * - nothing but `processRequest`'s return value leaves the device (no throw).
  *
  * The model is written independently of the device: plain arrays of bigint intervals.
@@ -18,6 +20,10 @@ import fc from "fast-check";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 import {
   Chain,
+  DMA_ACCESS_READ,
+  DMA_ACCESS_WRITE,
+  DmaFault,
+  DmaTranslation,
   GuestMemory,
   type ViommuRequest,
   VIRTIO_IOMMU_F_BYPASS_CONFIG,
@@ -327,6 +333,53 @@ function runSteps(input: ViommuRequestsInput): void {
       throw new OracleFailure("mappings", `step ${k}: count ${dev.mappingCount} vs ${model.count}`);
     }
   });
+  checkIdentityLimit(dev, model, steps.length);
+}
+
+/** An endpoint the device does not manage (identity under bypass, §5.13.6.2). */
+const UNKNOWN_ENDPOINT = 7;
+const GPA_LIMIT = 2 ** 52;
+const PROBE_LENGTHS = [1, 8, 4096, 0x1_0000];
+const probeOut = new DmaTranslation();
+
+/**
+ * Oracle `translation` (after the last request, `k` = the step count): every endpoint the model
+ * says bypasses the IOMMU (attached to a bypass
+ * domain, or unattached or unknown while the device bypasses unattached endpoints, §5.13.6.2)
+ * translates bus = GPA up to the end of the guest physical address space (2^52, the device's
+ * documented identity limit): an access ending exactly there is whole and identical, one byte
+ * further is an `out-of-window` fault. Lengths 1 B to 64 KiB.
+ */
+function checkIdentityLimit(dev: VirtioIommuDevice, model: Model, k: number): void {
+  const len = PROBE_LENGTHS[k % PROBE_LENGTHS.length];
+  const access = k % 2 === 0 ? DMA_ACCESS_READ : DMA_ACCESS_WRITE;
+  for (const ep of [...ENDPOINTS, UNKNOWN_ENDPOINT]) {
+    const d = model.attached.get(ep);
+    if (!(d === undefined ? dev.bypassUnattached : model.domains.get(d)!.bypass)) continue;
+    const space = dev.endpointSpace(ep);
+    const last = GPA_LIMIT - len;
+    space.translate(last, len, access, probeOut);
+    if (probeOut.gpa !== last || probeOut.length !== len) {
+      throw new OracleFailure(
+        "translation",
+        `after ${k} steps: endpoint ${ep} (bypass) maps ${last}+${len} to ${probeOut.gpa}+${probeOut.length}`,
+      );
+    }
+    let fault: unknown = null;
+    try {
+      space.translate(last + 1 + (k % 3) * 0x800, len, access, probeOut);
+    } catch (e) {
+      fault = e;
+    }
+    if (!(fault instanceof DmaFault && fault.reason === "out-of-window")) {
+      throw new OracleFailure(
+        "translation",
+        `after ${k} steps: endpoint ${ep} (bypass) access of ${len} bytes past 2^52 gave ${
+          fault === null ? `GPA ${probeOut.gpa}` : fault
+        }, not an out-of-window fault`,
+      );
+    }
+  }
 }
 
 /** The `viommu-requests` target. */

@@ -38,6 +38,8 @@ import {
   GuestMemory,
   LoopbackDevice,
   SgList,
+  ViommuDirectTransport,
+  type ViommuTransport,
   VIRTIO_F_ACCESS_PLATFORM,
   VIRTIO_F_VERSION_1,
   VIRTIO_IOMMU_F_BYPASS_CONFIG,
@@ -121,8 +123,33 @@ interface Live {
   dir: DmaDirection;
 }
 
+/**
+ * Oracle `custom-transport` (one input in 16): `createViommuStack` with a transport factory uses
+ * the transport the factory returns, and a mapping made through it reaches the device (the
+ * device's view translates it to the buffer's GPA).
+ */
+function checkCustomTransport(): void {
+  const mem = GuestMemory.flat(0x100000);
+  let made: ViommuTransport | null = null;
+  const s = createViommuStack({
+    memory: mem,
+    stagingGpa: STAGING,
+    transport: (device) => (made = new ViommuDirectTransport(device, mem, STAGING)),
+  });
+  if (made === null || s.transport !== made || s.queues !== null) {
+    throw new OracleFailure("custom-transport", "createViommuStack ignored the transport factory");
+  }
+  const bus = s.api.map(0x3000, 64, 1);
+  const out = new DmaTranslation();
+  s.space.translate(bus, 64, DMA_ACCESS_READ, out);
+  if (out.gpa !== 0x3000 || out.length !== 64) {
+    throw new OracleFailure("custom-transport", `map through the factory's transport: ${out.gpa}`);
+  }
+}
+
 function run(input: ViommuStackInput): void {
   const { negotiation, ops } = input;
+  if (ops.length % 16 === 3) checkCustomTransport();
   const mem = GuestMemory.flat(0x100000);
   let declined = 0n;
   for (const b of negotiation.decline) declined |= 1n << BigInt(b);

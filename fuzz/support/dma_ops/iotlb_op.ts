@@ -11,11 +11,13 @@
  * - `size` equals the model's entry count after every step, and `stats.hits + stats.misses`
  *   grows by one per lookup;
  * - a domain ID that is not 16 bits, and a capacity outside 1..2^20, are `RangeError`s that
- *   change nothing.
+ *   change nothing;
+ * - after every op, a fixed two-domain check of the front cache (a page sharing a cached page's
+ *   slot misses) and of the scanning invalidations (see `checkSlowPaths`).
  * @module
  */
 
-import { Iotlb } from "../../../src/mod.ts";
+import { Iotlb, IOTLB_FRONT_ENTRIES } from "../../../src/mod.ts";
 import { OracleFailure } from "../../target.ts";
 
 /** One IOTLB operation: a capacity and steps `[kind, domain, base, off, x]` (all naturals). */
@@ -219,5 +221,50 @@ export function runIotlbOp(op: IotlbOp): number {
   for (const [k, v] of Object.entries(tlb.stats)) {
     if (v !== 0) fail(`resetStats left ${k} = ${v}`);
   }
+  checkSlowPaths(op.steps.length);
   return op.steps.length;
+}
+
+/**
+ * After every op, on a fresh 16-entry IOTLB shared by two domains (so a domain invalidation
+ * cannot be a generation bump): the front cache answers only for the page it holds, not for a
+ * page sharing its slot (`probeFront` is the IOMMU's translate fast path); a domain
+ * invalidation and a range invalidation large enough to scan every entry (`#removeWhere`)
+ * remove exactly the entries of that domain in range. `salt` varies the pages.
+ */
+function checkSlowPaths(salt: number): void {
+  const t = new Iotlb(16);
+  const p = 0x1000 + (salt % 200); // 4 KiB page numbers below 2^32 (front-cached)
+  const alias = p + IOTLB_FRONT_ENTRIES * (1 + (salt % 3)); // same front-cache slot
+  t.insert(1, p * 4096, 1, 0x5000, 3);
+  t.insert(2, (p + 1) * 4096, 1, 0x6000, 3);
+  t.insert(1, (p + 2) * 4096, 1, 0x7000, 1);
+  t.insert(1, 2 ** 30 * (1 + (salt % 4)), 3, 2 ** 30, 3); // a 1 GiB entry far above
+  for (let i = 0; i < 2; i++) t.lookup(1, p * 4096); // a hit fills the front cache
+  if (t.probeFront(1, alias)) {
+    fail(`probeFront of page ${alias} hit (gpa ${t.hitGpa}): only page ${p} is in its slot`);
+  }
+  if (!t.probeFront(1, p) || t.hitGpa !== 0x5000) {
+    fail(`probeFront of page ${p} missed or gave gpa ${t.hitGpa}`);
+  }
+  if (t.probeFront(2, p)) fail(`probeFront of page ${p} hit for another domain`);
+  // a range of 2^40 bytes from page p + 2 scans every entry: only domain 1's in range go
+  t.invalidateRange(1, (p + 2) * 4096, 2 ** 40);
+  const want = (d: number, page: number, held: boolean, what: string) => {
+    if (t.holds(d, page * 4096) !== held) {
+      fail(`${what}: domain ${d} page ${page} ${held ? "lost" : "still held"}`);
+    }
+  };
+  want(1, p, true, "large invalidateRange");
+  want(2, p + 1, true, "large invalidateRange");
+  want(1, p + 2, false, "large invalidateRange");
+  want(1, 2 ** 18 * (1 + (salt % 4)), false, "large invalidateRange");
+  const left = (n: number, what: string) => {
+    if (t.size !== n) fail(`${what}: ${t.size} entries left, want ${n}`);
+  };
+  left(2, "large invalidateRange");
+  t.invalidateDomain(1);
+  want(1, p, false, "invalidateDomain");
+  want(2, p + 1, true, "invalidateDomain");
+  left(1, "invalidateDomain");
 }
