@@ -48,7 +48,7 @@ const KILLS: Kill[] = [
   },
   {
     file: "src/dma/iommu.ts",
-    line: 373,
+    line: 411,
     from: "pfn * 4096 + offset",
     to: "pfn * 4097 + offset",
     target: "dma-invariants",
@@ -348,6 +348,14 @@ for (const k of KILLS) {
         }
       });
       assert(n >= 0, `${k.file} no longer holds "${k.from}": update this case`);
+      // Several places hold `from`: edits above the mutant must not silently move the case to
+      // another one of them (iommu.ts's "pfn * 4096 + offset" occurs four times).
+      const places = lines.filter((l) => l.includes(k.from)).length;
+      assert(
+        places === 1 || Math.abs(n + 1 - k.line) <= 20,
+        `${k.file}:${k.line}: "${k.from}" is now nearest at line ${n + 1}, one of ${places} ` +
+          "places: check which one the mutant is and update this case's line",
+      );
       assertEquals(lines[n].split(k.from).length, 2, `${k.file}:${n + 1} holds "${k.from}" once`);
       lines[n] = lines[n].replace(k.from, k.to);
       await Deno.writeTextFile(path, lines.join("\n"));
