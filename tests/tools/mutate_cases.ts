@@ -14,6 +14,18 @@ export function f(a: number, b: number): boolean {
 }
 `;
 
+/** Text interpolated into a failure helper's message is not mutated; other templates are. */
+export const SRC_TEMPLATE = `class Q {
+  #fail(code: string, detail: string): never {
+    throw new Error(code + detail);
+  }
+  g(a: number): string {
+    if (a > 1) this.#fail("X", \`idx \${a & 0xffff}\`);
+    return \`\${a + 1}\`;
+  }
+}
+`;
+
 if (import.meta.main) {
   const ms = mutantsOf("src/f.ts", SRC);
   const rel = ms.find((m) => m.operator === "relational")!;
@@ -25,5 +37,8 @@ if (import.meta.main) {
     sampleB: sampleMutants(ms, 3, 7).map((m) => m.id),
     all: sampleMutants(ms, 99, 1).length,
     count: ms.length,
+    template: mutantsOf("src/q.ts", SRC_TEMPLATE).map((m) =>
+      `${m.line}:${m.operator}:${m.original}->${m.replacement}`
+    ),
   }));
 }

@@ -30,4 +30,14 @@ Deno.test("mutate: operators over the AST, never in types, imports, messages or 
   assertEquals(c.sampleA, c.sampleB);
   assertEquals(new Set(c.sampleA).size, 3);
   assertEquals(c.all, c.count);
+  // `a & 0xffff` inside this.#fail's message is left alone; `a + 1` in a plain template is not
+  assertEquals(c.template, [
+    "3:no-throw:throw new Error(code + detail);->{}",
+    "6:if-false:a > 1->false",
+    "6:if-true:a > 1->true",
+    "6:relational:>->>=",
+    "6:literal:1->2",
+    "7:arithmetic:+->-",
+    "7:literal:1->2",
+  ]);
 });

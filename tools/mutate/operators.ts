@@ -55,14 +55,21 @@ const STRINGISH = new Set([
   SyntaxKind.NoSubstitutionTemplateLiteral,
 ]);
 
-// Type positions, imports, and the arguments of a catalogued error's constructor (messages and
-// the addresses they print: mutating them changes diagnostics only).
+// Type positions, imports, the arguments of a catalogued error's constructor, and text
+// interpolated into the message of a failure helper (`this.#fail(code, `...${x}...`)`): messages
+// and the addresses they print, so mutating them changes diagnostics only.
 function inTypeOrIgnored(node: Node): boolean {
+  let inTemplate = false;
   for (let n: Node | undefined = node.getParent(); n !== undefined; n = n.getParent()) {
     const k = n.getKind();
     if (k === SyntaxKind.NewExpression) {
       const callee = n.asKindOrThrow(SyntaxKind.NewExpression).getExpression().getText();
       if (/(Error|Fault)$/.test(callee)) return true;
+    }
+    if (k === SyntaxKind.TemplateExpression) inTemplate = true;
+    if (inTemplate && k === SyntaxKind.CallExpression) {
+      const callee = n.asKindOrThrow(SyntaxKind.CallExpression).getExpression().getText();
+      if (/(^|\.)#?fail$/.test(callee)) return true;
     }
     if (
       k === SyntaxKind.ImportDeclaration || k === SyntaxKind.ExportDeclaration ||
