@@ -37,7 +37,7 @@ import {
   VIRTQ_AVAIL_F_NO_INTERRUPT,
   VirtqError,
 } from "../../src/mod.ts";
-import { createDriverQueue, driverQueueFootprint } from "../../src/virtio/mod.ts";
+import { createDriverQueue, createQueuePair, driverQueueFootprint } from "../../src/virtio/mod.ts";
 import { type FuzzTarget, OracleFailure } from "../target.ts";
 
 /** One step of the scenario. */
@@ -82,8 +82,11 @@ export interface HostileDeviceInput {
   hostileFrom: number;
   /** The scenario. */
   ops: DeviceOp[];
-  /** Instead of the scenario: a bad configuration handed to the factory (absent: none). */
-  badConfig?: "size3" | "size-big" | "misaligned" | "unmapped" | "map-fail";
+  /**
+   * Instead of the scenario: a bad configuration handed to the factory (absent: none);
+   * `pair-nan` hands `createQueuePair` a ring GPA of NaN (not 0: refused as misaligned).
+   */
+  badConfig?: "size3" | "size-big" | "misaligned" | "unmapped" | "map-fail" | "pair-nan";
   /** The DMA API's bus = GPA + busShift (absent: + 4 GiB, outside guest memory's GPAs). */
   busShift?: number;
 }
@@ -169,10 +172,12 @@ function runBadConfig(bad: NonNullable<HostileDeviceInput["badConfig"]>, size: n
     "misaligned": "RING_MISALIGNED",
     "unmapped": "RING_UNMAPPED",
     "map-fail": "DMA_MAP_FAILED",
+    "pair-nan": "RING_MISALIGNED",
   }[bad];
   let got = "no error";
   try {
-    createDriverQueue("split", { memory, dma, size, features: 0n, ringGpa });
+    if (bad === "pair-nan") createQueuePair({ layout: "split", size, memory, ringGpa: NaN });
+    else createDriverQueue("split", { memory, dma, size, features: 0n, ringGpa });
   } catch (e) {
     got = e instanceof VirtqError ? e.code : String(e);
   }
@@ -683,6 +688,7 @@ const inputArb: fc.Arbitrary<HostileDeviceInput> = fc.record({
         "misaligned" as const,
         "unmapped" as const,
         "map-fail" as const,
+        "pair-nan" as const,
       ),
     },
   ),
@@ -738,7 +744,8 @@ const inputSchema = z.strictObject({
   clamp: z.boolean(),
   hostileFrom: z.number().int().min(0),
   ops: z.array(opSchema),
-  badConfig: z.enum(["size3", "size-big", "misaligned", "unmapped", "map-fail"]).optional(),
+  badConfig: z.enum(["size3", "size-big", "misaligned", "unmapped", "map-fail", "pair-nan"])
+    .optional(),
   busShift: z.number().int().min(1).max(0x1_0000_0000).optional(),
 });
 

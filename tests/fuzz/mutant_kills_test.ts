@@ -318,6 +318,14 @@ const KILLS: Kill[] = [
     target: "split-hostile-driver",
     why: "a flush with nothing pushed must not ask to notify (notification-decision)",
   },
+  {
+    file: "src/virtio/pair.ts",
+    line: 150,
+    from: "opts.ringGpa ?? 0",
+    to: "opts.ringGpa || 0",
+    target: "split-hostile-device",
+    why: "createQueuePair refuses a ring GPA of NaN as misaligned (bad-config pair-nan), not 0",
+  },
 ];
 
 const ROOT = new URL("../../", import.meta.url).pathname;
