@@ -131,8 +131,8 @@ const KILLS: Kill[] = [
   },
   {
     file: "src/virtio/packed/walk.ts",
-    line: 437,
-    // #addPiece (the same text in #translate's fast path, line 357, is further away)
+    line: 469,
+    // #addPiece (the same text in #translate's fast path, line 386, is further away)
     from: "chain.readableCount + chain.writableCount",
     to: "chain.readableCount - chain.writableCount",
     target: "packed-hostile-driver",
