@@ -49,8 +49,17 @@ for (const layout of ["split", "packed"]) {
   Deno.test(`alloc: ${layout} round trip with guest memory at 4 GiB allocates nothing`, async () => {
     // GPAs and bus addresses >= 2^31 are heap numbers whenever they are stored in a generic
     // array, passed to or returned from a call that is not inlined, or kept live into a catch.
-    let b = await highMemoryAlloc(layout);
-    if (b === null) b = await highMemoryAlloc(layout); // every try saw a scavenge: once more
-    assert(b !== null && b < 1, `${layout}: ${b} B/chain`);
+    // Up to three fresh isolates: V8's background compiles can land in an order that leaves
+    // one call out of line in a run (16 B/chain, one boxed address; seen in about 1 run in 5 on
+    // a loaded 2-core machine, on code without any change). An allocation the code really has
+    // shows in every isolate, so it still fails all three.
+    const reads: (number | null)[] = [];
+    for (let t = 0; t < 3; t++) {
+      const b = await highMemoryAlloc(layout); // null: every try saw a scavenge
+      reads.push(b);
+      if (b !== null && b < 1) break;
+    }
+    const last = reads[reads.length - 1];
+    assert(last !== null && last < 1, `${layout}: ${reads.join(", ")} B/chain in fresh isolates`);
   });
 }
