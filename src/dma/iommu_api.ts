@@ -175,23 +175,33 @@ export class IommuDmaApi implements ReversibleDmaApi {
     // gpa % 4096 as an integer op: `&` takes gpa modulo 2^32 (a multiple of 4096), exact for a
     // safe integer >= 0 (was floor/multiply in doubles: ~10 ns of a ~70 ns map, measured)
     const off = gpa & (IOVA_GRANULE - 1);
-    // max(1, ceil((off + length) / 4096)), without the division for a buffer inside one page
-    const pages = off + length <= IOVA_GRANULE
-      ? 1
-      : Math.max(1, Math.ceil((off + length) / IOVA_GRANULE));
     // caller value b: flag bits 0-1, the in-page offset of the handle above them
     const b = flags | (off << 2);
-    let pfn = -1;
-    if (pages === 1 && this.#fast) {
-      // Fused one-page path (the common map): a range-cache hit below the first attempt's
-      // limit, then a free entry in the page table's cached level-1 table. Each step either
-      // does exactly what the general step does, or changes nothing and hands over to it.
-      pfn = this.allocator.allocCachedPage(this.#firstLimitPfn, b);
-      if (pfn >= 0 && this.iommu.mapPageCached(this.domain, pfn, gpa - off, perm)) {
-        this.stats.maps++;
-        return pfn * IOVA_GRANULE + off;
+    if (off + length <= IOVA_GRANULE) {
+      // one page (the common map)
+      let pfn = -1;
+      if (this.#fast) {
+        // Fused one-page path: a range-cache hit below the first attempt's limit, then a free
+        // entry in the page table's cached level-1 table. Each step either does exactly what
+        // the general step does, or changes nothing and hands over to it.
+        pfn = this.allocator.allocCachedPage(this.#firstLimitPfn, b);
+        if (pfn >= 0 && this.iommu.mapPageCached(this.domain, pfn, gpa - off, perm)) {
+          this.stats.maps++;
+          return pfn * IOVA_GRANULE + off;
+        }
       }
+      return this.#mapPages(gpa, length, perm, b, 1, pfn) * IOVA_GRANULE + off;
     }
+    // max(1, ceil((off + length) / 4096)) (at least 2 here)
+    const pages = Math.max(1, Math.ceil((off + length) / IOVA_GRANULE));
+    return this.#mapPages(gpa, length, perm, b, pages, -1) * IOVA_GRANULE + off;
+  }
+
+  // The general map of `pages` pages; `pfn` is an IOVA already allocated for it, or -1.
+  // Returns the first PFN (a small integer: the caller forms the bus address, so no heap number
+  // is boxed on the way back).
+  #mapPages(gpa: number, length: number, perm: number, b: number, pages: number, pfn: number) {
+    const off = b >>> 2;
     if (pfn < 0) pfn = this.#alloc(pages, b);
     if (pfn < 0) {
       throw new DmaMapError(
@@ -209,7 +219,7 @@ export class IommuDmaApi implements ReversibleDmaApi {
       throw e;
     }
     this.stats.maps++;
-    return pfn * IOVA_GRANULE + off;
+    return pfn;
   }
 
   #alloc(pages: number, flags: number): number {
