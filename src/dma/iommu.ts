@@ -416,6 +416,32 @@ export class Iommu {
     return w;
   }
 
+  /**
+   * {@link Iommu.mapPages} of one page, fused for dma-iommu's common case: a paged domain, a page
+   * outside every page a reserved region touches, whose entry in the table's cached level-1 table
+   * is free ({@link IoPageTable.mapPageCached}). Then the entry is set and counted exactly as
+   * `mapPages` would and `true` is returned; otherwise nothing changes (`false`: call `mapPages`).
+   */
+  mapPageCached(domain: IommuDomain, pfn: number, gpa: number, perm: number): boolean {
+    const t = domain.table;
+    if (t === null || (pfn >= this.#resvLoPfn && pfn < this.#resvHiPfn)) return false;
+    if (!t.mapPageCached(pfn, gpa, perm)) return false;
+    this.stats.maps++;
+    return true;
+  }
+
+  /**
+   * {@link Iommu.unmapPages} of one page, fused for dma-iommu's common case
+   * ({@link IoPageTable.unmapPageCached}): `true` when done and counted exactly as `unmapPages`
+   * would; otherwise nothing changes (`false`: call `unmapPages`).
+   */
+  unmapPageCached(domain: IommuDomain, pfn: number): boolean {
+    const t = domain.table;
+    if (t === null || !t.unmapPageCached(pfn)) return false;
+    this.stats.unmaps++;
+    return true;
+  }
+
   #beyondWidth(bus: U64, length: number, access: DmaAccess): never {
     this.stats.faults++;
     throw new DmaFault(

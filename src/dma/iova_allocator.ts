@@ -438,6 +438,49 @@ export class IovaAllocator {
     return true;
   }
 
+  /**
+   * {@link IovaAllocator.allocFast} of one page, fused for dma-iommu's common case: the
+   * one-page range cache's loaded magazine is not empty and its newest PFN lies below `limitPfn`
+   * (what `rcacheGet` takes first). Then that PFN is popped, its range gets caller values
+   * `a = 1` and `b`, the hit is counted, exactly as `allocFast(1, limitPfn, 1, b)` would, and the
+   * PFN is returned; otherwise nothing changes and -1 says: call `allocFast`.
+   */
+  allocCachedPage(limitPfn: number, b: number): number {
+    const rc = this.#rcaches[0];
+    if (rc === null) return -1;
+    const m = rc.loaded;
+    const k = m.size - 1;
+    if (k < 0) return -1;
+    const pfn = m.pfns[k];
+    if (pfn > limitPfn - 1) return -1;
+    m.size = k;
+    const o = this.findStart(pfn) * STRIDE;
+    this.#r[o + F_A] = 1;
+    this.#r[o + F_B] = b;
+    this.rcacheStats.hits++;
+    return pfn;
+  }
+
+  /**
+   * {@link IovaAllocator.freeFastAt} fused for dma-iommu's common case: range `i` is one page and
+   * the one-page range cache's loaded magazine has room. Then its PFN is pushed there and counted
+   * exactly as `freeFastAt(i)` would, and `true` returned; otherwise nothing changes (`false`:
+   * call `freeFastAt`).
+   */
+  freeCachedPageAt(i: number): boolean {
+    const o = i * STRIDE;
+    const r = this.#r;
+    const pfn = r[o + F_LO];
+    if (r[o + F_HI] !== pfn) return false;
+    const rc = this.#rcaches[0];
+    if (rc === null) return false;
+    const m = rc.loaded;
+    if (m.size === IOVA_MAG_SIZE) return false;
+    m.pfns[m.size++] = pfn;
+    this.rcacheStats.inserts++;
+    return true;
+  }
+
   #insert(at: number, lo: number, hi: number, kind: number, a: number, b: number): void {
     const n = this.#n;
     if ((n + 1) * STRIDE > this.#r.length) {

@@ -265,6 +265,52 @@ export class IoPageTable {
   }
 
   /**
+   * The common case of {@link IoPageTable.mapPage} fused for dma-iommu's one-page map: page
+   * `pfn` falls in the cached level-1 table and its entry is free. Then the leaf is set exactly
+   * as `mapPage` sets it and `true` is returned; otherwise nothing changes and `false` tells the
+   * caller to take `mapPage` (which then checks, walks and throws as always). `gpa` must be a
+   * safe integer (the caller's own check).
+   */
+  mapPageCached(pfn: number, gpa: number, perm: number): boolean {
+    if (
+      Math.floor(pfn / 512) !== this.#l1Key || this.#l1Key < 0 || (gpa & 0xfff) !== 0 ||
+      gpa < 0 || gpa + IO_PAGE_4K > 2 ** 52 || (perm & (IOPTE_READ | IOPTE_WRITE)) === 0 ||
+      (perm & ~3) !== 0 || (pfn + 1) * IO_PAGE_4K > LEVEL_SPAN[this.levels + 1]
+    ) return false;
+    const t = this.#l1Table;
+    const w = t * WORDS_PER_TABLE + (pfn & (ENTRIES - 1)) * 2;
+    const pool = this.#pool;
+    if ((pool[w] & 3) !== 0) return false;
+    this.#used[t]++;
+    pool[w] = (gpa & 0xffff_f000 | perm) >>> 0;
+    pool[w + 1] = Math.floor(gpa / TWO_32);
+    this.#mappedBytes += IO_PAGE_4K;
+    return true;
+  }
+
+  /**
+   * The common case of {@link IoPageTable.unmapPage} fused for dma-iommu's one-page unmap: page
+   * `pfn` (an integer from the IOVA allocator) is a present leaf of the cached level-1 table,
+   * which keeps other entries. Then it is cleared exactly as `unmapPage` clears it and `true` is
+   * returned; otherwise nothing changes (`false`: call `unmapPage`).
+   */
+  unmapPageCached(pfn: number): boolean {
+    if (
+      Math.floor(pfn / 512) !== this.#l1Key || this.#l1Key < 0 ||
+      (pfn + 1) * IO_PAGE_4K > LEVEL_SPAN[this.levels + 1]
+    ) return false;
+    const t = this.#l1Table;
+    const w = t * WORDS_PER_TABLE + (pfn & (ENTRIES - 1)) * 2;
+    const pool = this.#pool;
+    if ((pool[w] & 3) === 0 || this.#used[t] <= 1) return false;
+    pool[w] = 0;
+    pool[w + 1] = 0;
+    this.#used[t]--;
+    this.#mappedBytes -= IO_PAGE_4K;
+    return true;
+  }
+
+  /**
    * Unmaps every leaf byte in `[iova, iova + size)`. A large page only partly inside the range is
    * split into next-level pages first, so exactly the range goes away. Holes are skipped.
    * Tables left empty are freed.
