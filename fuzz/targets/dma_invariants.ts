@@ -15,14 +15,16 @@
  *   `out-of-window` beyond the width, `reserved-region`, `unmapped`, and `permission` for an
  *   access the mapping's direction forbids; a lazily unmapped IOVA may still translate, to its old
  *   GPA only); `domain-id` (a domain ID that is negative, fractional, above 16 bits or in use
- *   is a RangeError, a free one is taken);
+ *   is a RangeError, a free one is taken); a buffer that starts below 2^52 and ends past it is
+ *   refused `mask` by the API, the error naming the buffer (`fault-reason`);
  * - `iova`: the IOVA allocator alone with limits up to 2^52 bytes and reserved ranges. Oracles
  *   `iova-invariant` (as above, failure only when no aligned gap exists) and `top-down` (a
  *   fresh allocator's first range is the highest aligned fit below the limit; below 4 GiB, until
  *   a `freeFast`, each range is the highest fit below Linux's cached node (the previous range,
  *   moved up to the next range by a free at or above it, past the top when the freed range was
  *   the highest), else below the limit: Linux's cached-node search); an allocator with a
- *   negative or fractional `startPfn` is refused (`iova-invariant`);
+ *   negative or fractional `startPfn` is refused (`iova-invariant`); above 4 GiB the same
+ *   cached-node search (Linux `cached_node`) while every range lands at or above 4 GiB;
  * - `swiotlb`: a bounce pool of 64 to 512 slots. Oracle `swiotlb-invariant` (Linux
  *   `swiotlb_search_pool_area`: a mapping takes `max(1, ceil(len / 2 KiB))` free slots inside
  *   one 128-slot segment, page-aligned (an even slot) when `len >= 4 KiB`, overlapping no live
@@ -31,7 +33,8 @@
  *   a 21- to 23-bit mask (`force: false`), syncs both ways, and sync misuse (`not-mapped`);
  * - `window`: offset windows at 2^63, at the top of the bus space and across 2^53 (`fault-reason`);
  * - `api`: window-iommu's driver API (dma-direct windows, else the strict dma-iommu) against a
- *   reference dma-direct and the device view, unmap misuse included (`dma-view`, `fault-reason`);
+ *   reference dma-direct and the device view, unmap misuse included (`dma-view`, `fault-reason`),
+ *   and its path counters (`stats`) against the maps made (`dma-view`);
  * - `viommu-bounce`: swiotlb over the virtio-iommu driver through `assembleDma`
  *   (`swiotlb-invariant`). See {@link runApi} and {@link runViommuBounce}.
  *
@@ -335,7 +338,13 @@ export interface DmaInvariantsEngine {
   newWindowIommu(
     windows: DmaWindow[],
     mask: U64,
-  ): { api: ReversibleDmaApi; primary: DirectDmaApi; space: DmaAddressSpace };
+  ): {
+    api: ReversibleDmaApi;
+    primary: DirectDmaApi;
+    space: DmaAddressSpace;
+    /** The API's path counters (FallbackDmaApi `stats`), when it keeps them. */
+    stats?: { readonly direct: number; readonly fallback: number };
+  };
   /** The driver API (swiotlb over the virtio-iommu driver), device view and bounce layer of the
    * `viommu-bounce` part. */
   newViommuBounce(
@@ -356,7 +365,7 @@ export const REAL_DMA_INVARIANTS_ENGINE: DmaInvariantsEngine = {
   newWindowIommu: (windows, mask) => {
     const mode = createDmaMode("window-iommu", mem(), { windows, mask });
     const api = mode.api as FallbackDmaApi;
-    return { api, primary: api.primary, space: mode.space };
+    return { api, primary: api.primary, space: mode.space, stats: api.stats };
   },
   newViommuBounce: (memory, slots) => realViommuBounce(memory, slots),
 };
@@ -469,6 +478,9 @@ function runIommu(input: IommuPart, engine: DmaInvariantsEngine): void {
   const { api, space } = engine.wrapIommu(mode.api, mode.space);
   // one run in four (a refused ID costs an Error with its stack, a domain a page table)
   if (input.steps.length % 4 === 1) checkDomainIds(mode.iommu!, input.steps[0]);
+  // one run in four: a buffer whose GPA is below 2^52 and whose end crosses it (oracle
+  // `fault-reason`: refused `mask`, nothing mapped)
+  else if (input.steps.length % 4 === 2) checkBeyond52(api, input.steps[0]);
   const width = mode.iommu!.addressWidth;
   const iovaLimit = 2 ** width;
   const limitPfn = Math.min(
@@ -697,6 +709,30 @@ function mapFailingInTable(
 
 // ---------------------------------------------------------------------------------- iova part
 
+/**
+ * dma-iommu maps GPAs below 2^52 only (the page-table entry's address field): a buffer that
+ * starts below 2^52 and ends 1 to 8192 bytes past it (`map`, `mapNumber` or `mapCoherent`) is
+ * refused with DmaMapError `mask` by the DMA API itself, the error naming what the driver passed
+ * (`address` the buffer's first byte, `length` its length, `mode` the API's name: not the page
+ * table's page-rounded range; oracle `fault-reason`).
+ */
+function checkBeyond52(api: DmaApi, [, a, b, c]: readonly number[]): void {
+  const gpa = 2 ** 52 - 1 - (a * 4 + (b % 4)) % 4096 - 4096 * (c % 2);
+  const len = 2 ** 52 - gpa + 1 + ((a * 8 + b) % 8192);
+  let got = "mapped";
+  try {
+    const how = (a + b) % 3;
+    if (how === 0) api.map(gpa, len, DMA_BIDIRECTIONAL);
+    else if (how === 1 && api.mapNumber !== undefined) api.mapNumber(gpa, len, 1);
+    else api.mapCoherent(gpa, len);
+  } catch (e) {
+    if (!(e instanceof DmaMapError)) throw e;
+    got = `${e.reason} in ${e.mode}: ${e.length} bytes at ${hex(Number(e.address))}`;
+  }
+  const want = `mask in ${api.name}: ${len} bytes at ${hex(gpa)}`;
+  if (got !== want) fail("fault-reason", `map past 2^52: ${got}, want ${want}`);
+}
+
 /** Domain IDs `Iommu.createDomain` must refuse: not integers, negative, above 16 bits. */
 const BAD_DOMAIN_IDS = [-1, -0x10000, 1.5, -2.5, 0x10000, NaN, Infinity, 2 ** 53];
 
@@ -758,6 +794,10 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
   let storm: [number, number] | undefined;
   let last = -1;
   const exact = limit <= 2 ** 20; // one cached node (Linux cached32_node)
+  // Above 4 GiB Linux keeps the other cached node (cached_node) the same way, as long as every
+  // range lands at or above 4 GiB (a range below it would update cached32_node instead:
+  // __cached_rbnode_insert_update goes by the range's pfn_hi, the model by the limit).
+  let high = limit > 2 ** 20;
   // The cached node as Linux keeps it (below 4 GiB, until a freeFast leaves ranges in the tree
   // the model cannot place): the last allocation; a free at or above it moves it to the next
   // higher range in the tree, or past the top (the anchor) when the freed range was the highest
@@ -793,7 +833,8 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
       if (o !== undefined) {
         fail("iova-invariant", `pfn ${hex(pfn)}+${pages} overlaps [${hex(o[0])}, ${hex(o[1])}]`);
       }
-      if ((!freed && (last < 0 || exact)) || (exact && !fastFreed)) {
+      if (pfn < 2 ** 20) high = false;
+      if ((!freed && (last < 0 || exact)) || ((exact || high) && !fastFreed)) {
         const below = node < limit ? highestFit(taken, pages, align, input.startPfn, node) : -1;
         const want = below >= 0 ? below : highest;
         if (pfn !== want) {
@@ -889,7 +930,7 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
   // Tail (below 4 GiB, no freeFast): free the lowest live range, then the highest, then take one
   // page. The record beyond the last one is then stale (the highest range's copy), and freeing
   // the highest range must move the cached node past the top, not to that stale copy.
-  if (exact && !fastFreed && live.length >= 2) {
+  if ((exact || high) && !fastFreed && live.length >= 2) {
     const los = live.map((r) => r[0]);
     step([1, los.indexOf(Math.min(...los)), 0]);
     const his = live.map((r) => r[0]);
@@ -1313,7 +1354,20 @@ function runApi(input: ApiPart, engine: DmaInvariantsEngine): void {
     busStart: canon(r.bus),
     size: r.size,
   }));
-  const { api, primary, space } = engine.newWindowIommu(wins, canon(mask));
+  const { api, primary, space, stats } = engine.newWindowIommu(wins, canon(mask));
+  // the path counters the reference predicts: one per map call, on the path it takes (a
+  // `mapNumber` answering -1 maps nothing and counts nothing; its `map` counts; a fallback map
+  // that throws counts, as `map` counts before calling the IOMMU)
+  const want = { direct: 0, fallback: 0 };
+  const checkStats = (what: string) => {
+    if (stats !== undefined && (stats.direct !== want.direct || stats.fallback !== want.fallback)) {
+      fail(
+        "dma-view",
+        `${what}: path counters direct ${stats.direct}, fallback ${stats.fallback}; the maps ` +
+          `made give direct ${want.direct}, fallback ${want.fallback}`,
+      );
+    }
+  };
   const sgLimit = mask < 0x7fff_ffffn ? Number(mask) : 0x7fff_ffff;
   // dma-direct's answer: the bus address, or why it refuses
   const direct = (gpa: number, len: number): bigint | "window" | "mask" => {
@@ -1372,45 +1426,49 @@ function runApi(input: ApiPart, engine: DmaInvariantsEngine): void {
     ];
     const gpa = gpas[edge % gpas.length];
     if (gpa < 0) continue;
-    const want = direct(gpa, len);
+    const path = direct(gpa, len);
     const what = `${["map", "mapNumber", "mapCoherent", "accepts", "unmap", "misuse"][kind]}(${
       hex(gpa)
     }, ${len}), mask ${input.maskBits} bits`;
     if (kind <= 2) {
       let bus: number | bigint;
+      if (typeof path === "bigint") want.direct++;
+      else want.fallback++;
       try {
         if (kind === 1) {
           const n = api.mapNumber!(gpa, len, dir);
-          const fits = typeof want === "bigint" && want + BigInt(len) <= MAX_SAFE;
-          if (typeof want === "bigint" && (n === -1) === fits) {
-            fail("dma-view", `${what}: ${n} for window bus 0x${want.toString(16)}`);
+          const fits = typeof path === "bigint" && path + BigInt(len) <= MAX_SAFE;
+          if (typeof path === "bigint" && (n === -1) === fits) {
+            fail("dma-view", `${what}: ${n} for window bus 0x${path.toString(16)}`);
           }
           bus = n >= 0 ? n : api.map(gpa, len, dir); // -1: nothing mapped, `map` takes over
         } else bus = kind === 2 ? api.mapCoherent(gpa, len) : api.map(gpa, len, dir);
       } catch (e) {
         // the fallback IOMMU has at most 2 GiB of IOVAs below the mask
-        if (typeof want !== "bigint" && e instanceof DmaMapError && e.reason === "iova-exhausted") {
+        if (typeof path !== "bigint" && e instanceof DmaMapError && e.reason === "iova-exhausted") {
+          checkStats(what);
           continue;
         }
         return fail("dma-view", `${what}: threw ${e}`, e);
       }
       if (
-        typeof want === "bigint" ? bus !== canon(want) : !(typeof bus === "number" &&
+        typeof path === "bigint" ? bus !== canon(path) : !(typeof bus === "number" &&
           bus >= 4096 && bus + len - 1 <= sgLimit && bus % 4096 === gpa % 4096)
       ) {
         fail(
           "dma-view",
           `${what}: bus ${bus.toString(16)}, expected ${
-            typeof want === "bigint" ? `window bus ${want.toString(16)}` : `an IOVA (${want})`
+            typeof path === "bigint" ? `window bus ${path.toString(16)}` : `an IOVA (${path})`
           }`,
         );
       }
-      const m = { bus, gpa, len, dir, coherent: kind === 2, direct: typeof want === "bigint" };
+      const m = { bus, gpa, len, dir, coherent: kind === 2, direct: typeof path === "bigint" };
+      checkStats(what);
       check(m, what);
       live.push(m);
     } else if (kind === 3) {
-      if (primary.accepts(gpa, len) !== (typeof want === "bigint")) {
-        fail("dma-view", `${what}: accepts says ${primary.accepts(gpa, len)}, reference ${want}`);
+      if (primary.accepts(gpa, len) !== (typeof path === "bigint")) {
+        fail("dma-view", `${what}: accepts says ${primary.accepts(gpa, len)}, reference ${path}`);
       }
     } else if (kind === 4) {
       const m = live.shift();
