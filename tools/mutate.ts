@@ -35,6 +35,18 @@ import {
 export const DEFAULT_FOLDERS = ["src/virtio/", "src/dma/", "src/devices/"];
 
 /**
+ * Files under {@link DEFAULT_FOLDERS} that are not engine code, so none of their mutants is
+ * drawn (the same list as `NOT_ENGINE` in `fuzz/coverage.ts`, which leaves them out of the
+ * coverage totals; tests/tools/mutate_test.ts keeps the two equal). `src/virtio/ring_builder.ts`
+ * is the driver-side ring writer for tests, fuzz targets and benches (no engine code, no
+ * checks; no engine file imports it): a mutant there changes the rings a target writes, not a
+ * rule the engine applies. Its mutants are still generated and shuffled with the rest, and
+ * skipped after the shuffle, so a seed draws the same engine mutants as before they were
+ * left out (see docs/FUZZING.md, "Mutation score").
+ */
+export const NOT_MUTATED: readonly string[] = ["src/virtio/ring_builder.ts"];
+
+/**
  * The targets that exercise each folder (the default campaign of a mutant there, so its
  * seconds are not spread over targets that never load the mutated file).
  */
@@ -94,7 +106,7 @@ export interface MutateReport {
   seed: number;
   /** Seconds of fuzzing per mutant. */
   secondsPerMutant: number;
-  /** Mutants generated over the selected files. */
+  /** Mutants generated over the selected files ({@link NOT_MUTATED}'s not counted). */
   generated: number;
   /** Mutants run. */
   sampled: number;
@@ -117,7 +129,7 @@ Usage: deno task mutate [options]
   --sample N     mutants to draw (seeded) from all generated (default 20; 0: all)
   --seed N       sampling seed and fuzz campaign seed (default 1)
   --file PREFIX  mutate only files under PREFIX (repeatable; default src/virtio/, src/dma/,
-                 src/devices/)
+                 src/devices/; src/virtio/ring_builder.ts, a test-support ring writer, never)
   --target NAME  fuzz only NAME (repeatable; default every registered target); with focus on,
                  a mutant's campaign runs the targets of its folder among these
   --no-focus     run every selected target for every mutant (default: only the targets that
@@ -423,10 +435,18 @@ async function main(): Promise<void> {
   const { seed, extra, selected, focus } = args;
   const repo = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
   const { files, texts, all } = await generateMutants(repo, args.prefixes);
-  const chosen = args.sample === 0 ? all : sampleMutants(all, args.sample, seed);
+  const drawn = (m: Mutant) => !NOT_MUTATED.includes(m.file);
+  const chosen = args.sample === 0
+    ? all.filter(drawn)
+    : sampleMutants(all, args.sample, seed, drawn);
+  const left = all.length - all.filter(drawn).length;
+  const leftNote = left > 0 ? ` (${left} more in ${NOT_MUTATED.join(", ")}: not engine)` : "";
+  if (chosen.length === 0) usage(`no engine mutant under ${args.prefixes.join(", ")}`);
   if (args.list) {
     for (const m of chosen) console.log(`${m.id}  ${m.original} -> ${m.replacement}`);
-    console.log(`${chosen.length} of ${all.length} mutants over ${files.length} files`);
+    console.log(
+      `${chosen.length} of ${all.length - left} mutants over ${files.length} files${leftNote}`,
+    );
     return;
   }
   const per = Math.max(1, Math.round((args.seconds / chosen.length) * 10) / 10);
@@ -434,7 +454,8 @@ async function main(): Promise<void> {
   try {
     await copyTree(repo, work);
     console.log(
-      `mutate: ${chosen.length} of ${all.length} mutants (seed ${seed}), ${per} s of fuzzing each`,
+      `mutate: ${chosen.length} of ${all.length - left} mutants${leftNote} (seed ${seed}), ` +
+        `${per} s of fuzzing each`,
     );
     await requireCleanBaseline(work, per, seed, [...extra, ...focusTargets("", selected, false)]);
     const results: MutantResult[] = [];
@@ -444,7 +465,7 @@ async function main(): Promise<void> {
       results.push(r);
       printMutantLine(i, chosen.length, m, r);
     }
-    const report = buildReport(results, seed, per, all.length);
+    const report = buildReport(results, seed, per, all.length - left);
     printSummary(report);
     if (args.json) await Deno.writeTextFile(args.json, JSON.stringify(report, null, 2) + "\n");
   } finally {

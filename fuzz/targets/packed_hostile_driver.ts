@@ -613,9 +613,35 @@ function runOn(input: PackedHostileDriverInput): void {
     },
   };
   for (let step = 0; step <= size + 2; step++) {
-    if (!popStep(ctx)) return;
+    if (!popStep(ctx)) return checkQuietWhenInactive(ctx);
   }
   throw new OracleFailure("no-termination", `more than ${size + 2} pops`);
+}
+
+/**
+ * Oracle `set-notifications` on an inactive queue (§2.1.2, §2.8.10): a broken queue (when the
+ * run broke it), then the same queue reset and not re-activated, must answer
+ * `setNotifications(false)` and `(true)` with false and leave the device event suppression
+ * structure as it was (a device that needs a reset, or was reset, writes nothing to the rings).
+ */
+function checkQuietWhenInactive(ctx: RunContext): void {
+  const { dev, memory } = ctx;
+  const devEv = ctx.drvEv + 4;
+  for (const state of dev.broken !== null ? ["broken", "reset"] : ["reset"]) {
+    if (state === "reset") dev.reset();
+    const before = memory.readU32(devEv);
+    for (const on of [false, true]) {
+      const r = dev.setNotifications(on);
+      const now = memory.readU32(devEv);
+      if (r || now !== before) {
+        throw new OracleFailure(
+          "set-notifications",
+          `${state} queue: setNotifications(${on}) = ${r}, device event structure ` +
+            `0x${before.toString(16)} -> 0x${now.toString(16)}`,
+        );
+      }
+    }
+  }
 }
 
 /** The packed hostile-driver target (plus real Linux rings with one corruption, `fuzz/support/real_ring_seeds.ts`). */

@@ -711,6 +711,7 @@ function runOn(b: Built, input: HostileDriverInput): void {
       if (code !== "QUEUE_NOT_READY" || dev.broken !== null) {
         fail("not-ready", `pop after reset, before activate: ${code}, broken ${dev.broken}`);
       }
+      checkQuietWhenInactive(dev, b.memory, size, "reset");
     }
     q.activate?.();
   }
@@ -789,6 +790,32 @@ function runOn(b: Built, input: HostileDriverInput): void {
     }
   }
   if (dev.broken === null) checkDeviceSleeps(dev, b.memory, size, input.eventIdx);
+  else checkQuietWhenInactive(dev, b.memory, size, "broken");
+}
+
+/**
+ * Oracle `set-notifications` on an inactive queue (§2.1.2, §2.7.10): a broken queue, or one reset
+ * and not re-activated, must answer `setNotifications(false)` and `(true)` with false and write
+ * neither used `flags` nor `avail_event` (it ends with notifications on, as a reset leaves them).
+ */
+function checkQuietWhenInactive(
+  dev: SplitDeviceQueue,
+  m: GuestMemory,
+  size: number,
+  state: string,
+): void {
+  const before = [m.readU16(USED), m.readU16(USED + 4 + 8 * size)];
+  for (const on of [false, true]) {
+    const r = dev.setNotifications(on);
+    const now = [m.readU16(USED), m.readU16(USED + 4 + 8 * size)];
+    if (r || now[0] !== before[0] || now[1] !== before[1]) {
+      fail(
+        "set-notifications",
+        `${state} queue: setNotifications(${on}) = ${r}, used flags/avail_event ` +
+          `${before.join("/")} -> ${now.join("/")}`,
+      );
+    }
+  }
 }
 
 /** `vring_need_event` (spec §2.7.10), written apart from the engine's. */

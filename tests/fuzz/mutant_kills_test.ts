@@ -22,6 +22,23 @@ interface Kill {
 
 const KILLS: Kill[] = [
   {
+    file: "src/virtio/packed/device.ts",
+    line: 500,
+    from: "if (this.#broken !== null || !this.#ready) return false;",
+    to: "if (false) return false;",
+    target: "packed-hostile-driver",
+    why:
+      "set-notifications: a broken, then reset queue answers false and writes no event structure",
+  },
+  {
+    file: "src/virtio/split/device.ts",
+    line: 497,
+    from: "if (!this.#ready || this.#broken !== null) return false;",
+    to: "if (false) return false;",
+    target: "split-hostile-driver",
+    why: "set-notifications: a reset (not re-activated) or broken queue writes no used flags",
+  },
+  {
     file: "src/virtio/split/device.ts",
     line: 605,
     from: "& 0xffff) > size)",

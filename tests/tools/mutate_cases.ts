@@ -36,6 +36,11 @@ if (import.meta.main) {
     sampleA: sampleMutants(ms, 3, 7).map((m) => m.id),
     sampleB: sampleMutants(ms, 3, 7).map((m) => m.id),
     all: sampleMutants(ms, 99, 1).length,
+    // leaving out mutants replaces only those in a sample: the others stay drawn
+    sampleC: sampleMutants(ms, 4, 7).map((m) => m.id),
+    sampleD: sampleMutants(ms, 4, 7, (m) => m.id !== sampleMutants(ms, 4, 7)[1].id).map((m) =>
+      m.id
+    ),
     count: ms.length,
     template: mutantsOf("src/q.ts", SRC_TEMPLATE).map((m) =>
       `${m.line}:${m.operator}:${m.original}->${m.replacement}`

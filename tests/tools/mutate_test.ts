@@ -1,4 +1,6 @@
 import { assert, assertEquals } from "@std/assert";
+import { NOT_MUTATED } from "../../tools/mutate.ts";
+import { NOT_ENGINE } from "../../fuzz/coverage.ts";
 
 async function cases() {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -30,6 +32,9 @@ Deno.test("mutate: operators over the AST, never in types, imports, messages or 
   assertEquals(c.sampleA, c.sampleB);
   assertEquals(new Set(c.sampleA).size, 3);
   assertEquals(c.all, c.count);
+  assertEquals(c.sampleD.length, 4);
+  assertEquals(c.sampleD.filter((id: string) => c.sampleC.includes(id)).length, 3);
+  assert(!c.sampleD.includes(c.sampleC[1]));
   // `a & 0xffff` inside this.#fail's message is left alone; `a + 1` in a plain template is not
   assertEquals(c.template, [
     "3:no-throw:throw new Error(code + detail);->{}",
@@ -40,4 +45,8 @@ Deno.test("mutate: operators over the AST, never in types, imports, messages or 
     "7:arithmetic:+->-",
     "7:literal:1->2",
   ]);
+});
+
+Deno.test("mutate: the files left unmutated are the ones coverage leaves out of its totals", () => {
+  assertEquals([...NOT_MUTATED].sort(), [...NOT_ENGINE.keys()].sort());
 });

@@ -203,13 +203,20 @@ export function mulberry32(seed: number): () => number {
 }
 
 /** `n` mutants drawn without replacement by a seeded shuffle (all of them when `n >= length`),
- * returned in (file, offset) order. */
-export function sampleMutants(all: readonly Mutant[], n: number, seed: number): Mutant[] {
+ * returned in (file, offset) order. `drawn` leaves mutants out after the shuffle of the whole
+ * list, so leaving some out replaces only those in a seed's sample (the next in its order). */
+export function sampleMutants(
+  all: readonly Mutant[],
+  n: number,
+  seed: number,
+  drawn: (m: Mutant) => boolean = () => true,
+): Mutant[] {
   const idx = all.map((_, i) => i);
   const rnd = mulberry32(seed);
   for (let i = idx.length - 1; i > 0; i--) {
     const j = Math.floor(rnd() * (i + 1));
     [idx[i], idx[j]] = [idx[j], idx[i]];
   }
-  return idx.slice(0, Math.min(n, idx.length)).sort((a, b) => a - b).map((i) => all[i]);
+  const kept = idx.filter((i) => drawn(all[i]));
+  return kept.slice(0, Math.min(n, kept.length)).sort((a, b) => a - b).map((i) => all[i]);
 }
