@@ -4,6 +4,8 @@
  * @module
  */
 import { applyMutant, mutantDiff, mutantsOf, sampleMutants } from "../../tools/mutate/operators.ts";
+import { NOT_MUTATED } from "../../tools/mutate.ts";
+import { NOT_ENGINE } from "../../fuzz/coverage.ts";
 
 /** The source the operators run on. */
 export const SRC = `import { x } from "./x.ts";
@@ -42,6 +44,8 @@ if (import.meta.main) {
       m.id
     ),
     count: ms.length,
+    notMutated: [...NOT_MUTATED].sort(),
+    notEngine: [...NOT_ENGINE.keys()].sort(),
     template: mutantsOf("src/q.ts", SRC_TEMPLATE).map((m) =>
       `${m.line}:${m.operator}:${m.original}->${m.replacement}`
     ),

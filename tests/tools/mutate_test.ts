@@ -1,6 +1,4 @@
 import { assert, assertEquals } from "@std/assert";
-import { NOT_MUTATED } from "../../tools/mutate.ts";
-import { NOT_ENGINE } from "../../fuzz/coverage.ts";
 
 async function cases() {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -47,6 +45,9 @@ Deno.test("mutate: operators over the AST, never in types, imports, messages or 
   ]);
 });
 
-Deno.test("mutate: the files left unmutated are the ones coverage leaves out of its totals", () => {
-  assertEquals([...NOT_MUTATED].sort(), [...NOT_ENGINE.keys()].sort());
+Deno.test("mutate: the files left unmutated are the ones coverage leaves out of its totals", async () => {
+  // read in the subprocess: tools/mutate.ts loads ts-morph, which reads the environment
+  const c = await cases();
+  assert(c.notMutated.length > 0);
+  assertEquals(c.notMutated, c.notEngine);
 });
