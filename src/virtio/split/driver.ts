@@ -188,7 +188,8 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   #numFree: number;
 
   // Shadow per head.
-  readonly #tokens: (T | undefined)[];
+  /** Token per outstanding head; `null` when free (keeps the array's elements tagged). */
+  readonly #tokens: (T | null)[];
   readonly #active: Uint8Array;
   readonly #descCount: Uint16Array;
   readonly #cap: Float64Array;
@@ -792,8 +793,8 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
 
   /** Unmaps and frees a chain using only the private shadow (#42); returns its token. */
   #release(id: number): T | undefined {
-    const token = this.#tokens[id];
-    this.#tokens[id] = undefined;
+    const token = this.#tokens[id] as T; // id is an outstanding head (#38, #39 checked)
+    this.#tokens[id] = null;
     this.#active[id] = 0;
     this.#outstanding--;
     let n = 1;
