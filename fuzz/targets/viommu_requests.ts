@@ -1,6 +1,9 @@
 /**
  * Fuzz target `viommu-requests`: hostile request streams against the virtio-iommu device.
  *
+ * The device is built with a drawn domain limit (`maxDomains` 1 to 3, or the default 65536), so
+ * ATTACH meets NOMEM with and without an endpoint whose detach would free a slot (§5.13.6.3.2).
+ *
  * Each step sends one request (well-formed with random fields, or a well-formed one with a
  * targeted corruption: a flipped byte, a truncated or extended readable part, a wrong tail size)
  * as a hand-built chain. Oracles, after every request:
@@ -138,7 +141,10 @@ interface ModelDomain {
  * MAP and UNMAP need MAP_UNMAP, else UNSUPP; a MAP with the MMIO flag needs MMIO).
  */
 class Model {
-  constructor(readonly declined: ReadonlySet<number> = new Set()) {}
+  constructor(
+    readonly declined: ReadonlySet<number> = new Set(),
+    readonly maxDomains = DEFAULT_MAX_DOMAINS,
+  ) {}
   /** Bytes of the PROBE properties area of the request being applied. */
   probeArea = PROBE_SIZE;
   domains = new Map<number, ModelDomain>();
@@ -169,6 +175,11 @@ class Model {
         if (dom !== undefined) {
           if (dom.bypass !== bypass) return 4;
           if (this.attached.get(r.endpoint) === r.domain) return 0;
+        } else if (this.domains.size >= this.maxDomains) {
+          // a new domain past the limit: NOMEM, unless the endpoint's detach removes its
+          // current domain (it is that domain's only endpoint)
+          const cur = this.attached.get(r.endpoint);
+          if (cur === undefined || this.domains.get(cur)!.eps.size !== 1) return 8;
         }
         this.#detach(r.endpoint);
         const d = dom ?? { bypass, maps: [], eps: new Set<number>() };
@@ -223,10 +234,16 @@ class Model {
 }
 
 const REQ = 0x1000, TAIL = 0x2000, PROBE_SIZE = 64;
+/** The device's default domain limit (`VirtioIommuDeviceOptions.maxDomains`). */
+const DEFAULT_MAX_DOMAINS = 65536;
 
-/** One input: the features the driver declines (VIRTIO_IOMMU_F_* bits), then the requests. */
+/**
+ * One input: the features the driver declines (VIRTIO_IOMMU_F_* bits), the device's domain
+ * limit (absent: the default), then the requests.
+ */
 export interface ViommuRequestsInput {
   readonly decline: readonly number[];
+  readonly maxDomains?: number;
   readonly steps: readonly ViommuRequestStep[];
 }
 
@@ -237,12 +254,13 @@ function runSteps(input: ViommuRequestsInput): void {
     endpoints: ENDPOINTS.map((id) => ({ id })),
     config: { inputEnd: Number(INPUT_END), probeSize: PROBE_SIZE },
     maxMappings: MAX_MAPPINGS,
+    maxDomains: input.maxDomains,
   });
   // The driver accepts what is offered minus the declined bits (§2.2).
   let declined = 0n;
   for (const b of input.decline) declined |= 1n << BigInt(b);
   dev.negotiate(dev.deviceFeatures & ~declined);
-  const model = new Model(new Set(input.decline));
+  const model = new Model(new Set(input.decline), input.maxDomains ?? DEFAULT_MAX_DOMAINS);
   const chain = new Chain(mem);
   steps.forEach((step, k) => {
     let bytes = encodeViommuRequest(step.req);
@@ -394,6 +412,7 @@ export const viommuRequestsTarget: FuzzTarget<ViommuRequestsInput> = {
         fc.constantFrom(VIRTIO_IOMMU_F_INPUT_RANGE, VIRTIO_IOMMU_F_DOMAIN_RANGE, -1, -1),
         fc.constantFrom(VIRTIO_IOMMU_F_MAP_UNMAP, ...Array(9).fill(-1)),
       ).map((bits) => [...new Set(bits.filter((b) => b >= 0))]),
+      maxDomains: fc.option(fc.integer({ min: 1, max: 3 }), { nil: undefined, freq: 2 }),
       steps: stepsArbitrary(),
     }, { noNullPrototype: true }),
   run: runSteps,

@@ -208,6 +208,24 @@ const KILLS: Kill[] = [
       "fires first, not the loop",
   },
   {
+    file: "src/virtio/packed/device.ts",
+    line: 566,
+    from: "this.#lapDistance(a.headSlot) - this.#lapDistance(b.headSlot)",
+    to: "this.#lapDistance(a.headSlot) + this.#lapDistance(b.headSlot)",
+    target: "restore",
+    why: "half the completions take the oldest chain, so a pool reused out of ring order (pop " +
+      "A, B; complete A; pop C) is saved and restored often",
+  },
+  {
+    file: "src/devices/virtio_iommu/device.ts",
+    line: 562,
+    from: "ep.domain !== null && ep.domain.endpoints.size === 1",
+    to: "ep.domain === null && ep.domain.endpoints.size === 1",
+    target: "viommu-requests",
+    why: "the device gets a drawn domain limit of 1 to 3, so ATTACH reaches NOMEM with the " +
+      "endpoint's own domain about to be freed",
+  },
+  {
     file: "src/devices/virtio_iommu/endpoint_space.ts",
     line: 252,
     from: "bus + length > GPA_LIMIT",
