@@ -146,12 +146,45 @@ function run(input: ViommuHostileDeviceInput, engine: ViommuHostileEngine): void
   });
   const features = device.negotiate(device.deviceFeatures);
   const queues = createViommuQueues({ memory: mem, device, ringGpa: RING_GPA });
-  const q = queues.requestq;
+  const replies = tamperReplies(mem, device, queues.requestq, input.tampers);
+  const cfg = decodeViommuConfig(device.readConfig());
+  const api = engine.wrap(
+    new VirtioIommuDmaApi({
+      transport: queues.transport,
+      config: cfg,
+      features,
+      endpoint: 8,
+      domain: 1,
+    }),
+  );
+  const call = checkedCaller(replies);
+  const inited = call("init", () => (api.init(), true));
+  if (inited === null) return;
+  checkProbe(replies[0], cfg.probeSize, api, resvMem);
+  runMapOps(input.ops, api, call);
+}
+
+/** The request queue as the tamperer sees it (GPAs of its areas, Queue Size). */
+interface RequestQueueView {
+  readonly addresses: { readonly descAddr: number | bigint; readonly deviceAddr: number | bigint };
+  readonly size: number;
+}
+
+/**
+ * Wraps `device.processRequestQueue` so that every reply it publishes gets the drawn tamper
+ * (request `i` the `i`-th of `tampers`, honest past the end). @returns the record of what was
+ * done to each reply, filled as requests are processed.
+ */
+function tamperReplies(
+  mem: GuestMemory,
+  device: VirtioIommuDevice,
+  q: RequestQueueView,
+  tampers: readonly [number, number][],
+): Reply[] {
   const descGpa = Number(q.addresses.descAddr), usedGpa = Number(q.addresses.deviceAddr);
   const size = q.size;
   const replies: Reply[] = [];
   const real = device.processRequestQueue.bind(device);
-  let req = 0;
   let deviceIdx = -1; // the used idx the device itself last published
   device.processRequestQueue = () => {
     const before = mem.readU16(usedGpa + 2);
@@ -164,96 +197,111 @@ function run(input: ViommuHostileDeviceInput, engine: ViommuHostileEngine): void
       // reply to a request whose call already failed, re-exposed by the device's next idx write
       const behind = (published - idx) & 0xffff;
       if (published >= 0 && behind > 0 && behind < 0x8000) continue;
-      const [k, arg] = input.tampers[req] ?? [0, 0];
-      const kind = TAMPERS[k % TAMPERS.length];
+      const [k, arg] = tampers[replies.length] ?? [0, 0];
       const e = usedGpa + 4 + 8 * (idx % size);
-      const id = mem.readU32(e);
-      // the writable descriptor of the chain (direct chains: head readable, next writable)
-      let wGpa = -1, wLen = 0;
-      for (let d = id, hops = 0; hops < 4 && d < size; hops++) {
-        const o = descGpa + 16 * d;
-        const flags = mem.readU16(o + 12);
-        if (flags & 2) {
-          wGpa = Number(mem.readU64(o));
-          wLen = mem.readU32(o + 8);
-          break;
-        }
-        if (!(flags & 1)) break;
-        d = mem.readU16(o + 14);
-      }
-      const reply: Reply = { kind, bad: false, extra: false, probeUsed: -1, probeBytes: null };
-      const isProbe = wLen > 4;
-      if (isProbe) reply.probeUsed = mem.readU32(e + 4);
-      switch (kind) {
-        case "status":
-          if (wGpa >= 0) mem.writeU8(wGpa + wLen - 4, STATUS_LIES[arg % STATUS_LIES.length]);
-          reply.bad = true;
-          break;
-        case "used-zero":
-          mem.writeU32(e + 4, 0);
-          reply.bad = true;
-          break;
-        case "used-short": {
-          const u = 1 + (arg % Math.max(1, wLen - 1));
-          mem.writeU32(e + 4, u);
-          if (isProbe) reply.probeUsed = u;
-          break;
-        }
-        case "used-long":
-          mem.writeU32(e + 4, wLen + 1 + (arg % 64));
-          reply.bad = true;
-          break;
-        case "bogus-id":
-          mem.writeU32(e, arg % 2 === 0 ? size + (arg % 7) : (id + 1 + (arg % (size - 1))) % size);
-          reply.bad = true;
-          break;
-        case "extra-reply": {
-          const x = (after + (idx - before)) & 0xffff; // appended after the real ones
-          const ex = usedGpa + 4 + 8 * (x % size);
-          mem.writeU32(ex, (id + 1 + (arg % (size - 1))) % size);
-          mem.writeU32(ex + 4, 4);
-          mem.writeU16(usedGpa + 2, (mem.readU16(usedGpa + 2) + 1) & 0xffff);
-          reply.extra = true;
-          break;
-        }
-        case "no-reply":
-          mem.writeU16(usedGpa + 2, (mem.readU16(usedGpa + 2) - 1) & 0xffff);
-          reply.bad = true;
-          break;
-        case "probe-lie":
-          if (isProbe && wGpa >= 0) {
-            // a property whose header lies: reserved type bits, a length past the area, an
-            // unknown type, or a NONE terminator (with the length of the RESV_MEM it replaces:
-            // what follows it is not to be read, §5.13.6.8), written over the first property
-            const word = [0x8001, 0x0001, 0x0007, 0x0001, 0x0000][arg % 5];
-            const len = [20, 0xffff, 20, 3, 20][arg % 5];
-            mem.writeU16(wGpa, word);
-            mem.writeU16(wGpa + 2, len);
-          }
-          break;
-      }
-      if (isProbe && wGpa >= 0) {
-        reply.probeBytes = new Uint8Array(wLen);
-        mem.read(wGpa, reply.probeBytes);
-      }
-      replies.push(reply);
-      req++;
+      const x = (after + (idx - before)) & 0xffff; // where an extra reply is appended
+      replies.push(tamperOne(mem, descGpa, usedGpa, size, e, x, TAMPERS[k % TAMPERS.length], arg));
     }
     return r;
   };
-  const cfg = decodeViommuConfig(device.readConfig());
-  const api = engine.wrap(
-    new VirtioIommuDmaApi({
-      transport: queues.transport,
-      config: cfg,
-      features,
-      endpoint: 8,
-      domain: 1,
-    }),
-  );
-  // A bad reply fails its own call; an extra reply fails this call or the next one.
+  return replies;
+}
+
+/**
+ * Applies tamper `kind` to the used element at GPA `e` (its chain's writable descriptor found
+ * through the descriptor table at `descGpa`); an extra reply goes to used slot `x`.
+ */
+function tamperOne(
+  mem: GuestMemory,
+  descGpa: number,
+  usedGpa: number,
+  size: number,
+  e: number,
+  x: number,
+  kind: (typeof TAMPERS)[number],
+  arg: number,
+): Reply {
+  const id = mem.readU32(e);
+  // the writable descriptor of the chain (direct chains: head readable, next writable)
+  let wGpa = -1, wLen = 0;
+  for (let d = id, hops = 0; hops < 4 && d < size; hops++) {
+    const o = descGpa + 16 * d;
+    const flags = mem.readU16(o + 12);
+    if (flags & 2) {
+      wGpa = Number(mem.readU64(o));
+      wLen = mem.readU32(o + 8);
+      break;
+    }
+    if (!(flags & 1)) break;
+    d = mem.readU16(o + 14);
+  }
+  const reply: Reply = { kind, bad: false, extra: false, probeUsed: -1, probeBytes: null };
+  const isProbe = wLen > 4;
+  if (isProbe) reply.probeUsed = mem.readU32(e + 4);
+  switch (kind) {
+    case "status":
+      if (wGpa >= 0) mem.writeU8(wGpa + wLen - 4, STATUS_LIES[arg % STATUS_LIES.length]);
+      reply.bad = true;
+      break;
+    case "used-zero":
+      mem.writeU32(e + 4, 0);
+      reply.bad = true;
+      break;
+    case "used-short": {
+      const u = 1 + (arg % Math.max(1, wLen - 1));
+      mem.writeU32(e + 4, u);
+      if (isProbe) reply.probeUsed = u;
+      break;
+    }
+    case "used-long":
+      mem.writeU32(e + 4, wLen + 1 + (arg % 64));
+      reply.bad = true;
+      break;
+    case "bogus-id":
+      mem.writeU32(e, arg % 2 === 0 ? size + (arg % 7) : (id + 1 + (arg % (size - 1))) % size);
+      reply.bad = true;
+      break;
+    case "extra-reply": {
+      const ex = usedGpa + 4 + 8 * (x % size);
+      mem.writeU32(ex, (id + 1 + (arg % (size - 1))) % size);
+      mem.writeU32(ex + 4, 4);
+      mem.writeU16(usedGpa + 2, (mem.readU16(usedGpa + 2) + 1) & 0xffff);
+      reply.extra = true;
+      break;
+    }
+    case "no-reply":
+      mem.writeU16(usedGpa + 2, (mem.readU16(usedGpa + 2) - 1) & 0xffff);
+      reply.bad = true;
+      break;
+    case "probe-lie":
+      if (isProbe && wGpa >= 0) {
+        // a property whose header lies: reserved type bits, a length past the area, an
+        // unknown type, or a NONE terminator (with the length of the RESV_MEM it replaces:
+        // what follows it is not to be read, §5.13.6.8), written over the first property
+        const word = [0x8001, 0x0001, 0x0007, 0x0001, 0x0000][arg % 5];
+        const len = [20, 0xffff, 20, 3, 20][arg % 5];
+        mem.writeU16(wGpa, word);
+        mem.writeU16(wGpa + 2, len);
+      }
+      break;
+  }
+  if (isProbe && wGpa >= 0) {
+    reply.probeBytes = new Uint8Array(wLen);
+    mem.read(wGpa, reply.probeBytes);
+  }
+  return reply;
+}
+
+/** Runs one driver call; null when it failed with a DmaMapError. */
+type Caller = <T>(what: string, f: () => T) => T | null;
+
+/**
+ * Oracles `uncatalogued-throw` and `bad-reply-accepted` around each driver call: a bad reply
+ * fails its own call; an extra reply fails this call or the next one.
+ */
+function checkedCaller(replies: readonly Reply[]): Caller {
   let pendingExtra = false;
-  const call = <T>(what: string, f: () => T): T | null => {
+  return <T>(what: string, f: () => T): T | null => {
     const first = replies.length;
     let result: T | null = null, err: DmaMapError | null = null;
     try {
@@ -282,26 +330,30 @@ function run(input: ViommuHostileDeviceInput, engine: ViommuHostileEngine): void
     if (mine.some((r) => r.extra) && err === null) pendingExtra = true;
     return result;
   };
-  const inited = call("init", () => (api.init(), true));
-  if (inited === null) return;
-  // probe-beyond-used: what the driver learnt must come from the first `used` bytes
-  const probe = replies[0];
-  if (probe?.probeBytes) {
-    const within = resvIn(probe.probeBytes.subarray(0, Math.min(probe.probeUsed, cfg.probeSize)));
-    for (const r of api.resvMem) {
-      if (!within.has(`${BigInt(r.start)}-${BigInt(r.end)}`)) {
-        throw new OracleFailure(
-          "probe-beyond-used",
-          `PROBE reply used ${probe.probeUsed} of ${probe.probeBytes.length} bytes, yet the driver ` +
-            `learnt RESV_MEM [0x${r.start.toString(16)}, 0x${
-              r.end.toString(16)
-            }] from outside them`,
-        );
-      }
+}
+
+/**
+ * Oracles `probe-beyond-used` (what the driver learnt comes from the first `used` bytes of the
+ * PROBE reply) and `probe-learnt` (an honest reply teaches exactly the device's regions).
+ */
+function checkProbe(
+  probe: Reply | undefined,
+  probeSize: number,
+  api: VirtioIommuDmaApi,
+  resvMem: readonly ViommuResvMem[],
+): void {
+  if (!probe?.probeBytes) return;
+  const within = resvIn(probe.probeBytes.subarray(0, Math.min(probe.probeUsed, probeSize)));
+  for (const r of api.resvMem) {
+    if (!within.has(`${BigInt(r.start)}-${BigInt(r.end)}`)) {
+      throw new OracleFailure(
+        "probe-beyond-used",
+        `PROBE reply used ${probe.probeUsed} of ${probe.probeBytes.length} bytes, yet the driver ` +
+          `learnt RESV_MEM [0x${r.start.toString(16)}, 0x${r.end.toString(16)}] from outside them`,
+      );
     }
   }
-  // an honest PROBE reply: the driver learns exactly the regions the device holds
-  if (probe?.probeBytes && probe.kind === "honest") {
+  if (probe.kind === "honest") {
     const key = (r: ViommuResvMem) => `${BigInt(r.start)}-${BigInt(r.end)}`;
     const want = resvMem.map(key).sort().join(","), got = api.resvMem.map(key).sort().join(",");
     if (want !== got) {
@@ -311,9 +363,21 @@ function run(input: ViommuHostileDeviceInput, engine: ViommuHostileEngine): void
       );
     }
   }
+}
+
+/**
+ * The drawn MAP / UNMAP calls, with oracles `map-leak` (a failed MAP changes no live mapping
+ * count) and `resv-mapped` (each IOVA keeps the buffer's offset in the granule and lies outside
+ * every well-formed RESV_MEM region the driver learnt).
+ */
+function runMapOps(
+  ops: readonly [number, number, number][],
+  api: VirtioIommuDmaApi,
+  call: Caller,
+): void {
   const learnt = api.resvMem.filter((r) => BigInt(r.start) <= BigInt(r.end));
   const live: { bus: number; len: number }[] = [];
-  for (const [op, a, b] of input.ops) {
+  for (const [op, a, b] of ops) {
     if (op === 0) {
       const len = LENGTHS[b % LENGTHS.length];
       const gpa = a * 4096 + (a % 7) * 16;
