@@ -191,9 +191,7 @@ function run(input: ViommuStackInput): void {
   if (!has(VIRTIO_IOMMU_F_MAP_UNMAP)) {
     throw new OracleFailure("feature-implied", "MAP_UNMAP declined, yet the rings were mapped");
   }
-  const loop = new LoopbackDevice(pair.device);
   const ringMaps = s.device.domainMappings(1) ?? [];
-  const ringPages = ringMaps.map((m) => Number(m.virtStart));
   // The rings' coherent mappings (and the long-lived window's) are part of the shadow:
   // bidirectional, page-rounded.
   const ringLive: Live[] = ringMaps.map((m) => ({
@@ -202,117 +200,177 @@ function run(input: ViommuStackInput): void {
     len: Number(m.virtEnd) - Number(m.virtStart) + 1,
     dir: 0,
   }));
-  const rd = new SgList(1), wr = new SgList(1);
-  const live: Live[] = [];
-  const out = new DmaTranslation();
+  const r: StackRun = {
+    s,
+    mem,
+    has,
+    faults,
+    pair,
+    loop: new LoopbackDevice(pair.device),
+    ringPages: ringMaps.map((m) => Number(m.virtStart)),
+    ringLive,
+    live: [],
+    out: new DmaTranslation(),
+    rd: new SgList(1),
+    wr: new SgList(1),
+  };
   ops.forEach((o, k) => {
-    switch (o.op) {
-      case "map": {
-        const gpa = BUF_BASE + (o.off % (BUF_SIZE - o.len));
-        const bus = Number(s.api.map(gpa, o.len, o.dir));
-        live.push({ bus, gpa, len: o.len, dir: o.dir });
-        // With PROBE the driver reserves the RESV_MEM region: no IOVA inside it (§5.13.6.8.2).
-        if (has(VIRTIO_IOMMU_F_PROBE) && bus <= MSI_END && bus + o.len - 1 >= MSI_START) {
-          throw new OracleFailure("feature-implied", `op ${k}: IOVA ${bus} in the MSI window`);
-        }
-        break;
-      }
-      case "mapBatch": {
-        const gpas = o.offs.map((off, i) => BUF_BASE + (off % (BUF_SIZE - o.lens[i])));
-        const buses = s.api.mapBatch(gpas, o.lens, o.dir).map(Number);
-        buses.forEach((bus, i) => {
-          live.push({ bus, gpa: gpas[i], len: o.lens[i], dir: o.dir });
-          if (has(VIRTIO_IOMMU_F_PROBE) && bus <= MSI_END && bus + o.lens[i] - 1 >= MSI_START) {
-            throw new OracleFailure("feature-implied", `op ${k}: IOVA ${bus} in the MSI window`);
-          }
-        });
-        break;
-      }
-      case "drain":
-        faults.drain(k);
-        break;
-      case "unmap": {
-        if (live.length === 0) return;
-        const [m] = live.splice(o.pick % live.length, 1);
-        s.api.unmap(m.bus, m.len, m.dir);
-        break;
-      }
-      case "loop": {
-        const n = o.len;
-        const src = BUF_BASE + (o.src % (BUF_SIZE / 2 - n));
-        const dst = BUF_BASE + BUF_SIZE / 2 + (o.dst % (BUF_SIZE / 2 - n));
-        const pattern = new Uint8Array(n);
-        for (let i = 0; i < n; i++) pattern[i] = (o.seed + i * 31) & 0xff;
-        mem.write(src, pattern);
-        mem.fill(dst, n, 0);
-        pair.driver.add(rd.clear().push(src, n), wr.clear().push(dst, n), k);
-        pair.driver.kick();
-        if (loop.process() !== 1 || loop.error !== null) {
-          throw new OracleFailure(
-            "data-intact",
-            `op ${k}: loopback did not complete: ${loop.error}`,
-          );
-        }
-        const t = pair.driver.getUsed();
-        if (t !== k || pair.driver.usedLen !== n) {
-          throw new OracleFailure(
-            "data-intact",
-            `op ${k}: used token ${t} len ${pair.driver.usedLen}`,
-          );
-        }
-        const got = mem.view(dst, n);
-        for (let i = 0; i < n; i++) {
-          if (got[i] !== pattern[i]) {
-            throw new OracleFailure("data-intact", `op ${k}: byte ${i} of ${n} differs`);
-          }
-        }
-        break;
-      }
-      case "probe": {
-        const access = o.write ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
-        // `near`: an address inside (or just past) a live mapping, the interesting cases.
-        const m0 = live.length > 0 ? live[o.bus % live.length] : undefined;
-        const bus = !o.near || m0 === undefined
-          ? o.bus
-          : o.edge === true
-          ? Math.ceil((m0.bus + m0.len) / PAGE) * PAGE - 1 + (o.bus % 2)
-          : m0.bus + (o.bus % (m0.len + PAGE));
-        const cover = [...ringLive, ...live].find((m) => {
-          const lo = Math.floor(m.bus / PAGE) * PAGE;
-          const hi = Math.ceil((m.bus + m.len) / PAGE) * PAGE;
-          return bus >= lo && bus < hi;
-        });
-        const allowed = cover !== undefined &&
-          (cover.dir === 0 || (cover.dir === 1 ? !o.write : o.write));
-        let gpa = -1;
-        faults.before();
-        try {
-          s.space.translate(bus, 1, access, out);
-          gpa = out.gpa;
-        } catch (e) {
-          if (!(e instanceof DmaFault)) throw e;
-        }
-        faults.after(k, bus, o.write);
-        if (allowed && gpa !== cover!.gpa + (bus - cover!.bus)) {
-          throw new OracleFailure("translation", `op ${k}: bus ${bus} gave GPA ${gpa}`);
-        }
-        if (!allowed && gpa !== -1) {
-          throw new OracleFailure(
-            "translation",
-            `op ${k}: bus ${bus} translated without a mapping`,
-          );
-        }
-        break;
-      }
-    }
-    const shadow = [...ringPages, ...live.map((m) => Math.floor(m.bus / PAGE) * PAGE)]
-      .sort((a, b) => a - b).join();
-    const dev = (s.device.domainMappings(1) ?? []).map((m) => Number(m.virtStart)).join();
-    if (shadow !== dev) {
-      throw new OracleFailure("mapping-set", `op ${k}: device [${dev}] vs shadow [${shadow}]`);
-    }
+    if (stepOp(r, o, k)) checkMappingSet(r, k);
   });
-  if (input.hostileEventq) hostileEventq(s, mem, faults, input.hostileEventq, out);
+  if (input.hostileEventq) hostileEventq(s, mem, faults, input.hostileEventq, r.out);
+}
+
+/** One run's stack, queue pair and the driver-side shadow of its live mappings. */
+interface StackRun {
+  readonly s: Stack;
+  readonly mem: GuestMemory;
+  /** Whether feature bit `b` was negotiated (not declined). */
+  readonly has: (b: number) => boolean;
+  readonly faults: FaultBook;
+  readonly pair: ReturnType<typeof createQueuePair<number>>;
+  readonly loop: LoopbackDevice;
+  /** IOVA pages of the rings' coherent mappings (and the long-lived window's). */
+  readonly ringPages: number[];
+  readonly ringLive: Live[];
+  /** The buffers the ops mapped and have not unmapped. */
+  readonly live: Live[];
+  readonly out: DmaTranslation;
+  readonly rd: SgList;
+  readonly wr: SgList;
+}
+
+/**
+ * Applies op `k`. @returns false when it did nothing (an unmap with nothing live): the
+ * mapping-set check is skipped then.
+ */
+function stepOp(r: StackRun, o: ViommuStackOp, k: number): boolean {
+  const { s, live } = r;
+  switch (o.op) {
+    case "map": {
+      const gpa = BUF_BASE + (o.off % (BUF_SIZE - o.len));
+      const bus = Number(s.api.map(gpa, o.len, o.dir));
+      live.push({ bus, gpa, len: o.len, dir: o.dir });
+      checkNotMsi(r, k, bus, o.len);
+      break;
+    }
+    case "mapBatch": {
+      const gpas = o.offs.map((off, i) => BUF_BASE + (off % (BUF_SIZE - o.lens[i])));
+      const buses = s.api.mapBatch(gpas, o.lens, o.dir).map(Number);
+      buses.forEach((bus, i) => {
+        live.push({ bus, gpa: gpas[i], len: o.lens[i], dir: o.dir });
+        checkNotMsi(r, k, bus, o.lens[i]);
+      });
+      break;
+    }
+    case "drain":
+      r.faults.drain(k);
+      break;
+    case "unmap": {
+      if (live.length === 0) return false;
+      const [m] = live.splice(o.pick % live.length, 1);
+      s.api.unmap(m.bus, m.len, m.dir);
+      break;
+    }
+    case "loop":
+      loopOp(r, o, k);
+      break;
+    case "probe":
+      probeOp(r, o, k);
+      break;
+  }
+  return true;
+}
+
+/** With PROBE the driver reserves the RESV_MEM region: no IOVA inside it (§5.13.6.8.2). */
+function checkNotMsi(r: StackRun, k: number, bus: number, len: number): void {
+  if (r.has(VIRTIO_IOMMU_F_PROBE) && bus <= MSI_END && bus + len - 1 >= MSI_START) {
+    throw new OracleFailure("feature-implied", `op ${k}: IOVA ${bus} in the MSI window`);
+  }
+}
+
+/** Oracle `data-intact`: a buffer copied by the loopback device through the IOMMU. */
+function loopOp(r: StackRun, o: Extract<ViommuStackOp, { op: "loop" }>, k: number): void {
+  const { mem, pair, loop } = r;
+  const n = o.len;
+  const src = BUF_BASE + (o.src % (BUF_SIZE / 2 - n));
+  const dst = BUF_BASE + BUF_SIZE / 2 + (o.dst % (BUF_SIZE / 2 - n));
+  const pattern = new Uint8Array(n);
+  for (let i = 0; i < n; i++) pattern[i] = (o.seed + i * 31) & 0xff;
+  mem.write(src, pattern);
+  mem.fill(dst, n, 0);
+  pair.driver.add(r.rd.clear().push(src, n), r.wr.clear().push(dst, n), k);
+  pair.driver.kick();
+  if (loop.process() !== 1 || loop.error !== null) {
+    throw new OracleFailure(
+      "data-intact",
+      `op ${k}: loopback did not complete: ${loop.error}`,
+    );
+  }
+  const t = pair.driver.getUsed();
+  if (t !== k || pair.driver.usedLen !== n) {
+    throw new OracleFailure(
+      "data-intact",
+      `op ${k}: used token ${t} len ${pair.driver.usedLen}`,
+    );
+  }
+  const got = mem.view(dst, n);
+  for (let i = 0; i < n; i++) {
+    if (got[i] !== pattern[i]) {
+      throw new OracleFailure("data-intact", `op ${k}: byte ${i} of ${n} differs`);
+    }
+  }
+}
+
+/**
+ * Oracle `translation`: a one-byte device access translates exactly when a live mapping (or a
+ * ring's) covers its page with the right permission, to that mapping's GPA; fault reports are
+ * booked for `fault-report`.
+ */
+function probeOp(r: StackRun, o: Extract<ViommuStackOp, { op: "probe" }>, k: number): void {
+  const { live, out } = r;
+  const access = o.write ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
+  // `near`: an address inside (or just past) a live mapping, the interesting cases.
+  const m0 = live.length > 0 ? live[o.bus % live.length] : undefined;
+  const bus = !o.near || m0 === undefined
+    ? o.bus
+    : o.edge === true
+    ? Math.ceil((m0.bus + m0.len) / PAGE) * PAGE - 1 + (o.bus % 2)
+    : m0.bus + (o.bus % (m0.len + PAGE));
+  const cover = [...r.ringLive, ...live].find((m) => {
+    const lo = Math.floor(m.bus / PAGE) * PAGE;
+    const hi = Math.ceil((m.bus + m.len) / PAGE) * PAGE;
+    return bus >= lo && bus < hi;
+  });
+  const allowed = cover !== undefined &&
+    (cover.dir === 0 || (cover.dir === 1 ? !o.write : o.write));
+  let gpa = -1;
+  r.faults.before();
+  try {
+    r.s.space.translate(bus, 1, access, out);
+    gpa = out.gpa;
+  } catch (e) {
+    if (!(e instanceof DmaFault)) throw e;
+  }
+  r.faults.after(k, bus, o.write);
+  if (allowed && gpa !== cover!.gpa + (bus - cover!.bus)) {
+    throw new OracleFailure("translation", `op ${k}: bus ${bus} gave GPA ${gpa}`);
+  }
+  if (!allowed && gpa !== -1) {
+    throw new OracleFailure(
+      "translation",
+      `op ${k}: bus ${bus} translated without a mapping`,
+    );
+  }
+}
+
+/** Oracle `mapping-set`: the device's mappings of domain 1 are the driver's shadow, page by page. */
+function checkMappingSet(r: StackRun, k: number): void {
+  const shadow = [...r.ringPages, ...r.live.map((m) => Math.floor(m.bus / PAGE) * PAGE)]
+    .sort((a, b) => a - b).join();
+  const dev = (r.s.device.domainMappings(1) ?? []).map((m) => Number(m.virtStart)).join();
+  if (shadow !== dev) {
+    throw new OracleFailure("mapping-set", `op ${k}: device [${dev}] vs shadow [${shadow}]`);
+  }
 }
 
 type Stack = ReturnType<typeof createViommuStack>;
