@@ -67,24 +67,112 @@ export function runIotlbOp(op: IotlbOp): number {
     return 0;
   }
   if (!valid) fail(`new Iotlb(${capacity}) accepted an invalid capacity`);
-  const model = new Map<string, Entry>();
-  const keyOf = (d: number, level: number, pn: number) => `${d}/${level}/${pn}`;
-  const find = (d: number, iova: number): Entry | undefined => {
+  const r = new IotlbRun(tlb, capacity);
+  for (const step of op.steps) r.step(step);
+  tlb.resetStats();
+  for (const [k, v] of Object.entries(tlb.stats)) {
+    if (v !== 0) fail(`resetStats left ${k} = ${v}`);
+  }
+  checkSlowPaths(op.steps.length);
+  return op.steps.length;
+}
+
+/** An IOTLB under test beside its model (a `Map` of live entries) and the last insert. */
+class IotlbRun {
+  readonly model = new Map<string, Entry>();
+  last: { d: number; iova: number; level: number } | undefined;
+  constructor(readonly tlb: Iotlb, readonly capacity: number) {}
+
+  /** One step `[kind, domain, base, off, x]`; then the entry counts must agree. */
+  step([kind, dm, base, off, x]: readonly number[]): void {
+    const d = DOMAINS[dm % DOMAINS.length];
+    const page = BASES[base % BASES.length] + (off % 64);
+    const iova = page * 4096 + ((x * 37) % 4096);
+    const what = `step ${kind % IOTLB_STEP_KINDS} domain ${d} iova 0x${iova.toString(16)}`;
+    const tlb = this.tlb;
+    const lookups = this.lookups();
+    switch (kind % IOTLB_STEP_KINDS) {
+      case 0:
+        this.insert(what, d, iova, off, x);
+        break;
+      case 1:
+        // every other lookup aims at the entry inserted last (any level, often a hit)
+        if (x % 2 === 1 && this.last !== undefined) {
+          const { d: ld, iova: li } = this.last;
+          this.checkLookup(
+            `${what} lookup of the last insert`,
+            ld,
+            li,
+            tlb.lookup(ld, li),
+            lookups,
+          );
+        } else this.checkLookup(`${what} lookup`, d, iova, tlb.lookup(d, iova), lookups);
+        break;
+      case 2:
+        this.checkLookup(`${what} lookupPage`, d, page * 4096, tlb.lookupPage(d, page), lookups);
+        break;
+      case 3: {
+        const held = tlb.holds(d, iova);
+        if (held !== (this.find(d, iova) !== undefined)) {
+          fail(`${what}: holds ${held}, model differs`);
+        }
+        break;
+      }
+      case 4:
+        this.invalidatePage(what, d, iova, x);
+        break;
+      case 5:
+        this.invalidateRange(what, d, iova, x);
+        break;
+      case 6:
+        tlb.invalidateDomain(d);
+        this.removeOverlapping(d, 0, 2 ** 53);
+        break;
+      case 7:
+        tlb.invalidateAll();
+        this.model.clear();
+        break;
+      default: { // a domain ID that is not 16 bits: RangeError, nothing inserted
+        const bad = x % 2 === 0 ? 0x1_0000 + (x % 7) : -1 - (x % 7);
+        try {
+          tlb.insert(bad, iova, 1, 0, 1);
+          fail(`${what}: insert with domain ${bad} accepted`);
+        } catch (e) {
+          if (!(e instanceof RangeError)) throw e;
+        }
+      }
+    }
+    if (tlb.size !== this.model.size) {
+      fail(`${what}: IOTLB holds ${tlb.size}, model ${this.model.size}`);
+    }
+  }
+
+  lookups(): number {
+    return this.tlb.stats.hits + this.tlb.stats.misses;
+  }
+
+  /** The model's entry of domain `d` covering `iova`, the smallest level first. */
+  find(d: number, iova: number): Entry | undefined {
     for (let level = 1; level <= 3; level++) {
-      const e = model.get(keyOf(d, level, Math.floor(iova / SPAN[level])));
+      const e = this.model.get(keyOf(d, level, Math.floor(iova / SPAN[level])));
       if (e !== undefined) return e;
     }
     return undefined;
-  };
-  const removeOverlapping = (d: number, start: number, end: number) => {
+  }
+
+  /** Removes the model's entries of domain `d` overlapping [start, end). */
+  removeOverlapping(d: number, start: number, end: number): void {
     if (end <= start) return;
-    for (const [k, e] of model) {
+    for (const [k, e] of this.model) {
       const s = e.pn * SPAN[e.level];
-      if (e.domain === d && s < end && start < s + SPAN[e.level]) model.delete(k);
+      if (e.domain === d && s < end && start < s + SPAN[e.level]) this.model.delete(k);
     }
-  };
-  const checkLookup = (what: string, d: number, iova: number, hit: boolean, before: number) => {
-    const want = find(d, iova);
+  }
+
+  /** A lookup's answer (`hit`, the hit fields) and the lookup counters against the model. */
+  checkLookup(what: string, d: number, iova: number, hit: boolean, before: number): void {
+    const tlb = this.tlb;
+    const want = this.find(d, iova);
     if (hit !== (want !== undefined)) {
       fail(`${what}: ${hit ? "hit" : "miss"}, model ${want ? JSON.stringify(want) : "no entry"}`);
     }
@@ -97,132 +185,92 @@ export function runIotlbOp(op: IotlbOp): number {
         );
       }
     }
-    const after = tlb.stats.hits + tlb.stats.misses;
+    const after = this.lookups();
     if (after !== before + 1) fail(`${what}: hits + misses went from ${before} to ${after}`);
-  };
-  let last: { d: number; iova: number; level: number } | undefined;
-  for (const [kind, dm, base, off, x] of op.steps) {
-    const d = DOMAINS[dm % DOMAINS.length];
-    const page = BASES[base % BASES.length] + (off % 64);
-    const iova = page * 4096 + ((x * 37) % 4096);
-    const what = `step ${kind % IOTLB_STEP_KINDS} domain ${d} iova 0x${iova.toString(16)}`;
-    const lookups = tlb.stats.hits + tlb.stats.misses;
-    switch (kind % IOTLB_STEP_KINDS) {
-      case 0: { // insert (a new entry into a full IOTLB flushes everything first)
-        const level = 1 + (x % 3);
-        const pn = Math.floor(iova / SPAN[level]);
-        const gpa = ((x % 1024) * 512 + (off % 64)) * 4096;
-        const perm = 1 + (x % 3);
-        const k = keyOf(d, level, pn);
-        const flushes = tlb.stats.overflowFlushes;
-        const overflow = !model.has(k) && model.size >= capacity;
-        if (overflow) model.clear();
-        model.set(k, { domain: d, level, pn, gpa, perm });
-        tlb.insert(d, iova, level, gpa, perm);
-        last = { d, iova, level };
-        // what was just inserted is found, at its level (every other insert: the rest go on cold)
-        if (off % 2 === 0) {
-          const before = tlb.stats.hits + tlb.stats.misses;
-          checkLookup(`${what} lookup after insert`, d, iova, tlb.lookup(d, iova), before);
-        }
-        if (tlb.stats.overflowFlushes !== flushes + (overflow ? 1 : 0)) {
-          fail(
-            `${what}: overflow flushes ${tlb.stats.overflowFlushes}, model overflow ${overflow}`,
-          );
-        }
-        break;
-      }
-      case 1:
-        // every other lookup aims at the entry inserted last (any level, often a hit)
-        if (x % 2 === 1 && last !== undefined) {
-          const hit = tlb.lookup(last.d, last.iova);
-          checkLookup(`${what} lookup of the last insert`, last.d, last.iova, hit, lookups);
-        } else checkLookup(`${what} lookup`, d, iova, tlb.lookup(d, iova), lookups);
-        break;
-      case 2:
-        checkLookup(`${what} lookupPage`, d, page * 4096, tlb.lookupPage(d, page), lookups);
-        break;
-      case 3: {
-        const held = tlb.holds(d, iova);
-        if (held !== (find(d, iova) !== undefined)) fail(`${what}: holds ${held}, model differs`);
-        break;
-      }
-      case 4: { // page-selective, 2^am pages, aligned down (VT-d)
-        const am = x % 10;
-        const size = 4096 * 2 ** am;
-        // one page in two aims at the page beside the last 4 KiB insert, so what a one-page
-        // invalidation must leave alone is there
-        const near = am === 0 && last !== undefined && last.level === 1 && x % 20 === 0;
-        const pd = near ? last!.d : d;
-        const at = near ? (Math.floor(last!.iova / 4096) ^ 1) * 4096 : iova;
-        const start = Math.floor(at / size) * size;
-        // am 0 through the parameter's default (the one-page invalidation callers write)
-        if (am === 0) tlb.invalidatePage(pd, at);
-        else tlb.invalidatePage(pd, at, am);
-        removeOverlapping(pd, start, start + size);
-        // nothing outside the 2^am pages goes: the pages just before and just after keep theirs
-        for (const edge of [start - 4096, start + size]) {
-          if (edge >= 0 && tlb.holds(pd, edge) !== (find(pd, edge) !== undefined)) {
-            fail(`${what}: invalidatePage(am ${am}) changed the page at ${edge} outside it`);
-          }
-        }
-        break;
-      }
-      case 5: {
-        const size = RANGE_SIZES[x % RANGE_SIZES.length];
-        // Boundary ranges too: one ending where the last inserted entry begins, one starting
-        // where it ends; the entry beside the range (a range scan when the range is large) must
-        // survive it.
-        const where = Math.floor(x / RANGE_SIZES.length) % 4;
-        if (where < 2 || last === undefined) {
-          tlb.invalidateRange(d, iova, size);
-          removeOverlapping(d, iova, iova + size);
-          break;
-        }
-        // The sizes that make the IOTLB scan every entry instead of probing pages.
-        const big = RANGE_SIZES[3 + (x % 3)];
-        const span = SPAN[last.level];
-        const es = Math.floor(last.iova / span) * span;
-        const start = where === 2 && es >= big ? es - big : es + span;
-        tlb.invalidateRange(last.d, start, big);
-        removeOverlapping(last.d, start, start + big);
-        const before = tlb.stats.hits + tlb.stats.misses;
-        const hit = tlb.lookup(last.d, last.iova);
-        checkLookup(
-          `${what} lookup after invalidating [${start}, +${big})`,
-          last.d,
-          last.iova,
-          hit,
-          before,
-        );
-        break;
-      }
-      case 6:
-        tlb.invalidateDomain(d);
-        removeOverlapping(d, 0, 2 ** 53);
-        break;
-      case 7:
-        tlb.invalidateAll();
-        model.clear();
-        break;
-      default: { // a domain ID that is not 16 bits: RangeError, nothing inserted
-        const bad = x % 2 === 0 ? 0x1_0000 + (x % 7) : -1 - (x % 7);
-        try {
-          tlb.insert(bad, iova, 1, 0, 1);
-          fail(`${what}: insert with domain ${bad} accepted`);
-        } catch (e) {
-          if (!(e instanceof RangeError)) throw e;
-        }
+  }
+
+  /** Insert (a new entry into a full IOTLB flushes everything first). */
+  insert(what: string, d: number, iova: number, off: number, x: number): void {
+    const tlb = this.tlb;
+    const level = 1 + (x % 3);
+    const pn = Math.floor(iova / SPAN[level]);
+    const gpa = ((x % 1024) * 512 + (off % 64)) * 4096;
+    const perm = 1 + (x % 3);
+    const k = keyOf(d, level, pn);
+    const flushes = tlb.stats.overflowFlushes;
+    const overflow = !this.model.has(k) && this.model.size >= this.capacity;
+    if (overflow) this.model.clear();
+    this.model.set(k, { domain: d, level, pn, gpa, perm });
+    tlb.insert(d, iova, level, gpa, perm);
+    this.last = { d, iova, level };
+    // what was just inserted is found, at its level (every other insert: the rest go on cold)
+    if (off % 2 === 0) {
+      const before = this.lookups();
+      this.checkLookup(`${what} lookup after insert`, d, iova, tlb.lookup(d, iova), before);
+    }
+    if (tlb.stats.overflowFlushes !== flushes + (overflow ? 1 : 0)) {
+      fail(`${what}: overflow flushes ${tlb.stats.overflowFlushes}, model overflow ${overflow}`);
+    }
+  }
+
+  /** Page-selective, 2^am pages, aligned down (VT-d); the pages just outside keep theirs. */
+  invalidatePage(what: string, d: number, iova: number, x: number): void {
+    const tlb = this.tlb, last = this.last;
+    const am = x % 10;
+    const size = 4096 * 2 ** am;
+    // one page in two aims at the page beside the last 4 KiB insert, so what a one-page
+    // invalidation must leave alone is there
+    const near = am === 0 && last !== undefined && last.level === 1 && x % 20 === 0;
+    const pd = near ? last!.d : d;
+    const at = near ? (Math.floor(last!.iova / 4096) ^ 1) * 4096 : iova;
+    const start = Math.floor(at / size) * size;
+    // am 0 through the parameter's default (the one-page invalidation callers write)
+    if (am === 0) tlb.invalidatePage(pd, at);
+    else tlb.invalidatePage(pd, at, am);
+    this.removeOverlapping(pd, start, start + size);
+    // nothing outside the 2^am pages goes: the pages just before and just after keep theirs
+    for (const edge of [start - 4096, start + size]) {
+      if (edge >= 0 && tlb.holds(pd, edge) !== (this.find(pd, edge) !== undefined)) {
+        fail(`${what}: invalidatePage(am ${am}) changed the page at ${edge} outside it`);
       }
     }
-    if (tlb.size !== model.size) fail(`${what}: IOTLB holds ${tlb.size}, model ${model.size}`);
   }
-  tlb.resetStats();
-  for (const [k, v] of Object.entries(tlb.stats)) {
-    if (v !== 0) fail(`resetStats left ${k} = ${v}`);
+
+  /**
+   * A range invalidation; boundary ranges too: one ending where the last inserted entry
+   * begins, one starting where it ends; the entry beside the range (a range scan when the range
+   * is large) must survive it.
+   */
+  invalidateRange(what: string, d: number, iova: number, x: number): void {
+    const tlb = this.tlb, last = this.last;
+    const size = RANGE_SIZES[x % RANGE_SIZES.length];
+    const where = Math.floor(x / RANGE_SIZES.length) % 4;
+    if (where < 2 || last === undefined) {
+      tlb.invalidateRange(d, iova, size);
+      this.removeOverlapping(d, iova, iova + size);
+      return;
+    }
+    // The sizes that make the IOTLB scan every entry instead of probing pages.
+    const big = RANGE_SIZES[3 + (x % 3)];
+    const span = SPAN[last.level];
+    const es = Math.floor(last.iova / span) * span;
+    const start = where === 2 && es >= big ? es - big : es + span;
+    tlb.invalidateRange(last.d, start, big);
+    this.removeOverlapping(last.d, start, start + big);
+    const before = this.lookups();
+    const hit = tlb.lookup(last.d, last.iova);
+    this.checkLookup(
+      `${what} lookup after invalidating [${start}, +${big})`,
+      last.d,
+      last.iova,
+      hit,
+      before,
+    );
   }
-  checkSlowPaths(op.steps.length);
-  return op.steps.length;
+}
+
+function keyOf(d: number, level: number, pn: number): string {
+  return `${d}/${level}/${pn}`;
 }
 
 /**
