@@ -672,6 +672,33 @@ let chainsDone = 0;
 
 function runOn(b: Built, input: HostileDriverInput): void {
   const size = input.size;
+  const dev = deviceFor(b, input);
+  const popped = popChecked(b, input, dev);
+  // Completed work: push everything popped (in order) and flush; used idx advances exactly.
+  if (dev.broken === null || popped.length > 0) {
+    const old = dev.usedIdx;
+    for (const c of popped) dev.push(c, 0);
+    const notify = dev.flush();
+    if (dev.usedIdx !== popped.length) {
+      fail("used-idx", `used idx ${dev.usedIdx} after ${popped.length} pushes`);
+    }
+    if (dev.broken === null && popped.length > 0) {
+      checkUsedNotification(b.memory, size, input.eventIdx, old, dev.usedIdx, notify);
+    } else if (dev.broken === null && notify) {
+      // §2.7.10: a flush that publishes nothing moved used idx by zero: nothing to notify
+      fail("notification-decision", "a flush with nothing pushed asked to notify the driver");
+    }
+  }
+  if (dev.broken === null) checkDeviceSleeps(dev, b.memory, size, input.eventIdx);
+  else checkQuietWhenInactive(dev, b.memory, size, "broken");
+}
+
+/**
+ * The device queue for this input: built once per size, features, policy and address space
+ * on the scratch memory, else reset and re-activated (oracle `not-ready` in between).
+ */
+function deviceFor(b: Built, input: HostileDriverInput): SplitDeviceQueue {
+  const size = input.size;
   // Queues on the scratch memory are reused across runs: a queue reset (spec §2.1.2) forgets
   // every position, in-flight chain and the broken error, and the rings were rebuilt from zero.
   const p = input.policy;
@@ -715,7 +742,19 @@ function runOn(b: Built, input: HostileDriverInput): void {
     }
     q.activate?.();
   }
-  const ref = new Reference(b.memory, size, b.features, input.policy, input.wide);
+  return dev;
+}
+
+/**
+ * Pops until the reference says none (or an error), comparing each outcome and chain with the
+ * reference decoder and watching the loopback copy's accesses. @returns the chains popped.
+ */
+function popChecked(
+  b: Built,
+  input: HostileDriverInput,
+  dev: SplitDeviceQueue,
+): import("../../src/mod.ts").Chain[] {
+  const ref = new Reference(b.memory, input.size, b.features, input.policy, input.wide);
   const popped: import("../../src/mod.ts").Chain[] = [];
   for (let step = 0; step <= b.heads.length + 1; step++) {
     const want = ref.pop();
@@ -774,23 +813,7 @@ function runOn(b: Built, input: HostileDriverInput): void {
     }
     popped.push(got);
   }
-  // Completed work: push everything popped (in order) and flush; used idx advances exactly.
-  if (dev.broken === null || popped.length > 0) {
-    const old = dev.usedIdx;
-    for (const c of popped) dev.push(c, 0);
-    const notify = dev.flush();
-    if (dev.usedIdx !== popped.length) {
-      fail("used-idx", `used idx ${dev.usedIdx} after ${popped.length} pushes`);
-    }
-    if (dev.broken === null && popped.length > 0) {
-      checkUsedNotification(b.memory, size, input.eventIdx, old, dev.usedIdx, notify);
-    } else if (dev.broken === null && notify) {
-      // §2.7.10: a flush that publishes nothing moved used idx by zero: nothing to notify
-      fail("notification-decision", "a flush with nothing pushed asked to notify the driver");
-    }
-  }
-  if (dev.broken === null) checkDeviceSleeps(dev, b.memory, size, input.eventIdx);
-  else checkQuietWhenInactive(dev, b.memory, size, "broken");
+  return popped;
 }
 
 /**
