@@ -483,148 +483,31 @@ function runIommu(input: IommuPart, engine: DmaInvariantsEngine): void {
   else if (input.steps.length % 4 === 2) checkBeyond52(api, input.steps[0]);
   const width = mode.iommu!.addressWidth;
   const iovaLimit = 2 ** width;
-  const limitPfn = Math.min(
-    input.maskBits >= 52 ? Infinity : 2 ** (input.maskBits - 12),
-    iovaLimit / 4096,
-  );
-  const live: Live[] = [];
-  const dead: Live[] = []; // unmapped (lazy: possibly still in the IOTLB until a flush)
-  const out = new DmaTranslation();
-  const reserved: Range[] = iovaLimit > MSI_LO_PFN * 4096 ? [[MSI_LO_PFN, MSI_HI_PFN]] : [];
+  const r: IommuRun = {
+    mode,
+    api,
+    space,
+    width,
+    iovaLimit,
+    limitPfn: Math.min(
+      input.maskBits >= 52 ? Infinity : 2 ** (input.maskBits - 12),
+      iovaLimit / 4096,
+    ),
+    live: [],
+    dead: [],
+    out: new DmaTranslation(),
+    reserved: iovaLimit > MSI_LO_PFN * 4096 ? [[MSI_LO_PFN, MSI_HI_PFN]] : [],
+  };
+  const { live, dead } = r;
   for (const [kind, a, b, c, d] of input.steps) {
-    if (kind === 0) {
-      // one map in sixteen is a 2 MiB-aligned 2 MiB buffer: a large leaf when the IOVA allows
-      const huge = c % 16 === 15;
-      const len = huge ? 0x20_0000 : IOMMU_LENGTHS[c % IOMMU_LENGTHS.length];
-      const off = huge ? 0 : b % 4096;
-      const gpa = huge ? 0x20_0000 : Math.min(a, 600) * 4096 + off;
-      const dir = (d % 3) as DmaDirection;
-      const pages = Math.max(1, Math.ceil((off + len) / 4096));
-      const allocPages = pages < 32 ? pow2ceil(pages) : pages;
-      const align = pow2ceil(allocPages);
-      const taken: Range[] = [
-        ...reserved,
-        ...live.map((m): Range => [m.pfn, m.pfn + m.allocPages - 1]),
-      ];
-      let bus: number;
-      try {
-        bus = Number(api.map(gpa, len, dir));
-      } catch (e) {
-        if (e instanceof DmaMapError && e.reason === "iova-exhausted") {
-          const fit = highestFit(taken, allocPages, align, 1, limitPfn);
-          if (fit >= 0) {
-            fail(
-              "iova-invariant",
-              `map of ${len} bytes refused iova-exhausted, yet ${allocPages} pages fit at pfn ${
-                hex(fit)
-              }`,
-              e,
-            );
-          }
-          continue;
-        }
-        throw e;
-      }
-      const pfn = Math.floor(bus / 4096);
-      if (bus % 4096 !== off) fail("iova-invariant", `IOVA ${hex(bus)} lost in-page offset ${off}`);
-      if (pfn % align !== 0) {
-        fail(
-          "iova-invariant",
-          `IOVA pfn ${hex(pfn)} of ${allocPages} pages not aligned to ${align}`,
-        );
-      }
-      if (pfn < 1 || pfn + allocPages > limitPfn) {
-        fail("iova-invariant", `IOVA pfn ${hex(pfn)}+${allocPages} outside [1, ${hex(limitPfn)})`);
-      }
-      const o = overlaps(taken, pfn, pfn + allocPages - 1);
-      if (o !== undefined) {
-        fail(
-          "iova-invariant",
-          `IOVA pfn ${hex(pfn)}+${allocPages} overlaps [${hex(o[0])}, ${hex(o[1])}]`,
-        );
-      }
-      live.push({ bus, gpa, len, dir, pfn, pages, allocPages });
-    } else if (kind === 1) {
+    if (kind === 0) iommuMapStep(r, a, b, c, d);
+    else if (kind === 1) {
       if (live.length === 0) continue;
       const m = live.splice(a % live.length, 1)[0];
       api.unmap(m.bus, m.len, m.dir);
       if (input.lazy) dead.push(m);
-    } else if (kind === 2) {
-      const access = c % 2 === 0 ? DMA_ACCESS_READ : DMA_ACCESS_WRITE;
-      let probe: number;
-      const base = live.length > 0
-        ? live[a % live.length]
-        : dead.length > 0
-        ? dead[a % dead.length]
-        : null;
-      const where = b % 4;
-      if (base === null || where === 3) {
-        probe = (a * 4096 * 977 + b) % (iovaLimit * 2); // anywhere, beyond the width too
-      } else {
-        const inside = base.pfn * 4096 + ((b * 97) % (base.pages * 4096));
-        if (where === 0) probe = inside;
-        else if (where === 1) probe = inside + 2 ** (32 + (d % 21)); // aliases in the low bits
-        else probe = (inside % 2 ** 32) + 2 ** (12 + (d % 40)) * (1 + (c % 3)); // nearby pages, high bits
-      }
-      if (where === 0 && live.length > 0) checkWholeMapping(space, live[a % live.length], out);
-      if (probe >= 2 ** 53) continue;
-      // reference translation
-      const pfn = Math.floor(probe / 4096);
-      let expect: string; // "ok:<gpa>" or a fault reason
-      let stale = ""; // what a stale IOTLB entry (lazy window) may answer instead
-      let s0: Live | undefined;
-      const outcome = (m: Live): string => {
-        const perm = m.dir === 1 ? DMA_ACCESS_READ : m.dir === 2 ? DMA_ACCESS_WRITE : 3;
-        const gpa = m.gpa - (m.gpa % 4096) + (probe - m.pfn * 4096);
-        return (access & ~perm) !== 0 ? "permission" : `ok:${gpa}`;
-      };
-      const m = live.find((x) => pfn >= x.pfn && pfn < x.pfn + x.pages);
-      if (probe >= iovaLimit) expect = "out-of-window";
-      else if (pfn >= MSI_LO_PFN && pfn <= MSI_HI_PFN) expect = "reserved-region";
-      else if (m !== undefined) expect = outcome(m);
-      else {
-        expect = "unmapped";
-        s0 = dead.find((x) => pfn >= x.pfn && pfn < x.pfn + x.pages);
-        if (s0 !== undefined) stale = outcome(s0);
-      }
-      const len = 1 + (c % 8);
-      let got: string;
-      try {
-        space.translate(probe, len, access, out);
-        got = `ok:${out.gpa}`;
-        if (out.length < 1 || out.length > len) {
-          fail(
-            "fault-reason",
-            `translate of ${len} bytes at ${hex(probe)} gave length ${out.length}`,
-          );
-        }
-      } catch (e) {
-        if (!(e instanceof DmaFault)) throw e;
-        got = e.reason;
-        // The fault names the bus address the device used (the probe: one page translated).
-        if (got === "unmapped" && expect === "unmapped" && Number(e.bus) !== probe) {
-          fail("fault-reason", `unmapped fault at ${hex(probe)} reports bus ${hex(Number(e.bus))}`);
-        }
-      }
-      if (got !== expect && got === stale && got.startsWith("ok:") && s0 !== undefined) {
-        // a translation through a stale IOTLB entry: the mode must say the IOVA is stale
-        if (!mode.isStale(s0.bus)) {
-          fail(
-            "fault-reason",
-            `stale translation at ${hex(probe)}, yet isStale(${hex(s0.bus)}) is false`,
-          );
-        }
-      }
-      if (got !== expect && got !== stale) {
-        fail(
-          "fault-reason",
-          `device ${access === 1 ? "read" : "write"} at ${
-            hex(probe)
-          }: expected ${expect}, got ${got} ` +
-            `(width ${width}, ${live.length} live mappings)`,
-        );
-      }
-    } else if (kind === 4) {
+    } else if (kind === 2) iommuProbeStep(r, a, b, c, d);
+    else if (kind === 4) {
       if (input.lazy || !(mode.api instanceof IommuDmaApi)) continue;
       mapFailingInTable(mode.api, api, live, a, b, c, d);
     } else {
@@ -633,6 +516,167 @@ function runIommu(input: IommuPart, engine: DmaInvariantsEngine): void {
       // after a flush the stale entries are gone for good: forget the ones that were flushed
       for (let i = dead.length - 1; i >= 0; i--) if (!mode.isStale(dead[i].bus)) dead.splice(i, 1);
     }
+  }
+}
+
+/** One run of the `iommu` part: the mode under test and the reference's view of its IOVAs. */
+interface IommuRun {
+  readonly mode: ReturnType<typeof createDmaMode>;
+  readonly api: DmaApi;
+  readonly space: DmaAddressSpace;
+  /** IOMMU address width (bits) and 2^width. */
+  readonly width: number;
+  readonly iovaLimit: number;
+  /** First IOVA page number the allocator may not hand out (mask and width). */
+  readonly limitPfn: number;
+  readonly live: Live[];
+  /** Unmapped (lazy: possibly still in the IOTLB until a flush). */
+  readonly dead: Live[];
+  readonly out: DmaTranslation;
+  /** The MSI window's page numbers, when inside the width. */
+  readonly reserved: Range[];
+}
+
+/**
+ * Step 0: a map (one in sixteen a 2 MiB-aligned 2 MiB buffer, a large leaf when the IOVA
+ * allows). Oracle `iova-invariant`: the IOVA keeps the in-page offset, is aligned to its
+ * allocation's power of two, lies in [1, limitPfn) and overlaps nothing live or reserved; an
+ * `iova-exhausted` refusal only when no such range fits.
+ */
+function iommuMapStep(r: IommuRun, a: number, b: number, c: number, d: number): void {
+  const huge = c % 16 === 15;
+  const len = huge ? 0x20_0000 : IOMMU_LENGTHS[c % IOMMU_LENGTHS.length];
+  const off = huge ? 0 : b % 4096;
+  const gpa = huge ? 0x20_0000 : Math.min(a, 600) * 4096 + off;
+  const dir = (d % 3) as DmaDirection;
+  const pages = Math.max(1, Math.ceil((off + len) / 4096));
+  const allocPages = pages < 32 ? pow2ceil(pages) : pages;
+  const align = pow2ceil(allocPages);
+  const taken: Range[] = [
+    ...r.reserved,
+    ...r.live.map((m): Range => [m.pfn, m.pfn + m.allocPages - 1]),
+  ];
+  let bus: number;
+  try {
+    bus = Number(r.api.map(gpa, len, dir));
+  } catch (e) {
+    if (e instanceof DmaMapError && e.reason === "iova-exhausted") {
+      const fit = highestFit(taken, allocPages, align, 1, r.limitPfn);
+      if (fit >= 0) {
+        fail(
+          "iova-invariant",
+          `map of ${len} bytes refused iova-exhausted, yet ${allocPages} pages fit at pfn ${
+            hex(fit)
+          }`,
+          e,
+        );
+      }
+      return;
+    }
+    throw e;
+  }
+  const pfn = Math.floor(bus / 4096);
+  if (bus % 4096 !== off) fail("iova-invariant", `IOVA ${hex(bus)} lost in-page offset ${off}`);
+  if (pfn % align !== 0) {
+    fail(
+      "iova-invariant",
+      `IOVA pfn ${hex(pfn)} of ${allocPages} pages not aligned to ${align}`,
+    );
+  }
+  if (pfn < 1 || pfn + allocPages > r.limitPfn) {
+    fail("iova-invariant", `IOVA pfn ${hex(pfn)}+${allocPages} outside [1, ${hex(r.limitPfn)})`);
+  }
+  const o = overlaps(taken, pfn, pfn + allocPages - 1);
+  if (o !== undefined) {
+    fail(
+      "iova-invariant",
+      `IOVA pfn ${hex(pfn)}+${allocPages} overlaps [${hex(o[0])}, ${hex(o[1])}]`,
+    );
+  }
+  r.live.push({ bus, gpa, len, dir, pfn, pages, allocPages });
+}
+
+/**
+ * Step 2: a device access at a probe address (inside a live or dead mapping, aliased in the
+ * high bits, nearby, or anywhere) against the reference translation. Oracle `fault-reason`:
+ * the GPA or fault reason the reference gives, or (lazy) what a stale IOTLB entry gives while
+ * the mode says the IOVA is stale.
+ */
+function iommuProbeStep(r: IommuRun, a: number, b: number, c: number, d: number): void {
+  const { live, dead, out } = r;
+  const access = c % 2 === 0 ? DMA_ACCESS_READ : DMA_ACCESS_WRITE;
+  let probe: number;
+  const base = live.length > 0
+    ? live[a % live.length]
+    : dead.length > 0
+    ? dead[a % dead.length]
+    : null;
+  const where = b % 4;
+  if (base === null || where === 3) {
+    probe = (a * 4096 * 977 + b) % (r.iovaLimit * 2); // anywhere, beyond the width too
+  } else {
+    const inside = base.pfn * 4096 + ((b * 97) % (base.pages * 4096));
+    if (where === 0) probe = inside;
+    else if (where === 1) probe = inside + 2 ** (32 + (d % 21)); // aliases in the low bits
+    else probe = (inside % 2 ** 32) + 2 ** (12 + (d % 40)) * (1 + (c % 3)); // nearby pages, high bits
+  }
+  if (where === 0 && live.length > 0) checkWholeMapping(r.space, live[a % live.length], out);
+  if (probe >= 2 ** 53) return;
+  // reference translation
+  const pfn = Math.floor(probe / 4096);
+  let expect: string; // "ok:<gpa>" or a fault reason
+  let stale = ""; // what a stale IOTLB entry (lazy window) may answer instead
+  let s0: Live | undefined;
+  const outcome = (m: Live): string => {
+    const perm = m.dir === 1 ? DMA_ACCESS_READ : m.dir === 2 ? DMA_ACCESS_WRITE : 3;
+    const gpa = m.gpa - (m.gpa % 4096) + (probe - m.pfn * 4096);
+    return (access & ~perm) !== 0 ? "permission" : `ok:${gpa}`;
+  };
+  const m = live.find((x) => pfn >= x.pfn && pfn < x.pfn + x.pages);
+  if (probe >= r.iovaLimit) expect = "out-of-window";
+  else if (pfn >= MSI_LO_PFN && pfn <= MSI_HI_PFN) expect = "reserved-region";
+  else if (m !== undefined) expect = outcome(m);
+  else {
+    expect = "unmapped";
+    s0 = dead.find((x) => pfn >= x.pfn && pfn < x.pfn + x.pages);
+    if (s0 !== undefined) stale = outcome(s0);
+  }
+  const len = 1 + (c % 8);
+  let got: string;
+  try {
+    r.space.translate(probe, len, access, out);
+    got = `ok:${out.gpa}`;
+    if (out.length < 1 || out.length > len) {
+      fail(
+        "fault-reason",
+        `translate of ${len} bytes at ${hex(probe)} gave length ${out.length}`,
+      );
+    }
+  } catch (e) {
+    if (!(e instanceof DmaFault)) throw e;
+    got = e.reason;
+    // The fault names the bus address the device used (the probe: one page translated).
+    if (got === "unmapped" && expect === "unmapped" && Number(e.bus) !== probe) {
+      fail("fault-reason", `unmapped fault at ${hex(probe)} reports bus ${hex(Number(e.bus))}`);
+    }
+  }
+  if (got !== expect && got === stale && got.startsWith("ok:") && s0 !== undefined) {
+    // a translation through a stale IOTLB entry: the mode must say the IOVA is stale
+    if (!r.mode.isStale(s0.bus)) {
+      fail(
+        "fault-reason",
+        `stale translation at ${hex(probe)}, yet isStale(${hex(s0.bus)}) is false`,
+      );
+    }
+  }
+  if (got !== expect && got !== stale) {
+    fail(
+      "fault-reason",
+      `device ${access === 1 ? "read" : "write"} at ${
+        hex(probe)
+      }: expected ${expect}, got ${got} ` +
+        `(width ${r.width}, ${live.length} live mappings)`,
+    );
   }
 }
 
@@ -783,162 +827,224 @@ function runIova(input: IovaPart, engine: DmaInvariantsEngine): void {
       fail("iova-invariant", `allocator with startPfn ${badStart} was not refused (${refused})`);
     }
   }
-  const alloc = engine.newAllocator(input.startPfn);
   const limit = Math.max(input.startPfn + 1, 2 ** input.limitBits - input.limitLess);
-  const live: Range[] = [];
-  const reserved: Range[] = [];
-  // Ranges given to `freeFast`: cached (still in the tree) or freed; either way not live.
-  const cached: Range[] = [];
-  let freed = false;
-  let fastFreed = false;
-  let storm: [number, number] | undefined;
-  let last = -1;
-  const exact = limit <= 2 ** 20; // one cached node (Linux cached32_node)
-  // Above 4 GiB Linux keeps the other cached node (cached_node) the same way, as long as every
-  // range lands at or above 4 GiB (a range below it would update cached32_node instead:
-  // __cached_rbnode_insert_update goes by the range's pfn_hi, the model by the limit).
-  let high = limit > 2 ** 20;
-  // The cached node as Linux keeps it (below 4 GiB, until a freeFast leaves ranges in the tree
-  // the model cannot place): the last allocation; a free at or above it moves it to the next
-  // higher range in the tree, or past the top (the anchor) when the freed range was the highest
-  // (__cached_rbnode_delete_update: rb_next of the freed node).
-  let node = Infinity;
-  const step = ([kind, a, b]: readonly number[]): void => {
-    if (kind === 0) {
-      const pages = IOVA_PAGES[a % IOVA_PAGES.length];
-      const align = pow2ceil(pages);
-      const taken = [...live, ...reserved];
-      const pfn = alloc.alloc(pages, limit);
-      // A range handed to freeFast may still sit in the tree: a fit must avoid it to be owed.
-      const highest = highestFit([...taken, ...cached], pages, align, input.startPfn, limit);
-      if (pfn < 0) {
-        if (highest >= 0) {
-          fail(
-            "iova-invariant",
-            `alloc of ${pages} pages below ${hex(limit)} failed, yet pfn ${hex(highest)} fits`,
-          );
-        }
-        return;
-      }
-      if (pfn % align !== 0) {
-        fail("iova-invariant", `pfn ${hex(pfn)} of ${pages} pages not aligned to ${align}`);
-      }
-      if (pfn < input.startPfn || pfn + pages > limit) {
-        fail(
-          "iova-invariant",
-          `pfn ${hex(pfn)}+${pages} outside [${input.startPfn}, ${hex(limit)})`,
-        );
-      }
-      const o = overlaps(taken, pfn, pfn + pages - 1);
-      if (o !== undefined) {
-        fail("iova-invariant", `pfn ${hex(pfn)}+${pages} overlaps [${hex(o[0])}, ${hex(o[1])}]`);
-      }
-      if (pfn < 2 ** 20) high = false;
-      if ((!freed && (last < 0 || exact)) || ((exact || high) && !fastFreed)) {
-        const below = node < limit ? highestFit(taken, pages, align, input.startPfn, node) : -1;
-        const want = below >= 0 ? below : highest;
-        if (pfn !== want) {
-          fail(
-            "top-down",
-            `alloc of ${pages} pages gave pfn ${hex(pfn)}, the top-down search below the ` +
-              `cached node ${node === Infinity ? "(top)" : hex(node)} gives ${hex(want)}`,
-          );
-        }
-      }
-      last = pfn;
-      node = pfn;
-      live.push([pfn, pfn + pages - 1]);
-      for (let k = cached.length - 1; k >= 0; k--) {
-        if (cached[k][1] >= pfn && cached[k][0] <= pfn + pages - 1) cached.splice(k, 1);
-      }
-    } else if (kind === 1) {
-      if (live.length === 0) return;
-      const [lo] = live.splice(a % live.length, 1)[0];
-      if (!alloc.free(lo)) fail("iova-invariant", `free of live pfn ${hex(lo)} found nothing`);
-      freed = true;
-      if (lo >= node) {
-        node = Infinity;
-        for (const r of [...live, ...reserved, ...cached]) {
-          if (r[0] > lo && r[0] < node) node = r[0];
-        }
-      }
-    } else if (kind === 3) {
+  const r = new IovaRun(engine.newAllocator(input.startPfn), input.startPfn, limit);
+  for (const st of input.steps) r.step(st);
+  const live = r.live;
+  // Tail (below 4 GiB, no freeFast): free the lowest live range, then the highest, then take one
+  // page. The record beyond the last one is then stale (the highest range's copy), and freeing
+  // the highest range must move the cached node past the top, not to that stale copy.
+  if ((r.exact || r.high) && !r.fastFreed && live.length >= 2) {
+    const los = live.map((x) => x[0]);
+    r.step([1, los.indexOf(Math.min(...los)), 0]);
+    const his = live.map((x) => x[0]);
+    r.step([1, his.indexOf(Math.max(...his)), 0]);
+    r.step([0, 0, 0]);
+  }
+  const alloc = r.alloc;
+  if (r.storm !== undefined && alloc.allocFast !== undefined && alloc.freeFast !== undefined) {
+    rcacheStorm(
+      alloc as Required<typeof alloc>,
+      input.startPfn,
+      limit,
+      live,
+      r.reserved,
+      ...r.storm,
+    );
+  }
+}
+
+/** The `iova` part's allocator under test and the reference's view of its ranges. */
+class IovaRun {
+  readonly live: Range[] = [];
+  readonly reserved: Range[] = [];
+  /** Ranges given to `freeFast`: cached (still in the tree) or freed; either way not live. */
+  readonly cached: Range[] = [];
+  freed = false;
+  fastFreed = false;
+  storm: [number, number] | undefined;
+  last = -1;
+  /** One cached node (Linux cached32_node). */
+  readonly exact: boolean;
+  /**
+   * Above 4 GiB Linux keeps the other cached node (cached_node) the same way, as long as every
+   * range lands at or above 4 GiB (a range below it would update cached32_node instead:
+   * __cached_rbnode_insert_update goes by the range's pfn_hi, the model by the limit).
+   */
+  high: boolean;
+  /**
+   * The cached node as Linux keeps it (below 4 GiB, until a freeFast leaves ranges in the tree
+   * the model cannot place): the last allocation; a free at or above it moves it to the next
+   * higher range in the tree, or past the top (the anchor) when the freed range was the highest
+   * (__cached_rbnode_delete_update: rb_next of the freed node).
+   */
+  node = Infinity;
+
+  constructor(
+    readonly alloc: ReturnType<DmaInvariantsEngine["newAllocator"]>,
+    readonly startPfn: number,
+    readonly limit: number,
+  ) {
+    this.exact = limit <= 2 ** 20;
+    this.high = limit > 2 ** 20;
+  }
+
+  /** One step `[kind, a, b]` (see {@link IovaPart.steps}). */
+  step([kind, a, b]: readonly number[]): void {
+    if (kind === 0) this.allocStep(a);
+    else if (kind === 1) this.freeStep(a);
+    else if (kind === 3) {
       // Linux free_iova_fast: caches or frees the live range; it always finds it.
+      const live = this.live, alloc = this.alloc;
       if (live.length === 0 || alloc.freeFast === undefined) return;
       const r = live.splice(a % live.length, 1)[0];
       if (!alloc.freeFast(r[0])) {
         fail("iova-invariant", `freeFast of live pfn ${hex(r[0])} found nothing`);
       }
-      cached.push(r);
-      freed = true;
-      fastFreed = true;
+      this.cached.push(r);
+      this.freed = true;
+      this.fastFreed = true;
     } else if (kind === 5) {
       // The first storm drawn runs after the other steps (its tree searches move the cached
       // node, after which top-down is owed no more).
-      storm ??= [a, b];
-    } else if (kind === 6) {
-      // free / freeFast of a PFN that starts no live range (inside one, a reservation's start,
-      // beyond the limit) find nothing and change nothing (Linux find_iova finds no node; a
-      // reservation is never handed back by a stray free)
-      const pick = b % 3;
-      const from = pick === 0 ? live : reserved;
-      const r = from.length > 0 ? from[a % from.length] : undefined;
-      const pfn = pick === 2 ? limit + (a % 5) : r === undefined ? -1 : r[0] + (pick === 0 ? 1 : 0);
-      if (pfn < 0 || (pick === 0 && r![1] === r![0])) return;
-      const before = alloc.rangeCount;
-      const fast = a % 2 === 1 && alloc.freeFast !== undefined;
-      const got = fast ? alloc.freeFast!(pfn) : alloc.free(pfn);
-      if (got || alloc.rangeCount !== before) {
-        fail(
-          "iova-invariant",
-          `${fast ? "freeFast" : "free"} of pfn ${hex(pfn)} (${
-            ["inside a live range", "a reservation's start", "beyond the limit"][pick]
-          }) returned ${got}, ranges ${before} -> ${alloc.rangeCount}`,
-        );
-      }
-    } else if (kind === 4) {
-      // Linux reserve_iova over a range an allocation covers entirely inserts nothing
-      // (__adjust_overlap_range, then `goto finish`).
-      if (live.length === 0 || alloc.rangeCount === undefined) return;
-      const [lo, hi] = live[a % live.length];
-      const pfn = lo + (b % (hi - lo + 1));
-      const before = alloc.rangeCount;
-      alloc.reserve(pfn, pfn);
-      if (alloc.rangeCount !== before) {
-        fail(
-          "iova-invariant",
-          `reserve of pfn ${hex(pfn)} inside live [${hex(lo)}, ${hex(hi)}] added a range`,
-        );
-      }
-    } else {
-      const pages = 1 + (b % 64);
-      const lo = Math.floor((a / 1024) * Math.max(1, limit - pages));
-      // Overlapping reservations are not drawn: the model keeps them as separate ranges and its
-      // gap search then misplaces ranges (Linux reserve_iova merges them), a known finding.
-      const hi = lo + pages - 1;
-      // Nor over a range the caches hold (Linux reserves at domain set-up, before any
-      // allocation; a cached PFN would be handed out by allocFast inside the reservation).
-      if (
-        lo < input.startPfn || overlaps(live, lo, hi) || overlaps(reserved, lo, hi) ||
-        overlaps(cached, lo, hi)
-      ) return;
-      alloc.reserve(lo, hi);
-      reserved.push([lo, hi]);
-    }
-  };
-  for (const s of input.steps) step(s);
-  // Tail (below 4 GiB, no freeFast): free the lowest live range, then the highest, then take one
-  // page. The record beyond the last one is then stale (the highest range's copy), and freeing
-  // the highest range must move the cached node past the top, not to that stale copy.
-  if ((exact || high) && !fastFreed && live.length >= 2) {
-    const los = live.map((r) => r[0]);
-    step([1, los.indexOf(Math.min(...los)), 0]);
-    const his = live.map((r) => r[0]);
-    step([1, his.indexOf(Math.max(...his)), 0]);
-    step([0, 0, 0]);
+      this.storm ??= [a, b];
+    } else if (kind === 6) this.strayFreeStep(a, b);
+    else if (kind === 4) this.reserveInsideStep(a, b);
+    else this.reserveStep(a, b);
   }
-  if (storm !== undefined && alloc.allocFast !== undefined && alloc.freeFast !== undefined) {
-    rcacheStorm(alloc as Required<typeof alloc>, input.startPfn, limit, live, reserved, ...storm);
+
+  /**
+   * Step 0: an allocation of `IOVA_PAGES[a]` pages. Oracles `iova-invariant` (aligned, inside
+   * [startPfn, limit), overlapping nothing; refused only when nothing fits) and `top-down`
+   * (where Linux's search below the cached node puts it, while the model can place it).
+   */
+  allocStep(a: number): void {
+    const { live, reserved, cached, alloc, limit, startPfn } = this;
+    const pages = IOVA_PAGES[a % IOVA_PAGES.length];
+    const align = pow2ceil(pages);
+    const taken = [...live, ...reserved];
+    const pfn = alloc.alloc(pages, limit);
+    // A range handed to freeFast may still sit in the tree: a fit must avoid it to be owed.
+    const highest = highestFit([...taken, ...cached], pages, align, startPfn, limit);
+    if (pfn < 0) {
+      if (highest >= 0) {
+        fail(
+          "iova-invariant",
+          `alloc of ${pages} pages below ${hex(limit)} failed, yet pfn ${hex(highest)} fits`,
+        );
+      }
+      return;
+    }
+    if (pfn % align !== 0) {
+      fail("iova-invariant", `pfn ${hex(pfn)} of ${pages} pages not aligned to ${align}`);
+    }
+    if (pfn < startPfn || pfn + pages > limit) {
+      fail("iova-invariant", `pfn ${hex(pfn)}+${pages} outside [${startPfn}, ${hex(limit)})`);
+    }
+    const o = overlaps(taken, pfn, pfn + pages - 1);
+    if (o !== undefined) {
+      fail("iova-invariant", `pfn ${hex(pfn)}+${pages} overlaps [${hex(o[0])}, ${hex(o[1])}]`);
+    }
+    if (pfn < 2 ** 20) this.high = false;
+    const { exact, high, node } = this;
+    if ((!this.freed && (this.last < 0 || exact)) || ((exact || high) && !this.fastFreed)) {
+      const below = node < limit ? highestFit(taken, pages, align, startPfn, node) : -1;
+      const want = below >= 0 ? below : highest;
+      if (pfn !== want) {
+        fail(
+          "top-down",
+          `alloc of ${pages} pages gave pfn ${hex(pfn)}, the top-down search below the ` +
+            `cached node ${node === Infinity ? "(top)" : hex(node)} gives ${hex(want)}`,
+        );
+      }
+    }
+    this.last = pfn;
+    this.node = pfn;
+    live.push([pfn, pfn + pages - 1]);
+    for (let k = cached.length - 1; k >= 0; k--) {
+      if (cached[k][1] >= pfn && cached[k][0] <= pfn + pages - 1) cached.splice(k, 1);
+    }
+  }
+
+  /** Step 1: frees a live range; the cached node moves as Linux moves it. */
+  freeStep(a: number): void {
+    const live = this.live;
+    if (live.length === 0) return;
+    const [lo] = live.splice(a % live.length, 1)[0];
+    if (!this.alloc.free(lo)) fail("iova-invariant", `free of live pfn ${hex(lo)} found nothing`);
+    this.freed = true;
+    if (lo >= this.node) {
+      let node = Infinity;
+      for (const r of [...live, ...this.reserved, ...this.cached]) {
+        if (r[0] > lo && r[0] < node) node = r[0];
+      }
+      this.node = node;
+    }
+  }
+
+  /**
+   * Step 6: free / freeFast of a PFN that starts no live range (inside one, a reservation's
+   * start, beyond the limit) find nothing and change nothing (Linux find_iova finds no node; a
+   * reservation is never handed back by a stray free).
+   */
+  strayFreeStep(a: number, b: number): void {
+    const alloc = this.alloc;
+    const pick = b % 3;
+    const from = pick === 0 ? this.live : this.reserved;
+    const r = from.length > 0 ? from[a % from.length] : undefined;
+    const pfn = pick === 2
+      ? this.limit + (a % 5)
+      : r === undefined
+      ? -1
+      : r[0] + (pick === 0 ? 1 : 0);
+    if (pfn < 0 || (pick === 0 && r![1] === r![0])) return;
+    const before = alloc.rangeCount;
+    const fast = a % 2 === 1 && alloc.freeFast !== undefined;
+    const got = fast ? alloc.freeFast!(pfn) : alloc.free(pfn);
+    if (got || alloc.rangeCount !== before) {
+      fail(
+        "iova-invariant",
+        `${fast ? "freeFast" : "free"} of pfn ${hex(pfn)} (${
+          ["inside a live range", "a reservation's start", "beyond the limit"][pick]
+        }) returned ${got}, ranges ${before} -> ${alloc.rangeCount}`,
+      );
+    }
+  }
+
+  /**
+   * Step 4: Linux reserve_iova over a range an allocation covers entirely inserts nothing
+   * (__adjust_overlap_range, then `goto finish`).
+   */
+  reserveInsideStep(a: number, b: number): void {
+    const alloc = this.alloc, live = this.live;
+    if (live.length === 0 || alloc.rangeCount === undefined) return;
+    const [lo, hi] = live[a % live.length];
+    const pfn = lo + (b % (hi - lo + 1));
+    const before = alloc.rangeCount;
+    alloc.reserve(pfn, pfn);
+    if (alloc.rangeCount !== before) {
+      fail(
+        "iova-invariant",
+        `reserve of pfn ${hex(pfn)} inside live [${hex(lo)}, ${hex(hi)}] added a range`,
+      );
+    }
+  }
+
+  /** Step 2: a reservation of `1 + b % 64` pages at a position `a / 1024` of the space. */
+  reserveStep(a: number, b: number): void {
+    const pages = 1 + (b % 64);
+    const lo = Math.floor((a / 1024) * Math.max(1, this.limit - pages));
+    // Overlapping reservations are not drawn: the model keeps them as separate ranges and its
+    // gap search then misplaces ranges (Linux reserve_iova merges them), a known finding.
+    const hi = lo + pages - 1;
+    // Nor over a range the caches hold (Linux reserves at domain set-up, before any
+    // allocation; a cached PFN would be handed out by allocFast inside the reservation).
+    if (
+      lo < this.startPfn || overlaps(this.live, lo, hi) || overlaps(this.reserved, lo, hi) ||
+      overlaps(this.cached, lo, hi)
+    ) return;
+    this.alloc.reserve(lo, hi);
+    this.reserved.push([lo, hi]);
   }
 }
 
