@@ -1120,170 +1120,216 @@ function runSwiotlb(input: SwiotlbPart, engine: DmaInvariantsEngine): void {
     inner: mode.api as ConstructorParameters<typeof SwiotlbDmaApi>[0]["inner"],
     force: bits === 0,
   });
-  interface Mapping {
-    bus: number;
-    gpa: number;
-    len: number;
-    dir: DmaDirection;
-    idx: number;
-    n: number;
-    direct: boolean;
-  }
-  const live: Mapping[] = [];
-  let dead: Mapping | null = null; // the last unmapped, while no map since could reuse its slots
-  const where = (m: Mapping) =>
-    `${m.direct ? "direct" : `slot ${m.idx}`} mapping of ${m.len} at ${hex(m.gpa)} (dir ${m.dir}${
-      bits === 0 ? "" : `, ${bits}-bit mask`
-    })`;
-  const bytes = (gpa: number, k: number) => {
-    const b = new Uint8Array(k);
-    memory.read(gpa, b);
-    return b;
-  };
-  const same = (x: Uint8Array, y: Uint8Array) => x.every((v, i) => v === y[i]);
-  const notMapped = (f: () => void): string => {
-    try {
-      f();
-      return "ok";
-    } catch (e) {
-      if (!(e instanceof DmaMapError)) throw e;
-      return e.reason;
-    }
+  const r: SwiotlbRun = {
+    sw,
+    memory,
+    poolGpa,
+    mask,
+    bits,
+    slots: input.slots,
+    live: [],
+    dead: null,
   };
   for (const [kind, a, b, c] of input.steps) {
     if (kind === 0) {
-      dead = null;
-      const len = SWIOTLB_LENGTHS[b % SWIOTLB_LENGTHS.length];
-      const gpa = bits === 0
-        ? (a % 512) * 4096 + (b % 7) * 256
-        : Math.min(BYPASS_BUF_GPA + (a % 1024) * 4096 + (b % 7) * 256, MEM_SIZE - len);
-      const dir = (c % 3) as DmaDirection;
-      const n = len > 0 ? Math.ceil(len / IO_TLB_SIZE) : 1;
-      const stride = len >= 4096 ? 2 : 1;
-      const taken: Range[] = live.filter((m) => !m.direct)
-        .map((m): Range => [m.idx, m.idx + m.n - 1]);
-      if (gpa + Math.max(len, 1) - 1 <= mask) {
-        // swiotlb as a fallback: a buffer the device can address is not bounced (dma-direct)
-        const used = sw.usedSlots;
-        const bus = sw.map(gpa, len, dir);
-        if (bus !== gpa || sw.usedSlots !== used) {
-          fail(
-            "swiotlb-invariant",
-            `${len} bytes at ${hex(gpa)} below the ${bits}-bit mask: bus ${bus.toString(16)}, ` +
-              `${sw.usedSlots - used} slot(s) taken (expected a direct mapping)`,
-          );
-        }
-        live.push({ bus: gpa, gpa, len, dir, idx: -1, n: 0, direct: true });
-        continue;
-      }
-      let bus: number;
-      try {
-        bus = Number(sw.map(gpa, len, dir));
-      } catch (e) {
-        if (!(e instanceof DmaMapError)) throw e;
-        if (e.reason === "too-large") {
-          if (len <= SWIOTLB_MAX_MAPPING) {
-            fail("swiotlb-invariant", `${len} bytes refused too-large`, e);
-          }
-          continue;
-        }
-        if (e.reason !== "pool-exhausted") throw e;
-        if (len > SWIOTLB_MAX_MAPPING) {
-          fail("swiotlb-invariant", `${len} bytes: pool-exhausted, not too-large`, e);
-        }
-        for (let i = 0; i + n <= input.slots; i += stride) {
-          const seg = Math.floor(i / IO_TLB_SEGSIZE);
-          if (Math.floor((i + n - 1) / IO_TLB_SEGSIZE) !== seg) continue;
-          if (overlaps(taken, i, i + n - 1) === undefined) {
-            fail(
-              "swiotlb-invariant",
-              `map of ${len} bytes refused pool-exhausted, yet slots ${i}..${i + n - 1} are free`,
-              e,
-            );
-          }
-        }
-        continue;
-      }
-      if (len > SWIOTLB_MAX_MAPPING) {
-        fail("swiotlb-invariant", `${len} bytes mapped above the 256 KiB cap`);
-      }
-      const idx = (bus - poolGpa) / IO_TLB_SIZE;
-      if (!Number.isInteger(idx) || idx < 0 || idx + n > input.slots) {
-        fail("swiotlb-invariant", `bus ${hex(bus)} is not a slot start of ${n} slots in the pool`);
-      }
-      if (Math.floor(idx / IO_TLB_SEGSIZE) !== Math.floor((idx + n - 1) / IO_TLB_SEGSIZE)) {
-        fail(
-          "swiotlb-invariant",
-          `slots ${idx}..${idx + n - 1} cross a ${IO_TLB_SEGSIZE}-slot segment`,
-        );
-      }
-      if (idx % stride !== 0) {
-        fail("swiotlb-invariant", `${len}-byte mapping at odd slot ${idx} (not page-aligned)`);
-      }
-      const o = overlaps(taken, idx, idx + n - 1);
-      if (o !== undefined) {
-        fail(
-          "swiotlb-invariant",
-          `slots ${idx}..${idx + n - 1} overlap live slots ${o[0]}..${o[1]}`,
-        );
-      }
-      if (len > 0) {
-        const k = Math.min(len, 64);
-        if (!same(bytes(gpa, k), bytes(bus, k))) {
-          fail("swiotlb-invariant", `slot ${idx} does not hold the buffer's bytes`);
-        }
-      }
-      live.push({ bus, gpa, len, dir, idx, n, direct: false });
+      r.dead = null;
+      swiotlbMapStep(r, a, b, c);
     } else if (kind === 1) {
-      if (live.length === 0) continue;
-      const m = live.splice(a % live.length, 1)[0];
+      if (r.live.length === 0) continue;
+      const m = r.live.splice(a % r.live.length, 1)[0];
       sw.unmap(m.bus, m.len, m.dir);
-      dead = m;
-    } else if (kind === 2) {
-      // Linux swiotlb_sync_single_for_{cpu,device}: slot -> original unless TO_DEVICE,
-      // original -> slot unless FROM_DEVICE (a direct mapping shares its bytes: nothing to copy)
-      if (live.length === 0) continue;
-      const m = live[a % live.length];
-      const k = Math.min(m.len, 64);
-      if (k === 0) continue;
-      const before = bytes(m.gpa, k);
-      const mark = before.map((v, i) => (v + 1 + ((b + i) % 251)) & 255);
-      memory.write(m.bus, mark); // the device wrote the slot
-      sw.syncForCpu(m.bus, m.len, m.dir);
-      const cpu = bytes(m.gpa, k);
-      if (!same(cpu, m.direct || m.dir !== 1 ? mark : before)) {
-        fail("swiotlb-invariant", `syncForCpu of the ${where(m)}: the original is wrong`);
-      }
-      const mark2 = cpu.map((v) => (v + 77) & 255);
-      memory.write(m.gpa, mark2); // the CPU wrote the original
-      sw.syncForDevice(m.bus, m.len, m.dir);
-      if (!same(bytes(m.bus, k), m.direct || m.dir !== 2 ? mark2 : mark)) {
-        fail("swiotlb-invariant", `syncForDevice of the ${where(m)}: the slot is wrong`);
-      }
-    } else {
-      // misuse: a sync past a mapping's end, of a freed slot, or of an address outside the pool
-      const v = b % 3;
-      const m = v === 1 ? dead : live[a % Math.max(live.length, 1)];
-      if (v !== 2 && (m === undefined || m === null || m.len === 0)) continue;
-      const bus = v === 2 ? poolGpa - 4096 : m!.bus;
-      const len = v === 0 ? m!.len + 1 : Math.max(m?.len ?? 1, 1);
-      const dir = (c % 3) as DmaDirection;
-      const got = notMapped(() =>
-        c % 2 === 0 ? sw.syncForCpu(bus, len, dir) : sw.syncForDevice(bus, len, dir)
+      r.dead = m;
+    } else if (kind === 2) swiotlbSyncStep(r, a, b);
+    else swiotlbMisuseStep(r, a, b, c);
+  }
+  for (const m of r.live) sw.unmap(m.bus, m.len, m.dir);
+}
+
+/** A swiotlb mapping as the reference sees it (slot index and count, or direct). */
+interface SwiotlbMapping {
+  bus: number;
+  gpa: number;
+  len: number;
+  dir: DmaDirection;
+  idx: number;
+  n: number;
+  direct: boolean;
+}
+
+/** One run of the `swiotlb` part. */
+interface SwiotlbRun {
+  readonly sw: SwiotlbDmaApi;
+  readonly memory: GuestMemory;
+  readonly poolGpa: number;
+  /** The inner dma-direct mask (-1 when forced: nothing maps directly) and its width (0). */
+  readonly mask: number;
+  readonly bits: number;
+  readonly slots: number;
+  readonly live: SwiotlbMapping[];
+  /** The last unmapped, while no map since could reuse its slots. */
+  dead: SwiotlbMapping | null;
+}
+
+function swiotlbWhere(r: SwiotlbRun, m: SwiotlbMapping): string {
+  return `${m.direct ? "direct" : `slot ${m.idx}`} mapping of ${m.len} at ${
+    hex(m.gpa)
+  } (dir ${m.dir}${r.bits === 0 ? "" : `, ${r.bits}-bit mask`})`;
+}
+
+function readBytes(memory: GuestMemory, gpa: number, k: number): Uint8Array {
+  const b = new Uint8Array(k);
+  memory.read(gpa, b);
+  return b;
+}
+
+const sameBytes = (x: Uint8Array, y: Uint8Array) => x.every((v, i) => v === y[i]);
+
+/**
+ * Step 0: a map. Oracle `swiotlb-invariant`: below the fallback mask a direct mapping; else
+ * slots inside the pool, in one segment, page-aligned for a page or more, overlapping no live
+ * slot and holding the buffer's bytes; refused `too-large` only above the 256 KiB cap and
+ * `pool-exhausted` only when no free run of slots fits.
+ */
+function swiotlbMapStep(r: SwiotlbRun, a: number, b: number, c: number): void {
+  const { sw, bits, live } = r;
+  const len = SWIOTLB_LENGTHS[b % SWIOTLB_LENGTHS.length];
+  const gpa = bits === 0
+    ? (a % 512) * 4096 + (b % 7) * 256
+    : Math.min(BYPASS_BUF_GPA + (a % 1024) * 4096 + (b % 7) * 256, MEM_SIZE - len);
+  const dir = (c % 3) as DmaDirection;
+  const n = len > 0 ? Math.ceil(len / IO_TLB_SIZE) : 1;
+  const stride = len >= 4096 ? 2 : 1;
+  const taken: Range[] = live.filter((m) => !m.direct)
+    .map((m): Range => [m.idx, m.idx + m.n - 1]);
+  if (gpa + Math.max(len, 1) - 1 <= r.mask) {
+    // swiotlb as a fallback: a buffer the device can address is not bounced (dma-direct)
+    const used = sw.usedSlots;
+    const bus = sw.map(gpa, len, dir);
+    if (bus !== gpa || sw.usedSlots !== used) {
+      fail(
+        "swiotlb-invariant",
+        `${len} bytes at ${hex(gpa)} below the ${bits}-bit mask: bus ${bus.toString(16)}, ` +
+          `${sw.usedSlots - used} slot(s) taken (expected a direct mapping)`,
       );
-      // forced: every sync must name a live bounce slot; as a fallback, an address outside the
-      // pool is a direct mapping's (nothing to do), one inside it is checked as when forced
-      const expect = (v === 2 ? bits === 0 : !m!.direct) ? "not-mapped" : "ok";
-      const what = ["past the end of", "after the unmap of", "outside the pool, near"][v];
-      if (got !== expect) {
+    }
+    live.push({ bus: gpa, gpa, len, dir, idx: -1, n: 0, direct: true });
+    return;
+  }
+  let bus: number;
+  try {
+    bus = Number(sw.map(gpa, len, dir));
+  } catch (e) {
+    if (!(e instanceof DmaMapError)) throw e;
+    if (e.reason === "too-large") {
+      if (len <= SWIOTLB_MAX_MAPPING) {
+        fail("swiotlb-invariant", `${len} bytes refused too-large`, e);
+      }
+      return;
+    }
+    if (e.reason !== "pool-exhausted") throw e;
+    if (len > SWIOTLB_MAX_MAPPING) {
+      fail("swiotlb-invariant", `${len} bytes: pool-exhausted, not too-large`, e);
+    }
+    for (let i = 0; i + n <= r.slots; i += stride) {
+      const seg = Math.floor(i / IO_TLB_SEGSIZE);
+      if (Math.floor((i + n - 1) / IO_TLB_SEGSIZE) !== seg) continue;
+      if (overlaps(taken, i, i + n - 1) === undefined) {
         fail(
           "swiotlb-invariant",
-          `a sync of ${len} bytes at ${hex(bus)} ${what} ${m ? where(m) : "the pool"}: ${got}`,
+          `map of ${len} bytes refused pool-exhausted, yet slots ${i}..${i + n - 1} are free`,
+          e,
         );
       }
     }
+    return;
   }
-  for (const m of live) sw.unmap(m.bus, m.len, m.dir);
+  if (len > SWIOTLB_MAX_MAPPING) {
+    fail("swiotlb-invariant", `${len} bytes mapped above the 256 KiB cap`);
+  }
+  const idx = (bus - r.poolGpa) / IO_TLB_SIZE;
+  if (!Number.isInteger(idx) || idx < 0 || idx + n > r.slots) {
+    fail("swiotlb-invariant", `bus ${hex(bus)} is not a slot start of ${n} slots in the pool`);
+  }
+  if (Math.floor(idx / IO_TLB_SEGSIZE) !== Math.floor((idx + n - 1) / IO_TLB_SEGSIZE)) {
+    fail(
+      "swiotlb-invariant",
+      `slots ${idx}..${idx + n - 1} cross a ${IO_TLB_SEGSIZE}-slot segment`,
+    );
+  }
+  if (idx % stride !== 0) {
+    fail("swiotlb-invariant", `${len}-byte mapping at odd slot ${idx} (not page-aligned)`);
+  }
+  const o = overlaps(taken, idx, idx + n - 1);
+  if (o !== undefined) {
+    fail(
+      "swiotlb-invariant",
+      `slots ${idx}..${idx + n - 1} overlap live slots ${o[0]}..${o[1]}`,
+    );
+  }
+  if (len > 0) {
+    const k = Math.min(len, 64);
+    if (!sameBytes(readBytes(r.memory, gpa, k), readBytes(r.memory, bus, k))) {
+      fail("swiotlb-invariant", `slot ${idx} does not hold the buffer's bytes`);
+    }
+  }
+  live.push({ bus, gpa, len, dir, idx, n, direct: false });
+}
+
+/**
+ * Step 2: Linux swiotlb_sync_single_for_{cpu,device}: slot -> original unless TO_DEVICE,
+ * original -> slot unless FROM_DEVICE (a direct mapping shares its bytes: nothing to copy).
+ */
+function swiotlbSyncStep(r: SwiotlbRun, a: number, b: number): void {
+  const { sw, memory, live } = r;
+  if (live.length === 0) return;
+  const m = live[a % live.length];
+  const k = Math.min(m.len, 64);
+  if (k === 0) return;
+  const before = readBytes(memory, m.gpa, k);
+  const mark = before.map((v, i) => (v + 1 + ((b + i) % 251)) & 255);
+  memory.write(m.bus, mark); // the device wrote the slot
+  sw.syncForCpu(m.bus, m.len, m.dir);
+  const cpu = readBytes(memory, m.gpa, k);
+  if (!sameBytes(cpu, m.direct || m.dir !== 1 ? mark : before)) {
+    fail("swiotlb-invariant", `syncForCpu of the ${swiotlbWhere(r, m)}: the original is wrong`);
+  }
+  const mark2 = cpu.map((v) => (v + 77) & 255);
+  memory.write(m.gpa, mark2); // the CPU wrote the original
+  sw.syncForDevice(m.bus, m.len, m.dir);
+  if (!sameBytes(readBytes(memory, m.bus, k), m.direct || m.dir !== 2 ? mark2 : mark)) {
+    fail("swiotlb-invariant", `syncForDevice of the ${swiotlbWhere(r, m)}: the slot is wrong`);
+  }
+}
+
+/** Step 3: misuse: a sync past a mapping's end, of a freed slot, or of an address outside the pool. */
+function swiotlbMisuseStep(r: SwiotlbRun, a: number, b: number, c: number): void {
+  const { sw, live } = r;
+  const v = b % 3;
+  const m = v === 1 ? r.dead : live[a % Math.max(live.length, 1)];
+  if (v !== 2 && (m === undefined || m === null || m.len === 0)) return;
+  const bus = v === 2 ? r.poolGpa - 4096 : m!.bus;
+  const len = v === 0 ? m!.len + 1 : Math.max(m?.len ?? 1, 1);
+  const dir = (c % 3) as DmaDirection;
+  let got = "ok";
+  try {
+    if (c % 2 === 0) sw.syncForCpu(bus, len, dir);
+    else sw.syncForDevice(bus, len, dir);
+  } catch (e) {
+    if (!(e instanceof DmaMapError)) throw e;
+    got = e.reason;
+  }
+  // forced: every sync must name a live bounce slot; as a fallback, an address outside the
+  // pool is a direct mapping's (nothing to do), one inside it is checked as when forced
+  const expect = (v === 2 ? r.bits === 0 : !m!.direct) ? "not-mapped" : "ok";
+  const what = ["past the end of", "after the unmap of", "outside the pool, near"][v];
+  if (got !== expect) {
+    fail(
+      "swiotlb-invariant",
+      `a sync of ${len} bytes at ${hex(bus)} ${what} ${
+        m ? swiotlbWhere(r, m) : "the pool"
+      }: ${got}`,
+    );
+  }
 }
 
 const BYPASS_POOL_GPA = 0x10_0000; // 1 MiB: below every fallback mask drawn (2^21 and up)
@@ -1433,86 +1479,13 @@ const API_NOWHERE = 2n ** 62n + 4096n; // below every window template, above eve
  */
 function runApi(input: ApiPart, engine: DmaInvariantsEngine): void {
   const mask = input.maskBits === 64 ? U64_TOP - 1n : 2n ** BigInt(input.maskBits) - 1n;
-  // windows whose CPU and bus ranges overlap no earlier one (one meaning per address)
-  const ref: { cpu: number; bus: bigint; size: number }[] = [];
-  for (const [t, a] of input.windows) {
-    const size = 2 ** (12 + (a % 20)) + (a % 3 === 2 ? 4096 : 0);
-    const cpu = (a % 64) * 2 ** 20;
-    const bus = t % 5 === 0
-      ? 2n ** 31n + BigInt(cpu)
-      : t % 5 === 1
-      ? 2n ** 63n + BigInt(a) * 4096n
-      : t % 5 === 2
-      ? U64_TOP - BigInt(size)
-      : t % 5 === 3
-      ? 2n ** 53n - BigInt(size / 2)
-      : [mask + 1n - BigInt(size / 2), 2n ** 31n, U64_TOP - BigInt(size)].sort((x, y) =>
-        x < y ? -1 : x > y ? 1 : 0
-      )[1]; // the middle one: across the mask, at or above 2 GiB, below 2^64
-    const clash = ref.some((r) =>
-      (cpu < r.cpu + r.size && r.cpu < cpu + size) ||
-      (bus < r.bus + BigInt(r.size) && r.bus < bus + BigInt(size))
-    );
-    if (!clash) ref.push({ cpu, bus, size });
-  }
+  const ref = apiWindows(input.windows, mask);
   const wins: DmaWindow[] = ref.map((r) => ({
     cpuStart: r.cpu,
     busStart: canon(r.bus),
     size: r.size,
   }));
-  const { api, primary, space, stats } = engine.newWindowIommu(wins, canon(mask));
-  // the path counters the reference predicts: one per map call, on the path it takes (a
-  // `mapNumber` answering -1 maps nothing and counts nothing; its `map` counts; a fallback map
-  // that throws counts, as `map` counts before calling the IOMMU)
-  const want = { direct: 0, fallback: 0 };
-  const checkStats = (what: string) => {
-    if (stats !== undefined && (stats.direct !== want.direct || stats.fallback !== want.fallback)) {
-      fail(
-        "dma-view",
-        `${what}: path counters direct ${stats.direct}, fallback ${stats.fallback}; the maps ` +
-          `made give direct ${want.direct}, fallback ${want.fallback}`,
-      );
-    }
-  };
-  const sgLimit = mask < 0x7fff_ffffn ? Number(mask) : 0x7fff_ffff;
-  // dma-direct's answer: the bus address, or why it refuses
-  const direct = (gpa: number, len: number): bigint | "window" | "mask" => {
-    const w = ref.find((r) => gpa >= r.cpu && gpa < r.cpu + r.size);
-    if (w === undefined || gpa - w.cpu + len > w.size) return "window";
-    const bus = w.bus + BigInt(gpa - w.cpu);
-    return bus + BigInt(len - 1) > mask ? "mask" : bus;
-  };
-  const out = new DmaTranslation();
-  const access = (dir: DmaDirection) => (dir === 2 ? DMA_ACCESS_WRITE : DMA_ACCESS_READ);
-  const where = (m: ApiLive) =>
-    `${m.direct ? "window" : "IOMMU"} mapping of ${m.len} at GPA ${hex(m.gpa)} (bus ${
-      m.bus.toString(16)
-    }, dir ${m.dir}${m.coherent ? ", coherent" : ""})`;
-  const translates = (m: ApiLive, acc: number): string => {
-    try {
-      space.translate(m.bus, m.len, acc, out);
-      return out.gpa === m.gpa && out.length > 0 && out.length <= m.len
-        ? "ok"
-        : `ok:${hex(out.gpa)}+${out.length}`;
-    } catch (e) {
-      if (!(e instanceof DmaFault)) throw e;
-      return e.reason;
-    }
-  };
-  const check = (m: ApiLive, what: string) => {
-    if (api.busToGpa(m.bus) !== m.gpa) {
-      fail("dma-view", `${what}: busToGpa of the ${where(m)} gave ${api.busToGpa(m.bus)}`);
-    }
-    const got = translates(m, access(m.dir));
-    if (got !== "ok") fail("dma-view", `${what}: the device reaching the ${where(m)} got ${got}`);
-    if (!m.direct && m.dir !== 0) {
-      const wrong = translates(m, m.dir === 1 ? DMA_ACCESS_WRITE : DMA_ACCESS_READ);
-      if (wrong !== "permission") {
-        fail("fault-reason", `${what}: forbidden access to the ${where(m)}: ${wrong}`);
-      }
-    }
-  };
-  const live: ApiLive[] = [];
+  const r = new ApiRun(engine.newWindowIommu(wins, canon(mask)), ref, mask);
   for (const [kind, wi, edge, x] of input.steps) {
     const w = ref[wi % ref.length];
     const len = WINDOW_LENGTHS[x % WINDOW_LENGTHS.length];
@@ -1532,89 +1505,235 @@ function runApi(input: ApiPart, engine: DmaInvariantsEngine): void {
     ];
     const gpa = gpas[edge % gpas.length];
     if (gpa < 0) continue;
-    const path = direct(gpa, len);
+    const path = r.direct(gpa, len);
     const what = `${["map", "mapNumber", "mapCoherent", "accepts", "unmap", "misuse"][kind]}(${
       hex(gpa)
     }, ${len}), mask ${input.maskBits} bits`;
-    if (kind <= 2) {
-      let bus: number | bigint;
-      if (typeof path === "bigint") want.direct++;
-      else want.fallback++;
-      try {
-        if (kind === 1) {
-          const n = api.mapNumber!(gpa, len, dir);
-          const fits = typeof path === "bigint" && path + BigInt(len) <= MAX_SAFE;
-          if (typeof path === "bigint" && (n === -1) === fits) {
-            fail("dma-view", `${what}: ${n} for window bus 0x${path.toString(16)}`);
-          }
-          bus = n >= 0 ? n : api.map(gpa, len, dir); // -1: nothing mapped, `map` takes over
-        } else bus = kind === 2 ? api.mapCoherent(gpa, len) : api.map(gpa, len, dir);
-      } catch (e) {
-        // the fallback IOMMU has at most 2 GiB of IOVAs below the mask
-        if (typeof path !== "bigint" && e instanceof DmaMapError && e.reason === "iova-exhausted") {
-          checkStats(what);
-          continue;
-        }
-        return fail("dma-view", `${what}: threw ${e}`, e);
+    if (kind <= 2) r.mapStep(kind, gpa, len, dir, path, what);
+    else if (kind === 3) {
+      if (r.primary.accepts(gpa, len) !== (typeof path === "bigint")) {
+        fail("dma-view", `${what}: accepts says ${r.primary.accepts(gpa, len)}, reference ${path}`);
       }
-      if (
-        typeof path === "bigint" ? bus !== canon(path) : !(typeof bus === "number" &&
-          bus >= 4096 && bus + len - 1 <= sgLimit && bus % 4096 === gpa % 4096)
-      ) {
-        fail(
-          "dma-view",
-          `${what}: bus ${bus.toString(16)}, expected ${
-            typeof path === "bigint" ? `window bus ${path.toString(16)}` : `an IOVA (${path})`
-          }`,
-        );
-      }
-      const m = { bus, gpa, len, dir, coherent: kind === 2, direct: typeof path === "bigint" };
-      checkStats(what);
-      check(m, what);
-      live.push(m);
-    } else if (kind === 3) {
-      if (primary.accepts(gpa, len) !== (typeof path === "bigint")) {
-        fail("dma-view", `${what}: accepts says ${primary.accepts(gpa, len)}, reference ${path}`);
-      }
-    } else if (kind === 4) {
-      const m = live.shift();
-      if (m === undefined) continue;
-      if (m.coherent) api.unmapCoherent(m.bus, m.len);
-      else {
-        api.syncForCpu(m.bus, m.len, m.dir);
-        api.syncForDevice(m.bus, m.len, m.dir);
-        api.unmap(m.bus, m.len, m.dir);
-      }
-      if (m.direct) check(m, `${what} after unmap`); // dma-direct: windows are static
-      else {
-        const g = api.busToGpa(m.bus);
-        const t = translates(m, access(m.dir));
-        if (g !== -1 || t !== "unmapped") {
-          fail("dma-view", `unmapped ${where(m)}: busToGpa ${g}, device ${t}`);
-        }
-      }
-    } else {
-      if (live.length === 0) continue;
-      const m = live[wi % live.length];
-      const v = edge % 3;
-      const [bus, l] = v === 2 ? [API_NOWHERE, 1] : [m.bus, v === 1 ? m.len + 2 ** 20 : m.len];
-      let got = "ok";
-      try {
-        if (v === 0 ? !m.coherent : m.coherent) api.unmapCoherent(bus, l);
-        else api.unmap(bus, l, m.dir);
-      } catch (e) {
-        if (!(e instanceof DmaMapError)) throw e;
-        got = e.reason;
-      }
-      // dma-direct tracks nothing (unmap is a no-op); a bus address no path owns, never mapped
-      const expect = m.direct && v !== 2 ? "ok" : "not-mapped";
-      const kindName = ["wrong-kind unmap", "unmap past the end", "unmap at 2^62+4096"][v];
-      if (got !== expect) fail("fault-reason", `${kindName} of the ${where(m)}: ${got}`);
-      if (v === 2 && api.busToGpa(API_NOWHERE) !== -1) {
-        fail("dma-view", `busToGpa(2^62+4096) = ${api.busToGpa(API_NOWHERE)}, mapped nowhere`);
-      }
-      check(m, `after the ${kindName}`);
+    } else if (kind === 4) r.unmapStep(what);
+    else r.misuseStep(wi, edge);
+  }
+}
+
+/** A window of the `api` part: CPU (GPA) start, bus start, size in bytes. */
+interface ApiWindow {
+  cpu: number;
+  bus: bigint;
+  size: number;
+}
+
+/** The drawn windows whose CPU and bus ranges overlap no earlier one (one meaning per address). */
+function apiWindows(drawn: readonly (readonly number[])[], mask: bigint): ApiWindow[] {
+  const ref: ApiWindow[] = [];
+  for (const [t, a] of drawn) {
+    const size = 2 ** (12 + (a % 20)) + (a % 3 === 2 ? 4096 : 0);
+    const cpu = (a % 64) * 2 ** 20;
+    const bus = t % 5 === 0
+      ? 2n ** 31n + BigInt(cpu)
+      : t % 5 === 1
+      ? 2n ** 63n + BigInt(a) * 4096n
+      : t % 5 === 2
+      ? U64_TOP - BigInt(size)
+      : t % 5 === 3
+      ? 2n ** 53n - BigInt(size / 2)
+      : [mask + 1n - BigInt(size / 2), 2n ** 31n, U64_TOP - BigInt(size)].sort((x, y) =>
+        x < y ? -1 : x > y ? 1 : 0
+      )[1]; // the middle one: across the mask, at or above 2 GiB, below 2^64
+    const clash = ref.some((r) =>
+      (cpu < r.cpu + r.size && r.cpu < cpu + size) ||
+      (bus < r.bus + BigInt(r.size) && r.bus < bus + BigInt(size))
+    );
+    if (!clash) ref.push({ cpu, bus, size });
+  }
+  return ref;
+}
+
+const apiAccess = (dir: DmaDirection) => (dir === 2 ? DMA_ACCESS_WRITE : DMA_ACCESS_READ);
+
+/** One run of the `api` part: window-iommu's driver API against the dma-direct reference. */
+class ApiRun {
+  readonly api: ReturnType<DmaInvariantsEngine["newWindowIommu"]>["api"];
+  readonly primary: ReturnType<DmaInvariantsEngine["newWindowIommu"]>["primary"];
+  readonly space: DmaAddressSpace;
+  readonly stats: ReturnType<DmaInvariantsEngine["newWindowIommu"]>["stats"];
+  /**
+   * The path counters the reference predicts: one per map call, on the path it takes (a
+   * `mapNumber` answering -1 maps nothing and counts nothing; its `map` counts; a fallback map
+   * that throws counts, as `map` counts before calling the IOMMU).
+   */
+  readonly want = { direct: 0, fallback: 0 };
+  /** The fallback IOMMU's IOVAs end here (at most 2 GiB, below the mask). */
+  readonly sgLimit: number;
+  readonly live: ApiLive[] = [];
+  readonly out = new DmaTranslation();
+
+  constructor(
+    built: ReturnType<DmaInvariantsEngine["newWindowIommu"]>,
+    readonly ref: readonly ApiWindow[],
+    readonly mask: bigint,
+  ) {
+    this.api = built.api;
+    this.primary = built.primary;
+    this.space = built.space;
+    this.stats = built.stats;
+    this.sgLimit = mask < 0x7fff_ffffn ? Number(mask) : 0x7fff_ffff;
+  }
+
+  /** dma-direct's answer: the bus address, or why it refuses. */
+  direct(gpa: number, len: number): bigint | "window" | "mask" {
+    const w = this.ref.find((r) => gpa >= r.cpu && gpa < r.cpu + r.size);
+    if (w === undefined || gpa - w.cpu + len > w.size) return "window";
+    const bus = w.bus + BigInt(gpa - w.cpu);
+    return bus + BigInt(len - 1) > this.mask ? "mask" : bus;
+  }
+
+  checkStats(what: string): void {
+    const { stats, want } = this;
+    if (stats !== undefined && (stats.direct !== want.direct || stats.fallback !== want.fallback)) {
+      fail(
+        "dma-view",
+        `${what}: path counters direct ${stats.direct}, fallback ${stats.fallback}; the maps ` +
+          `made give direct ${want.direct}, fallback ${want.fallback}`,
+      );
     }
+  }
+
+  where(m: ApiLive): string {
+    return `${m.direct ? "window" : "IOMMU"} mapping of ${m.len} at GPA ${hex(m.gpa)} (bus ${
+      m.bus.toString(16)
+    }, dir ${m.dir}${m.coherent ? ", coherent" : ""})`;
+  }
+
+  /** The device's access to the whole mapping: "ok", a wrong GPA, or the fault reason. */
+  translates(m: ApiLive, acc: number): string {
+    const out = this.out;
+    try {
+      this.space.translate(m.bus, m.len, acc, out);
+      return out.gpa === m.gpa && out.length > 0 && out.length <= m.len
+        ? "ok"
+        : `ok:${hex(out.gpa)}+${out.length}`;
+    } catch (e) {
+      if (!(e instanceof DmaFault)) throw e;
+      return e.reason;
+    }
+  }
+
+  /** `busToGpa` and the device reach a live mapping; a forbidden direction faults `permission`. */
+  check(m: ApiLive, what: string): void {
+    const api = this.api;
+    if (api.busToGpa(m.bus) !== m.gpa) {
+      fail("dma-view", `${what}: busToGpa of the ${this.where(m)} gave ${api.busToGpa(m.bus)}`);
+    }
+    const got = this.translates(m, apiAccess(m.dir));
+    if (got !== "ok") {
+      fail("dma-view", `${what}: the device reaching the ${this.where(m)} got ${got}`);
+    }
+    if (!m.direct && m.dir !== 0) {
+      const wrong = this.translates(m, m.dir === 1 ? DMA_ACCESS_WRITE : DMA_ACCESS_READ);
+      if (wrong !== "permission") {
+        fail("fault-reason", `${what}: forbidden access to the ${this.where(m)}: ${wrong}`);
+      }
+    }
+  }
+
+  /** Steps 0-2: `map`, `mapNumber`, `mapCoherent` on the path the reference predicts. */
+  mapStep(
+    kind: number,
+    gpa: number,
+    len: number,
+    dir: DmaDirection,
+    path: bigint | "window" | "mask",
+    what: string,
+  ): void {
+    const api = this.api;
+    let bus: number | bigint;
+    if (typeof path === "bigint") this.want.direct++;
+    else this.want.fallback++;
+    try {
+      if (kind === 1) {
+        const n = api.mapNumber!(gpa, len, dir);
+        const fits = typeof path === "bigint" && path + BigInt(len) <= MAX_SAFE;
+        if (typeof path === "bigint" && (n === -1) === fits) {
+          fail("dma-view", `${what}: ${n} for window bus 0x${path.toString(16)}`);
+        }
+        bus = n >= 0 ? n : api.map(gpa, len, dir); // -1: nothing mapped, `map` takes over
+      } else bus = kind === 2 ? api.mapCoherent(gpa, len) : api.map(gpa, len, dir);
+    } catch (e) {
+      // the fallback IOMMU has at most 2 GiB of IOVAs below the mask
+      if (typeof path !== "bigint" && e instanceof DmaMapError && e.reason === "iova-exhausted") {
+        this.checkStats(what);
+        return;
+      }
+      return fail("dma-view", `${what}: threw ${e}`, e);
+    }
+    if (
+      typeof path === "bigint" ? bus !== canon(path) : !(typeof bus === "number" &&
+        bus >= 4096 && bus + len - 1 <= this.sgLimit && bus % 4096 === gpa % 4096)
+    ) {
+      fail(
+        "dma-view",
+        `${what}: bus ${bus.toString(16)}, expected ${
+          typeof path === "bigint" ? `window bus ${path.toString(16)}` : `an IOVA (${path})`
+        }`,
+      );
+    }
+    const m = { bus, gpa, len, dir, coherent: kind === 2, direct: typeof path === "bigint" };
+    this.checkStats(what);
+    this.check(m, what);
+    this.live.push(m);
+  }
+
+  /** Step 4: unmap the oldest; a window address still reverses, an IOVA faults `unmapped`. */
+  unmapStep(what: string): void {
+    const api = this.api;
+    const m = this.live.shift();
+    if (m === undefined) return;
+    if (m.coherent) api.unmapCoherent(m.bus, m.len);
+    else {
+      api.syncForCpu(m.bus, m.len, m.dir);
+      api.syncForDevice(m.bus, m.len, m.dir);
+      api.unmap(m.bus, m.len, m.dir);
+    }
+    if (m.direct) this.check(m, `${what} after unmap`); // dma-direct: windows are static
+    else {
+      const g = api.busToGpa(m.bus);
+      const t = this.translates(m, apiAccess(m.dir));
+      if (g !== -1 || t !== "unmapped") {
+        fail("dma-view", `unmapped ${this.where(m)}: busToGpa ${g}, device ${t}`);
+      }
+    }
+  }
+
+  /**
+   * Step 5: an unmap of the wrong kind, past the mapping's end, or at a bus address no path
+   * owns: `not-mapped` (dma-direct tracks nothing), the mapping still live.
+   */
+  misuseStep(wi: number, edge: number): void {
+    const { api, live } = this;
+    if (live.length === 0) return;
+    const m = live[wi % live.length];
+    const v = edge % 3;
+    const [bus, l] = v === 2 ? [API_NOWHERE, 1] : [m.bus, v === 1 ? m.len + 2 ** 20 : m.len];
+    let got = "ok";
+    try {
+      if (v === 0 ? !m.coherent : m.coherent) api.unmapCoherent(bus, l);
+      else api.unmap(bus, l, m.dir);
+    } catch (e) {
+      if (!(e instanceof DmaMapError)) throw e;
+      got = e.reason;
+    }
+    // dma-direct tracks nothing (unmap is a no-op); a bus address no path owns, never mapped
+    const expect = m.direct && v !== 2 ? "ok" : "not-mapped";
+    const kindName = ["wrong-kind unmap", "unmap past the end", "unmap at 2^62+4096"][v];
+    if (got !== expect) fail("fault-reason", `${kindName} of the ${this.where(m)}: ${got}`);
+    if (v === 2 && api.busToGpa(API_NOWHERE) !== -1) {
+      fail("dma-view", `busToGpa(2^62+4096) = ${api.busToGpa(API_NOWHERE)}, mapped nowhere`);
+    }
+    this.check(m, `after the ${kindName}`);
   }
 }
 
