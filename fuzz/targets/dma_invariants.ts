@@ -1752,111 +1752,18 @@ class ApiRun {
  */
 function runViommuBounce(input: ViommuBouncePart, engine: DmaInvariantsEngine): void {
   const memory = (vbMemory ??= GuestMemory.flat(VB_MEM)); // every byte read is written first
-  const { api, space, sw } = engine.newViommuBounce(memory, input.slots);
-  const out = new DmaTranslation();
-  interface M {
-    bus: number;
-    gpa: number;
-    len: number;
-    dir: DmaDirection;
-    coherent: boolean;
-  }
-  const live: M[] = [];
-  const bytes = (gpa: number, k: number) => {
-    const b = new Uint8Array(k);
-    memory.read(gpa, b);
-    return b;
+  const r: VbRun = {
+    ...engine.newViommuBounce(memory, input.slots),
+    memory,
+    slots: input.slots,
+    live: [],
+    out: new DmaTranslation(),
   };
-  const same = (x: Uint8Array, y: Uint8Array) => x.every((v, i) => v === y[i]);
-  const slotOf = (m: M, what: string): number => {
-    try {
-      space.translate(m.bus, m.len, m.dir === 2 ? DMA_ACCESS_WRITE : DMA_ACCESS_READ, out);
-    } catch (e) {
-      if (!(e instanceof DmaFault)) throw e;
-      return fail("swiotlb-invariant", `${what}: the device faults ${e.reason} at the mapping`);
-    }
-    return out.gpa;
-  };
+  const { api, live } = r;
   for (const [kind, a, b, c] of input.steps) {
-    const desc = (m: M) =>
-      `${m.coherent ? "coherent" : `dir ${m.dir}`} mapping of ${m.len} at ${hex(m.gpa)}`;
-    if (kind === 0 || kind === 1) {
-      const len = VB_LENGTHS[b % VB_LENGTHS.length];
-      const coherent = kind === 1;
-      const gpa = coherent ? VB_COHERENT + (a % 64) * 4096 : (a % 512) * 4096 + (b % 9) * 200;
-      const dir = (coherent ? 0 : c % 3) as DmaDirection;
-      // the original's bytes: a pattern of this step
-      memory.write(gpa, Uint8Array.from({ length: len }, (_, i) => (a + b + i * 7) & 255));
-      let bus: number;
-      try {
-        bus = Number(coherent ? api.mapCoherent(gpa, len) : api.map(gpa, len, dir));
-      } catch (e) {
-        if (e instanceof DmaMapError && e.reason === "pool-exhausted" && !coherent) continue;
-        throw e;
-      }
-      const m: M = { bus, gpa, len, dir, coherent };
-      const slot = slotOf(m, `map of the ${desc(m)}`);
-      const inPool = slot >= VB_POOL && slot + len <= VB_POOL + input.slots * IO_TLB_SIZE;
-      if (coherent ? slot !== gpa : !inPool || !same(bytes(slot, len), bytes(gpa, len))) {
-        fail(
-          "swiotlb-invariant",
-          `the ${desc(m)}: the device reaches ${hex(slot)}, ${
-            coherent ? "not the buffer (coherent memory is shared)" : "not a slot with its bytes"
-          }`,
-        );
-      }
-      if (!coherent && len > 1) {
-        const mid = len >> 1;
-        if (sw.busToGpa(bus + mid) !== slot + mid) {
-          fail("swiotlb-invariant", `busToGpa of byte ${mid} of the ${desc(m)}`);
-        }
-        // one past the end is not this mapping's (it reverses only when another one holds it)
-        const end = bus + len;
-        if (!live.some((o) => end >= o.bus && end < o.bus + o.len) && sw.busToGpa(end) !== -1) {
-          fail("swiotlb-invariant", `busToGpa one past the end of the ${desc(m)}`);
-        }
-      }
-      live.push(m);
-    } else if (kind === 2 || kind === 3) {
-      // the device writes the slot; then a sync (2) or the unmap (3) of the mapping
-      if (live.length === 0) continue;
-      const i = a % live.length;
-      const m = live[i];
-      const slot = slotOf(m, `the ${desc(m)} before ${kind === 2 ? "a sync" : "its unmap"}`);
-      const mark = Uint8Array.from({ length: m.len }, (_, k) => (c + 3 + k * 11) & 255);
-      const before = bytes(m.gpa, m.len);
-      memory.write(slot, mark);
-      if (kind === 2) {
-        if (m.coherent) continue;
-        api.syncForCpu(m.bus, m.len, m.dir);
-        api.syncForDevice(m.bus, m.len, m.dir);
-      } else {
-        live.splice(i, 1);
-        if (m.coherent) api.unmapCoherent(m.bus, m.len);
-        else api.unmap(m.bus, m.len, m.dir);
-        if (sw.busToGpa(m.bus) !== -1) {
-          fail("swiotlb-invariant", `the unmapped ${desc(m)} still reverses`);
-        }
-        let faulted = false;
-        try {
-          space.translate(m.bus, 1, DMA_ACCESS_READ, out);
-        } catch (e) {
-          if (!(e instanceof DmaFault)) throw e;
-          faulted = true;
-        }
-        if (!faulted && !m.coherent) {
-          fail("swiotlb-invariant", `the device still reaches the unmapped ${desc(m)}`);
-        }
-      }
-      const want = m.coherent || m.dir !== 1 ? mark : before;
-      if (!same(bytes(m.gpa, m.len), want)) {
-        fail(
-          "swiotlb-invariant",
-          `after the device wrote the slot and ${kind === 2 ? "a sync" : "the unmap"}, the ` +
-            `original of the ${desc(m)} ${want === mark ? "lacks" : "has"} the device's bytes`,
-        );
-      }
-    } else {
+    if (kind === 0 || kind === 1) vbMapStep(r, kind === 1, a, b, c);
+    else if (kind === 2 || kind === 3) vbDeviceWriteStep(r, kind === 3, a, c);
+    else {
       // an unmap at a bus address never mapped (a page of IOVA space no mapping touches)
       const bus = 0x3000_0000 + (a % 64) * 4096;
       if (live.some((m) => bus < m.bus + m.len + 4096 && m.bus < bus + 4096)) continue;
@@ -1875,6 +1782,132 @@ function runViommuBounce(input: ViommuBouncePart, engine: DmaInvariantsEngine): 
   for (const m of live) {
     if (m.coherent) api.unmapCoherent(m.bus, m.len);
     else api.unmap(m.bus, m.len, m.dir);
+  }
+}
+
+/** A live mapping of the `viommu-bounce` part. */
+interface VbMapping {
+  bus: number;
+  gpa: number;
+  len: number;
+  dir: DmaDirection;
+  coherent: boolean;
+}
+
+/** One run of the `viommu-bounce` part. */
+type VbRun = ReturnType<DmaInvariantsEngine["newViommuBounce"]> & {
+  readonly memory: GuestMemory;
+  readonly slots: number;
+  readonly live: VbMapping[];
+  readonly out: DmaTranslation;
+};
+
+function vbDesc(m: VbMapping): string {
+  return `${m.coherent ? "coherent" : `dir ${m.dir}`} mapping of ${m.len} at ${hex(m.gpa)}`;
+}
+
+/** The GPA the device reaches at the mapping's bus address (a fault fails the run). */
+function vbSlotOf(r: VbRun, m: VbMapping, what: string): number {
+  try {
+    r.space.translate(m.bus, m.len, m.dir === 2 ? DMA_ACCESS_WRITE : DMA_ACCESS_READ, r.out);
+  } catch (e) {
+    if (!(e instanceof DmaFault)) throw e;
+    return fail("swiotlb-invariant", `${what}: the device faults ${e.reason} at the mapping`);
+  }
+  return r.out.gpa;
+}
+
+/**
+ * Steps 0 and 1: a streaming (bounced) or coherent map. The device reaches a pool slot holding
+ * the buffer's bytes (coherent: the buffer itself); an interior bus address reverses to the slot
+ * byte, one past the end to nothing unless another mapping holds it.
+ */
+function vbMapStep(r: VbRun, coherent: boolean, a: number, b: number, c: number): void {
+  const { api, sw, memory, live } = r;
+  const len = VB_LENGTHS[b % VB_LENGTHS.length];
+  const gpa = coherent ? VB_COHERENT + (a % 64) * 4096 : (a % 512) * 4096 + (b % 9) * 200;
+  const dir = (coherent ? 0 : c % 3) as DmaDirection;
+  // the original's bytes: a pattern of this step
+  memory.write(gpa, Uint8Array.from({ length: len }, (_, i) => (a + b + i * 7) & 255));
+  let bus: number;
+  try {
+    bus = Number(coherent ? api.mapCoherent(gpa, len) : api.map(gpa, len, dir));
+  } catch (e) {
+    if (e instanceof DmaMapError && e.reason === "pool-exhausted" && !coherent) return;
+    throw e;
+  }
+  const m: VbMapping = { bus, gpa, len, dir, coherent };
+  const slot = vbSlotOf(r, m, `map of the ${vbDesc(m)}`);
+  const inPool = slot >= VB_POOL && slot + len <= VB_POOL + r.slots * IO_TLB_SIZE;
+  if (
+    coherent
+      ? slot !== gpa
+      : !inPool || !sameBytes(readBytes(memory, slot, len), readBytes(memory, gpa, len))
+  ) {
+    fail(
+      "swiotlb-invariant",
+      `the ${vbDesc(m)}: the device reaches ${hex(slot)}, ${
+        coherent ? "not the buffer (coherent memory is shared)" : "not a slot with its bytes"
+      }`,
+    );
+  }
+  if (!coherent && len > 1) {
+    const mid = len >> 1;
+    if (sw.busToGpa(bus + mid) !== slot + mid) {
+      fail("swiotlb-invariant", `busToGpa of byte ${mid} of the ${vbDesc(m)}`);
+    }
+    // one past the end is not this mapping's (it reverses only when another one holds it)
+    const end = bus + len;
+    if (!live.some((o) => end >= o.bus && end < o.bus + o.len) && sw.busToGpa(end) !== -1) {
+      fail("swiotlb-invariant", `busToGpa one past the end of the ${vbDesc(m)}`);
+    }
+  }
+  live.push(m);
+}
+
+/**
+ * Steps 2 and 3: the device writes a mapping's slot, then a sync (2) or the unmap (3) of the
+ * mapping: the original gets the device's bytes unless the mapping is `DMA_TO_DEVICE`; after
+ * the unmap the address reverses to nothing and the device faults.
+ */
+function vbDeviceWriteStep(r: VbRun, unmap: boolean, a: number, c: number): void {
+  const { api, sw, memory, live } = r;
+  if (live.length === 0) return;
+  const i = a % live.length;
+  const m = live[i];
+  const slot = vbSlotOf(r, m, `the ${vbDesc(m)} before ${unmap ? "its unmap" : "a sync"}`);
+  const mark = Uint8Array.from({ length: m.len }, (_, k) => (c + 3 + k * 11) & 255);
+  const before = readBytes(memory, m.gpa, m.len);
+  memory.write(slot, mark);
+  if (!unmap) {
+    if (m.coherent) return;
+    api.syncForCpu(m.bus, m.len, m.dir);
+    api.syncForDevice(m.bus, m.len, m.dir);
+  } else {
+    live.splice(i, 1);
+    if (m.coherent) api.unmapCoherent(m.bus, m.len);
+    else api.unmap(m.bus, m.len, m.dir);
+    if (sw.busToGpa(m.bus) !== -1) {
+      fail("swiotlb-invariant", `the unmapped ${vbDesc(m)} still reverses`);
+    }
+    let faulted = false;
+    try {
+      r.space.translate(m.bus, 1, DMA_ACCESS_READ, r.out);
+    } catch (e) {
+      if (!(e instanceof DmaFault)) throw e;
+      faulted = true;
+    }
+    if (!faulted && !m.coherent) {
+      fail("swiotlb-invariant", `the device still reaches the unmapped ${vbDesc(m)}`);
+    }
+  }
+  const want = m.coherent || m.dir !== 1 ? mark : before;
+  if (!sameBytes(readBytes(memory, m.gpa, m.len), want)) {
+    fail(
+      "swiotlb-invariant",
+      `after the device wrote the slot and ${unmap ? "the unmap" : "a sync"}, the ` +
+        `original of the ${vbDesc(m)} ${want === mark ? "lacks" : "has"} the device's bytes`,
+    );
   }
 }
 
