@@ -1,8 +1,8 @@
 /**
  * Mutants of the engine that `deno task mutate` found surviving the campaign, each now killed
  * by a draw or an oracle added for it: the mutant is written into a private copy of `src/` and
- * `fuzz/`, and a short fixed-seed campaign of the target that should notice it must fail
- * (exit 1). The unmutated campaigns stay clean (tests/fuzz/fuzz_targets_smoke_test.ts and the
+ * `fuzz/`, and a fixed-seed campaign (a run budget, so load cannot change it) of the target
+ * that should notice it must fail (exit 1). The unmutated campaigns stay clean (tests/fuzz/fuzz_targets_smoke_test.ts and the
  * default campaign), so each case shows the new draw or oracle fires on that mutant only.
  */
 import { assert, assertEquals } from "@std/assert";
@@ -19,6 +19,9 @@ interface Kill {
   /** What was added to kill it. */
   why: string;
 }
+
+/** Runs of the mutant's fixed-seed campaign (seed 1, one worker). */
+const KILL_RUNS = 100_000;
 
 const KILLS: Kill[] = [
   {
@@ -433,8 +436,10 @@ for (const k of KILLS) {
           "fuzz/main.ts",
           "--target",
           k.target,
-          "--seconds",
-          "20",
+          // a run budget, not a time budget: the campaign is the same on a loaded machine (the
+          // slowest case here needs about 50,000 runs)
+          "--runs",
+          String(KILL_RUNS),
           "--seed",
           "1",
           "--workers",
