@@ -48,7 +48,7 @@ const dir = fc.constantFrom<DmaDirection>(0, 1, 2);
 const len = fc.oneof(
   fc.integer({ min: 1, max: 2048 }),
   fc.integer({ min: 2049, max: 9000 }),
-  fc.constantFrom(0, -1, 4, 64, 127, 128, 1500, 2048, 2049, 4096, 1500.5),
+  fc.constantFrom(0, -1, 4, 64, 127, 128, 1500, 2048, 2049, 4096, 1500.5, 64.5, 4.5, NaN),
 );
 const gpa = fc.oneof(
   fc.integer({ min: 0, max: BUF / 4 - 1 }).map((w) => w * 4),
