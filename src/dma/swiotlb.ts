@@ -25,7 +25,7 @@
  */
 
 import type { GuestMemory, MemoryRegion } from "../memory/guest_memory.ts";
-import { type BackingCopier, backingCopier } from "../memory/backing.ts";
+import { type BackingCopier, backingCopier, backingSmallCopier } from "../memory/backing.ts";
 import type { U64 } from "../memory/u64.ts";
 import { DirectDmaApi, type ReversibleDmaApi } from "./direct_api.ts";
 import { DmaMapError } from "./errors.ts";
@@ -151,6 +151,11 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   readonly #poolWords: Int32Array;
   readonly #poolWord0: number;
   #origWords = false;
+  // The store's small-copy routine (backing.ts), used for those word copies when the cached
+  // original region is on the pool's store and its bytes there do not overlap the pool's
+  // (#origSmall): then no copy between them overlaps, as the routine requires.
+  readonly #small: BackingCopier | null;
+  #origSmall = false;
   #index = 0;
   #used = 0;
 
@@ -191,13 +196,14 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     this.#wasmCopy = backingCopier(this.#region.bytes.buffer);
     this.#poolByte = this.#region.bytes.byteOffset + this.#base;
     this.#poolWords = this.#region.words;
+    this.#small = backingSmallCopier(this.#region.bytes.buffer);
     this.#poolWord0 = this.#base + size <= 2 ** 31 ? this.#base >> 2 : -1;
+    this.poolGpa = poolGpa;
+    this.poolSize = size;
     this.#setOrigRegion(this.#region);
     this.#plainInner = inner.constructor === DirectDmaApi &&
       (inner as DirectDmaApi).windows === null && (inner as DirectDmaApi).accepts(poolGpa, size);
     this.name = options.name ?? "swiotlb";
-    this.poolGpa = poolGpa;
-    this.poolSize = size;
     this.slots = size / IO_TLB_SIZE;
     this.inner = inner;
     this.force = options.force ?? true;
@@ -261,13 +267,15 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
       this.#wasmCopy!(this.#poolByte + idx * IO_TLB_SIZE, gpa + this.#origDelta, length);
     } else if (length < COPY_LOOP_BELOW && ((gpa | length) & 3) === 0 && this.#origWords) {
       // #copy's word loop (the original's region is not the pool's: no overlap)
-      copyWords(
-        this.#poolWords,
-        this.#poolWord0 + idx * SLOT_WORDS,
-        r.words,
-        (gpa - r.gpa) >> 2,
-        length,
-      );
+      if (this.#origSmall) {
+        this.#small!(this.#poolByte + idx * IO_TLB_SIZE, gpa + this.#origDelta, length);
+      } else {copyWords(
+          this.#poolWords,
+          this.#poolWord0 + idx * SLOT_WORDS,
+          r.words,
+          (gpa - r.gpa) >> 2,
+          length,
+        );}
     } else this.#copy(this.#region, this.#base + idx * IO_TLB_SIZE, r, gpa - r.gpa, length);
     stats.bytesToSlot += length;
     stats.bounced++;
@@ -357,13 +365,15 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     if (n >= COPY_LOOP_BELOW && this.#origDelta === this.#origDelta) {
       this.#wasmCopy!(orig + this.#origDelta, this.#poolByte + idx * IO_TLB_SIZE, n);
     } else if (n < COPY_LOOP_BELOW && ((orig | n) & 3) === 0 && this.#origWords) {
-      copyWords(
-        r.words,
-        (orig - r.gpa) >> 2,
-        this.#poolWords,
-        this.#poolWord0 + idx * SLOT_WORDS,
-        n,
-      );
+      if (this.#origSmall) {
+        this.#small!(orig + this.#origDelta, this.#poolByte + idx * IO_TLB_SIZE, n);
+      } else {copyWords(
+          r.words,
+          (orig - r.gpa) >> 2,
+          this.#poolWords,
+          this.#poolWord0 + idx * SLOT_WORDS,
+          n,
+        );}
     } else this.#copy(r, orig - r.gpa, this.#region, this.#base + idx * IO_TLB_SIZE, n);
     this.stats.bytesFromSlot += n;
     this.#releaseOne(idx);
@@ -448,6 +458,9 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     this.#origDelta = this.#wasmCopy !== null && r.store === this.#region.store
       ? r.bytes.byteOffset - r.gpa
       : NaN;
+    const rb = r.bytes.byteOffset;
+    this.#origSmall = this.#origWords && this.#small !== null && r.store === this.#region.store &&
+      (rb + r.size <= this.#poolByte || this.#poolByte + this.poolSize <= rb);
   }
 
   #inPool(gpa: number): boolean {
