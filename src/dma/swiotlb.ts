@@ -25,7 +25,7 @@
  */
 
 import type { GuestMemory, MemoryRegion } from "../memory/guest_memory.ts";
-import { type BackingCopier, backingCopier } from "../memory/backing.ts";
+import { type BackingCopier, backingCopier, backingSmallCopier } from "../memory/backing.ts";
 import type { U64 } from "../memory/u64.ts";
 import { DirectDmaApi, type ReversibleDmaApi } from "./direct_api.ts";
 import { DmaMapError } from "./errors.ts";
@@ -42,6 +42,14 @@ export const SWIOTLB_MAX_MAPPING = IO_TLB_SEGSIZE * IO_TLB_SIZE;
 
 // Copies shorter than this run as a word loop (a native call costs more below it).
 const COPY_LOOP_BELOW = 128;
+// 32-bit words per slot.
+const SLOT_WORDS = IO_TLB_SIZE >> 2;
+
+// Copies `length >> 2` words (non-overlapping ranges); #copy's word loop.
+function copyWords(dst: Int32Array, di: number, src: Int32Array, si: number, length: number) {
+  const n = length >> 2;
+  for (let i = 0; i < n; i++) dst[di + i] = src[si + i];
+}
 
 /** `IO_TLB_DEFAULT_SIZE`: default pool size (64 MiB). */
 export const IO_TLB_DEFAULT_SIZE = 64 * 1024 * 1024;
@@ -135,6 +143,19 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   #origRegion: MemoryRegion;
   #origDelta = NaN;
   readonly #poolByte: number;
+  // map's fast path applies: forced bounce over plain dma-direct.
+  readonly #fast: boolean;
+  // Word copies below COPY_LOOP_BELOW: the pool region's words, the word index of slot 0 in them
+  // (-1 when a word index could reach 2^31), and whether the cached original region allows the
+  // word loop (not the pool's own region, so no overlap; its word indices below 2^31).
+  readonly #poolWords: Int32Array;
+  readonly #poolWord0: number;
+  #origWords = false;
+  // The store's small-copy routine (backing.ts), used for those word copies when the cached
+  // original region is on the pool's store and its bytes there do not overlap the pool's
+  // (#origSmall): then no copy between them overlaps, as the routine requires.
+  readonly #small: BackingCopier | null;
+  #origSmall = false;
   #index = 0;
   #used = 0;
 
@@ -174,15 +195,19 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     this.#backing = this.#region.store;
     this.#wasmCopy = backingCopier(this.#region.bytes.buffer);
     this.#poolByte = this.#region.bytes.byteOffset + this.#base;
+    this.#poolWords = this.#region.words;
+    this.#small = backingSmallCopier(this.#region.bytes.buffer);
+    this.#poolWord0 = this.#base + size <= 2 ** 31 ? this.#base >> 2 : -1;
+    this.poolGpa = poolGpa;
+    this.poolSize = size;
     this.#setOrigRegion(this.#region);
     this.#plainInner = inner.constructor === DirectDmaApi &&
       (inner as DirectDmaApi).windows === null && (inner as DirectDmaApi).accepts(poolGpa, size);
     this.name = options.name ?? "swiotlb";
-    this.poolGpa = poolGpa;
-    this.poolSize = size;
     this.slots = size / IO_TLB_SIZE;
     this.inner = inner;
     this.force = options.force ?? true;
+    this.#fast = this.#plainInner && this.force;
     this.#inUse = new Uint8Array(this.slots);
     this.#orig = new Float64Array(this.slots);
     this.#nslots = new Uint8Array(this.slots);
@@ -206,35 +231,55 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
    * inner API's error; MemoryFault when the buffer is not guest RAM (no slot is kept).
    */
   map(gpa: number, length: number, dir: DmaDirection): U64 {
-    if (this.#plainInner && this.force) {
-      // The common case (forced bounce, plain dma-direct inner, no observer, the original in
-      // the region of the last one): the same checks, slots, copy and counters as the general
-      // path below, with no inner call, no resolve and no undo to arm. Anything else (an error
-      // to throw, a region miss) goes to the general path before any state changes.
-      if (
-        Number.isSafeInteger(gpa) && gpa >= 0 && gpa + length <= 2 ** 52 &&
-        length <= IO_TLB_SIZE && this.#memory.observer === null
-      ) {
-        const r = this.#origRegion;
-        if (length <= 0 || (gpa >= r.gpa && gpa + length <= r.end)) {
-          const idx = this.#findSlot();
-          if (idx >= 0) {
-            this.#take(idx, 1, gpa, length);
-            if (length >= COPY_LOOP_BELOW && this.#origDelta === this.#origDelta) {
-              // #copy's memmove branch, its offsets precomputed
-              this.#wasmCopy!(this.#poolByte + idx * IO_TLB_SIZE, gpa + this.#origDelta, length);
-              this.stats.bytesToSlot += length;
-            } else if (length > 0) {
-              this.#copy(this.#region, this.#base + idx * IO_TLB_SIZE, r, gpa - r.gpa, length);
-              this.stats.bytesToSlot += length;
-            }
-            this.stats.bounced++;
-            return this.poolGpa + idx * IO_TLB_SIZE;
-          }
-        }
-      }
+    // The common case (forced bounce, plain dma-direct inner, no observer, one slot, the
+    // original in the region of the last one): the same checks, slot, copy and counters as the
+    // general path, with no inner call, no resolve and no undo to arm. Anything else (an error
+    // to throw, a region miss, an empty or multi-slot mapping) goes to the general path before
+    // any state changes. (Kept small: V8 inlines a function of at most 460 bytecode bytes.)
+    const r = this.#origRegion;
+    if (
+      this.#fast && length > 0 && length <= IO_TLB_SIZE && gpa >= r.gpa &&
+      gpa + length <= r.end && Number.isSafeInteger(gpa) && this.#memory.observer === null
+    ) {
+      // next-fit: the slot at the rotating index is free unless the pool wrapped onto a live
+      // mapping (#findSlot then searches on from it, as #findSlots(1, 1) does)
+      const at = this.#index;
+      const idx = this.#inUse[at] === 0 ? at : this.#findSlot();
+      if (idx >= 0) return this.#bounceOne(idx, gpa, length, r);
     }
     return this.#mapGeneral(gpa, length, dir);
+  }
+
+  // map's fast path once a slot is found: #take(idx, 1, gpa, length), the copy #toSlot makes,
+  // the counters; returns the slot's bus address (its GPA: plain dma-direct).
+  #bounceOne(idx: number, gpa: number, length: number, r: MemoryRegion): number {
+    this.#inUse[idx] = 1;
+    this.#orig[idx] = gpa;
+    this.#remain[idx] = length;
+    this.#nslots[idx] = 1;
+    const used = this.#used + 1;
+    this.#used = used;
+    const stats = this.stats;
+    if (used > stats.highWater) stats.highWater = used;
+    this.#index = idx + 1 === this.slots ? 0 : idx + 1;
+    if (length >= COPY_LOOP_BELOW && this.#origDelta === this.#origDelta) {
+      // #copy's memmove branch, its offsets precomputed
+      this.#wasmCopy!(this.#poolByte + idx * IO_TLB_SIZE, gpa + this.#origDelta, length);
+    } else if (length < COPY_LOOP_BELOW && ((gpa | length) & 3) === 0 && this.#origWords) {
+      // #copy's word loop (the original's region is not the pool's: no overlap)
+      if (this.#origSmall) {
+        this.#small!(this.#poolByte + idx * IO_TLB_SIZE, gpa + this.#origDelta, length);
+      } else {copyWords(
+          this.#poolWords,
+          this.#poolWord0 + idx * SLOT_WORDS,
+          r.words,
+          (gpa - r.gpa) >> 2,
+          length,
+        );}
+    } else this.#copy(this.#region, this.#base + idx * IO_TLB_SIZE, r, gpa - r.gpa, length);
+    stats.bytesToSlot += length;
+    stats.bounced++;
+    return this.poolGpa + idx * IO_TLB_SIZE;
   }
 
   #mapGeneral(gpa: number, length: number, dir: DmaDirection): U64 {
@@ -294,31 +339,52 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
    * @throws DmaMapError `not-mapped` when `bus` is not the start of a live bounce mapping.
    */
   unmap(bus: U64, length: number, dir: DmaDirection): void {
-    if (
-      this.#plainInner && typeof bus === "number" && bus >= this.poolGpa &&
-      bus < this.poolGpa + this.poolSize
-    ) {
-      // The common case: a live one-slot head, copied back (FROM_DEVICE / BIDIRECTIONAL) from a
-      // slot whose original is in the last original's region; anything else takes the general
-      // path below with nothing changed yet.
+    // The common case: a live one-slot head (over plain dma-direct), copied back (FROM_DEVICE /
+    // BIDIRECTIONAL) to an original in the last original's region with no observer; anything
+    // else takes the general path with nothing changed yet. (A head's #nslots is non-zero
+    // exactly while it is in use: #take and #release.)
+    if (this.#plainInner && typeof bus === "number") {
       const off = bus - this.poolGpa;
-      const idx = off / IO_TLB_SIZE;
-      if ((idx | 0) === idx && this.#nslots[idx] === 1 && this.#inUse[idx] !== 0) {
-        if (dir === 1) return this.#release(idx);
+      const idx = off >>> IO_TLB_SHIFT; // a slot start when idx * IO_TLB_SIZE === off
+      if (idx * IO_TLB_SIZE === off && idx < this.slots && this.#nslots[idx] === 1) {
+        if (dir === 1) return this.#releaseOne(idx); // TO_DEVICE: nothing to copy back
         const n = Math.min(length, this.#remain[idx]);
+        if (n <= 0) return this.#releaseOne(idx); // (#copyBack copies nothing)
         const orig = this.#orig[idx];
         const r = this.#origRegion;
-        if (n <= 0) return this.#release(idx); // (#copyBack copies nothing then)
-        if (this.#memory.observer === null && orig >= r.gpa && orig + n <= r.end) {
-          if (n >= COPY_LOOP_BELOW && this.#origDelta === this.#origDelta) {
-            this.#wasmCopy!(orig + this.#origDelta, this.#poolByte + off, n);
-          } else this.#copy(r, orig - r.gpa, this.#region, this.#base + off, n);
-          this.stats.bytesFromSlot += n;
-          return this.#release(idx);
+        if (orig >= r.gpa && orig + n <= r.end && this.#memory.observer === null) {
+          return this.#bounceBack(idx, orig, n, r);
         }
       }
     }
     this.#unmapGeneral(bus, length, dir);
+  }
+
+  // unmap's fast path: the copy #copyBack makes, its counter, #release(idx) of one slot.
+  #bounceBack(idx: number, orig: number, n: number, r: MemoryRegion): void {
+    if (n >= COPY_LOOP_BELOW && this.#origDelta === this.#origDelta) {
+      this.#wasmCopy!(orig + this.#origDelta, this.#poolByte + idx * IO_TLB_SIZE, n);
+    } else if (n < COPY_LOOP_BELOW && ((orig | n) & 3) === 0 && this.#origWords) {
+      if (this.#origSmall) {
+        this.#small!(orig + this.#origDelta, this.#poolByte + idx * IO_TLB_SIZE, n);
+      } else {copyWords(
+          r.words,
+          (orig - r.gpa) >> 2,
+          this.#poolWords,
+          this.#poolWord0 + idx * SLOT_WORDS,
+          n,
+        );}
+    } else this.#copy(r, orig - r.gpa, this.#region, this.#base + idx * IO_TLB_SIZE, n);
+    this.stats.bytesFromSlot += n;
+    this.#releaseOne(idx);
+  }
+
+  // #release(idx) of a one-slot mapping.
+  #releaseOne(idx: number): void {
+    this.#inUse[idx] = 0;
+    this.#remain[idx] = 0;
+    this.#nslots[idx] = 0;
+    this.#used--;
   }
 
   #unmapGeneral(bus: U64, length: number, dir: DmaDirection): void {
@@ -388,9 +454,13 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
 
   #setOrigRegion(r: MemoryRegion): void {
     this.#origRegion = r;
+    this.#origWords = r !== this.#region && r.size <= 2 ** 31 && this.#poolWord0 >= 0;
     this.#origDelta = this.#wasmCopy !== null && r.store === this.#region.store
       ? r.bytes.byteOffset - r.gpa
       : NaN;
+    const rb = r.bytes.byteOffset;
+    this.#origSmall = this.#origWords && this.#small !== null && r.store === this.#region.store &&
+      (rb + r.size <= this.#poolByte || this.#poolByte + this.poolSize <= rb);
   }
 
   #inPool(gpa: number): boolean {
