@@ -212,6 +212,61 @@ export class Iotlb {
   }
 
   /**
+   * The first half of a fused 4 KiB miss ({@link Iommu.translatePage}'s common IOTLB miss),
+   * for a caller whose {@link Iotlb.probeFront} of the same page just missed. It applies when
+   * `domain` is a 16-bit ID, `pfn` is below 2^32, the IOTLB holds no 2 MiB or 1 GiB entry and is
+   * not full (an insert would flush nothing). Then:
+   * - on a hit it does exactly what {@link Iotlb.lookupPageBehindFront} does (counts the hit,
+   *   fills `hitGpa`/`hitSize`/`hitPerm` and the front cache) and returns -2;
+   * - on a miss it counts nothing and returns the empty slot the probe ended on, where
+   *   {@link Iotlb.insertPageAt} puts the entry (the slot an `insertPage` would choose).
+   *
+   * Otherwise it changes nothing and returns -1: take `lookupPageBehindFront` / `insertPage`.
+   */
+  missSlot(domain: number, pfn: number): number {
+    if (
+      (domain & 0xffff) !== domain || !(pfn >= 0 && pfn < TWO_32) || this.#perLevel[2] !== 0 ||
+      this.#perLevel[3] !== 0 || this.#count >= this.capacity
+    ) return -1;
+    const tl = pfn >>> 0;
+    const sl = this.#s, cur = this.#cur, mask = this.#mask;
+    let i = Math.imul(tl ^ Math.imul(L1 ^ (domain << 8), 0x85eb_ca6b), 0x9e37_79b1) >>> this.#shift;
+    while (sl[i << 2] === cur) {
+      const o = i << 2;
+      if (sl[o + 1] === tl && sl[o + 2] === L1 && (sl[o + 3] & 0xffff) === domain) {
+        this.hitGpa = this.#gpa[i];
+        this.hitSize = 4096;
+        this.hitPerm = sl[o + 3] >>> 16;
+        this.stats.hits++;
+        this.#fill(domain, tl, this.hitGpa, this.hitPerm, i);
+        return -2;
+      }
+      i = (i + 1) & mask;
+    }
+    return i;
+  }
+
+  /**
+   * The second half of a fused 4 KiB miss: counts the miss the {@link Iotlb.missSlot} probe found
+   * and caches the walk's result in `slot` (the value `missSlot(domain, pfn)` just returned, with
+   * no IOTLB change since), exactly as `insertPage(domain, pfn, pageGpa, perm)` after that miss.
+   */
+  insertPageAt(slot: number, domain: number, pfn: number, pageGpa: number, perm: number): void {
+    this.stats.misses++;
+    this.#count++;
+    this.#perLevel[1]++;
+    if (this.#soleDomain !== domain) this.#soleDomain = this.#soleDomain === -1 ? domain : -2;
+    const o = slot << 2, sl = this.#s;
+    sl[o] = this.#cur;
+    sl[o + 1] = pfn;
+    sl[o + 2] = L1;
+    sl[o + 3] = domain | ((perm & 0xff) << 16);
+    this.#gpa[slot] = pageGpa;
+    this.stats.inserts++;
+    this.#fill(domain, pfn, pageGpa, perm & 0xff, slot);
+  }
+
+  /**
    * Probes only the front cache for the 4 KiB page `pfn` of `domain`; counts nothing (the caller
    * counts a hit it uses). Small enough for V8 to inline into the translate hot path.
    * @returns `true` on a hit (then `hitGpa`/`hitPerm` describe the page and `hitSize` is 4096).
