@@ -119,7 +119,7 @@ export class Iotlb {
     while (1 << bits < capacity * 2) bits++;
     const slots = 1 << bits;
     this.#mask = slots - 1;
-    this.#shift = 32 - bits;
+    this.#shift = bits > 5 ? 37 - bits : 31; // block index bits: bits - 5 (at least 1)
     this.#s = new Uint32Array(slots * 4);
     this.#gpa = new Float64Array(slots);
   }
@@ -129,8 +129,14 @@ export class Iotlb {
     return this.#count;
   }
 
+  // An entry's home slot. Tags of 16 consecutive pages (of one level and domain) share a block
+  // of 32 slots, every other slot, the block picked by a multiplicative hash of the rest of the
+  // tag: a run of consecutive IOVAs (what an IOVA allocator hands out) occupies few cache lines,
+  // which matters when the IOTLB holds hundreds of them (lazy invalidation), and the free slot
+  // beside each keeps probe runs and backward-shift deletions short.
   #hash(lo: number, hi: number, domain: number): number {
-    return Math.imul(lo ^ Math.imul(hi ^ (domain << 8), 0x85eb_ca6b), 0x9e37_79b1) >>> this.#shift;
+    return (((Math.imul((lo >>> 4) ^ Math.imul(hi ^ (domain << 8), 0x85eb_ca6b), 0x9e37_79b1) >>>
+      this.#shift) << 5) | ((lo & 15) << 1)) & this.#mask;
   }
 
   /**
@@ -147,8 +153,7 @@ export class Iotlb {
       const tl = ((lo >>> 12) | (hi << 20)) >>> 0;
       const th = ((hi >>> 12) | L1) >>> 0;
       const sl = this.#s, cur = this.#cur, mask = this.#mask;
-      let i = Math.imul(tl ^ Math.imul(th ^ (domain << 8), 0x85eb_ca6b), 0x9e37_79b1) >>>
-        this.#shift;
+      let i = this.#hash(tl, th, domain);
       while (sl[i << 2] === cur) {
         const o = i << 2;
         if (sl[o + 1] === tl && sl[o + 2] === th && (sl[o + 3] & 0xffff) === domain) {
@@ -191,8 +196,7 @@ export class Iotlb {
       const tl = lo >>> 0;
       const th = (hi | L1) >>> 0;
       const sl = this.#s, cur = this.#cur, mask = this.#mask;
-      const home = Math.imul(tl ^ Math.imul(th ^ (domain << 8), 0x85eb_ca6b), 0x9e37_79b1) >>>
-        this.#shift;
+      const home = this.#hash(tl, th, domain);
       let i = home;
       while (sl[i << 2] === cur) {
         const o = i << 2;
@@ -230,7 +234,7 @@ export class Iotlb {
     ) return -1;
     const tl = pfn >>> 0;
     const sl = this.#s, cur = this.#cur, mask = this.#mask;
-    let i = Math.imul(tl ^ Math.imul(L1 ^ (domain << 8), 0x85eb_ca6b), 0x9e37_79b1) >>> this.#shift;
+    let i = this.#hash(tl, L1, domain);
     while (sl[i << 2] === cur) {
       const o = i << 2;
       if (sl[o + 1] === tl && sl[o + 2] === L1 && (sl[o + 3] & 0xffff) === domain) {
