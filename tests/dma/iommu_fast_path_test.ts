@@ -376,6 +376,37 @@ Deno.test("iommu fast path: the fused path is taken (the test exercises it)", ()
   assert(calls >= 16, `fused allocation taken ${calls} times`);
 });
 
+Deno.test("iommu fast path: the lazy batch free takes the fused push", () => {
+  const cfg: Cfg = {
+    policy: "lazy",
+    mask: undefined,
+    sacFirst: true,
+    iotlbCapacity: 1024,
+    fqSize: 8,
+  };
+  const F = setup(dmaMod, memMod, cfg, true);
+  let pushed = 0;
+  const a = F.api.allocator;
+  const orig = a.freeCachedPage.bind(a);
+  a.freeCachedPage = (pfn: number) => {
+    const r = orig(pfn);
+    if (r) pushed++;
+    return r;
+  };
+  step(F, { k: "mapc", page: 1000, pages: 4 });
+  for (let round = 0; round < 4; round++) {
+    for (let j = 0; j < 7; j++) step(F, { k: "map", page: 16 + j, off: 64, len: 64, dir: 2 });
+    for (let j = 0; j < 7; j++) {
+      step(F, { k: "unmap", which: 1, delta: 0, lenDelta: 0, usePage: true });
+    }
+  }
+  // 28 unmaps through an 8-entry queue (7 entries before a full flush): three full flushes of 7;
+  // the first one's first free creates the one-page range cache (general path), every other
+  // free (6 + 7 + 7) is the fused push
+  assertEquals(F.api.flushQueue.stats.fullFlushes, 3);
+  assertEquals(pushed, 20);
+});
+
 // Planted bugs: each mutation of the fast path, written into a private copy of src/, must make
 // the differential check fail.
 const PLANTS: { file: string; from: string; to: string }[] = [
@@ -418,17 +449,28 @@ const PLANTS: { file: string; from: string; to: string }[] = [
   // the fused IOTLB miss skips the permission check of the walked entry
   {
     file: "src/dma/iommu.ts",
-    from: "const perm = w.perm;\n          tlb.insertPageAt(slot, domain.id, pfn, w.pageGpa, perm);\n" +
+    from:
+      "const perm = w.perm;\n          tlb.insertPageAt(slot, domain.id, pfn, w.pageGpa, perm);\n" +
       "          if ((access & ~perm) !== 0) {",
-    to: "const perm = w.perm;\n          tlb.insertPageAt(slot, domain.id, pfn, w.pageGpa, perm);\n" +
+    to:
+      "const perm = w.perm;\n          tlb.insertPageAt(slot, domain.id, pfn, w.pageGpa, perm);\n" +
       "          if ((access & ~perm & 0) !== 0) {",
+  },
+  // the fused lazy batch free writes the PFN without growing the magazine (the range leaks)
+  {
+    file: "src/dma/iova_allocator.ts",
+    from: "if (m.size === IOVA_MAG_SIZE) return false;\n    m.pfns[m.size++] = pfn;\n" +
+      "    this.rcacheStats.inserts++;\n    return true;\n  }\n\n  #insert",
+    to: "if (m.size === IOVA_MAG_SIZE) return false;\n    m.pfns[m.size] = pfn;\n" +
+      "    this.rcacheStats.inserts++;\n    return true;\n  }\n\n  #insert",
   },
   // the fused walk reads an entry of the cached level-1 table for a page of another region
   {
     file: "src/dma/page_table.ts",
     from: "if (Math.floor(pfn / ENTRIES) !== this.#l1Key || this.#l1Key < 0) return false;\n" +
       "    const pool = this.#pool;\n    const w = this.#l1Table",
-    to: "if (this.#l1Key < 0) return false;\n    const pool = this.#pool;\n    const w = this.#l1Table",
+    to:
+      "if (this.#l1Key < 0) return false;\n    const pool = this.#pool;\n    const w = this.#l1Table",
   },
 ];
 
