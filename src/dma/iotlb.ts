@@ -238,16 +238,22 @@ export class Iotlb {
     while (sl[i << 2] === cur) {
       const o = i << 2;
       if (sl[o + 1] === tl && sl[o + 2] === L1 && (sl[o + 3] & 0xffff) === domain) {
-        this.hitGpa = this.#gpa[i];
-        this.hitSize = 4096;
-        this.hitPerm = sl[o + 3] >>> 16;
-        this.stats.hits++;
-        this.#fill(domain, tl, this.hitGpa, this.hitPerm, i);
-        return -2;
+        return this.#hitBehindFront(domain, tl, i);
       }
       i = (i + 1) & mask;
     }
     return i;
+  }
+
+  // missSlot's hit (rare: the front cache holds most live 4 KiB entries), out of line so the
+  // miss path stays small enough to inline.
+  #hitBehindFront(domain: number, pfn: number, i: number): number {
+    this.hitGpa = this.#gpa[i];
+    this.hitSize = 4096;
+    this.hitPerm = this.#s[(i << 2) + 3] >>> 16;
+    this.stats.hits++;
+    this.#fill(domain, pfn, this.hitGpa, this.hitPerm, i);
+    return -2;
   }
 
   /**
@@ -488,6 +494,37 @@ export class Iotlb {
    * small integers only: the call boxes nothing).
    */
   invalidatePages(domain: number, pfn: number, pages: number): void {
+    if (
+      pages === 1 && this.#count !== 0 && this.#perLevel[2] === 0 && this.#perLevel[3] === 0 &&
+      pfn >= 0 && pfn < TWO_32
+    ) {
+      // dma-iommu's strict unmap of one page while the IOTLB holds only 4 KiB entries: the
+      // level-1 step of the general loop below, alone (the other levels hold nothing)
+      this.stats.rangeInvalidations++;
+      const j = this.#f[((pfn & FRONT_MASK) << 2) + 3];
+      const sl = this.#s, o = j << 2;
+      if (
+        sl[o] === this.#cur && sl[o + 1] === pfn && sl[o + 2] === L1 &&
+        (sl[o + 3] & 0xffff) === domain
+      ) this.#removeHit(j);
+      else {
+        const i = this.#find(domain, pfn, L1, 4096);
+        if (i >= 0) this.#removeAt(i);
+      }
+      return;
+    }
+    this.#invalidatePagesGeneral(domain, pfn, pages);
+  }
+
+  // Removes the entry at slot `j`, leaving hitGpa/hitSize/hitPerm as #find leaves them.
+  #removeHit(j: number): void {
+    this.hitGpa = this.#gpa[j];
+    this.hitSize = 4096;
+    this.hitPerm = this.#s[(j << 2) + 3] >>> 16;
+    this.#removeAt(j);
+  }
+
+  #invalidatePagesGeneral(domain: number, pfn: number, pages: number): void {
     if (pages !== 1) {
       this.invalidateRange(domain, pfn * 4096, pages * 4096);
       return;
