@@ -71,13 +71,14 @@ export class FlushQueue {
   #count = 0;
   #armedAt = -1;
   readonly #onFlush: (fq: FlushQueue) => void;
-  // With the default TICK_CLOCK the queue keeps its own tick: the same contract (the real clock
-  // read once every TICK_CLOCK_READS reads, the last value returned in between), without a call
-  // through the Clock interface per read. Linux reads no clock per unmap either: queue_iova arms
-  // the timer once (fq_timer_on) and the timer fires on its own.
+  // With the default TICK_CLOCK (and a timeout above 0) the queue keeps its own tick, with the
+  // same contract (the real clock read once every TICK_CLOCK_READS timer checks, so a timed
+  // flush comes at most TICK_CLOCK_READS - 1 checks late) and no call per check: #skip counts the
+  // checks down to the next read. Linux reads no clock per unmap either: queue_iova arms the
+  // timer once (fq_timer_on) and the timer fires on its own. Any other clock is read at every
+  // check (#skip stays 1).
   readonly #coarse: boolean;
-  #reads = 0;
-  #now = 0;
+  #skip = 1;
 
   /**
    * Creates an empty queue.
@@ -90,8 +91,7 @@ export class FlushQueue {
     if (!Number.isInteger(this.size) || this.size < 1) throw new RangeError("fq size must be >= 1");
     if (!(this.timeoutMs >= 0)) throw new RangeError("fq timeout must be >= 0 ms");
     this.clock = options.clock ?? TICK_CLOCK;
-    this.#coarse = this.clock === TICK_CLOCK;
-    if (this.#coarse) this.#now = performance.now();
+    this.#coarse = this.clock === TICK_CLOCK && this.timeoutMs > 0;
     this.#pfn = new Float64Array(this.size);
     this.#pages = new Float64Array(this.size);
     this.#onFlush = onFlush;
@@ -140,22 +140,27 @@ export class FlushQueue {
     this.#pages[i] = pages;
     this.#count = i + 1;
     this.stats.queued++;
-    if (this.#armedAt < 0) this.#armedAt = this.#time();
+    if (this.#armedAt < 0) this.#armedAt = this.#coarse ? performance.now() : this.clock.now();
     return flushed;
-  }
-
-  // The current time from the clock (see #coarse).
-  #time(): number {
-    if (!this.#coarse) return this.clock.now();
-    const n = (this.#reads + 1) & (TICK_CLOCK_READS - 1);
-    this.#reads = n;
-    if (n === 0) this.#now = performance.now();
-    return this.#now;
   }
 
   /** Runs the timer: flushes when it is armed and expired. @returns `true` when it flushed. */
   poll(): boolean {
-    if (this.#armedAt >= 0 && this.#time() - this.#armedAt >= this.timeoutMs) {
+    if (this.#armedAt < 0 || --this.#skip > 0) return false;
+    return this.#expire();
+  }
+
+  // The timer check proper: reads the clock, flushes when the timeout has passed.
+  #expire(): boolean {
+    let now: number;
+    if (this.#coarse) {
+      this.#skip = TICK_CLOCK_READS;
+      now = performance.now();
+    } else {
+      this.#skip = 1;
+      now = this.clock.now();
+    }
+    if (now - this.#armedAt >= this.timeoutMs) {
       this.stats.timeoutFlushes++;
       this.#flush();
       return true;
