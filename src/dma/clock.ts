@@ -31,7 +31,8 @@ export const SYSTEM_CLOCK: Clock = Object.freeze({ now: () => performance.now() 
 export const TICK_CLOCK_READS = 64;
 
 /**
- * A coarse real clock, the default of the flush queue: like Linux's `jiffies` (a tick-updated
+ * A coarse real clock, the default of the flush queue (which, given this clock, keeps the same
+ * tick itself, counting its own timer checks, to save the call per check): like Linux's `jiffies` (a tick-updated
  * counter, read with a load) it is cheap to read and lags real time a little. It reads
  * `performance.now()` once every {@link TICK_CLOCK_READS} calls and returns the last value in
  * between, so a lazy map+unmap pays a thirty-second of a clock read instead of two (~100-200 ns

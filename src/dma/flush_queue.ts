@@ -15,7 +15,7 @@
  * @module
  */
 
-import { type Clock, TICK_CLOCK } from "./clock.ts";
+import { type Clock, TICK_CLOCK, TICK_CLOCK_READS } from "./clock.ts";
 
 /** Linux `IOVA_DEFAULT_FQ_SIZE`: entries per flush queue. */
 export const IOVA_DEFAULT_FQ_SIZE = 256;
@@ -71,6 +71,14 @@ export class FlushQueue {
   #count = 0;
   #armedAt = -1;
   readonly #onFlush: (fq: FlushQueue) => void;
+  // With the default TICK_CLOCK (and a timeout above 0) the queue keeps its own tick, with the
+  // same contract (the real clock read once every TICK_CLOCK_READS timer checks, so a timed
+  // flush comes at most TICK_CLOCK_READS - 1 checks late) and no call per check: #skip counts the
+  // checks down to the next read. Linux reads no clock per unmap either: queue_iova arms the
+  // timer once (fq_timer_on) and the timer fires on its own. Any other clock is read at every
+  // check (#skip stays 1).
+  readonly #coarse: boolean;
+  #skip = 1;
 
   /**
    * Creates an empty queue.
@@ -83,6 +91,7 @@ export class FlushQueue {
     if (!Number.isInteger(this.size) || this.size < 1) throw new RangeError("fq size must be >= 1");
     if (!(this.timeoutMs >= 0)) throw new RangeError("fq timeout must be >= 0 ms");
     this.clock = options.clock ?? TICK_CLOCK;
+    this.#coarse = this.clock === TICK_CLOCK && this.timeoutMs > 0;
     this.#pfn = new Float64Array(this.size);
     this.#pages = new Float64Array(this.size);
     this.#onFlush = onFlush;
@@ -131,13 +140,27 @@ export class FlushQueue {
     this.#pages[i] = pages;
     this.#count = i + 1;
     this.stats.queued++;
-    if (this.#armedAt < 0) this.#armedAt = this.clock.now();
+    if (this.#armedAt < 0) this.#armedAt = this.#coarse ? performance.now() : this.clock.now();
     return flushed;
   }
 
   /** Runs the timer: flushes when it is armed and expired. @returns `true` when it flushed. */
   poll(): boolean {
-    if (this.#armedAt >= 0 && this.clock.now() - this.#armedAt >= this.timeoutMs) {
+    if (this.#armedAt < 0 || --this.#skip > 0) return false;
+    return this.#expire();
+  }
+
+  // The timer check proper: reads the clock, flushes when the timeout has passed.
+  #expire(): boolean {
+    let now: number;
+    if (this.#coarse) {
+      this.#skip = TICK_CLOCK_READS;
+      now = performance.now();
+    } else {
+      this.#skip = 1;
+      now = this.clock.now();
+    }
+    if (now - this.#armedAt >= this.timeoutMs) {
       this.stats.timeoutFlushes++;
       this.#flush();
       return true;

@@ -348,8 +348,14 @@ export class IommuDmaApi implements ReversibleDmaApi {
     // them without a tree search.
     // The range of an entry of `pages` mapped pages has #alloc's rounded size (a power of two
     // below 32 pages), so its size class is known without a tree lookup.
+    // One-page entries (every small buffer) take the fused push onto the loaded magazine when
+    // it has room: exactly freeFastSized's effect, else freeFastSized itself.
+    const a = this.allocator, fast = this.#fast;
     for (let k = 0; k < fq.length; k++) {
-      this.allocator.freeFastSized(fq.pfn(k), iovaRangePages(fq.pages(k)));
+      const pfn = fq.pfn(k), pages = fq.pages(k);
+      if (pages !== 1 || !fast || !a.freeCachedPage(pfn)) {
+        a.freeFastSized(pfn, iovaRangePages(pages));
+      }
     }
   }
 

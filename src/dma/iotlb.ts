@@ -119,7 +119,7 @@ export class Iotlb {
     while (1 << bits < capacity * 2) bits++;
     const slots = 1 << bits;
     this.#mask = slots - 1;
-    this.#shift = 32 - bits;
+    this.#shift = bits > 5 ? 37 - bits : 31; // block index bits: bits - 5 (at least 1)
     this.#s = new Uint32Array(slots * 4);
     this.#gpa = new Float64Array(slots);
   }
@@ -129,8 +129,14 @@ export class Iotlb {
     return this.#count;
   }
 
+  // An entry's home slot. Tags of 16 consecutive pages (of one level and domain) share a block
+  // of 32 slots, every other slot, the block picked by a multiplicative hash of the rest of the
+  // tag: a run of consecutive IOVAs (what an IOVA allocator hands out) occupies few cache lines,
+  // which matters when the IOTLB holds hundreds of them (lazy invalidation), and the free slot
+  // beside each keeps probe runs and backward-shift deletions short.
   #hash(lo: number, hi: number, domain: number): number {
-    return Math.imul(lo ^ Math.imul(hi ^ (domain << 8), 0x85eb_ca6b), 0x9e37_79b1) >>> this.#shift;
+    return (((Math.imul((lo >>> 4) ^ Math.imul(hi ^ (domain << 8), 0x85eb_ca6b), 0x9e37_79b1) >>>
+      this.#shift) << 5) | ((lo & 15) << 1)) & this.#mask;
   }
 
   /**
@@ -147,8 +153,7 @@ export class Iotlb {
       const tl = ((lo >>> 12) | (hi << 20)) >>> 0;
       const th = ((hi >>> 12) | L1) >>> 0;
       const sl = this.#s, cur = this.#cur, mask = this.#mask;
-      let i = Math.imul(tl ^ Math.imul(th ^ (domain << 8), 0x85eb_ca6b), 0x9e37_79b1) >>>
-        this.#shift;
+      let i = this.#hash(tl, th, domain);
       while (sl[i << 2] === cur) {
         const o = i << 2;
         if (sl[o + 1] === tl && sl[o + 2] === th && (sl[o + 3] & 0xffff) === domain) {
@@ -191,8 +196,7 @@ export class Iotlb {
       const tl = lo >>> 0;
       const th = (hi | L1) >>> 0;
       const sl = this.#s, cur = this.#cur, mask = this.#mask;
-      const home = Math.imul(tl ^ Math.imul(th ^ (domain << 8), 0x85eb_ca6b), 0x9e37_79b1) >>>
-        this.#shift;
+      const home = this.#hash(tl, th, domain);
       let i = home;
       while (sl[i << 2] === cur) {
         const o = i << 2;
@@ -209,6 +213,67 @@ export class Iotlb {
     }
     // IOVA halves for the large-page probes: lo32 = (pfn << 12) mod 2^32, hi32 = pfn >> 20.
     return this.#lookupLarge(domain, (lo << 12) >>> 0, (lo >>> 20) | (hi << 12));
+  }
+
+  /**
+   * The first half of a fused 4 KiB miss ({@link Iommu.translatePage}'s common IOTLB miss),
+   * for a caller whose {@link Iotlb.probeFront} of the same page just missed. It applies when
+   * `domain` is a 16-bit ID, `pfn` is below 2^32, the IOTLB holds no 2 MiB or 1 GiB entry and is
+   * not full (an insert would flush nothing). Then:
+   * - on a hit it does exactly what {@link Iotlb.lookupPageBehindFront} does (counts the hit,
+   *   fills `hitGpa`/`hitSize`/`hitPerm` and the front cache) and returns -2;
+   * - on a miss it counts nothing and returns the empty slot the probe ended on, where
+   *   {@link Iotlb.insertPageAt} puts the entry (the slot an `insertPage` would choose).
+   *
+   * Otherwise it changes nothing and returns -1: take `lookupPageBehindFront` / `insertPage`.
+   */
+  missSlot(domain: number, pfn: number): number {
+    if (
+      (domain & 0xffff) !== domain || !(pfn >= 0 && pfn < TWO_32) || this.#perLevel[2] !== 0 ||
+      this.#perLevel[3] !== 0 || this.#count >= this.capacity
+    ) return -1;
+    const tl = pfn >>> 0;
+    const sl = this.#s, cur = this.#cur, mask = this.#mask;
+    let i = this.#hash(tl, L1, domain);
+    while (sl[i << 2] === cur) {
+      const o = i << 2;
+      if (sl[o + 1] === tl && sl[o + 2] === L1 && (sl[o + 3] & 0xffff) === domain) {
+        return this.#hitBehindFront(domain, tl, i);
+      }
+      i = (i + 1) & mask;
+    }
+    return i;
+  }
+
+  // missSlot's hit (rare: the front cache holds most live 4 KiB entries), out of line so the
+  // miss path stays small enough to inline.
+  #hitBehindFront(domain: number, pfn: number, i: number): number {
+    this.hitGpa = this.#gpa[i];
+    this.hitSize = 4096;
+    this.hitPerm = this.#s[(i << 2) + 3] >>> 16;
+    this.stats.hits++;
+    this.#fill(domain, pfn, this.hitGpa, this.hitPerm, i);
+    return -2;
+  }
+
+  /**
+   * The second half of a fused 4 KiB miss: counts the miss the {@link Iotlb.missSlot} probe found
+   * and caches the walk's result in `slot` (the value `missSlot(domain, pfn)` just returned, with
+   * no IOTLB change since), exactly as `insertPage(domain, pfn, pageGpa, perm)` after that miss.
+   */
+  insertPageAt(slot: number, domain: number, pfn: number, pageGpa: number, perm: number): void {
+    this.stats.misses++;
+    this.#count++;
+    this.#perLevel[1]++;
+    if (this.#soleDomain !== domain) this.#soleDomain = this.#soleDomain === -1 ? domain : -2;
+    const o = slot << 2, sl = this.#s;
+    sl[o] = this.#cur;
+    sl[o + 1] = pfn;
+    sl[o + 2] = L1;
+    sl[o + 3] = domain | ((perm & 0xff) << 16);
+    this.#gpa[slot] = pageGpa;
+    this.stats.inserts++;
+    this.#fill(domain, pfn, pageGpa, perm & 0xff, slot);
   }
 
   /**
@@ -429,6 +494,37 @@ export class Iotlb {
    * small integers only: the call boxes nothing).
    */
   invalidatePages(domain: number, pfn: number, pages: number): void {
+    if (
+      pages === 1 && this.#count !== 0 && this.#perLevel[2] === 0 && this.#perLevel[3] === 0 &&
+      pfn >= 0 && pfn < TWO_32
+    ) {
+      // dma-iommu's strict unmap of one page while the IOTLB holds only 4 KiB entries: the
+      // level-1 step of the general loop below, alone (the other levels hold nothing)
+      this.stats.rangeInvalidations++;
+      const j = this.#f[((pfn & FRONT_MASK) << 2) + 3];
+      const sl = this.#s, o = j << 2;
+      if (
+        sl[o] === this.#cur && sl[o + 1] === pfn && sl[o + 2] === L1 &&
+        (sl[o + 3] & 0xffff) === domain
+      ) this.#removeHit(j);
+      else {
+        const i = this.#find(domain, pfn, L1, 4096);
+        if (i >= 0) this.#removeAt(i);
+      }
+      return;
+    }
+    this.#invalidatePagesGeneral(domain, pfn, pages);
+  }
+
+  // Removes the entry at slot `j`, leaving hitGpa/hitSize/hitPerm as #find leaves them.
+  #removeHit(j: number): void {
+    this.hitGpa = this.#gpa[j];
+    this.hitSize = 4096;
+    this.hitPerm = this.#s[(j << 2) + 3] >>> 16;
+    this.#removeAt(j);
+  }
+
+  #invalidatePagesGeneral(domain: number, pfn: number, pages: number): void {
     if (pages !== 1) {
       this.invalidateRange(domain, pfn * 4096, pages * 4096);
       return;

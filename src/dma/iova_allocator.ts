@@ -481,6 +481,23 @@ export class IovaAllocator {
     return true;
   }
 
+  /**
+   * {@link IovaAllocator.freeFastSized} of a one-page range, fused for dma-iommu's lazy batch
+   * free (the flush queue hands back hundreds at once): the one-page range cache exists and its
+   * loaded magazine has room. Then `pfn` is pushed there and counted exactly as
+   * `freeFastSized(pfn, 1)` would, and `true` returned; otherwise nothing changes (`false`: call
+   * `freeFastSized`).
+   */
+  freeCachedPage(pfn: number): boolean {
+    const rc = this.#rcaches[0];
+    if (rc === null) return false;
+    const m = rc.loaded;
+    if (m.size === IOVA_MAG_SIZE) return false;
+    m.pfns[m.size++] = pfn;
+    this.rcacheStats.inserts++;
+    return true;
+  }
+
   #insert(at: number, lo: number, hi: number, kind: number, a: number, b: number): void {
     const n = this.#n;
     if ((n + 1) * STRIDE > this.#r.length) {

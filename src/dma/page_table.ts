@@ -136,6 +136,27 @@ export class IoPageTable {
     return this.#walkParts(pfn & 0xf_ffff, pfn < 0x10_0000 ? 0 : Math.floor(pfn / 0x10_0000), out);
   }
 
+  /**
+   * {@link IoPageTable.walkPage} fused for the IOTLB-miss hot path: page `pfn` (an integer)
+   * lies in the cached level-1 table (the paging-structure cache, see the class notes) and its
+   * entry is present. Then `out` is filled exactly as `walkPage` fills it and `true` is returned;
+   * otherwise nothing changes (`false`: call `walkPage`, which also answers "not present").
+   */
+  walkPageCached(pfn: number, out: IoPageWalk): boolean {
+    if (Math.floor(pfn / ENTRIES) !== this.#l1Key || this.#l1Key < 0) return false;
+    const pool = this.#pool;
+    const w = this.#l1Table * WORDS_PER_TABLE + (pfn & (ENTRIES - 1)) * 2;
+    const e = pool[w];
+    const p = e & (IOPTE_READ | IOPTE_WRITE);
+    if (p === 0) return false;
+    out.entriesRead = this.levels;
+    out.pageGpa = pool[w + 1] * TWO_32 + ((e & 0xffff_f000) >>> 0);
+    out.pageSize = IO_PAGE_4K;
+    out.level = 1;
+    out.perm = this.#l1Perm & p;
+    return true;
+  }
+
   // p20: IOVA bits 12..31 (the low 20 bits of the page number), hi: IOVA bits 32 and up; both
   // small integers, so this call boxes nothing.
   #walkParts(p20: number, hi: number, out: IoPageWalk): boolean {

@@ -29,3 +29,26 @@ Deno.test("FakeClock moves only when advanced, never back", () => {
   assertThrows(() => c.advance(-1), RangeError);
   assertThrows(() => c.advance(Infinity), RangeError);
 });
+
+Deno.test("flush queue on the default TICK_CLOCK: a timed flush within TICK_CLOCK_READS checks", async () => {
+  const { FlushQueue } = await import("../../src/dma/mod.ts");
+  let flushes = 0;
+  const fq = new FlushQueue(() => flushes++, { timeoutMs: 2 }); // default clock: TICK_CLOCK
+  fq.push(1, 1);
+  assertEquals(fq.poll(), false); // armed, not expired
+  const t0 = performance.now();
+  while (performance.now() - t0 < 4) { /* spin past the timeout */ }
+  // the queue reads the real clock once every TICK_CLOCK_READS checks: the flush comes at the
+  // latest then, once
+  let checks = 0;
+  while (!fq.poll()) {
+    checks++;
+    assert(checks < TICK_CLOCK_READS, `no timed flush after ${checks} checks`);
+  }
+  assertEquals([flushes, fq.stats.timeoutFlushes, fq.length, fq.deadline], [1, 1, 0, -1]);
+  assertEquals(fq.poll(), false); // disarmed
+  // a zero timeout reads the clock at every check: the next check flushes
+  const fq0 = new FlushQueue(() => flushes++, { timeoutMs: 0 });
+  fq0.push(1, 1);
+  assertEquals(fq0.poll(), true);
+});

@@ -41,6 +41,7 @@ function setup(dma: Mod, mem: Mod, cfg: Cfg, fast: boolean) {
   const iommu = new dma.Iommu(memory, {
     reservedRegions: [dma.X86_MSI_REGION],
     iotlbCapacity: cfg.iotlbCapacity,
+    fastPath: fast,
   });
   const domain = iommu.createDomain();
   const clock = new dma.FakeClock();
@@ -344,7 +345,7 @@ Deno.test("iommu fast path: the fused path is taken (the test exercises it)", ()
   };
   const F = setup(dmaMod, memMod, cfg, true);
   // count the fused steps that did the work (returned a PFN / true) on this one instance
-  const taken = { alloc: 0, map: 0, unmap: 0, free: 0 };
+  const taken = { alloc: 0, map: 0, unmap: 0, free: 0, miss: 0, walk: 0 };
   const spy = (o: Mod, name: string, key: keyof typeof taken) => {
     const orig = o[name].bind(o);
     o[name] = (...args: unknown[]) => {
@@ -357,18 +358,53 @@ Deno.test("iommu fast path: the fused path is taken (the test exercises it)", ()
   spy(F.iommu, "mapPageCached", "map");
   spy(F.iommu, "unmapPageCached", "unmap");
   spy(F.api.allocator, "freeCachedPageAt", "free");
+  spy(F.iommu.iotlb, "missSlot", "miss");
+  spy(F.domain.table, "walkPageCached", "walk");
   step(F, { k: "mapc", page: 1000, pages: 4 }); // the rings' memory: keeps the level-1 table
   for (let round = 0; round < 3; round++) {
     for (let j = 0; j < 8; j++) step(F, { k: "map", page: 16 + j, off: 64, len: 64, dir: 1 });
+    // the device reads each buffer: an IOTLB miss (strict unmaps invalidated the last round's)
+    for (const m of F.live.slice(-8)) F.ep.translate(m.bus, 8, 1, F.out);
     for (let j = 0; j < 8; j++) {
       step(F, { k: "unmap", which: 1, delta: 0, lenDelta: 0, usePage: true });
     }
   }
   // round 0 fills the range cache (its first free creates it: the general path), rounds 1-2
-  // take every fused step
-  assertEquals(taken, { alloc: 16, map: 16, unmap: 24, free: 23 });
+  // take every fused step; every device read is a fused IOTLB miss
+  assertEquals(taken, { alloc: 16, map: 16, unmap: 24, free: 23, miss: 24, walk: 24 });
   const calls = taken.alloc;
   assert(calls >= 16, `fused allocation taken ${calls} times`);
+});
+
+Deno.test("iommu fast path: the lazy batch free takes the fused push", () => {
+  const cfg: Cfg = {
+    policy: "lazy",
+    mask: undefined,
+    sacFirst: true,
+    iotlbCapacity: 1024,
+    fqSize: 8,
+  };
+  const F = setup(dmaMod, memMod, cfg, true);
+  let pushed = 0;
+  const a = F.api.allocator;
+  const orig = a.freeCachedPage.bind(a);
+  a.freeCachedPage = (pfn: number) => {
+    const r = orig(pfn);
+    if (r) pushed++;
+    return r;
+  };
+  step(F, { k: "mapc", page: 1000, pages: 4 });
+  for (let round = 0; round < 4; round++) {
+    for (let j = 0; j < 7; j++) step(F, { k: "map", page: 16 + j, off: 64, len: 64, dir: 2 });
+    for (let j = 0; j < 7; j++) {
+      step(F, { k: "unmap", which: 1, delta: 0, lenDelta: 0, usePage: true });
+    }
+  }
+  // 28 unmaps through an 8-entry queue (7 entries before a full flush): three full flushes of 7;
+  // the first one's first free creates the one-page range cache (general path), every other
+  // free (6 + 7 + 7) is the fused push
+  assertEquals(F.api.flushQueue.stats.fullFlushes, 3);
+  assertEquals(pushed, 20);
 });
 
 // Planted bugs: each mutation of the fast path, written into a private copy of src/, must make
@@ -397,6 +433,44 @@ const PLANTS: { file: string; from: string; to: string }[] = [
     file: "src/dma/page_table.ts",
     from: "if ((pool[w] & 3) === 0 || this.#used[t] <= 1) return false;",
     to: "if ((pool[w] & 3) === 0) return false;",
+  },
+  // the fused IOTLB miss forgets to count the miss
+  {
+    file: "src/dma/iotlb.ts",
+    from: "this.stats.misses++;\n    this.#count++;",
+    to: "this.#count++;",
+  },
+  // the fused IOTLB miss inserts into a full IOTLB instead of handing over (no overflow flush)
+  {
+    file: "src/dma/iotlb.ts",
+    from: "this.#perLevel[3] !== 0 || this.#count >= this.capacity",
+    to: "this.#perLevel[3] !== 0",
+  },
+  // the fused IOTLB miss skips the permission check of the walked entry
+  {
+    file: "src/dma/iommu.ts",
+    from:
+      "const perm = w.perm;\n          tlb.insertPageAt(slot, domain.id, pfn, w.pageGpa, perm);\n" +
+      "          if ((access & ~perm) !== 0) {",
+    to:
+      "const perm = w.perm;\n          tlb.insertPageAt(slot, domain.id, pfn, w.pageGpa, perm);\n" +
+      "          if ((access & ~perm & 0) !== 0) {",
+  },
+  // the fused lazy batch free writes the PFN without growing the magazine (the range leaks)
+  {
+    file: "src/dma/iova_allocator.ts",
+    from: "if (m.size === IOVA_MAG_SIZE) return false;\n    m.pfns[m.size++] = pfn;\n" +
+      "    this.rcacheStats.inserts++;\n    return true;\n  }\n\n  #insert",
+    to: "if (m.size === IOVA_MAG_SIZE) return false;\n    m.pfns[m.size] = pfn;\n" +
+      "    this.rcacheStats.inserts++;\n    return true;\n  }\n\n  #insert",
+  },
+  // the fused walk reads an entry of the cached level-1 table for a page of another region
+  {
+    file: "src/dma/page_table.ts",
+    from: "if (Math.floor(pfn / ENTRIES) !== this.#l1Key || this.#l1Key < 0) return false;\n" +
+      "    const pool = this.#pool;\n    const w = this.#l1Table",
+    to:
+      "if (this.#l1Key < 0) return false;\n    const pool = this.#pool;\n    const w = this.#l1Table",
   },
 ];
 
