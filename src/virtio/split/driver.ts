@@ -118,10 +118,9 @@ export function splitDriverFootprint(size: number, features: bigint): number {
   return splitDriverPlacement(size, features).totalBytes;
 }
 
-/** RawGpaDmaApi's limit: it refuses a range ending above 2^52. */
-const GPA_LIMIT = 2 ** 52;
-// The hot add path spells its constants as literals: TurboFan folds a literal, while a module
-// binding (imported or not) is a context load and a number-kind check on every call.
+// RawGpaDmaApi refuses a range ending above 2^52 (4503599627370496). The hot add path spells
+// its constants as literals: TurboFan folds a literal, while a module binding (imported or not)
+// is a context load and a number-kind check on every call.
 // 2^-32: a product by a power of two is exact, so (x * 2^-32) truncated = floor(x / 2^32) for
 // 0 <= x < 2^52, and a Uint32Array store truncates (ToUint32): no division, no Math.floor.
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -394,8 +393,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
       const list = w ? writable : readable;
       const gpa = list.gpa[0];
       const len = list.len[0];
-      // RawGpaDmaApi.map refuses gpa + len > 2^52 (GPA_LIMIT) and returns anything else
-      // unchanged.
+      // RawGpaDmaApi.map refuses gpa + len > 2^52 and returns anything else unchanged.
       if (gpa >= 0 && len !== 0 && gpa + len <= 4503599627370496 && this.#numFree !== 0) {
         this.#addOneRaw(gpa, len, w, token);
         return;
