@@ -92,6 +92,9 @@ const HELP = `deno task bench:vhost-user [options]
                      testpmd round trips: reclaim the transmitted buffer and give the receive
                      buffer back after the next frame's transmit is published (default: before
                      the round trip ends), for both drivers; doubles both round trips on testpmd
+  --paired           testpmd engine vs hand-laid: both in one session on two queue pairs of
+                     the port (engine vrings 0/1, hand-laid 2/3), alternating blocks of 500
+                     frames, so load changes land on both sides (no engine throughput line)
   --json FILE        write the rows as JSON
 Needs --allow-all (FFI to libc, child processes). Back-ends: apt-get install -y
 --no-install-recommends qemu-system-common dpdk-dev librte-net-vhost23.`;
@@ -402,9 +405,12 @@ function handNetDriver(
   rx: HandRing,
   tx: HandRing,
   inline: boolean,
+  rxIdx = 0,
+  bufGpa = dev.bufferGpa,
 ): HandNetDriver {
-  const rxGpa = dev.bufferGpa, txGpa = dev.bufferGpa + 0x10_0000;
-  const rxv = dev.vrings[0];
+  const txIdx = rxIdx + 1;
+  const rxGpa = bufGpa, txGpa = bufGpa + 0x10_0000;
+  const rxv = dev.vrings[rxIdx];
   let kicks = 0;
   const fe = dev.frontend;
   const rxSeg = Array.from(
@@ -420,7 +426,7 @@ function handNetDriver(
   // call eventfd per frame.
   rx.callbacks(false);
   tx.callbacks(false);
-  if (rx.needKick()) dev.notify(0);
+  if (rx.needKick()) dev.notify(rxIdx);
   // as waitUsed: polls first, then the clock once per POLLS_PER_CLOCK empty polls
   const wait = (deadlineMs: number): number => {
     for (let i = 0; i < POLLS_PER_CLOCK; i++) {
@@ -454,7 +460,7 @@ function handNetDriver(
       rx.post(pendingRx, rxSeg[pendingRx]);
       pendingRx = -1;
       if (rx.needKick()) {
-        dev.notify(0);
+        dev.notify(rxIdx);
         kicks++;
       }
     }
@@ -464,7 +470,7 @@ function handNetDriver(
     for (let sends = 1; sends <= maxSends; sends++) {
       tx.post(slot, txSeg[slot]);
       if (tx.needKick()) {
-        dev.notify(1);
+        dev.notify(txIdx);
         kicks++;
       }
       if (!inline) housekeeping();
@@ -536,6 +542,106 @@ function netHand(
     dev.close();
   }
   return row;
+}
+
+/** Frames per block of the `--paired` session (engine and hand-laid blocks alternate). */
+const PAIRED_BLOCK = 500;
+
+/**
+ * `--paired`: the engine and the hand-laid ring in ONE session, on two queue pairs of the same
+ * testpmd port (protocol MQ; testpmd started with 2 queue pairs, one forwarding lcore polling
+ * both): the engine on vrings 0/1 (the exact `netOnce` path of {@link netEngine}), the
+ * hand-laid ring on vrings 2/3 (the exact `once` of {@link netHand}), each with its own buffers.
+ * They alternate in blocks of {@link PAIRED_BLOCK} frames (which goes first swaps every block),
+ * so a load change on the shared machine lands on both sides instead of on one session. The
+ * idle pair costs testpmd one empty poll per loop on either side alike.
+ * @returns the engine and hand-laid round-trip rows.
+ */
+function netPaired(
+  be: VhostBackend,
+  layout: RingLayout,
+  frames: number,
+  inline: boolean,
+): [VhostBenchRow, VhostBenchRow] {
+  const dev = VhostUserDevice.open({
+    socket: be.socket,
+    layout,
+    queues: 4,
+    start: false,
+    memorySize: 8 << 20,
+    connectRetryMs: 2000,
+    backendExited: () => be.exited(),
+  });
+  const er = benchRow("testpmd", "round-trip", layout, "engine", "identity");
+  const hr = benchRow("testpmd", "round-trip", layout, "hand", "identity");
+  try {
+    const hrx = handRing(dev, layout, 2), htx = handRing(dev, layout, 3);
+    for (const v of dev.vrings) dev.startQueue(v.index);
+    dev.driverOk();
+    const ns = netSession(dev, inline);
+    const hand = handNetDriver(dev, hrx, htx, inline, 2, dev.bufferGpa + 0x20_0000);
+    for (let i = 0; i < 50; i++) {
+      netOnce(ns, i, i % TX_SLOTS, 200, 25);
+      hand.once(i, i % TX_SLOTS, 25);
+    }
+    ns.kicks = 0;
+    hand.resetKicks();
+    for (const v of dev.vrings) eventfdRead(v.callFd);
+    const le = new Float64Array(frames), lh = new Float64Array(frames);
+    let ie = 0, ih = 0, sends = 0;
+    const engineBlock = () => {
+      for (const end = Math.min(frames, ie + PAIRED_BLOCK); ie < end; ie++) {
+        const t0 = performance.now();
+        sends += netOnce(ns, ie, ie % TX_SLOTS, 1000, 50);
+        le[ie] = (performance.now() - t0) * 1000;
+      }
+    };
+    const handBlock = () => {
+      for (const end = Math.min(frames, ih + PAIRED_BLOCK); ih < end; ih++) {
+        const t0 = performance.now();
+        hand.once(ih, ih % TX_SLOTS, 1);
+        lh[ih] = (performance.now() - t0) * 1000;
+      }
+    };
+    for (let b = 0; ie < frames || ih < frames; b++) {
+      if (b % 2 === 0) {
+        engineBlock();
+        handBlock();
+      } else {
+        handBlock();
+        engineBlock();
+      }
+    }
+    netHousekeeping(ns);
+    const calls = (i: number) => Number(eventfdRead(dev.vrings[i].callFd));
+    const se = summarise(le), sh = summarise(lh);
+    Object.assign(er, {
+      n: frames,
+      p50Us: se.p50,
+      p90Us: se.p90,
+      p99Us: se.p99,
+      perSec: 1e6 / se.mean,
+      sendsPerOp: sends / frames,
+      kicksPerOp: ns.kicks / frames,
+      callsPerOp: (calls(0) + calls(1)) / frames,
+    });
+    Object.assign(hr, {
+      n: frames,
+      p50Us: sh.p50,
+      p90Us: sh.p90,
+      p99Us: sh.p99,
+      perSec: 1e6 / sh.mean,
+      kicksPerOp: hand.kicks() / frames,
+      callsPerOp: (calls(2) + calls(3)) / frames,
+    });
+  } catch (e) {
+    const m = (e as Error).message;
+    if (er.n === 0) er.failure = m;
+    if (hr.n === 0) hr.failure = m;
+  } finally {
+    dev.close();
+  }
+  return [er, hr];
 }
 
 // ---- qemu-storage-daemon (virtio-blk) --------------------------------------------------------
@@ -814,6 +920,8 @@ interface SuiteArgs {
   identityOnly: boolean;
   /** Testpmd housekeeping before a round trip ends (unless `--defer-housekeeping`). */
   inlineHousekeeping: boolean;
+  /** `--paired`: engine and hand-laid ring in one session on two queue pairs. */
+  paired: boolean;
   /** `--json` report path. */
   json: string | undefined;
   /** `--pin` CPU list. */
@@ -839,7 +947,7 @@ function parseSuiteArgs(argv: readonly string[]): SuiteArgs | number {
     ]
   );
   const a = parseArgs(joined, {
-    boolean: ["help", "smoke", "identity-only", "defer-housekeeping"],
+    boolean: ["help", "smoke", "identity-only", "defer-housekeeping", "paired"],
     string: ["frames", "rounds", "json", "backend", "suite", "pin"],
     collect: ["backend", "suite"],
     unknown: (f: string) => {
@@ -884,6 +992,7 @@ function parseSuiteArgs(argv: readonly string[]): SuiteArgs | number {
     backends: backends as ("testpmd" | "qsd")[],
     identityOnly: a["identity-only"],
     inlineHousekeeping: !a["defer-housekeeping"],
+    paired: a.paired,
     json: a.json,
     pin: a.pin === undefined ? undefined : String(a.pin),
   };
@@ -912,10 +1021,19 @@ function engineVsHandRounds(
   rows: VhostBenchRow[],
   ratioRounds: RatioRound[],
   inlineHousekeeping: boolean,
+  paired = false,
 ): void {
   for (let r = 0; r < rounds; r++) {
     for (const layout of ["split", "packed"] as const) {
       progress(`testpmd ${layout} round ${r + 1}/${rounds}: engine vs hand-laid`);
+      if (paired) {
+        const [pe, ph] = netPaired(be, layout, frames, inlineHousekeeping);
+        rows.push(pe, ph);
+        if (pe.p50Us !== null && ph.p50Us !== null) {
+          ratioRounds.push({ layout, engineUs: pe.p50Us, handUs: ph.p50Us });
+        }
+        continue;
+      }
       const eng = () =>
         netEngine(be, { layout, dma: "identity", fill: "prefault", frames, inlineHousekeeping });
       let e: VhostBenchRow[], h: VhostBenchRow;
@@ -941,9 +1059,17 @@ async function benchTestpmd(
   rows: VhostBenchRow[],
   ratioRounds: RatioRound[],
 ): Promise<void> {
-  const be = await startTestpmd({ dir, iommu: true });
+  const be = await startTestpmd({ dir, iommu: true, queues: o.paired ? 2 : 1 });
   try {
-    engineVsHandRounds(be, o.frames, o.rounds, rows, ratioRounds, o.inlineHousekeeping);
+    engineVsHandRounds(
+      be,
+      o.frames,
+      o.rounds,
+      rows,
+      ratioRounds,
+      o.inlineHousekeeping,
+      o.paired,
+    );
     for (const layout of o.identityOnly ? [] : ["split", "packed"] as const) {
       for (const [dma, fill] of IOMMU_MODES) {
         progress(`testpmd ${layout} ${dma}+${fill}`);
