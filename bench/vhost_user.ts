@@ -22,6 +22,18 @@
  * Both wait the same way: poll the used ring, read the clock once per 64 empty polls
  * (`performance.now()` costs about 100 ns in Deno), as `VhostUserDevice.waitUsed` does.
  *
+ * Isolation (`--isolate layout`, the default): with both layouts, each layout's testpmd part runs
+ * in its own Deno process (own isolate, own testpmd), as the main bench runs each family in its
+ * own isolate. In one isolate the call sites both drivers go through (`waitUsed`'s `getUsed`,
+ * `kick`, `add`; the hand-laid ring's closures and its `post` / `poll`) see the split and the
+ * packed classes, so a change to one layout's driver moves the other's figures through V8's
+ * inlining budget; apart, each sees one layout, for the engine and the hand-laid ring alike.
+ *
+ * `--paired`: the engine (vrings 0/1) and the hand-laid ring (vrings 2/3) share one session on
+ * two queue pairs of the testpmd port, alternating blocks of 500 frames, so a load change on a
+ * shared machine falls on both sides of the ratio instead of on one session. testpmd's lcore then
+ * polls the idle pair too (one empty dequeue per loop, on either side alike). Not the default.
+ *
  * Run: `deno task bench:vhost-user [--smoke] [--frames N] [--rounds R] [--backend testpmd|qsd]
  * [--json FILE]` (also `deno task bench --suite vhost-user` with the permissions it needs).
  *
@@ -92,6 +104,12 @@ const HELP = `deno task bench:vhost-user [options]
                      testpmd round trips: reclaim the transmitted buffer and give the receive
                      buffer back after the next frame's transmit is published (default: before
                      the round trip ends), for both drivers; doubles both round trips on testpmd
+  --layout L         testpmd: only layout L (split or packed; repeatable; default both)
+  --isolate MODE     layout (default): with both layouts, each layout's testpmd part runs in its
+                     own Deno process (own isolate, own testpmd), as the main bench runs each
+                     family in its own isolate: call sites shared by the engine and hand-laid
+                     loops (waitUsed, kick, the hand ring's closures) then see one ring layout,
+                     not both; none: both layouts in this process
   --paired           testpmd engine vs hand-laid: both in one session on two queue pairs of
                      the port (engine vrings 0/1, hand-laid 2/3), alternating blocks of 500
                      frames, so load changes land on both sides (no engine throughput line)
@@ -922,13 +940,17 @@ interface SuiteArgs {
   inlineHousekeeping: boolean;
   /** `--paired`: engine and hand-laid ring in one session on two queue pairs. */
   paired: boolean;
+  /** `--layout`: the testpmd layouts to run, in order. */
+  layouts: RingLayout[];
+  /** `--isolate`: `layout` runs each layout's testpmd part in its own process. */
+  isolate: "layout" | "none";
   /** `--json` report path. */
   json: string | undefined;
   /** `--pin` CPU list. */
   pin: string | undefined;
 }
 
-const SUITE_VALUE_FLAGS = ["frames", "rounds", "json", "backend", "suite"];
+const SUITE_VALUE_FLAGS = ["frames", "rounds", "json", "backend", "suite", "layout", "isolate"];
 
 /**
  * Parses and checks the command line. @returns the options, or the exit code when the run
@@ -948,8 +970,8 @@ function parseSuiteArgs(argv: readonly string[]): SuiteArgs | number {
   );
   const a = parseArgs(joined, {
     boolean: ["help", "smoke", "identity-only", "defer-housekeeping", "paired"],
-    string: ["frames", "rounds", "json", "backend", "suite", "pin"],
-    collect: ["backend", "suite"],
+    string: ["frames", "rounds", "json", "backend", "suite", "pin", "layout", "isolate"],
+    collect: ["backend", "suite", "layout"],
     unknown: (f: string) => {
       bad ??= f;
       return true;
@@ -986,10 +1008,24 @@ function parseSuiteArgs(argv: readonly string[]): SuiteArgs | number {
       return 2;
     }
   }
+  const layouts = (a.layout as string[]).length ? (a.layout as string[]) : ["split", "packed"];
+  for (const l of layouts) {
+    if (l !== "split" && l !== "packed") {
+      console.error(`bench vhost-user: --layout ${l}: use split or packed`);
+      return 2;
+    }
+  }
+  const isolate = a.isolate ?? "layout";
+  if (isolate !== "layout" && isolate !== "none") {
+    console.error(`bench vhost-user: --isolate ${isolate}: use layout or none`);
+    return 2;
+  }
   return {
     frames,
     rounds,
     backends: backends as ("testpmd" | "qsd")[],
+    layouts: [...new Set(layouts)] as RingLayout[],
+    isolate,
     identityOnly: a["identity-only"],
     inlineHousekeeping: !a["defer-housekeeping"],
     paired: a.paired,
@@ -1022,9 +1058,10 @@ function engineVsHandRounds(
   ratioRounds: RatioRound[],
   inlineHousekeeping: boolean,
   paired = false,
+  layouts: readonly RingLayout[] = ["split", "packed"],
 ): void {
   for (let r = 0; r < rounds; r++) {
-    for (const layout of ["split", "packed"] as const) {
+    for (const layout of layouts) {
       progress(`testpmd ${layout} round ${r + 1}/${rounds}: engine vs hand-laid`);
       if (paired) {
         const [pe, ph] = netPaired(be, layout, frames, inlineHousekeeping);
@@ -1059,6 +1096,10 @@ async function benchTestpmd(
   rows: VhostBenchRow[],
   ratioRounds: RatioRound[],
 ): Promise<void> {
+  if (o.isolate === "layout" && o.layouts.length > 1) {
+    for (const layout of o.layouts) await testpmdInChild(dir, o, layout, rows, ratioRounds);
+    return;
+  }
   const be = await startTestpmd({ dir, iommu: true, queues: o.paired ? 2 : 1 });
   try {
     engineVsHandRounds(
@@ -1069,8 +1110,9 @@ async function benchTestpmd(
       ratioRounds,
       o.inlineHousekeeping,
       o.paired,
+      o.layouts,
     );
-    for (const layout of o.identityOnly ? [] : ["split", "packed"] as const) {
+    for (const layout of o.identityOnly ? [] : o.layouts) {
       for (const [dma, fill] of IOMMU_MODES) {
         progress(`testpmd ${layout} ${dma}+${fill}`);
         rows.push(
@@ -1086,6 +1128,50 @@ async function benchTestpmd(
     }
   } finally {
     await be.stop();
+  }
+}
+
+/**
+ * `--isolate layout`: the testpmd part of one layout in a child Deno process (its own isolate
+ * and its own testpmd), with the same options; its rows and per-round pairs come back through
+ * its `--json` report.
+ */
+async function testpmdInChild(
+  dir: string,
+  o: SuiteArgs,
+  layout: RingLayout,
+  rows: VhostBenchRow[],
+  ratioRounds: RatioRound[],
+): Promise<void> {
+  Deno.mkdirSync(dir, { recursive: true });
+  const json = `${dir}/testpmd-${layout}.json`;
+  const args = [
+    "run",
+    "--allow-all",
+    new URL(import.meta.url).pathname,
+    "--backend=testpmd",
+    `--layout=${layout}`,
+    "--isolate=none",
+    `--rounds=${o.rounds}`,
+    `--frames=${o.frames}`,
+    `--json=${json}`,
+    ...(o.identityOnly ? ["--identity-only"] : []),
+    ...(o.paired ? ["--paired"] : []),
+    ...(o.inlineHousekeeping ? [] : ["--defer-housekeeping"]),
+    ...(o.pin !== undefined ? [`--pin=${o.pin}`] : []),
+  ];
+  const r = await new Deno.Command(Deno.execPath(), { args, stdout: "null", stderr: "inherit" })
+    .output();
+  try {
+    const rep = JSON.parse(Deno.readTextFileSync(json));
+    rows.push(...(rep.rows as VhostBenchRow[]));
+    ratioRounds.push(...(rep.ratioRounds as RatioRound[]));
+  } catch (e) {
+    const row = benchRow("testpmd", "round-trip", layout, "engine", "identity");
+    row.failure = `--isolate layout: the ${layout} process exited ${r.code}, no report (${
+      (e as Error).message
+    })`;
+    rows.push(row);
   }
 }
 
@@ -1116,7 +1202,7 @@ function reportSuite(rows: VhostBenchRow[], ratioRounds: RatioRound[], o: SuiteA
     Deno.writeTextFileSync(
       o.json,
       JSON.stringify(
-        { suite: "vhost-user", frames: o.frames, rounds: o.rounds, rows: out, ratios },
+        { suite: "vhost-user", frames: o.frames, rounds: o.rounds, rows: out, ratios, ratioRounds },
         null,
         2,
       ),
