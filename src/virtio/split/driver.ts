@@ -385,19 +385,12 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
    * `RING_FULL` (not enough free descriptors), `DMA_MAP_FAILED` (`cause` = the DmaMapError).
    */
   add(readable: SgList, writable: SgList, token: T): void {
-    // The commonest add, kept small enough to inline: one segment under RawGpaDmaApi (bus
-    // address = GPA), written straight into the head descriptor. Anything else, and every
-    // error, takes the general path below, unchanged.
+    // The commonest add, kept small enough to inline (bytecode: add + #addOneRaw): one segment
+    // under RawGpaDmaApi (bus address = GPA), written straight into the head descriptor.
+    // Anything else, and every error, takes the general path below, unchanged.
     if (this.#fastAdd && readable.count + writable.count === 1) {
       const w = readable.count === 0;
-      const list = w ? writable : readable;
-      const gpa = list.gpa[0];
-      const len = list.len[0];
-      // RawGpaDmaApi.map refuses gpa + len > 2^52 and returns anything else unchanged.
-      if (gpa >= 0 && len !== 0 && gpa + len <= 4503599627370496 && this.#numFree !== 0) {
-        this.#addOneRaw(gpa, len, w, token);
-        return;
-      }
+      if (this.#addOneRaw(w ? writable : readable, w, token)) return;
     }
     this.#addGeneral(readable, writable, token);
   }
@@ -426,18 +419,28 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#avail16[2 + (ai & this.#mask)] = head;
     this.#availIdx = (ai + 1) & 0xffff;
     this.#outstanding++;
-    if (this.#inOrder) {
-      this.#order[this.#orderBack] = head;
-      this.#orderBack = (this.#orderBack + 1) & this.#mask;
-    }
+    if (this.#inOrder) this.#pushOrder(head);
+  }
+
+  /** IN_ORDER: `head` is the newest buffer in add order. */
+  #pushOrder(head: number): void {
+    this.#order[this.#orderBack] = head;
+    this.#orderBack = (this.#orderBack + 1) & this.#mask;
   }
 
   /**
-   * One segment under {@link RawGpaDmaApi} (bus address = GPA, checked by the caller: `gpa`
-   * non-negative, `len` non-zero, the range below 2^52) into the head descriptor, published
-   * as {@link #publish} does.
+   * The one segment of `list` under {@link RawGpaDmaApi} (bus address = GPA) into the head
+   * descriptor, published as {@link #publish} does (written out here: one inlined body).
+   * @returns `false`, having changed nothing, when the segment is not for this path (`gpa`
+   * negative or not a number, `len` 0, the range past 2^52, which RawGpaDmaApi.map refuses) or
+   * no descriptor is free: the general path then adds it or throws.
    */
-  #addOneRaw(gpa: number, len: number, writable: boolean, token: T): void {
+  #addOneRaw(list: SgList, writable: boolean, token: T): boolean {
+    const gpa = list.gpa[0];
+    const len = list.len[0];
+    if (!(gpa >= 0 && len !== 0 && gpa + len <= 4503599627370496) || this.#numFree === 0) {
+      return false;
+    }
     const head = this.#freeHead;
     const d32 = this.#desc32;
     const w4 = head << 2;
@@ -452,7 +455,13 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#numFree--;
     this.#headState[head] = 1 << 1; // one direct descriptor: the chain's tail is the head
     this.#cap[head] = writable ? len : 0;
-    this.#publish(head, token);
+    this.#tokens[head] = token;
+    const ai = this.#availIdx;
+    this.#avail16[2 + (ai & this.#mask)] = head;
+    this.#availIdx = (ai + 1) & 0xffff;
+    this.#outstanding++;
+    if (this.#inOrder) this.#pushOrder(head);
+    return true;
   }
 
   /**
