@@ -438,7 +438,9 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   #addOneRaw(list: SgList, writable: boolean, token: T): boolean {
     const gpa = list.gpa[0];
     const len = list.len[0];
-    if (!(gpa >= 0 && len !== 0 && gpa + len <= 4503599627370496) || this.#numFree === 0) {
+    // gpa + len <= 2^52, written so that only len (a uint32) takes part in integer arithmetic:
+    // a sum would make TurboFan check that gpa (a double) is an integer first
+    if (!(gpa >= 0 && len !== 0 && gpa <= 4503599627370496 - len) || this.#numFree === 0) {
       return false;
     }
     const head = this.#freeHead;
