@@ -22,6 +22,18 @@
  * Both wait the same way: poll the used ring, read the clock once per 64 empty polls
  * (`performance.now()` costs about 100 ns in Deno), as `VhostUserDevice.waitUsed` does.
  *
+ * Isolation (`--isolate layout`, the default): with both layouts, each layout's testpmd part runs
+ * in its own Deno process (own isolate, own testpmd), as the main bench runs each family in its
+ * own isolate. In one isolate the call sites both drivers go through (`waitUsed`'s `getUsed`,
+ * `kick`, `add`; the hand-laid ring's closures and its `post` / `poll`) see the split and the
+ * packed classes, so a change to one layout's driver moves the other's figures through V8's
+ * inlining budget; apart, each sees one layout, for the engine and the hand-laid ring alike.
+ *
+ * `--paired`: the engine (vrings 0/1) and the hand-laid ring (vrings 2/3) share one session on
+ * two queue pairs of the testpmd port, alternating blocks of 500 frames, so a load change on a
+ * shared machine falls on both sides of the ratio instead of on one session. testpmd's lcore then
+ * polls the idle pair too (one empty dequeue per loop, on either side alike). Not the default.
+ *
  * Run: `deno task bench:vhost-user [--smoke] [--frames N] [--rounds R] [--backend testpmd|qsd]
  * [--json FILE]` (also `deno task bench --suite vhost-user` with the permissions it needs).
  *
@@ -92,6 +104,15 @@ const HELP = `deno task bench:vhost-user [options]
                      testpmd round trips: reclaim the transmitted buffer and give the receive
                      buffer back after the next frame's transmit is published (default: before
                      the round trip ends), for both drivers; doubles both round trips on testpmd
+  --layout L         testpmd: only layout L (split or packed; repeatable; default both)
+  --isolate MODE     layout (default): with both layouts, each layout's testpmd part runs in its
+                     own Deno process (own isolate, own testpmd), as the main bench runs each
+                     family in its own isolate: call sites shared by the engine and hand-laid
+                     loops (waitUsed, kick, the hand ring's closures) then see one ring layout,
+                     not both; none: both layouts in this process
+  --paired           testpmd engine vs hand-laid: both in one session on two queue pairs of
+                     the port (engine vrings 0/1, hand-laid 2/3), alternating blocks of 500
+                     frames, so load changes land on both sides (no engine throughput line)
   --json FILE        write the rows as JSON
 Needs --allow-all (FFI to libc, child processes). Back-ends: apt-get install -y
 --no-install-recommends qemu-system-common dpdk-dev librte-net-vhost23.`;
@@ -402,9 +423,12 @@ function handNetDriver(
   rx: HandRing,
   tx: HandRing,
   inline: boolean,
+  rxIdx = 0,
+  bufGpa = dev.bufferGpa,
 ): HandNetDriver {
-  const rxGpa = dev.bufferGpa, txGpa = dev.bufferGpa + 0x10_0000;
-  const rxv = dev.vrings[0];
+  const txIdx = rxIdx + 1;
+  const rxGpa = bufGpa, txGpa = bufGpa + 0x10_0000;
+  const rxv = dev.vrings[rxIdx];
   let kicks = 0;
   const fe = dev.frontend;
   const rxSeg = Array.from(
@@ -420,7 +444,7 @@ function handNetDriver(
   // call eventfd per frame.
   rx.callbacks(false);
   tx.callbacks(false);
-  if (rx.needKick()) dev.notify(0);
+  if (rx.needKick()) dev.notify(rxIdx);
   // as waitUsed: polls first, then the clock once per POLLS_PER_CLOCK empty polls
   const wait = (deadlineMs: number): number => {
     for (let i = 0; i < POLLS_PER_CLOCK; i++) {
@@ -454,7 +478,7 @@ function handNetDriver(
       rx.post(pendingRx, rxSeg[pendingRx]);
       pendingRx = -1;
       if (rx.needKick()) {
-        dev.notify(0);
+        dev.notify(rxIdx);
         kicks++;
       }
     }
@@ -464,7 +488,7 @@ function handNetDriver(
     for (let sends = 1; sends <= maxSends; sends++) {
       tx.post(slot, txSeg[slot]);
       if (tx.needKick()) {
-        dev.notify(1);
+        dev.notify(txIdx);
         kicks++;
       }
       if (!inline) housekeeping();
@@ -536,6 +560,106 @@ function netHand(
     dev.close();
   }
   return row;
+}
+
+/** Frames per block of the `--paired` session (engine and hand-laid blocks alternate). */
+const PAIRED_BLOCK = 500;
+
+/**
+ * `--paired`: the engine and the hand-laid ring in ONE session, on two queue pairs of the same
+ * testpmd port (protocol MQ; testpmd started with 2 queue pairs, one forwarding lcore polling
+ * both): the engine on vrings 0/1 (the exact `netOnce` path of {@link netEngine}), the
+ * hand-laid ring on vrings 2/3 (the exact `once` of {@link netHand}), each with its own buffers.
+ * They alternate in blocks of {@link PAIRED_BLOCK} frames (which goes first swaps every block),
+ * so a load change on the shared machine lands on both sides instead of on one session. The
+ * idle pair costs testpmd one empty poll per loop on either side alike.
+ * @returns the engine and hand-laid round-trip rows.
+ */
+function netPaired(
+  be: VhostBackend,
+  layout: RingLayout,
+  frames: number,
+  inline: boolean,
+): [VhostBenchRow, VhostBenchRow] {
+  const dev = VhostUserDevice.open({
+    socket: be.socket,
+    layout,
+    queues: 4,
+    start: false,
+    memorySize: 8 << 20,
+    connectRetryMs: 2000,
+    backendExited: () => be.exited(),
+  });
+  const er = benchRow("testpmd", "round-trip", layout, "engine", "identity");
+  const hr = benchRow("testpmd", "round-trip", layout, "hand", "identity");
+  try {
+    const hrx = handRing(dev, layout, 2), htx = handRing(dev, layout, 3);
+    for (const v of dev.vrings) dev.startQueue(v.index);
+    dev.driverOk();
+    const ns = netSession(dev, inline);
+    const hand = handNetDriver(dev, hrx, htx, inline, 2, dev.bufferGpa + 0x20_0000);
+    for (let i = 0; i < 50; i++) {
+      netOnce(ns, i, i % TX_SLOTS, 200, 25);
+      hand.once(i, i % TX_SLOTS, 25);
+    }
+    ns.kicks = 0;
+    hand.resetKicks();
+    for (const v of dev.vrings) eventfdRead(v.callFd);
+    const le = new Float64Array(frames), lh = new Float64Array(frames);
+    let ie = 0, ih = 0, sends = 0;
+    const engineBlock = () => {
+      for (const end = Math.min(frames, ie + PAIRED_BLOCK); ie < end; ie++) {
+        const t0 = performance.now();
+        sends += netOnce(ns, ie, ie % TX_SLOTS, 1000, 50);
+        le[ie] = (performance.now() - t0) * 1000;
+      }
+    };
+    const handBlock = () => {
+      for (const end = Math.min(frames, ih + PAIRED_BLOCK); ih < end; ih++) {
+        const t0 = performance.now();
+        hand.once(ih, ih % TX_SLOTS, 1);
+        lh[ih] = (performance.now() - t0) * 1000;
+      }
+    };
+    for (let b = 0; ie < frames || ih < frames; b++) {
+      if (b % 2 === 0) {
+        engineBlock();
+        handBlock();
+      } else {
+        handBlock();
+        engineBlock();
+      }
+    }
+    netHousekeeping(ns);
+    const calls = (i: number) => Number(eventfdRead(dev.vrings[i].callFd));
+    const se = summarise(le), sh = summarise(lh);
+    Object.assign(er, {
+      n: frames,
+      p50Us: se.p50,
+      p90Us: se.p90,
+      p99Us: se.p99,
+      perSec: 1e6 / se.mean,
+      sendsPerOp: sends / frames,
+      kicksPerOp: ns.kicks / frames,
+      callsPerOp: (calls(0) + calls(1)) / frames,
+    });
+    Object.assign(hr, {
+      n: frames,
+      p50Us: sh.p50,
+      p90Us: sh.p90,
+      p99Us: sh.p99,
+      perSec: 1e6 / sh.mean,
+      kicksPerOp: hand.kicks() / frames,
+      callsPerOp: (calls(2) + calls(3)) / frames,
+    });
+  } catch (e) {
+    const m = (e as Error).message;
+    if (er.n === 0) er.failure = m;
+    if (hr.n === 0) hr.failure = m;
+  } finally {
+    dev.close();
+  }
+  return [er, hr];
 }
 
 // ---- qemu-storage-daemon (virtio-blk) --------------------------------------------------------
@@ -814,13 +938,19 @@ interface SuiteArgs {
   identityOnly: boolean;
   /** Testpmd housekeeping before a round trip ends (unless `--defer-housekeeping`). */
   inlineHousekeeping: boolean;
+  /** `--paired`: engine and hand-laid ring in one session on two queue pairs. */
+  paired: boolean;
+  /** `--layout`: the testpmd layouts to run, in order. */
+  layouts: RingLayout[];
+  /** `--isolate`: `layout` runs each layout's testpmd part in its own process. */
+  isolate: "layout" | "none";
   /** `--json` report path. */
   json: string | undefined;
   /** `--pin` CPU list. */
   pin: string | undefined;
 }
 
-const SUITE_VALUE_FLAGS = ["frames", "rounds", "json", "backend", "suite"];
+const SUITE_VALUE_FLAGS = ["frames", "rounds", "json", "backend", "suite", "layout", "isolate"];
 
 /**
  * Parses and checks the command line. @returns the options, or the exit code when the run
@@ -839,9 +969,9 @@ function parseSuiteArgs(argv: readonly string[]): SuiteArgs | number {
     ]
   );
   const a = parseArgs(joined, {
-    boolean: ["help", "smoke", "identity-only", "defer-housekeeping"],
-    string: ["frames", "rounds", "json", "backend", "suite", "pin"],
-    collect: ["backend", "suite"],
+    boolean: ["help", "smoke", "identity-only", "defer-housekeeping", "paired"],
+    string: ["frames", "rounds", "json", "backend", "suite", "pin", "layout", "isolate"],
+    collect: ["backend", "suite", "layout"],
     unknown: (f: string) => {
       bad ??= f;
       return true;
@@ -878,12 +1008,27 @@ function parseSuiteArgs(argv: readonly string[]): SuiteArgs | number {
       return 2;
     }
   }
+  const layouts = (a.layout as string[]).length ? (a.layout as string[]) : ["split", "packed"];
+  for (const l of layouts) {
+    if (l !== "split" && l !== "packed") {
+      console.error(`bench vhost-user: --layout ${l}: use split or packed`);
+      return 2;
+    }
+  }
+  const isolate = a.isolate ?? "layout";
+  if (isolate !== "layout" && isolate !== "none") {
+    console.error(`bench vhost-user: --isolate ${isolate}: use layout or none`);
+    return 2;
+  }
   return {
     frames,
     rounds,
     backends: backends as ("testpmd" | "qsd")[],
+    layouts: [...new Set(layouts)] as RingLayout[],
+    isolate,
     identityOnly: a["identity-only"],
     inlineHousekeeping: !a["defer-housekeeping"],
+    paired: a.paired,
     json: a.json,
     pin: a.pin === undefined ? undefined : String(a.pin),
   };
@@ -912,10 +1057,20 @@ function engineVsHandRounds(
   rows: VhostBenchRow[],
   ratioRounds: RatioRound[],
   inlineHousekeeping: boolean,
+  paired = false,
+  layouts: readonly RingLayout[] = ["split", "packed"],
 ): void {
   for (let r = 0; r < rounds; r++) {
-    for (const layout of ["split", "packed"] as const) {
+    for (const layout of layouts) {
       progress(`testpmd ${layout} round ${r + 1}/${rounds}: engine vs hand-laid`);
+      if (paired) {
+        const [pe, ph] = netPaired(be, layout, frames, inlineHousekeeping);
+        rows.push(pe, ph);
+        if (pe.p50Us !== null && ph.p50Us !== null) {
+          ratioRounds.push({ layout, engineUs: pe.p50Us, handUs: ph.p50Us });
+        }
+        continue;
+      }
       const eng = () =>
         netEngine(be, { layout, dma: "identity", fill: "prefault", frames, inlineHousekeeping });
       let e: VhostBenchRow[], h: VhostBenchRow;
@@ -941,10 +1096,23 @@ async function benchTestpmd(
   rows: VhostBenchRow[],
   ratioRounds: RatioRound[],
 ): Promise<void> {
-  const be = await startTestpmd({ dir, iommu: true });
+  if (o.isolate === "layout" && o.layouts.length > 1) {
+    for (const layout of o.layouts) await testpmdInChild(dir, o, layout, rows, ratioRounds);
+    return;
+  }
+  const be = await startTestpmd({ dir, iommu: true, queues: o.paired ? 2 : 1 });
   try {
-    engineVsHandRounds(be, o.frames, o.rounds, rows, ratioRounds, o.inlineHousekeeping);
-    for (const layout of o.identityOnly ? [] : ["split", "packed"] as const) {
+    engineVsHandRounds(
+      be,
+      o.frames,
+      o.rounds,
+      rows,
+      ratioRounds,
+      o.inlineHousekeeping,
+      o.paired,
+      o.layouts,
+    );
+    for (const layout of o.identityOnly ? [] : o.layouts) {
       for (const [dma, fill] of IOMMU_MODES) {
         progress(`testpmd ${layout} ${dma}+${fill}`);
         rows.push(
@@ -960,6 +1128,50 @@ async function benchTestpmd(
     }
   } finally {
     await be.stop();
+  }
+}
+
+/**
+ * `--isolate layout`: the testpmd part of one layout in a child Deno process (its own isolate
+ * and its own testpmd), with the same options; its rows and per-round pairs come back through
+ * its `--json` report.
+ */
+async function testpmdInChild(
+  dir: string,
+  o: SuiteArgs,
+  layout: RingLayout,
+  rows: VhostBenchRow[],
+  ratioRounds: RatioRound[],
+): Promise<void> {
+  Deno.mkdirSync(dir, { recursive: true });
+  const json = `${dir}/testpmd-${layout}.json`;
+  const args = [
+    "run",
+    "--allow-all",
+    new URL(import.meta.url).pathname,
+    "--backend=testpmd",
+    `--layout=${layout}`,
+    "--isolate=none",
+    `--rounds=${o.rounds}`,
+    `--frames=${o.frames}`,
+    `--json=${json}`,
+    ...(o.identityOnly ? ["--identity-only"] : []),
+    ...(o.paired ? ["--paired"] : []),
+    ...(o.inlineHousekeeping ? [] : ["--defer-housekeeping"]),
+    ...(o.pin !== undefined ? [`--pin=${o.pin}`] : []),
+  ];
+  const r = await new Deno.Command(Deno.execPath(), { args, stdout: "null", stderr: "inherit" })
+    .output();
+  try {
+    const rep = JSON.parse(Deno.readTextFileSync(json));
+    rows.push(...(rep.rows as VhostBenchRow[]));
+    ratioRounds.push(...(rep.ratioRounds as RatioRound[]));
+  } catch (e) {
+    const row = benchRow("testpmd", "round-trip", layout, "engine", "identity");
+    row.failure = `--isolate layout: the ${layout} process exited ${r.code}, no report (${
+      (e as Error).message
+    })`;
+    rows.push(row);
   }
 }
 
@@ -990,7 +1202,7 @@ function reportSuite(rows: VhostBenchRow[], ratioRounds: RatioRound[], o: SuiteA
     Deno.writeTextFileSync(
       o.json,
       JSON.stringify(
-        { suite: "vhost-user", frames: o.frames, rounds: o.rounds, rows: out, ratios },
+        { suite: "vhost-user", frames: o.frames, rounds: o.rounds, rows: out, ratios, ratioRounds },
         null,
         2,
       ),

@@ -196,7 +196,7 @@ function isFile(path: string): boolean {
 export interface TestpmdOptions {
   /** Directory for the socket and log (created). */
   dir: string;
-  /** Queue pairs (default 1). */
+  /** Queue pairs (default 1); more than 1 also sets testpmd's `--rxq` and `--txq`. */
   queues?: number;
   /** Offer ACCESS_PLATFORM and the device IOTLB (`iommu-support=1`). */
   iommu?: boolean;
@@ -256,6 +256,8 @@ export async function startTestpmd(o: TestpmdOptions): Promise<VhostBackend> {
     "--auto-start",
     "--disable-link-check",
     "--nb-cores=1",
+    // one forwarding stream per queue pair, all on the one forwarding lcore
+    ...((o.queues ?? 1) > 1 ? [`--rxq=${o.queues}`, `--txq=${o.queues}`] : []),
     "--total-num-mbufs=2048",
     "--txd=64",
     "--rxd=64",

@@ -119,6 +119,8 @@ const BAD: Record<string, string[][]> = {
     ["--bogus"],
     ["--backend", "nope"],
     ["--frames", "-5"],
+    ["--layout", "ring"],
+    ["--isolate", "worker"],
   ],
 };
 

@@ -3,6 +3,7 @@
 
 import { assertAlmostEquals, assertEquals } from "@std/assert";
 import { engineHandRatios, formatRatios } from "../../bench/vhost_user.ts";
+import { CAN_RUN, skipWithout } from "./_rig.ts";
 
 Deno.test("engine/hand ratios: median of rounds ignores one disturbed round; min-of-N", () => {
   const r = engineHandRatios([
@@ -30,3 +31,60 @@ Deno.test("engine/hand ratios: even number of rounds takes the middle pair's mea
   assertAlmostEquals(s.medianOfRounds, 1.5, 1e-9);
   assertEquals(engineHandRatios([]), []);
 });
+
+// The two ways the bench keeps the comparison fair on a shared machine, against real testpmd:
+// `--isolate layout` (each layout in its own process) and `--paired` (engine and hand-laid ring
+// in one session on two queue pairs). Both must give every layout an engine and a hand-laid
+// round trip of every frame, and the per-round pairs the ratio is made of.
+for (const extra of [[], ["--paired"], ["--paired", "--isolate", "none"]]) {
+  Deno.test({
+    name: `bench vhost-user on testpmd ${extra.join(" ") || "(default: --isolate layout)"}: ` +
+      `engine and hand-laid rows for both layouts`,
+    ignore: !CAN_RUN,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async () => {
+      if (skipWithout("testpmd")) return;
+      const dir = await Deno.makeTempDir({ prefix: "bench-vhost-" });
+      try {
+        const json = `${dir}/r.json`;
+        const r = await new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "--allow-all",
+            new URL("../../bench/vhost_user.ts", import.meta.url).pathname,
+            "--backend",
+            "testpmd",
+            "--identity-only",
+            "--rounds",
+            "1",
+            "--frames",
+            "300",
+            "--json",
+            json,
+            ...extra,
+          ],
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assertEquals(r.code, 0, new TextDecoder().decode(r.stderr));
+        const rep = JSON.parse(await Deno.readTextFile(json));
+        for (const layout of ["split", "packed"]) {
+          for (const driver of ["engine", "hand"]) {
+            const row = rep.rows.find((x: Record<string, unknown>) =>
+              x.layout === layout && x.driver === driver && x.op === "round-trip"
+            );
+            assertEquals(row?.failure, null, `${layout} ${driver}: ${JSON.stringify(row)}`);
+            assertEquals(row.n, 300);
+          }
+          assertEquals(
+            rep.ratioRounds.filter((x: { layout: string }) => x.layout === layout).length,
+            1,
+          );
+        }
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  });
+}

@@ -118,8 +118,11 @@ export function splitDriverFootprint(size: number, features: bigint): number {
   return splitDriverPlacement(size, features).totalBytes;
 }
 
-/** RawGpaDmaApi's limit: it refuses a range ending above 2^52. */
-const GPA_LIMIT = 2 ** 52;
+// RawGpaDmaApi refuses a range ending above 2^52 (4503599627370496). The hot add path spells
+// its constants as literals: TurboFan folds a literal, while a module binding (imported or not)
+// is a context load and a number-kind check on every call.
+// 2^-32: a product by a power of two is exact, so (x * 2^-32) truncated = floor(x / 2^32) for
+// 0 <= x < 2^52, and a Uint32Array store truncates (ToUint32): no division, no Math.floor.
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const INDIRECT_NEVER = 0;
 const INDIRECT_ALWAYS = 1;
@@ -164,6 +167,8 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
    * returns the GPA, unmap is a no-op, so the shadow needs no mapping record.
    */
   readonly #rawDma: boolean;
+  /** `#rawDma` and not broken: `add` may take its one-segment fast path. */
+  #fastAdd: boolean;
   readonly #mask: number;
   readonly #eventIdx: boolean;
   readonly #inOrder: boolean;
@@ -190,10 +195,14 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   // Shadow per head.
   /** Token per outstanding head; `null` when free (keeps the array's elements tagged). */
   readonly #tokens: (T | null)[];
-  readonly #active: Uint8Array;
-  readonly #descCount: Uint16Array;
+  /**
+   * One word per head: 0 when the head is not outstanding, else
+   * `descriptors << 1 | indirect` (direct chain: its descriptor count; indirect: 1 descriptor,
+   * bit 0 set). One load tells `getUsed` whether the id is a head, how many descriptors to
+   * free and how to unmap them.
+   */
+  readonly #headState: Uint32Array;
   readonly #cap: Float64Array;
-  readonly #isIndirect: Uint8Array;
   readonly #segCount: Uint16Array;
   readonly #indTableBus: U64[];
   // Shadow per descriptor (direct chains).
@@ -203,6 +212,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   readonly #extraBusBig: (bigint | undefined)[];
   readonly #extraLen: Uint32Array;
   readonly #extraDir: Uint8Array;
+  /** Last descriptor of each direct chain of more than one descriptor (else the head itself). */
   readonly #chainTail: Uint16Array;
   // Shadow per indirect slot entry.
   readonly #indBus: U64[];
@@ -250,6 +260,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#unmapPg = hasUnmapPage(opts.dma);
     this.#rawDma = Object.getPrototypeOf(opts.dma) === RawGpaDmaApi.prototype &&
       !["map", "mapNumber", "unmap"].some((k) => Object.hasOwn(opts.dma, k));
+    this.#fastAdd = this.#rawDma;
     this.ringGpa = opts.ringGpa;
     this.policy = Object.freeze({ ...DEFAULT_DRIVER_POLICY, ...opts.policy });
     this.#clamp = this.policy.usedLenExceedsCapacity === "clamp";
@@ -308,10 +319,8 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     // undefined there as a NaN pattern), so each number token is unboxed on add and re-tagged on
     // getUsed; null keeps the array tagged (about 3 ns less per add + getUsed)
     this.#tokens = new Array(size).fill(null);
-    this.#active = new Uint8Array(size);
-    this.#descCount = new Uint16Array(size);
+    this.#headState = new Uint32Array(size);
     this.#cap = new Float64Array(size);
-    this.#isIndirect = new Uint8Array(size);
     this.#segCount = new Uint16Array(size);
     this.#indTableBus = new Array(size).fill(0);
     this.#extraBus = new Float64Array(size);
@@ -363,6 +372,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   #fail(code: VirtqErrorCode, detail: string, index?: number): never {
     const e = new VirtqError(code, detail, { index });
     this.#broken = e;
+    this.#fastAdd = false;
     throw e;
   }
 
@@ -375,22 +385,12 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
    * `RING_FULL` (not enough free descriptors), `DMA_MAP_FAILED` (`cause` = the DmaMapError).
    */
   add(readable: SgList, writable: SgList, token: T): void {
-    // The commonest add, kept small enough to inline: one segment under RawGpaDmaApi (bus
-    // address = GPA), written straight into the head descriptor. Anything else, and every
-    // error, takes the general path below, unchanged.
-    if (
-      this.#rawDma && this.#broken === null && readable.count + writable.count === 1 &&
-      this.#numFree !== 0
-    ) {
+    // The commonest add, kept small enough to inline (bytecode: add + #addOneRaw): one segment
+    // under RawGpaDmaApi (bus address = GPA), written straight into the head descriptor.
+    // Anything else, and every error, takes the general path below, unchanged.
+    if (this.#fastAdd && readable.count + writable.count === 1) {
       const w = readable.count === 0;
-      const list = w ? writable : readable;
-      const gpa = list.gpa[0];
-      const len = list.len[0];
-      // RawGpaDmaApi.map refuses gpa + len > 2^52 and returns anything else unchanged.
-      if (gpa >= 0 && len !== 0 && gpa + len <= GPA_LIMIT) {
-        this.#publish(this.#addOneRaw(gpa, len, w), token);
-        return;
-      }
+      if (this.#addOneRaw(w ? writable : readable, w, token)) return;
     }
     this.#addGeneral(readable, writable, token);
   }
@@ -415,28 +415,39 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   /** Records `token` for `head` and places the head in the next available ring entry. */
   #publish(head: number, token: T): void {
     this.#tokens[head] = token;
-    this.#active[head] = 1;
     const ai = this.#availIdx;
     this.#avail16[2 + (ai & this.#mask)] = head;
     this.#availIdx = (ai + 1) & 0xffff;
     this.#outstanding++;
-    if (this.#inOrder) {
-      this.#order[this.#orderBack] = head;
-      this.#orderBack = (this.#orderBack + 1) & this.#mask;
-    }
+    if (this.#inOrder) this.#pushOrder(head);
+  }
+
+  /** IN_ORDER: `head` is the newest buffer in add order. */
+  #pushOrder(head: number): void {
+    this.#order[this.#orderBack] = head;
+    this.#orderBack = (this.#orderBack + 1) & this.#mask;
   }
 
   /**
-   * One segment under {@link RawGpaDmaApi} (bus address = GPA, checked by the caller: `gpa`
-   * non-negative, `len` non-zero, the range below 2^52) into the head descriptor.
-   * @returns the head.
+   * The one segment of `list` under {@link RawGpaDmaApi} (bus address = GPA) into the head
+   * descriptor, published as {@link #publish} does (written out here: one inlined body).
+   * @returns `false`, having changed nothing, when the segment is not for this path (`gpa`
+   * negative or not a number, `len` 0, the range past 2^52, which RawGpaDmaApi.map refuses) or
+   * no descriptor is free: the general path then adds it or throws.
    */
-  #addOneRaw(gpa: number, len: number, writable: boolean): number {
+  #addOneRaw(list: SgList, writable: boolean, token: T): boolean {
+    const gpa = list.gpa[0];
+    const len = list.len[0];
+    // gpa + len <= 2^52, written so that only len (a uint32) takes part in integer arithmetic:
+    // a sum would make TurboFan check that gpa (a double) is an integer first
+    if (!(gpa >= 0 && len !== 0 && gpa <= 4503599627370496 - len) || this.#numFree === 0) {
+      return false;
+    }
     const head = this.#freeHead;
     const d32 = this.#desc32;
     const w4 = head << 2;
-    d32[w4] = gpa >>> 0;
-    d32[w4 + 1] = Math.floor(gpa / TWO_POW_32);
+    d32[w4] = gpa; // ToUint32: the low 32 bits
+    d32[w4 + 1] = gpa * 2.3283064365386963e-10; // 2^-32, truncated: the high bits (gpa < 2^52)
     d32[w4 + 2] = len;
     d32[w4 + 3] = writable ? VIRTQ_DESC_F_WRITE : 0;
     // No #extraBus / #extraLen / #extraDir shadow: they only feed unmap calls, and
@@ -444,11 +455,15 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     // an add + kick + getUsed cycle).
     this.#freeHead = this.#freeNext[head];
     this.#numFree--;
-    this.#descCount[head] = 1;
-    this.#chainTail[head] = head;
-    this.#isIndirect[head] = 0;
+    this.#headState[head] = 1 << 1; // one direct descriptor: the chain's tail is the head
     this.#cap[head] = writable ? len : 0;
-    return head;
+    this.#tokens[head] = token;
+    const ai = this.#availIdx;
+    this.#avail16[2 + (ai & this.#mask)] = head;
+    this.#availIdx = (ai + 1) & 0xffff;
+    this.#outstanding++;
+    if (this.#inOrder) this.#pushOrder(head);
+    return true;
   }
 
   /**
@@ -523,9 +538,8 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     // Taken descriptors keep their private free-list links: they chain the buffer in order.
     this.#freeHead = d;
     this.#numFree -= total;
-    this.#descCount[head] = total;
+    this.#headState[head] = total << 1;
     this.#chainTail[head] = lastD;
-    this.#isIndirect[head] = 0;
     this.#cap[head] = cap;
     return head;
   }
@@ -626,9 +640,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#indTableBus[head] = tbus;
     this.#freeHead = this.#freeNext[head];
     this.#numFree--;
-    this.#descCount[head] = 1;
-    this.#chainTail[head] = head;
-    this.#isIndirect[head] = 1;
+    this.#headState[head] = (1 << 1) | 1;
     this.#segCount[head] = total;
     this.#cap[head] = cap;
     return head;
@@ -692,24 +704,56 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
       ((usedIdx - last) & 0xffff) >
         this.#outstanding - ((this.#availIdx - this.#kickedIdx) & 0xffff)
     ) this.#usedIdxJump(usedIdx, last);
+    if (this.#inOrder) return this.#takeUsedInOrder(last);
+    const w = 1 + ((last & this.#mask) << 1);
+    const id = this.#used32[w];
+    let len = this.#used32[w + 1];
+    // Linux BAD_RING: "id %u out of range" / "id %u is not a head!" (#38, #39).
+    if (id >= this.size) this.#usedIdOutOfRange(id);
+    const st = this.#headState[id];
+    if (st === 0) this.#usedIdNotHead(id);
+    // #finish and #release, unrolled for the commonest case (the head's state word is loaded
+    // once; the free-list append is the same).
+    const cap = this.#cap[id];
+    if (len > cap) {
+      // Policy: reject (default) or clamp (HOSTILE_INPUTS #40).
+      if (!this.#clamp) this.#lenExceeds(id, len, cap);
+      len = cap;
+    }
+    const tokens = this.#tokens;
+    const token = tokens[id] as T;
+    tokens[id] = null;
+    this.#headState[id] = 0;
+    this.#outstanding--;
+    const n = st >>> 1;
+    if ((st & 1) !== 0) this.#unmapIndirect(id);
+    else if (!this.#rawDma) this.#unmapDirect(id, n);
+    if (this.#numFree === 0) this.#freeHead = id;
+    else this.#freeNext[this.#freeTail] = id;
+    this.#freeTail = n === 1 ? id : this.#chainTail[id];
+    this.#numFree += n;
+    this.#lastUsed = (last + 1) & 0xffff;
+    this.#usedLen = len;
+    return token;
+  }
+
+  /** {@link #takeUsed} with `VIRTIO_F_IN_ORDER` (batches, §2.7.8), once the idx was checked. */
+  #takeUsedInOrder(last: number): T | undefined {
     let id: number, len: number;
     if (this.#batchLast < 0) {
       const w = 1 + ((last & this.#mask) << 1);
       id = this.#used32[w];
       len = this.#used32[w + 1];
-      // Linux BAD_RING: "id %u out of range" / "id %u is not a head!" (#38, #39).
       if (id >= this.size) this.#usedIdOutOfRange(id);
-      if (this.#active[id] === 0) this.#usedIdNotHead(id);
-      if (this.#inOrder) {
-        const front = this.#order[this.#orderFront];
-        if (id !== front) {
-          // In-order batch (§2.7.8): one element for several buffers, naming the last one;
-          // the ones before it are fully used.
-          this.#batchLast = id;
-          this.#batchLen = len;
-          id = front;
-          len = this.#cap[front];
-        }
+      if (this.#headState[id] === 0) this.#usedIdNotHead(id);
+      const front = this.#order[this.#orderFront];
+      if (id !== front) {
+        // In-order batch (§2.7.8): one element for several buffers, naming the last one;
+        // the ones before it are fully used.
+        this.#batchLast = id;
+        this.#batchLen = len;
+        id = front;
+        len = this.#cap[front];
       }
     } else {
       id = this.#order[this.#orderFront];
@@ -795,19 +839,16 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   #release(id: number): T | undefined {
     const token = this.#tokens[id] as T; // id is an outstanding head (#38, #39 checked)
     this.#tokens[id] = null;
-    this.#active[id] = 0;
+    const st = this.#headState[id];
+    this.#headState[id] = 0;
     this.#outstanding--;
-    let n = 1;
-    if (this.#isIndirect[id] !== 0) {
-      this.#unmapIndirect(id);
-    } else {
-      n = this.#descCount[id];
-      if (!this.#rawDma) this.#unmapDirect(id, n);
-    }
+    const n = st >>> 1;
+    if ((st & 1) !== 0) this.#unmapIndirect(id);
+    else if (!this.#rawDma) this.#unmapDirect(id, n);
     // Append the whole chain (linked in order by the private free-list links) to the tail.
     if (this.#numFree === 0) this.#freeHead = id;
     else this.#freeNext[this.#freeTail] = id;
-    this.#freeTail = this.#chainTail[id];
+    this.#freeTail = n === 1 ? id : this.#chainTail[id];
     this.#numFree += n;
     return token;
   }
@@ -840,7 +881,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
    */
   detachUnused(): T | undefined {
     for (let i = 0; i < this.size; i++) {
-      if (this.#active[i] !== 0) return this.#release(i);
+      if (this.#headState[i] !== 0) return this.#release(i);
     }
     return undefined;
   }
@@ -865,6 +906,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#orderBack = 0;
     this.#batchLast = -1;
     this.#broken = null;
+    this.#fastAdd = this.#rawDma;
   }
 
   /**
