@@ -1343,6 +1343,21 @@ const U64_TOP = 2n ** 64n;
 const WINDOW_LENGTHS = [1, 2, 8, 64, 4095, 4096, 4097, 65536];
 const canon = (b: bigint): number | bigint => b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
 
+/**
+ * Buffer GPAs at the edges of a window's CPU range for a buffer of `len` bytes: its start, the
+ * last fit, one byte past it, just before the window, just after it, its middle.
+ */
+function windowEdgeGpas(w: { cpu: number; size: number }, len: number): number[] {
+  return [
+    w.cpu,
+    w.cpu + w.size - len,
+    w.cpu + w.size - len + 1,
+    w.cpu - 1,
+    w.cpu + w.size,
+    w.cpu + (w.size >> 1),
+  ];
+}
+
 function runWindow(input: WindowPart, engine: DmaInvariantsEngine): void {
   const wins: DmaWindow[] = input.windows.map(([t, a]) => {
     const size = 2 ** (12 + (a % 20)) + (a % 3 === 2 ? 4096 : 0);
@@ -1426,14 +1441,7 @@ function runWindow(input: WindowPart, engine: DmaInvariantsEngine): void {
         );
       }
     } else {
-      const gpas = [
-        w.cpu,
-        w.cpu + w.size - len,
-        w.cpu + w.size - len + 1,
-        w.cpu - 1,
-        w.cpu + w.size,
-        w.cpu + (w.size >> 1),
-      ];
+      const gpas = windowEdgeGpas(w, len);
       const gpa = gpas[edge % gpas.length];
       if (gpa < 0) continue;
       const hit = ref.find((r) => gpa >= r.cpu && gpa < r.cpu + r.size);
@@ -1491,12 +1499,7 @@ function runApi(input: ApiPart, engine: DmaInvariantsEngine): void {
     const len = WINDOW_LENGTHS[x % WINDOW_LENGTHS.length];
     const dir = (kind === 2 ? 0 : (x >> 3) % 3) as DmaDirection;
     const gpas = [
-      w.cpu,
-      w.cpu + w.size - len,
-      w.cpu + w.size - len + 1,
-      w.cpu - 1,
-      w.cpu + w.size,
-      w.cpu + (w.size >> 1),
+      ...windowEdgeGpas(w, len),
       w.cpu + 4096 - (len >> 1),
       // the buffer straddles the DMA mask (dma_capable checks the last byte, not the first)
       w.bus <= mask && mask - w.bus < BigInt(w.size)
