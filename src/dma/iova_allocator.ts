@@ -471,14 +471,7 @@ export class IovaAllocator {
     const o = i * STRIDE;
     const r = this.#r;
     const pfn = r[o + F_LO];
-    if (r[o + F_HI] !== pfn) return false;
-    const rc = this.#rcaches[0];
-    if (rc === null) return false;
-    const m = rc.loaded;
-    if (m.size === IOVA_MAG_SIZE) return false;
-    m.pfns[m.size++] = pfn;
-    this.rcacheStats.inserts++;
-    return true;
+    return r[o + F_HI] === pfn && this.freeCachedPage(pfn);
   }
 
   /**
