@@ -126,11 +126,23 @@ function pct(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
 }
 
-function summarise(lat: Float64Array): { p50: number; p90: number; p99: number; mean: number } {
+/**
+ * The latency fields of a round-trip row from per-operation latencies (us): count,
+ * percentiles and operations per second (1e6 / mean).
+ */
+function latencyFields(
+  lat: Float64Array,
+): Pick<VhostBenchRow, "n" | "p50Us" | "p90Us" | "p99Us" | "perSec"> {
   const s = lat.slice().sort();
   let sum = 0;
   for (const x of s) sum += x;
-  return { p50: pct(s, 0.5), p90: pct(s, 0.9), p99: pct(s, 0.99), mean: sum / s.length };
+  return {
+    n: s.length,
+    p50Us: pct(s, 0.5),
+    p90Us: pct(s, 0.9),
+    p99Us: pct(s, 0.99),
+    perSec: 1e6 / (sum / s.length),
+  };
 }
 
 // ---- testpmd (virtio-net) ----------------------------------------------------------------
@@ -333,13 +345,8 @@ function netRoundTrips(
     lat[seq] = (performance.now() - t0) * 1000;
   }
   netHousekeeping(ns);
-  const s = summarise(lat);
   Object.assign(rt, {
-    n: frames,
-    p50Us: s.p50,
-    p90Us: s.p90,
-    p99Us: s.p99,
-    perSec: 1e6 / s.mean,
+    ...latencyFields(lat),
     sendsPerOp: sends / frames,
     kicksPerOp: ns.kicks / frames,
     callsPerOp: Number(eventfdRead(ns.rx.callFd) + eventfdRead(ns.tx.callFd)) / frames,
@@ -544,13 +551,8 @@ function netHand(
       once(seq, seq % TX_SLOTS, 1);
       lat[seq] = (performance.now() - t0) * 1000;
     }
-    const s = summarise(lat);
     Object.assign(row, {
-      n: frames,
-      p50Us: s.p50,
-      p90Us: s.p90,
-      p99Us: s.p99,
-      perSec: 1e6 / s.mean,
+      ...latencyFields(lat),
       kicksPerOp: driver.kicks() / frames,
       callsPerOp: Number(eventfdRead(rxv.callFd) + eventfdRead(txv.callFd)) / frames,
     });
@@ -632,23 +634,14 @@ function netPaired(
     }
     netHousekeeping(ns);
     const calls = (i: number) => Number(eventfdRead(dev.vrings[i].callFd));
-    const se = summarise(le), sh = summarise(lh);
     Object.assign(er, {
-      n: frames,
-      p50Us: se.p50,
-      p90Us: se.p90,
-      p99Us: se.p99,
-      perSec: 1e6 / se.mean,
+      ...latencyFields(le),
       sendsPerOp: sends / frames,
       kicksPerOp: ns.kicks / frames,
       callsPerOp: (calls(0) + calls(1)) / frames,
     });
     Object.assign(hr, {
-      n: frames,
-      p50Us: sh.p50,
-      p90Us: sh.p90,
-      p99Us: sh.p99,
-      perSec: 1e6 / sh.mean,
+      ...latencyFields(lh),
       kicksPerOp: hand.kicks() / frames,
       callsPerOp: (calls(2) + calls(3)) / frames,
     });
@@ -709,8 +702,7 @@ function blkEngine(be: VhostBackend, n: number): VhostBenchRow[] {
       if (r.kind !== "used") throw new Error(`read ${k}: ${r.kind}`);
       if (k >= 0) lat[k] = (performance.now() - t0) * 1000;
     }
-    const s = summarise(lat);
-    Object.assign(rt, { n, p50Us: s.p50, p90Us: s.p90, p99Us: s.p99, perSec: 1e6 / s.mean });
+    Object.assign(rt, latencyFields(lat));
     let sent = 0, done = 0;
     const t0 = performance.now();
     for (let i = 0; i < 8; i++) submit(i, sent++ % 2048);
@@ -784,8 +776,7 @@ function blkHand(be: VhostBackend, n: number): VhostBenchRow {
       }
       if (k >= 0) lat[k] = (performance.now() - t0) * 1000;
     }
-    const s = summarise(lat);
-    Object.assign(row, { n, p50Us: s.p50, p90Us: s.p90, p99Us: s.p99, perSec: 1e6 / s.mean });
+    Object.assign(row, latencyFields(lat));
   } catch (e) {
     row.failure = (e as Error).message;
   } finally {

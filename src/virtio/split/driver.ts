@@ -118,11 +118,6 @@ export function splitDriverFootprint(size: number, features: bigint): number {
   return splitDriverPlacement(size, features).totalBytes;
 }
 
-// RawGpaDmaApi refuses a range ending above 2^52 (4503599627370496). The hot add path spells
-// its constants as literals: TurboFan folds a literal, while a module binding (imported or not)
-// is a context load and a number-kind check on every call.
-// 2^-32: a product by a power of two is exact, so (x * 2^-32) truncated = floor(x / 2^32) for
-// 0 <= x < 2^52, and a Uint32Array store truncates (ToUint32): no division, no Math.floor.
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const INDIRECT_NEVER = 0;
 const INDIRECT_ALWAYS = 1;
@@ -438,8 +433,10 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   #addOneRaw(list: SgList, writable: boolean, token: T): boolean {
     const gpa = list.gpa[0];
     const len = list.len[0];
-    // gpa + len <= 2^52, written so that only len (a uint32) takes part in integer arithmetic:
-    // a sum would make TurboFan check that gpa (a double) is an integer first
+    // gpa + len <= 2^52 (RawGpaDmaApi refuses a range ending above it), written so that only len
+    // (a uint32) takes part in integer arithmetic: a sum would make TurboFan check that gpa (a
+    // double) is an integer first. This path spells its constants as literals: TurboFan folds a
+    // literal, while a module binding is a context load and a number-kind check on every call.
     if (!(gpa >= 0 && len !== 0 && gpa <= 4503599627370496 - len) || this.#numFree === 0) {
       return false;
     }
@@ -447,7 +444,9 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     const d32 = this.#desc32;
     const w4 = head << 2;
     d32[w4] = gpa; // ToUint32: the low 32 bits
-    d32[w4 + 1] = gpa * 2.3283064365386963e-10; // 2^-32, truncated: the high bits (gpa < 2^52)
+    // a product by 2^-32 is exact, and the store truncates (ToUint32): floor(gpa / 2^32) for
+    // 0 <= gpa < 2^52, with no division and no Math.floor
+    d32[w4 + 1] = gpa * 2.3283064365386963e-10;
     d32[w4 + 2] = len;
     d32[w4 + 3] = writable ? VIRTQ_DESC_F_WRITE : 0;
     // No #extraBus / #extraLen / #extraDir shadow: they only feed unmap calls, and
