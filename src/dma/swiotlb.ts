@@ -238,7 +238,8 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     // any state changes. (Kept small: V8 inlines a function of at most 460 bytecode bytes.)
     const r = this.#origRegion;
     if (
-      this.#fast && length > 0 && length <= IO_TLB_SIZE && gpa >= r.gpa &&
+      this.#fast && length > 0 && length <= IO_TLB_SIZE && (length | 0) === length &&
+      gpa >= r.gpa &&
       gpa + length <= r.end && Number.isSafeInteger(gpa) && this.#memory.observer === null
     ) {
       // next-fit: the slot at the rotating index is free unless the pool wrapped onto a live
@@ -352,7 +353,9 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
         if (n <= 0) return this.#releaseOne(idx); // (#copyBack copies nothing)
         const orig = this.#orig[idx];
         const r = this.#origRegion;
-        if (orig >= r.gpa && orig + n <= r.end && this.#memory.observer === null) {
+        if (
+          orig >= r.gpa && orig + n <= r.end && (n | 0) === n && this.#memory.observer === null
+        ) {
           return this.#bounceBack(idx, orig, n, r);
         }
       }

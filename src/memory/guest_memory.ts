@@ -234,10 +234,19 @@ export class GuestMemory {
    * @throws MemoryFault (`invalid`, `unmapped` or `straddle`).
    */
   resolve(gpa: number, length: number): MemoryRegion {
+    // The cached regions answer only what the slow path would accept: whole-byte addresses and
+    // lengths (Math.floor is free on the small integers the engines pass; a fraction or NaN
+    // falls through to the slow path's `invalid`).
     const last = this.#last;
-    if (last !== null && gpa >= last.gpa && length >= 0 && gpa + length <= last.end) return last;
+    if (
+      last !== null && gpa >= last.gpa && length >= 0 && gpa + length <= last.end &&
+      Math.floor(gpa) === gpa && Math.floor(length) === length
+    ) return last;
     const prev = this.#prev;
-    if (prev !== null && gpa >= prev.gpa && length >= 0 && gpa + length <= prev.end) {
+    if (
+      prev !== null && gpa >= prev.gpa && length >= 0 && gpa + length <= prev.end &&
+      Math.floor(gpa) === gpa && Math.floor(length) === length
+    ) {
       this.#prev = last;
       this.#last = prev;
       return prev;

@@ -61,6 +61,26 @@ Deno.test("GuestMemory: holes, straddles and bad addresses raise MemoryFault", (
   assertEquals(m.contains(0x1fff, 1), false);
 });
 
+Deno.test("GuestMemory.resolve: a fractional or NaN address or length is `invalid` whether or not its region is cached", () => {
+  const m = new GuestMemory([{ gpa: 0, size: 0x1000 }, { gpa: 0x2000, size: 0x1000 }]);
+  const bad: [number, number][] = [[16.5, 4], [16, 4.5], [16.5, 0.5], [NaN, 1], [0x10, NaN]];
+  for (const [gpa, len] of bad) {
+    // cold: neither region cached
+    const cold = new GuestMemory([{ gpa: 0, size: 0x1000 }]);
+    assertEquals(assertThrows(() => cold.resolve(gpa, len), MemoryFault).kind, "invalid");
+    // warm: the region is the last one resolved, then the one before it
+    m.readU8(0);
+    assertEquals(assertThrows(() => m.resolve(gpa, len), MemoryFault).kind, "invalid");
+    m.readU8(0);
+    m.readU8(0x2000);
+    assertEquals(assertThrows(() => m.resolve(gpa, len), MemoryFault).kind, "invalid");
+  }
+  // the accessors go through resolve: no silent read at a truncated offset
+  m.readU8(0);
+  assertEquals(assertThrows(() => m.readU32(16.5), MemoryFault).kind, "invalid");
+  assertEquals(assertThrows(() => m.readU8(0.5), MemoryFault).kind, "invalid");
+});
+
 Deno.test("GuestMemory: regions must be page-aligned and disjoint", () => {
   assertThrows(() => new GuestMemory([{ gpa: 0x10, size: 0x1000 }]), RangeError);
   assertThrows(() => new GuestMemory([{ gpa: 0, size: 0x2000 }, { gpa: 0x1000, size: 0x1000 }]));
