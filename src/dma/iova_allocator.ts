@@ -462,6 +462,26 @@ export class IovaAllocator {
   }
 
   /**
+   * {@link IovaAllocator.freeFastSized} of the ranges `pfns[k]` of `pages[k]` pages for `k` from
+   * `from` on, in order, fused for dma-iommu's lazy batch free (a flush queue hands back hundreds
+   * of one-page ranges at once): while `k < to`, entry `k` is one page and the one-page range
+   * cache's loaded magazine has room, its PFN is pushed there and counted exactly as
+   * `freeFastSized(pfns[k], 1)` would. Returns the first `k` not freed (`to` when all were): the
+   * caller frees that entry with `freeFastSized` and calls again. Nothing changes for an entry
+   * not freed (for instance while the one-page range cache does not exist yet).
+   */
+  freeCachedPages(pfns: Float64Array, pages: Float64Array, from: number, to: number): number {
+    const rc = this.#rcaches[0];
+    if (rc === null) return from;
+    const m = rc.loaded, dst = m.pfns;
+    let s = m.size, k = from;
+    while (k < to && s < IOVA_MAG_SIZE && pages[k] === 1) dst[s++] = pfns[k++];
+    m.size = s;
+    this.rcacheStats.inserts += k - from;
+    return k;
+  }
+
+  /**
    * {@link IovaAllocator.freeFastAt} fused for dma-iommu's common case: range `i` is one page and
    * the one-page range cache's loaded magazine has room. Then its PFN is pushed there and counted
    * exactly as `freeFastAt(i)` would, and `true` returned; otherwise nothing changes (`false`:
