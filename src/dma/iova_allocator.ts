@@ -442,14 +442,27 @@ export class IovaAllocator {
    * one-page range cache's loaded magazine is not empty and its newest PFN lies below `limitPfn`
    * (what `rcacheGet` takes first). Then that PFN is popped, its range gets caller values
    * `a = 1` and `b`, the hit is counted, exactly as `allocFast(1, limitPfn, 1, b)` would, and the
-   * PFN is returned; otherwise nothing changes and -1 says: call `allocFast`.
+   * PFN is returned; otherwise -1 says: call `allocFast`. An empty loaded magazine is first
+   * refilled as `rcacheGet` refills it (swapped with `prev` when that holds PFNs, else replaced by
+   * the depot's newest full magazine): lazy invalidation's batch frees empty it every ~127 maps.
+   * That refill is the one change -1 may leave behind, and `allocFast` would make it first
+   * anyway (its `rcacheGet` then finds the loaded magazine full), so the effect is the same.
    */
   allocCachedPage(limitPfn: number, b: number): number {
     const rc = this.#rcaches[0];
     if (rc === null) return -1;
-    const m = rc.loaded;
+    let m = rc.loaded;
+    if (m.size === 0) {
+      if (rc.prev.size > 0) {
+        rc.loaded = rc.prev;
+        rc.prev = m;
+      } else if (rc.depot.length > 0) {
+        rc.spare.push(m);
+        rc.loaded = rc.depot.pop()!;
+      } else return -1;
+      m = rc.loaded;
+    }
     const k = m.size - 1;
-    if (k < 0) return -1;
     const pfn = m.pfns[k];
     if (pfn > limitPfn - 1) return -1;
     m.size = k;

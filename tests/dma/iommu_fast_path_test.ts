@@ -318,6 +318,30 @@ const batchArb: fc.Arbitrary<Op[]> = fc.tuple(
   return ops;
 });
 
+/**
+ * Lazy invalidation through the depot: 400 one-page buffers mapped and unmapped, twice, so each
+ * round's batch frees fill the loaded and prev magazines and push full ones to the depot, and
+ * the next round's maps empty the loaded magazine and refill it from prev and the depot.
+ */
+const DEPOT_CFG: Cfg = {
+  policy: "lazy",
+  mask: undefined,
+  sacFirst: true,
+  iotlbCapacity: 1024,
+  fqSize: 256,
+};
+function depotOps(): Op[] {
+  const ops: Op[] = [{ k: "mapc", page: MEM / 4096 - 8, pages: 4 }];
+  for (let round = 0; round < 3; round++) {
+    for (let j = 0; j < 400; j++) ops.push({ k: "map", page: 16 + j, off: 128, len: 64, dir: 2 });
+    for (let j = 0; j < 400; j++) {
+      ops.push({ k: "unmap", which: 1, delta: 0, lenDelta: 0, usePage: true });
+    }
+    ops.push({ k: "tick", ms: 11 }); // the timer frees the rest
+  }
+  return ops;
+}
+
 const root = new URL("../../", import.meta.url);
 const dmaMod = await import(new URL("src/dma/mod.ts", root).href);
 const memMod = await import(new URL("src/memory/mod.ts", root).href);
@@ -338,6 +362,10 @@ Deno.test("iommu fast path: same observable behaviour in long one-page batches",
     }),
     { numRuns: 25 },
   );
+});
+
+Deno.test("iommu fast path: same observable behaviour through the range caches' depot", () => {
+  differential(dmaMod, memMod, DEPOT_CFG, depotOps());
 });
 
 Deno.test("iommu fast path: the fused path is taken (the test exercises it)", () => {
@@ -469,6 +497,18 @@ const PLANTS: { file: string; from: string; to: string }[] = [
     to: "if (m.size === IOVA_MAG_SIZE) return false;\n    m.pfns[m.size] = pfn;\n" +
       "    this.rcacheStats.inserts++;\n    return true;\n  }\n\n  #insert",
   },
+  // the fused allocation's refill swaps in prev but keeps it as prev too (a magazine lost)
+  {
+    file: "src/dma/iova_allocator.ts",
+    from: "rc.loaded = rc.prev;\n        rc.prev = m;",
+    to: "rc.loaded = rc.prev;",
+  },
+  // the fused allocation's refill takes the depot's oldest magazine instead of the newest
+  {
+    file: "src/dma/iova_allocator.ts",
+    from: "rc.spare.push(m);\n        rc.loaded = rc.depot.pop()!;",
+    to: "rc.spare.push(m);\n        rc.loaded = rc.depot.shift()!;",
+  },
   // the fused lazy batch free fills the loaded magazine past its size
   {
     file: "src/dma/iova_allocator.ts",
@@ -513,6 +553,7 @@ for (const p of PLANTS) {
       const mem = await import(`file://${dir}/memory/mod.ts`);
       let failed = false;
       try {
+        differential(dma, mem, DEPOT_CFG, depotOps());
         fc.assert(
           fc.property(cfgArb, batchArb, fc.array(opArb, { maxLength: 60 }), (cfg, batch, tail) => {
             differential(dma, mem, cfg, [...batch, ...tail]);
