@@ -105,6 +105,9 @@ export class IovaAllocator {
   /** Cached search start (exclusive top) for limits <= 4 GiB [0] and above [1]. */
   #cached = [Infinity, Infinity];
   readonly #hint = new Int32Array(HINT_MASK + 1);
+  // Every range bound is an integer (always, unless `reserve` was given a fractional PFN): the
+  // lookups' direct hint checks rely on it.
+  #integral = true;
   /** Range caches by log2 of the size in pages (created on first use). */
   readonly #rcaches: (RangeCache | null)[] = new Array(IOVA_RANGE_CACHE_MAX_SIZE).fill(null);
   /** Range-cache counters. */
@@ -205,6 +208,7 @@ export class IovaAllocator {
    * (each gap's bottom is the highest end of the ranges below it).
    */
   reserve(loPfn: number, hiPfn: number): void {
+    if (!Number.isInteger(loPfn) || !Number.isInteger(hiPfn)) this.#integral = false;
     let lo = loPfn;
     const r = this.#r;
     // Walk the ranges that overlap [lo, hiPfn] in ascending order (sorted by first PFN).
@@ -233,6 +237,14 @@ export class IovaAllocator {
    * check). Indices are valid until the next alloc/free.
    */
   findStart(pfn: number): number {
+    // Direct check of the hint (no neighbour read): while every bound is an integer, a live
+    // range starting at `pfn` is the answer of the search below (no range starts in
+    // (pfn, pfn + 1)).
+    const h = this.#hint[(pfn + 1) & HINT_MASK];
+    if (this.#integral && h >= 0 && h < this.#n) {
+      const o = h * STRIDE;
+      if (this.#r[o + F_LO] === pfn && this.#r[o + F_KIND] === LIVE) return h;
+    }
     const i = this.#lastBelow(pfn + 1);
     const o = i * STRIDE;
     return i >= 0 && this.#r[o + F_LO] === pfn && this.#r[o + F_KIND] === LIVE ? i : -1;
@@ -240,6 +252,15 @@ export class IovaAllocator {
 
   /** The index of the live range containing `pfn`, or -1. */
   findContaining(pfn: number): number {
+    // As findStart: while every bound is an integer, a live range holding `pfn` is the answer
+    // of the search below (the next range starts at or above its last PFN + 1 >= pfn + 1).
+    const h = this.#hint[(pfn + 1) & HINT_MASK];
+    if (this.#integral && h >= 0 && h < this.#n) {
+      const o = h * STRIDE;
+      if (
+        this.#r[o + F_LO] <= pfn && this.#r[o + F_HI] >= pfn && this.#r[o + F_KIND] === LIVE
+      ) return h;
+    }
     const i = this.#lastBelow(pfn + 1);
     const o = i * STRIDE;
     return i >= 0 && this.#r[o + F_HI] >= pfn && this.#r[o + F_KIND] === LIVE ? i : -1;
