@@ -109,6 +109,18 @@ export class FlushQueue {
   pages(i: number): number {
     return this.#pages[i];
   }
+  /**
+   * The array of queued first PFNs: entry `i`'s at index `i` for `0 <= i < length` (what
+   * {@link FlushQueue.pfn} reads), for a batch consumer such as dma-iommu's flush. Read only:
+   * writing it corrupts the queue.
+   */
+  get pfnArray(): Float64Array {
+    return this.#pfn;
+  }
+  /** The array of queued page counts, as {@link FlushQueue.pfnArray} (read only). */
+  get pagesArray(): Float64Array {
+    return this.#pages;
+  }
   /** True when `pfn` lies in a queued (unmapped, not yet invalidated) range. */
   containsPfn(pfn: number): boolean {
     for (let i = 0; i < this.#count; i++) {

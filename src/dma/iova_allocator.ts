@@ -104,8 +104,10 @@ export class IovaAllocator {
   #r = new Float64Array(64 * STRIDE);
   /** Cached search start (exclusive top) for limits <= 4 GiB [0] and above [1]. */
   #cached = [Infinity, Infinity];
-  readonly #hintX = new Float64Array(HINT_MASK + 1).fill(-1);
-  readonly #hintI = new Int32Array(HINT_MASK + 1);
+  readonly #hint = new Int32Array(HINT_MASK + 1);
+  // Every range bound is an integer (always, unless `reserve` was given a fractional PFN): the
+  // lookups' direct hint checks rely on it.
+  #integral = true;
   /** Range caches by log2 of the size in pages (created on first use). */
   readonly #rcaches: (RangeCache | null)[] = new Array(IOVA_RANGE_CACHE_MAX_SIZE).fill(null);
   /** Range-cache counters. */
@@ -206,6 +208,7 @@ export class IovaAllocator {
    * (each gap's bottom is the highest end of the ranges below it).
    */
   reserve(loPfn: number, hiPfn: number): void {
+    if (!Number.isInteger(loPfn) || !Number.isInteger(hiPfn)) this.#integral = false;
     let lo = loPfn;
     const r = this.#r;
     // Walk the ranges that overlap [lo, hiPfn] in ascending order (sorted by first PFN).
@@ -234,6 +237,14 @@ export class IovaAllocator {
    * check). Indices are valid until the next alloc/free.
    */
   findStart(pfn: number): number {
+    // Direct check of the hint (no neighbour read): while every bound is an integer, a live
+    // range starting at `pfn` is the answer of the search below (no range starts in
+    // (pfn, pfn + 1)).
+    const h = this.#hint[(pfn + 1) & HINT_MASK];
+    if (this.#integral && h >= 0 && h < this.#n) {
+      const o = h * STRIDE;
+      if (this.#r[o + F_LO] === pfn && this.#r[o + F_KIND] === LIVE) return h;
+    }
     const i = this.#lastBelow(pfn + 1);
     const o = i * STRIDE;
     return i >= 0 && this.#r[o + F_LO] === pfn && this.#r[o + F_KIND] === LIVE ? i : -1;
@@ -241,6 +252,15 @@ export class IovaAllocator {
 
   /** The index of the live range containing `pfn`, or -1. */
   findContaining(pfn: number): number {
+    // As findStart: while every bound is an integer, a live range holding `pfn` is the answer
+    // of the search below (the next range starts at or above its last PFN + 1 >= pfn + 1).
+    const h = this.#hint[(pfn + 1) & HINT_MASK];
+    if (this.#integral && h >= 0 && h < this.#n) {
+      const o = h * STRIDE;
+      if (
+        this.#r[o + F_LO] <= pfn && this.#r[o + F_HI] >= pfn && this.#r[o + F_KIND] === LIVE
+      ) return h;
+    }
     const i = this.#lastBelow(pfn + 1);
     const o = i * STRIDE;
     return i >= 0 && this.#r[o + F_HI] >= pfn && this.#r[o + F_KIND] === LIVE ? i : -1;
@@ -443,14 +463,27 @@ export class IovaAllocator {
    * one-page range cache's loaded magazine is not empty and its newest PFN lies below `limitPfn`
    * (what `rcacheGet` takes first). Then that PFN is popped, its range gets caller values
    * `a = 1` and `b`, the hit is counted, exactly as `allocFast(1, limitPfn, 1, b)` would, and the
-   * PFN is returned; otherwise nothing changes and -1 says: call `allocFast`.
+   * PFN is returned; otherwise -1 says: call `allocFast`. An empty loaded magazine is first
+   * refilled as `rcacheGet` refills it (swapped with `prev` when that holds PFNs, else replaced by
+   * the depot's newest full magazine): lazy invalidation's batch frees empty it every ~127 maps.
+   * That refill is the one change -1 may leave behind, and `allocFast` would make it first
+   * anyway (its `rcacheGet` then finds the loaded magazine full), so the effect is the same.
    */
   allocCachedPage(limitPfn: number, b: number): number {
     const rc = this.#rcaches[0];
     if (rc === null) return -1;
-    const m = rc.loaded;
+    let m = rc.loaded;
+    if (m.size === 0) {
+      if (rc.prev.size > 0) {
+        rc.loaded = rc.prev;
+        rc.prev = m;
+      } else if (rc.depot.length > 0) {
+        rc.spare.push(m);
+        rc.loaded = rc.depot.pop()!;
+      } else return -1;
+      m = rc.loaded;
+    }
     const k = m.size - 1;
-    if (k < 0) return -1;
     const pfn = m.pfns[k];
     if (pfn > limitPfn - 1) return -1;
     m.size = k;
@@ -459,6 +492,26 @@ export class IovaAllocator {
     this.#r[o + F_B] = b;
     this.rcacheStats.hits++;
     return pfn;
+  }
+
+  /**
+   * {@link IovaAllocator.freeFastSized} of the ranges `pfns[k]` of `pages[k]` pages for `k` from
+   * `from` on, in order, fused for dma-iommu's lazy batch free (a flush queue hands back hundreds
+   * of one-page ranges at once): while `k < to`, entry `k` is one page and the one-page range
+   * cache's loaded magazine has room, its PFN is pushed there and counted exactly as
+   * `freeFastSized(pfns[k], 1)` would. Returns the first `k` not freed (`to` when all were): the
+   * caller frees that entry with `freeFastSized` and calls again. Nothing changes for an entry
+   * not freed (for instance while the one-page range cache does not exist yet).
+   */
+  freeCachedPages(pfns: Float64Array, pages: Float64Array, from: number, to: number): number {
+    const rc = this.#rcaches[0];
+    if (rc === null) return from;
+    const m = rc.loaded, dst = m.pfns;
+    let s = m.size, k = from;
+    while (k < to && s < IOVA_MAG_SIZE && pages[k] === 1) dst[s++] = pfns[k++];
+    m.size = s;
+    this.rcacheStats.inserts += k - from;
+    return k;
   }
 
   /**
@@ -510,23 +563,23 @@ export class IovaAllocator {
   }
 
   // Largest index with lo < x, or -1 (binary search). A direct-mapped hint remembers the answer
-  // per `x`; it is checked against its neighbours before use, so a stale hint (ranges inserted or
-  // removed since) only costs the search. In steady state (range caches hit) the tree does not
-  // change and the lookups of map, unmap and sync skip the search.
+  // per slot `x & HINT_MASK`; it is checked against its neighbours before use (lo[i] < x <=
+  // lo[i + 1] defines the answer, the ranges being sorted and disjoint), so a stale hint (ranges
+  // inserted or removed since, or another `x` in the slot) only costs the search. The hint keeps
+  // no key: the check is the key (one array less to touch per lookup: lazy invalidation keeps
+  // ~290 IOVAs in flight). In steady state (range caches hit) the tree does not change and the
+  // lookups of map, unmap and sync skip the search.
   #lastBelow(x: number): number {
     const r = this.#r;
     const n = this.#n;
     const slot = x & HINT_MASK;
-    if (this.#hintX[slot] === x) {
-      const i = this.#hintI[slot];
-      if (
-        i < n && (i < 0 || r[i * STRIDE + F_LO] < x) &&
-        (i + 1 >= n || r[(i + 1) * STRIDE + F_LO] >= x)
-      ) return i;
-    }
+    const h = this.#hint[slot];
+    if (
+      h < n && (h < 0 || r[h * STRIDE + F_LO] < x) &&
+      (h + 1 >= n || r[(h + 1) * STRIDE + F_LO] >= x)
+    ) return h;
     const i = this.#search2(x, n);
-    this.#hintX[slot] = x;
-    this.#hintI[slot] = i;
+    this.#hint[slot] = i;
     return i;
   }
 

@@ -1,0 +1,192 @@
+/**
+ * IovaAllocator's lookups (`findStart`, `findContaining`) against a plain model of the ranges,
+ * after random allocations, frees (through the range caches too) and reservations: the direct
+ * hint checks in front of the search must give the search's answer. A planted bug in a private
+ * copy of the lookups must make the same property fail.
+ */
+import { assert, assertEquals } from "@std/assert";
+import fc from "fast-check";
+import { fileURLToPath } from "node:url";
+
+// deno-lint-ignore no-explicit-any
+type Mod = any;
+
+type Op =
+  | { k: "alloc"; pages: number; limit: number; fast: boolean }
+  | { k: "free"; which: number; fast: boolean }
+  | { k: "reserve"; lo: number; n: number };
+
+const LIMIT = 600;
+
+const opArb: fc.Arbitrary<Op> = fc.oneof(
+  {
+    weight: 5,
+    arbitrary: fc.record({
+      k: fc.constant("alloc" as const),
+      pages: fc.constantFrom(1, 1, 1, 2, 3, 4, 8),
+      limit: fc.integer({ min: 16, max: LIMIT }),
+      fast: fc.boolean(),
+    }),
+  },
+  {
+    weight: 4,
+    arbitrary: fc.record({ k: fc.constant("free" as const), which: fc.nat(), fast: fc.boolean() }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      k: fc.constant("reserve" as const),
+      lo: fc.integer({ min: 0, max: LIMIT }),
+      n: fc.integer({ min: 0, max: 6 }),
+    }),
+  },
+);
+
+/** Runs `ops`, then checks both lookups for every PFN up to the limit (and a few odd ones). */
+function check(dma: Mod, ops: Op[]): void {
+  const a = new dma.IovaAllocator();
+  // the model: live ranges by first PFN (cached ones stay live in the tree), reserved PFNs
+  const live = new Map<number, number>();
+  const probe = () => {
+    for (let p = -1; p <= LIMIT + 1; p++) {
+      let start: number | undefined, holder: number | undefined;
+      for (const [lo, n] of live) {
+        if (lo === p) start = lo;
+        if (p >= lo && p < lo + n) holder = lo;
+      }
+      const s = a.findStart(p), c = a.findContaining(p);
+      assertEquals(
+        s >= 0 ? [a.rangeLo(s), a.rangePages(s)] : null,
+        start === undefined ? null : [start, live.get(start)],
+        `findStart(${p})`,
+      );
+      assertEquals(
+        c >= 0 ? [a.rangeLo(c), a.rangePages(c)] : null,
+        holder === undefined ? null : [holder, live.get(holder)],
+        `findContaining(${p})`,
+      );
+    }
+    for (const p of [0.5, 17.25, NaN, 2 ** 40]) {
+      assertEquals(a.findStart(p), -1, `findStart(${p})`);
+      if (!(p >= 0 && p < LIMIT)) assertEquals(a.findContaining(p), -1, `findContaining(${p})`);
+    }
+  };
+  for (const op of ops) {
+    // an allocation that fails empties the range caches into the tree (Linux flush_rcache)
+    const cached = [...live.keys()].filter((lo) => a.isCached(lo));
+    const flushes = a.rcacheStats.flushes;
+    if (op.k === "alloc") {
+      const pfn = op.fast ? a.allocFast(op.pages, op.limit) : a.alloc(op.pages, op.limit);
+      if (pfn >= 0) {
+        const have = live.has(pfn); // a range-cache hit hands back a live (cached) range
+        if (!have) live.set(pfn, op.pages);
+      }
+    } else if (op.k === "free") {
+      const los = [...live.keys()].filter((lo) => !a.isCached(lo));
+      if (los.length === 0) continue;
+      const lo = los[op.which % los.length];
+      if (op.fast) {
+        assert(a.freeFast(lo));
+        if (!a.isCached(lo)) live.delete(lo);
+      } else {
+        assert(a.free(lo));
+        live.delete(lo);
+      }
+    } else a.reserve(op.lo, op.lo + op.n);
+    if (a.rcacheStats.flushes !== flushes) {
+      for (const lo of cached) if (!a.isCached(lo)) live.delete(lo);
+    }
+    // a few lookups between steps, so the hints go stale as the ranges move
+    for (const lo of [...live.keys()].slice(0, 4)) {
+      a.findStart(lo);
+      a.findContaining(lo + 1);
+    }
+  }
+  probe();
+  probe(); // again: with the hints the first probe left
+}
+
+const root = new URL("../../", import.meta.url);
+const dmaMod = await import(new URL("src/dma/mod.ts", root).href);
+
+Deno.test("iova allocator lookups: the hint checks give the search's answer (random ops)", () => {
+  fc.assert(
+    fc.property(fc.array(opArb, { maxLength: 80 }), (ops) => check(dmaMod, ops)),
+    { numRuns: 150 },
+  );
+});
+
+/**
+ * [3, 5] is live and found through the hint; then a reserved range with a fractional first PFN
+ * (5.5, inside (5, 6)) goes in after it. The search's answer for PFN 5 is now that reserved
+ * range (not live: -1, as before the hint checks existed), and the hint's direct check (the hint
+ * still points at [3, 5]) must not answer instead.
+ */
+function fractional(dma: Mod): void {
+  const a = new dma.IovaAllocator({ sizeAligned: false });
+  assertEquals(a.alloc(3, 6), 3); // [3, 5]
+  assertEquals(a.rangeLo(a.findContaining(5)), 3);
+  a.reserve(5.5, 5.75);
+  assertEquals(a.findContaining(5), -1);
+  assertEquals(a.findStart(3), 0);
+}
+
+Deno.test("iova allocator lookups: a fractional reserved bound turns the hint checks off", () => {
+  fractional(dmaMod);
+});
+
+// Planted bugs: each mutation of the lookups, written into a private copy of src/, must make the
+// property fail.
+const PLANTS: { from: string; to: string }[] = [
+  // findContaining's direct check forgets the range's last PFN
+  {
+    from: "this.#r[o + F_LO] <= pfn && this.#r[o + F_HI] >= pfn && this.#r[o + F_KIND] === LIVE",
+    to: "this.#r[o + F_LO] <= pfn && this.#r[o + F_KIND] === LIVE",
+  },
+  // findStart's direct check answers a reserved range
+  {
+    from: "if (this.#r[o + F_LO] === pfn && this.#r[o + F_KIND] === LIVE) return h;",
+    to: "if (this.#r[o + F_LO] === pfn) return h;",
+  },
+  // findContaining's direct check ignores fractional bounds
+  {
+    from: "if (this.#integral && h >= 0 && h < this.#n) {\n      const o = h * STRIDE;\n" +
+      "      if (\n",
+    to: "if (h >= 0 && h < this.#n) {\n      const o = h * STRIDE;\n      if (\n",
+  },
+  // the hint keeps no key, and the search trusts it without the neighbour check
+  {
+    from: "(h + 1 >= n || r[(h + 1) * STRIDE + F_LO] >= x)",
+    to: "(h + 1 >= n || true)",
+  },
+];
+
+for (const p of PLANTS) {
+  Deno.test(`iova allocator lookups: planted bug is caught (${p.to.slice(0, 50)})`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "iova-lookup-plant-" });
+    try {
+      const src = fileURLToPath(new URL("src/", root));
+      for (const f of ["dma", "memory"]) {
+        await new Deno.Command("cp", { args: ["-r", `${src}${f}`, `${dir}/`] }).output();
+      }
+      const path = `${dir}/dma/iova_allocator.ts`;
+      const text = await Deno.readTextFile(path);
+      assert(text.includes(p.from), "plant site not found");
+      await Deno.writeTextFile(path, text.replace(p.from, p.to));
+      const dma = await import(`file://${dir}/dma/mod.ts`);
+      let failed = false;
+      try {
+        fractional(dma);
+        fc.assert(
+          fc.property(fc.array(opArb, { maxLength: 80 }), (ops) => check(dma, ops)),
+          { numRuns: 150, seed: 16, endOnFailure: true },
+        );
+      } catch {
+        failed = true;
+      }
+      assert(failed, "the property did not notice the planted bug");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
