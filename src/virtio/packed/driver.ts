@@ -737,18 +737,20 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     if (this.#broken !== null) return undefined;
     if (this.#batchEnd >= 0) return this.#retireInOrder();
     const slot = this.#lastUsed;
-    const d16 = this.#d16;
-    const f = d16[slot * 8 + 7];
+    const f = this.#d16[slot * 8 + 7];
     // §2.8.1: used when AVAIL (0x80) == USED (0x8000) == the driver's used wrap counter.
     if ((f & 0x8080) !== (this.#usedWrap !== 0 ? 0x8080 : 0)) return undefined;
-    const id = d16[slot * 8 + 6];
+    return this.#takeUsed(slot, f);
+  }
+
+  /** {@link getUsed} once the descriptor at the used position `slot` (flags `f`) is used. */
+  #takeUsed(slot: number, f: number): T | undefined {
+    const id = this.#d16[slot * 8 + 6];
     let len = (f & VIRTQ_DESC_F_WRITE) !== 0 ? this.#d32[slot * 4 + 2] : 0;
     // §2.8.5 / Linux BAD_RING "id %u out of range", "id %u is not a head!" (#38, #39).
     if (id >= this.size) this.#idOutOfRange(slot, id);
     // Free (Infinity), or added since the last kick: not a published head.
-    if (this.#idOut[id] >= this.#epoch) {
-      this.#notOutstanding(slot, id);
-    }
+    if (this.#idOut[id] >= this.#epoch) this.#notOutstanding(slot, id);
     const cap = this.#idCap[id];
     if (len > cap) len = this.#overCapacity(slot, id, len, cap);
     if (this.#inOrder) {
@@ -757,7 +759,39 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       return this.#retireInOrder();
     }
     this.usedLen = len;
-    return this.#retire(id);
+    return this.#release(id, slot);
+  }
+
+  /**
+   * {@link #retire} and {@link #detach} written out for a buffer returned by its own used
+   * descriptor at `slot` (the commonest case): frees `id`, moves the used position past it and
+   * returns its token. Nothing to unmap for a direct buffer under RawGpaDmaApi; anything else
+   * frees through {@link #detach}.
+   */
+  #release(id: number, slot: number): T | undefined {
+    const info = this.#idInfo;
+    const w = ID_STRIDE * id;
+    const num = info[w + ID_NUM];
+    if (this.#rawDma && info[w + ID_TBL] === 0) {
+      this.#exNext[num === 1 ? id : info[w + ID_LAST]] = this.#freeHead;
+      this.#freeHead = id;
+      this.#idOut[id] = Infinity;
+      this.#numFree += num;
+      this.#outstanding--;
+    } else this.#detach(id);
+    let u = slot + num;
+    if (u >= this.size) {
+      u -= this.size;
+      this.#usedWrap ^= 1;
+    }
+    this.#lastUsed = u;
+    if (this.#cbMode === RING_EVENT_FLAGS_DESC) {
+      this.#drvEv[0] = packedEventOffWrap(u, this.#usedWrap);
+    }
+    const tokens = this.#tokens;
+    const token = tokens[id];
+    tokens[id] = undefined;
+    return token;
   }
 
   #idOutOfRange(slot: number, id: number): never {
