@@ -346,18 +346,15 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     // a product by 2^-32 is exact and the store truncates: floor(gpa / 2^32) for 0 <= gpa < 2^52
     d32[b + 1] = gpa * 2.3283064365386963e-10;
     d32[b + 2] = len;
-    // §2.8.1: AVAIL = the wrap counter, USED its inverse; §2.8.21: the first head of a batch is
-    // made available last (at kick), later heads now.
-    const flags = (this.#availWrap !== 0 ? 0x0080 : 0x8000) | (writable ? VIRTQ_DESC_F_WRITE : 0);
-    if (this.#pendHeadSlot < 0) {
-      this.#d16[b * 2 + 6] = id;
-      this.#pendHeadSlot = slot;
-      this.#pendHeadFlags = flags;
-    } else d32[b + 3] = id | flags << 16; // Buffer ID and flags in one store
-    if (slot + 1 === this.size) {
-      this.#nextAvail = 0;
-      this.#availWrap ^= 1;
-    } else this.#nextAvail = slot + 1;
+    // §2.8.1: AVAIL = the wrap counter, USED its inverse (0x8000 >>> 8 = AVAIL when it is 1);
+    // 2 = VIRTQ_DESC_F_WRITE (literals: a module binding costs loads and bytecode here).
+    const flags = (0x8000 >>> (this.#availWrap << 3)) | (writable ? 2 : 0);
+    // §2.8.21: the first head of a batch is made available last (at kick), later heads now,
+    // Buffer ID and flags in one store.
+    if (this.#pendHeadSlot >= 0) d32[b + 3] = id | flags << 16;
+    else this.#holdHead(slot, id, flags);
+    if (slot + 1 !== this.size) this.#nextAvail = slot + 1;
+    else this.#availLap();
     // No #exBus / #exLen / #exDir shadow: they only feed unmap calls, and RawGpaDmaApi's unmap
     // is a no-op that #detach skips.
     this.#freeHead = this.#exNext[id];
@@ -370,6 +367,22 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#outstanding++;
     if (this.#inOrder) this.#fifoPush(id);
     return true;
+  }
+
+  /**
+   * The first head of a batch at `slot`: its Buffer ID now, its flags at {@link kick}
+   * (§2.8.21). Out of line from {@link #addOneRaw} (once per batch; keeps it small to inline).
+   */
+  #holdHead(slot: number, id: number, flags: number): void {
+    this.#d16[slot * 8 + 6] = id;
+    this.#pendHeadSlot = slot;
+    this.#pendHeadFlags = flags;
+  }
+
+  /** The next avail position wraps to slot 0 and the avail wrap counter flips (§2.8.1). */
+  #availLap(): void {
+    this.#nextAvail = 0;
+    this.#availWrap ^= 1;
   }
 
   #addGeneral(readable: SgList, writable: SgList, token: T): void {
@@ -699,10 +712,19 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
    */
   kick(): boolean {
     // Every add makes a head pending until the next kick: none pending, nothing was added.
-    if (this.#pendHeadSlot < 0 || this.#broken !== null) return false;
+    const head = this.#pendHeadSlot;
+    if (head < 0 || this.#broken !== null) return false;
     this.#epoch++;
-    this.#d16[this.#pendHeadSlot * 8 + 7] = this.#pendHeadFlags;
+    this.#d16[head * 8 + 7] = this.#pendHeadFlags;
     this.#pendHeadSlot = -1;
+    return this.#kicked();
+  }
+
+  /**
+   * Out of line from {@link kick}, once the batch is published: notes the kick position and
+   * tells whether the device wants a notification (§2.8.10).
+   */
+  #kicked(): boolean {
     // Ring slots added since the last kick: 1..size, the positions a lap apart when the wrap
     // counter flipped (at most size slots are free, so it flips at most once).
     const nextAvail = this.#nextAvail;
@@ -713,7 +735,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     const flags = this.#devEv[1] & PACKED_EVENT_FLAGS_MASK;
     if (flags === RING_EVENT_FLAGS_DISABLE) return false;
     if (flags === RING_EVENT_FLAGS_DESC && this.#eventIdx) {
-      return packedNeedEvent(this.#devEv[0], this.#nextAvail, advanced, this.#availWrap, this.size);
+      return packedNeedEvent(this.#devEv[0], nextAvail, advanced, this.#availWrap, this.size);
     }
     return true;
   }
@@ -739,7 +761,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     const slot = this.#lastUsed;
     const f = this.#d16[slot * 8 + 7];
     // §2.8.1: used when AVAIL (0x80) == USED (0x8000) == the driver's used wrap counter.
-    if ((f & 0x8080) !== (this.#usedWrap !== 0 ? 0x8080 : 0)) return undefined;
+    if ((f & 0x8080) !== 0x8080 * this.#usedWrap) return undefined;
     return this.#takeUsed(slot, f);
   }
 
