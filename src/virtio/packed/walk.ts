@@ -73,9 +73,6 @@ export class PackedChainWalk {
   /** GPA range of the region that backed the last translated segment (identity fast path). */
   private rgnStart = 0;
   private rgnEnd = 0;
-  /** GPA range of the region that backed the last translated piece (any DMA view). */
-  #trStart = 0;
-  #trEnd = 0;
   #chainBytes = 0;
   /** Records a violation as the device's broken state before it is thrown (cold path). */
   readonly #onFail: (e: VirtqError) => void;
@@ -383,7 +380,7 @@ export class PackedChainWalk {
     const len = chain.descLen[rec];
     // Fast path: identity DMA and the whole buffer inside the region used last (no calls).
     if (this.#identity && hi < 0x10_0000) {
-      const g = hi * 0x1_0000_0000 + lo; // 2^32 as a literal (see below)
+      const g = hi * TWO_POW_32 + lo;
       if (g >= this.rgnStart && g + len <= this.rgnEnd) {
         if (
           segmentLimitRule(chain.readableCount + chain.writableCount, this.maxSegments) !== null
@@ -399,11 +396,8 @@ export class PackedChainWalk {
     }
     // Number path: the whole buffer is below 2^53, so the arithmetic is exact and `bus` stays
     // an unboxed double (a number|bigint variable would be boxed: an allocation per buffer).
-    // 2^32 and the access bits as literals: an imported or module binding is a chain of
-    // dependent loads (context, module, cell) in optimised code, on the translated path's
-    // hottest lines.
-    let bus = hi * 0x1_0000_0000 + lo;
-    const access = write ? 2 : 1; // DMA_ACCESS_WRITE : DMA_ACCESS_READ
+    let bus = hi * TWO_POW_32 + lo;
+    const access = write ? DMA_ACCESS_WRITE : DMA_ACCESS_READ;
     const tr = this.#tr;
     let remaining = len;
     // A buffer may span several translations (IOMMU pages, windows; HOSTILE_INPUTS #46) and
@@ -457,27 +451,6 @@ export class PackedChainWalk {
   ): number {
     const gpa = tr.gpa;
     let n = tr.length;
-    // The region of the last piece (regions are never removed, so it stays valid), else a
-    // lookup out of line, which also faults on an empty, too long or unbacked piece.
-    if (!(n >= 1 && n <= remaining && gpa >= this.#trStart && gpa < this.#trEnd)) {
-      this.#pieceRegion(gpa, n, remaining, index);
-    }
-    const end = this.#trEnd;
-    if (gpa + n > end) n = end - gpa;
-    if (
-      segmentLimitRule(chain.readableCount + chain.writableCount, this.maxSegments) !== null
-    ) this.#tooManySegments(index);
-    if (write) chain.addWritable(gpa, n);
-    else chain.addReadable(gpa, n);
-    return n;
-  }
-
-  /**
-   * Out of line from {@link #addPiece}: the region holding a piece at `gpa` (`n` bytes, of
-   * `remaining` asked for) becomes the cached one, or DESC_BUFFER_FAULT when it is not backed
-   * by guest memory or its length is not in 1..remaining.
-   */
-  #pieceRegion(gpa: number, n: number, remaining: number, index: number): void {
     const region = this.#memory.regionAt(gpa);
     if (region === undefined || !(n >= 1 && n <= remaining)) {
       this.#fail(
@@ -486,13 +459,18 @@ export class PackedChainWalk {
         index,
       );
     }
-    this.#trStart = region.gpa;
-    this.#trEnd = region.end;
+    if (gpa + n > region.end) n = region.end - gpa;
     if (this.#identity) {
       // The identity fast paths use the region; it stays empty under any other DMA view.
       this.rgnStart = region.gpa;
       this.rgnEnd = region.end;
     }
+    if (
+      segmentLimitRule(chain.readableCount + chain.writableCount, this.maxSegments) !== null
+    ) this.#tooManySegments(index);
+    if (write) chain.addWritable(gpa, n);
+    else chain.addReadable(gpa, n);
+    return n;
   }
 
   #tooManySegments(index: number): never {
