@@ -125,10 +125,13 @@ export class PackedDeviceQueue implements DeviceQueue {
   #freeChains: Int32Array;
   #freeCount = 0;
 
-  // Used descriptors filled by push, whose flags flush publishes.
-  /** Per pending used descriptor: its slot at `2 * i`, its flags at `2 * i + 1`. */
-  #pend: Uint16Array;
+  // Used descriptors filled by push since the last flush. Each is written whole at once but the
+  // first, whose flags flush writes last (§2.8.22): the driver reads used descriptors in ring
+  // order, so none of the batch is visible before that store.
   #pendCount = 0;
+  /** Slot and flags of the first pending used descriptor (valid while `#pendCount > 0`). */
+  #pendSlot = 0;
+  #pendFlags = 0;
   #pendSlots = 0;
 
   // IN_ORDER: pop order of in-flight chains, and the open batch of used buffers.
@@ -170,7 +173,6 @@ export class PackedDeviceQueue implements DeviceQueue {
     );
     const n = isValidPackedQueueSize(this.size) ? this.size : 1;
     this.#freeChains = new Int32Array(n);
-    this.#pend = new Uint16Array(2 * n);
     this.#fifo = new Int32Array(n);
     this.activate();
   }
@@ -386,13 +388,7 @@ export class PackedDeviceQueue implements DeviceQueue {
     const wbit = chain.writableBytes > 0 ? VIRTQ_DESC_F_WRITE : 0;
     if (this.#inOrder) this.#pushInOrder(chain, written, wbit);
     else {
-      const slot = this.#nextUsed;
-      const p = this.#pendCount;
-      this.#d32[slot * 4 + 2] = written;
-      this.#d16[slot * 8 + 6] = chain.id;
-      this.#pend[2 * p] = slot;
-      this.#pend[2 * p + 1] = (this.#usedWrap !== 0 ? 0x8080 : 0) | wbit;
-      this.#pendCount = p + 1;
+      this.#fillUsed(this.#nextUsed, chain.id, written, (this.#usedWrap !== 0 ? 0x8080 : 0) | wbit);
     }
     const n = chain.ringDescriptors;
     let u = this.#nextUsed + n;
@@ -448,13 +444,29 @@ export class PackedDeviceQueue implements DeviceQueue {
   }
 
   #closeGroup(): void {
-    const slot = this.#gSlot;
-    this.#d32[slot * 4 + 2] = this.#gLen;
-    this.#d16[slot * 8 + 6] = this.#gId;
-    this.#pend[2 * this.#pendCount] = slot;
-    this.#pend[2 * this.#pendCount + 1] = (this.#gWrap !== 0 ? 0x8080 : 0) | this.#gWrite;
-    this.#pendCount++;
+    this.#fillUsed(
+      this.#gSlot,
+      this.#gId,
+      this.#gLen,
+      (this.#gWrap !== 0 ? 0x8080 : 0) | this.#gWrite,
+    );
     this.#gOpen = false;
+  }
+
+  /**
+   * Writes the used descriptor at `slot` (§2.8.5: Buffer ID, `len`, flags AVAIL = USED = the used
+   * wrap counter), but the first of a batch without its flags: {@link flush} writes those last.
+   */
+  #fillUsed(slot: number, id: number, len: number, flags: number): void {
+    const d32 = this.#d32;
+    d32[slot * 4 + 2] = len;
+    const p = this.#pendCount;
+    if (p === 0) {
+      this.#d16[slot * 8 + 6] = id;
+      this.#pendSlot = slot;
+      this.#pendFlags = flags;
+    } else d32[slot * 4 + 3] = id | flags << 16; // Buffer ID and flags in one store
+    this.#pendCount = p + 1;
   }
 
   /**
@@ -470,10 +482,8 @@ export class PackedDeviceQueue implements DeviceQueue {
     if (this.#gOpen) this.#closeGroup();
     const n = this.#pendCount;
     if (n === 0) return false;
-    const d16 = this.#d16;
-    const pend = this.#pend;
-    for (let i = 2; i < 2 * n; i += 2) d16[pend[i] * 8 + 7] = pend[i + 1];
-    d16[pend[0] * 8 + 7] = pend[1];
+    // §2.8.22: the first used descriptor's flags last (the others were written whole by push).
+    this.#d16[this.#pendSlot * 8 + 7] = this.#pendFlags;
     const advanced = this.#pendSlots;
     this.#outstandingSlots -= advanced;
     this.#pendCount = 0;

@@ -59,15 +59,11 @@ import {
 } from "./layout.ts";
 
 const TWO_POW_32 = 0x1_0000_0000;
-/** RawGpaDmaApi's limit: it refuses a range ending above 2^52. */
-const GPA_LIMIT = 2 ** 52;
-const ID_FREE = 0;
-const ID_OUT = 1; // added; published once its kick epoch is below the current one
-// Words of #idInfo, per buffer ID.
+// Words of #idInfo, per buffer ID (ID_STRIDE words each).
+const ID_STRIDE = 3;
 const ID_NUM = 0;
 const ID_TBL = 1;
 const ID_LAST = 2;
-const ID_STATE = 3;
 
 /**
  * Bytes of guest memory a packed driver queue needs at `ringGpa`: the descriptor ring, both event
@@ -114,6 +110,8 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
    * returns the GPA, unmap is a no-op, so the shadow needs no mapping record.
    */
   readonly #rawDma: boolean;
+  /** `#rawDma` and not broken: `add` may take its one-segment fast path. */
+  #fastAdd: boolean;
   /** The DMA API has the number-only fast path {@link DmaApi.mapNumber}. */
   readonly #mapNum: boolean;
   /** The DMA API has the number-only unmap {@link DmaApi.unmapPage}. */
@@ -159,10 +157,11 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   // Per buffer ID.
   readonly #tokens: (T | undefined)[];
   /**
-   * Four words per buffer ID, one typed array (one bounds check for them all): at
-   * `4 * id +` {@link ID_NUM} ring slots (= shadow entries), {@link ID_TBL} indirect table
-   * entries (0 when direct), {@link ID_LAST} the last shadow entry (the first is the ID),
-   * {@link ID_STATE} `ID_FREE` or `ID_OUT`.
+   * Three words per buffer ID, one typed array: at `3 * id +` {@link ID_NUM} ring slots
+   * (= shadow entries), {@link ID_TBL} indirect table entries (0 when direct, and always 0 while
+   * the ID is free: `#detach` clears it, so a direct add need not write it), {@link ID_LAST} the
+   * last shadow entry (the first is the ID), written only for lists of more than one descriptor
+   * (a one-descriptor buffer's last entry is its ID).
    */
   readonly #idInfo: Int32Array;
   readonly #idCap: Float64Array; // device-writable bytes
@@ -175,11 +174,16 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   // Batch since the last kick.
   #pendHeadSlot = -1;
   #pendHeadFlags = 0;
-  /** Kick epoch of each ID's add; an ID is published when its epoch < {@link #epoch}. */
-  readonly #idEpoch: Float64Array;
+  /**
+   * Per buffer ID, its state and kick epoch in one word: the epoch of its add when outstanding
+   * (published once below {@link #epoch}), `Infinity` when free. One comparison,
+   * `#idOut[id] >= #epoch`, tells `getUsed` that the ID is not a published head.
+   */
+  readonly #idOut: Float64Array;
   #epoch = 1;
-  /** Ring slots added since the last kick (0: nothing to publish). */
-  #addedSlots = 0;
+  /** Ring position and avail wrap counter at the last kick (what a kick has to publish). */
+  #kickAvail = 0;
+  #kickWrap = 1;
 
   // IN_ORDER: IDs in the order they were made available; the batch being retired.
   readonly #fifo: Int32Array;
@@ -210,6 +214,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#dma = options.dma;
     this.#rawDma = Object.getPrototypeOf(options.dma) === RawGpaDmaApi.prototype &&
       !["map", "mapNumber", "unmap"].some((k) => Object.hasOwn(options.dma, k));
+    this.#fastAdd = this.#rawDma;
     this.#mapNum = typeof options.dma.mapNumber === "function";
     this.#unmapPg = hasUnmapPage(options.dma);
     const f = options.features;
@@ -265,14 +270,14 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#exDir = new Uint8Array(size);
     this.#exNext = new Int32Array(size);
     this.#tokens = new Array(size).fill(undefined);
-    this.#idInfo = new Int32Array(4 * size);
+    this.#idInfo = new Int32Array(ID_STRIDE * size);
     this.#idCap = new Float64Array(size);
     const tn = this.#indirectOk ? size * PACKED_DRIVER_INDIRECT_MAX : 0;
     this.#tblBus = new Float64Array(tn);
     this.#tblBusBig = new Array(tn).fill(undefined);
     this.#tblLen = new Uint32Array(tn);
     this.#tblDir = new Uint8Array(tn);
-    this.#idEpoch = new Float64Array(size);
+    this.#idOut = new Float64Array(size).fill(Infinity);
     this.#fifo = new Int32Array(size);
     this.#initFreeList();
   }
@@ -308,68 +313,76 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
    * `RING_FULL` (fewer free slots than needed), `DMA_MAP_FAILED` (nothing is left mapped).
    */
   add(readable: SgList, writable: SgList, token: T): void {
-    // The commonest add, kept small enough to inline: one segment under RawGpaDmaApi (bus
-    // address = GPA), written straight into its slot. Anything else, and every error, takes the
-    // general path below.
-    if (
-      this.#rawDma && this.#broken === null && readable.count + writable.count === 1 &&
-      this.#numFree !== 0
-    ) {
+    // The commonest add, kept small enough to inline (bytecode: add + #addOneRaw): one segment
+    // under RawGpaDmaApi (bus address = GPA), written straight into its slot. Anything else, and
+    // every error, takes the general path below.
+    if (this.#fastAdd && readable.count + writable.count === 1) {
       const w = readable.count === 0;
-      const list = w ? writable : readable;
-      const gpa = list.gpa[0];
-      const len = list.len[0];
-      // RawGpaDmaApi.map refuses gpa + len > 2^52 and returns anything else unchanged.
-      if (gpa >= 0 && len !== 0 && gpa + len <= GPA_LIMIT) {
-        this.#addOneRaw(gpa, len, w, token);
-        return;
-      }
+      if (this.#addOneRaw(w ? writable : readable, w, token)) return;
     }
     this.#addGeneral(readable, writable, token);
   }
 
   /**
-   * One segment under {@link RawGpaDmaApi} (checked by the caller: `gpa` non-negative, `len`
-   * non-zero, the range below 2^52, a free slot) as a list of one descriptor.
+   * The one segment of `list` under {@link RawGpaDmaApi} (bus address = GPA) as a list of one
+   * descriptor in the next slot.
+   * @returns `false`, having changed nothing, when the segment is not for this path (`gpa`
+   * negative or not a number, `len` 0, the range past 2^52, which RawGpaDmaApi.map refuses) or
+   * no slot is free: the general path then adds it or throws.
    */
-  #addOneRaw(gpa: number, len: number, writable: boolean, token: T): void {
+  #addOneRaw(list: SgList, writable: boolean, token: T): boolean {
+    const gpa = list.gpa[0];
+    const len = list.len[0];
+    // gpa + len <= 2^52, written so that only len (a uint32) takes part in integer arithmetic;
+    // constants are literals (TurboFan folds a literal, not a module binding).
+    if (!(gpa >= 0 && len !== 0 && gpa <= 4503599627370496 - len) || this.#numFree === 0) {
+      return false;
+    }
     const id = this.#freeHead;
     const slot = this.#nextAvail;
     const b = slot << 2;
     const d32 = this.#d32;
-    const lo = gpa >>> 0;
-    d32[b] = lo;
-    d32[b + 1] = (gpa - lo) / TWO_POW_32;
+    d32[b] = gpa; // ToUint32: the low 32 bits
+    // a product by 2^-32 is exact and the store truncates: floor(gpa / 2^32) for 0 <= gpa < 2^52
+    d32[b + 1] = gpa * 2.3283064365386963e-10;
     d32[b + 2] = len;
-    const d16 = this.#d16;
-    d16[b * 2 + 6] = id;
-    // §2.8.1: AVAIL = the wrap counter, USED its inverse; §2.8.21: the first head of a batch is
-    // made available last (at kick), later heads now.
-    const flags = (this.#availWrap !== 0 ? 0x0080 : 0x8000) | (writable ? VIRTQ_DESC_F_WRITE : 0);
-    if (this.#pendHeadSlot < 0) {
-      this.#pendHeadSlot = slot;
-      this.#pendHeadFlags = flags;
-    } else d16[b * 2 + 7] = flags;
-    if (slot + 1 === this.size) {
-      this.#nextAvail = 0;
-      this.#availWrap ^= 1;
-    } else this.#nextAvail = slot + 1;
+    // §2.8.1: AVAIL = the wrap counter, USED its inverse (0x8000 >>> 8 = AVAIL when it is 1);
+    // 2 = VIRTQ_DESC_F_WRITE (literals: a module binding costs loads and bytecode here).
+    const flags = (0x8000 >>> (this.#availWrap << 3)) | (writable ? 2 : 0);
+    // §2.8.21: the first head of a batch is made available last (at kick), later heads now,
+    // Buffer ID and flags in one store.
+    if (this.#pendHeadSlot >= 0) d32[b + 3] = id | flags << 16;
+    else this.#holdHead(slot, id, flags);
+    if (slot + 1 !== this.size) this.#nextAvail = slot + 1;
+    else this.#availLap();
     // No #exBus / #exLen / #exDir shadow: they only feed unmap calls, and RawGpaDmaApi's unmap
     // is a no-op that #detach skips.
     this.#freeHead = this.#exNext[id];
     this.#tokens[id] = token;
-    const info = this.#idInfo;
-    const w = 4 * id;
-    info[w + ID_NUM] = 1;
-    info[w + ID_TBL] = 0;
-    info[w + ID_LAST] = id;
-    info[w + ID_STATE] = ID_OUT;
-    this.#idEpoch[id] = this.#epoch;
+    // One ring slot (ID_NUM); ID_TBL is 0 while free, ID_LAST unused for one descriptor.
+    this.#idInfo[3 * id] = 1;
+    this.#idOut[id] = this.#epoch;
     this.#idCap[id] = writable ? len : 0;
-    this.#addedSlots++;
     this.#numFree--;
     this.#outstanding++;
     if (this.#inOrder) this.#fifoPush(id);
+    return true;
+  }
+
+  /**
+   * The first head of a batch at `slot`: its Buffer ID now, its flags at {@link kick}
+   * (§2.8.21). Out of line from {@link #addOneRaw} (once per batch; keeps it small to inline).
+   */
+  #holdHead(slot: number, id: number, flags: number): void {
+    this.#d16[slot * 8 + 6] = id;
+    this.#pendHeadSlot = slot;
+    this.#pendHeadFlags = flags;
+  }
+
+  /** The next avail position wraps to slot 0 and the avail wrap counter flips (§2.8.1). */
+  #availLap(): void {
+    this.#nextAvail = 0;
+    this.#availWrap ^= 1;
   }
 
   #addGeneral(readable: SgList, writable: SgList, token: T): void {
@@ -466,7 +479,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
         }
       }
       this.#freeHead = exNext[last];
-      this.#idInfo[4 * id + ID_LAST] = last;
+      if (n > 1) this.#idInfo[ID_STRIDE * id + ID_LAST] = last;
       // §2.8.21: the first head of a batch is made available last (at kick); later heads now.
       if (this.#pendHeadSlot < 0) {
         this.#pendHeadSlot = head;
@@ -476,14 +489,9 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       this.#availWrap = wrap;
     }
     this.#tokens[id] = token;
-    const info = this.#idInfo;
-    const w = 4 * id;
-    info[w + ID_NUM] = n;
-    info[w + ID_TBL] = 0;
-    info[w + ID_STATE] = ID_OUT;
-    this.#idEpoch[id] = this.#epoch;
+    this.#idInfo[ID_STRIDE * id + ID_NUM] = n; // ID_TBL is 0 while free
+    this.#idOut[id] = this.#epoch;
     this.#idCap[id] = cap;
-    this.#addedSlots += n;
     this.#numFree -= n;
     this.#outstanding++;
     if (this.#inOrder) this.#fifoPush(id);
@@ -497,13 +505,11 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     // nothing added.
     const cap = this.#addIndirect(id, readable, writable, n);
     this.#tokens[id] = token;
-    const w = 4 * id;
+    const w = ID_STRIDE * id;
     this.#idInfo[w + ID_NUM] = 1;
     this.#idInfo[w + ID_TBL] = n;
-    this.#idInfo[w + ID_STATE] = ID_OUT;
-    this.#idEpoch[id] = this.#epoch;
+    this.#idOut[id] = this.#epoch;
     this.#idCap[id] = cap;
-    this.#addedSlots += 1;
     this.#numFree -= 1;
     this.#outstanding++;
     if (this.#inOrder) this.#fifoPush(id);
@@ -616,7 +622,6 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     }
     this.#setEntry(id, tbus, tlen, DMA_TO_DEVICE);
     this.#freeHead = this.#exNext[id];
-    this.#idInfo[4 * id + ID_LAST] = id;
     const avail = this.#availWrap !== 0 ? 0x0080 : 0x8000;
     const slot = this.#nextAvail;
     this.#writeDesc(
@@ -706,18 +711,31 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
    * Returns `false` when nothing was added or the queue is broken.
    */
   kick(): boolean {
-    if (this.#addedSlots === 0 || this.#broken !== null) return false;
+    // Every add makes a head pending until the next kick: none pending, nothing was added.
+    const head = this.#pendHeadSlot;
+    if (head < 0 || this.#broken !== null) return false;
     this.#epoch++;
-    if (this.#pendHeadSlot >= 0) {
-      this.#d16[this.#pendHeadSlot * 8 + 7] = this.#pendHeadFlags;
-      this.#pendHeadSlot = -1;
-    }
-    const advanced = this.#addedSlots;
-    this.#addedSlots = 0;
+    this.#d16[head * 8 + 7] = this.#pendHeadFlags;
+    this.#pendHeadSlot = -1;
+    return this.#kicked();
+  }
+
+  /**
+   * Out of line from {@link kick}, once the batch is published: notes the kick position and
+   * tells whether the device wants a notification (§2.8.10).
+   */
+  #kicked(): boolean {
+    // Ring slots added since the last kick: 1..size, the positions a lap apart when the wrap
+    // counter flipped (at most size slots are free, so it flips at most once).
+    const nextAvail = this.#nextAvail;
+    const advanced = nextAvail - this.#kickAvail +
+      (this.#availWrap !== this.#kickWrap ? this.size : 0);
+    this.#kickAvail = nextAvail;
+    this.#kickWrap = this.#availWrap;
     const flags = this.#devEv[1] & PACKED_EVENT_FLAGS_MASK;
     if (flags === RING_EVENT_FLAGS_DISABLE) return false;
     if (flags === RING_EVENT_FLAGS_DESC && this.#eventIdx) {
-      return packedNeedEvent(this.#devEv[0], this.#nextAvail, advanced, this.#availWrap, this.size);
+      return packedNeedEvent(this.#devEv[0], nextAvail, advanced, this.#availWrap, this.size);
     }
     return true;
   }
@@ -725,6 +743,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   #fail(code: VirtqErrorCode, detail: string, index: number): never {
     const e = new VirtqError(code, detail, { index });
     this.#broken = e;
+    this.#fastAdd = false;
     throw e;
   }
 
@@ -740,17 +759,20 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     if (this.#broken !== null) return undefined;
     if (this.#batchEnd >= 0) return this.#retireInOrder();
     const slot = this.#lastUsed;
-    const d16 = this.#d16;
-    const f = d16[slot * 8 + 7];
+    const f = this.#d16[slot * 8 + 7];
     // §2.8.1: used when AVAIL (0x80) == USED (0x8000) == the driver's used wrap counter.
-    if ((f & 0x8080) !== (this.#usedWrap !== 0 ? 0x8080 : 0)) return undefined;
-    const id = d16[slot * 8 + 6];
+    if ((f & 0x8080) !== 0x8080 * this.#usedWrap) return undefined;
+    return this.#takeUsed(slot, f);
+  }
+
+  /** {@link getUsed} once the descriptor at the used position `slot` (flags `f`) is used. */
+  #takeUsed(slot: number, f: number): T | undefined {
+    const id = this.#d16[slot * 8 + 6];
     let len = (f & VIRTQ_DESC_F_WRITE) !== 0 ? this.#d32[slot * 4 + 2] : 0;
     // §2.8.5 / Linux BAD_RING "id %u out of range", "id %u is not a head!" (#38, #39).
     if (id >= this.size) this.#idOutOfRange(slot, id);
-    if (this.#idInfo[4 * id + ID_STATE] !== ID_OUT || this.#idEpoch[id] >= this.#epoch) {
-      this.#notOutstanding(slot, id);
-    }
+    // Free (Infinity), or added since the last kick: not a published head.
+    if (this.#idOut[id] >= this.#epoch) this.#notOutstanding(slot, id);
     const cap = this.#idCap[id];
     if (len > cap) len = this.#overCapacity(slot, id, len, cap);
     if (this.#inOrder) {
@@ -759,7 +781,39 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       return this.#retireInOrder();
     }
     this.usedLen = len;
-    return this.#retire(id);
+    return this.#release(id, slot);
+  }
+
+  /**
+   * {@link #retire} and {@link #detach} written out for a buffer returned by its own used
+   * descriptor at `slot` (the commonest case): frees `id`, moves the used position past it and
+   * returns its token. Nothing to unmap for a direct buffer under RawGpaDmaApi; anything else
+   * frees through {@link #detach}.
+   */
+  #release(id: number, slot: number): T | undefined {
+    const info = this.#idInfo;
+    const w = ID_STRIDE * id;
+    const num = info[w + ID_NUM];
+    if (this.#rawDma && info[w + ID_TBL] === 0) {
+      this.#exNext[num === 1 ? id : info[w + ID_LAST]] = this.#freeHead;
+      this.#freeHead = id;
+      this.#idOut[id] = Infinity;
+      this.#numFree += num;
+      this.#outstanding--;
+    } else this.#detach(id);
+    let u = slot + num;
+    if (u >= this.size) {
+      u -= this.size;
+      this.#usedWrap ^= 1;
+    }
+    this.#lastUsed = u;
+    if (this.#cbMode === RING_EVENT_FLAGS_DESC) {
+      this.#drvEv[0] = packedEventOffWrap(u, this.#usedWrap);
+    }
+    const tokens = this.#tokens;
+    const token = tokens[id];
+    tokens[id] = undefined;
+    return token;
   }
 
   #idOutOfRange(slot: number, id: number): never {
@@ -797,7 +851,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   }
 
   #retire(id: number): T | undefined {
-    const num = this.#idInfo[4 * id + ID_NUM];
+    const num = this.#idInfo[ID_STRIDE * id + ID_NUM];
     this.#detach(id);
     let u = this.#lastUsed + num;
     if (u >= this.size) {
@@ -816,10 +870,13 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   /** Unmaps a buffer's mappings and frees its ID and shadow entries (driver-private state only). */
   #detach(id: number): void {
     const info = this.#idInfo;
-    const w = 4 * id;
+    const w = ID_STRIDE * id;
     const num = info[w + ID_NUM];
     const tn = info[w + ID_TBL];
-    if (tn > 0) this.#unmapTable(id * PACKED_DRIVER_INDIRECT_MAX, tn);
+    if (tn > 0) {
+      this.#unmapTable(id * PACKED_DRIVER_INDIRECT_MAX, tn);
+      info[w + ID_TBL] = 0; // a free ID's ID_TBL is 0 (direct adds do not write it)
+    }
     // RawGpaDmaApi: unmap is a no-op, so no bus address is materialised for the call.
     if (!this.#rawDma) {
       // Inline (not #unmapEntries): unmap may then be inlined here too, and a bus address at or
@@ -840,9 +897,9 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       }
     }
     // The buffer's shadow entries keep their links: they go back to the free list whole.
-    this.#exNext[info[w + ID_LAST]] = this.#freeHead;
+    this.#exNext[num === 1 ? id : info[w + ID_LAST]] = this.#freeHead;
     this.#freeHead = id;
-    info[w + ID_STATE] = ID_FREE;
+    this.#idOut[id] = Infinity;
     this.#numFree += num;
     this.#outstanding--;
   }
@@ -880,7 +937,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
    */
   detachUnused(): T | undefined {
     for (let id = 0; id < this.size; id++) {
-      if (this.#idInfo[4 * id + ID_STATE] !== ID_FREE) {
+      if (this.#idOut[id] !== Infinity) {
         const token = this.#tokens[id];
         this.#tokens[id] = undefined;
         this.#detach(id);
@@ -902,6 +959,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     }
     this.#restart();
     this.#broken = null;
+    this.#fastAdd = this.#rawDma;
   }
 
   #restart(): void {
@@ -914,7 +972,8 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#usedWrap = 1;
     this.#numFree = this.size;
     this.#pendHeadSlot = -1;
-    this.#addedSlots = 0;
+    this.#kickAvail = 0;
+    this.#kickWrap = 1;
     this.#fifoHead = 0;
     this.#fifoCount = 0;
     this.#batchEnd = -1;

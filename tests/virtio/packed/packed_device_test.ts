@@ -459,3 +459,25 @@ Deno.test("packed device: segments split at region boundaries and IOMMU-style pi
   ]);
   assertEquals(d.descAddr(0), 2n ** 60n + 0x7ff0n);
 });
+
+Deno.test("packed device: a batch of used descriptors is published by its first one's flags at flush (§2.8.22)", () => {
+  const { ring, dev } = setup(4);
+  for (let s = 0; s < 3; s++) {
+    ring.write(s, {
+      addr: 0x8000n + BigInt(0x100 * s),
+      len: 16,
+      id: 10 + s,
+      flags: A | VIRTQ_DESC_F_WRITE,
+    });
+  }
+  const chains = [dev.pop()!, dev.pop()!, dev.pop()!];
+  chains.forEach((c, i) => dev.push(c, i + 1));
+  // before flush the first slot still holds the available descriptor: the driver sees nothing
+  assertEquals(ring.read(0), { addr: 0x8000n, len: 1, id: 10, flags: A | VIRTQ_DESC_F_WRITE });
+  assertEquals(dev.flush(), true);
+  for (let s = 0; s < 3; s++) {
+    const d = ring.read(s);
+    assertEquals([d.id, d.len, d.flags], [10 + s, s + 1, 0x8080 | VIRTQ_DESC_F_WRITE]);
+  }
+  assertEquals(dev.flush(), false);
+});

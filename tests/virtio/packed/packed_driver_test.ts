@@ -283,3 +283,30 @@ Deno.test("packed driver: a failed add (empty or unmappable later segment) leave
     }
   }
 });
+
+Deno.test("packed driver: kick counts every slot added since the last kick, across the ring end and for a whole ring (§2.8.10)", () => {
+  // [size, buffers of 2 slots before the measured kick, retire them first?, off|wrap, want]
+  const cases: [number, number, boolean, number, boolean][] = [
+    // size 4: two buffers fill the whole ring (4 slots), position 0 -> 0, wrap 1 -> 0
+    [4, 2, false, 0x8000 | 3, true],
+    [4, 2, false, 0x8000 | 0, true],
+    [4, 2, false, 0x0000 | 0, false], // the next lap's slot 0: not passed
+    // size 5: after one kicked and used buffer (slots 0-1), two more take slots 2-3 and 4-0
+    [5, 2, true, 0x8000 | 4, true],
+    [5, 2, true, 0x8000 | 2, true],
+    [5, 2, true, 0x0000 | 1, false],
+  ];
+  for (const [size, n, first, offWrap, want] of cases) {
+    const { drv, memory, ring } = setup(size, featureMask(VIRTIO_F_EVENT_IDX));
+    if (first) {
+      addOne(drv, "first");
+      drv.kick();
+      ring.write(0, { addr: 0n, len: 0, id: 0, flags: packedUsedFlags(1) });
+      assertEquals(drv.getUsed(), "first");
+    }
+    writePackedEvent(memory, drv.addresses.deviceAddr as number, offWrap, 2); // DESC
+    for (let i = 0; i < n; i++) addOne(drv, `b${i}`);
+    assertEquals(drv.kick(), want, `size ${size} off|wrap 0x${offWrap.toString(16)}`);
+    assertEquals(drv.kick(), false); // nothing new
+  }
+});
