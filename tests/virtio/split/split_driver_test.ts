@@ -227,3 +227,60 @@ Deno.test("driver: add errors: BUFFER_EMPTY, RING_FULL; construction errors", ()
   assert(un.cause instanceof MemoryFault);
   assert(isVirtqError(un));
 });
+
+Deno.test("driver: one-descriptor completions (getUsed's fast path) break as the general path", () => {
+  // Every chain here is one descriptor under RawGpaDmaApi without IN_ORDER, the chains getUsed
+  // completes on its small fast path; each hostile element must still get its own code.
+  const one = (attack: (h: ReturnType<typeof hostile>) => void, policy = {}) => {
+    const h = hostile(8, V1, policy);
+    h.add(0, 0, 1); // head 0, device-writable, 16 bytes
+    h.add(1, 1, 0); // head 1, device-readable
+    h.add(2, 0, 1); // head 2
+    h.drv.kick();
+    h.use(0, 0, 16, 1);
+    assertEquals(h.drv.getUsed(), 0);
+    assertEquals(h.drv.usedLen, 16);
+    attack(h);
+    return h;
+  };
+  const code = (attack: (h: ReturnType<typeof hostile>) => void, policy = {}) => {
+    const h = one(attack, policy);
+    const e = catchVirtq(() => h.drv.getUsed());
+    assertEquals(h.drv.broken, e);
+    assertEquals(h.drv.getUsed(), undefined);
+    return e.code;
+  };
+  // a valid element for head 1, but used idx three ahead with two buffers exposed
+  assertEquals(code((h) => h.use(1, 1, 0, 4)), "USED_IDX_JUMP");
+  // ...and one ahead of what was kicked (head 3 added, not published)
+  assertEquals(
+    code((h) => {
+      h.add(3, 0, 1);
+      h.use(1, 1, 0, 2);
+      assertEquals(h.drv.getUsed(), 1);
+      h.use(2, 2, 0, 3);
+      assertEquals(h.drv.getUsed(), 2);
+      h.use(3, 3, 0, 4); // a valid element for head 3, which the device was never shown
+    }),
+    "USED_IDX_JUMP",
+  );
+  assertEquals(code((h) => h.use(1, 8, 0, 2)), "USED_ID_OUT_OF_RANGE");
+  assertEquals(code((h) => h.use(1, 0xffffffff, 0, 2)), "USED_ID_OUT_OF_RANGE");
+  assertEquals(code((h) => h.use(1, 0, 0, 2)), "USED_ID_NOT_HEAD"); // 0 already returned
+  assertEquals(code((h) => h.use(1, 5, 0, 2)), "USED_ID_NOT_HEAD"); // never issued
+  assertEquals(code((h) => h.use(1, 2, 17, 2)), "USED_LEN_EXCEEDS_CAPACITY");
+  // the device-readable buffer has no writable capacity: any written length exceeds it
+  assertEquals(code((h) => h.use(1, 1, 1, 2)), "USED_LEN_EXCEEDS_CAPACITY");
+  // clamp policy: the length is cut to the capacity, the queue stays usable
+  const c = one((h) => h.use(1, 2, 17, 2), { usedLenExceedsCapacity: "clamp" });
+  assertEquals(c.drv.getUsed(), 2);
+  assertEquals(c.drv.usedLen, 16);
+  assertEquals(c.drv.broken, null);
+  // a valid completion frees exactly one descriptor, reused by the next add
+  const h = one((h) => h.use(1, 2, 3, 2));
+  const free = h.drv.numFree;
+  assertEquals(h.drv.getUsed(), 2);
+  assertEquals(h.drv.usedLen, 3);
+  assertEquals(h.drv.numFree, free + 1);
+  assertEquals(h.drv.outstanding, 1);
+});
