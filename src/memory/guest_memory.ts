@@ -234,22 +234,23 @@ export class GuestMemory {
    * @throws MemoryFault (`invalid`, `unmapped` or `straddle`).
    */
   resolve(gpa: number, length: number): MemoryRegion {
-    // The cached regions answer only what the slow path would accept: whole-byte addresses and
-    // lengths (Math.floor is free on the small integers the engines pass; a fraction or NaN
-    // falls through to the slow path's `invalid`).
+    // The cached regions answer only what the slow path would accept: a whole-byte offset into
+    // the region and a whole-byte length (`x >>> 0 === x`: a non-negative integer below 2^32,
+    // as cheap as the `>= 0` tests it replaces). A fraction, NaN or a negative value falls to
+    // the slow path's `invalid`; an offset of 4 GiB or more to its region search.
     const last = this.#last;
-    if (
-      last !== null && gpa >= last.gpa && length >= 0 && gpa + length <= last.end &&
-      Math.floor(gpa) === gpa && Math.floor(length) === length
-    ) return last;
+    if (last !== null) {
+      const off = gpa - last.gpa;
+      if (off >>> 0 === off && length >>> 0 === length && gpa + length <= last.end) return last;
+    }
     const prev = this.#prev;
-    if (
-      prev !== null && gpa >= prev.gpa && length >= 0 && gpa + length <= prev.end &&
-      Math.floor(gpa) === gpa && Math.floor(length) === length
-    ) {
-      this.#prev = last;
-      this.#last = prev;
-      return prev;
+    if (prev !== null) {
+      const off = gpa - prev.gpa;
+      if (off >>> 0 === off && length >>> 0 === length && gpa + length <= prev.end) {
+        this.#prev = last;
+        this.#last = prev;
+        return prev;
+      }
     }
     return this.#resolveSlow(gpa, length);
   }
