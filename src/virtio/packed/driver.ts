@@ -781,39 +781,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       return this.#retireInOrder();
     }
     this.usedLen = len;
-    return this.#release(id, slot);
-  }
-
-  /**
-   * {@link #retire} and {@link #detach} written out for a buffer returned by its own used
-   * descriptor at `slot` (the commonest case): frees `id`, moves the used position past it and
-   * returns its token. Nothing to unmap for a direct buffer under RawGpaDmaApi; anything else
-   * frees through {@link #detach}.
-   */
-  #release(id: number, slot: number): T | undefined {
-    const info = this.#idInfo;
-    const w = ID_STRIDE * id;
-    const num = info[w + ID_NUM];
-    if (this.#rawDma && info[w + ID_TBL] === 0) {
-      this.#exNext[num === 1 ? id : info[w + ID_LAST]] = this.#freeHead;
-      this.#freeHead = id;
-      this.#idOut[id] = Infinity;
-      this.#numFree += num;
-      this.#outstanding--;
-    } else this.#detach(id);
-    let u = slot + num;
-    if (u >= this.size) {
-      u -= this.size;
-      this.#usedWrap ^= 1;
-    }
-    this.#lastUsed = u;
-    if (this.#cbMode === RING_EVENT_FLAGS_DESC) {
-      this.#drvEv[0] = packedEventOffWrap(u, this.#usedWrap);
-    }
-    const tokens = this.#tokens;
-    const token = tokens[id];
-    tokens[id] = undefined;
-    return token;
+    return this.#retire(id);
   }
 
   #idOutOfRange(slot: number, id: number): never {
@@ -872,6 +840,21 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     const info = this.#idInfo;
     const w = ID_STRIDE * id;
     const num = info[w + ID_NUM];
+    // A direct buffer under RawGpaDmaApi has nothing to unmap (its unmap is a no-op): only the
+    // free below, so this stays small enough to inline into getUsed.
+    if (info[w + ID_TBL] > 0 || !this.#rawDma) this.#unmapBuffer(id, num);
+    // The buffer's shadow entries keep their links: they go back to the free list whole.
+    this.#exNext[num === 1 ? id : info[w + ID_LAST]] = this.#freeHead;
+    this.#freeHead = id;
+    this.#idOut[id] = Infinity;
+    this.#numFree += num;
+    this.#outstanding--;
+  }
+
+  /** {@link #detach}'s unmapping: the indirect table, then (not RawGpaDmaApi) each entry. */
+  #unmapBuffer(id: number, num: number): void {
+    const info = this.#idInfo;
+    const w = ID_STRIDE * id;
     const tn = info[w + ID_TBL];
     if (tn > 0) {
       this.#unmapTable(id * PACKED_DRIVER_INDIRECT_MAX, tn);
@@ -896,12 +879,6 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
         e = this.#exNext[e];
       }
     }
-    // The buffer's shadow entries keep their links: they go back to the free list whole.
-    this.#exNext[num === 1 ? id : info[w + ID_LAST]] = this.#freeHead;
-    this.#freeHead = id;
-    this.#idOut[id] = Infinity;
-    this.#numFree += num;
-    this.#outstanding--;
   }
 
   /**

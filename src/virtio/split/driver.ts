@@ -760,28 +760,14 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     let len = this.#used32[w + 1];
     // Linux BAD_RING: "id %u out of range" / "id %u is not a head!" (#38, #39).
     if (id >= this.size) this.#usedIdOutOfRange(id);
-    const st = this.#headState[id];
-    if (st === 0) this.#usedIdNotHead(id);
-    // #finish and #release, unrolled for the commonest case (the head's state word is loaded
-    // once; the free-list append is the same).
+    if (this.#headState[id] === 0) this.#usedIdNotHead(id);
     const cap = this.#cap[id];
     if (len > cap) {
       // Policy: reject (default) or clamp (HOSTILE_INPUTS #40).
       if (!this.#clamp) this.#lenExceeds(id, len, cap);
       len = cap;
     }
-    const tokens = this.#tokens;
-    const token = tokens[id] as T;
-    tokens[id] = null;
-    this.#headState[id] = 0;
-    this.#outstanding--;
-    const n = st >>> 1;
-    if ((st & 1) !== 0) this.#unmapIndirect(id);
-    else if (!this.#rawDma) this.#unmapDirect(id, n);
-    if (this.#numFree === 0) this.#freeHead = id;
-    else this.#freeNext[this.#freeTail] = id;
-    this.#freeTail = n === 1 ? id : this.#chainTail[id];
-    this.#numFree += n;
+    const token = this.#release(id);
     this.#lastUsed = (last + 1) & 0xffff;
     this.#usedLen = len;
     return token;
