@@ -206,6 +206,19 @@ export function buildSuites(avail: Availability): Suite[] {
     ],
   });
   suites.push({
+    name: "lines",
+    description: "the cases of issue #16's lines only (DMA cost, lazy vs strict, packed vs " +
+      "split, SoL, marginal descriptor), each mode next to its identity case",
+    cases: each((engine) => [
+      ...[64, 1500].flatMap((payload) =>
+        ["identity", "swiotlb", "iommu-strict", "iommu-lazy"]
+          .filter((dma) => dma === "identity" || avail.dmaModes.includes(dma))
+          .map((dma) => v({ engine, dma, payload }))
+      ),
+      ...CHAIN_LENS.map((chainLen) => v({ engine, chainLen, size: 1024 })),
+    ]),
+  });
+  suites.push({
     name: "memcpy",
     description: "payload memcpy bandwidth (copyWithin) at 64 B / 1500 B / 64 KiB",
     cases: PAYLOADS.map((payload) => ({ ...BASE, engine: "memcpy" as const, payload })),

@@ -83,7 +83,10 @@ export function formatComparison(
 
 /** The targets block. */
 export function formatTargets(targets: readonly Target[]): string {
-  const lines = ["targets (ratios measured in this run):"];
+  const lines = [
+    "targets (ratios measured in this run; paired: the median over rounds of the ratio of the " +
+    "two cases' medians in the same round):",
+  ];
   for (const t of targets) {
     const v = t.value === null ? "-" : t.value.toFixed(3);
     lines.push(`  [${t.status.padEnd(6)}] ${t.name}: ${v}  goal ${t.goal}`);

@@ -34,6 +34,13 @@ export const StatsSchema = z.strictObject({
   rounds: z.int().min(1),
   /** Samples over all rounds. */
   samples: z.int().min(1),
+  /**
+   * Each round's median (ns per call), in measuring order. Round `i` of every case of a run was
+   * measured in the same pass over the cases, so the ratio of two cases' round-`i` medians is a
+   * paired figure: a slow period of the machine that falls on that pass slows both. Absent in
+   * files written before it existed.
+   */
+  roundP50s: z.array(positive).optional(),
 });
 
 /** Statistics of one case. */

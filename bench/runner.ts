@@ -86,6 +86,7 @@ export function foldRounds(rounds: readonly RawStats[]): Stats {
     p50max: Math.max(...rounds.map((x) => x.p50)),
     rounds: rounds.length,
     samples: n,
+    roundP50s: rounds.map((x) => x.p50),
   };
 }
 

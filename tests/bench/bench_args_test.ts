@@ -118,6 +118,38 @@ Deno.test("cases: one axis at a time, no cross product, sol counterparts added",
   assert(f.every((c) => c.engine === "sol" || caseName(c).startsWith("packed/iommu")));
 });
 
+Deno.test("cases: the lines suite holds every case the issue #16 targets need", async () => {
+  const { computeTargets } = await import("../../bench/targets.ts");
+  const { caseResult } = await import("./bench_fixture.ts");
+  const avail: Availability = {
+    layouts: ["split", "packed"],
+    dmaModes: ["identity", "swiotlb", "iommu-strict", "iommu-lazy", "iommu-hit"],
+  };
+  const lines = selectCases(buildSuites(avail), ["lines"], null);
+  const names = lines.map(caseName);
+  // each mode is measured right after its identity case (pairs are close in time)
+  const i = names.indexOf("split/identity q256 b32 p1500 c1");
+  assertEquals(names[i + 1], "split/swiotlb q256 b32 p1500 c1");
+  assert(!names.some((n) => n.includes("iommu-hit")));
+  const t = computeTargets(lines.map((c) => caseResult(c, 500 + 1000 * c.chainLen)), [], {
+    invalidationNs: 1000,
+    requestNs: 5000,
+  });
+  for (
+    const n of [
+      "split 64 B batch 32 vs speed-of-light",
+      "packed vs split throughput (base point)",
+      "split: swiotlb vs identity time, 1500 B",
+      "packed: iommu-strict vs identity time, 64 B",
+      "packed: IOMMU lazy vs strict (measured wall time, lazy / strict)",
+      "packed: marginal ns per added descriptor flat over chain length",
+    ]
+  ) {
+    const x = t.find((y) => y.name === n);
+    assert(x && x.status !== "n/a", `${n}: ${x?.status} ${x?.detail}`);
+  }
+});
+
 Deno.test("cases: without rings only sol and memcpy run; smoke is small", () => {
   const none: Availability = { layouts: [], dmaModes: [] };
   const all = selectCases(buildSuites(none), [], null);
