@@ -238,7 +238,7 @@ async function report(
   console.log(
     `\nENGINE/SPEED-OF-LIGHT: ${
       s.value === null ? `n/a (${s.detail})` : s.detail
-    }; goal >= 0.50 of SoL ${s.status}`,
+    }; goal ${s.goal} ${s.status}`,
   );
   if (code) console.log("\nREGRESSION: at least one case is slower than the baseline (exit 1)");
   if (isolationFailed) {
