@@ -11,7 +11,7 @@
  */
 
 import { BASE, caseName, type CaseParams, solFor } from "./cases.ts";
-import { pairedOf, pairedRatio, pairedText } from "./paired.ts";
+import { pairedOf, type PairedRatio, pairedRatio, pairedText } from "./paired.ts";
 import type { AllocResult, CaseResult, Target } from "./results.ts";
 
 /** Options of {@link computeTargets}. */
@@ -32,6 +32,18 @@ function na(name: string, goal: string, why: string): Target {
 }
 
 const f3 = (x: number) => x.toFixed(3);
+
+/** A target whose value is a paired ratio; `more` follows the ratio in the detail. */
+function ratioTarget(name: string, goal: string, r: PairedRatio, met: boolean, more: string) {
+  const t: Target = {
+    name,
+    value: r.value,
+    goal,
+    status: met ? "met" : "missed",
+    detail: `${pairedText(r)}; ${more}`,
+  };
+  return t;
+}
 
 /** The engine-vs-speed-of-light line printed at the end of every run (issue #16: >= 0.55). */
 export function solTarget(results: readonly CaseResult[]): Target {
@@ -85,15 +97,8 @@ function packedVsSplit(results: readonly CaseResult[]): Target[] {
   const p = find(results, { engine: "packed" });
   if (!s || !p) return [na(name, goal, "needs split and packed in this run")];
   const r = pairedRatio(s, p);
-  return [{
-    name,
-    value: r.value,
-    goal,
-    status: r.value >= 0.9 ? "met" : "missed",
-    detail: `${pairedText(r)}; packed ${p.nsPerChain.toFixed(1)} vs split ${
-      s.nsPerChain.toFixed(1)
-    } ns/chain (min of rounds)`,
-  }];
+  const ns = `packed ${p.nsPerChain.toFixed(1)} vs split ${s.nsPerChain.toFixed(1)} ns/chain`;
+  return [ratioTarget(name, goal, r, r.value >= 0.9, `${ns} (min of rounds)`)];
 }
 
 /**
@@ -119,15 +124,10 @@ function dmaCostTargets(results: readonly CaseResult[]): Target[] {
         continue;
       }
       const r = pairedRatio(m, id);
-      out.push({
-        name,
-        value: r.value,
-        goal,
-        status: r.value <= limit ? "met" : "missed",
-        detail: `${pairedText(r)}; ${m.nsPerChain.toFixed(1)} vs ${
-          id.nsPerChain.toFixed(1)
-        } ns/chain (min of rounds)`,
-      });
+      const ns = `${m.nsPerChain.toFixed(1)} vs ${
+        id.nsPerChain.toFixed(1)
+      } ns/chain (min of rounds)`;
+      out.push(ratioTarget(name, goal, r, r.value <= limit, ns));
     }
   }
   return out;
@@ -146,15 +146,8 @@ function dmaModeTargets(results: readonly CaseResult[], opts: TargetOptions): Ta
       continue;
     }
     const x = pairedRatio(id, hit);
-    out.push({
-      name,
-      value: x.value,
-      goal,
-      status: x.value >= 0.8 ? "met" : "missed",
-      detail: `${pairedText(x)}; ${hit.nsPerChain.toFixed(1)} vs ${
-        id.nsPerChain.toFixed(1)
-      } ns/chain; ${countersText(hit)}`,
-    });
+    const ns = `${hit.nsPerChain.toFixed(1)} vs ${id.nsPerChain.toFixed(1)} ns/chain`;
+    out.push(ratioTarget(name, goal, x, x.value >= 0.8, `${ns}; ${countersText(hit)}`));
     for (const r of results) {
       const dma = r.params.dma;
       if (
@@ -205,15 +198,14 @@ function lazyVsStrictTargets(results: readonly CaseResult[], opts: TargetOptions
     // Issue #16: lazy must be no slower than strict in wall time. Its IOVAs come back through
     // the per-size range cache (Linux iova_rcache) after the flush queue, so it reuses them.
     const wall = pairedRatio(lazy, strict);
-    out.push({
-      name: `${name} (measured wall time, lazy / strict)`,
-      value: wall.value,
-      goal: "<= 1.0 (issue #16: lazy no slower than strict)",
-      status: wall.value <= 1 ? "met" : "missed",
-      detail: `${pairedText(wall)}; lazy ${lazy.nsPerChain.toFixed(1)} vs strict ${
-        strict.nsPerChain.toFixed(1)
-      } ns/chain (min of rounds)`,
-    });
+    out.push(ratioTarget(
+      `${name} (measured wall time, lazy / strict)`,
+      "<= 1.0 (issue #16: lazy no slower than strict)",
+      wall,
+      wall.value <= 1,
+      `lazy ${lazy.nsPerChain.toFixed(1)} vs strict ${strict.nsPerChain.toFixed(1)} ns/chain ` +
+        "(min of rounds)",
+    ));
     const inv = (r: CaseResult) => (r.counters["invalidations"] ?? NaN) / r.chainsPerCall;
     const is = inv(strict), il = inv(lazy);
     if (!Number.isFinite(is) || !Number.isFinite(il)) {
