@@ -231,11 +231,26 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
    * inner API's error; MemoryFault when the buffer is not guest RAM (no slot is kept).
    */
   map(gpa: number, length: number, dir: DmaDirection): U64 {
-    // The common case (forced bounce, plain dma-direct inner, no observer, one slot, the
-    // original in the region of the last one): the same checks, slot, copy and counters as the
-    // general path, with no inner call, no resolve and no undo to arm. Anything else (an error
-    // to throw, a region miss, an empty or multi-slot mapping) goes to the general path before
-    // any state changes. (Kept small: V8 inlines a function of at most 460 bytecode bytes.)
+    const bus = this.#mapFast(gpa, length);
+    return bus >= 0 ? bus : this.#mapGeneral(gpa, length, dir);
+  }
+
+  /**
+   * {@link DmaApi.mapNumber}: `map`'s one-slot fast path (the slot's bus address is its GPA, a
+   * number); -1 having mapped nothing in every other case, where the caller's `map` takes the
+   * general path (and throws its errors).
+   * @throws nothing itself; MemoryFault cannot occur (the original lies in a known region).
+   */
+  mapNumber(gpa: number, length: number, _dir: DmaDirection): number {
+    return this.#mapFast(gpa, length);
+  }
+
+  // The common case (forced bounce, plain dma-direct inner, no observer, one slot, the original
+  // in the region of the last one): the same checks, slot, copy and counters as the general path,
+  // with no inner call, no resolve and no undo to arm. Anything else (an error to throw, a region
+  // miss, an empty or multi-slot mapping) returns -1 before any state changes. (Kept small: V8
+  // inlines a function of at most 460 bytecode bytes.)
+  #mapFast(gpa: number, length: number): number {
     const r = this.#origRegion;
     if (
       this.#fast && length > 0 && length <= IO_TLB_SIZE && (length | 0) === length &&
@@ -248,7 +263,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
       const idx = this.#inUse[at] === 0 ? at : this.#findSlot();
       if (idx >= 0) return this.#bounceOne(idx, gpa, length, r);
     }
-    return this.#mapGeneral(gpa, length, dir);
+    return -1;
   }
 
   // map's fast path once a slot is found: #take(idx, 1, gpa, length), the copy #toSlot makes,

@@ -40,6 +40,7 @@ function world(general: boolean, wasm: boolean): World {
 
 type Op =
   | { k: "map"; gpa: number; len: number; dir: DmaDirection }
+  | { k: "mapn"; gpa: number; len: number; dir: DmaDirection }
   | { k: "unmap"; pick: number; bus: number; len: number; dir: DmaDirection }
   | { k: "sync"; cpu: boolean; pick: number; off: number; len: number; dir: DmaDirection }
   | { k: "write"; pick: number; off: number; value: number }
@@ -63,6 +64,8 @@ const gpa = fc.oneof(
 );
 const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ k: fc.constant("map" as const), gpa, len, dir }) },
+  // a ring driver's call: mapNumber, then map when it answered -1
+  { weight: 2, arbitrary: fc.record({ k: fc.constant("mapn" as const), gpa, len, dir }) },
   {
     // word-aligned buffers below 128 B (the word-copy fast paths)
     weight: 2,
@@ -147,6 +150,17 @@ function step(w: World, live: Live[], o: Op): string {
   switch (o.k) {
     case "map": {
       const r = outcome(() => api.map(o.gpa, o.len, o.dir));
+      if (r.startsWith("ok ")) live.push({ bus: Number(r.slice(3)), len: o.len, dir: o.dir });
+      return r;
+    }
+    case "mapn": {
+      // mapNumber answers a number or -1 having changed nothing (counters and slots as before)
+      const before = JSON.stringify([api.stats, api.usedSlots]);
+      let r = outcome(() => api.mapNumber(o.gpa, o.len, o.dir));
+      if (r === "ok -1") {
+        if (JSON.stringify([api.stats, api.usedSlots]) !== before) return "mapNumber -1 mapped";
+        r = outcome(() => api.map(o.gpa, o.len, o.dir));
+      }
       if (r.startsWith("ok ")) live.push({ bus: Number(r.slice(3)), len: o.len, dir: o.dir });
       return r;
     }

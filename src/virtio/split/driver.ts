@@ -164,8 +164,10 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   readonly #rawDma: boolean;
   /** `#rawDma` and not broken: `add` may take its one-segment fast path. */
   #fastAdd: boolean;
-  /** `#rawDma` without IN_ORDER: `getUsed` may take its one-descriptor fast path. */
+  /** Without IN_ORDER, under `#rawDma` or `#fastMap`: `getUsed` may take its fast path. */
   readonly #fastUsed: boolean;
+  /** Not `#rawDma`, with `DmaApi.mapNumber`: a one-segment add takes {@link #addOneMapped}. */
+  readonly #fastMap: boolean;
   readonly #mask: number;
   readonly #eventIdx: boolean;
   readonly #inOrder: boolean;
@@ -265,7 +267,8 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#clamp = this.policy.usedLenExceedsCapacity === "clamp";
     this.#eventIdx = hasFeature(opts.features, VIRTIO_F_EVENT_IDX);
     this.#inOrder = hasFeature(opts.features, VIRTIO_F_IN_ORDER);
-    this.#fastUsed = this.#rawDma && !this.#inOrder;
+    this.#fastMap = !this.#rawDma && this.#mapNum;
+    this.#fastUsed = (this.#rawDma || this.#fastMap) && !this.#inOrder;
     const pl = splitDriverPlacement(size, opts.features);
     this.placement = pl;
     this.#slotEntries = pl.indirectEntries;
@@ -399,6 +402,9 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     if (this.#broken !== null) this.#throwBroken();
     const nr = readable.count;
     const total = nr + writable.count;
+    if (total === 1 && this.#fastMap) {
+      if (this.#addOneMapped(nr === 0 ? writable : readable, nr === 0, token)) return;
+    }
     if (total === 0) throw new VirtqError("BUFFER_EMPTY", "add() with no segments");
     const mode = this.#indirectMode;
     let head: number;
@@ -467,6 +473,48 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#availIdx = (ai + 1) & 0xffff;
     this.#outstanding++;
     if (this.#inOrder) this.#pushOrder(head);
+    return true;
+  }
+
+  /**
+   * The one segment of `list` mapped with `DmaApi.mapNumber` into the head descriptor and
+   * published: {@link #addDirect} and {@link #publish} for one segment, written out as one body
+   * (no loop, no bigint branch). It is called from the general path, so `add` stays as small as
+   * the raw path needs.
+   * @returns `false`, having mapped and changed nothing, when the segment is empty, no
+   * descriptor is free, or `mapNumber` returns -1 (no number for this mapping): the general path
+   * then adds it or throws, as before.
+   * @throws VirtqError `DMA_MAP_FAILED` (`cause` = the DmaMapError), as {@link #addDirect}.
+   */
+  #addOneMapped(list: SgList, writable: boolean, token: T): boolean {
+    const gpa = list.gpa[0];
+    const len = list.len[0];
+    if (len === 0 || this.#numFree === 0) return false;
+    const head = this.#freeHead;
+    const dir = writable ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
+    // as in #addDirect, the bus address is used only inside the try block (never tagged)
+    try {
+      const bus = this.#dma.mapNumber!(gpa, len, dir);
+      if (bus < 0) return false;
+      const d32 = this.#desc32;
+      const w4 = head << 2;
+      d32[w4] = bus; // ToUint32: the low 32 bits
+      d32[w4 + 1] = bus * 2.3283064365386963e-10; // floor(bus / 2^32), as in #addOneRaw
+      this.#extraBus[head] = bus;
+    } catch (cause) {
+      this.#mapFailed(head, 0, gpa, len, cause);
+    }
+    const w4 = head << 2;
+    this.#desc32[w4 + 2] = len;
+    this.#desc32[w4 + 3] = writable ? VIRTQ_DESC_F_WRITE : 0;
+    this.#extraLen[head] = len;
+    this.#extraDir[head] = dir;
+    this.#freeHead = this.#freeNext[head];
+    this.#numFree--;
+    this.#headState[head] = 1 << 1; // one direct descriptor
+    this.#chainTail[head] = head;
+    this.#cap[head] = writable ? len : 0;
+    this.#publish(head, token);
     return true;
   }
 
@@ -712,7 +760,8 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     // The commonest completion, kept small enough for V8 to inline into getUsed and its caller
     // (bytecode under 460; the general path below is 500 and always a call): a used element
     // naming an outstanding one-descriptor direct chain (state word 1 << 1), within its
-    // writable capacity, under RawGpaDmaApi (no unmap) without IN_ORDER, and a used idx the
+    // writable capacity, without IN_ORDER (under RawGpaDmaApi, or unmapped as #release does
+    // under a DMA API with mapNumber), and a used idx the
     // device could reach. Each test is the general path's own; when any fails (every error and
     // every other chain), #takeUsedGeneral runs from the start and decides as before. Reading
     // the element first changes nothing: reads have no effect, and the general path reads again.
@@ -735,6 +784,8 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
         tokens[id] = null;
         state[id] = 0;
         this.#outstanding--;
+        // a mapping DMA API: #release's unmap, at the same point
+        if (!this.#rawDma) this.#unmapDirect(id, 1);
         if (this.#numFree === 0) this.#freeHead = id;
         else this.#freeNext[this.#freeTail] = id;
         this.#freeTail = id;
