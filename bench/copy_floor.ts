@@ -41,10 +41,13 @@ export interface CopyFloorLine {
   medianNs: number;
 }
 
-/** A prepared variant: `run()` does one batch (32 units). */
-interface Variant {
+/** A prepared variant. */
+export interface CopyFloorVariant {
+  /** Variant name (see the module doc). */
   name: string;
+  /** Copies per unit (1, or 3 for the bounce lines). */
   copies: number;
+  /** One batch: 32 units. */
   run(): void;
 }
 
@@ -53,8 +56,14 @@ const PAGE = 4096;
 const SLOT = 2048;
 const POOL = 4 << 20;
 
-/** The variants for one payload size over a fresh store. @throws Error without WebAssembly. */
-export function copyFloorVariants(payload: number): { variants: Variant[]; verify(): void } {
+/**
+ * The variants for one payload size over a fresh store, and `verify()`, which throws unless every
+ * variant copies the payload into every chain's buffer.
+ * @throws Error without WebAssembly.
+ */
+export function copyFloorVariants(
+  payload: number,
+): { variants: CopyFloorVariant[]; verify(): void } {
   const slotPage = Math.ceil(payload / PAGE) * PAGE;
   const bufBytes = slotPage * (2 * BATCH + 1);
   const poolOff = Math.ceil(bufBytes / PAGE) * PAGE;
@@ -68,7 +77,7 @@ export function copyFloorVariants(payload: number): { variants: Variant[]; verif
   const dst = (c: number) => (2 * c + 1) * slotPage; // chain c's (writable) buffer
   const slots = POOL / SLOT;
   let next = 0;
-  const variants: Variant[] = [
+  const variants: CopyFloorVariant[] = [
     {
       name: "set",
       copies: 1,
