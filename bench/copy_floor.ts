@@ -268,10 +268,18 @@ async function main(): Promise<number> {
     );
   }
   if (a.json) {
-    await Deno.writeTextFile(
-      a.json,
-      JSON.stringify({ schema: "copy-floor/1", runtime: Deno.version, lines }, null, 2) + "\n",
-    );
+    try {
+      await Deno.writeTextFile(
+        a.json,
+        JSON.stringify({ schema: "copy-floor/1", runtime: Deno.version, lines }, null, 2) + "\n",
+      );
+    } catch (e) {
+      console.error(
+        `bench:copy-floor: cannot write --json ${a.json} (${(e as Error).name}). Fix: give a ` +
+          "writable file path",
+      );
+      return 2;
+    }
   }
   return 0;
 }
