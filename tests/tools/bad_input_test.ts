@@ -110,6 +110,13 @@ const BAD: Record<string, string[][]> = {
     ["--sample", "-1"],
     ["--seconds", "abc"],
   ],
+  "bench:copy-floor": [
+    ["--bogus"],
+    ["--payload", "0"],
+    ["--rounds", "-1"],
+    ["--time", "abc"],
+    ["--json", "/dev/null/sub/f.json", "--payload", "64", "--rounds", "1", "--time", "1"],
+  ],
   "bench:profile": [
     ["--bogus"],
     [],
