@@ -110,11 +110,14 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
    * returns the GPA, unmap is a no-op, so the shadow needs no mapping record.
    */
   readonly #rawDma: boolean;
-  /** `#rawDma` and not broken: `add` may take its one-segment fast path. */
-  #fastAdd: boolean;
   /**
-   * `#rawDma`, not broken, no `VIRTIO_F_IN_ORDER`, callbacks not in `RING_EVENT_FLAGS_DESC`
-   * mode: `getUsed` may take its one-descriptor fast path (see {@link #syncFastUsed}).
+   * `#rawDma`, not broken, no `VIRTIO_F_IN_ORDER`: `add` may take its one-segment fast path
+   * (see {@link #syncFast}).
+   */
+  #fastAdd = false;
+  /**
+   * `#fastAdd` and callbacks not in `RING_EVENT_FLAGS_DESC` mode: `getUsed` may take its
+   * one-descriptor fast path (see {@link #syncFast}).
    */
   #fastUsed = false;
   /** The DMA API has the number-only fast path {@link DmaApi.mapNumber}. */
@@ -163,7 +166,8 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   readonly #tokens: (T | undefined)[];
   /**
    * Three words per buffer ID, one typed array: at `3 * id +` {@link ID_NUM} ring slots
-   * (= shadow entries), {@link ID_TBL} indirect table entries (0 when direct, and always 0 while
+   * (= shadow entries; 1 while the ID is free: `#detach` resets it, so a one-descriptor add
+   * need not write it), {@link ID_TBL} indirect table entries (0 when direct, and always 0 while
    * the ID is free: `#detach` clears it, so a direct add need not write it), {@link ID_LAST} the
    * last shadow entry (the first is the ID), written only for lists of more than one descriptor
    * (a one-descriptor buffer's last entry is its ID).
@@ -219,7 +223,6 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#dma = options.dma;
     this.#rawDma = Object.getPrototypeOf(options.dma) === RawGpaDmaApi.prototype &&
       !["map", "mapNumber", "unmap"].some((k) => Object.hasOwn(options.dma, k));
-    this.#fastAdd = this.#rawDma;
     this.#mapNum = typeof options.dma.mapNumber === "function";
     this.#unmapPg = hasUnmapPage(options.dma);
     const f = options.features;
@@ -285,17 +288,23 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#idOut = new Float64Array(size).fill(Infinity);
     this.#fifo = new Int32Array(size);
     this.#initFreeList();
-    this.#syncFastUsed();
+    this.#syncFast();
   }
 
-  /** Recomputes {@link #fastUsed} from the state it depends on (cold: mode changes only). */
-  #syncFastUsed(): void {
-    this.#fastUsed = this.#rawDma && this.#broken === null && !this.#inOrder &&
-      this.#cbMode !== RING_EVENT_FLAGS_DESC;
+  /**
+   * Recomputes {@link #fastAdd} and {@link #fastUsed} from the state they depend on (cold: at
+   * construction, reset and callback mode changes; `#fail` clears both).
+   */
+  #syncFast(): void {
+    this.#fastAdd = this.#rawDma && this.#broken === null && !this.#inOrder;
+    this.#fastUsed = this.#fastAdd && this.#cbMode !== RING_EVENT_FLAGS_DESC;
   }
 
   #initFreeList(): void {
-    for (let i = 0; i < this.size; i++) this.#exNext[i] = i + 1;
+    for (let i = 0; i < this.size; i++) {
+      this.#exNext[i] = i + 1;
+      this.#idInfo[ID_STRIDE * i + ID_NUM] = 1; // a free ID's ID_NUM is 1
+    }
     this.#freeHead = 0;
   }
 
@@ -371,13 +380,12 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     // is a no-op that #detach skips.
     this.#freeHead = this.#exNext[id];
     this.#tokens[id] = token;
-    // One ring slot (ID_NUM); ID_TBL is 0 while free, ID_LAST unused for one descriptor.
-    this.#idInfo[3 * id] = 1;
+    // One ring slot: ID_NUM is 1 and ID_TBL 0 while free, ID_LAST unused for one descriptor.
     this.#idOut[id] = this.#epoch;
     this.#idCap[id] = writable ? len : 0;
     this.#numFree--;
     this.#outstanding++;
-    if (this.#inOrder) this.#fifoPush(id);
+    // No IN_ORDER FIFO: #fastAdd is false under VIRTIO_F_IN_ORDER.
     return true;
   }
 
@@ -906,7 +914,11 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     // free below, so this stays small enough to inline into getUsed.
     if (info[w + ID_TBL] > 0 || !this.#rawDma) this.#unmapBuffer(id, num);
     // The buffer's shadow entries keep their links: they go back to the free list whole.
-    this.#exNext[num === 1 ? id : info[w + ID_LAST]] = this.#freeHead;
+    if (num === 1) this.#exNext[id] = this.#freeHead;
+    else {
+      this.#exNext[info[w + ID_LAST]] = this.#freeHead;
+      info[w + ID_NUM] = 1; // a free ID's ID_NUM is 1 (one-descriptor fast adds need not write it)
+    }
     this.#freeHead = id;
     this.#idOut[id] = Infinity;
     this.#numFree += num;
@@ -958,7 +970,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       this.#cbMode = RING_EVENT_FLAGS_ENABLE;
       this.#drvEv[1] = RING_EVENT_FLAGS_ENABLE;
     }
-    this.#syncFastUsed();
+    this.#syncFast();
     if (this.#batchEnd >= 0) return false;
     const f = this.#d16[this.#lastUsed * 8 + 7];
     return !(((f >>> 7) & 1) === ((f >>> 15) & 1) && ((f >>> 15) & 1) === this.#usedWrap);
@@ -968,7 +980,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   disableCallbacks(): void {
     this.#cbMode = RING_EVENT_FLAGS_DISABLE;
     this.#drvEv[1] = RING_EVENT_FLAGS_DISABLE;
-    this.#syncFastUsed();
+    this.#syncFast();
   }
 
   /**
@@ -1000,8 +1012,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     }
     this.#restart();
     this.#broken = null;
-    this.#fastAdd = this.#rawDma;
-    this.#syncFastUsed();
+    this.#syncFast();
   }
 
   #restart(): void {
