@@ -779,8 +779,9 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   getUsed(): T | undefined {
     // The commonest completion, kept small enough for V8 to inline into the caller's loop
     // (bytecode under 460, with nothing hot left to call): a used descriptor naming a published
-    // one-descriptor direct buffer, within its writable capacity, under RawGpaDmaApi (nothing to
-    // unmap) without IN_ORDER or RING_EVENT_FLAGS_DESC callbacks (#fastUsed, false once broken).
+    // direct buffer (one descriptor, or a list: #freeList), within its writable capacity, under
+    // RawGpaDmaApi (nothing to unmap) without IN_ORDER or RING_EVENT_FLAGS_DESC callbacks
+    // (#fastUsed, false once broken).
     // Each test is the general path's own; when any fails (every error and every other buffer)
     // #getUsedGeneral decides from the start. Reading first changes nothing (reads have no
     // effect). Literals, not module bindings: a binding costs bytecode and loads here.
@@ -794,20 +795,22 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       // §2.8.5: len is reserved (taken as 0) without VIRTQ_DESC_F_WRITE (2).
       const len = (f & 2) !== 0 ? this.#d32[slot * 4 + 2] : 0;
       const info = this.#idInfo;
-      // Published (an ID past the table reads undefined: false), one ring slot and no indirect
-      // table (ID_NUM + ID_TBL === 1: ID_NUM >= 1), len within the writable capacity.
-      if (
-        this.#idOut[id] < this.#epoch && info[3 * id] + info[3 * id + 1] === 1 &&
-        len <= this.#idCap[id]
-      ) {
-        // #detach and #retire for this buffer: its shadow entry back on the free list.
-        this.#exNext[id] = this.#freeHead;
+      const w = 3 * id;
+      // Published (an ID past the table reads undefined: false), no indirect table (ID_TBL 0),
+      // len within the writable capacity.
+      if (this.#idOut[id] < this.#epoch && info[w + 1] === 0 && len <= this.#idCap[id]) {
+        // #detach and #retire for this buffer: its shadow entries back on the free list.
+        const num = info[w]; // ID_NUM: ring slots
+        if (num === 1) this.#exNext[id] = this.#freeHead;
+        else this.#freeList(w);
         this.#freeHead = id;
         this.#idOut[id] = Infinity;
-        this.#numFree++;
+        this.#numFree += num;
         this.#outstanding--;
-        if (slot + 1 !== this.size) this.#lastUsed = slot + 1;
-        else this.#usedLap();
+        // §2.8.1: the used position skips the list's slots (the driver's count, #43)
+        const u = slot + num;
+        if (u < this.size) this.#lastUsed = u;
+        else this.#usedLap(u);
         const tokens = this.#tokens;
         const token = tokens[id];
         tokens[id] = undefined;
@@ -818,10 +821,23 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     return this.#getUsedGeneral();
   }
 
-  /** The used position wraps to slot 0 and the used wrap counter flips (§2.8.1). */
-  #usedLap(): void {
-    this.#lastUsed = 0;
+  /**
+   * The used position `u` (past the ring end, below twice its size) wraps to the start and the
+   * used wrap counter flips (§2.8.1).
+   */
+  #usedLap(u: number): void {
+    this.#lastUsed = u - this.size;
     this.#usedWrap ^= 1;
+  }
+
+  /**
+   * {@link getUsed}'s fast path for a list of several descriptors (info word `w` = 3 * ID): its
+   * last shadow entry links to the free list head; ID_NUM back to 1 (a free ID's).
+   */
+  #freeList(w: number): void {
+    const info = this.#idInfo;
+    this.#exNext[info[w + ID_LAST]] = this.#freeHead;
+    info[w + ID_NUM] = 1;
   }
 
   /** {@link getUsed} for any buffer, DMA API and feature set, with every check. */
