@@ -118,7 +118,6 @@ export class PackedDeviceQueue implements DeviceQueue {
   #usedWrap = 1;
   /** Ring slots popped and not yet published as used. */
   #outstandingSlots = 0;
-  #inFlight = 0;
   #notifyMode = MODE_ENABLED;
 
   readonly #pool: PackedChain[] = [];
@@ -191,7 +190,8 @@ export class PackedDeviceQueue implements DeviceQueue {
 
   /** Chains popped and not yet pushed. */
   get inFlight(): number {
-    return this.#inFlight;
+    // every pooled chain is free or in flight
+    return this.#pool.length - this.#freeCount;
   }
 
   /** The device's next ring offset to read (0..size-1) and its avail wrap counter (§2.8.1). */
@@ -329,7 +329,6 @@ export class PackedDeviceQueue implements DeviceQueue {
     this.#nextAvail = walk.nextSlot;
     this.#availWrap = walk.nextWrap;
     chain.state = CHAIN_IN_FLIGHT;
-    this.#inFlight++;
     if (this.#inOrder) {
       let t = this.#fifoHead + this.#fifoCount;
       if (t >= this.size) t -= this.size;
@@ -381,39 +380,50 @@ export class PackedDeviceQueue implements DeviceQueue {
    */
   push(chain: Chain, written: number): void {
     const pc = chain as PackedChain;
-    if (pc.owner !== this || pc.state !== CHAIN_IN_FLIGHT) this.#notInFlight();
     const cap = chain.writableBytes;
-    // written is a u32 no larger than the writable capacity (§2.8.5 used len).
-    if (!((written >>> 0) === written && written <= cap)) this.#badWritten(chain, written);
-    const wbit = cap > 0 ? 2 : 0; // VIRTQ_DESC_F_WRITE (a literal: a binding costs bytecode)
+    // In flight on this queue, and written a u32 no larger than the writable capacity (§2.8.5
+    // used len): one test and one call out of line, which throws the error (push stays small).
+    if (
+      pc.owner !== this || pc.state !== CHAIN_IN_FLIGHT ||
+      !((written >>> 0) === written && written <= cap)
+    ) this.#badPush(pc, written);
     const slot = this.#nextUsed;
     const pend = this.#pendSlots;
-    if (this.#inOrder) this.#pushInOrder(chain, written, wbit);
+    if (this.#inOrder) this.#pushInOrder(chain, written);
     else {
       // §2.8.5: len, Buffer ID, flags AVAIL = USED = the used wrap counter. §2.8.22: written
       // whole now (Buffer ID and flags in one store) but the first of a batch, whose flags
       // flush writes last.
+      // VIRTQ_DESC_F_WRITE (2) when the buffer has a writable part (literals: a binding costs
+      // bytecode).
       const d32 = this.#d32;
-      d32[slot * 4 + 2] = written;
-      const flags = (this.#usedWrap !== 0 ? 0x8080 : 0) | wbit;
-      if (pend !== 0) d32[slot * 4 + 3] = chain.id | flags << 16;
+      const b = slot << 2;
+      d32[b + 2] = written;
+      const flags = (this.#usedWrap !== 0 ? 0x8080 : 0) | (cap > 0 ? 2 : 0);
+      if (pend !== 0) d32[b + 3] = chain.id | flags << 16;
       else this.#holdUsed(slot, chain.id, flags);
     }
     const n = chain.ringDescriptors;
+    const size = this.size;
     let u = slot + n;
-    if (u >= this.size) {
-      u -= this.size;
+    if (u >= size) {
+      u -= size;
       this.#usedWrap ^= 1;
     }
     this.#nextUsed = u;
     this.#pendSlots = pend + n;
     pc.state = CHAIN_FREE;
-    this.#freeChains[this.#freeCount++] = pc.poolIndex;
-    this.#inFlight--;
+    const fc = this.#freeCount;
+    this.#freeChains[fc] = pc.poolIndex;
+    this.#freeCount = fc + 1;
   }
 
-  #notInFlight(): never {
-    throw new VirtqError("PUSH_INVALID", "the chain is not in flight on this queue");
+  /** {@link push}'s errors, in its order: not in flight on this queue, then `written`. */
+  #badPush(pc: PackedChain, written: number): never {
+    if (pc.owner !== this || pc.state !== CHAIN_IN_FLIGHT) {
+      throw new VirtqError("PUSH_INVALID", "the chain is not in flight on this queue");
+    }
+    this.#badWritten(pc, written);
   }
 
   #badWritten(chain: Chain, written: number): never {
@@ -428,7 +438,8 @@ export class PackedDeviceQueue implements DeviceQueue {
    * Out of line from {@link push} under `VIRTIO_F_IN_ORDER` (§2.8.9): checks pop order, then
    * extends the open batch (its buffers so far written in full) or opens a new one.
    */
-  #pushInOrder(chain: Chain, written: number, wbit: number): void {
+  #pushInOrder(chain: Chain, written: number): void {
+    const wbit = chain.writableBytes > 0 ? VIRTQ_DESC_F_WRITE : 0;
     if (this.#pool[this.#fifo[this.#fifoHead]] !== chain) {
       throw new VirtqError("PUSH_INVALID", "VIRTIO_F_IN_ORDER: push in pop order", {
         index: chain.id,
@@ -560,7 +571,6 @@ export class PackedDeviceQueue implements DeviceQueue {
     this.#nextUsed = 0;
     this.#usedWrap = 1;
     this.#outstandingSlots = 0;
-    this.#inFlight = 0;
     this.#notifyMode = MODE_ENABLED;
     this.#pendCount = 0;
     this.#pendSlots = 0;
@@ -629,7 +639,7 @@ export class PackedDeviceQueue implements DeviceQueue {
    * @throws Error when the queue is not fresh.
    */
   restoreState(state: VirtqueueState): Chain[] {
-    if (!this.#ready || this.#broken !== null || this.#inFlight !== 0 || this.#pendSlots !== 0) {
+    if (!this.#ready || this.#broken !== null || this.inFlight !== 0 || this.#pendSlots !== 0) {
       throw new Error("restoreState: the queue must be freshly activated with nothing in flight");
     }
     const size = this.size;

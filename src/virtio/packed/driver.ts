@@ -799,7 +799,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       // Published (an ID past the table reads undefined: false), no indirect table (ID_TBL 0),
       // len within the writable capacity.
       if (this.#idOut[id] < this.#epoch && info[w + 1] === 0 && len <= this.#idCap[id]) {
-        // #detach and #retire for this buffer: its shadow entries back on the free list.
+        // #detach and #getUsedGeneral's retirement: the shadow entries back on the free list.
         const num = info[w]; // ID_NUM: ring slots
         if (num === 1) this.#exNext[id] = this.#freeHead;
         else this.#freeList(w);
@@ -840,34 +840,51 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     info[w + ID_NUM] = 1;
   }
 
-  /** {@link getUsed} for any buffer, DMA API and feature set, with every check. */
+  /**
+   * {@link getUsed} for any buffer, DMA API and feature set, with every check, and the in-order
+   * batches (§2.8.9). One function (the used descriptor's checks and the retirement), larger
+   * than V8's inlining limit on purpose: never inlined into getUsed, it keeps getUsed's
+   * optimized code to the fast path, so a caller's polling loop can still inline getUsed under
+   * any DMA API (tests/virtio/packed/driver_inline_size_test.ts).
+   */
   #getUsedGeneral(): T | undefined {
     if (this.#broken !== null) return undefined;
-    if (this.#batchEnd >= 0) return this.#retireInOrder();
-    const slot = this.#lastUsed;
-    const f = this.#d16[slot * 8 + 7];
-    // §2.8.1: used when AVAIL (0x80) == USED (0x8000) == the driver's used wrap counter.
-    if ((f & 0x8080) !== 0x8080 * this.#usedWrap) return undefined;
-    return this.#takeUsed(slot, f);
-  }
-
-  /** {@link getUsed} once the descriptor at the used position `slot` (flags `f`) is used. */
-  #takeUsed(slot: number, f: number): T | undefined {
-    const id = this.#d16[slot * 8 + 6];
-    let len = (f & VIRTQ_DESC_F_WRITE) !== 0 ? this.#d32[slot * 4 + 2] : 0;
-    // §2.8.5 / Linux BAD_RING "id %u out of range", "id %u is not a head!" (#38, #39).
-    if (id >= this.size) this.#idOutOfRange(slot, id);
-    // Free (Infinity), or added since the last kick: not a published head.
-    if (this.#idOut[id] >= this.#epoch) this.#notOutstanding(slot, id);
-    const cap = this.#idCap[id];
-    if (len > cap) len = this.#overCapacity(slot, id, len, cap);
-    if (this.#inOrder) {
-      this.#batchEnd = id;
-      this.#batchLen = len;
-      return this.#retireInOrder();
+    let id: number;
+    if (this.#batchEnd >= 0) id = this.#nextInOrder();
+    else {
+      const slot = this.#lastUsed;
+      const f = this.#d16[slot * 8 + 7];
+      // §2.8.1: used when AVAIL (0x80) == USED (0x8000) == the driver's used wrap counter.
+      if ((f & 0x8080) !== 0x8080 * this.#usedWrap) return undefined;
+      id = this.#d16[slot * 8 + 6];
+      let len = (f & VIRTQ_DESC_F_WRITE) !== 0 ? this.#d32[slot * 4 + 2] : 0;
+      // §2.8.5 / Linux BAD_RING "id %u out of range", "id %u is not a head!" (#38, #39).
+      if (id >= this.size) this.#idOutOfRange(slot, id);
+      // Free (Infinity), or added since the last kick: not a published head.
+      if (this.#idOut[id] >= this.#epoch) this.#notOutstanding(slot, id);
+      const cap = this.#idCap[id];
+      if (len > cap) len = this.#overCapacity(slot, id, len, cap);
+      if (this.#inOrder) {
+        this.#batchEnd = id;
+        this.#batchLen = len;
+        id = this.#nextInOrder();
+      } else this.usedLen = len;
     }
-    this.usedLen = len;
-    return this.#retire(id);
+    // Retire `id`: free it, skip its ring slots (the driver's own count, #43).
+    const num = this.#idInfo[ID_STRIDE * id + ID_NUM];
+    this.#detach(id);
+    let u = this.#lastUsed + num;
+    if (u >= this.size) {
+      u -= this.size;
+      this.#usedWrap ^= 1;
+    }
+    this.#lastUsed = u;
+    if (this.#cbMode === RING_EVENT_FLAGS_DESC && this.#batchEnd < 0) {
+      this.#drvEv[0] = packedEventOffWrap(u, this.#usedWrap);
+    }
+    const token = this.#tokens[id];
+    this.#tokens[id] = undefined;
+    return token;
   }
 
   #idOutOfRange(slot: number, id: number): never {
@@ -890,7 +907,12 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     return cap;
   }
 
-  #retireInOrder(): T | undefined {
+  /**
+   * IN_ORDER: the next buffer of the batch being retired, in the order buffers were made
+   * available, and its used length (§2.8.9: buffers before the one the used descriptor names
+   * are fully used).
+   */
+  #nextInOrder(): number {
     const id = this.#fifo[this.#fifoHead];
     if (++this.#fifoHead === this.size) this.#fifoHead = 0;
     this.#fifoCount--;
@@ -901,24 +923,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       // §2.8.9: buffers retired by a later buffer's used descriptor are fully used.
       this.usedLen = this.#idCap[id];
     }
-    return this.#retire(id);
-  }
-
-  #retire(id: number): T | undefined {
-    const num = this.#idInfo[ID_STRIDE * id + ID_NUM];
-    this.#detach(id);
-    let u = this.#lastUsed + num;
-    if (u >= this.size) {
-      u -= this.size;
-      this.#usedWrap ^= 1;
-    }
-    this.#lastUsed = u;
-    if (this.#cbMode === RING_EVENT_FLAGS_DESC && this.#batchEnd < 0) {
-      this.#drvEv[0] = packedEventOffWrap(u, this.#usedWrap);
-    }
-    const token = this.#tokens[id];
-    this.#tokens[id] = undefined;
-    return token;
+    return id;
   }
 
   /** Unmaps a buffer's mappings and frees its ID and shadow entries (driver-private state only). */

@@ -32,7 +32,12 @@ async function lengths(dir: string): Promise<Map<string, number>> {
       `q.kick();\n` +
       // the device uses it: len 64, ID 0, flags AVAIL | USED | WRITE (wrap counter 1)
       `memory.writeU32(8, 64); memory.writeU16(12, 0); memory.writeU16(14, 0x8082);\n` +
-      `if (q.getUsed() !== 7) throw new Error("no completion");\n`,
+      `if (q.getUsed() !== 7) throw new Error("no completion");\n` +
+      // a two-descriptor buffer completed with a len over its capacity: the general path
+      `q.add(EMPTY_SG, SgList.of([0x80000, 8], [0x80100, 8]), 8);\n` +
+      `q.kick();\n` +
+      `memory.writeU32(24, 99); memory.writeU16(28, 1); memory.writeU16(30, 0x8082);\n` +
+      `try { q.getUsed(); } catch { /* USED_LEN_EXCEEDS_CAPACITY */ }\n`,
   );
   const text = await runDeno([
     "run",
@@ -82,6 +87,14 @@ Deno.test("packed driver's hot add and completion stay under V8's inlining budge
       hot + 0.2 * addOneRaw <= cumulative,
       `add + #addOneRaw + getUsed = ${hot} bytes of bytecode: one caller cannot inline them ` +
         `all within V8's cumulative ${cumulative}`,
+    );
+    // getUsed's general path is never inlined into it (over the limit), so getUsed's optimized
+    // code stays the fast path alone and a polling loop can inline getUsed under any DMA API.
+    const general = get("#getUsedGeneral");
+    assert(
+      general > limit,
+      `#getUsedGeneral is ${general} bytes: under ${limit}, V8 inlines it into getUsed, whose ` +
+        `callers then cannot inline getUsed (keep the general completion one function)`,
     );
     // ...and before GuestMemory.copy (365 bytes today), which V8 takes first when it is
     // smaller: the bench loop then calls #addOneRaw out of line and inlines copy, ~10% slower.
