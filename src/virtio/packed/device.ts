@@ -118,7 +118,6 @@ export class PackedDeviceQueue implements DeviceQueue {
   #usedWrap = 1;
   /** Ring slots popped and not yet published as used. */
   #outstandingSlots = 0;
-  #inFlight = 0;
   #notifyMode = MODE_ENABLED;
 
   readonly #pool: PackedChain[] = [];
@@ -128,11 +127,13 @@ export class PackedDeviceQueue implements DeviceQueue {
   // Used descriptors filled by push since the last flush. Each is written whole at once but the
   // first, whose flags flush writes last (§2.8.22): the driver reads used descriptors in ring
   // order, so none of the batch is visible before that store.
+  /** Ring slots the used descriptors pushed since the last flush retire (0: none pending). */
+  #pendSlots = 0;
+  /** IN_ORDER: used descriptors written since the last flush (a batch may retire several). */
   #pendCount = 0;
-  /** Slot and flags of the first pending used descriptor (valid while `#pendCount > 0`). */
+  /** Slot and flags of the first pending used descriptor (valid while `#pendSlots > 0`). */
   #pendSlot = 0;
   #pendFlags = 0;
-  #pendSlots = 0;
 
   // IN_ORDER: pop order of in-flight chains, and the open batch of used buffers.
   #fifo: Int32Array;
@@ -189,7 +190,8 @@ export class PackedDeviceQueue implements DeviceQueue {
 
   /** Chains popped and not yet pushed. */
   get inFlight(): number {
-    return this.#inFlight;
+    // every pooled chain is free or in flight
+    return this.#pool.length - this.#freeCount;
   }
 
   /** The device's next ring offset to read (0..size-1) and its avail wrap counter (§2.8.1). */
@@ -327,7 +329,6 @@ export class PackedDeviceQueue implements DeviceQueue {
     this.#nextAvail = walk.nextSlot;
     this.#availWrap = walk.nextWrap;
     chain.state = CHAIN_IN_FLIGHT;
-    this.#inFlight++;
     if (this.#inOrder) {
       let t = this.#fifoHead + this.#fifoCount;
       if (t >= this.size) t -= this.size;
@@ -379,32 +380,50 @@ export class PackedDeviceQueue implements DeviceQueue {
    */
   push(chain: Chain, written: number): void {
     const pc = chain as PackedChain;
-    if (pc.owner !== this || pc.state !== CHAIN_IN_FLIGHT) this.#notInFlight();
-    // written is a u32 no larger than the writable capacity (§2.8.5 used len).
-    if (!((written >>> 0) === written && written <= chain.writableBytes)) {
-      this.#badWritten(chain, written);
-    }
-    const size = this.size;
-    const wbit = chain.writableBytes > 0 ? VIRTQ_DESC_F_WRITE : 0;
-    if (this.#inOrder) this.#pushInOrder(chain, written, wbit);
+    const cap = chain.writableBytes;
+    // In flight on this queue, and written a u32 no larger than the writable capacity (§2.8.5
+    // used len): one test and one call out of line, which throws the error (push stays small).
+    if (
+      pc.owner !== this || pc.state !== CHAIN_IN_FLIGHT ||
+      !((written >>> 0) === written && written <= cap)
+    ) this.#badPush(pc, written);
+    const slot = this.#nextUsed;
+    const pend = this.#pendSlots;
+    if (this.#inOrder) this.#pushInOrder(chain, written);
     else {
-      this.#fillUsed(this.#nextUsed, chain.id, written, (this.#usedWrap !== 0 ? 0x8080 : 0) | wbit);
+      // §2.8.5: len, Buffer ID, flags AVAIL = USED = the used wrap counter. §2.8.22: written
+      // whole now (Buffer ID and flags in one store) but the first of a batch, whose flags
+      // flush writes last.
+      // VIRTQ_DESC_F_WRITE (2) when the buffer has a writable part (literals: a binding costs
+      // bytecode).
+      const d32 = this.#d32;
+      const b = slot << 2;
+      d32[b + 2] = written;
+      const flags = (this.#usedWrap !== 0 ? 0x8080 : 0) | (cap > 0 ? 2 : 0);
+      if (pend !== 0) d32[b + 3] = chain.id | flags << 16;
+      else this.#holdUsed(slot, chain.id, flags);
     }
     const n = chain.ringDescriptors;
-    let u = this.#nextUsed + n;
+    const size = this.size;
+    let u = slot + n;
     if (u >= size) {
       u -= size;
       this.#usedWrap ^= 1;
     }
     this.#nextUsed = u;
-    this.#pendSlots += n;
+    this.#pendSlots = pend + n;
     pc.state = CHAIN_FREE;
-    this.#freeChains[this.#freeCount++] = pc.poolIndex;
-    this.#inFlight--;
+    const fc = this.#freeCount;
+    this.#freeChains[fc] = pc.poolIndex;
+    this.#freeCount = fc + 1;
   }
 
-  #notInFlight(): never {
-    throw new VirtqError("PUSH_INVALID", "the chain is not in flight on this queue");
+  /** {@link push}'s errors, in its order: not in flight on this queue, then `written`. */
+  #badPush(pc: PackedChain, written: number): never {
+    if (pc.owner !== this || pc.state !== CHAIN_IN_FLIGHT) {
+      throw new VirtqError("PUSH_INVALID", "the chain is not in flight on this queue");
+    }
+    this.#badWritten(pc, written);
   }
 
   #badWritten(chain: Chain, written: number): never {
@@ -419,7 +438,8 @@ export class PackedDeviceQueue implements DeviceQueue {
    * Out of line from {@link push} under `VIRTIO_F_IN_ORDER` (§2.8.9): checks pop order, then
    * extends the open batch (its buffers so far written in full) or opens a new one.
    */
-  #pushInOrder(chain: Chain, written: number, wbit: number): void {
+  #pushInOrder(chain: Chain, written: number): void {
+    const wbit = chain.writableBytes > 0 ? VIRTQ_DESC_F_WRITE : 0;
     if (this.#pool[this.#fifo[this.#fifoHead]] !== chain) {
       throw new VirtqError("PUSH_INVALID", "VIRTIO_F_IN_ORDER: push in pop order", {
         index: chain.id,
@@ -454,8 +474,19 @@ export class PackedDeviceQueue implements DeviceQueue {
   }
 
   /**
-   * Writes the used descriptor at `slot` (§2.8.5: Buffer ID, `len`, flags AVAIL = USED = the used
-   * wrap counter), but the first of a batch without its flags: {@link flush} writes those last.
+   * The first used descriptor of a batch at `slot`: its Buffer ID now, its flags at
+   * {@link flush} (§2.8.22). Out of line from {@link push} (once per batch).
+   */
+  #holdUsed(slot: number, id: number, flags: number): void {
+    this.#d16[slot * 8 + 6] = id;
+    this.#pendSlot = slot;
+    this.#pendFlags = flags;
+  }
+
+  /**
+   * IN_ORDER ({@link #closeGroup}): writes the used descriptor at `slot` (§2.8.5: Buffer ID,
+   * `len`, flags AVAIL = USED = the used wrap counter), but the first of a batch without its
+   * flags: {@link flush} writes those last.
    */
   #fillUsed(slot: number, id: number, len: number, flags: number): void {
     const d32 = this.#d32;
@@ -480,11 +511,10 @@ export class PackedDeviceQueue implements DeviceQueue {
    */
   flush(): boolean {
     if (this.#gOpen) this.#closeGroup();
-    const n = this.#pendCount;
-    if (n === 0) return false;
+    const advanced = this.#pendSlots;
+    if (advanced === 0) return false;
     // §2.8.22: the first used descriptor's flags last (the others were written whole by push).
     this.#d16[this.#pendSlot * 8 + 7] = this.#pendFlags;
-    const advanced = this.#pendSlots;
     this.#outstandingSlots -= advanced;
     this.#pendCount = 0;
     this.#pendSlots = 0;
@@ -541,7 +571,6 @@ export class PackedDeviceQueue implements DeviceQueue {
     this.#nextUsed = 0;
     this.#usedWrap = 1;
     this.#outstandingSlots = 0;
-    this.#inFlight = 0;
     this.#notifyMode = MODE_ENABLED;
     this.#pendCount = 0;
     this.#pendSlots = 0;
@@ -563,7 +592,7 @@ export class PackedDeviceQueue implements DeviceQueue {
    * Cold path. @throws Error when pushed buffers are not flushed yet (flush first).
    */
   saveState(): VirtqueueState {
-    if (this.#pendCount !== 0 || this.#gOpen) {
+    if (this.#pendSlots !== 0 || this.#gOpen) {
       throw new Error("saveState: flush() the pushed used buffers first");
     }
     const inFlight: number[] = [];
@@ -610,7 +639,7 @@ export class PackedDeviceQueue implements DeviceQueue {
    * @throws Error when the queue is not fresh.
    */
   restoreState(state: VirtqueueState): Chain[] {
-    if (!this.#ready || this.#broken !== null || this.#inFlight !== 0 || this.#pendCount !== 0) {
+    if (!this.#ready || this.#broken !== null || this.inFlight !== 0 || this.#pendSlots !== 0) {
       throw new Error("restoreState: the queue must be freshly activated with nothing in flight");
     }
     const size = this.size;

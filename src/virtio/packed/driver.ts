@@ -110,8 +110,16 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
    * returns the GPA, unmap is a no-op, so the shadow needs no mapping record.
    */
   readonly #rawDma: boolean;
-  /** `#rawDma` and not broken: `add` may take its one-segment fast path. */
-  #fastAdd: boolean;
+  /**
+   * `#rawDma`, not broken, no `VIRTIO_F_IN_ORDER`: `add` may take its one-segment fast path
+   * (see {@link #syncFast}).
+   */
+  #fastAdd = false;
+  /**
+   * `#fastAdd` and callbacks not in `RING_EVENT_FLAGS_DESC` mode: `getUsed` may take its
+   * one-descriptor fast path (see {@link #syncFast}).
+   */
+  #fastUsed = false;
   /** The DMA API has the number-only fast path {@link DmaApi.mapNumber}. */
   readonly #mapNum: boolean;
   /** The DMA API has the number-only unmap {@link DmaApi.unmapPage}. */
@@ -158,7 +166,8 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   readonly #tokens: (T | undefined)[];
   /**
    * Three words per buffer ID, one typed array: at `3 * id +` {@link ID_NUM} ring slots
-   * (= shadow entries), {@link ID_TBL} indirect table entries (0 when direct, and always 0 while
+   * (= shadow entries; 1 while the ID is free: `#detach` resets it, so a one-descriptor add
+   * need not write it), {@link ID_TBL} indirect table entries (0 when direct, and always 0 while
    * the ID is free: `#detach` clears it, so a direct add need not write it), {@link ID_LAST} the
    * last shadow entry (the first is the ID), written only for lists of more than one descriptor
    * (a one-descriptor buffer's last entry is its ID).
@@ -214,7 +223,6 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#dma = options.dma;
     this.#rawDma = Object.getPrototypeOf(options.dma) === RawGpaDmaApi.prototype &&
       !["map", "mapNumber", "unmap"].some((k) => Object.hasOwn(options.dma, k));
-    this.#fastAdd = this.#rawDma;
     this.#mapNum = typeof options.dma.mapNumber === "function";
     this.#unmapPg = hasUnmapPage(options.dma);
     const f = options.features;
@@ -280,10 +288,23 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#idOut = new Float64Array(size).fill(Infinity);
     this.#fifo = new Int32Array(size);
     this.#initFreeList();
+    this.#syncFast();
+  }
+
+  /**
+   * Recomputes {@link #fastAdd} and {@link #fastUsed} from the state they depend on (cold: at
+   * construction, reset and callback mode changes; `#fail` clears both).
+   */
+  #syncFast(): void {
+    this.#fastAdd = this.#rawDma && this.#broken === null && !this.#inOrder;
+    this.#fastUsed = this.#fastAdd && this.#cbMode !== RING_EVENT_FLAGS_DESC;
   }
 
   #initFreeList(): void {
-    for (let i = 0; i < this.size; i++) this.#exNext[i] = i + 1;
+    for (let i = 0; i < this.size; i++) {
+      this.#exNext[i] = i + 1;
+      this.#idInfo[ID_STRIDE * i + ID_NUM] = 1; // a free ID's ID_NUM is 1
+    }
     this.#freeHead = 0;
   }
 
@@ -359,13 +380,12 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     // is a no-op that #detach skips.
     this.#freeHead = this.#exNext[id];
     this.#tokens[id] = token;
-    // One ring slot (ID_NUM); ID_TBL is 0 while free, ID_LAST unused for one descriptor.
-    this.#idInfo[3 * id] = 1;
+    // One ring slot: ID_NUM is 1 and ID_TBL 0 while free, ID_LAST unused for one descriptor.
     this.#idOut[id] = this.#epoch;
     this.#idCap[id] = writable ? len : 0;
     this.#numFree--;
     this.#outstanding++;
-    if (this.#inOrder) this.#fifoPush(id);
+    // No IN_ORDER FIFO: #fastAdd is false under VIRTIO_F_IN_ORDER.
     return true;
   }
 
@@ -744,6 +764,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     const e = new VirtqError(code, detail, { index });
     this.#broken = e;
     this.#fastAdd = false;
+    this.#fastUsed = false;
     throw e;
   }
 
@@ -756,32 +777,114 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
    * (policy `"reject"`); the queue becomes broken.
    */
   getUsed(): T | undefined {
-    if (this.#broken !== null) return undefined;
-    if (this.#batchEnd >= 0) return this.#retireInOrder();
-    const slot = this.#lastUsed;
-    const f = this.#d16[slot * 8 + 7];
-    // §2.8.1: used when AVAIL (0x80) == USED (0x8000) == the driver's used wrap counter.
-    if ((f & 0x8080) !== 0x8080 * this.#usedWrap) return undefined;
-    return this.#takeUsed(slot, f);
+    // The commonest completion, kept small enough for V8 to inline into the caller's loop
+    // (bytecode under 460, with nothing hot left to call): a used descriptor naming a published
+    // direct buffer (one descriptor, or a list: #freeList), within its writable capacity, under
+    // RawGpaDmaApi (nothing to unmap) without IN_ORDER or RING_EVENT_FLAGS_DESC callbacks
+    // (#fastUsed, false once broken).
+    // Each test is the general path's own; when any fails (every error and every other buffer)
+    // #getUsedGeneral decides from the start. Reading first changes nothing (reads have no
+    // effect). Literals, not module bindings: a binding costs bytecode and loads here.
+    if (this.#fastUsed) {
+      const slot = this.#lastUsed;
+      const d16 = this.#d16;
+      const f = d16[slot * 8 + 7];
+      // §2.8.1: used when AVAIL (0x80) == USED (0x8000) == the driver's used wrap counter.
+      if ((f & 0x8080) !== 0x8080 * this.#usedWrap) return undefined;
+      const id = d16[slot * 8 + 6];
+      // §2.8.5: len is reserved (taken as 0) without VIRTQ_DESC_F_WRITE (2).
+      const len = (f & 2) !== 0 ? this.#d32[slot * 4 + 2] : 0;
+      const info = this.#idInfo;
+      const w = 3 * id;
+      // Published (an ID past the table reads undefined: false), no indirect table (ID_TBL 0),
+      // len within the writable capacity.
+      if (this.#idOut[id] < this.#epoch && info[w + 1] === 0 && len <= this.#idCap[id]) {
+        // #detach and #getUsedGeneral's retirement: the shadow entries back on the free list.
+        const num = info[w]; // ID_NUM: ring slots
+        if (num === 1) this.#exNext[id] = this.#freeHead;
+        else this.#freeList(w);
+        this.#freeHead = id;
+        this.#idOut[id] = Infinity;
+        this.#numFree += num;
+        this.#outstanding--;
+        // §2.8.1: the used position skips the list's slots (the driver's count, #43)
+        const u = slot + num;
+        if (u < this.size) this.#lastUsed = u;
+        else this.#usedLap(u);
+        const tokens = this.#tokens;
+        const token = tokens[id];
+        tokens[id] = undefined;
+        this.usedLen = len;
+        return token;
+      }
+    }
+    return this.#getUsedGeneral();
   }
 
-  /** {@link getUsed} once the descriptor at the used position `slot` (flags `f`) is used. */
-  #takeUsed(slot: number, f: number): T | undefined {
-    const id = this.#d16[slot * 8 + 6];
-    let len = (f & VIRTQ_DESC_F_WRITE) !== 0 ? this.#d32[slot * 4 + 2] : 0;
-    // §2.8.5 / Linux BAD_RING "id %u out of range", "id %u is not a head!" (#38, #39).
-    if (id >= this.size) this.#idOutOfRange(slot, id);
-    // Free (Infinity), or added since the last kick: not a published head.
-    if (this.#idOut[id] >= this.#epoch) this.#notOutstanding(slot, id);
-    const cap = this.#idCap[id];
-    if (len > cap) len = this.#overCapacity(slot, id, len, cap);
-    if (this.#inOrder) {
-      this.#batchEnd = id;
-      this.#batchLen = len;
-      return this.#retireInOrder();
+  /**
+   * The used position `u` (past the ring end, below twice its size) wraps to the start and the
+   * used wrap counter flips (§2.8.1).
+   */
+  #usedLap(u: number): void {
+    this.#lastUsed = u - this.size;
+    this.#usedWrap ^= 1;
+  }
+
+  /**
+   * {@link getUsed}'s fast path for a list of several descriptors (info word `w` = 3 * ID): its
+   * last shadow entry links to the free list head; ID_NUM back to 1 (a free ID's).
+   */
+  #freeList(w: number): void {
+    const info = this.#idInfo;
+    this.#exNext[info[w + ID_LAST]] = this.#freeHead;
+    info[w + ID_NUM] = 1;
+  }
+
+  /**
+   * {@link getUsed} for any buffer, DMA API and feature set, with every check, and the in-order
+   * batches (§2.8.9). One function (the used descriptor's checks and the retirement), larger
+   * than V8's inlining limit on purpose: never inlined into getUsed, it keeps getUsed's
+   * optimized code to the fast path, so a caller's polling loop can still inline getUsed under
+   * any DMA API (tests/virtio/packed/driver_inline_size_test.ts).
+   */
+  #getUsedGeneral(): T | undefined {
+    if (this.#broken !== null) return undefined;
+    let id: number;
+    if (this.#batchEnd >= 0) id = this.#nextInOrder();
+    else {
+      const slot = this.#lastUsed;
+      const f = this.#d16[slot * 8 + 7];
+      // §2.8.1: used when AVAIL (0x80) == USED (0x8000) == the driver's used wrap counter.
+      if ((f & 0x8080) !== 0x8080 * this.#usedWrap) return undefined;
+      id = this.#d16[slot * 8 + 6];
+      let len = (f & VIRTQ_DESC_F_WRITE) !== 0 ? this.#d32[slot * 4 + 2] : 0;
+      // §2.8.5 / Linux BAD_RING "id %u out of range", "id %u is not a head!" (#38, #39).
+      if (id >= this.size) this.#idOutOfRange(slot, id);
+      // Free (Infinity), or added since the last kick: not a published head.
+      if (this.#idOut[id] >= this.#epoch) this.#notOutstanding(slot, id);
+      const cap = this.#idCap[id];
+      if (len > cap) len = this.#overCapacity(slot, id, len, cap);
+      if (this.#inOrder) {
+        this.#batchEnd = id;
+        this.#batchLen = len;
+        id = this.#nextInOrder();
+      } else this.usedLen = len;
     }
-    this.usedLen = len;
-    return this.#retire(id);
+    // Retire `id`: free it, skip its ring slots (the driver's own count, #43).
+    const num = this.#idInfo[ID_STRIDE * id + ID_NUM];
+    this.#detach(id);
+    let u = this.#lastUsed + num;
+    if (u >= this.size) {
+      u -= this.size;
+      this.#usedWrap ^= 1;
+    }
+    this.#lastUsed = u;
+    if (this.#cbMode === RING_EVENT_FLAGS_DESC && this.#batchEnd < 0) {
+      this.#drvEv[0] = packedEventOffWrap(u, this.#usedWrap);
+    }
+    const token = this.#tokens[id];
+    this.#tokens[id] = undefined;
+    return token;
   }
 
   #idOutOfRange(slot: number, id: number): never {
@@ -804,7 +907,12 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     return cap;
   }
 
-  #retireInOrder(): T | undefined {
+  /**
+   * IN_ORDER: the next buffer of the batch being retired, in the order buffers were made
+   * available, and its used length (§2.8.9: buffers before the one the used descriptor names
+   * are fully used).
+   */
+  #nextInOrder(): number {
     const id = this.#fifo[this.#fifoHead];
     if (++this.#fifoHead === this.size) this.#fifoHead = 0;
     this.#fifoCount--;
@@ -815,24 +923,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       // §2.8.9: buffers retired by a later buffer's used descriptor are fully used.
       this.usedLen = this.#idCap[id];
     }
-    return this.#retire(id);
-  }
-
-  #retire(id: number): T | undefined {
-    const num = this.#idInfo[ID_STRIDE * id + ID_NUM];
-    this.#detach(id);
-    let u = this.#lastUsed + num;
-    if (u >= this.size) {
-      u -= this.size;
-      this.#usedWrap ^= 1;
-    }
-    this.#lastUsed = u;
-    if (this.#cbMode === RING_EVENT_FLAGS_DESC && this.#batchEnd < 0) {
-      this.#drvEv[0] = packedEventOffWrap(u, this.#usedWrap);
-    }
-    const token = this.#tokens[id];
-    this.#tokens[id] = undefined;
-    return token;
+    return id;
   }
 
   /** Unmaps a buffer's mappings and frees its ID and shadow entries (driver-private state only). */
@@ -844,7 +935,11 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     // free below, so this stays small enough to inline into getUsed.
     if (info[w + ID_TBL] > 0 || !this.#rawDma) this.#unmapBuffer(id, num);
     // The buffer's shadow entries keep their links: they go back to the free list whole.
-    this.#exNext[num === 1 ? id : info[w + ID_LAST]] = this.#freeHead;
+    if (num === 1) this.#exNext[id] = this.#freeHead;
+    else {
+      this.#exNext[info[w + ID_LAST]] = this.#freeHead;
+      info[w + ID_NUM] = 1; // a free ID's ID_NUM is 1 (one-descriptor fast adds need not write it)
+    }
     this.#freeHead = id;
     this.#idOut[id] = Infinity;
     this.#numFree += num;
@@ -896,6 +991,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       this.#cbMode = RING_EVENT_FLAGS_ENABLE;
       this.#drvEv[1] = RING_EVENT_FLAGS_ENABLE;
     }
+    this.#syncFast();
     if (this.#batchEnd >= 0) return false;
     const f = this.#d16[this.#lastUsed * 8 + 7];
     return !(((f >>> 7) & 1) === ((f >>> 15) & 1) && ((f >>> 15) & 1) === this.#usedWrap);
@@ -905,6 +1001,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   disableCallbacks(): void {
     this.#cbMode = RING_EVENT_FLAGS_DISABLE;
     this.#drvEv[1] = RING_EVENT_FLAGS_DISABLE;
+    this.#syncFast();
   }
 
   /**
@@ -936,7 +1033,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     }
     this.#restart();
     this.#broken = null;
-    this.#fastAdd = this.#rawDma;
+    this.#syncFast();
   }
 
   #restart(): void {

@@ -310,3 +310,112 @@ Deno.test("packed driver: kick counts every slot added since the last kick, acro
     assertEquals(drv.kick(), false); // nothing new
   }
 });
+
+Deno.test("packed driver: one-descriptor completions (getUsed's fast path) break as the general path", () => {
+  // Every buffer here is one descriptor under RawGpaDmaApi without IN_ORDER, the buffers getUsed
+  // completes on its small fast path; each hostile used descriptor must still get its own code.
+  // size 8: "a" ID 0 slot 0 (writable 16), "r" ID 1 slot 1 (readable), "w" ID 2 slot 2
+  // (writable 16), "late" ID 3 slot 3 (added, not kicked).
+  const one = (attack: (r: PackedRingBuilder) => void, policy: Partial<DriverPolicy> = {}) => {
+    const t = setup(8, 0n, policy);
+    t.drv.add(EMPTY_SG, SgList.of([0x21000, 16]), "a");
+    t.drv.add(SgList.of([0x20000, 4]), EMPTY_SG, "r");
+    t.drv.add(EMPTY_SG, SgList.of([0x22000, 16]), "w");
+    t.drv.kick();
+    t.drv.add(EMPTY_SG, SgList.of([0x23000, 16]), "late");
+    t.ring.write(0, { addr: 0n, len: 16, id: 0, flags: packedUsedFlags(1) | VIRTQ_DESC_F_WRITE });
+    assertEquals([t.drv.getUsed(), t.drv.usedLen], ["a", 16]);
+    attack(t.ring);
+    return t;
+  };
+  const code = (attack: (r: PackedRingBuilder) => void) => {
+    const { drv } = one(attack);
+    const e = assertThrows(() => drv.getUsed(), VirtqError);
+    assertEquals(drv.broken, e);
+    assertEquals(drv.getUsed(), undefined);
+    return e.code;
+  };
+  const used = (id: number, len: number, write = true) => (r: PackedRingBuilder) =>
+    r.write(1, { addr: 0n, len, id, flags: packedUsedFlags(1) | (write ? VIRTQ_DESC_F_WRITE : 0) });
+  assertEquals(code(used(8, 0)), "USED_ID_OUT_OF_RANGE");
+  assertEquals(code(used(0xffff, 0)), "USED_ID_OUT_OF_RANGE");
+  assertEquals(code(used(0, 0)), "USED_ID_NOT_HEAD"); // returned already
+  assertEquals(code(used(5, 0)), "USED_ID_NOT_HEAD"); // never added
+  assertEquals(code(used(3, 0)), "USED_ID_NOT_HEAD"); // added, not kicked
+  assertEquals(code(used(2, 17)), "USED_LEN_EXCEEDS_CAPACITY");
+  // the device-readable buffer has no writable capacity: any written length exceeds it...
+  assertEquals(code(used(1, 1)), "USED_LEN_EXCEEDS_CAPACITY");
+  // ...unless WRITE is clear: len is reserved then (taken as 0)
+  const r = one(used(1, 999, false));
+  assertEquals([r.drv.getUsed(), r.drv.usedLen, r.drv.broken], ["r", 0, null]);
+  // clamp policy: the length is cut to the capacity, the queue stays usable
+  const c = one(used(2, 17), { usedLenExceedsCapacity: "clamp" });
+  assertEquals([c.drv.getUsed(), c.drv.usedLen, c.drv.broken], ["w", 16, null]);
+  // a valid completion frees exactly one slot, reused (same ID) by the next add
+  const h = one(used(2, 3));
+  const free = h.drv.numFree;
+  assertEquals([h.drv.getUsed(), h.drv.usedLen], ["w", 3]);
+  assertEquals([h.drv.numFree, h.drv.outstanding], [free + 1, 2]);
+  h.drv.add(EMPTY_SG, SgList.of([0x24000, 8]), "next");
+  assertEquals(h.ring.read(4).id, 2);
+});
+
+Deno.test("packed driver: one-descriptor, chained and indirect buffers mixed over many laps, callbacks on and off", () => {
+  // The fast path (one descriptor, no table) and the general path (lists, indirect tables,
+  // RING_EVENT_FLAGS_DESC callbacks) take turns on one queue of an odd size, so laps end at
+  // every offset: each buffer comes back once, with its length, and the free count is exact.
+  const size = 7;
+  const { drv, memory } = setup(size, featureMask(VIRTIO_F_INDIRECT_DESC, VIRTIO_F_EVENT_IDX), {
+    indirect: "auto",
+  });
+  const dev = new PackedDeviceQueue({
+    memory,
+    dma: new IdentityAddressSpace(),
+    size,
+    addresses: drv.addresses,
+    features: featureMask(VIRTIO_F_INDIRECT_DESC, VIRTIO_F_EVENT_IDX),
+  });
+  const da = drv.addresses.driverAddr as number;
+  let n = 0;
+  let slots = 0; // ring slots completed so far: the driver's used position is slots % size
+  for (let round = 0; round < 60; round++) {
+    if (round % 5 === 3) drv.enableCallbacks();
+    if (round % 5 === 4) drv.disableCallbacks();
+    const want: string[] = [];
+    const cap = new Map<string, number>();
+    for (let k = 0; k < 1 + (round % 3); k++) {
+      const kind = (round + k) % 4; // 0, 1: one descriptor; 2: a list of two; 3: indirect
+      const tok = `t${n++}`;
+      if (kind <= 1) {
+        drv.add(EMPTY_SG, SgList.of([0x21000 + 64 * k, 16]), tok);
+        cap.set(tok, 16);
+      } else if (kind === 2 && drv.numFree >= 2) {
+        drv.add(SgList.of([0x20000, 4]), SgList.of([0x22000 + 64 * k, 16]), tok);
+        cap.set(tok, 16);
+      } else if (drv.numFree >= 1) {
+        // policy "auto": a list of three when 3 slots are free, else an indirect table
+        const free = drv.numFree;
+        drv.add(SgList.of([0x20000, 4], [0x20100, 4]), SgList.of([0x23000, 8]), tok);
+        assertEquals(drv.numFree, free >= 3 ? free - 3 : free - 1);
+        cap.set(tok, 8);
+      } else continue;
+      want.push(tok);
+    }
+    slots += size - drv.numFree;
+    drv.kick();
+    for (let c = dev.pop(); c !== null; c = dev.pop()) dev.push(c, c.writableBytes - 1);
+    dev.flush();
+    const got: string[] = [];
+    for (let t = drv.getUsed(); t !== undefined; t = drv.getUsed()) {
+      got.push(t);
+      assertEquals(drv.usedLen, cap.get(t)! - 1, `round ${round} ${t}`);
+    }
+    assertEquals(got, want, `round ${round}`);
+    assertEquals([drv.numFree, drv.outstanding, drv.broken], [size, 0, null]);
+    if (round % 5 === 3) {
+      // RING_EVENT_FLAGS_DESC: getUsed kept the event offset at its used position and wrap
+      const wrap = Math.floor(slots / size) % 2 === 0 ? 1 : 0;
+      assertEquals(memory.readU16(da), (slots % size) | (wrap << 15), `round ${round}`);
+    }
+  }
+});
