@@ -116,12 +116,14 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
    */
   #fastAdd = false;
   /**
-   * `#fastAdd` and callbacks not in `RING_EVENT_FLAGS_DESC` mode: `getUsed` may take its
-   * one-descriptor fast path (see {@link #syncFast}).
+   * `#rawDma` or `#fastMap`, not broken, no `VIRTIO_F_IN_ORDER`, callbacks not in
+   * `RING_EVENT_FLAGS_DESC` mode: `getUsed` may take its fast path (see {@link #syncFast}).
    */
   #fastUsed = false;
   /** The DMA API has the number-only fast path {@link DmaApi.mapNumber}. */
   readonly #mapNum: boolean;
+  /** Not `#rawDma`, with `DmaApi.mapNumber`: a one-segment add takes {@link #addOneMapped}. */
+  readonly #fastMap: boolean;
   /** The DMA API has the number-only unmap {@link DmaApi.unmapPage}. */
   readonly #unmapPg: boolean;
   readonly #ringGpa: number;
@@ -224,6 +226,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#rawDma = Object.getPrototypeOf(options.dma) === RawGpaDmaApi.prototype &&
       !["map", "mapNumber", "unmap"].some((k) => Object.hasOwn(options.dma, k));
     this.#mapNum = typeof options.dma.mapNumber === "function";
+    this.#fastMap = !this.#rawDma && this.#mapNum;
     this.#unmapPg = hasUnmapPage(options.dma);
     const f = options.features;
     this.#indirectOk = hasFeature(f, VIRTIO_F_INDIRECT_DESC);
@@ -296,8 +299,10 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
    * construction, reset and callback mode changes; `#fail` clears both).
    */
   #syncFast(): void {
-    this.#fastAdd = this.#rawDma && this.#broken === null && !this.#inOrder;
-    this.#fastUsed = this.#fastAdd && this.#cbMode !== RING_EVENT_FLAGS_DESC;
+    const ok = this.#broken === null && !this.#inOrder;
+    this.#fastAdd = this.#rawDma && ok;
+    this.#fastUsed = (this.#rawDma || this.#fastMap) && ok &&
+      this.#cbMode !== RING_EVENT_FLAGS_DESC;
   }
 
   #initFreeList(): void {
@@ -409,6 +414,9 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     if (this.#broken !== null) this.#throwBroken();
     const nr = readable.count;
     const n = nr + writable.count;
+    if (n === 1 && this.#fastMap) {
+      if (this.#addOneMapped(nr === 0 ? writable : readable, nr === 0, token)) return;
+    }
     if (n === 0) throw new VirtqError("BUFFER_EMPTY", "no segments");
     // §2.8.7.1: an indirect table, like any list, holds at most Queue Size descriptors.
     const mode = this.#indirectMode;
@@ -515,6 +523,56 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#numFree -= n;
     this.#outstanding++;
     if (this.#inOrder) this.#fifoPush(id);
+  }
+
+  /**
+   * The one segment of `list` mapped with `DmaApi.mapNumber` as a list of one descriptor in the
+   * next slot: {@link #addGeneral}'s direct list for one segment, written out as one body (no
+   * loop, no bigint branch), with {@link #addOneRaw}'s stores. Called from the general path, so
+   * `add` stays as small as the raw path needs.
+   * @returns `false`, having mapped and changed nothing, when the segment is empty, no slot is
+   * free, or `mapNumber` returns -1 (no number for this mapping): the general path then adds it
+   * or throws, as before.
+   * @throws VirtqError `DMA_MAP_FAILED` (`cause` = the DmaMapError), as the general path.
+   */
+  #addOneMapped(list: SgList, writable: boolean, token: T): boolean {
+    const gpa = list.gpa[0];
+    const len = list.len[0];
+    if (len === 0 || this.#numFree === 0) return false;
+    const id = this.#freeHead;
+    const slot = this.#nextAvail;
+    const b = slot << 2;
+    const dir = writable ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
+    // as in #addGeneral, the bus address is used only inside the try block (never tagged)
+    try {
+      const nb = this.#dma.mapNumber!(gpa, len, dir);
+      if (nb < 0) return false;
+      const d32 = this.#d32;
+      d32[b] = nb; // ToUint32: the low 32 bits
+      d32[b + 1] = nb * 2.3283064365386963e-10; // floor(nb / 2^32), as in #addOneRaw
+      this.#exBus[id] = nb;
+    } catch (cause) {
+      this.#mapFailed(id, 0, gpa, len, cause);
+    }
+    this.#d32[b + 2] = len;
+    this.#exLen[id] = len;
+    this.#exDir[id] = dir;
+    // §2.8.1: AVAIL = the wrap counter, USED its inverse; §2.8.21: the first head of a batch is
+    // made available last (at kick), later heads now, Buffer ID and flags in one store.
+    const flags = (0x8000 >>> (this.#availWrap << 3)) | (writable ? VIRTQ_DESC_F_WRITE : 0);
+    if (this.#pendHeadSlot >= 0) this.#d32[b + 3] = id | flags << 16;
+    else this.#holdHead(slot, id, flags);
+    if (slot + 1 !== this.size) this.#nextAvail = slot + 1;
+    else this.#availLap();
+    this.#freeHead = this.#exNext[id];
+    this.#tokens[id] = token;
+    // One ring slot: ID_NUM is 1 and ID_TBL 0 while free.
+    this.#idOut[id] = this.#epoch;
+    this.#idCap[id] = writable ? len : 0;
+    this.#numFree--;
+    this.#outstanding++;
+    if (this.#inOrder) this.#fifoPush(id);
+    return true;
   }
 
   /** Out of line from {@link add}: a buffer as one indirect descriptor (§2.8.7). */
@@ -780,8 +838,8 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     // The commonest completion, kept small enough for V8 to inline into the caller's loop
     // (bytecode under 460, with nothing hot left to call): a used descriptor naming a published
     // direct buffer (one descriptor, or a list: #freeList), within its writable capacity, under
-    // RawGpaDmaApi (nothing to unmap) without IN_ORDER or RING_EVENT_FLAGS_DESC callbacks
-    // (#fastUsed, false once broken).
+    // RawGpaDmaApi (nothing to unmap) or a DMA API with mapNumber (unmapped as #detach does),
+    // without IN_ORDER or RING_EVENT_FLAGS_DESC callbacks (#fastUsed, false once broken).
     // Each test is the general path's own; when any fails (every error and every other buffer)
     // #getUsedGeneral decides from the start. Reading first changes nothing (reads have no
     // effect). Literals, not module bindings: a binding costs bytecode and loads here.
@@ -799,8 +857,11 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       // Published (an ID past the table reads undefined: false), no indirect table (ID_TBL 0),
       // len within the writable capacity.
       if (this.#idOut[id] < this.#epoch && info[w + 1] === 0 && len <= this.#idCap[id]) {
-        // #detach and #getUsedGeneral's retirement: the shadow entries back on the free list.
+        // #getUsedGeneral's retirement: usedLen, then #detach (unmapping first, under a
+        // mapping DMA API), the shadow entries back on the free list.
+        this.usedLen = len;
         const num = info[w]; // ID_NUM: ring slots
+        if (!this.#rawDma) this.#unmapBuffer(id, num);
         if (num === 1) this.#exNext[id] = this.#freeHead;
         else this.#freeList(w);
         this.#freeHead = id;
@@ -814,7 +875,6 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
         const tokens = this.#tokens;
         const token = tokens[id];
         tokens[id] = undefined;
-        this.usedLen = len;
         return token;
       }
     }

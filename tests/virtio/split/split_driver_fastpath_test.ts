@@ -8,7 +8,6 @@ import { assertEquals } from "@std/assert";
 import fc from "fast-check";
 import {
   DirectDmaApi,
-  type DmaApi,
   featureMask,
   GuestMemory,
   RawGpaDmaApi,
@@ -19,25 +18,13 @@ import {
   VIRTIO_F_VERSION_1,
   VirtqError,
 } from "../../../src/mod.ts";
+import { withoutMapNumber } from "../_without_map_number.ts";
 
 class GeneralRawGpaDmaApi extends RawGpaDmaApi {}
 
 const SIZE = 8, RING = 0x1000, POOL = 0x10_0000;
 
 type Kind = "raw" | "swiotlb";
-
-/** `dma` without `mapNumber`: every add takes the driver's general path. */
-function withoutMapNumber(dma: DmaApi): DmaApi {
-  return {
-    name: dma.name,
-    map: (g, n, d) => dma.map(g, n, d),
-    unmap: (b, n, d) => dma.unmap(b, n, d),
-    syncForCpu: (b, n, d) => dma.syncForCpu(b, n, d),
-    syncForDevice: (b, n, d) => dma.syncForDevice(b, n, d),
-    mapCoherent: (g, n) => dma.mapCoherent(g, n),
-    unmapCoherent: (b, n) => dma.unmapCoherent(b, n),
-  };
-}
 
 function rig(fast: boolean, features: bigint, kind: Kind = "raw") {
   const memory = new GuestMemory([
