@@ -158,8 +158,9 @@ export class IommuDmaApi implements ReversibleDmaApi {
 
   /** {@link DmaApi.mapNumber}: IOVAs are below 2^52, so always `map`'s answer. */
   mapNumber(gpa: number, length: number, dir: DmaDirection): number {
-    const perm = dir === 1 ? IOPTE_READ : dir === 2 ? IOPTE_WRITE : IOPTE_READ | IOPTE_WRITE;
-    return this.#map(gpa, length, perm, 0);
+    // IOPTE_READ 1, IOPTE_WRITE 2 as literals (an imported binding costs a load and a hole
+    // check, and bytecode the driver's inlining budget pays for)
+    return this.#map(gpa, length, dir === 1 ? 1 : dir === 2 ? 2 : 3, 0);
   }
 
   /** `dma_alloc_coherent`-style mapping (read/write). @throws DmaMapError as `map`. */
@@ -168,33 +169,43 @@ export class IommuDmaApi implements ReversibleDmaApi {
   }
 
   #map(gpa: number, length: number, perm: number, flags: number): number {
-    if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa + length > 2 ** 52) {
-      throw new DmaMapError("mask", gpa, length, this.name, "beyond 2^52");
+    // (kept small, literals for constants, everything else out of line: the driver's add
+    // inlines this whole one-page path, the allocator's and the page table's steps included)
+    if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa + length > 4503599627370496) {
+      this.#beyond52(gpa, length); // 2^52
     }
     this.flushQueue?.poll();
     // gpa % 4096 as an integer op: `&` takes gpa modulo 2^32 (a multiple of 4096), exact for a
     // safe integer >= 0 (was floor/multiply in doubles: ~10 ns of a ~70 ns map, measured)
-    const off = gpa & (IOVA_GRANULE - 1);
+    const off = gpa & 4095;
     // caller value b: flag bits 0-1, the in-page offset of the handle above them
     const b = flags | (off << 2);
-    if (off + length <= IOVA_GRANULE) {
-      // one page (the common map)
-      let pfn = -1;
-      if (this.#fast) {
-        // Fused one-page path: a range-cache hit below the first attempt's limit, then a free
-        // entry in the page table's cached level-1 table. Each step either does exactly what
-        // the general step does, or changes nothing and hands over to it.
-        pfn = this.allocator.allocCachedPage(this.#firstLimitPfn, b);
-        if (pfn >= 0 && this.iommu.mapPageCached(this.domain, pfn, gpa - off, perm)) {
-          this.stats.maps++;
-          return pfn * IOVA_GRANULE + off;
-        }
+    if (off + length <= 4096 && this.#fast) {
+      // Fused one-page path (the common map): a range-cache hit below the first attempt's
+      // limit, then a free entry in the page table's cached level-1 table. Each step either
+      // does exactly what the general step does, or changes nothing and hands over to it.
+      const pfn = this.allocator.allocCachedPage(this.#firstLimitPfn, b);
+      if (pfn >= 0 && this.iommu.mapPageCached(this.domain, pfn, gpa - off, perm)) {
+        this.stats.maps++;
+        return pfn * 4096 + off;
       }
-      return this.#mapPages(gpa, length, perm, b, 1, pfn) * IOVA_GRANULE + off;
+      return this.#mapPages(gpa, length, perm, b, 1, pfn) * 4096 + off;
     }
-    // max(1, ceil((off + length) / 4096)) (at least 2 here)
-    const pages = Math.max(1, Math.ceil((off + length) / IOVA_GRANULE));
-    return this.#mapPages(gpa, length, perm, b, pages, -1) * IOVA_GRANULE + off;
+    return this.#mapGeneral(gpa, length, perm, b) * 4096 + off;
+  }
+
+  #beyond52(gpa: number, length: number): never {
+    throw new DmaMapError("mask", gpa, length, this.name, "beyond 2^52");
+  }
+
+  // #map without the fused path: one page, or max(1, ceil((off + length) / 4096)) pages (at
+  // least 2 then); returns the first PFN as #mapPages does.
+  #mapGeneral(gpa: number, length: number, perm: number, b: number): number {
+    const off = b >>> 2;
+    const pages = off + length <= IOVA_GRANULE
+      ? 1
+      : Math.max(1, Math.ceil((off + length) / IOVA_GRANULE));
+    return this.#mapPages(gpa, length, perm, b, pages, -1);
   }
 
   // The general map of `pages` pages; `pfn` is an IOVA already allocated for it, or -1.

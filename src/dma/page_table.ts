@@ -143,15 +143,17 @@ export class IoPageTable {
    * otherwise nothing changes (`false`: call `walkPage`, which also answers "not present").
    */
   walkPageCached(pfn: number, out: IoPageWalk): boolean {
-    if (Math.floor(pfn / ENTRIES) !== this.#l1Key || this.#l1Key < 0) return false;
+    // (literals instead of module constants: small enough to inline into the translate miss)
+    const key = this.#l1Key;
+    if (Math.floor(pfn / 512) !== key || key < 0) return false;
     const pool = this.#pool;
-    const w = this.#l1Table * WORDS_PER_TABLE + (pfn & (ENTRIES - 1)) * 2;
+    const w = this.#l1Table * 1024 + (pfn & 511) * 2;
     const e = pool[w];
-    const p = e & (IOPTE_READ | IOPTE_WRITE);
+    const p = e & 3; // IOPTE_READ | IOPTE_WRITE
     if (p === 0) return false;
     out.entriesRead = this.levels;
-    out.pageGpa = pool[w + 1] * TWO_32 + ((e & 0xffff_f000) >>> 0);
-    out.pageSize = IO_PAGE_4K;
+    out.pageGpa = pool[w + 1] * 4294967296 + ((e & 0xffff_f000) >>> 0);
+    out.pageSize = 4096;
     out.level = 1;
     out.perm = this.#l1Perm & p;
     return true;
@@ -293,19 +295,23 @@ export class IoPageTable {
    * safe integer (the caller's own check).
    */
   mapPageCached(pfn: number, gpa: number, perm: number): boolean {
+    // Small enough for dma-iommu's map to inline (literals, no module constants; a page whose
+    // 2 MiB region is the cached table's lies inside the IOVA space, so no width test). A
+    // `false` for a case mapPage would take as well (a fractional permission) only sends it
+    // there, to the same effect. 4503599627366400 = 2^52 - 4096: the page ends by 2^52.
+    const key = this.#l1Key;
     if (
-      Math.floor(pfn / 512) !== this.#l1Key || this.#l1Key < 0 || (gpa & 0xfff) !== 0 ||
-      gpa < 0 || gpa + IO_PAGE_4K > 2 ** 52 || (perm & (IOPTE_READ | IOPTE_WRITE)) === 0 ||
-      (perm & ~3) !== 0 || (pfn + 1) * IO_PAGE_4K > LEVEL_SPAN[this.levels + 1]
+      Math.floor(pfn / 512) !== key || key < 0 || (gpa & 0xfff) !== 0 ||
+      !(gpa >= 0 && gpa <= 4503599627366400) || !(perm >= 1 && perm <= 3)
     ) return false;
     const t = this.#l1Table;
-    const w = t * WORDS_PER_TABLE + (pfn & (ENTRIES - 1)) * 2;
+    const w = t * 1024 + (pfn & 511) * 2; // WORDS_PER_TABLE, ENTRIES - 1
     const pool = this.#pool;
     if ((pool[w] & 3) !== 0) return false;
     this.#used[t]++;
     pool[w] = (gpa & 0xffff_f000 | perm) >>> 0;
-    pool[w + 1] = Math.floor(gpa / TWO_32);
-    this.#mappedBytes += IO_PAGE_4K;
+    pool[w + 1] = Math.floor(gpa / 4294967296);
+    this.#mappedBytes += 4096;
     return true;
   }
 
@@ -316,18 +322,17 @@ export class IoPageTable {
    * returned; otherwise nothing changes (`false`: call `unmapPage`).
    */
   unmapPageCached(pfn: number): boolean {
-    if (
-      Math.floor(pfn / 512) !== this.#l1Key || this.#l1Key < 0 ||
-      (pfn + 1) * IO_PAGE_4K > LEVEL_SPAN[this.levels + 1]
-    ) return false;
+    // (as mapPageCached: literals, and no width test: the cached table's region is inside it)
+    const key = this.#l1Key;
+    if (Math.floor(pfn / 512) !== key || key < 0) return false;
     const t = this.#l1Table;
-    const w = t * WORDS_PER_TABLE + (pfn & (ENTRIES - 1)) * 2;
-    const pool = this.#pool;
-    if ((pool[w] & 3) === 0 || this.#used[t] <= 1) return false;
+    const w = t * 1024 + (pfn & 511) * 2;
+    const pool = this.#pool, used = this.#used;
+    if ((pool[w] & 3) === 0 || used[t] <= 1) return false;
     pool[w] = 0;
     pool[w + 1] = 0;
-    this.#used[t]--;
-    this.#mappedBytes -= IO_PAGE_4K;
+    used[t]--;
+    this.#mappedBytes -= 4096;
     return true;
   }
 

@@ -464,7 +464,7 @@ const PLANTS: { file: string; from: string; to: string }[] = [
   // the fused free clears the last entry of a table instead of handing over (tables leak)
   {
     file: "src/dma/page_table.ts",
-    from: "if ((pool[w] & 3) === 0 || this.#used[t] <= 1) return false;",
+    from: "if ((pool[w] & 3) === 0 || used[t] <= 1) return false;",
     to: "if ((pool[w] & 3) === 0) return false;",
   },
   // the fused IOTLB miss forgets to count the miss
@@ -500,14 +500,14 @@ const PLANTS: { file: string; from: string; to: string }[] = [
   // the fused allocation's refill swaps in prev but keeps it as prev too (a magazine lost)
   {
     file: "src/dma/iova_allocator.ts",
-    from: "rc.loaded = rc.prev;\n        rc.prev = m;",
+    from: "rc.loaded = rc.prev;\n    rc.prev = m;",
     to: "rc.loaded = rc.prev;",
   },
   // the fused allocation's refill takes the depot's oldest magazine instead of the newest
   {
     file: "src/dma/iova_allocator.ts",
-    from: "rc.spare.push(m);\n        rc.loaded = rc.depot.pop()!;",
-    to: "rc.spare.push(m);\n        rc.loaded = rc.depot.shift()!;",
+    from: "rc.spare.push(m);\n    rc.loaded = rc.depot.pop()!;",
+    to: "rc.spare.push(m);\n    rc.loaded = rc.depot.shift()!;",
   },
   // the fused lazy batch free fills the loaded magazine past its size
   {
@@ -530,10 +530,9 @@ const PLANTS: { file: string; from: string; to: string }[] = [
   // the fused walk reads an entry of the cached level-1 table for a page of another region
   {
     file: "src/dma/page_table.ts",
-    from: "if (Math.floor(pfn / ENTRIES) !== this.#l1Key || this.#l1Key < 0) return false;\n" +
+    from: "if (Math.floor(pfn / 512) !== key || key < 0) return false;\n" +
       "    const pool = this.#pool;\n    const w = this.#l1Table",
-    to:
-      "if (this.#l1Key < 0) return false;\n    const pool = this.#pool;\n    const w = this.#l1Table",
+    to: "if (key < 0) return false;\n    const pool = this.#pool;\n    const w = this.#l1Table",
   },
 ];
 
