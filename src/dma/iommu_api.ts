@@ -160,7 +160,26 @@ export class IommuDmaApi implements ReversibleDmaApi {
   mapNumber(gpa: number, length: number, dir: DmaDirection): number {
     // IOPTE_READ 1, IOPTE_WRITE 2 as literals (an imported binding costs a load and a hole
     // check, and bytecode the driver's inlining budget pays for)
-    return this.#map(gpa, length, dir === 1 ? 1 : dir === 2 ? 2 : 3, 0);
+    const perm = dir === 1 ? 1 : dir === 2 ? 2 : 3;
+    // #map's streaming one-page fused path, here so that the driver's add inlines it with
+    // every step it takes (the range cache, the page table, lazy's timer check) and #map stays
+    // a cold call: the same checks, timer check, steps and results as #map(gpa, length, perm, 0)
+    if (
+      Number.isSafeInteger(gpa) && gpa >= 0 && gpa + length <= 4503599627370496 && this.#fast
+    ) {
+      this.flushQueue?.poll();
+      const off = gpa & 4095;
+      let pfn = -1;
+      if (off + length <= 4096) {
+        pfn = this.allocator.allocCachedPage(this.#firstLimitPfn, off << 2);
+        if (pfn >= 0 && this.iommu.mapPageCached(this.domain, pfn, gpa - off, perm)) {
+          this.stats.maps++;
+          return pfn * 4096 + off;
+        }
+      }
+      return this.#mapRest(gpa, length, perm, off << 2, pfn) * 4096 + off;
+    }
+    return this.#map(gpa, length, perm, 0);
   }
 
   /** `dma_alloc_coherent`-style mapping (read/write). @throws DmaMapError as `map`. */
@@ -180,31 +199,31 @@ export class IommuDmaApi implements ReversibleDmaApi {
     const off = gpa & 4095;
     // caller value b: flag bits 0-1, the in-page offset of the handle above them
     const b = flags | (off << 2);
+    let pfn = -1;
     if (off + length <= 4096 && this.#fast) {
       // Fused one-page path (the common map): a range-cache hit below the first attempt's
       // limit, then a free entry in the page table's cached level-1 table. Each step either
       // does exactly what the general step does, or changes nothing and hands over to it.
-      const pfn = this.allocator.allocCachedPage(this.#firstLimitPfn, b);
+      pfn = this.allocator.allocCachedPage(this.#firstLimitPfn, b);
       if (pfn >= 0 && this.iommu.mapPageCached(this.domain, pfn, gpa - off, perm)) {
         this.stats.maps++;
         return pfn * 4096 + off;
       }
-      return this.#mapPages(gpa, length, perm, b, 1, pfn) * 4096 + off;
     }
-    return this.#mapGeneral(gpa, length, perm, b) * 4096 + off;
+    return this.#mapRest(gpa, length, perm, b, pfn) * 4096 + off;
   }
 
   #beyond52(gpa: number, length: number): never {
     throw new DmaMapError("mask", gpa, length, this.name, "beyond 2^52");
   }
 
-  // #map without the fused path: one page, or max(1, ceil((off + length) / 4096)) pages (at
-  // least 2 then); returns the first PFN as #mapPages does.
-  #mapGeneral(gpa: number, length: number, perm: number, b: number): number {
+  // #map after (or without) the fused path: one page, with `pfn` the IOVA the fused path
+  // already took from the range cache (or -1), or max(1, ceil((off + length) / 4096)) pages (at
+  // least 2 then, `pfn` -1); returns the first PFN as #mapPages does.
+  #mapRest(gpa: number, length: number, perm: number, b: number, pfn: number): number {
     const off = b >>> 2;
-    const pages = off + length <= IOVA_GRANULE
-      ? 1
-      : Math.max(1, Math.ceil((off + length) / IOVA_GRANULE));
+    if (off + length <= IOVA_GRANULE) return this.#mapPages(gpa, length, perm, b, 1, pfn);
+    const pages = Math.max(1, Math.ceil((off + length) / IOVA_GRANULE));
     return this.#mapPages(gpa, length, perm, b, pages, -1);
   }
 

@@ -292,7 +292,8 @@ export class IoPageTable {
    * `pfn` falls in the cached level-1 table and its entry is free. Then the leaf is set exactly
    * as `mapPage` sets it and `true` is returned; otherwise nothing changes and `false` tells the
    * caller to take `mapPage` (which then checks, walks and throws as always). `gpa` must be a
-   * safe integer (the caller's own check).
+   * 4 KiB-aligned safe integer >= 0 (the caller's own checks: dma-iommu passes the page of a
+   * buffer it checked).
    */
   mapPageCached(pfn: number, gpa: number, perm: number): boolean {
     // Small enough for dma-iommu's map to inline (literals, no module constants; a page whose
@@ -301,8 +302,8 @@ export class IoPageTable {
     // there, to the same effect. 4503599627366400 = 2^52 - 4096: the page ends by 2^52.
     const key = this.#l1Key;
     if (
-      Math.floor(pfn / 512) !== key || key < 0 || (gpa & 0xfff) !== 0 ||
-      !(gpa >= 0 && gpa <= 4503599627366400) || !(perm >= 1 && perm <= 3)
+      Math.floor(pfn / 512) !== key || key < 0 || gpa > 4503599627366400 ||
+      !(perm >= 1 && perm <= 3)
     ) return false;
     const t = this.#l1Table;
     const w = t * 1024 + (pfn & 511) * 2; // WORDS_PER_TABLE, ENTRIES - 1
@@ -310,7 +311,7 @@ export class IoPageTable {
     if ((pool[w] & 3) !== 0) return false;
     this.#used[t]++;
     pool[w] = (gpa & 0xffff_f000 | perm) >>> 0;
-    pool[w + 1] = Math.floor(gpa / 4294967296);
+    pool[w + 1] = gpa / 4294967296 | 0; // floor: 0 <= gpa < 2^52
     this.#mappedBytes += 4096;
     return true;
   }
