@@ -328,9 +328,10 @@ const batchArb: fc.Arbitrary<Op[]> = fc.tuple(
 });
 
 /**
- * Lazy invalidation through the depot: 400 one-page buffers mapped and unmapped, three times, so each
- * round's batch frees fill the loaded and prev magazines and push full ones to the depot, and
- * the next round's maps empty the loaded magazine and refill it from prev and the depot.
+ * Lazy invalidation through the depot: 400 one-page buffers mapped and unmapped, three times,
+ * so each round's batch frees fill the loaded and prev magazines and push full ones to the
+ * depot, and the next round's maps empty the loaded magazine and refill it from prev and the
+ * depot.
  */
 const DEPOT_CFG: Cfg = {
   policy: "lazy",
