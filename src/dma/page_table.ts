@@ -291,26 +291,23 @@ export class IoPageTable {
    * The common case of {@link IoPageTable.mapPage} fused for dma-iommu's one-page map: page
    * `pfn` falls in the cached level-1 table and its entry is free. Then the leaf is set exactly
    * as `mapPage` sets it and `true` is returned; otherwise nothing changes and `false` tells the
-   * caller to take `mapPage` (which then checks, walks and throws as always). `gpa` must be a
-   * 4 KiB-aligned safe integer >= 0 (the caller's own checks: dma-iommu passes the page of a
-   * buffer it checked).
+   * caller to take `mapPage` (which then checks, walks and throws as always). The caller's own
+   * checks must make `gpa` a 4 KiB-aligned safe integer >= 0 and `perm` one of `IOPTE_READ`,
+   * `IOPTE_WRITE` or both (dma-iommu passes the page of a buffer it checked and the
+   * permission its direction implies).
    */
   mapPageCached(pfn: number, gpa: number, perm: number): boolean {
     // Small enough for dma-iommu's map to inline (literals, no module constants; a page whose
-    // 2 MiB region is the cached table's lies inside the IOVA space, so no width test). A
-    // `false` for a case mapPage would take as well (a fractional permission) only sends it
-    // there, to the same effect. 4503599627366400 = 2^52 - 4096: the page ends by 2^52.
+    // 2 MiB region is the cached table's lies inside the IOVA space, so no width test).
+    // 4503599627366400 = 2^52 - 4096: the page ends by 2^52.
     const key = this.#l1Key;
-    if (
-      Math.floor(pfn / 512) !== key || key < 0 || gpa > 4503599627366400 ||
-      !(perm >= 1 && perm <= 3)
-    ) return false;
+    if (Math.floor(pfn / 512) !== key || key < 0 || gpa > 4503599627366400) return false;
     const t = this.#l1Table;
-    const w = t * 1024 + (pfn & 511) * 2; // WORDS_PER_TABLE, ENTRIES - 1
+    const w = (t << 10) + ((pfn & 511) << 1); // WORDS_PER_TABLE, ENTRIES - 1
     const pool = this.#pool;
     if ((pool[w] & 3) !== 0) return false;
     this.#used[t]++;
-    pool[w] = (gpa & 0xffff_f000 | perm) >>> 0;
+    pool[w] = (gpa | perm) >>> 0; // the address bits (gpa's low 12 are 0) and R/W
     pool[w + 1] = gpa / 4294967296 | 0; // floor: 0 <= gpa < 2^52
     this.#mappedBytes += 4096;
     return true;

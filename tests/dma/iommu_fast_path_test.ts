@@ -481,8 +481,8 @@ const PLANTS: { file: string; from: string; to: string }[] = [
   // the fused map writes the leaf without the permission bits the direction asked for
   {
     file: "src/dma/page_table.ts",
-    from: "pool[w] = (gpa & 0xffff_f000 | perm) >>> 0;",
-    to: "pool[w] = (gpa & 0xffff_f000 | 3) >>> 0;",
+    from: "pool[w] = (gpa | perm) >>> 0;",
+    to: "pool[w] = (gpa | 3) >>> 0;",
   },
   // the fused free clears the last entry of a table instead of handing over (tables leak)
   {
