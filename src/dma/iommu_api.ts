@@ -188,8 +188,8 @@ export class IommuDmaApi implements ReversibleDmaApi {
   }
 
   #map(gpa: number, length: number, perm: number, flags: number): number {
-    // (kept small, literals for constants, everything else out of line: the driver's add
-    // inlines this whole one-page path, the allocator's and the page table's steps included)
+    // (map and mapCoherent; mapNumber, what the drivers call, holds its own copy of the
+    // streaming one-page path below so that their add inlines it)
     if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa + length > 4503599627370496) {
       this.#beyond52(gpa, length); // 2^52
     }
