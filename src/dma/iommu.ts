@@ -458,6 +458,7 @@ export class Iommu {
    * outside every page a reserved region touches, whose entry in the table's cached level-1 table
    * is free ({@link IoPageTable.mapPageCached}). Then the entry is set and counted exactly as
    * `mapPages` would and `true` is returned; otherwise nothing changes (`false`: call `mapPages`).
+   * `gpa` must be a 4 KiB-aligned safe integer >= 0 (as for the table's `mapPageCached`).
    */
   mapPageCached(domain: IommuDomain, pfn: number, gpa: number, perm: number): boolean {
     const t = domain.table;

@@ -494,6 +494,39 @@ export class Iotlb {
    * small integers only: the call boxes nothing).
    */
   invalidatePages(domain: number, pfn: number, pages: number): void {
+    // dma-iommu's strict unmap of one page while the IOTLB holds only 4 KiB entries, whose entry
+    // sits in the slot its front-cache copy names, with the slot after it empty (the usual case:
+    // consecutive pages take every other slot, see #hash): #invalidatePagesSlow's removal then
+    // shifts nothing back, and is the hit registers, the front copy, the counts and the emptied
+    // slot. Small enough to inline into dma-iommu's unmap; anything else takes the slow path.
+    // (literals for TWO_32, FRONT_MASK and L1: module constants cost bytecode the unmap's
+    // inlining budget pays for)
+    const per = this.#perLevel;
+    if (pages === 1 && pfn >= 0 && pfn < 4294967296 && per[2] === 0 && per[3] === 0) {
+      const f = this.#f, fo = (pfn & 255) << 2;
+      const j = f[fo + 3];
+      const sl = this.#s, o = j << 2, cur = this.#cur;
+      if (
+        sl[o] === cur && sl[o + 1] === pfn && sl[o + 2] === 16777216 &&
+        (sl[o + 3] & 0xffff) === domain && sl[((j + 1) & this.#mask) << 2] !== cur
+      ) {
+        this.stats.rangeInvalidations++;
+        this.hitGpa = this.#gpa[j]; // as #find leaves them
+        this.hitSize = 4096;
+        this.hitPerm = sl[o + 3] >>> 16;
+        if (f[fo] === pfn && (f[fo + 2] & 0xffff) === domain) f[fo + 1] = 0; // #unfill
+        per[1]--;
+        this.#count--;
+        this.stats.entriesInvalidated++;
+        sl[o] = 0; // the current generation is never 0, so this slot is now empty
+        return;
+      }
+    }
+    this.#invalidatePagesSlow(domain, pfn, pages);
+  }
+
+  // invalidatePages in general (every case; the fast path above is its lone-entry case).
+  #invalidatePagesSlow(domain: number, pfn: number, pages: number): void {
     if (
       pages === 1 && this.#count !== 0 && this.#perLevel[2] === 0 && this.#perLevel[3] === 0 &&
       pfn >= 0 && pfn < TWO_32

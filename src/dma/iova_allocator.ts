@@ -240,11 +240,16 @@ export class IovaAllocator {
     // Direct check of the hint (no neighbour read): while every bound is an integer, a live
     // range starting at `pfn` is the answer of the search below (no range starts in
     // (pfn, pfn + 1)).
+    // (the search is out of line: this check is what the map and unmap paths inline)
     const h = this.#hint[(pfn + 1) & HINT_MASK];
     if (this.#integral && h >= 0 && h < this.#n) {
-      const o = h * STRIDE;
-      if (this.#r[o + F_LO] === pfn && this.#r[o + F_KIND] === LIVE) return h;
+      const o = h * STRIDE, r = this.#r;
+      if (r[o + F_LO] === pfn && r[o + F_KIND] === LIVE) return h;
     }
+    return this.#findStartSearch(pfn);
+  }
+
+  #findStartSearch(pfn: number): number {
     const i = this.#lastBelow(pfn + 1);
     const o = i * STRIDE;
     return i >= 0 && this.#r[o + F_LO] === pfn && this.#r[o + F_KIND] === LIVE ? i : -1;
@@ -256,11 +261,13 @@ export class IovaAllocator {
     // of the search below (the next range starts at or above its last PFN + 1 >= pfn + 1).
     const h = this.#hint[(pfn + 1) & HINT_MASK];
     if (this.#integral && h >= 0 && h < this.#n) {
-      const o = h * STRIDE;
-      if (
-        this.#r[o + F_LO] <= pfn && this.#r[o + F_HI] >= pfn && this.#r[o + F_KIND] === LIVE
-      ) return h;
+      const o = h * STRIDE, r = this.#r;
+      if (r[o + F_LO] <= pfn && r[o + F_HI] >= pfn && r[o + F_KIND] === LIVE) return h;
     }
+    return this.#findContainingSearch(pfn);
+  }
+
+  #findContainingSearch(pfn: number): number {
     const i = this.#lastBelow(pfn + 1);
     const o = i * STRIDE;
     return i >= 0 && this.#r[o + F_HI] >= pfn && this.#r[o + F_KIND] === LIVE ? i : -1;
@@ -472,24 +479,18 @@ export class IovaAllocator {
   allocCachedPage(limitPfn: number, b: number): number {
     const rc = this.#rcaches[0];
     if (rc === null) return -1;
-    let m = rc.loaded;
+    let m: Magazine | null = rc.loaded;
     if (m.size === 0) {
-      if (rc.prev.size > 0) {
-        rc.loaded = rc.prev;
-        rc.prev = m;
-      } else if (rc.depot.length > 0) {
-        rc.spare.push(m);
-        rc.loaded = rc.depot.pop()!;
-      } else return -1;
-      m = rc.loaded;
+      m = refillLoaded(rc); // out of line: the map path inlines the rest
+      if (m === null) return -1;
     }
     const k = m.size - 1;
     const pfn = m.pfns[k];
     if (pfn > limitPfn - 1) return -1;
     m.size = k;
-    const o = this.findStart(pfn) * STRIDE;
-    this.#r[o + F_A] = 1;
-    this.#r[o + F_B] = b;
+    const o = this.findStart(pfn) * STRIDE, r = this.#r;
+    r[o + F_A] = 1;
+    r[o + F_B] = b;
     this.rcacheStats.hits++;
     return pfn;
   }
@@ -600,6 +601,21 @@ export class IovaAllocator {
 function sizeClass(pages: number): number {
   for (let log = 0; log < IOVA_RANGE_CACHE_MAX_SIZE; log++) if (pages === 1 << log) return log;
   return -1;
+}
+
+// __iova_rcache_get's refill of an empty loaded magazine: swapped with `prev` when that holds
+// PFNs, else replaced by the depot's newest full magazine; returns the new loaded magazine, or
+// null (nothing changed) when neither has PFNs.
+function refillLoaded(rc: RangeCache): Magazine | null {
+  const m = rc.loaded;
+  if (rc.prev.size > 0) {
+    rc.loaded = rc.prev;
+    rc.prev = m;
+  } else if (rc.depot.length > 0) {
+    rc.spare.push(m);
+    rc.loaded = rc.depot.pop()!;
+  } else return null;
+  return rc.loaded;
 }
 
 function magHas(m: Magazine, pfn: number): boolean {

@@ -143,15 +143,17 @@ export class IoPageTable {
    * otherwise nothing changes (`false`: call `walkPage`, which also answers "not present").
    */
   walkPageCached(pfn: number, out: IoPageWalk): boolean {
-    if (Math.floor(pfn / ENTRIES) !== this.#l1Key || this.#l1Key < 0) return false;
+    // (literals instead of module constants: small enough to inline into the translate miss)
+    const key = this.#l1Key;
+    if (Math.floor(pfn / 512) !== key || key < 0) return false;
     const pool = this.#pool;
-    const w = this.#l1Table * WORDS_PER_TABLE + (pfn & (ENTRIES - 1)) * 2;
+    const w = this.#l1Table * 1024 + (pfn & 511) * 2;
     const e = pool[w];
-    const p = e & (IOPTE_READ | IOPTE_WRITE);
+    const p = e & 3; // IOPTE_READ | IOPTE_WRITE
     if (p === 0) return false;
     out.entriesRead = this.levels;
-    out.pageGpa = pool[w + 1] * TWO_32 + ((e & 0xffff_f000) >>> 0);
-    out.pageSize = IO_PAGE_4K;
+    out.pageGpa = pool[w + 1] * 4294967296 + ((e & 0xffff_f000) >>> 0);
+    out.pageSize = 4096;
     out.level = 1;
     out.perm = this.#l1Perm & p;
     return true;
@@ -289,23 +291,25 @@ export class IoPageTable {
    * The common case of {@link IoPageTable.mapPage} fused for dma-iommu's one-page map: page
    * `pfn` falls in the cached level-1 table and its entry is free. Then the leaf is set exactly
    * as `mapPage` sets it and `true` is returned; otherwise nothing changes and `false` tells the
-   * caller to take `mapPage` (which then checks, walks and throws as always). `gpa` must be a
-   * safe integer (the caller's own check).
+   * caller to take `mapPage` (which then checks, walks and throws as always). The caller's own
+   * checks must make `gpa` a 4 KiB-aligned safe integer >= 0 and `perm` one of `IOPTE_READ`,
+   * `IOPTE_WRITE` or both (dma-iommu passes the page of a buffer it checked and the
+   * permission its direction implies).
    */
   mapPageCached(pfn: number, gpa: number, perm: number): boolean {
-    if (
-      Math.floor(pfn / 512) !== this.#l1Key || this.#l1Key < 0 || (gpa & 0xfff) !== 0 ||
-      gpa < 0 || gpa + IO_PAGE_4K > 2 ** 52 || (perm & (IOPTE_READ | IOPTE_WRITE)) === 0 ||
-      (perm & ~3) !== 0 || (pfn + 1) * IO_PAGE_4K > LEVEL_SPAN[this.levels + 1]
-    ) return false;
+    // Small enough for dma-iommu's map to inline (literals, no module constants; a page whose
+    // 2 MiB region is the cached table's lies inside the IOVA space, so no width test).
+    // 4503599627366400 = 2^52 - 4096: the page ends by 2^52.
+    const key = this.#l1Key;
+    if (Math.floor(pfn / 512) !== key || key < 0 || gpa > 4503599627366400) return false;
     const t = this.#l1Table;
-    const w = t * WORDS_PER_TABLE + (pfn & (ENTRIES - 1)) * 2;
+    const w = (t << 10) + ((pfn & 511) << 1); // WORDS_PER_TABLE, ENTRIES - 1
     const pool = this.#pool;
     if ((pool[w] & 3) !== 0) return false;
     this.#used[t]++;
-    pool[w] = (gpa & 0xffff_f000 | perm) >>> 0;
-    pool[w + 1] = Math.floor(gpa / TWO_32);
-    this.#mappedBytes += IO_PAGE_4K;
+    pool[w] = (gpa | perm) >>> 0; // the address bits (gpa's low 12 are 0) and R/W
+    pool[w + 1] = gpa / 4294967296 | 0; // floor: 0 <= gpa < 2^52
+    this.#mappedBytes += 4096;
     return true;
   }
 
@@ -316,18 +320,17 @@ export class IoPageTable {
    * returned; otherwise nothing changes (`false`: call `unmapPage`).
    */
   unmapPageCached(pfn: number): boolean {
-    if (
-      Math.floor(pfn / 512) !== this.#l1Key || this.#l1Key < 0 ||
-      (pfn + 1) * IO_PAGE_4K > LEVEL_SPAN[this.levels + 1]
-    ) return false;
+    // (as mapPageCached: literals, and no width test: the cached table's region is inside it)
+    const key = this.#l1Key;
+    if (Math.floor(pfn / 512) !== key || key < 0) return false;
     const t = this.#l1Table;
-    const w = t * WORDS_PER_TABLE + (pfn & (ENTRIES - 1)) * 2;
-    const pool = this.#pool;
-    if ((pool[w] & 3) === 0 || this.#used[t] <= 1) return false;
+    const w = t * 1024 + (pfn & 511) * 2;
+    const pool = this.#pool, used = this.#used;
+    if ((pool[w] & 3) === 0 || used[t] <= 1) return false;
     pool[w] = 0;
     pool[w + 1] = 0;
-    this.#used[t]--;
-    this.#mappedBytes -= IO_PAGE_4K;
+    used[t]--;
+    this.#mappedBytes -= 4096;
     return true;
   }
 

@@ -3,8 +3,8 @@
  * same random operations:
  * - the fused 4 KiB miss (`missSlot` + `insertPageAt`, the device translate's IOTLB miss) against
  *   `lookupPage` + `insertPage`;
- * - `invalidatePages` of one page (its branch for an IOTLB of 4 KiB entries only) against
- *   `invalidateRange` of the same 4 KiB.
+ * - `invalidatePages` of one page (its lone-entry branch and its branch for an IOTLB of 4 KiB
+ *   entries only) against `invalidateRange` of the same 4 KiB.
  * Every counter, the size and the hit fields are compared after every step, and at the end every
  * key is looked up in both. A planted bug in a private copy of the fused code must make it fail.
  */
@@ -174,6 +174,25 @@ const PLANTS: { file: string; from: string; to: string }[] = [
     from:
       "pages === 1 && this.#count !== 0 && this.#perLevel[2] === 0 && this.#perLevel[3] === 0 &&",
     to: "pages === 1 && this.#count !== 0 &&",
+  },
+  // the lone-entry invalidation ignores 2 MiB / 1 GiB entries covering the page
+  {
+    file: "src/dma/iotlb.ts",
+    from: "pfn < 4294967296 && per[2] === 0 && per[3] === 0) {",
+    to: "pfn < 4294967296) {",
+  },
+  // the lone-entry invalidation empties the slot even when an entry follows it (no backward
+  // shift: a later entry of the same probe run becomes unreachable)
+  {
+    file: "src/dma/iotlb.ts",
+    from: "(sl[o + 3] & 0xffff) === domain && sl[((j + 1) & this.#mask) << 2] !== cur",
+    to: "(sl[o + 3] & 0xffff) === domain",
+  },
+  // the lone-entry invalidation leaves the front cache's copy (a stale translation hits)
+  {
+    file: "src/dma/iotlb.ts",
+    from: "if (f[fo] === pfn && (f[fo + 2] & 0xffff) === domain) f[fo + 1] = 0; // #unfill",
+    to: "// #unfill forgotten",
   },
   // the fused miss forgets the 4 KiB level count (a later lookup skips the hash table)
   {

@@ -140,19 +140,21 @@ Deno.test("iova allocator lookups: a fractional reserved bound turns the hint ch
 const PLANTS: { from: string; to: string }[] = [
   // findContaining's direct check forgets the range's last PFN
   {
-    from: "this.#r[o + F_LO] <= pfn && this.#r[o + F_HI] >= pfn && this.#r[o + F_KIND] === LIVE",
-    to: "this.#r[o + F_LO] <= pfn && this.#r[o + F_KIND] === LIVE",
+    from: "r[o + F_LO] <= pfn && r[o + F_HI] >= pfn && r[o + F_KIND] === LIVE",
+    to: "r[o + F_LO] <= pfn && r[o + F_KIND] === LIVE",
   },
   // findStart's direct check answers a reserved range
   {
-    from: "if (this.#r[o + F_LO] === pfn && this.#r[o + F_KIND] === LIVE) return h;",
-    to: "if (this.#r[o + F_LO] === pfn) return h;",
+    from: "if (r[o + F_LO] === pfn && r[o + F_KIND] === LIVE) return h;",
+    to: "if (r[o + F_LO] === pfn) return h;",
   },
   // findContaining's direct check ignores fractional bounds
   {
-    from: "if (this.#integral && h >= 0 && h < this.#n) {\n      const o = h * STRIDE;\n" +
-      "      if (\n",
-    to: "if (h >= 0 && h < this.#n) {\n      const o = h * STRIDE;\n      if (\n",
+    from:
+      "if (this.#integral && h >= 0 && h < this.#n) {\n      const o = h * STRIDE, r = this.#r;\n" +
+      "      if (r[o + F_LO] <= pfn",
+    to: "if (h >= 0 && h < this.#n) {\n      const o = h * STRIDE, r = this.#r;\n" +
+      "      if (r[o + F_LO] <= pfn",
   },
   // the hint keeps no key, and the search trusts it without the neighbour check
   {

@@ -60,7 +60,7 @@ const KILLS: Kill[] = [
   },
   {
     file: "src/dma/iova_allocator.ts",
-    line: 323,
+    line: 350,
     from: "if (i < 0) return false;",
     to: "if (i <= 0) return false;",
     target: "dma-invariants",
@@ -374,9 +374,9 @@ const KILLS: Kill[] = [
   },
   {
     file: "src/dma/iommu_api.ts",
-    line: 171,
-    from: "gpa + length > 2 ** 52",
-    to: "gpa - length > 2 ** 52",
+    line: 193,
+    from: "gpa + length > 4503599627370496",
+    to: "gpa - length > 4503599627370496",
     target: "dma-invariants",
     why: "iommu part maps a buffer ending past 2^52: refused `mask` by the API, naming the buffer",
   },

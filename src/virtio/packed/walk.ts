@@ -451,6 +451,32 @@ export class PackedChainWalk {
   ): number {
     const gpa = tr.gpa;
     let n = tr.length;
+    // The region of the last piece, cached as two numbers (guest memory regions never overlap
+    // and are never removed, so a cached region holding the GPA is the one `regionAt` would
+    // return); else the lookup, out of line, which faults for a GPA outside guest memory.
+    if (!(n >= 1 && n <= remaining && gpa >= this.#trStart && gpa < this.#trEnd)) {
+      this.#pieceRegion(gpa, n, remaining, index);
+    }
+    const end = this.#trEnd;
+    if (gpa + n > end) n = end - gpa;
+    if (
+      segmentLimitRule(chain.readableCount + chain.writableCount, this.maxSegments) !== null
+    ) this.#tooManySegments(index);
+    if (write) chain.addWritable(gpa, n);
+    else chain.addReadable(gpa, n);
+    return n;
+  }
+
+  /** GPA range of the region that backed the last translated piece (any DMA view). */
+  #trStart = 0;
+  #trEnd = 0;
+
+  /**
+   * Out of line from {@link #addPiece}: the region of a piece outside the cached one. Caches it
+   * (for the identity fast paths too, under identity DMA), or raises DESC_BUFFER_FAULT (not
+   * guest memory, or a piece of no bytes or more than asked for).
+   */
+  #pieceRegion(gpa: number, n: number, remaining: number, index: number): void {
     const region = this.#memory.regionAt(gpa);
     if (region === undefined || !(n >= 1 && n <= remaining)) {
       this.#fail(
@@ -459,18 +485,13 @@ export class PackedChainWalk {
         index,
       );
     }
-    if (gpa + n > region.end) n = region.end - gpa;
+    this.#trStart = region.gpa;
+    this.#trEnd = region.end;
     if (this.#identity) {
       // The identity fast paths use the region; it stays empty under any other DMA view.
       this.rgnStart = region.gpa;
       this.rgnEnd = region.end;
     }
-    if (
-      segmentLimitRule(chain.readableCount + chain.writableCount, this.maxSegments) !== null
-    ) this.#tooManySegments(index);
-    if (write) chain.addWritable(gpa, n);
-    else chain.addReadable(gpa, n);
-    return n;
   }
 
   #tooManySegments(index: number): never {
