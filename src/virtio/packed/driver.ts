@@ -414,8 +414,12 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     if (this.#broken !== null) this.#throwBroken();
     const nr = readable.count;
     const n = nr + writable.count;
+    // (false: mapNumber already answered -1 for segment 0, which is then mapped with map)
+    let num0 = this.#mapNum;
     if (n === 1 && this.#fastMap) {
-      if (this.#addOneMapped(nr === 0 ? writable : readable, nr === 0, token)) return;
+      const r = this.#addOneMapped(nr === 0 ? writable : readable, nr === 0, token);
+      if (r > 0) return;
+      if (r < 0) num0 = false;
     }
     if (n === 0) throw new VirtqError("BUFFER_EMPTY", "no segments");
     // §2.8.7.1: an indirect table, like any list, holds at most Queue Size descriptors.
@@ -468,7 +472,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
         // materialised as a tagged value across the exception edge.
         try {
           // mapNumber keeps the bus address an untagged double (no heap number >= 2^31)
-          const nb = mapNum ? dma.mapNumber!(gpa, len, dir) : -1;
+          const nb = (i === 0 ? num0 : mapNum) ? dma.mapNumber!(gpa, len, dir) : -1;
           if (nb >= 0) {
             const lo = nb >>> 0;
             d32[b] = lo;
@@ -530,15 +534,15 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
    * next slot: {@link #addGeneral}'s direct list for one segment, written out as one body (no
    * loop, no bigint branch), with {@link #addOneRaw}'s stores. Called from the general path, so
    * `add` stays as small as the raw path needs.
-   * @returns `false`, having mapped and changed nothing, when the segment is empty, no slot is
-   * free, or `mapNumber` returns -1 (no number for this mapping): the general path then adds it
-   * or throws, as before.
+   * @returns 1 when added; else, having mapped and changed nothing, 0 when the segment is empty
+   * or no slot is free, -1 when `mapNumber` returned -1 (no number for this mapping): the general
+   * path then adds it (with `map`, not asking `mapNumber` again) or throws, as before.
    * @throws VirtqError `DMA_MAP_FAILED` (`cause` = the DmaMapError), as the general path.
    */
-  #addOneMapped(list: SgList, writable: boolean, token: T): boolean {
+  #addOneMapped(list: SgList, writable: boolean, token: T): number {
     const gpa = list.gpa[0];
     const len = list.len[0];
-    if (len === 0 || this.#numFree === 0) return false;
+    if (len === 0 || this.#numFree === 0) return 0;
     const id = this.#freeHead;
     const slot = this.#nextAvail;
     const b = slot << 2;
@@ -546,7 +550,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     // as in #addGeneral, the bus address is used only inside the try block (never tagged)
     try {
       const nb = this.#dma.mapNumber!(gpa, len, dir);
-      if (nb < 0) return false;
+      if (nb < 0) return -1;
       const d32 = this.#d32;
       d32[b] = nb; // ToUint32: the low 32 bits
       d32[b + 1] = nb * 2.3283064365386963e-10; // floor(nb / 2^32), as in #addOneRaw
@@ -572,7 +576,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#numFree--;
     this.#outstanding++;
     if (this.#inOrder) this.#fifoPush(id);
-    return true;
+    return 1;
   }
 
   /** Out of line from {@link add}: a buffer as one indirect descriptor (§2.8.7). */

@@ -402,8 +402,12 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     if (this.#broken !== null) this.#throwBroken();
     const nr = readable.count;
     const total = nr + writable.count;
+    // (false: mapNumber already answered -1 for segment 0, which is then mapped with map)
+    let num0 = this.#mapNum;
     if (total === 1 && this.#fastMap) {
-      if (this.#addOneMapped(nr === 0 ? writable : readable, nr === 0, token)) return;
+      const r = this.#addOneMapped(nr === 0 ? writable : readable, nr === 0, token);
+      if (r > 0) return;
+      if (r < 0) num0 = false;
     }
     if (total === 0) throw new VirtqError("BUFFER_EMPTY", "add() with no segments");
     const mode = this.#indirectMode;
@@ -414,7 +418,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     ) {
       if (this.#numFree < 1) this.#ringFull(1);
       head = this.#addIndirect(readable, writable, nr, total);
-    } else head = this.#addDirect(readable, writable, nr, total);
+    } else head = this.#addDirect(readable, writable, nr, total, num0);
     this.#publish(head, token);
   }
 
@@ -481,21 +485,21 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
    * published: {@link #addDirect} and {@link #publish} for one segment, written out as one body
    * (no loop, no bigint branch). It is called from the general path, so `add` stays as small as
    * the raw path needs.
-   * @returns `false`, having mapped and changed nothing, when the segment is empty, no
-   * descriptor is free, or `mapNumber` returns -1 (no number for this mapping): the general path
-   * then adds it or throws, as before.
+   * @returns 1 when added; else, having mapped and changed nothing, 0 when the segment is empty
+   * or no descriptor is free, -1 when `mapNumber` returned -1 (no number for this mapping): the
+   * general path then adds it (with `map`, not asking `mapNumber` again) or throws, as before.
    * @throws VirtqError `DMA_MAP_FAILED` (`cause` = the DmaMapError), as {@link #addDirect}.
    */
-  #addOneMapped(list: SgList, writable: boolean, token: T): boolean {
+  #addOneMapped(list: SgList, writable: boolean, token: T): number {
     const gpa = list.gpa[0];
     const len = list.len[0];
-    if (len === 0 || this.#numFree === 0) return false;
+    if (len === 0 || this.#numFree === 0) return 0;
     const head = this.#freeHead;
     const dir = writable ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
     // as in #addDirect, the bus address is used only inside the try block (never tagged)
     try {
       const bus = this.#dma.mapNumber!(gpa, len, dir);
-      if (bus < 0) return false;
+      if (bus < 0) return -1;
       const d32 = this.#desc32;
       const w4 = head << 2;
       d32[w4] = bus; // ToUint32: the low 32 bits
@@ -515,7 +519,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#chainTail[head] = head;
     this.#cap[head] = writable ? len : 0;
     this.#publish(head, token);
-    return true;
+    return 1;
   }
 
   /**
@@ -523,7 +527,13 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
    * descriptor (free descriptors are not visible to the device until the head is published).
    * On failure, unmaps what was mapped; the free list is untouched. @returns the head.
    */
-  #addDirect(readable: SgList, writable: SgList, nr: number, total: number): number {
+  #addDirect(
+    readable: SgList,
+    writable: SgList,
+    nr: number,
+    total: number,
+    num0: boolean,
+  ): number {
     if (this.#numFree < total) this.#ringFull(total);
     const head = this.#freeHead;
     const d32 = this.#desc32;
@@ -555,7 +565,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
       // never materialised as a tagged value across the exception edge.
       try {
         // mapNumber keeps the bus address an untagged double (no heap number >= 2^31)
-        const nb = mapNum ? dma.mapNumber!(gpa, len, dir) : -1;
+        const nb = (i === 0 ? num0 : mapNum) ? dma.mapNumber!(gpa, len, dir) : -1;
         if (nb >= 0) {
           d32[w4] = nb >>> 0;
           d32[w4 + 1] = Math.floor(nb / TWO_POW_32);

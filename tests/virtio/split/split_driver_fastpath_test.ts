@@ -10,6 +10,7 @@ import {
   DirectDmaApi,
   featureMask,
   GuestMemory,
+  PackedDriverQueue,
   RawGpaDmaApi,
   SgList,
   SplitDriverQueue,
@@ -187,4 +188,24 @@ Deno.test("split add: the fast path refuses exactly what RawGpaDmaApi refuses", 
   }
   assertEquals(code, "BUFFER_EMPTY");
   assertEquals(r.q.outstanding, 0);
+});
+
+Deno.test("split and packed add: a mapNumber answer of -1 is asked once, then map maps", () => {
+  for (const layout of ["split", "packed"] as const) {
+    const memory = GuestMemory.flat(0x40000);
+    const calls: string[] = [];
+    const dma = {
+      ...withoutMapNumber(new RawGpaDmaApi()),
+      map: (g: number, n: number) => (calls.push(`map ${g} ${n}`), BigInt(g) + (1n << 60n)),
+      mapNumber: (g: number, n: number) => (calls.push(`mapNumber ${g} ${n}`), -1),
+    };
+    const opts = { memory, dma, size: 8, features: featureMask(VIRTIO_F_VERSION_1) };
+    const q = layout === "split"
+      ? new SplitDriverQueue<number>({ ...opts, ringGpa: 0x1000 })
+      : new PackedDriverQueue<number>({ ...opts, ringGpa: 0x1000 });
+    q.add(SgList.of(), SgList.of([0x8000, 64]), 1);
+    assertEquals(calls, ["mapNumber 32768 64", "map 32768 64"], layout);
+    // the descriptor holds map's exact 64-bit bus address
+    assertEquals(memory.dataView(0x1000, 8).getBigUint64(0, true), 0x8000n + (1n << 60n));
+  }
 });
