@@ -164,10 +164,8 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   readonly #rawDma: boolean;
   /** `#rawDma` and not broken: `add` may take its one-segment fast path. */
   #fastAdd: boolean;
-  /** Without IN_ORDER, under `#rawDma` or `#fastMap`: `getUsed` may take its fast path. */
+  /** Without IN_ORDER: `getUsed` may take its one-descriptor fast path. */
   readonly #fastUsed: boolean;
-  /** Not `#rawDma`, with `DmaApi.mapNumber`: a one-segment add takes {@link #addOneMapped}. */
-  readonly #fastMap: boolean;
   readonly #mask: number;
   readonly #eventIdx: boolean;
   readonly #inOrder: boolean;
@@ -267,8 +265,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#clamp = this.policy.usedLenExceedsCapacity === "clamp";
     this.#eventIdx = hasFeature(opts.features, VIRTIO_F_EVENT_IDX);
     this.#inOrder = hasFeature(opts.features, VIRTIO_F_IN_ORDER);
-    this.#fastMap = !this.#rawDma && this.#mapNum;
-    this.#fastUsed = (this.#rawDma || this.#fastMap) && !this.#inOrder;
+    this.#fastUsed = !this.#inOrder;
     const pl = splitDriverPlacement(size, opts.features);
     this.placement = pl;
     this.#slotEntries = pl.indirectEntries;
@@ -402,13 +399,6 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     if (this.#broken !== null) this.#throwBroken();
     const nr = readable.count;
     const total = nr + writable.count;
-    // (false: mapNumber already answered -1 for segment 0, which is then mapped with map)
-    let num0 = this.#mapNum;
-    if (total === 1 && this.#fastMap) {
-      const r = this.#addOneMapped(nr === 0 ? writable : readable, nr === 0, token);
-      if (r > 0) return;
-      if (r < 0) num0 = false;
-    }
     if (total === 0) throw new VirtqError("BUFFER_EMPTY", "add() with no segments");
     const mode = this.#indirectMode;
     let head: number;
@@ -418,7 +408,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     ) {
       if (this.#numFree < 1) this.#ringFull(1);
       head = this.#addIndirect(readable, writable, nr, total);
-    } else head = this.#addDirect(readable, writable, nr, total, num0);
+    } else head = this.#addDirect(readable, writable, nr, total);
     this.#publish(head, token);
   }
 
@@ -481,59 +471,11 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   }
 
   /**
-   * The one segment of `list` mapped with `DmaApi.mapNumber` into the head descriptor and
-   * published: {@link #addDirect} and {@link #publish} for one segment, written out as one body
-   * (no loop, no bigint branch). It is called from the general path, so `add` stays as small as
-   * the raw path needs.
-   * @returns 1 when added; else, having mapped and changed nothing, 0 when the segment is empty
-   * or no descriptor is free, -1 when `mapNumber` returned -1 (no number for this mapping): the
-   * general path then adds it (with `map`, not asking `mapNumber` again) or throws, as before.
-   * @throws VirtqError `DMA_MAP_FAILED` (`cause` = the DmaMapError), as {@link #addDirect}.
-   */
-  #addOneMapped(list: SgList, writable: boolean, token: T): number {
-    const gpa = list.gpa[0];
-    const len = list.len[0];
-    if (len === 0 || this.#numFree === 0) return 0;
-    const head = this.#freeHead;
-    const dir = writable ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
-    // as in #addDirect, the bus address is used only inside the try block (never tagged)
-    try {
-      const bus = this.#dma.mapNumber!(gpa, len, dir);
-      if (bus < 0) return -1;
-      const d32 = this.#desc32;
-      const w4 = head << 2;
-      d32[w4] = bus; // ToUint32: the low 32 bits
-      d32[w4 + 1] = bus * 2.3283064365386963e-10; // floor(bus / 2^32), as in #addOneRaw
-      this.#extraBus[head] = bus;
-    } catch (cause) {
-      this.#mapFailed(head, 0, gpa, len, cause);
-    }
-    const w4 = head << 2;
-    this.#desc32[w4 + 2] = len;
-    this.#desc32[w4 + 3] = writable ? VIRTQ_DESC_F_WRITE : 0;
-    this.#extraLen[head] = len;
-    this.#extraDir[head] = dir;
-    this.#freeHead = this.#freeNext[head];
-    this.#numFree--;
-    this.#headState[head] = 1 << 1; // one direct descriptor
-    this.#chainTail[head] = head;
-    this.#cap[head] = writable ? len : 0;
-    this.#publish(head, token);
-    return 1;
-  }
-
-  /**
    * A chain of direct descriptors: maps each segment and writes it straight into the next free
    * descriptor (free descriptors are not visible to the device until the head is published).
    * On failure, unmaps what was mapped; the free list is untouched. @returns the head.
    */
-  #addDirect(
-    readable: SgList,
-    writable: SgList,
-    nr: number,
-    total: number,
-    num0: boolean,
-  ): number {
+  #addDirect(readable: SgList, writable: SgList, nr: number, total: number): number {
     if (this.#numFree < total) this.#ringFull(total);
     const head = this.#freeHead;
     const d32 = this.#desc32;
@@ -565,7 +507,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
       // never materialised as a tagged value across the exception edge.
       try {
         // mapNumber keeps the bus address an untagged double (no heap number >= 2^31)
-        const nb = (i === 0 ? num0 : mapNum) ? dma.mapNumber!(gpa, len, dir) : -1;
+        const nb = mapNum ? dma.mapNumber!(gpa, len, dir) : -1;
         if (nb >= 0) {
           d32[w4] = nb >>> 0;
           d32[w4 + 1] = Math.floor(nb / TWO_POW_32);
@@ -771,7 +713,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     // (bytecode under 460; the general path below is 500 and always a call): a used element
     // naming an outstanding one-descriptor direct chain (state word 1 << 1), within its
     // writable capacity, without IN_ORDER (under RawGpaDmaApi, or unmapped as #release does
-    // under a DMA API with mapNumber), and a used idx the
+    // under any other DMA API), and a used idx the
     // device could reach. Each test is the general path's own; when any fails (every error and
     // every other chain), #takeUsedGeneral runs from the start and decides as before. Reading
     // the element first changes nothing: reads have no effect, and the general path reads again.
