@@ -164,7 +164,11 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   readonly #rawDma: boolean;
   /** `#rawDma` and not broken: `add` may take its one-segment fast path. */
   #fastAdd: boolean;
-  /** Without IN_ORDER: `getUsed` may take its one-descriptor fast path. */
+  /**
+   * Without IN_ORDER, under RawGpaDmaApi or a DMA API with `mapNumber` (the ones ring drivers run
+   * on; a wrapper without it keeps the general path, the reference the fast path is tested
+   * against): `getUsed` may take its one-descriptor fast path.
+   */
   readonly #fastUsed: boolean;
   readonly #mask: number;
   readonly #eventIdx: boolean;
@@ -265,7 +269,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#clamp = this.policy.usedLenExceedsCapacity === "clamp";
     this.#eventIdx = hasFeature(opts.features, VIRTIO_F_EVENT_IDX);
     this.#inOrder = hasFeature(opts.features, VIRTIO_F_IN_ORDER);
-    this.#fastUsed = !this.#inOrder;
+    this.#fastUsed = (this.#rawDma || this.#mapNum) && !this.#inOrder;
     const pl = splitDriverPlacement(size, opts.features);
     this.placement = pl;
     this.#slotEntries = pl.indirectEntries;
@@ -712,11 +716,11 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     // The commonest completion, kept small enough for V8 to inline into getUsed and its caller
     // (bytecode under 460; the general path below is 500 and always a call): a used element
     // naming an outstanding one-descriptor direct chain (state word 1 << 1), within its
-    // writable capacity, without IN_ORDER (under RawGpaDmaApi, or unmapped as #release does
-    // under any other DMA API), and a used idx the
-    // device could reach. Each test is the general path's own; when any fails (every error and
-    // every other chain), #takeUsedGeneral runs from the start and decides as before. Reading
-    // the element first changes nothing: reads have no effect, and the general path reads again.
+    // writable capacity, and a used idx the device could reach (#fastUsed: no IN_ORDER; under
+    // RawGpaDmaApi, or unmapped as #release does under a DMA API with mapNumber). Each test is
+    // the general path's own; when any fails (every error and every other chain),
+    // #takeUsedGeneral runs from the start and decides as before. Reading the element first
+    // changes nothing: reads have no effect, and the general path reads again.
     if (this.#fastUsed) {
       const w = 1 + ((last & this.#mask) << 1);
       const u32 = this.#used32;

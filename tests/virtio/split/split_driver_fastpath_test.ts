@@ -3,8 +3,8 @@
 // API) the same mappings made and ended. Raw: add()'s RawGpaDmaApi path, forced off with a
 // RawGpaDmaApi subclass (the fast path takes only the exact class). Mapped: #takeUsed's fast
 // completion, which unmaps as #release does, under swiotlb with the device writing through the
-// bounce slots; the reference hides `mapNumber` behind a wrapper (the packed driver's mapped add
-// uses it; the split driver's add maps through its general path either way).
+// bounce slots, forced off by hiding `mapNumber` behind a wrapper (the fast completion serves
+// RawGpaDmaApi and DMA APIs with `mapNumber` only).
 
 import { assertEquals } from "@std/assert";
 import fc from "fast-check";
