@@ -162,8 +162,13 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
    * returns the GPA, unmap is a no-op, so the shadow needs no mapping record.
    */
   readonly #rawDma: boolean;
-  /** `#rawDma` and not broken: `add` may take its one-segment fast path. */
-  #fastAdd: boolean;
+  /**
+   * Which one-segment fast path `add` may take, while not broken: 1 {@link #addOneRaw} (under
+   * `#rawDma`), 2 {@link #addOneMapped} (`#fastMap`), 0 none.
+   */
+  #fastAdd: number;
+  /** Not `#rawDma`, with `DmaApi.mapNumber`: a one-segment add takes {@link #addOneMapped}. */
+  readonly #fastMap: boolean;
   /**
    * Without IN_ORDER, under RawGpaDmaApi or a DMA API with `mapNumber` (the ones ring drivers run
    * on; a wrapper without it keeps the general path, the reference the fast path is tested
@@ -263,7 +268,8 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#unmapPg = hasUnmapPage(opts.dma);
     this.#rawDma = Object.getPrototypeOf(opts.dma) === RawGpaDmaApi.prototype &&
       !["map", "mapNumber", "unmap"].some((k) => Object.hasOwn(opts.dma, k));
-    this.#fastAdd = this.#rawDma;
+    this.#fastMap = !this.#rawDma && this.#mapNum;
+    this.#fastAdd = this.#rawDma ? 1 : this.#fastMap ? 2 : 0;
     this.ringGpa = opts.ringGpa;
     this.policy = Object.freeze({ ...DEFAULT_DRIVER_POLICY, ...opts.policy });
     this.#clamp = this.policy.usedLenExceedsCapacity === "clamp";
@@ -376,7 +382,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   #fail(code: VirtqErrorCode, detail: string, index?: number): never {
     const e = new VirtqError(code, detail, { index });
     this.#broken = e;
-    this.#fastAdd = false;
+    this.#fastAdd = 0;
     throw e;
   }
 
@@ -389,17 +395,30 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
    * `RING_FULL` (not enough free descriptors), `DMA_MAP_FAILED` (`cause` = the DmaMapError).
    */
   add(readable: SgList, writable: SgList, token: T): void {
-    // The commonest add, kept small enough to inline (bytecode: add + #addOneRaw): one segment
-    // under RawGpaDmaApi (bus address = GPA), written straight into the head descriptor.
-    // Anything else, and every error, takes the general path below, unchanged.
-    if (this.#fastAdd && readable.count + writable.count === 1) {
+    // The commonest adds, kept small enough to inline (bytecode: add + #addOneRaw): one segment
+    // under RawGpaDmaApi (bus address = GPA), written straight into the head descriptor, or
+    // under a DMA API with mapNumber, mapped straight into it by #addOneMapped (a call: see
+    // there). Anything else, and every error, takes the general path below, unchanged.
+    const f = this.#fastAdd;
+    if (f !== 0 && readable.count + writable.count === 1) {
       const w = readable.count === 0;
-      if (this.#addOneRaw(w ? writable : readable, w, token)) return;
+      if (f === 1) {
+        if (this.#addOneRaw(w ? writable : readable, w, token)) return;
+      } else {
+        const r = this.#addOneMapped(w ? writable : readable, w, token);
+        if (r > 0) return;
+        // -1: mapNumber had no number for segment 0 and mapped nothing; map maps it
+        if (r < 0) return this.#addGeneral(readable, writable, token, false);
+      }
     }
-    this.#addGeneral(readable, writable, token);
+    this.#addGeneral(readable, writable, token, this.#mapNum);
   }
 
-  #addGeneral(readable: SgList, writable: SgList, token: T): void {
+  /**
+   * {@link add} for every buffer the fast paths do not take.
+   * @param num0 whether segment 0 may be mapped with `mapNumber` (false when it answered -1).
+   */
+  #addGeneral(readable: SgList, writable: SgList, token: T, num0: boolean): void {
     if (this.#broken !== null) this.#throwBroken();
     const nr = readable.count;
     const total = nr + writable.count;
@@ -412,7 +431,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     ) {
       if (this.#numFree < 1) this.#ringFull(1);
       head = this.#addIndirect(readable, writable, nr, total);
-    } else head = this.#addDirect(readable, writable, nr, total);
+    } else head = this.#addDirect(readable, writable, nr, total, num0);
     this.#publish(head, token);
   }
 
@@ -475,11 +494,72 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   }
 
   /**
+   * The one segment of `list` mapped with `DmaApi.mapNumber` into the head descriptor and
+   * published: {@link #addDirect} and {@link #publish} for one segment, written out as one body
+   * (no loop, no bigint branch). The bus address never leaves this function: it is stored into
+   * the descriptor and the shadow here and only a status is returned, so no heap number is made
+   * for an address at or above 2^31 whether or not this call is inlined.
+   * @returns 1 when added; else, having mapped and changed nothing, 0 when the segment is empty
+   * or no descriptor is free, -1 when `mapNumber` returned -1 (no number for this mapping): the
+   * general path then adds it (with `map`, not asking `mapNumber` again) or throws, as before.
+   * @throws VirtqError `DMA_MAP_FAILED` (`cause` = the DmaMapError), as {@link #addDirect}.
+   */
+  #addOneMapped(list: SgList, writable: boolean, token: T): number {
+    const gpa = list.gpa[0];
+    const len = list.len[0];
+    if (len === 0 || this.#numFree === 0) return 0;
+    const head = this.#freeHead;
+    const dir = writable ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
+    const w4 = head << 2;
+    // as in #addDirect, the bus address is used only inside the try block (never tagged)
+    try {
+      const bus = this.#dma.mapNumber!(gpa, len, dir);
+      if (bus < 0) return -1;
+      const d32 = this.#desc32;
+      d32[w4] = bus; // ToUint32: the low 32 bits
+      d32[w4 + 1] = bus * 2.3283064365386963e-10; // floor(bus / 2^32), as in #addOneRaw
+      this.#extraBus[head] = bus;
+    } catch (cause) {
+      this.#mapFailed(head, 0, gpa, len, cause);
+    }
+    const d32 = this.#desc32;
+    d32[w4 + 2] = len;
+    d32[w4 + 3] = writable ? VIRTQ_DESC_F_WRITE : 0;
+    this.#extraLen[head] = len;
+    this.#extraDir[head] = dir;
+    this.#freeHead = this.#freeNext[head];
+    this.#numFree--;
+    this.#headState[head] = 1 << 1; // one direct descriptor
+    this.#chainTail[head] = head;
+    this.#cap[head] = writable ? len : 0;
+    // #publish written out: inlined as a call, its bytecode would count against this method's
+    // inlining budget, which the DMA API's mapNumber chain needs whole (window-iommu: the
+    // fallback's mapNumber, accepts, the window lookup twice; a part left out of line returns
+    // its bus address as a heap number)
+    this.#tokens[head] = token;
+    const ai = this.#availIdx;
+    this.#avail16[2 + (ai & this.#mask)] = head;
+    this.#availIdx = (ai + 1) & 0xffff;
+    this.#outstanding++;
+    if (this.#inOrder) {
+      this.#order[this.#orderBack] = head; // #pushOrder
+      this.#orderBack = (this.#orderBack + 1) & this.#mask;
+    }
+    return 1;
+  }
+
+  /**
    * A chain of direct descriptors: maps each segment and writes it straight into the next free
    * descriptor (free descriptors are not visible to the device until the head is published).
    * On failure, unmaps what was mapped; the free list is untouched. @returns the head.
    */
-  #addDirect(readable: SgList, writable: SgList, nr: number, total: number): number {
+  #addDirect(
+    readable: SgList,
+    writable: SgList,
+    nr: number,
+    total: number,
+    num0: boolean,
+  ): number {
     if (this.#numFree < total) this.#ringFull(total);
     const head = this.#freeHead;
     const d32 = this.#desc32;
@@ -511,7 +591,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
       // never materialised as a tagged value across the exception edge.
       try {
         // mapNumber keeps the bus address an untagged double (no heap number >= 2^31)
-        const nb = mapNum ? dma.mapNumber!(gpa, len, dir) : -1;
+        const nb = (i === 0 ? num0 : mapNum) ? dma.mapNumber!(gpa, len, dir) : -1;
         if (nb >= 0) {
           d32[w4] = nb >>> 0;
           d32[w4 + 1] = Math.floor(nb / TWO_POW_32);
@@ -949,7 +1029,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#orderBack = 0;
     this.#batchLast = -1;
     this.#broken = null;
-    this.#fastAdd = this.#rawDma;
+    this.#fastAdd = this.#rawDma ? 1 : this.#fastMap ? 2 : 0;
   }
 
   /**
