@@ -489,9 +489,13 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   /**
    * The one segment of `list` mapped with `DmaApi.mapNumber` into the head descriptor and
    * published: {@link #addDirect} and {@link #publish} for one segment, written out as one body
-   * (no loop, no bigint branch). The bus address never leaves this function: it is stored into
-   * the descriptor and the shadow here and only a status is returned, so no heap number is made
-   * for an address at or above 2^31 whether or not this call is inlined.
+   * (no loop, no bigint branch). The bus address never leaves this function (stored into the
+   * descriptor and the shadow here; a status is returned), and the function is kept over V8's
+   * inlining limit (460 bytes of bytecode; `#publish` and `#pushOrder` written out, guarded by
+   * `driver_inline_size_test.ts`): never inlined, it is optimised alone with a whole inlining
+   * budget (920 bytes) for the DMA API's `mapNumber` chain (window-iommu: 832 bytes). Inlined
+   * into a busy caller, part of that chain was left out of line and returned bus addresses at or
+   * above 2^31 as heap numbers (10-20 B/chain; at 447 bytes that happened in 1 isolate of 2).
    * @returns 1 when added; else, having mapped and changed nothing, 0 when the segment is empty
    * or no descriptor is free, -1 when `mapNumber` returned -1 (no number for this mapping): the
    * general path then adds it (with `map`, not asking `mapNumber` again) or throws, as before.
