@@ -164,6 +164,8 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   readonly #rawDma: boolean;
   /** `#rawDma` and not broken: `add` may take its one-segment fast path. */
   #fastAdd: boolean;
+  /** Not `#rawDma`, with `DmaApi.mapNumber`: a one-segment add takes {@link #addOneMapped}. */
+  readonly #fastMap: boolean;
   /**
    * Without IN_ORDER, under RawGpaDmaApi or a DMA API with `mapNumber` (the ones ring drivers run
    * on; a wrapper without it keeps the general path, the reference the fast path is tested
@@ -263,6 +265,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#unmapPg = hasUnmapPage(opts.dma);
     this.#rawDma = Object.getPrototypeOf(opts.dma) === RawGpaDmaApi.prototype &&
       !["map", "mapNumber", "unmap"].some((k) => Object.hasOwn(opts.dma, k));
+    this.#fastMap = !this.#rawDma && this.#mapNum;
     this.#fastAdd = this.#rawDma;
     this.ringGpa = opts.ringGpa;
     this.policy = Object.freeze({ ...DEFAULT_DRIVER_POLICY, ...opts.policy });
@@ -391,7 +394,9 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   add(readable: SgList, writable: SgList, token: T): void {
     // The commonest add, kept small enough to inline (bytecode: add + #addOneRaw): one segment
     // under RawGpaDmaApi (bus address = GPA), written straight into the head descriptor.
-    // Anything else, and every error, takes the general path below, unchanged.
+    // Anything else, and every error, takes the general path below, unchanged. (A one-segment
+    // add under a DMA API with mapNumber is dispatched there, not here: any bytecode added to
+    // add costs the raw path, measured 2-3% on split identity.)
     if (this.#fastAdd && readable.count + writable.count === 1) {
       const w = readable.count === 0;
       if (this.#addOneRaw(w ? writable : readable, w, token)) return;
@@ -403,6 +408,13 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     if (this.#broken !== null) this.#throwBroken();
     const nr = readable.count;
     const total = nr + writable.count;
+    // (false: mapNumber already answered -1 for segment 0, which is then mapped with map)
+    let num0 = this.#mapNum;
+    if (total === 1 && this.#fastMap) {
+      const r = this.#addOneMapped(nr === 0 ? writable : readable, nr === 0, token);
+      if (r > 0) return;
+      if (r < 0) num0 = false;
+    }
     if (total === 0) throw new VirtqError("BUFFER_EMPTY", "add() with no segments");
     const mode = this.#indirectMode;
     let head: number;
@@ -412,7 +424,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     ) {
       if (this.#numFree < 1) this.#ringFull(1);
       head = this.#addIndirect(readable, writable, nr, total);
-    } else head = this.#addDirect(readable, writable, nr, total);
+    } else head = this.#addDirect(readable, writable, nr, total, num0);
     this.#publish(head, token);
   }
 
@@ -475,11 +487,76 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   }
 
   /**
+   * The one segment of `list` mapped with `DmaApi.mapNumber` into the head descriptor and
+   * published: {@link #addDirect} and {@link #publish} for one segment, written out as one body
+   * (no loop, no bigint branch). The bus address never leaves this function (stored into the
+   * descriptor and the shadow here; a status is returned), and the function is kept over V8's
+   * inlining limit (460 bytes of bytecode; `#publish` and `#pushOrder` written out, guarded by
+   * `driver_inline_size_test.ts`): never inlined, it is optimised alone with a whole inlining
+   * budget (920 bytes) for the DMA API's `mapNumber` chain (window-iommu: 832 bytes). Inlined
+   * into a busy caller, part of that chain was left out of line and returned bus addresses at or
+   * above 2^31 as heap numbers (10-20 B/chain; at 447 bytes that happened in 1 isolate of 2).
+   * @returns 1 when added; else, having mapped and changed nothing, 0 when the segment is empty
+   * or no descriptor is free, -1 when `mapNumber` returned -1 (no number for this mapping): the
+   * general path then adds it (with `map`, not asking `mapNumber` again) or throws, as before.
+   * @throws VirtqError `DMA_MAP_FAILED` (`cause` = the DmaMapError), as {@link #addDirect}.
+   */
+  #addOneMapped(list: SgList, writable: boolean, token: T): number {
+    const gpa = list.gpa[0];
+    const len = list.len[0];
+    if (len === 0 || this.#numFree === 0) return 0;
+    const head = this.#freeHead;
+    const dir = writable ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
+    const w4 = head << 2;
+    // as in #addDirect, the bus address is used only inside the try block (never tagged)
+    try {
+      const bus = this.#dma.mapNumber!(gpa, len, dir);
+      if (bus < 0) return -1;
+      const d32 = this.#desc32;
+      d32[w4] = bus; // ToUint32: the low 32 bits
+      d32[w4 + 1] = bus * 2.3283064365386963e-10; // floor(bus / 2^32), as in #addOneRaw
+      this.#extraBus[head] = bus;
+    } catch (cause) {
+      this.#mapFailed(head, 0, gpa, len, cause);
+    }
+    const d32 = this.#desc32;
+    d32[w4 + 2] = len;
+    d32[w4 + 3] = writable ? VIRTQ_DESC_F_WRITE : 0;
+    this.#extraLen[head] = len;
+    this.#extraDir[head] = dir;
+    this.#freeHead = this.#freeNext[head];
+    this.#numFree--;
+    this.#headState[head] = 1 << 1; // one direct descriptor
+    this.#chainTail[head] = head;
+    this.#cap[head] = writable ? len : 0;
+    // #publish written out: inlined as a call, its bytecode would count against this method's
+    // inlining budget, which the DMA API's mapNumber chain needs whole (window-iommu: the
+    // fallback's mapNumber, accepts, the window lookup twice; a part left out of line returns
+    // its bus address as a heap number)
+    this.#tokens[head] = token;
+    const ai = this.#availIdx;
+    this.#avail16[2 + (ai & this.#mask)] = head;
+    this.#availIdx = (ai + 1) & 0xffff;
+    this.#outstanding++;
+    if (this.#inOrder) {
+      this.#order[this.#orderBack] = head; // #pushOrder
+      this.#orderBack = (this.#orderBack + 1) & this.#mask;
+    }
+    return 1;
+  }
+
+  /**
    * A chain of direct descriptors: maps each segment and writes it straight into the next free
    * descriptor (free descriptors are not visible to the device until the head is published).
    * On failure, unmaps what was mapped; the free list is untouched. @returns the head.
    */
-  #addDirect(readable: SgList, writable: SgList, nr: number, total: number): number {
+  #addDirect(
+    readable: SgList,
+    writable: SgList,
+    nr: number,
+    total: number,
+    num0: boolean,
+  ): number {
     if (this.#numFree < total) this.#ringFull(total);
     const head = this.#freeHead;
     const d32 = this.#desc32;
@@ -511,7 +588,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
       // never materialised as a tagged value across the exception edge.
       try {
         // mapNumber keeps the bus address an untagged double (no heap number >= 2^31)
-        const nb = mapNum ? dma.mapNumber!(gpa, len, dir) : -1;
+        const nb = (i === 0 ? num0 : mapNum) ? dma.mapNumber!(gpa, len, dir) : -1;
         if (nb >= 0) {
           d32[w4] = nb >>> 0;
           d32[w4 + 1] = Math.floor(nb / TWO_POW_32);
