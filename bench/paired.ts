@@ -9,8 +9,15 @@
  * each round's medians first and then the median over rounds, so a slow pass cancels out of its
  * own ratio and one outlying round cannot decide the figure.
  *
+ * Several isolates per case (`--isolates K`, `stats.roundIsolates`): V8 settles every isolate of
+ * a case in a steady state of its own, a few percent apart, that lasts every round of that
+ * isolate; pairing by round cannot cancel it (the other case's isolate has its own). So the
+ * figure is taken per isolate first (the median over that isolate's rounds of the paired value)
+ * and then the median over isolates: one isolate's luck moves one vote, not the figure, and a
+ * slow period shorter than a round still moves only one round inside its isolate.
+ *
  * Files written before per-round medians were kept (`stats.roundP50s` absent) fall back to the
- * ratio of min-of-rounds medians.
+ * ratio of min-of-rounds medians; files without `roundIsolates` count as one isolate.
  *
  * @module
  */
@@ -27,6 +34,8 @@ export interface PairedRatio {
   hi: number;
   /** Rounds paired; 0 when the min-of-rounds ratio was used. */
   rounds: number;
+  /** Isolates the rounds came from (the value is the median of their medians); 0 when unpaired. */
+  isolates: number;
   /** `a.stats.p50 / b.stats.p50`, the ratio of min-of-rounds medians, for reference. */
   minRatio: number;
 }
@@ -51,43 +60,88 @@ export function roundsPerChain(cases: readonly CaseResult[]): number[][] | null 
 }
 
 /**
+ * The isolate of each round, shared by all `cases` (rounds of one run), or null when they differ.
+ * Cases without `roundIsolates` ran every round in one isolate (index 0).
+ */
+export function roundIsolates(cases: readonly CaseResult[]): number[] | null {
+  const n = cases[0]?.stats.roundP50s?.length ?? 0;
+  const of = (c: CaseResult) => c.stats.roundIsolates ?? new Array<number>(n).fill(0);
+  const first = of(cases[0]);
+  for (const c of cases) {
+    const x = of(c);
+    if (x.length !== first.length || x.some((v, i) => v !== first[i])) return null;
+  }
+  return first;
+}
+
+/**
+ * Median over isolates of the median over each isolate's rounds of `per[i]` (round `i`'s
+ * value): `perIsolate` holds each isolate's median in isolate order. With one isolate, the
+ * median over rounds.
+ */
+export function isolateMedian(
+  per: readonly number[],
+  isolates: readonly number[],
+): { value: number; isolates: number; perIsolate: number[] } {
+  const ids = [...new Set(isolates)].sort((x, y) => x - y);
+  const perIsolate = ids.map((k) => median(per.filter((_, i) => isolates[i] === k)));
+  return { value: median(perIsolate), isolates: ids.length, perIsolate };
+}
+
+/**
  * Time ratio `a / b` in ns per chain (so cases with different batch sizes compare), paired by
  * round when both cases kept their rounds.
  */
 export function pairedRatio(a: CaseResult, b: CaseResult): PairedRatio {
   const minRatio = a.nsPerChain / b.nsPerChain;
   const rs = roundsPerChain([a, b]);
-  if (!rs) return { value: minRatio, lo: minRatio, hi: minRatio, rounds: 0, minRatio };
+  if (!rs) {
+    return { value: minRatio, lo: minRatio, hi: minRatio, rounds: 0, isolates: 0, minRatio };
+  }
   const ratios = rs[0].map((x, i) => x / rs[1][i]);
+  const iso = isolateMedian(ratios, roundIsolates([a, b]) ?? ratios.map(() => 0));
   return {
-    value: median(ratios),
+    value: iso.value,
     lo: Math.min(...ratios),
     hi: Math.max(...ratios),
     rounds: ratios.length,
+    isolates: iso.isolates,
     minRatio,
   };
 }
 
 /**
- * Median over rounds of `f(per-chain ns of each case in that round)`, or `f` of the min-of-rounds
- * values when the cases are not paired. Used for differences such as the marginal cost of an
- * added descriptor, `(c4 - c2) / 2`.
+ * Median over isolates of the median over each isolate's rounds of `f(per-chain ns of each case
+ * in that round)` (with one isolate: the median over rounds), or `f` of the min-of-rounds values
+ * when the cases are not paired. Used for differences such as the marginal cost of an added
+ * descriptor, `(c4 - c2) / 2`. `perIsolate` holds each isolate's median, in isolate order.
  */
 export function pairedOf(
   cases: readonly CaseResult[],
   f: (ns: readonly number[]) => number,
-): { value: number; rounds: number } {
+): { value: number; rounds: number; isolates: number; perIsolate: number[] } {
   const rs = roundsPerChain(cases);
-  if (!rs) return { value: f(cases.map((c) => c.nsPerChain)), rounds: 0 };
+  if (!rs) {
+    const value = f(cases.map((c) => c.nsPerChain));
+    return { value, rounds: 0, isolates: 0, perIsolate: [value] };
+  }
   const per: number[] = [];
   for (let i = 0; i < rs[0].length; i++) per.push(f(rs.map((r) => r[i])));
-  return { value: median(per), rounds: per.length };
+  const iso = isolateMedian(per, roundIsolates(cases) ?? per.map(() => 0));
+  return { ...iso, rounds: per.length };
 }
 
-/** `"1.234 (rounds 1.20-1.30, 12 paired; min-of-rounds 1.250)"`, or the plain ratio. */
+/**
+ * `"1.234 (median of 12 paired rounds, 1.200-1.300; min-of-rounds ratio 1.250)"`, with several
+ * isolates `"1.234 (median over 3 isolates of each isolate's median of its paired rounds, 12
+ * rounds, ...)"`, or the plain ratio.
+ */
 export function pairedText(r: PairedRatio): string {
   if (!r.rounds) return `${r.value.toFixed(3)} (min-of-rounds, not paired)`;
-  return `${r.value.toFixed(3)} (median of ${r.rounds} paired rounds, ${r.lo.toFixed(3)}-${
+  const how = r.isolates > 1
+    ? `median over ${r.isolates} isolates of each one's paired median, ${r.rounds} rounds`
+    : `median of ${r.rounds} paired rounds`;
+  return `${r.value.toFixed(3)} (${how}, ${r.lo.toFixed(3)}-${
     r.hi.toFixed(3)
   }; min-of-rounds ratio ${r.minRatio.toFixed(3)})`;
 }
