@@ -63,6 +63,11 @@ export interface Measurer {
    * only run one isolate per case.
    */
   renew?(): void;
+  /**
+   * Starts the isolates of `cases` at once and resolves when each has loaded its code, so that
+   * they load in parallel while nothing is being timed (optional; `prepare` starts one otherwise).
+   */
+  start?(cases: readonly CaseParams[]): Promise<void>;
   /** Ends workers, if any. */
   close(): void;
 }
@@ -137,7 +142,8 @@ export type WorkerOp =
   | { op: "prepare"; params: CaseParams; warmMs: number }
   | { op: "measure"; params: CaseParams; timeMs: number }
   | { op: "counters"; params: CaseParams; calls: number }
-  | { op: "alloc"; params: CaseParams };
+  | { op: "alloc"; params: CaseParams }
+  | { op: "ping" };
 
 /** A request to a bench worker: an operation and its correlation id. */
 export type WorkerRequest = WorkerOp & { id: number };
@@ -229,7 +235,7 @@ export class WorkerMeasurer implements Measurer {
     return w;
   }
 
-  #call<T>(req: WorkerOp, key = this.#key(req.params)): Promise<T> {
+  #call<T>(req: WorkerOp, key = "params" in req ? this.#key(req.params) : ""): Promise<T> {
     const id = this.#next++;
     return new Promise<T>((resolve, reject) => {
       this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
@@ -237,6 +243,15 @@ export class WorkerMeasurer implements Measurer {
     });
   }
 
+  /**
+   * Starts a worker for every case's isolate key not running yet, all at once, and resolves when
+   * each has loaded `bench/worker.ts` (answered a ping): the loads overlap, and no case is being
+   * timed or warmed while they run.
+   */
+  async start(cases: readonly CaseParams[]): Promise<void> {
+    const keys = [...new Set(cases.map(this.#key))].filter((k) => !this.#workers.has(k));
+    await Promise.all(keys.map((k) => this.#call({ op: "ping" }, k)));
+  }
   prepare(p: CaseParams, warmMs: number): Promise<CaseShape> {
     return this.#call({ op: "prepare", params: p, warmMs });
   }

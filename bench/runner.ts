@@ -81,6 +81,8 @@ export async function runCases(
         `[${done}/${total} ${secs()}s${tag(b)}] fresh isolates: preparing ${raws.length} case(s)`,
       );
     }
+    // load every case's isolate at once (in parallel), then warm them one at a time
+    await m.start?.(cases);
     for (const raw of raws) {
       const shape = await m.prepare(raw.p, warmMs);
       if (b > 0 && JSON.stringify(shape) !== JSON.stringify(raw.shape)) {

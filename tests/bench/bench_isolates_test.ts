@@ -92,6 +92,8 @@ Deno.test("isolates: the runner starts K workers per case, each prepared once an
       assertEquals(ws.map((w) => w.ops.filter((o) => o === "measure").length), [3, 2, 2]);
       assertEquals(ws.map((w) => w.ops.includes("counters")), [false, false, true]);
       assertEquals(ws.map((w) => w.terminated), [true, true, false]);
+      // each started (loaded) before any case of its block was prepared
+      assertEquals(ws.map((w) => w.ops[0]), ["ping", "ping", "ping"]);
     }
     assertEquals(m.spawnedCount, 6);
     assertEquals(m.workerCount, 2);
