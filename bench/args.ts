@@ -88,10 +88,11 @@ Options:
                        split into K blocks of consecutive rounds, and before each block every
                        case gets a fresh Worker isolate (prepared and warmed again; rounds still
                        interleave across cases). V8 settles each isolate in a steady state of
-                       its own, a few percent apart, so the paired lines take each isolate's
-                       median over its rounds, then the median over isolates. Costs one more
-                       start and warm-up per case per isolate. At most --rounds; needs
-                       --isolate case or family
+                       its own, a few percent apart, so the paired lines take their figure from
+                       each case's best round per isolate, then the median over isolates. Costs
+                       one more start and warm-up per case per isolate (about 6 s per extra
+                       isolate for the 30 lines cases). At most --rounds; needs --isolate case or
+                       family
   --check-isolation    after the run, measure every case again alone in a fresh isolate and
                        print full-run/alone per case; exit 1 when one differs by more than the
                        noise band (use with --filter; doubles the run time)

@@ -4,8 +4,8 @@
  *
  * Ratios are paired by round (see `paired.ts`): the median over rounds of the ratio of the two
  * cases' medians in that round, so a slow period of the machine that stretches one pass over the
- * cases cancels out; with several isolates per case (`--isolates K`) the median over each
- * isolate's rounds first, then the median over isolates. Files without per-round medians fall back to the ratio of min-of-rounds
+ * cases cancels out; with several isolates per case (`--isolates K`) the figure of each case's
+ * best round in each isolate, then the median over isolates. Files without per-round medians fall back to the ratio of min-of-rounds
  * medians. Throughput fractions are time ratios inverted: `fraction = reference / subject`.
  *
  * @module
@@ -270,8 +270,8 @@ function chainFlatnessTargets(results: readonly CaseResult[]): Target[] {
       out.push(na(name, goal, `needs the chain suite (c2, c4, c16) for ${engine}`));
       continue;
     }
-    // each paired by round (the difference within the round), then the median over an
-    // isolate's rounds, then the median over isolates (paired.ts)
+    // one isolate: the median over rounds of the difference within the round; several: the
+    // difference of each case's best round per isolate, then the median over isolates (paired.ts)
     const d1 = pairedOf([c2, c4], ([a, b]) => (b - a) / 2);
     const d2 = pairedOf([c4, c16], ([a, b]) => (b - a) / 12);
     const m1 = d1.value, m2 = d2.value;
@@ -282,8 +282,8 @@ function chainFlatnessTargets(results: readonly CaseResult[]): Target[] {
       rows.map((r) => r.nsPerChain),
     );
     const how = d1.isolates > 1
-      ? `median over ${d1.isolates} isolates of each one's median over its rounds of the ` +
-        `round's difference; per isolate ${d1.perIsolate.map((x) => x.toFixed(1)).join("/")} ` +
+      ? `median over ${d1.isolates} isolates of the difference of each case's best round in ` +
+        `the isolate; per isolate ${d1.perIsolate.map((x) => x.toFixed(1)).join("/")} ` +
         `vs ${d2.perIsolate.map((x) => x.toFixed(1)).join("/")}`
       : "median over rounds of each round's difference";
     out.push({
