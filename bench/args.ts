@@ -44,6 +44,11 @@ export interface BenchArgs {
    * everything in this isolate.
    */
   isolate: "case" | "family" | "none";
+  /**
+   * Isolates per case: the rounds are split into this many blocks and every case starts each
+   * block in a fresh Worker isolate (default 3 with `--suite lines`, else 1; clamped to rounds).
+   */
+  isolates: number;
   /** After the run, measure every case again alone in a fresh isolate and compare. */
   checkIsolation: boolean;
 }
@@ -79,6 +84,15 @@ Options:
                        full run as alone; family: one isolate per layout/DMA-mode family (cases
                        of a family share feedback); none: all cases in one isolate (shows the
                        polymorphic cost)
+  --isolates K         isolates per case (default 3 with --suite lines, else 1): the rounds are
+                       split into K blocks of consecutive rounds, and before each block every
+                       case gets a fresh Worker isolate (prepared and warmed again; rounds still
+                       interleave across cases). V8 settles each isolate in a steady state of
+                       its own, a few percent apart, so the paired lines take their figure from
+                       each case's best round per isolate, then the median over isolates. Costs
+                       one more start and warm-up per case per isolate (about 6 s per extra
+                       isolate for the 30 lines cases). At most --rounds; needs --isolate case or
+                       family
   --check-isolation    after the run, measure every case again alone in a fresh isolate and
                        print full-run/alone per case; exit 1 when one differs by more than the
                        noise band (use with --filter; doubles the run time)
@@ -105,6 +119,7 @@ const STRINGS = [
   "invalidation-ns",
   "request-ns",
   "isolate",
+  "isolates",
 ];
 const BOOLEANS = ["help", "smoke", "list", "no-alloc", "check-isolation"];
 
@@ -179,6 +194,15 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
   if (isolate !== "case" && isolate !== "family" && isolate !== "none") {
     throw new Error(`--isolate ${isolate}: expected case, family or none`);
   }
+  const isolatesText = get("isolates");
+  const isolates = isolatesText === undefined
+    ? (suites.includes("lines") && isolate !== "none" ? 3 : 1)
+    : num("isolates", isolatesText, 1, 100, true);
+  if (isolates > 1 && isolate === "none") {
+    throw new Error(
+      `--isolates ${isolates}: needs Worker isolates; drop --isolate none or use --isolates 1`,
+    );
+  }
   return {
     help: a.help === true,
     smoke,
@@ -196,6 +220,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
     requestNs: req === undefined ? 5000 : num("request-ns", req, 0, 1e9, false),
     noAlloc: a["no-alloc"] === true,
     isolate,
+    isolates,
     checkIsolation: a["check-isolation"] === true,
   };
 }

@@ -135,6 +135,7 @@ async function measure(args: BenchArgs, cases: ReturnType<typeof selectCases>): 
       ...await runCases(cases, m, {
         rounds: args.rounds,
         timeMs: args.timeMs,
+        isolates: args.isolates,
         progress: (l) => console.error(l),
       }),
     );
@@ -185,6 +186,7 @@ async function report(
       timeMs: args.timeMs,
       suites: args.suites,
       filter: args.filter ? args.filter.source : null,
+      isolates: Math.min(args.isolates, args.rounds),
     },
     results,
     targets,
@@ -267,7 +269,8 @@ async function main(args: BenchArgs): Promise<number> {
   const rt = Deno.version;
   console.log(
     `virtq-lab bench: ${cases.length} cases x ${args.rounds} round(s), ${args.timeMs} ms each, ` +
-      `isolate: ${args.isolate}; ` +
+      `isolate: ${args.isolate}` +
+      (args.isolates > 1 ? ` x${Math.min(args.isolates, args.rounds)} per case; ` : "; ") +
       `deno ${rt.deno}, v8 ${rt.v8}, ${Deno.build.os}/${Deno.build.arch}, ` +
       `${navigator.hardwareConcurrency} cpus`,
   );

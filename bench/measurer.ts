@@ -57,6 +57,17 @@ export interface Measurer {
   counters(p: CaseParams, calls: number): Promise<Record<string, number>>;
   /** Heap bytes allocated per chain. */
   alloc(p: CaseParams): Promise<AllocResult>;
+  /**
+   * Ends every isolate the timed cases ran in, so that the next `prepare` of a case starts it
+   * in a fresh one (the runner's `--isolates K` blocks). Optional: a measurer without it can
+   * only run one isolate per case.
+   */
+  renew?(): void;
+  /**
+   * Starts the isolates of `cases` at once and resolves when each has loaded its code, so that
+   * they load in parallel while nothing is being timed (optional; `prepare` starts one otherwise).
+   */
+  start?(cases: readonly CaseParams[]): Promise<void>;
   /** Ends workers, if any. */
   close(): void;
 }
@@ -116,6 +127,13 @@ export class LocalMeasurer implements Measurer {
     // a fresh instance: the timed one may have grown pools in ways the check should see
     return Promise.resolve(allocFor(p, this.#make(p)));
   }
+  /**
+   * Drops the built cases, so the next `prepare` builds them again. Same isolate: the type
+   * feedback of the earlier instances stays, so this is not a fresh isolate.
+   */
+  renew(): void {
+    this.#built.clear();
+  }
   close(): void {}
 }
 
@@ -124,7 +142,8 @@ export type WorkerOp =
   | { op: "prepare"; params: CaseParams; warmMs: number }
   | { op: "measure"; params: CaseParams; timeMs: number }
   | { op: "counters"; params: CaseParams; calls: number }
-  | { op: "alloc"; params: CaseParams };
+  | { op: "alloc"; params: CaseParams }
+  | { op: "ping" };
 
 /** A request to a bench worker: an operation and its correlation id. */
 export type WorkerRequest = WorkerOp & { id: number };
@@ -149,28 +168,53 @@ export function isolateKey(p: CaseParams, mode: Exclude<IsolateMode, "none">): s
   return mode === "case" ? caseName(p) : familyOf(p);
 }
 
+/** What {@link WorkerMeasurer} needs of a Worker (tests pass a fake that runs in-process). */
+export interface WorkerLike {
+  onmessage: ((e: MessageEvent<WorkerResponse>) => void) | null;
+  onerror: ((e: ErrorEvent) => void) | null;
+  postMessage(req: WorkerRequest): void;
+  terminate(): void;
+}
+
+/** Starts a bench worker for isolate key `key` (default: a real Worker on `bench/worker.ts`). */
+export type SpawnWorker = (key: string) => WorkerLike;
+
+function spawnWorker(): WorkerLike {
+  return new Worker(new URL("./worker.ts", import.meta.url).href, {
+    type: "module",
+  }) as unknown as WorkerLike;
+}
+
 /**
  * Measures cases in Workers: one per isolate key ({@link isolateKey}; by default one per engine
  * family). With `case` keys every case gets a fresh V8 isolate, so what it measures cannot depend
  * on which other cases ran before it (the check: `deno task bench --check-isolation`).
+ * {@link WorkerMeasurer.renew} ends them all, so the next call for a case starts a new one.
  */
 export class WorkerMeasurer implements Measurer {
   readonly #key: (p: CaseParams) => string;
-  /** @param key the isolate key of a case, default {@link familyOf}. */
-  constructor(key: (p: CaseParams) => string = familyOf) {
+  readonly #spawn: SpawnWorker;
+  /**
+   * @param key the isolate key of a case, default {@link familyOf}.
+   * @param spawn starts a worker, default a real `Worker` running `bench/worker.ts`.
+   */
+  constructor(key: (p: CaseParams) => string = familyOf, spawn: SpawnWorker = spawnWorker) {
     this.#key = key;
+    this.#spawn = spawn;
   }
-  readonly #workers = new Map<string, Worker>();
+  readonly #workers = new Map<string, WorkerLike>();
+  #spawned = 0;
   readonly #pending = new Map<
     number,
     { resolve: (v: unknown) => void; reject: (e: Error) => void }
   >();
   #next = 1;
 
-  #worker(fam: string): Worker {
+  #worker(fam: string): WorkerLike {
     let w = this.#workers.get(fam);
     if (!w) {
-      w = new Worker(new URL("./worker.ts", import.meta.url).href, { type: "module" });
+      w = this.#spawn(fam);
+      this.#spawned++;
       w.onmessage = (e: MessageEvent<WorkerResponse>) => {
         const r = e.data;
         const h = this.#pending.get(r.id);
@@ -191,7 +235,7 @@ export class WorkerMeasurer implements Measurer {
     return w;
   }
 
-  #call<T>(req: WorkerOp, key = this.#key(req.params)): Promise<T> {
+  #call<T>(req: WorkerOp, key = "params" in req ? this.#key(req.params) : ""): Promise<T> {
     const id = this.#next++;
     return new Promise<T>((resolve, reject) => {
       this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
@@ -199,6 +243,15 @@ export class WorkerMeasurer implements Measurer {
     });
   }
 
+  /**
+   * Starts a worker for every case's isolate key not running yet, all at once, and resolves when
+   * each has loaded `bench/worker.ts` (answered a ping): the loads overlap, and no case is being
+   * timed or warmed while they run.
+   */
+  async start(cases: readonly CaseParams[]): Promise<void> {
+    const keys = [...new Set(cases.map(this.#key))].filter((k) => !this.#workers.has(k));
+    await Promise.all(keys.map((k) => this.#call({ op: "ping" }, k)));
+  }
   prepare(p: CaseParams, warmMs: number): Promise<CaseShape> {
     return this.#call({ op: "prepare", params: p, warmMs });
   }
@@ -224,9 +277,22 @@ export class WorkerMeasurer implements Measurer {
       this.#workers.delete(key);
     }
   }
-  /** Workers started so far (one per isolate key seen). */
+  /** Workers alive now (one per isolate key seen since the last renew). */
   get workerCount(): number {
     return this.#workers.size;
+  }
+  /** Workers started so far, including ended ones (alloc checks and renewed isolates). */
+  get spawnedCount(): number {
+    return this.#spawned;
+  }
+  /**
+   * Ends every worker: the next call for a case starts a fresh isolate for it. Requests still
+   * pending are rejected (the runner calls this between blocks, when none are).
+   */
+  renew(): void {
+    for (const h of this.#pending.values()) h.reject(new Error("bench worker renewed"));
+    this.#pending.clear();
+    this.close();
   }
   close(): void {
     for (const w of this.#workers.values()) w.terminate();

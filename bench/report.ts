@@ -85,7 +85,8 @@ export function formatComparison(
 export function formatTargets(targets: readonly Target[]): string {
   const lines = [
     "targets (ratios measured in this run; paired: the median over rounds of the ratio of the " +
-    "two cases' medians in the same round):",
+    "two cases' medians in the same round; with several isolates per case: the median over " +
+    "isolates of the ratio of each case's best round in the isolate):",
   ];
   for (const t of targets) {
     const v = t.value === null ? "-" : t.value.toFixed(3);

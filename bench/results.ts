@@ -41,7 +41,16 @@ export const StatsSchema = z.strictObject({
    * files written before it existed.
    */
   roundP50s: z.array(positive).optional(),
-});
+  /**
+   * The isolate each round of `roundP50s` ran in (0..K-1, `--isolates K`): the rounds of a run
+   * are split into K blocks, and every case starts each block in a fresh V8 isolate. Absent when
+   * every round ran in one isolate (K = 1, and files written before it existed).
+   */
+  roundIsolates: z.array(z.int().min(0)).optional(),
+}).refine(
+  (s) => s.roundIsolates === undefined || s.roundIsolates.length === s.roundP50s?.length,
+  { error: "roundIsolates needs one entry per roundP50s entry", path: ["roundIsolates"] },
+);
 
 /** Statistics of one case. */
 export type Stats = z.infer<typeof StatsSchema>;
@@ -125,6 +134,8 @@ export const ResultsSchema = z.strictObject({
     timeMs: positive,
     suites: z.array(z.string()),
     filter: z.string().nullable(),
+    /** Isolates per case (`--isolates`); absent in files written before it existed (1). */
+    isolates: z.int().min(1).optional(),
   }),
   results: z.array(CaseResultSchema),
   targets: z.array(TargetSchema),

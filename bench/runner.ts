@@ -2,6 +2,13 @@
  * Times cases, interleaving rounds (round 1 of every case, then round 2, ...) so slow drifts of
  * a shared machine hit all cases alike, and keeps min-of-N medians.
  *
+ * With `isolates: K` the rounds are split into K blocks of consecutive rounds, and before each
+ * block every case gets a fresh isolate (the measurer's `renew`, then prepare and warm-up
+ * again). V8 settles each isolate of a case in a steady state of its own (one isolate of split
+ * c4 ran 234 ns/chain in every round, another 253-257), so one isolate alone can decide a
+ * ratio; several let the paired statistics (`paired.ts`) take the median over isolates.
+ * Each round records the block (isolate) it came from in `stats.roundIsolates`.
+ *
  * @module
  */
 
@@ -17,12 +24,25 @@ export interface RunOptions {
   timeMs: number;
   /** Progress sink (stderr by default). */
   progress: (line: string) => void;
+  /**
+   * Isolates per case (default 1): the rounds are split into this many blocks and every case
+   * starts each block in a fresh isolate. Clamped to `rounds`. Needs a measurer with `renew`.
+   */
+  isolates?: number;
 }
 
 interface Raw {
   p: CaseParams;
   shape: CaseShape;
   rounds: RawStats[];
+  /** Block (isolate index) of each round. */
+  isolates: number[];
+}
+
+/** Sizes of `k` blocks of consecutive rounds that share `rounds` (earlier blocks 1 larger). */
+export function blockSizes(rounds: number, k: number): number[] {
+  const n = Math.max(1, Math.min(k, rounds));
+  return Array.from({ length: n }, (_, i) => Math.floor(rounds / n) + (i < rounds % n ? 1 : 0));
 }
 
 /**
@@ -37,24 +57,52 @@ export async function runCases(
   m: Measurer,
   opts: RunOptions,
 ): Promise<CaseResult[]> {
-  const raws: Raw[] = [];
+  const blocks = blockSizes(opts.rounds, opts.isolates ?? 1);
+  if (blocks.length > 1 && !m.renew) {
+    throw new Error("isolates > 1 needs a measurer that can renew its isolates");
+  }
   // warm-up: as long as one timed round, at least 50 ms (tier-up before the first round)
   const warmMs = Math.max(50, opts.timeMs);
-  for (const p of cases) raws.push({ p, shape: await m.prepare(p, warmMs), rounds: [] });
+  const raws: Raw[] = cases.map((p) => ({
+    p,
+    shape: { chainsPerCall: 0, descriptorsPerCall: 0, bytesPerCall: 0 },
+    rounds: [],
+    isolates: [],
+  }));
   const total = raws.length * opts.rounds;
   let done = 0;
   const t0 = performance.now();
-  for (let r = 0; r < opts.rounds; r++) {
-    for (const raw of raws) {
-      const s = await m.measure(raw.p, { timeMs: opts.timeMs });
-      raw.rounds.push(s);
-      done++;
+  const secs = () => ((performance.now() - t0) / 1000).toFixed(0);
+  const tag = (b: number) => blocks.length > 1 ? ` iso ${b + 1}/${blocks.length}` : "";
+  for (let b = 0; b < blocks.length; b++) {
+    if (b > 0) {
+      m.renew!();
       opts.progress(
-        `[${done}/${total} ${((performance.now() - t0) / 1000).toFixed(0)}s] ` +
-          `${caseName(raw.p).padEnd(44)} ${
-            (s.p50 / raw.shape.chainsPerCall).toFixed(1).padStart(8)
-          } ns/chain`,
+        `[${done}/${total} ${secs()}s${tag(b)}] fresh isolates: preparing ${raws.length} case(s)`,
       );
+    }
+    // load every case's isolate at once (in parallel), then warm them one at a time
+    await m.start?.(cases);
+    for (const raw of raws) {
+      const shape = await m.prepare(raw.p, warmMs);
+      if (b > 0 && JSON.stringify(shape) !== JSON.stringify(raw.shape)) {
+        throw new Error(`${caseName(raw.p)}: shape changed in isolate ${b + 1}`);
+      }
+      raw.shape = shape;
+    }
+    for (let r = 0; r < blocks[b]; r++) {
+      for (const raw of raws) {
+        const s = await m.measure(raw.p, { timeMs: opts.timeMs });
+        raw.rounds.push(s);
+        raw.isolates.push(b);
+        done++;
+        opts.progress(
+          `[${done}/${total} ${secs()}s${tag(b)}] ` +
+            `${caseName(raw.p).padEnd(44)} ${
+              (s.p50 / raw.shape.chainsPerCall).toFixed(1).padStart(8)
+            } ns/chain`,
+        );
+      }
     }
   }
   const out: CaseResult[] = [];
@@ -72,8 +120,12 @@ export async function runCases(
   return out;
 }
 
-/** Folds the rounds of a case into min-of-N statistics. */
-export function foldRounds(rounds: readonly RawStats[]): Stats {
+/**
+ * Folds the rounds of a case into min-of-N statistics.
+ * @param isolates the isolate (block) index of each round; kept as `roundIsolates` when the
+ *   rounds came from more than one isolate.
+ */
+export function foldRounds(rounds: readonly RawStats[], isolates?: readonly number[]): Stats {
   let best = rounds[0];
   for (const x of rounds) if (x.p50 < best.p50) best = x;
   const n = rounds.reduce((a, x) => a + x.n, 0);
@@ -87,11 +139,12 @@ export function foldRounds(rounds: readonly RawStats[]): Stats {
     rounds: rounds.length,
     samples: n,
     roundP50s: rounds.map((x) => x.p50),
+    ...(isolates && new Set(isolates).size > 1 ? { roundIsolates: [...isolates] } : {}),
   };
 }
 
 function toResult(raw: Raw, counters: Record<string, number>): CaseResult {
-  const stats = foldRounds(raw.rounds);
+  const stats = foldRounds(raw.rounds, raw.isolates);
   const b = raw.shape;
   const nsPerChain = stats.p50 / b.chainsPerCall;
   return {

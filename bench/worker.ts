@@ -30,6 +30,9 @@ self.onmessage = async (e: MessageEvent<WorkerRequest>) => {
       case "alloc":
         value = await local.alloc(r.params);
         break;
+      case "ping":
+        value = true;
+        break;
     }
     msg = { id: r.id, ok: true, value };
   } catch (err) {

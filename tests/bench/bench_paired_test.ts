@@ -35,7 +35,7 @@ Deno.test("paired: per chain, so different batch sizes compare; unpaired falls b
   assertEquals(pairedRatio(a, c).rounds, 0);
   assertEquals(pairedRatio(a, caseResult({ batch: 16 }, 400)).value, 100 / 25);
   const d = pairedOf([b, a], ([x, y]) => y - x);
-  assertEquals(d, { value: (50 + 100) / 2, rounds: 2 });
+  assertEquals(d, { value: (50 + 100) / 2, rounds: 2, isolates: 1, perIsolate: [(50 + 100) / 2] });
 });
 
 Deno.test("paired: a slow pass that stretches both cases alike leaves the ratio unchanged", () => {
