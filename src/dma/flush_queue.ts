@@ -69,16 +69,21 @@ export class FlushQueue {
   readonly #pfn: Float64Array;
   readonly #pages: Float64Array;
   #count = 0;
+  // Entries the queue holds before a push flushes it first (Linux `fq_full`): size - 1, at least 1.
+  readonly #cap: number;
   #armedAt = -1;
   readonly #onFlush: (fq: FlushQueue) => void;
-  // With the default TICK_CLOCK (and a timeout above 0) the queue keeps its own tick, with the
-  // same contract (the real clock read once every TICK_CLOCK_READS timer checks, so a timed
-  // flush comes at most TICK_CLOCK_READS - 1 checks late) and no call per check: #skip counts the
-  // checks down to the next read. Linux reads no clock per unmap either: queue_iova arms the
-  // timer once (fq_timer_on) and the timer fires on its own. Any other clock is read at every
-  // check (#skip stays 1).
+  // Timer checks (poll, and the one in push) count #tick down; the check that takes it to 0 is
+  // the real one (#check: re-arms the count, reads the clock when the timer is armed). With the
+  // default TICK_CLOCK (and a timeout above 0) the count is TICK_CLOCK_READS: the queue keeps
+  // TICK_CLOCK's own contract (the real clock read once every TICK_CLOCK_READS timer checks, so a
+  // timed flush comes at most TICK_CLOCK_READS - 1 checks late) with no call per check, and a
+  // check is one decrement, armed or not (Linux reads no clock per unmap either: queue_iova arms
+  // the timer once, fq_timer_on, and the timer fires on its own). Any other clock: the count is
+  // 1, so every check is a real one and reads the clock whenever the timer is armed.
   readonly #coarse: boolean;
-  #skip = 1;
+  readonly #period: number;
+  #tick: number;
 
   /**
    * Creates an empty queue.
@@ -92,6 +97,9 @@ export class FlushQueue {
     if (!(this.timeoutMs >= 0)) throw new RangeError("fq timeout must be >= 0 ms");
     this.clock = options.clock ?? TICK_CLOCK;
     this.#coarse = this.clock === TICK_CLOCK && this.timeoutMs > 0;
+    this.#period = this.#coarse ? TICK_CLOCK_READS : 1;
+    this.#tick = this.#period;
+    this.#cap = Math.max(1, this.size - 1);
     this.#pfn = new Float64Array(this.size);
     this.#pages = new Float64Array(this.size);
     this.#onFlush = onFlush;
@@ -141,37 +149,50 @@ export class FlushQueue {
    * @returns `true` when a flush happened.
    */
   push(pfn: number, pages: number): boolean {
-    let flushed = this.poll();
-    if (this.#count > 0 && this.#count >= this.size - 1) {
-      this.stats.fullFlushes++;
-      this.#flush();
-      flushed = true;
-    }
+    // the timer check first (poll, inline), then the full check, the store and the arming; the
+    // timer is armed exactly when the queue holds entries (every flush empties and disarms it),
+    // so a push onto an empty queue arms it
+    const flushed = --this.#tick > 0 ? false : this.#check();
+    const i = this.#count;
+    if (i >= this.#cap) return this.#pushFull(pfn, pages);
+    this.#pfn[i] = pfn;
+    this.#pages[i] = pages;
+    this.#count = i + 1;
+    this.stats.queued++;
+    if (i === 0) this.#arm();
+    return flushed;
+  }
+
+  // push onto a full queue: the forced flush, then the entry (the timer check already ran).
+  #pushFull(pfn: number, pages: number): boolean {
+    this.stats.fullFlushes++;
+    this.#flush();
     const i = this.#count;
     this.#pfn[i] = pfn;
     this.#pages[i] = pages;
     this.#count = i + 1;
     this.stats.queued++;
     if (this.#armedAt < 0) this.#armedAt = this.#coarse ? performance.now() : this.clock.now();
-    return flushed;
+    return true;
+  }
+
+  // Arms the timer (a push onto an empty queue) unless it is armed already.
+  #arm(): void {
+    if (this.#armedAt < 0) this.#armedAt = this.#coarse ? performance.now() : this.clock.now();
   }
 
   /** Runs the timer: flushes when it is armed and expired. @returns `true` when it flushed. */
   poll(): boolean {
-    if (this.#armedAt < 0 || --this.#skip > 0) return false;
-    return this.#expire();
+    if (--this.#tick > 0) return false;
+    return this.#check();
   }
 
-  // The timer check proper: reads the clock, flushes when the timeout has passed.
-  #expire(): boolean {
-    let now: number;
-    if (this.#coarse) {
-      this.#skip = TICK_CLOCK_READS;
-      now = performance.now();
-    } else {
-      this.#skip = 1;
-      now = this.clock.now();
-    }
+  // The real timer check: re-arms the count; reads the clock when the timer is armed, flushes
+  // when the timeout has passed.
+  #check(): boolean {
+    this.#tick = this.#period;
+    if (this.#armedAt < 0) return false;
+    const now = this.#coarse ? performance.now() : this.clock.now();
     if (now - this.#armedAt >= this.timeoutMs) {
       this.stats.timeoutFlushes++;
       this.#flush();

@@ -393,6 +393,9 @@ export class IommuDmaApi implements ReversibleDmaApi {
       a.freeFastSized(pfns[k], iovaRangePages(pages[k]));
       k++;
     }
+    // the IOVAs just cached are mapped again next: point their lookup hints at them (nothing to
+    // do unless the tree changed since the last flush)
+    a.refreshHints();
   }
 
   // Returns a just-allocated IOVA whose mapping failed (Linux iommu_dma_free_iova).

@@ -105,11 +105,19 @@ export class IovaAllocator {
   /** Cached search start (exclusive top) for limits <= 4 GiB [0] and above [1]. */
   #cached = [Infinity, Infinity];
   readonly #hint = new Int32Array(HINT_MASK + 1);
+  // Inserts and removals so far, and their count at the last refreshHints.
+  #version = 0;
+  #hintsAt = 0;
   // Every range bound is an integer (always, unless `reserve` was given a fractional PFN): the
   // lookups' direct hint checks rely on it.
   #integral = true;
   /** Range caches by log2 of the size in pages (created on first use). */
   readonly #rcaches: (RangeCache | null)[] = new Array(IOVA_RANGE_CACHE_MAX_SIZE).fill(null);
+  /**
+   * Lookups ({@link IovaAllocator.findStart}, {@link IovaAllocator.findContaining}) whose hint
+   * missed, so they searched the ranges.
+   */
+  lookupSearches = 0;
   /** Range-cache counters. */
   readonly rcacheStats: IovaRcacheStats = { hits: 0, misses: 0, inserts: 0, flushes: 0 };
 
@@ -250,6 +258,7 @@ export class IovaAllocator {
   }
 
   #findStartSearch(pfn: number): number {
+    this.lookupSearches++;
     const i = this.#lastBelow(pfn + 1);
     const o = i * STRIDE;
     return i >= 0 && this.#r[o + F_LO] === pfn && this.#r[o + F_KIND] === LIVE ? i : -1;
@@ -268,9 +277,25 @@ export class IovaAllocator {
   }
 
   #findContainingSearch(pfn: number): number {
+    this.lookupSearches++;
     const i = this.#lastBelow(pfn + 1);
     const o = i * STRIDE;
     return i >= 0 && this.#r[o + F_HI] >= pfn && this.#r[o + F_KIND] === LIVE ? i : -1;
+  }
+
+  /**
+   * Points the lookup hint of every range's first PFN at that range, when ranges were inserted
+   * or removed since the last call (else it does nothing). Hints only speed lookups up (each use
+   * checks its range), so no answer changes. dma-iommu's lazy batch flush calls it after freeing
+   * into the range caches: every insert below a range moves its record and leaves its hint stale
+   * (while the first ~290 IOVAs come from the tree, every one), and without it the maps that take
+   * those IOVAs back each searched once.
+   */
+  refreshHints(): void {
+    if (this.#hintsAt === this.#version) return;
+    this.#hintsAt = this.#version;
+    const r = this.#r, hint = this.#hint, n = this.#n;
+    for (let i = 0; i < n; i++) hint[(r[i * STRIDE + F_LO] + 1) & HINT_MASK] = i;
   }
 
   /** First PFN of range `i`. */
@@ -305,6 +330,7 @@ export class IovaAllocator {
     for (let c = 0; c < 2; c++) if (pfn >= this.#cached[c]) this.#cached[c] = next;
     this.#r.copyWithin(i * STRIDE, (i + 1) * STRIDE, n * STRIDE);
     this.#n = n - 1;
+    this.#version++;
     return true;
   }
 
@@ -509,7 +535,10 @@ export class IovaAllocator {
     if (rc === null) return from;
     const m = rc.loaded, dst = m.pfns;
     let s = m.size, k = from;
-    while (k < to && s < IOVA_MAG_SIZE && pages[k] === 1) dst[s++] = pfns[k++];
+    // up to the magazine's room (127 as a literal: a module constant is a load and a hole check
+    // per iteration), one bound test per entry
+    const end = Math.min(to, from + 127 - s);
+    while (k < end && pages[k] === 1) dst[s++] = pfns[k++];
     m.size = s;
     this.rcacheStats.inserts += k - from;
     return k;
@@ -561,6 +590,7 @@ export class IovaAllocator {
     r[o + F_A] = a;
     r[o + F_B] = b;
     this.#n = n + 1;
+    this.#version++;
   }
 
   // Largest index with lo < x, or -1 (binary search). A direct-mapped hint remembers the answer

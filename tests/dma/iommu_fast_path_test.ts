@@ -535,14 +535,14 @@ const PLANTS: { file: string; from: string; to: string }[] = [
   // the fused lazy batch free fills the loaded magazine past its size
   {
     file: "src/dma/iova_allocator.ts",
-    from: "while (k < to && s < IOVA_MAG_SIZE && pages[k] === 1) dst[s++] = pfns[k++];",
-    to: "while (k < to && pages[k] === 1) dst[s++] = pfns[k++];",
+    from: "const end = Math.min(to, from + 127 - s);",
+    to: "const end = to;",
   },
   // the fused lazy batch free puts a multi-page range into the one-page range cache
   {
     file: "src/dma/iova_allocator.ts",
-    from: "while (k < to && s < IOVA_MAG_SIZE && pages[k] === 1) dst[s++] = pfns[k++];",
-    to: "while (k < to && s < IOVA_MAG_SIZE) dst[s++] = pfns[k++];",
+    from: "while (k < end && pages[k] === 1) dst[s++] = pfns[k++];",
+    to: "while (k < end) dst[s++] = pfns[k++];",
   },
   // the fused lazy batch free does not count its inserts
   {

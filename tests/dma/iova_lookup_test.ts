@@ -14,7 +14,8 @@ type Mod = any;
 type Op =
   | { k: "alloc"; pages: number; limit: number; fast: boolean }
   | { k: "free"; which: number; fast: boolean }
-  | { k: "reserve"; lo: number; n: number };
+  | { k: "reserve"; lo: number; n: number }
+  | { k: "refresh" };
 
 const LIMIT = 600;
 
@@ -40,6 +41,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       n: fc.integer({ min: 0, max: 6 }),
     }),
   },
+  { weight: 1, arbitrary: fc.constant({ k: "refresh" as const }) },
 );
 
 /** Runs `ops`, then checks both lookups for every PFN up to the limit (and a few odd ones). */
@@ -92,7 +94,8 @@ function check(dma: Mod, ops: Op[]): void {
         assert(a.free(lo));
         live.delete(lo);
       }
-    } else a.reserve(op.lo, op.lo + op.n);
+    } else if (op.k === "reserve") a.reserve(op.lo, op.lo + op.n);
+    else a.refreshHints();
     if (a.rcacheStats.flushes !== flushes) {
       for (const lo of cached) if (!a.isCached(lo)) live.delete(lo);
     }
@@ -192,3 +195,54 @@ for (const p of PLANTS) {
     }
   });
 }
+
+/**
+ * dma-iommu lazy mode: the first ~290 IOVAs come from the tree, each insert below the earlier
+ * ranges moving their records (their lookup hints go stale). The batch flush hands them to the
+ * range caches and refreshes the hints, so the maps that take them back find each range without
+ * a search. Returns the searches made by maps before the second flush and after it.
+ */
+function lazyWarmup(dma: Mod): { warmup: number; steady: number } {
+  const lab = dma.createDmaLab("iommu-lazy", { clock: new dma.FakeClock() });
+  const api = lab.mode.api;
+  const a = api.allocator;
+  const bus: number[] = [];
+  let mapSearches = 0;
+  const round = () => {
+    const s0 = a.lookupSearches;
+    for (let i = 0; i < 32; i++) bus[i] = api.mapNumber(lab.bufferGpa + i * 4096 + 64, 64, 2);
+    mapSearches += a.lookupSearches - s0;
+    for (let i = 0; i < 32; i++) api.unmap(bus[i], 64, 2);
+  };
+  while (api.flushQueue.stats.fullFlushes < 2) round();
+  const warmup = a.lookupSearches;
+  mapSearches = 0;
+  for (let r = 0; r < 40; r++) round(); // ~5 more batch flushes, the IOVAs from the range caches
+  assert(a.rcacheStats.hits > 1000 && api.flushQueue.stats.fullFlushes > 5);
+  return { warmup, steady: mapSearches };
+}
+
+Deno.test("iova allocator lookups: lazy dma-iommu maps find their cached IOVAs without a search", () => {
+  const { warmup, steady } = lazyWarmup(dmaMod);
+  assert(warmup > 0, "the warm-up searched (the unmaps of fresh ranges)");
+  assertEquals(steady, 0);
+});
+
+Deno.test("iova allocator lookups: planted bug is caught (refreshHints does nothing)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "iova-lookup-plant-" });
+  try {
+    const src = fileURLToPath(new URL("src/", root));
+    for (const f of ["dma", "memory"]) {
+      await new Deno.Command("cp", { args: ["-r", `${src}${f}`, `${dir}/`] }).output();
+    }
+    const path = `${dir}/dma/iova_allocator.ts`;
+    const text = await Deno.readTextFile(path);
+    const from = "if (this.#hintsAt === this.#version) return;";
+    assert(text.includes(from), "plant site not found");
+    await Deno.writeTextFile(path, text.replace(from, "return;"));
+    const dma = await import(`file://${dir}/dma/mod.ts`);
+    assert(lazyWarmup(dma).steady > 0, "the maps did not search without the refresh");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -60,7 +60,7 @@ const KILLS: Kill[] = [
   },
   {
     file: "src/dma/iova_allocator.ts",
-    line: 350,
+    line: 376,
     from: "if (i < 0) return false;",
     to: "if (i <= 0) return false;",
     target: "dma-invariants",
