@@ -5,12 +5,15 @@
 // its one-segment add is #addOneMapped), both against RawGpaDmaApi without mapNumber. Mapped:
 // #addOneMapped and #takeUsed's fast completion (which unmaps as #release does) under swiotlb,
 // with the device writing through the bounce slots, forced off by hiding `mapNumber` behind a
-// wrapper (both serve DMA APIs with `mapNumber` only).
+// wrapper (both serve DMA APIs with `mapNumber` only). Logged: the same swiotlb behind a wrapper
+// that logs every map and unmap with its direction (swiotlb's own state does not show a readable
+// buffer mapped FROM_DEVICE, an IOMMU's IOPTE would), with and without `mapNumber`.
 
 import { assertEquals } from "@std/assert";
 import fc from "fast-check";
 import {
   DirectDmaApi,
+  type DmaApi,
   featureMask,
   GuestMemory,
   PackedDriverQueue,
@@ -18,6 +21,7 @@ import {
   SgList,
   SplitDriverQueue,
   SwiotlbDmaApi,
+  VIRTIO_F_EVENT_IDX,
   VIRTIO_F_IN_ORDER,
   VIRTIO_F_VERSION_1,
   VirtqError,
@@ -30,18 +34,48 @@ const SIZE = 8, RING = 0x1000, POOL = 0x10_0000;
 
 // raw: RawGpaDmaApi (fast: the exact class, add()'s raw path; else a subclass, which has
 // mapNumber: #addOneMapped); raw-general: RawGpaDmaApi without mapNumber (the general path)
-type Kind = "raw" | "raw-general" | "swiotlb";
+// swiotlb-logged: swiotlb behind logged(), which keeps mapNumber on the fast side only
+type Kind = "raw" | "raw-general" | "swiotlb" | "swiotlb-logged";
+
+/** `dma` with every map (`map` and `mapNumber` alike) and unmap pushed onto `log` with its direction. */
+function logged(dma: DmaApi, log: unknown[], withMapNumber: boolean): DmaApi {
+  const api: DmaApi = {
+    name: dma.name,
+    map: (g, n, d) => {
+      const b = dma.map(g, n, d);
+      log.push(["map", g, n, d, String(b)]);
+      return b;
+    },
+    unmap: (b, n, d) => {
+      log.push(["unmap", String(b), n, d]);
+      dma.unmap(b, n, d);
+    },
+    syncForCpu: (b, n, d) => dma.syncForCpu(b, n, d),
+    syncForDevice: (b, n, d) => dma.syncForDevice(b, n, d),
+    mapCoherent: (g, n) => dma.mapCoherent(g, n),
+    unmapCoherent: (b, n) => dma.unmapCoherent(b, n),
+  };
+  if (withMapNumber) {
+    api.mapNumber = (g, n, d) => {
+      const b = dma.mapNumber!(g, n, d);
+      if (b >= 0) log.push(["map", g, n, d, String(b)]);
+      return b;
+    };
+  }
+  return api;
+}
 
 function rig(fast: boolean, features: bigint, kind: Kind = "raw") {
   const memory = new GuestMemory([
     { gpa: 0, size: 0x10000, name: "ram" },
     { gpa: POOL, size: 0x4000, name: "swiotlb" }, // 8 slots: exhaustion is reachable
   ]);
-  const sw = kind === "swiotlb"
+  const log: unknown[] = [];
+  const sw = kind === "swiotlb" || kind === "swiotlb-logged"
     ? new SwiotlbDmaApi({ memory, poolGpa: POOL, poolSize: 0x4000, inner: new DirectDmaApi() })
     : null;
   const dma = sw
-    ? (fast ? sw : withoutMapNumber(sw))
+    ? (kind === "swiotlb-logged" ? logged(sw, log, fast) : fast ? sw : withoutMapNumber(sw))
     : kind === "raw-general"
     ? withoutMapNumber(new RawGpaDmaApi())
     : fast
@@ -52,6 +86,7 @@ function rig(fast: boolean, features: bigint, kind: Kind = "raw") {
   const ring = () => [
     Array.from(memory.view(RING, q.placement.usedOffset)),
     sw ? JSON.stringify([sw.stats, sw.usedSlots, Array.from(memory.view(0, 0x1000))]) : null,
+    log.splice(0),
   ];
   /** Completes the oldest published buffer with length `len` (device side, by hand). */
   const complete = (len: number, seen: { avail: number; used: number }) => {
@@ -126,8 +161,7 @@ function run(fast: boolean, features: bigint, ops: readonly Op[], kind: Kind = "
         seg.push(o.gpa, o.len); // push() does not validate: hostile values reach add()
         if (o.w) r.q.add(SgList.of(), seg, tok++);
         else r.q.add(seg, SgList.of(), tok++);
-        r.q.kick();
-        out.push("added", r.q.numFree);
+        out.push("added", r.q.numFree, r.q.kick());
       } else if (o.k === "use") {
         if (r.seen.avail < r.q.availIdx) r.complete(o.len, r.seen);
         out.push("used");
@@ -148,6 +182,7 @@ Deno.test("split add: the one-segment RawGpaDmaApi and mapped fast paths equal t
     const features of [
       featureMask(VIRTIO_F_VERSION_1),
       featureMask(VIRTIO_F_VERSION_1, VIRTIO_F_IN_ORDER),
+      featureMask(VIRTIO_F_VERSION_1, VIRTIO_F_EVENT_IDX),
     ]
   ) {
     fc.assert(
@@ -166,11 +201,16 @@ Deno.test("split: the unmapping fast completion equals the general path under sw
     const features of [
       featureMask(VIRTIO_F_VERSION_1),
       featureMask(VIRTIO_F_VERSION_1, VIRTIO_F_IN_ORDER),
+      featureMask(VIRTIO_F_VERSION_1, VIRTIO_F_EVENT_IDX),
     ]
   ) {
     fc.assert(
       fc.property(fc.array(mappedOp, { maxLength: 40 }), (ops) => {
         assertEquals(run(true, features, ops, "swiotlb"), run(false, features, ops, "swiotlb"));
+        assertEquals(
+          run(true, features, ops, "swiotlb-logged"),
+          run(false, features, ops, "swiotlb-logged"),
+        );
       }),
       { numRuns: 300 },
     );
