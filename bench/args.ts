@@ -91,8 +91,9 @@ Options:
                        its own, a few percent apart, so the paired lines take their figure from
                        each case's best round per isolate, then the median over isolates. Costs
                        one more start and warm-up per case per isolate (about 6 s per extra
-                       isolate for the 30 lines cases). At most --rounds; needs --isolate case or
-                       family
+                       isolate for the 30 lines cases). Clamped to --rounds; needs --isolate case
+                       or family. Use an odd K: with an even K the median is the mean of the two
+                       middle isolates, so one isolate moves it
   --check-isolation    after the run, measure every case again alone in a fresh isolate and
                        print full-run/alone per case; exit 1 when one differs by more than the
                        noise band (use with --filter; doubles the run time)

@@ -214,6 +214,13 @@ async function report(
           `ratios across machines or runtimes are not meaningful`,
       );
     }
+    const bk = baseline.options.isolates ?? 1, ck = out.options.isolates ?? 1;
+    if (bk !== ck) {
+      console.log(
+        `  note: baseline ran ${bk} isolate(s) per case, this run ${ck}; a case's p50 is its best ` +
+          `round over all isolates, so compare runs with the same --isolates`,
+      );
+    }
     if (c.comparisons.some((x) => x.verdict === "slower")) code = 1;
   }
   if (savePath) {

@@ -127,13 +127,6 @@ export class LocalMeasurer implements Measurer {
     // a fresh instance: the timed one may have grown pools in ways the check should see
     return Promise.resolve(allocFor(p, this.#make(p)));
   }
-  /**
-   * Drops the built cases, so the next `prepare` builds them again. Same isolate: the type
-   * feedback of the earlier instances stays, so this is not a fresh isolate.
-   */
-  renew(): void {
-    this.#built.clear();
-  }
   close(): void {}
 }
 
@@ -170,9 +163,13 @@ export function isolateKey(p: CaseParams, mode: Exclude<IsolateMode, "none">): s
 
 /** What {@link WorkerMeasurer} needs of a Worker (tests pass a fake that runs in-process). */
 export interface WorkerLike {
+  /** Receives each {@link WorkerResponse}. */
   onmessage: ((e: MessageEvent<WorkerResponse>) => void) | null;
+  /** Receives an uncaught error of the worker (the measurer rejects every pending call). */
   onerror: ((e: ErrorEvent) => void) | null;
+  /** Sends one {@link WorkerRequest}. */
   postMessage(req: WorkerRequest): void;
+  /** Ends the worker (its isolate is gone). */
   terminate(): void;
 }
 

@@ -122,7 +122,12 @@ export function pairedRatio(a: CaseResult, b: CaseResult): PairedRatio {
   if (!rs) {
     return { value: minRatio, lo: minRatio, hi: minRatio, rounds: 0, isolates: 0, minRatio };
   }
-  const c = combine(rs, roundIsolates([a, b]) ?? rs[0].map(() => 0), ([x, y]) => x / y);
+  const iso = roundIsolates([a, b]);
+  // rounds from different isolates (hand-merged files) do not pair: the min-of-rounds ratio
+  if (!iso) {
+    return { value: minRatio, lo: minRatio, hi: minRatio, rounds: 0, isolates: 0, minRatio };
+  }
+  const c = combine(rs, iso, ([x, y]) => x / y);
   const spread = c.isolates > 1 ? c.perIsolate : c.perRound;
   return {
     value: c.value,
@@ -144,11 +149,13 @@ export function pairedOf(
   f: (ns: readonly number[]) => number,
 ): { value: number; rounds: number; isolates: number; perIsolate: number[] } {
   const rs = roundsPerChain(cases);
-  if (!rs) {
+  const iso = rs ? roundIsolates(cases) : null;
+  if (!rs || !iso) {
+    // no rounds kept, or rounds from different isolates (hand-merged files): min-of-rounds
     const value = f(cases.map((c) => c.nsPerChain));
     return { value, rounds: 0, isolates: 0, perIsolate: [value] };
   }
-  const c = combine(rs, roundIsolates(cases) ?? rs[0].map(() => 0), f);
+  const c = combine(rs, iso, f);
   return { value: c.value, rounds: rs[0].length, isolates: c.isolates, perIsolate: c.perIsolate };
 }
 

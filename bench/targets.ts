@@ -5,7 +5,8 @@
  * Ratios are paired by round (see `paired.ts`): the median over rounds of the ratio of the two
  * cases' medians in that round, so a slow period of the machine that stretches one pass over the
  * cases cancels out; with several isolates per case (`--isolates K`) the figure of each case's
- * best round in each isolate, then the median over isolates. Files without per-round medians fall back to the ratio of min-of-rounds
+ * best round in each isolate, then the median over isolates. Files without per-round medians (or
+ * whose cases' rounds came from different isolates) fall back to the ratio of min-of-rounds
  * medians. Throughput fractions are time ratios inverted: `fraction = reference / subject`.
  *
  * @module
