@@ -348,3 +348,22 @@ Deno.test("isolates: --isolates defaults to 3 for the lines suite, 1 otherwise, 
     "--isolates 2",
   );
 });
+
+Deno.test("isolates: rounds from different isolates are not paired (min-of-rounds instead)", () => {
+  const mk = (chainLen: number, ns: number[], isolates: number[]) => {
+    const c = caseResult({ chainLen }, 1);
+    const stats = foldRounds(
+      ns.map((x) => ({ min: 32 * x, p25: 32 * x, p50: 32 * x, p75: 32 * x, avg: 32 * x, n: 8 })),
+      isolates,
+    );
+    return { ...c, stats, nsPerChain: stats.p50 / 32 };
+  };
+  // hand-merged: a's rounds ran in isolates 0,0,1,1, b's in 0,1,1,1
+  const a = mk(2, [100, 300, 100, 300], [0, 0, 1, 1]);
+  const b = mk(4, [200, 200, 600, 600], [0, 1, 1, 1]);
+  const r = pairedRatio(b, a);
+  assertEquals([r.value, r.rounds, r.isolates], [2, 0, 0]); // 200 / 100, the min-of-rounds ratio
+  // the same rounds in the same isolates pair: per isolate best rounds 200/100 and 600/100
+  const b2 = mk(4, [200, 200, 600, 600], [0, 0, 1, 1]);
+  assertEquals(pairedRatio(b2, a).isolates, 2);
+});
