@@ -172,7 +172,7 @@ export class FlushQueue {
     this.#pages[i] = pages;
     this.#count = i + 1;
     this.stats.queued++;
-    if (this.#armedAt < 0) this.#armedAt = this.#coarse ? performance.now() : this.clock.now();
+    this.#arm(); // the flush emptied and disarmed the queue
     return true;
   }
 

@@ -655,6 +655,9 @@ function magHas(m: Magazine, pfn: number): boolean {
 
 // Linux __iova_rcache_get: loaded, else swap with prev, else a full magazine from the depot; then
 // iova_magazine_pop: the newest PFN at or below `maxPfn` (swapped with the top and popped).
+// The refill is written out here, not a call of refillLoaded: this general path is the reference
+// the fused allocCachedPage is compared with (tests/dma/iommu_fast_path_test.ts plants bugs in
+// refillLoaded), so the two must not share it.
 function rcacheGet(rc: RangeCache, maxPfn: number): number {
   if (rc.loaded.size === 0) {
     if (rc.prev.size > 0) {
