@@ -3,6 +3,8 @@
  * again in the isolate the run used and alone, in a fresh Worker isolate that has run nothing
  * else, alternating, and the two times are compared. With `--isolate case` (the default) the two must agree within the noise band;
  * with `--isolate family` or `none` the check shows which cases the shared type feedback slows.
+ * With `--isolates K` above 1, "the isolate the run used" is the case's isolate of the last block
+ * (each block's is built the same way, so it stands for all K).
  *
  * @module
  */

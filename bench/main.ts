@@ -14,7 +14,7 @@ import { runCases } from "./runner.ts";
 import { allocCases } from "./alloc.ts";
 import { isolateKey, LocalMeasurer, type Measurer, WorkerMeasurer } from "./measurer.ts";
 import { checkIsolation, formatIsolation, type IsolationCheck } from "./isolation.ts";
-import { computeTargets, solTarget } from "./targets.ts";
+import { computeTargets, indicative, solTarget } from "./targets.ts";
 import { compareResults } from "./compare.ts";
 import {
   type AllocResult,
@@ -237,17 +237,17 @@ async function report(
     formatTargets(
       args.smoke
         ? [
-          solTarget(results),
+          indicative(solTarget(results)),
           ...targets.filter((t) => t.name.startsWith("allocation")),
         ]
         : targets,
     ),
   );
-  const s = solTarget(results);
+  const s = args.smoke ? indicative(solTarget(results)) : solTarget(results);
   console.log(
     `\nENGINE/SPEED-OF-LIGHT: ${
       s.value === null ? `n/a (${s.detail})` : s.detail
-    }; goal ${s.goal} ${s.status}`,
+    }; goal ${s.goal} ${s.status === "info" ? "(not judged)" : s.status}`,
   );
   if (code) console.log("\nREGRESSION: at least one case is slower than the baseline (exit 1)");
   if (isolationFailed) {

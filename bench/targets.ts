@@ -70,6 +70,22 @@ export function solTarget(results: readonly CaseResult[]): Target {
 }
 
 /**
+ * A timing target as a smoke run reports it: `met` / `missed` become `info`, since a few short
+ * rounds (`--smoke`: 3 x 30 ms in one isolate) cannot judge a ratio whose run-to-run spread is
+ * larger than that; `n/a` stays. The value and the detail are kept, behind a note saying so.
+ * @param t a target computed from a smoke run's cases.
+ * @returns the same target, not judged.
+ */
+export function indicative(t: Target): Target {
+  if (t.status !== "met" && t.status !== "missed") return t;
+  return {
+    ...t,
+    status: "info",
+    detail: `smoke run, not judged (would read ${t.status}; judge with --suite lines); ${t.detail}`,
+  };
+}
+
+/**
  * All targets.
  * @param results this run's cases.
  * @param alloc this run's allocation checks.

@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "@std/assert";
-import { computeTargets, linearFit, solTarget } from "../../bench/targets.ts";
+import { computeTargets, indicative, linearFit, solTarget } from "../../bench/targets.ts";
 import { caseResult } from "./bench_fixture.ts";
 
 Deno.test("targets: speed-of-light ratio, flatness and fit from synthetic results", () => {
@@ -129,4 +129,21 @@ Deno.test("targets: ratios are paired by round, so a slow pass and one lucky rou
   assert(Math.abs(x.value! - 1.9) < 1e-12, String(x.value));
   assertEquals(x.status, "met");
   assert(x.detail.includes("median of 3 paired rounds") && x.detail.includes("2.111"), x.detail);
+});
+
+Deno.test("indicative: a smoke run's timing target is reported, not judged; n/a stays", () => {
+  const missed = {
+    name: "x",
+    value: 0.428,
+    goal: ">= 0.55",
+    status: "missed" as const,
+    detail: "d",
+  };
+  const t = indicative(missed);
+  assertEquals(t.status, "info");
+  assertEquals(t.value, 0.428);
+  assert(t.detail.includes("would read missed") && t.detail.endsWith("; d"), t.detail);
+  assertEquals(indicative({ ...missed, status: "met" }).status, "info");
+  const na = { ...missed, value: null, status: "n/a" as const };
+  assertEquals(indicative(na), na);
 });
