@@ -104,6 +104,15 @@ export class Iotlb {
   readonly #f = new Uint32Array(IOTLB_FRONT_ENTRIES * 4);
   readonly #fGpa = new Float64Array(IOTLB_FRONT_ENTRIES);
   #fCur = 1;
+  // False from a domain-selective invalidation to the next page-selective or range one, else
+  // true. Only while it is true does the fused miss (insertPageAt) copy its new entry into the
+  // front cache. The copy made on a miss serves a later hit, or dma-iommu's strict unmap, which
+  // finds the entry through the copy's slot hint without a probe. Under lazy invalidation the
+  // IOTLB sees only the flush queue's domain flushes: no unmap uses the hint, the device
+  // translates each new mapping once, and with ~290 IOVAs in flight each copy is two more
+  // cold cache lines per miss (the entry's first hit, lookupPageBehindFront or missSlot,
+  // still copies it). Nothing observable depends on the front cache (it holds only copies).
+  #pageInvals = true;
 
   /**
    * Creates an empty IOTLB.
@@ -273,7 +282,7 @@ export class Iotlb {
     sl[o + 3] = domain | ((perm & 0xff) << 16);
     this.#gpa[slot] = pageGpa;
     this.stats.inserts++;
-    this.#fill(domain, pfn, pageGpa, perm & 0xff, slot);
+    if (this.#pageInvals) this.#fill(domain, pfn, pageGpa, perm & 0xff, slot);
   }
 
   /**
@@ -484,6 +493,7 @@ export class Iotlb {
    */
   invalidatePage(domain: number, iova: number, am = 0): void {
     this.stats.pageInvalidations++;
+    this.#pageInvals = true;
     const size = 4096 * 2 ** am;
     const start = Math.floor(iova / size) * size;
     this.#invalidate(domain, start, start + size);
@@ -527,6 +537,7 @@ export class Iotlb {
 
   // invalidatePages in general (every case; the fast path above is its lone-entry case).
   #invalidatePagesSlow(domain: number, pfn: number, pages: number): void {
+    this.#pageInvals = true;
     if (
       pages === 1 && this.#count !== 0 && this.#perLevel[2] === 0 && this.#perLevel[3] === 0 &&
       pfn >= 0 && pfn < TWO_32
@@ -595,12 +606,14 @@ export class Iotlb {
   /** Removes `domain`'s entries overlapping `[iova, iova + size)`. */
   invalidateRange(domain: number, iova: number, size: number): void {
     this.stats.rangeInvalidations++;
+    this.#pageInvals = true;
     this.#invalidate(domain, iova, iova + size);
   }
 
   /** Domain-selective invalidation: removes every entry of `domain`. */
   invalidateDomain(domain: number): void {
     this.stats.domainInvalidations++;
+    this.#pageInvals = false;
     if (this.#count === 0) return;
     if (this.#soleDomain === domain) {
       // every entry is this domain's (dma-iommu's lazy flush, one device): O(1), as a full flush
