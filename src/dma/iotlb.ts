@@ -14,8 +14,10 @@
  * ({@link IOTLB_FRONT_ENTRIES} slots indexed by the low bits of the page number, tagged with page
  * number, domain and generation), so the common hit is one slot read and three compares
  * ({@link Iotlb.probeFront}). It is not a second level of the model: it only ever holds copies of
- * live 4 KiB hash-table entries (filled on insert and on a hash-table hit), every removal of such
- * an entry clears its copy, and a flush-all or overflow flush bumps the generation that tags it.
+ * live 4 KiB hash-table entries (filled on insert and on a hash-table hit; the fused miss,
+ * {@link Iotlb.insertPageAt}, fills only while page-selective invalidations are in use), every
+ * removal of such an entry clears its copy, and a flush-all or overflow flush bumps the generation
+ * that tags it.
  * Capacity, overflow flushes, invalidation and statistics are therefore exactly the hash table's;
  * a front-cache hit counts as an IOTLB hit.
  *
@@ -268,7 +270,10 @@ export class Iotlb {
   /**
    * The second half of a fused 4 KiB miss: counts the miss the {@link Iotlb.missSlot} probe found
    * and caches the walk's result in `slot` (the value `missSlot(domain, pfn)` just returned, with
-   * no IOTLB change since), exactly as `insertPage(domain, pfn, pageGpa, perm)` after that miss.
+   * no IOTLB change since), exactly as `insertPage(domain, pfn, pageGpa, perm)` after that miss,
+   * except that from a domain-selective invalidation to the next page-selective or range one (lazy
+   * dma-iommu) the entry is not copied into the front cache (its first hit copies it): a
+   * difference no lookup, count or invalidation can observe.
    */
   insertPageAt(slot: number, domain: number, pfn: number, pageGpa: number, perm: number): void {
     this.stats.misses++;
