@@ -14,8 +14,10 @@
  * ({@link IOTLB_FRONT_ENTRIES} slots indexed by the low bits of the page number, tagged with page
  * number, domain and generation), so the common hit is one slot read and three compares
  * ({@link Iotlb.probeFront}). It is not a second level of the model: it only ever holds copies of
- * live 4 KiB hash-table entries (filled on insert and on a hash-table hit), every removal of such
- * an entry clears its copy, and a flush-all or overflow flush bumps the generation that tags it.
+ * live 4 KiB hash-table entries (filled on insert and on a hash-table hit; the fused miss,
+ * {@link Iotlb.insertPageAt}, fills only while page-selective invalidations are in use), every
+ * removal of such an entry clears its copy, and a flush-all or overflow flush bumps the generation
+ * that tags it.
  * Capacity, overflow flushes, invalidation and statistics are therefore exactly the hash table's;
  * a front-cache hit counts as an IOTLB hit.
  *
@@ -104,6 +106,15 @@ export class Iotlb {
   readonly #f = new Uint32Array(IOTLB_FRONT_ENTRIES * 4);
   readonly #fGpa = new Float64Array(IOTLB_FRONT_ENTRIES);
   #fCur = 1;
+  // False from a domain-selective invalidation to the next page-selective or range one, else
+  // true. Only while it is true does the fused miss (insertPageAt) copy its new entry into the
+  // front cache. The copy made on a miss serves a later hit, or dma-iommu's strict unmap, which
+  // finds the entry through the copy's slot hint without a probe. Under lazy invalidation the
+  // IOTLB sees only the flush queue's domain flushes: no unmap uses the hint, the device
+  // translates each new mapping once, and with ~290 IOVAs in flight each copy is two more
+  // cold cache lines per miss (the entry's first hit, lookupPageBehindFront or missSlot,
+  // still copies it). Nothing observable depends on the front cache (it holds only copies).
+  #pageInvals = true;
 
   /**
    * Creates an empty IOTLB.
@@ -259,7 +270,10 @@ export class Iotlb {
   /**
    * The second half of a fused 4 KiB miss: counts the miss the {@link Iotlb.missSlot} probe found
    * and caches the walk's result in `slot` (the value `missSlot(domain, pfn)` just returned, with
-   * no IOTLB change since), exactly as `insertPage(domain, pfn, pageGpa, perm)` after that miss.
+   * no IOTLB change since), exactly as `insertPage(domain, pfn, pageGpa, perm)` after that miss,
+   * except that from a domain-selective invalidation to the next page-selective or range one (lazy
+   * dma-iommu) the entry is not copied into the front cache (its first hit copies it): a
+   * difference no lookup, count or invalidation can observe.
    */
   insertPageAt(slot: number, domain: number, pfn: number, pageGpa: number, perm: number): void {
     this.stats.misses++;
@@ -273,7 +287,7 @@ export class Iotlb {
     sl[o + 3] = domain | ((perm & 0xff) << 16);
     this.#gpa[slot] = pageGpa;
     this.stats.inserts++;
-    this.#fill(domain, pfn, pageGpa, perm & 0xff, slot);
+    if (this.#pageInvals) this.#fill(domain, pfn, pageGpa, perm & 0xff, slot);
   }
 
   /**
@@ -484,6 +498,7 @@ export class Iotlb {
    */
   invalidatePage(domain: number, iova: number, am = 0): void {
     this.stats.pageInvalidations++;
+    this.#pageInvals = true;
     const size = 4096 * 2 ** am;
     const start = Math.floor(iova / size) * size;
     this.#invalidate(domain, start, start + size);
@@ -527,6 +542,7 @@ export class Iotlb {
 
   // invalidatePages in general (every case; the fast path above is its lone-entry case).
   #invalidatePagesSlow(domain: number, pfn: number, pages: number): void {
+    this.#pageInvals = true;
     if (
       pages === 1 && this.#count !== 0 && this.#perLevel[2] === 0 && this.#perLevel[3] === 0 &&
       pfn >= 0 && pfn < TWO_32
@@ -595,12 +611,14 @@ export class Iotlb {
   /** Removes `domain`'s entries overlapping `[iova, iova + size)`. */
   invalidateRange(domain: number, iova: number, size: number): void {
     this.stats.rangeInvalidations++;
+    this.#pageInvals = true;
     this.#invalidate(domain, iova, iova + size);
   }
 
   /** Domain-selective invalidation: removes every entry of `domain`. */
   invalidateDomain(domain: number): void {
     this.stats.domainInvalidations++;
+    this.#pageInvals = false;
     if (this.#count === 0) return;
     if (this.#soleDomain === domain) {
       // every entry is this domain's (dma-iommu's lazy flush, one device): O(1), as a full flush

@@ -234,3 +234,85 @@ for (const p of PLANTS) {
     }
   });
 }
+
+// The fused miss's front-cache copy (insertPageAt): made while page-selective invalidations are
+// in use (a fresh IOTLB, strict dma-iommu: the copy's slot hint serves the unmap), not after a
+// domain-selective invalidation until the next page-selective or range one (lazy dma-iommu: the
+// flush queue's domain flushes only); the entry's first hit copies it either way. Nothing else
+// observable depends on it, so the known answers are front-cache probes.
+function frontCopies(dma: Mod): boolean[] {
+  const t = new dma.Iotlb(1024);
+  const miss = (pfn: number) => {
+    const s = t.missSlot(1, pfn);
+    assert(s >= 0, `missSlot declined page ${pfn}`);
+    t.insertPageAt(s, 1, pfn, pfn * 4096, 3);
+    return t.probeFront(1, pfn);
+  };
+  const seen: boolean[] = [];
+  seen.push(miss(0xfff00)); // fresh: copied
+  t.invalidateDomain(1); // lazy's batch flush
+  seen.push(miss(0xfff01)); // not copied
+  seen.push(t.missSlot(1, 0xfff01) === -2 && t.probeFront(1, 0xfff01)); // its first hit copies it
+  t.invalidateDomain(2); // another domain's flush: the same rule (the IOTLB has no policy)
+  seen.push(miss(0xfff02));
+  t.invalidatePages(1, 0xfff02, 1); // strict's unmap (the slow path: no copy to hint the slot)
+  seen.push(miss(0xfff03)); // copied again
+  t.invalidateDomain(1);
+  t.invalidateRange(1, 0, 4096); // a range invalidation also turns copies back on
+  seen.push(miss(0xfff04));
+  t.invalidateDomain(1);
+  t.invalidatePage(1, 0); // and a page-selective one (VT-d PSI)
+  seen.push(miss(0xfff05));
+  // every copy is of a live entry: the one-page invalidation finds it through the hint
+  t.invalidatePages(1, 0xfff05, 1);
+  seen.push(t.probeFront(1, 0xfff05) || t.holds(1, 0xfff05 * 4096));
+  return seen;
+}
+const FRONT_COPIES = [true, false, true, false, true, true, true, false];
+
+Deno.test("iotlb fast paths: the fused miss copies into the front cache unless lazy (known answers)", () => {
+  assertEquals(frontCopies(dmaMod), FRONT_COPIES);
+});
+
+const FRONT_PLANTS: { from: string; to: string }[] = [
+  // copies on every miss (the session-8 behaviour: lazy's misses pay two more cold lines)
+  {
+    from: "if (this.#pageInvals) this.#fill(domain, pfn, pageGpa, perm & 0xff, slot);",
+    to: "this.#fill(domain, pfn, pageGpa, perm & 0xff, slot);",
+  },
+  // a strict unmap's slow path does not turn copies back on (strict never finds its hint again)
+  {
+    from: "  #invalidatePagesSlow(domain: number, pfn: number, pages: number): void {\n" +
+      "    this.#pageInvals = true;",
+    to: "  #invalidatePagesSlow(domain: number, pfn: number, pages: number): void {",
+  },
+  // a domain flush does not turn copies off
+  {
+    from: "    this.stats.domainInvalidations++;\n    this.#pageInvals = false;",
+    to: "    this.stats.domainInvalidations++;",
+  },
+];
+
+for (const p of FRONT_PLANTS) {
+  Deno.test(`iotlb fast paths: front-copy plant is caught (${p.to.slice(0, 40)})`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "iotlb-front-plant-" });
+    try {
+      const src = fileURLToPath(new URL("src/", root));
+      for (const f of ["dma", "memory"]) {
+        await new Deno.Command("cp", { args: ["-r", `${src}${f}`, `${dir}/`] }).output();
+      }
+      const path = `${dir}/dma/iotlb.ts`;
+      const text = await Deno.readTextFile(path);
+      assert(text.includes(p.from), "plant site not found");
+      await Deno.writeTextFile(path, text.replace(p.from, p.to));
+      const dma = await import(`file://${dir}/dma/mod.ts`);
+      const got = frontCopies(dma);
+      assert(
+        JSON.stringify(got) !== JSON.stringify(FRONT_COPIES),
+        `the known answers did not notice the plant: ${JSON.stringify(got)}`,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
