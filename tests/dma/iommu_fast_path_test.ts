@@ -9,7 +9,7 @@
  */
 import { assert, assertEquals } from "@std/assert";
 import fc from "fast-check";
-import { fileURLToPath } from "node:url";
+import { withPlantedDma } from "./_plant.ts";
 
 // deno-lint-ignore no-explicit-any
 type Mod = any;
@@ -561,18 +561,7 @@ const PLANTS: { file: string; from: string; to: string }[] = [
 
 for (const p of PLANTS) {
   Deno.test(`iommu fast path: planted bug is caught (${p.file}: ${p.to.slice(0, 40)})`, async () => {
-    const dir = await Deno.makeTempDir({ prefix: "fastpath-plant-" });
-    try {
-      const src = fileURLToPath(new URL("src/", root));
-      for (const f of ["dma", "memory"]) {
-        await new Deno.Command("cp", { args: ["-r", `${src}${f}`, `${dir}/`] }).output();
-      }
-      const path = `${dir}/${p.file.slice("src/".length)}`;
-      const text = await Deno.readTextFile(path);
-      assert(text.includes(p.from), `plant site not found in ${p.file}`);
-      await Deno.writeTextFile(path, text.replace(p.from, p.to));
-      const dma = await import(`file://${dir}/dma/mod.ts`);
-      const mem = await import(`file://${dir}/memory/mod.ts`);
+    await withPlantedDma(p.file, p.from, p.to, (dma, mem) => {
       let failed = false;
       try {
         differential(dma, mem, DEPOT_CFG, depotOps());
@@ -586,8 +575,6 @@ for (const p of PLANTS) {
         failed = true;
       }
       assert(failed, "the differential test did not notice the planted bug");
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   });
 }

@@ -10,7 +10,7 @@
  */
 import { assert, assertEquals } from "@std/assert";
 import fc from "fast-check";
-import { fileURLToPath } from "node:url";
+import { withPlantedDma } from "./_plant.ts";
 
 // deno-lint-ignore no-explicit-any
 type Mod = any;
@@ -211,17 +211,7 @@ const PLANTS: { file: string; from: string; to: string }[] = [
 
 for (const p of PLANTS) {
   Deno.test(`iotlb fast paths: planted bug is caught (${p.to.slice(0, 48)})`, async () => {
-    const dir = await Deno.makeTempDir({ prefix: "iotlb-plant-" });
-    try {
-      const src = fileURLToPath(new URL("src/", root));
-      for (const f of ["dma", "memory"]) {
-        await new Deno.Command("cp", { args: ["-r", `${src}${f}`, `${dir}/`] }).output();
-      }
-      const path = `${dir}/${p.file.slice("src/".length)}`;
-      const text = await Deno.readTextFile(path);
-      assert(text.includes(p.from), `plant site not found in ${p.file}`);
-      await Deno.writeTextFile(path, text.replace(p.from, p.to));
-      const dma = await import(`file://${dir}/dma/mod.ts`);
+    await withPlantedDma(p.file, p.from, p.to, (dma) => {
       let failed = false;
       try {
         fc.assert(property(dma), { numRuns: 300, seed: 16 });
@@ -229,9 +219,7 @@ for (const p of PLANTS) {
         failed = true;
       }
       assert(failed, "the differential test did not notice the planted bug");
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   });
 }
 
@@ -295,24 +283,12 @@ const FRONT_PLANTS: { from: string; to: string }[] = [
 
 for (const p of FRONT_PLANTS) {
   Deno.test(`iotlb fast paths: front-copy plant is caught (${p.to.slice(0, 40)})`, async () => {
-    const dir = await Deno.makeTempDir({ prefix: "iotlb-front-plant-" });
-    try {
-      const src = fileURLToPath(new URL("src/", root));
-      for (const f of ["dma", "memory"]) {
-        await new Deno.Command("cp", { args: ["-r", `${src}${f}`, `${dir}/`] }).output();
-      }
-      const path = `${dir}/dma/iotlb.ts`;
-      const text = await Deno.readTextFile(path);
-      assert(text.includes(p.from), "plant site not found");
-      await Deno.writeTextFile(path, text.replace(p.from, p.to));
-      const dma = await import(`file://${dir}/dma/mod.ts`);
+    await withPlantedDma("src/dma/iotlb.ts", p.from, p.to, (dma) => {
       const got = frontCopies(dma);
       assert(
         JSON.stringify(got) !== JSON.stringify(FRONT_COPIES),
         `the known answers did not notice the plant: ${JSON.stringify(got)}`,
       );
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   });
 }

@@ -6,7 +6,7 @@
  */
 import { assert, assertEquals } from "@std/assert";
 import fc from "fast-check";
-import { fileURLToPath } from "node:url";
+import { withPlantedDma } from "./_plant.ts";
 
 // deno-lint-ignore no-explicit-any
 type Mod = any;
@@ -166,30 +166,9 @@ const PLANTS: { from: string; to: string }[] = [
   },
 ];
 
-/**
- * Runs `body` on the DMA face of a copy of `src/dma` and `src/memory` whose iova_allocator.ts has
- * `from` replaced by `to` (the copy is removed afterwards).
- */
-async function withPlant(from: string, to: string, body: (dma: Mod) => void): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "iova-lookup-plant-" });
-  try {
-    const src = fileURLToPath(new URL("src/", root));
-    for (const f of ["dma", "memory"]) {
-      await new Deno.Command("cp", { args: ["-r", `${src}${f}`, `${dir}/`] }).output();
-    }
-    const path = `${dir}/dma/iova_allocator.ts`;
-    const text = await Deno.readTextFile(path);
-    assert(text.includes(from), "plant site not found");
-    await Deno.writeTextFile(path, text.replace(from, to));
-    body(await import(`file://${dir}/dma/mod.ts`));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 for (const p of PLANTS) {
   Deno.test(`iova allocator lookups: planted bug is caught (${p.to.slice(0, 50)})`, async () => {
-    await withPlant(p.from, p.to, (dma) => {
+    await withPlantedDma("src/dma/iova_allocator.ts", p.from, p.to, (dma) => {
       let failed = false;
       try {
         fractional(dma);
@@ -238,7 +217,12 @@ Deno.test("iova allocator lookups: lazy dma-iommu maps find their cached IOVAs w
 });
 
 Deno.test("iova allocator lookups: planted bug is caught (refreshHints does nothing)", async () => {
-  await withPlant("if (this.#hintsAt === this.#version) return;", "return;", (dma) => {
-    assert(lazyWarmup(dma).steady > 0, "the maps did not search without the refresh");
-  });
+  await withPlantedDma(
+    "src/dma/iova_allocator.ts",
+    "if (this.#hintsAt === this.#version) return;",
+    "return;",
+    (dma) => {
+      assert(lazyWarmup(dma).steady > 0, "the maps did not search without the refresh");
+    },
+  );
 });
