@@ -56,7 +56,7 @@ export function measureAlloc(name: string, b: Benchable, chains = 2048): AllocRe
   // land after the warm-up, and tries that run the baseline tiers' code (which boxes doubles,
   // e.g. bus addresses at or above 2^30) read 16-50 B/chain that the steady state does not have
   // (measured: median 16-33 B/chain after a 50 ms warm-up, 0 after 400 ms, same code; one
-  // 16 B/chain reading in session 8 after a 50 ms warm-up and a single clean settle try). Until
+  // 16 B/chain reading after a 50 ms warm-up and a single clean settle try). Until
   // two tries in a row stay below 1 B/chain, keep warming, up to SETTLE_MS: a steady allocation
   // is still reported after it.
   const t1 = performance.now();

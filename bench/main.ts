@@ -232,18 +232,13 @@ async function report(
     console.log(`wrote ${args.json}`);
   }
 
+  const s = args.smoke ? indicative(solTarget(results)) : solTarget(results);
   console.log("");
   console.log(
     formatTargets(
-      args.smoke
-        ? [
-          indicative(solTarget(results)),
-          ...targets.filter((t) => t.name.startsWith("allocation")),
-        ]
-        : targets,
+      args.smoke ? [s, ...targets.filter((t) => t.name.startsWith("allocation"))] : targets,
     ),
   );
-  const s = args.smoke ? indicative(solTarget(results)) : solTarget(results);
   console.log(
     `\nENGINE/SPEED-OF-LIGHT: ${
       s.value === null ? `n/a (${s.detail})` : s.detail

@@ -535,9 +535,9 @@ export class IovaAllocator {
     if (rc === null) return from;
     const m = rc.loaded, dst = m.pfns;
     let s = m.size, k = from;
-    // up to the magazine's room (127 as a literal: a module constant is a load and a hole check
-    // per iteration), one bound test per entry
-    const end = Math.min(to, from + 127 - s);
+    // up to the magazine's room (its array holds IOVA_MAG_SIZE PFNs; read once, not a module
+    // constant per iteration), one bound test per entry
+    const end = Math.min(to, from + dst.length - s);
     while (k < end && pages[k] === 1) dst[s++] = pfns[k++];
     m.size = s;
     this.rcacheStats.inserts += k - from;

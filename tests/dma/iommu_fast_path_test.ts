@@ -535,7 +535,7 @@ const PLANTS: { file: string; from: string; to: string }[] = [
   // the fused lazy batch free fills the loaded magazine past its size
   {
     file: "src/dma/iova_allocator.ts",
-    from: "const end = Math.min(to, from + 127 - s);",
+    from: "const end = Math.min(to, from + dst.length - s);",
     to: "const end = to;",
   },
   // the fused lazy batch free puts a multi-page range into the one-page range cache
