@@ -1,8 +1,9 @@
-// The packed driver's mapped one-segment add (#addOneMapped) and the unmapping completion in
-// getUsed's fast path must behave exactly like the general path under a mapping DMA API: the
-// same ring bytes, tokens, used lengths, free counts, errors, swiotlb counters and memory. The
-// general path is forced by hiding `mapNumber` behind a wrapper. The device is the real packed
-// device over the bounce slots (swiotlb over dma-direct: bus address = the slot's GPA).
+// The packed driver's mapped one-segment add (#addGeneral's own body) and the unmapping
+// completion in getUsed's fast path must behave exactly like the general path under a mapping
+// DMA API: the same ring bytes, tokens, used lengths, free counts, errors, swiotlb counters and
+// memory. The general path is forced by hiding `mapNumber` behind a wrapper. The device is the
+// real packed device over the bounce slots (swiotlb over dma-direct: bus address = the slot's
+// GPA).
 
 import { assertEquals } from "@std/assert";
 import fc from "fast-check";
