@@ -122,7 +122,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   #fastUsed = false;
   /** The DMA API has the number-only fast path {@link DmaApi.mapNumber}. */
   readonly #mapNum: boolean;
-  /** Not `#rawDma`, with `DmaApi.mapNumber`: a one-segment add takes {@link #addOneMapped}. */
+  /** Not `#rawDma`, with `DmaApi.mapNumber`: a one-segment add is {@link #addGeneral}'s own. */
   readonly #fastMap: boolean;
   /** The DMA API has the number-only unmap {@link DmaApi.unmapPage}. */
   readonly #unmapPg: boolean;
@@ -410,17 +410,81 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#availWrap ^= 1;
   }
 
+  /**
+   * Every add but {@link #addOneRaw}'s. It first takes the commonest mapped add itself: one
+   * segment mapped with `DmaApi.mapNumber` (not `#rawDma`) as a list of one descriptor in the next
+   * slot, {@link #addList}'s direct list for one segment written out as one body (no loop, no
+   * bigint branch) with {@link #addOneRaw}'s stores. Anything else (and that add when the segment
+   * is empty, no slot is free or `mapNumber` answers -1, having mapped and changed nothing) goes
+   * on to {@link #addList}, which adds it or throws as before. One call from `add` for the mapped
+   * add (as split's, whose dispatcher is inlined into `add`), and over V8's inlining limit
+   * (tests/virtio/packed/driver_inline_size_test.ts): never inlined, it is optimised alone with a
+   * whole inlining budget for the DMA API's `mapNumber` chain.
+   * @throws VirtqError `QUEUE_BROKEN`, `DMA_MAP_FAILED` (`cause` = the DmaMapError, as the list
+   * path), and whatever {@link #addList} throws.
+   */
   #addGeneral(readable: SgList, writable: SgList, token: T): void {
     if (this.#broken !== null) this.#throwBroken();
     const nr = readable.count;
-    const n = nr + writable.count;
-    // (false: mapNumber already answered -1 for segment 0, which is then mapped with map)
-    let num0 = this.#mapNum;
-    if (n === 1 && this.#fastMap) {
-      const r = this.#addOneMapped(nr === 0 ? writable : readable, nr === 0, token);
-      if (r > 0) return;
-      if (r < 0) num0 = false;
+    if (nr + writable.count === 1 && this.#fastMap) {
+      const w = nr === 0;
+      const list = w ? writable : readable;
+      const gpa = list.gpa[0];
+      const len = list.len[0];
+      if (len !== 0 && this.#numFree !== 0) {
+        const id = this.#freeHead;
+        const slot = this.#nextAvail;
+        const b = slot << 2;
+        const dir = w ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
+        let mapped = false;
+        // as in #addList, the bus address is used only inside the try block (never tagged)
+        try {
+          const nb = this.#dma.mapNumber!(gpa, len, dir);
+          if (nb >= 0) {
+            const d32 = this.#d32;
+            d32[b] = nb; // ToUint32: the low 32 bits
+            d32[b + 1] = nb * 2.3283064365386963e-10; // floor(nb / 2^32), as in #addOneRaw
+            this.#exBus[id] = nb;
+            mapped = true;
+          }
+        } catch (cause) {
+          this.#mapFailed(id, 0, gpa, len, cause);
+        }
+        // mapNumber answered -1 (no number for this mapping): #addList maps segment 0 with map,
+        // not asking mapNumber again
+        if (!mapped) return this.#addList(readable, writable, token, false);
+        this.#d32[b + 2] = len;
+        this.#exLen[id] = len;
+        this.#exDir[id] = dir;
+        // §2.8.1: AVAIL = the wrap counter, USED its inverse; §2.8.21: the first head of a batch
+        // is made available last (at kick), later heads now, Buffer ID and flags in one store.
+        const flags = (0x8000 >>> (this.#availWrap << 3)) | (w ? VIRTQ_DESC_F_WRITE : 0);
+        if (this.#pendHeadSlot >= 0) this.#d32[b + 3] = id | flags << 16;
+        else this.#holdHead(slot, id, flags);
+        if (slot + 1 !== this.size) this.#nextAvail = slot + 1;
+        else this.#availLap();
+        this.#freeHead = this.#exNext[id];
+        this.#tokens[id] = token;
+        // One ring slot: ID_NUM is 1 and ID_TBL 0 while free.
+        this.#idOut[id] = this.#epoch;
+        this.#idCap[id] = w ? len : 0;
+        this.#numFree--;
+        this.#outstanding++;
+        if (this.#inOrder) this.#fifoPush(id);
+        return;
+      }
     }
+    this.#addList(readable, writable, token, this.#mapNum);
+  }
+
+  /**
+   * {@link #addGeneral}'s path for any buffer: checks, then an indirect descriptor or a direct
+   * list (each segment mapped, `mapNumber` tried first when `num0` for segment 0 and when the DMA
+   * API has it for the rest).
+   */
+  #addList(readable: SgList, writable: SgList, token: T, num0: boolean): void {
+    const nr = readable.count;
+    const n = nr + writable.count;
     if (n === 0) throw new VirtqError("BUFFER_EMPTY", "no segments");
     // §2.8.7.1: an indirect table, like any list, holds at most Queue Size descriptors.
     const mode = this.#indirectMode;
@@ -527,56 +591,6 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#numFree -= n;
     this.#outstanding++;
     if (this.#inOrder) this.#fifoPush(id);
-  }
-
-  /**
-   * The one segment of `list` mapped with `DmaApi.mapNumber` as a list of one descriptor in the
-   * next slot: {@link #addGeneral}'s direct list for one segment, written out as one body (no
-   * loop, no bigint branch), with {@link #addOneRaw}'s stores. Called from the general path, so
-   * `add` stays as small as the raw path needs.
-   * @returns 1 when added; else, having mapped and changed nothing, 0 when the segment is empty
-   * or no slot is free, -1 when `mapNumber` returned -1 (no number for this mapping): the general
-   * path then adds it (with `map`, not asking `mapNumber` again) or throws, as before.
-   * @throws VirtqError `DMA_MAP_FAILED` (`cause` = the DmaMapError), as the general path.
-   */
-  #addOneMapped(list: SgList, writable: boolean, token: T): number {
-    const gpa = list.gpa[0];
-    const len = list.len[0];
-    if (len === 0 || this.#numFree === 0) return 0;
-    const id = this.#freeHead;
-    const slot = this.#nextAvail;
-    const b = slot << 2;
-    const dir = writable ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
-    // as in #addGeneral, the bus address is used only inside the try block (never tagged)
-    try {
-      const nb = this.#dma.mapNumber!(gpa, len, dir);
-      if (nb < 0) return -1;
-      const d32 = this.#d32;
-      d32[b] = nb; // ToUint32: the low 32 bits
-      d32[b + 1] = nb * 2.3283064365386963e-10; // floor(nb / 2^32), as in #addOneRaw
-      this.#exBus[id] = nb;
-    } catch (cause) {
-      this.#mapFailed(id, 0, gpa, len, cause);
-    }
-    this.#d32[b + 2] = len;
-    this.#exLen[id] = len;
-    this.#exDir[id] = dir;
-    // §2.8.1: AVAIL = the wrap counter, USED its inverse; §2.8.21: the first head of a batch is
-    // made available last (at kick), later heads now, Buffer ID and flags in one store.
-    const flags = (0x8000 >>> (this.#availWrap << 3)) | (writable ? VIRTQ_DESC_F_WRITE : 0);
-    if (this.#pendHeadSlot >= 0) this.#d32[b + 3] = id | flags << 16;
-    else this.#holdHead(slot, id, flags);
-    if (slot + 1 !== this.size) this.#nextAvail = slot + 1;
-    else this.#availLap();
-    this.#freeHead = this.#exNext[id];
-    this.#tokens[id] = token;
-    // One ring slot: ID_NUM is 1 and ID_TBL 0 while free.
-    this.#idOut[id] = this.#epoch;
-    this.#idCap[id] = writable ? len : 0;
-    this.#numFree--;
-    this.#outstanding++;
-    if (this.#inOrder) this.#fifoPush(id);
-    return 1;
   }
 
   /** Out of line from {@link add}: a buffer as one indirect descriptor (§2.8.7). */

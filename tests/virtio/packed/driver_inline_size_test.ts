@@ -103,3 +103,24 @@ Deno.test("packed driver's hot add and completion stay under V8's inlining budge
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("packed driver's mapped one-segment add (#addGeneral) stays over V8's inlining limit", async () => {
+  // #addGeneral holds the mapped one-segment add (mapNumber straight into the slot). Over the
+  // limit it is never inlined: it is optimised alone, with a whole cumulative budget for the DMA
+  // API's mapNumber chain (window-iommu's is 832 bytes; a part left out of line returns its bus
+  // address as a heap number), and it takes nothing from the round trip's budget, which add,
+  // getUsed and GuestMemory.copy compete for.
+  const dir = await Deno.makeTempDir({ prefix: "packed-add-general-" });
+  try {
+    const limit = await v8Default(dir, "max-inlined-bytecode-size");
+    const n = (await lengths(dir)).get("#addGeneral");
+    if (n === undefined) throw new Error("no bytecode printed for #addGeneral");
+    assert(
+      n > limit,
+      `PackedDriverQueue#addGeneral is ${n} bytes of bytecode, V8 inlines up to ${limit}: ` +
+        `inlined, it would share its caller's inlining budget with the mapNumber chain`,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

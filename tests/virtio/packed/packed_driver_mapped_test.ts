@@ -1,8 +1,9 @@
-// The packed driver's mapped one-segment add (#addOneMapped) and the unmapping completion in
-// getUsed's fast path must behave exactly like the general path under a mapping DMA API: the
-// same ring bytes, tokens, used lengths, free counts, errors, swiotlb counters and memory. The
-// general path is forced by hiding `mapNumber` behind a wrapper. The device is the real packed
-// device over the bounce slots (swiotlb over dma-direct: bus address = the slot's GPA).
+// The packed driver's mapped one-segment add (#addGeneral's own body) and the unmapping
+// completion in getUsed's fast path must behave exactly like the general path under a mapping
+// DMA API: the same ring bytes, tokens, used lengths, free counts, errors, swiotlb counters and
+// memory. The general path is forced by hiding `mapNumber` behind a wrapper. The device is the
+// real packed device over the bounce slots (swiotlb over dma-direct: bus address = the slot's
+// GPA).
 
 import { assertEquals } from "@std/assert";
 import fc from "fast-check";
@@ -142,5 +143,63 @@ Deno.test("packed driver: the mapped one-segment add and unmapping completion eq
       }),
       { numRuns: 200 },
     );
+  }
+});
+
+// The mapped one-segment add records the buffer's writable capacity (0 for a device-readable
+// segment, the length for a device-writable one) as the general path does: a hostile device's
+// used length over it is refused (policy "reject") or clamped to it ("clamp") alike. The device
+// here writes the used descriptor itself (the real device never reports more than it was given).
+Deno.test("packed driver: the mapped one-segment add's writable capacity bounds a hostile used len as the general path's", () => {
+  const lens = [0, 1, 63, 64, 65, 0xffff_ffff];
+  const policies = ["reject", "clamp"] as const;
+  const one = (fast: boolean, readable: boolean, len: number, policy: "reject" | "clamp") => {
+    const memory = new GuestMemory([
+      { gpa: 0, size: 0x2_0000, name: "ram" },
+      { gpa: POOL, size: 0x4000, name: "swiotlb" },
+    ]);
+    const sw = new SwiotlbDmaApi({
+      memory,
+      poolGpa: POOL,
+      poolSize: 0x4000,
+      inner: new DirectDmaApi(),
+    });
+    const drv = new PackedDriverQueue<number>({
+      memory,
+      dma: fast ? sw : withoutMapNumber(sw),
+      size: SIZE,
+      features: featureMask(),
+      ringGpa: RING,
+      policy: { usedLenExceedsCapacity: policy },
+    });
+    // a first buffer (ID 0) warms swiotlb's one-slot mapNumber (it answers -1 on a fresh pool,
+    // whose last region is not yet known): the one under test (ID 1) takes the mapped add
+    drv.add(SgList.of(), SgList.of([BUFS + 0x1000, 64]), 8);
+    const seg = SgList.of([BUFS, 64]);
+    drv.add(readable ? seg : SgList.of(), readable ? SgList.of() : seg, 9);
+    drv.kick();
+    // used descriptor at slot 0: len, ID 1, flags AVAIL | USED | WRITE (used wrap counter 1)
+    memory.writeU32(RING + 8, len);
+    memory.writeU16(RING + 12, 1);
+    memory.writeU16(RING + 14, 0x8082);
+    try {
+      const t = drv.getUsed();
+      return [t, drv.usedLen, drv.numFree, JSON.stringify(sw.stats)];
+    } catch (e) {
+      return [(e as VirtqError).code, drv.numFree, JSON.stringify(sw.stats)];
+    }
+  };
+  for (const policy of policies) {
+    for (const readable of [true, false]) {
+      for (const len of lens) {
+        const fast = one(true, readable, len, policy);
+        assertEquals(fast, one(false, readable, len, policy), `${policy} ${readable} ${len}`);
+        // known answers: capacity 0 (readable) or 64 (writable)
+        const cap = readable ? 0 : 64;
+        if (len <= cap) assertEquals(fast.slice(0, 2), [9, len]);
+        else if (policy === "clamp") assertEquals(fast.slice(0, 2), [9, cap]);
+        else assertEquals(fast[0], "USED_LEN_EXCEEDS_CAPACITY");
+      }
+    }
   }
 });
