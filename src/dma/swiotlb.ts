@@ -104,15 +104,19 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   readonly inner: ReversibleDmaApi;
   /** Whether every map bounces. */
   readonly force: boolean;
-  /** Counters. */
-  readonly stats: SwiotlbStats = {
-    bounced: 0,
-    direct: 0,
-    bytesToSlot: 0,
-    bytesFromSlot: 0,
-    exhausted: 0,
-    highWater: 0,
-  };
+  /**
+   * Counters: a live view (own enumerable accessors, so `JSON.stringify` and spreading see the
+   * current values; assigning a field sets the counter).
+   */
+  readonly stats: SwiotlbStats;
+  // The counters behind `stats` (fields of this object: the fast paths update them without
+  // loading and checking a second object).
+  #bounced = 0;
+  #direct = 0;
+  #bytesToSlot = 0;
+  #bytesFromSlot = 0;
+  #exhausted = 0;
+  #highWater = 0;
   readonly #memory: GuestMemory;
   // The region holding the pool, the pool's offset in it, a view of its whole backing store and
   // the store's memmove, if any (a region on the same store is copied to and from in one call).
@@ -142,6 +146,17 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   // a GPA's byte in the store), else NaN; #poolByte is the store offset of slot 0.
   #origRegion: MemoryRegion;
   #origDelta = NaN;
+  // The cached original region's GPA and end (#origRegion.gpa / .end, read by the fast paths
+  // without loading the region).
+  #lo = 0;
+  #hi = 0;
+  // 1 when the fast paths copy with the store's routines alone: the cached original region is on
+  // the pool's store apart from the pool, the store has both routines (#origDelta a number); a
+  // Smi, not a boolean, so the test is one compare.
+  #kind = 0;
+  // Slots unmap's fast path accepts: all of them over plain dma-direct, else none (#plainInner
+  // folded into the index bound).
+  readonly #fastSlots: number;
   readonly #poolByte: number;
   // map's fast path applies: forced bounce over plain dma-direct.
   readonly #fast: boolean;
@@ -151,11 +166,10 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   readonly #poolWords: Int32Array;
   readonly #poolWord0: number;
   #origWords = false;
-  // The store's small-copy routine (backing.ts), used for those word copies when the cached
-  // original region is on the pool's store and its bytes there do not overlap the pool's
-  // (#origSmall): then no copy between them overlaps, as the routine requires.
+  // The store's small-copy routine (backing.ts), used for copies below COPY_LOOP_BELOW when the
+  // cached original region is on the pool's store and its bytes there do not overlap the pool's
+  // (#kind 1): then no copy between them overlaps, as the routine requires.
   readonly #small: BackingCopier | null;
-  #origSmall = false;
   #index = 0;
   #used = 0;
 
@@ -212,6 +226,26 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     this.#orig = new Float64Array(this.slots);
     this.#nslots = new Uint8Array(this.slots);
     this.#remain = new Uint32Array(this.slots);
+    this.#fastSlots = this.#plainInner ? this.slots : 0;
+    // own enumerable accessors in the original field order (JSON.stringify and spreading see them)
+    const stats = {} as SwiotlbStats;
+    Object.defineProperties(stats, {
+      bounced: { enumerable: true, get: () => this.#bounced, set: (v) => this.#bounced = v },
+      direct: { enumerable: true, get: () => this.#direct, set: (v) => this.#direct = v },
+      bytesToSlot: {
+        enumerable: true,
+        get: () => this.#bytesToSlot,
+        set: (v) => this.#bytesToSlot = v,
+      },
+      bytesFromSlot: {
+        enumerable: true,
+        get: () => this.#bytesFromSlot,
+        set: (v) => this.#bytesFromSlot = v,
+      },
+      exhausted: { enumerable: true, get: () => this.#exhausted, set: (v) => this.#exhausted = v },
+      highWater: { enumerable: true, get: () => this.#highWater, set: (v) => this.#highWater = v },
+    });
+    this.stats = stats;
   }
 
   /** Slots currently in use. */
@@ -251,58 +285,67 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   // miss, an empty or multi-slot mapping) returns -1 before any state changes. (Kept small: V8
   // inlines a function of at most 460 bytecode bytes.)
   #mapFast(gpa: number, length: number): number {
-    const r = this.#origRegion;
     if (
       this.#fast && length > 0 && length <= IO_TLB_SIZE && (length | 0) === length &&
-      gpa >= r.gpa &&
-      gpa + length <= r.end && Number.isSafeInteger(gpa) && this.#memory.observer === null
+      gpa >= this.#lo && gpa + length <= this.#hi && Number.isSafeInteger(gpa) &&
+      this.#memory.observer === null
     ) {
       // next-fit: the slot at the rotating index is free unless the pool wrapped onto a live
       // mapping (#findSlot then searches on from it, as #findSlots(1, 1) does)
       const at = this.#index;
       const idx = this.#inUse[at] === 0 ? at : this.#findSlot();
-      if (idx >= 0) return this.#bounceOne(idx, gpa, length, r);
+      if (idx >= 0) return this.#bounceOne(idx, gpa, length);
     }
     return -1;
   }
 
   // map's fast path once a slot is found: #take(idx, 1, gpa, length), the copy #toSlot makes,
   // the counters; returns the slot's bus address (its GPA: plain dma-direct).
-  #bounceOne(idx: number, gpa: number, length: number, r: MemoryRegion): number {
+  #bounceOne(idx: number, gpa: number, length: number): number {
     this.#inUse[idx] = 1;
     this.#orig[idx] = gpa;
     this.#remain[idx] = length;
     this.#nslots[idx] = 1;
     const used = this.#used + 1;
     this.#used = used;
-    const stats = this.stats;
-    if (used > stats.highWater) stats.highWater = used;
+    if (used > this.#highWater) this.#highWater = used;
     this.#index = idx + 1 === this.slots ? 0 : idx + 1;
+    if (this.#kind !== 0) {
+      // #copy's result: the original's region is on the pool's store and apart from the pool
+      // (no overlap), so the small routine (below COPY_LOOP_BELOW, any alignment) or the
+      // memmove copies the same bytes as #copy's word loop or memmove would
+      const slotByte = this.#poolByte + idx * IO_TLB_SIZE;
+      if (length < COPY_LOOP_BELOW) this.#small!(slotByte, gpa + this.#origDelta, length);
+      else this.#wasmCopy!(slotByte, gpa + this.#origDelta, length);
+    } else this.#toSlotOne(idx, gpa, length);
+    this.#bytesToSlot += length;
+    this.#bounced++;
+    return this.poolGpa + idx * IO_TLB_SIZE;
+  }
+
+  // #bounceOne's copy when #kind is 0 (kept out of line, so the fast path stays small).
+  #toSlotOne(idx: number, gpa: number, length: number): void {
+    const r = this.#origRegion;
     if (length >= COPY_LOOP_BELOW && this.#origDelta === this.#origDelta) {
       // #copy's memmove branch, its offsets precomputed
       this.#wasmCopy!(this.#poolByte + idx * IO_TLB_SIZE, gpa + this.#origDelta, length);
     } else if (length < COPY_LOOP_BELOW && ((gpa | length) & 3) === 0 && this.#origWords) {
       // #copy's word loop (the original's region is not the pool's: no overlap)
-      if (this.#origSmall) {
-        this.#small!(this.#poolByte + idx * IO_TLB_SIZE, gpa + this.#origDelta, length);
-      } else {copyWords(
-          this.#poolWords,
-          this.#poolWord0 + idx * SLOT_WORDS,
-          r.words,
-          (gpa - r.gpa) >> 2,
-          length,
-        );}
+      copyWords(
+        this.#poolWords,
+        this.#poolWord0 + idx * SLOT_WORDS,
+        r.words,
+        (gpa - r.gpa) >> 2,
+        length,
+      );
     } else this.#copy(this.#region, this.#base + idx * IO_TLB_SIZE, r, gpa - r.gpa, length);
-    stats.bytesToSlot += length;
-    stats.bounced++;
-    return this.poolGpa + idx * IO_TLB_SIZE;
   }
 
   #mapGeneral(gpa: number, length: number, dir: DmaDirection): U64 {
     if (!this.force) {
       try {
         const bus = this.inner.map(gpa, length, dir);
-        this.stats.direct++;
+        this.#direct++;
         return bus;
       } catch (e) {
         if (!(e instanceof DmaMapError) || (e.reason !== "mask" && e.reason !== "window")) throw e;
@@ -323,7 +366,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     const n = length > IO_TLB_SIZE ? Math.ceil(length / IO_TLB_SIZE) : 1;
     const idx = n === 1 ? this.#findSlot() : this.#findSlots(n, length >= 4096 ? 2 : 1);
     if (idx < 0) {
-      this.stats.exhausted++;
+      this.#exhausted++;
       throw new DmaMapError(
         "pool-exhausted",
         gpa,
@@ -338,10 +381,10 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
       if (length > 0) {
         // swiotlb_bounce(..., DMA_TO_DEVICE) on map; a buffer outside guest RAM is a MemoryFault
         this.#setOrigRegion(this.#toSlot(slotGpa, gpa, length));
-        this.stats.bytesToSlot += length;
+        this.#bytesToSlot += length;
       }
       const bus = this.#plainInner ? slotGpa : this.inner.map(slotGpa, length, dir);
-      this.stats.bounced++;
+      this.#bounced++;
       return bus;
     } catch (e) {
       this.#release(idx);
@@ -359,19 +402,19 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     // BIDIRECTIONAL) to an original in the last original's region with no observer; anything
     // else takes the general path with nothing changed yet. (A head's #nslots is non-zero
     // exactly while it is in use: #take and #release.)
-    if (this.#plainInner && typeof bus === "number") {
+    if (typeof bus === "number") {
       const off = bus - this.poolGpa;
       const idx = off >>> IO_TLB_SHIFT; // a slot start when idx * IO_TLB_SIZE === off
-      if (idx * IO_TLB_SIZE === off && idx < this.slots && this.#nslots[idx] === 1) {
+      if (idx * IO_TLB_SIZE === off && idx < this.#fastSlots && this.#nslots[idx] === 1) {
         if (dir === 1) return this.#releaseOne(idx); // TO_DEVICE: nothing to copy back
         const n = Math.min(length, this.#remain[idx]);
         if (n <= 0) return this.#releaseOne(idx); // (#copyBack copies nothing)
         const orig = this.#orig[idx];
-        const r = this.#origRegion;
         if (
-          orig >= r.gpa && orig + n <= r.end && (n | 0) === n && this.#memory.observer === null
+          orig >= this.#lo && orig + n <= this.#hi && (n | 0) === n &&
+          this.#memory.observer === null
         ) {
-          return this.#bounceBack(idx, orig, n, r);
+          return this.#bounceBack(idx, orig, n);
         }
       }
     }
@@ -379,22 +422,31 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   }
 
   // unmap's fast path: the copy #copyBack makes, its counter, #release(idx) of one slot.
-  #bounceBack(idx: number, orig: number, n: number, r: MemoryRegion): void {
+  #bounceBack(idx: number, orig: number, n: number): void {
+    if (this.#kind !== 0) {
+      // as in #bounceOne: the bytes #copy would copy
+      const slotByte = this.#poolByte + idx * IO_TLB_SIZE;
+      if (n < COPY_LOOP_BELOW) this.#small!(orig + this.#origDelta, slotByte, n);
+      else this.#wasmCopy!(orig + this.#origDelta, slotByte, n);
+    } else this.#fromSlotOne(idx, orig, n);
+    this.#bytesFromSlot += n;
+    this.#releaseOne(idx);
+  }
+
+  // #bounceBack's copy when #kind is 0 (kept out of line).
+  #fromSlotOne(idx: number, orig: number, n: number): void {
+    const r = this.#origRegion;
     if (n >= COPY_LOOP_BELOW && this.#origDelta === this.#origDelta) {
       this.#wasmCopy!(orig + this.#origDelta, this.#poolByte + idx * IO_TLB_SIZE, n);
     } else if (n < COPY_LOOP_BELOW && ((orig | n) & 3) === 0 && this.#origWords) {
-      if (this.#origSmall) {
-        this.#small!(orig + this.#origDelta, this.#poolByte + idx * IO_TLB_SIZE, n);
-      } else {copyWords(
-          r.words,
-          (orig - r.gpa) >> 2,
-          this.#poolWords,
-          this.#poolWord0 + idx * SLOT_WORDS,
-          n,
-        );}
+      copyWords(
+        r.words,
+        (orig - r.gpa) >> 2,
+        this.#poolWords,
+        this.#poolWord0 + idx * SLOT_WORDS,
+        n,
+      );
     } else this.#copy(r, orig - r.gpa, this.#region, this.#base + idx * IO_TLB_SIZE, n);
-    this.stats.bytesFromSlot += n;
-    this.#releaseOne(idx);
   }
 
   // #release(idx) of a one-slot mapping.
@@ -436,7 +488,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     this.inner.syncForDevice(bus, length, dir);
     if (slotGpa >= 0 && dir !== 2 && length > 0) {
       this.#toSlot(slotGpa, this.#syncOrig, length);
-      this.stats.bytesToSlot += length;
+      this.#bytesToSlot += length;
     }
   }
 
@@ -477,8 +529,11 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
       ? r.bytes.byteOffset - r.gpa
       : NaN;
     const rb = r.bytes.byteOffset;
-    this.#origSmall = this.#origWords && this.#small !== null && r.store === this.#region.store &&
+    const small = this.#origWords && this.#small !== null && r.store === this.#region.store &&
       (rb + r.size <= this.#poolByte || this.#poolByte + this.poolSize <= rb);
+    this.#lo = r.gpa;
+    this.#hi = r.end;
+    this.#kind = small && this.#wasmCopy !== null && this.#origDelta === this.#origDelta ? 1 : 0;
   }
 
   #inPool(gpa: number): boolean {
@@ -521,7 +576,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
       const r = memory.resolve(orig, length);
       this.#copy(r, orig - r.gpa, this.#region, this.#base + (slotGpa - this.poolGpa), length);
     }
-    this.stats.bytesFromSlot += length;
+    this.#bytesFromSlot += length;
   }
 
   // Copies the original at `gpa` into the slot at `slotGpa`: GuestMemory.copy with the pool's
@@ -603,7 +658,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     }
     this.#nslots[idx] = n;
     this.#used += n;
-    if (this.#used > this.stats.highWater) this.stats.highWater = this.#used;
+    if (this.#used > this.#highWater) this.#highWater = this.#used;
     this.#index = idx + n >= this.slots ? 0 : idx + n;
   }
 
