@@ -42,6 +42,8 @@ export const SWIOTLB_MAX_MAPPING = IO_TLB_SEGSIZE * IO_TLB_SIZE;
 
 // Copies shorter than this run as a word loop (a native call costs more below it).
 const COPY_LOOP_BELOW = 128;
+// #slot's mark of an in-use slot that is not a mapping's head (above IO_TLB_SEGSIZE).
+const SLOT_BODY = 255;
 // 32-bit words per slot.
 const SLOT_WORDS = IO_TLB_SIZE >> 2;
 
@@ -128,17 +130,17 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   // address is its GPA, its map never refuses a slot and its unmap does nothing, so those calls
   // are skipped (checked once here; the results are the ones the calls would give).
   readonly #plainInner: boolean;
-  /** Per slot: free contiguous slots from here to the segment's end (0 = in use), Linux `list`. */
-  // 1 = slot in use. Linux keeps a per-slot count of free slots to the segment end (`list`) and
-  // walks back over the free run on every release (O(segment)); a run of n free slots is checked
-  // here at search time instead, so map and unmap cost O(slots of the mapping). Same slots chosen.
-  readonly #inUse: Uint8Array;
+  // Per slot: 0 = free; at a mapping's head slot, its number of slots (1..IO_TLB_SEGSIZE); at
+  // its other slots, SLOT_BODY (so "in use" is one test, and a one-slot map or unmap writes one
+  // byte). Linux keeps a per-slot count of free slots to the segment end (`list`) and walks back
+  // over the free run on every release (O(segment)); a run of n free slots is checked here at
+  // search time instead, so map and unmap cost O(slots of the mapping). Same slots chosen.
+  readonly #slot: Uint8Array;
   /** Per slot: original GPA this slot's first byte mirrors. */
   readonly #orig: Float64Array;
-  /** Per head slot: slots in the mapping (0 = not a head). */
-  readonly #nslots: Uint8Array;
   // Bytes of the mapping from each slot's start to the mapping's end (Linux `alloc_size` per
-  // slot); at a head slot, the mapped length.
+  // slot); at a head slot, the mapped length. Read only while the slot is in use (a free
+  // slot's value is stale: #take writes every slot it takes).
   readonly #remain: Uint32Array;
   // The region the last bounced original was in: a hit skips GuestMemory.resolve (a miss takes
   // the general path, which resolves and throws exactly as before). When it shares the pool's
@@ -222,9 +224,8 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     this.inner = inner;
     this.force = options.force ?? true;
     this.#fast = this.#plainInner && this.force;
-    this.#inUse = new Uint8Array(this.slots);
+    this.#slot = new Uint8Array(this.slots);
     this.#orig = new Float64Array(this.slots);
-    this.#nslots = new Uint8Array(this.slots);
     this.#remain = new Uint32Array(this.slots);
     this.#fastSlots = this.#plainInner ? this.slots : 0;
     // own enumerable accessors in the original field order (JSON.stringify and spreading see them)
@@ -255,7 +256,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
 
   /** True when slot `i` is in use. */
   slotInUse(i: number): boolean {
-    return this.#inUse[i] !== 0;
+    return this.#slot[i] !== 0;
   }
 
   /**
@@ -293,7 +294,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
       // next-fit: the slot at the rotating index is free unless the pool wrapped onto a live
       // mapping (#findSlot then searches on from it, as #findSlots(1, 1) does)
       const at = this.#index;
-      const idx = this.#inUse[at] === 0 ? at : this.#findSlot();
+      const idx = this.#slot[at] === 0 ? at : this.#findSlot();
       if (idx >= 0) return this.#bounceOne(idx, gpa, length);
     }
     return -1;
@@ -302,10 +303,9 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   // map's fast path once a slot is found: #take(idx, 1, gpa, length), the copy #toSlot makes,
   // the counters; returns the slot's bus address (its GPA: plain dma-direct).
   #bounceOne(idx: number, gpa: number, length: number): number {
-    this.#inUse[idx] = 1;
+    this.#slot[idx] = 1;
     this.#orig[idx] = gpa;
     this.#remain[idx] = length;
-    this.#nslots[idx] = 1;
     const used = this.#used + 1;
     this.#used = used;
     if (used > this.#highWater) this.#highWater = used;
@@ -400,12 +400,12 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   unmap(bus: U64, length: number, dir: DmaDirection): void {
     // The common case: a live one-slot head (over plain dma-direct), copied back (FROM_DEVICE /
     // BIDIRECTIONAL) to an original in the last original's region with no observer; anything
-    // else takes the general path with nothing changed yet. (A head's #nslots is non-zero
-    // exactly while it is in use: #take and #release.)
+    // else takes the general path with nothing changed yet. (#slot is 1 exactly at a live
+    // one-slot mapping's head: #take and #release.)
     if (typeof bus === "number") {
       const off = bus - this.poolGpa;
       const idx = off >>> IO_TLB_SHIFT; // a slot start when idx * IO_TLB_SIZE === off
-      if (idx * IO_TLB_SIZE === off && idx < this.#fastSlots && this.#nslots[idx] === 1) {
+      if (idx * IO_TLB_SIZE === off && idx < this.#fastSlots && this.#slot[idx] === 1) {
         if (dir === 1) return this.#releaseOne(idx); // TO_DEVICE: nothing to copy back
         const n = Math.min(length, this.#remain[idx]);
         if (n <= 0) return this.#releaseOne(idx); // (#copyBack copies nothing)
@@ -451,9 +451,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
 
   // #release(idx) of a one-slot mapping.
   #releaseOne(idx: number): void {
-    this.#inUse[idx] = 0;
-    this.#remain[idx] = 0;
-    this.#nslots[idx] = 0;
+    this.#slot[idx] = 0;
     this.#used--;
   }
 
@@ -467,7 +465,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
       throw new DmaMapError("not-mapped", bus, length, this.name, "not a bounce-buffer address");
     }
     const idx = (slotGpa - this.poolGpa) / IO_TLB_SIZE;
-    if ((idx | 0) !== idx || this.#nslots[idx] === 0 || this.#inUse[idx] === 0) {
+    if ((idx | 0) !== idx || this.#slot[idx] === 0 || this.#slot[idx] === SLOT_BODY) {
       throw new DmaMapError("not-mapped", bus, length, this.name, "not the start of a mapping");
     }
     if (!this.#plainInner) this.inner.unmap(bus, length, dir);
@@ -519,7 +517,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     if (!this.#inPool(slotGpa)) return -1;
     const off = slotGpa - this.poolGpa;
     const idx = Math.floor(off / IO_TLB_SIZE);
-    return this.#inUse[idx] !== 0 ? this.#orig[idx] + (off % IO_TLB_SIZE) : -1;
+    return this.#slot[idx] !== 0 ? this.#orig[idx] + (off % IO_TLB_SIZE) : -1;
   }
 
   #setOrigRegion(r: MemoryRegion): void {
@@ -621,17 +619,17 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   // fit exists in the whole pool.
   #findSlots(n: number, stride: number): number {
     const slots = this.slots;
-    const inUse = this.#inUse;
+    const slot = this.#slot;
     const from = this.#index;
     let i = stride === 1 ? from : from + (from & 1); // stride is 1 or 2 (a page)
     for (let tried = 0; tried < slots; tried += stride, i += stride) {
       if (i >= slots) i = 0;
-      if (inUse[i] !== 0) continue;
+      if (slot[i] !== 0) continue;
       const segEnd = i - (i % IO_TLB_SEGSIZE) + IO_TLB_SEGSIZE;
       const end = i + n;
       if (end > segEnd || end > slots) continue;
       let k = i + 1;
-      while (k < end && inUse[k] === 0) k++;
+      while (k < end && slot[k] === 0) k++;
       if (k === end) return i;
     }
     return -1;
@@ -640,36 +638,31 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   // #findSlots(1, 1): the first free slot from the rotating index, wrapping once around the pool
   // (one slot never crosses a segment end).
   #findSlot(): number {
-    const inUse = this.#inUse;
+    const slot = this.#slot;
     const slots = this.slots;
     const from = this.#index;
-    for (let i = from; i < slots; i++) if (inUse[i] === 0) return i;
-    for (let i = 0; i < from; i++) if (inUse[i] === 0) return i;
+    for (let i = from; i < slots; i++) if (slot[i] === 0) return i;
+    for (let i = 0; i < from; i++) if (slot[i] === 0) return i;
     return -1;
   }
 
   #take(idx: number, n: number, gpa: number, length: number): void {
-    const inUse = this.#inUse;
+    const slot = this.#slot;
     for (let k = 0; k < n; k++) {
-      inUse[idx + k] = 1;
+      slot[idx + k] = k === 0 ? n : SLOT_BODY;
       this.#orig[idx + k] = gpa + k * IO_TLB_SIZE;
       const left = length - k * IO_TLB_SIZE;
       this.#remain[idx + k] = left > 0 ? left : 0;
     }
-    this.#nslots[idx] = n;
     this.#used += n;
     if (this.#used > this.#highWater) this.#highWater = this.#used;
     this.#index = idx + n >= this.slots ? 0 : idx + n;
   }
 
   #release(idx: number): void {
-    const n = this.#nslots[idx];
-    const inUse = this.#inUse;
-    for (let j = idx + n - 1; j >= idx; j--) {
-      inUse[j] = 0;
-      this.#remain[j] = 0;
-    }
-    this.#nslots[idx] = 0;
+    const n = this.#slot[idx];
+    const slot = this.#slot;
+    for (let j = idx + n - 1; j >= idx; j--) slot[j] = 0;
     this.#used -= n;
   }
 }
