@@ -112,11 +112,14 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
    */
   readonly stats: SwiotlbStats;
   // The counters behind `stats` (fields of this object: the fast paths update them without
-  // loading and checking a second object).
+  // loading and checking a second object). The byte counters start as a fraction, set to 0 in
+  // the constructor, so V8 gives their fields a double representation from the start: as small
+  // integers they would overflow the Smi range after 1 GiB of bounces, and that change of field
+  // representation deoptimizes every function inlining the fast paths, once, mid-run.
   #bounced = 0;
   #direct = 0;
-  #bytesToSlot = 0;
-  #bytesFromSlot = 0;
+  #bytesToSlot = 0.5;
+  #bytesFromSlot = 0.5;
   #exhausted = 0;
   #highWater = 0;
   readonly #memory: GuestMemory;
@@ -228,6 +231,8 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     this.#orig = new Float64Array(this.slots);
     this.#remain = new Uint32Array(this.slots);
     this.#fastSlots = this.#plainInner ? this.slots : 0;
+    this.#bytesToSlot = 0;
+    this.#bytesFromSlot = 0;
     // own enumerable accessors in the original field order (JSON.stringify and spreading see them)
     const stats = {} as SwiotlbStats;
     Object.defineProperties(stats, {
