@@ -42,6 +42,8 @@ export const SWIOTLB_MAX_MAPPING = IO_TLB_SEGSIZE * IO_TLB_SIZE;
 
 // Copies shorter than this run as a word loop (a native call costs more below it).
 const COPY_LOOP_BELOW = 128;
+// #slot's mark of an in-use slot that is not a mapping's head (above IO_TLB_SEGSIZE).
+const SLOT_BODY = 255;
 // 32-bit words per slot.
 const SLOT_WORDS = IO_TLB_SIZE >> 2;
 
@@ -104,15 +106,22 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   readonly inner: ReversibleDmaApi;
   /** Whether every map bounces. */
   readonly force: boolean;
-  /** Counters. */
-  readonly stats: SwiotlbStats = {
-    bounced: 0,
-    direct: 0,
-    bytesToSlot: 0,
-    bytesFromSlot: 0,
-    exhausted: 0,
-    highWater: 0,
-  };
+  /**
+   * Counters: a live view (own enumerable accessors, so `JSON.stringify` and spreading see the
+   * current values; assigning a field sets the counter).
+   */
+  readonly stats: SwiotlbStats;
+  // The counters behind `stats` (fields of this object: the fast paths update them without
+  // loading and checking a second object). The byte counters start as a fraction, set to 0 in
+  // the constructor, so V8 gives their fields a double representation from the start: as small
+  // integers they would overflow the Smi range after 1 GiB of bounces, and that change of field
+  // representation deoptimizes every function inlining the fast paths, once, mid-run.
+  #bounced = 0;
+  #direct = 0;
+  #bytesToSlot = 0.5;
+  #bytesFromSlot = 0.5;
+  #exhausted = 0;
+  #highWater = 0;
   readonly #memory: GuestMemory;
   // The region holding the pool, the pool's offset in it, a view of its whole backing store and
   // the store's memmove, if any (a region on the same store is copied to and from in one call).
@@ -124,17 +133,17 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   // address is its GPA, its map never refuses a slot and its unmap does nothing, so those calls
   // are skipped (checked once here; the results are the ones the calls would give).
   readonly #plainInner: boolean;
-  /** Per slot: free contiguous slots from here to the segment's end (0 = in use), Linux `list`. */
-  // 1 = slot in use. Linux keeps a per-slot count of free slots to the segment end (`list`) and
-  // walks back over the free run on every release (O(segment)); a run of n free slots is checked
-  // here at search time instead, so map and unmap cost O(slots of the mapping). Same slots chosen.
-  readonly #inUse: Uint8Array;
+  // Per slot: 0 = free; at a mapping's head slot, its number of slots (1..IO_TLB_SEGSIZE); at
+  // its other slots, SLOT_BODY (so "in use" is one test, and a one-slot map or unmap writes one
+  // byte). Linux keeps a per-slot count of free slots to the segment end (`list`) and walks back
+  // over the free run on every release (O(segment)); a run of n free slots is checked here at
+  // search time instead, so map and unmap cost O(slots of the mapping). Same slots chosen.
+  readonly #slot: Uint8Array;
   /** Per slot: original GPA this slot's first byte mirrors. */
   readonly #orig: Float64Array;
-  /** Per head slot: slots in the mapping (0 = not a head). */
-  readonly #nslots: Uint8Array;
   // Bytes of the mapping from each slot's start to the mapping's end (Linux `alloc_size` per
-  // slot); at a head slot, the mapped length.
+  // slot); at a head slot, the mapped length. Read only while the slot is in use (a free
+  // slot's value is stale: #take writes every slot it takes).
   readonly #remain: Uint32Array;
   // The region the last bounced original was in: a hit skips GuestMemory.resolve (a miss takes
   // the general path, which resolves and throws exactly as before). When it shares the pool's
@@ -142,6 +151,17 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   // a GPA's byte in the store), else NaN; #poolByte is the store offset of slot 0.
   #origRegion: MemoryRegion;
   #origDelta = NaN;
+  // The cached original region's GPA and end (#origRegion.gpa / .end, read by the fast paths
+  // without loading the region).
+  #lo = 0;
+  #hi = 0;
+  // 1 when the fast paths copy with the store's routines alone: the cached original region is on
+  // the pool's store apart from the pool, the store has both routines (#origDelta a number); a
+  // Smi, not a boolean, so the test is one compare.
+  #kind = 0;
+  // Slots unmap's fast path accepts: all of them over plain dma-direct, else none (#plainInner
+  // folded into the index bound).
+  readonly #fastSlots: number;
   readonly #poolByte: number;
   // map's fast path applies: forced bounce over plain dma-direct.
   readonly #fast: boolean;
@@ -151,11 +171,10 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   readonly #poolWords: Int32Array;
   readonly #poolWord0: number;
   #origWords = false;
-  // The store's small-copy routine (backing.ts), used for those word copies when the cached
-  // original region is on the pool's store and its bytes there do not overlap the pool's
-  // (#origSmall): then no copy between them overlaps, as the routine requires.
+  // The store's small-copy routine (backing.ts), used for copies below COPY_LOOP_BELOW when the
+  // cached original region is on the pool's store and its bytes there do not overlap the pool's
+  // (#kind 1): then no copy between them overlaps, as the routine requires.
   readonly #small: BackingCopier | null;
-  #origSmall = false;
   #index = 0;
   #used = 0;
 
@@ -208,10 +227,31 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     this.inner = inner;
     this.force = options.force ?? true;
     this.#fast = this.#plainInner && this.force;
-    this.#inUse = new Uint8Array(this.slots);
+    this.#slot = new Uint8Array(this.slots);
     this.#orig = new Float64Array(this.slots);
-    this.#nslots = new Uint8Array(this.slots);
     this.#remain = new Uint32Array(this.slots);
+    this.#fastSlots = this.#plainInner ? this.slots : 0;
+    this.#bytesToSlot = 0;
+    this.#bytesFromSlot = 0;
+    // own enumerable accessors in the original field order (JSON.stringify and spreading see them)
+    const stats = {} as SwiotlbStats;
+    Object.defineProperties(stats, {
+      bounced: { enumerable: true, get: () => this.#bounced, set: (v) => this.#bounced = v },
+      direct: { enumerable: true, get: () => this.#direct, set: (v) => this.#direct = v },
+      bytesToSlot: {
+        enumerable: true,
+        get: () => this.#bytesToSlot,
+        set: (v) => this.#bytesToSlot = v,
+      },
+      bytesFromSlot: {
+        enumerable: true,
+        get: () => this.#bytesFromSlot,
+        set: (v) => this.#bytesFromSlot = v,
+      },
+      exhausted: { enumerable: true, get: () => this.#exhausted, set: (v) => this.#exhausted = v },
+      highWater: { enumerable: true, get: () => this.#highWater, set: (v) => this.#highWater = v },
+    });
+    this.stats = stats;
   }
 
   /** Slots currently in use. */
@@ -221,7 +261,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
 
   /** True when slot `i` is in use. */
   slotInUse(i: number): boolean {
-    return this.#inUse[i] !== 0;
+    return this.#slot[i] !== 0;
   }
 
   /**
@@ -251,58 +291,66 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   // miss, an empty or multi-slot mapping) returns -1 before any state changes. (Kept small: V8
   // inlines a function of at most 460 bytecode bytes.)
   #mapFast(gpa: number, length: number): number {
-    const r = this.#origRegion;
     if (
       this.#fast && length > 0 && length <= IO_TLB_SIZE && (length | 0) === length &&
-      gpa >= r.gpa &&
-      gpa + length <= r.end && Number.isSafeInteger(gpa) && this.#memory.observer === null
+      gpa >= this.#lo && gpa + length <= this.#hi && Number.isSafeInteger(gpa) &&
+      this.#memory.observer === null
     ) {
       // next-fit: the slot at the rotating index is free unless the pool wrapped onto a live
       // mapping (#findSlot then searches on from it, as #findSlots(1, 1) does)
       const at = this.#index;
-      const idx = this.#inUse[at] === 0 ? at : this.#findSlot();
-      if (idx >= 0) return this.#bounceOne(idx, gpa, length, r);
+      const idx = this.#slot[at] === 0 ? at : this.#findSlot();
+      if (idx >= 0) return this.#bounceOne(idx, gpa, length);
     }
     return -1;
   }
 
   // map's fast path once a slot is found: #take(idx, 1, gpa, length), the copy #toSlot makes,
   // the counters; returns the slot's bus address (its GPA: plain dma-direct).
-  #bounceOne(idx: number, gpa: number, length: number, r: MemoryRegion): number {
-    this.#inUse[idx] = 1;
+  #bounceOne(idx: number, gpa: number, length: number): number {
+    this.#slot[idx] = 1;
     this.#orig[idx] = gpa;
     this.#remain[idx] = length;
-    this.#nslots[idx] = 1;
     const used = this.#used + 1;
     this.#used = used;
-    const stats = this.stats;
-    if (used > stats.highWater) stats.highWater = used;
+    if (used > this.#highWater) this.#highWater = used;
     this.#index = idx + 1 === this.slots ? 0 : idx + 1;
+    if (this.#kind !== 0) {
+      // #copy's result: the original's region is on the pool's store and apart from the pool
+      // (no overlap), so the small routine (below COPY_LOOP_BELOW, any alignment) or the
+      // memmove copies the same bytes as #copy's word loop or memmove would
+      const slotByte = this.#poolByte + idx * IO_TLB_SIZE;
+      if (length < COPY_LOOP_BELOW) this.#small!(slotByte, gpa + this.#origDelta, length);
+      else this.#wasmCopy!(slotByte, gpa + this.#origDelta, length);
+    } else this.#toSlotOne(idx, gpa, length);
+    this.#bytesToSlot += length;
+    this.#bounced++;
+    return this.poolGpa + idx * IO_TLB_SIZE;
+  }
+
+  // #bounceOne's copy when #kind is 0 (kept out of line, so the fast path stays small).
+  #toSlotOne(idx: number, gpa: number, length: number): void {
+    const r = this.#origRegion;
     if (length >= COPY_LOOP_BELOW && this.#origDelta === this.#origDelta) {
       // #copy's memmove branch, its offsets precomputed
       this.#wasmCopy!(this.#poolByte + idx * IO_TLB_SIZE, gpa + this.#origDelta, length);
     } else if (length < COPY_LOOP_BELOW && ((gpa | length) & 3) === 0 && this.#origWords) {
       // #copy's word loop (the original's region is not the pool's: no overlap)
-      if (this.#origSmall) {
-        this.#small!(this.#poolByte + idx * IO_TLB_SIZE, gpa + this.#origDelta, length);
-      } else {copyWords(
-          this.#poolWords,
-          this.#poolWord0 + idx * SLOT_WORDS,
-          r.words,
-          (gpa - r.gpa) >> 2,
-          length,
-        );}
+      copyWords(
+        this.#poolWords,
+        this.#poolWord0 + idx * SLOT_WORDS,
+        r.words,
+        (gpa - r.gpa) >> 2,
+        length,
+      );
     } else this.#copy(this.#region, this.#base + idx * IO_TLB_SIZE, r, gpa - r.gpa, length);
-    stats.bytesToSlot += length;
-    stats.bounced++;
-    return this.poolGpa + idx * IO_TLB_SIZE;
   }
 
   #mapGeneral(gpa: number, length: number, dir: DmaDirection): U64 {
     if (!this.force) {
       try {
         const bus = this.inner.map(gpa, length, dir);
-        this.stats.direct++;
+        this.#direct++;
         return bus;
       } catch (e) {
         if (!(e instanceof DmaMapError) || (e.reason !== "mask" && e.reason !== "window")) throw e;
@@ -323,7 +371,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     const n = length > IO_TLB_SIZE ? Math.ceil(length / IO_TLB_SIZE) : 1;
     const idx = n === 1 ? this.#findSlot() : this.#findSlots(n, length >= 4096 ? 2 : 1);
     if (idx < 0) {
-      this.stats.exhausted++;
+      this.#exhausted++;
       throw new DmaMapError(
         "pool-exhausted",
         gpa,
@@ -338,10 +386,10 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
       if (length > 0) {
         // swiotlb_bounce(..., DMA_TO_DEVICE) on map; a buffer outside guest RAM is a MemoryFault
         this.#setOrigRegion(this.#toSlot(slotGpa, gpa, length));
-        this.stats.bytesToSlot += length;
+        this.#bytesToSlot += length;
       }
       const bus = this.#plainInner ? slotGpa : this.inner.map(slotGpa, length, dir);
-      this.stats.bounced++;
+      this.#bounced++;
       return bus;
     } catch (e) {
       this.#release(idx);
@@ -357,21 +405,21 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   unmap(bus: U64, length: number, dir: DmaDirection): void {
     // The common case: a live one-slot head (over plain dma-direct), copied back (FROM_DEVICE /
     // BIDIRECTIONAL) to an original in the last original's region with no observer; anything
-    // else takes the general path with nothing changed yet. (A head's #nslots is non-zero
-    // exactly while it is in use: #take and #release.)
-    if (this.#plainInner && typeof bus === "number") {
+    // else takes the general path with nothing changed yet. (#slot is 1 exactly at a live
+    // one-slot mapping's head: #take and #release.)
+    if (typeof bus === "number") {
       const off = bus - this.poolGpa;
       const idx = off >>> IO_TLB_SHIFT; // a slot start when idx * IO_TLB_SIZE === off
-      if (idx * IO_TLB_SIZE === off && idx < this.slots && this.#nslots[idx] === 1) {
+      if (idx * IO_TLB_SIZE === off && idx < this.#fastSlots && this.#slot[idx] === 1) {
         if (dir === 1) return this.#releaseOne(idx); // TO_DEVICE: nothing to copy back
         const n = Math.min(length, this.#remain[idx]);
         if (n <= 0) return this.#releaseOne(idx); // (#copyBack copies nothing)
         const orig = this.#orig[idx];
-        const r = this.#origRegion;
         if (
-          orig >= r.gpa && orig + n <= r.end && (n | 0) === n && this.#memory.observer === null
+          orig >= this.#lo && orig + n <= this.#hi && (n | 0) === n &&
+          this.#memory.observer === null
         ) {
-          return this.#bounceBack(idx, orig, n, r);
+          return this.#bounceBack(idx, orig, n);
         }
       }
     }
@@ -379,29 +427,36 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   }
 
   // unmap's fast path: the copy #copyBack makes, its counter, #release(idx) of one slot.
-  #bounceBack(idx: number, orig: number, n: number, r: MemoryRegion): void {
+  #bounceBack(idx: number, orig: number, n: number): void {
+    if (this.#kind !== 0) {
+      // as in #bounceOne: the bytes #copy would copy
+      const slotByte = this.#poolByte + idx * IO_TLB_SIZE;
+      if (n < COPY_LOOP_BELOW) this.#small!(orig + this.#origDelta, slotByte, n);
+      else this.#wasmCopy!(orig + this.#origDelta, slotByte, n);
+    } else this.#fromSlotOne(idx, orig, n);
+    this.#bytesFromSlot += n;
+    this.#releaseOne(idx);
+  }
+
+  // #bounceBack's copy when #kind is 0 (kept out of line).
+  #fromSlotOne(idx: number, orig: number, n: number): void {
+    const r = this.#origRegion;
     if (n >= COPY_LOOP_BELOW && this.#origDelta === this.#origDelta) {
       this.#wasmCopy!(orig + this.#origDelta, this.#poolByte + idx * IO_TLB_SIZE, n);
     } else if (n < COPY_LOOP_BELOW && ((orig | n) & 3) === 0 && this.#origWords) {
-      if (this.#origSmall) {
-        this.#small!(orig + this.#origDelta, this.#poolByte + idx * IO_TLB_SIZE, n);
-      } else {copyWords(
-          r.words,
-          (orig - r.gpa) >> 2,
-          this.#poolWords,
-          this.#poolWord0 + idx * SLOT_WORDS,
-          n,
-        );}
+      copyWords(
+        r.words,
+        (orig - r.gpa) >> 2,
+        this.#poolWords,
+        this.#poolWord0 + idx * SLOT_WORDS,
+        n,
+      );
     } else this.#copy(r, orig - r.gpa, this.#region, this.#base + idx * IO_TLB_SIZE, n);
-    this.stats.bytesFromSlot += n;
-    this.#releaseOne(idx);
   }
 
   // #release(idx) of a one-slot mapping.
   #releaseOne(idx: number): void {
-    this.#inUse[idx] = 0;
-    this.#remain[idx] = 0;
-    this.#nslots[idx] = 0;
+    this.#slot[idx] = 0;
     this.#used--;
   }
 
@@ -415,7 +470,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
       throw new DmaMapError("not-mapped", bus, length, this.name, "not a bounce-buffer address");
     }
     const idx = (slotGpa - this.poolGpa) / IO_TLB_SIZE;
-    if ((idx | 0) !== idx || this.#nslots[idx] === 0 || this.#inUse[idx] === 0) {
+    if ((idx | 0) !== idx || this.#slot[idx] === 0 || this.#slot[idx] === SLOT_BODY) {
       throw new DmaMapError("not-mapped", bus, length, this.name, "not the start of a mapping");
     }
     if (!this.#plainInner) this.inner.unmap(bus, length, dir);
@@ -436,7 +491,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     this.inner.syncForDevice(bus, length, dir);
     if (slotGpa >= 0 && dir !== 2 && length > 0) {
       this.#toSlot(slotGpa, this.#syncOrig, length);
-      this.stats.bytesToSlot += length;
+      this.#bytesToSlot += length;
     }
   }
 
@@ -467,7 +522,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
     if (!this.#inPool(slotGpa)) return -1;
     const off = slotGpa - this.poolGpa;
     const idx = Math.floor(off / IO_TLB_SIZE);
-    return this.#inUse[idx] !== 0 ? this.#orig[idx] + (off % IO_TLB_SIZE) : -1;
+    return this.#slot[idx] !== 0 ? this.#orig[idx] + (off % IO_TLB_SIZE) : -1;
   }
 
   #setOrigRegion(r: MemoryRegion): void {
@@ -477,8 +532,11 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
       ? r.bytes.byteOffset - r.gpa
       : NaN;
     const rb = r.bytes.byteOffset;
-    this.#origSmall = this.#origWords && this.#small !== null && r.store === this.#region.store &&
+    const small = this.#origWords && this.#small !== null && r.store === this.#region.store &&
       (rb + r.size <= this.#poolByte || this.#poolByte + this.poolSize <= rb);
+    this.#lo = r.gpa;
+    this.#hi = r.end;
+    this.#kind = small && this.#wasmCopy !== null && this.#origDelta === this.#origDelta ? 1 : 0;
   }
 
   #inPool(gpa: number): boolean {
@@ -521,7 +579,7 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
       const r = memory.resolve(orig, length);
       this.#copy(r, orig - r.gpa, this.#region, this.#base + (slotGpa - this.poolGpa), length);
     }
-    this.stats.bytesFromSlot += length;
+    this.#bytesFromSlot += length;
   }
 
   // Copies the original at `gpa` into the slot at `slotGpa`: GuestMemory.copy with the pool's
@@ -566,17 +624,17 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   // fit exists in the whole pool.
   #findSlots(n: number, stride: number): number {
     const slots = this.slots;
-    const inUse = this.#inUse;
+    const slot = this.#slot;
     const from = this.#index;
     let i = stride === 1 ? from : from + (from & 1); // stride is 1 or 2 (a page)
     for (let tried = 0; tried < slots; tried += stride, i += stride) {
       if (i >= slots) i = 0;
-      if (inUse[i] !== 0) continue;
+      if (slot[i] !== 0) continue;
       const segEnd = i - (i % IO_TLB_SEGSIZE) + IO_TLB_SEGSIZE;
       const end = i + n;
       if (end > segEnd || end > slots) continue;
       let k = i + 1;
-      while (k < end && inUse[k] === 0) k++;
+      while (k < end && slot[k] === 0) k++;
       if (k === end) return i;
     }
     return -1;
@@ -585,36 +643,31 @@ export class SwiotlbDmaApi implements ReversibleDmaApi {
   // #findSlots(1, 1): the first free slot from the rotating index, wrapping once around the pool
   // (one slot never crosses a segment end).
   #findSlot(): number {
-    const inUse = this.#inUse;
+    const slot = this.#slot;
     const slots = this.slots;
     const from = this.#index;
-    for (let i = from; i < slots; i++) if (inUse[i] === 0) return i;
-    for (let i = 0; i < from; i++) if (inUse[i] === 0) return i;
+    for (let i = from; i < slots; i++) if (slot[i] === 0) return i;
+    for (let i = 0; i < from; i++) if (slot[i] === 0) return i;
     return -1;
   }
 
   #take(idx: number, n: number, gpa: number, length: number): void {
-    const inUse = this.#inUse;
+    const slot = this.#slot;
     for (let k = 0; k < n; k++) {
-      inUse[idx + k] = 1;
+      slot[idx + k] = k === 0 ? n : SLOT_BODY;
       this.#orig[idx + k] = gpa + k * IO_TLB_SIZE;
       const left = length - k * IO_TLB_SIZE;
       this.#remain[idx + k] = left > 0 ? left : 0;
     }
-    this.#nslots[idx] = n;
     this.#used += n;
-    if (this.#used > this.stats.highWater) this.stats.highWater = this.#used;
+    if (this.#used > this.#highWater) this.#highWater = this.#used;
     this.#index = idx + n >= this.slots ? 0 : idx + n;
   }
 
   #release(idx: number): void {
-    const n = this.#nslots[idx];
-    const inUse = this.#inUse;
-    for (let j = idx + n - 1; j >= idx; j--) {
-      inUse[j] = 0;
-      this.#remain[j] = 0;
-    }
-    this.#nslots[idx] = 0;
+    const n = this.#slot[idx];
+    const slot = this.#slot;
+    for (let j = idx + n - 1; j >= idx; j--) slot[j] = 0;
     this.#used -= n;
   }
 }
