@@ -63,10 +63,16 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ k: fc.constant("cb" as const), on: fc.boolean() }) },
 );
 
-function run(fast: boolean, features: bigint, ops: readonly Op[]): unknown[] {
+// Guest memory with an 8-slot swiotlb pool (exhaustion is reachable) and a packed driver over
+// it: `fast` with swiotlb's mapNumber (the mapped one-segment add), else without (general path).
+function mappedDriver(
+  fast: boolean,
+  features: bigint,
+  policy?: { usedLenExceedsCapacity: "reject" | "clamp" },
+) {
   const memory = new GuestMemory([
     { gpa: 0, size: 0x2_0000, name: "ram" },
-    { gpa: POOL, size: 0x4000, name: "swiotlb" }, // 8 slots: exhaustion is reachable
+    { gpa: POOL, size: 0x4000, name: "swiotlb" },
   ]);
   const sw = new SwiotlbDmaApi({
     memory,
@@ -80,7 +86,13 @@ function run(fast: boolean, features: bigint, ops: readonly Op[]): unknown[] {
     size: SIZE,
     features,
     ringGpa: RING,
+    ...(policy ? { policy } : {}),
   });
+  return { memory, sw, drv };
+}
+
+function run(fast: boolean, features: bigint, ops: readonly Op[]): unknown[] {
+  const { memory, sw, drv } = mappedDriver(fast, features);
   const dev = new PackedDeviceQueue({
     memory,
     dma: new IdentityAddressSpace(),
@@ -154,23 +166,8 @@ Deno.test("packed driver: the mapped one-segment add's writable capacity bounds 
   const lens = [0, 1, 63, 64, 65, 0xffff_ffff];
   const policies = ["reject", "clamp"] as const;
   const one = (fast: boolean, readable: boolean, len: number, policy: "reject" | "clamp") => {
-    const memory = new GuestMemory([
-      { gpa: 0, size: 0x2_0000, name: "ram" },
-      { gpa: POOL, size: 0x4000, name: "swiotlb" },
-    ]);
-    const sw = new SwiotlbDmaApi({
-      memory,
-      poolGpa: POOL,
-      poolSize: 0x4000,
-      inner: new DirectDmaApi(),
-    });
-    const drv = new PackedDriverQueue<number>({
-      memory,
-      dma: fast ? sw : withoutMapNumber(sw),
-      size: SIZE,
-      features: featureMask(),
-      ringGpa: RING,
-      policy: { usedLenExceedsCapacity: policy },
+    const { memory, sw, drv } = mappedDriver(fast, featureMask(), {
+      usedLenExceedsCapacity: policy,
     });
     // a first buffer (ID 0) warms swiotlb's one-slot mapNumber (it answers -1 on a fresh pool,
     // whose last region is not yet known): the one under test (ID 1) takes the mapped add
