@@ -14,7 +14,8 @@ import { runCases } from "./runner.ts";
 import { allocCases } from "./alloc.ts";
 import { isolateKey, LocalMeasurer, type Measurer, WorkerMeasurer } from "./measurer.ts";
 import { checkIsolation, formatIsolation, type IsolationCheck } from "./isolation.ts";
-import { computeTargets, indicative, solTarget } from "./targets.ts";
+import { computeTargets, type CopyFloor, indicative, solTarget } from "./targets.ts";
+import { measureCopyFloor } from "./copy_floor.ts";
 import { compareResults } from "./compare.ts";
 import {
   type AllocResult,
@@ -156,6 +157,7 @@ async function measure(args: BenchArgs, cases: ReturnType<typeof selectCases>): 
   const targets = computeTargets(results, alloc, {
     invalidationNs: args.invalidationNs,
     requestNs: args.requestNs,
+    copyFloor: args.smoke ? undefined : copyFloorFor(results),
   });
   let isolationFailed = false;
   if (isolation) {
@@ -165,6 +167,24 @@ async function measure(args: BenchArgs, cases: ReturnType<typeof selectCases>): 
   }
 
   return { results, alloc, targets, isolationFailed };
+}
+
+// The bounce-copy floor at 1500 B (bench/copy_floor.ts: 9 rounds of 20 ms per variant, ~2 s),
+// measured here when this run has a swiotlb case at that payload, for the swiotlb line's floor.
+function copyFloorFor(results: Results["results"]): CopyFloor | undefined {
+  const payload = 1500;
+  if (!results.some((r) => r.params.dma === "swiotlb" && r.params.payload === payload)) {
+    return undefined;
+  }
+  console.error(`bounce-copy floor at ${payload} B (bench:copy-floor) ...`);
+  try {
+    const lines = measureCopyFloor([payload], 9, 20);
+    const copy = lines.find((l) => l.name === "memmove");
+    const bounce = lines.find((l) => l.name === "bounce-cold");
+    return copy && bounce ? { payload, copyNs: copy.minNs, bounceNs: bounce.minNs } : undefined;
+  } catch {
+    return undefined; // no WebAssembly: the floor line is left out
+  }
 }
 
 /** Prints the results, compares with the baseline, saves; returns the exit status. */

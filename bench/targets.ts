@@ -22,6 +22,24 @@ export interface TargetOptions {
   invalidationNs: number;
   /** Modeled latency of one virtio-iommu request (MAP/UNMAP round trip to the host), ns. */
   requestNs: number;
+  /** This machine's bounce-copy floor (`bench:copy-floor`), when measured in this run. */
+  copyFloor?: CopyFloor;
+}
+
+/**
+ * What the bounce's copies cost on this machine at one payload (`bench/copy_floor.ts`, min of
+ * rounds, batch 32, buffers placed as the ring bench places them).
+ */
+export interface CopyFloor {
+  /** Payload bytes per copy. */
+  payload: number;
+  /** One memmove of the payload: the device's copy every mode pays, ns. */
+  copyNs: number;
+  /**
+   * The bounce's three memmoves per chain (original -> slot on map, the device's copy into the
+   * slot, slot -> original on unmap), slots taken next-fit from a 4 MiB pool, ns per chain.
+   */
+  bounceNs: number;
 }
 
 function find(results: readonly CaseResult[], p: Partial<CaseParams>): CaseResult | undefined {
@@ -99,7 +117,7 @@ export function computeTargets(
     solTarget(results),
     ...packedVsSplit(results),
     ...dmaModeTargets(results, opts),
-    ...dmaCostTargets(results),
+    ...dmaCostTargets(results, opts),
     ...lazyVsStrictTargets(results, opts),
     ...sizeFlatnessTargets(results),
     ...chainFlatnessTargets(results),
@@ -124,7 +142,7 @@ function packedVsSplit(results: readonly CaseResult[]): Target[] {
  * algorithm costs it (swiotlb: a slot search and two copies; dma-iommu strict: an IOVA from the
  * range cache, a page-table map, an IOTLB fill and an invalidation per buffer).
  */
-function dmaCostTargets(results: readonly CaseResult[]): Target[] {
+function dmaCostTargets(results: readonly CaseResult[], opts: TargetOptions): Target[] {
   const lines: [string, number, number][] = [
     ["swiotlb", 64, 2],
     ["swiotlb", 1500, 2.5],
@@ -146,9 +164,40 @@ function dmaCostTargets(results: readonly CaseResult[]): Target[] {
         id.nsPerChain.toFixed(1)
       } ns/chain (min of rounds)`;
       out.push(ratioTarget(name, goal, r, r.value <= limit, ns));
+      const floor = opts.copyFloor;
+      if (dma === "swiotlb" && floor !== undefined && floor.payload === payload) {
+        out.push(copyFloorTarget(name, limit, id, m, floor));
+      }
     }
   }
   return out;
+}
+
+/**
+ * The swiotlb line's floor on this machine (info): the ratio swiotlb would read with no mapping
+ * software at all, identity's chain with its one payload copy swapped for the bounce's three
+ * (next-fit cold slots), and how far swiotlb's chain sits above that.
+ */
+function copyFloorTarget(
+  line: string,
+  limit: number,
+  id: CaseResult,
+  m: CaseResult,
+  floor: CopyFloor,
+): Target {
+  const floorNs = id.nsPerChain - floor.copyNs + floor.bounceNs;
+  const value = floorNs / id.nsPerChain;
+  return {
+    name: `${line}: bounce-copy floor`,
+    value,
+    goal: "info (the line with no mapping software: identity - one copy + the bounce's three)",
+    status: "info",
+    detail: `floor ${floorNs.toFixed(1)} ns/chain = identity ${id.nsPerChain.toFixed(1)} - ` +
+      `copy ${floor.copyNs.toFixed(1)} + three bounce copies ${floor.bounceNs.toFixed(1)} ` +
+      `(bench:copy-floor, min of rounds); swiotlb ${m.nsPerChain.toFixed(1)} ns/chain is ` +
+      `${(m.nsPerChain - floorNs).toFixed(1)} above it, and the ${limit}x line leaves ` +
+      `${(limit * id.nsPerChain - floorNs).toFixed(1)} ns/chain for all mapping software`,
+  };
 }
 
 /** IOMMU IOTLB hit vs identity, then every other DMA mode vs identity (info). */

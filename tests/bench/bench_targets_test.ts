@@ -147,3 +147,29 @@ Deno.test("indicative: a smoke run's timing target is reported, not judged; n/a 
   const na = { ...missed, value: null, status: "n/a" as const };
   assertEquals(indicative(na), na);
 });
+
+Deno.test("targets: the swiotlb 1500 B line's bounce-copy floor is a known answer, info only", () => {
+  // identity 100 ns/chain (one 37 ns copy), swiotlb 260; the bounce's three copies 180 ns/chain
+  const rs = [
+    caseResult({ engine: "split", payload: 1500 }, 100 * 32),
+    caseResult({ engine: "split", dma: "swiotlb", payload: 1500 }, 260 * 32),
+  ];
+  const opts = { invalidationNs: 1000, requestNs: 5000 };
+  const floor = { payload: 1500, copyNs: 37, bounceNs: 180 };
+  const t = computeTargets(rs, [], { ...opts, copyFloor: floor });
+  const line = t.find((x) => x.name === "split: swiotlb vs identity time, 1500 B")!;
+  assertEquals(line.status, "missed"); // 2.6 > 2.5
+  const f = t.find((x) => x.name === "split: swiotlb vs identity time, 1500 B: bounce-copy floor")!;
+  assertEquals(f.status, "info");
+  assert(Math.abs(f.value! - 2.43) < 1e-9, String(f.value));
+  assert(f.detail.includes("floor 243.0 ns/chain"), f.detail);
+  assert(f.detail.includes("260.0 ns/chain is 17.0 above it"), f.detail);
+  assert(f.detail.includes("leaves 7.0 ns/chain for all mapping software"), f.detail);
+  // no floor measured, or measured at another payload: no floor line
+  for (const o of [opts, { ...opts, copyFloor: { ...floor, payload: 64 } }]) {
+    assertEquals(
+      computeTargets(rs, [], o).some((x) => x.name.endsWith("bounce-copy floor")),
+      false,
+    );
+  }
+});
