@@ -216,19 +216,13 @@ export class PackedChainWalk {
   }
 
   /**
-   * Out of line from {@link PackedChainWalk.walk}: ring descriptor `pos`, the chain's last
-   * recorded descriptor (read back from the record, not from the ring: no double fetch), off the
-   * identity fast path: the zero-length policy, the 64-bit wrap rule, then translation.
+   * Out of line from {@link PackedChainWalk.addRecorded}: record `k` (ring descriptor `pos`, of
+   * non-zero length) under identity DMA or with a high address word at or above 2^20: the
+   * 64-bit wrap rule, then {@link #translate}.
    */
-  private addRecorded(chain: Chain, pos: number): void {
-    const k = chain.descCount - 1;
-    const len = chain.descLen[k];
-    if (len === 0) {
-      // Policy: a zero-length descriptor is rejected, or skipped (nothing to translate; #16).
-      if (zeroLengthRule(len, this.#rejectZero) === null) return;
-      this.#fail("DESC_ZERO_LENGTH", ruleDetail("DESC_ZERO_LENGTH", "slot", pos), pos);
-    }
+  #addRecordedGeneral(chain: Chain, k: number, pos: number): void {
     // A buffer [addr, addr + len) cannot wrap the 64-bit address space (#15).
+    const len = chain.descLen[k];
     if (addressWrapRule(chain.descAddrLo[k], chain.descAddrHi[k], len) !== null) {
       this.#fail("DESC_ADDR_WRAP", ruleDetail("DESC_ADDR_WRAP", "slot", pos, len), pos);
     }
@@ -506,5 +500,70 @@ export class PackedChainWalk {
       throw cause;
     }
     this.#fail("DESC_BUFFER_FAULT", `descriptor ${index}: ${String(cause)}`, index, cause);
+  }
+
+  /**
+   * Out of line from {@link PackedChainWalk.walk}: ring descriptor `pos`, the chain's last
+   * recorded descriptor (read back from the record, once, not from the ring: no double fetch),
+   * off the identity fast path: the zero-length policy, then its buffer as segments.
+   *
+   * The translated path (any DMA view but identity, high address word below 2^20) is written
+   * out here, as the split walk's `addRecorded` is, rather than being a second call: the record
+   * is read once, the 64-bit wrap rule is not asked (a buffer below 2^52 + 2^32 cannot wrap
+   * 2^64), and the bus address is an untagged double passed to nothing but the DMA view's
+   * `translate`. At over V8's 460-byte inlining limit this method is never inlined into the
+   * walk (whose budget stays for `pop`) and is compiled on its own, with a whole budget for the
+   * IOMMU's translate, translatePage and IOTLB probe: keep it over the limit (a test checks).
+   * Identity DMA, a high word at or above 2^20, a fault, a region change and the segment limit
+   * go out of line, to {@link #addRecordedGeneral} or the helpers of {@link #translate}.
+   */
+  private addRecorded(chain: Chain, pos: number): void {
+    const k = chain.descCount - 1;
+    const len = chain.descLen[k];
+    if (len === 0) {
+      // Policy: a zero-length descriptor is rejected, or skipped (nothing to translate; #16).
+      if (zeroLengthRule(len, this.#rejectZero) === null) return;
+      this.#fail("DESC_ZERO_LENGTH", ruleDetail("DESC_ZERO_LENGTH", "slot", pos), pos);
+    }
+    const hi = chain.descAddrHi[k];
+    if (hi >= 0x10_0000 || this.#identity) {
+      this.#addRecordedGeneral(chain, k, pos);
+      return;
+    }
+    const w = (chain.descFlags[k] & 2) !== 0; // VIRTQ_DESC_F_WRITE
+    // Number path: the whole buffer is below 2^52 + 2^32, so the arithmetic is exact. 2^32 as a
+    // literal (an imported or module binding is a chain of dependent loads in optimised code).
+    let bus = hi * 0x1_0000_0000 + chain.descAddrLo[k];
+    const access = w ? 2 : 1; // DMA_ACCESS_WRITE : DMA_ACCESS_READ
+    const tr = this.#tr;
+    const dma = this.#dma;
+    let remaining = len;
+    // A buffer may span several translations (IOMMU pages, windows; HOSTILE_INPUTS #46) and
+    // adjacent guest memory regions: one segment per contiguous piece (as #translate).
+    for (;;) {
+      // Only the call sits in the try block, and its handler needs nothing but the cause: `bus`
+      // is not live into it, so it stays an untagged double (no heap number at or above 2^31).
+      try {
+        dma.translate(bus, remaining, access, tr);
+      } catch (cause) {
+        this.#bufferFault(cause, pos);
+      }
+      const gpa = tr.gpa;
+      let n = tr.length;
+      // The region of the last piece, else the lookup out of line (as #addPiece).
+      if (!(n >= 1 && n <= remaining && gpa >= this.#trStart && gpa < this.#trEnd)) {
+        this.#pieceRegion(gpa, n, remaining, pos);
+      }
+      const end = this.#trEnd;
+      if (gpa + n > end) n = end - gpa;
+      if (
+        segmentLimitRule(chain.readableCount + chain.writableCount, this.maxSegments) !== null
+      ) this.#tooManySegments(pos);
+      if (w) chain.addWritable(gpa, n);
+      else chain.addReadable(gpa, n);
+      remaining -= n;
+      if (remaining <= 0) return;
+      bus += n;
+    }
   }
 }
