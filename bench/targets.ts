@@ -194,7 +194,10 @@ function copyFloorTarget(
     status: "info",
     detail: `floor ${floorNs.toFixed(1)} ns/chain = identity ${id.nsPerChain.toFixed(1)} - ` +
       `copy ${floor.copyNs.toFixed(1)} + three bounce copies ${floor.bounceNs.toFixed(1)} ` +
-      `(bench:copy-floor, min of rounds); swiotlb ${m.nsPerChain.toFixed(1)} ns/chain is ` +
+      `(bench:copy-floor, min of rounds, measured after the cases: not paired with them, so a ` +
+      `slower machine then can put the floor above swiotlb); swiotlb ${
+        m.nsPerChain.toFixed(1)
+      } ns/chain is ` +
       `${(m.nsPerChain - floorNs).toFixed(1)} above it, and the ${limit}x line leaves ` +
       `${(limit * id.nsPerChain - floorNs).toFixed(1)} ns/chain for all mapping software`,
   };
