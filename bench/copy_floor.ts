@@ -171,20 +171,23 @@ export function copyFloorVariants(
 }
 
 /**
- * Measures every variant for each payload: `rounds` rounds, each running every variant for
- * about `ms` milliseconds after a short warm-up.
+ * Measures every variant (or those named in `only`) for each payload: `rounds` rounds, each
+ * running every variant for about `ms` milliseconds after a short warm-up.
  * @returns one line per variant and payload.
+ * @throws Error without WebAssembly, or when a variant does not copy (verify).
  */
 export function measureCopyFloor(
   payloads: readonly number[],
   rounds: number,
   ms: number,
   progress?: (done: number, total: number) => void,
+  only?: readonly string[],
 ): CopyFloorLine[] {
   const out: CopyFloorLine[] = [];
   for (const payload of payloads) {
-    const { variants, verify } = copyFloorVariants(payload);
-    verify();
+    const all = copyFloorVariants(payload);
+    all.verify();
+    const variants = only ? all.variants.filter((v) => only.includes(v.name)) : all.variants;
     const per = variants.map(() => [] as number[]);
     for (let r = 0; r < rounds; r++) {
       variants.forEach((v, k) => {

@@ -107,9 +107,10 @@ export class Iotlb {
   readonly #fGpa = new Float64Array(IOTLB_FRONT_ENTRIES);
   #fCur = 1;
   // False from a domain-selective invalidation to the next page-selective or range one that takes
-  // the general path (invalidatePage, invalidateRange, #invalidatePagesSlow; invalidatePages' lone-
-  // entry fast path needs a front copy already, so it leaves the flag as it is), else true. Only while it is true does the fused miss (insertPageAt) copy its new entry into the
-  // front cache. The copy made on a miss serves a later hit, or dma-iommu's strict unmap, which
+  // the general path (invalidatePage, invalidateRange, #invalidatePagesSlow; invalidatePages'
+  // lone-entry fast path needs a front copy already, so it leaves the flag as it is), else true.
+  // Only while it is true does the fused miss (insertPageAt) copy its new entry into the front
+  // cache. The copy made on a miss serves a later hit, or dma-iommu's strict unmap, which
   // finds the entry through the copy's slot hint without a probe. Under lazy invalidation the
   // IOTLB sees only the flush queue's domain flushes: no unmap uses the hint, the device
   // translates each new mapping once, and with ~290 IOVAs in flight each copy is two more

@@ -28,6 +28,11 @@ Deno.test("copy-floor: one line per variant and payload, positive times", () => 
   }
 });
 
+Deno.test("copy-floor: `only` measures just the named variants (the bench's floor line)", () => {
+  const lines = measureCopyFloor([1500], 1, 1, undefined, ["memmove", "bounce-cold"]);
+  assertEquals(lines.map((l) => l.name), ["memmove", "bounce-cold"]);
+});
+
 Deno.test("copy-floor CLI: a bad option exits 2 with one line naming the fix", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-read", "--allow-write", "bench/copy_floor.ts", "--payload", "0"],
