@@ -8,7 +8,14 @@
 
 import { cpus } from "node:os";
 import { type BenchArgs, HELP, parseBenchArgs } from "./args.ts";
-import { buildSuites, caseName, selectCases, smokeCases, withSol } from "./cases.ts";
+import {
+  buildSuites,
+  caseName,
+  type CaseParams,
+  selectCases,
+  smokeCases,
+  withSol,
+} from "./cases.ts";
 import { AVAILABLE, createBenchable, PENDING } from "./engines.ts";
 import { runCases } from "./runner.ts";
 import { allocCases } from "./alloc.ts";
@@ -131,6 +138,9 @@ async function measure(args: BenchArgs, cases: ReturnType<typeof selectCases>): 
   const results: Results["results"] = [];
   const alloc: AllocResult[] = [];
   let isolation: IsolationCheck | null = null;
+  // Before any worker exists: right after the workers are closed, their isolates' teardown runs
+  // beside this one for about a second and slowed the floor's copies up to 10x (full run).
+  const copyFloor = args.smoke ? undefined : copyFloorFor(cases);
   try {
     results.push(
       ...await runCases(cases, m, {
@@ -157,7 +167,7 @@ async function measure(args: BenchArgs, cases: ReturnType<typeof selectCases>): 
   const targets = computeTargets(results, alloc, {
     invalidationNs: args.invalidationNs,
     requestNs: args.requestNs,
-    copyFloor: args.smoke ? undefined : copyFloorFor(results),
+    copyFloor,
   });
   let isolationFailed = false;
   if (isolation) {
@@ -170,13 +180,11 @@ async function measure(args: BenchArgs, cases: ReturnType<typeof selectCases>): 
 }
 
 // The bounce-copy floor at 1500 B (bench/copy_floor.ts: its memmove and bounce-cold variants, 9
-// rounds of 20 ms each, under 1 s), measured here when this run has a swiotlb case at that
-// payload, for the swiotlb line's floor.
-function copyFloorFor(results: Results["results"]): CopyFloor | undefined {
+// rounds of 20 ms each, under 1 s), measured here, before the cases, when this run has a swiotlb
+// case at that payload, for the swiotlb line's floor.
+function copyFloorFor(cases: readonly CaseParams[]): CopyFloor | undefined {
   const payload = 1500;
-  if (!results.some((r) => r.params.dma === "swiotlb" && r.params.payload === payload)) {
-    return undefined;
-  }
+  if (!cases.some((p) => p.dma === "swiotlb" && p.payload === payload)) return undefined;
   console.error(`bounce-copy floor at ${payload} B (bench:copy-floor) ...`);
   try {
     const lines = measureCopyFloor([payload], 9, 20, undefined, ["memmove", "bounce-cold"]);

@@ -194,7 +194,7 @@ function copyFloorTarget(
     status: "info",
     detail: `floor ${floorNs.toFixed(1)} ns/chain = identity ${id.nsPerChain.toFixed(1)} - ` +
       `copy ${floor.copyNs.toFixed(1)} + three bounce copies ${floor.bounceNs.toFixed(1)} ` +
-      `(bench:copy-floor, min of rounds, measured after the cases: not paired with them, so a ` +
+      `(bench:copy-floor, min of rounds, measured before the cases: not paired with them, so a ` +
       `slower machine then can put the floor above swiotlb); swiotlb ${
         m.nsPerChain.toFixed(1)
       } ns/chain is ` +

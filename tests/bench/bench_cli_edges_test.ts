@@ -1,5 +1,5 @@
 /** `deno task bench` edges: negative numbers, --compare with a file and no common case, --list --filter. */
-import { assertEquals, assertStringIncludes, assertThrows } from "@std/assert";
+import { assert, assertEquals, assertStringIncludes, assertThrows } from "@std/assert";
 import { parseBenchArgs } from "../../bench/args.ts";
 import { caseResult, results } from "./bench_fixture.ts";
 
@@ -47,4 +47,24 @@ Deno.test("bench --compare FILE with no case in common exits 2 before measuring;
   } finally {
     await Deno.remove(file);
   }
+});
+
+Deno.test("bench: the bounce-copy floor is measured before the cases (not in the workers' teardown after them)", async () => {
+  const r = await bench([
+    "--suite",
+    "dma",
+    "--filter",
+    "^split/(identity|swiotlb) q256 b32 p1500 c1$",
+    "--rounds",
+    "1",
+    "--time",
+    "5",
+    "--no-alloc",
+  ]);
+  assertEquals(r.code, 0, r.err);
+  const floor = r.err.indexOf("bounce-copy floor at 1500 B");
+  const firstCase = r.err.indexOf("[1/");
+  assert(floor >= 0 && firstCase > floor, r.err);
+  assertStringIncludes(r.out, "split: swiotlb vs identity time, 1500 B: bounce-copy floor");
+  assertStringIncludes(r.out, "measured before the cases");
 });
