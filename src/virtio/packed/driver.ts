@@ -879,7 +879,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
         // mapping DMA API), the shadow entries back on the free list.
         this.usedLen = len;
         const num = info[w]; // ID_NUM: ring slots
-        if (!this.#rawDma) this.#unmapBuffer(id, num);
+        if (!this.#rawDma) this.#unmapHead(id, num);
         if (num === 1) this.#exNext[id] = this.#freeHead;
         else this.#freeList(w);
         this.#freeHead = id;
@@ -1022,6 +1022,21 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
     this.#idOut[id] = Infinity;
     this.#numFree += num;
     this.#outstanding--;
+  }
+
+  /**
+   * getUsed's unmapping (a buffer with no indirect table, not RawGpaDmaApi): one descriptor at a
+   * number bus address is unmapped here, straight-line, as #unmapBuffer's loop would; anything
+   * else goes to #unmapBuffer.
+   */
+  #unmapHead(id: number, num: number): void {
+    const b = this.#exBus[id];
+    if (num !== 1 || b !== b) return this.#unmapBuffer(id, num);
+    if (this.#unmapPg) {
+      // page number + offset: small integers, never a heap number even out of line (2^30+)
+      const pfn = Math.floor(b / 4096);
+      this.#dma.unmapPage!(pfn, b - pfn * 4096, this.#exLen[id], this.#exDir[id] as DmaDirection);
+    } else this.#dma.unmap(b, this.#exLen[id], this.#exDir[id] as DmaDirection);
   }
 
   /** {@link #detach}'s unmapping: the indirect table, then (not RawGpaDmaApi) each entry. */

@@ -818,7 +818,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
         state[id] = 0;
         this.#outstanding--;
         // a mapping DMA API: #release's unmap, at the same point
-        if (!this.#rawDma) this.#unmapDirect(id, 1);
+        if (!this.#rawDma) this.#unmapOne(id);
         if (this.#numFree === 0) this.#freeHead = id;
         else this.#freeNext[this.#freeTail] = id;
         this.#freeTail = id;
@@ -913,6 +913,23 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#usedLen = len;
     if (this.#inOrder) this.#orderFront = (this.#orderFront + 1) & this.#mask;
     return token;
+  }
+
+  // #unmapDirect(id, 1), straight-line (no loop) for #takeUsed's one-descriptor chain at a number
+  // bus address; a bigint one goes to #unmapDirect.
+  #unmapOne(id: number): void {
+    const v = this.#extraBus[id];
+    if (v !== v) return this.#unmapDirect(id, 1);
+    if (this.#unmapPg) {
+      // page number + offset: small integers, never a heap number even out of line (2^30+)
+      const pfn = Math.floor(v / 4096);
+      this.#dma.unmapPage!(
+        pfn,
+        v - pfn * 4096,
+        this.#extraLen[id],
+        this.#extraDir[id] as DmaDirection,
+      );
+    } else this.#dma.unmap(v, this.#extraLen[id], this.#extraDir[id] as DmaDirection);
   }
 
   #unmapDirect(id: number, n: number): void {
