@@ -777,14 +777,26 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   /** Unmaps the first `count` shadow entries of the list starting at `id` (an add that failed). */
   #unmapEntries(id: number, count: number): void {
     let e = id;
-    const exBus = this.#exBus;
     for (let i = 0; i < count; i++) {
-      // a number and a bigint call apart, so the number is never boxed into a U64 value
-      const b = exBus[e];
-      if (b === b) this.#dma.unmap(b, this.#exLen[e], this.#exDir[e] as DmaDirection);
-      else this.#dma.unmap(this.#exBusBig[e]!, this.#exLen[e], this.#exDir[e] as DmaDirection);
+      this.#unmapEntry(e);
       e = this.#exNext[e];
     }
+  }
+
+  /**
+   * Unmaps shadow entry `e` (not RawGpaDmaApi): `unmapPage` with page number and offset when the
+   * DMA API has it, else `unmap`; a number and a bigint bus address call apart, so the number is
+   * never boxed into a U64 value (only the index crosses a call).
+   */
+  #unmapEntry(e: number): void {
+    const b = this.#exBus[e];
+    if (b !== b) {
+      this.#dma.unmap(this.#exBusBig[e]!, this.#exLen[e], this.#exDir[e] as DmaDirection);
+    } else if (this.#unmapPg) {
+      // page number + offset: small integers, never a heap number even out of line (2^30+)
+      const pfn = Math.floor(b / 4096);
+      this.#dma.unmapPage!(pfn, b - pfn * 4096, this.#exLen[e], this.#exDir[e] as DmaDirection);
+    } else this.#dma.unmap(b, this.#exLen[e], this.#exDir[e] as DmaDirection);
   }
 
   #unmapTable(tbase: number, count: number): void {
@@ -1025,18 +1037,12 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
   }
 
   /**
-   * getUsed's unmapping (a buffer with no indirect table, not RawGpaDmaApi): one descriptor at a
-   * number bus address is unmapped here, straight-line, as #unmapBuffer's loop would; anything
-   * else goes to #unmapBuffer.
+   * getUsed's unmapping (a buffer with no indirect table, not RawGpaDmaApi): one descriptor
+   * straight to {@link #unmapEntry}, without #unmapBuffer's table check and loop.
    */
   #unmapHead(id: number, num: number): void {
-    const b = this.#exBus[id];
-    if (num !== 1 || b !== b) return this.#unmapBuffer(id, num);
-    if (this.#unmapPg) {
-      // page number + offset: small integers, never a heap number even out of line (2^30+)
-      const pfn = Math.floor(b / 4096);
-      this.#dma.unmapPage!(pfn, b - pfn * 4096, this.#exLen[id], this.#exDir[id] as DmaDirection);
-    } else this.#dma.unmap(b, this.#exLen[id], this.#exDir[id] as DmaDirection);
+    if (num === 1) this.#unmapEntry(id);
+    else this.#unmapBuffer(id, num);
   }
 
   /** {@link #detach}'s unmapping: the indirect table, then (not RawGpaDmaApi) each entry. */
@@ -1049,24 +1055,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
       info[w + ID_TBL] = 0; // a free ID's ID_TBL is 0 (direct adds do not write it)
     }
     // RawGpaDmaApi: unmap is a no-op, so no bus address is materialised for the call.
-    if (!this.#rawDma) {
-      // Inline (not #unmapEntries): unmap may then be inlined here too, and a bus address at or
-      // above 2^31 is not boxed for a call.
-      const exBus = this.#exBus;
-      const unmapPg = this.#unmapPg;
-      let e = id;
-      for (let i = 0; i < num; i++) {
-        // a number and a bigint call apart, so the number is never boxed into a U64 value
-        const b = exBus[e];
-        if (b === b && unmapPg) {
-          // page number + offset: small integers, never a heap number even out of line (2^30+)
-          const pfn = Math.floor(b / 4096);
-          this.#dma.unmapPage!(pfn, b - pfn * 4096, this.#exLen[e], this.#exDir[e] as DmaDirection);
-        } else if (b === b) this.#dma.unmap(b, this.#exLen[e], this.#exDir[e] as DmaDirection);
-        else this.#dma.unmap(this.#exBusBig[e]!, this.#exLen[e], this.#exDir[e] as DmaDirection);
-        e = this.#exNext[e];
-      }
-    }
+    if (!this.#rawDma) this.#unmapEntries(id, num);
   }
 
   /**

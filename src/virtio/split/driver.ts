@@ -644,25 +644,17 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   }
 
   #emptySegment(head: number, i: number): never {
-    this.#undoDirect(head, i);
+    this.#unmapDirect(head, i);
     throw new VirtqError("BUFFER_EMPTY", `segment ${i} has length 0`, { index: i });
   }
 
   #mapFailed(head: number, i: number, gpa: number, len: number, cause: unknown): never {
-    this.#undoDirect(head, i);
+    this.#unmapDirect(head, i);
     throw new VirtqError(
       "DMA_MAP_FAILED",
       `cannot map segment ${i} (${len} bytes at GPA ${hex64(gpa)})`,
       { index: i, cause },
     );
-  }
-
-  #undoDirect(head: number, n: number): void {
-    let d = head;
-    for (let i = 0; i < n; i++) {
-      this.#dma.unmap(this.#busOf(d), this.#extraLen[d], this.#extraDir[d] as DmaDirection);
-      d = this.#freeNext[d];
-    }
   }
 
   /** Builds an indirect table in the head's arena slot, maps it; returns the head. */
@@ -915,38 +907,33 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     return token;
   }
 
-  // #unmapDirect(id, 1), straight-line (no loop) for #takeUsed's one-descriptor chain at a number
-  // bus address; a bigint one goes to #unmapDirect.
-  #unmapOne(id: number): void {
-    const v = this.#extraBus[id];
-    if (v !== v) return this.#unmapDirect(id, 1);
-    if (this.#unmapPg) {
+  /**
+   * Unmaps descriptor `d`'s shadow mapping (not RawGpaDmaApi): `unmapPage` with page number and
+   * offset when the DMA API has it, else `unmap`; a number and a bigint bus address call apart,
+   * so the number is never boxed into a U64 value (only the index crosses a call).
+   */
+  #unmapOne(d: number): void {
+    const v = this.#extraBus[d];
+    if (v !== v) {
+      this.#dma.unmap(this.#busOf(d), this.#extraLen[d], this.#extraDir[d] as DmaDirection);
+    } else if (this.#unmapPg) {
       // page number + offset: small integers, never a heap number even out of line (2^30+)
       const pfn = Math.floor(v / 4096);
       this.#dma.unmapPage!(
         pfn,
         v - pfn * 4096,
-        this.#extraLen[id],
-        this.#extraDir[id] as DmaDirection,
+        this.#extraLen[d],
+        this.#extraDir[d] as DmaDirection,
       );
-    } else this.#dma.unmap(v, this.#extraLen[id], this.#extraDir[id] as DmaDirection);
+    } else this.#dma.unmap(v, this.#extraLen[d], this.#extraDir[d] as DmaDirection);
   }
 
+  /** Unmaps the `n` descriptors of the direct chain from `id` (a completion, or an add that failed). */
   #unmapDirect(id: number, n: number): void {
-    const dma = this.#dma;
-    const unmapPg = this.#unmapPg;
-    const freeNext = this.#freeNext;
     let d = id;
     for (let i = 0; i < n; i++) {
-      // a number and a bigint call apart, so the number is never boxed into a U64 value
-      const v = this.#extraBus[d];
-      if (v === v && unmapPg) {
-        // page number + offset: small integers, never a heap number even out of line (2^30+)
-        const pfn = Math.floor(v / 4096);
-        dma.unmapPage!(pfn, v - pfn * 4096, this.#extraLen[d], this.#extraDir[d] as DmaDirection);
-      } else if (v === v) dma.unmap(v, this.#extraLen[d], this.#extraDir[d] as DmaDirection);
-      else dma.unmap(this.#busOf(d), this.#extraLen[d], this.#extraDir[d] as DmaDirection);
-      d = freeNext[d];
+      this.#unmapOne(d);
+      d = this.#freeNext[d];
     }
   }
 
