@@ -417,7 +417,7 @@ export class PackedDriverQueue<T> implements DriverQueue<T> {
    * bigint branch) with {@link #addOneRaw}'s stores. Anything else (and that add when the segment
    * is empty, no slot is free or `mapNumber` answers -1, having mapped and changed nothing) goes
    * on to {@link #addList}, which adds it or throws as before. One call from `add` for the mapped
-   * add (as split's, whose dispatcher is inlined into `add`), and over V8's inlining limit
+   * add (as split's), and over V8's inlining limit
    * (tests/virtio/packed/driver_inline_size_test.ts): never inlined, it is optimised alone with a
    * whole inlining budget for the DMA API's `mapNumber` chain.
    * @throws VirtqError `QUEUE_BROKEN`, `DMA_MAP_FAILED` (`cause` = the DmaMapError, as the list

@@ -164,7 +164,7 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
   readonly #rawDma: boolean;
   /** `#rawDma` and not broken: `add` may take its one-segment fast path. */
   #fastAdd: boolean;
-  /** Not `#rawDma`, with `DmaApi.mapNumber`: a one-segment add takes {@link #addOneMapped}. */
+  /** Not `#rawDma`, with `DmaApi.mapNumber`: a one-segment add is {@link #addGeneral}'s own. */
   readonly #fastMap: boolean;
   /**
    * Without IN_ORDER, under RawGpaDmaApi or a DMA API with `mapNumber` (the ones ring drivers run
@@ -404,17 +404,86 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#addGeneral(readable, writable, token);
   }
 
+  /**
+   * Every add but {@link add}'s raw one-segment path. First the mapped one-segment add: one
+   * segment mapped with `DmaApi.mapNumber` into the head descriptor and published,
+   * {@link #addDirect} and {@link #publish} for one segment written out as one body (no loop, no
+   * bigint branch). The bus address never leaves this function (stored into the descriptor and
+   * the shadow here). Anything else (and that add when the segment is empty, no descriptor is
+   * free or `mapNumber` answers -1, having mapped and changed nothing) goes on to
+   * {@link #addList}, which adds it or throws as before. One call from `add` for the mapped add,
+   * and kept over V8's inlining limit (460 bytes of bytecode; `#publish` and `#pushOrder` written
+   * out, guarded by `driver_inline_size_test.ts`): never inlined, it is optimised alone with a
+   * whole inlining budget (920 bytes) for the DMA API's `mapNumber` chain (window-iommu: 832
+   * bytes). Inlined into a busy caller, part of that chain was left out of line and returned bus
+   * addresses at or above 2^31 as heap numbers (10-20 B/chain).
+   * @throws VirtqError `QUEUE_BROKEN`, `DMA_MAP_FAILED` (`cause` = the DmaMapError, as
+   * {@link #addDirect}), and whatever {@link #addList} throws.
+   */
   #addGeneral(readable: SgList, writable: SgList, token: T): void {
     if (this.#broken !== null) this.#throwBroken();
     const nr = readable.count;
-    const total = nr + writable.count;
-    // (false: mapNumber already answered -1 for segment 0, which is then mapped with map)
-    let num0 = this.#mapNum;
-    if (total === 1 && this.#fastMap) {
-      const r = this.#addOneMapped(nr === 0 ? writable : readable, nr === 0, token);
-      if (r > 0) return;
-      if (r < 0) num0 = false;
+    if (nr + writable.count === 1 && this.#fastMap) {
+      const w = nr === 0;
+      const list = w ? writable : readable;
+      const gpa = list.gpa[0];
+      const len = list.len[0];
+      if (len !== 0 && this.#numFree !== 0) {
+        const head = this.#freeHead;
+        const dir = w ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
+        const w4 = head << 2;
+        let mapped = false;
+        // as in #addDirect, the bus address is used only inside the try block (never tagged)
+        try {
+          const bus = this.#dma.mapNumber!(gpa, len, dir);
+          if (bus >= 0) {
+            const d32 = this.#desc32;
+            d32[w4] = bus; // ToUint32: the low 32 bits
+            d32[w4 + 1] = bus * 2.3283064365386963e-10; // floor(bus / 2^32), as in #addOneRaw
+            this.#extraBus[head] = bus;
+            mapped = true;
+          }
+        } catch (cause) {
+          this.#mapFailed(head, 0, gpa, len, cause);
+        }
+        // mapNumber answered -1 (no number for this mapping): #addList maps segment 0 with map,
+        // not asking mapNumber again
+        if (!mapped) return this.#addList(readable, writable, token, false);
+        const d32 = this.#desc32;
+        d32[w4 + 2] = len;
+        d32[w4 + 3] = w ? VIRTQ_DESC_F_WRITE : 0;
+        this.#extraLen[head] = len;
+        this.#extraDir[head] = dir;
+        this.#freeHead = this.#freeNext[head];
+        this.#numFree--;
+        this.#headState[head] = 1 << 1; // one direct descriptor
+        this.#chainTail[head] = head;
+        this.#cap[head] = w ? len : 0;
+        // #publish written out: inlined as a call, its bytecode would count against this
+        // method's inlining budget, which the DMA API's mapNumber chain needs whole
+        this.#tokens[head] = token;
+        const ai = this.#availIdx;
+        this.#avail16[2 + (ai & this.#mask)] = head;
+        this.#availIdx = (ai + 1) & 0xffff;
+        this.#outstanding++;
+        if (this.#inOrder) {
+          this.#order[this.#orderBack] = head; // #pushOrder
+          this.#orderBack = (this.#orderBack + 1) & this.#mask;
+        }
+        return;
+      }
     }
+    this.#addList(readable, writable, token, this.#mapNum);
+  }
+
+  /**
+   * {@link #addGeneral}'s path for any buffer: checks, then an indirect descriptor or a chain of
+   * direct descriptors (each segment mapped, `mapNumber` tried first when `num0` for segment 0
+   * and when the DMA API has it for the rest).
+   */
+  #addList(readable: SgList, writable: SgList, token: T, num0: boolean): void {
+    const nr = readable.count;
+    const total = nr + writable.count;
     if (total === 0) throw new VirtqError("BUFFER_EMPTY", "add() with no segments");
     const mode = this.#indirectMode;
     let head: number;
@@ -484,65 +553,6 @@ export class SplitDriverQueue<T> implements DriverQueue<T> {
     this.#outstanding++;
     if (this.#inOrder) this.#pushOrder(head);
     return true;
-  }
-
-  /**
-   * The one segment of `list` mapped with `DmaApi.mapNumber` into the head descriptor and
-   * published: {@link #addDirect} and {@link #publish} for one segment, written out as one body
-   * (no loop, no bigint branch). The bus address never leaves this function (stored into the
-   * descriptor and the shadow here; a status is returned), and the function is kept over V8's
-   * inlining limit (460 bytes of bytecode; `#publish` and `#pushOrder` written out, guarded by
-   * `driver_inline_size_test.ts`): never inlined, it is optimised alone with a whole inlining
-   * budget (920 bytes) for the DMA API's `mapNumber` chain (window-iommu: 832 bytes). Inlined
-   * into a busy caller, part of that chain was left out of line and returned bus addresses at or
-   * above 2^31 as heap numbers (10-20 B/chain; at 447 bytes that happened in 1 isolate of 2).
-   * @returns 1 when added; else, having mapped and changed nothing, 0 when the segment is empty
-   * or no descriptor is free, -1 when `mapNumber` returned -1 (no number for this mapping): the
-   * general path then adds it (with `map`, not asking `mapNumber` again) or throws, as before.
-   * @throws VirtqError `DMA_MAP_FAILED` (`cause` = the DmaMapError), as {@link #addDirect}.
-   */
-  #addOneMapped(list: SgList, writable: boolean, token: T): number {
-    const gpa = list.gpa[0];
-    const len = list.len[0];
-    if (len === 0 || this.#numFree === 0) return 0;
-    const head = this.#freeHead;
-    const dir = writable ? DMA_FROM_DEVICE : DMA_TO_DEVICE;
-    const w4 = head << 2;
-    // as in #addDirect, the bus address is used only inside the try block (never tagged)
-    try {
-      const bus = this.#dma.mapNumber!(gpa, len, dir);
-      if (bus < 0) return -1;
-      const d32 = this.#desc32;
-      d32[w4] = bus; // ToUint32: the low 32 bits
-      d32[w4 + 1] = bus * 2.3283064365386963e-10; // floor(bus / 2^32), as in #addOneRaw
-      this.#extraBus[head] = bus;
-    } catch (cause) {
-      this.#mapFailed(head, 0, gpa, len, cause);
-    }
-    const d32 = this.#desc32;
-    d32[w4 + 2] = len;
-    d32[w4 + 3] = writable ? VIRTQ_DESC_F_WRITE : 0;
-    this.#extraLen[head] = len;
-    this.#extraDir[head] = dir;
-    this.#freeHead = this.#freeNext[head];
-    this.#numFree--;
-    this.#headState[head] = 1 << 1; // one direct descriptor
-    this.#chainTail[head] = head;
-    this.#cap[head] = writable ? len : 0;
-    // #publish written out: inlined as a call, its bytecode would count against this method's
-    // inlining budget, which the DMA API's mapNumber chain needs whole (window-iommu: the
-    // fallback's mapNumber, accepts, the window lookup twice; a part left out of line returns
-    // its bus address as a heap number)
-    this.#tokens[head] = token;
-    const ai = this.#availIdx;
-    this.#avail16[2 + (ai & this.#mask)] = head;
-    this.#availIdx = (ai + 1) & 0xffff;
-    this.#outstanding++;
-    if (this.#inOrder) {
-      this.#order[this.#orderBack] = head; // #pushOrder
-      this.#orderBack = (this.#orderBack + 1) & this.#mask;
-    }
-    return 1;
   }
 
   /**

@@ -9,11 +9,12 @@
  * slower with no test failing. This test compiles it in a child Deno (the same binary) with
  * `--print-bytecode` and checks its length against the limit V8 itself reports.
  *
- * The mapped one-segment add (`#addOneMapped`) is the other way round: it is kept OVER the limit,
- * so that V8 never inlines it and optimises it alone, with a whole cumulative inlining budget for
- * the DMA API's `mapNumber` chain (window-iommu: the fallback's `mapNumber`, `accepts`, the
- * window lookup twice). Inlined into a busy caller, part of that chain would be left out of line
- * and return its bus address (>= 2^31) as a heap number: 10 B/chain, as in session 7.
+ * The mapped one-segment add (the top of `#addGeneral`) is the other way round: it is kept OVER
+ * the limit, so that V8 never inlines it and optimises it alone, with a whole cumulative inlining
+ * budget for the DMA API's `mapNumber` chain (window-iommu: the fallback's `mapNumber`,
+ * `accepts`, the window lookup twice). Inlined into a busy caller, part of that chain would be
+ * left out of line and return its bus address (>= 2^31) as a heap number: 10 B/chain, as in
+ * session 7.
  */
 import { assert, assertEquals } from "@std/assert";
 import { bytecodeLength, inlineLimit } from "../_v8_bytecode.ts";
@@ -62,14 +63,14 @@ Deno.test("split driver's completion fast path (#takeUsed) stays under V8's inli
   }
 });
 
-Deno.test("split driver's mapped one-segment add (#addOneMapped) stays over V8's inlining limit", async () => {
+Deno.test("split driver's mapped one-segment add (#addGeneral) stays over V8's inlining limit", async () => {
   const dir = await Deno.makeTempDir({ prefix: "add-one-mapped-inline-" });
   try {
     const limit = await inlineLimit(dir);
-    const len = await driverBytecodeLength(dir, "DirectDmaApi", "#addOneMapped");
+    const len = await driverBytecodeLength(dir, "DirectDmaApi", "#addGeneral");
     assert(
       len > limit,
-      `SplitDriverQueue#addOneMapped is ${len} bytes of bytecode, V8 inlines up to ${limit}: ` +
+      `SplitDriverQueue#addGeneral is ${len} bytes of bytecode, V8 inlines up to ${limit}: ` +
         `inlined, it would share its caller's inlining budget with the mapNumber chain`,
     );
   } finally {

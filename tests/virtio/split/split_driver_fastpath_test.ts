@@ -2,12 +2,13 @@
 // descriptor table, available ring, errors, used tokens and lengths, and (under a mapping DMA
 // API) the same mappings made and ended. Raw: add()'s RawGpaDmaApi path, forced off with a
 // RawGpaDmaApi subclass (the raw path takes only the exact class; the subclass has mapNumber, so
-// its one-segment add is #addOneMapped), both against RawGpaDmaApi without mapNumber. Mapped:
-// #addOneMapped and #takeUsed's fast completion (which unmaps as #release does) under swiotlb,
-// with the device writing through the bounce slots, forced off by hiding `mapNumber` behind a
-// wrapper (both serve DMA APIs with `mapNumber` only). Logged: the same swiotlb behind a wrapper
-// that logs every map and unmap with its direction (swiotlb's own state does not show a readable
-// buffer mapped FROM_DEVICE, an IOMMU's IOPTE would), with and without `mapNumber`.
+// its one-segment add is #addGeneral's mapped body), both against RawGpaDmaApi without
+// mapNumber. Mapped: #addGeneral's mapped body and #takeUsed's fast completion (which unmaps as
+// #release does) under swiotlb, with the device writing through the bounce slots, forced off by
+// hiding `mapNumber` behind a wrapper (both serve DMA APIs with `mapNumber` only). Logged: the
+// same swiotlb behind a wrapper that logs every map and unmap with its direction (swiotlb's own
+// state does not show a readable buffer mapped FROM_DEVICE, an IOMMU's IOPTE would), with and
+// without `mapNumber`.
 
 import { assertEquals } from "@std/assert";
 import fc from "fast-check";
@@ -33,7 +34,7 @@ class GeneralRawGpaDmaApi extends RawGpaDmaApi {}
 const SIZE = 8, RING = 0x1000, POOL = 0x10_0000;
 
 // raw: RawGpaDmaApi (fast: the exact class, add()'s raw path; else a subclass, which has
-// mapNumber: #addOneMapped); raw-general: RawGpaDmaApi without mapNumber (the general path)
+// mapNumber: #addGeneral's mapped body); raw-general: RawGpaDmaApi without mapNumber (the general path)
 // swiotlb-logged: swiotlb behind logged(), which keeps mapNumber on the fast side only
 type Kind = "raw" | "raw-general" | "swiotlb" | "swiotlb-logged";
 
